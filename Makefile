@@ -1,0 +1,139 @@
+# Quarry build. Sources are found by directory, listed once; dependencies
+# come from -MMD -MP. `make help` lists the targets.
+
+BUILD    ?= build
+CC       ?= gcc
+SAN      ?=
+OPT      ?= -O2
+PKGS     := grpc libprotobuf-c jansson libmicrohttpd libpq hiredis rdkafka libcurl libsodium libcrypto libutf8proc
+CPPFLAGS += -D_GNU_SOURCE -Icommon/include -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -pthread -MMD -MP $(SAN)
+LDFLAGS  += -pthread $(SAN)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lstemmer -lm
+
+SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
+PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto
+GEN_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+GEN_H    := $(GEN_C:.c=.h)
+COMMON_C := $(wildcard common/src/*.c)
+LIBQ     := $(BUILD)/lib/libquarry.a
+BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES)) $(BUILD)/bin/quarry-devbroker
+PROTOSET := $(BUILD)/quarry.protoset
+PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
+
+.PHONY: all deps run test unit integration interop asan valgrind bench clean help docs-config format
+all: $(BINS) $(PROTOSET)
+
+help:
+	@echo "make deps         install the Debian packages Quarry needs (idempotent)"
+	@echo "make run          deps + build + start the whole stack on loopback"
+	@echo "make test         deps + build + unit, integration and interop tests"
+	@echo "make asan         build with AddressSanitizer and run an ingest+query round"
+	@echo "make valgrind     run an ingest+query round under valgrind"
+	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
+
+deps:
+	@deploy/local/deps.sh
+
+# ---- generated protobuf code ------------------------------------------------
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+
+$(PROTOSET): $(PROTOS)
+	@mkdir -p $(dir $@)
+	protoc --include_imports --descriptor_set_out=$@ -Iproto $(PROTOS)
+
+$(PYGEN): $(PROTOS)
+	@mkdir -p $(BUILD)/py
+	protoc --python_out=$(BUILD)/py -Iproto $(PROTOS)
+
+# ---- objects ----------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-error -c -o $@ $<
+
+COMMON_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_C)) \
+            $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C))
+
+$(LIBQ): $(COMMON_O)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# Each service: every .c but main.c goes into libsvc_<name>.a so unit tests
+# can link the service's modules.
+define service_rules
+SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(wildcard services/$(1)/*.c))
+SVC_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(SVC_$(1)_C))
+$(BUILD)/lib/libsvc_$(1).a: $$(SVC_$(1)_O)
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/obj/empty.o)
+$(BUILD)/bin/quarry-$(1): $(BUILD)/obj/services/$(1)/main.o $(BUILD)/lib/libsvc_$(1).a $(LIBQ)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
+
+$(BUILD)/obj/empty.o:
+	@mkdir -p $(dir $@)
+	echo 'typedef int q_empty_t;' | $(CC) -x c -c -o $@ -
+
+$(BUILD)/bin/quarry-devbroker: $(BUILD)/obj/tools/devbroker/main.o $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- tests ------------------------------------------------------------------
+# tests/unit/<area>/test_<module>.c -> $(BUILD)/tests/<area>_<module>; an area
+# named after a service also links that service's modules.
+UNIT_C   := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN := $(foreach t,$(UNIT_C),$(BUILD)/tests/$(word 3,$(subst /, ,$(t)))_$(patsubst test_%.c,%,$(notdir $(t))))
+
+define unit_rule
+$(BUILD)/tests/$(word 3,$(subst /, ,$(1)))_$(patsubst test_%.c,%,$(notdir $(1))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(if $(filter $(word 3,$(subst /, ,$(1))),$(SERVICES)),$(BUILD)/lib/libsvc_$(word 3,$(subst /, ,$(1))).a) $(LIBQ)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcriterion
+endef
+$(foreach t,$(UNIT_C),$(eval $(call unit_rule,$(t))))
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs=2; done
+
+integration: all $(PYGEN)
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 tests/integration/run.py
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+run: deps
+	$(MAKE) all
+	QUARRY_BIN=$(abspath $(BUILD)/bin) deploy/local/stack.sh run
+
+asan: deps
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
+	$(MAKE) BUILD=build-asan build-asan/py/quarry/v1/common_pb2.py
+	QUARRY_BIN=$(abspath build-asan/bin) QUARRY_PYGEN=$(abspath build-asan/py) \
+	  QUARRY_SANITIZER=asan /usr/bin/python3 tests/integration/run.py --round
+
+valgrind: deps
+	$(MAKE) all $(PYGEN)
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  QUARRY_SANITIZER=valgrind /usr/bin/python3 tests/integration/run.py --round
+
+docs-config: all
+	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
