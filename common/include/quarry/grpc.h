@@ -115,6 +115,7 @@ typedef struct q_grpc_call_opts {
   int idempotent;            /* retry on UNAVAILABLE */
   const char *authorization; /* sent as "authorization" metadata, or NULL */
   int64_t max_msg_bytes;     /* 0: 64 MiB */
+  q_grpc_kind_t kind;        /* for metrics labels of streaming calls */
 } q_grpc_call_opts_t;
 
 /* Unary call. On success *resp is unpacked into arena (so freed with it).
