@@ -22,6 +22,7 @@ BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES)) $(BUILD)/bin/quarry-de
 PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
+.SECONDARY: $(GEN_C) $(GEN_H)
 .PHONY: all deps run test unit integration interop asan valgrind bench clean help docs-config format
 all: $(BINS) $(PROTOSET)
 

@@ -1,0 +1,531 @@
+/* test_pg.c - the connection pool and migrations against a private
+ * PostgreSQL started by the test run itself.
+ *
+ * Criterion runs each test in a re-executed worker process, so the shared
+ * server is started once in the runner (PRE_ALL hook) and handed to the
+ * workers through the environment (QUARRY_TEST_PG_DSN); the POST_ALL hook
+ * stops it with pg_ctl and removes its directory. The test that stops a
+ * server runs its own instance so it cannot disturb tests running beside
+ * it. As notes/local-services.md says, PostgreSQL refuses to run as root:
+ * its tools run as the postgres user via runuser then. */
+#include "quarry/error.h"
+#include "quarry/pg.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct pg_server {
+  char dir[64];  /* temporary directory: data/, log, cmd.log */
+  char data[96]; /* the cluster */
+  int port;
+  int running;
+} pg_server_t;
+
+/* ---- a private server ------------------------------------------------------ */
+
+static int pg_bindir(char *out, size_t n) {
+  glob_t g;
+  if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0)
+    return -1;
+  /* The last match is the newest major version. */
+  const char *path = g.gl_pathv[g.gl_pathc - 1];
+  snprintf(out, n, "%.*s", (int)(strlen(path) - strlen("/initdb")), path);
+  globfree(&g);
+  return 0;
+}
+
+/* Runs argv (as the postgres user when we are root), output appended to
+ * log; returns the exit status or -1. */
+static int run(const char *log, char *const argv[]) {
+  char *full[32];
+  int n = 0;
+  if (geteuid() == 0) {
+    full[n++] = "runuser";
+    full[n++] = "-u";
+    full[n++] = "postgres";
+    full[n++] = "--";
+  }
+  for (int i = 0; argv[i] && n < 31; i++)
+    full[n++] = argv[i];
+  full[n] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, full[0], &fa, NULL, full, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0)
+    return -1;
+  int st;
+  if (waitpid(pid, &st, 0) < 0)
+    return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+    port = ntohs(sa.sin_port);
+  if (fd >= 0)
+    close(fd);
+  return port;
+}
+
+/* initdb + pg_ctl start with durability off (test data only). 0 or -1 with
+ * why filled in. */
+static int server_start(pg_server_t *s, char *why, size_t whylen) {
+  char bin[128], initdb[160], pg_ctl[160], log[192], cmdlog[192], opts[512];
+  memset(s, 0, sizeof *s);
+  if (pg_bindir(bin, sizeof bin) != 0) {
+    snprintf(why, whylen, "PostgreSQL server not installed (make deps)");
+    return -1;
+  }
+  snprintf(s->dir, sizeof s->dir, "/tmp/quarry-pgtest-XXXXXX");
+  if (!mkdtemp(s->dir)) {
+    snprintf(why, whylen, "mkdtemp failed");
+    return -1;
+  }
+  if (geteuid() == 0) {
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw || chown(s->dir, pw->pw_uid, pw->pw_gid) != 0) {
+      snprintf(why, whylen, "no postgres user to run the server as");
+      return -1;
+    }
+  }
+  snprintf(s->data, sizeof s->data, "%s/data", s->dir);
+  snprintf(initdb, sizeof initdb, "%s/initdb", bin);
+  snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
+  snprintf(log, sizeof log, "%s/log", s->dir);
+  snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", s->dir);
+  char *init_argv[] = {initdb, "-D", s->data, "-A", "trust", "-U", "quarry", "-N", NULL};
+  if (run(cmdlog, init_argv) != 0) {
+    snprintf(why, whylen, "initdb failed, see %s", cmdlog);
+    return -1;
+  }
+  for (int attempt = 0; attempt < 3; attempt++) { /* the port may get taken */
+    s->port = free_port();
+    snprintf(opts, sizeof opts,
+             "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
+             "-c synchronous_commit=off -c full_page_writes=off",
+             s->port, s->data);
+    char *start_argv[] = {pg_ctl, "-D", s->data, "-o", opts,    "-l",
+                          log,    "-w", "-t",    "30", "start", NULL};
+    if (run(cmdlog, start_argv) == 0) {
+      s->running = 1;
+      return 0;
+    }
+  }
+  snprintf(why, whylen, "pg_ctl start failed, see %s and %s", cmdlog, log);
+  return -1;
+}
+
+static void server_stop(pg_server_t *s) {
+  if (s->running) {
+    char bin[128], pg_ctl[160], cmdlog[192];
+    pg_bindir(bin, sizeof bin);
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
+    snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", s->dir);
+    char *stop_argv[] = {pg_ctl, "-D", s->data, "-m", "fast", "-w", "stop", NULL};
+    run(cmdlog, stop_argv);
+    s->running = 0;
+  }
+}
+
+static void server_remove(pg_server_t *s) {
+  if (strncmp(s->dir, "/tmp/quarry-pgtest-", 19) != 0)
+    return;
+  pid_t pid;
+  char *argv[] = {"rm", "-rf", s->dir, NULL};
+  if (posix_spawnp(&pid, "rm", NULL, NULL, argv, environ) == 0)
+    waitpid(pid, NULL, 0);
+  s->dir[0] = '\0';
+}
+
+static void dsn_of(const pg_server_t *s, char *out, size_t n) {
+  snprintf(out, n, "host=127.0.0.1 port=%d user=quarry dbname=postgres", s->port);
+}
+
+/* ---- the shared server: runner process only --------------------------------- */
+
+static pg_server_t shared;
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set) {
+  char why[512] = "", dsn[128];
+  if (server_start(&shared, why, sizeof why) != 0) {
+    setenv("QUARRY_TEST_PG_ERROR", why, 1);
+    return;
+  }
+  dsn_of(&shared, dsn, sizeof dsn);
+  setenv("QUARRY_TEST_PG_DSN", dsn, 1);
+  fprintf(stderr, "test postgres on port %d (%s)\n", shared.port, shared.dir);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+  server_stop(&shared);
+  server_remove(&shared);
+}
+
+static const char *dsn(void) {
+  const char *d = getenv("QUARRY_TEST_PG_DSN");
+  if (!d)
+    cr_assert_fail("no test PostgreSQL: %s", getenv("QUARRY_TEST_PG_ERROR")
+                                                 ? getenv("QUARRY_TEST_PG_ERROR")
+                                                 : "not started");
+  return d;
+}
+
+static PGconn *connect_direct(void) {
+  PGconn *c = PQconnectdb(dsn());
+  cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+  return c;
+}
+
+/* The single value of a one-row query. */
+static long query_long(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql,
+               PQresultErrorMessage(r));
+  cr_assert_eq(PQntuples(r), 1);
+  long v = PQgetisnull(r, 0, 0) ? -1 : atol(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return v;
+}
+
+/* ---- migrations ------------------------------------------------------------- */
+
+Test(pg, migrate_applies_in_order_and_is_idempotent) {
+  PGconn *c = connect_direct();
+  q_pg_migration_t m[] = {
+      {1, "items", "CREATE TABLE pgt_items (id int PRIMARY KEY, name text)"},
+      {2, "seed",
+       "ALTER TABLE pgt_items ADD COLUMN n int;"
+       "INSERT INTO pgt_items VALUES (1, 'one', 10)"},
+      {3, "index", "CREATE INDEX pgt_items_n ON pgt_items (n)"},
+  };
+  char err[512] = "";
+  cr_assert_eq(q_pg_migrate(c, "t_idem", m, 2, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM schema_migrations "
+                             "WHERE service = 't_idem'"),
+               2);
+  cr_assert_eq(query_long(c, "SELECT n FROM pgt_items WHERE id = 1"), 10);
+
+  /* A second run changes nothing (the INSERT would fail if re-run). */
+  cr_assert_eq(q_pg_migrate(c, "t_idem", m, 2, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM pgt_items"), 1);
+
+  /* A new migration is applied on its own. */
+  cr_assert_eq(q_pg_migrate(c, "t_idem", m, 3, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(query_long(c, "SELECT max(version) FROM schema_migrations "
+                             "WHERE service = 't_idem'"),
+               3);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM pg_indexes "
+                             "WHERE indexname = 'pgt_items_n'"),
+               1);
+  /* Versions belong to their service: another one starts from scratch. */
+  q_pg_migration_t other[] = {{1, "other", "CREATE TABLE pgt_other (x int)"}};
+  cr_assert_eq(q_pg_migrate(c, "t_idem_other", other, 1, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM schema_migrations "
+                             "WHERE service = 't_idem_other'"),
+               1);
+  cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+  PQfinish(c);
+}
+
+Test(pg, failing_migration_rolls_back_and_reports) {
+  PGconn *c = connect_direct();
+  q_pg_migration_t m[] = {
+      {1, "ok", "CREATE TABLE pgt_fail_ok (a int)"},
+      {2, "broken", "CREATE TABLE pgt_half (a int); SELECT no_such_column FROM pgt_half"},
+      {3, "never", "CREATE TABLE pgt_never (a int)"},
+  };
+  char err[512] = "";
+  int rc = q_pg_migrate(c, "t_fail", m, 3, err, sizeof err);
+  cr_assert_eq(rc, Q_EINTERNAL, "rc %d: %s", rc, err);
+  cr_assert_not_null(strstr(err, "v2"), "%s", err);
+  cr_assert_not_null(strstr(err, "broken"), "%s", err);
+  cr_assert_not_null(strstr(err, "no_such_column"), "%s", err);
+  /* v1 stays, v2 left nothing behind, v3 was not tried. */
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM schema_migrations "
+                             "WHERE service = 't_fail'"),
+               1);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM pg_tables WHERE tablename IN "
+                             "('pgt_half', 'pgt_never')"),
+               0);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM pg_tables "
+                             "WHERE tablename = 'pgt_fail_ok'"),
+               1);
+  cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+  /* The advisory lock was released: another session can take it. */
+  PGconn *d = connect_direct();
+  PGresult *r = PQexec(d, "SELECT pg_try_advisory_lock(hashtext('quarry-migrate'))");
+  cr_assert_str_eq(PQgetvalue(r, 0, 0), "t");
+  PQclear(r);
+  PQfinish(d);
+  PQfinish(c);
+}
+
+Test(pg, invalid_migration_lists_are_refused) {
+  PGconn *c = connect_direct();
+  char err[256];
+  q_pg_migration_t zero[] = {{0, "zero", "SELECT 1"}};
+  cr_assert_eq(q_pg_migrate(c, "t_bad", zero, 1, err, sizeof err), Q_EINVAL);
+  q_pg_migration_t order[] = {{2, "b", "SELECT 1"}, {1, "a", "SELECT 1"}};
+  cr_assert_eq(q_pg_migrate(c, "t_bad", order, 2, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(q_pg_migrate(c, "", order, 0, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(q_pg_migrate(NULL, "t_bad", order, 0, err, sizeof err), Q_EINVAL);
+  PQclear(PQexec(c, "BEGIN"));
+  q_pg_migration_t ok[] = {{1, "a", "CREATE TABLE pgt_in_tx (a int)"}};
+  cr_assert_eq(q_pg_migrate(c, "t_bad", ok, 1, err, sizeof err), Q_EINVAL);
+  PQclear(PQexec(c, "ROLLBACK"));
+  PQfinish(c);
+}
+
+static pthread_barrier_t race_barrier;
+
+static void *migrate_thread(void *arg) {
+  q_pg_migration_t m[] = {
+      {1, "counter", "CREATE TABLE pgt_race (n int)"},
+      {2, "row", "INSERT INTO pgt_race VALUES (1)"},
+  };
+  PGconn *c = PQconnectdb(getenv("QUARRY_TEST_PG_DSN"));
+  char *err = arg;
+  pthread_barrier_wait(&race_barrier);
+  intptr_t rc = q_pg_migrate(c, "t_race", m, 2, err, 256);
+  PQfinish(c);
+  return (void *)rc;
+}
+
+Test(pg, concurrent_migrations_apply_once) {
+  dsn();
+  enum { N = 4 };
+  pthread_t th[N];
+  char errs[N][256];
+  pthread_barrier_init(&race_barrier, NULL, N);
+  for (int i = 0; i < N; i++)
+    pthread_create(&th[i], NULL, migrate_thread, errs[i]);
+  for (int i = 0; i < N; i++) {
+    void *rc;
+    pthread_join(th[i], &rc);
+    cr_assert_eq((intptr_t)rc, 0, "%s", errs[i]);
+  }
+  PGconn *c = connect_direct();
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM pgt_race"), 1);
+  PQfinish(c);
+}
+
+/* ---- the pool ---------------------------------------------------------------- */
+
+static long elapsed_ms(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+Test(pg, acquire_release_and_reuse) {
+  q_pg_pool_t *p = q_pg_pool_new(dsn(), 2);
+  cr_assert_not_null(p);
+  char err[256];
+  PGconn *a = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(a, "%s", err);
+  int pid_a = PQbackendPID(a);
+  PGconn *b = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(b, "%s", err);
+  cr_assert_neq(PQbackendPID(b), pid_a);
+  /* connect_timeout was added without overriding anything else. */
+  cr_assert_str_eq(PQuser(a), "quarry");
+
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  cr_assert_null(q_pg_acquire(p, 150, err, sizeof err));
+  long ms = elapsed_ms(&t0);
+  cr_assert(ms >= 140 && ms < 2000, "waited %ld ms", ms);
+  cr_assert_not_null(strstr(err, "busy"), "%s", err);
+
+  q_pg_release(p, a);
+  PGconn *again = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(again, "%s", err);
+  cr_assert_eq(PQbackendPID(again), pid_a, "an idle connection is reused");
+  q_pg_release(p, again);
+  q_pg_release(p, b);
+  q_pg_pool_free(p);
+}
+
+typedef struct waiter {
+  q_pg_pool_t *p;
+  PGconn *got;
+  char err[256];
+} waiter_t;
+
+static void *wait_thread(void *arg) {
+  waiter_t *w = arg;
+  w->got = q_pg_acquire(w->p, 5000, w->err, sizeof w->err);
+  return NULL;
+}
+
+Test(pg, a_waiting_borrower_gets_the_released_connection) {
+  q_pg_pool_t *p = q_pg_pool_new(dsn(), 1);
+  char err[256];
+  PGconn *a = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(a, "%s", err);
+  waiter_t w = {.p = p};
+  pthread_t th;
+  pthread_create(&th, NULL, wait_thread, &w);
+  usleep(100000);
+  int pid = PQbackendPID(a);
+  q_pg_release(p, a);
+  pthread_join(th, NULL);
+  cr_assert_not_null(w.got, "%s", w.err);
+  cr_assert_eq(PQbackendPID(w.got), pid);
+  q_pg_release(p, w.got);
+  q_pg_pool_free(p);
+}
+
+Test(pg, mid_transaction_release_closes_the_connection) {
+  q_pg_pool_t *p = q_pg_pool_new(dsn(), 1);
+  char err[256];
+  PGconn *a = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(a, "%s", err);
+  int pid = PQbackendPID(a);
+  PQclear(PQexec(a, "BEGIN"));
+  cr_assert_eq(PQtransactionStatus(a), PQTRANS_INTRANS);
+  q_pg_release(p, a);
+  PGconn *b = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(b, "%s", err);
+  cr_assert_neq(PQbackendPID(b), pid);
+  cr_assert_eq(PQtransactionStatus(b), PQTRANS_IDLE);
+  q_pg_release(p, b);
+  q_pg_pool_free(p);
+}
+
+Test(pg, a_killed_idle_connection_is_replaced) {
+  q_pg_pool_t *p = q_pg_pool_new(dsn(), 1);
+  char err[256];
+  PGconn *a = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(a, "%s", err);
+  int pid = PQbackendPID(a);
+  q_pg_release(p, a);
+  PGconn *killer = connect_direct();
+  char sql[96];
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::int", pid);
+  cr_assert_eq(query_long(killer, sql), 1);
+  PQfinish(killer);
+  usleep(200000); /* let the server close the socket */
+  cr_assert_eq(q_pg_ping(p, err, sizeof err), 1, "%s", err);
+  PGconn *b = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(b, "%s", err);
+  cr_assert_neq(PQbackendPID(b), pid);
+  q_pg_release(p, b);
+  q_pg_pool_free(p);
+}
+
+Test(pg, uri_conninfo_and_its_own_timeout_are_honoured) {
+  dsn();
+  const char *port = strstr(getenv("QUARRY_TEST_PG_DSN"), "port=") + 5;
+  char uri[160];
+  snprintf(uri, sizeof uri, "postgresql://quarry@127.0.0.1:%d/postgres?connect_timeout=7",
+           atoi(port));
+  q_pg_pool_t *p = q_pg_pool_new(uri, 1);
+  char err[256];
+  PGconn *c = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(c, "%s", err);
+  PQconninfoOption *opts = PQconninfo(c);
+  const char *timeout = "";
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
+      timeout = o->val;
+  cr_assert_str_eq(timeout, "7");
+  PQconninfoFree(opts);
+  q_pg_release(p, c);
+  q_pg_pool_free(p);
+}
+
+Test(pg, default_connect_timeout_is_added) {
+  q_pg_pool_t *p = q_pg_pool_new(dsn(), 1);
+  char err[256];
+  PGconn *c = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(c, "%s", err);
+  PQconninfoOption *opts = PQconninfo(c);
+  const char *timeout = "";
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
+      timeout = o->val;
+  cr_assert_str_eq(timeout, "5");
+  PQconninfoFree(opts);
+  q_pg_release(p, c);
+  q_pg_pool_free(p);
+}
+
+Test(pg, unreachable_server_fails_fast_with_a_reason) {
+  char conninfo[128];
+  snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=quarry", free_port());
+  q_pg_pool_t *p = q_pg_pool_new(conninfo, 2);
+  char err[256] = "";
+  cr_assert_null(q_pg_acquire(p, 1000, err, sizeof err));
+  cr_assert(strlen(err) > 10, "%s", err);
+  cr_assert_eq(q_pg_ping(p, err, sizeof err), 0);
+  /* Failed connects give their slot back: the pool is not exhausted. */
+  cr_assert_null(q_pg_acquire(p, 1000, err, sizeof err));
+  cr_assert_null(strstr(err, "busy"), "%s", err);
+  q_pg_pool_free(p);
+}
+
+/* A server of its own, so stopping it cannot disturb other tests. */
+static pg_server_t own;
+
+static void own_start(void) {
+  char why[512];
+  if (server_start(&own, why, sizeof why) != 0) {
+    server_remove(&own);
+    cr_assert_fail("cannot start a private PostgreSQL: %s", why);
+  }
+}
+
+static void own_stop(void) {
+  server_stop(&own);
+  server_remove(&own);
+}
+
+Test(pg, ping_fails_once_the_server_is_stopped, .init = own_start, .fini = own_stop,
+     .timeout = 60) {
+  char conninfo[128], err[256] = "";
+  dsn_of(&own, conninfo, sizeof conninfo);
+  q_pg_pool_t *p = q_pg_pool_new(conninfo, 2);
+  cr_assert_eq(q_pg_ping(p, err, sizeof err), 1, "%s", err);
+  PGconn *held = q_pg_acquire(p, 1000, err, sizeof err);
+  cr_assert_not_null(held, "%s", err);
+  server_stop(&own);
+  cr_assert_eq(q_pg_ping(p, err, sizeof err), 0);
+  cr_assert(err[0] != '\0');
+  /* A migration on a connection whose server went away is "unavailable",
+   * which q_pg_wait_migrate retries, not "internal". */
+  q_pg_migration_t m[] = {{1, "a", "CREATE TABLE pgt_gone (a int)"}};
+  cr_assert_eq(q_pg_migrate(held, "t_gone", m, 1, err, sizeof err), Q_EUNAVAIL,
+               "%s", err);
+  q_pg_release(p, held);
+  PGconn *c = q_pg_acquire(p, 500, err, sizeof err);
+  cr_assert_null(c);
+  q_pg_pool_free(p);
+}
