@@ -697,6 +697,10 @@ int q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg) {
 }
 
 int q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg) {
+  return q_grpc_ctx_recv_into(ctx, ctx->arena, msg);
+}
+
+int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg) {
   *msg = NULL;
   grpc_byte_buffer *bb = NULL;
   grpc_op op;
@@ -707,7 +711,7 @@ int q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg) {
     return Q_ECANCELLED;
   if (!bb)
     return Q_OK; /* end of stream */
-  *msg = unpack(bb, ctx->p->m->md->input, ctx->arena);
+  *msg = unpack(bb, ctx->p->m->md->input, arena);
   grpc_byte_buffer_destroy(bb);
   if (!*msg) {
     q_grpc_ctx_errorf(ctx, "malformed %s message", ctx->p->m->md->input->name);

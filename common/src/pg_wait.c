@@ -14,9 +14,8 @@ static void sleep_ms(int64_t ms) {
     ;
 }
 
-int q_pg_wait_migrate(q_pg_pool_t *p, const char *service,
-                      const q_pg_migration_t *m, size_t n, int64_t wait_ms,
-                      char *err, size_t errlen) {
+int q_pg_wait_migrate(q_pg_pool_t *p, const char *service, const q_pg_migration_t *m,
+                      size_t n, int64_t wait_ms, char *err, size_t errlen) {
   int64_t give_up = q_now_ms() + (wait_ms > 0 ? wait_ms : 0);
   int64_t backoff = 100;
   for (int attempt = 1;; attempt++) {
@@ -40,8 +39,8 @@ int q_pg_wait_migrate(q_pg_pool_t *p, const char *service,
                attempt == 1 ? "" : "s", why[0] ? why : q_strerror(rc));
       return Q_EUNAVAIL;
     }
-    q_log_warn("database not ready, retrying", "{s:s,s:i,s:i}", "reason", err,
-               "attempt", attempt, "retry_in_ms", (int)backoff);
+    q_log_warn("database not ready, retrying", "{s:s,s:i,s:i}", "reason", err, "attempt",
+               attempt, "retry_in_ms", (int)backoff);
     sleep_ms(backoff < give_up - now ? backoff : give_up - now);
     backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
   }

@@ -99,6 +99,11 @@ int q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg);
  * message cannot be unpacked, Q_ECANCELLED when the call died. */
 int q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg);
 
+/* Like q_grpc_ctx_recv, but unpacks into the caller's arena, so a long
+ * upload can release each piece once it is written (one arena per piece)
+ * instead of keeping every message until the call ends. */
+int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg);
+
 /* ---- client ------------------------------------------------------------ */
 
 typedef struct q_grpc_channel q_grpc_channel_t;

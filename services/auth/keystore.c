@@ -1,0 +1,308 @@
+/* keystore.c - API keys in PostgreSQL plus a cache of positive results
+ * (see keystore.h).
+ *
+ * The cache is direct-mapped on the key id: a fixed array, so its memory is
+ * bounded whatever the traffic, and a colliding key simply evicts the older
+ * entry. Only successful authentications are cached; every failure goes to
+ * the database, which is what an attacker guessing keys would pay for
+ * anyway (the gateway's rate limit sits in front). */
+#include "keystore.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quarry/error.h"
+#include "quarry/log.h"
+#include "quarry/trace.h"
+#include "quarry/util.h"
+
+#define CACHE_SLOTS 1024 /* power of two */
+#define ACQUIRE_MS 2000
+
+const q_pg_migration_t keystore_migrations[] = {
+    {1, "tenants and api keys",
+     "CREATE TABLE IF NOT EXISTS tenants (\n"
+     "  id text PRIMARY KEY,\n"
+     "  name text NOT NULL,\n"
+     "  created_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE TABLE IF NOT EXISTS api_keys (\n"
+     "  id text PRIMARY KEY,\n"
+     "  tenant_id text NOT NULL REFERENCES tenants (id),\n"
+     "  name text NOT NULL,\n"
+     "  roles text[] NOT NULL,\n"
+     "  secret_hash text NOT NULL,\n"
+     "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "  last_used_at timestamptz,\n"
+     "  revoked_at timestamptz\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS api_keys_tenant_idx ON api_keys (tenant_id);\n"},
+};
+const size_t keystore_nmigrations =
+    sizeof keystore_migrations / sizeof keystore_migrations[0];
+
+typedef struct cache_entry {
+  int64_t expires_ms; /* 0: empty slot */
+  char hash[KEY_HASH_LEN + 1];
+  key_principal_t principal;
+} cache_entry_t;
+
+struct keystore {
+  q_pg_pool_t *pool;
+  int64_t cache_ms;
+  pthread_mutex_t mu;
+  cache_entry_t *cache; /* CACHE_SLOTS entries, NULL when disabled */
+};
+
+keystore_t *keystore_new(q_pg_pool_t *pool, int64_t cache_ms) {
+  keystore_t *ks = calloc(1, sizeof *ks);
+  if (!ks)
+    return NULL;
+  ks->pool = pool;
+  ks->cache_ms = cache_ms > 0 ? cache_ms : 0;
+  if (ks->cache_ms && !(ks->cache = calloc(CACHE_SLOTS, sizeof *ks->cache))) {
+    free(ks);
+    return NULL;
+  }
+  pthread_mutex_init(&ks->mu, NULL);
+  return ks;
+}
+
+void keystore_free(keystore_t *ks) {
+  if (!ks)
+    return;
+  pthread_mutex_destroy(&ks->mu);
+  free(ks->cache);
+  free(ks);
+}
+
+/* Key ids are random hex, so their first characters spread evenly. */
+static size_t cache_slot(const char *key_id) {
+  size_t h = 0;
+  for (int i = 0; i < 8; i++) {
+    char c = key_id[i];
+    h = h << 4 | (size_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  return h & (CACHE_SLOTS - 1);
+}
+
+/* 1: hit with *out filled, -1: the key is cached with another secret,
+ * 0: not cached. */
+static int cache_get(keystore_t *ks, const key_parts_t *k, const char *hash,
+                     key_principal_t *out) {
+  if (!ks->cache)
+    return 0;
+  int res = 0;
+  pthread_mutex_lock(&ks->mu);
+  cache_entry_t *e = &ks->cache[cache_slot(k->id)];
+  if (e->expires_ms > q_now_ms() && strcmp(e->principal.key_id, k->id) == 0) {
+    if (q_ct_equal(e->hash, hash, KEY_HASH_LEN)) {
+      *out = e->principal;
+      res = 1;
+    } else {
+      res = -1;
+    }
+  }
+  pthread_mutex_unlock(&ks->mu);
+  return res;
+}
+
+static void cache_put(keystore_t *ks, const char *hash, const key_principal_t *p) {
+  if (!ks->cache)
+    return;
+  pthread_mutex_lock(&ks->mu);
+  cache_entry_t *e = &ks->cache[cache_slot(p->key_id)];
+  e->expires_ms = q_now_ms() + ks->cache_ms;
+  memcpy(e->hash, hash, sizeof e->hash);
+  e->principal = *p;
+  pthread_mutex_unlock(&ks->mu);
+}
+
+/* Describes a failed libpq call in err and classifies it: a dead
+ * connection is the database being unavailable, anything else is ours. */
+static int pg_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
+  const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  snprintf(err, errlen, "%s: %s", what, msg && msg[0] ? msg : "unknown error");
+  size_t n = strlen(err);
+  while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+    err[--n] = '\0';
+  return PQstatus(c) == CONNECTION_BAD ? Q_EUNAVAIL : Q_EINTERNAL;
+}
+
+static int roles_from_list(const char *list) {
+  int mask = 0;
+  const char *p = list;
+  while (p && *p) {
+    const char *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    char name[16];
+    if (n < sizeof name) {
+      memcpy(name, p, n);
+      name[n] = '\0';
+      mask |= keys_role_bit(name); /* names we do not know grant nothing */
+    }
+    p = comma ? comma + 1 : NULL;
+  }
+  return mask;
+}
+
+/* Looks the key up and compares the stored hash. */
+static int lookup(keystore_t *ks, const key_parts_t *k, const char *hash,
+                  key_principal_t *out, const char **reason, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = Q_OK;
+  const char *params[1] = {k->id};
+  PGresult *r =
+      PQexecParams(c,
+                   "SELECT tenant_id, array_to_string(roles, ','), secret_hash, "
+                   "revoked_at IS NOT NULL FROM api_keys WHERE id = $1",
+                   1, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = pg_fail(c, r, "looking up api key", err, errlen);
+    goto done;
+  }
+  if (PQntuples(r) != 1) {
+    *reason = "unknown";
+    rc = Q_EUNAUTH;
+    goto done;
+  }
+  const char *stored = PQgetvalue(r, 0, 2);
+  if (strlen(stored) != KEY_HASH_LEN || !q_ct_equal(stored, hash, KEY_HASH_LEN)) {
+    *reason = "mismatch";
+    rc = Q_EUNAUTH;
+    goto done;
+  }
+  if (strcmp(PQgetvalue(r, 0, 3), "t") == 0) {
+    *reason = "revoked";
+    rc = Q_EUNAUTH;
+    goto done;
+  }
+  memset(out, 0, sizeof *out);
+  snprintf(out->tenant_id, sizeof out->tenant_id, "%s", PQgetvalue(r, 0, 0));
+  snprintf(out->key_id, sizeof out->key_id, "%s", k->id);
+  out->roles = roles_from_list(PQgetvalue(r, 0, 1));
+  PQclear(r);
+
+  /* Best effort and throttled to once a minute per key, so a busy key does
+   * not turn every request into a write. */
+  r = PQexecParams(
+      c,
+      "UPDATE api_keys SET last_used_at = now() WHERE id = $1 AND "
+      "(last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
+      1, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    char why[256];
+    pg_fail(c, r, "updating last_used_at", why, sizeof why);
+    q_log_warn("could not record key use", "{s:s,s:s}", "key_id", k->id, "reason", why);
+  }
+done:
+  PQclear(r);
+  q_pg_release(ks->pool, c);
+  return rc;
+}
+
+int keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
+                          key_principal_t *out, const char **reason, char *err,
+                          size_t errlen) {
+  key_parts_t k;
+  *reason = "";
+  if (keys_parse(credential, len, &k)) {
+    *reason = "malformed";
+    return Q_EUNAUTH;
+  }
+  char hash[KEY_HASH_LEN + 1];
+  keys_hash_secret(&k, hash);
+  memset(k.secret, 0, sizeof k.secret);
+
+  int hit = cache_get(ks, &k, hash, out);
+  if (hit > 0)
+    return Q_OK;
+  if (hit < 0) {
+    *reason = "mismatch";
+    return Q_EUNAUTH;
+  }
+  int rc = lookup(ks, &k, hash, out, reason, err, errlen);
+  if (rc == Q_OK)
+    cache_put(ks, hash, out);
+  return rc;
+}
+
+static void roles_to_list(int roles, char *out, size_t outlen) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (int bit = 1; bit <= ROLE_READER; bit <<= 1) {
+    if (!(roles & bit))
+      continue;
+    int n =
+        snprintf(out + used, outlen - used, "%s%s", used ? "," : "", keys_role_name(bit));
+    if (n < 0 || (size_t)n >= outlen - used)
+      break;
+    used += (size_t)n;
+  }
+}
+
+static int exec_cmd(PGconn *c, const char *sql, int n, const char *const *params,
+                    const char *what, char *err, size_t errlen) {
+  PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+  int rc =
+      PQresultStatus(r) == PGRES_COMMAND_OK ? Q_OK : pg_fail(c, r, what, err, errlen);
+  PQclear(r);
+  return rc;
+}
+
+int keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
+                        char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                        size_t errlen) {
+  char hash[KEY_HASH_LEN + 1], role_list[64];
+  int rc = keys_generate(key, keylen, id, hash);
+  if (rc) {
+    snprintf(err, errlen, "key buffer too small");
+    return rc;
+  }
+  roles_to_list(roles, role_list, sizeof role_list);
+
+  rc = exec_cmd(c, "BEGIN", 0, NULL, "begin", err, errlen);
+  if (rc)
+    goto fail;
+  const char *tp[1] = {tenant};
+  rc = exec_cmd(
+      c, "INSERT INTO tenants (id, name) VALUES ($1, $1) ON CONFLICT (id) DO NOTHING", 1,
+      tp, "creating tenant", err, errlen);
+  if (rc)
+    goto rollback;
+  const char *kp[5] = {id, tenant, name, role_list, hash};
+  rc = exec_cmd(c,
+                "INSERT INTO api_keys (id, tenant_id, name, roles, secret_hash) "
+                "VALUES ($1, $2, $3, string_to_array($4, ','), $5)",
+                5, kp, "creating api key", err, errlen);
+  if (rc)
+    goto rollback;
+  rc = exec_cmd(c, "COMMIT", 0, NULL, "commit", err, errlen);
+  if (rc)
+    goto fail;
+  return Q_OK;
+rollback:
+  PQclear(PQexec(c, "ROLLBACK"));
+fail:
+  memset(key, 0, keylen);
+  return rc;
+}
+
+int keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
+                    char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                    size_t errlen) {
+  PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = keystore_create_key(c, tenant, name, roles, key, keylen, id, err, errlen);
+  q_pg_release(ks->pool, c);
+  return rc;
+}
+
+int keystore_ping(keystore_t *ks, char *why, size_t whylen) {
+  return q_pg_ping(ks->pool, why, whylen) ? 0 : Q_EUNAVAIL;
+}

@@ -1,0 +1,65 @@
+/* keystore.h - API keys and tenants in PostgreSQL, with a small cache of
+ * positive authentication results.
+ *
+ * Tables (migrations of service "auth"): tenants(id, name, created_at) and
+ * api_keys(id = key id, tenant_id, name, roles, secret_hash, created_at,
+ * last_used_at, revoked_at). Only SHA-256 of a key's secret is stored (see
+ * keys.h for why that hash). */
+#ifndef QUARRY_AUTH_KEYSTORE_H
+#define QUARRY_AUTH_KEYSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keys.h"
+#include "quarry/pg.h"
+
+typedef struct keystore keystore_t;
+
+/* Who a key belongs to, as established by keystore_authenticate. */
+typedef struct key_principal {
+  char tenant_id[TENANT_ID_MAX + 1];
+  char key_id[KEY_ID_LEN + 1];
+  int roles; /* ROLE_* bits */
+} key_principal_t;
+
+/* The migrations of service "auth", for q_pg_migrate / q_pg_wait_migrate. */
+extern const q_pg_migration_t keystore_migrations[];
+extern const size_t keystore_nmigrations;
+
+/* Creates a store over pool (borrowed; must outlive the store). Positive
+ * authentication results are cached for cache_ms (0 disables the cache), so
+ * a revoked key keeps working for at most that long. NULL when out of
+ * memory. */
+keystore_t *keystore_new(q_pg_pool_t *pool, int64_t cache_ms);
+void keystore_free(keystore_t *ks);
+
+/* Checks a credential (bare key or "Bearer <key>"). 0 with *out filled;
+ * Q_EUNAUTH when the credential is malformed, unknown, revoked or wrong
+ * (the caller must not tell these apart to the client; *reason gets a
+ * static word for logs: "malformed", "unknown", "revoked", "mismatch");
+ * Q_EUNAVAIL / Q_EINTERNAL when the database fails (err says why).
+ * Thread-safe. */
+int keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
+                          key_principal_t *out, const char **reason, char *err,
+                          size_t errlen);
+
+/* Creates a key for tenant (the tenant is created if missing, named after
+ * its id) with a name and roles (ROLE_* bits, non-zero). Writes the
+ * plaintext key into key (keylen >= KEY_MAX_LEN + 1) and its id into id.
+ * Inputs must already be validated (keys_tenant_valid, keys_name_valid).
+ * 0, or Q_EUNAVAIL / Q_EINTERNAL with err. Works on a raw connection so the
+ * command-line tool can use it too. */
+int keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
+                        char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                        size_t errlen);
+
+/* Pool-based convenience wrapper around keystore_create_key. */
+int keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
+                    char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                    size_t errlen);
+
+/* 0 when the database answers (readiness). */
+int keystore_ping(keystore_t *ks, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,80 @@
+/* chunker.h - splits a document's text into overlapping chunks for
+ * embedding and retrieval.
+ *
+ * Sizes are counted in words (runs of non-white-space), a stand-in for
+ * model tokens that needs no tokenizer. A chunk holds at most target words;
+ * the next chunk starts up to overlap words before the previous one ended.
+ * Where a chunk ends is chosen by preference: a paragraph break (blank
+ * line) in the last third of the chunk, else a sentence end
+ * (q_text_sentences) in its second half, else a line break in its last
+ * quarter, else exactly at target words. The overlap starts at a sentence
+ * start when one lies inside it.
+ *
+ * Markdown: ATX headings ("# ...", up to three spaces of indentation,
+ * outside fenced code blocks) split the text into sections. A chunk never
+ * spans two sections and carries its section's heading path
+ * ("Guide > Install > Linux"); heading lines themselves are not part of
+ * chunk text. Setext headings (underlined with === or ---) are treated as
+ * text.
+ *
+ * Text is rebuilt from the words with white space normalised (a blank line,
+ * a line break or one space), so chunk size is bounded by target words of at
+ * most CHUNKER_MAX_WORD bytes each whatever the input looks like; longer
+ * "words" (base64 blobs, minified code) are cut at UTF-8 boundaries.
+ *
+ * The chunker is an iterator that holds only one window of words at a time,
+ * so memory does not grow with the document. Not thread-safe: one chunker
+ * per thread. The input must stay valid and unchanged while in use. */
+#ifndef QUARRY_INGESTION_CHUNKER_H
+#define QUARRY_INGESTION_CHUNKER_H
+
+#include <stddef.h>
+
+#define CHUNKER_MAX_WORD 256    /* bytes; longer words are cut */
+#define CHUNKER_MAX_TARGET 4096 /* largest target in words */
+#define CHUNKER_HEADING_MAX 512 /* bytes of a heading path, NUL included */
+
+typedef struct chunker_opts {
+  int target_words;  /* 1..CHUNKER_MAX_TARGET */
+  int overlap_words; /* 0..target_words/2 */
+  int markdown;      /* 1: headings and code fences as described above */
+} chunker_opts_t;
+
+typedef struct chunk {
+  const char *text;    /* NUL-terminated; owned by the chunker, valid until
+                          the next chunker_next or chunker_free */
+  size_t len;          /* bytes of text */
+  const char *heading; /* section heading path, "" when none; same lifetime */
+  int ordinal;         /* 0, 1, 2, ... across the whole document */
+  int words;           /* words in text */
+} chunk_t;
+
+typedef struct chunker chunker_t;
+
+/* Prepares to chunk text[0..n). Q_EINVAL when the options are out of range
+ * (err says which), Q_ENOMEM. The caller frees the chunker. */
+int chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
+                char *err, size_t errlen);
+
+/* Produces the next chunk: 1 with *out set, 0 when the text is exhausted,
+ * -Q_ENOMEM when out of memory. */
+int chunker_next(chunker_t *c, chunk_t *out);
+
+void chunker_free(chunker_t *c);
+
+/* Writes the text of the first level-1 ATX heading ("# Title") outside code
+ * fences into out (trimmed, closing #s removed, cut to outlen-1 bytes at a
+ * UTF-8 boundary). Returns its length, 0 when there is none. */
+size_t chunker_markdown_title(const char *text, size_t n, char *out, size_t outlen);
+
+/* Checks that s[0..n) is valid UTF-8 without NUL bytes (PostgreSQL text
+ * cannot hold NUL). 1 when valid; else 0 with *bad_offset set to the byte
+ * offset of the first offending sequence. */
+int chunker_utf8_valid(const char *s, size_t n, size_t *bad_offset);
+
+/* Formats a chunk id "<doc_id>:<version>:<ordinal>" into out. Returns the
+ * length, or 0 when out is too small. */
+size_t chunker_chunk_id(char *out, size_t outlen, const char *doc_id, int version,
+                        int ordinal);
+
+#endif

@@ -1,0 +1,599 @@
+/* docstore.c - documents, jobs and chunks in PostgreSQL (see docstore.h).
+ *
+ * Worker-side updates are single statements with data-modifying CTEs: the
+ * job row changes only while the caller still owns it (status 'running'
+ * and claimed_by = instance), and the document row follows in the same
+ * statement only while it is still at the job's version. No explicit
+ * transaction is needed for them, and none can be left open on error. */
+#include "docstore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quarry/buf.h"
+#include "quarry/error.h"
+#include "quarry/util.h"
+
+#define ACQUIRE_MS 5000
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+const q_pg_migration_t docstore_migrations[] = {
+    {1, "documents, jobs and chunks",
+     "CREATE TABLE IF NOT EXISTS documents (\n"
+     "  id uuid PRIMARY KEY,\n"
+     "  tenant_id text NOT NULL,\n"
+     "  external_id text NOT NULL DEFAULT '',\n"
+     "  title text NOT NULL DEFAULT '',\n"
+     "  title_explicit boolean NOT NULL DEFAULT false,\n"
+     "  filename text NOT NULL DEFAULT '',\n"
+     "  content_type text NOT NULL,\n"
+     "  version integer NOT NULL,\n"
+     "  sha256 text NOT NULL,\n"
+     "  size_bytes bigint NOT NULL,\n"
+     "  status text NOT NULL,\n"
+     "  chunk_count integer NOT NULL DEFAULT 0,\n"
+     "  job_id uuid,\n"
+     "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "  updated_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE UNIQUE INDEX IF NOT EXISTS documents_tenant_external_key\n"
+     "  ON documents (tenant_id, external_id) WHERE external_id <> '';\n"
+     "CREATE TABLE IF NOT EXISTS jobs (\n"
+     "  id uuid PRIMARY KEY,\n"
+     "  document_id uuid NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+     "  tenant_id text NOT NULL,\n"
+     "  version integer NOT NULL,\n"
+     "  status text NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),\n"
+     "  error text NOT NULL DEFAULT '',\n"
+     "  chunk_count integer NOT NULL DEFAULT 0,\n"
+     "  attempts integer NOT NULL DEFAULT 0,\n"
+     "  run_after timestamptz NOT NULL DEFAULT now(),\n"
+     "  claimed_by text NOT NULL DEFAULT '',\n"
+     "  heartbeat_at timestamptz,\n"
+     "  trace_id text NOT NULL DEFAULT '',\n"
+     "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "  updated_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS jobs_queued_idx ON jobs (created_at) WHERE status = "
+     "'queued';\n"
+     "CREATE INDEX IF NOT EXISTS jobs_running_idx ON jobs (document_id) WHERE status = "
+     "'running';\n"
+     "CREATE INDEX IF NOT EXISTS jobs_document_idx ON jobs (document_id);\n"
+     "CREATE TABLE IF NOT EXISTS chunks (\n"
+     "  id text PRIMARY KEY,\n"
+     "  document_id uuid NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+     "  tenant_id text NOT NULL,\n"
+     "  version integer NOT NULL,\n"
+     "  ordinal integer NOT NULL,\n"
+     "  text text NOT NULL,\n"
+     "  heading text NOT NULL DEFAULT '',\n"
+     "  created_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS chunks_document_idx ON chunks (document_id, version, "
+     "ordinal);\n"},
+};
+const size_t docstore_nmigrations =
+    sizeof docstore_migrations / sizeof docstore_migrations[0];
+
+/* ---- libpq helpers -------------------------------------------------------- */
+
+static int pg_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
+  const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  snprintf(err, errlen, "%s: %s", what, msg && msg[0] ? msg : "unknown error");
+  size_t n = strlen(err);
+  while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+    err[--n] = '\0';
+  return PQstatus(c) == CONNECTION_BAD ? Q_EUNAVAIL : Q_EINTERNAL;
+}
+
+/* Runs a statement; returns its result when the status is as wanted, else
+ * NULL with *rc and err set. */
+static PGresult *run(PGconn *c, const char *sql, int n, const char *const *params,
+                     ExecStatusType want, const char *what, int *rc, char *err,
+                     size_t errlen) {
+  PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) == want)
+    return r;
+  *rc = pg_fail(c, r, what, err, errlen);
+  PQclear(r);
+  return NULL;
+}
+
+/* Runs a statement whose result is not needed. */
+static int run_cmd(PGconn *c, const char *sql, int n, const char *const *params,
+                   ExecStatusType want, const char *what, char *err, size_t errlen) {
+  int rc = Q_OK;
+  PGresult *r = run(c, sql, n, params, want, what, &rc, err, errlen);
+  PQclear(r);
+  return rc;
+}
+
+/* Runs a single-row "SELECT count(*)"-shaped statement into *count. */
+static int run_count(q_pg_pool_t *p, const char *sql, int n, const char *const *params,
+                     const char *what, int *count, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = Q_OK;
+  PGresult *r = run(c, sql, n, params, PGRES_TUPLES_OK, what, &rc, err, errlen);
+  if (r) {
+    *count = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+  }
+  q_pg_release(p, c);
+  return rc;
+}
+
+/* ---- uploads ---------------------------------------------------------- */
+
+static const char *const SQL_INSERT_JOB =
+    "INSERT INTO jobs (id, document_id, tenant_id, version, status, trace_id) "
+    "VALUES ($1, $2, $3, $4, 'queued', $5)";
+
+static int insert_job(PGconn *c, const upload_meta_t *m, upload_result_t *r, char *err,
+                      size_t errlen) {
+  char ver[16];
+  snprintf(ver, sizeof ver, "%d", r->version);
+  const char *params[5] = {r->job_id, r->document_id, m->tenant_id, ver,
+                           m->trace_id ? m->trace_id : ""};
+  return run_cmd(c, SQL_INSERT_JOB, 5, params, PGRES_COMMAND_OK, "queueing job", err,
+                 errlen);
+}
+
+/* A new document, version 1. With an external id the insert may find the
+ * (tenant, external_id) taken: then *inserted is 0 and nothing changed. */
+static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
+                           int *inserted, char *err, size_t errlen) {
+  char size[24];
+  snprintf(size, sizeof size, "%lld", (long long)m->size);
+  const char *params[10] = {r->document_id,
+                            m->tenant_id,
+                            m->external_id,
+                            m->title,
+                            m->title_explicit ? "t" : "f",
+                            m->filename,
+                            m->content_type,
+                            m->sha256,
+                            size,
+                            r->job_id};
+  int rc = Q_OK;
+  PGresult *res =
+      run(c,
+          "INSERT INTO documents (id, tenant_id, external_id, title, title_explicit, "
+          "filename, content_type, version, sha256, size_bytes, status, job_id) "
+          "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10) "
+          "ON CONFLICT (tenant_id, external_id) WHERE external_id <> '' DO NOTHING "
+          "RETURNING id",
+          10, params, PGRES_TUPLES_OK, "storing document", &rc, err, errlen);
+  if (!res)
+    return rc;
+  *inserted = PQntuples(res) == 1;
+  PQclear(res);
+  if (*inserted)
+    r->version = 1;
+  return Q_OK;
+}
+
+/* The document with m's external id exists: decide between unchanged, a
+ * retry of a failed version and a new version. Runs inside the caller's
+ * transaction, holding the document's row lock. */
+static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
+                           char *err, size_t errlen) {
+  const char *key[2] = {m->tenant_id, m->external_id};
+  int rc = Q_OK;
+  PGresult *res =
+      run(c,
+          "SELECT id, version, sha256, status, COALESCE(job_id::text, '') "
+          "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
+          2, key, PGRES_TUPLES_OK, "locking document", &rc, err, errlen);
+  if (!res)
+    return rc;
+  if (PQntuples(res) != 1) {
+    PQclear(res);
+    snprintf(err, errlen, "document with external id vanished during upload");
+    return Q_EINTERNAL;
+  }
+  snprintf(r->document_id, sizeof r->document_id, "%s", PQgetvalue(res, 0, 0));
+  r->version = atoi(PQgetvalue(res, 0, 1));
+  int same = strcmp(PQgetvalue(res, 0, 2), m->sha256) == 0;
+  int failed = strcmp(PQgetvalue(res, 0, 3), "failed") == 0;
+  if (same && !failed) {
+    r->unchanged = 1;
+    snprintf(r->job_id, sizeof r->job_id, "%s", PQgetvalue(res, 0, 4));
+    PQclear(res);
+    return Q_OK;
+  }
+  PQclear(res);
+
+  if (same) { /* a failed version uploaded again: run it once more */
+    const char *params[2] = {r->document_id, r->job_id};
+    rc = run_cmd(c,
+                 "UPDATE documents SET status = 'queued', chunk_count = 0, job_id = $2, "
+                 "updated_at = now() WHERE id = $1",
+                 2, params, PGRES_COMMAND_OK, "requeueing document", err, errlen);
+    return rc ? rc : insert_job(c, m, r, err, errlen);
+  }
+
+  char size[24];
+  snprintf(size, sizeof size, "%lld", (long long)m->size);
+  const char *params[8] = {r->document_id, m->title,        m->title_explicit ? "t" : "f",
+                           m->filename,    m->content_type, m->sha256,
+                           size,           r->job_id};
+  res =
+      run(c,
+          "UPDATE documents SET version = version + 1, title = $2, title_explicit = $3, "
+          "filename = $4, content_type = $5, sha256 = $6, size_bytes = $7, "
+          "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now() "
+          "WHERE id = $1 RETURNING version",
+          8, params, PGRES_TUPLES_OK, "storing new version", &rc, err, errlen);
+  if (!res)
+    return rc;
+  r->version = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+
+  char why[64];
+  snprintf(why, sizeof why, "superseded by version %d", r->version);
+  const char *sup[2] = {r->document_id, why};
+  rc = run_cmd(c,
+               "UPDATE jobs SET status = 'failed', error = $2, updated_at = now() "
+               "WHERE document_id = $1 AND status = 'queued'",
+               2, sup, PGRES_COMMAND_OK, "superseding queued jobs", err, errlen);
+  return rc ? rc : insert_job(c, m, r, err, errlen);
+}
+
+int docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
+                           char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  q_uuid4(r->document_id);
+  q_uuid4(r->job_id);
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = run_cmd(c, "BEGIN", 0, NULL, PGRES_COMMAND_OK, "begin", err, errlen);
+  if (rc)
+    goto done;
+  int inserted = 0;
+  rc = insert_document(c, m, r, &inserted, err, errlen);
+  if (!rc)
+    rc = inserted ? insert_job(c, m, r, err, errlen)
+                  : update_document(c, m, r, err, errlen);
+  if (!rc)
+    rc = run_cmd(c, "COMMIT", 0, NULL, PGRES_COMMAND_OK, "commit", err, errlen);
+  else
+    PQclear(PQexec(c, "ROLLBACK"));
+done:
+  q_pg_release(p, c);
+  return rc;
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+/* Timestamps leave the database as RFC 3339 UTC with milliseconds. */
+// clang-format off
+#define SQL_GET_DOCUMENT                                                            \
+  "SELECT id, tenant_id, title, filename, content_type, external_id, version, "     \
+  "size_bytes, sha256, status, chunk_count, " TS("created_at") ", "                  \
+  TS("updated_at") ", COALESCE(job_id::text, '') "                                  \
+  "FROM documents WHERE id = $1::uuid AND tenant_id = $2"
+#define SQL_GET_JOB                                                                 \
+  "SELECT id, document_id, status, error, chunk_count, attempts, "                  \
+  TS("created_at") ", " TS("updated_at") " "                                        \
+  "FROM jobs WHERE id = $1::uuid AND tenant_id = $2"
+// clang-format on
+
+static char *col(q_arena_t *a, PGresult *r, int i) {
+  return q_arena_strdup(a, PQgetisnull(r, 0, i) ? "" : PQgetvalue(r, 0, i));
+}
+
+/* Runs a lookup by (id, tenant) expecting zero or one row. */
+static int lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const char *id,
+                  PGresult **out, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  const char *params[2] = {id, tenant};
+  int rc = Q_OK;
+  *out = run(c, sql, 2, params, PGRES_TUPLES_OK, "reading", &rc, err, errlen);
+  q_pg_release(p, c);
+  if (*out && PQntuples(*out) != 1) {
+    PQclear(*out);
+    *out = NULL;
+    return Q_ENOTFOUND;
+  }
+  return rc;
+}
+
+int docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
+                          q_arena_t *a, Quarry__V1__Document **out, char *err,
+                          size_t errlen) {
+  PGresult *r;
+  int rc = lookup(p, SQL_GET_DOCUMENT, tenant, id, &r, err, errlen);
+  if (rc)
+    return rc;
+  Quarry__V1__Document *d = q_arena_alloc(a, sizeof *d);
+  if (!d) {
+    PQclear(r);
+    return Q_ENOMEM;
+  }
+  quarry__v1__document__init(d);
+  d->id = col(a, r, 0);
+  d->tenant_id = col(a, r, 1);
+  d->title = col(a, r, 2);
+  d->filename = col(a, r, 3);
+  d->content_type = col(a, r, 4);
+  d->external_id = col(a, r, 5);
+  d->version = atoi(PQgetvalue(r, 0, 6));
+  d->size_bytes = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+  d->sha256 = col(a, r, 8);
+  d->status = col(a, r, 9);
+  d->chunk_count = atoi(PQgetvalue(r, 0, 10));
+  d->created_at = col(a, r, 11);
+  d->updated_at = col(a, r, 12);
+  d->job_id = col(a, r, 13);
+  PQclear(r);
+  *out = d;
+  return Q_OK;
+}
+
+int docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
+                     Quarry__V1__Job **out, char *err, size_t errlen) {
+  PGresult *r;
+  int rc = lookup(p, SQL_GET_JOB, tenant, id, &r, err, errlen);
+  if (rc)
+    return rc;
+  Quarry__V1__Job *j = q_arena_alloc(a, sizeof *j);
+  if (!j) {
+    PQclear(r);
+    return Q_ENOMEM;
+  }
+  quarry__v1__job__init(j);
+  j->id = col(a, r, 0);
+  j->document_id = col(a, r, 1);
+  j->status = col(a, r, 2);
+  j->error = col(a, r, 3);
+  j->chunk_count = atoi(PQgetvalue(r, 0, 4));
+  j->attempts = atoi(PQgetvalue(r, 0, 5));
+  j->created_at = col(a, r, 6);
+  j->updated_at = col(a, r, 7);
+  PQclear(r);
+  *out = j;
+  return Q_OK;
+}
+
+/* ---- the queue -------------------------------------------------------- */
+
+int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
+                   size_t errlen) {
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  const char *params[1] = {instance};
+  int rc = Q_OK;
+  PGresult *r = run(
+      c,
+      "WITH c AS ("
+      "  UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = $1,"
+      "    heartbeat_at = now(), updated_at = now()"
+      "  WHERE id = (SELECT q.id FROM jobs q WHERE q.status = 'queued' AND q.run_after "
+      "<= now()"
+      "    AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.document_id = q.document_id"
+      "                    AND r.status = 'running')"
+      "    ORDER BY q.created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
+      "  RETURNING id, document_id, tenant_id, version, attempts, trace_id"
+      "), d AS ("
+      "  UPDATE documents SET status = 'running', updated_at = now() FROM c"
+      "  WHERE documents.id = c.document_id AND documents.version = c.version"
+      "  RETURNING documents.id"
+      ") "
+      "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
+      "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
+      "  doc.size_bytes "
+      "FROM c JOIN documents doc ON doc.id = c.document_id",
+      1, params, PGRES_TUPLES_OK, "claiming job", &rc, err, errlen);
+  q_pg_release(p, c);
+  if (!r)
+    return rc;
+  if (PQntuples(r) != 1) {
+    PQclear(r);
+    return Q_ENOTFOUND;
+  }
+  memset(j, 0, sizeof *j);
+  snprintf(j->id, sizeof j->id, "%s", PQgetvalue(r, 0, 0));
+  snprintf(j->document_id, sizeof j->document_id, "%s", PQgetvalue(r, 0, 1));
+  snprintf(j->tenant_id, sizeof j->tenant_id, "%s", PQgetvalue(r, 0, 2));
+  j->version = atoi(PQgetvalue(r, 0, 3));
+  j->attempts = atoi(PQgetvalue(r, 0, 4));
+  snprintf(j->trace_id, sizeof j->trace_id, "%s", PQgetvalue(r, 0, 5));
+  j->doc_version = atoi(PQgetvalue(r, 0, 6));
+  snprintf(j->sha256, sizeof j->sha256, "%s", PQgetvalue(r, 0, 7));
+  snprintf(j->content_type, sizeof j->content_type, "%s", PQgetvalue(r, 0, 8));
+  snprintf(j->title, sizeof j->title, "%s", PQgetvalue(r, 0, 9));
+  j->title_explicit = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
+  j->size = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
+  PQclear(r);
+  return Q_OK;
+}
+
+int docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
+                       int *doc_version, char *err, size_t errlen) {
+  const char *params[2] = {j->id, instance};
+  int n = -1;
+  int rc = run_count(
+      p,
+      "UPDATE jobs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' "
+      "AND claimed_by = $2 "
+      "RETURNING (SELECT version FROM documents WHERE id = jobs.document_id)",
+      2, params, "renewing heartbeat", &n, err, errlen);
+  if (rc)
+    return rc;
+  if (n <= 0)
+    return Q_ENOTFOUND;
+  *doc_version = n;
+  return Q_OK;
+}
+
+int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
+                    int chunk_count, const char *error, char *err, size_t errlen) {
+  char count[16];
+  snprintf(count, sizeof count, "%d", chunk_count);
+  const char *params[5] = {j->id, instance, done ? "done" : "failed", count,
+                           error ? error : ""};
+  int n = 0;
+  int rc = run_count(
+      p,
+      "WITH j AS ("
+      "  UPDATE jobs SET status = $3, chunk_count = $4::int, error = $5, updated_at = "
+      "now()"
+      "  WHERE id = $1 AND status = 'running' AND claimed_by = $2"
+      "  RETURNING document_id, version"
+      "), d AS ("
+      "  UPDATE documents SET status = $3, chunk_count = $4::int, updated_at = now() "
+      "FROM j"
+      "  WHERE documents.id = j.document_id AND documents.version = j.version"
+      "  RETURNING documents.id"
+      "), x AS ("
+      "  DELETE FROM chunks USING j WHERE chunks.document_id = j.document_id AND"
+      "  ((chunks.version < j.version AND $3 = 'done') OR"
+      "   (chunks.version = j.version AND $3 = 'failed'))"
+      ") "
+      "SELECT count(*) FROM j",
+      5, params, "finishing job", &n, err, errlen);
+  if (rc)
+    return rc;
+  return n == 1 ? Q_OK : Q_ENOTFOUND;
+}
+
+int docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int delay_ms,
+                     int keep_attempt, const char *why, char *err, size_t errlen) {
+  char delay[16];
+  snprintf(delay, sizeof delay, "%d", delay_ms);
+  const char *params[5] = {j->id, instance, delay, keep_attempt ? "0" : "1",
+                           why ? why : ""};
+  int n = 0;
+  int rc = run_count(
+      p,
+      "WITH j AS ("
+      "  UPDATE jobs SET status = 'queued', claimed_by = '', error = $5,"
+      "    attempts = attempts - $4::int,"
+      "    run_after = now() + make_interval(secs => $3::double precision / 1000),"
+      "    updated_at = now()"
+      "  WHERE id = $1 AND status = 'running' AND claimed_by = $2"
+      "  RETURNING document_id, version"
+      "), d AS ("
+      "  UPDATE documents SET status = 'queued', updated_at = now() FROM j"
+      "  WHERE documents.id = j.document_id AND documents.version = j.version"
+      "  RETURNING documents.id"
+      ") "
+      "SELECT count(*) FROM j",
+      5, params, "requeueing job", &n, err, errlen);
+  if (rc)
+    return rc;
+  return n == 1 ? Q_OK : Q_ENOTFOUND;
+}
+
+int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
+                           int max_attempts, int *n, char *err, size_t errlen) {
+  char lease[16], max[16];
+  snprintf(lease, sizeof lease, "%d", lease_ms);
+  snprintf(max, sizeof max, "%d", max_attempts);
+  const char *params[3] = {host ? host : "", lease, max};
+  *n = 0;
+  return run_count(
+      p,
+      "WITH j AS ("
+      "  UPDATE jobs SET"
+      "    status = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'queued' END,"
+      "    error = CASE WHEN attempts >= $3::int"
+      "      THEN 'gave up after ' || attempts || ' attempts: the worker stopped "
+      "responding'"
+      "      ELSE 'the worker stopped responding; queued again' END,"
+      "    claimed_by = '', run_after = now(), updated_at = now()"
+      "  WHERE status = 'running' AND"
+      "    (($1 <> '' AND split_part(claimed_by, ':', 1) = $1) OR"
+      "     heartbeat_at < now() - make_interval(secs => $2::double precision / 1000))"
+      "  RETURNING document_id, version, status"
+      "), d AS ("
+      "  UPDATE documents SET status = j.status, updated_at = now() FROM j"
+      "  WHERE documents.id = j.document_id AND documents.version = j.version"
+      "  RETURNING documents.id"
+      ") "
+      "SELECT count(*) FROM j",
+      3, params, "requeueing stale jobs", n, err, errlen);
+}
+
+static int pool_cmd(q_pg_pool_t *p, const char *sql, int n, const char *const *params,
+                    const char *what, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = run_cmd(c, sql, n, params, PGRES_COMMAND_OK, what, err, errlen);
+  q_pg_release(p, c);
+  return rc;
+}
+
+int docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
+                       size_t errlen) {
+  char ver[16];
+  snprintf(ver, sizeof ver, "%d", j->version);
+  const char *params[3] = {j->document_id, ver, title};
+  return pool_cmd(p,
+                  "UPDATE documents SET title = $3 WHERE id = $1 AND version = $2::int",
+                  3, params, "setting title", err, errlen);
+}
+
+int docstore_delete_chunks(q_pg_pool_t *p, const job_t *j, char *err, size_t errlen) {
+  char ver[16];
+  snprintf(ver, sizeof ver, "%d", j->version);
+  const char *params[2] = {j->document_id, ver};
+  return pool_cmd(p, "DELETE FROM chunks WHERE document_id = $1 AND version = $2::int", 2,
+                  params, "deleting chunks", err, errlen);
+}
+
+int docstore_insert_chunks(q_pg_pool_t *p, const job_t *j, const stored_chunk_t *c,
+                           size_t n, char *err, size_t errlen) {
+  if (n == 0)
+    return Q_OK;
+  if (n > 512) {
+    snprintf(err, errlen, "too many chunks in one insert");
+    return Q_EINVAL;
+  }
+  int rc = Q_ENOMEM;
+  q_buf_t sql;
+  q_buf_init(&sql, 64 * 1024);
+  const char **params = calloc(3 + 4 * n, sizeof *params);
+  char(*ords)[12] = calloc(n, sizeof *ords);
+  char ver[16];
+  if (!params || !ords)
+    goto done;
+  snprintf(ver, sizeof ver, "%d", j->version);
+  params[0] = j->document_id;
+  params[1] = j->tenant_id;
+  params[2] = ver;
+  if (q_buf_puts(&sql,
+                 "INSERT INTO chunks (id, document_id, tenant_id, version, ordinal, "
+                 "text, heading) VALUES "))
+    goto done;
+  for (size_t i = 0; i < n; i++) {
+    int b = 4 + 4 * (int)i;
+    snprintf(ords[i], sizeof ords[i], "%d", c[i].ordinal);
+    params[3 + 4 * i] = c[i].id;
+    params[4 + 4 * i] = ords[i];
+    params[5 + 4 * i] = c[i].text;
+    params[6 + 4 * i] = c[i].heading ? c[i].heading : "";
+    if (q_buf_printf(&sql, "%s($%d, $1, $2, $3::int, $%d::int, $%d, $%d)", i ? ", " : "",
+                     b, b + 1, b + 2, b + 3))
+      goto done;
+  }
+  if (q_buf_puts(&sql, " ON CONFLICT (id) DO UPDATE SET ordinal = EXCLUDED.ordinal, "
+                       "text = EXCLUDED.text, heading = EXCLUDED.heading"))
+    goto done;
+  rc = pool_cmd(p, sql.data, 3 + 4 * (int)n, params, "storing chunks", err, errlen);
+done:
+  if (rc == Q_ENOMEM)
+    snprintf(err, errlen, "out of memory building chunk insert");
+  free(params);
+  free(ords);
+  q_buf_free(&sql);
+  return rc;
+}

@@ -1,0 +1,133 @@
+/* docstore.h - documents, jobs and chunks in PostgreSQL.
+ *
+ * Tables (migrations of service "ingestion"):
+ *   documents - one row per document, updated in place: version counts up
+ *               with each changed upload; status mirrors its latest job.
+ *   jobs      - one row per processing run of a document version; the queue.
+ *   chunks    - the text of the current version's chunks, by id
+ *               "<doc_id>:<version>:<ordinal>".
+ *
+ * The queue is the jobs table: workers claim the oldest runnable job with
+ * FOR UPDATE SKIP LOCKED, mark it running under their instance name and
+ * renew a heartbeat while working. A job whose worker died is queued again
+ * once its heartbeat is older than the lease (or at once when the same host
+ * restarts). Only one job per document runs at a time, so versions are
+ * indexed in order. Every update a worker makes is conditional on it still
+ * owning the job, so a worker that lost its lease cannot clobber the new
+ * owner's work. */
+#ifndef QUARRY_INGESTION_DOCSTORE_H
+#define QUARRY_INGESTION_DOCSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quarry/arena.h"
+#include "quarry/pg.h"
+#include "quarry/v1/ingestion.pb-c.h"
+#include "validate.h"
+
+extern const q_pg_migration_t docstore_migrations[];
+extern const size_t docstore_nmigrations;
+
+/* A stored upload, validated by the caller. */
+typedef struct upload_meta {
+  const char *tenant_id;
+  const char *external_id; /* "" when none */
+  const char *title;       /* explicit title, else the filename, else "" */
+  int title_explicit;      /* 1 when the caller gave the title */
+  const char *filename;
+  const char *content_type; /* CT_PLAIN or CT_MARKDOWN */
+  const char *sha256;
+  int64_t size;
+  const char *trace_id; /* continued by the worker */
+} upload_meta_t;
+
+typedef struct upload_result {
+  char document_id[37];
+  char job_id[37];
+  int version;
+  int unchanged; /* same content as the current version: no new job */
+} upload_result_t;
+
+/* Records an upload in one transaction: a new document (version 1), a new
+ * version of the document with the same (tenant, external_id), or nothing
+ * when the content is unchanged. An unchanged re-upload of a document whose
+ * last job failed queues a new job for the same version (a way to retry).
+ * Queued jobs of older versions are marked failed ("superseded"). 0, or
+ * Q_EUNAVAIL / Q_EINTERNAL with err. */
+int docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
+                           char *err, size_t errlen);
+
+/* Reads a document / job of tenant into messages allocated from a. 0,
+ * Q_ENOTFOUND (unknown or another tenant's), Q_EUNAVAIL / Q_EINTERNAL. */
+int docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
+                          q_arena_t *a, Quarry__V1__Document **out, char *err,
+                          size_t errlen);
+int docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
+                     Quarry__V1__Job **out, char *err, size_t errlen);
+
+/* A claimed job with what the worker needs of its document. */
+typedef struct job {
+  char id[37];
+  char document_id[37];
+  char tenant_id[TENANT_ID_MAX + 1];
+  char trace_id[65];
+  int version;     /* the version this job indexes */
+  int attempts;    /* including this one */
+  int doc_version; /* the document's current version at claim time */
+  char sha256[65];
+  char content_type[32];
+  char title[TITLE_MAX_BYTES + 1];
+  int title_explicit;
+  int64_t size;
+} job_t;
+
+/* Claims the oldest runnable job for instance. 0 with *j filled,
+ * Q_ENOTFOUND when there is none, else an error with err. */
+int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
+                   size_t errlen);
+
+/* Renews the job's heartbeat and reads the document's current version into
+ * *doc_version. Q_ENOTFOUND when the job is no longer ours. */
+int docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
+                       int *doc_version, char *err, size_t errlen);
+
+/* Ends the job as "done" (with chunk_count; older versions' chunks are
+ * deleted) or "failed" (with a readable reason; this version's chunks are
+ * deleted); the document follows when it is still at the job's version.
+ * Q_ENOTFOUND when the job is no longer ours. */
+int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
+                    int chunk_count, const char *error, char *err, size_t errlen);
+
+/* Puts the job back in the queue to run after delay_ms, noting why.
+ * keep_attempt 0 gives the attempt back (shutdown), 1 counts it (retry). */
+int docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int delay_ms,
+                     int keep_attempt, const char *why, char *err, size_t errlen);
+
+/* Queues again (or fails, past max_attempts) running jobs whose heartbeat
+ * is older than lease_ms, plus - when host is not NULL - every running job
+ * claimed from host (a restarted process finding its predecessor's work).
+ * *n receives how many were touched. */
+int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
+                           int max_attempts, int *n, char *err, size_t errlen);
+
+/* Sets the document's title when it is still at the job's version. */
+int docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
+                       size_t errlen);
+
+/* Chunk rows of the job's version. */
+typedef struct stored_chunk {
+  const char *id;
+  int ordinal;
+  const char *text;
+  const char *heading;
+} stored_chunk_t;
+
+/* Removes the job's version's chunks (a fresh start for a retried job). */
+int docstore_delete_chunks(q_pg_pool_t *p, const job_t *j, char *err, size_t errlen);
+
+/* Inserts (or replaces) up to 512 chunk rows in one statement. */
+int docstore_insert_chunks(q_pg_pool_t *p, const job_t *j, const stored_chunk_t *c,
+                           size_t n, char *err, size_t errlen);
+
+#endif

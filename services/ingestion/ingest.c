@@ -1,0 +1,57 @@
+/* ingest.c - the ingestion service's shared state: instance name, metrics
+ * and the workers' wake-up signal (see ingest.h). */
+#include "ingest.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quarry/util.h"
+
+int ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
+  memset(in, 0, sizeof *in);
+  in->cfg = *cfg;
+  in->pool = pool;
+  if (gethostname(in->host, sizeof in->host) != 0 || !in->host[0])
+    snprintf(in->host, sizeof in->host, "localhost");
+  in->host[sizeof in->host - 1] = '\0';
+  /* A ':' would break splitting claimed_by back into its host. */
+  for (char *p = in->host; *p; p++)
+    if (*p == ':')
+      *p = '_';
+  char rnd[9];
+  q_random_hex(rnd, 4);
+  snprintf(in->instance, sizeof in->instance, "%s:%d:%s", in->host, (int)getpid(), rnd);
+
+  pthread_mutex_init(&in->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&in->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  atomic_init(&in->stopping, 0);
+
+  in->m_jobs =
+      q_metric_counter("quarry_ingest_jobs_total",
+                       "Ingestion job attempts by outcome (done, failed, retried, "
+                       "requeued).",
+                       "status");
+  in->m_chunks = q_metric_counter("quarry_ingest_chunks_total",
+                                  "Chunks embedded and sent to the retriever.", "");
+  in->m_bytes = q_metric_counter("quarry_ingest_bytes_total",
+                                 "Bytes of documents accepted by Upload.", "");
+  return 0;
+}
+
+void ingest_destroy(ingest_t *in) {
+  pthread_cond_destroy(&in->cv);
+  pthread_mutex_destroy(&in->mu);
+}
+
+void ingest_kick(ingest_t *in) {
+  pthread_mutex_lock(&in->mu);
+  in->kicks++;
+  pthread_cond_broadcast(&in->cv);
+  pthread_mutex_unlock(&in->mu);
+}

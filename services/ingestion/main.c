@@ -1,0 +1,146 @@
+/* main.c - quarry-ingestion: accepts documents, chunks and embeds them in
+ * background workers, and feeds the retriever. */
+#include <stdio.h>
+
+#include "blob.h"
+#include "chunker.h"
+#include "docstore.h"
+#include "handlers.h"
+#include "ingest.h"
+#include "quarry/error.h"
+#include "quarry/log.h"
+#include "quarry/pg.h"
+#include "quarry/pg_wait.h"
+#include "quarry/service.h"
+#include "quarry/v1/ingestion.pb-c.h"
+#include "worker.h"
+
+static q_common_cfg_t common;
+static const char *pg_dsn, *blob_dir, *llm_addr, *retriever_addr;
+static int64_t pg_pool, pg_wait_ms, max_upload, workers, chunk_tokens, chunk_overlap,
+    poll_ms, max_attempts, backoff_ms, lease_ms, call_timeout_ms;
+
+static q_cfg_entry_t cfg[] = {
+    Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),
+    {"QUARRY_PG_DSN", Q_CFG_STRING, "postgresql://quarry@127.0.0.1:5432/quarry", 0, 0,
+     NULL, "PostgreSQL connection string (libpq URI or key=value form).", 1, &pg_dsn},
+    {"QUARRY_PG_POOL", Q_CFG_INT, "8", 1, 256, NULL,
+     "Most database connections kept open.", 0, &pg_pool},
+    {"QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,
+     "At start, how long to keep retrying an unreachable database before exiting.", 0,
+     &pg_wait_ms},
+    {"QUARRY_BLOB_DIR", Q_CFG_STRING, "./data/blobs", 0, 0, NULL,
+     "Directory for uploaded documents, named by SHA-256 (relative paths are taken from "
+     "the working directory at start; created if missing).",
+     0, &blob_dir},
+    {"QUARRY_MAX_UPLOAD_BYTES", Q_CFG_INT, "104857600", 1, 1073741824, NULL,
+     "Largest document accepted, in bytes; larger uploads fail with too_large.", 0,
+     &max_upload},
+    {"QUARRY_INGEST_WORKERS", Q_CFG_INT, "2", 0, 64, NULL,
+     "Threads processing ingestion jobs (0: accept uploads only; another instance "
+     "processes them).",
+     0, &workers},
+    {"QUARRY_CHUNK_TOKENS", Q_CFG_INT, "200", 8, CHUNKER_MAX_TARGET, NULL,
+     "Chunk size in words (a stand-in for tokens).", 0, &chunk_tokens},
+    {"QUARRY_CHUNK_OVERLAP", Q_CFG_INT, "40", 0, CHUNKER_MAX_TARGET / 2, NULL,
+     "Words shared by consecutive chunks; at most half of QUARRY_CHUNK_TOKENS.", 0,
+     &chunk_overlap},
+    {"QUARRY_LLM_GATEWAY_ADDR", Q_CFG_ADDR, "127.0.0.1:7005", 0, 0, NULL,
+     "Address of quarry-llm-gateway (embeddings).", 0, &llm_addr},
+    {"QUARRY_RETRIEVER_ADDR", Q_CFG_ADDR, "127.0.0.1:7003", 0, 0, NULL,
+     "Address of quarry-retriever (index updates).", 0, &retriever_addr},
+    {"QUARRY_INGEST_POLL_MS", Q_CFG_INT, "200", 10, 60000, NULL,
+     "How often an idle worker looks for queued jobs.", 0, &poll_ms},
+    {"QUARRY_INGEST_MAX_ATTEMPTS", Q_CFG_INT, "5", 1, 100, NULL,
+     "Attempts per job before a job failing on unavailable dependencies is marked "
+     "failed.",
+     0, &max_attempts},
+    {"QUARRY_INGEST_BACKOFF_MS", Q_CFG_INT, "1000", 0, 600000, NULL,
+     "Delay before a job's first retry; doubles with each attempt, at most 60 s.", 0,
+     &backoff_ms},
+    {"QUARRY_INGEST_LEASE_MS", Q_CFG_INT, "300000", 5000, 86400000, NULL,
+     "A running job whose worker sent no heartbeat for this long is queued again. Keep "
+     "it "
+     "well above 3 x QUARRY_INGEST_CALL_TIMEOUT_MS.",
+     0, &lease_ms},
+    {"QUARRY_INGEST_CALL_TIMEOUT_MS", Q_CFG_INT, "30000", 100, 600000, NULL,
+     "Deadline of each Embed and Upsert call made by the workers.", 0, &call_timeout_ms},
+};
+
+static int ready_cb(void *ud, char *why, size_t whylen) {
+  ingest_t *in = ud;
+  return q_pg_ping(in->pool, why, whylen) ? 0 : Q_EUNAVAIL;
+}
+
+int main(int argc, char **argv) {
+  q_service_t svc;
+  int rc =
+      q_service_init(&svc, "quarry-ingestion",
+                     "Accepts documents, chunks and embeds them, feeds the retriever.",
+                     cfg, Q_NELEM(cfg), &common, argc, argv);
+  if (rc)
+    return rc > 0 ? 0 : 2;
+  if (chunk_overlap > chunk_tokens / 2) {
+    fprintf(stderr,
+            "quarry-ingestion: QUARRY_CHUNK_OVERLAP: must be at most half of "
+            "QUARRY_CHUNK_TOKENS (%lld)\n",
+            (long long)(chunk_tokens / 2));
+    return 2;
+  }
+
+  char err[512];
+  static char blob_abs[4096];
+  if (blob_dir_prepare(blob_dir, blob_abs, sizeof blob_abs, err, sizeof err)) {
+    q_log_error("blob directory unusable, exiting", "{s:s}", "reason", err);
+    return 1;
+  }
+  ingest_cfg_t icfg = {
+      .blob_dir = blob_abs,
+      .max_upload_bytes = max_upload,
+      .workers = (int)workers,
+      .chunk_tokens = (int)chunk_tokens,
+      .chunk_overlap = (int)chunk_overlap,
+      .llm_addr = llm_addr,
+      .retriever_addr = retriever_addr,
+      .poll_ms = (int)poll_ms,
+      .max_attempts = (int)max_attempts,
+      .backoff_ms = (int)backoff_ms,
+      .lease_ms = (int)lease_ms,
+      .call_timeout_ms = (int)call_timeout_ms,
+  };
+  q_pg_pool_t *pool = q_pg_pool_new(pg_dsn, (int)pg_pool);
+  if (!pool) {
+    q_log_error("out of memory", NULL);
+    return 1;
+  }
+  static ingest_t ing;
+  ingest_init(&ing, &icfg, pool);
+  if (q_pg_wait_migrate(pool, "ingestion", docstore_migrations, docstore_nmigrations,
+                        pg_wait_ms, err, sizeof err)) {
+    q_log_error("database unavailable at start, exiting", "{s:s,s:i}", "reason", err,
+                "waited_ms", (int)pg_wait_ms);
+    q_pg_pool_free(pool);
+    return 1;
+  }
+  if (worker_recover(&ing, err, sizeof err))
+    q_log_warn("cannot requeue jobs of an earlier process", "{s:s}", "reason", err);
+
+  rc = 1;
+  if (q_service_start(&svc, &quarry__v1__ingestion__descriptor, ingestion_methods,
+                      ingestion_nmethods, &ing, ready_cb, &ing))
+    goto done;
+  if (worker_start(&ing)) {
+    q_log_error("cannot start job workers", NULL);
+    goto done;
+  }
+  q_log_info("ingestion ready", "{s:s,s:i,s:s}", "blob_dir", blob_abs, "workers",
+             (int)workers, "instance", ing.instance);
+  q_service_wait(&svc);
+  rc = 0;
+done:
+  worker_stop(&ing); /* after the server: no upload is in flight any more */
+  q_service_cleanup(&svc);
+  ingest_destroy(&ing);
+  q_pg_pool_free(pool);
+  return rc;
+}

@@ -1,0 +1,483 @@
+/* worker.c - job workers: claim, chunk, embed, store, upsert (see worker.h). */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blob.h"
+#include "chunker.h"
+#include "docstore.h"
+#include "quarry/arena.h"
+#include "quarry/error.h"
+#include "quarry/grpc.h"
+#include "quarry/log.h"
+#include "quarry/trace.h"
+#include "quarry/v1/llm.pb-c.h"
+#include "quarry/v1/retriever.pb-c.h"
+#include "validate.h"
+
+#define UPSERT_BATCH 512
+#define EMBED_BATCH 64
+#define BATCH_ARENA_MAX (256u << 20)
+#define REAP_EVERY_MS 10000
+#define MAX_BACKOFF_MS 60000
+#define CHUNK_ID_MAX 64
+
+typedef enum {
+  OUT_OK,     /* all went well (so far, or in the end) */
+  OUT_FAILED, /* permanent: fail the job now */
+  OUT_RETRY,  /* transient: queue again unless out of attempts */
+  OUT_LOST,   /* the job is no longer ours: leave it alone */
+  OUT_STOPPED /* shutting down: give the job back */
+} outcome_t;
+
+/* One job being processed. */
+typedef struct run {
+  ingest_t *in;
+  job_t *j;
+  int count; /* chunks indexed so far */
+  int dim;   /* embedding dimension, fixed by the first reply */
+  int sent;  /* an Upsert went out (later ones must not replace) */
+  char reason[512];
+} run_t;
+
+static outcome_t fail(run_t *r, outcome_t o, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static outcome_t fail(run_t *r, outcome_t o, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+  va_end(ap);
+  return o;
+}
+
+/* Whether a dependency's error is worth another attempt later. */
+static int transient(int rc) {
+  return rc == Q_EUNAVAIL || rc == Q_ETIMEDOUT || rc == Q_ERESOURCE ||
+         rc == Q_EINTERNAL || rc == Q_ECANCELLED || rc == Q_ENOMEM;
+}
+
+static int stopping(const run_t *r) {
+  return atomic_load(&r->in->stopping);
+}
+
+/* Renews the lease and checks the document was not re-uploaded meanwhile. */
+static outcome_t still_ours(run_t *r) {
+  char err[256];
+  int doc_version = 0;
+  int rc = docstore_heartbeat(r->in->pool, r->in->instance, r->j, &doc_version, err,
+                              sizeof err);
+  if (rc == Q_ENOTFOUND)
+    return fail(r, OUT_LOST, "the job was taken over after its lease expired");
+  if (rc)
+    return fail(r, OUT_RETRY, "database unavailable: %s", err);
+  if (doc_version != r->j->version)
+    return fail(r, OUT_FAILED, "superseded by version %d", doc_version);
+  return OUT_OK;
+}
+
+static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_t n) {
+  const ingest_cfg_t *cfg = &r->in->cfg;
+  q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+  for (size_t off = 0; off < n; off += EMBED_BATCH) {
+    if (stopping(r))
+      return OUT_STOPPED;
+    size_t k = n - off < EMBED_BATCH ? n - off : EMBED_BATCH;
+    char **texts = q_arena_alloc(a, k * sizeof *texts);
+    if (!texts)
+      return fail(r, OUT_RETRY, "out of memory");
+    for (size_t i = 0; i < k; i++)
+      texts[i] = chunks[off + i]->text;
+    Quarry__V1__EmbedRequest req = QUARRY__V1__EMBED_REQUEST__INIT;
+    req.n_texts = k;
+    req.texts = texts;
+    Quarry__V1__EmbedResponse *resp = NULL;
+    char err[256] = "";
+    int rc = q_grpc_unary(q_grpc_channel(cfg->llm_addr),
+                          &quarry__v1__llm_gateway__descriptor, "Embed", &req.base,
+                          (ProtobufCMessage **)&resp, a, &opts, err, sizeof err);
+    if (rc)
+      return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "embedding service %s: %s",
+                  transient(rc) ? "unavailable" : "rejected the request",
+                  err[0] ? err : q_strerror(rc));
+    if (!resp || resp->n_embeddings != k)
+      return fail(r, OUT_FAILED,
+                  "embedding service returned %zu embeddings for %zu texts",
+                  resp ? resp->n_embeddings : 0, k);
+    for (size_t i = 0; i < k; i++) {
+      Quarry__V1__Embedding *e = resp->embeddings[i];
+      if (!r->dim)
+        r->dim = e ? (int)e->n_values : 0;
+      if (!e || r->dim <= 0 || e->n_values != (size_t)r->dim)
+        return fail(r, OUT_FAILED,
+                    "embedding service returned vectors of inconsistent size");
+      chunks[off + i]->n_embedding = e->n_values;
+      chunks[off + i]->embedding = e->values;
+    }
+    outcome_t o = still_ours(r);
+    if (o != OUT_OK)
+      return o;
+  }
+  return OUT_OK;
+}
+
+static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_t n) {
+  const ingest_cfg_t *cfg = &r->in->cfg;
+  Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+  req.n_chunks = n;
+  req.chunks = chunks;
+  req.tenant_id = r->j->tenant_id;
+  /* Only the first batch replaces: it retires the previous version. */
+  req.replace_doc_id = r->sent ? "" : r->j->document_id;
+  Quarry__V1__UpsertResponse *resp = NULL;
+  q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+  char err[256] = "";
+  int rc = q_grpc_unary(q_grpc_channel(cfg->retriever_addr),
+                        &quarry__v1__retriever__descriptor, "Upsert", &req.base,
+                        (ProtobufCMessage **)&resp, a, &opts, err, sizeof err);
+  if (rc)
+    return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "retriever %s: %s",
+                transient(rc) ? "unavailable" : "rejected the chunks",
+                err[0] ? err : q_strerror(rc));
+  r->sent = 1;
+  return OUT_OK;
+}
+
+/* Collects up to UPSERT_BATCH chunks from ch into chunk messages and row
+ * descriptions allocated from a. *exhausted is set when the text ended. */
+static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chunk **out,
+                         stored_chunk_t *rows, size_t *n, int *exhausted) {
+  const job_t *j = r->j;
+  chunk_t c;
+  int rc = 0;
+  *n = 0;
+  while (*n < UPSERT_BATCH && (rc = chunker_next(ch, &c)) == 1) {
+    Quarry__V1__Chunk *m = q_arena_alloc(a, sizeof *m);
+    char *id = q_arena_alloc(a, CHUNK_ID_MAX);
+    char *body = q_arena_strndup(a, c.text, c.len);
+    char *heading = q_arena_strdup(a, c.heading);
+    if (!m || !id || !body || !heading)
+      return fail(r, OUT_RETRY, "out of memory");
+    quarry__v1__chunk__init(m);
+    chunker_chunk_id(id, CHUNK_ID_MAX, j->document_id, j->version, c.ordinal);
+    m->chunk_id = id;
+    m->doc_id = (char *)j->document_id;
+    m->tenant_id = (char *)j->tenant_id;
+    m->title = (char *)j->title;
+    /* The section heading travels with the text so both lexical and dense
+     * search see the context a chunk was written in. */
+    m->text = heading[0] ? q_arena_printf(a, "%s\n\n%s", heading, body) : body;
+    if (!m->text)
+      return fail(r, OUT_RETRY, "out of memory");
+    m->ordinal = c.ordinal;
+    m->page = 0;
+    m->version = j->version;
+    rows[*n] = (stored_chunk_t){id, c.ordinal, body, heading};
+    out[(*n)++] = m;
+  }
+  if (rc < 0)
+    return fail(r, OUT_RETRY, "out of memory while chunking");
+  *exhausted = rc == 0;
+  return OUT_OK;
+}
+
+/* Chunks, embeds, stores and upserts everything. */
+static outcome_t index_text(run_t *r, const char *text, size_t len) {
+  ingest_t *in = r->in;
+  const job_t *j = r->j;
+  char err[512];
+  int markdown = strcmp(j->content_type, CT_MARKDOWN) == 0;
+  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap, markdown};
+  chunker_t *ch = NULL;
+  if (chunker_new(text, len, &opts, &ch, err, sizeof err))
+    return fail(r, OUT_FAILED, "chunker: %s", err);
+
+  outcome_t o = OUT_OK;
+  int exhausted = 0;
+  while (!exhausted && o == OUT_OK) {
+    q_arena_t *a = q_arena_new(BATCH_ARENA_MAX);
+    Quarry__V1__Chunk **chunks =
+        a ? q_arena_alloc(a, UPSERT_BATCH * sizeof *chunks) : NULL;
+    stored_chunk_t *rows = a ? q_arena_alloc(a, UPSERT_BATCH * sizeof *rows) : NULL;
+    size_t n = 0;
+    if (!chunks || !rows)
+      o = fail(r, OUT_RETRY, "out of memory");
+    if (o == OUT_OK)
+      o = collect(r, ch, a, chunks, rows, &n, &exhausted);
+    /* An empty first batch still goes out: it retires the old version. */
+    if (o == OUT_OK && (n > 0 || !r->sent)) {
+      if (n > 0)
+        o = embed(r, a, chunks, n);
+      if (o == OUT_OK)
+        o = still_ours(r);
+      if (o == OUT_OK && docstore_insert_chunks(in->pool, j, rows, n, err, sizeof err))
+        o = fail(r, OUT_RETRY, "database unavailable: %s", err);
+      if (o == OUT_OK)
+        o = upsert(r, a, chunks, n);
+      if (o == OUT_OK) {
+        r->count += (int)n;
+        q_metric_add(in->m_chunks, NULL, (double)n);
+      }
+    }
+    q_arena_destroy(a);
+    if (o == OUT_OK && !exhausted && stopping(r))
+      o = OUT_STOPPED;
+  }
+  chunker_free(ch);
+  return o;
+}
+
+static outcome_t process(run_t *r) {
+  ingest_t *in = r->in;
+  job_t *j = r->j;
+  char err[512];
+  if (j->doc_version != j->version)
+    return fail(r, OUT_FAILED, "superseded by version %d", j->doc_version);
+
+  blob_map_t m;
+  int rc = blob_open(in->cfg.blob_dir, j->sha256, &m, err, sizeof err);
+  if (rc == Q_ENOTFOUND || rc == Q_EINVAL)
+    return fail(r, OUT_FAILED, "document content is missing from the blob store");
+  if (rc)
+    return fail(r, OUT_RETRY, "blob store: %s", err);
+
+  const char *text = m.data;
+  size_t len = m.size;
+  if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) { /* byte order mark */
+    text += 3;
+    len -= 3;
+  }
+  outcome_t o = OUT_OK;
+  size_t bad;
+  if (!chunker_utf8_valid(text, len, &bad)) {
+    o = fail(r, OUT_FAILED,
+             "document is not valid UTF-8 text (first invalid byte at offset %zu)",
+             bad + (size_t)(text - m.data));
+    goto done;
+  }
+  if (!j->title_explicit && strcmp(j->content_type, CT_MARKDOWN) == 0) {
+    char title[TITLE_MAX_BYTES + 1];
+    if (chunker_markdown_title(text, len, title, sizeof title) > 0) {
+      if (docstore_set_title(in->pool, j, title, err, sizeof err)) {
+        o = fail(r, OUT_RETRY, "database unavailable: %s", err);
+        goto done;
+      }
+      snprintf(j->title, sizeof j->title, "%s", title);
+    }
+  }
+  if (docstore_delete_chunks(in->pool, j, err, sizeof err)) {
+    o = fail(r, OUT_RETRY, "database unavailable: %s", err);
+    goto done;
+  }
+  o = index_text(r, text, len);
+done:
+  blob_close(&m);
+  return o;
+}
+
+static int backoff_ms(const ingest_t *in, int attempts) {
+  int64_t d = in->cfg.backoff_ms;
+  for (int i = 1; i < attempts && d < MAX_BACKOFF_MS; i++)
+    d *= 2;
+  return (int)(d < MAX_BACKOFF_MS ? d : MAX_BACKOFF_MS);
+}
+
+static void count(ingest_t *in, const char *status) {
+  const char *labels[1] = {status};
+  q_metric_inc(in->m_jobs, labels);
+}
+
+/* Records the outcome of one attempt. */
+static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
+  job_t *j = r->j;
+  char err[512] = "", why[640];
+  int rc = Q_OK;
+  int ms = (int)(q_now_ms() - t0);
+  if (o == OUT_RETRY && j->attempts >= in->cfg.max_attempts) {
+    size_t used = strlen(r->reason);
+    snprintf(r->reason + used, sizeof r->reason - used, " (gave up after %d attempts)",
+             j->attempts);
+    o = OUT_FAILED;
+  }
+  switch (o) {
+  case OUT_OK:
+    rc = docstore_finish(in->pool, in->instance, j, 1, r->count, "", err, sizeof err);
+    if (!rc) {
+      count(in, "done");
+      q_log_info("job done", "{s:s,s:s,s:i,s:i,s:i}", "job_id", j->id, "document_id",
+                 j->document_id, "version", j->version, "chunks", r->count, "ms", ms);
+    }
+    break;
+  case OUT_FAILED:
+    rc = docstore_finish(in->pool, in->instance, j, 0, 0, r->reason, err, sizeof err);
+    if (!rc) {
+      count(in, "failed");
+      q_log_warn("job failed", "{s:s,s:s,s:i,s:i,s:s}", "job_id", j->id, "document_id",
+                 j->document_id, "version", j->version, "attempts", j->attempts, "reason",
+                 r->reason);
+    }
+    break;
+  case OUT_RETRY: {
+    int delay = backoff_ms(in, j->attempts);
+    snprintf(why, sizeof why, "attempt %d failed: %s; retrying", j->attempts, r->reason);
+    rc = docstore_requeue(in->pool, in->instance, j, delay, 1, why, err, sizeof err);
+    if (!rc) {
+      count(in, "retried");
+      q_log_warn("job will be retried", "{s:s,s:i,s:i,s:s}", "job_id", j->id, "attempts",
+                 j->attempts, "delay_ms", delay, "reason", r->reason);
+    }
+    break;
+  }
+  case OUT_STOPPED:
+    rc = docstore_requeue(in->pool, in->instance, j, 0, 0,
+                          "the worker stopped; queued again", err, sizeof err);
+    if (!rc)
+      q_log_info("job given back", "{s:s}", "job_id", j->id);
+    break;
+  case OUT_LOST:
+    q_log_warn("job lost", "{s:s,s:s}", "job_id", j->id, "reason", r->reason);
+    return;
+  }
+  /* When even this fails the heartbeat stops, and the lease brings the job
+   * back to the queue later. */
+  if (rc == Q_ENOTFOUND)
+    q_log_warn("job lost before it was settled", "{s:s}", "job_id", j->id);
+  else if (rc)
+    q_log_error("cannot record job outcome", "{s:s,s:s}", "job_id", j->id, "reason", err);
+}
+
+static void run_job(ingest_t *in, job_t *j) {
+  char tid[Q_TRACE_ID_LEN + 1];
+  if (q_trace_id_valid(j->trace_id))
+    q_trace_set(j->trace_id, 0);
+  else {
+    q_trace_new_id(tid);
+    q_trace_set(tid, 0);
+  }
+  int64_t t0 = q_now_ms();
+  q_log_info("job started", "{s:s,s:s,s:i,s:i,s:I}", "job_id", j->id, "document_id",
+             j->document_id, "version", j->version, "attempt", j->attempts, "bytes",
+             (long long)j->size);
+  run_t r = {.in = in, .j = j};
+  outcome_t o = process(&r);
+  settle(in, &r, o, t0);
+  q_trace_clear();
+}
+
+/* Sleeps up to ms unless kicked or stopping. */
+static void nap(ingest_t *in, int ms, int *seen_kicks) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&in->mu);
+  while (!atomic_load(&in->stopping) && in->kicks == *seen_kicks) {
+    if (pthread_cond_timedwait(&in->cv, &in->mu, &ts) == ETIMEDOUT)
+      break;
+  }
+  *seen_kicks = in->kicks;
+  pthread_mutex_unlock(&in->mu);
+}
+
+typedef struct worker_arg {
+  ingest_t *in;
+  int index;
+} worker_arg_t;
+
+static void reap(ingest_t *in) {
+  char err[512];
+  int n = 0;
+  if (docstore_requeue_stale(in->pool, NULL, in->cfg.lease_ms, in->cfg.max_attempts, &n,
+                             err, sizeof err)) {
+    q_log_warn("cannot check for stale jobs", "{s:s}", "reason", err);
+    return;
+  }
+  if (n > 0) {
+    const char *labels[1] = {"requeued"};
+    q_metric_add(in->m_jobs, labels, n);
+    q_log_warn("stale jobs queued again", "{s:i}", "jobs", n);
+    ingest_kick(in);
+  }
+}
+
+static void *worker_main(void *p) {
+  worker_arg_t *arg = p;
+  ingest_t *in = arg->in;
+  int index = arg->index, seen = 0;
+  free(arg);
+  int64_t next_reap = q_now_ms() + REAP_EVERY_MS;
+  int64_t quiet_until = 0; /* rate limit for "database down" warnings */
+  while (!atomic_load(&in->stopping)) {
+    if (index == 0 && q_now_ms() >= next_reap) {
+      reap(in);
+      next_reap = q_now_ms() + REAP_EVERY_MS;
+    }
+    job_t j;
+    char err[512];
+    int rc = docstore_claim(in->pool, in->instance, &j, err, sizeof err);
+    if (rc == Q_OK) {
+      run_job(in, &j);
+      continue;
+    }
+    if (rc != Q_ENOTFOUND && q_now_ms() >= quiet_until) {
+      q_log_warn("cannot claim jobs", "{s:s}", "reason", err);
+      quiet_until = q_now_ms() + 30000;
+    }
+    nap(in, rc == Q_ENOTFOUND ? in->cfg.poll_ms : 5 * in->cfg.poll_ms, &seen);
+  }
+  return NULL;
+}
+
+int worker_recover(ingest_t *in, char *err, size_t errlen) {
+  int n = 0;
+  int rc = docstore_requeue_stale(in->pool, in->host, in->cfg.lease_ms,
+                                  in->cfg.max_attempts, &n, err, errlen);
+  if (!rc && n > 0) {
+    const char *labels[1] = {"requeued"};
+    q_metric_add(in->m_jobs, labels, n);
+    q_log_warn("jobs left running by an earlier process queued again", "{s:i}", "jobs",
+               n);
+  }
+  return rc;
+}
+
+int worker_start(ingest_t *in) {
+  int n = in->cfg.workers;
+  in->nthreads = 0;
+  if (n <= 0)
+    return Q_OK;
+  in->threads = calloc((size_t)n, sizeof *in->threads);
+  if (!in->threads)
+    return Q_ENOMEM;
+  for (int i = 0; i < n; i++) {
+    worker_arg_t *arg = malloc(sizeof *arg);
+    if (arg)
+      *arg = (worker_arg_t){in, i};
+    if (!arg || pthread_create(&in->threads[i], NULL, worker_main, arg) != 0) {
+      free(arg);
+      worker_stop(in);
+      return Q_EINTERNAL;
+    }
+    in->nthreads++;
+  }
+  return Q_OK;
+}
+
+void worker_stop(ingest_t *in) {
+  atomic_store(&in->stopping, 1);
+  ingest_kick(in);
+  for (int i = 0; i < in->nthreads; i++)
+    pthread_join(in->threads[i], NULL);
+  free(in->threads);
+  in->threads = NULL;
+  in->nthreads = 0;
+}

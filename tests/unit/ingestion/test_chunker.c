@@ -1,0 +1,381 @@
+/* test_chunker.c - chunk sizes, overlap, sentence/paragraph boundaries,
+ * Markdown sections, tiny and huge inputs, chunk ids, titles, UTF-8. */
+#include "../../../services/ingestion/chunker.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quarry/buf.h"
+#include "quarry/error.h"
+
+typedef struct got {
+  int n;
+  char *text[4096];
+  char *heading[4096];
+  int words[4096];
+} got_t;
+
+static void got_free(got_t *g) {
+  for (int i = 0; i < g->n; i++) {
+    free(g->text[i]);
+    free(g->heading[i]);
+  }
+  free(g);
+}
+
+static got_t *run(const char *s, size_t n, int target, int overlap, int md) {
+  chunker_opts_t o = {target, overlap, md};
+  chunker_t *c;
+  char err[128];
+  cr_assert_eq(chunker_new(s, n, &o, &c, err, sizeof err), Q_OK, "%s", err);
+  got_t *g = calloc(1, sizeof *g);
+  chunk_t ch;
+  int rc;
+  while ((rc = chunker_next(c, &ch)) == 1) {
+    cr_assert_lt(g->n, 4096, "too many chunks");
+    cr_assert_eq(ch.ordinal, g->n, "ordinals count up from 0");
+    cr_assert_eq(strlen(ch.text), ch.len);
+    g->text[g->n] = strdup(ch.text);
+    g->heading[g->n] = strdup(ch.heading);
+    g->words[g->n] = ch.words;
+    g->n++;
+  }
+  cr_assert_eq(rc, 0);
+  chunker_free(c);
+  return g;
+}
+
+static got_t *run_s(const char *s, int target, int overlap, int md) {
+  return run(s, strlen(s), target, overlap, md);
+}
+
+static int count_words(const char *s) {
+  int n = 0, in = 0;
+  for (; *s; s++) {
+    int ws = *s == ' ' || *s == '\n' || *s == '\t' || *s == '\r';
+    if (!ws && !in)
+      n++;
+    in = !ws;
+  }
+  return n;
+}
+
+/* "w0 w1 w2 ..." without punctuation: no sentence or line breaks at all. */
+static char *numbered_words(int n, const char *sep) {
+  q_buf_t b;
+  q_buf_init(&b, 64u << 20);
+  for (int i = 0; i < n; i++)
+    q_buf_printf(&b, "%sw%d", i ? sep : "", i);
+  return q_buf_steal(&b);
+}
+
+/* Index of the first word of a "wN ..." chunk. */
+static int first_index(const char *chunk) {
+  return atoi(chunk + 1);
+}
+
+static int last_index(const char *chunk) {
+  const char *p = strrchr(chunk, 'w');
+  return atoi(p + 1);
+}
+
+Test(chunker, tiny_input_is_one_chunk) {
+  got_t *g = run_s("Hello world.", 200, 40, 0);
+  cr_assert_eq(g->n, 1);
+  cr_assert_str_eq(g->text[0], "Hello world.");
+  cr_assert_str_eq(g->heading[0], "");
+  cr_assert_eq(g->words[0], 2);
+  got_free(g);
+
+  g = run_s("x", 1, 0, 1);
+  cr_assert_eq(g->n, 1);
+  cr_assert_str_eq(g->text[0], "x");
+  got_free(g);
+}
+
+Test(chunker, empty_and_blank_inputs_give_no_chunks) {
+  got_t *g = run_s("", 200, 40, 0);
+  cr_assert_eq(g->n, 0);
+  got_free(g);
+  g = run_s(" \n\n\t \r\n ", 200, 40, 0);
+  cr_assert_eq(g->n, 0);
+  got_free(g);
+  g = run_s("# Only a heading\n\n## And another\n", 200, 40, 1);
+  cr_assert_eq(g->n, 0);
+  got_free(g);
+  g = run(NULL, 0, 10, 0, 0);
+  cr_assert_eq(g->n, 0);
+  got_free(g);
+}
+
+Test(chunker, rejects_bad_options) {
+  chunker_t *c;
+  char err[128];
+  chunker_opts_t o = {0, 0, 0};
+  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
+  o = (chunker_opts_t){CHUNKER_MAX_TARGET + 1, 0, 0};
+  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
+  o = (chunker_opts_t){100, 51, 0};
+  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "overlap"), "%s", err);
+  o = (chunker_opts_t){100, -1, 0};
+  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
+  o = (chunker_opts_t){100, 50, 0};
+  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_OK);
+  chunker_free(c);
+}
+
+Test(chunker, fixed_windows_overlap_exactly_without_boundaries) {
+  char *s = numbered_words(1000, " ");
+  got_t *g = run_s(s, 200, 40, 0);
+  /* No boundaries: every chunk is 200 words and starts 160 after the last. */
+  int expect_start = 0;
+  for (int i = 0; i < g->n; i++) {
+    cr_assert_leq(g->words[i], 200);
+    cr_assert_eq(count_words(g->text[i]), g->words[i]);
+    cr_assert_eq(first_index(g->text[i]), expect_start, "chunk %d starts at w%d", i,
+                 first_index(g->text[i]));
+    if (i + 1 < g->n) {
+      cr_assert_eq(g->words[i], 200);
+      int next = first_index(g->text[i + 1]);
+      cr_assert_eq(last_index(g->text[i]) - next + 1, 40, "overlap of 40 words");
+      expect_start = next;
+    }
+  }
+  cr_assert_eq(last_index(g->text[g->n - 1]), 999, "the last word is in the last chunk");
+  cr_assert_eq(g->n, 6); /* starts 0,160,320,480,640,800 */
+  got_free(g);
+  free(s);
+}
+
+Test(chunker, zero_overlap_partitions_the_words) {
+  char *s = numbered_words(1000, " ");
+  got_t *g = run_s(s, 100, 0, 0);
+  cr_assert_eq(g->n, 10);
+  for (int i = 0; i < g->n; i++) {
+    cr_assert_eq(first_index(g->text[i]), i * 100);
+    cr_assert_eq(last_index(g->text[i]), i * 100 + 99);
+  }
+  got_free(g);
+  free(s);
+}
+
+/* Sentences of exactly ten words: "sK-0 sK-1 ... sK-9." */
+static char *sentences(int nsent, int per_para) {
+  q_buf_t b;
+  q_buf_init(&b, 16u << 20);
+  for (int k = 0; k < nsent; k++) {
+    if (k)
+      q_buf_puts(&b, per_para && k % per_para == 0 ? "\n\n" : " ");
+    for (int j = 0; j < 10; j++)
+      q_buf_printf(&b, "%ss%d-%d%s", j ? " " : "", k, j, j == 9 ? "." : "");
+  }
+  return q_buf_steal(&b);
+}
+
+Test(chunker, prefers_sentence_ends_and_overlaps_whole_sentences) {
+  char *s = sentences(30, 0); /* 300 words, one paragraph */
+  got_t *g = run_s(s, 95, 25, 0);
+  cr_assert_gt(g->n, 3);
+  for (int i = 0; i < g->n; i++) {
+    size_t len = strlen(g->text[i]);
+    cr_assert_eq(g->text[i][len - 1], '.', "chunk %d ends mid-sentence: ...%s", i,
+                 g->text[i] + (len > 30 ? len - 30 : 0));
+    cr_assert_eq(g->text[i][0], 's');
+    cr_assert(strncmp(strchr(g->text[i], '-'), "-0 ", 3) == 0,
+              "chunk %d starts mid-sentence: %.30s", i, g->text[i]);
+    cr_assert_leq(g->words[i], 95);
+    cr_assert_eq(g->words[i] % 10, 0);
+  }
+  /* 90 words (9 sentences) then back 20 words (2 sentences fit in 25). */
+  cr_assert_eq(g->words[0], 90);
+  cr_assert_eq(strncmp(g->text[1], "s7-0 ", 5), 0, "%.20s", g->text[1]);
+  got_free(g);
+  free(s);
+}
+
+Test(chunker, prefers_paragraph_breaks) {
+  /* Paragraphs of 7 sentences (70 words); target 100: a paragraph break at 70
+   * lies in the last third, so the chunk stops there rather than at 100. */
+  char *s = sentences(28, 7);
+  got_t *g = run_s(s, 100, 0, 0);
+  cr_assert_eq(g->n, 4);
+  for (int i = 0; i < g->n; i++) {
+    cr_assert_eq(g->words[i], 70, "chunk %d has %d words", i, g->words[i]);
+    cr_assert_null(strstr(g->text[i], "\n\n"), "a chunk spans a paragraph break");
+  }
+  got_free(g);
+  free(s);
+}
+
+Test(chunker, keeps_paragraph_and_line_structure_in_text) {
+  got_t *g = run_s("One two.\n\n\n   Three\r\nfour   five.\tsix", 200, 40, 0);
+  cr_assert_eq(g->n, 1);
+  cr_assert_str_eq(g->text[0], "One two.\n\nThree\nfour five. six");
+  got_free(g);
+}
+
+Test(chunker, markdown_sections_and_heading_paths) {
+  const char *md = "# Guide\n"
+                   "Intro text here.\n"
+                   "\n"
+                   "## Install\n"
+                   "Run the installer.\n"
+                   "### Linux ###\n"
+                   "Use apt.\n"
+                   "## Usage\n"
+                   "Call it.\n"
+                   "# Appendix\n"
+                   "  ## Notes  \n"
+                   "Last words.\n";
+  got_t *g = run_s(md, 200, 40, 1);
+  cr_assert_eq(g->n, 5);
+  cr_assert_str_eq(g->text[0], "Intro text here.");
+  cr_assert_str_eq(g->heading[0], "Guide");
+  cr_assert_str_eq(g->text[1], "Run the installer.");
+  cr_assert_str_eq(g->heading[1], "Guide > Install");
+  cr_assert_str_eq(g->text[2], "Use apt.");
+  cr_assert_str_eq(g->heading[2], "Guide > Install > Linux");
+  cr_assert_str_eq(g->text[3], "Call it.");
+  cr_assert_str_eq(g->heading[3], "Guide > Usage");
+  cr_assert_str_eq(g->text[4], "Last words.");
+  cr_assert_str_eq(g->heading[4], "Appendix > Notes");
+  got_free(g);
+}
+
+Test(chunker, plain_text_has_no_headings) {
+  got_t *g = run_s("# not a heading\nbody", 200, 40, 0);
+  cr_assert_eq(g->n, 1);
+  cr_assert_str_eq(g->text[0], "# not a heading\nbody");
+  cr_assert_str_eq(g->heading[0], "");
+  got_free(g);
+}
+
+Test(chunker, hashes_in_code_fences_and_without_space_are_not_headings) {
+  const char *md = "# Title\n"
+                   "```sh\n"
+                   "# a shell comment\n"
+                   "make\n"
+                   "```\n"
+                   "#hashtag is text\n"
+                   "    # indented four: code, text here\n";
+  got_t *g = run_s(md, 200, 40, 1);
+  cr_assert_eq(g->n, 1);
+  cr_assert_str_eq(g->heading[0], "Title");
+  cr_assert(strstr(g->text[0], "# a shell comment"), "%s", g->text[0]);
+  cr_assert(strstr(g->text[0], "#hashtag"), "%s", g->text[0]);
+  cr_assert(strstr(g->text[0], "# indented"), "%s", g->text[0]);
+  got_free(g);
+}
+
+Test(chunker, long_sections_split_within_their_heading) {
+  q_buf_t b;
+  q_buf_init(&b, 1u << 20);
+  q_buf_puts(&b, "# Big\n");
+  char *words = numbered_words(500, " ");
+  q_buf_puts(&b, words);
+  q_buf_puts(&b, "\n# Small\ntail");
+  got_t *g = run(b.data, b.len, 100, 20, 1);
+  int big = 0;
+  for (int i = 0; i < g->n - 1; i++) {
+    cr_assert_str_eq(g->heading[i], "Big");
+    cr_assert_null(strstr(g->text[i], "tail"));
+    big++;
+  }
+  cr_assert_geq(big, 6);
+  cr_assert_str_eq(g->heading[g->n - 1], "Small");
+  cr_assert_str_eq(g->text[g->n - 1], "tail");
+  got_free(g);
+  free(words);
+  q_buf_free(&b);
+}
+
+Test(chunker, huge_input_stays_bounded_and_covers_every_word) {
+  int nwords = 300000;
+  char *s = numbered_words(nwords, " ");
+  chunker_opts_t o = {200, 40, 0};
+  chunker_t *c;
+  char err[64];
+  cr_assert_eq(chunker_new(s, strlen(s), &o, &c, err, sizeof err), Q_OK);
+  chunk_t ch;
+  int n = 0, next_new = 0;
+  while (chunker_next(c, &ch) == 1) {
+    cr_assert_leq(ch.words, 200);
+    int first = first_index(ch.text), last = last_index(ch.text);
+    cr_assert_leq(first, next_new, "a gap before w%d", first);
+    cr_assert_gt(last, next_new - 1, "chunk %d adds nothing new", n);
+    next_new = last + 1;
+    n++;
+  }
+  cr_assert_eq(next_new, nwords);
+  cr_assert_eq(n, (nwords - 40 + 159) / 160);
+  chunker_free(c);
+  free(s);
+}
+
+Test(chunker, very_long_words_are_cut_at_character_boundaries) {
+  /* 3000 bytes with no white space, mostly two-byte characters. */
+  q_buf_t b;
+  q_buf_init(&b, 1u << 16);
+  q_buf_puts(&b, "a");
+  for (int i = 0; i < 1500; i++)
+    q_buf_puts(&b, "\xc3\xa9"); /* é */
+  got_t *g = run(b.data, b.len, 4, 0, 0);
+  q_buf_t joined;
+  q_buf_init(&joined, 1u << 16);
+  for (int i = 0; i < g->n; i++) {
+    cr_assert_leq(strlen(g->text[i]), 4 * CHUNKER_MAX_WORD);
+    size_t bad;
+    cr_assert(chunker_utf8_valid(g->text[i], strlen(g->text[i]), &bad),
+              "chunk %d cut a character at %zu", i, bad);
+    q_buf_puts(&joined, g->text[i]);
+  }
+  cr_assert_str_eq(joined.data, b.data, "pieces glue back together");
+  got_free(g);
+  q_buf_free(&b);
+  q_buf_free(&joined);
+}
+
+Test(chunker, chunk_ids) {
+  char id[128];
+  cr_assert_eq(
+      chunker_chunk_id(id, sizeof id, "6f1c1c2e-0000-4000-8000-000000000001", 3, 17),
+      strlen("6f1c1c2e-0000-4000-8000-000000000001:3:17"));
+  cr_assert_str_eq(id, "6f1c1c2e-0000-4000-8000-000000000001:3:17");
+  cr_assert_eq(chunker_chunk_id(id, sizeof id, "d", 1, 0), 5);
+  cr_assert_str_eq(id, "d:1:0");
+  cr_assert_eq(chunker_chunk_id(id, 5, "d", 1, 0), 0, "too small");
+  cr_assert_str_eq(id, "");
+}
+
+Test(chunker, markdown_title) {
+  char t[64];
+  const char *md =
+      "Some preface\n## Not level one\n```\n# in code\n```\n#  The Title #\n# Second\n";
+  cr_assert_eq(chunker_markdown_title(md, strlen(md), t, sizeof t), 9);
+  cr_assert_str_eq(t, "The Title");
+  cr_assert_eq(chunker_markdown_title("no heading", 10, t, sizeof t), 0);
+  cr_assert_str_eq(t, "");
+  char small[6];
+  const char *u = "# \xc3\xa9\xc3\xa9\xc3\xa9";
+  chunker_markdown_title(u, strlen(u), small, sizeof small);
+  cr_assert_str_eq(small, "\xc3\xa9\xc3\xa9", "cut at a character boundary");
+}
+
+Test(chunker, utf8_validation) {
+  size_t bad = 99;
+  cr_assert(chunker_utf8_valid("plain ascii", 11, &bad));
+  cr_assert(chunker_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, &bad));
+  cr_assert_not(chunker_utf8_valid("ab\xff", 3, &bad));
+  cr_assert_eq(bad, 2);
+  cr_assert_not(chunker_utf8_valid("a\xc0\xaf", 3, &bad), "overlong");
+  cr_assert_eq(bad, 1);
+  cr_assert_not(chunker_utf8_valid("\xed\xa0\x80", 3, &bad), "surrogate");
+  cr_assert_eq(bad, 0);
+  cr_assert_not(chunker_utf8_valid("abc\xe2\x82", 5, &bad), "truncated");
+  cr_assert_eq(bad, 3);
+  cr_assert_not(chunker_utf8_valid("a\0b", 3, &bad), "NUL");
+  cr_assert_eq(bad, 1);
+}
