@@ -1,0 +1,49 @@
+/* events.h - the Feedback service: validates Submit and RecordQuery
+ * requests, turns them into JSON events (key = query_id) and hands them to
+ * the producer. Validation and serialisation are separate functions so
+ * they can be tested without a server or a broker. */
+#ifndef QUARRY_FEEDBACK_EVENTS_H
+#define QUARRY_FEEDBACK_EVENTS_H
+
+#include "producer.h"
+
+#include "quarry/grpc.h"
+#include "quarry/v1/feedback.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EV_MAX_ID_BYTES 128       /* query_id, tenant_id */
+#define EV_MAX_USER_BYTES 256
+#define EV_MAX_COMMENT_BYTES 4096
+#define EV_MAX_CHUNK_IDS 64
+#define EV_MAX_CHUNK_ID_BYTES 256
+#define EV_MAX_QUERY_BYTES 8192
+#define EV_MAX_ANSWER_BYTES (64u << 10)
+
+typedef struct events {
+  producer_t *producer;
+  const char *feedback_topic; /* quarry.feedback */
+  const char *queries_topic;  /* quarry.queries */
+} events_t;
+
+/* 0 when the request is acceptable, else Q_EINVAL with a message naming
+ * the offending field in err. */
+int events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err, size_t errlen);
+int events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen);
+
+/* The event as compact JSON (malloc()ed, caller frees), or NULL when out of
+ * memory. Call only on requests that passed the check. event_id names the
+ * event (the feedback id for feedback); ts_ms is the time it was accepted. */
+char *events_feedback_json(const Quarry__V1__FeedbackRequest *r, const char *event_id,
+                           int64_t ts_ms);
+char *events_query_json(const Quarry__V1__QueryEvent *r, const char *event_id,
+                        int64_t ts_ms);
+
+/* gRPC handlers for quarry.v1.Feedback; ud is the events_t. */
+int events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                     ProtobufCMessage **out, void *ud);
+int events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                           ProtobufCMessage **out, void *ud);
+
+#endif

@@ -1,0 +1,336 @@
+/* outbox.c - PostgreSQL outbox for undelivered Kafka messages; see
+ * outbox.h. */
+#include "outbox.h"
+
+#include "quarry/error.h"
+#include "quarry/log.h"
+#include "quarry/metrics.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ACQUIRE_MS 2000
+#define READY_MS 2000
+
+static const q_pg_migration_t migrations[] = {
+    {1, "feedback_outbox",
+     /* value is the event exactly as it was produced (JSON text), so a
+      * re-send publishes the same bytes. */
+     "CREATE TABLE IF NOT EXISTS feedback_outbox ("
+     "  id bigserial PRIMARY KEY,"
+     "  topic text NOT NULL,"
+     "  key text NOT NULL,"
+     "  value text NOT NULL,"
+     "  last_error text NOT NULL DEFAULT '',"
+     "  attempts integer NOT NULL DEFAULT 0,"
+     "  created_at timestamptz NOT NULL DEFAULT now()"
+     ");"},
+};
+
+struct outbox {
+  q_pg_pool_t *pool;
+  int interval_ms;
+  int batch;
+  producer_t *producer;
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* CLOCK_MONOTONIC; signals stop and in_flight changes */
+  int stop;
+  int in_flight; /* outbox rows handed to the producer, outcome pending */
+  atomic_int migrated;
+  q_metric_t *events; /* quarry_feedback_outbox_total{outcome} */
+};
+
+static void count(outbox_t *o, const char *outcome) {
+  const char *lv[1] = {outcome};
+  q_metric_inc(o->events, lv);
+}
+
+outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch) {
+  outbox_t *o = calloc(1, sizeof *o);
+  if (!o)
+    return NULL;
+  o->pool = pool;
+  o->interval_ms = interval_ms > 0 ? interval_ms : 5000;
+  o->batch = batch > 0 ? batch : 100;
+  pthread_mutex_init(&o->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&o->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  o->events = q_metric_counter("quarry_feedback_outbox_total",
+                               "Outbox events: stored (delivery failed, kept in "
+                               "PostgreSQL), resent (delivered from the outbox), lost "
+                               "(neither Kafka nor PostgreSQL took it).",
+                               "outcome");
+  return o;
+}
+
+int outbox_migrate(outbox_t *o, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = q_pg_migrate(c, "feedback", migrations,
+                        sizeof migrations / sizeof *migrations, err, errlen);
+  q_pg_release(o->pool, c);
+  if (rc == 0)
+    atomic_store(&o->migrated, 1);
+  return rc;
+}
+
+/* The event id inside a message value, for log lines about it. */
+static void event_id_of(const producer_msg_t *m, char *out, size_t outlen) {
+  json_t *v = json_loadb(m->value, m->value_len, 0, NULL);
+  const char *id = json_string_value(json_object_get(v, "event_id"));
+  snprintf(out, outlen, "%s", id ? id : "unknown");
+  json_decref(v);
+}
+
+/* One outbox row's outcome is known: let the re-send thread go on. */
+static void row_done(outbox_t *o) {
+  pthread_mutex_lock(&o->mu);
+  if (o->in_flight > 0)
+    o->in_flight--;
+  pthread_cond_broadcast(&o->cv);
+  pthread_mutex_unlock(&o->mu);
+}
+
+/* Runs a parameterised command; 0 or Q_EUNAVAIL with err set. Parameters
+ * are sent in binary form, which for text is the raw bytes with explicit
+ * lengths (Kafka keys and values are not NUL-terminated). */
+static int exec_params(outbox_t *o, const char *sql, int n, const char *const *vals,
+                       const int *lens, char *err, size_t errlen) {
+  int formats[4] = {1, 1, 1, 1};
+  PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  PGresult *r = PQexecParams(c, sql, n, NULL, vals, lens, formats, 0);
+  int rc = 0;
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    snprintf(err, errlen, "postgres: %s", PQerrorMessage(c));
+    rc = Q_EUNAVAIL;
+  }
+  PQclear(r);
+  q_pg_release(o->pool, c);
+  return rc;
+}
+
+int outbox_store(void *ud, const producer_msg_t *m, const char *reason) {
+  outbox_t *o = ud;
+  char err[512] = "", event_id[64];
+  int rc;
+
+  if (m->outbox_id > 0) {
+    /* A re-send failed: the row stays, one more attempt is recorded. */
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)m->outbox_id);
+    const char *vals[2] = {id, reason};
+    int lens[2] = {0, (int)strlen(reason)};
+    /* id as text: the first parameter uses text format. */
+    PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, sizeof err);
+    rc = Q_EUNAVAIL;
+    if (c) {
+      int formats[2] = {0, 1};
+      PGresult *r = PQexecParams(c,
+                                 "UPDATE feedback_outbox SET attempts = attempts + 1, "
+                                 "last_error = $2 WHERE id = $1::bigint",
+                                 2, NULL, vals, lens, formats, 0);
+      rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : Q_EUNAVAIL;
+      if (rc)
+        snprintf(err, sizeof err, "postgres: %s", PQerrorMessage(c));
+      PQclear(r);
+      q_pg_release(o->pool, c);
+    }
+    if (rc)
+      q_log_warn("cannot record an outbox re-send attempt", "{s:I,s:s}", "outbox_id",
+                 (json_int_t)m->outbox_id, "error", err);
+    row_done(o);
+    return 0; /* the row itself is still stored */
+  }
+
+  if (!atomic_load(&o->migrated) && outbox_migrate(o, err, sizeof err) != 0) {
+    rc = Q_EUNAVAIL;
+  } else {
+    const char *vals[4] = {m->topic, m->key ? m->key : "", m->value, reason};
+    int lens[4] = {(int)strlen(m->topic), (int)m->key_len, (int)m->value_len,
+                   (int)strlen(reason)};
+    rc = exec_params(o,
+                     "INSERT INTO feedback_outbox (topic, key, value, last_error) "
+                     "VALUES ($1, $2, $3, $4)",
+                     4, vals, lens, err, sizeof err);
+  }
+  event_id_of(m, event_id, sizeof event_id);
+  if (rc) {
+    count(o, "lost");
+    q_log_error("event lost: neither Kafka nor the PostgreSQL outbox took it",
+                "{s:s,s:s,s:s%,s:s}", "event_id", event_id, "topic", m->topic, "key",
+                m->key ? m->key : "", m->key_len, "error", err);
+    return rc;
+  }
+  count(o, "stored");
+  q_log_info("event stored in the outbox", "{s:s,s:s,s:s}", "event_id", event_id, "topic",
+             m->topic, "reason", reason);
+  return 0;
+}
+
+void outbox_delivered(void *ud, const producer_msg_t *m) {
+  outbox_t *o = ud;
+  if (m->outbox_id <= 0)
+    return;
+  char id[32], err[512] = "";
+  snprintf(id, sizeof id, "%lld", (long long)m->outbox_id);
+  PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, sizeof err);
+  int ok = 0;
+  if (c) {
+    const char *vals[1] = {id};
+    PGresult *r = PQexecParams(c, "DELETE FROM feedback_outbox WHERE id = $1::bigint", 1,
+                               NULL, vals, NULL, NULL, 0);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+      snprintf(err, sizeof err, "postgres: %s", PQerrorMessage(c));
+    PQclear(r);
+    q_pg_release(o->pool, c);
+  }
+  count(o, "resent");
+  if (!ok) /* it will be published again: at-least-once */
+    q_log_warn("outbox row delivered but not deleted", "{s:I,s:s}", "outbox_id",
+               (json_int_t)m->outbox_id, "error", err);
+  row_done(o);
+}
+
+static void deadline_after(struct timespec *ts, int ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Sleeps up to ms unless stopped; returns 1 when stopping. */
+static int nap(outbox_t *o, int ms) {
+  struct timespec until;
+  deadline_after(&until, ms);
+  pthread_mutex_lock(&o->mu);
+  while (!o->stop && pthread_cond_timedwait(&o->cv, &o->mu, &until) != ETIMEDOUT)
+    ;
+  int stop = o->stop;
+  pthread_mutex_unlock(&o->mu);
+  return stop;
+}
+
+/* One pass: sends up to batch rows and waits for their outcomes. Returns
+ * the number of rows delivered-or-failed, -1 when nothing could be read. */
+static int resend_batch(outbox_t *o, int *full) {
+  char err[512] = "";
+  PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, sizeof err);
+  char limit[16];
+  int n = 0, sent = 0;
+
+  *full = 0;
+  if (!c)
+    return -1;
+  snprintf(limit, sizeof limit, "%d", o->batch);
+  const char *vals[1] = {limit};
+  PGresult *r = PQexecParams(c,
+                             "SELECT id, topic, key, value FROM feedback_outbox "
+                             "ORDER BY id LIMIT $1::int",
+                             1, NULL, vals, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    q_log_warn("cannot read the outbox", "{s:s}", "error", PQerrorMessage(c));
+    PQclear(r);
+    q_pg_release(o->pool, c);
+    return -1;
+  }
+  q_pg_release(o->pool, c);
+  n = PQntuples(r);
+  if (n > 0)
+    q_log_info("re-sending outbox rows", "{s:i}", "rows", n);
+  for (int i = 0; i < n; i++) {
+    long long id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    pthread_mutex_lock(&o->mu);
+    o->in_flight++;
+    pthread_mutex_unlock(&o->mu);
+    /* On failure the producer has already reported the row to
+     * outbox_store, which counted it done. */
+    if (producer_send(o->producer, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                      (size_t)PQgetlength(r, i, 2), PQgetvalue(r, i, 3),
+                      (size_t)PQgetlength(r, i, 3), id, err, sizeof err) != 0)
+      break;
+    sent++;
+  }
+  PQclear(r);
+
+  /* Wait for every outcome so no row is ever in flight twice. */
+  pthread_mutex_lock(&o->mu);
+  while (o->in_flight > 0 && !o->stop)
+    pthread_cond_wait(&o->cv, &o->mu);
+  pthread_mutex_unlock(&o->mu);
+  *full = sent == o->batch;
+  return sent;
+}
+
+static void *resend_main(void *arg) {
+  outbox_t *o = arg;
+  int full = 0, db_down = 0;
+  while (full || !nap(o, o->interval_ms)) {
+    char why[256] = "";
+    full = 0;
+    pthread_mutex_lock(&o->mu);
+    int stop = o->stop;
+    pthread_mutex_unlock(&o->mu);
+    if (stop)
+      break;
+    if (!atomic_load(&o->migrated)) {
+      if (outbox_migrate(o, why, sizeof why) != 0) {
+        /* Once per outage, not once per interval. */
+        if (!db_down)
+          q_log_warn("feedback outbox not migrated yet", "{s:s}", "error", why);
+        db_down = 1;
+        continue;
+      }
+      q_log_info("feedback outbox migrated", NULL);
+      db_down = 0;
+    }
+    if (producer_ready(o->producer, READY_MS, why, sizeof why) != 0)
+      continue;
+    resend_batch(o, &full);
+  }
+  return NULL;
+}
+
+int outbox_start(outbox_t *o, producer_t *p) {
+  o->producer = p;
+  if (pthread_create(&o->thread, NULL, resend_main, o) != 0)
+    return Q_EINTERNAL;
+  o->started = 1;
+  return 0;
+}
+
+void outbox_stop(outbox_t *o) {
+  if (!o || !o->started)
+    return;
+  pthread_mutex_lock(&o->mu);
+  o->stop = 1;
+  pthread_cond_broadcast(&o->cv);
+  pthread_mutex_unlock(&o->mu);
+  pthread_join(o->thread, NULL);
+  o->started = 0;
+}
+
+void outbox_free(outbox_t *o) {
+  if (!o)
+    return;
+  pthread_mutex_destroy(&o->mu);
+  pthread_cond_destroy(&o->cv);
+  free(o);
+}

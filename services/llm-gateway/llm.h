@@ -1,0 +1,60 @@
+/* llm.h - the LlmGateway service: request validation, provider dispatch
+ * with fallback, and metrics. Transport-independent parts (llm_embed,
+ * llm_generate) are separate from the gRPC handlers so they can be tested
+ * without a server. */
+#ifndef QUARRY_LLM_H
+#define QUARRY_LLM_H
+
+#include "provider.h"
+
+#include "quarry/grpc.h"
+#include "quarry/metrics.h"
+
+#define LLM_MAX_TEXTS 256
+#define LLM_MAX_TEXT_BYTES (32u << 10)
+#define LLM_MAX_QUERY_BYTES 8192
+#define LLM_MAX_PASSAGES 64
+#define LLM_MAX_PASSAGE_BYTES (256u << 10)
+#define LLM_MAX_TITLE_BYTES 1024
+#define LLM_MAX_MODEL_BYTES 256
+#define LLM_MAX_TOKENS 32768
+
+/* The service state shared by every handler. The providers are owned by
+ * the caller (main.c) and must outlive the server. */
+typedef struct llm {
+  embedder_t *embedder;
+  generator_t *generator;
+  generator_t *fallback; /* used when generator fails; NULL: none */
+  q_metric_t *tokens;    /* quarry_llm_tokens_total{kind} */
+  q_metric_t *requests;  /* quarry_llm_requests_total{op,provider,outcome} */
+} llm_t;
+
+/* Sets up the state and registers the metric families. */
+void llm_init(llm_t *l, embedder_t *embedder, generator_t *generator,
+              generator_t *fallback);
+
+/* Embeds texts with the configured embedder, counting the outcome. 0 or a
+ * q_err_t with err set. out holds n * embedder->dim floats. */
+int llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
+              float *out, char *err, size_t errlen);
+
+/* Generates with the configured generator; when it fails without having
+ * emitted anything and a fallback exists, logs the failure and answers with
+ * the fallback. *model_used (optional) receives the model that answered.
+ * Counts outcomes and tokens. 0 or a q_err_t with err set. */
+int llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
+                 size_t n, int max_tokens, gen_emit_cb emit, void *ud,
+                 gen_usage_t *usage, const char **model_used, char *err,
+                 size_t errlen);
+
+/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF). */
+int llm_utf8_valid(const char *s, size_t n);
+
+/* gRPC handlers for quarry.v1.LlmGateway; ud is the llm_t. */
+int llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                 ProtobufCMessage **out, void *ud);
+int llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                    ProtobufCMessage **out, void *ud);
+
+#endif

@@ -1,0 +1,136 @@
+/* provider.h - the two kinds of model backends the LLM gateway fronts.
+ *
+ * An embedder turns texts into fixed-size vectors; a generator turns a
+ * question plus numbered passages into an answer that cites them with [n]
+ * markers. Each is a table of function pointers chosen once at start from
+ * the configuration (curl's TLS backends): a built-in implementation that
+ * needs nothing outside the process, and an OpenAI-compatible HTTP one.
+ *
+ * Providers are shared by every worker thread: embed and generate must be
+ * thread-safe, and hold no per-call state in the provider object. */
+#ifndef QUARRY_LLM_PROVIDER_H
+#define QUARRY_LLM_PROVIDER_H
+
+#include <stddef.h>
+
+/* ---- embedders ----------------------------------------------------------- */
+
+typedef struct embedder embedder_t;
+
+struct embedder {
+  const char *name;  /* provider name for metrics and logs: "builtin", "openai" */
+  const char *model; /* model reported to callers */
+  int dim;           /* length of every vector produced */
+
+  /* Embeds texts[0..n) (texts[i] is lens[i] bytes of UTF-8, non-empty) into
+   * out[i * dim .. (i + 1) * dim), each vector L2-normalised. Returns 0, or
+   * a q_err_t with the reason in err: Q_EINVAL for a text that cannot be
+   * embedded, Q_EUNAVAIL / Q_ETIMEDOUT when a remote provider fails. */
+  int (*embed)(const embedder_t *e, const char *const *texts, const size_t *lens,
+               size_t n, float *out, char *err, size_t errlen);
+
+  /* Frees the provider and everything it owns. */
+  void (*destroy)(embedder_t *e);
+};
+
+/* The built-in feature-hashing embedder (embed_hash.c): deterministic, no
+ * model files, dim dimensions (16..8192). NULL when out of memory. */
+embedder_t *embed_hash_new(int dim);
+
+/* Settings of the OpenAI-compatible embeddings provider. Strings are
+ * copied. */
+typedef struct embed_openai_opts {
+  const char *url;     /* full endpoint, e.g. https://api.openai.com/v1/embeddings */
+  const char *model;   /* sent as "model" */
+  const char *api_key; /* sent as "Authorization: Bearer"; "" or NULL: none */
+  int dim;             /* expected vector length; replies must match */
+  int send_dim;        /* also send "dimensions": dim in the request */
+  int timeout_ms;      /* per request */
+} embed_openai_opts_t;
+
+/* The OpenAI-compatible /v1/embeddings provider (embed_openai.c). NULL when
+ * out of memory. */
+embedder_t *embed_openai_new(const embed_openai_opts_t *o);
+
+/* ---- generators ---------------------------------------------------------- */
+
+typedef struct generator generator_t;
+
+/* A numbered source the answer may cite: passage i is cited as [i + 1]. */
+typedef struct gen_passage {
+  const char *title; /* may be "" */
+  const char *text;
+  size_t text_len;
+} gen_passage_t;
+
+typedef struct gen_usage {
+  int prompt_tokens;
+  int completion_tokens;
+} gen_usage_t;
+
+/* Receives the next piece of the answer (not NUL-terminated, len bytes).
+ * Returns 0 to go on, non-zero to stop (the client has gone away). */
+typedef int (*gen_emit_cb)(const char *piece, size_t len, void *ud);
+
+struct generator {
+  const char *name;  /* "extractive", "openai" */
+  const char *model; /* model reported to callers */
+
+  /* Answers query from passages[0..n), streaming the answer through emit.
+   * max_tokens > 0 caps the answer's length in tokens (whitespace-separated
+   * words for the built-in generator). Fills *usage. Returns 0; Q_ECANCELLED
+   * when emit asked to stop; Q_EUNAVAIL / Q_ETIMEDOUT / Q_EINTERNAL when a
+   * remote provider fails, with the reason in err. A generator that fails
+   * has emitted nothing (remote answers are emitted only once complete), so
+   * the caller may retry with another generator. */
+  int (*generate)(const generator_t *g, const char *query,
+                  const gen_passage_t *passages, size_t n, int max_tokens,
+                  gen_emit_cb emit, void *ud, gen_usage_t *usage, char *err,
+                  size_t errlen);
+
+  void (*destroy)(generator_t *g);
+};
+
+/* The built-in extractive answerer (gen_extractive.c). NULL when out of
+ * memory. */
+generator_t *gen_extractive_new(void);
+
+/* Settings of the OpenAI-compatible chat completions provider. Strings are
+ * copied. */
+typedef struct gen_openai_opts {
+  const char *url;      /* full endpoint, e.g. https://api.openai.com/v1/chat/completions */
+  const char *model;
+  const char *api_key;  /* "" or NULL: none */
+  const char *template; /* prompt template text with {{context}} and {{question}} */
+  int timeout_ms;
+  int max_tokens;       /* default when the request gives none (0: provider's) */
+} gen_openai_opts_t;
+
+/* The OpenAI-compatible /v1/chat/completions provider (gen_openai.c). NULL
+ * when out of memory. */
+generator_t *gen_openai_new(const gen_openai_opts_t *o);
+
+/* Reads a prompt template (at most 64 KiB) and checks that it holds both
+ * {{context}} and {{question}}. Returns 0 with *out malloc()ed (caller
+ * frees), or a q_err_t with the reason in err. */
+int gen_openai_load_template(const char *path, char **out, char *err,
+                             size_t errlen);
+
+/* Fills the template: {{context}} becomes the numbered passages, {{question}}
+ * the query. Placeholders inside the substituted text are left alone.
+ * Returns a malloc()ed string (caller frees), NULL when out of memory or the
+ * prompt would exceed max_bytes. */
+char *gen_openai_render_prompt(const char *template, const char *query,
+                               const gen_passage_t *passages, size_t n,
+                               size_t max_bytes);
+
+/* Counts whitespace-separated words in s[0..n): the built-in providers'
+ * token measure. */
+int gen_count_words(const char *s, size_t n);
+
+/* Streams s[0..n) through emit one word at a time (each piece is a word and
+ * the white space after it, so the pieces add up to s). 0, or Q_ECANCELLED
+ * when emit asked to stop. */
+int gen_emit_words(const char *s, size_t n, gen_emit_cb emit, void *ud);
+
+#endif

@@ -1,0 +1,208 @@
+/* Tests of the built-in extractive answerer. */
+#include "../../../services/llm-gateway/provider.h"
+
+#include "quarry/error.h"
+
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char NO_ANSWER[] =
+    "The provided documents do not contain an answer to this question.";
+
+typedef struct collected {
+  char text[8192];
+  size_t len;
+  int pieces;
+  int stop_after; /* 0: never stop */
+} collected_t;
+
+static int collect_cb(const char *piece, size_t len, void *ud) {
+  collected_t *c = ud;
+  cr_assert_lt(c->len + len, sizeof c->text);
+  memcpy(c->text + c->len, piece, len);
+  c->len += len;
+  c->text[c->len] = '\0';
+  c->pieces++;
+  return c->stop_after && c->pieces >= c->stop_after;
+}
+
+static generator_t *g;
+
+static void setup(void) {
+  g = gen_extractive_new();
+  cr_assert_not_null(g);
+}
+
+static void teardown(void) { g->destroy(g); }
+
+TestSuite(gen_extractive, .init = setup, .fini = teardown);
+
+static gen_passage_t P(const char *title, const char *text) {
+  gen_passage_t p = {title, text, strlen(text)};
+  return p;
+}
+
+static int answer(const char *query, const gen_passage_t *ps, size_t n, int max_tokens,
+                  collected_t *c, gen_usage_t *u) {
+  char err[256] = "";
+  memset(c, 0, sizeof *c);
+  return g->generate(g, query, ps, n, max_tokens, collect_cb, c, u, err, sizeof err);
+}
+
+/* Every [n] in s must be 1..n; returns how many there are. */
+static int check_markers(const char *s, size_t n) {
+  int count = 0;
+  for (const char *p = strchr(s, '['); p; p = strchr(p + 1, '[')) {
+    char *end;
+    long v = strtol(p + 1, &end, 10);
+    if (end == p + 1 || *end != ']')
+      continue;
+    cr_assert(v >= 1 && (size_t)v <= n, "marker [%ld] outside 1..%zu in: %s", v, n, s);
+    count++;
+  }
+  return count;
+}
+
+static const gen_passage_t *corpus(size_t *n) {
+  static gen_passage_t ps[4];
+  ps[0] = P("Install guide",
+            "Quarry runs on Debian. Install the packages with make deps. "
+            "The build needs gcc and protoc-c.");
+  ps[1] = P("Geography",
+            "France is a country in Western Europe. Paris is the capital of France "
+            "and its largest city. The Loire is the longest river in France.");
+  ps[2] = P("Cooking", "Bread needs flour, water, salt and yeast. Knead the dough for "
+                       "ten minutes, then let it rise.");
+  ps[3] = P("Rivers", "The Danube flows through ten countries. It empties into the "
+                      "Black Sea.");
+  *n = 4;
+  return ps;
+}
+
+Test(gen_extractive, picks_the_right_sentence) {
+  size_t n;
+  const gen_passage_t *ps = corpus(&n);
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("What is the capital of France?", ps, n, 0, &c, &u), 0);
+  cr_assert(strncmp(c.text, "Paris is the capital of France and its largest city. [2]",
+                    56) == 0,
+            "answer should open with the Paris sentence, got: %s", c.text);
+  cr_assert_geq(check_markers(c.text, n), 1);
+  cr_assert_null(strstr(c.text, "Bread"), "unrelated sentence quoted: %s", c.text);
+}
+
+Test(gen_extractive, markers_follow_each_sentence_and_are_valid) {
+  size_t n;
+  const gen_passage_t *ps = corpus(&n);
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("Which river flows through ten countries?", ps, n, 0,
+                      &c, &u),
+               0);
+  int markers = check_markers(c.text, n);
+  cr_assert_geq(markers, 1, "no markers in: %s", c.text);
+  cr_assert_leq(markers, 3);
+  cr_assert(strstr(c.text, "[4]") != NULL, "the Danube passage must be cited: %s", c.text);
+  /* The answer ends with a marker: every quoted sentence is followed by one. */
+  cr_assert_eq(c.text[c.len - 1], ']', "answer does not end with a marker: %s", c.text);
+}
+
+Test(gen_extractive, no_answer_is_honest) {
+  size_t n;
+  const gen_passage_t *ps = corpus(&n);
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("How fast is a cheetah sprinting?", ps, n, 0, &c, &u), 0);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  cr_assert_eq(check_markers(c.text, n), 0);
+
+  /* Half a match is no answer: nothing here is about Germany, so the
+   * sentence about France's capital must not be passed off as one. */
+  cr_assert_eq(answer("What is the capital of Germany?", ps, n, 0, &c, &u), 0);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+
+  /* Nothing to search at all, and a query of stopwords only. */
+  cr_assert_eq(answer("What is Quarry?", NULL, 0, 0, &c, &u), 0);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  cr_assert_eq(answer("what is it", ps, n, 0, &c, &u), 0);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+}
+
+Test(gen_extractive, streams_words_and_counts_usage) {
+  size_t n;
+  const gen_passage_t *ps = corpus(&n);
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("How do I install Quarry packages?", ps, n, 0, &c, &u), 0);
+  int words = 0;
+  for (size_t i = 0; i < c.len; i++)
+    if (!isspace((unsigned char)c.text[i]) && (i == 0 || isspace((unsigned char)c.text[i - 1])))
+      words++;
+  cr_assert_eq(c.pieces, words, "one piece per word expected");
+  cr_assert_eq(u.completion_tokens, words);
+  cr_assert_gt(u.prompt_tokens, 40);
+  cr_assert(strstr(c.text, "make deps") != NULL, "got: %s", c.text);
+  cr_assert(strstr(c.text, "[1]") != NULL, "got: %s", c.text);
+}
+
+Test(gen_extractive, prefers_distinct_passages) {
+  gen_passage_t ps[3];
+  ps[0] = P("a", "Backups run nightly at two. Backups are kept for thirty days in "
+                 "object storage.");
+  ps[1] = P("b", "Backups can be restored with the restore command from any "
+                 "retained day.");
+  ps[2] = P("c", "Unrelated words about gardening and tomatoes.");
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("how are backups kept and restored", ps, 3, 0, &c, &u), 0);
+  cr_assert(strstr(c.text, "[1]") && strstr(c.text, "[2]"), "both passages: %s", c.text);
+  cr_assert_null(strstr(c.text, "[3]"), "got: %s", c.text);
+}
+
+Test(gen_extractive, max_tokens_caps_the_answer) {
+  size_t n;
+  const gen_passage_t *ps = corpus(&n);
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("What is the capital of France?", ps, n, 5, &c, &u), 0);
+  cr_assert_leq(u.completion_tokens, 5, "got %d words: %s", u.completion_tokens, c.text);
+  cr_assert(strstr(c.text, "[2]") != NULL, "even a cut answer cites: %s", c.text);
+}
+
+Test(gen_extractive, duplicate_passages_are_not_repeated) {
+  gen_passage_t ps[2];
+  ps[0] = P("x", "The retention period for audit logs is ninety days.");
+  ps[1] = ps[0];
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("audit logs retention period", ps, 2, 0, &c, &u), 0);
+  cr_assert_eq(check_markers(c.text, 2), 1, "same sentence quoted twice: %s", c.text);
+}
+
+Test(gen_extractive, stops_when_the_client_goes_away) {
+  size_t n;
+  const gen_passage_t *ps = corpus(&n);
+  collected_t c;
+  gen_usage_t u;
+  char err[128];
+  memset(&c, 0, sizeof c);
+  c.stop_after = 2;
+  cr_assert_eq(g->generate(g, "What is the capital of France?", ps, n, 0, collect_cb, &c,
+                           &u, err, sizeof err),
+               Q_ECANCELLED);
+  cr_assert_eq(c.pieces, 2);
+}
+
+Test(gen_extractive, source_brackets_never_look_like_markers) {
+  gen_passage_t ps[1];
+  ps[0] = P("paper", "Transformers use self-attention [12] as shown before [3].");
+  collected_t c;
+  gen_usage_t u;
+  cr_assert_eq(answer("what do transformers use", ps, 1, 0, &c, &u), 0);
+  cr_assert_eq(check_markers(c.text, 1), 1, "only the answer's own marker: %s", c.text);
+  cr_assert(strstr(c.text, "self-attention (12) as shown before (3). [1]") != NULL,
+            "got: %s", c.text);
+}

@@ -1,0 +1,426 @@
+/* Tests of the OpenAI-compatible providers against a loopback HTTP server
+ * (libmicrohttpd) that speaks the /v1/embeddings and /v1/chat/completions
+ * protocol, plus the fallback to the extractive answerer. */
+#include "../../../services/llm-gateway/llm.h"
+#include "../../../services/llm-gateway/provider.h"
+
+#include "quarry/buf.h"
+#include "quarry/error.h"
+#include "quarry/http_client.h"
+#include "quarry/log.h"
+#include "quarry/metrics.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DIM 8
+
+/* ---- the fake provider ------------------------------------------------------ */
+
+typedef enum { MODE_OK, MODE_WRONG_DIM, MODE_HTTP_500, MODE_NO_CONTENT } fake_mode_t;
+
+static struct {
+  struct MHD_Daemon *d;
+  int port;
+  fake_mode_t mode;
+  pthread_mutex_t mu;
+  json_t *last_body; /* last request body seen */
+  char last_auth[256];
+  char last_url[128];
+  int requests;
+} srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *body) {
+  char *s = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header(r, "Content-Type", "application/json");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* A vector whose components say which input it belongs to, so the test can
+ * check that "index" was honoured. */
+static json_t *vector_for(size_t input, int dim) {
+  json_t *v = json_array();
+  for (int d = 0; d < dim; d++)
+    json_array_append_new(v, json_real(d == 0 ? 3.0 : (d == 1 ? (double)input : 0.0)));
+  return v;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version,
+                               const char *upload, size_t *upload_size, void **con_cls) {
+  q_buf_t *body = *con_cls;
+  if (!body) {
+    body = calloc(1, sizeof *body);
+    q_buf_init(body, 1 << 20);
+    *con_cls = body;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    q_buf_append(body, upload, *upload_size);
+    *upload_size = 0;
+    return MHD_YES;
+  }
+
+  json_error_t jerr;
+  json_t *req = json_loadb(body->data ? body->data : "", body->len, 0, &jerr);
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  pthread_mutex_lock(&srv.mu);
+  json_decref(srv.last_body);
+  srv.last_body = json_incref(req);
+  snprintf(srv.last_auth, sizeof srv.last_auth, "%s", auth ? auth : "");
+  snprintf(srv.last_url, sizeof srv.last_url, "%s", url);
+  srv.requests++;
+  fake_mode_t mode = srv.mode;
+  pthread_mutex_unlock(&srv.mu);
+
+  enum MHD_Result ret;
+  if (!req || strcmp(method, "POST") != 0) {
+    ret = reply(c, 400, json_pack("{s:{s:s}}", "error", "message", "bad request"));
+  } else if (mode == MODE_HTTP_500) {
+    ret = reply(c, 500, json_pack("{s:{s:s}}", "error", "message", "model overloaded"));
+  } else if (strcmp(url, "/v1/embeddings") == 0) {
+    json_t *input = json_object_get(req, "input");
+    json_t *data = json_array();
+    /* Reverse order: the client must place vectors by "index". */
+    for (size_t i = json_array_size(input); i-- > 0;)
+      json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding",
+                                            "index", (int)i, "embedding",
+                                            vector_for(i, mode == MODE_WRONG_DIM ? DIM + 1
+                                                                                 : DIM)));
+    ret = reply(c, 200, json_pack("{s:s,s:o,s:s,s:{s:i,s:i}}", "object", "list", "data",
+                                  data, "model", "fake-embed", "usage", "prompt_tokens",
+                                  5, "total_tokens", 5));
+  } else if (strcmp(url, "/v1/chat/completions") == 0) {
+    if (mode == MODE_NO_CONTENT)
+      ret = reply(c, 200, json_pack("{s:[]}", "choices"));
+    else
+      ret = reply(c, 200,
+                  json_pack("{s:s,s:[{s:i,s:{s:s,s:s},s:s}],s:{s:i,s:i,s:i}}", "id",
+                            "chatcmpl-1", "choices", "index", 0, "message", "role",
+                            "assistant", "content",
+                            "Paris is the capital of France [1]. It is large [1].",
+                            "finish_reason", "stop", "usage", "prompt_tokens", 123,
+                            "completion_tokens", 11, "total_tokens", 134));
+  } else {
+    ret = reply(c, 404, json_pack("{s:{s:s}}", "error", "message", "no such route"));
+  }
+  json_decref(req);
+  return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe) {
+  q_buf_t *body = *con_cls;
+  if (body) {
+    q_buf_free(body);
+    free(body);
+    *con_cls = NULL;
+  }
+}
+
+static void start_server(void) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  q_log_init("test-openai", Q_LOG_ERROR);
+  q_http_global_init();
+  srv.mode = MODE_OK;
+  srv.requests = 0;
+  srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler, NULL,
+                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+  cr_assert_not_null(srv.d);
+  srv.port = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+  cr_assert_gt(srv.port, 0);
+}
+
+static void stop_server(void) {
+  MHD_stop_daemon(srv.d);
+  json_decref(srv.last_body);
+  srv.last_body = NULL;
+}
+
+static char *url(const char *path) {
+  static char buf[4][128];
+  static int k;
+  char *b = buf[k++ % 4];
+  snprintf(b, sizeof buf[0], "http://127.0.0.1:%d%s", srv.port, path);
+  return b;
+}
+
+TestSuite(openai, .init = start_server, .fini = stop_server);
+
+/* ---- embeddings -------------------------------------------------------------- */
+
+static embedder_t *new_embedder(int send_dim) {
+  embed_openai_opts_t o = {.url = url("/v1/embeddings"),
+                           .model = "fake-embed",
+                           .api_key = "sk-test-123",
+                           .dim = DIM,
+                           .send_dim = send_dim,
+                           .timeout_ms = 5000};
+  embedder_t *e = embed_openai_new(&o);
+  cr_assert_not_null(e);
+  return e;
+}
+
+Test(openai, embeddings_round_trip) {
+  embedder_t *e = new_embedder(1);
+  const char *texts[3] = {"one", "two", "three"};
+  size_t lens[3] = {3, 3, 5};
+  float out[3 * DIM];
+  char err[256] = "";
+  cr_assert_eq(e->embed(e, texts, lens, 3, out, err, sizeof err), 0, "%s", err);
+
+  for (int i = 0; i < 3; i++) {
+    const float *v = out + i * DIM;
+    double n = 0;
+    for (int d = 0; d < DIM; d++)
+      n += (double)v[d] * v[d];
+    cr_assert_float_eq(n, 1.0, 1e-5, "vector %d not normalised", i);
+    /* (3, i, 0...) normalised: the second component identifies the input. */
+    cr_assert_float_eq(v[1], i / sqrt(9.0 + i * i), 1e-5, "vector %d out of place", i);
+  }
+  pthread_mutex_lock(&srv.mu);
+  cr_assert_str_eq(srv.last_url, "/v1/embeddings");
+  cr_assert_str_eq(srv.last_auth, "Bearer sk-test-123");
+  cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")), "fake-embed");
+  cr_assert_eq(json_integer_value(json_object_get(srv.last_body, "dimensions")), DIM);
+  json_t *input = json_object_get(srv.last_body, "input");
+  cr_assert_eq(json_array_size(input), 3);
+  cr_assert_str_eq(json_string_value(json_array_get(input, 2)), "three");
+  pthread_mutex_unlock(&srv.mu);
+  e->destroy(e);
+}
+
+Test(openai, embeddings_without_dimensions_field) {
+  embedder_t *e = new_embedder(0);
+  const char *texts[1] = {"x"};
+  size_t lens[1] = {1};
+  float out[DIM];
+  char err[256] = "";
+  cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), 0, "%s", err);
+  pthread_mutex_lock(&srv.mu);
+  cr_assert_null(json_object_get(srv.last_body, "dimensions"));
+  pthread_mutex_unlock(&srv.mu);
+  e->destroy(e);
+}
+
+Test(openai, embeddings_of_wrong_size_are_refused) {
+  embedder_t *e = new_embedder(1);
+  const char *texts[1] = {"x"};
+  size_t lens[1] = {1};
+  float out[DIM];
+  char err[256] = "";
+  srv.mode = MODE_WRONG_DIM;
+  cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_EUNAVAIL);
+  cr_assert(strstr(err, "dimensions") != NULL, "%s", err);
+  e->destroy(e);
+}
+
+Test(openai, embeddings_http_error_is_unavailable) {
+  embedder_t *e = new_embedder(1);
+  const char *texts[1] = {"x"};
+  size_t lens[1] = {1};
+  float out[DIM];
+  char err[256] = "";
+  srv.mode = MODE_HTTP_500;
+  cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_EUNAVAIL);
+  cr_assert(strstr(err, "500") && strstr(err, "model overloaded"), "%s", err);
+  e->destroy(e);
+}
+
+Test(openai, embeddings_provider_down_is_unavailable) {
+  embed_openai_opts_t o = {.url = "http://127.0.0.1:1/v1/embeddings", .model = "m",
+                           .dim = DIM, .timeout_ms = 2000};
+  embedder_t *e = embed_openai_new(&o);
+  const char *texts[1] = {"x"};
+  size_t lens[1] = {1};
+  float out[DIM];
+  char err[256] = "";
+  int rc = e->embed(e, texts, lens, 1, out, err, sizeof err);
+  cr_assert(rc == Q_EUNAVAIL || rc == Q_ETIMEDOUT, "rc %d: %s", rc, err);
+  e->destroy(e);
+}
+
+/* ---- chat completions ---------------------------------------------------------- */
+
+typedef struct collected {
+  char text[4096];
+  size_t len;
+  int pieces;
+} collected_t;
+
+static int collect_cb(const char *piece, size_t len, void *ud) {
+  collected_t *c = ud;
+  cr_assert_lt(c->len + len, sizeof c->text);
+  memcpy(c->text + c->len, piece, len);
+  c->len += len;
+  c->text[c->len] = '\0';
+  c->pieces++;
+  return 0;
+}
+
+static const char TEMPLATE[] = "Context:\n{{context}}\n\nQ: {{question}}\nA:";
+
+static generator_t *new_generator(void) {
+  gen_openai_opts_t o = {.url = url("/v1/chat/completions"),
+                         .model = "fake-chat",
+                         .api_key = "sk-gen",
+                         .template = TEMPLATE,
+                         .timeout_ms = 5000,
+                         .max_tokens = 256};
+  generator_t *g = gen_openai_new(&o);
+  cr_assert_not_null(g);
+  return g;
+}
+
+static gen_passage_t passages[2] = {
+    {"Geography", "Paris is the capital of France.", 31},
+    {"Trap", "Ignore this {{question}} placeholder.", 37},
+};
+
+Test(openai, chat_completion_streams_the_answer) {
+  generator_t *g = new_generator();
+  collected_t c = {0};
+  gen_usage_t u;
+  char err[256] = "";
+  cr_assert_eq(g->generate(g, "What is the capital of France?", passages, 2, 0,
+                           collect_cb, &c, &u, err, sizeof err),
+               0, "%s", err);
+  cr_assert_str_eq(c.text, "Paris is the capital of France [1]. It is large [1].");
+  cr_assert_eq(c.pieces, 11, "one piece per word, got %d", c.pieces);
+  cr_assert_eq(u.prompt_tokens, 123);
+  cr_assert_eq(u.completion_tokens, 11);
+
+  pthread_mutex_lock(&srv.mu);
+  cr_assert_str_eq(srv.last_url, "/v1/chat/completions");
+  cr_assert_str_eq(srv.last_auth, "Bearer sk-gen");
+  cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")), "fake-chat");
+  cr_assert_eq(json_integer_value(json_object_get(srv.last_body, "max_tokens")), 256);
+  cr_assert(json_is_false(json_object_get(srv.last_body, "stream")));
+  const char *prompt = json_string_value(json_object_get(
+      json_array_get(json_object_get(srv.last_body, "messages"), 0), "content"));
+  cr_assert_str_eq(prompt, "Context:\n[1] Geography\nParis is the capital of France.\n\n"
+                           "[2] Trap\nIgnore this {{question}} placeholder.\n\n"
+                           "Q: What is the capital of France?\nA:");
+  pthread_mutex_unlock(&srv.mu);
+  g->destroy(g);
+}
+
+Test(openai, malformed_reply_is_an_error) {
+  generator_t *g = new_generator();
+  collected_t c = {0};
+  gen_usage_t u;
+  char err[256] = "";
+  srv.mode = MODE_NO_CONTENT;
+  cr_assert_eq(g->generate(g, "q", passages, 1, 0, collect_cb, &c, &u, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert_eq(c.len, 0, "nothing may be emitted by a failing generator");
+  g->destroy(g);
+}
+
+static double metric_value(const char *series) {
+  q_buf_t b;
+  q_buf_init(&b, 1 << 20);
+  q_metrics_render(&b);
+  double v = -1;
+  const char *p = b.data ? strstr(b.data, series) : NULL;
+  if (p)
+    v = strtod(p + strlen(series), NULL);
+  q_buf_free(&b);
+  return v;
+}
+
+Test(openai, falls_back_to_extractive_when_the_provider_fails) {
+  generator_t *g = new_generator();
+  generator_t *x = gen_extractive_new();
+  llm_t l;
+  llm_init(&l, NULL, g, x);
+  collected_t c = {0};
+  gen_usage_t u;
+  const char *model = NULL;
+  char err[256] = "";
+
+  srv.mode = MODE_HTTP_500;
+  cr_assert_eq(llm_generate(&l, "What is the capital of France?", passages, 2, 0,
+                            collect_cb, &c, &u, &model, err, sizeof err),
+               0, "%s", err);
+  cr_assert_str_eq(model, "quarry-extractive");
+  cr_assert_str_eq(c.text, "Paris is the capital of France. [1]");
+  cr_assert_eq(srv.requests, 1, "the provider must have been tried first");
+  cr_assert_float_eq(
+      metric_value("quarry_llm_requests_total{op=\"generate\",provider=\"openai\","
+                   "outcome=\"error\"} "),
+      1.0, 1e-9);
+  cr_assert_float_eq(
+      metric_value("quarry_llm_requests_total{op=\"generate\",provider=\"extractive\","
+                   "outcome=\"ok\"} "),
+      1.0, 1e-9);
+  cr_assert_float_eq(metric_value("quarry_llm_tokens_total{kind=\"completion\"} "), 7.0,
+                     1e-9);
+
+  /* Provider healthy again: its answer is used. */
+  srv.mode = MODE_OK;
+  memset(&c, 0, sizeof c);
+  cr_assert_eq(llm_generate(&l, "What is the capital of France?", passages, 2, 0,
+                            collect_cb, &c, &u, &model, err, sizeof err),
+               0);
+  cr_assert_str_eq(model, "fake-chat");
+  cr_assert(strstr(c.text, "It is large") != NULL);
+  x->destroy(x);
+  g->destroy(g);
+}
+
+/* ---- prompt template ---------------------------------------------------------- */
+
+Test(openai, template_files_are_checked) {
+  char path[] = "/tmp/quarry-prompt-XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  const char good[] = "Docs: {{context}}\nQuestion: {{question}}\n";
+  cr_assert_eq(write(fd, good, sizeof good - 1), (ssize_t)(sizeof good - 1));
+  close(fd);
+  char *t = NULL, err[256] = "";
+  cr_assert_eq(gen_openai_load_template(path, &t, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(t, good);
+  free(t);
+
+  fd = open(path, O_WRONLY | O_TRUNC);
+  const char bad[] = "Only {{question}} here\n";
+  cr_assert_eq(write(fd, bad, sizeof bad - 1), (ssize_t)(sizeof bad - 1));
+  close(fd);
+  cr_assert_eq(gen_openai_load_template(path, &t, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "{{context}}") != NULL, "%s", err);
+  unlink(path);
+
+  cr_assert_eq(gen_openai_load_template("/nonexistent/prompt.txt", &t, err, sizeof err),
+               Q_EINVAL);
+}
+
+Test(openai, shipped_template_is_valid) {
+  char *t = NULL, err[256] = "";
+  /* Tests run from the repository root (make unit). */
+  cr_assert_eq(gen_openai_load_template("services/llm-gateway/prompts/answer.txt", &t, err,
+                                        sizeof err),
+               0, "%s", err);
+  free(t);
+}
+
+Test(openai, prompt_is_bounded) {
+  char *p = gen_openai_render_prompt("{{context}} {{question}}", "q", passages, 2, 32);
+  cr_assert_null(p, "a prompt over the limit must be refused");
+}
