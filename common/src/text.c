@@ -1,0 +1,389 @@
+/* text.c - the shared tokenizer and sentence splitter (see text.h).
+ *
+ * A term is a maximal run of Unicode letters (L*) and decimal digits (Nd);
+ * combining marks (M*) continue a run that has started, so a decomposed
+ * "e" + U+0301 stays one word. Each run is normalised with utf8proc to
+ * NFKC with case folding (what utf8proc_NFKC_Casefold does, but into a
+ * stack buffer instead of malloc'd memory; pure-ASCII runs, the common case,
+ * take a byte-wise fast path with the same result), checked against the
+ * stopword list, stemmed with the Snowball English stemmer and finally cut
+ * to Q_TEXT_MAX_TERM bytes on a UTF-8 boundary.
+ *
+ * libstemmer stemmers are not thread-safe, so each thread lazily creates its
+ * own, kept under a pthread key whose destructor frees it at thread exit. */
+#include "quarry/text.h"
+
+#include "quarry/log.h"
+
+#include <libstemmer.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <utf8proc.h>
+
+/* Bytes of a run looked at; the rest of a longer run is skipped. Terms are
+ * cut to Q_TEXT_MAX_TERM bytes anyway, this only bounds the work and the
+ * normalisation buffer below. */
+#define RAW_MAX 128
+/* NFKC can expand one code point to at most 18 (U+FDFA); each raw byte is at
+ * most one code point. One extra entry because utf8proc_reencode needs it. */
+#define NORM_MAX (RAW_MAX * 18 + 1)
+
+/* English stopwords: the Snowball list without its contractions, plus "s" and
+ * "t" (left over when "it's" or "don't" split at the apostrophe) and "can",
+ * "will", "just". Sorted by byte value for bsearch (keep it so: the unit test
+ * looks up every word, which fails when the order is broken). */
+static const char *const stopwords[] = {
+    "a",         "about",      "above",  "after",   "again",      "against", "all",
+    "am",        "an",         "and",    "any",     "are",        "as",      "at",
+    "be",        "because",    "been",   "before",  "being",      "below",   "between",
+    "both",      "but",        "by",     "can",     "could",      "did",     "do",
+    "does",      "doing",      "down",   "during",  "each",       "few",     "for",
+    "from",      "further",    "had",    "has",     "have",       "having",  "he",
+    "her",       "here",       "hers",   "herself", "him",        "himself", "his",
+    "how",       "i",          "if",     "in",      "into",       "is",      "it",
+    "its",       "itself",     "just",   "me",      "more",       "most",    "my",
+    "myself",    "no",         "nor",    "not",     "of",         "off",     "on",
+    "once",      "only",       "or",     "other",   "ought",      "our",     "ours",
+    "ourselves", "out",        "over",   "own",     "s",          "same",    "she",
+    "should",    "so",         "some",   "such",    "t",          "than",    "that",
+    "the",       "their",      "theirs", "them",    "themselves", "then",    "there",
+    "these",     "they",       "this",   "those",   "through",    "to",      "too",
+    "under",     "until",      "up",     "very",    "was",        "we",      "were",
+    "what",      "when",       "where",  "which",   "while",      "who",     "whom",
+    "why",       "will",       "with",   "would",   "you",        "your",    "yours",
+    "yourself",  "yourselves",
+};
+
+typedef struct word_key {
+  const char *w;
+  size_t len;
+} word_key_t;
+
+static int stopword_cmp(const void *k, const void *elem) {
+  const word_key_t *key = k;
+  const char *s = *(const char *const *)elem;
+  size_t slen = strlen(s);
+  size_t n = key->len < slen ? key->len : slen;
+  int c = memcmp(key->w, s, n);
+  if (c)
+    return c;
+  return key->len < slen ? -1 : key->len > slen ? 1 : 0;
+}
+
+int q_text_is_stopword(const char *w, size_t len) {
+  if (!w || len == 0 || len > 10) /* the longest stopword has 10 bytes */
+    return 0;
+  word_key_t key = {w, len};
+  return bsearch(&key, stopwords, sizeof stopwords / sizeof stopwords[0],
+                 sizeof stopwords[0], stopword_cmp) != NULL;
+}
+
+/* ---- per-thread stemmer ------------------------------------------------- */
+
+static pthread_key_t stemmer_key;
+static pthread_once_t stemmer_once = PTHREAD_ONCE_INIT;
+static int stemmer_key_ok;
+
+static void stemmer_free_cb(void *p) {
+  sb_stemmer_delete(p);
+}
+
+static void stemmer_key_init(void) {
+  stemmer_key_ok = pthread_key_create(&stemmer_key, stemmer_free_cb) == 0;
+}
+
+/* The calling thread's English stemmer, or NULL when it cannot be created
+ * (out of memory): terms are then left unstemmed, which is logged once. */
+static struct sb_stemmer *thread_stemmer(void) {
+  static int warned;
+  pthread_once(&stemmer_once, stemmer_key_init);
+  if (!stemmer_key_ok)
+    goto fail;
+  struct sb_stemmer *st = pthread_getspecific(stemmer_key);
+  if (st)
+    return st;
+  st = sb_stemmer_new("english", NULL);
+  if (!st)
+    goto fail;
+  if (pthread_setspecific(stemmer_key, st) != 0) {
+    sb_stemmer_delete(st);
+    goto fail;
+  }
+  return st;
+fail:
+  if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+    q_log_error("text: cannot create the English stemmer; terms stay unstemmed", NULL);
+  return NULL;
+}
+
+/* ---- tokenizer ---------------------------------------------------------- */
+
+static int is_letter_or_digit(utf8proc_category_t c) {
+  return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
+         c == UTF8PROC_CATEGORY_ND;
+}
+
+static int is_mark(utf8proc_category_t c) {
+  return c >= UTF8PROC_CATEGORY_MN && c <= UTF8PROC_CATEGORY_ME;
+}
+
+/* Invisible characters that occur inside words (soft hyphen, zero-width
+ * non-joiner and joiner): they continue a run and normalisation drops them. */
+static int is_joiner(utf8proc_int32_t cp) {
+  return cp == 0x00AD || cp == 0x200C || cp == 0x200D;
+}
+
+/* Length of the longest prefix of s[0..n) that is at most max bytes and
+ * does not end inside a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t n, size_t max) {
+  if (n <= max)
+    return n;
+  size_t k = max;
+  while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+    k--;
+  return k;
+}
+
+typedef struct term_state {
+  q_text_term_cb cb;
+  void *ud;
+  size_t pos; /* terms delivered so far */
+  int stop;   /* the callback asked to stop */
+  struct sb_stemmer *stemmer;
+  utf8proc_int32_t norm[NORM_MAX];
+} term_state_t;
+
+/* Normalises, filters, stems and delivers one raw run raw[0..n). */
+static void emit_word(term_state_t *st, const unsigned char *raw, size_t n, int ascii) {
+  char folded[RAW_MAX + 1];
+  const char *w;
+  size_t wlen;
+
+  if (ascii) {
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = raw[i];
+      folded[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    folded[n] = '\0';
+    w = folded;
+    wlen = n;
+  } else {
+    utf8proc_option_t opt =
+        UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_CASEFOLD | UTF8PROC_IGNORE;
+    utf8proc_ssize_t k =
+        utf8proc_decompose(raw, (utf8proc_ssize_t)n, st->norm, NORM_MAX - 1, opt);
+    if (k <= 0 || k > NORM_MAX - 1)
+      return;
+    k = utf8proc_reencode(st->norm, k, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (k <= 0)
+      return;
+    w = (const char *)st->norm;
+    wlen = (size_t)k;
+  }
+
+  if (q_text_is_stopword(w, wlen))
+    return;
+
+  if (st->stemmer) {
+    const sb_symbol *s = sb_stemmer_stem(st->stemmer, (const sb_symbol *)w, (int)wlen);
+    if (s) {
+      w = (const char *)s;
+      wlen = (size_t)sb_stemmer_length(st->stemmer);
+    }
+  }
+  if (wlen == 0)
+    return;
+
+  char term[Q_TEXT_MAX_TERM + 1];
+  size_t tlen = utf8_cut(w, wlen, Q_TEXT_MAX_TERM);
+  memcpy(term, w, tlen);
+  term[tlen] = '\0';
+  if (st->cb && st->cb(term, tlen, st->pos, st->ud))
+    st->stop = 1;
+  st->pos++;
+}
+
+size_t q_text_terms(const char *s, size_t n, q_text_term_cb cb, void *ud) {
+  if (!s || n == 0)
+    return 0;
+  term_state_t st; /* about 9 KiB, mostly the normalisation buffer */
+  st.cb = cb;
+  st.ud = ud;
+  st.pos = 0;
+  st.stop = 0;
+  st.stemmer = thread_stemmer();
+
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  size_t start = 0, rawlen = 0; /* the run being collected: p[start..+rawlen) */
+  int in_word = 0, ascii = 1, full = 0;
+
+  while (i < n && !st.stop) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t len;
+    if (p[i] < 0x80) {
+      cp = p[i];
+      len = 1;
+    } else {
+      len = utf8proc_iterate(p + i, (utf8proc_ssize_t)(n - i), &cp);
+      if (len <= 0) { /* invalid byte: a separator */
+        cp = -1;
+        len = 1;
+      }
+    }
+    int word_char;
+    if (cp < 0)
+      word_char = 0;
+    else if (cp < 0x80)
+      word_char = (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
+                  (cp >= '0' && cp <= '9');
+    else {
+      utf8proc_category_t cat = utf8proc_category(cp);
+      word_char = is_letter_or_digit(cat) || (in_word && (is_mark(cat) || is_joiner(cp)));
+    }
+
+    if (word_char) {
+      if (!in_word) {
+        in_word = 1;
+        start = i;
+        rawlen = 0;
+        ascii = 1;
+        full = 0;
+      }
+      if (!full && rawlen + (size_t)len <= RAW_MAX) {
+        rawlen += (size_t)len;
+        if (cp >= 0x80)
+          ascii = 0;
+      } else {
+        full = 1; /* the run goes on past RAW_MAX: ignore the rest */
+      }
+    } else if (in_word) {
+      emit_word(&st, p + start, rawlen, ascii);
+      in_word = 0;
+    }
+    i += (size_t)len;
+  }
+  if (in_word && !st.stop)
+    emit_word(&st, p + start, rawlen, ascii);
+  return st.pos;
+}
+
+/* ---- sentences ---------------------------------------------------------- */
+
+typedef struct span_state {
+  const char *s;
+  q_text_span_cb cb;
+  void *ud;
+  size_t count;
+  int stop;
+} span_state_t;
+
+static int is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Delivers s[a..b) trimmed, unless it is empty. */
+static void emit_span(span_state_t *st, size_t a, size_t b) {
+  while (a < b && is_space(st->s[a]))
+    a++;
+  while (b > a && is_space(st->s[b - 1]))
+    b--;
+  if (a == b || st->stop)
+    return;
+  st->count++;
+  if (st->cb && st->cb(st->s + a, b - a, st->ud))
+    st->stop = 1;
+}
+
+/* Length of a closing quote or bracket at s[i..n), 0 if none. Accepts the
+ * ASCII ones and the UTF-8 right single/double quotes and guillemet. */
+static size_t closer_len(const char *s, size_t i, size_t n) {
+  char c = s[i];
+  if (c == '"' || c == '\'' || c == ')' || c == ']' || c == '*' || c == '_')
+    return 1;
+  if (i + 3 <= n && (unsigned char)c == 0xE2 && (unsigned char)s[i + 1] == 0x80 &&
+      ((unsigned char)s[i + 2] == 0x99 || (unsigned char)s[i + 2] == 0x9D))
+    return 3; /* ’ ” */
+  if (i + 2 <= n && (unsigned char)c == 0xC2 && (unsigned char)s[i + 1] == 0xBB)
+    return 2; /* » */
+  return 0;
+}
+
+/* 1 when the line starting at s[i] is a Markdown ATX heading: up to three
+ * spaces, 1-6 '#', then white space or the end of the line. */
+static int is_heading(const char *s, size_t i, size_t n) {
+  size_t j = i, sp = 0;
+  while (j < n && s[j] == ' ' && sp < 4) {
+    j++;
+    sp++;
+  }
+  if (sp > 3 || j >= n || s[j] != '#')
+    return 0;
+  size_t h = 0;
+  while (j < n && s[j] == '#') {
+    j++;
+    h++;
+  }
+  return h <= 6 &&
+         (j == n || s[j] == ' ' || s[j] == '\t' || s[j] == '\n' || s[j] == '\r');
+}
+
+size_t q_text_sentences(const char *s, size_t n, q_text_span_cb cb, void *ud) {
+  if (!s || n == 0)
+    return 0;
+  span_state_t st = {s, cb, ud, 0, 0};
+  size_t i = 0, start = 0;
+  int line_start = 1;
+
+  while (i < n && !st.stop) {
+    if (line_start) {
+      line_start = 0;
+      size_t j = i;
+      while (j < n && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r'))
+        j++;
+      if (j < n && s[j] == '\n') { /* a blank line ends a sentence */
+        emit_span(&st, start, i);
+        start = j + 1;
+        i = j + 1;
+        line_start = 1;
+        continue;
+      }
+      if (is_heading(s, i, n)) { /* a heading is a sentence of its own */
+        emit_span(&st, start, i);
+        size_t e = i;
+        while (e < n && s[e] != '\n')
+          e++;
+        emit_span(&st, i, e);
+        start = e;
+        i = e < n ? e + 1 : e;
+        line_start = 1;
+        continue;
+      }
+    }
+    char c = s[i];
+    if (c == '\n') {
+      line_start = 1;
+      i++;
+      continue;
+    }
+    if (c == '.' || c == '!' || c == '?') {
+      size_t k = i + 1;
+      while (k < n && (s[k] == '.' || s[k] == '!' || s[k] == '?'))
+        k++;
+      size_t cl;
+      while (k < n && (cl = closer_len(s, k, n)) > 0)
+        k += cl;
+      if (k == n || is_space(s[k])) {
+        emit_span(&st, start, k);
+        start = k;
+      }
+      i = k;
+      continue;
+    }
+    i++;
+  }
+  if (!st.stop)
+    emit_span(&st, start, n);
+  return st.count;
+}

@@ -1,0 +1,96 @@
+/* handlers.c - quarry.v1.Reranker/Rerank: validate, score, keep the best
+ * top_n (see handlers.h and scorer.c). */
+#include "handlers.h"
+
+#include "scorer.h"
+
+#include "quarry/arena.h"
+#include "quarry/error.h"
+#include "quarry/v1/reranker.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int blank(const char *s) {
+  for (; s && *s; s++)
+    if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
+      return 0;
+  return 1;
+}
+
+static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                     ProtobufCMessage **out, void *ud) {
+  const Quarry__V1__RerankRequest *req = (const Quarry__V1__RerankRequest *)in;
+  q_arena_t *a = q_grpc_ctx_arena(ctx);
+  size_t qlen = req->query ? strlen(req->query) : 0;
+  size_t n = req->n_passages;
+
+  if (blank(req->query)) {
+    q_grpc_ctx_errorf(ctx, "query is required");
+    return Q_EINVAL;
+  }
+  if (qlen > Q_RERANKER_MAX_QUERY) {
+    q_grpc_ctx_errorf(ctx, "query is %zu bytes; at most %d allowed", qlen,
+                      Q_RERANKER_MAX_QUERY);
+    return Q_EINVAL;
+  }
+  if (n > Q_RERANKER_MAX_PASSAGES) {
+    q_grpc_ctx_errorf(ctx, "passages has %zu entries; at most %d allowed", n,
+                      Q_RERANKER_MAX_PASSAGES);
+    return Q_EINVAL;
+  }
+  int32_t top_n = req->top_n ? req->top_n : Q_RERANKER_DEFAULT_TOP_N;
+  if (top_n < 1 || top_n > Q_RERANKER_MAX_TOP_N) {
+    q_grpc_ctx_errorf(ctx, "top_n must be between 1 and %d (0: %d)", Q_RERANKER_MAX_TOP_N,
+                      Q_RERANKER_DEFAULT_TOP_N);
+    return Q_EINVAL;
+  }
+
+  q_scorer_passage_t *in_p = n ? q_arena_alloc(a, n * sizeof *in_p) : NULL;
+  q_scorer_result_t *res = n ? q_arena_alloc(a, n * sizeof *res) : NULL;
+  if (n && (!in_p || !res)) {
+    q_grpc_ctx_errorf(ctx, "request too large");
+    return Q_ERESOURCE;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const Quarry__V1__Passage *p = req->passages[i];
+    size_t len = p->text ? strlen(p->text) : 0;
+    if (len > Q_RERANKER_MAX_TEXT) {
+      q_grpc_ctx_errorf(ctx, "passages[%zu].text is %zu bytes; at most %d allowed", i,
+                        len, Q_RERANKER_MAX_TEXT);
+      return Q_EINVAL;
+    }
+    in_p[i] = (q_scorer_passage_t){p->text, len, p->score};
+  }
+  if (q_scorer_rank(req->query, qlen, in_p, n, res) != 0) {
+    q_grpc_ctx_errorf(ctx, "out of memory while scoring");
+    return Q_ERESOURCE;
+  }
+
+  size_t nout = n < (size_t)top_n ? n : (size_t)top_n;
+  Quarry__V1__RerankResponse *resp = q_arena_alloc(a, sizeof *resp);
+  Quarry__V1__Passage **ps = nout ? q_arena_alloc(a, nout * sizeof *ps) : NULL;
+  Quarry__V1__Passage *pv = nout ? q_arena_alloc(a, nout * sizeof *pv) : NULL;
+  if (!resp || (nout && (!ps || !pv))) {
+    q_grpc_ctx_errorf(ctx, "result too large");
+    return Q_ERESOURCE;
+  }
+  quarry__v1__rerank_response__init(resp);
+  for (size_t i = 0; i < nout; i++) {
+    /* The passage as it came, with the rerank score; the request's strings
+     * live in the same arena as the reply. */
+    pv[i] = *req->passages[res[i].index];
+    pv[i].score = (float)res[i].score;
+    ps[i] = &pv[i];
+  }
+  resp->n_passages = nout;
+  resp->passages = ps;
+  *out = &resp->base;
+  return 0;
+}
+
+const q_grpc_method_t q_reranker_methods[] = {
+    {"Rerank", Q_GRPC_UNARY, rerank_cb},
+};
+const size_t q_reranker_nmethods =
+    sizeof q_reranker_methods / sizeof q_reranker_methods[0];

@@ -1,0 +1,49 @@
+/* handlers.h - the gRPC face of quarry-retriever: Upsert, Search and Stats
+ * over the in-memory index and its PostgreSQL store. */
+#ifndef QUARRY_RETRIEVER_HANDLERS_H
+#define QUARRY_RETRIEVER_HANDLERS_H
+
+#include "index.h"
+#include "store.h"
+
+#include "quarry/grpc.h"
+#include "quarry/metrics.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Request limits (bytes unless said otherwise). */
+#define Q_RETRIEVER_MAX_ID 256     /* chunk_id, doc_id, tenant_id */
+#define Q_RETRIEVER_MAX_BATCH 4096 /* chunks per Upsert */
+#define Q_RETRIEVER_MAX_TEXT 65536 /* chunk text */
+#define Q_RETRIEVER_MAX_TITLE 4096 /* chunk title */
+#define Q_RETRIEVER_MAX_QUERY 8192 /* search query */
+
+/* What the handlers work on; the user data of every handler. */
+typedef struct q_retriever {
+  q_index_t *index;
+  q_store_t *store;          /* NULL: memory only (tests) */
+  pthread_mutex_t upsert_mu; /* one upsert at a time: store write then index
+                                update, so both see the same order */
+  int64_t default_top_k;
+  int64_t max_top_k;
+  q_metric_t *search_seconds; /* quarry_retriever_search_seconds{mode} */
+} q_retriever_t;
+
+/* Prepares r over index and store (both borrowed) and registers the
+ * retriever's metrics. 0 or Q_EINTERNAL. */
+int q_retriever_init(q_retriever_t *r, q_index_t *index, q_store_t *store,
+                     int64_t default_top_k, int64_t max_top_k);
+
+/* Releases what q_retriever_init made (not the index or store). */
+void q_retriever_destroy(q_retriever_t *r);
+
+/* Readiness (q_ready_cb): the database answers. ud is the q_retriever_t. */
+int q_retriever_ready_cb(void *ud, char *why, size_t whylen);
+
+/* Handlers for quarry.v1.Retriever; pass the q_retriever_t as user data. */
+extern const q_grpc_method_t q_retriever_methods[];
+extern const size_t q_retriever_nmethods;
+
+#endif

@@ -1,0 +1,1102 @@
+/* index.c - per-tenant BM25 inverted index plus dense vectors (see index.h).
+ *
+ * Layout of a shard (one per tenant):
+ *  - slots[]: the chunks, addressed by slot number. Postings refer to slots.
+ *  - terms[]: the term dictionary; each term has its live document frequency
+ *    and a growable postings array of (slot, tf). A hash table maps term
+ *    text to term number.
+ *  - docs[]: each document's live chunk slots (for replace_doc_id), with a
+ *    hash table from doc_id; another maps chunk_id to slot.
+ *
+ * Retiring a chunk is immediate for everything a search reads (slot
+ * emptied, df, N and total length updated, maps updated), but its postings
+ * stay behind as tombstones: searches skip postings whose slot is empty. A
+ * retired slot is not reused until compaction has removed its postings, so a
+ * tombstone can never be mistaken for a newer chunk. Compaction runs after
+ * an upsert once a quarter of all postings are dead; it also frees the terms
+ * no live chunk uses.
+ *
+ * Scoring (Lucene's BM25Similarity with the classic (k1 + 1) numerator):
+ *   idf(t)     = ln(1 + (N - df + 0.5) / (df + 0.5))
+ *   score(d,q) = sum over distinct query terms t in d of
+ *                idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+ * with N the tenant's live chunks, dl a chunk's term count (title + text,
+ * after stopword removal) and avgdl their mean. Duplicate query terms count
+ * once.
+ *
+ * Dense: vectors are L2-normalised when stored, so cosine similarity is a
+ * dot product, and kept in one contiguous matrix per shard (a row per slot).
+ * Search compares the query with every vector of the tenant (brute force,
+ * O(N * dim)): exact, and about 30 ms for 100k chunks of 384 dimensions;
+ * beyond a few hundred thousand chunks per tenant an ANN structure (HNSW)
+ * or an external vector store would go behind this same interface. */
+#include "index.h"
+
+#include "fusion.h"
+#include "quarry/error.h"
+#include "quarry/log.h"
+#include "quarry/text.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- allocation: out of memory aborts (see index.h) ---------------------- */
+
+static void oom(void) {
+  q_log_error("retriever index: out of memory; aborting (the index is rebuilt "
+              "from PostgreSQL at restart)",
+              NULL);
+  abort();
+}
+
+static void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p)
+    oom();
+  return p;
+}
+
+static void *xcalloc(size_t n, size_t sz) {
+  void *p = calloc(n ? n : 1, sz ? sz : 1);
+  if (!p)
+    oom();
+  return p;
+}
+
+static char *xstrndup(const char *s, size_t n) {
+  char *p = xmalloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+static char *xstrdup(const char *s) {
+  return xstrndup(s ? s : "", s ? strlen(s) : 0);
+}
+
+/* Makes room for need elements in *arr (capacity *cap, elements of sz). */
+static void grow(void *arr, size_t *cap, size_t need, size_t sz) {
+  if (need <= *cap)
+    return;
+  size_t c = *cap ? *cap : 8;
+  while (c < need)
+    c *= 2;
+  void *p = realloc(*(void **)arr, c * sz);
+  if (!p)
+    oom();
+  *(void **)arr = p;
+  *cap = c;
+}
+
+/* ---- hashing ------------------------------------------------------------ */
+
+/* SipHash with a per-index random key, so crafted documents cannot aim for
+ * collisions in the term dictionary. */
+static uint64_t hash_bytes(const unsigned char *key, const char *s, size_t n) {
+  unsigned char out[crypto_shorthash_BYTES];
+  crypto_shorthash(out, (const unsigned char *)s, n, key);
+  uint64_t h;
+  memcpy(&h, out, sizeof h);
+  return h;
+}
+
+/* An open-addressing (linear probing) table from strings to uint32 values.
+ * The strings live in the objects the values name; key_fn fetches them. */
+typedef struct strmap_ent {
+  uint64_t hash;
+  uint32_t val1; /* value + 1; 0 means empty */
+} strmap_ent_t;
+
+typedef struct strmap {
+  strmap_ent_t *ents;
+  size_t cap; /* power of two */
+  size_t n;
+} strmap_t;
+
+typedef const char *(*key_fn)(const void *ctx, uint32_t val, size_t *len);
+
+/* Position of key in the table, or of the empty entry where it would go. */
+static size_t strmap_find(const strmap_t *m, const char *key, size_t len, uint64_t h,
+                          key_fn kf, const void *ctx) {
+  size_t mask = m->cap - 1, i = h & mask;
+  for (;;) {
+    const strmap_ent_t *e = &m->ents[i];
+    if (!e->val1)
+      return i;
+    if (e->hash == h) {
+      size_t klen;
+      const char *k = kf(ctx, e->val1 - 1, &klen);
+      if (klen == len && memcmp(k, key, len) == 0)
+        return i;
+    }
+    i = (i + 1) & mask;
+  }
+}
+
+/* The value stored for key, or -1. */
+static int64_t strmap_get(const strmap_t *m, const char *key, size_t len, uint64_t h,
+                          key_fn kf, const void *ctx) {
+  if (!m->cap)
+    return -1;
+  size_t i = strmap_find(m, key, len, h, kf, ctx);
+  return m->ents[i].val1 ? (int64_t)m->ents[i].val1 - 1 : -1;
+}
+
+static void strmap_put_new(strmap_t *m, uint64_t h, uint32_t val);
+
+static void strmap_rehash(strmap_t *m, size_t cap) {
+  strmap_t old = *m;
+  m->ents = xcalloc(cap, sizeof *m->ents);
+  m->cap = cap;
+  m->n = 0;
+  for (size_t i = 0; i < old.cap; i++)
+    if (old.ents[i].val1)
+      strmap_put_new(m, old.ents[i].hash, old.ents[i].val1 - 1);
+  free(old.ents);
+}
+
+/* Inserts a key known to be absent (its hash h) with value val. */
+static void strmap_put_new(strmap_t *m, uint64_t h, uint32_t val) {
+  if ((m->n + 1) * 4 > m->cap * 3) /* keep the load under 3/4 */
+    strmap_rehash(m, m->cap ? m->cap * 2 : 16);
+  size_t mask = m->cap - 1, i = h & mask;
+  while (m->ents[i].val1)
+    i = (i + 1) & mask;
+  m->ents[i].hash = h;
+  m->ents[i].val1 = val + 1;
+  m->n++;
+}
+
+/* Removes the entry holding val for key (backward-shift deletion, so no
+ * tombstones are needed in the table). */
+static void strmap_del(strmap_t *m, const char *key, size_t len, uint64_t h, key_fn kf,
+                       const void *ctx) {
+  if (!m->cap)
+    return;
+  size_t mask = m->cap - 1;
+  size_t i = strmap_find(m, key, len, h, kf, ctx);
+  if (!m->ents[i].val1)
+    return;
+  size_t j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    if (!m->ents[j].val1)
+      break;
+    size_t home = m->ents[j].hash & mask;
+    /* Move j back into the hole at i unless its home lies in (i, j]. */
+    int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      m->ents[i] = m->ents[j];
+      i = j;
+    }
+  }
+  m->ents[i].val1 = 0;
+  m->n--;
+}
+
+/* ---- the shard ---------------------------------------------------------- */
+
+typedef struct posting {
+  uint32_t slot;
+  uint32_t tf;
+} posting_t;
+
+typedef struct term {
+  char *text; /* NULL when the term number is free */
+  uint32_t len;
+  uint32_t df; /* live chunks containing the term */
+  posting_t *post;
+  size_t npost, cappost;
+} term_t;
+
+typedef struct chunk {
+  char *chunk_id, *doc_id, *title, *text;
+  int32_t version, ordinal, page;
+  uint32_t len;    /* BM25 document length */
+  uint32_t nterms; /* distinct terms */
+  uint32_t *terms; /* their numbers, for df bookkeeping at retirement */
+  float *vec;      /* the prepared unit vector until insert() moves it into
+                      the shard's matrix; NULL afterwards */
+  int has_vec;     /* its vector is row slot of shard->vecs */
+  uint32_t doc;    /* number of its document */
+} chunk_t;
+
+typedef struct doc {
+  char *doc_id; /* NULL when the document number is free */
+  uint32_t *slots;
+  size_t n, cap;
+} doc_t;
+
+typedef struct shard {
+  char *tenant;
+  chunk_t **slots;
+  size_t nslots, capslots;
+  uint32_t *free_slots, *dead_slots;
+  size_t nfree, capfree, ndead, capdead;
+
+  term_t *terms;
+  size_t nterms, capterms; /* nterms: high-water mark of term numbers */
+  uint32_t *free_terms;
+  size_t nfree_terms, capfree_terms;
+  size_t live_terms; /* terms with df > 0 */
+
+  doc_t *docs;
+  size_t ndocs, capdocs;
+  uint32_t *free_docs;
+  size_t nfree_docs, capfree_docs;
+  size_t live_docs;
+
+  strmap_t term_map, chunk_map, doc_map;
+  size_t live;        /* live chunks: N */
+  uint64_t total_len; /* sum of live chunks' lengths */
+  uint64_t npostings, dead_postings;
+  size_t dim;     /* dimension of the vectors here, 0 when there are none */
+  size_t nvec;    /* live chunks with a vector */
+  float *vecs;    /* one row of dim floats per slot, contiguous so the dense
+                     scan streams through memory */
+  size_t capvecs; /* floats */
+} shard_t;
+
+struct q_index {
+  pthread_rwlock_t lock;
+  unsigned char key[crypto_shorthash_KEYBYTES];
+  size_t fixed_dim;
+  shard_t **shards;
+  size_t nshards, capshards;
+  strmap_t shard_map;
+  int64_t chunks; /* live chunks over all shards, read without the lock */
+};
+
+static float *slot_vec(const shard_t *s, uint32_t slot) {
+  return s->vecs + (size_t)slot * s->dim;
+}
+
+static const char *term_key(const void *ctx, uint32_t v, size_t *len) {
+  const term_t *t = &((const shard_t *)ctx)->terms[v];
+  *len = t->len;
+  return t->text;
+}
+
+static const char *chunk_key(const void *ctx, uint32_t v, size_t *len) {
+  const chunk_t *c = ((const shard_t *)ctx)->slots[v];
+  *len = strlen(c->chunk_id);
+  return c->chunk_id;
+}
+
+static const char *doc_key(const void *ctx, uint32_t v, size_t *len) {
+  const doc_t *d = &((const shard_t *)ctx)->docs[v];
+  *len = strlen(d->doc_id);
+  return d->doc_id;
+}
+
+static const char *shard_key(const void *ctx, uint32_t v, size_t *len) {
+  const shard_t *s = ((const q_index_t *)ctx)->shards[v];
+  *len = strlen(s->tenant);
+  return s->tenant;
+}
+
+static shard_t *find_shard(const q_index_t *idx, const char *tenant) {
+  size_t len = strlen(tenant);
+  int64_t v = strmap_get(&idx->shard_map, tenant, len, hash_bytes(idx->key, tenant, len),
+                         shard_key, idx);
+  return v < 0 ? NULL : idx->shards[v];
+}
+
+static shard_t *get_shard(q_index_t *idx, const char *tenant) {
+  shard_t *s = find_shard(idx, tenant);
+  if (s)
+    return s;
+  s = xcalloc(1, sizeof *s);
+  s->tenant = xstrdup(tenant);
+  grow(&idx->shards, &idx->capshards, idx->nshards + 1, sizeof *idx->shards);
+  idx->shards[idx->nshards] = s;
+  size_t len = strlen(tenant);
+  strmap_put_new(&idx->shard_map, hash_bytes(idx->key, tenant, len),
+                 (uint32_t)idx->nshards);
+  idx->nshards++;
+  return s;
+}
+
+static void chunk_free(chunk_t *c) {
+  if (!c)
+    return;
+  free(c->chunk_id);
+  free(c->doc_id);
+  free(c->title);
+  free(c->text);
+  free(c->terms);
+  free(c->vec);
+  free(c);
+}
+
+static void shard_free(shard_t *s) {
+  for (size_t i = 0; i < s->nslots; i++)
+    chunk_free(s->slots[i]);
+  for (size_t i = 0; i < s->nterms; i++) {
+    free(s->terms[i].text);
+    free(s->terms[i].post);
+  }
+  for (size_t i = 0; i < s->ndocs; i++) {
+    free(s->docs[i].doc_id);
+    free(s->docs[i].slots);
+  }
+  free(s->slots);
+  free(s->vecs);
+  free(s->free_slots);
+  free(s->dead_slots);
+  free(s->terms);
+  free(s->free_terms);
+  free(s->docs);
+  free(s->free_docs);
+  free(s->term_map.ents);
+  free(s->chunk_map.ents);
+  free(s->doc_map.ents);
+  free(s->tenant);
+  free(s);
+}
+
+q_index_t *q_index_new(size_t fixed_dim) {
+  if (sodium_init() < 0 || fixed_dim > Q_INDEX_MAX_DIM)
+    return NULL;
+  q_index_t *idx = calloc(1, sizeof *idx);
+  if (!idx)
+    return NULL;
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  /* Upserts must not starve behind a steady stream of searches. */
+  pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  int rc = pthread_rwlock_init(&idx->lock, &attr);
+  pthread_rwlockattr_destroy(&attr);
+  if (rc) {
+    free(idx);
+    return NULL;
+  }
+  crypto_shorthash_keygen(idx->key);
+  idx->fixed_dim = fixed_dim;
+  return idx;
+}
+
+void q_index_free(q_index_t *idx) {
+  if (!idx)
+    return;
+  for (size_t i = 0; i < idx->nshards; i++)
+    shard_free(idx->shards[i]);
+  free(idx->shards);
+  free(idx->shard_map.ents);
+  pthread_rwlock_destroy(&idx->lock);
+  free(idx);
+}
+
+int64_t q_index_chunk_count(const q_index_t *idx) {
+  return idx ? __atomic_load_n(&idx->chunks, __ATOMIC_RELAXED) : 0;
+}
+
+/* ---- distinct terms of a text (outside the lock) ------------------------- */
+
+/* A bag of terms: distinct terms with their counts, in order of first
+ * appearance. */
+typedef struct bag_ent {
+  uint64_t hash;
+  uint32_t off, len, tf;
+} bag_ent_t;
+
+typedef struct bag {
+  const unsigned char *key;
+  bag_ent_t *ents;
+  size_t n, cap;
+  uint32_t *table; /* entry number + 1, 0 empty */
+  size_t tcap;
+  char *pool; /* term texts, each NUL-terminated */
+  size_t plen, pcap;
+  uint32_t total; /* terms added, with repetitions */
+} bag_t;
+
+static void bag_free(bag_t *b) {
+  free(b->ents);
+  free(b->table);
+  free(b->pool);
+}
+
+static void bag_rehash(bag_t *b, size_t tcap) {
+  free(b->table);
+  b->table = xcalloc(tcap, sizeof *b->table);
+  b->tcap = tcap;
+  for (size_t i = 0; i < b->n; i++) {
+    size_t j = b->ents[i].hash & (tcap - 1);
+    while (b->table[j])
+      j = (j + 1) & (tcap - 1);
+    b->table[j] = (uint32_t)i + 1;
+  }
+}
+
+static int bag_add_cb(const char *term, size_t len, size_t pos, void *ud) {
+  bag_t *b = ud;
+  uint64_t h = hash_bytes(b->key, term, len);
+  if ((b->n + 1) * 2 > b->tcap)
+    bag_rehash(b, b->tcap ? b->tcap * 2 : 64);
+  size_t mask = b->tcap - 1, j = h & mask;
+  while (b->table[j]) {
+    bag_ent_t *e = &b->ents[b->table[j] - 1];
+    if (e->hash == h && e->len == len && memcmp(b->pool + e->off, term, len) == 0) {
+      e->tf++;
+      b->total++;
+      return 0;
+    }
+    j = (j + 1) & mask;
+  }
+  grow(&b->pool, &b->pcap, b->plen + len + 1, 1);
+  memcpy(b->pool + b->plen, term, len + 1);
+  grow(&b->ents, &b->cap, b->n + 1, sizeof *b->ents);
+  b->ents[b->n] = (bag_ent_t){h, (uint32_t)b->plen, (uint32_t)len, 1};
+  b->plen += len + 1;
+  b->table[j] = (uint32_t)++b->n;
+  b->total++;
+  return 0;
+}
+
+static void bag_text(bag_t *b, const char *s) {
+  if (s && *s)
+    q_text_terms(s, strlen(s), bag_add_cb, b);
+}
+
+/* ---- upsert ------------------------------------------------------------- */
+
+/* A chunk prepared outside the lock: owned copy plus its terms (whose
+ * hashes are reused for the dictionary). */
+typedef struct prep {
+  chunk_t *chunk;
+  bag_t bag;
+} prep_t;
+
+static int check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
+                        size_t errlen) {
+  if (dim > Q_INDEX_MAX_DIM) {
+    snprintf(err, errlen, "chunks[%zu].embedding has %zu dimensions (at most %d)", i, dim,
+             Q_INDEX_MAX_DIM);
+    return Q_EINVAL;
+  }
+  if (want && dim != want) {
+    snprintf(err, errlen,
+             "chunks[%zu].embedding has %zu dimensions; the index holds "
+             "%zu-dimensional vectors",
+             i, dim, want);
+    return Q_EINVAL;
+  }
+  double norm = 0.0;
+  for (size_t k = 0; k < dim; k++) {
+    if (!isfinite(v[k])) {
+      snprintf(err, errlen, "chunks[%zu].embedding[%zu] is not a finite number", i, k);
+      return Q_EINVAL;
+    }
+    norm += (double)v[k] * v[k];
+  }
+  if (!(norm > 0.0)) {
+    snprintf(err, errlen, "chunks[%zu].embedding is all zeros", i);
+    return Q_EINVAL;
+  }
+  return 0;
+}
+
+/* Check under (at least) the read lock. */
+static int check_locked(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+                        size_t n, char *err, size_t errlen) {
+  const shard_t *s = find_shard(idx, tenant);
+  size_t want = idx->fixed_dim ? idx->fixed_dim : s && s->nvec ? s->dim : 0;
+  for (size_t i = 0; i < n; i++) {
+    const q_index_chunk_t *c = &chunks[i];
+    if (!c->chunk_id || !*c->chunk_id || !c->doc_id || !*c->doc_id) {
+      snprintf(err, errlen, "chunks[%zu] needs a chunk_id and a doc_id", i);
+      return Q_EINVAL;
+    }
+    if (!c->dim)
+      continue;
+    if (!c->embedding) {
+      snprintf(err, errlen, "chunks[%zu].embedding is missing", i);
+      return Q_EINVAL;
+    }
+    int rc = check_vector(c->embedding, c->dim, want, i, err, errlen);
+    if (rc)
+      return rc;
+    want = c->dim; /* every vector of the batch must agree with the first */
+  }
+  return 0;
+}
+
+int q_index_check(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+                  size_t n, char *err, size_t errlen) {
+  pthread_rwlock_rdlock(&idx->lock);
+  int rc = check_locked(idx, tenant, chunks, n, err, errlen);
+  pthread_rwlock_unlock(&idx->lock);
+  return rc;
+}
+
+static void prep_chunk(q_index_t *idx, const q_index_chunk_t *in, prep_t *p) {
+  chunk_t *c = xcalloc(1, sizeof *c);
+  c->chunk_id = xstrdup(in->chunk_id);
+  c->doc_id = xstrdup(in->doc_id);
+  c->title = xstrdup(in->title);
+  c->text = xstrdup(in->text);
+  c->version = in->version;
+  c->ordinal = in->ordinal;
+  c->page = in->page;
+  if (in->dim) {
+    double norm = 0.0;
+    for (size_t k = 0; k < in->dim; k++)
+      norm += (double)in->embedding[k] * in->embedding[k];
+    norm = sqrt(norm);
+    c->vec = xmalloc(in->dim * sizeof *c->vec);
+    for (size_t k = 0; k < in->dim; k++)
+      c->vec[k] = (float)(in->embedding[k] / norm);
+  }
+  memset(&p->bag, 0, sizeof p->bag);
+  p->bag.key = idx->key;
+  /* Title and text form one field: a title word matches every chunk of the
+   * document, and the text decides between them. */
+  bag_text(&p->bag, in->title);
+  bag_text(&p->bag, in->text);
+  c->len = p->bag.total;
+  c->nterms = (uint32_t)p->bag.n;
+  c->terms = xmalloc(p->bag.n * sizeof *c->terms);
+  p->chunk = c;
+}
+
+/* Retires the chunk in slot (under the write lock). */
+static void retire(q_index_t *idx, shard_t *s, uint32_t slot) {
+  chunk_t *c = s->slots[slot];
+  for (uint32_t i = 0; i < c->nterms; i++) {
+    term_t *t = &s->terms[c->terms[i]];
+    if (--t->df == 0)
+      s->live_terms--;
+  }
+  s->dead_postings += c->nterms;
+  s->total_len -= c->len;
+  s->live--;
+  if (c->has_vec && --s->nvec == 0)
+    s->dim = 0;
+
+  size_t len = strlen(c->chunk_id);
+  strmap_del(&s->chunk_map, c->chunk_id, len, hash_bytes(idx->key, c->chunk_id, len),
+             chunk_key, s);
+
+  doc_t *d = &s->docs[c->doc];
+  for (size_t i = 0; i < d->n; i++)
+    if (d->slots[i] == slot) {
+      d->slots[i] = d->slots[--d->n];
+      break;
+    }
+  if (d->n == 0) {
+    len = strlen(d->doc_id);
+    strmap_del(&s->doc_map, d->doc_id, len, hash_bytes(idx->key, d->doc_id, len), doc_key,
+               s);
+    free(d->doc_id);
+    free(d->slots);
+    memset(d, 0, sizeof *d);
+    grow(&s->free_docs, &s->capfree_docs, s->nfree_docs + 1, sizeof *s->free_docs);
+    s->free_docs[s->nfree_docs++] = c->doc;
+    s->live_docs--;
+  }
+
+  s->slots[slot] = NULL;
+  grow(&s->dead_slots, &s->capdead, s->ndead + 1, sizeof *s->dead_slots);
+  s->dead_slots[s->ndead++] = slot;
+  chunk_free(c);
+  __atomic_sub_fetch(&idx->chunks, 1, __ATOMIC_RELAXED);
+}
+
+static uint32_t term_number(shard_t *s, const char *text, size_t len, uint64_t h) {
+  int64_t v = strmap_get(&s->term_map, text, len, h, term_key, s);
+  if (v >= 0)
+    return (uint32_t)v;
+  uint32_t id;
+  if (s->nfree_terms) {
+    id = s->free_terms[--s->nfree_terms];
+  } else {
+    grow(&s->terms, &s->capterms, s->nterms + 1, sizeof *s->terms);
+    id = (uint32_t)s->nterms++;
+  }
+  term_t *t = &s->terms[id];
+  memset(t, 0, sizeof *t);
+  t->text = xstrndup(text, len);
+  t->len = (uint32_t)len;
+  strmap_put_new(&s->term_map, h, id);
+  return id;
+}
+
+/* Adds a prepared chunk (under the write lock); takes ownership of it.
+ * dim: its vector's dimension (checked to suit the shard). */
+static void insert(q_index_t *idx, shard_t *s, prep_t *p, size_t dim) {
+  chunk_t *c = p->chunk;
+  uint32_t slot;
+  if (s->nfree) {
+    slot = s->free_slots[--s->nfree];
+  } else {
+    grow(&s->slots, &s->capslots, s->nslots + 1, sizeof *s->slots);
+    slot = (uint32_t)s->nslots++;
+  }
+  s->slots[slot] = c;
+
+  for (size_t i = 0; i < p->bag.n; i++) {
+    const bag_ent_t *e = &p->bag.ents[i];
+    uint32_t id = term_number(s, p->bag.pool + e->off, e->len, e->hash);
+    term_t *t = &s->terms[id];
+    grow(&t->post, &t->cappost, t->npost + 1, sizeof *t->post);
+    t->post[t->npost++] = (posting_t){slot, e->tf};
+    if (t->df++ == 0)
+      s->live_terms++;
+    c->terms[i] = id;
+  }
+  s->npostings += p->bag.n;
+
+  size_t len = strlen(c->chunk_id);
+  strmap_put_new(&s->chunk_map, hash_bytes(idx->key, c->chunk_id, len), slot);
+
+  len = strlen(c->doc_id);
+  uint64_t h = hash_bytes(idx->key, c->doc_id, len);
+  int64_t dv = strmap_get(&s->doc_map, c->doc_id, len, h, doc_key, s);
+  if (dv < 0) {
+    if (s->nfree_docs) {
+      dv = s->free_docs[--s->nfree_docs];
+    } else {
+      grow(&s->docs, &s->capdocs, s->ndocs + 1, sizeof *s->docs);
+      dv = (int64_t)s->ndocs++;
+    }
+    doc_t *d = &s->docs[dv];
+    memset(d, 0, sizeof *d);
+    d->doc_id = xstrdup(c->doc_id);
+    strmap_put_new(&s->doc_map, h, (uint32_t)dv);
+    s->live_docs++;
+  }
+  doc_t *d = &s->docs[dv];
+  grow(&d->slots, &d->cap, d->n + 1, sizeof *d->slots);
+  d->slots[d->n++] = slot;
+  c->doc = (uint32_t)dv;
+
+  s->live++;
+  s->total_len += c->len;
+  if (c->vec) {
+    /* The first vector of a shard (again) sets the row length; rows of other
+     * slots hold nothing live then, so the matrix may be re-laid. */
+    s->dim = dim;
+    grow(&s->vecs, &s->capvecs, s->capslots * dim, sizeof *s->vecs);
+    memcpy(slot_vec(s, slot), c->vec, dim * sizeof *c->vec);
+    free(c->vec);
+    c->vec = NULL;
+    c->has_vec = 1;
+    s->nvec++;
+  }
+  __atomic_add_fetch(&idx->chunks, 1, __ATOMIC_RELAXED);
+  p->chunk = NULL;
+}
+
+/* Drops tombstoned postings and unused terms; frees dead slots for reuse. */
+static void compact_shard(q_index_t *idx, shard_t *s) {
+  if (!s->ndead)
+    return;
+  for (size_t i = 0; i < s->nterms; i++) {
+    term_t *t = &s->terms[i];
+    if (!t->text)
+      continue;
+    size_t w = 0;
+    for (size_t r = 0; r < t->npost; r++)
+      if (s->slots[t->post[r].slot])
+        t->post[w++] = t->post[r];
+    t->npost = w;
+    if (t->df == 0) { /* no live chunk has it: free the term number */
+      strmap_del(&s->term_map, t->text, t->len, hash_bytes(idx->key, t->text, t->len),
+                 term_key, s);
+      free(t->text);
+      free(t->post);
+      memset(t, 0, sizeof *t);
+      grow(&s->free_terms, &s->capfree_terms, s->nfree_terms + 1, sizeof *s->free_terms);
+      s->free_terms[s->nfree_terms++] = (uint32_t)i;
+    } else if (t->cappost > 16 && t->npost * 4 < t->cappost) {
+      posting_t *p = realloc(t->post, t->npost * 2 * sizeof *p);
+      if (p) {
+        t->post = p;
+        t->cappost = t->npost * 2;
+      }
+    }
+  }
+  s->npostings -= s->dead_postings;
+  s->dead_postings = 0;
+  grow(&s->free_slots, &s->capfree, s->nfree + s->ndead, sizeof *s->free_slots);
+  memcpy(s->free_slots + s->nfree, s->dead_slots, s->ndead * sizeof *s->dead_slots);
+  s->nfree += s->ndead;
+  s->ndead = 0;
+}
+
+void q_index_compact(q_index_t *idx) {
+  pthread_rwlock_wrlock(&idx->lock);
+  for (size_t i = 0; i < idx->nshards; i++)
+    compact_shard(idx, idx->shards[i]);
+  pthread_rwlock_unlock(&idx->lock);
+}
+
+static int str_ptr_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int q_index_upsert(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+                   size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                   size_t errlen) {
+  if (retired)
+    *retired = 0;
+  if (!tenant || !*tenant) {
+    snprintf(err, errlen, "tenant_id is required");
+    return Q_EINVAL;
+  }
+  int rc = q_index_check(idx, tenant, chunks, n, err, errlen);
+  if (rc)
+    return rc;
+
+  /* Tokenise and normalise before taking the write lock. */
+  prep_t *preps = xcalloc(n, sizeof *preps);
+  const char **ids = xcalloc(n, sizeof *ids);
+  for (size_t i = 0; i < n; i++) {
+    prep_chunk(idx, &chunks[i], &preps[i]);
+    ids[i] = chunks[i].chunk_id;
+  }
+  qsort(ids, n, sizeof *ids, str_ptr_cmp);
+
+  pthread_rwlock_wrlock(&idx->lock);
+  /* A concurrent upsert may have set the tenant's dimension meanwhile. */
+  rc = check_locked(idx, tenant, chunks, n, err, errlen);
+  if (rc)
+    goto unlock;
+  shard_t *s = get_shard(idx, tenant);
+
+  if (replace_doc_id && *replace_doc_id) {
+    size_t len = strlen(replace_doc_id);
+    int64_t dv = strmap_get(&s->doc_map, replace_doc_id, len,
+                            hash_bytes(idx->key, replace_doc_id, len), doc_key, s);
+    if (dv >= 0) {
+      /* retire() edits the document's slot list (and may free it): walk a
+       * copy. */
+      doc_t *d = &s->docs[dv];
+      size_t nd = d->n;
+      uint32_t *slots = xmalloc(nd * sizeof *slots);
+      memcpy(slots, d->slots, nd * sizeof *slots);
+      for (size_t i = 0; i < nd; i++) {
+        const char *cid = s->slots[slots[i]]->chunk_id;
+        if (!bsearch(&cid, ids, n, sizeof *ids, str_ptr_cmp)) {
+          retire(idx, s, slots[i]);
+          if (retired)
+            (*retired)++;
+        }
+      }
+      free(slots);
+    }
+  }
+
+  for (size_t i = 0; i < n; i++) {
+    chunk_t *c = preps[i].chunk;
+    size_t len = strlen(c->chunk_id);
+    int64_t old = strmap_get(&s->chunk_map, c->chunk_id, len,
+                             hash_bytes(idx->key, c->chunk_id, len), chunk_key, s);
+    if (old >= 0)
+      retire(idx, s, (uint32_t)old);
+    insert(idx, s, &preps[i], chunks[i].dim);
+  }
+
+  if (s->dead_postings > 1024 && s->dead_postings * 4 > s->npostings)
+    compact_shard(idx, s);
+unlock:
+  pthread_rwlock_unlock(&idx->lock);
+  for (size_t i = 0; i < n; i++) {
+    chunk_free(preps[i].chunk); /* NULL unless not inserted */
+    bag_free(&preps[i].bag);
+  }
+  free(preps);
+  free(ids);
+  return rc;
+}
+
+/* ---- search ------------------------------------------------------------- */
+
+typedef struct scored {
+  double score;
+  uint32_t slot;
+  const chunk_t *c;
+} scored_t;
+
+/* 1 when a ranks before b: higher score, then smaller chunk_id. */
+static int better(const scored_t *a, const scored_t *b) {
+  if (a->score != b->score)
+    return a->score > b->score;
+  return strcmp(a->c->chunk_id, b->c->chunk_id) < 0;
+}
+
+/* A bounded min-heap keeping the k best entries seen (root: the worst). */
+typedef struct topk {
+  scored_t *h;
+  size_t n, k;
+} topk_t;
+
+static void topk_push(topk_t *t, scored_t e) {
+  if (t->n < t->k) {
+    size_t i = t->n++;
+    while (i > 0) {
+      size_t p = (i - 1) / 2;
+      if (!better(&t->h[p], &e))
+        break;
+      t->h[i] = t->h[p];
+      i = p;
+    }
+    t->h[i] = e;
+    return;
+  }
+  if (!better(&e, &t->h[0]))
+    return;
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    const scored_t *worst = &e;
+    if (l < t->n && better(worst, &t->h[l])) {
+      m = l;
+      worst = &t->h[l];
+    }
+    if (r < t->n && better(worst, &t->h[r]))
+      m = r;
+    if (m == i)
+      break;
+    t->h[i] = t->h[m];
+    i = m;
+  }
+  t->h[i] = e;
+}
+
+static int scored_cmp(const void *pa, const void *pb) {
+  const scored_t *a = pa, *b = pb;
+  return better(a, b) ? -1 : better(b, a) ? 1 : 0;
+}
+
+static int slot_cmp(const void *pa, const void *pb) {
+  const scored_t *a = pa, *b = pb;
+  return a->slot < b->slot ? -1 : a->slot > b->slot ? 1 : 0;
+}
+
+/* Dot product of two vectors. Eight independent float accumulators let the
+ * compiler keep the multiply-adds in flight (and vectorise them) instead of
+ * waiting on one running sum; for unit vectors float precision is ample. */
+static double dot(const float *a, const float *b, size_t n) {
+  float acc[8] = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      acc[k] += a[i + k] * b[i + k];
+  float s = 0.0f;
+  for (; i < n; i++)
+    s += a[i] * b[i];
+  for (int k = 0; k < 8; k++)
+    s += acc[k];
+  return s;
+}
+
+typedef struct cand {
+  const chunk_t *c;
+  double lexical, dense;
+} cand_t;
+
+int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
+                   q_index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
+                   size_t errlen) {
+  int rc = 0;
+  *hits = NULL;
+  *nhits = 0;
+  *dense_used = 0;
+  size_t k = q->top_k ? q->top_k : 1;
+  float *qvec = NULL;
+  double *acc = NULL;
+  uint32_t *touched = NULL;
+  scored_t *lex = NULL, *den = NULL, *lex_by_slot = NULL;
+  cand_t *cands = NULL;
+  q_fusion_item_t *items = NULL;
+  bag_t bag = {.key = idx->key};
+
+  if (q->dim) {
+    if (q->dim > Q_INDEX_MAX_DIM || (idx->fixed_dim && q->dim != idx->fixed_dim)) {
+      snprintf(err, errlen, "query_embedding has %zu dimensions; expected %zu", q->dim,
+               idx->fixed_dim ? idx->fixed_dim : (size_t)Q_INDEX_MAX_DIM);
+      return Q_EINVAL;
+    }
+    double norm = 0.0;
+    for (size_t i = 0; i < q->dim; i++) {
+      if (!isfinite(q->embedding[i])) {
+        snprintf(err, errlen, "query_embedding[%zu] is not a finite number", i);
+        return Q_EINVAL;
+      }
+      norm += (double)q->embedding[i] * q->embedding[i];
+    }
+    if (!(norm > 0.0)) {
+      snprintf(err, errlen, "query_embedding is all zeros");
+      return Q_EINVAL;
+    }
+    norm = sqrt(norm);
+    qvec = xmalloc(q->dim * sizeof *qvec);
+    for (size_t i = 0; i < q->dim; i++)
+      qvec[i] = (float)(q->embedding[i] / norm);
+  }
+  if (q->text && q->text_len)
+    q_text_terms(q->text, q->text_len, bag_add_cb, &bag);
+
+  pthread_rwlock_rdlock(&idx->lock);
+  shard_t *s = find_shard(idx, q->tenant ? q->tenant : "");
+  if (!s || !s->live)
+    goto unlock;
+  if (qvec && s->nvec && s->dim != q->dim) {
+    snprintf(err, errlen,
+             "query_embedding has %zu dimensions; this tenant's chunks have %zu", q->dim,
+             s->dim);
+    rc = Q_EINVAL;
+    goto unlock;
+  }
+
+  /* BM25, term at a time into a dense accumulator. */
+  topk_t lt = {xmalloc(k * sizeof(scored_t)), 0, k};
+  lex = lt.h;
+  if (bag.n) {
+    double avgdl = s->live && s->total_len ? (double)s->total_len / (double)s->live : 1.0;
+    double N = (double)s->live;
+    size_t ntouched = 0;
+    for (size_t i = 0; i < bag.n; i++) {
+      const bag_ent_t *e = &bag.ents[i];
+      int64_t id =
+          strmap_get(&s->term_map, bag.pool + e->off, e->len, e->hash, term_key, s);
+      if (id < 0 || s->terms[id].df == 0)
+        continue;
+      const term_t *t = &s->terms[id];
+      if (!acc) {
+        acc = xcalloc(s->nslots, sizeof *acc);
+        touched = xmalloc(s->nslots * sizeof *touched);
+      }
+      double df = t->df;
+      double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+      for (size_t p = 0; p < t->npost; p++) {
+        const chunk_t *c = s->slots[t->post[p].slot];
+        if (!c)
+          continue; /* tombstone */
+        double tf = t->post[p].tf;
+        double norm = Q_BM25_K1 * (1.0 - Q_BM25_B + Q_BM25_B * c->len / avgdl);
+        uint32_t slot = t->post[p].slot;
+        if (acc[slot] == 0.0)
+          touched[ntouched++] = slot;
+        acc[slot] += idf * tf * (Q_BM25_K1 + 1.0) / (tf + norm);
+      }
+    }
+    for (size_t i = 0; i < ntouched; i++)
+      topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
+    qsort(lt.h, lt.n, sizeof *lt.h, scored_cmp);
+  }
+
+  /* Dense: brute-force cosine over every vector of the tenant. */
+  topk_t dt = {xmalloc(k * sizeof(scored_t)), 0, k};
+  den = dt.h;
+  if (qvec && s->nvec) {
+    *dense_used = 1;
+    for (size_t i = 0; i < s->nslots; i++) {
+      const chunk_t *c = s->slots[i];
+      if (c && c->has_vec)
+        topk_push(
+            &dt, (scored_t){dot(qvec, slot_vec(s, (uint32_t)i), q->dim), (uint32_t)i, c});
+    }
+    qsort(dt.h, dt.n, sizeof *dt.h, scored_cmp);
+  }
+
+  /* Union of both lists; each candidate carries both scores. */
+  size_t nc = 0;
+  cands = xmalloc((lt.n + dt.n + 1) * sizeof *cands);
+  items = xmalloc((lt.n + dt.n + 1) * sizeof *items);
+  lex_by_slot = xmalloc((lt.n + 1) * sizeof *lex_by_slot);
+  for (size_t i = 0; i < lt.n; i++) {
+    lex_by_slot[i] = lt.h[i];
+    lex_by_slot[i].score = (double)(i + 1); /* rank, found again by slot */
+    double dense = *dense_used && lt.h[i].c->has_vec
+                       ? dot(qvec, slot_vec(s, lt.h[i].slot), q->dim)
+                       : 0.0;
+    cands[nc] = (cand_t){lt.h[i].c, lt.h[i].score, dense};
+    items[nc] =
+        (q_fusion_item_t){(uint32_t)(i + 1), 0, 0.0, lt.h[i].c->chunk_id, &cands[nc]};
+    nc++;
+  }
+  qsort(lex_by_slot, lt.n, sizeof *lex_by_slot, slot_cmp);
+  for (size_t i = 0; i < dt.n; i++) {
+    scored_t key = {0, dt.h[i].slot, NULL};
+    scored_t *hit = lt.n ? bsearch(&key, lex_by_slot, lt.n, sizeof key, slot_cmp) : NULL;
+    if (hit) {
+      size_t li = (size_t)hit->score - 1; /* its position among the cands */
+      items[li].dense_rank = (uint32_t)(i + 1);
+      cands[li].dense = dt.h[i].score;
+      continue;
+    }
+    cands[nc] = (cand_t){dt.h[i].c, acc ? acc[dt.h[i].slot] : 0.0, dt.h[i].score};
+    items[nc] =
+        (q_fusion_item_t){0, (uint32_t)(i + 1), 0.0, dt.h[i].c->chunk_id, &cands[nc]};
+    nc++;
+  }
+  q_fusion_rrf(items, nc, Q_FUSION_RRF_K);
+
+  size_t nout = nc < k ? nc : k;
+  q_index_hit_t *out = nout ? q_arena_alloc(arena, nout * sizeof *out) : NULL;
+  if (nout && !out) {
+    snprintf(err, errlen, "result too large for the request's memory");
+    rc = Q_ENOMEM;
+    goto unlock;
+  }
+  for (size_t i = 0; i < nout; i++) {
+    const cand_t *cd = items[i].ud;
+    const chunk_t *c = cd->c;
+    q_index_hit_t *h = &out[i];
+    h->chunk_id = q_arena_strdup(arena, c->chunk_id);
+    h->doc_id = q_arena_strdup(arena, c->doc_id);
+    h->title = q_arena_strdup(arena, c->title);
+    h->text = q_arena_strdup(arena, c->text);
+    if (!h->chunk_id || !h->doc_id || !h->title || !h->text) {
+      snprintf(err, errlen, "result too large for the request's memory");
+      rc = Q_ENOMEM;
+      goto unlock;
+    }
+    h->version = c->version;
+    h->ordinal = c->ordinal;
+    h->page = c->page;
+    h->fused = items[i].fused;
+    h->lexical = cd->lexical;
+    h->dense = cd->dense;
+    h->lexical_rank = items[i].lexical_rank;
+    h->dense_rank = items[i].dense_rank;
+  }
+  *hits = out;
+  *nhits = nout;
+
+unlock:
+  pthread_rwlock_unlock(&idx->lock);
+  free(qvec);
+  free(acc);
+  free(touched);
+  free(lex);
+  free(den);
+  free(lex_by_slot);
+  free(cands);
+  free(items);
+  bag_free(&bag);
+  return rc;
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+void q_index_stats(q_index_t *idx, const char *tenant, q_index_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  pthread_rwlock_rdlock(&idx->lock);
+  for (size_t i = 0; i < idx->nshards; i++) {
+    const shard_t *s = idx->shards[i];
+    if (tenant && *tenant && strcmp(s->tenant, tenant) != 0)
+      continue;
+    out->chunks += (int64_t)s->live;
+    out->documents += (int64_t)s->live_docs;
+    out->terms += (int64_t)s->live_terms;
+  }
+  pthread_rwlock_unlock(&idx->lock);
+}

@@ -1,0 +1,405 @@
+/* store.c - retriever_chunks in PostgreSQL (see store.h).
+ *
+ * An upsert is a handful of statements whatever the batch size: the batch is
+ * streamed with COPY into a temporary staging table, checked against rows of
+ * other tenants, and merged with one UPDATE (retire) and one
+ * INSERT ... ON CONFLICT (upsert), all in one transaction. */
+#include "store.h"
+
+#include "quarry/buf.h"
+#include "quarry/error.h"
+#include "quarry/log.h"
+#include "quarry/pg.h"
+#include "quarry/pg_wait.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_SIZE 4
+#define ACQUIRE_MS 5000
+#define COPY_FLUSH (1 << 20) /* send COPY data in pieces of about 1 MiB */
+#define COPY_MAX (64u << 20) /* one row is far smaller (text <= 64 KiB) */
+#define LOAD_FETCH "FETCH 1000 FROM retriever_load"
+
+static const q_pg_migration_t migrations[] = {
+    {1, "retriever_chunks",
+     "CREATE TABLE retriever_chunks ("
+     "  chunk_id   text PRIMARY KEY,"
+     "  tenant_id  text NOT NULL,"
+     "  doc_id     text NOT NULL,"
+     "  version    integer NOT NULL DEFAULT 0,"
+     "  ordinal    integer NOT NULL DEFAULT 0,"
+     "  page       integer NOT NULL DEFAULT 0,"
+     "  title      text NOT NULL DEFAULT '',"
+     "  text       text NOT NULL,"
+     "  embedding  bytea,"
+     "  active     boolean NOT NULL DEFAULT true,"
+     "  updated_at timestamptz NOT NULL DEFAULT now()"
+     ");"
+     "CREATE INDEX retriever_chunks_doc ON retriever_chunks (tenant_id, doc_id)"
+     "  WHERE active;"},
+};
+
+struct q_store {
+  q_pg_pool_t *pool;
+};
+
+/* Copies a libpq message into err, prefixed, without the trailing newline. */
+static void set_err(char *err, size_t errlen, const char *what, const char *msg) {
+  snprintf(err, errlen, "%s: %s", what, msg && *msg ? msg : "unknown error");
+  size_t n = strlen(err);
+  while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
+    err[--n] = '\0';
+}
+
+/* The error for a failed statement: connection lost or a database error. */
+static int pg_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
+  const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  set_err(err, errlen, what, msg ? msg : PQerrorMessage(c));
+  return PQstatus(c) == CONNECTION_OK ? Q_EINTERNAL : Q_EUNAVAIL;
+}
+
+static int exec_ok(PGconn *c, const char *sql, const char *what, char *err,
+                   size_t errlen) {
+  PGresult *r = PQexec(c, sql);
+  ExecStatusType s = PQresultStatus(r);
+  int rc = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK
+               ? 0
+               : pg_fail(c, r, what, err, errlen);
+  PQclear(r);
+  return rc;
+}
+
+q_store_t *q_store_open(const char *dsn, int64_t wait_ms, char *err, size_t errlen) {
+  q_store_t *st = calloc(1, sizeof *st);
+  if (!st || !(st->pool = q_pg_pool_new(dsn, POOL_SIZE))) {
+    snprintf(err, errlen, "out of memory");
+    free(st);
+    return NULL;
+  }
+  if (q_pg_wait_migrate(st->pool, "retriever", migrations,
+                        sizeof migrations / sizeof migrations[0], wait_ms, err,
+                        errlen) != 0) {
+    q_store_close(st);
+    return NULL;
+  }
+  return st;
+}
+
+void q_store_close(q_store_t *st) {
+  if (!st)
+    return;
+  q_pg_pool_free(st->pool);
+  free(st);
+}
+
+int q_store_ping(q_store_t *st, char *why, size_t whylen) {
+  return q_pg_ping(st->pool, why, whylen);
+}
+
+/* ---- upsert ------------------------------------------------------------- */
+
+/* Appends s as a COPY text-format field (backslash escapes). */
+static int copy_text(q_buf_t *b, const char *s) {
+  const char *run = s;
+  int rc = 0;
+  for (; *s && !rc; s++) {
+    const char *esc = NULL;
+    switch (*s) {
+    case '\\': esc = "\\\\"; break;
+    case '\n': esc = "\\n"; break;
+    case '\r': esc = "\\r"; break;
+    case '\t': esc = "\\t"; break;
+    default: continue;
+    }
+    rc = q_buf_append(b, run, (size_t)(s - run));
+    if (!rc)
+      rc = q_buf_puts(b, esc);
+    run = s + 1;
+  }
+  if (!rc)
+    rc = q_buf_append(b, run, (size_t)(s - run));
+  return rc;
+}
+
+/* Appends a vector as a COPY field of type bytea: "\\x" then the hex of its
+ * little-endian float32 bytes; \N (NULL) when there is none. */
+static int copy_vector(q_buf_t *b, const float *v, size_t dim) {
+  static const char hex[] = "0123456789abcdef";
+  if (!dim)
+    return q_buf_puts(b, "\\N");
+  int rc = q_buf_puts(b, "\\\\x");
+  char tmp[8 * 64];
+  size_t t = 0;
+  for (size_t i = 0; i < dim && !rc; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], sizeof u);
+    for (int k = 0; k < 4; k++) { /* least significant byte first */
+      unsigned byte = (u >> (8 * k)) & 0xFF;
+      tmp[t++] = hex[byte >> 4];
+      tmp[t++] = hex[byte & 15];
+    }
+    if (t == sizeof tmp) {
+      rc = q_buf_append(b, tmp, t);
+      t = 0;
+    }
+  }
+  if (!rc && t)
+    rc = q_buf_append(b, tmp, t);
+  return rc;
+}
+
+static int copy_row(q_buf_t *b, const char *tenant, const q_index_chunk_t *c) {
+  int rc = copy_text(b, c->chunk_id);
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, tenant);
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->doc_id);
+  rc = rc ? rc
+          : q_buf_printf(b, "\t%d\t%d\t%d\t", (int)c->version, (int)c->ordinal,
+                         (int)c->page);
+  rc = rc ? rc : copy_text(b, c->title ? c->title : "");
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->text ? c->text : "");
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_vector(b, c->embedding, c->dim);
+  rc = rc ? rc : q_buf_puts(b, "\n");
+  return rc;
+}
+
+/* Streams chunks[] into the staging table. */
+static int copy_batch(PGconn *c, const char *tenant, const q_index_chunk_t *chunks,
+                      size_t n, char *err, size_t errlen) {
+  PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
+                          "version, ordinal, page, title, text, embedding) "
+                          "FROM STDIN");
+  if (PQresultStatus(r) != PGRES_COPY_IN) {
+    int rc = pg_fail(c, r, "staging chunks", err, errlen);
+    PQclear(r);
+    return rc;
+  }
+  PQclear(r);
+
+  q_buf_t b;
+  q_buf_init(&b, COPY_MAX);
+  int rc = 0;
+  const char *abort_msg = NULL;
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = copy_row(&b, tenant, &chunks[i]);
+    if (rc) {
+      snprintf(err, errlen, "chunk %zu: cannot encode the row", i);
+      abort_msg = "encoding failed";
+      break;
+    }
+    if (b.len >= COPY_FLUSH || i + 1 == n) {
+      if (PQputCopyData(c, b.data, (int)b.len) != 1) {
+        set_err(err, errlen, "staging chunks", PQerrorMessage(c));
+        rc = Q_EUNAVAIL;
+        break;
+      }
+      q_buf_reset(&b);
+    }
+  }
+  q_buf_free(&b);
+  if (PQputCopyEnd(c, abort_msg) != 1 && !rc) {
+    set_err(err, errlen, "staging chunks", PQerrorMessage(c));
+    rc = Q_EUNAVAIL;
+  }
+  while ((r = PQgetResult(c)) != NULL) {
+    if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = pg_fail(c, r, "staging chunks", err, errlen);
+    PQclear(r);
+  }
+  return rc;
+}
+
+static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunks,
+                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                     size_t errlen) {
+  int rc = exec_ok(c, "BEGIN", "begin", err, errlen);
+  if (rc)
+    return rc;
+  rc = exec_ok(c,
+               "CREATE TEMP TABLE retriever_stage ("
+               "  chunk_id text, tenant_id text, doc_id text, version integer,"
+               "  ordinal integer, page integer, title text, text text,"
+               "  embedding bytea) ON COMMIT DROP",
+               "creating the staging table", err, errlen);
+  if (!rc && n)
+    rc = copy_batch(c, tenant, chunks, n, err, errlen);
+  if (rc)
+    return rc;
+
+  /* A chunk id is a primary key over all tenants: refuse to take over
+   * another tenant's row. */
+  PGresult *r = PQexec(c, "SELECT s.chunk_id FROM retriever_stage s "
+                          "JOIN retriever_chunks c USING (chunk_id) "
+                          "WHERE c.tenant_id <> s.tenant_id LIMIT 1");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = pg_fail(c, r, "checking chunk ownership", err, errlen);
+    PQclear(r);
+    return rc;
+  }
+  if (PQntuples(r) > 0) {
+    snprintf(err, errlen, "chunk_id %.256s belongs to another tenant",
+             PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return Q_ECONFLICT;
+  }
+  PQclear(r);
+
+  if (replace_doc_id && *replace_doc_id) {
+    const char *params[2] = {tenant, replace_doc_id};
+    r = PQexecParams(c,
+                     "UPDATE retriever_chunks SET active = false, updated_at = now() "
+                     "WHERE tenant_id = $1 AND doc_id = $2 AND active "
+                     "AND chunk_id NOT IN (SELECT chunk_id FROM retriever_stage)",
+                     2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      rc = pg_fail(c, r, "retiring chunks", err, errlen);
+      PQclear(r);
+      return rc;
+    }
+    *retired = (size_t)strtoul(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+  }
+
+  if (n) {
+    rc = exec_ok(c,
+                 "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
+                 "  ordinal, page, title, text, embedding, active, updated_at) "
+                 "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
+                 "  text, embedding, true, now() FROM retriever_stage "
+                 "ON CONFLICT (chunk_id) DO UPDATE SET "
+                 "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
+                 "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+                 "  title = EXCLUDED.title, text = EXCLUDED.text,"
+                 "  embedding = EXCLUDED.embedding, active = true, updated_at = now()",
+                 "writing chunks", err, errlen);
+    if (rc)
+      return rc;
+  }
+  return exec_ok(c, "COMMIT", "commit", err, errlen);
+}
+
+int q_store_upsert(q_store_t *st, const char *tenant, const q_index_chunk_t *chunks,
+                   size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                   size_t errlen) {
+  *retired = 0;
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  int rc = upsert_tx(c, tenant, chunks, n, replace_doc_id, retired, err, errlen);
+  if (rc) {
+    *retired = 0;
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+      PQclear(PQexec(c, "ROLLBACK"));
+  }
+  q_pg_release(st->pool, c);
+  return rc;
+}
+
+/* ---- load --------------------------------------------------------------- */
+
+static int32_t be_int32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (int32_t)((uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 |
+                   (uint32_t)u[3]);
+}
+
+static int32_t int_field(PGresult *r, int row, int col) {
+  return PQgetlength(r, row, col) == 4 ? be_int32(PQgetvalue(r, row, col)) : 0;
+}
+
+/* Decodes a little-endian float32 bytea into v (capacity Q_INDEX_MAX_DIM);
+ * returns the dimension, 0 when NULL/empty or malformed. */
+static size_t decode_vector(PGresult *r, int row, int col, float *v) {
+  if (PQgetisnull(r, row, col))
+    return 0;
+  size_t len = (size_t)PQgetlength(r, row, col);
+  if (len == 0 || len % 4 || len / 4 > Q_INDEX_MAX_DIM)
+    return 0;
+  const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+  for (size_t i = 0; i < len / 4; i++) {
+    uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                 (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+    memcpy(&v[i], &u, sizeof u);
+  }
+  return len / 4;
+}
+
+static int load_rows(PGconn *c, q_index_t *idx, float *vec, size_t *loaded, char *err,
+                     size_t errlen) {
+  for (;;) {
+    /* Binary results: integers and bytea arrive raw; text columns are the
+     * bytes of the string, NUL-terminated by libpq. */
+    PGresult *r = PQexecParams(c, LOAD_FETCH, 0, NULL, NULL, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      int rc = pg_fail(c, r, "loading chunks", err, errlen);
+      PQclear(r);
+      return rc;
+    }
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+      const char *tenant = PQgetvalue(r, i, 1);
+      q_index_chunk_t ch = {
+          .chunk_id = PQgetvalue(r, i, 0),
+          .doc_id = PQgetvalue(r, i, 2),
+          .version = int_field(r, i, 3),
+          .ordinal = int_field(r, i, 4),
+          .page = int_field(r, i, 5),
+          .title = PQgetvalue(r, i, 6),
+          .text = PQgetvalue(r, i, 7),
+          .embedding = vec,
+          .dim = decode_vector(r, i, 8, vec),
+      };
+      char why[256];
+      if (q_index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0) {
+        q_log_warn("retriever: stored vector refused; chunk loaded without it",
+                   "{s:s,s:s,s:s}", "chunk_id", ch.chunk_id, "tenant_id", tenant,
+                   "reason", why);
+        ch.dim = 0;
+        if (q_index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0)
+          continue;
+      }
+      (*loaded)++;
+    }
+    PQclear(r);
+    if (rows == 0)
+      return 0;
+  }
+}
+
+int q_store_load(q_store_t *st, q_index_t *idx, size_t *loaded, char *err,
+                 size_t errlen) {
+  *loaded = 0;
+  float *vec = malloc(Q_INDEX_MAX_DIM * sizeof *vec);
+  if (!vec) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c) {
+    free(vec);
+    return Q_EUNAVAIL;
+  }
+  /* A cursor lives in a transaction; REPEATABLE READ gives one snapshot. */
+  int rc =
+      exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin", err, errlen);
+  if (!rc)
+    rc = exec_ok(c,
+                 "DECLARE retriever_load NO SCROLL CURSOR FOR "
+                 "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
+                 "  title, text, embedding FROM retriever_chunks WHERE active",
+                 "opening the cursor", err, errlen);
+  if (!rc)
+    rc = load_rows(c, idx, vec, loaded, err, errlen);
+  if (!rc)
+    rc = exec_ok(c, "COMMIT", "commit", err, errlen);
+  else if (PQstatus(c) == CONNECTION_OK)
+    PQclear(PQexec(c, "ROLLBACK"));
+  q_pg_release(st->pool, c);
+  free(vec);
+  return rc;
+}

@@ -1,0 +1,418 @@
+/* test_store.c - retriever_chunks in a private PostgreSQL: upserts are
+ * durable and exact, retirements and tenant ownership hold, and the index
+ * rebuilt from the table equals the one built directly.
+ *
+ * As in tests/unit/common/test_pg.c, the runner process starts one server
+ * (PRE_ALL) and passes its address to the test workers in the environment;
+ * each test creates its own database so tests running side by side cannot
+ * see each other's rows. PostgreSQL refuses to run as root: its tools then
+ * run as the postgres user via runuser. */
+#include "../../../services/retriever/index.h"
+#include "../../../services/retriever/store.h"
+
+#include "quarry/arena.h"
+#include "quarry/error.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- a private server (runner process) ------------------------------------ */
+
+static char srv_dir[64], srv_data[96];
+static int srv_port, srv_running;
+
+static int pg_bindir(char *out, size_t n) {
+  glob_t g;
+  if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0)
+    return -1;
+  const char *path = g.gl_pathv[g.gl_pathc - 1]; /* the newest version */
+  snprintf(out, n, "%.*s", (int)(strlen(path) - strlen("/initdb")), path);
+  globfree(&g);
+  return 0;
+}
+
+/* Runs argv (as postgres when root) with output appended to log. */
+static int run(const char *log, char *const argv[]) {
+  char *full[32];
+  int n = 0;
+  if (geteuid() == 0) {
+    full[n++] = "runuser";
+    full[n++] = "-u";
+    full[n++] = "postgres";
+    full[n++] = "--";
+  }
+  for (int i = 0; argv[i] && n < 31; i++)
+    full[n++] = argv[i];
+  full[n] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, full[0], &fa, NULL, full, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  int st;
+  if (rc != 0 || waitpid(pid, &st, 0) < 0)
+    return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+    port = ntohs(sa.sin_port);
+  if (fd >= 0)
+    close(fd);
+  return port;
+}
+
+static int server_start(char *why, size_t whylen) {
+  char bin[128], initdb[160], pg_ctl[160], log[192], cmdlog[192], opts[512];
+  if (pg_bindir(bin, sizeof bin) != 0) {
+    snprintf(why, whylen, "PostgreSQL server not installed (make deps)");
+    return -1;
+  }
+  snprintf(srv_dir, sizeof srv_dir, "/tmp/quarry-rettest-XXXXXX");
+  if (!mkdtemp(srv_dir)) {
+    snprintf(why, whylen, "mkdtemp failed");
+    return -1;
+  }
+  if (geteuid() == 0) {
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw || chown(srv_dir, pw->pw_uid, pw->pw_gid) != 0) {
+      snprintf(why, whylen, "no postgres user to run the server as");
+      return -1;
+    }
+  }
+  snprintf(srv_data, sizeof srv_data, "%s/data", srv_dir);
+  snprintf(initdb, sizeof initdb, "%s/initdb", bin);
+  snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
+  snprintf(log, sizeof log, "%s/log", srv_dir);
+  snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", srv_dir);
+  char *init_argv[] = {initdb, "-D", srv_data, "-A", "trust", "-U", "quarry", "-N", NULL};
+  if (run(cmdlog, init_argv) != 0) {
+    snprintf(why, whylen, "initdb failed, see %s", cmdlog);
+    return -1;
+  }
+  for (int attempt = 0; attempt < 3; attempt++) {
+    srv_port = free_port();
+    snprintf(opts, sizeof opts,
+             "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
+             "-c synchronous_commit=off -c full_page_writes=off",
+             srv_port, srv_data);
+    char *start_argv[] = {pg_ctl, "-D", srv_data, "-o", opts,    "-l",
+                          log,    "-w", "-t",     "30", "start", NULL};
+    if (run(cmdlog, start_argv) == 0) {
+      srv_running = 1;
+      return 0;
+    }
+  }
+  snprintf(why, whylen, "pg_ctl start failed, see %s", log);
+  return -1;
+}
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set) {
+  char why[256] = "", dsn[128];
+  if (server_start(why, sizeof why) != 0) {
+    setenv("QUARRY_TEST_PG_ERROR", why, 1);
+    return;
+  }
+  snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%d user=quarry", srv_port);
+  setenv("QUARRY_TEST_PG_BASE", dsn, 1);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+  char bin[128], pg_ctl[160], cmdlog[192];
+  if (srv_running && pg_bindir(bin, sizeof bin) == 0) {
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
+    snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", srv_dir);
+    char *stop_argv[] = {pg_ctl, "-D", srv_data, "-m", "fast", "-w", "stop", NULL};
+    run(cmdlog, stop_argv);
+  }
+  if (strncmp(srv_dir, "/tmp/quarry-rettest-", 20) == 0) {
+    pid_t pid;
+    char *argv[] = {"rm", "-rf", srv_dir, NULL};
+    if (posix_spawnp(&pid, "rm", NULL, NULL, argv, environ) == 0)
+      waitpid(pid, NULL, 0);
+  }
+}
+
+/* ---- per test: a fresh database ------------------------------------------- */
+
+static char test_dsn[256];
+static q_store_t *store;
+static q_arena_t *arena;
+
+static PGconn *connect_to(const char *dsn) {
+  PGconn *c = PQconnectdb(dsn);
+  cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+  return c;
+}
+
+static void setup(void) {
+  const char *base = getenv("QUARRY_TEST_PG_BASE");
+  if (!base)
+    cr_assert_fail("no test PostgreSQL: %s", getenv("QUARRY_TEST_PG_ERROR")
+                                                 ? getenv("QUARRY_TEST_PG_ERROR")
+                                                 : "not started");
+  char admin[200], sql[128], db[40];
+  snprintf(db, sizeof db, "rt_%d_%ld", (int)getpid(), (long)time(NULL));
+  snprintf(admin, sizeof admin, "%s dbname=postgres", base);
+  PGconn *c = connect_to(admin);
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+  PGresult *r = PQexec(c, sql);
+  cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+  snprintf(test_dsn, sizeof test_dsn, "%s dbname=%s", base, db);
+  char err[512] = "";
+  store = q_store_open(test_dsn, 5000, err, sizeof err);
+  cr_assert_not_null(store, "%s", err);
+  arena = q_arena_new(0);
+}
+
+static void teardown(void) {
+  q_store_close(store);
+  q_arena_destroy(arena);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static long query_long(const char *sql) {
+  PGconn *c = connect_to(test_dsn);
+  PGresult *r = PQexec(c, sql);
+  cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+  long v = PQgetisnull(r, 0, 0) ? -1 : atol(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  PQfinish(c);
+  return v;
+}
+
+static void store_put(const char *tenant, const q_index_chunk_t *c, size_t n,
+                      const char *replace, size_t *retired) {
+  char err[512] = "";
+  size_t r;
+  int rc = q_store_upsert(store, tenant, c, n, replace, retired ? retired : &r, err,
+                          sizeof err);
+  cr_assert_eq(rc, 0, "store upsert: %s", err);
+}
+
+static q_index_t *load(size_t *n) {
+  q_index_t *idx = q_index_new(0);
+  char err[512] = "";
+  int rc = q_store_load(store, idx, n, err, sizeof err);
+  cr_assert_eq(rc, 0, "load: %s", err);
+  return idx;
+}
+
+Test(store, round_trip_is_exact) {
+  float v1[] = {0.1f, -2.5f, 3.25e-7f, 1e30f}, v2[] = {1, 1, 1, 1};
+  const char *awkward =
+      "tabs\there, new\nlines, back\\slashes, \\N, caf\xc3\xa9 \xe6\x9d\xb1";
+  q_index_chunk_t c[] = {
+      {.chunk_id = "d1:1:0",
+       .doc_id = "d1",
+       .title = "Title\tone",
+       .text = awkward,
+       .version = 1,
+       .ordinal = 0,
+       .page = 7,
+       .embedding = v1,
+       .dim = 4},
+      {.chunk_id = "d1:1:1",
+       .doc_id = "d1",
+       .title = "",
+       .text = "plain text here",
+       .version = 1,
+       .ordinal = 1,
+       .page = 8,
+       .embedding = v2,
+       .dim = 4},
+      {.chunk_id = "d2:3:0",
+       .doc_id = "d2",
+       .title = "No vector",
+       .text = "lexical only here",
+       .version = 3},
+  };
+  store_put("t1", c, 3, NULL, NULL);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks WHERE active"), 3);
+  cr_assert_eq(query_long("SELECT length(embedding) FROM retriever_chunks "
+                          "WHERE chunk_id = 'd1:1:0'"),
+               16);
+  cr_assert_eq(
+      query_long("SELECT count(*) FROM retriever_chunks WHERE embedding IS NULL"), 1);
+
+  size_t n;
+  q_index_t *idx = load(&n);
+  cr_assert_eq(n, 3);
+  q_index_t *direct = q_index_new(0);
+  char err[256];
+  cr_assert_eq(q_index_upsert(direct, "t1", c, 3, NULL, NULL, err, sizeof err), 0);
+
+  float q[] = {0.3f, -1, 0.5f, 2e29f};
+  const char *queries[] = {"tabs lines caf\xc3\xa9", "plain text", "lexical here", ""};
+  for (int i = 0; i < 4; i++) {
+    q_index_query_t qq = {"t1", queries[i], strlen(queries[i]), q, 4, 10};
+    q_index_hit_t *a, *b;
+    size_t na, nb;
+    int da, db;
+    cr_assert_eq(q_index_search(idx, &qq, arena, &a, &na, &da, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(q_index_search(direct, &qq, arena, &b, &nb, &db, err, sizeof err), 0);
+    cr_assert_eq(na, nb);
+    for (size_t k = 0; k < na; k++) {
+      cr_assert_str_eq(a[k].chunk_id, b[k].chunk_id);
+      cr_assert_str_eq(a[k].text, b[k].text);
+      cr_assert_str_eq(a[k].title, b[k].title);
+      cr_assert_eq(a[k].page, b[k].page);
+      cr_assert_eq(a[k].version, b[k].version);
+      cr_assert_eq(a[k].lexical, b[k].lexical); /* bit for bit */
+      cr_assert_eq(a[k].dense, b[k].dense);
+    }
+  }
+  /* the awkward text survived byte for byte */
+  q_index_query_t qq = {"t1", "slashes", 7, NULL, 0, 10};
+  q_index_hit_t *h;
+  size_t nh;
+  int d;
+  cr_assert_eq(q_index_search(idx, &qq, arena, &h, &nh, &d, err, sizeof err), 0);
+  cr_assert_eq(nh, 1);
+  cr_assert_str_eq(h[0].text, awkward);
+  cr_assert_str_eq(h[0].title, "Title\tone");
+  q_index_free(idx);
+  q_index_free(direct);
+}
+
+Test(store, replace_retires_rows_and_load_skips_them) {
+  q_index_chunk_t v1[] = {
+      {.chunk_id = "d:1:0", .doc_id = "d", .text = "one"},
+      {.chunk_id = "d:1:1", .doc_id = "d", .text = "two"},
+      {.chunk_id = "e:1:0", .doc_id = "e", .text = "other document"},
+  };
+  store_put("t", v1, 3, NULL, NULL);
+  /* the same document id in another tenant is not touched */
+  q_index_chunk_t other[] = {{.chunk_id = "u:d:1:0", .doc_id = "d", .text = "one"}};
+  store_put("u", other, 1, NULL, NULL);
+
+  q_index_chunk_t v2[] = {{.chunk_id = "d:2:0", .doc_id = "d", .text = "three"},
+                          {.chunk_id = "d:1:1", .doc_id = "d", .text = "two again"}};
+  size_t retired = 0;
+  store_put("t", v2, 2, "d", &retired);
+  cr_assert_eq(retired, 1);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks WHERE NOT active"), 1);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks "
+                          "WHERE chunk_id = 'd:1:0' AND NOT active"),
+               1);
+
+  size_t n;
+  q_index_t *idx = load(&n);
+  cr_assert_eq(n, 4);
+  q_index_stats_t st;
+  q_index_stats(idx, "t", &st);
+  cr_assert_eq(st.chunks, 3);
+  cr_assert_eq(st.documents, 2);
+  q_index_stats(idx, "u", &st);
+  cr_assert_eq(st.chunks, 1);
+  q_index_free(idx);
+
+  /* a retired chunk comes back when upserted again */
+  q_index_chunk_t back[] = {{.chunk_id = "d:1:0", .doc_id = "d", .text = "one"}};
+  store_put("t", back, 1, NULL, NULL);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks WHERE NOT active"), 0);
+
+  /* replacing with no chunks retires the whole document */
+  store_put("t", NULL, 0, "d", &retired);
+  cr_assert_eq(retired, 3);
+}
+
+Test(store, chunk_ids_of_another_tenant_are_refused) {
+  q_index_chunk_t a[] = {{.chunk_id = "shared", .doc_id = "d", .text = "tenant a's"}};
+  store_put("a", a, 1, NULL, NULL);
+  q_index_chunk_t b[] = {
+      {.chunk_id = "fresh", .doc_id = "d", .text = "fine"},
+      {.chunk_id = "shared", .doc_id = "d", .text = "tenant b's"},
+  };
+  char err[512] = "";
+  size_t retired;
+  int rc = q_store_upsert(store, "b", b, 2, "d", &retired, err, sizeof err);
+  cr_assert_eq(rc, Q_ECONFLICT, "rc %d: %s", rc, err);
+  cr_assert(strstr(err, "shared"), "%s", err);
+  /* nothing of the batch was written, a's row is intact */
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks"), 1);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks "
+                          "WHERE tenant_id = 'a' AND text = 'tenant a''s' AND active"),
+               1);
+  /* the store stays usable */
+  store_put("b", b, 1, NULL, NULL);
+}
+
+Test(store, load_streams_many_rows) {
+  enum { N = 2500 };
+  static char ids[N][24], texts[N][48];
+  static q_index_chunk_t c[N];
+  static float vec[N][3];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "doc%d:1:%d", i / 10, i % 10);
+    snprintf(texts[i], sizeof texts[i], "row %d word%d", i, i % 37);
+    vec[i][0] = (float)i;
+    vec[i][1] = 1;
+    vec[i][2] = (float)(i % 5);
+    c[i] = (q_index_chunk_t){.chunk_id = ids[i],
+                             .doc_id = ids[i],
+                             .text = texts[i],
+                             .embedding = vec[i],
+                             .dim = 3};
+  }
+  /* two batches, two tenants */
+  store_put("big", c, 2000, NULL, NULL);
+  store_put("small", c + 2000, N - 2000, NULL, NULL);
+  size_t n;
+  q_index_t *idx = load(&n);
+  cr_assert_eq(n, N);
+  q_index_stats_t st;
+  q_index_stats(idx, "big", &st);
+  cr_assert_eq(st.chunks, 2000);
+  q_index_stats(idx, "small", &st);
+  cr_assert_eq(st.chunks, 500);
+  q_index_free(idx);
+}
+
+Test(store, ping_answers) {
+  char why[256] = "";
+  cr_assert_eq(q_store_ping(store, why, sizeof why), 1, "%s", why);
+}
+
+Test(store_down, unreachable_database_gives_up_after_the_wait) {
+  char err[512] = "";
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  q_store_t *st = q_store_open("host=127.0.0.1 port=1 user=quarry connect_timeout=2", 400,
+                               err, sizeof err);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  cr_assert_null(st);
+  cr_assert(strstr(err, "unreachable"), "%s", err);
+  cr_assert(ms >= 300 && ms < 5000, "gave up after %ld ms", ms);
+}
