@@ -138,3 +138,21 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- deployment artefacts (no Docker engine or helm binary needed) ----------
+# check-deploy needs yamllint, promtool, node/npm and Go (golang-go,
+# golang-github-masterminds-sprig-dev, golang-gopkg-yaml.v2-dev) for the chart
+# renderer; see docs/operations.md.
+.PHONY: check-deploy check-deploy-live
+check-deploy:
+	yamllint -s -c deploy/yamllint.yml docker-compose.yml deploy helm/quarry
+	/usr/bin/python3 deploy/docker/check-compose.py
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
+	deploy/grafana/check.sh
+	deploy/k8s/check.sh
+
+check-deploy-live: all
+	deploy/docker/check-runtime-libs.sh $(BUILD)/bin
+	QUARRY_BIN=$(abspath $(BUILD)/bin) /usr/bin/python3 deploy/grafana/live-check.py

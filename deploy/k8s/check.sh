@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# check.sh - checks the Helm chart and the plain manifests without a cluster.
+#
+#   deploy/k8s/check.sh            check
+#   deploy/k8s/check.sh --update   regenerate deploy/k8s/quarry.yaml from the
+#                                  chart's default render, then check
+#
+# 1. yamllint on the chart's YAML files (templates are checked by rendering).
+# 2. The chart's copies of the dashboard and the alert rules equal
+#    deploy/grafana/quarry-dashboard.json and deploy/prometheus/alerts.yml.
+# 3. values.yaml, alone and merged with each helm/quarry/ci/*-values.yaml,
+#    against values.schema.json (ajv, draft-07 like Helm).
+# 4. Renders the chart with its defaults and with each ci/*-values.yaml:
+#    `helm lint` + `helm template` when helm is installed, else
+#    deploy/k8s/render (Go text/template + sprig, the engine Helm uses).
+# 5. deploy/k8s/quarry.yaml holds the same objects as the default render.
+# 6. `kubectl kustomize deploy/k8s` builds (when kubectl is installed).
+# 7. Every rendered object passes kubernetes-models' validate() and a
+#    TypeScript excess-property check (misspelled fields).
+#
+# npm packages go to $QUARRY_TOOLS_DIR (default ~/.cache/quarry-deploy-check),
+# never into the repo. Needs node + npm, and helm or Debian's golang-go,
+# golang-github-masterminds-sprig-dev and golang-gopkg-yaml.v2-dev.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+chart=helm/quarry
+update=0
+[ "${1:-}" = "--update" ] && update=1
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "check.sh: $*" >&2; exit 1; }
+step() { echo "== $*"; }
+
+# ---- tools (outside the repo) ---------------------------------------------------
+tools=${QUARRY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/quarry-deploy-check}
+# kubernetes-models 4.x and its prometheus-operator models run on Node 20.
+npm_pkgs="ajv@8.17.1 yaml@2.8.1 typescript@5.6.3 kubernetes-models@4.5.1 @kubernetes-models/prometheus-operator@4.4.4"
+command -v node >/dev/null || fail "node not found"
+mkdir -p "$tools"
+if [ "$(cat "$tools/.installed" 2>/dev/null)" != "$npm_pkgs" ]; then
+  step "installing npm tools into $tools"
+  command -v npm >/dev/null || fail "npm not found"
+  echo '{"private": true}' > "$tools/package.json"
+  # shellcheck disable=SC2086
+  (cd "$tools" && npm install --no-package-lock --no-audit --no-fund --silent $npm_pkgs) \
+    || fail "npm install failed"
+  echo "$npm_pkgs" > "$tools/.installed"
+fi
+validate() { node deploy/k8s/validate.cjs "$tools" "$@"; }
+
+# ---- 1. yamllint ------------------------------------------------------------------
+step "yamllint $chart"
+if command -v yamllint >/dev/null; then
+  yamllint -s -c deploy/yamllint.yml "$chart" deploy/k8s
+else
+  fail "yamllint not found (apt-get install yamllint)"
+fi
+
+# ---- 2. copies --------------------------------------------------------------------
+step "chart copies of the dashboard and alerts"
+cmp deploy/grafana/quarry-dashboard.json "$chart/dashboards/quarry-dashboard.json" \
+  || fail "$chart/dashboards/quarry-dashboard.json differs from deploy/grafana/quarry-dashboard.json (cp it)"
+cmp deploy/prometheus/alerts.yml "$chart/files/alerts.yml" \
+  || fail "$chart/files/alerts.yml differs from deploy/prometheus/alerts.yml (cp it)"
+
+# ---- 3. values schema -------------------------------------------------------------
+step "values against values.schema.json"
+validate values "$chart/values.schema.json" "$chart/values.yaml"
+for f in "$chart"/ci/*-values.yaml; do
+  validate values "$chart/values.schema.json" "$chart/values.yaml" "$f"
+done
+
+# ---- 4. render ----------------------------------------------------------------------
+if command -v helm >/dev/null; then
+  step "helm lint + helm template"
+  helm lint "$chart"
+  render() { helm template quarry "$chart" "$@"; }
+else
+  step "rendering with deploy/k8s/render (no helm here)"
+  command -v go >/dev/null \
+    || fail "neither helm nor go found (apt-get install golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev)"
+  [ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] \
+    || fail "sprig not found (apt-get install golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev)"
+  (cd deploy/k8s/render && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" \
+     GOFLAGS='' go build -o "$tmp/render" .)
+  render() { "$tmp/render" "$@" "$chart"; }
+fi
+render > "$tmp/default.yaml"
+rendered=("$tmp/default.yaml")
+for f in "$chart"/ci/*-values.yaml; do
+  out="$tmp/$(basename "$f" .yaml).yaml"
+  if command -v helm >/dev/null; then helm lint "$chart" -f "$f"; fi
+  render -f "$f" > "$out"
+  rendered+=("$out")
+done
+echo "rendered: default and $(( ${#rendered[@]} - 1 )) ci values file(s)"
+
+# ---- 5. plain manifests mirror the default render --------------------------------
+if [ "$update" = 1 ]; then
+  step "updating deploy/k8s/quarry.yaml"
+  {
+    echo "# GENERATED by deploy/k8s/check.sh --update from helm/quarry with its"
+    echo "# default values (release name \"quarry\"). Do not edit: change the chart."
+    cat "$tmp/default.yaml"
+  } > deploy/k8s/quarry.yaml
+fi
+step "deploy/k8s/quarry.yaml mirrors the chart"
+validate same deploy/k8s/quarry.yaml "$tmp/default.yaml" \
+  || fail "deploy/k8s/quarry.yaml is stale: run deploy/k8s/check.sh --update"
+
+# ---- 6. kustomize -------------------------------------------------------------------
+if command -v kubectl >/dev/null; then
+  step "kubectl kustomize deploy/k8s"
+  kubectl kustomize deploy/k8s > "$tmp/kustomized.yaml"
+  validate same deploy/k8s/quarry.yaml "$tmp/kustomized.yaml"
+else
+  echo "(kubectl not installed: kustomize build skipped)"
+fi
+
+# ---- 7. object validation ---------------------------------------------------------
+step "kubernetes-models validation"
+validate manifests deploy/k8s/quarry.yaml "${rendered[@]}"
+echo "deploy/k8s/check.sh: OK"
