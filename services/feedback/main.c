@@ -45,8 +45,24 @@ static q_cfg_entry_t cfg[] = {
      "Outbox rows re-sent per pass.", 0, &outbox_batch},
 };
 
+typedef struct readiness {
+  producer_t *producer;
+  q_pg_pool_t *pool;
+} readiness_t;
+
+/* Ready while events can be kept: the broker answers, or, failing that,
+ * the outbox database does (events then wait there for the broker). Only
+ * when both are down would an accepted event be lost, so only then is the
+ * service not ready. */
 static int ready_cb(void *ud, char *why, size_t whylen) {
-  return producer_ready(ud, 500, why, whylen);
+  readiness_t *r = ud;
+  char kafka_why[256] = "", pg_why[256] = "";
+  if (producer_ready(r->producer, 500, kafka_why, sizeof kafka_why) == 0)
+    return 0;
+  if (q_pg_ping(r->pool, pg_why, sizeof pg_why))
+    return 0;
+  snprintf(why, whylen, "kafka: %s; outbox database: %s", kafka_why, pg_why);
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -93,12 +109,13 @@ int main(int argc, char **argv) {
   events_t ev = {.producer = producer,
                  .feedback_topic = feedback_topic,
                  .queries_topic = queries_topic};
+  readiness_t readiness = {.producer = producer, .pool = pool};
   static const q_grpc_method_t methods[] = {
       {"Submit", Q_GRPC_UNARY, events_submit_cb},
       {"RecordQuery", Q_GRPC_UNARY, events_record_query_cb},
   };
   if (q_service_start(&svc, &quarry__v1__feedback__descriptor, methods, Q_NELEM(methods),
-                      &ev, ready_cb, producer)) {
+                      &ev, ready_cb, &readiness)) {
     rc = 1;
     goto done;
   }
