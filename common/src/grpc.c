@@ -162,10 +162,12 @@ static grpc_channel_args *make_args(grpc_arg *a, int64_t max_msg, int client) {
      * the default two-minute reconnect backoff. */
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
     a[n++].value.integer = 100;
+    /* The minimum backoff is also the connect timeout: keep it long enough
+     * for a slow peer (valgrind, a loaded node) to send its SETTINGS. */
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-    a[n++].value.integer = 100;
+    a[n++].value.integer = 2000;
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-    a[n++].value.integer = 1000;
+    a[n++].value.integer = 2000;
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_ENABLE_RETRIES,
     a[n++].value.integer = 0;
   } else {
@@ -212,6 +214,8 @@ struct q_grpc_ctx {
   int nmd;
   int64_t deadline_ms; /* q_now_ms() time; 0: none */
   int sent_initial;
+  int cancelled;    /* set by RECV_CLOSE_ON_SERVER */
+  int close_done;   /* that op has been plucked */
   int64_t max_msg;
   char err[512];
   char tag_close, tag_op; /* addresses used as pluck tags */
@@ -409,11 +413,10 @@ static void serve_call(pending_t *p) {
 
   /* RECV_CLOSE_ON_SERVER first: it completes when the client is done or
    * gone, and must be pending while the handler runs. */
-  int cancelled = 0;
   grpc_op close_op;
   memset(&close_op, 0, sizeof close_op);
   close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  close_op.data.recv_close_on_server.cancelled = &cancelled;
+  close_op.data.recv_close_on_server.cancelled = &ctx.cancelled;
   int close_posted =
       grpc_call_start_batch(p->call, &close_op, 1, &ctx.tag_close, NULL) == GRPC_CALL_OK;
 
@@ -483,7 +486,7 @@ static void serve_call(pending_t *p) {
   send_status(&ctx, out, code, rc ? (ctx.err[0] ? ctx.err : q_strerror(rc)) : NULL);
   if (out)
     grpc_byte_buffer_destroy(out);
-  if (close_posted)
+  if (close_posted && !ctx.close_done)
     grpc_completion_queue_pluck(p->cq, &ctx.tag_close, gpr_inf_future(GPR_CLOCK_REALTIME),
                                 NULL);
 
@@ -709,8 +712,21 @@ int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage *
   op.data.recv_message.recv_message = &bb;
   if (!run_batch(ctx->p->call, ctx->p->cq, &op, 1, &ctx->tag_op))
     return Q_ECANCELLED;
-  if (!bb)
+  if (!bb) {
+    /* No message: either the client half-closed (end of stream) or the
+     * call was cancelled, which the core reports the same way here. A
+     * cancelled call has its close op completed with cancelled set. */
+    /* The close op may complete a moment after the empty receive; a short
+     * wait tells the two apart (it only delays the end of an upload). */
+    grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
+                                                deadline_from_ms(50), NULL);
+    if (ev.type == GRPC_OP_COMPLETE) {
+      ctx->close_done = 1;
+      if (ctx->cancelled)
+        return Q_ECANCELLED;
+    }
     return Q_OK; /* end of stream */
+  }
   *msg = unpack(bb, ctx->p->m->md->input, arena);
   grpc_byte_buffer_destroy(bb);
   if (!*msg) {
@@ -805,7 +821,7 @@ struct q_grpc_call {
   const char *service;
   const char *kind; /* grpc_type label */
   int64_t max_msg;
-  int got_initial, closed_send, failed;
+  int got_initial, closed_send, failed, eos;
   grpc_metadata_array initial_md;
   grpc_metadata send_md[3];
   grpc_slice md_slices[6];
@@ -943,6 +959,7 @@ int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg)
   if (!run_batch(c->call, c->cq, ops, n, &c->tag_op) || !bb) {
     if (bb)
       grpc_byte_buffer_destroy(bb);
+    c->eos = 1;
     return Q_OK;
   }
   *msg = unpack(bb, c->md->output, arena);
@@ -967,12 +984,27 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
   grpc_metadata_array trailing;
   grpc_metadata_array_init(&trailing);
   const char *error_string = NULL;
-  grpc_op ops[2];
+  grpc_op ops[4];
   size_t n = 0;
+  grpc_byte_buffer *unread = NULL;
   memset(ops, 0, sizeof ops);
   if (!c->closed_send && !c->failed) {
     ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     c->closed_send = 1;
+  }
+  /* The status is only delivered once the initial metadata and any reply
+   * the caller never read have been received: ask for them too, or a call
+   * the server refused early would wait until its deadline. */
+  if (!c->got_initial) {
+    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[n].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+    n++;
+    c->got_initial = 1;
+  }
+  if (!c->eos) {
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n].data.recv_message.recv_message = &unread;
+    n++;
   }
   ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
   ops[n].data.recv_status_on_client.trailing_metadata = &trailing;
@@ -982,8 +1014,10 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
   n++;
   if (grpc_call_start_batch(c->call, ops, n, &c->tag_op, NULL) != GRPC_CALL_OK) {
     /* SEND_CLOSE may be refused after a failed send; ask for the status
-     * alone. */
-    if (grpc_call_start_batch(c->call, &ops[n - 1], 1, &c->tag_op, NULL) != GRPC_CALL_OK)
+     * without it. */
+    size_t skip = ops[0].op == GRPC_OP_SEND_CLOSE_FROM_CLIENT ? 1 : 0;
+    if (grpc_call_start_batch(c->call, ops + skip, n - skip, &c->tag_op, NULL) !=
+        GRPC_CALL_OK)
       status = GRPC_STATUS_INTERNAL;
     else
       grpc_completion_queue_pluck(c->cq, &c->tag_op, gpr_inf_future(GPR_CLOCK_REALTIME),
@@ -1003,6 +1037,8 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
     else
       err[0] = 0;
   }
+  if (unread)
+    grpc_byte_buffer_destroy(unread);
   if (error_string)
     gpr_free((void *)error_string);
   grpc_slice_unref(details);
@@ -1023,6 +1059,14 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
     grpc_slice_unref(c->md_slices[i]);
   free(c);
   return status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(status);
+}
+
+void q_grpc_call_cancel(q_grpc_call_t *c) {
+  if (!c)
+    return;
+  grpc_call_cancel(c->call, NULL);
+  c->failed = 1;
+  c->closed_send = 1; /* never half-close a cancelled call */
 }
 
 static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,

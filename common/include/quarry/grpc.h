@@ -158,6 +158,11 @@ int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg)
  * receives the status message. */
 int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen);
 
+/* Cancels a streaming call without half-closing it, so the server sees an
+ * aborted stream rather than a complete (truncated) one. q_grpc_call_finish
+ * must still be called to free it; it then reports CANCELLED. */
+void q_grpc_call_cancel(q_grpc_call_t *c);
+
 /* Destroys every channel (at exit, after all calls are done). */
 void q_grpc_client_shutdown(void);
 

@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -329,4 +330,51 @@ Test(grpc, shutdown_lets_in_flight_calls_finish) {
   srv = NULL;
   pthread_join(t, NULL);
   cr_assert_eq(rc, 0, "in-flight call got %s", q_err_name(rc));
+}
+
+static atomic_int upload_rc = 1;
+
+static int counting_upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                              ProtobufCMessage **out, void *ud) {
+  for (;;) {
+    ProtobufCMessage *m = NULL;
+    int rc = q_grpc_ctx_recv(ctx, &m);
+    if (rc || !m) {
+      atomic_store(&upload_rc, rc);
+      return rc;
+    }
+  }
+}
+
+Test(grpc, cancelled_client_stream_is_not_end_of_stream) {
+  /* A second server whose Upload handler records how its stream ended. */
+  q_grpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 2};
+  q_grpc_server_t *s2 = q_grpc_server_new(&o);
+  static const q_grpc_method_t ing[] = {{"Upload", Q_GRPC_CLIENT_STREAM, counting_upload_cb}};
+  q_grpc_server_add_service(s2, &quarry__v1__ingestion__descriptor, ing, 1, NULL);
+  int port = q_grpc_server_start(s2);
+  char t2[64];
+  snprintf(t2, sizeof t2, "127.0.0.1:%d", port);
+  for (int cancel = 1; cancel >= 0; cancel--) {
+    atomic_store(&upload_rc, 1);
+    q_grpc_call_opts_t co = {.timeout_ms = 2000, .kind = Q_GRPC_CLIENT_STREAM};
+    q_grpc_call_t *c =
+        q_grpc_call_start(q_grpc_channel(t2), &quarry__v1__ingestion__descriptor, "Upload", &co);
+    Quarry__V1__UploadRequest u = QUARRY__V1__UPLOAD_REQUEST__INIT;
+    cr_assert_eq(q_grpc_call_send(c, &u.base), 0);
+    if (cancel)
+      q_grpc_call_cancel(c);
+    char err[128];
+    int rc = q_grpc_call_finish(c, err, sizeof err);
+    for (int i = 0; i < 100 && atomic_load(&upload_rc) == 1; i++)
+      sleep_ms(10);
+    if (cancel) {
+      cr_assert_eq(rc, Q_ECANCELLED, "got %s", q_err_name(rc));
+      cr_assert_eq(atomic_load(&upload_rc), Q_ECANCELLED, "handler saw a complete stream");
+    } else {
+      cr_assert_eq(rc, 0, "%s", err);
+      cr_assert_eq(atomic_load(&upload_rc), 0);
+    }
+  }
+  q_grpc_server_shutdown(s2, 1000);
 }

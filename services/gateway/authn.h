@@ -1,0 +1,39 @@
+/* authn.h - who is calling: the credential of a request, checked by the
+ * auth service, with recent answers cached in the process.
+ *
+ * The credential is "Authorization: Bearer <key>" or "X-API-Key: <key>".
+ * Principals the auth service vouched for are cached for AUTHN_TTL_MS,
+ * keyed by the SHA-256 of the key (the key itself is never kept), in a
+ * fixed-size table so the cache cannot grow without bound. Rejections are
+ * not cached, so a key created a moment ago works at once; a revoked key
+ * keeps working for at most AUTHN_TTL_MS. */
+#ifndef QUARRY_GW_AUTHN_H
+#define QUARRY_GW_AUTHN_H
+
+#include <stddef.h>
+
+#include "gateway.h"
+
+#define AUTHN_TTL_MS 30000
+#define AUTHN_CACHE_SLOTS 4096
+#define AUTHN_KEY_MAX 512 /* longest credential accepted */
+
+/* Extracts the key from an Authorization header value and/or an X-API-Key
+ * value (either may be NULL; Authorization wins). 0 with *key and *len set, or
+ * Q_EUNAUTH with the reason in err (missing, wrong scheme, empty, too
+ * long, control characters). *key points into one of the inputs. */
+int authn_extract(const char *authorization, const char *api_key, const char **key,
+                  size_t *len, char *err, size_t errlen);
+
+/* Establishes the principal of a key: from the cache, else by
+ * auth.Authenticate at addr (timeout_ms, capped by the thread's deadline).
+ * 0, Q_EUNAUTH for a key the auth service refuses, or the error of the
+ * call (Q_EUNAVAIL, Q_ETIMEDOUT, ...) with err describing it.
+ * *cached says whether the cache answered. Thread-safe. */
+int authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
+                    gw_principal_t *out, int *cached, char *err, size_t errlen);
+
+/* Empties the cache (tests, and a place to hook key revocation). */
+void authn_cache_clear(void);
+
+#endif

@@ -1,0 +1,226 @@
+/* documents.c - the REST reads of ingestion's state (GET /v1/documents/{id},
+ * GET /v1/jobs/{id}) and POST /v1/feedback. The tenant always comes from
+ * the caller's principal, never from the request, so one tenant can neither
+ * read nor rate another's documents. */
+#include <jansson.h>
+#include <limits.h>
+#include <string.h>
+
+#include "quarry/v1/feedback.pb-c.h"
+#include "quarry/v1/ingestion.pb-c.h"
+
+#include "quarry/error.h"
+#include "quarry/grpc.h"
+#include "quarry/log.h"
+
+#include "handlers.h"
+#include "http_util.h"
+
+#define FEEDBACK_ID_MAX 128
+#define COMMENT_MAX 4096
+#define CHUNK_IDS_MAX 64 /* what the feedback service accepts */
+#define CHUNK_ID_MAX 256
+
+static json_t *text_json(const char *s) {
+  return http_json_text(s ? s : "", s ? strlen(s) : 0);
+}
+
+/* Ids in paths are opaque to the gateway but limited to characters an id
+ * can hold; anything else cannot name a document or job. */
+static int id_ok(const char *s) {
+  if (!*s)
+    return 0;
+  for (; *s; s++) {
+    char c = *s;
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '_' || c == '.' || c == ':'))
+      return 0;
+  }
+  return 1;
+}
+
+static int timeout_of(const gw_req_t *r) {
+  int64_t left = gw_ms_left(r);
+  return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* Maps a failed lookup: an id ingestion finds malformed cannot exist, so
+ * it is a 404 like an unknown one. */
+static void reply_lookup_error(gw_req_t *r, const char *what, int rc,
+                               const char *detail) {
+  if (rc == Q_ENOTFOUND || rc == Q_EINVAL)
+    http_reply_error(r, Q_ENOTFOUND, "%s \"%s\" not found", what, r->param);
+  else
+    http_reply_downstream(r, "ingestion", rc, detail);
+}
+
+void documents_get(gw_req_t *r) {
+  if (!id_ok(r->param)) {
+    http_reply_error(r, Q_ENOTFOUND, "document not found");
+    return;
+  }
+  int timeout = timeout_of(r);
+  if (!timeout) {
+    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+    return;
+  }
+  Quarry__V1__GetDocumentRequest req = QUARRY__V1__GET_DOCUMENT_REQUEST__INIT;
+  req.tenant_id = r->principal.tenant_id;
+  req.document_id = r->param;
+  Quarry__V1__Document *d = NULL;
+  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
+  char err[512] = "";
+  int rc = q_grpc_unary(q_grpc_channel(r->cfg->ingestion_addr),
+                        &quarry__v1__ingestion__descriptor, "GetDocument", &req.base,
+                        (ProtobufCMessage **)&d, r->arena, &opts, err, sizeof err);
+  if (rc == 0 && !d)
+    rc = Q_ENOTFOUND;
+  if (rc) {
+    reply_lookup_error(r, "document", rc, err);
+    return;
+  }
+  json_t *body = json_pack(
+      "{s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:o,s:o,s:i,s:o,s:o,s:o}", "id", text_json(d->id),
+      "title", text_json(d->title), "filename", text_json(d->filename), "content_type",
+      text_json(d->content_type), "external_id", text_json(d->external_id), "version",
+      (int)d->version, "size_bytes", (json_int_t)d->size_bytes, "sha256",
+      text_json(d->sha256), "status", text_json(d->status), "chunk_count",
+      (int)d->chunk_count, "job_id", text_json(d->job_id), "created_at",
+      text_json(d->created_at), "updated_at", text_json(d->updated_at));
+  if (!body) {
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+    return;
+  }
+  http_reply_json(r, 200, body);
+}
+
+void jobs_get(gw_req_t *r) {
+  if (!id_ok(r->param)) {
+    http_reply_error(r, Q_ENOTFOUND, "job not found");
+    return;
+  }
+  int timeout = timeout_of(r);
+  if (!timeout) {
+    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+    return;
+  }
+  Quarry__V1__GetJobRequest req = QUARRY__V1__GET_JOB_REQUEST__INIT;
+  req.tenant_id = r->principal.tenant_id;
+  req.job_id = r->param;
+  Quarry__V1__Job *j = NULL;
+  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
+  char err[512] = "";
+  int rc = q_grpc_unary(q_grpc_channel(r->cfg->ingestion_addr),
+                        &quarry__v1__ingestion__descriptor, "GetJob", &req.base,
+                        (ProtobufCMessage **)&j, r->arena, &opts, err, sizeof err);
+  if (rc == 0 && !j)
+    rc = Q_ENOTFOUND;
+  if (rc) {
+    reply_lookup_error(r, "job", rc, err);
+    return;
+  }
+  json_t *body =
+      json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:o,s:o}", "id", text_json(j->id),
+                "document_id", text_json(j->document_id), "status", text_json(j->status),
+                "error", text_json(j->error), "chunk_count", (int)j->chunk_count,
+                "attempts", (int)j->attempts, "created_at", text_json(j->created_at),
+                "updated_at", text_json(j->updated_at));
+  if (!body) {
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+    return;
+  }
+  http_reply_json(r, 200, body);
+}
+
+/* Validates "chunk_ids" (absent, null or an array of short strings) into
+ * an arena array. */
+static int chunk_ids_of(gw_req_t *r, json_t *body, char ***out, size_t *n) {
+  json_t *arr = json_object_get(body, "chunk_ids");
+  *out = NULL;
+  *n = 0;
+  if (!arr || json_is_null(arr))
+    return 0;
+  if (!json_is_array(arr) || json_array_size(arr) > CHUNK_IDS_MAX) {
+    http_reply_error(r, Q_EINVAL,
+                     "field \"chunk_ids\" must be an array of at most %d strings",
+                     CHUNK_IDS_MAX);
+    return Q_EINVAL;
+  }
+  size_t cnt = json_array_size(arr);
+  char **ids = q_arena_alloc(r->arena, (cnt + 1) * sizeof *ids);
+  if (!ids) {
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < cnt; i++) {
+    json_t *v = json_array_get(arr, i);
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        json_string_length(v) > CHUNK_ID_MAX) {
+      http_reply_error(r, Q_EINVAL,
+                       "field \"chunk_ids\"[%zu] must be a string of 1 to %d bytes", i,
+                       CHUNK_ID_MAX);
+      return Q_EINVAL;
+    }
+    ids[i] = (char *)json_string_value(v);
+  }
+  *out = ids;
+  *n = cnt;
+  return 0;
+}
+
+void feedback_post(gw_req_t *r) {
+  static const char *const keys[] = {"query_id", "rating", "comment", "chunk_ids", NULL};
+  json_t *body = NULL;
+  const char *query_id, *comment;
+  json_int_t rating;
+  char **chunk_ids;
+  size_t nchunks;
+  if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
+      http_json_string(r, body, "query_id", 1, 1, FEEDBACK_ID_MAX, &query_id) ||
+      http_json_int(r, body, "rating", 1, 0, -1, 1, &rating) ||
+      http_json_string(r, body, "comment", 0, 0, COMMENT_MAX, &comment) ||
+      chunk_ids_of(r, body, &chunk_ids, &nchunks))
+    goto done;
+  if (rating == 0) {
+    http_reply_error(r, Q_EINVAL, "field \"rating\" must be 1 (good) or -1 (bad)");
+    goto done;
+  }
+  int timeout = timeout_of(r);
+  if (!timeout) {
+    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+    goto done;
+  }
+
+  Quarry__V1__FeedbackRequest req = QUARRY__V1__FEEDBACK_REQUEST__INIT;
+  req.query_id = (char *)query_id;
+  req.tenant_id = r->principal.tenant_id;
+  req.user_id = r->principal.user_id;
+  req.rating = (int32_t)rating;
+  req.comment = (char *)(comment ? comment : "");
+  req.chunk_ids = chunk_ids;
+  req.n_chunk_ids = nchunks;
+  Quarry__V1__FeedbackResponse *resp = NULL;
+  /* Not retried by the adapter: a retry after a lost reply would publish
+   * the feedback twice. */
+  q_grpc_call_opts_t opts = {.timeout_ms = timeout};
+  char err[512] = "";
+  int rc = q_grpc_unary(q_grpc_channel(r->cfg->feedback_addr),
+                        &quarry__v1__feedback__descriptor, "Submit", &req.base,
+                        (ProtobufCMessage **)&resp, r->arena, &opts, err, sizeof err);
+  if (rc == 0 && (!resp || !resp->feedback_id || !resp->feedback_id[0])) {
+    rc = Q_EINTERNAL;
+    snprintf(err, sizeof err, "reply holds no feedback id");
+  }
+  if (rc) {
+    http_reply_downstream(r, "feedback", rc, err);
+    goto done;
+  }
+  json_t *out = json_pack("{s:o,s:b}", "feedback_id", text_json(resp->feedback_id),
+                          "queued", resp->queued ? 1 : 0);
+  if (!out)
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+  else
+    http_reply_json(r, 202, out);
+done:
+  json_decref(body);
+}

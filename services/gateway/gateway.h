@@ -1,0 +1,124 @@
+/* gateway.h - what the gateway's modules share: its settings and the state
+ * of one HTTP request as it travels from the router through authentication
+ * to a handler.
+ *
+ * A request is served by one libmicrohttpd worker thread from start to end
+ * (the thread pool never moves a connection between threads), so nothing in
+ * gw_req_t needs locking. Everything the request allocates comes from its
+ * arena, released when libmicrohttpd reports the request complete. */
+#ifndef QUARRY_GATEWAY_H
+#define QUARRY_GATEWAY_H
+
+#include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quarry/arena.h"
+#include "quarry/buf.h"
+#include "quarry/trace.h"
+
+/* Settings, filled from the environment by main.c. */
+typedef struct gw_cfg {
+  const char *http_listen; /* QUARRY_HTTP_LISTEN */
+  int64_t http_threads;    /* QUARRY_HTTP_THREADS */
+  const char *auth_addr;   /* QUARRY_AUTH_ADDR */
+  const char *ingestion_addr;
+  const char *retriever_addr;
+  const char *reranker_addr;
+  const char *llm_addr; /* QUARRY_LLM_GATEWAY_ADDR */
+  const char *feedback_addr;
+  const char *redis_addr;    /* QUARRY_REDIS_ADDR */
+  int64_t max_upload_bytes;  /* QUARRY_MAX_UPLOAD_BYTES */
+  int64_t max_json_bytes;    /* QUARRY_MAX_JSON_BYTES */
+  int64_t query_timeout_ms;  /* QUARRY_QUERY_TIMEOUT_MS: deadline of every
+                                non-upload request */
+  int64_t upload_timeout_ms; /* QUARRY_UPLOAD_TIMEOUT_MS */
+  int64_t rate_limit_rps;    /* QUARRY_RATE_LIMIT_RPS; 0 disables */
+} gw_cfg_t;
+
+/* Who is calling, as established by the auth service. */
+#define GW_ID_MAX 128
+typedef struct gw_principal {
+  char tenant_id[GW_ID_MAX + 1];
+  char user_id[GW_ID_MAX + 1];
+  char key_id[GW_ID_MAX + 1];
+} gw_principal_t;
+
+typedef struct route route_t;
+
+#define GW_PARAM_MAX 256 /* longest {id} path segment */
+
+typedef struct gw_req {
+  struct MHD_Connection *conn;
+  const gw_cfg_t *cfg;
+  q_arena_t *arena;
+
+  const route_t *route;         /* NULL when no route matched */
+  const char *route_label;      /* route template, for metrics and logs */
+  const char *method_label;     /* bounded set of method names, for metrics */
+  char param[GW_PARAM_MAX + 1]; /* the {id} segment of the path */
+
+  char request_id[65];
+  char trace_id[Q_TRACE_ID_LEN + 1];
+  char span_id[17];
+  double t0;           /* monotonic seconds at arrival */
+  int64_t start_ms;    /* q_now_ms() at arrival */
+  int64_t deadline_ms; /* absolute (q_now_ms time); 0 for uploads */
+
+  gw_principal_t principal;
+  int authenticated;
+  double auth_ms; /* time spent establishing the principal */
+
+  uint64_t declared_len; /* Content-Length, when has_declared_len */
+  int has_declared_len;
+  uint64_t body_bytes; /* body bytes received so far */
+  uint64_t drain_cap;  /* most body bytes read once a reply is pending */
+  q_buf_t body;        /* JSON routes: the body, at most max_json_bytes */
+
+  /* A rejection decided while the body still arrives. libmicrohttpd cannot
+   * send a reply before the body has been read, and clients that write the
+   * whole body before reading (most do) would see a reset instead of the
+   * answer, so the body is drained and the reply sent at its end. */
+  int pending;
+  unsigned pending_status;
+  const char *pending_slug;
+  char pending_msg[512];
+
+  /* Extra response headers (Allow, Retry-After, WWW-Authenticate). */
+  const char *hdr_name[3];
+  const char *hdr_value[3];
+  int nhdr;
+
+  void *stream; /* state of a streaming handler (upload.c) */
+
+  unsigned status; /* HTTP status of the reply, once queued */
+  int responded;   /* a reply has been queued (or failed to be) */
+  int queue_ok;    /* MHD_queue_response succeeded */
+} gw_req_t;
+
+/* The gateway's metric families (registered by server.c before serving;
+ * the names are those of docs/development.md). */
+typedef struct q_metric q_metric_t;
+typedef struct gw_metrics {
+  q_metric_t *http_requests; /* http_requests_total{route,method,code} */
+  q_metric_t *http_seconds;  /* http_request_duration_seconds{route,method} */
+  q_metric_t *stage_seconds; /* quarry_stage_duration_seconds{stage} */
+  q_metric_t *queries;       /* quarry_queries_total{outcome} */
+  q_metric_t *rate_limited;  /* quarry_rate_limited_total */
+} gw_metrics_t;
+
+extern gw_metrics_t gw_metrics;
+
+/* Registers the families above (idempotent; not thread-safe). */
+void gw_metrics_init(void);
+
+/* Observes seconds in quarry_stage_duration_seconds{stage}. */
+void gw_observe_stage(const char *stage, double seconds);
+
+/* Milliseconds left before r's deadline (INT64_MAX when it has none). */
+int64_t gw_ms_left(const gw_req_t *r);
+
+/* Monotonic seconds with sub-millisecond resolution. */
+double gw_now(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* handlers.h - the handlers the route table points at, grouped by the module
+ * that implements them. Every handler replies exactly once through
+ * http_util.h; none returns anything. */
+#ifndef QUARRY_GW_HANDLERS_H
+#define QUARRY_GW_HANDLERS_H
+
+#include "gateway.h"
+#include "router.h"
+
+/* query.c: POST /v1/query, the retrieval-augmented answer pipeline. */
+void query_post(gw_req_t *r);
+
+/* documents.c: reads through ingestion, feedback through the feedback
+ * service. */
+void documents_get(gw_req_t *r); /* GET /v1/documents/{id} */
+void jobs_get(gw_req_t *r);      /* GET /v1/jobs/{id} */
+void feedback_post(gw_req_t *r); /* POST /v1/feedback */
+
+/* upload.c: POST /v1/documents, streamed to ingestion's Upload. */
+extern const stream_ops_t upload_ops;
+
+/* probes.c: GET /healthz, /readyz, /metrics. */
+void probes_healthz(gw_req_t *r);
+void probes_readyz(gw_req_t *r);
+void probes_metrics(gw_req_t *r);
+
+/* Readiness of the gateway's critical dependencies (auth, retriever,
+ * llm-gateway) by grpc.health.v1.Health/Check. 0 when all serve, else
+ * Q_EUNAVAIL with the ones that do not named in why. Thread-safe; takes up
+ * to about a second per dependency that hangs. */
+int probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,86 @@
+/* main.c - quarry-gateway: the REST edge of Quarry. Serves the HTTP API on
+ * QUARRY_HTTP_LISTEN (including /metrics, /healthz and /readyz) and a
+ * health-only gRPC server; everything else lives in the modules. */
+#include "quarry/service.h"
+
+#include <jansson.h>
+
+#include "gateway.h"
+#include "handlers.h"
+#include "ratelimit.h"
+#include "server.h"
+
+static q_common_cfg_t common;
+static gw_cfg_t cfg;
+
+static q_cfg_entry_t table[] = {
+    Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7000", ""),
+    {"QUARRY_HTTP_LISTEN", Q_CFG_ADDR, "127.0.0.1:8080", 0, 0, NULL,
+     "Address the REST API listens on (host:port); also serves /metrics, /healthz, "
+     "/readyz.",
+     0, &cfg.http_listen},
+    {"QUARRY_HTTP_THREADS", Q_CFG_INT, "8", 1, 256, NULL,
+     "Threads serving HTTP connections (libmicrohttpd thread pool).", 0,
+     &cfg.http_threads},
+    {"QUARRY_AUTH_ADDR", Q_CFG_ADDR, "127.0.0.1:7001", 0, 0, NULL,
+     "gRPC address of quarry-auth.", 0, &cfg.auth_addr},
+    {"QUARRY_INGESTION_ADDR", Q_CFG_ADDR, "127.0.0.1:7002", 0, 0, NULL,
+     "gRPC address of quarry-ingestion.", 0, &cfg.ingestion_addr},
+    {"QUARRY_RETRIEVER_ADDR", Q_CFG_ADDR, "127.0.0.1:7003", 0, 0, NULL,
+     "gRPC address of quarry-retriever.", 0, &cfg.retriever_addr},
+    {"QUARRY_RERANKER_ADDR", Q_CFG_ADDR, "127.0.0.1:7004", 0, 0, NULL,
+     "gRPC address of quarry-reranker.", 0, &cfg.reranker_addr},
+    {"QUARRY_LLM_GATEWAY_ADDR", Q_CFG_ADDR, "127.0.0.1:7005", 0, 0, NULL,
+     "gRPC address of quarry-llm-gateway.", 0, &cfg.llm_addr},
+    {"QUARRY_FEEDBACK_ADDR", Q_CFG_ADDR, "127.0.0.1:7006", 0, 0, NULL,
+     "gRPC address of quarry-feedback.", 0, &cfg.feedback_addr},
+    {"QUARRY_REDIS_ADDR", Q_CFG_ADDR, "127.0.0.1:6379", 0, 0, NULL,
+     "Redis used for rate limiting (host:port); when down, requests are allowed.", 0,
+     &cfg.redis_addr},
+    {"QUARRY_MAX_UPLOAD_BYTES", Q_CFG_INT, "104857600", 1, 4294967296LL, NULL,
+     "Largest document accepted by POST /v1/documents, in bytes (larger: 413).", 0,
+     &cfg.max_upload_bytes},
+    {"QUARRY_MAX_JSON_BYTES", Q_CFG_INT, "1048576", 1024, 67108864, NULL,
+     "Largest JSON request body, in bytes (larger: 413).", 0, &cfg.max_json_bytes},
+    {"QUARRY_QUERY_TIMEOUT_MS", Q_CFG_INT, "10000", 100, 600000, NULL,
+     "Overall deadline of a query (and of every other non-upload request), "
+     "inherited by the downstream calls.",
+     0, &cfg.query_timeout_ms},
+    {"QUARRY_UPLOAD_TIMEOUT_MS", Q_CFG_INT, "300000", 1000, 3600000, NULL,
+     "Deadline of the ingestion Upload call streaming one document.", 0,
+     &cfg.upload_timeout_ms},
+    {"QUARRY_RATE_LIMIT_RPS", Q_CFG_INT, "50", 0, 1000000, NULL,
+     "Requests per second allowed per principal (0 disables rate limiting).", 0,
+     &cfg.rate_limit_rps},
+};
+
+static int ready_cb(void *ud, char *why, size_t whylen) {
+  return probes_ready(ud, why, whylen);
+}
+
+int main(int argc, char **argv) {
+  q_service_t svc;
+  int rc = q_service_init(&svc, "quarry-gateway",
+                          "REST gateway: documents, queries and feedback over HTTP.",
+                          table, Q_NELEM(table), &common, argc, argv);
+  if (rc)
+    return rc > 0 ? 0 : 2;
+  json_object_seed(0); /* before any thread builds JSON objects */
+
+  if (ratelimit_init(cfg.redis_addr, cfg.rate_limit_rps)) {
+    q_service_cleanup(&svc);
+    return 2;
+  }
+  gw_server_t *http = gw_server_start(&cfg);
+  if (!http || q_service_start(&svc, NULL, NULL, 0, NULL, ready_cb, &cfg)) {
+    gw_server_stop(http, 0);
+    ratelimit_shutdown();
+    q_service_cleanup(&svc);
+    return 1;
+  }
+  q_service_wait(&svc);
+  gw_server_stop(http, common.grace_ms);
+  ratelimit_shutdown();
+  q_service_cleanup(&svc);
+  return 0;
+}

@@ -1,0 +1,391 @@
+/* server.c - libmicrohttpd wiring and the life of one request: routing,
+ * admission (credential, rate limit), body handling, dispatch to the
+ * handler, metrics and the access log (see server.h). */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quarry/error.h"
+#include "quarry/log.h"
+#include "quarry/metrics.h"
+#include "quarry/util.h"
+
+#include "authn.h"
+#include "http_util.h"
+#include "ratelimit.h"
+#include "router.h"
+
+#define REQ_ARENA_MAX (64u << 20) /* everything one request may allocate */
+#define CONN_MEMORY_LIMIT (256u << 10)
+#define CONN_TIMEOUT_S 60u
+#define CONN_LIMIT 1024u
+#define AUTH_TIMEOUT_MS 3000
+#define DRAIN_SLACK (64ull << 20) /* body bytes read past a limit to reply */
+
+struct gw_server {
+  struct MHD_Daemon *d;
+  const gw_cfg_t *cfg;
+  int port;
+  atomic_int active; /* requests between arrival and completion */
+};
+
+gw_metrics_t gw_metrics;
+
+void gw_metrics_init(void) {
+  gw_metrics.http_requests = q_metric_counter(
+      "http_requests_total", "HTTP requests by route template, method and status code.",
+      "route,method,code");
+  gw_metrics.http_seconds = q_metric_histogram(
+      "http_request_duration_seconds",
+      "Time from an HTTP request's arrival to its completion.", "route,method", NULL, 0);
+  gw_metrics.stage_seconds = q_metric_histogram(
+      "quarry_stage_duration_seconds",
+      "Time spent in each stage of a query (auth, embed, retrieve, rerank, generate, "
+      "record_query, total).",
+      "stage", NULL, 0);
+  gw_metrics.queries = q_metric_counter("quarry_queries_total",
+                                        "Queries by outcome: ok, degraded (a stage fell "
+                                        "back), rejected (4xx), failed (5xx).",
+                                        "outcome");
+  gw_metrics.rate_limited =
+      q_metric_counter("quarry_rate_limited_total",
+                       "Requests refused by the per-principal rate limit.", "");
+}
+
+void gw_observe_stage(const char *stage, double seconds) {
+  const char *labels[] = {stage};
+  q_metric_observe(gw_metrics.stage_seconds, labels, seconds);
+}
+
+double gw_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t gw_ms_left(const gw_req_t *r) {
+  return r->deadline_ms ? r->deadline_ms - q_now_ms() : INT64_MAX;
+}
+
+/* A bounded set of method names for metric labels. */
+static const char *method_label(const char *m) {
+  static const char *const known[] = {"GET",   "POST", "PUT",     "DELETE",
+                                      "PATCH", "HEAD", "OPTIONS", NULL};
+  for (const char *const *k = known; *k; k++)
+    if (strcmp(*k, m) == 0)
+      return *k;
+  return "OTHER";
+}
+
+static gw_req_t *req_new(gw_server_t *s, struct MHD_Connection *conn) {
+  q_arena_t *arena = q_arena_new(REQ_ARENA_MAX);
+  gw_req_t *r = arena ? q_arena_alloc(arena, sizeof *r) : NULL;
+  if (!r) {
+    q_arena_destroy(arena);
+    return NULL;
+  }
+  r->arena = arena;
+  r->conn = conn;
+  r->cfg = s->cfg;
+  r->t0 = gw_now();
+  r->start_ms = q_now_ms();
+  r->route_label = "unmatched";
+  q_buf_init(&r->body, (size_t)s->cfg->max_json_bytes);
+  uint64_t biggest = (uint64_t)(s->cfg->max_upload_bytes > s->cfg->max_json_bytes
+                                    ? s->cfg->max_upload_bytes
+                                    : s->cfg->max_json_bytes);
+  r->drain_cap = biggest + DRAIN_SLACK;
+  atomic_fetch_add(&s->active, 1);
+  return r;
+}
+
+/* Content-Length, Transfer-Encoding and Expect, as far as admission needs
+ * them. Returns whether a body is coming. */
+static int body_expected(gw_req_t *r, int *expect_continue) {
+  const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(cl, &end, 10);
+    if (errno == 0 && end != cl && *end == '\0' && cl[0] != '-') {
+      r->declared_len = v;
+      r->has_declared_len = 1;
+    }
+  }
+  const char *te = http_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+  const char *ex = http_header(r, MHD_HTTP_HEADER_EXPECT);
+  *expect_continue = ex && strcasecmp(ex, "100-continue") == 0;
+  return (r->has_declared_len && r->declared_len > 0) ||
+         (te && strcasestr(te, "chunked") != NULL);
+}
+
+/* Establishes the principal and applies the rate limit; a refusal is left
+ * pending. */
+static void admit(gw_req_t *r) {
+  char err[512] = "";
+  const char *key;
+  size_t len;
+  int cached = 0;
+  double t = gw_now();
+  int rc = authn_extract(http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+                         http_header(r, "X-API-Key"), &key, &len, err, sizeof err);
+  if (rc == 0)
+    rc = authn_principal(r->cfg->auth_addr, key, len, AUTH_TIMEOUT_MS, &r->principal,
+                         &cached, err, sizeof err);
+  r->auth_ms = (gw_now() - t) * 1000.0;
+  if (rc == Q_EUNAUTH) {
+    http_reject_err(r, Q_EUNAUTH, "%s", err);
+    return;
+  }
+  if (rc) {
+    char msg[768];
+    http_downstream_msg(msg, sizeof msg, "auth", rc, err);
+    http_reject_err(r, rc, "%s", msg);
+    return;
+  }
+  r->authenticated = 1;
+  if (!ratelimit_allow(&r->principal)) {
+    q_metric_inc(gw_metrics.rate_limited, NULL);
+    http_add_header(r, "Retry-After", "1");
+    http_reject_err(r, Q_ERESOURCE, "rate limit of %lld requests per second exceeded",
+                    (long long)r->cfg->rate_limit_rps);
+  }
+}
+
+/* First call for a request: the headers are in, the body (if any) is not. */
+static void request_begin(gw_req_t *r, const char *url, const char *method) {
+  http_init_ids(r);
+  r->method_label = method_label(method);
+
+  route_match_t m;
+  route_status_t st = router_match(gw_routes, gw_nroutes, method, url, &m);
+  if (m.tmpl)
+    r->route_label = m.tmpl;
+  r->route = m.route;
+  if (st == ROUTE_OK && m.route->body != BODY_STREAM)
+    r->deadline_ms = r->start_ms + r->cfg->query_timeout_ms;
+  q_trace_set(r->trace_id, r->deadline_ms);
+
+  int expect_continue;
+  int has_body = body_expected(r, &expect_continue);
+
+  if (st == ROUTE_NOT_FOUND) {
+    http_reject(r, 404, "not_found", "no route for %s %.200s", method, url);
+  } else if (st == ROUTE_BAD_METHOD) {
+    http_add_header(r, MHD_HTTP_HEADER_ALLOW, q_arena_strdup(r->arena, m.allow));
+    http_reject(r, 405, "method_not_allowed",
+                "method %s is not allowed on %s (allowed: %s)", method, m.tmpl, m.allow);
+  } else {
+    if (m.param) {
+      memcpy(r->param, m.param, m.param_len);
+      r->param[m.param_len] = '\0';
+    }
+    if (!r->route->is_public)
+      admit(r);
+    if (!r->pending && r->route->body == BODY_JSON && r->has_declared_len &&
+        r->declared_len > (uint64_t)r->cfg->max_json_bytes)
+      http_reject_err(r, Q_ETOOBIG, "JSON body larger than %lld bytes",
+                      (long long)r->cfg->max_json_bytes);
+    if (!r->pending && r->route->body == BODY_STREAM)
+      r->route->stream->begin(r);
+  }
+
+  /* A refusal goes out now when the client waits for "100 Continue"
+   * before sending its body, or announced more than would be drained;
+   * otherwise at the end of the body (at once for a bodiless request),
+   * which also keeps the connection usable. */
+  if (r->pending && has_body &&
+      (expect_continue || (r->has_declared_len && r->declared_len > r->drain_cap)))
+    http_reply_pending(r);
+}
+
+static void request_body(gw_req_t *r, const char *p, size_t n) {
+  r->body_bytes += n;
+  if (r->responded || r->pending || !r->route)
+    return; /* draining */
+  switch (r->route->body) {
+  case BODY_JSON:
+    if (q_buf_append(&r->body, p, n) != 0)
+      http_reject_err(r, Q_ETOOBIG, "JSON body larger than %lld bytes",
+                      (long long)r->cfg->max_json_bytes);
+    break;
+  case BODY_STREAM: r->route->stream->data(r, p, n); break;
+  case BODY_NONE: break; /* a body on a GET means nothing: ignore it */
+  }
+}
+
+static void request_end(gw_req_t *r) {
+  if (r->responded)
+    return;
+  if (r->route && r->route->body == BODY_STREAM && r->stream)
+    r->route->stream->end(r); /* aborts the upload itself when pending */
+  else if (r->pending)
+    http_reply_pending(r);
+  else if (r->route && r->route->handle)
+    r->route->handle(r);
+  if (!r->responded)
+    http_reply_error(r, Q_EINTERNAL, "the handler produced no reply");
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+  gw_server_t *s = cls;
+  gw_req_t *r = *con_cls;
+  if (!r) {
+    r = req_new(s, conn);
+    if (!r)
+      return MHD_NO;
+    *con_cls = r;
+    request_begin(r, url, method);
+    q_trace_clear();
+    return r->responded && !r->queue_ok ? MHD_NO : MHD_YES;
+  }
+  q_trace_set(r->trace_id, r->deadline_ms);
+  enum MHD_Result ret = MHD_YES;
+  if (*upload_data_size) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    request_body(r, upload_data, n);
+    /* A refused body is drained only so far; past that the connection is
+     * closed without a reply. */
+    if ((r->pending || r->responded) && r->body_bytes > r->drain_cap)
+      ret = MHD_NO;
+  } else {
+    request_end(r);
+    ret = r->queue_ok ? MHD_YES : MHD_NO;
+  }
+  q_trace_clear();
+  return ret;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  gw_server_t *s = cls;
+  gw_req_t *r = *con_cls;
+  if (!r)
+    return;
+  *con_cls = NULL;
+  q_trace_set(r->trace_id, 0);
+  if (r->route && r->route->body == BODY_STREAM && r->stream)
+    r->route->stream->cleanup(r);
+
+  double secs = gw_now() - r->t0;
+  /* No reply reached the client: 499 as nginx logs it. */
+  unsigned code =
+      r->responded && r->queue_ok && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+          ? r->status
+          : 499;
+  char code_s[8];
+  snprintf(code_s, sizeof code_s, "%u", code);
+  const char *labels[] = {r->route_label, r->method_label, code_s};
+  q_metric_inc(gw_metrics.http_requests, labels);
+  q_metric_observe(gw_metrics.http_seconds, labels, secs);
+
+  int probe = r->route && r->route->is_public;
+  q_logf(probe && code < 400 ? Q_LOG_DEBUG : Q_LOG_INFO, "http request",
+         "{s:s,s:s,s:i,s:I,s:I,s:s,s:s}", "method", r->method_label, "route",
+         r->route_label, "status", (int)code, "ms", (json_int_t)(secs * 1000.0 + 0.5),
+         "body_bytes", (json_int_t)r->body_bytes, "request_id", r->request_id,
+         "tenant_id", r->authenticated ? r->principal.tenant_id : "");
+  q_trace_clear();
+  q_buf_free(&r->body);
+  q_arena_destroy(r->arena);
+  atomic_fetch_sub(&s->active, 1);
+}
+
+static void mhd_log_cb(void *cls, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+    msg[--n] = '\0';
+  q_log_warn("libmicrohttpd", "{s:s}", "detail", msg);
+}
+
+gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
+  gw_metrics_init();
+  char host[256], port_s[16];
+  int port;
+  if (q_addr_split(cfg->http_listen, host, sizeof host, &port)) {
+    q_log_error("bad QUARRY_HTTP_LISTEN", "{s:s}", "addr", cfg->http_listen);
+    return NULL;
+  }
+  snprintf(port_s, sizeof port_s, "%d", port);
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
+  if (gai != 0 || !ai) {
+    q_log_error("cannot resolve QUARRY_HTTP_LISTEN", "{s:s,s:s}", "addr",
+                cfg->http_listen, "error", gai_strerror(gai));
+    return NULL;
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+  int v6 = ai->ai_family == AF_INET6;
+  freeaddrinfo(ai);
+
+  gw_server_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->cfg = cfg;
+  /* poll(2), not epoll: with epoll libmicrohttpd 0.9.75 did not notice a
+   * client that closed its connection mid-body until shutdown, which left
+   * an abandoned upload streaming to ingestion. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                   MHD_USE_POLL | (v6 ? MHD_USE_IPv6 : 0);
+  s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, access_cb, s,
+                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, s, MHD_OPTION_SOCK_ADDR,
+                          (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+                          (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                          (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                          CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT,
+                          MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_END);
+  if (!s->d) {
+    q_log_error("cannot start the HTTP server", "{s:s}", "addr", cfg->http_listen);
+    free(s);
+    return NULL;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = info ? info->port : port;
+  q_log_info("HTTP server listening", "{s:s,s:i,s:i}", "addr", cfg->http_listen, "port",
+             s->port, "threads", (int)cfg->http_threads);
+  return s;
+}
+
+int gw_server_port(const gw_server_t *s) {
+  return s->port;
+}
+
+void gw_server_stop(gw_server_t *s, int64_t grace_ms) {
+  if (!s)
+    return;
+  MHD_socket ls = MHD_quiesce_daemon(s->d);
+  if (ls != MHD_INVALID_SOCKET)
+    close(ls);
+  int64_t until = q_now_ms() + grace_ms;
+  while (atomic_load(&s->active) > 0 && q_now_ms() < until) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  if (atomic_load(&s->active) > 0)
+    q_log_warn("grace period over: closing HTTP requests in progress", "{s:i}",
+               "requests", atomic_load(&s->active));
+  MHD_stop_daemon(s->d);
+  free(s);
+}

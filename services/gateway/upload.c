@@ -1,0 +1,510 @@
+/* upload.c - POST /v1/documents streamed into ingestion's Upload (see
+ * upload.h for the contract). */
+#include "upload.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "quarry/v1/ingestion.pb-c.h"
+#include "quarry/v1/llm.pb-c.h"
+
+#include "quarry/error.h"
+#include "quarry/grpc.h"
+#include "quarry/log.h"
+
+#include "handlers.h"
+#include "http_util.h"
+
+
+#define PP_BUFFER (64 << 10) /* post processor buffer: part headers fit */
+
+enum { PART_FILE = 1, PART_TITLE, PART_EXTERNAL_ID };
+
+typedef struct upload {
+  gw_req_t *r;
+  int multipart;
+  struct MHD_PostProcessor *pp;
+  q_grpc_call_t *call;
+  int header_sent;
+  int send_failed; /* the call failed; finish() tells why */
+  uint64_t doc_bytes;
+
+  char filename[UPLOAD_FILENAME_MAX + 1];
+  const char *doc_type;
+  char title[UPLOAD_TITLE_MAX + 1];
+  char external_id[UPLOAD_EXTERNAL_ID_MAX + 1];
+  int title_field, external_id_field; /* set by a multipart field */
+
+  /* multipart: the part being read */
+  int in_part;
+  int part_kind;
+  char part_key[64];
+  uint64_t part_bytes;
+  int file_seen;
+  q_buf_t field; /* value of a title / external_id field */
+  q_buf_t held;  /* file bytes held back until the call starts */
+} upload_t;
+
+/* ---- pure helpers --------------------------------------------------------- */
+
+static int is_token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$&-^_.+", c));
+}
+
+int upload_media_type(const char *value, char *out, size_t outlen) {
+  if (!value || outlen == 0)
+    return -1;
+  while (*value == ' ' || *value == '\t')
+    value++;
+  size_t n = 0, slashes = 0;
+  for (; value[n] && value[n] != ';' && value[n] != ' ' && value[n] != '\t'; n++) {
+    char c = value[n];
+    if (c == '/')
+      slashes++;
+    else if (!is_token_char(c))
+      return -1;
+    if (n + 1 >= outlen)
+      return -1;
+    out[n] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  }
+  out[n] = '\0';
+  if (slashes != 1 || out[0] == '/' || out[n - 1] == '/')
+    return -1;
+  return 0;
+}
+
+const char *upload_doc_type(const char *media) {
+  if (!media)
+    return NULL;
+  if (strcmp(media, "text/plain") == 0)
+    return "text/plain";
+  if (strcmp(media, "text/markdown") == 0 || strcmp(media, "text/x-markdown") == 0)
+    return "text/markdown";
+  return NULL;
+}
+
+const char *upload_type_from_name(const char *filename) {
+  const char *dot = filename ? strrchr(filename, '.') : NULL;
+  if (!dot || dot == filename)
+    return NULL;
+  if (strcasecmp(dot, ".txt") == 0)
+    return "text/plain";
+  if (strcasecmp(dot, ".md") == 0 || strcasecmp(dot, ".markdown") == 0)
+    return "text/markdown";
+  return NULL;
+}
+
+int upload_clean_filename(const char *in, char *out, size_t outlen) {
+  if (!in || outlen == 0)
+    return -1;
+  const char *base = in;
+  for (const char *p = in; *p; p++)
+    if (*p == '/' || *p == '\\')
+      base = p + 1;
+  size_t n = strlen(base);
+  if (n == 0 || n > UPLOAD_FILENAME_MAX || n >= outlen || strcmp(base, ".") == 0 ||
+      strcmp(base, "..") == 0)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)base[i] < 0x20 || base[i] == 0x7f)
+      return -1;
+  memcpy(out, base, n + 1);
+  return 0;
+}
+
+/* ---- the Upload call ------------------------------------------------------ */
+
+static void start_call(upload_t *u) {
+  gw_req_t *r = u->r;
+  q_grpc_call_opts_t opts = {
+      .timeout_ms = (int)r->cfg->upload_timeout_ms,
+      .kind = Q_GRPC_CLIENT_STREAM,
+  };
+  u->call = q_grpc_call_start(q_grpc_channel(r->cfg->ingestion_addr),
+                              &quarry__v1__ingestion__descriptor, "Upload", &opts);
+  if (!u->call)
+    http_reject_err(r, Q_EINTERNAL, "cannot start the ingestion Upload call");
+}
+
+/* Sends p[0..n) in pieces of at most UPLOAD_PIECE_MAX, the header riding on
+ * the first message. */
+static void send_data(upload_t *u, const char *p, size_t n) {
+  gw_req_t *r = u->r;
+  while (!u->send_failed && (n > 0 || !u->header_sent)) {
+    size_t k = n < UPLOAD_PIECE_MAX ? n : UPLOAD_PIECE_MAX;
+    Quarry__V1__UploadRequest msg = QUARRY__V1__UPLOAD_REQUEST__INIT;
+    Quarry__V1__UploadHeader hdr = QUARRY__V1__UPLOAD_HEADER__INIT;
+    if (!u->header_sent) {
+      hdr.tenant_id = r->principal.tenant_id;
+      hdr.filename = u->filename;
+      hdr.content_type = (char *)u->doc_type;
+      hdr.title = u->title;
+      hdr.external_id = u->external_id;
+      msg.header = &hdr;
+      u->header_sent = 1;
+    }
+    msg.data.data = (uint8_t *)p;
+    msg.data.len = k;
+    if (q_grpc_call_send(u->call, &msg.base) != 0)
+      u->send_failed = 1; /* keep draining; the status comes at the end */
+    p += k;
+    n -= k;
+  }
+}
+
+/* Abandons the call so ingestion stores nothing. */
+static void abort_call(upload_t *u) {
+  if (!u->call)
+    return;
+  /* Cancel rather than half-close: ingestion must see an aborted stream,
+   * not a complete (truncated) document. */
+  q_grpc_call_cancel(u->call);
+  char err[256];
+  q_grpc_call_finish(u->call, err, sizeof err);
+  u->call = NULL;
+}
+
+/* Takes file bytes: counts them against the limit, holds multipart bytes
+ * back until a piece is full, streams the rest. */
+static void file_data(upload_t *u, const char *p, size_t n) {
+  gw_req_t *r = u->r;
+  u->doc_bytes += n;
+  if (u->doc_bytes > (uint64_t)r->cfg->max_upload_bytes) {
+    http_reject_err(r, Q_ETOOBIG, "document larger than %lld bytes",
+                    (long long)r->cfg->max_upload_bytes);
+    return;
+  }
+  if (!u->call) {
+    if (u->multipart && u->held.len + n <= UPLOAD_PIECE_MAX) {
+      if (q_buf_append(&u->held, p, n) != 0)
+        http_reject_err(r, Q_ENOMEM, "out of memory");
+      return;
+    }
+    start_call(u);
+    if (r->pending)
+      return;
+    if (u->held.len) {
+      send_data(u, u->held.data, u->held.len);
+      q_buf_free(&u->held);
+    }
+  }
+  send_data(u, p, n);
+}
+
+/* ---- metadata ------------------------------------------------------------- */
+
+static int copy_meta(gw_req_t *r, const char *what, const char *v, size_t n, char *dst,
+                     size_t max) {
+  if (n > max) {
+    http_reject_err(r, Q_EINVAL, "%s longer than %zu bytes", what, max);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
+      http_reject_err(r, Q_EINVAL, "%s contains control characters", what);
+      return -1;
+    }
+  memcpy(dst, v, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+/* title, external_id and filename from the query string. */
+static int query_meta(upload_t *u) {
+  gw_req_t *r = u->r;
+  const char *v;
+  if ((v = http_query_arg(r, "title")) &&
+      copy_meta(r, "title", v, strlen(v), u->title, UPLOAD_TITLE_MAX))
+    return -1;
+  if ((v = http_query_arg(r, "external_id")) &&
+      copy_meta(r, "external_id", v, strlen(v), u->external_id, UPLOAD_EXTERNAL_ID_MAX))
+    return -1;
+  if ((v = http_query_arg(r, "filename")) &&
+      upload_clean_filename(v, u->filename, sizeof u->filename)) {
+    http_reject_err(r, Q_EINVAL, "filename is empty, too long or has control characters");
+    return -1;
+  }
+  return 0;
+}
+
+static void default_filename(upload_t *u) {
+  if (!u->filename[0])
+    snprintf(u->filename, sizeof u->filename, "%s",
+             strcmp(u->doc_type, "text/markdown") == 0 ? "document.md" : "document.txt");
+}
+
+/* ---- multipart ------------------------------------------------------------ */
+
+static void end_part(upload_t *u) {
+  gw_req_t *r = u->r;
+  u->in_part = 0;
+  if (u->part_kind == PART_TITLE)
+    copy_meta(r, "title", u->field.data ? u->field.data : "", u->field.len, u->title,
+              UPLOAD_TITLE_MAX);
+  else if (u->part_kind == PART_EXTERNAL_ID)
+    copy_meta(r, "external_id", u->field.data ? u->field.data : "", u->field.len,
+              u->external_id, UPLOAD_EXTERNAL_ID_MAX);
+  q_buf_reset(&u->field);
+}
+
+static void start_file_part(upload_t *u, const char *filename, const char *content_type) {
+  gw_req_t *r = u->r;
+  if (u->file_seen) {
+    http_reject_err(r, Q_EINVAL, "more than one \"file\" part");
+    return;
+  }
+  u->file_seen = 1;
+  u->part_kind = PART_FILE;
+  if (filename && *filename &&
+      upload_clean_filename(filename, u->filename, sizeof u->filename)) {
+    http_reject_err(r, Q_EINVAL,
+                    "file name is empty, too long or has control characters");
+    return;
+  }
+  char media[128] = "";
+  int has_media = upload_media_type(content_type, media, sizeof media) == 0;
+  u->doc_type = has_media ? upload_doc_type(media) : NULL;
+  /* Clients that do not know the type send none or octet-stream; then the
+   * extension decides. */
+  if (!u->doc_type && (!has_media || strcmp(media, "application/octet-stream") == 0))
+    u->doc_type = upload_type_from_name(u->filename);
+  if (!u->doc_type) {
+    http_reject_err(r, Q_EUNSUPPORTED,
+                    "unsupported file type%s%s: send text/plain or text/markdown "
+                    "(or a .txt, .md or .markdown file)",
+                    has_media ? " " : "", has_media ? media : "");
+    return;
+  }
+  default_filename(u);
+}
+
+static void start_part(upload_t *u, const char *key, const char *filename,
+                       const char *content_type, const char *encoding) {
+  gw_req_t *r = u->r;
+  u->in_part = 1;
+  u->part_bytes = 0;
+  u->part_kind = 0;
+  snprintf(u->part_key, sizeof u->part_key, "%s", key ? key : "");
+  if (encoding && *encoding && strcasecmp(encoding, "binary") != 0 &&
+      strcasecmp(encoding, "8bit") != 0 && strcasecmp(encoding, "7bit") != 0) {
+    http_reject_err(r, Q_EUNSUPPORTED, "Content-Transfer-Encoding %.32s is not supported",
+                    encoding);
+    return;
+  }
+  if (strcmp(u->part_key, "file") == 0) {
+    start_file_part(u, filename, content_type);
+    return;
+  }
+  int *seen;
+  if (strcmp(u->part_key, "title") == 0) {
+    u->part_kind = PART_TITLE;
+    seen = &u->title_field;
+  } else if (strcmp(u->part_key, "external_id") == 0) {
+    u->part_kind = PART_EXTERNAL_ID;
+    seen = &u->external_id_field;
+  } else {
+    http_reject_err(
+        r, Q_EINVAL,
+        "unknown multipart field \"%.32s\": expected file, title, external_id",
+        u->part_key);
+    return;
+  }
+  if (*seen) {
+    http_reject_err(r, Q_EINVAL, "multipart field \"%s\" given twice", u->part_key);
+    return;
+  }
+  *seen = 1;
+  if (u->call)
+    http_reject_err(r, Q_EINVAL,
+                    "multipart field \"%s\" must come before the \"file\" part when "
+                    "the file is larger than %d bytes",
+                    u->part_key, UPLOAD_PIECE_MAX);
+}
+
+/* libmicrohttpd's post processor iterator: called for each piece of each
+ * part, off being the piece's offset inside the part. */
+static enum MHD_Result part_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *filename, const char *content_type,
+                               const char *encoding, const char *data, uint64_t off,
+                               size_t size) {
+  upload_t *u = cls;
+  gw_req_t *r = u->r;
+  if (r->pending)
+    return MHD_NO;
+  /* A part starts at offset 0; an empty first piece of the same key (the
+   * processor announces empty values that way) is not a new part. */
+  int same = u->in_part && key && strcmp(key, u->part_key) == 0 && u->part_bytes == 0;
+  if (off == 0 && !same) {
+    if (u->in_part)
+      end_part(u);
+    if (!r->pending)
+      start_part(u, key, filename, content_type, encoding);
+    if (r->pending)
+      return MHD_NO;
+  }
+  if (size == 0)
+    return MHD_YES;
+  u->part_bytes += size;
+  if (u->part_kind == PART_FILE) {
+    file_data(u, data, size);
+  } else if (q_buf_append(&u->field, data, size) != 0) {
+    http_reject_err(r, Q_EINVAL, "multipart field \"%s\" is too long", u->part_key);
+  }
+  return r->pending ? MHD_NO : MHD_YES;
+}
+
+/* ---- stream callbacks ----------------------------------------------------- */
+
+static void upload_begin(gw_req_t *r) {
+  upload_t *u = q_arena_alloc(r->arena, sizeof *u);
+  if (!u) {
+    http_reject_err(r, Q_ENOMEM, "out of memory");
+    return;
+  }
+  r->stream = u;
+  u->r = r;
+  q_buf_init(&u->field, UPLOAD_TITLE_MAX + 1);
+  q_buf_init(&u->held, UPLOAD_PIECE_MAX);
+  uint64_t max = (uint64_t)r->cfg->max_upload_bytes;
+
+  char media[128];
+  if (upload_media_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), media,
+                        sizeof media) != 0) {
+    http_reject_err(r, Q_EUNSUPPORTED,
+                    "a Content-Type is required: text/plain, text/markdown or "
+                    "multipart/form-data");
+    return;
+  }
+  if (query_meta(u))
+    return;
+  if (strcmp(media, "multipart/form-data") == 0) {
+    u->multipart = 1;
+    if (r->has_declared_len && r->declared_len > max + UPLOAD_MULTIPART_SLACK) {
+      http_reject_err(r, Q_ETOOBIG, "document larger than %lld bytes",
+                      (long long)r->cfg->max_upload_bytes);
+      return;
+    }
+    u->pp = MHD_create_post_processor(r->conn, PP_BUFFER, part_cb, u);
+    if (!u->pp)
+      http_reject_err(r, Q_EINVAL,
+                      "malformed multipart/form-data Content-Type (missing boundary?)");
+    return;
+  }
+  u->doc_type = upload_doc_type(media);
+  if (!u->doc_type) {
+    http_reject_err(r, Q_EUNSUPPORTED,
+                    "unsupported media type %s: send text/plain, text/markdown or "
+                    "multipart/form-data",
+                    media);
+    return;
+  }
+  if (r->has_declared_len && r->declared_len > max) {
+    http_reject_err(r, Q_ETOOBIG, "document larger than %lld bytes",
+                    (long long)r->cfg->max_upload_bytes);
+    return;
+  }
+  default_filename(u);
+}
+
+static void upload_data(gw_req_t *r, const char *p, size_t n) {
+  upload_t *u = r->stream;
+  if (!u->multipart) {
+    file_data(u, p, n);
+    return;
+  }
+  if (r->body_bytes > (uint64_t)r->cfg->max_upload_bytes + UPLOAD_MULTIPART_SLACK) {
+    http_reject_err(r, Q_ETOOBIG, "document larger than %lld bytes",
+                    (long long)r->cfg->max_upload_bytes);
+    return;
+  }
+  if (MHD_post_process(u->pp, p, n) != MHD_YES)
+    http_reject_err(r, Q_EINVAL, "malformed multipart/form-data body");
+}
+
+static void upload_end(gw_req_t *r) {
+  upload_t *u = r->stream;
+  if (!r->pending && u->multipart) {
+    enum MHD_Result ok = MHD_destroy_post_processor(u->pp);
+    u->pp = NULL;
+    if (ok != MHD_YES)
+      http_reject_err(r, Q_EINVAL, "malformed multipart/form-data body (truncated?)");
+    if (!r->pending && u->in_part)
+      end_part(u);
+    if (!r->pending && !u->file_seen)
+      http_reject_err(r, Q_EINVAL, "multipart body has no \"file\" part");
+  }
+  if (!r->pending && u->doc_bytes == 0)
+    http_reject_err(r, Q_EINVAL, "document is empty");
+  if (!r->pending && !u->call) {
+    start_call(u);
+    if (!r->pending) {
+      send_data(u, u->held.data, u->held.len);
+      q_buf_free(&u->held);
+    }
+  }
+  if (r->pending) {
+    abort_call(u);
+    http_reply_pending(r);
+    return;
+  }
+
+  /* Half-close, then read the reply; when a send failed (ingestion ended
+   * the call early) there is no reply and the status says why. */
+  Quarry__V1__UploadResponse *resp = NULL;
+  if (!u->send_failed)
+    q_grpc_call_close_send(u->call);
+  int rc = q_grpc_call_recv(u->call, r->arena, (ProtobufCMessage **)&resp);
+  char err[512] = "";
+  int frc = q_grpc_call_finish(u->call, err, sizeof err);
+  u->call = NULL;
+  if (frc) {
+    http_reply_downstream(r, "ingestion", frc, err);
+    return;
+  }
+  if (rc || !resp || !resp->document_id || !resp->document_id[0]) {
+    http_reply_downstream(r, "ingestion", Q_EINTERNAL, "Upload gave no document id");
+    return;
+  }
+  q_log_info("document uploaded", "{s:s,s:s,s:I,s:i,s:b}", "document_id",
+             resp->document_id, "job_id", resp->job_id ? resp->job_id : "", "bytes",
+             (json_int_t)u->doc_bytes, "version", (int)resp->version, "unchanged",
+             resp->unchanged ? 1 : 0);
+  json_t *body =
+      json_pack("{s:o,s:o,s:i,s:b,s:s}", "document_id",
+                http_json_text(resp->document_id, strlen(resp->document_id)), "job_id",
+                http_json_text(resp->job_id ? resp->job_id : "",
+                               resp->job_id ? strlen(resp->job_id) : 0),
+                "version", (int)resp->version, "unchanged", resp->unchanged ? 1 : 0,
+                "status", resp->unchanged ? "unchanged" : "queued");
+  if (!body)
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+  else
+    http_reply_json(r, 202, body);
+}
+
+static void upload_cleanup(gw_req_t *r) {
+  upload_t *u = r->stream;
+  if (!u)
+    return;
+  if (u->pp)
+    MHD_destroy_post_processor(u->pp);
+  u->pp = NULL;
+  if (u->call) {
+    /* The client went away mid-upload. */
+    q_log_warn("upload abandoned by the client", "{s:I}", "bytes",
+               (json_int_t)u->doc_bytes);
+    abort_call(u);
+  }
+  q_buf_free(&u->field);
+  q_buf_free(&u->held);
+}
+
+const stream_ops_t upload_ops = {
+    .begin = upload_begin,
+    .data = upload_data,
+    .end = upload_end,
+    .cleanup = upload_cleanup,
+};

@@ -1,0 +1,46 @@
+/* upload.h - POST /v1/documents: a document streamed from the HTTP body
+ * into ingestion's client-streaming Upload as it arrives.
+ *
+ * Two body forms: raw (Content-Type text/plain or text/markdown, metadata in
+ * the query string) and multipart/form-data (a "file" part plus optional
+ * "title" and "external_id" fields, parsed by libmicrohttpd's streaming
+ * post processor). The first Upload message carries the header; data go in
+ * pieces of at most UPLOAD_PIECE_MAX bytes. A multipart file's first
+ * UPLOAD_PIECE_MAX bytes are held back before the call starts, so fields
+ * sent after a small file still reach the header; a field that arrives after
+ * a larger file has started streaming is refused. The size limit is counted
+ * on the bytes that actually arrive, whatever Content-Length said. Whenever
+ * the upload cannot complete (limit, malformed body, client gone) the call
+ * is cancelled so ingestion never stores a truncated document.
+ *
+ * The helpers below are pure and exposed for tests. */
+#ifndef QUARRY_GW_UPLOAD_H
+#define QUARRY_GW_UPLOAD_H
+
+#include <stddef.h>
+
+#define UPLOAD_PIECE_MAX (1 << 20)
+#define UPLOAD_TITLE_MAX 512
+#define UPLOAD_EXTERNAL_ID_MAX 256
+#define UPLOAD_FILENAME_MAX 255
+#define UPLOAD_MULTIPART_SLACK (64 << 10) /* boundaries and part headers */
+
+/* Writes the media type of a Content-Type value ("Text/Markdown;
+ * charset=utf-8" -> "text/markdown") into out. 0, or -1 when value is
+ * NULL, empty or not of the form type/subtype. */
+int upload_media_type(const char *value, char *out, size_t outlen);
+
+/* The document type ingestion accepts for a media type: "text/plain",
+ * "text/markdown" (also for text/x-markdown), or NULL. */
+const char *upload_doc_type(const char *media);
+
+/* The document type implied by a file name's extension (.txt; .md,
+ * .markdown; case-insensitive), or NULL. */
+const char *upload_type_from_name(const char *filename);
+
+/* Reduces a client-supplied file name to its last path component. 0 with
+ * out set, or -1 when nothing usable is left (empty, ".", "..", control
+ * characters, longer than UPLOAD_FILENAME_MAX). */
+int upload_clean_filename(const char *in, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,98 @@
+/* test_upload.c - the pure parts of uploads: Content-Type parsing, document
+ * types from media types and file names, file name cleaning, and the
+ * message upload.c sends to make an abandoned Upload fail. */
+#include "../../../services/gateway/upload.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "quarry/v1/ingestion.pb-c.h"
+#include "quarry/v1/llm.pb-c.h"
+
+Test(upload, media_type_is_lowercased_without_parameters) {
+  char out[64];
+  cr_assert_eq(upload_media_type("text/plain", out, sizeof out), 0);
+  cr_assert_str_eq(out, "text/plain");
+  cr_assert_eq(upload_media_type("Text/Markdown; charset=UTF-8", out, sizeof out), 0);
+  cr_assert_str_eq(out, "text/markdown");
+  cr_assert_eq(upload_media_type("  multipart/form-data; boundary=xyz", out, sizeof out),
+               0);
+  cr_assert_str_eq(out, "multipart/form-data");
+  cr_assert_eq(upload_media_type("application/vnd.api+json", out, sizeof out), 0);
+  cr_assert_str_eq(out, "application/vnd.api+json");
+}
+
+Test(upload, malformed_media_types_are_refused) {
+  char out[64];
+  const char *bad[] = {"",
+                       "text",
+                       "/plain",
+                       "text/",
+                       "text/plain/x",
+                       "te xt/plain",
+                       "text/pl\"ain",
+                       "text/pl@in"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_eq(upload_media_type(bad[i], out, sizeof out), -1, "%s", bad[i]);
+  cr_assert_eq(upload_media_type(NULL, out, sizeof out), -1);
+  char tiny[6];
+  cr_assert_eq(upload_media_type("text/plain", tiny, sizeof tiny), -1);
+}
+
+Test(upload, document_types) {
+  cr_assert_str_eq(upload_doc_type("text/plain"), "text/plain");
+  cr_assert_str_eq(upload_doc_type("text/markdown"), "text/markdown");
+  cr_assert_str_eq(upload_doc_type("text/x-markdown"), "text/markdown");
+  cr_assert_null(upload_doc_type("text/html"));
+  cr_assert_null(upload_doc_type("application/pdf"));
+  cr_assert_null(upload_doc_type("application/octet-stream"));
+  cr_assert_null(upload_doc_type(NULL));
+}
+
+Test(upload, type_from_file_extension) {
+  cr_assert_str_eq(upload_type_from_name("notes.txt"), "text/plain");
+  cr_assert_str_eq(upload_type_from_name("README.MD"), "text/markdown");
+  cr_assert_str_eq(upload_type_from_name("a.b.markdown"), "text/markdown");
+  cr_assert_null(upload_type_from_name("report.pdf"));
+  cr_assert_null(upload_type_from_name("txt"));
+  cr_assert_null(upload_type_from_name(".md")); /* a hidden file, no extension */
+  cr_assert_null(upload_type_from_name("notes.txt.exe"));
+  cr_assert_null(upload_type_from_name(NULL));
+}
+
+Test(upload, file_names_keep_only_the_last_component) {
+  char out[UPLOAD_FILENAME_MAX + 1];
+  cr_assert_eq(upload_clean_filename("notes.md", out, sizeof out), 0);
+  cr_assert_str_eq(out, "notes.md");
+  cr_assert_eq(upload_clean_filename("../../etc/passwd", out, sizeof out), 0);
+  cr_assert_str_eq(out, "passwd");
+  cr_assert_eq(upload_clean_filename("C:\\Users\\me\\doc.txt", out, sizeof out), 0);
+  cr_assert_str_eq(out, "doc.txt");
+  cr_assert_eq(upload_clean_filename("résumé.md", out, sizeof out), 0);
+  cr_assert_str_eq(out, "résumé.md");
+}
+
+Test(upload, unusable_file_names_are_refused) {
+  char out[UPLOAD_FILENAME_MAX + 1];
+  const char *bad[] = {"", "dir/", "..", "a/..", ".", "bad\nname.txt", "tab\x7f.md"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_eq(upload_clean_filename(bad[i], out, sizeof out), -1, "%s", bad[i]);
+  char longname[UPLOAD_FILENAME_MAX + 2];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  cr_assert_eq(upload_clean_filename(longname, out, sizeof out), -1);
+  longname[UPLOAD_FILENAME_MAX] = '\0';
+  cr_assert_eq(upload_clean_filename(longname, out, sizeof out), 0);
+}
+
+/* upload.c aborts a stream (when the adapter has no cancel) by sending a
+ * Usage message; ingestion must fail to unpack it as an UploadRequest. */
+Test(upload, abort_message_cannot_be_read_as_an_upload_request) {
+  Quarry__V1__Usage poison = QUARRY__V1__USAGE__INIT;
+  poison.prompt_tokens = 1;
+  uint8_t buf[16];
+  size_t n = quarry__v1__usage__pack(&poison, buf);
+  cr_assert_gt(n, 0);
+  Quarry__V1__UploadRequest *req = quarry__v1__upload_request__unpack(NULL, n, buf);
+  cr_assert_null(req);
+}
