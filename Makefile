@@ -30,6 +30,7 @@ help:
 	@echo "make deps         install the Debian packages Quarry needs (idempotent)"
 	@echo "make run          deps + build + start the whole stack on loopback"
 	@echo "make test         deps + build + unit, integration and interop tests"
+	@echo "make integration  the end-to-end suite only (make interop: the grpcio cases)"
 	@echo "make asan         build with AddressSanitizer and run an ingest+query round"
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
@@ -108,6 +109,10 @@ integration: all $(PYGEN)
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 tests/integration/run.py
 
+interop: all $(PYGEN)
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 tests/integration/run.py -k Interop
+
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
@@ -115,7 +120,7 @@ test: deps
 
 run: deps
 	$(MAKE) all
-	QUARRY_BIN=$(abspath $(BUILD)/bin) deploy/local/stack.sh run
+	QUARRY_BIN=$(abspath $(BUILD)/bin) /usr/bin/python3 deploy/local/stack.py run
 
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all

@@ -162,12 +162,14 @@ static grpc_channel_args *make_args(grpc_arg *a, int64_t max_msg, int client) {
      * the default two-minute reconnect backoff. */
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
     a[n++].value.integer = 100;
-    /* The minimum backoff is also the connect timeout: keep it long enough
-     * for a slow peer (valgrind, a loaded node) to send its SETTINGS. */
+    /* The "minimum backoff" is really the timeout of one connection
+     * attempt: keep it long enough for a slow peer (valgrind, a loaded
+     * node) to send its SETTINGS, while the maximum backoff keeps retries
+     * of a refused connection at least once a second. */
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-    a[n++].value.integer = 2000;
+    a[n++].value.integer = 5000;
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-    a[n++].value.integer = 2000;
+    a[n++].value.integer = 1000;
     a[n].type = GRPC_ARG_INTEGER, a[n].key = GRPC_ARG_ENABLE_RETRIES,
     a[n++].value.integer = 0;
   } else {

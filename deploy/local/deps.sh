@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# deps.sh - installs the Debian bookworm packages Quarry needs, and only those
+# that are missing. Idempotent: when everything is present it exits at once
+# without touching apt. Used by `make deps` (and so by `make run`/`make test`).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain and code generators
+  build-essential pkg-config protobuf-c-compiler protobuf-compiler
+  # libraries the C code links
+  libgrpc-dev libprotobuf-c-dev librdkafka-dev libhiredis-dev libpq-dev
+  libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsodium-dev
+  libssl-dev libstemmer-dev libutf8proc-dev
+  # tests
+  libcriterion-dev valgrind curl yamllint
+  python3 python3-grpcio python3-protobuf
+  # servers the local stack and the tests start privately
+  postgresql redis-server prometheus
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  if [ "$status" != "install ok installed" ]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "deps.sh: missing Debian packages: ${missing[*]}" >&2
+
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo)
+else
+  echo "deps.sh: not root and no sudo; run as root:" >&2
+  echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}"
+
+# Check again: apt-get can succeed while leaving a package half-configured.
+still=()
+for pkg in "${missing[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || still+=("$pkg")
+done
+if [ ${#still[@]} -ne 0 ]; then
+  echo "deps.sh: still not installed: ${still[*]}" >&2
+  exit 1
+fi
+echo "deps.sh: installed ${missing[*]}" >&2
