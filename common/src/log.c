@@ -120,7 +120,7 @@ void q_logf(q_log_level_t level, const char *msg, const char *fields_fmt, ...) {
     json_decref(fields);
   }
 
-  char *text = json_dumps(line, JSON_COMPACT);
+  char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
   json_decref(line);
   if (!text)
     return;
