@@ -91,12 +91,14 @@ $(BUILD)/bin/quarry-devbroker: $(BUILD)/obj/tools/devbroker/main.o $(LIBQ)
 
 # ---- tests ------------------------------------------------------------------
 # tests/unit/<area>/test_<module>.c -> $(BUILD)/tests/<area>_<module>; an area
-# named after a service also links that service's modules.
+# named after a service also links that service's modules. Every test also
+# links the shared fixtures of tests/unit/support/.
 UNIT_C   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(foreach t,$(UNIT_C),$(BUILD)/tests/$(word 3,$(subst /, ,$(t)))_$(patsubst test_%.c,%,$(notdir $(t))))
+SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/support/*.c))
 
 define unit_rule
-$(BUILD)/tests/$(word 3,$(subst /, ,$(1)))_$(patsubst test_%.c,%,$(notdir $(1))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(if $(filter $(word 3,$(subst /, ,$(1))),$(SERVICES)),$(BUILD)/lib/libsvc_$(word 3,$(subst /, ,$(1))).a) $(LIBQ)
+$(BUILD)/tests/$(word 3,$(subst /, ,$(1)))_$(patsubst test_%.c,%,$(notdir $(1))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(word 3,$(subst /, ,$(1))),$(SERVICES)),$(BUILD)/lib/libsvc_$(word 3,$(subst /, ,$(1))).a) $(LIBQ)
 	@mkdir -p $$(dir $$@)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcriterion
 endef

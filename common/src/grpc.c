@@ -17,6 +17,7 @@
 #include "quarry/log.h"
 #include "quarry/metrics.h"
 #include "quarry/trace.h"
+#include "quarry/util.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -25,6 +26,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -275,7 +277,7 @@ q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts) {
   s->nthreads = opts->threads > 0 ? opts->threads : DEFAULT_THREADS;
   s->max_msg = opts->max_msg_bytes > 0 ? opts->max_msg_bytes : DEFAULT_MAX_MSG;
   pthread_mutex_init(&s->lock, NULL);
-  pthread_cond_init(&s->cond, NULL);
+  q_cond_init_monotonic(&s->cond);
   grpc_init();
   static const q_grpc_method_t health[] = {{"Check", Q_GRPC_UNARY, health_check_cb}};
   if (q_grpc_server_add_service(s, &grpc__health__v1__health__descriptor, health, 1, s)) {
@@ -605,11 +607,7 @@ void q_grpc_server_shutdown(q_grpc_server_t *s, int64_t grace_ms) {
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     if (s->threads && s->nthreads > 0) {
       struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_sec += grace_ms / 1000;
-      until.tv_nsec += (grace_ms % 1000) * 1000000L;
-      if (until.tv_nsec >= 1000000000L)
-        until.tv_sec++, until.tv_nsec -= 1000000000L;
+      q_cond_deadline(&until, grace_ms > INT_MAX ? INT_MAX : (int)grace_ms);
       pthread_mutex_lock(&s->lock);
       while (!s->shutdown_done)
         if (pthread_cond_timedwait(&s->cond, &s->lock, &until))

@@ -135,3 +135,12 @@ void q_logf(q_log_level_t level, const char *msg, const char *fields_fmt, ...) {
   write_all(out, n + 1);
   free(out);
 }
+
+void q_log_library_cb(void *cls, const char *fmt, va_list ap) {
+  char detail[512];
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  size_t n = strlen(detail);
+  while (n && (detail[n - 1] == '\n' || detail[n - 1] == '\r'))
+    detail[--n] = '\0';
+  q_logf(Q_LOG_WARN, cls ? (const char *)cls : "library", "{s:s}", "detail", detail);
+}

@@ -15,6 +15,7 @@
 
 #include "quarry/error.h"
 #include "quarry/log.h"
+#include "quarry/validate.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -330,34 +331,20 @@ void q_metric_gauge_fn(const char *name, const char *help, double (*fn)(void *),
  * and never cutting a character in half. Returns the length. */
 static size_t normalise_value(const char *s, char out[Q_LABEL_VALUE_MAX + 1]) {
   static const char repl[] = "\xEF\xBF\xBD";
-  const unsigned char *p = (const unsigned char *)(s ? s : "");
-  size_t o = 0;
-  while (*p) {
-    size_t n = 0;
-    unsigned c = p[0];
-    if (c < 0x80)
-      n = 1;
-    else if (c >= 0xC2 && c <= 0xDF)
-      n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-      n = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-      n = 4;
-    for (size_t i = 1; i < n; i++)
-      if ((p[i] & 0xC0) != 0x80)
-        n = 0;
-    /* Overlong forms, surrogates and code points past U+10FFFF. */
-    if (n == 3 && ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F)))
-      n = 0;
-    if (n == 4 && ((c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F)))
-      n = 0;
-    const char *src = n ? (const char *)p : repl;
+  const char *p = s ? s : "";
+  /* Every input byte yields at least one output byte, so nothing past
+   * Q_LABEL_VALUE_MAX plus one sequence is ever read. */
+  size_t left = strnlen(p, Q_LABEL_VALUE_MAX + 4), o = 0;
+  while (left) {
+    size_t n = q_valid_utf8_seq(p, left);
+    const char *src = n ? p : repl;
     size_t len = n ? n : 3;
     if (o + len > Q_LABEL_VALUE_MAX)
       break;
     memcpy(out + o, src, len);
     o += len;
     p += n ? n : 1;
+    left -= n ? n : 1;
   }
   out[o] = '\0';
   return o;

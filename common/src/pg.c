@@ -10,6 +10,7 @@
 
 #include "quarry/error.h"
 #include "quarry/log.h"
+#include "quarry/util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -62,11 +63,7 @@ q_pg_pool_t *q_pg_pool_new(const char *conninfo, int size) {
   }
   p->size = size;
   pthread_mutex_init(&p->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  q_cond_init_monotonic(&p->cv);
   return p;
 }
 
@@ -122,14 +119,17 @@ static int still_alive(PGconn *c) {
   return PQstatus(c) == CONNECTION_OK;
 }
 
-static void deadline_after(struct timespec *ts, int ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
+/* Opens a connection for a slot already counted in p->open. When that
+ * fails the slot is given back and a waiter woken: it may try in turn. */
+static PGconn *connect_slot(q_pg_pool_t *p, char *err, size_t errlen) {
+  PGconn *c = pg_connect(p, err, errlen);
+  if (!c) {
+    pthread_mutex_lock(&p->mu);
+    p->open--;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
   }
+  return c;
 }
 
 PGconn *q_pg_acquire(q_pg_pool_t *p, int timeout_ms, char *err, size_t errlen) {
@@ -138,7 +138,7 @@ PGconn *q_pg_acquire(q_pg_pool_t *p, int timeout_ms, char *err, size_t errlen) {
     return NULL;
   }
   struct timespec deadline;
-  deadline_after(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+  q_cond_deadline(&deadline, timeout_ms > 0 ? timeout_ms : 0);
 
   pthread_mutex_lock(&p->mu);
   for (;;) {
@@ -149,26 +149,12 @@ PGconn *q_pg_acquire(q_pg_pool_t *p, int timeout_ms, char *err, size_t errlen) {
         return c;
       /* Stale: replace it by a fresh connection in the same slot. */
       PQfinish(c);
-      c = pg_connect(p, err, errlen);
-      if (!c) {
-        pthread_mutex_lock(&p->mu);
-        p->open--;
-        pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-      }
-      return c;
+      return connect_slot(p, err, errlen);
     }
     if (p->open < p->size) {
       p->open++;
       pthread_mutex_unlock(&p->mu);
-      PGconn *c = pg_connect(p, err, errlen);
-      if (!c) {
-        pthread_mutex_lock(&p->mu);
-        p->open--;
-        pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-      }
-      return c;
+      return connect_slot(p, err, errlen);
     }
     int rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
     if (rc == ETIMEDOUT && p->nidle == 0 && p->open >= p->size) {
@@ -231,25 +217,28 @@ int q_pg_ping(q_pg_pool_t *p, char *err, size_t errlen) {
   return ok;
 }
 
-/* ---- migrations -------------------------------------------------------------- */
+/* ---- statements -------------------------------------------------------------- */
 
-/* Runs a parameterless command; 0, or Q_EUNAVAIL (connection lost) /
- * Q_EINTERNAL with the server's message in err. */
-static int exec_cmd(PGconn *c, const char *sql, const char *what, char *err,
-                    size_t errlen) {
-  PGresult *r = PQexec(c, sql);
-  ExecStatusType st = PQresultStatus(r);
-  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-    PQclear(r);
-    return 0;
-  }
+int q_pg_fail(PGconn *c, const PGresult *r, const char *what, char *err, size_t errlen) {
+  /* The primary message alone: no "ERROR:" severity, DETAIL or HINT lines. */
   const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-  char prefix[160];
+  char prefix[256];
   snprintf(prefix, sizeof prefix, "%s: ", what);
   set_err(err, errlen, prefix, msg ? msg : PQerrorMessage(c));
-  PQclear(r);
   return PQstatus(c) == CONNECTION_OK ? Q_EINTERNAL : Q_EUNAVAIL;
 }
+
+int q_pg_exec(PGconn *c, const char *sql, const char *what, char *err, size_t errlen) {
+  PGresult *r = PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(r);
+  int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
+               ? 0
+               : q_pg_fail(c, r, what, err, errlen);
+  PQclear(r);
+  return rc;
+}
+
+/* ---- migrations -------------------------------------------------------------- */
 
 static int applied_versions(PGconn *c, const char *service, int **out, int *n, char *err,
                             size_t errlen) {
@@ -261,9 +250,9 @@ static int applied_versions(PGconn *c, const char *service, int **out, int *n, c
   *out = NULL;
   *n = 0;
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    set_err(err, errlen, "reading schema_migrations: ", PQerrorMessage(c));
+    int rc = q_pg_fail(c, r, "reading schema_migrations", err, errlen);
     PQclear(r);
-    return PQstatus(c) == CONNECTION_OK ? Q_EINTERNAL : Q_EUNAVAIL;
+    return rc;
   }
   int rows = PQntuples(r);
   *out = malloc(((size_t)rows + 1) * sizeof **out);
@@ -284,10 +273,10 @@ static int apply_one(PGconn *c, const char *service, const q_pg_migration_t *m, 
   char what[200];
   snprintf(what, sizeof what, "migration %s v%d (%.100s)", service, m->version,
            m->name ? m->name : "");
-  int rc = exec_cmd(c, "BEGIN", what, err, errlen);
+  int rc = q_pg_exec(c, "BEGIN", what, err, errlen);
   if (rc)
     return rc;
-  rc = exec_cmd(c, m->sql, what, err, errlen);
+  rc = q_pg_exec(c, m->sql, what, err, errlen);
   if (!rc) {
     char version[16];
     snprintf(version, sizeof version, "%d", m->version);
@@ -297,15 +286,14 @@ static int apply_one(PGconn *c, const char *service, const q_pg_migration_t *m, 
                                "VALUES ($1, $2::int, $3)",
                                3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      char prefix[220];
-      snprintf(prefix, sizeof prefix, "%s: recording: ", what);
-      set_err(err, errlen, prefix, PQerrorMessage(c));
-      rc = PQstatus(c) == CONNECTION_OK ? Q_EINTERNAL : Q_EUNAVAIL;
+      char recording[220];
+      snprintf(recording, sizeof recording, "%s: recording", what);
+      rc = q_pg_fail(c, r, recording, err, errlen);
     }
     PQclear(r);
   }
   if (!rc)
-    return exec_cmd(c, "COMMIT", what, err, errlen);
+    return q_pg_exec(c, "COMMIT", what, err, errlen);
   /* Keep the first error; the rollback's own outcome only matters for the
    * connection state, which the caller's release checks. */
   PQclear(PQexec(c, "ROLLBACK"));
@@ -340,8 +328,8 @@ int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size
   /* The lock comes first: even CREATE TABLE IF NOT EXISTS races with itself
    * across sessions. It is session-level, so it spans the per-migration
    * transactions and must be released on every path. */
-  int rc = exec_cmd(c, "SELECT pg_advisory_lock(hashtext('quarry-migrate'))",
-                    "migrate: taking the lock", err, errlen);
+  int rc = q_pg_exec(c, "SELECT pg_advisory_lock(hashtext('quarry-migrate'))",
+                     "migrate: taking the lock", err, errlen);
   if (rc)
     return rc;
   int *done = NULL, ndone = 0;
@@ -352,14 +340,14 @@ int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size
                 strcmp(PQgetvalue(r, 0, 0), "t") == 0;
   PQclear(r);
   if (missing)
-    rc = exec_cmd(c,
-                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                  " service text NOT NULL,"
-                  " version int NOT NULL,"
-                  " name text NOT NULL DEFAULT '',"
-                  " applied_at timestamptz NOT NULL DEFAULT now(),"
-                  " PRIMARY KEY (service, version))",
-                  "migrate: creating schema_migrations", err, errlen);
+    rc = q_pg_exec(c,
+                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                   " service text NOT NULL,"
+                   " version int NOT NULL,"
+                   " name text NOT NULL DEFAULT '',"
+                   " applied_at timestamptz NOT NULL DEFAULT now(),"
+                   " PRIMARY KEY (service, version))",
+                   "migrate: creating schema_migrations", err, errlen);
   if (!rc)
     rc = applied_versions(c, service, &done, &ndone, err, errlen);
   for (size_t i = 0; !rc && i < n; i++) {
@@ -376,9 +364,9 @@ int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size
   free(done);
   if (PQstatus(c) == CONNECTION_OK) {
     char ignore[8];
-    int urc = exec_cmd(c, "SELECT pg_advisory_unlock(hashtext('quarry-migrate'))",
-                       "migrate: releasing the lock", rc ? ignore : err,
-                       rc ? sizeof ignore : errlen);
+    int urc = q_pg_exec(c, "SELECT pg_advisory_unlock(hashtext('quarry-migrate'))",
+                        "migrate: releasing the lock", rc ? ignore : err,
+                        rc ? sizeof ignore : errlen);
     if (!rc)
       rc = urc;
   }

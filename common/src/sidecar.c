@@ -12,8 +12,6 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
-#include <netdb.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +27,6 @@ struct q_sidecar {
   void *ud;
   int port;
 };
-
-static void mhd_log_cb(void *cls, const char *fmt, va_list ap) {
-  char msg[512];
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  size_t n = strlen(msg);
-  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-    msg[--n] = '\0';
-  q_log_warn("sidecar: libmicrohttpd", "{s:s}", "detail", msg);
-}
 
 /* Queues body (taken over: freed by MHD) with the given status and type. */
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
@@ -136,48 +125,34 @@ static enum MHD_Result handler_cb(void *cls, struct MHD_Connection *conn, const 
 }
 
 q_sidecar_t *q_sidecar_start(const char *addr, q_ready_cb ready, void *ud) {
-  char host[256], portstr[16];
+  struct sockaddr_storage ss;
+  char why[256];
   int port = 0;
-  if (!addr || q_addr_split(addr, host, sizeof host, &port) != 0 || port < 0 ||
-      port > 65535) {
-    q_log_error("sidecar: invalid listen address", "{s:s}", "addr",
-                addr ? addr : "(null)");
-    return NULL;
-  }
-  snprintf(portstr, sizeof portstr, "%d", port);
-  struct addrinfo hints = {0}, *ai = NULL;
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  int gai =
-      getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai);
-  if (gai != 0 || !ai) {
-    q_log_error("sidecar: cannot resolve listen address", "{s:s,s:s}", "addr", addr,
-                "error", gai_strerror(gai));
+  if (q_addr_listen(addr, &ss, &port, why, sizeof why)) {
+    q_log_error("sidecar: bad listen address", "{s:s,s:s}", "addr",
+                addr ? addr : "(null)", "error", why);
     return NULL;
   }
 
   q_sidecar_t *s = calloc(1, sizeof *s);
-  if (!s) {
-    freeaddrinfo(ai);
+  if (!s)
     return NULL;
-  }
   s->ready = ready;
   s->ud = ud;
   /* MHD_USE_AUTO picks epoll/poll: select() breaks past fd 1023, which a
    * busy service can reach. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-  if (ai->ai_family == AF_INET6)
+  if (ss.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
-  s->daemon =
-      MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler_cb, s,
-                       MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, NULL, /* must come first */
-                       MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT,
-                       (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)128,
-                       /* Two threads: a readiness check stuck on a dependency (up to its
-                        * connect timeout) must not hold up a metrics scrape. */
-                       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_END);
-  freeaddrinfo(ai);
+  s->daemon = MHD_start_daemon(
+      flags, (uint16_t)port, NULL, NULL, handler_cb, s,
+      /* The logger first, so it also hears about the options after it. */
+      MHD_OPTION_EXTERNAL_LOGGER, q_log_library_cb, "sidecar: libmicrohttpd",
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)128,
+      /* Two threads: a readiness check stuck on a dependency (up to its
+       * connect timeout) must not hold up a metrics scrape. */
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_END);
   if (!s->daemon) {
     q_log_error("sidecar: cannot listen", "{s:s}", "addr", addr);
     free(s);

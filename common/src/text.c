@@ -134,12 +134,12 @@ static int is_joiner(utf8proc_int32_t cp) {
   return cp == 0x00AD || cp == 0x200C || cp == 0x200D;
 }
 
-/* Length of the longest prefix of s[0..n) that is at most max bytes and
- * does not end inside a UTF-8 sequence. */
-static size_t utf8_cut(const char *s, size_t n, size_t max) {
+size_t q_text_cut(const char *s, size_t n, size_t max) {
   if (n <= max)
     return n;
   size_t k = max;
+  /* Back up over continuation bytes (10xxxxxx) to the start of the
+   * sequence that straddles the cut, and cut before it. */
   while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
     k--;
   return k;
@@ -196,7 +196,7 @@ static void emit_word(term_state_t *st, const unsigned char *raw, size_t n, int 
     return;
 
   char term[Q_TEXT_MAX_TERM + 1];
-  size_t tlen = utf8_cut(w, wlen, Q_TEXT_MAX_TERM);
+  size_t tlen = q_text_cut(w, wlen, Q_TEXT_MAX_TERM);
   memcpy(term, w, tlen);
   term[tlen] = '\0';
   if (st->cb && st->cb(term, tlen, st->pos, st->ud))

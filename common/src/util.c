@@ -1,9 +1,11 @@
-/* util.c - signals, random ids, hashing, address parsing (see util.h).
+/* util.c - signals, random ids, hashing, address parsing, timed waits (see
+ * util.h).
  *
  * Randomness comes from libsodium, hashing from OpenSSL, so none of it is
  * hand-rolled. */
 #include "quarry/util.h"
 
+#include <netdb.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -149,8 +151,55 @@ int q_addr_split(const char *addr, char *host, size_t hostlen, int *port) {
   return 0;
 }
 
+int q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
+                  size_t errlen) {
+  char host[256], port_s[16];
+  if (q_addr_split(addr, host, sizeof host, port)) {
+    snprintf(err, errlen, "not host:port");
+    return Q_EINVAL;
+  }
+  snprintf(port_s, sizeof port_s, "%d", *port);
+  struct addrinfo hints = {0}, *ai = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(strcmp(host, "*") != 0 ? host : NULL, port_s, &hints, &ai);
+  if (gai != 0 || !ai) {
+    snprintf(err, errlen, "%s", gai_strerror(gai));
+    return Q_EINVAL;
+  }
+  memset(out, 0, sizeof *out);
+  memcpy(out, ai->ai_addr, ai->ai_addrlen);
+  freeaddrinfo(ai);
+  return 0;
+}
+
 int q_ct_equal(const void *a, const void *b, size_t n) {
   if (n == 0)
     return 1;
   return sodium_memcmp(a, b, n) == 0;
+}
+
+int q_cond_init_monotonic(pthread_cond_t *cv) {
+  pthread_condattr_t ca;
+  int rc = pthread_condattr_init(&ca);
+  if (rc)
+    return rc;
+  rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (!rc)
+    rc = pthread_cond_init(cv, &ca);
+  pthread_condattr_destroy(&ca);
+  return rc;
+}
+
+void q_cond_deadline(struct timespec *ts, int ms) {
+  if (ms < 0)
+    ms = 0;
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
 }

@@ -12,6 +12,7 @@
 #include "keystore.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
+#include "quarry/validate.h"
 #include "quarry/v1/auth.pb-c.h"
 
 static int authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
@@ -65,11 +66,11 @@ static int create_api_key_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       (const Quarry__V1__CreateApiKeyRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
 
-  if (!keys_tenant_valid(req->tenant_id)) {
+  if (!q_valid_tenant_id(req->tenant_id)) {
     q_grpc_ctx_errorf(ctx,
                       "tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
                       "starting with a letter or digit",
-                      TENANT_ID_MAX);
+                      Q_TENANT_ID_MAX);
     return Q_EINVAL;
   }
   if (!keys_name_valid(req->name)) {

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <utf8proc.h>
 
 #include "quarry/error.h"
 #include "quarry/util.h"
+#include "quarry/validate.h"
 
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 
@@ -158,31 +158,6 @@ int keys_roles_parse(const char *list, int *mask, char *err, size_t errlen) {
   return Q_OK;
 }
 
-int keys_tenant_valid(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > TENANT_ID_MAX)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    int alnum =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-      return 0;
-  }
-  return 1;
-}
-
 int keys_name_valid(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > KEY_NAME_MAX)
-    return 0;
-  const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
-  for (size_t i = 0; i < n;) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate(u + i, (utf8proc_ssize_t)(n - i), &cp);
-    if (k <= 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
-      return 0;
-    i += (size_t)k;
-  }
-  return 1;
+  return s && s[0] && q_valid_text(s, KEY_NAME_MAX);
 }

@@ -23,10 +23,8 @@
 #define KEY_MAX_LEN (3 + KEY_ID_LEN + 1 + KEY_SECRET_HEX_LEN)
 #define KEY_CREDENTIAL_MAX 512 /* longest credential we look at at all */
 
-/* Tenant ids: 1..64 characters of [A-Za-z0-9._-], starting with a letter or
- * digit. Shared with the ingestion service's validation. */
-#define TENANT_ID_MAX 64
-/* Key names: 1..128 bytes, no control characters. */
+/* Tenant ids follow q_valid_tenant_id (quarry/validate.h). Key names:
+ * 1..128 bytes of printable text (q_valid_text). */
 #define KEY_NAME_MAX 128
 
 /* Roles as bits, so a set of them is one int. */
@@ -63,8 +61,7 @@ const char *keys_role_name(int bit);
  * is unknown. */
 int keys_roles_parse(const char *list, int *mask, char *err, size_t errlen);
 
-/* 1 when s is an acceptable tenant id / key name (rules above). */
-int keys_tenant_valid(const char *s);
+/* 1 when s is an acceptable key name (rule above). */
 int keys_name_valid(const char *s);
 
 #endif

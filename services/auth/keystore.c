@@ -120,17 +120,6 @@ static void cache_put(keystore_t *ks, const char *hash, const key_principal_t *p
   pthread_mutex_unlock(&ks->mu);
 }
 
-/* Describes a failed libpq call in err and classifies it: a dead
- * connection is the database being unavailable, anything else is ours. */
-static int pg_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
-  const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
-  snprintf(err, errlen, "%s: %s", what, msg && msg[0] ? msg : "unknown error");
-  size_t n = strlen(err);
-  while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-    err[--n] = '\0';
-  return PQstatus(c) == CONNECTION_BAD ? Q_EUNAVAIL : Q_EINTERNAL;
-}
-
 static int roles_from_list(const char *list) {
   int mask = 0;
   const char *p = list;
@@ -162,7 +151,7 @@ static int lookup(keystore_t *ks, const key_parts_t *k, const char *hash,
                    "revoked_at IS NOT NULL FROM api_keys WHERE id = $1",
                    1, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = pg_fail(c, r, "looking up api key", err, errlen);
+    rc = q_pg_fail(c, r, "looking up api key", err, errlen);
     goto done;
   }
   if (PQntuples(r) != 1) {
@@ -196,7 +185,7 @@ static int lookup(keystore_t *ks, const key_parts_t *k, const char *hash,
       1, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     char why[256];
-    pg_fail(c, r, "updating last_used_at", why, sizeof why);
+    q_pg_fail(c, r, "updating last_used_at", why, sizeof why);
     q_log_warn("could not record key use", "{s:s,s:s}", "key_id", k->id, "reason", why);
   }
 done:
@@ -249,7 +238,7 @@ static int exec_cmd(PGconn *c, const char *sql, int n, const char *const *params
                     const char *what, char *err, size_t errlen) {
   PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
   int rc =
-      PQresultStatus(r) == PGRES_COMMAND_OK ? Q_OK : pg_fail(c, r, what, err, errlen);
+      PQresultStatus(r) == PGRES_COMMAND_OK ? Q_OK : q_pg_fail(c, r, what, err, errlen);
   PQclear(r);
   return rc;
 }

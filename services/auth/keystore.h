@@ -13,12 +13,13 @@
 
 #include "keys.h"
 #include "quarry/pg.h"
+#include "quarry/validate.h"
 
 typedef struct keystore keystore_t;
 
 /* Who a key belongs to, as established by keystore_authenticate. */
 typedef struct key_principal {
-  char tenant_id[TENANT_ID_MAX + 1];
+  char tenant_id[Q_TENANT_ID_MAX + 1];
   char key_id[KEY_ID_LEN + 1];
   int roles; /* ROLE_* bits */
 } key_principal_t;
@@ -47,7 +48,7 @@ int keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
 /* Creates a key for tenant (the tenant is created if missing, named after
  * its id) with a name and roles (ROLE_* bits, non-zero). Writes the
  * plaintext key into key (keylen >= KEY_MAX_LEN + 1) and its id into id.
- * Inputs must already be validated (keys_tenant_valid, keys_name_valid).
+ * Inputs must already be validated (q_valid_tenant_id, keys_name_valid).
  * 0, or Q_EUNAVAIL / Q_EINTERNAL with err. Works on a raw connection so the
  * command-line tool can use it too. */
 int keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,

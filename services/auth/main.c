@@ -14,6 +14,7 @@
 #include "quarry/pg.h"
 #include "quarry/pg_wait.h"
 #include "quarry/service.h"
+#include "quarry/validate.h"
 #include "quarry/v1/auth.pb-c.h"
 
 #define DEFAULT_DSN "postgresql://quarry@127.0.0.1:5432/quarry"
@@ -93,11 +94,11 @@ static int create_key_main(int argc, char **argv) {
   }
   int roles;
   char err[512];
-  if (!keys_tenant_valid(tenant)) {
+  if (!q_valid_tenant_id(tenant)) {
     fprintf(stderr,
             "quarry-auth create-key: --tenant: 1..%d characters of "
             "[A-Za-z0-9._-] starting with a letter or digit\n",
-            TENANT_ID_MAX);
+            Q_TENANT_ID_MAX);
     return 1;
   }
   if (!keys_name_valid(name)) {

@@ -6,38 +6,12 @@
 #include "quarry/log.h"
 #include "quarry/trace.h"
 #include "quarry/util.h"
+#include "quarry/validate.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* 1 when s[0..n) is well-formed UTF-8 (JSON cannot carry anything else). */
-static int utf8_ok(const char *s, size_t n) {
-  json_t *j = json_stringn(s, n);
-  int ok = j != NULL;
-  json_decref(j);
-  return ok;
-}
-
-/* Checks one string field: required or not, at most max bytes, UTF-8. */
-static int check_str(const char *field, const char *v, int required, size_t max,
-                     char *err, size_t errlen) {
-  size_t n = v ? strlen(v) : 0;
-  if (required && n == 0) {
-    snprintf(err, errlen, "%s: required", field);
-    return Q_EINVAL;
-  }
-  if (n > max) {
-    snprintf(err, errlen, "%s: %zu bytes, at most %zu allowed", field, n, max);
-    return Q_EINVAL;
-  }
-  if (n && !utf8_ok(v, n)) {
-    snprintf(err, errlen, "%s: not valid UTF-8", field);
-    return Q_EINVAL;
-  }
-  return 0;
-}
 
 static int check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
   if (n > EV_MAX_CHUNK_IDS) {
@@ -47,7 +21,7 @@ static int check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
   for (size_t i = 0; i < n; i++) {
     char field[32];
     snprintf(field, sizeof field, "chunk_ids[%zu]", i);
-    int rc = check_str(field, ids[i], 1, EV_MAX_CHUNK_ID_BYTES, err, errlen);
+    int rc = q_valid_field(field, ids[i], 1, EV_MAX_CHUNK_ID_BYTES, err, errlen);
     if (rc)
       return rc;
   }
@@ -57,10 +31,10 @@ static int check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
 int events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
                           size_t errlen) {
   int rc;
-  if ((rc = check_str("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = check_str("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = check_str("user_id", r->user_id, 0, EV_MAX_USER_BYTES, err, errlen)) ||
-      (rc = check_str("comment", r->comment, 0, EV_MAX_COMMENT_BYTES, err, errlen)))
+  if ((rc = q_valid_field("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
+      (rc = q_valid_field("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
+      (rc = q_valid_field("user_id", r->user_id, 0, EV_MAX_USER_BYTES, err, errlen)) ||
+      (rc = q_valid_field("comment", r->comment, 0, EV_MAX_COMMENT_BYTES, err, errlen)))
     return rc;
   if (r->rating != 1 && r->rating != -1) {
     snprintf(err, errlen, "rating: must be 1 (good) or -1 (bad), got %d", (int)r->rating);
@@ -71,11 +45,11 @@ int events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
 
 int events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen) {
   int rc;
-  if ((rc = check_str("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = check_str("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = check_str("user_id", r->user_id, 0, EV_MAX_USER_BYTES, err, errlen)) ||
-      (rc = check_str("query", r->query, 1, EV_MAX_QUERY_BYTES, err, errlen)) ||
-      (rc = check_str("answer", r->answer, 0, EV_MAX_ANSWER_BYTES, err, errlen)))
+  if ((rc = q_valid_field("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
+      (rc = q_valid_field("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
+      (rc = q_valid_field("user_id", r->user_id, 0, EV_MAX_USER_BYTES, err, errlen)) ||
+      (rc = q_valid_field("query", r->query, 1, EV_MAX_QUERY_BYTES, err, errlen)) ||
+      (rc = q_valid_field("answer", r->answer, 0, EV_MAX_ANSWER_BYTES, err, errlen)))
     return rc;
   if (r->latency_ms < 0) {
     snprintf(err, errlen, "latency_ms: must not be negative");

@@ -5,6 +5,7 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
+#include "quarry/util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -61,11 +62,7 @@ outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch) {
   o->interval_ms = interval_ms > 0 ? interval_ms : 5000;
   o->batch = batch > 0 ? batch : 100;
   pthread_mutex_init(&o->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&o->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  q_cond_init_monotonic(&o->cv);
   o->events = q_metric_counter("quarry_feedback_outbox_total",
                                "Outbox events: stored (delivery failed, kept in "
                                "PostgreSQL), resent (delivered from the outbox), lost "
@@ -206,20 +203,10 @@ void outbox_delivered(void *ud, const producer_msg_t *m) {
   row_done(o);
 }
 
-static void deadline_after(struct timespec *ts, int ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 /* Sleeps up to ms unless stopped; returns 1 when stopping. */
 static int nap(outbox_t *o, int ms) {
   struct timespec until;
-  deadline_after(&until, ms);
+  q_cond_deadline(&until, ms);
   pthread_mutex_lock(&o->mu);
   while (!o->stop && pthread_cond_timedwait(&o->cv, &o->mu, &until) != ETIMEDOUT)
     ;

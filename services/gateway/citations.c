@@ -61,14 +61,3 @@ size_t citations_extract(const char *answer, size_t len, size_t npassages, citat
       c->cited[c->ncited++] = n;
   return o;
 }
-
-size_t utf8_prefix(const char *s, size_t len, size_t max) {
-  if (len <= max)
-    return len;
-  size_t n = max;
-  /* Back up over continuation bytes (10xxxxxx) to the start of the
-   * sequence that straddles the cut, and cut before it. */
-  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-    n--;
-  return n;
-}

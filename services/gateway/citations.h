@@ -28,8 +28,4 @@ typedef struct citations {
 size_t citations_extract(const char *answer, size_t len, size_t npassages, citations_t *c,
                          char *out, size_t outcap);
 
-/* Length of the longest prefix of s[0..len) of at most max bytes that does
- * not split a UTF-8 sequence. */
-size_t utf8_prefix(const char *s, size_t len, size_t max);
-
 #endif

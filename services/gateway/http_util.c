@@ -9,6 +9,7 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/util.h"
+#include "quarry/validate.h"
 
 void http_init_ids(gw_req_t *r) {
   const char *rid = http_header(r, "X-Request-Id");
@@ -90,54 +91,14 @@ void http_reply_json(gw_req_t *r, unsigned status, json_t *body) {
   http_reply_raw(r, status, "application/json", s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when invalid
- * (overlong forms, surrogates and values past U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  if (s[0] < 0x80)
-    return 1;
-  size_t len;
-  unsigned cp;
-  if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-    len = 2;
-    cp = s[0] & 0x1F;
-  } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-    len = 3;
-    cp = s[0] & 0x0F;
-  } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-    len = 4;
-    cp = s[0] & 0x07;
-  } else {
-    return 0;
-  }
-  if (n < len)
-    return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-      (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-    return 0;
-  return len;
-}
-
 json_t *http_json_text(const char *s, size_t n) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t i = 0;
-  while (i < n) {
-    size_t l = u[i] ? utf8_seq(u + i, n - i) : 0;
-    if (!l)
-      break;
-    i += l;
-  }
-  if (i == n)
+  if (q_valid_utf8(s, n))
     return json_stringn(s, n);
   /* Rare: rebuild with replacement characters (3 bytes each at most). */
   q_buf_t b;
   q_buf_init(&b, 3 * n + 1);
-  for (i = 0; i < n;) {
-    size_t l = u[i] ? utf8_seq(u + i, n - i) : 0;
+  for (size_t i = 0; i < n;) {
+    size_t l = q_valid_utf8_seq(s + i, n - i);
     if (l) {
       q_buf_append(&b, s + i, l);
       i += l;

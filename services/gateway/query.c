@@ -26,6 +26,7 @@
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
+#include "quarry/text.h"
 #include "quarry/util.h"
 
 #include "citations.h"
@@ -273,7 +274,7 @@ static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t n
      * cut to what the feedback service accepts. */
     size_t alen = strlen(answer);
     ev.answer =
-        q_arena_strndup(r->arena, answer, utf8_prefix(answer, alen, EVENT_ANSWER_MAX));
+        q_arena_strndup(r->arena, answer, q_text_cut(answer, alen, EVENT_ANSWER_MAX));
     ev.ts_unix_ms = q_wall_ms();
     Quarry__V1__QueryEventResponse *resp = NULL;
     q_grpc_call_opts_t opts = {.timeout_ms = timeout};
@@ -297,7 +298,7 @@ static json_t *text_json(const char *s) {
 
 static json_t *citation_json(unsigned n, const Quarry__V1__Passage *ps) {
   const char *text = ps->text ? ps->text : "";
-  size_t sl = utf8_prefix(text, strlen(text), SNIPPET_MAX_BYTES);
+  size_t sl = q_text_cut(text, strlen(text), SNIPPET_MAX_BYTES);
   return json_pack("{s:i,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
                    text_json(ps->doc_id), "title", text_json(ps->title), "chunk_id",
                    text_json(ps->chunk_id), "snippet", http_json_text(text, sl), "score",

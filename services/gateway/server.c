@@ -5,7 +5,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,40 +304,17 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   atomic_fetch_sub(&s->active, 1);
 }
 
-static void mhd_log_cb(void *cls, const char *fmt, va_list ap) {
-  char msg[512];
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  size_t n = strlen(msg);
-  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-    msg[--n] = '\0';
-  q_log_warn("libmicrohttpd", "{s:s}", "detail", msg);
-}
-
 gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
   gw_metrics_init();
-  char host[256], port_s[16];
-  int port;
-  if (q_addr_split(cfg->http_listen, host, sizeof host, &port)) {
-    q_log_error("bad QUARRY_HTTP_LISTEN", "{s:s}", "addr", cfg->http_listen);
-    return NULL;
-  }
-  snprintf(port_s, sizeof port_s, "%d", port);
-  struct addrinfo hints, *ai = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int gai = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
-  if (gai != 0 || !ai) {
-    q_log_error("cannot resolve QUARRY_HTTP_LISTEN", "{s:s,s:s}", "addr",
-                cfg->http_listen, "error", gai_strerror(gai));
-    return NULL;
-  }
   struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-  int v6 = ai->ai_family == AF_INET6;
-  freeaddrinfo(ai);
+  char why[256];
+  int port;
+  if (q_addr_listen(cfg->http_listen, &ss, &port, why, sizeof why)) {
+    q_log_error("bad QUARRY_HTTP_LISTEN", "{s:s,s:s}", "addr", cfg->http_listen, "error",
+                why);
+    return NULL;
+  }
+  int v6 = ss.ss_family == AF_INET6;
 
   gw_server_t *s = calloc(1, sizeof *s);
   if (!s)
@@ -349,13 +325,13 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
    * an abandoned upload streaming to ingestion. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                    MHD_USE_POLL | (v6 ? MHD_USE_IPv6 : 0);
-  s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, access_cb, s,
-                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, s, MHD_OPTION_SOCK_ADDR,
-                          (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-                          (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                          (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                          CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT,
-                          MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_END);
+  s->d = MHD_start_daemon(
+      flags, (uint16_t)port, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER,
+      q_log_library_cb, "libmicrohttpd", MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
+      MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+      CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_END);
   if (!s->d) {
     q_log_error("cannot start the HTTP server", "{s:s}", "addr", cfg->http_listen);
     free(s);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
@@ -50,16 +49,6 @@ struct chunker {
 
 static int is_ws(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* Largest length <= max that does not cut a UTF-8 sequence of s. */
-static size_t utf8_fit(const char *s, size_t len, size_t max) {
-  if (len <= max)
-    return len;
-  size_t n = max;
-  while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-    n--;
-  return n;
 }
 
 static size_t line_end(const char *s, size_t n, size_t i) {
@@ -144,7 +133,7 @@ static int fence_step(int *in_fence, char *fch, size_t *flen, const char *s, siz
 }
 
 static void copy_cut(char *dst, size_t dstlen, const char *src, size_t len) {
-  len = utf8_fit(src, len, dstlen - 1);
+  len = q_text_cut(src, len, dstlen - 1);
   memcpy(dst, src, len);
   dst[len] = '\0';
 }
@@ -231,7 +220,7 @@ static void fill_window(chunker_t *c) {
     while (i < end && !is_ws(s[i]) && i - start < CHUNKER_MAX_WORD)
       i++;
     if (i < end && !is_ws(s[i])) /* cut a long word at a character boundary */
-      i = start + utf8_fit(s + start, i - start + 1, i - start);
+      i = start + q_text_cut(s + start, i - start + 1, i - start);
     if (i == start) /* a character longer than the limit: cannot happen in UTF-8 */
       i = start + 1;
     word_t *w = &c->w[c->nw++];
@@ -407,25 +396,6 @@ size_t chunker_markdown_title(const char *s, size_t n, char *out, size_t outlen)
     i = e < n ? e + 1 : n;
   }
   return 0;
-}
-
-int chunker_utf8_valid(const char *s, size_t n, size_t *bad_offset) {
-  const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
-  for (size_t i = 0; i < n;) {
-    if (u[i] >= 0x01 && u[i] < 0x80) { /* the common case, without a call */
-      i++;
-      continue;
-    }
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k =
-        u[i] ? utf8proc_iterate(u + i, (utf8proc_ssize_t)(n - i), &cp) : -1;
-    if (k <= 0) {
-      *bad_offset = i;
-      return 0;
-    }
-    i += (size_t)k;
-  }
-  return 1;
 }
 
 size_t chunker_chunk_id(char *out, size_t outlen, const char *doc_id, int version,

@@ -67,11 +67,6 @@ void chunker_free(chunker_t *c);
  * UTF-8 boundary). Returns its length, 0 when there is none. */
 size_t chunker_markdown_title(const char *text, size_t n, char *out, size_t outlen);
 
-/* Checks that s[0..n) is valid UTF-8 without NUL bytes (PostgreSQL text
- * cannot hold NUL). 1 when valid; else 0 with *bad_offset set to the byte
- * offset of the first offending sequence. */
-int chunker_utf8_valid(const char *s, size_t n, size_t *bad_offset);
-
 /* Formats a chunk id "<doc_id>:<version>:<ordinal>" into out. Returns the
  * length, or 0 when out is too small. */
 size_t chunker_chunk_id(char *out, size_t outlen, const char *doc_id, int version,

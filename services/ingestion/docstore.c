@@ -78,15 +78,6 @@ const size_t docstore_nmigrations =
 
 /* ---- libpq helpers -------------------------------------------------------- */
 
-static int pg_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
-  const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
-  snprintf(err, errlen, "%s: %s", what, msg && msg[0] ? msg : "unknown error");
-  size_t n = strlen(err);
-  while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-    err[--n] = '\0';
-  return PQstatus(c) == CONNECTION_BAD ? Q_EUNAVAIL : Q_EINTERNAL;
-}
-
 /* Runs a statement; returns its result when the status is as wanted, else
  * NULL with *rc and err set. */
 static PGresult *run(PGconn *c, const char *sql, int n, const char *const *params,
@@ -95,7 +86,7 @@ static PGresult *run(PGconn *c, const char *sql, int n, const char *const *param
   PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) == want)
     return r;
-  *rc = pg_fail(c, r, what, err, errlen);
+  *rc = q_pg_fail(c, r, what, err, errlen);
   PQclear(r);
   return NULL;
 }

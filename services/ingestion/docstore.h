@@ -24,6 +24,7 @@
 #include "quarry/arena.h"
 #include "quarry/pg.h"
 #include "quarry/v1/ingestion.pb-c.h"
+#include "quarry/validate.h"
 #include "validate.h"
 
 extern const q_pg_migration_t docstore_migrations[];
@@ -70,7 +71,7 @@ int docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena
 typedef struct job {
   char id[37];
   char document_id[37];
-  char tenant_id[TENANT_ID_MAX + 1];
+  char tenant_id[Q_TENANT_ID_MAX + 1];
   char trace_id[65];
   int version;     /* the version this job indexes */
   int attempts;    /* including this one */

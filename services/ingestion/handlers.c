@@ -8,8 +8,8 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/v1/ingestion.pb-c.h"
+#include "quarry/validate.h"
 #include "upload.h"
-#include "validate.h"
 
 /* Maps a docstore error to the reply; logs what the client does not see. */
 static int read_failed(q_grpc_ctx_t *ctx, int rc, const char *what, const char *err) {
@@ -24,12 +24,12 @@ static int read_failed(q_grpc_ctx_t *ctx, int rc, const char *what, const char *
 
 static int check_scope(q_grpc_ctx_t *ctx, const char *tenant, const char *id,
                        const char *field) {
-  if (!valid_tenant(tenant)) {
+  if (!q_valid_tenant_id(tenant)) {
     q_grpc_ctx_errorf(ctx, "tenant_id: required, 1..%d characters of [A-Za-z0-9._-]",
-                      TENANT_ID_MAX);
+                      Q_TENANT_ID_MAX);
     return Q_EINVAL;
   }
-  if (!valid_uuid(id)) {
+  if (!q_valid_uuid(id)) {
     q_grpc_ctx_errorf(ctx, "%s: must be a UUID (8-4-4-4-12 hex digits)", field);
     return Q_EINVAL;
   }

@@ -25,11 +25,7 @@ int ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
   snprintf(in->instance, sizeof in->instance, "%s:%d:%s", in->host, (int)getpid(), rnd);
 
   pthread_mutex_init(&in->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&in->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  q_cond_init_monotonic(&in->cv);
   atomic_init(&in->stopping, 0);
 
   in->m_jobs =

@@ -11,6 +11,7 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/trace.h"
+#include "quarry/validate.h"
 #include "quarry/v1/ingestion.pb-c.h"
 #include "validate.h"
 
@@ -18,11 +19,11 @@
 static int check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
                         upload_meta_t *m) {
   char err[256];
-  if (!valid_tenant(h->tenant_id)) {
+  if (!q_valid_tenant_id(h->tenant_id)) {
     q_grpc_ctx_errorf(ctx,
                       "header.tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
                       "starting with a letter or digit",
-                      TENANT_ID_MAX);
+                      Q_TENANT_ID_MAX);
     return Q_EINVAL;
   }
   int rc = parse_content_type(h->content_type, &m->content_type, err, sizeof err);
@@ -30,21 +31,21 @@ static int check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
   }
-  if (!valid_text(h->filename, FILENAME_MAX_BYTES)) {
+  if (!q_valid_text(h->filename, FILENAME_MAX_BYTES)) {
     q_grpc_ctx_errorf(ctx,
                       "header.filename: at most %d bytes of UTF-8 without control "
                       "characters",
                       FILENAME_MAX_BYTES);
     return Q_EINVAL;
   }
-  if (!valid_text(h->title, TITLE_MAX_BYTES)) {
+  if (!q_valid_text(h->title, TITLE_MAX_BYTES)) {
     q_grpc_ctx_errorf(ctx,
                       "header.title: at most %d bytes of UTF-8 without control "
                       "characters",
                       TITLE_MAX_BYTES);
     return Q_EINVAL;
   }
-  if (!valid_text(h->external_id, EXTERNAL_ID_MAX_BYTES)) {
+  if (!q_valid_text(h->external_id, EXTERNAL_ID_MAX_BYTES)) {
     q_grpc_ctx_errorf(ctx,
                       "header.external_id: at most %d bytes of UTF-8 without control "
                       "characters",

@@ -4,54 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <utf8proc.h>
 
 #include "quarry/error.h"
-
-int valid_tenant(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > TENANT_ID_MAX)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    int alnum =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-      return 0;
-  }
-  return 1;
-}
-
-int valid_uuid(const char *s) {
-  if (!s || strlen(s) != 36)
-    return 0;
-  for (int i = 0; i < 36; i++) {
-    char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-')
-        return 0;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                 (c >= 'A' && c <= 'F'))) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
-int valid_text(const char *s, size_t max) {
-  size_t n = s ? strlen(s) : 0;
-  if (n > max)
-    return 0;
-  const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
-  for (size_t i = 0; i < n;) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate(u + i, (utf8proc_ssize_t)(n - i), &cp);
-    if (k <= 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
-      return 0;
-    i += (size_t)k;
-  }
-  return 1;
-}
+#include "quarry/validate.h"
 
 static const char *trim(const char *s, const char *end, const char **tend) {
   while (s < end && (*s == ' ' || *s == '\t'))
@@ -74,7 +29,7 @@ int parse_content_type(const char *s, const char **out, char *err, size_t errlen
     snprintf(err, errlen, "content_type: required (text/plain or text/markdown)");
     return Q_EINVAL;
   }
-  if (n > CONTENT_TYPE_MAX_BYTES || !valid_text(s, CONTENT_TYPE_MAX_BYTES)) {
+  if (n > CONTENT_TYPE_MAX_BYTES || !q_valid_text(s, CONTENT_TYPE_MAX_BYTES)) {
     snprintf(err, errlen, "content_type: at most %d printable bytes",
              CONTENT_TYPE_MAX_BYTES);
     return Q_EINVAL;

@@ -1,11 +1,12 @@
-/* validate.h - checks on what callers send the ingestion service. Pure
- * functions, so they are tested without a server. */
+/* validate.h - checks on what callers send the ingestion service that are
+ * its own: limits and content types. Tenant ids, UUIDs and free text are
+ * checked with quarry/validate.h like everywhere else. Pure functions, so
+ * they are tested without a server. */
 #ifndef QUARRY_INGESTION_VALIDATE_H
 #define QUARRY_INGESTION_VALIDATE_H
 
 #include <stddef.h>
 
-#define TENANT_ID_MAX 64
 #define FILENAME_MAX_BYTES 255
 #define TITLE_MAX_BYTES 512
 #define EXTERNAL_ID_MAX_BYTES 256
@@ -14,17 +15,6 @@
 /* Content types the chunker understands, as stored. */
 #define CT_PLAIN "text/plain"
 #define CT_MARKDOWN "text/markdown"
-
-/* Tenant ids: 1..64 of [A-Za-z0-9._-], the first a letter or digit (the
- * rule quarry-auth applies when it creates tenants). */
-int valid_tenant(const char *s);
-
-/* A UUID in canonical 8-4-4-4-12 hex form (either case). */
-int valid_uuid(const char *s);
-
-/* Optional free text: at most max bytes of UTF-8 without control
- * characters. "" is valid. */
-int valid_text(const char *s, size_t max);
 
 /* Normalises a media type: "text/plain" or "text/markdown" (also
  * "text/x-markdown"), case-insensitive, with parameters such as

@@ -16,6 +16,8 @@
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/trace.h"
+#include "quarry/util.h"
+#include "quarry/validate.h"
 #include "quarry/v1/llm.pb-c.h"
 #include "quarry/v1/retriever.pb-c.h"
 #include "validate.h"
@@ -253,8 +255,8 @@ static outcome_t process(run_t *r) {
     len -= 3;
   }
   outcome_t o = OUT_OK;
-  size_t bad;
-  if (!chunker_utf8_valid(text, len, &bad)) {
+  size_t bad = q_valid_utf8_prefix(text, len);
+  if (bad < len) {
     o = fail(r, OUT_FAILED,
              "document is not valid UTF-8 text (first invalid byte at offset %zu)",
              bad + (size_t)(text - m.data));
@@ -372,13 +374,7 @@ static void run_job(ingest_t *in, job_t *j) {
 /* Sleeps up to ms unless kicked or stopping. */
 static void nap(ingest_t *in, int ms, int *seen_kicks) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  q_cond_deadline(&ts, ms);
   pthread_mutex_lock(&in->mu);
   while (!atomic_load(&in->stopping) && in->kicks == *seen_kicks) {
     if (pthread_cond_timedwait(&in->cv, &in->mu, &ts) == ETIMEDOUT)

@@ -7,11 +7,10 @@
  * misconfigured model can never put vectors of the wrong size into the
  * index. Vectors are L2-normalised on the way out (most providers already
  * do; the retriever relies on it). */
+#include "openai_http.h"
 #include "provider.h"
 
 #include "quarry/error.h"
-#include "quarry/http_client.h"
-#include "quarry/trace.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -21,35 +20,9 @@
 
 typedef struct openai_embedder {
   embedder_t base;
-  char *url;
-  char *auth_header; /* "Authorization: Bearer ..." or NULL */
+  openai_endpoint_t ep;
   int send_dim;
-  int timeout_ms;
 } openai_embedder_t;
-
-/* The per-attempt timeout, shortened to the caller's deadline. 0 when the
- * deadline has already passed. */
-static int effective_timeout(int timeout_ms) {
-  int64_t deadline = q_trace_deadline();
-  if (deadline > 0) {
-    int64_t left = deadline - q_now_ms();
-    if (left <= 0)
-      return 0;
-    if (left < timeout_ms)
-      return (int)left;
-  }
-  return timeout_ms;
-}
-
-/* Copies the provider's own error message (error.message), if any, so the
- * operator sees why the call was refused. */
-static const char *provider_message(const json_t *reply) {
-  const json_t *e = json_object_get(reply, "error");
-  const char *m = json_string_value(json_object_get(e, "message"));
-  if (!m)
-    m = json_string_value(e);
-  return m ? m : "no error message";
-}
 
 static int openai_embed(const embedder_t *e, const char *const *texts,
                         const size_t *lens, size_t n, float *out, char *err,
@@ -57,8 +30,6 @@ static int openai_embed(const embedder_t *e, const char *const *texts,
   const openai_embedder_t *o = (const openai_embedder_t *)e;
   json_t *body = NULL, *input = NULL, *reply = NULL;
   unsigned char *seen = NULL;
-  const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-  long status = 0;
   int rc;
 
   input = json_array();
@@ -83,37 +54,16 @@ static int openai_embed(const embedder_t *e, const char *const *texts,
   json_object_set_new(body, "encoding_format", json_string("float"));
   if (o->send_dim)
     json_object_set_new(body, "dimensions", json_integer(e->dim));
-  if (o->auth_header)
-    headers[1] = o->auth_header;
-
-  int timeout = effective_timeout(o->timeout_ms);
-  if (timeout <= 0) {
-    snprintf(err, errlen, "deadline exceeded before calling the embeddings provider");
-    rc = Q_ETIMEDOUT;
-    goto done;
-  }
-  q_http_req_t req = {
-      .method = "POST",
-      .url = o->url,
+  openai_post_t post = {
+      .who = "embeddings provider",
       .body = body,
-      .headers = headers,
-      .timeout_ms = timeout,
       .max_reply_bytes = 64u << 20,
+      /* 400: the provider refused this input (too long for the model, ...). */
+      .bad_request_is_invalid = 1,
   };
-  char herr[256] = "";
-  rc = q_http_json(&req, &status, &reply, herr, sizeof herr);
-  if (rc) {
-    snprintf(err, errlen, "embeddings provider: %s", herr);
+  rc = openai_post_json(&o->ep, &post, &reply, err, errlen);
+  if (rc)
     goto done;
-  }
-  if (status < 200 || status > 299) {
-    snprintf(err, errlen, "embeddings provider answered HTTP %ld: %.200s", status,
-             provider_message(reply));
-    /* 400 means the provider refused this input (too long for the model,
-     * ...); anything else is the provider's problem, not the caller's. */
-    rc = status == 400 ? Q_EINVAL : status == 429 ? Q_ERESOURCE : Q_EUNAVAIL;
-    goto done;
-  }
 
   const json_t *data = json_object_get(reply, "data");
   if (!json_is_array(data) || json_array_size(data) != n) {
@@ -185,12 +135,7 @@ static void openai_destroy(embedder_t *e) {
   if (!o)
     return;
   free((char *)o->base.model);
-  free(o->url);
-  if (o->auth_header) {
-    /* The header carries the API key: wipe it before giving it back. */
-    memset(o->auth_header, 0, strlen(o->auth_header));
-    free(o->auth_header);
-  }
+  openai_endpoint_free(&o->ep);
   free(o);
 }
 
@@ -203,18 +148,10 @@ embedder_t *embed_openai_new(const embed_openai_opts_t *opts) {
   o->base.embed = openai_embed;
   o->base.destroy = openai_destroy;
   o->base.model = strdup(opts->model ? opts->model : "");
-  o->url = strdup(opts->url ? opts->url : "");
   o->send_dim = opts->send_dim;
-  o->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
-  if (opts->api_key && opts->api_key[0]) {
-    size_t len = strlen("Authorization: Bearer ") + strlen(opts->api_key) + 1;
-    o->auth_header = malloc(len);
-    if (o->auth_header)
-      snprintf(o->auth_header, len, "Authorization: Bearer %s", opts->api_key);
-    else
-      goto oom;
-  }
-  if (!o->base.model || !o->url)
+  if (openai_endpoint_init(&o->ep, opts->url, opts->api_key,
+                           opts->timeout_ms > 0 ? opts->timeout_ms : 10000) ||
+      !o->base.model)
     goto oom;
   return &o->base;
 oom:

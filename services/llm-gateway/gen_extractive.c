@@ -183,9 +183,7 @@ static int append_sentence(q_buf_t *out, const sentence_t *s, int max_words) {
       q_buf_puts(out, " ");
     if (wl > MAX_SENTENCE_OUT) {
       /* One enormous "word" (a URL, base64): cut it at a code point. */
-      wl = MAX_SENTENCE_OUT;
-      while (wl > 0 && ((unsigned char)s->s[start + wl] & 0xc0) == 0x80)
-        wl--;
+      wl = q_text_cut(s->s + start, wl, MAX_SENTENCE_OUT);
     }
     append_word(out, s->s + start, wl);
     written += wl + (words > 0);

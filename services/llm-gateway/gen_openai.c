@@ -11,12 +11,12 @@
  * nothing, so the service can fall back to the extractive answerer cleanly.
  * Switching to "stream": true (server-sent events) is a change local to this
  * file. */
+#include "openai_http.h"
 #include "provider.h"
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
-#include "quarry/http_client.h"
-#include "quarry/trace.h"
+#include "quarry/text.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -31,10 +31,8 @@
 
 typedef struct openai_generator {
   generator_t base;
-  char *url;
-  char *auth_header;
+  openai_endpoint_t ep;
   char *template;
-  int timeout_ms;
   int max_tokens;
 } openai_generator_t;
 
@@ -87,12 +85,7 @@ fail:
 
 /* Appends at most max bytes of s, cut at a UTF-8 code point boundary. */
 static int append_capped(q_buf_t *b, const char *s, size_t len, size_t max) {
-  if (len > max) {
-    len = max;
-    while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
-      len--;
-  }
-  return q_buf_append(b, s, len);
+  return q_buf_append(b, s, q_text_cut(s, len, max));
 }
 
 static int append_context(q_buf_t *b, const gen_passage_t *passages, size_t n) {
@@ -145,27 +138,13 @@ char *gen_openai_render_prompt(const char *template, const char *query,
   return q_buf_steal(&b);
 }
 
-static int effective_timeout(int timeout_ms) {
-  int64_t deadline = q_trace_deadline();
-  if (deadline > 0) {
-    int64_t left = deadline - q_now_ms();
-    if (left <= 0)
-      return 0;
-    if (left < timeout_ms)
-      return (int)left;
-  }
-  return timeout_ms;
-}
-
 static int openai_generate(const generator_t *g, const char *query,
                            const gen_passage_t *passages, size_t n, int max_tokens,
                            gen_emit_cb emit, void *ud, gen_usage_t *usage,
                            char *err, size_t errlen) {
   const openai_generator_t *o = (const openai_generator_t *)g;
-  const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
   json_t *body = NULL, *reply = NULL, *content = NULL;
   char *prompt = NULL;
-  long status = 0;
   int rc;
 
   memset(usage, 0, sizeof *usage);
@@ -193,37 +172,14 @@ static int openai_generate(const generator_t *g, const char *query,
   }
   if (max_tokens > 0)
     json_object_set_new(body, "max_tokens", json_integer(max_tokens));
-  if (o->auth_header)
-    headers[1] = o->auth_header;
-
-  int timeout = effective_timeout(o->timeout_ms);
-  if (timeout <= 0) {
-    snprintf(err, errlen, "deadline exceeded before calling the generation provider");
-    rc = Q_ETIMEDOUT;
-    goto done;
-  }
-  q_http_req_t req = {
-      .method = "POST",
-      .url = o->url,
+  openai_post_t post = {
+      .who = "generation provider",
       .body = body,
-      .headers = headers,
-      .timeout_ms = timeout,
       .max_reply_bytes = 4u << 20,
   };
-  char herr[256] = "";
-  rc = q_http_json(&req, &status, &reply, herr, sizeof herr);
-  if (rc) {
-    snprintf(err, errlen, "generation provider: %s", herr);
+  rc = openai_post_json(&o->ep, &post, &reply, err, errlen);
+  if (rc)
     goto done;
-  }
-  if (status < 200 || status > 299) {
-    const json_t *e = json_object_get(reply, "error");
-    const char *m = json_string_value(json_object_get(e, "message"));
-    snprintf(err, errlen, "generation provider answered HTTP %ld: %.200s", status,
-             m ? m : "no error message");
-    rc = status == 429 ? Q_ERESOURCE : Q_EUNAVAIL;
-    goto done;
-  }
   const json_t *choice = json_array_get(json_object_get(reply, "choices"), 0);
   const json_t *msg = json_object_get(choice, "message");
   const char *text = json_string_value(json_object_get(msg, "content"));
@@ -263,12 +219,8 @@ static void openai_destroy(generator_t *g) {
   if (!o)
     return;
   free((char *)o->base.model);
-  free(o->url);
+  openai_endpoint_free(&o->ep);
   free(o->template);
-  if (o->auth_header) {
-    memset(o->auth_header, 0, strlen(o->auth_header));
-    free(o->auth_header);
-  }
   free(o);
 }
 
@@ -280,18 +232,11 @@ generator_t *gen_openai_new(const gen_openai_opts_t *opts) {
   o->base.generate = openai_generate;
   o->base.destroy = openai_destroy;
   o->base.model = strdup(opts->model ? opts->model : "");
-  o->url = strdup(opts->url ? opts->url : "");
   o->template = strdup(opts->template ? opts->template : "{{context}}\n\n{{question}}");
-  o->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
   o->max_tokens = opts->max_tokens;
-  if (opts->api_key && opts->api_key[0]) {
-    size_t len = strlen("Authorization: Bearer ") + strlen(opts->api_key) + 1;
-    o->auth_header = malloc(len);
-    if (!o->auth_header)
-      goto oom;
-    snprintf(o->auth_header, len, "Authorization: Bearer %s", opts->api_key);
-  }
-  if (!o->base.model || !o->url || !o->template)
+  if (openai_endpoint_init(&o->ep, opts->url, opts->api_key,
+                           opts->timeout_ms > 0 ? opts->timeout_ms : 30000) ||
+      !o->base.model || !o->template)
     goto oom;
   return &o->base;
 oom:

@@ -6,6 +6,7 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/v1/llm.pb-c.h"
+#include "quarry/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,43 +42,6 @@ static const char *outcome_of(int rc) {
   default:
     return "error";
   }
-}
-
-int llm_utf8_valid(const char *str, size_t n) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (i + len > n)
-      return 0;
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-    i += len;
-  }
-  return 1;
 }
 
 static int blank(const char *s, size_t n) {
@@ -211,7 +175,7 @@ int llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       rc = Q_EINVAL;
       goto invalid;
     }
-    if (!llm_utf8_valid(t, lens[i])) {
+    if (!q_valid_utf8(t, lens[i])) {
       q_grpc_ctx_errorf(ctx, "texts[%zu]: not valid UTF-8", i);
       rc = Q_EINVAL;
       goto invalid;
@@ -272,7 +236,7 @@ static int validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
                       LLM_MAX_QUERY_BYTES);
     return Q_EINVAL;
   }
-  if (!llm_utf8_valid(req->query, qlen)) {
+  if (!q_valid_utf8(req->query, qlen)) {
     q_grpc_ctx_errorf(ctx, "query: not valid UTF-8");
     return Q_EINVAL;
   }
@@ -294,8 +258,8 @@ static int validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
                         hl, LLM_MAX_TITLE_BYTES);
       return Q_EINVAL;
     }
-    if (!llm_utf8_valid(p->text ? p->text : "", tl) ||
-        !llm_utf8_valid(p->title ? p->title : "", hl)) {
+    if (!q_valid_utf8(p->text ? p->text : "", tl) ||
+        !q_valid_utf8(p->title ? p->title : "", hl)) {
       q_grpc_ctx_errorf(ctx, "passages[%zu]: not valid UTF-8", i);
       return Q_EINVAL;
     }

@@ -47,10 +47,6 @@ int llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
                  gen_usage_t *usage, const char **model_used, char *err,
                  size_t errlen);
 
-/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
- * points past U+10FFFF). */
-int llm_utf8_valid(const char *s, size_t n);
-
 /* gRPC handlers for quarry.v1.LlmGateway; ud is the llm_t. */
 int llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                  ProtobufCMessage **out, void *ud);

@@ -12,12 +12,12 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/v1/retriever.pb-c.h"
+#include "quarry/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <utf8proc.h>
 
 /* Monotonic seconds, finer than q_now_ms for latency histograms. */
 static double now_s(void) {
@@ -61,40 +61,14 @@ int q_retriever_ready_cb(void *ud, char *why, size_t whylen) {
 
 /* ---- validation helpers ------------------------------------------------- */
 
-static int valid_utf8(const char *s) {
-  const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
-  while (*p) {
-    if (*p < 0x80) {
-      p++;
-      continue;
-    }
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate(p, -1, &cp);
-    if (n <= 0)
-      return 0;
-    p += n;
-  }
-  return 1;
-}
-
-/* Checks a string field: at most max bytes, UTF-8, and non-empty when
- * required. 0 or Q_EINVAL with the field named. */
+/* q_valid_field, with the reason sent to the client. */
 static int check_str(q_grpc_ctx_t *ctx, const char *field, const char *s, size_t max,
                      int required) {
-  size_t len = s ? strlen(s) : 0;
-  if (required && len == 0) {
-    q_grpc_ctx_errorf(ctx, "%s is required", field);
-    return Q_EINVAL;
-  }
-  if (len > max) {
-    q_grpc_ctx_errorf(ctx, "%s is %zu bytes; at most %zu allowed", field, len, max);
-    return Q_EINVAL;
-  }
-  if (len && !valid_utf8(s)) {
-    q_grpc_ctx_errorf(ctx, "%s is not valid UTF-8", field);
-    return Q_EINVAL;
-  }
-  return 0;
+  char err[160];
+  int rc = q_valid_field(field, s, required, max, err, sizeof err);
+  if (rc)
+    q_grpc_ctx_errorf(ctx, "%s", err);
+  return rc;
 }
 
 static int blank(const char *s) {

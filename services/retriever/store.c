@@ -53,24 +53,6 @@ static void set_err(char *err, size_t errlen, const char *what, const char *msg)
     err[--n] = '\0';
 }
 
-/* The error for a failed statement: connection lost or a database error. */
-static int pg_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
-  const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-  set_err(err, errlen, what, msg ? msg : PQerrorMessage(c));
-  return PQstatus(c) == CONNECTION_OK ? Q_EINTERNAL : Q_EUNAVAIL;
-}
-
-static int exec_ok(PGconn *c, const char *sql, const char *what, char *err,
-                   size_t errlen) {
-  PGresult *r = PQexec(c, sql);
-  ExecStatusType s = PQresultStatus(r);
-  int rc = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK
-               ? 0
-               : pg_fail(c, r, what, err, errlen);
-  PQclear(r);
-  return rc;
-}
-
 q_store_t *q_store_open(const char *dsn, int64_t wait_ms, char *err, size_t errlen) {
   q_store_t *st = calloc(1, sizeof *st);
   if (!st || !(st->pool = q_pg_pool_new(dsn, POOL_SIZE))) {
@@ -175,7 +157,7 @@ static int copy_batch(PGconn *c, const char *tenant, const q_index_chunk_t *chun
                           "version, ordinal, page, title, text, embedding) "
                           "FROM STDIN");
   if (PQresultStatus(r) != PGRES_COPY_IN) {
-    int rc = pg_fail(c, r, "staging chunks", err, errlen);
+    int rc = q_pg_fail(c, r, "staging chunks", err, errlen);
     PQclear(r);
     return rc;
   }
@@ -208,7 +190,7 @@ static int copy_batch(PGconn *c, const char *tenant, const q_index_chunk_t *chun
   }
   while ((r = PQgetResult(c)) != NULL) {
     if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = pg_fail(c, r, "staging chunks", err, errlen);
+      rc = q_pg_fail(c, r, "staging chunks", err, errlen);
     PQclear(r);
   }
   return rc;
@@ -217,15 +199,15 @@ static int copy_batch(PGconn *c, const char *tenant, const q_index_chunk_t *chun
 static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen) {
-  int rc = exec_ok(c, "BEGIN", "begin", err, errlen);
+  int rc = q_pg_exec(c, "BEGIN", "begin", err, errlen);
   if (rc)
     return rc;
-  rc = exec_ok(c,
-               "CREATE TEMP TABLE retriever_stage ("
-               "  chunk_id text, tenant_id text, doc_id text, version integer,"
-               "  ordinal integer, page integer, title text, text text,"
-               "  embedding bytea) ON COMMIT DROP",
-               "creating the staging table", err, errlen);
+  rc = q_pg_exec(c,
+                 "CREATE TEMP TABLE retriever_stage ("
+                 "  chunk_id text, tenant_id text, doc_id text, version integer,"
+                 "  ordinal integer, page integer, title text, text text,"
+                 "  embedding bytea) ON COMMIT DROP",
+                 "creating the staging table", err, errlen);
   if (!rc && n)
     rc = copy_batch(c, tenant, chunks, n, err, errlen);
   if (rc)
@@ -237,7 +219,7 @@ static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunk
                           "JOIN retriever_chunks c USING (chunk_id) "
                           "WHERE c.tenant_id <> s.tenant_id LIMIT 1");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = pg_fail(c, r, "checking chunk ownership", err, errlen);
+    rc = q_pg_fail(c, r, "checking chunk ownership", err, errlen);
     PQclear(r);
     return rc;
   }
@@ -257,7 +239,7 @@ static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunk
                      "AND chunk_id NOT IN (SELECT chunk_id FROM retriever_stage)",
                      2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      rc = pg_fail(c, r, "retiring chunks", err, errlen);
+      rc = q_pg_fail(c, r, "retiring chunks", err, errlen);
       PQclear(r);
       return rc;
     }
@@ -266,21 +248,21 @@ static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunk
   }
 
   if (n) {
-    rc = exec_ok(c,
-                 "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
-                 "  ordinal, page, title, text, embedding, active, updated_at) "
-                 "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
-                 "  text, embedding, true, now() FROM retriever_stage "
-                 "ON CONFLICT (chunk_id) DO UPDATE SET "
-                 "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
-                 "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
-                 "  title = EXCLUDED.title, text = EXCLUDED.text,"
-                 "  embedding = EXCLUDED.embedding, active = true, updated_at = now()",
-                 "writing chunks", err, errlen);
+    rc = q_pg_exec(c,
+                   "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
+                   "  ordinal, page, title, text, embedding, active, updated_at) "
+                   "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
+                   "  text, embedding, true, now() FROM retriever_stage "
+                   "ON CONFLICT (chunk_id) DO UPDATE SET "
+                   "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
+                   "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+                   "  title = EXCLUDED.title, text = EXCLUDED.text,"
+                   "  embedding = EXCLUDED.embedding, active = true, updated_at = now()",
+                   "writing chunks", err, errlen);
     if (rc)
       return rc;
   }
-  return exec_ok(c, "COMMIT", "commit", err, errlen);
+  return q_pg_exec(c, "COMMIT", "commit", err, errlen);
 }
 
 int q_store_upsert(q_store_t *st, const char *tenant, const q_index_chunk_t *chunks,
@@ -336,7 +318,7 @@ static int load_rows(PGconn *c, q_index_t *idx, float *vec, size_t *loaded, char
      * bytes of the string, NUL-terminated by libpq. */
     PGresult *r = PQexecParams(c, LOAD_FETCH, 0, NULL, NULL, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-      int rc = pg_fail(c, r, "loading chunks", err, errlen);
+      int rc = q_pg_fail(c, r, "loading chunks", err, errlen);
       PQclear(r);
       return rc;
     }
@@ -385,18 +367,18 @@ int q_store_load(q_store_t *st, q_index_t *idx, size_t *loaded, char *err,
     return Q_EUNAVAIL;
   }
   /* A cursor lives in a transaction; REPEATABLE READ gives one snapshot. */
-  int rc =
-      exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin", err, errlen);
+  int rc = q_pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin", err,
+                     errlen);
   if (!rc)
-    rc = exec_ok(c,
-                 "DECLARE retriever_load NO SCROLL CURSOR FOR "
-                 "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
-                 "  title, text, embedding FROM retriever_chunks WHERE active",
-                 "opening the cursor", err, errlen);
+    rc = q_pg_exec(c,
+                   "DECLARE retriever_load NO SCROLL CURSOR FOR "
+                   "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
+                   "  title, text, embedding FROM retriever_chunks WHERE active",
+                   "opening the cursor", err, errlen);
   if (!rc)
     rc = load_rows(c, idx, vec, loaded, err, errlen);
   if (!rc)
-    rc = exec_ok(c, "COMMIT", "commit", err, errlen);
+    rc = q_pg_exec(c, "COMMIT", "commit", err, errlen);
   else if (PQstatus(c) == CONNECTION_OK)
     PQclear(PQexec(c, "ROLLBACK"));
   q_pg_release(st->pool, c);

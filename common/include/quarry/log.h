@@ -9,6 +9,8 @@
 #ifndef QUARRY_LOG_H
 #define QUARRY_LOG_H
 
+#include <stdarg.h>
+
 typedef enum { Q_LOG_DEBUG = 0, Q_LOG_INFO, Q_LOG_WARN, Q_LOG_ERROR } q_log_level_t;
 
 /* Sets the service name and minimum level. Call once at start. */
@@ -24,5 +26,11 @@ void q_logf(q_log_level_t level, const char *msg, const char *fields_fmt, ...);
 #define q_log_info(msg, ...) q_logf(Q_LOG_INFO, msg, __VA_ARGS__)
 #define q_log_warn(msg, ...) q_logf(Q_LOG_WARN, msg, __VA_ARGS__)
 #define q_log_error(msg, ...) q_logf(Q_LOG_ERROR, msg, __VA_ARGS__)
+
+/* A library's printf-style log hook (libmicrohttpd's
+ * MHD_OPTION_EXTERNAL_LOGGER has exactly this shape): logs a warning whose
+ * msg is cls, a const char * naming the source, with the formatted text,
+ * line break removed, in field "detail". */
+void q_log_library_cb(void *cls, const char *fmt, va_list ap);
 
 #endif

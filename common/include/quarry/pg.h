@@ -1,5 +1,5 @@
-/* pg.h - PostgreSQL access for services: a small connection pool and
- * versioned migrations.
+/* pg.h - PostgreSQL access for services: a small connection pool, one way
+ * to run and report statements, and versioned migrations.
  *
  * The pool hands out libpq connections; a connection that turns out to be
  * broken is reset on release. Migrations are applied at start, each in its
@@ -36,6 +36,18 @@ void q_pg_pool_free(q_pg_pool_t *p);
 
 /* 1 when a connection can be had and answers "SELECT 1". */
 int q_pg_ping(q_pg_pool_t *p, char *err, size_t errlen);
+
+/* Describes a failed libpq call in err as "<what>: <reason>" (the primary
+ * message of r when there is one, else the connection's; no trailing
+ * newline) and classifies it: Q_EUNAVAIL when the connection is gone (the
+ * database is unavailable; worth retrying), Q_EINTERNAL when the statement
+ * itself failed. r may be NULL. Returns that code. */
+int q_pg_fail(PGconn *c, const PGresult *r, const char *what, char *err, size_t errlen);
+
+/* Runs sql, a statement without parameters whose rows are not needed
+ * (BEGIN, COMMIT, DDL, SELECT pg_advisory_lock(...)). 0, or q_pg_fail's
+ * code with err naming what. */
+int q_pg_exec(PGconn *c, const char *sql, const char *what, char *err, size_t errlen);
 
 /* Applies, in order, the migrations of service not yet recorded. Serialised
  * across processes with an advisory lock. 0, or Q_EUNAVAIL / Q_EINTERNAL

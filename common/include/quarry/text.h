@@ -24,6 +24,11 @@ size_t q_text_terms(const char *s, size_t n, q_text_term_cb cb, void *ud);
 /* 1 when the (already case-folded) word is an English stopword. */
 int q_text_is_stopword(const char *w, size_t len);
 
+/* The length of the longest prefix of s[0..n) that is at most max bytes
+ * and does not end inside a UTF-8 sequence: where to cut text that must fit
+ * a limit without leaving half a character behind. */
+size_t q_text_cut(const char *s, size_t n, size_t max);
+
 /* Splits s[0..n) into sentences. Calls cb(start, len, ud) for each sentence
  * (trimmed of surrounding white space); returns the count. A sentence ends
  * at . ! ? followed by white space, or at a blank line / Markdown heading. */

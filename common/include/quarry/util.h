@@ -1,10 +1,13 @@
 /* util.h - small helpers that have no better home: signals, ids, hashing,
- * address parsing. */
+ * address parsing, timed waits. */
 #ifndef QUARRY_UTIL_H
 #define QUARRY_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
 
 /* Blocks SIGTERM, SIGINT and SIGPIPE(ignored) in the calling thread; call
  * first in main so every thread started later inherits the mask and
@@ -31,7 +34,24 @@ void q_sha256_hex(const void *data, size_t len, char out[65]);
  * most hostlen-1 characters. */
 int q_addr_split(const char *addr, char *host, size_t hostlen, int *port);
 
+/* Resolves a listen address "host:port" (q_addr_split's form; host "*"
+ * means every interface) into *out for bind(2) or libmicrohttpd's
+ * MHD_OPTION_SOCK_ADDR, and its port into *port. 0, or Q_EINVAL with err
+ * saying why (malformed, or a host that does not resolve). */
+int q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
+                  size_t errlen);
+
 /* Constant-time comparison of two equal-length buffers; 1 when equal. */
 int q_ct_equal(const void *a, const void *b, size_t n);
+
+/* Initialises a condition variable whose timed waits run on CLOCK_MONOTONIC,
+ * so a wall-clock step can neither cut a wait short nor stretch it. Returns
+ * 0 or an errno value, like pthread_cond_init. */
+int q_cond_init_monotonic(pthread_cond_t *cv);
+
+/* The CLOCK_MONOTONIC time ms milliseconds from now (now when ms < 0), as
+ * the absolute deadline pthread_cond_timedwait takes on a
+ * q_cond_init_monotonic condition variable. */
+void q_cond_deadline(struct timespec *ts, int ms);
 
 #endif

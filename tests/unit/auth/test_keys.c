@@ -156,25 +156,6 @@ Test(keys, roles_parse_and_names) {
   cr_assert_eq(keys_role_bit("readers"), 0);
 }
 
-Test(keys, tenant_ids) {
-  cr_assert(keys_tenant_valid("acme"));
-  cr_assert(keys_tenant_valid("Acme-Corp_2.eu"));
-  cr_assert(keys_tenant_valid("0"));
-  char max[TENANT_ID_MAX + 2];
-  memset(max, 'a', sizeof max);
-  max[TENANT_ID_MAX] = '\0';
-  cr_assert(keys_tenant_valid(max));
-  max[TENANT_ID_MAX] = 'a';
-  max[TENANT_ID_MAX + 1] = '\0';
-  cr_assert_not(keys_tenant_valid(max));
-  cr_assert_not(keys_tenant_valid(""));
-  cr_assert_not(keys_tenant_valid(NULL));
-  cr_assert_not(keys_tenant_valid("-acme"));
-  cr_assert_not(keys_tenant_valid("ac me"));
-  cr_assert_not(keys_tenant_valid("acme/other"));
-  cr_assert_not(keys_tenant_valid("acmé"));
-}
-
 Test(keys, key_names) {
   cr_assert(keys_name_valid("launcher"));
   cr_assert(keys_name_valid("clé de l'équipe"));

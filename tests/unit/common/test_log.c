@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -82,6 +83,26 @@ Test(log, line_has_fixed_keys_and_fields) {
   cr_assert_eq(ts[10], 'T');
   cr_assert_eq(ts[19], '.');
   cr_assert_eq(ts[23], 'Z');
+  json_decref(j);
+}
+
+static void library_log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  q_log_library_cb("libsomething", fmt, ap);
+  va_end(ap);
+}
+
+Test(log, library_messages_become_warnings_without_the_line_break) {
+  q_log_init("tester", Q_LOG_INFO);
+  q_trace_clear();
+  capture_start();
+  library_log("Failed to bind to port %d: %s\n", 8080, "Address in use");
+  json_t *j = parse_line(capture_end());
+  cr_assert_str_eq(json_string_value(json_object_get(j, "level")), "warn");
+  cr_assert_str_eq(json_string_value(json_object_get(j, "msg")), "libsomething");
+  cr_assert_str_eq(json_string_value(json_object_get(j, "detail")),
+                   "Failed to bind to port 8080: Address in use");
   json_decref(j);
 }
 

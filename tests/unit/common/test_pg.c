@@ -1,199 +1,41 @@
 /* test_pg.c - the connection pool and migrations against a private
- * PostgreSQL started by the test run itself.
+ * PostgreSQL started by the test run itself (tests/unit/support/pgtest.h).
  *
- * Criterion runs each test in a re-executed worker process, so the shared
- * server is started once in the runner (PRE_ALL hook) and handed to the
- * workers through the environment (QUARRY_TEST_PG_DSN); the POST_ALL hook
- * stops it with pg_ctl and removes its directory. The test that stops a
- * server runs its own instance so it cannot disturb tests running beside
- * it. As notes/local-services.md says, PostgreSQL refuses to run as root:
- * its tools run as the postgres user via runuser then. */
+ * The tests share one server started in the runner process; the test that
+ * stops a server runs its own instance so it cannot disturb tests running
+ * beside it. */
+#include "../support/loopback.h"
+#include "../support/pgtest.h"
+
 #include "quarry/error.h"
 #include "quarry/pg.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
-#include <fcntl.h>
-#include <glob.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <pwd.h>
-#include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
-typedef struct pg_server {
-  char dir[64];  /* temporary directory: data/, log, cmd.log */
-  char data[96]; /* the cluster */
-  int port;
-  int running;
-} pg_server_t;
-
-/* ---- a private server ------------------------------------------------------ */
-
-static int pg_bindir(char *out, size_t n) {
-  glob_t g;
-  if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0)
-    return -1;
-  /* The last match is the newest major version. */
-  const char *path = g.gl_pathv[g.gl_pathc - 1];
-  snprintf(out, n, "%.*s", (int)(strlen(path) - strlen("/initdb")), path);
-  globfree(&g);
-  return 0;
-}
-
-/* Runs argv (as the postgres user when we are root), output appended to
- * log; returns the exit status or -1. */
-static int run(const char *log, char *const argv[]) {
-  char *full[32];
-  int n = 0;
-  if (geteuid() == 0) {
-    full[n++] = "runuser";
-    full[n++] = "-u";
-    full[n++] = "postgres";
-    full[n++] = "--";
-  }
-  for (int i = 0; argv[i] && n < 31; i++)
-    full[n++] = argv[i];
-  full[n] = NULL;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, full[0], &fa, NULL, full, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    return -1;
-  int st;
-  if (waitpid(pid, &st, 0) < 0)
-    return -1;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-      getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-    port = ntohs(sa.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
-}
-
-/* initdb + pg_ctl start with durability off (test data only). 0 or -1 with
- * why filled in. */
-static int server_start(pg_server_t *s, char *why, size_t whylen) {
-  char bin[128], initdb[160], pg_ctl[160], log[192], cmdlog[192], opts[512];
-  memset(s, 0, sizeof *s);
-  if (pg_bindir(bin, sizeof bin) != 0) {
-    snprintf(why, whylen, "PostgreSQL server not installed (make deps)");
-    return -1;
-  }
-  snprintf(s->dir, sizeof s->dir, "/tmp/quarry-pgtest-XXXXXX");
-  if (!mkdtemp(s->dir)) {
-    snprintf(why, whylen, "mkdtemp failed");
-    return -1;
-  }
-  if (geteuid() == 0) {
-    struct passwd *pw = getpwnam("postgres");
-    if (!pw || chown(s->dir, pw->pw_uid, pw->pw_gid) != 0) {
-      snprintf(why, whylen, "no postgres user to run the server as");
-      return -1;
-    }
-  }
-  snprintf(s->data, sizeof s->data, "%s/data", s->dir);
-  snprintf(initdb, sizeof initdb, "%s/initdb", bin);
-  snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
-  snprintf(log, sizeof log, "%s/log", s->dir);
-  snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", s->dir);
-  char *init_argv[] = {initdb, "-D", s->data, "-A", "trust", "-U", "quarry", "-N", NULL};
-  if (run(cmdlog, init_argv) != 0) {
-    snprintf(why, whylen, "initdb failed, see %s", cmdlog);
-    return -1;
-  }
-  for (int attempt = 0; attempt < 3; attempt++) { /* the port may get taken */
-    s->port = free_port();
-    snprintf(opts, sizeof opts,
-             "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c synchronous_commit=off -c full_page_writes=off",
-             s->port, s->data);
-    char *start_argv[] = {pg_ctl, "-D", s->data, "-o", opts,    "-l",
-                          log,    "-w", "-t",    "30", "start", NULL};
-    if (run(cmdlog, start_argv) == 0) {
-      s->running = 1;
-      return 0;
-    }
-  }
-  snprintf(why, whylen, "pg_ctl start failed, see %s and %s", cmdlog, log);
-  return -1;
-}
-
-static void server_stop(pg_server_t *s) {
-  if (s->running) {
-    char bin[128], pg_ctl[160], cmdlog[192];
-    pg_bindir(bin, sizeof bin);
-    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
-    snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", s->dir);
-    char *stop_argv[] = {pg_ctl, "-D", s->data, "-m", "fast", "-w", "stop", NULL};
-    run(cmdlog, stop_argv);
-    s->running = 0;
-  }
-}
-
-static void server_remove(pg_server_t *s) {
-  if (strncmp(s->dir, "/tmp/quarry-pgtest-", 19) != 0)
-    return;
-  pid_t pid;
-  char *argv[] = {"rm", "-rf", s->dir, NULL};
-  if (posix_spawnp(&pid, "rm", NULL, NULL, argv, environ) == 0)
-    waitpid(pid, NULL, 0);
-  s->dir[0] = '\0';
-}
-
-static void dsn_of(const pg_server_t *s, char *out, size_t n) {
-  snprintf(out, n, "host=127.0.0.1 port=%d user=quarry dbname=postgres", s->port);
-}
-
 /* ---- the shared server: runner process only --------------------------------- */
 
-static pg_server_t shared;
+static pgtest_t shared;
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set) {
-  char why[512] = "", dsn[128];
-  if (server_start(&shared, why, sizeof why) != 0) {
-    setenv("QUARRY_TEST_PG_ERROR", why, 1);
-    return;
-  }
-  dsn_of(&shared, dsn, sizeof dsn);
-  setenv("QUARRY_TEST_PG_DSN", dsn, 1);
-  fprintf(stderr, "test postgres on port %d (%s)\n", shared.port, shared.dir);
+  pgtest_share(&shared);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
-  server_stop(&shared);
-  server_remove(&shared);
+  pgtest_remove(&shared);
 }
 
+/* The shared server's "postgres" database; fails the test without one. */
 static const char *dsn(void) {
-  const char *d = getenv("QUARRY_TEST_PG_DSN");
-  if (!d)
-    cr_assert_fail("no test PostgreSQL: %s", getenv("QUARRY_TEST_PG_ERROR")
-                                                 ? getenv("QUARRY_TEST_PG_ERROR")
-                                                 : "not started");
+  static char d[192];
+  pgtest_shared_dsn("postgres", d, sizeof d);
   return d;
 }
 
@@ -304,13 +146,14 @@ Test(pg, invalid_migration_lists_are_refused) {
 }
 
 static pthread_barrier_t race_barrier;
+static const char *race_dsn; /* set before the threads start */
 
 static void *migrate_thread(void *arg) {
   q_pg_migration_t m[] = {
       {1, "counter", "CREATE TABLE pgt_race (n int)"},
       {2, "row", "INSERT INTO pgt_race VALUES (1)"},
   };
-  PGconn *c = PQconnectdb(getenv("QUARRY_TEST_PG_DSN"));
+  PGconn *c = PQconnectdb(race_dsn);
   char *err = arg;
   pthread_barrier_wait(&race_barrier);
   intptr_t rc = q_pg_migrate(c, "t_race", m, 2, err, 256);
@@ -319,7 +162,7 @@ static void *migrate_thread(void *arg) {
 }
 
 Test(pg, concurrent_migrations_apply_once) {
-  dsn();
+  race_dsn = dsn();
   enum { N = 4 };
   pthread_t th[N];
   char errs[N][256];
@@ -441,46 +284,42 @@ Test(pg, a_killed_idle_connection_is_replaced) {
   q_pg_pool_free(p);
 }
 
-Test(pg, uri_conninfo_and_its_own_timeout_are_honoured) {
-  dsn();
-  const char *port = strstr(getenv("QUARRY_TEST_PG_DSN"), "port=") + 5;
-  char uri[160];
-  snprintf(uri, sizeof uri, "postgresql://quarry@127.0.0.1:%d/postgres?connect_timeout=7",
-           atoi(port));
-  q_pg_pool_t *p = q_pg_pool_new(uri, 1);
+/* The connect_timeout of a connection the pool opens for conninfo ("" when
+ * it has none), into out. */
+static void pool_connect_timeout(const char *conninfo, char *out, size_t outlen) {
+  q_pg_pool_t *p = q_pg_pool_new(conninfo, 1);
   char err[256];
   PGconn *c = q_pg_acquire(p, 1000, err, sizeof err);
   cr_assert_not_null(c, "%s", err);
   PQconninfoOption *opts = PQconninfo(c);
-  const char *timeout = "";
+  out[0] = '\0';
   for (PQconninfoOption *o = opts; o && o->keyword; o++)
     if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
-      timeout = o->val;
-  cr_assert_str_eq(timeout, "7");
+      snprintf(out, outlen, "%s", o->val);
   PQconninfoFree(opts);
   q_pg_release(p, c);
   q_pg_pool_free(p);
 }
 
+Test(pg, uri_conninfo_and_its_own_timeout_are_honoured) {
+  const char *port = strstr(dsn(), "port=") + 5;
+  char uri[160], timeout[16];
+  snprintf(uri, sizeof uri, "postgresql://quarry@127.0.0.1:%d/postgres?connect_timeout=7",
+           atoi(port));
+  pool_connect_timeout(uri, timeout, sizeof timeout);
+  cr_assert_str_eq(timeout, "7");
+}
+
 Test(pg, default_connect_timeout_is_added) {
-  q_pg_pool_t *p = q_pg_pool_new(dsn(), 1);
-  char err[256];
-  PGconn *c = q_pg_acquire(p, 1000, err, sizeof err);
-  cr_assert_not_null(c, "%s", err);
-  PQconninfoOption *opts = PQconninfo(c);
-  const char *timeout = "";
-  for (PQconninfoOption *o = opts; o && o->keyword; o++)
-    if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
-      timeout = o->val;
+  char timeout[16];
+  pool_connect_timeout(dsn(), timeout, sizeof timeout);
   cr_assert_str_eq(timeout, "5");
-  PQconninfoFree(opts);
-  q_pg_release(p, c);
-  q_pg_pool_free(p);
 }
 
 Test(pg, unreachable_server_fails_fast_with_a_reason) {
   char conninfo[128];
-  snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=quarry", free_port());
+  snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=quarry",
+           loopback_free_port());
   q_pg_pool_t *p = q_pg_pool_new(conninfo, 2);
   char err[256] = "";
   cr_assert_null(q_pg_acquire(p, 1000, err, sizeof err));
@@ -493,30 +332,29 @@ Test(pg, unreachable_server_fails_fast_with_a_reason) {
 }
 
 /* A server of its own, so stopping it cannot disturb other tests. */
-static pg_server_t own;
+static pgtest_t own;
 
 static void own_start(void) {
   char why[512];
-  if (server_start(&own, why, sizeof why) != 0) {
-    server_remove(&own);
+  if (pgtest_start(&own, why, sizeof why) != 0) {
+    pgtest_remove(&own);
     cr_assert_fail("cannot start a private PostgreSQL: %s", why);
   }
 }
 
 static void own_stop(void) {
-  server_stop(&own);
-  server_remove(&own);
+  pgtest_remove(&own);
 }
 
 Test(pg, ping_fails_once_the_server_is_stopped, .init = own_start, .fini = own_stop,
      .timeout = 60) {
   char conninfo[128], err[256] = "";
-  dsn_of(&own, conninfo, sizeof conninfo);
+  pgtest_dsn(&own, "postgres", conninfo, sizeof conninfo);
   q_pg_pool_t *p = q_pg_pool_new(conninfo, 2);
   cr_assert_eq(q_pg_ping(p, err, sizeof err), 1, "%s", err);
   PGconn *held = q_pg_acquire(p, 1000, err, sizeof err);
   cr_assert_not_null(held, "%s", err);
-  server_stop(&own);
+  pgtest_stop(&own);
   cr_assert_eq(q_pg_ping(p, err, sizeof err), 0);
   cr_assert(err[0] != '\0');
   /* A migration on a connection whose server went away is "unavailable",

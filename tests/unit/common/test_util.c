@@ -1,6 +1,9 @@
-/* test_util.c - signals, random ids, SHA-256, address parsing, ct compare. */
+/* test_util.c - signals, random ids, SHA-256, address parsing, ct compare,
+ * timed waits. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -84,6 +87,57 @@ Test(util, addr_split_host_must_fit) {
   cr_assert_eq(q_addr_split("abcd:1", host, sizeof host, &port), 0);
   cr_assert_str_eq(host, "abcd");
   cr_assert_eq(q_addr_split("abcde:1", host, sizeof host, &port), Q_EINVAL);
+}
+
+Test(util, addr_listen_resolves_for_bind) {
+  struct sockaddr_storage ss;
+  char err[128] = "";
+  int port = -1;
+  cr_assert_eq(q_addr_listen("127.0.0.1:9101", &ss, &port, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(port, 9101);
+  const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+  cr_assert_eq(ss.ss_family, AF_INET);
+  cr_assert_eq(ntohs(in->sin_port), 9101);
+  cr_assert_eq(ntohl(in->sin_addr.s_addr), INADDR_LOOPBACK);
+  cr_assert_eq(q_addr_listen("[::1]:0", &ss, &port, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ss.ss_family, AF_INET6);
+  /* "*": every interface. */
+  cr_assert_eq(q_addr_listen("*:8080", &ss, &port, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(port, 8080);
+  cr_assert_eq(q_addr_listen("127.0.0.1", &ss, &port, err, sizeof err), Q_EINVAL);
+  cr_assert(err[0]);
+  cr_assert_eq(q_addr_listen(NULL, &ss, &port, err, sizeof err), Q_EINVAL);
+}
+
+static long ms_between(const struct timespec *a, const struct timespec *b) {
+  return (b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+Test(util, monotonic_timed_wait_lasts_the_time_asked) {
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv;
+  cr_assert_eq(q_cond_init_monotonic(&cv), 0);
+  struct timespec t0, until, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  q_cond_deadline(&until, 1250); /* carries into the seconds */
+  long ahead = ms_between(&t0, &until);
+  cr_assert(ahead >= 1250 && ahead < 1300, "%ld ms ahead", ahead);
+  cr_assert(until.tv_nsec >= 0 && until.tv_nsec < 1000000000L);
+  q_cond_deadline(&until, 150);
+  pthread_mutex_lock(&mu);
+  int rc;
+  while ((rc = pthread_cond_timedwait(&cv, &mu, &until)) == 0)
+    ;
+  pthread_mutex_unlock(&mu);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  cr_assert_eq(rc, ETIMEDOUT);
+  long waited = ms_between(&t0, &t1);
+  cr_assert(waited >= 140 && waited < 2000, "waited %ld ms", waited);
+  /* A negative wait is no wait. */
+  q_cond_deadline(&until, -5);
+  cr_assert_leq(ms_between(&t1, &until), 5);
+  pthread_cond_destroy(&cv);
 }
 
 Test(util, ct_equal) {

@@ -2,45 +2,27 @@
  * stored, re-sent when the broker is back and then deleted; with the
  * database down as well they are counted as lost, and nothing crashes.
  *
- * The round trip needs a PostgreSQL server: a private one is started in a
- * temporary directory on a free loopback port (as the postgres user when
- * run as root, since PostgreSQL refuses to run as root) and stopped after
- * the test. Without PostgreSQL's server binaries that test is skipped. */
+ * The round trip needs a PostgreSQL server: a private one
+ * (tests/unit/support/pgtest.h) is started for it and removed after it.
+ * Where PostgreSQL cannot run at all that test is skipped. */
 #include "../../../services/feedback/outbox.h"
 #include "../../../services/feedback/producer.h"
+#include "../support/pgtest.h"
+#include "../support/scrape.h"
 
-#include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
-#include "quarry/metrics.h"
 #include "quarry/pg.h"
 #include "quarry/trace.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <glob.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define TOPIC "quarry.feedback"
-
-static double metric(const char *series) {
-  q_buf_t b;
-  q_buf_init(&b, 1 << 20);
-  q_metrics_render(&b);
-  const char *p = b.data ? strstr(b.data, series) : NULL;
-  double v = p ? strtod(p + strlen(series), NULL) : 0;
-  q_buf_free(&b);
-  return v;
-}
 
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -60,7 +42,8 @@ Test(outbox, database_down_counts_the_event_as_lost) {
   const char value[] = "{\"event_id\":\"e-lost\"}";
   producer_msg_t m = {TOPIC, "q1", 2, value, sizeof value - 1, 0};
   cr_assert_eq(outbox_store(o, &m, "Local: Message timed out"), Q_EUNAVAIL);
-  cr_assert_float_eq(metric("quarry_feedback_outbox_total{outcome=\"lost\"} "), 1, 1e-9);
+  cr_assert_float_eq(scrape_value("quarry_feedback_outbox_total{outcome=\"lost\"} "), 1,
+                     1e-9);
 
   /* A failed re-send of a stored row leaves the row where it is. */
   m.outbox_id = 5;
@@ -72,82 +55,19 @@ Test(outbox, database_down_counts_the_event_as_lost) {
 
 /* ---- a private PostgreSQL -------------------------------------------------- */
 
-static char dir[64];
-static char bindir[256];
-static int pg_port, pg_up;
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  return system(cmd);
-}
-
-static int find_bindir(void) {
-  glob_t g;
-  int ok = 0;
-  if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
-    snprintf(bindir, sizeof bindir, "%s", g.gl_pathv[g.gl_pathc - 1]);
-    *strrchr(bindir, '/') = '\0';
-    ok = 1;
-  }
-  globfree(&g);
-  return ok;
-}
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  socklen_t len = sizeof sa;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(sa.sin_port);
-}
+static pgtest_t pg;
 
 static void start_pg(void) {
+  char why[512] = "";
   q_log_init("test-outbox", Q_LOG_ERROR);
-  if (!find_bindir())
-    cr_skip_test("PostgreSQL server binaries not installed (make deps)");
-  snprintf(dir, sizeof dir, "/tmp/quarry-outbox-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  chmod(dir, 0755);
-  const char *as = "";
-  if (geteuid() == 0) {
-    struct passwd *pw = getpwnam("postgres");
-    if (!pw)
-      cr_skip_test("running as root without a postgres user");
-    cr_assert_eq(chown(dir, pw->pw_uid, pw->pw_gid), 0);
-    as = "runuser -u postgres -- ";
-  }
-  pg_port = free_port();
-  cr_assert_gt(pg_port, 0);
-  cr_assert_eq(run("%s%s/initdb -D %s/data -A trust -U quarry -N >%s/initdb.log 2>&1", as,
-                   bindir, dir, dir),
-               0, "initdb failed, see %s/initdb.log", dir);
-  cr_assert_eq(run("%s%s/pg_ctl -D %s/data -o \"-p %d -k %s -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off\" "
-                   "-l %s/server.log -w start >/dev/null 2>&1",
-                   as, bindir, dir, pg_port, dir, dir),
-               0, "PostgreSQL did not start, see %s/server.log", dir);
-  pg_up = 1;
+  int rc = pgtest_start(&pg, why, sizeof why);
+  if (rc == PGTEST_ABSENT)
+    cr_skip_test("%s", why);
+  cr_assert_eq(rc, 0, "%s", why);
 }
 
 static void stop_pg(void) {
-  if (pg_up)
-    run("%s%s/pg_ctl -D %s/data -m immediate stop >/dev/null 2>&1",
-        geteuid() == 0 ? "runuser -u postgres -- " : "", bindir, dir);
-  pg_up = 0;
-  if (dir[0] && strncmp(dir, "/tmp/quarry-outbox-", 19) == 0)
-    run("rm -rf '%s'", dir);
+  pgtest_remove(&pg);
 }
 
 static long long scalar(q_pg_pool_t *pool, const char *sql) {
@@ -174,7 +94,7 @@ static long long wait_rows(q_pg_pool_t *pool, long long want, int ms) {
 Test(outbox, stores_failures_and_resends_them_when_the_broker_is_back, .init = start_pg,
      .fini = stop_pg, .timeout = 120) {
   char dsn[128], err[256] = "";
-  snprintf(dsn, sizeof dsn, "postgresql://quarry@127.0.0.1:%d/postgres", pg_port);
+  pgtest_dsn(&pg, "postgres", dsn, sizeof dsn);
   q_pg_pool_t *pool = q_pg_pool_new(dsn, 4);
   outbox_t *o = outbox_new(pool, 200, 2); /* small batches: several passes */
   cr_assert_eq(outbox_migrate(o, err, sizeof err), 0, "%s", err);
@@ -224,12 +144,14 @@ Test(outbox, stores_failures_and_resends_them_when_the_broker_is_back, .init = s
   }
   PQclear(r);
   q_pg_release(pool, c);
-  cr_assert_float_eq(metric("quarry_feedback_outbox_total{outcome=\"stored\"} "), 3, 1e-9);
+  cr_assert_float_eq(scrape_value("quarry_feedback_outbox_total{outcome=\"stored\"} "), 3,
+                     1e-9);
 
   /* Broker back: the re-send thread empties the outbox. */
   rd_kafka_mock_broker_set_up(mc, 1);
   cr_assert_eq(wait_rows(pool, 0, 30000), 0, "outbox not drained");
-  cr_assert_float_eq(metric("quarry_feedback_outbox_total{outcome=\"resent\"} "), 3, 1e-9);
+  cr_assert_float_eq(scrape_value("quarry_feedback_outbox_total{outcome=\"resent\"} "), 3,
+                     1e-9);
 
   outbox_stop(o);
   producer_free(p, 2000);

@@ -2,11 +2,10 @@
  * and read-back, failures with the brokers down reaching the outbox sink,
  * a full local queue, and the purge at shutdown. */
 #include "../../../services/feedback/producer.h"
+#include "../support/scrape.h"
 
-#include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
-#include "quarry/metrics.h"
 #include "quarry/trace.h"
 
 #include <criterion/criterion.h>
@@ -119,16 +118,6 @@ static void wait_recorded(int n, int ms) {
   cr_assert_eq(recorded(), n, "sink heard of %d messages, expected %d", recorded(), n);
 }
 
-static double metric(const char *series) {
-  q_buf_t b;
-  q_buf_init(&b, 1 << 20);
-  q_metrics_render(&b);
-  const char *p = b.data ? strstr(b.data, series) : NULL;
-  double v = p ? strtod(p + strlen(series), NULL) : 0;
-  q_buf_free(&b);
-  return v;
-}
-
 /* ---- tests ------------------------------------------------------------------ */
 
 Test(producer, delivers_and_reads_back) {
@@ -150,9 +139,9 @@ Test(producer, delivers_and_reads_back) {
   producer_stats(p, &delivered, &failed);
   cr_assert_eq(delivered, 5);
   cr_assert_eq(failed, 0);
-  cr_assert_float_eq(
-      metric("quarry_kafka_messages_total{topic=\"" TOPIC "\",outcome=\"delivered\"} "), 5,
-      1e-9);
+  cr_assert_float_eq(scrape_value("quarry_kafka_messages_total{topic=\"" TOPIC
+                                  "\",outcome=\"delivered\"} "),
+                     5, 1e-9);
   char why[128] = "";
   cr_assert_eq(producer_ready(p, 2000, why, sizeof why), 0, "not ready: %s", why);
   producer_free(p, 1000);
@@ -221,9 +210,9 @@ Test(producer, brokers_down_fail_to_the_sink) {
   producer_stats(p, &delivered, &failed);
   cr_assert_eq(failed, 3);
   cr_assert_eq(delivered, 0);
-  cr_assert_float_eq(
-      metric("quarry_kafka_messages_total{topic=\"" TOPIC "\",outcome=\"failed\"} "), 3,
-      1e-9);
+  cr_assert_float_eq(scrape_value("quarry_kafka_messages_total{topic=\"" TOPIC
+                                  "\",outcome=\"failed\"} "),
+                     3, 1e-9);
   char why[128] = "";
   cr_assert_neq(producer_ready(p, 500, why, sizeof why), 0, "ready with brokers down");
   cr_assert(why[0] != '\0');

@@ -7,6 +7,7 @@
 #include "../../../services/gateway/gateway.h"
 #include "../../../services/gateway/ratelimit.h"
 #include "../../../services/gateway/server.h"
+#include "../support/loopback.h"
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -1274,17 +1275,6 @@ Test(api, metrics_label_routes_by_template) {
 
 /* ---- rate limiting -------------------------------------------------------- */
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  bind(fd, (struct sockaddr *)&a, sizeof a);
-  socklen_t l = sizeof a;
-  getsockname(fd, (struct sockaddr *)&a, &l);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 Test(api, rate_limit_without_redis_allows_everything) {
   ratelimit_shutdown();
   cfg.rate_limit_rps = 1;
@@ -1299,7 +1289,8 @@ Test(api, rate_limit_without_redis_allows_everything) {
 Test(api, rate_limit_per_principal_in_redis) {
   if (access("/usr/bin/redis-server", X_OK) != 0)
     cr_skip_test("redis-server is not installed");
-  int port = free_port();
+  int port = loopback_free_port();
+  cr_assert_gt(port, 0);
   char port_s[16], addr[64];
   snprintf(port_s, sizeof port_s, "%d", port);
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);

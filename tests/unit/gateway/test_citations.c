@@ -101,33 +101,3 @@ Test(citations, marker_at_very_end_without_closing_bracket_is_text) {
   cr_assert_str_eq(out, "[1] [");
   cr_assert_eq(c.nmarkers, 1);
 }
-
-Test(citations, utf8_prefix_never_splits_a_character) {
-  const char *s = "ab\xc3\xa9"
-                  "cd"; /* "abécd": é is 2 bytes at 2..3 */
-  cr_assert_eq(utf8_prefix(s, 6, 10), 6);
-  cr_assert_eq(utf8_prefix(s, 6, 4), 4);
-  cr_assert_eq(utf8_prefix(s, 6, 3), 2); /* cut would split é */
-  cr_assert_eq(utf8_prefix(s, 6, 2), 2);
-  const char *euro = "\xe2\x82\xac\xe2\x82\xac"; /* two 3-byte € */
-  cr_assert_eq(utf8_prefix(euro, 6, 5), 3);
-  cr_assert_eq(utf8_prefix(euro, 6, 4), 3);
-  cr_assert_eq(utf8_prefix(euro, 6, 3), 3);
-  cr_assert_eq(utf8_prefix(euro, 6, 2), 0);
-  const char *emoji = "x\xf0\x9f\x98\x80"; /* x + 4-byte emoji */
-  cr_assert_eq(utf8_prefix(emoji, 5, 4), 1);
-}
-
-Test(citations, snippet_of_300_bytes_from_long_multibyte_text) {
-  char text[1000];
-  size_t n = 0;
-  while (n + 3 <= sizeof text) { /* 333 copies of "€" */
-    memcpy(text + n, "\xe2\x82\xac", 3);
-    n += 3;
-  }
-  size_t cut = utf8_prefix(text, n, 300);
-  cr_assert_eq(cut, 300);
-  cut = utf8_prefix(text + 1, n - 1, 300); /* misaligned start */
-  cr_assert_leq(cut, 300);
-  cr_assert_eq(((unsigned char)text[1 + cut] & 0xC0) == 0x80, 0);
-}

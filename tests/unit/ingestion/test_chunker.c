@@ -9,6 +9,7 @@
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
+#include "quarry/validate.h"
 
 typedef struct got {
   int n;
@@ -327,9 +328,9 @@ Test(chunker, very_long_words_are_cut_at_character_boundaries) {
   q_buf_init(&joined, 1u << 16);
   for (int i = 0; i < g->n; i++) {
     cr_assert_leq(strlen(g->text[i]), 4 * CHUNKER_MAX_WORD);
-    size_t bad;
-    cr_assert(chunker_utf8_valid(g->text[i], strlen(g->text[i]), &bad),
-              "chunk %d cut a character at %zu", i, bad);
+    size_t len = strlen(g->text[i]);
+    cr_assert_eq(q_valid_utf8_prefix(g->text[i], len), len, "chunk %d cut a character",
+                 i);
     q_buf_puts(&joined, g->text[i]);
   }
   cr_assert_str_eq(joined.data, b.data, "pieces glue back together");
@@ -362,20 +363,4 @@ Test(chunker, markdown_title) {
   const char *u = "# \xc3\xa9\xc3\xa9\xc3\xa9";
   chunker_markdown_title(u, strlen(u), small, sizeof small);
   cr_assert_str_eq(small, "\xc3\xa9\xc3\xa9", "cut at a character boundary");
-}
-
-Test(chunker, utf8_validation) {
-  size_t bad = 99;
-  cr_assert(chunker_utf8_valid("plain ascii", 11, &bad));
-  cr_assert(chunker_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, &bad));
-  cr_assert_not(chunker_utf8_valid("ab\xff", 3, &bad));
-  cr_assert_eq(bad, 2);
-  cr_assert_not(chunker_utf8_valid("a\xc0\xaf", 3, &bad), "overlong");
-  cr_assert_eq(bad, 1);
-  cr_assert_not(chunker_utf8_valid("\xed\xa0\x80", 3, &bad), "surrogate");
-  cr_assert_eq(bad, 0);
-  cr_assert_not(chunker_utf8_valid("abc\xe2\x82", 5, &bad), "truncated");
-  cr_assert_eq(bad, 3);
-  cr_assert_not(chunker_utf8_valid("a\0b", 3, &bad), "NUL");
-  cr_assert_eq(bad, 1);
 }

@@ -1,5 +1,5 @@
-/* test_validate.c - header checks of the ingestion service: tenants, UUIDs,
- * free text and content types. */
+/* test_validate.c - content type checks of the ingestion service (tenant
+ * ids, UUIDs and free text: tests/unit/common/test_validate.c). */
 #include "../../../services/ingestion/validate.h"
 
 #include <criterion/criterion.h>
@@ -49,43 +49,4 @@ Test(validate, content_types_refused) {
   big[sizeof big - 1] = '\0';
   memcpy(big, "text/plain;", 11);
   cr_assert_eq(ct(big, &t), Q_EINVAL);
-}
-
-Test(validate, tenants) {
-  cr_assert(valid_tenant("acme"));
-  cr_assert(valid_tenant("t1.eu-west_2"));
-  cr_assert_not(valid_tenant(""));
-  cr_assert_not(valid_tenant(NULL));
-  cr_assert_not(valid_tenant(".hidden"));
-  cr_assert_not(valid_tenant("a b"));
-  cr_assert_not(valid_tenant("a'; drop table documents; --"));
-  char big[TENANT_ID_MAX + 2];
-  memset(big, 'a', sizeof big - 1);
-  big[sizeof big - 1] = '\0';
-  cr_assert_not(valid_tenant(big));
-  big[TENANT_ID_MAX] = '\0';
-  cr_assert(valid_tenant(big));
-}
-
-Test(validate, uuids) {
-  cr_assert(valid_uuid("6f1c1c2e-0000-4000-8000-000000000001"));
-  cr_assert(valid_uuid("6F1C1C2E-ABCD-4000-8000-00000000000F"));
-  cr_assert_not(valid_uuid(""));
-  cr_assert_not(valid_uuid(NULL));
-  cr_assert_not(valid_uuid("6f1c1c2e00004000800000000000000001"));
-  cr_assert_not(valid_uuid("6f1c1c2e-0000-4000-8000-00000000000g"));
-  cr_assert_not(valid_uuid("6f1c1c2e-0000-4000-8000-0000000000011"));
-  cr_assert_not(valid_uuid("6f1c1c2e-0000-4000-8000_000000000001"));
-  cr_assert_not(valid_uuid("{6f1c1c2e-0000-4000-8000-00000000001}"));
-}
-
-Test(validate, free_text) {
-  cr_assert(valid_text("", 10));
-  cr_assert(valid_text(NULL, 10));
-  cr_assert(valid_text("Réunion — notes.md", 64));
-  cr_assert_not(valid_text("tab\there", 64));
-  cr_assert_not(valid_text("new\nline", 64));
-  cr_assert_not(valid_text("bad \xfe", 64));
-  cr_assert_not(valid_text("0123456789a", 10));
-  cr_assert(valid_text("0123456789", 10));
 }

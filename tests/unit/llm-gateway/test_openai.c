@@ -3,12 +3,12 @@
  * protocol, plus the fallback to the extractive answerer. */
 #include "../../../services/llm-gateway/llm.h"
 #include "../../../services/llm-gateway/provider.h"
+#include "../support/scrape.h"
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/http_client.h"
 #include "quarry/log.h"
-#include "quarry/metrics.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -26,7 +26,14 @@
 
 /* ---- the fake provider ------------------------------------------------------ */
 
-typedef enum { MODE_OK, MODE_WRONG_DIM, MODE_HTTP_500, MODE_NO_CONTENT } fake_mode_t;
+typedef enum {
+  MODE_OK,
+  MODE_WRONG_DIM,
+  MODE_HTTP_500,
+  MODE_HTTP_400,
+  MODE_HTTP_429,
+  MODE_NO_CONTENT
+} fake_mode_t;
 
 static struct {
   struct MHD_Daemon *d;
@@ -92,6 +99,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     ret = reply(c, 400, json_pack("{s:{s:s}}", "error", "message", "bad request"));
   } else if (mode == MODE_HTTP_500) {
     ret = reply(c, 500, json_pack("{s:{s:s}}", "error", "message", "model overloaded"));
+  } else if (mode == MODE_HTTP_400) {
+    /* Some providers send the reason as a plain string. */
+    ret = reply(c, 400, json_pack("{s:s}", "error", "input too long"));
+  } else if (mode == MODE_HTTP_429) {
+    ret = reply(c, 429, json_pack("{s:{s:s}}", "error", "message", "slow down"));
   } else if (strcmp(url, "/v1/embeddings") == 0) {
     json_t *input = json_object_get(req, "input");
     json_t *data = json_array();
@@ -321,6 +333,35 @@ Test(openai, chat_completion_streams_the_answer) {
   g->destroy(g);
 }
 
+/* 400 is the caller's fault only where the input is the caller's own text;
+ * a refused prompt is the generation provider failing. */
+Test(openai, http_statuses_map_to_errors_per_provider) {
+  embedder_t *e = new_embedder(1);
+  generator_t *g = new_generator();
+  const char *texts[1] = {"x"};
+  size_t lens[1] = {1};
+  float out[DIM];
+  collected_t c = {0};
+  gen_usage_t u;
+  char err[256] = "";
+  srv.mode = MODE_HTTP_400;
+  cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "embeddings provider answered HTTP 400: input too long"), "%s",
+            err);
+  cr_assert_eq(g->generate(g, "q", passages, 1, 0, collect_cb, &c, &u, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert(strstr(err, "generation provider answered HTTP 400: input too long"), "%s",
+            err);
+  srv.mode = MODE_HTTP_429;
+  cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_ERESOURCE);
+  cr_assert(strstr(err, "slow down"), "%s", err);
+  cr_assert_eq(g->generate(g, "q", passages, 1, 0, collect_cb, &c, &u, err, sizeof err),
+               Q_ERESOURCE);
+  cr_assert_eq(c.len, 0);
+  e->destroy(e);
+  g->destroy(g);
+}
+
 Test(openai, malformed_reply_is_an_error) {
   generator_t *g = new_generator();
   collected_t c = {0};
@@ -331,18 +372,6 @@ Test(openai, malformed_reply_is_an_error) {
                Q_EUNAVAIL);
   cr_assert_eq(c.len, 0, "nothing may be emitted by a failing generator");
   g->destroy(g);
-}
-
-static double metric_value(const char *series) {
-  q_buf_t b;
-  q_buf_init(&b, 1 << 20);
-  q_metrics_render(&b);
-  double v = -1;
-  const char *p = b.data ? strstr(b.data, series) : NULL;
-  if (p)
-    v = strtod(p + strlen(series), NULL);
-  q_buf_free(&b);
-  return v;
 }
 
 Test(openai, falls_back_to_extractive_when_the_provider_fails) {
@@ -363,14 +392,14 @@ Test(openai, falls_back_to_extractive_when_the_provider_fails) {
   cr_assert_str_eq(c.text, "Paris is the capital of France. [1]");
   cr_assert_eq(srv.requests, 1, "the provider must have been tried first");
   cr_assert_float_eq(
-      metric_value("quarry_llm_requests_total{op=\"generate\",provider=\"openai\","
+      scrape_value("quarry_llm_requests_total{op=\"generate\",provider=\"openai\","
                    "outcome=\"error\"} "),
       1.0, 1e-9);
   cr_assert_float_eq(
-      metric_value("quarry_llm_requests_total{op=\"generate\",provider=\"extractive\","
+      scrape_value("quarry_llm_requests_total{op=\"generate\",provider=\"extractive\","
                    "outcome=\"ok\"} "),
       1.0, 1e-9);
-  cr_assert_float_eq(metric_value("quarry_llm_tokens_total{kind=\"completion\"} "), 7.0,
+  cr_assert_float_eq(scrape_value("quarry_llm_tokens_total{kind=\"completion\"} "), 7.0,
                      1e-9);
 
   /* Provider healthy again: its answer is used. */

@@ -1,46 +1,31 @@
 /* test_handlers.c - quarry.v1.Reranker/Rerank over loopback gRPC. */
 #include "../../../services/reranker/handlers.h"
+#include "../support/grpctest.h"
 
-#include "quarry/arena.h"
 #include "quarry/error.h"
-#include "quarry/grpc.h"
 #include "quarry/v1/reranker.pb-c.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
-static q_grpc_server_t *srv;
-static char target[64];
-static q_arena_t *arena;
+static grpctest_t rpc;
 static char err[512];
 
 static void setup(void) {
-  q_grpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 2};
-  srv = q_grpc_server_new(&o);
-  cr_assert_not_null(srv);
-  cr_assert_eq(q_grpc_server_add_service(srv, &quarry__v1__reranker__descriptor,
-                                         q_reranker_methods, q_reranker_nmethods, NULL),
-               0);
-  int port = q_grpc_server_start(srv);
-  cr_assert_gt(port, 0);
-  snprintf(target, sizeof target, "127.0.0.1:%d", port);
-  arena = q_arena_new(0);
+  grpctest_start(&rpc, &quarry__v1__reranker__descriptor, q_reranker_methods,
+                 q_reranker_nmethods, NULL);
 }
 
 static void teardown(void) {
-  q_grpc_server_shutdown(srv, 1000);
-  q_grpc_client_shutdown();
-  q_arena_destroy(arena);
+  grpctest_stop(&rpc);
 }
 
 TestSuite(rerank, .init = setup, .fini = teardown, .timeout = 30);
 
 static int rerank(Quarry__V1__RerankRequest *req, Quarry__V1__RerankResponse **resp) {
-  q_grpc_call_opts_t o = {.timeout_ms = 5000};
-  err[0] = '\0';
-  return q_grpc_unary(q_grpc_channel(target), &quarry__v1__reranker__descriptor, "Rerank",
-                      &req->base, (ProtobufCMessage **)resp, arena, &o, err, sizeof err);
+  return grpctest_call(&rpc, "Rerank", &req->base, (ProtobufCMessage **)resp, err,
+                       sizeof err);
 }
 
 static Quarry__V1__Passage passage(const char *id, const char *text, float score) {

@@ -1,10 +1,9 @@
 /* test_handlers.c - quarry.v1.Retriever over loopback gRPC with an
  * in-memory index (no store): replies and request validation. */
 #include "../../../services/retriever/handlers.h"
+#include "../support/grpctest.h"
 
-#include "quarry/arena.h"
 #include "quarry/error.h"
-#include "quarry/grpc.h"
 #include "quarry/v1/retriever.pb-c.h"
 
 #include <criterion/criterion.h>
@@ -12,44 +11,29 @@
 #include <stdio.h>
 #include <string.h>
 
-static q_grpc_server_t *srv;
+static grpctest_t rpc;
 static q_index_t *idx;
 static q_retriever_t ret;
-static char target[64];
-static q_arena_t *arena;
 static char err[512];
 
 static void setup(void) {
   idx = q_index_new(0);
   cr_assert_eq(q_retriever_init(&ret, idx, NULL, 5, 20), 0);
-  q_grpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 2};
-  srv = q_grpc_server_new(&o);
-  cr_assert_not_null(srv);
-  cr_assert_eq(q_grpc_server_add_service(srv, &quarry__v1__retriever__descriptor,
-                                         q_retriever_methods, q_retriever_nmethods, &ret),
-               0);
-  int port = q_grpc_server_start(srv);
-  cr_assert_gt(port, 0);
-  snprintf(target, sizeof target, "127.0.0.1:%d", port);
-  arena = q_arena_new(0);
+  grpctest_start(&rpc, &quarry__v1__retriever__descriptor, q_retriever_methods,
+                 q_retriever_nmethods, &ret);
 }
 
 static void teardown(void) {
-  q_grpc_server_shutdown(srv, 1000);
-  q_grpc_client_shutdown();
+  grpctest_stop(&rpc);
   q_retriever_destroy(&ret);
   q_index_free(idx);
-  q_arena_destroy(arena);
 }
 
 TestSuite(handlers, .init = setup, .fini = teardown, .timeout = 30);
 
 static int call(const char *method, const ProtobufCMessage *req,
                 ProtobufCMessage **resp) {
-  q_grpc_call_opts_t o = {.timeout_ms = 5000};
-  err[0] = '\0';
-  return q_grpc_unary(q_grpc_channel(target), &quarry__v1__retriever__descriptor, method,
-                      req, resp, arena, &o, err, sizeof err);
+  return grpctest_call(&rpc, method, req, resp, err, sizeof err);
 }
 
 static int upsert(Quarry__V1__UpsertRequest *req, Quarry__V1__UpsertResponse **resp) {
@@ -178,12 +162,12 @@ Test(handlers, upsert_validation) {
     int32_t ordinal;
     const char *want;
   } cases[] = {
-      {"", "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id is required"},
-      {longid, "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id is 257 bytes"},
-      {"c", "", "t", NULL, NULL, 0, 0, "chunks[0].doc_id is required"},
-      {"c", "d", "", NULL, NULL, 0, 0, "chunks[0].text is required"},
-      {"c", "d", big, NULL, NULL, 0, 0, "chunks[0].text is 65537 bytes"},
-      {"c", "d", "bad \xff utf8", NULL, NULL, 0, 0, "chunks[0].text is not valid UTF-8"},
+      {"", "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id: required"},
+      {longid, "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id: 257 bytes"},
+      {"c", "", "t", NULL, NULL, 0, 0, "chunks[0].doc_id: required"},
+      {"c", "d", "", NULL, NULL, 0, 0, "chunks[0].text: required"},
+      {"c", "d", big, NULL, NULL, 0, 0, "chunks[0].text: 65537 bytes"},
+      {"c", "d", "bad \xff utf8", NULL, NULL, 0, 0, "chunks[0].text: not valid UTF-8"},
       {"c", "d", "t", NULL, NULL, 0, -1, "must not be negative"},
       {"c", "d", "t", NULL, e3, 3, 0, "3 dimensions; the index holds 2"},
   };
@@ -219,7 +203,7 @@ Test(handlers, upsert_validation) {
   req.tenant_id = "";
   req.n_chunks = 1;
   cr_assert_eq(upsert(&req, &resp), Q_EINVAL);
-  cr_assert(strstr(err, "tenant_id is required"), "%s", err);
+  cr_assert(strstr(err, "tenant_id: required"), "%s", err);
 
   static Quarry__V1__Chunk many[Q_RETRIEVER_MAX_BATCH + 1];
   static Quarry__V1__Chunk *manyp[Q_RETRIEVER_MAX_BATCH + 1];
@@ -261,7 +245,7 @@ Test(handlers, search_validation) {
   req.query = "refund";
   req.tenant_id = "";
   cr_assert_eq(search(&req, &resp), Q_EINVAL);
-  cr_assert(strstr(err, "tenant_id is required"), "%s", err);
+  cr_assert(strstr(err, "tenant_id: required"), "%s", err);
 
   req.tenant_id = "acme";
   req.query_embedding = q3;

@@ -2,161 +2,34 @@
  * durable and exact, retirements and tenant ownership hold, and the index
  * rebuilt from the table equals the one built directly.
  *
- * As in tests/unit/common/test_pg.c, the runner process starts one server
- * (PRE_ALL) and passes its address to the test workers in the environment;
- * each test creates its own database so tests running side by side cannot
- * see each other's rows. PostgreSQL refuses to run as root: its tools then
- * run as the postgres user via runuser. */
+ * The runner process starts one server (tests/unit/support/pgtest.h); each
+ * test creates its own database in it so tests running side by side cannot
+ * see each other's rows. */
 #include "../../../services/retriever/index.h"
 #include "../../../services/retriever/store.h"
+#include "../support/pgtest.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
-#include <fcntl.h>
-#include <glob.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
-#include <pwd.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
-
-extern char **environ;
 
 /* ---- a private server (runner process) ------------------------------------ */
 
-static char srv_dir[64], srv_data[96];
-static int srv_port, srv_running;
-
-static int pg_bindir(char *out, size_t n) {
-  glob_t g;
-  if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0)
-    return -1;
-  const char *path = g.gl_pathv[g.gl_pathc - 1]; /* the newest version */
-  snprintf(out, n, "%.*s", (int)(strlen(path) - strlen("/initdb")), path);
-  globfree(&g);
-  return 0;
-}
-
-/* Runs argv (as postgres when root) with output appended to log. */
-static int run(const char *log, char *const argv[]) {
-  char *full[32];
-  int n = 0;
-  if (geteuid() == 0) {
-    full[n++] = "runuser";
-    full[n++] = "-u";
-    full[n++] = "postgres";
-    full[n++] = "--";
-  }
-  for (int i = 0; argv[i] && n < 31; i++)
-    full[n++] = argv[i];
-  full[n] = NULL;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, full[0], &fa, NULL, full, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  int st;
-  if (rc != 0 || waitpid(pid, &st, 0) < 0)
-    return -1;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-      getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-    port = ntohs(sa.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
-}
-
-static int server_start(char *why, size_t whylen) {
-  char bin[128], initdb[160], pg_ctl[160], log[192], cmdlog[192], opts[512];
-  if (pg_bindir(bin, sizeof bin) != 0) {
-    snprintf(why, whylen, "PostgreSQL server not installed (make deps)");
-    return -1;
-  }
-  snprintf(srv_dir, sizeof srv_dir, "/tmp/quarry-rettest-XXXXXX");
-  if (!mkdtemp(srv_dir)) {
-    snprintf(why, whylen, "mkdtemp failed");
-    return -1;
-  }
-  if (geteuid() == 0) {
-    struct passwd *pw = getpwnam("postgres");
-    if (!pw || chown(srv_dir, pw->pw_uid, pw->pw_gid) != 0) {
-      snprintf(why, whylen, "no postgres user to run the server as");
-      return -1;
-    }
-  }
-  snprintf(srv_data, sizeof srv_data, "%s/data", srv_dir);
-  snprintf(initdb, sizeof initdb, "%s/initdb", bin);
-  snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
-  snprintf(log, sizeof log, "%s/log", srv_dir);
-  snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", srv_dir);
-  char *init_argv[] = {initdb, "-D", srv_data, "-A", "trust", "-U", "quarry", "-N", NULL};
-  if (run(cmdlog, init_argv) != 0) {
-    snprintf(why, whylen, "initdb failed, see %s", cmdlog);
-    return -1;
-  }
-  for (int attempt = 0; attempt < 3; attempt++) {
-    srv_port = free_port();
-    snprintf(opts, sizeof opts,
-             "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c synchronous_commit=off -c full_page_writes=off",
-             srv_port, srv_data);
-    char *start_argv[] = {pg_ctl, "-D", srv_data, "-o", opts,    "-l",
-                          log,    "-w", "-t",     "30", "start", NULL};
-    if (run(cmdlog, start_argv) == 0) {
-      srv_running = 1;
-      return 0;
-    }
-  }
-  snprintf(why, whylen, "pg_ctl start failed, see %s", log);
-  return -1;
-}
+static pgtest_t shared;
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set) {
-  char why[256] = "", dsn[128];
-  if (server_start(why, sizeof why) != 0) {
-    setenv("QUARRY_TEST_PG_ERROR", why, 1);
-    return;
-  }
-  snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%d user=quarry", srv_port);
-  setenv("QUARRY_TEST_PG_BASE", dsn, 1);
+  pgtest_share(&shared);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
-  char bin[128], pg_ctl[160], cmdlog[192];
-  if (srv_running && pg_bindir(bin, sizeof bin) == 0) {
-    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
-    snprintf(cmdlog, sizeof cmdlog, "%s/cmd.log", srv_dir);
-    char *stop_argv[] = {pg_ctl, "-D", srv_data, "-m", "fast", "-w", "stop", NULL};
-    run(cmdlog, stop_argv);
-  }
-  if (strncmp(srv_dir, "/tmp/quarry-rettest-", 20) == 0) {
-    pid_t pid;
-    char *argv[] = {"rm", "-rf", srv_dir, NULL};
-    if (posix_spawnp(&pid, "rm", NULL, NULL, argv, environ) == 0)
-      waitpid(pid, NULL, 0);
-  }
+  pgtest_remove(&shared);
 }
 
 /* ---- per test: a fresh database ------------------------------------------- */
@@ -172,21 +45,7 @@ static PGconn *connect_to(const char *dsn) {
 }
 
 static void setup(void) {
-  const char *base = getenv("QUARRY_TEST_PG_BASE");
-  if (!base)
-    cr_assert_fail("no test PostgreSQL: %s", getenv("QUARRY_TEST_PG_ERROR")
-                                                 ? getenv("QUARRY_TEST_PG_ERROR")
-                                                 : "not started");
-  char admin[200], sql[128], db[40];
-  snprintf(db, sizeof db, "rt_%d_%ld", (int)getpid(), (long)time(NULL));
-  snprintf(admin, sizeof admin, "%s dbname=postgres", base);
-  PGconn *c = connect_to(admin);
-  snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
-  PGresult *r = PQexec(c, sql);
-  cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-  snprintf(test_dsn, sizeof test_dsn, "%s dbname=%s", base, db);
+  pgtest_shared_fresh_db(test_dsn, sizeof test_dsn);
   char err[512] = "";
   store = q_store_open(test_dsn, 5000, err, sizeof err);
   cr_assert_not_null(store, "%s", err);
