@@ -23,7 +23,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind bench clean help docs-config format
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check help docs-config format
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -31,7 +31,7 @@ help:
 	@echo "make run          deps + build + start the whole stack on loopback"
 	@echo "make test         deps + build + unit, integration and interop tests"
 	@echo "make integration  the end-to-end suite only (make interop: the grpcio cases)"
-	@echo "make asan         build with AddressSanitizer and run an ingest+query round"
+	@echo "make asan         ASan+UBSan build: unit tests and an ingest+query round"
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 
@@ -117,8 +117,14 @@ interop: all $(PYGEN)
 
 test: deps
 	$(MAKE) all
+	$(MAKE) docs-check
 	$(MAKE) unit
 	$(MAKE) integration
+
+# docs/configuration.md must be what the config tables say.
+docs-check: all
+	@deploy/local/gen-config-docs.sh $(BUILD)/bin | diff -u docs/configuration.md - \
+	  || { echo "docs/configuration.md is stale: run 'make docs-config'"; exit 1; }
 
 run: deps
 	$(MAKE) all
@@ -127,6 +133,7 @@ run: deps
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
 	$(MAKE) BUILD=build-asan build-asan/py/quarry/v1/common_pb2.py
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
 	QUARRY_BIN=$(abspath build-asan/bin) QUARRY_PYGEN=$(abspath build-asan/py) \
 	  QUARRY_SANITIZER=asan /usr/bin/python3 tests/integration/run.py --round
 
