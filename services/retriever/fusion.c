@@ -5,12 +5,7 @@
 #include <string.h>
 
 double q_fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k) {
-  double s = 0.0;
-  if (lexical_rank)
-    s += 1.0 / ((double)k + (double)lexical_rank);
-  if (dense_rank)
-    s += 1.0 / ((double)k + (double)dense_rank);
-  return s;
+  return q_fusion_wrrf_score(lexical_rank, dense_rank, k, 1.0, 1.0);
 }
 
 /* The best (smallest non-zero) rank an item reached; UINT32_MAX if none. */
@@ -33,11 +28,27 @@ static int item_cmp(const void *pa, const void *pb) {
 }
 
 void q_fusion_rrf(q_fusion_item_t *items, size_t n, unsigned k) {
+  q_fusion_wrrf(items, n, k, 1.0, 1.0);
+}
+
+double q_fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
+                           double w_lex, double w_dense) {
+  double s = 0.0;
+  if (lexical_rank)
+    s += w_lex / ((double)k + (double)lexical_rank);
+  if (dense_rank)
+    s += w_dense / ((double)k + (double)dense_rank);
+  return s;
+}
+
+void q_fusion_wrrf(q_fusion_item_t *items, size_t n, unsigned k, double w_lex,
+                   double w_dense) {
   if (!items || n == 0)
     return;
   if (k == 0)
     k = Q_FUSION_RRF_K;
   for (size_t i = 0; i < n; i++)
-    items[i].fused = q_fusion_rrf_score(items[i].lexical_rank, items[i].dense_rank, k);
+    items[i].fused = q_fusion_wrrf_score(items[i].lexical_rank, items[i].dense_rank, k,
+                                         w_lex, w_dense);
   qsort(items, n, sizeof *items, item_cmp);
 }

@@ -32,10 +32,22 @@ typedef struct q_fusion_item {
 /* The RRF score of one item with constant k. */
 double q_fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k);
 
+/* Weighted RRF: each list's reciprocal rank is multiplied by its weight,
+ *     fused(d) = w_lex / (k + rank_lex(d)) + w_dense / (k + rank_dense(d)).
+ * Equal weights give plain RRF. A lower dense weight is right when the
+ * embedder is weaker than BM25 on the corpus (the built-in hashed embedder
+ * captures spelling, not meaning); see docs/retrieval.md for measurements. */
+double q_fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
+                           double w_lex, double w_dense);
+
 /* Sets items[i].fused with constant k (0: Q_FUSION_RRF_K) and sorts items
  * best first. Ties on the fused score go to the item with the better single
  * rank (a first place beats two seconds only when the sums tie), then to the
  * smaller tiebreak string, so the order is deterministic. */
 void q_fusion_rrf(q_fusion_item_t *items, size_t n, unsigned k);
+
+/* q_fusion_rrf with list weights (see q_fusion_wrrf_score). */
+void q_fusion_wrrf(q_fusion_item_t *items, size_t n, unsigned k, double w_lex,
+                   double w_dense);
 
 #endif

@@ -37,6 +37,7 @@ int q_retriever_init(q_retriever_t *r, q_index_t *index, q_store_t *store,
   r->store = store;
   r->default_top_k = default_top_k;
   r->max_top_k = max_top_k;
+  r->dense_weight = 1.0;
   if (pthread_mutex_init(&r->upsert_mu, NULL) != 0)
     return Q_EINTERNAL;
   r->search_seconds = q_metric_histogram(
@@ -278,6 +279,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       .embedding = req->query_embedding,
       .dim = req->n_query_embedding,
       .top_k = (size_t)top_k,
+      .dense_weight = r->dense_weight,
   };
   q_index_hit_t *hits;
   size_t nhits;

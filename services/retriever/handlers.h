@@ -28,6 +28,7 @@ typedef struct q_retriever {
                                 update, so both see the same order */
   int64_t default_top_k;
   int64_t max_top_k;
+  double dense_weight;        /* fusion weight of the dense list (BM25: 1) */
   q_metric_t *search_seconds; /* quarry_retriever_search_seconds{mode} */
 } q_retriever_t;
 

@@ -1037,7 +1037,7 @@ int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
         (q_fusion_item_t){0, (uint32_t)(i + 1), 0.0, dt.h[i].c->chunk_id, &cands[nc]};
     nc++;
   }
-  q_fusion_rrf(items, nc, Q_FUSION_RRF_K);
+  q_fusion_wrrf(items, nc, Q_FUSION_RRF_K, 1.0, q->dense_weight > 0 ? q->dense_weight : 1.0);
 
   size_t nout = nc < k ? nc : k;
   q_index_hit_t *out = nout ? q_arena_alloc(arena, nout * sizeof *out) : NULL;

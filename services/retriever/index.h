@@ -91,6 +91,8 @@ typedef struct q_index_query {
   const float *embedding; /* NULL or dim 0: lexical only */
   size_t dim;
   size_t top_k; /* > 0: how many results, and the depth of each list fused */
+  double dense_weight; /* weight of the dense list in the fusion, BM25's
+                          being 1.0; 0 means 1.0 (plain RRF) */
 } q_index_query_t;
 
 /* Runs BM25 and (when an embedding is given and the tenant has vectors)

@@ -17,7 +17,7 @@
 
 static q_common_cfg_t common;
 static const char *pg_dsn;
-static int64_t pg_wait_ms, default_top_k, max_top_k, embed_dim;
+static int64_t pg_wait_ms, default_top_k, max_top_k, embed_dim, dense_weight_pct;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7003", "127.0.0.1:9103"),
@@ -34,6 +34,11 @@ static q_cfg_entry_t cfg[] = {
      "Dimensions every stored and query embedding must have; 0 lets each "
      "tenant's first stored vector decide.",
      0, &embed_dim},
+    {"QUARRY_RETRIEVER_DENSE_WEIGHT_PCT", Q_CFG_INT, "5", 1, 1000, NULL,
+     "Weight of the dense (embedding) list in the rank fusion, in percent of "
+     "BM25's weight. The default suits the built-in hashed embedder, which is "
+     "weaker than BM25; raise it to 100 or more with a semantic embedding model.",
+     0, &dense_weight_pct},
 };
 
 int main(int argc, char **argv) {
@@ -84,6 +89,7 @@ int main(int argc, char **argv) {
     goto done;
   }
   r_ok = 1;
+  r.dense_weight = (double)dense_weight_pct / 100.0;
   if (q_service_start(&svc, &quarry__v1__retriever__descriptor, q_retriever_methods,
                       q_retriever_nmethods, &r, q_retriever_ready_cb, &r)) {
     rc = 1;

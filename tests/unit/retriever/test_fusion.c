@@ -62,3 +62,24 @@ Test(fusion, payload_travels_with_its_item) {
   cr_assert_eq(*(int *)it[2].ud, 10);
   q_fusion_rrf(NULL, 0, 60); /* nothing to do */
 }
+
+Test(fusion, weights_scale_each_list) {
+  cr_assert_float_eq(q_fusion_wrrf_score(2, 5, 60, 1.0, 0.5), 1.0 / 62 + 0.5 / 65, 1e-15);
+  cr_assert_float_eq(q_fusion_wrrf_score(0, 1, 60, 1.0, 0.05), 0.05 / 61, 1e-15);
+  /* With a light dense weight, BM25's order wins where the lists disagree,
+   * and a dense-only hit ranks below every lexical hit of a 100-deep list. */
+  q_fusion_item_t it[] = {
+      {.lexical_rank = 2, .dense_rank = 1, .tiebreak = "a"},
+      {.lexical_rank = 1, .dense_rank = 30, .tiebreak = "b"},
+      {.lexical_rank = 0, .dense_rank = 1, .tiebreak = "c"},
+      {.lexical_rank = 100, .dense_rank = 0, .tiebreak = "d"},
+  };
+  q_fusion_wrrf(it, 4, 60, 1.0, 0.05);
+  cr_assert_str_eq(it[0].tiebreak, "b");
+  cr_assert_str_eq(it[1].tiebreak, "a");
+  cr_assert_str_eq(it[2].tiebreak, "d");
+  cr_assert_str_eq(it[3].tiebreak, "c");
+  /* Equal weights are plain RRF: agreement wins. */
+  q_fusion_wrrf(it, 4, 60, 1.0, 1.0);
+  cr_assert_str_eq(it[0].tiebreak, "a");
+}

@@ -50,7 +50,7 @@ static res_t search(const char *tenant, const char *text, const float *emb, size
                     size_t k) {
   res_t r;
   memset(&r, 0, sizeof r);
-  q_index_query_t q = {tenant, text, text ? strlen(text) : 0, emb, dim, k};
+  q_index_query_t q = {tenant, text, text ? strlen(text) : 0, emb, dim, k, 1.0};
   r.rc = q_index_search(idx, &q, arena, &r.h, &r.n, &r.dense, r.err, sizeof r.err);
   return r;
 }
@@ -295,7 +295,7 @@ Test(index, statistics_follow_retirement_and_compaction) {
     size_t n2;
     int dense;
     char err[128];
-    q_index_query_t q = {"t", queries[qi], strlen(queries[qi]), NULL, 0, 50};
+    q_index_query_t q = {"t", queries[qi], strlen(queries[qi]), NULL, 0, 50, 1.0};
     cr_assert_eq(q_index_search(fresh, &q, arena, &h2, &n2, &dense, err, sizeof err), 0);
     cr_assert_eq(r1.n, n2);
     for (size_t i = 0; i < n2; i++) {
@@ -460,7 +460,7 @@ static void *searcher(void *arg) {
     size_t n;
     int dense;
     char err[128];
-    q_index_query_t q = {"t", "stable moving", 13, NULL, 0, 100};
+    q_index_query_t q = {"t", "stable moving", 13, NULL, 0, 100, 1.0};
     if (q_index_search(idx, &q, a, &h, &n, &dense, err, sizeof err) != 0)
       __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
     /* "stable" is in exactly one chunk, which is never touched */
