@@ -23,7 +23,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check help docs-config format
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval help docs-config format
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -33,6 +33,7 @@ help:
 	@echo "make integration  the end-to-end suite only (make interop: the grpcio cases)"
 	@echo "make asan         ASan+UBSan build: unit tests and an ingest+query round"
 	@echo "make valgrind     run an ingest+query round under valgrind"
+	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 
 deps:
@@ -141,6 +142,12 @@ valgrind: deps
 	$(MAKE) all $(PYGEN)
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  QUARRY_SANITIZER=valgrind /usr/bin/python3 tests/integration/run.py --round
+
+# Retrieval quality on a BEIR-format dataset (not part of make test).
+DATA ?= ../shared/data/scifact
+eval: all $(PYGEN)
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 tools/eval/beir_eval.py --data $(DATA)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""Scores Quarry's retrieval on a BEIR-format dataset.
+
+Starts a private stack (deploy/local/stack.py, test mode), ingests the
+corpus through the REST API exactly as a user would (one text/plain document
+per corpus entry, its BEIR id as external_id), waits until the retriever has
+indexed every document, then runs every test query through the retriever's
+Search over gRPC (embedding from the llm-gateway's Embed) and reports
+nDCG@10, Recall@100 and MRR@10 per ranking mode, plus Search latency.
+
+    make eval DATA=../shared/data/scifact
+    /usr/bin/python3 tools/eval/beir_eval.py --data DIR [--modes lexical,dense,hybrid]
+
+A document's rank is the rank of its best chunk. Needs the binaries
+($QUARRY_BIN) and the Python messages from protoc ($QUARRY_PYGEN).
+"""
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "deploy", "local"))
+sys.path.insert(0, os.environ.get("QUARRY_PYGEN", os.path.join(ROOT, "build", "py")))
+
+import grpc  # noqa: E402  (Debian python3-grpcio)
+import stack  # noqa: E402
+from quarry.v1 import llm_pb2, retriever_pb2  # noqa: E402
+
+TENANT = "eval"
+
+
+def load_beir(data):
+    corpus = [json.loads(line) for line in open(os.path.join(data, "corpus.jsonl"))]
+    queries = {}
+    for line in open(os.path.join(data, "queries.jsonl")):
+        q = json.loads(line)
+        queries[q["_id"]] = q["text"]
+    qrels = {}
+    with open(os.path.join(data, "qrels", "test.tsv")) as f:
+        next(f)  # header
+        for line in f:
+            qid, docid, score = line.split()
+            if int(score) > 0:
+                qrels.setdefault(qid, {})[docid] = int(score)
+    return corpus, queries, qrels
+
+
+def ingest(st, key, corpus, threads):
+    """Uploads every corpus entry; returns {quarry document id: BEIR id}."""
+
+    def upload(doc):
+        text = doc.get("text") or doc.get("title") or ""
+        query = urllib.parse.urlencode({"title": doc.get("title", ""),
+                                        "external_id": doc["_id"]})
+        req = urllib.request.Request(
+            st.url + "/v1/documents?" + query, data=text.encode(), method="POST",
+            headers={"Authorization": "Bearer " + key, "Content-Type": "text/plain"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)["document_id"], doc["_id"]
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        return dict(ex.map(upload, corpus))
+
+
+def dcg(gains):
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+
+
+def evaluate(search, embed, queries, qrels, to_beir, mode, depth):
+    ndcg = recall = mrr = 0.0
+    lat = []
+    for qid, rel in qrels.items():
+        text = queries[qid]
+        req = retriever_pb2.SearchRequest(tenant_id=TENANT, top_k=depth)
+        if mode != "dense":
+            req.query = text
+        if mode != "lexical":
+            e = embed(llm_pb2.EmbedRequest(texts=[text]), timeout=10)
+            req.query_embedding.extend(e.embeddings[0].values)
+        t0 = time.perf_counter()
+        reply = search(req, timeout=10)
+        lat.append(time.perf_counter() - t0)
+        ranked = []
+        for p in reply.passages:
+            d = to_beir.get(p.doc_id)
+            if d is not None and d not in ranked:
+                ranked.append(d)
+        ideal = dcg(sorted(rel.values(), reverse=True)[:10])
+        ndcg += dcg([rel.get(d, 0) for d in ranked[:10]]) / ideal
+        recall += len([d for d in ranked[:100] if d in rel]) / len(rel)
+        mrr += next((1.0 / (i + 1) for i, d in enumerate(ranked[:10]) if d in rel), 0.0)
+    n = len(qrels)
+    lat.sort()
+    return {"nDCG@10": ndcg / n, "Recall@100": recall / n, "MRR@10": mrr / n,
+            "p50_ms": lat[n // 2] * 1000, "p95_ms": lat[min(n - 1, int(n * 0.95))] * 1000}
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="BEIR dataset directory")
+    ap.add_argument("--modes", default="lexical,dense,hybrid")
+    ap.add_argument("--depth", type=int, default=300, help="top_k of each Search")
+    ap.add_argument("--threads", type=int, default=8, help="parallel uploads")
+    ap.add_argument("--env", action="append", default=[],
+                    help="VAR=value for every service (e.g. QUARRY_RETRIEVER_DENSE_WEIGHT_PCT=100)")
+    args = ap.parse_args(argv)
+    corpus, queries, qrels = load_beir(args.data)
+    env = {"QUARRY_RATE_LIMIT_RPS": "0"}
+    env.update(kv.split("=", 1) for kv in args.env)
+    bin_dir = os.environ.get("QUARRY_BIN", os.path.join(ROOT, "build", "bin"))
+    with tempfile.TemporaryDirectory(prefix="quarry-eval-") as run_dir:
+        st = stack.Stack(bin_dir, run_dir, test_mode=True, env=env, quiet=True)
+        try:
+            st.start_all()
+            key = st.create_key(TENANT, "eval", ("admin",))
+            t0 = time.time()
+            to_beir = ingest(st, key, corpus, args.threads)
+            rch = grpc.insecure_channel(st.grpc_addr("retriever"))
+            stats = rch.unary_unary("/quarry.v1.Retriever/Stats",
+                                    request_serializer=retriever_pb2.StatsRequest.SerializeToString,
+                                    response_deserializer=retriever_pb2.StatsResponse.FromString)
+            deadline = time.time() + 1800
+            while True:
+                s = stats(retriever_pb2.StatsRequest(tenant_id=TENANT), timeout=10)
+                if s.documents >= len(to_beir):
+                    break
+                if time.time() > deadline:
+                    raise SystemExit("indexing did not finish within 30 minutes")
+                time.sleep(1)
+            print("ingested %d documents (%d chunks) through the REST API in %.1f s"
+                  % (s.documents, s.chunks, time.time() - t0))
+            search = rch.unary_unary("/quarry.v1.Retriever/Search",
+                                     request_serializer=retriever_pb2.SearchRequest.SerializeToString,
+                                     response_deserializer=retriever_pb2.SearchResponse.FromString)
+            lch = grpc.insecure_channel(st.grpc_addr("llm-gateway"))
+            embed = lch.unary_unary("/quarry.v1.LlmGateway/Embed",
+                                    request_serializer=llm_pb2.EmbedRequest.SerializeToString,
+                                    response_deserializer=llm_pb2.EmbedResponse.FromString)
+            print("%d test queries, Search depth %d" % (len(qrels), args.depth))
+            print("%-8s %8s %11s %7s %10s %10s"
+                  % ("mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"))
+            for mode in args.modes.split(","):
+                r = evaluate(search, embed, queries, qrels, to_beir, mode, args.depth)
+                print("%-8s %8.4f %11.4f %7.4f %10.2f %10.2f"
+                      % (mode, r["nDCG@10"], r["Recall@100"], r["MRR@10"],
+                         r["p50_ms"], r["p95_ms"]))
+        finally:
+            st.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
