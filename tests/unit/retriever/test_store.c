@@ -133,7 +133,7 @@ Test(store, round_trip_is_exact) {
   float q[] = {0.3f, -1, 0.5f, 2e29f};
   const char *queries[] = {"tabs lines caf\xc3\xa9", "plain text", "lexical here", ""};
   for (int i = 0; i < 4; i++) {
-    q_index_query_t qq = {"t1", queries[i], strlen(queries[i]), q, 4, 10};
+    q_index_query_t qq = {"t1", queries[i], strlen(queries[i]), q, 4, 10, 1.0};
     q_index_hit_t *a, *b;
     size_t na, nb;
     int da, db;
@@ -152,7 +152,7 @@ Test(store, round_trip_is_exact) {
     }
   }
   /* the awkward text survived byte for byte */
-  q_index_query_t qq = {"t1", "slashes", 7, NULL, 0, 10};
+  q_index_query_t qq = {"t1", "slashes", 7, NULL, 0, 10, 1.0};
   q_index_hit_t *h;
   size_t nh;
   int d;
