@@ -821,7 +821,7 @@ struct q_grpc_call {
   const char *service;
   const char *kind; /* grpc_type label */
   int64_t max_msg;
-  int got_initial, closed_send, failed, eos;
+  int sent_initial, got_initial, closed_send, failed, eos;
   grpc_metadata_array initial_md;
   grpc_metadata send_md[3];
   grpc_slice md_slices[6];
@@ -891,15 +891,20 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch, const ProtobufCServiceDes
   }
   const char *labels[3] = {c->kind, c->service, md->name};
   q_metric_inc(m_cli_started, labels);
-
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_INITIAL_METADATA;
-  op.data.send_initial_metadata.count = (size_t)c->nmd;
-  op.data.send_initial_metadata.metadata = c->send_md;
-  if (!run_batch(c->call, c->cq, &op, 1, &c->tag_op))
-    c->failed = 1;
+  /* The initial metadata rides with the first batch that sends anything,
+   * so a unary call is one batch in all. */
   return c;
+}
+
+/* Adds SEND_INITIAL_METADATA to ops if it has not gone out yet. */
+static size_t add_initial(q_grpc_call_t *c, grpc_op *ops, size_t n) {
+  if (c->sent_initial)
+    return n;
+  ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n].data.send_initial_metadata.count = (size_t)c->nmd;
+  ops[n].data.send_initial_metadata.metadata = c->send_md;
+  c->sent_initial = 1;
+  return n + 1;
 }
 
 int q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg) {
@@ -908,11 +913,12 @@ int q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg) {
   grpc_byte_buffer *bb = pack(msg, c->max_msg);
   if (!bb)
     return Q_ETOOBIG;
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_MESSAGE;
-  op.data.send_message.send_message = bb;
-  int ok = run_batch(c->call, c->cq, &op, 1, &c->tag_op);
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = add_initial(c, ops, 0);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = bb;
+  int ok = run_batch(c->call, c->cq, ops, n + 1, &c->tag_op);
   grpc_byte_buffer_destroy(bb);
   if (!ok) {
     c->failed = 1;
@@ -929,10 +935,11 @@ int q_grpc_call_close_send(q_grpc_call_t *c) {
   c->closed_send = 1;
   if (c->failed)
     return Q_EUNAVAIL;
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  if (!run_batch(c->call, c->cq, &op, 1, &c->tag_op)) {
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = add_initial(c, ops, 0);
+  ops[n].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  if (!run_batch(c->call, c->cq, ops, n + 1, &c->tag_op)) {
     c->failed = 1;
     return Q_EUNAVAIL;
   }
@@ -944,9 +951,9 @@ int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg)
   if (c->failed)
     return Q_OK; /* the status says what happened */
   grpc_byte_buffer *bb = NULL;
-  grpc_op ops[2];
-  size_t n = 0;
+  grpc_op ops[3];
   memset(ops, 0, sizeof ops);
+  size_t n = add_initial(c, ops, 0);
   if (!c->got_initial) {
     ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[n].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
@@ -973,25 +980,33 @@ int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg)
   return Q_OK;
 }
 
-int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
-  if (!c) {
-    if (err && errlen)
-      snprintf(err, errlen, "cannot start call");
-    return Q_EINTERNAL;
-  }
+/* Ends the call in one batch: sends last (if not NULL) and the half-close
+ * when they have not gone out, receives what is pending (the reply into
+ * *reply when reply is not NULL, else discarded) and the status; then frees
+ * the call. Returns 0 or the q_err_t of the status. */
+static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffer **reply,
+                       char *err, size_t errlen) {
   grpc_status_code status = GRPC_STATUS_UNKNOWN;
   grpc_slice details = grpc_empty_slice();
   grpc_metadata_array trailing;
   grpc_metadata_array_init(&trailing);
   const char *error_string = NULL;
-  grpc_op ops[4];
+  grpc_op ops[7];
   size_t n = 0;
   grpc_byte_buffer *unread = NULL;
   memset(ops, 0, sizeof ops);
+  if (!c->failed)
+    n = add_initial(c, ops, n);
+  if (last && !c->failed && !c->closed_send) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = last;
+    n++;
+  }
   if (!c->closed_send && !c->failed) {
     ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     c->closed_send = 1;
   }
+  size_t nsend = n;
   /* The status is only delivered once the initial metadata and any reply
    * the caller never read have been received: ask for them too, or a call
    * the server refused early would wait until its deadline. */
@@ -1003,7 +1018,7 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
   }
   if (!c->eos) {
     ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n].data.recv_message.recv_message = &unread;
+    ops[n].data.recv_message.recv_message = reply ? reply : &unread;
     n++;
   }
   ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -1013,10 +1028,9 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
   ops[n].data.recv_status_on_client.error_string = &error_string;
   n++;
   if (grpc_call_start_batch(c->call, ops, n, &c->tag_op, NULL) != GRPC_CALL_OK) {
-    /* SEND_CLOSE may be refused after a failed send; ask for the status
+    /* Sending may be refused once the call has failed; ask for the status
      * without it. */
-    size_t skip = ops[0].op == GRPC_OP_SEND_CLOSE_FROM_CLIENT ? 1 : 0;
-    if (grpc_call_start_batch(c->call, ops + skip, n - skip, &c->tag_op, NULL) !=
+    if (grpc_call_start_batch(c->call, ops + nsend, n - nsend, &c->tag_op, NULL) !=
         GRPC_CALL_OK)
       status = GRPC_STATUS_INTERNAL;
     else
@@ -1061,6 +1075,15 @@ int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
   return status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(status);
 }
 
+int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
+  if (!c) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot start call");
+    return Q_EINTERNAL;
+  }
+  return finish_with(c, NULL, NULL, err, errlen);
+}
+
 void q_grpc_call_cancel(q_grpc_call_t *c) {
   if (!c)
     return;
@@ -1081,21 +1104,31 @@ static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *sv
       snprintf(err, errlen, "cannot start call to %s/%s", svc->name, method);
     return Q_EINTERNAL;
   }
-  int rc = q_grpc_call_send(c, req);
-  if (rc == Q_ETOOBIG) {
+  grpc_byte_buffer *out = pack(req, c->max_msg);
+  if (!out) {
+    q_grpc_call_cancel(c);
     q_grpc_call_finish(c, NULL, 0);
     if (err && errlen)
       snprintf(err, errlen, "request exceeds the message size limit");
     return Q_ETOOBIG;
   }
-  q_grpc_call_close_send(c);
+  /* One batch: metadata, request, half-close, reply and status. */
+  grpc_byte_buffer *in = NULL;
+  const char *labels[3] = {"unary", svc->name, method};
+  int rc = finish_with(c, out, &in, err, errlen);
+  grpc_byte_buffer_destroy(out);
+  q_metric_inc(m_cli_msg_out, labels);
   ProtobufCMessage *m = NULL;
-  int rrc = q_grpc_call_recv(c, arena, &m);
-  rc = q_grpc_call_finish(c, err, errlen);
-  if (!rc && rrc) {
-    rc = Q_EINTERNAL;
-    if (err && errlen)
-      snprintf(err, errlen, "malformed reply from %s/%s", svc->name, method);
+  if (in) {
+    q_metric_inc(m_cli_msg_in, labels);
+    m = unpack(in, protobuf_c_service_descriptor_get_method_by_name(svc, method)->output,
+               arena);
+    grpc_byte_buffer_destroy(in);
+    if (!m && !rc) {
+      rc = Q_EINTERNAL;
+      if (err && errlen)
+        snprintf(err, errlen, "malformed reply from %s/%s", svc->name, method);
+    }
   }
   if (!rc && !m) {
     rc = Q_EINTERNAL;

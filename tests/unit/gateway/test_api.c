@@ -1245,9 +1245,15 @@ Test(api, metrics_label_routes_by_template) {
   resp_free(&r);
   /* A request is counted when libmicrohttpd reports it complete, which can
    * be a moment after the client has its reply: scrape until it shows. */
-  const char *last = "http_request_duration_seconds_bucket{route=\"/v1/query\"";
+  const char *want[] = {
+      "http_request_duration_seconds_bucket{route=\"/v1/query\"",
+      "http_requests_total{route=\"/v1/documents/{id}\",method=\"GET\",code=\"200\"} 1",
+      "http_requests_total{route=\"/v1/documents/{id}\",method=\"GET\",code=\"404\"} 1",
+  };
   r = HTTP("GET", "/metrics");
-  for (int i = 0; i < 100 && !strstr(r.body.data, last); i++) {
+  for (int i = 0; i < 100 && !(strstr(r.body.data, want[0]) && strstr(r.body.data, want[1]) &&
+                               strstr(r.body.data, want[2]));
+       i++) {
     resp_free(&r);
     sleep_ms(20);
     r = HTTP("GET", "/metrics");
