@@ -23,7 +23,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval help docs-config format
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench help docs-config format
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -34,6 +34,7 @@ help:
 	@echo "make asan         ASan+UBSan build: unit tests and an ingest+query round"
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
+	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 
 deps:
@@ -148,6 +149,14 @@ DATA ?= ../shared/data/scifact
 eval: all $(PYGEN)
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 tools/eval/beir_eval.py --data $(DATA)
+
+# Benchmarks next to peers measured in the same run (figures only, no pass/fail):
+# retrieval against Xapian BM25, the query pipeline against the gateway's
+# HTTP floor. bench/deps.sh installs the peers (python3-xapian, wrk).
+bench: all $(PYGEN)
+	bench/deps.sh
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 bench/retrieval_bench.py --data $(DATA) $(BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md
