@@ -31,8 +31,8 @@
 
 /* English stopwords: the Snowball list without its contractions, plus "s" and
  * "t" (left over when "it's" or "don't" split at the apostrophe) and "can",
- * "will", "just". Sorted by byte value for bsearch (keep it so: the unit test
- * looks up every word, which fails when the order is broken). */
+ * "will", "just". Kept sorted by byte value so the list is easy to review;
+ * lookups go through the hash table built from it below. */
 static const char *const stopwords[] = {
     "a",         "about",      "above",  "after",   "again",      "against", "all",
     "am",        "an",         "and",    "any",     "are",        "as",      "at",
@@ -55,28 +55,41 @@ static const char *const stopwords[] = {
     "yourself",  "yourselves",
 };
 
-typedef struct word_key {
-  const char *w;
-  size_t len;
-} word_key_t;
+static uint32_t fnv1a(const char *w, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)w[i]) * 16777619u;
+  return h;
+}
 
-static int stopword_cmp(const void *k, const void *elem) {
-  const word_key_t *key = k;
-  const char *s = *(const char *const *)elem;
-  size_t slen = strlen(s);
-  size_t n = key->len < slen ? key->len : slen;
-  int c = memcmp(key->w, s, n);
-  if (c)
-    return c;
-  return key->len < slen ? -1 : key->len > slen ? 1 : 0;
+/* Every word is checked against the stopwords, so they live in a small
+ * open-addressing table (built once from the list above) that answers with
+ * one hash and usually one comparison. */
+#define STOP_SLOTS 512 /* a power of two, over 3x the number of stopwords */
+static const char *stop_slot[STOP_SLOTS];
+static unsigned char stop_len[STOP_SLOTS];
+static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
+
+static void stop_table_init(void) {
+  for (size_t i = 0; i < sizeof stopwords / sizeof stopwords[0]; i++) {
+    size_t n = strlen(stopwords[i]);
+    uint32_t h = fnv1a(stopwords[i], n) & (STOP_SLOTS - 1);
+    while (stop_slot[h])
+      h = (h + 1) & (STOP_SLOTS - 1);
+    stop_slot[h] = stopwords[i];
+    stop_len[h] = (unsigned char)n;
+  }
 }
 
 int q_text_is_stopword(const char *w, size_t len) {
   if (!w || len == 0 || len > 10) /* the longest stopword has 10 bytes */
     return 0;
-  word_key_t key = {w, len};
-  return bsearch(&key, stopwords, sizeof stopwords / sizeof stopwords[0],
-                 sizeof stopwords[0], stopword_cmp) != NULL;
+  pthread_once(&stop_once, stop_table_init);
+  for (uint32_t h = fnv1a(w, len) & (STOP_SLOTS - 1); stop_slot[h];
+       h = (h + 1) & (STOP_SLOTS - 1))
+    if (stop_len[h] == len && memcmp(stop_slot[h], w, len) == 0)
+      return 1;
+  return 0;
 }
 
 /* ---- per-thread stemmer ------------------------------------------------- */
@@ -85,8 +98,28 @@ static pthread_key_t stemmer_key;
 static pthread_once_t stemmer_once = PTHREAD_ONCE_INIT;
 static int stemmer_key_ok;
 
+/* Stemming is most of the tokenizer's time, and natural text repeats its
+ * words (Zipf), so each thread keeps a direct-mapped cache of recent
+ * word -> stem results. A collision simply replaces the entry; words
+ * longer than a cache slot bypass it. */
+#define STEM_CACHE_SLOTS 2048 /* a power of two; ~100 KiB per thread */
+#define STEM_CACHE_WORD 24
+
+typedef struct stem_entry {
+  unsigned char wlen, slen; /* wlen 0: empty slot */
+  char w[STEM_CACHE_WORD];
+  char s[STEM_CACHE_WORD];
+} stem_entry_t;
+
+typedef struct stemmer_ctx {
+  struct sb_stemmer *sb;
+  stem_entry_t cache[STEM_CACHE_SLOTS];
+} stemmer_ctx_t;
+
 static void stemmer_free_cb(void *p) {
-  sb_stemmer_delete(p);
+  stemmer_ctx_t *c = p;
+  sb_stemmer_delete(c->sb);
+  free(c);
 }
 
 static void stemmer_key_init(void) {
@@ -95,19 +128,21 @@ static void stemmer_key_init(void) {
 
 /* The calling thread's English stemmer, or NULL when it cannot be created
  * (out of memory): terms are then left unstemmed, which is logged once. */
-static struct sb_stemmer *thread_stemmer(void) {
+static stemmer_ctx_t *thread_stemmer(void) {
   static int warned;
   pthread_once(&stemmer_once, stemmer_key_init);
   if (!stemmer_key_ok)
     goto fail;
-  struct sb_stemmer *st = pthread_getspecific(stemmer_key);
+  stemmer_ctx_t *st = pthread_getspecific(stemmer_key);
   if (st)
     return st;
-  st = sb_stemmer_new("english", NULL);
+  st = calloc(1, sizeof *st);
   if (!st)
     goto fail;
-  if (pthread_setspecific(stemmer_key, st) != 0) {
-    sb_stemmer_delete(st);
+  st->sb = sb_stemmer_new("english", NULL);
+  if (!st->sb || pthread_setspecific(stemmer_key, st) != 0) {
+    sb_stemmer_delete(st->sb);
+    free(st);
     goto fail;
   }
   return st;
@@ -115,6 +150,34 @@ fail:
   if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
     q_log_error("text: cannot create the English stemmer; terms stay unstemmed", NULL);
   return NULL;
+}
+
+/* Stems w[0..wlen) with the thread's stemmer through its cache; returns
+ * the stem (valid until the next call on this thread) and its length, or w
+ * itself when the stemmer fails. */
+static const char *stem(stemmer_ctx_t *c, const char *w, size_t wlen, size_t *outlen) {
+  stem_entry_t *e = NULL;
+  if (wlen < STEM_CACHE_WORD) {
+    e = &c->cache[fnv1a(w, wlen) & (STEM_CACHE_SLOTS - 1)];
+    if (e->wlen == wlen && memcmp(e->w, w, wlen) == 0) {
+      *outlen = e->slen;
+      return e->s;
+    }
+  }
+  const sb_symbol *s = sb_stemmer_stem(c->sb, (const sb_symbol *)w, (int)wlen);
+  if (!s) {
+    *outlen = wlen;
+    return w;
+  }
+  size_t slen = (size_t)sb_stemmer_length(c->sb);
+  if (e && slen < STEM_CACHE_WORD) {
+    e->wlen = (unsigned char)wlen;
+    memcpy(e->w, w, wlen);
+    e->slen = (unsigned char)slen;
+    memcpy(e->s, s, slen);
+  }
+  *outlen = slen;
+  return (const char *)s;
 }
 
 /* ---- tokenizer ---------------------------------------------------------- */
@@ -150,7 +213,7 @@ typedef struct term_state {
   void *ud;
   size_t pos; /* terms delivered so far */
   int stop;   /* the callback asked to stop */
-  struct sb_stemmer *stemmer;
+  stemmer_ctx_t *stemmer;
   utf8proc_int32_t norm[NORM_MAX];
 } term_state_t;
 
@@ -185,13 +248,8 @@ static void emit_word(term_state_t *st, const unsigned char *raw, size_t n, int 
   if (q_text_is_stopword(w, wlen))
     return;
 
-  if (st->stemmer) {
-    const sb_symbol *s = sb_stemmer_stem(st->stemmer, (const sb_symbol *)w, (int)wlen);
-    if (s) {
-      w = (const char *)s;
-      wlen = (size_t)sb_stemmer_length(st->stemmer);
-    }
-  }
+  if (st->stemmer)
+    w = stem(st->stemmer, w, wlen, &wlen);
   if (wlen == 0)
     return;
 
