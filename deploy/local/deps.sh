@@ -2,6 +2,8 @@
 # deps.sh - installs the Debian bookworm packages Quarry needs, and only those
 # that are missing. Idempotent: when everything is present it exits at once
 # without touching apt. Used by `make deps` (and so by `make run`/`make test`).
+# Given package names as arguments, it installs those instead (bench/deps.sh
+# uses this for the benchmark's peers).
 set -euo pipefail
 
 PACKAGES=(
@@ -17,6 +19,9 @@ PACKAGES=(
   # servers the local stack and the tests start privately
   postgresql redis-server prometheus
 )
+if [ $# -gt 0 ]; then
+  PACKAGES=("$@")
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
