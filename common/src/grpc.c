@@ -1112,7 +1112,9 @@ static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *sv
       snprintf(err, errlen, "request exceeds the message size limit");
     return Q_ETOOBIG;
   }
-  /* One batch: metadata, request, half-close, reply and status. */
+  /* One batch: metadata, request, half-close, reply and status. The call
+   * is freed by finish_with, so keep the reply type first. */
+  const ProtobufCMessageDescriptor *reply_desc = c->md->output;
   grpc_byte_buffer *in = NULL;
   const char *labels[3] = {"unary", svc->name, method};
   int rc = finish_with(c, out, &in, err, errlen);
@@ -1121,8 +1123,7 @@ static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *sv
   ProtobufCMessage *m = NULL;
   if (in) {
     q_metric_inc(m_cli_msg_in, labels);
-    m = unpack(in, protobuf_c_service_descriptor_get_method_by_name(svc, method)->output,
-               arena);
+    m = unpack(in, reply_desc, arena);
     grpc_byte_buffer_destroy(in);
     if (!m && !rc) {
       rc = Q_EINTERNAL;

@@ -8,7 +8,6 @@
 #include <strings.h>
 
 #include "quarry/v1/ingestion.pb-c.h"
-#include "quarry/v1/llm.pb-c.h"
 
 #include "quarry/error.h"
 #include "quarry/grpc.h"
@@ -16,7 +15,6 @@
 
 #include "handlers.h"
 #include "http_util.h"
-
 
 #define PP_BUFFER (64 << 10) /* post processor buffer: part headers fit */
 

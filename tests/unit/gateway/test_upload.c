@@ -6,8 +6,6 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "quarry/v1/ingestion.pb-c.h"
-#include "quarry/v1/llm.pb-c.h"
 
 Test(upload, media_type_is_lowercased_without_parameters) {
   char out[64];
@@ -83,16 +81,4 @@ Test(upload, unusable_file_names_are_refused) {
   cr_assert_eq(upload_clean_filename(longname, out, sizeof out), -1);
   longname[UPLOAD_FILENAME_MAX] = '\0';
   cr_assert_eq(upload_clean_filename(longname, out, sizeof out), 0);
-}
-
-/* upload.c aborts a stream (when the adapter has no cancel) by sending a
- * Usage message; ingestion must fail to unpack it as an UploadRequest. */
-Test(upload, abort_message_cannot_be_read_as_an_upload_request) {
-  Quarry__V1__Usage poison = QUARRY__V1__USAGE__INIT;
-  poison.prompt_tokens = 1;
-  uint8_t buf[16];
-  size_t n = quarry__v1__usage__pack(&poison, buf);
-  cr_assert_gt(n, 0);
-  Quarry__V1__UploadRequest *req = quarry__v1__upload_request__unpack(NULL, n, buf);
-  cr_assert_null(req);
 }
