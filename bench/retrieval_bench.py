@@ -271,10 +271,10 @@ def main(argv):
         try:
             st.start_all()
             key = st.create_key(TENANT, "bench", ("admin",))
-            to_beir, q_upload_s, q_index_s, chunks = ingest_quarry(st, key, corpus,
+            to_beir, q_upload_s, index_s, chunks = ingest_quarry(st, key, corpus,
                                                                     args.threads)
             print("quarry: uploaded %d documents in %.1f s, all indexed (%d chunks) after %.1f s"
-                  % (len(to_beir), q_upload_s, chunks, q_index_s), flush=True)
+                  % (len(to_beir), q_upload_s, chunks, index_s), flush=True)
 
             rch = grpc.insecure_channel(st.grpc_addr("retriever"))
             search = rch.unary_unary("/quarry.v1.Retriever/Search",
@@ -301,7 +301,7 @@ def main(argv):
                     print("warning: the retriever counted %d %s searches, the bench made %d"
                           % (c1 - c0, mode, len(qrels)))
                 rows.append({"system": "Quarry %s (gRPC)" % mode, "r": r, "lat": timed.lat,
-                             "server_ms": server * 1000, "index_s": q_index_s})
+                             "server_ms": server * 1000, "index_s": index_s})
                 if mode == "hybrid":
                     embed_lat = list(embed.lat)
 

@@ -55,7 +55,7 @@ q_arena_t *q_arena_new(size_t max) {
   return a;
 }
 
-void q_arena_destroy(q_arena_t *a) {
+void q_arena_free(q_arena_t *a) {
   if (!a)
     return;
   chunk_t *c = a->head;

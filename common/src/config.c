@@ -237,7 +237,7 @@ static void print_markdown(const char *binary, const char *summary,
   }
 }
 
-void q_config_print_help(const char *binary, const char *summary,
+void q_cfg_print_help(const char *binary, const char *summary,
                          const q_cfg_entry_t *table, size_t n) {
   size_t wname = strlen("VARIABLE"), wtype = strlen("TYPE"), wdef = strlen("DEFAULT");
   for (size_t i = 0; i < n; i++) {
@@ -266,11 +266,11 @@ void q_config_print_help(const char *binary, const char *summary,
   }
 }
 
-int q_config_load(const char *binary, const char *summary, q_cfg_entry_t *table, size_t n,
+int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table, size_t n,
                   int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      q_config_print_help(binary, summary, table, n);
+      q_cfg_print_help(binary, summary, table, n);
       fflush(stdout);
       return 1;
     }

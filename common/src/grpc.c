@@ -55,26 +55,26 @@ static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
 static void metrics_register(void) {
   const char *l3 = "grpc_type,grpc_service,grpc_method";
   const char *l4 = "grpc_type,grpc_service,grpc_method,grpc_code";
-  m_srv_started = q_metric_counter("grpc_server_started_total",
+  m_srv_started = q_metrics_counter("grpc_server_started_total",
                                    "RPCs started on the server.", l3);
-  m_srv_handled = q_metric_counter("grpc_server_handled_total",
+  m_srv_handled = q_metrics_counter("grpc_server_handled_total",
                                    "RPCs completed on the server, by status code.", l4);
-  m_srv_seconds = q_metric_histogram("grpc_server_handling_seconds",
+  m_srv_seconds = q_metrics_histogram("grpc_server_handling_seconds",
                                      "Time the server took to handle RPCs.", l3, NULL, 0);
-  m_srv_msg_in = q_metric_counter("grpc_server_msg_received_total",
+  m_srv_msg_in = q_metrics_counter("grpc_server_msg_received_total",
                                   "Stream messages received by the server.", l3);
-  m_srv_msg_out = q_metric_counter("grpc_server_msg_sent_total",
+  m_srv_msg_out = q_metrics_counter("grpc_server_msg_sent_total",
                                    "Stream messages sent by the server.", l3);
-  m_cli_started = q_metric_counter("grpc_client_started_total",
+  m_cli_started = q_metrics_counter("grpc_client_started_total",
                                    "RPCs started by the client.", l3);
-  m_cli_handled = q_metric_counter("grpc_client_handled_total",
+  m_cli_handled = q_metrics_counter("grpc_client_handled_total",
                                    "RPCs completed by the client, by status code.", l4);
-  m_cli_seconds = q_metric_histogram("grpc_client_handling_seconds",
+  m_cli_seconds = q_metrics_histogram("grpc_client_handling_seconds",
                                      "Time until the client received the status.", l3,
                                      NULL, 0);
-  m_cli_msg_in = q_metric_counter("grpc_client_msg_received_total",
+  m_cli_msg_in = q_metrics_counter("grpc_client_msg_received_total",
                                   "Stream messages received by the client.", l3);
-  m_cli_msg_out = q_metric_counter("grpc_client_msg_sent_total",
+  m_cli_msg_out = q_metrics_counter("grpc_client_msg_sent_total",
                                    "Stream messages sent by the client.", l3);
 }
 
@@ -407,7 +407,7 @@ static void serve_call(pending_t *p) {
   struct timespec ts0;
   clock_gettime(CLOCK_MONOTONIC, &ts0);
   const char *labels[4] = {kind_label(m->kind), m->service, m->name, NULL};
-  q_metric_inc(m_srv_started, labels);
+  q_metrics_inc(m_srv_started, labels);
 
   q_grpc_ctx_t ctx;
   memset(&ctx, 0, sizeof ctx);
@@ -465,7 +465,7 @@ static void serve_call(pending_t *p) {
         rc = Q_EINVAL;
         q_grpc_ctx_errorf(&ctx, "malformed %s message", m->md->input->name);
       } else {
-        q_metric_inc(m_srv_msg_in, labels);
+        q_metrics_inc(m_srv_msg_in, labels);
       }
     }
     if (!rc)
@@ -483,7 +483,7 @@ static void serve_call(pending_t *p) {
       q_grpc_ctx_errorf(&ctx, "reply exceeds the %lld-byte message limit",
                         (long long)s->max_msg);
     } else {
-      q_metric_inc(m_srv_msg_out, labels);
+      q_metrics_inc(m_srv_msg_out, labels);
     }
   }
   grpc_status_code code = rc ? (grpc_status_code)q_err_to_grpc(rc) : GRPC_STATUS_OK;
@@ -498,8 +498,8 @@ static void serve_call(pending_t *p) {
   clock_gettime(CLOCK_MONOTONIC, &ts1);
   double secs = (double)(ts1.tv_sec - ts0.tv_sec) + (double)(ts1.tv_nsec - ts0.tv_nsec) / 1e9;
   labels[3] = q_grpc_code_name(code);
-  q_metric_inc(m_srv_handled, labels);
-  q_metric_observe(m_srv_seconds, labels, secs);
+  q_metrics_inc(m_srv_handled, labels);
+  q_metrics_observe(m_srv_seconds, labels, secs);
   if (rc && code != GRPC_STATUS_NOT_FOUND && code != GRPC_STATUS_INVALID_ARGUMENT &&
       code != GRPC_STATUS_UNAUTHENTICATED)
     q_log_warn("rpc failed", "{s:s,s:s,s:s,s:f}", "method", m->path, "code",
@@ -509,7 +509,7 @@ static void serve_call(pending_t *p) {
     q_log_debug("rpc", "{s:s,s:s,s:f}", "method", m->path, "code", q_grpc_code_name(code),
                 "seconds", secs);
   q_trace_clear();
-  q_arena_destroy(ctx.arena);
+  q_arena_free(ctx.arena);
 }
 
 static void *worker_main(void *arg) {
@@ -695,7 +695,7 @@ int q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg) {
     return Q_ECANCELLED;
   const char *labels[3] = {kind_label(ctx->p->m->kind), ctx->p->m->service,
                            ctx->p->m->name};
-  q_metric_inc(m_srv_msg_out, labels);
+  q_metrics_inc(m_srv_msg_out, labels);
   return Q_OK;
 }
 
@@ -735,7 +735,7 @@ int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage *
   }
   const char *labels[3] = {kind_label(ctx->p->m->kind), ctx->p->m->service,
                            ctx->p->m->name};
-  q_metric_inc(m_srv_msg_in, labels);
+  q_metrics_inc(m_srv_msg_in, labels);
   return Q_OK;
 }
 
@@ -890,7 +890,7 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch, const ProtobufCServiceDes
     c->send_md[c->nmd++].value = c->md_slices[5];
   }
   const char *labels[3] = {c->kind, c->service, md->name};
-  q_metric_inc(m_cli_started, labels);
+  q_metrics_inc(m_cli_started, labels);
   /* The initial metadata rides with the first batch that sends anything,
    * so a unary call is one batch in all. */
   return c;
@@ -925,7 +925,7 @@ int q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg) {
     return Q_EUNAVAIL;
   }
   const char *labels[3] = {c->kind, c->service, c->md->name};
-  q_metric_inc(m_cli_msg_out, labels);
+  q_metrics_inc(m_cli_msg_out, labels);
   return Q_OK;
 }
 
@@ -976,7 +976,7 @@ int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg)
     return Q_EINVAL;
   }
   const char *labels[3] = {c->kind, c->service, c->md->name};
-  q_metric_inc(m_cli_msg_in, labels);
+  q_metrics_inc(m_cli_msg_in, labels);
   return Q_OK;
 }
 
@@ -1064,8 +1064,8 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
   double secs =
       (double)(t1.tv_sec - c->t0.tv_sec) + (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e9;
   const char *labels[4] = {c->kind, c->service, c->md->name, q_grpc_code_name(status)};
-  q_metric_inc(m_cli_handled, labels);
-  q_metric_observe(m_cli_seconds, labels, secs);
+  q_metrics_inc(m_cli_handled, labels);
+  q_metrics_observe(m_cli_seconds, labels, secs);
 
   grpc_call_unref(c->call);
   destroy_cq(c->cq);
@@ -1119,10 +1119,10 @@ static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *sv
   const char *labels[3] = {"unary", svc->name, method};
   int rc = finish_with(c, out, &in, err, errlen);
   grpc_byte_buffer_destroy(out);
-  q_metric_inc(m_cli_msg_out, labels);
+  q_metrics_inc(m_cli_msg_out, labels);
   ProtobufCMessage *m = NULL;
   if (in) {
-    q_metric_inc(m_cli_msg_in, labels);
+    q_metrics_inc(m_cli_msg_in, labels);
     m = unpack(in, reply_desc, arena);
     grpc_byte_buffer_destroy(in);
     if (!m && !rc) {

@@ -303,21 +303,21 @@ fail_names:
   return NULL;
 }
 
-q_metric_t *q_metric_counter(const char *name, const char *help, const char *labels) {
+q_metric_t *q_metrics_counter(const char *name, const char *help, const char *labels) {
   return family_register(name, help, FAM_COUNTER, labels, NULL, 0, NULL, NULL);
 }
 
-q_metric_t *q_metric_gauge(const char *name, const char *help, const char *labels) {
+q_metric_t *q_metrics_gauge(const char *name, const char *help, const char *labels) {
   return family_register(name, help, FAM_GAUGE, labels, NULL, 0, NULL, NULL);
 }
 
-q_metric_t *q_metric_histogram(const char *name, const char *help, const char *labels,
+q_metric_t *q_metrics_histogram(const char *name, const char *help, const char *labels,
                                const double *buckets, size_t nbuckets) {
   return family_register(name, help, FAM_HISTOGRAM, labels, buckets, nbuckets, NULL,
                          NULL);
 }
 
-void q_metric_gauge_fn(const char *name, const char *help, double (*fn)(void *),
+void q_metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *),
                        void *ud) {
   if (!fn)
     return;
@@ -483,19 +483,19 @@ static void update(q_metric_t *m, const char *const *labelvalues, enum op op, do
                "name", m->name, "limit", MAX_SERIES);
 }
 
-void q_metric_add(q_metric_t *m, const char *const *labelvalues, double v) {
+void q_metrics_add(q_metric_t *m, const char *const *labelvalues, double v) {
   update(m, labelvalues, OP_ADD, v);
 }
 
-void q_metric_inc(q_metric_t *m, const char *const *labelvalues) {
+void q_metrics_inc(q_metric_t *m, const char *const *labelvalues) {
   update(m, labelvalues, OP_ADD, 1);
 }
 
-void q_metric_set(q_metric_t *m, const char *const *labelvalues, double v) {
+void q_metrics_set(q_metric_t *m, const char *const *labelvalues, double v) {
   update(m, labelvalues, OP_SET, v);
 }
 
-void q_metric_observe(q_metric_t *m, const char *const *labelvalues, double v) {
+void q_metrics_observe(q_metric_t *m, const char *const *labelvalues, double v) {
   update(m, labelvalues, OP_OBSERVE, v);
 }
 
@@ -607,15 +607,15 @@ static void register_process_metrics(void) {
   family_register("process_cpu_seconds_total",
                   "Total user and system CPU time spent in seconds.", FAM_COUNTER, NULL,
                   NULL, 0, cpu_fn, NULL);
-  q_metric_gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes.",
+  q_metrics_gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes.",
                     rss_fn, NULL);
-  q_metric_gauge_fn("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+  q_metrics_gauge_fn("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                     vsize_fn, NULL);
-  q_metric_gauge_fn("process_open_fds", "Number of open file descriptors.", open_fds_fn,
+  q_metrics_gauge_fn("process_open_fds", "Number of open file descriptors.", open_fds_fn,
                     NULL);
-  q_metric_gauge_fn("process_max_fds", "Maximum number of open file descriptors.",
+  q_metrics_gauge_fn("process_max_fds", "Maximum number of open file descriptors.",
                     max_fds_fn, NULL);
-  q_metric_gauge_fn("process_start_time_seconds",
+  q_metrics_gauge_fn("process_start_time_seconds",
                     "Start time of the process since unix epoch in seconds.",
                     start_time_fn, NULL);
 }

@@ -36,7 +36,7 @@ int q_service_init(q_service_t *svc, const char *binary, const char *summary,
   svc->name = strncmp(binary, "quarry-", 7) == 0 ? binary + 7 : binary;
   svc->common = common;
   q_signals_block();
-  int rc = q_config_load(binary, summary, table, n, argc, argv);
+  int rc = q_cfg_load(binary, summary, table, n, argc, argv);
   if (rc)
     return rc;
   q_log_level_t level = Q_LOG_INFO;

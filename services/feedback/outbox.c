@@ -51,7 +51,7 @@ struct outbox {
 
 static void count(outbox_t *o, const char *outcome) {
   const char *lv[1] = {outcome};
-  q_metric_inc(o->events, lv);
+  q_metrics_inc(o->events, lv);
 }
 
 outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch) {
@@ -63,7 +63,7 @@ outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch) {
   o->batch = batch > 0 ? batch : 100;
   pthread_mutex_init(&o->mu, NULL);
   q_cond_init_monotonic(&o->cv);
-  o->events = q_metric_counter("quarry_feedback_outbox_total",
+  o->events = q_metrics_counter("quarry_feedback_outbox_total",
                                "Outbox events: stored (delivery failed, kept in "
                                "PostgreSQL), resent (delivered from the outbox), lost "
                                "(neither Kafka nor PostgreSQL took it).",

@@ -31,7 +31,7 @@ typedef struct msg_opaque {
 
 static void count(producer_t *p, const char *topic, int ok) {
   const char *lv[2] = {topic, ok ? "delivered" : "failed"};
-  q_metric_inc(p->messages, lv);
+  q_metrics_inc(p->messages, lv);
   if (ok)
     atomic_fetch_add(&p->delivered, 1);
   else
@@ -118,7 +118,7 @@ producer_t *producer_new(const producer_opts_t *o, char *err, size_t errlen) {
   }
   p->sink = o->sink;
   p->queue_full_wait_ms = o->queue_full_wait_ms > 0 ? o->queue_full_wait_ms : 1000;
-  p->messages = q_metric_counter("quarry_kafka_messages_total",
+  p->messages = q_metrics_counter("quarry_kafka_messages_total",
                                  "Kafka messages by topic and delivery outcome "
                                  "(delivered, failed).",
                                  "topic,outcome");

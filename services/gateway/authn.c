@@ -178,6 +178,6 @@ int authn_principal(const char *addr, const char *key, size_t len, int timeout_m
   cache_put(hash, &p);
   *out = p;
 done:
-  q_arena_destroy(arena);
+  q_arena_free(arena);
   return rc;
 }

@@ -44,7 +44,7 @@ static int check(const char *addr, char *err, size_t errlen) {
     snprintf(err, errlen, "not serving");
     rc = Q_EUNAVAIL;
   }
-  q_arena_destroy(arena);
+  q_arena_free(arena);
   return rc;
 }
 

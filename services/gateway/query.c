@@ -446,7 +446,7 @@ done:
   if (!r->responded)
     http_reply_error(r, Q_EINTERNAL, "query produced no reply");
   const char *labels[] = {outcome(r, p.degraded)};
-  q_metric_inc(gw_metrics.queries, labels);
+  q_metrics_inc(gw_metrics.queries, labels);
   json_decref(p.degraded);
   json_decref(body);
 }

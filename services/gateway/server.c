@@ -41,29 +41,29 @@ struct gw_server {
 gw_metrics_t gw_metrics;
 
 void gw_metrics_init(void) {
-  gw_metrics.http_requests = q_metric_counter(
+  gw_metrics.http_requests = q_metrics_counter(
       "http_requests_total", "HTTP requests by route template, method and status code.",
       "route,method,code");
-  gw_metrics.http_seconds = q_metric_histogram(
+  gw_metrics.http_seconds = q_metrics_histogram(
       "http_request_duration_seconds",
       "Time from an HTTP request's arrival to its completion.", "route,method", NULL, 0);
-  gw_metrics.stage_seconds = q_metric_histogram(
+  gw_metrics.stage_seconds = q_metrics_histogram(
       "quarry_stage_duration_seconds",
       "Time spent in each stage of a query (auth, embed, retrieve, rerank, generate, "
       "record_query, total).",
       "stage", NULL, 0);
-  gw_metrics.queries = q_metric_counter("quarry_queries_total",
+  gw_metrics.queries = q_metrics_counter("quarry_queries_total",
                                         "Queries by outcome: ok, degraded (a stage fell "
                                         "back), rejected (4xx), failed (5xx).",
                                         "outcome");
   gw_metrics.rate_limited =
-      q_metric_counter("quarry_rate_limited_total",
+      q_metrics_counter("quarry_rate_limited_total",
                        "Requests refused by the per-principal rate limit.", "");
 }
 
 void gw_observe_stage(const char *stage, double seconds) {
   const char *labels[] = {stage};
-  q_metric_observe(gw_metrics.stage_seconds, labels, seconds);
+  q_metrics_observe(gw_metrics.stage_seconds, labels, seconds);
 }
 
 double gw_now(void) {
@@ -90,7 +90,7 @@ static gw_req_t *req_new(gw_server_t *s, struct MHD_Connection *conn) {
   q_arena_t *arena = q_arena_new(REQ_ARENA_MAX);
   gw_req_t *r = arena ? q_arena_alloc(arena, sizeof *r) : NULL;
   if (!r) {
-    q_arena_destroy(arena);
+    q_arena_free(arena);
     return NULL;
   }
   r->arena = arena;
@@ -154,7 +154,7 @@ static void admit(gw_req_t *r) {
   }
   r->authenticated = 1;
   if (!ratelimit_allow(&r->principal)) {
-    q_metric_inc(gw_metrics.rate_limited, NULL);
+    q_metrics_inc(gw_metrics.rate_limited, NULL);
     http_add_header(r, "Retry-After", "1");
     http_reject_err(r, Q_ERESOURCE, "rate limit of %lld requests per second exceeded",
                     (long long)r->cfg->rate_limit_rps);
@@ -289,8 +289,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   char code_s[8];
   snprintf(code_s, sizeof code_s, "%u", code);
   const char *labels[] = {r->route_label, r->method_label, code_s};
-  q_metric_inc(gw_metrics.http_requests, labels);
-  q_metric_observe(gw_metrics.http_seconds, labels, secs);
+  q_metrics_inc(gw_metrics.http_requests, labels);
+  q_metrics_observe(gw_metrics.http_seconds, labels, secs);
 
   int probe = r->route && r->route->is_public;
   q_logf(probe && code < 400 ? Q_LOG_DEBUG : Q_LOG_INFO, "http request",
@@ -300,7 +300,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
          "tenant_id", r->authenticated ? r->principal.tenant_id : "");
   q_trace_clear();
   q_buf_free(&r->body);
-  q_arena_destroy(r->arena);
+  q_arena_free(r->arena);
   atomic_fetch_sub(&s->active, 1);
 }
 

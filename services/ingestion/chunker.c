@@ -329,7 +329,7 @@ int chunker_next(chunker_t *c, chunk_t *out) {
                      mark_sentence_cb, &mc);
     size_t end = choose_end(c);
     if (compose(c, end))
-      return -Q_ENOMEM;
+      return Q_ENOMEM;
     if (end == c->nw && c->nw <= (size_t)c->o.target_words)
       c->cur = c->sec_end; /* the rest of the section fitted */
     else

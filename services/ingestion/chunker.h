@@ -57,7 +57,7 @@ int chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_
                 char *err, size_t errlen);
 
 /* Produces the next chunk: 1 with *out set, 0 when the text is exhausted,
- * -Q_ENOMEM when out of memory. */
+ * Q_ENOMEM (negative) when out of memory. */
 int chunker_next(chunker_t *c, chunk_t *out);
 
 void chunker_free(chunker_t *c);

@@ -29,18 +29,18 @@ int ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
   atomic_init(&in->stopping, 0);
 
   in->m_jobs =
-      q_metric_counter("quarry_ingest_jobs_total",
+      q_metrics_counter("quarry_ingest_jobs_total",
                        "Ingestion job attempts by outcome (done, failed, retried, "
                        "requeued).",
                        "status");
-  in->m_chunks = q_metric_counter("quarry_ingest_chunks_total",
+  in->m_chunks = q_metrics_counter("quarry_ingest_chunks_total",
                                   "Chunks embedded and sent to the retriever.", "");
-  in->m_bytes = q_metric_counter("quarry_ingest_bytes_total",
+  in->m_bytes = q_metrics_counter("quarry_ingest_bytes_total",
                                  "Bytes of documents accepted by Upload.", "");
   return 0;
 }
 
-void ingest_destroy(ingest_t *in) {
+void ingest_cleanup(ingest_t *in) {
   pthread_cond_destroy(&in->cv);
   pthread_mutex_destroy(&in->mu);
 }

@@ -53,7 +53,7 @@ typedef struct ingest {
 int ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool);
 
 /* Releases what ingest_init created (after the workers stopped). */
-void ingest_destroy(ingest_t *in);
+void ingest_cleanup(ingest_t *in);
 
 /* Wakes the workers (after a job was queued). Thread-safe. */
 void ingest_kick(ingest_t *in);

@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
 done:
   worker_stop(&ing); /* after the server: no upload is in flight any more */
   q_service_cleanup(&svc);
-  ingest_destroy(&ing);
+  ingest_cleanup(&ing);
   q_pg_pool_free(pool);
   return rc;
 }

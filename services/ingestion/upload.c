@@ -80,7 +80,7 @@ static int receive(q_grpc_ctx_t *ctx, const Quarry__V1__UploadRequest *first,
         goto done;
       }
     }
-    q_arena_destroy(piece);
+    q_arena_free(piece);
     if (!(piece = q_arena_new(0))) {
       rc = Q_ENOMEM;
       goto done;
@@ -97,7 +97,7 @@ static int receive(q_grpc_ctx_t *ctx, const Quarry__V1__UploadRequest *first,
     }
   }
 done:
-  q_arena_destroy(piece);
+  q_arena_free(piece);
   return rc;
 }
 
@@ -161,7 +161,7 @@ int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **
     q_grpc_ctx_errorf(ctx, "document store unavailable");
     return rc == Q_EUNAVAIL ? Q_EUNAVAIL : Q_EINTERNAL;
   }
-  q_metric_add(ing->m_bytes, NULL, (double)size);
+  q_metrics_add(ing->m_bytes, NULL, (double)size);
   q_log_info("document uploaded", "{s:s,s:s,s:s,s:i,s:I,s:b}", "tenant_id", m.tenant_id,
              "document_id", res.document_id, "job_id", res.job_id, "version", res.version,
              "bytes", (long long)size, "unchanged", res.unchanged);

@@ -223,10 +223,10 @@ static outcome_t index_text(run_t *r, const char *text, size_t len) {
         o = upsert(r, a, chunks, n);
       if (o == OUT_OK) {
         r->count += (int)n;
-        q_metric_add(in->m_chunks, NULL, (double)n);
+        q_metrics_add(in->m_chunks, NULL, (double)n);
       }
     }
-    q_arena_destroy(a);
+    q_arena_free(a);
     if (o == OUT_OK && !exhausted && stopping(r))
       o = OUT_STOPPED;
   }
@@ -291,7 +291,7 @@ static int backoff_ms(const ingest_t *in, int attempts) {
 
 static void count(ingest_t *in, const char *status) {
   const char *labels[1] = {status};
-  q_metric_inc(in->m_jobs, labels);
+  q_metrics_inc(in->m_jobs, labels);
 }
 
 /* Records the outcome of one attempt. */
@@ -399,7 +399,7 @@ static void reap(ingest_t *in) {
   }
   if (n > 0) {
     const char *labels[1] = {"requeued"};
-    q_metric_add(in->m_jobs, labels, n);
+    q_metrics_add(in->m_jobs, labels, n);
     q_log_warn("stale jobs queued again", "{s:i}", "jobs", n);
     ingest_kick(in);
   }
@@ -439,7 +439,7 @@ int worker_recover(ingest_t *in, char *err, size_t errlen) {
                                   in->cfg.max_attempts, &n, err, errlen);
   if (!rc && n > 0) {
     const char *labels[1] = {"requeued"};
-    q_metric_add(in->m_jobs, labels, n);
+    q_metrics_add(in->m_jobs, labels, n);
     q_log_warn("jobs left running by an earlier process queued again", "{s:i}", "jobs",
                n);
   }

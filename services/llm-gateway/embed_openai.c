@@ -135,7 +135,7 @@ static void openai_destroy(embedder_t *e) {
   if (!o)
     return;
   free((char *)o->base.model);
-  openai_endpoint_free(&o->ep);
+  openai_endpoint_cleanup(&o->ep);
   free(o);
 }
 

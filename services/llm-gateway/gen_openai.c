@@ -219,7 +219,7 @@ static void openai_destroy(generator_t *g) {
   if (!o)
     return;
   free((char *)o->base.model);
-  openai_endpoint_free(&o->ep);
+  openai_endpoint_cleanup(&o->ep);
   free(o->template);
   free(o);
 }

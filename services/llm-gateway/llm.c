@@ -18,9 +18,9 @@ void llm_init(llm_t *l, embedder_t *embedder, generator_t *generator,
   l->embedder = embedder;
   l->generator = generator;
   l->fallback = fallback;
-  l->tokens = q_metric_counter("quarry_llm_tokens_total",
+  l->tokens = q_metrics_counter("quarry_llm_tokens_total",
                                "Tokens processed by generation providers.", "kind");
-  l->requests = q_metric_counter("quarry_llm_requests_total",
+  l->requests = q_metrics_counter("quarry_llm_requests_total",
                                  "LLM gateway provider calls by operation, provider "
                                  "and outcome (ok, invalid, error, cancelled).",
                                  "op,provider,outcome");
@@ -28,7 +28,7 @@ void llm_init(llm_t *l, embedder_t *embedder, generator_t *generator,
 
 static void count(llm_t *l, const char *op, const char *provider, const char *outcome) {
   const char *lv[3] = {op, provider, outcome};
-  q_metric_inc(l->requests, lv);
+  q_metrics_inc(l->requests, lv);
 }
 
 static const char *outcome_of(int rc) {
@@ -78,8 +78,8 @@ static int track_cb(const char *piece, size_t len, void *ud) {
 
 static void count_tokens(llm_t *l, const gen_usage_t *u) {
   const char *prompt[1] = {"prompt"}, *completion[1] = {"completion"};
-  q_metric_add(l->tokens, prompt, u->prompt_tokens);
-  q_metric_add(l->tokens, completion, u->completion_tokens);
+  q_metrics_add(l->tokens, prompt, u->prompt_tokens);
+  q_metrics_add(l->tokens, completion, u->completion_tokens);
 }
 
 int llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,

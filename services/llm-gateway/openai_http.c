@@ -30,7 +30,7 @@ int openai_endpoint_init(openai_endpoint_t *ep, const char *url, const char *api
   return 0;
 }
 
-void openai_endpoint_free(openai_endpoint_t *ep) {
+void openai_endpoint_cleanup(openai_endpoint_t *ep) {
   free(ep->url);
   ep->url = NULL;
   if (ep->auth_header) {

@@ -17,12 +17,12 @@ typedef struct openai_endpoint {
 
 /* Copies url (NULL: "") and builds the header from api_key (NULL or "":
  * no header). Returns 0, or Q_ENOMEM; either way ep may then be given to
- * openai_endpoint_free. */
+ * openai_endpoint_cleanup. */
 int openai_endpoint_init(openai_endpoint_t *ep, const char *url, const char *api_key,
                          int timeout_ms);
 
 /* Frees what ep owns, wiping the header first: it holds the API key. */
-void openai_endpoint_free(openai_endpoint_t *ep);
+void openai_endpoint_cleanup(openai_endpoint_t *ep);
 
 /* One call's particulars. */
 typedef struct openai_post {

@@ -46,8 +46,8 @@ static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     return Q_EINVAL;
   }
 
-  q_scorer_passage_t *in_p = n ? q_arena_alloc(a, n * sizeof *in_p) : NULL;
-  q_scorer_result_t *res = n ? q_arena_alloc(a, n * sizeof *res) : NULL;
+  scorer_passage_t *in_p = n ? q_arena_alloc(a, n * sizeof *in_p) : NULL;
+  scorer_result_t *res = n ? q_arena_alloc(a, n * sizeof *res) : NULL;
   if (n && (!in_p || !res)) {
     q_grpc_ctx_errorf(ctx, "request too large");
     return Q_ERESOURCE;
@@ -60,9 +60,9 @@ static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                         len, Q_RERANKER_MAX_TEXT);
       return Q_EINVAL;
     }
-    in_p[i] = (q_scorer_passage_t){p->text, len, p->score};
+    in_p[i] = (scorer_passage_t){p->text, len, p->score};
   }
-  if (q_scorer_rank(req->query, qlen, in_p, n, res) != 0) {
+  if (scorer_rank(req->query, qlen, in_p, n, res) != 0) {
     q_grpc_ctx_errorf(ctx, "out of memory while scoring");
     return Q_ERESOURCE;
   }
@@ -89,8 +89,8 @@ static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   return 0;
 }
 
-const q_grpc_method_t q_reranker_methods[] = {
+const q_grpc_method_t reranker_methods[] = {
     {"Rerank", Q_GRPC_UNARY, rerank_cb},
 };
-const size_t q_reranker_nmethods =
-    sizeof q_reranker_methods / sizeof q_reranker_methods[0];
+const size_t reranker_nmethods =
+    sizeof reranker_methods / sizeof reranker_methods[0];

@@ -15,7 +15,7 @@
 #define Q_RERANKER_MAX_TOP_N 100
 
 /* Handlers for quarry.v1.Reranker (no user data needed). */
-extern const q_grpc_method_t q_reranker_methods[];
-extern const size_t q_reranker_nmethods;
+extern const q_grpc_method_t reranker_methods[];
+extern const size_t reranker_nmethods;
 
 #endif

@@ -18,8 +18,8 @@ int main(int argc, char **argv) {
                      cfg, Q_NELEM(cfg), &common, argc, argv);
   if (rc)
     return rc > 0 ? 0 : 2;
-  if (q_service_start(&svc, &quarry__v1__reranker__descriptor, q_reranker_methods,
-                      q_reranker_nmethods, NULL, NULL, NULL)) {
+  if (q_service_start(&svc, &quarry__v1__reranker__descriptor, reranker_methods,
+                      reranker_nmethods, NULL, NULL, NULL)) {
     q_service_cleanup(&svc);
     return 1;
   }

@@ -214,14 +214,14 @@ static int contains_seq(const int32_t *s, size_t n, const int32_t *pat, size_t p
 /* ---- ranking ------------------------------------------------------------ */
 
 static int result_cmp(const void *pa, const void *pb) {
-  const q_scorer_result_t *a = pa, *b = pb;
+  const scorer_result_t *a = pa, *b = pb;
   if (a->score != b->score)
     return a->score > b->score ? -1 : 1;
   return a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
 }
 
-int q_scorer_rank(const char *query, size_t qlen, const q_scorer_passage_t *passages,
-                  size_t n, q_scorer_result_t *out) {
+int scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
+                  size_t n, scorer_result_t *out) {
   int rc = Q_ENOMEM;
   qterms_t q;
   memset(&q, 0, sizeof q);
@@ -258,7 +258,7 @@ int q_scorer_rank(const char *query, size_t qlen, const q_scorer_passage_t *pass
 
   /* Pass 1: per passage, which terms it has, proximity and phrase. */
   for (size_t i = 0; i < n; i++) {
-    q_scorer_result_t *r = &out[i];
+    scorer_result_t *r = &out[i];
     memset(r, 0, sizeof *r);
     r->index = i;
     double s = passages[i].retrieval;
@@ -300,7 +300,7 @@ int q_scorer_rank(const char *query, size_t qlen, const q_scorer_passage_t *pass
     wsum += w[t];
   }
   for (size_t i = 0; i < n; i++) {
-    q_scorer_result_t *r = &out[i];
+    scorer_result_t *r = &out[i];
     if (m && wsum > 0.0) {
       const uint64_t *b = bits + i * words;
       double have = 0.0;

@@ -16,26 +16,26 @@
 #define Q_SCORER_W_RETRIEVAL 0.25
 
 /* One candidate (borrowed). */
-typedef struct q_scorer_passage {
+typedef struct scorer_passage {
   const char *text;
   size_t len;
   double retrieval; /* the score the retriever gave it (any scale) */
-} q_scorer_passage_t;
+} scorer_passage_t;
 
 /* One scored candidate with the signals that made its score. */
-typedef struct q_scorer_result {
+typedef struct scorer_result {
   size_t index;     /* position in the input */
   double score;     /* the combined score */
   double coverage;  /* idf-weighted share of distinct query terms present */
   double proximity; /* 1 / (1 + window - matched), see scorer.c */
   double phrase;    /* 1 when the whole query occurs as a phrase */
   double retrieval; /* min-max normalised incoming score */
-} q_scorer_result_t;
+} scorer_result_t;
 
 /* Scores passages[0..n) for query[0..qlen) and writes n results into out,
  * best first; equal scores keep the input order. 0 or Q_ENOMEM.
  * Thread-safe (allocates its own working memory). */
-int q_scorer_rank(const char *query, size_t qlen, const q_scorer_passage_t *passages,
-                  size_t n, q_scorer_result_t *out);
+int scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
+                  size_t n, scorer_result_t *out);
 
 #endif

@@ -4,19 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-double q_fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k) {
-  return q_fusion_wrrf_score(lexical_rank, dense_rank, k, 1.0, 1.0);
+double fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k) {
+  return fusion_wrrf_score(lexical_rank, dense_rank, k, 1.0, 1.0);
 }
 
 /* The best (smallest non-zero) rank an item reached; UINT32_MAX if none. */
-static uint32_t best_rank(const q_fusion_item_t *it) {
+static uint32_t best_rank(const fusion_item_t *it) {
   uint32_t a = it->lexical_rank ? it->lexical_rank : UINT32_MAX;
   uint32_t b = it->dense_rank ? it->dense_rank : UINT32_MAX;
   return a < b ? a : b;
 }
 
 static int item_cmp(const void *pa, const void *pb) {
-  const q_fusion_item_t *a = pa, *b = pb;
+  const fusion_item_t *a = pa, *b = pb;
   if (a->fused != b->fused)
     return a->fused > b->fused ? -1 : 1;
   uint32_t ra = best_rank(a), rb = best_rank(b);
@@ -27,11 +27,11 @@ static int item_cmp(const void *pa, const void *pb) {
   return 0;
 }
 
-void q_fusion_rrf(q_fusion_item_t *items, size_t n, unsigned k) {
-  q_fusion_wrrf(items, n, k, 1.0, 1.0);
+void fusion_rrf(fusion_item_t *items, size_t n, unsigned k) {
+  fusion_wrrf(items, n, k, 1.0, 1.0);
 }
 
-double q_fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
+double fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
                            double w_lex, double w_dense) {
   double s = 0.0;
   if (lexical_rank)
@@ -41,14 +41,14 @@ double q_fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned 
   return s;
 }
 
-void q_fusion_wrrf(q_fusion_item_t *items, size_t n, unsigned k, double w_lex,
+void fusion_wrrf(fusion_item_t *items, size_t n, unsigned k, double w_lex,
                    double w_dense) {
   if (!items || n == 0)
     return;
   if (k == 0)
     k = Q_FUSION_RRF_K;
   for (size_t i = 0; i < n; i++)
-    items[i].fused = q_fusion_wrrf_score(items[i].lexical_rank, items[i].dense_rank, k,
+    items[i].fused = fusion_wrrf_score(items[i].lexical_rank, items[i].dense_rank, k,
                                          w_lex, w_dense);
   qsort(items, n, sizeof *items, item_cmp);
 }

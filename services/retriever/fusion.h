@@ -20,34 +20,34 @@
 #define Q_FUSION_RRF_K 60
 
 /* One candidate: its ranks in the BM25 and the dense list. */
-typedef struct q_fusion_item {
+typedef struct fusion_item {
   uint32_t lexical_rank; /* 1-based; 0 when absent from the BM25 list */
   uint32_t dense_rank;   /* 1-based; 0 when absent from the dense list */
-  double fused;          /* output of q_fusion_rrf */
+  double fused;          /* output of fusion_rrf */
   const char *tiebreak;  /* compared with strcmp when all else ties; may be
                             NULL (then ties keep no particular order) */
   void *ud;              /* the caller's payload, carried along */
-} q_fusion_item_t;
+} fusion_item_t;
 
 /* The RRF score of one item with constant k. */
-double q_fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k);
+double fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k);
 
 /* Weighted RRF: each list's reciprocal rank is multiplied by its weight,
  *     fused(d) = w_lex / (k + rank_lex(d)) + w_dense / (k + rank_dense(d)).
  * Equal weights give plain RRF. A lower dense weight is right when the
  * embedder is weaker than BM25 on the corpus (the built-in hashed embedder
  * captures spelling, not meaning); see docs/retrieval.md for measurements. */
-double q_fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
+double fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
                            double w_lex, double w_dense);
 
 /* Sets items[i].fused with constant k (0: Q_FUSION_RRF_K) and sorts items
  * best first. Ties on the fused score go to the item with the better single
  * rank (a first place beats two seconds only when the sums tie), then to the
  * smaller tiebreak string, so the order is deterministic. */
-void q_fusion_rrf(q_fusion_item_t *items, size_t n, unsigned k);
+void fusion_rrf(fusion_item_t *items, size_t n, unsigned k);
 
-/* q_fusion_rrf with list weights (see q_fusion_wrrf_score). */
-void q_fusion_wrrf(q_fusion_item_t *items, size_t n, unsigned k, double w_lex,
+/* fusion_rrf with list weights (see fusion_wrrf_score). */
+void fusion_wrrf(fusion_item_t *items, size_t n, unsigned k, double w_lex,
                    double w_dense);
 
 #endif

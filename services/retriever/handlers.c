@@ -27,10 +27,10 @@ static double now_s(void) {
 }
 
 static double chunks_gauge_cb(void *ud) {
-  return (double)q_index_chunk_count(ud);
+  return (double)index_chunk_count(ud);
 }
 
-int q_retriever_init(q_retriever_t *r, q_index_t *index, q_store_t *store,
+int retriever_init(retriever_t *r, index_t *index, store_t *store,
                      int64_t default_top_k, int64_t max_top_k) {
   memset(r, 0, sizeof *r);
   r->index = index;
@@ -40,24 +40,24 @@ int q_retriever_init(q_retriever_t *r, q_index_t *index, q_store_t *store,
   r->dense_weight = 1.0;
   if (pthread_mutex_init(&r->upsert_mu, NULL) != 0)
     return Q_EINTERNAL;
-  r->search_seconds = q_metric_histogram(
+  r->search_seconds = q_metrics_histogram(
       "quarry_retriever_search_seconds",
       "Time to answer a Search, by mode (lexical, dense or hybrid).", "mode", NULL, 0);
-  q_metric_gauge_fn("quarry_index_chunks",
+  q_metrics_gauge_fn("quarry_index_chunks",
                     "Live chunks in the retriever's in-memory index.", chunks_gauge_cb,
                     index);
   return 0;
 }
 
-void q_retriever_destroy(q_retriever_t *r) {
+void retriever_cleanup(retriever_t *r) {
   pthread_mutex_destroy(&r->upsert_mu);
 }
 
-int q_retriever_ready_cb(void *ud, char *why, size_t whylen) {
-  q_retriever_t *r = ud;
+int retriever_ready_cb(void *ud, char *why, size_t whylen) {
+  retriever_t *r = ud;
   if (!r->store)
     return 0;
-  return q_store_ping(r->store, why, whylen) ? 0 : -1;
+  return store_ping(r->store, why, whylen) ? 0 : -1;
 }
 
 /* ---- validation helpers ------------------------------------------------- */
@@ -88,7 +88,7 @@ static int str_ptr_cmp(const void *a, const void *b) {
 /* Validates the request and fills chunks[] (arena) for the index and store;
  * *tenant receives the effective tenant. */
 static int upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *req,
-                           const char **tenant, q_index_chunk_t **out) {
+                           const char **tenant, index_chunk_t **out) {
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   size_t n = req->n_chunks;
   char field[64];
@@ -114,7 +114,7 @@ static int upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *r
   if ((rc = check_str(ctx, "tenant_id", t, Q_RETRIEVER_MAX_ID, 1)))
     return rc;
 
-  q_index_chunk_t *chunks = n ? q_arena_alloc(a, n * sizeof *chunks) : NULL;
+  index_chunk_t *chunks = n ? q_arena_alloc(a, n * sizeof *chunks) : NULL;
   const char **ids = n ? q_arena_alloc(a, n * sizeof *ids) : NULL;
   if (n && (!chunks || !ids)) {
     q_grpc_ctx_errorf(ctx, "request too large");
@@ -149,7 +149,7 @@ static int upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *r
                         c->n_embedding, Q_INDEX_MAX_DIM);
       return Q_EINVAL;
     }
-    chunks[i] = (q_index_chunk_t){
+    chunks[i] = (index_chunk_t){
         .chunk_id = c->chunk_id,
         .doc_id = c->doc_id,
         .title = c->title ? c->title : "",
@@ -177,10 +177,10 @@ static int upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *r
 
 static int upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
-  q_retriever_t *r = ud;
+  retriever_t *r = ud;
   const Quarry__V1__UpsertRequest *req = (const Quarry__V1__UpsertRequest *)in;
   const char *tenant = NULL;
-  q_index_chunk_t *chunks = NULL;
+  index_chunk_t *chunks = NULL;
   int rc = upsert_validate(ctx, req, &tenant, &chunks);
   if (rc)
     return rc;
@@ -190,13 +190,13 @@ static int upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   size_t retired = 0, retired_mem = 0;
 
   pthread_mutex_lock(&r->upsert_mu);
-  rc = q_index_check(r->index, tenant, chunks, n, err, sizeof err);
+  rc = index_check(r->index, tenant, chunks, n, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     goto unlock;
   }
   if (r->store) {
-    rc = q_store_upsert(r->store, tenant, chunks, n, replace, &retired, err, sizeof err);
+    rc = store_upsert(r->store, tenant, chunks, n, replace, &retired, err, sizeof err);
     if (rc) {
       q_log_warn("retriever: upsert not stored", "{s:s,s:s}", "tenant_id", tenant,
                  "reason", err);
@@ -205,9 +205,9 @@ static int upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     }
   }
   rc =
-      q_index_upsert(r->index, tenant, chunks, n, replace, &retired_mem, err, sizeof err);
+      index_upsert(r->index, tenant, chunks, n, replace, &retired_mem, err, sizeof err);
   if (rc) {
-    /* Cannot happen after q_index_check under the same lock; if it does, the
+    /* Cannot happen after index_check under the same lock; if it does, the
      * table and the index disagree until a restart. */
     q_log_error("retriever: stored upsert not applied to the index", "{s:s,s:s}",
                 "tenant_id", tenant, "reason", err);
@@ -241,7 +241,7 @@ unlock:
 
 static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
-  q_retriever_t *r = ud;
+  retriever_t *r = ud;
   const Quarry__V1__SearchRequest *req = (const Quarry__V1__SearchRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   double t0 = now_s();
@@ -272,7 +272,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     return Q_EINVAL;
   }
 
-  q_index_query_t q = {
+  index_query_t q = {
       .tenant = req->tenant_id,
       .text = has_text ? req->query : NULL,
       .text_len = has_text ? qlen : 0,
@@ -281,11 +281,11 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       .top_k = (size_t)top_k,
       .dense_weight = r->dense_weight,
   };
-  q_index_hit_t *hits;
+  index_hit_t *hits;
   size_t nhits;
   int dense_used;
   char err[256] = "";
-  rc = q_index_search(r->index, &q, a, &hits, &nhits, &dense_used, err, sizeof err);
+  rc = index_search(r->index, &q, a, &hits, &nhits, &dense_used, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
@@ -319,7 +319,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   *out = &resp->base;
 
   const char *mode[1] = {!dense_used ? "lexical" : has_text ? "hybrid" : "dense"};
-  q_metric_observe(r->search_seconds, mode, now_s() - t0);
+  q_metrics_observe(r->search_seconds, mode, now_s() - t0);
   return 0;
 }
 
@@ -327,13 +327,13 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 
 static int stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                     void *ud) {
-  q_retriever_t *r = ud;
+  retriever_t *r = ud;
   const Quarry__V1__StatsRequest *req = (const Quarry__V1__StatsRequest *)in;
   int rc = check_str(ctx, "tenant_id", req->tenant_id, Q_RETRIEVER_MAX_ID, 0);
   if (rc)
     return rc;
-  q_index_stats_t st;
-  q_index_stats(r->index, req->tenant_id, &st);
+  index_stats_t st;
+  index_stats(r->index, req->tenant_id, &st);
   Quarry__V1__StatsResponse *resp = q_arena_alloc(q_grpc_ctx_arena(ctx), sizeof *resp);
   if (!resp)
     return Q_ENOMEM;
@@ -345,10 +345,10 @@ static int stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMess
   return 0;
 }
 
-const q_grpc_method_t q_retriever_methods[] = {
+const q_grpc_method_t retriever_methods[] = {
     {"Upsert", Q_GRPC_UNARY, upsert_cb},
     {"Search", Q_GRPC_UNARY, search_cb},
     {"Stats", Q_GRPC_UNARY, stats_cb},
 };
-const size_t q_retriever_nmethods =
-    sizeof q_retriever_methods / sizeof q_retriever_methods[0];
+const size_t retriever_nmethods =
+    sizeof retriever_methods / sizeof retriever_methods[0];

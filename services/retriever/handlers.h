@@ -21,30 +21,30 @@
 #define Q_RETRIEVER_MAX_QUERY 8192 /* search query */
 
 /* What the handlers work on; the user data of every handler. */
-typedef struct q_retriever {
-  q_index_t *index;
-  q_store_t *store;          /* NULL: memory only (tests) */
+typedef struct retriever {
+  index_t *index;
+  store_t *store;          /* NULL: memory only (tests) */
   pthread_mutex_t upsert_mu; /* one upsert at a time: store write then index
                                 update, so both see the same order */
   int64_t default_top_k;
   int64_t max_top_k;
   double dense_weight;        /* fusion weight of the dense list (BM25: 1) */
   q_metric_t *search_seconds; /* quarry_retriever_search_seconds{mode} */
-} q_retriever_t;
+} retriever_t;
 
 /* Prepares r over index and store (both borrowed) and registers the
  * retriever's metrics. 0 or Q_EINTERNAL. */
-int q_retriever_init(q_retriever_t *r, q_index_t *index, q_store_t *store,
+int retriever_init(retriever_t *r, index_t *index, store_t *store,
                      int64_t default_top_k, int64_t max_top_k);
 
-/* Releases what q_retriever_init made (not the index or store). */
-void q_retriever_destroy(q_retriever_t *r);
+/* Releases what retriever_init made (not the index or store). */
+void retriever_cleanup(retriever_t *r);
 
-/* Readiness (q_ready_cb): the database answers. ud is the q_retriever_t. */
-int q_retriever_ready_cb(void *ud, char *why, size_t whylen);
+/* Readiness (q_ready_cb): the database answers. ud is the retriever_t. */
+int retriever_ready_cb(void *ud, char *why, size_t whylen);
 
-/* Handlers for quarry.v1.Retriever; pass the q_retriever_t as user data. */
-extern const q_grpc_method_t q_retriever_methods[];
-extern const size_t q_retriever_nmethods;
+/* Handlers for quarry.v1.Retriever; pass the retriever_t as user data. */
+extern const q_grpc_method_t retriever_methods[];
+extern const size_t retriever_nmethods;
 
 #endif

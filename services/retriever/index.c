@@ -261,7 +261,7 @@ typedef struct shard {
   size_t capvecs; /* floats */
 } shard_t;
 
-struct q_index {
+struct index {
   pthread_rwlock_t lock;
   unsigned char key[crypto_shorthash_KEYBYTES];
   size_t fixed_dim;
@@ -294,19 +294,19 @@ static const char *doc_key(const void *ctx, uint32_t v, size_t *len) {
 }
 
 static const char *shard_key(const void *ctx, uint32_t v, size_t *len) {
-  const shard_t *s = ((const q_index_t *)ctx)->shards[v];
+  const shard_t *s = ((const index_t *)ctx)->shards[v];
   *len = strlen(s->tenant);
   return s->tenant;
 }
 
-static shard_t *find_shard(const q_index_t *idx, const char *tenant) {
+static shard_t *find_shard(const index_t *idx, const char *tenant) {
   size_t len = strlen(tenant);
   int64_t v = strmap_get(&idx->shard_map, tenant, len, hash_bytes(idx->key, tenant, len),
                          shard_key, idx);
   return v < 0 ? NULL : idx->shards[v];
 }
 
-static shard_t *get_shard(q_index_t *idx, const char *tenant) {
+static shard_t *get_shard(index_t *idx, const char *tenant) {
   shard_t *s = find_shard(idx, tenant);
   if (s)
     return s;
@@ -359,10 +359,10 @@ static void shard_free(shard_t *s) {
   free(s);
 }
 
-q_index_t *q_index_new(size_t fixed_dim) {
+index_t *index_new(size_t fixed_dim) {
   if (sodium_init() < 0 || fixed_dim > Q_INDEX_MAX_DIM)
     return NULL;
-  q_index_t *idx = calloc(1, sizeof *idx);
+  index_t *idx = calloc(1, sizeof *idx);
   if (!idx)
     return NULL;
   pthread_rwlockattr_t attr;
@@ -380,7 +380,7 @@ q_index_t *q_index_new(size_t fixed_dim) {
   return idx;
 }
 
-void q_index_free(q_index_t *idx) {
+void index_free(index_t *idx) {
   if (!idx)
     return;
   for (size_t i = 0; i < idx->nshards; i++)
@@ -391,7 +391,7 @@ void q_index_free(q_index_t *idx) {
   free(idx);
 }
 
-int64_t q_index_chunk_count(const q_index_t *idx) {
+int64_t index_chunk_count(const index_t *idx) {
   return idx ? __atomic_load_n(&idx->chunks, __ATOMIC_RELAXED) : 0;
 }
 
@@ -502,12 +502,12 @@ static int check_vector(const float *v, size_t dim, size_t want, size_t i, char 
 }
 
 /* Check under (at least) the read lock. */
-static int check_locked(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+static int check_locked(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                         size_t n, char *err, size_t errlen) {
   const shard_t *s = find_shard(idx, tenant);
   size_t want = idx->fixed_dim ? idx->fixed_dim : s && s->nvec ? s->dim : 0;
   for (size_t i = 0; i < n; i++) {
-    const q_index_chunk_t *c = &chunks[i];
+    const index_chunk_t *c = &chunks[i];
     if (!c->chunk_id || !*c->chunk_id || !c->doc_id || !*c->doc_id) {
       snprintf(err, errlen, "chunks[%zu] needs a chunk_id and a doc_id", i);
       return Q_EINVAL;
@@ -526,7 +526,7 @@ static int check_locked(q_index_t *idx, const char *tenant, const q_index_chunk_
   return 0;
 }
 
-int q_index_check(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+int index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                   size_t n, char *err, size_t errlen) {
   pthread_rwlock_rdlock(&idx->lock);
   int rc = check_locked(idx, tenant, chunks, n, err, errlen);
@@ -534,7 +534,7 @@ int q_index_check(q_index_t *idx, const char *tenant, const q_index_chunk_t *chu
   return rc;
 }
 
-static void prep_chunk(q_index_t *idx, const q_index_chunk_t *in, prep_t *p) {
+static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   chunk_t *c = xcalloc(1, sizeof *c);
   c->chunk_id = xstrdup(in->chunk_id);
   c->doc_id = xstrdup(in->doc_id);
@@ -565,7 +565,7 @@ static void prep_chunk(q_index_t *idx, const q_index_chunk_t *in, prep_t *p) {
 }
 
 /* Retires the chunk in slot (under the write lock). */
-static void retire(q_index_t *idx, shard_t *s, uint32_t slot) {
+static void retire(index_t *idx, shard_t *s, uint32_t slot) {
   chunk_t *c = s->slots[slot];
   for (uint32_t i = 0; i < c->nterms; i++) {
     term_t *t = &s->terms[c->terms[i]];
@@ -628,7 +628,7 @@ static uint32_t term_number(shard_t *s, const char *text, size_t len, uint64_t h
 
 /* Adds a prepared chunk (under the write lock); takes ownership of it.
  * dim: its vector's dimension (checked to suit the shard). */
-static void insert(q_index_t *idx, shard_t *s, prep_t *p, size_t dim) {
+static void insert(index_t *idx, shard_t *s, prep_t *p, size_t dim) {
   chunk_t *c = p->chunk;
   uint32_t slot;
   if (s->nfree) {
@@ -693,7 +693,7 @@ static void insert(q_index_t *idx, shard_t *s, prep_t *p, size_t dim) {
 }
 
 /* Drops tombstoned postings and unused terms; frees dead slots for reuse. */
-static void compact_shard(q_index_t *idx, shard_t *s) {
+static void compact_shard(index_t *idx, shard_t *s) {
   if (!s->ndead)
     return;
   for (size_t i = 0; i < s->nterms; i++) {
@@ -729,7 +729,7 @@ static void compact_shard(q_index_t *idx, shard_t *s) {
   s->ndead = 0;
 }
 
-void q_index_compact(q_index_t *idx) {
+void index_compact(index_t *idx) {
   pthread_rwlock_wrlock(&idx->lock);
   for (size_t i = 0; i < idx->nshards; i++)
     compact_shard(idx, idx->shards[i]);
@@ -740,7 +740,7 @@ static int str_ptr_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-int q_index_upsert(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+int index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen) {
   if (retired)
@@ -749,7 +749,7 @@ int q_index_upsert(q_index_t *idx, const char *tenant, const q_index_chunk_t *ch
     snprintf(err, errlen, "tenant_id is required");
     return Q_EINVAL;
   }
-  int rc = q_index_check(idx, tenant, chunks, n, err, errlen);
+  int rc = index_check(idx, tenant, chunks, n, err, errlen);
   if (rc)
     return rc;
 
@@ -901,8 +901,8 @@ typedef struct cand {
   double lexical, dense;
 } cand_t;
 
-int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
-                   q_index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
+int index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
+                   index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
                    size_t errlen) {
   int rc = 0;
   *hits = NULL;
@@ -914,7 +914,7 @@ int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
   uint32_t *touched = NULL;
   scored_t *lex = NULL, *den = NULL, *lex_by_slot = NULL;
   cand_t *cands = NULL;
-  q_fusion_item_t *items = NULL;
+  fusion_item_t *items = NULL;
   bag_t bag = {.key = idx->key};
 
   if (q->dim) {
@@ -1019,7 +1019,7 @@ int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
                        : 0.0;
     cands[nc] = (cand_t){lt.h[i].c, lt.h[i].score, dense};
     items[nc] =
-        (q_fusion_item_t){(uint32_t)(i + 1), 0, 0.0, lt.h[i].c->chunk_id, &cands[nc]};
+        (fusion_item_t){(uint32_t)(i + 1), 0, 0.0, lt.h[i].c->chunk_id, &cands[nc]};
     nc++;
   }
   qsort(lex_by_slot, lt.n, sizeof *lex_by_slot, slot_cmp);
@@ -1034,13 +1034,13 @@ int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
     }
     cands[nc] = (cand_t){dt.h[i].c, acc ? acc[dt.h[i].slot] : 0.0, dt.h[i].score};
     items[nc] =
-        (q_fusion_item_t){0, (uint32_t)(i + 1), 0.0, dt.h[i].c->chunk_id, &cands[nc]};
+        (fusion_item_t){0, (uint32_t)(i + 1), 0.0, dt.h[i].c->chunk_id, &cands[nc]};
     nc++;
   }
-  q_fusion_wrrf(items, nc, Q_FUSION_RRF_K, 1.0, q->dense_weight > 0 ? q->dense_weight : 1.0);
+  fusion_wrrf(items, nc, Q_FUSION_RRF_K, 1.0, q->dense_weight > 0 ? q->dense_weight : 1.0);
 
   size_t nout = nc < k ? nc : k;
-  q_index_hit_t *out = nout ? q_arena_alloc(arena, nout * sizeof *out) : NULL;
+  index_hit_t *out = nout ? q_arena_alloc(arena, nout * sizeof *out) : NULL;
   if (nout && !out) {
     snprintf(err, errlen, "result too large for the request's memory");
     rc = Q_ENOMEM;
@@ -1049,7 +1049,7 @@ int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
   for (size_t i = 0; i < nout; i++) {
     const cand_t *cd = items[i].ud;
     const chunk_t *c = cd->c;
-    q_index_hit_t *h = &out[i];
+    index_hit_t *h = &out[i];
     h->chunk_id = q_arena_strdup(arena, c->chunk_id);
     h->doc_id = q_arena_strdup(arena, c->doc_id);
     h->title = q_arena_strdup(arena, c->title);
@@ -1087,7 +1087,7 @@ unlock:
 
 /* ---- stats -------------------------------------------------------------- */
 
-void q_index_stats(q_index_t *idx, const char *tenant, q_index_stats_t *out) {
+void index_stats(index_t *idx, const char *tenant, index_stats_t *out) {
   memset(out, 0, sizeof *out);
   pthread_rwlock_rdlock(&idx->lock);
   for (size_t i = 0; i < idx->nshards; i++) {

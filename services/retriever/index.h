@@ -27,10 +27,10 @@
 /* Largest embedding accepted (dimensions). */
 #define Q_INDEX_MAX_DIM 8192
 
-typedef struct q_index q_index_t;
+typedef struct index index_t;
 
 /* A chunk to add: every pointer is borrowed for the duration of the call. */
-typedef struct q_index_chunk {
+typedef struct index_chunk {
   const char *chunk_id; /* unique within the tenant */
   const char *doc_id;
   const char *title; /* may be NULL */
@@ -38,10 +38,10 @@ typedef struct q_index_chunk {
   int32_t version, ordinal, page;
   const float *embedding; /* dim floats, not necessarily normalised */
   size_t dim;             /* 0: the chunk has no vector */
-} q_index_chunk_t;
+} index_chunk_t;
 
 /* One search result. Strings are copies in the caller's arena. */
-typedef struct q_index_hit {
+typedef struct index_hit {
   const char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
   double fused;          /* RRF score: what the results are ordered by */
@@ -49,42 +49,42 @@ typedef struct q_index_hit {
   double dense;          /* cosine similarity, 0 when no vector compared */
   uint32_t lexical_rank; /* 1-based rank in the BM25 list, 0 if absent */
   uint32_t dense_rank;   /* 1-based rank in the dense list, 0 if absent */
-} q_index_hit_t;
+} index_hit_t;
 
-typedef struct q_index_stats {
+typedef struct index_stats {
   int64_t chunks;    /* live chunks */
   int64_t documents; /* documents with at least one live chunk */
   int64_t terms;     /* distinct terms in live chunks (summed over tenants
                         when all tenants are counted) */
-} q_index_stats_t;
+} index_stats_t;
 
 /* Creates an empty index. fixed_dim > 0 makes every vector (stored or
  * query) have exactly that many dimensions; 0 lets each tenant's first
- * stored vector decide. The caller owns it; free with q_index_free. */
-q_index_t *q_index_new(size_t fixed_dim);
+ * stored vector decide. The caller owns it; free with index_free. */
+index_t *index_new(size_t fixed_dim);
 
 /* Frees the index. No call may be running. NULL is fine. */
-void q_index_free(q_index_t *idx);
+void index_free(index_t *idx);
 
 /* Checks that chunks[0..n) can be added to tenant's shard: every embedding
  * finite, non-zero, at most Q_INDEX_MAX_DIM and of the tenant's (or the
  * fixed) dimension, all of one dimension. 0 or Q_EINVAL with err naming the
- * chunk. The store writes only checked batches, so q_index_upsert after a
+ * chunk. The store writes only checked batches, so index_upsert after a
  * successful check cannot fail on them as long as upserts are serialised. */
-int q_index_check(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+int index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                   size_t n, char *err, size_t errlen);
 
 /* Adds or replaces chunks[0..n) in tenant's shard. A chunk whose chunk_id is
  * already there replaces it. When replace_doc_id is neither NULL nor "",
  * live chunks of that document whose ids are not among chunks[] are retired
- * first; *retired (if not NULL) receives how many. Runs q_index_check first:
+ * first; *retired (if not NULL) receives how many. Runs index_check first:
  * 0 or Q_EINVAL (nothing changed). */
-int q_index_upsert(q_index_t *idx, const char *tenant, const q_index_chunk_t *chunks,
+int index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen);
 
 /* A search of one tenant's shard. */
-typedef struct q_index_query {
+typedef struct index_query {
   const char *tenant;
   const char *text; /* may be NULL or empty: dense only */
   size_t text_len;
@@ -93,7 +93,7 @@ typedef struct q_index_query {
   size_t top_k; /* > 0: how many results, and the depth of each list fused */
   double dense_weight; /* weight of the dense list in the fusion, BM25's
                           being 1.0; 0 means 1.0 (plain RRF) */
-} q_index_query_t;
+} index_query_t;
 
 /* Runs BM25 and (when an embedding is given and the tenant has vectors)
  * cosine similarity, fuses the two lists with RRF and returns at most top_k
@@ -101,19 +101,19 @@ typedef struct q_index_query {
  * embedding took part. 0; Q_EINVAL when the embedding's dimension differs
  * from the tenant's vectors, or it is not finite or zero (err says which);
  * Q_ENOMEM when the arena is full. */
-int q_index_search(q_index_t *idx, const q_index_query_t *q, q_arena_t *arena,
-                   q_index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
+int index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
+                   index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
                    size_t errlen);
 
 /* Counts for tenant, or for all tenants when tenant is NULL or "". */
-void q_index_stats(q_index_t *idx, const char *tenant, q_index_stats_t *out);
+void index_stats(index_t *idx, const char *tenant, index_stats_t *out);
 
 /* Live chunks over all tenants (a relaxed atomic read; no lock). */
-int64_t q_index_chunk_count(const q_index_t *idx);
+int64_t index_chunk_count(const index_t *idx);
 
 /* Removes the postings of retired chunks and the terms no live chunk uses.
  * Upserts do this on their own once a quarter of the postings are dead;
  * exposed for tests and tools. */
-void q_index_compact(q_index_t *idx);
+void index_compact(index_t *idx);
 
 #endif

@@ -43,9 +43,9 @@ static q_cfg_entry_t cfg[] = {
 
 int main(int argc, char **argv) {
   q_service_t svc;
-  q_index_t *index = NULL;
-  q_store_t *store = NULL;
-  q_retriever_t r;
+  index_t *index = NULL;
+  store_t *store = NULL;
+  retriever_t r;
   int r_ok = 0;
   char err[512] = "";
   int rc = q_service_init(&svc, "quarry-retriever",
@@ -60,14 +60,14 @@ int main(int argc, char **argv) {
     goto done;
   }
 
-  store = q_store_open(pg_dsn, pg_wait_ms, err, sizeof err);
+  store = store_new(pg_dsn, pg_wait_ms, err, sizeof err);
   if (!store) {
     q_log_error("cannot use the database; exiting", "{s:s,s:I}", "reason", err,
                 "waited_ms", (json_int_t)pg_wait_ms);
     rc = 1;
     goto done;
   }
-  index = q_index_new((size_t)embed_dim);
+  index = index_new((size_t)embed_dim);
   if (!index) {
     q_log_error("out of memory while starting", NULL);
     rc = 1;
@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
   }
   int64_t t0 = q_now_ms();
   size_t loaded = 0;
-  if (q_store_load(store, index, &loaded, err, sizeof err) != 0) {
+  if (store_load(store, index, &loaded, err, sizeof err) != 0) {
     q_log_error("cannot rebuild the index from the database; exiting", "{s:s}", "reason",
                 err);
     rc = 1;
@@ -84,14 +84,14 @@ int main(int argc, char **argv) {
   q_log_info("index rebuilt", "{s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
              (json_int_t)(q_now_ms() - t0));
 
-  if (q_retriever_init(&r, index, store, default_top_k, max_top_k) != 0) {
+  if (retriever_init(&r, index, store, default_top_k, max_top_k) != 0) {
     rc = 1;
     goto done;
   }
   r_ok = 1;
   r.dense_weight = (double)dense_weight_pct / 100.0;
-  if (q_service_start(&svc, &quarry__v1__retriever__descriptor, q_retriever_methods,
-                      q_retriever_nmethods, &r, q_retriever_ready_cb, &r)) {
+  if (q_service_start(&svc, &quarry__v1__retriever__descriptor, retriever_methods,
+                      retriever_nmethods, &r, retriever_ready_cb, &r)) {
     rc = 1;
     goto done;
   }
@@ -101,8 +101,8 @@ done:
   /* The side port (whose /metrics reads the index) stops first. */
   q_service_cleanup(&svc);
   if (r_ok)
-    q_retriever_destroy(&r);
-  q_index_free(index);
-  q_store_close(store);
+    retriever_cleanup(&r);
+  index_free(index);
+  store_free(store);
   return rc;
 }

@@ -41,7 +41,7 @@ static const q_pg_migration_t migrations[] = {
      "  WHERE active;"},
 };
 
-struct q_store {
+struct store {
   q_pg_pool_t *pool;
 };
 
@@ -53,8 +53,8 @@ static void set_err(char *err, size_t errlen, const char *what, const char *msg)
     err[--n] = '\0';
 }
 
-q_store_t *q_store_open(const char *dsn, int64_t wait_ms, char *err, size_t errlen) {
-  q_store_t *st = calloc(1, sizeof *st);
+store_t *store_new(const char *dsn, int64_t wait_ms, char *err, size_t errlen) {
+  store_t *st = calloc(1, sizeof *st);
   if (!st || !(st->pool = q_pg_pool_new(dsn, POOL_SIZE))) {
     snprintf(err, errlen, "out of memory");
     free(st);
@@ -63,20 +63,20 @@ q_store_t *q_store_open(const char *dsn, int64_t wait_ms, char *err, size_t errl
   if (q_pg_wait_migrate(st->pool, "retriever", migrations,
                         sizeof migrations / sizeof migrations[0], wait_ms, err,
                         errlen) != 0) {
-    q_store_close(st);
+    store_free(st);
     return NULL;
   }
   return st;
 }
 
-void q_store_close(q_store_t *st) {
+void store_free(store_t *st) {
   if (!st)
     return;
   q_pg_pool_free(st->pool);
   free(st);
 }
 
-int q_store_ping(q_store_t *st, char *why, size_t whylen) {
+int store_ping(store_t *st, char *why, size_t whylen) {
   return q_pg_ping(st->pool, why, whylen);
 }
 
@@ -132,7 +132,7 @@ static int copy_vector(q_buf_t *b, const float *v, size_t dim) {
   return rc;
 }
 
-static int copy_row(q_buf_t *b, const char *tenant, const q_index_chunk_t *c) {
+static int copy_row(q_buf_t *b, const char *tenant, const index_chunk_t *c) {
   int rc = copy_text(b, c->chunk_id);
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, tenant);
@@ -151,7 +151,7 @@ static int copy_row(q_buf_t *b, const char *tenant, const q_index_chunk_t *c) {
 }
 
 /* Streams chunks[] into the staging table. */
-static int copy_batch(PGconn *c, const char *tenant, const q_index_chunk_t *chunks,
+static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
                           "version, ordinal, page, title, text, embedding) "
@@ -196,7 +196,7 @@ static int copy_batch(PGconn *c, const char *tenant, const q_index_chunk_t *chun
   return rc;
 }
 
-static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunks,
+static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen) {
   int rc = q_pg_exec(c, "BEGIN", "begin", err, errlen);
@@ -265,7 +265,7 @@ static int upsert_tx(PGconn *c, const char *tenant, const q_index_chunk_t *chunk
   return q_pg_exec(c, "COMMIT", "commit", err, errlen);
 }
 
-int q_store_upsert(q_store_t *st, const char *tenant, const q_index_chunk_t *chunks,
+int store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen) {
   *retired = 0;
@@ -311,7 +311,7 @@ static size_t decode_vector(PGresult *r, int row, int col, float *v) {
   return len / 4;
 }
 
-static int load_rows(PGconn *c, q_index_t *idx, float *vec, size_t *loaded, char *err,
+static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *err,
                      size_t errlen) {
   for (;;) {
     /* Binary results: integers and bytea arrive raw; text columns are the
@@ -325,7 +325,7 @@ static int load_rows(PGconn *c, q_index_t *idx, float *vec, size_t *loaded, char
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
       const char *tenant = PQgetvalue(r, i, 1);
-      q_index_chunk_t ch = {
+      index_chunk_t ch = {
           .chunk_id = PQgetvalue(r, i, 0),
           .doc_id = PQgetvalue(r, i, 2),
           .version = int_field(r, i, 3),
@@ -337,12 +337,12 @@ static int load_rows(PGconn *c, q_index_t *idx, float *vec, size_t *loaded, char
           .dim = decode_vector(r, i, 8, vec),
       };
       char why[256];
-      if (q_index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0) {
+      if (index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0) {
         q_log_warn("retriever: stored vector refused; chunk loaded without it",
                    "{s:s,s:s,s:s}", "chunk_id", ch.chunk_id, "tenant_id", tenant,
                    "reason", why);
         ch.dim = 0;
-        if (q_index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0)
+        if (index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0)
           continue;
       }
       (*loaded)++;
@@ -353,7 +353,7 @@ static int load_rows(PGconn *c, q_index_t *idx, float *vec, size_t *loaded, char
   }
 }
 
-int q_store_load(q_store_t *st, q_index_t *idx, size_t *loaded, char *err,
+int store_load(store_t *st, index_t *idx, size_t *loaded, char *err,
                  size_t errlen) {
   *loaded = 0;
   float *vec = malloc(Q_INDEX_MAX_DIM * sizeof *vec);

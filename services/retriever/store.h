@@ -14,18 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct q_store q_store_t;
+typedef struct store store_t;
 
 /* Connects to dsn, waiting up to wait_ms while the database is unreachable
  * (backoff 100 ms doubling to 2 s), and applies the migrations. NULL on
  * failure with the reason in err. The caller owns the store. */
-q_store_t *q_store_open(const char *dsn, int64_t wait_ms, char *err, size_t errlen);
+store_t *store_new(const char *dsn, int64_t wait_ms, char *err, size_t errlen);
 
 /* Closes every connection and frees the store. NULL is fine. */
-void q_store_close(q_store_t *st);
+void store_free(store_t *st);
 
 /* 1 when the database answers, else 0 with the reason in why (readiness). */
-int q_store_ping(q_store_t *st, char *why, size_t whylen);
+int store_ping(store_t *st, char *why, size_t whylen);
 
 /* Writes one upsert in a single transaction: retires the active chunks of
  * replace_doc_id (if neither NULL nor "") that are not among chunks[], and
@@ -34,7 +34,7 @@ int q_store_ping(q_store_t *st, char *why, size_t whylen);
  * 0; Q_ECONFLICT (nothing written) when a chunk_id belongs to another
  * tenant; Q_EUNAVAIL when the database cannot be reached; Q_EINTERNAL for
  * other database errors. err says why. Thread-safe. */
-int q_store_upsert(q_store_t *st, const char *tenant, const q_index_chunk_t *chunks,
+int store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen);
 
@@ -42,6 +42,6 @@ int q_store_upsert(q_store_t *st, const char *tenant, const q_index_chunk_t *chu
  * fetch, so memory stays flat however big the table). Rows whose vector
  * the index refuses are loaded without it (logged). *loaded receives the
  * rows loaded. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
-int q_store_load(q_store_t *st, q_index_t *idx, size_t *loaded, char *err, size_t errlen);
+int store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t errlen);
 
 #endif

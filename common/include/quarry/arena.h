@@ -1,7 +1,7 @@
 /* arena.h - per-request memory pool (h2o's mem pool).
  *
  * Everything a request allocates comes from its arena and is released at
- * once by q_arena_destroy when the request ends. The arena has a maximum total
+ * once by q_arena_free when the request ends. The arena has a maximum total
  * size fixed at creation so hostile input cannot exhaust memory; allocation
  * past it returns NULL. Not thread-safe: one arena per request. */
 #ifndef QUARRY_ARENA_H
@@ -17,7 +17,7 @@ typedef struct q_arena q_arena_t;
 q_arena_t *q_arena_new(size_t max);
 
 /* Releases the arena and everything allocated from it. NULL is fine. */
-void q_arena_destroy(q_arena_t *a);
+void q_arena_free(q_arena_t *a);
 
 /* Returns zeroed memory aligned for any type, owned by the arena; NULL when
  * the arena's maximum would be exceeded or memory is exhausted. */

@@ -73,11 +73,11 @@ int q_cfg_validate_log_level(const char *value, char *err, size_t errlen);
  *    to stderr and returns -1 (caller exits 2).
  *  - otherwise fills every dst and returns 0.
  * Unknown arguments are an error. Call once, before starting threads. */
-int q_config_load(const char *binary, const char *summary, q_cfg_entry_t *table,
+int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table,
                   size_t n, int argc, char **argv);
 
 /* Prints the table (name, type, default, help) to stdout. */
-void q_config_print_help(const char *binary, const char *summary,
+void q_cfg_print_help(const char *binary, const char *summary,
                          const q_cfg_entry_t *table, size_t n);
 
 #endif

@@ -1,7 +1,9 @@
 /* error.h - the one error enum of the common library.
  *
  * Codes come from a single X-macro table so the enum, its names and its
- * messages can never drift apart (libuv's UV_ERRNO_MAP). 0 is success; codes
+ * messages can never drift apart (libuv's UV_ERRNO_MAP). 0 is success and
+ * every error is negative (Q_EINVAL is -1), so a function can return either
+ * a count or an error in one int and `if (rc < 0)` tells them apart. Codes
  * are never renumbered: add new ones at the end.
  *
  * Mapping to gRPC status codes and to HTTP statuses happens here and nowhere
@@ -28,9 +30,10 @@
   XX(EUNSUPPORTED, 15, "unsupported media type")                               \
   XX(ECONFLICT, 16, "conflict")
 
-/* q_err_t: every fallible common-library function returns one of these. */
+/* q_err_t: what every fallible function in the tree returns: Q_OK (0) or a
+ * negative code. Predicates return bool, never a q_err_t. */
 typedef enum {
-#define XX(name, code, msg) Q_##name = code,
+#define XX(name, code, msg) Q_##name = -(code),
   Q_ERRNO_MAP(XX)
 #undef XX
 } q_err_t;

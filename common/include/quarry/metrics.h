@@ -21,23 +21,23 @@ typedef struct q_metric q_metric_t;
 /* Register a family. labels is a comma-separated list of label names ("" or
  * NULL for none). Returns the family (owned by the registry, lives until
  * exit), or the existing one if the name is already registered. */
-q_metric_t *q_metric_counter(const char *name, const char *help, const char *labels);
-q_metric_t *q_metric_gauge(const char *name, const char *help, const char *labels);
+q_metric_t *q_metrics_counter(const char *name, const char *help, const char *labels);
+q_metric_t *q_metrics_gauge(const char *name, const char *help, const char *labels);
 /* buckets: upper bounds ascending, without +Inf; NULL uses latency defaults
  * (0.001 .. 10 seconds). */
-q_metric_t *q_metric_histogram(const char *name, const char *help,
+q_metric_t *q_metrics_histogram(const char *name, const char *help,
                                const char *labels, const double *buckets,
                                size_t nbuckets);
 
 /* A gauge whose value is read by calling fn at scrape time (no labels). */
-void q_metric_gauge_fn(const char *name, const char *help, double (*fn)(void *),
+void q_metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *),
                        void *ud);
 
 /* Update. labelvalues may be NULL when the family has no labels. */
-void q_metric_add(q_metric_t *m, const char *const *labelvalues, double v);
-void q_metric_inc(q_metric_t *m, const char *const *labelvalues);
-void q_metric_set(q_metric_t *m, const char *const *labelvalues, double v);
-void q_metric_observe(q_metric_t *m, const char *const *labelvalues, double v);
+void q_metrics_add(q_metric_t *m, const char *const *labelvalues, double v);
+void q_metrics_inc(q_metric_t *m, const char *const *labelvalues);
+void q_metrics_set(q_metric_t *m, const char *const *labelvalues, double v);
+void q_metrics_observe(q_metric_t *m, const char *const *labelvalues, double v);
 
 /* Appends the whole registry in Prometheus text format 0.0.4. */
 int q_metrics_render(q_buf_t *out);

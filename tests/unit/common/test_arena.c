@@ -18,7 +18,7 @@ Test(arena, alloc_is_zeroed_and_aligned) {
       cr_assert_eq(p[i], 0);
     memset(p, 0xab, n);
   }
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(arena, allocations_do_not_overlap) {
@@ -36,7 +36,7 @@ Test(arena, allocations_do_not_overlap) {
     cr_assert_eq(ptrs[i][0], (unsigned char)(i & 0xff), "alloc %d", i);
     cr_assert_eq(ptrs[i][n - 1], (unsigned char)(i & 0xff), "alloc %d", i);
   }
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(arena, maximum_is_enforced) {
@@ -48,7 +48,7 @@ Test(arena, maximum_is_enforced) {
   cr_assert_eq(q_arena_used(a), 1000);
   cr_assert_null(q_arena_alloc(a, 1));
   cr_assert_null(q_arena_alloc(a, SIZE_MAX));
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(arena, huge_request_fails_cleanly) {
@@ -56,7 +56,7 @@ Test(arena, huge_request_fails_cleanly) {
   cr_assert_null(q_arena_alloc(a, ((size_t)1 << 30) + 1));
   cr_assert_null(q_arena_alloc(a, SIZE_MAX));
   cr_assert_eq(q_arena_used(a), 0);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(arena, strings) {
@@ -72,18 +72,18 @@ Test(arena, strings) {
   big[sizeof big - 1] = '\0';
   char *p = q_arena_printf(a, "<%s>", big);
   cr_assert_eq(strlen(p), 5000 + 1);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(arena, strdup_respects_max) {
   q_arena_t *a = q_arena_new(8);
   cr_assert_null(q_arena_strdup(a, "123456789"));
   cr_assert_str_eq(q_arena_strdup(a, "1234567"), "1234567");
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(arena, destroy_null_is_fine) {
-  q_arena_destroy(NULL);
+  q_arena_free(NULL);
 }
 
 Test(arena, protobuf_allocator_draws_from_arena) {
@@ -96,5 +96,5 @@ Test(arena, protobuf_allocator_draws_from_arena) {
   cr_assert_eq(q_arena_used(a), before + 128);
   pb->free(pb->allocator_data, p); /* no-op; freed with the arena */
   cr_assert_eq(q_arena_used(a), before + 128);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }

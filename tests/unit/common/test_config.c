@@ -54,7 +54,7 @@ static void clean_env(void) {
 }
 
 static int load(int argc, char **argv) {
-  return q_config_load("quarry-test", "Tests the config table.", table, N, argc, argv);
+  return q_cfg_load("quarry-test", "Tests the config table.", table, N, argc, argv);
 }
 
 static char *no_args[] = {"quarry-test", NULL};
@@ -172,21 +172,21 @@ Test(config, secret_values_never_printed, .init = clean_env) {
                         reject_secret, "A key.", 1, &tok}};
   setenv("QUARRY_T_SECRET", "hunter2", 1);
   capture_start(2);
-  int rc = q_config_load("quarry-test", "s", t, 1, 1, no_args);
+  int rc = q_cfg_load("quarry-test", "s", t, 1, 1, no_args);
   const char *err = capture_end();
   cr_assert_eq(rc, -1);
   cr_assert_str_eq(err, "quarry-test: QUARRY_T_SECRET: must be at least 8 characters\n");
 
   char *help[] = {"quarry-test", "--help", NULL};
   capture_start(1);
-  cr_assert_eq(q_config_load("quarry-test", "s", t, 1, 2, help), 1);
+  cr_assert_eq(q_cfg_load("quarry-test", "s", t, 1, 2, help), 1);
   const char *out = capture_end();
   cr_assert_null(strstr(out, "hunter2"), "%s", out);
   cr_assert_not_null(strstr(out, "QUARRY_T_SECRET"));
 
   char *md[] = {"quarry-test", "--help-markdown", NULL};
   capture_start(1);
-  cr_assert_eq(q_config_load("quarry-test", "s", t, 1, 2, md), 1);
+  cr_assert_eq(q_cfg_load("quarry-test", "s", t, 1, 2, md), 1);
   out = capture_end();
   cr_assert_null(strstr(out, "hunter2"), "%s", out);
 }

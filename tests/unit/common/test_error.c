@@ -103,3 +103,9 @@ Test(error, rest_contract_statuses_and_slugs) {
     cr_assert_str_eq(q_err_slug(rows[i].err), rows[i].slug);
   }
 }
+
+Test(error, every_error_is_negative) {
+#define XX(name, code, msg) cr_assert((Q_##name < 0) == (code != 0), "%s", #name);
+  Q_ERRNO_MAP(XX)
+#undef XX
+}

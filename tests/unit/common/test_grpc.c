@@ -151,7 +151,7 @@ Test(grpc, unary_round_trip) {
   cr_assert_eq(r->n_passages, 2);
   cr_assert_str_eq(r->passages[0]->chunk_id, "two");
   cr_assert_str_eq(r->passages[1]->chunk_id, "one");
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, handler_error_becomes_status_with_message) {
@@ -161,7 +161,7 @@ Test(grpc, handler_error_becomes_status_with_message) {
   cr_assert_eq(rerank("bad", 2000, &r, a, err, sizeof err), Q_EINVAL);
   cr_assert_str_eq(err, "query is bad");
   cr_assert_null(r);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, deadline_exceeded_and_propagated) {
@@ -179,7 +179,7 @@ Test(grpc, deadline_exceeded_and_propagated) {
   cr_assert_leq(seen_ms_left, 150);
   cr_assert_str_eq(seen_trace, "0123456789abcdef0123456789abcdef");
   q_trace_clear();
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, server_streaming) {
@@ -211,7 +211,7 @@ Test(grpc, server_streaming) {
   cr_assert_str_eq(words, "alphabetagamma");
   cr_assert_eq(n, 4);
   cr_assert(done);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, client_streaming) {
@@ -239,7 +239,7 @@ Test(grpc, client_streaming) {
   Quarry__V1__UploadResponse *r = (Quarry__V1__UploadResponse *)m;
   cr_assert_eq(r->version, 20 * 100000);
   cr_assert_str_eq(r->document_id, "msgs=20");
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, client_streaming_error_status) {
@@ -255,7 +255,7 @@ Test(grpc, client_streaming_error_status) {
   char err[128];
   cr_assert_eq(q_grpc_call_finish(c, err, sizeof err), Q_EINVAL);
   cr_assert_str_eq(err, "first message must carry the header");
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, method_without_handler_is_unimplemented) {
@@ -272,7 +272,7 @@ Test(grpc, method_without_handler_is_unimplemented) {
                             &s.base, &r, a, NULL, err, sizeof err),
                0, "%s", err);
   cr_assert_not_null(r);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, health_check) {
@@ -293,7 +293,7 @@ Test(grpc, health_check) {
   cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &grpc__health__v1__health__descriptor, "Check",
                             &req.base, (ProtobufCMessage **)&r, a, NULL, err, sizeof err),
                Q_ENOTFOUND);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 Test(grpc, unavailable_is_retried_then_reported) {
@@ -309,7 +309,7 @@ Test(grpc, unavailable_is_retried_then_reported) {
                         "Rerank", &req.base, &r, a, &o, err, sizeof err);
   cr_assert_eq(rc, Q_EUNAVAIL, "got %s: %s", q_err_name(rc), err);
   cr_assert_lt(q_now_ms() - t0, 3000);
-  q_arena_destroy(a);
+  q_arena_free(a);
 }
 
 static void *slow_call(void *arg) {
@@ -317,7 +317,7 @@ static void *slow_call(void *arg) {
   Quarry__V1__RerankResponse *r = NULL;
   char err[256];
   *(int *)arg = rerank("slow", 5000, &r, a, err, sizeof err);
-  q_arena_destroy(a);
+  q_arena_free(a);
   return NULL;
 }
 

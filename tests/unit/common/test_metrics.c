@@ -65,31 +65,31 @@ static int promtool(const char *text, char *out, size_t outlen) {
 }
 
 Test(metrics, counter_without_labels_starts_at_zero) {
-  q_metric_t *c = q_metric_counter("test_events_total", "Events seen.", NULL);
+  q_metric_t *c = q_metrics_counter("test_events_total", "Events seen.", NULL);
   cr_assert_not_null(c);
   char *t = render();
   cr_assert_not_null(strstr(t, "# HELP test_events_total Events seen.\n"));
   cr_assert_not_null(strstr(t, "# TYPE test_events_total counter\n"));
   cr_assert_eq(sample(t, "test_events_total"), 0);
   free(t);
-  q_metric_inc(c, NULL);
-  q_metric_add(c, NULL, 2.5);
-  q_metric_add(c, NULL, -10); /* counters never go down */
+  q_metrics_inc(c, NULL);
+  q_metrics_add(c, NULL, 2.5);
+  q_metrics_add(c, NULL, -10); /* counters never go down */
   t = render();
   cr_assert_eq(sample(t, "test_events_total"), 3.5);
   free(t);
 }
 
 Test(metrics, counter_and_gauge_with_labels) {
-  q_metric_t *c = q_metric_counter("test_requests_total", "Requests.", "route,code");
-  q_metric_t *g = q_metric_gauge("test_queue_depth", "Depth.", "queue");
+  q_metric_t *c = q_metrics_counter("test_requests_total", "Requests.", "route,code");
+  q_metric_t *g = q_metrics_gauge("test_queue_depth", "Depth.", "queue");
   const char *a[] = {"/v1/query", "200"}, *b[] = {"/v1/query", "503"};
-  q_metric_inc(c, a);
-  q_metric_inc(c, a);
-  q_metric_inc(c, b);
-  q_metric_set(g, (const char *[]){"ingest"}, 7);
-  q_metric_add(g, (const char *[]){"ingest"}, -2);
-  q_metric_set(c, a, 100); /* set is for gauges only: ignored */
+  q_metrics_inc(c, a);
+  q_metrics_inc(c, a);
+  q_metrics_inc(c, b);
+  q_metrics_set(g, (const char *[]){"ingest"}, 7);
+  q_metrics_add(g, (const char *[]){"ingest"}, -2);
+  q_metrics_set(c, a, 100); /* set is for gauges only: ignored */
   char *t = render();
   cr_assert_eq(sample(t, "test_requests_total{route=\"/v1/query\",code=\"200\"}"), 2);
   cr_assert_eq(sample(t, "test_requests_total{route=\"/v1/query\",code=\"503\"}"), 1);
@@ -99,37 +99,37 @@ Test(metrics, counter_and_gauge_with_labels) {
 }
 
 Test(metrics, registering_twice_returns_the_same_family) {
-  q_metric_t *a = q_metric_counter("test_dup_total", "x", "k");
-  q_metric_t *b = q_metric_counter("test_dup_total", "x", "k");
+  q_metric_t *a = q_metrics_counter("test_dup_total", "x", "k");
+  q_metric_t *b = q_metrics_counter("test_dup_total", "x", "k");
   cr_assert_eq(a, b);
   /* Same name, other labels or type: refused. */
-  cr_assert_null(q_metric_counter("test_dup_total", "x", "other"));
-  cr_assert_null(q_metric_gauge("test_dup_total", "x", "k"));
+  cr_assert_null(q_metrics_counter("test_dup_total", "x", "other"));
+  cr_assert_null(q_metrics_gauge("test_dup_total", "x", "k"));
   char *t = render();
   cr_assert_eq(count_lines_starting(t, "# TYPE test_dup_total "), 1);
   free(t);
 }
 
 Test(metrics, invalid_names_are_refused) {
-  cr_assert_null(q_metric_counter("bad name_total", "x", NULL));
-  cr_assert_null(q_metric_counter("9lives_total", "x", NULL));
-  cr_assert_null(q_metric_counter("no_suffix", "x", NULL));
-  cr_assert_null(q_metric_gauge("gauge_total", "x", NULL));
-  cr_assert_null(q_metric_gauge("test_g", "x", "ok,__reserved"));
-  cr_assert_null(q_metric_gauge("test_g", "x", "a,a"));
-  cr_assert_null(q_metric_gauge("test_g", "x", "a,,b"));
-  cr_assert_null(q_metric_histogram("test_h_seconds", "x", "le", NULL, 0));
+  cr_assert_null(q_metrics_counter("bad name_total", "x", NULL));
+  cr_assert_null(q_metrics_counter("9lives_total", "x", NULL));
+  cr_assert_null(q_metrics_counter("no_suffix", "x", NULL));
+  cr_assert_null(q_metrics_gauge("gauge_total", "x", NULL));
+  cr_assert_null(q_metrics_gauge("test_g", "x", "ok,__reserved"));
+  cr_assert_null(q_metrics_gauge("test_g", "x", "a,a"));
+  cr_assert_null(q_metrics_gauge("test_g", "x", "a,,b"));
+  cr_assert_null(q_metrics_histogram("test_h_seconds", "x", "le", NULL, 0));
   double bad[] = {1, 0.5};
-  cr_assert_null(q_metric_histogram("test_h_seconds", "x", NULL, bad, 2));
+  cr_assert_null(q_metrics_histogram("test_h_seconds", "x", NULL, bad, 2));
   /* Updating through a refused (NULL) family is harmless. */
-  q_metric_inc(NULL, NULL);
-  q_metric_observe(NULL, NULL, 1);
+  q_metrics_inc(NULL, NULL);
+  q_metrics_observe(NULL, NULL, 1);
 }
 
 Test(metrics, label_values_are_escaped) {
-  q_metric_t *g = q_metric_gauge("test_escape", "Help with \\ and\nnewline.", "v");
-  q_metric_set(g, (const char *[]){"a\"b\\c\nd"}, 1);
-  q_metric_set(g, (const char *[]){"caf\xc3\xa9 \xff"}, 2); /* é, invalid byte */
+  q_metric_t *g = q_metrics_gauge("test_escape", "Help with \\ and\nnewline.", "v");
+  q_metrics_set(g, (const char *[]){"a\"b\\c\nd"}, 1);
+  q_metrics_set(g, (const char *[]){"caf\xc3\xa9 \xff"}, 2); /* é, invalid byte */
   char *t = render();
   cr_assert_not_null(strstr(t, "# HELP test_escape Help with \\\\ and\\nnewline.\n"));
   cr_assert_eq(sample(t, "test_escape{v=\"a\\\"b\\\\c\\nd\"}"), 1, "%s", t);
@@ -140,12 +140,12 @@ Test(metrics, label_values_are_escaped) {
 }
 
 Test(metrics, long_label_values_are_truncated) {
-  q_metric_t *g = q_metric_gauge("test_long", "x", "v");
+  q_metric_t *g = q_metrics_gauge("test_long", "x", "v");
   char big[5000];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
-  q_metric_set(g, (const char *[]){big}, 1);
-  q_metric_set(g, (const char *[]){big}, 2); /* same (truncated) series */
+  q_metrics_set(g, (const char *[]){big}, 1);
+  q_metrics_set(g, (const char *[]){big}, 2); /* same (truncated) series */
   char *t = render();
   cr_assert_eq(count_lines_starting(t, "test_long{"), 1);
   const char *line = strstr(t, "test_long{v=\"");
@@ -155,14 +155,14 @@ Test(metrics, long_label_values_are_truncated) {
 }
 
 Test(metrics, label_sets_are_capped_at_2000) {
-  q_metric_t *c = q_metric_counter("test_capped_total", "x", "id");
+  q_metric_t *c = q_metrics_counter("test_capped_total", "x", "id");
   char id[16];
   for (int i = 0; i < 2100; i++) {
     snprintf(id, sizeof id, "%d", i);
-    q_metric_inc(c, (const char *[]){id});
+    q_metrics_inc(c, (const char *[]){id});
   }
   /* Existing series still update after the cap is reached. */
-  q_metric_inc(c, (const char *[]){"7"});
+  q_metrics_inc(c, (const char *[]){"7"});
   char *t = render();
   cr_assert_eq(count_lines_starting(t, "test_capped_total{"), 2000);
   cr_assert_eq(sample(t, "test_capped_total{id=\"7\"}"), 2);
@@ -172,11 +172,11 @@ Test(metrics, label_sets_are_capped_at_2000) {
 
 Test(metrics, histogram_buckets_are_cumulative) {
   q_metric_t *h =
-      q_metric_histogram("test_latency_seconds", "Latency.", "stage", NULL, 0);
+      q_metrics_histogram("test_latency_seconds", "Latency.", "stage", NULL, 0);
   const char *lv[] = {"embed"};
-  q_metric_observe(h, lv, 0.003); /* -> le 0.005 */
-  q_metric_observe(h, lv, 0.2);   /* -> le 0.25 */
-  q_metric_observe(h, lv, 42);    /* -> +Inf only */
+  q_metrics_observe(h, lv, 0.003); /* -> le 0.005 */
+  q_metrics_observe(h, lv, 0.2);   /* -> le 0.25 */
+  q_metrics_observe(h, lv, 42);    /* -> +Inf only */
   char *t = render();
   cr_assert_not_null(strstr(t, "# TYPE test_latency_seconds histogram\n"));
   cr_assert_eq(sample(t, "test_latency_seconds_bucket{stage=\"embed\",le=\"0.001\"}"), 0);
@@ -195,9 +195,9 @@ Test(metrics, histogram_buckets_are_cumulative) {
 
 Test(metrics, histogram_custom_buckets_and_boundaries) {
   double b[] = {1, 10, 100};
-  q_metric_t *h = q_metric_histogram("test_size_bytes", "Sizes.", NULL, b, 3);
-  q_metric_observe(h, NULL, 10); /* le is inclusive */
-  q_metric_observe(h, NULL, 10.5);
+  q_metric_t *h = q_metrics_histogram("test_size_bytes", "Sizes.", NULL, b, 3);
+  q_metrics_observe(h, NULL, 10); /* le is inclusive */
+  q_metrics_observe(h, NULL, 10.5);
   char *t = render();
   cr_assert_eq(sample(t, "test_size_bytes_bucket{le=\"1\"}"), 0);
   cr_assert_eq(sample(t, "test_size_bytes_bucket{le=\"10\"}"), 1);
@@ -213,7 +213,7 @@ static double answer_fn(void *ud) {
 
 Test(metrics, gauge_fn_is_read_at_scrape_time) {
   static double v = 1;
-  q_metric_gauge_fn("test_index_chunks", "Chunks.", answer_fn, &v);
+  q_metrics_gauge_fn("test_index_chunks", "Chunks.", answer_fn, &v);
   char *t = render();
   cr_assert_eq(sample(t, "test_index_chunks"), 1);
   free(t);
@@ -244,12 +244,12 @@ Test(metrics, process_metrics_are_exposed) {
 #define PER_THREAD 20000
 
 static void *hammer(void *arg) {
-  q_metric_t *c = q_metric_counter("test_hammer_total", "x", "t");
-  q_metric_t *h = q_metric_histogram("test_hammer_seconds", "x", NULL, NULL, 0);
+  q_metric_t *c = q_metrics_counter("test_hammer_total", "x", "t");
+  q_metric_t *h = q_metrics_histogram("test_hammer_seconds", "x", NULL, NULL, 0);
   const char *lv[] = {(const char *)arg};
   for (int i = 0; i < PER_THREAD; i++) {
-    q_metric_inc(c, lv);
-    q_metric_observe(h, NULL, 0.01);
+    q_metrics_inc(c, lv);
+    q_metrics_observe(h, NULL, 0.01);
   }
   return NULL;
 }
@@ -269,14 +269,14 @@ Test(metrics, concurrent_updates_are_not_lost) {
 
 Test(metrics, exposition_passes_promtool) {
   q_metric_t *c =
-      q_metric_counter("http_requests_total", "HTTP requests.", "route,method,code");
-  q_metric_t *h = q_metric_histogram("http_request_duration_seconds", "HTTP latency.",
+      q_metrics_counter("http_requests_total", "HTTP requests.", "route,method,code");
+  q_metric_t *h = q_metrics_histogram("http_request_duration_seconds", "HTTP latency.",
                                      "route,method", NULL, 0);
-  q_metric_t *g = q_metric_gauge("quarry_index_chunks", "Chunks indexed.", NULL);
-  q_metric_counter("quarry_unused_total", "Never updated.", "kind");
-  q_metric_inc(c, (const char *[]){"/v1/query", "POST", "200"});
-  q_metric_observe(h, (const char *[]){"/v1/query", "POST"}, 0.12);
-  q_metric_set(g, NULL, 1234);
+  q_metric_t *g = q_metrics_gauge("quarry_index_chunks", "Chunks indexed.", NULL);
+  q_metrics_counter("quarry_unused_total", "Never updated.", "kind");
+  q_metrics_inc(c, (const char *[]){"/v1/query", "POST", "200"});
+  q_metrics_observe(h, (const char *[]){"/v1/query", "POST"}, 0.12);
+  q_metrics_set(g, NULL, 1234);
   char *t = render();
   char msg[4096];
   int st = promtool(t, msg, sizeof msg);
@@ -292,7 +292,7 @@ Test(metrics, promtool_catches_a_broken_exposition) {
 }
 
 Test(metrics, shutdown_empties_the_registry) {
-  q_metric_counter("test_gone_total", "x", NULL);
+  q_metrics_counter("test_gone_total", "x", NULL);
   q_metrics_shutdown();
   char *t = render();
   cr_assert_null(strstr(t, "test_gone_total"));
@@ -302,7 +302,7 @@ Test(metrics, shutdown_empties_the_registry) {
 }
 
 Test(metrics, render_reports_a_full_buffer) {
-  q_metric_counter("test_small_total", "x", NULL);
+  q_metrics_counter("test_small_total", "x", NULL);
   q_buf_t b;
   q_buf_init(&b, 64);
   cr_assert_eq(q_metrics_render(&b), Q_ETOOBIG);

@@ -68,8 +68,8 @@ static q_sidecar_t *start(q_ready_cb ready, void *ud) {
 }
 
 Test(sidecar, metrics_are_served_as_prometheus_text) {
-  q_metric_t *c = q_metric_counter("quarry_sidecar_test_total", "For the test.", "k");
-  q_metric_add(c, (const char *[]){"v"}, 3);
+  q_metric_t *c = q_metrics_counter("quarry_sidecar_test_total", "For the test.", "k");
+  q_metrics_add(c, (const char *[]){"v"}, 3);
   q_sidecar_t *s = start(NULL, NULL);
   reply_t r;
   fetch(q_sidecar_port(s), "GET", "/metrics", &r);

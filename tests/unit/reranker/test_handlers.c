@@ -13,8 +13,8 @@ static grpctest_t rpc;
 static char err[512];
 
 static void setup(void) {
-  grpctest_start(&rpc, &quarry__v1__reranker__descriptor, q_reranker_methods,
-                 q_reranker_nmethods, NULL);
+  grpctest_start(&rpc, &quarry__v1__reranker__descriptor, reranker_methods,
+                 reranker_nmethods, NULL);
 }
 
 static void teardown(void) {

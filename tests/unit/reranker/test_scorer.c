@@ -6,25 +6,25 @@
 #include <math.h>
 #include <string.h>
 
-static q_scorer_passage_t P(const char *text, double retrieval) {
-  return (q_scorer_passage_t){text, strlen(text), retrieval};
+static scorer_passage_t P(const char *text, double retrieval) {
+  return (scorer_passage_t){text, strlen(text), retrieval};
 }
 
-static void rank(const char *query, q_scorer_passage_t *p, size_t n,
-                 q_scorer_result_t *out) {
-  cr_assert_eq(q_scorer_rank(query, strlen(query), p, n, out), 0);
+static void rank(const char *query, scorer_passage_t *p, size_t n,
+                 scorer_result_t *out) {
+  cr_assert_eq(scorer_rank(query, strlen(query), p, n, out), 0);
 }
 
 /* Query terms: solar panel effici. N = 4 candidates.
  * df: solar 3, panel 2, effici 2 -> w = ln(5/3.5), ln 2, ln 2. */
 Test(scorer, full_formula_matches_hand_computation) {
-  q_scorer_passage_t p[] = {
+  scorer_passage_t p[] = {
       P("Solar panel efficiency depends on temperature.", 0.5),
       P("Efficiency of a panel facing the solar noon", 1.0),
       P("Wind turbines", 0.0),
       P("The solar farm", 0.25),
   };
-  q_scorer_result_t r[4];
+  scorer_result_t r[4];
   rank("solar panel efficiency", p, 4, r);
 
   cr_assert_eq(r[0].index, 0);
@@ -58,12 +58,12 @@ Test(scorer, full_formula_matches_hand_computation) {
 Test(scorer, rare_terms_weigh_more_than_common_ones) {
   /* "kafka" is in every candidate, "rebalance" in one: having the rare term
    * is worth more coverage than having the common one. */
-  q_scorer_passage_t p[] = {
+  scorer_passage_t p[] = {
       P("kafka topics and partitions", 0),
       P("kafka consumer rebalance protocol", 0),
       P("kafka brokers", 0),
   };
-  q_scorer_result_t r[3];
+  scorer_result_t r[3];
   rank("kafka rebalance", p, 3, r);
   cr_assert_eq(r[0].index, 1);
   double wk = log(4.0 / 3.5), wr = log(4.0 / 1.5);
@@ -73,11 +73,11 @@ Test(scorer, rare_terms_weigh_more_than_common_ones) {
 }
 
 Test(scorer, proximity_rewards_terms_close_together) {
-  q_scorer_passage_t p[] = {
+  scorer_passage_t p[] = {
       P("reset password link in the account settings page", 0),
       P("password rules: twelve characters. To reset, ask support", 0),
   };
-  q_scorer_result_t r[2];
+  scorer_result_t r[2];
   rank("reset password", p, 2, r);
   cr_assert_eq(r[0].index, 0);
   /* P0: reset password adjacent -> 1. P1: password(0) rule charact twelv
@@ -85,17 +85,17 @@ Test(scorer, proximity_rewards_terms_close_together) {
   cr_assert_float_eq(r[0].proximity, 1.0, 1e-9);
   cr_assert_float_eq(r[1].proximity, 1.0 / (1.0 + 5 - 2), 1e-9);
   /* the smallest window is found even when a term repeats */
-  q_scorer_passage_t q[] = {P("alpha x x x beta x alpha", 0)};
+  scorer_passage_t q[] = {P("alpha x x x beta x alpha", 0)};
   rank("alpha beta", q, 1, r);
   cr_assert_float_eq(r[0].proximity, 1.0 / (1.0 + 3 - 2), 1e-9);
 }
 
 Test(scorer, exact_phrase_gets_the_bonus) {
-  q_scorer_passage_t p[] = {
+  scorer_passage_t p[] = {
       P("the error budget of the service", 0),
       P("the budget error of the service", 0),
   };
-  q_scorer_result_t r[2];
+  scorer_result_t r[2];
   rank("error budget", p, 2, r);
   cr_assert_eq(r[0].index, 0);
   cr_assert_float_eq(r[0].phrase, 1.0, 1e-9);
@@ -103,14 +103,14 @@ Test(scorer, exact_phrase_gets_the_bonus) {
   /* both adjacent: the phrase is the only difference */
   cr_assert_float_eq(r[0].score - r[1].score, 0.10, 1e-9);
   /* stopwords and inflection do not break a phrase */
-  q_scorer_passage_t s[] = {P("Errors in the budgets", 0)};
+  scorer_passage_t s[] = {P("Errors in the budgets", 0)};
   rank("error budget", s, 1, r);
   cr_assert_float_eq(r[0].phrase, 1.0, 1e-9);
 }
 
 Test(scorer, retrieval_score_is_min_max_normalised) {
-  q_scorer_passage_t p[] = {P("x", 10), P("x", 30), P("x", 20), P("x", NAN)};
-  q_scorer_result_t r[4];
+  scorer_passage_t p[] = {P("x", 10), P("x", 30), P("x", 20), P("x", NAN)};
+  scorer_result_t r[4];
   rank("nothing matches", p, 4, r);
   cr_assert_eq(r[0].index, 1);
   cr_assert_float_eq(r[0].retrieval, 1.0, 1e-12);
@@ -123,11 +123,11 @@ Test(scorer, retrieval_score_is_min_max_normalised) {
 }
 
 Test(scorer, ties_keep_the_incoming_order) {
-  q_scorer_passage_t p[] = {
+  scorer_passage_t p[] = {
       P("same text here", 1), P("other words", 1), P("same text here", 1),
       P("same text here", 1), P("other words", 1),
   };
-  q_scorer_result_t r[5];
+  scorer_result_t r[5];
   rank("same text", p, 5, r);
   size_t want[] = {0, 2, 3, 1, 4};
   for (int i = 0; i < 5; i++)
@@ -137,8 +137,8 @@ Test(scorer, ties_keep_the_incoming_order) {
 }
 
 Test(scorer, stopword_only_query_orders_by_retrieval) {
-  q_scorer_passage_t p[] = {P("what is it", 0.1), P("it is what it is", 0.9)};
-  q_scorer_result_t r[2];
+  scorer_passage_t p[] = {P("what is it", 0.1), P("it is what it is", 0.9)};
+  scorer_result_t r[2];
   rank("what is it", p, 2, r);
   cr_assert_eq(r[0].index, 1);
   cr_assert_float_eq(r[0].coverage, 0.0, 1e-12);
@@ -146,8 +146,8 @@ Test(scorer, stopword_only_query_orders_by_retrieval) {
 }
 
 Test(scorer, single_term_query) {
-  q_scorer_passage_t p[] = {P("no match", 0), P("the invoice", 0)};
-  q_scorer_result_t r[2];
+  scorer_passage_t p[] = {P("no match", 0), P("the invoice", 0)};
+  scorer_result_t r[2];
   rank("invoices", p, 2, r);
   cr_assert_eq(r[0].index, 1);
   cr_assert_float_eq(r[0].proximity, 1.0, 1e-12);
@@ -156,10 +156,10 @@ Test(scorer, single_term_query) {
 }
 
 Test(scorer, empty_input) {
-  q_scorer_result_t r[1];
-  cr_assert_eq(q_scorer_rank("q", 1, NULL, 0, r), 0);
-  q_scorer_passage_t p[] = {{NULL, 0, 1.0}, P("", 2.0)};
-  q_scorer_result_t r2[2];
+  scorer_result_t r[1];
+  cr_assert_eq(scorer_rank("q", 1, NULL, 0, r), 0);
+  scorer_passage_t p[] = {{NULL, 0, 1.0}, P("", 2.0)};
+  scorer_result_t r2[2];
   rank("anything", p, 2, r2);
   cr_assert_eq(r2[0].index, 1);
 }

@@ -12,21 +12,21 @@
 #include <string.h>
 
 static grpctest_t rpc;
-static q_index_t *idx;
-static q_retriever_t ret;
+static index_t *idx;
+static retriever_t ret;
 static char err[512];
 
 static void setup(void) {
-  idx = q_index_new(0);
-  cr_assert_eq(q_retriever_init(&ret, idx, NULL, 5, 20), 0);
-  grpctest_start(&rpc, &quarry__v1__retriever__descriptor, q_retriever_methods,
-                 q_retriever_nmethods, &ret);
+  idx = index_new(0);
+  cr_assert_eq(retriever_init(&ret, idx, NULL, 5, 20), 0);
+  grpctest_start(&rpc, &quarry__v1__retriever__descriptor, retriever_methods,
+                 retriever_nmethods, &ret);
 }
 
 static void teardown(void) {
   grpctest_stop(&rpc);
-  q_retriever_destroy(&ret);
-  q_index_free(idx);
+  retriever_cleanup(&ret);
+  index_free(idx);
 }
 
 TestSuite(handlers, .init = setup, .fini = teardown, .timeout = 30);
@@ -138,8 +138,8 @@ Test(handlers, tenant_comes_from_the_chunks_when_the_request_has_none) {
   req.n_chunks = 1;
   Quarry__V1__UpsertResponse *resp;
   cr_assert_eq(upsert(&req, &resp), 0, "%s", err);
-  q_index_stats_t st;
-  q_index_stats(idx, "acme", &st);
+  index_stats_t st;
+  index_stats(idx, "acme", &st);
   cr_assert_eq(st.chunks, 1);
   /* a chunk naming another tenant than the request is refused */
   req.tenant_id = "evil";
@@ -218,8 +218,8 @@ Test(handlers, upsert_validation) {
   cr_assert(strstr(err, "at most 4096"), "%s", err);
 
   /* nothing of the refused requests reached the index */
-  q_index_stats_t st;
-  q_index_stats(idx, "acme", &st);
+  index_stats_t st;
+  index_stats(idx, "acme", &st);
   cr_assert_eq(st.chunks, 2);
 }
 

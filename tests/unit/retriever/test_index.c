@@ -12,34 +12,34 @@
 #include <stdio.h>
 #include <string.h>
 
-static q_index_t *idx;
+static index_t *idx;
 static q_arena_t *arena;
 
 static void setup(void) {
-  idx = q_index_new(0);
+  idx = index_new(0);
   arena = q_arena_new(0);
   cr_assert_not_null(idx);
   cr_assert_not_null(arena);
 }
 
 static void teardown(void) {
-  q_index_free(idx);
-  q_arena_destroy(arena);
+  index_free(idx);
+  q_arena_free(arena);
 }
 
-static q_index_chunk_t mk(const char *id, const char *doc, const char *text) {
-  return (q_index_chunk_t){.chunk_id = id, .doc_id = doc, .title = "", .text = text};
+static index_chunk_t mk(const char *id, const char *doc, const char *text) {
+  return (index_chunk_t){.chunk_id = id, .doc_id = doc, .title = "", .text = text};
 }
 
-static void put(const char *tenant, q_index_chunk_t *c, size_t n, const char *replace,
+static void put(const char *tenant, index_chunk_t *c, size_t n, const char *replace,
                 size_t *retired) {
   char err[256] = "";
-  int rc = q_index_upsert(idx, tenant, c, n, replace, retired, err, sizeof err);
+  int rc = index_upsert(idx, tenant, c, n, replace, retired, err, sizeof err);
   cr_assert_eq(rc, 0, "upsert: %s", err);
 }
 
 typedef struct res {
-  q_index_hit_t *h;
+  index_hit_t *h;
   size_t n;
   int dense;
   int rc;
@@ -50,12 +50,12 @@ static res_t search(const char *tenant, const char *text, const float *emb, size
                     size_t k) {
   res_t r;
   memset(&r, 0, sizeof r);
-  q_index_query_t q = {tenant, text, text ? strlen(text) : 0, emb, dim, k, 1.0};
-  r.rc = q_index_search(idx, &q, arena, &r.h, &r.n, &r.dense, r.err, sizeof r.err);
+  index_query_t q = {tenant, text, text ? strlen(text) : 0, emb, dim, k, 1.0};
+  r.rc = index_search(idx, &q, arena, &r.h, &r.n, &r.dense, r.err, sizeof r.err);
   return r;
 }
 
-static const q_index_hit_t *find(const res_t *r, const char *id) {
+static const index_hit_t *find(const res_t *r, const char *id) {
   for (size_t i = 0; i < r->n; i++)
     if (strcmp(r->h[i].chunk_id, id) == 0)
       return &r->h[i];
@@ -68,7 +68,7 @@ static const q_index_hit_t *find(const res_t *r, const char *id) {
  *   c3 "cherry date elderberry fig"  -> cherri date elderberri fig (dl 4)
  * N = 3, avgdl = 3. */
 static void load_fruit(const char *tenant) {
-  q_index_chunk_t c[] = {
+  index_chunk_t c[] = {
       mk("c1", "d1", "Apple banana apple"),
       mk("c2", "d1", "banana cherry"),
       mk("c3", "d2", "cherry date elderberry fig"),
@@ -125,7 +125,7 @@ Test(index, top_k_truncates_and_unknown_terms_find_nothing) {
 }
 
 Test(index, title_counts_as_part_of_the_chunk) {
-  q_index_chunk_t c[] = {
+  index_chunk_t c[] = {
       {.chunk_id = "a",
        .doc_id = "d",
        .title = "Refund policy",
@@ -146,7 +146,7 @@ Test(index, title_counts_as_part_of_the_chunk) {
 
 Test(index, tenants_are_isolated) {
   load_fruit("t1");
-  q_index_chunk_t other[] = {
+  index_chunk_t other[] = {
       mk("x1", "dx", "apple apple apple pie"),
       mk("x2", "dy", "apple strudel"),
   };
@@ -166,21 +166,21 @@ Test(index, tenants_are_isolated) {
   cr_assert_eq(r.rc, 0);
   cr_assert_eq(r.n, 0);
 
-  q_index_stats_t st;
-  q_index_stats(idx, "t1", &st);
+  index_stats_t st;
+  index_stats(idx, "t1", &st);
   cr_assert_eq(st.chunks, 3);
   cr_assert_eq(st.documents, 2);
   cr_assert_eq(st.terms, 6); /* appl banana cherri date elderberri fig */
-  q_index_stats(idx, "t2", &st);
+  index_stats(idx, "t2", &st);
   cr_assert_eq(st.chunks, 2);
   cr_assert_eq(st.documents, 2);
-  q_index_stats(idx, NULL, &st);
+  index_stats(idx, NULL, &st);
   cr_assert_eq(st.chunks, 5);
-  cr_assert_eq(q_index_chunk_count(idx), 5);
+  cr_assert_eq(index_chunk_count(idx), 5);
 }
 
 Test(index, replace_retires_chunks_not_in_the_request) {
-  q_index_chunk_t v1[] = {
+  index_chunk_t v1[] = {
       mk("d1:1:0", "d1", "old alpha"),
       mk("d1:1:1", "d1", "old beta"),
       mk("d1:1:2", "d1", "old gamma"),
@@ -189,7 +189,7 @@ Test(index, replace_retires_chunks_not_in_the_request) {
   put("t", v1, 4, NULL, NULL);
 
   size_t retired = 99;
-  q_index_chunk_t v2[] = {mk("d1:2:0", "d1", "new alpha"),
+  index_chunk_t v2[] = {mk("d1:2:0", "d1", "new alpha"),
                           mk("d1:2:1", "d1", "new beta")};
   put("t", v2, 2, "d1", &retired);
   cr_assert_eq(retired, 3);
@@ -202,7 +202,7 @@ Test(index, replace_retires_chunks_not_in_the_request) {
   cr_assert_str_eq(r.h[0].chunk_id, "d1:2:0");
 
   /* chunks named in the request are replaced, not counted as retired */
-  q_index_chunk_t v3[] = {mk("d1:2:0", "d1", "newer alpha")};
+  index_chunk_t v3[] = {mk("d1:2:0", "d1", "newer alpha")};
   put("t", v3, 1, "d1", &retired);
   cr_assert_eq(retired, 1);
   r = search("t", "newer", NULL, 0, 10);
@@ -210,15 +210,15 @@ Test(index, replace_retires_chunks_not_in_the_request) {
   r = search("t", "beta", NULL, 0, 10);
   cr_assert_eq(r.n, 0);
 
-  q_index_stats_t st;
-  q_index_stats(idx, "t", &st);
+  index_stats_t st;
+  index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 2);
   cr_assert_eq(st.documents, 2);
 
   /* no chunks + replace: the whole document goes */
   put("t", NULL, 0, "d1", &retired);
   cr_assert_eq(retired, 1);
-  q_index_stats(idx, "t", &st);
+  index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 1);
   cr_assert_eq(st.documents, 1);
   /* replacing an unknown document is fine */
@@ -227,16 +227,16 @@ Test(index, replace_retires_chunks_not_in_the_request) {
 }
 
 Test(index, upsert_same_id_replaces_the_chunk) {
-  q_index_chunk_t a[] = {mk("c", "d", "first version")};
+  index_chunk_t a[] = {mk("c", "d", "first version")};
   put("t", a, 1, NULL, NULL);
-  q_index_chunk_t b[] = {mk("c", "d", "second edition")};
+  index_chunk_t b[] = {mk("c", "d", "second edition")};
   put("t", b, 1, NULL, NULL);
   cr_assert_eq(search("t", "first", NULL, 0, 10).n, 0);
   res_t r = search("t", "edition", NULL, 0, 10);
   cr_assert_eq(r.n, 1);
   cr_assert_str_eq(r.h[0].text, "second edition");
-  q_index_stats_t st;
-  q_index_stats(idx, "t", &st);
+  index_stats_t st;
+  index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 1);
   cr_assert_eq(st.terms, 2); /* "first"/"version" no longer count */
 }
@@ -255,34 +255,34 @@ Test(index, statistics_follow_retirement_and_compaction) {
   for (int i = 0; i < 300; i++) {
     char doc[16];
     snprintf(doc, sizeof doc, "doc%d", i % 30);
-    q_index_chunk_t c = mk(ids[i], doc, texts[i]);
+    index_chunk_t c = mk(ids[i], doc, texts[i]);
     put("t", &c, 1, NULL, NULL);
   }
   /* replace every third document with a subset of its chunks */
   for (int d = 0; d < 30; d += 3) {
     char doc[16];
     snprintf(doc, sizeof doc, "doc%d", d);
-    q_index_chunk_t keep = mk(ids[d], doc, texts[d]);
+    index_chunk_t keep = mk(ids[d], doc, texts[d]);
     size_t retired;
     put("t", &keep, 1, doc, &retired);
     cr_assert_eq(retired, 9);
   }
-  q_index_compact(idx);
+  index_compact(idx);
 
-  q_index_t *fresh = q_index_new(0);
+  index_t *fresh = index_new(0);
   for (int i = 0; i < 300; i++) {
     int d = i % 30;
     if (d % 3 == 0 && i != d)
       continue;
     char doc[16], err[128];
     snprintf(doc, sizeof doc, "doc%d", d);
-    q_index_chunk_t c = mk(ids[i], doc, texts[i]);
-    cr_assert_eq(q_index_upsert(fresh, "t", &c, 1, NULL, NULL, err, sizeof err), 0);
+    index_chunk_t c = mk(ids[i], doc, texts[i]);
+    cr_assert_eq(index_upsert(fresh, "t", &c, 1, NULL, NULL, err, sizeof err), 0);
   }
 
-  q_index_stats_t a, b;
-  q_index_stats(idx, "t", &a);
-  q_index_stats(fresh, "t", &b);
+  index_stats_t a, b;
+  index_stats(idx, "t", &a);
+  index_stats(fresh, "t", &b);
   cr_assert_eq(a.chunks, b.chunks);
   cr_assert_eq(a.documents, b.documents);
   cr_assert_eq(a.terms, b.terms);
@@ -291,22 +291,22 @@ Test(index, statistics_follow_retirement_and_compaction) {
   const char *queries[] = {"river stone", "ember number3", "frost delta maple", "cloud"};
   for (size_t qi = 0; qi < 4; qi++) {
     res_t r1 = search("t", queries[qi], NULL, 0, 50);
-    q_index_hit_t *h2;
+    index_hit_t *h2;
     size_t n2;
     int dense;
     char err[128];
-    q_index_query_t q = {"t", queries[qi], strlen(queries[qi]), NULL, 0, 50, 1.0};
-    cr_assert_eq(q_index_search(fresh, &q, arena, &h2, &n2, &dense, err, sizeof err), 0);
+    index_query_t q = {"t", queries[qi], strlen(queries[qi]), NULL, 0, 50, 1.0};
+    cr_assert_eq(index_search(fresh, &q, arena, &h2, &n2, &dense, err, sizeof err), 0);
     cr_assert_eq(r1.n, n2);
     for (size_t i = 0; i < n2; i++) {
       cr_assert_str_eq(r1.h[i].chunk_id, h2[i].chunk_id);
       cr_assert_float_eq(r1.h[i].lexical, h2[i].lexical, 1e-9);
     }
   }
-  q_index_free(fresh);
+  index_free(fresh);
 
   /* slots freed by compaction are reused correctly */
-  q_index_chunk_t extra = mk("new:1:0", "new", "river river river");
+  index_chunk_t extra = mk("new:1:0", "new", "river river river");
   put("t", &extra, 1, NULL, NULL);
   res_t r = search("t", "river", NULL, 0, 1);
   cr_assert_str_eq(r.h[0].chunk_id, "new:1:0");
@@ -314,7 +314,7 @@ Test(index, statistics_follow_retirement_and_compaction) {
 
 Test(index, dense_cosine_ranking) {
   float v1[] = {1, 0, 0}, v2[] = {8, 6, 0}, v3[] = {0, 0, 2};
-  q_index_chunk_t c[] = {
+  index_chunk_t c[] = {
       {.chunk_id = "v1", .doc_id = "d", .text = "one", .embedding = v1, .dim = 3},
       {.chunk_id = "v2", .doc_id = "d", .text = "two", .embedding = v2, .dim = 3},
       {.chunk_id = "v3", .doc_id = "d", .text = "three", .embedding = v3, .dim = 3},
@@ -346,7 +346,7 @@ Test(index, dense_cosine_ranking) {
 
 Test(index, hybrid_fuses_both_lists) {
   float va[] = {0, 1}, vb[] = {1, 0}, vc[] = {0.7f, 0.7f};
-  q_index_chunk_t c[] = {
+  index_chunk_t c[] = {
       {.chunk_id = "a",
        .doc_id = "d",
        .text = "solar panel install guide",
@@ -378,37 +378,37 @@ Test(index, hybrid_fuses_both_lists) {
 
 Test(index, embedding_validation) {
   float v[] = {1, 2, 3, 4};
-  q_index_chunk_t c = {
+  index_chunk_t c = {
       .chunk_id = "c", .doc_id = "d", .text = "x", .embedding = v, .dim = 4};
   put("t", &c, 1, NULL, NULL);
 
   char err[256] = "";
   float w[] = {1, 2};
-  q_index_chunk_t bad = {
+  index_chunk_t bad = {
       .chunk_id = "e", .doc_id = "d", .text = "y", .embedding = w, .dim = 2};
-  cr_assert_eq(q_index_upsert(idx, "t", &bad, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(index_upsert(idx, "t", &bad, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
   cr_assert(strstr(err, "2 dimensions"), "%s", err);
   /* another tenant may use another dimension */
-  cr_assert_eq(q_index_upsert(idx, "u", &bad, 1, NULL, NULL, err, sizeof err), 0);
+  cr_assert_eq(index_upsert(idx, "u", &bad, 1, NULL, NULL, err, sizeof err), 0);
 
   float z[] = {0, 0, 0, 0};
-  q_index_chunk_t zero = {
+  index_chunk_t zero = {
       .chunk_id = "z", .doc_id = "d", .text = "y", .embedding = z, .dim = 4};
-  cr_assert_eq(q_index_upsert(idx, "t", &zero, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(index_upsert(idx, "t", &zero, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
   float n[] = {1, NAN, 0, 0};
-  q_index_chunk_t nan = {
+  index_chunk_t nan = {
       .chunk_id = "n", .doc_id = "d", .text = "y", .embedding = n, .dim = 4};
-  cr_assert_eq(q_index_upsert(idx, "t", &nan, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(index_upsert(idx, "t", &nan, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
 
   /* a mixed batch is refused as a whole */
-  q_index_chunk_t mixed[] = {
+  index_chunk_t mixed[] = {
       {.chunk_id = "m1", .doc_id = "d", .text = "y", .embedding = v, .dim = 4},
       {.chunk_id = "m2", .doc_id = "d", .text = "y", .embedding = w, .dim = 2},
   };
-  cr_assert_eq(q_index_upsert(idx, "fresh", mixed, 2, NULL, NULL, err, sizeof err),
+  cr_assert_eq(index_upsert(idx, "fresh", mixed, 2, NULL, NULL, err, sizeof err),
                Q_EINVAL);
-  q_index_stats_t st;
-  q_index_stats(idx, "fresh", &st);
+  index_stats_t st;
+  index_stats(idx, "fresh", &st);
   cr_assert_eq(st.chunks, 0);
 
   res_t r = search("t", "x", w, 2, 10);
@@ -420,19 +420,19 @@ Test(index, embedding_validation) {
   /* when the tenant's last vector goes, any dimension is welcome again */
   put("u", NULL, 0, "d", NULL);
   float big[] = {1, 1, 1, 1, 1, 1};
-  q_index_chunk_t six = {
+  index_chunk_t six = {
       .chunk_id = "s", .doc_id = "d", .text = "y", .embedding = big, .dim = 6};
   put("u", &six, 1, NULL, NULL);
 }
 
 Test(index, fixed_dimension) {
-  q_index_free(idx);
-  idx = q_index_new(3);
+  index_free(idx);
+  idx = index_new(3);
   float v[] = {1, 2};
   char err[256];
-  q_index_chunk_t c = {
+  index_chunk_t c = {
       .chunk_id = "c", .doc_id = "d", .text = "x", .embedding = v, .dim = 2};
-  cr_assert_eq(q_index_upsert(idx, "t", &c, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(index_upsert(idx, "t", &c, 1, NULL, NULL, err, sizeof err), Q_EINVAL);
   res_t r = search("t", "x", v, 2, 10);
   cr_assert_eq(r.rc, Q_EINVAL);
 }
@@ -456,12 +456,12 @@ static void *searcher(void *arg) {
   race_t *rc = arg;
   q_arena_t *a = q_arena_new(0);
   while (!__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE)) {
-    q_index_hit_t *h;
+    index_hit_t *h;
     size_t n;
     int dense;
     char err[128];
-    q_index_query_t q = {"t", "stable moving", 13, NULL, 0, 100, 1.0};
-    if (q_index_search(idx, &q, a, &h, &n, &dense, err, sizeof err) != 0)
+    index_query_t q = {"t", "stable moving", 13, NULL, 0, 100, 1.0};
+    if (index_search(idx, &q, a, &h, &n, &dense, err, sizeof err) != 0)
       __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
     /* "stable" is in exactly one chunk, which is never touched */
     int seen = 0;
@@ -469,15 +469,15 @@ static void *searcher(void *arg) {
       seen += strcmp(h[i].chunk_id, "s") == 0;
     if (seen != 1)
       __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
-    q_arena_destroy(a);
+    q_arena_free(a);
     a = q_arena_new(0);
   }
-  q_arena_destroy(a);
+  q_arena_free(a);
   return NULL;
 }
 
 Test(index, concurrent_search_and_upsert) {
-  q_index_chunk_t s = mk("s", "sd", "stable");
+  index_chunk_t s = mk("s", "sd", "stable");
   put("t", &s, 1, NULL, NULL);
   race_t rc = {0, 0};
   pthread_t th[3];
@@ -485,7 +485,7 @@ Test(index, concurrent_search_and_upsert) {
     pthread_create(&th[i], NULL, searcher, &rc);
   for (int round = 0; round < 300; round++) {
     char id[32][32];
-    q_index_chunk_t c[32];
+    index_chunk_t c[32];
     for (int i = 0; i < 32; i++) {
       snprintf(id[i], sizeof id[i], "m:%d:%d", round, i);
       c[i] = mk(id[i], "md", "moving target text");
@@ -498,7 +498,7 @@ Test(index, concurrent_search_and_upsert) {
   for (int i = 0; i < 3; i++)
     pthread_join(th[i], NULL);
   cr_assert_eq(rc.bad, 0);
-  q_index_stats_t st;
-  q_index_stats(idx, "t", &st);
+  index_stats_t st;
+  index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 33);
 }

@@ -35,7 +35,7 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
 /* ---- per test: a fresh database ------------------------------------------- */
 
 static char test_dsn[256];
-static q_store_t *store;
+static store_t *store;
 static q_arena_t *arena;
 
 static PGconn *connect_to(const char *dsn) {
@@ -47,14 +47,14 @@ static PGconn *connect_to(const char *dsn) {
 static void setup(void) {
   pgtest_shared_fresh_db(test_dsn, sizeof test_dsn);
   char err[512] = "";
-  store = q_store_open(test_dsn, 5000, err, sizeof err);
+  store = store_new(test_dsn, 5000, err, sizeof err);
   cr_assert_not_null(store, "%s", err);
   arena = q_arena_new(0);
 }
 
 static void teardown(void) {
-  q_store_close(store);
-  q_arena_destroy(arena);
+  store_free(store);
+  q_arena_free(arena);
 }
 
 TestSuite(store, .init = setup, .fini = teardown);
@@ -69,19 +69,19 @@ static long query_long(const char *sql) {
   return v;
 }
 
-static void store_put(const char *tenant, const q_index_chunk_t *c, size_t n,
+static void store_put(const char *tenant, const index_chunk_t *c, size_t n,
                       const char *replace, size_t *retired) {
   char err[512] = "";
   size_t r;
-  int rc = q_store_upsert(store, tenant, c, n, replace, retired ? retired : &r, err,
+  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, err,
                           sizeof err);
   cr_assert_eq(rc, 0, "store upsert: %s", err);
 }
 
-static q_index_t *load(size_t *n) {
-  q_index_t *idx = q_index_new(0);
+static index_t *load(size_t *n) {
+  index_t *idx = index_new(0);
   char err[512] = "";
-  int rc = q_store_load(store, idx, n, err, sizeof err);
+  int rc = store_load(store, idx, n, err, sizeof err);
   cr_assert_eq(rc, 0, "load: %s", err);
   return idx;
 }
@@ -90,7 +90,7 @@ Test(store, round_trip_is_exact) {
   float v1[] = {0.1f, -2.5f, 3.25e-7f, 1e30f}, v2[] = {1, 1, 1, 1};
   const char *awkward =
       "tabs\there, new\nlines, back\\slashes, \\N, caf\xc3\xa9 \xe6\x9d\xb1";
-  q_index_chunk_t c[] = {
+  index_chunk_t c[] = {
       {.chunk_id = "d1:1:0",
        .doc_id = "d1",
        .title = "Title\tone",
@@ -124,22 +124,22 @@ Test(store, round_trip_is_exact) {
       query_long("SELECT count(*) FROM retriever_chunks WHERE embedding IS NULL"), 1);
 
   size_t n;
-  q_index_t *idx = load(&n);
+  index_t *idx = load(&n);
   cr_assert_eq(n, 3);
-  q_index_t *direct = q_index_new(0);
+  index_t *direct = index_new(0);
   char err[256];
-  cr_assert_eq(q_index_upsert(direct, "t1", c, 3, NULL, NULL, err, sizeof err), 0);
+  cr_assert_eq(index_upsert(direct, "t1", c, 3, NULL, NULL, err, sizeof err), 0);
 
   float q[] = {0.3f, -1, 0.5f, 2e29f};
   const char *queries[] = {"tabs lines caf\xc3\xa9", "plain text", "lexical here", ""};
   for (int i = 0; i < 4; i++) {
-    q_index_query_t qq = {"t1", queries[i], strlen(queries[i]), q, 4, 10, 1.0};
-    q_index_hit_t *a, *b;
+    index_query_t qq = {"t1", queries[i], strlen(queries[i]), q, 4, 10, 1.0};
+    index_hit_t *a, *b;
     size_t na, nb;
     int da, db;
-    cr_assert_eq(q_index_search(idx, &qq, arena, &a, &na, &da, err, sizeof err), 0, "%s",
+    cr_assert_eq(index_search(idx, &qq, arena, &a, &na, &da, err, sizeof err), 0, "%s",
                  err);
-    cr_assert_eq(q_index_search(direct, &qq, arena, &b, &nb, &db, err, sizeof err), 0);
+    cr_assert_eq(index_search(direct, &qq, arena, &b, &nb, &db, err, sizeof err), 0);
     cr_assert_eq(na, nb);
     for (size_t k = 0; k < na; k++) {
       cr_assert_str_eq(a[k].chunk_id, b[k].chunk_id);
@@ -152,30 +152,30 @@ Test(store, round_trip_is_exact) {
     }
   }
   /* the awkward text survived byte for byte */
-  q_index_query_t qq = {"t1", "slashes", 7, NULL, 0, 10, 1.0};
-  q_index_hit_t *h;
+  index_query_t qq = {"t1", "slashes", 7, NULL, 0, 10, 1.0};
+  index_hit_t *h;
   size_t nh;
   int d;
-  cr_assert_eq(q_index_search(idx, &qq, arena, &h, &nh, &d, err, sizeof err), 0);
+  cr_assert_eq(index_search(idx, &qq, arena, &h, &nh, &d, err, sizeof err), 0);
   cr_assert_eq(nh, 1);
   cr_assert_str_eq(h[0].text, awkward);
   cr_assert_str_eq(h[0].title, "Title\tone");
-  q_index_free(idx);
-  q_index_free(direct);
+  index_free(idx);
+  index_free(direct);
 }
 
 Test(store, replace_retires_rows_and_load_skips_them) {
-  q_index_chunk_t v1[] = {
+  index_chunk_t v1[] = {
       {.chunk_id = "d:1:0", .doc_id = "d", .text = "one"},
       {.chunk_id = "d:1:1", .doc_id = "d", .text = "two"},
       {.chunk_id = "e:1:0", .doc_id = "e", .text = "other document"},
   };
   store_put("t", v1, 3, NULL, NULL);
   /* the same document id in another tenant is not touched */
-  q_index_chunk_t other[] = {{.chunk_id = "u:d:1:0", .doc_id = "d", .text = "one"}};
+  index_chunk_t other[] = {{.chunk_id = "u:d:1:0", .doc_id = "d", .text = "one"}};
   store_put("u", other, 1, NULL, NULL);
 
-  q_index_chunk_t v2[] = {{.chunk_id = "d:2:0", .doc_id = "d", .text = "three"},
+  index_chunk_t v2[] = {{.chunk_id = "d:2:0", .doc_id = "d", .text = "three"},
                           {.chunk_id = "d:1:1", .doc_id = "d", .text = "two again"}};
   size_t retired = 0;
   store_put("t", v2, 2, "d", &retired);
@@ -186,18 +186,18 @@ Test(store, replace_retires_rows_and_load_skips_them) {
                1);
 
   size_t n;
-  q_index_t *idx = load(&n);
+  index_t *idx = load(&n);
   cr_assert_eq(n, 4);
-  q_index_stats_t st;
-  q_index_stats(idx, "t", &st);
+  index_stats_t st;
+  index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 3);
   cr_assert_eq(st.documents, 2);
-  q_index_stats(idx, "u", &st);
+  index_stats(idx, "u", &st);
   cr_assert_eq(st.chunks, 1);
-  q_index_free(idx);
+  index_free(idx);
 
   /* a retired chunk comes back when upserted again */
-  q_index_chunk_t back[] = {{.chunk_id = "d:1:0", .doc_id = "d", .text = "one"}};
+  index_chunk_t back[] = {{.chunk_id = "d:1:0", .doc_id = "d", .text = "one"}};
   store_put("t", back, 1, NULL, NULL);
   cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks WHERE NOT active"), 0);
 
@@ -207,15 +207,15 @@ Test(store, replace_retires_rows_and_load_skips_them) {
 }
 
 Test(store, chunk_ids_of_another_tenant_are_refused) {
-  q_index_chunk_t a[] = {{.chunk_id = "shared", .doc_id = "d", .text = "tenant a's"}};
+  index_chunk_t a[] = {{.chunk_id = "shared", .doc_id = "d", .text = "tenant a's"}};
   store_put("a", a, 1, NULL, NULL);
-  q_index_chunk_t b[] = {
+  index_chunk_t b[] = {
       {.chunk_id = "fresh", .doc_id = "d", .text = "fine"},
       {.chunk_id = "shared", .doc_id = "d", .text = "tenant b's"},
   };
   char err[512] = "";
   size_t retired;
-  int rc = q_store_upsert(store, "b", b, 2, "d", &retired, err, sizeof err);
+  int rc = store_upsert(store, "b", b, 2, "d", &retired, err, sizeof err);
   cr_assert_eq(rc, Q_ECONFLICT, "rc %d: %s", rc, err);
   cr_assert(strstr(err, "shared"), "%s", err);
   /* nothing of the batch was written, a's row is intact */
@@ -230,7 +230,7 @@ Test(store, chunk_ids_of_another_tenant_are_refused) {
 Test(store, load_streams_many_rows) {
   enum { N = 2500 };
   static char ids[N][24], texts[N][48];
-  static q_index_chunk_t c[N];
+  static index_chunk_t c[N];
   static float vec[N][3];
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof ids[i], "doc%d:1:%d", i / 10, i % 10);
@@ -238,7 +238,7 @@ Test(store, load_streams_many_rows) {
     vec[i][0] = (float)i;
     vec[i][1] = 1;
     vec[i][2] = (float)(i % 5);
-    c[i] = (q_index_chunk_t){.chunk_id = ids[i],
+    c[i] = (index_chunk_t){.chunk_id = ids[i],
                              .doc_id = ids[i],
                              .text = texts[i],
                              .embedding = vec[i],
@@ -248,26 +248,26 @@ Test(store, load_streams_many_rows) {
   store_put("big", c, 2000, NULL, NULL);
   store_put("small", c + 2000, N - 2000, NULL, NULL);
   size_t n;
-  q_index_t *idx = load(&n);
+  index_t *idx = load(&n);
   cr_assert_eq(n, N);
-  q_index_stats_t st;
-  q_index_stats(idx, "big", &st);
+  index_stats_t st;
+  index_stats(idx, "big", &st);
   cr_assert_eq(st.chunks, 2000);
-  q_index_stats(idx, "small", &st);
+  index_stats(idx, "small", &st);
   cr_assert_eq(st.chunks, 500);
-  q_index_free(idx);
+  index_free(idx);
 }
 
 Test(store, ping_answers) {
   char why[256] = "";
-  cr_assert_eq(q_store_ping(store, why, sizeof why), 1, "%s", why);
+  cr_assert_eq(store_ping(store, why, sizeof why), 1, "%s", why);
 }
 
 Test(store_down, unreachable_database_gives_up_after_the_wait) {
   char err[512] = "";
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  q_store_t *st = q_store_open("host=127.0.0.1 port=1 user=quarry connect_timeout=2", 400,
+  store_t *st = store_new("host=127.0.0.1 port=1 user=quarry connect_timeout=2", 400,
                                err, sizeof err);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;

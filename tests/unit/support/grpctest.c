@@ -21,7 +21,7 @@ void grpctest_start(grpctest_t *t, const ProtobufCServiceDescriptor *service,
 void grpctest_stop(grpctest_t *t) {
   q_grpc_server_shutdown(t->srv, 1000);
   q_grpc_client_shutdown();
-  q_arena_destroy(t->arena);
+  q_arena_free(t->arena);
 }
 
 int grpctest_call(grpctest_t *t, const char *method, const ProtobufCMessage *req,
