@@ -404,8 +404,7 @@ static void serve_call(pending_t *p) {
   method_t *m = p->m;
   q_grpc_server_t *s = p->srv;
   int64_t t0 = q_now_ms();
-  struct timespec ts0;
-  clock_gettime(CLOCK_MONOTONIC, &ts0);
+  double t0s = q_now_s();
   const char *labels[4] = {kind_label(m->kind), m->service, m->name, NULL};
   q_metrics_inc(m_srv_started, labels);
 
@@ -494,9 +493,7 @@ static void serve_call(pending_t *p) {
     grpc_completion_queue_pluck(p->cq, &ctx.tag_close, gpr_inf_future(GPR_CLOCK_REALTIME),
                                 NULL);
 
-  struct timespec ts1;
-  clock_gettime(CLOCK_MONOTONIC, &ts1);
-  double secs = (double)(ts1.tv_sec - ts0.tv_sec) + (double)(ts1.tv_nsec - ts0.tv_nsec) / 1e9;
+  double secs = q_now_s() - t0s;
   labels[3] = q_grpc_code_name(code);
   q_metrics_inc(m_srv_handled, labels);
   q_metrics_observe(m_srv_seconds, labels, secs);
@@ -826,7 +823,7 @@ struct q_grpc_call {
   grpc_metadata send_md[3];
   grpc_slice md_slices[6];
   int nmd;
-  struct timespec t0;
+  double t0; /* q_now_s() at start */
   char tag_op;
 };
 
@@ -845,7 +842,7 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch, const ProtobufCServiceDes
   c->service = svc->name;
   c->kind = kind_label(opts ? opts->kind : Q_GRPC_UNARY);
   c->max_msg = opts && opts->max_msg_bytes > 0 ? opts->max_msg_bytes : DEFAULT_MAX_MSG;
-  clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  c->t0 = q_now_s();
   grpc_metadata_array_init(&c->initial_md);
 
   int64_t timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -1059,10 +1056,7 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
   grpc_metadata_array_destroy(&trailing);
   grpc_metadata_array_destroy(&c->initial_md);
 
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double secs =
-      (double)(t1.tv_sec - c->t0.tv_sec) + (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e9;
+  double secs = q_now_s() - c->t0;
   const char *labels[4] = {c->kind, c->service, c->md->name, q_grpc_code_name(status)};
   q_metrics_inc(m_cli_handled, labels);
   q_metrics_observe(m_cli_seconds, labels, secs);

@@ -107,3 +107,10 @@ int q_valid_field(const char *field, const char *s, int required, size_t max, ch
   }
   return 0;
 }
+
+bool q_is_blank(const char *s, size_t n) {
+  for (size_t i = 0; s && i < n; i++)
+    if (!strchr(" \t\n\r\f\v", s[i]) || s[i] == '\0')
+      return false;
+  return true;
+}

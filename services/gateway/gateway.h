@@ -118,7 +118,4 @@ void gw_observe_stage(const char *stage, double seconds);
 /* Milliseconds left before r's deadline (INT64_MAX when it has none). */
 int64_t gw_ms_left(const gw_req_t *r);
 
-/* Monotonic seconds with sub-millisecond resolution. */
-double gw_now(void);
-
 #endif

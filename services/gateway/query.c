@@ -28,6 +28,7 @@
 #include "quarry/metrics.h"
 #include "quarry/text.h"
 #include "quarry/util.h"
+#include "quarry/validate.h"
 
 #include "citations.h"
 #include "handlers.h"
@@ -55,7 +56,7 @@ typedef struct pipeline {
 } pipeline_t;
 
 static double ms_since(double t) {
-  return (gw_now() - t) * 1000.0;
+  return (q_now_s() - t) * 1000.0;
 }
 
 /* A timeout for the next call: share of the time left (share 1: all of
@@ -79,7 +80,7 @@ static void reply_deadline(pipeline_t *p, const char *stage) {
  * degradation. */
 static void embed(pipeline_t *p, float **values, size_t *n) {
   gw_req_t *r = p->r;
-  double t = gw_now();
+  double t = q_now_s();
   *values = NULL;
   *n = 0;
   int timeout = budget(r, EMBED_SHARE);
@@ -116,7 +117,7 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
 static int retrieve(pipeline_t *p, float *emb, size_t nemb,
                     Quarry__V1__SearchResponse **out) {
   gw_req_t *r = p->r;
-  double t = gw_now();
+  double t = q_now_s();
   int timeout = budget(r, 1);
   if (!timeout) {
     reply_deadline(p, "retrieval");
@@ -149,7 +150,7 @@ static int retrieve(pipeline_t *p, float *emb, size_t nemb,
 static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
                    Quarry__V1__Passage ***sent, size_t *nsent) {
   gw_req_t *r = p->r;
-  double t = gw_now();
+  double t = q_now_s();
   size_t k = (size_t)p->top_k;
   int rc;
   int timeout = budget(r, RERANK_SHARE);
@@ -196,7 +197,7 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
 static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
                     char **answer, size_t *len) {
   gw_req_t *r = p->r;
-  double t = gw_now();
+  double t = q_now_s();
   int timeout = budget(r, 1);
   if (!timeout) {
     reply_deadline(p, "generation");
@@ -253,7 +254,7 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
 /* Publishes the query event; failure only degrades the reply. */
 static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t nchunks) {
   gw_req_t *r = p->r;
-  double t = gw_now();
+  double t = q_now_s();
   int timeout = budget(r, 1);
   int rc;
   if (timeout > RECORD_TIMEOUT_MS)
@@ -282,7 +283,7 @@ static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t n
                       &quarry__v1__feedback__descriptor, "RecordQuery", &ev.base,
                       (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
   }
-  gw_observe_stage("record_query", gw_now() - t);
+  gw_observe_stage("record_query", q_now_s() - t);
   if (rc) {
     char msg[768];
     http_downstream_msg(msg, sizeof msg, "feedback", rc, p->err);
@@ -412,13 +413,6 @@ static const char *outcome(const gw_req_t *r, const json_t *degraded) {
   return json_array_size(degraded) ? "degraded" : "ok";
 }
 
-static int blank(const char *s) {
-  for (; *s; s++)
-    if (!strchr(" \t\r\n\v\f", *s))
-      return 0;
-  return 1;
-}
-
 void query_post(gw_req_t *r) {
   static const char *const keys[] = {"query", "top_k", NULL};
   pipeline_t p;
@@ -434,7 +428,7 @@ void query_post(gw_req_t *r) {
       http_json_string(r, body, "query", 1, 1, QUERY_MAX_BYTES, &query) ||
       http_json_int(r, body, "top_k", 0, TOP_K_DEFAULT, 1, TOP_K_MAX, &top_k))
     goto done;
-  if (blank(query)) {
+  if (q_is_blank(query, strlen(query))) {
     http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");
     goto done;
   }

@@ -1,21 +1,8 @@
-/* router.c - the REST API's route table and method + path matching. */
+/* router.c - matching a request's method and path against a route table.
+ * The gateway's own table is in routes.c. */
 #include "router.h"
 
 #include <string.h>
-
-#include "handlers.h"
-
-const route_t gw_routes[] = {
-    {"POST", "/v1/documents", BODY_STREAM, 0, NULL, &upload_ops},
-    {"GET", "/v1/documents/{id}", BODY_NONE, 0, documents_get, NULL},
-    {"GET", "/v1/jobs/{id}", BODY_NONE, 0, jobs_get, NULL},
-    {"POST", "/v1/query", BODY_JSON, 0, query_post, NULL},
-    {"POST", "/v1/feedback", BODY_JSON, 0, feedback_post, NULL},
-    {"GET", "/healthz", BODY_NONE, 1, probes_healthz, NULL},
-    {"GET", "/readyz", BODY_NONE, 1, probes_readyz, NULL},
-    {"GET", "/metrics", BODY_NONE, 1, probes_metrics, NULL},
-};
-const size_t gw_nroutes = sizeof gw_routes / sizeof gw_routes[0];
 
 /* Matches path against tmpl segment by segment; on success *param/len
  * name the "{id}" segment (if the template has one). */

@@ -60,8 +60,4 @@ typedef struct route_match {
 route_status_t router_match(const route_t *table, size_t n, const char *method,
                             const char *path, route_match_t *m);
 
-/* The gateway's routes. */
-extern const route_t gw_routes[];
-extern const size_t gw_nroutes;
-
 #endif

@@ -22,7 +22,7 @@
 #include "authn.h"
 #include "http_util.h"
 #include "ratelimit.h"
-#include "router.h"
+#include "routes.h"
 
 #define REQ_ARENA_MAX (64u << 20) /* everything one request may allocate */
 #define CONN_MEMORY_LIMIT (256u << 10)
@@ -66,12 +66,6 @@ void gw_observe_stage(const char *stage, double seconds) {
   q_metrics_observe(gw_metrics.stage_seconds, labels, seconds);
 }
 
-double gw_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int64_t gw_ms_left(const gw_req_t *r) {
   return r->deadline_ms ? r->deadline_ms - q_now_ms() : INT64_MAX;
 }
@@ -96,7 +90,7 @@ static gw_req_t *req_new(gw_server_t *s, struct MHD_Connection *conn) {
   r->arena = arena;
   r->conn = conn;
   r->cfg = s->cfg;
-  r->t0 = gw_now();
+  r->t0 = q_now_s();
   r->start_ms = q_now_ms();
   r->route_label = "unmatched";
   q_buf_init(&r->body, (size_t)s->cfg->max_json_bytes);
@@ -135,13 +129,13 @@ static void admit(gw_req_t *r) {
   const char *key;
   size_t len;
   int cached = 0;
-  double t = gw_now();
+  double t = q_now_s();
   int rc = authn_extract(http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
                          http_header(r, "X-API-Key"), &key, &len, err, sizeof err);
   if (rc == 0)
     rc = authn_principal(r->cfg->auth_addr, key, len, AUTH_TIMEOUT_MS, &r->principal,
                          &cached, err, sizeof err);
-  r->auth_ms = (gw_now() - t) * 1000.0;
+  r->auth_ms = (q_now_s() - t) * 1000.0;
   if (rc == Q_EUNAUTH) {
     http_reject_err(r, Q_EUNAUTH, "%s", err);
     return;
@@ -280,7 +274,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (r->route && r->route->body == BODY_STREAM && r->stream)
     r->route->stream->cleanup(r);
 
-  double secs = gw_now() - r->t0;
+  double secs = q_now_s() - r->t0;
   /* No reply reached the client: 499 as nginx logs it. */
   unsigned code =
       r->responded && r->queue_ok && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK

@@ -44,14 +44,6 @@ static const char *outcome_of(int rc) {
   }
 }
 
-static int blank(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!(s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
-          s[i] == '\f' || s[i] == '\v'))
-      return 0;
-  return 1;
-}
-
 int llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
               float *out, char *err, size_t errlen) {
   int rc = l->embedder->embed(l->embedder, texts, lens, n, out, err, errlen);
@@ -164,7 +156,7 @@ int llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     const char *t = req->texts[i] ? req->texts[i] : "";
     texts[i] = t;
     lens[i] = strlen(t);
-    if (lens[i] == 0 || blank(t, lens[i])) {
+    if (lens[i] == 0 || q_is_blank(t, lens[i])) {
       q_grpc_ctx_errorf(ctx, "texts[%zu]: empty text cannot be embedded", i);
       rc = Q_EINVAL;
       goto invalid;
@@ -227,7 +219,7 @@ static int send_piece_cb(const char *piece, size_t len, void *ud) {
 static int validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
                              const Quarry__V1__GenerateRequest *req) {
   size_t qlen = req->query ? strlen(req->query) : 0;
-  if (qlen == 0 || blank(req->query, qlen)) {
+  if (qlen == 0 || q_is_blank(req->query, qlen)) {
     q_grpc_ctx_errorf(ctx, "query: required");
     return Q_EINVAL;
   }

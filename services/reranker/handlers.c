@@ -6,17 +6,11 @@
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/validate.h"
 #include "quarry/v1/reranker.pb-c.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static int blank(const char *s) {
-  for (; s && *s; s++)
-    if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
-      return 0;
-  return 1;
-}
 
 static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
@@ -25,7 +19,7 @@ static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   size_t qlen = req->query ? strlen(req->query) : 0;
   size_t n = req->n_passages;
 
-  if (blank(req->query)) {
+  if (q_is_blank(req->query, strlen(req->query))) {
     q_grpc_ctx_errorf(ctx, "query is required");
     return Q_EINVAL;
   }

@@ -12,19 +12,13 @@
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/v1/retriever.pb-c.h"
+#include "quarry/trace.h"
 #include "quarry/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* Monotonic seconds, finer than q_now_ms for latency histograms. */
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double chunks_gauge_cb(void *ud) {
   return (double)index_chunk_count(ud);
@@ -70,13 +64,6 @@ static int check_str(q_grpc_ctx_t *ctx, const char *field, const char *s, size_t
   if (rc)
     q_grpc_ctx_errorf(ctx, "%s", err);
   return rc;
-}
-
-static int blank(const char *s) {
-  for (; s && *s; s++)
-    if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
-      return 0;
-  return 1;
 }
 
 static int str_ptr_cmp(const void *a, const void *b) {
@@ -244,7 +231,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   retriever_t *r = ud;
   const Quarry__V1__SearchRequest *req = (const Quarry__V1__SearchRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
-  double t0 = now_s();
+  double t0 = q_now_s();
   int rc;
 
   if ((rc = check_str(ctx, "tenant_id", req->tenant_id, Q_RETRIEVER_MAX_ID, 1)))
@@ -255,7 +242,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                       Q_RETRIEVER_MAX_QUERY);
     return Q_EINVAL;
   }
-  int has_text = !blank(req->query);
+  int has_text = !q_is_blank(req->query, strlen(req->query));
   if (!has_text && req->n_query_embedding == 0) {
     q_grpc_ctx_errorf(ctx, "query is empty and there is no query_embedding");
     return Q_EINVAL;
@@ -319,7 +306,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   *out = &resp->base;
 
   const char *mode[1] = {!dense_used ? "lexical" : has_text ? "hybrid" : "dense"};
-  q_metrics_observe(r->search_seconds, mode, now_s() - t0);
+  q_metrics_observe(r->search_seconds, mode, q_now_s() - t0);
   return 0;
 }
 

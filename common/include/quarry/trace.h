@@ -41,4 +41,8 @@ int q_trace_id_valid(const char *s);
 int64_t q_now_ms(void);
 int64_t q_wall_ms(void);
 
+/* Monotonic seconds (arbitrary epoch) with nanosecond resolution: for
+ * latency histograms, where milliseconds are too coarse. */
+double q_now_s(void);
+
 #endif

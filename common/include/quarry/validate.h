@@ -9,6 +9,7 @@
 #ifndef QUARRY_VALIDATE_H
 #define QUARRY_VALIDATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Longest tenant id, in characters (= bytes: ids are ASCII). */
@@ -47,5 +48,10 @@ int q_valid_text(const char *s, size_t max);
  * "title: not valid UTF-8"). */
 int q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
                   size_t errlen);
+
+/* true when s[0..n) holds nothing but ASCII white space (space, \t, \n,
+ * \r, \f, \v); NULL and n == 0 are blank. Request fields that must say
+ * something ("query") are checked with it. */
+bool q_is_blank(const char *s, size_t n);
 
 #endif

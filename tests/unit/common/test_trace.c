@@ -122,3 +122,11 @@ Test(trace, clocks) {
   int64_t wall = q_wall_ms();
   cr_assert_lt(llabs(wall - (int64_t)time(NULL) * 1000), 2000);
 }
+
+Test(trace, now_s_is_monotonic_and_agrees_with_now_ms) {
+  double a = q_now_s();
+  int64_t ms = q_now_ms();
+  double b = q_now_s();
+  cr_assert(b >= a);
+  cr_assert(ms >= (int64_t)(a * 1000.0) - 1 && ms <= (int64_t)(b * 1000.0) + 1);
+}

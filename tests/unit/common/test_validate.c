@@ -112,3 +112,13 @@ Test(validate, fields_name_themselves_in_the_error) {
   /* Control characters are fine here: fields like these carry any text. */
   cr_assert_eq(q_valid_field("text", "a\tb\nc", 1, 8, err, sizeof err), 0);
 }
+
+Test(validate, blank_is_ascii_white_space_only) {
+  cr_assert(q_is_blank(NULL, 0));
+  cr_assert(q_is_blank("", 0));
+  cr_assert(q_is_blank(" \t\r\n\v\f", 6));
+  cr_assert_not(q_is_blank(" x ", 3));
+  cr_assert_not(q_is_blank("\xc2\xa0", 2), "NO-BREAK SPACE is not ASCII white space");
+  cr_assert_not(q_is_blank(" \0 ", 3), "a NUL byte is not white space");
+  cr_assert(q_is_blank("  x", 2), "only the first n bytes count");
+}

@@ -1,0 +1,18 @@
+/* routes.c - the gateway's REST API: one row per route, pointing at the
+ * handler module that serves it. The matching lives in router.c, which knows
+ * nothing of the handlers. */
+#include "routes.h"
+
+#include "handlers.h"
+
+const route_t gw_routes[] = {
+    {"POST", "/v1/documents", BODY_STREAM, 0, NULL, &upload_ops},
+    {"GET", "/v1/documents/{id}", BODY_NONE, 0, documents_get, NULL},
+    {"GET", "/v1/jobs/{id}", BODY_NONE, 0, jobs_get, NULL},
+    {"POST", "/v1/query", BODY_JSON, 0, query_post, NULL},
+    {"POST", "/v1/feedback", BODY_JSON, 0, feedback_post, NULL},
+    {"GET", "/healthz", BODY_NONE, 1, probes_healthz, NULL},
+    {"GET", "/readyz", BODY_NONE, 1, probes_readyz, NULL},
+    {"GET", "/metrics", BODY_NONE, 1, probes_metrics, NULL},
+};
+const size_t gw_nroutes = sizeof gw_routes / sizeof gw_routes[0];
