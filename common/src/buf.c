@@ -42,7 +42,7 @@ static int reserve(q_buf_t *b, size_t extra) {
   return 0;
 }
 
-int q_buf_append(q_buf_t *b, const void *p, size_t n) {
+q_err_t q_buf_append(q_buf_t *b, const void *p, size_t n) {
   int rc = reserve(b, n);
   if (rc)
     return rc;
@@ -53,11 +53,11 @@ int q_buf_append(q_buf_t *b, const void *p, size_t n) {
   return 0;
 }
 
-int q_buf_puts(q_buf_t *b, const char *s) {
+q_err_t q_buf_puts(q_buf_t *b, const char *s) {
   return q_buf_append(b, s, strlen(s));
 }
 
-int q_buf_vprintf(q_buf_t *b, const char *fmt, va_list ap) {
+q_err_t q_buf_vprintf(q_buf_t *b, const char *fmt, va_list ap) {
   va_list ap2;
   va_copy(ap2, ap);
   char small[256];
@@ -75,7 +75,7 @@ int q_buf_vprintf(q_buf_t *b, const char *fmt, va_list ap) {
   return 0;
 }
 
-int q_buf_printf(q_buf_t *b, const char *fmt, ...) {
+q_err_t q_buf_printf(q_buf_t *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int rc = q_buf_vprintf(b, fmt, ap);

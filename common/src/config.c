@@ -37,7 +37,7 @@ static const char *keep_copy(const char *value) {
   return o->s;
 }
 
-int q_cfg_validate_log_level(const char *value, char *err, size_t errlen) {
+q_err_t q_cfg_validate_log_level(const char *value, char *err, size_t errlen) {
   q_log_level_t lvl;
   if (q_log_level_parse(value, &lvl) == 0)
     return 0;
@@ -150,15 +150,15 @@ static void report(const char *binary, const q_cfg_entry_t *e, const char *reaso
     fprintf(stderr, "%s: %s: %s (got '%.256s')\n", binary, e->name, reason, value);
 }
 
-/* Loads one entry; 0 or -1 (reported). */
-static int load_entry(const char *binary, q_cfg_entry_t *e) {
+/* Loads one entry; 0 or Q_EINVAL (reported). */
+static q_err_t load_entry(const char *binary, q_cfg_entry_t *e) {
   const char *env = getenv(e->name);
   const char *value = env;
   int from_default = 0;
   if (!value || (!e->def && !value[0])) {
     if (!e->def) {
       report(binary, e, value ? "required but empty" : "required but not set", NULL);
-      return -1;
+      return Q_EINVAL;
     }
     value = e->def;
     from_default = 1;
@@ -174,7 +174,7 @@ static int load_entry(const char *binary, q_cfg_entry_t *e) {
     } else {
       report(binary, e, err, value);
     }
-    return -1;
+    return Q_EINVAL;
   }
 
   switch (e->type) {
@@ -185,7 +185,7 @@ static int load_entry(const char *binary, q_cfg_entry_t *e) {
     const char *s = from_default ? value : keep_copy(value);
     if (!s) {
       report(binary, e, "out of memory", NULL);
-      return -1;
+      return Q_EINVAL;
     }
     *(const char **)e->dst = s;
     break;
@@ -283,11 +283,11 @@ int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table, si
             "%s: unknown argument '%.256s' (configuration comes from "
             "the environment; see --help)\n",
             binary, argv[i]);
-    return -1;
+    return Q_EINVAL;
   }
   int bad = 0;
   for (size_t i = 0; i < n; i++)
     if (load_entry(binary, &table[i]))
       bad = 1;
-  return bad ? -1 : 0;
+  return bad ? Q_EINVAL : 0;
 }

@@ -115,7 +115,7 @@ static int url_shown(const char *url) {
   return (int)(n > 200 ? 200 : n);
 }
 
-int q_http_json(const q_http_req_t *req, long *status, json_t **reply, char *err,
+q_err_t q_http_json(const q_http_req_t *req, long *status, json_t **reply, char *err,
                 size_t errlen) {
   if (status)
     *status = 0;

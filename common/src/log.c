@@ -31,7 +31,7 @@ void q_log_init(const char *service, q_log_level_t min_level) {
   atomic_store(&log_min_level, (int)min_level);
 }
 
-int q_log_level_parse(const char *s, q_log_level_t *out) {
+q_err_t q_log_level_parse(const char *s, q_log_level_t *out) {
   if (!s)
     return Q_EINVAL;
   for (int i = Q_LOG_DEBUG; i <= Q_LOG_ERROR; i++) {

@@ -110,14 +110,15 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 /* Splits "a,b" into label names (spaces around names are ignored).
- * Returns the count, or -1 when a name is invalid or repeated. */
+ * Returns the count, or Q_EINVAL (negative) when a name is invalid or
+ * repeated; allocation failure counts as invalid. */
 static int split_labels(const char *spec, char ***out) {
   *out = NULL;
   if (!spec || !*spec)
     return 0;
   char **names = calloc(MAX_LABELS, sizeof *names);
   if (!names)
-    return -1;
+    return Q_EINVAL;
   int n = 0;
   const char *p = spec;
   for (;;) {
@@ -148,7 +149,7 @@ fail:
   for (int i = 0; i < n; i++)
     free(names[i]);
   free(names);
-  return -1;
+  return Q_EINVAL;
 }
 
 /* ---- families --------------------------------------------------------------- */
@@ -360,11 +361,11 @@ static uint64_t hash_values(char vals[][Q_LABEL_VALUE_MAX + 1], size_t n) {
   return h;
 }
 
-static int index_grow(q_metric_t *m) {
+static q_err_t index_grow(q_metric_t *m) {
   size_t cap = m->index_cap ? m->index_cap * 2 : 16;
   int32_t *idx = malloc(cap * sizeof *idx);
   if (!idx)
-    return -1;
+    return Q_ENOMEM;
   for (size_t i = 0; i < cap; i++)
     idx[i] = -1;
   for (size_t s = 0; s < m->nseries; s++) {
@@ -735,7 +736,7 @@ static int render_family(q_buf_t *out, q_metric_t *m) {
   return rc;
 }
 
-int q_metrics_render(q_buf_t *out) {
+q_err_t q_metrics_render(q_buf_t *out) {
   pthread_mutex_lock(&process_mu);
   if (!process_registered)
     register_process_metrics();

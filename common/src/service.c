@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include "quarry/error.h"
 
 /* Readiness as the side port reports it: not ready while stopping, else
  * whatever the service's own callback says. One service per process, so
@@ -46,7 +47,7 @@ int q_service_init(q_service_t *svc, const char *binary, const char *summary,
   return 0;
 }
 
-int q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc,
+q_err_t q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc,
                     const q_grpc_method_t *methods, size_t n, void *ud, q_ready_cb ready,
                     void *ready_ud) {
   q_grpc_server_opts_t opts = {
@@ -56,19 +57,19 @@ int q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc
   };
   svc->grpc = q_grpc_server_new(&opts);
   if (!svc->grpc)
-    return -1;
+    return Q_EINTERNAL;
   if (svc_desc && q_grpc_server_add_service(svc->grpc, svc_desc, methods, n, ud))
-    return -1;
+    return Q_EINTERNAL;
   svc->grpc_port = q_grpc_server_start(svc->grpc);
   if (svc->grpc_port <= 0)
-    return -1;
+    return Q_EINTERNAL;
   user_ready = ready;
   user_ready_ud = ready_ud;
   int side_port = 0;
   if (svc->common->metrics_listen && svc->common->metrics_listen[0]) {
     svc->sidecar = q_sidecar_start(svc->common->metrics_listen, ready_cb, NULL);
     if (!svc->sidecar)
-      return -1;
+      return Q_EINTERNAL;
     side_port = q_sidecar_port(svc->sidecar);
   }
   q_log_info("started", "{s:s,s:i,s:i}", "grpc_listen", svc->common->grpc_listen,

@@ -81,7 +81,7 @@ static void stop_table_init(void) {
   }
 }
 
-int q_text_is_stopword(const char *w, size_t len) {
+bool q_text_is_stopword(const char *w, size_t len) {
   if (!w || len == 0 || len > 10) /* the longest stopword has 10 bytes */
     return 0;
   pthread_once(&stop_once, stop_table_init);

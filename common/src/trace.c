@@ -68,7 +68,7 @@ static int lower_hex(const char *s, size_t n, int nonzero) {
   return !nonzero || any;
 }
 
-int q_trace_parse_traceparent(const char *tp, char out[Q_TRACE_ID_LEN + 1]) {
+q_err_t q_trace_parse_traceparent(const char *tp, char out[Q_TRACE_ID_LEN + 1]) {
   /* version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2 = 55 */
   if (!tp)
     return Q_EINVAL;
@@ -86,7 +86,7 @@ int q_trace_parse_traceparent(const char *tp, char out[Q_TRACE_ID_LEN + 1]) {
   return 0;
 }
 
-int q_trace_id_valid(const char *s) {
+bool q_trace_id_valid(const char *s) {
   if (!s)
     return 0;
   size_t n = 0;

@@ -112,7 +112,7 @@ static int parse_port(const char *s, int *port) {
   return 0;
 }
 
-int q_addr_split(const char *addr, char *host, size_t hostlen, int *port) {
+q_err_t q_addr_split(const char *addr, char *host, size_t hostlen, int *port) {
   if (!addr || !host || hostlen == 0 || !port)
     return Q_EINVAL;
   const char *h, *colon;
@@ -151,7 +151,7 @@ int q_addr_split(const char *addr, char *host, size_t hostlen, int *port) {
   return 0;
 }
 
-int q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
+q_err_t q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
                   size_t errlen) {
   char host[256], port_s[16];
   if (q_addr_split(addr, host, sizeof host, port)) {
@@ -174,7 +174,7 @@ int q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, cha
   return 0;
 }
 
-int q_ct_equal(const void *a, const void *b, size_t n) {
+bool q_ct_equal(const void *a, const void *b, size_t n) {
   if (n == 0)
     return 1;
   return sodium_memcmp(a, b, n) == 0;

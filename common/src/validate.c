@@ -17,7 +17,7 @@ static int is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-int q_valid_tenant_id(const char *s) {
+bool q_valid_tenant_id(const char *s) {
   size_t n = s ? strlen(s) : 0;
   if (n == 0 || n > Q_TENANT_ID_MAX)
     return 0;
@@ -27,7 +27,7 @@ int q_valid_tenant_id(const char *s) {
   return 1;
 }
 
-int q_valid_uuid(const char *s) {
+bool q_valid_uuid(const char *s) {
   if (!s || strlen(s) != 36)
     return 0;
   for (int i = 0; i < 36; i++) {
@@ -72,11 +72,11 @@ size_t q_valid_utf8_prefix(const char *s, size_t n) {
   return i;
 }
 
-int q_valid_utf8(const char *s, size_t n) {
+bool q_valid_utf8(const char *s, size_t n) {
   return q_valid_utf8_prefix(s, n) == n;
 }
 
-int q_valid_text(const char *s, size_t max) {
+bool q_valid_text(const char *s, size_t max) {
   size_t n = s ? strlen(s) : 0;
   if (n > max)
     return 0;
@@ -90,7 +90,7 @@ int q_valid_text(const char *s, size_t max) {
   return 1;
 }
 
-int q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
+q_err_t q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
                   size_t errlen) {
   size_t n = s ? strlen(s) : 0;
   if (required && n == 0) {

@@ -20,7 +20,7 @@ static void sodium_init_once(void) {
     abort(); /* no usable randomness: keys would be guessable */
 }
 
-int keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
+q_err_t keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
                   char hash[KEY_HASH_LEN + 1]) {
   if (keylen < KEY_MAX_LEN + 1)
     return Q_EINVAL;
@@ -55,7 +55,7 @@ static int is_blank(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-int keys_parse(const char *cred, size_t len, key_parts_t *out) {
+q_err_t keys_parse(const char *cred, size_t len, key_parts_t *out) {
   memset(out, 0, sizeof *out);
   if (!cred || len == 0 || len > KEY_CREDENTIAL_MAX)
     return Q_EUNAUTH;
@@ -126,7 +126,7 @@ const char *keys_role_name(int bit) {
   return NULL;
 }
 
-int keys_roles_parse(const char *list, int *mask, char *err, size_t errlen) {
+q_err_t keys_roles_parse(const char *list, int *mask, char *err, size_t errlen) {
   *mask = 0;
   const char *p = list ? list : "";
   while (*p) {
@@ -158,6 +158,6 @@ int keys_roles_parse(const char *list, int *mask, char *err, size_t errlen) {
   return Q_OK;
 }
 
-int keys_name_valid(const char *s) {
+bool keys_name_valid(const char *s) {
   return s && s[0] && q_valid_text(s, KEY_NAME_MAX);
 }

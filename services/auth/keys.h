@@ -14,6 +14,8 @@
 #define QUARRY_AUTH_KEYS_H
 
 #include <stddef.h>
+#include "quarry/error.h"
+#include <stdbool.h>
 
 #define KEY_PREFIX "qk_"
 #define KEY_ID_LEN 16         /* hex characters */
@@ -40,14 +42,14 @@ typedef struct key_parts {
 /* Generates a fresh key: writes the key ("qk_..."; NUL-terminated) into key
  * (keylen >= KEY_MAX_LEN + 1), its id into id and SHA-256(secret) in hex into
  * hash. Randomness from libsodium. 0, or Q_EINVAL when keylen is too small. */
-int keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
+q_err_t keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
                   char hash[KEY_HASH_LEN + 1]);
 
 /* Parses a credential: the bare key or "Bearer <key>" (scheme
  * case-insensitive), surrounding white space ignored. Strict: exact
  * lengths, exact alphabets, nothing trailing. 0 with *out filled, or
  * Q_EUNAUTH for anything malformed (deliberately not saying what). */
-int keys_parse(const char *credential, size_t len, key_parts_t *out);
+q_err_t keys_parse(const char *credential, size_t len, key_parts_t *out);
 
 /* SHA-256 of a parsed key's secret as 64 hex characters plus NUL. */
 void keys_hash_secret(const key_parts_t *k, char hash[KEY_HASH_LEN + 1]);
@@ -59,9 +61,9 @@ const char *keys_role_name(int bit);
 /* Parses a comma-separated role list ("admin,writer"); duplicates are
  * folded. 0 with *mask set, Q_EINVAL (reason in err) when empty or a name
  * is unknown. */
-int keys_roles_parse(const char *list, int *mask, char *err, size_t errlen);
+q_err_t keys_roles_parse(const char *list, int *mask, char *err, size_t errlen);
 
 /* 1 when s is an acceptable key name (rule above). */
-int keys_name_valid(const char *s);
+bool keys_name_valid(const char *s);
 
 #endif

@@ -28,7 +28,7 @@ static int check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
   return 0;
 }
 
-int events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
+q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
                           size_t errlen) {
   int rc;
   if ((rc = q_valid_field("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
@@ -43,7 +43,7 @@ int events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
   return check_chunk_ids(r->chunk_ids, r->n_chunk_ids, err, errlen);
 }
 
-int events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen) {
+q_err_t events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen) {
   int rc;
   if ((rc = q_valid_field("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
       (rc = q_valid_field("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
@@ -117,7 +117,7 @@ static int publish(q_grpc_ctx_t *ctx, events_t *ev, const char *topic, const cha
   return 0;
 }
 
-int events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   events_t *ev = ud;
   const Quarry__V1__FeedbackRequest *req = (const Quarry__V1__FeedbackRequest *)in;
@@ -146,7 +146,7 @@ int events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   return 0;
 }
 
-int events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                            ProtobufCMessage **out, void *ud) {
   events_t *ev = ud;
   const Quarry__V1__QueryEvent *req = (const Quarry__V1__QueryEvent *)in;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 #define EV_MAX_ID_BYTES 128       /* query_id, tenant_id */
 #define EV_MAX_USER_BYTES 256
@@ -29,8 +30,8 @@ typedef struct events {
 
 /* 0 when the request is acceptable, else Q_EINVAL with a message naming
  * the offending field in err. */
-int events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err, size_t errlen);
-int events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen);
+q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err, size_t errlen);
+q_err_t events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen);
 
 /* The event as compact JSON (malloc()ed, caller frees), or NULL when out of
  * memory. Call only on requests that passed the check. event_id names the
@@ -41,9 +42,9 @@ char *events_query_json(const Quarry__V1__QueryEvent *r, const char *event_id,
                         int64_t ts_ms);
 
 /* gRPC handlers for quarry.v1.Feedback; ud is the events_t. */
-int events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud);
-int events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                            ProtobufCMessage **out, void *ud);
 
 #endif

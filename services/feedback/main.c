@@ -16,12 +16,12 @@ static q_common_cfg_t common;
 static const char *brokers, *feedback_topic, *queries_topic, *pg_dsn;
 static int64_t kafka_timeout, outbox_interval, outbox_batch;
 
-static int validate_topic(const char *v, char *err, size_t errlen) {
+static q_err_t validate_topic(const char *v, char *err, size_t errlen) {
   size_t n = strlen(v);
   if (n == 0 || n > 249 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                      "0123456789._-") != n) {
     snprintf(err, errlen, "must be 1..249 characters of [A-Za-z0-9._-]");
-    return -1;
+    return Q_EINVAL;
   }
   return 0;
 }

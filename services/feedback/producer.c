@@ -161,7 +161,7 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-int producer_send(producer_t *p, const char *topic, const char *key, size_t key_len,
+q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t key_len,
                   const char *value, size_t value_len, int64_t outbox_id, char *err,
                   size_t errlen) {
   msg_opaque_t *mo = malloc(sizeof *mo);

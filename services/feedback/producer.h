@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 typedef struct producer producer_t;
 
@@ -58,7 +59,7 @@ producer_t *producer_new(const producer_opts_t *o, char *err, size_t errlen);
  * full after queue_full_wait_ms, producer failed), it goes to the sink's
  * failed callback at once. Returns 0 when the message was queued or stored
  * by the sink; Q_EUNAVAIL (reason in err) when it is neither. */
-int producer_send(producer_t *p, const char *topic, const char *key, size_t key_len,
+q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t key_len,
                   const char *value, size_t value_len, int64_t outbox_id, char *err,
                   size_t errlen);
 

@@ -88,7 +88,7 @@ static const char *skip_ws(const char *s) {
   return s;
 }
 
-int authn_extract(const char *authorization, const char *api_key, const char **key,
+q_err_t authn_extract(const char *authorization, const char *api_key, const char **key,
                   size_t *len, char *err, size_t errlen) {
   const char *k;
   if (authorization) {
@@ -128,7 +128,7 @@ static int copy_id(char *dst, const char *src, const char *what, char *err,
   return 0;
 }
 
-int authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
+q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
                     gw_principal_t *out, int *cached, char *err, size_t errlen) {
   char hash[65];
   q_sha256_hex(key, len, hash);

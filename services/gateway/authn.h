@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "gateway.h"
+#include "quarry/error.h"
 
 #define AUTHN_TTL_MS 30000
 #define AUTHN_CACHE_SLOTS 4096
@@ -22,7 +23,7 @@
  * value (either may be NULL; Authorization wins). 0 with *key and *len set, or
  * Q_EUNAUTH with the reason in err (missing, wrong scheme, empty, too
  * long, control characters). *key points into one of the inputs. */
-int authn_extract(const char *authorization, const char *api_key, const char **key,
+q_err_t authn_extract(const char *authorization, const char *api_key, const char **key,
                   size_t *len, char *err, size_t errlen);
 
 /* Establishes the principal of a key: from the cache, else by
@@ -30,7 +31,7 @@ int authn_extract(const char *authorization, const char *api_key, const char **k
  * 0, Q_EUNAUTH for a key the auth service refuses, or the error of the
  * call (Q_EUNAVAIL, Q_ETIMEDOUT, ...) with err describing it.
  * *cached says whether the cache answered. Thread-safe. */
-int authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
+q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
                     gw_principal_t *out, int *cached, char *err, size_t errlen);
 
 /* Empties the cache (tests, and a place to hook key revocation). */

@@ -6,6 +6,7 @@
 
 #include "gateway.h"
 #include "router.h"
+#include "quarry/error.h"
 
 /* query.c: POST /v1/query, the retrieval-augmented answer pipeline. */
 void query_post(gw_req_t *r);
@@ -28,6 +29,6 @@ void probes_metrics(gw_req_t *r);
  * llm-gateway) by grpc.health.v1.Health/Check. 0 when all serve, else
  * Q_EUNAVAIL with the ones that do not named in why. Thread-safe; takes up
  * to about a second per dependency that hangs. */
-int probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen);
+q_err_t probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen);
 
 #endif

@@ -194,7 +194,7 @@ void http_reply_pending(gw_req_t *r) {
     http_reply_status(r, r->pending_status, r->pending_slug, "%s", r->pending_msg);
 }
 
-int http_parse_json_object(gw_req_t *r, json_t **out) {
+q_err_t http_parse_json_object(gw_req_t *r, json_t **out) {
   *out = NULL;
   if (r->body.len == 0) {
     http_reply_error(r, Q_EINVAL, "request body is empty: expected a JSON object");
@@ -216,7 +216,7 @@ int http_parse_json_object(gw_req_t *r, json_t **out) {
   return 0;
 }
 
-int http_json_only_keys(gw_req_t *r, json_t *obj, const char *const *allowed) {
+q_err_t http_json_only_keys(gw_req_t *r, json_t *obj, const char *const *allowed) {
   const char *key;
   json_t *val;
   json_object_foreach(obj, key, val) {
@@ -232,7 +232,7 @@ int http_json_only_keys(gw_req_t *r, json_t *obj, const char *const *allowed) {
   return 0;
 }
 
-int http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
+q_err_t http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
                      size_t minlen, size_t maxlen, const char **out) {
   json_t *v = json_object_get(obj, key);
   *out = NULL;
@@ -257,7 +257,7 @@ int http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
   return 0;
 }
 
-int http_json_int(gw_req_t *r, json_t *obj, const char *key, int required, json_int_t def,
+q_err_t http_json_int(gw_req_t *r, json_t *obj, const char *key, int required, json_int_t def,
                   json_int_t lo, json_int_t hi, json_int_t *out) {
   json_t *v = json_object_get(obj, key);
   *out = def;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "gateway.h"
+#include "quarry/error.h"
 
 /* Serialises reply flags: compact, keys in insertion order, floats with
  * enough digits to round-trip a protobuf float. */
@@ -71,11 +72,11 @@ void http_reply_pending(gw_req_t *r);
 /* Parses r's body as one JSON object (duplicate keys rejected). On
  * failure replies 400 naming line, column and problem, and returns
  * Q_EINVAL. The caller json_decref()s *out. */
-int http_parse_json_object(gw_req_t *r, json_t **out);
+q_err_t http_parse_json_object(gw_req_t *r, json_t **out);
 
 /* Replies 400 and returns Q_EINVAL when obj has a key not in allowed
  * (NULL-terminated). */
-int http_json_only_keys(gw_req_t *r, json_t *obj, const char *const *allowed);
+q_err_t http_json_only_keys(gw_req_t *r, json_t *obj, const char *const *allowed);
 
 /* A JSON string of s[0..n) with every byte sequence that is not valid
  * UTF-8 replaced by U+FFFD, so text from elsewhere (documents, model
@@ -87,12 +88,12 @@ json_t *http_json_text(const char *s, size_t n);
  * field gives *out = NULL (an error when required); otherwise it must be a
  * string of minlen..maxlen bytes. Replies 400 and returns Q_EINVAL on a
  * violation. */
-int http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
+q_err_t http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
                      size_t minlen, size_t maxlen, const char **out);
 
 /* Reads integer field key of obj (default def when absent or null) into
  * *out, which must lie in lo..hi. Replies 400 on a violation. */
-int http_json_int(gw_req_t *r, json_t *obj, const char *key, int required, json_int_t def,
+q_err_t http_json_int(gw_req_t *r, json_t *obj, const char *key, int required, json_int_t def,
                   json_int_t lo, json_int_t hi, json_int_t *out);
 
 #endif

@@ -76,7 +76,7 @@ static int readiness(const gw_cfg_t *cfg, char *why, size_t whylen, json_t *down
   return ndown ? Q_EUNAVAIL : 0;
 }
 
-int probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen) {
+q_err_t probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen) {
   return readiness(cfg, why, whylen, NULL);
 }
 

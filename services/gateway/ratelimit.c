@@ -31,7 +31,7 @@ static int64_t limit;
 static int64_t last_warn_ms;
 static pthread_mutex_t warn_mu = PTHREAD_MUTEX_INITIALIZER;
 
-int ratelimit_init(const char *redis_addr, int64_t rps) {
+q_err_t ratelimit_init(const char *redis_addr, int64_t rps) {
   limit = rps;
   for (int i = 0; i < POOL; i++) {
     pthread_mutex_init(&pool[i].mu, NULL);
@@ -87,18 +87,21 @@ static void drop(conn_t *c, const char *why) {
   warn_unavailable(why);
 }
 
-/* Runs INCR + EXPIRE on key in one round trip; the count, or -1 when Redis
- * could not be asked. Called with c locked. */
+/* What incr returns when Redis could not be asked. */
+#define INCR_UNAVAILABLE (-1LL)
+
+/* Runs INCR + EXPIRE on key in one round trip; the count, or
+ * INCR_UNAVAILABLE. Called with c locked. */
 static long long incr(conn_t *c, const char *key) {
   if (!c->ctx) {
     if (q_now_ms() < c->retry_at_ms)
-      return -1;
+      return INCR_UNAVAILABLE;
     c->ctx = redisConnectWithTimeout(host, port, tv_ms(CONNECT_TIMEOUT_MS));
     if (!c->ctx || c->ctx->err) {
       char why[192];
       snprintf(why, sizeof why, "connect: %s", c->ctx ? c->ctx->errstr : "out of memory");
       drop(c, why);
-      return -1;
+      return INCR_UNAVAILABLE;
     }
     redisSetTimeout(c->ctx, tv_ms(COMMAND_TIMEOUT_MS));
   }
@@ -112,9 +115,9 @@ static long long incr(conn_t *c, const char *key) {
     if (r1)
       freeReplyObject(r1);
     drop(c, why);
-    return -1;
+    return INCR_UNAVAILABLE;
   }
-  long long n = -1;
+  long long n = INCR_UNAVAILABLE;
   if (r1->type == REDIS_REPLY_INTEGER)
     n = r1->integer;
   else
@@ -124,7 +127,7 @@ static long long incr(conn_t *c, const char *key) {
   return n;
 }
 
-int ratelimit_allow(const gw_principal_t *p) {
+bool ratelimit_allow(const gw_principal_t *p) {
   if (limit <= 0)
     return 1;
   char key[2 * GW_ID_MAX + 64];
@@ -133,5 +136,5 @@ int ratelimit_allow(const gw_principal_t *p) {
   conn_t *c = acquire();
   long long n = incr(c, key);
   pthread_mutex_unlock(&c->mu);
-  return n < 0 || n <= limit;
+  return n == INCR_UNAVAILABLE || n <= limit; /* fail open when Redis is down */
 }

@@ -13,14 +13,16 @@
 #include <stdint.h>
 
 #include "gateway.h"
+#include "quarry/error.h"
+#include <stdbool.h>
 
 /* Sets the Redis address ("host:port") and limit (0 disables). Call once
  * before serving. 0, or Q_EINVAL for a malformed address. */
-int ratelimit_init(const char *redis_addr, int64_t rps);
+q_err_t ratelimit_init(const char *redis_addr, int64_t rps);
 
 /* 1 when p may make another request this second, 0 when over the limit.
  * Thread-safe. */
-int ratelimit_allow(const gw_principal_t *p);
+bool ratelimit_allow(const gw_principal_t *p);
 
 /* Closes the connections. */
 void ratelimit_shutdown(void);

@@ -52,9 +52,9 @@ static int is_token_char(char c) {
          (c && strchr("!#$&-^_.+", c));
 }
 
-int upload_media_type(const char *value, char *out, size_t outlen) {
+q_err_t upload_media_type(const char *value, char *out, size_t outlen) {
   if (!value || outlen == 0)
-    return -1;
+    return Q_EINVAL;
   while (*value == ' ' || *value == '\t')
     value++;
   size_t n = 0, slashes = 0;
@@ -63,14 +63,14 @@ int upload_media_type(const char *value, char *out, size_t outlen) {
     if (c == '/')
       slashes++;
     else if (!is_token_char(c))
-      return -1;
+      return Q_EINVAL;
     if (n + 1 >= outlen)
-      return -1;
+      return Q_EINVAL;
     out[n] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
   }
   out[n] = '\0';
   if (slashes != 1 || out[0] == '/' || out[n - 1] == '/')
-    return -1;
+    return Q_EINVAL;
   return 0;
 }
 
@@ -95,9 +95,9 @@ const char *upload_type_from_name(const char *filename) {
   return NULL;
 }
 
-int upload_clean_filename(const char *in, char *out, size_t outlen) {
+q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
   if (!in || outlen == 0)
-    return -1;
+    return Q_EINVAL;
   const char *base = in;
   for (const char *p = in; *p; p++)
     if (*p == '/' || *p == '\\')
@@ -105,10 +105,10 @@ int upload_clean_filename(const char *in, char *out, size_t outlen) {
   size_t n = strlen(base);
   if (n == 0 || n > UPLOAD_FILENAME_MAX || n >= outlen || strcmp(base, ".") == 0 ||
       strcmp(base, "..") == 0)
-    return -1;
+    return Q_EINVAL;
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)base[i] < 0x20 || base[i] == 0x7f)
-      return -1;
+      return Q_EINVAL;
   memcpy(out, base, n + 1);
   return 0;
 }
@@ -194,16 +194,16 @@ static void file_data(upload_t *u, const char *p, size_t n) {
 
 /* ---- metadata ------------------------------------------------------------- */
 
-static int copy_meta(gw_req_t *r, const char *what, const char *v, size_t n, char *dst,
+static q_err_t copy_meta(gw_req_t *r, const char *what, const char *v, size_t n, char *dst,
                      size_t max) {
   if (n > max) {
     http_reject_err(r, Q_EINVAL, "%s longer than %zu bytes", what, max);
-    return -1;
+    return Q_EINVAL;
   }
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
       http_reject_err(r, Q_EINVAL, "%s contains control characters", what);
-      return -1;
+      return Q_EINVAL;
     }
   memcpy(dst, v, n);
   dst[n] = '\0';
@@ -211,19 +211,19 @@ static int copy_meta(gw_req_t *r, const char *what, const char *v, size_t n, cha
 }
 
 /* title, external_id and filename from the query string. */
-static int query_meta(upload_t *u) {
+static q_err_t query_meta(upload_t *u) {
   gw_req_t *r = u->r;
   const char *v;
   if ((v = http_query_arg(r, "title")) &&
       copy_meta(r, "title", v, strlen(v), u->title, UPLOAD_TITLE_MAX))
-    return -1;
+    return Q_EINVAL;
   if ((v = http_query_arg(r, "external_id")) &&
       copy_meta(r, "external_id", v, strlen(v), u->external_id, UPLOAD_EXTERNAL_ID_MAX))
-    return -1;
+    return Q_EINVAL;
   if ((v = http_query_arg(r, "filename")) &&
       upload_clean_filename(v, u->filename, sizeof u->filename)) {
     http_reject_err(r, Q_EINVAL, "filename is empty, too long or has control characters");
-    return -1;
+    return Q_EINVAL;
   }
   return 0;
 }

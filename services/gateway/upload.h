@@ -18,6 +18,7 @@
 #define QUARRY_GW_UPLOAD_H
 
 #include <stddef.h>
+#include "quarry/error.h"
 
 #define UPLOAD_PIECE_MAX (1 << 20)
 #define UPLOAD_TITLE_MAX 512
@@ -28,7 +29,7 @@
 /* Writes the media type of a Content-Type value ("Text/Markdown;
  * charset=utf-8" -> "text/markdown") into out. 0, or -1 when value is
  * NULL, empty or not of the form type/subtype. */
-int upload_media_type(const char *value, char *out, size_t outlen);
+q_err_t upload_media_type(const char *value, char *out, size_t outlen);
 
 /* The document type ingestion accepts for a media type: "text/plain",
  * "text/markdown" (also for text/x-markdown), or NULL. */
@@ -41,6 +42,6 @@ const char *upload_type_from_name(const char *filename);
 /* Reduces a client-supplied file name to its last path component. 0 with
  * out set, or -1 when nothing usable is left (empty, ".", "..", control
  * characters, longer than UPLOAD_FILENAME_MAX). */
-int upload_clean_filename(const char *in, char *out, size_t outlen);
+q_err_t upload_clean_filename(const char *in, char *out, size_t outlen);
 
 #endif

@@ -14,7 +14,7 @@
 
 #include "quarry/error.h"
 
-static int mkdir_p(char *path) {
+static q_err_t mkdir_p(char *path) {
   for (char *p = path + 1; *p; p++) {
     if (*p != '/')
       continue;
@@ -22,12 +22,12 @@ static int mkdir_p(char *path) {
     int rc = mkdir(path, 0750);
     *p = '/';
     if (rc && errno != EEXIST)
-      return -1;
+      return Q_EIO;
   }
-  return mkdir(path, 0750) && errno != EEXIST ? -1 : 0;
+  return mkdir(path, 0750) && errno != EEXIST ? Q_EIO : 0;
 }
 
-int blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err,
+q_err_t blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err,
                      size_t errlen) {
   char path[PATH_MAX];
   if (!dir || !dir[0] || (size_t)snprintf(path, sizeof path, "%s", dir) >= sizeof path) {
@@ -55,7 +55,7 @@ int blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err,
   return Q_OK;
 }
 
-int blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t errlen) {
+q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t errlen) {
   memset(w, 0, sizeof *w);
   w->fd = -1;
   w->max = max;
@@ -80,7 +80,7 @@ int blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t
   return Q_OK;
 }
 
-int blob_write(blob_writer_t *w, const void *p, size_t n, char *err, size_t errlen) {
+q_err_t blob_write(blob_writer_t *w, const void *p, size_t n, char *err, size_t errlen) {
   if (n > (uint64_t)(w->max - w->size)) {
     snprintf(err, errlen, "document exceeds the limit of %lld bytes", (long long)w->max);
     return Q_ETOOBIG;
@@ -114,7 +114,7 @@ static void release(blob_writer_t *w) {
   w->md = NULL;
 }
 
-int blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen) {
+q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen) {
   unsigned char dig[EVP_MAX_MD_SIZE];
   unsigned int dlen = 0;
   if (EVP_DigestFinal_ex(w->md, dig, &dlen) != 1 || dlen != 32) {
@@ -157,7 +157,7 @@ void blob_abort(blob_writer_t *w) {
   w->tmp[0] = '\0';
 }
 
-int blob_name_valid(const char *s) {
+bool blob_name_valid(const char *s) {
   if (!s || strlen(s) != 64)
     return 0;
   for (int i = 0; i < 64; i++)
@@ -166,7 +166,7 @@ int blob_name_valid(const char *s) {
   return 1;
 }
 
-int blob_open(const char *dir, const char *sha, blob_map_t *m, char *err, size_t errlen) {
+q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err, size_t errlen) {
   m->data = NULL;
   m->size = 0;
   if (!blob_name_valid(sha)) {

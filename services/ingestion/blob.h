@@ -12,6 +12,8 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
+#include <stdbool.h>
 
 typedef struct evp_md_ctx_st EVP_MD_CTX;
 
@@ -32,29 +34,29 @@ typedef struct blob_map {
 
 /* Creates dir (and parents) if missing, checks it is a writable directory
  * and writes its absolute path into abs. 0, or Q_EIO with err. */
-int blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err, size_t errlen);
+q_err_t blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err, size_t errlen);
 
 /* Starts an upload of at most max bytes into dir. 0, or Q_EIO /
  * Q_ENOMEM with err. On success call blob_commit or blob_abort. */
-int blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t errlen);
+q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t errlen);
 
 /* Appends n bytes. Q_ETOOBIG past the maximum (nothing written), Q_EIO on
  * a write failure; err says which. */
-int blob_write(blob_writer_t *w, const void *p, size_t n, char *err, size_t errlen);
+q_err_t blob_write(blob_writer_t *w, const void *p, size_t n, char *err, size_t errlen);
 
 /* Finishes: fsync, rename to <dir>/<sha256>, fsync the directory. Writes
  * the hex digest into sha. The writer is released either way. 0 or Q_EIO. */
-int blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen);
+q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen);
 
 /* Throws the upload away (removes the temporary file). Safe after commit. */
 void blob_abort(blob_writer_t *w);
 
 /* 1 when s is 64 lowercase hex characters (a blob name). */
-int blob_name_valid(const char *s);
+bool blob_name_valid(const char *s);
 
 /* Maps <dir>/<sha256> read-only. 0; Q_ENOTFOUND when missing; Q_EINVAL for
  * a bad name; Q_EIO with err otherwise. An empty blob maps to size 0. */
-int blob_open(const char *dir, const char *sha, blob_map_t *m, char *err, size_t errlen);
+q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err, size_t errlen);
 void blob_close(blob_map_t *m);
 
 #endif

@@ -344,7 +344,7 @@ int chunker_next(chunker_t *c, chunk_t *out) {
   }
 }
 
-int chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
+q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
                 char *err, size_t errlen) {
   *out = NULL;
   if (opts->target_words < 1 || opts->target_words > CHUNKER_MAX_TARGET) {

@@ -29,6 +29,7 @@
 #define QUARRY_INGESTION_CHUNKER_H
 
 #include <stddef.h>
+#include "quarry/error.h"
 
 #define CHUNKER_MAX_WORD 256    /* bytes; longer words are cut */
 #define CHUNKER_MAX_TARGET 4096 /* largest target in words */
@@ -53,7 +54,7 @@ typedef struct chunker chunker_t;
 
 /* Prepares to chunk text[0..n). Q_EINVAL when the options are out of range
  * (err says which), Q_ENOMEM. The caller frees the chunker. */
-int chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
+q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
                 char *err, size_t errlen);
 
 /* Produces the next chunk: 1 with *out set, 0 when the text is exhausted,

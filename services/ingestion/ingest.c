@@ -8,8 +8,9 @@
 #include <unistd.h>
 
 #include "quarry/util.h"
+#include "quarry/error.h"
 
-int ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
+q_err_t ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
   memset(in, 0, sizeof *in);
   in->cfg = *cfg;
   in->pool = pool;

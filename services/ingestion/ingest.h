@@ -12,6 +12,7 @@
 
 #include "quarry/metrics.h"
 #include "quarry/pg.h"
+#include "quarry/error.h"
 
 typedef struct ingest_cfg {
   const char *blob_dir;       /* absolute, created at start */
@@ -50,7 +51,7 @@ typedef struct ingest {
 
 /* Fills in from cfg and pool (borrowed), names the instance and registers
  * the ingestion metrics. Call once, before any thread starts. 0. */
-int ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool);
+q_err_t ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool);
 
 /* Releases what ingest_init created (after the workers stopped). */
 void ingest_cleanup(ingest_t *in);

@@ -101,7 +101,7 @@ done:
   return rc;
 }
 
-int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
+q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
               void *ud) {
   ingest_t *ing = ud;
   char err[512];

@@ -11,12 +11,13 @@
 #define QUARRY_INGESTION_UPLOAD_H
 
 #include "quarry/grpc.h"
+#include "quarry/error.h"
 
 /* Upload handler; ud is the ingest_t. Errors: INVALID_ARGUMENT (missing
  * or bad header field, empty document), UNSUPPORTED media type
  * (Q_EUNSUPPORTED), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, UNAVAILABLE
  * when the database is down. */
-int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
+q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
               void *ud);
 
 #endif

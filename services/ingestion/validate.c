@@ -22,7 +22,7 @@ static int span_is(const char *s, const char *e, const char *word) {
   return (size_t)(e - s) == n && strncasecmp(s, word, n) == 0;
 }
 
-int parse_content_type(const char *s, const char **out, char *err, size_t errlen) {
+q_err_t parse_content_type(const char *s, const char **out, char *err, size_t errlen) {
   *out = NULL;
   size_t n = s ? strlen(s) : 0;
   if (n == 0) {

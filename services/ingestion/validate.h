@@ -6,6 +6,7 @@
 #define QUARRY_INGESTION_VALIDATE_H
 
 #include <stddef.h>
+#include "quarry/error.h"
 
 #define FILENAME_MAX_BYTES 255
 #define TITLE_MAX_BYTES 512
@@ -22,6 +23,6 @@
  * US-ASCII) is refused. Returns 0 with *out pointing at CT_PLAIN or
  * CT_MARKDOWN; Q_EINVAL when empty or too long; Q_EUNSUPPORTED for any
  * other type or charset. err gets a sentence for the client. */
-int parse_content_type(const char *s, const char **out, char *err, size_t errlen);
+q_err_t parse_content_type(const char *s, const char **out, char *err, size_t errlen);
 
 #endif

@@ -433,7 +433,7 @@ static void *worker_main(void *p) {
   return NULL;
 }
 
-int worker_recover(ingest_t *in, char *err, size_t errlen) {
+q_err_t worker_recover(ingest_t *in, char *err, size_t errlen) {
   int n = 0;
   int rc = docstore_requeue_stale(in->pool, in->host, in->cfg.lease_ms,
                                   in->cfg.max_attempts, &n, err, errlen);
@@ -446,7 +446,7 @@ int worker_recover(ingest_t *in, char *err, size_t errlen) {
   return rc;
 }
 
-int worker_start(ingest_t *in) {
+q_err_t worker_start(ingest_t *in) {
   int n = in->cfg.workers;
   in->nthreads = 0;
   if (n <= 0)

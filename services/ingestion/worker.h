@@ -30,15 +30,16 @@
 #include <stddef.h>
 
 #include "ingest.h"
+#include "quarry/error.h"
 
 /* Queues again the jobs a previous process on this host left running (it
  * crashed or was killed) and any whose heartbeat expired. Call at start,
  * before worker_start. 0, or an error with err. */
-int worker_recover(ingest_t *in, char *err, size_t errlen);
+q_err_t worker_recover(ingest_t *in, char *err, size_t errlen);
 
 /* Starts in->cfg.workers threads. 0, or Q_ENOMEM / Q_EINTERNAL (threads
  * already started are stopped again). */
-int worker_start(ingest_t *in);
+q_err_t worker_start(ingest_t *in);
 
 /* Asks the workers to stop and waits for them. A worker busy with a job
  * finishes the embedding/upsert call in flight, then gives the job back to

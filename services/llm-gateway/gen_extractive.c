@@ -192,7 +192,7 @@ static int append_sentence(q_buf_t *out, const sentence_t *s, int max_words) {
   return words;
 }
 
-int gen_emit_words(const char *answer, size_t len, gen_emit_cb emit, void *ud) {
+q_err_t gen_emit_words(const char *answer, size_t len, gen_emit_cb emit, void *ud) {
   size_t i = 0;
   while (i < len) {
     size_t start = i;

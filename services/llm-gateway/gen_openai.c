@@ -36,7 +36,7 @@ typedef struct openai_generator {
   int max_tokens;
 } openai_generator_t;
 
-int gen_openai_load_template(const char *path, char **out, char *err,
+q_err_t gen_openai_load_template(const char *path, char **out, char *err,
                              size_t errlen) {
   FILE *f = fopen(path, "rb");
   q_buf_t b;

@@ -44,7 +44,7 @@ static const char *outcome_of(int rc) {
   }
 }
 
-int llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
+q_err_t llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
               float *out, char *err, size_t errlen) {
   int rc = l->embedder->embed(l->embedder, texts, lens, n, out, err, errlen);
   count(l, "embed", l->embedder->name, outcome_of(rc));
@@ -74,7 +74,7 @@ static void count_tokens(llm_t *l, const gen_usage_t *u) {
   q_metrics_add(l->tokens, completion, u->completion_tokens);
 }
 
-int llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
+q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
                  size_t n, int max_tokens, gen_emit_cb emit, void *ud,
                  gen_usage_t *usage, const char **model_used, char *err,
                  size_t errlen) {
@@ -119,7 +119,7 @@ static int check_model(q_grpc_ctx_t *ctx, const char *model, const char *served)
   return 0;
 }
 
-int llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                  ProtobufCMessage **out, void *ud) {
   llm_t *l = ud;
   const Quarry__V1__EmbedRequest *req = (const Quarry__V1__EmbedRequest *)in;
@@ -264,7 +264,7 @@ static int validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
   return check_model(ctx, req->model, l->generator->model);
 }
 
-int llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                     ProtobufCMessage **out, void *ud) {
   llm_t *l = ud;
   const Quarry__V1__GenerateRequest *req = (const Quarry__V1__GenerateRequest *)in;

@@ -9,6 +9,7 @@
 
 #include "quarry/grpc.h"
 #include "quarry/metrics.h"
+#include "quarry/error.h"
 
 #define LLM_MAX_TEXTS 256
 #define LLM_MAX_TEXT_BYTES (32u << 10)
@@ -35,22 +36,22 @@ void llm_init(llm_t *l, embedder_t *embedder, generator_t *generator,
 
 /* Embeds texts with the configured embedder, counting the outcome. 0 or a
  * q_err_t with err set. out holds n * embedder->dim floats. */
-int llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
+q_err_t llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
               float *out, char *err, size_t errlen);
 
 /* Generates with the configured generator; when it fails without having
  * emitted anything and a fallback exists, logs the failure and answers with
  * the fallback. *model_used (optional) receives the model that answered.
  * Counts outcomes and tokens. 0 or a q_err_t with err set. */
-int llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
+q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
                  size_t n, int max_tokens, gen_emit_cb emit, void *ud,
                  gen_usage_t *usage, const char **model_used, char *err,
                  size_t errlen);
 
 /* gRPC handlers for quarry.v1.LlmGateway; ud is the llm_t. */
-int llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                  ProtobufCMessage **out, void *ud);
-int llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+q_err_t llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                     ProtobufCMessage **out, void *ud);
 
 #endif

@@ -17,25 +17,25 @@ static const char *gen_provider, *gen_url, *gen_model, *gen_key, *prompt_path;
 static int64_t embed_dim, embed_timeout, gen_timeout, gen_max_tokens;
 static int embed_send_dim;
 
-static int validate_embed_provider(const char *v, char *err, size_t errlen) {
+static q_err_t validate_embed_provider(const char *v, char *err, size_t errlen) {
   if (strcmp(v, "builtin") == 0 || strcmp(v, "openai") == 0)
     return 0;
   snprintf(err, errlen, "must be builtin or openai");
-  return -1;
+  return Q_EINVAL;
 }
 
-static int validate_gen_provider(const char *v, char *err, size_t errlen) {
+static q_err_t validate_gen_provider(const char *v, char *err, size_t errlen) {
   if (strcmp(v, "extractive") == 0 || strcmp(v, "openai") == 0)
     return 0;
   snprintf(err, errlen, "must be extractive or openai");
-  return -1;
+  return Q_EINVAL;
 }
 
-static int validate_url(const char *v, char *err, size_t errlen) {
+static q_err_t validate_url(const char *v, char *err, size_t errlen) {
   if ((strncmp(v, "http://", 7) == 0 && v[7]) || (strncmp(v, "https://", 8) == 0 && v[8]))
     return 0;
   snprintf(err, errlen, "must be an http:// or https:// URL");
-  return -1;
+  return Q_EINVAL;
 }
 
 static q_cfg_entry_t cfg[] = {

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include "quarry/error.h"
 
 /* Where and how a provider is called. Owns its strings. */
 typedef struct openai_endpoint {
@@ -18,7 +19,7 @@ typedef struct openai_endpoint {
 /* Copies url (NULL: "") and builds the header from api_key (NULL or "":
  * no header). Returns 0, or Q_ENOMEM; either way ep may then be given to
  * openai_endpoint_cleanup. */
-int openai_endpoint_init(openai_endpoint_t *ep, const char *url, const char *api_key,
+q_err_t openai_endpoint_init(openai_endpoint_t *ep, const char *url, const char *api_key,
                          int timeout_ms);
 
 /* Frees what ep owns, wiping the header first: it holds the API key. */
@@ -43,7 +44,7 @@ typedef struct openai_post {
  * replies; for other HTTP statuses the provider's own error message, with
  * Q_ERESOURCE for 429, Q_EINVAL for 400 when p->bad_request_is_invalid,
  * and Q_EUNAVAIL for the rest. Thread-safe. */
-int openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p, json_t **reply,
+q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p, json_t **reply,
                      char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@
 #define QUARRY_LLM_PROVIDER_H
 
 #include <stddef.h>
+#include "quarry/error.h"
 
 /* ---- embedders ----------------------------------------------------------- */
 
@@ -113,7 +114,7 @@ generator_t *gen_openai_new(const gen_openai_opts_t *o);
 /* Reads a prompt template (at most 64 KiB) and checks that it holds both
  * {{context}} and {{question}}. Returns 0 with *out malloc()ed (caller
  * frees), or a q_err_t with the reason in err. */
-int gen_openai_load_template(const char *path, char **out, char *err,
+q_err_t gen_openai_load_template(const char *path, char **out, char *err,
                              size_t errlen);
 
 /* Fills the template: {{context}} becomes the numbered passages, {{question}}
@@ -131,6 +132,6 @@ int gen_count_words(const char *s, size_t n);
 /* Streams s[0..n) through emit one word at a time (each piece is a word and
  * the white space after it, so the pieces add up to s). 0, or Q_ECANCELLED
  * when emit asked to stop. */
-int gen_emit_words(const char *s, size_t n, gen_emit_cb emit, void *ud);
+q_err_t gen_emit_words(const char *s, size_t n, gen_emit_cb emit, void *ud);
 
 #endif

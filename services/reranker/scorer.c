@@ -66,9 +66,12 @@ static uint64_t fnv1a(const char *s, size_t n) {
   return h;
 }
 
+/* What qterms_find returns for a term the query does not have. */
+#define NO_TERM (-1)
+
 static int32_t qterms_find(const qterms_t *q, const char *t, size_t len) {
   if (!q->tcap)
-    return -1;
+    return NO_TERM;
   size_t mask = q->tcap - 1, i = fnv1a(t, len) & mask;
   while (q->table[i]) {
     const char *s = q->text[q->table[i] - 1];
@@ -76,10 +79,10 @@ static int32_t qterms_find(const qterms_t *q, const char *t, size_t len) {
       return q->table[i] - 1;
     i = (i + 1) & mask;
   }
-  return -1;
+  return NO_TERM;
 }
 
-static int grow(void *arr, size_t *cap, size_t need, size_t sz) {
+static q_err_t grow(void *arr, size_t *cap, size_t need, size_t sz) {
   if (need <= *cap)
     return 0;
   size_t c = *cap ? *cap * 2 : 16;
@@ -87,16 +90,16 @@ static int grow(void *arr, size_t *cap, size_t need, size_t sz) {
     c *= 2;
   void *p = realloc(*(void **)arr, c * sz);
   if (!p)
-    return -1;
+    return Q_ENOMEM;
   *(void **)arr = p;
   *cap = c;
   return 0;
 }
 
-static int qterms_rehash(qterms_t *q, size_t cap) {
+static q_err_t qterms_rehash(qterms_t *q, size_t cap) {
   int32_t *t = calloc(cap, sizeof *t);
   if (!t)
-    return -1;
+    return Q_ENOMEM;
   for (size_t id = 0; id < q->m; id++) {
     size_t i = fnv1a(q->text[id], strlen(q->text[id])) & (cap - 1);
     while (t[i])
@@ -220,7 +223,7 @@ static int result_cmp(const void *pa, const void *pb) {
   return a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
 }
 
-int scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
+q_err_t scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
                   size_t n, scorer_result_t *out) {
   int rc = Q_ENOMEM;
   qterms_t q;

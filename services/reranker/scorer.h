@@ -8,6 +8,7 @@
 #define QUARRY_RERANKER_SCORER_H
 
 #include <stddef.h>
+#include "quarry/error.h"
 
 /* Weights of the four signals; they sum to 1, so scores lie in [0, 1]. */
 #define Q_SCORER_W_COVERAGE 0.45
@@ -35,7 +36,7 @@ typedef struct scorer_result {
 /* Scores passages[0..n) for query[0..qlen) and writes n results into out,
  * best first; equal scores keep the input order. 0 or Q_ENOMEM.
  * Thread-safe (allocates its own working memory). */
-int scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
+q_err_t scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
                   size_t n, scorer_result_t *out);
 
 #endif

@@ -24,7 +24,7 @@ static double chunks_gauge_cb(void *ud) {
   return (double)index_chunk_count(ud);
 }
 
-int retriever_init(retriever_t *r, index_t *index, store_t *store,
+q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
                      int64_t default_top_k, int64_t max_top_k) {
   memset(r, 0, sizeof *r);
   r->index = index;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 /* Request limits (bytes unless said otherwise). */
 #define Q_RETRIEVER_MAX_ID 256     /* chunk_id, doc_id, tenant_id */
@@ -34,7 +35,7 @@ typedef struct retriever {
 
 /* Prepares r over index and store (both borrowed) and registers the
  * retriever's metrics. 0 or Q_EINTERNAL. */
-int retriever_init(retriever_t *r, index_t *index, store_t *store,
+q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
                      int64_t default_top_k, int64_t max_top_k);
 
 /* Releases what retriever_init made (not the index or store). */

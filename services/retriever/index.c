@@ -137,13 +137,16 @@ static size_t strmap_find(const strmap_t *m, const char *key, size_t len, uint64
   }
 }
 
-/* The value stored for key, or -1. */
+/* What strmap_get returns for a key it does not hold. */
+#define STRMAP_NONE (-1)
+
+/* The value stored for key, or STRMAP_NONE. */
 static int64_t strmap_get(const strmap_t *m, const char *key, size_t len, uint64_t h,
                           key_fn kf, const void *ctx) {
   if (!m->cap)
-    return -1;
+    return STRMAP_NONE;
   size_t i = strmap_find(m, key, len, h, kf, ctx);
-  return m->ents[i].val1 ? (int64_t)m->ents[i].val1 - 1 : -1;
+  return m->ents[i].val1 ? (int64_t)m->ents[i].val1 - 1 : STRMAP_NONE;
 }
 
 static void strmap_put_new(strmap_t *m, uint64_t h, uint32_t val);
@@ -526,7 +529,7 @@ static int check_locked(index_t *idx, const char *tenant, const index_chunk_t *c
   return 0;
 }
 
-int index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
+q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                   size_t n, char *err, size_t errlen) {
   pthread_rwlock_rdlock(&idx->lock);
   int rc = check_locked(idx, tenant, chunks, n, err, errlen);
@@ -740,7 +743,7 @@ static int str_ptr_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-int index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
+q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen) {
   if (retired)
@@ -901,7 +904,7 @@ typedef struct cand {
   double lexical, dense;
 } cand_t;
 
-int index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
+q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
                    index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
                    size_t errlen) {
   int rc = 0;

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 /* BM25 parameters (Lucene's defaults). */
 #define Q_BM25_K1 1.2
@@ -71,7 +72,7 @@ void index_free(index_t *idx);
  * fixed) dimension, all of one dimension. 0 or Q_EINVAL with err naming the
  * chunk. The store writes only checked batches, so index_upsert after a
  * successful check cannot fail on them as long as upserts are serialised. */
-int index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
+q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                   size_t n, char *err, size_t errlen);
 
 /* Adds or replaces chunks[0..n) in tenant's shard. A chunk whose chunk_id is
@@ -79,7 +80,7 @@ int index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
  * live chunks of that document whose ids are not among chunks[] are retired
  * first; *retired (if not NULL) receives how many. Runs index_check first:
  * 0 or Q_EINVAL (nothing changed). */
-int index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
+q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen);
 
@@ -101,7 +102,7 @@ typedef struct index_query {
  * embedding took part. 0; Q_EINVAL when the embedding's dimension differs
  * from the tenant's vectors, or it is not finite or zero (err says which);
  * Q_ENOMEM when the arena is full. */
-int index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
+q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
                    index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
                    size_t errlen);
 

@@ -54,12 +54,12 @@ static void usage(FILE *f) {
 }
 
 /* Parses a decimal integer in [min, max]; 0 on success. */
-static int parse_int(const char *s, long min, long max, long *out) {
+static q_err_t parse_int(const char *s, long min, long max, long *out) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
   if (errno || end == s || *end || v < min || v > max)
-    return -1;
+    return Q_EINVAL;
   *out = v;
   return 0;
 }
@@ -77,18 +77,18 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 /* Writes s + "\n" to path through a temporary file and rename(2), so a
  * reader polling for the file never sees it half written. */
-static int write_file_atomic(const char *path, const char *s) {
+static q_err_t write_file_atomic(const char *path, const char *s) {
   char tmp[PATH_MAX];
   if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-    return -1;
+    return Q_EIO;
   FILE *f = fopen(tmp, "w");
   if (!f)
-    return -1;
+    return Q_EIO;
   int bad = fprintf(f, "%s\n", s) < 0;
   bad |= fclose(f) != 0;
   if (bad || rename(tmp, path) != 0) {
     unlink(tmp);
-    return -1;
+    return Q_EIO;
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include "quarry/error.h"
 
 typedef struct q_buf {
   char *data; /* NUL-terminated; NULL until the first append */
@@ -21,15 +22,15 @@ void q_buf_init(q_buf_t *b, size_t max);
 
 /* Appends n bytes. Q_ETOOBIG past the maximum, Q_ENOMEM on allocation
  * failure; the buffer is unchanged on error. */
-int q_buf_append(q_buf_t *b, const void *p, size_t n);
+q_err_t q_buf_append(q_buf_t *b, const void *p, size_t n);
 
 /* Appends a NUL-terminated string. */
-int q_buf_puts(q_buf_t *b, const char *s);
+q_err_t q_buf_puts(q_buf_t *b, const char *s);
 
 /* Appends printf-style formatted text. */
-int q_buf_printf(q_buf_t *b, const char *fmt, ...)
+q_err_t q_buf_printf(q_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-int q_buf_vprintf(q_buf_t *b, const char *fmt, va_list ap);
+q_err_t q_buf_vprintf(q_buf_t *b, const char *fmt, va_list ap);
 
 /* Empties the buffer, keeping its memory. */
 void q_buf_reset(q_buf_t *b);

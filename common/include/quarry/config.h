@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 typedef enum {
   Q_CFG_STRING, /* dst: const char ** */
@@ -22,7 +23,7 @@ typedef enum {
 
 /* A validator for string values: returns 0 when value is fine, else writes
  * a reason into err. */
-typedef int (*q_cfg_validate_cb)(const char *value, char *err, size_t errlen);
+typedef q_err_t (*q_cfg_validate_cb)(const char *value, char *err, size_t errlen);
 
 typedef struct q_cfg_entry {
   const char *name;  /* environment variable, e.g. "QUARRY_LOG_LEVEL" */
@@ -64,13 +65,13 @@ typedef struct q_common_cfg {
        "On SIGTERM, how long in-flight calls may take to finish.", 0,          \
        &(c).grace_ms}
 
-int q_cfg_validate_log_level(const char *value, char *err, size_t errlen);
+q_err_t q_cfg_validate_log_level(const char *value, char *err, size_t errlen);
 
 /* Loads the table from the environment.
  *  - argv "--help": prints usage and the table, returns 1 (caller exits 0).
  *  - argv "--help-markdown": prints the table as Markdown, returns 1.
  *  - a missing required or invalid value: prints "quarry-<svc>: VAR: reason"
- *    to stderr and returns -1 (caller exits 2).
+ *    to stderr and returns Q_EINVAL, negative (caller exits 2).
  *  - otherwise fills every dst and returns 0.
  * Unknown arguments are an error. Call once, before starting threads. */
 int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table,

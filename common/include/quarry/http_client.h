@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include "quarry/error.h"
 
 typedef struct q_http_req {
   const char *method;         /* "POST" (default) or "GET" */
@@ -20,7 +21,7 @@ typedef struct q_http_req {
  * caller json_decref()s it). Transport failures return Q_EUNAVAIL,
  * timeouts Q_ETIMEDOUT, oversized replies Q_ETOOBIG; err says why.
  * Thread-safe (q_http_global_init must have run once). */
-int q_http_json(const q_http_req_t *req, long *status, json_t **reply, char *err,
+q_err_t q_http_json(const q_http_req_t *req, long *status, json_t **reply, char *err,
                 size_t errlen);
 
 /* curl_global_init; call once in main before threads start. */

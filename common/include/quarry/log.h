@@ -10,6 +10,7 @@
 #define QUARRY_LOG_H
 
 #include <stdarg.h>
+#include "quarry/error.h"
 
 typedef enum { Q_LOG_DEBUG = 0, Q_LOG_INFO, Q_LOG_WARN, Q_LOG_ERROR } q_log_level_t;
 
@@ -17,7 +18,7 @@ typedef enum { Q_LOG_DEBUG = 0, Q_LOG_INFO, Q_LOG_WARN, Q_LOG_ERROR } q_log_leve
 void q_log_init(const char *service, q_log_level_t min_level);
 
 /* Parses "debug" | "info" | "warn" | "error". 0 on success, Q_EINVAL else. */
-int q_log_level_parse(const char *s, q_log_level_t *out);
+q_err_t q_log_level_parse(const char *s, q_log_level_t *out);
 
 /* Logs msg with optional fields (fields_fmt may be NULL). */
 void q_logf(q_log_level_t level, const char *msg, const char *fields_fmt, ...);

@@ -15,6 +15,7 @@
 
 #include "quarry/buf.h"
 #include <stddef.h>
+#include "quarry/error.h"
 
 typedef struct q_metric q_metric_t;
 
@@ -40,7 +41,7 @@ void q_metrics_set(q_metric_t *m, const char *const *labelvalues, double v);
 void q_metrics_observe(q_metric_t *m, const char *const *labelvalues, double v);
 
 /* Appends the whole registry in Prometheus text format 0.0.4. */
-int q_metrics_render(q_buf_t *out);
+q_err_t q_metrics_render(q_buf_t *out);
 
 /* Frees the registry (for leak checkers at exit). */
 void q_metrics_shutdown(void);

@@ -18,6 +18,7 @@
 #include "quarry/config.h"
 #include "quarry/grpc.h"
 #include "quarry/sidecar.h"
+#include "quarry/error.h"
 
 #define Q_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -32,7 +33,7 @@ typedef struct q_service {
 
 /* Blocks the stop signals, loads the config table (which must contain
  * Q_CFG_COMMON_ENTRIES(*common, ...)), starts logging and the HTTP client
- * library. Returns 0 to go on, 1 when --help was printed (exit 0), -1 when
+ * library. Returns 0 to go on, 1 when --help was printed (exit 0), Q_EINVAL when
  * the configuration is invalid (exit 2; already reported). */
 int q_service_init(q_service_t *svc, const char *binary, const char *summary,
                    q_cfg_entry_t *table, size_t n, q_common_cfg_t *common,
@@ -40,8 +41,8 @@ int q_service_init(q_service_t *svc, const char *binary, const char *summary,
 
 /* Creates the gRPC server with svc_desc's methods (svc_desc may be NULL for
  * a health-only server), starts it and the side port, then logs the bound
- * ports. ready may be NULL. 0, or -1 (logged). */
-int q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc,
+ * ports. ready may be NULL. 0, or Q_EINTERNAL (logged). */
+q_err_t q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc,
                     const q_grpc_method_t *methods, size_t n, void *ud,
                     q_ready_cb ready, void *ready_ud);
 

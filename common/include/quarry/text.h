@@ -8,6 +8,7 @@
 #define QUARRY_TEXT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 
 #define Q_TEXT_MAX_TERM 64
 
@@ -22,7 +23,7 @@ typedef int (*q_text_term_cb)(const char *term, size_t len, size_t pos, void *ud
 size_t q_text_terms(const char *s, size_t n, q_text_term_cb cb, void *ud);
 
 /* 1 when the (already case-folded) word is an English stopword. */
-int q_text_is_stopword(const char *w, size_t len);
+bool q_text_is_stopword(const char *w, size_t len);
 
 /* The length of the longest prefix of s[0..n) that is at most max bytes
  * and does not end inside a UTF-8 sequence: where to cut text that must fit

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
+#include <stdbool.h>
 
 #define Q_TRACE_ID_LEN 32 /* hex characters of a W3C trace id */
 
@@ -31,11 +33,11 @@ void q_trace_new_id(char out[Q_TRACE_ID_LEN + 1]);
 
 /* Extracts the trace id from a W3C traceparent header
  * ("00-<32 hex>-<16 hex>-<2 hex>"). 0 on success, Q_EINVAL when malformed. */
-int q_trace_parse_traceparent(const char *tp, char out[Q_TRACE_ID_LEN + 1]);
+q_err_t q_trace_parse_traceparent(const char *tp, char out[Q_TRACE_ID_LEN + 1]);
 
 /* Checks that s is a usable trace id: 1..64 characters of [A-Za-z0-9-_.].
  * Returns 1 when usable. */
-int q_trace_id_valid(const char *s);
+bool q_trace_id_valid(const char *s);
 
 /* Monotonic milliseconds (arbitrary epoch) and wall-clock milliseconds. */
 int64_t q_now_ms(void);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "quarry/error.h"
+#include <stdbool.h>
 
 /* Blocks SIGTERM, SIGINT and SIGPIPE(ignored) in the calling thread; call
  * first in main so every thread started later inherits the mask and
@@ -32,17 +34,17 @@ void q_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* Splits "host:port". 0 on success, Q_EINVAL when malformed. host gets at
  * most hostlen-1 characters. */
-int q_addr_split(const char *addr, char *host, size_t hostlen, int *port);
+q_err_t q_addr_split(const char *addr, char *host, size_t hostlen, int *port);
 
 /* Resolves a listen address "host:port" (q_addr_split's form; host "*"
  * means every interface) into *out for bind(2) or libmicrohttpd's
  * MHD_OPTION_SOCK_ADDR, and its port into *port. 0, or Q_EINVAL with err
  * saying why (malformed, or a host that does not resolve). */
-int q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
+q_err_t q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
                   size_t errlen);
 
 /* Constant-time comparison of two equal-length buffers; 1 when equal. */
-int q_ct_equal(const void *a, const void *b, size_t n);
+bool q_ct_equal(const void *a, const void *b, size_t n);
 
 /* Initialises a condition variable whose timed waits run on CLOCK_MONOTONIC,
  * so a wall-clock step can neither cut a wait short nor stretch it. Returns

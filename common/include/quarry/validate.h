@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "quarry/error.h"
 
 /* Longest tenant id, in characters (= bytes: ids are ASCII). */
 #define Q_TENANT_ID_MAX 64
@@ -18,13 +19,13 @@
 /* 1 when s is a tenant id: 1..Q_TENANT_ID_MAX characters of [A-Za-z0-9._-],
  * the first a letter or digit (so an id never looks like an option, a
  * hidden file or a relative path). NULL is not. */
-int q_valid_tenant_id(const char *s);
+bool q_valid_tenant_id(const char *s);
 
 /* 1 when s is a UUID in canonical 8-4-4-4-12 hex form, either case. */
-int q_valid_uuid(const char *s);
+bool q_valid_uuid(const char *s);
 
 /* 1 when s[0..n) is UTF-8 (see above). n == 0 is valid. */
-int q_valid_utf8(const char *s, size_t n);
+bool q_valid_utf8(const char *s, size_t n);
 
 /* The length of the longest prefix of s[0..n) that is UTF-8: n when all of
  * it is, else the offset of the first byte that is not. */
@@ -39,14 +40,14 @@ size_t q_valid_utf8_seq(const char *s, size_t n);
  * control characters (U+0000..U+001F, U+007F..U+009F; so no tabs or line
  * breaks either). NULL and "" are valid: callers that require a value check
  * for it first. */
-int q_valid_text(const char *s, size_t max);
+bool q_valid_text(const char *s, size_t max);
 
 /* Checks a string field of a request: present when required (NULL and ""
  * are absent), at most max bytes, UTF-8. Returns 0, or Q_EINVAL with a
  * sentence for the client in err that starts with the field's name
  * ("query_id: required", "text: 70000 bytes, at most 65536 allowed",
  * "title: not valid UTF-8"). */
-int q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
+q_err_t q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
                   size_t errlen);
 
 /* true when s[0..n) holds nothing but ASCII white space (space, \t, \n,

@@ -72,7 +72,7 @@ static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCM
 }
 
 /* Upload: counts the bytes of every message after the header. */
-static int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
+static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                      void *ud) {
   size_t bytes = 0, msgs = 0;
   for (;;) {

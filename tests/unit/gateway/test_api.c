@@ -217,7 +217,7 @@ static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   return q_grpc_ctx_send(ctx, &done.base);
 }
 
-static int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   size_t bytes = 0, msgs = 0, maxp = 0;
   for (;;) {
