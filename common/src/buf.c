@@ -21,7 +21,7 @@ void q_buf_init(q_buf_t *b, size_t max) {
 }
 
 /* Makes room for `extra` more bytes plus the terminating NUL. */
-static int reserve(q_buf_t *b, size_t extra) {
+static q_err_t reserve(q_buf_t *b, size_t extra) {
   if (extra > b->max - b->len) /* len <= max always holds */
     return Q_ETOOBIG;
   size_t need = b->len + extra + 1;

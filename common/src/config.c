@@ -74,7 +74,7 @@ static const char *default_text(const q_cfg_entry_t *e) {
   return e->def;
 }
 
-static int parse_bool(const char *s, int *out) {
+static q_err_t parse_bool(const char *s, int *out) {
   static const char *const yes[] = {"true", "1", "yes", "on"};
   static const char *const no[] = {"false", "0", "no", "off"};
   for (size_t i = 0; i < 4; i++) {
@@ -92,7 +92,7 @@ static int parse_bool(const char *s, int *out) {
 
 /* Parses value for entry e without storing it; 0 or Q_EINVAL with a reason
  * in err. The parsed number/flag is returned through num. */
-static int check_value(const q_cfg_entry_t *e, const char *value, int64_t *num, char *err,
+static q_err_t check_value(const q_cfg_entry_t *e, const char *value, int64_t *num, char *err,
                        size_t errlen) {
   switch (e->type) {
   case Q_CFG_STRING: break;

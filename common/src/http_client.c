@@ -77,7 +77,7 @@ static int valid_header(const char *h) {
 
 /* Builds the header list: the caller's (checked) headers, then JSON defaults.
  * 0, Q_EINVAL or Q_ENOMEM; *out is freed by the caller either way. */
-static int build_headers(const q_http_req_t *req, int has_body, struct curl_slist **out,
+static q_err_t build_headers(const q_http_req_t *req, int has_body, struct curl_slist **out,
                          char *err, size_t errlen) {
   int user_ctype = 0;
   size_t nh = 0;

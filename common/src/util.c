@@ -96,7 +96,7 @@ void q_sha256_hex(const void *data, size_t len, char out[65]) {
 }
 
 /* Port: 1..5 decimal digits, 0..65535. */
-static int parse_port(const char *s, int *port) {
+static q_err_t parse_port(const char *s, int *port) {
   size_t n = strlen(s);
   if (n == 0 || n > 5)
     return Q_EINVAL;

@@ -15,7 +15,7 @@
 #include "quarry/validate.h"
 #include "quarry/v1/auth.pb-c.h"
 
-static int authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                            ProtobufCMessage **out, void *ud) {
   keystore_t *ks = ud;
   const Quarry__V1__AuthenticateRequest *req =
@@ -59,7 +59,7 @@ static int authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   return Q_OK;
 }
 
-static int create_api_key_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t create_api_key_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                              ProtobufCMessage **out, void *ud) {
   keystore_t *ks = ud;
   const Quarry__V1__CreateApiKeyRequest *req =

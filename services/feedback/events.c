@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
+static q_err_t check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
   if (n > EV_MAX_CHUNK_IDS) {
     snprintf(err, errlen, "chunk_ids: at most %d, got %zu", EV_MAX_CHUNK_IDS, n);
     return Q_EINVAL;
@@ -98,7 +98,7 @@ char *events_query_json(const Quarry__V1__QueryEvent *r, const char *event_id,
 }
 
 /* Publishes one event; 0, or a q_err_t with the status message set. */
-static int publish(q_grpc_ctx_t *ctx, events_t *ev, const char *topic, const char *key,
+static q_err_t publish(q_grpc_ctx_t *ctx, events_t *ev, const char *topic, const char *key,
                    const char *event_id, char *json) {
   char err[512] = "";
   if (!json) {

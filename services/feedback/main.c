@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "quarry/error.h"
 
 static q_common_cfg_t common;
 static const char *brokers, *feedback_topic, *queries_topic, *pg_dsn;

@@ -97,7 +97,7 @@ static void *poll_main(void *arg) {
   return NULL;
 }
 
-static int set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
+static q_err_t set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
                size_t errlen) {
   char e[256];
   if (rd_kafka_conf_set(conf, name, value, e, sizeof e) != RD_KAFKA_CONF_OK) {

@@ -65,7 +65,7 @@ void authn_cache_clear(void) {
   pthread_mutex_unlock(&cache_mu);
 }
 
-static int key_ok(const char *k, size_t n, char *err, size_t errlen) {
+static q_err_t key_ok(const char *k, size_t n, char *err, size_t errlen) {
   if (n == 0) {
     snprintf(err, errlen, "empty API key");
     return Q_EUNAUTH;
@@ -117,7 +117,7 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
   return 0;
 }
 
-static int copy_id(char *dst, const char *src, const char *what, char *err,
+static q_err_t copy_id(char *dst, const char *src, const char *what, char *err,
                    size_t errlen) {
   size_t n = src ? strlen(src) : 0;
   if (n > GW_ID_MAX) {

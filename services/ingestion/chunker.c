@@ -299,7 +299,7 @@ static size_t overlap_start(const chunker_t *c, size_t end) {
   return end - ov;
 }
 
-static int compose(chunker_t *c, size_t end) {
+static q_err_t compose(chunker_t *c, size_t end) {
   static const char *const sep[] = {"", " ", "\n", "\n\n"};
   q_buf_reset(&c->text);
   for (size_t i = 0; i < end; i++) {

@@ -22,7 +22,7 @@ static int read_failed(q_grpc_ctx_t *ctx, int rc, const char *what, const char *
   return rc == Q_EUNAVAIL ? Q_EUNAVAIL : rc == Q_ENOMEM ? Q_ENOMEM : Q_EINTERNAL;
 }
 
-static int check_scope(q_grpc_ctx_t *ctx, const char *tenant, const char *id,
+static q_err_t check_scope(q_grpc_ctx_t *ctx, const char *tenant, const char *id,
                        const char *field) {
   if (!q_valid_tenant_id(tenant)) {
     q_grpc_ctx_errorf(ctx, "tenant_id: required, 1..%d characters of [A-Za-z0-9._-]",

@@ -16,7 +16,7 @@
 #include "validate.h"
 
 /* Checks the header and fills the parts of m it determines. */
-static int check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
+static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
                         upload_meta_t *m) {
   char err[256];
   if (!q_valid_tenant_id(h->tenant_id)) {

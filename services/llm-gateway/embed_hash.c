@@ -153,7 +153,7 @@ static double sublinear(float *v, int dim) {
   return sqrt(norm);
 }
 
-static int embed_one(accum_t *a, const char *text, size_t len, float *out) {
+static q_err_t embed_one(accum_t *a, const char *text, size_t len, float *out) {
   memset(a->words, 0, sizeof(float) * (size_t)a->dim);
   memset(a->grams, 0, sizeof(float) * (size_t)a->dim);
   a->nterms = 0;

@@ -104,7 +104,7 @@ q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
 
 /* ---- gRPC handlers --------------------------------------------------------- */
 
-static int check_model(q_grpc_ctx_t *ctx, const char *model, const char *served) {
+static q_err_t check_model(q_grpc_ctx_t *ctx, const char *model, const char *served) {
   if (!model || !model[0])
     return 0;
   if (strlen(model) > LLM_MAX_MODEL_BYTES) {
@@ -216,7 +216,7 @@ static int send_piece_cb(const char *piece, size_t len, void *ud) {
   return q_grpc_ctx_send(ctx, &msg.base) != 0;
 }
 
-static int validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
+static q_err_t validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
                              const Quarry__V1__GenerateRequest *req) {
   size_t qlen = req->query ? strlen(req->query) : 0;
   if (qlen == 0 || q_is_blank(req->query, qlen)) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "quarry/error.h"
 
 static q_common_cfg_t common;
 static const char *embed_provider, *embed_url, *embed_model, *embed_key;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   const Quarry__V1__RerankRequest *req = (const Quarry__V1__RerankRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);

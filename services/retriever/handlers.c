@@ -74,7 +74,7 @@ static int str_ptr_cmp(const void *a, const void *b) {
 
 /* Validates the request and fills chunks[] (arena) for the index and store;
  * *tenant receives the effective tenant. */
-static int upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *req,
+static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *req,
                            const char **tenant, index_chunk_t **out) {
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   size_t n = req->n_chunks;
@@ -162,7 +162,7 @@ static int upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *r
   return 0;
 }
 
-static int upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__UpsertRequest *req = (const Quarry__V1__UpsertRequest *)in;
@@ -226,7 +226,7 @@ unlock:
 
 /* ---- Search ------------------------------------------------------------- */
 
-static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__SearchRequest *req = (const Quarry__V1__SearchRequest *)in;
@@ -312,7 +312,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 
 /* ---- Stats -------------------------------------------------------------- */
 
-static int stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
+static q_err_t stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                     void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__StatsRequest *req = (const Quarry__V1__StatsRequest *)in;

@@ -475,7 +475,7 @@ typedef struct prep {
   bag_t bag;
 } prep_t;
 
-static int check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
+static q_err_t check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
                         size_t errlen) {
   if (dim > Q_INDEX_MAX_DIM) {
     snprintf(err, errlen, "chunks[%zu].embedding has %zu dimensions (at most %d)", i, dim,
@@ -505,7 +505,7 @@ static int check_vector(const float *v, size_t dim, size_t want, size_t i, char 
 }
 
 /* Check under (at least) the read lock. */
-static int check_locked(index_t *idx, const char *tenant, const index_chunk_t *chunks,
+static q_err_t check_locked(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                         size_t n, char *err, size_t errlen) {
   const shard_t *s = find_shard(idx, tenant);
   size_t want = idx->fixed_dim ? idx->fixed_dim : s && s->nvec ? s->dim : 0;

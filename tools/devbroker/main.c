@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "quarry/error.h"
 
 #define DEFAULT_TOPICS "quarry.feedback,quarry.queries"
 

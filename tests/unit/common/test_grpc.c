@@ -32,7 +32,7 @@ static void sleep_ms(int ms) {
 
 /* Rerank: echoes the passages in reverse order; query "slow" sleeps 400 ms,
  * query "bad" fails with INVALID_ARGUMENT. */
-static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
+static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                      void *ud) {
   const Quarry__V1__RerankRequest *req = (const Quarry__V1__RerankRequest *)in;
   const char *t = q_trace_id();
@@ -97,7 +97,7 @@ static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, Protobuf
   return 0;
 }
 
-static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
+static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                      void *ud) {
   return 0; /* empty reply */
 }

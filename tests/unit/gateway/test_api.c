@@ -77,7 +77,7 @@ static void copy(char *dst, size_t n, const char *src) {
   snprintf(dst, n, "%s", src ? src : "");
 }
 
-static int authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                            ProtobufCMessage **out, void *ud) {
   const Quarry__V1__AuthenticateRequest *req = (const void *)in;
   atomic_fetch_add(&fk.auth_calls, 1);
@@ -147,7 +147,7 @@ static Quarry__V1__Passage *passage(q_arena_t *a, int i) {
   return p;
 }
 
-static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   const Quarry__V1__SearchRequest *req = (const void *)in;
   copy(fk.search_tenant, sizeof fk.search_tenant, req->tenant_id);
@@ -170,7 +170,7 @@ static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 }
 
 /* Reverses the candidates and keeps top_n. */
-static int rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                      ProtobufCMessage **out, void *ud) {
   const Quarry__V1__RerankRequest *req = (const void *)in;
   fk.rerank_top_n = req->top_n;
