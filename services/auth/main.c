@@ -153,7 +153,7 @@ done:
 }
 
 static int ready_cb(void *ud, char *why, size_t whylen) {
-  return keystore_ping(ud, why, whylen);
+  return keystore_ping(ud, why, whylen) ? 0 : Q_EUNAVAIL;
 }
 
 int main(int argc, char **argv) {

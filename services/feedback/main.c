@@ -4,6 +4,7 @@
 #include "outbox.h"
 #include "producer.h"
 
+#include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/pg.h"
 #include "quarry/service.h"
@@ -62,7 +63,7 @@ static int ready_cb(void *ud, char *why, size_t whylen) {
   if (q_pg_ping(r->pool, pg_why, sizeof pg_why))
     return 0;
   snprintf(why, whylen, "kafka: %s; outbox database: %s", kafka_why, pg_why);
-  return 1;
+  return Q_EUNAVAIL;
 }
 
 int main(int argc, char **argv) {

@@ -11,6 +11,7 @@
 
 #include "index.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +25,8 @@ store_t *store_new(const char *dsn, int64_t wait_ms, char *err, size_t errlen);
 /* Closes every connection and frees the store. NULL is fine. */
 void store_free(store_t *st);
 
-/* 1 when the database answers, else 0 with the reason in why (readiness). */
-int store_ping(store_t *st, char *why, size_t whylen);
+/* Whether the database answers (readiness); when not, why says why. */
+bool store_ping(store_t *st, char *why, size_t whylen);
 
 /* Writes one upsert in a single transaction: retires the active chunks of
  * replace_doc_id (if neither NULL nor "") that are not among chunks[], and

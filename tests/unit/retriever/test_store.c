@@ -260,7 +260,7 @@ Test(store, load_streams_many_rows) {
 
 Test(store, ping_answers) {
   char why[256] = "";
-  cr_assert_eq(store_ping(store, why, sizeof why), 1, "%s", why);
+  cr_assert(store_ping(store, why, sizeof why), "%s", why);
 }
 
 Test(store_down, unreachable_database_gives_up_after_the_wait) {
