@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POOL_SIZE 4
 #define ACQUIRE_MS 5000
 #define COPY_FLUSH (1 << 20) /* send COPY data in pieces of about 1 MiB */
 #define COPY_MAX (64u << 20) /* one row is far smaller (text <= 64 KiB) */
@@ -45,15 +44,15 @@ struct store {
   q_pg_pool_t *pool;
 };
 
-store_t *store_new(const char *dsn, int64_t wait_ms, char *err, size_t errlen) {
+store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen) {
   store_t *st = calloc(1, sizeof *st);
-  if (!st || !(st->pool = q_pg_pool_new(dsn, POOL_SIZE))) {
+  if (!st || !(st->pool = q_pg_pool_new(pg->dsn, (int)pg->pool))) {
     snprintf(err, errlen, "out of memory");
     free(st);
     return NULL;
   }
   if (q_pg_wait_migrate(st->pool, "retriever", migrations,
-                        sizeof migrations / sizeof migrations[0], wait_ms, err,
+                        sizeof migrations / sizeof migrations[0], pg->wait_ms, err,
                         errlen) != 0) {
     store_free(st);
     return NULL;

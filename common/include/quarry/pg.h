@@ -8,6 +8,7 @@
 #ifndef QUARRY_PG_H
 #define QUARRY_PG_H
 
+#include "quarry/config.h"
 #include "quarry/error.h"
 
 #include <libpq-fe.h>
@@ -16,6 +17,35 @@
 #include <stdint.h>
 
 typedef struct q_pg_pool q_pg_pool_t;
+
+/* The PostgreSQL settings of a service that owns tables; fill with
+ * Q_CFG_PG_ENTRIES, or with the single entries below when a table needs only
+ * some of them. One declaration, so their names, defaults, bounds and help
+ * text are the same in every service and in docs/configuration.md. */
+typedef struct q_pg_cfg {
+  const char *dsn; /* QUARRY_PG_DSN */
+  int64_t pool;    /* QUARRY_PG_POOL: most connections open at once */
+  int64_t wait_ms; /* QUARRY_PG_WAIT_MS: how long start-up waits for the database */
+} q_pg_cfg_t;
+
+#define Q_PG_DSN_DEFAULT "postgresql://quarry@127.0.0.1:5432/quarry"
+
+/* Entries for q_pg_cfg_t c (a variable name, not a pointer). */
+#define Q_CFG_PG_DSN_ENTRY(c)                                                    \
+  {"QUARRY_PG_DSN", Q_CFG_STRING, Q_PG_DSN_DEFAULT, 0, 0, NULL,                  \
+   "PostgreSQL connection string (libpq URI or key=value form).", 1, &(c).dsn}
+#define Q_CFG_PG_POOL_ENTRY(c)                                                   \
+  {"QUARRY_PG_POOL", Q_CFG_INT, "8", 1, 256, NULL,                               \
+   "Most database connections kept open.", 0, &(c).pool}
+#define Q_CFG_PG_WAIT_ENTRY(c)                                                   \
+  {"QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,                    \
+   "At start, how long to keep retrying an unreachable database before exiting.", \
+   0, &(c).wait_ms}
+
+/* What a service that migrates its tables before serving needs: where the
+ * database is, how many connections, how long to wait for it at start. */
+#define Q_CFG_PG_ENTRIES(c)                                                      \
+  Q_CFG_PG_DSN_ENTRY(c), Q_CFG_PG_POOL_ENTRY(c), Q_CFG_PG_WAIT_ENTRY(c)
 
 /* One versioned migration: versions start at 1 and only ever grow. */
 typedef struct q_pg_migration {
