@@ -1,4 +1,4 @@
-/* docstore.c - documents, jobs and chunks in PostgreSQL (see docstore.h).
+/* docstore.c - documents and jobs in PostgreSQL (see docstore.h).
  *
  * Worker-side updates are single statements with data-modifying CTEs: the
  * job row changes only while the caller still owns it (status 'running'
@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/util.h"
 
@@ -72,6 +71,11 @@ const q_pg_migration_t docstore_migrations[] = {
      ");\n"
      "CREATE INDEX IF NOT EXISTS chunks_document_idx ON chunks (document_id, version, "
      "ordinal);\n"},
+    /* The chunks table was written and deleted but never read: the
+     * retriever's retriever_chunks holds the same text and is what search
+     * serves. Old ingestion instances still write it, so stop them before
+     * starting this one (Kubernetes: the Recreate strategy does). */
+    {2, "drop chunks: the retriever owns chunk text", "DROP TABLE IF EXISTS chunks;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -423,10 +427,6 @@ int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int do
       "FROM j"
       "  WHERE documents.id = j.document_id AND documents.version = j.version"
       "  RETURNING documents.id"
-      "), x AS ("
-      "  DELETE FROM chunks USING j WHERE chunks.document_id = j.document_id AND"
-      "  ((chunks.version < j.version AND $3 = 'done') OR"
-      "   (chunks.version = j.version AND $3 = 'failed'))"
       ") "
       "SELECT 1 FROM j",
       5, params, "finishing job", &n, err, errlen);
@@ -505,61 +505,4 @@ int docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *
   return pool_cmd(p,
                   "UPDATE documents SET title = $3 WHERE id = $1 AND version = $2::int",
                   3, params, "setting title", NULL, err, errlen);
-}
-
-int docstore_delete_chunks(q_pg_pool_t *p, const job_t *j, char *err, size_t errlen) {
-  char ver[16];
-  snprintf(ver, sizeof ver, "%d", j->version);
-  const char *params[2] = {j->document_id, ver};
-  return pool_cmd(p, "DELETE FROM chunks WHERE document_id = $1 AND version = $2::int", 2,
-                  params, "deleting chunks", NULL, err, errlen);
-}
-
-int docstore_insert_chunks(q_pg_pool_t *p, const job_t *j, const stored_chunk_t *c,
-                           size_t n, char *err, size_t errlen) {
-  if (n == 0)
-    return Q_OK;
-  if (n > 512) {
-    snprintf(err, errlen, "too many chunks in one insert");
-    return Q_EINVAL;
-  }
-  int rc = Q_ENOMEM;
-  q_buf_t sql;
-  q_buf_init(&sql, 64 * 1024);
-  const char **params = calloc(3 + 4 * n, sizeof *params);
-  char(*ords)[12] = calloc(n, sizeof *ords);
-  char ver[16];
-  if (!params || !ords)
-    goto done;
-  snprintf(ver, sizeof ver, "%d", j->version);
-  params[0] = j->document_id;
-  params[1] = j->tenant_id;
-  params[2] = ver;
-  if (q_buf_puts(&sql,
-                 "INSERT INTO chunks (id, document_id, tenant_id, version, ordinal, "
-                 "text, heading) VALUES "))
-    goto done;
-  for (size_t i = 0; i < n; i++) {
-    int b = 4 + 4 * (int)i;
-    snprintf(ords[i], sizeof ords[i], "%d", c[i].ordinal);
-    params[3 + 4 * i] = c[i].id;
-    params[4 + 4 * i] = ords[i];
-    params[5 + 4 * i] = c[i].text;
-    params[6 + 4 * i] = c[i].heading ? c[i].heading : "";
-    if (q_buf_printf(&sql, "%s($%d, $1, $2, $3::int, $%d::int, $%d, $%d)", i ? ", " : "",
-                     b, b + 1, b + 2, b + 3))
-      goto done;
-  }
-  if (q_buf_puts(&sql, " ON CONFLICT (id) DO UPDATE SET ordinal = EXCLUDED.ordinal, "
-                       "text = EXCLUDED.text, heading = EXCLUDED.heading"))
-    goto done;
-  rc = pool_cmd(p, sql.data, 3 + 4 * (int)n, params, "storing chunks", NULL, err,
-                errlen);
-done:
-  if (rc == Q_ENOMEM)
-    snprintf(err, errlen, "out of memory building chunk insert");
-  free(params);
-  free(ords);
-  q_buf_free(&sql);
-  return rc;
 }
