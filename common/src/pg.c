@@ -203,15 +203,14 @@ void q_pg_pool_free(q_pg_pool_t *p) {
   free(p);
 }
 
-int q_pg_ping(q_pg_pool_t *p, char *err, size_t errlen) {
+bool q_pg_ping(q_pg_pool_t *p, char *err, size_t errlen) {
   PGconn *c = q_pg_acquire(p, PING_TIMEOUT_MS, err, errlen);
   if (!c)
-    return 0;
-  PGresult *r = PQexec(c, "SELECT 1");
-  int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-           strcmp(PQgetvalue(r, 0, 0), "1") == 0;
-  if (!ok)
-    set_err(err, errlen, "postgres: ", PQerrorMessage(c));
+    return false;
+  PGresult *r = q_pg_query(c, "SELECT 1", 0, NULL, "postgres", NULL, err, errlen);
+  bool ok = r && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+  if (r && !ok)
+    set_err(err, errlen, "postgres: ", "unexpected answer to SELECT 1");
   PQclear(r);
   q_pg_release(p, c);
   return ok;
@@ -219,7 +218,8 @@ int q_pg_ping(q_pg_pool_t *p, char *err, size_t errlen) {
 
 /* ---- statements -------------------------------------------------------------- */
 
-int q_pg_fail(PGconn *c, const PGresult *r, const char *what, char *err, size_t errlen) {
+q_err_t q_pg_fail(PGconn *c, const PGresult *r, const char *what, char *err,
+                  size_t errlen) {
   /* The primary message alone: no "ERROR:" severity, DETAIL or HINT lines. */
   const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
   char prefix[256];
@@ -228,32 +228,60 @@ int q_pg_fail(PGconn *c, const PGresult *r, const char *what, char *err, size_t 
   return PQstatus(c) == CONNECTION_OK ? Q_EINTERNAL : Q_EUNAVAIL;
 }
 
-int q_pg_exec(PGconn *c, const char *sql, const char *what, char *err, size_t errlen) {
-  PGresult *r = PQexec(c, sql);
+/* Sends a statement; NULL (out of memory, no connection) reads as a failed
+ * result. Without parameters the simple protocol is used, so sql may hold
+ * several statements (migrations do). */
+static PGresult *run(PGconn *c, const char *sql, int n, const char *const *values) {
+  if (n > 0)
+    return PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
+  return PQexec(c, sql);
+}
+
+static bool succeeded(const PGresult *r) {
   ExecStatusType st = PQresultStatus(r);
-  int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
-               ? 0
-               : q_pg_fail(c, r, what, err, errlen);
+  return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+q_err_t q_pg_exec(PGconn *c, const char *sql, int n, const char *const *values,
+                  const char *what, int64_t *rows, char *err, size_t errlen) {
+  PGresult *r = run(c, sql, n, values);
+  q_err_t rc = Q_OK;
+  if (!succeeded(r))
+    rc = q_pg_fail(c, r, what, err, errlen);
+  else if (rows) /* "" for commands without a count */
+    *rows = strtoll(PQcmdTuples(r), NULL, 10);
   PQclear(r);
   return rc;
 }
 
+PGresult *q_pg_query(PGconn *c, const char *sql, int n, const char *const *values,
+                     const char *what, q_err_t *rc, char *err, size_t errlen) {
+  PGresult *r = run(c, sql, n, values);
+  q_err_t code = Q_OK;
+  if (!succeeded(r)) {
+    code = q_pg_fail(c, r, what, err, errlen);
+    PQclear(r);
+    r = NULL;
+  }
+  if (rc)
+    *rc = code;
+  return r;
+}
+
 /* ---- migrations -------------------------------------------------------------- */
 
-static int applied_versions(PGconn *c, const char *service, int **out, int *n, char *err,
-                            size_t errlen) {
+static q_err_t applied_versions(PGconn *c, const char *service, int **out, int *n,
+                                char *err, size_t errlen) {
   const char *params[1] = {service};
-  PGresult *r = PQexecParams(c,
-                             "SELECT version FROM schema_migrations "
-                             "WHERE service = $1 ORDER BY version",
-                             1, NULL, params, NULL, NULL, 0);
+  q_err_t rc;
   *out = NULL;
   *n = 0;
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    int rc = q_pg_fail(c, r, "reading schema_migrations", err, errlen);
-    PQclear(r);
+  PGresult *r = q_pg_query(c,
+                           "SELECT version FROM schema_migrations "
+                           "WHERE service = $1 ORDER BY version",
+                           1, params, "reading schema_migrations", &rc, err, errlen);
+  if (!r)
     return rc;
-  }
   int rows = PQntuples(r);
   *out = malloc(((size_t)rows + 1) * sizeof **out);
   if (!*out) {
@@ -265,43 +293,38 @@ static int applied_versions(PGconn *c, const char *service, int **out, int *n, c
     (*out)[i] = atoi(PQgetvalue(r, i, 0));
   *n = rows;
   PQclear(r);
-  return 0;
+  return Q_OK;
 }
 
-static int apply_one(PGconn *c, const char *service, const q_pg_migration_t *m, char *err,
-                     size_t errlen) {
+static q_err_t apply_one(PGconn *c, const char *service, const q_pg_migration_t *m,
+                         char *err, size_t errlen) {
   char what[200];
   snprintf(what, sizeof what, "migration %s v%d (%.100s)", service, m->version,
            m->name ? m->name : "");
-  int rc = q_pg_exec(c, "BEGIN", what, err, errlen);
+  q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, what, NULL, err, errlen);
   if (rc)
     return rc;
-  rc = q_pg_exec(c, m->sql, what, err, errlen);
+  rc = q_pg_exec(c, m->sql, 0, NULL, what, NULL, err, errlen);
   if (!rc) {
-    char version[16];
+    char version[16], recording[220];
     snprintf(version, sizeof version, "%d", m->version);
+    snprintf(recording, sizeof recording, "%s: recording", what);
     const char *params[3] = {service, version, m->name ? m->name : ""};
-    PGresult *r = PQexecParams(c,
-                               "INSERT INTO schema_migrations(service, version, name) "
-                               "VALUES ($1, $2::int, $3)",
-                               3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      char recording[220];
-      snprintf(recording, sizeof recording, "%s: recording", what);
-      rc = q_pg_fail(c, r, recording, err, errlen);
-    }
-    PQclear(r);
+    rc = q_pg_exec(c,
+                   "INSERT INTO schema_migrations(service, version, name) "
+                   "VALUES ($1, $2::int, $3)",
+                   3, params, recording, NULL, err, errlen);
   }
   if (!rc)
-    return q_pg_exec(c, "COMMIT", what, err, errlen);
+    return q_pg_exec(c, "COMMIT", 0, NULL, what, NULL, err, errlen);
   /* Keep the first error; the rollback's own outcome only matters for the
    * connection state, which the caller's release checks. */
   PQclear(PQexec(c, "ROLLBACK"));
   return rc;
 }
 
-int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size_t n,
-                 char *err, size_t errlen) {
+q_err_t q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m,
+                     size_t n, char *err, size_t errlen) {
   if (err && errlen)
     err[0] = '\0';
   if (!c || !service || !*service || (n && !m)) {
@@ -328,8 +351,8 @@ int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size
   /* The lock comes first: even CREATE TABLE IF NOT EXISTS races with itself
    * across sessions. It is session-level, so it spans the per-migration
    * transactions and must be released on every path. */
-  int rc = q_pg_exec(c, "SELECT pg_advisory_lock(hashtext('quarry-migrate'))",
-                     "migrate: taking the lock", err, errlen);
+  q_err_t rc = q_pg_exec(c, "SELECT pg_advisory_lock(hashtext('quarry-migrate'))", 0,
+                         NULL, "migrate: taking the lock", NULL, err, errlen);
   if (rc)
     return rc;
   int *done = NULL, ndone = 0;
@@ -347,7 +370,7 @@ int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size
                    " name text NOT NULL DEFAULT '',"
                    " applied_at timestamptz NOT NULL DEFAULT now(),"
                    " PRIMARY KEY (service, version))",
-                   "migrate: creating schema_migrations", err, errlen);
+                   0, NULL, "migrate: creating schema_migrations", NULL, err, errlen);
   if (!rc)
     rc = applied_versions(c, service, &done, &ndone, err, errlen);
   for (size_t i = 0; !rc && i < n; i++) {
@@ -364,9 +387,9 @@ int q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size
   free(done);
   if (PQstatus(c) == CONNECTION_OK) {
     char ignore[8];
-    int urc = q_pg_exec(c, "SELECT pg_advisory_unlock(hashtext('quarry-migrate'))",
-                        "migrate: releasing the lock", rc ? ignore : err,
-                        rc ? sizeof ignore : errlen);
+    q_err_t urc = q_pg_exec(c, "SELECT pg_advisory_unlock(hashtext('quarry-migrate'))",
+                            0, NULL, "migrate: releasing the lock", NULL,
+                            rc ? ignore : err, rc ? sizeof ignore : errlen);
     if (!rc)
       rc = urc;
   }

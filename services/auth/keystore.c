@@ -143,17 +143,14 @@ static int lookup(keystore_t *ks, const key_parts_t *k, const char *hash,
   PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = Q_OK;
+  q_err_t rc = Q_OK;
   const char *params[1] = {k->id};
-  PGresult *r =
-      PQexecParams(c,
-                   "SELECT tenant_id, array_to_string(roles, ','), secret_hash, "
-                   "revoked_at IS NOT NULL FROM api_keys WHERE id = $1",
-                   1, NULL, params, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = q_pg_fail(c, r, "looking up api key", err, errlen);
+  PGresult *r = q_pg_query(c,
+                           "SELECT tenant_id, array_to_string(roles, ','), secret_hash, "
+                           "revoked_at IS NOT NULL FROM api_keys WHERE id = $1",
+                           1, params, "looking up api key", &rc, err, errlen);
+  if (!r)
     goto done;
-  }
   if (PQntuples(r) != 1) {
     *reason = "unknown";
     rc = Q_EUNAUTH;
@@ -175,19 +172,16 @@ static int lookup(keystore_t *ks, const key_parts_t *k, const char *hash,
   snprintf(out->key_id, sizeof out->key_id, "%s", k->id);
   out->roles = roles_from_list(PQgetvalue(r, 0, 1));
   PQclear(r);
+  r = NULL;
 
   /* Best effort and throttled to once a minute per key, so a busy key does
    * not turn every request into a write. */
-  r = PQexecParams(
-      c,
-      "UPDATE api_keys SET last_used_at = now() WHERE id = $1 AND "
-      "(last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
-      1, NULL, params, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    char why[256];
-    q_pg_fail(c, r, "updating last_used_at", why, sizeof why);
+  char why[256];
+  if (q_pg_exec(c,
+                "UPDATE api_keys SET last_used_at = now() WHERE id = $1 AND "
+                "(last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
+                1, params, "updating last_used_at", NULL, why, sizeof why))
     q_log_warn("could not record key use", "{s:s,s:s}", "key_id", k->id, "reason", why);
-  }
 done:
   PQclear(r);
   q_pg_release(ks->pool, c);
@@ -234,15 +228,6 @@ static void roles_to_list(int roles, char *out, size_t outlen) {
   }
 }
 
-static int exec_cmd(PGconn *c, const char *sql, int n, const char *const *params,
-                    const char *what, char *err, size_t errlen) {
-  PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-  int rc =
-      PQresultStatus(r) == PGRES_COMMAND_OK ? Q_OK : q_pg_fail(c, r, what, err, errlen);
-  PQclear(r);
-  return rc;
-}
-
 int keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
                         char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
                         size_t errlen) {
@@ -254,23 +239,23 @@ int keystore_create_key(PGconn *c, const char *tenant, const char *name, int rol
   }
   roles_to_list(roles, role_list, sizeof role_list);
 
-  rc = exec_cmd(c, "BEGIN", 0, NULL, "begin", err, errlen);
+  rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (rc)
     goto fail;
   const char *tp[1] = {tenant};
-  rc = exec_cmd(
+  rc = q_pg_exec(
       c, "INSERT INTO tenants (id, name) VALUES ($1, $1) ON CONFLICT (id) DO NOTHING", 1,
-      tp, "creating tenant", err, errlen);
+      tp, "creating tenant", NULL, err, errlen);
   if (rc)
     goto rollback;
   const char *kp[5] = {id, tenant, name, role_list, hash};
-  rc = exec_cmd(c,
-                "INSERT INTO api_keys (id, tenant_id, name, roles, secret_hash) "
-                "VALUES ($1, $2, $3, string_to_array($4, ','), $5)",
-                5, kp, "creating api key", err, errlen);
+  rc = q_pg_exec(c,
+                 "INSERT INTO api_keys (id, tenant_id, name, roles, secret_hash) "
+                 "VALUES ($1, $2, $3, string_to_array($4, ','), $5)",
+                 5, kp, "creating api key", NULL, err, errlen);
   if (rc)
     goto rollback;
-  rc = exec_cmd(c, "COMMIT", 0, NULL, "commit", err, errlen);
+  rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
   if (rc)
     goto fail;
   return Q_OK;
@@ -292,6 +277,6 @@ int keystore_create(keystore_t *ks, const char *tenant, const char *name, int ro
   return rc;
 }
 
-int keystore_ping(keystore_t *ks, char *why, size_t whylen) {
-  return q_pg_ping(ks->pool, why, whylen) ? 0 : Q_EUNAVAIL;
+bool keystore_ping(keystore_t *ks, char *why, size_t whylen) {
+  return q_pg_ping(ks->pool, why, whylen);
 }

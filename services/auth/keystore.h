@@ -8,6 +8,7 @@
 #ifndef QUARRY_AUTH_KEYSTORE_H
 #define QUARRY_AUTH_KEYSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,7 +61,7 @@ int keystore_create(keystore_t *ks, const char *tenant, const char *name, int ro
                     char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
                     size_t errlen);
 
-/* 0 when the database answers (readiness). */
-int keystore_ping(keystore_t *ks, char *why, size_t whylen);
+/* Whether the database answers (readiness); when not, why says why. */
+bool keystore_ping(keystore_t *ks, char *why, size_t whylen);
 
 #endif

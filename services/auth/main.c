@@ -17,37 +17,21 @@
 #include "quarry/validate.h"
 #include "quarry/v1/auth.pb-c.h"
 
-#define DEFAULT_DSN "postgresql://quarry@127.0.0.1:5432/quarry"
-
 static q_common_cfg_t common;
-static const char *pg_dsn;
-static int64_t pg_pool, pg_wait_ms, cache_ms;
-
-#define DSN_ENTRY                                                                        \
-  {                                                                                      \
-    "QUARRY_PG_DSN", Q_CFG_STRING, DEFAULT_DSN, 0, 0, NULL,                              \
-        "PostgreSQL connection string (libpq URI or key=value form).", 1, &pg_dsn        \
-  }
-#define WAIT_ENTRY                                                                       \
-  {                                                                                      \
-    "QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,                           \
-        "At start, how long to keep retrying an unreachable database before exiting.",   \
-        0, &pg_wait_ms                                                                   \
-  }
+static q_pg_cfg_t pg;
+static int64_t cache_ms;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7001", "127.0.0.1:9101"),
-    DSN_ENTRY,
-    {"QUARRY_PG_POOL", Q_CFG_INT, "8", 1, 256, NULL,
-     "Most database connections kept open.", 0, &pg_pool},
-    WAIT_ENTRY,
+    Q_CFG_PG_ENTRIES(pg),
     {"QUARRY_AUTH_CACHE_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,
      "How long a successful key check is cached in memory (0: no cache). A revoked "
      "key keeps working for at most this long.",
      0, &cache_ms},
 };
 
-static q_cfg_entry_t cli_cfg[] = {DSN_ENTRY, WAIT_ENTRY};
+/* create-key opens a single connection: no pool size. */
+static q_cfg_entry_t cli_cfg[] = {Q_CFG_PG_DSN_ENTRY(pg), Q_CFG_PG_WAIT_ENTRY(pg)};
 
 static int create_key_usage(FILE *f) {
   fprintf(f, "usage: quarry-auth create-key --tenant TENANT --name NAME "
@@ -119,13 +103,13 @@ static int create_key_main(int argc, char **argv) {
   q_log_init("auth", Q_LOG_WARN);
 
   int rc = 1;
-  q_pg_pool_t *pool = q_pg_pool_new(pg_dsn, 1);
+  q_pg_pool_t *pool = q_pg_pool_new(pg.dsn, 1);
   if (!pool) {
     fprintf(stderr, "quarry-auth create-key: out of memory\n");
     return 1;
   }
   if (q_pg_wait_migrate(pool, "auth", keystore_migrations, keystore_nmigrations,
-                        pg_wait_ms, err, sizeof err)) {
+                        pg.wait_ms, err, sizeof err)) {
     fprintf(stderr, "quarry-auth create-key: %s\n", err);
     goto done;
   }
@@ -153,7 +137,7 @@ done:
 }
 
 static int ready_cb(void *ud, char *why, size_t whylen) {
-  return keystore_ping(ud, why, whylen);
+  return keystore_ping(ud, why, whylen) ? 0 : Q_EUNAVAIL;
 }
 
 int main(int argc, char **argv) {
@@ -167,16 +151,16 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
 
   char err[512];
-  q_pg_pool_t *pool = q_pg_pool_new(pg_dsn, (int)pg_pool);
+  q_pg_pool_t *pool = q_pg_pool_new(pg.dsn, (int)pg.pool);
   keystore_t *ks = pool ? keystore_new(pool, cache_ms) : NULL;
   if (!ks) {
     q_log_error("out of memory", NULL);
     return 1;
   }
   if (q_pg_wait_migrate(pool, "auth", keystore_migrations, keystore_nmigrations,
-                        pg_wait_ms, err, sizeof err)) {
+                        pg.wait_ms, err, sizeof err)) {
     q_log_error("database unavailable at start, exiting", "{s:s,s:i}", "reason", err,
-                "waited_ms", (int)pg_wait_ms);
+                "waited_ms", (int)pg.wait_ms);
     keystore_free(ks);
     q_pg_pool_free(pool);
     return 1;

@@ -4,6 +4,7 @@
 #include "outbox.h"
 #include "producer.h"
 
+#include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/pg.h"
 #include "quarry/service.h"
@@ -14,7 +15,8 @@
 #include "quarry/error.h"
 
 static q_common_cfg_t common;
-static const char *brokers, *feedback_topic, *queries_topic, *pg_dsn;
+static const char *brokers, *feedback_topic, *queries_topic;
+static q_pg_cfg_t pg; /* no QUARRY_PG_WAIT_MS: start-up does not wait (see main) */
 static int64_t kafka_timeout, outbox_interval, outbox_batch;
 
 static q_err_t validate_topic(const char *v, char *err, size_t errlen) {
@@ -38,8 +40,8 @@ static q_cfg_entry_t cfg[] = {
      "Topic for feedback events (Submit).", 0, &feedback_topic},
     {"QUARRY_QUERIES_TOPIC", Q_CFG_STRING, "quarry.queries", 0, 0, validate_topic,
      "Topic for query events (RecordQuery).", 0, &queries_topic},
-    {"QUARRY_PG_DSN", Q_CFG_STRING, "postgresql://quarry@127.0.0.1:5432/quarry", 0, 0,
-     NULL, "PostgreSQL holding the feedback_outbox table.", 1, &pg_dsn},
+    Q_CFG_PG_DSN_ENTRY(pg),
+    Q_CFG_PG_POOL_ENTRY(pg),
     {"QUARRY_OUTBOX_INTERVAL_MS", Q_CFG_INT, "5000", 100, 3600000, NULL,
      "How often the outbox is checked for events to re-send.", 0, &outbox_interval},
     {"QUARRY_OUTBOX_BATCH", Q_CFG_INT, "100", 1, 10000, NULL,
@@ -63,7 +65,7 @@ static int ready_cb(void *ud, char *why, size_t whylen) {
   if (q_pg_ping(r->pool, pg_why, sizeof pg_why))
     return 0;
   snprintf(why, whylen, "kafka: %s; outbox database: %s", kafka_why, pg_why);
-  return 1;
+  return Q_EUNAVAIL;
 }
 
 int main(int argc, char **argv) {
@@ -78,7 +80,7 @@ int main(int argc, char **argv) {
   if (rc)
     return rc > 0 ? 0 : 2;
 
-  pool = q_pg_pool_new(pg_dsn, 4);
+  pool = q_pg_pool_new(pg.dsn, (int)pg.pool);
   outbox = pool ? outbox_new(pool, (int)outbox_interval, (int)outbox_batch) : NULL;
   if (!outbox) {
     q_log_error("out of memory while starting", NULL);

@@ -100,23 +100,37 @@ static void row_done(outbox_t *o) {
   pthread_mutex_unlock(&o->mu);
 }
 
-/* Runs a parameterised command; 0 or Q_EUNAVAIL with err set. Parameters
- * are sent in binary form, which for text is the raw bytes with explicit
- * lengths (Kafka keys and values are not NUL-terminated). */
-static int exec_params(outbox_t *o, const char *sql, int n, const char *const *vals,
-                       const int *lens, char *err, size_t errlen) {
-  int formats[4] = {1, 1, 1, 1};
-  PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, errlen);
-  if (!c)
-    return Q_EUNAVAIL;
-  PGresult *r = PQexecParams(c, sql, n, NULL, vals, lens, formats, 0);
-  int rc = 0;
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    snprintf(err, errlen, "postgres: %s", PQerrorMessage(c));
-    rc = Q_EUNAVAIL;
+/* Inserts a new outbox row. Kafka keys and values are not NUL-terminated,
+ * so they are copied into strings first: a text column could not hold a
+ * NUL byte anyway, and such a message is refused rather than cut short. */
+static q_err_t insert_row(outbox_t *o, const producer_msg_t *m, const char *reason,
+                          char *err, size_t errlen) {
+  const char *key = m->key ? m->key : "", *value = m->value ? m->value : "";
+  size_t key_len = m->key ? m->key_len : 0, value_len = m->value ? m->value_len : 0;
+  if (memchr(key, '\0', key_len) || memchr(value, '\0', value_len)) {
+    snprintf(err, errlen, "key or value holds a NUL byte");
+    return Q_EINVAL;
   }
-  PQclear(r);
-  q_pg_release(o->pool, c);
+  char *buf = malloc(key_len + value_len + 2);
+  if (!buf) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  memcpy(buf, key, key_len);
+  buf[key_len] = '\0';
+  memcpy(buf + key_len + 1, value, value_len);
+  buf[key_len + 1 + value_len] = '\0';
+  q_err_t rc = Q_EUNAVAIL;
+  PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, errlen);
+  if (c) {
+    const char *vals[4] = {m->topic, buf, buf + key_len + 1, reason};
+    rc = q_pg_exec(c,
+                   "INSERT INTO feedback_outbox (topic, key, value, last_error) "
+                   "VALUES ($1, $2, $3, $4)",
+                   4, vals, "storing the event", NULL, err, errlen);
+    q_pg_release(o->pool, c);
+  }
+  free(buf);
   return rc;
 }
 
@@ -130,20 +144,13 @@ int outbox_store(void *ud, const producer_msg_t *m, const char *reason) {
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long)m->outbox_id);
     const char *vals[2] = {id, reason};
-    int lens[2] = {0, (int)strlen(reason)};
-    /* id as text: the first parameter uses text format. */
     PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, sizeof err);
     rc = Q_EUNAVAIL;
     if (c) {
-      int formats[2] = {0, 1};
-      PGresult *r = PQexecParams(c,
-                                 "UPDATE feedback_outbox SET attempts = attempts + 1, "
-                                 "last_error = $2 WHERE id = $1::bigint",
-                                 2, NULL, vals, lens, formats, 0);
-      rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : Q_EUNAVAIL;
-      if (rc)
-        snprintf(err, sizeof err, "postgres: %s", PQerrorMessage(c));
-      PQclear(r);
+      rc = q_pg_exec(c,
+                     "UPDATE feedback_outbox SET attempts = attempts + 1, "
+                     "last_error = $2 WHERE id = $1::bigint",
+                     2, vals, "recording a re-send attempt", NULL, err, sizeof err);
       q_pg_release(o->pool, c);
     }
     if (rc)
@@ -156,13 +163,7 @@ int outbox_store(void *ud, const producer_msg_t *m, const char *reason) {
   if (!atomic_load(&o->migrated) && outbox_migrate(o, err, sizeof err) != 0) {
     rc = Q_EUNAVAIL;
   } else {
-    const char *vals[4] = {m->topic, m->key ? m->key : "", m->value, reason};
-    int lens[4] = {(int)strlen(m->topic), (int)m->key_len, (int)m->value_len,
-                   (int)strlen(reason)};
-    rc = exec_params(o,
-                     "INSERT INTO feedback_outbox (topic, key, value, last_error) "
-                     "VALUES ($1, $2, $3, $4)",
-                     4, vals, lens, err, sizeof err);
+    rc = insert_row(o, m, reason, err, sizeof err);
   }
   event_id_of(m, event_id, sizeof event_id);
   if (rc) {
@@ -188,12 +189,8 @@ void outbox_delivered(void *ud, const producer_msg_t *m) {
   int ok = 0;
   if (c) {
     const char *vals[1] = {id};
-    PGresult *r = PQexecParams(c, "DELETE FROM feedback_outbox WHERE id = $1::bigint", 1,
-                               NULL, vals, NULL, NULL, 0);
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-      snprintf(err, sizeof err, "postgres: %s", PQerrorMessage(c));
-    PQclear(r);
+    ok = q_pg_exec(c, "DELETE FROM feedback_outbox WHERE id = $1::bigint", 1, vals,
+                   "deleting the row", NULL, err, sizeof err) == Q_OK;
     q_pg_release(o->pool, c);
   }
   count(o, "resent");
@@ -228,17 +225,15 @@ static int resend_batch(outbox_t *o, int *full) {
     return -1;
   snprintf(limit, sizeof limit, "%d", o->batch);
   const char *vals[1] = {limit};
-  PGresult *r = PQexecParams(c,
-                             "SELECT id, topic, key, value FROM feedback_outbox "
-                             "ORDER BY id LIMIT $1::int",
-                             1, NULL, vals, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    q_log_warn("cannot read the outbox", "{s:s}", "error", PQerrorMessage(c));
-    PQclear(r);
-    q_pg_release(o->pool, c);
+  PGresult *r = q_pg_query(c,
+                           "SELECT id, topic, key, value FROM feedback_outbox "
+                           "ORDER BY id LIMIT $1::int",
+                           1, vals, "reading the outbox", NULL, err, sizeof err);
+  q_pg_release(o->pool, c);
+  if (!r) {
+    q_log_warn("cannot read the outbox", "{s:s}", "error", err);
     return -1;
   }
-  q_pg_release(o->pool, c);
   n = PQntuples(r);
   if (n > 0)
     q_log_info("re-sending outbox rows", "{s:i}", "rows", n);

@@ -1,4 +1,4 @@
-/* docstore.c - documents, jobs and chunks in PostgreSQL (see docstore.h).
+/* docstore.c - documents and jobs in PostgreSQL (see docstore.h).
  *
  * Worker-side updates are single statements with data-modifying CTEs: the
  * job row changes only while the caller still owns it (status 'running'
@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/util.h"
 
@@ -72,46 +71,25 @@ const q_pg_migration_t docstore_migrations[] = {
      ");\n"
      "CREATE INDEX IF NOT EXISTS chunks_document_idx ON chunks (document_id, version, "
      "ordinal);\n"},
+    /* The chunks table was written and deleted but never read: the
+     * retriever's retriever_chunks holds the same text and is what search
+     * serves. Old ingestion instances still write it, so stop them before
+     * starting this one (Kubernetes: the Recreate strategy does). */
+    {2, "drop chunks: the retriever owns chunk text", "DROP TABLE IF EXISTS chunks;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
 
-/* ---- libpq helpers -------------------------------------------------------- */
+/* ---- connections ------------------------------------------------------ */
 
-/* Runs a statement; returns its result when the status is as wanted, else
- * NULL with *rc and err set. */
-static PGresult *run(PGconn *c, const char *sql, int n, const char *const *params,
-                     ExecStatusType want, const char *what, int *rc, char *err,
-                     size_t errlen) {
-  PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-  if (PQresultStatus(r) == want)
-    return r;
-  *rc = q_pg_fail(c, r, what, err, errlen);
-  PQclear(r);
-  return NULL;
-}
-
-/* Runs a statement whose result is not needed. */
-static int run_cmd(PGconn *c, const char *sql, int n, const char *const *params,
-                   ExecStatusType want, const char *what, char *err, size_t errlen) {
-  int rc = Q_OK;
-  PGresult *r = run(c, sql, n, params, want, what, &rc, err, errlen);
-  PQclear(r);
-  return rc;
-}
-
-/* Runs a single-row "SELECT count(*)"-shaped statement into *count. */
-static int run_count(q_pg_pool_t *p, const char *sql, int n, const char *const *params,
-                     const char *what, int *count, char *err, size_t errlen) {
+/* Runs one command on a connection borrowed for it; *rows (when not NULL)
+ * receives the rows it affected or returned. */
+static q_err_t pool_cmd(q_pg_pool_t *p, const char *sql, int n, const char *const *params,
+                        const char *what, int64_t *rows, char *err, size_t errlen) {
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = Q_OK;
-  PGresult *r = run(c, sql, n, params, PGRES_TUPLES_OK, what, &rc, err, errlen);
-  if (r) {
-    *count = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
-    PQclear(r);
-  }
+  q_err_t rc = q_pg_exec(c, sql, n, params, what, rows, err, errlen);
   q_pg_release(p, c);
   return rc;
 }
@@ -128,8 +106,7 @@ static int insert_job(PGconn *c, const upload_meta_t *m, upload_result_t *r, cha
   snprintf(ver, sizeof ver, "%d", r->version);
   const char *params[5] = {r->job_id, r->document_id, m->tenant_id, ver,
                            m->trace_id ? m->trace_id : ""};
-  return run_cmd(c, SQL_INSERT_JOB, 5, params, PGRES_COMMAND_OK, "queueing job", err,
-                 errlen);
+  return q_pg_exec(c, SQL_INSERT_JOB, 5, params, "queueing job", NULL, err, errlen);
 }
 
 /* A new document, version 1. With an external id the insert may find the
@@ -148,15 +125,15 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                             m->sha256,
                             size,
                             r->job_id};
-  int rc = Q_OK;
-  PGresult *res =
-      run(c,
-          "INSERT INTO documents (id, tenant_id, external_id, title, title_explicit, "
-          "filename, content_type, version, sha256, size_bytes, status, job_id) "
-          "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10) "
-          "ON CONFLICT (tenant_id, external_id) WHERE external_id <> '' DO NOTHING "
-          "RETURNING id",
-          10, params, PGRES_TUPLES_OK, "storing document", &rc, err, errlen);
+  q_err_t rc = Q_OK;
+  PGresult *res = q_pg_query(
+      c,
+      "INSERT INTO documents (id, tenant_id, external_id, title, title_explicit, "
+      "filename, content_type, version, sha256, size_bytes, status, job_id) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10) "
+      "ON CONFLICT (tenant_id, external_id) WHERE external_id <> '' DO NOTHING "
+      "RETURNING id",
+      10, params, "storing document", &rc, err, errlen);
   if (!res)
     return rc;
   *inserted = PQntuples(res) == 1;
@@ -172,12 +149,12 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
 static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
                            char *err, size_t errlen) {
   const char *key[2] = {m->tenant_id, m->external_id};
-  int rc = Q_OK;
-  PGresult *res =
-      run(c,
-          "SELECT id, version, sha256, status, COALESCE(job_id::text, '') "
-          "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
-          2, key, PGRES_TUPLES_OK, "locking document", &rc, err, errlen);
+  q_err_t rc = Q_OK;
+  PGresult *res = q_pg_query(
+      c,
+      "SELECT id, version, sha256, status, COALESCE(job_id::text, '') "
+      "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
+      2, key, "locking document", &rc, err, errlen);
   if (!res)
     return rc;
   if (PQntuples(res) != 1) {
@@ -199,10 +176,11 @@ static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
 
   if (same) { /* a failed version uploaded again: run it once more */
     const char *params[2] = {r->document_id, r->job_id};
-    rc = run_cmd(c,
-                 "UPDATE documents SET status = 'queued', chunk_count = 0, job_id = $2, "
-                 "updated_at = now() WHERE id = $1",
-                 2, params, PGRES_COMMAND_OK, "requeueing document", err, errlen);
+    rc = q_pg_exec(
+        c,
+        "UPDATE documents SET status = 'queued', chunk_count = 0, job_id = $2, "
+        "updated_at = now() WHERE id = $1",
+        2, params, "requeueing document", NULL, err, errlen);
     return rc ? rc : insert_job(c, m, r, err, errlen);
   }
 
@@ -211,13 +189,13 @@ static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
   const char *params[8] = {r->document_id, m->title,        m->title_explicit ? "t" : "f",
                            m->filename,    m->content_type, m->sha256,
                            size,           r->job_id};
-  res =
-      run(c,
-          "UPDATE documents SET version = version + 1, title = $2, title_explicit = $3, "
-          "filename = $4, content_type = $5, sha256 = $6, size_bytes = $7, "
-          "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now() "
-          "WHERE id = $1 RETURNING version",
-          8, params, PGRES_TUPLES_OK, "storing new version", &rc, err, errlen);
+  res = q_pg_query(
+      c,
+      "UPDATE documents SET version = version + 1, title = $2, title_explicit = $3, "
+      "filename = $4, content_type = $5, sha256 = $6, size_bytes = $7, "
+      "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now() "
+      "WHERE id = $1 RETURNING version",
+      8, params, "storing new version", &rc, err, errlen);
   if (!res)
     return rc;
   r->version = atoi(PQgetvalue(res, 0, 0));
@@ -226,10 +204,10 @@ static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
   char why[64];
   snprintf(why, sizeof why, "superseded by version %d", r->version);
   const char *sup[2] = {r->document_id, why};
-  rc = run_cmd(c,
-               "UPDATE jobs SET status = 'failed', error = $2, updated_at = now() "
-               "WHERE document_id = $1 AND status = 'queued'",
-               2, sup, PGRES_COMMAND_OK, "superseding queued jobs", err, errlen);
+  rc = q_pg_exec(c,
+                 "UPDATE jobs SET status = 'failed', error = $2, updated_at = now() "
+                 "WHERE document_id = $1 AND status = 'queued'",
+                 2, sup, "superseding queued jobs", NULL, err, errlen);
   return rc ? rc : insert_job(c, m, r, err, errlen);
 }
 
@@ -241,7 +219,7 @@ int docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = run_cmd(c, "BEGIN", 0, NULL, PGRES_COMMAND_OK, "begin", err, errlen);
+  int rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (rc)
     goto done;
   int inserted = 0;
@@ -250,7 +228,7 @@ int docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result
     rc = inserted ? insert_job(c, m, r, err, errlen)
                   : update_document(c, m, r, err, errlen);
   if (!rc)
-    rc = run_cmd(c, "COMMIT", 0, NULL, PGRES_COMMAND_OK, "commit", err, errlen);
+    rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
   else
     PQclear(PQexec(c, "ROLLBACK"));
 done:
@@ -284,8 +262,8 @@ static int lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const cha
   if (!c)
     return Q_EUNAVAIL;
   const char *params[2] = {id, tenant};
-  int rc = Q_OK;
-  *out = run(c, sql, 2, params, PGRES_TUPLES_OK, "reading", &rc, err, errlen);
+  q_err_t rc = Q_OK;
+  *out = q_pg_query(c, sql, 2, params, "reading", &rc, err, errlen);
   q_pg_release(p, c);
   if (*out && PQntuples(*out) != 1) {
     PQclear(*out);
@@ -360,8 +338,8 @@ int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
   if (!c)
     return Q_EUNAVAIL;
   const char *params[1] = {instance};
-  int rc = Q_OK;
-  PGresult *r = run(
+  q_err_t rc = Q_OK;
+  PGresult *r = q_pg_query(
       c,
       "WITH c AS ("
       "  UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = $1,"
@@ -381,7 +359,7 @@ int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
       "  doc.size_bytes "
       "FROM c JOIN documents doc ON doc.id = c.document_id",
-      1, params, PGRES_TUPLES_OK, "claiming job", &rc, err, errlen);
+      1, params, "claiming job", &rc, err, errlen);
   q_pg_release(p, c);
   if (!r)
     return rc;
@@ -409,15 +387,21 @@ int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
 int docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
                        int *doc_version, char *err, size_t errlen) {
   const char *params[2] = {j->id, instance};
-  int n = -1;
-  int rc = run_count(
-      p,
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = Q_OK;
+  PGresult *r = q_pg_query(
+      c,
       "UPDATE jobs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' "
       "AND claimed_by = $2 "
       "RETURNING (SELECT version FROM documents WHERE id = jobs.document_id)",
-      2, params, "renewing heartbeat", &n, err, errlen);
-  if (rc)
+      2, params, "renewing heartbeat", &rc, err, errlen);
+  q_pg_release(p, c);
+  if (!r)
     return rc;
+  int n = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
   if (n <= 0)
     return Q_ENOTFOUND;
   *doc_version = n;
@@ -430,8 +414,8 @@ int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int do
   snprintf(count, sizeof count, "%d", chunk_count);
   const char *params[5] = {j->id, instance, done ? "done" : "failed", count,
                            error ? error : ""};
-  int n = 0;
-  int rc = run_count(
+  int64_t n = 0;
+  q_err_t rc = pool_cmd(
       p,
       "WITH j AS ("
       "  UPDATE jobs SET status = $3, chunk_count = $4::int, error = $5, updated_at = "
@@ -443,12 +427,8 @@ int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int do
       "FROM j"
       "  WHERE documents.id = j.document_id AND documents.version = j.version"
       "  RETURNING documents.id"
-      "), x AS ("
-      "  DELETE FROM chunks USING j WHERE chunks.document_id = j.document_id AND"
-      "  ((chunks.version < j.version AND $3 = 'done') OR"
-      "   (chunks.version = j.version AND $3 = 'failed'))"
       ") "
-      "SELECT count(*) FROM j",
+      "SELECT 1 FROM j",
       5, params, "finishing job", &n, err, errlen);
   if (rc)
     return rc;
@@ -461,8 +441,8 @@ int docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int d
   snprintf(delay, sizeof delay, "%d", delay_ms);
   const char *params[5] = {j->id, instance, delay, keep_attempt ? "0" : "1",
                            why ? why : ""};
-  int n = 0;
-  int rc = run_count(
+  int64_t n = 0;
+  q_err_t rc = pool_cmd(
       p,
       "WITH j AS ("
       "  UPDATE jobs SET status = 'queued', claimed_by = '', error = $5,"
@@ -476,7 +456,7 @@ int docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int d
       "  WHERE documents.id = j.document_id AND documents.version = j.version"
       "  RETURNING documents.id"
       ") "
-      "SELECT count(*) FROM j",
+      "SELECT 1 FROM j",
       5, params, "requeueing job", &n, err, errlen);
   if (rc)
     return rc;
@@ -489,8 +469,9 @@ int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
   snprintf(lease, sizeof lease, "%d", lease_ms);
   snprintf(max, sizeof max, "%d", max_attempts);
   const char *params[3] = {host ? host : "", lease, max};
+  int64_t rows = 0;
   *n = 0;
-  return run_count(
+  q_err_t rc = pool_cmd(
       p,
       "WITH j AS ("
       "  UPDATE jobs SET"
@@ -509,17 +490,10 @@ int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
       "  WHERE documents.id = j.document_id AND documents.version = j.version"
       "  RETURNING documents.id"
       ") "
-      "SELECT count(*) FROM j",
-      3, params, "requeueing stale jobs", n, err, errlen);
-}
-
-static int pool_cmd(q_pg_pool_t *p, const char *sql, int n, const char *const *params,
-                    const char *what, char *err, size_t errlen) {
-  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
-  if (!c)
-    return Q_EUNAVAIL;
-  int rc = run_cmd(c, sql, n, params, PGRES_COMMAND_OK, what, err, errlen);
-  q_pg_release(p, c);
+      "SELECT 1 FROM j",
+      3, params, "requeueing stale jobs", &rows, err, errlen);
+  if (!rc)
+    *n = (int)rows;
   return rc;
 }
 
@@ -530,61 +504,5 @@ int docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *
   const char *params[3] = {j->document_id, ver, title};
   return pool_cmd(p,
                   "UPDATE documents SET title = $3 WHERE id = $1 AND version = $2::int",
-                  3, params, "setting title", err, errlen);
-}
-
-int docstore_delete_chunks(q_pg_pool_t *p, const job_t *j, char *err, size_t errlen) {
-  char ver[16];
-  snprintf(ver, sizeof ver, "%d", j->version);
-  const char *params[2] = {j->document_id, ver};
-  return pool_cmd(p, "DELETE FROM chunks WHERE document_id = $1 AND version = $2::int", 2,
-                  params, "deleting chunks", err, errlen);
-}
-
-int docstore_insert_chunks(q_pg_pool_t *p, const job_t *j, const stored_chunk_t *c,
-                           size_t n, char *err, size_t errlen) {
-  if (n == 0)
-    return Q_OK;
-  if (n > 512) {
-    snprintf(err, errlen, "too many chunks in one insert");
-    return Q_EINVAL;
-  }
-  int rc = Q_ENOMEM;
-  q_buf_t sql;
-  q_buf_init(&sql, 64 * 1024);
-  const char **params = calloc(3 + 4 * n, sizeof *params);
-  char(*ords)[12] = calloc(n, sizeof *ords);
-  char ver[16];
-  if (!params || !ords)
-    goto done;
-  snprintf(ver, sizeof ver, "%d", j->version);
-  params[0] = j->document_id;
-  params[1] = j->tenant_id;
-  params[2] = ver;
-  if (q_buf_puts(&sql,
-                 "INSERT INTO chunks (id, document_id, tenant_id, version, ordinal, "
-                 "text, heading) VALUES "))
-    goto done;
-  for (size_t i = 0; i < n; i++) {
-    int b = 4 + 4 * (int)i;
-    snprintf(ords[i], sizeof ords[i], "%d", c[i].ordinal);
-    params[3 + 4 * i] = c[i].id;
-    params[4 + 4 * i] = ords[i];
-    params[5 + 4 * i] = c[i].text;
-    params[6 + 4 * i] = c[i].heading ? c[i].heading : "";
-    if (q_buf_printf(&sql, "%s($%d, $1, $2, $3::int, $%d::int, $%d, $%d)", i ? ", " : "",
-                     b, b + 1, b + 2, b + 3))
-      goto done;
-  }
-  if (q_buf_puts(&sql, " ON CONFLICT (id) DO UPDATE SET ordinal = EXCLUDED.ordinal, "
-                       "text = EXCLUDED.text, heading = EXCLUDED.heading"))
-    goto done;
-  rc = pool_cmd(p, sql.data, 3 + 4 * (int)n, params, "storing chunks", err, errlen);
-done:
-  if (rc == Q_ENOMEM)
-    snprintf(err, errlen, "out of memory building chunk insert");
-  free(params);
-  free(ords);
-  q_buf_free(&sql);
-  return rc;
+                  3, params, "setting title", NULL, err, errlen);
 }

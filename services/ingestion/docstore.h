@@ -1,11 +1,13 @@
-/* docstore.h - documents, jobs and chunks in PostgreSQL.
+/* docstore.h - documents and jobs in PostgreSQL.
  *
  * Tables (migrations of service "ingestion"):
  *   documents - one row per document, updated in place: version counts up
  *               with each changed upload; status mirrors its latest job.
  *   jobs      - one row per processing run of a document version; the queue.
- *   chunks    - the text of the current version's chunks, by id
- *               "<doc_id>:<version>:<ordinal>".
+ *
+ * Chunk text is not kept here: the retriever owns it (retriever_chunks),
+ * and ingestion records only how many chunks a version has (chunk_count).
+ * Migration 2 drops the chunks table that used to hold a second copy.
  *
  * The queue is the jobs table: workers claim the oldest runnable job with
  * FOR UPDATE SKIP LOCKED, mark it running under their instance name and
@@ -93,9 +95,8 @@ int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
 int docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
                        int *doc_version, char *err, size_t errlen);
 
-/* Ends the job as "done" (with chunk_count; older versions' chunks are
- * deleted) or "failed" (with a readable reason; this version's chunks are
- * deleted); the document follows when it is still at the job's version.
+/* Ends the job as "done" (with chunk_count) or "failed" (with a readable
+ * reason); the document follows when it is still at the job's version.
  * Q_ENOTFOUND when the job is no longer ours. */
 int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
                     int chunk_count, const char *error, char *err, size_t errlen);
@@ -115,20 +116,5 @@ int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
 /* Sets the document's title when it is still at the job's version. */
 int docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
                        size_t errlen);
-
-/* Chunk rows of the job's version. */
-typedef struct stored_chunk {
-  const char *id;
-  int ordinal;
-  const char *text;
-  const char *heading;
-} stored_chunk_t;
-
-/* Removes the job's version's chunks (a fresh start for a retried job). */
-int docstore_delete_chunks(q_pg_pool_t *p, const job_t *j, char *err, size_t errlen);
-
-/* Inserts (or replaces) up to 512 chunk rows in one statement. */
-int docstore_insert_chunks(q_pg_pool_t *p, const job_t *j, const stored_chunk_t *c,
-                           size_t n, char *err, size_t errlen);
 
 #endif

@@ -16,19 +16,14 @@
 #include "worker.h"
 
 static q_common_cfg_t common;
-static const char *pg_dsn, *blob_dir, *llm_addr, *retriever_addr;
-static int64_t pg_pool, pg_wait_ms, max_upload, workers, chunk_tokens, chunk_overlap,
+static q_pg_cfg_t pg;
+static const char *blob_dir, *llm_addr, *retriever_addr;
+static int64_t max_upload, workers, chunk_tokens, chunk_overlap,
     poll_ms, max_attempts, backoff_ms, lease_ms, call_timeout_ms;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),
-    {"QUARRY_PG_DSN", Q_CFG_STRING, "postgresql://quarry@127.0.0.1:5432/quarry", 0, 0,
-     NULL, "PostgreSQL connection string (libpq URI or key=value form).", 1, &pg_dsn},
-    {"QUARRY_PG_POOL", Q_CFG_INT, "8", 1, 256, NULL,
-     "Most database connections kept open.", 0, &pg_pool},
-    {"QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,
-     "At start, how long to keep retrying an unreachable database before exiting.", 0,
-     &pg_wait_ms},
+    Q_CFG_PG_ENTRIES(pg),
     {"QUARRY_BLOB_DIR", Q_CFG_STRING, "./data/blobs", 0, 0, NULL,
      "Directory for uploaded documents, named by SHA-256 (relative paths are taken from "
      "the working directory at start; created if missing).",
@@ -108,7 +103,7 @@ int main(int argc, char **argv) {
       .lease_ms = (int)lease_ms,
       .call_timeout_ms = (int)call_timeout_ms,
   };
-  q_pg_pool_t *pool = q_pg_pool_new(pg_dsn, (int)pg_pool);
+  q_pg_pool_t *pool = q_pg_pool_new(pg.dsn, (int)pg.pool);
   if (!pool) {
     q_log_error("out of memory", NULL);
     return 1;
@@ -116,9 +111,9 @@ int main(int argc, char **argv) {
   static ingest_t ing;
   ingest_init(&ing, &icfg, pool);
   if (q_pg_wait_migrate(pool, "ingestion", docstore_migrations, docstore_nmigrations,
-                        pg_wait_ms, err, sizeof err)) {
+                        pg.wait_ms, err, sizeof err)) {
     q_log_error("database unavailable at start, exiting", "{s:s,s:i}", "reason", err,
-                "waited_ms", (int)pg_wait_ms);
+                "waited_ms", (int)pg.wait_ms);
     q_pg_pool_free(pool);
     return 1;
   }

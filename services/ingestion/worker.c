@@ -1,4 +1,4 @@
-/* worker.c - job workers: claim, chunk, embed, store, upsert (see worker.h). */
+/* worker.c - job workers: claim, chunk, embed, upsert (see worker.h). */
 #include "worker.h"
 
 #include <errno.h>
@@ -150,10 +150,10 @@ static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size
   return OUT_OK;
 }
 
-/* Collects up to UPSERT_BATCH chunks from ch into chunk messages and row
- * descriptions allocated from a. *exhausted is set when the text ended. */
+/* Collects up to UPSERT_BATCH chunks from ch into chunk messages allocated
+ * from a. *exhausted is set when the text ended. */
 static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chunk **out,
-                         stored_chunk_t *rows, size_t *n, int *exhausted) {
+                         size_t *n, int *exhausted) {
   const job_t *j = r->j;
   chunk_t c;
   int rc = 0;
@@ -179,7 +179,6 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
     m->ordinal = c.ordinal;
     m->page = 0;
     m->version = j->version;
-    rows[*n] = (stored_chunk_t){id, c.ordinal, body, heading};
     out[(*n)++] = m;
   }
   if (rc < 0)
@@ -188,7 +187,7 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
   return OUT_OK;
 }
 
-/* Chunks, embeds, stores and upserts everything. */
+/* Chunks, embeds and upserts everything. */
 static outcome_t index_text(run_t *r, const char *text, size_t len) {
   ingest_t *in = r->in;
   const job_t *j = r->j;
@@ -205,20 +204,17 @@ static outcome_t index_text(run_t *r, const char *text, size_t len) {
     q_arena_t *a = q_arena_new(BATCH_ARENA_MAX);
     Quarry__V1__Chunk **chunks =
         a ? q_arena_alloc(a, UPSERT_BATCH * sizeof *chunks) : NULL;
-    stored_chunk_t *rows = a ? q_arena_alloc(a, UPSERT_BATCH * sizeof *rows) : NULL;
     size_t n = 0;
-    if (!chunks || !rows)
+    if (!chunks)
       o = fail(r, OUT_RETRY, "out of memory");
     if (o == OUT_OK)
-      o = collect(r, ch, a, chunks, rows, &n, &exhausted);
+      o = collect(r, ch, a, chunks, &n, &exhausted);
     /* An empty first batch still goes out: it retires the old version. */
     if (o == OUT_OK && (n > 0 || !r->sent)) {
       if (n > 0)
         o = embed(r, a, chunks, n);
       if (o == OUT_OK)
         o = still_ours(r);
-      if (o == OUT_OK && docstore_insert_chunks(in->pool, j, rows, n, err, sizeof err))
-        o = fail(r, OUT_RETRY, "database unavailable: %s", err);
       if (o == OUT_OK)
         o = upsert(r, a, chunks, n);
       if (o == OUT_OK) {
@@ -271,10 +267,6 @@ static outcome_t process(run_t *r) {
       }
       snprintf(j->title, sizeof j->title, "%s", title);
     }
-  }
-  if (docstore_delete_chunks(in->pool, j, err, sizeof err)) {
-    o = fail(r, OUT_RETRY, "database unavailable: %s", err);
-    goto done;
   }
   o = index_text(r, text, len);
 done:

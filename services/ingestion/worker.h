@@ -3,8 +3,8 @@
  *
  * Per job: map the blob, check it is UTF-8, derive a Markdown title, chunk
  * it (chunker.h), then in batches of up to 512 chunks: embed them through
- * the LLM gateway (64 texts per Embed call), store their text in the chunks
- * table and Upsert them into the retriever. The first Upsert of a job
+ * the LLM gateway (64 texts per Embed call) and Upsert them into the
+ * retriever, the only keeper of their text. The first Upsert of a job
  * carries replace_doc_id, which retires every chunk of the document's
  * previous version; later batches only add. A document of at most 512
  * chunks (about 80,000 words with the default sizes) is therefore swapped

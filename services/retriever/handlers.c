@@ -51,7 +51,7 @@ int retriever_ready_cb(void *ud, char *why, size_t whylen) {
   retriever_t *r = ud;
   if (!r->store)
     return 0;
-  return store_ping(r->store, why, whylen) ? 0 : -1;
+  return store_ping(r->store, why, whylen) ? 0 : Q_EUNAVAIL;
 }
 
 /* ---- validation helpers ------------------------------------------------- */

@@ -7,25 +7,20 @@
 #include "store.h"
 
 #include "quarry/log.h"
+#include "quarry/pg.h"
 #include "quarry/service.h"
 #include "quarry/trace.h"
 #include "quarry/v1/retriever.pb-c.h"
 
 #include <jansson.h>
 
-#define DEFAULT_DSN "postgresql://quarry@127.0.0.1:5432/quarry"
-
 static q_common_cfg_t common;
-static const char *pg_dsn;
-static int64_t pg_wait_ms, default_top_k, max_top_k, embed_dim, dense_weight_pct;
+static q_pg_cfg_t pg;
+static int64_t default_top_k, max_top_k, embed_dim, dense_weight_pct;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7003", "127.0.0.1:9103"),
-    {"QUARRY_PG_DSN", Q_CFG_STRING, DEFAULT_DSN, 0, 0, NULL,
-     "PostgreSQL connection string (libpq URI or key=value form).", 1, &pg_dsn},
-    {"QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,
-     "At start, how long to keep retrying an unreachable database before exiting.", 0,
-     &pg_wait_ms},
+    Q_CFG_PG_ENTRIES(pg),
     {"QUARRY_RETRIEVER_DEFAULT_TOP_K", Q_CFG_INT, "50", 1, 100000, NULL,
      "Passages returned by Search when the request sets no top_k.", 0, &default_top_k},
     {"QUARRY_RETRIEVER_MAX_TOP_K", Q_CFG_INT, "1000", 1, 100000, NULL,
@@ -60,10 +55,10 @@ int main(int argc, char **argv) {
     goto done;
   }
 
-  store = store_new(pg_dsn, pg_wait_ms, err, sizeof err);
+  store = store_new(&pg, err, sizeof err);
   if (!store) {
     q_log_error("cannot use the database; exiting", "{s:s,s:I}", "reason", err,
-                "waited_ms", (json_int_t)pg_wait_ms);
+                "waited_ms", (json_int_t)pg.wait_ms);
     rc = 1;
     goto done;
   }

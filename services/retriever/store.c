@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POOL_SIZE 4
 #define ACQUIRE_MS 5000
 #define COPY_FLUSH (1 << 20) /* send COPY data in pieces of about 1 MiB */
 #define COPY_MAX (64u << 20) /* one row is far smaller (text <= 64 KiB) */
@@ -45,23 +44,15 @@ struct store {
   q_pg_pool_t *pool;
 };
 
-/* Copies a libpq message into err, prefixed, without the trailing newline. */
-static void set_err(char *err, size_t errlen, const char *what, const char *msg) {
-  snprintf(err, errlen, "%s: %s", what, msg && *msg ? msg : "unknown error");
-  size_t n = strlen(err);
-  while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
-    err[--n] = '\0';
-}
-
-store_t *store_new(const char *dsn, int64_t wait_ms, char *err, size_t errlen) {
+store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen) {
   store_t *st = calloc(1, sizeof *st);
-  if (!st || !(st->pool = q_pg_pool_new(dsn, POOL_SIZE))) {
+  if (!st || !(st->pool = q_pg_pool_new(pg->dsn, (int)pg->pool))) {
     snprintf(err, errlen, "out of memory");
     free(st);
     return NULL;
   }
   if (q_pg_wait_migrate(st->pool, "retriever", migrations,
-                        sizeof migrations / sizeof migrations[0], wait_ms, err,
+                        sizeof migrations / sizeof migrations[0], pg->wait_ms, err,
                         errlen) != 0) {
     store_free(st);
     return NULL;
@@ -76,7 +67,7 @@ void store_free(store_t *st) {
   free(st);
 }
 
-int store_ping(store_t *st, char *why, size_t whylen) {
+bool store_ping(store_t *st, char *why, size_t whylen) {
   return q_pg_ping(st->pool, why, whylen);
 }
 
@@ -150,7 +141,9 @@ static int copy_row(q_buf_t *b, const char *tenant, const index_chunk_t *c) {
   return rc;
 }
 
-/* Streams chunks[] into the staging table. */
+/* Streams chunks[] into the staging table. COPY is a protocol of its own
+ * that q_pg_exec does not speak: libpq is called directly and failures are
+ * reported through q_pg_fail. */
 static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
@@ -176,18 +169,15 @@ static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks
     }
     if (b.len >= COPY_FLUSH || i + 1 == n) {
       if (PQputCopyData(c, b.data, (int)b.len) != 1) {
-        set_err(err, errlen, "staging chunks", PQerrorMessage(c));
-        rc = Q_EUNAVAIL;
+        rc = q_pg_fail(c, NULL, "staging chunks", err, errlen);
         break;
       }
       q_buf_reset(&b);
     }
   }
   q_buf_free(&b);
-  if (PQputCopyEnd(c, abort_msg) != 1 && !rc) {
-    set_err(err, errlen, "staging chunks", PQerrorMessage(c));
-    rc = Q_EUNAVAIL;
-  }
+  if (PQputCopyEnd(c, abort_msg) != 1 && !rc)
+    rc = q_pg_fail(c, NULL, "staging chunks", err, errlen);
   while ((r = PQgetResult(c)) != NULL) {
     if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK)
       rc = q_pg_fail(c, r, "staging chunks", err, errlen);
@@ -199,7 +189,7 @@ static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks
 static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen) {
-  int rc = q_pg_exec(c, "BEGIN", "begin", err, errlen);
+  q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (rc)
     return rc;
   rc = q_pg_exec(c,
@@ -207,7 +197,7 @@ static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                  "  chunk_id text, tenant_id text, doc_id text, version integer,"
                  "  ordinal integer, page integer, title text, text text,"
                  "  embedding bytea) ON COMMIT DROP",
-                 "creating the staging table", err, errlen);
+                 0, NULL, "creating the staging table", NULL, err, errlen);
   if (!rc && n)
     rc = copy_batch(c, tenant, chunks, n, err, errlen);
   if (rc)
@@ -215,14 +205,13 @@ static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
 
   /* A chunk id is a primary key over all tenants: refuse to take over
    * another tenant's row. */
-  PGresult *r = PQexec(c, "SELECT s.chunk_id FROM retriever_stage s "
-                          "JOIN retriever_chunks c USING (chunk_id) "
-                          "WHERE c.tenant_id <> s.tenant_id LIMIT 1");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = q_pg_fail(c, r, "checking chunk ownership", err, errlen);
-    PQclear(r);
+  PGresult *r = q_pg_query(c,
+                           "SELECT s.chunk_id FROM retriever_stage s "
+                           "JOIN retriever_chunks c USING (chunk_id) "
+                           "WHERE c.tenant_id <> s.tenant_id LIMIT 1",
+                           0, NULL, "checking chunk ownership", &rc, err, errlen);
+  if (!r)
     return rc;
-  }
   if (PQntuples(r) > 0) {
     snprintf(err, errlen, "chunk_id %.256s belongs to another tenant",
              PQgetvalue(r, 0, 0));
@@ -233,18 +222,15 @@ static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
 
   if (replace_doc_id && *replace_doc_id) {
     const char *params[2] = {tenant, replace_doc_id};
-    r = PQexecParams(c,
-                     "UPDATE retriever_chunks SET active = false, updated_at = now() "
-                     "WHERE tenant_id = $1 AND doc_id = $2 AND active "
-                     "AND chunk_id NOT IN (SELECT chunk_id FROM retriever_stage)",
-                     2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      rc = q_pg_fail(c, r, "retiring chunks", err, errlen);
-      PQclear(r);
+    int64_t rows = 0;
+    rc = q_pg_exec(c,
+                   "UPDATE retriever_chunks SET active = false, updated_at = now() "
+                   "WHERE tenant_id = $1 AND doc_id = $2 AND active "
+                   "AND chunk_id NOT IN (SELECT chunk_id FROM retriever_stage)",
+                   2, params, "retiring chunks", &rows, err, errlen);
+    if (rc)
       return rc;
-    }
-    *retired = (size_t)strtoul(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
+    *retired = (size_t)rows;
   }
 
   if (n) {
@@ -258,11 +244,11 @@ static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                    "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
                    "  title = EXCLUDED.title, text = EXCLUDED.text,"
                    "  embedding = EXCLUDED.embedding, active = true, updated_at = now()",
-                   "writing chunks", err, errlen);
+                   0, NULL, "writing chunks", NULL, err, errlen);
     if (rc)
       return rc;
   }
-  return q_pg_exec(c, "COMMIT", "commit", err, errlen);
+  return q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
 }
 
 int store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
@@ -315,7 +301,9 @@ static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *
                      size_t errlen) {
   for (;;) {
     /* Binary results: integers and bytea arrive raw; text columns are the
-     * bytes of the string, NUL-terminated by libpq. */
+     * bytes of the string, NUL-terminated by libpq. q_pg_query gives text
+     * only, which would double the size of every vector (hex), so this one
+     * statement calls libpq itself. */
     PGresult *r = PQexecParams(c, LOAD_FETCH, 0, NULL, NULL, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
       int rc = q_pg_fail(c, r, "loading chunks", err, errlen);
@@ -367,18 +355,18 @@ int store_load(store_t *st, index_t *idx, size_t *loaded, char *err,
     return Q_EUNAVAIL;
   }
   /* A cursor lives in a transaction; REPEATABLE READ gives one snapshot. */
-  int rc = q_pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin", err,
-                     errlen);
+  int rc = q_pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
+                     "begin", NULL, err, errlen);
   if (!rc)
     rc = q_pg_exec(c,
                    "DECLARE retriever_load NO SCROLL CURSOR FOR "
                    "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
                    "  title, text, embedding FROM retriever_chunks WHERE active",
-                   "opening the cursor", err, errlen);
+                   0, NULL, "opening the cursor", NULL, err, errlen);
   if (!rc)
     rc = load_rows(c, idx, vec, loaded, err, errlen);
   if (!rc)
-    rc = q_pg_exec(c, "COMMIT", "commit", err, errlen);
+    rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
   else if (PQstatus(c) == CONNECTION_OK)
     PQclear(PQexec(c, "ROLLBACK"));
   q_pg_release(st->pool, c);

@@ -11,21 +11,25 @@
 
 #include "index.h"
 
+#include "quarry/pg.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct store store_t;
 
-/* Connects to dsn, waiting up to wait_ms while the database is unreachable
- * (backoff 100 ms doubling to 2 s), and applies the migrations. NULL on
- * failure with the reason in err. The caller owns the store. */
-store_t *store_new(const char *dsn, int64_t wait_ms, char *err, size_t errlen);
+/* Opens a pool of up to pg->pool connections to pg->dsn, waiting up to
+ * pg->wait_ms while the database is unreachable (backoff 100 ms doubling to
+ * 2 s), and applies the migrations. NULL on failure with the reason in err.
+ * The caller owns the store. */
+store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen);
 
 /* Closes every connection and frees the store. NULL is fine. */
 void store_free(store_t *st);
 
-/* 1 when the database answers, else 0 with the reason in why (readiness). */
-int store_ping(store_t *st, char *why, size_t whylen);
+/* Whether the database answers (readiness); when not, why says why. */
+bool store_ping(store_t *st, char *why, size_t whylen);
 
 /* Writes one upsert in a single transaction: retires the active chunks of
  * replace_doc_id (if neither NULL nor "") that are not among chunks[], and

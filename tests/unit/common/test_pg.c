@@ -56,6 +56,153 @@ static long query_long(PGconn *c, const char *sql) {
   return v;
 }
 
+/* ---- statements ------------------------------------------------------------- */
+
+Test(pg, exec_runs_commands_and_counts_their_rows) {
+  PGconn *c = connect_direct();
+  char err[256] = "";
+  int64_t rows = -1;
+  cr_assert_eq(q_pg_exec(c, "CREATE TEMP TABLE pgt_exec (id int PRIMARY KEY, name text)",
+                         0, NULL, "creating", &rows, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(rows, 0, "a command without a count gives 0");
+
+  const char *one[2] = {"1", "one"};
+  cr_assert_eq(q_pg_exec(c, "INSERT INTO pgt_exec VALUES ($1::int, $2)", 2, one,
+                         "inserting", &rows, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(rows, 1);
+  cr_assert_eq(q_pg_exec(c,
+                         "INSERT INTO pgt_exec SELECT g, 'n' || g "
+                         "FROM generate_series(2, 4) g",
+                         0, NULL, "inserting", &rows, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(rows, 3);
+  const char *upd[2] = {"x", "2"};
+  cr_assert_eq(q_pg_exec(c, "UPDATE pgt_exec SET name = $1 WHERE id >= $2::int", 2, upd,
+                         "updating", &rows, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(rows, 3);
+  cr_assert_eq(q_pg_exec(c, "UPDATE pgt_exec SET name = 'y' WHERE id > 100", 0, NULL,
+                         "updating", &rows, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(rows, 0, "no row matched");
+
+  /* A NULL value is SQL NULL; rows may be NULL when the count is not needed. */
+  const char *null[1] = {NULL};
+  cr_assert_eq(q_pg_exec(c, "UPDATE pgt_exec SET name = $1 WHERE id = 1", 1, null,
+                         "updating", NULL, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(query_long(c, "SELECT count(*) FROM pgt_exec WHERE name IS NULL"), 1);
+
+  /* Without parameters several statements may be sent at once (migrations);
+   * the count is the last one's. */
+  cr_assert_eq(q_pg_exec(c, "DELETE FROM pgt_exec WHERE id = 4; DELETE FROM pgt_exec",
+                         0, NULL, "deleting", &rows, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_eq(rows, 3);
+  cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+  PQfinish(c);
+}
+
+Test(pg, query_returns_rows_the_caller_frees) {
+  PGconn *c = connect_direct();
+  char err[256] = "";
+  const char *three[1] = {"3"};
+  q_err_t rc = Q_EINTERNAL;
+  PGresult *r = q_pg_query(c, "SELECT g, 'n' || g FROM generate_series(1, $1::int) g", 1,
+                           three, "listing", &rc, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_eq(rc, Q_OK);
+  cr_assert_eq(PQntuples(r), 3);
+  cr_assert_str_eq(PQgetvalue(r, 2, 1), "n3");
+  PQclear(r);
+
+  /* A command's RETURNING rows are rows too; rc may be NULL. */
+  cr_assert_eq(q_pg_exec(c, "CREATE TEMP TABLE pgt_query (id serial, name text)", 0,
+                         NULL, "creating", NULL, err, sizeof err),
+               Q_OK, "%s", err);
+  const char *name[1] = {"a"};
+  r = q_pg_query(c, "INSERT INTO pgt_query (name) VALUES ($1) RETURNING id, name", 1,
+                 name, "inserting", NULL, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_eq(PQntuples(r), 1);
+  cr_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+  cr_assert_str_eq(PQgetvalue(r, 0, 1), "a");
+  PQclear(r);
+
+  r = q_pg_query(c, "SELECT * FROM pgt_query WHERE id > 1", 0, NULL, "reading", &rc, err,
+                 sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_eq(PQntuples(r), 0, "no rows is a result, not an error");
+  PQclear(r);
+  PQfinish(c);
+}
+
+Test(pg, a_failing_statement_is_internal_and_named) {
+  PGconn *c = connect_direct();
+  char err[256] = "";
+  int64_t rows = 7;
+  cr_assert_eq(q_pg_exec(c, "SELECT no_such_column FROM pg_class", 0, NULL,
+                         "listing classes", &rows, err, sizeof err),
+               Q_EINTERNAL);
+  /* "<what>: <primary message>": no severity, no DETAIL, no newline. */
+  cr_assert_eq(strncmp(err, "listing classes: ", 17), 0, "%s", err);
+  cr_assert_not_null(strstr(err, "no_such_column"), "%s", err);
+  cr_assert_null(strstr(err, "ERROR"), "%s", err);
+  cr_assert_null(strchr(err, '\n'), "%s", err);
+  cr_assert_eq(rows, 7, "rows is left alone on failure");
+
+  q_err_t rc = Q_OK;
+  const char *bad[1] = {"abc"};
+  err[0] = '\0';
+  cr_assert_null(
+      q_pg_query(c, "SELECT $1::int", 1, bad, "converting", &rc, err, sizeof err));
+  cr_assert_eq(rc, Q_EINTERNAL);
+  cr_assert_not_null(strstr(err, "converting: "), "%s", err);
+  cr_assert_not_null(strstr(err, "abc"), "%s", err);
+
+  /* The connection is still usable, and a failure inside a transaction
+   * leaves it aborted for the caller to roll back. */
+  cr_assert_eq(query_long(c, "SELECT 1"), 1);
+  cr_assert_eq(q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, sizeof err), Q_OK);
+  cr_assert_null(q_pg_query(c, "SELECT * FROM pgt_no_such_table", 0, NULL, "reading",
+                            &rc, err, sizeof err));
+  cr_assert_eq(rc, Q_EINTERNAL);
+  cr_assert_not_null(strstr(err, "pgt_no_such_table"), "%s", err);
+  cr_assert_eq(PQtransactionStatus(c), PQTRANS_INERROR);
+  cr_assert_eq(q_pg_exec(c, "ROLLBACK", 0, NULL, "rollback", NULL, err, sizeof err),
+               Q_OK, "%s", err);
+  PQfinish(c);
+}
+
+Test(pg, a_dead_connection_is_unavailable) {
+  PGconn *c = connect_direct();
+  PGconn *killer = connect_direct();
+  char sql[96], err[256] = "";
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::int", PQbackendPID(c));
+  cr_assert_eq(query_long(killer, sql), 1);
+  PQfinish(killer);
+  usleep(200000); /* let the server close the socket */
+
+  cr_assert_eq(q_pg_exec(c, "SELECT 1", 0, NULL, "pinging", NULL, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert_eq(strncmp(err, "pinging: ", 9), 0, "%s", err);
+  cr_assert(strlen(err) > 9, "%s", err);
+  q_err_t rc = Q_OK;
+  const char *one[1] = {"1"};
+  cr_assert_null(
+      q_pg_query(c, "SELECT $1::int", 1, one, "reading", &rc, err, sizeof err));
+  cr_assert_eq(rc, Q_EUNAVAIL, "%s", err);
+  PQfinish(c);
+
+  /* No connection at all reads the same way. */
+  cr_assert_eq(q_pg_exec(NULL, "SELECT 1", 0, NULL, "pinging", NULL, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert_null(q_pg_query(NULL, "SELECT 1", 0, NULL, "reading", &rc, err, sizeof err));
+  cr_assert_eq(rc, Q_EUNAVAIL);
+}
+
 /* ---- migrations ------------------------------------------------------------- */
 
 Test(pg, migrate_applies_in_order_and_is_idempotent) {
@@ -276,7 +423,7 @@ Test(pg, a_killed_idle_connection_is_replaced) {
   cr_assert_eq(query_long(killer, sql), 1);
   PQfinish(killer);
   usleep(200000); /* let the server close the socket */
-  cr_assert_eq(q_pg_ping(p, err, sizeof err), 1, "%s", err);
+  cr_assert(q_pg_ping(p, err, sizeof err), "%s", err);
   PGconn *b = q_pg_acquire(p, 1000, err, sizeof err);
   cr_assert_not_null(b, "%s", err);
   cr_assert_neq(PQbackendPID(b), pid);
@@ -324,7 +471,7 @@ Test(pg, unreachable_server_fails_fast_with_a_reason) {
   char err[256] = "";
   cr_assert_null(q_pg_acquire(p, 1000, err, sizeof err));
   cr_assert(strlen(err) > 10, "%s", err);
-  cr_assert_eq(q_pg_ping(p, err, sizeof err), 0);
+  cr_assert_not(q_pg_ping(p, err, sizeof err));
   /* Failed connects give their slot back: the pool is not exhausted. */
   cr_assert_null(q_pg_acquire(p, 1000, err, sizeof err));
   cr_assert_null(strstr(err, "busy"), "%s", err);
@@ -351,11 +498,11 @@ Test(pg, ping_fails_once_the_server_is_stopped, .init = own_start, .fini = own_s
   char conninfo[128], err[256] = "";
   pgtest_dsn(&own, "postgres", conninfo, sizeof conninfo);
   q_pg_pool_t *p = q_pg_pool_new(conninfo, 2);
-  cr_assert_eq(q_pg_ping(p, err, sizeof err), 1, "%s", err);
+  cr_assert(q_pg_ping(p, err, sizeof err), "%s", err);
   PGconn *held = q_pg_acquire(p, 1000, err, sizeof err);
   cr_assert_not_null(held, "%s", err);
   pgtest_stop(&own);
-  cr_assert_eq(q_pg_ping(p, err, sizeof err), 0);
+  cr_assert_not(q_pg_ping(p, err, sizeof err));
   cr_assert(err[0] != '\0');
   /* A migration on a connection whose server went away is "unavailable",
    * which q_pg_wait_migrate retries, not "internal". */
