@@ -20,11 +20,11 @@ static atomic_int stopping;
 static q_ready_cb user_ready;
 static void *user_ready_ud;
 
-static int ready_cb(void *ud, char *why, size_t whylen) {
+static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
   (void)ud;
   if (atomic_load(&stopping)) {
     snprintf(why, whylen, "shutting down");
-    return 1;
+    return Q_EUNAVAIL;
   }
   return user_ready ? user_ready(user_ready_ud, why, whylen) : 0;
 }

@@ -136,7 +136,7 @@ done:
   return rc;
 }
 
-static int ready_cb(void *ud, char *why, size_t whylen) {
+static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
   return keystore_ping(ud, why, whylen) ? 0 : Q_EUNAVAIL;
 }
 

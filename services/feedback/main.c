@@ -57,7 +57,7 @@ typedef struct readiness {
  * the outbox database does (events then wait there for the broker). Only
  * when both are down would an accepted event be lost, so only then is the
  * service not ready. */
-static int ready_cb(void *ud, char *why, size_t whylen) {
+static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
   readiness_t *r = ud;
   char kafka_why[256] = "", pg_why[256] = "";
   if (producer_ready(r->producer, 500, kafka_why, sizeof kafka_why) == 0)

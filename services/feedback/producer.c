@@ -201,22 +201,22 @@ q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t 
   return Q_EUNAVAIL;
 }
 
-int producer_ready(producer_t *p, int timeout_ms, char *why, size_t whylen) {
+q_err_t producer_ready(producer_t *p, int timeout_ms, char *why, size_t whylen) {
   const struct rd_kafka_metadata *md = NULL;
   rd_kafka_resp_err_t rerr = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
   char fatal[256];
-  int rc = 0;
+  q_err_t rc = Q_OK;
 
   if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
     snprintf(why, whylen, "kafka: %s", rd_kafka_err2str(rerr));
-    rc = 1;
+    rc = Q_EUNAVAIL;
   } else if (md->broker_cnt == 0) {
     snprintf(why, whylen, "kafka: no brokers in metadata");
-    rc = 1;
+    rc = Q_EUNAVAIL;
   } else if (rd_kafka_fatal_error(p->rk, fatal, sizeof fatal) !=
              RD_KAFKA_RESP_ERR_NO_ERROR) {
     snprintf(why, whylen, "kafka: producer has a fatal error");
-    rc = 1;
+    rc = Q_EUNAVAIL;
   }
   if (md)
     rd_kafka_metadata_destroy(md);

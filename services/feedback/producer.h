@@ -64,8 +64,8 @@ q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t 
                   size_t errlen);
 
 /* 0 when a broker answers a metadata request within timeout_ms, else
- * non-zero with the reason in why. */
-int producer_ready(producer_t *p, int timeout_ms, char *why, size_t whylen);
+ * Q_EUNAVAIL with the reason in why. */
+q_err_t producer_ready(producer_t *p, int timeout_ms, char *why, size_t whylen);
 
 /* Messages delivered / failed since start (for tests and logs). */
 void producer_stats(producer_t *p, uint64_t *delivered, uint64_t *failed);

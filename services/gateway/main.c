@@ -9,6 +9,7 @@
 #include "handlers.h"
 #include "ratelimit.h"
 #include "server.h"
+#include "quarry/error.h"
 
 static q_common_cfg_t common;
 static gw_cfg_t cfg;
@@ -54,7 +55,7 @@ static q_cfg_entry_t table[] = {
      &cfg.rate_limit_rps},
 };
 
-static int ready_cb(void *ud, char *why, size_t whylen) {
+static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
   return probes_ready(ud, why, whylen);
 }
 

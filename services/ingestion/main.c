@@ -62,7 +62,7 @@ static q_cfg_entry_t cfg[] = {
      "Deadline of each Embed and Upsert call made by the workers.", 0, &call_timeout_ms},
 };
 
-static int ready_cb(void *ud, char *why, size_t whylen) {
+static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
   ingest_t *in = ud;
   return q_pg_ping(in->pool, why, whylen) ? 0 : Q_EUNAVAIL;
 }

@@ -47,7 +47,7 @@ void retriever_cleanup(retriever_t *r) {
   pthread_mutex_destroy(&r->upsert_mu);
 }
 
-int retriever_ready_cb(void *ud, char *why, size_t whylen) {
+q_err_t retriever_ready_cb(void *ud, char *why, size_t whylen) {
   retriever_t *r = ud;
   if (!r->store)
     return 0;

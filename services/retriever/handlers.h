@@ -42,7 +42,7 @@ q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
 void retriever_cleanup(retriever_t *r);
 
 /* Readiness (q_ready_cb): the database answers. ud is the retriever_t. */
-int retriever_ready_cb(void *ud, char *why, size_t whylen);
+q_err_t retriever_ready_cb(void *ud, char *why, size_t whylen);
 
 /* Handlers for quarry.v1.Retriever; pass the retriever_t as user data. */
 extern const q_grpc_method_t retriever_methods[];

@@ -8,10 +8,11 @@
 #define QUARRY_SIDECAR_H
 
 #include <stddef.h>
+#include "quarry/error.h"
 
-/* Returns 0 when ready, else writes a short reason into why. Called from the
+/* Returns 0 when ready, else Q_EUNAVAIL with a short reason in why. Called from the
  * HTTP thread; must be thread-safe and quick. */
-typedef int (*q_ready_cb)(void *ud, char *why, size_t whylen);
+typedef q_err_t (*q_ready_cb)(void *ud, char *why, size_t whylen);
 
 typedef struct q_sidecar q_sidecar_t;
 
