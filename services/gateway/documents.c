@@ -12,6 +12,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
+#include "quarry/stubs.h"
 
 #include "handlers.h"
 #include "http_util.h"
@@ -70,9 +71,8 @@ void documents_get(gw_req_t *r) {
   Quarry__V1__Document *d = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
   char err[512] = "";
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->ingestion_addr),
-                        &quarry__v1__ingestion__descriptor, "GetDocument", &req.base,
-                        (ProtobufCMessage **)&d, r->arena, &opts, err, sizeof err);
+  int rc = q_rpc_ingestion_get_document(q_grpc_channel(r->cfg->ingestion_addr), &req, &d,
+                                        r->arena, &opts, err, sizeof err);
   if (rc == 0 && !d)
     rc = Q_ENOTFOUND;
   if (rc) {
@@ -110,9 +110,8 @@ void jobs_get(gw_req_t *r) {
   Quarry__V1__Job *j = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
   char err[512] = "";
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->ingestion_addr),
-                        &quarry__v1__ingestion__descriptor, "GetJob", &req.base,
-                        (ProtobufCMessage **)&j, r->arena, &opts, err, sizeof err);
+  int rc = q_rpc_ingestion_get_job(q_grpc_channel(r->cfg->ingestion_addr), &req, &j,
+                                   r->arena, &opts, err, sizeof err);
   if (rc == 0 && !j)
     rc = Q_ENOTFOUND;
   if (rc) {
@@ -204,9 +203,8 @@ void feedback_post(gw_req_t *r) {
    * the feedback twice. */
   q_grpc_call_opts_t opts = {.timeout_ms = timeout};
   char err[512] = "";
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->feedback_addr),
-                        &quarry__v1__feedback__descriptor, "Submit", &req.base,
-                        (ProtobufCMessage **)&resp, r->arena, &opts, err, sizeof err);
+  int rc = q_rpc_feedback_submit(q_grpc_channel(r->cfg->feedback_addr), &req, &resp,
+                                 r->arena, &opts, err, sizeof err);
   if (rc == 0 && (!resp || !resp->feedback_id || !resp->feedback_id[0])) {
     rc = Q_EINTERNAL;
     snprintf(err, sizeof err, "reply holds no feedback id");

@@ -26,6 +26,7 @@
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
+#include "quarry/stubs.h"
 #include "quarry/text.h"
 #include "quarry/util.h"
 
@@ -91,9 +92,8 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
   req.texts = texts;
   Quarry__V1__EmbedResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_grpc_unary(
-      q_grpc_channel(r->cfg->llm_addr), &quarry__v1__llm_gateway__descriptor, "Embed",
-      &req.base, (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
+  int rc = q_rpc_llm_gateway_embed(q_grpc_channel(r->cfg->llm_addr), &req, &resp, r->arena,
+                                   &opts, p->err, sizeof p->err);
   if (rc == 0 && (!resp || resp->n_embeddings != 1 || !resp->embeddings[0] ||
                   resp->embeddings[0]->n_values == 0)) {
     rc = Q_EINTERNAL;
@@ -129,9 +129,8 @@ static int retrieve(pipeline_t *p, float *emb, size_t nemb,
   req.n_query_embedding = nemb;
   req.top_k = RETRIEVE_TOP_K;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->retriever_addr),
-                        &quarry__v1__retriever__descriptor, "Search", &req.base,
-                        (ProtobufCMessage **)out, r->arena, &opts, p->err, sizeof p->err);
+  int rc = q_rpc_retriever_search(q_grpc_channel(r->cfg->retriever_addr), &req, out,
+                                  r->arena, &opts, p->err, sizeof p->err);
   p->ms_retrieve = ms_since(t);
   if (rc) {
     http_reply_downstream(r, "retriever", rc, p->err);
@@ -164,9 +163,8 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
     req.n_passages = ncand;
     req.top_n = p->top_k;
     q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-    rc = q_grpc_unary(q_grpc_channel(r->cfg->reranker_addr),
-                      &quarry__v1__reranker__descriptor, "Rerank", &req.base,
-                      (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
+    rc = q_rpc_reranker_rerank(q_grpc_channel(r->cfg->reranker_addr), &req, &resp,
+                               r->arena, &opts, p->err, sizeof p->err);
     if (rc == 0 && (!resp || resp->n_passages == 0)) {
       rc = Q_EINTERNAL;
       snprintf(p->err, sizeof p->err, "reply holds no passages");
@@ -207,9 +205,8 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   req.passages = sent;
   req.n_passages = nsent;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-  q_grpc_call_t *call =
-      q_grpc_call_start(q_grpc_channel(r->cfg->llm_addr),
-                        &quarry__v1__llm_gateway__descriptor, "Generate", &opts);
+  q_rpc_llm_gateway_generate_call_t *call =
+      q_rpc_llm_gateway_generate_start(q_grpc_channel(r->cfg->llm_addr), &opts);
   if (!call) {
     http_reply_error(r, Q_EINTERNAL, "cannot start llm-gateway Generate call");
     return Q_EINTERNAL;
@@ -217,18 +214,18 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   q_buf_t buf;
   q_buf_init(&buf, ANSWER_MAX_BYTES);
   int truncated = 0;
-  int rc = q_grpc_call_send(call, &req.base);
+  int rc = q_rpc_llm_gateway_generate_send(call, &req);
   if (rc == 0)
-    rc = q_grpc_call_close_send(call);
+    rc = q_rpc_llm_gateway_generate_close_send(call);
   while (rc == 0) {
     Quarry__V1__GenerateResponse *msg = NULL;
-    rc = q_grpc_call_recv(call, r->arena, (ProtobufCMessage **)&msg);
+    rc = q_rpc_llm_gateway_generate_recv(call, r->arena, &msg);
     if (rc || !msg)
       break;
     if (msg->text && msg->text[0] && !truncated && q_buf_puts(&buf, msg->text) != 0)
       truncated = 1; /* keep reading: the status comes after the stream */
   }
-  int frc = q_grpc_call_finish(call, p->err, sizeof p->err);
+  int frc = q_rpc_llm_gateway_generate_finish(call, p->err, sizeof p->err);
   p->ms_generate = ms_since(t);
   if (frc || rc) {
     q_buf_free(&buf);
@@ -278,9 +275,8 @@ static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t n
     ev.ts_unix_ms = q_wall_ms();
     Quarry__V1__QueryEventResponse *resp = NULL;
     q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-    rc = q_grpc_unary(q_grpc_channel(r->cfg->feedback_addr),
-                      &quarry__v1__feedback__descriptor, "RecordQuery", &ev.base,
-                      (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
+    rc = q_rpc_feedback_record_query(q_grpc_channel(r->cfg->feedback_addr), &ev, &resp,
+                                     r->arena, &opts, p->err, sizeof p->err);
   }
   gw_observe_stage("record_query", gw_now() - t);
   if (rc) {

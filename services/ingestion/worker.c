@@ -15,6 +15,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
+#include "quarry/stubs.h"
 #include "quarry/trace.h"
 #include "quarry/util.h"
 #include "quarry/validate.h"
@@ -100,9 +101,8 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
     req.texts = texts;
     Quarry__V1__EmbedResponse *resp = NULL;
     char err[256] = "";
-    int rc = q_grpc_unary(q_grpc_channel(cfg->llm_addr),
-                          &quarry__v1__llm_gateway__descriptor, "Embed", &req.base,
-                          (ProtobufCMessage **)&resp, a, &opts, err, sizeof err);
+    int rc = q_rpc_llm_gateway_embed(q_grpc_channel(cfg->llm_addr), &req, &resp, a, &opts,
+                                     err, sizeof err);
     if (rc)
       return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "embedding service %s: %s",
                   transient(rc) ? "unavailable" : "rejected the request",
@@ -139,9 +139,8 @@ static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size
   Quarry__V1__UpsertResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
   char err[256] = "";
-  int rc = q_grpc_unary(q_grpc_channel(cfg->retriever_addr),
-                        &quarry__v1__retriever__descriptor, "Upsert", &req.base,
-                        (ProtobufCMessage **)&resp, a, &opts, err, sizeof err);
+  int rc = q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
+                                  &opts, err, sizeof err);
   if (rc)
     return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "retriever %s: %s",
                 transient(rc) ? "unavailable" : "rejected the chunks",
