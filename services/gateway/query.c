@@ -71,6 +71,17 @@ static int budget(const gw_req_t *r, double share) {
   return b > INT_MAX ? INT_MAX : (int)b;
 }
 
+/* An optional stage fell back after its call to service failed with rc
+ * (detail in p->err): logs what (naming the service and the error) and
+ * lists the stage in the reply's "degraded". */
+static void degrade(pipeline_t *p, const char *stage, const char *service, int rc,
+                    const char *what) {
+  char msg[768];
+  http_downstream_msg(msg, sizeof msg, service, rc, p->err);
+  q_log_warn(what, "{s:s,s:s}", "query_id", p->query_id, "error", msg);
+  json_array_append_new(p->degraded, json_string(stage));
+}
+
 static void reply_deadline(pipeline_t *p, const char *stage) {
   http_reply_error(p->r, Q_ETIMEDOUT, "query deadline of %lld ms exceeded before %s",
                    (long long)p->r->cfg->query_timeout_ms, stage);
@@ -100,11 +111,7 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
     snprintf(p->err, sizeof p->err, "reply holds no embedding for the query");
   }
   if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "llm-gateway", rc, p->err);
-    q_log_warn("embedding failed: retrieving lexically only", "{s:s,s:s}", "query_id",
-               p->query_id, "error", msg);
-    json_array_append_new(p->degraded, json_string("embed"));
+    degrade(p, "embed", "llm-gateway", rc, "embedding failed: retrieving lexically only");
   } else {
     *values = resp->embeddings[0]->values;
     *n = resp->embeddings[0]->n_values;
@@ -176,11 +183,7 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
       }
   }
   if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "reranker", rc, p->err);
-    q_log_warn("rerank failed: keeping retriever order", "{s:s,s:s}", "query_id",
-               p->query_id, "error", msg);
-    json_array_append_new(p->degraded, json_string("rerank"));
+    degrade(p, "rerank", "reranker", rc, "rerank failed: keeping retriever order");
     *sent = cand;
     *nsent = ncand < k ? ncand : k;
   } else {
@@ -279,13 +282,8 @@ static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t n
                                      r->arena, &opts, p->err, sizeof p->err);
   }
   gw_observe_stage("record_query", gw_now() - t);
-  if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "feedback", rc, p->err);
-    q_log_warn("query event not recorded", "{s:s,s:s}", "query_id", p->query_id, "error",
-               msg);
-    json_array_append_new(p->degraded, json_string("record_query"));
-  }
+  if (rc)
+    degrade(p, "record_query", "feedback", rc, "query event not recorded");
 }
 
 static json_t *text_json(const char *s) {

@@ -65,6 +65,15 @@ static int transient(int rc) {
          rc == Q_EINTERNAL || rc == Q_ECANCELLED || rc == Q_ENOMEM;
 }
 
+/* A failed call to a dependency (service: "retriever"): the job is tried
+ * again later when the error is transient, else it fails saying the
+ * service rejected it (rejected: "rejected the chunks"). */
+static outcome_t call_failed(run_t *r, int rc, const char *service, const char *rejected,
+                             const char *err) {
+  return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "%s %s: %s", service,
+              transient(rc) ? "unavailable" : rejected, err[0] ? err : q_strerror(rc));
+}
+
 static int stopping(const run_t *r) {
   return atomic_load(&r->in->stopping);
 }
@@ -104,9 +113,7 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
     int rc = q_rpc_llm_gateway_embed(q_grpc_channel(cfg->llm_addr), &req, &resp, a, &opts,
                                      err, sizeof err);
     if (rc)
-      return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "embedding service %s: %s",
-                  transient(rc) ? "unavailable" : "rejected the request",
-                  err[0] ? err : q_strerror(rc));
+      return call_failed(r, rc, "embedding service", "rejected the request", err);
     if (!resp || resp->n_embeddings != k)
       return fail(r, OUT_FAILED,
                   "embedding service returned %zu embeddings for %zu texts",
@@ -142,9 +149,7 @@ static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size
   int rc = q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
                                   &opts, err, sizeof err);
   if (rc)
-    return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "retriever %s: %s",
-                transient(rc) ? "unavailable" : "rejected the chunks",
-                err[0] ? err : q_strerror(rc));
+    return call_failed(r, rc, "retriever", "rejected the chunks", err);
   r->sent = 1;
   return OUT_OK;
 }
