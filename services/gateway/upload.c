@@ -118,10 +118,7 @@ int upload_clean_filename(const char *in, char *out, size_t outlen) {
 
 static void start_call(upload_t *u) {
   gw_req_t *r = u->r;
-  q_grpc_call_opts_t opts = {
-      .timeout_ms = (int)r->cfg->upload_timeout_ms,
-      .kind = Q_GRPC_CLIENT_STREAM,
-  };
+  q_grpc_call_opts_t opts = {.timeout_ms = (int)r->cfg->upload_timeout_ms};
   u->call = q_rpc_ingestion_upload_start(q_grpc_channel(r->cfg->ingestion_addr), &opts);
   if (!u->call)
     http_reject_err(r, Q_EINTERNAL, "cannot start the ingestion Upload call");

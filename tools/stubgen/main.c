@@ -322,6 +322,12 @@ static int check_unique(void) {
 
 /* ---- writing -------------------------------------------------------------- */
 
+static const char *kind_enum(const method_t *m) {
+  return m->client_stream   ? "Q_GRPC_CLIENT_STREAM"
+         : m->server_stream ? "Q_GRPC_SERVER_STREAM"
+                            : "Q_GRPC_UNARY";
+}
+
 static const char *kind_text(const method_t *m) {
   return m->client_stream   ? "client streaming"
          : m->server_stream ? "server streaming"
@@ -340,7 +346,8 @@ static void write_header(FILE *h) {
         " * message. A streaming method has a call type q_rpc_<s>_<m>_call_t (a\n"
         " * q_grpc_call_t that only takes that method's messages) and _start,\n"
         " * _send, _close_send, _recv, _finish and _cancel, which behave as the\n"
-        " * q_grpc_call_* functions. Thread-safety and ownership: quarry/grpc.h. */\n"
+        " * q_grpc_call_* functions, except that _start sets opts->kind from the\n"
+        " * method. Thread-safety and ownership: quarry/grpc.h. */\n"
         "#ifndef QUARRY_STUBS_H\n"
         "#define QUARRY_STUBS_H\n\n"
         "#include \"quarry/arena.h\"\n"
@@ -403,10 +410,14 @@ static void write_source(FILE *c) {
         "  return q_grpc_unary(ch, svc, svc->methods[i].name, req, resp, arena, opts, err,\n"
         "                      errlen);\n"
         "}\n\n"
+        "/* The kind (the grpc_type metrics label) is the method's, whatever\n"
+        " * opts says. */\n"
         "static q_grpc_call_t *start(q_grpc_channel_t *ch,\n"
         "                            const ProtobufCServiceDescriptor *svc, unsigned i,\n"
-        "                            const q_grpc_call_opts_t *opts) {\n"
-        "  return q_grpc_call_start(ch, svc, svc->methods[i].name, opts);\n"
+        "                            q_grpc_kind_t kind, const q_grpc_call_opts_t *opts) {\n"
+        "  q_grpc_call_opts_t o = opts ? *opts : (q_grpc_call_opts_t){0};\n"
+        "  o.kind = kind;\n"
+        "  return q_grpc_call_start(ch, svc, svc->methods[i].name, &o);\n"
         "}\n",
         c);
   for (size_t i = 0; i < nservices; i++) {
@@ -433,7 +444,8 @@ static void write_source(FILE *c) {
       fprintf(c,
               "\n%s_call_t *%s_start(\n"
               "    q_grpc_channel_t *ch, const q_grpc_call_opts_t *opts) {\n"
-              "  return (%s_call_t *)start(ch, &%s, %zu /* %s */, opts);\n"
+              "  return (%s_call_t *)start(ch, &%s, %zu /* %s */,\n"
+              "                            %s, opts);\n"
               "}\n\n"
               "q_err_t %s_send(%s_call_t *c,\n"
               "    const %s *msg) {\n"
@@ -456,7 +468,7 @@ static void write_source(FILE *c) {
               "void %s_cancel(%s_call_t *c) {\n"
               "  q_grpc_call_cancel((q_grpc_call_t *)c);\n"
               "}\n",
-              st, st, st, s->symbol, k, m->name, st, st, m->in_c, st, st,
+              st, st, st, s->symbol, k, m->name, kind_enum(m), st, st, m->in_c, st, st,
               st, st, m->out_c, m->out_c, st, st, st, st);
     }
   }

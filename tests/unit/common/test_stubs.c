@@ -228,6 +228,11 @@ Test(stubs, server_streaming_wrappers_carry_typed_messages) {
   cr_assert_str_eq(words, "alphabeta");
   cr_assert_eq(n, 3);
   cr_assert(done);
+  /* The stub labels the call with the method's kind, not the options'. */
+  cr_assert_geq(scrape_value("grpc_client_handled_total{grpc_type=\"server_stream\","
+                             "grpc_service=\"quarry.v1.LlmGateway\","
+                             "grpc_method=\"Generate\",grpc_code=\"OK\"} "),
+                1);
   grpctest_stop(&t);
 }
 
