@@ -53,6 +53,23 @@ $(PYGEN): $(PROTOS)
 	@mkdir -p $(BUILD)/py
 	protoc --python_out=$(BUILD)/py -Iproto $(PROTOS)
 
+# ---- typed client stubs (q_rpc_*, quarry/stubs.h) ----------------------------
+# tools/stubgen checks the descriptor set against the protoc-c descriptors it
+# links and writes a stub per method into libquarry.a. Kept before the object
+# rules: appending to GEN_H makes every object wait for stubs.h.
+STUBS   := $(BUILD)/gen/quarry/stubs
+STUBGEN := $(BUILD)/tools/quarry-stubgen
+$(STUBGEN): tools/stubgen/main.c $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C)) | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -rdynamic -o $@ $^ -lprotobuf-c -ldl
+$(STUBS).c $(STUBS).h &: $(STUBGEN) $(PROTOSET)
+	$(STUBGEN) $(PROTOSET) $(STUBS).h $(STUBS).c
+$(BUILD)/obj/gen/quarry/stubs.o: $(STUBS).c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+GEN_C += $(STUBS).c
+GEN_H += $(STUBS).h
+
 # ---- objects ----------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)

@@ -13,6 +13,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
+#include "quarry/stubs.h"
 #include "quarry/trace.h"
 #include "quarry/util.h"
 
@@ -150,9 +151,8 @@ q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeo
   Quarry__V1__AuthenticateResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout_ms, .idempotent = 1};
   char cerr[256] = "";
-  rc = q_grpc_unary(q_grpc_channel(addr), &quarry__v1__auth__descriptor, "Authenticate",
-                    &req.base, (ProtobufCMessage **)&resp, arena, &opts, cerr,
-                    sizeof cerr);
+  rc = q_rpc_auth_authenticate(q_grpc_channel(addr), &req, &resp, arena, &opts, cerr,
+                               sizeof cerr);
   if (rc) {
     if (rc == Q_EUNAUTH || rc == Q_EPERM)
       snprintf(err, errlen, "invalid API key%s%s", cerr[0] ? ": " : "", cerr);

@@ -12,6 +12,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
+#include "quarry/stubs.h"
 
 #include "handlers.h"
 #include "http_util.h"
@@ -39,9 +40,17 @@ static int id_ok(const char *s) {
   return 1;
 }
 
-static int timeout_of(const gw_req_t *r) {
+/* Options of a downstream call made for r: all the time r has left. 0, or
+ * Q_ETIMEDOUT once replied because none is left. */
+static int call_opts(gw_req_t *r, int idempotent, q_grpc_call_opts_t *opts) {
   int64_t left = gw_ms_left(r);
-  return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+  if (left <= 0) {
+    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+    return Q_ETIMEDOUT;
+  }
+  *opts = (q_grpc_call_opts_t){.timeout_ms = left > INT_MAX ? INT_MAX : (int)left,
+                               .idempotent = idempotent};
+  return 0;
 }
 
 /* Maps a failed lookup: an id ingestion finds malformed cannot exist, so
@@ -59,20 +68,16 @@ void documents_get(gw_req_t *r) {
     http_reply_error(r, Q_ENOTFOUND, "document not found");
     return;
   }
-  int timeout = timeout_of(r);
-  if (!timeout) {
-    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+  q_grpc_call_opts_t opts;
+  if (call_opts(r, 1, &opts))
     return;
-  }
   Quarry__V1__GetDocumentRequest req = QUARRY__V1__GET_DOCUMENT_REQUEST__INIT;
   req.tenant_id = r->principal.tenant_id;
   req.document_id = r->param;
   Quarry__V1__Document *d = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
   char err[512] = "";
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->ingestion_addr),
-                        &quarry__v1__ingestion__descriptor, "GetDocument", &req.base,
-                        (ProtobufCMessage **)&d, r->arena, &opts, err, sizeof err);
+  int rc = q_rpc_ingestion_get_document(q_grpc_channel(r->cfg->ingestion_addr), &req, &d,
+                                        r->arena, &opts, err, sizeof err);
   if (rc == 0 && !d)
     rc = Q_ENOTFOUND;
   if (rc) {
@@ -99,20 +104,16 @@ void jobs_get(gw_req_t *r) {
     http_reply_error(r, Q_ENOTFOUND, "job not found");
     return;
   }
-  int timeout = timeout_of(r);
-  if (!timeout) {
-    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+  q_grpc_call_opts_t opts;
+  if (call_opts(r, 1, &opts))
     return;
-  }
   Quarry__V1__GetJobRequest req = QUARRY__V1__GET_JOB_REQUEST__INIT;
   req.tenant_id = r->principal.tenant_id;
   req.job_id = r->param;
   Quarry__V1__Job *j = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
   char err[512] = "";
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->ingestion_addr),
-                        &quarry__v1__ingestion__descriptor, "GetJob", &req.base,
-                        (ProtobufCMessage **)&j, r->arena, &opts, err, sizeof err);
+  int rc = q_rpc_ingestion_get_job(q_grpc_channel(r->cfg->ingestion_addr), &req, &j,
+                                   r->arena, &opts, err, sizeof err);
   if (rc == 0 && !j)
     rc = Q_ENOTFOUND;
   if (rc) {
@@ -185,11 +186,11 @@ void feedback_post(gw_req_t *r) {
     http_reply_error(r, Q_EINVAL, "field \"rating\" must be 1 (good) or -1 (bad)");
     goto done;
   }
-  int timeout = timeout_of(r);
-  if (!timeout) {
-    http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
+  /* Not retried by the adapter: a retry after a lost reply would publish
+   * the feedback twice. */
+  q_grpc_call_opts_t opts;
+  if (call_opts(r, 0, &opts))
     goto done;
-  }
 
   Quarry__V1__FeedbackRequest req = QUARRY__V1__FEEDBACK_REQUEST__INIT;
   req.query_id = (char *)query_id;
@@ -200,13 +201,9 @@ void feedback_post(gw_req_t *r) {
   req.chunk_ids = chunk_ids;
   req.n_chunk_ids = nchunks;
   Quarry__V1__FeedbackResponse *resp = NULL;
-  /* Not retried by the adapter: a retry after a lost reply would publish
-   * the feedback twice. */
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout};
   char err[512] = "";
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->feedback_addr),
-                        &quarry__v1__feedback__descriptor, "Submit", &req.base,
-                        (ProtobufCMessage **)&resp, r->arena, &opts, err, sizeof err);
+  int rc = q_rpc_feedback_submit(q_grpc_channel(r->cfg->feedback_addr), &req, &resp,
+                                 r->arena, &opts, err, sizeof err);
   if (rc == 0 && (!resp || !resp->feedback_id || !resp->feedback_id[0])) {
     rc = Q_EINTERNAL;
     snprintf(err, sizeof err, "reply holds no feedback id");

@@ -11,6 +11,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/metrics.h"
+#include "quarry/stubs.h"
 
 #include "handlers.h"
 #include "http_util.h"
@@ -33,9 +34,8 @@ static int check(const char *addr, char *err, size_t errlen) {
   Grpc__Health__V1__HealthCheckResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = CHECK_TIMEOUT_MS, .max_attempts = 1};
   char cerr[256] = "";
-  int rc = q_grpc_unary(q_grpc_channel(addr), &grpc__health__v1__health__descriptor,
-                        "Check", &req.base, (ProtobufCMessage **)&resp, arena, &opts,
-                        cerr, sizeof cerr);
+  int rc = q_rpc_health_check(q_grpc_channel(addr), &req, &resp, arena, &opts, cerr,
+                              sizeof cerr);
   if (rc) {
     snprintf(err, errlen, "%s", cerr[0] ? cerr : q_strerror(rc));
   } else if (!resp ||

@@ -26,6 +26,7 @@
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
+#include "quarry/stubs.h"
 #include "quarry/text.h"
 #include "quarry/util.h"
 #include "quarry/validate.h"
@@ -71,6 +72,17 @@ static int budget(const gw_req_t *r, double share) {
   return b > INT_MAX ? INT_MAX : (int)b;
 }
 
+/* An optional stage fell back after its call to service failed with rc
+ * (detail in p->err): logs what (naming the service and the error) and
+ * lists the stage in the reply's "degraded". */
+static void degrade(pipeline_t *p, const char *stage, const char *service, int rc,
+                    const char *what) {
+  char msg[768];
+  http_downstream_msg(msg, sizeof msg, service, rc, p->err);
+  q_log_warn(what, "{s:s,s:s}", "query_id", p->query_id, "error", msg);
+  json_array_append_new(p->degraded, json_string(stage));
+}
+
 static void reply_deadline(pipeline_t *p, const char *stage) {
   http_reply_error(p->r, Q_ETIMEDOUT, "query deadline of %lld ms exceeded before %s",
                    (long long)p->r->cfg->query_timeout_ms, stage);
@@ -92,20 +104,15 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
   req.texts = texts;
   Quarry__V1__EmbedResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_grpc_unary(
-      q_grpc_channel(r->cfg->llm_addr), &quarry__v1__llm_gateway__descriptor, "Embed",
-      &req.base, (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
+  int rc = q_rpc_llm_gateway_embed(q_grpc_channel(r->cfg->llm_addr), &req, &resp, r->arena,
+                                   &opts, p->err, sizeof p->err);
   if (rc == 0 && (!resp || resp->n_embeddings != 1 || !resp->embeddings[0] ||
                   resp->embeddings[0]->n_values == 0)) {
     rc = Q_EINTERNAL;
     snprintf(p->err, sizeof p->err, "reply holds no embedding for the query");
   }
   if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "llm-gateway", rc, p->err);
-    q_log_warn("embedding failed: retrieving lexically only", "{s:s,s:s}", "query_id",
-               p->query_id, "error", msg);
-    json_array_append_new(p->degraded, json_string("embed"));
+    degrade(p, "embed", "llm-gateway", rc, "embedding failed: retrieving lexically only");
   } else {
     *values = resp->embeddings[0]->values;
     *n = resp->embeddings[0]->n_values;
@@ -130,9 +137,8 @@ static int retrieve(pipeline_t *p, float *emb, size_t nemb,
   req.n_query_embedding = nemb;
   req.top_k = RETRIEVE_TOP_K;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_grpc_unary(q_grpc_channel(r->cfg->retriever_addr),
-                        &quarry__v1__retriever__descriptor, "Search", &req.base,
-                        (ProtobufCMessage **)out, r->arena, &opts, p->err, sizeof p->err);
+  int rc = q_rpc_retriever_search(q_grpc_channel(r->cfg->retriever_addr), &req, out,
+                                  r->arena, &opts, p->err, sizeof p->err);
   p->ms_retrieve = ms_since(t);
   if (rc) {
     http_reply_downstream(r, "retriever", rc, p->err);
@@ -165,9 +171,8 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
     req.n_passages = ncand;
     req.top_n = p->top_k;
     q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-    rc = q_grpc_unary(q_grpc_channel(r->cfg->reranker_addr),
-                      &quarry__v1__reranker__descriptor, "Rerank", &req.base,
-                      (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
+    rc = q_rpc_reranker_rerank(q_grpc_channel(r->cfg->reranker_addr), &req, &resp,
+                               r->arena, &opts, p->err, sizeof p->err);
     if (rc == 0 && (!resp || resp->n_passages == 0)) {
       rc = Q_EINTERNAL;
       snprintf(p->err, sizeof p->err, "reply holds no passages");
@@ -179,11 +184,7 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
       }
   }
   if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "reranker", rc, p->err);
-    q_log_warn("rerank failed: keeping retriever order", "{s:s,s:s}", "query_id",
-               p->query_id, "error", msg);
-    json_array_append_new(p->degraded, json_string("rerank"));
+    degrade(p, "rerank", "reranker", rc, "rerank failed: keeping retriever order");
     *sent = cand;
     *nsent = ncand < k ? ncand : k;
   } else {
@@ -208,9 +209,8 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   req.passages = sent;
   req.n_passages = nsent;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-  q_grpc_call_t *call =
-      q_grpc_call_start(q_grpc_channel(r->cfg->llm_addr),
-                        &quarry__v1__llm_gateway__descriptor, "Generate", &opts);
+  q_rpc_llm_gateway_generate_call_t *call =
+      q_rpc_llm_gateway_generate_start(q_grpc_channel(r->cfg->llm_addr), &opts);
   if (!call) {
     http_reply_error(r, Q_EINTERNAL, "cannot start llm-gateway Generate call");
     return Q_EINTERNAL;
@@ -218,18 +218,18 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   q_buf_t buf;
   q_buf_init(&buf, ANSWER_MAX_BYTES);
   int truncated = 0;
-  int rc = q_grpc_call_send(call, &req.base);
+  int rc = q_rpc_llm_gateway_generate_send(call, &req);
   if (rc == 0)
-    rc = q_grpc_call_close_send(call);
+    rc = q_rpc_llm_gateway_generate_close_send(call);
   while (rc == 0) {
     Quarry__V1__GenerateResponse *msg = NULL;
-    rc = q_grpc_call_recv(call, r->arena, (ProtobufCMessage **)&msg);
+    rc = q_rpc_llm_gateway_generate_recv(call, r->arena, &msg);
     if (rc || !msg)
       break;
     if (msg->text && msg->text[0] && !truncated && q_buf_puts(&buf, msg->text) != 0)
       truncated = 1; /* keep reading: the status comes after the stream */
   }
-  int frc = q_grpc_call_finish(call, p->err, sizeof p->err);
+  int frc = q_rpc_llm_gateway_generate_finish(call, p->err, sizeof p->err);
   p->ms_generate = ms_since(t);
   if (frc || rc) {
     q_buf_free(&buf);
@@ -279,18 +279,12 @@ static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t n
     ev.ts_unix_ms = q_wall_ms();
     Quarry__V1__QueryEventResponse *resp = NULL;
     q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-    rc = q_grpc_unary(q_grpc_channel(r->cfg->feedback_addr),
-                      &quarry__v1__feedback__descriptor, "RecordQuery", &ev.base,
-                      (ProtobufCMessage **)&resp, r->arena, &opts, p->err, sizeof p->err);
+    rc = q_rpc_feedback_record_query(q_grpc_channel(r->cfg->feedback_addr), &ev, &resp,
+                                     r->arena, &opts, p->err, sizeof p->err);
   }
   gw_observe_stage("record_query", q_now_s() - t);
-  if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "feedback", rc, p->err);
-    q_log_warn("query event not recorded", "{s:s,s:s}", "query_id", p->query_id, "error",
-               msg);
-    json_array_append_new(p->degraded, json_string("record_query"));
-  }
+  if (rc)
+    degrade(p, "record_query", "feedback", rc, "query event not recorded");
 }
 
 static json_t *text_json(const char *s) {

@@ -12,6 +12,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
+#include "quarry/stubs.h"
 
 #include "handlers.h"
 #include "http_util.h"
@@ -24,7 +25,7 @@ typedef struct upload {
   gw_req_t *r;
   int multipart;
   struct MHD_PostProcessor *pp;
-  q_grpc_call_t *call;
+  q_rpc_ingestion_upload_call_t *call;
   int header_sent;
   int send_failed; /* the call failed; finish() tells why */
   uint64_t doc_bytes;
@@ -117,12 +118,8 @@ q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
 
 static void start_call(upload_t *u) {
   gw_req_t *r = u->r;
-  q_grpc_call_opts_t opts = {
-      .timeout_ms = (int)r->cfg->upload_timeout_ms,
-      .kind = Q_GRPC_CLIENT_STREAM,
-  };
-  u->call = q_grpc_call_start(q_grpc_channel(r->cfg->ingestion_addr),
-                              &quarry__v1__ingestion__descriptor, "Upload", &opts);
+  q_grpc_call_opts_t opts = {.timeout_ms = (int)r->cfg->upload_timeout_ms};
+  u->call = q_rpc_ingestion_upload_start(q_grpc_channel(r->cfg->ingestion_addr), &opts);
   if (!u->call)
     http_reject_err(r, Q_EINTERNAL, "cannot start the ingestion Upload call");
 }
@@ -146,7 +143,7 @@ static void send_data(upload_t *u, const char *p, size_t n) {
     }
     msg.data.data = (uint8_t *)p;
     msg.data.len = k;
-    if (q_grpc_call_send(u->call, &msg.base) != 0)
+    if (q_rpc_ingestion_upload_send(u->call, &msg) != 0)
       u->send_failed = 1; /* keep draining; the status comes at the end */
     p += k;
     n -= k;
@@ -159,9 +156,9 @@ static void abort_call(upload_t *u) {
     return;
   /* Cancel rather than half-close: ingestion must see an aborted stream,
    * not a complete (truncated) document. */
-  q_grpc_call_cancel(u->call);
+  q_rpc_ingestion_upload_cancel(u->call);
   char err[256];
-  q_grpc_call_finish(u->call, err, sizeof err);
+  q_rpc_ingestion_upload_finish(u->call, err, sizeof err);
   u->call = NULL;
 }
 
@@ -453,10 +450,10 @@ static void upload_end(gw_req_t *r) {
    * the call early) there is no reply and the status says why. */
   Quarry__V1__UploadResponse *resp = NULL;
   if (!u->send_failed)
-    q_grpc_call_close_send(u->call);
-  int rc = q_grpc_call_recv(u->call, r->arena, (ProtobufCMessage **)&resp);
+    q_rpc_ingestion_upload_close_send(u->call);
+  int rc = q_rpc_ingestion_upload_recv(u->call, r->arena, &resp);
   char err[512] = "";
-  int frc = q_grpc_call_finish(u->call, err, sizeof err);
+  int frc = q_rpc_ingestion_upload_finish(u->call, err, sizeof err);
   u->call = NULL;
   if (frc) {
     http_reply_downstream(r, "ingestion", frc, err);

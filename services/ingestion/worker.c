@@ -15,6 +15,7 @@
 #include "quarry/error.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
+#include "quarry/stubs.h"
 #include "quarry/trace.h"
 #include "quarry/util.h"
 #include "quarry/validate.h"
@@ -64,6 +65,15 @@ static int transient(int rc) {
          rc == Q_EINTERNAL || rc == Q_ECANCELLED || rc == Q_ENOMEM;
 }
 
+/* A failed call to a dependency (service: "retriever"): the job is tried
+ * again later when the error is transient, else it fails saying the
+ * service rejected it (rejected: "rejected the chunks"). */
+static outcome_t call_failed(run_t *r, int rc, const char *service, const char *rejected,
+                             const char *err) {
+  return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "%s %s: %s", service,
+              transient(rc) ? "unavailable" : rejected, err[0] ? err : q_strerror(rc));
+}
+
 static int stopping(const run_t *r) {
   return atomic_load(&r->in->stopping);
 }
@@ -100,13 +110,10 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
     req.texts = texts;
     Quarry__V1__EmbedResponse *resp = NULL;
     char err[256] = "";
-    int rc = q_grpc_unary(q_grpc_channel(cfg->llm_addr),
-                          &quarry__v1__llm_gateway__descriptor, "Embed", &req.base,
-                          (ProtobufCMessage **)&resp, a, &opts, err, sizeof err);
+    int rc = q_rpc_llm_gateway_embed(q_grpc_channel(cfg->llm_addr), &req, &resp, a, &opts,
+                                     err, sizeof err);
     if (rc)
-      return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "embedding service %s: %s",
-                  transient(rc) ? "unavailable" : "rejected the request",
-                  err[0] ? err : q_strerror(rc));
+      return call_failed(r, rc, "embedding service", "rejected the request", err);
     if (!resp || resp->n_embeddings != k)
       return fail(r, OUT_FAILED,
                   "embedding service returned %zu embeddings for %zu texts",
@@ -139,13 +146,10 @@ static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size
   Quarry__V1__UpsertResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
   char err[256] = "";
-  int rc = q_grpc_unary(q_grpc_channel(cfg->retriever_addr),
-                        &quarry__v1__retriever__descriptor, "Upsert", &req.base,
-                        (ProtobufCMessage **)&resp, a, &opts, err, sizeof err);
+  int rc = q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
+                                  &opts, err, sizeof err);
   if (rc)
-    return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "retriever %s: %s",
-                transient(rc) ? "unavailable" : "rejected the chunks",
-                err[0] ? err : q_strerror(rc));
+    return call_failed(r, rc, "retriever", "rejected the chunks", err);
   r->sent = 1;
   return OUT_OK;
 }

@@ -11,7 +11,14 @@
  * Client: one channel per target, created on first use and shared by all
  * threads. Calls take their deadline from the options, capped by the
  * thread's inherited deadline; idempotent unary calls are retried on
- * UNAVAILABLE with exponential backoff and full jitter.
+ * UNAVAILABLE with exponential backoff and full jitter. Code outside the
+ * adapter calls a method through its typed stub from quarry/stubs.h,
+ * generated at build time by tools/stubgen for every method of every service:
+ * q_rpc_<service>_<method> in snake case (q_rpc_retriever_search), plus
+ * _start/_send/_close_send/_recv/_finish/_cancel and a call type for
+ * streaming methods. The stubs are q_grpc_unary and q_grpc_call_* with the
+ * method fixed and the messages typed; the by-name functions below are what
+ * they are built on (docs/development.md, "Calling another service").
  *
  * Every server and client call updates the grpc_server_* / grpc_client_*
  * metric families. */
@@ -120,7 +127,9 @@ typedef struct q_grpc_call_opts {
   int idempotent;            /* retry on UNAVAILABLE */
   const char *authorization; /* sent as "authorization" metadata, or NULL */
   int64_t max_msg_bytes;     /* 0: 64 MiB */
-  q_grpc_kind_t kind;        /* for metrics labels of streaming calls */
+  q_grpc_kind_t kind;        /* for metrics labels of streaming calls
+                                started with q_grpc_call_start; the
+                                q_rpc_* stubs set it from the method */
 } q_grpc_call_opts_t;
 
 /* Unary call. On success *resp is unpacked into arena (so freed with it).

@@ -4,6 +4,7 @@
  * real Quarry service descriptors. */
 #include "quarry/error.h"
 #include "quarry/grpc.h"
+#include "quarry/stubs.h"
 #include "quarry/trace.h"
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -137,8 +138,7 @@ static int rerank(const char *query, int timeout_ms, Quarry__V1__RerankResponse 
   req.n_passages = 2;
   req.passages = ps;
   q_grpc_call_opts_t o = {.timeout_ms = timeout_ms};
-  return q_grpc_unary(q_grpc_channel(target), &quarry__v1__reranker__descriptor, "Rerank",
-                      &req.base, (ProtobufCMessage **)resp, a, &o, err, errlen);
+  return q_rpc_reranker_rerank(q_grpc_channel(target), &req, resp, a, &o, err, errlen);
 }
 
 TestSuite(grpc, .init = setup, .fini = teardown, .timeout = 30);
@@ -280,18 +280,15 @@ Test(grpc, health_check) {
   q_arena_t *a = q_arena_new(0);
   Grpc__Health__V1__HealthCheckResponse *r = NULL;
   char err[128];
-  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &grpc__health__v1__health__descriptor, "Check",
-                            &req.base, (ProtobufCMessage **)&r, a, NULL, err, sizeof err),
+  cr_assert_eq(q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
                0, "%s", err);
   cr_assert_eq(r->status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
   q_grpc_server_set_serving(srv, 0);
-  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &grpc__health__v1__health__descriptor, "Check",
-                            &req.base, (ProtobufCMessage **)&r, a, NULL, err, sizeof err),
+  cr_assert_eq(q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
                0);
   cr_assert_eq(r->status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
   req.service = "no.such.Service";
-  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &grpc__health__v1__health__descriptor, "Check",
-                            &req.base, (ProtobufCMessage **)&r, a, NULL, err, sizeof err),
+  cr_assert_eq(q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
                Q_ENOTFOUND);
   q_arena_free(a);
 }

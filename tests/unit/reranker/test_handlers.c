@@ -24,8 +24,7 @@ static void teardown(void) {
 TestSuite(rerank, .init = setup, .fini = teardown, .timeout = 30);
 
 static int rerank(Quarry__V1__RerankRequest *req, Quarry__V1__RerankResponse **resp) {
-  return grpctest_call(&rpc, "Rerank", &req->base, (ProtobufCMessage **)resp, err,
-                       sizeof err);
+  return grpctest_call(&rpc, q_rpc_reranker_rerank, req, resp, err, sizeof err);
 }
 
 static Quarry__V1__Passage passage(const char *id, const char *text, float score) {

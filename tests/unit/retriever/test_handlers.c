@@ -31,17 +31,12 @@ static void teardown(void) {
 
 TestSuite(handlers, .init = setup, .fini = teardown, .timeout = 30);
 
-static int call(const char *method, const ProtobufCMessage *req,
-                ProtobufCMessage **resp) {
-  return grpctest_call(&rpc, method, req, resp, err, sizeof err);
-}
-
 static int upsert(Quarry__V1__UpsertRequest *req, Quarry__V1__UpsertResponse **resp) {
-  return call("Upsert", &req->base, (ProtobufCMessage **)resp);
+  return grpctest_call(&rpc, q_rpc_retriever_upsert, req, resp, err, sizeof err);
 }
 
 static int search(Quarry__V1__SearchRequest *req, Quarry__V1__SearchResponse **resp) {
-  return call("Search", &req->base, (ProtobufCMessage **)resp);
+  return grpctest_call(&rpc, q_rpc_retriever_search, req, resp, err, sizeof err);
 }
 
 static Quarry__V1__Chunk chunk(const char *id, const char *doc, const char *text) {
@@ -123,7 +118,8 @@ Test(handlers, stats_and_replace) {
   Quarry__V1__StatsRequest sr = QUARRY__V1__STATS_REQUEST__INIT;
   sr.tenant_id = "acme";
   Quarry__V1__StatsResponse *st;
-  cr_assert_eq(call("Stats", &sr.base, (ProtobufCMessage **)&st), 0, "%s", err);
+  cr_assert_eq(grpctest_call(&rpc, q_rpc_retriever_stats, &sr, &st, err, sizeof err), 0,
+               "%s", err);
   cr_assert_eq(st->chunks, 1);
   cr_assert_eq(st->documents, 1);
   cr_assert_eq(st->terms, 2);

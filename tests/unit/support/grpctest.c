@@ -24,10 +24,4 @@ void grpctest_stop(grpctest_t *t) {
   q_arena_free(t->arena);
 }
 
-int grpctest_call(grpctest_t *t, const char *method, const ProtobufCMessage *req,
-                  ProtobufCMessage **resp, char *err, size_t errlen) {
-  q_grpc_call_opts_t o = {.timeout_ms = 5000};
-  err[0] = '\0';
-  return q_grpc_unary(q_grpc_channel(t->target), t->service, method, req, resp, t->arena,
-                      &o, err, errlen);
-}
+const q_grpc_call_opts_t grpctest_opts = {.timeout_ms = 5000};

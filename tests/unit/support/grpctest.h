@@ -1,10 +1,12 @@
 /* grpctest.h - one service's handlers on a loopback gRPC server, and unary
- * calls to them, for the tests of a service's gRPC surface. */
+ * calls to them through the typed stubs, for the tests of a service's gRPC
+ * surface. */
 #ifndef QUARRY_TEST_GRPCTEST_H
 #define QUARRY_TEST_GRPCTEST_H
 
 #include "quarry/arena.h"
 #include "quarry/grpc.h"
+#include "quarry/stubs.h"
 
 #include <stddef.h>
 
@@ -23,9 +25,14 @@ void grpctest_start(grpctest_t *t, const ProtobufCServiceDescriptor *service,
 /* Stops the server, drops the client channels and frees the replies. */
 void grpctest_stop(grpctest_t *t);
 
-/* Calls method with req (5 s deadline). Returns 0 with *resp in t->arena,
- * or the q_err_t the call ended with and the server's message in err. */
-int grpctest_call(grpctest_t *t, const char *method, const ProtobufCMessage *req,
-                  ProtobufCMessage **resp, char *err, size_t errlen);
+/* Options of the calls below: a 5 s deadline. */
+extern const q_grpc_call_opts_t grpctest_opts;
+
+/* Calls t's server through stub, a unary q_rpc_* stub of its service (so
+ * request and reply are typed). Evaluates to 0 with *resp in t->arena, or
+ * to the q_err_t the call ended with and the server's message in err. */
+#define grpctest_call(t, stub, req, resp, err, errlen)                       \
+  ((err)[0] = '\0', stub(q_grpc_channel((t)->target), (req), (resp),         \
+                         (t)->arena, &grpctest_opts, (err), (errlen)))
 
 #endif
