@@ -1,5 +1,11 @@
-# Quarry build. Sources are found by directory, listed once; dependencies
-# come from -MMD -MP. `make help` lists the targets.
+# Quarry build. Sources are found by directory, at any depth, and listed
+# once; dependencies come from -MMD -MP. `make help` lists the targets.
+#   common/src/**.c                libquarry.a (with the generated protobuf code)
+#   services/<svc>/main.c          the entry of quarry-<svc>
+#   services/<svc>/**.c (the rest) libsvc_<svc>.a, which unit tests link too
+#   tools/<tool>/**.c              quarry-<tool> (a folder with a main.c)
+#   tests/unit/<area>/**/test_*.c  one Criterion binary each
+#   tests/unit/support/**.c        fixtures every unit test links
 
 BUILD    ?= build
 CC       ?= gcc
@@ -16,9 +22,15 @@ SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
 PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto
 GEN_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    := $(GEN_C:.c=.h)
-COMMON_C := $(wildcard common/src/*.c)
+# $(call find_src,DIR,NAME): files under DIR at any depth whose name matches the
+# glob NAME, sorted; nothing when DIR does not exist (the image build copies no
+# tests/).
+find_src = $(sort $(shell find $(1) -type f -name '$(2)' 2>/dev/null))
+
+COMMON_C := $(call find_src,common/src,*.c)
 LIBQ     := $(BUILD)/lib/libquarry.a
-BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES)) $(BUILD)/bin/quarry-devbroker
+TOOLS    := $(patsubst tools/%/main.c,%,$(wildcard tools/*/main.c))
+BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES) $(TOOLS))
 PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
@@ -69,11 +81,15 @@ $(LIBQ): $(COMMON_O)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# Each service: every .c but main.c goes into libsvc_<name>.a so unit tests
-# can link the service's modules.
+# Each service: every .c under services/<name>/, subfolders included, but the
+# top-level main.c goes into libsvc_<name>.a so unit tests can link the
+# service's modules. The service's folder is on the quote-include path of its
+# own objects, so a file in a subfolder includes "index.h" or "engine/hnsw.h"
+# the way a test does.
 define service_rules
-SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(wildcard services/$(1)/*.c))
+SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(call find_src,services/$(1),*.c))
 SVC_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(SVC_$(1)_C))
+$(BUILD)/obj/services/$(1)/%.o: CPPFLAGS += -iquote services/$(1)
 $(BUILD)/lib/libsvc_$(1).a: $$(SVC_$(1)_O)
 	@mkdir -p $$(dir $$@)
 	rm -f $$@ && ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/obj/empty.o)
@@ -87,20 +103,32 @@ $(BUILD)/obj/empty.o:
 	@mkdir -p $(dir $@)
 	echo 'typedef int q_empty_t;' | $(CC) -x c -c -o $@ -
 
-$(BUILD)/bin/quarry-devbroker: $(BUILD)/obj/tools/devbroker/main.o $(LIBQ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# Each tools/<name>/ with a main.c is the binary quarry-<name>, built from every
+# .c under it (tools/eval/ is Python and has none).
+define tool_rules
+TOOL_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(call find_src,tools/$(1),*.c))
+$(BUILD)/obj/tools/$(1)/%.o: CPPFLAGS += -iquote tools/$(1)
+$(BUILD)/bin/quarry-$(1): $$(TOOL_$(1)_O) $(LIBQ)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+endef
+$(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 
 # ---- tests ------------------------------------------------------------------
-# tests/unit/<area>/test_<module>.c -> $(BUILD)/tests/<area>_<module>; an area
-# named after a service also links that service's modules. Every test also
-# links the shared fixtures of tests/unit/support/.
-UNIT_C   := $(wildcard tests/unit/*/test_*.c)
-UNIT_BIN := $(foreach t,$(UNIT_C),$(BUILD)/tests/$(word 3,$(subst /, ,$(t)))_$(patsubst test_%.c,%,$(notdir $(t))))
-SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/support/*.c))
+# tests/unit/<area>/[<sub>/]test_<module>.c -> $(BUILD)/tests/<area>_[<sub>_]<module>.
+# An area named after a service links that service's modules. Every test
+# links the fixtures of tests/unit/support/.
+UNIT_C    := $(filter-out tests/unit/support/%,$(call find_src,tests/unit,test_*.c))
+SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(call find_src,tests/unit/support,*.c))
+unit_area  = $(word 3,$(subst /, ,$(1)))
+unit_bin   = $(BUILD)/tests/$(subst /,_,$(patsubst tests/unit/%,%,$(dir $(1))))$(patsubst test_%.c,%,$(notdir $(1)))
+UNIT_BIN  := $(foreach t,$(UNIT_C),$(call unit_bin,$(t)))
+ifneq ($(words $(UNIT_BIN)),$(words $(sort $(UNIT_BIN))))
+$(error two unit tests map to one binary name in $(BUILD)/tests; rename one)
+endif
 
 define unit_rule
-$(BUILD)/tests/$(word 3,$(subst /, ,$(1)))_$(patsubst test_%.c,%,$(notdir $(1))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(word 3,$(subst /, ,$(1))),$(SERVICES)),$(BUILD)/lib/libsvc_$(word 3,$(subst /, ,$(1))).a) $(LIBQ)
+$(call unit_bin,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(call unit_area,$(1)),$(SERVICES)),$(BUILD)/lib/libsvc_$(call unit_area,$(1)).a) $(LIBQ)
 	@mkdir -p $$(dir $$@)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcriterion
 endef
