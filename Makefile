@@ -116,16 +116,26 @@ $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 
 # ---- tests ------------------------------------------------------------------
 # tests/unit/<area>/[<sub>/]test_<module>.c -> $(BUILD)/tests/<area>_[<sub>_]<module>.
-# An area named after a service links that service's modules. Every test
-# links the fixtures of tests/unit/support/.
+# An area named after a service links that service's modules, and its tests
+# include the service's headers by name ("index.h") through -iquote
+# services/<area>. Every test links the fixtures of tests/unit/support/ and
+# includes them by name ("pgtest.h") through -iquote tests/unit/support.
+# -iquote is -I for #include "..." only: a service header never shadows a
+# system one. tests/lint/includes.py fails when a header name is found in two
+# of these folders.
 UNIT_C    := $(filter-out tests/unit/support/%,$(call find_src,tests/unit,test_*.c))
 SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(call find_src,tests/unit/support,*.c))
 unit_area  = $(word 3,$(subst /, ,$(1)))
 unit_bin   = $(BUILD)/tests/$(subst /,_,$(patsubst tests/unit/%,%,$(dir $(1))))$(patsubst test_%.c,%,$(notdir $(1)))
 UNIT_BIN  := $(foreach t,$(UNIT_C),$(call unit_bin,$(t)))
+UNIT_AREAS := $(sort $(foreach t,$(UNIT_C),$(call unit_area,$(t))))
 ifneq ($(words $(UNIT_BIN)),$(words $(sort $(UNIT_BIN))))
 $(error two unit tests map to one binary name in $(BUILD)/tests; rename one)
 endif
+
+$(BUILD)/obj/tests/unit/support/%.o: CPPFLAGS += -iquote tests/unit/support
+$(foreach a,$(UNIT_AREAS),$(eval $(BUILD)/obj/tests/unit/$(a)/%.o: CPPFLAGS += \
+  $(if $(filter $(a),$(SERVICES)),-iquote services/$(a)) -iquote tests/unit/support))
 
 define unit_rule
 $(call unit_bin,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(call unit_area,$(1)),$(SERVICES)),$(BUILD)/lib/libsvc_$(call unit_area,$(1)).a) $(LIBQ)
