@@ -1,5 +1,11 @@
-# Quarry build. Sources are found by directory, listed once; dependencies
-# come from -MMD -MP. `make help` lists the targets.
+# Quarry build. Sources are found by directory, at any depth, and listed
+# once; dependencies come from -MMD -MP. `make help` lists the targets.
+#   common/src/**.c                libquarry.a (with the generated protobuf code)
+#   services/<svc>/main.c          the entry of quarry-<svc>
+#   services/<svc>/**.c (the rest) libsvc_<svc>.a, which unit tests link too
+#   tools/<tool>/**.c              quarry-<tool> (a folder with a main.c)
+#   tests/unit/<area>/**/test_*.c  one Criterion binary each
+#   tests/unit/support/**.c        fixtures every unit test links
 
 BUILD    ?= build
 CC       ?= gcc
@@ -16,26 +22,35 @@ SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
 PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto
 GEN_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    := $(GEN_C:.c=.h)
-COMMON_C := $(wildcard common/src/*.c)
+# $(call find_src,DIR,NAME): files under DIR at any depth whose name matches the
+# glob NAME, sorted; nothing when DIR does not exist (the image build copies no
+# tests/).
+find_src = $(sort $(shell find $(1) -type f -name '$(2)' 2>/dev/null))
+
+COMMON_C := $(call find_src,common/src,*.c)
 LIBQ     := $(BUILD)/lib/libquarry.a
-BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES)) $(BUILD)/bin/quarry-devbroker
+# tools/stubgen is a build step with a rule of its own (below), not a tool.
+TOOLS    := $(filter-out stubgen,$(patsubst tools/%/main.c,%,$(wildcard tools/*/main.c)))
+BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES) $(TOOLS))
 PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench help docs-config format
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
 	@echo "make deps         install the Debian packages Quarry needs (idempotent)"
 	@echo "make run          deps + build + start the whole stack on loopback"
-	@echo "make test         deps + build + unit, integration and interop tests"
+	@echo "make test         deps + build + lint, docs-check, unit, integration and interop tests"
 	@echo "make integration  the end-to-end suite only (make interop: the grpcio cases)"
 	@echo "make asan         ASan+UBSan build: unit tests and an ingest+query round"
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
+	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
+	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
 
 deps:
 	@deploy/local/deps.sh
@@ -86,11 +101,15 @@ $(LIBQ): $(COMMON_O)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# Each service: every .c but main.c goes into libsvc_<name>.a so unit tests
-# can link the service's modules.
+# Each service: every .c under services/<name>/, subfolders included, but the
+# top-level main.c goes into libsvc_<name>.a so unit tests can link the
+# service's modules. The service's folder is on the quote-include path of its
+# own objects, so a file in a subfolder includes "index.h" or "engine/hnsw.h"
+# the way a test does.
 define service_rules
-SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(wildcard services/$(1)/*.c))
+SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(call find_src,services/$(1),*.c))
 SVC_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(SVC_$(1)_C))
+$(BUILD)/obj/services/$(1)/%.o: CPPFLAGS += -iquote services/$(1)
 $(BUILD)/lib/libsvc_$(1).a: $$(SVC_$(1)_O)
 	@mkdir -p $$(dir $$@)
 	rm -f $$@ && ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/obj/empty.o)
@@ -99,25 +118,50 @@ $(BUILD)/bin/quarry-$(1): $(BUILD)/obj/services/$(1)/main.o $(BUILD)/lib/libsvc_
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
+SVC_LIBS   := $(foreach s,$(SERVICES),$(BUILD)/lib/libsvc_$(s).a)
+SVC_MAIN_O := $(foreach s,$(SERVICES),$(BUILD)/obj/services/$(s)/main.o)
 
 $(BUILD)/obj/empty.o:
 	@mkdir -p $(dir $@)
 	echo 'typedef int q_empty_t;' | $(CC) -x c -c -o $@ -
 
-$(BUILD)/bin/quarry-devbroker: $(BUILD)/obj/tools/devbroker/main.o $(LIBQ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# Each tools/<name>/ with a main.c is the binary quarry-<name>, built from every
+# .c under it (tools/eval/ is Python and has none).
+define tool_rules
+TOOL_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(call find_src,tools/$(1),*.c))
+$(BUILD)/obj/tools/$(1)/%.o: CPPFLAGS += -iquote tools/$(1)
+$(BUILD)/bin/quarry-$(1): $$(TOOL_$(1)_O) $(LIBQ)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+endef
+$(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
+TOOL_O := $(foreach t,$(TOOLS),$(TOOL_$(t)_O))
 
 # ---- tests ------------------------------------------------------------------
-# tests/unit/<area>/test_<module>.c -> $(BUILD)/tests/<area>_<module>; an area
-# named after a service also links that service's modules. Every test also
-# links the shared fixtures of tests/unit/support/.
-UNIT_C   := $(wildcard tests/unit/*/test_*.c)
-UNIT_BIN := $(foreach t,$(UNIT_C),$(BUILD)/tests/$(word 3,$(subst /, ,$(t)))_$(patsubst test_%.c,%,$(notdir $(t))))
-SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/support/*.c))
+# tests/unit/<area>/[<sub>/]test_<module>.c -> $(BUILD)/tests/<area>_[<sub>_]<module>.
+# An area named after a service links that service's modules, and its tests
+# include the service's headers by name ("index.h") through -iquote
+# services/<area>. Every test links the fixtures of tests/unit/support/ and
+# includes them by name ("pgtest.h") through -iquote tests/unit/support.
+# -iquote is -I for #include "..." only: a service header never shadows a
+# system one. tests/lint/includes.py fails when a header name is found in two
+# of these folders.
+UNIT_C    := $(filter-out tests/unit/support/%,$(call find_src,tests/unit,test_*.c))
+SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(call find_src,tests/unit/support,*.c))
+unit_area  = $(word 3,$(subst /, ,$(1)))
+unit_bin   = $(BUILD)/tests/$(subst /,_,$(patsubst tests/unit/%,%,$(dir $(1))))$(patsubst test_%.c,%,$(notdir $(1)))
+UNIT_BIN  := $(foreach t,$(UNIT_C),$(call unit_bin,$(t)))
+UNIT_AREAS := $(sort $(foreach t,$(UNIT_C),$(call unit_area,$(t))))
+ifneq ($(words $(UNIT_BIN)),$(words $(sort $(UNIT_BIN))))
+$(error two unit tests map to one binary name in $(BUILD)/tests; rename one)
+endif
+
+$(BUILD)/obj/tests/unit/support/%.o: CPPFLAGS += -iquote tests/unit/support
+$(foreach a,$(UNIT_AREAS),$(eval $(BUILD)/obj/tests/unit/$(a)/%.o: CPPFLAGS += \
+  $(if $(filter $(a),$(SERVICES)),-iquote services/$(a)) -iquote tests/unit/support))
 
 define unit_rule
-$(BUILD)/tests/$(word 3,$(subst /, ,$(1)))_$(patsubst test_%.c,%,$(notdir $(1))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(word 3,$(subst /, ,$(1))),$(SERVICES)),$(BUILD)/lib/libsvc_$(word 3,$(subst /, ,$(1))).a) $(LIBQ)
+$(call unit_bin,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(call unit_area,$(1)),$(SERVICES)),$(BUILD)/lib/libsvc_$(call unit_area,$(1)).a) $(LIBQ)
 	@mkdir -p $$(dir $$@)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcriterion
 endef
@@ -136,6 +180,7 @@ interop: all $(PYGEN)
 
 test: deps
 	$(MAKE) all
+	$(MAKE) lint LINT_SKIP=
 	$(MAKE) docs-check
 	$(MAKE) unit
 	$(MAKE) integration
@@ -178,8 +223,31 @@ bench: all $(PYGEN)
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md
 
+# ---- checks -----------------------------------------------------------------
+# Each check is a script in tests/lint/ that prints file:line: what is wrong.
+# All run, then lint fails if any did. LINT_SKIP="format returns" leaves some
+# out while debugging; `make test` always runs them all.
+#   format    every tracked .c/.h is what clang-format 14 makes of it
+#   symbols   no q_ symbol defined outside libquarry.a
+#   archives  each libsvc_<svc>.a holds every services/<svc>/**.c but main.c
+#   casts     no (ProtobufCMessage **) cast in services/, tools/, tests/
+#   includes  tests include headers by name, and no name is found twice
+#   returns   no bare `return -1;` in services/ and common/src/
+LINT_CHECKS := format.sh symbols.sh archives.sh casts.py includes.py returns.py
+LINT_SKIP   ?=
+LINT_RUN    := $(foreach c,$(LINT_CHECKS),$(if $(filter $(basename $(c)),$(LINT_SKIP)),,$(c)))
+lint: $(if $(filter-out $(LINT_SKIP),symbols archives),$(SVC_LIBS) $(SVC_MAIN_O) $(TOOL_O))
+	@rc=0; for c in $(LINT_RUN); do \
+	  echo "== lint: $${c%.*}"; \
+	  case $$c in symbols.sh) set -- $(SVC_LIBS) $(SVC_MAIN_O) $(TOOL_O);; \
+	    archives.sh) set -- $(SERVICES);; *) set --;; esac; \
+	  BUILD=$(BUILD) tests/lint/$$c "$$@" || rc=1; \
+	done; \
+	[ $$rc = 0 ] || echo "make lint: some checks failed (see above)"; exit $$rc
+
+# Rewrites every file the format check reads; review with git diff.
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	tests/lint/format.sh --fix
 
 clean:
 	rm -rf build build-asan

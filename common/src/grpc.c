@@ -559,7 +559,7 @@ int q_grpc_server_start(q_grpc_server_t *s) {
         0);
     if (!m->handle) {
       q_log_error("cannot register gRPC method", "{s:s}", "method", m->path);
-      return -1;
+      return Q_EINTERNAL;
     }
   }
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
@@ -567,7 +567,7 @@ int q_grpc_server_start(q_grpc_server_t *s) {
   grpc_server_credentials_release(creds);
   if (port <= 0) {
     q_log_error("cannot listen for gRPC", "{s:s}", "addr", s->addr);
-    return -1;
+    return Q_EUNAVAIL;
   }
   grpc_server_start(s->server);
   /* A few requests per method so bursts do not wait for a re-post, and one
@@ -575,16 +575,16 @@ int q_grpc_server_start(q_grpc_server_t *s) {
   for (size_t i = 0; i < s->nmethods; i++)
     for (int k = 0; k < 2; k++)
       if (post_request(s, &s->methods[i]))
-        return -1;
+        return Q_EINTERNAL;
   if (post_request(s, NULL))
-    return -1;
+    return Q_EINTERNAL;
   s->threads = calloc((size_t)s->nthreads, sizeof *s->threads);
   if (!s->threads)
-    return -1;
+    return Q_ENOMEM;
   for (int i = 0; i < s->nthreads; i++) {
     if (pthread_create(&s->threads[i], NULL, worker_main, s)) {
       s->nthreads = i;
-      return -1;
+      return Q_EINTERNAL;
     }
   }
   atomic_store(&s->serving, 1);

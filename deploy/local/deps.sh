@@ -13,8 +13,8 @@ PACKAGES=(
   libgrpc-dev libprotobuf-c-dev librdkafka-dev libhiredis-dev libpq-dev
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsodium-dev
   libssl-dev libstemmer-dev libutf8proc-dev
-  # tests
-  libcriterion-dev valgrind curl yamllint
+  # tests; clang-format is bookworm's 14, the version `make lint` pins
+  libcriterion-dev valgrind curl yamllint clang-format
   python3 python3-grpcio python3-protobuf
   # servers the local stack and the tests start privately
   postgresql redis-server prometheus

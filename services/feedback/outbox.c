@@ -213,7 +213,8 @@ static int nap(outbox_t *o, int ms) {
 }
 
 /* One pass: sends up to batch rows and waits for their outcomes. Returns
- * the number of rows delivered-or-failed, -1 when nothing could be read. */
+ * the number of rows delivered-or-failed, or Q_EUNAVAIL (negative) when
+ * nothing could be read. */
 static int resend_batch(outbox_t *o, int *full) {
   char err[512] = "";
   PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, sizeof err);
@@ -222,7 +223,7 @@ static int resend_batch(outbox_t *o, int *full) {
 
   *full = 0;
   if (!c)
-    return -1;
+    return Q_EUNAVAIL;
   snprintf(limit, sizeof limit, "%d", o->batch);
   const char *vals[1] = {limit};
   PGresult *r = q_pg_query(c,
@@ -232,7 +233,7 @@ static int resend_batch(outbox_t *o, int *full) {
   q_pg_release(o->pool, c);
   if (!r) {
     q_log_warn("cannot read the outbox", "{s:s}", "error", err);
-    return -1;
+    return Q_EUNAVAIL;
   }
   n = PQntuples(r);
   if (n > 0)

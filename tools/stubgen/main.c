@@ -23,6 +23,8 @@
  * having written neither, with the reason on stderr. */
 #include <protobuf-c/protobuf-c.h>
 
+#include "quarry/error.h"
+
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -61,33 +63,33 @@ static bool read_varint(span_t *in, uint64_t *v) {
 }
 
 /* Reads the next field of a message: 1 with *f set, 0 at the end of the
- * message, -1 when it is malformed. */
+ * message, Q_EINVAL (negative) when it is malformed. */
 static int next_field(span_t *in, field_t *f) {
   uint64_t key, len;
   if (in->p == in->end)
     return 0;
   if (!read_varint(in, &key))
-    return -1;
+    return Q_EINVAL;
   f->num = (uint32_t)(key >> 3);
   f->type = (int)(key & 7);
   switch (f->type) {
   case 0:
-    return read_varint(in, &f->v) ? 1 : -1;
+    return read_varint(in, &f->v) ? 1 : Q_EINVAL;
   case 1:
     len = 8;
     break;
   case 2:
     if (!read_varint(in, &len))
-      return -1;
+      return Q_EINVAL;
     break;
   case 5:
     len = 4;
     break;
   default: /* groups: not used by descriptor.proto */
-    return -1;
+    return Q_EINVAL;
   }
   if (len > (uint64_t)(in->end - in->p))
-    return -1;
+    return Q_EINVAL;
   f->data.p = in->p;
   f->data.end = in->p + len;
   in->p += len;
@@ -118,19 +120,19 @@ typedef struct service {
 static service_t services[MAX_SERVICES];
 static size_t nservices;
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
+static q_err_t fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static q_err_t fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("quarry-stubgen: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-  return -1;
+  return Q_EINVAL;
 }
 
 /* Copies a length-delimited string field into dst. */
-static int copy_str(char *dst, const field_t *f, const char *what) {
+static q_err_t copy_str(char *dst, const field_t *f, const char *what) {
   size_t n = (size_t)(f->data.end - f->data.p);
   if (f->type != 2 || n >= MAX_NAME)
     return fail("descriptor set: bad %s", what);
@@ -141,16 +143,16 @@ static int copy_str(char *dst, const field_t *f, const char *what) {
 
 /* MethodDescriptorProto: name 1, input_type 2, output_type 3,
  * client_streaming 5, server_streaming 6. */
-static int parse_method(span_t in, method_t *m) {
+static q_err_t parse_method(span_t in, method_t *m) {
   field_t f;
   int r;
   while ((r = next_field(&in, &f)) == 1) {
     if (f.num == 1 && copy_str(m->name, &f, "method name"))
-      return -1;
+      return Q_EINVAL;
     if (f.num == 2 && copy_str(m->in, &f, "input type"))
-      return -1;
+      return Q_EINVAL;
     if (f.num == 3 && copy_str(m->out, &f, "output type"))
-      return -1;
+      return Q_EINVAL;
     if (f.num == 5 && f.type == 0)
       m->client_stream = f.v != 0;
     if (f.num == 6 && f.type == 0)
@@ -160,40 +162,40 @@ static int parse_method(span_t in, method_t *m) {
 }
 
 /* ServiceDescriptorProto: name 1, method 2. */
-static int parse_service(span_t in, service_t *s) {
+static q_err_t parse_service(span_t in, service_t *s) {
   field_t f;
   int r;
   while ((r = next_field(&in, &f)) == 1) {
     if (f.num == 1 && copy_str(s->short_name, &f, "service name"))
-      return -1;
+      return Q_EINVAL;
     if (f.num == 2 && f.type == 2) {
       if (s->n == MAX_METHODS)
         return fail("more than %d methods in a service", MAX_METHODS);
       if (parse_method(f.data, &s->methods[s->n++]))
-        return -1;
+        return Q_EINVAL;
     }
   }
   return r ? fail("descriptor set: malformed service") : 0;
 }
 
 /* FileDescriptorProto: name 1, package 2, service 6. */
-static int parse_file(span_t in) {
+static q_err_t parse_file(span_t in) {
   char name[MAX_NAME] = "", pkg[MAX_NAME] = "";
   size_t first = nservices;
   field_t f;
   int r;
   while ((r = next_field(&in, &f)) == 1) {
     if (f.num == 1 && copy_str(name, &f, "file name"))
-      return -1;
+      return Q_EINVAL;
     if (f.num == 2 && copy_str(pkg, &f, "package"))
-      return -1;
+      return Q_EINVAL;
     if (f.num == 6 && f.type == 2) {
       if (nservices == MAX_SERVICES)
         return fail("more than %d services", MAX_SERVICES);
       service_t *s = &services[nservices++];
       memset(s, 0, sizeof *s);
       if (parse_service(f.data, s))
-        return -1;
+        return Q_EINVAL;
     }
   }
   if (r)
@@ -210,28 +212,28 @@ static int parse_file(span_t in) {
 }
 
 /* FileDescriptorSet: file 1. */
-static int parse_set(const uint8_t *buf, size_t len) {
+static q_err_t parse_set(const uint8_t *buf, size_t len) {
   span_t in = {buf, buf + len};
   field_t f;
   int r;
   while ((r = next_field(&in, &f)) == 1)
     if (f.num == 1 && f.type == 2 && parse_file(f.data))
-      return -1;
+      return Q_EINVAL;
   return r ? fail("descriptor set: malformed") : 0;
 }
 
 /* ---- checking against the protoc-c descriptors ---------------------------- */
 
 /* Appends s to dst (cap bytes). -1 when it does not fit. */
-static int append(char *dst, size_t cap, const char *s) {
+static q_err_t append(char *dst, size_t cap, const char *s) {
   size_t n = strlen(dst);
   int w = snprintf(dst + n, cap - n, "%s", s);
   return w < 0 || (size_t)w >= cap - n ? fail("name too long: %s%s", dst, s) : 0;
 }
 
 /* Appends name lowered the way protoc-c does (CamelToLower: "LlmGateway" ->
- * "llm_gateway"). -1 when it does not fit. */
-static int append_lower(char *dst, size_t cap, const char *name, size_t len) {
+ * "llm_gateway"). Q_EINVAL when it does not fit. */
+static q_err_t append_lower(char *dst, size_t cap, const char *name, size_t len) {
   size_t n = strlen(dst);
   bool was_upper = true; /* no leading '_' */
   for (size_t i = 0; i < len; i++) {
@@ -259,18 +261,18 @@ static bool is_identifier(const char *s) {
 }
 
 /* Finds the protoc-c descriptor of s and checks every method against it. */
-static int check_service(service_t *s) {
+static q_err_t check_service(service_t *s) {
   /* protoc-c's FullNameToLower: each dotted part lowered, joined by "__". */
   s->symbol[0] = '\0';
   for (const char *part = s->full; *part;) {
     size_t len = strcspn(part, ".");
     if (len && ((s->symbol[0] && append(s->symbol, sizeof s->symbol, "__")) ||
                 append_lower(s->symbol, sizeof s->symbol, part, len)))
-      return -1;
+      return Q_EINVAL;
     part += len + (part[len] == '.');
   }
   if (append(s->symbol, sizeof s->symbol, "__descriptor"))
-    return -1;
+    return Q_EINVAL;
   s->d = dlsym(RTLD_DEFAULT, s->symbol);
   if (!s->d)
     return fail("%s (%s): no protoc-c descriptor %s linked in", s->full, s->file,
@@ -299,7 +301,7 @@ static int check_service(service_t *s) {
     if (append_lower(m->stub, sizeof m->stub, s->short_name, strlen(s->short_name)) ||
         append(m->stub, sizeof m->stub, "_") ||
         append_lower(m->stub, sizeof m->stub, m->name, strlen(m->name)))
-      return -1;
+      return Q_EINVAL;
     if (!is_identifier(m->stub) || !is_identifier(m->in_c) || !is_identifier(m->out_c))
       return fail("%s/%s: not a C identifier: %s", s->full, m->name, m->stub);
   }
@@ -308,7 +310,7 @@ static int check_service(service_t *s) {
 
 /* Two methods must not get the same stub name (services of different
  * packages with the same short name would). */
-static int check_unique(void) {
+static q_err_t check_unique(void) {
   for (size_t a = 0; a < nservices; a++)
     for (size_t i = 0; i < services[a].n; i++)
       for (size_t b = a; b < nservices; b++)
@@ -476,7 +478,7 @@ static void write_source(FILE *c) {
 
 /* Writes path through a temporary file, so a failed run leaves no file a
  * later make would take as up to date. */
-static int write_file(const char *path, void (*fn)(FILE *)) {
+static q_err_t write_file(const char *path, void (*fn)(FILE *)) {
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
     return fail("path too long: %s", path);

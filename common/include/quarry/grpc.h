@@ -73,7 +73,7 @@ int q_grpc_server_add_service(q_grpc_server_t *s,
                               const q_grpc_method_t *methods, size_t n, void *ud);
 
 /* Binds, starts the worker threads and sets health to SERVING. Returns the
- * bound port (> 0), or -1 on failure (logged). */
+ * bound port (> 0), or a negative q_err_t on failure (logged). */
 int q_grpc_server_start(q_grpc_server_t *s);
 
 /* Sets the health status reported by grpc.health.v1.Health/Check. */

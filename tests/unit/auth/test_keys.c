@@ -1,6 +1,6 @@
 /* test_keys.c - API key format: generation, strict parsing, hashing, roles,
  * tenant and name validation. No database involved. */
-#include "../../../services/auth/keys.h"
+#include "keys.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

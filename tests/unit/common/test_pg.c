@@ -4,8 +4,8 @@
  * The tests share one server started in the runner process; the test that
  * stops a server runs its own instance so it cannot disturb tests running
  * beside it. */
-#include "../support/loopback.h"
-#include "../support/pgtest.h"
+#include "loopback.h"
+#include "pgtest.h"
 
 #include "quarry/error.h"
 #include "quarry/pg.h"

@@ -6,8 +6,8 @@
 #include "quarry/metrics.h"
 #include "quarry/stubs.h"
 
-#include "../support/grpctest.h"
-#include "../support/scrape.h"
+#include "grpctest.h"
+#include "scrape.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

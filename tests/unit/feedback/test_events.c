@@ -1,5 +1,5 @@
 /* Tests of request validation and the JSON events of the feedback service. */
-#include "../../../services/feedback/events.h"
+#include "events.h"
 
 #include "quarry/error.h"
 

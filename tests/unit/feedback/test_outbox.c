@@ -5,10 +5,10 @@
  * The round trip needs a PostgreSQL server: a private one
  * (tests/unit/support/pgtest.h) is started for it and removed after it.
  * Where PostgreSQL cannot run at all that test is skipped. */
-#include "../../../services/feedback/outbox.h"
-#include "../../../services/feedback/producer.h"
-#include "../support/pgtest.h"
-#include "../support/scrape.h"
+#include "outbox.h"
+#include "producer.h"
+#include "pgtest.h"
+#include "scrape.h"
 
 #include "quarry/error.h"
 #include "quarry/log.h"

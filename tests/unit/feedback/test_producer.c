@@ -1,8 +1,8 @@
 /* Tests of the Kafka producer against librdkafka's mock cluster: delivery
  * and read-back, failures with the brokers down reaching the outbox sink,
  * a full local queue, and the purge at shutdown. */
-#include "../../../services/feedback/producer.h"
-#include "../support/scrape.h"
+#include "producer.h"
+#include "scrape.h"
 
 #include "quarry/error.h"
 #include "quarry/log.h"

@@ -3,11 +3,11 @@
  * Ingestion, Retriever, Reranker, LlmGateway and Feedback on one loopback
  * gRPC server and points every address of the gateway at it. Each case is
  * request -> expected reply, plus what the fakes saw. */
-#include "../../../services/gateway/authn.h"
-#include "../../../services/gateway/gateway.h"
-#include "../../../services/gateway/ratelimit.h"
-#include "../../../services/gateway/server.h"
-#include "../support/loopback.h"
+#include "authn.h"
+#include "gateway.h"
+#include "ratelimit.h"
+#include "server.h"
+#include "loopback.h"
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>

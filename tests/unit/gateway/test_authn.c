@@ -1,5 +1,5 @@
 /* test_authn.c - extracting the API key from Authorization / X-API-Key. */
-#include "../../../services/gateway/authn.h"
+#include "authn.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* test_citations.c - [n] markers in generated answers: what counts as a
  * marker, validation against the passages sent, removal of invalid ones,
  * and cutting snippets at UTF-8 boundaries. */
-#include "../../../services/gateway/citations.h"
+#include "citations.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

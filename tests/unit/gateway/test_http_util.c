@@ -1,7 +1,7 @@
 /* test_http_util.c - JSON strings from untrusted bytes: valid UTF-8 passes
  * through, anything else becomes U+FFFD so replies always serialise; and the
  * wording of downstream failures. */
-#include "../../../services/gateway/http_util.h"
+#include "http_util.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* test_router.c - method + path matching: literal and {id} segments,
  * 404 versus 405 with the Allow list, and the gateway's own route table. */
-#include "../../../services/gateway/routes.h"
+#include "routes.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* test_upload.c - the pure parts of uploads: Content-Type parsing, document
  * types from media types and file names, file name cleaning, and the
  * message upload.c sends to make an abandoned Upload fail. */
-#include "../../../services/gateway/upload.h"
+#include "upload.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* test_blob.c - content-addressed blob files: streaming write with
  * incremental SHA-256, size limit, commit/abort and read-back. */
-#include "../../../services/ingestion/blob.h"
+#include "blob.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -1,6 +1,6 @@
 /* test_chunker.c - chunk sizes, overlap, sentence/paragraph boundaries,
  * Markdown sections, tiny and huge inputs, chunk ids, titles, UTF-8. */
-#include "../../../services/ingestion/chunker.h"
+#include "chunker.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -5,8 +5,8 @@
  *
  * The runner process starts one server (tests/unit/support/pgtest.h); each
  * test creates its own database in it. */
-#include "../../../services/ingestion/docstore.h"
-#include "../support/pgtest.h"
+#include "docstore.h"
+#include "pgtest.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"

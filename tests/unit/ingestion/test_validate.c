@@ -1,6 +1,6 @@
 /* test_validate.c - content type checks of the ingestion service (tenant
  * ids, UUIDs and free text: tests/unit/common/test_validate.c). */
-#include "../../../services/ingestion/validate.h"
+#include "validate.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

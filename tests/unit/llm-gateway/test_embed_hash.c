@@ -1,5 +1,5 @@
 /* Tests of the built-in feature-hashing embedder. */
-#include "../../../services/llm-gateway/provider.h"
+#include "provider.h"
 
 #include "quarry/error.h"
 

@@ -1,5 +1,5 @@
 /* Tests of the built-in extractive answerer. */
-#include "../../../services/llm-gateway/provider.h"
+#include "provider.h"
 
 #include "quarry/error.h"
 

@@ -1,9 +1,9 @@
 /* Tests of the OpenAI-compatible providers against a loopback HTTP server
  * (libmicrohttpd) that speaks the /v1/embeddings and /v1/chat/completions
  * protocol, plus the fallback to the extractive answerer. */
-#include "../../../services/llm-gateway/llm.h"
-#include "../../../services/llm-gateway/provider.h"
-#include "../support/scrape.h"
+#include "llm.h"
+#include "provider.h"
+#include "scrape.h"
 
 #include "quarry/buf.h"
 #include "quarry/error.h"

@@ -1,6 +1,6 @@
 /* test_handlers.c - quarry.v1.Reranker/Rerank over loopback gRPC. */
-#include "../../../services/reranker/handlers.h"
-#include "../support/grpctest.h"
+#include "handlers.h"
+#include "grpctest.h"
 
 #include "quarry/error.h"
 #include "quarry/v1/reranker.pb-c.h"

@@ -1,6 +1,6 @@
 /* test_scorer.c - the reranker's lexical scorer against hand-computed
  * values, and its ordering rules. */
-#include "../../../services/reranker/scorer.h"
+#include "scorer.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

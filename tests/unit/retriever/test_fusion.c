@@ -1,5 +1,5 @@
 /* test_fusion.c - Reciprocal Rank Fusion. */
-#include "../../../services/retriever/fusion.h"
+#include "fusion.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

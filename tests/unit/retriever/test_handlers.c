@@ -1,7 +1,7 @@
 /* test_handlers.c - quarry.v1.Retriever over loopback gRPC with an
  * in-memory index (no store): replies and request validation. */
-#include "../../../services/retriever/handlers.h"
-#include "../support/grpctest.h"
+#include "handlers.h"
+#include "grpctest.h"
 
 #include "quarry/error.h"
 #include "quarry/v1/retriever.pb-c.h"

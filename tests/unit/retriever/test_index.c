@@ -1,7 +1,7 @@
 /* test_index.c - the retriever's in-memory index: BM25 against hand-computed
  * scores, tenant isolation, retirement, dense ranking and concurrency. */
-#include "../../../services/retriever/fusion.h"
-#include "../../../services/retriever/index.h"
+#include "fusion.h"
+#include "index.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"

@@ -5,9 +5,9 @@
  * The runner process starts one server (tests/unit/support/pgtest.h); each
  * test creates its own database in it so tests running side by side cannot
  * see each other's rows. */
-#include "../../../services/retriever/index.h"
-#include "../../../services/retriever/store.h"
-#include "../support/pgtest.h"
+#include "index.h"
+#include "store.h"
+#include "pgtest.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
