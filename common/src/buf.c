@@ -89,7 +89,7 @@ void q_buf_reset(q_buf_t *b) {
     b->data[0] = '\0';
 }
 
-void q_buf_free(q_buf_t *b) {
+void q_buf_cleanup(q_buf_t *b) {
   free(b->data);
   b->data = NULL;
   b->len = 0;

@@ -62,7 +62,7 @@ int q_err_to_grpc(int err) {
   return GRPC_STATUS_UNKNOWN;
 }
 
-int q_err_from_grpc(int grpc_status) {
+q_err_t q_err_from_grpc(int grpc_status) {
   switch (grpc_status) {
   case GRPC_STATUS_OK: return Q_OK;
   case GRPC_STATUS_CANCELLED: return Q_ECANCELLED;

@@ -242,10 +242,10 @@ struct q_grpc_server {
   char shutdown_tag;
 };
 
-static int health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                            ProtobufCMessage **out, void *ud);
 
-static int add_method(q_grpc_server_t *s, const ProtobufCServiceDescriptor *svc,
+static q_err_t add_method(q_grpc_server_t *s, const ProtobufCServiceDescriptor *svc,
                       const ProtobufCMethodDescriptor *md, const q_grpc_method_t *h,
                       void *ud) {
   if (s->nmethods == s->capmethods) {
@@ -287,7 +287,7 @@ q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts) {
   return s;
 }
 
-int q_grpc_server_add_service(q_grpc_server_t *s, const ProtobufCServiceDescriptor *svc,
+q_err_t q_grpc_server_add_service(q_grpc_server_t *s, const ProtobufCServiceDescriptor *svc,
                               const q_grpc_method_t *methods, size_t n, void *ud) {
   for (size_t i = 0; i < n; i++) {
     if (!protobuf_c_service_descriptor_get_method_by_name(svc, methods[i].name)) {
@@ -310,7 +310,7 @@ int q_grpc_server_add_service(q_grpc_server_t *s, const ProtobufCServiceDescript
 }
 
 /* Posts a request for method m (NULL: unknown methods). */
-static int post_request(q_grpc_server_t *s, method_t *m) {
+static q_err_t post_request(q_grpc_server_t *s, method_t *m) {
   pending_t *p = calloc(1, sizeof *p);
   if (!p)
     return Q_ENOMEM;
@@ -672,7 +672,7 @@ void q_grpc_ctx_errorf(q_grpc_ctx_t *ctx, const char *fmt, ...) {
   va_end(ap);
 }
 
-int q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg) {
+q_err_t q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg) {
   grpc_byte_buffer *bb = pack(msg, ctx->max_msg);
   if (!bb)
     return Q_ETOOBIG;
@@ -696,11 +696,11 @@ int q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg) {
   return Q_OK;
 }
 
-int q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg) {
+q_err_t q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg) {
   return q_grpc_ctx_recv_into(ctx, ctx->arena, msg);
 }
 
-int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg) {
+q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg) {
   *msg = NULL;
   grpc_byte_buffer *bb = NULL;
   grpc_op op;
@@ -736,7 +736,7 @@ int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage *
   return Q_OK;
 }
 
-static int health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+static q_err_t health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                            ProtobufCMessage **out, void *ud) {
   q_grpc_server_t *s = ud;
   const Grpc__Health__V1__HealthCheckRequest *req =
@@ -904,7 +904,7 @@ static size_t add_initial(q_grpc_call_t *c, grpc_op *ops, size_t n) {
   return n + 1;
 }
 
-int q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg) {
+q_err_t q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg) {
   if (c->failed || c->closed_send)
     return Q_EUNAVAIL;
   grpc_byte_buffer *bb = pack(msg, c->max_msg);
@@ -926,7 +926,7 @@ int q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg) {
   return Q_OK;
 }
 
-int q_grpc_call_close_send(q_grpc_call_t *c) {
+q_err_t q_grpc_call_close_send(q_grpc_call_t *c) {
   if (c->closed_send)
     return Q_OK;
   c->closed_send = 1;
@@ -943,7 +943,7 @@ int q_grpc_call_close_send(q_grpc_call_t *c) {
   return Q_OK;
 }
 
-int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg) {
+q_err_t q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg) {
   *msg = NULL;
   if (c->failed)
     return Q_OK; /* the status says what happened */
@@ -1069,7 +1069,7 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
   return status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(status);
 }
 
-int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
+q_err_t q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen) {
   if (!c) {
     if (err && errlen)
       snprintf(err, errlen, "cannot start call");
@@ -1086,7 +1086,7 @@ void q_grpc_call_cancel(q_grpc_call_t *c) {
   c->closed_send = 1; /* never half-close a cancelled call */
 }
 
-static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+static q_err_t unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
                       const char *method, const ProtobufCMessage *req,
                       ProtobufCMessage **resp, q_arena_t *arena,
                       const q_grpc_call_opts_t *opts, char *err, size_t errlen) {
@@ -1135,7 +1135,7 @@ static int unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *sv
   return rc;
 }
 
-int q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
                  const char *method, const ProtobufCMessage *req, ProtobufCMessage **resp,
                  q_arena_t *arena, const q_grpc_call_opts_t *opts, char *err,
                  size_t errlen) {

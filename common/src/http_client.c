@@ -221,7 +221,7 @@ fail:
 done:
   if (h)
     curl_easy_cleanup(h);
-  q_buf_free(&sink.buf);
+  q_buf_cleanup(&sink.buf);
   curl_slist_free_all(hdrs);
   free(body);
   return rc;

@@ -68,7 +68,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn) {
   q_buf_init(&b, METRICS_MAX_BYTES);
   int rc = q_metrics_render(&b);
   if (rc) {
-    q_buf_free(&b);
+    q_buf_cleanup(&b);
     q_log_error("sidecar: rendering metrics failed", "{s:i}", "rc", rc);
     return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                          "rendering metrics failed", NULL);

@@ -15,6 +15,7 @@
 #include "keys.h"
 #include "quarry/pg.h"
 #include "quarry/validate.h"
+#include "quarry/error.h"
 
 typedef struct keystore keystore_t;
 
@@ -42,7 +43,7 @@ void keystore_free(keystore_t *ks);
  * static word for logs: "malformed", "unknown", "revoked", "mismatch");
  * Q_EUNAVAIL / Q_EINTERNAL when the database fails (err says why).
  * Thread-safe. */
-int keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
+q_err_t keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
                           key_principal_t *out, const char **reason, char *err,
                           size_t errlen);
 
@@ -52,12 +53,12 @@ int keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
  * Inputs must already be validated (q_valid_tenant_id, keys_name_valid).
  * 0, or Q_EUNAVAIL / Q_EINTERNAL with err. Works on a raw connection so the
  * command-line tool can use it too. */
-int keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
+q_err_t keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
                         char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
                         size_t errlen);
 
 /* Pool-based convenience wrapper around keystore_create_key. */
-int keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
+q_err_t keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
                     char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
                     size_t errlen);
 

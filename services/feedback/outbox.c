@@ -71,7 +71,7 @@ outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch) {
   return o;
 }
 
-int outbox_migrate(outbox_t *o, char *err, size_t errlen) {
+q_err_t outbox_migrate(outbox_t *o, char *err, size_t errlen) {
   PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
@@ -134,7 +134,7 @@ static q_err_t insert_row(outbox_t *o, const producer_msg_t *m, const char *reas
   return rc;
 }
 
-int outbox_store(void *ud, const producer_msg_t *m, const char *reason) {
+q_err_t outbox_store(void *ud, const producer_msg_t *m, const char *reason) {
   outbox_t *o = ud;
   char err[512] = "", event_id[64];
   int rc;
@@ -291,7 +291,7 @@ static void *resend_main(void *arg) {
   return NULL;
 }
 
-int outbox_start(outbox_t *o, producer_t *p) {
+q_err_t outbox_start(outbox_t *o, producer_t *p) {
   o->producer = p;
   if (pthread_create(&o->thread, NULL, resend_main, o) != 0)
     return Q_EINTERNAL;

@@ -26,18 +26,18 @@ outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch);
 
 /* Applies the feedback migrations. 0, or a q_err_t with the reason in err;
  * the re-send thread retries until it succeeds. */
-int outbox_migrate(outbox_t *o, char *err, size_t errlen);
+q_err_t outbox_migrate(outbox_t *o, char *err, size_t errlen);
 
 /* producer_sink_t.failed: stores a new message, or counts another attempt
  * of an outbox row (m->outbox_id > 0). 0 when stored. */
-int outbox_store(void *outbox, const producer_msg_t *m, const char *reason);
+q_err_t outbox_store(void *outbox, const producer_msg_t *m, const char *reason);
 
 /* producer_sink_t.delivered: deletes the row of a confirmed re-send. */
 void outbox_delivered(void *outbox, const producer_msg_t *m);
 
 /* Starts the thread that re-sends rows through p every interval_ms while a
  * broker is reachable. 0 or Q_EINTERNAL. */
-int outbox_start(outbox_t *o, producer_t *p);
+q_err_t outbox_start(outbox_t *o, producer_t *p);
 
 /* Stops the re-send thread (waits for it). Safe when not started. */
 void outbox_stop(outbox_t *o);

@@ -42,7 +42,7 @@ static int id_ok(const char *s) {
 
 /* Options of a downstream call made for r: all the time r has left. 0, or
  * Q_ETIMEDOUT once replied because none is left. */
-static int call_opts(gw_req_t *r, int idempotent, q_grpc_call_opts_t *opts) {
+static q_err_t call_opts(gw_req_t *r, int idempotent, q_grpc_call_opts_t *opts) {
   int64_t left = gw_ms_left(r);
   if (left <= 0) {
     http_reply_error(r, Q_ETIMEDOUT, "request deadline exceeded");
@@ -135,7 +135,7 @@ void jobs_get(gw_req_t *r) {
 
 /* Validates "chunk_ids" (absent, null or an array of short strings) into
  * an arena array. */
-static int chunk_ids_of(gw_req_t *r, json_t *body, char ***out, size_t *n) {
+static q_err_t chunk_ids_of(gw_req_t *r, json_t *body, char ***out, size_t *n) {
   json_t *arr = json_object_get(body, "chunk_ids");
   *out = NULL;
   *n = 0;

@@ -108,7 +108,7 @@ json_t *http_json_text(const char *s, size_t n) {
     }
   }
   json_t *v = json_stringn(b.data ? b.data : "", b.len);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
   return v;
 }
 

@@ -24,7 +24,7 @@ void probes_healthz(gw_req_t *r) {
 }
 
 /* One Health/Check; 0 when SERVING, else why in err. */
-static int check(const char *addr, char *err, size_t errlen) {
+static q_err_t check(const char *addr, char *err, size_t errlen) {
   q_arena_t *arena = q_arena_new(1 << 16);
   if (!arena) {
     snprintf(err, errlen, "out of memory");
@@ -100,7 +100,7 @@ void probes_metrics(gw_req_t *r) {
   q_buf_t b;
   q_buf_init(&b, METRICS_MAX_BYTES);
   if (q_metrics_render(&b) != 0) {
-    q_buf_free(&b);
+    q_buf_cleanup(&b);
     http_reply_error(r, Q_EINTERNAL, "cannot render metrics");
     return;
   }

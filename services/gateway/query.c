@@ -121,7 +121,7 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
 }
 
 /* Searches the principal's tenant. 0 with the candidates, or replied. */
-static int retrieve(pipeline_t *p, float *emb, size_t nemb,
+static q_err_t retrieve(pipeline_t *p, float *emb, size_t nemb,
                     Quarry__V1__SearchResponse **out) {
   gw_req_t *r = p->r;
   double t = q_now_s();
@@ -195,7 +195,7 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
 }
 
 /* Streams the answer into *answer (arena). 0, or replied. */
-static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
+static q_err_t generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
                     char **answer, size_t *len) {
   gw_req_t *r = p->r;
   double t = q_now_s();
@@ -232,7 +232,7 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   int frc = q_rpc_llm_gateway_generate_finish(call, p->err, sizeof p->err);
   p->ms_generate = ms_since(t);
   if (frc || rc) {
-    q_buf_free(&buf);
+    q_buf_cleanup(&buf);
     http_reply_downstream(r, "llm-gateway", frc ? frc : rc, p->err);
     return frc ? frc : rc;
   }
@@ -243,7 +243,7 @@ static int generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   }
   *len = buf.len;
   *answer = q_arena_strndup(r->arena, buf.data ? buf.data : "", buf.len);
-  q_buf_free(&buf);
+  q_buf_cleanup(&buf);
   if (!*answer) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
     return Q_ENOMEM;

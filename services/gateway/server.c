@@ -293,7 +293,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
          "body_bytes", (json_int_t)r->body_bytes, "request_id", r->request_id,
          "tenant_id", r->authenticated ? r->principal.tenant_id : "");
   q_trace_clear();
-  q_buf_free(&r->body);
+  q_buf_cleanup(&r->body);
   q_arena_free(r->arena);
   atomic_fetch_sub(&s->active, 1);
 }

@@ -183,7 +183,7 @@ static void file_data(upload_t *u, const char *p, size_t n) {
       return;
     if (u->held.len) {
       send_data(u, u->held.data, u->held.len);
-      q_buf_free(&u->held);
+      q_buf_cleanup(&u->held);
     }
   }
   send_data(u, p, n);
@@ -437,7 +437,7 @@ static void upload_end(gw_req_t *r) {
     start_call(u);
     if (!r->pending) {
       send_data(u, u->held.data, u->held.len);
-      q_buf_free(&u->held);
+      q_buf_cleanup(&u->held);
     }
   }
   if (r->pending) {
@@ -493,8 +493,8 @@ static void upload_cleanup(gw_req_t *r) {
                (json_int_t)u->doc_bytes);
     abort_call(u);
   }
-  q_buf_free(&u->field);
-  q_buf_free(&u->held);
+  q_buf_cleanup(&u->field);
+  q_buf_cleanup(&u->held);
 }
 
 const stream_ops_t upload_ops = {

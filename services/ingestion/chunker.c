@@ -373,7 +373,7 @@ q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chun
 void chunker_free(chunker_t *c) {
   if (!c)
     return;
-  q_buf_free(&c->text);
+  q_buf_cleanup(&c->text);
   free(c->w);
   free(c);
 }

@@ -100,7 +100,7 @@ static const char *const SQL_INSERT_JOB =
     "INSERT INTO jobs (id, document_id, tenant_id, version, status, trace_id) "
     "VALUES ($1, $2, $3, $4, 'queued', $5)";
 
-static int insert_job(PGconn *c, const upload_meta_t *m, upload_result_t *r, char *err,
+static q_err_t insert_job(PGconn *c, const upload_meta_t *m, upload_result_t *r, char *err,
                       size_t errlen) {
   char ver[16];
   snprintf(ver, sizeof ver, "%d", r->version);
@@ -146,7 +146,7 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
 /* The document with m's external id exists: decide between unchanged, a
  * retry of a failed version and a new version. Runs inside the caller's
  * transaction, holding the document's row lock. */
-static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
+static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
                            char *err, size_t errlen) {
   const char *key[2] = {m->tenant_id, m->external_id};
   q_err_t rc = Q_OK;
@@ -211,7 +211,7 @@ static int update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
   return rc ? rc : insert_job(c, m, r, err, errlen);
 }
 
-int docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
+q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
                            char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
   q_uuid4(r->document_id);
@@ -256,7 +256,7 @@ static char *col(q_arena_t *a, PGresult *r, int i) {
 }
 
 /* Runs a lookup by (id, tenant) expecting zero or one row. */
-static int lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const char *id,
+static q_err_t lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const char *id,
                   PGresult **out, char *err, size_t errlen) {
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
@@ -273,7 +273,7 @@ static int lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const cha
   return rc;
 }
 
-int docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
+q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
                           q_arena_t *a, Quarry__V1__Document **out, char *err,
                           size_t errlen) {
   PGresult *r;
@@ -305,7 +305,7 @@ int docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
   return Q_OK;
 }
 
-int docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
+q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
                      Quarry__V1__Job **out, char *err, size_t errlen) {
   PGresult *r;
   int rc = lookup(p, SQL_GET_JOB, tenant, id, &r, err, errlen);
@@ -332,7 +332,7 @@ int docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena
 
 /* ---- the queue -------------------------------------------------------- */
 
-int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
+q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                    size_t errlen) {
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
@@ -384,7 +384,7 @@ int docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
   return Q_OK;
 }
 
-int docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
+q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
                        int *doc_version, char *err, size_t errlen) {
   const char *params[2] = {j->id, instance};
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
@@ -408,7 +408,7 @@ int docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
   return Q_OK;
 }
 
-int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
+q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
                     int chunk_count, const char *error, char *err, size_t errlen) {
   char count[16];
   snprintf(count, sizeof count, "%d", chunk_count);
@@ -435,7 +435,7 @@ int docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int do
   return n == 1 ? Q_OK : Q_ENOTFOUND;
 }
 
-int docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int delay_ms,
+q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int delay_ms,
                      int keep_attempt, const char *why, char *err, size_t errlen) {
   char delay[16];
   snprintf(delay, sizeof delay, "%d", delay_ms);
@@ -463,7 +463,7 @@ int docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int d
   return n == 1 ? Q_OK : Q_ENOTFOUND;
 }
 
-int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
+q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
                            int max_attempts, int *n, char *err, size_t errlen) {
   char lease[16], max[16];
   snprintf(lease, sizeof lease, "%d", lease_ms);
@@ -497,7 +497,7 @@ int docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
   return rc;
 }
 
-int docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
+q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
                        size_t errlen) {
   char ver[16];
   snprintf(ver, sizeof ver, "%d", j->version);

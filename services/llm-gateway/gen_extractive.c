@@ -339,7 +339,7 @@ static int extractive_generate(const generator_t *g, const char *query,
   if (rc)
     snprintf(err, errlen, "the client went away");
 done:
-  q_buf_free(&answer);
+  q_buf_cleanup(&answer);
   free(st.v);
   free(q);
   return rc;

@@ -79,7 +79,7 @@ q_err_t gen_openai_load_template(const char *path, char **out, char *err,
   return *out ? 0 : Q_ENOMEM;
 fail:
   fclose(f);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
   return rc;
 }
 
@@ -132,7 +132,7 @@ char *gen_openai_render_prompt(const char *template, const char *query,
     }
   }
   if (rc || !b.data) {
-    q_buf_free(&b);
+    q_buf_cleanup(&b);
     return NULL;
   }
   return q_buf_steal(&b);

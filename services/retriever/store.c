@@ -175,7 +175,7 @@ static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks
       q_buf_reset(&b);
     }
   }
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
   if (PQputCopyEnd(c, abort_msg) != 1 && !rc)
     rc = q_pg_fail(c, NULL, "staging chunks", err, errlen);
   while ((r = PQgetResult(c)) != NULL) {
@@ -186,7 +186,7 @@ static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks
   return rc;
 }
 
-static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
+static q_err_t upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen) {
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
@@ -251,7 +251,7 @@ static int upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
   return q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
 }
 
-int store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
+q_err_t store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen) {
   *retired = 0;
@@ -341,7 +341,7 @@ static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *
   }
 }
 
-int store_load(store_t *st, index_t *idx, size_t *loaded, char *err,
+q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err,
                  size_t errlen) {
   *loaded = 0;
   float *vec = malloc(Q_INDEX_MAX_DIM * sizeof *vec);

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 typedef struct store store_t;
 
@@ -38,7 +39,7 @@ bool store_ping(store_t *st, char *why, size_t whylen);
  * 0; Q_ECONFLICT (nothing written) when a chunk_id belongs to another
  * tenant; Q_EUNAVAIL when the database cannot be reached; Q_EINTERNAL for
  * other database errors. err says why. Thread-safe. */
-int store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
+q_err_t store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
                    size_t n, const char *replace_doc_id, size_t *retired, char *err,
                    size_t errlen);
 
@@ -46,6 +47,6 @@ int store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
  * fetch, so memory stays flat however big the table). Rows whose vector
  * the index refuses are loaded without it (logged). *loaded receives the
  * rows loaded. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
-int store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t errlen);
+q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t errlen);
 
 #endif

@@ -36,7 +36,7 @@ q_err_t q_buf_vprintf(q_buf_t *b, const char *fmt, va_list ap);
 void q_buf_reset(q_buf_t *b);
 
 /* Releases the memory; the buffer may be reused after q_buf_init. */
-void q_buf_free(q_buf_t *b);
+void q_buf_cleanup(q_buf_t *b);
 
 /* Hands the content to the caller (free() it; never NULL unless out of
  * memory) and leaves the buffer empty. */

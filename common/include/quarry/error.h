@@ -48,7 +48,7 @@ const char *q_err_name(int err);
 int q_err_to_grpc(int err);
 
 /* Maps a gRPC status code back to an error (for client calls). */
-int q_err_from_grpc(int grpc_status);
+q_err_t q_err_from_grpc(int grpc_status);
 
 /* Name of a gRPC status code as used in metrics labels ("InvalidArgument"). */
 const char *q_grpc_code_name(int grpc_status);

@@ -26,6 +26,7 @@
 #define QUARRY_GRPC_H
 
 #include "quarry/arena.h"
+#include "quarry/error.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +48,7 @@ typedef enum {
  * leaves it NULL for an empty reply). Return 0 for OK or a q_err_t, with
  * detail given by q_grpc_ctx_errorf; the adapter maps it to a gRPC status.
  * Handlers run on worker threads and may block. */
-typedef int (*q_grpc_handler_fn)(q_grpc_ctx_t *ctx, const ProtobufCMessage *req,
+typedef q_err_t (*q_grpc_handler_fn)(q_grpc_ctx_t *ctx, const ProtobufCMessage *req,
                                  ProtobufCMessage **resp, void *ud);
 
 typedef struct q_grpc_method {
@@ -68,7 +69,7 @@ q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts);
 /* Registers every method of svc. Methods of svc without a handler in
  * methods[] answer UNIMPLEMENTED. ud is passed to every handler. Call before
  * q_grpc_server_start. 0 or Q_EINVAL (unknown method name). */
-int q_grpc_server_add_service(q_grpc_server_t *s,
+q_err_t q_grpc_server_add_service(q_grpc_server_t *s,
                               const ProtobufCServiceDescriptor *svc,
                               const q_grpc_method_t *methods, size_t n, void *ud);
 
@@ -99,17 +100,17 @@ void q_grpc_ctx_errorf(q_grpc_ctx_t *ctx, const char *fmt, ...)
 
 /* Server streaming: sends one message. 0, or Q_ECANCELLED when the client
  * has gone away (stop producing and return). */
-int q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg);
+q_err_t q_grpc_ctx_send(q_grpc_ctx_t *ctx, const ProtobufCMessage *msg);
 
 /* Client streaming: receives the next message into the call's arena.
  * 0 with *msg set, 0 with *msg NULL at end of stream, Q_EINVAL when a
  * message cannot be unpacked, Q_ECANCELLED when the call died. */
-int q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg);
+q_err_t q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg);
 
 /* Like q_grpc_ctx_recv, but unpacks into the caller's arena, so a long
  * upload can release each piece once it is written (one arena per piece)
  * instead of keeping every message until the call ends. */
-int q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg);
+q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg);
 
 /* ---- client ------------------------------------------------------------ */
 
@@ -135,7 +136,7 @@ typedef struct q_grpc_call_opts {
 /* Unary call. On success *resp is unpacked into arena (so freed with it).
  * Returns 0 or a q_err_t mapped from the gRPC status; err (if not NULL)
  * receives the status message. Thread-safe. */
-int q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
                  const char *method, const ProtobufCMessage *req,
                  ProtobufCMessage **resp, q_arena_t *arena,
                  const q_grpc_call_opts_t *opts, char *err, size_t errlen);
@@ -154,18 +155,18 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
 
 /* Sends one message. 0, or an error when the call has failed (the status is
  * available from q_grpc_call_finish). */
-int q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg);
+q_err_t q_grpc_call_send(q_grpc_call_t *c, const ProtobufCMessage *msg);
 
 /* Half-closes the sending side. */
-int q_grpc_call_close_send(q_grpc_call_t *c);
+q_err_t q_grpc_call_close_send(q_grpc_call_t *c);
 
 /* Receives one message into arena: 0 with *msg set, 0 with *msg NULL at end
  * of stream (then call q_grpc_call_finish for the status). */
-int q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg);
+q_err_t q_grpc_call_recv(q_grpc_call_t *c, q_arena_t *arena, ProtobufCMessage **msg);
 
 /* Waits for the final status, frees the call, returns 0 or a q_err_t; err
  * receives the status message. */
-int q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen);
+q_err_t q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen);
 
 /* Cancels a streaming call without half-closing it, so the server sees an
  * aborted stream rather than a complete (truncated) one. q_grpc_call_finish

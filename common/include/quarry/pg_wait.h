@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "quarry/error.h"
 
 /* Acquires a connection from p and applies service's migrations, retrying
  * with exponential backoff (100 ms doubling to 2 s) while the database is
@@ -19,7 +20,7 @@
  * could not be reached in time, or Q_EINTERNAL when a migration itself
  * failed (not retried: retrying a broken migration cannot help); err says
  * why. Call once at start, before serving. */
-int q_pg_wait_migrate(q_pg_pool_t *p, const char *service, const q_pg_migration_t *m,
+q_err_t q_pg_wait_migrate(q_pg_pool_t *p, const char *service, const q_pg_migration_t *m,
                       size_t n, int64_t wait_ms, char *err, size_t errlen);
 
 #endif

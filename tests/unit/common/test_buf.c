@@ -14,7 +14,7 @@ Test(buf, starts_empty_and_appends) {
   cr_assert_eq(q_buf_append(&b, ", world", 7), 0);
   cr_assert_eq(b.len, 12);
   cr_assert_str_eq(b.data, "hello, world");
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
   cr_assert_null(b.data);
 }
 
@@ -26,7 +26,7 @@ Test(buf, grows_across_many_appends) {
   cr_assert_eq(b.len, 100000);
   cr_assert_eq(strlen(b.data), 100000);
   cr_assert_eq(memcmp(b.data + 99990, "0123456789", 10), 0);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(buf, maximum_is_enforced_and_buffer_left_unchanged) {
@@ -42,7 +42,7 @@ Test(buf, maximum_is_enforced_and_buffer_left_unchanged) {
   cr_assert_eq(q_buf_printf(&b, "%d", 1), Q_ETOOBIG);
   cr_assert_leq(b.cap, 9);
   cr_assert_str_eq(b.data, "12345678");
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(buf, printf_short_and_long) {
@@ -57,7 +57,7 @@ Test(buf, printf_short_and_long) {
   cr_assert_eq(strncmp(b.data, "a=42;[zzz", 9), 0);
   cr_assert_eq(b.data[b.len - 1], ']');
   cr_assert_eq(b.data[b.len], '\0');
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(buf, printf_past_max_fails) {
@@ -68,7 +68,7 @@ Test(buf, printf_past_max_fails) {
   big[sizeof big - 1] = '\0';
   cr_assert_eq(q_buf_printf(&b, "%s", big), Q_ETOOBIG);
   cr_assert_eq(b.len, 0);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(buf, reset_keeps_memory) {
@@ -82,7 +82,7 @@ Test(buf, reset_keeps_memory) {
   cr_assert_eq(b.data, before);
   q_buf_puts(&b, "de");
   cr_assert_str_eq(b.data, "de");
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(buf, steal_hands_over_content) {
@@ -100,7 +100,7 @@ Test(buf, steal_hands_over_content) {
   free(s);
   cr_assert_eq(q_buf_puts(&b, "again"), 0);
   cr_assert_str_eq(b.data, "again");
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(buf, binary_content_with_nul) {
@@ -109,5 +109,5 @@ Test(buf, binary_content_with_nul) {
   cr_assert_eq(q_buf_append(&b, "a\0b", 3), 0);
   cr_assert_eq(b.len, 3);
   cr_assert_eq(memcmp(b.data, "a\0b", 4), 0);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }

@@ -306,5 +306,5 @@ Test(metrics, render_reports_a_full_buffer) {
   q_buf_t b;
   q_buf_init(&b, 64);
   cr_assert_eq(q_metrics_render(&b), Q_ETOOBIG);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }

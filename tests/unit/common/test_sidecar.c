@@ -78,7 +78,7 @@ Test(sidecar, metrics_are_served_as_prometheus_text) {
   cr_assert_not_null(strstr(r.body.data, "# TYPE quarry_sidecar_test_total counter\n"));
   cr_assert_not_null(strstr(r.body.data, "quarry_sidecar_test_total{k=\"v\"} 3\n"));
   cr_assert_not_null(strstr(r.body.data, "process_resident_memory_bytes "));
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   q_sidecar_stop(s);
   q_metrics_shutdown();
 }
@@ -92,7 +92,7 @@ Test(sidecar, healthz_is_ok) {
   json_t *j = body_json(&r);
   cr_assert_str_eq(str_at(j, "status"), "ok");
   json_decref(j);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   q_sidecar_stop(s);
 }
 
@@ -113,7 +113,7 @@ Test(sidecar, readyz_follows_the_callback) {
   cr_assert_str_eq(str_at(j, "status"), "not ready");
   cr_assert_str_eq(str_at(j, "reason"), "postgres: connection refused \"x\"");
   json_decref(j);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
 
   ready = 1;
   fetch(q_sidecar_port(s), "GET", "/readyz", &r);
@@ -121,7 +121,7 @@ Test(sidecar, readyz_follows_the_callback) {
   j = body_json(&r);
   cr_assert_str_eq(str_at(j, "status"), "ready");
   json_decref(j);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   q_sidecar_stop(s);
 }
 
@@ -130,7 +130,7 @@ Test(sidecar, readyz_without_callback_is_ready) {
   reply_t r;
   fetch(q_sidecar_port(s), "GET", "/readyz", &r);
   cr_assert_eq(r.status, 200);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   q_sidecar_stop(s);
 }
 
@@ -145,7 +145,7 @@ Test(sidecar, unknown_route_is_404_json) {
   cr_assert_str_eq(str_at(e, "code"), "not_found");
   cr_assert_not_null(strstr(str_at(e, "message"), "/nope"));
   json_decref(j);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   q_sidecar_stop(s);
 }
 
@@ -157,7 +157,7 @@ Test(sidecar, wrong_method_is_405_json) {
   json_t *j = body_json(&r);
   cr_assert_str_eq(str_at(json_object_get(j, "error"), "code"), "method_not_allowed");
   json_decref(j);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   q_sidecar_stop(s);
 }
 
@@ -198,9 +198,9 @@ Test(sidecar, slow_readiness_does_not_block_metrics) {
   long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
   cr_assert_eq(r.status, 200);
   cr_assert(ms < 1000, "metrics took %ld ms behind a slow /readyz", ms);
-  q_buf_free(&r.body);
+  q_buf_cleanup(&r.body);
   pthread_join(th, NULL);
   cr_assert_eq(slow.status, 200);
-  q_buf_free(&slow.body);
+  q_buf_cleanup(&slow.body);
   q_sidecar_stop(s);
 }

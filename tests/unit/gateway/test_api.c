@@ -470,8 +470,8 @@ typedef struct req {
 } req_t;
 
 static void resp_free(resp_t *r) {
-  q_buf_free(&r->body);
-  q_buf_free(&r->headers);
+  q_buf_cleanup(&r->body);
+  q_buf_cleanup(&r->headers);
   json_decref(r->json);
 }
 

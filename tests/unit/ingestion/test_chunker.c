@@ -290,7 +290,7 @@ Test(chunker, long_sections_split_within_their_heading) {
   cr_assert_str_eq(g->text[g->n - 1], "tail");
   got_free(g);
   free(words);
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
 }
 
 Test(chunker, huge_input_stays_bounded_and_covers_every_word) {
@@ -335,8 +335,8 @@ Test(chunker, very_long_words_are_cut_at_character_boundaries) {
   }
   cr_assert_str_eq(joined.data, b.data, "pieces glue back together");
   got_free(g);
-  q_buf_free(&b);
-  q_buf_free(&joined);
+  q_buf_cleanup(&b);
+  q_buf_cleanup(&joined);
 }
 
 Test(chunker, chunk_ids) {

@@ -138,7 +138,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
   q_buf_t *body = *con_cls;
   if (body) {
-    q_buf_free(body);
+    q_buf_cleanup(body);
     free(body);
     *con_cls = NULL;
   }

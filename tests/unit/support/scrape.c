@@ -13,6 +13,6 @@ double scrape_value(const char *series) {
   q_metrics_render(&b);
   const char *p = b.data ? strstr(b.data, series) : NULL;
   double v = p ? strtod(p + strlen(series), NULL) : 0;
-  q_buf_free(&b);
+  q_buf_cleanup(&b);
   return v;
 }
