@@ -31,6 +31,9 @@
 
 _Static_assert(EMBED_BATCH <= Q_LIMIT_EMBED_TEXTS, "an Embed call takes a whole batch");
 _Static_assert(UPSERT_BATCH <= Q_LIMIT_UPSERT_CHUNKS, "an Upsert takes a whole batch");
+/* What collect() sends as a chunk's text: heading path, "\n\n", chunk text. */
+_Static_assert((CHUNKER_HEADING_MAX - 1) + 2 + CHUNKER_MAX_BYTES <= Q_LIMIT_CHUNK_BYTES,
+               "a chunk's text with its heading path is one the embedder accepts");
 
 typedef enum {
   OUT_OK,     /* all went well (so far, or in the end) */
