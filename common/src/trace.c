@@ -9,15 +9,14 @@
 #include <time.h>
 
 #include "quarry/error.h"
+#include "quarry/limits.h"
 
-#define TRACE_ID_MAX 64 /* longest id q_trace_id_valid accepts */
-
-static _Thread_local char tls_trace_id[TRACE_ID_MAX + 1];
+static _Thread_local char tls_trace_id[Q_LIMIT_REQUEST_ID_BYTES + 1];
 static _Thread_local int64_t tls_deadline_ms;
 
 void q_trace_set(const char *trace_id, int64_t deadline_ms) {
   if (trace_id) {
-    size_t n = strnlen(trace_id, TRACE_ID_MAX);
+    size_t n = strnlen(trace_id, Q_LIMIT_REQUEST_ID_BYTES);
     memcpy(tls_trace_id, trace_id, n);
     tls_trace_id[n] = '\0';
   } else {
@@ -92,7 +91,7 @@ bool q_trace_id_valid(const char *s) {
   size_t n = 0;
   for (; s[n]; n++) {
     char c = s[n];
-    if (n >= TRACE_ID_MAX)
+    if (n >= Q_LIMIT_REQUEST_ID_BYTES)
       return 0;
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
           c == '-' || c == '_' || c == '.'))

@@ -19,7 +19,7 @@ static int is_hex(char c) {
 
 bool q_valid_tenant_id(const char *s) {
   size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > Q_TENANT_ID_MAX)
+  if (n == 0 || n > Q_LIMIT_TENANT_ID_BYTES)
     return 0;
   for (size_t i = 0; i < n; i++)
     if (!is_alnum(s[i]) && (i == 0 || (s[i] != '.' && s[i] != '_' && s[i] != '-')))

@@ -70,14 +70,14 @@ static q_err_t create_api_key_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     q_grpc_ctx_errorf(ctx,
                       "tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
                       "starting with a letter or digit",
-                      Q_TENANT_ID_MAX);
+                      Q_LIMIT_TENANT_ID_BYTES);
     return Q_EINVAL;
   }
   if (!keys_name_valid(req->name)) {
     q_grpc_ctx_errorf(ctx,
                       "name: required, 1..%d bytes of UTF-8 without control "
                       "characters",
-                      KEY_NAME_MAX);
+                      Q_LIMIT_API_KEY_NAME_BYTES);
     return Q_EINVAL;
   }
   if (req->n_roles == 0 || req->n_roles > 16) {

@@ -57,7 +57,7 @@ static int is_blank(char c) {
 
 q_err_t keys_parse(const char *cred, size_t len, key_parts_t *out) {
   memset(out, 0, sizeof *out);
-  if (!cred || len == 0 || len > KEY_CREDENTIAL_MAX)
+  if (!cred || len == 0 || len > Q_LIMIT_CREDENTIAL_BYTES)
     return Q_EUNAUTH;
   /* Embedded NULs would make the C-string view differ from the bytes. */
   if (memchr(cred, '\0', len))
@@ -159,5 +159,5 @@ q_err_t keys_roles_parse(const char *list, int *mask, char *err, size_t errlen) 
 }
 
 bool keys_name_valid(const char *s) {
-  return s && s[0] && q_valid_text(s, KEY_NAME_MAX);
+  return s && s[0] && q_valid_text(s, Q_LIMIT_API_KEY_NAME_BYTES);
 }

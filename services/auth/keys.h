@@ -17,17 +17,21 @@
 #include "quarry/error.h"
 #include <stdbool.h>
 
+#include "quarry/limits.h"
+
 #define KEY_PREFIX "qk_"
 #define KEY_ID_LEN 16         /* hex characters */
 #define KEY_SECRET_B64_LEN 43 /* base64url characters, no padding */
 #define KEY_SECRET_HEX_LEN 64
 #define KEY_HASH_LEN 64 /* hex SHA-256 */
 #define KEY_MAX_LEN (3 + KEY_ID_LEN + 1 + KEY_SECRET_HEX_LEN)
-#define KEY_CREDENTIAL_MAX 512 /* longest credential we look at at all */
 
-/* Tenant ids follow q_valid_tenant_id (quarry/validate.h). Key names:
- * 1..128 bytes of printable text (q_valid_text). */
-#define KEY_NAME_MAX 128
+/* Credentials longer than Q_LIMIT_CREDENTIAL_BYTES are not looked at at
+ * all. Tenant ids follow q_valid_tenant_id (quarry/validate.h). Key names:
+ * 1..Q_LIMIT_API_KEY_NAME_BYTES bytes of printable text (q_valid_text). */
+_Static_assert(KEY_MAX_LEN <= Q_LIMIT_CREDENTIAL_BYTES, "keys fit the credential limit");
+_Static_assert(KEY_ID_LEN <= Q_LIMIT_KEY_ID_BYTES, "key ids fit a principal's key id");
+_Static_assert(4 + KEY_ID_LEN <= Q_LIMIT_USER_ID_BYTES, "user ids \"key:<id>\" fit");
 
 /* Roles as bits, so a set of them is one int. */
 enum { ROLE_ADMIN = 1, ROLE_WRITER = 2, ROLE_READER = 4, ROLE_ALL = 7 };

@@ -21,7 +21,7 @@ typedef struct keystore keystore_t;
 
 /* Who a key belongs to, as established by keystore_authenticate. */
 typedef struct key_principal {
-  char tenant_id[Q_TENANT_ID_MAX + 1];
+  char tenant_id[Q_LIMIT_TENANT_ID_BYTES + 1];
   char key_id[KEY_ID_LEN + 1];
   int roles; /* ROLE_* bits */
 } key_principal_t;

@@ -82,14 +82,14 @@ static int create_key_main(int argc, char **argv) {
     fprintf(stderr,
             "quarry-auth create-key: --tenant: 1..%d characters of "
             "[A-Za-z0-9._-] starting with a letter or digit\n",
-            Q_TENANT_ID_MAX);
+            Q_LIMIT_TENANT_ID_BYTES);
     return 1;
   }
   if (!keys_name_valid(name)) {
     fprintf(stderr,
             "quarry-auth create-key: --name: 1..%d bytes of UTF-8 without "
             "control characters\n",
-            KEY_NAME_MAX);
+            Q_LIMIT_API_KEY_NAME_BYTES);
     return 1;
   }
   if (keys_roles_parse(role_list, &roles, err, sizeof err)) {

@@ -14,14 +14,15 @@
 #include <string.h>
 
 static q_err_t check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
-  if (n > EV_MAX_CHUNK_IDS) {
-    snprintf(err, errlen, "chunk_ids: at most %d, got %zu", EV_MAX_CHUNK_IDS, n);
+  if (n > Q_LIMIT_FEEDBACK_CHUNK_IDS) {
+    snprintf(err, errlen, "chunk_ids: at most %d, got %zu", Q_LIMIT_FEEDBACK_CHUNK_IDS,
+             n);
     return Q_EINVAL;
   }
   for (size_t i = 0; i < n; i++) {
     char field[32];
     snprintf(field, sizeof field, "chunk_ids[%zu]", i);
-    int rc = q_valid_field(field, ids[i], 1, EV_MAX_CHUNK_ID_BYTES, err, errlen);
+    int rc = q_valid_field(field, ids[i], 1, Q_LIMIT_CHUNK_ID_BYTES, err, errlen);
     if (rc)
       return rc;
   }
@@ -31,10 +32,13 @@ static q_err_t check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
 q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
                           size_t errlen) {
   int rc;
-  if ((rc = q_valid_field("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = q_valid_field("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = q_valid_field("user_id", r->user_id, 0, EV_MAX_USER_BYTES, err, errlen)) ||
-      (rc = q_valid_field("comment", r->comment, 0, EV_MAX_COMMENT_BYTES, err, errlen)))
+  if ((rc = q_valid_field("query_id", r->query_id, 1, Q_LIMIT_QUERY_ID_BYTES, err,
+                          errlen)) ||
+      (rc = q_valid_field("tenant_id", r->tenant_id, 1, Q_LIMIT_TENANT_ID_BYTES, err,
+                          errlen)) ||
+      (rc =
+           q_valid_field("user_id", r->user_id, 0, Q_LIMIT_USER_ID_BYTES, err, errlen)) ||
+      (rc = q_valid_field("comment", r->comment, 0, Q_LIMIT_COMMENT_BYTES, err, errlen)))
     return rc;
   if (r->rating != 1 && r->rating != -1) {
     snprintf(err, errlen, "rating: must be 1 (good) or -1 (bad), got %d", (int)r->rating);
@@ -45,11 +49,15 @@ q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
 
 q_err_t events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen) {
   int rc;
-  if ((rc = q_valid_field("query_id", r->query_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = q_valid_field("tenant_id", r->tenant_id, 1, EV_MAX_ID_BYTES, err, errlen)) ||
-      (rc = q_valid_field("user_id", r->user_id, 0, EV_MAX_USER_BYTES, err, errlen)) ||
-      (rc = q_valid_field("query", r->query, 1, EV_MAX_QUERY_BYTES, err, errlen)) ||
-      (rc = q_valid_field("answer", r->answer, 0, EV_MAX_ANSWER_BYTES, err, errlen)))
+  if ((rc = q_valid_field("query_id", r->query_id, 1, Q_LIMIT_QUERY_ID_BYTES, err,
+                          errlen)) ||
+      (rc = q_valid_field("tenant_id", r->tenant_id, 1, Q_LIMIT_TENANT_ID_BYTES, err,
+                          errlen)) ||
+      (rc =
+           q_valid_field("user_id", r->user_id, 0, Q_LIMIT_USER_ID_BYTES, err, errlen)) ||
+      (rc = q_valid_field("query", r->query, 1, Q_LIMIT_QUERY_BYTES, err, errlen)) ||
+      (rc = q_valid_field("answer", r->answer, 0, Q_LIMIT_EVENT_ANSWER_BYTES, err,
+                          errlen)))
     return rc;
   if (r->latency_ms < 0) {
     snprintf(err, errlen, "latency_ms: must not be negative");

@@ -8,19 +8,12 @@
 #include "producer.h"
 
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 #include "quarry/v1/feedback.pb-c.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include "quarry/error.h"
-
-#define EV_MAX_ID_BYTES 128       /* query_id, tenant_id */
-#define EV_MAX_USER_BYTES 256
-#define EV_MAX_COMMENT_BYTES 4096
-#define EV_MAX_CHUNK_IDS 64
-#define EV_MAX_CHUNK_ID_BYTES 256
-#define EV_MAX_QUERY_BYTES 8192
-#define EV_MAX_ANSWER_BYTES (64u << 10)
 
 typedef struct events {
   producer_t *producer;

@@ -71,8 +71,8 @@ static q_err_t key_ok(const char *k, size_t n, char *err, size_t errlen) {
     snprintf(err, errlen, "empty API key");
     return Q_EUNAUTH;
   }
-  if (n > AUTHN_KEY_MAX) {
-    snprintf(err, errlen, "API key longer than %d bytes", AUTHN_KEY_MAX);
+  if (n > Q_LIMIT_CREDENTIAL_BYTES) {
+    snprintf(err, errlen, "API key longer than %d bytes", Q_LIMIT_CREDENTIAL_BYTES);
     return Q_EUNAUTH;
   }
   for (size_t i = 0; i < n; i++)
@@ -107,7 +107,7 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
              "\"X-API-Key: <api key>\"");
     return Q_EUNAUTH;
   }
-  size_t n = strnlen(k, AUTHN_KEY_MAX + 1);
+  size_t n = strnlen(k, Q_LIMIT_CREDENTIAL_BYTES + 1);
   while (n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t'))
     n--;
   int rc = key_ok(k, n, err, errlen);
@@ -118,11 +118,11 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
   return 0;
 }
 
-static q_err_t copy_id(char *dst, const char *src, const char *what, char *err,
+static q_err_t copy_id(char *dst, size_t max, const char *src, const char *what, char *err,
                    size_t errlen) {
   size_t n = src ? strlen(src) : 0;
-  if (n > GW_ID_MAX) {
-    snprintf(err, errlen, "auth returned a %s longer than %d bytes", what, GW_ID_MAX);
+  if (n > max) {
+    snprintf(err, errlen, "auth returned a %s longer than %zu bytes", what, max);
     return Q_EINTERNAL;
   }
   memcpy(dst, src ? src : "", n + 1);
@@ -171,9 +171,11 @@ q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeo
   gw_principal_t p;
   memset(&p, 0, sizeof p);
   const Quarry__V1__Principal *pr = resp->principal;
-  if ((rc = copy_id(p.tenant_id, pr->tenant_id, "tenant id", err, errlen)) ||
-      (rc = copy_id(p.user_id, pr->user_id, "user id", err, errlen)) ||
-      (rc = copy_id(p.key_id, pr->key_id, "key id", err, errlen)))
+  if ((rc = copy_id(p.tenant_id, Q_LIMIT_TENANT_ID_BYTES, pr->tenant_id, "tenant id", err,
+                    errlen)) ||
+      (rc = copy_id(p.user_id, Q_LIMIT_USER_ID_BYTES, pr->user_id, "user id", err,
+                    errlen)) ||
+      (rc = copy_id(p.key_id, Q_LIMIT_KEY_ID_BYTES, pr->key_id, "key id", err, errlen)))
     goto done;
   cache_put(hash, &p);
   *out = p;

@@ -17,12 +17,12 @@
 
 #define AUTHN_TTL_MS 30000
 #define AUTHN_CACHE_SLOTS 4096
-#define AUTHN_KEY_MAX 512 /* longest credential accepted */
 
 /* Extracts the key from an Authorization header value and/or an X-API-Key
  * value (either may be NULL; Authorization wins). 0 with *key and *len set, or
- * Q_EUNAUTH with the reason in err (missing, wrong scheme, empty, too
- * long, control characters). *key points into one of the inputs. */
+ * Q_EUNAUTH with the reason in err (missing, wrong scheme, empty, longer than
+ * Q_LIMIT_CREDENTIAL_BYTES, control characters). *key points into one of the
+ * inputs. */
 q_err_t authn_extract(const char *authorization, const char *api_key, const char **key,
                   size_t *len, char *err, size_t errlen);
 

@@ -22,11 +22,11 @@ static size_t marker_at(const char *s, size_t len, size_t i, unsigned *n) {
 
 size_t citations_extract(const char *answer, size_t len, size_t npassages, citations_t *c,
                          char *out, size_t outcap) {
-  unsigned char seen[CITE_MAX_PASSAGES + 1];
+  unsigned char seen[Q_LIMIT_GENERATE_PASSAGES + 1];
   memset(seen, 0, sizeof seen);
   memset(c, 0, sizeof *c);
-  if (npassages > CITE_MAX_PASSAGES)
-    npassages = CITE_MAX_PASSAGES;
+  if (npassages > Q_LIMIT_GENERATE_PASSAGES)
+    npassages = Q_LIMIT_GENERATE_PASSAGES;
   size_t o = 0;
   for (size_t i = 0; i < len;) {
     unsigned n;

@@ -12,18 +12,19 @@
 
 #include <stddef.h>
 
-#define CITE_MAX_PASSAGES 64 /* more than top_k may ever be */
+#include "quarry/limits.h"
 
 typedef struct citations {
-  size_t nmarkers;                   /* markers found, valid or not */
-  size_t ninvalid;                   /* markers outside 1..npassages (removed) */
-  size_t ncited;                     /* distinct valid numbers */
-  unsigned cited[CITE_MAX_PASSAGES]; /* ascending, cited[0..ncited) */
+  size_t nmarkers;                           /* markers found, valid or not */
+  size_t ninvalid;                           /* markers outside 1..npassages (removed) */
+  size_t ncited;                             /* distinct valid numbers */
+  unsigned cited[Q_LIMIT_GENERATE_PASSAGES]; /* ascending, cited[0..ncited) */
 } citations_t;
 
 /* Scans answer[0..len) for markers with npassages passages sent
- * (npassages <= CITE_MAX_PASSAGES). Writes the answer without invalid
- * markers, NUL-terminated, to out (outcap >= len + 1; it never grows).
+ * (npassages <= Q_LIMIT_GENERATE_PASSAGES, what one Generate call carries).
+ * Writes the answer without invalid markers, NUL-terminated, to out
+ * (outcap >= len + 1; it never grows).
  * Returns the length written. */
 size_t citations_extract(const char *answer, size_t len, size_t npassages, citations_t *c,
                          char *out, size_t outcap);

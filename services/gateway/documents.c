@@ -11,16 +11,12 @@
 
 #include "quarry/error.h"
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
 
 #include "handlers.h"
 #include "http_util.h"
-
-#define FEEDBACK_ID_MAX 128
-#define COMMENT_MAX 4096
-#define CHUNK_IDS_MAX 64 /* what the feedback service accepts */
-#define CHUNK_ID_MAX 256
 
 static json_t *text_json(const char *s) {
   return http_json_text(s ? s : "", s ? strlen(s) : 0);
@@ -141,10 +137,10 @@ static q_err_t chunk_ids_of(gw_req_t *r, json_t *body, char ***out, size_t *n) {
   *n = 0;
   if (!arr || json_is_null(arr))
     return 0;
-  if (!json_is_array(arr) || json_array_size(arr) > CHUNK_IDS_MAX) {
+  if (!json_is_array(arr) || json_array_size(arr) > Q_LIMIT_FEEDBACK_CHUNK_IDS) {
     http_reply_error(r, Q_EINVAL,
                      "field \"chunk_ids\" must be an array of at most %d strings",
-                     CHUNK_IDS_MAX);
+                     Q_LIMIT_FEEDBACK_CHUNK_IDS);
     return Q_EINVAL;
   }
   size_t cnt = json_array_size(arr);
@@ -156,10 +152,10 @@ static q_err_t chunk_ids_of(gw_req_t *r, json_t *body, char ***out, size_t *n) {
   for (size_t i = 0; i < cnt; i++) {
     json_t *v = json_array_get(arr, i);
     if (!json_is_string(v) || json_string_length(v) == 0 ||
-        json_string_length(v) > CHUNK_ID_MAX) {
+        json_string_length(v) > Q_LIMIT_CHUNK_ID_BYTES) {
       http_reply_error(r, Q_EINVAL,
                        "field \"chunk_ids\"[%zu] must be a string of 1 to %d bytes", i,
-                       CHUNK_ID_MAX);
+                       Q_LIMIT_CHUNK_ID_BYTES);
       return Q_EINVAL;
     }
     ids[i] = (char *)json_string_value(v);
@@ -177,9 +173,9 @@ void feedback_post(gw_req_t *r) {
   char **chunk_ids;
   size_t nchunks;
   if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
-      http_json_string(r, body, "query_id", 1, 1, FEEDBACK_ID_MAX, &query_id) ||
+      http_json_string(r, body, "query_id", 1, 1, Q_LIMIT_QUERY_ID_BYTES, &query_id) ||
       http_json_int(r, body, "rating", 1, 0, -1, 1, &rating) ||
-      http_json_string(r, body, "comment", 0, 0, COMMENT_MAX, &comment) ||
+      http_json_string(r, body, "comment", 0, 0, Q_LIMIT_COMMENT_BYTES, &comment) ||
       chunk_ids_of(r, body, &chunk_ids, &nchunks))
     goto done;
   if (rating == 0) {

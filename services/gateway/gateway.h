@@ -15,6 +15,7 @@
 
 #include "quarry/arena.h"
 #include "quarry/buf.h"
+#include "quarry/limits.h"
 #include "quarry/trace.h"
 
 /* Settings, filled from the environment by main.c. */
@@ -37,16 +38,18 @@ typedef struct gw_cfg {
 } gw_cfg_t;
 
 /* Who is calling, as established by the auth service. */
-#define GW_ID_MAX 128
 typedef struct gw_principal {
-  char tenant_id[GW_ID_MAX + 1];
-  char user_id[GW_ID_MAX + 1];
-  char key_id[GW_ID_MAX + 1];
+  char tenant_id[Q_LIMIT_TENANT_ID_BYTES + 1];
+  char user_id[Q_LIMIT_USER_ID_BYTES + 1];
+  char key_id[Q_LIMIT_KEY_ID_BYTES + 1];
 } gw_principal_t;
 
 typedef struct route route_t;
 
-#define GW_PARAM_MAX 256 /* longest {id} path segment */
+/* Longest {id} path segment: a document or job id. */
+#define GW_PARAM_MAX                                                                     \
+  (Q_LIMIT_DOCUMENT_ID_BYTES > Q_LIMIT_JOB_ID_BYTES ? Q_LIMIT_DOCUMENT_ID_BYTES          \
+                                                    : Q_LIMIT_JOB_ID_BYTES)
 
 typedef struct gw_req {
   struct MHD_Connection *conn;
@@ -58,7 +61,7 @@ typedef struct gw_req {
   const char *method_label;     /* bounded set of method names, for metrics */
   char param[GW_PARAM_MAX + 1]; /* the {id} segment of the path */
 
-  char request_id[65];
+  char request_id[Q_LIMIT_REQUEST_ID_BYTES + 1];
   char trace_id[Q_TRACE_ID_LEN + 1];
   char span_id[17];
   double t0;           /* monotonic seconds at arrival */

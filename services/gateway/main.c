@@ -1,6 +1,7 @@
 /* main.c - quarry-gateway: the REST edge of Quarry. Serves the HTTP API on
  * QUARRY_HTTP_LISTEN (including /metrics, /healthz and /readyz) and a
  * health-only gRPC server; everything else lives in the modules. */
+#include "quarry/limits.h"
 #include "quarry/service.h"
 
 #include <jansson.h>
@@ -38,7 +39,8 @@ static q_cfg_entry_t table[] = {
     {"QUARRY_REDIS_ADDR", Q_CFG_ADDR, "127.0.0.1:6379", 0, 0, NULL,
      "Redis used for rate limiting (host:port); when down, requests are allowed.", 0,
      &cfg.redis_addr},
-    {"QUARRY_MAX_UPLOAD_BYTES", Q_CFG_INT, "104857600", 1, 4294967296LL, NULL,
+    {"QUARRY_MAX_UPLOAD_BYTES", Q_CFG_INT, Q_LIMIT_TEXT(UPLOAD_BYTES_DEFAULT),
+     Q_LIMIT_UPLOAD_BYTES_MIN, Q_LIMIT_UPLOAD_BYTES_MAX, NULL,
      "Largest document accepted by POST /v1/documents, in bytes (larger: 413).", 0,
      &cfg.max_upload_bytes},
     {"QUARRY_MAX_JSON_BYTES", Q_CFG_INT, "1048576", 1024, 67108864, NULL,

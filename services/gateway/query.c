@@ -24,6 +24,7 @@
 
 #include "quarry/error.h"
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
 #include "quarry/stubs.h"
@@ -35,16 +36,14 @@
 #include "handlers.h"
 #include "http_util.h"
 
-#define QUERY_MAX_BYTES 4096
 #define TOP_K_DEFAULT 8
-#define TOP_K_MAX 50
-#define RETRIEVE_TOP_K 50 /* candidates handed to the reranker */
-#define SNIPPET_MAX_BYTES 300
-#define ANSWER_MAX_BYTES (256 * 1024)
-#define RECORD_TIMEOUT_MS 500       /* RecordQuery is bookkeeping: keep it short */
-#define EVENT_ANSWER_MAX (64 << 10) /* what the feedback service accepts */
-#define EMBED_SHARE 0.4             /* of the time left, at most */
+#define RETRIEVE_TOP_K 50     /* candidates handed to the reranker */
+#define RECORD_TIMEOUT_MS 500 /* RecordQuery is bookkeeping: keep it short */
+#define EMBED_SHARE 0.4       /* of the time left, at most */
 #define RERANK_SHARE 0.5
+
+_Static_assert(RETRIEVE_TOP_K <= Q_LIMIT_RERANK_PASSAGES, "the reranker takes them all");
+_Static_assert(TOP_K_DEFAULT <= Q_LIMIT_TOP_K_MAX, "the default top_k is allowed");
 
 typedef struct pipeline {
   gw_req_t *r;
@@ -216,7 +215,7 @@ static q_err_t generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
     return Q_EINTERNAL;
   }
   q_buf_t buf;
-  q_buf_init(&buf, ANSWER_MAX_BYTES);
+  q_buf_init(&buf, Q_LIMIT_ANSWER_BYTES);
   int truncated = 0;
   int rc = q_rpc_llm_gateway_generate_send(call, &req);
   if (rc == 0)
@@ -238,7 +237,7 @@ static q_err_t generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
   }
   if (truncated) {
     q_log_warn("answer truncated", "{s:s,s:i}", "query_id", p->query_id, "max_bytes",
-               ANSWER_MAX_BYTES);
+               Q_LIMIT_ANSWER_BYTES);
     json_array_append_new(p->degraded, json_string("answer_truncated"));
   }
   *len = buf.len;
@@ -274,8 +273,8 @@ static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t n
     /* The event carries the answer as the client sees it (valid UTF-8),
      * cut to what the feedback service accepts. */
     size_t alen = strlen(answer);
-    ev.answer =
-        q_arena_strndup(r->arena, answer, q_text_cut(answer, alen, EVENT_ANSWER_MAX));
+    ev.answer = q_arena_strndup(r->arena, answer,
+                                q_text_cut(answer, alen, Q_LIMIT_EVENT_ANSWER_BYTES));
     ev.ts_unix_ms = q_wall_ms();
     Quarry__V1__QueryEventResponse *resp = NULL;
     q_grpc_call_opts_t opts = {.timeout_ms = timeout};
@@ -293,7 +292,7 @@ static json_t *text_json(const char *s) {
 
 static json_t *citation_json(unsigned n, const Quarry__V1__Passage *ps) {
   const char *text = ps->text ? ps->text : "";
-  size_t sl = q_text_cut(text, strlen(text), SNIPPET_MAX_BYTES);
+  size_t sl = q_text_cut(text, strlen(text), Q_LIMIT_SNIPPET_BYTES);
   return json_pack("{s:i,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
                    text_json(ps->doc_id), "title", text_json(ps->title), "chunk_id",
                    text_json(ps->chunk_id), "snippet", http_json_text(text, sl), "score",
@@ -419,8 +418,8 @@ void query_post(gw_req_t *r) {
   const char *query;
   json_int_t top_k;
   if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
-      http_json_string(r, body, "query", 1, 1, QUERY_MAX_BYTES, &query) ||
-      http_json_int(r, body, "top_k", 0, TOP_K_DEFAULT, 1, TOP_K_MAX, &top_k))
+      http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &query) ||
+      http_json_int(r, body, "top_k", 0, TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX, &top_k))
     goto done;
   if (q_is_blank(query, strlen(query))) {
     http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");

@@ -130,7 +130,7 @@ static long long incr(conn_t *c, const char *key) {
 bool ratelimit_allow(const gw_principal_t *p) {
   if (limit <= 0)
     return 1;
-  char key[2 * GW_ID_MAX + 64];
+  char key[Q_LIMIT_TENANT_ID_BYTES + Q_LIMIT_USER_ID_BYTES + 64];
   snprintf(key, sizeof key, "quarry:rl:%s:%s:%lld", p->tenant_id, p->user_id,
            (long long)(q_wall_ms() / 1000));
   conn_t *c = acquire();

@@ -21,6 +21,9 @@
 
 enum { PART_FILE = 1, PART_TITLE, PART_EXTERNAL_ID };
 
+_Static_assert(Q_LIMIT_EXTERNAL_ID_BYTES <= Q_LIMIT_TITLE_BYTES,
+               "upload_t.field, sized for a title, also holds an external_id");
+
 typedef struct upload {
   gw_req_t *r;
   int multipart;
@@ -30,10 +33,10 @@ typedef struct upload {
   int send_failed; /* the call failed; finish() tells why */
   uint64_t doc_bytes;
 
-  char filename[UPLOAD_FILENAME_MAX + 1];
+  char filename[Q_LIMIT_FILENAME_BYTES + 1];
   const char *doc_type;
-  char title[UPLOAD_TITLE_MAX + 1];
-  char external_id[UPLOAD_EXTERNAL_ID_MAX + 1];
+  char title[Q_LIMIT_TITLE_BYTES + 1];
+  char external_id[Q_LIMIT_EXTERNAL_ID_BYTES + 1];
   int title_field, external_id_field; /* set by a multipart field */
 
   /* multipart: the part being read */
@@ -104,7 +107,7 @@ q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
     if (*p == '/' || *p == '\\')
       base = p + 1;
   size_t n = strlen(base);
-  if (n == 0 || n > UPLOAD_FILENAME_MAX || n >= outlen || strcmp(base, ".") == 0 ||
+  if (n == 0 || n > Q_LIMIT_FILENAME_BYTES || n >= outlen || strcmp(base, ".") == 0 ||
       strcmp(base, "..") == 0)
     return Q_EINVAL;
   for (size_t i = 0; i < n; i++)
@@ -212,10 +215,11 @@ static q_err_t query_meta(upload_t *u) {
   gw_req_t *r = u->r;
   const char *v;
   if ((v = http_query_arg(r, "title")) &&
-      copy_meta(r, "title", v, strlen(v), u->title, UPLOAD_TITLE_MAX))
+      copy_meta(r, "title", v, strlen(v), u->title, Q_LIMIT_TITLE_BYTES))
     return Q_EINVAL;
   if ((v = http_query_arg(r, "external_id")) &&
-      copy_meta(r, "external_id", v, strlen(v), u->external_id, UPLOAD_EXTERNAL_ID_MAX))
+      copy_meta(r, "external_id", v, strlen(v), u->external_id,
+                Q_LIMIT_EXTERNAL_ID_BYTES))
     return Q_EINVAL;
   if ((v = http_query_arg(r, "filename")) &&
       upload_clean_filename(v, u->filename, sizeof u->filename)) {
@@ -238,10 +242,10 @@ static void end_part(upload_t *u) {
   u->in_part = 0;
   if (u->part_kind == PART_TITLE)
     copy_meta(r, "title", u->field.data ? u->field.data : "", u->field.len, u->title,
-              UPLOAD_TITLE_MAX);
+              Q_LIMIT_TITLE_BYTES);
   else if (u->part_kind == PART_EXTERNAL_ID)
     copy_meta(r, "external_id", u->field.data ? u->field.data : "", u->field.len,
-              u->external_id, UPLOAD_EXTERNAL_ID_MAX);
+              u->external_id, Q_LIMIT_EXTERNAL_ID_BYTES);
   q_buf_reset(&u->field);
 }
 
@@ -259,7 +263,7 @@ static void start_file_part(upload_t *u, const char *filename, const char *conte
                     "file name is empty, too long or has control characters");
     return;
   }
-  char media[128] = "";
+  char media[Q_LIMIT_MEDIA_TYPE_BYTES + 1] = "";
   int has_media = upload_media_type(content_type, media, sizeof media) == 0;
   u->doc_type = has_media ? upload_doc_type(media) : NULL;
   /* Clients that do not know the type send none or octet-stream; then the
@@ -361,11 +365,11 @@ static void upload_begin(gw_req_t *r) {
   }
   r->stream = u;
   u->r = r;
-  q_buf_init(&u->field, UPLOAD_TITLE_MAX + 1);
+  q_buf_init(&u->field, Q_LIMIT_TITLE_BYTES + 1);
   q_buf_init(&u->held, UPLOAD_PIECE_MAX);
   uint64_t max = (uint64_t)r->cfg->max_upload_bytes;
 
-  char media[128];
+  char media[Q_LIMIT_MEDIA_TYPE_BYTES + 1];
   if (upload_media_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), media,
                         sizeof media) != 0) {
     http_reject_err(r, Q_EUNSUPPORTED,

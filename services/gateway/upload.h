@@ -20,10 +20,9 @@
 #include <stddef.h>
 #include "quarry/error.h"
 
+#include "quarry/limits.h"
+
 #define UPLOAD_PIECE_MAX (1 << 20)
-#define UPLOAD_TITLE_MAX 512
-#define UPLOAD_EXTERNAL_ID_MAX 256
-#define UPLOAD_FILENAME_MAX 255
 #define UPLOAD_MULTIPART_SLACK (64 << 10) /* boundaries and part headers */
 
 /* Writes the media type of a Content-Type value ("Text/Markdown;
@@ -41,7 +40,7 @@ const char *upload_type_from_name(const char *filename);
 
 /* Reduces a client-supplied file name to its last path component. 0 with
  * out set, or -1 when nothing usable is left (empty, ".", "..", control
- * characters, longer than UPLOAD_FILENAME_MAX). */
+ * characters, longer than Q_LIMIT_FILENAME_BYTES). */
 q_err_t upload_clean_filename(const char *in, char *out, size_t outlen);
 
 #endif

@@ -3,10 +3,11 @@
  *
  * Two passes over the text, both linear: a section scan (line by line, to
  * find where the next heading starts and to track code fences), then a
- * window of at most target+1 words per chunk, in which break candidates are
- * marked (gaps between words, sentence ends from q_text_sentences) and the
- * best one is picked. The next window starts inside the previous one by the
- * overlap, so words are scanned about 1 + overlap/target times. */
+ * window of at most target+1 words per chunk (fewer when CHUNKER_MAX_BYTES
+ * is reached first), in which break candidates are marked (gaps between
+ * words, sentence ends from q_text_sentences) and the best one is picked.
+ * The next window starts inside the previous one by the overlap, so words
+ * are scanned about 1 + overlap/target times. */
 #include "chunker.h"
 
 #include <stdio.h>
@@ -19,9 +20,12 @@
 
 #define HEADING_TEXT_MAX 200 /* bytes kept of one heading's text */
 
-/* What separates a word from the one before it. */
+/* What separates a word from the one before it, and its text in a chunk. */
 enum { GAP_NONE = 0, GAP_SPACE, GAP_LINE, GAP_PARA };
+static const char *const gap_text[] = {"", " ", "\n", "\n\n"};
 enum { W_SENT_END = 1 };
+
+_Static_assert(CHUNKER_MAX_WORD + 2 <= CHUNKER_MAX_BYTES, "a chunk holds one word");
 
 typedef struct word {
   size_t start, end;
@@ -43,6 +47,8 @@ struct chunker {
   char heading[CHUNKER_HEADING_MAX];
   word_t *w; /* target + 1 entries */
   size_t nw;
+  size_t fit; /* words of the window that fit in a chunk: target, or fewer when
+                 CHUNKER_MAX_BYTES ended the window (w[fit] did not fit) */
   q_buf_t text;
   int ordinal;
 };
@@ -202,11 +208,16 @@ static int next_section(chunker_t *c) {
   return 1;
 }
 
-/* Collects up to target+1 words from cur. */
+/* Collects up to target+1 words from cur: the words a chunk may hold plus
+ * the one after them, which tells how the chunk's last word is followed.
+ * Stops early at the first word that would take the chunk's text past
+ * CHUNKER_MAX_BYTES; that word is then the one after. */
 static void fill_window(chunker_t *c) {
   const char *s = c->s;
   size_t i = c->cur, end = c->sec_end, max = (size_t)c->o.target_words + 1;
+  size_t bytes = 0; /* of the text made of words w[0..nw) */
   c->nw = 0;
+  c->fit = (size_t)c->o.target_words;
   while (c->nw < max) {
     int nl = 0, space = 0;
     while (i < end && is_ws(s[i])) {
@@ -232,6 +243,11 @@ static void fill_window(chunker_t *c) {
              : nl == 1  ? GAP_LINE
              : space    ? GAP_SPACE
                         : GAP_NONE;
+    bytes += strlen(gap_text[w->gap]) + (w->end - w->start);
+    if (bytes > CHUNKER_MAX_BYTES) {
+      c->fit = c->nw - 1;
+      break;
+    }
   }
 }
 
@@ -265,7 +281,7 @@ static int breaks_sentence(const chunker_t *c, size_t e) {
 
 /* Number of words of the window that go into this chunk. */
 static size_t choose_end(const chunker_t *c) {
-  size_t t = (size_t)c->o.target_words;
+  size_t t = c->fit;
   if (c->nw <= t)
     return c->nw;
   size_t lo;
@@ -300,11 +316,10 @@ static size_t overlap_start(const chunker_t *c, size_t end) {
 }
 
 static q_err_t compose(chunker_t *c, size_t end) {
-  static const char *const sep[] = {"", " ", "\n", "\n\n"};
   q_buf_reset(&c->text);
   for (size_t i = 0; i < end; i++) {
     const word_t *w = &c->w[i];
-    if (i > 0 && q_buf_puts(&c->text, sep[w->gap]))
+    if (i > 0 && q_buf_puts(&c->text, gap_text[w->gap]))
       return Q_ENOMEM;
     if (q_buf_append(&c->text, c->s + w->start, w->end - w->start))
       return Q_ENOMEM;
@@ -365,7 +380,7 @@ q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chun
   c->s = text ? text : "";
   c->n = text ? n : 0;
   c->o = *opts;
-  q_buf_init(&c->text, ((size_t)opts->target_words + 1) * (CHUNKER_MAX_WORD + 2) + 1);
+  q_buf_init(&c->text, CHUNKER_MAX_BYTES);
   *out = c;
   return Q_OK;
 }

@@ -18,9 +18,12 @@
  * text.
  *
  * Text is rebuilt from the words with white space normalised (a blank line,
- * a line break or one space), so chunk size is bounded by target words of at
- * most CHUNKER_MAX_WORD bytes each whatever the input looks like; longer
- * "words" (base64 blobs, minified code) are cut at UTF-8 boundaries.
+ * a line break or one space). Longer "words" than CHUNKER_MAX_WORD bytes
+ * (base64 blobs, minified code, Japanese or Chinese text, which has no
+ * spaces) are cut at UTF-8 boundaries into pieces joined without a space.
+ * Besides target words, a chunk's text never exceeds CHUNKER_MAX_BYTES
+ * whatever the input looks like: a window stops at the word that would not
+ * fit, and the chunk ends at the best break before it, preferred as above.
  *
  * The chunker is an iterator that holds only one window of words at a time,
  * so memory does not grow with the document. Not thread-safe: one chunker
@@ -31,9 +34,19 @@
 #include <stddef.h>
 #include "quarry/error.h"
 
+#include "quarry/limits.h"
+
 #define CHUNKER_MAX_WORD 256    /* bytes; longer words are cut */
 #define CHUNKER_MAX_TARGET 4096 /* largest target in words */
 #define CHUNKER_HEADING_MAX 512 /* bytes of a heading path, NUL included */
+
+/* Most bytes of a chunk's text. The worker embeds and indexes the heading
+ * path, a blank line and the text together, so the text leaves room for the
+ * longest heading path: the whole stays within Q_LIMIT_CHUNK_BYTES, which
+ * limits.h asserts the embedder accepts (Q_LIMIT_EMBED_TEXT_BYTES). Without
+ * this cap, 200 words of CHUNKER_MAX_WORD bytes made chunks of 51,200
+ * bytes, refused by the embedder. */
+#define CHUNKER_MAX_BYTES (Q_LIMIT_CHUNK_BYTES - (CHUNKER_HEADING_MAX - 1) - 2)
 
 typedef struct chunker_opts {
   int target_words;  /* 1..CHUNKER_MAX_TARGET */
@@ -44,7 +57,7 @@ typedef struct chunker_opts {
 typedef struct chunk {
   const char *text;    /* NUL-terminated; owned by the chunker, valid until
                           the next chunker_next or chunker_free */
-  size_t len;          /* bytes of text */
+  size_t len;          /* bytes of text, at most CHUNKER_MAX_BYTES */
   const char *heading; /* section heading path, "" when none; same lifetime */
   int ordinal;         /* 0, 1, 2, ... across the whole document */
   int words;           /* words in text */

@@ -74,14 +74,14 @@ q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_a
 typedef struct job {
   char id[37];
   char document_id[37];
-  char tenant_id[Q_TENANT_ID_MAX + 1];
-  char trace_id[65];
+  char tenant_id[Q_LIMIT_TENANT_ID_BYTES + 1];
+  char trace_id[Q_LIMIT_REQUEST_ID_BYTES + 1];
   int version;     /* the version this job indexes */
   int attempts;    /* including this one */
   int doc_version; /* the document's current version at claim time */
   char sha256[65];
   char content_type[32];
-  char title[TITLE_MAX_BYTES + 1];
+  char title[Q_LIMIT_TITLE_BYTES + 1];
   int title_explicit;
   int64_t size;
 } job_t;

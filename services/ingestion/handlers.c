@@ -26,7 +26,7 @@ static q_err_t check_scope(q_grpc_ctx_t *ctx, const char *tenant, const char *id
                        const char *field) {
   if (!q_valid_tenant_id(tenant)) {
     q_grpc_ctx_errorf(ctx, "tenant_id: required, 1..%d characters of [A-Za-z0-9._-]",
-                      Q_TENANT_ID_MAX);
+                      Q_LIMIT_TENANT_ID_BYTES);
     return Q_EINVAL;
   }
   if (!q_valid_uuid(id)) {

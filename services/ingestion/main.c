@@ -8,6 +8,7 @@
 #include "handlers.h"
 #include "ingest.h"
 #include "quarry/error.h"
+#include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/pg.h"
 #include "quarry/pg_wait.h"
@@ -28,7 +29,8 @@ static q_cfg_entry_t cfg[] = {
      "Directory for uploaded documents, named by SHA-256 (relative paths are taken from "
      "the working directory at start; created if missing).",
      0, &blob_dir},
-    {"QUARRY_MAX_UPLOAD_BYTES", Q_CFG_INT, "104857600", 1, 1073741824, NULL,
+    {"QUARRY_MAX_UPLOAD_BYTES", Q_CFG_INT, Q_LIMIT_TEXT(UPLOAD_BYTES_DEFAULT),
+     Q_LIMIT_UPLOAD_BYTES_MIN, Q_LIMIT_UPLOAD_BYTES_MAX, NULL,
      "Largest document accepted, in bytes; larger uploads fail with too_large.", 0,
      &max_upload},
     {"QUARRY_INGEST_WORKERS", Q_CFG_INT, "2", 0, 64, NULL,

@@ -23,7 +23,7 @@ static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h
     q_grpc_ctx_errorf(ctx,
                       "header.tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
                       "starting with a letter or digit",
-                      Q_TENANT_ID_MAX);
+                      Q_LIMIT_TENANT_ID_BYTES);
     return Q_EINVAL;
   }
   int rc = parse_content_type(h->content_type, &m->content_type, err, sizeof err);
@@ -31,25 +31,25 @@ static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
   }
-  if (!q_valid_text(h->filename, FILENAME_MAX_BYTES)) {
+  if (!q_valid_text(h->filename, Q_LIMIT_FILENAME_BYTES)) {
     q_grpc_ctx_errorf(ctx,
                       "header.filename: at most %d bytes of UTF-8 without control "
                       "characters",
-                      FILENAME_MAX_BYTES);
+                      Q_LIMIT_FILENAME_BYTES);
     return Q_EINVAL;
   }
-  if (!q_valid_text(h->title, TITLE_MAX_BYTES)) {
+  if (!q_valid_text(h->title, Q_LIMIT_TITLE_BYTES)) {
     q_grpc_ctx_errorf(ctx,
                       "header.title: at most %d bytes of UTF-8 without control "
                       "characters",
-                      TITLE_MAX_BYTES);
+                      Q_LIMIT_TITLE_BYTES);
     return Q_EINVAL;
   }
-  if (!q_valid_text(h->external_id, EXTERNAL_ID_MAX_BYTES)) {
+  if (!q_valid_text(h->external_id, Q_LIMIT_EXTERNAL_ID_BYTES)) {
     q_grpc_ctx_errorf(ctx,
                       "header.external_id: at most %d bytes of UTF-8 without control "
                       "characters",
-                      EXTERNAL_ID_MAX_BYTES);
+                      Q_LIMIT_EXTERNAL_ID_BYTES);
     return Q_EINVAL;
   }
   m->tenant_id = h->tenant_id;

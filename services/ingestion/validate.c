@@ -29,9 +29,9 @@ q_err_t parse_content_type(const char *s, const char **out, char *err, size_t er
     snprintf(err, errlen, "content_type: required (text/plain or text/markdown)");
     return Q_EINVAL;
   }
-  if (n > CONTENT_TYPE_MAX_BYTES || !q_valid_text(s, CONTENT_TYPE_MAX_BYTES)) {
+  if (n > Q_LIMIT_MEDIA_TYPE_BYTES || !q_valid_text(s, Q_LIMIT_MEDIA_TYPE_BYTES)) {
     snprintf(err, errlen, "content_type: at most %d printable bytes",
-             CONTENT_TYPE_MAX_BYTES);
+             Q_LIMIT_MEDIA_TYPE_BYTES);
     return Q_EINVAL;
   }
   const char *end = s + n, *semi = strchr(s, ';'), *te;

@@ -1,17 +1,14 @@
 /* validate.h - checks on what callers send the ingestion service that are
- * its own: limits and content types. Tenant ids, UUIDs and free text are
- * checked with quarry/validate.h like everywhere else. Pure functions, so
- * they are tested without a server. */
+ * its own: content types. Tenant ids, UUIDs and free text are checked with
+ * quarry/validate.h, and sizes come from quarry/limits.h, like everywhere
+ * else. Pure functions, so they are tested without a server. */
 #ifndef QUARRY_INGESTION_VALIDATE_H
 #define QUARRY_INGESTION_VALIDATE_H
 
 #include <stddef.h>
 #include "quarry/error.h"
 
-#define FILENAME_MAX_BYTES 255
-#define TITLE_MAX_BYTES 512
-#define EXTERNAL_ID_MAX_BYTES 256
-#define CONTENT_TYPE_MAX_BYTES 256
+#include "quarry/limits.h"
 
 /* Content types the chunker understands, as stored. */
 #define CT_PLAIN "text/plain"
@@ -21,8 +18,9 @@
  * "text/x-markdown"), case-insensitive, with parameters such as
  * "; charset=utf-8" allowed. A charset other than UTF-8 (or its subset
  * US-ASCII) is refused. Returns 0 with *out pointing at CT_PLAIN or
- * CT_MARKDOWN; Q_EINVAL when empty or too long; Q_EUNSUPPORTED for any
- * other type or charset. err gets a sentence for the client. */
+ * CT_MARKDOWN; Q_EINVAL when empty or longer than Q_LIMIT_MEDIA_TYPE_BYTES;
+ * Q_EUNSUPPORTED for any other type or charset. err gets a sentence for the
+ * client. */
 q_err_t parse_content_type(const char *s, const char **out, char *err, size_t errlen);
 
 #endif

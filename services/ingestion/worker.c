@@ -14,6 +14,7 @@
 #include "quarry/arena.h"
 #include "quarry/error.h"
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
 #include "quarry/trace.h"
@@ -28,7 +29,12 @@
 #define BATCH_ARENA_MAX (256u << 20)
 #define REAP_EVERY_MS 10000
 #define MAX_BACKOFF_MS 60000
-#define CHUNK_ID_MAX 64
+
+_Static_assert(EMBED_BATCH <= Q_LIMIT_EMBED_TEXTS, "an Embed call takes a whole batch");
+_Static_assert(UPSERT_BATCH <= Q_LIMIT_UPSERT_CHUNKS, "an Upsert takes a whole batch");
+/* What collect() sends as a chunk's text: heading path, "\n\n", chunk text. */
+_Static_assert((CHUNKER_HEADING_MAX - 1) + 2 + CHUNKER_MAX_BYTES <= Q_LIMIT_CHUNK_BYTES,
+               "a chunk's text with its heading path is one the embedder accepts");
 
 typedef enum {
   OUT_OK,     /* all went well (so far, or in the end) */
@@ -164,13 +170,14 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
   *n = 0;
   while (*n < UPSERT_BATCH && (rc = chunker_next(ch, &c)) == 1) {
     Quarry__V1__Chunk *m = q_arena_alloc(a, sizeof *m);
-    char *id = q_arena_alloc(a, CHUNK_ID_MAX);
+    char *id = q_arena_alloc(a, Q_LIMIT_CHUNK_ID_BYTES + 1);
     char *body = q_arena_strndup(a, c.text, c.len);
     char *heading = q_arena_strdup(a, c.heading);
     if (!m || !id || !body || !heading)
       return fail(r, OUT_RETRY, "out of memory");
     quarry__v1__chunk__init(m);
-    chunker_chunk_id(id, CHUNK_ID_MAX, j->document_id, j->version, c.ordinal);
+    chunker_chunk_id(id, Q_LIMIT_CHUNK_ID_BYTES + 1, j->document_id, j->version,
+                     c.ordinal);
     m->chunk_id = id;
     m->doc_id = (char *)j->document_id;
     m->tenant_id = (char *)j->tenant_id;
@@ -263,7 +270,7 @@ static outcome_t process(run_t *r) {
     goto done;
   }
   if (!j->title_explicit && strcmp(j->content_type, CT_MARKDOWN) == 0) {
-    char title[TITLE_MAX_BYTES + 1];
+    char title[Q_LIMIT_TITLE_BYTES + 1];
     if (chunker_markdown_title(text, len, title, sizeof title) > 0) {
       if (docstore_set_title(in->pool, j, title, err, sizeof err)) {
         o = fail(r, OUT_RETRY, "database unavailable: %s", err);

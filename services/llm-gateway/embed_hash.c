@@ -21,6 +21,7 @@
 #include "provider.h"
 
 #include "quarry/error.h"
+#include "quarry/limits.h"
 #include "quarry/text.h"
 
 #include <math.h>
@@ -220,7 +221,7 @@ embedder_t *embed_hash_new(int dim) {
   char model[64];
   embedder_t *e;
 
-  if (dim < 16 || dim > 8192)
+  if (dim < 16 || dim > Q_LIMIT_EMBED_DIM_MAX)
     return NULL;
   e = calloc(1, sizeof *e);
   if (!e)

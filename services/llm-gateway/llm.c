@@ -107,8 +107,8 @@ q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
 static q_err_t check_model(q_grpc_ctx_t *ctx, const char *model, const char *served) {
   if (!model || !model[0])
     return 0;
-  if (strlen(model) > LLM_MAX_MODEL_BYTES) {
-    q_grpc_ctx_errorf(ctx, "model: longer than %d bytes", LLM_MAX_MODEL_BYTES);
+  if (strlen(model) > Q_LIMIT_MODEL_BYTES) {
+    q_grpc_ctx_errorf(ctx, "model: longer than %d bytes", Q_LIMIT_MODEL_BYTES);
     return Q_EINVAL;
   }
   if (strcmp(model, served) != 0) {
@@ -133,9 +133,9 @@ q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     rc = Q_EINVAL;
     goto invalid;
   }
-  if (req->n_texts > LLM_MAX_TEXTS) {
-    q_grpc_ctx_errorf(ctx, "texts: at most %d texts per call, got %zu", LLM_MAX_TEXTS,
-                      req->n_texts);
+  if (req->n_texts > Q_LIMIT_EMBED_TEXTS) {
+    q_grpc_ctx_errorf(ctx, "texts: at most %d texts per call, got %zu",
+                      Q_LIMIT_EMBED_TEXTS, req->n_texts);
     rc = Q_EINVAL;
     goto invalid;
   }
@@ -161,9 +161,9 @@ q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       rc = Q_EINVAL;
       goto invalid;
     }
-    if (lens[i] > LLM_MAX_TEXT_BYTES) {
-      q_grpc_ctx_errorf(ctx, "texts[%zu]: %zu bytes, at most %u allowed", i, lens[i],
-                        LLM_MAX_TEXT_BYTES);
+    if (lens[i] > Q_LIMIT_EMBED_TEXT_BYTES) {
+      q_grpc_ctx_errorf(ctx, "texts[%zu]: %zu bytes, at most %d allowed", i, lens[i],
+                        Q_LIMIT_EMBED_TEXT_BYTES);
       rc = Q_EINVAL;
       goto invalid;
     }
@@ -223,31 +223,31 @@ static q_err_t validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
     q_grpc_ctx_errorf(ctx, "query: required");
     return Q_EINVAL;
   }
-  if (qlen > LLM_MAX_QUERY_BYTES) {
+  if (qlen > Q_LIMIT_QUERY_BYTES) {
     q_grpc_ctx_errorf(ctx, "query: %zu bytes, at most %d allowed", qlen,
-                      LLM_MAX_QUERY_BYTES);
+                      Q_LIMIT_QUERY_BYTES);
     return Q_EINVAL;
   }
   if (!q_valid_utf8(req->query, qlen)) {
     q_grpc_ctx_errorf(ctx, "query: not valid UTF-8");
     return Q_EINVAL;
   }
-  if (req->n_passages > LLM_MAX_PASSAGES) {
-    q_grpc_ctx_errorf(ctx, "passages: at most %d, got %zu", LLM_MAX_PASSAGES,
+  if (req->n_passages > Q_LIMIT_GENERATE_PASSAGES) {
+    q_grpc_ctx_errorf(ctx, "passages: at most %d, got %zu", Q_LIMIT_GENERATE_PASSAGES,
                       req->n_passages);
     return Q_EINVAL;
   }
   for (size_t i = 0; i < req->n_passages; i++) {
     const Quarry__V1__Passage *p = req->passages[i];
     size_t tl = p->text ? strlen(p->text) : 0, hl = p->title ? strlen(p->title) : 0;
-    if (tl > LLM_MAX_PASSAGE_BYTES) {
-      q_grpc_ctx_errorf(ctx, "passages[%zu].text: %zu bytes, at most %u allowed", i,
-                        tl, LLM_MAX_PASSAGE_BYTES);
+    if (tl > Q_LIMIT_PASSAGE_TEXT_BYTES) {
+      q_grpc_ctx_errorf(ctx, "passages[%zu].text: %zu bytes, at most %d allowed", i,
+                        tl, Q_LIMIT_PASSAGE_TEXT_BYTES);
       return Q_EINVAL;
     }
-    if (hl > LLM_MAX_TITLE_BYTES) {
+    if (hl > Q_LIMIT_TITLE_BYTES) {
       q_grpc_ctx_errorf(ctx, "passages[%zu].title: %zu bytes, at most %d allowed", i,
-                        hl, LLM_MAX_TITLE_BYTES);
+                        hl, Q_LIMIT_TITLE_BYTES);
       return Q_EINVAL;
     }
     if (!q_valid_utf8(p->text ? p->text : "", tl) ||
@@ -256,9 +256,9 @@ static q_err_t validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
       return Q_EINVAL;
     }
   }
-  if (req->max_tokens < 0 || req->max_tokens > LLM_MAX_TOKENS) {
+  if (req->max_tokens < 0 || req->max_tokens > Q_LIMIT_MAX_TOKENS) {
     q_grpc_ctx_errorf(ctx, "max_tokens: must be 0 (default) .. %d, got %d",
-                      LLM_MAX_TOKENS, (int)req->max_tokens);
+                      Q_LIMIT_MAX_TOKENS, (int)req->max_tokens);
     return Q_EINVAL;
   }
   return check_model(ctx, req->model, l->generator->model);

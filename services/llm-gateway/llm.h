@@ -8,17 +8,9 @@
 #include "provider.h"
 
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 #include "quarry/metrics.h"
 #include "quarry/error.h"
-
-#define LLM_MAX_TEXTS 256
-#define LLM_MAX_TEXT_BYTES (32u << 10)
-#define LLM_MAX_QUERY_BYTES 8192
-#define LLM_MAX_PASSAGES 64
-#define LLM_MAX_PASSAGE_BYTES (256u << 10)
-#define LLM_MAX_TITLE_BYTES 1024
-#define LLM_MAX_MODEL_BYTES 256
-#define LLM_MAX_TOKENS 32768
 
 /* The service state shared by every handler. The providers are owned by
  * the caller (main.c) and must outlive the server. */

@@ -44,7 +44,7 @@ static q_cfg_entry_t cfg[] = {
     {"QUARRY_EMBED_PROVIDER", Q_CFG_STRING, "builtin", 0, 0, validate_embed_provider,
      "Embedding provider: builtin (feature hashing, no external calls) or openai "
      "(an OpenAI-compatible /v1/embeddings API).", 0, &embed_provider},
-    {"QUARRY_EMBED_DIM", Q_CFG_INT, "384", 16, 8192, NULL,
+    {"QUARRY_EMBED_DIM", Q_CFG_INT, "384", 16, Q_LIMIT_EMBED_DIM_MAX, NULL,
      "Embedding dimensions; must match the retriever's QUARRY_EMBED_DIM.", 0, &embed_dim},
     {"QUARRY_EMBED_URL", Q_CFG_STRING, "https://api.openai.com/v1/embeddings", 0, 0,
      validate_url, "Embeddings endpoint for the openai provider.", 0, &embed_url},
@@ -70,7 +70,7 @@ static q_cfg_entry_t cfg[] = {
      "Bearer token for the openai generation provider (empty: none).", 1, &gen_key},
     {"QUARRY_GEN_TIMEOUT_MS", Q_CFG_INT, "30000", 100, 600000, NULL,
      "Timeout of one call to the openai generation provider.", 0, &gen_timeout},
-    {"QUARRY_GEN_MAX_TOKENS", Q_CFG_INT, "512", 0, 32768, NULL,
+    {"QUARRY_GEN_MAX_TOKENS", Q_CFG_INT, "512", 0, Q_LIMIT_MAX_TOKENS, NULL,
      "Answer length cap sent to the openai provider when a request sets none "
      "(0: the provider's default).", 0, &gen_max_tokens},
     {"QUARRY_PROMPT_TEMPLATE", Q_CFG_STRING, "services/llm-gateway/prompts/answer.txt", 0,

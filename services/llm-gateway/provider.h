@@ -35,7 +35,8 @@ struct embedder {
 };
 
 /* The built-in feature-hashing embedder (embed_hash.c): deterministic, no
- * model files, dim dimensions (16..8192). NULL when out of memory. */
+ * model files, dim dimensions (16..Q_LIMIT_EMBED_DIM_MAX). NULL when out of
+ * memory. */
 embedder_t *embed_hash_new(int dim);
 
 /* Settings of the OpenAI-compatible embeddings provider. Strings are

@@ -23,20 +23,20 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     q_grpc_ctx_errorf(ctx, "query is required");
     return Q_EINVAL;
   }
-  if (qlen > Q_RERANKER_MAX_QUERY) {
+  if (qlen > Q_LIMIT_QUERY_BYTES) {
     q_grpc_ctx_errorf(ctx, "query is %zu bytes; at most %d allowed", qlen,
-                      Q_RERANKER_MAX_QUERY);
+                      Q_LIMIT_QUERY_BYTES);
     return Q_EINVAL;
   }
-  if (n > Q_RERANKER_MAX_PASSAGES) {
+  if (n > Q_LIMIT_RERANK_PASSAGES) {
     q_grpc_ctx_errorf(ctx, "passages has %zu entries; at most %d allowed", n,
-                      Q_RERANKER_MAX_PASSAGES);
+                      Q_LIMIT_RERANK_PASSAGES);
     return Q_EINVAL;
   }
   int32_t top_n = req->top_n ? req->top_n : Q_RERANKER_DEFAULT_TOP_N;
-  if (top_n < 1 || top_n > Q_RERANKER_MAX_TOP_N) {
-    q_grpc_ctx_errorf(ctx, "top_n must be between 1 and %d (0: %d)", Q_RERANKER_MAX_TOP_N,
-                      Q_RERANKER_DEFAULT_TOP_N);
+  if (top_n < 1 || top_n > Q_LIMIT_GENERATE_PASSAGES) {
+    q_grpc_ctx_errorf(ctx, "top_n must be between 1 and %d (0: %d)",
+                      Q_LIMIT_GENERATE_PASSAGES, Q_RERANKER_DEFAULT_TOP_N);
     return Q_EINVAL;
   }
 
@@ -49,9 +49,9 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   for (size_t i = 0; i < n; i++) {
     const Quarry__V1__Passage *p = req->passages[i];
     size_t len = p->text ? strlen(p->text) : 0;
-    if (len > Q_RERANKER_MAX_TEXT) {
+    if (len > Q_LIMIT_PASSAGE_TEXT_BYTES) {
       q_grpc_ctx_errorf(ctx, "passages[%zu].text is %zu bytes; at most %d allowed", i,
-                        len, Q_RERANKER_MAX_TEXT);
+                        len, Q_LIMIT_PASSAGE_TEXT_BYTES);
       return Q_EINVAL;
     }
     in_p[i] = (scorer_passage_t){p->text, len, p->score};

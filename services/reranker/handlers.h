@@ -4,15 +4,14 @@
 #define QUARRY_RERANKER_HANDLERS_H
 
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 
 #include <stddef.h>
 
-/* Request limits. */
-#define Q_RERANKER_MAX_QUERY 8192 /* bytes */
-#define Q_RERANKER_MAX_PASSAGES 1000
-#define Q_RERANKER_MAX_TEXT 65536 /* bytes of one passage's text */
+/* Request limits: query Q_LIMIT_QUERY_BYTES, Q_LIMIT_RERANK_PASSAGES
+ * passages of Q_LIMIT_PASSAGE_TEXT_BYTES each, top_n up to
+ * Q_LIMIT_GENERATE_PASSAGES (what is kept goes to generation). */
 #define Q_RERANKER_DEFAULT_TOP_N 8
-#define Q_RERANKER_MAX_TOP_N 100
 
 /* Handlers for quarry.v1.Reranker (no user data needed). */
 extern const q_grpc_method_t reranker_methods[];

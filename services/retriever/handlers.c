@@ -81,12 +81,13 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
   char field[64];
   int rc;
 
-  if (n > Q_RETRIEVER_MAX_BATCH) {
+  if (n > Q_LIMIT_UPSERT_CHUNKS) {
     q_grpc_ctx_errorf(ctx, "chunks has %zu entries; at most %d per request", n,
-                      Q_RETRIEVER_MAX_BATCH);
+                      Q_LIMIT_UPSERT_CHUNKS);
     return Q_EINVAL;
   }
-  if ((rc = check_str(ctx, "replace_doc_id", req->replace_doc_id, Q_RETRIEVER_MAX_ID, 0)))
+  if ((rc = check_str(ctx, "replace_doc_id", req->replace_doc_id,
+                      Q_LIMIT_DOCUMENT_ID_BYTES, 0)))
     return rc;
   if (n == 0 && (!req->replace_doc_id || !*req->replace_doc_id)) {
     q_grpc_ctx_errorf(ctx, "chunks is empty (and no replace_doc_id to retire)");
@@ -98,7 +99,7 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
   for (size_t i = 0; i < n && !t; i++)
     if (req->chunks[i]->tenant_id && *req->chunks[i]->tenant_id)
       t = req->chunks[i]->tenant_id;
-  if ((rc = check_str(ctx, "tenant_id", t, Q_RETRIEVER_MAX_ID, 1)))
+  if ((rc = check_str(ctx, "tenant_id", t, Q_LIMIT_TENANT_ID_BYTES, 1)))
     return rc;
 
   index_chunk_t *chunks = n ? q_arena_alloc(a, n * sizeof *chunks) : NULL;
@@ -115,16 +116,16 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
       return Q_EINVAL;
     }
     snprintf(field, sizeof field, "chunks[%zu].chunk_id", i);
-    if ((rc = check_str(ctx, field, c->chunk_id, Q_RETRIEVER_MAX_ID, 1)))
+    if ((rc = check_str(ctx, field, c->chunk_id, Q_LIMIT_CHUNK_ID_BYTES, 1)))
       return rc;
     snprintf(field, sizeof field, "chunks[%zu].doc_id", i);
-    if ((rc = check_str(ctx, field, c->doc_id, Q_RETRIEVER_MAX_ID, 1)))
+    if ((rc = check_str(ctx, field, c->doc_id, Q_LIMIT_DOCUMENT_ID_BYTES, 1)))
       return rc;
     snprintf(field, sizeof field, "chunks[%zu].title", i);
-    if ((rc = check_str(ctx, field, c->title, Q_RETRIEVER_MAX_TITLE, 0)))
+    if ((rc = check_str(ctx, field, c->title, Q_LIMIT_TITLE_BYTES, 0)))
       return rc;
     snprintf(field, sizeof field, "chunks[%zu].text", i);
-    if ((rc = check_str(ctx, field, c->text, Q_RETRIEVER_MAX_TEXT, 1)))
+    if ((rc = check_str(ctx, field, c->text, Q_LIMIT_PASSAGE_TEXT_BYTES, 1)))
       return rc;
     if (c->version < 0 || c->ordinal < 0 || c->page < 0) {
       q_grpc_ctx_errorf(ctx,
@@ -234,12 +235,12 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   double t0 = q_now_s();
   int rc;
 
-  if ((rc = check_str(ctx, "tenant_id", req->tenant_id, Q_RETRIEVER_MAX_ID, 1)))
+  if ((rc = check_str(ctx, "tenant_id", req->tenant_id, Q_LIMIT_TENANT_ID_BYTES, 1)))
     return rc;
   size_t qlen = req->query ? strlen(req->query) : 0;
-  if (qlen > Q_RETRIEVER_MAX_QUERY) {
+  if (qlen > Q_LIMIT_QUERY_BYTES) {
     q_grpc_ctx_errorf(ctx, "query is %zu bytes; at most %d allowed", qlen,
-                      Q_RETRIEVER_MAX_QUERY);
+                      Q_LIMIT_QUERY_BYTES);
     return Q_EINVAL;
   }
   int has_text = !q_is_blank(req->query, strlen(req->query));
@@ -316,7 +317,7 @@ static q_err_t stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufC
                     void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__StatsRequest *req = (const Quarry__V1__StatsRequest *)in;
-  int rc = check_str(ctx, "tenant_id", req->tenant_id, Q_RETRIEVER_MAX_ID, 0);
+  int rc = check_str(ctx, "tenant_id", req->tenant_id, Q_LIMIT_TENANT_ID_BYTES, 0);
   if (rc)
     return rc;
   index_stats_t st;

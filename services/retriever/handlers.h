@@ -7,19 +7,13 @@
 #include "store.h"
 
 #include "quarry/grpc.h"
+#include "quarry/limits.h"
 #include "quarry/metrics.h"
 
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "quarry/error.h"
-
-/* Request limits (bytes unless said otherwise). */
-#define Q_RETRIEVER_MAX_ID 256     /* chunk_id, doc_id, tenant_id */
-#define Q_RETRIEVER_MAX_BATCH 4096 /* chunks per Upsert */
-#define Q_RETRIEVER_MAX_TEXT 65536 /* chunk text */
-#define Q_RETRIEVER_MAX_TITLE 4096 /* chunk title */
-#define Q_RETRIEVER_MAX_QUERY 8192 /* search query */
 
 /* What the handlers work on; the user data of every handler. */
 typedef struct retriever {

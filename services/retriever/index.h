@@ -16,6 +16,7 @@
 #define QUARRY_RETRIEVER_INDEX_H
 
 #include "quarry/arena.h"
+#include "quarry/limits.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -25,8 +26,8 @@
 #define Q_BM25_K1 1.2
 #define Q_BM25_B 0.75
 
-/* Largest embedding accepted (dimensions). */
-#define Q_INDEX_MAX_DIM 8192
+/* Largest embedding accepted (dimensions): any the llm-gateway may make. */
+#define Q_INDEX_MAX_DIM Q_LIMIT_EMBED_DIM_MAX
 
 typedef struct index index_t;
 

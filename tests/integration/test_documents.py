@@ -115,6 +115,23 @@ class Upload(Case):
         doc = call("GET", "/v1/documents/" + r1.json["document_id"], key=key())
         self.assertEqual(doc.json["version"], 2, repr(doc))
 
+    def test_text_without_spaces_is_ingested(self):
+        """A 150 KB Japanese paragraph without spaces (text/plain) and a
+        Markdown file with a 100 KB data-URI image → 202 → jobs done: every
+        chunk fits the embedder (Q_LIMIT_CHUNK_BYTES <= Q_LIMIT_EMBED_TEXT_BYTES)."""
+        kana = "日本語の文章検索と資料社員規程出張経費申請承認手続き"
+        ja = "".join(kana[(i * 7) % len(kana)] for i in range(50000))
+        md = ("# Architecture\n\nThe request flow:\n\n![flow](data:image/png;base64,"
+              + "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        [(i * 13 + i // 64) % 64] for i in range(100 * 1024))
+              + ")\n\nThe gateway forwards each request.\n")
+        for text, ctype in ((ja, "text/plain"), (md, "text/markdown")):
+            r = upload(text, ctype=ctype)
+            self.assertStatus(r, 202)
+            job = wait_job(r.json["job_id"])
+            self.assertEqual((job.json or {}).get("status"), "done", repr(job))
+            self.assertGreaterEqual(job.json["chunk_count"], 3, repr(job))
+
     def test_other_tenant_cannot_read(self):
         """GET /v1/documents/{id} and /v1/jobs/{id} with another tenant's key → 404."""
         r = upload("# Private\n\nOnly for tenant itest.\n", title="private")

@@ -35,8 +35,9 @@ void q_trace_new_id(char out[Q_TRACE_ID_LEN + 1]);
  * ("00-<32 hex>-<16 hex>-<2 hex>"). 0 on success, Q_EINVAL when malformed. */
 q_err_t q_trace_parse_traceparent(const char *tp, char out[Q_TRACE_ID_LEN + 1]);
 
-/* Checks that s is a usable trace id: 1..64 characters of [A-Za-z0-9-_.].
- * Returns 1 when usable. */
+/* Checks that s is a usable trace id (or client request id): 1 to
+ * Q_LIMIT_REQUEST_ID_BYTES characters of [A-Za-z0-9-_.]. true when
+ * usable. */
 bool q_trace_id_valid(const char *s);
 
 /* Monotonic milliseconds (arbitrary epoch) and wall-clock milliseconds. */

@@ -13,10 +13,9 @@
 #include <stddef.h>
 #include "quarry/error.h"
 
-/* Longest tenant id, in characters (= bytes: ids are ASCII). */
-#define Q_TENANT_ID_MAX 64
+#include "quarry/limits.h"
 
-/* 1 when s is a tenant id: 1..Q_TENANT_ID_MAX characters of [A-Za-z0-9._-],
+/* 1 when s is a tenant id: 1..Q_LIMIT_TENANT_ID_BYTES characters of [A-Za-z0-9._-],
  * the first a letter or digit (so an id never looks like an option, a
  * hidden file or a relative path). NULL is not. */
 bool q_valid_tenant_id(const char *s);

@@ -124,7 +124,7 @@ Test(keys, rejects_embedded_nul_and_oversized_input) {
   with_nul[sizeof key] = 'x';
   cr_assert_eq(keys_parse(with_nul, sizeof with_nul, &k), Q_EUNAUTH);
 
-  char big[KEY_CREDENTIAL_MAX + 2];
+  char big[Q_LIMIT_CREDENTIAL_BYTES + 2];
   memset(big, ' ', sizeof big);
   memcpy(big, key, strlen(key));
   cr_assert_eq(keys_parse(big, sizeof big, &k), Q_EUNAUTH);
@@ -163,10 +163,10 @@ Test(keys, key_names) {
   cr_assert_not(keys_name_valid("tab\there"));
   cr_assert_not(keys_name_valid("bad \xff utf8"));
   cr_assert_not(keys_name_valid("overlong \xc0\xaf"));
-  char big[KEY_NAME_MAX + 2];
+  char big[Q_LIMIT_API_KEY_NAME_BYTES + 2];
   memset(big, 'n', sizeof big);
-  big[KEY_NAME_MAX + 1] = '\0';
+  big[Q_LIMIT_API_KEY_NAME_BYTES + 1] = '\0';
   cr_assert_not(keys_name_valid(big));
-  big[KEY_NAME_MAX] = '\0';
+  big[Q_LIMIT_API_KEY_NAME_BYTES] = '\0';
   cr_assert(keys_name_valid(big));
 }

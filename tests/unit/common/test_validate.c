@@ -19,12 +19,12 @@ Test(validate, tenant_ids) {
   cr_assert_not(q_valid_tenant_id("acme/other"));
   cr_assert_not(q_valid_tenant_id("acm\xc3\xa9"));
   cr_assert_not(q_valid_tenant_id("a'; drop table documents; --"));
-  char max[Q_TENANT_ID_MAX + 2];
+  char max[Q_LIMIT_TENANT_ID_BYTES + 2];
   memset(max, 'a', sizeof max);
-  max[Q_TENANT_ID_MAX] = '\0';
+  max[Q_LIMIT_TENANT_ID_BYTES] = '\0';
   cr_assert(q_valid_tenant_id(max));
-  max[Q_TENANT_ID_MAX] = 'a';
-  max[Q_TENANT_ID_MAX + 1] = '\0';
+  max[Q_LIMIT_TENANT_ID_BYTES] = 'a';
+  max[Q_LIMIT_TENANT_ID_BYTES + 1] = '\0';
   cr_assert_not(q_valid_tenant_id(max));
 }
 

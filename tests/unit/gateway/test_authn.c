@@ -47,14 +47,14 @@ Test(authn, missing_or_malformed_credentials_are_unauthenticated) {
 }
 
 Test(authn, keys_are_bounded) {
-  char hdr[AUTHN_KEY_MAX + 16], out[64];
+  char hdr[Q_LIMIT_CREDENTIAL_BYTES + 16], out[64];
   memcpy(hdr, "Bearer ", 7);
-  memset(hdr + 7, 'k', AUTHN_KEY_MAX);
-  hdr[7 + AUTHN_KEY_MAX] = '\0';
-  char k[AUTHN_KEY_MAX + 1];
+  memset(hdr + 7, 'k', Q_LIMIT_CREDENTIAL_BYTES);
+  hdr[7 + Q_LIMIT_CREDENTIAL_BYTES] = '\0';
+  char k[Q_LIMIT_CREDENTIAL_BYTES + 1];
   cr_assert_eq(extract(hdr, NULL, k, sizeof k), 0);
-  cr_assert_eq(strlen(k), AUTHN_KEY_MAX);
-  hdr[7 + AUTHN_KEY_MAX] = 'k';
-  hdr[8 + AUTHN_KEY_MAX] = '\0';
+  cr_assert_eq(strlen(k), Q_LIMIT_CREDENTIAL_BYTES);
+  hdr[7 + Q_LIMIT_CREDENTIAL_BYTES] = 'k';
+  hdr[8 + Q_LIMIT_CREDENTIAL_BYTES] = '\0';
   cr_assert_eq(extract(hdr, NULL, out, sizeof out), Q_EUNAUTH);
 }

@@ -59,7 +59,7 @@ Test(upload, type_from_file_extension) {
 }
 
 Test(upload, file_names_keep_only_the_last_component) {
-  char out[UPLOAD_FILENAME_MAX + 1];
+  char out[Q_LIMIT_FILENAME_BYTES + 1];
   cr_assert_eq(upload_clean_filename("notes.md", out, sizeof out), 0);
   cr_assert_str_eq(out, "notes.md");
   cr_assert_eq(upload_clean_filename("../../etc/passwd", out, sizeof out), 0);
@@ -71,14 +71,14 @@ Test(upload, file_names_keep_only_the_last_component) {
 }
 
 Test(upload, unusable_file_names_are_refused) {
-  char out[UPLOAD_FILENAME_MAX + 1];
+  char out[Q_LIMIT_FILENAME_BYTES + 1];
   const char *bad[] = {"", "dir/", "..", "a/..", ".", "bad\nname.txt", "tab\x7f.md"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(upload_clean_filename(bad[i], out, sizeof out), -1, "%s", bad[i]);
-  char longname[UPLOAD_FILENAME_MAX + 2];
+  char longname[Q_LIMIT_FILENAME_BYTES + 2];
   memset(longname, 'a', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0';
   cr_assert_eq(upload_clean_filename(longname, out, sizeof out), -1);
-  longname[UPLOAD_FILENAME_MAX] = '\0';
+  longname[Q_LIMIT_FILENAME_BYTES] = '\0';
   cr_assert_eq(upload_clean_filename(longname, out, sizeof out), 0);
 }

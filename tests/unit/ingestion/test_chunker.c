@@ -1,5 +1,6 @@
 /* test_chunker.c - chunk sizes, overlap, sentence/paragraph boundaries,
- * Markdown sections, tiny and huge inputs, chunk ids, titles, UTF-8. */
+ * Markdown sections, tiny and huge inputs, chunk ids, titles, UTF-8, and
+ * chunks the embedder accepts (Japanese, data URIs, long CSV lines). */
 #include "chunker.h"
 
 #include <criterion/criterion.h>
@@ -9,6 +10,7 @@
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
+#include "quarry/limits.h"
 #include "quarry/validate.h"
 
 typedef struct got {
@@ -337,6 +339,197 @@ Test(chunker, very_long_words_are_cut_at_character_boundaries) {
   got_free(g);
   q_buf_cleanup(&b);
   q_buf_cleanup(&joined);
+}
+
+/* ---- chunks the embedder accepts, whatever the document looks like ------ */
+
+/* A deterministic pseudo-random sequence, so the documents below have no
+ * repeating period and a chunk can be found back in its document. */
+static unsigned next_rand(unsigned *state) {
+  *state = *state * 1103515245u + 12345u;
+  return (*state >> 16) & 0x7fff;
+}
+
+/* Chunks doc with the service's default sizes (QUARRY_CHUNK_TOKENS 200,
+ * overlap as given) and checks every chunk the way the worker sends it to
+ * the embedder: heading path, blank line, text. */
+static got_t *run_embeddable(const char *doc, size_t n, int overlap, int md) {
+  got_t *g = run(doc, n, 200, overlap, md);
+  for (int i = 0; i < g->n; i++) {
+    size_t len = strlen(g->text[i]), hl = strlen(g->heading[i]);
+    size_t sent = hl ? hl + 2 + len : len;
+    cr_assert_leq(len, CHUNKER_MAX_BYTES, "chunk %d has %zu bytes", i, len);
+    cr_assert_leq(sent, Q_LIMIT_EMBED_TEXT_BYTES,
+                  "chunk %d: %zu bytes go to the embedder, which takes at most %d", i,
+                  sent, Q_LIMIT_EMBED_TEXT_BYTES);
+    cr_assert(q_valid_utf8(g->text[i], len), "chunk %d cuts a UTF-8 sequence", i);
+    cr_assert(q_valid_utf8(g->heading[i], hl), "heading %d cuts a UTF-8 sequence", i);
+  }
+  return g;
+}
+
+static size_t largest(const got_t *g) {
+  size_t m = 0;
+  for (int i = 0; i < g->n; i++)
+    if (strlen(g->text[i]) > m)
+      m = strlen(g->text[i]);
+  return m;
+}
+
+/* 1 when piece[0..len) lies whole inside one chunk. */
+static int in_some_chunk(const got_t *g, const char *piece, size_t len) {
+  for (int i = 0; i < g->n; i++)
+    if (memmem(g->text[i], strlen(g->text[i]), piece, len))
+      return 1;
+  return 0;
+}
+
+/* About bytes of Japanese prose without a single space or line break:
+ * kanji and kana (three bytes each in UTF-8), a few characters outside the
+ * BMP (four bytes: U+20BB7, as in names), commas, and a full stop every 20
+ * to 60 characters. */
+static char *japanese_paragraph(size_t bytes) {
+  static const char *const chars[] = {
+      "日", "本", "語", "文", "章", "検", "索", "情",
+      "報", "資", "料", "社", "員", "規", "程", "出",
+      "張", "経", "費", "申", "請", "承", "認", "手",
+      "続", "き", "の", "は", "が", "を", "に", "で",
+      "と", "す", "る", "ま", "た", "し", "て", "い",
+      "カ", "ー", "ド", "シ", "ス", "テ", "ム", "\xf0\xa0\xae\xb7",
+      "、"};
+  const size_t nchars = sizeof chars / sizeof chars[0];
+  q_buf_t b;
+  q_buf_init(&b, bytes + 64);
+  unsigned st = 7;
+  int since_stop = 0;
+  while (b.len < bytes) {
+    if (since_stop > 20 && next_rand(&st) % 40 == 0) {
+      q_buf_puts(&b, "。");
+      since_stop = 0;
+      continue;
+    }
+    q_buf_puts(&b, chars[next_rand(&st) % nchars]);
+    since_stop++;
+  }
+  return q_buf_steal(&b);
+}
+
+Test(chunker, unbroken_japanese_paragraph_fits_the_embedder) {
+  char *doc = japanese_paragraph(200u << 10);
+  size_t n = strlen(doc);
+  cr_assert_null(memchr(doc, ' ', n), "no spaces");
+  cr_assert_null(memchr(doc, '\n', n), "no line breaks");
+
+  /* Without overlap the chunks glue back into the document exactly. */
+  got_t *g = run_embeddable(doc, n, 0, 0);
+  cr_assert_gt(largest(g), Q_LIMIT_EMBED_TEXT_BYTES / 2,
+               "the byte cap, not words, ends chunks");
+  q_buf_t joined;
+  q_buf_init(&joined, n + 1);
+  for (int i = 0; i < g->n; i++)
+    cr_assert_eq(q_buf_puts(&joined, g->text[i]), 0);
+  cr_assert_eq(joined.len, n);
+  cr_assert(memcmp(joined.data, doc, n) == 0, "the chunks partition the paragraph");
+  q_buf_cleanup(&joined);
+  got_free(g);
+
+  /* With the default overlap every chunk is a piece of the paragraph that
+   * starts inside the previous one, and the last one reaches its end. */
+  g = run_embeddable(doc, n, 40, 0);
+  size_t prev_start = 0, prev_end = 0;
+  for (int i = 0; i < g->n; i++) {
+    size_t len = strlen(g->text[i]);
+    const char *at = memmem(doc + (i ? prev_start + 1 : 0), n - (i ? prev_start + 1 : 0),
+                            g->text[i], len);
+    cr_assert_not_null(at, "chunk %d is not a piece of the paragraph", i);
+    size_t start = (size_t)(at - doc);
+    cr_assert(i == 0 ? start == 0 : start <= prev_end, "a gap before chunk %d", i);
+    cr_assert(i == 0 || start + len > prev_end, "chunk %d adds nothing", i);
+    prev_start = start;
+    prev_end = start + len;
+  }
+  cr_assert_eq(prev_end, n, "the paragraph's end is chunked");
+  got_free(g);
+  free(doc);
+}
+
+/* count bytes of base64 text. */
+static void put_base64(q_buf_t *b, size_t count, unsigned seed) {
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (size_t i = 0; i < count; i++) {
+    char c = alphabet[next_rand(&seed) % 64];
+    q_buf_append(b, &c, 1);
+  }
+}
+
+Test(chunker, markdown_with_a_data_uri_image_fits_the_embedder) {
+  q_buf_t b;
+  q_buf_init(&b, 1u << 20);
+  q_buf_puts(&b,
+             "# Architecture\n\n## Request flow\n\nThe request flow is shown below.\n\n"
+             "![request flow](data:image/png;base64,");
+  size_t data_at = b.len;
+  put_base64(&b, 100u << 10, 11);
+  size_t data_end = b.len;
+  q_buf_puts(&b, ")\n\nThe gateway forwards each request to the services.\n");
+
+  got_t *g = run_embeddable(b.data, b.len, 40, 1);
+  cr_assert_gt(largest(g), Q_LIMIT_EMBED_TEXT_BYTES / 2,
+               "the byte cap, not words, ends chunks");
+  for (int i = 0; i < g->n; i++)
+    cr_assert_str_eq(g->heading[i], "Architecture > Request flow");
+  /* Every part of the image survives into some chunk. */
+  for (size_t off = data_at; off + 200 <= data_end; off += 200)
+    cr_assert(in_some_chunk(g, b.data + off, 200), "image bytes at %zu are lost", off);
+  cr_assert(strstr(g->text[0], "The request flow is shown below."));
+  cr_assert(strstr(g->text[g->n - 1], "The gateway forwards each request"));
+  got_free(g);
+  q_buf_cleanup(&b);
+}
+
+Test(chunker, csv_with_a_long_line_fits_the_embedder) {
+  q_buf_t b;
+  q_buf_init(&b, 1u << 20);
+  q_buf_puts(&b, "id,name,readings\n1,alpha,0.5\n2,beta,");
+  size_t line_at = b.len;
+  unsigned st = 3;
+  while (b.len - line_at < (100u << 10))
+    q_buf_printf(&b, "%u.%03u,", next_rand(&st) % 100, next_rand(&st) % 1000);
+  size_t line_end = b.len;
+  q_buf_puts(&b, "0\n3,gamma,0.25\n");
+
+  got_t *g = run_embeddable(b.data, b.len, 40, 0);
+  cr_assert_gt(largest(g), Q_LIMIT_EMBED_TEXT_BYTES / 2,
+               "the byte cap, not words, ends chunks");
+  for (size_t off = line_at; off + 200 <= line_end; off += 200)
+    cr_assert(in_some_chunk(g, b.data + off, 200), "line bytes at %zu are lost", off);
+  cr_assert(strstr(g->text[0], "1,alpha,0.5"));
+  cr_assert(strstr(g->text[g->n - 1], "3,gamma,0.25"));
+  got_free(g);
+  q_buf_cleanup(&b);
+}
+
+Test(chunker, large_targets_stay_within_the_byte_cap) {
+  /* The largest target in words, with ordinary words of 24 bytes: 4096 of
+   * them make 100 KB, far over the cap. */
+  q_buf_t b;
+  q_buf_init(&b, 8u << 20);
+  for (int i = 0; i < 50000; i++)
+    q_buf_printf(&b, "%sword%019d", i ? " " : "", i);
+  got_t *g = run(b.data, b.len, CHUNKER_MAX_TARGET, 100, 0);
+  int next_new = 0;
+  for (int i = 0; i < g->n; i++) {
+    cr_assert_leq(strlen(g->text[i]), CHUNKER_MAX_BYTES, "chunk %d", i);
+    int first = atoi(g->text[i] + 4), last = atoi(strrchr(g->text[i], 'd') + 1);
+    cr_assert_leq(first, next_new, "a gap before word %d", first);
+    cr_assert_geq(last, next_new, "chunk %d adds nothing new", i);
+    next_new = last + 1;
+  }
+  cr_assert_eq(next_new, 50000, "every word is chunked");
+  cr_assert_gt(largest(g), CHUNKER_MAX_BYTES - 100);
+  got_free(g);
+  q_buf_cleanup(&b);
 }
 
 Test(chunker, chunk_ids) {

@@ -90,7 +90,7 @@ Test(rerank, default_top_n_is_8) {
 }
 
 Test(rerank, validation) {
-  static char big[Q_RERANKER_MAX_QUERY + 2], bigtext[Q_RERANKER_MAX_TEXT + 2];
+  static char big[Q_LIMIT_QUERY_BYTES + 2], bigtext[Q_LIMIT_PASSAGE_TEXT_BYTES + 2];
   memset(big, 'q', sizeof big - 1);
   memset(bigtext, 't', sizeof bigtext - 1);
   Quarry__V1__RerankResponse *resp;
@@ -101,24 +101,26 @@ Test(rerank, validation) {
   cr_assert(strstr(err, "query is required"), "%s", err);
   req.query = big;
   cr_assert_eq(rerank(&req, &resp), Q_EINVAL);
-  cr_assert(strstr(err, "query is 8193 bytes"), "%s", err);
+  char want[64];
+  snprintf(want, sizeof want, "query is %d bytes", Q_LIMIT_QUERY_BYTES + 1);
+  cr_assert(strstr(err, want), "%s", err);
 
   req.query = "ok";
-  req.top_n = 101;
+  req.top_n = Q_LIMIT_GENERATE_PASSAGES + 1;
   cr_assert_eq(rerank(&req, &resp), Q_EINVAL);
   cr_assert(strstr(err, "top_n"), "%s", err);
   req.top_n = -3;
   cr_assert_eq(rerank(&req, &resp), Q_EINVAL);
 
   req.top_n = 0;
-  static Quarry__V1__Passage many[Q_RERANKER_MAX_PASSAGES + 1];
-  static Quarry__V1__Passage *manyp[Q_RERANKER_MAX_PASSAGES + 1];
-  for (int i = 0; i <= Q_RERANKER_MAX_PASSAGES; i++) {
+  static Quarry__V1__Passage many[Q_LIMIT_RERANK_PASSAGES + 1];
+  static Quarry__V1__Passage *manyp[Q_LIMIT_RERANK_PASSAGES + 1];
+  for (int i = 0; i <= Q_LIMIT_RERANK_PASSAGES; i++) {
     many[i] = passage("x", "y", 0);
     manyp[i] = &many[i];
   }
   req.passages = manyp;
-  req.n_passages = Q_RERANKER_MAX_PASSAGES + 1;
+  req.n_passages = Q_LIMIT_RERANK_PASSAGES + 1;
   cr_assert_eq(rerank(&req, &resp), Q_EINVAL);
   cr_assert(strstr(err, "at most 1000"), "%s", err);
 

@@ -145,7 +145,7 @@ Test(handlers, tenant_comes_from_the_chunks_when_the_request_has_none) {
 
 /* Each case: one bad field, the error must name it. */
 Test(handlers, upsert_validation) {
-  static char big[Q_RETRIEVER_MAX_TEXT + 2], longid[Q_RETRIEVER_MAX_ID + 2];
+  static char big[Q_LIMIT_PASSAGE_TEXT_BYTES + 2], longid[Q_LIMIT_CHUNK_ID_BYTES + 2];
   memset(big, 'a', sizeof big - 1);
   memset(longid, 'i', sizeof longid - 1);
   static float e3[] = {1, 2, 3};
@@ -159,7 +159,7 @@ Test(handlers, upsert_validation) {
     const char *want;
   } cases[] = {
       {"", "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id: required"},
-      {longid, "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id: 257 bytes"},
+      {longid, "d", "t", NULL, NULL, 0, 0, "chunks[0].chunk_id: 129 bytes"},
       {"c", "", "t", NULL, NULL, 0, 0, "chunks[0].doc_id: required"},
       {"c", "d", "", NULL, NULL, 0, 0, "chunks[0].text: required"},
       {"c", "d", big, NULL, NULL, 0, 0, "chunks[0].text: 65537 bytes"},
@@ -201,15 +201,15 @@ Test(handlers, upsert_validation) {
   cr_assert_eq(upsert(&req, &resp), Q_EINVAL);
   cr_assert(strstr(err, "tenant_id: required"), "%s", err);
 
-  static Quarry__V1__Chunk many[Q_RETRIEVER_MAX_BATCH + 1];
-  static Quarry__V1__Chunk *manyp[Q_RETRIEVER_MAX_BATCH + 1];
-  for (int i = 0; i <= Q_RETRIEVER_MAX_BATCH; i++) {
+  static Quarry__V1__Chunk many[Q_LIMIT_UPSERT_CHUNKS + 1];
+  static Quarry__V1__Chunk *manyp[Q_LIMIT_UPSERT_CHUNKS + 1];
+  for (int i = 0; i <= Q_LIMIT_UPSERT_CHUNKS; i++) {
     many[i] = chunk("c", "d", "x");
     manyp[i] = &many[i];
   }
   req.tenant_id = "acme";
   req.chunks = manyp;
-  req.n_chunks = Q_RETRIEVER_MAX_BATCH + 1;
+  req.n_chunks = Q_LIMIT_UPSERT_CHUNKS + 1;
   cr_assert_eq(upsert(&req, &resp), Q_EINVAL);
   cr_assert(strstr(err, "at most 4096"), "%s", err);
 
@@ -221,7 +221,7 @@ Test(handlers, upsert_validation) {
 
 Test(handlers, search_validation) {
   seed();
-  static char big[Q_RETRIEVER_MAX_QUERY + 2];
+  static char big[Q_LIMIT_QUERY_BYTES + 2];
   memset(big, 'q', sizeof big - 1);
   float q3[] = {1, 2, 3}, q0[] = {0, 0};
   Quarry__V1__SearchResponse *resp;
@@ -236,7 +236,9 @@ Test(handlers, search_validation) {
 
   req.query = big;
   cr_assert_eq(search(&req, &resp), Q_EINVAL);
-  cr_assert(strstr(err, "query is 8193 bytes"), "%s", err);
+  char want[64];
+  snprintf(want, sizeof want, "query is %d bytes", Q_LIMIT_QUERY_BYTES + 1);
+  cr_assert(strstr(err, want), "%s", err);
 
   req.query = "refund";
   req.tenant_id = "";
