@@ -92,8 +92,8 @@ static q_err_t parse_bool(const char *s, int *out) {
 
 /* Parses value for entry e without storing it; 0 or Q_EINVAL with a reason
  * in err. The parsed number/flag is returned through num. */
-static q_err_t check_value(const q_cfg_entry_t *e, const char *value, int64_t *num, char *err,
-                       size_t errlen) {
+static q_err_t check_value(const q_cfg_entry_t *e, const char *value, int64_t *num,
+                           char *err, size_t errlen) {
   switch (e->type) {
   case Q_CFG_STRING: break;
   case Q_CFG_INT: {
@@ -237,8 +237,8 @@ static void print_markdown(const char *binary, const char *summary,
   }
 }
 
-void q_cfg_print_help(const char *binary, const char *summary,
-                         const q_cfg_entry_t *table, size_t n) {
+void q_cfg_print_help(const char *binary, const char *summary, const q_cfg_entry_t *table,
+                      size_t n) {
   size_t wname = strlen("VARIABLE"), wtype = strlen("TYPE"), wdef = strlen("DEFAULT");
   for (size_t i = 0; i < n; i++) {
     char type[64];
@@ -267,7 +267,7 @@ void q_cfg_print_help(const char *binary, const char *summary,
 }
 
 int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table, size_t n,
-                  int argc, char **argv) {
+               int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       q_cfg_print_help(binary, summary, table, n);

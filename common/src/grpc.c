@@ -55,27 +55,28 @@ static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
 static void metrics_register(void) {
   const char *l3 = "grpc_type,grpc_service,grpc_method";
   const char *l4 = "grpc_type,grpc_service,grpc_method,grpc_code";
-  m_srv_started = q_metrics_counter("grpc_server_started_total",
-                                   "RPCs started on the server.", l3);
+  m_srv_started =
+      q_metrics_counter("grpc_server_started_total", "RPCs started on the server.", l3);
   m_srv_handled = q_metrics_counter("grpc_server_handled_total",
-                                   "RPCs completed on the server, by status code.", l4);
-  m_srv_seconds = q_metrics_histogram("grpc_server_handling_seconds",
-                                     "Time the server took to handle RPCs.", l3, NULL, 0);
+                                    "RPCs completed on the server, by status code.", l4);
+  m_srv_seconds =
+      q_metrics_histogram("grpc_server_handling_seconds",
+                          "Time the server took to handle RPCs.", l3, NULL, 0);
   m_srv_msg_in = q_metrics_counter("grpc_server_msg_received_total",
-                                  "Stream messages received by the server.", l3);
+                                   "Stream messages received by the server.", l3);
   m_srv_msg_out = q_metrics_counter("grpc_server_msg_sent_total",
-                                   "Stream messages sent by the server.", l3);
-  m_cli_started = q_metrics_counter("grpc_client_started_total",
-                                   "RPCs started by the client.", l3);
+                                    "Stream messages sent by the server.", l3);
+  m_cli_started =
+      q_metrics_counter("grpc_client_started_total", "RPCs started by the client.", l3);
   m_cli_handled = q_metrics_counter("grpc_client_handled_total",
-                                   "RPCs completed by the client, by status code.", l4);
-  m_cli_seconds = q_metrics_histogram("grpc_client_handling_seconds",
-                                     "Time until the client received the status.", l3,
-                                     NULL, 0);
+                                    "RPCs completed by the client, by status code.", l4);
+  m_cli_seconds =
+      q_metrics_histogram("grpc_client_handling_seconds",
+                          "Time until the client received the status.", l3, NULL, 0);
   m_cli_msg_in = q_metrics_counter("grpc_client_msg_received_total",
-                                  "Stream messages received by the client.", l3);
+                                   "Stream messages received by the client.", l3);
   m_cli_msg_out = q_metrics_counter("grpc_client_msg_sent_total",
-                                   "Stream messages sent by the client.", l3);
+                                    "Stream messages sent by the client.", l3);
 }
 
 static const char *kind_label(q_grpc_kind_t k) {
@@ -106,9 +107,8 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *msg, int64_t max) {
 }
 
 /* Unpacks a received buffer into arena memory. NULL when malformed. */
-static ProtobufCMessage *unpack(grpc_byte_buffer *bb,
-                                const ProtobufCMessageDescriptor *desc,
-                                q_arena_t *arena) {
+static ProtobufCMessage *
+unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc, q_arena_t *arena) {
   grpc_byte_buffer_reader r;
   if (!grpc_byte_buffer_reader_init(&r, bb))
     return NULL;
@@ -134,8 +134,8 @@ static int run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *
                      size_t n, void *tag) {
   if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
     return 0;
-  grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                              NULL);
+  grpc_event ev =
+      grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
@@ -218,8 +218,8 @@ struct q_grpc_ctx {
   int nmd;
   int64_t deadline_ms; /* q_now_ms() time; 0: none */
   int sent_initial;
-  int cancelled;    /* set by RECV_CLOSE_ON_SERVER */
-  int close_done;   /* that op has been plucked */
+  int cancelled;  /* set by RECV_CLOSE_ON_SERVER */
+  int close_done; /* that op has been plucked */
   int64_t max_msg;
   char err[512];
   char tag_close, tag_op; /* addresses used as pluck tags */
@@ -243,11 +243,11 @@ struct q_grpc_server {
 };
 
 static q_err_t health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                           ProtobufCMessage **out, void *ud);
+                               ProtobufCMessage **out, void *ud);
 
 static q_err_t add_method(q_grpc_server_t *s, const ProtobufCServiceDescriptor *svc,
-                      const ProtobufCMethodDescriptor *md, const q_grpc_method_t *h,
-                      void *ud) {
+                          const ProtobufCMethodDescriptor *md, const q_grpc_method_t *h,
+                          void *ud) {
   if (s->nmethods == s->capmethods) {
     size_t cap = s->capmethods ? s->capmethods * 2 : 16;
     method_t *nm = realloc(s->methods, cap * sizeof *nm);
@@ -287,12 +287,13 @@ q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts) {
   return s;
 }
 
-q_err_t q_grpc_server_add_service(q_grpc_server_t *s, const ProtobufCServiceDescriptor *svc,
-                              const q_grpc_method_t *methods, size_t n, void *ud) {
+q_err_t q_grpc_server_add_service(q_grpc_server_t *s,
+                                  const ProtobufCServiceDescriptor *svc,
+                                  const q_grpc_method_t *methods, size_t n, void *ud) {
   for (size_t i = 0; i < n; i++) {
     if (!protobuf_c_service_descriptor_get_method_by_name(svc, methods[i].name)) {
-      q_log_error("unknown method in handler table",
-                  "{s:s,s:s}", "service", svc->name, "method", methods[i].name);
+      q_log_error("unknown method in handler table", "{s:s,s:s}", "service", svc->name,
+                  "method", methods[i].name);
       return Q_EINVAL;
     }
   }
@@ -326,7 +327,8 @@ static q_err_t post_request(q_grpc_server_t *s, method_t *m) {
                                             p->cq, s->cq, p);
   } else {
     grpc_call_details_init(&p->details);
-    e = grpc_server_request_call(s->server, &p->call, &p->details, &p->md, p->cq, s->cq, p);
+    e = grpc_server_request_call(s->server, &p->call, &p->details, &p->md, p->cq, s->cq,
+                                 p);
   }
   if (e != GRPC_CALL_OK) {
     grpc_metadata_array_destroy(&p->md);
@@ -393,7 +395,8 @@ static void serve_unknown(pending_t *p) {
     return;
   char msg[MAX_PATH_LEN + 32];
   int len = (int)GRPC_SLICE_LENGTH(p->details.method);
-  snprintf(msg, sizeof msg, "unknown method %.*s", len > MAX_PATH_LEN ? MAX_PATH_LEN : len,
+  snprintf(msg, sizeof msg, "unknown method %.*s",
+           len > MAX_PATH_LEN ? MAX_PATH_LEN : len,
            (const char *)GRPC_SLICE_START_PTR(p->details.method));
   send_status(&ctx, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
   grpc_completion_queue_pluck(p->cq, &ctx.tag_close, gpr_inf_future(GPR_CLOCK_REALTIME),
@@ -649,7 +652,9 @@ void q_grpc_server_shutdown(q_grpc_server_t *s, int64_t grace_ms) {
   grpc_shutdown();
 }
 
-q_arena_t *q_grpc_ctx_arena(q_grpc_ctx_t *ctx) { return ctx->arena; }
+q_arena_t *q_grpc_ctx_arena(q_grpc_ctx_t *ctx) {
+  return ctx->arena;
+}
 
 const char *q_grpc_ctx_metadata(q_grpc_ctx_t *ctx, const char *key) {
   for (int i = 0; i < ctx->nmd; i++)
@@ -700,7 +705,8 @@ q_err_t q_grpc_ctx_recv(q_grpc_ctx_t *ctx, ProtobufCMessage **msg) {
   return q_grpc_ctx_recv_into(ctx, ctx->arena, msg);
 }
 
-q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessage **msg) {
+q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena,
+                             ProtobufCMessage **msg) {
   *msg = NULL;
   grpc_byte_buffer *bb = NULL;
   grpc_op op;
@@ -737,7 +743,7 @@ q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena, ProtobufCMessa
 }
 
 static q_err_t health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                           ProtobufCMessage **out, void *ud) {
+                               ProtobufCMessage **out, void *ud) {
   q_grpc_server_t *s = ud;
   const Grpc__Health__V1__HealthCheckRequest *req =
       (const Grpc__Health__V1__HealthCheckRequest *)in;
@@ -827,7 +833,8 @@ struct q_grpc_call {
   char tag_op;
 };
 
-q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
+                                 const ProtobufCServiceDescriptor *svc,
                                  const char *method, const q_grpc_call_opts_t *opts) {
   if (!ch)
     return NULL;
@@ -1087,9 +1094,9 @@ void q_grpc_call_cancel(q_grpc_call_t *c) {
 }
 
 static q_err_t unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
-                      const char *method, const ProtobufCMessage *req,
-                      ProtobufCMessage **resp, q_arena_t *arena,
-                      const q_grpc_call_opts_t *opts, char *err, size_t errlen) {
+                          const char *method, const ProtobufCMessage *req,
+                          ProtobufCMessage **resp, q_arena_t *arena,
+                          const q_grpc_call_opts_t *opts, char *err, size_t errlen) {
   q_grpc_call_opts_t o = opts ? *opts : (q_grpc_call_opts_t){0};
   o.kind = Q_GRPC_UNARY;
   q_grpc_call_t *c = q_grpc_call_start(ch, svc, method, &o);
@@ -1136,9 +1143,9 @@ static q_err_t unary_once(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor
 }
 
 q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
-                 const char *method, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                 q_arena_t *arena, const q_grpc_call_opts_t *opts, char *err,
-                 size_t errlen) {
+                     const char *method, const ProtobufCMessage *req,
+                     ProtobufCMessage **resp, q_arena_t *arena,
+                     const q_grpc_call_opts_t *opts, char *err, size_t errlen) {
   *resp = NULL;
   int attempts = opts && opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_ATTEMPTS;
   if (!opts || !opts->idempotent)

@@ -77,8 +77,8 @@ static int valid_header(const char *h) {
 
 /* Builds the header list: the caller's (checked) headers, then JSON defaults.
  * 0, Q_EINVAL or Q_ENOMEM; *out is freed by the caller either way. */
-static q_err_t build_headers(const q_http_req_t *req, int has_body, struct curl_slist **out,
-                         char *err, size_t errlen) {
+static q_err_t build_headers(const q_http_req_t *req, int has_body,
+                             struct curl_slist **out, char *err, size_t errlen) {
   int user_ctype = 0;
   size_t nh = 0;
   struct curl_slist *tmp;
@@ -116,7 +116,7 @@ static int url_shown(const char *url) {
 }
 
 q_err_t q_http_json(const q_http_req_t *req, long *status, json_t **reply, char *err,
-                size_t errlen) {
+                    size_t errlen) {
   if (status)
     *status = 0;
   if (reply)

@@ -313,13 +313,13 @@ q_metric_t *q_metrics_gauge(const char *name, const char *help, const char *labe
 }
 
 q_metric_t *q_metrics_histogram(const char *name, const char *help, const char *labels,
-                               const double *buckets, size_t nbuckets) {
+                                const double *buckets, size_t nbuckets) {
   return family_register(name, help, FAM_HISTOGRAM, labels, buckets, nbuckets, NULL,
                          NULL);
 }
 
 void q_metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *),
-                       void *ud) {
+                        void *ud) {
   if (!fn)
     return;
   family_register(name, help, FAM_GAUGE, NULL, NULL, 0, fn, ud);
@@ -609,16 +609,16 @@ static void register_process_metrics(void) {
                   "Total user and system CPU time spent in seconds.", FAM_COUNTER, NULL,
                   NULL, 0, cpu_fn, NULL);
   q_metrics_gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes.",
-                    rss_fn, NULL);
+                     rss_fn, NULL);
   q_metrics_gauge_fn("process_virtual_memory_bytes", "Virtual memory size in bytes.",
-                    vsize_fn, NULL);
+                     vsize_fn, NULL);
   q_metrics_gauge_fn("process_open_fds", "Number of open file descriptors.", open_fds_fn,
-                    NULL);
+                     NULL);
   q_metrics_gauge_fn("process_max_fds", "Maximum number of open file descriptors.",
-                    max_fds_fn, NULL);
+                     max_fds_fn, NULL);
   q_metrics_gauge_fn("process_start_time_seconds",
-                    "Start time of the process since unix epoch in seconds.",
-                    start_time_fn, NULL);
+                     "Start time of the process since unix epoch in seconds.",
+                     start_time_fn, NULL);
 }
 
 /* ---- exposition ----------------------------------------------------------------- */

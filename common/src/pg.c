@@ -323,8 +323,8 @@ static q_err_t apply_one(PGconn *c, const char *service, const q_pg_migration_t 
   return rc;
 }
 
-q_err_t q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m,
-                     size_t n, char *err, size_t errlen) {
+q_err_t q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size_t n,
+                     char *err, size_t errlen) {
   if (err && errlen)
     err[0] = '\0';
   if (!c || !service || !*service || (n && !m)) {
@@ -387,9 +387,9 @@ q_err_t q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m,
   free(done);
   if (PQstatus(c) == CONNECTION_OK) {
     char ignore[8];
-    q_err_t urc = q_pg_exec(c, "SELECT pg_advisory_unlock(hashtext('quarry-migrate'))",
-                            0, NULL, "migrate: releasing the lock", NULL,
-                            rc ? ignore : err, rc ? sizeof ignore : errlen);
+    q_err_t urc = q_pg_exec(c, "SELECT pg_advisory_unlock(hashtext('quarry-migrate'))", 0,
+                            NULL, "migrate: releasing the lock", NULL, rc ? ignore : err,
+                            rc ? sizeof ignore : errlen);
     if (!rc)
       rc = urc;
   }

@@ -15,7 +15,7 @@ static void sleep_ms(int64_t ms) {
 }
 
 q_err_t q_pg_wait_migrate(q_pg_pool_t *p, const char *service, const q_pg_migration_t *m,
-                      size_t n, int64_t wait_ms, char *err, size_t errlen) {
+                          size_t n, int64_t wait_ms, char *err, size_t errlen) {
   int64_t give_up = q_now_ms() + (wait_ms > 0 ? wait_ms : 0);
   int64_t backoff = 100;
   for (int attempt = 1;; attempt++) {

@@ -48,8 +48,8 @@ int q_service_init(q_service_t *svc, const char *binary, const char *summary,
 }
 
 q_err_t q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc,
-                    const q_grpc_method_t *methods, size_t n, void *ud, q_ready_cb ready,
-                    void *ready_ud) {
+                        const q_grpc_method_t *methods, size_t n, void *ud,
+                        q_ready_cb ready, void *ready_ud) {
   q_grpc_server_opts_t opts = {
       .addr = svc->common->grpc_listen,
       .threads = (int)svc->common->grpc_threads,

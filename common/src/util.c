@@ -151,8 +151,8 @@ q_err_t q_addr_split(const char *addr, char *host, size_t hostlen, int *port) {
   return 0;
 }
 
-q_err_t q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
-                  size_t errlen) {
+q_err_t q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port,
+                      char *err, size_t errlen) {
   char host[256], port_s[16];
   if (q_addr_split(addr, host, sizeof host, port)) {
     snprintf(err, errlen, "not host:port");

@@ -90,8 +90,8 @@ bool q_valid_text(const char *s, size_t max) {
   return 1;
 }
 
-q_err_t q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
-                  size_t errlen) {
+q_err_t q_valid_field(const char *field, const char *s, int required, size_t max,
+                      char *err, size_t errlen) {
   size_t n = s ? strlen(s) : 0;
   if (required && n == 0) {
     snprintf(err, errlen, "%s: required", field);

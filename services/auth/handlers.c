@@ -16,7 +16,7 @@
 #include "quarry/v1/auth.pb-c.h"
 
 static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                           ProtobufCMessage **out, void *ud) {
+                               ProtobufCMessage **out, void *ud) {
   keystore_t *ks = ud;
   const Quarry__V1__AuthenticateRequest *req =
       (const Quarry__V1__AuthenticateRequest *)in;
@@ -60,7 +60,7 @@ static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 }
 
 static q_err_t create_api_key_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                             ProtobufCMessage **out, void *ud) {
+                                 ProtobufCMessage **out, void *ud) {
   keystore_t *ks = ud;
   const Quarry__V1__CreateApiKeyRequest *req =
       (const Quarry__V1__CreateApiKeyRequest *)in;

@@ -21,7 +21,7 @@ static void sodium_init_once(void) {
 }
 
 q_err_t keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
-                  char hash[KEY_HASH_LEN + 1]) {
+                      char hash[KEY_HASH_LEN + 1]) {
   if (keylen < KEY_MAX_LEN + 1)
     return Q_EINVAL;
   pthread_once(&sodium_once, sodium_init_once);

@@ -47,7 +47,7 @@ typedef struct key_parts {
  * (keylen >= KEY_MAX_LEN + 1), its id into id and SHA-256(secret) in hex into
  * hash. Randomness from libsodium. 0, or Q_EINVAL when keylen is too small. */
 q_err_t keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
-                  char hash[KEY_HASH_LEN + 1]);
+                      char hash[KEY_HASH_LEN + 1]);
 
 /* Parses a credential: the bare key or "Bearer <key>" (scheme
  * case-insensitive), surrounding white space ignored. Strict: exact

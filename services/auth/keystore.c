@@ -139,7 +139,8 @@ static int roles_from_list(const char *list) {
 
 /* Looks the key up and compares the stored hash. */
 static q_err_t lookup(keystore_t *ks, const key_parts_t *k, const char *hash,
-                  key_principal_t *out, const char **reason, char *err, size_t errlen) {
+                      key_principal_t *out, const char **reason, char *err,
+                      size_t errlen) {
   PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
@@ -189,8 +190,8 @@ done:
 }
 
 q_err_t keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
-                          key_principal_t *out, const char **reason, char *err,
-                          size_t errlen) {
+                              key_principal_t *out, const char **reason, char *err,
+                              size_t errlen) {
   key_parts_t k;
   *reason = "";
   if (keys_parse(credential, len, &k)) {
@@ -229,8 +230,8 @@ static void roles_to_list(int roles, char *out, size_t outlen) {
 }
 
 q_err_t keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
-                        char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
-                        size_t errlen) {
+                            char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                            size_t errlen) {
   char hash[KEY_HASH_LEN + 1], role_list[64];
   int rc = keys_generate(key, keylen, id, hash);
   if (rc) {
@@ -267,8 +268,8 @@ fail:
 }
 
 q_err_t keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
-                    char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
-                    size_t errlen) {
+                        char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                        size_t errlen) {
   PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;

@@ -44,8 +44,8 @@ void keystore_free(keystore_t *ks);
  * Q_EUNAVAIL / Q_EINTERNAL when the database fails (err says why).
  * Thread-safe. */
 q_err_t keystore_authenticate(keystore_t *ks, const char *credential, size_t len,
-                          key_principal_t *out, const char **reason, char *err,
-                          size_t errlen);
+                              key_principal_t *out, const char **reason, char *err,
+                              size_t errlen);
 
 /* Creates a key for tenant (the tenant is created if missing, named after
  * its id) with a name and roles (ROLE_* bits, non-zero). Writes the
@@ -54,13 +54,13 @@ q_err_t keystore_authenticate(keystore_t *ks, const char *credential, size_t len
  * 0, or Q_EUNAVAIL / Q_EINTERNAL with err. Works on a raw connection so the
  * command-line tool can use it too. */
 q_err_t keystore_create_key(PGconn *c, const char *tenant, const char *name, int roles,
-                        char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
-                        size_t errlen);
+                            char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                            size_t errlen);
 
 /* Pool-based convenience wrapper around keystore_create_key. */
 q_err_t keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
-                    char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
-                    size_t errlen);
+                        char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
+                        size_t errlen);
 
 /* Whether the database answers (readiness); when not, why says why. */
 bool keystore_ping(keystore_t *ks, char *why, size_t whylen);

@@ -98,7 +98,7 @@ static int create_key_main(int argc, char **argv) {
   }
   char *cfg_argv[] = {argv[0], NULL};
   if (q_cfg_load("quarry-auth", "Creates an API key.", cli_cfg, Q_NELEM(cli_cfg), 1,
-                    cfg_argv))
+                 cfg_argv))
     return 1;
   q_log_init("auth", Q_LOG_WARN);
 

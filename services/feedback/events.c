@@ -30,7 +30,7 @@ static q_err_t check_chunk_ids(char **ids, size_t n, char *err, size_t errlen) {
 }
 
 q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
-                          size_t errlen) {
+                              size_t errlen) {
   int rc;
   if ((rc = q_valid_field("query_id", r->query_id, 1, Q_LIMIT_QUERY_ID_BYTES, err,
                           errlen)) ||
@@ -85,13 +85,12 @@ static char *dump(json_t *j) {
 
 char *events_feedback_json(const Quarry__V1__FeedbackRequest *r, const char *event_id,
                            int64_t ts_ms) {
-  return dump(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:o,s:I}", "event", "feedback",
-                        "event_id", event_id, "feedback_id", event_id, "query_id",
-                        r->query_id, "tenant_id", r->tenant_id, "user_id",
-                        r->user_id ? r->user_id : "", "rating", (int)r->rating,
-                        "comment", r->comment ? r->comment : "", "chunk_ids",
-                        string_array(r->chunk_ids, r->n_chunk_ids), "ts_unix_ms",
-                        (json_int_t)ts_ms));
+  return dump(json_pack(
+      "{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:o,s:I}", "event", "feedback", "event_id",
+      event_id, "feedback_id", event_id, "query_id", r->query_id, "tenant_id",
+      r->tenant_id, "user_id", r->user_id ? r->user_id : "", "rating", (int)r->rating,
+      "comment", r->comment ? r->comment : "", "chunk_ids",
+      string_array(r->chunk_ids, r->n_chunk_ids), "ts_unix_ms", (json_int_t)ts_ms));
 }
 
 char *events_query_json(const Quarry__V1__QueryEvent *r, const char *event_id,
@@ -106,15 +105,15 @@ char *events_query_json(const Quarry__V1__QueryEvent *r, const char *event_id,
 }
 
 /* Publishes one event; 0, or a q_err_t with the status message set. */
-static q_err_t publish(q_grpc_ctx_t *ctx, events_t *ev, const char *topic, const char *key,
-                   const char *event_id, char *json) {
+static q_err_t publish(q_grpc_ctx_t *ctx, events_t *ev, const char *topic,
+                       const char *key, const char *event_id, char *json) {
   char err[512] = "";
   if (!json) {
     q_grpc_ctx_errorf(ctx, "out of memory");
     return Q_ENOMEM;
   }
-  int rc = producer_send(ev->producer, topic, key, strlen(key), json, strlen(json), 0, err,
-                         sizeof err);
+  int rc = producer_send(ev->producer, topic, key, strlen(key), json, strlen(json), 0,
+                         err, sizeof err);
   free(json);
   if (rc) {
     q_log_error("event not accepted", "{s:s,s:s,s:s}", "event_id", event_id, "topic",
@@ -126,7 +125,7 @@ static q_err_t publish(q_grpc_ctx_t *ctx, events_t *ev, const char *topic, const
 }
 
 q_err_t events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   events_t *ev = ud;
   const Quarry__V1__FeedbackRequest *req = (const Quarry__V1__FeedbackRequest *)in;
   char err[256], id[37];
@@ -155,7 +154,7 @@ q_err_t events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 }
 
 q_err_t events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                           ProtobufCMessage **out, void *ud) {
+                               ProtobufCMessage **out, void *ud) {
   events_t *ev = ud;
   const Quarry__V1__QueryEvent *req = (const Quarry__V1__QueryEvent *)in;
   char err[256], id[37];

@@ -23,7 +23,8 @@ typedef struct events {
 
 /* 0 when the request is acceptable, else Q_EINVAL with a message naming
  * the offending field in err. */
-q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err, size_t errlen);
+q_err_t events_check_feedback(const Quarry__V1__FeedbackRequest *r, char *err,
+                              size_t errlen);
 q_err_t events_check_query(const Quarry__V1__QueryEvent *r, char *err, size_t errlen);
 
 /* The event as compact JSON (malloc()ed, caller frees), or NULL when out of
@@ -36,8 +37,8 @@ char *events_query_json(const Quarry__V1__QueryEvent *r, const char *event_id,
 
 /* gRPC handlers for quarry.v1.Feedback; ud is the events_t. */
 q_err_t events_submit_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud);
+                         ProtobufCMessage **out, void *ud);
 q_err_t events_record_query_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                           ProtobufCMessage **out, void *ud);
+                               ProtobufCMessage **out, void *ud);
 
 #endif

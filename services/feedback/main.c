@@ -21,8 +21,9 @@ static int64_t kafka_timeout, outbox_interval, outbox_batch;
 
 static q_err_t validate_topic(const char *v, char *err, size_t errlen) {
   size_t n = strlen(v);
-  if (n == 0 || n > 249 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                     "0123456789._-") != n) {
+  if (n == 0 || n > 249 ||
+      strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                "0123456789._-") != n) {
     snprintf(err, errlen, "must be 1..249 characters of [A-Za-z0-9._-]");
     return Q_EINVAL;
   }
@@ -35,7 +36,8 @@ static q_cfg_entry_t cfg[] = {
      "Kafka bootstrap servers (host:port,...).", 0, &brokers},
     {"QUARRY_KAFKA_TIMEOUT_MS", Q_CFG_INT, "10000", 1000, 600000, NULL,
      "How long a message may wait for the broker's confirmation before it goes to "
-     "the outbox (message.timeout.ms).", 0, &kafka_timeout},
+     "the outbox (message.timeout.ms).",
+     0, &kafka_timeout},
     {"QUARRY_FEEDBACK_TOPIC", Q_CFG_STRING, "quarry.feedback", 0, 0, validate_topic,
      "Topic for feedback events (Submit).", 0, &feedback_topic},
     {"QUARRY_QUERIES_TOPIC", Q_CFG_STRING, "quarry.queries", 0, 0, validate_topic,
@@ -129,8 +131,8 @@ done:
   outbox_stop(outbox);
   /* Flushing may hand undelivered messages to the outbox, so the outbox
    * and its pool go last. */
-  producer_free(producer, (int)(common.grace_ms < kafka_timeout ? common.grace_ms
-                                                                 : kafka_timeout));
+  producer_free(producer,
+                (int)(common.grace_ms < kafka_timeout ? common.grace_ms : kafka_timeout));
   outbox_free(outbox);
   q_pg_pool_free(pool);
   q_service_cleanup(&svc);

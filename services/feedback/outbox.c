@@ -64,10 +64,10 @@ outbox_t *outbox_new(q_pg_pool_t *pool, int interval_ms, int batch) {
   pthread_mutex_init(&o->mu, NULL);
   q_cond_init_monotonic(&o->cv);
   o->events = q_metrics_counter("quarry_feedback_outbox_total",
-                               "Outbox events: stored (delivery failed, kept in "
-                               "PostgreSQL), resent (delivered from the outbox), lost "
-                               "(neither Kafka nor PostgreSQL took it).",
-                               "outcome");
+                                "Outbox events: stored (delivery failed, kept in "
+                                "PostgreSQL), resent (delivered from the outbox), lost "
+                                "(neither Kafka nor PostgreSQL took it).",
+                                "outcome");
   return o;
 }
 
@@ -75,8 +75,8 @@ q_err_t outbox_migrate(outbox_t *o, char *err, size_t errlen) {
   PGconn *c = q_pg_acquire(o->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = q_pg_migrate(c, "feedback", migrations,
-                        sizeof migrations / sizeof *migrations, err, errlen);
+  int rc = q_pg_migrate(c, "feedback", migrations, sizeof migrations / sizeof *migrations,
+                        err, errlen);
   q_pg_release(o->pool, c);
   if (rc == 0)
     atomic_store(&o->migrated, 1);

@@ -84,9 +84,10 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
    * logs them once; librdkafka's own line would only repeat them. */
   if (strcmp(fac, "FAIL") == 0)
     return;
-  q_log_level_t l = level <= 2 ? Q_LOG_ERROR : level <= 4 ? Q_LOG_WARN
-                                               : level <= 6 ? Q_LOG_INFO
-                                                            : Q_LOG_DEBUG;
+  q_log_level_t l = level <= 2   ? Q_LOG_ERROR
+                    : level <= 4 ? Q_LOG_WARN
+                    : level <= 6 ? Q_LOG_INFO
+                                 : Q_LOG_DEBUG;
   q_logf(l, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
 
@@ -98,7 +99,7 @@ static void *poll_main(void *arg) {
 }
 
 static q_err_t set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
-               size_t errlen) {
+                   size_t errlen) {
   char e[256];
   if (rd_kafka_conf_set(conf, name, value, e, sizeof e) != RD_KAFKA_CONF_OK) {
     snprintf(err, errlen, "%s: %s", name, e);
@@ -119,9 +120,9 @@ producer_t *producer_new(const producer_opts_t *o, char *err, size_t errlen) {
   p->sink = o->sink;
   p->queue_full_wait_ms = o->queue_full_wait_ms > 0 ? o->queue_full_wait_ms : 1000;
   p->messages = q_metrics_counter("quarry_kafka_messages_total",
-                                 "Kafka messages by topic and delivery outcome "
-                                 "(delivered, failed).",
-                                 "topic,outcome");
+                                  "Kafka messages by topic and delivery outcome "
+                                  "(delivered, failed).",
+                                  "topic,outcome");
   snprintf(timeout, sizeof timeout, "%d", o->timeout_ms > 0 ? o->timeout_ms : 10000);
   if (set(conf, "bootstrap.servers", o->brokers, err, errlen) ||
       set(conf, "enable.idempotence", "true", err, errlen) ||
@@ -162,8 +163,8 @@ static void sleep_ms(int ms) {
 }
 
 q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t key_len,
-                  const char *value, size_t value_len, int64_t outbox_id, char *err,
-                  size_t errlen) {
+                      const char *value, size_t value_len, int64_t outbox_id, char *err,
+                      size_t errlen) {
   msg_opaque_t *mo = malloc(sizeof *mo);
   int oom = mo == NULL;
   rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR__FAIL;
@@ -172,10 +173,11 @@ q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t 
   if (mo) {
     mo->outbox_id = outbox_id;
     for (;;) {
-      rerr = rd_kafka_producev(
-          p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
-          RD_KAFKA_V_VALUE((void *)value, value_len),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(mo), RD_KAFKA_V_END);
+      rerr = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                               RD_KAFKA_V_KEY((void *)key, key_len),
+                               RD_KAFKA_V_VALUE((void *)value, value_len),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                               RD_KAFKA_V_OPAQUE(mo), RD_KAFKA_V_END);
       /* A full local queue drains as the poll thread serves delivery
        * reports: wait a little for room before giving up. */
       if (rerr != RD_KAFKA_RESP_ERR__QUEUE_FULL || waited >= p->queue_full_wait_ms)

@@ -42,11 +42,11 @@ typedef struct producer_sink {
 } producer_sink_t;
 
 typedef struct producer_opts {
-  const char *brokers;       /* bootstrap.servers */
-  int timeout_ms;            /* message.timeout.ms */
-  int queue_full_wait_ms;    /* how long producer_send waits for room (0: 1000) */
-  const char *const *extra;  /* NULL-terminated name, value pairs of further
-                                librdkafka properties (tests), or NULL */
+  const char *brokers;      /* bootstrap.servers */
+  int timeout_ms;           /* message.timeout.ms */
+  int queue_full_wait_ms;   /* how long producer_send waits for room (0: 1000) */
+  const char *const *extra; /* NULL-terminated name, value pairs of further
+                               librdkafka properties (tests), or NULL */
   producer_sink_t sink;
 } producer_opts_t;
 
@@ -60,8 +60,8 @@ producer_t *producer_new(const producer_opts_t *o, char *err, size_t errlen);
  * failed callback at once. Returns 0 when the message was queued or stored
  * by the sink; Q_EUNAVAIL (reason in err) when it is neither. */
 q_err_t producer_send(producer_t *p, const char *topic, const char *key, size_t key_len,
-                  const char *value, size_t value_len, int64_t outbox_id, char *err,
-                  size_t errlen);
+                      const char *value, size_t value_len, int64_t outbox_id, char *err,
+                      size_t errlen);
 
 /* 0 when a broker answers a metadata request within timeout_ms, else
  * Q_EUNAVAIL with the reason in why. */

@@ -90,7 +90,7 @@ static const char *skip_ws(const char *s) {
 }
 
 q_err_t authn_extract(const char *authorization, const char *api_key, const char **key,
-                  size_t *len, char *err, size_t errlen) {
+                      size_t *len, char *err, size_t errlen) {
   const char *k;
   if (authorization) {
     const char *a = skip_ws(authorization);
@@ -118,8 +118,8 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
   return 0;
 }
 
-static q_err_t copy_id(char *dst, size_t max, const char *src, const char *what, char *err,
-                   size_t errlen) {
+static q_err_t copy_id(char *dst, size_t max, const char *src, const char *what,
+                       char *err, size_t errlen) {
   size_t n = src ? strlen(src) : 0;
   if (n > max) {
     snprintf(err, errlen, "auth returned a %s longer than %zu bytes", what, max);
@@ -130,7 +130,7 @@ static q_err_t copy_id(char *dst, size_t max, const char *src, const char *what,
 }
 
 q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
-                    gw_principal_t *out, int *cached, char *err, size_t errlen) {
+                        gw_principal_t *out, int *cached, char *err, size_t errlen) {
   char hash[65];
   q_sha256_hex(key, len, hash);
   *cached = 0;

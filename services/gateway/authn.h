@@ -24,7 +24,7 @@
  * Q_LIMIT_CREDENTIAL_BYTES, control characters). *key points into one of the
  * inputs. */
 q_err_t authn_extract(const char *authorization, const char *api_key, const char **key,
-                  size_t *len, char *err, size_t errlen);
+                      size_t *len, char *err, size_t errlen);
 
 /* Establishes the principal of a key: from the cache, else by
  * auth.Authenticate at addr (timeout_ms, capped by the thread's deadline).
@@ -32,7 +32,7 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
  * call (Q_EUNAVAIL, Q_ETIMEDOUT, ...) with err describing it.
  * *cached says whether the cache answered. Thread-safe. */
 q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
-                    gw_principal_t *out, int *cached, char *err, size_t errlen);
+                        gw_principal_t *out, int *cached, char *err, size_t errlen);
 
 /* Empties the cache (tests, and a place to hook key revocation). */
 void authn_cache_clear(void);

@@ -233,7 +233,7 @@ q_err_t http_json_only_keys(gw_req_t *r, json_t *obj, const char *const *allowed
 }
 
 q_err_t http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
-                     size_t minlen, size_t maxlen, const char **out) {
+                         size_t minlen, size_t maxlen, const char **out) {
   json_t *v = json_object_get(obj, key);
   *out = NULL;
   if (!v || json_is_null(v)) {
@@ -257,8 +257,8 @@ q_err_t http_json_string(gw_req_t *r, json_t *obj, const char *key, int required
   return 0;
 }
 
-q_err_t http_json_int(gw_req_t *r, json_t *obj, const char *key, int required, json_int_t def,
-                  json_int_t lo, json_int_t hi, json_int_t *out) {
+q_err_t http_json_int(gw_req_t *r, json_t *obj, const char *key, int required,
+                      json_int_t def, json_int_t lo, json_int_t hi, json_int_t *out) {
   json_t *v = json_object_get(obj, key);
   *out = def;
   if (!v || json_is_null(v)) {

@@ -89,11 +89,11 @@ json_t *http_json_text(const char *s, size_t n);
  * string of minlen..maxlen bytes. Replies 400 and returns Q_EINVAL on a
  * violation. */
 q_err_t http_json_string(gw_req_t *r, json_t *obj, const char *key, int required,
-                     size_t minlen, size_t maxlen, const char **out);
+                         size_t minlen, size_t maxlen, const char **out);
 
 /* Reads integer field key of obj (default def when absent or null) into
  * *out, which must lie in lo..hi. Replies 400 on a violation. */
-q_err_t http_json_int(gw_req_t *r, json_t *obj, const char *key, int required, json_int_t def,
-                  json_int_t lo, json_int_t hi, json_int_t *out);
+q_err_t http_json_int(gw_req_t *r, json_t *obj, const char *key, int required,
+                      json_int_t def, json_int_t lo, json_int_t hi, json_int_t *out);
 
 #endif

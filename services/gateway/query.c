@@ -103,8 +103,8 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
   req.texts = texts;
   Quarry__V1__EmbedResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_rpc_llm_gateway_embed(q_grpc_channel(r->cfg->llm_addr), &req, &resp, r->arena,
-                                   &opts, p->err, sizeof p->err);
+  int rc = q_rpc_llm_gateway_embed(q_grpc_channel(r->cfg->llm_addr), &req, &resp,
+                                   r->arena, &opts, p->err, sizeof p->err);
   if (rc == 0 && (!resp || resp->n_embeddings != 1 || !resp->embeddings[0] ||
                   resp->embeddings[0]->n_values == 0)) {
     rc = Q_EINTERNAL;
@@ -121,7 +121,7 @@ static void embed(pipeline_t *p, float **values, size_t *n) {
 
 /* Searches the principal's tenant. 0 with the candidates, or replied. */
 static q_err_t retrieve(pipeline_t *p, float *emb, size_t nemb,
-                    Quarry__V1__SearchResponse **out) {
+                        Quarry__V1__SearchResponse **out) {
   gw_req_t *r = p->r;
   double t = q_now_s();
   int timeout = budget(r, 1);
@@ -195,7 +195,7 @@ static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
 
 /* Streams the answer into *answer (arena). 0, or replied. */
 static q_err_t generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
-                    char **answer, size_t *len) {
+                        char **answer, size_t *len) {
   gw_req_t *r = p->r;
   double t = q_now_s();
   int timeout = budget(r, 1);

@@ -53,12 +53,12 @@ void gw_metrics_init(void) {
       "record_query, total).",
       "stage", NULL, 0);
   gw_metrics.queries = q_metrics_counter("quarry_queries_total",
-                                        "Queries by outcome: ok, degraded (a stage fell "
-                                        "back), rejected (4xx), failed (5xx).",
-                                        "outcome");
+                                         "Queries by outcome: ok, degraded (a stage fell "
+                                         "back), rejected (4xx), failed (5xx).",
+                                         "outcome");
   gw_metrics.rate_limited =
       q_metrics_counter("quarry_rate_limited_total",
-                       "Requests refused by the per-principal rate limit.", "");
+                        "Requests refused by the per-principal rate limit.", "");
 }
 
 void gw_observe_stage(const char *stage, double seconds) {

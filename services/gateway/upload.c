@@ -194,8 +194,8 @@ static void file_data(upload_t *u, const char *p, size_t n) {
 
 /* ---- metadata ------------------------------------------------------------- */
 
-static q_err_t copy_meta(gw_req_t *r, const char *what, const char *v, size_t n, char *dst,
-                     size_t max) {
+static q_err_t copy_meta(gw_req_t *r, const char *what, const char *v, size_t n,
+                         char *dst, size_t max) {
   if (n > max) {
     http_reject_err(r, Q_EINVAL, "%s longer than %zu bytes", what, max);
     return Q_EINVAL;

@@ -28,7 +28,7 @@ static q_err_t mkdir_p(char *path) {
 }
 
 q_err_t blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err,
-                     size_t errlen) {
+                         size_t errlen) {
   char path[PATH_MAX];
   if (!dir || !dir[0] || (size_t)snprintf(path, sizeof path, "%s", dir) >= sizeof path) {
     snprintf(err, errlen, "blob directory path is empty or too long");
@@ -55,7 +55,8 @@ q_err_t blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err,
   return Q_OK;
 }
 
-q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t errlen) {
+q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err,
+                   size_t errlen) {
   memset(w, 0, sizeof *w);
   w->fd = -1;
   w->max = max;
@@ -166,7 +167,8 @@ bool blob_name_valid(const char *s) {
   return 1;
 }
 
-q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err, size_t errlen) {
+q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err,
+                  size_t errlen) {
   m->data = NULL;
   m->size = 0;
   if (!blob_name_valid(sha)) {

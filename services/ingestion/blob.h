@@ -34,11 +34,13 @@ typedef struct blob_map {
 
 /* Creates dir (and parents) if missing, checks it is a writable directory
  * and writes its absolute path into abs. 0, or Q_EIO with err. */
-q_err_t blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err, size_t errlen);
+q_err_t blob_dir_prepare(const char *dir, char *abs, size_t abslen, char *err,
+                         size_t errlen);
 
 /* Starts an upload of at most max bytes into dir. 0, or Q_EIO /
  * Q_ENOMEM with err. On success call blob_commit or blob_abort. */
-q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err, size_t errlen);
+q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err,
+                   size_t errlen);
 
 /* Appends n bytes. Q_ETOOBIG past the maximum (nothing written), Q_EIO on
  * a write failure; err says which. */
@@ -56,7 +58,8 @@ bool blob_name_valid(const char *s);
 
 /* Maps <dir>/<sha256> read-only. 0; Q_ENOTFOUND when missing; Q_EINVAL for
  * a bad name; Q_EIO with err otherwise. An empty blob maps to size 0. */
-q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err, size_t errlen);
+q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err,
+                  size_t errlen);
 void blob_close(blob_map_t *m);
 
 #endif

@@ -359,8 +359,8 @@ int chunker_next(chunker_t *c, chunk_t *out) {
   }
 }
 
-q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
-                char *err, size_t errlen) {
+q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts,
+                    chunker_t **out, char *err, size_t errlen) {
   *out = NULL;
   if (opts->target_words < 1 || opts->target_words > CHUNKER_MAX_TARGET) {
     snprintf(err, errlen, "chunk size must be 1..%d words", CHUNKER_MAX_TARGET);

@@ -67,8 +67,8 @@ typedef struct chunker chunker_t;
 
 /* Prepares to chunk text[0..n). Q_EINVAL when the options are out of range
  * (err says which), Q_ENOMEM. The caller frees the chunker. */
-q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts, chunker_t **out,
-                char *err, size_t errlen);
+q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts,
+                    chunker_t **out, char *err, size_t errlen);
 
 /* Produces the next chunk: 1 with *out set, 0 when the text is exhausted,
  * Q_ENOMEM (negative) when out of memory. */

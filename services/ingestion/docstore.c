@@ -100,8 +100,8 @@ static const char *const SQL_INSERT_JOB =
     "INSERT INTO jobs (id, document_id, tenant_id, version, status, trace_id) "
     "VALUES ($1, $2, $3, $4, 'queued', $5)";
 
-static q_err_t insert_job(PGconn *c, const upload_meta_t *m, upload_result_t *r, char *err,
-                      size_t errlen) {
+static q_err_t insert_job(PGconn *c, const upload_meta_t *m, upload_result_t *r,
+                          char *err, size_t errlen) {
   char ver[16];
   snprintf(ver, sizeof ver, "%d", r->version);
   const char *params[5] = {r->job_id, r->document_id, m->tenant_id, ver,
@@ -147,14 +147,14 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
  * retry of a failed version and a new version. Runs inside the caller's
  * transaction, holding the document's row lock. */
 static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
-                           char *err, size_t errlen) {
+                               char *err, size_t errlen) {
   const char *key[2] = {m->tenant_id, m->external_id};
   q_err_t rc = Q_OK;
-  PGresult *res = q_pg_query(
-      c,
-      "SELECT id, version, sha256, status, COALESCE(job_id::text, '') "
-      "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
-      2, key, "locking document", &rc, err, errlen);
+  PGresult *res =
+      q_pg_query(c,
+                 "SELECT id, version, sha256, status, COALESCE(job_id::text, '') "
+                 "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
+                 2, key, "locking document", &rc, err, errlen);
   if (!res)
     return rc;
   if (PQntuples(res) != 1) {
@@ -176,11 +176,11 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
 
   if (same) { /* a failed version uploaded again: run it once more */
     const char *params[2] = {r->document_id, r->job_id};
-    rc = q_pg_exec(
-        c,
-        "UPDATE documents SET status = 'queued', chunk_count = 0, job_id = $2, "
-        "updated_at = now() WHERE id = $1",
-        2, params, "requeueing document", NULL, err, errlen);
+    rc =
+        q_pg_exec(c,
+                  "UPDATE documents SET status = 'queued', chunk_count = 0, job_id = $2, "
+                  "updated_at = now() WHERE id = $1",
+                  2, params, "requeueing document", NULL, err, errlen);
     return rc ? rc : insert_job(c, m, r, err, errlen);
   }
 
@@ -212,7 +212,7 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
 }
 
 q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
-                           char *err, size_t errlen) {
+                               char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
   q_uuid4(r->document_id);
   q_uuid4(r->job_id);
@@ -257,7 +257,7 @@ static char *col(q_arena_t *a, PGresult *r, int i) {
 
 /* Runs a lookup by (id, tenant) expecting zero or one row. */
 static q_err_t lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const char *id,
-                  PGresult **out, char *err, size_t errlen) {
+                      PGresult **out, char *err, size_t errlen) {
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
@@ -274,8 +274,8 @@ static q_err_t lookup(q_pg_pool_t *p, const char *sql, const char *tenant, const
 }
 
 q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
-                          q_arena_t *a, Quarry__V1__Document **out, char *err,
-                          size_t errlen) {
+                              q_arena_t *a, Quarry__V1__Document **out, char *err,
+                              size_t errlen) {
   PGresult *r;
   int rc = lookup(p, SQL_GET_DOCUMENT, tenant, id, &r, err, errlen);
   if (rc)
@@ -306,7 +306,7 @@ q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id
 }
 
 q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
-                     Quarry__V1__Job **out, char *err, size_t errlen) {
+                         Quarry__V1__Job **out, char *err, size_t errlen) {
   PGresult *r;
   int rc = lookup(p, SQL_GET_JOB, tenant, id, &r, err, errlen);
   if (rc)
@@ -333,7 +333,7 @@ q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_a
 /* ---- the queue -------------------------------------------------------- */
 
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
-                   size_t errlen) {
+                       size_t errlen) {
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
@@ -385,7 +385,7 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
 }
 
 q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
-                       int *doc_version, char *err, size_t errlen) {
+                           int *doc_version, char *err, size_t errlen) {
   const char *params[2] = {j->id, instance};
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
@@ -409,7 +409,7 @@ q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
 }
 
 q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
-                    int chunk_count, const char *error, char *err, size_t errlen) {
+                        int chunk_count, const char *error, char *err, size_t errlen) {
   char count[16];
   snprintf(count, sizeof count, "%d", chunk_count);
   const char *params[5] = {j->id, instance, done ? "done" : "failed", count,
@@ -435,8 +435,9 @@ q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, in
   return n == 1 ? Q_OK : Q_ENOTFOUND;
 }
 
-q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int delay_ms,
-                     int keep_attempt, const char *why, char *err, size_t errlen) {
+q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j,
+                         int delay_ms, int keep_attempt, const char *why, char *err,
+                         size_t errlen) {
   char delay[16];
   snprintf(delay, sizeof delay, "%d", delay_ms);
   const char *params[5] = {j->id, instance, delay, keep_attempt ? "0" : "1",
@@ -464,7 +465,7 @@ q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, i
 }
 
 q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
-                           int max_attempts, int *n, char *err, size_t errlen) {
+                               int max_attempts, int *n, char *err, size_t errlen) {
   char lease[16], max[16];
   snprintf(lease, sizeof lease, "%d", lease_ms);
   snprintf(max, sizeof max, "%d", max_attempts);
@@ -498,7 +499,7 @@ q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
 }
 
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
-                       size_t errlen) {
+                           size_t errlen) {
   char ver[16];
   snprintf(ver, sizeof ver, "%d", j->version);
   const char *params[3] = {j->document_id, ver, title};

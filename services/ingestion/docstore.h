@@ -60,15 +60,15 @@ typedef struct upload_result {
  * Queued jobs of older versions are marked failed ("superseded"). 0, or
  * Q_EUNAVAIL / Q_EINTERNAL with err. */
 q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
-                           char *err, size_t errlen);
+                               char *err, size_t errlen);
 
 /* Reads a document / job of tenant into messages allocated from a. 0,
  * Q_ENOTFOUND (unknown or another tenant's), Q_EUNAVAIL / Q_EINTERNAL. */
 q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id,
-                          q_arena_t *a, Quarry__V1__Document **out, char *err,
-                          size_t errlen);
+                              q_arena_t *a, Quarry__V1__Document **out, char *err,
+                              size_t errlen);
 q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
-                     Quarry__V1__Job **out, char *err, size_t errlen);
+                         Quarry__V1__Job **out, char *err, size_t errlen);
 
 /* A claimed job with what the worker needs of its document. */
 typedef struct job {
@@ -89,33 +89,34 @@ typedef struct job {
 /* Claims the oldest runnable job for instance. 0 with *j filled,
  * Q_ENOTFOUND when there is none, else an error with err. */
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
-                   size_t errlen);
+                       size_t errlen);
 
 /* Renews the job's heartbeat and reads the document's current version into
  * *doc_version. Q_ENOTFOUND when the job is no longer ours. */
 q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
-                       int *doc_version, char *err, size_t errlen);
+                           int *doc_version, char *err, size_t errlen);
 
 /* Ends the job as "done" (with chunk_count) or "failed" (with a readable
  * reason); the document follows when it is still at the job's version.
  * Q_ENOTFOUND when the job is no longer ours. */
 q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
-                    int chunk_count, const char *error, char *err, size_t errlen);
+                        int chunk_count, const char *error, char *err, size_t errlen);
 
 /* Puts the job back in the queue to run after delay_ms, noting why.
  * keep_attempt 0 gives the attempt back (shutdown), 1 counts it (retry). */
-q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j, int delay_ms,
-                     int keep_attempt, const char *why, char *err, size_t errlen);
+q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j,
+                         int delay_ms, int keep_attempt, const char *why, char *err,
+                         size_t errlen);
 
 /* Queues again (or fails, past max_attempts) running jobs whose heartbeat
  * is older than lease_ms, plus - when host is not NULL - every running job
  * claimed from host (a restarted process finding its predecessor's work).
  * *n receives how many were touched. */
 q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
-                           int max_attempts, int *n, char *err, size_t errlen);
+                               int max_attempts, int *n, char *err, size_t errlen);
 
 /* Sets the document's title when it is still at the job's version. */
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
-                       size_t errlen);
+                           size_t errlen);
 
 #endif

@@ -23,7 +23,7 @@ static int read_failed(q_grpc_ctx_t *ctx, int rc, const char *what, const char *
 }
 
 static q_err_t check_scope(q_grpc_ctx_t *ctx, const char *tenant, const char *id,
-                       const char *field) {
+                           const char *field) {
   if (!q_valid_tenant_id(tenant)) {
     q_grpc_ctx_errorf(ctx, "tenant_id: required, 1..%d characters of [A-Za-z0-9._-]",
                       Q_LIMIT_TENANT_ID_BYTES);

@@ -31,13 +31,13 @@ q_err_t ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
 
   in->m_jobs =
       q_metrics_counter("quarry_ingest_jobs_total",
-                       "Ingestion job attempts by outcome (done, failed, retried, "
-                       "requeued).",
-                       "status");
+                        "Ingestion job attempts by outcome (done, failed, retried, "
+                        "requeued).",
+                        "status");
   in->m_chunks = q_metrics_counter("quarry_ingest_chunks_total",
-                                  "Chunks embedded and sent to the retriever.", "");
+                                   "Chunks embedded and sent to the retriever.", "");
   in->m_bytes = q_metrics_counter("quarry_ingest_bytes_total",
-                                 "Bytes of documents accepted by Upload.", "");
+                                  "Bytes of documents accepted by Upload.", "");
   return 0;
 }
 

@@ -19,8 +19,8 @@
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
-static int64_t max_upload, workers, chunk_tokens, chunk_overlap,
-    poll_ms, max_attempts, backoff_ms, lease_ms, call_timeout_ms;
+static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_attempts,
+    backoff_ms, lease_ms, call_timeout_ms;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),

@@ -17,7 +17,7 @@
 
 /* Checks the header and fills the parts of m it determines. */
 static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
-                        upload_meta_t *m) {
+                            upload_meta_t *m) {
   char err[256];
   if (!q_valid_tenant_id(h->tenant_id)) {
     q_grpc_ctx_errorf(ctx,
@@ -102,7 +102,7 @@ done:
 }
 
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-              void *ud) {
+                  void *ud) {
   ingest_t *ing = ud;
   char err[512];
   ProtobufCMessage *msg = NULL;

@@ -18,6 +18,6 @@
  * (Q_EUNSUPPORTED), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, UNAVAILABLE
  * when the database is down. */
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-              void *ud);
+                  void *ud);
 
 #endif

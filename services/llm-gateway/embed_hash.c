@@ -61,8 +61,7 @@ static uint64_t fnv1a(uint8_t seed, const char *s, size_t n) {
   return h;
 }
 
-static void add_feature(float *block, int dim, uint8_t seed, const char *s,
-                        size_t n) {
+static void add_feature(float *block, int dim, uint8_t seed, const char *s, size_t n) {
   uint64_t h = fnv1a(seed, s, n);
   block[h % (uint64_t)dim] += (h >> 63) ? -1.0f : 1.0f;
 }
@@ -99,8 +98,7 @@ static void add_term(accum_t *a, const char *term, size_t len) {
     off[ncp++] = i;
   off[ncp] = plen;
   for (size_t i = 0; i + 3 <= ncp; i++)
-    add_feature(a->grams, a->dim, SEED_GRAM, padded + off[i],
-                off[i + 3] - off[i]);
+    add_feature(a->grams, a->dim, SEED_GRAM, padded + off[i], off[i + 3] - off[i]);
 }
 
 static int term_cb(const char *term, size_t len, size_t pos, void *ud) {
@@ -116,11 +114,11 @@ static void add_raw_words(accum_t *a, const char *s, size_t n) {
   while (i < n) {
     char w[Q_TEXT_MAX_TERM];
     size_t wl = 0;
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
-                     s[i] == '\r' || s[i] == '\f' || s[i] == '\v'))
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
+                     s[i] == '\f' || s[i] == '\v'))
       i++;
-    while (i < n && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
-                      s[i] == '\r' || s[i] == '\f' || s[i] == '\v')) {
+    while (i < n && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
+                      s[i] == '\f' || s[i] == '\v')) {
       if (wl < sizeof w) {
         char c = s[i];
         w[wl++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
@@ -184,9 +182,8 @@ static q_err_t embed_one(accum_t *a, const char *text, size_t len, float *out) {
   return 0;
 }
 
-static int hash_embed(const embedder_t *e, const char *const *texts,
-                      const size_t *lens, size_t n, float *out, char *err,
-                      size_t errlen) {
+static int hash_embed(const embedder_t *e, const char *const *texts, const size_t *lens,
+                      size_t n, float *out, char *err, size_t errlen) {
   accum_t a = {.dim = e->dim};
   int rc = 0;
 

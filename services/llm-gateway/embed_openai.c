@@ -24,9 +24,8 @@ typedef struct openai_embedder {
   int send_dim;
 } openai_embedder_t;
 
-static int openai_embed(const embedder_t *e, const char *const *texts,
-                        const size_t *lens, size_t n, float *out, char *err,
-                        size_t errlen) {
+static int openai_embed(const embedder_t *e, const char *const *texts, const size_t *lens,
+                        size_t n, float *out, char *err, size_t errlen) {
   const openai_embedder_t *o = (const openai_embedder_t *)e;
   json_t *body = NULL, *input = NULL, *reply = NULL;
   unsigned char *seen = NULL;
@@ -67,8 +66,9 @@ static int openai_embed(const embedder_t *e, const char *const *texts,
 
   const json_t *data = json_object_get(reply, "data");
   if (!json_is_array(data) || json_array_size(data) != n) {
-    snprintf(err, errlen, "embeddings provider: expected %zu vectors in \"data\", got %zu",
-             n, json_is_array(data) ? json_array_size(data) : 0);
+    snprintf(err, errlen,
+             "embeddings provider: expected %zu vectors in \"data\", got %zu", n,
+             json_is_array(data) ? json_array_size(data) : 0);
     rc = Q_EUNAVAIL;
     goto done;
   }
@@ -78,10 +78,11 @@ static int openai_embed(const embedder_t *e, const char *const *texts,
     const json_t *vec = json_object_get(item, "embedding");
     /* "index" says which input a vector belongs to; without it the
      * position in "data" does. */
-    json_int_t i = idx ? (json_is_integer(idx) ? json_integer_value(idx) : -1)
-                       : (json_int_t)k;
+    json_int_t i =
+        idx ? (json_is_integer(idx) ? json_integer_value(idx) : -1) : (json_int_t)k;
     if (i < 0 || (size_t)i >= n || seen[i]) {
-      snprintf(err, errlen, "embeddings provider: data[%zu] has a bad or repeated index", k);
+      snprintf(err, errlen, "embeddings provider: data[%zu] has a bad or repeated index",
+               k);
       rc = Q_EUNAVAIL;
       goto done;
     }

@@ -48,7 +48,7 @@ typedef struct sentence {
   const char *s;
   size_t len;
   size_t passage;
-  size_t pos; /* index of the sentence inside its passage */
+  size_t pos;   /* index of the sentence inside its passage */
   int heading;  /* a Markdown heading: context, never quoted */
   int question; /* ends with '?': asks rather than answers, never quoted */
   int words;
@@ -174,8 +174,7 @@ static int append_sentence(q_buf_t *out, const sentence_t *s, int max_words) {
     size_t wl = i - start;
     if (wl == 0)
       break;
-    if (words == max_words ||
-        (words > 0 && written + 1 + wl > MAX_SENTENCE_OUT)) {
+    if (words == max_words || (words > 0 && written + 1 + wl > MAX_SENTENCE_OUT)) {
       q_buf_puts(out, "..."); /* glued on: the word count stays the same */
       break;
     }
@@ -207,9 +206,9 @@ q_err_t gen_emit_words(const char *answer, size_t len, gen_emit_cb emit, void *u
 }
 
 static int extractive_generate(const generator_t *g, const char *query,
-                               const gen_passage_t *passages, size_t n,
-                               int max_tokens, gen_emit_cb emit, void *ud,
-                               gen_usage_t *usage, char *err, size_t errlen) {
+                               const gen_passage_t *passages, size_t n, int max_tokens,
+                               gen_emit_cb emit, void *ud, gen_usage_t *usage, char *err,
+                               size_t errlen) {
   query_terms_t *q = NULL;
   split_state_t st = {0};
   q_buf_t answer;
@@ -287,7 +286,8 @@ static int extractive_generate(const generator_t *g, const char *query,
     size_t bi = 0;
     for (size_t i = 0; i < st.n; i++) {
       sentence_t *s = &st.v[i];
-      double need = npicks == 0 ? MIN_COVERAGE : fmax(MIN_COVERAGE, FOLLOW_SHARE * best_cov);
+      double need =
+          npicks == 0 ? MIN_COVERAGE : fmax(MIN_COVERAGE, FOLLOW_SHARE * best_cov);
       if (s->coverage < need)
         continue;
       double score = s->score;
@@ -345,7 +345,9 @@ done:
   return rc;
 }
 
-static void extractive_destroy(generator_t *g) { free(g); }
+static void extractive_destroy(generator_t *g) {
+  free(g);
+}
 
 generator_t *gen_extractive_new(void) {
   generator_t *g = calloc(1, sizeof *g);

@@ -36,8 +36,7 @@ typedef struct openai_generator {
   int max_tokens;
 } openai_generator_t;
 
-q_err_t gen_openai_load_template(const char *path, char **out, char *err,
-                             size_t errlen) {
+q_err_t gen_openai_load_template(const char *path, char **out, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   q_buf_t b;
   char chunk[4096];
@@ -140,8 +139,8 @@ char *gen_openai_render_prompt(const char *template, const char *query,
 
 static int openai_generate(const generator_t *g, const char *query,
                            const gen_passage_t *passages, size_t n, int max_tokens,
-                           gen_emit_cb emit, void *ud, gen_usage_t *usage,
-                           char *err, size_t errlen) {
+                           gen_emit_cb emit, void *ud, gen_usage_t *usage, char *err,
+                           size_t errlen) {
   const openai_generator_t *o = (const openai_generator_t *)g;
   json_t *body = NULL, *reply = NULL, *content = NULL;
   char *prompt = NULL;
@@ -162,8 +161,8 @@ static int openai_generate(const generator_t *g, const char *query,
   }
   if (max_tokens <= 0)
     max_tokens = o->max_tokens;
-  body = json_pack("{s:s,s:[{s:s,s:o}],s:i,s:b}", "model", g->model, "messages",
-                   "role", "user", "content", content, "temperature", 0, "stream", 0);
+  body = json_pack("{s:s,s:[{s:s,s:o}],s:i,s:b}", "model", g->model, "messages", "role",
+                   "user", "content", content, "temperature", 0, "stream", 0);
   content = NULL; /* "o" stole the reference, even on failure */
   if (!body) {
     snprintf(err, errlen, "out of memory");

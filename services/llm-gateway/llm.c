@@ -19,11 +19,11 @@ void llm_init(llm_t *l, embedder_t *embedder, generator_t *generator,
   l->generator = generator;
   l->fallback = fallback;
   l->tokens = q_metrics_counter("quarry_llm_tokens_total",
-                               "Tokens processed by generation providers.", "kind");
+                                "Tokens processed by generation providers.", "kind");
   l->requests = q_metrics_counter("quarry_llm_requests_total",
-                                 "LLM gateway provider calls by operation, provider "
-                                 "and outcome (ok, invalid, error, cancelled).",
-                                 "op,provider,outcome");
+                                  "LLM gateway provider calls by operation, provider "
+                                  "and outcome (ok, invalid, error, cancelled).",
+                                  "op,provider,outcome");
 }
 
 static void count(llm_t *l, const char *op, const char *provider, const char *outcome) {
@@ -33,19 +33,15 @@ static void count(llm_t *l, const char *op, const char *provider, const char *ou
 
 static const char *outcome_of(int rc) {
   switch (rc) {
-  case 0:
-    return "ok";
-  case Q_EINVAL:
-    return "invalid";
-  case Q_ECANCELLED:
-    return "cancelled";
-  default:
-    return "error";
+  case 0: return "ok";
+  case Q_EINVAL: return "invalid";
+  case Q_ECANCELLED: return "cancelled";
+  default: return "error";
   }
 }
 
 q_err_t llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
-              float *out, char *err, size_t errlen) {
+                  float *out, char *err, size_t errlen) {
   int rc = l->embedder->embed(l->embedder, texts, lens, n, out, err, errlen);
   count(l, "embed", l->embedder->name, outcome_of(rc));
   if (rc && rc != Q_EINVAL)
@@ -74,26 +70,24 @@ static void count_tokens(llm_t *l, const gen_usage_t *u) {
   q_metrics_add(l->tokens, completion, u->completion_tokens);
 }
 
-q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
-                 size_t n, int max_tokens, gen_emit_cb emit, void *ud,
-                 gen_usage_t *usage, const char **model_used, char *err,
-                 size_t errlen) {
+q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages, size_t n,
+                     int max_tokens, gen_emit_cb emit, void *ud, gen_usage_t *usage,
+                     const char **model_used, char *err, size_t errlen) {
   emit_track_t t = {.emit = emit, .ud = ud};
   const generator_t *g = l->generator;
-  int rc = g->generate(g, query, passages, n, max_tokens, track_cb, &t, usage, err,
-                       errlen);
+  int rc =
+      g->generate(g, query, passages, n, max_tokens, track_cb, &t, usage, err, errlen);
   count(l, "generate", g->name, outcome_of(rc));
   if (rc && rc != Q_ECANCELLED && !t.emitted && l->fallback && l->fallback != g) {
     q_log_warn("generation provider failed; answering with the fallback",
-               "{s:s,s:s,s:s,s:s}", "provider", g->name, "fallback",
-               l->fallback->name, "code", q_err_name(rc), "error", err);
+               "{s:s,s:s,s:s,s:s}", "provider", g->name, "fallback", l->fallback->name,
+               "code", q_err_name(rc), "error", err);
     g = l->fallback;
-    rc = g->generate(g, query, passages, n, max_tokens, track_cb, &t, usage, err,
-                     errlen);
+    rc = g->generate(g, query, passages, n, max_tokens, track_cb, &t, usage, err, errlen);
     count(l, "generate", g->name, outcome_of(rc));
   } else if (rc && rc != Q_ECANCELLED) {
-    q_log_warn("generation provider failed", "{s:s,s:s,s:s}", "provider", g->name,
-               "code", q_err_name(rc), "error", err);
+    q_log_warn("generation provider failed", "{s:s,s:s,s:s}", "provider", g->name, "code",
+               q_err_name(rc), "error", err);
   }
   if (rc == 0)
     count_tokens(l, usage);
@@ -120,7 +114,7 @@ static q_err_t check_model(q_grpc_ctx_t *ctx, const char *model, const char *ser
 }
 
 q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                 ProtobufCMessage **out, void *ud) {
+                     ProtobufCMessage **out, void *ud) {
   llm_t *l = ud;
   const Quarry__V1__EmbedRequest *req = (const Quarry__V1__EmbedRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
@@ -174,8 +168,7 @@ q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     }
   }
 
-  rc = llm_embed(l, texts, lens, req->n_texts, vecs, err,
-                 sizeof err);
+  rc = llm_embed(l, texts, lens, req->n_texts, vecs, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
@@ -217,7 +210,7 @@ static int send_piece_cb(const char *piece, size_t len, void *ud) {
 }
 
 static q_err_t validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
-                             const Quarry__V1__GenerateRequest *req) {
+                                 const Quarry__V1__GenerateRequest *req) {
   size_t qlen = req->query ? strlen(req->query) : 0;
   if (qlen == 0 || q_is_blank(req->query, qlen)) {
     q_grpc_ctx_errorf(ctx, "query: required");
@@ -241,13 +234,13 @@ static q_err_t validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
     const Quarry__V1__Passage *p = req->passages[i];
     size_t tl = p->text ? strlen(p->text) : 0, hl = p->title ? strlen(p->title) : 0;
     if (tl > Q_LIMIT_PASSAGE_TEXT_BYTES) {
-      q_grpc_ctx_errorf(ctx, "passages[%zu].text: %zu bytes, at most %d allowed", i,
-                        tl, Q_LIMIT_PASSAGE_TEXT_BYTES);
+      q_grpc_ctx_errorf(ctx, "passages[%zu].text: %zu bytes, at most %d allowed", i, tl,
+                        Q_LIMIT_PASSAGE_TEXT_BYTES);
       return Q_EINVAL;
     }
     if (hl > Q_LIMIT_TITLE_BYTES) {
-      q_grpc_ctx_errorf(ctx, "passages[%zu].title: %zu bytes, at most %d allowed", i,
-                        hl, Q_LIMIT_TITLE_BYTES);
+      q_grpc_ctx_errorf(ctx, "passages[%zu].title: %zu bytes, at most %d allowed", i, hl,
+                        Q_LIMIT_TITLE_BYTES);
       return Q_EINVAL;
     }
     if (!q_valid_utf8(p->text ? p->text : "", tl) ||
@@ -265,7 +258,7 @@ static q_err_t validate_generate(q_grpc_ctx_t *ctx, const llm_t *l,
 }
 
 q_err_t llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                    ProtobufCMessage **out, void *ud) {
+                        ProtobufCMessage **out, void *ud) {
   llm_t *l = ud;
   const Quarry__V1__GenerateRequest *req = (const Quarry__V1__GenerateRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
@@ -279,7 +272,8 @@ q_err_t llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     count(l, "generate", l->generator->name, "invalid");
     return rc;
   }
-  gen_passage_t *ps = q_arena_alloc(a, (req->n_passages ? req->n_passages : 1) * sizeof *ps);
+  gen_passage_t *ps =
+      q_arena_alloc(a, (req->n_passages ? req->n_passages : 1) * sizeof *ps);
   if (!ps) {
     q_grpc_ctx_errorf(ctx, "request too large for this server's memory budget");
     return Q_ERESOURCE;

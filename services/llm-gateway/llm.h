@@ -29,21 +29,20 @@ void llm_init(llm_t *l, embedder_t *embedder, generator_t *generator,
 /* Embeds texts with the configured embedder, counting the outcome. 0 or a
  * q_err_t with err set. out holds n * embedder->dim floats. */
 q_err_t llm_embed(llm_t *l, const char *const *texts, const size_t *lens, size_t n,
-              float *out, char *err, size_t errlen);
+                  float *out, char *err, size_t errlen);
 
 /* Generates with the configured generator; when it fails without having
  * emitted anything and a fallback exists, logs the failure and answers with
  * the fallback. *model_used (optional) receives the model that answered.
  * Counts outcomes and tokens. 0 or a q_err_t with err set. */
-q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
-                 size_t n, int max_tokens, gen_emit_cb emit, void *ud,
-                 gen_usage_t *usage, const char **model_used, char *err,
-                 size_t errlen);
+q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages, size_t n,
+                     int max_tokens, gen_emit_cb emit, void *ud, gen_usage_t *usage,
+                     const char **model_used, char *err, size_t errlen);
 
 /* gRPC handlers for quarry.v1.LlmGateway; ud is the llm_t. */
 q_err_t llm_embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                 ProtobufCMessage **out, void *ud);
+                     ProtobufCMessage **out, void *ud);
 q_err_t llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                    ProtobufCMessage **out, void *ud);
+                        ProtobufCMessage **out, void *ud);
 
 #endif

@@ -43,7 +43,8 @@ static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7005", "127.0.0.1:9105"),
     {"QUARRY_EMBED_PROVIDER", Q_CFG_STRING, "builtin", 0, 0, validate_embed_provider,
      "Embedding provider: builtin (feature hashing, no external calls) or openai "
-     "(an OpenAI-compatible /v1/embeddings API).", 0, &embed_provider},
+     "(an OpenAI-compatible /v1/embeddings API).",
+     0, &embed_provider},
     {"QUARRY_EMBED_DIM", Q_CFG_INT, "384", 16, Q_LIMIT_EMBED_DIM_MAX, NULL,
      "Embedding dimensions; must match the retriever's QUARRY_EMBED_DIM.", 0, &embed_dim},
     {"QUARRY_EMBED_URL", Q_CFG_STRING, "https://api.openai.com/v1/embeddings", 0, 0,
@@ -61,7 +62,8 @@ static q_cfg_entry_t cfg[] = {
     {"QUARRY_GEN_PROVIDER", Q_CFG_STRING, "extractive", 0, 0, validate_gen_provider,
      "Generation provider: extractive (built-in, quotes and cites passages) or "
      "openai (an OpenAI-compatible /v1/chat/completions API, non-streaming; "
-     "falls back to extractive when it fails).", 0, &gen_provider},
+     "falls back to extractive when it fails).",
+     0, &gen_provider},
     {"QUARRY_GEN_URL", Q_CFG_STRING, "https://api.openai.com/v1/chat/completions", 0, 0,
      validate_url, "Chat completions endpoint for the openai provider.", 0, &gen_url},
     {"QUARRY_GEN_MODEL", Q_CFG_STRING, "gpt-4o-mini", 0, 0, NULL,
@@ -72,11 +74,13 @@ static q_cfg_entry_t cfg[] = {
      "Timeout of one call to the openai generation provider.", 0, &gen_timeout},
     {"QUARRY_GEN_MAX_TOKENS", Q_CFG_INT, "512", 0, Q_LIMIT_MAX_TOKENS, NULL,
      "Answer length cap sent to the openai provider when a request sets none "
-     "(0: the provider's default).", 0, &gen_max_tokens},
+     "(0: the provider's default).",
+     0, &gen_max_tokens},
     {"QUARRY_PROMPT_TEMPLATE", Q_CFG_STRING, "services/llm-gateway/prompts/answer.txt", 0,
      0, NULL,
      "Prompt template file for the openai generation provider; must contain "
-     "{{context}} and {{question}}.", 0, &prompt_path},
+     "{{context}} and {{question}}.",
+     0, &prompt_path},
 };
 
 int main(int argc, char **argv) {

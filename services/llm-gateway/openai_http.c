@@ -14,7 +14,7 @@
 #define AUTH_PREFIX "Authorization: Bearer "
 
 q_err_t openai_endpoint_init(openai_endpoint_t *ep, const char *url, const char *api_key,
-                         int timeout_ms) {
+                             int timeout_ms) {
   ep->url = strdup(url ? url : "");
   ep->auth_header = NULL;
   ep->timeout_ms = timeout_ms;
@@ -66,8 +66,8 @@ static const char *provider_message(const json_t *reply) {
   return m ? m : "no error message";
 }
 
-q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p, json_t **reply,
-                     char *err, size_t errlen) {
+q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p,
+                         json_t **reply, char *err, size_t errlen) {
   const char *headers[3] = {"Content-Type: application/json", ep->auth_header, NULL};
   long status = 0;
   int rc;

@@ -20,7 +20,7 @@ typedef struct openai_endpoint {
  * no header). Returns 0, or Q_ENOMEM; either way ep may then be given to
  * openai_endpoint_cleanup. */
 q_err_t openai_endpoint_init(openai_endpoint_t *ep, const char *url, const char *api_key,
-                         int timeout_ms);
+                             int timeout_ms);
 
 /* Frees what ep owns, wiping the header first: it holds the API key. */
 void openai_endpoint_cleanup(openai_endpoint_t *ep);
@@ -44,7 +44,7 @@ typedef struct openai_post {
  * replies; for other HTTP statuses the provider's own error message, with
  * Q_ERESOURCE for 429, Q_EINVAL for 400 when p->bad_request_is_invalid,
  * and Q_EUNAVAIL for the rest. Thread-safe. */
-q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p, json_t **reply,
-                     char *err, size_t errlen);
+q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p,
+                         json_t **reply, char *err, size_t errlen);
 
 #endif

@@ -85,10 +85,9 @@ struct generator {
    * remote provider fails, with the reason in err. A generator that fails
    * has emitted nothing (remote answers are emitted only once complete), so
    * the caller may retry with another generator. */
-  int (*generate)(const generator_t *g, const char *query,
-                  const gen_passage_t *passages, size_t n, int max_tokens,
-                  gen_emit_cb emit, void *ud, gen_usage_t *usage, char *err,
-                  size_t errlen);
+  int (*generate)(const generator_t *g, const char *query, const gen_passage_t *passages,
+                  size_t n, int max_tokens, gen_emit_cb emit, void *ud,
+                  gen_usage_t *usage, char *err, size_t errlen);
 
   void (*destroy)(generator_t *g);
 };
@@ -100,12 +99,12 @@ generator_t *gen_extractive_new(void);
 /* Settings of the OpenAI-compatible chat completions provider. Strings are
  * copied. */
 typedef struct gen_openai_opts {
-  const char *url;      /* full endpoint, e.g. https://api.openai.com/v1/chat/completions */
+  const char *url; /* full endpoint, e.g. https://api.openai.com/v1/chat/completions */
   const char *model;
   const char *api_key;  /* "" or NULL: none */
   const char *template; /* prompt template text with {{context}} and {{question}} */
   int timeout_ms;
-  int max_tokens;       /* default when the request gives none (0: provider's) */
+  int max_tokens; /* default when the request gives none (0: provider's) */
 } gen_openai_opts_t;
 
 /* The OpenAI-compatible /v1/chat/completions provider (gen_openai.c). NULL
@@ -115,16 +114,14 @@ generator_t *gen_openai_new(const gen_openai_opts_t *o);
 /* Reads a prompt template (at most 64 KiB) and checks that it holds both
  * {{context}} and {{question}}. Returns 0 with *out malloc()ed (caller
  * frees), or a q_err_t with the reason in err. */
-q_err_t gen_openai_load_template(const char *path, char **out, char *err,
-                             size_t errlen);
+q_err_t gen_openai_load_template(const char *path, char **out, char *err, size_t errlen);
 
 /* Fills the template: {{context}} becomes the numbered passages, {{question}}
  * the query. Placeholders inside the substituted text are left alone.
  * Returns a malloc()ed string (caller frees), NULL when out of memory or the
  * prompt would exceed max_bytes. */
 char *gen_openai_render_prompt(const char *template, const char *query,
-                               const gen_passage_t *passages, size_t n,
-                               size_t max_bytes);
+                               const gen_passage_t *passages, size_t n, size_t max_bytes);
 
 /* Counts whitespace-separated words in s[0..n): the built-in providers'
  * token measure. */

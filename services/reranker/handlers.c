@@ -13,7 +13,7 @@
 #include <string.h>
 
 static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   const Quarry__V1__RerankRequest *req = (const Quarry__V1__RerankRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   size_t qlen = req->query ? strlen(req->query) : 0;
@@ -86,5 +86,4 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 const q_grpc_method_t reranker_methods[] = {
     {"Rerank", Q_GRPC_UNARY, rerank_cb},
 };
-const size_t reranker_nmethods =
-    sizeof reranker_methods / sizeof reranker_methods[0];
+const size_t reranker_nmethods = sizeof reranker_methods / sizeof reranker_methods[0];

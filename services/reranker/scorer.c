@@ -224,7 +224,7 @@ static int result_cmp(const void *pa, const void *pb) {
 }
 
 q_err_t scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
-                  size_t n, scorer_result_t *out) {
+                    size_t n, scorer_result_t *out) {
   int rc = Q_ENOMEM;
   qterms_t q;
   memset(&q, 0, sizeof q);

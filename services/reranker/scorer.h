@@ -37,6 +37,6 @@ typedef struct scorer_result {
  * best first; equal scores keep the input order. 0 or Q_ENOMEM.
  * Thread-safe (allocates its own working memory). */
 q_err_t scorer_rank(const char *query, size_t qlen, const scorer_passage_t *passages,
-                  size_t n, scorer_result_t *out);
+                    size_t n, scorer_result_t *out);
 
 #endif

@@ -32,7 +32,7 @@ void fusion_rrf(fusion_item_t *items, size_t n, unsigned k) {
 }
 
 double fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
-                           double w_lex, double w_dense) {
+                         double w_lex, double w_dense) {
   double s = 0.0;
   if (lexical_rank)
     s += w_lex / ((double)k + (double)lexical_rank);
@@ -42,13 +42,13 @@ double fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
 }
 
 void fusion_wrrf(fusion_item_t *items, size_t n, unsigned k, double w_lex,
-                   double w_dense) {
+                 double w_dense) {
   if (!items || n == 0)
     return;
   if (k == 0)
     k = Q_FUSION_RRF_K;
   for (size_t i = 0; i < n; i++)
-    items[i].fused = fusion_wrrf_score(items[i].lexical_rank, items[i].dense_rank, k,
-                                         w_lex, w_dense);
+    items[i].fused =
+        fusion_wrrf_score(items[i].lexical_rank, items[i].dense_rank, k, w_lex, w_dense);
   qsort(items, n, sizeof *items, item_cmp);
 }

@@ -38,7 +38,7 @@ double fusion_rrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k);
  * embedder is weaker than BM25 on the corpus (the built-in hashed embedder
  * captures spelling, not meaning); see docs/retrieval.md for measurements. */
 double fusion_wrrf_score(uint32_t lexical_rank, uint32_t dense_rank, unsigned k,
-                           double w_lex, double w_dense);
+                         double w_lex, double w_dense);
 
 /* Sets items[i].fused with constant k (0: Q_FUSION_RRF_K) and sorts items
  * best first. Ties on the fused score go to the item with the better single
@@ -48,6 +48,6 @@ void fusion_rrf(fusion_item_t *items, size_t n, unsigned k);
 
 /* fusion_rrf with list weights (see fusion_wrrf_score). */
 void fusion_wrrf(fusion_item_t *items, size_t n, unsigned k, double w_lex,
-                   double w_dense);
+                 double w_dense);
 
 #endif

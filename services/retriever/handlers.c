@@ -25,7 +25,7 @@ static double chunks_gauge_cb(void *ud) {
 }
 
 q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
-                     int64_t default_top_k, int64_t max_top_k) {
+                       int64_t default_top_k, int64_t max_top_k) {
   memset(r, 0, sizeof *r);
   r->index = index;
   r->store = store;
@@ -38,8 +38,8 @@ q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
       "quarry_retriever_search_seconds",
       "Time to answer a Search, by mode (lexical, dense or hybrid).", "mode", NULL, 0);
   q_metrics_gauge_fn("quarry_index_chunks",
-                    "Live chunks in the retriever's in-memory index.", chunks_gauge_cb,
-                    index);
+                     "Live chunks in the retriever's in-memory index.", chunks_gauge_cb,
+                     index);
   return 0;
 }
 
@@ -75,7 +75,7 @@ static int str_ptr_cmp(const void *a, const void *b) {
 /* Validates the request and fills chunks[] (arena) for the index and store;
  * *tenant receives the effective tenant. */
 static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *req,
-                           const char **tenant, index_chunk_t **out) {
+                               const char **tenant, index_chunk_t **out) {
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   size_t n = req->n_chunks;
   char field[64];
@@ -164,7 +164,7 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
 }
 
 static q_err_t upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__UpsertRequest *req = (const Quarry__V1__UpsertRequest *)in;
   const char *tenant = NULL;
@@ -192,8 +192,7 @@ static q_err_t upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       goto unlock;
     }
   }
-  rc =
-      index_upsert(r->index, tenant, chunks, n, replace, &retired_mem, err, sizeof err);
+  rc = index_upsert(r->index, tenant, chunks, n, replace, &retired_mem, err, sizeof err);
   if (rc) {
     /* Cannot happen after index_check under the same lock; if it does, the
      * table and the index disagree until a restart. */
@@ -228,7 +227,7 @@ unlock:
 /* ---- Search ------------------------------------------------------------- */
 
 static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__SearchRequest *req = (const Quarry__V1__SearchRequest *)in;
   q_arena_t *a = q_grpc_ctx_arena(ctx);
@@ -313,8 +312,8 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 
 /* ---- Stats -------------------------------------------------------------- */
 
-static q_err_t stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                    void *ud) {
+static q_err_t stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                        ProtobufCMessage **out, void *ud) {
   retriever_t *r = ud;
   const Quarry__V1__StatsRequest *req = (const Quarry__V1__StatsRequest *)in;
   int rc = check_str(ctx, "tenant_id", req->tenant_id, Q_LIMIT_TENANT_ID_BYTES, 0);
@@ -338,5 +337,4 @@ const q_grpc_method_t retriever_methods[] = {
     {"Search", Q_GRPC_UNARY, search_cb},
     {"Stats", Q_GRPC_UNARY, stats_cb},
 };
-const size_t retriever_nmethods =
-    sizeof retriever_methods / sizeof retriever_methods[0];
+const size_t retriever_nmethods = sizeof retriever_methods / sizeof retriever_methods[0];

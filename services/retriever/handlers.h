@@ -18,7 +18,7 @@
 /* What the handlers work on; the user data of every handler. */
 typedef struct retriever {
   index_t *index;
-  store_t *store;          /* NULL: memory only (tests) */
+  store_t *store;            /* NULL: memory only (tests) */
   pthread_mutex_t upsert_mu; /* one upsert at a time: store write then index
                                 update, so both see the same order */
   int64_t default_top_k;
@@ -30,7 +30,7 @@ typedef struct retriever {
 /* Prepares r over index and store (both borrowed) and registers the
  * retriever's metrics. 0 or Q_EINTERNAL. */
 q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
-                     int64_t default_top_k, int64_t max_top_k);
+                       int64_t default_top_k, int64_t max_top_k);
 
 /* Releases what retriever_init made (not the index or store). */
 void retriever_cleanup(retriever_t *r);

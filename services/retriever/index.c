@@ -476,7 +476,7 @@ typedef struct prep {
 } prep_t;
 
 static q_err_t check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
-                        size_t errlen) {
+                            size_t errlen) {
   if (dim > Q_INDEX_MAX_DIM) {
     snprintf(err, errlen, "chunks[%zu].embedding has %zu dimensions (at most %d)", i, dim,
              Q_INDEX_MAX_DIM);
@@ -506,7 +506,7 @@ static q_err_t check_vector(const float *v, size_t dim, size_t want, size_t i, c
 
 /* Check under (at least) the read lock. */
 static q_err_t check_locked(index_t *idx, const char *tenant, const index_chunk_t *chunks,
-                        size_t n, char *err, size_t errlen) {
+                            size_t n, char *err, size_t errlen) {
   const shard_t *s = find_shard(idx, tenant);
   size_t want = idx->fixed_dim ? idx->fixed_dim : s && s->nvec ? s->dim : 0;
   for (size_t i = 0; i < n; i++) {
@@ -530,7 +530,7 @@ static q_err_t check_locked(index_t *idx, const char *tenant, const index_chunk_
 }
 
 q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
-                  size_t n, char *err, size_t errlen) {
+                    size_t n, char *err, size_t errlen) {
   pthread_rwlock_rdlock(&idx->lock);
   int rc = check_locked(idx, tenant, chunks, n, err, errlen);
   pthread_rwlock_unlock(&idx->lock);
@@ -744,8 +744,8 @@ static int str_ptr_cmp(const void *a, const void *b) {
 }
 
 q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
-                   size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                   size_t errlen) {
+                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                     size_t errlen) {
   if (retired)
     *retired = 0;
   if (!tenant || !*tenant) {
@@ -905,8 +905,8 @@ typedef struct cand {
 } cand_t;
 
 q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
-                   index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
-                   size_t errlen) {
+                     index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
+                     size_t errlen) {
   int rc = 0;
   *hits = NULL;
   *nhits = 0;
@@ -1040,7 +1040,8 @@ q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
         (fusion_item_t){0, (uint32_t)(i + 1), 0.0, dt.h[i].c->chunk_id, &cands[nc]};
     nc++;
   }
-  fusion_wrrf(items, nc, Q_FUSION_RRF_K, 1.0, q->dense_weight > 0 ? q->dense_weight : 1.0);
+  fusion_wrrf(items, nc, Q_FUSION_RRF_K, 1.0,
+              q->dense_weight > 0 ? q->dense_weight : 1.0);
 
   size_t nout = nc < k ? nc : k;
   index_hit_t *out = nout ? q_arena_alloc(arena, nout * sizeof *out) : NULL;

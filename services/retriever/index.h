@@ -74,7 +74,7 @@ void index_free(index_t *idx);
  * chunk. The store writes only checked batches, so index_upsert after a
  * successful check cannot fail on them as long as upserts are serialised. */
 q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunks,
-                  size_t n, char *err, size_t errlen);
+                    size_t n, char *err, size_t errlen);
 
 /* Adds or replaces chunks[0..n) in tenant's shard. A chunk whose chunk_id is
  * already there replaces it. When replace_doc_id is neither NULL nor "",
@@ -82,8 +82,8 @@ q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunk
  * first; *retired (if not NULL) receives how many. Runs index_check first:
  * 0 or Q_EINVAL (nothing changed). */
 q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
-                   size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                   size_t errlen);
+                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                     size_t errlen);
 
 /* A search of one tenant's shard. */
 typedef struct index_query {
@@ -92,7 +92,7 @@ typedef struct index_query {
   size_t text_len;
   const float *embedding; /* NULL or dim 0: lexical only */
   size_t dim;
-  size_t top_k; /* > 0: how many results, and the depth of each list fused */
+  size_t top_k;        /* > 0: how many results, and the depth of each list fused */
   double dense_weight; /* weight of the dense list in the fusion, BM25's
                           being 1.0; 0 means 1.0 (plain RRF) */
 } index_query_t;
@@ -104,8 +104,8 @@ typedef struct index_query {
  * from the tenant's vectors, or it is not finite or zero (err says which);
  * Q_ENOMEM when the arena is full. */
 q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
-                   index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
-                   size_t errlen);
+                     index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
+                     size_t errlen);
 
 /* Counts for tenant, or for all tenants when tenant is NULL or "". */
 void index_stats(index_t *idx, const char *tenant, index_stats_t *out);

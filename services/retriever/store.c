@@ -187,8 +187,8 @@ static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks
 }
 
 static q_err_t upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
-                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                     size_t errlen) {
+                         size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                         size_t errlen) {
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (rc)
     return rc;
@@ -252,8 +252,8 @@ static q_err_t upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chu
 }
 
 q_err_t store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
-                   size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                   size_t errlen) {
+                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                     size_t errlen) {
   *retired = 0;
   PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
   if (!c)
@@ -341,8 +341,7 @@ static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *
   }
 }
 
-q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err,
-                 size_t errlen) {
+q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t errlen) {
   *loaded = 0;
   float *vec = malloc(Q_INDEX_MAX_DIM * sizeof *vec);
   if (!vec) {

@@ -40,8 +40,8 @@ bool store_ping(store_t *st, char *why, size_t whylen);
  * tenant; Q_EUNAVAIL when the database cannot be reached; Q_EINTERNAL for
  * other database errors. err says why. Thread-safe. */
 q_err_t store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
-                   size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                   size_t errlen);
+                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
+                     size_t errlen);
 
 /* Streams every active row into idx (a server-side cursor, 1000 rows per
  * fetch, so memory stays flat however big the table). Rows whose vector

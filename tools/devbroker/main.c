@@ -70,9 +70,10 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
    * purpose; librdkafka's warning about that is noise here. */
   if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "bootstrap.servers"))
     return;
-  q_log_level_t l = level <= 2 ? Q_LOG_ERROR : level <= 4 ? Q_LOG_WARN
-                                               : level <= 6 ? Q_LOG_INFO
-                                                            : Q_LOG_DEBUG;
+  q_log_level_t l = level <= 2   ? Q_LOG_ERROR
+                    : level <= 4 ? Q_LOG_WARN
+                    : level <= 6 ? Q_LOG_INFO
+                                 : Q_LOG_DEBUG;
   q_logf(l, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
 
@@ -282,7 +283,8 @@ static int consume(int argc, char **argv) {
   if (nparts > 0) {
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
     for (int p = 0; p < nparts; p++)
-      rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+      rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
+          RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     if (err)
@@ -297,10 +299,10 @@ static int consume(int argc, char **argv) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
           q_log_warn("consume error", "{s:s}", "error", rd_kafka_message_errstr(m));
       } else {
-        json_t *j = json_pack("{s:s,s:i,s:I,s:o,s:o}", "topic", rd_kafka_topic_name(m->rkt),
-                              "partition", (int)m->partition, "offset",
-                              (json_int_t)m->offset, "key", bytes_json(m->key, m->key_len),
-                              "value", bytes_json(m->payload, m->len));
+        json_t *j = json_pack(
+            "{s:s,s:i,s:I,s:o,s:o}", "topic", rd_kafka_topic_name(m->rkt), "partition",
+            (int)m->partition, "offset", (json_int_t)m->offset, "key",
+            bytes_json(m->key, m->key_len), "value", bytes_json(m->payload, m->len));
         char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
         if (line) {
           printf("%s\n", line);

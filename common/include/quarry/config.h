@@ -26,13 +26,13 @@ typedef enum {
 typedef q_err_t (*q_cfg_validate_cb)(const char *value, char *err, size_t errlen);
 
 typedef struct q_cfg_entry {
-  const char *name;  /* environment variable, e.g. "QUARRY_LOG_LEVEL" */
+  const char *name; /* environment variable, e.g. "QUARRY_LOG_LEVEL" */
   q_cfg_type_t type;
-  const char *def;   /* default as text; NULL means required */
-  int64_t min, max;  /* inclusive bounds for Q_CFG_INT (ignored if equal) */
+  const char *def;            /* default as text; NULL means required */
+  int64_t min, max;           /* inclusive bounds for Q_CFG_INT (ignored if equal) */
   q_cfg_validate_cb validate; /* optional extra check */
   const char *help;
-  int secret;        /* never print the value */
+  int secret; /* never print the value */
   void *dst;
 } q_cfg_entry_t;
 
@@ -47,23 +47,25 @@ typedef struct q_common_cfg {
 } q_common_cfg_t;
 
 /* Entries for q_common_cfg_t c (a variable name, not a pointer), with the
- * service's default listen addresses. */
-#define Q_CFG_COMMON_ENTRIES(c, grpc_def, metrics_def)                         \
-  {"QUARRY_GRPC_LISTEN", Q_CFG_ADDR, grpc_def, 0, 0, NULL,                     \
-   "Address the gRPC server listens on (host:port).", 0, &(c).grpc_listen},    \
-      {"QUARRY_METRICS_LISTEN", Q_CFG_STRING, metrics_def, 0, 0, NULL,          \
-       "Address of the HTTP side port serving /metrics, /healthz, /readyz.",   \
-       0, &(c).metrics_listen},                                                \
-      {"QUARRY_LOG_LEVEL", Q_CFG_STRING, "info", 0, 0, q_cfg_validate_log_level,   \
-   "Minimum log level: debug, info, warn or error.", 0, &(c).log_level},       \
-      {"QUARRY_GRPC_THREADS", Q_CFG_INT, "8", 1, 256, NULL,                     \
-       "Worker threads serving gRPC calls.", 0, &(c).grpc_threads},            \
-      {"QUARRY_MAX_MSG_BYTES", Q_CFG_INT, "67108864", 4096, 1073741824, NULL,   \
-       "Largest gRPC message accepted or sent, in bytes.", 0,                  \
-       &(c).max_msg_bytes},                                                    \
-      {"QUARRY_GRACE_MS", Q_CFG_INT, "10000", 0, 600000, NULL,                  \
-       "On SIGTERM, how long in-flight calls may take to finish.", 0,          \
-       &(c).grace_ms}
+ * service's default listen addresses; a table row per entry, laid out by hand. */
+/* clang-format off */
+#define Q_CFG_COMMON_ENTRIES(c, grpc_def, metrics_def)                                   \
+  {"QUARRY_GRPC_LISTEN", Q_CFG_ADDR, grpc_def, 0, 0, NULL,                               \
+   "Address the gRPC server listens on (host:port).", 0, &(c).grpc_listen},              \
+  {"QUARRY_METRICS_LISTEN", Q_CFG_STRING, metrics_def, 0, 0, NULL,                       \
+   "Address of the HTTP side port serving /metrics, /healthz, /readyz.",                 \
+   0, &(c).metrics_listen},                                                              \
+  {"QUARRY_LOG_LEVEL", Q_CFG_STRING, "info", 0, 0, q_cfg_validate_log_level,             \
+   "Minimum log level: debug, info, warn or error.", 0, &(c).log_level},                 \
+  {"QUARRY_GRPC_THREADS", Q_CFG_INT, "8", 1, 256, NULL,                                  \
+   "Worker threads serving gRPC calls.", 0, &(c).grpc_threads},                          \
+  {"QUARRY_MAX_MSG_BYTES", Q_CFG_INT, "67108864", 4096, 1073741824, NULL,                \
+   "Largest gRPC message accepted or sent, in bytes.", 0,                                \
+   &(c).max_msg_bytes},                                                                  \
+  {"QUARRY_GRACE_MS", Q_CFG_INT, "10000", 0, 600000, NULL,                               \
+   "On SIGTERM, how long in-flight calls may take to finish.", 0,                        \
+   &(c).grace_ms}
+/* clang-format on */
 
 q_err_t q_cfg_validate_log_level(const char *value, char *err, size_t errlen);
 
@@ -74,11 +76,11 @@ q_err_t q_cfg_validate_log_level(const char *value, char *err, size_t errlen);
  *    to stderr and returns Q_EINVAL, negative (caller exits 2).
  *  - otherwise fills every dst and returns 0.
  * Unknown arguments are an error. Call once, before starting threads. */
-int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table,
-                  size_t n, int argc, char **argv);
+int q_cfg_load(const char *binary, const char *summary, q_cfg_entry_t *table, size_t n,
+               int argc, char **argv);
 
 /* Prints the table (name, type, default, help) to stdout. */
-void q_cfg_print_help(const char *binary, const char *summary,
-                         const q_cfg_entry_t *table, size_t n);
+void q_cfg_print_help(const char *binary, const char *summary, const q_cfg_entry_t *table,
+                      size_t n);
 
 #endif

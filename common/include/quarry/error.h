@@ -11,23 +11,23 @@
 #ifndef QUARRY_ERROR_H
 #define QUARRY_ERROR_H
 
-#define Q_ERRNO_MAP(XX)                                                        \
-  XX(OK, 0, "success")                                                         \
-  XX(EINVAL, 1, "invalid argument")                                            \
-  XX(ENOMEM, 2, "out of memory")                                               \
-  XX(ENOTFOUND, 3, "not found")                                                \
-  XX(EEXIST, 4, "already exists")                                              \
-  XX(EUNAVAIL, 5, "dependency unavailable")                                    \
-  XX(ETIMEDOUT, 6, "deadline exceeded")                                        \
-  XX(EPERM, 7, "permission denied")                                            \
-  XX(EUNAUTH, 8, "unauthenticated")                                            \
-  XX(ETOOBIG, 9, "too large")                                                  \
-  XX(EINTERNAL, 10, "internal error")                                          \
-  XX(EIO, 11, "i/o error")                                                     \
-  XX(ECANCELLED, 12, "cancelled")                                              \
-  XX(EUNIMPL, 13, "not implemented")                                           \
-  XX(ERESOURCE, 14, "resource exhausted")                                      \
-  XX(EUNSUPPORTED, 15, "unsupported media type")                               \
+#define Q_ERRNO_MAP(XX)                                                                  \
+  XX(OK, 0, "success")                                                                   \
+  XX(EINVAL, 1, "invalid argument")                                                      \
+  XX(ENOMEM, 2, "out of memory")                                                         \
+  XX(ENOTFOUND, 3, "not found")                                                          \
+  XX(EEXIST, 4, "already exists")                                                        \
+  XX(EUNAVAIL, 5, "dependency unavailable")                                              \
+  XX(ETIMEDOUT, 6, "deadline exceeded")                                                  \
+  XX(EPERM, 7, "permission denied")                                                      \
+  XX(EUNAUTH, 8, "unauthenticated")                                                      \
+  XX(ETOOBIG, 9, "too large")                                                            \
+  XX(EINTERNAL, 10, "internal error")                                                    \
+  XX(EIO, 11, "i/o error")                                                               \
+  XX(ECANCELLED, 12, "cancelled")                                                        \
+  XX(EUNIMPL, 13, "not implemented")                                                     \
+  XX(ERESOURCE, 14, "resource exhausted")                                                \
+  XX(EUNSUPPORTED, 15, "unsupported media type")                                         \
   XX(ECONFLICT, 16, "conflict")
 
 /* q_err_t: what every fallible function in the tree returns: Q_OK (0) or a

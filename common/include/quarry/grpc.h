@@ -49,7 +49,7 @@ typedef enum {
  * detail given by q_grpc_ctx_errorf; the adapter maps it to a gRPC status.
  * Handlers run on worker threads and may block. */
 typedef q_err_t (*q_grpc_handler_fn)(q_grpc_ctx_t *ctx, const ProtobufCMessage *req,
-                                 ProtobufCMessage **resp, void *ud);
+                                     ProtobufCMessage **resp, void *ud);
 
 typedef struct q_grpc_method {
   const char *name; /* as in the .proto, e.g. "Search" */
@@ -70,8 +70,8 @@ q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts);
  * methods[] answer UNIMPLEMENTED. ud is passed to every handler. Call before
  * q_grpc_server_start. 0 or Q_EINVAL (unknown method name). */
 q_err_t q_grpc_server_add_service(q_grpc_server_t *s,
-                              const ProtobufCServiceDescriptor *svc,
-                              const q_grpc_method_t *methods, size_t n, void *ud);
+                                  const ProtobufCServiceDescriptor *svc,
+                                  const q_grpc_method_t *methods, size_t n, void *ud);
 
 /* Binds, starts the worker threads and sets health to SERVING. Returns the
  * bound port (> 0), or a negative q_err_t on failure (logged). */
@@ -137,9 +137,9 @@ typedef struct q_grpc_call_opts {
  * Returns 0 or a q_err_t mapped from the gRPC status; err (if not NULL)
  * receives the status message. Thread-safe. */
 q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
-                 const char *method, const ProtobufCMessage *req,
-                 ProtobufCMessage **resp, q_arena_t *arena,
-                 const q_grpc_call_opts_t *opts, char *err, size_t errlen);
+                     const char *method, const ProtobufCMessage *req,
+                     ProtobufCMessage **resp, q_arena_t *arena,
+                     const q_grpc_call_opts_t *opts, char *err, size_t errlen);
 
 /* A streaming call in progress. Not thread-safe: one thread per call. */
 typedef struct q_grpc_call q_grpc_call_t;
@@ -150,8 +150,7 @@ typedef struct q_grpc_call q_grpc_call_t;
  * q_grpc_call_close_send. */
 q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
                                  const ProtobufCServiceDescriptor *svc,
-                                 const char *method,
-                                 const q_grpc_call_opts_t *opts);
+                                 const char *method, const q_grpc_call_opts_t *opts);
 
 /* Sends one message. 0, or an error when the call has failed (the status is
  * available from q_grpc_call_finish). */

@@ -8,7 +8,7 @@
 #include "quarry/error.h"
 
 typedef struct q_http_req {
-  const char *method;         /* "POST" (default) or "GET" */
+  const char *method; /* "POST" (default) or "GET" */
   const char *url;
   const json_t *body;         /* serialised as the request body, or NULL */
   const char *const *headers; /* NULL-terminated "Name: value" list, or NULL */
@@ -22,7 +22,7 @@ typedef struct q_http_req {
  * timeouts Q_ETIMEDOUT, oversized replies Q_ETOOBIG; err says why.
  * Thread-safe (q_http_global_init must have run once). */
 q_err_t q_http_json(const q_http_req_t *req, long *status, json_t **reply, char *err,
-                size_t errlen);
+                    size_t errlen);
 
 /* curl_global_init; call once in main before threads start. */
 void q_http_global_init(void);

@@ -26,13 +26,12 @@ q_metric_t *q_metrics_counter(const char *name, const char *help, const char *la
 q_metric_t *q_metrics_gauge(const char *name, const char *help, const char *labels);
 /* buckets: upper bounds ascending, without +Inf; NULL uses latency defaults
  * (0.001 .. 10 seconds). */
-q_metric_t *q_metrics_histogram(const char *name, const char *help,
-                               const char *labels, const double *buckets,
-                               size_t nbuckets);
+q_metric_t *q_metrics_histogram(const char *name, const char *help, const char *labels,
+                                const double *buckets, size_t nbuckets);
 
 /* A gauge whose value is read by calling fn at scrape time (no labels). */
 void q_metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *),
-                       void *ud);
+                        void *ud);
 
 /* Update. labelvalues may be NULL when the family has no labels. */
 void q_metrics_add(q_metric_t *m, const char *const *labelvalues, double v);

@@ -30,21 +30,24 @@ typedef struct q_pg_cfg {
 
 #define Q_PG_DSN_DEFAULT "postgresql://quarry@127.0.0.1:5432/quarry"
 
-/* Entries for q_pg_cfg_t c (a variable name, not a pointer). */
-#define Q_CFG_PG_DSN_ENTRY(c)                                                    \
-  {"QUARRY_PG_DSN", Q_CFG_STRING, Q_PG_DSN_DEFAULT, 0, 0, NULL,                  \
+/* Entries for q_pg_cfg_t c (a variable name, not a pointer); a table row per
+ * entry, laid out by hand. */
+/* clang-format off */
+#define Q_CFG_PG_DSN_ENTRY(c)                                                            \
+  {"QUARRY_PG_DSN", Q_CFG_STRING, Q_PG_DSN_DEFAULT, 0, 0, NULL,                          \
    "PostgreSQL connection string (libpq URI or key=value form).", 1, &(c).dsn}
-#define Q_CFG_PG_POOL_ENTRY(c)                                                   \
-  {"QUARRY_PG_POOL", Q_CFG_INT, "8", 1, 256, NULL,                               \
+#define Q_CFG_PG_POOL_ENTRY(c)                                                           \
+  {"QUARRY_PG_POOL", Q_CFG_INT, "8", 1, 256, NULL,                                       \
    "Most database connections kept open.", 0, &(c).pool}
-#define Q_CFG_PG_WAIT_ENTRY(c)                                                   \
-  {"QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,                    \
-   "At start, how long to keep retrying an unreachable database before exiting.", \
+#define Q_CFG_PG_WAIT_ENTRY(c)                                                           \
+  {"QUARRY_PG_WAIT_MS", Q_CFG_INT, "30000", 0, 3600000, NULL,                            \
+   "At start, how long to keep retrying an unreachable database before exiting.",        \
    0, &(c).wait_ms}
+/* clang-format on */
 
 /* What a service that migrates its tables before serving needs: where the
  * database is, how many connections, how long to wait for it at start. */
-#define Q_CFG_PG_ENTRIES(c)                                                      \
+#define Q_CFG_PG_ENTRIES(c)                                                              \
   Q_CFG_PG_DSN_ENTRY(c), Q_CFG_PG_POOL_ENTRY(c), Q_CFG_PG_WAIT_ENTRY(c)
 
 /* One versioned migration: versions start at 1 and only ever grow. */
@@ -108,7 +111,7 @@ PGresult *q_pg_query(PGconn *c, const char *sql, int n, const char *const *value
 /* Applies, in order, the migrations of service not yet recorded. Serialised
  * across processes with an advisory lock. 0, or Q_EUNAVAIL / Q_EINTERNAL
  * with the reason in err. */
-q_err_t q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m,
-                     size_t n, char *err, size_t errlen);
+q_err_t q_pg_migrate(PGconn *c, const char *service, const q_pg_migration_t *m, size_t n,
+                     char *err, size_t errlen);
 
 #endif

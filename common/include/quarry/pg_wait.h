@@ -21,6 +21,6 @@
  * failed (not retried: retrying a broken migration cannot help); err says
  * why. Call once at start, before serving. */
 q_err_t q_pg_wait_migrate(q_pg_pool_t *p, const char *service, const q_pg_migration_t *m,
-                      size_t n, int64_t wait_ms, char *err, size_t errlen);
+                          size_t n, int64_t wait_ms, char *err, size_t errlen);
 
 #endif

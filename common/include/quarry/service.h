@@ -36,15 +36,15 @@ typedef struct q_service {
  * library. Returns 0 to go on, 1 when --help was printed (exit 0), Q_EINVAL when
  * the configuration is invalid (exit 2; already reported). */
 int q_service_init(q_service_t *svc, const char *binary, const char *summary,
-                   q_cfg_entry_t *table, size_t n, q_common_cfg_t *common,
-                   int argc, char **argv);
+                   q_cfg_entry_t *table, size_t n, q_common_cfg_t *common, int argc,
+                   char **argv);
 
 /* Creates the gRPC server with svc_desc's methods (svc_desc may be NULL for
  * a health-only server), starts it and the side port, then logs the bound
  * ports. ready may be NULL. 0, or Q_EINTERNAL (logged). */
 q_err_t q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_desc,
-                    const q_grpc_method_t *methods, size_t n, void *ud,
-                    q_ready_cb ready, void *ready_ud);
+                        const q_grpc_method_t *methods, size_t n, void *ud,
+                        q_ready_cb ready, void *ready_ud);
 
 /* Waits for SIGTERM or SIGINT, then shuts the gRPC server down gracefully
  * (QUARRY_GRACE_MS). Returns the signal number. */

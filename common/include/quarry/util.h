@@ -40,8 +40,8 @@ q_err_t q_addr_split(const char *addr, char *host, size_t hostlen, int *port);
  * means every interface) into *out for bind(2) or libmicrohttpd's
  * MHD_OPTION_SOCK_ADDR, and its port into *port. 0, or Q_EINVAL with err
  * saying why (malformed, or a host that does not resolve). */
-q_err_t q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port, char *err,
-                  size_t errlen);
+q_err_t q_addr_listen(const char *addr, struct sockaddr_storage *out, int *port,
+                      char *err, size_t errlen);
 
 /* Constant-time comparison of two equal-length buffers; 1 when equal. */
 bool q_ct_equal(const void *a, const void *b, size_t n);

@@ -46,8 +46,8 @@ bool q_valid_text(const char *s, size_t max);
  * sentence for the client in err that starts with the field's name
  * ("query_id: required", "text: 70000 bytes, at most 65536 allowed",
  * "title: not valid UTF-8"). */
-q_err_t q_valid_field(const char *field, const char *s, int required, size_t max, char *err,
-                  size_t errlen);
+q_err_t q_valid_field(const char *field, const char *s, int required, size_t max,
+                      char *err, size_t errlen);
 
 /* true when s[0..n) holds nothing but ASCII white space (space, \t, \n,
  * \r, \f, \v); NULL and n == 0 are blank. Request fields that must say

@@ -33,8 +33,8 @@ static void sleep_ms(int ms) {
 
 /* Rerank: echoes the passages in reverse order; query "slow" sleeps 400 ms,
  * query "bad" fails with INVALID_ARGUMENT. */
-static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                     void *ud) {
+static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                         ProtobufCMessage **out, void *ud) {
   const Quarry__V1__RerankRequest *req = (const Quarry__V1__RerankRequest *)in;
   const char *t = q_trace_id();
   snprintf(seen_trace, sizeof seen_trace, "%s", t);
@@ -57,8 +57,8 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, Protobuf
 }
 
 /* Generate: streams the query back word by word. */
-static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                       void *ud) {
+static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                       ProtobufCMessage **out, void *ud) {
   const Quarry__V1__GenerateRequest *req = (const Quarry__V1__GenerateRequest *)in;
   char *copy = q_arena_strdup(q_grpc_ctx_arena(ctx), req->query), *save = NULL;
   for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
@@ -73,8 +73,8 @@ static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCM
 }
 
 /* Upload: counts the bytes of every message after the header. */
-static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                     void *ud) {
+static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                         ProtobufCMessage **out, void *ud) {
   size_t bytes = 0, msgs = 0;
   for (;;) {
     ProtobufCMessage *m = NULL;
@@ -98,23 +98,31 @@ static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, Protobuf
   return 0;
 }
 
-static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                     void *ud) {
+static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                         ProtobufCMessage **out, void *ud) {
   return 0; /* empty reply */
 }
 
 static void setup(void) {
-  q_grpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 4, .max_msg_bytes = 1 << 20};
+  q_grpc_server_opts_t o = {
+      .addr = "127.0.0.1:0", .threads = 4, .max_msg_bytes = 1 << 20};
   srv = q_grpc_server_new(&o);
   cr_assert_not_null(srv);
   static const q_grpc_method_t rr[] = {{"Rerank", Q_GRPC_UNARY, rerank_cb}};
   static const q_grpc_method_t llm[] = {{"Generate", Q_GRPC_SERVER_STREAM, generate_cb}};
   static const q_grpc_method_t ing[] = {{"Upload", Q_GRPC_CLIENT_STREAM, upload_cb}};
   static const q_grpc_method_t ret[] = {{"Search", Q_GRPC_UNARY, search_cb}};
-  cr_assert_eq(q_grpc_server_add_service(srv, &quarry__v1__reranker__descriptor, rr, 1, NULL), 0);
-  cr_assert_eq(q_grpc_server_add_service(srv, &quarry__v1__llm_gateway__descriptor, llm, 1, NULL), 0);
-  cr_assert_eq(q_grpc_server_add_service(srv, &quarry__v1__ingestion__descriptor, ing, 1, NULL), 0);
-  cr_assert_eq(q_grpc_server_add_service(srv, &quarry__v1__retriever__descriptor, ret, 1, NULL), 0);
+  cr_assert_eq(
+      q_grpc_server_add_service(srv, &quarry__v1__reranker__descriptor, rr, 1, NULL), 0);
+  cr_assert_eq(
+      q_grpc_server_add_service(srv, &quarry__v1__llm_gateway__descriptor, llm, 1, NULL),
+      0);
+  cr_assert_eq(
+      q_grpc_server_add_service(srv, &quarry__v1__ingestion__descriptor, ing, 1, NULL),
+      0);
+  cr_assert_eq(
+      q_grpc_server_add_service(srv, &quarry__v1__retriever__descriptor, ret, 1, NULL),
+      0);
   int port = q_grpc_server_start(srv);
   cr_assert_gt(port, 0);
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
@@ -186,8 +194,8 @@ Test(grpc, server_streaming) {
   Quarry__V1__GenerateRequest req = QUARRY__V1__GENERATE_REQUEST__INIT;
   req.query = "alpha beta gamma";
   q_grpc_call_opts_t o = {.timeout_ms = 2000, .kind = Q_GRPC_SERVER_STREAM};
-  q_grpc_call_t *c =
-      q_grpc_call_start(q_grpc_channel(target), &quarry__v1__llm_gateway__descriptor, "Generate", &o);
+  q_grpc_call_t *c = q_grpc_call_start(
+      q_grpc_channel(target), &quarry__v1__llm_gateway__descriptor, "Generate", &o);
   cr_assert_not_null(c);
   cr_assert_eq(q_grpc_call_send(c, &req.base), 0);
   cr_assert_eq(q_grpc_call_close_send(c), 0);
@@ -216,8 +224,8 @@ Test(grpc, server_streaming) {
 
 Test(grpc, client_streaming) {
   q_grpc_call_opts_t o = {.timeout_ms = 5000, .kind = Q_GRPC_CLIENT_STREAM};
-  q_grpc_call_t *c =
-      q_grpc_call_start(q_grpc_channel(target), &quarry__v1__ingestion__descriptor, "Upload", &o);
+  q_grpc_call_t *c = q_grpc_call_start(q_grpc_channel(target),
+                                       &quarry__v1__ingestion__descriptor, "Upload", &o);
   Quarry__V1__UploadHeader h = QUARRY__V1__UPLOAD_HEADER__INIT;
   h.tenant_id = "t";
   static uint8_t block[100000];
@@ -244,8 +252,8 @@ Test(grpc, client_streaming) {
 
 Test(grpc, client_streaming_error_status) {
   q_grpc_call_opts_t o = {.timeout_ms = 2000, .kind = Q_GRPC_CLIENT_STREAM};
-  q_grpc_call_t *c =
-      q_grpc_call_start(q_grpc_channel(target), &quarry__v1__ingestion__descriptor, "Upload", &o);
+  q_grpc_call_t *c = q_grpc_call_start(q_grpc_channel(target),
+                                       &quarry__v1__ingestion__descriptor, "Upload", &o);
   Quarry__V1__UploadRequest u = QUARRY__V1__UPLOAD_REQUEST__INIT; /* no header */
   q_grpc_call_send(c, &u.base);
   q_grpc_call_close_send(c);
@@ -263,13 +271,13 @@ Test(grpc, method_without_handler_is_unimplemented) {
   q_arena_t *a = q_arena_new(0);
   ProtobufCMessage *r = NULL;
   char err[128];
-  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &quarry__v1__retriever__descriptor, "Stats",
-                            &req.base, &r, a, NULL, err, sizeof err),
+  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &quarry__v1__retriever__descriptor,
+                            "Stats", &req.base, &r, a, NULL, err, sizeof err),
                Q_EUNIMPL);
   /* An empty reply from a handler arrives as an empty message. */
   Quarry__V1__SearchRequest s = QUARRY__V1__SEARCH_REQUEST__INIT;
-  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &quarry__v1__retriever__descriptor, "Search",
-                            &s.base, &r, a, NULL, err, sizeof err),
+  cr_assert_eq(q_grpc_unary(q_grpc_channel(target), &quarry__v1__retriever__descriptor,
+                            "Search", &s.base, &r, a, NULL, err, sizeof err),
                0, "%s", err);
   cr_assert_not_null(r);
   q_arena_free(a);
@@ -280,16 +288,20 @@ Test(grpc, health_check) {
   q_arena_t *a = q_arena_new(0);
   Grpc__Health__V1__HealthCheckResponse *r = NULL;
   char err[128];
-  cr_assert_eq(q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
-               0, "%s", err);
-  cr_assert_eq(r->status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+  cr_assert_eq(
+      q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(r->status,
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
   q_grpc_server_set_serving(srv, 0);
-  cr_assert_eq(q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
-               0);
-  cr_assert_eq(r->status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+  cr_assert_eq(
+      q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err), 0);
+  cr_assert_eq(r->status,
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
   req.service = "no.such.Service";
-  cr_assert_eq(q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
-               Q_ENOTFOUND);
+  cr_assert_eq(
+      q_rpc_health_check(q_grpc_channel(target), &req, &r, a, NULL, err, sizeof err),
+      Q_ENOTFOUND);
   q_arena_free(a);
 }
 
@@ -347,7 +359,8 @@ Test(grpc, cancelled_client_stream_is_not_end_of_stream) {
   /* A second server whose Upload handler records how its stream ended. */
   q_grpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 2};
   q_grpc_server_t *s2 = q_grpc_server_new(&o);
-  static const q_grpc_method_t ing[] = {{"Upload", Q_GRPC_CLIENT_STREAM, counting_upload_cb}};
+  static const q_grpc_method_t ing[] = {
+      {"Upload", Q_GRPC_CLIENT_STREAM, counting_upload_cb}};
   q_grpc_server_add_service(s2, &quarry__v1__ingestion__descriptor, ing, 1, NULL);
   int port = q_grpc_server_start(s2);
   char t2[64];
@@ -355,8 +368,8 @@ Test(grpc, cancelled_client_stream_is_not_end_of_stream) {
   for (int cancel = 1; cancel >= 0; cancel--) {
     atomic_store(&upload_rc, 1);
     q_grpc_call_opts_t co = {.timeout_ms = 2000, .kind = Q_GRPC_CLIENT_STREAM};
-    q_grpc_call_t *c =
-        q_grpc_call_start(q_grpc_channel(t2), &quarry__v1__ingestion__descriptor, "Upload", &co);
+    q_grpc_call_t *c = q_grpc_call_start(
+        q_grpc_channel(t2), &quarry__v1__ingestion__descriptor, "Upload", &co);
     Quarry__V1__UploadRequest u = QUARRY__V1__UPLOAD_REQUEST__INIT;
     cr_assert_eq(q_grpc_call_send(c, &u.base), 0);
     if (cancel)
@@ -367,7 +380,8 @@ Test(grpc, cancelled_client_stream_is_not_end_of_stream) {
       sleep_ms(10);
     if (cancel) {
       cr_assert_eq(rc, Q_ECANCELLED, "got %s", q_err_name(rc));
-      cr_assert_eq(atomic_load(&upload_rc), Q_ECANCELLED, "handler saw a complete stream");
+      cr_assert_eq(atomic_load(&upload_rc), Q_ECANCELLED,
+                   "handler saw a complete stream");
     } else {
       cr_assert_eq(rc, 0, "%s", err);
       cr_assert_eq(atomic_load(&upload_rc), 0);

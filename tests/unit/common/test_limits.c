@@ -42,7 +42,7 @@ Test(limits, table_rows_are_well_formed_and_unique) {
 
 Test(limits, constants_equal_the_table) {
 #define CHECK(name, v, help)                                                             \
-  cr_assert_eq(q_limits[Q_LIMIT_IDX_##name].value, Q_LIMIT_##name, #name);              \
+  cr_assert_eq(q_limits[Q_LIMIT_IDX_##name].value, Q_LIMIT_##name, #name);               \
   cr_assert_eq(Q_LIMIT_##name, v, #name);
   Q_LIMITS(CHECK)
 #undef CHECK
@@ -145,7 +145,8 @@ static void check_object(report_t *r, const entry_t *e, int n) {
   for (int i = 0; i < n; i++) {
     if (key_is(e[i].key, e[i].klen, "x-quarry-limit")) {
       if (note)
-        problem(r, e[i].line, "a second x-quarry-limit in one schema object (first on line %d)",
+        problem(r, e[i].line,
+                "a second x-quarry-limit in one schema object (first on line %d)",
                 note->line);
       note = &e[i];
     }
@@ -157,7 +158,8 @@ static void check_object(report_t *r, const entry_t *e, int n) {
     snprintf(name, sizeof name, "%.*s", (int)note->vlen, note->val);
     lim = strncmp(name, "Q_LIMIT_", 8) == 0 ? q_limit_find(name) : NULL;
     if (!lim)
-      problem(r, note->line, "x-quarry-limit: %s is not a limit of quarry/limits.h", name);
+      problem(r, note->line, "x-quarry-limit: %s is not a limit of quarry/limits.h",
+              name);
     if (!nbounds)
       problem(r, note->line,
               "x-quarry-limit: %s annotates no maxLength, maxItems or maximum", name);
@@ -182,8 +184,8 @@ static void check_object(report_t *r, const entry_t *e, int n) {
               "quarry/limits.h it comes from",
               (int)e[i].klen, e[i].key, v);
     else if (lim && lim->value != v)
-      problem(r, e[i].line, "%.*s: %lld, but %s (named on line %d) is %lld", (int)e[i].klen,
-              e[i].key, v, name, note->line, lim->value);
+      problem(r, e[i].line, "%.*s: %lld, but %s (named on line %d) is %lld",
+              (int)e[i].klen, e[i].key, v, name, note->line, lim->value);
   }
 }
 
@@ -457,22 +459,23 @@ Test(limits, openapi_bounds_name_their_limit_and_agree_with_it) {
                "Q_LIMIT_<name>\" in the same schema object, with the limit's value.",
                OPENAPI_PATH, r.problems, r.text.data ? r.text.data : "");
   /* Request and response schemas together state well over a dozen. */
-  cr_assert_geq(r.bounds, 20, "only %d bounds found in %s: is the parser blind?", r.bounds,
-                OPENAPI_PATH);
+  cr_assert_geq(r.bounds, 20, "only %d bounds found in %s: is the parser blind?",
+                r.bounds, OPENAPI_PATH);
   q_buf_cleanup(&r.text);
   free(yaml);
 }
 
 Test(limits, openapi_checker_reports_each_disagreement_with_its_line) {
   char yaml[] =
-      "paths:\n"                                                                  /* 1 */
-      "  ok: {type: string, maxLength: 512, x-quarry-limit: Q_LIMIT_TITLE_BYTES}\n" /* 2 */
+      "paths:\n" /* 1 */
+      "  ok: {type: string, maxLength: 512, x-quarry-limit: Q_LIMIT_TITLE_BYTES}\n" /* 2
+                                                                                     */
       "  missing: {type: string, maxLength: 10}\n"                                /* 3 */
       "  wrong:\n"                                                                /* 4 */
       "    type: string\n"                                                        /* 5 */
       "    maxLength: 100\n"                                                      /* 6 */
       "    x-quarry-limit: Q_LIMIT_TITLE_BYTES\n"                                 /* 7 */
-      "  unknown: {type: integer, maximum: 3, x-quarry-limit: Q_LIMIT_NO_SUCH}\n"  /* 8 */
+      "  unknown: {type: integer, maximum: 3, x-quarry-limit: Q_LIMIT_NO_SUCH}\n" /* 8 */
       "  pattern: {type: string, pattern: '^a{1,3}$', description: it's fine}\n"  /* 9 */
       "  text:\n"                                                                 /* 10 */
       "    description: |\n"                                                      /* 11 */

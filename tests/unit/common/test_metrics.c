@@ -271,7 +271,7 @@ Test(metrics, exposition_passes_promtool) {
   q_metric_t *c =
       q_metrics_counter("http_requests_total", "HTTP requests.", "route,method,code");
   q_metric_t *h = q_metrics_histogram("http_request_duration_seconds", "HTTP latency.",
-                                     "route,method", NULL, 0);
+                                      "route,method", NULL, 0);
   q_metric_t *g = q_metrics_gauge("quarry_index_chunks", "Chunks indexed.", NULL);
   q_metrics_counter("quarry_unused_total", "Never updated.", "kind");
   q_metrics_inc(c, (const char *[]){"/v1/query", "POST", "200"});

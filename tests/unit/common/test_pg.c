@@ -97,8 +97,8 @@ Test(pg, exec_runs_commands_and_counts_their_rows) {
 
   /* Without parameters several statements may be sent at once (migrations);
    * the count is the last one's. */
-  cr_assert_eq(q_pg_exec(c, "DELETE FROM pgt_exec WHERE id = 4; DELETE FROM pgt_exec",
-                         0, NULL, "deleting", &rows, err, sizeof err),
+  cr_assert_eq(q_pg_exec(c, "DELETE FROM pgt_exec WHERE id = 4; DELETE FROM pgt_exec", 0,
+                         NULL, "deleting", &rows, err, sizeof err),
                Q_OK, "%s", err);
   cr_assert_eq(rows, 3);
   cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
@@ -119,8 +119,8 @@ Test(pg, query_returns_rows_the_caller_frees) {
   PQclear(r);
 
   /* A command's RETURNING rows are rows too; rc may be NULL. */
-  cr_assert_eq(q_pg_exec(c, "CREATE TEMP TABLE pgt_query (id serial, name text)", 0,
-                         NULL, "creating", NULL, err, sizeof err),
+  cr_assert_eq(q_pg_exec(c, "CREATE TEMP TABLE pgt_query (id serial, name text)", 0, NULL,
+                         "creating", NULL, err, sizeof err),
                Q_OK, "%s", err);
   const char *name[1] = {"a"};
   r = q_pg_query(c, "INSERT INTO pgt_query (name) VALUES ($1) RETURNING id, name", 1,
@@ -166,13 +166,13 @@ Test(pg, a_failing_statement_is_internal_and_named) {
    * leaves it aborted for the caller to roll back. */
   cr_assert_eq(query_long(c, "SELECT 1"), 1);
   cr_assert_eq(q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, sizeof err), Q_OK);
-  cr_assert_null(q_pg_query(c, "SELECT * FROM pgt_no_such_table", 0, NULL, "reading",
-                            &rc, err, sizeof err));
+  cr_assert_null(q_pg_query(c, "SELECT * FROM pgt_no_such_table", 0, NULL, "reading", &rc,
+                            err, sizeof err));
   cr_assert_eq(rc, Q_EINTERNAL);
   cr_assert_not_null(strstr(err, "pgt_no_such_table"), "%s", err);
   cr_assert_eq(PQtransactionStatus(c), PQTRANS_INERROR);
-  cr_assert_eq(q_pg_exec(c, "ROLLBACK", 0, NULL, "rollback", NULL, err, sizeof err),
-               Q_OK, "%s", err);
+  cr_assert_eq(q_pg_exec(c, "ROLLBACK", 0, NULL, "rollback", NULL, err, sizeof err), Q_OK,
+               "%s", err);
   PQfinish(c);
 }
 
@@ -507,8 +507,8 @@ Test(pg, ping_fails_once_the_server_is_stopped, .init = own_start, .fini = own_s
   /* A migration on a connection whose server went away is "unavailable",
    * which q_pg_wait_migrate retries, not "internal". */
   q_pg_migration_t m[] = {{1, "a", "CREATE TABLE pgt_gone (a int)"}};
-  cr_assert_eq(q_pg_migrate(held, "t_gone", m, 1, err, sizeof err), Q_EUNAVAIL,
-               "%s", err);
+  cr_assert_eq(q_pg_migrate(held, "t_gone", m, 1, err, sizeof err), Q_EUNAVAIL, "%s",
+               err);
   q_pg_release(p, held);
   PGconn *c = q_pg_acquire(p, 500, err, sizeof err);
   cr_assert_null(c);

@@ -17,8 +17,8 @@ static char err[256];
 
 /* Retriever/Search: one passage per query word, scored by position; query
  * "bad" fails with INVALID_ARGUMENT. */
-static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                     void *ud) {
+static int search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                     ProtobufCMessage **out, void *ud) {
   const Quarry__V1__SearchRequest *req = (const Quarry__V1__SearchRequest *)in;
   if (strcmp(req->query, "bad") == 0) {
     q_grpc_ctx_errorf(ctx, "query is bad");
@@ -61,8 +61,8 @@ static const q_grpc_method_t retriever[] = {
 };
 
 /* LlmGateway/Generate: streams the query back word by word, then done. */
-static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                       void *ud) {
+static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                       ProtobufCMessage **out, void *ud) {
   const Quarry__V1__GenerateRequest *req = (const Quarry__V1__GenerateRequest *)in;
   char *copy = q_arena_strdup(q_grpc_ctx_arena(ctx), req->query), *save = NULL;
   for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
@@ -80,8 +80,8 @@ static const q_grpc_method_t llm[] = {{"Generate", Q_GRPC_SERVER_STREAM, generat
 
 /* Ingestion/Upload: the header's title as document id, the bytes as version;
  * a first message without header fails with INVALID_ARGUMENT. */
-static int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
-                     void *ud) {
+static int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                     ProtobufCMessage **out, void *ud) {
   const char *title = NULL;
   size_t bytes = 0;
   for (;;) {
@@ -110,8 +110,8 @@ static int upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMes
 
 static const q_grpc_method_t ingestion[] = {{"Upload", Q_GRPC_CLIENT_STREAM, upload_cb}};
 
-#define START(t, svc, methods)                                                     \
-  grpctest_start(&(t), &quarry__v1__##svc##__descriptor, methods,                  \
+#define START(t, svc, methods)                                                           \
+  grpctest_start(&(t), &quarry__v1__##svc##__descriptor, methods,                        \
                  sizeof methods / sizeof methods[0], NULL)
 
 TestSuite(stubs, .timeout = 30);
@@ -158,7 +158,8 @@ Test(stubs, errors_come_back_as_q_err_with_the_message_and_no_reply) {
   START(t, retriever, retriever);
   Quarry__V1__SearchRequest req = QUARRY__V1__SEARCH_REQUEST__INIT;
   req.query = "bad";
-  Quarry__V1__SearchResponse *resp = (Quarry__V1__SearchResponse *)&req; /* not left as is */
+  Quarry__V1__SearchResponse *resp =
+      (Quarry__V1__SearchResponse *)&req; /* not left as is */
   cr_assert_eq(grpctest_call(&t, q_rpc_retriever_search, &req, &resp, err, sizeof err),
                Q_EINVAL);
   cr_assert_str_eq(err, "query is bad");
@@ -177,8 +178,8 @@ Test(stubs, errors_come_back_as_q_err_with_the_message_and_no_reply) {
   q_grpc_call_opts_t o = {.timeout_ms = 500};
   req.query = "q";
   err[0] = '\0';
-  cr_assert_eq(q_rpc_retriever_search(q_grpc_channel("127.0.0.1:1"), &req, &resp, a, &o, err,
-                                      sizeof err),
+  cr_assert_eq(q_rpc_retriever_search(q_grpc_channel("127.0.0.1:1"), &req, &resp, a, &o,
+                                      err, sizeof err),
                Q_EUNAVAIL);
   cr_assert_neq(err[0], '\0');
   cr_assert_null(resp);
@@ -192,9 +193,10 @@ Test(stubs, health_check_stub) {
   Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   req.service = "quarry.v1.Retriever";
   Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-  cr_assert_eq(grpctest_call(&t, q_rpc_health_check, &req, &resp, err, sizeof err), 0, "%s",
-               err);
-  cr_assert_eq(resp->status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+  cr_assert_eq(grpctest_call(&t, q_rpc_health_check, &req, &resp, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(resp->status,
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
   req.service = "quarry.v1.Nothing";
   cr_assert_eq(grpctest_call(&t, q_rpc_health_check, &req, &resp, err, sizeof err),
                Q_ENOTFOUND);

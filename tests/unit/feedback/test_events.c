@@ -90,7 +90,8 @@ Test(events, feedback_fields_are_checked) {
 
 Test(events, feedback_json_carries_every_field) {
   Quarry__V1__FeedbackRequest r = good_feedback();
-  char *s = events_feedback_json(&r, "11111111-2222-4333-8444-555555555555", 1700000000123);
+  char *s =
+      events_feedback_json(&r, "11111111-2222-4333-8444-555555555555", 1700000000123);
   cr_assert_not_null(s);
   json_error_t jerr;
   json_t *j = json_loads(s, 0, &jerr);

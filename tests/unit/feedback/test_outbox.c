@@ -111,10 +111,10 @@ Test(outbox, stores_failures_and_resends_them_when_the_broker_is_back, .init = s
   snprintf(bootstrap, sizeof bootstrap, "%s", rd_kafka_mock_cluster_bootstraps(mc));
   rd_kafka_mock_broker_set_down(mc, 1);
 
-  producer_opts_t po = {.brokers = bootstrap,
-                        .timeout_ms = 1000,
-                        .sink = {.failed = outbox_store, .delivered = outbox_delivered,
-                                 .ud = o}};
+  producer_opts_t po = {
+      .brokers = bootstrap,
+      .timeout_ms = 1000,
+      .sink = {.failed = outbox_store, .delivered = outbox_delivered, .ud = o}};
   producer_t *p = producer_new(&po, err, sizeof err);
   cr_assert_not_null(p, "%s", err);
   cr_assert_eq(outbox_start(o, p), 0);
@@ -140,7 +140,8 @@ Test(outbox, stores_failures_and_resends_them_when_the_broker_is_back, .init = s
     cr_assert_str_eq(PQgetvalue(r, i, 0), TOPIC);
     cr_assert_str_eq(PQgetvalue(r, i, 1), key);
     cr_assert_str_eq(PQgetvalue(r, i, 2), value);
-    cr_assert(strstr(PQgetvalue(r, i, 3), "timed out") != NULL, "%s", PQgetvalue(r, i, 3));
+    cr_assert(strstr(PQgetvalue(r, i, 3), "timed out") != NULL, "%s",
+              PQgetvalue(r, i, 3));
   }
   PQclear(r);
   q_pg_release(pool, c);

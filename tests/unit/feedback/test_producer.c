@@ -78,7 +78,9 @@ static int failed_cb(void *ud, const producer_msg_t *m, const char *reason) {
   return rec.refuse ? Q_EUNAVAIL : 0;
 }
 
-static void delivered_cb(void *ud, const producer_msg_t *m) { remember(1, m, NULL); }
+static void delivered_cb(void *ud, const producer_msg_t *m) {
+  remember(1, m, NULL);
+}
 
 static int recorded(void) {
   pthread_mutex_lock(&rec.mu);
@@ -170,7 +172,8 @@ Test(producer, delivers_and_reads_back) {
       snprintf(key, sizeof key, "q%d", got);
       snprintf(value, sizeof value, "{\"event_id\":\"e%d\",\"n\":%d}", got, got);
       cr_assert_eq(m->key_len, strlen(key));
-      cr_assert(memcmp(m->key, key, m->key_len) == 0, "message %d has the wrong key", got);
+      cr_assert(memcmp(m->key, key, m->key_len) == 0, "message %d has the wrong key",
+                got);
       cr_assert_eq(m->len, strlen(value));
       cr_assert(memcmp(m->payload, value, m->len) == 0, "message %d has the wrong value",
                 got);
@@ -191,7 +194,8 @@ Test(producer, brokers_down_fail_to_the_sink) {
   wait_recorded(3, 10000);
   for (int i = 0; i < 3; i++) {
     cr_assert_not(rec.r[i].delivered);
-    cr_assert(strstr(rec.r[i].reason, "timed out") != NULL, "reason: %s", rec.r[i].reason);
+    cr_assert(strstr(rec.r[i].reason, "timed out") != NULL, "reason: %s",
+              rec.r[i].reason);
     cr_assert_str_eq(rec.r[i].topic, TOPIC);
     cr_assert_eq(rec.r[i].outbox_id, 0);
   }

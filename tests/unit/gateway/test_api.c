@@ -78,7 +78,7 @@ static void copy(char *dst, size_t n, const char *src) {
 }
 
 static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                           ProtobufCMessage **out, void *ud) {
+                               ProtobufCMessage **out, void *ud) {
   const Quarry__V1__AuthenticateRequest *req = (const void *)in;
   atomic_fetch_add(&fk.auth_calls, 1);
   const char *tenant = NULL;
@@ -148,7 +148,7 @@ static Quarry__V1__Passage *passage(q_arena_t *a, int i) {
 }
 
 static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   const Quarry__V1__SearchRequest *req = (const void *)in;
   copy(fk.search_tenant, sizeof fk.search_tenant, req->tenant_id);
   fk.search_emb = req->n_query_embedding;
@@ -171,7 +171,7 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 
 /* Reverses the candidates and keeps top_n. */
 static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   const Quarry__V1__RerankRequest *req = (const void *)in;
   fk.rerank_top_n = req->top_n;
   if (fk.rerank_fail) {
@@ -218,7 +218,7 @@ static int generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 }
 
 static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
-                     ProtobufCMessage **out, void *ud) {
+                         ProtobufCMessage **out, void *ud) {
   size_t bytes = 0, msgs = 0, maxp = 0;
   for (;;) {
     ProtobufCMessage *m = NULL;
@@ -1251,8 +1251,9 @@ Test(api, metrics_label_routes_by_template) {
       "http_requests_total{route=\"/v1/documents/{id}\",method=\"GET\",code=\"404\"} 1",
   };
   r = HTTP("GET", "/metrics");
-  for (int i = 0; i < 100 && !(strstr(r.body.data, want[0]) && strstr(r.body.data, want[1]) &&
-                               strstr(r.body.data, want[2]));
+  for (int i = 0;
+       i < 100 && !(strstr(r.body.data, want[0]) && strstr(r.body.data, want[1]) &&
+                    strstr(r.body.data, want[2]));
        i++) {
     resp_free(&r);
     sleep_ms(20);

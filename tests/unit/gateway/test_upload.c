@@ -6,7 +6,6 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-
 Test(upload, media_type_is_lowercased_without_parameters) {
   char out[64];
   cr_assert_eq(upload_media_type("text/plain", out, sizeof out), 0);

@@ -16,7 +16,9 @@ static void setup(void) {
   cr_assert_not_null(e);
 }
 
-static void teardown(void) { e->destroy(e); }
+static void teardown(void) {
+  e->destroy(e);
+}
 
 static void embed1(const char *text, float *out) {
   const char *texts[1] = {text};
@@ -64,7 +66,8 @@ Test(embed_hash, normalised) {
   for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
     float v[DIM];
     embed1(texts[i], v);
-    cr_assert_float_eq(dot(v, v), 1.0, 1e-5, "|v|^2 of \"%s\" is %f", texts[i], dot(v, v));
+    cr_assert_float_eq(dot(v, v), 1.0, 1e-5, "|v|^2 of \"%s\" is %f", texts[i],
+                       dot(v, v));
   }
 }
 
@@ -77,7 +80,8 @@ Test(embed_hash, similar_texts_closer_than_unrelated) {
   double s_near = dot(q, near), s_far = dot(q, far), s_var = dot(q, variant);
   cr_assert_gt(s_near, s_far + 0.2, "near %f vs far %f", s_near, s_far);
   cr_assert_gt(s_var, s_far + 0.2, "variant %f vs far %f", s_var, s_far);
-  cr_assert_lt(fabs(s_far), 0.3, "unrelated texts should be nearly orthogonal: %f", s_far);
+  cr_assert_lt(fabs(s_far), 0.3, "unrelated texts should be nearly orthogonal: %f",
+               s_far);
 }
 
 Test(embed_hash, trigrams_relate_inflections) {

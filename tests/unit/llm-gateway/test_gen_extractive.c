@@ -35,7 +35,9 @@ static void setup(void) {
   cr_assert_not_null(g);
 }
 
-static void teardown(void) { g->destroy(g); }
+static void teardown(void) {
+  g->destroy(g);
+}
 
 TestSuite(gen_extractive, .init = setup, .fini = teardown);
 
@@ -67,9 +69,9 @@ static int check_markers(const char *s, size_t n) {
 
 static const gen_passage_t *corpus(size_t *n) {
   static gen_passage_t ps[4];
-  ps[0] = P("Install guide",
-            "Quarry runs on Debian. Install the packages with make deps. "
-            "The build needs gcc and protoc-c.");
+  ps[0] =
+      P("Install guide", "Quarry runs on Debian. Install the packages with make deps. "
+                         "The build needs gcc and protoc-c.");
   ps[1] = P("Geography",
             "France is a country in Western Europe. Paris is the capital of France "
             "and its largest city. The Loire is the longest river in France.");
@@ -99,13 +101,12 @@ Test(gen_extractive, markers_follow_each_sentence_and_are_valid) {
   const gen_passage_t *ps = corpus(&n);
   collected_t c;
   gen_usage_t u;
-  cr_assert_eq(answer("Which river flows through ten countries?", ps, n, 0,
-                      &c, &u),
-               0);
+  cr_assert_eq(answer("Which river flows through ten countries?", ps, n, 0, &c, &u), 0);
   int markers = check_markers(c.text, n);
   cr_assert_geq(markers, 1, "no markers in: %s", c.text);
   cr_assert_leq(markers, 3);
-  cr_assert(strstr(c.text, "[4]") != NULL, "the Danube passage must be cited: %s", c.text);
+  cr_assert(strstr(c.text, "[4]") != NULL, "the Danube passage must be cited: %s",
+            c.text);
   /* The answer ends with a marker: every quoted sentence is followed by one. */
   cr_assert_eq(c.text[c.len - 1], ']', "answer does not end with a marker: %s", c.text);
 }
@@ -139,7 +140,8 @@ Test(gen_extractive, streams_words_and_counts_usage) {
   cr_assert_eq(answer("How do I install Quarry packages?", ps, n, 0, &c, &u), 0);
   int words = 0;
   for (size_t i = 0; i < c.len; i++)
-    if (!isspace((unsigned char)c.text[i]) && (i == 0 || isspace((unsigned char)c.text[i - 1])))
+    if (!isspace((unsigned char)c.text[i]) &&
+        (i == 0 || isspace((unsigned char)c.text[i - 1])))
       words++;
   cr_assert_eq(c.pieces, words, "one piece per word expected");
   cr_assert_eq(u.completion_tokens, words);

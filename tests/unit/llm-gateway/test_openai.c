@@ -109,13 +109,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     json_t *data = json_array();
     /* Reverse order: the client must place vectors by "index". */
     for (size_t i = json_array_size(input); i-- > 0;)
-      json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding",
-                                            "index", (int)i, "embedding",
-                                            vector_for(i, mode == MODE_WRONG_DIM ? DIM + 1
-                                                                                 : DIM)));
-    ret = reply(c, 200, json_pack("{s:s,s:o,s:s,s:{s:i,s:i}}", "object", "list", "data",
-                                  data, "model", "fake-embed", "usage", "prompt_tokens",
-                                  5, "total_tokens", 5));
+      json_array_append_new(
+          data,
+          json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", (int)i, "embedding",
+                    vector_for(i, mode == MODE_WRONG_DIM ? DIM + 1 : DIM)));
+    ret = reply(c, 200,
+                json_pack("{s:s,s:o,s:s,s:{s:i,s:i}}", "object", "list", "data", data,
+                          "model", "fake-embed", "usage", "prompt_tokens", 5,
+                          "total_tokens", 5));
   } else if (strcmp(url, "/v1/chat/completions") == 0) {
     if (mode == MODE_NO_CONTENT)
       ret = reply(c, 200, json_pack("{s:[]}", "choices"));
@@ -209,7 +210,8 @@ Test(openai, embeddings_round_trip) {
   pthread_mutex_lock(&srv.mu);
   cr_assert_str_eq(srv.last_url, "/v1/embeddings");
   cr_assert_str_eq(srv.last_auth, "Bearer sk-test-123");
-  cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")), "fake-embed");
+  cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")),
+                   "fake-embed");
   cr_assert_eq(json_integer_value(json_object_get(srv.last_body, "dimensions")), DIM);
   json_t *input = json_object_get(srv.last_body, "input");
   cr_assert_eq(json_array_size(input), 3);
@@ -256,8 +258,10 @@ Test(openai, embeddings_http_error_is_unavailable) {
 }
 
 Test(openai, embeddings_provider_down_is_unavailable) {
-  embed_openai_opts_t o = {.url = "http://127.0.0.1:1/v1/embeddings", .model = "m",
-                           .dim = DIM, .timeout_ms = 2000};
+  embed_openai_opts_t o = {.url = "http://127.0.0.1:1/v1/embeddings",
+                           .model = "m",
+                           .dim = DIM,
+                           .timeout_ms = 2000};
   embedder_t *e = embed_openai_new(&o);
   const char *texts[1] = {"x"};
   size_t lens[1] = {1};
@@ -321,7 +325,8 @@ Test(openai, chat_completion_streams_the_answer) {
   pthread_mutex_lock(&srv.mu);
   cr_assert_str_eq(srv.last_url, "/v1/chat/completions");
   cr_assert_str_eq(srv.last_auth, "Bearer sk-gen");
-  cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")), "fake-chat");
+  cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")),
+                   "fake-chat");
   cr_assert_eq(json_integer_value(json_object_get(srv.last_body, "max_tokens")), 256);
   cr_assert(json_is_false(json_object_get(srv.last_body, "stream")));
   const char *prompt = json_string_value(json_object_get(
@@ -443,8 +448,8 @@ Test(openai, template_files_are_checked) {
 Test(openai, shipped_template_is_valid) {
   char *t = NULL, err[256] = "";
   /* Tests run from the repository root (make unit). */
-  cr_assert_eq(gen_openai_load_template("services/llm-gateway/prompts/answer.txt", &t, err,
-                                        sizeof err),
+  cr_assert_eq(gen_openai_load_template("services/llm-gateway/prompts/answer.txt", &t,
+                                        err, sizeof err),
                0, "%s", err);
   free(t);
 }

@@ -10,8 +10,7 @@ static scorer_passage_t P(const char *text, double retrieval) {
   return (scorer_passage_t){text, strlen(text), retrieval};
 }
 
-static void rank(const char *query, scorer_passage_t *p, size_t n,
-                 scorer_result_t *out) {
+static void rank(const char *query, scorer_passage_t *p, size_t n, scorer_result_t *out) {
   cr_assert_eq(scorer_rank(query, strlen(query), p, n, out), 0);
 }
 

@@ -189,8 +189,7 @@ Test(index, replace_retires_chunks_not_in_the_request) {
   put("t", v1, 4, NULL, NULL);
 
   size_t retired = 99;
-  index_chunk_t v2[] = {mk("d1:2:0", "d1", "new alpha"),
-                          mk("d1:2:1", "d1", "new beta")};
+  index_chunk_t v2[] = {mk("d1:2:0", "d1", "new alpha"), mk("d1:2:1", "d1", "new beta")};
   put("t", v2, 2, "d1", &retired);
   cr_assert_eq(retired, 3);
 

@@ -74,8 +74,8 @@ static void store_put(const char *tenant, const index_chunk_t *c, size_t n,
                       const char *replace, size_t *retired) {
   char err[512] = "";
   size_t r;
-  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, err,
-                          sizeof err);
+  int rc =
+      store_upsert(store, tenant, c, n, replace, retired ? retired : &r, err, sizeof err);
   cr_assert_eq(rc, 0, "store upsert: %s", err);
 }
 
@@ -177,7 +177,7 @@ Test(store, replace_retires_rows_and_load_skips_them) {
   store_put("u", other, 1, NULL, NULL);
 
   index_chunk_t v2[] = {{.chunk_id = "d:2:0", .doc_id = "d", .text = "three"},
-                          {.chunk_id = "d:1:1", .doc_id = "d", .text = "two again"}};
+                        {.chunk_id = "d:1:1", .doc_id = "d", .text = "two again"}};
   size_t retired = 0;
   store_put("t", v2, 2, "d", &retired);
   cr_assert_eq(retired, 1);
@@ -240,10 +240,10 @@ Test(store, load_streams_many_rows) {
     vec[i][1] = 1;
     vec[i][2] = (float)(i % 5);
     c[i] = (index_chunk_t){.chunk_id = ids[i],
-                             .doc_id = ids[i],
-                             .text = texts[i],
-                             .embedding = vec[i],
-                             .dim = 3};
+                           .doc_id = ids[i],
+                           .text = texts[i],
+                           .embedding = vec[i],
+                           .dim = 3};
   }
   /* two batches, two tenants */
   store_put("big", c, 2000, NULL, NULL);

@@ -31,8 +31,8 @@ extern const q_grpc_call_opts_t grpctest_opts;
 /* Calls t's server through stub, a unary q_rpc_* stub of its service (so
  * request and reply are typed). Evaluates to 0 with *resp in t->arena, or
  * to the q_err_t the call ended with and the server's message in err. */
-#define grpctest_call(t, stub, req, resp, err, errlen)                       \
-  ((err)[0] = '\0', stub(q_grpc_channel((t)->target), (req), (resp),         \
-                         (t)->arena, &grpctest_opts, (err), (errlen)))
+#define grpctest_call(t, stub, req, resp, err, errlen)                                   \
+  ((err)[0] = '\0', stub(q_grpc_channel((t)->target), (req), (resp), (t)->arena,         \
+                         &grpctest_opts, (err), (errlen)))
 
 #endif
