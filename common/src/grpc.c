@@ -130,8 +130,8 @@ static ProtobufCMessage *empty_message(const ProtobufCMessageDescriptor *d,
 
 /* Runs one batch on a pluck queue and waits for it. Returns the event's
  * success flag (0 also when the batch could not be started). */
-static int run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops,
-                     size_t n, void *tag) {
+static bool run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops,
+                      size_t n, void *tag) {
   if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
     return 0;
   grpc_event ev =

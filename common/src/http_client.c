@@ -56,7 +56,7 @@ static void set_err(char *err, size_t errlen, const char *msg) {
 }
 
 /* 1 when the method is a plain HTTP token of capitals (GET, POST, PUT...). */
-static int valid_method(const char *m) {
+static bool valid_method(const char *m) {
   size_t n = strlen(m);
   if (n == 0 || n > 16)
     return 0;
@@ -68,7 +68,7 @@ static int valid_method(const char *m) {
 
 /* 1 when h looks like "Name: value" with no line breaks (which would let a
  * caller-supplied value inject headers). */
-static int valid_header(const char *h) {
+static bool valid_header(const char *h) {
   size_t n = strnlen(h, MAX_HEADER_BYTES + 1);
   if (n == 0 || n > MAX_HEADER_BYTES || !strchr(h, ':') || h[0] == ':')
     return 0;

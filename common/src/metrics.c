@@ -75,7 +75,7 @@ static const double default_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 
 /* ---- names ---------------------------------------------------------------- */
 
-static int valid_metric_name(const char *s) {
+static bool valid_metric_name(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > MAX_NAME)
     return 0;
@@ -89,7 +89,7 @@ static int valid_metric_name(const char *s) {
   return 1;
 }
 
-static int valid_label_name(const char *s, size_t n) {
+static bool valid_label_name(const char *s, size_t n) {
   if (n == 0 || n > MAX_NAME)
     return 0;
   if (n >= 2 && s[0] == '_' && s[1] == '_') /* reserved for Prometheus */
@@ -104,7 +104,7 @@ static int valid_label_name(const char *s, size_t n) {
   return 1;
 }
 
-static int ends_with(const char *s, const char *suffix) {
+static bool ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), m = strlen(suffix);
   return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
@@ -180,7 +180,7 @@ static q_metric_t *find_family(const char *name) {
   return NULL;
 }
 
-static int same_labels(const q_metric_t *m, char **names, size_t n) {
+static bool same_labels(const q_metric_t *m, char **names, size_t n) {
   if (m->nlabels != n)
     return 0;
   for (size_t i = 0; i < n; i++)

@@ -182,18 +182,18 @@ static const char *stem(stemmer_ctx_t *c, const char *w, size_t wlen, size_t *ou
 
 /* ---- tokenizer ---------------------------------------------------------- */
 
-static int is_letter_or_digit(utf8proc_category_t c) {
+static bool is_letter_or_digit(utf8proc_category_t c) {
   return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
          c == UTF8PROC_CATEGORY_ND;
 }
 
-static int is_mark(utf8proc_category_t c) {
+static bool is_mark(utf8proc_category_t c) {
   return c >= UTF8PROC_CATEGORY_MN && c <= UTF8PROC_CATEGORY_ME;
 }
 
 /* Invisible characters that occur inside words (soft hyphen, zero-width
  * non-joiner and joiner): they continue a run and normalisation drops them. */
-static int is_joiner(utf8proc_int32_t cp) {
+static bool is_joiner(utf8proc_int32_t cp) {
   return cp == 0x00AD || cp == 0x200C || cp == 0x200D;
 }
 
@@ -337,7 +337,7 @@ typedef struct span_state {
   int stop;
 } span_state_t;
 
-static int is_space(char c) {
+static bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
@@ -370,7 +370,7 @@ static size_t closer_len(const char *s, size_t i, size_t n) {
 
 /* 1 when the line starting at s[i] is a Markdown ATX heading: up to three
  * spaces, 1-6 '#', then white space or the end of the line. */
-static int is_heading(const char *s, size_t i, size_t n) {
+static bool is_heading(const char *s, size_t i, size_t n) {
   size_t j = i, sp = 0;
   while (j < n && s[j] == ' ' && sp < 4) {
     j++;

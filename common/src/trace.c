@@ -56,7 +56,7 @@ void q_trace_new_id(char out[Q_TRACE_ID_LEN + 1]) {
 }
 
 /* n lowercase hex digits, not all zero when nonzero is set. */
-static int lower_hex(const char *s, size_t n, int nonzero) {
+static bool lower_hex(const char *s, size_t n, int nonzero) {
   int any = 0;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];

@@ -9,11 +9,11 @@
 #include <string.h>
 #include <utf8proc.h>
 
-static int is_alnum(char c) {
+static bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-static int is_hex(char c) {
+static bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 

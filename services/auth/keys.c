@@ -42,16 +42,16 @@ q_err_t keys_generate(char *key, size_t keylen, char id[KEY_ID_LEN + 1],
   return Q_OK;
 }
 
-static int is_lower_hex(char c) {
+static bool is_lower_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-static int is_b64url(char c) {
+static bool is_b64url(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
          c == '-' || c == '_';
 }
 
-static int is_blank(char c) {
+static bool is_blank(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 

@@ -24,7 +24,7 @@ static json_t *text_json(const char *s) {
 
 /* Ids in paths are opaque to the gateway but limited to characters an id
  * can hold; anything else cannot name a document or job. */
-static int id_ok(const char *s) {
+static bool id_ok(const char *s) {
   if (!*s)
     return 0;
   for (; *s; s++) {

@@ -6,8 +6,8 @@
 
 /* Matches path against tmpl segment by segment; on success *param/len
  * name the "{id}" segment (if the template has one). */
-static int path_matches(const char *tmpl, const char *path, const char **param,
-                        size_t *param_len) {
+static bool path_matches(const char *tmpl, const char *path, const char **param,
+                         size_t *param_len) {
   const char *t = tmpl, *p = path;
   *param = NULL;
   *param_len = 0;

@@ -104,7 +104,7 @@ static gw_req_t *req_new(gw_server_t *s, struct MHD_Connection *conn) {
 
 /* Content-Length, Transfer-Encoding and Expect, as far as admission needs
  * them. Returns whether a body is coming. */
-static int body_expected(gw_req_t *r, int *expect_continue) {
+static bool body_expected(gw_req_t *r, int *expect_continue) {
   const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (cl) {
     char *end;

@@ -51,7 +51,7 @@ typedef struct upload {
 
 /* ---- pure helpers --------------------------------------------------------- */
 
-static int is_token_char(char c) {
+static bool is_token_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          (c && strchr("!#$&-^_.+", c));
 }

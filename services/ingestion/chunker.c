@@ -53,7 +53,7 @@ struct chunker {
   int ordinal;
 };
 
-static int is_ws(char c) {
+static bool is_ws(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
@@ -73,8 +73,8 @@ static size_t skip_indent(const char *s, size_t i, size_t e) {
 }
 
 /* An ATX heading on line [i, e): 1 with level and trimmed text range. */
-static int heading_line(const char *s, size_t i, size_t e, int *level, size_t *ts,
-                        size_t *te) {
+static bool heading_line(const char *s, size_t i, size_t e, int *level, size_t *ts,
+                         size_t *te) {
   i = skip_indent(s, i, e);
   size_t h = i;
   while (i < e && s[i] == '#' && i - h < 7)
@@ -105,7 +105,7 @@ static int heading_line(const char *s, size_t i, size_t e, int *level, size_t *t
 }
 
 /* A code fence line (``` or ~~~, three or more): 1 with its char/length. */
-static int fence_line(const char *s, size_t i, size_t e, char *ch, size_t *len) {
+static bool fence_line(const char *s, size_t i, size_t e, char *ch, size_t *len) {
   i = skip_indent(s, i, e);
   if (i >= e || (s[i] != '`' && s[i] != '~'))
     return 0;
@@ -275,7 +275,7 @@ static int mark_sentence_cb(const char *start, size_t len, void *ud) {
   return 0;
 }
 
-static int breaks_sentence(const chunker_t *c, size_t e) {
+static bool breaks_sentence(const chunker_t *c, size_t e) {
   return (c->w[e - 1].flags & W_SENT_END) || c->w[e].gap == GAP_PARA;
 }
 

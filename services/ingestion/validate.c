@@ -17,7 +17,7 @@ static const char *trim(const char *s, const char *end, const char **tend) {
   return s;
 }
 
-static int span_is(const char *s, const char *e, const char *word) {
+static bool span_is(const char *s, const char *e, const char *word) {
   size_t n = strlen(word);
   return (size_t)(e - s) == n && strncasecmp(s, word, n) == 0;
 }

@@ -69,7 +69,7 @@ typedef struct split_state {
   size_t pos;
 } split_state_t;
 
-static int is_space(char c) {
+static bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 

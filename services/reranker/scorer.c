@@ -193,8 +193,8 @@ static size_t min_window(const int32_t *seq, size_t n, size_t k, uint32_t *count
 }
 
 /* 1 when pat[0..pl) occurs in s[0..n); fail is scratch of pl entries. */
-static int contains_seq(const int32_t *s, size_t n, const int32_t *pat, size_t pl,
-                        size_t *fail) {
+static bool contains_seq(const int32_t *s, size_t n, const int32_t *pat, size_t pl,
+                         size_t *fail) {
   if (pl == 0 || pl > n)
     return 0;
   fail[0] = 0;

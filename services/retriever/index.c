@@ -827,7 +827,7 @@ typedef struct scored {
 } scored_t;
 
 /* 1 when a ranks before b: higher score, then smaller chunk_id. */
-static int better(const scored_t *a, const scored_t *b) {
+static bool better(const scored_t *a, const scored_t *b) {
   if (a->score != b->score)
     return a->score > b->score;
   return strcmp(a->c->chunk_id, b->c->chunk_id) < 0;
