@@ -20,12 +20,7 @@ CAST = re.compile(r"\(\s*(?:const\s+)?ProtobufCMessage\s*\*\s*\*\s*\)(?=[\w&(*])
 
 
 def main():
-    problems = []
-    for path in csource.tracked(FOLDERS):
-        code = csource.code_only(csource.read(path))
-        for no, line in enumerate(code.split("\n"), 1):
-            if CAST.search(line):
-                problems.append((path, no, "(ProtobufCMessage **) cast: call the typed stub"))
+    problems = csource.scan(FOLDERS, CAST, "(ProtobufCMessage **) cast: call the typed stub")
     return csource.report(
         "casts", problems, "no (ProtobufCMessage **) cast in " + ", ".join(FOLDERS),
         "use the typed gRPC stubs (only common/src/grpc.c sees ProtobufCMessage **)")

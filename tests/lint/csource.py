@@ -56,6 +56,17 @@ def read(path):
         return f.read()
 
 
+def scan(folders, pattern, what):
+    """(path, line, what) for every line of code (comments and strings
+    blanked) under folders that pattern matches."""
+    problems = []
+    for path in tracked(folders):
+        for no, line in enumerate(code_only(read(path)).split("\n"), 1):
+            if pattern.search(line):
+                problems.append((path, no, what))
+    return problems
+
+
 def report(check, problems, ok_text, fix_text):
     """Prints problems (path, line, message) as path:line: message, then one
     summary line; returns the exit status."""

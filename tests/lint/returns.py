@@ -15,12 +15,7 @@ BARE = re.compile(r"\breturn\s*\(?\s*-\s*1\s*\)?\s*;")
 
 
 def main():
-    problems = []
-    for path in csource.tracked(FOLDERS):
-        code = csource.code_only(csource.read(path))
-        for no, line in enumerate(code.split("\n"), 1):
-            if BARE.search(line):
-                problems.append((path, no, "bare `return -1;`: return a q_err_t code (or bool)"))
+    problems = csource.scan(FOLDERS, BARE, "bare `return -1;`: return a q_err_t code (or bool)")
     return csource.report(
         "returns", problems, "no bare `return -1;` in " + ", ".join(FOLDERS),
         "return a named q_err_t (Q_EINVAL, Q_ENOMEM, ...) from quarry/error.h")
