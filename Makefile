@@ -22,6 +22,9 @@ SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
 PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto
 GEN_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    := $(GEN_C:.c=.h)
+# protoc-c's headers alone (GEN_H gains the stubs below): every generated
+# object waits for all of them, since one .proto's code includes another's.
+PB_H     := $(GEN_H)
 # $(call find_src,DIR,NAME): files under DIR at any depth whose name matches the
 # glob NAME, sorted; nothing when DIR does not exist (the image build copies no
 # tests/).
@@ -90,7 +93,7 @@ $(BUILD)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-error -c -o $@ $<
 
@@ -109,7 +112,7 @@ $(LIBQ): $(COMMON_O)
 define service_rules
 SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(call find_src,services/$(1),*.c))
 SVC_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(SVC_$(1)_C))
-$(BUILD)/obj/services/$(1)/%.o: CPPFLAGS += -iquote services/$(1)
+$(BUILD)/obj/services/$(1)/%.o: private CPPFLAGS += -iquote services/$(1)
 $(BUILD)/lib/libsvc_$(1).a: $$(SVC_$(1)_O)
 	@mkdir -p $$(dir $$@)
 	rm -f $$@ && ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/obj/empty.o)
@@ -129,7 +132,7 @@ $(BUILD)/obj/empty.o:
 # .c under it (tools/eval/ is Python and has none).
 define tool_rules
 TOOL_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(call find_src,tools/$(1),*.c))
-$(BUILD)/obj/tools/$(1)/%.o: CPPFLAGS += -iquote tools/$(1)
+$(BUILD)/obj/tools/$(1)/%.o: private CPPFLAGS += -iquote tools/$(1)
 $(BUILD)/bin/quarry-$(1): $$(TOOL_$(1)_O) $(LIBQ)
 	@mkdir -p $$(dir $$@)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
@@ -156,8 +159,8 @@ ifneq ($(words $(UNIT_BIN)),$(words $(sort $(UNIT_BIN))))
 $(error two unit tests map to one binary name in $(BUILD)/tests; rename one)
 endif
 
-$(BUILD)/obj/tests/unit/support/%.o: CPPFLAGS += -iquote tests/unit/support
-$(foreach a,$(UNIT_AREAS),$(eval $(BUILD)/obj/tests/unit/$(a)/%.o: CPPFLAGS += \
+$(BUILD)/obj/tests/unit/support/%.o: private CPPFLAGS += -iquote tests/unit/support
+$(foreach a,$(UNIT_AREAS),$(eval $(BUILD)/obj/tests/unit/$(a)/%.o: private CPPFLAGS += \
   $(if $(filter $(a),$(SERVICES)),-iquote services/$(a)) -iquote tests/unit/support))
 
 define unit_rule
