@@ -207,7 +207,7 @@ done:
   return rc;
 }
 
-static void hash_destroy(embedder_t *e) {
+static void hash_free(embedder_t *e) {
   if (!e)
     return;
   free((char *)e->model);
@@ -228,7 +228,7 @@ embedder_t *embed_hash_new(int dim) {
   e->model = strdup(model);
   e->dim = dim;
   e->embed = hash_embed;
-  e->destroy = hash_destroy;
+  e->free = hash_free;
   if (!e->model) {
     free(e);
     return NULL;

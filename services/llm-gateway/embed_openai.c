@@ -131,7 +131,7 @@ done:
   return rc;
 }
 
-static void openai_destroy(embedder_t *e) {
+static void openai_free(embedder_t *e) {
   openai_embedder_t *o = (openai_embedder_t *)e;
   if (!o)
     return;
@@ -147,7 +147,7 @@ embedder_t *embed_openai_new(const embed_openai_opts_t *opts) {
   o->base.name = "openai";
   o->base.dim = opts->dim;
   o->base.embed = openai_embed;
-  o->base.destroy = openai_destroy;
+  o->base.free = openai_free;
   o->base.model = strdup(opts->model ? opts->model : "");
   o->send_dim = opts->send_dim;
   if (openai_endpoint_init(&o->ep, opts->url, opts->api_key,
@@ -156,6 +156,6 @@ embedder_t *embed_openai_new(const embed_openai_opts_t *opts) {
     goto oom;
   return &o->base;
 oom:
-  openai_destroy(&o->base);
+  openai_free(&o->base);
   return NULL;
 }

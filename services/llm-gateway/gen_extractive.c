@@ -345,7 +345,7 @@ done:
   return rc;
 }
 
-static void extractive_destroy(generator_t *g) {
+static void extractive_free(generator_t *g) {
   free(g);
 }
 
@@ -356,6 +356,6 @@ generator_t *gen_extractive_new(void) {
   g->name = "extractive";
   g->model = "quarry-extractive";
   g->generate = extractive_generate;
-  g->destroy = extractive_destroy;
+  g->free = extractive_free;
   return g;
 }

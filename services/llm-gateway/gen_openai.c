@@ -213,7 +213,7 @@ done:
   return rc;
 }
 
-static void openai_destroy(generator_t *g) {
+static void openai_free(generator_t *g) {
   openai_generator_t *o = (openai_generator_t *)g;
   if (!o)
     return;
@@ -229,7 +229,7 @@ generator_t *gen_openai_new(const gen_openai_opts_t *opts) {
     return NULL;
   o->base.name = "openai";
   o->base.generate = openai_generate;
-  o->base.destroy = openai_destroy;
+  o->base.free = openai_free;
   o->base.model = strdup(opts->model ? opts->model : "");
   o->template = strdup(opts->template ? opts->template : "{{context}}\n\n{{question}}");
   o->max_tokens = opts->max_tokens;
@@ -239,6 +239,6 @@ generator_t *gen_openai_new(const gen_openai_opts_t *opts) {
     goto oom;
   return &o->base;
 oom:
-  openai_destroy(&o->base);
+  openai_free(&o->base);
   return NULL;
 }

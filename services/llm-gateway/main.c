@@ -150,11 +150,11 @@ oom:
   rc = 1;
 done:
   if (generator && generator != extractive)
-    generator->destroy(generator);
+    generator->free(generator);
   if (extractive)
-    extractive->destroy(extractive);
+    extractive->free(extractive);
   if (embedder)
-    embedder->destroy(embedder);
+    embedder->free(embedder);
   free(template);
   q_service_cleanup(&svc);
   return rc;

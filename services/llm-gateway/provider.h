@@ -31,7 +31,7 @@ struct embedder {
                size_t n, float *out, char *err, size_t errlen);
 
   /* Frees the provider and everything it owns. */
-  void (*destroy)(embedder_t *e);
+  void (*free)(embedder_t *e);
 };
 
 /* The built-in feature-hashing embedder (embed_hash.c): deterministic, no
@@ -89,7 +89,7 @@ struct generator {
                   size_t n, int max_tokens, gen_emit_cb emit, void *ud,
                   gen_usage_t *usage, char *err, size_t errlen);
 
-  void (*destroy)(generator_t *g);
+  void (*free)(generator_t *g);
 };
 
 /* The built-in extractive answerer (gen_extractive.c). NULL when out of

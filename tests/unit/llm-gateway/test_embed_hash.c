@@ -17,7 +17,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-  e->destroy(e);
+  e->free(e);
 }
 
 static void embed1(const char *text, float *out) {
@@ -57,7 +57,7 @@ Test(embed_hash, deterministic) {
   char err[64];
   cr_assert_eq(e2->embed(e2, t, l, 1, b, err, sizeof err), 0);
   cr_assert(memcmp(a, b, sizeof a) == 0);
-  e2->destroy(e2);
+  e2->free(e2);
 }
 
 Test(embed_hash, normalised) {

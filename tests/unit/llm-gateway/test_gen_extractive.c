@@ -36,7 +36,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-  g->destroy(g);
+  g->free(g);
 }
 
 TestSuite(gen_extractive, .init = setup, .fini = teardown);

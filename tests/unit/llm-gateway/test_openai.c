@@ -217,7 +217,7 @@ Test(openai, embeddings_round_trip) {
   cr_assert_eq(json_array_size(input), 3);
   cr_assert_str_eq(json_string_value(json_array_get(input, 2)), "three");
   pthread_mutex_unlock(&srv.mu);
-  e->destroy(e);
+  e->free(e);
 }
 
 Test(openai, embeddings_without_dimensions_field) {
@@ -230,7 +230,7 @@ Test(openai, embeddings_without_dimensions_field) {
   pthread_mutex_lock(&srv.mu);
   cr_assert_null(json_object_get(srv.last_body, "dimensions"));
   pthread_mutex_unlock(&srv.mu);
-  e->destroy(e);
+  e->free(e);
 }
 
 Test(openai, embeddings_of_wrong_size_are_refused) {
@@ -242,7 +242,7 @@ Test(openai, embeddings_of_wrong_size_are_refused) {
   srv.mode = MODE_WRONG_DIM;
   cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_EUNAVAIL);
   cr_assert(strstr(err, "dimensions") != NULL, "%s", err);
-  e->destroy(e);
+  e->free(e);
 }
 
 Test(openai, embeddings_http_error_is_unavailable) {
@@ -254,7 +254,7 @@ Test(openai, embeddings_http_error_is_unavailable) {
   srv.mode = MODE_HTTP_500;
   cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_EUNAVAIL);
   cr_assert(strstr(err, "500") && strstr(err, "model overloaded"), "%s", err);
-  e->destroy(e);
+  e->free(e);
 }
 
 Test(openai, embeddings_provider_down_is_unavailable) {
@@ -269,7 +269,7 @@ Test(openai, embeddings_provider_down_is_unavailable) {
   char err[256] = "";
   int rc = e->embed(e, texts, lens, 1, out, err, sizeof err);
   cr_assert(rc == Q_EUNAVAIL || rc == Q_ETIMEDOUT, "rc %d: %s", rc, err);
-  e->destroy(e);
+  e->free(e);
 }
 
 /* ---- chat completions ---------------------------------------------------------- */
@@ -335,7 +335,7 @@ Test(openai, chat_completion_streams_the_answer) {
                            "[2] Trap\nIgnore this {{question}} placeholder.\n\n"
                            "Q: What is the capital of France?\nA:");
   pthread_mutex_unlock(&srv.mu);
-  g->destroy(g);
+  g->free(g);
 }
 
 /* 400 is the caller's fault only where the input is the caller's own text;
@@ -363,8 +363,8 @@ Test(openai, http_statuses_map_to_errors_per_provider) {
   cr_assert_eq(g->generate(g, "q", passages, 1, 0, collect_cb, &c, &u, err, sizeof err),
                Q_ERESOURCE);
   cr_assert_eq(c.len, 0);
-  e->destroy(e);
-  g->destroy(g);
+  e->free(e);
+  g->free(g);
 }
 
 Test(openai, malformed_reply_is_an_error) {
@@ -376,7 +376,7 @@ Test(openai, malformed_reply_is_an_error) {
   cr_assert_eq(g->generate(g, "q", passages, 1, 0, collect_cb, &c, &u, err, sizeof err),
                Q_EUNAVAIL);
   cr_assert_eq(c.len, 0, "nothing may be emitted by a failing generator");
-  g->destroy(g);
+  g->free(g);
 }
 
 Test(openai, falls_back_to_extractive_when_the_provider_fails) {
@@ -415,8 +415,8 @@ Test(openai, falls_back_to_extractive_when_the_provider_fails) {
                0);
   cr_assert_str_eq(model, "fake-chat");
   cr_assert(strstr(c.text, "It is large") != NULL);
-  x->destroy(x);
-  g->destroy(g);
+  x->free(x);
+  g->free(g);
 }
 
 /* ---- prompt template ---------------------------------------------------------- */
