@@ -19,6 +19,12 @@ LDFLAGS  += -pthread $(SAN)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lstemmer -lm
 
 SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
+# Libraries only one service needs: SVC_PKGS_<svc> (pkg-config names) adds their
+# compile flags to that service's objects and tests, and their link flags to its
+# binary and tests only (quarry-gateway does not link poppler).
+SVC_PKGS_ingestion := poppler-glib libxml-2.0 libzip md4c uchardet libseccomp
+svc_cflags = $(if $(SVC_PKGS_$(1)),$(shell pkg-config --cflags $(SVC_PKGS_$(1)) 2>/dev/null))
+svc_libs   = $(if $(SVC_PKGS_$(1)),$(shell pkg-config --libs $(SVC_PKGS_$(1)) 2>/dev/null))
 PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto
 GEN_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    := $(GEN_C:.c=.h)
@@ -112,13 +118,13 @@ $(LIBQ): $(COMMON_O)
 define service_rules
 SVC_$(1)_C := $$(filter-out services/$(1)/main.c,$$(call find_src,services/$(1),*.c))
 SVC_$(1)_O := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(SVC_$(1)_C))
-$(BUILD)/obj/services/$(1)/%.o: private CPPFLAGS += -iquote services/$(1)
+$(BUILD)/obj/services/$(1)/%.o: private CPPFLAGS += -iquote services/$(1) $(call svc_cflags,$(1))
 $(BUILD)/lib/libsvc_$(1).a: $$(SVC_$(1)_O)
 	@mkdir -p $$(dir $$@)
 	rm -f $$@ && ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/obj/empty.o)
 $(BUILD)/bin/quarry-$(1): $(BUILD)/obj/services/$(1)/main.o $(BUILD)/lib/libsvc_$(1).a $(LIBQ)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(call svc_libs,$(1)) $(LDLIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 SVC_LIBS   := $(foreach s,$(SERVICES),$(BUILD)/lib/libsvc_$(s).a)
@@ -161,12 +167,12 @@ endif
 
 $(BUILD)/obj/tests/unit/support/%.o: private CPPFLAGS += -iquote tests/unit/support
 $(foreach a,$(UNIT_AREAS),$(eval $(BUILD)/obj/tests/unit/$(a)/%.o: private CPPFLAGS += \
-  $(if $(filter $(a),$(SERVICES)),-iquote services/$(a)) -iquote tests/unit/support))
+  $(if $(filter $(a),$(SERVICES)),-iquote services/$(a) $(call svc_cflags,$(a))) -iquote tests/unit/support))
 
 define unit_rule
 $(call unit_bin,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(call unit_area,$(1)),$(SERVICES)),$(BUILD)/lib/libsvc_$(call unit_area,$(1)).a) $(LIBQ)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcriterion
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(call svc_libs,$(call unit_area,$(1))) $(LDLIBS) -lcriterion
 endef
 $(foreach t,$(UNIT_C),$(eval $(call unit_rule,$(t))))
 
