@@ -103,6 +103,11 @@ q_err_t blob_write(blob_writer_t *w, const void *p, size_t n, char *err, size_t 
     c += k;
     left -= (size_t)k;
   }
+  if (w->head_len < sizeof w->head) {
+    size_t k = sizeof w->head - w->head_len < n ? sizeof w->head - w->head_len : n;
+    memcpy(w->head + w->head_len, p, k);
+    w->head_len += k;
+  }
   w->size += (int64_t)n;
   return Q_OK;
 }
@@ -167,10 +172,9 @@ bool blob_name_valid(const char *s) {
   return 1;
 }
 
-q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err,
-                  size_t errlen) {
-  m->data = NULL;
-  m->size = 0;
+q_err_t blob_open_fd(const char *dir, const char *sha, int *fd, char *err,
+                     size_t errlen) {
+  *fd = -1;
   if (!blob_name_valid(sha)) {
     snprintf(err, errlen, "invalid blob name");
     return Q_EINVAL;
@@ -180,11 +184,22 @@ q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err,
     snprintf(err, errlen, "blob directory path too long");
     return Q_EIO;
   }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  *fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) {
     snprintf(err, errlen, "cannot open blob %s: %s", sha, strerror(errno));
     return errno == ENOENT ? Q_ENOTFOUND : Q_EIO;
   }
+  return Q_OK;
+}
+
+q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err,
+                  size_t errlen) {
+  m->data = NULL;
+  m->size = 0;
+  int fd;
+  q_err_t rc = blob_open_fd(dir, sha, &fd, err, errlen);
+  if (rc)
+    return rc;
   struct stat st;
   if (fstat(fd, &st)) {
     snprintf(err, errlen, "cannot stat blob %s: %s", sha, strerror(errno));

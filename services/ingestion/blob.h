@@ -17,6 +17,8 @@
 
 typedef struct evp_md_ctx_st EVP_MD_CTX;
 
+#define BLOB_HEAD_BYTES 4096
+
 /* An upload in progress. */
 typedef struct blob_writer {
   char dir[PATH_MAX];
@@ -24,6 +26,8 @@ typedef struct blob_writer {
   int fd;
   EVP_MD_CTX *md;
   int64_t size, max;
+  char head[BLOB_HEAD_BYTES]; /* the first bytes written: what formats sniff */
+  size_t head_len;
 } blob_writer_t;
 
 /* A blob mapped for reading. */
@@ -61,5 +65,10 @@ bool blob_name_valid(const char *s);
 q_err_t blob_open(const char *dir, const char *sha, blob_map_t *m, char *err,
                   size_t errlen);
 void blob_close(blob_map_t *m);
+
+/* Opens <dir>/<sha256> read-only (close-on-exec) into *fd; the caller
+ * closes it. 0; Q_ENOTFOUND when missing; Q_EINVAL for a bad name; Q_EIO
+ * with err otherwise. */
+q_err_t blob_open_fd(const char *dir, const char *sha, int *fd, char *err, size_t errlen);
 
 #endif

@@ -1,13 +1,11 @@
-/* chunker.c - word-window chunking with sentence/paragraph preferences and
- * Markdown sections (see chunker.h).
+/* chunker.c - word-window chunking with sentence/paragraph preferences,
+ * within the sections the extractor found (see chunker.h).
  *
- * Two passes over the text, both linear: a section scan (line by line, to
- * find where the next heading starts and to track code fences), then a
- * window of at most target+1 words per chunk (fewer when CHUNKER_MAX_BYTES
- * is reached first), in which break candidates are marked (gaps between
- * words, sentence ends from q_text_sentences) and the best one is picked.
- * The next window starts inside the previous one by the overlap, so words
- * are scanned about 1 + overlap/target times. */
+ * Per section, a window of at most target+1 words per chunk (fewer when
+ * CHUNKER_MAX_BYTES is reached first), in which break candidates are
+ * marked (gaps between words, sentence ends from q_text_sentences) and the
+ * best one is picked. The next window starts inside the previous one by
+ * the overlap, so words are scanned about 1 + overlap/target times. */
 #include "chunker.h"
 
 #include <stdio.h>
@@ -17,8 +15,6 @@
 #include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/text.h"
-
-#define HEADING_TEXT_MAX 200 /* bytes kept of one heading's text */
 
 /* What separates a word from the one before it, and its text in a chunk. */
 enum { GAP_NONE = 0, GAP_SPACE, GAP_LINE, GAP_PARA };
@@ -34,17 +30,13 @@ typedef struct word {
 } word_t;
 
 struct chunker {
-  const char *s;
-  size_t n;
+  const char *s; /* in.text */
+  chunker_input_t in;
   chunker_opts_t o;
-  size_t pos;     /* next line the section scan looks at */
+  size_t sec;     /* index of the next section */
   size_t cur;     /* where the next chunk starts, inside the section */
   size_t sec_end; /* end of the current section (cur == sec_end: none) */
-  int in_fence;
-  char fence_ch;
-  size_t fence_len;
-  char levels[6][HEADING_TEXT_MAX + 1];
-  char heading[CHUNKER_HEADING_MAX];
+  const char *heading;
   word_t *w; /* target + 1 entries */
   size_t nw;
   size_t fit; /* words of the window that fit in a chunk: target, or fewer when
@@ -57,154 +49,38 @@ static bool is_ws(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static size_t line_end(const char *s, size_t n, size_t i) {
-  const char *nl = memchr(s + i, '\n', n - i);
-  return nl ? (size_t)(nl - s) : n;
-}
-
-/* Up to three spaces of indentation, as CommonMark allows. */
-static size_t skip_indent(const char *s, size_t i, size_t e) {
-  size_t k = 0;
-  while (i < e && s[i] == ' ' && k < 3) {
-    i++;
-    k++;
+/* The page of text at offset off: that of the last page mark at or
+ * before it, 0 when there is none. */
+static int page_at(const chunker_t *c, size_t off) {
+  const chunker_page_t *p = c->in.pages;
+  size_t lo = 0, hi = c->in.npages;
+  while (lo < hi) { /* first mark past off */
+    size_t mid = (lo + hi) / 2;
+    if (p[mid].start <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  return i;
+  return lo ? p[lo - 1].page : 0;
 }
 
-/* An ATX heading on line [i, e): 1 with level and trimmed text range. */
-static bool heading_line(const char *s, size_t i, size_t e, int *level, size_t *ts,
-                         size_t *te) {
-  i = skip_indent(s, i, e);
-  size_t h = i;
-  while (i < e && s[i] == '#' && i - h < 7)
-    i++;
-  int lv = (int)(i - h);
-  if (lv < 1 || lv > 6)
-    return 0;
-  if (i < e && s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-    return 0;
-  while (i < e && is_ws(s[i]))
-    i++;
-  size_t end = e;
-  while (end > i && is_ws(s[end - 1]))
-    end--;
-  /* A closing run of #s goes when it stands alone or after a space. */
-  size_t k = end;
-  while (k > i && s[k - 1] == '#')
-    k--;
-  if (k < end && (k == i || s[k - 1] == ' ' || s[k - 1] == '\t')) {
-    end = k;
-    while (end > i && is_ws(s[end - 1]))
-      end--;
-  }
-  *level = lv;
-  *ts = i;
-  *te = end;
-  return 1;
-}
-
-/* A code fence line (``` or ~~~, three or more): 1 with its char/length. */
-static bool fence_line(const char *s, size_t i, size_t e, char *ch, size_t *len) {
-  i = skip_indent(s, i, e);
-  if (i >= e || (s[i] != '`' && s[i] != '~'))
-    return 0;
-  size_t k = i;
-  while (k < e && s[k] == s[i])
-    k++;
-  if (k - i < 3)
-    return 0;
-  *ch = s[i];
-  *len = k - i;
-  return 1;
-}
-
-/* Tracks fences line by line; returns 1 when the line is inside (or opens
- * or closes) a fenced block, where headings do not count. */
-static int fence_step(int *in_fence, char *fch, size_t *flen, const char *s, size_t i,
-                      size_t e) {
-  char ch;
-  size_t len;
-  if (fence_line(s, i, e, &ch, &len)) {
-    if (!*in_fence) {
-      *in_fence = 1;
-      *fch = ch;
-      *flen = len;
-    } else if (ch == *fch && len >= *flen) {
-      *in_fence = 0;
-    }
-    return 1;
-  }
-  return *in_fence;
-}
-
-static void copy_cut(char *dst, size_t dstlen, const char *src, size_t len) {
-  len = q_text_cut(src, len, dstlen - 1);
-  memcpy(dst, src, len);
-  dst[len] = '\0';
-}
-
-static void build_heading_path(chunker_t *c) {
-  size_t used = 0;
-  c->heading[0] = '\0';
-  for (int l = 0; l < 6; l++) {
-    if (!c->levels[l][0])
-      continue;
-    const char *sep = used ? " > " : "";
-    size_t need = strlen(sep) + strlen(c->levels[l]);
-    if (used + need >= sizeof c->heading) {
-      /* Keep what fits, cut at a character boundary. */
-      char tmp[CHUNKER_HEADING_MAX];
-      snprintf(tmp, sizeof tmp, "%s%s", sep, c->levels[l]);
-      copy_cut(c->heading + used, sizeof c->heading - used, tmp, strlen(tmp));
-      return;
-    }
-    memcpy(c->heading + used, sep, strlen(sep));
-    memcpy(c->heading + used + strlen(sep), c->levels[l], strlen(c->levels[l]) + 1);
-    used += need;
-  }
-}
-
-/* Finds the next section with text: sets cur, sec_end and the heading path.
- * 0 when the text is exhausted. */
+/* Moves to the next section: sets cur, sec_end and the heading path. 0
+ * when there is none left. Without sections the text is one section
+ * without a heading. */
 static int next_section(chunker_t *c) {
-  const char *s = c->s;
-  size_t n = c->n, i = c->pos, body = (size_t)-1;
-  int has_text = 0;
-  while (i < n) {
-    size_t e = line_end(s, n, i);
-    if (c->o.markdown) {
-      int level;
-      size_t ts, te;
-      int fenced = fence_step(&c->in_fence, &c->fence_ch, &c->fence_len, s, i, e);
-      if (!fenced && heading_line(s, i, e, &level, &ts, &te)) {
-        if (has_text) {
-          c->pos = i; /* the heading opens the next section */
-          c->cur = body;
-          c->sec_end = i;
-          build_heading_path(c);
-          return 1;
-        }
-        copy_cut(c->levels[level - 1], sizeof c->levels[level - 1], s + ts, te - ts);
-        for (int l = level; l < 6; l++)
-          c->levels[l][0] = '\0';
-        body = (size_t)-1;
-        i = e < n ? e + 1 : n;
-        continue;
-      }
-    }
-    if (body == (size_t)-1)
-      body = i;
-    for (size_t k = i; k < e && !has_text; k++)
-      has_text = !is_ws(s[k]);
-    i = e < n ? e + 1 : n;
-  }
-  c->pos = n;
-  if (!has_text)
+  const chunker_input_t *in = &c->in;
+  size_t n = in->nsections ? in->nsections : 1;
+  if (c->sec >= n)
     return 0;
-  c->cur = body;
-  c->sec_end = n;
-  build_heading_path(c);
+  size_t i = c->sec++;
+  size_t start = in->nsections ? in->sections[i].start : 0;
+  size_t end = i + 1 < in->nsections ? in->sections[i + 1].start : in->len;
+  c->cur = start < in->len ? start : in->len;
+  c->sec_end = end < in->len ? end : in->len;
+  if (c->sec_end < c->cur)
+    c->sec_end = c->cur;
+  c->heading =
+      in->nsections && in->headings ? in->headings + in->sections[i].heading : "";
   return 1;
 }
 
@@ -353,13 +229,14 @@ int chunker_next(chunker_t *c, chunk_t *out) {
     out->text = c->text.data ? c->text.data : "";
     out->len = c->text.len;
     out->heading = c->heading;
+    out->page = page_at(c, c->w[0].start);
     out->ordinal = c->ordinal++;
     out->words = (int)end;
     return 1;
   }
 }
 
-q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts,
+q_err_t chunker_new(const chunker_input_t *in, const chunker_opts_t *opts,
                     chunker_t **out, char *err, size_t errlen) {
   *out = NULL;
   if (opts->target_words < 1 || opts->target_words > CHUNKER_MAX_TARGET) {
@@ -377,8 +254,13 @@ q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts,
     snprintf(err, errlen, "out of memory");
     return Q_ENOMEM;
   }
-  c->s = text ? text : "";
-  c->n = text ? n : 0;
+  c->in = *in;
+  if (!c->in.text) {
+    c->in.text = "";
+    c->in.len = 0;
+  }
+  c->s = c->in.text;
+  c->heading = "";
   c->o = *opts;
   q_buf_init(&c->text, CHUNKER_MAX_BYTES);
   *out = c;
@@ -391,26 +273,6 @@ void chunker_free(chunker_t *c) {
   q_buf_cleanup(&c->text);
   free(c->w);
   free(c);
-}
-
-size_t chunker_markdown_title(const char *s, size_t n, char *out, size_t outlen) {
-  int in_fence = 0;
-  char fch = 0;
-  size_t flen = 0;
-  if (outlen)
-    out[0] = '\0';
-  for (size_t i = 0; i < n;) {
-    size_t e = line_end(s, n, i);
-    int level;
-    size_t ts, te;
-    if (!fence_step(&in_fence, &fch, &flen, s, i, e) &&
-        heading_line(s, i, e, &level, &ts, &te) && level == 1 && te > ts && outlen) {
-      copy_cut(out, outlen, s + ts, te - ts);
-      return strlen(out);
-    }
-    i = e < n ? e + 1 : n;
-  }
-  return 0;
 }
 
 size_t chunker_chunk_id(char *out, size_t outlen, const char *doc_id, int version,

@@ -10,12 +10,11 @@
  * quarter, else exactly at target words. The overlap starts at a sentence
  * start when one lies inside it.
  *
- * Markdown: ATX headings ("# ...", up to three spaces of indentation,
- * outside fenced code blocks) split the text into sections. A chunk never
- * spans two sections and carries its section's heading path
- * ("Guide > Install > Linux"); heading lines themselves are not part of
- * chunk text. Setext headings (underlined with === or ---) are treated as
- * text.
+ * Structure comes from the extractor (extract/doc.h builds the input):
+ * the text is cut into sections, each with its heading path ("Guide >
+ * Install > Linux"). A chunk never spans two sections and carries its
+ * section's heading path; headings themselves are not part of chunk text.
+ * Page marks give each chunk the page its first word is on.
  *
  * Text is rebuilt from the words with white space normalised (a blank line,
  * a line break or one space). Longer "words" than CHUNKER_MAX_WORD bytes
@@ -51,23 +50,48 @@
 typedef struct chunker_opts {
   int target_words;  /* 1..CHUNKER_MAX_TARGET */
   int overlap_words; /* 0..target_words/2 */
-  int markdown;      /* 1: headings and code fences as described above */
 } chunker_opts_t;
+
+/* A section: from start to the next section's start (or the end). */
+typedef struct chunker_section {
+  size_t start;   /* offset in the text */
+  size_t heading; /* offset of its heading path in headings (NUL-terminated,
+                     at most CHUNKER_HEADING_MAX - 1 bytes; "" for none) */
+} chunker_section_t;
+
+/* The text from start on is on page (until the next mark). */
+typedef struct chunker_page {
+  size_t start;
+  int page;
+} chunker_page_t;
+
+/* What is chunked; borrowed, and must stay unchanged while in use. */
+typedef struct chunker_input {
+  const char *text;
+  size_t len;
+  const chunker_section_t *sections; /* by start; none: one section, no heading */
+  size_t nsections;
+  const char *headings;
+  const chunker_page_t *pages; /* by start; none: every chunk on page 0 */
+  size_t npages;
+} chunker_input_t;
 
 typedef struct chunk {
   const char *text;    /* NUL-terminated; owned by the chunker, valid until
                           the next chunker_next or chunker_free */
   size_t len;          /* bytes of text, at most CHUNKER_MAX_BYTES */
-  const char *heading; /* section heading path, "" when none; same lifetime */
+  const char *heading; /* section heading path, "" when none; valid as long
+                          as the input */
+  int page;            /* page of the chunk's first word, 0 when none */
   int ordinal;         /* 0, 1, 2, ... across the whole document */
   int words;           /* words in text */
 } chunk_t;
 
 typedef struct chunker chunker_t;
 
-/* Prepares to chunk text[0..n). Q_EINVAL when the options are out of range
- * (err says which), Q_ENOMEM. The caller frees the chunker. */
-q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts,
+/* Prepares to chunk in (borrowed). Q_EINVAL when the options are out of
+ * range (err says which), Q_ENOMEM. The caller frees the chunker. */
+q_err_t chunker_new(const chunker_input_t *in, const chunker_opts_t *opts,
                     chunker_t **out, char *err, size_t errlen);
 
 /* Produces the next chunk: 1 with *out set, 0 when the text is exhausted,
@@ -75,11 +99,6 @@ q_err_t chunker_new(const char *text, size_t n, const chunker_opts_t *opts,
 int chunker_next(chunker_t *c, chunk_t *out);
 
 void chunker_free(chunker_t *c);
-
-/* Writes the text of the first level-1 ATX heading ("# Title") outside code
- * fences into out (trimmed, closing #s removed, cut to outlen-1 bytes at a
- * UTF-8 boundary). Returns its length, 0 when there is none. */
-size_t chunker_markdown_title(const char *text, size_t n, char *out, size_t outlen);
 
 /* Formats a chunk id "<doc_id>:<version>:<ordinal>" into out. Returns the
  * length, or 0 when out is too small. */

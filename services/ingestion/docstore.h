@@ -40,7 +40,7 @@ typedef struct upload_meta {
   const char *title;       /* explicit title, else the filename, else "" */
   int title_explicit;      /* 1 when the caller gave the title */
   const char *filename;
-  const char *content_type; /* CT_PLAIN or CT_MARKDOWN */
+  const char *content_type; /* a format's type (formats_stored_type) */
   const char *sha256;
   int64_t size;
   const char *trace_id; /* continued by the worker */
@@ -80,7 +80,7 @@ typedef struct job {
   int attempts;    /* including this one */
   int doc_version; /* the document's current version at claim time */
   char sha256[65];
-  char content_type[32];
+  char content_type[Q_LIMIT_MEDIA_TYPE_BYTES + 1];
   char title[Q_LIMIT_TITLE_BYTES + 1];
   int title_explicit;
   int64_t size;

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "extract/sandbox.h"
 #include "quarry/metrics.h"
 #include "quarry/pg.h"
 #include "quarry/error.h"
@@ -27,6 +28,7 @@ typedef struct ingest_cfg {
   int backoff_ms;             /* QUARRY_INGEST_BACKOFF_MS: first retry delay */
   int lease_ms;               /* QUARRY_INGEST_LEASE_MS */
   int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
+  sandbox_cfg_t extract;      /* QUARRY_EXTRACT_*: each document's sandbox */
 } ingest_cfg_t;
 
 typedef struct ingest {

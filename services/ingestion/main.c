@@ -1,10 +1,12 @@
 /* main.c - quarry-ingestion: accepts documents, chunks and embeds them in
  * background workers, and feeds the retriever. */
 #include <stdio.h>
+#include <string.h>
 
 #include "blob.h"
 #include "chunker.h"
 #include "docstore.h"
+#include "extract/sandbox.h"
 #include "handlers.h"
 #include "ingest.h"
 #include "quarry/error.h"
@@ -21,6 +23,8 @@ static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
 static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_attempts,
     backoff_ms, lease_ms, call_timeout_ms;
+static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
+static int ex_seccomp;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),
@@ -62,6 +66,32 @@ static q_cfg_entry_t cfg[] = {
      0, &lease_ms},
     {"QUARRY_INGEST_CALL_TIMEOUT_MS", Q_CFG_INT, "30000", 100, 600000, NULL,
      "Deadline of each Embed and Upsert call made by the workers.", 0, &call_timeout_ms},
+    {"QUARRY_EXTRACT_MEMORY_BYTES", Q_CFG_INT, "1073741824", 67108864, 68719476736, NULL,
+     "Address space of the sandboxed process that extracts one document (RLIMIT_AS); "
+     "past it the job fails with \"ran out of memory\".",
+     0, &ex_memory},
+    {"QUARRY_EXTRACT_CPU_SECONDS", Q_CFG_INT, "60", 1, 3600, NULL,
+     "CPU time of the process extracting one document (RLIMIT_CPU).", 0, &ex_cpu},
+    {"QUARRY_EXTRACT_TIMEOUT_MS", Q_CFG_INT, "120000", 1000, 3600000, NULL,
+     "Wall-clock limit of extracting one document; the process is killed past it. Keep "
+     "it "
+     "below QUARRY_INGEST_LEASE_MS.",
+     0, &ex_timeout},
+    {"QUARRY_EXTRACT_MAX_TEXT_BYTES", Q_CFG_INT, "268435456", 65536, 4294967296, NULL,
+     "Most text extracted from one document; more fails the job.", 0, &ex_text},
+    {"QUARRY_EXTRACT_MAX_UNZIPPED_BYTES", Q_CFG_INT, "268435456", 65536, 4294967296, NULL,
+     "Most bytes one member of a DOCX (ZIP) archive may unpack to; more fails the job "
+     "(zip bombs).",
+     0, &ex_unzipped},
+    {"QUARRY_EXTRACT_MAX_ZIP_ENTRIES", Q_CFG_INT, "10000", 1, 1000000, NULL,
+     "Most members a DOCX (ZIP) archive may have.", 0, &ex_entries},
+    {"QUARRY_EXTRACT_MAX_DEPTH", Q_CFG_INT, "256", 16, 10000, NULL,
+     "Deepest element nesting read in HTML and DOCX; deeper documents fail.", 0,
+     &ex_depth},
+    {"QUARRY_EXTRACT_SECCOMP", Q_CFG_BOOL, "true", 0, 0, NULL,
+     "Lock the extracting process down with a seccomp filter (no files, network or new "
+     "programs); without it only an empty network namespace is tried.",
+     0, &ex_seccomp},
 };
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
@@ -70,6 +100,9 @@ static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
 }
 
 int main(int argc, char **argv) {
+  /* The sandboxed extractor is this binary too (extract/sandbox.h). */
+  if (argc >= 2 && strcmp(argv[1], SANDBOX_SUBCOMMAND) == 0)
+    return sandbox_child_main(argc, argv, NULL);
   q_service_t svc;
   int rc =
       q_service_init(&svc, "quarry-ingestion",
@@ -82,6 +115,13 @@ int main(int argc, char **argv) {
             "quarry-ingestion: QUARRY_CHUNK_OVERLAP: must be at most half of "
             "QUARRY_CHUNK_TOKENS (%lld)\n",
             (long long)(chunk_tokens / 2));
+    return 2;
+  }
+  if (ex_timeout >= lease_ms) {
+    fprintf(stderr,
+            "quarry-ingestion: QUARRY_EXTRACT_TIMEOUT_MS: must be below "
+            "QUARRY_INGEST_LEASE_MS (%lld)\n",
+            (long long)lease_ms);
     return 2;
   }
 
@@ -104,6 +144,15 @@ int main(int argc, char **argv) {
       .backoff_ms = (int)backoff_ms,
       .lease_ms = (int)lease_ms,
       .call_timeout_ms = (int)call_timeout_ms,
+      .extract =
+          {
+              .exe = "/proc/self/exe",
+              .memory_bytes = ex_memory,
+              .cpu_seconds = (int)ex_cpu,
+              .timeout_ms = (int)ex_timeout,
+              .limits = {ex_text, ex_unzipped, (int)ex_entries, (int)ex_depth},
+              .seccomp = ex_seccomp != 0,
+          },
   };
   q_pg_pool_t *pool = q_pg_pool_new(pg.dsn, (int)pg.pool);
   if (!pool) {

@@ -7,29 +7,25 @@
 
 #include "blob.h"
 #include "docstore.h"
+#include "extract/formats.h"
 #include "ingest.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/trace.h"
 #include "quarry/validate.h"
 #include "quarry/v1/ingestion.pb-c.h"
-#include "validate.h"
 
-/* Checks the header and fills the parts of m it determines. */
+/* Checks the header and fills the parts of m it determines; *fc is the
+ * format the declared type and file name choose (extract/formats.h). */
 static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
-                            upload_meta_t *m) {
-  char err[256];
+                            upload_meta_t *m, format_choice_t *fc) {
+  char err[768];
   if (!q_valid_tenant_id(h->tenant_id)) {
     q_grpc_ctx_errorf(ctx,
                       "header.tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
                       "starting with a letter or digit",
                       Q_LIMIT_TENANT_ID_BYTES);
     return Q_EINVAL;
-  }
-  int rc = parse_content_type(h->content_type, &m->content_type, err, sizeof err);
-  if (rc) {
-    q_grpc_ctx_errorf(ctx, "%s", err);
-    return rc;
   }
   if (!q_valid_text(h->filename, Q_LIMIT_FILENAME_BYTES)) {
     q_grpc_ctx_errorf(ctx,
@@ -51,6 +47,11 @@ static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h
                       "characters",
                       Q_LIMIT_EXTERNAL_ID_BYTES);
     return Q_EINVAL;
+  }
+  int rc = formats_choose(h->content_type, h->filename, fc, err, sizeof err);
+  if (rc) {
+    q_grpc_ctx_errorf(ctx, "%s", err);
+    return rc;
   }
   m->tenant_id = h->tenant_id;
   m->filename = h->filename ? h->filename : "";
@@ -104,7 +105,7 @@ done:
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                   void *ud) {
   ingest_t *ing = ud;
-  char err[512];
+  char err[768];
   ProtobufCMessage *msg = NULL;
   int rc = q_grpc_ctx_recv(ctx, &msg);
   if (rc)
@@ -121,7 +122,8 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   }
   upload_meta_t m;
   memset(&m, 0, sizeof m);
-  rc = check_header(ctx, first->header, &m);
+  format_choice_t fc;
+  rc = check_header(ctx, first->header, &m, &fc);
   if (rc)
     return rc;
 
@@ -141,6 +143,22 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
     blob_abort(&w);
     q_grpc_ctx_errorf(ctx, "empty document: no data received");
     return Q_EINVAL;
+  }
+  /* The bytes must agree with the declared type (or decide it). */
+  rc = formats_confirm(&fc, w.head, w.head_len, err, sizeof err);
+  if (rc) {
+    blob_abort(&w);
+    q_grpc_ctx_errorf(ctx, "%s", err);
+    return rc;
+  }
+  char ctype[Q_LIMIT_MEDIA_TYPE_BYTES + 1], fname[Q_LIMIT_FILENAME_BYTES + 1];
+  formats_stored_type(&fc, ctype, sizeof ctype);
+  m.content_type = ctype;
+  if (!m.filename[0]) {
+    formats_default_filename(fc.fmt, fname, sizeof fname);
+    m.filename = fname;
+    if (!m.title_explicit)
+      m.title = fname;
   }
   char sha[65];
   int64_t size = w.size;

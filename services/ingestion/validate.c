@@ -1,6 +1,7 @@
 /* validate.c - request checks for the ingestion service (see validate.h). */
 #include "validate.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -22,13 +23,32 @@ static bool span_is(const char *s, const char *e, const char *word) {
   return (size_t)(e - s) == n && strncasecmp(s, word, n) == 0;
 }
 
-q_err_t parse_content_type(const char *s, const char **out, char *err, size_t errlen) {
-  *out = NULL;
+/* Copies s[0..e) lowercased into out; false when it does not fit. */
+static bool lower_copy(const char *s, const char *e, char *out, size_t outlen) {
+  size_t n = (size_t)(e - s);
+  if (n >= outlen)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+  out[n] = '\0';
+  return true;
+}
+
+static bool is_token(const char *s, const char *e) {
+  for (; s < e; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || strchr("!#$&-^_.+", *s)))
+      return false;
+  return true;
+}
+
+q_err_t parse_content_type(const char *s, char *media, size_t medialen, char *charset,
+                           size_t charsetlen, char *err, size_t errlen) {
+  media[0] = '\0';
+  charset[0] = '\0';
   size_t n = s ? strlen(s) : 0;
-  if (n == 0) {
-    snprintf(err, errlen, "content_type: required (text/plain or text/markdown)");
-    return Q_EINVAL;
-  }
+  if (n == 0)
+    return Q_OK;
   if (n > Q_LIMIT_MEDIA_TYPE_BYTES || !q_valid_text(s, Q_LIMIT_MEDIA_TYPE_BYTES)) {
     snprintf(err, errlen, "content_type: at most %d printable bytes",
              Q_LIMIT_MEDIA_TYPE_BYTES);
@@ -36,16 +56,18 @@ q_err_t parse_content_type(const char *s, const char **out, char *err, size_t er
   }
   const char *end = s + n, *semi = strchr(s, ';'), *te;
   const char *t = trim(s, semi ? semi : end, &te);
-  if (span_is(t, te, "text/plain")) {
-    *out = CT_PLAIN;
-  } else if (span_is(t, te, "text/markdown") || span_is(t, te, "text/x-markdown")) {
-    *out = CT_MARKDOWN;
-  } else {
+  const char *slash = NULL;
+  for (const char *p = t; p < te && !slash; p++)
+    slash = *p == '/' ? p : NULL;
+  if (t == te && !semi)
+    return Q_OK; /* only blanks */
+  if (!slash || slash == t || slash + 1 == te || !is_token(t, slash) ||
+      !is_token(slash + 1, te) || !lower_copy(t, te, media, medialen)) {
+    media[0] = '\0';
     snprintf(err, errlen,
-             "content type \"%.*s\" is not supported: use text/plain or "
-             "text/markdown",
+             "content_type \"%.*s\": not a media type of the form type/subtype",
              (int)(te - t > 64 ? 64 : te - t), t);
-    return Q_EUNSUPPORTED;
+    return Q_EINVAL;
   }
   /* Parameters: only charset matters; anything else is ignored. */
   for (const char *p = semi; p && p < end;) {
@@ -59,12 +81,12 @@ q_err_t parse_content_type(const char *s, const char **out, char *err, size_t er
         val++;
         ve--;
       }
-      if (span_is(name, ne, "charset") && !span_is(val, ve, "utf-8") &&
-          !span_is(val, ve, "utf8") && !span_is(val, ve, "us-ascii")) {
-        *out = NULL;
-        snprintf(err, errlen, "charset \"%.*s\" is not supported: send UTF-8 text",
+      if (span_is(name, ne, "charset") && (val == ve || !is_token(val, ve) ||
+                                           !lower_copy(val, ve, charset, charsetlen))) {
+        charset[0] = '\0';
+        snprintf(err, errlen, "content_type: charset \"%.*s\" is not a charset name",
                  (int)(ve - val > 32 ? 32 : ve - val), val);
-        return Q_EUNSUPPORTED;
+        return Q_EINVAL;
       }
     }
     p = next;

@@ -1,7 +1,9 @@
 /* validate.h - checks on what callers send the ingestion service that are
- * its own: content types. Tenant ids, UUIDs and free text are checked with
- * quarry/validate.h, and sizes come from quarry/limits.h, like everywhere
- * else. Pure functions, so they are tested without a server. */
+ * its own: the syntax of a declared Content-Type. Which types ingestion
+ * reads is the format table's business (extract/formats.h). Tenant ids,
+ * UUIDs and free text are checked with quarry/validate.h, and sizes come
+ * from quarry/limits.h, like everywhere else. Pure functions, so they are
+ * tested without a server. */
 #ifndef QUARRY_INGESTION_VALIDATE_H
 #define QUARRY_INGESTION_VALIDATE_H
 
@@ -10,17 +12,14 @@
 
 #include "quarry/limits.h"
 
-/* Content types the chunker understands, as stored. */
-#define CT_PLAIN "text/plain"
-#define CT_MARKDOWN "text/markdown"
-
-/* Normalises a media type: "text/plain" or "text/markdown" (also
- * "text/x-markdown"), case-insensitive, with parameters such as
- * "; charset=utf-8" allowed. A charset other than UTF-8 (or its subset
- * US-ASCII) is refused. Returns 0 with *out pointing at CT_PLAIN or
- * CT_MARKDOWN; Q_EINVAL when empty or longer than Q_LIMIT_MEDIA_TYPE_BYTES;
- * Q_EUNSUPPORTED for any other type or charset. err gets a sentence for the
- * client. */
-q_err_t parse_content_type(const char *s, const char **out, char *err, size_t errlen);
+/* Splits a Content-Type value ("Text/Plain; charset=\"ISO-8859-1\"") into
+ * its media type and charset parameter, both lowercased ("text/plain",
+ * "iso-8859-1"; charset "" when absent). Other parameters are ignored. An
+ * empty or NULL value is no type: 0 with media "". Q_EINVAL, with a
+ * sentence for the client in err, when s is longer than
+ * Q_LIMIT_MEDIA_TYPE_BYTES, holds control characters or is not of the form
+ * type/subtype, or when media or charset do not fit their buffers. */
+q_err_t parse_content_type(const char *s, char *media, size_t medialen, char *charset,
+                           size_t charsetlen, char *err, size_t errlen);
 
 #endif

@@ -7,10 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "blob.h"
 #include "chunker.h"
 #include "docstore.h"
+#include "extract/doc.h"
+#include "extract/formats.h"
+#include "extract/sandbox.h"
 #include "quarry/arena.h"
 #include "quarry/error.h"
 #include "quarry/grpc.h"
@@ -22,7 +26,6 @@
 #include "quarry/validate.h"
 #include "quarry/v1/llm.pb-c.h"
 #include "quarry/v1/retriever.pb-c.h"
-#include "validate.h"
 
 #define UPSERT_BATCH 512
 #define EMBED_BATCH 64
@@ -32,6 +35,8 @@
 
 _Static_assert(EMBED_BATCH <= Q_LIMIT_EMBED_TEXTS, "an Embed call takes a whole batch");
 _Static_assert(UPSERT_BATCH <= Q_LIMIT_UPSERT_CHUNKS, "an Upsert takes a whole batch");
+_Static_assert(EXTRACT_META_BYTES <= Q_LIMIT_TITLE_BYTES,
+               "an extracted title is a valid title");
 /* What collect() sends as a chunk's text: heading path, "\n\n", chunk text. */
 _Static_assert((CHUNKER_HEADING_MAX - 1) + 2 + CHUNKER_MAX_BYTES <= Q_LIMIT_CHUNK_BYTES,
                "a chunk's text with its heading path is one the embedder accepts");
@@ -188,7 +193,7 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
     if (!m->text)
       return fail(r, OUT_RETRY, "out of memory");
     m->ordinal = c.ordinal;
-    m->page = 0;
+    m->page = c.page;
     m->version = j->version;
     out[(*n)++] = m;
   }
@@ -199,14 +204,12 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
 }
 
 /* Chunks, embeds and upserts everything. */
-static outcome_t index_text(run_t *r, const char *text, size_t len) {
+static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   ingest_t *in = r->in;
-  const job_t *j = r->j;
   char err[512];
-  int markdown = strcmp(j->content_type, CT_MARKDOWN) == 0;
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap, markdown};
+  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
   chunker_t *ch = NULL;
-  if (chunker_new(text, len, &opts, &ch, err, sizeof err))
+  if (chunker_new(input, &opts, &ch, err, sizeof err))
     return fail(r, OUT_FAILED, "chunker: %s", err);
 
   outcome_t o = OUT_OK;
@@ -241,47 +244,72 @@ static outcome_t index_text(run_t *r, const char *text, size_t len) {
   return o;
 }
 
-static outcome_t process(run_t *r) {
+/* Extracts the blob in the sandbox into d. */
+static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc_t *d) {
   ingest_t *in = r->in;
   job_t *j = r->j;
-  char err[512];
-  if (j->doc_version != j->version)
-    return fail(r, OUT_FAILED, "superseded by version %d", j->doc_version);
-
-  blob_map_t m;
-  int rc = blob_open(in->cfg.blob_dir, j->sha256, &m, err, sizeof err);
+  char err[768];
+  int fd;
+  int rc = blob_open_fd(in->cfg.blob_dir, j->sha256, &fd, err, sizeof err);
   if (rc == Q_ENOTFOUND || rc == Q_EINVAL)
     return fail(r, OUT_FAILED, "document content is missing from the blob store");
   if (rc)
     return fail(r, OUT_RETRY, "blob store: %s", err);
+  sandbox_cfg_t cfg = in->cfg.extract;
+  cfg.cancel = &in->stopping;
+  sandbox_info_t info;
+  rc = sandbox_extract(&cfg, fmt, charset, fd, d, &info, err, sizeof err);
+  close(fd);
+  if (rc == Q_ECANCELLED)
+    return OUT_STOPPED;
+  q_log_info("document extracted", "{s:s,s:s,s:s,s:I,s:i,s:I,s:I,s:s}", "job_id", j->id,
+             "format", fmt->id, "outcome", rc ? "failed" : "ok", "text_bytes",
+             (long long)d->text.len, "pages", d->max_page, "ms", (long long)info.ms,
+             "max_rss_kb", (long long)info.max_rss_kb, "lockdown", info.lockdown);
+  if (rc == Q_EUNAVAIL)
+    return fail(r, OUT_RETRY, "%s", err);
+  if (rc)
+    return fail(r, OUT_FAILED, "%s", err);
+  return OUT_OK;
+}
 
-  const char *text = m.data;
-  size_t len = m.size;
-  if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) { /* byte order mark */
-    text += 3;
-    len -= 3;
-  }
-  outcome_t o = OUT_OK;
-  size_t bad = q_valid_utf8_prefix(text, len);
-  if (bad < len) {
-    o = fail(r, OUT_FAILED,
-             "document is not valid UTF-8 text (first invalid byte at offset %zu)",
-             bad + (size_t)(text - m.data));
+static outcome_t process(run_t *r) {
+  ingest_t *in = r->in;
+  job_t *j = r->j;
+  char err[512], charset[FORMATS_CHARSET_BYTES];
+  if (j->doc_version != j->version)
+    return fail(r, OUT_FAILED, "superseded by version %d", j->doc_version);
+  const format_t *fmt = formats_parse_stored(j->content_type, charset, sizeof charset);
+  if (!fmt)
+    return fail(r, OUT_FAILED, "content type %s is not supported", j->content_type);
+
+  doc_t d;
+  doc_init(&d, fmt->chunking, (size_t)in->cfg.extract.limits.max_text_bytes);
+  outcome_t o = extract(r, fmt, charset, &d);
+  if (o != OUT_OK)
+    goto done;
+  if (d.blocks == 0) {
+    o = fail(r, OUT_FAILED, "%s: no text found in the document%s", fmt->label,
+             fmt->chunking == CHUNK_BY_PAGE
+                 ? " (scanned pages need OCR, which Quarry does "
+                   "not do)"
+                 : "");
     goto done;
   }
-  if (!j->title_explicit && strcmp(j->content_type, CT_MARKDOWN) == 0) {
+  if (!j->title_explicit && d.title[0]) {
     char title[Q_LIMIT_TITLE_BYTES + 1];
-    if (chunker_markdown_title(text, len, title, sizeof title) > 0) {
-      if (docstore_set_title(in->pool, j, title, err, sizeof err)) {
-        o = fail(r, OUT_RETRY, "database unavailable: %s", err);
-        goto done;
-      }
-      snprintf(j->title, sizeof j->title, "%s", title);
+    snprintf(title, sizeof title, "%s", d.title);
+    if (docstore_set_title(in->pool, j, title, err, sizeof err)) {
+      o = fail(r, OUT_RETRY, "database unavailable: %s", err);
+      goto done;
     }
+    snprintf(j->title, sizeof j->title, "%s", title);
   }
-  o = index_text(r, text, len);
+  chunker_input_t input;
+  doc_input(&d, &input);
+  o = index_text(r, &input);
 done:
-  blob_close(&m);
+  doc_cleanup(&d);
   return o;
 }
 

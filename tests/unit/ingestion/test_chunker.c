@@ -1,7 +1,10 @@
 /* test_chunker.c - chunk sizes, overlap, sentence/paragraph boundaries,
- * Markdown sections, tiny and huge inputs, chunk ids, titles, UTF-8, and
- * chunks the embedder accepts (Japanese, data URIs, long CSV lines). */
+ * sections (from Markdown through the extractor and doc builder), pages,
+ * tiny and huge inputs, chunk ids, UTF-8, and chunks the embedder accepts
+ * (Japanese, data URIs, long CSV lines). */
 #include "chunker.h"
+#include "extract/doc.h"
+#include "extract/extract.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -28,11 +31,24 @@ static void got_free(got_t *g) {
   free(g);
 }
 
+/* Chunks s[0..n): as plain text (one section), or when md as Markdown
+ * through the Markdown extractor and the doc builder, as the worker does. */
 static got_t *run(const char *s, size_t n, int target, int overlap, int md) {
-  chunker_opts_t o = {target, overlap, md};
+  chunker_opts_t o = {target, overlap};
   chunker_t *c;
-  char err[128];
-  cr_assert_eq(chunker_new(s, n, &o, &c, err, sizeof err), Q_OK, "%s", err);
+  char err[256];
+  chunker_input_t in = {.text = s, .len = n};
+  doc_t d;
+  if (md) {
+    doc_init(&d, CHUNK_BY_SECTION, 64u << 20);
+    extract_limits_t lim = {64u << 20, 64u << 20, 100, 256};
+    extract_ctx_t ctx;
+    extract_ctx_init(&ctx, s, n, "", &lim, doc_add_cb, &d, err, sizeof err);
+    cr_assert_eq(extract_run(&extract_markdown, &ctx), Q_OK, "%s", err);
+    extract_ctx_cleanup(&ctx);
+    doc_input(&d, &in);
+  }
+  cr_assert_eq(chunker_new(&in, &o, &c, err, sizeof err), Q_OK, "%s", err);
   got_t *g = calloc(1, sizeof *g);
   chunk_t ch;
   int rc;
@@ -47,6 +63,8 @@ static got_t *run(const char *s, size_t n, int target, int overlap, int md) {
   }
   cr_assert_eq(rc, 0);
   chunker_free(c);
+  if (md)
+    doc_cleanup(&d);
   return g;
 }
 
@@ -116,17 +134,18 @@ Test(chunker, empty_and_blank_inputs_give_no_chunks) {
 Test(chunker, rejects_bad_options) {
   chunker_t *c;
   char err[128];
-  chunker_opts_t o = {0, 0, 0};
-  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
-  o = (chunker_opts_t){CHUNKER_MAX_TARGET + 1, 0, 0};
-  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
-  o = (chunker_opts_t){100, 51, 0};
-  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
+  chunker_input_t x = {.text = "x", .len = 1};
+  chunker_opts_t o = {0, 0};
+  cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
+  o = (chunker_opts_t){CHUNKER_MAX_TARGET + 1, 0};
+  cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
+  o = (chunker_opts_t){100, 51};
+  cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
   cr_assert(strstr(err, "overlap"), "%s", err);
-  o = (chunker_opts_t){100, -1, 0};
-  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_EINVAL);
-  o = (chunker_opts_t){100, 50, 0};
-  cr_assert_eq(chunker_new("x", 1, &o, &c, err, sizeof err), Q_OK);
+  o = (chunker_opts_t){100, -1};
+  cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
+  o = (chunker_opts_t){100, 50};
+  cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_OK);
   chunker_free(c);
 }
 
@@ -298,10 +317,11 @@ Test(chunker, long_sections_split_within_their_heading) {
 Test(chunker, huge_input_stays_bounded_and_covers_every_word) {
   int nwords = 300000;
   char *s = numbered_words(nwords, " ");
-  chunker_opts_t o = {200, 40, 0};
+  chunker_opts_t o = {200, 40};
   chunker_t *c;
   char err[64];
-  cr_assert_eq(chunker_new(s, strlen(s), &o, &c, err, sizeof err), Q_OK);
+  chunker_input_t in = {.text = s, .len = strlen(s)};
+  cr_assert_eq(chunker_new(&in, &o, &c, err, sizeof err), Q_OK);
   chunk_t ch;
   int n = 0, next_new = 0;
   while (chunker_next(c, &ch) == 1) {
@@ -463,26 +483,30 @@ static void put_base64(q_buf_t *b, size_t count, unsigned seed) {
   }
 }
 
-Test(chunker, markdown_with_a_data_uri_image_fits_the_embedder) {
+/* An image's data URI is markup (the Markdown extractor keeps the alt
+ * text only), but the same 100 KB in a code block is text, kept whole. */
+Test(chunker, markdown_with_a_data_uri_fits_the_embedder) {
   q_buf_t b;
   q_buf_init(&b, 1u << 20);
-  q_buf_puts(&b,
-             "# Architecture\n\n## Request flow\n\nThe request flow is shown below.\n\n"
-             "![request flow](data:image/png;base64,");
+  q_buf_puts(&b, "# Architecture\n\n![flow diagram](data:image/png;base64,AAAA)\n\n"
+                 "## Request flow\n\nThe request flow is shown below.\n\n"
+                 "```\ndata:image/png;base64,");
   size_t data_at = b.len;
   put_base64(&b, 100u << 10, 11);
   size_t data_end = b.len;
-  q_buf_puts(&b, ")\n\nThe gateway forwards each request to the services.\n");
+  q_buf_puts(&b, "\n```\n\nThe gateway forwards each request to the services.\n");
 
   got_t *g = run_embeddable(b.data, b.len, 40, 1);
   cr_assert_gt(largest(g), Q_LIMIT_EMBED_TEXT_BYTES / 2,
                "the byte cap, not words, ends chunks");
-  for (int i = 0; i < g->n; i++)
+  cr_assert_str_eq(g->text[0], "flow diagram", "the alt text, not the URI");
+  cr_assert_str_eq(g->heading[0], "Architecture");
+  for (int i = 1; i < g->n; i++)
     cr_assert_str_eq(g->heading[i], "Architecture > Request flow");
   /* Every part of the image survives into some chunk. */
   for (size_t off = data_at; off + 200 <= data_end; off += 200)
     cr_assert(in_some_chunk(g, b.data + off, 200), "image bytes at %zu are lost", off);
-  cr_assert(strstr(g->text[0], "The request flow is shown below."));
+  cr_assert(strstr(g->text[1], "The request flow is shown below."));
   cr_assert(strstr(g->text[g->n - 1], "The gateway forwards each request"));
   got_free(g);
   q_buf_cleanup(&b);
@@ -544,16 +568,31 @@ Test(chunker, chunk_ids) {
   cr_assert_str_eq(id, "");
 }
 
-Test(chunker, markdown_title) {
-  char t[64];
-  const char *md =
-      "Some preface\n## Not level one\n```\n# in code\n```\n#  The Title #\n# Second\n";
-  cr_assert_eq(chunker_markdown_title(md, strlen(md), t, sizeof t), 9);
-  cr_assert_str_eq(t, "The Title");
-  cr_assert_eq(chunker_markdown_title("no heading", 10, t, sizeof t), 0);
-  cr_assert_str_eq(t, "");
-  char small[6];
-  const char *u = "# \xc3\xa9\xc3\xa9\xc3\xa9";
-  chunker_markdown_title(u, strlen(u), small, sizeof small);
-  cr_assert_str_eq(small, "\xc3\xa9\xc3\xa9", "cut at a character boundary");
+Test(chunker, chunks_carry_the_page_of_their_first_word) {
+  /* Three pages of 30 words; chunks of 20 words without overlap. */
+  q_buf_t b;
+  q_buf_init(&b, 1u << 20);
+  chunker_page_t pages[3];
+  for (int p = 0; p < 3; p++) {
+    if (p)
+      q_buf_puts(&b, "\n\n");
+    pages[p] = (chunker_page_t){b.len, p + 1};
+    for (int w = 0; w < 30; w++)
+      q_buf_printf(&b, "%sp%dw%d", w ? " " : "", p + 1, w);
+  }
+  chunker_input_t in = {.text = b.data, .len = b.len, .pages = pages, .npages = 3};
+  chunker_opts_t o = {20, 0};
+  chunker_t *c;
+  char err[64];
+  cr_assert_eq(chunker_new(&in, &o, &c, err, sizeof err), Q_OK);
+  chunk_t ch;
+  int n = 0;
+  while (chunker_next(c, &ch) == 1) {
+    int page = atoi(ch.text + 1);
+    cr_assert_eq(ch.page, page, "chunk %d starts on page %d: %s", n, page, ch.text);
+    n++;
+  }
+  cr_assert_geq(n, 5);
+  chunker_free(c);
+  q_buf_cleanup(&b);
 }

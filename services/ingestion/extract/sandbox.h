@@ -1,0 +1,97 @@
+/* extract/sandbox.h - every document is extracted in a child process that
+ * can only hurt itself.
+ *
+ * The worker thread forks; before exec the child gets its limits
+ * (RLIMIT_AS: memory; RLIMIT_CPU: CPU seconds, SIGXCPU then SIGKILL;
+ * RLIMIT_FSIZE 0: no file writes; RLIMIT_CORE 0; a parent-death signal),
+ * the blob as stdin, a pipe as stdout and another as stderr, no other file
+ * descriptors and an empty environment, and execs cfg->exe with the
+ * subcommand cfg->subcommand (quarry-ingestion runs itself:
+ * "/proc/self/exe extract-child ..."). Exec rather than fork alone gives
+ * the extractor a fresh single-threaded process: no lock another worker
+ * thread held at fork time, and an address space the memory limit can
+ * measure (a forked copy of the service would start with its threads'
+ * stacks and arenas counted).
+ *
+ * The child (sandbox_child_main) maps the document, lets the extractor
+ * prepare (load converters), then locks itself down: PR_SET_NO_NEW_PRIVS
+ * and a seccomp filter that allows memory management, reading stdin,
+ * writing stdout/stderr, futexes, clocks, signals and exit, refuses
+ * executable mappings and fails everything else with EPERM (no open, no
+ * socket, no exec, no fork). Where seccomp cannot be loaded it falls back
+ * to a new, empty network namespace if the kernel permits one, and says so
+ * (sandbox_info_t.lockdown). Then it runs the extractor and streams the
+ * records through the pipe, ending with a status record.
+ *
+ * The parent reads both pipes under a wall-clock deadline, builds the doc
+ * as records arrive (bounded by the doc's own limits, and the raw stream by
+ * twice the text limit), kills the child when a limit is passed, and turns
+ * whatever happened into a sentence: "PDF: the extractor ran out of memory
+ * (limit 1 GiB)". The worker and the service are unaffected.
+ *
+ * Wire format (host byte order, same machine): a 12-byte header {uint8
+ * kind, uint8 level, uint16 0, int32 page, uint32 len} and len bytes of
+ * text. Kinds are extract_kind_t, SANDBOX_REC_INFO (the lockdown achieved)
+ * and SANDBOX_REC_END (page holds the extractor's q_err_t, text its
+ * reason). */
+#ifndef QUARRY_INGESTION_SANDBOX_H
+#define QUARRY_INGESTION_SANDBOX_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "extract/doc.h"
+#include "extract/extract.h"
+#include "extract/formats.h"
+#include "quarry/error.h"
+
+#define SANDBOX_SUBCOMMAND "extract-child"
+
+enum { SANDBOX_REC_INFO = 100, SANDBOX_REC_END = 101 };
+
+typedef struct sandbox_cfg {
+  const char *exe;          /* binary to exec as the child */
+  int64_t memory_bytes;     /* RLIMIT_AS */
+  int cpu_seconds;          /* RLIMIT_CPU */
+  int timeout_ms;           /* wall clock, enforced by the parent */
+  extract_limits_t limits;  /* the extractor's own caps */
+  bool seccomp;             /* install the seccomp filter */
+  const atomic_int *cancel; /* optional: non-zero stops the extraction */
+} sandbox_cfg_t;
+
+typedef struct sandbox_info {
+  char lockdown[64]; /* "seccomp", "netns", "none: <why>" */
+  int64_t ms;        /* wall clock */
+  long max_rss_kb;   /* the child's peak resident memory */
+} sandbox_info_t;
+
+/* Extracts the document open on fd (read from its start; the caller keeps
+ * it) as fmt in a sandboxed child, into out (doc_init'ed by the caller with
+ * fmt's chunking). charset may be "" or NULL.
+ *
+ * 0 on success. When the document is at fault - damaged, hostile, over a
+ * limit - Q_EINVAL (or Q_ETOOBIG, Q_EUNSUPPORTED) with err a sentence that
+ * starts with the format's label ("DOCX: word/document.xml unpacks to more
+ * than 256 MiB (a zip bomb?)"): failing the job is right. Q_EUNAVAIL when
+ * the sandbox itself could not run (fork, pipe or exec failed): trying
+ * again later is right. Q_ECANCELLED when cfg->cancel was set. info may be
+ * NULL. Thread-safe: each call has its own child. */
+q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
+                        const char *charset, int fd, doc_t *out, sandbox_info_t *info,
+                        char *err, size_t errlen);
+
+/* A way to find an extractor by format id in the child; NULL means the
+ * format table (formats_by_id). Tests pass their own to add extractors
+ * that misbehave on purpose. */
+typedef const extractor_t *(*sandbox_find_fn)(const char *id);
+
+/* The child's entry: argv[1] is SANDBOX_SUBCOMMAND, the rest is what
+ * sandbox_extract passed. Returns the process's exit status. */
+int sandbox_child_main(int argc, char **argv, sandbox_find_fn find);
+
+/* "1 GiB", "512 MiB", "300 KiB", "12 bytes": sizes in messages. */
+void sandbox_format_size(int64_t bytes, char *out, size_t outlen);
+
+#endif
