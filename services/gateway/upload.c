@@ -34,7 +34,7 @@ typedef struct upload {
   uint64_t doc_bytes;
 
   char filename[Q_LIMIT_FILENAME_BYTES + 1];
-  const char *doc_type;
+  char doc_type[Q_LIMIT_MEDIA_TYPE_BYTES + 1]; /* as the client declared it */
   char title[Q_LIMIT_TITLE_BYTES + 1];
   char external_id[Q_LIMIT_EXTERNAL_ID_BYTES + 1];
   int title_field, external_id_field; /* set by a multipart field */
@@ -78,27 +78,6 @@ q_err_t upload_media_type(const char *value, char *out, size_t outlen) {
   return 0;
 }
 
-const char *upload_doc_type(const char *media) {
-  if (!media)
-    return NULL;
-  if (strcmp(media, "text/plain") == 0)
-    return "text/plain";
-  if (strcmp(media, "text/markdown") == 0 || strcmp(media, "text/x-markdown") == 0)
-    return "text/markdown";
-  return NULL;
-}
-
-const char *upload_type_from_name(const char *filename) {
-  const char *dot = filename ? strrchr(filename, '.') : NULL;
-  if (!dot || dot == filename)
-    return NULL;
-  if (strcasecmp(dot, ".txt") == 0)
-    return "text/plain";
-  if (strcasecmp(dot, ".md") == 0 || strcasecmp(dot, ".markdown") == 0)
-    return "text/markdown";
-  return NULL;
-}
-
 q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
   if (!in || outlen == 0)
     return Q_EINVAL;
@@ -138,7 +117,7 @@ static void send_data(upload_t *u, const char *p, size_t n) {
     if (!u->header_sent) {
       hdr.tenant_id = r->principal.tenant_id;
       hdr.filename = u->filename;
-      hdr.content_type = (char *)u->doc_type;
+      hdr.content_type = u->doc_type;
       hdr.title = u->title;
       hdr.external_id = u->external_id;
       msg.header = &hdr;
@@ -229,12 +208,6 @@ static q_err_t query_meta(upload_t *u) {
   return 0;
 }
 
-static void default_filename(upload_t *u) {
-  if (!u->filename[0])
-    snprintf(u->filename, sizeof u->filename, "%s",
-             strcmp(u->doc_type, "text/markdown") == 0 ? "document.md" : "document.txt");
-}
-
 /* ---- multipart ------------------------------------------------------------ */
 
 static void end_part(upload_t *u) {
@@ -263,21 +236,11 @@ static void start_file_part(upload_t *u, const char *filename, const char *conte
                     "file name is empty, too long or has control characters");
     return;
   }
-  char media[Q_LIMIT_MEDIA_TYPE_BYTES + 1] = "";
-  int has_media = upload_media_type(content_type, media, sizeof media) == 0;
-  u->doc_type = has_media ? upload_doc_type(media) : NULL;
-  /* Clients that do not know the type send none or octet-stream; then the
-   * extension decides. */
-  if (!u->doc_type && (!has_media || strcmp(media, "application/octet-stream") == 0))
-    u->doc_type = upload_type_from_name(u->filename);
-  if (!u->doc_type) {
-    http_reject_err(r, Q_EUNSUPPORTED,
-                    "unsupported file type%s%s: send text/plain or text/markdown "
-                    "(or a .txt, .md or .markdown file)",
-                    has_media ? " " : "", has_media ? media : "");
-    return;
-  }
-  default_filename(u);
+  /* Ingestion decides what the file is, from this type, the name and
+   * the bytes. */
+  if (content_type)
+    copy_meta(r, "Content-Type of the file part", content_type, strlen(content_type),
+              u->doc_type, Q_LIMIT_MEDIA_TYPE_BYTES);
 }
 
 static void start_part(upload_t *u, const char *key, const char *filename,
@@ -372,9 +335,10 @@ static void upload_begin(gw_req_t *r) {
   char media[Q_LIMIT_MEDIA_TYPE_BYTES + 1];
   if (upload_media_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), media,
                         sizeof media) != 0) {
-    http_reject_err(r, Q_EUNSUPPORTED,
-                    "a Content-Type is required: text/plain, text/markdown or "
-                    "multipart/form-data");
+    http_reject_err(
+        r, Q_EUNSUPPORTED,
+        "a Content-Type is required: the document's type (application/octet-stream "
+        "lets its name and content decide) or multipart/form-data");
     return;
   }
   if (query_meta(u))
@@ -392,20 +356,15 @@ static void upload_begin(gw_req_t *r) {
                       "malformed multipart/form-data Content-Type (missing boundary?)");
     return;
   }
-  u->doc_type = upload_doc_type(media);
-  if (!u->doc_type) {
-    http_reject_err(r, Q_EUNSUPPORTED,
-                    "unsupported media type %s: send text/plain, text/markdown or "
-                    "multipart/form-data",
-                    media);
+  /* Forwarded as declared: ingestion decides what the document is. */
+  const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+  if (copy_meta(r, "Content-Type", ct, strlen(ct), u->doc_type, Q_LIMIT_MEDIA_TYPE_BYTES))
     return;
-  }
   if (r->has_declared_len && r->declared_len > max) {
     http_reject_err(r, Q_ETOOBIG, "document larger than %lld bytes",
                     (long long)r->cfg->max_upload_bytes);
     return;
   }
-  default_filename(u);
 }
 
 static void upload_data(gw_req_t *r, const char *p, size_t n) {

@@ -1,10 +1,14 @@
 /* upload.h - POST /v1/documents: a document streamed from the HTTP body
  * into ingestion's client-streaming Upload as it arrives.
  *
- * Two body forms: raw (Content-Type text/plain or text/markdown, metadata in
- * the query string) and multipart/form-data (a "file" part plus optional
+ * Two body forms: raw (the document's Content-Type, metadata in the query
+ * string) and multipart/form-data (a "file" part plus optional
  * "title" and "external_id" fields, parsed by libmicrohttpd's streaming
- * post processor). The first Upload message carries the header; data go in
+ * post processor). The gateway knows no document formats: it forwards the
+ * declared Content-Type (the raw body's, or the file part's) and the file
+ * name as the client sent them, and ingestion decides what the document is
+ * and refuses what it does not read. The first Upload message carries the
+ * header; data go in
  * pieces of at most UPLOAD_PIECE_MAX bytes. A multipart file's first
  * UPLOAD_PIECE_MAX bytes are held back before the call starts, so fields
  * sent after a small file still reach the header; a field that arrives after
@@ -29,14 +33,6 @@
  * charset=utf-8" -> "text/markdown") into out. 0, or -1 when value is
  * NULL, empty or not of the form type/subtype. */
 q_err_t upload_media_type(const char *value, char *out, size_t outlen);
-
-/* The document type ingestion accepts for a media type: "text/plain",
- * "text/markdown" (also for text/x-markdown), or NULL. */
-const char *upload_doc_type(const char *media);
-
-/* The document type implied by a file name's extension (.txt; .md,
- * .markdown; case-insensitive), or NULL. */
-const char *upload_type_from_name(const char *filename);
 
 /* Reduces a client-supplied file name to its last path component. 0 with
  * out set, or -1 when nothing usable is left (empty, ".", "..", control

@@ -1,6 +1,6 @@
-/* test_upload.c - the pure parts of uploads: Content-Type parsing, document
- * types from media types and file names, file name cleaning, and the
- * message upload.c sends to make an abandoned Upload fail. */
+/* test_upload.c - the pure parts of uploads: Content-Type parsing and file
+ * name cleaning. Which types a document may have is ingestion's business
+ * (tests/unit/ingestion/test_formats.c). */
 #include "upload.h"
 
 #include <criterion/criterion.h>
@@ -34,27 +34,6 @@ Test(upload, malformed_media_types_are_refused) {
   cr_assert_eq(upload_media_type(NULL, out, sizeof out), -1);
   char tiny[6];
   cr_assert_eq(upload_media_type("text/plain", tiny, sizeof tiny), -1);
-}
-
-Test(upload, document_types) {
-  cr_assert_str_eq(upload_doc_type("text/plain"), "text/plain");
-  cr_assert_str_eq(upload_doc_type("text/markdown"), "text/markdown");
-  cr_assert_str_eq(upload_doc_type("text/x-markdown"), "text/markdown");
-  cr_assert_null(upload_doc_type("text/html"));
-  cr_assert_null(upload_doc_type("application/pdf"));
-  cr_assert_null(upload_doc_type("application/octet-stream"));
-  cr_assert_null(upload_doc_type(NULL));
-}
-
-Test(upload, type_from_file_extension) {
-  cr_assert_str_eq(upload_type_from_name("notes.txt"), "text/plain");
-  cr_assert_str_eq(upload_type_from_name("README.MD"), "text/markdown");
-  cr_assert_str_eq(upload_type_from_name("a.b.markdown"), "text/markdown");
-  cr_assert_null(upload_type_from_name("report.pdf"));
-  cr_assert_null(upload_type_from_name("txt"));
-  cr_assert_null(upload_type_from_name(".md")); /* a hidden file, no extension */
-  cr_assert_null(upload_type_from_name("notes.txt.exe"));
-  cr_assert_null(upload_type_from_name(NULL));
 }
 
 Test(upload, file_names_keep_only_the_last_component) {
