@@ -89,8 +89,8 @@ static q_err_t read_member(docx_t *d, const char *name, char **out, size_t *outl
   zip_stat_init(&st);
   if (zip_stat_index(d->zip, (zip_uint64_t)idx, 0, &st) == 0 &&
       (st.valid & ZIP_STAT_SIZE) && st.size > max)
-    return extract_fail(ctx, Q_ETOOBIG, "%s unpacks to more than %zu MiB", name,
-                        max >> 20);
+    return extract_fail(ctx, Q_ETOOBIG, "%s unpacks to more than %zu MiB (a zip bomb?)",
+                        name, max >> 20);
   zip_file_t *f = zip_fopen_index(d->zip, (zip_uint64_t)idx, 0);
   if (!f) {
     int ze = zip_error_code_zip(zip_get_error(d->zip));

@@ -1,0 +1,184 @@
+"""Document formats end to end: each fixture (fixtures.py) is uploaded
+through the REST API; its job ends done with the expected chunk text,
+page and heading (read back from the retriever's table), or failed with a
+reason a person can read, and the service stays healthy throughout."""
+
+import os
+import subprocess
+import unittest
+import urllib.request
+
+import fixtures
+import harness
+from harness import Case, call, key, wait_job
+
+TENANT = "itest-formats"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def chunks(document_id):
+    """[(ordinal, page, text)] of the document's active chunks, read from
+    retriever_chunks with psql (the retriever owns chunk text)."""
+    st = harness.stack()
+    psql = os.path.join(harness.stackmod.PG_BIN, "psql")
+    r = subprocess.run(
+        [psql, st.pg_dsn, "-At", "-F", "\x1f", "-R", "\x1e", "-c",
+         "SELECT ordinal, page, text FROM retriever_chunks WHERE doc_id = '%s' "
+         "AND active ORDER BY ordinal" % document_id],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("psql: " + r.stderr.decode(errors="replace"))
+    out = []
+    for row in r.stdout.decode().split("\x1e"):
+        row = row.strip("\n")
+        if row:
+            o, p, t = row.split("\x1f", 2)
+            out.append((int(o), int(p), t))
+    return out
+
+
+class Formats(Case):
+    def upload(self, data, ctype, filename=None, status=202):
+        path = "/v1/documents"
+        if filename:
+            path += "?filename=" + filename
+        r = call("POST", path, body=data, key=key(TENANT), ctype=ctype)
+        self.assertStatus(r, status)
+        return r
+
+    def ingest(self, data, ctype, filename=None):
+        """Uploads and waits: (document id, job reply)."""
+        r = self.upload(data, ctype, filename)
+        job = wait_job(r.json["job_id"], api_key=key(TENANT))
+        return r.json["document_id"], job
+
+    def done(self, data, ctype, filename=None):
+        doc_id, job = self.ingest(data, ctype, filename)
+        self.assertEqual((job.json or {}).get("status"), "done", repr(job))
+        got = chunks(doc_id)
+        self.assertEqual(len(got), job.json["chunk_count"])
+        return doc_id, got
+
+    def failed(self, data, ctype, reason, filename=None):
+        _, job = self.ingest(data, ctype, filename)
+        self.assertEqual((job.json or {}).get("status"), "failed", repr(job))
+        self.assertIn(reason, job.json["error"])
+        self.assertHealthy()
+        return job.json["error"]
+
+    def assertHealthy(self):
+        """ingestion's /healthz answers 200 and its process is still the one
+        that started."""
+        st = harness.stack()
+        self.assertTrue(st.alive("ingestion"), "quarry-ingestion died")
+        self.assertStatus(_get(st.metrics_url("ingestion") + "/healthz"), 200)
+
+    def test_pdf_pages_and_title(self):
+        """A three-page PDF (application/pdf) → done; each chunk carries the
+        page its text is on; the document takes the PDF's title."""
+        pdf = fixtures.pdf([["Boiler room procedures start on page one."],
+                            ["The turbine QX-9 is inspected every spring."],
+                            ["Emergency exits are marked in green paint."]],
+                           title="Plant Handbook", author="Ada Lovelace")
+        doc_id, got = self.done(pdf, "application/pdf", "plant.pdf")
+        pages = {t.strip(): p for _, p, t in got}
+        self.assertEqual(pages.get("Boiler room procedures start on page one."), 1, got)
+        self.assertEqual(pages.get("The turbine QX-9 is inspected every spring."), 2, got)
+        self.assertEqual(pages.get("Emergency exits are marked in green paint."), 3, got)
+        doc = call("GET", "/v1/documents/" + doc_id, key=key(TENANT))
+        self.assertEqual(doc.json["title"], "Plant Handbook")
+        self.assertEqual(doc.json["content_type"], "application/pdf")
+
+    def test_docx_headings_lists_tables(self):
+        """A DOCX with headings, a list and a table (multipart, octet-stream,
+        guide.docx) → done; chunks carry their heading path; rows keep cells."""
+        body = (fixtures.docx_para("Installation", "Heading1")
+                + fixtures.docx_para("Read the whole guide first.")
+                + fixtures.docx_para("Linux", "Heading2")
+                + fixtures.docx_para("Install the package with apt.")
+                + fixtures.docx_para("Download the key", num_level=0)
+                + fixtures.docx_para("Verify the checksum", num_level=1)
+                + fixtures.docx_table([["Service", "Port"], ["gateway", "8080"]]))
+        data = fixtures.docx(body, title="Install Guide", author="Grace Hopper")
+        mp, ctype = harness.multipart({}, [("file", "guide.docx", "application/octet-stream",
+                                            data)])
+        r = call("POST", "/v1/documents", body=mp, key=key(TENANT), ctype=ctype)
+        self.assertStatus(r, 202)
+        job = wait_job(r.json["job_id"], api_key=key(TENANT))
+        self.assertEqual((job.json or {}).get("status"), "done", repr(job))
+        got = chunks(r.json["document_id"])
+        text = "\n".join(t for _, _, t in got)
+        self.assertIn("Installation\n\nRead the whole guide first.", text)
+        self.assertIn("Installation > Linux\n\nInstall the package with apt.", text)
+        self.assertIn("- Download the key\n- Verify the checksum", text)
+        self.assertIn("Service | Port\ngateway | 8080", text)
+        self.assertTrue(all(p == 0 for _, p, _ in got), "DOCX has no pages")
+        doc = call("GET", "/v1/documents/" + r.json["document_id"], key=key(TENANT))
+        self.assertEqual(doc.json["content_type"], DOCX)
+        self.assertEqual(doc.json["title"], "Install Guide")
+
+    def test_html_drops_script_and_nav(self):
+        """An HTML page (text/html) with script, style, nav and footer → done;
+        only the content and its headings are indexed; <title> is the title."""
+        html = (b"<!doctype html><html><head><title>Cafeteria Menu</title>"
+                b"<script>var tracking = 'abc';</script><style>body{}</style></head>"
+                b"<body><nav>Home | About | Contact</nav><main><h1>Lunch</h1>"
+                b"<p>Soup of the day is pumpkin.</p></main>"
+                b"<footer>Copyright 2024</footer></body></html>")
+        doc_id, got = self.done(html, "text/html")
+        text = "\n".join(t for _, _, t in got)
+        self.assertIn("Lunch\n\nSoup of the day is pumpkin.", text)
+        for gone in ("tracking", "Home | About", "Copyright", "body{}"):
+            self.assertNotIn(gone, text)
+        doc = call("GET", "/v1/documents/" + doc_id, key=key(TENANT))
+        self.assertEqual(doc.json["title"], "Cafeteria Menu")
+        self.assertEqual(doc.json["filename"], "document.html")
+
+    def test_legacy_encodings(self):
+        """Latin-1 (no charset declared) and UTF-16 with a BOM (text/plain) →
+        done, indexed as UTF-8."""
+        _, got = self.done("Le café de l'équipe ferme à midi.".encode("latin-1"),
+                           "text/plain")
+        self.assertEqual(got[0][2], "Le café de l'équipe ferme à midi.")
+        _, got = self.done("\ufeffÜberstunden werden monatlich ausgezahlt.".encode("utf-16-le"),
+                           "text/plain")
+        self.assertEqual(got[0][2], "Überstunden werden monatlich ausgezahlt.")
+
+    def test_hostile_documents_fail_their_own_job(self):
+        """Truncated PDF, DOCX zip bomb, billion laughs in a DOCX, deeply
+        nested HTML, invalid UTF-8 declared as UTF-8 → each job failed with a
+        readable reason; ingestion stays healthy and takes the next upload."""
+        pdf = fixtures.pdf([["Some text that will be cut off."]])
+        self.failed(pdf[:len(pdf) // 2], "application/pdf", "PDF: the file is damaged")
+        self.failed(fixtures.docx_zip_bomb(), DOCX, "DOCX: word/document.xml unpacks to more "
+                    "than 256 MiB (a zip bomb?)")
+        self.failed(fixtures.docx_billion_laughs(), DOCX, "DOCX: word/document.xml is not "
+                    "well-formed XML")
+        self.failed(fixtures.deep_html(50000), "text/html",
+                    "HTML: elements are nested deeper than 256 levels")
+        self.failed(b"caf\xe9 au lait", "text/plain; charset=utf-8",
+                    "text: the text is not valid UTF-8 (first invalid byte at offset 3)")
+        self.done(b"Still working after all that.", "text/plain")
+
+    def test_wrong_declared_type_and_empty_file(self):
+        """Declared application/pdf but the bytes are a ZIP, declared
+        text/plain but a PDF → 415 naming both; an empty file → 400."""
+        r = self.upload(fixtures.docx(fixtures.docx_para("x")), "application/pdf", status=415)
+        self.assertEqual(r.json["error"]["message"],
+                         "ingestion: declared application/pdf but the content is a Word "
+                         "(DOCX) document (send it as %s)" % DOCX)
+        r = self.upload(fixtures.pdf([["x"]]), "text/plain", status=415)
+        self.assertIn("declared text/plain but the content is a PDF document", r.body.decode())
+        r = self.upload(b"PK\x03\x04" + b"\0" * 40, "application/pdf", status=415)
+        self.assertIn("declared application/pdf but the content is a ZIP archive",
+                      r.body.decode())
+        self.upload(b"", "application/pdf", status=400)
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return harness.Reply(resp.status, resp.headers, resp.read(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

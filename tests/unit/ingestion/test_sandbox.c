@@ -1,0 +1,263 @@
+/* test_sandbox.c - extraction in the sandboxed child: a normal document
+ * comes through whole, and each limit turns a misbehaving extractor into a
+ * sentence (memory, CPU, wall clock, output size, crash), while the
+ * seccomp filter keeps files, sockets and new processes out of reach.
+ *
+ * This binary is its own sandbox child: main() runs the child when called
+ * as "<binary> extract-child ...", as quarry-ingestion does, with the
+ * misbehaving extractors below added to the format table. */
+#include "extract/sandbox.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "extract_fixtures.h"
+
+/* ---- extractors that misbehave on purpose ----------------------------------- */
+
+static q_err_t hog_run(extract_ctx_t *ctx) {
+  /* Takes memory until there is none; each block is touched. */
+  for (;;) {
+    char *p = malloc(1 << 20);
+    if (!p)
+      return extract_fail(ctx, Q_ENOMEM, "out of memory");
+    memset(p, 1, 1 << 20);
+  }
+}
+
+static q_err_t abort_hog_run(extract_ctx_t *ctx) {
+  /* As a library that aborts when malloc fails (GLib does). */
+  for (;;) {
+    char *p = malloc(1 << 20);
+    if (!p) {
+      static const char msg[] = "fatal: failed to allocate 1048576 bytes\n";
+      if (write(2, msg, sizeof msg - 1) < 0)
+        abort();
+      abort();
+    }
+    memset(p, 1, 1 << 20);
+  }
+}
+
+static q_err_t spin_run(extract_ctx_t *ctx) {
+  volatile unsigned long n = 0;
+  for (;;)
+    n++;
+  return Q_OK;
+}
+
+static q_err_t sleep_run(extract_ctx_t *ctx) {
+  struct timespec ts = {60, 0};
+  nanosleep(&ts, NULL);
+  return Q_OK;
+}
+
+static q_err_t flood_run(extract_ctx_t *ctx) {
+  static char line[4096];
+  memset(line, 'x', sizeof line);
+  for (int i = 0;; i++) {
+    q_err_t rc = extract_emit(ctx, EXTRACT_PARAGRAPH, 0, 0, line, sizeof line);
+    if (rc)
+      return rc;
+  }
+}
+
+static q_err_t crash_run(extract_ctx_t *ctx) {
+  raise(SIGSEGV);
+  return Q_OK;
+}
+
+/* Reports what the locked-down process may do, one paragraph each. */
+static q_err_t probe_run(extract_ctx_t *ctx) {
+  char buf[128];
+  int fd = open("/etc/hostname", O_RDONLY);
+  snprintf(buf, sizeof buf, "open: %s", fd >= 0 ? "allowed" : strerror(errno));
+  q_err_t rc = extract_emit(ctx, EXTRACT_PARAGRAPH, 0, 0, buf, strlen(buf));
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  snprintf(buf, sizeof buf, "socket: %s", s >= 0 ? "allowed" : strerror(errno));
+  if (!rc)
+    rc = extract_emit(ctx, EXTRACT_PARAGRAPH, 0, 0, buf, strlen(buf));
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(0);
+  snprintf(buf, sizeof buf, "fork: %s", pid >= 0 ? "allowed" : strerror(errno));
+  if (!rc)
+    rc = extract_emit(ctx, EXTRACT_PARAGRAPH, 0, 0, buf, strlen(buf));
+  return rc;
+}
+
+static const extractor_t test_extractors[] = {
+    {"hog", NULL, hog_run},     {"abort-hog", NULL, abort_hog_run},
+    {"spin", NULL, spin_run},   {"sleep", NULL, sleep_run},
+    {"flood", NULL, flood_run}, {"crash", NULL, crash_run},
+    {"probe", NULL, probe_run},
+};
+
+static const extractor_t *find(const char *id) {
+  for (size_t i = 0; i < sizeof test_extractors / sizeof test_extractors[0]; i++)
+    if (strcmp(id, test_extractors[i].name) == 0)
+      return &test_extractors[i];
+  const format_t *f = formats_by_id(id);
+  return f ? f->extractor : NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], SANDBOX_SUBCOMMAND) == 0)
+    return sandbox_child_main(argc, argv, find);
+  struct criterion_test_set *tests = criterion_initialize();
+  int result = 0;
+  if (criterion_handle_args(argc, argv, true))
+    result = !criterion_run_all_tests(tests);
+  criterion_finalize(tests);
+  return result;
+}
+
+/* ---- the parent -------------------------------------------------------------- */
+
+static sandbox_cfg_t cfg(void) {
+  return (sandbox_cfg_t){
+      .exe = "/proc/self/exe",
+      .memory_bytes = 512ll << 20,
+      .cpu_seconds = 1,
+      .timeout_ms = 5000,
+      .limits = {1 << 20, 1 << 20, 100, 64},
+      .seccomp = true,
+  };
+}
+
+/* A temporary file holding data, open for reading. */
+static int temp_doc(const char *data, size_t n) {
+  char path[] = "/tmp/quarry-sandbox-XXXXXX";
+  int fd = mkstemp(path);
+  unlink(path);
+  cr_assert_eq(write(fd, data, n), (ssize_t)n);
+  return fd;
+}
+
+static format_t fake(const char *id) {
+  format_t f = {.id = id, .label = "TEST", .chunking = CHUNK_BY_SECTION};
+  return f;
+}
+
+static q_err_t extract(const sandbox_cfg_t *c, const format_t *f, const char *data,
+                       doc_t *d, sandbox_info_t *info, char *err, size_t errlen) {
+  int fd = temp_doc(data, strlen(data));
+  doc_init(d, f->chunking, (size_t)c->limits.max_text_bytes);
+  q_err_t rc = sandbox_extract(c, f, "", fd, d, info, err, errlen);
+  close(fd);
+  return rc;
+}
+
+Test(sandbox, a_document_comes_through_with_its_structure) {
+  sandbox_cfg_t c = cfg();
+  doc_t d;
+  sandbox_info_t info;
+  char err[512] = "";
+  const format_t *md = formats_by_id("markdown");
+  cr_assert_eq(extract(&c, md, "# Title\n\nBody text.\n\n## Sub\n\n- item\n", &d, &info,
+                       err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_str_eq(d.title, "Title");
+  cr_assert_str_eq(d.text.data, "Body text.\n\n- item");
+  cr_assert_eq(d.nsections, 2);
+  cr_assert_str_eq(info.lockdown, "seccomp");
+  doc_cleanup(&d);
+}
+
+Test(sandbox, pdf_pages_come_through) {
+  sandbox_cfg_t c = cfg();
+  c.memory_bytes = 1ll << 30;
+  c.cpu_seconds = 10;
+  const char *p1[] = {"Alpha on page one.", NULL};
+  const char *p2[] = {"Beta on page two.", NULL};
+  const char *const *pages[] = {p1, p2};
+  size_t n;
+  char *pdf = make_pdf(pages, 2, "Doc", NULL, &n);
+  int fd = temp_doc(pdf, n);
+  doc_t d;
+  char err[512] = "";
+  const format_t *f = formats_by_id("pdf");
+  doc_init(&d, f->chunking, 1 << 20);
+  cr_assert_eq(sandbox_extract(&c, f, "", fd, &d, NULL, err, sizeof err), Q_OK, "%s",
+               err);
+  cr_assert_eq(d.npages, 2);
+  cr_assert_eq(d.pages[1].page, 2);
+  cr_assert_str_eq(d.text.data + d.pages[1].start, "Beta on page two.");
+  close(fd);
+  free(pdf);
+  doc_cleanup(&d);
+}
+
+Test(sandbox, out_of_memory_is_named) {
+  sandbox_cfg_t c = cfg();
+  char err[512] = "";
+  doc_t d;
+  format_t f = fake("hog");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_str_eq(err, "TEST: the extractor ran out of memory (limit 512 MiB)");
+  doc_cleanup(&d);
+  f = fake("abort-hog");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_str_eq(err, "TEST: the extractor ran out of memory (limit 512 MiB)");
+  doc_cleanup(&d);
+}
+
+Test(sandbox, cpu_and_wall_clock_limits) {
+  sandbox_cfg_t c = cfg();
+  char err[512] = "";
+  doc_t d;
+  format_t f = fake("spin");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_str_eq(err, "TEST: the extractor used more than 1 s of CPU time (the limit)");
+  doc_cleanup(&d);
+  c.timeout_ms = 1000;
+  f = fake("sleep");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_str_eq(err, "TEST: the extractor took longer than 1 s (the limit)");
+  doc_cleanup(&d);
+}
+
+Test(sandbox, output_flood_and_crash) {
+  sandbox_cfg_t c = cfg();
+  char err[512] = "";
+  doc_t d;
+  format_t f = fake("flood");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_ETOOBIG);
+  cr_assert_str_eq(err, "TEST: the extracted text is larger than 1 MiB");
+  doc_cleanup(&d);
+  f = fake("crash");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "TEST: the extractor crashed (signal 11"), "%s", err);
+  doc_cleanup(&d);
+}
+
+Test(sandbox, seccomp_denies_files_sockets_and_processes) {
+  sandbox_cfg_t c = cfg();
+  char err[512] = "";
+  doc_t d;
+  format_t f = fake("probe");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_str_eq(d.text.data, "open: Operation not permitted\n\n"
+                                "socket: Operation not permitted\n\n"
+                                "fork: Operation not permitted");
+  doc_cleanup(&d);
+}
+
+Test(sandbox, a_missing_binary_is_retried_not_blamed_on_the_document) {
+  sandbox_cfg_t c = cfg();
+  c.exe = "/nonexistent/quarry-ingestion";
+  char err[512] = "";
+  doc_t d;
+  cr_assert_eq(extract(&c, formats_by_id("text"), "x", &d, NULL, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert(strstr(err, "cannot start the extractor"), "%s", err);
+  doc_cleanup(&d);
+}
