@@ -1,12 +1,15 @@
 /* upload.h - the client-streaming Upload handler.
  *
  * Stream contract (what a client such as the REST gateway must send): the
- * first UploadRequest carries the header (tenant_id, content_type, and
- * optionally filename, title, external_id) and may carry data; every later
+ * first UploadRequest carries the header (tenant_id, and optionally
+ * content_type as the client declared it, filename, title, external_id)
+ * and may carry data; every later
  * message carries only data (a header there is refused). Pieces of up to
  * 1 MiB are recommended; each message must fit QUARRY_MAX_MSG_BYTES. The
  * data goes straight to a file in the blob directory while it is hashed,
- * so the handler keeps no copy of the document itself. */
+ * so the handler keeps no copy of the document itself; only its first
+ * bytes are looked at, to check them against the declared type
+ * (extract/formats.h). */
 #ifndef QUARRY_INGESTION_UPLOAD_H
 #define QUARRY_INGESTION_UPLOAD_H
 
@@ -14,8 +17,9 @@
 #include "quarry/error.h"
 
 /* Upload handler; ud is the ingest_t. Errors: INVALID_ARGUMENT (missing
- * or bad header field, empty document), UNSUPPORTED media type
- * (Q_EUNSUPPORTED), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, UNAVAILABLE
+ * or bad header field, empty document), Q_EUNSUPPORTED for a type Quarry
+ * does not read or content that contradicts the declared type (the
+ * message names both), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, UNAVAILABLE
  * when the database is down. */
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                   void *ud);

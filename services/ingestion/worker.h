@@ -1,8 +1,10 @@
 /* worker.h - the job workers: threads that take queued jobs from the jobs
  * table and turn a stored document into indexed chunks.
  *
- * Per job: map the blob, check it is UTF-8, derive a Markdown title, chunk
- * it (chunker.h), then in batches of up to 512 chunks: embed them through
+ * Per job: extract the blob in a sandboxed child process (extract/
+ * sandbox.h) into text with its structure, take the extracted title unless
+ * one was given, chunk it (chunker.h: heading path and page per chunk),
+ * then in batches of up to 512 chunks: embed them through
  * the LLM gateway (64 texts per Embed call) and Upsert them into the
  * retriever, the only keeper of their text. The first Upsert of a job
  * carries replace_doc_id, which retires every chunk of the document's
@@ -22,8 +24,9 @@
  * from a dependency, and database errors, put the job back in the queue
  * with exponential backoff (QUARRY_INGEST_BACKOFF_MS doubling, at most 60
  * s) until QUARRY_INGEST_MAX_ATTEMPTS attempts were made; then it fails with
- * the last reason ("embedding service unavailable: ..."). Other errors (bad
- * UTF-8, a dependency rejecting the request) fail the job at once. */
+ * the last reason ("embedding service unavailable: ..."). Other errors (a
+ * document that cannot be extracted, a dependency rejecting the request)
+ * fail the job at once. */
 #ifndef QUARRY_INGESTION_WORKER_H
 #define QUARRY_INGESTION_WORKER_H
 
