@@ -2,6 +2,7 @@
  * background workers, and feeds the retriever. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blob.h"
 #include "chunker.h"
@@ -125,6 +126,15 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  /* The extractor child execs this binary by path: resolved now, since
+   * under valgrind /proc/self/exe is valgrind itself (its readlink is
+   * emulated and names the real binary). */
+  static char exe[4096];
+  ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[exe_len > 0 ? exe_len : 0] = '\0';
+  if (exe_len <= 0 || strstr(exe, " (deleted)"))
+    snprintf(exe, sizeof exe, "/proc/self/exe");
+
   char err[512];
   static char blob_abs[4096];
   if (blob_dir_prepare(blob_dir, blob_abs, sizeof blob_abs, err, sizeof err)) {
@@ -146,7 +156,7 @@ int main(int argc, char **argv) {
       .call_timeout_ms = (int)call_timeout_ms,
       .extract =
           {
-              .exe = "/proc/self/exe",
+              .exe = exe,
               .memory_bytes = ex_memory,
               .cpu_seconds = (int)ex_cpu,
               .timeout_ms = (int)ex_timeout,
