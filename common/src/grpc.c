@@ -41,6 +41,10 @@
 #define DEFAULT_MAX_MSG (64 * 1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_ATTEMPTS 3
+/* A retry on UNAVAILABLE waits a random time in [0, b) (full jitter), b
+ * doubling from FIRST_BACKOFF_MS up to MAX_BACKOFF_MS. */
+#define FIRST_BACKOFF_MS 50
+#define MAX_BACKOFF_MS 1000
 #define MAX_PATH_LEN 256
 #define MAX_MD 32 /* request metadata entries kept per call */
 
@@ -92,6 +96,34 @@ static const char *kind_label(q_grpc_kind_t k) {
 static gpr_timespec deadline_from_ms(int64_t ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                       gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* A per-attempt timeout capped by an absolute deadline (q_now_ms() time, 0:
+ * none); at least 1 ms, so a call past its deadline fails with
+ * DEADLINE_EXCEEDED like any other. */
+static int64_t cap_timeout(int64_t timeout_ms, int64_t deadline_ms) {
+  if (deadline_ms) {
+    int64_t left = deadline_ms - q_now_ms();
+    if (left < timeout_ms)
+      timeout_ms = left > 1 ? left : 1;
+  }
+  return timeout_ms;
+}
+
+/* The message of a client call's status: its details, else the core's error
+ * string or the code's name; "" for OK without details. */
+static void status_text(char *out, size_t outlen, grpc_status_code status,
+                        grpc_slice details, const char *error_string) {
+  if (!out || !outlen)
+    return;
+  size_t dl = GRPC_SLICE_LENGTH(details);
+  if (dl)
+    snprintf(out, outlen, "%.*s", (int)(dl > 1024 ? 1024 : dl),
+             (const char *)GRPC_SLICE_START_PTR(details));
+  else if (status != GRPC_STATUS_OK)
+    snprintf(out, outlen, "%s", error_string ? error_string : q_grpc_code_name(status));
+  else
+    out[0] = 0;
 }
 
 /* Packs msg into a new byte buffer (caller destroys). NULL on failure. */
@@ -670,6 +702,18 @@ int64_t q_grpc_ctx_ms_left(q_grpc_ctx_t *ctx) {
   return left > 0 ? left : 0;
 }
 
+bool q_grpc_ctx_cancelled(q_grpc_ctx_t *ctx) {
+  /* RECV_CLOSE_ON_SERVER has been pending since the call arrived; look
+   * whether it has completed without waiting for it. */
+  if (!ctx->close_done) {
+    grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
+                                                gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_OP_COMPLETE)
+      ctx->close_done = 1;
+  }
+  return ctx->close_done && ctx->cancelled;
+}
+
 void q_grpc_ctx_errorf(q_grpc_ctx_t *ctx, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -721,13 +765,14 @@ q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena,
      * cancelled call has its close op completed with cancelled set. */
     /* The close op may complete a moment after the empty receive; a short
      * wait tells the two apart (it only delays the end of an upload). */
-    grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
-                                                deadline_from_ms(50), NULL);
-    if (ev.type == GRPC_OP_COMPLETE) {
-      ctx->close_done = 1;
-      if (ctx->cancelled)
-        return Q_ECANCELLED;
+    if (!ctx->close_done) {
+      grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
+                                                  deadline_from_ms(50), NULL);
+      if (ev.type == GRPC_OP_COMPLETE)
+        ctx->close_done = 1;
     }
+    if (ctx->close_done && ctx->cancelled)
+      return Q_ECANCELLED;
     return Q_OK; /* end of stream */
   }
   *msg = unpack(bb, ctx->p->m->md->input, arena);
@@ -817,6 +862,49 @@ void q_grpc_client_shutdown(void) {
     grpc_shutdown();
 }
 
+/* The metadata a call attempt sends: trace context and credentials. */
+typedef struct out_md {
+  grpc_metadata md[3];
+  grpc_slice slices[6]; /* keys and values; zeroed ones are empty slices */
+  size_t n;
+} out_md_t;
+
+/* Fills m with x-trace-id and traceparent (a fresh span id) for trace when
+ * it is not "", and authorization when it is not NULL. Released with
+ * out_md_cleanup. */
+static void out_md_init(out_md_t *m, const char *trace, const char *authorization) {
+  memset(m, 0, sizeof *m);
+  if (trace[0]) {
+    char tp[80], span[17];
+    q_trace_new_id(tp); /* reuse as randomness for the span id */
+    memcpy(span, tp, 16);
+    span[16] = 0;
+    snprintf(tp, sizeof tp, "00-%.32s-%s-01", trace, span);
+    m->slices[0] = grpc_slice_from_static_string("x-trace-id");
+    m->slices[1] = grpc_slice_from_copied_string(trace);
+    m->md[m->n].key = m->slices[0];
+    m->md[m->n++].value = m->slices[1];
+    if (strlen(trace) == Q_TRACE_ID_LEN) {
+      m->slices[2] = grpc_slice_from_static_string("traceparent");
+      m->slices[3] = grpc_slice_from_copied_string(tp);
+      m->md[m->n].key = m->slices[2];
+      m->md[m->n++].value = m->slices[3];
+    }
+  }
+  if (authorization) {
+    m->slices[4] = grpc_slice_from_static_string("authorization");
+    m->slices[5] = grpc_slice_from_copied_string(authorization);
+    m->md[m->n].key = m->slices[4];
+    m->md[m->n++].value = m->slices[5];
+  }
+}
+
+static void out_md_cleanup(out_md_t *m) {
+  for (int i = 0; i < 6; i++)
+    grpc_slice_unref(m->slices[i]);
+  memset(m, 0, sizeof *m);
+}
+
 struct q_grpc_call {
   grpc_call *call;
   grpc_completion_queue *cq;
@@ -826,9 +914,7 @@ struct q_grpc_call {
   int64_t max_msg;
   int sent_initial, got_initial, closed_send, failed, eos;
   grpc_metadata_array initial_md;
-  grpc_metadata send_md[3];
-  grpc_slice md_slices[6];
-  int nmd;
+  out_md_t omd;
   double t0; /* q_now_s() at start */
   char tag_op;
 };
@@ -842,6 +928,12 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
       protobuf_c_service_descriptor_get_method_by_name(svc, method);
   if (!md)
     return NULL;
+  /* The options' trace id, else the thread's. */
+  const char *trace = opts && opts->trace_id && opts->trace_id[0] ? opts->trace_id : "";
+  if (trace[0] && !q_trace_id_valid(trace))
+    return NULL;
+  if (!trace[0])
+    trace = q_trace_id();
   q_grpc_call_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -853,12 +945,8 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
   grpc_metadata_array_init(&c->initial_md);
 
   int64_t timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
-  int64_t inherited = q_trace_deadline();
-  if (inherited) {
-    int64_t left = inherited - q_now_ms();
-    if (left < timeout)
-      timeout = left > 1 ? left : 1;
-  }
+  timeout = cap_timeout(timeout, opts ? opts->deadline_ms : 0);
+  timeout = cap_timeout(timeout, q_trace_deadline());
   char path[MAX_PATH_LEN];
   snprintf(path, sizeof path, "/%s/%s", svc->name, method);
   c->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -867,32 +955,7 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
                                      NULL, deadline_from_ms(timeout), NULL);
   grpc_slice_unref(mslice);
 
-  /* Outgoing metadata: trace context and credentials. */
-  const char *trace = q_trace_id();
-  char tp[80];
-  if (trace[0]) {
-    char span[17];
-    q_trace_new_id(tp); /* reuse as randomness for the span id */
-    memcpy(span, tp, 16);
-    span[16] = 0;
-    snprintf(tp, sizeof tp, "00-%.32s-%s-01", trace, span);
-    c->md_slices[0] = grpc_slice_from_static_string("x-trace-id");
-    c->md_slices[1] = grpc_slice_from_copied_string(trace);
-    c->send_md[c->nmd].key = c->md_slices[0];
-    c->send_md[c->nmd++].value = c->md_slices[1];
-    if (strlen(trace) == Q_TRACE_ID_LEN) {
-      c->md_slices[2] = grpc_slice_from_static_string("traceparent");
-      c->md_slices[3] = grpc_slice_from_copied_string(tp);
-      c->send_md[c->nmd].key = c->md_slices[2];
-      c->send_md[c->nmd++].value = c->md_slices[3];
-    }
-  }
-  if (opts && opts->authorization) {
-    c->md_slices[4] = grpc_slice_from_static_string("authorization");
-    c->md_slices[5] = grpc_slice_from_copied_string(opts->authorization);
-    c->send_md[c->nmd].key = c->md_slices[4];
-    c->send_md[c->nmd++].value = c->md_slices[5];
-  }
+  out_md_init(&c->omd, trace, opts ? opts->authorization : NULL);
   const char *labels[3] = {c->kind, c->service, md->name};
   q_metrics_inc(m_cli_started, labels);
   /* The initial metadata rides with the first batch that sends anything,
@@ -905,8 +968,8 @@ static size_t add_initial(q_grpc_call_t *c, grpc_op *ops, size_t n) {
   if (c->sent_initial)
     return n;
   ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[n].data.send_initial_metadata.count = (size_t)c->nmd;
-  ops[n].data.send_initial_metadata.metadata = c->send_md;
+  ops[n].data.send_initial_metadata.count = c->omd.n;
+  ops[n].data.send_initial_metadata.metadata = c->omd.md;
   c->sent_initial = 1;
   return n + 1;
 }
@@ -1045,16 +1108,7 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
     grpc_completion_queue_pluck(c->cq, &c->tag_op, gpr_inf_future(GPR_CLOCK_REALTIME),
                                 NULL);
   }
-  if (err && errlen) {
-    size_t dl = GRPC_SLICE_LENGTH(details);
-    if (dl)
-      snprintf(err, errlen, "%.*s", (int)(dl > 1024 ? 1024 : dl),
-               (const char *)GRPC_SLICE_START_PTR(details));
-    else if (status != GRPC_STATUS_OK)
-      snprintf(err, errlen, "%s", error_string ? error_string : q_grpc_code_name(status));
-    else
-      err[0] = 0;
-  }
+  status_text(err, errlen, status, details, error_string);
   if (unread)
     grpc_byte_buffer_destroy(unread);
   if (error_string)
@@ -1070,8 +1124,7 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
 
   grpc_call_unref(c->call);
   destroy_cq(c->cq);
-  for (int i = 0; i < 6; i++)
-    grpc_slice_unref(c->md_slices[i]);
+  out_md_cleanup(&c->omd);
   free(c);
   return status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(status);
 }
@@ -1150,19 +1203,19 @@ q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc
   int attempts = opts && opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_ATTEMPTS;
   if (!opts || !opts->idempotent)
     attempts = 1;
-  int64_t backoff = 50;
+  int64_t backoff = FIRST_BACKOFF_MS;
   for (int i = 1;; i++) {
     int rc = unary_once(ch, svc, method, req, resp, arena, opts, err, errlen);
     if (rc != Q_EUNAVAIL || i >= attempts)
       return rc;
     /* Full jitter: sleep a random time in [0, backoff), never past the
-     * inherited deadline. */
+     * options' or the inherited deadline. */
     int64_t sleep_ms = (int64_t)randombytes_uniform((uint32_t)backoff);
-    int64_t dl = q_trace_deadline();
-    if (dl && q_now_ms() + sleep_ms >= dl)
+    int64_t dl = q_trace_deadline(), odl = opts->deadline_ms;
+    if ((dl && q_now_ms() + sleep_ms >= dl) || (odl && q_now_ms() + sleep_ms >= odl))
       return rc;
     struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    backoff = backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff * 2;
   }
 }

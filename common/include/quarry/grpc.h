@@ -28,6 +28,7 @@
 #include "quarry/arena.h"
 #include "quarry/error.h"
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +95,12 @@ const char *q_grpc_ctx_metadata(q_grpc_ctx_t *ctx, const char *key);
 /* Milliseconds left before the caller's deadline (INT64_MAX when none). */
 int64_t q_grpc_ctx_ms_left(q_grpc_ctx_t *ctx);
 
+/* true once the call is over for the client: it cancelled the call, went
+ * away or let its deadline pass. A long handler polls it to stop work
+ * nobody will read; a streaming handler also learns it from
+ * q_grpc_ctx_send. Does not block. */
+bool q_grpc_ctx_cancelled(q_grpc_ctx_t *ctx);
+
 /* Sets the status message returned with the handler's error code. */
 void q_grpc_ctx_errorf(q_grpc_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -121,8 +128,9 @@ typedef struct q_grpc_channel q_grpc_channel_t;
 q_grpc_channel_t *q_grpc_channel(const char *target);
 
 typedef struct q_grpc_call_opts {
-  int timeout_ms;            /* per attempt; 0: 5000; capped by the
-                                thread's inherited deadline */
+  int timeout_ms;            /* per attempt; 0: 5000; capped by
+                                deadline_ms and by the thread's inherited
+                                deadline */
   int max_attempts;          /* total tries on UNAVAILABLE when idempotent;
                                 0: 3 */
   int idempotent;            /* retry on UNAVAILABLE */
@@ -131,6 +139,12 @@ typedef struct q_grpc_call_opts {
   q_grpc_kind_t kind;        /* for metrics labels of streaming calls
                                 started with q_grpc_call_start; the
                                 q_rpc_* stubs set it from the method */
+  int64_t deadline_ms;       /* absolute, in q_now_ms() time: caps every
+                                attempt, and no retry waits past it; 0:
+                                none */
+  const char *trace_id;      /* sent as x-trace-id (and traceparent when a
+                                32-hex W3C id); must pass q_trace_id_valid.
+                                NULL or "": the thread's (q_trace_id) */
 } q_grpc_call_opts_t;
 
 /* Unary call. On success *resp is unpacked into arena (so freed with it).
@@ -145,9 +159,9 @@ q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc
 typedef struct q_grpc_call q_grpc_call_t;
 
 /* Starts a streaming call (client-, server- or bidi-). NULL only when out of
- * memory or the method is unknown; connection problems surface at the first
- * send/recv/finish. For server streaming, send the one request then call
- * q_grpc_call_close_send. */
+ * memory, the method is unknown or opts->trace_id is not a valid trace id;
+ * connection problems surface at the first send/recv/finish. For server
+ * streaming, send the one request then call q_grpc_call_close_send. */
 q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
                                  const ProtobufCServiceDescriptor *svc,
                                  const char *method, const q_grpc_call_opts_t *opts);
