@@ -10,10 +10,24 @@
  * waiting in the notification queue.
  *
  * Client calls use the same trick: every call has a private pluck queue, so
- * any thread can make blocking calls on a shared channel. */
+ * any thread can make blocking calls on a shared channel.
+ *
+ * Asynchronous client calls are the opposite: nothing waits for them. A few
+ * loop threads, started with the first such call, each own a next queue;
+ * a call's batches complete on the queue of the loop its arena hashes to,
+ * and that thread runs its callbacks, so one request's calls never run
+ * callbacks concurrently. Each loop also keeps the calls waiting to retry
+ * in a list by due time and waits on its queue only until the earliest
+ * (grpc_completion_queue_next's deadline is the timer). Other threads
+ * start batches directly (the core allows any thread) and cancel with
+ * grpc_call_cancel; to wake a loop early (a cancelled retry, shutdown)
+ * they post a completion with a connectivity watch on a lame channel whose
+ * deadline has passed. A loop's mutex guards what those threads touch and
+ * is never held while a callback runs. */
 #include "quarry/grpc.h"
 
 #include "quarry/error.h"
+#include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
 #include "quarry/trace.h"
@@ -41,6 +55,10 @@
 #define DEFAULT_MAX_MSG (64 * 1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_ATTEMPTS 3
+/* A retry on UNAVAILABLE waits a random time in [0, b) (full jitter), b
+ * doubling from FIRST_BACKOFF_MS up to MAX_BACKOFF_MS. */
+#define FIRST_BACKOFF_MS 50
+#define MAX_BACKOFF_MS 1000
 #define MAX_PATH_LEN 256
 #define MAX_MD 32 /* request metadata entries kept per call */
 
@@ -92,6 +110,34 @@ static const char *kind_label(q_grpc_kind_t k) {
 static gpr_timespec deadline_from_ms(int64_t ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                       gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* A per-attempt timeout capped by an absolute deadline (q_now_ms() time, 0:
+ * none); at least 1 ms, so a call past its deadline fails with
+ * DEADLINE_EXCEEDED like any other. */
+static int64_t cap_timeout(int64_t timeout_ms, int64_t deadline_ms) {
+  if (deadline_ms) {
+    int64_t left = deadline_ms - q_now_ms();
+    if (left < timeout_ms)
+      timeout_ms = left > 1 ? left : 1;
+  }
+  return timeout_ms;
+}
+
+/* The message of a client call's status: its details, else the core's error
+ * string or the code's name; "" for OK without details. */
+static void status_text(char *out, size_t outlen, grpc_status_code status,
+                        grpc_slice details, const char *error_string) {
+  if (!out || !outlen)
+    return;
+  size_t dl = GRPC_SLICE_LENGTH(details);
+  if (dl)
+    snprintf(out, outlen, "%.*s", (int)(dl > 1024 ? 1024 : dl),
+             (const char *)GRPC_SLICE_START_PTR(details));
+  else if (status != GRPC_STATUS_OK)
+    snprintf(out, outlen, "%s", error_string ? error_string : q_grpc_code_name(status));
+  else
+    out[0] = 0;
 }
 
 /* Packs msg into a new byte buffer (caller destroys). NULL on failure. */
@@ -670,6 +716,18 @@ int64_t q_grpc_ctx_ms_left(q_grpc_ctx_t *ctx) {
   return left > 0 ? left : 0;
 }
 
+bool q_grpc_ctx_cancelled(q_grpc_ctx_t *ctx) {
+  /* RECV_CLOSE_ON_SERVER has been pending since the call arrived; look
+   * whether it has completed without waiting for it. */
+  if (!ctx->close_done) {
+    grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
+                                                gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_OP_COMPLETE)
+      ctx->close_done = 1;
+  }
+  return ctx->close_done && ctx->cancelled;
+}
+
 void q_grpc_ctx_errorf(q_grpc_ctx_t *ctx, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -721,13 +779,14 @@ q_err_t q_grpc_ctx_recv_into(q_grpc_ctx_t *ctx, q_arena_t *arena,
      * cancelled call has its close op completed with cancelled set. */
     /* The close op may complete a moment after the empty receive; a short
      * wait tells the two apart (it only delays the end of an upload). */
-    grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
-                                                deadline_from_ms(50), NULL);
-    if (ev.type == GRPC_OP_COMPLETE) {
-      ctx->close_done = 1;
-      if (ctx->cancelled)
-        return Q_ECANCELLED;
+    if (!ctx->close_done) {
+      grpc_event ev = grpc_completion_queue_pluck(ctx->p->cq, &ctx->tag_close,
+                                                  deadline_from_ms(50), NULL);
+      if (ev.type == GRPC_OP_COMPLETE)
+        ctx->close_done = 1;
     }
+    if (ctx->close_done && ctx->cancelled)
+      return Q_ECANCELLED;
     return Q_OK; /* end of stream */
   }
   *msg = unpack(bb, ctx->p->m->md->input, arena);
@@ -802,7 +861,11 @@ q_grpc_channel_t *q_grpc_channel(const char *target) {
   return c;
 }
 
+static void loops_stop(void);
+
 void q_grpc_client_shutdown(void) {
+  /* Asynchronous calls first: they hold calls on the channels. */
+  loops_stop();
   pthread_mutex_lock(&chan_lock);
   int had = channels != NULL;
   while (channels) {
@@ -817,6 +880,49 @@ void q_grpc_client_shutdown(void) {
     grpc_shutdown();
 }
 
+/* The metadata a call attempt sends: trace context and credentials. */
+typedef struct out_md {
+  grpc_metadata md[3];
+  grpc_slice slices[6]; /* keys and values; zeroed ones are empty slices */
+  size_t n;
+} out_md_t;
+
+/* Fills m with x-trace-id and traceparent (a fresh span id) for trace when
+ * it is not "", and authorization when it is not NULL. Released with
+ * out_md_cleanup. */
+static void out_md_init(out_md_t *m, const char *trace, const char *authorization) {
+  memset(m, 0, sizeof *m);
+  if (trace[0]) {
+    char tp[80], span[17];
+    q_trace_new_id(tp); /* reuse as randomness for the span id */
+    memcpy(span, tp, 16);
+    span[16] = 0;
+    snprintf(tp, sizeof tp, "00-%.32s-%s-01", trace, span);
+    m->slices[0] = grpc_slice_from_static_string("x-trace-id");
+    m->slices[1] = grpc_slice_from_copied_string(trace);
+    m->md[m->n].key = m->slices[0];
+    m->md[m->n++].value = m->slices[1];
+    if (strlen(trace) == Q_TRACE_ID_LEN) {
+      m->slices[2] = grpc_slice_from_static_string("traceparent");
+      m->slices[3] = grpc_slice_from_copied_string(tp);
+      m->md[m->n].key = m->slices[2];
+      m->md[m->n++].value = m->slices[3];
+    }
+  }
+  if (authorization) {
+    m->slices[4] = grpc_slice_from_static_string("authorization");
+    m->slices[5] = grpc_slice_from_copied_string(authorization);
+    m->md[m->n].key = m->slices[4];
+    m->md[m->n++].value = m->slices[5];
+  }
+}
+
+static void out_md_cleanup(out_md_t *m) {
+  for (int i = 0; i < 6; i++)
+    grpc_slice_unref(m->slices[i]);
+  memset(m, 0, sizeof *m);
+}
+
 struct q_grpc_call {
   grpc_call *call;
   grpc_completion_queue *cq;
@@ -826,9 +932,7 @@ struct q_grpc_call {
   int64_t max_msg;
   int sent_initial, got_initial, closed_send, failed, eos;
   grpc_metadata_array initial_md;
-  grpc_metadata send_md[3];
-  grpc_slice md_slices[6];
-  int nmd;
+  out_md_t omd;
   double t0; /* q_now_s() at start */
   char tag_op;
 };
@@ -842,6 +946,12 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
       protobuf_c_service_descriptor_get_method_by_name(svc, method);
   if (!md)
     return NULL;
+  /* The options' trace id, else the thread's. */
+  const char *trace = opts && opts->trace_id && opts->trace_id[0] ? opts->trace_id : "";
+  if (trace[0] && !q_trace_id_valid(trace))
+    return NULL;
+  if (!trace[0])
+    trace = q_trace_id();
   q_grpc_call_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -853,12 +963,8 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
   grpc_metadata_array_init(&c->initial_md);
 
   int64_t timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
-  int64_t inherited = q_trace_deadline();
-  if (inherited) {
-    int64_t left = inherited - q_now_ms();
-    if (left < timeout)
-      timeout = left > 1 ? left : 1;
-  }
+  timeout = cap_timeout(timeout, opts ? opts->deadline_ms : 0);
+  timeout = cap_timeout(timeout, q_trace_deadline());
   char path[MAX_PATH_LEN];
   snprintf(path, sizeof path, "/%s/%s", svc->name, method);
   c->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -867,32 +973,7 @@ q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
                                      NULL, deadline_from_ms(timeout), NULL);
   grpc_slice_unref(mslice);
 
-  /* Outgoing metadata: trace context and credentials. */
-  const char *trace = q_trace_id();
-  char tp[80];
-  if (trace[0]) {
-    char span[17];
-    q_trace_new_id(tp); /* reuse as randomness for the span id */
-    memcpy(span, tp, 16);
-    span[16] = 0;
-    snprintf(tp, sizeof tp, "00-%.32s-%s-01", trace, span);
-    c->md_slices[0] = grpc_slice_from_static_string("x-trace-id");
-    c->md_slices[1] = grpc_slice_from_copied_string(trace);
-    c->send_md[c->nmd].key = c->md_slices[0];
-    c->send_md[c->nmd++].value = c->md_slices[1];
-    if (strlen(trace) == Q_TRACE_ID_LEN) {
-      c->md_slices[2] = grpc_slice_from_static_string("traceparent");
-      c->md_slices[3] = grpc_slice_from_copied_string(tp);
-      c->send_md[c->nmd].key = c->md_slices[2];
-      c->send_md[c->nmd++].value = c->md_slices[3];
-    }
-  }
-  if (opts && opts->authorization) {
-    c->md_slices[4] = grpc_slice_from_static_string("authorization");
-    c->md_slices[5] = grpc_slice_from_copied_string(opts->authorization);
-    c->send_md[c->nmd].key = c->md_slices[4];
-    c->send_md[c->nmd++].value = c->md_slices[5];
-  }
+  out_md_init(&c->omd, trace, opts ? opts->authorization : NULL);
   const char *labels[3] = {c->kind, c->service, md->name};
   q_metrics_inc(m_cli_started, labels);
   /* The initial metadata rides with the first batch that sends anything,
@@ -905,8 +986,8 @@ static size_t add_initial(q_grpc_call_t *c, grpc_op *ops, size_t n) {
   if (c->sent_initial)
     return n;
   ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[n].data.send_initial_metadata.count = (size_t)c->nmd;
-  ops[n].data.send_initial_metadata.metadata = c->send_md;
+  ops[n].data.send_initial_metadata.count = c->omd.n;
+  ops[n].data.send_initial_metadata.metadata = c->omd.md;
   c->sent_initial = 1;
   return n + 1;
 }
@@ -1045,16 +1126,7 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
     grpc_completion_queue_pluck(c->cq, &c->tag_op, gpr_inf_future(GPR_CLOCK_REALTIME),
                                 NULL);
   }
-  if (err && errlen) {
-    size_t dl = GRPC_SLICE_LENGTH(details);
-    if (dl)
-      snprintf(err, errlen, "%.*s", (int)(dl > 1024 ? 1024 : dl),
-               (const char *)GRPC_SLICE_START_PTR(details));
-    else if (status != GRPC_STATUS_OK)
-      snprintf(err, errlen, "%s", error_string ? error_string : q_grpc_code_name(status));
-    else
-      err[0] = 0;
-  }
+  status_text(err, errlen, status, details, error_string);
   if (unread)
     grpc_byte_buffer_destroy(unread);
   if (error_string)
@@ -1070,8 +1142,7 @@ static int finish_with(q_grpc_call_t *c, grpc_byte_buffer *last, grpc_byte_buffe
 
   grpc_call_unref(c->call);
   destroy_cq(c->cq);
-  for (int i = 0; i < 6; i++)
-    grpc_slice_unref(c->md_slices[i]);
+  out_md_cleanup(&c->omd);
   free(c);
   return status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(status);
 }
@@ -1150,19 +1221,801 @@ q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc
   int attempts = opts && opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_ATTEMPTS;
   if (!opts || !opts->idempotent)
     attempts = 1;
-  int64_t backoff = 50;
+  int64_t backoff = FIRST_BACKOFF_MS;
   for (int i = 1;; i++) {
     int rc = unary_once(ch, svc, method, req, resp, arena, opts, err, errlen);
     if (rc != Q_EUNAVAIL || i >= attempts)
       return rc;
     /* Full jitter: sleep a random time in [0, backoff), never past the
-     * inherited deadline. */
+     * options' or the inherited deadline. */
     int64_t sleep_ms = (int64_t)randombytes_uniform((uint32_t)backoff);
-    int64_t dl = q_trace_deadline();
-    if (dl && q_now_ms() + sleep_ms >= dl)
+    int64_t dl = q_trace_deadline(), odl = opts->deadline_ms;
+    if ((dl && q_now_ms() + sleep_ms >= dl) || (odl && q_now_ms() + sleep_ms >= odl))
       return rc;
     struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    backoff = backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff * 2;
   }
+}
+
+/* ---- asynchronous client -------------------------------------------------- */
+
+#define DEFAULT_LOOPS 2
+#define MAX_LOOPS 16
+
+/* What a completion is about: ev.tag points at one of these, inside the
+ * call it belongs to (or the loop, for a wake-up). */
+typedef enum { EV_BATCH, EV_MSG, EV_STATUS, EV_WAKE } ev_kind_t;
+
+typedef struct ev_tag {
+  q_grpc_async_t *h; /* NULL for EV_WAKE */
+  ev_kind_t kind;
+} ev_tag_t;
+
+typedef struct loop {
+  pthread_t thread;
+  grpc_completion_queue *cq;
+  /* Guards the lists and flags below and, in every call this loop serves,
+   * the fields marked "loop lock". Never held while a callback runs. */
+  pthread_mutex_t lock;
+  q_grpc_async_t *live;   /* every call started and not yet freed */
+  q_grpc_async_t *timers; /* calls waiting to retry, earliest first */
+  bool stopping;          /* q_grpc_client_shutdown: start nothing new */
+  bool woken;             /* a wake-up is queued on cq */
+  bool cq_down;           /* cq shut down: queue nothing more on it */
+  ev_tag_t wake;
+} loop_t;
+
+struct q_grpc_async {
+  loop_t *loop;
+  q_grpc_async_t *prev, *next; /* loop->live (loop lock) */
+  q_grpc_async_t *tnext;       /* loop->timers (loop lock) */
+  bool stream;
+  /* The call, fixed at start. */
+  grpc_channel *ch;
+  const char *service;
+  const ProtobufCMethodDescriptor *md;
+  grpc_slice path, req; /* req: packed once, sent by every attempt */
+  q_arena_t *arena;
+  char trace[Q_LIMIT_REQUEST_ID_BYTES + 1];
+  char *authorization;
+  int64_t timeout_ms, deadline_ms, backoff_ms;
+  int attempts, attempt;
+  bool idempotent;
+  q_grpc_unary_cb on_reply;
+  q_grpc_stream_msg_cb on_message;
+  q_grpc_stream_done_cb on_done;
+  void *ud;
+  /* Loop lock: what other threads (cancel, resume) look at. */
+  grpc_call *call;  /* the current attempt's; NULL between attempts */
+  int pending;      /* batches started and not completed */
+  int64_t due;      /* in loop->timers: retry at this q_now_ms() */
+  bool in_timer;    /* in loop->timers */
+  bool cancelled;   /* q_grpc_async_cancel was called */
+  bool paused;      /* stream: on_message returned false, no read posted */
+  bool status_done; /* stream: RECV_STATUS_ON_CLIENT has completed */
+  bool done;        /* the final callback is decided: cancel/resume no-ops */
+  q_err_t local_rc; /* stream: an error of ours (malformed message) */
+  /* The current attempt: set up before its batches start, then read and
+   * released by the loop thread once they have completed. */
+  bool in_attempt;
+  out_md_t omd;
+  grpc_metadata_array initial_md, trailing_md;
+  grpc_byte_buffer *send_bb, *recv_bb;
+  grpc_status_code status;
+  grpc_slice details;
+  const char *error_string;
+  double t0; /* q_now_s() at the attempt's start */
+  char msg[512];
+  ev_tag_t tag_batch, tag_msg, tag_status;
+};
+
+/* The loops. loops_lock guards the state and is taken before a loop's lock,
+ * never after. */
+static pthread_mutex_t loops_lock = PTHREAD_MUTEX_INITIALIZER;
+static enum { LOOPS_STOPPED, LOOPS_RUNNING, LOOPS_STOPPING } loops_state;
+static loop_t *loops;
+static int nloops;
+static int loops_wanted = DEFAULT_LOOPS;
+/* A lame channel: watching its connectivity never sees a change, so the
+ * watch completes at its deadline. With a deadline in the past that is a
+ * wake-up posted to a loop's queue from any thread, which the C core has no
+ * other public way to do (grpc_alarm is C++ only). */
+static grpc_channel *wake_ch;
+
+/* Queues a wake-up on l's queue unless one is pending. Loop lock held. */
+static void wake_locked(loop_t *l) {
+  if (l->woken || l->cq_down)
+    return;
+  l->woken = true;
+  grpc_channel_watch_connectivity_state(wake_ch, GRPC_CHANNEL_TRANSIENT_FAILURE,
+                                        gpr_inf_past(GPR_CLOCK_MONOTONIC), l->cq,
+                                        &l->wake);
+}
+
+static void timer_insert_locked(loop_t *l, q_grpc_async_t *h, int64_t due) {
+  q_grpc_async_t **pp = &l->timers;
+  while (*pp && (*pp)->due <= due)
+    pp = &(*pp)->tnext;
+  h->due = due;
+  h->tnext = *pp;
+  *pp = h;
+  h->in_timer = true;
+}
+
+static void timer_remove_locked(loop_t *l, q_grpc_async_t *h) {
+  for (q_grpc_async_t **pp = &l->timers; *pp; pp = &(*pp)->tnext)
+    if (*pp == h) {
+      *pp = h->tnext;
+      break;
+    }
+  h->tnext = NULL;
+  h->in_timer = false;
+}
+
+static void cancel_locked(q_grpc_async_t *h) {
+  if (h->done || h->cancelled)
+    return;
+  h->cancelled = true;
+  if (h->call)
+    grpc_call_cancel(h->call, NULL);
+  if (h->in_timer) {
+    /* Waiting to retry: end it now rather than at its time. */
+    timer_remove_locked(h->loop, h);
+    timer_insert_locked(h->loop, h, 0);
+    wake_locked(h->loop);
+  }
+}
+
+void q_grpc_async_cancel(q_grpc_async_t *h) {
+  if (!h)
+    return;
+  pthread_mutex_lock(&h->loop->lock);
+  cancel_locked(h);
+  pthread_mutex_unlock(&h->loop->lock);
+}
+
+static void handle_free(q_grpc_async_t *h) {
+  grpc_slice_unref(h->path);
+  grpc_slice_unref(h->req);
+  free(h->authorization);
+  free(h);
+}
+
+/* Checks the arguments, packs the request and fills a new call (not yet
+ * known to any loop). */
+static q_err_t async_new(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+                         unsigned method_index, const ProtobufCMessage *req,
+                         q_arena_t *arena, const q_grpc_call_opts_t *opts, void *ud,
+                         q_grpc_async_t **out) {
+  *out = NULL;
+  if (!ch || !svc || method_index >= svc->n_methods || !req || !arena)
+    return Q_EINVAL;
+  const ProtobufCMethodDescriptor *md = &svc->methods[method_index];
+  if (req->descriptor != md->input)
+    return Q_EINVAL;
+  const char *trace = opts && opts->trace_id ? opts->trace_id : "";
+  if (trace[0] && !q_trace_id_valid(trace))
+    return Q_EINVAL;
+  char path[MAX_PATH_LEN];
+  if (snprintf(path, sizeof path, "/%s/%s", svc->name, md->name) >= (int)sizeof path)
+    return Q_EINVAL;
+  int64_t max = opts && opts->max_msg_bytes > 0 ? opts->max_msg_bytes : DEFAULT_MAX_MSG;
+  size_t size = protobuf_c_message_get_packed_size(req);
+  if ((int64_t)size > max)
+    return Q_ETOOBIG;
+  q_grpc_async_t *h = calloc(1, sizeof *h);
+  if (!h)
+    return Q_ENOMEM;
+  if (opts && opts->authorization && !(h->authorization = strdup(opts->authorization))) {
+    free(h);
+    return Q_ENOMEM;
+  }
+  h->ch = ch->ch;
+  h->service = svc->name;
+  h->md = md;
+  h->path = grpc_slice_from_copied_string(path);
+  h->req = grpc_slice_malloc(size);
+  protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(h->req));
+  h->arena = arena;
+  snprintf(h->trace, sizeof h->trace, "%s", trace);
+  h->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+  h->deadline_ms = opts ? opts->deadline_ms : 0;
+  h->idempotent = opts && opts->idempotent;
+  h->attempts = h->idempotent && opts->max_attempts > 0 ? opts->max_attempts
+                : h->idempotent                         ? DEFAULT_ATTEMPTS
+                                                        : 1;
+  h->backoff_ms = FIRST_BACKOFF_MS;
+  h->ud = ud;
+  h->details = grpc_empty_slice();
+  h->tag_batch = (ev_tag_t){h, EV_BATCH};
+  h->tag_msg = (ev_tag_t){h, EV_MSG};
+  h->tag_status = (ev_tag_t){h, EV_STATUS};
+  *out = h;
+  return Q_OK;
+}
+
+static void *loop_main(void *arg);
+
+/* Starts the loop threads. loops_lock held. */
+static q_err_t loops_start_locked(void) {
+  grpc_init();
+  wake_ch = grpc_lame_client_channel_create("quarry-async-wakeup",
+                                            GRPC_STATUS_UNAVAILABLE, "wake-up channel");
+  loops = calloc((size_t)loops_wanted, sizeof *loops);
+  if (!wake_ch || !loops) {
+    free(loops);
+    loops = NULL;
+    if (wake_ch)
+      grpc_channel_destroy(wake_ch);
+    wake_ch = NULL;
+    grpc_shutdown();
+    return Q_ENOMEM;
+  }
+  for (nloops = 0; nloops < loops_wanted; nloops++) {
+    loop_t *l = &loops[nloops];
+    pthread_mutex_init(&l->lock, NULL);
+    l->cq = grpc_completion_queue_create_for_next(NULL);
+    l->wake.kind = EV_WAKE;
+    if (pthread_create(&l->thread, NULL, loop_main, l)) {
+      grpc_completion_queue_shutdown(l->cq);
+      while (grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                 .type != GRPC_QUEUE_SHUTDOWN)
+        ;
+      grpc_completion_queue_destroy(l->cq);
+      pthread_mutex_destroy(&l->lock);
+      break;
+    }
+    pthread_setname_np(l->thread, "q-grpc-loop");
+  }
+  if (nloops < loops_wanted)
+    q_log_warn("fewer gRPC client loop threads than configured", "{s:i,s:i}", "started",
+               nloops, "wanted", loops_wanted);
+  loops_state = LOOPS_RUNNING;
+  if (nloops == 0)
+    return Q_ERESOURCE; /* running with no loop: q_grpc_client_shutdown cleans up */
+  return Q_OK;
+}
+
+/* The loop serving arena's calls: a hash of the pointer, so the calls of
+ * one request share a thread and requests spread over the threads. */
+static loop_t *loop_for(const void *arena) {
+  uint64_t x = (uint64_t)(uintptr_t)arena;
+  x ^= x >> 29;
+  x *= 0x9e3779b97f4a7c15ull;
+  return &loops[(x >> 32) % (uint64_t)nloops];
+}
+
+/* Hands h to its loop, starting the loops on first use. Q_ECANCELLED while
+ * q_grpc_client_shutdown is under way. */
+static q_err_t async_register(q_grpc_async_t *h) {
+  q_err_t rc = Q_OK;
+  pthread_mutex_lock(&loops_lock);
+  if (loops_state == LOOPS_STOPPED)
+    rc = loops_start_locked();
+  else if (loops_state == LOOPS_STOPPING)
+    rc = Q_ECANCELLED;
+  if (!rc && nloops == 0)
+    rc = Q_ERESOURCE;
+  if (!rc) {
+    loop_t *l = h->loop = loop_for(h->arena);
+    pthread_mutex_lock(&l->lock);
+    if (l->stopping) {
+      rc = Q_ECANCELLED;
+    } else {
+      h->next = l->live;
+      if (l->live)
+        l->live->prev = h;
+      l->live = h;
+    }
+    pthread_mutex_unlock(&l->lock);
+  }
+  pthread_mutex_unlock(&loops_lock);
+  return rc;
+}
+
+static void unlink_locked(q_grpc_async_t *h) {
+  loop_t *l = h->loop;
+  if (h->prev)
+    h->prev->next = h->next;
+  else
+    l->live = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  /* A stopping loop waits for its last call: wake it if that was this one
+   * and it is not the loop thread itself that ends it. */
+  if (l->stopping && !l->live)
+    wake_locked(l);
+}
+
+/* Sets up an attempt: its call on the loop's queue and what its batches
+ * send and receive. Q_EINTERNAL when the core refuses the call. */
+static q_err_t attempt_prepare(q_grpc_async_t *h, grpc_call **call) {
+  int64_t timeout = cap_timeout(h->timeout_ms, h->deadline_ms);
+  *call = grpc_channel_create_call(h->ch, NULL, GRPC_PROPAGATE_DEFAULTS, h->loop->cq,
+                                   h->path, NULL, deadline_from_ms(timeout), NULL);
+  if (!*call)
+    return Q_EINTERNAL;
+  h->in_attempt = true;
+  h->attempt++;
+  out_md_init(&h->omd, h->trace, h->authorization);
+  grpc_metadata_array_init(&h->initial_md);
+  grpc_metadata_array_init(&h->trailing_md);
+  h->send_bb = grpc_raw_byte_buffer_create(&h->req, 1);
+  h->recv_bb = NULL;
+  h->status = GRPC_STATUS_UNKNOWN;
+  h->details = grpc_empty_slice();
+  h->error_string = NULL;
+  h->t0 = q_now_s();
+  return Q_OK;
+}
+
+static void attempt_cleanup(q_grpc_async_t *h) {
+  if (!h->in_attempt)
+    return;
+  h->in_attempt = false;
+  out_md_cleanup(&h->omd);
+  grpc_metadata_array_destroy(&h->initial_md);
+  grpc_metadata_array_destroy(&h->trailing_md);
+  if (h->send_bb)
+    grpc_byte_buffer_destroy(h->send_bb);
+  if (h->recv_bb)
+    grpc_byte_buffer_destroy(h->recv_bb);
+  h->send_bb = h->recv_bb = NULL;
+  grpc_slice_unref(h->details);
+  h->details = grpc_empty_slice();
+  if (h->error_string)
+    gpr_free((void *)h->error_string);
+  h->error_string = NULL;
+}
+
+static void set_initial_md(grpc_op *op, q_grpc_async_t *h) {
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  op->data.send_initial_metadata.count = h->omd.n;
+  op->data.send_initial_metadata.metadata = h->omd.md;
+}
+
+static void set_recv_status(grpc_op *op, q_grpc_async_t *h) {
+  op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op->data.recv_status_on_client.trailing_metadata = &h->trailing_md;
+  op->data.recv_status_on_client.status = &h->status;
+  op->data.recv_status_on_client.status_details = &h->details;
+  op->data.recv_status_on_client.error_string = &h->error_string;
+}
+
+/* Starts one attempt of a unary call: a single batch, as q_grpc_unary's.
+ * From the starting thread (first attempt) or the loop thread (retries).
+ * Q_EINTERNAL when the core refuses it; nothing is pending then. */
+static q_err_t unary_attempt_start(q_grpc_async_t *h) {
+  grpc_call *call;
+  if (attempt_prepare(h, &call))
+    return Q_EINTERNAL;
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  set_initial_md(&ops[0], h);
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = h->send_bb;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &h->initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &h->recv_bb;
+  set_recv_status(&ops[5], h);
+  /* Under the loop lock: the completion cannot be handled before h is
+   * consistent, and a cancel sees the call. */
+  loop_t *l = h->loop;
+  pthread_mutex_lock(&l->lock);
+  bool ok = grpc_call_start_batch(call, ops, 6, &h->tag_batch, NULL) == GRPC_CALL_OK;
+  if (ok) {
+    h->call = call;
+    h->pending++;
+    if (h->cancelled)
+      grpc_call_cancel(call, NULL);
+  }
+  pthread_mutex_unlock(&l->lock);
+  if (!ok) {
+    grpc_call_unref(call);
+    attempt_cleanup(h);
+    return Q_EINTERNAL;
+  }
+  const char *labels[3] = {"unary", h->service, h->md->name};
+  q_metrics_inc(m_cli_started, labels);
+  return Q_OK;
+}
+
+/* Posts the next RECV_MESSAGE of a stream. Loop lock held. */
+static void post_read_locked(q_grpc_async_t *h) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &h->recv_bb;
+  if (grpc_call_start_batch(h->call, &op, 1, &h->tag_msg, NULL) == GRPC_CALL_OK) {
+    h->pending++;
+  } else {
+    /* Cannot happen with one read at a time; end the call rather than
+     * hang. */
+    if (!h->local_rc) {
+      h->local_rc = Q_EINTERNAL;
+      snprintf(h->msg, sizeof h->msg, "cannot read from %s/%s", h->service, h->md->name);
+    }
+    grpc_call_cancel(h->call, NULL);
+  }
+}
+
+/* Starts a stream: the status is asked for first, so the call always has a
+ * pending batch that completes when it ends; then request and half-close,
+ * then the first read. Q_EINTERNAL (nothing pending) when refused. */
+static q_err_t stream_attempt_start(q_grpc_async_t *h) {
+  grpc_call *call;
+  if (attempt_prepare(h, &call))
+    return Q_EINTERNAL;
+  grpc_op status, send[4];
+  memset(&status, 0, sizeof status);
+  memset(send, 0, sizeof send);
+  set_recv_status(&status, h);
+  set_initial_md(&send[0], h);
+  send[1].op = GRPC_OP_SEND_MESSAGE;
+  send[1].data.send_message.send_message = h->send_bb;
+  send[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  send[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  send[3].data.recv_initial_metadata.recv_initial_metadata = &h->initial_md;
+  loop_t *l = h->loop;
+  pthread_mutex_lock(&l->lock);
+  bool ok = grpc_call_start_batch(call, &status, 1, &h->tag_status, NULL) == GRPC_CALL_OK;
+  if (ok) {
+    h->call = call;
+    h->pending++;
+    if (grpc_call_start_batch(call, send, 4, &h->tag_batch, NULL) == GRPC_CALL_OK) {
+      h->pending++;
+      post_read_locked(h);
+    } else {
+      h->local_rc = Q_EINTERNAL;
+      snprintf(h->msg, sizeof h->msg, "cannot send to %s/%s", h->service, h->md->name);
+      grpc_call_cancel(call, NULL);
+    }
+    if (h->cancelled)
+      grpc_call_cancel(call, NULL);
+  }
+  pthread_mutex_unlock(&l->lock);
+  if (!ok) {
+    grpc_call_unref(call);
+    attempt_cleanup(h);
+    return Q_EINTERNAL;
+  }
+  const char *labels[3] = {"server_stream", h->service, h->md->name};
+  q_metrics_inc(m_cli_started, labels);
+  return Q_OK;
+}
+
+/* Runs the final callback and frees h. Loop thread only, with nothing
+ * pending. A cancel that came first wins over whatever happened. */
+static void finish(q_grpc_async_t *h, q_err_t rc, ProtobufCMessage *resp) {
+  loop_t *l = h->loop;
+  pthread_mutex_lock(&l->lock);
+  h->done = true;
+  if (h->cancelled) {
+    rc = Q_ECANCELLED;
+    resp = NULL;
+    snprintf(h->msg, sizeof h->msg, "cancelled by the caller");
+  }
+  grpc_call *call = h->call;
+  h->call = NULL;
+  pthread_mutex_unlock(&l->lock);
+  if (call)
+    grpc_call_unref(call);
+  attempt_cleanup(h);
+  if (!rc)
+    h->msg[0] = '\0';
+  if (h->stream)
+    h->on_done(h->ud, rc, h->msg);
+  else
+    h->on_reply(h->ud, rc, resp, h->msg);
+  pthread_mutex_lock(&l->lock);
+  unlink_locked(h);
+  pthread_mutex_unlock(&l->lock);
+  handle_free(h);
+}
+
+/* Schedules the next attempt after a full-jitter backoff. false when the
+ * wait would pass the deadline or the call was cancelled. */
+static bool retry_later(q_grpc_async_t *h) {
+  int64_t due = q_now_ms() + (int64_t)randombytes_uniform((uint32_t)h->backoff_ms);
+  if (h->deadline_ms && due >= h->deadline_ms)
+    return false;
+  h->backoff_ms = h->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : h->backoff_ms * 2;
+  loop_t *l = h->loop;
+  pthread_mutex_lock(&l->lock);
+  bool ok = !h->cancelled;
+  if (ok)
+    timer_insert_locked(l, h, due);
+  pthread_mutex_unlock(&l->lock);
+  return ok;
+}
+
+/* A unary attempt's batch has completed: report, or retry. */
+static void unary_done(q_grpc_async_t *h) {
+  loop_t *l = h->loop;
+  pthread_mutex_lock(&l->lock);
+  grpc_call *call = h->call;
+  h->call = NULL;
+  h->pending--;
+  bool cancelled = h->cancelled;
+  pthread_mutex_unlock(&l->lock);
+  grpc_call_unref(call);
+
+  const char *labels[4] = {"unary", h->service, h->md->name, NULL};
+  q_metrics_inc(m_cli_msg_out, labels);
+  status_text(h->msg, sizeof h->msg, h->status, h->details, h->error_string);
+  q_err_t rc = h->status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(h->status);
+  ProtobufCMessage *resp = NULL;
+  if (h->recv_bb) {
+    q_metrics_inc(m_cli_msg_in, labels);
+    if (!cancelled && !(resp = unpack(h->recv_bb, h->md->output, h->arena)) && !rc) {
+      rc = Q_EINTERNAL;
+      snprintf(h->msg, sizeof h->msg, "malformed reply from %s/%s", h->service,
+               h->md->name);
+    }
+  }
+  if (!rc && !resp && !cancelled) {
+    rc = Q_EINTERNAL;
+    snprintf(h->msg, sizeof h->msg, "no reply message from %s/%s", h->service,
+             h->md->name);
+  }
+  labels[3] = q_grpc_code_name(h->status);
+  q_metrics_inc(m_cli_handled, labels);
+  q_metrics_observe(m_cli_seconds, labels, q_now_s() - h->t0);
+  attempt_cleanup(h);
+  if (rc == Q_EUNAVAIL && !cancelled && h->attempt < h->attempts && retry_later(h))
+    return;
+  finish(h, rc, resp);
+}
+
+/* A retry is due (or the call was cancelled while it waited). */
+static void timer_fired(q_grpc_async_t *h) {
+  pthread_mutex_lock(&h->loop->lock);
+  bool cancelled = h->cancelled;
+  pthread_mutex_unlock(&h->loop->lock);
+  q_err_t rc = cancelled ? Q_ECANCELLED : unary_attempt_start(h);
+  if (rc) {
+    if (rc == Q_EINTERNAL)
+      snprintf(h->msg, sizeof h->msg, "cannot start call to %s/%s", h->service,
+               h->md->name);
+    finish(h, rc, NULL);
+  }
+}
+
+/* Ends a stream once nothing is pending: status, metrics, on_done. */
+static void stream_finish(q_grpc_async_t *h) {
+  const char *labels[4] = {"server_stream", h->service, h->md->name,
+                           q_grpc_code_name(h->status)};
+  q_metrics_inc(m_cli_handled, labels);
+  q_metrics_observe(m_cli_seconds, labels, q_now_s() - h->t0);
+  q_err_t rc = h->local_rc;
+  if (!rc) {
+    status_text(h->msg, sizeof h->msg, h->status, h->details, h->error_string);
+    rc = h->status == GRPC_STATUS_OK ? Q_OK : q_err_from_grpc(h->status);
+  }
+  finish(h, rc, NULL);
+}
+
+/* One of a stream's batches has completed. */
+static void stream_event(q_grpc_async_t *h, ev_kind_t kind, bool success) {
+  loop_t *l = h->loop;
+  const char *labels[3] = {"server_stream", h->service, h->md->name};
+  grpc_byte_buffer *bb = NULL;
+  pthread_mutex_lock(&l->lock);
+  h->pending--;
+  bool cancelled = h->cancelled;
+  if (kind == EV_STATUS)
+    h->status_done = true;
+  if (kind == EV_MSG) {
+    bb = h->recv_bb;
+    h->recv_bb = NULL;
+  }
+  pthread_mutex_unlock(&l->lock);
+
+  if (kind == EV_BATCH && success)
+    q_metrics_inc(m_cli_msg_out, labels);
+  bool delivered = false, more = false;
+  if (bb && !cancelled) {
+    ProtobufCMessage *m = unpack(bb, h->md->output, h->arena);
+    if (m) {
+      q_metrics_inc(m_cli_msg_in, labels);
+      delivered = true;
+      more = h->on_message(h->ud, m);
+    } else {
+      pthread_mutex_lock(&l->lock);
+      if (!h->local_rc) {
+        h->local_rc = Q_EINTERNAL;
+        snprintf(h->msg, sizeof h->msg, "malformed message from %s/%s", h->service,
+                 h->md->name);
+      }
+      grpc_call_cancel(h->call, NULL);
+      pthread_mutex_unlock(&l->lock);
+    }
+  }
+  if (bb)
+    grpc_byte_buffer_destroy(bb);
+
+  pthread_mutex_lock(&l->lock);
+  /* No read after the end of the stream (an empty read), after the status
+   * or once cancelled. */
+  if (delivered && !more)
+    h->paused = true;
+  else if (delivered && !h->cancelled && !h->status_done)
+    post_read_locked(h);
+  bool over = h->pending == 0 && !h->done;
+  pthread_mutex_unlock(&l->lock);
+  if (over)
+    stream_finish(h);
+}
+
+void q_grpc_stream_async_resume(q_grpc_async_t *h) {
+  if (!h || !h->stream)
+    return;
+  pthread_mutex_lock(&h->loop->lock);
+  /* A paused stream still has its status pending (else it would be done),
+   * so the call is alive and the read may be posted from here. */
+  if (h->paused && !h->done && !h->cancelled) {
+    h->paused = false;
+    post_read_locked(h);
+  }
+  pthread_mutex_unlock(&h->loop->lock);
+}
+
+static void dispatch(loop_t *l, ev_tag_t *tag, bool success) {
+  if (tag->kind == EV_WAKE) {
+    pthread_mutex_lock(&l->lock);
+    l->woken = false;
+    pthread_mutex_unlock(&l->lock);
+  } else if (tag->h->stream) {
+    stream_event(tag->h, tag->kind, success);
+  } else {
+    unary_done(tag->h); /* RECV_STATUS_ON_CLIENT: always a success */
+  }
+}
+
+/* Runs every retry that is due. */
+static void run_timers(loop_t *l) {
+  int64_t now = q_now_ms();
+  for (;;) {
+    pthread_mutex_lock(&l->lock);
+    q_grpc_async_t *h = l->timers;
+    if (h && h->due <= now)
+      timer_remove_locked(l, h);
+    else
+      h = NULL;
+    pthread_mutex_unlock(&l->lock);
+    if (!h)
+      return;
+    timer_fired(h);
+  }
+}
+
+/* A loop thread: waits on its queue until the next completion or the
+ * earliest retry, whichever comes first. Stops when its queue is shut down,
+ * which it does itself once stopping and without calls. */
+static void *loop_main(void *arg) {
+  loop_t *l = arg;
+  for (;;) {
+    pthread_mutex_lock(&l->lock);
+    bool timed = l->timers != NULL;
+    int64_t wait_ms = timed ? l->timers->due - q_now_ms() : 0;
+    if (l->stopping && !l->live && !l->cq_down) {
+      l->cq_down = true;
+      grpc_completion_queue_shutdown(l->cq);
+    }
+    pthread_mutex_unlock(&l->lock);
+    gpr_timespec until = !timed ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                                : deadline_from_ms(wait_ms > 0 ? wait_ms : 0);
+    grpc_event ev = grpc_completion_queue_next(l->cq, until, NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type == GRPC_OP_COMPLETE)
+      dispatch(l, ev.tag, ev.success);
+    run_timers(l);
+  }
+  return NULL;
+}
+
+/* Cancels every call, waits for their callbacks and stops the loops. */
+static void loops_stop(void) {
+  pthread_mutex_lock(&loops_lock);
+  if (loops_state != LOOPS_RUNNING) {
+    pthread_mutex_unlock(&loops_lock);
+    return;
+  }
+  loops_state = LOOPS_STOPPING;
+  pthread_mutex_unlock(&loops_lock);
+  for (int i = 0; i < nloops; i++) {
+    loop_t *l = &loops[i];
+    pthread_mutex_lock(&l->lock);
+    l->stopping = true;
+    for (q_grpc_async_t *h = l->live; h; h = h->next)
+      cancel_locked(h);
+    wake_locked(l);
+    pthread_mutex_unlock(&l->lock);
+  }
+  for (int i = 0; i < nloops; i++) {
+    pthread_join(loops[i].thread, NULL);
+    grpc_completion_queue_destroy(loops[i].cq);
+    pthread_mutex_destroy(&loops[i].lock);
+  }
+  pthread_mutex_lock(&loops_lock);
+  free(loops);
+  loops = NULL;
+  nloops = 0;
+  grpc_channel_destroy(wake_ch);
+  wake_ch = NULL;
+  loops_state = LOOPS_STOPPED;
+  pthread_mutex_unlock(&loops_lock);
+  grpc_shutdown();
+}
+
+q_err_t q_grpc_async_set_threads(int n) {
+  if (n < 1 || n > MAX_LOOPS)
+    return Q_EINVAL;
+  pthread_mutex_lock(&loops_lock);
+  loops_wanted = n;
+  pthread_mutex_unlock(&loops_lock);
+  return Q_OK;
+}
+
+/* Registers h and starts its first attempt; on failure frees it. */
+static q_err_t async_launch(q_grpc_async_t *h, q_grpc_async_t **handle) {
+  q_err_t rc = async_register(h);
+  if (rc) {
+    handle_free(h);
+    return rc;
+  }
+  if (handle)
+    *handle = h; /* before anything can complete */
+  rc = h->stream ? stream_attempt_start(h) : unary_attempt_start(h);
+  if (rc) {
+    if (handle)
+      *handle = NULL;
+    pthread_mutex_lock(&h->loop->lock);
+    unlink_locked(h);
+    pthread_mutex_unlock(&h->loop->lock);
+    handle_free(h);
+  }
+  return rc;
+}
+
+q_err_t q_grpc_unary_async(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+                           unsigned method_index, const ProtobufCMessage *req,
+                           q_arena_t *arena, const q_grpc_call_opts_t *opts,
+                           q_grpc_unary_cb cb, void *ud, q_grpc_async_t **handle) {
+  if (handle)
+    *handle = NULL;
+  if (!cb)
+    return Q_EINVAL;
+  q_grpc_async_t *h;
+  q_err_t rc = async_new(ch, svc, method_index, req, arena, opts, ud, &h);
+  if (rc)
+    return rc;
+  h->on_reply = cb;
+  return async_launch(h, handle);
+}
+
+q_err_t q_grpc_stream_async_start(q_grpc_channel_t *ch,
+                                  const ProtobufCServiceDescriptor *svc,
+                                  unsigned method_index, const ProtobufCMessage *req,
+                                  q_arena_t *arena, const q_grpc_call_opts_t *opts,
+                                  q_grpc_stream_msg_cb on_message,
+                                  q_grpc_stream_done_cb on_done, void *ud,
+                                  q_grpc_async_t **handle) {
+  if (handle)
+    *handle = NULL;
+  if (!on_message || !on_done)
+    return Q_EINVAL;
+  q_grpc_async_t *h;
+  q_err_t rc = async_new(ch, svc, method_index, req, arena, opts, ud, &h);
+  if (rc)
+    return rc;
+  h->stream = true;
+  h->attempts = 1; /* messages may have been handled: never replayed */
+  h->on_message = on_message;
+  h->on_done = on_done;
+  return async_launch(h, handle);
 }

@@ -17,10 +17,15 @@
  *
  * Naming: q_rpc_<service>_<method>, both in snake case the way protoc-c
  * lowers names ("LlmGateway", "CreateApiKey" -> q_rpc_llm_gateway_...,
- * ..._create_api_key). A unary method gets one function; a streaming method
+ * ..._create_api_key). A unary method gets one blocking function and an
+ * asynchronous one, _async, with a callback type _cb; a streaming method
  * gets a call type q_rpc_<s>_<m>_call_t and _start, _send, _close_send,
- * _recv, _finish and _cancel. Exits 0 having written both files, or 1
- * having written neither, with the reason on stderr. */
+ * _recv, _finish and _cancel, and a server-streaming one also _async_start
+ * with a message callback type _msg_cb. The typed callbacks reach the
+ * untyped ones of quarry/grpc.h through a trampoline per method, which gets
+ * the typed callback and its user data from a record in the call's arena.
+ * Exits 0 having written both files, or 1 having written neither, with the
+ * reason on stderr. */
 #include <protobuf-c/protobuf-c.h>
 
 #include "quarry/error.h"
@@ -343,7 +348,16 @@ static void write_header(FILE *h) {
         " * q_grpc_call_t that only takes that method's messages) and _start,\n"
         " * _send, _close_send, _recv, _finish and _cancel, which behave as the\n"
         " * q_grpc_call_* functions, except that _start sets opts->kind from the\n"
-        " * method. Thread-safety and ownership: quarry/grpc.h. */\n"
+        " * method.\n"
+        " *\n"
+        " * Asynchronous: a unary method also has _async, q_grpc_unary_async with\n"
+        " * a callback of type _cb that gets the typed reply; a server-streaming\n"
+        " * method has _async_start, q_grpc_stream_async_start with an on_message\n"
+        " * of type _msg_cb that gets the typed message. Besides the errors of\n"
+        " * those, they return Q_ENOMEM when arena cannot hold the record (a few\n"
+        " * words) that carries the typed callback. Client streaming has no\n"
+        " * asynchronous form. Thread-safety, ownership, callback rules:\n"
+        " * quarry/grpc.h. */\n"
         "#ifndef QUARRY_STUBS_H\n"
         "#define QUARRY_STUBS_H\n\n"
         "#include \"quarry/arena.h\"\n"
@@ -370,8 +384,14 @@ static void write_header(FILE *h) {
                 "q_err_t %s(\n"
                 "    q_grpc_channel_t *ch, const %s *req,\n"
                 "    %s **resp, q_arena_t *arena,\n"
-                "    const q_grpc_call_opts_t *opts, char *err, size_t errlen);\n",
-                m->stub, m->in_c, m->out_c);
+                "    const q_grpc_call_opts_t *opts, char *err, size_t errlen);\n"
+                "typedef void (*%s_cb)(void *ud, q_err_t rc,\n"
+                "    %s *resp, const char *status_message);\n"
+                "q_err_t %s_async(\n"
+                "    q_grpc_channel_t *ch, const %s *req,\n"
+                "    q_arena_t *arena, const q_grpc_call_opts_t *opts,\n"
+                "    %s_cb cb, void *ud, q_grpc_async_t **handle);\n",
+                m->stub, m->in_c, m->out_c, m->stub, m->out_c, m->stub, m->in_c, m->stub);
         continue;
       }
       fprintf(h,
@@ -388,6 +408,16 @@ static void write_header(FILE *h) {
               "void %s_cancel(%s_call_t *c);\n",
               m->stub, m->stub, m->stub, m->stub, m->stub, m->stub, m->in_c, m->stub,
               m->stub, m->stub, m->stub, m->out_c, m->stub, m->stub, m->stub, m->stub);
+      if (m->server_stream)
+        fprintf(h,
+                "typedef bool (*%s_msg_cb)(void *ud,\n"
+                "    %s *msg);\n"
+                "q_err_t %s_async_start(\n"
+                "    q_grpc_channel_t *ch, const %s *req,\n"
+                "    q_arena_t *arena, const q_grpc_call_opts_t *opts,\n"
+                "    %s_msg_cb on_message, q_grpc_stream_done_cb on_done,\n"
+                "    void *ud, q_grpc_async_t **handle);\n",
+                m->stub, m->out_c, m->stub, m->in_c, m->stub);
     }
   }
   fputs("\n#endif\n", h);
@@ -418,6 +448,35 @@ static void write_source(FILE *c) {
       "  q_grpc_call_opts_t o = opts ? *opts : (q_grpc_call_opts_t){0};\n"
       "  o.kind = kind;\n"
       "  return q_grpc_call_start(ch, svc, svc->methods[i].name, &o);\n"
+      "}\n\n"
+      "/* An asynchronous stub's typed callback and user data, in the call's\n"
+      " * arena: the method's trampoline restores fn's type and calls it. */\n"
+      "typedef struct typed {\n"
+      "  void (*fn)(void);\n"
+      "  q_grpc_stream_done_cb on_done;\n"
+      "  void *ud;\n"
+      "} typed_t;\n\n"
+      "static q_err_t typed_new(q_arena_t *arena, void (*fn)(void),\n"
+      "                         q_grpc_stream_done_cb on_done, bool stream, void *ud,\n"
+      "                         q_grpc_async_t **handle, typed_t **out) {\n"
+      "  if (handle)\n"
+      "    *handle = NULL;\n"
+      "  if (!arena || !fn || (stream && !on_done))\n"
+      "    return Q_EINVAL;\n"
+      "  typed_t *t = q_arena_alloc(arena, sizeof *t);\n"
+      "  if (!t)\n"
+      "    return Q_ENOMEM;\n"
+      "  t->fn = fn;\n"
+      "  t->on_done = on_done;\n"
+      "  t->ud = ud;\n"
+      "  *out = t;\n"
+      "  return Q_OK;\n"
+      "}\n\n"
+      "/* Unused when no method streams from the server. */\n"
+      "static __attribute__((unused)) void typed_done(void *ud, q_err_t rc,\n"
+      "                                               const char *status_message) {\n"
+      "  const typed_t *t = ud;\n"
+      "  t->on_done(t->ud, rc, status_message);\n"
       "}\n",
       c);
   for (size_t i = 0; i < nservices; i++) {
@@ -426,6 +485,8 @@ static void write_source(FILE *c) {
     for (size_t k = 0; k < s->n; k++) {
       const method_t *m = &s->methods[k];
       const char *st = m->stub;
+      /* The trampolines are static: named without the q_rpc_ prefix. */
+      const char *local = st + strlen("q_rpc_");
       if (!m->client_stream && !m->server_stream) {
         fprintf(c,
                 "\nq_err_t %s(\n"
@@ -439,6 +500,26 @@ static void write_source(FILE *c) {
                 "  return rc;\n"
                 "}\n",
                 st, m->in_c, m->out_c, s->symbol, k, m->name, m->out_c);
+        fprintf(c,
+                "\nstatic void %s_reply(void *ud, q_err_t rc,\n"
+                "    ProtobufCMessage *resp, const char *status_message) {\n"
+                "  const typed_t *t = ud;\n"
+                "  ((%s_cb)t->fn)(t->ud, rc, (%s *)resp,\n"
+                "      status_message);\n"
+                "}\n\n"
+                "q_err_t %s_async(\n"
+                "    q_grpc_channel_t *ch, const %s *req,\n"
+                "    q_arena_t *arena, const q_grpc_call_opts_t *opts,\n"
+                "    %s_cb cb, void *ud, q_grpc_async_t **handle) {\n"
+                "  typed_t *t = NULL;\n"
+                "  q_err_t rc = typed_new(arena, (void (*)(void))cb, NULL, false, ud,\n"
+                "                         handle, &t);\n"
+                "  if (rc)\n"
+                "    return rc;\n"
+                "  return q_grpc_unary_async(ch, &%s, %zu /* %s */, &req->base,\n"
+                "                            arena, opts, %s_reply, t, handle);\n"
+                "}\n",
+                local, st, m->out_c, st, m->in_c, st, s->symbol, k, m->name, local);
         continue;
       }
       fprintf(c,
@@ -470,6 +551,29 @@ static void write_source(FILE *c) {
               "}\n",
               st, st, st, s->symbol, k, m->name, kind_enum(m), st, st, m->in_c, st, st,
               st, st, m->out_c, m->out_c, st, st, st, st);
+      if (m->server_stream)
+        fprintf(c,
+                "\nstatic bool %s_message(void *ud, ProtobufCMessage *msg) {\n"
+                "  const typed_t *t = ud;\n"
+                "  return ((%s_msg_cb)t->fn)(t->ud,\n"
+                "      (%s *)msg);\n"
+                "}\n\n"
+                "q_err_t %s_async_start(\n"
+                "    q_grpc_channel_t *ch, const %s *req,\n"
+                "    q_arena_t *arena, const q_grpc_call_opts_t *opts,\n"
+                "    %s_msg_cb on_message, q_grpc_stream_done_cb on_done,\n"
+                "    void *ud, q_grpc_async_t **handle) {\n"
+                "  typed_t *t = NULL;\n"
+                "  q_err_t rc = typed_new(arena, (void (*)(void))on_message, on_done,\n"
+                "                         true, ud, handle, &t);\n"
+                "  if (rc)\n"
+                "    return rc;\n"
+                "  return q_grpc_stream_async_start(ch, &%s, %zu /* %s */,\n"
+                "                                   &req->base, arena, opts,\n"
+                "                                   %s_message, typed_done, t,\n"
+                "                                   handle);\n"
+                "}\n",
+                local, st, m->out_c, st, m->in_c, st, s->symbol, k, m->name, local);
     }
   }
 }

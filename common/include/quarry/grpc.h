@@ -20,6 +20,13 @@
  * method fixed and the messages typed; the by-name functions below are what
  * they are built on (docs/development.md, "Calling another service").
  *
+ * Those calls block the calling thread. Event-driven callers (the gateway)
+ * use the asynchronous client instead: q_grpc_unary_async and
+ * q_grpc_stream_async_start (typed: q_rpc_<service>_<method>_async and
+ * _async_start) return at once and deliver the outcome to a callback run on
+ * one of a few loop threads owned by the adapter, so no thread waits for a
+ * downstream reply (see "asynchronous client" below).
+ *
  * Every server and client call updates the grpc_server_* / grpc_client_*
  * metric families. */
 #ifndef QUARRY_GRPC_H
@@ -28,6 +35,7 @@
 #include "quarry/arena.h"
 #include "quarry/error.h"
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +102,12 @@ const char *q_grpc_ctx_metadata(q_grpc_ctx_t *ctx, const char *key);
 /* Milliseconds left before the caller's deadline (INT64_MAX when none). */
 int64_t q_grpc_ctx_ms_left(q_grpc_ctx_t *ctx);
 
+/* true once the call is over for the client: it cancelled the call, went
+ * away or let its deadline pass. A long handler polls it to stop work
+ * nobody will read; a streaming handler also learns it from
+ * q_grpc_ctx_send. Does not block. */
+bool q_grpc_ctx_cancelled(q_grpc_ctx_t *ctx);
+
 /* Sets the status message returned with the handler's error code. */
 void q_grpc_ctx_errorf(q_grpc_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -121,7 +135,8 @@ typedef struct q_grpc_channel q_grpc_channel_t;
 q_grpc_channel_t *q_grpc_channel(const char *target);
 
 typedef struct q_grpc_call_opts {
-  int timeout_ms;            /* per attempt; 0: 5000; capped by the
+  int timeout_ms;            /* per attempt; 0: 5000; capped by
+                                deadline_ms and, for blocking calls, by the
                                 thread's inherited deadline */
   int max_attempts;          /* total tries on UNAVAILABLE when idempotent;
                                 0: 3 */
@@ -131,6 +146,15 @@ typedef struct q_grpc_call_opts {
   q_grpc_kind_t kind;        /* for metrics labels of streaming calls
                                 started with q_grpc_call_start; the
                                 q_rpc_* stubs set it from the method */
+  int64_t deadline_ms;       /* absolute, in q_now_ms() time: caps every
+                                attempt, and no retry waits past it; 0:
+                                none. The one deadline an asynchronous call
+                                has (it ignores the thread's) */
+  const char *trace_id;      /* sent as x-trace-id (and traceparent when a
+                                32-hex W3C id); must pass q_trace_id_valid.
+                                NULL or "": a blocking call sends the
+                                thread's (q_trace_id), an asynchronous call
+                                none */
 } q_grpc_call_opts_t;
 
 /* Unary call. On success *resp is unpacked into arena (so freed with it).
@@ -145,9 +169,9 @@ q_err_t q_grpc_unary(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc
 typedef struct q_grpc_call q_grpc_call_t;
 
 /* Starts a streaming call (client-, server- or bidi-). NULL only when out of
- * memory or the method is unknown; connection problems surface at the first
- * send/recv/finish. For server streaming, send the one request then call
- * q_grpc_call_close_send. */
+ * memory, the method is unknown or opts->trace_id is not a valid trace id;
+ * connection problems surface at the first send/recv/finish. For server
+ * streaming, send the one request then call q_grpc_call_close_send. */
 q_grpc_call_t *q_grpc_call_start(q_grpc_channel_t *ch,
                                  const ProtobufCServiceDescriptor *svc,
                                  const char *method, const q_grpc_call_opts_t *opts);
@@ -172,7 +196,131 @@ q_err_t q_grpc_call_finish(q_grpc_call_t *c, char *err, size_t errlen);
  * must still be called to free it; it then reports CANCELLED. */
 void q_grpc_call_cancel(q_grpc_call_t *c);
 
-/* Destroys every channel (at exit, after all calls are done). */
+/* Stops the asynchronous client (see below), then destroys every channel.
+ * At exit, once no thread starts calls any more and every blocking call is
+ * done; never from a callback. Asynchronous calls still in flight end with
+ * Q_ECANCELLED, their callbacks run before this returns. The client can be
+ * used again afterwards: channels and loop threads start again on first
+ * use. */
 void q_grpc_client_shutdown(void);
+
+/* ---- asynchronous client ------------------------------------------------
+ *
+ * Threads. A few loop threads (q_grpc_async_set_threads; 2 by default),
+ * started with the first asynchronous call and stopped by
+ * q_grpc_client_shutdown, each wait on a completion queue of their own.
+ * Every callback of an asynchronous call runs on a loop thread. A callback
+ * must not block (no blocking q_rpc_* call, no database, no sleep, no lock
+ * held for long): while it runs, every other call served by that thread
+ * waits. It may start further asynchronous calls, cancel or resume any call.
+ *
+ * Affinity. A call is served by the loop thread chosen by its arena: calls
+ * given the same arena (the calls of one request) run their callbacks on the
+ * same thread, one at a time, so they may use that arena and the request's
+ * state without a lock. Between the start of a call and its final callback
+ * the adapter writes replies into the arena on that thread: the owner
+ * touches the arena there only (in callbacks of calls sharing it), never
+ * from another thread meanwhile.
+ *
+ * Context. An asynchronous call never reads the thread's trace context: its
+ * deadline is opts->deadline_ms (with timeout_ms per attempt) and its trace
+ * id opts->trace_id. A loop thread serves many requests, so a thread-local
+ * context there would be another request's.
+ *
+ * Outcome. A start function returns 0 when the call has started: its final
+ * callback (cb for a unary call, on_done for a stream) will then run exactly
+ * once, also when the call fails, times out or is cancelled, so the owner
+ * frees its state in one place. It may run on a loop thread before the start
+ * function has returned. Any other return is the error of a call that never
+ * started (Q_EINVAL: bad arguments; Q_ETOOBIG: request over the message
+ * limit; Q_ENOMEM; Q_ERESOURCE: no loop thread could be started;
+ * Q_ECANCELLED: q_grpc_client_shutdown is under way; Q_EINTERNAL: the gRPC
+ * core refused the call): no callback will run and *handle is NULL.
+ *
+ * Handle. *handle is set before the call can complete and is valid until
+ * the final callback returns; the adapter frees it then, so the owner drops
+ * its copy there. Until then q_grpc_async_cancel and
+ * q_grpc_stream_async_resume may be called from any thread; once the final
+ * callback has started they do nothing. On the call's loop thread (in
+ * callbacks of calls sharing its arena) a copy not yet dropped is always
+ * valid. Another thread must order its call before the final callback's
+ * return: hold a lock of the owner's, which the final callback also takes
+ * to drop the copy.
+ *
+ * The request message is packed before the start function returns: it need
+ * not outlive the call. Metrics are those of blocking calls
+ * (grpc_client_*, same labels). */
+
+/* An asynchronous call in flight; see "Handle" above. */
+typedef struct q_grpc_async q_grpc_async_t;
+
+/* Final callback of an asynchronous unary call, on a loop thread. rc is 0 or
+ * a q_err_t as q_grpc_unary returns it (Q_ECANCELLED after
+ * q_grpc_async_cancel). resp is the reply, unpacked into the call's arena,
+ * when rc is 0, else NULL. status_message is the status message ("" on
+ * success), valid until the callback returns. */
+typedef void (*q_grpc_unary_cb)(void *ud, q_err_t rc, ProtobufCMessage *resp,
+                                const char *status_message);
+
+/* Sets how many loop threads serve asynchronous calls, 1 to 16 (default 2).
+ * Takes effect when the loops start: with the first asynchronous call, or
+ * the first after q_grpc_client_shutdown. 0, or Q_EINVAL out of range. */
+q_err_t q_grpc_async_set_threads(int n);
+
+/* Starts an asynchronous unary call of svc->methods[method_index] with the
+ * semantics of q_grpc_unary (per-attempt timeout capped by opts->deadline_ms,
+ * authorization, trace id, retries of idempotent calls on UNAVAILABLE with
+ * exponential backoff and full jitter, waiting on a timer of the loop
+ * thread). arena receives the reply and picks the loop thread; opts may be
+ * NULL; handle may be NULL when the call will never be cancelled. Returns
+ * 0 and later calls cb(ud, ...) once, or an error and never calls it (see
+ * "Outcome"). Thread-safe. */
+q_err_t q_grpc_unary_async(q_grpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+                           unsigned method_index, const ProtobufCMessage *req,
+                           q_arena_t *arena, const q_grpc_call_opts_t *opts,
+                           q_grpc_unary_cb cb, void *ud, q_grpc_async_t **handle);
+
+/* Receives one message of an asynchronous server stream, on a loop thread.
+ * msg is unpacked into the stream's arena. Return true to receive the next
+ * message, false to pause: no further message is read (and HTTP/2 flow
+ * control soon stops the server) until q_grpc_stream_async_resume. A paused
+ * stream still ends, with on_done, when the server had sent everything, or
+ * the call fails or is cancelled. */
+typedef bool (*q_grpc_stream_msg_cb)(void *ud, ProtobufCMessage *msg);
+
+/* Final callback of an asynchronous server stream, on a loop thread, after
+ * the last on_message: rc is 0 when the server ended the stream with OK,
+ * else a q_err_t mapped from the status (Q_ECANCELLED after
+ * q_grpc_async_cancel, Q_EINTERNAL for a malformed message, which also
+ * cancels the call). status_message as for q_grpc_unary_cb. */
+typedef void (*q_grpc_stream_done_cb)(void *ud, q_err_t rc, const char *status_message);
+
+/* Starts a server-streaming call of svc->methods[method_index]: sends req and
+ * half-closes, then calls on_message for each message received, in order,
+ * one at a time, and on_done once at the end (see "Outcome"). The next
+ * message is read only once on_message has returned true, so a consumer
+ * never receives faster than it handles. Streams are not retried;
+ * timeout_ms (capped by deadline_ms) bounds the whole stream. Arguments as for
+ * q_grpc_unary_async; every message is unpacked into arena, so it lives until the arena
+ * is freed. Thread-safe. */
+q_err_t q_grpc_stream_async_start(q_grpc_channel_t *ch,
+                                  const ProtobufCServiceDescriptor *svc,
+                                  unsigned method_index, const ProtobufCMessage *req,
+                                  q_arena_t *arena, const q_grpc_call_opts_t *opts,
+                                  q_grpc_stream_msg_cb on_message,
+                                  q_grpc_stream_done_cb on_done, void *ud,
+                                  q_grpc_async_t **handle);
+
+/* Reads the next message of a stream whose on_message returned false. A
+ * no-op when it is not paused, on a unary call, or once on_done has
+ * started. Thread-safe (see "Handle"). */
+void q_grpc_stream_async_resume(q_grpc_async_t *h);
+
+/* Cancels an asynchronous call: the server sees the call cancelled, no
+ * further on_message runs once the current one (if any) has returned, and
+ * the final callback runs once with Q_ECANCELLED, promptly even while the
+ * call waits to retry or a stream is paused. A no-op once the final callback
+ * has started, and for NULL. Thread-safe (see "Handle"). */
+void q_grpc_async_cancel(q_grpc_async_t *h);
 
 #endif

@@ -21,6 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A deadline crosses the wire in whole milliseconds, rounded up: the
+ * handler may see one more than the caller gave. */
+#define ROUNDING_MS 1
+
 static q_grpc_server_t *srv;
 static char target[64];
 static char seen_trace[64];
@@ -180,12 +184,43 @@ Test(grpc, deadline_exceeded_and_propagated) {
   cr_assert_eq(rerank("slow", 100, &r, a, err, sizeof err), Q_ETIMEDOUT);
   cr_assert_lt(q_now_ms() - t0, 350, "call must give up at its deadline");
   /* The handler saw the caller's deadline. */
-  cr_assert_leq(seen_ms_left, 100);
+  cr_assert_leq(seen_ms_left, 100 + ROUNDING_MS);
   /* An inherited (thread) deadline caps a longer per-call timeout. */
   q_trace_set("0123456789abcdef0123456789abcdef", q_now_ms() + 150);
   cr_assert_eq(rerank("q", 5000, &r, a, err, sizeof err), 0, "%s", err);
-  cr_assert_leq(seen_ms_left, 150);
+  cr_assert_leq(seen_ms_left, 150 + ROUNDING_MS);
   cr_assert_str_eq(seen_trace, "0123456789abcdef0123456789abcdef");
+  q_trace_clear();
+  q_arena_free(a);
+}
+
+Test(grpc, options_deadline_and_trace_id) {
+  /* opts->deadline_ms caps the per-attempt timeout of a blocking call too,
+   * and opts->trace_id wins over the thread's. */
+  q_arena_t *a = q_arena_new(0);
+  Quarry__V1__RerankRequest req = QUARRY__V1__RERANK_REQUEST__INIT;
+  req.query = "q";
+  Quarry__V1__RerankResponse *r = NULL;
+  char err[256];
+  q_trace_set("ffffffffffffffffffffffffffffffff", 0);
+  q_grpc_call_opts_t o = {.timeout_ms = 5000,
+                          .deadline_ms = q_now_ms() + 150,
+                          .trace_id = "0123456789abcdef0123456789abcdef"};
+  cr_assert_eq(
+      q_rpc_reranker_rerank(q_grpc_channel(target), &req, &r, a, &o, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_leq(seen_ms_left, 150 + ROUNDING_MS);
+  cr_assert_str_eq(seen_trace, "0123456789abcdef0123456789abcdef");
+  req.query = "slow";
+  o.deadline_ms = q_now_ms() + 100;
+  cr_assert_eq(
+      q_rpc_reranker_rerank(q_grpc_channel(target), &req, &r, a, &o, err, sizeof err),
+      Q_ETIMEDOUT);
+  /* A trace id that could not travel as metadata is refused. */
+  o.trace_id = "not a trace id";
+  cr_assert_eq(
+      q_rpc_reranker_rerank(q_grpc_channel(target), &req, &r, a, &o, err, sizeof err),
+      Q_EINTERNAL);
   q_trace_clear();
   q_arena_free(a);
 }
