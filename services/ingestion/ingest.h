@@ -27,6 +27,7 @@ typedef struct ingest_cfg {
   int backoff_ms;             /* QUARRY_INGEST_BACKOFF_MS: first retry delay */
   int lease_ms;               /* QUARRY_INGEST_LEASE_MS */
   int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
+  int64_t idempotency_ttl_ms; /* QUARRY_IDEMPOTENCY_TTL_MS */
 } ingest_cfg_t;
 
 typedef struct ingest {

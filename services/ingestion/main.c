@@ -16,11 +16,14 @@
 #include "quarry/v1/ingestion.pb-c.h"
 #include "worker.h"
 
+#define TEXT_(v) #v
+#define TEXT(v) TEXT_(v) /* a numeric macro's value as a string literal */
+
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
 static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_attempts,
-    backoff_ms, lease_ms, call_timeout_ms;
+    backoff_ms, lease_ms, call_timeout_ms, idempotency_ttl_ms;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),
@@ -62,6 +65,11 @@ static q_cfg_entry_t cfg[] = {
      0, &lease_ms},
     {"QUARRY_INGEST_CALL_TIMEOUT_MS", Q_CFG_INT, "30000", 100, 600000, NULL,
      "Deadline of each Embed and Upsert call made by the workers.", 0, &call_timeout_ms},
+    {"QUARRY_IDEMPOTENCY_TTL_MS", Q_CFG_INT, TEXT(DOCSTORE_KEY_TTL_DEFAULT_MS), 60000,
+     2592000000LL, NULL,
+     "How long an upload's Idempotency-Key is remembered: a retry with the key within "
+     "this time answers the first upload's result (default 24 h, at most 30 days).",
+     0, &idempotency_ttl_ms},
 };
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
@@ -104,6 +112,7 @@ int main(int argc, char **argv) {
       .backoff_ms = (int)backoff_ms,
       .lease_ms = (int)lease_ms,
       .call_timeout_ms = (int)call_timeout_ms,
+      .idempotency_ttl_ms = idempotency_ttl_ms,
   };
   q_pg_pool_t *pool = q_pg_pool_new(pg.dsn, (int)pg.pool);
   if (!pool) {

@@ -6,7 +6,14 @@
  * message carries only data (a header there is refused). Pieces of up to
  * 1 MiB are recommended; each message must fit QUARRY_MAX_MSG_BYTES. The
  * data goes straight to a file in the blob directory while it is hashed,
- * so the handler keeps no copy of the document itself. */
+ * so the handler keeps no copy of the document itself.
+ *
+ * A header with an idempotency_key makes the upload exactly-once per
+ * (tenant, key) for QUARRY_IDEMPOTENCY_TTL_MS: a retry of a stored upload
+ * answers the stored result with replayed set, a different upload under the
+ * same key is refused (ABORTED); see docstore_record_upload. The data of a
+ * retry is still received and hashed, since the fingerprint includes its
+ * SHA-256. */
 #ifndef QUARRY_INGESTION_UPLOAD_H
 #define QUARRY_INGESTION_UPLOAD_H
 
@@ -15,7 +22,8 @@
 
 /* Upload handler; ud is the ingest_t. Errors: INVALID_ARGUMENT (missing
  * or bad header field, empty document), UNSUPPORTED media type
- * (Q_EUNSUPPORTED), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, UNAVAILABLE
+ * (Q_EUNSUPPORTED), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, Q_ECONFLICT
+ * (ABORTED) for an idempotency key used by a different upload, UNAVAILABLE
  * when the database is down. */
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                   void *ud);
