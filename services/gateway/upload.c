@@ -13,6 +13,7 @@
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
+#include "quarry/validate.h"
 
 #include "handlers.h"
 #include "http_util.h"
@@ -37,7 +38,8 @@ typedef struct upload {
   const char *doc_type;
   char title[Q_LIMIT_TITLE_BYTES + 1];
   char external_id[Q_LIMIT_EXTERNAL_ID_BYTES + 1];
-  int title_field, external_id_field; /* set by a multipart field */
+  char idempotency_key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1]; /* "" when none */
+  int title_field, external_id_field;                      /* set by a multipart field */
 
   /* multipart: the part being read */
   int in_part;
@@ -141,6 +143,7 @@ static void send_data(upload_t *u, const char *p, size_t n) {
       hdr.content_type = (char *)u->doc_type;
       hdr.title = u->title;
       hdr.external_id = u->external_id;
+      hdr.idempotency_key = u->idempotency_key;
       msg.header = &hdr;
       u->header_sent = 1;
     }
@@ -226,6 +229,24 @@ static q_err_t query_meta(upload_t *u) {
     http_reject_err(r, Q_EINVAL, "filename is empty, too long or has control characters");
     return Q_EINVAL;
   }
+  return 0;
+}
+
+/* The Idempotency-Key header, when there is one (a retry of an upload
+ * sends the key of the first attempt; ingestion decides). */
+static q_err_t idempotency_key(upload_t *u) {
+  gw_req_t *r = u->r;
+  const char *v = http_header(r, UPLOAD_IDEMPOTENCY_HEADER);
+  if (!v)
+    return 0;
+  if (!q_valid_idempotency_key(v)) {
+    http_reject_err(r, Q_EINVAL,
+                    "%s must be 1 to %d characters of printable ASCII (a UUID is a good "
+                    "key)",
+                    UPLOAD_IDEMPOTENCY_HEADER, Q_LIMIT_IDEMPOTENCY_KEY_BYTES);
+    return Q_EINVAL;
+  }
+  snprintf(u->idempotency_key, sizeof u->idempotency_key, "%s", v);
   return 0;
 }
 
@@ -377,7 +398,7 @@ static void upload_begin(gw_req_t *r) {
                     "multipart/form-data");
     return;
   }
-  if (query_meta(u))
+  if (query_meta(u) || idempotency_key(u))
     return;
   if (strcmp(media, "multipart/form-data") == 0) {
     u->multipart = 1;
@@ -467,10 +488,14 @@ static void upload_end(gw_req_t *r) {
     http_reply_downstream(r, "ingestion", Q_EINTERNAL, "Upload gave no document id");
     return;
   }
-  q_log_info("document uploaded", "{s:s,s:s,s:I,s:i,s:b}", "document_id",
+  q_log_info("document uploaded", "{s:s,s:s,s:I,s:i,s:b,s:b}", "document_id",
              resp->document_id, "job_id", resp->job_id ? resp->job_id : "", "bytes",
              (json_int_t)u->doc_bytes, "version", (int)resp->version, "unchanged",
-             resp->unchanged ? 1 : 0);
+             resp->unchanged ? 1 : 0, "replayed", resp->replayed ? 1 : 0);
+  /* A replay answers exactly what the first attempt answered; the header
+   * alone tells the client that nothing new was stored. */
+  if (resp->replayed)
+    http_add_header(r, UPLOAD_REPLAYED_HEADER, "true");
   json_t *body =
       json_pack("{s:o,s:o,s:i,s:b,s:s}", "document_id",
                 http_json_text(resp->document_id, strlen(resp->document_id)), "job_id",

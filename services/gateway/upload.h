@@ -13,6 +13,13 @@
  * the upload cannot complete (limit, malformed body, client gone) the call
  * is cancelled so ingestion never stores a truncated document.
  *
+ * An Idempotency-Key header (1..Q_LIMIT_IDEMPOTENCY_KEY_BYTES bytes of
+ * printable ASCII) travels to ingestion in the Upload header; ingestion keeps
+ * (tenant, key) -> result, so a retry of an upload that was stored (even
+ * when its client saw an error) answers the stored result, with the reply
+ * header Idempotent-Replayed: true, and the same key with another document
+ * is a 409.
+ *
  * The helpers below are pure and exposed for tests. */
 #ifndef QUARRY_GW_UPLOAD_H
 #define QUARRY_GW_UPLOAD_H
@@ -23,6 +30,8 @@
 #include "quarry/limits.h"
 
 #define UPLOAD_PIECE_MAX (1 << 20)
+#define UPLOAD_IDEMPOTENCY_HEADER "Idempotency-Key"
+#define UPLOAD_REPLAYED_HEADER "Idempotent-Replayed"
 #define UPLOAD_MULTIPART_SLACK (64 << 10) /* boundaries and part headers */
 
 /* Writes the media type of a Content-Type value ("Text/Markdown;
