@@ -121,6 +121,16 @@ q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
 
 /* ---- the Upload call ------------------------------------------------------ */
 
+void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr) {
+  const upload_t *u = r->stream;
+  hdr->tenant_id = (char *)r->principal.tenant_id;
+  hdr->filename = (char *)u->filename;
+  hdr->content_type = (char *)u->doc_type;
+  hdr->title = (char *)u->title;
+  hdr->external_id = (char *)u->external_id;
+  hdr->idempotency_key = (char *)u->idempotency_key;
+}
+
 static void start_call(upload_t *u) {
   gw_req_t *r = u->r;
   q_grpc_call_opts_t opts = {.timeout_ms = (int)r->cfg->upload_timeout_ms};
@@ -138,12 +148,7 @@ static void send_data(upload_t *u, const char *p, size_t n) {
     Quarry__V1__UploadRequest msg = QUARRY__V1__UPLOAD_REQUEST__INIT;
     Quarry__V1__UploadHeader hdr = QUARRY__V1__UPLOAD_HEADER__INIT;
     if (!u->header_sent) {
-      hdr.tenant_id = r->principal.tenant_id;
-      hdr.filename = u->filename;
-      hdr.content_type = (char *)u->doc_type;
-      hdr.title = u->title;
-      hdr.external_id = u->external_id;
-      hdr.idempotency_key = u->idempotency_key;
+      upload_header(r, &hdr);
       msg.header = &hdr;
       u->header_sent = 1;
     }
@@ -444,7 +449,7 @@ static void upload_data(gw_req_t *r, const char *p, size_t n) {
     http_reject_err(r, Q_EINVAL, "malformed multipart/form-data body");
 }
 
-static void upload_end(gw_req_t *r) {
+void upload_check_body(gw_req_t *r) {
   upload_t *u = r->stream;
   if (!r->pending && u->multipart) {
     enum MHD_Result ok = MHD_destroy_post_processor(u->pp);
@@ -458,6 +463,11 @@ static void upload_end(gw_req_t *r) {
   }
   if (!r->pending && u->doc_bytes == 0)
     http_reject_err(r, Q_EINVAL, "document is empty");
+}
+
+static void upload_end(gw_req_t *r) {
+  upload_t *u = r->stream;
+  upload_check_body(r);
   if (!r->pending && !u->call) {
     start_call(u);
     if (!r->pending) {

@@ -25,7 +25,9 @@
 #define QUARRY_GW_UPLOAD_H
 
 #include <stddef.h>
+#include "gateway.h"
 #include "quarry/error.h"
+#include "quarry/v1/ingestion.pb-c.h"
 
 #include "quarry/limits.h"
 
@@ -51,5 +53,20 @@ const char *upload_type_from_name(const char *filename);
  * out set, or -1 when nothing usable is left (empty, ".", "..", control
  * characters, longer than Q_LIMIT_FILENAME_BYTES). */
 q_err_t upload_clean_filename(const char *in, char *out, size_t outlen);
+
+/* The end of the body, before the Upload call: closes the multipart parser
+ * and checks what the body held (complete, with one "file" part, not
+ * empty), leaving a rejection pending (http_reject) when it is unusable.
+ * upload_ops.end runs it first; it is exposed for the fuzz target
+ * (tests/fuzz/fuzz_upload.c), which drives begin, data and this, and never
+ * reaches the call. */
+void upload_check_body(gw_req_t *r);
+
+/* Fills hdr (initialised by the caller) with the Upload header r's upload
+ * sends: the principal's tenant and the metadata begin and the multipart
+ * fields set. The strings belong to r. Complete once upload_check_body left
+ * nothing pending; exposed for the fuzz target, which checks that ingestion
+ * accepts whatever the gateway would send. */
+void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr);
 
 #endif
