@@ -112,9 +112,10 @@ q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
   if (n == 0 || n > Q_LIMIT_FILENAME_BYTES || n >= outlen || strcmp(base, ".") == 0 ||
       strcmp(base, "..") == 0)
     return Q_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)base[i] < 0x20 || base[i] == 0x7f)
-      return Q_EINVAL;
+  /* Ingestion's rule for a file name, so what passes here is never refused
+   * there after the whole document has been streamed. */
+  if (!q_valid_text(base, Q_LIMIT_FILENAME_BYTES))
+    return Q_EINVAL;
   memcpy(out, base, n + 1);
   return 0;
 }
@@ -202,19 +203,28 @@ static void file_data(upload_t *u, const char *p, size_t n) {
 
 /* ---- metadata ------------------------------------------------------------- */
 
+/* Copies a title or external_id (v[0..n), from the query string or a
+ * multipart field, which may hold any bytes) into dst. Its rule is
+ * ingestion's (q_valid_text: UTF-8 without control characters, tabs and
+ * line breaks included), so a value accepted here is never refused there
+ * once the whole document has been streamed. */
 static q_err_t copy_meta(gw_req_t *r, const char *what, const char *v, size_t n,
                          char *dst, size_t max) {
   if (n > max) {
     http_reject_err(r, Q_EINVAL, "%s longer than %zu bytes", what, max);
     return Q_EINVAL;
   }
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
-      http_reject_err(r, Q_EINVAL, "%s contains control characters", what);
-      return Q_EINVAL;
-    }
+  if (!q_valid_utf8(v, n)) { /* also refuses NUL, which would cut dst short */
+    http_reject_err(r, Q_EINVAL, "%s is not valid UTF-8", what);
+    return Q_EINVAL;
+  }
   memcpy(dst, v, n);
   dst[n] = '\0';
+  if (!q_valid_text(dst, max)) {
+    dst[0] = '\0';
+    http_reject_err(r, Q_EINVAL, "%s contains control characters", what);
+    return Q_EINVAL;
+  }
   return 0;
 }
 
@@ -231,7 +241,8 @@ static q_err_t query_meta(upload_t *u) {
     return Q_EINVAL;
   if ((v = http_query_arg(r, "filename")) &&
       upload_clean_filename(v, u->filename, sizeof u->filename)) {
-    http_reject_err(r, Q_EINVAL, "filename is empty, too long or has control characters");
+    http_reject_err(r, Q_EINVAL,
+                    "filename is empty, too long, not UTF-8 or has control characters");
     return Q_EINVAL;
   }
   return 0;
@@ -286,7 +297,7 @@ static void start_file_part(upload_t *u, const char *filename, const char *conte
   if (filename && *filename &&
       upload_clean_filename(filename, u->filename, sizeof u->filename)) {
     http_reject_err(r, Q_EINVAL,
-                    "file name is empty, too long or has control characters");
+                    "file name is empty, too long, not UTF-8 or has control characters");
     return;
   }
   char media[Q_LIMIT_MEDIA_TYPE_BYTES + 1] = "";

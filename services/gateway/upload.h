@@ -50,8 +50,9 @@ const char *upload_doc_type(const char *media);
 const char *upload_type_from_name(const char *filename);
 
 /* Reduces a client-supplied file name to its last path component. 0 with
- * out set, or -1 when nothing usable is left (empty, ".", "..", control
- * characters, longer than Q_LIMIT_FILENAME_BYTES). */
+ * out set, or Q_EINVAL when nothing usable is left (empty, ".", "..",
+ * longer than Q_LIMIT_FILENAME_BYTES, or not what q_valid_text accepts:
+ * invalid UTF-8, control characters - ingestion's rule for file names). */
 q_err_t upload_clean_filename(const char *in, char *out, size_t outlen);
 
 /* The end of the body, before the Upload call: closes the multipart parser

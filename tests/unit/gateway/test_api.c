@@ -1150,6 +1150,62 @@ Test(api, multipart_without_usable_file_is_refused) {
   cr_assert_eq(atomic_load(&fk.up_done), 0);
 }
 
+/* Found by tests/fuzz/fuzz_upload: metadata the gateway accepted and
+ * ingestion refuses (q_valid_text) was only refused after the whole document
+ * had been streamed. Now the gateway applies ingestion's rule. */
+Test(api, metadata_ingestion_would_refuse_is_400_before_ingestion) {
+  static const char *const queries[] = {
+      "/v1/documents?title=a%09b",             /* a tab */
+      "/v1/documents?external_id=ex%FF%FFt-1", /* not UTF-8 */
+      "/v1/documents?title=caf%E9",            /* Latin-1 */
+      "/v1/documents?title=%C2%85",            /* U+0085, a C1 control */
+      "/v1/documents?filename=caf%E9.txt",
+  };
+  for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+    resp_t r = HTTP("POST", queries[i], {KEY, "Content-Type: text/plain"}, .body = "x",
+                    .len = 1);
+    assert_error(&r, 400, "invalid_argument");
+    resp_free(&r);
+  }
+
+  CURL *e;
+  curl_mime *m = form(&e);
+  curl_mimepart *p = curl_mime_addpart(m);
+  curl_mime_name(p, "external_id");
+  curl_mime_data(p, "ex\xff\xfft-1", 8);
+  file(m, "text", 4, "a.txt", NULL);
+  resp_t r = HTTP("POST", "/v1/documents", {KEY}, .mime = m);
+  assert_error(&r, 400, "invalid_argument");
+  cr_assert_str_eq(error_message(&r), "external_id is not valid UTF-8");
+  resp_free(&r);
+  form_free(m, e);
+
+  m = form(&e);
+  p = curl_mime_addpart(m);
+  curl_mime_name(p, "title");
+  curl_mime_data(p, "a\0b", 3); /* used to be cut to "a" silently */
+  file(m, "text", 4, "a.txt", NULL);
+  r = HTTP("POST", "/v1/documents", {KEY}, .mime = m);
+  assert_error(&r, 400, "invalid_argument");
+  resp_free(&r);
+  form_free(m, e);
+
+  m = form(&e);
+  file(m, "text", 4, "caf\xe9.txt", NULL);
+  r = HTTP("POST", "/v1/documents", {KEY}, .mime = m);
+  assert_error(&r, 400, "invalid_argument");
+  resp_free(&r);
+  form_free(m, e);
+  cr_assert_eq(atomic_load(&fk.up_done), 0, "nothing reached ingestion");
+
+  /* UTF-8 text without control characters still goes through. */
+  r = HTTP("POST", "/v1/documents?title=R%C3%A9sum%C3%A9%20%E6%97%A5%E6%9C%AC",
+           {KEY, "Content-Type: text/plain"}, .body = "x", .len = 1);
+  cr_assert_eq(r.status, 202, "%s", r.body.data);
+  cr_assert_str_eq(fk.up_title, "R\xc3\xa9sum\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac");
+  resp_free(&r);
+}
+
 Test(api, idempotency_key_travels_to_ingestion_and_replays_are_marked) {
   const char *doc = "# Doc\n";
   char h[64];
