@@ -60,6 +60,7 @@ help:
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
+	@echo "make fuzz         libFuzzer targets of tests/fuzz/, FUZZ_SECONDS (30) each (clang)"
 
 deps:
 	@deploy/local/deps.sh
@@ -262,6 +263,41 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (make fuzz; not part of make test) ------------------------------
+# tests/fuzz/fuzz_<name>.c is a libFuzzer target for one of the gateway's
+# parsers of client input (docs/development.md, Fuzzing). `make fuzz` installs
+# clang (tests/fuzz/deps.sh), builds every target into FUZZ_BUILD with clang,
+# linked against libsvc_gateway.a and libquarry.a built there with the same
+# coverage instrumentation and sanitizers, then runs each for FUZZ_SECONDS
+# from its seeds in tests/fuzz/corpus/<name>/ and fails on any crash.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 30
+FUZZ_MAX_LEN ?= 16384
+FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(call find_src,tests/fuzz,fuzz_*.c))
+FUZZ_BINS    := $(foreach n,$(FUZZ_NAMES),$(BUILD)/fuzz/fuzz_$(n))
+.PHONY: fuzz fuzz-bins fuzz-clean
+
+.PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
+$(BUILD)/obj/tests/fuzz/%.o: private CPPFLAGS += -iquote services/gateway -iquote tests/fuzz
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/lib/libsvc_gateway.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Only meaningful with the fuzz settings: `make fuzz` calls it with them.
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz:
+	tests/fuzz/deps.sh
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
+	tests/fuzz/run.sh $(FUZZ_BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_MAX_LEN) $(FUZZ_NAMES)
+
+clean: fuzz-clean
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
 
 # ---- deployment artefacts (no Docker engine or helm binary needed) ----------
 # check-deploy needs yamllint, promtool, node/npm and Go (golang-go,

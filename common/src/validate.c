@@ -27,6 +27,18 @@ bool q_valid_tenant_id(const char *s) {
   return 1;
 }
 
+bool q_valid_idempotency_key(const char *s) {
+  if (!s)
+    return 0;
+  size_t n = strnlen(s, Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1);
+  if (n == 0 || n > Q_LIMIT_IDEMPOTENCY_KEY_BYTES)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+      return 0;
+  return 1;
+}
+
 bool q_valid_uuid(const char *s) {
   if (!s || strlen(s) != 36)
     return 0;

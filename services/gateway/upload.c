@@ -13,6 +13,7 @@
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
+#include "quarry/validate.h"
 
 #include "handlers.h"
 #include "http_util.h"
@@ -37,7 +38,8 @@ typedef struct upload {
   char doc_type[Q_LIMIT_MEDIA_TYPE_BYTES + 1]; /* as the client declared it */
   char title[Q_LIMIT_TITLE_BYTES + 1];
   char external_id[Q_LIMIT_EXTERNAL_ID_BYTES + 1];
-  int title_field, external_id_field; /* set by a multipart field */
+  char idempotency_key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1]; /* "" when none */
+  int title_field, external_id_field;                      /* set by a multipart field */
 
   /* multipart: the part being read */
   int in_part;
@@ -89,14 +91,25 @@ q_err_t upload_clean_filename(const char *in, char *out, size_t outlen) {
   if (n == 0 || n > Q_LIMIT_FILENAME_BYTES || n >= outlen || strcmp(base, ".") == 0 ||
       strcmp(base, "..") == 0)
     return Q_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)base[i] < 0x20 || base[i] == 0x7f)
-      return Q_EINVAL;
+  /* Ingestion's rule for a file name, so what passes here is never refused
+   * there after the whole document has been streamed. */
+  if (!q_valid_text(base, Q_LIMIT_FILENAME_BYTES))
+    return Q_EINVAL;
   memcpy(out, base, n + 1);
   return 0;
 }
 
 /* ---- the Upload call ------------------------------------------------------ */
+
+void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr) {
+  const upload_t *u = r->stream;
+  hdr->tenant_id = (char *)r->principal.tenant_id;
+  hdr->filename = (char *)u->filename;
+  hdr->content_type = (char *)u->doc_type;
+  hdr->title = (char *)u->title;
+  hdr->external_id = (char *)u->external_id;
+  hdr->idempotency_key = (char *)u->idempotency_key;
+}
 
 static void start_call(upload_t *u) {
   gw_req_t *r = u->r;
@@ -115,11 +128,7 @@ static void send_data(upload_t *u, const char *p, size_t n) {
     Quarry__V1__UploadRequest msg = QUARRY__V1__UPLOAD_REQUEST__INIT;
     Quarry__V1__UploadHeader hdr = QUARRY__V1__UPLOAD_HEADER__INIT;
     if (!u->header_sent) {
-      hdr.tenant_id = r->principal.tenant_id;
-      hdr.filename = u->filename;
-      hdr.content_type = u->doc_type;
-      hdr.title = u->title;
-      hdr.external_id = u->external_id;
+      upload_header(r, &hdr);
       msg.header = &hdr;
       u->header_sent = 1;
     }
@@ -173,19 +182,28 @@ static void file_data(upload_t *u, const char *p, size_t n) {
 
 /* ---- metadata ------------------------------------------------------------- */
 
+/* Copies a title or external_id (v[0..n), from the query string or a
+ * multipart field, which may hold any bytes) into dst. Its rule is
+ * ingestion's (q_valid_text: UTF-8 without control characters, tabs and
+ * line breaks included), so a value accepted here is never refused there
+ * once the whole document has been streamed. */
 static q_err_t copy_meta(gw_req_t *r, const char *what, const char *v, size_t n,
                          char *dst, size_t max) {
   if (n > max) {
     http_reject_err(r, Q_EINVAL, "%s longer than %zu bytes", what, max);
     return Q_EINVAL;
   }
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
-      http_reject_err(r, Q_EINVAL, "%s contains control characters", what);
-      return Q_EINVAL;
-    }
+  if (!q_valid_utf8(v, n)) { /* also refuses NUL, which would cut dst short */
+    http_reject_err(r, Q_EINVAL, "%s is not valid UTF-8", what);
+    return Q_EINVAL;
+  }
   memcpy(dst, v, n);
   dst[n] = '\0';
+  if (!q_valid_text(dst, max)) {
+    dst[0] = '\0';
+    http_reject_err(r, Q_EINVAL, "%s contains control characters", what);
+    return Q_EINVAL;
+  }
   return 0;
 }
 
@@ -202,9 +220,28 @@ static q_err_t query_meta(upload_t *u) {
     return Q_EINVAL;
   if ((v = http_query_arg(r, "filename")) &&
       upload_clean_filename(v, u->filename, sizeof u->filename)) {
-    http_reject_err(r, Q_EINVAL, "filename is empty, too long or has control characters");
+    http_reject_err(r, Q_EINVAL,
+                    "filename is empty, too long, not UTF-8 or has control characters");
     return Q_EINVAL;
   }
+  return 0;
+}
+
+/* The Idempotency-Key header, when there is one (a retry of an upload
+ * sends the key of the first attempt; ingestion decides). */
+static q_err_t idempotency_key(upload_t *u) {
+  gw_req_t *r = u->r;
+  const char *v = http_header(r, UPLOAD_IDEMPOTENCY_HEADER);
+  if (!v)
+    return 0;
+  if (!q_valid_idempotency_key(v)) {
+    http_reject_err(r, Q_EINVAL,
+                    "%s must be 1 to %d characters of printable ASCII (a UUID is a good "
+                    "key)",
+                    UPLOAD_IDEMPOTENCY_HEADER, Q_LIMIT_IDEMPOTENCY_KEY_BYTES);
+    return Q_EINVAL;
+  }
+  snprintf(u->idempotency_key, sizeof u->idempotency_key, "%s", v);
   return 0;
 }
 
@@ -233,7 +270,7 @@ static void start_file_part(upload_t *u, const char *filename, const char *conte
   if (filename && *filename &&
       upload_clean_filename(filename, u->filename, sizeof u->filename)) {
     http_reject_err(r, Q_EINVAL,
-                    "file name is empty, too long or has control characters");
+                    "file name is empty, too long, not UTF-8 or has control characters");
     return;
   }
   /* Ingestion decides what the file is, from this type, the name and
@@ -341,7 +378,7 @@ static void upload_begin(gw_req_t *r) {
         "lets its name and content decide) or multipart/form-data");
     return;
   }
-  if (query_meta(u))
+  if (query_meta(u) || idempotency_key(u))
     return;
   if (strcmp(media, "multipart/form-data") == 0) {
     u->multipart = 1;
@@ -382,7 +419,7 @@ static void upload_data(gw_req_t *r, const char *p, size_t n) {
     http_reject_err(r, Q_EINVAL, "malformed multipart/form-data body");
 }
 
-static void upload_end(gw_req_t *r) {
+void upload_check_body(gw_req_t *r) {
   upload_t *u = r->stream;
   if (!r->pending && u->multipart) {
     enum MHD_Result ok = MHD_destroy_post_processor(u->pp);
@@ -396,6 +433,11 @@ static void upload_end(gw_req_t *r) {
   }
   if (!r->pending && u->doc_bytes == 0)
     http_reject_err(r, Q_EINVAL, "document is empty");
+}
+
+static void upload_end(gw_req_t *r) {
+  upload_t *u = r->stream;
+  upload_check_body(r);
   if (!r->pending && !u->call) {
     start_call(u);
     if (!r->pending) {
@@ -426,10 +468,14 @@ static void upload_end(gw_req_t *r) {
     http_reply_downstream(r, "ingestion", Q_EINTERNAL, "Upload gave no document id");
     return;
   }
-  q_log_info("document uploaded", "{s:s,s:s,s:I,s:i,s:b}", "document_id",
+  q_log_info("document uploaded", "{s:s,s:s,s:I,s:i,s:b,s:b}", "document_id",
              resp->document_id, "job_id", resp->job_id ? resp->job_id : "", "bytes",
              (json_int_t)u->doc_bytes, "version", (int)resp->version, "unchanged",
-             resp->unchanged ? 1 : 0);
+             resp->unchanged ? 1 : 0, "replayed", resp->replayed ? 1 : 0);
+  /* A replay answers exactly what the first attempt answered; the header
+   * alone tells the client that nothing new was stored. */
+  if (resp->replayed)
+    http_add_header(r, UPLOAD_REPLAYED_HEADER, "true");
   json_t *body =
       json_pack("{s:o,s:o,s:i,s:b,s:s}", "document_id",
                 http_json_text(resp->document_id, strlen(resp->document_id)), "job_id",

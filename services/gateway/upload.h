@@ -17,16 +17,27 @@
  * the upload cannot complete (limit, malformed body, client gone) the call
  * is cancelled so ingestion never stores a truncated document.
  *
+ * An Idempotency-Key header (1..Q_LIMIT_IDEMPOTENCY_KEY_BYTES bytes of
+ * printable ASCII) travels to ingestion in the Upload header; ingestion keeps
+ * (tenant, key) -> result, so a retry of an upload that was stored (even
+ * when its client saw an error) answers the stored result, with the reply
+ * header Idempotent-Replayed: true, and the same key with another document
+ * is a 409.
+ *
  * The helpers below are pure and exposed for tests. */
 #ifndef QUARRY_GW_UPLOAD_H
 #define QUARRY_GW_UPLOAD_H
 
 #include <stddef.h>
+#include "gateway.h"
 #include "quarry/error.h"
+#include "quarry/v1/ingestion.pb-c.h"
 
 #include "quarry/limits.h"
 
 #define UPLOAD_PIECE_MAX (1 << 20)
+#define UPLOAD_IDEMPOTENCY_HEADER "Idempotency-Key"
+#define UPLOAD_REPLAYED_HEADER "Idempotent-Replayed"
 #define UPLOAD_MULTIPART_SLACK (64 << 10) /* boundaries and part headers */
 
 /* Writes the media type of a Content-Type value ("Text/Markdown;
@@ -35,8 +46,24 @@
 q_err_t upload_media_type(const char *value, char *out, size_t outlen);
 
 /* Reduces a client-supplied file name to its last path component. 0 with
- * out set, or -1 when nothing usable is left (empty, ".", "..", control
- * characters, longer than Q_LIMIT_FILENAME_BYTES). */
+ * out set, or Q_EINVAL when nothing usable is left (empty, ".", "..",
+ * longer than Q_LIMIT_FILENAME_BYTES, or not what q_valid_text accepts:
+ * invalid UTF-8, control characters - ingestion's rule for file names). */
 q_err_t upload_clean_filename(const char *in, char *out, size_t outlen);
+
+/* The end of the body, before the Upload call: closes the multipart parser
+ * and checks what the body held (complete, with one "file" part, not
+ * empty), leaving a rejection pending (http_reject) when it is unusable.
+ * upload_ops.end runs it first; it is exposed for the fuzz target
+ * (tests/fuzz/fuzz_upload.c), which drives begin, data and this, and never
+ * reaches the call. */
+void upload_check_body(gw_req_t *r);
+
+/* Fills hdr (initialised by the caller) with the Upload header r's upload
+ * sends: the principal's tenant and the metadata begin and the multipart
+ * fields set. The strings belong to r. Complete once upload_check_body left
+ * nothing pending; exposed for the fuzz target, which checks that ingestion
+ * accepts whatever the gateway would send. */
+void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr);
 
 #endif

@@ -76,6 +76,30 @@ const q_pg_migration_t docstore_migrations[] = {
      * serves. Old ingestion instances still write it, so stop them before
      * starting this one (Kubernetes: the Recreate strategy does). */
     {2, "drop chunks: the retriever owns chunk text", "DROP TABLE IF EXISTS chunks;\n"},
+    /* Idempotency keys of uploads. document_id is NULL only inside the
+     * transaction that claims the key (set before it commits), hence the
+     * deferred foreign key. */
+    {3, "upload_keys: idempotency keys of uploads",
+     "CREATE TABLE IF NOT EXISTS upload_keys (\n"
+     "  tenant_id text NOT NULL,\n"
+     "  idem_key text NOT NULL,\n"
+     "  sha256 text NOT NULL,\n"
+     "  content_type text NOT NULL,\n"
+     "  external_id text NOT NULL,\n"
+     "  title text NOT NULL,\n"
+     "  filename text NOT NULL,\n"
+     "  document_id uuid REFERENCES documents (id) ON DELETE CASCADE\n"
+     "    DEFERRABLE INITIALLY DEFERRED,\n"
+     "  job_id text NOT NULL DEFAULT '',\n"
+     "  version integer NOT NULL DEFAULT 0,\n"
+     "  unchanged boolean NOT NULL DEFAULT false,\n"
+     "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "  expires_at timestamptz NOT NULL,\n"
+     "  PRIMARY KEY (tenant_id, idem_key)\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS upload_keys_expires_idx ON upload_keys (expires_at);\n"
+     "CREATE INDEX IF NOT EXISTS upload_keys_document_idx ON upload_keys "
+     "(document_id);\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -211,6 +235,136 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
   return rc ? rc : insert_job(c, m, r, err, errlen);
 }
 
+/* ---- idempotency keys ---------------------------------------------------- */
+
+static bool has_key(const upload_meta_t *m) {
+  return m->idempotency_key && m->idempotency_key[0];
+}
+
+/* The title as a key's fingerprint holds it: only an explicit one (a
+ * default title is the filename, which the fingerprint holds anyway). */
+static const char *key_title(const upload_meta_t *m) {
+  return m->title_explicit && m->title ? m->title : "";
+}
+
+/* Claims (tenant, key): inserts its row, or takes over the row of an
+ * expired key. When another transaction holds the key (it claimed it and
+ * has not ended), the insert waits for it. *claimed is 0 when a live row
+ * of an earlier upload keeps the key. */
+static q_err_t claim_key(PGconn *c, const upload_meta_t *m, int *claimed, char *err,
+                         size_t errlen) {
+  char ttl[24];
+  snprintf(ttl, sizeof ttl, "%lld",
+           (long long)(m->key_ttl_ms > 0 ? m->key_ttl_ms : DOCSTORE_KEY_TTL_DEFAULT_MS));
+  const char *params[8] = {
+      m->tenant_id,   m->idempotency_key, m->sha256,   m->content_type,
+      m->external_id, key_title(m),       m->filename, ttl};
+  q_err_t rc = Q_OK;
+  PGresult *res = q_pg_query(
+      c,
+      "INSERT INTO upload_keys (tenant_id, idem_key, sha256, content_type, external_id, "
+      "title, filename, expires_at) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, "
+      "now() + make_interval(secs => $8::double precision / 1000)) "
+      "ON CONFLICT (tenant_id, idem_key) DO UPDATE SET sha256 = EXCLUDED.sha256, "
+      "content_type = EXCLUDED.content_type, external_id = EXCLUDED.external_id, "
+      "title = EXCLUDED.title, filename = EXCLUDED.filename, document_id = NULL, "
+      "job_id = '', version = 0, unchanged = false, created_at = now(), "
+      "expires_at = EXCLUDED.expires_at "
+      "WHERE upload_keys.expires_at <= now() "
+      "RETURNING 1",
+      8, params, "claiming idempotency key", &rc, err, errlen);
+  if (!res)
+    return rc;
+  *claimed = PQntuples(res) == 1;
+  PQclear(res);
+  return Q_OK;
+}
+
+/* The key is held by an earlier upload: its result when m is the same
+ * upload, else Q_ECONFLICT naming what differs. */
+static q_err_t replay_key(PGconn *c, const upload_meta_t *m, upload_result_t *r,
+                          char *err, size_t errlen) {
+  const char *key[2] = {m->tenant_id, m->idempotency_key};
+  q_err_t rc = Q_OK;
+  PGresult *res =
+      q_pg_query(c,
+                 "SELECT sha256, content_type, external_id, title, filename, "
+                 "COALESCE(document_id::text, ''), job_id, version, unchanged "
+                 "FROM upload_keys WHERE tenant_id = $1 AND idem_key = $2",
+                 2, key, "reading idempotency key", &rc, err, errlen);
+  if (!res)
+    return rc;
+  if (PQntuples(res) != 1 || !PQgetvalue(res, 0, 5)[0]) {
+    PQclear(res);
+    snprintf(err, errlen, "idempotency key vanished during upload");
+    return Q_EINTERNAL;
+  }
+  static const char *const what[5] = {"content (sha256)", "content type", "external_id",
+                                      "title", "filename"};
+  const char *mine[5] = {m->sha256, m->content_type, m->external_id, key_title(m),
+                         m->filename};
+  char diff[160] = "";
+  size_t dl = 0;
+  for (int i = 0; i < 5; i++)
+    if (strcmp(PQgetvalue(res, 0, i), mine[i]) != 0 && dl < sizeof diff)
+      dl +=
+          (size_t)snprintf(diff + dl, sizeof diff - dl, "%s%s", dl ? ", " : "", what[i]);
+  if (dl) {
+    PQclear(res);
+    snprintf(err, errlen,
+             "Idempotency-Key already used for a different upload (%s differs): an "
+             "upload retried with the same key must be the same request; use a new key "
+             "for a different document",
+             diff);
+    return Q_ECONFLICT;
+  }
+  snprintf(r->document_id, sizeof r->document_id, "%s", PQgetvalue(res, 0, 5));
+  snprintf(r->job_id, sizeof r->job_id, "%s", PQgetvalue(res, 0, 6));
+  r->version = atoi(PQgetvalue(res, 0, 7));
+  r->unchanged = strcmp(PQgetvalue(res, 0, 8), "t") == 0;
+  r->replayed = 1;
+  PQclear(res);
+  return Q_OK;
+}
+
+/* Stores the result of the upload that claimed the key. */
+static q_err_t record_key(PGconn *c, const upload_meta_t *m, const upload_result_t *r,
+                          char *err, size_t errlen) {
+  char ver[16];
+  snprintf(ver, sizeof ver, "%d", r->version);
+  const char *params[6] = {
+      m->tenant_id, m->idempotency_key,      r->document_id, r->job_id,
+      ver,          r->unchanged ? "t" : "f"};
+  return q_pg_exec(c,
+                   "UPDATE upload_keys SET document_id = $3, job_id = $4, version = $5, "
+                   "unchanged = $6 WHERE tenant_id = $1 AND idem_key = $2",
+                   6, params, "recording idempotency key", NULL, err, errlen);
+}
+
+/* The statements of docstore_record_upload, inside its transaction. */
+static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *r,
+                            char *err, size_t errlen) {
+  q_err_t rc;
+  if (has_key(m)) {
+    int claimed = 0;
+    rc = claim_key(c, m, &claimed, err, errlen);
+    if (rc)
+      return rc;
+    if (!claimed)
+      return replay_key(c, m, r, err, errlen);
+  }
+  int inserted = 0;
+  rc = insert_document(c, m, r, &inserted, err, errlen);
+  if (rc)
+    return rc;
+  rc =
+      inserted ? insert_job(c, m, r, err, errlen) : update_document(c, m, r, err, errlen);
+  if (rc)
+    return rc;
+  return has_key(m) ? record_key(c, m, r, err, errlen) : Q_OK;
+}
+
 q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
                                char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
@@ -219,20 +373,34 @@ q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_re
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
+  q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (rc)
     goto done;
-  int inserted = 0;
-  rc = insert_document(c, m, r, &inserted, err, errlen);
-  if (!rc)
-    rc = inserted ? insert_job(c, m, r, err, errlen)
-                  : update_document(c, m, r, err, errlen);
+  rc = record_in_tx(c, m, r, err, errlen);
   if (!rc)
     rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
   else
     PQclear(PQexec(c, "ROLLBACK"));
 done:
   q_pg_release(p, c);
+  return rc;
+}
+
+q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
+                             size_t errlen) {
+  char lim[16];
+  snprintf(lim, sizeof lim, "%d", limit);
+  const char *params[1] = {lim};
+  int64_t rows = 0;
+  *n = 0;
+  q_err_t rc = pool_cmd(p,
+                        "DELETE FROM upload_keys WHERE (tenant_id, idem_key) IN ("
+                        "  SELECT tenant_id, idem_key FROM upload_keys"
+                        "  WHERE expires_at <= now() ORDER BY expires_at"
+                        "  LIMIT $1::int FOR UPDATE SKIP LOCKED)",
+                        1, params, "expiring idempotency keys", &rows, err, errlen);
+  if (!rc)
+    *n = (int)rows;
   return rc;
 }
 

@@ -4,6 +4,9 @@
  *   documents - one row per document, updated in place: version counts up
  *               with each changed upload; status mirrors its latest job.
  *   jobs      - one row per processing run of a document version; the queue.
+ *   upload_keys - one row per (tenant, Idempotency-Key) of a keyed upload:
+ *               what the upload was (its fingerprint) and what it produced,
+ *               until expires_at. Written in the upload's own transaction.
  *
  * Chunk text is not kept here: the retriever owns it (retriever_chunks),
  * and ingestion records only how many chunks a version has (chunk_count).
@@ -30,6 +33,10 @@
 #include "validate.h"
 #include "quarry/error.h"
 
+/* How long an idempotency key is remembered when upload_meta_t.key_ttl_ms
+ * is not set: 24 hours (QUARRY_IDEMPOTENCY_TTL_MS's default). */
+#define DOCSTORE_KEY_TTL_DEFAULT_MS 86400000
+
 extern const q_pg_migration_t docstore_migrations[];
 extern const size_t docstore_nmigrations;
 
@@ -43,7 +50,9 @@ typedef struct upload_meta {
   const char *content_type; /* a format's type (formats_stored_type) */
   const char *sha256;
   int64_t size;
-  const char *trace_id; /* continued by the worker */
+  const char *trace_id;        /* continued by the worker */
+  const char *idempotency_key; /* "" or NULL when none; else q_valid_idempotency_key */
+  int64_t key_ttl_ms;          /* how long a new key is remembered */
 } upload_meta_t;
 
 typedef struct upload_result {
@@ -51,16 +60,34 @@ typedef struct upload_result {
   char job_id[37];
   int version;
   int unchanged; /* same content as the current version: no new job */
+  int replayed;  /* the stored result of an earlier upload with the same key */
 } upload_result_t;
 
 /* Records an upload in one transaction: a new document (version 1), a new
  * version of the document with the same (tenant, external_id), or nothing
  * when the content is unchanged. An unchanged re-upload of a document whose
  * last job failed queues a new job for the same version (a way to retry).
- * Queued jobs of older versions are marked failed ("superseded"). 0, or
- * Q_EUNAVAIL / Q_EINTERNAL with err. */
+ * Queued jobs of older versions are marked failed ("superseded").
+ *
+ * With an idempotency key the transaction first claims (tenant, key) in
+ * upload_keys. A key seen before and not expired changes nothing: when the
+ * earlier upload had the same fingerprint (sha256, content type,
+ * external_id, explicit title, filename) *r is that upload's result with
+ * replayed set; otherwise Q_ECONFLICT, err naming what differs. A second
+ * upload with a key whose first upload has not committed yet waits for that
+ * commit (the key's row lock), then answers as above; if the first rolls
+ * back, the second proceeds as the first. An expired key is claimed anew.
+ *
+ * 0, Q_ECONFLICT, or Q_EUNAVAIL / Q_EINTERNAL with err. */
 q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
                                char *err, size_t errlen);
+
+/* Deletes at most limit idempotency keys that have expired, oldest first,
+ * skipping rows another transaction holds; *n receives how many. Cheap
+ * (an index range scan): the upload handler runs it after each keyed
+ * upload, so the table stays near the keys of the last
+ * QUARRY_IDEMPOTENCY_TTL_MS. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
+q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err, size_t errlen);
 
 /* Reads a document / job of tenant into messages allocated from a. 0,
  * Q_ENOTFOUND (unknown or another tenant's), Q_EUNAVAIL / Q_EINTERNAL. */

@@ -29,6 +29,7 @@ typedef struct ingest_cfg {
   int lease_ms;               /* QUARRY_INGEST_LEASE_MS */
   int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
   sandbox_cfg_t extract;      /* QUARRY_EXTRACT_*: each document's sandbox */
+  int64_t idempotency_ttl_ms; /* QUARRY_IDEMPOTENCY_TTL_MS */
 } ingest_cfg_t;
 
 typedef struct ingest {

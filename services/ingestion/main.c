@@ -19,11 +19,14 @@
 #include "quarry/v1/ingestion.pb-c.h"
 #include "worker.h"
 
+#define TEXT_(v) #v
+#define TEXT(v) TEXT_(v) /* a numeric macro's value as a string literal */
+
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
 static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_attempts,
-    backoff_ms, lease_ms, call_timeout_ms;
+    backoff_ms, lease_ms, call_timeout_ms, idempotency_ttl_ms;
 static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
 static int ex_seccomp;
 
@@ -93,6 +96,11 @@ static q_cfg_entry_t cfg[] = {
      "Lock the extracting process down with a seccomp filter (no files, network or new "
      "programs); without it only an empty network namespace is tried.",
      0, &ex_seccomp},
+    {"QUARRY_IDEMPOTENCY_TTL_MS", Q_CFG_INT, TEXT(DOCSTORE_KEY_TTL_DEFAULT_MS), 60000,
+     2592000000LL, NULL,
+     "How long an upload's Idempotency-Key is remembered: a retry with the key within "
+     "this time answers the first upload's result (default 24 h, at most 30 days).",
+     0, &idempotency_ttl_ms},
 };
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
@@ -163,6 +171,7 @@ int main(int argc, char **argv) {
               .limits = {ex_text, ex_unzipped, (int)ex_entries, (int)ex_depth},
               .seccomp = ex_seccomp != 0,
           },
+      .idempotency_ttl_ms = idempotency_ttl_ms,
   };
   q_pg_pool_t *pool = q_pg_pool_new(pg.dsn, (int)pg.pool);
   if (!pool) {

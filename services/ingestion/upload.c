@@ -48,6 +48,13 @@ static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h
                       Q_LIMIT_EXTERNAL_ID_BYTES);
     return Q_EINVAL;
   }
+  if (h->idempotency_key && h->idempotency_key[0] &&
+      !q_valid_idempotency_key(h->idempotency_key)) {
+    q_grpc_ctx_errorf(ctx, "header.idempotency_key: at most %d bytes of printable ASCII",
+                      Q_LIMIT_IDEMPOTENCY_KEY_BYTES);
+    return Q_EINVAL;
+  }
+  m->idempotency_key = h->idempotency_key ? h->idempotency_key : "";
   int rc = formats_choose(h->content_type, h->filename, fc, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
@@ -100,6 +107,18 @@ static int receive(q_grpc_ctx_t *ctx, const Quarry__V1__UploadRequest *first,
 done:
   q_arena_free(piece);
   return rc;
+}
+
+/* Expired idempotency keys are deleted a few at a time by the uploads that
+ * make new ones: each keyed upload adds one row and removes up to this
+ * many, so the table stays near the live keys without a timer of its own. */
+#define EXPIRE_KEYS_PER_UPLOAD 16
+
+static void expire_keys(ingest_t *ing) {
+  char err[256];
+  int n = 0;
+  if (docstore_expire_keys(ing->pool, EXPIRE_KEYS_PER_UPLOAD, &n, err, sizeof err))
+    q_log_warn("cannot delete expired idempotency keys", "{s:s}", "reason", err);
 }
 
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
@@ -172,19 +191,28 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   m.sha256 = sha;
   m.size = size;
   m.trace_id = q_trace_id();
+  m.key_ttl_ms = ing->cfg.idempotency_ttl_ms;
   upload_result_t res;
   rc = docstore_record_upload(ing->pool, &m, &res, err, sizeof err);
+  if (rc == Q_ECONFLICT) {
+    q_grpc_ctx_errorf(ctx, "%s", err);
+    return rc;
+  }
   if (rc) {
     q_log_error("recording upload failed", "{s:s}", "reason", err);
     q_grpc_ctx_errorf(ctx, "document store unavailable");
     return rc == Q_EUNAVAIL ? Q_EUNAVAIL : Q_EINTERNAL;
   }
   q_metrics_add(ing->m_bytes, NULL, (double)size);
-  q_log_info("document uploaded", "{s:s,s:s,s:s,s:i,s:I,s:b}", "tenant_id", m.tenant_id,
-             "document_id", res.document_id, "job_id", res.job_id, "version", res.version,
-             "bytes", (long long)size, "unchanged", res.unchanged);
-  if (!res.unchanged)
+  q_log_info(res.replayed ? "upload replayed: idempotency key seen before"
+                          : "document uploaded",
+             "{s:s,s:s,s:s,s:i,s:I,s:b,s:b}", "tenant_id", m.tenant_id, "document_id",
+             res.document_id, "job_id", res.job_id, "version", res.version, "bytes",
+             (long long)size, "unchanged", res.unchanged, "replayed", res.replayed);
+  if (!res.unchanged && !res.replayed)
     ingest_kick(ing);
+  if (m.idempotency_key[0] && !res.replayed)
+    expire_keys(ing);
 
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   Quarry__V1__UploadResponse *resp = q_arena_alloc(a, sizeof *resp);
@@ -195,6 +223,7 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   resp->job_id = q_arena_strdup(a, res.job_id);
   resp->version = res.version;
   resp->unchanged = res.unchanged;
+  resp->replayed = res.replayed;
   if (!resp->document_id || !resp->job_id)
     return Q_ENOMEM;
   *out = &resp->base;

@@ -9,7 +9,14 @@
  * data goes straight to a file in the blob directory while it is hashed,
  * so the handler keeps no copy of the document itself; only its first
  * bytes are looked at, to check them against the declared type
- * (extract/formats.h). */
+ * (extract/formats.h).
+ *
+ * A header with an idempotency_key makes the upload exactly-once per
+ * (tenant, key) for QUARRY_IDEMPOTENCY_TTL_MS: a retry of a stored upload
+ * answers the stored result with replayed set, a different upload under the
+ * same key is refused (ABORTED); see docstore_record_upload. The data of a
+ * retry is still received and hashed, since the fingerprint includes its
+ * SHA-256. */
 #ifndef QUARRY_INGESTION_UPLOAD_H
 #define QUARRY_INGESTION_UPLOAD_H
 
@@ -19,7 +26,8 @@
 /* Upload handler; ud is the ingest_t. Errors: INVALID_ARGUMENT (missing
  * or bad header field, empty document), Q_EUNSUPPORTED for a type Quarry
  * does not read or content that contradicts the declared type (the
- * message names both), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, UNAVAILABLE
+ * message names both), Q_ETOOBIG past QUARRY_MAX_UPLOAD_BYTES, Q_ECONFLICT
+ * (ABORTED) for an idempotency key used by a different upload, UNAVAILABLE
  * when the database is down. */
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                   void *ud);

@@ -1,7 +1,9 @@
 """Uploading documents: raw and multipart, jobs, versions, tenants."""
 
 import re
+import threading
 import unittest
+import urllib.parse
 import uuid
 
 import harness
@@ -140,6 +142,145 @@ class Upload(Case):
         other = key(harness.OTHER_TENANT)
         self.assertError(call("GET", "/v1/documents/" + r.json["document_id"], key=other), 404)
         self.assertError(call("GET", "/v1/jobs/" + r.json["job_id"], key=other), 404)
+
+
+class Idempotency(Case):
+    """Idempotency-Key on POST /v1/documents: a retry answers the first
+    upload's result (Idempotent-Replayed: true) and stores nothing; the
+    same key with another document is a 409."""
+
+    def keyed(self, text, idem_key, ctype="text/markdown", **kw):
+        qs = {k: v for k, v in kw.items() if v is not None}
+        path = "/v1/documents" + ("?" + urllib.parse.urlencode(qs) if qs else "")
+        return call("POST", path, body=text, key=key(), ctype=ctype,
+                    headers={"Idempotency-Key": idem_key})
+
+    def test_retry_after_success_answers_the_same_ids(self):
+        """POST with key K → 202; POST again with K and the same body → 202,
+        the same body (same ids, version 1) with Idempotent-Replayed: true;
+        the document has one version and one job."""
+        k = "itest-" + uuid.uuid4().hex
+        text = "# Retry drill\n\nThe fire drill is on the first Monday.\n"
+        r1 = self.keyed(text, k, filename="drill.md")
+        self.assertStatus(r1, 202)
+        self.assertIsNone(r1.header("Idempotent-Replayed"))
+        r2 = self.keyed(text, k, filename="drill.md")
+        self.assertStatus(r2, 202)
+        self.assertEqual(r2.header("Idempotent-Replayed"), "true")
+        self.assertEqual(r2.json, r1.json)
+        self.assertEqual(wait_job(r1.json["job_id"]).json.get("status"), "done")
+        doc = call("GET", "/v1/documents/" + r1.json["document_id"], key=key())
+        self.assertEqual(doc.json["version"], 1)
+        self.assertEqual(doc.json["job_id"], r1.json["job_id"])
+        # Without the key the same bytes are a new document, as always.
+        r3 = upload(text, filename="drill.md")
+        self.assertStatus(r3, 202)
+        self.assertNotEqual(r3.json["document_id"], r1.json["document_id"])
+
+    def test_same_key_with_other_content_is_409(self):
+        """POST with key K, then K with other bytes (or another external_id)
+        → 409 conflict naming what differs; nothing new is stored."""
+        k = "itest-" + uuid.uuid4().hex
+        ext = "itest-idem-" + uuid.uuid4().hex[:8]
+        r1 = self.keyed("# One\n\nfirst text\n", k, external_id=ext)
+        self.assertStatus(r1, 202)
+        r2 = self.keyed("# One\n\nsecond text\n", k, external_id=ext)
+        err = self.assertError(r2, 409)
+        self.assertIn("Idempotency-Key", err["message"])
+        self.assertIn("content (sha256) differs", err["message"])
+        r3 = self.keyed("# One\n\nfirst text\n", k, external_id=ext + "-b")
+        err = self.assertError(r3, 409)
+        self.assertIn("external_id differs", err["message"])
+        doc = call("GET", "/v1/documents/" + r1.json["document_id"], key=key())
+        self.assertEqual(doc.json["version"], 1, repr(doc))
+
+    def test_keys_and_external_ids(self):
+        """external_id versions keep working under keys: the same bytes under
+        a new key → unchanged (not a replay); new bytes under a third key →
+        version 2; the first key still replays version 1's answer."""
+        ext = "itest-idem-ext-" + uuid.uuid4().hex[:8]
+        k1, k2, k3 = ("itest-" + uuid.uuid4().hex for _ in range(3))
+        v1 = "# Keys\n\nversion one\n"
+        r1 = self.keyed(v1, k1, external_id=ext)
+        self.assertStatus(r1, 202)
+        r2 = self.keyed(v1, k2, external_id=ext)
+        self.assertStatus(r2, 202)
+        self.assertIs(r2.json["unchanged"], True)
+        self.assertIsNone(r2.header("Idempotent-Replayed"))
+        r3 = self.keyed(v1 + "more\n", k3, external_id=ext)
+        self.assertStatus(r3, 202)
+        self.assertEqual(r3.json["version"], 2)
+        r4 = self.keyed(v1, k1, external_id=ext)
+        self.assertEqual(r4.header("Idempotent-Replayed"), "true")
+        self.assertEqual(r4.json, r1.json)
+
+    def test_concurrent_requests_with_one_key_store_once(self):
+        """Four simultaneous POSTs with one key and one body → all 202 with
+        the same ids; exactly one is not a replay."""
+        k = "itest-" + uuid.uuid4().hex
+        text = "# Race\n\nfour clients, one key\n"
+        replies = [None] * 4
+
+        def send(i):
+            replies[i] = self.keyed(text, k)
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for r in replies:
+            self.assertStatus(r, 202)
+        self.assertEqual(len({r.json["document_id"] for r in replies}), 1, repr(replies))
+        self.assertEqual(len({r.json["job_id"] for r in replies}), 1, repr(replies))
+        fresh = [r for r in replies if r.header("Idempotent-Replayed") != "true"]
+        self.assertEqual(len(fresh), 1, repr([r.headers.items() for r in replies]))
+
+    def test_malformed_key_is_400(self):
+        """Idempotency-Key of 129 characters, or with a non-ASCII byte → 400."""
+        for bad in ("k" * 129, "caf\u00e9"):
+            r = call("POST", "/v1/documents", body="x", key=key(), ctype="text/plain",
+                     headers={"Idempotency-Key": bad.encode("utf-8").decode("latin-1")})
+            err = self.assertError(r, 400)
+            self.assertIn("Idempotency-Key", err["message"])
+
+    def test_committed_but_the_client_saw_an_error(self):
+        """Ingestion stored an upload whose answer never reached the client
+        (here: sent to ingestion's gRPC Upload directly, so the gateway
+        never saw it). The client's retry through the gateway with the same
+        key → 202 with the stored ids, Idempotent-Replayed: true; a second
+        direct Upload → replayed too."""
+        try:
+            import grpc
+            from test_interop import load_messages
+        except ImportError:
+            self.skipTest("python3-grpcio is not importable; run with /usr/bin/python3")
+        m = load_messages()["ingestion"]
+        k = "itest-" + uuid.uuid4().hex
+        data = b"# Lost reply\n\nThe answer to this upload was lost.\n"
+        header = m.UploadHeader(tenant_id=harness.TENANT, filename="lost.md",
+                                content_type="text/markdown", idempotency_key=k)
+
+        def direct():
+            with grpc.insecure_channel(harness.stack().grpc_addr("ingestion")) as ch:
+                fn = ch.stream_unary("/quarry.v1.Ingestion/Upload",
+                                     request_serializer=lambda x: x.SerializeToString(),
+                                     response_deserializer=m.UploadResponse.FromString)
+                return fn(iter([m.UploadRequest(header=header, data=data[:10]),
+                                m.UploadRequest(data=data[10:])]),
+                          timeout=30 * harness.slow())
+
+        first = direct()
+        self.assertFalse(first.replayed)
+        r = self.keyed(data, k, filename="lost.md")
+        self.assertStatus(r, 202)
+        self.assertEqual(r.header("Idempotent-Replayed"), "true")
+        self.assertEqual(r.json["document_id"], first.document_id)
+        self.assertEqual(r.json["job_id"], first.job_id)
+        self.assertEqual(r.json["version"], first.version)
+        again = direct()
+        self.assertTrue(again.replayed)
+        self.assertEqual(again.document_id, first.document_id)
 
 
 if __name__ == "__main__":

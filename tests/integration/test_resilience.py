@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import unittest
+import uuid
 
 import harness
 from harness import Case, call, key, query, raw_call, wait_job
@@ -54,24 +55,34 @@ class QueryLoad(threading.Thread):
 class SlowUpload(threading.Thread):
     """A chunked upload that trickles in over ~duration seconds."""
 
-    def __init__(self, duration=2.5, parts=25):
+    PATH = "/v1/documents?title=slow+upload"
+
+    def __init__(self, duration=2.5, parts=25, headers=None):
         super().__init__(daemon=True)
         self.duration, self.parts = duration, parts
+        self.headers = headers or {}
         self.reply = None
         self.error = None
         self.started = threading.Event()
 
+    def line(self, i):
+        return ("Line %d of a slowly uploaded shutdown drill document.\n" % i).encode()
+
+    def whole(self):
+        """The body, all at once (what a retry sends)."""
+        return b"".join(self.line(i) for i in range(self.parts))
+
     def body(self):
         self.started.set()
         for i in range(self.parts):
-            yield ("Line %d of a slowly uploaded shutdown drill document.\n" % i).encode()
+            yield self.line(i)
             time.sleep(self.duration / self.parts)
 
     def run(self):
         try:
-            self.reply = raw_call("POST", "/v1/documents?title=slow+upload", self.body(), {
+            self.reply = raw_call("POST", self.PATH, self.body(), dict({
                 "Authorization": "Bearer " + key(), "Content-Type": "text/plain",
-                "Transfer-Encoding": "chunked"}, timeout=30)
+                "Transfer-Encoding": "chunked"}, **self.headers), timeout=30)
         except Exception as e:
             self.error = repr(e)
 
@@ -214,6 +225,60 @@ class GracefulStop(Case):
         job = wait_job(up.reply.json["job_id"])
         self.assertEqual((job.json or {}).get("status"), "done", repr(job))
         self.assertStatus(call("GET", "/readyz"), 200)
+
+
+class IdempotentRetry(Case):
+    """Uploads retried with an Idempotency-Key across failures store the
+    document exactly once."""
+
+    def test_retry_across_a_gateway_restart(self):
+        """POST with key K → 202; gateway restarted; POST with K again →
+        202, the same body, Idempotent-Replayed: true (the keys live in
+        PostgreSQL, not in the gateway)."""
+        k = "itest-restart-" + uuid.uuid4().hex
+        text = b"# Restart\n\nKeys survive a gateway restart.\n"
+        hdrs = {"Idempotency-Key": k}
+        r1 = call("POST", "/v1/documents", body=text, key=key(), ctype="text/markdown",
+                  headers=hdrs)
+        self.assertStatus(r1, 202)
+        harness.stack().restart("gateway")
+        r2 = call("POST", "/v1/documents", body=text, key=key(), ctype="text/markdown",
+                  headers=hdrs)
+        self.assertStatus(r2, 202)
+        self.assertEqual(r2.header("Idempotent-Replayed"), "true")
+        self.assertEqual(r2.json, r1.json)
+
+    def test_upload_cut_by_an_ingestion_crash_is_stored_once(self):
+        """SIGKILL quarry-ingestion while a keyed upload streams into it →
+        the client gets a 5xx and nothing was stored; ingestion restarted,
+        the retry with the same key → 202 (stored now, not a replay); one
+        more retry → the same answer, replayed; its job finishes."""
+        st = harness.stack()
+        k = "itest-crash-" + uuid.uuid4().hex
+        up = SlowUpload(headers={"Idempotency-Key": k})
+        up.start()
+        up.started.wait(10)
+        time.sleep(0.6)
+        try:
+            st.kill("ingestion")
+        finally:
+            up.join(40)
+            st.start("ingestion")
+        self.assertIsNone(up.error, "upload got no reply: %s" % up.error)
+        note("upload cut by the crash: %r" % up.reply)
+        self.assertGreaterEqual(up.reply.status, 500, repr(up.reply))
+        hdrs = {"Idempotency-Key": k}
+        r1 = call("POST", SlowUpload.PATH, body=up.whole(), key=key(), ctype="text/plain",
+                  headers=hdrs)
+        self.assertStatus(r1, 202)
+        self.assertIsNone(r1.header("Idempotent-Replayed"), "nothing was stored before")
+        r2 = call("POST", SlowUpload.PATH, body=up.whole(), key=key(), ctype="text/plain",
+                  headers=hdrs)
+        self.assertStatus(r2, 202)
+        self.assertEqual(r2.header("Idempotent-Replayed"), "true")
+        self.assertEqual(r2.json, r1.json)
+        job = wait_job(r1.json["job_id"])
+        self.assertEqual((job.json or {}).get("status"), "done", repr(job))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@
   X(EXTERNAL_ID_BYTES, 256, "the caller's external_id of a document")                    \
   X(CHUNK_ID_BYTES, 128, "chunk id \"<document id>:<version>:<ordinal>\"")               \
   X(QUERY_ID_BYTES, 128, "query id in feedback and query events")                        \
+  X(IDEMPOTENCY_KEY_BYTES, 128, "Idempotency-Key of an upload: printable ASCII")         \
   /* Credentials */                                                                      \
   X(CREDENTIAL_BYTES, 512, "API key in Authorization: Bearer or X-API-Key")              \
   X(API_KEY_NAME_BYTES, 128, "name of an API key (CreateApiKey, create-key --name)")     \

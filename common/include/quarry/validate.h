@@ -20,6 +20,11 @@
  * hidden file or a relative path). NULL is not. */
 bool q_valid_tenant_id(const char *s);
 
+/* 1 when s is an idempotency key (the Idempotency-Key header of an upload):
+ * 1..Q_LIMIT_IDEMPOTENCY_KEY_BYTES bytes of printable ASCII (0x20..0x7E).
+ * Keys are compared byte for byte, case included. NULL is not. */
+bool q_valid_idempotency_key(const char *s);
+
 /* 1 when s is a UUID in canonical 8-4-4-4-12 hex form, either case. */
 bool q_valid_uuid(const char *s);
 

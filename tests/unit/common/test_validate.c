@@ -40,6 +40,25 @@ Test(validate, uuids) {
   cr_assert_not(q_valid_uuid("{6f1c1c2e-0000-4000-8000-00000000001}"));
 }
 
+Test(validate, idempotency_keys) {
+  cr_assert(q_valid_idempotency_key("a"));
+  cr_assert(q_valid_idempotency_key("6f1c1c2e-0000-4000-8000-000000000001"));
+  cr_assert(q_valid_idempotency_key("upload 42: report.pdf (retry) ~!@#$%^&*"));
+  cr_assert_not(q_valid_idempotency_key(NULL));
+  cr_assert_not(q_valid_idempotency_key(""));
+  cr_assert_not(q_valid_idempotency_key("tab\there"));
+  cr_assert_not(q_valid_idempotency_key("line\n"));
+  cr_assert_not(q_valid_idempotency_key("del\x7f"));
+  cr_assert_not(q_valid_idempotency_key("caf\xc3\xa9"), "printable ASCII only");
+  char max[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 2];
+  memset(max, 'k', sizeof max);
+  max[Q_LIMIT_IDEMPOTENCY_KEY_BYTES] = '\0';
+  cr_assert(q_valid_idempotency_key(max));
+  max[Q_LIMIT_IDEMPOTENCY_KEY_BYTES] = 'k';
+  max[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1] = '\0';
+  cr_assert_not(q_valid_idempotency_key(max));
+}
+
 Test(validate, utf8) {
   cr_assert(q_valid_utf8("", 0));
   cr_assert(q_valid_utf8(NULL, 0));

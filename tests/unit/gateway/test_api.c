@@ -61,6 +61,7 @@ static struct {
   char record_chunk0[64];
   char up_tenant[64], up_filename[300], up_ctype[64], up_title[600], up_extid[300];
   char up_head[64];
+  char up_key[200]; /* the Upload header's idempotency_key */
   size_t up_bytes, up_msgs, up_max_piece;
   atomic_int up_done, up_aborted;
   int fb_rating;
@@ -244,6 +245,11 @@ static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       copy(fk.up_ctype, sizeof fk.up_ctype, u->header->content_type);
       copy(fk.up_title, sizeof fk.up_title, u->header->title);
       copy(fk.up_extid, sizeof fk.up_extid, u->header->external_id);
+      copy(fk.up_key, sizeof fk.up_key, u->header->idempotency_key);
+      if (strcmp(fk.up_key, "used-elsewhere") == 0) {
+        q_grpc_ctx_errorf(ctx, "Idempotency-Key already used for a different upload");
+        return Q_ECONFLICT;
+      }
       snprintf(fk.up_head, sizeof fk.up_head, "%.*s",
                (int)(u->data.len < 32 ? u->data.len : 32), (const char *)u->data.data);
     }
@@ -261,6 +267,7 @@ static q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   r->document_id = "doc-1";
   r->job_id = "job-1";
   r->version = 1;
+  r->replayed = strcmp(fk.up_key, "seen-before") == 0;
   *out = &r->base;
   return 0;
 }
@@ -1143,6 +1150,126 @@ Test(api, multipart_without_usable_file_is_refused) {
   assert_error(&r, 400, "invalid_argument");
   resp_free(&r);
   cr_assert_eq(atomic_load(&fk.up_done), 0);
+}
+
+/* Found by tests/fuzz/fuzz_upload: metadata the gateway accepted and
+ * ingestion refuses (q_valid_text) was only refused after the whole document
+ * had been streamed. Now the gateway applies ingestion's rule. */
+Test(api, metadata_ingestion_would_refuse_is_400_before_ingestion) {
+  static const char *const queries[] = {
+      "/v1/documents?title=a%09b",             /* a tab */
+      "/v1/documents?external_id=ex%FF%FFt-1", /* not UTF-8 */
+      "/v1/documents?title=caf%E9",            /* Latin-1 */
+      "/v1/documents?title=%C2%85",            /* U+0085, a C1 control */
+      "/v1/documents?filename=caf%E9.txt",
+  };
+  for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+    resp_t r = HTTP("POST", queries[i], {KEY, "Content-Type: text/plain"}, .body = "x",
+                    .len = 1);
+    assert_error(&r, 400, "invalid_argument");
+    resp_free(&r);
+  }
+
+  CURL *e;
+  curl_mime *m = form(&e);
+  curl_mimepart *p = curl_mime_addpart(m);
+  curl_mime_name(p, "external_id");
+  curl_mime_data(p, "ex\xff\xfft-1", 8);
+  file(m, "text", 4, "a.txt", NULL);
+  resp_t r = HTTP("POST", "/v1/documents", {KEY}, .mime = m);
+  assert_error(&r, 400, "invalid_argument");
+  cr_assert_str_eq(error_message(&r), "external_id is not valid UTF-8");
+  resp_free(&r);
+  form_free(m, e);
+
+  m = form(&e);
+  p = curl_mime_addpart(m);
+  curl_mime_name(p, "title");
+  curl_mime_data(p, "a\0b", 3); /* used to be cut to "a" silently */
+  file(m, "text", 4, "a.txt", NULL);
+  r = HTTP("POST", "/v1/documents", {KEY}, .mime = m);
+  assert_error(&r, 400, "invalid_argument");
+  resp_free(&r);
+  form_free(m, e);
+
+  m = form(&e);
+  file(m, "text", 4, "caf\xe9.txt", NULL);
+  r = HTTP("POST", "/v1/documents", {KEY}, .mime = m);
+  assert_error(&r, 400, "invalid_argument");
+  resp_free(&r);
+  form_free(m, e);
+  cr_assert_eq(atomic_load(&fk.up_done), 0, "nothing reached ingestion");
+
+  /* UTF-8 text without control characters still goes through. */
+  r = HTTP("POST", "/v1/documents?title=R%C3%A9sum%C3%A9%20%E6%97%A5%E6%9C%AC",
+           {KEY, "Content-Type: text/plain"}, .body = "x", .len = 1);
+  cr_assert_eq(r.status, 202, "%s", r.body.data);
+  cr_assert_str_eq(fk.up_title, "R\xc3\xa9sum\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac");
+  resp_free(&r);
+}
+
+Test(api, idempotency_key_travels_to_ingestion_and_replays_are_marked) {
+  const char *doc = "# Doc\n";
+  char h[64];
+  resp_t r = HTTP("POST", "/v1/documents",
+                  {KEY, "Content-Type: text/markdown", "Idempotency-Key: first-time"},
+                  .body = doc, .len = strlen(doc));
+  cr_assert_eq(r.status, 202, "%s", r.body.data);
+  cr_assert_str_eq(fk.up_key, "first-time");
+  cr_assert_str_eq(header(&r, "Idempotent-Replayed", h, sizeof h), "");
+  resp_free(&r);
+
+  /* Ingestion answered with a stored result: same body, marked. */
+  r = HTTP("POST", "/v1/documents",
+           {KEY, "Content-Type: text/markdown", "Idempotency-Key: seen-before"},
+           .body = doc, .len = strlen(doc));
+  cr_assert_eq(r.status, 202, "%s", r.body.data);
+  cr_assert_str_eq(header(&r, "Idempotent-Replayed", h, sizeof h), "true");
+  cr_assert_str_eq(jstr(r.json, "document_id"), "doc-1");
+  cr_assert_str_eq(jstr(r.json, "status"), "queued");
+  resp_free(&r);
+
+  /* No header: no key. */
+  r = HTTP("POST", "/v1/documents", {KEY, "Content-Type: text/markdown"}, .body = doc,
+           .len = strlen(doc));
+  cr_assert_eq(r.status, 202, "%s", r.body.data);
+  cr_assert_str_eq(fk.up_key, "");
+  resp_free(&r);
+}
+
+Test(api, idempotency_key_reused_for_another_document_is_409) {
+  const char *doc = "other text";
+  resp_t r = HTTP("POST", "/v1/documents",
+                  {KEY, "Content-Type: text/plain", "Idempotency-Key: used-elsewhere"},
+                  .body = doc, .len = strlen(doc));
+  assert_error(&r, 409, "conflict");
+  cr_assert(strstr(error_message(&r), "ingestion: Idempotency-Key already used"), "%s",
+            error_message(&r));
+  resp_free(&r);
+}
+
+Test(api, malformed_idempotency_keys_are_400_before_ingestion) {
+  char long_key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 40];
+  int n = snprintf(long_key, sizeof long_key, "Idempotency-Key: ");
+  memset(long_key + n, 'k', Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1);
+  long_key[n + Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1] = '\0';
+  const char *bad[] = {long_key, "Idempotency-Key: caf\xc3\xa9",
+                       "Idempotency-Key;" /* curl: present and empty */};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    resp_t r = HTTP("POST", "/v1/documents", {KEY, "Content-Type: text/plain", bad[i]},
+                    .body = "x", .len = 1);
+    assert_error(&r, 400, "invalid_argument");
+    cr_assert(strstr(error_message(&r), "Idempotency-Key must be 1 to 128"), "%s",
+              error_message(&r));
+    resp_free(&r);
+  }
+  /* The longest key is fine. */
+  long_key[n + Q_LIMIT_IDEMPOTENCY_KEY_BYTES] = '\0';
+  resp_t r = HTTP("POST", "/v1/documents", {KEY, "Content-Type: text/plain", long_key},
+                  .body = "x", .len = 1);
+  cr_assert_eq(r.status, 202, "%s", r.body.data);
+  cr_assert_eq(strlen(fk.up_key), Q_LIMIT_IDEMPOTENCY_KEY_BYTES);
+  resp_free(&r);
 }
 
 /* ---- documents, jobs, feedback -------------------------------------------- */

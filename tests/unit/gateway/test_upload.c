@@ -3,6 +3,8 @@
  * (tests/unit/ingestion/test_formats.c). */
 #include "upload.h"
 
+#include "quarry/validate.h"
+
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -59,4 +61,22 @@ Test(upload, unusable_file_names_are_refused) {
   cr_assert_eq(upload_clean_filename(longname, out, sizeof out), -1);
   longname[Q_LIMIT_FILENAME_BYTES] = '\0';
   cr_assert_eq(upload_clean_filename(longname, out, sizeof out), 0);
+}
+
+/* Found by tests/fuzz/fuzz_upload: the gateway accepted file names that
+ * ingestion refuses (q_valid_text), after streaming the whole document. */
+Test(upload, file_names_ingestion_would_refuse_are_refused) {
+  char out[Q_LIMIT_FILENAME_BYTES + 1];
+  const char *bad[] = {"caf\xe9.txt",         /* Latin-1, not UTF-8 */
+                       "a\xff\xfe.md",        /* stray bytes */
+                       "\xc3.txt",            /* a cut sequence */
+                       "tab\there.md",        /* tabs: ingestion refuses them too */
+                       "c1\xc2\x85line.txt"}; /* U+0085, a C1 control */
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(upload_clean_filename(bad[i], out, sizeof out), Q_EINVAL, "case %zu", i);
+    cr_assert_not(q_valid_text(bad[i], Q_LIMIT_FILENAME_BYTES), "ingestion agrees");
+  }
+  cr_assert_eq(upload_clean_filename("dir\xff/ok.md", out, sizeof out), 0,
+               "only the last component counts");
+  cr_assert_str_eq(out, "ok.md");
 }
