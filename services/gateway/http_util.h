@@ -31,7 +31,7 @@ const char *http_header(const gw_req_t *r, const char *name);
 const char *http_query_arg(const gw_req_t *r, const char *name);
 
 /* Adds a header to the reply about to be sent (name and value must outlive
- * the request: literals or arena strings). At most three. */
+ * the request: literals or arena strings). At most four. */
 void http_add_header(gw_req_t *r, const char *name, const char *value);
 
 /* Replies with body serialised (takes the reference; NULL sends {}). */

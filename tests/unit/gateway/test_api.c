@@ -414,6 +414,8 @@ static void setup(void) {
       .query_timeout_ms = 1500,
       .upload_timeout_ms = 10000,
       .rate_limit_rps = 0,
+      .drain_bytes = 65536,
+      /* the edge's other limits stay 0 (off): test_guard.c has them */
   };
   cr_assert_eq(ratelimit_init(cfg.redis_addr, cfg.rate_limit_rps), 0);
   authn_cache_clear();
