@@ -194,6 +194,13 @@ static void request_begin(gw_req_t *r, const char *url, const char *method,
     }
     if (!r->route->is_public)
       admit(r);
+    if (!r->pending && r->route->body == BODY_JSON &&
+        !http_json_media(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+      guard_count("content_type");
+      http_reject_err(r, Q_EUNSUPPORTED,
+                      "Content-Type must be application/json (optionally with "
+                      "charset=utf-8)");
+    }
     if (!r->pending && r->route->body == BODY_JSON && r->has_declared_len &&
         r->declared_len > (uint64_t)r->cfg->max_json_bytes)
       http_reject_err(r, Q_ETOOBIG, "JSON body larger than %lld bytes",
