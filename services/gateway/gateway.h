@@ -48,7 +48,8 @@ typedef struct gw_cfg {
   int64_t max_header_bytes;       /* request line plus header fields */
   int64_t max_url_bytes;          /* raw request target */
   int64_t max_query_params;
-  int64_t drain_bytes; /* most body read to answer a stranger refused on the head */
+  int64_t drain_bytes;     /* most body read to answer a stranger refused on the head */
+  int64_t readyz_cache_ms; /* how long a /readyz answer is reused */
 } gw_cfg_t;
 
 /* Who is calling, as established by the auth service. */

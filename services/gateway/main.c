@@ -103,6 +103,10 @@ static q_cfg_entry_t table[] = {
      "on its head (401, 404, 405) and keep the connection; a larger or unannounced body "
      "is not read: the answer goes out at once and the connection is closed.",
      0, &cfg.drain_bytes},
+    {"QUARRY_READYZ_CACHE_MS", Q_CFG_INT, "1000", 0, 60000, NULL,
+     "How long GET /readyz reuses its last answer, so a burst of probes makes one round "
+     "of downstream health checks.",
+     0, &cfg.readyz_cache_ms},
 };
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {

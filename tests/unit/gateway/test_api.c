@@ -415,6 +415,7 @@ static void setup(void) {
       .upload_timeout_ms = 10000,
       .rate_limit_rps = 0,
       .drain_bytes = 65536,
+      .readyz_cache_ms = 0, /* readyz_reflects_critical_dependencies flips one */
       /* the edge's other limits stay 0 (off): test_guard.c has them */
   };
   cr_assert_eq(ratelimit_init(cfg.redis_addr, cfg.rate_limit_rps), 0);
@@ -1262,6 +1263,23 @@ Test(api, readyz_reflects_critical_dependencies) {
   json_t *down = json_object_get(r.json, "down");
   cr_assert_eq(json_array_size(down), 1);
   cr_assert(has_string(down, "llm-gateway"));
+  resp_free(&r);
+}
+
+Test(api, readyz_answers_are_reused_for_a_moment) {
+  cfg.readyz_cache_ms = 700;
+  resp_t r = HTTP("GET", "/readyz");
+  cr_assert_eq(r.status, 200, "%s", r.body.data);
+  resp_free(&r);
+  cfg.auth_addr = "127.0.0.1:1";
+  r = HTTP("GET", "/readyz");
+  cr_assert_eq(r.status, 200, "a probe storm does not multiply the checks");
+  resp_free(&r);
+  sleep_ms(800);
+  r = HTTP("GET", "/readyz");
+  assert_error(&r, 503, "unavailable");
+  cr_assert(has_string(json_object_get(r.json, "down"), "auth"));
+  cr_assert_lt(r.secs, 1.0, "checked in parallel, each briefly");
   resp_free(&r);
 }
 
