@@ -32,7 +32,13 @@
  *
  * A limit of 0 in gw_cfg_t turns that check off (the unit tests' settings
  * leave most at 0); the configuration table never allows 0 where the check
- * matters. */
+ * matters.
+ *
+ * For handlers that suspend their connection (MHD_suspend_connection): the
+ * deadlines stop watching a request once its body is complete or a reply is
+ * queued, so suspending in the final call is free; a connection suspended
+ * while its body still arrives reads nothing, and the body-rate deadline
+ * will end it. */
 #ifndef QUARRY_GW_GUARD_H
 #define QUARRY_GW_GUARD_H
 
