@@ -281,6 +281,8 @@ struct q_grpc_server {
   method_t *methods;
   size_t nmethods, capmethods;
   atomic_int serving;
+  q_grpc_health_cb health_cb; /* set before start, read by workers */
+  void *health_ud;
   atomic_int stopping;
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -644,6 +646,11 @@ void q_grpc_server_set_serving(q_grpc_server_t *s, int serving) {
   atomic_store(&s->serving, serving ? 1 : 0);
 }
 
+void q_grpc_server_set_health_cb(q_grpc_server_t *s, q_grpc_health_cb ready, void *ud) {
+  s->health_cb = ready;
+  s->health_ud = ud;
+}
+
 void q_grpc_server_shutdown(q_grpc_server_t *s, int64_t grace_ms) {
   if (!s)
     return;
@@ -819,7 +826,8 @@ static q_err_t health_check_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   if (!r)
     return Q_ENOMEM;
   grpc__health__v1__health_check_response__init(r);
-  r->status = atomic_load(&s->serving)
+  int serving = atomic_load(&s->serving) && (!s->health_cb || s->health_cb(s->health_ud));
+  r->status = serving
                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
   *out = &r->base;

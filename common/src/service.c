@@ -5,20 +5,31 @@
 #include "quarry/http_client.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
+#include "quarry/trace.h"
 #include "quarry/util.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include "quarry/error.h"
 
-/* Readiness as the side port reports it: not ready while stopping, else
- * whatever the service's own callback says. One service per process, so
- * file-level state is enough. */
+/* Readiness as the side port and the gRPC health check report it: not
+ * ready while stopping, else whatever the service's own callback says. One
+ * service per process, so file-level state is enough. */
 static atomic_int stopping;
 static q_ready_cb user_ready;
 static void *user_ready_ud;
+
+/* The callback's answer is reused for READY_CACHE_MS: /readyz and
+ * Health/Check share it, and a burst of probes makes one round of checks
+ * (concurrent askers wait for it under the lock rather than repeat it). */
+#define READY_CACHE_MS 1000
+static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t ready_at; /* q_now_ms() of the cached answer; 0: none yet */
+static q_err_t ready_rc;
+static char ready_why[256];
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
   (void)ud;
@@ -26,7 +37,23 @@ static q_err_t ready_cb(void *ud, char *why, size_t whylen) {
     snprintf(why, whylen, "shutting down");
     return Q_EUNAVAIL;
   }
-  return user_ready ? user_ready(user_ready_ud, why, whylen) : 0;
+  if (!user_ready)
+    return 0;
+  pthread_mutex_lock(&ready_mu);
+  if (!ready_at || q_now_ms() - ready_at >= READY_CACHE_MS) {
+    ready_why[0] = '\0';
+    ready_rc = user_ready(user_ready_ud, ready_why, sizeof ready_why);
+    ready_at = q_now_ms();
+  }
+  q_err_t rc = ready_rc;
+  snprintf(why, whylen, "%s", ready_why);
+  pthread_mutex_unlock(&ready_mu);
+  return rc;
+}
+
+static bool health_cb(void *ud) {
+  char why[256];
+  return ready_cb(ud, why, sizeof why) == 0;
 }
 
 int q_service_init(q_service_t *svc, const char *binary, const char *summary,
@@ -60,11 +87,12 @@ q_err_t q_service_start(q_service_t *svc, const ProtobufCServiceDescriptor *svc_
     return Q_EINTERNAL;
   if (svc_desc && q_grpc_server_add_service(svc->grpc, svc_desc, methods, n, ud))
     return Q_EINTERNAL;
+  user_ready = ready;
+  user_ready_ud = ready_ud;
+  q_grpc_server_set_health_cb(svc->grpc, health_cb, NULL);
   svc->grpc_port = q_grpc_server_start(svc->grpc);
   if (svc->grpc_port <= 0)
     return Q_EINTERNAL;
-  user_ready = ready;
-  user_ready_ud = ready_ud;
   int side_port = 0;
   if (svc->common->metrics_listen && svc->common->metrics_listen[0]) {
     svc->sidecar = q_sidecar_start(svc->common->metrics_listen, ready_cb, NULL);

@@ -35,6 +35,21 @@ typedef struct gw_cfg {
                                 non-upload request */
   int64_t upload_timeout_ms; /* QUARRY_UPLOAD_TIMEOUT_MS */
   int64_t rate_limit_rps;    /* QUARRY_RATE_LIMIT_RPS; 0 disables */
+
+  /* The edge's limits (guard.h; QUARRY_HTTP_*); 0 turns a check off. */
+  int64_t max_connections;        /* open connections in all */
+  int64_t max_connections_per_ip; /* ... from one address (IPv6: one /64) */
+  int64_t header_timeout_ms;      /* request head complete after connect / last reply */
+  int64_t body_timeout_ms;        /* window over which body_min_rate is measured */
+  int64_t body_min_rate;          /* body bytes per second, at least 1 per window */
+  int64_t request_timeout_ms;     /* head and body complete, wall-clock */
+  int64_t idle_timeout_ms;        /* libmicrohttpd's, reset by every byte */
+  int64_t max_headers;            /* header fields */
+  int64_t max_header_bytes;       /* request line plus header fields */
+  int64_t max_url_bytes;          /* raw request target */
+  int64_t max_query_params;
+  int64_t drain_bytes;     /* most body read to answer a stranger refused on the head */
+  int64_t readyz_cache_ms; /* how long a /readyz answer is reused */
 } gw_cfg_t;
 
 /* Who is calling, as established by the auth service. */
@@ -78,18 +93,23 @@ typedef struct gw_req {
   uint64_t drain_cap;  /* most body bytes read once a reply is pending */
   q_buf_t body;        /* JSON routes: the body, at most max_json_bytes */
 
-  /* A rejection decided while the body still arrives. libmicrohttpd cannot
-   * send a reply before the body has been read, and clients that write the
-   * whole body before reading (most do) would see a reset instead of the
-   * answer, so the body is drained and the reply sent at its end. */
+  /* A rejection decided while the body still arrives. libmicrohttpd can
+   * answer before the body only on the first call (it then closes the
+   * connection, and a client that writes the whole body before reading may
+   * see a reset instead of the answer); later it must read the body first.
+   * A rejection decided on the head is therefore sent at once only when the
+   * body is large or of unknown length and the client has no valid
+   * credential, or the body exceeds drain_cap (server.c), else after
+   * draining it; one decided mid-body after draining at most drain_cap. */
   int pending;
   unsigned pending_status;
   const char *pending_slug;
   char pending_msg[512];
 
-  /* Extra response headers (Allow, Retry-After, WWW-Authenticate). */
-  const char *hdr_name[3];
-  const char *hdr_value[3];
+  /* Extra response headers (Allow, Retry-After, WWW-Authenticate,
+   * Connection). */
+  const char *hdr_name[4];
+  const char *hdr_value[4];
   int nhdr;
 
   void *stream; /* state of a streaming handler (upload.c) */

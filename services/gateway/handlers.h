@@ -26,9 +26,11 @@ void probes_readyz(gw_req_t *r);
 void probes_metrics(gw_req_t *r);
 
 /* Readiness of the gateway's critical dependencies (auth, retriever,
- * llm-gateway) by grpc.health.v1.Health/Check. 0 when all serve, else
- * Q_EUNAVAIL with the ones that do not named in why. Thread-safe; takes up
- * to about a second per dependency that hangs. */
+ * llm-gateway) by grpc.health.v1.Health/Check, which each answers from its
+ * own readiness (auth's: PostgreSQL answers). 0 when all serve, else
+ * Q_EUNAVAIL with the ones that do not named in why. Checked in parallel
+ * and reused for cfg->readyz_cache_ms (shared with GET /readyz).
+ * Thread-safe; takes under a second when something hangs. */
 q_err_t probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "quarry/error.h"
 #include "quarry/log.h"
@@ -33,6 +34,39 @@ const char *http_header(const gw_req_t *r, const char *name) {
 
 const char *http_query_arg(const gw_req_t *r, const char *name) {
   return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *skip_ows(const char *p) {
+  while (*p == ' ' || *p == '\t')
+    p++;
+  return p;
+}
+
+bool http_json_media(const char *ctype) {
+  if (!ctype)
+    return false;
+  const char *p = skip_ows(ctype);
+  if (strncasecmp(p, "application/json", 16) != 0)
+    return false;
+  p = skip_ows(p + 16);
+  if (*p == '\0')
+    return true;
+  if (*p != ';')
+    return false;
+  /* The one parameter JSON allows (RFC 8259 defines no charset; UTF-8 is
+   * the only encoding, so only that one is tolerated). */
+  p = skip_ows(p + 1);
+  if (strncasecmp(p, "charset=", 8) != 0)
+    return false;
+  p += 8;
+  bool quoted = *p == '"';
+  p += quoted;
+  if (strncasecmp(p, "utf-8", 5) != 0)
+    return false;
+  p += 5;
+  if (quoted && *p++ != '"')
+    return false;
+  return *skip_ows(p) == '\0';
 }
 
 void http_add_header(gw_req_t *r, const char *name, const char *value) {

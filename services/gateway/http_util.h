@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gateway.h"
@@ -31,8 +32,13 @@ const char *http_header(const gw_req_t *r, const char *name);
 const char *http_query_arg(const gw_req_t *r, const char *name);
 
 /* Adds a header to the reply about to be sent (name and value must outlive
- * the request: literals or arena strings). At most three. */
+ * the request: literals or arena strings). At most four. */
 void http_add_header(gw_req_t *r, const char *name, const char *value);
+
+/* Whether a Content-Type value names JSON: "application/json", optionally
+ * with the one parameter charset=utf-8 (case-insensitive, the value may be
+ * quoted). NULL is not JSON. */
+bool http_json_media(const char *ctype);
 
 /* Replies with body serialised (takes the reference; NULL sends {}). */
 void http_reply_json(gw_req_t *r, unsigned status, json_t *body);

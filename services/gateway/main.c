@@ -55,6 +55,58 @@ static q_cfg_entry_t table[] = {
     {"QUARRY_RATE_LIMIT_RPS", Q_CFG_INT, "50", 0, 1000000, NULL,
      "Requests per second allowed per principal (0 disables rate limiting).", 0,
      &cfg.rate_limit_rps},
+    /* The edge's limits (guard.h). Defaults sized for 2 cores: a few
+     * hundred slow clients cost file descriptors and a little memory, not
+     * CPU; what they must not do is hold every slot. */
+    {"QUARRY_HTTP_MAX_CONNECTIONS", Q_CFG_INT, "1024", 16, 65536, NULL,
+     "Open HTTP connections in all; further ones are closed on accept "
+     "(quarry_http_rejected_total{reason=\"connections\"}).",
+     0, &cfg.max_connections},
+    {"QUARRY_HTTP_MAX_CONNECTIONS_PER_IP", Q_CFG_INT, "64", 0, 65536, NULL,
+     "Open HTTP connections from one client address (IPv6: one /64); further ones are "
+     "closed on accept. 0 disables: do so behind a proxy that does not keep client "
+     "addresses.",
+     0, &cfg.max_connections_per_ip},
+    {"QUARRY_HTTP_HEADER_TIMEOUT_MS", Q_CFG_INT, "10000", 100, 600000, NULL,
+     "Time for a request head to arrive, counted from the connection's opening or the "
+     "previous reply (so also the keep-alive idle time) and not reset by trickling "
+     "bytes; then 408 and close (closed silently when no request line arrived).",
+     0, &cfg.header_timeout_ms},
+    {"QUARRY_HTTP_BODY_TIMEOUT_MS", Q_CFG_INT, "10000", 100, 600000, NULL,
+     "Window over which a request body's rate is measured: each window must carry "
+     "QUARRY_HTTP_BODY_MIN_RATE bytes per second (at least one byte), else 408 and "
+     "close.",
+     0, &cfg.body_timeout_ms},
+    {"QUARRY_HTTP_BODY_MIN_RATE", Q_CFG_INT, "1024", 0, 1073741824, NULL,
+     "Slowest request body accepted, in bytes per second (0: any progress will do).", 0,
+     &cfg.body_min_rate},
+    {"QUARRY_HTTP_REQUEST_TIMEOUT_MS", Q_CFG_INT, "300000", 1000, 3600000, NULL,
+     "Time for a whole request (head and body) to arrive, wall-clock; then 408 and "
+     "close. Keep it above what the largest upload needs at the slowest rate served.",
+     0, &cfg.request_timeout_ms},
+    {"QUARRY_HTTP_IDLE_TIMEOUT_MS", Q_CFG_INT, "60000", 1000, 3600000, NULL,
+     "libmicrohttpd's inactivity timeout (whole seconds, rounded up), reset by every "
+     "byte: bounds a client that stops reading its reply.",
+     0, &cfg.idle_timeout_ms},
+    {"QUARRY_HTTP_MAX_HEADERS", Q_CFG_INT, "64", 8, 1000, NULL,
+     "Header fields in a request (more: 431).", 0, &cfg.max_headers},
+    {"QUARRY_HTTP_MAX_HEADER_BYTES", Q_CFG_INT, "32768", 1024, 131072, NULL,
+     "Size of a request head, request line and header fields (more: 431).", 0,
+     &cfg.max_header_bytes},
+    {"QUARRY_HTTP_MAX_URL_BYTES", Q_CFG_INT, "8192", 256, 65536, NULL,
+     "Length of the raw request target, path and query string (longer: 414).", 0,
+     &cfg.max_url_bytes},
+    {"QUARRY_HTTP_MAX_QUERY_PARAMS", Q_CFG_INT, "32", 1, 1000, NULL,
+     "Query string parameters in a request (more: 400).", 0, &cfg.max_query_params},
+    {"QUARRY_HTTP_DRAIN_BYTES", Q_CFG_INT, "65536", 0, 16777216, NULL,
+     "Largest body read to answer a request without a valid credential that is refused "
+     "on its head (401, 404, 405) and keep the connection; a larger or unannounced body "
+     "is not read: the answer goes out at once and the connection is closed.",
+     0, &cfg.drain_bytes},
+    {"QUARRY_READYZ_CACHE_MS", Q_CFG_INT, "1000", 0, 60000, NULL,
+     "How long GET /readyz reuses its last answer, so a burst of probes makes one round "
+     "of downstream health checks.",
+     0, &cfg.readyz_cache_ms},
 };
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {

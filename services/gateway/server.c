@@ -20,19 +20,18 @@
 #include "quarry/util.h"
 
 #include "authn.h"
+#include "guard.h"
 #include "http_util.h"
 #include "ratelimit.h"
 #include "routes.h"
 
 #define REQ_ARENA_MAX (64u << 20) /* everything one request may allocate */
-#define CONN_MEMORY_LIMIT (256u << 10)
-#define CONN_TIMEOUT_S 60u
-#define CONN_LIMIT 1024u
 #define AUTH_TIMEOUT_MS 3000
 #define DRAIN_SLACK (64ull << 20) /* body bytes read past a limit to reply */
 
 struct gw_server {
   struct MHD_Daemon *d;
+  guard_t *guard; /* connection caps, deadlines, framing (guard.h) */
   const gw_cfg_t *cfg;
   int port;
   atomic_int active; /* requests between arrival and completion */
@@ -156,7 +155,8 @@ static void admit(gw_req_t *r) {
 }
 
 /* First call for a request: the headers are in, the body (if any) is not. */
-static void request_begin(gw_req_t *r, const char *url, const char *method) {
+static void request_begin(gw_req_t *r, const char *url, const char *method,
+                          const char *version) {
   http_init_ids(r);
   r->method_label = method_label(method);
 
@@ -172,6 +172,15 @@ static void request_begin(gw_req_t *r, const char *url, const char *method) {
   int expect_continue;
   int has_body = body_expected(r, &expect_continue);
 
+  /* A head whose framing cannot be trusted is answered at once and the
+   * connection closed: where its body ends is unknown. */
+  guard_verdict_t v;
+  if (guard_check_head(r->conn, method, url, version, &v)) {
+    http_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    http_reply_status(r, v.status, v.slug, "%s", v.msg);
+    return;
+  }
+
   if (st == ROUTE_NOT_FOUND) {
     http_reject(r, 404, "not_found", "no route for %s %.200s", method, url);
   } else if (st == ROUTE_BAD_METHOD) {
@@ -185,6 +194,13 @@ static void request_begin(gw_req_t *r, const char *url, const char *method) {
     }
     if (!r->route->is_public)
       admit(r);
+    if (!r->pending && r->route->body == BODY_JSON &&
+        !http_json_media(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+      guard_count("content_type");
+      http_reject_err(r, Q_EUNSUPPORTED,
+                      "Content-Type must be application/json (optionally with "
+                      "charset=utf-8)");
+    }
     if (!r->pending && r->route->body == BODY_JSON && r->has_declared_len &&
         r->declared_len > (uint64_t)r->cfg->max_json_bytes)
       http_reject_err(r, Q_ETOOBIG, "JSON body larger than %lld bytes",
@@ -193,13 +209,24 @@ static void request_begin(gw_req_t *r, const char *url, const char *method) {
       r->route->stream->begin(r);
   }
 
-  /* A refusal goes out now when the client waits for "100 Continue"
-   * before sending its body, or announced more than would be drained;
-   * otherwise at the end of the body (at once for a bodiless request),
-   * which also keeps the connection usable. */
+  /* A refusal goes out now, unread body and all (libmicrohttpd then
+   * closes the connection), when the client waits for "100 Continue"
+   * before sending its body, announced more than would be drained, or has
+   * no valid credential and a body larger than QUARRY_HTTP_DRAIN_BYTES or
+   * of unknown length: a stranger's upload costs nothing. Otherwise it goes
+   * out at the end of the body (at once for a bodiless request), which
+   * keeps the connection usable and spares a client that writes its whole
+   * body before reading a reset instead of the answer. */
+  int stranger = !r->authenticated && (!r->has_declared_len ||
+                                       r->declared_len > (uint64_t)r->cfg->drain_bytes);
   if (r->pending && has_body &&
-      (expect_continue || (r->has_declared_len && r->declared_len > r->drain_cap)))
+      (expect_continue || stranger ||
+       (r->has_declared_len && r->declared_len > r->drain_cap))) {
+    if (!expect_continue)
+      guard_count("unread_body");
+    http_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     http_reply_pending(r);
+  }
 }
 
 static void request_body(gw_req_t *r, const char *p, size_t n) {
@@ -241,7 +268,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (!r)
       return MHD_NO;
     *con_cls = r;
-    request_begin(r, url, method);
+    request_begin(r, url, method, version);
     q_trace_clear();
     return r->responded && !r->queue_ok ? MHD_NO : MHD_YES;
   }
@@ -280,6 +307,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
       r->responded && r->queue_ok && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
           ? r->status
           : 499;
+  if (code == 499 && guard_answered(conn))
+    code = guard_answered(conn); /* the guard's 408 */
   char code_s[8];
   snprintf(code_s, sizeof code_s, "%u", code);
   const char *labels[] = {r->route_label, r->method_label, code_s};
@@ -314,20 +343,28 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
   if (!s)
     return NULL;
   s->cfg = cfg;
+  s->guard = guard_new(cfg, access_cb, s, completed_cb, s);
+  if (!s->guard) {
+    free(s);
+    return NULL;
+  }
   /* poll(2), not epoll: with epoll libmicrohttpd 0.9.75 did not notice a
    * client that closed its connection mid-body until shutdown, which left
    * an abandoned upload streaming to ingestion. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                    MHD_USE_POLL | (v6 ? MHD_USE_IPv6 : 0);
+  /* The guard wraps access_cb and completed_cb and brings the connection
+   * limits, timeouts and notifications (MHD_OPTION_ARRAY). */
   s->d = MHD_start_daemon(
-      flags, (uint16_t)port, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER,
-      q_log_library_cb, "libmicrohttpd", MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
-      MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-      CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_END);
-  if (!s->d) {
+      flags, (uint16_t)port, guard_accept_cb, s->guard, guard_access_cb, s->guard,
+      MHD_OPTION_EXTERNAL_LOGGER, q_log_library_cb, "libmicrohttpd", MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+      MHD_OPTION_ARRAY, guard_mhd_options(s->guard), MHD_OPTION_END);
+  if (!s->d || guard_start(s->guard)) {
     q_log_error("cannot start the HTTP server", "{s:s}", "addr", cfg->http_listen);
+    if (s->d)
+      MHD_stop_daemon(s->d);
+    guard_free(s->guard);
     free(s);
     return NULL;
   }
@@ -357,5 +394,6 @@ void gw_server_stop(gw_server_t *s, int64_t grace_ms) {
     q_log_warn("grace period over: closing HTTP requests in progress", "{s:i}",
                "requests", atomic_load(&s->active));
   MHD_stop_daemon(s->d);
+  guard_free(s->guard);
   free(s);
 }

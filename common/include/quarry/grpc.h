@@ -88,6 +88,15 @@ int q_grpc_server_start(q_grpc_server_t *s);
 /* Sets the health status reported by grpc.health.v1.Health/Check. */
 void q_grpc_server_set_serving(q_grpc_server_t *s, int serving);
 
+/* Whether the process can do its work now (thread-safe, quick: called
+ * from a worker thread on every health check). */
+typedef bool (*q_grpc_health_cb)(void *ud);
+
+/* Makes Health/Check answer NOT_SERVING while ready(ud) is false, on top of
+ * the status above (so the check tells what the service's /readyz tells).
+ * Call before q_grpc_server_start; NULL removes it. */
+void q_grpc_server_set_health_cb(q_grpc_server_t *s, q_grpc_health_cb ready, void *ud);
+
 /* Graceful stop: NOT_SERVING, stop accepting calls, let in-flight calls
  * finish for up to grace_ms, then cancel what remains, join workers and free
  * the server. Safe to call once, from any thread but a worker. */

@@ -340,6 +340,48 @@ Test(grpc, health_check) {
   q_arena_free(a);
 }
 
+static atomic_int ready_flag;
+static bool ready_cb(void *ud) {
+  (void)ud;
+  return atomic_load(&ready_flag) != 0;
+}
+
+Test(grpc, health_check_follows_the_readiness_callback) {
+  q_grpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 2};
+  q_grpc_server_t *s = q_grpc_server_new(&o);
+  cr_assert_not_null(s);
+  q_grpc_server_set_health_cb(s, ready_cb, NULL);
+  int port = q_grpc_server_start(s);
+  cr_assert_gt(port, 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckResponse *r = NULL;
+  q_arena_t *a = q_arena_new(0);
+  char err[128];
+  atomic_store(&ready_flag, 0);
+  cr_assert_eq(
+      q_rpc_health_check(q_grpc_channel(addr), &req, &r, a, NULL, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(r->status,
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+  atomic_store(&ready_flag, 1);
+  cr_assert_eq(
+      q_rpc_health_check(q_grpc_channel(addr), &req, &r, a, NULL, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(r->status,
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+  /* Ready or not, a server marked not serving (stopping) says so. */
+  q_grpc_server_set_serving(s, 0);
+  cr_assert_eq(
+      q_rpc_health_check(q_grpc_channel(addr), &req, &r, a, NULL, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(r->status,
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+  q_arena_free(a);
+  q_grpc_server_shutdown(s, 0);
+}
+
 Test(grpc, unavailable_is_retried_then_reported) {
   /* A port nobody listens on: bind and close to get one. */
   q_arena_t *a = q_arena_new(0);

@@ -421,6 +421,9 @@ static void setup(void) {
       .query_timeout_ms = 1500,
       .upload_timeout_ms = 10000,
       .rate_limit_rps = 0,
+      .drain_bytes = 65536,
+      .readyz_cache_ms = 0, /* readyz_reflects_critical_dependencies flips one */
+      /* the edge's other limits stay 0 (off): test_guard.c has them */
   };
   cr_assert_eq(ratelimit_init(cfg.redis_addr, cfg.rate_limit_rps), 0);
   authn_cache_clear();
@@ -529,6 +532,7 @@ static resp_t do_http(const req_t *q) {
 
 #define HTTP(m, p, ...) do_http(&(req_t){.method = (m), .path = (p), __VA_ARGS__})
 #define KEY "Authorization: Bearer good-key"
+#define JSON "Content-Type: application/json"
 
 /* Value of response header name (last occurrence), or "" . */
 static const char *header(const resp_t *r, const char *name, char *out, size_t outlen) {
@@ -878,8 +882,36 @@ Test(api, oversized_json_body_is_413) {
   assert_error(&r, 413, "too_large");
   resp_free(&r);
   /* The same without Content-Length. */
-  r = HTTP("POST", "/v1/query", {KEY}, .body = big, .len = strlen(big), .chunked = 1);
+  r = HTTP("POST", "/v1/query", {KEY, "Content-Type: application/json"}, .body = big,
+           .len = strlen(big), .chunked = 1);
   assert_error(&r, 413, "too_large");
+  resp_free(&r);
+}
+
+Test(api, json_routes_refuse_other_content_types_with_415) {
+  const char *body = "{\"query\":\"what is alpha?\"}";
+  const char *types[] = {"Content-Type: text/plain",
+                         "Content-Type: application/x-www-form-urlencoded",
+                         "Content-Type: application/json; charset=latin1"};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    resp_t r =
+        HTTP("POST", "/v1/query", {KEY, types[i]}, .body = body, .len = strlen(body));
+    assert_error(&r, 415, "unsupported_media_type");
+    cr_assert(strstr(error_message(&r), "application/json"), "%s", error_message(&r));
+    resp_free(&r);
+  }
+  /* curl's default for a POST body is form-urlencoded: sent as is. */
+  resp_t r = HTTP("POST", "/v1/feedback", {KEY}, .body = "{}", .len = 2);
+  assert_error(&r, 415, "unsupported_media_type");
+  resp_free(&r);
+  r = HTTP("POST", "/v1/query", {KEY, "Content-Type: application/json; charset=UTF-8"},
+           .body = body, .len = strlen(body));
+  cr_assert_eq(r.status, 200, "%s", r.body.data);
+  resp_free(&r);
+  /* Credentials come first: no key, no word about the media type. */
+  r = HTTP("POST", "/v1/query", {"Content-Type: text/plain"}, .body = body,
+           .len = strlen(body));
+  assert_error(&r, 401, "unauthenticated");
   resp_free(&r);
 }
 
@@ -1319,7 +1351,7 @@ Test(api, document_and_job_reads) {
 Test(api, feedback_is_accepted_and_validated) {
   const char *ok = "{\"query_id\":\"q-1\",\"rating\":-1,\"comment\":\"wrong\","
                    "\"chunk_ids\":[\"c1\",\"c2\"]}";
-  resp_t r = HTTP("POST", "/v1/feedback", {KEY}, .body = ok, .len = strlen(ok));
+  resp_t r = HTTP("POST", "/v1/feedback", {KEY, JSON}, .body = ok, .len = strlen(ok));
   cr_assert_eq(r.status, 202, "%s", r.body.data);
   cr_assert_str_eq(jstr(r.json, "feedback_id"), "fb-1");
   cr_assert(json_is_true(json_object_get(r.json, "queued")));
@@ -1341,7 +1373,7 @@ Test(api, feedback_is_accepted_and_validated) {
       "not json",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    r = HTTP("POST", "/v1/feedback", {KEY}, .body = bad[i], .len = strlen(bad[i]));
+    r = HTTP("POST", "/v1/feedback", {KEY, JSON}, .body = bad[i], .len = strlen(bad[i]));
     cr_assert_eq(r.status, 400, "body %s -> %ld", bad[i], r.status);
     resp_free(&r);
   }
@@ -1360,6 +1392,23 @@ Test(api, readyz_reflects_critical_dependencies) {
   json_t *down = json_object_get(r.json, "down");
   cr_assert_eq(json_array_size(down), 1);
   cr_assert(has_string(down, "llm-gateway"));
+  resp_free(&r);
+}
+
+Test(api, readyz_answers_are_reused_for_a_moment) {
+  cfg.readyz_cache_ms = 700;
+  resp_t r = HTTP("GET", "/readyz");
+  cr_assert_eq(r.status, 200, "%s", r.body.data);
+  resp_free(&r);
+  cfg.auth_addr = "127.0.0.1:1";
+  r = HTTP("GET", "/readyz");
+  cr_assert_eq(r.status, 200, "a probe storm does not multiply the checks");
+  resp_free(&r);
+  sleep_ms(800);
+  r = HTTP("GET", "/readyz");
+  assert_error(&r, 503, "unavailable");
+  cr_assert(has_string(json_object_get(r.json, "down"), "auth"));
+  cr_assert_lt(r.secs, 1.0, "checked in parallel, each briefly");
   resp_free(&r);
 }
 

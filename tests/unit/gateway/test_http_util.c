@@ -49,3 +49,27 @@ Test(http_util, downstream_failures_name_the_service) {
   http_downstream_msg(m, sizeof m, "feedback", Q_EINTERNAL, NULL);
   cr_assert_str_eq(m, "feedback: internal error");
 }
+
+Test(http_util, json_routes_want_a_json_content_type) {
+  const char *yes[] = {"application/json",
+                       "Application/JSON",
+                       "application/json; charset=utf-8",
+                       "application/json;charset=UTF-8",
+                       "application/json; charset=\"utf-8\"",
+                       " application/json "};
+  for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+    cr_assert(http_json_media(yes[i]), "%s", yes[i]);
+  const char *no[] = {NULL,
+                      "",
+                      "text/plain",
+                      "application/x-www-form-urlencoded",
+                      "application/jsonx",
+                      "application/json; charset=latin1",
+                      "application/json; boundary=x",
+                      "application/json;",
+                      "application/json; charset=utf-8; q=1",
+                      "application/json; charset=\"utf-8",
+                      "multipart/form-data; boundary=application/json"};
+  for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+    cr_assert_not(http_json_media(no[i]), "%s", no[i] ? no[i] : "(null)");
+}
