@@ -11,6 +11,8 @@
 #include "quarry/util.h"
 #include "quarry/validate.h"
 
+#include "downstream.h"
+
 void http_init_ids(gw_req_t *r) {
   const char *rid = http_header(r, "X-Request-Id");
   if (rid && q_trace_id_valid(rid))
@@ -140,22 +142,7 @@ void http_reply_error(gw_req_t *r, int err, const char *fmt, ...) {
 
 void http_downstream_msg(char *out, size_t outlen, const char *service, int err,
                          const char *detail) {
-  const char *what;
-  switch (err) {
-  case Q_EUNAVAIL:
-  case Q_EIO: what = "unavailable"; break;
-  case Q_ETIMEDOUT: what = "deadline exceeded"; break;
-  case Q_ECANCELLED: what = "call cancelled"; break;
-  default:
-    /* The service answered and refused: its own words say why. */
-    snprintf(out, outlen, "%s: %s", service,
-             detail && *detail ? detail : q_strerror(err));
-    return;
-  }
-  if (detail && *detail)
-    snprintf(out, outlen, "%s %s: %s", service, what, detail);
-  else
-    snprintf(out, outlen, "%s %s", service, what);
+  downstream_msg(out, outlen, service, err, detail);
 }
 
 void http_reply_downstream(gw_req_t *r, const char *service, int err,
