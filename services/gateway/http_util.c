@@ -13,6 +13,8 @@
 
 #include "downstream.h"
 
+#define STREAM_BLOCK (16u << 10) /* most bytes a streamed reply reads at once */
+
 void http_init_ids(gw_req_t *r) {
   const char *rid = http_header(r, "X-Request-Id");
   if (rid && q_trace_id_valid(rid))
@@ -45,6 +47,21 @@ void http_add_header(gw_req_t *r, const char *name, const char *value) {
   }
 }
 
+/* Adds the headers every reply carries and queues resp (consumed). */
+static void queue_reply(gw_req_t *r, unsigned status, const char *ctype,
+                        struct MHD_Response *resp) {
+  char traceparent[64];
+  snprintf(traceparent, sizeof traceparent, "00-%s-%s-01", r->trace_id, r->span_id);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+  MHD_add_response_header(resp, "traceparent", traceparent);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  for (int i = 0; i < r->nhdr; i++)
+    MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+  r->queue_ok = MHD_queue_response(r->conn, status, resp) == MHD_YES;
+  MHD_destroy_response(resp);
+}
+
 void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,
                     size_t len) {
   if (r->responded) {
@@ -60,16 +77,26 @@ void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,
     q_log_error("cannot create HTTP response", NULL);
     return;
   }
-  char traceparent[64];
-  snprintf(traceparent, sizeof traceparent, "00-%s-%s-01", r->trace_id, r->span_id);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-  MHD_add_response_header(resp, "traceparent", traceparent);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  for (int i = 0; i < r->nhdr; i++)
-    MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
-  r->queue_ok = MHD_queue_response(r->conn, status, resp) == MHD_YES;
-  MHD_destroy_response(resp);
+  queue_reply(r, status, ctype, resp);
+}
+
+void http_reply_stream(gw_req_t *r, unsigned status, const char *ctype,
+                       MHD_ContentReaderCallback read, void *cls,
+                       MHD_ContentReaderFreeCallback done) {
+  if (r->responded) {
+    done(cls);
+    return;
+  }
+  r->responded = 1;
+  r->status = status;
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, read, cls, done);
+  if (!resp) {
+    done(cls);
+    q_log_error("cannot create HTTP response", NULL);
+    return;
+  }
+  queue_reply(r, status, ctype, resp);
 }
 
 void http_reply_json(gw_req_t *r, unsigned status, json_t *body) {
