@@ -616,6 +616,14 @@ void pipeline_run(pipeline_t *p) {
   q_trace_clear();
 }
 
+/* The Generate call is cancelled from this (another) thread while the run
+ * blocks in its recv: grpc_call_cancel is thread-safe in the gRPC core, and
+ * call_mu keeps the call from being finished (freed) meanwhile. The
+ * adapter's q_grpc_call_cancel also sets two flags of the call (failed,
+ * closed_send) that the run reads once its recv returns; both sides only
+ * ever set them to 1, yet quarry/grpc.h does not promise cross-thread
+ * cancel. The asynchronous client that replaces this call should make
+ * cancel explicitly thread-safe. */
 void pipeline_cancel(pipeline_t *p) {
   if (!p)
     return;
