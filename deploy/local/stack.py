@@ -565,6 +565,11 @@ class Stack:
                 REPO, "services", "llm-gateway", "prompts", "answer.txt")
         if svc == "gateway":
             env["QUARRY_HTTP_LISTEN"] = "127.0.0.1:%d" % self.ports["gateway.http"]
+            if self.test_mode:
+                # Every test client comes from 127.0.0.1, so a per-address
+                # cap would count the whole suite as one client; the hostile
+                # tests set their own.
+                env["QUARRY_HTTP_MAX_CONNECTIONS_PER_IP"] = "0"
         env.update(self.extra_env)
         env.update(self.svc_env.get(svc, {}))
         return env

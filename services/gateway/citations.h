@@ -10,6 +10,7 @@
 #ifndef QUARRY_GW_CITATIONS_H
 #define QUARRY_GW_CITATIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "quarry/limits.h"
@@ -28,5 +29,32 @@ typedef struct citations {
  * Returns the length written. */
 size_t citations_extract(const char *answer, size_t len, size_t npassages, citations_t *c,
                          char *out, size_t outcap);
+
+/* The same check on an answer that arrives in pieces, for streaming it:
+ * what citations_stream_feed writes, piece after piece, adds up to exactly
+ * what citations_extract writes for the whole answer. It holds back only
+ * what the next bytes decide: a '[' that may open a marker, a space an
+ * invalid marker may remove, and the start of a UTF-8 character cut by
+ * the end of a piece (so every piece written is whole characters). */
+typedef struct citations_stream {
+  size_t npassages;
+  char pend[8]; /* undecided input: '[' and up to 5 digits, or more of a
+                   marker waiting for the byte after it */
+  size_t npend;
+  bool space;   /* a space waits: an invalid marker next would drop it */
+  char utf8[4]; /* output bytes that end with a cut UTF-8 character */
+  size_t nutf8;
+} citations_stream_t;
+
+/* Starts a stream for an answer generated from npassages passages. */
+void citations_stream_init(citations_stream_t *cs, size_t npassages);
+
+/* Feeds piece[0..len); with last set, the answer ends there (len may be
+ * 0) and everything held back is written. Writes to out, which must hold
+ * len + CITATIONS_STREAM_SLACK bytes; returns how many were written (0 is
+ * common: all of it may be held back). */
+#define CITATIONS_STREAM_SLACK 16
+size_t citations_stream_feed(citations_stream_t *cs, const char *piece, size_t len,
+                             bool last, char *out);
 
 #endif

@@ -3,13 +3,17 @@
  * to a handler.
  *
  * A request is served by one libmicrohttpd worker thread from start to end
- * (the thread pool never moves a connection between threads), so nothing in
- * gw_req_t needs locking. Everything the request allocates comes from its
- * arena, released when libmicrohttpd reports the request complete. */
+ * (the thread pool never moves a connection between threads, and a
+ * suspended one comes back to the same thread), so nothing in gw_req_t
+ * needs locking: work done elsewhere (a query's pipeline) keeps its own
+ * state and never touches gw_req_t. Everything the request allocates
+ * comes from its arena, released when libmicrohttpd reports the request
+ * complete. */
 #ifndef QUARRY_GATEWAY_H
 #define QUARRY_GATEWAY_H
 
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,7 +54,19 @@ typedef struct gw_cfg {
   int64_t max_query_params;
   int64_t drain_bytes;     /* most body read to answer a stranger refused on the head */
   int64_t readyz_cache_ms; /* how long a /readyz answer is reused */
+  /* The query pipeline's workers (pool.h); 0 takes the default. */
+  int64_t pipeline_workers;    /* QUARRY_PIPELINE_WORKERS */
+  int64_t pipeline_queue;      /* QUARRY_PIPELINE_QUEUE */
+  int64_t tenant_max_inflight; /* QUARRY_TENANT_MAX_INFLIGHT */
 } gw_cfg_t;
+
+/* Defaults of the pipeline settings. The workers mostly wait on other
+ * services (the calls are blocking until the pipeline goes asynchronous),
+ * so they outnumber the cores; the queue absorbs a burst of a few seconds;
+ * one tenant may take half the workers. */
+#define GW_PIPELINE_WORKERS_DEFAULT 16
+#define GW_PIPELINE_QUEUE_DEFAULT 256
+#define GW_TENANT_MAX_INFLIGHT_DEFAULT 8
 
 /* Who is calling, as established by the auth service. */
 typedef struct gw_principal {
@@ -60,13 +76,26 @@ typedef struct gw_principal {
 } gw_principal_t;
 
 typedef struct route route_t;
+typedef struct gw_req gw_req_t;
+
+/* A handler that answers later (query.c): it suspends the connection and
+ * sets gw_req_t.async before returning without a reply. libmicrohttpd
+ * calls the request's handler again after each MHD_resume_connection;
+ * server.c passes those calls to resume, which must queue the reply,
+ * suspend again, or return MHD_NO to close the connection. close runs when
+ * the request is over, however it ended (ok: the reply went out whole),
+ * before the request's memory is freed. Both run on the request's thread. */
+typedef struct gw_async {
+  enum MHD_Result (*resume)(gw_req_t *r);
+  void (*close)(gw_req_t *r, bool ok);
+} gw_async_t;
 
 /* Longest {id} path segment: a document or job id. */
 #define GW_PARAM_MAX                                                                     \
   (Q_LIMIT_DOCUMENT_ID_BYTES > Q_LIMIT_JOB_ID_BYTES ? Q_LIMIT_DOCUMENT_ID_BYTES          \
                                                     : Q_LIMIT_JOB_ID_BYTES)
 
-typedef struct gw_req {
+struct gw_req {
   struct MHD_Connection *conn;
   const gw_cfg_t *cfg;
   q_arena_t *arena;
@@ -114,10 +143,13 @@ typedef struct gw_req {
 
   void *stream; /* state of a streaming handler (upload.c) */
 
+  const gw_async_t *async; /* set by a handler that answers later */
+  void *async_state;
+
   unsigned status; /* HTTP status of the reply, once queued */
   int responded;   /* a reply has been queued (or failed to be) */
   int queue_ok;    /* MHD_queue_response succeeded */
-} gw_req_t;
+};
 
 /* The gateway's metric families (registered by server.c before serving;
  * the names are those of docs/development.md). */

@@ -8,8 +8,24 @@
 #include "router.h"
 #include "quarry/error.h"
 
-/* query.c: POST /v1/query, the retrieval-augmented answer pipeline. */
+/* query.c: POST /v1/query, the retrieval-augmented answer pipeline
+ * (pipeline.h) answered as JSON or as Server-Sent Events. The handler
+ * suspends the connection and the pipeline runs on a worker (pool.h). */
 void query_post(gw_req_t *r);
+
+/* Starts the pipeline workers and the hang-up watcher, sized by cfg (which
+ * must outlive them). 0, or Q_ENOMEM / Q_EINTERNAL (logged). Call before
+ * serving; one server at a time. */
+q_err_t query_start(const gw_cfg_t *cfg);
+
+/* Refuses new queries (503) and ends those in flight: their pipelines are
+ * cancelled and their suspended connections resumed, to be closed. Call
+ * before MHD_stop_daemon, which must not meet a suspended connection. */
+void query_quiesce(void);
+
+/* Joins the workers and stops the watcher; after the HTTP server has
+ * stopped. Safe without query_start. */
+void query_stop(void);
 
 /* documents.c: reads through ingestion, feedback through the feedback
  * service. */

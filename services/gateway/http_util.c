@@ -12,6 +12,10 @@
 #include "quarry/util.h"
 #include "quarry/validate.h"
 
+#include "downstream.h"
+
+#define STREAM_BLOCK (16u << 10) /* most bytes a streamed reply reads at once */
+
 void http_init_ids(gw_req_t *r) {
   const char *rid = http_header(r, "X-Request-Id");
   if (rid && q_trace_id_valid(rid))
@@ -77,6 +81,21 @@ void http_add_header(gw_req_t *r, const char *name, const char *value) {
   }
 }
 
+/* Adds the headers every reply carries and queues resp (consumed). */
+static void queue_reply(gw_req_t *r, unsigned status, const char *ctype,
+                        struct MHD_Response *resp) {
+  char traceparent[64];
+  snprintf(traceparent, sizeof traceparent, "00-%s-%s-01", r->trace_id, r->span_id);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+  MHD_add_response_header(resp, "traceparent", traceparent);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  for (int i = 0; i < r->nhdr; i++)
+    MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+  r->queue_ok = MHD_queue_response(r->conn, status, resp) == MHD_YES;
+  MHD_destroy_response(resp);
+}
+
 void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,
                     size_t len) {
   if (r->responded) {
@@ -92,16 +111,26 @@ void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,
     q_log_error("cannot create HTTP response", NULL);
     return;
   }
-  char traceparent[64];
-  snprintf(traceparent, sizeof traceparent, "00-%s-%s-01", r->trace_id, r->span_id);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-  MHD_add_response_header(resp, "traceparent", traceparent);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  for (int i = 0; i < r->nhdr; i++)
-    MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
-  r->queue_ok = MHD_queue_response(r->conn, status, resp) == MHD_YES;
-  MHD_destroy_response(resp);
+  queue_reply(r, status, ctype, resp);
+}
+
+void http_reply_stream(gw_req_t *r, unsigned status, const char *ctype,
+                       MHD_ContentReaderCallback read, void *cls,
+                       MHD_ContentReaderFreeCallback done) {
+  if (r->responded) {
+    done(cls);
+    return;
+  }
+  r->responded = 1;
+  r->status = status;
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, read, cls, done);
+  if (!resp) {
+    done(cls);
+    q_log_error("cannot create HTTP response", NULL);
+    return;
+  }
+  queue_reply(r, status, ctype, resp);
 }
 
 void http_reply_json(gw_req_t *r, unsigned status, json_t *body) {
@@ -174,22 +203,7 @@ void http_reply_error(gw_req_t *r, int err, const char *fmt, ...) {
 
 void http_downstream_msg(char *out, size_t outlen, const char *service, int err,
                          const char *detail) {
-  const char *what;
-  switch (err) {
-  case Q_EUNAVAIL:
-  case Q_EIO: what = "unavailable"; break;
-  case Q_ETIMEDOUT: what = "deadline exceeded"; break;
-  case Q_ECANCELLED: what = "call cancelled"; break;
-  default:
-    /* The service answered and refused: its own words say why. */
-    snprintf(out, outlen, "%s: %s", service,
-             detail && *detail ? detail : q_strerror(err));
-    return;
-  }
-  if (detail && *detail)
-    snprintf(out, outlen, "%s %s: %s", service, what, detail);
-  else
-    snprintf(out, outlen, "%s %s", service, what);
+  downstream_msg(out, outlen, service, err, detail);
 }
 
 void http_reply_downstream(gw_req_t *r, const char *service, int err,

@@ -48,6 +48,17 @@ void http_reply_json(gw_req_t *r, unsigned status, json_t *body);
 void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,
                     size_t len);
 
+/* Replies with a body of unknown length (chunked) produced by read, which
+ * libmicrohttpd calls on r's thread as it can send more
+ * (MHD_ContentReaderCallback: a byte count, 0 for "nothing now" - the
+ * reader must then suspend the connection, or libmicrohttpd 0.9.75 polls
+ * it in a busy loop - or MHD_CONTENT_READER_END_OF_STREAM /
+ * _END_WITH_ERROR). done(cls) runs when the reply is released, also when
+ * it could not be created or queued. */
+void http_reply_stream(gw_req_t *r, unsigned status, const char *ctype,
+                       MHD_ContentReaderCallback read, void *cls,
+                       MHD_ContentReaderFreeCallback done);
+
 /* Replies {"error":{"code":slug,"message":...}} with the given status. */
 void http_reply_status(gw_req_t *r, unsigned status, const char *slug, const char *fmt,
                        ...) __attribute__((format(printf, 4, 5)));

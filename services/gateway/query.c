@@ -1,439 +1,428 @@
-/* query.c - POST /v1/query: the retrieval-augmented answer pipeline.
+/* query.c - POST /v1/query at the HTTP edge: reads the request, picks the
+ * sink (one JSON reply, or Server-Sent Events when the body says "stream":
+ * true or the client accepts text/event-stream), hands the pipeline to a
+ * worker (pool.h) and answers when the sink has something, without ever
+ * holding an HTTP thread while a downstream service works.
  *
- *   llm.Embed(query)          failure: lexical retrieval only ("embed")
- *   retriever.Search(top 50)  failure: the query fails (503/504)
- *   reranker.Rerank(top_k)    failure: retriever order kept ("rerank")
- *   llm.Generate (streamed)   failure: the query fails
- *   [n] markers checked       invalid ones removed ("citations")
- *   feedback.RecordQuery      failure: answer still returned ("record_query")
+ * The connection waits suspended (MHD_suspend_connection). A sink's wake
+ * (on the pipeline's thread) resumes it; libmicrohttpd then calls the
+ * request's handler again (async_resume), which queues the JSON reply, or
+ * the SSE reply whose content reader (sse_read_cb) copies what the sink
+ * has queued. With nothing queued the reader suspends the connection and
+ * returns 0: in libmicrohttpd 0.9.75 a 0 from the reader of a chunked
+ * reply leaves the connection "unready", which its internal poll loop
+ * retries at once, so without the suspension it would spin. The next wake
+ * resumes it and libmicrohttpd calls the reader again.
  *
- * The words in parentheses are what the reply's "degraded" list says when a
- * stage fell back. The whole pipeline runs under the request's deadline
- * (QUARRY_QUERY_TIMEOUT_MS, installed in the thread's trace context so every
- * downstream call inherits it). The optional stages get only a share of the
- * time left, so a hung embedder or reranker degrades the answer instead of
- * using up the time generation needs. */
+ * Every suspension and every resume happens under query_t.mu, with
+ * `suspended` saying which one is due: the reader or handler that finds
+ * nothing suspends under the lock, a wake that comes after it resumes
+ * under the lock, so a wake is never lost and a connection is never
+ * resumed twice or after it closed (libmicrohttpd calls resuming a
+ * connection that is not suspended undefined).
+ *
+ * A client that goes away: libmicrohttpd does not watch suspended
+ * connections, so the hang-up watcher (hangup.h) does; it cancels the
+ * pipeline and resumes the connection, whose handler or reader then makes
+ * libmicrohttpd close it without writing. A failed write or a timeout ends
+ * the request through async_close, which cancels the pipeline too. */
 #include <jansson.h>
-#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
-
-#include "quarry/v1/feedback.pb-c.h"
-#include "quarry/v1/llm.pb-c.h"
-#include "quarry/v1/reranker.pb-c.h"
-#include "quarry/v1/retriever.pb-c.h"
+#include <strings.h>
 
 #include "quarry/error.h"
-#include "quarry/grpc.h"
 #include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
-#include "quarry/stubs.h"
-#include "quarry/text.h"
-#include "quarry/util.h"
 #include "quarry/validate.h"
 
-#include "citations.h"
 #include "handlers.h"
+#include "hangup.h"
 #include "http_util.h"
+#include "pipeline.h"
+#include "pool.h"
+#include "sink.h"
 
-#define TOP_K_DEFAULT 8
-#define RETRIEVE_TOP_K 50     /* candidates handed to the reranker */
-#define RECORD_TIMEOUT_MS 500 /* RecordQuery is bookkeeping: keep it short */
-#define EMBED_SHARE 0.4       /* of the time left, at most */
-#define RERANK_SHARE 0.5
+/* What an SSE reader may fall behind before the query stops: more than an
+ * answer of Q_LIMIT_ANSWER_BYTES with its events and citations. */
+#define SSE_MAX_BYTES (8u << 20)
 
-_Static_assert(RETRIEVE_TOP_K <= Q_LIMIT_RERANK_PASSAGES, "the reranker takes them all");
-_Static_assert(TOP_K_DEFAULT <= Q_LIMIT_TOP_K_MAX, "the default top_k is allowed");
+_Static_assert(SSE_MAX_BYTES > 8 * Q_LIMIT_ANSWER_BYTES, "a whole answer fits");
 
-typedef struct pipeline {
-  gw_req_t *r;
-  const char *query;
-  int top_k;
-  char query_id[37];
-  json_t *degraded;
-  double ms_embed, ms_retrieve, ms_rerank, ms_generate;
-  char err[512];
-} pipeline_t;
+/* One query, shared by its HTTP request, its pipeline run and its SSE
+ * reply: freed when the last of them lets go. */
+typedef struct query {
+  pthread_mutex_t mu;
+  int refs;
+  struct MHD_Connection *conn; /* NULL once the request is over */
+  bool suspended;              /* suspended by us: the next step is a resume */
+  bool gone;                   /* the client hung up, or the server stops */
+  bool sse;
+  sink_t *sink;
+  pipeline_t *pl;
+  pool_job_t job;
+  uint64_t watch; /* hang-up watch; 0: none */
+  struct query *prev, *next;
+} query_t;
 
-static double ms_since(double t) {
-  return (q_now_s() - t) * 1000.0;
+/* Module state: one server at a time (query_start .. query_stop). */
+static struct {
+  pthread_mutex_t mu; /* guards stopping and live */
+  pool_t *pool;
+  hangup_t *hangup;
+  bool stopping;
+  query_t *live; /* queries whose HTTP request is not over */
+} state = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void count(const char *outcome) {
+  const char *labels[] = {outcome};
+  q_metrics_inc(gw_metrics.queries, labels);
 }
 
-/* A timeout for the next call: share of the time left (share 1: all of
- * it), at least 1 ms; 0 when the deadline has passed. */
-static int budget(const gw_req_t *r, double share) {
-  int64_t left = gw_ms_left(r);
-  if (left <= 0)
-    return 0;
-  double b = (double)left * share;
-  if (b < 1)
-    b = 1;
-  return b > INT_MAX ? INT_MAX : (int)b;
-}
-
-/* An optional stage fell back after its call to service failed with rc
- * (detail in p->err): logs what (naming the service and the error) and
- * lists the stage in the reply's "degraded". */
-static void degrade(pipeline_t *p, const char *stage, const char *service, int rc,
-                    const char *what) {
-  char msg[768];
-  http_downstream_msg(msg, sizeof msg, service, rc, p->err);
-  q_log_warn(what, "{s:s,s:s}", "query_id", p->query_id, "error", msg);
-  json_array_append_new(p->degraded, json_string(stage));
-}
-
-static void reply_deadline(pipeline_t *p, const char *stage) {
-  http_reply_error(p->r, Q_ETIMEDOUT, "query deadline of %lld ms exceeded before %s",
-                   (long long)p->r->cfg->query_timeout_ms, stage);
-}
-
-/* Embeds the query; on failure leaves *values NULL and notes the
- * degradation. */
-static void embed(pipeline_t *p, float **values, size_t *n) {
-  gw_req_t *r = p->r;
-  double t = q_now_s();
-  *values = NULL;
-  *n = 0;
-  int timeout = budget(r, EMBED_SHARE);
-  if (!timeout)
+static void query_unref(query_t *q) {
+  pthread_mutex_lock(&q->mu);
+  int refs = --q->refs;
+  pthread_mutex_unlock(&q->mu);
+  if (refs)
     return;
-  Quarry__V1__EmbedRequest req = QUARRY__V1__EMBED_REQUEST__INIT;
-  char *texts[1] = {(char *)p->query};
-  req.n_texts = 1;
-  req.texts = texts;
-  Quarry__V1__EmbedResponse *resp = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_rpc_llm_gateway_embed(q_grpc_channel(r->cfg->llm_addr), &req, &resp,
-                                   r->arena, &opts, p->err, sizeof p->err);
-  if (rc == 0 && (!resp || resp->n_embeddings != 1 || !resp->embeddings[0] ||
-                  resp->embeddings[0]->n_values == 0)) {
-    rc = Q_EINTERNAL;
-    snprintf(p->err, sizeof p->err, "reply holds no embedding for the query");
-  }
-  if (rc) {
-    degrade(p, "embed", "llm-gateway", rc, "embedding failed: retrieving lexically only");
-  } else {
-    *values = resp->embeddings[0]->values;
-    *n = resp->embeddings[0]->n_values;
-  }
-  p->ms_embed = ms_since(t);
+  pipeline_free(q->pl);
+  if (q->sink)
+    q->sink->free(q->sink);
+  pthread_mutex_destroy(&q->mu);
+  free(q);
 }
 
-/* Searches the principal's tenant. 0 with the candidates, or replied. */
-static q_err_t retrieve(pipeline_t *p, float *emb, size_t nemb,
-                        Quarry__V1__SearchResponse **out) {
-  gw_req_t *r = p->r;
-  double t = q_now_s();
-  int timeout = budget(r, 1);
-  if (!timeout) {
-    reply_deadline(p, "retrieval");
-    return Q_ETIMEDOUT;
+/* Under q->mu, on the request's thread. */
+static void suspend(query_t *q) {
+  q->suspended = true;
+  MHD_suspend_connection(q->conn);
+}
+
+/* Under q->mu, on any thread. */
+static void resume(query_t *q) {
+  if (q->conn && q->suspended) {
+    q->suspended = false;
+    MHD_resume_connection(q->conn);
   }
-  Quarry__V1__SearchRequest req = QUARRY__V1__SEARCH_REQUEST__INIT;
-  req.tenant_id = r->principal.tenant_id;
-  req.query = (char *)p->query;
-  req.query_embedding = emb;
-  req.n_query_embedding = nemb;
-  req.top_k = RETRIEVE_TOP_K;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  int rc = q_rpc_retriever_search(q_grpc_channel(r->cfg->retriever_addr), &req, out,
-                                  r->arena, &opts, p->err, sizeof p->err);
-  p->ms_retrieve = ms_since(t);
-  if (rc) {
-    http_reply_downstream(r, "retriever", rc, p->err);
-    return rc;
+}
+
+/* The sink has output (pipeline thread). */
+static void wake_cb(void *ud) {
+  query_t *q = ud;
+  pthread_mutex_lock(&q->mu);
+  resume(q);
+  pthread_mutex_unlock(&q->mu);
+}
+
+/* The client hung up while waiting (watcher thread). */
+static void client_hung_up_cb(void *ud) {
+  query_t *q = ud;
+  pthread_mutex_lock(&q->mu);
+  q->gone = true;
+  resume(q);
+  pthread_mutex_unlock(&q->mu);
+  pipeline_cancel(q->pl);
+}
+
+static void run_job(pool_job_t *job) {
+  query_t *q = (query_t *)((char *)job - offsetof(query_t, job));
+  pipeline_run(q->pl);
+  query_unref(q);
+}
+
+/* ---- replies ----------------------------------------------------------------- */
+
+static void send_reply(gw_req_t *r, sink_reply_t *rep) {
+  if (rep->body) {
+    http_reply_json(r, 200, rep->body);
+    return;
   }
-  if (!*out) {
-    http_reply_downstream(r, "retriever", Q_EINTERNAL, "empty reply");
-    return Q_EINTERNAL;
+  if (rep->retry_after_s > 0)
+    http_add_header(r, "Retry-After", q_arena_printf(r->arena, "%d", rep->retry_after_s));
+  http_reply_error(r, rep->err, "%s", rep->message);
+}
+
+static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  query_t *q = cls;
+  pthread_mutex_lock(&q->mu);
+  ssize_t n = q->gone ? SINK_SSE_CUT : sink_sse_read(q->sink, buf, max);
+  if (n == 0)
+    suspend(q);
+  pthread_mutex_unlock(&q->mu);
+  if (n == SINK_SSE_END)
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  if (n == SINK_SSE_CUT)
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  return n;
+}
+
+static void sse_free_cb(void *cls) {
+  query_unref(cls);
+}
+
+/* After a resume (request's thread): reply if the sink has something, else
+ * wait again. */
+static enum MHD_Result async_resume(gw_req_t *r) {
+  query_t *q = r->async_state;
+  sink_reply_t rep = {0};
+  pthread_mutex_lock(&q->mu);
+  if (q->gone) {
+    pthread_mutex_unlock(&q->mu);
+    return MHD_NO; /* close without writing to a client that left */
+  }
+  if (!q->sse) {
+    if (sink_json_take(q->sink, &rep)) {
+      pthread_mutex_unlock(&q->mu);
+      send_reply(r, &rep);
+      return r->queue_ok ? MHD_YES : MHD_NO;
+    }
+  } else {
+    switch (sink_sse_begin(q->sink, &rep)) {
+    case SINK_SSE_REPLY:
+      pthread_mutex_unlock(&q->mu);
+      send_reply(r, &rep);
+      return r->queue_ok ? MHD_YES : MHD_NO;
+    case SINK_SSE_STREAM:
+      q->refs++; /* the reply's */
+      pthread_mutex_unlock(&q->mu);
+      /* Proxies (nginx) must not buffer the stream. */
+      http_add_header(r, "X-Accel-Buffering", "no");
+      http_reply_stream(r, 200, "text/event-stream", sse_read_cb, q, sse_free_cb);
+      return r->queue_ok ? MHD_YES : MHD_NO;
+    case SINK_SSE_WAIT: break;
+    }
+  }
+  suspend(q);
+  pthread_mutex_unlock(&q->mu);
+  return MHD_YES;
+}
+
+static void unlink_live(query_t *q) {
+  pthread_mutex_lock(&state.mu);
+  if (q->prev)
+    q->prev->next = q->next;
+  else
+    state.live = q->next;
+  if (q->next)
+    q->next->prev = q->prev;
+  pthread_mutex_unlock(&state.mu);
+}
+
+/* The request is over (request's thread). */
+static void async_close(gw_req_t *r, bool ok) {
+  query_t *q = r->async_state;
+  hangup_unwatch(state.hangup, q->watch);
+  unlink_live(q);
+
+  pthread_mutex_lock(&q->mu);
+  q->conn = NULL;
+  q->suspended = false;
+  if (!ok)
+    q->gone = true;
+  pthread_mutex_unlock(&q->mu);
+  if (!ok) {
+    q_log_info("query request ended before its reply went out", "{s:s}", "query_id",
+               pipeline_query_id(q->pl));
+    pipeline_cancel(q->pl);
+  }
+  query_unref(q);
+}
+
+static const gw_async_t async_ops = {.resume = async_resume, .close = async_close};
+
+/* ---- the handler ---------------------------------------------------------- */
+
+/* Whether an Accept header value lists text/event-stream (with a q above
+ * 0). */
+static bool accepts_event_stream(const char *accept) {
+  static const char want[] = "text/event-stream";
+  for (const char *p = accept; p && *p;) {
+    p += strspn(p, " \t,");
+    size_t item = strcspn(p, ",");
+    size_t mt = strcspn(p, ";,");
+    size_t n = mt;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+      n--;
+    if (n == sizeof want - 1 && strncasecmp(p, want, n) == 0) {
+      const char *qp = NULL;
+      for (const char *s = p + mt; s < p + item; s++)
+        if ((*s == 'q' || *s == 'Q') && s[1] == '=' && (s[-1] == ';' || s[-1] == ' '))
+          qp = s + 2;
+      if (!qp || strtod(qp, NULL) > 0)
+        return true;
+    }
+    p += item;
+  }
+  return false;
+}
+
+/* "stream": true/false, or absent/null (*given = false). Replies 400 on
+ * anything else. */
+static q_err_t stream_field(gw_req_t *r, json_t *body, bool *given, bool *value) {
+  json_t *v = json_object_get(body, "stream");
+  *given = v && !json_is_null(v);
+  *value = *given && json_is_true(v);
+  if (*given && !json_is_boolean(v)) {
+    http_reply_error(r, Q_EINVAL, "field \"stream\" must be true or false");
+    return Q_EINVAL;
   }
   return 0;
-}
-
-/* Reorders the candidates; on failure keeps the retriever's order. The
- * passages to generate from end up in *sent[0..*nsent). */
-static void rerank(pipeline_t *p, Quarry__V1__Passage **cand, size_t ncand,
-                   Quarry__V1__Passage ***sent, size_t *nsent) {
-  gw_req_t *r = p->r;
-  double t = q_now_s();
-  size_t k = (size_t)p->top_k;
-  int rc;
-  int timeout = budget(r, RERANK_SHARE);
-  Quarry__V1__RerankResponse *resp = NULL;
-  if (!timeout) {
-    rc = Q_ETIMEDOUT;
-    snprintf(p->err, sizeof p->err, "no time left");
-  } else {
-    Quarry__V1__RerankRequest req = QUARRY__V1__RERANK_REQUEST__INIT;
-    req.query = (char *)p->query;
-    req.passages = cand;
-    req.n_passages = ncand;
-    req.top_n = p->top_k;
-    q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-    rc = q_rpc_reranker_rerank(q_grpc_channel(r->cfg->reranker_addr), &req, &resp,
-                               r->arena, &opts, p->err, sizeof p->err);
-    if (rc == 0 && (!resp || resp->n_passages == 0)) {
-      rc = Q_EINTERNAL;
-      snprintf(p->err, sizeof p->err, "reply holds no passages");
-    }
-    for (size_t i = 0; rc == 0 && i < resp->n_passages; i++)
-      if (!resp->passages[i]) {
-        rc = Q_EINTERNAL;
-        snprintf(p->err, sizeof p->err, "reply holds an empty passage");
-      }
-  }
-  if (rc) {
-    degrade(p, "rerank", "reranker", rc, "rerank failed: keeping retriever order");
-    *sent = cand;
-    *nsent = ncand < k ? ncand : k;
-  } else {
-    *sent = resp->passages;
-    *nsent = resp->n_passages < k ? resp->n_passages : k;
-  }
-  p->ms_rerank = ms_since(t);
-}
-
-/* Streams the answer into *answer (arena). 0, or replied. */
-static q_err_t generate(pipeline_t *p, Quarry__V1__Passage **sent, size_t nsent,
-                        char **answer, size_t *len) {
-  gw_req_t *r = p->r;
-  double t = q_now_s();
-  int timeout = budget(r, 1);
-  if (!timeout) {
-    reply_deadline(p, "generation");
-    return Q_ETIMEDOUT;
-  }
-  Quarry__V1__GenerateRequest req = QUARRY__V1__GENERATE_REQUEST__INIT;
-  req.query = (char *)p->query;
-  req.passages = sent;
-  req.n_passages = nsent;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-  q_rpc_llm_gateway_generate_call_t *call =
-      q_rpc_llm_gateway_generate_start(q_grpc_channel(r->cfg->llm_addr), &opts);
-  if (!call) {
-    http_reply_error(r, Q_EINTERNAL, "cannot start llm-gateway Generate call");
-    return Q_EINTERNAL;
-  }
-  q_buf_t buf;
-  q_buf_init(&buf, Q_LIMIT_ANSWER_BYTES);
-  int truncated = 0;
-  int rc = q_rpc_llm_gateway_generate_send(call, &req);
-  if (rc == 0)
-    rc = q_rpc_llm_gateway_generate_close_send(call);
-  while (rc == 0) {
-    Quarry__V1__GenerateResponse *msg = NULL;
-    rc = q_rpc_llm_gateway_generate_recv(call, r->arena, &msg);
-    if (rc || !msg)
-      break;
-    if (msg->text && msg->text[0] && !truncated && q_buf_puts(&buf, msg->text) != 0)
-      truncated = 1; /* keep reading: the status comes after the stream */
-  }
-  int frc = q_rpc_llm_gateway_generate_finish(call, p->err, sizeof p->err);
-  p->ms_generate = ms_since(t);
-  if (frc || rc) {
-    q_buf_cleanup(&buf);
-    http_reply_downstream(r, "llm-gateway", frc ? frc : rc, p->err);
-    return frc ? frc : rc;
-  }
-  if (truncated) {
-    q_log_warn("answer truncated", "{s:s,s:i}", "query_id", p->query_id, "max_bytes",
-               Q_LIMIT_ANSWER_BYTES);
-    json_array_append_new(p->degraded, json_string("answer_truncated"));
-  }
-  *len = buf.len;
-  *answer = q_arena_strndup(r->arena, buf.data ? buf.data : "", buf.len);
-  q_buf_cleanup(&buf);
-  if (!*answer) {
-    http_reply_error(r, Q_ENOMEM, "out of memory");
-    return Q_ENOMEM;
-  }
-  return 0;
-}
-
-/* Publishes the query event; failure only degrades the reply. */
-static void record(pipeline_t *p, const char *answer, char **chunk_ids, size_t nchunks) {
-  gw_req_t *r = p->r;
-  double t = q_now_s();
-  int timeout = budget(r, 1);
-  int rc;
-  if (timeout > RECORD_TIMEOUT_MS)
-    timeout = RECORD_TIMEOUT_MS;
-  if (!timeout) {
-    rc = Q_ETIMEDOUT;
-    snprintf(p->err, sizeof p->err, "no time left");
-  } else {
-    Quarry__V1__QueryEvent ev = QUARRY__V1__QUERY_EVENT__INIT;
-    ev.query_id = p->query_id;
-    ev.tenant_id = r->principal.tenant_id;
-    ev.user_id = r->principal.user_id;
-    ev.query = (char *)p->query;
-    ev.chunk_ids = chunk_ids;
-    ev.n_chunk_ids = nchunks;
-    ev.latency_ms = (int64_t)ms_since(r->t0);
-    /* The event carries the answer as the client sees it (valid UTF-8),
-     * cut to what the feedback service accepts. */
-    size_t alen = strlen(answer);
-    ev.answer = q_arena_strndup(r->arena, answer,
-                                q_text_cut(answer, alen, Q_LIMIT_EVENT_ANSWER_BYTES));
-    ev.ts_unix_ms = q_wall_ms();
-    Quarry__V1__QueryEventResponse *resp = NULL;
-    q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-    rc = q_rpc_feedback_record_query(q_grpc_channel(r->cfg->feedback_addr), &ev, &resp,
-                                     r->arena, &opts, p->err, sizeof p->err);
-  }
-  gw_observe_stage("record_query", q_now_s() - t);
-  if (rc)
-    degrade(p, "record_query", "feedback", rc, "query event not recorded");
-}
-
-static json_t *text_json(const char *s) {
-  return http_json_text(s ? s : "", s ? strlen(s) : 0);
-}
-
-static json_t *citation_json(unsigned n, const Quarry__V1__Passage *ps) {
-  const char *text = ps->text ? ps->text : "";
-  size_t sl = q_text_cut(text, strlen(text), Q_LIMIT_SNIPPET_BYTES);
-  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
-                   text_json(ps->doc_id), "title", text_json(ps->title), "chunk_id",
-                   text_json(ps->chunk_id), "snippet", http_json_text(text, sl), "score",
-                   (double)ps->score, "page", (int)ps->page);
-}
-
-static double round3(double ms) {
-  return (double)(int64_t)(ms * 1000.0 + 0.5) / 1000.0;
-}
-
-static void run(pipeline_t *p) {
-  gw_req_t *r = p->r;
-
-  float *emb;
-  size_t nemb;
-  embed(p, &emb, &nemb);
-
-  Quarry__V1__SearchResponse *found = NULL;
-  if (retrieve(p, emb, nemb, &found))
-    return;
-  for (size_t i = 0; i < found->n_passages; i++)
-    if (!found->passages[i]) {
-      http_reply_downstream(r, "retriever", Q_EINTERNAL, "reply holds an empty passage");
-      return;
-    }
-
-  Quarry__V1__Passage **sent = NULL;
-  size_t nsent = 0;
-  char *answer = NULL;
-  size_t alen = 0;
-  citations_t cites;
-  memset(&cites, 0, sizeof cites);
-  if (found->n_passages > 0) {
-    rerank(p, found->passages, found->n_passages, &sent, &nsent);
-    if (generate(p, sent, nsent, &answer, &alen))
-      return;
-    char *checked = q_arena_alloc(r->arena, alen + 1);
-    if (!checked) {
-      http_reply_error(r, Q_ENOMEM, "out of memory");
-      return;
-    }
-    alen = citations_extract(answer, alen, nsent, &cites, checked, alen + 1);
-    answer = checked;
-    if (cites.ninvalid) {
-      q_log_warn("answer cited passages that were not sent: markers removed",
-                 "{s:s,s:i,s:i}", "query_id", p->query_id, "invalid", (int)cites.ninvalid,
-                 "passages", (int)nsent);
-      json_array_append_new(p->degraded, json_string("citations"));
-    }
-  } else {
-    /* Nothing in the tenant's index matches: answering would mean
-     * answering without sources, which a grounded system must not do. */
-    answer = "No indexed passage matches this query.";
-    alen = strlen(answer);
-  }
-
-  json_t *citations = json_array();
-  char **chunk_ids = q_arena_alloc(r->arena, (cites.ncited + 1) * sizeof *chunk_ids);
-  if (!citations || !chunk_ids) {
-    json_decref(citations);
-    http_reply_error(r, Q_ENOMEM, "out of memory");
-    return;
-  }
-  for (size_t i = 0; i < cites.ncited; i++) {
-    const Quarry__V1__Passage *ps = sent[cites.cited[i] - 1];
-    json_array_append_new(citations, citation_json(cites.cited[i], ps));
-    chunk_ids[i] = ps->chunk_id ? ps->chunk_id : "";
-  }
-
-  json_t *answer_json = http_json_text(answer, alen);
-  if (!answer_json) {
-    json_decref(citations);
-    http_reply_error(r, Q_ENOMEM, "out of memory");
-    return;
-  }
-  record(p, json_string_value(answer_json), chunk_ids, cites.ncited);
-
-  double total = ms_since(r->t0);
-  gw_observe_stage("auth", r->auth_ms / 1000.0);
-  gw_observe_stage("embed", p->ms_embed / 1000.0);
-  gw_observe_stage("retrieve", p->ms_retrieve / 1000.0);
-  if (nsent) {
-    gw_observe_stage("rerank", p->ms_rerank / 1000.0);
-    gw_observe_stage("generate", p->ms_generate / 1000.0);
-  }
-  gw_observe_stage("total", total / 1000.0);
-
-  json_t *timings = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "auth", round3(r->auth_ms),
-                              "embed", round3(p->ms_embed), "retrieve",
-                              round3(p->ms_retrieve), "rerank", round3(p->ms_rerank),
-                              "generate", round3(p->ms_generate), "total", round3(total));
-  json_t *body = json_pack("{s:s,s:o,s:o,s:o,s:b,s:O}", "query_id", p->query_id, "answer",
-                           answer_json, "citations", citations, "timings_ms", timings,
-                           "cache_hit", 0, "degraded", p->degraded);
-  if (!body) {
-    http_reply_error(r, Q_ENOMEM, "out of memory");
-    return;
-  }
-  q_log_info("query answered", "{s:s,s:s,s:i,s:i,s:i,s:I}", "query_id", p->query_id,
-             "tenant_id", r->principal.tenant_id, "candidates", (int)found->n_passages,
-             "passages", (int)nsent, "cited", (int)cites.ncited, "ms",
-             (json_int_t)(total + 0.5));
-  http_reply_json(r, 200, body);
-}
-
-static const char *outcome(const gw_req_t *r, const json_t *degraded) {
-  if (r->status >= 500 || !r->responded)
-    return "failed";
-  if (r->status >= 400)
-    return "rejected";
-  return json_array_size(degraded) ? "degraded" : "ok";
 }
 
 void query_post(gw_req_t *r) {
-  static const char *const keys[] = {"query", "top_k", NULL};
-  pipeline_t p;
-  memset(&p, 0, sizeof p);
-  p.r = r;
-  p.degraded = json_array();
-  q_uuid4(p.query_id);
-
+  static const char *const keys[] = {"query", "top_k", "stream", NULL};
   json_t *body = NULL;
-  const char *query;
+  const char *text;
   json_int_t top_k;
+  bool stream_given, stream;
   if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
-      http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &query) ||
-      http_json_int(r, body, "top_k", 0, TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX, &top_k))
-    goto done;
-  if (q_is_blank(query, strlen(query))) {
+      http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &text) ||
+      http_json_int(r, body, "top_k", 0, PIPELINE_TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX,
+                    &top_k) ||
+      stream_field(r, body, &stream_given, &stream))
+    goto rejected;
+  if (q_is_blank(text, strlen(text))) {
     http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");
-    goto done;
+    goto rejected;
   }
-  p.query = query;
-  p.top_k = (int)top_k;
-  run(&p);
 
-done:
-  if (!r->responded)
-    http_reply_error(r, Q_EINTERNAL, "query produced no reply");
-  const char *labels[] = {outcome(r, p.degraded)};
-  q_metrics_inc(gw_metrics.queries, labels);
-  json_decref(p.degraded);
+  query_t *q = calloc(1, sizeof *q);
+  if (!q) {
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+    goto failed;
+  }
+  pthread_mutex_init(&q->mu, NULL);
+  q->refs = 1; /* the request's */
+  q->conn = r->conn;
+  q->sse = stream_given ? stream : accepts_event_stream(http_header(r, "Accept"));
+  q->sink = q->sse ? sink_sse_new(SSE_MAX_BYTES, wake_cb, q) : sink_json_new(wake_cb, q);
+  pipeline_req_t req = {
+      .cfg = r->cfg,
+      .principal = r->authenticated ? &r->principal : NULL,
+      .auth_ms = r->auth_ms,
+      .rate_limited = true, /* at admission (server.c) */
+      .query = text,
+      .top_k = (int)top_k,
+      .trace_id = r->trace_id,
+      .deadline_ms = r->deadline_ms,
+      .t0 = r->t0,
+  };
+  q->pl = q->sink ? pipeline_new(&req, q->sink) : NULL;
   json_decref(body);
+  body = NULL;
+  if (!q->pl) {
+    query_unref(q);
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+    goto failed;
+  }
+  snprintf(q->job.tenant, sizeof q->job.tenant, "%s", r->principal.tenant_id);
+  q->job.run = run_job;
+
+  /* In the live list before it can be suspended, so query_quiesce finds
+   * every suspended connection. */
+  pthread_mutex_lock(&state.mu);
+  bool stopping = state.stopping || !state.pool;
+  if (!stopping) {
+    q->next = state.live;
+    if (state.live)
+      state.live->prev = q;
+    state.live = q;
+  }
+  pthread_mutex_unlock(&state.mu);
+  if (stopping) {
+    query_unref(q);
+    http_reply_error(r, Q_EUNAVAIL, "the gateway is shutting down");
+    goto failed;
+  }
+
+  /* Submitted and suspended under the lock: a wake that comes at once
+   * waits for the suspension it has to undo. */
+  pthread_mutex_lock(&q->mu);
+  q_err_t rc = q->gone ? Q_ECANCELLED : pool_submit(state.pool, &q->job);
+  if (rc == 0) {
+    q->refs++; /* the run's */
+    suspend(q);
+  }
+  pthread_mutex_unlock(&q->mu);
+  if (rc) {
+    unlink_live(q);
+    query_unref(q);
+    if (rc == Q_ERESOURCE) {
+      http_add_header(r, "Retry-After", "1");
+      http_reply_error(r, Q_EUNAVAIL, "too many queries waiting: try again shortly");
+    } else {
+      http_reply_error(r, Q_EUNAVAIL, "the gateway is shutting down");
+    }
+    goto failed;
+  }
+  r->async = &async_ops;
+  r->async_state = q;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  q->watch = ci ? hangup_watch(state.hangup, ci->connect_fd, client_hung_up_cb, q) : 0;
+  return;
+
+rejected:
+  json_decref(body);
+  count("rejected");
+  return;
+failed:
+  json_decref(body);
+  count("failed");
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+q_err_t query_start(const gw_cfg_t *cfg) {
+  pool_opts_t o = {
+      .workers = (int)(cfg->pipeline_workers ? cfg->pipeline_workers
+                                             : GW_PIPELINE_WORKERS_DEFAULT),
+      .queue_max =
+          (int)(cfg->pipeline_queue ? cfg->pipeline_queue : GW_PIPELINE_QUEUE_DEFAULT),
+      .tenant_max = (int)(cfg->tenant_max_inflight ? cfg->tenant_max_inflight
+                                                   : GW_TENANT_MAX_INFLIGHT_DEFAULT),
+  };
+  hangup_t *h = hangup_new();
+  pool_t *p = h ? pool_new(&o) : NULL;
+  if (!p) {
+    hangup_free(h);
+    return Q_EINTERNAL;
+  }
+  pthread_mutex_lock(&state.mu);
+  state.pool = p;
+  state.hangup = h;
+  state.stopping = false;
+  state.live = NULL;
+  pthread_mutex_unlock(&state.mu);
+  q_log_info("query pipeline ready", "{s:i,s:i,s:i}", "workers", o.workers, "queue",
+             o.queue_max, "tenant_max_inflight", o.tenant_max);
+  return 0;
+}
+
+void query_quiesce(void) {
+  pthread_mutex_lock(&state.mu);
+  state.stopping = true;
+  for (query_t *q = state.live; q; q = q->next) {
+    pthread_mutex_lock(&q->mu);
+    q->gone = true;
+    resume(q);
+    pthread_mutex_unlock(&q->mu);
+    pipeline_cancel(q->pl);
+  }
+  pthread_mutex_unlock(&state.mu);
+}
+
+void query_stop(void) {
+  pthread_mutex_lock(&state.mu);
+  pool_t *p = state.pool;
+  hangup_t *h = state.hangup;
+  state.pool = NULL;
+  state.hangup = NULL;
+  state.stopping = true;
+  pthread_mutex_unlock(&state.mu);
+  pool_free(p); /* runs what is queued: cancelled, it ends at once */
+  hangup_free(h);
 }

@@ -21,6 +21,7 @@
 
 #include "authn.h"
 #include "guard.h"
+#include "handlers.h"
 #include "http_util.h"
 #include "ratelimit.h"
 #include "routes.h"
@@ -253,7 +254,7 @@ static void request_end(gw_req_t *r) {
     http_reply_pending(r);
   else if (r->route && r->route->handle)
     r->route->handle(r);
-  if (!r->responded)
+  if (!r->responded && !r->async)
     http_reply_error(r, Q_EINTERNAL, "the handler produced no reply");
 }
 
@@ -282,9 +283,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
      * closed without a reply. */
     if ((r->pending || r->responded) && r->body_bytes > r->drain_cap)
       ret = MHD_NO;
+  } else if (r->async) {
+    ret = r->async->resume(r); /* called again after MHD_resume_connection */
   } else {
     request_end(r);
-    ret = r->queue_ok ? MHD_YES : MHD_NO;
+    ret = r->queue_ok || (r->async && !r->responded) ? MHD_YES : MHD_NO;
   }
   q_trace_clear();
   return ret;
@@ -300,6 +303,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   q_trace_set(r->trace_id, 0);
   if (r->route && r->route->body == BODY_STREAM && r->stream)
     r->route->stream->cleanup(r);
+  if (r->async)
+    r->async->close(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
 
   double secs = q_now_s() - r->t0;
   /* No reply reached the client: 499 as nginx logs it. */
@@ -343,16 +348,22 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
   if (!s)
     return NULL;
   s->cfg = cfg;
+  if (query_start(cfg)) {
+    free(s);
+    return NULL;
+  }
   s->guard = guard_new(cfg, access_cb, s, completed_cb, s);
   if (!s->guard) {
+    query_stop();
     free(s);
     return NULL;
   }
   /* poll(2), not epoll: with epoll libmicrohttpd 0.9.75 did not notice a
    * client that closed its connection mid-body until shutdown, which left
-   * an abandoned upload streaming to ingestion. */
+   * an abandoned upload streaming to ingestion. Suspend/resume: a query's
+   * connection waits suspended while its pipeline runs elsewhere (query.c). */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
-                   MHD_USE_POLL | (v6 ? MHD_USE_IPv6 : 0);
+                   MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
   /* The guard wraps access_cb and completed_cb and brings the connection
    * limits, timeouts and notifications (MHD_OPTION_ARRAY). */
   s->d = MHD_start_daemon(
@@ -365,6 +376,7 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
     if (s->d)
       MHD_stop_daemon(s->d);
     guard_free(s->guard);
+    query_stop();
     free(s);
     return NULL;
   }
@@ -393,7 +405,11 @@ void gw_server_stop(gw_server_t *s, int64_t grace_ms) {
   if (atomic_load(&s->active) > 0)
     q_log_warn("grace period over: closing HTTP requests in progress", "{s:i}",
                "requests", atomic_load(&s->active));
+  /* libmicrohttpd must not be stopped with suspended connections: end the
+   * queries still waiting first (their connections are resumed). */
+  query_quiesce();
   MHD_stop_daemon(s->d);
   guard_free(s->guard);
+  query_stop();
   free(s);
 }

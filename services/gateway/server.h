@@ -6,7 +6,11 @@
  * in; a refusal is sent at once when the client sent no body or asked for
  * "Expect: 100-continue", else after the body has been read and discarded
  * (bounded), because libmicrohttpd cannot reply mid-body and clients that
- * write the whole body first would otherwise see a reset. */
+ * write the whole body first would otherwise see a reset.
+ *
+ * A handler may answer later (gw_async_t in gateway.h): POST /v1/query
+ * suspends its connection while the pipeline runs on a worker, so HTTP
+ * threads never wait for it. */
 #ifndef QUARRY_GW_SERVER_H
 #define QUARRY_GW_SERVER_H
 

@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "quarry/validate.h"
+
 static size_t run(const char *answer, size_t npassages, citations_t *c, char *out,
                   size_t outcap) {
   return citations_extract(answer, strlen(answer), npassages, c, out, outcap);
@@ -100,4 +102,63 @@ Test(citations, marker_at_very_end_without_closing_bracket_is_text) {
   citations_extract("[1] [2]", 5, 3, &c, out, sizeof out);
   cr_assert_str_eq(out, "[1] [");
   cr_assert_eq(c.nmarkers, 1);
+}
+
+/* ---- streaming: pieces add up to citations_extract of the whole ---------- */
+
+/* Streams answer cut at the given offsets (ascending) and checks that the
+ * pieces add up to what citations_extract writes and, when the answer is
+ * UTF-8, that every piece is whole characters. */
+static void stream_matches(const char *answer, size_t npassages, const size_t *cuts,
+                           size_t ncuts) {
+  size_t len = strlen(answer);
+  citations_t c;
+  char want[512], got[512], out[512 + CITATIONS_STREAM_SLACK];
+  citations_extract(answer, len, npassages, &c, want, sizeof want);
+  citations_stream_t cs;
+  citations_stream_init(&cs, npassages);
+  size_t at = 0, g = 0;
+  for (size_t i = 0; i <= ncuts; i++) {
+    size_t end = i < ncuts ? cuts[i] : len;
+    size_t n = citations_stream_feed(&cs, answer + at, end - at, i == ncuts, out);
+    for (size_t k = 0; q_valid_utf8(answer, len) && k < n;) { /* whole characters */
+      unsigned char b = (unsigned char)out[k];
+      size_t l = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+      cr_assert_leq(k + l, n, "piece of \"%s\" cut at %zu ends inside a character",
+                    answer, end);
+      k += l;
+    }
+    memcpy(got + g, out, n);
+    g += n;
+    at = end;
+  }
+  got[g] = '\0';
+  cr_assert_str_eq(got, want, "answer \"%s\" in %zu pieces", answer, ncuts + 1);
+}
+
+Test(citations, stream_equals_extract_at_every_single_cut) {
+  const char *answers[] = {
+      "Alpha [1]. Beta [2][3]. Bogus [9].",
+      "word [9][9]. a  [7] b [77777] c [12345]",
+      "[1]x[2]y [0] [] [x] [1,2] end [3",
+      "Tail space then bad [9]",
+      "caf\xc3\xa9 [1] \xe2\x82\xac\xf0\x9f\x98\x80 [5]!",
+      "bad utf8 \xc3 then [2] and \xe2\x82",
+      "  [9] leading and [9]\n[4])",
+  };
+  for (size_t a = 0; a < sizeof answers / sizeof answers[0]; a++) {
+    size_t len = strlen(answers[a]);
+    stream_matches(answers[a], 4, NULL, 0);
+    for (size_t cut = 0; cut <= len; cut++)
+      stream_matches(answers[a], 4, &cut, 1);
+  }
+}
+
+Test(citations, stream_equals_extract_byte_by_byte) {
+  const char *a = "Alpha [1]. Beta [2][3]. Bogus [9]. caf\xc3\xa9 [10] [4]";
+  size_t len = strlen(a);
+  size_t cuts[128];
+  for (size_t i = 0; i < len - 1; i++)
+    cuts[i] = i + 1;
+  stream_matches(a, 3, cuts, len - 1);
 }

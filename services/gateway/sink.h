@@ -1,0 +1,161 @@
+/* sink.h - where the query pipeline reports: a table of functions, one
+ * implementation per way of answering (provider.h's pattern).
+ *
+ * The pipeline (pipeline.h) knows nothing of HTTP. It calls a sink, in this
+ * order and from one thread at a time:
+ *
+ *   retrieval   once, with the query's id and the passages the answer is
+ *               generated from, numbered as the answer cites them ([1] is
+ *               passages[0]);
+ *   token       zero or more times, the answer as it is generated. The
+ *               pieces are already checked: invalid [n] markers are removed
+ *               and a UTF-8 character is never split, so the pieces add up
+ *               to summary->answer exactly;
+ *   citation    once per cited passage, by ascending n;
+ *   done        once, with the summary, or
+ *   error       once, instead of done, at any point (also before retrieval).
+ *
+ * Exactly one of done and error ends every run; nothing follows it. A sink
+ * copies what it keeps: no pointer it is given survives the call. The three
+ * progress calls return 0 to go on, or an error (the consumer went away,
+ * its buffer is full) to make the pipeline stop at once; the pipeline then
+ * ends with error(Q_ECANCELLED). A sink must not block for long: it runs on
+ * the pipeline's thread (a worker today, a completion-queue thread once the
+ * calls are asynchronous).
+ *
+ * Two sinks: JSON (sink_json.c) builds today's POST /v1/query reply; SSE
+ * (sink_sse.c) turns each call into a Server-Sent Event. Neither touches
+ * the connection: each tells its owner through a wake callback that there
+ * is something to send (query.c resumes the suspended connection). */
+#ifndef QUARRY_GW_SINK_H
+#define QUARRY_GW_SINK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "quarry/error.h"
+#include "quarry/v1/retriever.pb-c.h"
+
+/* One passage the answer cites. */
+typedef struct sink_citation {
+  unsigned n; /* its marker number */
+  const Quarry__V1__Passage *passage;
+} sink_citation_t;
+
+/* Milliseconds per stage, as the reply's timings_ms gives them. */
+typedef struct sink_timings {
+  double auth, embed, retrieve, rerank, generate, total;
+} sink_timings_t;
+
+/* What a finished query produced (the fields of the JSON reply). */
+typedef struct sink_summary {
+  const char *query_id;
+  const char *answer; /* checked answer; may hold invalid UTF-8 (repaired
+                         when serialised) */
+  size_t answer_len;
+  const sink_citation_t *citations; /* by ascending n */
+  size_t ncitations;
+  sink_timings_t timings_ms;
+  const char *const *degraded; /* stage names, in the order they fell back */
+  size_t ndegraded;
+  bool cache_hit;
+} sink_summary_t;
+
+typedef struct sink sink_t;
+
+struct sink {
+  const char *name; /* "json", "sse" */
+
+  q_err_t (*retrieval)(sink_t *s, const char *query_id,
+                       Quarry__V1__Passage *const *passages, size_t n);
+  q_err_t (*token)(sink_t *s, const char *text, size_t len);
+  q_err_t (*citation)(sink_t *s, unsigned n, const Quarry__V1__Passage *passage);
+  void (*done)(sink_t *s, const sink_summary_t *summary);
+  /* err: a q_err_t (its HTTP status and slug follow q_err_to_http and
+   * q_err_slug); message names what failed; retry_after_s > 0 asks the
+   * client to wait that long before trying again. */
+  void (*error)(sink_t *s, q_err_t err, const char *message, int retry_after_s);
+
+  /* Frees the sink. Not called by the pipeline: by the sink's owner, once
+   * neither the pipeline nor the reader uses it any more. */
+  void (*free)(sink_t *s);
+};
+
+/* Called by a sink, on the pipeline's thread and without holding any lock
+ * of the sink, after it has new output for its reader. */
+typedef void (*sink_wake_fn)(void *ud);
+
+/* A reply to send in one piece: the JSON sink's result, and the SSE
+ * sink's when the query failed before the stream started. Either body (a
+ * 200 reply, the reference is the taker's) or an error. */
+typedef struct sink_reply {
+  json_t *body;
+  q_err_t err;
+  char message[1024];
+  int retry_after_s;
+} sink_reply_t;
+
+/* ---- JSON (sink_json.c) --------------------------------------------------- */
+
+/* A sink that builds the reply of POST /v1/query: on done the object
+ * {"query_id","answer","citations","timings_ms","cache_hit","degraded"},
+ * on error the error to reply with. wake(ud) runs after either. NULL when
+ * out of memory. Thread-safe between the pipeline and the reader. */
+sink_t *sink_json_new(sink_wake_fn wake, void *ud);
+
+/* True once the query has ended, with the reply moved into *out (the
+ * caller owns out->body). False before, and after it has been taken. */
+bool sink_json_take(sink_t *s, sink_reply_t *out);
+
+/* ---- Server-Sent Events (sink_sse.c) --------------------------------------- */
+
+/* Events are "event: <name>\ndata: <one line of JSON>\n\n":
+ *   retrieval {"query_id","passages":[Citation...]} (n = 1..count)
+ *   token     {"text"}
+ *   citation  Citation ({"n","document_id","title","chunk_id","snippet",
+ *             "score","page"})
+ *   done      the JSON reply of POST /v1/query, exactly
+ *   error     the error envelope {"error":{"code","message"}}
+ * The stream starts with the first event; an error before it is not an
+ * event but a reply with its own HTTP status. max_bytes bounds what may
+ * wait to be read: a consumer that far behind stops the query. NULL when
+ * out of memory. */
+sink_t *sink_sse_new(size_t max_bytes, sink_wake_fn wake, void *ud);
+
+typedef enum {
+  SINK_SSE_WAIT,   /* nothing yet */
+  SINK_SSE_STREAM, /* the stream has started: read it */
+  SINK_SSE_REPLY,  /* failed before the stream: reply with *out */
+} sink_sse_state_t;
+
+/* Where the stream stands before its first byte is sent. On SINK_SSE_REPLY
+ * the reply is moved into *out (once). */
+sink_sse_state_t sink_sse_begin(sink_t *s, sink_reply_t *out);
+
+/* The end of the stream, as sink_sse_read reports it: after the last
+ * event, or cut short because the reader fell max_bytes behind (the client
+ * must see a broken stream, not a finished one). */
+#define SINK_SSE_END ((ssize_t)-1)
+#define SINK_SSE_CUT ((ssize_t)-2)
+
+/* Moves up to max bytes of the stream into buf: their count (> 0), 0 when
+ * nothing is waiting now, or SINK_SSE_END / SINK_SSE_CUT once everything
+ * queued has been read. */
+ssize_t sink_sse_read(sink_t *s, char *buf, size_t max);
+
+/* ---- shared by the sinks (sink_json.c) ------------------------------------ */
+
+/* {"n","document_id","title","chunk_id","snippet","score","page"} of
+ * passage n; the snippet is the start of the text, at most
+ * Q_LIMIT_SNIPPET_BYTES. NULL when out of memory. */
+json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p);
+
+/* The JSON reply of POST /v1/query for summary. NULL when out of memory. */
+json_t *sink_summary_json(const sink_summary_t *summary);
+
+/* {"error":{"code","message"}} for err. NULL when out of memory. */
+json_t *sink_error_json(q_err_t err, const char *message);
+
+#endif

@@ -1,0 +1,160 @@
+/* sink_json.c - the sink behind a plain POST /v1/query: keeps nothing but
+ * the end of the query, as the one JSON reply it becomes; plus the JSON
+ * shapes every sink shares (see sink.h). */
+#include "sink.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quarry/limits.h"
+#include "quarry/text.h"
+
+#include "http_util.h"
+
+static json_t *text_json(const char *s) {
+  return http_json_text(s ? s : "", s ? strlen(s) : 0);
+}
+
+json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p) {
+  const char *text = p->text ? p->text : "";
+  size_t sl = q_text_cut(text, strlen(text), Q_LIMIT_SNIPPET_BYTES);
+  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
+                   text_json(p->doc_id), "title", text_json(p->title), "chunk_id",
+                   text_json(p->chunk_id), "snippet", http_json_text(text, sl), "score",
+                   (double)p->score, "page", (int)p->page);
+}
+
+/* Milliseconds to the microsecond, as the reply has always given them. */
+static double round3(double ms) {
+  return (double)(int64_t)(ms * 1000.0 + 0.5) / 1000.0;
+}
+
+json_t *sink_summary_json(const sink_summary_t *s) {
+  json_t *citations = json_array();
+  json_t *degraded = json_array();
+  json_t *answer = http_json_text(s->answer ? s->answer : "", s->answer_len);
+  if (!citations || !degraded || !answer)
+    goto fail;
+  for (size_t i = 0; i < s->ncitations; i++)
+    if (json_array_append_new(
+            citations, sink_passage_json(s->citations[i].n, s->citations[i].passage)))
+      goto fail;
+  for (size_t i = 0; i < s->ndegraded; i++)
+    if (json_array_append_new(degraded, json_string(s->degraded[i])))
+      goto fail;
+  const sink_timings_t *t = &s->timings_ms;
+  json_t *timings = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "auth", round3(t->auth),
+                              "embed", round3(t->embed), "retrieve", round3(t->retrieve),
+                              "rerank", round3(t->rerank), "generate",
+                              round3(t->generate), "total", round3(t->total));
+  /* json_pack steals the "o" references even when it fails. */
+  return json_pack("{s:s,s:o,s:o,s:o,s:b,s:o}", "query_id", s->query_id, "answer", answer,
+                   "citations", citations, "timings_ms", timings, "cache_hit",
+                   (int)s->cache_hit, "degraded", degraded);
+fail:
+  json_decref(citations);
+  json_decref(degraded);
+  json_decref(answer);
+  return NULL;
+}
+
+json_t *sink_error_json(q_err_t err, const char *message) {
+  const char *m = message ? message : "";
+  return json_pack("{s:{s:s,s:o}}", "error", "code", q_err_slug(err), "message",
+                   http_json_text(m, strlen(m)));
+}
+
+/* ---- the JSON sink -------------------------------------------------------- */
+
+typedef struct json_sink {
+  sink_t base;
+  pthread_mutex_t mu;
+  sink_wake_fn wake;
+  void *ud;
+  bool ready; /* the reply below is complete and not yet taken */
+  bool ended; /* done or error has been called */
+  sink_reply_t reply;
+} json_sink_t;
+
+static q_err_t json_retrieval(sink_t *s, const char *query_id,
+                              Quarry__V1__Passage *const *ps, size_t n) {
+  return 0; /* the reply lists only what the answer cites */
+}
+
+static q_err_t json_token(sink_t *s, const char *text, size_t len) {
+  return 0; /* the summary carries the whole answer */
+}
+
+static q_err_t json_citation(sink_t *s, unsigned n, const Quarry__V1__Passage *p) {
+  return 0;
+}
+
+/* Publishes the reply and wakes the reader. */
+static void finish(json_sink_t *j) {
+  pthread_mutex_lock(&j->mu);
+  j->ready = true;
+  j->ended = true;
+  pthread_mutex_unlock(&j->mu);
+  j->wake(j->ud);
+}
+
+static void json_done(sink_t *s, const sink_summary_t *summary) {
+  json_sink_t *j = (json_sink_t *)s;
+  j->reply.body = sink_summary_json(summary);
+  if (!j->reply.body) {
+    j->reply.err = Q_ENOMEM;
+    snprintf(j->reply.message, sizeof j->reply.message, "out of memory");
+  }
+  finish(j);
+}
+
+static void json_error(sink_t *s, q_err_t err, const char *message, int retry_after_s) {
+  json_sink_t *j = (json_sink_t *)s;
+  j->reply.err = err ? err : Q_EINTERNAL;
+  snprintf(j->reply.message, sizeof j->reply.message, "%s", message ? message : "");
+  j->reply.retry_after_s = retry_after_s;
+  finish(j);
+}
+
+static void json_free(sink_t *s) {
+  json_sink_t *j = (json_sink_t *)s;
+  if (!j)
+    return;
+  json_decref(j->reply.body);
+  pthread_mutex_destroy(&j->mu);
+  free(j);
+}
+
+sink_t *sink_json_new(sink_wake_fn wake, void *ud) {
+  json_sink_t *j = calloc(1, sizeof *j);
+  if (!j)
+    return NULL;
+  j->base = (sink_t){
+      .name = "json",
+      .retrieval = json_retrieval,
+      .token = json_token,
+      .citation = json_citation,
+      .done = json_done,
+      .error = json_error,
+      .free = json_free,
+  };
+  pthread_mutex_init(&j->mu, NULL);
+  j->wake = wake;
+  j->ud = ud;
+  return &j->base;
+}
+
+bool sink_json_take(sink_t *s, sink_reply_t *out) {
+  json_sink_t *j = (json_sink_t *)s;
+  pthread_mutex_lock(&j->mu);
+  bool ready = j->ready;
+  if (ready) {
+    *out = j->reply;
+    j->reply.body = NULL;
+    j->ready = false;
+  }
+  pthread_mutex_unlock(&j->mu);
+  return ready;
+}

@@ -1,0 +1,50 @@
+/* gwfake.h - fake downstream services for the gateway's query tests: Auth,
+ * Retriever, Reranker, LlmGateway (Embed, Generate) and Feedback
+ * (RecordQuery) on one loopback gRPC server, with switches to make each
+ * fail, freeze or go slowly, and counters of what they saw.
+ *
+ * Behaviour: the key "good-key" is tenant t1, "other-key" tenant t2.
+ * Search returns npassages passages (passage i: chunk c<i>, document d<i>,
+ * "Title <i>", page i); Rerank reverses the candidates and keeps top_n;
+ * Generate streams `answer` in pieces of piece_bytes, sleeping piece_ms
+ * before each piece. */
+#ifndef QUARRY_TEST_GWFAKE_H
+#define QUARRY_TEST_GWFAKE_H
+
+#include <stdatomic.h>
+
+#include "quarry/grpc.h"
+
+typedef struct gwfake {
+  /* behaviour: set before the calls (answer must outlive them) */
+  atomic_int embed_fail, retriever_fail, rerank_fail, gen_fail, record_fail;
+  atomic_int freeze_search; /* Search waits while set (until its deadline) */
+  atomic_int piece_ms;      /* Generate's pause before each piece */
+  int piece_bytes;          /* default 5 */
+  int npassages;            /* default 10 */
+  const char *answer;
+
+  /* what they saw */
+  atomic_int searches;       /* Search calls started */
+  atomic_int searches_t2;    /* ... of tenant t2 */
+  atomic_int generates;      /* Generate calls started */
+  atomic_int gen_pieces;     /* pieces sent */
+  atomic_int gen_cancelled;  /* Generate calls that found their client gone */
+  _Atomic double gen_stop_s; /* q_now_s() when the last one noticed */
+  atomic_int records;
+
+  q_grpc_server_t *srv;
+  char addr[64]; /* "127.0.0.1:<port>" */
+} gwfake_t;
+
+/* Resets f to the defaults and serves the fakes on a free loopback port
+ * with 16 threads. Fails the test when the server cannot start. */
+void gwfake_start(gwfake_t *f);
+
+/* Stops the server (after letting calls in progress end for up to 1 s). */
+void gwfake_stop(gwfake_t *f);
+
+/* Waits until *v >= want or ms have passed; whether it got there. */
+int gwfake_wait(atomic_int *v, int want, int ms);
+
+#endif
