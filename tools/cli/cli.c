@@ -7,6 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "quarry/buf.h"
+#include "quarry/validate.h"
+
 static volatile sig_atomic_t interrupts;
 
 /* Severity order: higher wins. */
@@ -27,6 +30,25 @@ int cli_exit_worst(int a, int b) {
   return rank(b) > rank(a) ? b : a;
 }
 
+json_t *cli_json_text(const char *s) {
+  size_t n = strlen(s);
+  if (q_valid_utf8(s, n))
+    return json_stringn(s, n);
+  q_buf_t b;
+  q_buf_init(&b, n * 3 + 1);
+  for (size_t i = 0; i < n;) {
+    size_t k = q_valid_utf8_seq(s + i, n - i);
+    if (k ? q_buf_append(&b, s + i, k) : q_buf_puts(&b, "\xef\xbf\xbd")) {
+      q_buf_cleanup(&b);
+      return NULL;
+    }
+    i += k ? k : 1;
+  }
+  json_t *j = json_stringn(b.data ? b.data : "", b.len);
+  q_buf_cleanup(&b);
+  return j;
+}
+
 int cli_fail(const cli_out_t *o, int exit_code, const char *code, const char *fmt, ...) {
   char msg[2048];
   va_list ap;
@@ -34,8 +56,8 @@ int cli_fail(const cli_out_t *o, int exit_code, const char *code, const char *fm
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (o->json) {
-    json_t *doc = json_pack("{s:{s:s,s:s,s:i}}", "error", "code", code, "message", msg,
-                            "exit_code", exit_code);
+    json_t *doc = json_pack("{s:{s:s,s:o,s:i}}", "error", "code", code, "message",
+                            cli_json_text(msg), "exit_code", exit_code);
     if (doc) {
       cli_print_json(o, doc);
       json_decref(doc);

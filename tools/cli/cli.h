@@ -44,6 +44,11 @@ typedef struct cli_out {
 int cli_fail(const cli_out_t *o, int exit_code, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* A JSON string of s, whose bytes need not be UTF-8 (file names): each
+ * byte that does not start a valid sequence becomes U+FFFD. New
+ * reference; NULL only when out of memory. */
+json_t *cli_json_text(const char *s);
+
 /* Prints doc as the one JSON document of --json output (indented, with a
  * final newline). */
 void cli_print_json(const cli_out_t *o, const json_t *doc);

@@ -684,22 +684,23 @@ static void summary_json(run_t *r, size_t pending) {
     const item_t *it = &r->items[i];
     if (it->st == IT_IGNORED)
       continue;
-    json_t *o = json_pack("{s:s,s:s,s:s}", "path", it->f->shown, "external_id",
-                          it->f->external_id, "result", result_name(it->st));
+    json_t *o =
+        json_pack("{s:o,s:o,s:s}", "path", cli_json_text(it->f->shown), "external_id",
+                  cli_json_text(it->f->external_id), "result", result_name(it->st));
     if (!o)
       continue;
     if (it->document_id[0])
-      json_object_set_new(o, "document_id", json_string(it->document_id));
+      json_object_set_new(o, "document_id", cli_json_text(it->document_id));
     if (it->job_id[0])
-      json_object_set_new(o, "job_id", json_string(it->job_id));
+      json_object_set_new(o, "job_id", cli_json_text(it->job_id));
     if (it->version)
       json_object_set_new(o, "version", json_integer(it->version));
     if (it->job_status[0])
-      json_object_set_new(o, "job_status", json_string(it->job_status));
+      json_object_set_new(o, "job_status", cli_json_text(it->job_status));
     if (it->sha256[0])
       json_object_set_new(o, "sha256", json_string(it->sha256));
     if (it->error)
-      json_object_set_new(o, "error", json_string(it->error));
+      json_object_set_new(o, "error", cli_json_text(it->error));
     json_array_append_new(items, o);
   }
   json_t *doc = json_pack(
