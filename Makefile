@@ -4,6 +4,7 @@
 #   services/<svc>/main.c          the entry of quarry-<svc>
 #   services/<svc>/**.c (the rest) libsvc_<svc>.a, which unit tests link too
 #   tools/<tool>/**.c              quarry-<tool> (a folder with a main.c)
+#   tools/cli/**.c                 quarry, the command-line client
 #   tests/unit/<area>/**/test_*.c  one Criterion binary each
 #   tests/unit/support/**.c        fixtures every unit test links
 
@@ -38,8 +39,9 @@ find_src = $(sort $(shell find $(1) -type f -name '$(2)' 2>/dev/null))
 
 COMMON_C := $(call find_src,common/src,*.c)
 LIBQ     := $(BUILD)/lib/libquarry.a
-# tools/stubgen is a build step with a rule of its own (below), not a tool.
-TOOLS    := $(filter-out stubgen,$(patsubst tools/%/main.c,%,$(wildcard tools/*/main.c)))
+# tools/stubgen is a build step with a rule of its own (below), not a tool;
+# tools/cli is the client binary `quarry`, also with rules of its own.
+TOOLS    := $(filter-out stubgen cli,$(patsubst tools/%/main.c,%,$(wildcard tools/*/main.c)))
 BINS     := $(addprefix $(BUILD)/bin/quarry-,$(SERVICES) $(TOOLS))
 PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
@@ -147,11 +149,27 @@ endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 TOOL_O := $(foreach t,$(TOOLS),$(TOOL_$(t)_O))
 
+# ---- the command-line client: tools/cli/ -> build/bin/quarry ------------------
+# Built like a tool, but named `quarry` (what people type), and its modules
+# (every .c but main.c) link into the unit tests of area "cli" the way a
+# service's archive links into its area's tests. Lint checks its objects too.
+CLI_O     := $(patsubst %.c,$(BUILD)/obj/%.o,$(call find_src,tools/cli,*.c))
+CLI_MOD_O := $(filter-out $(BUILD)/obj/tools/cli/main.o,$(CLI_O))
+$(BUILD)/obj/tools/cli/%.o: private CPPFLAGS += -iquote tools/cli
+$(BUILD)/bin/quarry: $(CLI_O) $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+all: $(if $(wildcard tools/cli/main.c),$(BUILD)/bin/quarry)
+TOOL_O    += $(CLI_O)
+UNIT_MODS_cli := $(CLI_MOD_O)
+UNIT_IQUOTE_cli := -iquote tools/cli
+
 # ---- tests ------------------------------------------------------------------
 # tests/unit/<area>/[<sub>/]test_<module>.c -> $(BUILD)/tests/<area>_[<sub>_]<module>.
 # An area named after a service links that service's modules, and its tests
 # include the service's headers by name ("index.h") through -iquote
-# services/<area>. Every test links the fixtures of tests/unit/support/ and
+# services/<area>; area cli links the client's modules and includes them
+# through -iquote tools/cli. Every test links the fixtures of tests/unit/support/ and
 # includes them by name ("pgtest.h") through -iquote tests/unit/support.
 # -iquote is -I for #include "..." only: a service header never shadows a
 # system one. tests/lint/includes.py fails when a header name is found in two
@@ -168,10 +186,10 @@ endif
 
 $(BUILD)/obj/tests/unit/support/%.o: private CPPFLAGS += -iquote tests/unit/support
 $(foreach a,$(UNIT_AREAS),$(eval $(BUILD)/obj/tests/unit/$(a)/%.o: private CPPFLAGS += \
-  $(if $(filter $(a),$(SERVICES)),-iquote services/$(a) $(call svc_cflags,$(a))) -iquote tests/unit/support))
+  $(if $(filter $(a),$(SERVICES)),-iquote services/$(a) $(call svc_cflags,$(a))) $(UNIT_IQUOTE_$(a)) -iquote tests/unit/support))
 
 define unit_rule
-$(call unit_bin,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(call unit_area,$(1)),$(SERVICES)),$(BUILD)/lib/libsvc_$(call unit_area,$(1)).a) $(LIBQ)
+$(call unit_bin,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(SUPPORT_O) $(if $(filter $(call unit_area,$(1)),$(SERVICES)),$(BUILD)/lib/libsvc_$(call unit_area,$(1)).a) $(UNIT_MODS_$(call unit_area,$(1))) $(LIBQ)
 	@mkdir -p $$(dir $$@)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(call svc_libs,$(call unit_area,$(1))) $(LDLIBS) -lcriterion
 endef

@@ -7,6 +7,8 @@ A unit test of area <svc> is compiled with -iquote services/<svc> and
 `#include "../../../services/retriever/index.h"` or `"../support/pgtest.h"`:
 those paths break as soon as a test or a module moves into a subfolder.
 
+Area cli (the client, tools/cli/) works the same way with -iquote tools/cli.
+
 Because those folders share one search path, a header name must not be found
 in two of them: `#include "x.h"` would silently pick the first. This script
 also fails when services/<svc>/ and tests/unit/support/ (or the test's own
@@ -40,13 +42,14 @@ def main():
                                  f'("{os.path.basename(m.group(1))}"); the Makefile puts '
                                  "the service and tests/unit/support on the include path"))
 
-    # One quote-include path per test area: its own folder, the service's, support.
-    files = csource.tracked(["services", "tests/unit"])
+    # One quote-include path per test area: its own folder, the service's (or
+    # the tool's), support.
+    files = csource.tracked(["services", "tools", "tests/unit"])
     support = headers_under(SUPPORT, files)
     areas = sorted({f.split("/")[2] for f in files
                     if f.startswith("tests/unit/") and f.count("/") >= 3} - {"support"})
     for area in areas:
-        folders = [f"tests/unit/{area}", f"services/{area}", SUPPORT]
+        folders = [f"tests/unit/{area}", f"services/{area}", f"tools/{area}", SUPPORT]
         seen = {}
         for folder in folders:
             for h in sorted(headers_under(folder, files)):

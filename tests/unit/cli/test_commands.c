@@ -1,0 +1,528 @@
+/* test_commands.c - the whole client (commands_main) against a small
+ * libmicrohttpd server on a loopback port that plays the REST API in the
+ * shapes the real gateway has or will have: a streaming /v1/query (SSE),
+ * one that refuses the "stream" field as today's gateway does, 429s with
+ * Retry-After, 401s. Checks exit codes, output, and what was sent
+ * (Accept, Idempotency-Key, multipart fields). The real gateway is the
+ * integration tests' (tests/integration/test_cli.py). */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "loopback.h"
+#include "quarry/util.h"
+
+enum { QUERY_STREAMS, QUERY_REFUSES_STREAM, QUERY_JSON_ONLY, QUERY_STREAM_ERROR };
+
+/* What the server does and saw; guarded by mu (MHD answers on its thread). */
+static struct {
+  pthread_mutex_t mu;
+  int query_mode;
+  int fail_uploads_with_429; /* this many uploads get 429 first */
+  int unauthorized;
+  int uploads, queries, job_polls;
+  char last_accept[256];
+  char last_query_body[2048];
+  char idem_keys[8][160];
+  char upload_bodies[8][2048];
+} srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static struct MHD_Daemon *daemon_;
+static char url[64];
+static char tmp[] = "/tmp/quarry-cli-cmd-XXXXXX";
+
+typedef struct conn {
+  char body[65536];
+  size_t len;
+} conn_t;
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *body, const char *retry_after) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(r, "Content-Type", type);
+  if (retry_after)
+    MHD_add_response_header(r, "Retry-After", retry_after);
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static const char SSE_ANSWER[] =
+    "event: retrieval\ndata: {\"passages\":2}\n\n"
+    "event: token\ndata: {\"text\":\"The bulb is \"}\n\n"
+    "event: token\ndata: {\"text\":\"QX-4471 [1].\"}\n\n"
+    "event: citation\ndata: {\"n\":1,\"document_id\":\"d1\",\"title\":\"Lighthouse "
+    "Handbook\",\"chunk_id\":\"d1:1:0\",\"snippet\":\"The lamp uses a QX-4471 bulb\","
+    "\"score\":0.9,\"page\":3}\n\n"
+    "event: done\ndata: {\"query_id\":\"q-sse\",\"degraded\":[],\"cache_hit\":false}\n\n";
+
+static const char JSON_ANSWER[] =
+    "{\"query_id\":\"q-json\",\"answer\":\"The bulb is QX-4471 [1].\",\"citations\":"
+    "[{\"n\":1,\"document_id\":\"d1\",\"title\":\"Lighthouse Handbook\",\"chunk_id\":"
+    "\"d1:1:0\",\"snippet\":\"The lamp uses a QX-4471 bulb\",\"score\":0.9,\"page\":0}],"
+    "\"timings_ms\":{\"total\":1.5},\"cache_hit\":false,\"degraded\":[\"embed\"]}";
+
+static enum MHD_Result query(struct MHD_Connection *c, const conn_t *u) {
+  pthread_mutex_lock(&srv.mu);
+  srv.queries++;
+  int mode = srv.query_mode;
+  const char *acc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+  snprintf(srv.last_accept, sizeof srv.last_accept, "%s", acc ? acc : "");
+  snprintf(srv.last_query_body, sizeof srv.last_query_body, "%.*s", (int)u->len, u->body);
+  pthread_mutex_unlock(&srv.mu);
+  json_t *body = json_loadb(u->body, u->len, 0, NULL);
+  bool stream = json_is_true(json_object_get(body, "stream"));
+  json_decref(body);
+  if (stream && mode == QUERY_REFUSES_STREAM)
+    return reply(c, 400, "application/json",
+                 "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"unknown field "
+                 "\\\"stream\\\"\"}}",
+                 NULL);
+  if (stream && mode == QUERY_STREAMS)
+    return reply(c, 200, "text/event-stream", SSE_ANSWER, NULL);
+  if (stream && mode == QUERY_STREAM_ERROR)
+    return reply(c, 200, "text/event-stream",
+                 "event: token\ndata: {\"text\":\"The\"}\n\n"
+                 "event: error\ndata: {\"error\":{\"code\":\"unavailable\",\"message\":"
+                 "\"llm-gateway unavailable: connection refused\"}}\n\n",
+                 NULL);
+  return reply(c, 200, "application/json", JSON_ANSWER, NULL);
+}
+
+static enum MHD_Result upload(struct MHD_Connection *c, const conn_t *u) {
+  pthread_mutex_lock(&srv.mu);
+  int n = srv.uploads++;
+  bool throttle = srv.fail_uploads_with_429 > 0;
+  if (throttle)
+    srv.fail_uploads_with_429--;
+  const char *k = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+  if (n < 8) {
+    snprintf(srv.idem_keys[n], sizeof srv.idem_keys[n], "%s", k ? k : "");
+    snprintf(srv.upload_bodies[n], sizeof srv.upload_bodies[n], "%.*s", (int)u->len,
+             u->body);
+  }
+  pthread_mutex_unlock(&srv.mu);
+  if (throttle)
+    return reply(
+        c, 429, "application/json",
+        "{\"error\":{\"code\":\"resource_exhausted\",\"message\":\"slow down\"}}", "0");
+  char body[256];
+  snprintf(body, sizeof body,
+           "{\"document_id\":\"doc-%d\",\"job_id\":\"job-%d\",\"version\":1,"
+           "\"unchanged\":false,\"status\":\"queued\"}",
+           n, n);
+  return reply(c, 202, "application/json", body, NULL);
+}
+
+static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char *path,
+                                const char *method, const char *version, const char *data,
+                                size_t *data_size, void **con_cls) {
+  conn_t *u = *con_cls;
+  if (!u) {
+    *con_cls = u = calloc(1, sizeof *u);
+    return u ? MHD_YES : MHD_NO;
+  }
+  if (*data_size) {
+    size_t n = *data_size;
+    if (n > sizeof u->body - 1 - u->len)
+      n = sizeof u->body - 1 - u->len;
+    memcpy(u->body + u->len, data, n);
+    u->len += n;
+    *data_size = 0;
+    return MHD_YES;
+  }
+  pthread_mutex_lock(&srv.mu);
+  int unauthorized = srv.unauthorized;
+  pthread_mutex_unlock(&srv.mu);
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (unauthorized || !auth || strncmp(auth, "Bearer qk_", 10) != 0)
+    return reply(
+        c, 401, "application/json",
+        "{\"error\":{\"code\":\"unauthenticated\",\"message\":\"invalid API key\"}}",
+        NULL);
+  if (strcmp(path, "/v1/query") == 0 && strcmp(method, "POST") == 0)
+    return query(c, u);
+  if (strcmp(path, "/v1/documents") == 0 && strcmp(method, "POST") == 0)
+    return upload(c, u);
+  if (strncmp(path, "/v1/jobs/", 9) == 0) {
+    pthread_mutex_lock(&srv.mu);
+    srv.job_polls++;
+    pthread_mutex_unlock(&srv.mu);
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"id\":\"%s\",\"document_id\":\"d\",\"status\":\"done\",\"error\":\"\","
+             "\"chunk_count\":2,\"attempts\":1}",
+             path + 9);
+    return reply(c, 200, "application/json", body, NULL);
+  }
+  if (strncmp(path, "/v1/documents/", 14) == 0)
+    return reply(
+        c, 404, "application/json",
+        "{\"error\":{\"code\":\"not_found\",\"message\":\"document not found\"}}", NULL);
+  return reply(c, 404, "application/json",
+               "{\"error\":{\"code\":\"not_found\",\"message\":\"no route\"}}", NULL);
+}
+
+static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+                    enum MHD_RequestTerminationCode toe) {
+  free(*con_cls);
+  *con_cls = NULL;
+}
+
+static void setup(void) {
+  cr_assert_not_null(mkdtemp(tmp));
+  /* Nothing of the developer's may leak in. */
+  setenv("HOME", tmp, 1);
+  setenv("XDG_STATE_HOME", tmp, 1);
+  unsetenv("XDG_CONFIG_HOME");
+  unsetenv("QUARRY_URL");
+  unsetenv("QUARRY_API_KEY");
+  unsetenv("QUARRY_API_KEY_FILE");
+  unsetenv("QUARRY_CONFIG");
+  unsetenv("QUARRY_STATE");
+  for (int attempt = 0; attempt < 10 && !daemon_; attempt++) {
+    int port = loopback_free_port();
+    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
+                               NULL, serve_cb, NULL, MHD_OPTION_NOTIFY_COMPLETED, done_cb,
+                               NULL, MHD_OPTION_END);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+  }
+  cr_assert_not_null(daemon_);
+}
+
+static void teardown(void) {
+  MHD_stop_daemon(daemon_);
+  daemon_ = NULL;
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown);
+
+#define KEY "qk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+typedef struct run {
+  int rc;
+  char *out, *err;
+} run_t;
+
+/* Runs `quarry <args...>` (NULL-terminated) in this process. */
+static run_t run(const char *first, ...) {
+  char *argv[64] = {"quarry"};
+  int argc = 1;
+  va_list ap;
+  va_start(ap, first);
+  for (const char *a = first; a && argc < 63; a = va_arg(ap, const char *))
+    argv[argc++] = (char *)a;
+  va_end(ap);
+  run_t r;
+  size_t ol, el;
+  FILE *out = open_memstream(&r.out, &ol), *err = open_memstream(&r.err, &el);
+  r.rc = commands_main(argc, argv, out, err);
+  fclose(out);
+  fclose(err);
+  return r;
+}
+
+static void run_free(run_t *r) {
+  free(r->out);
+  free(r->err);
+}
+
+Test(cli, ask_streams_when_the_server_can) {
+  srv.query_mode = QUERY_STREAMS;
+  run_t r = run("ask", "--server", url, "--key", KEY, "Which", "bulb?", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, "The bulb is QX-4471 [1].\n"
+                          "\nSources:\n"
+                          "[1] Lighthouse Handbook, page 3\n"
+                          "    The lamp uses a QX-4471 bulb\n");
+  cr_assert(strstr(srv.last_accept, "text/event-stream"), "%s", srv.last_accept);
+  json_t *b = json_loads(srv.last_query_body, 0, NULL);
+  cr_assert_str_eq(json_string_value(json_object_get(b, "query")), "Which bulb?");
+  cr_assert(json_is_true(json_object_get(b, "stream")));
+  json_decref(b);
+  run_free(&r);
+}
+
+Test(cli, ask_falls_back_when_the_server_refuses_the_stream_field) {
+  srv.query_mode = QUERY_REFUSES_STREAM;
+  run_t r = run("ask", "--server", url, "--key", KEY, "-k", "3", "Which bulb?", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(srv.queries, 2, "asked again without \"stream\"");
+  cr_assert(strncmp(r.out,
+                    "The bulb is QX-4471 [1].\n\nSources:\n[1] Lighthouse Handbook\n",
+                    58) == 0,
+            "%s", r.out);
+  cr_assert(strstr(r.err, "degraded (embed)"), "degraded stages go to stderr: %s", r.err);
+  json_t *b = json_loads(srv.last_query_body, 0, NULL);
+  cr_assert_null(json_object_get(b, "stream"));
+  cr_assert_eq(json_integer_value(json_object_get(b, "top_k")), 3);
+  json_decref(b);
+  run_free(&r);
+}
+
+Test(cli, ask_takes_a_json_reply_to_a_stream_request) {
+  srv.query_mode = QUERY_JSON_ONLY;
+  run_t r = run("ask", "--server", url, "--key", KEY, "Which bulb?", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(srv.queries, 1);
+  cr_assert(strstr(r.out, "QX-4471 [1].\n"), "%s", r.out);
+  run_free(&r);
+}
+
+Test(cli, ask_json_is_one_document_and_never_streams) {
+  srv.query_mode = QUERY_STREAMS;
+  run_t r = run("--json", "ask", "--server", url, "--key", KEY, "Which bulb?", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  json_error_t je;
+  json_t *doc = json_loads(r.out, 0, &je);
+  cr_assert_not_null(doc, "%s: %s", je.text, r.out);
+  cr_assert_str_eq(json_string_value(json_object_get(doc, "query_id")), "q-json");
+  cr_assert_eq(json_array_size(json_object_get(doc, "citations")), 1);
+  cr_assert_str_eq(r.err, "");
+  json_decref(doc);
+  run_free(&r);
+}
+
+Test(cli, ask_reports_a_stream_error_event) {
+  srv.query_mode = QUERY_STREAM_ERROR;
+  run_t r = run("ask", "--server", url, "--key", KEY, "Which bulb?", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_SERVER);
+  cr_assert(strstr(r.err, "llm-gateway unavailable"), "%s", r.err);
+  run_free(&r);
+}
+
+Test(cli, bad_key_is_exit_3_and_never_printed) {
+  srv.unauthorized = 1;
+  run_t r = run("ask", "--server", url, "--key", KEY, "q", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_AUTH);
+  cr_assert(strstr(r.err, "refused the API key from --key"), "%s", r.err);
+  cr_assert_null(strstr(r.err, "AAAAAAAA"), "the key's secret is not in the message");
+  cr_assert_null(strstr(r.out, "AAAAAAAA"));
+  run_free(&r);
+
+  run_t j = run("ask", "--json", "--server", url, "--key", KEY, "q", NULL);
+  json_t *doc = json_loads(j.out, 0, NULL);
+  cr_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
+      "unauthenticated");
+  json_decref(doc);
+  run_free(&j);
+}
+
+Test(cli, missing_key_is_exit_3_without_a_request) {
+  run_t r = run("ask", "--server", url, "q", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_AUTH);
+  cr_assert(strstr(r.err, "no API key"), "%s", r.err);
+  cr_assert_eq(srv.queries, 0);
+  run_free(&r);
+}
+
+Test(cli, unreachable_server_is_exit_4) {
+  char dead[64];
+  snprintf(dead, sizeof dead, "http://127.0.0.1:%d", loopback_free_port());
+  run_t r = run("ask", "--server", dead, "--key", KEY, "q", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_SERVER);
+  cr_assert(strstr(r.err, "cannot reach the Quarry server at http://127.0.0.1:"), "%s",
+            r.err);
+  run_free(&r);
+}
+
+Test(cli, settings_come_from_env_and_config_file) {
+  char cfg[512];
+  snprintf(cfg, sizeof cfg, "%s/.config/quarry", tmp);
+  char mk[600];
+  snprintf(mk, sizeof mk, "mkdir -p '%s'", cfg);
+  cr_assert_eq(system(mk), 0);
+  strncat(cfg, "/config", sizeof cfg - strlen(cfg) - 1);
+  FILE *f = fopen(cfg, "w");
+  fprintf(f, "server = %s\nkey = %s\n", url, KEY);
+  fclose(f);
+  chmod(cfg, 0600);
+  srv.query_mode = QUERY_JSON_ONLY;
+  run_t r = run("ask", "q", NULL);
+  cr_assert_eq(r.rc, 0, "from ~/.config/quarry/config: %s", r.err);
+  run_free(&r);
+
+  setenv("QUARRY_URL", "http://127.0.0.1:1", 1); /* the environment beats the file */
+  r = run("ask", "q", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_SERVER, "%s", r.err);
+  run_free(&r);
+  r = run("ask", "--server", url, "q", NULL); /* flags beat the environment */
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  run_free(&r);
+}
+
+Test(cli, pending_commands_say_what_they_need) {
+  const char *cmds[][3] = {{"docs", "list", NULL},   {"docs", "rm", "x"},
+                           {"jobs", NULL, NULL},     {"jobs", "list", NULL},
+                           {"keys", "create", "ci"}, {"keys", "list", NULL},
+                           {"keys", "revoke", "k"}};
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    run_t r = run(cmds[i][0], cmds[i][1], cmds[i][2], NULL);
+    cr_assert_eq(r.rc, CLI_EXIT_UNSUPPORTED, "%s %s", cmds[i][0], cmds[i][1]);
+    cr_assert(strstr(r.err, "not supported by this server yet (needs "), "%s", r.err);
+    run_free(&r);
+  }
+  run_t r = run("--json", "docs", "list", NULL);
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
+      "unsupported");
+  json_decref(doc);
+  run_free(&r);
+}
+
+Test(cli, usage_errors_are_exit_2) {
+  const char *cases[][4] = {
+      {"ask", NULL},                              /* no question */
+      {"bogus", NULL},                            /* no such command */
+      {"docs", NULL},                             /* a group without its verb */
+      {"ask", "--top-k", "99", "q"},              /* out of range */
+      {"ask", "--nope", "q", NULL},               /* unknown option */
+      {"docs", "show", "a", "b"},                 /* one id only */
+      {"ingest", "--json=1", "x", NULL},          /* a flag takes no value */
+      {"ask", "--server", "127.0.0.1:8080", "q"}, /* not a URL */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    run_t r = run("--key", KEY, cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL);
+    cr_assert_eq(r.rc, CLI_EXIT_USAGE, "case %zu (%s): %s", i, cases[i][0], r.err);
+    run_free(&r);
+  }
+  run_t r = run(NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_USAGE);
+  cr_assert(strstr(r.err, "Commands:"), "%s", r.err);
+  run_free(&r);
+}
+
+Test(cli, help_for_every_command) {
+  for (const command_t *c = commands; c->name; c++) {
+    char name[64];
+    snprintf(name, sizeof name, "%s", c->name);
+    char *sp = strchr(name, ' ');
+    if (sp)
+      *sp = '\0';
+    run_t r = run(name, sp ? sp + 1 : "--help", sp ? "--help" : NULL, NULL);
+    cr_assert_eq(r.rc, 0, "%s --help", c->name);
+    cr_assert(strstr(r.out, "usage: quarry "), "%s: %s", c->name, r.out);
+    cr_assert(strstr(r.out, "--server URL"), "global options listed: %s", r.out);
+    run_free(&r);
+  }
+  run_t r = run("help", "ingest", NULL);
+  cr_assert(strstr(r.out, "--include GLOB"), "%s", r.out);
+  run_free(&r);
+}
+
+Test(cli, show_reports_404_as_a_failed_item) {
+  run_t r = run("docs", "show", "--server", url, "--key", KEY, "nope", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_FAILED);
+  cr_assert(strstr(r.err, "no document nope"), "%s", r.err);
+  run_free(&r);
+  r = run("jobs", "show", "--server", url, "--key", KEY, "job-1", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "status       done\n"), "%s", r.out);
+  cr_assert_null(strstr(r.out, "reason"), "no reason unless it failed: %s", r.out);
+  run_free(&r);
+}
+
+static void write_doc(const char *rel, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", tmp, rel);
+  FILE *f = fopen(p, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(cli, ingest_retries_429_with_one_idempotency_key_then_skips_on_rerun) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.md", "# A\n\nalpha\n");
+  srv.fail_uploads_with_429 = 1;
+  run_t r = run("ingest", "--server", url, "--key", KEY, "-j", "1", "--json", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_not_null(doc, "%s", r.out);
+  cr_assert_eq(json_integer_value(json_object_get(doc, "uploaded")), 1);
+  cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "jobs"), "done")),
+               1);
+  json_decref(doc);
+  run_free(&r);
+
+  cr_assert_eq(srv.uploads, 2, "429, then accepted");
+  cr_assert_str_eq(srv.idem_keys[0], srv.idem_keys[1], "the retry has the same key");
+  /* sha256 of (content sha256 ":" external id) */
+  const char *content = "# A\n\nalpha\n";
+  char sha[65], seed[256], want[65];
+  q_sha256_hex(content, strlen(content), sha);
+  snprintf(seed, sizeof seed, "%s:docs/a.md", sha);
+  q_sha256_hex(seed, strlen(seed), want);
+  cr_assert_str_eq(srv.idem_keys[0], want);
+  cr_assert(strstr(srv.upload_bodies[1], "name=\"external_id\"\r\n\r\ndocs/a.md\r\n"),
+            "%s", srv.upload_bodies[1]);
+  cr_assert(strstr(srv.upload_bodies[1], "filename=\"a.md\""), "%s",
+            srv.upload_bodies[1]);
+  cr_assert(strstr(srv.upload_bodies[1], "alpha"));
+
+  r = run("ingest", "--server", url, "--key", KEY, docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert(strstr(r.out, "skipped    "), "not a TTY: plain lines: %s", r.out);
+  cr_assert(strstr(r.out, "docs/a.md (loaded before)"), "%s", r.out);
+  cr_assert_eq(srv.uploads, 2, "nothing uploaded again");
+  run_free(&r);
+
+  r = run("ingest", "--server", url, "--key", KEY, "--force", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.uploads, 3, "--force uploads regardless of the state file");
+  run_free(&r);
+}
+
+Test(cli, ingest_title_and_external_id_name_one_file) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.md", "a\n");
+  write_doc("docs/b.md", "b\n");
+  run_t r = run("ingest", "--server", url, "--key", KEY, "--title", "T", docs, NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_USAGE, "%s", r.err);
+  cr_assert(strstr(r.err, "2 files were found"), "%s", r.err);
+  run_free(&r);
+  char one[600];
+  snprintf(one, sizeof one, "%s/a.md", docs);
+  r = run("ingest", "--server", url, "--key", KEY, "--title", "The A", "--external-id",
+          "wiki/a", one, NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(srv.upload_bodies[0], "name=\"title\"\r\n\r\nThe A\r\n"), "%s",
+            srv.upload_bodies[0]);
+  cr_assert(strstr(srv.upload_bodies[0], "name=\"external_id\"\r\n\r\nwiki/a\r\n"), "%s",
+            srv.upload_bodies[0]);
+  run_free(&r);
+}
+
+Test(cli, ingest_with_a_bad_key_stops_at_once) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  for (int i = 0; i < 6; i++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "docs/%d.md", i);
+    write_doc(rel, rel);
+  }
+  srv.unauthorized = 1;
+  run_t r = run("ingest", "--server", url, "--key", KEY, "-j", "1", docs, NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_AUTH, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.uploads, 0, "the 401 came before any upload was counted");
+  cr_assert(strstr(r.out, "5 not started"), "%s", r.out);
+  run_free(&r);
+}
