@@ -312,7 +312,8 @@ async function poll(item, jobId) {
       return;
     }
     if (job.status === 'done') {
-      setState(item, 'done', 'done: ' + job.chunk_count + ' passages indexed');
+      const n = job.chunk_count;
+      setState(item, 'done', 'done: ' + n + (n === 1 ? ' passage' : ' passages') + ' indexed');
       return;
     }
     if (job.status === 'failed') {

@@ -77,9 +77,17 @@ try {
   await page.getByRole('button', { name: 'Documents' }).click();
   const files = env('QUARRY_FILES').split(':');
   await page.locator('#files').setInputFiles(files);
+  // And one more dropped on the drop zone, as a file manager would.
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['Cellar notes\n\nThe cellar key hangs by the north door.\n'],
+      'dropped-notes.txt', { type: 'text/plain' }));
+    document.getElementById('dropzone').dispatchEvent(
+      new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
   const items = page.locator('#uploads li');
-  await items.nth(files.length - 1).waitFor();
-  for (let i = 0; i < files.length; i++)
+  await items.nth(files.length).waitFor();
+  for (let i = 0; i <= files.length; i++)
     await items.nth(i).and(page.locator('[data-state="done"]')).waitFor({ timeout: 60000 });
   const states = await items.locator('.state').allTextContents();
   await expect(states.every((s) => s.startsWith('done')), 'every upload done: ' + states);

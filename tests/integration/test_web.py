@@ -145,8 +145,8 @@ indoors when the night falls below eight degrees.
 
 class WebBrowser(Case):
     def test_browser_walkthrough(self):
-        """In Chromium: a bad key is refused; sign in; upload two files and see
-        both reach done; ask and see the answer streamed with a citation that
+        """In Chromium: a bad key is refused; sign in; upload two files (and
+        drop a third) and see each reach done; ask and see the answer streamed with a citation that
         opens the right passage; give feedback, which reaches quarry.feedback;
         an unanswerable question shows the "not found" state."""
         if not os.access(CHROMIUM, os.X_OK):
@@ -157,6 +157,9 @@ class WebBrowser(Case):
             self.fail("node not found: the browser test needs Node.js")
         mod = ensure_playwright()
         os.makedirs(ARTIFACTS, exist_ok=True)
+        for old in os.listdir(ARTIFACTS):
+            if old.startswith("web-") and old.endswith(".png"):
+                os.unlink(os.path.join(ARTIFACTS, old))
         tenant = "itest-web"
         api_key = harness.key(tenant)
         with tempfile.TemporaryDirectory() as tmp:
