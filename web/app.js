@@ -46,6 +46,9 @@ function show(view) {
 function signOut(message) {
   session.key = '';
   $('apikey').value = '';
+  // What this key saw is not for whoever signs in next in this tab.
+  $('conversation').replaceChildren();
+  $('uploads').replaceChildren();
   $('signin-error').textContent = message || '';
   show('signin');
 }
@@ -302,7 +305,7 @@ function setState(item, state, text) {
 }
 
 async function poll(item, jobId) {
-  for (;;) {
+  while (session.key && item.li.isConnected) {
     let job;
     try {
       job = await getJob(jobId);

@@ -3,10 +3,15 @@
 export class SseParser {
   constructor() {
     this.buf = '';
+    this.cr = '';
   }
 
   // Returns the events completed by text (possibly none).
   push(text) {
+    // A CR at the end of a piece may be half of a CRLF: keep it for the next.
+    text = this.cr + text;
+    this.cr = text.endsWith('\r') ? '\r' : '';
+    if (this.cr) text = text.slice(0, -1);
     this.buf += text.replace(/\r\n?/g, '\n');
     const out = [];
     let end;
