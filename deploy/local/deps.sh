@@ -19,9 +19,18 @@ PACKAGES=(
   # tests; clang-format is bookworm's 14, the version `make lint` pins
   libcriterion-dev valgrind curl yamllint clang-format
   python3 python3-grpcio python3-protobuf
+  # the web app's browser test (tests/integration/test_web.py): Debian's
+  # Chromium (an 81 MB package, 290 MB installed, with its libraries) driven by playwright-core,
+  # which the test installs with npm under the build folder
+  chromium
   # servers the local stack and the tests start privately
   postgresql redis-server prometheus
 )
+# Node.js and npm for that test, from Debian unless the machine already has
+# them from elsewhere (a NodeSource nodejs bundles npm and conflicts with
+# Debian's npm package).
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 if [ $# -gt 0 ]; then
   PACKAGES=("$@")
 fi

@@ -817,6 +817,7 @@ def print_box(stack, key):
     lines = [
         "Quarry is running.",
         "",
+        "Web app    %s/  (open it in a browser; sign in with the key)" % stack.url,
         "REST API   %s" % stack.url,
         "Admin key  %s" % key,
         "Run dir    %s  (logs in logs/)" % stack.run_dir,

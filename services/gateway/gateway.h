@@ -39,6 +39,7 @@ typedef struct gw_cfg {
                                 non-upload request */
   int64_t upload_timeout_ms; /* QUARRY_UPLOAD_TIMEOUT_MS */
   int64_t rate_limit_rps;    /* QUARRY_RATE_LIMIT_RPS; 0 disables */
+  const char *web_dir;       /* QUARRY_WEB_DIR; "" finds it next to the binary */
 
   /* The edge's limits (guard.h; QUARRY_HTTP_*); 0 turns a check off. */
   int64_t max_connections;        /* open connections in all */

@@ -49,4 +49,15 @@ void probes_metrics(gw_req_t *r);
  * Thread-safe; takes under a second when something hangs. */
 q_err_t probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen);
 
+/* static.c: the web app's files, GET and HEAD "/" (index.html) and
+ * "/app/{id}" (one file of the folder). */
+void static_index(gw_req_t *r);
+void static_file(gw_req_t *r);
+
+/* Opens the web app's folder: dir (QUARRY_WEB_DIR), or when empty the first
+ * of <binary's folder>/../share/quarry/web and <binary's folder>/../../web
+ * that holds index.html (none found: logged, and "/" answers 404). Q_EINVAL
+ * when dir is given and cannot be opened. Call once before serving. */
+q_err_t static_init(const char *dir);
+
 #endif

@@ -82,18 +82,35 @@ void http_add_header(gw_req_t *r, const char *name, const char *value) {
 }
 
 /* Adds the headers every reply carries and queues resp (consumed). */
-static void queue_reply(gw_req_t *r, unsigned status, const char *ctype,
-                        struct MHD_Response *resp) {
+static void queue_reply_cc(gw_req_t *r, unsigned status, const char *ctype,
+                           const char *cache_control, struct MHD_Response *resp) {
   char traceparent[64];
   snprintf(traceparent, sizeof traceparent, "00-%s-%s-01", r->trace_id, r->span_id);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  if (ctype)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
   MHD_add_response_header(resp, "X-Request-Id", r->request_id);
   MHD_add_response_header(resp, "traceparent", traceparent);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
   for (int i = 0; i < r->nhdr; i++)
     MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
   r->queue_ok = MHD_queue_response(r->conn, status, resp) == MHD_YES;
   MHD_destroy_response(resp);
+}
+
+static void queue_reply(gw_req_t *r, unsigned status, const char *ctype,
+                        struct MHD_Response *resp) {
+  queue_reply_cc(r, status, ctype, "no-store", resp);
+}
+
+void http_reply_response(gw_req_t *r, unsigned status, const char *ctype,
+                         const char *cache_control, struct MHD_Response *resp) {
+  if (r->responded) {
+    MHD_destroy_response(resp);
+    return;
+  }
+  r->responded = 1;
+  r->status = status;
+  queue_reply_cc(r, status, ctype, cache_control, resp);
 }
 
 void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,

@@ -48,6 +48,13 @@ void http_reply_json(gw_req_t *r, unsigned status, json_t *body);
 void http_reply_raw(gw_req_t *r, unsigned status, const char *ctype, char *data,
                     size_t len);
 
+/* Replies with resp (consumed), which the caller built and gave headers of
+ * its own (static.c: ETag, Content-Security-Policy): adds those every reply
+ * carries, with cache_control in place of "no-store" and no Content-Type
+ * when ctype is NULL (a 304). */
+void http_reply_response(gw_req_t *r, unsigned status, const char *ctype,
+                         const char *cache_control, struct MHD_Response *resp);
+
 /* Replies with a body of unknown length (chunked) produced by read, which
  * libmicrohttpd calls on r's thread as it can send more
  * (MHD_ContentReaderCallback: a byte count, 0 for "nothing now" - the

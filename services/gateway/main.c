@@ -58,6 +58,11 @@ static q_cfg_entry_t table[] = {
     {"QUARRY_RATE_LIMIT_RPS", Q_CFG_INT, "50", 0, 1000000, NULL,
      "Requests per second allowed per principal (0 disables rate limiting).", 0,
      &cfg.rate_limit_rps},
+    {"QUARRY_WEB_DIR", Q_CFG_STRING, "", 0, 0, NULL,
+     "Folder of the web app served at / (index.html and its files). Empty: "
+     "<binary's folder>/../share/quarry/web, else <binary's folder>/../../web (the "
+     "repository's web/ when run from build/bin).",
+     0, &cfg.web_dir},
     /* The edge's limits (guard.h). Defaults sized for 2 cores: a few
      * hundred slow clients cost file descriptors and a little memory, not
      * CPU; what they must not do is hold every slot. */
@@ -139,6 +144,10 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
   json_object_seed(0); /* before any thread builds JSON objects */
 
+  if (static_init(cfg.web_dir)) {
+    q_service_cleanup(&svc);
+    return 2;
+  }
   if (ratelimit_init(cfg.redis_addr, cfg.rate_limit_rps)) {
     q_service_cleanup(&svc);
     return 2;

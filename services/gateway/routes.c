@@ -14,5 +14,10 @@ const route_t gw_routes[] = {
     {"GET", "/healthz", BODY_NONE, 1, probes_healthz, NULL},
     {"GET", "/readyz", BODY_NONE, 1, probes_readyz, NULL},
     {"GET", "/metrics", BODY_NONE, 1, probes_metrics, NULL},
+    /* The web app: public, since its files hold no data. */
+    {"GET", "/", BODY_NONE, 1, static_index, NULL},
+    {"HEAD", "/", BODY_NONE, 1, static_index, NULL},
+    {"GET", "/app/{id}", BODY_NONE, 1, static_file, NULL},
+    {"HEAD", "/app/{id}", BODY_NONE, 1, static_file, NULL},
 };
 const size_t gw_nroutes = sizeof gw_routes / sizeof gw_routes[0];

@@ -1,0 +1,160 @@
+// webapp.mjs - drives the web app in Debian's Chromium with playwright-core
+// against a running stack (tests/integration/test_web.py starts it and runs
+// this). Prints one JSON line with what the caller checks server-side
+// (the query id and feedback comment), screenshots into QUARRY_ARTIFACTS.
+//
+// Environment: QUARRY_URL (gateway), QUARRY_KEY (a valid API key),
+// QUARRY_ARTIFACTS (screenshot folder), QUARRY_FILES (two files to upload,
+// ':'-separated), QUARRY_QUESTION, QUARRY_EXPECT (text the answer holds),
+// QUARRY_EXPECT_TITLE (title of the cited document), QUARRY_PLAYWRIGHT
+// (the playwright-core module path), QUARRY_CHROMIUM (the browser).
+// Exit 0 when every step passed; 3 when Chromium cannot start.
+import { createRequire } from 'node:module';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = (k) => {
+  if (!process.env[k]) throw new Error(k + ' is not set');
+  return process.env[k];
+};
+const require = createRequire(import.meta.url);
+const { chromium } = require(env('QUARRY_PLAYWRIGHT'));
+const base = env('QUARRY_URL');
+const shots = env('QUARRY_ARTIFACTS');
+const comment = 'browser-test-' + Math.random().toString(16).slice(2, 10);
+
+let context;
+try {
+  context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'quarry-chromium-')), {
+    executablePath: process.env.QUARRY_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1100, height: 900 },
+  });
+} catch (e) {
+  console.error('CHROMIUM_UNAVAILABLE: ' + e.message.split('\n')[0]);
+  process.exit(3);
+}
+
+const step = (name) => console.error('browser: ' + name);
+const problems = [];
+const foreign = [];
+const page = context.pages()[0] || await context.newPage();
+page.setDefaultTimeout(20000);
+page.on('console', (m) => {
+  // The sign-in check's expected refusals (401 for the bad key, 404 for the
+  // job id that cannot exist) are logged by Chromium as failed loads.
+  const expected = /status of (401|404) /.test(m.text()) &&
+    /\/v1\/jobs\/signin-check$/.test(m.location().url || '');
+  if (m.type() === 'error' && !expected) problems.push('console: ' + m.text() + ' ' + (m.location().url || ''));
+});
+page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+page.on('request', (r) => {
+  if (!r.url().startsWith(base) && !r.url().startsWith('data:')) foreign.push(r.url());
+});
+const expect = async (cond, what) => {
+  if (!(await cond)) throw new Error('expected ' + what);
+};
+
+try {
+  step('a bad key shows an error');
+  await page.goto(base + '/');
+  await page.getByLabel('API key').fill('qk_not-a-real-key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#signin-error').filter({ hasText: 'not accepted' }).waitFor();
+  await page.screenshot({ path: join(shots, 'web-bad-key.png') });
+
+  step('sign in');
+  await page.getByLabel('API key').fill(env('QUARRY_KEY'));
+  await page.keyboard.press('Enter');
+  await page.locator('#view-ask').waitFor();
+  await expect(page.evaluate(() => sessionStorage.getItem('quarry.apiKey') !== null), 'key in sessionStorage');
+  await expect(page.evaluate(() => localStorage.length === 0), 'nothing in localStorage');
+
+  step('upload two files and watch them reach done');
+  await page.getByRole('button', { name: 'Documents' }).click();
+  const files = env('QUARRY_FILES').split(':');
+  await page.locator('#files').setInputFiles(files);
+  // And one more dropped on the drop zone, as a file manager would.
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['Cellar notes\n\nThe cellar key hangs by the north door.\n'],
+      'dropped-notes.txt', { type: 'text/plain' }));
+    document.getElementById('dropzone').dispatchEvent(
+      new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  const items = page.locator('#uploads li');
+  await items.nth(files.length).waitFor();
+  for (let i = 0; i <= files.length; i++)
+    await items.nth(i).and(page.locator('[data-state="done"]')).waitFor({ timeout: 60000 });
+  const states = await items.locator('.state').allTextContents();
+  await expect(states.every((s) => s.startsWith('done')), 'every upload done: ' + states);
+  await expect(page.locator('#uploads progress').evaluateAll((ps) => ps.every((p) => p.value === 100)),
+    'every progress bar full');
+  await page.screenshot({ path: join(shots, 'web-documents.png') });
+
+  step('ask: streamed answer with a citation');
+  await page.getByRole('button', { name: 'Ask' , exact: true }).first().click();
+  await page.getByLabel('Question').fill(env('QUARRY_QUESTION'));
+  await page.getByLabel('Question').press('Enter');
+  const answer = page.locator('.answer').last();
+  await answer.and(page.locator(':not(.streaming)')).waitFor({ timeout: 30000 });
+  const text = await answer.locator('.answer-text').textContent();
+  await expect(text.includes(env('QUARRY_EXPECT')), 'answer holding ' + env('QUARRY_EXPECT') + ': ' + text);
+  await expect(!(await answer.evaluate((a) => a.classList.contains('unknown') || a.classList.contains('failed'))),
+    'a plain answer');
+  const tokens = Number(await answer.getAttribute('data-tokens'));
+  await expect(tokens > 1, 'the answer streamed in several token events, not ' + tokens);
+  const cite = answer.locator('.answer-text .cite').first();
+  await cite.waitFor();
+  await cite.focus();
+  await page.keyboard.press('Enter');
+  const dialog = page.locator('#passage');
+  await dialog.waitFor();
+  const title = await page.locator('#passage-title').textContent();
+  await expect(title.includes(env('QUARRY_EXPECT_TITLE')), 'the cited passage of ' + env('QUARRY_EXPECT_TITLE') + ': ' + title);
+  const snippet = await page.locator('#passage-snippet').textContent();
+  await expect(snippet.includes(env('QUARRY_EXPECT')), 'the passage holding the answer: ' + snippet);
+  await expect(page.locator('#passage-snippet mark').count().then((n) => n > 0), 'highlighted words');
+  await page.screenshot({ path: join(shots, 'web-passage.png') });
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+
+  step('timings on demand');
+  await answer.getByText('Timings').click();
+  await answer.locator('.timings').getByText('retrieve').waitFor();
+
+  step('feedback');
+  await answer.getByRole('button', { name: 'Helpful', exact: true }).click();
+  await answer.getByLabel('Comment (optional)').fill(comment);
+  await answer.getByRole('button', { name: 'Send feedback' }).click();
+  await answer.getByText('feedback recorded').waitFor();
+  const queryId = await answer.getAttribute('data-query-id');
+  await page.screenshot({ path: join(shots, 'web-answer.png') });
+
+  step('a question the documents cannot answer looks different');
+  await page.getByLabel('Question').fill('zyxwv qwertzuiop plonkification?');
+  await page.getByLabel('Question').press('Enter');
+  const unknown = page.locator('.answer').last();
+  await unknown.and(page.locator(':not(.streaming)')).waitFor({ timeout: 30000 });
+  await expect(unknown.evaluate((a) => a.classList.contains('unknown')), 'the "not found" state');
+  await page.screenshot({ path: join(shots, 'web-unknown.png') });
+
+  step('phone width');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await expect(page.evaluate(() => document.documentElement.scrollWidth <= 375), 'no horizontal scrolling');
+  await page.screenshot({ path: join(shots, 'web-phone.png') });
+
+  await expect(foreign.length === 0, 'no third-party requests: ' + foreign.join(' '));
+  await expect(problems.length === 0, 'no console or page errors: ' + problems.join(' | '));
+  console.log(JSON.stringify({ ok: true, comment, query_id: queryId }));
+  await context.close();
+} catch (e) {
+  await page.screenshot({ path: join(shots, 'web-failure.png') }).catch(() => {});
+  console.error('browser test failed: ' + e.message);
+  if (problems.length) console.error(problems.join('\n'));
+  await context.close();
+  process.exit(1);
+}

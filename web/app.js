@@ -1,0 +1,378 @@
+// app.js - Quarry's web app: sign in with an API key, ask questions with
+// the answer streamed token by token, upload documents and watch their
+// jobs. Plain DOM, no framework; text from the server only ever goes in
+// through textContent.
+import { session, checkKey, getJob, sendFeedback, streamQuery, uploadFile } from './api.js';
+import { readEvents } from './sse.js';
+
+// What the built-in (extractive) answerer says when the passages hold no
+// answer (services/llm-gateway/gen_extractive.c, NO_ANSWER).
+const NO_ANSWER = 'The provided documents do not contain an answer';
+const POLL_MS = 800;
+// Words too common to be worth marking in a passage.
+const STOPWORDS = new Set(('the and are was were does did which what who whom whose when where why how ' +
+  'for with that this these those from into about have has had not but you your our its they them')
+  .split(' '));
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (v !== false && v !== undefined) e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c) e.append(c);
+  return e;
+}
+
+// ---- views -------------------------------------------------------------
+function show(view) {
+  const signedIn = view !== 'signin';
+  $('nav').hidden = !signedIn;
+  $('view-signin').hidden = signedIn;
+  $('view-ask').hidden = view !== 'ask';
+  $('view-docs').hidden = view !== 'docs';
+  for (const [tab, v] of [['tab-ask', 'ask'], ['tab-docs', 'docs']]) {
+    if (view === v) $(tab).setAttribute('aria-current', 'page');
+    else $(tab).removeAttribute('aria-current');
+  }
+  const focus = { signin: 'apikey', ask: 'question', docs: 'files' }[view];
+  if (focus) $(focus).focus();
+}
+
+function signOut(message) {
+  session.key = '';
+  $('apikey').value = '';
+  // What this key saw is not for whoever signs in next in this tab.
+  $('conversation').replaceChildren();
+  $('uploads').replaceChildren();
+  $('signin-error').textContent = message || '';
+  show('signin');
+}
+
+// A 401 anywhere means the key no longer works: back to sign-in.
+function handleAuth(err) {
+  if (err && err.status === 401) {
+    signOut('Your API key was not accepted: ' + err.message);
+    return true;
+  }
+  return false;
+}
+
+$('signin-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const key = $('apikey').value.trim();
+  const error = $('signin-error');
+  error.textContent = '';
+  if (!key) {
+    error.textContent = 'Enter an API key.';
+    return;
+  }
+  const button = e.submitter || $('signin-form').querySelector('button');
+  button.disabled = true;
+  try {
+    await checkKey(key);
+    session.key = key;
+    $('apikey').value = '';
+    show('ask');
+  } catch (err) {
+    error.textContent = err.status === 401
+      ? 'That API key was not accepted (' + err.message + ').'
+      : 'Cannot sign in: ' + err.message;
+    $('apikey').focus();
+  } finally {
+    button.disabled = false;
+  }
+});
+$('signout').addEventListener('click', () => signOut());
+$('tab-ask').addEventListener('click', () => show('ask'));
+$('tab-docs').addEventListener('click', () => show('docs'));
+
+// ---- passages ----------------------------------------------------------
+// Appends text to parent with the query's words marked.
+function highlight(parent, text, query) {
+  const words = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [])]
+    .filter((w) => !STOPWORDS.has(w));
+  if (!words.length) {
+    parent.textContent = text;
+    return;
+  }
+  const escaped = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  // Words of the query where a word of the passage starts ("bulb" in "bulbs").
+  const re = new RegExp('((?<![\\p{L}\\p{N}])(?:' + escaped.join('|') + '))', 'giu');
+  for (const [i, part] of text.split(re).entries()) {
+    if (!part) continue;
+    parent.append(i % 2 ? el('mark', { text: part }) : document.createTextNode(part));
+  }
+}
+
+function openPassage(p, query) {
+  $('passage-title').textContent = '[' + p.n + '] ' + (p.title || 'Untitled document');
+  const meta = [];
+  if (p.page > 0) meta.push('page ' + p.page);
+  meta.push('document ' + p.document_id);
+  $('passage-meta').textContent = meta.join(' · ');
+  const snippet = $('passage-snippet');
+  snippet.replaceChildren();
+  highlight(snippet, p.snippet || '', query);
+  $('passage').showModal();
+  $('passage-close').focus();
+}
+
+// ---- asking --------------------------------------------------------------
+// Renders answer text into node, [n] markers becoming buttons that open
+// passage n.
+function renderAnswer(node, text, turn) {
+  node.replaceChildren();
+  for (const [i, part] of text.split(/\[(\d+)\]/).entries()) {
+    if (i % 2 === 0) {
+      if (part) node.append(document.createTextNode(part));
+      continue;
+    }
+    const p = turn.passages.get(Number(part));
+    if (!p) {
+      node.append(document.createTextNode('[' + part + ']'));
+      continue;
+    }
+    node.append(el('button', {
+      type: 'button', class: 'cite', text: '[' + part + ']',
+      'aria-label': 'Source ' + part + ': ' + (p.title || 'untitled'),
+      onclick: () => openPassage(p, turn.query),
+    }));
+  }
+}
+
+function timingsTable(timings, firstTokenMs) {
+  const rows = Object.entries(timings || {}).map(([k, v]) =>
+    el('tr', {}, el('th', { scope: 'row', text: k }), el('td', { text: v + ' ms' })));
+  if (firstTokenMs !== null)
+    rows.push(el('tr', {}, el('th', { scope: 'row', text: 'first token (browser)' }),
+      el('td', { text: Math.round(firstTokenMs) + ' ms' })));
+  return el('table', { class: 'timings' },
+    el('caption', { class: 'sr-only', text: 'Time per stage' }),
+    el('tbody', {}, ...rows));
+}
+
+function feedbackBox(turn) {
+  const status = el('p', { class: 'help', role: 'status' });
+  const comment = el('textarea', { rows: 2, maxlength: 2000, id: 'comment-' + turn.id });
+  const form = el('form', { class: 'comment', hidden: true },
+    el('label', { for: comment.id, text: 'Comment (optional)' }), comment,
+    el('button', { type: 'submit', class: 'primary', text: 'Send feedback' }));
+  let rating = 0;
+  const thumbs = [[1, 'up', 'Helpful'], [-1, 'down', 'Not helpful']].map(([r, dir, label]) =>
+    el('button', {
+      type: 'button', class: 'thumb ' + dir, 'aria-pressed': 'false', 'aria-label': label,
+      title: label,
+      onclick: (e) => {
+        rating = r;
+        for (const t of thumbs) t.setAttribute('aria-pressed', String(t === e.currentTarget));
+        form.hidden = false;
+        comment.focus();
+      },
+    }, el('img', { src: '/app/thumb.svg', alt: '', width: 20, height: 20 })));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const fb = { query_id: turn.queryId, rating };
+    if (comment.value.trim()) fb.comment = comment.value.trim();
+    const chunks = turn.citations.map((c) => c.chunk_id).filter(Boolean);
+    if (chunks.length) fb.chunk_ids = chunks;
+    status.textContent = 'Sending…';
+    try {
+      const r = await sendFeedback(fb);
+      status.textContent = 'Thanks: feedback recorded (' + r.feedback_id + ').';
+      form.hidden = true;
+      for (const t of thumbs) t.disabled = true;
+    } catch (err) {
+      if (!handleAuth(err)) status.textContent = 'Feedback not sent: ' + err.message;
+    }
+  });
+  return el('div', { class: 'feedback' },
+    el('span', { class: 'help', text: 'Was this useful?' }), ...thumbs, form, status);
+}
+
+let turns = 0;
+
+async function ask(query) {
+  const turn = {
+    id: ++turns, query, passages: new Map(), citations: [], text: '', queryId: '', tokens: 0,
+  };
+  const answer = el('div', { class: 'answer-text' });
+  const state = el('p', { class: 'state', role: 'status', text: 'Searching your documents…' });
+  const article = el('article', { class: 'answer streaming', 'aria-busy': 'true' }, state, answer);
+  const li = el('li', { class: 'turn' },
+    el('p', { class: 'question' }, el('span', { class: 'sr-only', text: 'You asked: ' }), query),
+    article);
+  $('conversation').append(li);
+  li.scrollIntoView({ block: 'end' });
+
+  const t0 = performance.now();
+  let firstToken = null;
+  let done = null;
+  try {
+    const res = await streamQuery(query);
+    await readEvents(res.body, (name, data) => {
+      if (name === 'retrieval') {
+        turn.queryId = data.query_id;
+        article.dataset.queryId = data.query_id;
+        for (const p of data.passages || []) turn.passages.set(p.n, p);
+        state.textContent = 'Writing the answer from ' + turn.passages.size + ' passages…';
+      } else if (name === 'token') {
+        if (firstToken === null) firstToken = performance.now() - t0;
+        turn.text += data.text;
+        article.dataset.tokens = String(++turn.tokens);
+        renderAnswer(answer, turn.text, turn);
+      } else if (name === 'citation') {
+        turn.citations.push(data);
+        turn.passages.set(data.n, { ...turn.passages.get(data.n), ...data });
+      } else if (name === 'done') {
+        done = data;
+      } else if (name === 'error') {
+        throw Object.assign(new Error(data.error ? data.error.message : 'query failed'),
+          { status: 0 });
+      }
+    });
+    if (!done) throw new Error('the answer stream ended early');
+  } catch (err) {
+    article.classList.remove('streaming');
+    article.classList.add('failed');
+    article.removeAttribute('aria-busy');
+    state.setAttribute('role', 'alert');
+    state.textContent = 'No answer: ' + err.message;
+    handleAuth(err);
+    return;
+  }
+
+  turn.queryId = done.query_id || turn.queryId;
+  turn.text = done.answer;
+  if (done.citations) {
+    turn.citations = done.citations;
+    for (const c of done.citations) turn.passages.set(c.n, { ...turn.passages.get(c.n), ...c });
+  }
+  renderAnswer(answer, turn.text, turn);
+  article.classList.remove('streaming');
+  article.removeAttribute('aria-busy');
+  const unknown = turn.text.startsWith(NO_ANSWER) || turn.text.trim() === '';
+  if (unknown) {
+    article.classList.add('unknown');
+    state.textContent = 'Not found in your documents';
+  } else {
+    state.textContent = 'Answer';
+    state.classList.add('sr-only');
+  }
+  if (done.degraded && done.degraded.length)
+    article.append(el('p', { class: 'help', text: 'Degraded: ' + done.degraded.join(', ') }));
+  if (turn.citations.length) {
+    article.append(el('ol', { class: 'sources', 'aria-label': 'Sources' },
+      ...turn.citations.map((c) => el('li', {}, el('button', {
+        type: 'button', class: 'source', text: '[' + c.n + '] ' + (c.title || 'Untitled') +
+          (c.page > 0 ? ', page ' + c.page : ''),
+        onclick: () => openPassage(turn.passages.get(c.n), query),
+      })))));
+  }
+  const details = el('details', { class: 'timings-box' }, el('summary', { text: 'Timings' }),
+    timingsTable(done.timings_ms, firstToken));
+  article.append(feedbackBox(turn), details);
+}
+
+$('ask-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const q = $('question').value.trim();
+  if (!q) return;
+  $('question').value = '';
+  $('ask-button').disabled = true;
+  try {
+    await ask(q);
+  } finally {
+    $('ask-button').disabled = false;
+    $('question').focus();
+  }
+});
+$('question').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $('ask-form').requestSubmit();
+  }
+});
+
+// ---- documents -----------------------------------------------------------
+function setState(item, state, text) {
+  item.li.dataset.state = state;
+  item.state.textContent = text;
+}
+
+async function poll(item, jobId) {
+  while (session.key && item.li.isConnected) {
+    let job;
+    try {
+      job = await getJob(jobId);
+    } catch (err) {
+      if (handleAuth(err)) return;
+      setState(item, 'failed', 'status unknown: ' + err.message);
+      return;
+    }
+    if (job.status === 'done') {
+      const n = job.chunk_count;
+      setState(item, 'done', 'done: ' + n + (n === 1 ? ' passage' : ' passages') + ' indexed');
+      return;
+    }
+    if (job.status === 'failed') {
+      setState(item, 'failed', 'failed: ' + (job.error || 'no reason given'));
+      return;
+    }
+    setState(item, job.status, job.status === 'running' ? 'processing…' : 'queued');
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+async function upload(file) {
+  const name = el('span', { class: 'name', text: file.name });
+  const bar = el('progress', { max: 100, value: 0, 'aria-label': 'Upload of ' + file.name });
+  const state = el('span', { class: 'state', role: 'status', text: 'uploading' });
+  const li = el('li', { 'data-state': 'uploading' }, name, bar, state);
+  $('uploads').prepend(li);
+  const item = { li, state };
+  try {
+    const r = await uploadFile(file, (f) => {
+      bar.value = Math.round(f * 100);
+      state.textContent = 'uploading ' + bar.value + '%';
+    });
+    bar.value = 100;
+    if (r.unchanged || !r.job_id) {
+      setState(item, 'done', 'unchanged: already indexed (version ' + r.version + ')');
+      return;
+    }
+    setState(item, 'queued', 'queued');
+    await poll(item, r.job_id);
+  } catch (err) {
+    if (!handleAuth(err)) setState(item, 'failed', 'failed: ' + err.message);
+  }
+}
+
+function uploadAll(files) {
+  for (const f of files) upload(f);
+}
+
+$('files').addEventListener('change', (e) => {
+  uploadAll([...e.target.files]);
+  e.target.value = '';
+});
+const zone = $('dropzone');
+zone.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  zone.classList.add('over');
+});
+zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+zone.addEventListener('drop', (e) => {
+  e.preventDefault();
+  zone.classList.remove('over');
+  uploadAll([...e.dataTransfer.files]);
+});
+// Dropping a file elsewhere must not navigate away from the app.
+window.addEventListener('dragover', (e) => e.preventDefault());
+window.addEventListener('drop', (e) => e.preventDefault());
+
+show(session.key ? 'ask' : 'signin');
