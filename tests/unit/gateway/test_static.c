@@ -132,12 +132,9 @@ Test(static_files, serves_only_regular_files_of_known_types) {
 
 Test(static_files, names_cannot_leave_the_folder) {
   char body[256];
-  const char *paths[] = {"/app/../secret.txt",
-                         "/app/..%2f..%2ftmp%2fx.txt",
-                         "/app/%2e%2e",
-                         "/app/.hidden.txt",
-                         "/app/a.b.js",
-                         "/app/app.js%00.txt",
+  const char *paths[] = {"/app/../secret.txt", "/app/..%2f..%2ftmp%2fx.txt",
+                         "/app/%2e%2e",        "/app/.hidden.txt",
+                         "/app/a.b.js",        "/app/app.js%00.txt",
                          "/app/..%2f"};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     long st = get(paths[i], body);
