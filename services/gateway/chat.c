@@ -51,26 +51,27 @@ static bool word_in(const char *w, size_t n, const char *const *list) {
 }
 
 static const char *const referring[] = {
-    "it",   "its",  "they", "them", "their", "theirs", "this",   "that",   "these", "those",
-    "he",   "him",  "his",  "she",  "her",   "there",  "one",    "ones",   "same",  "former",
-    "latter", NULL};
+    "it",    "its",   "they", "them",   "their",  "theirs", "this", "that",
+    "these", "those", "he",   "him",    "his",    "she",    "her",  "there",
+    "one",   "ones",  "same", "former", "latter", NULL};
 
 static const char *const continuing[] = {"and", "also", "or", "but", NULL};
 
 /* Common English words that say nothing about the topic. */
 static const char *const stop_words[] = {
-    "the",   "and",   "for",   "are",   "was",   "were",  "what",   "which", "who",
-    "whom",  "why",   "how",   "when",  "where", "with",  "without", "about", "does",
-    "did",   "doing", "done",  "can",   "could", "should", "would", "will",  "shall",
-    "may",   "might", "must",  "have",  "has",   "had",   "having", "not",   "but",
-    "you",   "your",  "yours", "our",   "ours",  "from",  "into",   "onto",  "than",
-    "then",  "also",  "any",   "all",   "some",  "more",  "most",   "other", "such",
-    "very",  "just",  "only",  "own",   "out",   "over",  "under",  "again", "there",
-    "here",  "tell",  "explain", "please", "give", "show", "describe", "want", "need",
-    "get",   "use",   "used",  "using", "being", "been",  "is",     "an",    "a",
-    "of",    "to",    "in",    "on",    "at",    "by",    "as",     "be",    "do",
-    "me",    "my",    "we",    "us",    "i",     "if",    "so",     "no",    "yes",
-    "between", NULL};
+    "the",   "and",     "for",    "are",     "was",   "were",     "what",  "which",
+    "who",   "whom",    "why",    "how",     "when",  "where",    "with",  "without",
+    "about", "does",    "did",    "doing",   "done",  "can",      "could", "should",
+    "would", "will",    "shall",  "may",     "might", "must",     "have",  "has",
+    "had",   "having",  "not",    "but",     "you",   "your",     "yours", "our",
+    "ours",  "from",    "into",   "onto",    "than",  "then",     "also",  "any",
+    "all",   "some",    "more",   "most",    "other", "such",     "very",  "just",
+    "only",  "own",     "out",    "over",    "under", "again",    "there", "here",
+    "tell",  "explain", "please", "give",    "show",  "describe", "want",  "need",
+    "get",   "use",     "used",   "using",   "being", "been",     "is",    "an",
+    "a",     "of",      "to",     "in",      "on",    "at",       "by",    "as",
+    "be",    "do",      "me",     "my",      "we",    "us",       "i",     "if",
+    "so",    "no",      "yes",    "between", NULL};
 
 static bool has_word(const char *s, const char *w, size_t n) {
   size_t pos = 0;
@@ -104,7 +105,8 @@ bool chat_is_follow_up(const char *q) {
   if (words <= CHAT_FOLLOW_UP_WORDS)
     return true;
   size_t n = strlen(q);
-  while (n && (q[n - 1] == ' ' || q[n - 1] == '\t' || q[n - 1] == '\n' || q[n - 1] == '?'))
+  while (n &&
+         (q[n - 1] == ' ' || q[n - 1] == '\t' || q[n - 1] == '\n' || q[n - 1] == '?'))
     n--;
   return (n >= 3 && memcmp(q + n - 3, "...", 3) == 0) ||
          (n >= 3 && memcmp(q + n - 3, "\xe2\x80\xa6", 3) == 0);
@@ -184,7 +186,8 @@ static q_err_t content_text(json_t *content, size_t i, char **text, size_t *len,
     }
     total += json_string_length(t) + 1;
     if (total > Q_LIMIT_CHAT_BYTES + 1) {
-      snprintf(msg, msglen, "messages hold more than %d bytes of text", Q_LIMIT_CHAT_BYTES);
+      snprintf(msg, msglen, "messages hold more than %d bytes of text",
+               Q_LIMIT_CHAT_BYTES);
       return Q_EINVAL;
     }
   }
@@ -242,7 +245,8 @@ static q_err_t check_messages(json_t *messages, chat_req_t *out, char *msg, size
     total += len;
     if (total > Q_LIMIT_CHAT_BYTES) {
       free(text);
-      snprintf(msg, msglen, "messages hold more than %d bytes of text", Q_LIMIT_CHAT_BYTES);
+      snprintf(msg, msglen, "messages hold more than %d bytes of text",
+               Q_LIMIT_CHAT_BYTES);
       return Q_EINVAL;
     }
     out->prompt_words += text ? sink_openai_words(text, len) : 0;
@@ -314,13 +318,15 @@ q_err_t chat_parse(json_t *body, chat_req_t *out, char *msg, size_t msglen,
     snprintf(msg, msglen, "stream must be true or false");
     rc = Q_EINVAL;
   }
-  if (!rc && n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1)) {
+  if (!rc && n && !json_is_null(n) &&
+      !(json_is_integer(n) && json_integer_value(n) == 1)) {
     *param = "n";
     snprintf(msg, msglen, "only n = 1 is supported");
     rc = Q_EINVAL;
   }
   if (!rc)
-    rc = check_number(body, "max_tokens", true, 1, Q_LIMIT_MAX_TOKENS, msg, msglen, param);
+    rc =
+        check_number(body, "max_tokens", true, 1, Q_LIMIT_MAX_TOKENS, msg, msglen, param);
   if (!rc)
     rc = check_number(body, "max_completion_tokens", true, 1, Q_LIMIT_MAX_TOKENS, msg,
                       msglen, param);
@@ -338,7 +344,8 @@ q_err_t chat_parse(json_t *body, chat_req_t *out, char *msg, size_t msglen,
   }
   *param = NULL;
   out->stream = json_is_true(stream);
-  out->rewritten = chat_rewrite(out->previous, out->question, out->query, sizeof out->query);
+  out->rewritten =
+      chat_rewrite(out->previous, out->question, out->query, sizeof out->query);
   return 0;
 }
 
@@ -422,7 +429,7 @@ void chat_completions_post(gw_req_t *r) {
   chat_req_cleanup(&c);
   return;
 
-rejected: {
+rejected : {
   const char *labels[] = {"rejected"};
   q_metrics_inc(gw_metrics.queries, labels);
 }

@@ -105,8 +105,9 @@ static q_err_t oa_retrieval(sink_t *b, const char *query_id,
   set_id(o, query_id);
   if (!o->stream)
     return 0;
-  return send_frame(o, chunk(o, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL),
-                    false);
+  return send_frame(
+      o, chunk(o, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL),
+      false);
 }
 
 static q_err_t oa_token(sink_t *b, const char *text, size_t len) {
@@ -114,7 +115,8 @@ static q_err_t oa_token(sink_t *b, const char *text, size_t len) {
   if (!o->stream)
     return 0; /* the summary carries the whole answer */
   json_t *t = http_json_text(text, len);
-  return send_frame(o, chunk(o, t ? json_pack("{s:o}", "content", t) : NULL, NULL), false);
+  return send_frame(o, chunk(o, t ? json_pack("{s:o}", "content", t) : NULL, NULL),
+                    false);
 }
 
 static q_err_t oa_citation(sink_t *b, unsigned n, const Quarry__V1__Passage *p) {
@@ -131,13 +133,12 @@ static bool add_extras(openai_sink_t *o, json_t *obj, const sink_summary_t *s) {
   /* The /v1/query reply has every field we need: reuse its shapes. */
   json_t *summary = sink_summary_json(s);
   json_t *citations = summary ? json_incref(json_object_get(summary, "citations")) : NULL;
-  json_t *quarry =
-      summary ? json_pack("{s:O,s:O,s:O,s:O}", "query_id",
-                          json_object_get(summary, "query_id"), "timings_ms",
-                          json_object_get(summary, "timings_ms"), "cache_hit",
-                          json_object_get(summary, "cache_hit"), "degraded",
-                          json_object_get(summary, "degraded"))
-              : NULL;
+  json_t *quarry = summary ? json_pack("{s:O,s:O,s:O,s:O}", "query_id",
+                                       json_object_get(summary, "query_id"), "timings_ms",
+                                       json_object_get(summary, "timings_ms"),
+                                       "cache_hit", json_object_get(summary, "cache_hit"),
+                                       "degraded", json_object_get(summary, "degraded"))
+                           : NULL;
   json_decref(summary);
   /* json_object_set_new takes the reference even when it fails. */
   int rc = json_object_set_new(obj, "usage", usage);
@@ -170,9 +171,9 @@ static void oa_done(sink_t *b, const sink_summary_t *s) {
     return;
   }
   json_t *answer = http_json_text(s->answer ? s->answer : "", s->answer_len);
-  json_t *choices = json_pack("[{s:i,s:{s:s,s:o},s:s,s:n}]", "index", 0, "message", "role",
-                              "assistant", "content", answer, "finish_reason",
-                              finish_reason(s), "logprobs");
+  json_t *choices =
+      json_pack("[{s:i,s:{s:s,s:o},s:s,s:n}]", "index", 0, "message", "role", "assistant",
+                "content", answer, "finish_reason", finish_reason(s), "logprobs");
   json_t *c = envelope(o, "chat.completion");
   if (!c || json_object_set_new(c, "choices", choices) || !add_extras(o, c, s)) {
     if (!c)
@@ -192,8 +193,8 @@ static void oa_error(sink_t *b, q_err_t err, const char *message, int retry_afte
     return;
   }
   send_frame(o,
-             sink_openai_error_json((unsigned)q_err_to_http(err), q_err_slug(err), message,
-                                    NULL),
+             sink_openai_error_json((unsigned)q_err_to_http(err), q_err_slug(err),
+                                    message, NULL),
              true);
 }
 
@@ -223,8 +224,8 @@ sink_t *sink_openai_new(const sink_openai_opts_t *opts, sink_wake_fn wake, void 
   o->created = opts->created;
   o->prompt_tokens = opts->prompt_tokens;
   o->stream = opts->stream;
-  o->carrier = opts->stream ? sink_sse_new(opts->max_bytes, wake, ud)
-                            : sink_json_new(wake, ud);
+  o->carrier =
+      opts->stream ? sink_sse_new(opts->max_bytes, wake, ud) : sink_json_new(wake, ud);
   if (!o->carrier) {
     free(o);
     return NULL;

@@ -35,14 +35,15 @@ Test(chat, minimal_request_asks_the_last_user_message) {
 Test(chat, unknown_fields_are_ignored_and_sampling_fields_checked) {
   chat_req_t c;
   const char *param;
-  cr_assert_eq(parse("{\"model\":\"gpt-4o\",\"stream\":true,\"n\":1,\"max_tokens\":50,"
-                     "\"temperature\":0.2,\"top_p\":1,\"user\":\"u\",\"presence_penalty\":0,"
-                     "\"stream_options\":{\"include_usage\":true},\"seed\":3,"
-                     "\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-                     "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What "
-                     "is BM25 scoring?\"}]}]}",
-                     &c, &param),
-               0);
+  cr_assert_eq(
+      parse("{\"model\":\"gpt-4o\",\"stream\":true,\"n\":1,\"max_tokens\":50,"
+            "\"temperature\":0.2,\"top_p\":1,\"user\":\"u\",\"presence_penalty\":0,"
+            "\"stream_options\":{\"include_usage\":true},\"seed\":3,"
+            "\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+            "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What "
+            "is BM25 scoring?\"}]}]}",
+            &c, &param),
+      0);
   cr_assert(c.stream);
   cr_assert_str_eq(c.question, "What is BM25 scoring?");
   chat_req_cleanup(&c);
@@ -86,7 +87,8 @@ static char *big(size_t count, size_t bytes) {
   char *s = malloc(cap);
   size_t o = (size_t)snprintf(s, cap, "{\"messages\":[");
   for (size_t i = 0; i < count; i++) {
-    o += (size_t)snprintf(s + o, cap - o, "%s{\"role\":\"user\",\"content\":\"", i ? "," : "");
+    o += (size_t)snprintf(s + o, cap - o, "%s{\"role\":\"user\",\"content\":\"",
+                          i ? "," : "");
     memset(s + o, 'a', bytes);
     o += bytes;
     o += (size_t)snprintf(s + o, cap - o, "\"}");
@@ -120,16 +122,18 @@ Test(chat, sizes_follow_the_limits) {
 Test(chat, follow_up_is_rewritten_with_the_previous_user_turn) {
   chat_req_t c;
   const char *param;
-  cr_assert_eq(parse("{\"messages\":["
-                     "{\"role\":\"user\",\"content\":\"How do I rotate the API keys of "
-                     "the ingestion service?\"},"
-                     "{\"role\":\"assistant\",\"content\":\"Create a new key [1].\"},"
-                     "{\"role\":\"user\",\"content\":\"And how often should it happen?\"}]}",
-                     &c, &param),
-               0);
+  cr_assert_eq(
+      parse("{\"messages\":["
+            "{\"role\":\"user\",\"content\":\"How do I rotate the API keys of "
+            "the ingestion service?\"},"
+            "{\"role\":\"assistant\",\"content\":\"Create a new key [1].\"},"
+            "{\"role\":\"user\",\"content\":\"And how often should it happen?\"}]}",
+            &c, &param),
+      0);
   cr_assert_str_eq(c.previous, "How do I rotate the API keys of the ingestion service?");
   cr_assert(c.rewritten);
-  cr_assert_str_eq(c.query, "rotate API keys ingestion service And how often should it happen?");
+  cr_assert_str_eq(c.query,
+                   "rotate API keys ingestion service And how often should it happen?");
   chat_req_cleanup(&c);
 }
 
@@ -146,8 +150,8 @@ Test(chat, follow_up_detection) {
 
 Test(chat, standalone_question_is_not_rewritten) {
   char out[Q_LIMIT_QUERY_BYTES + 1];
-  cr_assert_not(chat_rewrite("Tell me about BM25 scoring", "Which formats does ingestion accept?",
-                             out, sizeof out));
+  cr_assert_not(chat_rewrite("Tell me about BM25 scoring",
+                             "Which formats does ingestion accept?", out, sizeof out));
   cr_assert_str_eq(out, "Which formats does ingestion accept?");
   cr_assert_not(chat_rewrite(NULL, "and PDFs?", out, sizeof out), "no previous turn");
   cr_assert_str_eq(out, "and PDFs?");

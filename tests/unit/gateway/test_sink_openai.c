@@ -73,7 +73,7 @@ static size_t frames(char *text, json_t **out, size_t max) {
     *end = '\0';
     const char *payload = p + 6;
     out[n++] = strcmp(payload, "[DONE]") == 0 ? json_string("[DONE]")
-                                               : json_loads(payload, 0, NULL);
+                                              : json_loads(payload, 0, NULL);
     cr_assert(out[n - 1], "frame is JSON: %s", payload);
     p = end + 2;
   }
@@ -102,7 +102,8 @@ Test(sink_openai, stream_is_role_then_content_then_final_chunk_then_done) {
   cr_assert_eq(end, SINK_SSE_END);
   cr_assert(strstr(text, "event:") == NULL, "no named events: OpenAI framing only");
   size_t tl = strlen(text);
-  cr_assert(tl > 14 && strcmp(text + tl - 14, "data: [DONE]\n\n") == 0, "ends with [DONE]");
+  cr_assert(tl > 14 && strcmp(text + tl - 14, "data: [DONE]\n\n") == 0,
+            "ends with [DONE]");
   json_t *f[8];
   size_t n = frames(text, f, 8);
   cr_assert_eq(n, 5, "role, 2 contents, final, [DONE]: got %zu", n);
@@ -114,15 +115,18 @@ Test(sink_openai, stream_is_role_then_content_then_final_chunk_then_done) {
     cr_assert_str_eq(json_string_value(json_object_get(f[i], "model")), "quarry-rag");
     cr_assert_eq(json_integer_value(json_object_get(f[i], "created")), 1700000000);
   }
-  json_t *d0 = json_object_get(json_array_get(json_object_get(f[0], "choices"), 0), "delta");
+  json_t *d0 =
+      json_object_get(json_array_get(json_object_get(f[0], "choices"), 0), "delta");
   cr_assert_str_eq(json_string_value(json_object_get(d0, "role")), "assistant");
   json_t *c1 = json_array_get(json_object_get(f[1], "choices"), 0);
-  cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c1, "delta"), "content")),
-                   "Rotate them");
+  cr_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(c1, "delta"), "content")),
+      "Rotate them");
   cr_assert(json_is_null(json_object_get(c1, "finish_reason")));
   json_t *c2 = json_array_get(json_object_get(f[2], "choices"), 0);
-  cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c2, "delta"), "content")),
-                   " [1].");
+  cr_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(c2, "delta"), "content")),
+      " [1].");
 
   json_t *last = json_array_get(json_object_get(f[3], "choices"), 0);
   cr_assert_eq(json_object_size(json_object_get(last, "delta")), 0, "empty delta");
@@ -135,13 +139,15 @@ Test(sink_openai, stream_is_role_then_content_then_final_chunk_then_done) {
   cr_assert_str_eq(json_string_value(json_object_get(c0, "chunk_id")), "d1:1:0");
   cr_assert_str_eq(json_string_value(json_object_get(c0, "title")), "Guide");
   cr_assert_eq(json_integer_value(json_object_get(c0, "page")), 3);
-  cr_assert_str_eq(json_string_value(json_object_get(c0, "snippet")), "Rotate keys often.");
+  cr_assert_str_eq(json_string_value(json_object_get(c0, "snippet")),
+                   "Rotate keys often.");
   json_t *usage = json_object_get(f[3], "usage");
   cr_assert_eq(json_integer_value(json_object_get(usage, "prompt_tokens")), 7);
   cr_assert_eq(json_integer_value(json_object_get(usage, "completion_tokens")), 3);
   cr_assert_eq(json_integer_value(json_object_get(usage, "total_tokens")), 10);
   cr_assert_str_eq(
-      json_string_value(json_object_get(json_object_get(f[3], "quarry"), "query_id")), "q-1");
+      json_string_value(json_object_get(json_object_get(f[3], "quarry"), "query_id")),
+      "q-1");
   cr_assert_str_eq(json_string_value(f[4]), "[DONE]");
   for (size_t i = 0; i < n; i++)
     json_decref(f[i]);
@@ -204,10 +210,12 @@ Test(sink_openai, error_before_stream_is_a_reply_after_it_an_error_frame) {
   size_t n = frames(text, f, 4);
   cr_assert_eq(n, 2);
   json_t *e = json_object_get(f[1], "error");
-  cr_assert_str_eq(json_string_value(json_object_get(e, "message")), "generation timed out");
+  cr_assert_str_eq(json_string_value(json_object_get(e, "message")),
+                   "generation timed out");
   cr_assert_str_eq(json_string_value(json_object_get(e, "type")), "server_error");
   cr_assert(json_is_null(json_object_get(e, "param")));
-  cr_assert_str_eq(json_string_value(json_object_get(e, "code")), q_err_slug(Q_ETIMEDOUT));
+  cr_assert_str_eq(json_string_value(json_object_get(e, "code")),
+                   q_err_slug(Q_ETIMEDOUT));
   json_decref(f[0]);
   json_decref(f[1]);
   free(text);
