@@ -418,6 +418,7 @@ void chat_completions_post(gw_req_t *r) {
       .opts =
           {
               .model = model_name(r),
+              .query = c.query,
               .created = (long long)time(NULL),
               .prompt_tokens = c.prompt_words,
               .stream = c.stream,

@@ -165,6 +165,7 @@ ssize_t sink_sse_read(sink_t *s, char *buf, size_t max);
 /* What a chat completion says besides the pipeline's events. */
 typedef struct sink_openai_opts {
   const char *model;      /* answered as "model" (copied) */
+  const char *query;      /* what the pipeline was asked (copied) */
   long long created;      /* "created", Unix seconds */
   unsigned prompt_tokens; /* usage.prompt_tokens (words; see chat.h) */
   bool stream;            /* chunks over SSE, else one chat.completion */
@@ -183,7 +184,9 @@ typedef struct sink_openai_opts {
  *     "data: {"error":{...}}" and the end of the stream.
  * finish_reason is "stop", or "length" when the answer was cut
  * (degraded "answer_truncated"). citations are sink_passage_json objects;
- * quarry is {"query_id","timings_ms","cache_hit","degraded"}. The reader
+ * quarry is {"query_id","query","timings_ms","cache_hit","degraded"},
+ * query being the question as the pipeline was asked it (after chat.c's
+ * follow-up rewrite). The reader
  * reads the carrier (sink_openai_carrier) with sink_json_take or
  * sink_sse_begin / sink_sse_read; an error before the first byte is a
  * sink_reply_t error there (its body is shaped by http_util.c). NULL when

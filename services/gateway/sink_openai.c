@@ -19,6 +19,7 @@ typedef struct openai_sink {
   sink_t base;
   sink_t *carrier;
   char model[Q_LIMIT_MODEL_BYTES + 1];
+  char query[Q_LIMIT_QUERY_BYTES + 1];
   long long created;
   unsigned prompt_tokens;
   bool stream;
@@ -133,12 +134,14 @@ static bool add_extras(openai_sink_t *o, json_t *obj, const sink_summary_t *s) {
   /* The /v1/query reply has every field we need: reuse its shapes. */
   json_t *summary = sink_summary_json(s);
   json_t *citations = summary ? json_incref(json_object_get(summary, "citations")) : NULL;
-  json_t *quarry = summary ? json_pack("{s:O,s:O,s:O,s:O}", "query_id",
-                                       json_object_get(summary, "query_id"), "timings_ms",
-                                       json_object_get(summary, "timings_ms"),
-                                       "cache_hit", json_object_get(summary, "cache_hit"),
-                                       "degraded", json_object_get(summary, "degraded"))
-                           : NULL;
+  json_t *quarry = summary
+                       ? json_pack("{s:O,s:o,s:O,s:O,s:O}", "query_id",
+                                   json_object_get(summary, "query_id"), "query",
+                                   http_json_text(o->query, strlen(o->query)),
+                                   "timings_ms", json_object_get(summary, "timings_ms"),
+                                   "cache_hit", json_object_get(summary, "cache_hit"),
+                                   "degraded", json_object_get(summary, "degraded"))
+                       : NULL;
   json_decref(summary);
   /* json_object_set_new takes the reference even when it fails. */
   int rc = json_object_set_new(obj, "usage", usage);
@@ -221,6 +224,8 @@ sink_t *sink_openai_new(const sink_openai_opts_t *opts, sink_wake_fn wake, void 
       .free = oa_free,
   };
   snprintf(o->model, sizeof o->model, "%s", opts->model ? opts->model : "");
+  snprintf(o->query, sizeof o->query, "%s", opts->query ? opts->query : "");
+  snprintf(o->query, sizeof o->query, "%s", opts->query ? opts->query : "");
   o->created = opts->created;
   o->prompt_tokens = opts->prompt_tokens;
   o->stream = opts->stream;

@@ -89,6 +89,7 @@ class OpenAIWire(Case):
         self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
         self.assertCitesFact(b["citations"], "completion")
         self.assertEqual(b["id"], "chatcmpl-" + b["quarry"]["query_id"])
+        self.assertEqual(b["quarry"]["query"], harness.FACT_QUESTION, "not a follow-up")
 
     def test_stream_frames(self):
         """stream: true → text/event-stream of data: chunks - role first,
@@ -127,6 +128,9 @@ class OpenAIWire(Case):
         the replacement interval."""
         r = chat({"model": MODEL, "messages": FOLLOW_UP})
         self.assertStatus(r, 200)
+        self.assertEqual(r.json["quarry"]["query"],
+                         "bulb type Varnholt lighthouse lamp And how often must it be replaced?",
+                         "the salient terms of the previous user turn come first")
         self.assertCitesFact(r.json["citations"], "follow-up")
         self.assertIn("1800", r.json["choices"][0]["message"]["content"])
 

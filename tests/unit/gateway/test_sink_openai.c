@@ -43,6 +43,7 @@ static sink_summary_t summary(const sink_citation_t *c, size_t nc, const char *d
 
 static sink_t *mk(bool stream) {
   sink_openai_opts_t o = {.model = "quarry-rag",
+                          .query = "rotate keys",
                           .created = 1700000000,
                           .prompt_tokens = 7,
                           .stream = stream,
@@ -148,6 +149,9 @@ Test(sink_openai, stream_is_role_then_content_then_final_chunk_then_done) {
   cr_assert_str_eq(
       json_string_value(json_object_get(json_object_get(f[3], "quarry"), "query_id")),
       "q-1");
+  cr_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(f[3], "quarry"), "query")),
+      "rotate keys");
   cr_assert_str_eq(json_string_value(f[4]), "[DONE]");
   for (size_t i = 0; i < n; i++)
     json_decref(f[i]);
