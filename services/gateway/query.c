@@ -2,7 +2,9 @@
  * sink (one JSON reply, or Server-Sent Events when the body says "stream":
  * true or the client accepts text/event-stream), hands the pipeline to a
  * worker (pool.h) and answers when the sink has something, without ever
- * holding an HTTP thread while a downstream service works.
+ * holding an HTTP thread while a downstream service works. Everything from
+ * the pipeline on is query_submit (query.h), which POST
+ * /v1/chat/completions (chat.c) shares with its own sink.
  *
  * The connection waits suspended (MHD_suspend_connection). A sink's wake
  * (on the pipeline's thread) resumes it; libmicrohttpd then calls the

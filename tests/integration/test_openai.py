@@ -137,7 +137,8 @@ class OpenAIWire(Case):
     def test_errors_have_openai_shape(self):
         """n: 2 → 400 {"error":{"message","type":"invalid_request_error",
         "param":"n","code"}}; no user message → 400 param messages; no key →
-        401 authentication_error; GET on the POST route → 405."""
+        401 authentication_error; GET on the POST route → 405; a body that
+        is not application/json → 415."""
         def check(r, status, etype, param):
             self.assertStatus(r, status)
             err = r.json["error"]
@@ -159,6 +160,8 @@ class OpenAIWire(Case):
               "invalid_request_error", None)
         check(call("GET", "/v1/chat/completions", key=key()), 405, "invalid_request_error",
               None)
+        check(call("POST", "/v1/chat/completions", body=json.dumps({"messages": msgs}),
+                   key=key(), ctype="text/plain"), 415, "invalid_request_error", None)
         # Other routes keep Quarry's own error shape.
         self.assertError(call("POST", "/v1/query", body={"query": ""}, key=key()), 400)
 
@@ -231,8 +234,10 @@ def install_openai_npm():
     except (OSError, subprocess.TimeoutExpired) as e:
         raise unittest.SkipTest("npm could not install %s: %s" % (OPENAI_NPM, e))
     if p.returncode != 0 or not os.path.exists(os.path.join(module, "package.json")):
+        lines = (p.stderr or p.stdout).strip().splitlines()
+        why = [ln for ln in lines if " code" in ln or "errno" in ln] or lines[-3:]
         raise unittest.SkipTest("npm could not install %s (exit %d): %s" % (
-            OPENAI_NPM, p.returncode, (p.stderr or p.stdout).strip()[-500:]))
+            OPENAI_NPM, p.returncode, " | ".join(ln.strip() for ln in why[:4])))
     return module
 
 
