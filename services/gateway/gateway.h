@@ -59,6 +59,7 @@ typedef struct gw_cfg {
   int64_t pipeline_workers;    /* QUARRY_PIPELINE_WORKERS */
   int64_t pipeline_queue;      /* QUARRY_PIPELINE_QUEUE */
   int64_t tenant_max_inflight; /* QUARRY_TENANT_MAX_INFLIGHT */
+  const char *openai_model;    /* QUARRY_OPENAI_MODEL */
 } gw_cfg_t;
 
 /* Defaults of the pipeline settings. The workers mostly wait on other

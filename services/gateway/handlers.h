@@ -27,6 +27,12 @@ void query_quiesce(void);
  * stopped. Safe without query_start. */
 void query_stop(void);
 
+/* chat.c: the OpenAI-compatible API - POST /v1/chat/completions, the
+ * pipeline answered as a chat.completion or its chunks (sink_openai.c),
+ * and GET /v1/models. */
+void chat_completions_post(gw_req_t *r);
+void models_get(gw_req_t *r);
+
 /* documents.c: reads through ingestion, feedback through the feedback
  * service. */
 void documents_get(gw_req_t *r); /* GET /v1/documents/{id} */

@@ -13,6 +13,7 @@
 #include "quarry/validate.h"
 
 #include "downstream.h"
+#include "sink.h"
 
 #define STREAM_BLOCK (16u << 10) /* most bytes a streamed reply reads at once */
 
@@ -192,15 +193,37 @@ json_t *http_json_text(const char *s, size_t n) {
   return v;
 }
 
-static void reply_vstatus(gw_req_t *r, unsigned status, const char *slug, const char *fmt,
-                          va_list ap) {
+bool http_openai_route(const char *label) {
+  return label &&
+         (strcmp(label, "/v1/chat/completions") == 0 || strcmp(label, "/v1/models") == 0);
+}
+
+static void reply_vparam(gw_req_t *r, unsigned status, const char *slug,
+                         const char *param, const char *fmt, va_list ap) {
   char msg[1024];
   vsnprintf(msg, sizeof msg, fmt, ap);
-  json_t *body = json_pack("{s:{s:s,s:o}}", "error", "code", slug, "message",
-                           http_json_text(msg, strlen(msg)));
+  /* OpenAI clients parse OpenAI's error object, so its routes answer with
+   * it, whichever layer refused the request (auth, limits, the handler). */
+  json_t *body = http_openai_route(r->route_label)
+                     ? sink_openai_error_json(status, slug, msg, param)
+                     : json_pack("{s:{s:s,s:o}}", "error", "code", slug, "message",
+                                 http_json_text(msg, strlen(msg)));
   if (status == 401)
     http_add_header(r, "WWW-Authenticate", "Bearer");
   http_reply_json(r, status, body);
+}
+
+static void reply_vstatus(gw_req_t *r, unsigned status, const char *slug, const char *fmt,
+                          va_list ap) {
+  reply_vparam(r, status, slug, NULL, fmt, ap);
+}
+
+void http_reply_param_error(gw_req_t *r, int err, const char *param, const char *fmt,
+                            ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  reply_vparam(r, (unsigned)q_err_to_http(err), q_err_slug(err), param, fmt, ap);
+  va_end(ap);
 }
 
 void http_reply_status(gw_req_t *r, unsigned status, const char *slug, const char *fmt,

@@ -74,6 +74,16 @@ void http_reply_status(gw_req_t *r, unsigned status, const char *slug, const cha
 void http_reply_error(gw_req_t *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The same naming the request field at fault: OpenAI's error object
+ * carries it as "param" (other routes leave it out). */
+void http_reply_param_error(gw_req_t *r, int err, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Whether route template label is one of the OpenAI-compatible routes,
+ * whose errors are OpenAI's {"error":{"message","type","param","code"}}
+ * (sink_openai_error_json) instead of {"error":{"code","message"}}. */
+bool http_openai_route(const char *label);
+
 /* Replies for a failed downstream call to service ("retriever"): the
  * status follows err, the message names the service and what went wrong
  * ("retriever unavailable: <detail>"). */

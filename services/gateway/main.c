@@ -5,6 +5,9 @@
 #include "quarry/service.h"
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "gateway.h"
 #include "handlers.h"
@@ -17,6 +20,20 @@
 
 static q_common_cfg_t common;
 static gw_cfg_t cfg;
+
+/* QUARRY_OPENAI_MODEL: 1..Q_LIMIT_MODEL_BYTES printable ASCII, as model
+ * ids are. */
+static q_err_t validate_model(const char *value, char *err, size_t errlen) {
+  size_t n = strlen(value);
+  bool ok = n >= 1 && n <= Q_LIMIT_MODEL_BYTES;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = value[i] > ' ' && value[i] < 127;
+  if (ok)
+    return 0;
+  snprintf(err, errlen, "must be 1..%d printable ASCII characters without spaces",
+           Q_LIMIT_MODEL_BYTES);
+  return Q_EINVAL;
+}
 
 static q_cfg_entry_t table[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7000", ""),
@@ -129,6 +146,10 @@ static q_cfg_entry_t table[] = {
      "Queries of one tenant running on pipeline workers at once; its other queries wait "
      "in the queue while other tenants' run.",
      0, &cfg.tenant_max_inflight},
+    {"QUARRY_OPENAI_MODEL", Q_CFG_STRING, "quarry-rag", 0, 0, validate_model,
+     "Model name of the OpenAI-compatible API: listed by GET /v1/models and answered "
+     "as \"model\" by POST /v1/chat/completions (whatever model the client asks for).",
+     0, &cfg.openai_model},
 };
 
 static q_err_t ready_cb(void *ud, char *why, size_t whylen) {

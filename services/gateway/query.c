@@ -2,7 +2,9 @@
  * sink (one JSON reply, or Server-Sent Events when the body says "stream":
  * true or the client accepts text/event-stream), hands the pipeline to a
  * worker (pool.h) and answers when the sink has something, without ever
- * holding an HTTP thread while a downstream service works.
+ * holding an HTTP thread while a downstream service works. Everything from
+ * the pipeline on is query_submit (query.h), which POST
+ * /v1/chat/completions (chat.c) shares with its own sink.
  *
  * The connection waits suspended (MHD_suspend_connection). A sink's wake
  * (on the pipeline's thread) resumes it; libmicrohttpd then calls the
@@ -44,11 +46,10 @@
 #include "http_util.h"
 #include "pipeline.h"
 #include "pool.h"
+#include "query.h"
 #include "sink.h"
 
-/* What an SSE reader may fall behind before the query stops: more than an
- * answer of Q_LIMIT_ANSWER_BYTES with its events and citations. */
-#define SSE_MAX_BYTES (8u << 20)
+#define SSE_MAX_BYTES QUERY_SSE_MAX_BYTES
 
 _Static_assert(SSE_MAX_BYTES > 8 * Q_LIMIT_ANSWER_BYTES, "a whole answer fits");
 
@@ -61,7 +62,8 @@ typedef struct query {
   bool suspended;              /* suspended by us: the next step is a resume */
   bool gone;                   /* the client hung up, or the server stops */
   bool sse;
-  sink_t *sink;
+  sink_t *sink;   /* the pipeline reports here (owned) */
+  sink_t *reader; /* the JSON or SSE sink read here: sink, or its carrier */
   pipeline_t *pl;
   pool_job_t job;
   uint64_t watch; /* hang-up watch; 0: none */
@@ -148,7 +150,7 @@ static void send_reply(gw_req_t *r, sink_reply_t *rep) {
 static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   query_t *q = cls;
   pthread_mutex_lock(&q->mu);
-  ssize_t n = q->gone ? SINK_SSE_CUT : sink_sse_read(q->sink, buf, max);
+  ssize_t n = q->gone ? SINK_SSE_CUT : sink_sse_read(q->reader, buf, max);
   if (n == 0)
     suspend(q);
   pthread_mutex_unlock(&q->mu);
@@ -174,13 +176,13 @@ static enum MHD_Result async_resume(gw_req_t *r) {
     return MHD_NO; /* close without writing to a client that left */
   }
   if (!q->sse) {
-    if (sink_json_take(q->sink, &rep)) {
+    if (sink_json_take(q->reader, &rep)) {
       pthread_mutex_unlock(&q->mu);
       send_reply(r, &rep);
       return r->queue_ok ? MHD_YES : MHD_NO;
     }
   } else {
-    switch (sink_sse_begin(q->sink, &rep)) {
+    switch (sink_sse_begin(q->reader, &rep)) {
     case SINK_SSE_REPLY:
       pthread_mutex_unlock(&q->mu);
       send_reply(r, &rep);
@@ -272,51 +274,28 @@ static q_err_t stream_field(gw_req_t *r, json_t *body, bool *given, bool *value)
   return 0;
 }
 
-void query_post(gw_req_t *r) {
-  static const char *const keys[] = {"query", "top_k", "stream", NULL};
-  json_t *body = NULL;
-  const char *text;
-  json_int_t top_k;
-  bool stream_given, stream;
-  if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
-      http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &text) ||
-      http_json_int(r, body, "top_k", 0, PIPELINE_TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX,
-                    &top_k) ||
-      stream_field(r, body, &stream_given, &stream))
-    goto rejected;
-  if (q_is_blank(text, strlen(text))) {
-    http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");
-    goto rejected;
-  }
-
+void query_submit(gw_req_t *r, const pipeline_req_t *req, bool sse, query_sink_fn make,
+                  void *ud) {
   query_t *q = calloc(1, sizeof *q);
   if (!q) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
-    goto failed;
+    goto fail;
   }
   pthread_mutex_init(&q->mu, NULL);
   q->refs = 1; /* the request's */
   q->conn = r->conn;
-  q->sse = stream_given ? stream : accepts_event_stream(http_header(r, "Accept"));
-  q->sink = q->sse ? sink_sse_new(SSE_MAX_BYTES, wake_cb, q) : sink_json_new(wake_cb, q);
-  pipeline_req_t req = {
-      .cfg = r->cfg,
-      .principal = r->authenticated ? &r->principal : NULL,
-      .auth_ms = r->auth_ms,
-      .rate_limited = true, /* at admission (server.c) */
-      .query = text,
-      .top_k = (int)top_k,
-      .trace_id = r->trace_id,
-      .deadline_ms = r->deadline_ms,
-      .t0 = r->t0,
-  };
-  q->pl = q->sink ? pipeline_new(&req, q->sink) : NULL;
-  json_decref(body);
-  body = NULL;
+  q->sse = sse;
+  if (make) {
+    q->sink = make(ud, wake_cb, q, &q->reader);
+  } else {
+    q->sink = sse ? sink_sse_new(SSE_MAX_BYTES, wake_cb, q) : sink_json_new(wake_cb, q);
+    q->reader = q->sink;
+  }
+  q->pl = q->sink ? pipeline_new(req, q->sink) : NULL;
   if (!q->pl) {
     query_unref(q);
     http_reply_error(r, Q_ENOMEM, "out of memory");
-    goto failed;
+    goto fail;
   }
   snprintf(q->job.tenant, sizeof q->job.tenant, "%s", r->principal.tenant_id);
   q->job.run = run_job;
@@ -335,7 +314,7 @@ void query_post(gw_req_t *r) {
   if (stopping) {
     query_unref(q);
     http_reply_error(r, Q_EUNAVAIL, "the gateway is shutting down");
-    goto failed;
+    goto fail;
   }
 
   /* Submitted and suspended under the lock: a wake that comes at once
@@ -356,7 +335,7 @@ void query_post(gw_req_t *r) {
     } else {
       http_reply_error(r, Q_EUNAVAIL, "the gateway is shutting down");
     }
-    goto failed;
+    goto fail;
   }
   r->async = &async_ops;
   r->async_state = q;
@@ -365,13 +344,49 @@ void query_post(gw_req_t *r) {
   q->watch = ci ? hangup_watch(state.hangup, ci->connect_fd, client_hung_up_cb, q) : 0;
   return;
 
+fail:
+  count("failed");
+}
+
+void query_post(gw_req_t *r) {
+  static const char *const keys[] = {"query", "top_k", "stream", NULL};
+  json_t *body = NULL;
+  const char *text;
+  json_int_t top_k;
+  bool stream_given, stream;
+  if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
+      http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &text) ||
+      http_json_int(r, body, "top_k", 0, PIPELINE_TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX,
+                    &top_k) ||
+      stream_field(r, body, &stream_given, &stream))
+    goto rejected;
+  if (q_is_blank(text, strlen(text))) {
+    http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");
+    goto rejected;
+  }
+
+  pipeline_req_t req = {
+      .cfg = r->cfg,
+      .principal = r->authenticated ? &r->principal : NULL,
+      .auth_ms = r->auth_ms,
+      .rate_limited = true, /* at admission (server.c) */
+      .query = text,
+      .top_k = (int)top_k,
+      .trace_id = r->trace_id,
+      .deadline_ms = r->deadline_ms,
+      .t0 = r->t0,
+  };
+  /* The pipeline copies the query: the body can go. */
+  query_submit(r, &req,
+               stream_given ? stream : accepts_event_stream(http_header(r, "Accept")),
+               NULL, NULL);
+  json_decref(body);
+  return;
+
 rejected:
   json_decref(body);
   count("rejected");
   return;
-failed:
-  json_decref(body);
-  count("failed");
 }
 
 /* ---- life cycle ----------------------------------------------------------- */

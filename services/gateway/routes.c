@@ -10,6 +10,8 @@ const route_t gw_routes[] = {
     {"GET", "/v1/documents/{id}", BODY_NONE, 0, documents_get, NULL},
     {"GET", "/v1/jobs/{id}", BODY_NONE, 0, jobs_get, NULL},
     {"POST", "/v1/query", BODY_JSON, 0, query_post, NULL},
+    {"POST", "/v1/chat/completions", BODY_JSON, 0, chat_completions_post, NULL},
+    {"GET", "/v1/models", BODY_NONE, 0, models_get, NULL},
     {"POST", "/v1/feedback", BODY_JSON, 0, feedback_post, NULL},
     {"GET", "/healthz", BODY_NONE, 1, probes_healthz, NULL},
     {"GET", "/readyz", BODY_NONE, 1, probes_readyz, NULL},

@@ -23,8 +23,10 @@
  * the pipeline's thread (a worker today, a completion-queue thread once the
  * calls are asynchronous).
  *
- * Two sinks: JSON (sink_json.c) builds today's POST /v1/query reply; SSE
- * (sink_sse.c) turns each call into a Server-Sent Event. Neither touches
+ * Three sinks: JSON (sink_json.c) builds today's POST /v1/query reply; SSE
+ * (sink_sse.c) turns each call into a Server-Sent Event; OpenAI
+ * (sink_openai.c) answers POST /v1/chat/completions, delivering through a
+ * JSON or SSE sink it owns (its "carrier"). None touches
  * the connection: each tells its owner through a wake callback that there
  * is something to send (query.c resumes the suspended connection). */
 #ifndef QUARRY_GW_SINK_H
@@ -105,6 +107,12 @@ typedef struct sink_reply {
  * out of memory. Thread-safe between the pipeline and the reader. */
 sink_t *sink_json_new(sink_wake_fn wake, void *ud);
 
+/* Ends the query with body as its 200 reply (takes the reference; NULL:
+ * out of memory, a 500) and wakes the reader. For a sink that builds its
+ * own reply shape on top of this one (sink_openai.c); call once, instead
+ * of done or error. */
+void sink_json_publish(sink_t *s, json_t *body);
+
 /* True once the query has ended, with the reply moved into *out (the
  * caller owns out->body). False before, and after it has been taken. */
 bool sink_json_take(sink_t *s, sink_reply_t *out);
@@ -123,6 +131,13 @@ bool sink_json_take(sink_t *s, sink_reply_t *out);
  * wait to be read: a consumer that far behind stops the query. NULL when
  * out of memory. */
 sink_t *sink_sse_new(size_t max_bytes, sink_wake_fn wake, void *ud);
+
+/* Queues frame[0..len) as it is (a sink with its own framing, such as
+ * sink_openai.c's "data: ...") and wakes the reader; the stream has then
+ * started. Whole or not at all: Q_ETOOBIG when the reader is max_bytes
+ * behind (the stream is then cut), Q_ENOMEM for a NULL frame. last: the
+ * stream ends after it. Same thread rules as the sink's own calls. */
+q_err_t sink_sse_push(sink_t *s, const char *frame, size_t len, bool last);
 
 typedef enum {
   SINK_SSE_WAIT,   /* nothing yet */
@@ -144,6 +159,56 @@ sink_sse_state_t sink_sse_begin(sink_t *s, sink_reply_t *out);
  * nothing is waiting now, or SINK_SSE_END / SINK_SSE_CUT once everything
  * queued has been read. */
 ssize_t sink_sse_read(sink_t *s, char *buf, size_t max);
+
+/* ---- OpenAI chat completions (sink_openai.c) ------------------------------ */
+
+/* What a chat completion says besides the pipeline's events. */
+typedef struct sink_openai_opts {
+  const char *model;      /* answered as "model" (copied) */
+  const char *query;      /* what the pipeline was asked (copied) */
+  long long created;      /* "created", Unix seconds */
+  unsigned prompt_tokens; /* usage.prompt_tokens (words; see chat.h) */
+  bool stream;            /* chunks over SSE, else one chat.completion */
+  size_t max_bytes;       /* stream: as sink_sse_new's */
+} sink_openai_opts_t;
+
+/* A sink answering POST /v1/chat/completions (docs/api/openapi.yaml):
+ *   stream false: on done the chat.completion object
+ *     {"id":"chatcmpl-<query id>","object","created","model","choices":
+ *      [{"index":0,"message":{"role":"assistant","content"},
+ *        "finish_reason","logprobs":null}],"usage","citations","quarry"};
+ *   stream true: "data: <chat.completion.chunk>\n\n" frames - delta.role
+ *     first (on retrieval), one delta.content per token, then an empty
+ *     delta with finish_reason, "citations", "usage" and "quarry" - and
+ *     "data: [DONE]\n\n"; an error after the first frame is one frame
+ *     "data: {"error":{...}}" and the end of the stream.
+ * finish_reason is "stop", or "length" when the answer was cut
+ * (degraded "answer_truncated"). citations are sink_passage_json objects;
+ * quarry is {"query_id","query","timings_ms","cache_hit","degraded"},
+ * query being the question as the pipeline was asked it (after chat.c's
+ * follow-up rewrite). The reader
+ * reads the carrier (sink_openai_carrier) with sink_json_take or
+ * sink_sse_begin / sink_sse_read; an error before the first byte is a
+ * sink_reply_t error there (its body is shaped by http_util.c). NULL when
+ * out of memory. */
+sink_t *sink_openai_new(const sink_openai_opts_t *o, sink_wake_fn wake, void *ud);
+
+/* The JSON (stream false) or SSE (stream true) sink s delivers through;
+ * owned by s. */
+sink_t *sink_openai_carrier(sink_t *s);
+
+/* Whitespace-separated words in s[0..n): how usage counts "tokens" (the
+ * pipeline does not see the model's token counts, and an extractive
+ * answer has none). */
+unsigned sink_openai_words(const char *s, size_t n);
+
+/* OpenAI's error object {"error":{"message","type","param","code"}} for
+ * an HTTP status: type from the status (invalid_request_error,
+ * authentication_error, permission_error, not_found_error,
+ * rate_limit_error, server_error), code the Quarry slug, param the field
+ * at fault or null. NULL when out of memory. */
+json_t *sink_openai_error_json(unsigned status, const char *slug, const char *message,
+                               const char *param);
 
 /* ---- shared by the sinks (sink_json.c) ------------------------------------ */
 

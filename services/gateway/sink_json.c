@@ -101,8 +101,12 @@ static void finish(json_sink_t *j) {
 }
 
 static void json_done(sink_t *s, const sink_summary_t *summary) {
+  sink_json_publish(s, sink_summary_json(summary));
+}
+
+void sink_json_publish(sink_t *s, json_t *body) {
   json_sink_t *j = (json_sink_t *)s;
-  j->reply.body = sink_summary_json(summary);
+  j->reply.body = body;
   if (!j->reply.body) {
     j->reply.err = Q_ENOMEM;
     snprintf(j->reply.message, sizeof j->reply.message, "out of memory");

@@ -27,16 +27,14 @@ typedef struct sse_sink {
   sink_reply_t reply;
 } sse_sink_t;
 
-/* Queues "event: name\ndata: <json>\n\n" (takes data's reference) and
- * wakes the reader. Q_ETOOBIG when the reader is too far behind (the
- * stream is then cut: an event is never queued in part). */
-static q_err_t emit(sse_sink_t *s, const char *name, json_t *data, bool last) {
-  char *js = data ? json_dumps(data, GW_JSON_FLAGS) : NULL;
-  json_decref(data);
+/* Queues frame[0..len) whole (never in part) and wakes the reader.
+ * Q_ETOOBIG when the reader is too far behind (the stream is then cut),
+ * Q_ENOMEM when frame is NULL. last: nothing follows. */
+static q_err_t push(sse_sink_t *s, const char *frame, size_t len, bool last) {
   q_err_t rc = 0;
   pthread_mutex_lock(&s->mu);
-  if (s->overflowed || !js) {
-    rc = js ? Q_ETOOBIG : Q_ENOMEM;
+  if (s->overflowed || !frame) {
+    rc = frame ? Q_ETOOBIG : Q_ENOMEM;
   } else {
     if (s->rd > 0) { /* drop what has been read: max_bytes bounds the unread */
       memmove(s->out.data, s->out.data + s->rd, s->out.len - s->rd + 1);
@@ -44,7 +42,7 @@ static q_err_t emit(sse_sink_t *s, const char *name, json_t *data, bool last) {
       s->rd = 0;
     }
     size_t before = s->out.len;
-    if (q_buf_printf(&s->out, "event: %s\ndata: %s\n\n", name, js) != 0) {
+    if (q_buf_append(&s->out, frame, len) != 0) {
       s->out.len = before; /* nothing of it goes out */
       if (s->out.data)
         s->out.data[before] = '\0';
@@ -56,9 +54,30 @@ static q_err_t emit(sse_sink_t *s, const char *name, json_t *data, bool last) {
   if (last || rc)
     s->ended = true;
   pthread_mutex_unlock(&s->mu);
-  free(js);
   s->wake(s->ud);
   return rc;
+}
+
+/* Queues "event: name\ndata: <json>\n\n" (takes data's reference). */
+static q_err_t emit(sse_sink_t *s, const char *name, json_t *data, bool last) {
+  char *js = data ? json_dumps(data, GW_JSON_FLAGS) : NULL;
+  json_decref(data);
+  char *frame = NULL;
+  size_t len = 0;
+  if (js) {
+    len = strlen(name) + strlen(js) + sizeof "event: \ndata: \n\n" - 1;
+    frame = malloc(len + 1);
+    if (frame)
+      snprintf(frame, len + 1, "event: %s\ndata: %s\n\n", name, js);
+  }
+  q_err_t rc = push(s, frame, len, last);
+  free(frame);
+  free(js);
+  return rc;
+}
+
+q_err_t sink_sse_push(sink_t *b, const char *frame, size_t len, bool last) {
+  return push((sse_sink_t *)b, frame, len, last);
 }
 
 static q_err_t sse_retrieval(sink_t *b, const char *query_id,

@@ -58,6 +58,8 @@
   X(SNIPPET_BYTES, 300, "snippet of a citation")                                         \
   X(ANSWER_BYTES, 262144, "answer the gateway keeps (longer: answer_truncated)")         \
   X(EVENT_ANSWER_BYTES, 65536, "answer carried by a query event")                        \
+  X(CHAT_MESSAGES, 128, "messages of one POST /v1/chat/completions")                     \
+  X(CHAT_BYTES, 262144, "text of all messages of one POST /v1/chat/completions")         \
   /* Models */                                                                           \
   X(EMBED_TEXTS, 256, "texts per LlmGateway.Embed call")                                 \
   X(EMBED_TEXT_BYTES, 32768, "one text to embed")                                        \
