@@ -669,17 +669,20 @@ q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
 }
 
 q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
-                        int chunk_count, const char *error, char *err, size_t errlen) {
+                        int chunk_count, const char *error, const char *stage_ms,
+                        char *err, size_t errlen) {
   char count[16];
   snprintf(count, sizeof count, "%d", chunk_count);
-  const char *params[5] = {j->id, instance, done ? "done" : "failed", count,
-                           error ? error : ""};
+  const char *params[6] = {j->id, instance,           done ? "done" : "failed",
+                           count, error ? error : "", stage_ms};
   int64_t n = 0;
   q_err_t rc = pool_cmd(
       p,
       "WITH j AS ("
       "  UPDATE jobs SET status = $3, chunk_count = $4::int, error = $5, updated_at = "
-      "now()"
+      "now(), stage_ms = COALESCE($6::jsonb, stage_ms),"
+      "    progress_done = CASE WHEN $3 = 'done' THEN $4::int ELSE progress_done END,"
+      "    progress_total = CASE WHEN $3 = 'done' THEN $4::int ELSE progress_total END"
       "  WHERE id = $1 AND status = 'running' AND claimed_by = $2"
       "  RETURNING document_id, version"
       "), d AS ("
@@ -689,7 +692,7 @@ q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, in
       "  RETURNING documents.id"
       ") "
       "SELECT 1 FROM j",
-      5, params, "finishing job", &n, err, errlen);
+      6, params, "finishing job", &n, err, errlen);
   if (rc)
     return rc;
   return n == 1 ? Q_OK : Q_ENOTFOUND;

@@ -135,11 +135,14 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
 q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
                            int *doc_version, char *err, size_t errlen);
 
-/* Ends the job as "done" (with chunk_count) or "failed" (with a readable
- * reason); the document follows when it is still at the job's version.
+/* Ends the job as "done" (with chunk_count, which becomes its progress:
+ * all of it) or "failed" (with a readable reason); the document follows
+ * when it is still at the job's version. stage_ms (the final per-stage
+ * timings, as for docstore_progress) replaces the stored ones unless NULL.
  * Q_ENOTFOUND when the job is no longer ours. */
 q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
-                        int chunk_count, const char *error, char *err, size_t errlen);
+                        int chunk_count, const char *error, const char *stage_ms,
+                        char *err, size_t errlen);
 
 /* How docstore_requeue treats the attempt that ends. */
 typedef enum {

@@ -70,6 +70,7 @@ typedef struct run {
   stage_t stage;
   int64_t stage_t0;          /* when the current stage began */
   int64_t stage_ms[NSTAGES]; /* time spent per stage so far */
+  unsigned reached;          /* bit per stage entered */
   int64_t last_beat;         /* last time the database renewed our lease */
   char reason[512];
 } run_t;
@@ -111,7 +112,7 @@ static void stage_json(const run_t *r, char *out, size_t len) {
     int64_t ms = r->stage_ms[s];
     if (s == (int)r->stage)
       ms += q_now_ms() - r->stage_t0;
-    if (ms == 0 && s != (int)r->stage)
+    if (!(r->reached & (1u << s)))
       continue;
     used += (size_t)snprintf(out + used, len - used, "%s\"%s\":%lld", first ? "" : ",",
                              stage_names[s], (long long)ms);
@@ -145,6 +146,7 @@ static outcome_t enter(run_t *r, stage_t s) {
   int changed = r->stage != s;
   r->stage = s;
   r->stage_t0 = now;
+  r->reached |= 1u << s;
   if (changed)
     q_log_info("job stage", "{s:s,s:s,s:i,s:i}", "job_id", r->j->id, "stage",
                stage_names[s], "done", r->count, "total", r->total);
@@ -473,10 +475,9 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
   int rc = Q_OK;
   int ms = (int)(q_now_ms() - t0), delay = RECORD_FIRST_DELAY_MS;
   int64_t start = q_now_ms();
-  if (r->stage != ST_NONE) {
-    r->stage_ms[r->stage] += q_now_ms() - r->stage_t0;
-    r->stage_t0 = q_now_ms();
-  }
+  char json[256] = "{}";
+  if (r->stage != ST_NONE)
+    stage_json(r, json, sizeof json); /* the final timings, current stage closed */
   if (o == OUT_DEPEND && j->dep_retry_ms >= in->cfg.retry_window_ms) {
     size_t used = strlen(r->reason);
     snprintf(r->reason + used, sizeof r->reason - used,
@@ -493,7 +494,8 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
   switch (o) {
   case OUT_OK:
     do
-      rc = docstore_finish(in->pool, in->instance, j, 1, r->count, "", err, sizeof err);
+      rc = docstore_finish(in->pool, in->instance, j, 1, r->count, "", json, err,
+                           sizeof err);
     while (write_again(in, r, rc, start, &delay));
     if (!rc) {
       count(in, "done");
@@ -503,7 +505,8 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     break;
   case OUT_FAILED:
     do
-      rc = docstore_finish(in->pool, in->instance, j, 0, 0, r->reason, err, sizeof err);
+      rc = docstore_finish(in->pool, in->instance, j, 0, 0, r->reason, json, err,
+                           sizeof err);
     while (write_again(in, r, rc, start, &delay));
     if (!rc) {
       count(in, "failed");

@@ -81,8 +81,8 @@ static void claim(const char *instance, job_t *j) {
 
 static void finish(const char *instance, const job_t *j) {
   char err[512] = "";
-  cr_assert_eq(docstore_finish(pool, instance, j, 1, 1, "", err, sizeof err), 0, "%s",
-               err);
+  cr_assert_eq(docstore_finish(pool, instance, j, 1, 1, "", NULL, err, sizeof err), 0,
+               "%s", err);
 }
 
 Test(jobs, a_busy_tenant_does_not_starve_another_tenants_single_document) {
@@ -156,9 +156,9 @@ Test(jobs, a_queued_job_is_announced_to_listeners) {
   job_t j;
   claim("host:1", &j);
   char err[256];
-  cr_assert_eq(docstore_requeue(pool, "host:1", &j, 0, REQUEUE_GIVE_BACK, "", err,
-                                sizeof err),
-               0, "%s", err);
+  cr_assert_eq(
+      docstore_requeue(pool, "host:1", &j, 0, REQUEUE_GIVE_BACK, "", err, sizeof err), 0,
+      "%s", err);
   heard = 0;
   t0 = q_now_ms();
   while (!heard && q_now_ms() - t0 < 2000) {
@@ -197,9 +197,9 @@ Test(jobs, stage_progress_and_timings_are_recorded_and_read_back) {
                                  err, sizeof err),
                0, "%s", err);
   /* Not ours: refused. */
-  cr_assert_eq(docstore_progress(pool, "host:2", &j, "indexing", 0, 0, "{}", err,
-                                 sizeof err),
-               Q_ENOTFOUND);
+  cr_assert_eq(
+      docstore_progress(pool, "host:2", &j, "indexing", 0, 0, "{}", err, sizeof err),
+      Q_ENOTFOUND);
   cr_assert_eq(docstore_get_job(pool, "t1", up.job_id, a, &jr, err, sizeof err), 0, "%s",
                err);
   cr_assert_str_eq(jr->status, "running");
@@ -214,7 +214,7 @@ Test(jobs, stage_progress_and_timings_are_recorded_and_read_back) {
 
   /* Failing keeps the stage it failed in and says why. */
   cr_assert_eq(docstore_finish(pool, "host:1", &j, 0, 0, "embedding service rejected it",
-                               err, sizeof err),
+                               NULL, err, sizeof err),
                0, "%s", err);
   cr_assert_eq(docstore_get_job(pool, "t1", up.job_id, a, &jr, err, sizeof err), 0, "%s",
                err);
@@ -242,9 +242,9 @@ Test(jobs, a_dependency_retry_spends_no_attempt_and_starts_the_window) {
     cr_assert_eq(j.dep_retries, i + 1);
   }
   /* An ordinary retry counts. */
-  cr_assert_eq(
-      docstore_requeue(pool, "host:1", &j, 0, REQUEUE_ATTEMPT, "internal", err, sizeof err),
-      0, "%s", err);
+  cr_assert_eq(docstore_requeue(pool, "host:1", &j, 0, REQUEUE_ATTEMPT, "internal", err,
+                                sizeof err),
+               0, "%s", err);
   claim("host:1", &j);
   cr_assert_eq(j.attempts, 2);
   cr_assert_eq(j.dep_retries, 3);
@@ -267,10 +267,10 @@ Test(jobs, the_retry_window_is_measured_from_the_first_dependency_retry) {
                0, "%s", err);
   PGconn *c = q_pg_acquire(pool, 2000, err, sizeof err);
   cr_assert_not_null(c);
-  cr_assert_eq(q_pg_exec(c,
-                         "UPDATE jobs SET dep_retry_since = now() - interval '90 seconds'",
-                         0, NULL, "aging", NULL, err, sizeof err),
-               0, "%s", err);
+  cr_assert_eq(
+      q_pg_exec(c, "UPDATE jobs SET dep_retry_since = now() - interval '90 seconds'", 0,
+                NULL, "aging", NULL, err, sizeof err),
+      0, "%s", err);
   q_pg_release(pool, c);
   claim("host:1", &j);
   cr_assert_geq(j.dep_retry_ms, 90000);
