@@ -516,10 +516,8 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     }
     break;
   case OUT_RETRY: {
-    int delay = backoff_ms(in, j->attempts);
+    int wait = backoff_ms(in, j->attempts);
     snprintf(why, sizeof why, "attempt %d failed: %s; retrying", j->attempts, r->reason);
-    int wait = delay;
-    delay = RECORD_FIRST_DELAY_MS;
     do
       rc = docstore_requeue(in->pool, in->instance, j, wait, REQUEUE_ATTEMPT, why, err,
                             sizeof err);
@@ -533,7 +531,12 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     break;
   }
   case OUT_DEPEND: {
-    int wait = worker_dependency_backoff_ms(&in->cfg, j->dep_retries, (unsigned)rand());
+    /* Jitter that differs per job and per moment (FNV-1a of the id and
+     * the clock): enough to spread jobs failed by one outage. */
+    unsigned rnd = 2166136261u ^ (unsigned)q_now_ms();
+    for (const char *c = j->id; *c; c++)
+      rnd = (rnd ^ (unsigned char)*c) * 16777619u;
+    int wait = worker_dependency_backoff_ms(&in->cfg, j->dep_retries, rnd);
     snprintf(why, sizeof why, "waiting for a dependency (retry %d): %s",
              j->dep_retries + 1, r->reason);
     do
