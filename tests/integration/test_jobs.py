@@ -78,6 +78,21 @@ class Jobs(Case):
             self.assertIn(stage, body["stage_ms"], body)
         self.assertEqual(body["dependency_retries"], 0)
 
+    def test_ingestion_metrics_show_the_queue(self):
+        """GET ingestion /metrics after a job → jobs by state, the oldest
+        queued job's age, extraction seconds by format, bytes and chunks."""
+        j = self.upload_ok(words(200, 21))
+        self.assertEqual(wait_ended([j])[j]["status"], "done")
+        r = call("GET", "/metrics", base=harness.stack().metrics_url("ingestion"))
+        self.assertStatus(r, 200)
+        text = r.body.decode()
+        for want in ('quarry_ingest_jobs{state="queued"}',
+                     'quarry_ingest_jobs{state="done"}',
+                     "quarry_ingest_queue_oldest_seconds ",
+                     'quarry_ingest_extract_seconds_count{format="markdown"}',
+                     "quarry_ingest_bytes_total ", "quarry_ingest_chunks_total "):
+            self.assertIn(want, text)
+
     def test_llm_gateway_outage_fails_no_job(self):
         """llm-gateway stopped ~20 s while documents are uploaded → jobs
         wait (queued, dependency_retries > 0, never failed); restarted →
