@@ -694,7 +694,11 @@ q_err_t worker_recover(ingest_t *in, char *err, size_t errlen) {
 
 /* Opens the LISTEN connection; NULL (err set) when it cannot. */
 static PGconn *listen_open(ingest_t *in, char *err, size_t errlen) {
-  PGconn *c = PQconnectdb(in->cfg.pg_dsn);
+  /* A bounded connect: a stopped (SIGSTOPped, unreachable) server must not
+   * hold this thread, which worker_stop joins. */
+  const char *keys[3] = {"dbname", "connect_timeout", NULL};
+  const char *vals[3] = {in->cfg.pg_dsn, "5", NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     snprintf(err, errlen, "%s", c ? PQerrorMessage(c) : "out of memory");
     PQfinish(c);

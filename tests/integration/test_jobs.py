@@ -6,6 +6,7 @@ just before test_resilience."""
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +48,21 @@ def wait_ended(job_ids, api_key=None, timeout=40):
         time.sleep(0.2)
 
 
+def listeners(timeout=10):
+    """(connections in LISTEN quarry_jobs, psql's stderr), waiting up to
+    timeout seconds for at least one."""
+    st = harness.stack()
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN quarry_jobs'"
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([harness.stackmod.PG_BIN + "/psql", st.pg_dsn, "-tAc", sql],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        n = int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+        if n >= 1 or time.monotonic() > deadline:
+            return n, out.stderr
+        time.sleep(0.5)
+
+
 def words(n, seed):
     """n words of text that differ per seed (so no upload is 'unchanged')."""
     base = ("greenhouse tomato orchid misting valve sensor humidity "
@@ -77,6 +93,12 @@ class Jobs(Case):
         for stage in ("extracting", "chunking", "embedding", "indexing"):
             self.assertIn(stage, body["stage_ms"], body)
         self.assertEqual(body["dependency_retries"], 0)
+
+    def test_ingestion_listens_for_queued_jobs(self):
+        """pg_stat_activity → a connection of quarry-ingestion sits in
+        LISTEN quarry_jobs (workers are woken by NOTIFY, not polling)."""
+        n, err = listeners()
+        self.assertGreaterEqual(n, 1, err)
 
     def test_ingestion_metrics_show_the_queue(self):
         """GET ingestion /metrics after a job → jobs by state, the oldest
@@ -158,6 +180,8 @@ class Jobs(Case):
         note("job %s %.1fs after PostgreSQL came back (dependency_retries %s)" % (
             ended.get("status"), time.monotonic() - t1, ended.get("dependency_retries")))
         self.assertEqual(ended.get("status"), "done", ended)
+        n, err = listeners(timeout=15)
+        self.assertGreaterEqual(n, 1, "the LISTEN connection came back: %r" % err)
 
     def test_bulk_tenant_does_not_delay_a_small_one(self):
         """Tenant A uploads 10 large documents at once, then tenant B one
