@@ -116,12 +116,24 @@ void jobs_get(gw_req_t *r) {
     reply_lookup_error(r, "job", rc, err);
     return;
   }
+  /* stage_ms: {"extracting": 12, ...} in stage order. */
+  json_t *stage_ms = json_object();
+  for (size_t i = 0; stage_ms && i < j->n_stage_ms; i++)
+    if (j->stage_ms[i] && j->stage_ms[i]->stage && j->stage_ms[i]->stage[0])
+      json_object_set_new(stage_ms, j->stage_ms[i]->stage,
+                          json_integer((json_int_t)j->stage_ms[i]->ms));
   json_t *body =
-      json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:o,s:o}", "id", text_json(j->id),
-                "document_id", text_json(j->document_id), "status", text_json(j->status),
-                "error", text_json(j->error), "chunk_count", (int)j->chunk_count,
-                "attempts", (int)j->attempts, "created_at", text_json(j->created_at),
-                "updated_at", text_json(j->updated_at));
+      stage_ms
+          ? json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:o,s:o,s:o,s:{s:i,s:i},s:o,s:i}", "id",
+                      text_json(j->id), "document_id", text_json(j->document_id),
+                      "status", text_json(j->status), "error", text_json(j->error),
+                      "chunk_count", (int)j->chunk_count, "attempts", (int)j->attempts,
+                      "created_at", text_json(j->created_at), "updated_at",
+                      text_json(j->updated_at), "stage", text_json(j->stage), "progress",
+                      "done", (int)j->progress_done, "total", (int)j->progress_total,
+                      "stage_ms", stage_ms, "dependency_retries",
+                      (int)j->dependency_retries)
+          : NULL;
   if (!body) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
     return;

@@ -100,6 +100,38 @@ const q_pg_migration_t docstore_migrations[] = {
      "CREATE INDEX IF NOT EXISTS upload_keys_expires_idx ON upload_keys (expires_at);\n"
      "CREATE INDEX IF NOT EXISTS upload_keys_document_idx ON upload_keys "
      "(document_id);\n"},
+    /* Jobs that tell the truth: the stage a running job is in, its progress
+     * and per-stage timings; when dependency retries began (they have their
+     * own time window and do not count as attempts); a per-tenant queue
+     * index for the fair claim; a NOTIFY on every queued job so idle
+     * workers wake without polling. */
+    {4, "jobs: stage, progress, timings, dependency retries, fair claim, notify",
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS stage text NOT NULL DEFAULT '';\n"
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS progress_done integer NOT NULL "
+     "DEFAULT 0;\n"
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS progress_total integer NOT NULL "
+     "DEFAULT 0;\n"
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS stage_ms jsonb NOT NULL DEFAULT "
+     "'{}';\n"
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS dep_retries integer NOT NULL "
+     "DEFAULT 0;\n"
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS dep_retry_since timestamptz;\n"
+     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS claimed_at timestamptz;\n"
+     "CREATE INDEX IF NOT EXISTS jobs_tenant_claimed_idx ON jobs (tenant_id, "
+     "claimed_at);\n"
+     "CREATE INDEX IF NOT EXISTS jobs_tenant_queued_idx ON jobs (tenant_id, "
+     "created_at) WHERE status = 'queued';\n"
+     "CREATE INDEX IF NOT EXISTS jobs_tenant_running_idx ON jobs (tenant_id) WHERE "
+     "status = 'running';\n"
+     "CREATE OR REPLACE FUNCTION quarry_jobs_notify() RETURNS trigger AS $$\n"
+     "BEGIN\n"
+     "  PERFORM pg_notify('" DOCSTORE_CHANNEL "', '');\n"
+     "  RETURN NULL;\n"
+     "END $$ LANGUAGE plpgsql;\n"
+     "DROP TRIGGER IF EXISTS jobs_queued_notify ON jobs;\n"
+     "CREATE TRIGGER jobs_queued_notify AFTER INSERT OR UPDATE OF status ON jobs\n"
+     "  FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION "
+     "quarry_jobs_notify();\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -415,7 +447,8 @@ q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
   "FROM documents WHERE id = $1::uuid AND tenant_id = $2"
 #define SQL_GET_JOB                                                                 \
   "SELECT id, document_id, status, error, chunk_count, attempts, "                  \
-  TS("created_at") ", " TS("updated_at") " "                                        \
+  TS("created_at") ", " TS("updated_at") ", stage, progress_done, "                 \
+  "progress_total, stage_ms::text, dep_retries "                                    \
   "FROM jobs WHERE id = $1::uuid AND tenant_id = $2"
 // clang-format on
 
@@ -473,6 +506,32 @@ q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id
   return Q_OK;
 }
 
+/* Parses the flat {"stage":ms,...} object docstore_progress stores into
+ * Job.stage_ms entries, in stage order. */
+static q_err_t stage_timings(q_arena_t *a, const char *json, Quarry__V1__Job *j) {
+  static const char *const stages[] = DOCSTORE_STAGES;
+  size_t n = sizeof stages / sizeof stages[0];
+  j->stage_ms = q_arena_alloc(a, n * sizeof *j->stage_ms);
+  if (!j->stage_ms)
+    return Q_ENOMEM;
+  j->n_stage_ms = 0;
+  for (size_t i = 0; i < n; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "\"%s\":", stages[i]);
+    const char *at = strstr(json, key);
+    if (!at)
+      continue;
+    Quarry__V1__JobStageTiming *t = q_arena_alloc(a, sizeof *t);
+    if (!t)
+      return Q_ENOMEM;
+    quarry__v1__job_stage_timing__init(t);
+    t->stage = (char *)stages[i];
+    t->ms = strtoll(at + strlen(key), NULL, 10);
+    j->stage_ms[j->n_stage_ms++] = t;
+  }
+  return Q_OK;
+}
+
 q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_arena_t *a,
                          Quarry__V1__Job **out, char *err, size_t errlen) {
   PGresult *r;
@@ -493,7 +552,14 @@ q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_a
   j->attempts = atoi(PQgetvalue(r, 0, 5));
   j->created_at = col(a, r, 6);
   j->updated_at = col(a, r, 7);
+  j->stage = col(a, r, 8);
+  j->progress_done = atoi(PQgetvalue(r, 0, 9));
+  j->progress_total = atoi(PQgetvalue(r, 0, 10));
+  j->dependency_retries = atoi(PQgetvalue(r, 0, 12));
+  rc = stage_timings(a, PQgetvalue(r, 0, 11), j);
   PQclear(r);
+  if (rc)
+    return rc;
   *out = j;
   return Q_OK;
 }
@@ -509,15 +575,39 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
   q_err_t rc = Q_OK;
   PGresult *r = q_pg_query(
       c,
-      "WITH c AS ("
+      /* Fair across tenants: for each tenant with runnable jobs, its
+       * first few in queue order (bounded work per tenant); a tenant
+       * with fewer running jobs goes first, then the one served least
+       * recently (round robin), then the oldest job. Locked candidates
+       * are skipped, so claimers racing each other take the next in
+       * line. */
+      "WITH t AS ("
+      "  SELECT DISTINCT tenant_id FROM jobs WHERE status = 'queued' AND run_after <= "
+      "now()"
+      "), cand AS ("
+      "  SELECT q.id, q.created_at,"
+      "    (SELECT count(*) FROM jobs r WHERE r.tenant_id = t.tenant_id"
+      "       AND r.status = 'running') AS busy,"
+      "    (SELECT max(r.claimed_at) FROM jobs r WHERE r.tenant_id = t.tenant_id)"
+      "       AS served"
+      "  FROM t CROSS JOIN LATERAL ("
+      "    SELECT q.id, q.created_at FROM jobs q WHERE q.tenant_id = t.tenant_id"
+      "      AND q.status = 'queued' AND q.run_after <= now()"
+      "      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.document_id = q.document_id"
+      "                      AND r.status = 'running')"
+      "    ORDER BY q.created_at LIMIT 8) q"
+      "), c AS ("
       "  UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = $1,"
-      "    heartbeat_at = now(), updated_at = now()"
-      "  WHERE id = (SELECT q.id FROM jobs q WHERE q.status = 'queued' AND q.run_after "
-      "<= now()"
-      "    AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.document_id = q.document_id"
-      "                    AND r.status = 'running')"
-      "    ORDER BY q.created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
-      "  RETURNING id, document_id, tenant_id, version, attempts, trace_id"
+      "    heartbeat_at = now(), updated_at = now(), claimed_at = clock_timestamp(),"
+      "    stage = '', progress_done = 0,"
+      "    progress_total = 0, stage_ms = '{}'"
+      "  WHERE id = (SELECT j.id FROM jobs j JOIN cand ON cand.id = j.id"
+      "    WHERE j.status = 'queued'"
+      "    ORDER BY cand.busy, cand.served NULLS FIRST, cand.created_at"
+      "    FOR UPDATE OF j SKIP LOCKED LIMIT 1)"
+      "  RETURNING id, document_id, tenant_id, version, attempts, trace_id,"
+      "    dep_retries, COALESCE((extract(epoch FROM now() - dep_retry_since)"
+      "      * 1000)::bigint, 0) AS dep_ms"
       "), d AS ("
       "  UPDATE documents SET status = 'running', updated_at = now() FROM c"
       "  WHERE documents.id = c.document_id AND documents.version = c.version"
@@ -525,7 +615,7 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
       ") "
       "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
-      "  doc.size_bytes "
+      "  doc.size_bytes, c.dep_retries, c.dep_ms "
       "FROM c JOIN documents doc ON doc.id = c.document_id",
       1, params, "claiming job", &rc, err, errlen);
   q_pg_release(p, c);
@@ -548,6 +638,8 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
   snprintf(j->title, sizeof j->title, "%s", PQgetvalue(r, 0, 9));
   j->title_explicit = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
   j->size = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
+  j->dep_retries = atoi(PQgetvalue(r, 0, 12));
+  j->dep_retry_ms = strtoll(PQgetvalue(r, 0, 13), NULL, 10);
   PQclear(r);
   return Q_OK;
 }
@@ -577,17 +669,20 @@ q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
 }
 
 q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
-                        int chunk_count, const char *error, char *err, size_t errlen) {
+                        int chunk_count, const char *error, const char *stage_ms,
+                        char *err, size_t errlen) {
   char count[16];
   snprintf(count, sizeof count, "%d", chunk_count);
-  const char *params[5] = {j->id, instance, done ? "done" : "failed", count,
-                           error ? error : ""};
+  const char *params[6] = {j->id, instance,           done ? "done" : "failed",
+                           count, error ? error : "", stage_ms};
   int64_t n = 0;
   q_err_t rc = pool_cmd(
       p,
       "WITH j AS ("
       "  UPDATE jobs SET status = $3, chunk_count = $4::int, error = $5, updated_at = "
-      "now()"
+      "now(), stage_ms = COALESCE($6::jsonb, stage_ms),"
+      "    progress_done = CASE WHEN $3 = 'done' THEN $4::int ELSE progress_done END,"
+      "    progress_total = CASE WHEN $3 = 'done' THEN $4::int ELSE progress_total END"
       "  WHERE id = $1 AND status = 'running' AND claimed_by = $2"
       "  RETURNING document_id, version"
       "), d AS ("
@@ -597,19 +692,20 @@ q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, in
       "  RETURNING documents.id"
       ") "
       "SELECT 1 FROM j",
-      5, params, "finishing job", &n, err, errlen);
+      6, params, "finishing job", &n, err, errlen);
   if (rc)
     return rc;
   return n == 1 ? Q_OK : Q_ENOTFOUND;
 }
 
 q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j,
-                         int delay_ms, int keep_attempt, const char *why, char *err,
+                         int delay_ms, int kind, const char *why, char *err,
                          size_t errlen) {
   char delay[16];
   snprintf(delay, sizeof delay, "%d", delay_ms);
-  const char *params[5] = {j->id, instance, delay, keep_attempt ? "0" : "1",
-                           why ? why : ""};
+  const char *params[6] = {j->id,          instance,
+                           delay,          kind == REQUEUE_ATTEMPT ? "0" : "1",
+                           why ? why : "", kind == REQUEUE_DEPENDENCY ? "t" : "f"};
   int64_t n = 0;
   q_err_t rc = pool_cmd(
       p,
@@ -617,6 +713,9 @@ q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j,
       "  UPDATE jobs SET status = 'queued', claimed_by = '', error = $5,"
       "    attempts = attempts - $4::int,"
       "    run_after = now() + make_interval(secs => $3::double precision / 1000),"
+      "    dep_retries = dep_retries + CASE WHEN $6::boolean THEN 1 ELSE 0 END,"
+      "    dep_retry_since = CASE WHEN $6::boolean THEN COALESCE(dep_retry_since, now())"
+      "      ELSE dep_retry_since END,"
       "    updated_at = now()"
       "  WHERE id = $1 AND status = 'running' AND claimed_by = $2"
       "  RETURNING document_id, version"
@@ -626,7 +725,7 @@ q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j,
       "  RETURNING documents.id"
       ") "
       "SELECT 1 FROM j",
-      5, params, "requeueing job", &n, err, errlen);
+      6, params, "requeueing job", &n, err, errlen);
   if (rc)
     return rc;
   return n == 1 ? Q_OK : Q_ENOTFOUND;
@@ -674,4 +773,58 @@ q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, ch
   return pool_cmd(p,
                   "UPDATE documents SET title = $3 WHERE id = $1 AND version = $2::int",
                   3, params, "setting title", NULL, err, errlen);
+}
+
+q_err_t docstore_progress(q_pg_pool_t *p, const char *instance, const job_t *j,
+                          const char *stage, int done, int total, const char *stage_ms,
+                          char *err, size_t errlen) {
+  char d[16], t[16];
+  snprintf(d, sizeof d, "%d", done);
+  snprintf(t, sizeof t, "%d", total);
+  const char *params[6] = {j->id, instance, stage, d, t, stage_ms ? stage_ms : "{}"};
+  int64_t n = 0;
+  q_err_t rc = pool_cmd(p,
+                        "UPDATE jobs SET stage = $3, progress_done = $4::int,"
+                        "  progress_total = $5::int, stage_ms = $6::jsonb,"
+                        "  heartbeat_at = now(), updated_at = now()"
+                        " WHERE id = $1 AND status = 'running' AND claimed_by = $2",
+                        6, params, "recording progress", &n, err, errlen);
+  if (rc)
+    return rc;
+  return n == 1 ? Q_OK : Q_ENOTFOUND;
+}
+
+q_err_t docstore_queue_stats(q_pg_pool_t *p, queue_stats_t *s, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  s->next_due_ms = -1;
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = Q_OK;
+  /* The partial indexes keep queued and running cheap; done and failed
+   * are a count over the table, which the caller runs every few seconds
+   * at most. */
+  PGresult *r =
+      q_pg_query(c,
+                 "SELECT count(*) FILTER (WHERE status = 'queued'),"
+                 "  count(*) FILTER (WHERE status = 'running'),"
+                 "  count(*) FILTER (WHERE status = 'done'),"
+                 "  count(*) FILTER (WHERE status = 'failed'),"
+                 "  COALESCE(extract(epoch FROM now() - min(created_at) FILTER"
+                 "    (WHERE status = 'queued')), 0),"
+                 "  COALESCE(greatest(0, (extract(epoch FROM min(run_after) FILTER"
+                 "    (WHERE status = 'queued') - now()) * 1000))::bigint, -1) "
+                 "FROM jobs",
+                 0, NULL, "counting jobs", &rc, err, errlen);
+  q_pg_release(p, c);
+  if (!r)
+    return rc;
+  s->queued = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  s->running = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  s->done = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+  s->failed = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+  s->oldest_queued_s = strtod(PQgetvalue(r, 0, 4), NULL);
+  s->next_due_ms = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+  PQclear(r);
+  return Q_OK;
 }

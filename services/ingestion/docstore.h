@@ -37,6 +37,10 @@
  * is not set: 24 hours (QUARRY_IDEMPOTENCY_TTL_MS's default). */
 #define DOCSTORE_KEY_TTL_DEFAULT_MS 86400000
 
+/* The NOTIFY channel a queued job is announced on (migration 4's trigger:
+ * every insert or status change to 'queued'). Workers LISTEN on it. */
+#define DOCSTORE_CHANNEL "quarry_jobs"
+
 extern const q_pg_migration_t docstore_migrations[];
 extern const size_t docstore_nmigrations;
 
@@ -111,10 +115,18 @@ typedef struct job {
   char title[Q_LIMIT_TITLE_BYTES + 1];
   int title_explicit;
   int64_t size;
+  int dep_retries;      /* times queued again because a dependency was down */
+  int64_t dep_retry_ms; /* how long ago the first of those was, 0 when none */
 } job_t;
 
-/* Claims the oldest runnable job for instance. 0 with *j filled,
- * Q_ENOTFOUND when there is none, else an error with err. */
+/* Claims a runnable job for instance, fairly across tenants: among the
+ * runnable jobs (queued, run_after passed, no other job of the document
+ * running) it takes the one whose tenant has the fewest running jobs, then
+ * the one earliest in its tenant's queue (round robin: every tenant's first
+ * job before any tenant's second), then the oldest. A tenant's bulk load
+ * therefore delays another tenant's job by at most one job per worker.
+ * 0 with *j filled, Q_ENOTFOUND when there is none, else an error with
+ * err. */
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                        size_t errlen);
 
@@ -123,17 +135,50 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
 q_err_t docstore_heartbeat(q_pg_pool_t *p, const char *instance, const job_t *j,
                            int *doc_version, char *err, size_t errlen);
 
-/* Ends the job as "done" (with chunk_count) or "failed" (with a readable
- * reason); the document follows when it is still at the job's version.
+/* Ends the job as "done" (with chunk_count, which becomes its progress:
+ * all of it) or "failed" (with a readable reason); the document follows
+ * when it is still at the job's version. stage_ms (the final per-stage
+ * timings, as for docstore_progress) replaces the stored ones unless NULL.
  * Q_ENOTFOUND when the job is no longer ours. */
 q_err_t docstore_finish(q_pg_pool_t *p, const char *instance, const job_t *j, int done,
-                        int chunk_count, const char *error, char *err, size_t errlen);
+                        int chunk_count, const char *error, const char *stage_ms,
+                        char *err, size_t errlen);
 
-/* Puts the job back in the queue to run after delay_ms, noting why.
- * keep_attempt 0 gives the attempt back (shutdown), 1 counts it (retry). */
+/* How docstore_requeue treats the attempt that ends. */
+typedef enum {
+  REQUEUE_GIVE_BACK = 0,  /* not counted (the worker stopped) */
+  REQUEUE_ATTEMPT = 1,    /* counted against QUARRY_INGEST_MAX_ATTEMPTS */
+  REQUEUE_DEPENDENCY = 2, /* not counted; counts a dependency retry and
+                           * starts the retry window when it is the first */
+} requeue_kind_t;
+
+/* Puts the job back in the queue to run after delay_ms, noting why (kind:
+ * a requeue_kind_t). Q_ENOTFOUND when the job is no longer ours. */
 q_err_t docstore_requeue(q_pg_pool_t *p, const char *instance, const job_t *j,
-                         int delay_ms, int keep_attempt, const char *why, char *err,
+                         int delay_ms, int kind, const char *why, char *err,
                          size_t errlen);
+
+/* Job stages, in order, as stored in jobs.stage and returned by GetJob. */
+#define DOCSTORE_STAGES                                                                  \
+  { "extracting", "chunking", "embedding", "indexing" }
+
+/* Records where a running job is: stage, progress (done of total; total 0
+ * when not known yet) and stage_ms, a JSON object of milliseconds spent per
+ * stage so far ({"extracting":120,...}). Renews the heartbeat too.
+ * Q_ENOTFOUND when the job is no longer ours. */
+q_err_t docstore_progress(q_pg_pool_t *p, const char *instance, const job_t *j,
+                          const char *stage, int done, int total, const char *stage_ms,
+                          char *err, size_t errlen);
+
+/* What the queue looks like now (one cheap statement). */
+typedef struct queue_stats {
+  int64_t queued, running, done, failed;
+  double oldest_queued_s; /* age of the oldest queued job, 0 when none */
+  int64_t next_due_ms;    /* until the next queued job may run; -1 when none */
+} queue_stats_t;
+
+/* Reads queue_stats_t. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
+q_err_t docstore_queue_stats(q_pg_pool_t *p, queue_stats_t *s, char *err, size_t errlen);
 
 /* Queues again (or fails, past max_attempts) running jobs whose heartbeat
  * is older than lease_ms, plus - when host is not NULL - every running job

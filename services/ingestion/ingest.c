@@ -38,6 +38,19 @@ q_err_t ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
                                    "Chunks embedded and sent to the retriever.", "");
   in->m_bytes = q_metrics_counter("quarry_ingest_bytes_total",
                                   "Bytes of documents accepted by Upload.", "");
+  in->m_state = q_metrics_gauge("quarry_ingest_jobs",
+                                "Jobs in each state (queued is the queue depth), counted "
+                                "every few seconds.",
+                                "state");
+  in->m_oldest =
+      q_metrics_gauge("quarry_ingest_queue_oldest_seconds",
+                      "Age of the oldest queued job, counted every few seconds.", "");
+  static const double extract_buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,
+                                           2.5,  5,    10,  30,   60,  120};
+  in->m_extract = q_metrics_histogram(
+      "quarry_ingest_extract_seconds", "Time to extract a document's text, by format.",
+      "format", extract_buckets, sizeof extract_buckets / sizeof extract_buckets[0]);
+  atomic_init(&in->next_due_ms, 0);
   return 0;
 }
 

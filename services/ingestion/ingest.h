@@ -23,9 +23,12 @@ typedef struct ingest_cfg {
   int chunk_overlap;          /* QUARRY_CHUNK_OVERLAP (words) */
   const char *llm_addr;       /* QUARRY_LLM_GATEWAY_ADDR */
   const char *retriever_addr; /* QUARRY_RETRIEVER_ADDR */
-  int poll_ms;                /* QUARRY_INGEST_POLL_MS */
+  const char *pg_dsn;         /* QUARRY_PG_DSN: the LISTEN connection */
+  int poll_ms;                /* QUARRY_INGEST_POLL_MS: safety-net poll */
   int max_attempts;           /* QUARRY_INGEST_MAX_ATTEMPTS */
   int backoff_ms;             /* QUARRY_INGEST_BACKOFF_MS: first retry delay */
+  int64_t retry_window_ms;    /* QUARRY_INGEST_RETRY_WINDOW_MS */
+  int retry_max_backoff_ms;   /* QUARRY_INGEST_RETRY_MAX_BACKOFF_MS */
   int lease_ms;               /* QUARRY_INGEST_LEASE_MS */
   int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
   sandbox_cfg_t extract;      /* QUARRY_EXTRACT_*: each document's sandbox */
@@ -46,10 +49,16 @@ typedef struct ingest {
   atomic_int stopping;
   pthread_t *threads;
   int nthreads;
+  pthread_t listener; /* LISTEN on DOCSTORE_CHANNEL, kicks the workers */
+  int listening;
+  _Atomic int64_t next_due_ms; /* q_now_ms() when a delayed job is due, 0: none */
 
-  q_metric_t *m_jobs;   /* quarry_ingest_jobs_total{status} */
-  q_metric_t *m_chunks; /* quarry_ingest_chunks_total */
-  q_metric_t *m_bytes;  /* quarry_ingest_bytes_total */
+  q_metric_t *m_jobs;    /* quarry_ingest_jobs_total{status} */
+  q_metric_t *m_chunks;  /* quarry_ingest_chunks_total */
+  q_metric_t *m_bytes;   /* quarry_ingest_bytes_total */
+  q_metric_t *m_state;   /* quarry_ingest_jobs{state}: jobs now in each state */
+  q_metric_t *m_oldest;  /* quarry_ingest_queue_oldest_seconds */
+  q_metric_t *m_extract; /* quarry_ingest_extract_seconds{format} */
 } ingest_t;
 
 /* Fills in from cfg and pool (borrowed), names the instance and registers

@@ -26,7 +26,8 @@ static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
 static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_attempts,
-    backoff_ms, lease_ms, call_timeout_ms, idempotency_ttl_ms;
+    backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms, call_timeout_ms,
+    idempotency_ttl_ms;
 static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
 static int ex_seccomp;
 
@@ -54,15 +55,24 @@ static q_cfg_entry_t cfg[] = {
      "Address of quarry-llm-gateway (embeddings).", 0, &llm_addr},
     {"QUARRY_RETRIEVER_ADDR", Q_CFG_ADDR, "127.0.0.1:7003", 0, 0, NULL,
      "Address of quarry-retriever (index updates).", 0, &retriever_addr},
-    {"QUARRY_INGEST_POLL_MS", Q_CFG_INT, "200", 10, 60000, NULL,
-     "How often an idle worker looks for queued jobs.", 0, &poll_ms},
+    {"QUARRY_INGEST_POLL_MS", Q_CFG_INT, "5000", 10, 600000, NULL,
+     "Safety-net poll of an idle worker; queued jobs wake workers at once through "
+     "LISTEN/NOTIFY.",
+     0, &poll_ms},
     {"QUARRY_INGEST_MAX_ATTEMPTS", Q_CFG_INT, "5", 1, 100, NULL,
-     "Attempts per job before a job failing on unavailable dependencies is marked "
-     "failed.",
+     "Attempts per job before a job failing on internal errors is marked failed; "
+     "retries while a dependency is unavailable do not count.",
      0, &max_attempts},
     {"QUARRY_INGEST_BACKOFF_MS", Q_CFG_INT, "1000", 0, 600000, NULL,
-     "Delay before a job's first retry; doubles with each attempt, at most 60 s.", 0,
-     &backoff_ms},
+     "Delay before a job's first retry; doubles with each retry.", 0, &backoff_ms},
+    {"QUARRY_INGEST_RETRY_WINDOW_MS", Q_CFG_INT, "3600000", 1000, 604800000, NULL,
+     "How long a job keeps waiting for unavailable dependencies (llm-gateway, "
+     "retriever, database) before it fails.",
+     0, &retry_window_ms},
+    {"QUARRY_INGEST_RETRY_MAX_BACKOFF_MS", Q_CFG_INT, "30000", 10, 3600000, NULL,
+     "Longest delay between retries of a job waiting for a dependency (jittered: half to "
+     "all of it).",
+     0, &retry_max_backoff_ms},
     {"QUARRY_INGEST_LEASE_MS", Q_CFG_INT, "300000", 5000, 86400000, NULL,
      "A running job whose worker sent no heartbeat for this long is queued again. Keep "
      "it "
@@ -157,7 +167,10 @@ int main(int argc, char **argv) {
       .chunk_overlap = (int)chunk_overlap,
       .llm_addr = llm_addr,
       .retriever_addr = retriever_addr,
+      .pg_dsn = pg.dsn,
       .poll_ms = (int)poll_ms,
+      .retry_window_ms = retry_window_ms,
+      .retry_max_backoff_ms = (int)retry_max_backoff_ms,
       .max_attempts = (int)max_attempts,
       .backoff_ms = (int)backoff_ms,
       .lease_ms = (int)lease_ms,

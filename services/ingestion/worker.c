@@ -2,6 +2,8 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,12 @@
 #define EMBED_BATCH 64
 #define BATCH_ARENA_MAX (256u << 20)
 #define REAP_EVERY_MS 10000
+#define STATS_EVERY_MS 5000
 #define MAX_BACKOFF_MS 60000
+#define RECORD_FIRST_DELAY_MS 100 /* first wait before writing an outcome again */
+#define RECORD_MAX_DELAY_MS 5000  /* longest wait between those writes */
+#define RECORD_STOPPING_MS 10000  /* how long a stopping worker keeps trying */
+#define LISTEN_RECONNECT_MAX_MS 30000
 
 _Static_assert(EMBED_BATCH <= Q_LIMIT_EMBED_TEXTS, "an Embed call takes a whole batch");
 _Static_assert(UPSERT_BATCH <= Q_LIMIT_UPSERT_CHUNKS, "an Upsert takes a whole batch");
@@ -42,20 +49,29 @@ _Static_assert((CHUNKER_HEADING_MAX - 1) + 2 + CHUNKER_MAX_BYTES <= Q_LIMIT_CHUN
                "a chunk's text with its heading path is one the embedder accepts");
 
 typedef enum {
-  OUT_OK,     /* all went well (so far, or in the end) */
-  OUT_FAILED, /* permanent: fail the job now */
-  OUT_RETRY,  /* transient: queue again unless out of attempts */
-  OUT_LOST,   /* the job is no longer ours: leave it alone */
-  OUT_STOPPED /* shutting down: give the job back */
-} outcome_t;
+  ST_NONE = -1,
+  ST_EXTRACTING,
+  ST_CHUNKING,
+  ST_EMBEDDING,
+  ST_INDEXING,
+  NSTAGES
+} stage_t;
+
+static const char *const stage_names[NSTAGES] = DOCSTORE_STAGES;
 
 /* One job being processed. */
 typedef struct run {
   ingest_t *in;
   job_t *j;
   int count; /* chunks indexed so far */
+  int total; /* chunks the document makes, 0 until counted */
   int dim;   /* embedding dimension, fixed by the first reply */
   int sent;  /* an Upsert went out (later ones must not replace) */
+  stage_t stage;
+  int64_t stage_t0;          /* when the current stage began */
+  int64_t stage_ms[NSTAGES]; /* time spent per stage so far */
+  unsigned reached;          /* bit per stage entered */
+  int64_t last_beat;         /* last time the database renewed our lease */
   char reason[512];
 } run_t;
 
@@ -70,10 +86,12 @@ static outcome_t fail(run_t *r, outcome_t o, const char *fmt, ...) {
   return o;
 }
 
-/* Whether a dependency's error is worth another attempt later. */
-static int transient(int rc) {
-  return rc == Q_EUNAVAIL || rc == Q_ETIMEDOUT || rc == Q_ERESOURCE ||
-         rc == Q_EINTERNAL || rc == Q_ECANCELLED || rc == Q_ENOMEM;
+outcome_t worker_classify(int rc) {
+  if (rc == Q_EUNAVAIL || rc == Q_ETIMEDOUT || rc == Q_ERESOURCE)
+    return OUT_DEPEND;
+  if (rc == Q_EINTERNAL || rc == Q_ECANCELLED || rc == Q_ENOMEM)
+    return OUT_RETRY;
+  return OUT_FAILED;
 }
 
 /* A failed call to a dependency (service: "retriever"): the job is tried
@@ -81,8 +99,58 @@ static int transient(int rc) {
  * service rejected it (rejected: "rejected the chunks"). */
 static outcome_t call_failed(run_t *r, int rc, const char *service, const char *rejected,
                              const char *err) {
-  return fail(r, transient(rc) ? OUT_RETRY : OUT_FAILED, "%s %s: %s", service,
-              transient(rc) ? "unavailable" : rejected, err[0] ? err : q_strerror(rc));
+  outcome_t o = worker_classify(rc);
+  return fail(r, o, "%s %s: %s", service, o == OUT_FAILED ? rejected : "unavailable",
+              err[0] ? err : q_strerror(rc));
+}
+
+/* A JSON object of the time spent per stage, the current one included. */
+static void stage_json(const run_t *r, char *out, size_t len) {
+  size_t used = (size_t)snprintf(out, len, "{");
+  int first = 1;
+  for (int s = 0; s < NSTAGES && used < len; s++) {
+    int64_t ms = r->stage_ms[s];
+    if (s == (int)r->stage)
+      ms += q_now_ms() - r->stage_t0;
+    if (!(r->reached & (1u << s)))
+      continue;
+    used += (size_t)snprintf(out + used, len - used, "%s\"%s\":%lld", first ? "" : ",",
+                             stage_names[s], (long long)ms);
+    first = 0;
+  }
+  if (used < len)
+    snprintf(out + used, len - used, "}");
+}
+
+/* Stores stage and progress; a database error is a dependency error. */
+static outcome_t report(run_t *r) {
+  char err[256], json[256];
+  stage_json(r, json, sizeof json);
+  int done = r->count;
+  int rc = docstore_progress(r->in->pool, r->in->instance, r->j, stage_names[r->stage],
+                             done, r->total, json, err, sizeof err);
+  if (rc == Q_ENOTFOUND)
+    return fail(r, OUT_LOST, "the job was taken over after its lease expired");
+  if (rc)
+    return fail(r, OUT_DEPEND, "database unavailable: %s", err);
+  r->last_beat = q_now_ms();
+  return OUT_OK;
+}
+
+/* Moves the job into stage s (closing the time of the previous one), logs
+ * the step and stores it. */
+static outcome_t enter(run_t *r, stage_t s) {
+  int64_t now = q_now_ms();
+  if (r->stage != ST_NONE)
+    r->stage_ms[r->stage] += now - r->stage_t0;
+  int changed = r->stage != s;
+  r->stage = s;
+  r->stage_t0 = now;
+  r->reached |= 1u << s;
+  if (changed)
+    q_log_info("job stage", "{s:s,s:s,s:i,s:i}", "job_id", r->j->id, "stage",
+               stage_names[s], "done", r->count, "total", r->total);
+  return report(r);
 }
 
 static int stopping(const run_t *r) {
@@ -98,7 +166,8 @@ static outcome_t still_ours(run_t *r) {
   if (rc == Q_ENOTFOUND)
     return fail(r, OUT_LOST, "the job was taken over after its lease expired");
   if (rc)
-    return fail(r, OUT_RETRY, "database unavailable: %s", err);
+    return fail(r, OUT_DEPEND, "database unavailable: %s", err);
+  r->last_beat = q_now_ms();
   if (doc_version != r->j->version)
     return fail(r, OUT_FAILED, "superseded by version %d", doc_version);
   return OUT_OK;
@@ -107,6 +176,9 @@ static outcome_t still_ours(run_t *r) {
 static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_t n) {
   const ingest_cfg_t *cfg = &r->in->cfg;
   q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+  outcome_t o = enter(r, ST_EMBEDDING);
+  if (o != OUT_OK)
+    return o;
   for (size_t off = 0; off < n; off += EMBED_BATCH) {
     if (stopping(r))
       return OUT_STOPPED;
@@ -139,7 +211,7 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
       chunks[off + i]->n_embedding = e->n_values;
       chunks[off + i]->embedding = e->values;
     }
-    outcome_t o = still_ours(r);
+    o = still_ours(r);
     if (o != OUT_OK)
       return o;
   }
@@ -148,6 +220,9 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
 
 static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_t n) {
   const ingest_cfg_t *cfg = &r->in->cfg;
+  outcome_t o = enter(r, ST_INDEXING);
+  if (o != OUT_OK)
+    return o;
   Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
   req.n_chunks = n;
   req.chunks = chunks;
@@ -203,16 +278,39 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
   return OUT_OK;
 }
 
+/* Counts the chunks the text makes (a dry run of the chunker, cheap next
+ * to embedding them) so progress can say "n of total". */
+static outcome_t count_chunks(run_t *r, const chunker_input_t *input,
+                              const chunker_opts_t *opts) {
+  char err[512];
+  chunker_t *ch = NULL;
+  if (chunker_new(input, opts, &ch, err, sizeof err))
+    return fail(r, OUT_FAILED, "chunker: %s", err);
+  chunk_t c;
+  int rc, n = 0;
+  while ((rc = chunker_next(ch, &c)) == 1)
+    n++;
+  chunker_free(ch);
+  if (rc < 0)
+    return fail(r, OUT_RETRY, "out of memory while chunking");
+  r->total = n;
+  return OUT_OK;
+}
+
 /* Chunks, embeds and upserts everything. */
 static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   ingest_t *in = r->in;
   char err[512];
   chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
+  outcome_t o = enter(r, ST_CHUNKING);
+  if (o == OUT_OK)
+    o = count_chunks(r, input, &opts);
+  if (o != OUT_OK)
+    return o;
   chunker_t *ch = NULL;
   if (chunker_new(input, &opts, &ch, err, sizeof err))
     return fail(r, OUT_FAILED, "chunker: %s", err);
 
-  outcome_t o = OUT_OK;
   int exhausted = 0;
   while (!exhausted && o == OUT_OK) {
     q_arena_t *a = q_arena_new(BATCH_ARENA_MAX);
@@ -250,6 +348,9 @@ static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc
   job_t *j = r->j;
   char err[768];
   int fd;
+  outcome_t o = enter(r, ST_EXTRACTING);
+  if (o != OUT_OK)
+    return o;
   int rc = blob_open_fd(in->cfg.blob_dir, j->sha256, &fd, err, sizeof err);
   if (rc == Q_ENOTFOUND || rc == Q_EINVAL)
     return fail(r, OUT_FAILED, "document content is missing from the blob store");
@@ -262,6 +363,8 @@ static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc
   close(fd);
   if (rc == Q_ECANCELLED)
     return OUT_STOPPED;
+  const char *flabel[1] = {fmt->id};
+  q_metrics_observe(in->m_extract, flabel, (double)info.ms / 1000.0);
   q_log_info("document extracted", "{s:s,s:s,s:s,s:I,s:i,s:I,s:I,s:s}", "job_id", j->id,
              "format", fmt->id, "outcome", rc ? "failed" : "ok", "text_bytes",
              (long long)d->text.len, "pages", d->max_page, "ms", (long long)info.ms,
@@ -300,7 +403,7 @@ static outcome_t process(run_t *r) {
     char title[Q_LIMIT_TITLE_BYTES + 1];
     snprintf(title, sizeof title, "%s", d.title);
     if (docstore_set_title(in->pool, j, title, err, sizeof err)) {
-      o = fail(r, OUT_RETRY, "database unavailable: %s", err);
+      o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
       goto done;
     }
     snprintf(j->title, sizeof j->title, "%s", title);
@@ -320,6 +423,46 @@ static int backoff_ms(const ingest_t *in, int attempts) {
   return (int)(d < MAX_BACKOFF_MS ? d : MAX_BACKOFF_MS);
 }
 
+int worker_dependency_backoff_ms(const ingest_cfg_t *cfg, int retries, unsigned rnd) {
+  int64_t cap =
+      cfg->retry_max_backoff_ms > 0 ? cfg->retry_max_backoff_ms : MAX_BACKOFF_MS;
+  int64_t d = cfg->backoff_ms > 0 ? cfg->backoff_ms : 1;
+  for (int i = 0; i < retries && d < cap; i++)
+    d *= 2;
+  if (d > cap)
+    d = cap;
+  /* "Equal jitter": half fixed, half random, so jobs failed by one outage
+   * do not all come back at the same instant, yet none comes back at once. */
+  return (int)(d / 2 + (int64_t)(rnd % (unsigned)(d / 2 + 1)));
+}
+
+/* Notes that a job is due at now + delay_ms so an idle worker of this
+ * process wakes for it without waiting for the safety-net poll. */
+static void due_in(ingest_t *in, int delay_ms) {
+  int64_t at = q_now_ms() + delay_ms, cur = atomic_load(&in->next_due_ms);
+  while ((cur == 0 || at < cur) &&
+         !atomic_compare_exchange_weak(&in->next_due_ms, &cur, at))
+    ;
+}
+
+/* Whether an outcome write that failed with rc should be tried again: the
+ * database is unreachable, and there is time before the lease runs out
+ * (when the reaper would queue the job again anyway). */
+static int write_again(ingest_t *in, run_t *r, int rc, int64_t start, int *delay) {
+  if (rc == Q_OK || rc == Q_ENOTFOUND)
+    return 0;
+  int64_t now = q_now_ms();
+  int64_t deadline = r->last_beat + in->cfg.lease_ms - 1000;
+  if (atomic_load(&in->stopping) && start + RECORD_STOPPING_MS < deadline)
+    deadline = start + RECORD_STOPPING_MS;
+  if (now + *delay >= deadline)
+    return 0;
+  struct timespec ts = {*delay / 1000, (long)(*delay % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  *delay = *delay * 2 > RECORD_MAX_DELAY_MS ? RECORD_MAX_DELAY_MS : *delay * 2;
+  return 1;
+}
+
 static void count(ingest_t *in, const char *status) {
   const char *labels[1] = {status};
   q_metrics_inc(in->m_jobs, labels);
@@ -330,7 +473,18 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
   job_t *j = r->j;
   char err[512] = "", why[640];
   int rc = Q_OK;
-  int ms = (int)(q_now_ms() - t0);
+  int ms = (int)(q_now_ms() - t0), delay = RECORD_FIRST_DELAY_MS;
+  int64_t start = q_now_ms();
+  char json[256] = "{}";
+  if (r->stage != ST_NONE)
+    stage_json(r, json, sizeof json); /* the final timings, current stage closed */
+  if (o == OUT_DEPEND && j->dep_retry_ms >= in->cfg.retry_window_ms) {
+    size_t used = strlen(r->reason);
+    snprintf(r->reason + used, sizeof r->reason - used,
+             " (gave up: dependencies unavailable for %lld s, %d retries)",
+             (long long)(j->dep_retry_ms / 1000), j->dep_retries);
+    o = OUT_FAILED;
+  }
   if (o == OUT_RETRY && j->attempts >= in->cfg.max_attempts) {
     size_t used = strlen(r->reason);
     snprintf(r->reason + used, sizeof r->reason - used, " (gave up after %d attempts)",
@@ -339,7 +493,10 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
   }
   switch (o) {
   case OUT_OK:
-    rc = docstore_finish(in->pool, in->instance, j, 1, r->count, "", err, sizeof err);
+    do
+      rc = docstore_finish(in->pool, in->instance, j, 1, r->count, "", json, err,
+                           sizeof err);
+    while (write_again(in, r, rc, start, &delay));
     if (!rc) {
       count(in, "done");
       q_log_info("job done", "{s:s,s:s,s:i,s:i,s:i}", "job_id", j->id, "document_id",
@@ -347,7 +504,10 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     }
     break;
   case OUT_FAILED:
-    rc = docstore_finish(in->pool, in->instance, j, 0, 0, r->reason, err, sizeof err);
+    do
+      rc = docstore_finish(in->pool, in->instance, j, 0, 0, r->reason, json, err,
+                           sizeof err);
+    while (write_again(in, r, rc, start, &delay));
     if (!rc) {
       count(in, "failed");
       q_log_warn("job failed", "{s:s,s:s,s:i,s:i,s:s}", "job_id", j->id, "document_id",
@@ -356,19 +516,47 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     }
     break;
   case OUT_RETRY: {
-    int delay = backoff_ms(in, j->attempts);
+    int wait = backoff_ms(in, j->attempts);
     snprintf(why, sizeof why, "attempt %d failed: %s; retrying", j->attempts, r->reason);
-    rc = docstore_requeue(in->pool, in->instance, j, delay, 1, why, err, sizeof err);
+    do
+      rc = docstore_requeue(in->pool, in->instance, j, wait, REQUEUE_ATTEMPT, why, err,
+                            sizeof err);
+    while (write_again(in, r, rc, start, &delay));
     if (!rc) {
+      due_in(in, wait);
       count(in, "retried");
       q_log_warn("job will be retried", "{s:s,s:i,s:i,s:s}", "job_id", j->id, "attempts",
-                 j->attempts, "delay_ms", delay, "reason", r->reason);
+                 j->attempts, "delay_ms", wait, "reason", r->reason);
+    }
+    break;
+  }
+  case OUT_DEPEND: {
+    /* Jitter that differs per job and per moment (FNV-1a of the id and
+     * the clock): enough to spread jobs failed by one outage. */
+    unsigned rnd = 2166136261u ^ (unsigned)q_now_ms();
+    for (const char *c = j->id; *c; c++)
+      rnd = (rnd ^ (unsigned char)*c) * 16777619u;
+    int wait = worker_dependency_backoff_ms(&in->cfg, j->dep_retries, rnd);
+    snprintf(why, sizeof why, "waiting for a dependency (retry %d): %s",
+             j->dep_retries + 1, r->reason);
+    do
+      rc = docstore_requeue(in->pool, in->instance, j, wait, REQUEUE_DEPENDENCY, why, err,
+                            sizeof err);
+    while (write_again(in, r, rc, start, &delay));
+    if (!rc) {
+      due_in(in, wait);
+      count(in, "waiting");
+      q_log_warn("job waits for a dependency", "{s:s,s:i,s:i,s:s}", "job_id", j->id,
+                 "dependency_retries", j->dep_retries + 1, "delay_ms", wait, "reason",
+                 r->reason);
     }
     break;
   }
   case OUT_STOPPED:
-    rc = docstore_requeue(in->pool, in->instance, j, 0, 0,
-                          "the worker stopped; queued again", err, sizeof err);
+    do
+      rc = docstore_requeue(in->pool, in->instance, j, 0, REQUEUE_GIVE_BACK,
+                            "the worker stopped; queued again", err, sizeof err);
+    while (write_again(in, r, rc, start, &delay));
     if (!rc)
       q_log_info("job given back", "{s:s}", "job_id", j->id);
     break;
@@ -396,7 +584,7 @@ static void run_job(ingest_t *in, job_t *j) {
   q_log_info("job started", "{s:s,s:s,s:i,s:i,s:I}", "job_id", j->id, "document_id",
              j->document_id, "version", j->version, "attempt", j->attempts, "bytes",
              (long long)j->size);
-  run_t r = {.in = in, .j = j};
+  run_t r = {.in = in, .j = j, .stage = ST_NONE, .last_beat = t0};
   outcome_t o = process(&r);
   settle(in, &r, o, t0);
   q_trace_clear();
@@ -404,6 +592,11 @@ static void run_job(ingest_t *in, job_t *j) {
 
 /* Sleeps up to ms unless kicked or stopping. */
 static void nap(ingest_t *in, int ms, int *seen_kicks) {
+  int64_t due = atomic_load(&in->next_due_ms), now = q_now_ms();
+  if (due > 0 && due - now < ms)
+    ms = due - now > 0 ? (int)(due - now) + 5 : 1;
+  if (due > 0 && due <= now)
+    atomic_compare_exchange_strong(&in->next_due_ms, &due, 0);
   struct timespec ts;
   q_cond_deadline(&ts, ms);
   pthread_mutex_lock(&in->mu);
@@ -436,17 +629,39 @@ static void reap(ingest_t *in) {
   }
 }
 
+/* Refreshes the gauges of jobs by state and the queue's oldest age. */
+static void refresh_stats(ingest_t *in) {
+  queue_stats_t st;
+  char err[256];
+  if (docstore_queue_stats(in->pool, &st, err, sizeof err))
+    return;
+  const char *names[4] = {"queued", "running", "done", "failed"};
+  int64_t values[4] = {st.queued, st.running, st.done, st.failed};
+  for (int i = 0; i < 4; i++) {
+    const char *labels[1] = {names[i]};
+    q_metrics_set(in->m_state, labels, (double)values[i]);
+  }
+  q_metrics_set(in->m_oldest, NULL, st.oldest_queued_s);
+  /* A job queued with a delay (by any process) is due: wake for it. */
+  if (st.next_due_ms >= 0)
+    due_in(in, (int)(st.next_due_ms < 86400000 ? st.next_due_ms : 86400000));
+}
+
 static void *worker_main(void *p) {
   worker_arg_t *arg = p;
   ingest_t *in = arg->in;
   int index = arg->index, seen = 0;
   free(arg);
-  int64_t next_reap = q_now_ms() + REAP_EVERY_MS;
+  int64_t next_reap = q_now_ms() + REAP_EVERY_MS, next_stats = 0;
   int64_t quiet_until = 0; /* rate limit for "database down" warnings */
   while (!atomic_load(&in->stopping)) {
     if (index == 0 && q_now_ms() >= next_reap) {
       reap(in);
       next_reap = q_now_ms() + REAP_EVERY_MS;
+    }
+    if (index == 0 && q_now_ms() >= next_stats) {
+      refresh_stats(in);
+      next_stats = q_now_ms() + STATS_EVERY_MS;
     }
     job_t j;
     char err[512];
@@ -477,6 +692,83 @@ q_err_t worker_recover(ingest_t *in, char *err, size_t errlen) {
   return rc;
 }
 
+/* Opens the LISTEN connection; NULL (err set) when it cannot. */
+static PGconn *listen_open(ingest_t *in, char *err, size_t errlen) {
+  /* A bounded connect: a stopped (SIGSTOPped, unreachable) server must not
+   * hold this thread, which worker_stop joins. */
+  const char *keys[3] = {"dbname", "connect_timeout", NULL};
+  const char *vals[3] = {in->cfg.pg_dsn, "5", NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    snprintf(err, errlen, "%s", c ? PQerrorMessage(c) : "out of memory");
+    PQfinish(c);
+    return NULL;
+  }
+  PGresult *res = PQexec(c, "LISTEN " DOCSTORE_CHANNEL);
+  int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+  PQclear(res);
+  if (!ok) {
+    snprintf(err, errlen, "LISTEN: %s", PQerrorMessage(c));
+    PQfinish(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* The listener: one connection outside the pool, LISTENing on the jobs
+ * channel; each notification wakes the workers. When the connection
+ * breaks it reconnects with backoff, and wakes the workers once it is back
+ * (notifications sent meanwhile are lost; the claim finds their jobs). The
+ * workers' slow poll covers the time it is down. */
+static void *listen_main(void *p) {
+  ingest_t *in = p;
+  PGconn *c = NULL;
+  int backoff = 250;
+  int64_t quiet_until = 0;
+  while (!atomic_load(&in->stopping)) {
+    char err[512];
+    if (!c) {
+      c = listen_open(in, err, sizeof err);
+      if (!c) {
+        if (q_now_ms() >= quiet_until) {
+          q_log_warn("cannot listen for queued jobs; polling meanwhile", "{s:s}",
+                     "reason", err);
+          quiet_until = q_now_ms() + 30000;
+        }
+        for (int waited = 0; waited < backoff && !atomic_load(&in->stopping);
+             waited += 50)
+          usleep(50 * 1000);
+        backoff =
+            backoff * 2 > LISTEN_RECONNECT_MAX_MS ? LISTEN_RECONNECT_MAX_MS : backoff * 2;
+        continue;
+      }
+      backoff = 250;
+      ingest_kick(in);
+    }
+    struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+    int n = pfd.fd >= 0 ? poll(&pfd, 1, 500) : -1;
+    if (n == 0 || (n < 0 && errno == EINTR))
+      continue;
+    if (n < 0 || !PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+      q_log_warn("job notifications lost their connection; reconnecting", "{s:s}",
+                 "reason", PQerrorMessage(c));
+      PQfinish(c);
+      c = NULL;
+      continue;
+    }
+    int got = 0;
+    PGnotify *nt;
+    while ((nt = PQnotifies(c)) != NULL) {
+      got = 1;
+      PQfreemem(nt);
+    }
+    if (got)
+      ingest_kick(in);
+  }
+  PQfinish(c);
+  return NULL;
+}
+
 q_err_t worker_start(ingest_t *in) {
   int n = in->cfg.workers;
   in->nthreads = 0;
@@ -496,6 +788,8 @@ q_err_t worker_start(ingest_t *in) {
     }
     in->nthreads++;
   }
+  if (in->cfg.pg_dsn && pthread_create(&in->listener, NULL, listen_main, in) == 0)
+    in->listening = 1;
   return Q_OK;
 }
 
@@ -504,6 +798,9 @@ void worker_stop(ingest_t *in) {
   ingest_kick(in);
   for (int i = 0; i < in->nthreads; i++)
     pthread_join(in->threads[i], NULL);
+  if (in->listening)
+    pthread_join(in->listener, NULL);
+  in->listening = 0;
   free(in->threads);
   in->threads = NULL;
   in->nthreads = 0;

@@ -14,19 +14,38 @@
  * its later batches are in flight, and stays partial if the job fails for
  * good (its status then says failed).
  *
- * Waiting for work: each worker polls the queue every QUARRY_INGEST_POLL_MS
- * (default 200) and is woken at once by uploads in the same process. We
- * chose polling over LISTEN/NOTIFY because a LISTEN needs a dedicated
- * connection outside the pool and reconnection handling of its own, while
- * an indexed claim query every 200 ms per worker costs next to nothing.
+ * Waiting for work: a listener thread holds one connection outside the
+ * pool and LISTENs on DOCSTORE_CHANNEL, which a trigger on jobs notifies
+ * whenever a job becomes queued (by any process); each notification wakes
+ * the workers. It reconnects with backoff when the connection breaks. A
+ * slow poll (QUARRY_INGEST_POLL_MS, default 5 s) remains as a safety net,
+ * and a worker that queued a job with a delay wakes when it is due.
  *
- * Failures: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED or INTERNAL
- * from a dependency, and database errors, put the job back in the queue
- * with exponential backoff (QUARRY_INGEST_BACKOFF_MS doubling, at most 60
- * s) until QUARRY_INGEST_MAX_ATTEMPTS attempts were made; then it fails with
- * the last reason ("embedding service unavailable: ..."). Other errors (a
- * document that cannot be extracted, a dependency rejecting the request)
- * fail the job at once. */
+ * Stages: a running job records its stage (extracting, chunking,
+ * embedding, indexing), progress (chunks indexed of the total, counted by
+ * a dry run of the chunker) and the milliseconds spent per stage; each
+ * change is one log line carrying the job's trace id.
+ *
+ * Failures are classified (worker_classify):
+ *   - a dependency is down (UNAVAILABLE, DEADLINE_EXCEEDED,
+ *     RESOURCE_EXHAUSTED from the llm-gateway or the retriever; the
+ *     database unreachable): the job is queued again with capped
+ *     exponential backoff and jitter (QUARRY_INGEST_BACKOFF_MS doubling up
+ *     to QUARRY_INGEST_RETRY_MAX_BACKOFF_MS) and the attempt is not
+ *     counted. Only when dependencies stayed unavailable for longer than
+ *     QUARRY_INGEST_RETRY_WINDOW_MS (1 h) since the first such retry does
+ *     the job fail. An outage of minutes never fails an accepted document.
+ *   - other transient errors (INTERNAL, CANCELLED, out of memory, the blob
+ *     store): queued again with backoff, counted against
+ *     QUARRY_INGEST_MAX_ATTEMPTS.
+ *   - content errors (a document that cannot be extracted, a dependency
+ *     rejecting the request with INVALID_ARGUMENT and the like): the job
+ *     fails at once with a readable reason.
+ *
+ * Recording the outcome survives a database blip: the final UPDATE (done,
+ * failed or queued again) is retried with backoff for as long as the
+ * job's lease lasts, so a job does not sit in "running" until the reaper
+ * finds it. */
 #ifndef QUARRY_INGESTION_WORKER_H
 #define QUARRY_INGESTION_WORKER_H
 
@@ -34,6 +53,27 @@
 
 #include "ingest.h"
 #include "quarry/error.h"
+
+/* What one attempt at a job came to. */
+typedef enum {
+  OUT_OK,     /* all went well (so far, or in the end) */
+  OUT_FAILED, /* permanent: fail the job now */
+  OUT_RETRY,  /* transient: queue again unless out of attempts */
+  OUT_DEPEND, /* a dependency is down: queue again within the retry window,
+               * without spending an attempt */
+  OUT_LOST,   /* the job is no longer ours: leave it alone */
+  OUT_STOPPED /* shutting down: give the job back */
+} outcome_t;
+
+/* How an error from a dependency call (a q_err_t) is treated: OUT_DEPEND,
+ * OUT_RETRY or OUT_FAILED (see the header comment). */
+outcome_t worker_classify(int rc);
+
+/* The delay before a job's next try after its retries-th dependency retry
+ * (0 for the first): cfg->backoff_ms doubling, capped at
+ * cfg->retry_max_backoff_ms, with half of it random (rnd: any random
+ * number). */
+int worker_dependency_backoff_ms(const ingest_cfg_t *cfg, int retries, unsigned rnd);
 
 /* Queues again the jobs a previous process on this host left running (it
  * crashed or was killed) and any whose heartbeat expired. Call at start,

@@ -41,6 +41,8 @@ TEST_ENV = {
     "QUARRY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
     "QUARRY_QUERY_TIMEOUT_MS": str(QUERY_TIMEOUT_MS),
     "QUARRY_GRACE_MS": str(GRACE_MS),
+    # Jobs waiting for a stopped dependency come back within 2 s of it.
+    "QUARRY_INGEST_RETRY_MAX_BACKOFF_MS": "2000",
 }
 
 TENANT = "itest"

@@ -320,6 +320,19 @@ static int get_job_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   j->attempts = 3;
   j->created_at = "2024-01-01T00:00:00Z";
   j->updated_at = "2024-01-01T00:01:00Z";
+  j->stage = "embedding";
+  j->progress_done = 64;
+  j->progress_total = 200;
+  static Quarry__V1__JobStageTiming t[2] = {QUARRY__V1__JOB_STAGE_TIMING__INIT,
+                                            QUARRY__V1__JOB_STAGE_TIMING__INIT};
+  static Quarry__V1__JobStageTiming *tp[2] = {&t[0], &t[1]};
+  t[0].stage = "extracting";
+  t[0].ms = 12;
+  t[1].stage = "embedding";
+  t[1].ms = 40;
+  j->n_stage_ms = 2;
+  j->stage_ms = tp;
+  j->dependency_retries = 4;
   *out = &j->base;
   return 0;
 }
@@ -1340,6 +1353,16 @@ Test(api, document_and_job_reads) {
   cr_assert_str_eq(jstr(r.json, "document_id"), "doc-1");
   cr_assert_eq(json_integer_value(json_object_get(r.json, "attempts")), 3);
   cr_assert(json_is_integer(json_object_get(r.json, "chunk_count")));
+  /* Where the job got to: stage, progress, time per stage, dependency waits. */
+  cr_assert_str_eq(jstr(r.json, "stage"), "embedding");
+  json_t *progress = json_object_get(r.json, "progress");
+  cr_assert_eq(json_integer_value(json_object_get(progress, "done")), 64);
+  cr_assert_eq(json_integer_value(json_object_get(progress, "total")), 200);
+  json_t *stage_ms = json_object_get(r.json, "stage_ms");
+  cr_assert_eq(json_object_size(stage_ms), 2);
+  cr_assert_eq(json_integer_value(json_object_get(stage_ms, "extracting")), 12);
+  cr_assert_eq(json_integer_value(json_object_get(stage_ms, "embedding")), 40);
+  cr_assert_eq(json_integer_value(json_object_get(r.json, "dependency_retries")), 4);
   jstr(r.json, "created_at");
   jstr(r.json, "updated_at");
   resp_free(&r);

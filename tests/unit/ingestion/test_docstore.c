@@ -121,13 +121,13 @@ Test(docstore, a_finished_job_records_its_chunk_count) {
   /* Another instance does not own the job: every update refuses it. */
   cr_assert_eq(docstore_heartbeat(pool, "host:2", &j, &doc_version, err, sizeof err),
                Q_ENOTFOUND);
-  cr_assert_eq(docstore_finish(pool, "host:2", &j, 1, 3, "", err, sizeof err),
+  cr_assert_eq(docstore_finish(pool, "host:2", &j, 1, 3, "", NULL, err, sizeof err),
                Q_ENOTFOUND);
   cr_assert_eq(docstore_requeue(pool, "host:2", &j, 0, 0, "", err, sizeof err),
                Q_ENOTFOUND);
 
-  cr_assert_eq(docstore_finish(pool, "host:1", &j, 1, 7, "", err, sizeof err), 0, "%s",
-               err);
+  cr_assert_eq(docstore_finish(pool, "host:1", &j, 1, 7, "", NULL, err, sizeof err), 0,
+               "%s", err);
   q_arena_t *a = q_arena_new(0);
   Quarry__V1__Document *d = NULL;
   cr_assert_eq(docstore_get_document(pool, "t1", up.document_id, a, &d, err, sizeof err),
@@ -140,7 +140,7 @@ Test(docstore, a_finished_job_records_its_chunk_count) {
   cr_assert_str_eq(jr->status, "done");
   cr_assert_eq(jr->chunk_count, 7);
   /* Finished: it is nobody's any more. */
-  cr_assert_eq(docstore_finish(pool, "host:1", &j, 1, 7, "", err, sizeof err),
+  cr_assert_eq(docstore_finish(pool, "host:1", &j, 1, 7, "", NULL, err, sizeof err),
                Q_ENOTFOUND);
   q_arena_free(a);
 }
