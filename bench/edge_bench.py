@@ -12,9 +12,9 @@ run) with the corpus uploaded through REST, then:
 
 1. Uncached POST /v1/query: wrk, --seconds each, at 16, 64, 256 and 1,024
    connections, bodies rotating through the test queries (bench/query.lua).
-2. Idle keep-alive: --idle connections (asyncio, this process) each send one
-   GET /healthz and then stay open while wrk measures /healthz at 16
-   connections; then every idle connection sends a second request, and those
+2. Idle keep-alive: wrk measures /healthz at 16 connections; then --idle
+   connections (asyncio, this process) each send one GET /healthz and stay
+   open while the same wrk run is repeated; then every idle connection sends a second request, and those
    answered are the ones the gateway really held. The gateway's RSS and its
    quarry_http_connections gauge are read while they are held.
 3. Streaming answers: the llm-gateway is restarted with its openai generation
@@ -417,9 +417,10 @@ def main(argv):
                 res["rss"] = rss_kib(gw_pid)
                 results["query"].append(res)
                 print("   " + wrk_row("c=%d" % c, res), flush=True)
-            cmds.append("wrk -t%d -c{%s} -d%ds --timeout 5s -s bench/query.lua URL/v1/query "
-                        "-- bodies.jsonl KEY" % (args.wrk_threads, ",".join(map(str, conns)),
-                                                 args.seconds))
+            if conns:
+                cmds.append("wrk -t%d -c{%s} -d%ds --timeout 5s -s bench/query.lua URL/v1/query "
+                            "-- bodies.jsonl KEY" % (args.wrk_threads, ",".join(map(str, conns)),
+                                                     args.seconds))
 
             # 4. (run before the idle test so its connections do not weigh on it)
             print("4. GET /healthz, gateway vs nginx", flush=True)
@@ -440,6 +441,9 @@ def main(argv):
             if args.idle:
                 print("2. %d idle keep-alive connections" % args.idle, flush=True)
                 port = int(st.url.rsplit(":", 1)[1])
+                # The same wrk run just before, so the two /healthz rows
+                # are from the same minute.
+                h0 = run_wrk(st.url + "/healthz", args.seconds, args.wrk_threads, 16)
                 rss0 = rss_kib(gw_pid)
                 g0 = gauge(st, "quarry_http_connections")
                 holder = IdleHolder("127.0.0.1", port, args.idle)
@@ -458,7 +462,7 @@ def main(argv):
                 results["idle"] = {"asked": args.idle, "opened": opened,
                                    "failed": holder.failed, "open_s": open_s,
                                    "gauge0": g0, "gauge": held_gauge, "answered": answered,
-                                   "rss0": rss0, "rss1": rss1, "rss2": rss2, "healthz": h,
+                                   "rss0": rss0, "rss1": rss1, "rss2": rss2, "healthz": h, "healthz0": h0,
                                    "threads": threads_of(gw_pid)}
                 print("   opened %d (failed %d) in %.1f s; gauge %.0f; still answering after "
                       "the wrk run: %d; RSS %d -> %d KiB"
@@ -537,6 +541,7 @@ def report(args, res, cmds):
               % (i["rss0"] / 1024, i["rss1"] / 1024,
                  (i["rss1"] - i["rss0"]) / max(1, i["opened"]), i["rss2"] / 1024, i["threads"]))
         print(WRK_HEAD)
+        print(wrk_row("GET /healthz c=16, just before", i["healthz0"]))
         print(wrk_row("GET /healthz c=16, idle held", i["healthz"]))
     if res["streams"]:
         print()
