@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -59,6 +59,7 @@ help:
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
+	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
@@ -247,6 +248,15 @@ bench: all $(PYGEN)
 	bench/deps.sh
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/retrieval_bench.py --data $(DATA) $(BENCH_ARGS)
+	$(MAKE) bench-edge
+
+# The edge under load (bench/edge_bench.py): /v1/query at 16..1024
+# connections, 10,000 idle keep-alive connections, streamed answers through a
+# 2 s fake model, /healthz beside nginx. Also run by `make bench`.
+bench-edge: all $(PYGEN)
+	bench/deps.sh
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 bench/edge_bench.py --data $(DATA) $(EDGE_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

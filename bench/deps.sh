@@ -5,5 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # python3-xapian: the independent BM25 peer of bench/retrieval_bench.py;
-# wrk: the HTTP load generator of the gateway part.
-exec "$here/../deploy/local/deps.sh" python3-xapian wrk
+# wrk: the HTTP load generator of the gateway part; nginx: the static-reply
+# peer of the edge part (bench/edge_bench.py starts it privately, never the
+# system service).
+exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx
