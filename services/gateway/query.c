@@ -1,8 +1,9 @@
 /* query.c - POST /v1/query at the HTTP edge: reads the request, picks the
  * sink (one JSON reply, or Server-Sent Events when the body says "stream":
- * true or the client accepts text/event-stream), hands the pipeline to a
- * worker (pool.h) and answers when the sink has something, without ever
- * holding an HTTP thread while a downstream service works.
+ * true or the client accepts text/event-stream), starts the pipeline once
+ * admission control lets it (pool.h) and answers when the sink has
+ * something, without ever holding an HTTP thread while a downstream
+ * service works (the pipeline runs on asynchronous gRPC completions).
  *
  * The connection waits suspended (MHD_suspend_connection). A sink's wake
  * (on the pipeline's thread) resumes it; libmicrohttpd then calls the
@@ -52,6 +53,12 @@
 
 _Static_assert(SSE_MAX_BYTES > 8 * Q_LIMIT_ANSWER_BYTES, "a whole answer fits");
 
+/* Flow control of a stream: above this much unread, the pipeline pauses
+ * generation; once the reader is below half of it, generation resumes. */
+#define SSE_PAUSE_BYTES (64u << 10)
+
+_Static_assert(SSE_PAUSE_BYTES < SSE_MAX_BYTES / 4, "pauses long before the cut");
+
 /* One query, shared by its HTTP request, its pipeline run and its SSE
  * reply: freed when the last of them lets go. */
 typedef struct query {
@@ -64,6 +71,7 @@ typedef struct query {
   sink_t *sink;
   pipeline_t *pl;
   pool_job_t job;
+  pool_t *pool;   /* admitted by; pool_done when the run ends */
   uint64_t watch; /* hang-up watch; 0: none */
   struct query *prev, *next;
 } query_t;
@@ -127,10 +135,28 @@ static void client_hung_up_cb(void *ud) {
   pipeline_cancel(q->pl);
 }
 
+/* The run is over (whichever thread ended it): the slot goes to the next
+ * query, and the run's reference goes. */
+static void run_ended_cb(void *ud) {
+  query_t *q = ud;
+  pool_t *pool = q->pool;
+  char tenant[sizeof q->job.tenant];
+  memcpy(tenant, q->job.tenant, sizeof tenant);
+  query_unref(q);
+  pool_done(pool, tenant);
+}
+
+/* Admitted (on the HTTP thread, or on a loop thread when it waited). */
 static void run_job(pool_job_t *job) {
   query_t *q = (query_t *)((char *)job - offsetof(query_t, job));
-  pipeline_run(q->pl);
-  query_unref(q);
+  pipeline_start(q->pl, run_ended_cb, q);
+}
+
+/* Whether the SSE reader is so far behind that generation should pause
+ * (pipeline thread). */
+static bool sse_full_cb(void *ud) {
+  query_t *q = ud;
+  return sink_sse_unread(q->sink) > SSE_PAUSE_BYTES;
 }
 
 /* ---- replies ----------------------------------------------------------------- */
@@ -152,6 +178,10 @@ static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   if (n == 0)
     suspend(q);
   pthread_mutex_unlock(&q->mu);
+  /* On every read below the mark, not only the first: a resume that came
+   * before the pause took effect is lost (pipeline.h, "Flow control"). */
+  if (n >= 0 && sink_sse_unread(q->sink) <= SSE_PAUSE_BYTES / 2)
+    pipeline_resume(q->pl);
   if (n == SINK_SSE_END)
     return MHD_CONTENT_READER_END_OF_STREAM;
   if (n == SINK_SSE_CUT)
@@ -309,6 +339,8 @@ void query_post(gw_req_t *r) {
       .trace_id = r->trace_id,
       .deadline_ms = r->deadline_ms,
       .t0 = r->t0,
+      .sink_full = q->sse ? sse_full_cb : NULL,
+      .flow_ud = q,
   };
   q->pl = q->sink ? pipeline_new(&req, q->sink) : NULL;
   json_decref(body);
@@ -338,15 +370,21 @@ void query_post(gw_req_t *r) {
     goto failed;
   }
 
-  /* Submitted and suspended under the lock: a wake that comes at once
-   * waits for the suspension it has to undo. */
+  /* Admitted and suspended under the lock: a wake that comes at once
+   * waits for the suspension it has to undo. A query admitted at once
+   * starts here once the lock is released (the run may end at once and
+   * wake the connection); a queued one starts when a slot frees. */
+  bool start_now = false;
   pthread_mutex_lock(&q->mu);
-  q_err_t rc = q->gone ? Q_ECANCELLED : pool_submit(state.pool, &q->job);
+  q->pool = state.pool;
+  q_err_t rc = q->gone ? Q_ECANCELLED : pool_submit(state.pool, &q->job, &start_now);
   if (rc == 0) {
     q->refs++; /* the run's */
     suspend(q);
   }
   pthread_mutex_unlock(&q->mu);
+  if (start_now)
+    run_job(&q->job);
   if (rc) {
     unlink_live(q);
     query_unref(q);
@@ -378,8 +416,9 @@ failed:
 
 q_err_t query_start(const gw_cfg_t *cfg) {
   pool_opts_t o = {
-      .workers = (int)(cfg->pipeline_workers ? cfg->pipeline_workers
-                                             : GW_PIPELINE_WORKERS_DEFAULT),
+      .max_inflight =
+          (int)(cfg->pipeline_max_inflight ? cfg->pipeline_max_inflight
+                                           : GW_PIPELINE_MAX_INFLIGHT_DEFAULT),
       .queue_max =
           (int)(cfg->pipeline_queue ? cfg->pipeline_queue : GW_PIPELINE_QUEUE_DEFAULT),
       .tenant_max = (int)(cfg->tenant_max_inflight ? cfg->tenant_max_inflight
@@ -397,8 +436,8 @@ q_err_t query_start(const gw_cfg_t *cfg) {
   state.stopping = false;
   state.live = NULL;
   pthread_mutex_unlock(&state.mu);
-  q_log_info("query pipeline ready", "{s:i,s:i,s:i}", "workers", o.workers, "queue",
-             o.queue_max, "tenant_max_inflight", o.tenant_max);
+  q_log_info("query pipeline ready", "{s:i,s:i,s:i}", "max_inflight", o.max_inflight,
+             "queue", o.queue_max, "tenant_max_inflight", o.tenant_max);
   return 0;
 }
 
@@ -423,6 +462,7 @@ void query_stop(void) {
   state.hangup = NULL;
   state.stopping = true;
   pthread_mutex_unlock(&state.mu);
-  pool_free(p); /* runs what is queued: cancelled, it ends at once */
+  pool_free(p); /* runs what is queued (cancelled: it ends at once) and waits
+                   for every run in flight to end */
   hangup_free(h);
 }

@@ -20,8 +20,8 @@
  * progress calls return 0 to go on, or an error (the consumer went away,
  * its buffer is full) to make the pipeline stop at once; the pipeline then
  * ends with error(Q_ECANCELLED). A sink must not block for long: it runs on
- * the pipeline's thread (a worker today, a completion-queue thread once the
- * calls are asynchronous).
+ * the pipeline's thread (a gRPC client loop thread, which serves many
+ * queries).
  *
  * Two sinks: JSON (sink_json.c) builds today's POST /v1/query reply; SSE
  * (sink_sse.c) turns each call into a Server-Sent Event. Neither touches
@@ -144,6 +144,10 @@ sink_sse_state_t sink_sse_begin(sink_t *s, sink_reply_t *out);
  * nothing is waiting now, or SINK_SSE_END / SINK_SSE_CUT once everything
  * queued has been read. */
 ssize_t sink_sse_read(sink_t *s, char *buf, size_t max);
+
+/* Bytes queued and not read yet (the pipeline's flow control looks at it).
+ * Thread-safe. */
+size_t sink_sse_unread(sink_t *s);
 
 /* ---- shared by the sinks (sink_json.c) ------------------------------------ */
 

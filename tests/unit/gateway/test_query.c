@@ -521,7 +521,7 @@ Test(query, probes_answer_while_64_queries_wait_on_a_frozen_retriever) {
 }
 
 Test(query, a_full_queue_is_503_with_retry_after) {
-  cfg.pipeline_workers = 1;
+  cfg.pipeline_max_inflight = 1;
   cfg.pipeline_queue = 1;
   cfg.query_timeout_ms = 20000;
   atomic_store(&fk.freeze_search, 1);
@@ -543,7 +543,7 @@ Test(query, a_full_queue_is_503_with_retry_after) {
 }
 
 Test(query, one_tenant_cannot_take_every_worker) {
-  cfg.pipeline_workers = 2;
+  cfg.pipeline_max_inflight = 2;
   cfg.tenant_max_inflight = 1;
   cfg.query_timeout_ms = 20000;
   atomic_store(&fk.freeze_search, 1);
