@@ -383,3 +383,31 @@ Test(pipeline, a_sink_that_refuses_stops_the_query) {
   cr_assert(gwfake_wait(&fk.gen_cancelled, 1, 2000), "the generator was cancelled");
   rec_cleanup(&r);
 }
+
+Test(pipeline, cancel_during_search_cancels_the_call) {
+  cfg.query_timeout_ms = 20000;
+  atomic_store(&fk.freeze_search, 1);
+  rec_t r;
+  rec_init(&r);
+  pipeline_req_t req = request("q", 3);
+  pipeline_t *p = pipeline_new(&req, &r.base);
+  runner_t rn = {.p = p};
+  pthread_t th;
+  pthread_create(&th, NULL, run_thread, &rn);
+  cr_assert(gwfake_wait(&fk.searches, 1, 5000), "retrieval started");
+  double t = q_now_s();
+  pipeline_cancel(p);
+  cr_assert(gwfake_wait(&fk.search_cancelled, 1, 2000),
+            "the retriever saw its call cancelled");
+  pthread_join(th, NULL);
+  double run_ms = (rn.ended - t) * 1000.0;
+  fprintf(stderr, "pipeline cancel during Search: run ended after %.1f ms\n", run_ms);
+  cr_assert_lt(run_ms, 1000.0, "the run ended %.1f ms after the cancel", run_ms);
+  cr_assert_eq(r.errors, 1);
+  cr_assert_eq(r.err, Q_ECANCELLED);
+  cr_assert_eq(atomic_load(&fk.generates), 0);
+  cr_assert_eq(atomic_load(&fk.records), 0);
+  atomic_store(&fk.freeze_search, 0);
+  pipeline_free(p);
+  rec_cleanup(&r);
+}

@@ -437,6 +437,20 @@ Test(query, json_client_leaving_stops_generation) {
   resp_free(r);
 }
 
+Test(query, client_leaving_during_search_cancels_the_call) {
+  cfg.query_timeout_ms = 20000;
+  atomic_store(&fk.freeze_search, 1);
+  start();
+  resp_t *r = HTTP(.path = "/v1/query", .body = "{\"query\":\"q\"}", .headers = {KEY},
+                   .timeout_ms = 300);
+  cr_assert_eq(r->rc, CURLE_OPERATION_TIMEDOUT);
+  cr_assert(gwfake_wait(&fk.search_cancelled, 1, 3000),
+            "the retriever saw its call cancelled when the client left");
+  cr_assert_eq(atomic_load(&fk.generates), 0);
+  atomic_store(&fk.freeze_search, 0);
+  resp_free(r);
+}
+
 /* ---- many queries at once ------------------------------------------------------- */
 
 typedef struct batch {
