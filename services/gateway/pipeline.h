@@ -68,12 +68,9 @@
  * streamed message is followed by sink_full(flow_ud): true pauses the
  * Generate stream (no further message is read, and HTTP/2 flow control
  * soon holds the llm-gateway back) until the owner calls pipeline_resume
- * once its reader has drained the sink. The adapter ignores a resume that
- * comes before the pause took effect, so the owner calls pipeline_resume
- * again on every later read while its sink is below the mark; the one
- * race left is a reader that drains the whole backlog within the few
- * instructions between sink_full and the adapter recording the pause.
- * Quarry's quarry/grpc.h could close it by remembering an early resume. */
+ * once its reader has drained the sink. A resume that comes before the
+ * pause took effect is not lost: the adapter remembers it
+ * (q_grpc_stream_async_resume). */
 #ifndef QUARRY_GW_PIPELINE_H
 #define QUARRY_GW_PIPELINE_H
 

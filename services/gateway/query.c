@@ -178,8 +178,7 @@ static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   if (n == 0)
     suspend(q);
   pthread_mutex_unlock(&q->mu);
-  /* On every read below the mark, not only the first: a resume that came
-   * before the pause took effect is lost (pipeline.h, "Flow control"). */
+  /* Below the mark: generation may go on (a no-op unless it is paused). */
   if (n >= 0 && sink_sse_unread(q->sink) <= SSE_PAUSE_BYTES / 2)
     pipeline_resume(q->pl);
   if (n == SINK_SSE_END)
