@@ -473,7 +473,7 @@ def main(argv):
 
             # 3. streamed answers through a 2 s fake model
             if nstreams:
-                raised = {"QUARRY_PIPELINE_WORKERS": "1024", "QUARRY_PIPELINE_QUEUE": "4096",
+                raised = {"QUARRY_PIPELINE_MAX_INFLIGHT": "1024", "QUARRY_PIPELINE_QUEUE": "4096",
                           "QUARRY_TENANT_MAX_INFLIGHT": "1024",
                           "QUARRY_QUERY_TIMEOUT_MS": "60000"}
                 fake = subprocess.Popen(

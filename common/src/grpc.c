@@ -1295,15 +1295,17 @@ struct q_grpc_async {
   q_grpc_stream_done_cb on_done;
   void *ud;
   /* Loop lock: what other threads (cancel, resume) look at. */
-  grpc_call *call;  /* the current attempt's; NULL between attempts */
-  int pending;      /* batches started and not completed */
-  int64_t due;      /* in loop->timers: retry at this q_now_ms() */
-  bool in_timer;    /* in loop->timers */
-  bool cancelled;   /* q_grpc_async_cancel was called */
-  bool paused;      /* stream: on_message returned false, no read posted */
-  bool status_done; /* stream: RECV_STATUS_ON_CLIENT has completed */
-  bool done;        /* the final callback is decided: cancel/resume no-ops */
-  q_err_t local_rc; /* stream: an error of ours (malformed message) */
+  grpc_call *call;   /* the current attempt's; NULL between attempts */
+  int pending;       /* batches started and not completed */
+  int64_t due;       /* in loop->timers: retry at this q_now_ms() */
+  bool in_timer;     /* in loop->timers */
+  bool cancelled;    /* q_grpc_async_cancel was called */
+  bool paused;       /* stream: on_message returned false, no read posted */
+  bool resume_early; /* stream: resumed while not paused (on_message may be
+                        about to ask for a pause: the resume must win) */
+  bool status_done;  /* stream: RECV_STATUS_ON_CLIENT has completed */
+  bool done;         /* the final callback is decided: cancel/resume no-ops */
+  q_err_t local_rc;  /* stream: an error of ours (malformed message) */
   /* The current attempt: set up before its batches start, then read and
    * released by the loop thread once they have completed. */
   bool in_attempt;
@@ -1847,8 +1849,11 @@ static void stream_event(q_grpc_async_t *h, ev_kind_t kind, bool success) {
 
   pthread_mutex_lock(&l->lock);
   /* No read after the end of the stream (an empty read), after the status
-   * or once cancelled. */
-  if (delivered && !more)
+   * or once cancelled. A resume that came while on_message ran (before
+   * the pause it asked for took effect) cancels that pause. */
+  bool early = h->resume_early;
+  h->resume_early = false;
+  if (delivered && !more && !early)
     h->paused = true;
   else if (delivered && !h->cancelled && !h->status_done)
     post_read_locked(h);
@@ -1867,6 +1872,8 @@ void q_grpc_stream_async_resume(q_grpc_async_t *h) {
   if (h->paused && !h->done && !h->cancelled) {
     h->paused = false;
     post_read_locked(h);
+  } else if (!h->paused && !h->done) {
+    h->resume_early = true;
   }
   pthread_mutex_unlock(&h->loop->lock);
 }

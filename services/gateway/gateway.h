@@ -55,18 +55,19 @@ typedef struct gw_cfg {
   int64_t max_query_params;
   int64_t drain_bytes;     /* most body read to answer a stranger refused on the head */
   int64_t readyz_cache_ms; /* how long a /readyz answer is reused */
-  /* The query pipeline's workers (pool.h); 0 takes the default. */
-  int64_t pipeline_workers;    /* QUARRY_PIPELINE_WORKERS */
-  int64_t pipeline_queue;      /* QUARRY_PIPELINE_QUEUE */
-  int64_t tenant_max_inflight; /* QUARRY_TENANT_MAX_INFLIGHT */
-  const char *openai_model;    /* QUARRY_OPENAI_MODEL */
+  /* Admission control of query pipelines (pool.h); 0 takes the default. */
+  int64_t pipeline_max_inflight; /* QUARRY_PIPELINE_MAX_INFLIGHT */
+  int64_t pipeline_queue;        /* QUARRY_PIPELINE_QUEUE */
+  int64_t tenant_max_inflight;   /* QUARRY_TENANT_MAX_INFLIGHT */
+  const char *openai_model;      /* QUARRY_OPENAI_MODEL */
 } gw_cfg_t;
 
-/* Defaults of the pipeline settings. The workers mostly wait on other
- * services (the calls are blocking until the pipeline goes asynchronous),
- * so they outnumber the cores; the queue absorbs a burst of a few seconds;
- * one tenant may take half the workers. */
-#define GW_PIPELINE_WORKERS_DEFAULT 16
+/* Defaults of the pipeline settings. A pipeline in flight holds no thread
+ * (it runs on asynchronous gRPC completions), only its arena (a few
+ * hundred KiB at most for a long answer), so thousands may be in flight;
+ * the queue absorbs a burst beyond that; one tenant may hold 8 at once,
+ * so one busy tenant cannot starve the others. */
+#define GW_PIPELINE_MAX_INFLIGHT_DEFAULT 4096
 #define GW_PIPELINE_QUEUE_DEFAULT 256
 #define GW_TENANT_MAX_INFLIGHT_DEFAULT 8
 

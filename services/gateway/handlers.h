@@ -13,7 +13,7 @@
  * suspends the connection and the pipeline runs on a worker (pool.h). */
 void query_post(gw_req_t *r);
 
-/* Starts the pipeline workers and the hang-up watcher, sized by cfg (which
+/* Starts admission control and the hang-up watcher, sized by cfg (which
  * must outlive them). 0, or Q_ENOMEM / Q_EINTERNAL (logged). Call before
  * serving; one server at a time. */
 q_err_t query_start(const gw_cfg_t *cfg);

@@ -132,18 +132,18 @@ static q_cfg_entry_t table[] = {
      "How long GET /readyz reuses its last answer, so a burst of probes makes one round "
      "of downstream health checks.",
      0, &cfg.readyz_cache_ms},
-    {"QUARRY_PIPELINE_WORKERS", Q_CFG_INT, STR(GW_PIPELINE_WORKERS_DEFAULT), 1, 1024,
-     NULL,
-     "Threads running query pipelines while their HTTP connections wait (each waits on "
-     "one downstream call at a time).",
-     0, &cfg.pipeline_workers},
+    {"QUARRY_PIPELINE_MAX_INFLIGHT", Q_CFG_INT, STR(GW_PIPELINE_MAX_INFLIGHT_DEFAULT), 1,
+     65536, NULL,
+     "Query pipelines in flight at once (each waits on its downstream calls without "
+     "holding a thread); further queries wait in the queue.",
+     0, &cfg.pipeline_max_inflight},
     {"QUARRY_PIPELINE_QUEUE", Q_CFG_INT, STR(GW_PIPELINE_QUEUE_DEFAULT), 1, 65536, NULL,
-     "Queries that may wait for a pipeline worker; beyond it a query gets 503 with "
+     "Queries that may wait for a pipeline slot; beyond it a query gets 503 with "
      "Retry-After.",
      0, &cfg.pipeline_queue},
     {"QUARRY_TENANT_MAX_INFLIGHT", Q_CFG_INT, STR(GW_TENANT_MAX_INFLIGHT_DEFAULT), 1,
-     1024, NULL,
-     "Queries of one tenant running on pipeline workers at once; its other queries wait "
+     65536, NULL,
+     "Query pipelines of one tenant in flight at once; its other queries wait "
      "in the queue while other tenants' run.",
      0, &cfg.tenant_max_inflight},
     {"QUARRY_OPENAI_MODEL", Q_CFG_STRING, "quarry-rag", 0, 0, validate_model,

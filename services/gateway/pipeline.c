@@ -1,8 +1,10 @@
 /* pipeline.c - the query pipeline's stages and their driver (see
- * pipeline.h for the stages, the fallbacks and the plan for asynchronous
- * calls). Each stage is a `_start` that makes its call and hands the
- * result to its `_done`, which sets p->stage; pipeline_run loops over
- * them. Nothing here knows about HTTP: results go to the sink. */
+ * pipeline.h for the stages, the fallbacks and the threads). Each stage is
+ * a `_start` that issues its asynchronous call and returns true, or, when
+ * it needs no call (or cannot make one), sets p->stage itself and returns
+ * false; the call's completion callback hands the result to the stage's
+ * `_done`, which sets p->stage, and then calls advance, which starts the
+ * next stage. Nothing here knows about HTTP: results go to the sink. */
 #include "pipeline.h"
 
 #include <limits.h>
@@ -76,11 +78,24 @@ struct pipeline {
   char query_id[37];
 
   stage_t stage;
+  bool failed; /* the sink has had its error */
   atomic_bool cancelled;
-  /* The streaming call in flight, so pipeline_cancel can cancel it from
-   * another thread; set and cleared by the run under call_mu. */
+  /* The asynchronous call in flight (any stage's), so pipeline_cancel and
+   * pipeline_resume can reach it from another thread: set by the start
+   * functions and cleared by the final callbacks, both under call_mu
+   * ("Handle" in quarry/grpc.h). paused: the Generate stream's on_message
+   * asked for a pause and no message has arrived since. */
   pthread_mutex_t call_mu;
-  q_rpc_llm_gateway_generate_call_t *gen_call;
+  q_grpc_async_t *call;
+  bool paused;
+  double t_call; /* q_now_s() when the call in flight started */
+
+  /* Flow control of the answer's stream (pipeline_req_t), and who hears
+   * of the end. */
+  bool (*sink_full)(void *ud);
+  void *flow_ud;
+  pipeline_end_fn on_end;
+  void *end_ud;
 
   /* What the stages produce. */
   float *emb;
@@ -119,6 +134,21 @@ static int budget(const pipeline_t *p, double share) {
   return b > INT_MAX ? INT_MAX : (int)b;
 }
 
+static q_metric_t *m_paused;
+
+static void paused_register(void) {
+  m_paused = q_metrics_counter("quarry_pipeline_stream_paused_total",
+                               "Times an answer's Generate stream was paused because "
+                               "the client read the stream slower than it came.",
+                               "");
+}
+
+static q_metric_t *paused_metric(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, paused_register);
+  return m_paused;
+}
+
 static void count_outcome(const char *outcome) {
   const char *labels[] = {outcome};
   q_metrics_inc(gw_metrics.queries, labels);
@@ -134,6 +164,7 @@ static void fail(pipeline_t *p, q_err_t err, int retry_after_s, const char *fmt,
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   p->stage = ST_END;
+  p->failed = true;
   count_outcome(err == Q_ECANCELLED         ? "cancelled"
                 : q_err_to_http(err) >= 500 ? "failed"
                                             : "rejected");
@@ -193,20 +224,63 @@ static void stream_piece(pipeline_t *p, const char *piece, size_t len, bool last
   free(out);
 }
 
+/* ---- asynchronous calls ----------------------------------------------------- */
+
+/* Options of a downstream call: the query's deadline and trace id travel
+ * in them, since an asynchronous call reads no thread context. */
+static q_grpc_call_opts_t call_opts(const pipeline_t *p, int timeout_ms,
+                                    bool idempotent) {
+  return (q_grpc_call_opts_t){
+      .timeout_ms = timeout_ms,
+      .idempotent = idempotent,
+      .deadline_ms = p->deadline_ms,
+      .trace_id = q_trace_id_valid(p->trace_id) ? p->trace_id : NULL,
+  };
+}
+
+/* Under call_mu, right after a start function returned rc into p->call: a
+ * pipeline_cancel that came before the handle existed is applied now. */
+static void call_started_locked(pipeline_t *p, q_err_t rc) {
+  if (rc == 0 && atomic_load(&p->cancelled))
+    q_grpc_async_cancel(p->call);
+}
+
+/* A call that never started: the stage's _done gets rc with this detail. */
+static void call_not_started(pipeline_t *p, q_err_t rc) {
+  snprintf(p->err, sizeof p->err, "call not started: %s", q_err_name(rc));
+}
+
+/* First thing in a final callback (on the call's loop thread): the handle
+ * dies when the callback returns, so it is dropped under call_mu; the
+ * status message is kept for the stage's _done; logs carry the query's
+ * trace id. */
+static void call_ended(pipeline_t *p, q_err_t rc, const char *status_message) {
+  q_trace_set(p->trace_id, p->deadline_ms);
+  pthread_mutex_lock(&p->call_mu);
+  p->call = NULL;
+  p->paused = false;
+  pthread_mutex_unlock(&p->call_mu);
+  if (rc)
+    snprintf(p->err, sizeof p->err, "%s", status_message ? status_message : "");
+}
+
+static void advance(pipeline_t *p);
+
 /* ---- admit: the principal and the rate limit ------------------------------ */
 
-static void admit_start(pipeline_t *p) {
+static bool admit_start(pipeline_t *p) {
   if (!p->has_principal) {
     fail(p, Q_EUNAUTH, 0, "no authenticated principal");
-    return;
+    return false;
   }
   if (!p->rate_limited && !ratelimit_allow(&p->principal)) {
     q_metrics_inc(gw_metrics.rate_limited, NULL);
     fail(p, Q_ERESOURCE, 1, "rate limit of %lld requests per second exceeded",
          (long long)p->cfg->rate_limit_rps);
-    return;
+    return false;
   }
   p->stage = ST_CACHE;
+  return false;
 }
 
 /* ---- cache: the semantic cache's hook ------------------------------------- */
@@ -219,12 +293,13 @@ static bool cache_lookup(const char *tenant_id, const char *query) {
   return false;
 }
 
-static void cache_start(pipeline_t *p) {
+static bool cache_start(pipeline_t *p) {
   if (cache_lookup(p->principal.tenant_id, p->query)) {
     /* Unreachable until a cache exists; a hit will report its answer to
      * the sink and continue with ST_RECORD. */
   }
   p->stage = ST_EMBED;
+  return false;
 }
 
 /* ---- embed ---------------------------------------------------------------- */
@@ -246,22 +321,37 @@ static void embed_done(pipeline_t *p, double t, q_err_t rc,
   p->stage = ST_RETRIEVE;
 }
 
-static void embed_start(pipeline_t *p) {
-  double t = q_now_s();
+static void embed_cb(void *ud, q_err_t rc, Quarry__V1__EmbedResponse *resp,
+                     const char *status_message) {
+  pipeline_t *p = ud;
+  call_ended(p, rc, status_message);
+  embed_done(p, p->t_call, rc, resp);
+  advance(p);
+  q_trace_clear();
+}
+
+static bool embed_start(pipeline_t *p) {
+  p->t_call = q_now_s();
   int timeout = budget(p, EMBED_SHARE);
   if (!timeout) {
     p->stage = ST_RETRIEVE; /* retrieval reports the deadline */
-    return;
+    return false;
   }
   Quarry__V1__EmbedRequest req = QUARRY__V1__EMBED_REQUEST__INIT;
   char *texts[1] = {(char *)p->query};
   req.n_texts = 1;
   req.texts = texts;
-  Quarry__V1__EmbedResponse *resp = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  q_err_t rc = q_rpc_llm_gateway_embed(q_grpc_channel(p->cfg->llm_addr), &req, &resp,
-                                       p->arena, &opts, p->err, sizeof p->err);
-  embed_done(p, t, rc, resp);
+  q_grpc_call_opts_t opts = call_opts(p, timeout, true);
+  pthread_mutex_lock(&p->call_mu);
+  q_err_t rc = q_rpc_llm_gateway_embed_async(q_grpc_channel(p->cfg->llm_addr), &req,
+                                             p->arena, &opts, embed_cb, p, &p->call);
+  call_started_locked(p, rc);
+  pthread_mutex_unlock(&p->call_mu);
+  if (rc == 0)
+    return true; /* p is the callback's now */
+  call_not_started(p, rc);
+  embed_done(p, p->t_call, rc, NULL);
+  return false;
 }
 
 /* ---- retrieve ------------------------------------------------------------- */
@@ -296,12 +386,21 @@ static void retrieve_done(pipeline_t *p, double t, q_err_t rc,
   p->stage = ST_CITE;
 }
 
-static void retrieve_start(pipeline_t *p) {
-  double t = q_now_s();
+static void retrieve_cb(void *ud, q_err_t rc, Quarry__V1__SearchResponse *resp,
+                        const char *status_message) {
+  pipeline_t *p = ud;
+  call_ended(p, rc, status_message);
+  retrieve_done(p, p->t_call, rc, resp);
+  advance(p);
+  q_trace_clear();
+}
+
+static bool retrieve_start(pipeline_t *p) {
+  p->t_call = q_now_s();
   int timeout = budget(p, 1);
   if (!timeout) {
     fail_deadline(p, "retrieval");
-    return;
+    return false;
   }
   Quarry__V1__SearchRequest req = QUARRY__V1__SEARCH_REQUEST__INIT;
   req.tenant_id = p->principal.tenant_id;
@@ -309,11 +408,17 @@ static void retrieve_start(pipeline_t *p) {
   req.query_embedding = p->emb;
   req.n_query_embedding = p->nemb;
   req.top_k = PIPELINE_RETRIEVE_TOP_K;
-  Quarry__V1__SearchResponse *resp = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  q_err_t rc = q_rpc_retriever_search(q_grpc_channel(p->cfg->retriever_addr), &req, &resp,
-                                      p->arena, &opts, p->err, sizeof p->err);
-  retrieve_done(p, t, rc, resp);
+  q_grpc_call_opts_t opts = call_opts(p, timeout, true);
+  pthread_mutex_lock(&p->call_mu);
+  q_err_t rc = q_rpc_retriever_search_async(q_grpc_channel(p->cfg->retriever_addr), &req,
+                                            p->arena, &opts, retrieve_cb, p, &p->call);
+  call_started_locked(p, rc);
+  pthread_mutex_unlock(&p->call_mu);
+  if (rc == 0)
+    return true;
+  call_not_started(p, rc);
+  retrieve_done(p, p->t_call, rc, NULL);
+  return false;
 }
 
 /* ---- rerank --------------------------------------------------------------- */
@@ -343,24 +448,39 @@ static void rerank_done(pipeline_t *p, double t, q_err_t rc,
   p->stage = ST_GENERATE;
 }
 
-static void rerank_start(pipeline_t *p) {
-  double t = q_now_s();
+static void rerank_cb(void *ud, q_err_t rc, Quarry__V1__RerankResponse *resp,
+                      const char *status_message) {
+  pipeline_t *p = ud;
+  call_ended(p, rc, status_message);
+  rerank_done(p, p->t_call, rc, resp);
+  advance(p);
+  q_trace_clear();
+}
+
+static bool rerank_start(pipeline_t *p) {
+  p->t_call = q_now_s();
   int timeout = budget(p, RERANK_SHARE);
   if (!timeout) {
     snprintf(p->err, sizeof p->err, "no time left");
-    rerank_done(p, t, Q_ETIMEDOUT, NULL);
-    return;
+    rerank_done(p, p->t_call, Q_ETIMEDOUT, NULL);
+    return false;
   }
   Quarry__V1__RerankRequest req = QUARRY__V1__RERANK_REQUEST__INIT;
   req.query = (char *)p->query;
   req.passages = p->cand;
   req.n_passages = p->ncand;
   req.top_n = p->top_k;
-  Quarry__V1__RerankResponse *resp = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout, .idempotent = 1};
-  q_err_t rc = q_rpc_reranker_rerank(q_grpc_channel(p->cfg->reranker_addr), &req, &resp,
-                                     p->arena, &opts, p->err, sizeof p->err);
-  rerank_done(p, t, rc, resp);
+  q_grpc_call_opts_t opts = call_opts(p, timeout, true);
+  pthread_mutex_lock(&p->call_mu);
+  q_err_t rc = q_rpc_reranker_rerank_async(q_grpc_channel(p->cfg->reranker_addr), &req,
+                                           p->arena, &opts, rerank_cb, p, &p->call);
+  call_started_locked(p, rc);
+  pthread_mutex_unlock(&p->call_mu);
+  if (rc == 0)
+    return true;
+  call_not_started(p, rc);
+  rerank_done(p, p->t_call, rc, NULL);
+  return false;
 }
 
 /* ---- generate (streamed) -------------------------------------------------- */
@@ -397,58 +517,71 @@ static void generate_done(pipeline_t *p, double t, q_err_t rc) {
   p->stage = ST_CITE;
 }
 
-static void generate_start(pipeline_t *p) {
-  double t = q_now_s();
+/* One streamed message (on the loop thread). Returns false to pause the
+ * stream while the sink's reader is behind (pipeline_req_t.sink_full):
+ * the llm-gateway is then held back by HTTP/2 flow control until
+ * pipeline_resume. */
+static bool generate_msg_cb(void *ud, Quarry__V1__GenerateResponse *msg) {
+  pipeline_t *p = ud;
+  q_trace_set(p->trace_id, p->deadline_ms);
+  generate_piece(p, msg);
+  bool more = true;
+  pthread_mutex_lock(&p->call_mu);
+  p->paused = false; /* a message came: any pause before this one is over */
+  if (p->sink_full && !atomic_load(&p->cancelled) && p->sink_full(p->flow_ud)) {
+    p->paused = true;
+    more = false;
+  }
+  pthread_mutex_unlock(&p->call_mu);
+  if (!more)
+    q_metrics_inc(paused_metric(), NULL);
+  q_trace_clear();
+  return more;
+}
+
+static void generate_done_cb(void *ud, q_err_t rc, const char *status_message) {
+  pipeline_t *p = ud;
+  call_ended(p, rc, status_message);
+  generate_done(p, p->t_call, rc);
+  advance(p);
+  q_trace_clear();
+}
+
+static bool generate_start(pipeline_t *p) {
+  p->t_call = q_now_s();
   int timeout = budget(p, 1);
   if (!timeout) {
     fail_deadline(p, "generation");
-    return;
+    return false;
   }
   Quarry__V1__GenerateRequest req = QUARRY__V1__GENERATE_REQUEST__INIT;
   req.query = (char *)p->query;
   req.passages = p->sent;
   req.n_passages = p->nsent;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout};
+  q_grpc_call_opts_t opts = call_opts(p, timeout, false);
   citations_stream_init(&p->stream, p->nsent);
 
   pthread_mutex_lock(&p->call_mu);
-  q_rpc_llm_gateway_generate_call_t *call =
-      q_rpc_llm_gateway_generate_start(q_grpc_channel(p->cfg->llm_addr), &opts);
-  p->gen_call = call;
-  if (call && atomic_load(&p->cancelled))
-    q_rpc_llm_gateway_generate_cancel(call); /* cancelled before it started */
+  q_err_t rc = q_rpc_llm_gateway_generate_async_start(
+      q_grpc_channel(p->cfg->llm_addr), &req, p->arena, &opts, generate_msg_cb,
+      generate_done_cb, p, &p->call);
+  call_started_locked(p, rc);
   pthread_mutex_unlock(&p->call_mu);
-  if (!call) {
-    fail(p, Q_EINTERNAL, 0, "cannot start llm-gateway Generate call");
-    return;
-  }
-
-  q_err_t rc = q_rpc_llm_gateway_generate_send(call, &req);
   if (rc == 0)
-    rc = q_rpc_llm_gateway_generate_close_send(call);
-  while (rc == 0) {
-    Quarry__V1__GenerateResponse *msg = NULL;
-    rc = q_rpc_llm_gateway_generate_recv(call, p->arena, &msg);
-    if (rc || !msg)
-      break;
-    generate_piece(p, msg);
-  }
-  pthread_mutex_lock(&p->call_mu);
-  p->gen_call = NULL;
-  pthread_mutex_unlock(&p->call_mu);
-  q_err_t frc = q_rpc_llm_gateway_generate_finish(call, p->err, sizeof p->err);
-  generate_done(p, t, frc ? frc : rc);
+    return true;
+  fail(p, Q_EINTERNAL, 0, "cannot start llm-gateway Generate call");
+  return false;
 }
 
 /* ---- cite: [n] markers ------------------------------------------------------ */
 
-static void cite_start(pipeline_t *p) {
+static bool cite_start(pipeline_t *p) {
   if (p->nsent > 0) {
     size_t alen = p->answer.len;
     char *checked = q_arena_alloc(p->arena, alen + 1);
     if (!checked) {
       fail(p, Q_ENOMEM, 0, "out of memory");
-      return;
+      return false;
     }
     p->checked_len = citations_extract(p->answer.data ? p->answer.data : "", alen,
                                        p->nsent, &p->cites, checked, alen + 1);
@@ -466,7 +599,7 @@ static void cite_start(pipeline_t *p) {
   p->chunk_ids = q_arena_alloc(p->arena, (nc + 1) * sizeof *p->chunk_ids);
   if (!p->citations || !p->chunk_ids) {
     fail(p, Q_ENOMEM, 0, "out of memory");
-    return;
+    return false;
   }
   for (size_t i = 0; i < nc; i++) {
     const Quarry__V1__Passage *ps = p->sent[p->cites.cited[i] - 1];
@@ -476,6 +609,7 @@ static void cite_start(pipeline_t *p) {
       progress(p, p->sink->citation(p->sink, p->cites.cited[i], ps));
   }
   p->stage = ST_RECORD;
+  return false;
 }
 
 /* ---- record: the query event ---------------------------------------------- */
@@ -511,21 +645,31 @@ static void record_done(pipeline_t *p, double t, q_err_t rc) {
   p->stage = ST_END;
 }
 
-static void record_start(pipeline_t *p) {
-  double t = q_now_s();
+static void record_cb(void *ud, q_err_t rc, Quarry__V1__QueryEventResponse *resp,
+                      const char *status_message) {
+  pipeline_t *p = ud;
+  (void)resp;
+  call_ended(p, rc, status_message);
+  record_done(p, p->t_call, rc);
+  advance(p);
+  q_trace_clear();
+}
+
+static bool record_start(pipeline_t *p) {
+  double t = p->t_call = q_now_s();
   int timeout = budget(p, 1);
   if (timeout > RECORD_TIMEOUT_MS)
     timeout = RECORD_TIMEOUT_MS;
   if (!timeout) {
     snprintf(p->err, sizeof p->err, "no time left");
     record_done(p, t, Q_ETIMEDOUT);
-    return;
+    return false;
   }
   const char *answer = utf8_repaired(p->arena, p->checked, p->checked_len);
   if (!answer) {
     snprintf(p->err, sizeof p->err, "out of memory");
     record_done(p, t, Q_ENOMEM);
-    return;
+    return false;
   }
   Quarry__V1__QueryEvent ev = QUARRY__V1__QUERY_EVENT__INIT;
   ev.query_id = p->query_id;
@@ -540,11 +684,18 @@ static void record_start(pipeline_t *p) {
   ev.answer = q_arena_strndup(
       p->arena, answer, q_text_cut(answer, strlen(answer), Q_LIMIT_EVENT_ANSWER_BYTES));
   ev.ts_unix_ms = q_wall_ms();
-  Quarry__V1__QueryEventResponse *resp = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = timeout};
-  q_err_t rc = q_rpc_feedback_record_query(q_grpc_channel(p->cfg->feedback_addr), &ev,
-                                           &resp, p->arena, &opts, p->err, sizeof p->err);
+  q_grpc_call_opts_t opts = call_opts(p, timeout, false);
+  pthread_mutex_lock(&p->call_mu);
+  q_err_t rc =
+      q_rpc_feedback_record_query_async(q_grpc_channel(p->cfg->feedback_addr), &ev,
+                                        p->arena, &opts, record_cb, p, &p->call);
+  call_started_locked(p, rc);
+  pthread_mutex_unlock(&p->call_mu);
+  if (rc == 0)
+    return true;
+  call_not_started(p, rc);
   record_done(p, t, rc);
+  return false;
 }
 
 /* ---- the end ---------------------------------------------------------------- */
@@ -585,9 +736,11 @@ static void finish(pipeline_t *p) {
 
 /* ---- driver ------------------------------------------------------------------ */
 
-typedef void (*stage_fn)(pipeline_t *p);
+/* What each stage starts: true when a call is in flight (its final
+ * callback runs the stage's _done and advance), false when the stage has
+ * set p->stage itself. */
+typedef bool (*stage_fn)(pipeline_t *p);
 
-/* What each stage starts; its _done sets the next stage. */
 static const stage_fn stages[ST_END] = {
     [ST_ADMIT] = admit_start,   [ST_CACHE] = cache_start,
     [ST_EMBED] = embed_start,   [ST_RETRIEVE] = retrieve_start,
@@ -595,42 +748,78 @@ static const stage_fn stages[ST_END] = {
     [ST_CITE] = cite_start,     [ST_RECORD] = record_start,
 };
 
-/* Moves the run one stage on: stops it when it was cancelled, and ends it
- * with done after the last stage. An asynchronous driver calls this from
- * each completion; the synchronous one loops on it. */
+/* Runs stages until one has a call in flight, or the run is over: then
+ * the sink gets done (unless it had an error) and the owner hears of the
+ * end. p must not be touched after this returns: the call in flight may
+ * already have ended it on a loop thread, or on_end freed it. */
 static void advance(pipeline_t *p) {
-  if (atomic_load(&p->cancelled)) {
-    fail(p, Q_ECANCELLED, 0, "query cancelled: the client went away");
-    return;
+  for (;;) {
+    if (p->stage != ST_END && atomic_load(&p->cancelled))
+      fail(p, Q_ECANCELLED, 0, "query cancelled: the client went away");
+    if (p->stage == ST_END)
+      break;
+    if (stages[p->stage](p))
+      return;
   }
-  stage_t st = p->stage;
-  stages[st](p);
-  if (p->stage == ST_END && st == ST_RECORD)
+  if (!p->failed)
     finish(p);
+  p->on_end(p->end_ud);
+}
+
+void pipeline_start(pipeline_t *p, pipeline_end_fn on_end, void *ud) {
+  p->on_end = on_end;
+  p->end_ud = ud;
+  advance(p);
+}
+
+/* pipeline_run's wait for the end. */
+typedef struct run_wait {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool ended;
+} run_wait_t;
+
+static void run_ended_cb(void *ud) {
+  run_wait_t *w = ud;
+  pthread_mutex_lock(&w->mu);
+  w->ended = true;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
 }
 
 void pipeline_run(pipeline_t *p) {
-  q_trace_set(p->trace_id, p->deadline_ms);
-  while (p->stage != ST_END)
-    advance(p);
-  q_trace_clear();
+  run_wait_t w = {.ended = false};
+  pthread_mutex_init(&w.mu, NULL);
+  pthread_cond_init(&w.cv, NULL);
+  pipeline_start(p, run_ended_cb, &w);
+  pthread_mutex_lock(&w.mu);
+  while (!w.ended)
+    pthread_cond_wait(&w.cv, &w.mu);
+  pthread_mutex_unlock(&w.mu);
+  pthread_cond_destroy(&w.cv);
+  pthread_mutex_destroy(&w.mu);
 }
 
-/* The Generate call is cancelled from this (another) thread while the run
- * blocks in its recv: grpc_call_cancel is thread-safe in the gRPC core, and
- * call_mu keeps the call from being finished (freed) meanwhile. The
- * adapter's q_grpc_call_cancel also sets two flags of the call (failed,
- * closed_send) that the run reads once its recv returns; both sides only
- * ever set them to 1, yet quarry/grpc.h does not promise cross-thread
- * cancel. The asynchronous client that replaces this call should make
- * cancel explicitly thread-safe. */
+/* Whichever call is in flight is cancelled through the adapter, whose
+ * q_grpc_async_cancel is thread-safe; call_mu orders this before the
+ * final callback drops the handle. The run stops at its next stage
+ * boundary, which the cancelled call's callback reaches promptly. */
 void pipeline_cancel(pipeline_t *p) {
   if (!p)
     return;
   atomic_store(&p->cancelled, true);
   pthread_mutex_lock(&p->call_mu);
-  if (p->gen_call)
-    q_rpc_llm_gateway_generate_cancel(p->gen_call);
+  if (p->call)
+    q_grpc_async_cancel(p->call);
+  pthread_mutex_unlock(&p->call_mu);
+}
+
+void pipeline_resume(pipeline_t *p) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->call_mu);
+  if (p->paused && p->call)
+    q_grpc_stream_async_resume(p->call);
   pthread_mutex_unlock(&p->call_mu);
 }
 
@@ -660,6 +849,8 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   p->top_k = req->top_k;
   snprintf(p->trace_id, sizeof p->trace_id, "%s", req->trace_id ? req->trace_id : "");
   p->deadline_ms = req->deadline_ms;
+  p->sink_full = req->sink_full;
+  p->flow_ud = req->flow_ud;
   q_uuid4(p->query_id);
   p->stage = ST_ADMIT;
   atomic_init(&p->cancelled, false);

@@ -40,30 +40,37 @@
  * degrade.
  *
  * Cancellation. pipeline_cancel (any thread: the client went away) stops
- * the run: a Generate stream in flight is cancelled at once, so the
- * llm-gateway stops generating; a unary call in flight (Embed, Search,
- * Rerank, RecordQuery) cannot be interrupted and runs to its own timeout,
- * but the pipeline checks at every stage boundary and goes no further. The
- * sink then gets error(Q_ECANCELLED) and nothing else.
+ * the run: whichever call is in flight - a unary one (Embed, Search,
+ * Rerank, RecordQuery) or the Generate stream - is cancelled at once
+ * (q_grpc_async_cancel: the downstream service sees the call cancelled),
+ * its callback ends the run at the stage boundary, and the sink gets
+ * error(Q_ECANCELLED) and nothing else.
  *
- * Threads, today and next. Each stage is written as a small state
- * machine step: `<stage>_start` builds the request and makes the call,
- * `<stage>_done` takes the result, decides the fallback and sets the next
- * stage; generate adds `generate_piece` per streamed message. Today the
- * calls are the blocking typed stubs (quarry/stubs.h) and pipeline_run
- * drives the steps on a worker of the gateway's pipeline pool (query.c,
- * pool.h), so the HTTP threads never wait for a downstream service.
+ * Threads. No thread waits for a downstream service. Each stage is a small
+ * state machine step: `<stage>_start` builds the request, issues the
+ * asynchronous call (quarry/grpc.h, q_rpc_*_async) and returns;
+ * the call's final callback, on one of the gRPC client's loop threads,
+ * runs `<stage>_done` (the result, the fallback, the next stage) and then
+ * `advance`, which starts the next stage; generate gets `generate_piece`
+ * per streamed message. A query's calls share its arena, so all of its
+ * callbacks run on one loop thread, one at a time, and its state needs no
+ * lock; only the handle of the call in flight is shared (with
+ * pipeline_cancel and pipeline_resume, under a mutex). pipeline_start runs
+ * the first stages on the caller's thread up to the first call (admit and
+ * cache do not block: the edge applied the rate limit). A query in flight
+ * costs its arena and a gRPC call, not a thread, so the edge caps
+ * pipelines in flight (pool.h) for memory and fairness, not for threads.
+ * The deadline and the trace id travel in each call's options
+ * (deadline_ms, trace_id); the callbacks also set the loop thread's trace
+ * context while they run, so the logs carry the query's trace id.
  *
- * The switch to the asynchronous gRPC client is local to pipeline.c: each
- * `_start` issues the asynchronous call instead of the blocking one and
- * returns; the call's completion callback (on the completion-queue thread)
- * runs the same `_done` (or `generate_piece` per message) and then
- * `advance`, which starts the next stage - the loop in pipeline_run
- * becomes that chain of callbacks, and the pool's workers go away. The
- * sinks, the wake-ups of query.c and the suspended connections stay as
- * they are, because they already receive every event from a thread that
- * is not an HTTP thread. pipeline_cancel then cancels whichever call is in
- * flight, unary ones included. */
+ * Flow control. When the owner gives sink_full (the SSE edge does), each
+ * streamed message is followed by sink_full(flow_ud): true pauses the
+ * Generate stream (no further message is read, and HTTP/2 flow control
+ * soon holds the llm-gateway back) until the owner calls pipeline_resume
+ * once its reader has drained the sink. A resume that comes before the
+ * pause took effect is not lost: the adapter remembers it
+ * (q_grpc_stream_async_resume). */
 #ifndef QUARRY_GW_PIPELINE_H
 #define QUARRY_GW_PIPELINE_H
 
@@ -89,7 +96,16 @@ typedef struct pipeline_req {
   const char *trace_id;            /* for the downstream calls and logs */
   int64_t deadline_ms;             /* absolute, q_now_ms() time */
   double t0;                       /* q_now_s() at the request's arrival */
+  /* Flow control (optional, see above): whether the sink's reader is so
+   * far behind that generation should pause. Called on the pipeline's
+   * thread after each streamed message; must not block. */
+  bool (*sink_full)(void *ud);
+  void *flow_ud;
 } pipeline_req_t;
+
+/* Told that a run is over: the sink has had its done or error, and the
+ * pipeline touches nothing any more (ud's owner may free it here). */
+typedef void (*pipeline_end_fn)(void *ud);
 
 typedef struct pipeline pipeline_t;
 
@@ -100,18 +116,30 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink);
 /* The query's id (a UUID, also in the sink's events). */
 const char *pipeline_query_id(const pipeline_t *p);
 
-/* Runs every stage on the calling thread, with its trace context set to
- * the query's trace id and deadline, and returns once the sink has had
- * its done or error. Counts the outcome in quarry_queries_total and the
- * stage times in quarry_stage_duration_seconds. Call once. */
+/* Starts the run: the stages up to the first downstream call run on the
+ * calling thread, the rest on the gRPC client's loop threads; returns
+ * without waiting. on_end(ud) runs once at the end, on whichever thread
+ * ended it (the caller's, when the run ends before any call, e.g.
+ * cancelled or past its deadline). Counts the outcome in
+ * quarry_queries_total and the stage times in
+ * quarry_stage_duration_seconds. Call once (or pipeline_run). */
+void pipeline_start(pipeline_t *p, pipeline_end_fn on_end, void *ud);
+
+/* pipeline_start, then waits for the end on the calling thread (tests,
+ * tools). Call once. */
 void pipeline_run(pipeline_t *p);
+
+/* The sink's reader has drained (see "Flow control"): resumes a paused
+ * Generate stream; a no-op when none is paused. Thread-safe. */
+void pipeline_resume(pipeline_t *p);
 
 /* Asks the run to stop (see above). Thread-safe; idempotent; fine before,
  * during and after the run. */
 void pipeline_cancel(pipeline_t *p);
 
-/* Frees the pipeline; not while pipeline_run or pipeline_cancel is in
- * progress on another thread. NULL is fine. */
+/* Frees the pipeline: before pipeline_start, or once its on_end has been
+ * called (in on_end itself is fine); not while pipeline_cancel or
+ * pipeline_resume is in progress on another thread. NULL is fine. */
 void pipeline_free(pipeline_t *p);
 
 #endif

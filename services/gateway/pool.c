@@ -1,11 +1,10 @@
-/* pool.c - pipeline workers with a bounded queue and per-tenant caps (see
- * pool.h). One mutex guards the queue and the table of running tenants;
- * workers wait on one condition variable. The table has one row per worker
- * at most, so a linear scan is all it needs. */
+/* pool.c - admission control of query pipelines (see pool.h). One mutex
+ * guards the queue, the counts and the table of tenants in flight; the
+ * table holds only tenants with a job in flight (rows kept packed), so a
+ * scan of it is as short as the number of busy tenants. */
 #include "pool.h"
 
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,33 +15,36 @@
 
 typedef struct tenant_slot {
   char tenant[Q_LIMIT_TENANT_ID_BYTES + 1];
-  int running; /* 0: the row is free */
+  int running;
 } tenant_slot_t;
 
 struct pool {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t idle;     /* signalled when running drops to 0 while stopping */
   pool_job_t *head, *tail; /* FIFO */
   size_t queued, running;
-  int queue_max, tenant_max, nworkers;
+  int queue_max, tenant_max, max_inflight;
   bool stopping;
-  tenant_slot_t *tenants; /* nworkers rows */
-  pthread_t *threads;
-  int started;
+  tenant_slot_t *tenants; /* ntenants rows in use, max_inflight at most */
+  int ntenants;
 };
 
 static q_metric_t *m_queued, *m_running, *m_rejected, *m_wait;
 
+/* A nested pool_done (from a job that ended inside its own run) leaves
+ * the next starts to the outer one. */
+static _Thread_local bool dispatching;
+
 static void metrics_register(void) {
   m_queued = q_metrics_gauge("quarry_pipeline_queued",
-                             "Queries waiting for a pipeline worker.", "");
-  m_running = q_metrics_gauge("quarry_pipeline_running",
-                              "Queries running on a pipeline worker.", "");
+                             "Queries waiting for a pipeline slot.", "");
+  m_running =
+      q_metrics_gauge("quarry_pipeline_running", "Query pipelines in flight.", "");
   m_rejected = q_metrics_counter(
       "quarry_pipeline_rejected_total",
       "Queries refused before running: queue_full (503), stopping (shutdown).", "reason");
   m_wait = q_metrics_histogram("quarry_pipeline_queue_seconds",
-                               "Time a query waited for a pipeline worker.", "", NULL, 0);
+                               "Time a query waited for a pipeline slot.", "", NULL, 0);
 }
 
 /* Under mu. */
@@ -52,19 +54,41 @@ static void publish(pool_t *p) {
 }
 
 static tenant_slot_t *tenant_find(pool_t *p, const char *tenant) {
-  for (int i = 0; i < p->nworkers; i++)
-    if (p->tenants[i].running && strcmp(p->tenants[i].tenant, tenant) == 0)
+  for (int i = 0; i < p->ntenants; i++)
+    if (strcmp(p->tenants[i].tenant, tenant) == 0)
       return &p->tenants[i];
   return NULL;
 }
 
-/* Under mu: unlinks and returns the oldest job whose tenant is under its
- * cap, or NULL. */
+/* Under mu: whether a job of tenant may start now. */
+static bool may_start(pool_t *p, const char *tenant) {
+  if (p->running >= (size_t)p->max_inflight)
+    return false;
+  tenant_slot_t *t = tenant_find(p, tenant);
+  return !t || t->running < p->tenant_max;
+}
+
+/* Under mu: takes a slot for tenant (may_start said yes). */
+static void hold(pool_t *p, const char *tenant) {
+  tenant_slot_t *t = tenant_find(p, tenant);
+  if (!t) { /* a row is free: fewer than max_inflight tenants run */
+    t = &p->tenants[p->ntenants++];
+    snprintf(t->tenant, sizeof t->tenant, "%s", tenant);
+    t->running = 0;
+  }
+  t->running++;
+  p->running++;
+}
+
+/* Under mu: unlinks and returns the oldest job that may start, holding
+ * its slot, or NULL. */
 static pool_job_t *take(pool_t *p) {
+  if (p->running >= (size_t)p->max_inflight && !p->stopping)
+    return NULL;
   pool_job_t *prev = NULL;
   for (pool_job_t *j = p->head; j; prev = j, j = j->next) {
-    tenant_slot_t *t = tenant_find(p, j->tenant);
-    if (t && t->running >= p->tenant_max)
+    /* Stopping: every queued job runs (cancelled, it ends at once). */
+    if (!p->stopping && !may_start(p, j->tenant))
       continue;
     if (prev)
       prev->next = j->next;
@@ -73,65 +97,49 @@ static pool_job_t *take(pool_t *p) {
     if (p->tail == j)
       p->tail = prev;
     j->next = NULL;
-    if (!t) /* a free row exists: at most nworkers tenants run */
-      for (int i = 0; i < p->nworkers && !t; i++)
-        if (!p->tenants[i].running) {
-          t = &p->tenants[i];
-          snprintf(t->tenant, sizeof t->tenant, "%s", j->tenant);
-        }
-    t->running++;
     p->queued--;
-    p->running++;
+    if (p->ntenants < p->max_inflight || tenant_find(p, j->tenant))
+      hold(p, j->tenant);
+    else
+      p->running++; /* stopping beyond the caps: counted, no tenant row */
     return j;
   }
   return NULL;
 }
 
-static void *worker_main(void *arg) {
-  pool_t *p = arg;
-  pthread_mutex_lock(&p->mu);
+/* Runs the queued jobs that may start, one after the other. */
+static void dispatch(pool_t *p) {
+  if (dispatching)
+    return;
+  dispatching = true;
   for (;;) {
-    pool_job_t *j = take(p);
-    if (!j) {
-      if (p->stopping && !p->head)
-        break;
-      pthread_cond_wait(&p->cv, &p->mu);
-      continue;
-    }
-    publish(p);
-    char tenant[sizeof j->tenant];
-    memcpy(tenant, j->tenant, sizeof tenant); /* j may be freed by run */
-    double waited = q_now_s() - j->queued_at;
-    pthread_mutex_unlock(&p->mu);
-
-    q_metrics_observe(m_wait, NULL, waited);
-    j->run(j);
-
     pthread_mutex_lock(&p->mu);
-    tenant_slot_t *t = tenant_find(p, tenant);
-    bool was_capped = t && t->running >= p->tenant_max;
-    if (t)
-      t->running--;
-    p->running--;
+    pool_job_t *j = take(p);
     publish(p);
-    /* A job of this tenant that waited for the cap may run now. */
-    if (was_capped)
-      pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (!j)
+      break;
+    q_metrics_observe(m_wait, NULL, q_now_s() - j->queued_at);
+    j->run(j);
   }
-  pthread_mutex_unlock(&p->mu);
-  return NULL;
+  dispatching = false;
 }
 
-q_err_t pool_submit(pool_t *p, pool_job_t *job) {
+q_err_t pool_submit(pool_t *p, pool_job_t *job, bool *start_now) {
   const char *reason = NULL;
   q_err_t rc = 0;
+  *start_now = false;
   pthread_mutex_lock(&p->mu);
   if (p->stopping) {
     reason = "stopping";
     rc = Q_ECANCELLED;
-  } else if (p->queued >= (size_t)p->queue_max + ((size_t)p->nworkers - p->running)) {
-    /* Full: queue_max jobs wait beyond those idle workers are about to
-     * take (a burst must not be refused while workers are free). */
+  } else if (may_start(p, job->tenant)) {
+    /* Jobs that wait do so for their tenant's cap (pool_done starts the
+     * others as soon as a slot frees): this one overtakes none it should
+     * not. */
+    hold(p, job->tenant);
+    *start_now = true;
+  } else if (p->queued >= (size_t)p->queue_max) {
     reason = "queue_full";
     rc = Q_ERESOURCE;
   } else {
@@ -143,15 +151,33 @@ q_err_t pool_submit(pool_t *p, pool_job_t *job) {
       p->head = job;
     p->tail = job;
     p->queued++;
-    publish(p);
-    pthread_cond_signal(&p->cv);
   }
+  publish(p);
   pthread_mutex_unlock(&p->mu);
   if (reason) {
     const char *labels[] = {reason};
     q_metrics_inc(m_rejected, labels);
   }
+  if (*start_now)
+    q_metrics_observe(m_wait, NULL, 0);
   return rc;
+}
+
+void pool_done(pool_t *p, const char *tenant) {
+  pthread_mutex_lock(&p->mu);
+  tenant_slot_t *t = tenant_find(p, tenant);
+  if (t && --t->running == 0)
+    *t = p->tenants[--p->ntenants]; /* keep the rows packed */
+  p->running--;
+  publish(p);
+  /* Stopping, pool_free has run every queued job and may free the pool
+   * as soon as the lock is released: nothing to start, nothing to touch. */
+  bool stopping = p->stopping;
+  if (stopping && p->running == 0)
+    pthread_cond_broadcast(&p->idle);
+  pthread_mutex_unlock(&p->mu);
+  if (!stopping)
+    dispatch(p);
 }
 
 size_t pool_queued(pool_t *p) {
@@ -173,24 +199,19 @@ pool_t *pool_new(const pool_opts_t *o) {
   pool_t *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
-  p->nworkers = o->workers > 0 ? o->workers : 1;
+  p->max_inflight = o->max_inflight > 0 ? o->max_inflight : 1;
   p->queue_max = o->queue_max > 0 ? o->queue_max : 1;
   p->tenant_max = o->tenant_max > 0 ? o->tenant_max : 1;
-  p->tenants = calloc((size_t)p->nworkers, sizeof *p->tenants);
-  p->threads = calloc((size_t)p->nworkers, sizeof *p->threads);
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
-  if (!p->tenants || !p->threads) {
-    pool_free(p);
+  p->tenants = calloc((size_t)p->max_inflight, sizeof *p->tenants);
+  if (!p->tenants) {
+    free(p);
     return NULL;
   }
-  for (; p->started < p->nworkers; p->started++)
-    if (pthread_create(&p->threads[p->started], NULL, worker_main, p) != 0) {
-      q_log_error("cannot start a pipeline worker", "{s:i}", "started", p->started);
-      pool_free(p);
-      return NULL;
-    }
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->idle, NULL);
+  pthread_mutex_lock(&p->mu);
   publish(p);
+  pthread_mutex_unlock(&p->mu);
   return p;
 }
 
@@ -199,13 +220,14 @@ void pool_free(pool_t *p) {
     return;
   pthread_mutex_lock(&p->mu);
   p->stopping = true;
-  pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < p->started; i++)
-    pthread_join(p->threads[i], NULL);
-  pthread_cond_destroy(&p->cv);
+  dispatch(p); /* every queued job, caps or not */
+  pthread_mutex_lock(&p->mu);
+  while (p->running > 0)
+    pthread_cond_wait(&p->idle, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  pthread_cond_destroy(&p->idle);
   pthread_mutex_destroy(&p->mu);
-  free(p->threads);
   free(p->tenants);
   free(p);
 }

@@ -1,9 +1,10 @@
 /* query.c - POST /v1/query at the HTTP edge: reads the request, picks the
  * sink (one JSON reply, or Server-Sent Events when the body says "stream":
- * true or the client accepts text/event-stream), hands the pipeline to a
- * worker (pool.h) and answers when the sink has something, without ever
- * holding an HTTP thread while a downstream service works. Everything from
- * the pipeline on is query_submit (query.h), which POST
+ * true or the client accepts text/event-stream), starts the pipeline once
+ * admission control lets it (pool.h) and answers when the sink has
+ * something, without ever holding an HTTP thread while a downstream
+ * service works (the pipeline runs on asynchronous gRPC completions).
+ * Everything from the pipeline on is query_submit (query.h), which POST
  * /v1/chat/completions (chat.c) shares with its own sink.
  *
  * The connection waits suspended (MHD_suspend_connection). A sink's wake
@@ -53,6 +54,12 @@
 
 _Static_assert(SSE_MAX_BYTES > 8 * Q_LIMIT_ANSWER_BYTES, "a whole answer fits");
 
+/* Flow control of a stream: above this much unread, the pipeline pauses
+ * generation; once the reader is below half of it, generation resumes. */
+#define SSE_PAUSE_BYTES (64u << 10)
+
+_Static_assert(SSE_PAUSE_BYTES < SSE_MAX_BYTES / 4, "pauses long before the cut");
+
 /* One query, shared by its HTTP request, its pipeline run and its SSE
  * reply: freed when the last of them lets go. */
 typedef struct query {
@@ -66,6 +73,7 @@ typedef struct query {
   sink_t *reader; /* the JSON or SSE sink read here: sink, or its carrier */
   pipeline_t *pl;
   pool_job_t job;
+  pool_t *pool;   /* admitted by; pool_done when the run ends */
   uint64_t watch; /* hang-up watch; 0: none */
   struct query *prev, *next;
 } query_t;
@@ -129,10 +137,28 @@ static void client_hung_up_cb(void *ud) {
   pipeline_cancel(q->pl);
 }
 
+/* The run is over (whichever thread ended it): the slot goes to the next
+ * query, and the run's reference goes. */
+static void run_ended_cb(void *ud) {
+  query_t *q = ud;
+  pool_t *pool = q->pool;
+  char tenant[sizeof q->job.tenant];
+  memcpy(tenant, q->job.tenant, sizeof tenant);
+  query_unref(q);
+  pool_done(pool, tenant);
+}
+
+/* Admitted (on the HTTP thread, or on a loop thread when it waited). */
 static void run_job(pool_job_t *job) {
   query_t *q = (query_t *)((char *)job - offsetof(query_t, job));
-  pipeline_run(q->pl);
-  query_unref(q);
+  pipeline_start(q->pl, run_ended_cb, q);
+}
+
+/* Whether the SSE reader is so far behind that generation should pause
+ * (pipeline thread). */
+static bool sse_full_cb(void *ud) {
+  query_t *q = ud;
+  return sink_sse_unread(q->reader) > SSE_PAUSE_BYTES;
 }
 
 /* ---- replies ----------------------------------------------------------------- */
@@ -154,6 +180,9 @@ static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   if (n == 0)
     suspend(q);
   pthread_mutex_unlock(&q->mu);
+  /* Below the mark: generation may go on (a no-op unless it is paused). */
+  if (n >= 0 && sink_sse_unread(q->reader) <= SSE_PAUSE_BYTES / 2)
+    pipeline_resume(q->pl);
   if (n == SINK_SSE_END)
     return MHD_CONTENT_READER_END_OF_STREAM;
   if (n == SINK_SSE_CUT)
@@ -291,7 +320,12 @@ void query_submit(gw_req_t *r, const pipeline_req_t *req, bool sse, query_sink_f
     q->sink = sse ? sink_sse_new(SSE_MAX_BYTES, wake_cb, q) : sink_json_new(wake_cb, q);
     q->reader = q->sink;
   }
-  q->pl = q->sink ? pipeline_new(req, q->sink) : NULL;
+  /* Flow control: a streamed answer pauses the Generate stream while the
+   * client is far behind (the reader is the SSE sink bytes go out of). */
+  pipeline_req_t preq = *req;
+  preq.sink_full = q->sse ? sse_full_cb : NULL;
+  preq.flow_ud = q;
+  q->pl = q->sink ? pipeline_new(&preq, q->sink) : NULL;
   if (!q->pl) {
     query_unref(q);
     http_reply_error(r, Q_ENOMEM, "out of memory");
@@ -317,15 +351,21 @@ void query_submit(gw_req_t *r, const pipeline_req_t *req, bool sse, query_sink_f
     goto fail;
   }
 
-  /* Submitted and suspended under the lock: a wake that comes at once
-   * waits for the suspension it has to undo. */
+  /* Admitted and suspended under the lock: a wake that comes at once
+   * waits for the suspension it has to undo. A query admitted at once
+   * starts here once the lock is released (the run may end at once and
+   * wake the connection); a queued one starts when a slot frees. */
+  bool start_now = false;
   pthread_mutex_lock(&q->mu);
-  q_err_t rc = q->gone ? Q_ECANCELLED : pool_submit(state.pool, &q->job);
+  q->pool = state.pool;
+  q_err_t rc = q->gone ? Q_ECANCELLED : pool_submit(state.pool, &q->job, &start_now);
   if (rc == 0) {
     q->refs++; /* the run's */
     suspend(q);
   }
   pthread_mutex_unlock(&q->mu);
+  if (start_now)
+    run_job(&q->job);
   if (rc) {
     unlink_live(q);
     query_unref(q);
@@ -393,8 +433,9 @@ rejected:
 
 q_err_t query_start(const gw_cfg_t *cfg) {
   pool_opts_t o = {
-      .workers = (int)(cfg->pipeline_workers ? cfg->pipeline_workers
-                                             : GW_PIPELINE_WORKERS_DEFAULT),
+      .max_inflight =
+          (int)(cfg->pipeline_max_inflight ? cfg->pipeline_max_inflight
+                                           : GW_PIPELINE_MAX_INFLIGHT_DEFAULT),
       .queue_max =
           (int)(cfg->pipeline_queue ? cfg->pipeline_queue : GW_PIPELINE_QUEUE_DEFAULT),
       .tenant_max = (int)(cfg->tenant_max_inflight ? cfg->tenant_max_inflight
@@ -412,8 +453,8 @@ q_err_t query_start(const gw_cfg_t *cfg) {
   state.stopping = false;
   state.live = NULL;
   pthread_mutex_unlock(&state.mu);
-  q_log_info("query pipeline ready", "{s:i,s:i,s:i}", "workers", o.workers, "queue",
-             o.queue_max, "tenant_max_inflight", o.tenant_max);
+  q_log_info("query pipeline ready", "{s:i,s:i,s:i}", "max_inflight", o.max_inflight,
+             "queue", o.queue_max, "tenant_max_inflight", o.tenant_max);
   return 0;
 }
 
@@ -438,6 +479,7 @@ void query_stop(void) {
   state.hangup = NULL;
   state.stopping = true;
   pthread_mutex_unlock(&state.mu);
-  pool_free(p); /* runs what is queued: cancelled, it ends at once */
+  pool_free(p); /* runs what is queued (cancelled: it ends at once) and waits
+                   for every run in flight to end */
   hangup_free(h);
 }

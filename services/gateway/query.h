@@ -25,7 +25,8 @@
 typedef sink_t *(*query_sink_fn)(void *ud, sink_wake_fn wake, void *wake_ud,
                                  sink_t **reader);
 
-/* Runs req (its strings are copied) on a pipeline worker and answers r
+/* Starts req (its strings are copied) once admission control lets it (the
+ * pipeline runs on asynchronous gRPC completions) and answers r
  * when the sink has something: through make(ud, ...) or, when make is
  * NULL, a JSON sink or (sse) an SSE sink with POST /v1/query's shapes.
  * Replies itself on failure (503 when the queue is full or the gateway

@@ -20,8 +20,8 @@
  * progress calls return 0 to go on, or an error (the consumer went away,
  * its buffer is full) to make the pipeline stop at once; the pipeline then
  * ends with error(Q_ECANCELLED). A sink must not block for long: it runs on
- * the pipeline's thread (a worker today, a completion-queue thread once the
- * calls are asynchronous).
+ * the pipeline's thread (a gRPC client loop thread, which serves many
+ * queries).
  *
  * Three sinks: JSON (sink_json.c) builds today's POST /v1/query reply; SSE
  * (sink_sse.c) turns each call into a Server-Sent Event; OpenAI
@@ -209,6 +209,10 @@ unsigned sink_openai_words(const char *s, size_t n);
  * at fault or null. NULL when out of memory. */
 json_t *sink_openai_error_json(unsigned status, const char *slug, const char *message,
                                const char *param);
+
+/* Bytes queued and not read yet (the pipeline's flow control looks at it).
+ * Thread-safe. */
+size_t sink_sse_unread(sink_t *s);
 
 /* ---- shared by the sinks (sink_json.c) ------------------------------------ */
 

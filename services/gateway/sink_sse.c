@@ -187,3 +187,11 @@ ssize_t sink_sse_read(sink_t *b, char *buf, size_t max) {
   pthread_mutex_unlock(&s->mu);
   return n;
 }
+
+size_t sink_sse_unread(sink_t *b) {
+  sse_sink_t *s = (sse_sink_t *)b;
+  pthread_mutex_lock(&s->mu);
+  size_t n = s->out.len - s->rd;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}

@@ -321,8 +321,12 @@ q_err_t q_grpc_stream_async_start(q_grpc_channel_t *ch,
                                   q_grpc_async_t **handle);
 
 /* Reads the next message of a stream whose on_message returned false. A
- * no-op when it is not paused, on a unary call, or once on_done has
- * started. Thread-safe (see "Handle"). */
+ * resume that comes while the stream is not paused is remembered until the
+ * next on_message returns: if that one asks for a pause, the stream goes
+ * on instead (so a consumer that drains between deciding to pause and the
+ * pause taking effect cannot lose its resume; at worst one more message is
+ * read). A no-op on a unary call, or once on_done has started. Thread-safe
+ * (see "Handle"). */
 void q_grpc_stream_async_resume(q_grpc_async_t *h);
 
 /* Cancels an asynchronous call: the server sees the call cancelled, no

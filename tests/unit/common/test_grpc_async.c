@@ -169,6 +169,7 @@ typedef struct outcome {
   pthread_t thread;
   bool pause;             /* stream: on_message returns false */
   int cancel_after;       /* stream: cancel in on_message after that many */
+  bool resume_early;      /* stream: resume in on_message before pausing */
   q_grpc_async_t *handle; /* set by the test before it can be needed */
   int64_t done_ms;        /* q_now_ms() of the final callback */
 } outcome_t;
@@ -242,10 +243,13 @@ static bool generate_message(void *ud, Quarry__V1__GenerateResponse *msg) {
   o->messages++;
   bool cancel = o->cancel_after && o->messages == o->cancel_after;
   bool more = !o->pause;
+  bool early = o->resume_early;
   q_grpc_async_t *h = o->handle;
   pthread_mutex_unlock(&o->lock);
   if (cancel)
     q_grpc_async_cancel(h); /* from the loop thread, inside the callback */
+  if (early)
+    q_grpc_stream_async_resume(h); /* before the pause it is about to ask for */
   return more;
 }
 
@@ -643,6 +647,23 @@ Test(grpc_async, server_stream_pauses_until_resumed) {
     cr_assert(outcome_resume(&o) || n == 10, "the stream ended early");
   }
   cr_assert(outcome_wait(&o, &o.replies, 1, 5000));
+  cr_assert_eq(o.rc, 0, "%s: %s", q_err_name(o.rc), o.status);
+  cr_assert_str_eq(o.text, "0,1,2,3,4,5,6,7,8,9");
+  outcome_cleanup(&o);
+  q_arena_free(a);
+}
+
+/* A resume that comes before the pause took effect (the consumer drained
+ * while on_message was deciding to pause) is not lost: the stream goes on. */
+Test(grpc_async, server_stream_resume_before_pause_wins) {
+  q_arena_t *a = q_arena_new(0);
+  outcome_t o;
+  outcome_init(&o);
+  o.pause = true;
+  o.resume_early = true;
+  q_grpc_call_opts_t opts = {.timeout_ms = 10000};
+  cr_assert_eq(generate_async("count 10", &opts, a, &o), 0);
+  cr_assert(outcome_wait(&o, &o.replies, 1, 5000), "the stream was left paused");
   cr_assert_eq(o.rc, 0, "%s: %s", q_err_name(o.rc), o.status);
   cr_assert_str_eq(o.text, "0,1,2,3,4,5,6,7,8,9");
   outcome_cleanup(&o);

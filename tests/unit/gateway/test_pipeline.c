@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -381,5 +382,79 @@ Test(pipeline, a_sink_that_refuses_stops_the_query) {
   cr_assert_eq(r.err, Q_ECANCELLED);
   cr_assert_eq(r.ntokens, 3);
   cr_assert(gwfake_wait(&fk.gen_cancelled, 1, 2000), "the generator was cancelled");
+  rec_cleanup(&r);
+}
+
+Test(pipeline, cancel_during_search_cancels_the_call) {
+  cfg.query_timeout_ms = 20000;
+  atomic_store(&fk.freeze_search, 1);
+  rec_t r;
+  rec_init(&r);
+  pipeline_req_t req = request("q", 3);
+  pipeline_t *p = pipeline_new(&req, &r.base);
+  runner_t rn = {.p = p};
+  pthread_t th;
+  pthread_create(&th, NULL, run_thread, &rn);
+  cr_assert(gwfake_wait(&fk.searches, 1, 5000), "retrieval started");
+  double t = q_now_s();
+  pipeline_cancel(p);
+  cr_assert(gwfake_wait(&fk.search_cancelled, 1, 2000),
+            "the retriever saw its call cancelled");
+  pthread_join(th, NULL);
+  double run_ms = (rn.ended - t) * 1000.0;
+  fprintf(stderr, "pipeline cancel during Search: run ended after %.1f ms\n", run_ms);
+  cr_assert_lt(run_ms, 1000.0, "the run ended %.1f ms after the cancel", run_ms);
+  cr_assert_eq(r.errors, 1);
+  cr_assert_eq(r.err, Q_ECANCELLED);
+  cr_assert_eq(atomic_load(&fk.generates), 0);
+  cr_assert_eq(atomic_load(&fk.records), 0);
+  atomic_store(&fk.freeze_search, 0);
+  pipeline_free(p);
+  rec_cleanup(&r);
+}
+
+static atomic_int hold_stream; /* sink_full's answer */
+static atomic_int full_asked;
+
+static bool full_cb(void *ud) {
+  (void)ud;
+  atomic_fetch_add(&full_asked, 1);
+  return atomic_load(&hold_stream) != 0;
+}
+
+static int tokens_of(rec_t *r) {
+  pthread_mutex_lock(&r->mu);
+  int n = r->ntokens;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+Test(pipeline, a_full_sink_pauses_generation_until_resumed) {
+  slow_generator();
+  atomic_store(&fk.piece_ms, 1);
+  cfg.query_timeout_ms = 20000;
+  atomic_store(&hold_stream, 1);
+  atomic_store(&full_asked, 0);
+  rec_t r;
+  rec_init(&r);
+  pipeline_req_t req = request("q", 3);
+  req.sink_full = full_cb;
+  pipeline_t *p = pipeline_new(&req, &r.base);
+  runner_t rn = {.p = p};
+  pthread_t th;
+  pthread_create(&th, NULL, run_thread, &rn);
+  cr_assert(gwfake_wait(&full_asked, 1, 5000), "the first piece arrived");
+  usleep(300 * 1000); /* ~300 pieces sent meanwhile, none read */
+  int held = tokens_of(&r);
+  cr_assert_eq(atomic_load(&full_asked), 1, "no message read while paused");
+  cr_assert_leq(held, 1, "%d tokens while paused", held);
+  atomic_store(&hold_stream, 0);
+  pipeline_resume(p);
+  pthread_join(th, NULL);
+  fprintf(stderr, "flow control: %d token(s) while paused, %d in all\n", held,
+          tokens_of(&r));
+  cr_assert_eq(r.done, 1, "the answer completed after the resume");
+  cr_assert_gt(r.tokens.len, 1000, "the whole answer streamed");
+  pipeline_free(p);
   rec_cleanup(&r);
 }

@@ -437,6 +437,20 @@ Test(query, json_client_leaving_stops_generation) {
   resp_free(r);
 }
 
+Test(query, client_leaving_during_search_cancels_the_call) {
+  cfg.query_timeout_ms = 20000;
+  atomic_store(&fk.freeze_search, 1);
+  start();
+  resp_t *r = HTTP(.path = "/v1/query", .body = "{\"query\":\"q\"}", .headers = {KEY},
+                   .timeout_ms = 300);
+  cr_assert_eq(r->rc, CURLE_OPERATION_TIMEDOUT);
+  cr_assert(gwfake_wait(&fk.search_cancelled, 1, 3000),
+            "the retriever saw its call cancelled when the client left");
+  cr_assert_eq(atomic_load(&fk.generates), 0);
+  atomic_store(&fk.freeze_search, 0);
+  resp_free(r);
+}
+
 /* ---- many queries at once ------------------------------------------------------- */
 
 typedef struct batch {
@@ -521,7 +535,7 @@ Test(query, probes_answer_while_64_queries_wait_on_a_frozen_retriever) {
 }
 
 Test(query, a_full_queue_is_503_with_retry_after) {
-  cfg.pipeline_workers = 1;
+  cfg.pipeline_max_inflight = 1;
   cfg.pipeline_queue = 1;
   cfg.query_timeout_ms = 20000;
   atomic_store(&fk.freeze_search, 1);
@@ -543,7 +557,7 @@ Test(query, a_full_queue_is_503_with_retry_after) {
 }
 
 Test(query, one_tenant_cannot_take_every_worker) {
-  cfg.pipeline_workers = 2;
+  cfg.pipeline_max_inflight = 2;
   cfg.tenant_max_inflight = 1;
   cfg.query_timeout_ms = 20000;
   atomic_store(&fk.freeze_search, 1);

@@ -93,8 +93,13 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   atomic_fetch_add(&f->searches, 1);
   if (req->tenant_id && strcmp(req->tenant_id, "t2") == 0)
     atomic_fetch_add(&f->searches_t2, 1);
-  while (atomic_load(&f->freeze_search) && q_grpc_ctx_ms_left(ctx) > 0)
+  while (atomic_load(&f->freeze_search) && q_grpc_ctx_ms_left(ctx) > 0) {
+    if (q_grpc_ctx_cancelled(ctx)) {
+      atomic_fetch_add(&f->search_cancelled, 1);
+      return Q_ECANCELLED;
+    }
     nap_ms(2);
+  }
   if (atomic_load(&f->retriever_fail)) {
     q_grpc_ctx_errorf(ctx, "index not loaded");
     return Q_EUNAVAIL;

@@ -25,12 +25,13 @@ typedef struct gwfake {
   const char *answer;
 
   /* what they saw */
-  atomic_int searches;       /* Search calls started */
-  atomic_int searches_t2;    /* ... of tenant t2 */
-  atomic_int generates;      /* Generate calls started */
-  atomic_int gen_pieces;     /* pieces sent */
-  atomic_int gen_cancelled;  /* Generate calls that found their client gone */
-  _Atomic double gen_stop_s; /* q_now_s() when the last one noticed */
+  atomic_int searches;         /* Search calls started */
+  atomic_int searches_t2;      /* ... of tenant t2 */
+  atomic_int search_cancelled; /* frozen Search calls whose client cancelled */
+  atomic_int generates;        /* Generate calls started */
+  atomic_int gen_pieces;       /* pieces sent */
+  atomic_int gen_cancelled;    /* Generate calls that found their client gone */
+  _Atomic double gen_stop_s;   /* q_now_s() when the last one noticed */
   atomic_int records;
 
   q_grpc_server_t *srv;
