@@ -39,7 +39,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-hnsw help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -51,6 +51,7 @@ help:
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
+	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
@@ -222,6 +223,16 @@ bench: all $(PYGEN)
 	bench/deps.sh
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/retrieval_bench.py --data $(DATA) $(BENCH_ARGS)
+
+# The retriever's HNSW index beside an exact scan, on synthetic vectors
+# (figures only; docs/benchmarks.md). HNSW_BENCH_ARGS: see bench/hnsw_bench.c.
+HNSW_BENCH := $(BUILD)/bench/hnsw_bench
+$(BUILD)/obj/bench/%.o: private CPPFLAGS += -iquote services/retriever
+$(HNSW_BENCH): $(BUILD)/obj/bench/hnsw_bench.o $(BUILD)/lib/libsvc_retriever.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-hnsw: $(HNSW_BENCH)
+	$(HNSW_BENCH) $(HNSW_BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md
