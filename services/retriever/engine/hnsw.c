@@ -156,19 +156,12 @@ typedef struct sctx {
 
 /* ---- the index ------------------------------------------------------------ */
 
-/* How a distance origin is compared with the stored vectors. */
-typedef enum qkind {
-  QV_F32,    /* floats against the stored floats */
-  QV_I8,     /* int8 codes against the stored codes (fastest) */
-  QV_F32_I8, /* a float query against the stored codes (no query rounding) */
-} qkind_t;
-
 /* A vector to measure distances from: floats, or int8 codes with a scale. */
 typedef struct qv {
   const float *f;
   const int8_t *c;
   float s;
-  qkind_t kind;
+  bool codes;
 } qv_t;
 
 typedef struct lment {
@@ -235,20 +228,17 @@ static inline uint32_t *links_at(const hnsw_t *h, uint32_t id, int level) {
 /* The stored vector of node id as a distance origin. */
 static qv_t node_qv(const hnsw_t *h, uint32_t id, bool codes) {
   if (codes)
-    return (qv_t){NULL, vec_c(h, id), h->scales[id], QV_I8};
-  return (qv_t){vec_f(h, id), NULL, 0.0f, QV_F32};
+    return (qv_t){NULL, vec_c(h, id), h->scales[id], true};
+  return (qv_t){vec_f(h, id), NULL, 0.0f, false};
 }
 
 /* The distance from q to node id: minus their dot product (of the unit
  * vectors under cosine), so the heuristic's comparisons and the scores
  * returned (-d) need no conversion. */
 static inline float dist(const hnsw_t *h, const qv_t *q, uint32_t id) {
-  switch (q->kind) {
-  case QV_I8:
+  if (q->codes)
     return -(q->s * h->scales[id]) * (float)h->k->dot_i8(q->c, vec_c(h, id), h->p.dim);
-  case QV_F32_I8: return -h->scales[id] * h->k->dot_f32_i8(q->f, vec_c(h, id), h->p.dim);
-  default: return -h->k->dot_f32(q->f, vec_f(h, id), h->p.dim);
-  }
+  return -h->k->dot_f32(q->f, vec_f(h, id), h->p.dim);
 }
 
 static inline void prefetch_vec(const hnsw_t *h, uint32_t id, bool codes) {
@@ -680,7 +670,7 @@ static void search_layer(const hnsw_t *h, sctx_t *c, const qv_t *q, const uint32
       lower = c->res.a[0].d;
     }
   }
-  bool codes = q->kind != QV_F32;
+  bool codes = q->codes;
   while (c->cand.n) {
     hitem_t cur = c->cand.a[0];
     if (-cur.d > lower && c->res.n >= ef)
@@ -1017,8 +1007,8 @@ bool hnsw_contains(hnsw_t *h, uint64_t label) {
 
 /* ---- search --------------------------------------------------------------- */
 
-/* Prepares q->vec in c: c->qf (normalised under cosine), and its int8 codes
- * when the walk uses them. *walk is what the graph walk compares with, *exact
+/* Prepares q->vec in c: c->qf (normalised under cosine), and the int8 codes
+ * when the index has them. *walk is what the graph walk compares with, *exact
  * what final scores come from. */
 static q_err_t prep_query(const hnsw_t *h, const float *vec, sctx_t *c, qv_t *walk,
                           qv_t *exact) {
@@ -1026,20 +1016,14 @@ static q_err_t prep_query(const hnsw_t *h, const float *vec, sctx_t *c, qv_t *wa
   q_err_t rc = prep_vector(h, vec, c->qf, e, sizeof e);
   if (rc)
     return rc;
-  qv_t f = {c->qf, NULL, 0.0f, QV_F32};
-  if (h->p.storage == HNSW_FLOAT) {
-    *walk = *exact = f;
-  } else if (h->p.storage == HNSW_INT8) {
-    /* Only the stored side is rounded: about half the error of comparing
-     * codes with codes, for a kernel nearly as fast. */
-    *walk = *exact = (qv_t){c->qf, NULL, 0.0f, QV_F32_I8};
-  } else {
-    /* The walk is on codes both sides (the fastest kernel); the floats
-     * re-rank what it finds. */
-    float s = quantise(c->qf, h->p.dim, c->qc);
-    *walk = (qv_t){NULL, c->qc, s, QV_I8};
-    *exact = f;
+  qv_t f = {c->qf, NULL, 0.0f, false}, i8 = f;
+  if (h->has_i8) {
+    i8.s = quantise(c->qf, h->p.dim, c->qc);
+    i8.c = c->qc;
+    i8.codes = true;
   }
+  *walk = h->has_i8 ? i8 : f;
+  *exact = h->has_f32 ? f : i8;
   return Q_OK;
 }
 
@@ -1082,7 +1066,7 @@ static int graph_search(const hnsw_t *h, sctx_t *c, const qv_t *walk, const qv_t
     cur = greedy(h, walk, cur, &curd, l, ndist);
   search_layer(h, c, walk, &cur, 1, ef, 0, acc, ndist);
   size_t n = drain_sorted(c);
-  if (walk->kind != exact->kind) {
+  if (walk->codes && !exact->codes) {
     /* Re-rank the ef candidates found on the codes with the floats. */
     for (size_t i = 0; i < n; i++)
       c->tmp[i].d = dist(h, exact, c->tmp[i].id);

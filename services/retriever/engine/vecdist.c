@@ -42,22 +42,7 @@ static int32_t dot_i8_portable(const int8_t *restrict a, const int8_t *restrict 
   return s;
 }
 
-static float dot_f32_i8_portable(const float *restrict a, const int8_t *restrict b,
-                                 size_t n) {
-  float acc[8] = {0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++)
-      acc[k] += a[i + k] * (float)b[i + k];
-  float s = 0.0f;
-  for (; i < n; i++)
-    s += a[i] * (float)b[i];
-  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-         ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-static const vecdist_kernels_t portable = {"portable", dot_f32_portable, dot_i8_portable,
-                                           dot_f32_i8_portable};
+static const vecdist_kernels_t portable = {"portable", dot_f32_portable, dot_i8_portable};
 
 #ifdef HAVE_X86
 __attribute__((target("avx2,fma"))) static float
@@ -112,37 +97,7 @@ dot_i8_avx2(const int8_t *restrict a, const int8_t *restrict b, size_t n) {
   return r;
 }
 
-/* Widens 8 int8s to floats (vpmovsxbd, vcvtdq2ps) and multiplies them into
- * the float query. */
-__attribute__((target("avx2,fma"))) static float
-dot_f32_i8_avx2(const float *restrict a, const int8_t *restrict b, size_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m256 b0 = _mm256_cvtepi32_ps(
-        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + i))));
-    __m256 b1 = _mm256_cvtepi32_ps(
-        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + i + 8))));
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), b0, s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), b1, s1);
-  }
-  for (; i + 8 <= n; i += 8) {
-    __m256 b0 = _mm256_cvtepi32_ps(
-        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + i))));
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), b0, s0);
-  }
-  __m256 s = _mm256_add_ps(s0, s1);
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-  float r = _mm_cvtss_f32(h);
-  for (; i < n; i++)
-    r += a[i] * (float)b[i];
-  return r;
-}
-
-static const vecdist_kernels_t avx2 = {"avx2", dot_f32_avx2, dot_i8_avx2,
-                                       dot_f32_i8_avx2};
+static const vecdist_kernels_t avx2 = {"avx2", dot_f32_avx2, dot_i8_avx2};
 #endif
 
 const vecdist_kernels_t *vecdist_select(bool portable_only) {

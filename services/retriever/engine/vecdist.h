@@ -23,9 +23,6 @@ typedef struct vecdist_kernels {
   float (*dot_f32)(const float *a, const float *b, size_t n);
   /* sum of a[i] * b[i] over n int8s, exact in int32 for n up to 131,072 */
   int32_t (*dot_i8)(const int8_t *a, const int8_t *b, size_t n);
-  /* sum of a[i] * b[i] over n floats and int8s: a float query against
-   * stored codes, which avoids quantising the query too */
-  float (*dot_f32_i8)(const float *a, const int8_t *b, size_t n);
 } vecdist_kernels_t;
 
 /* The fastest kernels this CPU runs, or the portable ones when portable_only
