@@ -17,10 +17,10 @@
  * searches share nothing else and never block one another.
  *
  * Layout. Nodes are slots 0..nslots); per slot: label, top layer, state,
- * layer-0 links (a count then up to m0 = 2m ids, in one flat array so the
- * walk on layer 0 touches one cache line per node), a pointer to the upper
- * layers' links (m per layer, allocated only for the ~1/m nodes that have
- * any), and the vector as float32 and/or int8 codes with a scale.
+ * layer-0 links (a count then up to m0 = 2m ids, in one flat array, so the
+ * walk on layer 0 reads each node's list in one contiguous run), a pointer to
+ * the upper layers' links (m per layer, allocated only for the ~1/m nodes
+ * that have any), and the vector as float32 and/or int8 codes with a scale.
  *
  * Deletes set the slot's state to DELETED: searches walk through it but never
  * return it. Compaction marks the current tombstones PURGE, repairs every
