@@ -1248,7 +1248,7 @@ static q_err_t repair(hnsw_t *h, sctx_t *c, uint32_t x, int level, bool *changed
       }
     }
   }
-  if (!nc && h->entry != NO_NODE && h->state[h->entry] != ST_FREE) {
+  if (!nc && h->entry != NO_NODE && level <= h->max_level) {
     /* Cut off: search for neighbours from the top, as an insert would. */
     size_t ndist = 0;
     uint32_t cur = h->entry;

@@ -431,6 +431,28 @@ Test(hnsw, deleted_items_never_return_and_recall_survives_compaction) {
   free(qs);
 }
 
+Test(hnsw, compaction_after_deleting_nine_in_ten_keeps_every_survivor_reachable) {
+  size_t n = 3000;
+  float *base = gen_clustered(n, 32, 23, false);
+  hnsw_params_t p = {.dim = 32, .ef_construction = 64};
+  hnsw_t *h = build(&p, base, n);
+  for (size_t i = 0; i < n; i++)
+    if (i % 10)
+      cr_assert_eq(hnsw_delete(h, i), Q_OK);
+  cr_assert_eq(hnsw_compact(h, NULL), Q_OK);
+  /* Each survivor, searched for, comes back first. */
+  size_t found = 0;
+  for (size_t i = 0; i < n; i += 10) {
+    hnsw_hit_t hit;
+    hnsw_query_t q = {.vec = base + i * 32, .k = 1};
+    cr_assert_eq(hnsw_search(h, &q, &hit, NULL), 1);
+    found += hit.label == i;
+  }
+  cr_assert_eq(found, n / 10, "%zu of %zu survivors found", found, n / 10);
+  hnsw_free(h);
+  free(base);
+}
+
 /* ---- filters -------------------------------------------------------------- */
 
 static bool *random_keep(size_t n, double frac, uint64_t seed) {
