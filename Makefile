@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -60,6 +60,7 @@ help:
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
+	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
@@ -257,6 +258,16 @@ bench-edge: all $(PYGEN)
 	bench/deps.sh
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/edge_bench.py --data $(DATA) $(EDGE_ARGS)
+
+# The retriever's HNSW index beside an exact scan, on synthetic vectors
+# (figures only; docs/benchmarks.md). HNSW_BENCH_ARGS: see bench/hnsw_bench.c.
+HNSW_BENCH := $(BUILD)/bench/hnsw_bench
+$(BUILD)/obj/bench/%.o: private CPPFLAGS += -iquote services/retriever
+$(HNSW_BENCH): $(BUILD)/obj/bench/hnsw_bench.o $(BUILD)/lib/libsvc_retriever.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-hnsw: $(HNSW_BENCH)
+	$(HNSW_BENCH) $(HNSW_BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md
