@@ -20,6 +20,7 @@
 
 static q_common_cfg_t common;
 static gw_cfg_t cfg;
+static int64_t async_threads; /* QUARRY_GRPC_ASYNC_THREADS */
 
 /* QUARRY_OPENAI_MODEL: 1..Q_LIMIT_MODEL_BYTES printable ASCII, as model
  * ids are. */
@@ -132,6 +133,10 @@ static q_cfg_entry_t table[] = {
      "How long GET /readyz reuses its last answer, so a burst of probes makes one round "
      "of downstream health checks.",
      0, &cfg.readyz_cache_ms},
+    {"QUARRY_GRPC_ASYNC_THREADS", Q_CFG_INT, "2", 1, 16, NULL,
+     "Threads completing the gateway's asynchronous gRPC calls (every query's "
+     "downstream calls run on them without blocking); about one per core.",
+     0, &async_threads},
     {"QUARRY_PIPELINE_MAX_INFLIGHT", Q_CFG_INT, STR(GW_PIPELINE_MAX_INFLIGHT_DEFAULT), 1,
      65536, NULL,
      "Query pipelines in flight at once (each waits on its downstream calls without "
@@ -165,6 +170,9 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
   json_object_seed(0); /* before any thread builds JSON objects */
 
+  /* Before the first asynchronous call starts the loops (range checked by
+   * the table). */
+  q_grpc_async_set_threads((int)async_threads);
   if (static_init(cfg.web_dir)) {
     q_service_cleanup(&svc);
     return 2;
