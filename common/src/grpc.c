@@ -1593,6 +1593,22 @@ static void set_recv_status(grpc_op *op, q_grpc_async_t *h) {
   op->data.recv_status_on_client.error_string = &h->error_string;
 }
 
+/* The end of starting an attempt, the loop lock released: when the batch
+ * was refused (ok false) the call is dropped and Q_EINTERNAL returned (no
+ * callback will come), else the call is counted as started (kind is its
+ * grpc_type label). */
+static q_err_t attempt_launched(q_grpc_async_t *h, grpc_call *call, bool ok,
+                                const char *kind) {
+  if (!ok) {
+    grpc_call_unref(call);
+    attempt_cleanup(h);
+    return Q_EINTERNAL;
+  }
+  const char *labels[3] = {kind, h->service, h->md->name};
+  q_metrics_inc(m_cli_started, labels);
+  return Q_OK;
+}
+
 /* Starts one attempt of a unary call: a single batch, as q_grpc_unary's.
  * From the starting thread (first attempt) or the loop thread (retries).
  * Q_EINTERNAL when the core refuses it; nothing is pending then. */
@@ -1623,14 +1639,7 @@ static q_err_t unary_attempt_start(q_grpc_async_t *h) {
       grpc_call_cancel(call, NULL);
   }
   pthread_mutex_unlock(&l->lock);
-  if (!ok) {
-    grpc_call_unref(call);
-    attempt_cleanup(h);
-    return Q_EINTERNAL;
-  }
-  const char *labels[3] = {"unary", h->service, h->md->name};
-  q_metrics_inc(m_cli_started, labels);
-  return Q_OK;
+  return attempt_launched(h, call, ok, "unary");
 }
 
 /* Posts the next RECV_MESSAGE of a stream. Loop lock held. */
@@ -1687,14 +1696,7 @@ static q_err_t stream_attempt_start(q_grpc_async_t *h) {
       grpc_call_cancel(call, NULL);
   }
   pthread_mutex_unlock(&l->lock);
-  if (!ok) {
-    grpc_call_unref(call);
-    attempt_cleanup(h);
-    return Q_EINTERNAL;
-  }
-  const char *labels[3] = {"server_stream", h->service, h->md->name};
-  q_metrics_inc(m_cli_started, labels);
-  return Q_OK;
+  return attempt_launched(h, call, ok, "server_stream");
 }
 
 /* Runs the final callback and frees h. Loop thread only, with nothing

@@ -403,17 +403,6 @@ void chat_completions_post(gw_req_t *r) {
     http_reply_param_error(r, rc, param, "%s", msg);
     goto rejected;
   }
-  pipeline_req_t req = {
-      .cfg = r->cfg,
-      .principal = r->authenticated ? &r->principal : NULL,
-      .auth_ms = r->auth_ms,
-      .rate_limited = true, /* at admission (server.c) */
-      .query = c.query,
-      .top_k = PIPELINE_TOP_K_DEFAULT,
-      .trace_id = r->trace_id,
-      .deadline_ms = r->deadline_ms,
-      .t0 = r->t0,
-  };
   chat_sink_args_t args = {
       .opts =
           {
@@ -426,7 +415,7 @@ void chat_completions_post(gw_req_t *r) {
           },
   };
   /* The pipeline and the sink copy what they keep. */
-  query_submit(r, &req, c.stream, make_sink, &args);
+  query_submit(r, c.query, PIPELINE_TOP_K_DEFAULT, c.stream, make_sink, &args);
   chat_req_cleanup(&c);
   return;
 

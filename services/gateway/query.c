@@ -303,7 +303,7 @@ static q_err_t stream_field(gw_req_t *r, json_t *body, bool *given, bool *value)
   return 0;
 }
 
-void query_submit(gw_req_t *r, const pipeline_req_t *req, bool sse, query_sink_fn make,
+void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sink_fn make,
                   void *ud) {
   query_t *q = calloc(1, sizeof *q);
   if (!q) {
@@ -322,10 +322,20 @@ void query_submit(gw_req_t *r, const pipeline_req_t *req, bool sse, query_sink_f
   }
   /* Flow control: a streamed answer pauses the Generate stream while the
    * client is far behind (the reader is the SSE sink bytes go out of). */
-  pipeline_req_t preq = *req;
-  preq.sink_full = q->sse ? sse_full_cb : NULL;
-  preq.flow_ud = q;
-  q->pl = q->sink ? pipeline_new(&preq, q->sink) : NULL;
+  pipeline_req_t req = {
+      .cfg = r->cfg,
+      .principal = r->authenticated ? &r->principal : NULL,
+      .auth_ms = r->auth_ms,
+      .rate_limited = true, /* at admission (server.c) */
+      .query = query,
+      .top_k = top_k,
+      .trace_id = r->trace_id,
+      .deadline_ms = r->deadline_ms,
+      .t0 = r->t0,
+      .sink_full = q->sse ? sse_full_cb : NULL,
+      .flow_ud = q,
+  };
+  q->pl = q->sink ? pipeline_new(&req, q->sink) : NULL;
   if (!q->pl) {
     query_unref(q);
     http_reply_error(r, Q_ENOMEM, "out of memory");
@@ -405,19 +415,8 @@ void query_post(gw_req_t *r) {
     goto rejected;
   }
 
-  pipeline_req_t req = {
-      .cfg = r->cfg,
-      .principal = r->authenticated ? &r->principal : NULL,
-      .auth_ms = r->auth_ms,
-      .rate_limited = true, /* at admission (server.c) */
-      .query = text,
-      .top_k = (int)top_k,
-      .trace_id = r->trace_id,
-      .deadline_ms = r->deadline_ms,
-      .t0 = r->t0,
-  };
   /* The pipeline copies the query: the body can go. */
-  query_submit(r, &req,
+  query_submit(r, text, (int)top_k,
                stream_given ? stream : accepts_event_stream(http_header(r, "Accept")),
                NULL, NULL);
   json_decref(body);

@@ -88,8 +88,7 @@ static q_cfg_entry_t cfg[] = {
      "CPU time of the process extracting one document (RLIMIT_CPU).", 0, &ex_cpu},
     {"QUARRY_EXTRACT_TIMEOUT_MS", Q_CFG_INT, "120000", 1000, 3600000, NULL,
      "Wall-clock limit of extracting one document; the process is killed past it. Keep "
-     "it "
-     "below QUARRY_INGEST_LEASE_MS.",
+     "it below QUARRY_INGEST_LEASE_MS.",
      0, &ex_timeout},
     {"QUARRY_EXTRACT_MAX_TEXT_BYTES", Q_CFG_INT, "268435456", 65536, 4294967296, NULL,
      "Most text extracted from one document; more fails the job.", 0, &ex_text},
