@@ -67,6 +67,7 @@
 #define STRICT_FACTOR 0.45 /* strict type, and the unit holds no such answer */
 #define NAMED_FACTOR 0.5   /* a name in the question is not in the unit's reach */
 #define NOVELTY_WEIGHT 0.1 /* times the share of the unit's terms not asked */
+#define ECHO_PENALTY 0.3   /* a unit that mostly repeats the question */
 
 static const char NO_ANSWER[] =
     "The provided documents do not contain an answer to this question.";
@@ -95,6 +96,7 @@ typedef struct unit {
   unsigned kinds;
   bool has_kind; /* holds a kind of answer the question wants */
   bool counted;  /* a number right before a question term: "2 users" */
+  size_t novel;  /* terms that are not the question's */
   double novelty;
   double fit;
   double score;
@@ -575,8 +577,9 @@ static int quote_unit(q_buf_t *out, const answer_state_t *st, const unit_t *u, i
   if (u->ctx != NO_UNIT) {
     const unit_t *c = &st->u[u->ctx];
     uint64_t lent = (c->direct | c->syn) & ~(u->direct | u->syn);
-    if (!c->heading && !c->question && !c->row && c->words <= 40 && (lent || u->row) &&
-        room > c->words + 1) {
+    bool echo = c->novel < (size_t)__builtin_popcountll(c->direct);
+    if (!c->heading && !c->question && !c->row && !echo && c->words <= 40 &&
+        (lent || u->row) && room > c->words + 1) {
       used += append_sentence(out, c->s, c->len, room);
       q_buf_puts(out, " ");
     }
@@ -636,6 +639,12 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
                0.02 / (1.0 + u->pos) + 0.03 / (1.0 + u->passage);
     if (u->words < 3 && !u->row)
       u->score *= 0.7;
+    /* An echo - fewer new terms than terms of the question - restates
+     * what was asked ("This section describes the refund policy"): a
+     * sentence that adds something answers better. Yes/no questions are
+     * answered by the very claim they ask about. */
+    if (qt != QTYPE_YESNO && u->novel < (size_t)__builtin_popcountll(u->direct))
+      u->score -= ECHO_PENALTY;
   }
 }
 
@@ -683,6 +692,7 @@ static int extractive_generate(const generator_t *g, const char *query,
     unit_terms_t ut = {.st = &st, .u = u, .q = q};
     u->term_off = st.pool.len;
     q_text_terms(u->s, u->len, unit_term_cb, &ut);
+    u->novel = ut.novel;
     u->novelty = u->nterms ? (double)ut.novel / (double)u->nterms : 0;
     for (size_t k = 0; k < nx; k++) {
       if (((u->direct | u->syn) & x[k].covers) == x[k].covers)
