@@ -279,8 +279,8 @@ bool citations_locate(const char *answer, size_t alen, unsigned n, const char *t
          sp->v[hi + 1].end - sp->v[lo].start <= max)
     hi++;
   *start = sp->v[lo].start;
-  *end = sp->v[lo].start + q_text_cut(text + sp->v[lo].start, sp->v[hi].end - sp->v[lo].start,
-                                      max);
+  *end = sp->v[lo].start +
+         q_text_cut(text + sp->v[lo].start, sp->v[hi].end - sp->v[lo].start, max);
   found = true;
 done:
   free(claim.t);

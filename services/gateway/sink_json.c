@@ -57,8 +57,7 @@ json_t *sink_summary_json(const sink_summary_t *s) {
   if (!citations || !degraded || !answer)
     goto fail;
   for (size_t i = 0; i < s->ncitations; i++)
-    if (json_array_append_new(
-            citations, sink_citation_json(&s->citations[i])))
+    if (json_array_append_new(citations, sink_citation_json(&s->citations[i])))
       goto fail;
   for (size_t i = 0; i < s->ndegraded; i++)
     if (json_array_append_new(degraded, json_string(s->degraded[i])))

@@ -35,7 +35,6 @@
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
-#include "quarry/log.h"
 #include "quarry/text.h"
 
 #include "answer/qtype.h"
@@ -62,7 +61,7 @@
 #define FOLLOW_SHARE 0.9   /* a second unit of the same passage fits this share */
 #define SYN_WEIGHT 0.8     /* a term matched through a synonym */
 #define CONTEXT_WEIGHT 0.5 /* a term matched only in the unit's context */
-#define TITLE_WEIGHT 0.25 /* ... only in its document's title */
+#define TITLE_WEIGHT 0.25  /* ... only in its document's title */
 #define TYPE_BONUS 0.1     /* the unit holds the kind of answer asked for */
 #define STRICT_FACTOR 0.45 /* strict type, and the unit holds no such answer */
 #define NAMED_FACTOR 0.5   /* a name in the question is not in the unit's reach */
@@ -187,9 +186,9 @@ static void add_unit(answer_state_t *st, const char *s, size_t len, unit_type_t 
     break;
   case U_ITEM:
     /* Every item of a list follows the sentence that introduced it. */
-    u->ctx = st->in_list ? st->lead : (st->last != NO_UNIT && !st->u[st->last].heading
-                                           ? st->last
-                                           : NO_UNIT);
+    u->ctx = st->in_list
+                 ? st->lead
+                 : (st->last != NO_UNIT && !st->u[st->last].heading ? st->last : NO_UNIT);
     if (!st->in_list)
       st->lead = u->ctx;
     st->in_list = true;
@@ -331,16 +330,16 @@ static void split_passage(answer_state_t *st, const gen_passage_t *p) {
 /* Stems of words that shape a question ("how much", "how long", "what
  * happens") rather than say what it is about: the type carries them. */
 static const char *const QUESTION_STEMS[] = {
-    "much", "mani", "long", "quick", "soon", "often", "far",  "happen", "what",
-    "doesn", "isn", "don",  "aren", "didn",  "won",   "can",  "ll",     "ve", "re", NULL};
+    "much", "mani", "long", "quick", "soon", "often", "far", "happen", "what", "doesn",
+    "isn",  "don",  "aren", "didn",  "won",  "can",   "ll",  "ve",     "re",   NULL};
 
 /* Stems of verbs and fillers questions are phrased with ("do I need to
  * give", "what counts as", "still get"): they count, but LIGHT_WEIGHT of
  * their idf, so a sentence is not judged on whether it repeats them. */
-static const char *const LIGHT_STEMS[] = {"need", "give", "get",  "got",   "go",   "use",
-                                          "make", "take", "want", "let",   "put",  "tell",
-                                          "ask",  "send", "still", "ever", "also", "today",
-                                          "now",  "like", "count", "thing", "way", NULL};
+static const char *const LIGHT_STEMS[] = {
+    "need", "give",  "get", "got",  "go",    "use",   "make",  "take",
+    "want", "let",   "put", "tell", "ask",   "send",  "still", "ever",
+    "also", "today", "now", "like", "count", "thing", "way",   NULL};
 #define LIGHT_WEIGHT 0.25
 
 static bool is_light(const char *term) {
@@ -420,9 +419,9 @@ typedef struct unit_terms {
 } unit_terms_t;
 
 static bool number_term(const char *t) {
-  static const char *const words[] = {"one", "two",    "three", "four",  "five", "six",
-                                      "seven", "eight", "nine", "ten",   "twelv", "twenti",
-                                      "hundr", "thousand", NULL};
+  static const char *const words[] = {"one",   "two",    "three", "four",     "five",
+                                      "six",   "seven",  "eight", "nine",     "ten",
+                                      "twelv", "twenti", "hundr", "thousand", NULL};
   if (*t >= '0' && *t <= '9')
     return true;
   for (size_t i = 0; words[i]; i++)
@@ -470,7 +469,8 @@ typedef struct expand_state {
 /* Every entry of the table whose words are all in the question lends its
  * group's other entries to the question terms it covers: "vacation" brings
  * "annual leave", "people ops" brings "people operations". */
-static size_t expand_query(const synonyms_t *syn, const query_terms_t *q, expansion_t *x) {
+static size_t expand_query(const synonyms_t *syn, const query_terms_t *q,
+                           expansion_t *x) {
   size_t n = 0, ne = synonyms_entries(syn);
   for (size_t k = 0; k < ne; k++) {
     const syn_entry_t *e = synonyms_entry(syn, k);
@@ -566,7 +566,6 @@ q_err_t gen_emit_words(const char *answer, size_t len, gen_emit_cb emit, void *u
   }
   return 0;
 }
-
 
 /* Quotes unit u, after the unit it leans on when that one carries part of
  * the match (a table row after the sentence that says what the table is;
@@ -706,17 +705,6 @@ static int extractive_generate(const generator_t *g, const char *query,
     u->kinds = qtype_kinds(u->s, u->len);
   }
   score_units(&st, q, qt);
-#ifdef GEN_TRACE
-  fprintf(stderr, "type %s terms", qtype_name(qt));
-  for (size_t t = 0; t < q->n; t++)
-    fprintf(stderr, " %s", q->term[t]);
-  fprintf(stderr, "\n");
-  for (size_t i = 0; i < st.n; i++)
-    if (st.u[i].fit > 0.2)
-      fprintf(stderr, "  %5.2f %5.2f d%llx s%llx k%x p%zu %.*s\n", st.u[i].fit, st.u[i].score,
-              (unsigned long long)st.u[i].direct, (unsigned long long)st.u[i].syn, st.u[i].kinds,
-              st.u[i].passage, (int)(st.u[i].len > 90 ? 90 : st.u[i].len), st.u[i].s);
-#endif
 
   /* Greedy picks: the best unit, then one more that fits nearly as well. */
   double best_fit = 0;
@@ -752,9 +740,6 @@ static int extractive_generate(const generator_t *g, const char *query,
     picks[npicks++] = bi;
   }
 
-#ifdef GEN_TRACE
-  fprintf(stderr, "best fit %.2f\n", npicks ? st.u[picks[0]].fit : 0.0);
-#endif
   if (npicks == 0) {
     q_buf_puts(&answer, NO_ANSWER);
   } else {
@@ -802,7 +787,8 @@ generator_t *gen_extractive_new(void) {
   return gen_extractive_new_with(NULL, err, sizeof err);
 }
 
-generator_t *gen_extractive_new_with(const char *synonyms_path, char *err, size_t errlen) {
+generator_t *gen_extractive_new_with(const char *synonyms_path, char *err,
+                                     size_t errlen) {
   struct gen_extractive *gx = calloc(1, sizeof *gx);
   if (!gx) {
     snprintf(err, errlen, "out of memory");

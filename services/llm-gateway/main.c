@@ -82,8 +82,8 @@ static q_cfg_entry_t cfg[] = {
      "Prompt template file for the openai generation provider; must contain "
      "{{context}} and {{question}}.",
      0, &prompt_path},
-    {"QUARRY_ANSWER_SYNONYMS", Q_CFG_STRING, "services/llm-gateway/prompts/synonyms.txt", 0,
-     0, NULL,
+    {"QUARRY_ANSWER_SYNONYMS", Q_CFG_STRING, "services/llm-gateway/prompts/synonyms.txt",
+     0, 0, NULL,
      "Synonym groups the extractive answerer matches questions with (docs/answers.md); "
      "empty: none. A file that cannot be read or parsed stops the service.",
      0, &synonyms_path},

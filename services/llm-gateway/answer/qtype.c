@@ -14,10 +14,10 @@
 typedef struct word {
   char w[MAX_WORD + 1]; /* lower-cased */
   size_t len;
-  bool upper; /* first letter upper case */
+  bool upper;  /* first letter upper case */
   bool first;  /* first word of the text or of a sentence inside it */
   bool clause; /* first word of a clause: after a comma, dash, semicolon */
-  bool digit; /* holds a digit */
+  bool digit;  /* holds a digit */
 } word_t;
 
 static bool is_alpha(char c) {
@@ -94,25 +94,25 @@ static bool in_list(const char *w, const char *const *list) {
 #define MAX_QWORDS 64
 
 static const char *const AMOUNT_CUES[] = {
-    "cost",    "costs",  "price", "prices", "spend",   "limit", "limits",  "cap",
-    "rate",    "fee",    "fees",  "budget", "allowance", "diem", "maximum", "max",
-    "minimum", "min",    "length", "salary", "charge", "much", NULL};
+    "cost",    "costs", "price",  "prices", "spend",     "limit", "limits",  "cap",
+    "rate",    "fee",   "fees",   "budget", "allowance", "diem",  "maximum", "max",
+    "minimum", "min",   "length", "salary", "charge",    "much",  NULL};
 static const char *const TIME_CUES[] = {"hours", "date", "day", "schedule", "time", NULL};
-static const char *const DURATION_CUES[] = {"deadline", "notice", "long", "quickly",
+static const char *const DURATION_CUES[] = {"deadline", "notice", "long",    "quickly",
                                             "soon",     "fast",   "advance", NULL};
-static const char *const CONTACT_CUES[] = {"email", "e-mail", "phone", "extension",
+static const char *const CONTACT_CUES[] = {"email",   "e-mail", "phone", "extension",
                                            "address", "number", NULL};
 static const char *const YESNO_OPENERS[] = {
-    "is",    "are",  "am",    "was",    "were", "do",     "does", "did",
-    "can",   "could", "will", "would",  "should", "shall", "may", "must",
-    "has",   "have", "isn't", "aren't", "don't", "doesn't", "can't", NULL};
+    "is",  "are",   "am",    "was",    "were",   "do",      "does",  "did",
+    "can", "could", "will",  "would",  "should", "shall",   "may",   "must",
+    "has", "have",  "isn't", "aren't", "don't",  "doesn't", "can't", NULL};
 static const char *const WHO_NOUNS[] = {"person", "team",  "manager", "owner", "people",
                                         "one",    "group", "contact", NULL};
-static const char *const WHERE_NOUNS[] = {"region",  "country", "city",   "place", "location",
-                                          "tool",    "system",  "portal", "channel",
-                                          "website", "site",    "office", "app", NULL};
-static const char *const WHEN_NOUNS[] = {"day", "date", "month", "year", "time", "week",
-                                         NULL};
+static const char *const WHERE_NOUNS[] = {
+    "region", "country", "city",    "place", "location", "tool", "system",
+    "portal", "channel", "website", "site",  "office",   "app",  NULL};
+static const char *const WHEN_NOUNS[] = {"day",  "date", "month", "year",
+                                         "time", "week", NULL};
 
 qtype_t qtype_of(const char *q, size_t n) {
   word_t w[MAX_QWORDS];
@@ -127,9 +127,9 @@ qtype_t qtype_of(const char *q, size_t n) {
   for (size_t k = 0; k < nw; k++) {
     const char *a = w[k].w;
     const char *b = k + 1 < nw ? w[k + 1].w : "";
-    bool opens = w[k].clause || (k > 0 && (!strcmp(w[k - 1].w, "and") ||
-                                          !strcmp(w[k - 1].w, "or") ||
-                                          !strcmp(w[k - 1].w, "but")));
+    bool opens = w[k].clause ||
+                 (k > 0 && (!strcmp(w[k - 1].w, "and") || !strcmp(w[k - 1].w, "or") ||
+                            !strcmp(w[k - 1].w, "but")));
     if (!opens)
       continue;
     if (!strcmp(a, "who") || !strcmp(a, "whom") || !strcmp(a, "whose"))
@@ -190,8 +190,8 @@ qtype_t qtype_of(const char *q, size_t n) {
   /* "what is X" with a short X asks what X is. */
   if (nw >= 2 && nw <= 5 &&
       (!strcmp(w[0].w, "what's") || !strcmp(w[0].w, "whats") ||
-       (!strcmp(w[0].w, "what") && (!strcmp(w[1].w, "is") || !strcmp(w[1].w, "are") ||
-                                    !strcmp(w[1].w, "counts")))))
+       (!strcmp(w[0].w, "what") &&
+        (!strcmp(w[1].w, "is") || !strcmp(w[1].w, "are") || !strcmp(w[1].w, "counts")))))
     return QTYPE_DEFINITION;
   if (nw >= 1 && !strcmp(w[0].w, "define"))
     return QTYPE_DEFINITION;
@@ -217,40 +217,40 @@ bool qtype_strict(qtype_t t) {
 }
 
 const char *qtype_name(qtype_t t) {
-  static const char *const names[] = {"other",    "who",      "when",  "where",
-                                      "how_much", "how_many", "how_long", "yes_no",
-                                      "definition"};
+  static const char *const names[] = {"other",    "who",      "when",
+                                      "where",    "how_much", "how_many",
+                                      "how_long", "yes_no",   "definition"};
   return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "other";
 }
 
 /* ---- answer kinds ------------------------------------------------------------ */
 
 static const char *const NUMBER_WORDS[] = {
-    "one",   "two",    "three",   "four",   "five",   "six",    "seven",  "eight",
-    "nine",  "ten",    "eleven",  "twelve", "twenty", "thirty", "forty",  "fifty",
-    "hundred", "thousand", "first", "second", "third", "fourth", "fifth", "sixth",
-    "dozen", "half",   "once",    "twice",  NULL};
-static const char *const CURRENCIES[] = {"usd", "eur", "gbp", "chf", "jpy", "cad", "aud",
-                                         "$",   "€",   "£",   "dollars", "dollar",
-                                         "euros", "euro", "pounds", "cents", NULL};
+    "one",     "two",      "three",  "four",   "five",   "six",    "seven", "eight",
+    "nine",    "ten",      "eleven", "twelve", "twenty", "thirty", "forty", "fifty",
+    "hundred", "thousand", "first",  "second", "third",  "fourth", "fifth", "sixth",
+    "dozen",   "half",     "once",   "twice",  NULL};
+static const char *const CURRENCIES[] = {
+    "usd", "eur",     "gbp",    "chf",   "jpy",  "cad",    "aud",   "$", "€",
+    "£",   "dollars", "dollar", "euros", "euro", "pounds", "cents", NULL};
 static const char *const TIME_UNITS[] = {
-    "second", "seconds", "minute", "minutes", "min",   "mins", "hour",   "hours",
-    "hrs",    "hr",      "day",    "days",    "week",  "weeks", "month", "months",
-    "year",   "years",   "night",  "nights",  "h",     "d",     NULL};
+    "second", "seconds", "minute", "minutes", "min",  "mins",  "hour",  "hours",
+    "hrs",    "hr",      "day",    "days",    "week", "weeks", "month", "months",
+    "year",   "years",   "night",  "nights",  "h",    "d",     NULL};
 static const char *const TIME_WORDS[] = {
-    "monday",  "tuesday",  "wednesday", "thursday", "friday",  "saturday", "sunday",
-    "january", "february", "march",     "april",    "june",    "july",     "august",
-    "september", "october", "november", "december", "utc",     "cet",      "gmt",
-    "noon",    "midnight", "weekly",    "daily",    "monthly", "yearly",   "annually",
-    "christmas", "tomorrow", "today",   "morning",  "evening", NULL};
+    "monday",    "tuesday",  "wednesday", "thursday", "friday",  "saturday", "sunday",
+    "january",   "february", "march",     "april",    "june",    "july",     "august",
+    "september", "october",  "november",  "december", "utc",     "cet",      "gmt",
+    "noon",      "midnight", "weekly",    "daily",    "monthly", "yearly",   "annually",
+    "christmas", "tomorrow", "today",     "morning",  "evening", NULL};
 static const char *const ROLES[] = {
-    "manager",   "commander", "head",    "cfo",      "ceo",      "cto",      "director",
-    "lead",      "led",       "owner",   "team",     "secondary", "primary", "desk",
-    "officer",   "administrator", "admin", "supervisor", "host",  "operations", "hr",
-    "engineer",  "department", NULL};
-static const char *const PLACES[] = {"region", "city",  "office", "portal",  "tool",
-                                     "channel", "room", "reception", "building", "site",
-                                     "country", NULL};
+    "manager",  "commander",  "head",    "cfo",           "ceo",        "cto",
+    "director", "lead",       "led",     "owner",         "team",       "secondary",
+    "primary",  "desk",       "officer", "administrator", "admin",      "supervisor",
+    "host",     "operations", "hr",      "engineer",      "department", NULL};
+static const char *const PLACES[] = {"region",   "city",    "office",  "portal",
+                                     "tool",     "channel", "room",    "reception",
+                                     "building", "site",    "country", NULL};
 
 static bool is_number_word(const word_t *w) {
   return w->digit || in_list(w->w, NUMBER_WORDS);
@@ -290,8 +290,9 @@ unsigned qtype_kinds(const char *s, size_t n) {
       k |= KIND_DURATION; /* "15 minutes", "5 working days" */
     if (in_list(w.w, TIME_WORDS))
       k |= KIND_TIME;
-    if (have_prev && (!strcmp(prev.w, "extension") || !strcmp(prev.w, "ext") ||
-                      !strcmp(prev.w, "phone")) &&
+    if (have_prev &&
+        (!strcmp(prev.w, "extension") || !strcmp(prev.w, "ext") ||
+         !strcmp(prev.w, "phone")) &&
         w.digit)
       k |= KIND_CONTACT;
     if (in_list(w.w, ROLES))

@@ -28,13 +28,13 @@ typedef enum {
 
 /* Kinds of answer a sentence may hold (bits). */
 enum {
-  KIND_NUMBER = 1u << 0,   /* a number in digits or words ("25", "two", "fourth") */
-  KIND_AMOUNT = 1u << 1,   /* a number with a currency ("49 USD", "EUR 5", "$3") */
-  KIND_DURATION = 1u << 2, /* a number with a unit of time ("15 minutes", "2 weeks") */
-  KIND_TIME = 1u << 3,     /* a clock time, weekday, month or year */
-  KIND_PERSON = 1u << 4,   /* a name ("Priya Raman") or a role ("manager", "CFO") */
-  KIND_CONTACT = 1u << 5,  /* an e-mail address, phone number or extension */
-  KIND_PLACE = 1u << 6,    /* a region, city or named place */
+  KIND_NUMBER = 1u << 0,     /* a number in digits or words ("25", "two", "fourth") */
+  KIND_AMOUNT = 1u << 1,     /* a number with a currency ("49 USD", "EUR 5", "$3") */
+  KIND_DURATION = 1u << 2,   /* a number with a unit of time ("15 minutes", "2 weeks") */
+  KIND_TIME = 1u << 3,       /* a clock time, weekday, month or year */
+  KIND_PERSON = 1u << 4,     /* a name ("Priya Raman") or a role ("manager", "CFO") */
+  KIND_CONTACT = 1u << 5,    /* an e-mail address, phone number or extension */
+  KIND_PLACE = 1u << 6,      /* a region, city or named place */
   KIND_DEFINITION = 1u << 7, /* "X is a ...", "X means ..." */
 };
 

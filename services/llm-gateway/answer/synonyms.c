@@ -54,7 +54,7 @@ static int entry_term_cb(const char *term, size_t len, size_t pos, void *ud) {
 q_err_t synonyms_parse(const char *text, size_t len, synonyms_t **out, char *err,
                        size_t errlen) {
   synonyms_t *s = calloc(1, sizeof *s);
-  size_t (*offs)[SYN_MAX_PHRASE] = calloc(MAX_ENTRIES, sizeof *offs);
+  size_t(*offs)[SYN_MAX_PHRASE] = calloc(MAX_ENTRIES, sizeof *offs);
   q_err_t rc = 0;
   if (!s || !offs || !(s->e = calloc(MAX_ENTRIES, sizeof *s->e))) {
     snprintf(err, errlen, "out of memory");

@@ -12,7 +12,7 @@
 
 #include "quarry/error.h"
 
-#define SYN_MAX_PHRASE 4    /* terms in one entry */
+#define SYN_MAX_PHRASE 4         /* terms in one entry */
 #define SYN_MAX_BYTES (1u << 20) /* largest file read */
 
 typedef struct synonyms synonyms_t;

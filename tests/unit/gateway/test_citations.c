@@ -166,9 +166,10 @@ Test(citations, stream_equals_extract_byte_by_byte) {
 
 /* ---- citations_locate: the part of a passage an answer relies on --------- */
 
-static const char TRANSPORT[] = "Northwind Travel Policy > Ground transport\n\n"
-                                "Taxis are reimbursed between airports and hotels. Use of a "
-                                "private car is reimbursed at 0.42 EUR per kilometre.";
+static const char TRANSPORT[] =
+    "Northwind Travel Policy > Ground transport\n\n"
+    "Taxis are reimbursed between airports and hotels. Use of a "
+    "private car is reimbursed at 0.42 EUR per kilometre.";
 
 static void span_is(const char *answer, unsigned n, const char *text, const char *want) {
   size_t s, e;
@@ -189,7 +190,8 @@ Test(citations, locate_the_quoted_sentence) {
 Test(citations, locate_uses_the_text_before_its_own_marker) {
   const char *answer = "Taxis are reimbursed between airports and hotels [2]. A private "
                        "car is reimbursed at 0.42 EUR per kilometre [1].";
-  span_is(answer, 1, TRANSPORT, "Use of a private car is reimbursed at 0.42 EUR per kilometre.");
+  span_is(answer, 1, TRANSPORT,
+          "Use of a private car is reimbursed at 0.42 EUR per kilometre.");
   span_is(answer, 2, TRANSPORT, "Taxis are reimbursed between airports and hotels.");
 }
 
@@ -197,18 +199,21 @@ Test(citations, locate_joins_neighbours_the_answer_quotes) {
   const char *text = "Runbook > Severity\n\nSEV2: degraded service for some customers. "
                      "Acknowledge within 15 minutes. SEV3: no customer impact.";
   span_is("SEV2: degraded service for some customers. Acknowledge within 15 minutes. [1]",
-          1, text, "SEV2: degraded service for some customers. Acknowledge within 15 minutes.");
+          1, text,
+          "SEV2: degraded service for some customers. Acknowledge within 15 minutes.");
 }
 
 Test(citations, locate_falls_back_to_the_start) {
   size_t s = 99, e = 99;
   const char *a = "Nothing in common here [1].";
-  cr_assert_not(citations_locate(a, strlen(a), 1, TRANSPORT, strlen(TRANSPORT), 40, &s, &e));
+  cr_assert_not(
+      citations_locate(a, strlen(a), 1, TRANSPORT, strlen(TRANSPORT), 40, &s, &e));
   cr_assert_eq(s, 0);
   cr_assert_eq(e, 40);
   a = "Taxis are reimbursed [2].";
-  cr_assert_not(citations_locate(a, strlen(a), 1, TRANSPORT, strlen(TRANSPORT), 300, &s, &e),
-                "no [1] in the answer");
+  cr_assert_not(
+      citations_locate(a, strlen(a), 1, TRANSPORT, strlen(TRANSPORT), 300, &s, &e),
+      "no [1] in the answer");
   cr_assert_eq(s, 0);
   cr_assert_not(citations_locate("", 0, 1, "", 0, 300, &s, &e));
   cr_assert_eq(e, 0);
@@ -216,7 +221,8 @@ Test(citations, locate_falls_back_to_the_start) {
 
 Test(citations, locate_never_splits_a_character) {
   /* "é" is two bytes; a limit that falls inside it cuts before it. */
-  const char *text = "Caf\xc3\xa9 opening hours are long. Th\xc3\xa9 caf\xc3\xa9 opens at 8.";
+  const char *text =
+      "Caf\xc3\xa9 opening hours are long. Th\xc3\xa9 caf\xc3\xa9 opens at 8.";
   size_t s, e;
   const char *a = "The cafe opens at 8 [1].";
   citations_locate(a, strlen(a), 1, text, strlen(text), 3 + 1, &s, &e);

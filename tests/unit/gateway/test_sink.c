@@ -79,7 +79,8 @@ Test(sink, sse_stream_is_framed_event_by_event) {
   cr_assert_eq(end, SINK_SSE_END);
   const char *cit =
       "{\"n\":1,\"document_id\":\"d1\",\"title\":\"T1\",\"chunk_id\":\"c1\","
-      "\"snippet\":\"text one\",\"snippet_start\":0,\"snippet_end\":8,\"score\":0.5,\"page\":2}";
+      "\"snippet\":\"text "
+      "one\",\"snippet_start\":0,\"snippet_end\":8,\"score\":0.5,\"page\":2}";
   char want[2048];
   snprintf(
       want, sizeof want,

@@ -217,7 +217,8 @@ static generator_t *ga;
 
 static void setup_syn(void) {
   char err[256];
-  ga = gen_extractive_new_with("services/llm-gateway/prompts/synonyms.txt", err, sizeof err);
+  ga = gen_extractive_new_with("services/llm-gateway/prompts/synonyms.txt", err,
+                               sizeof err);
   cr_assert_not_null(ga, "%s", err);
 }
 
@@ -238,19 +239,21 @@ static const gen_passage_t *samples(size_t *n) {
             "booked through TripDesk, the company travel portal, at least 14 days before "
             "departure. Bookings made later need written approval from your department "
             "head.");
-  ps[2] = P("Platform On-Call Runbook",
-            "Platform On-Call Runbook > Severity levels\n\n"
-            "- SEV1: customer-facing outage or data loss. Acknowledge the page within\n"
-            "5 minutes and open an incident. Page the incident commander on duty.\n"
-            "- SEV2: degraded service for some customers. Acknowledge within 15 minutes.");
+  ps[2] =
+      P("Platform On-Call Runbook",
+        "Platform On-Call Runbook > Severity levels\n\n"
+        "- SEV1: customer-facing outage or data loss. Acknowledge the page within\n"
+        "5 minutes and open an incident. Page the incident commander on duty.\n"
+        "- SEV2: degraded service for some customers. Acknowledge within 15 minutes.");
   ps[3] = P("Platform On-Call Runbook",
             "Platform On-Call Runbook > Rotation\n\nThe rotation is weekly. Hand-over "
             "happens every Tuesday at 10:00 UTC in the #platform-oncall channel. The "
             "outgoing engineer writes a hand-over note listing open incidents.");
-  ps[4] = P("Harborview Analytics FAQ",
-            "Harborview Analytics FAQ > What does the free plan include?\n\nThe free "
-            "Starter plan includes 3 dashboards and 2 users. The Growth plan costs 49 USD "
-            "per month and includes unlimited dashboards.");
+  ps[4] =
+      P("Harborview Analytics FAQ",
+        "Harborview Analytics FAQ > What does the free plan include?\n\nThe free "
+        "Starter plan includes 3 dashboards and 2 users. The Growth plan costs 49 USD "
+        "per month and includes unlimited dashboards.");
   ps[5] = P("Harborview Analytics FAQ",
             "Harborview Analytics FAQ > Do you support single sign-on?\n\nYes. SAML "
             "single sign-on is available on the Enterprise plan only.");
@@ -308,21 +311,22 @@ Test(answerer, the_kind_of_answer_decides_between_sentences) {
   cr_assert_null(strstr(c.text, "hand-over note"), "%s", c.text);
   /* The sentence after its list item's lead, with the lead quoted. */
   ask("response time for sev2", &c);
-  cr_assert(strstr(c.text, "SEV2: degraded service for some customers. Acknowledge within "
-                           "15 minutes. [3]"),
+  cr_assert(strstr(c.text,
+                   "SEV2: degraded service for some customers. Acknowledge within "
+                   "15 minutes. [3]"),
             "%s", c.text);
 }
 
 Test(answerer, adds_information_rather_than_repeating_the_question) {
-  gen_passage_t ps[] = {
-      P("Shop help", "This section describes the refund policy for cancelled orders. "
-                     "Cancelled orders are refunded to the original card within 14 days.")};
+  gen_passage_t ps[] = {P(
+      "Shop help", "This section describes the refund policy for cancelled orders. "
+                   "Cancelled orders are refunded to the original card within 14 days.")};
   collected_t c;
   gen_usage_t u;
   char err[256];
   memset(&c, 0, sizeof c);
-  cr_assert_eq(ga->generate(ga, "What is the refund policy for cancelled orders?", ps, 1, 0,
-                            collect_cb, &c, &u, err, sizeof err),
+  cr_assert_eq(ga->generate(ga, "What is the refund policy for cancelled orders?", ps, 1,
+                            0, collect_cb, &c, &u, err, sizeof err),
                0);
   cr_assert(strstr(c.text, "refunded to the original card within 14 days"), "%s", c.text);
   cr_assert_null(strstr(c.text, "This section describes"), "%s", c.text);
@@ -361,8 +365,8 @@ Test(answerer, per_answer_time) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (int i = 0; i < runs; i++) {
     memset(&c, 0, sizeof c);
-    cr_assert_eq(ga->generate(ga, qs[i % 4], ps, n, 0, collect_cb, &c, &u, err, sizeof err),
-                 0);
+    cr_assert_eq(
+        ga->generate(ga, qs[i % 4], ps, n, 0, collect_cb, &c, &u, err, sizeof err), 0);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double ms = ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6) / runs;

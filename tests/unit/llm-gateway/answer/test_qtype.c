@@ -74,7 +74,8 @@ Test(qtype, kinds) {
   cr_assert_eq(k & (KIND_NUMBER | KIND_AMOUNT | KIND_DURATION | KIND_TIME | KIND_PERSON |
                     KIND_CONTACT),
                0, "kinds %x", k);
-  cr_assert_eq(K("Handle the page.") & KIND_PLACE, 0, "a sentence's first word is no name");
+  cr_assert_eq(K("Handle the page.") & KIND_PLACE, 0,
+               "a sentence's first word is no name");
 }
 
 Test(qtype, hostile_input_is_harmless) {

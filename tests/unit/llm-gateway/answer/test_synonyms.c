@@ -70,9 +70,9 @@ Test(synonyms, bad_lines_are_named) {
 Test(synonyms, the_shipped_table_loads) {
   synonyms_t *s = NULL;
   char err[256];
-  cr_assert_eq(synonyms_load("services/llm-gateway/prompts/synonyms.txt", &s, err,
-                             sizeof err),
-               0, "%s", err);
+  cr_assert_eq(
+      synonyms_load("services/llm-gateway/prompts/synonyms.txt", &s, err, sizeof err), 0,
+      "%s", err);
   cr_assert_gt(synonyms_groups(s), 20);
   alts_t a = {0};
   synonyms_each(s, "call", alt_cb, &a);
