@@ -91,6 +91,7 @@ typedef struct unit {
   bool header;   /* a table's first row */
   int words;
   size_t term_off, nterms; /* its stems in the call's term pool */
+  uint64_t bloom;          /* one bit per stem's hash: most lookups stop here */
   uint64_t direct, syn;    /* question terms it holds, directly / by synonym */
   unsigned kinds;
   bool has_kind; /* holds a kind of answer the question wants */
@@ -410,6 +411,13 @@ static void mark_named(const char *s, size_t n, query_terms_t *q) {
   }
 }
 
+static uint64_t term_bit(const char *t) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *t; t++)
+    h = (h ^ (unsigned char)*t) * 16777619u;
+  return 1ull << (h & 63);
+}
+
 typedef struct unit_terms {
   answer_state_t *st;
   unit_t *u;
@@ -446,10 +454,13 @@ static int unit_term_cb(const char *term, size_t len, size_t pos, void *ud) {
   if (q_buf_append(&ut->st->pool, term, len + 1))
     return 1;
   ut->u->nterms++;
+  ut->u->bloom |= term_bit(term);
   return 0;
 }
 
 static bool unit_has(const answer_state_t *st, const unit_t *u, const char *term) {
+  if (!(u->bloom & term_bit(term)))
+    return false;
   const char *p = st->pool.data + u->term_off;
   for (size_t i = 0; i < u->nterms; i++) {
     if (strcmp(p, term) == 0)
@@ -626,6 +637,10 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
         m = fmax(m, TITLE_WEIGHT * ((tdirect & b) ? 1.0 : SYN_WEIGHT));
       w += m * idf[t];
     }
+    if (w / total < MIN_FIT_KIND)
+      continue; /* cannot reach the threshold: fit stays 0 */
+    /* What the unit holds is looked at only now, for the few that may. */
+    u->kinds = qtype_kinds(u->s, u->len);
     /* A count answers "how many" only when it counts what was asked. */
     bool has_kind = u->has_kind =
         qt == QTYPE_HOW_MANY ? u->counted : (u->kinds & wants) != 0;
@@ -702,7 +717,6 @@ static int extractive_generate(const generator_t *g, const char *query,
       if (t == x[k].alt->nterms)
         u->syn |= x[k].covers & ~u->direct;
     }
-    u->kinds = qtype_kinds(u->s, u->len);
   }
   score_units(&st, q, qt);
 

@@ -5,6 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -372,4 +373,44 @@ Test(answerer, per_answer_time) {
   double ms = ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6) / runs;
   cr_log_info("extractive answer over %zu passages: %.3f ms each", n, ms);
   cr_assert_lt(ms, 50.0, "%.3f ms per answer", ms);
+}
+
+Test(answerer, time_at_the_limits) {
+  /* The most one Generate call carries: 64 passages, each scanned to
+   * 32 KiB, of short sentences that all match the question. */
+  static const char *const words[] = {"hotel",  "limit", "call",    "page",   "leave",
+                                      "London", "cost",  "manager", "within", "15"};
+  gen_passage_t ps[64];
+  char *bufs[64];
+  unsigned seed = 1;
+  for (int p = 0; p < 64; p++) {
+    bufs[p] = malloc(33000);
+    cr_assert_not_null(bufs[p]);
+    size_t o = 0;
+    while (o < 32700) {
+      int n = 4 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
+      for (int w = 0; w < n; w++)
+        o += (size_t)sprintf(bufs[p] + o, "%s ",
+                             words[((seed = seed * 1103515245u + 12345u) >> 16) % 10]);
+      bufs[p][o - 1] = '.';
+      bufs[p][o++] = ' ';
+    }
+    ps[p] = (gen_passage_t){"T", bufs[p], o};
+  }
+  collected_t c;
+  gen_usage_t u;
+  char err[256];
+  struct timespec t0, t1;
+  memset(&c, 0, sizeof c);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  cr_assert_eq(ga->generate(ga, "what is the hotel limit in London", ps, 64, 0,
+                            collect_cb, &c, &u, err, sizeof err),
+               0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+  cr_log_info("extractive answer over 64 x 32 KiB passages: %.1f ms", ms);
+  cr_assert_lt(ms, 5000.0, "%.1f ms", ms);
+  check_markers(c.text, 64);
+  for (int p = 0; p < 64; p++)
+    free(bufs[p]);
 }
