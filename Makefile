@@ -241,6 +241,8 @@ DATA ?= ../shared/data/scifact
 eval: all $(PYGEN)
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 tools/eval/beir_eval.py --data $(DATA)
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 tools/eval/answer_eval.py
 
 # Benchmarks next to peers measured in the same run (figures only, no pass/fail):
 # retrieval against Xapian BM25, the query pipeline against the gateway's

@@ -563,6 +563,9 @@ class Stack:
         if svc == "llm-gateway" and "QUARRY_PROMPT_TEMPLATE" not in env:
             env["QUARRY_PROMPT_TEMPLATE"] = os.path.join(
                 REPO, "services", "llm-gateway", "prompts", "answer.txt")
+        if svc == "llm-gateway" and "QUARRY_ANSWER_SYNONYMS" not in env:
+            env["QUARRY_ANSWER_SYNONYMS"] = os.path.join(
+                REPO, "services", "llm-gateway", "prompts", "synonyms.txt")
         if svc == "gateway":
             env["QUARRY_HTTP_LISTEN"] = "127.0.0.1:%d" % self.ports["gateway.http"]
             if self.test_mode:

@@ -1,7 +1,13 @@
 /* citations.c - [n] marker parsing and validation (see citations.h). */
 #include "citations.h"
 
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "quarry/metrics.h"
+#include "quarry/text.h"
 
 /* If a marker starts at s[i], returns its length and sets *n; else 0. */
 static size_t marker_at(const char *s, size_t len, size_t i, unsigned *n) {
@@ -158,4 +164,150 @@ size_t citations_stream_feed(citations_stream_t *cs, const char *piece, size_t l
     o -= cut;
   }
   return o;
+}
+
+/* ---- where a citation points ------------------------------------------------ */
+
+#define LOCATE_MAX_TERMS 256 /* of the claim */
+#define LOCATE_MAX_SENTENCES 512
+
+typedef struct term_set {
+  char (*t)[Q_TEXT_MAX_TERM + 1];
+  size_t n;
+} term_set_t;
+
+static int claim_term_cb(const char *term, size_t len, size_t pos, void *ud) {
+  term_set_t *ts = ud;
+  for (size_t i = 0; i < ts->n; i++)
+    if (strcmp(ts->t[i], term) == 0)
+      return 0;
+  if (ts->n == LOCATE_MAX_TERMS)
+    return 1;
+  memcpy(ts->t[ts->n], term, len + 1);
+  ts->n++;
+  return 0;
+}
+
+typedef struct shared {
+  const term_set_t *claim;
+  size_t shared, total;
+} shared_t;
+
+static int sentence_term_cb(const char *term, size_t len, size_t pos, void *ud) {
+  shared_t *s = ud;
+  s->total++;
+  for (size_t i = 0; i < s->claim->n; i++)
+    if (strcmp(s->claim->t[i], term) == 0) {
+      s->shared++;
+      break;
+    }
+  return 0;
+}
+
+typedef struct span {
+  size_t start, end, shared, total;
+} span_t;
+
+typedef struct spans {
+  const char *text;
+  const term_set_t *claim;
+  span_t v[LOCATE_MAX_SENTENCES];
+  size_t n;
+} spans_t;
+
+static int locate_sentence_cb(const char *start, size_t len, void *ud) {
+  spans_t *sp = ud;
+  if (sp->n == LOCATE_MAX_SENTENCES)
+    return 1;
+  shared_t sh = {.claim = sp->claim};
+  q_text_terms(start, len, sentence_term_cb, &sh);
+  sp->v[sp->n++] = (span_t){.start = (size_t)(start - sp->text),
+                            .end = (size_t)(start - sp->text) + len,
+                            .shared = sh.shared,
+                            .total = sh.total};
+  return 0;
+}
+
+bool citations_locate(const char *answer, size_t alen, unsigned n, const char *text,
+                      size_t tlen, size_t max, size_t *start, size_t *end) {
+  *start = 0;
+  *end = q_text_cut(text, tlen, max);
+  /* The claim: the text before the first [n], back to the marker before. */
+  size_t claim_start = 0, claim_end = SIZE_MAX;
+  for (size_t i = 0; i < alen && claim_end == SIZE_MAX;) {
+    unsigned m;
+    size_t ml = marker_at(answer, alen, i, &m);
+    if (!ml) {
+      i++;
+      continue;
+    }
+    if (m == n)
+      claim_end = i;
+    else
+      claim_start = i + ml;
+    i += ml;
+  }
+  if (claim_end == SIZE_MAX || claim_end <= claim_start)
+    return false;
+
+  bool found = false;
+  term_set_t claim = {.t = calloc(LOCATE_MAX_TERMS, sizeof *claim.t)};
+  spans_t *sp = calloc(1, sizeof *sp);
+  if (!claim.t || !sp)
+    goto done;
+  q_text_terms(answer + claim_start, claim_end - claim_start, claim_term_cb, &claim);
+  if (claim.n == 0)
+    goto done;
+  sp->text = text;
+  sp->claim = &claim;
+  q_text_sentences(text, tlen, locate_sentence_cb, sp);
+  size_t best = SIZE_MAX;
+  for (size_t i = 0; i < sp->n; i++)
+    if (sp->v[i].shared > 0 && (best == SIZE_MAX || sp->v[i].shared > sp->v[best].shared))
+      best = i;
+  if (best == SIZE_MAX)
+    goto done;
+  /* Neighbours the claim also quotes (most of their terms are in it)
+   * join the span: an answer may quote a lead sentence and the next. */
+  size_t lo = best, hi = best;
+  while (lo > 0 && sp->v[lo - 1].total > 0 &&
+         2 * sp->v[lo - 1].shared > sp->v[lo - 1].total &&
+         sp->v[best].end - sp->v[lo - 1].start <= max)
+    lo--;
+  while (hi + 1 < sp->n && sp->v[hi + 1].total > 0 &&
+         2 * sp->v[hi + 1].shared > sp->v[hi + 1].total &&
+         sp->v[hi + 1].end - sp->v[lo].start <= max)
+    hi++;
+  *start = sp->v[lo].start;
+  *end = sp->v[lo].start +
+         q_text_cut(text + sp->v[lo].start, sp->v[hi].end - sp->v[lo].start, max);
+  found = true;
+done:
+  free(claim.t);
+  free(sp);
+  return found;
+}
+
+size_t citations_chars(const char *s, size_t n) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++)
+    if (((unsigned char)s[i] & 0xC0) != 0x80)
+      c++;
+  return c;
+}
+
+static q_metric_t *m_invalid;
+
+static void invalid_register(void) {
+  m_invalid = q_metrics_counter("quarry_citations_invalid_total",
+                                "[n] markers removed from answers because they cited no "
+                                "passage that was sent.",
+                                "");
+}
+
+void citations_count_invalid(size_t n) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, invalid_register);
+  if (n && m_invalid)
+    q_metrics_add(m_invalid, NULL, (double)n);
 }

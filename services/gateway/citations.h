@@ -6,7 +6,10 @@
  * not markers and stay as text). A marker is valid when its number lies in
  * 1..npassages. The gateway removes invalid markers from the answer, so
  * every marker a client sees refers to a citation it is given, and lists
- * exactly the passages that valid markers cite. Pure functions. */
+ * exactly the passages that valid markers cite. citations_locate finds
+ * the part of a cited passage the answer relies on, for the citation's
+ * snippet and offsets. Pure functions, but citations_count_invalid, which
+ * feeds a metric. */
 #ifndef QUARRY_GW_CITATIONS_H
 #define QUARRY_GW_CITATIONS_H
 
@@ -56,5 +59,24 @@ void citations_stream_init(citations_stream_t *cs, size_t npassages);
 #define CITATIONS_STREAM_SLACK 16
 size_t citations_stream_feed(citations_stream_t *cs, const char *piece, size_t len,
                              bool last, char *out);
+
+/* The part of passage text[0..tlen) that the answer cites with marker n:
+ * the claim is the answer's text before the first [n] (back to the
+ * previous marker or the start), and the span is the run of the passage's
+ * sentences that share the most terms with it (shared tokenizer, so
+ * stems and stopwords agree with retrieval), at most max bytes and never
+ * ending inside a UTF-8 character. With no marker [n] or no shared term,
+ * the start of the passage. Sets [*start, *end) as byte offsets into
+ * text; returns true when the span was found from the answer. */
+bool citations_locate(const char *answer, size_t alen, unsigned n, const char *text,
+                      size_t tlen, size_t max, size_t *start, size_t *end);
+
+/* Unicode code points in s[0..n) (UTF-8 lead bytes): a byte offset as the
+ * character offset clients see in the citation's snippet_start/_end. */
+size_t citations_chars(const char *s, size_t n);
+
+/* Adds n invalid markers removed from an answer to the metric
+ * quarry_citations_invalid_total. Thread-safe. */
+void citations_count_invalid(size_t n);
 
 #endif

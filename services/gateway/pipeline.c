@@ -586,6 +586,7 @@ static bool cite_start(pipeline_t *p) {
     p->checked_len = citations_extract(p->answer.data ? p->answer.data : "", alen,
                                        p->nsent, &p->cites, checked, alen + 1);
     p->checked = checked;
+    citations_count_invalid(p->cites.ninvalid);
     if (p->cites.ninvalid) {
       q_log_warn("answer cited passages that were not sent: markers removed",
                  "{s:s,s:i,s:i}", "query_id", p->query_id, "invalid",
@@ -603,10 +604,14 @@ static bool cite_start(pipeline_t *p) {
   }
   for (size_t i = 0; i < nc; i++) {
     const Quarry__V1__Passage *ps = p->sent[p->cites.cited[i] - 1];
-    p->citations[i] = (sink_citation_t){.n = p->cites.cited[i], .passage = ps};
+    sink_citation_t *c = &p->citations[i];
+    *c = (sink_citation_t){.n = p->cites.cited[i], .passage = ps};
+    citations_locate(p->checked, p->checked_len, c->n, ps->text ? ps->text : "",
+                     ps->text ? strlen(ps->text) : 0, Q_LIMIT_SNIPPET_BYTES,
+                     &c->snippet_start, &c->snippet_end);
     p->chunk_ids[i] = ps->chunk_id ? ps->chunk_id : "";
     if (!atomic_load(&p->cancelled))
-      progress(p, p->sink->citation(p->sink, p->cites.cited[i], ps));
+      progress(p, p->sink->citation(p->sink, c));
   }
   p->stage = ST_RECORD;
   return false;

@@ -11,7 +11,8 @@
  *               pieces are already checked: invalid [n] markers are removed
  *               and a UTF-8 character is never split, so the pieces add up
  *               to summary->answer exactly;
- *   citation    once per cited passage, by ascending n;
+ *   citation    once per cited passage, by ascending n, with the span of
+ *               the passage the answer relies on;
  *   done        once, with the summary, or
  *   error       once, instead of done, at any point (also before retrieval).
  *
@@ -44,6 +45,10 @@
 typedef struct sink_citation {
   unsigned n; /* its marker number */
   const Quarry__V1__Passage *passage;
+  /* The snippet: bytes [snippet_start, snippet_end) of passage->text, the
+   * sentences the answer relies on (citations_locate). Both 0: the start
+   * of the passage, as sink_passage_json gives it. */
+  size_t snippet_start, snippet_end;
 } sink_citation_t;
 
 /* Milliseconds per stage, as the reply's timings_ms gives them. */
@@ -73,7 +78,7 @@ struct sink {
   q_err_t (*retrieval)(sink_t *s, const char *query_id,
                        Quarry__V1__Passage *const *passages, size_t n);
   q_err_t (*token)(sink_t *s, const char *text, size_t len);
-  q_err_t (*citation)(sink_t *s, unsigned n, const Quarry__V1__Passage *passage);
+  q_err_t (*citation)(sink_t *s, const sink_citation_t *citation);
   void (*done)(sink_t *s, const sink_summary_t *summary);
   /* err: a q_err_t (its HTTP status and slug follow q_err_to_http and
    * q_err_slug); message names what failed; retry_after_s > 0 asks the
@@ -123,7 +128,7 @@ bool sink_json_take(sink_t *s, sink_reply_t *out);
  *   retrieval {"query_id","passages":[Citation...]} (n = 1..count)
  *   token     {"text"}
  *   citation  Citation ({"n","document_id","title","chunk_id","snippet",
- *             "score","page"})
+ *             "snippet_start","snippet_end","score","page"})
  *   done      the JSON reply of POST /v1/query, exactly
  *   error     the error envelope {"error":{"code","message"}}
  * The stream starts with the first event; an error before it is not an
@@ -183,7 +188,7 @@ typedef struct sink_openai_opts {
  *     "data: [DONE]\n\n"; an error after the first frame is one frame
  *     "data: {"error":{...}}" and the end of the stream.
  * finish_reason is "stop", or "length" when the answer was cut
- * (degraded "answer_truncated"). citations are sink_passage_json objects;
+ * (degraded "answer_truncated"). citations are sink_citation_json objects;
  * quarry is {"query_id","query","timings_ms","cache_hit","degraded"},
  * query being the question as the pipeline was asked it (after chat.c's
  * follow-up rewrite). The reader
@@ -216,10 +221,16 @@ size_t sink_sse_unread(sink_t *s);
 
 /* ---- shared by the sinks (sink_json.c) ------------------------------------ */
 
-/* {"n","document_id","title","chunk_id","snippet","score","page"} of
- * passage n; the snippet is the start of the text, at most
- * Q_LIMIT_SNIPPET_BYTES. NULL when out of memory. */
+/* {"n","document_id","title","chunk_id","snippet","snippet_start",
+ * "snippet_end","score","page"} of passage n; the snippet is the start of
+ * the text, at most Q_LIMIT_SNIPPET_BYTES; snippet_start/_end are its
+ * offsets in the passage's text in Unicode code points. NULL when out of
+ * memory. */
 json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p);
+
+/* The same object for a cited passage: the snippet is the span the answer
+ * relies on (c->snippet_start/_end), with its offsets. */
+json_t *sink_citation_json(const sink_citation_t *c);
 
 /* The JSON reply of POST /v1/query for summary. NULL when out of memory. */
 json_t *sink_summary_json(const sink_summary_t *summary);

@@ -11,19 +11,38 @@
 #include "quarry/limits.h"
 #include "quarry/text.h"
 
+#include "citations.h"
 #include "http_util.h"
 
 static json_t *text_json(const char *s) {
   return http_json_text(s ? s : "", s ? strlen(s) : 0);
 }
 
-json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p) {
+/* The citation object with the snippet text[start..end) (bytes). */
+static json_t *passage_span_json(unsigned n, const Quarry__V1__Passage *p, size_t start,
+                                 size_t end) {
   const char *text = p->text ? p->text : "";
-  size_t sl = q_text_cut(text, strlen(text), Q_LIMIT_SNIPPET_BYTES);
-  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
+  size_t tl = strlen(text);
+  if (end > tl || start > end) /* a span of another text: the start instead */
+    start = end = 0;
+  if (end == 0)
+    end = q_text_cut(text, tl, Q_LIMIT_SNIPPET_BYTES);
+  size_t cs = citations_chars(text, start);
+  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:I,s:I,s:f,s:i}", "n", (int)n, "document_id",
                    text_json(p->doc_id), "title", text_json(p->title), "chunk_id",
-                   text_json(p->chunk_id), "snippet", http_json_text(text, sl), "score",
+                   text_json(p->chunk_id), "snippet",
+                   http_json_text(text + start, end - start), "snippet_start",
+                   (json_int_t)cs, "snippet_end",
+                   (json_int_t)(cs + citations_chars(text + start, end - start)), "score",
                    (double)p->score, "page", (int)p->page);
+}
+
+json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p) {
+  return passage_span_json(n, p, 0, 0);
+}
+
+json_t *sink_citation_json(const sink_citation_t *c) {
+  return passage_span_json(c->n, c->passage, c->snippet_start, c->snippet_end);
 }
 
 /* Milliseconds to the microsecond, as the reply has always given them. */
@@ -38,8 +57,7 @@ json_t *sink_summary_json(const sink_summary_t *s) {
   if (!citations || !degraded || !answer)
     goto fail;
   for (size_t i = 0; i < s->ncitations; i++)
-    if (json_array_append_new(
-            citations, sink_passage_json(s->citations[i].n, s->citations[i].passage)))
+    if (json_array_append_new(citations, sink_citation_json(&s->citations[i])))
       goto fail;
   for (size_t i = 0; i < s->ndegraded; i++)
     if (json_array_append_new(degraded, json_string(s->degraded[i])))
@@ -87,7 +105,7 @@ static q_err_t json_token(sink_t *s, const char *text, size_t len) {
   return 0; /* the summary carries the whole answer */
 }
 
-static q_err_t json_citation(sink_t *s, unsigned n, const Quarry__V1__Passage *p) {
+static q_err_t json_citation(sink_t *s, const sink_citation_t *c) {
   return 0;
 }
 

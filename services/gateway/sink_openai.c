@@ -120,7 +120,7 @@ static q_err_t oa_token(sink_t *b, const char *text, size_t len) {
                     false);
 }
 
-static q_err_t oa_citation(sink_t *b, unsigned n, const Quarry__V1__Passage *p) {
+static q_err_t oa_citation(sink_t *b, const sink_citation_t *c) {
   return 0; /* the summary lists them, in order */
 }
 

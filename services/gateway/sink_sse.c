@@ -100,8 +100,8 @@ static q_err_t sse_token(sink_t *b, const char *text, size_t len) {
   return emit(s, "token", t ? json_pack("{s:o}", "text", t) : NULL, false);
 }
 
-static q_err_t sse_citation(sink_t *b, unsigned n, const Quarry__V1__Passage *p) {
-  return emit((sse_sink_t *)b, "citation", sink_passage_json(n, p), false);
+static q_err_t sse_citation(sink_t *b, const sink_citation_t *c) {
+  return emit((sse_sink_t *)b, "citation", sink_citation_json(c), false);
 }
 
 static void sse_done(sink_t *b, const sink_summary_t *summary) {

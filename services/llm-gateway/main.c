@@ -15,6 +15,7 @@
 static q_common_cfg_t common;
 static const char *embed_provider, *embed_url, *embed_model, *embed_key;
 static const char *gen_provider, *gen_url, *gen_model, *gen_key, *prompt_path;
+static const char *synonyms_path;
 static int64_t embed_dim, embed_timeout, gen_timeout, gen_max_tokens;
 static int embed_send_dim;
 
@@ -81,6 +82,11 @@ static q_cfg_entry_t cfg[] = {
      "Prompt template file for the openai generation provider; must contain "
      "{{context}} and {{question}}.",
      0, &prompt_path},
+    {"QUARRY_ANSWER_SYNONYMS", Q_CFG_STRING, "services/llm-gateway/prompts/synonyms.txt",
+     0, 0, NULL,
+     "Synonym groups the extractive answerer matches questions with (docs/answers.md); "
+     "empty: none. A file that cannot be read or parsed stops the service.",
+     0, &synonyms_path},
 };
 
 int main(int argc, char **argv) {
@@ -107,9 +113,14 @@ int main(int argc, char **argv) {
   } else {
     embedder = embed_hash_new((int)embed_dim);
   }
-  extractive = gen_extractive_new();
-  if (!embedder || !extractive)
+  if (!embedder)
     goto oom;
+  extractive = gen_extractive_new_with(synonyms_path, err, sizeof err);
+  if (!extractive) {
+    fprintf(stderr, "quarry-llm-gateway: QUARRY_ANSWER_SYNONYMS: %s\n", err);
+    rc = 2;
+    goto done;
+  }
   generator = extractive;
   if (strcmp(gen_provider, "openai") == 0) {
     if (gen_openai_load_template(prompt_path, &template, err, sizeof err)) {

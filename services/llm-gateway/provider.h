@@ -92,9 +92,15 @@ struct generator {
   void (*free)(generator_t *g);
 };
 
-/* The built-in extractive answerer (gen_extractive.c). NULL when out of
- * memory. */
+/* The built-in extractive answerer (gen_extractive.c, docs/answers.md),
+ * without a synonym table. NULL when out of memory. */
 generator_t *gen_extractive_new(void);
+
+/* The same with the synonym table read from synonyms_path (NULL or "":
+ * none; the format is in services/llm-gateway/prompts/synonyms.txt). NULL
+ * with the reason in err when the file cannot be read or parsed, or when
+ * out of memory. */
+generator_t *gen_extractive_new_with(const char *synonyms_path, char *err, size_t errlen);
 
 /* Settings of the OpenAI-compatible chat completions provider. Strings are
  * copied. */

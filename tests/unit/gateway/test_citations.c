@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quarry/validate.h"
+#include "scrape.h"
 
 static size_t run(const char *answer, size_t npassages, citations_t *c, char *out,
                   size_t outcap) {
@@ -161,4 +162,83 @@ Test(citations, stream_equals_extract_byte_by_byte) {
   for (size_t i = 0; i < len - 1; i++)
     cuts[i] = i + 1;
   stream_matches(a, 3, cuts, len - 1);
+}
+
+/* ---- citations_locate: the part of a passage an answer relies on --------- */
+
+static const char TRANSPORT[] =
+    "Northwind Travel Policy > Ground transport\n\n"
+    "Taxis are reimbursed between airports and hotels. Use of a "
+    "private car is reimbursed at 0.42 EUR per kilometre.";
+
+static void span_is(const char *answer, unsigned n, const char *text, const char *want) {
+  size_t s, e;
+  cr_assert(citations_locate(answer, strlen(answer), n, text, strlen(text), 300, &s, &e),
+            "nothing located for [%u] of %s", n, answer);
+  cr_assert_eq(e - s, strlen(want), "got \"%.*s\"", (int)(e - s), text + s);
+  cr_assert_eq(memcmp(text + s, want, e - s), 0, "got \"%.*s\"", (int)(e - s), text + s);
+}
+
+Test(citations, locate_the_quoted_sentence) {
+  span_is("Taxis are reimbursed between airports and hotels. [1]", 1, TRANSPORT,
+          "Taxis are reimbursed between airports and hotels.");
+  /* A paraphrase (a model's answer) finds the sentence sharing most terms. */
+  span_is("You can claim 0.42 EUR for each kilometre driven in your own car [1].", 1,
+          TRANSPORT, "Use of a private car is reimbursed at 0.42 EUR per kilometre.");
+}
+
+Test(citations, locate_uses_the_text_before_its_own_marker) {
+  const char *answer = "Taxis are reimbursed between airports and hotels [2]. A private "
+                       "car is reimbursed at 0.42 EUR per kilometre [1].";
+  span_is(answer, 1, TRANSPORT,
+          "Use of a private car is reimbursed at 0.42 EUR per kilometre.");
+  span_is(answer, 2, TRANSPORT, "Taxis are reimbursed between airports and hotels.");
+}
+
+Test(citations, locate_joins_neighbours_the_answer_quotes) {
+  const char *text = "Runbook > Severity\n\nSEV2: degraded service for some customers. "
+                     "Acknowledge within 15 minutes. SEV3: no customer impact.";
+  span_is("SEV2: degraded service for some customers. Acknowledge within 15 minutes. [1]",
+          1, text,
+          "SEV2: degraded service for some customers. Acknowledge within 15 minutes.");
+}
+
+Test(citations, locate_falls_back_to_the_start) {
+  size_t s = 99, e = 99;
+  const char *a = "Nothing in common here [1].";
+  cr_assert_not(
+      citations_locate(a, strlen(a), 1, TRANSPORT, strlen(TRANSPORT), 40, &s, &e));
+  cr_assert_eq(s, 0);
+  cr_assert_eq(e, 40);
+  a = "Taxis are reimbursed [2].";
+  cr_assert_not(
+      citations_locate(a, strlen(a), 1, TRANSPORT, strlen(TRANSPORT), 300, &s, &e),
+      "no [1] in the answer");
+  cr_assert_eq(s, 0);
+  cr_assert_not(citations_locate("", 0, 1, "", 0, 300, &s, &e));
+  cr_assert_eq(e, 0);
+}
+
+Test(citations, locate_never_splits_a_character) {
+  /* "é" is two bytes; a limit that falls inside it cuts before it. */
+  const char *text =
+      "Caf\xc3\xa9 opening hours are long. Th\xc3\xa9 caf\xc3\xa9 opens at 8.";
+  size_t s, e;
+  const char *a = "The cafe opens at 8 [1].";
+  citations_locate(a, strlen(a), 1, text, strlen(text), 3 + 1, &s, &e);
+  cr_assert_leq(e - s, 4);
+  cr_assert(e == strlen(text) || ((unsigned char)text[e] & 0xC0) != 0x80,
+            "ends inside a character at %zu", e);
+  cr_assert_eq(citations_chars("Caf\xc3\xa9", 5), 4);
+  cr_assert_eq(citations_chars("", 0), 0);
+}
+
+Test(citations, invalid_markers_are_counted) {
+  /* The series line, not the # HELP line that also starts with its name. */
+  citations_count_invalid(0); /* registers the series at 0 */
+  double before = scrape_value("\nquarry_citations_invalid_total ");
+  cr_assert_geq(before, 0, "the series exists once a query was checked");
+  citations_count_invalid(3);
+  double after = scrape_value("\nquarry_citations_invalid_total ");
+  cr_assert_eq(after, before + 3, "%g then %g", before, after);
 }

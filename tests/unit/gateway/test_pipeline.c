@@ -80,8 +80,8 @@ static q_err_t rec_token(sink_t *s, const char *text, size_t len) {
   return r->refuse_after_tokens && n >= r->refuse_after_tokens ? Q_ECANCELLED : 0;
 }
 
-static q_err_t rec_citation(sink_t *s, unsigned n, const Quarry__V1__Passage *p) {
-  note((rec_t *)s, "citation %u %s", n, p->chunk_id);
+static q_err_t rec_citation(sink_t *s, const sink_citation_t *c) {
+  note((rec_t *)s, "citation %u %s", c->n, c->passage->chunk_id);
   return 0;
 }
 

@@ -66,8 +66,8 @@ Test(sink, sse_stream_is_framed_event_by_event) {
   cr_assert_eq(sink_sse_begin(s, &rep), SINK_SSE_STREAM);
   cr_assert_eq(s->token(s, "A ", 2), 0);
   cr_assert_eq(s->token(s, "[1].\n\"x\"", 8), 0);
-  cr_assert_eq(s->citation(s, 1, &p1), 0);
-  sink_citation_t c[] = {{1, &p1}};
+  sink_citation_t c[] = {{.n = 1, .passage = &p1}};
+  cr_assert_eq(s->citation(s, &c[0]), 0);
   sink_summary_t sum = summary(c, 1);
   s->done(s, &sum);
   cr_assert_eq(wakes, 5, "a wake per event");
@@ -79,7 +79,8 @@ Test(sink, sse_stream_is_framed_event_by_event) {
   cr_assert_eq(end, SINK_SSE_END);
   const char *cit =
       "{\"n\":1,\"document_id\":\"d1\",\"title\":\"T1\",\"chunk_id\":\"c1\","
-      "\"snippet\":\"text one\",\"score\":0.5,\"page\":2}";
+      "\"snippet\":\"text "
+      "one\",\"snippet_start\":0,\"snippet_end\":8,\"score\":0.5,\"page\":2}";
   char want[2048];
   snprintf(
       want, sizeof want,
@@ -151,7 +152,7 @@ Test(sink, sse_reader_too_far_behind_cuts_the_stream) {
 
 Test(sink, json_reply_is_the_sse_done_event) {
   Quarry__V1__Passage p1 = mkpassage("c1", "d1", "T1", "text one", 0.5f, 2);
-  sink_citation_t c[] = {{1, &p1}};
+  sink_citation_t c[] = {{.n = 1, .passage = &p1}};
   sink_summary_t sum = summary(c, 1);
 
   sink_t *j = sink_json_new(wake, NULL);

@@ -93,8 +93,8 @@ Test(sink_openai, stream_is_role_then_content_then_final_chunk_then_done) {
   cr_assert_eq(sink_sse_begin(carrier, &rep), SINK_SSE_STREAM);
   cr_assert_eq(s->token(s, "Rotate them", 11), 0);
   cr_assert_eq(s->token(s, " [1].", 5), 0);
-  cr_assert_eq(s->citation(s, 1, &p), 0);
-  sink_citation_t c[] = {{1, &p}};
+  sink_citation_t c[] = {{.n = 1, .passage = &p}};
+  cr_assert_eq(s->citation(s, &c[0]), 0);
   sink_summary_t sum = summary(c, 1, NULL);
   s->done(s, &sum);
 
@@ -165,10 +165,10 @@ Test(sink_openai, completion_object_carries_answer_usage_and_citations) {
   Quarry__V1__Passage *ps[] = {&p};
   cr_assert_eq(s->retrieval(s, "q-1", ps, 1), 0);
   cr_assert_eq(s->token(s, "Rotate them [1].", 16), 0);
-  cr_assert_eq(s->citation(s, 1, &p), 0);
+  sink_citation_t c[] = {{.n = 1, .passage = &p}};
+  cr_assert_eq(s->citation(s, &c[0]), 0);
   sink_reply_t rep = {0};
   cr_assert_not(sink_json_take(sink_openai_carrier(s), &rep), "nothing before done");
-  sink_citation_t c[] = {{1, &p}};
   sink_summary_t sum = summary(c, 1, "answer_truncated");
   s->done(s, &sum);
   cr_assert(sink_json_take(sink_openai_carrier(s), &rep));

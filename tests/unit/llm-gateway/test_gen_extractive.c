@@ -5,8 +5,10 @@
 
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char NO_ANSWER[] =
     "The provided documents do not contain an answer to this question.";
@@ -207,4 +209,208 @@ Test(gen_extractive, source_brackets_never_look_like_markers) {
   cr_assert_eq(check_markers(c.text, 1), 1, "only the answer's own marker: %s", c.text);
   cr_assert(strstr(c.text, "self-attention (12) as shown before (3). [1]") != NULL,
             "got: %s", c.text);
+}
+
+/* ---- the answerer with its synonym table, on passages shaped as ingestion
+ * makes them ("Title > Section" first, then the section's text) ---------- */
+
+static generator_t *ga;
+
+static void setup_syn(void) {
+  char err[256];
+  ga = gen_extractive_new_with("services/llm-gateway/prompts/synonyms.txt", err,
+                               sizeof err);
+  cr_assert_not_null(ga, "%s", err);
+}
+
+static void teardown_syn(void) {
+  ga->free(ga);
+}
+
+TestSuite(answerer, .init = setup_syn, .fini = teardown_syn);
+
+static const gen_passage_t *samples(size_t *n) {
+  static gen_passage_t ps[8];
+  ps[0] = P("Northwind Travel Policy", "Northwind Travel Policy > Hotels\n\n"
+                                       "The nightly hotel limit depends on the city:\n\n"
+                                       "city | limit per night\nLondon | 240 GBP\n"
+                                       "New York | 310 USD\nanywhere else | 150 EUR");
+  ps[1] = P("Northwind Travel Policy",
+            "Northwind Travel Policy > Booking\n\nAll flights, trains and hotels are "
+            "booked through TripDesk, the company travel portal, at least 14 days before "
+            "departure. Bookings made later need written approval from your department "
+            "head.");
+  ps[2] =
+      P("Platform On-Call Runbook",
+        "Platform On-Call Runbook > Severity levels\n\n"
+        "- SEV1: customer-facing outage or data loss. Acknowledge the page within\n"
+        "5 minutes and open an incident. Page the incident commander on duty.\n"
+        "- SEV2: degraded service for some customers. Acknowledge within 15 minutes.");
+  ps[3] = P("Platform On-Call Runbook",
+            "Platform On-Call Runbook > Rotation\n\nThe rotation is weekly. Hand-over "
+            "happens every Tuesday at 10:00 UTC in the #platform-oncall channel. The "
+            "outgoing engineer writes a hand-over note listing open incidents.");
+  ps[4] =
+      P("Harborview Analytics FAQ",
+        "Harborview Analytics FAQ > What does the free plan include?\n\nThe free "
+        "Starter plan includes 3 dashboards and 2 users. The Growth plan costs 49 USD "
+        "per month and includes unlimited dashboards.");
+  ps[5] = P("Harborview Analytics FAQ",
+            "Harborview Analytics FAQ > Do you support single sign-on?\n\nYes. SAML "
+            "single sign-on is available on the Enterprise plan only.");
+  ps[6] = P("Northwind Leave Policy",
+            "Northwind Leave Policy > Company shutdown\n\nThe offices close between "
+            "Christmas and New Year. These days come out of the annual leave allowance.");
+  ps[7] = P("Northwind Travel Policy",
+            "Northwind Travel Policy > Ground transport\n\nTaxis are reimbursed between "
+            "airports and hotels. Use of a private car is reimbursed at 0.42 EUR per "
+            "kilometre.");
+  *n = 8;
+  return ps;
+}
+
+static void ask(const char *query, collected_t *c) {
+  size_t n;
+  const gen_passage_t *ps = samples(&n);
+  gen_usage_t u;
+  char err[256] = "";
+  memset(c, 0, sizeof *c);
+  cr_assert_eq(ga->generate(ga, query, ps, n, 0, collect_cb, c, &u, err, sizeof err), 0,
+               "%s", err);
+  check_markers(c->text, n);
+}
+
+Test(answerer, paraphrase_how_much_to_spend_on_a_hotel) {
+  collected_t c;
+  ask("how much can I spend on a hotel in London?", &c);
+  cr_assert(strstr(c.text, "London | 240 GBP [1]"), "%s", c.text);
+  /* A table row is quoted after the sentence that says what it lists. */
+  cr_assert(strstr(c.text, "The nightly hotel limit depends on the city:"), "%s", c.text);
+  ask("hotel cap for NYC?", &c); /* "cap" ~ "limit", "NYC" ~ "New York" */
+  cr_assert(strstr(c.text, "310 USD [1]"), "%s", c.text);
+}
+
+Test(answerer, paraphrase_who_to_call_when_production_is_down) {
+  collected_t c;
+  ask("Who do I call when production is down at night?", &c);
+  cr_assert(strstr(c.text, "Page the incident commander on duty. [3]"), "%s", c.text);
+}
+
+Test(answerer, stems_match_other_forms) {
+  collected_t c;
+  /* "reimbursement" and "reimbursed", "taxis" and "taxi" share stems. */
+  ask("reimbursement rules for a taxi", &c);
+  cr_assert(strstr(c.text, "Taxis are reimbursed between airports and hotels. [8]"), "%s",
+            c.text);
+}
+
+Test(answerer, the_kind_of_answer_decides_between_sentences) {
+  collected_t c;
+  /* Both sentences name the hand-over; only one says when. */
+  ask("When is the on-call hand-over?", &c);
+  cr_assert(strstr(c.text, "every Tuesday at 10:00 UTC"), "%s", c.text);
+  cr_assert_null(strstr(c.text, "hand-over note"), "%s", c.text);
+  /* The sentence after its list item's lead, with the lead quoted. */
+  ask("response time for sev2", &c);
+  cr_assert(strstr(c.text,
+                   "SEV2: degraded service for some customers. Acknowledge within "
+                   "15 minutes. [3]"),
+            "%s", c.text);
+}
+
+Test(answerer, adds_information_rather_than_repeating_the_question) {
+  gen_passage_t ps[] = {P(
+      "Shop help", "This section describes the refund policy for cancelled orders. "
+                   "Cancelled orders are refunded to the original card within 14 days.")};
+  collected_t c;
+  gen_usage_t u;
+  char err[256];
+  memset(&c, 0, sizeof c);
+  cr_assert_eq(ga->generate(ga, "What is the refund policy for cancelled orders?", ps, 1,
+                            0, collect_cb, &c, &u, err, sizeof err),
+               0);
+  cr_assert(strstr(c.text, "refunded to the original card within 14 days"), "%s", c.text);
+  cr_assert_null(strstr(c.text, "This section describes"), "%s", c.text);
+}
+
+Test(answerer, does_not_know_what_the_passages_do_not_say) {
+  collected_t c;
+  /* Close matches that answer something else: another holiday, another
+   * plan, a count that counts something else. */
+  ask("Is the office closed over Easter?", &c);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  ask("How much does the Enterprise plan cost?", &c);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  ask("How many dashboards does the Enterprise plan include?", &c);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  ask("What is the guest wifi password?", &c);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  /* ... while what they do say is answered. */
+  ask("Are the offices closed over Christmas?", &c);
+  cr_assert(strstr(c.text, "[7]"), "%s", c.text);
+  ask("How many users are on the free plan?", &c);
+  cr_assert(strstr(c.text, "2 users"), "%s", c.text);
+}
+
+Test(answerer, per_answer_time) {
+  size_t n;
+  const gen_passage_t *ps = samples(&n);
+  const char *qs[] = {"how much can I spend on a hotel in London?",
+                      "Who do I call when production is down at night?",
+                      "Is the office closed over Easter?", "response time for sev2"};
+  collected_t c;
+  gen_usage_t u;
+  char err[256];
+  struct timespec t0, t1;
+  int runs = 400;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < runs; i++) {
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(
+        ga->generate(ga, qs[i % 4], ps, n, 0, collect_cb, &c, &u, err, sizeof err), 0);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6) / runs;
+  cr_log_info("extractive answer over %zu passages: %.3f ms each", n, ms);
+  cr_assert_lt(ms, 50.0, "%.3f ms per answer", ms);
+}
+
+Test(answerer, time_at_the_limits) {
+  /* The most one Generate call carries: 64 passages, each scanned to
+   * 32 KiB, of short sentences that all match the question. */
+  static const char *const words[] = {"hotel",  "limit", "call",    "page",   "leave",
+                                      "London", "cost",  "manager", "within", "15"};
+  gen_passage_t ps[64];
+  char *bufs[64];
+  unsigned seed = 1;
+  for (int p = 0; p < 64; p++) {
+    bufs[p] = malloc(33000);
+    cr_assert_not_null(bufs[p]);
+    size_t o = 0;
+    while (o < 32700) {
+      int n = 4 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
+      for (int w = 0; w < n; w++)
+        o += (size_t)sprintf(bufs[p] + o, "%s ",
+                             words[((seed = seed * 1103515245u + 12345u) >> 16) % 10]);
+      bufs[p][o - 1] = '.';
+      bufs[p][o++] = ' ';
+    }
+    ps[p] = (gen_passage_t){"T", bufs[p], o};
+  }
+  collected_t c;
+  gen_usage_t u;
+  char err[256];
+  struct timespec t0, t1;
+  memset(&c, 0, sizeof c);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  cr_assert_eq(ga->generate(ga, "what is the hotel limit in London", ps, 64, 0,
+                            collect_cb, &c, &u, err, sizeof err),
+               0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+  cr_log_info("extractive answer over 64 x 32 KiB passages: %.1f ms", ms);
+  cr_assert_lt(ms, 5000.0, "%.1f ms", ms);
+  check_markers(c.text, 64);
+  for (int p = 0; p < 64; p++)
+    free(bufs[p]);
 }
