@@ -867,8 +867,8 @@ static q_err_t check_query(const milvus_client_t *c, const milvus_query_t *q, bo
                            bool dense, char *err, size_t errlen) {
   if (!q || check_id("tenant", q->tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
     return Q_EINVAL;
-  if (q->top_k < 1 || q->top_k > Q_LIMIT_TOP_K_MAX * 100) {
-    set_err(err, errlen, "top_k: must be 1..%d", Q_LIMIT_TOP_K_MAX * 100);
+  if (q->top_k < 1 || q->top_k > MILVUS_TOP_K_MAX) {
+    set_err(err, errlen, "top_k: must be 1..%d", MILVUS_TOP_K_MAX);
     return Q_EINVAL;
   }
   if (text && (q_valid_field("text", q->text, 1, Q_LIMIT_EMBED_TEXT_BYTES, err, errlen) ||

@@ -38,6 +38,8 @@
 #define MILVUS_METADATA_BYTES 16384
 /* Most doc_ids one search may be restricted to. */
 #define MILVUS_FILTER_DOCS_MAX 1024
+/* Largest top_k (limit) Milvus accepts for a search. */
+#define MILVUS_TOP_K_MAX 16384
 
 /* Settings; strings are copied by milvus_client_new. Zero/NULL fields take
  * the default named beside them. When wired into the retriever, each maps to
@@ -124,7 +126,7 @@ typedef struct milvus_filter {
 } milvus_filter_t;
 
 /* A search. tenant is required; text for BM25, dense (cfg.dim floats) for
- * the vector search; top_k 1..Q_LIMIT_TOP_K_MAX * 100 (candidates for
+ * the vector search; top_k 1..MILVUS_TOP_K_MAX (candidates for
  * fusion and reranking, not the final answer). */
 typedef struct milvus_query {
   const char *tenant;
