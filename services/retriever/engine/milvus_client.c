@@ -128,7 +128,8 @@ static bool valid_name(const char *s) {
 q_err_t milvus_client_new(const milvus_cfg_t *cfg, milvus_client_t **out, char *err,
                           size_t errlen) {
   *out = NULL;
-  if (!cfg || !cfg->url || strncmp(cfg->url, "http", 4) != 0 ||
+  if (!cfg || !cfg->url ||
+      (strncmp(cfg->url, "http://", 7) != 0 && strncmp(cfg->url, "https://", 8) != 0) ||
       strlen(cfg->url) > MAX_URL_BYTES || strpbrk(cfg->url, " \r\n")) {
     set_err(err, errlen, "milvus: url must be an http:// or https:// URL");
     return Q_EINVAL;

@@ -862,6 +862,8 @@ Test(milvus, rejects_bad_settings_and_queries) {
   milvus_cfg_t cfg = cfg_default();
   cfg.url = "ftp://x";
   cr_assert_eq(milvus_client_new(&cfg, &c2, err, sizeof err), Q_EINVAL);
+  cfg.url = "httpx://x";
+  cr_assert_eq(milvus_client_new(&cfg, &c2, err, sizeof err), Q_EINVAL);
   cfg = cfg_default();
   cfg.dim = 0;
   cr_assert_eq(milvus_client_new(&cfg, &c2, err, sizeof err), Q_EINVAL);
