@@ -563,6 +563,10 @@ class Stack:
         if svc == "llm-gateway" and "QUARRY_PROMPT_TEMPLATE" not in env:
             env["QUARRY_PROMPT_TEMPLATE"] = os.path.join(
                 REPO, "services", "llm-gateway", "prompts", "answer.txt")
+        # The same for the reranker's weights file.
+        if svc == "reranker" and "QUARRY_RERANK_MODEL" not in env:
+            env["QUARRY_RERANK_MODEL"] = os.path.join(
+                REPO, "services", "reranker", "models", "features.v1.json")
         if svc == "gateway":
             env["QUARRY_HTTP_LISTEN"] = "127.0.0.1:%d" % self.ports["gateway.http"]
             if self.test_mode:
