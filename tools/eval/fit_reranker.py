@@ -23,6 +23,14 @@
     /usr/bin/python3 tools/eval/fit_reranker.py --data ../shared/data/scifact \\
         --features build/eval/scifact-features.json      # refit without the stack
 
+A second check that uses none of the test queries (--pseudo-titles N): the
+corpus is ingested without titles, N documents (by sha1 of their id) are
+asked for by their title, the document it came from being the one relevant
+answer, and the weights file (--model) is scored on them, not fitted:
+
+    /usr/bin/python3 tools/eval/fit_reranker.py --data ../shared/data/scifact \
+        --pseudo-titles 500
+
 A document's rank is the rank of its best passage (as in beir_eval.py).
 """
 import argparse
@@ -64,12 +72,26 @@ def folds_of(qids, k):
 
 # ---- collecting features through the stack -----------------------------------
 
-def collect(args):
+def pseudo_title_queries(corpus, n):
+    """A check that does not use the test queries: n documents (by sha1 of
+    their id), each asked for by its title, which is removed from what is
+    ingested (else the title would find itself); the one relevant document
+    is the one it came from. Returns (corpus without titles, queries,
+    qrels)."""
+    picked = sorted((d for d in corpus if d.get("title") and d.get("text")),
+                    key=lambda d: (qhash(d["_id"]), d["_id"]))[:n]
+    queries = {"t" + d["_id"]: d["title"] for d in picked}
+    qrels = {"t" + d["_id"]: {d["_id"]: 1} for d in picked}
+    bare = [{"_id": d["_id"], "title": "", "text": d.get("text") or d.get("title", "")}
+            for d in corpus]
+    return bare, queries, qrels
+
+
+def collect(args, corpus, queries, qrels):
     import grpc
     import stack
     from quarry.v1 import llm_pb2, reranker_pb2, retriever_pb2
 
-    corpus, queries, qrels = beir_eval.load_beir(args.data)
     bin_dir = os.environ.get("QUARRY_BIN", os.path.join(beir_eval.ROOT, "build", "bin"))
     out = {"data": os.path.basename(os.path.normpath(args.data)), "queries": []}
     with tempfile.TemporaryDirectory(prefix="quarry-fit-") as run_dir:
@@ -237,6 +259,21 @@ def fit(queries, qrels, nfeat, l2=L2, iters=25):
     return [wi / sd[f] if sd[f] > 0 else 0.0 for f, wi in enumerate(w)]
 
 
+def score_model(path, names, qs, qrels):
+    """The weights file at path on queries it was not fitted on."""
+    with open(path) as f:
+        model = json.load(f)
+    w = [model["weights"][nm] for nm in names]
+    pairs = deltas(qs, qrels, w)
+    a = sum(p[0] for p in pairs) / len(pairs)
+    b = sum(p[1] for p in pairs) / len(pairs)
+    lo, hi, up, down = bootstrap(pairs)
+    print("weights %s (%s) on %d pseudo-queries: nDCG@10 retrieval order %.4f, reranked %.4f "
+          "(%+.4f; 95%% interval [%+.4f, %+.4f]; %d queries up, %d down)"
+          % (path, model.get("name"), len(pairs), a, b, b - a, lo, hi, up, down))
+    return 0
+
+
 # ---- main ---------------------------------------------------------------------------
 
 def main(argv):
@@ -248,14 +285,21 @@ def main(argv):
     ap.add_argument("--name", default="scifact-pairwise", help="the weights file's name")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=8, help="parallel uploads")
+    ap.add_argument("--pseudo-titles", type=int, default=0, metavar="N",
+                    help="no fit: score the weights file --model on N pseudo-queries "
+                         "(document titles, titles not ingested) instead")
+    ap.add_argument("--model", default=os.path.join(beir_eval.ROOT, "services", "reranker",
+                                                    "models", "features.v1.json"))
     args = ap.parse_args(argv)
 
-    _, _, qrels = beir_eval.load_beir(args.data)
+    corpus, queries, qrels = beir_eval.load_beir(args.data)
+    if args.pseudo_titles:
+        corpus, queries, qrels = pseudo_title_queries(corpus, args.pseudo_titles)
     if args.features:
         with open(args.features) as f:
             data = json.load(f)
     else:
-        data = collect(args)
+        data = collect(args, corpus, queries, qrels)
         if args.dump:
             os.makedirs(os.path.dirname(os.path.abspath(args.dump)), exist_ok=True)
             with open(args.dump, "w") as f:
@@ -264,6 +308,8 @@ def main(argv):
     qs = [q for q in data["queries"] if q["qid"] in qrels and q["docs"]]
     byid = {q["qid"]: q for q in qs}
     print("%d queries with candidates, %d features: %s" % (len(qs), len(names), " ".join(names)))
+    if args.pseudo_titles:
+        return score_model(args.model, names, qs, qrels)
 
     print("\n%d-fold cross-validation over queries (fit on %d folds, nDCG@10 of the held-out one)"
           % (args.folds, args.folds - 1))
