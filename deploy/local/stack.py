@@ -566,6 +566,10 @@ class Stack:
         if svc == "llm-gateway" and "QUARRY_ANSWER_SYNONYMS" not in env:
             env["QUARRY_ANSWER_SYNONYMS"] = os.path.join(
                 REPO, "services", "llm-gateway", "prompts", "synonyms.txt")
+        # The same for the reranker's weights file.
+        if svc == "reranker" and "QUARRY_RERANK_MODEL" not in env:
+            env["QUARRY_RERANK_MODEL"] = os.path.join(
+                REPO, "services", "reranker", "models", "features.v1.json")
         if svc == "gateway":
             env["QUARRY_HTTP_LISTEN"] = "127.0.0.1:%d" % self.ports["gateway.http"]
             if self.test_mode:

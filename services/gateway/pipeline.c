@@ -115,7 +115,8 @@ struct pipeline {
   const char *degraded[MAX_DEGRADED];
   size_t ndegraded;
   double ms_embed, ms_retrieve, ms_rerank, ms_generate;
-  char err[512]; /* status message of the last failed call */
+  const char *rerank_method; /* what ordered `sent`; "none": retrieval order */
+  char err[512];             /* status message of the last failed call */
 };
 
 static double ms_since(double t) {
@@ -442,6 +443,8 @@ static void rerank_done(pipeline_t *p, double t, q_err_t rc,
   } else {
     p->sent = resp->passages;
     p->nsent = resp->n_passages < k ? resp->n_passages : k;
+    /* In the reply's arena, as the passages are. */
+    p->rerank_method = resp->method && resp->method[0] ? resp->method : "unknown";
   }
   p->ms_rerank = ms_since(t);
   progress(p, p->sink->retrieval(p->sink, p->query_id, p->sent, p->nsent));
@@ -735,6 +738,7 @@ static void finish(pipeline_t *p) {
       .degraded = p->degraded,
       .ndegraded = p->ndegraded,
       .cache_hit = false,
+      .rerank_method = p->rerank_method,
   };
   p->sink->done(p->sink, &s);
 }
@@ -852,6 +856,7 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   p->t0 = req->t0;
   p->query = q_arena_strdup(arena, req->query);
   p->top_k = req->top_k;
+  p->rerank_method = "none";
   snprintf(p->trace_id, sizeof p->trace_id, "%s", req->trace_id ? req->trace_id : "");
   p->deadline_ms = req->deadline_ms;
   p->sink_full = req->sink_full;

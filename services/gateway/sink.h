@@ -68,6 +68,10 @@ typedef struct sink_summary {
   const char *const *degraded; /* stage names, in the order they fell back */
   size_t ndegraded;
   bool cache_hit;
+  /* The reranker's method that ordered the passages (RerankResponse.method),
+   * "none" when the retrieval order was kept (no candidates, or the
+   * reranker failed: then degraded has "rerank"). */
+  const char *rerank_method;
 } sink_summary_t;
 
 typedef struct sink sink_t;
@@ -107,7 +111,8 @@ typedef struct sink_reply {
 /* ---- JSON (sink_json.c) --------------------------------------------------- */
 
 /* A sink that builds the reply of POST /v1/query: on done the object
- * {"query_id","answer","citations","timings_ms","cache_hit","degraded"},
+ * {"query_id","answer","citations","timings_ms","cache_hit","degraded",
+ * "rerank_method"},
  * on error the error to reply with. wake(ud) runs after either. NULL when
  * out of memory. Thread-safe between the pipeline and the reader. */
 sink_t *sink_json_new(sink_wake_fn wake, void *ud);
@@ -189,7 +194,8 @@ typedef struct sink_openai_opts {
  *     "data: {"error":{...}}" and the end of the stream.
  * finish_reason is "stop", or "length" when the answer was cut
  * (degraded "answer_truncated"). citations are sink_citation_json objects;
- * quarry is {"query_id","query","timings_ms","cache_hit","degraded"},
+ * quarry is {"query_id","query","timings_ms","cache_hit","degraded",
+ * "rerank_method"},
  * query being the question as the pipeline was asked it (after chat.c's
  * follow-up rewrite). The reader
  * reads the carrier (sink_openai_carrier) with sink_json_take or

@@ -68,9 +68,10 @@ json_t *sink_summary_json(const sink_summary_t *s) {
                               "rerank", round3(t->rerank), "generate",
                               round3(t->generate), "total", round3(t->total));
   /* json_pack steals the "o" references even when it fails. */
-  return json_pack("{s:s,s:o,s:o,s:o,s:b,s:o}", "query_id", s->query_id, "answer", answer,
-                   "citations", citations, "timings_ms", timings, "cache_hit",
-                   (int)s->cache_hit, "degraded", degraded);
+  return json_pack("{s:s,s:o,s:o,s:o,s:b,s:o,s:o}", "query_id", s->query_id, "answer",
+                   answer, "citations", citations, "timings_ms", timings, "cache_hit",
+                   (int)s->cache_hit, "degraded", degraded, "rerank_method",
+                   text_json(s->rerank_method ? s->rerank_method : "none"));
 fail:
   json_decref(citations);
   json_decref(degraded);

@@ -134,14 +134,15 @@ static bool add_extras(openai_sink_t *o, json_t *obj, const sink_summary_t *s) {
   /* The /v1/query reply has every field we need: reuse its shapes. */
   json_t *summary = sink_summary_json(s);
   json_t *citations = summary ? json_incref(json_object_get(summary, "citations")) : NULL;
-  json_t *quarry = summary
-                       ? json_pack("{s:O,s:o,s:O,s:O,s:O}", "query_id",
-                                   json_object_get(summary, "query_id"), "query",
-                                   http_json_text(o->query, strlen(o->query)),
-                                   "timings_ms", json_object_get(summary, "timings_ms"),
-                                   "cache_hit", json_object_get(summary, "cache_hit"),
-                                   "degraded", json_object_get(summary, "degraded"))
-                       : NULL;
+  json_t *quarry =
+      summary ? json_pack("{s:O,s:o,s:O,s:O,s:O,s:O}", "query_id",
+                          json_object_get(summary, "query_id"), "query",
+                          http_json_text(o->query, strlen(o->query)), "timings_ms",
+                          json_object_get(summary, "timings_ms"), "cache_hit",
+                          json_object_get(summary, "cache_hit"), "degraded",
+                          json_object_get(summary, "degraded"), "rerank_method",
+                          json_object_get(summary, "rerank_method"))
+              : NULL;
   json_decref(summary);
   /* json_object_set_new takes the reference even when it fails. */
   int rc = json_object_set_new(obj, "usage", usage);

@@ -30,7 +30,7 @@ MODULES = ["test_health", "test_errors", "test_documents", "test_formats", "test
            "test_answers",
            "test_events", "test_metrics", "test_interop", "test_openai", "test_stream",
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_concurrency",
-           "test_resilience"]
+           "test_resilience", "test_rerank"]
 
 SANITIZER_PATTERNS = [
     re.compile(rb"ERROR: AddressSanitizer"),

@@ -136,18 +136,22 @@ class Interop(Case):
         self.assertEqual(r.passages[0].doc_id, self.doc_id)
 
     def test_reranker(self):
-        """Reranker.Rerank {query about bulbs, [fog passage, bulb passage],
-        top_n 2} → the bulb passage first."""
+        """Reranker.Rerank {query about bulbs, [fog passage, bulb passage
+        (matched lexically)], top_n 2, method features} → the bulb passage
+        first, method "features"."""
         m, c = self.pb["reranker"], self.pb["common"]
         fog = c.Passage(chunk_id="d:1:0", doc_id="d", title="t",
-                        text="During fog the keeper sounds the horn twice.", score=2.0)
+                        text="During fog the keeper sounds the horn twice.", score=2.0,
+                        dense_score=0.4)
         bulb = c.Passage(chunk_id="d:1:1", doc_id="d", title="t",
-                         text="The lamp uses a xenon bulb of type QX-4471.", score=1.0)
+                         text="The lamp uses a xenon bulb of type QX-4471.", score=1.0,
+                         lexical_score=7.5, dense_score=0.3)
         r = self.unary("reranker", "/quarry.v1.Reranker/Rerank",
                        m.RerankRequest(query="which xenon bulb type does the lamp use",
-                                       passages=[fog, bulb], top_n=2),
+                                       passages=[fog, bulb], top_n=2, method="features"),
                        m.RerankResponse)
         self.assertEqual([p.chunk_id for p in r.passages], ["d:1:1", "d:1:0"])
+        self.assertEqual(r.method, "features")
 
     def test_llm_embed(self):
         """LlmGateway.Embed {texts: [2 texts]} → 2 embeddings of `dim` values."""

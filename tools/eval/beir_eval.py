@@ -7,6 +7,11 @@ per corpus entry, its BEIR id as external_id), waits until the retriever has
 indexed every document, then runs every test query through the retriever's
 Search over gRPC (embedding from the llm-gateway's Embed) and reports
 nDCG@10, Recall@100 and MRR@10 per ranking mode, plus Search latency.
+Then the ranking users get: the gateway's 50 hybrid candidates reordered by
+Reranker/Rerank over gRPC with the reranker's configured method (the
+`rerank_method` of /v1/query), next to the retrieval order and each method
+by name, on all queries and on the half the reranker's weights were not
+fitted on (tools/eval/fit_reranker.py).
 
     make eval DATA=../shared/data/scifact
     /usr/bin/python3 tools/eval/beir_eval.py --data DIR [--modes lexical,dense,hybrid]
@@ -32,7 +37,7 @@ sys.path.insert(0, os.environ.get("QUARRY_PYGEN", os.path.join(ROOT, "build", "p
 
 import grpc  # noqa: E402  (Debian python3-grpcio)
 import stack  # noqa: E402
-from quarry.v1 import llm_pb2, retriever_pb2  # noqa: E402
+from quarry.v1 import llm_pb2, reranker_pb2, retriever_pb2  # noqa: E402
 
 TENANT = "eval"
 
@@ -103,6 +108,101 @@ def evaluate(search, embed, queries, qrels, to_beir, mode, depth):
             "p50_ms": lat[n // 2] * 1000, "p95_ms": lat[min(n - 1, int(n * 0.95))] * 1000}
 
 
+# ---- what users get: hybrid candidates, then the reranker --------------------
+
+# The gateway's candidate count (services/gateway/pipeline.h,
+# PIPELINE_RETRIEVE_TOP_K) and the most a Rerank returns
+# (Q_LIMIT_GENERATE_PASSAGES): the user's top_k passages are the first
+# top_k of this list.
+USER_CANDIDATES = 50
+USER_TOP_N = 64
+
+
+def doc_metrics(runs, qrels, qids):
+    """nDCG@10, Recall@100, MRR@10 of {qid: [BEIR ids, best first]} over qids."""
+    ndcg = recall = mrr = 0.0
+    for qid in qids:
+        rel, ranked = qrels[qid], runs[qid]
+        ideal = dcg(sorted(rel.values(), reverse=True)[:10])
+        ndcg += dcg([rel.get(d, 0) for d in ranked[:10]]) / ideal
+        recall += len([d for d in ranked[:100] if d in rel]) / len(rel)
+        mrr += next((1.0 / (i + 1) for i, d in enumerate(ranked[:10]) if d in rel), 0.0)
+    n = len(qids)
+    return {"nDCG@10": ndcg / n, "Recall@100": recall / n, "MRR@10": mrr / n}
+
+
+def user_runs(st, search, embed, queries, qrels, to_beir):
+    """The ranking a user gets, through the real services: Embed, the
+    retriever's hybrid Search with the gateway's candidate count, then
+    Reranker/Rerank of those candidates - with the reranker's configured
+    method (what /v1/query runs), and with each method by name. Returns
+    ({row: {qid: ranked BEIR ids}}, {row: [seconds]}, configured method)."""
+    ch = grpc.insecure_channel(st.grpc_addr("reranker"))
+    rerank = ch.unary_unary("/quarry.v1.Reranker/Rerank",
+                            request_serializer=reranker_pb2.RerankRequest.SerializeToString,
+                            response_deserializer=reranker_pb2.RerankResponse.FromString)
+
+    def docs(passages):
+        ranked = []
+        for p in passages:
+            d = to_beir.get(p.doc_id)
+            if d is not None and d not in ranked:
+                ranked.append(d)
+        return ranked
+
+    runs, lat, configured = {}, {}, set()
+    rows = [("hybrid@%d (retrieval order)" % USER_CANDIDATES, None),
+            ("user: hybrid -> rerank", ""),
+            ("hybrid -> rerank features", "features"),
+            ("hybrid -> rerank none", "none")]
+    for qid in qrels:
+        text = queries[qid]
+        req = retriever_pb2.SearchRequest(tenant_id=TENANT, query=text, top_k=USER_CANDIDATES)
+        e = embed(llm_pb2.EmbedRequest(texts=[text]), timeout=10)
+        req.query_embedding.extend(e.embeddings[0].values)
+        t0 = time.perf_counter()
+        reply = search(req, timeout=10)
+        t_search = time.perf_counter() - t0
+        for row, method in rows:
+            if method is None:
+                ranked, t = docs(reply.passages), t_search
+            elif not reply.passages:
+                ranked, t = [], t_search
+            else:
+                t0 = time.perf_counter()
+                r = rerank(reranker_pb2.RerankRequest(query=text, passages=reply.passages,
+                                                      top_n=USER_TOP_N, method=method),
+                           timeout=10)
+                t = t_search + time.perf_counter() - t0
+                ranked = docs(r.passages)
+                if method == "":
+                    configured.add(r.method)
+            runs.setdefault(row, {})[qid] = ranked
+            lat.setdefault(row, []).append(t)
+    return runs, lat, ",".join(sorted(configured))
+
+
+def print_user_rows(st, search, embed, queries, qrels, to_beir):
+    """The rows of what users get, on every query and on the held-out half
+    of fit_reranker.py (the queries the shipped weights were not fitted on)."""
+    import fit_reranker
+    runs, lat, configured = user_runs(st, search, embed, queries, qrels, to_beir)
+    held = [q for q in qrels if not fit_reranker.in_fit_half(q)]
+    print("\nwhat users get: Embed, hybrid Search top %d (the gateway's candidates), "
+          "Reranker/Rerank; configured method: %s" % (USER_CANDIDATES, configured))
+    for title, qids in (("all %d queries" % len(qrels), list(qrels)),
+                        ("held-out half B of fit_reranker.py, %d queries" % len(held), held)):
+        print("%s\n%-30s %8s %11s %7s %10s %10s"
+              % (title, "ranking", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"))
+        for row in runs:
+            m = doc_metrics(runs[row], qrels, qids)
+            t = sorted(lat[row][i] for i, q in enumerate(qrels) if q in set(qids))
+            n = len(t)
+            print("%-30s %8.4f %11.4f %7.4f %10.2f %10.2f"
+                  % (row, m["nDCG@10"], m["Recall@100"], m["MRR@10"], t[n // 2] * 1000,
+                     t[min(n - 1, int(n * 0.95))] * 1000))
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="BEIR dataset directory")
@@ -152,6 +252,7 @@ def main(argv):
                 print("%-8s %8.4f %11.4f %7.4f %10.2f %10.2f"
                       % (mode, r["nDCG@10"], r["Recall@100"], r["MRR@10"],
                          r["p50_ms"], r["p95_ms"]))
+            print_user_rows(st, search, embed, queries, qrels, to_beir)
         finally:
             st.stop_all()
     return 0

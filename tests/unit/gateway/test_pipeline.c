@@ -39,6 +39,7 @@ typedef struct rec {
   unsigned cited[16];
   char cited_chunk0[32];
   bool cache_hit;
+  char rerank_method[32];
   double total_ms;
   /* error */
   int errors;
@@ -102,6 +103,7 @@ static void rec_done(sink_t *s, const sink_summary_t *sum) {
     snprintf(r->cited_chunk0, sizeof r->cited_chunk0, "%s",
              sum->citations[0].passage->chunk_id);
   r->cache_hit = sum->cache_hit;
+  snprintf(r->rerank_method, sizeof r->rerank_method, "%s", sum->rerank_method);
   r->total_ms = sum->timings_ms.total;
   note(r, "done");
 }
@@ -226,6 +228,7 @@ Test(pipeline, events_come_in_order_and_tokens_add_up_to_the_answer) {
   cr_assert_eq(r.ncitations, 3);
   cr_assert_eq(strlen(r.query_id), 36);
   cr_assert_not(r.cache_hit);
+  cr_assert_str_eq(r.rerank_method, "reversed", "the reranker's own name for its method");
   cr_assert_gt(r.total_ms, 0);
   cr_assert_eq(atomic_load(&fk.records), 1);
   rec_cleanup(&r);
@@ -243,6 +246,7 @@ Test(pipeline, optional_stages_degrade) {
   cr_assert_str_eq(r.degraded, "embed,rerank,record_query");
   /* Retriever order kept: [2] is c2. */
   cr_assert_str_eq(r.cited_chunk0, "c2");
+  cr_assert_str_eq(r.rerank_method, "none");
   cr_assert_str_eq(r.answer, "Only [2].");
   rec_cleanup(&r);
 }

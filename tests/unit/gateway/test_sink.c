@@ -52,6 +52,7 @@ static sink_summary_t summary(const sink_citation_t *c, size_t nc) {
                      .total = 10.0004},
       .degraded = degraded,
       .ndegraded = 1,
+      .rerank_method = "features",
   };
 }
 
@@ -90,7 +91,8 @@ Test(sink, sse_stream_is_framed_event_by_event) {
       "event: citation\ndata: %s\n\n"
       "event: done\ndata: {\"query_id\":\"q-1\",\"answer\":\"A [1].\",\"citations\":[%s],"
       "\"timings_ms\":{\"auth\":0.1,\"embed\":1.0,\"retrieve\":2.0,\"rerank\":3.0,"
-      "\"generate\":4.0,\"total\":10.0},\"cache_hit\":false,\"degraded\":[\"citations\"]}"
+      "\"generate\":4.0,\"total\":10.0},\"cache_hit\":false,\"degraded\":[\"citations\"],"
+      "\"rerank_method\":\"features\"}"
       "\n\n",
       cit, cit, cit);
   cr_assert_str_eq(out.data, want);

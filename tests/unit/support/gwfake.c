@@ -132,6 +132,7 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   r->passages = q_arena_alloc(a, (n + 1) * sizeof *r->passages);
   for (size_t i = 0; i < n; i++)
     r->passages[i] = req->passages[req->n_passages - 1 - i];
+  r->method = "reversed";
   *out = &r->base;
   return 0;
 }
