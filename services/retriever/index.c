@@ -507,6 +507,7 @@ static void bag_text(bag_t *b, const char *s) {
 typedef struct prep {
   chunk_t *chunk;
   bag_t bag;
+  bool in_graph; /* its vector was added to the shard's graph */
 } prep_t;
 
 static q_err_t check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
@@ -600,11 +601,10 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   p->chunk = c;
 }
 
-/* Graph changes an upsert makes after releasing the write lock, in order. */
+/* Vectors an upsert deletes from a graph after releasing the write lock. */
 typedef struct vecop {
   hnsw_t *graph;
   uint64_t label;
-  float *vec; /* owned; NULL: delete label */
 } vecop_t;
 
 typedef struct vecops {
@@ -612,9 +612,9 @@ typedef struct vecops {
   size_t n, cap;
 } vecops_t;
 
-static void vecops_push(vecops_t *v, hnsw_t *graph, uint64_t label, float *vec) {
+static void vecops_push(vecops_t *v, hnsw_t *graph, uint64_t label) {
   grow(&v->ops, &v->cap, v->n + 1, sizeof *v->ops);
-  v->ops[v->n++] = (vecop_t){graph, label, vec};
+  v->ops[v->n++] = (vecop_t){graph, label};
 }
 
 static int64_t label_slot(const index_t *idx, const shard_t *s, uint64_t label) {
@@ -631,7 +631,7 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
     strmap_del(&s->label_map, (const char *)&c->label, sizeof c->label,
                hash_bytes(idx->key, (const char *)&c->label, sizeof c->label), label_key,
                s);
-    vecops_push(ops, s->hnsw, c->label, NULL);
+    vecops_push(ops, s->hnsw, c->label);
   }
   for (uint32_t i = 0; i < c->nterms; i++) {
     term_t *t = &s->terms[c->terms[i]];
@@ -698,10 +698,8 @@ static size_t graph_dim(const hnsw_t *g) {
   return p.dim;
 }
 
-/* A new graph for a shard whose vectors (again) start with dimension dim,
- * under the write lock; the old one, now empty of live vectors, is kept
- * until index_free (a compaction may still hold it). */
-static void new_graph(index_t *idx, shard_t *s, size_t dim) {
+/* A new, empty graph for vectors of dimension dim. */
+static hnsw_t *new_graph(index_t *idx, size_t dim) {
   hnsw_params_t hp = {
       .dim = dim,
       .metric = HNSW_COSINE,
@@ -719,6 +717,12 @@ static void new_graph(index_t *idx, shard_t *s, size_t dim) {
     q_log_error("retriever index: cannot create a vector graph", "{s:s}", "reason", why);
     abort();
   }
+  return g;
+}
+
+/* Makes g the shard's graph (under the write lock); the old one, empty of
+ * live vectors, is kept until index_free (a compaction may still hold it). */
+static void attach_graph(index_t *idx, shard_t *s, hnsw_t *g) {
   if (s->hnsw) {
     grow(&idx->old_graphs, &idx->capold, idx->nold + 1, sizeof *idx->old_graphs);
     idx->old_graphs[idx->nold++] = s->hnsw;
@@ -727,8 +731,9 @@ static void new_graph(index_t *idx, shard_t *s, size_t dim) {
 }
 
 /* Adds a prepared chunk (under the write lock); takes ownership of it. Its
- * vector (checked to suit the shard) is queued on ops for the graph. */
-static void insert(index_t *idx, shard_t *s, prep_t *p, vecops_t *ops) {
+ * vector, if it has one, is already in the shard's graph under its label;
+ * the label map makes it findable from here on. */
+static void insert(index_t *idx, shard_t *s, prep_t *p) {
   chunk_t *c = p->chunk;
   uint32_t slot;
   if (s->nfree) {
@@ -777,17 +782,10 @@ static void insert(index_t *idx, shard_t *s, prep_t *p, vecops_t *ops) {
 
   s->live++;
   s->total_len += c->len;
-  if (c->vec) {
-    /* The first vector of a shard (again) sets the dimension. */
-    if (!s->nvec) {
-      s->dim = c->dim;
-      if (!s->hnsw || graph_dim(s->hnsw) != c->dim)
-        new_graph(idx, s, c->dim);
-    }
+  if (p->in_graph) {
+    s->dim = c->dim; /* the first vector of a shard (again) sets it */
     strmap_put_new(&s->label_map,
                    hash_bytes(idx->key, (const char *)&c->label, sizeof c->label), slot);
-    vecops_push(ops, s->hnsw, c->label, c->vec);
-    c->vec = NULL;
     c->has_vec = 1;
     s->nvec++;
   }
@@ -843,6 +841,11 @@ static int str_ptr_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen) {
@@ -852,12 +855,18 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
     snprintf(err, errlen, "tenant_id is required");
     return Q_EINVAL;
   }
-  int rc = index_check(idx, tenant, chunks, n, err, errlen);
-  if (rc)
-    return rc;
-
   vecops_t ops = {0};
+  hnsw_t *graph = NULL, *fresh = NULL;
+  uint64_t *added = NULL;
+  size_t nadded = 0;
+  /* Writers are serialised, so the shard cannot change under this thread
+   * except by this call; searches only read. */
   pthread_mutex_lock(&idx->wmu);
+  int rc = index_check(idx, tenant, chunks, n, err, errlen);
+  if (rc) {
+    pthread_mutex_unlock(&idx->wmu);
+    return rc;
+  }
   /* Tokenise before taking the write lock. */
   prep_t *preps = xcalloc(n, sizeof *preps);
   const char **ids = xcalloc(n, sizeof *ids);
@@ -867,12 +876,45 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
   }
   qsort(ids, n, sizeof *ids, str_ptr_cmp);
 
+  /* Vectors go into the graph first, beside searches: a new label is not
+   * in the label map until the write lock publishes the batch, so searches
+   * skip it until then and the replace stays atomic for dense search too. */
+  size_t vdim = 0;
+  for (size_t i = 0; i < n && !vdim; i++)
+    vdim = preps[i].chunk->dim;
+  if (vdim) {
+    const shard_t *s0 = find_shard(idx, tenant);
+    if (s0 && s0->hnsw && (s0->nvec || graph_dim(s0->hnsw) == vdim))
+      graph = s0->hnsw; /* index_check made the dimensions agree */
+    else
+      graph = fresh = new_graph(idx, vdim);
+    added = xmalloc(n * sizeof *added);
+    for (size_t i = 0; i < n; i++) {
+      chunk_t *c = preps[i].chunk;
+      if (!c->vec)
+        continue;
+      char why[256];
+      q_err_t vrc = hnsw_add(graph, c->label, c->vec, why, sizeof why);
+      if (vrc == Q_ENOMEM)
+        oom();
+      if (vrc) { /* checked vectors: only a full graph (2^31 nodes) gets here */
+        q_log_error("retriever index: vector not indexed; the chunk is lexical only",
+                    "{s:s,s:s,s:s}", "tenant_id", tenant, "chunk_id", c->chunk_id,
+                    "reason", why);
+      } else {
+        preps[i].in_graph = true;
+        added[nadded++] = c->label;
+      }
+      free(c->vec);
+      c->vec = NULL;
+    }
+    qsort(added, nadded, sizeof *added, u64_cmp);
+  }
+
   pthread_rwlock_wrlock(&idx->lock);
-  /* A concurrent upsert may have set the tenant's dimension meanwhile. */
-  rc = check_locked(idx, tenant, chunks, n, err, errlen);
-  if (rc)
-    goto unlock;
   shard_t *s = get_shard(idx, tenant);
+  if (fresh)
+    attach_graph(idx, s, fresh);
 
   if (replace_doc_id && *replace_doc_id) {
     size_t len = strlen(replace_doc_id);
@@ -904,32 +946,24 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
                              hash_bytes(idx->key, c->chunk_id, len), chunk_key, s);
     if (old >= 0)
       retire(idx, s, (uint32_t)old, &ops);
-    insert(idx, s, &preps[i], &ops);
+    insert(idx, s, &preps[i]);
   }
 
   if (s->dead_postings > 1024 && s->dead_postings * 4 > s->npostings)
     compact_shard(idx, s);
-unlock:
   pthread_rwlock_unlock(&idx->lock);
-  /* The graph runs searches beside this one writer. A deleted label found
-   * again in the same batch (a chunk replaced) is deleted, then added. */
+  /* Retired vectors leave the graph now (no search can map them to a chunk
+   * any more), except a label this batch has just added again: a chunk
+   * rewritten in place keeps its label, and hnsw_add replaced its vector. */
   for (size_t i = 0; i < ops.n; i++) {
     vecop_t *o = &ops.ops[i];
-    if (!o->vec) {
-      hnsw_delete(o->graph, o->label); /* Q_ENOTFOUND: its add had failed */
+    if (o->graph == graph && bsearch(&o->label, added, nadded, sizeof *added, u64_cmp))
       continue;
-    }
-    char why[256];
-    q_err_t vrc = hnsw_add(o->graph, o->label, o->vec, why, sizeof why);
-    if (vrc == Q_ENOMEM)
-      oom();
-    if (vrc) /* checked vectors: only a full graph (2^31 nodes) gets here */
-      q_log_error("retriever index: vector not indexed; the chunk is lexical only",
-                  "{s:s,s:s}", "tenant_id", tenant, "reason", why);
-    free(o->vec);
+    hnsw_delete(o->graph, o->label);
   }
   pthread_mutex_unlock(&idx->wmu);
   free(ops.ops);
+  free(added);
   for (size_t i = 0; i < n; i++) {
     chunk_free(preps[i].chunk); /* NULL unless not inserted */
     bag_free(&preps[i].bag);

@@ -73,7 +73,8 @@ q_err_t search_policy_validate(const char *value, char *err, size_t errlen) {
   return search_policy_parse(value, &p, err, errlen);
 }
 
-const search_rule_t *search_policy_rule(const search_policy_t *p, const char *embed_model) {
+const search_rule_t *search_policy_rule(const search_policy_t *p,
+                                        const char *embed_model) {
   const char *m = embed_model ? embed_model : "";
   for (size_t i = 0; i < p->nrules; i++) {
     const search_rule_t *r = &p->rules[i];
@@ -132,7 +133,8 @@ q_err_t search_run(const engine_t *e, const search_policy_t *p, const search_req
     return rc;
   out->dense_used = r.dense_used;
 
-  fusion_params_t fp = {.method = FUSION_RRF, .k = p->rrf_k, .w_lex = 1.0, .w_dense = 1.0};
+  fusion_params_t fp = {
+      .method = FUSION_RRF, .k = p->rrf_k, .w_lex = 1.0, .w_dense = 1.0};
   bool both = (lists & ENGINE_LEXICAL) && r.dense_used;
   if (both) {
     out->mode = "hybrid";
@@ -147,8 +149,8 @@ q_err_t search_run(const engine_t *e, const search_policy_t *p, const search_req
                model, rule ? rule->prefix : "-");
     else if (fp.method == FUSION_WEIGHTED)
       snprintf(out->fusion, sizeof out->fusion,
-               "weighted w_lex=1.00 w_dense=%.2f (embedder %.64s, rule %.64s)", fp.w_dense,
-               model, rule ? rule->prefix : "default");
+               "weighted w_lex=1.00 w_dense=%.2f (embedder %.64s, rule %.64s)",
+               fp.w_dense, model, rule ? rule->prefix : "default");
     else
       snprintf(out->fusion, sizeof out->fusion,
                "rrf k=%u w_lex=1.00 w_dense=%.2f (embedder %.64s, rule %.64s)",

@@ -55,15 +55,16 @@ q_err_t search_policy_validate(const char *value, char *err, size_t errlen);
 
 /* The rule for embed_model (NULL or "" is the empty name); NULL when none
  * matches. */
-const search_rule_t *search_policy_rule(const search_policy_t *p, const char *embed_model);
+const search_rule_t *search_policy_rule(const search_policy_t *p,
+                                        const char *embed_model);
 
 /* A search, validated for sizes by the caller. */
 typedef struct search_req {
   const char *tenant;
-  const char *mode;        /* "", "lexical", "dense" or "hybrid" */
-  const char *text;        /* NULL or blank: none */
+  const char *mode; /* "", "lexical", "dense" or "hybrid" */
+  const char *text; /* NULL or blank: none */
   size_t text_len;
-  const float *embedding;  /* dim 0: none */
+  const float *embedding; /* dim 0: none */
   size_t dim;
   size_t top_k;            /* > 0 */
   const char *embed_model; /* may be NULL */

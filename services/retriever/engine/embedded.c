@@ -76,9 +76,8 @@ static bool load_row_cb(void *ud, const char *tenant, const engine_chunk_t *chun
   char why[256];
   if (index_upsert(idx, tenant, chunk, 1, NULL, NULL, why, sizeof why) == 0)
     return true;
-  q_log_warn("retriever: stored vector refused; chunk loaded without it",
-             "{s:s,s:s,s:s}", "chunk_id", chunk->chunk_id, "tenant_id", tenant, "reason",
-             why);
+  q_log_warn("retriever: stored vector refused; chunk loaded without it", "{s:s,s:s,s:s}",
+             "chunk_id", chunk->chunk_id, "tenant_id", tenant, "reason", why);
   engine_chunk_t c = *chunk;
   c.dim = 0;
   c.embedding = NULL;
@@ -124,8 +123,9 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
   q_err_t rc = 0;
   e->index = index_new(&ip);
   if (!e->index) {
-    snprintf(err, errlen, "cannot create the index (out of memory or a parameter "
-                          "out of range)");
+    snprintf(err, errlen,
+             "cannot create the index (out of memory or a parameter "
+             "out of range)");
     rc = Q_EINVAL;
     goto fail;
   }
@@ -250,8 +250,9 @@ static int64_t embedded_chunk_count(void *st) {
 static q_err_t embedded_snapshot(void *st, const char *dir, char *err, size_t errlen) {
   (void)st;
   (void)dir;
-  snprintf(err, errlen, "the embedded engine has no snapshots yet: it rebuilds its "
-                        "index from PostgreSQL at start");
+  snprintf(err, errlen,
+           "the embedded engine has no snapshots yet: it rebuilds its "
+           "index from PostgreSQL at start");
   return Q_EUNIMPL;
 }
 
