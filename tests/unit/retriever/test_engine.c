@@ -95,13 +95,12 @@ static void check_tenants_are_isolated(const engine_fixture_t *f) {
   for (int t = 0; t < 2; t++) {
     for (int i = 0; i < N; i++) {
       snprintf(ids[t][i], sizeof ids[t][i], "%s:%d", tenants[t], i);
-      c[t][i] = (engine_chunk_t){.chunk_id = ids[t][i],
-                                 .doc_id = "doc",
-                                 .text = (t ? i % 3 == 0 : i % 2 == 1)
-                                             ? "shared words here"
-                                             : "shared other",
-                                 .embedding = vec[i],
-                                 .dim = DIM};
+      c[t][i] = (engine_chunk_t){
+          .chunk_id = ids[t][i],
+          .doc_id = "doc",
+          .text = (t ? i % 3 == 0 : i % 2 == 1) ? "shared words here" : "shared other",
+          .embedding = vec[i],
+          .dim = DIM};
     }
     /* beta has a third of the chunks and "words" in a third of them (alpha:
      * half): its statistics differ */
@@ -124,8 +123,8 @@ static void check_tenants_are_isolated(const engine_fixture_t *f) {
     }
   }
   /* an unknown tenant sees nothing at all */
-  engine_result_t r = search(&e, a, "gamma", ENGINE_LEXICAL | ENGINE_DENSE, "shared",
-                             vec[0], DIM, 50);
+  engine_result_t r =
+      search(&e, a, "gamma", ENGINE_LEXICAL | ENGINE_DENSE, "shared", vec[0], DIM, 50);
   cr_assert_eq(r.nlexical + r.ndense, 0);
   cr_assert(!r.dense_used);
   /* BM25 is per tenant: the same chunk text scores differently */
@@ -149,13 +148,29 @@ static void check_replace_and_remove(const engine_fixture_t *f) {
   q_arena_t *a = q_arena_new(0);
   float v0[] = {1, 0, 0}, v1[] = {0, 1, 0}, v2[] = {0, 0, 1}, v3[] = {1, 1, 0};
   engine_chunk_t first[] = {
-      {.chunk_id = "d:1:0", .doc_id = "d", .text = "alpha beta", .embedding = v0, .dim = 3},
-      {.chunk_id = "d:1:1", .doc_id = "d", .text = "gamma delta", .embedding = v1, .dim = 3},
-      {.chunk_id = "o:1:0", .doc_id = "o", .text = "alpha other", .embedding = v2, .dim = 3},
+      {.chunk_id = "d:1:0",
+       .doc_id = "d",
+       .text = "alpha beta",
+       .embedding = v0,
+       .dim = 3},
+      {.chunk_id = "d:1:1",
+       .doc_id = "d",
+       .text = "gamma delta",
+       .embedding = v1,
+       .dim = 3},
+      {.chunk_id = "o:1:0",
+       .doc_id = "o",
+       .text = "alpha other",
+       .embedding = v2,
+       .dim = 3},
   };
   put(&e, "t", first, 3, NULL, NULL);
   engine_chunk_t second[] = {
-      {.chunk_id = "d:2:0", .doc_id = "d", .text = "alpha epsilon", .embedding = v3, .dim = 3},
+      {.chunk_id = "d:2:0",
+       .doc_id = "d",
+       .text = "alpha epsilon",
+       .embedding = v3,
+       .dim = 3},
   };
   size_t retired = 0;
   put(&e, "t", second, 1, "d", &retired);
@@ -196,12 +211,17 @@ static void check_order_and_scores(const engine_fixture_t *f) {
   engine_chunk_t c[] = {
       {.chunk_id = "b", .doc_id = "d", .text = "solar", .embedding = v3, .dim = 2},
       {.chunk_id = "a", .doc_id = "d", .text = "solar", .embedding = v4, .dim = 2},
-      {.chunk_id = "c", .doc_id = "d", .text = "solar solar wind", .embedding = v2, .dim = 2},
+      {.chunk_id = "c",
+       .doc_id = "d",
+       .text = "solar solar wind",
+       .embedding = v2,
+       .dim = 2},
       {.chunk_id = "z", .doc_id = "d", .text = "wind", .embedding = v1, .dim = 2},
   };
   put(&e, "t", c, 4, NULL, NULL);
   float q[] = {0, 1};
-  engine_result_t r = search(&e, a, "t", ENGINE_LEXICAL | ENGINE_DENSE, "solar", q, 2, 10);
+  engine_result_t r =
+      search(&e, a, "t", ENGINE_LEXICAL | ENGINE_DENSE, "solar", q, 2, 10);
   cr_assert_eq(r.nlexical, 3);
   for (size_t i = 1; i < r.nlexical; i++)
     cr_assert_geq(r.lexical[i - 1].score, r.lexical[i].score);
@@ -244,8 +264,11 @@ static void check_dense_recall(const engine_fixture_t *f) {
   for (int i = 0; i < N; i++) {
     rand_vec(&st, vec[i], DIM);
     snprintf(ids[i], sizeof ids[i], "v%d", i);
-    c[i] = (engine_chunk_t){
-        .chunk_id = ids[i], .doc_id = ids[i], .text = "x", .embedding = vec[i], .dim = DIM};
+    c[i] = (engine_chunk_t){.chunk_id = ids[i],
+                            .doc_id = ids[i],
+                            .text = "x",
+                            .embedding = vec[i],
+                            .dim = DIM};
   }
   put(&e, "t", c, N, NULL, NULL);
   size_t found = 0;
@@ -301,7 +324,8 @@ static void check_vector_validation(const engine_fixture_t *f) {
   engine_t e = open_engine(f);
   q_arena_t *a = q_arena_new(0);
   float v2[] = {1, 0}, v3[] = {1, 0, 0}, zero[] = {0, 0}, bad[] = {NAN, 1};
-  engine_chunk_t ok = {.chunk_id = "a", .doc_id = "d", .text = "t", .embedding = v2, .dim = 2};
+  engine_chunk_t ok = {
+      .chunk_id = "a", .doc_id = "d", .text = "t", .embedding = v2, .dim = 2};
   put(&e, "t", &ok, 1, NULL, NULL);
   engine_chunk_t wrong = {
       .chunk_id = "b", .doc_id = "d", .text = "t", .embedding = v3, .dim = 3};
@@ -310,8 +334,10 @@ static void check_vector_validation(const engine_fixture_t *f) {
                Q_EINVAL);
   /* another tenant has its own dimension */
   put(&e, "u", &wrong, 1, NULL, NULL);
-  engine_chunk_t z = {.chunk_id = "c", .doc_id = "d", .text = "t", .embedding = zero, .dim = 2};
-  cr_assert_eq(e.ops->upsert(e.st, "t", &z, 1, NULL, &retired, err, sizeof err), Q_EINVAL);
+  engine_chunk_t z = {
+      .chunk_id = "c", .doc_id = "d", .text = "t", .embedding = zero, .dim = 2};
+  cr_assert_eq(e.ops->upsert(e.st, "t", &z, 1, NULL, &retired, err, sizeof err),
+               Q_EINVAL);
   engine_query_t q = {"t", ENGINE_DENSE, NULL, 0, v3, 3, 5};
   engine_result_t r;
   cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EINVAL);
@@ -417,15 +443,27 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
 /* ---- instances -------------------------------------------------------------- */
 
 #define ENGINE_CONTRACT(suite, fixture)                                                  \
-  Test(suite, tenants_are_isolated, .timeout = 60) {                                    \
+  Test(suite, tenants_are_isolated, .timeout = 60) {                                     \
     check_tenants_are_isolated(&fixture);                                                \
   }                                                                                      \
-  Test(suite, replace_and_remove) { check_replace_and_remove(&fixture); }                \
-  Test(suite, order_and_scores) { check_order_and_scores(&fixture); }                    \
-  Test(suite, dense_recall, .timeout = 120) { check_dense_recall(&fixture); }            \
-  Test(suite, vector_validation) { check_vector_validation(&fixture); }                  \
-  Test(suite, replace_is_atomic, .timeout = 120) { check_replace_is_atomic(&fixture); }  \
-  Test(suite, snapshot_says_what_it_does) { check_snapshot_says_what_it_does(&fixture); }
+  Test(suite, replace_and_remove) {                                                      \
+    check_replace_and_remove(&fixture);                                                  \
+  }                                                                                      \
+  Test(suite, order_and_scores) {                                                        \
+    check_order_and_scores(&fixture);                                                    \
+  }                                                                                      \
+  Test(suite, dense_recall, .timeout = 120) {                                            \
+    check_dense_recall(&fixture);                                                        \
+  }                                                                                      \
+  Test(suite, vector_validation) {                                                       \
+    check_vector_validation(&fixture);                                                   \
+  }                                                                                      \
+  Test(suite, replace_is_atomic, .timeout = 120) {                                       \
+    check_replace_is_atomic(&fixture);                                                   \
+  }                                                                                      \
+  Test(suite, snapshot_says_what_it_does) {                                              \
+    check_snapshot_says_what_it_does(&fixture);                                          \
+  }
 
 ENGINE_CONTRACT(embedded_exact, embedded_exact)
 ENGINE_CONTRACT(embedded_graph, embedded_graph)
