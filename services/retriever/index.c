@@ -24,8 +24,8 @@
  * after stopword removal) and avgdl their mean. Duplicate query terms count
  * once.
  *
- * Dense: each shard's vectors live in one HNSW graph (engine/hnsw.h, cosine),
- * labelled by the chunk's stable sequence number (retriever_chunks.seq); a
+ * Dense: each shard's vectors live in one HNSW graph (engine/hnsw.h; cosine, or inner
+ * product), labelled by the chunk's stable sequence number (retriever_chunks.seq); a
  * label map finds the chunk of a label. A shard with at most exact_max
  * vectors is scanned exactly (HNSW_PLAN_EXACT), a larger one walked. A
  * retired chunk's vector is deleted from the graph (a tombstone the walk
@@ -584,7 +584,7 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   /* Under the upsert mutex: next_label has one writer. */
   c->label = in->seq ? in->seq : idx->next_label++;
   if (in->dim) {
-    /* The graph (cosine) normalises it. */
+    /* The graph normalises it under cosine. */
     c->vec = xmalloc(in->dim * sizeof *c->vec);
     memcpy(c->vec, in->embedding, in->dim * sizeof *c->vec);
     c->dim = in->dim;
@@ -702,7 +702,7 @@ static size_t graph_dim(const hnsw_t *g) {
 static hnsw_t *new_graph(index_t *idx, size_t dim) {
   hnsw_params_t hp = {
       .dim = dim,
-      .metric = HNSW_COSINE,
+      .metric = idx->params.inner_product ? HNSW_INNER_PRODUCT : HNSW_COSINE,
       .storage = HNSW_FLOAT,
       .m = idx->params.m,
       .ef_construction = idx->params.ef_construction,

@@ -55,6 +55,9 @@ typedef struct index_params {
   /* Tenants with at most this many vectors are searched exactly (a scan of
    * every vector) instead of by a graph walk. */
   size_t exact_max;
+  /* Similarity: false cosine (vectors normalised), true inner product of
+   * the vectors as given (for embedders trained for it). */
+  bool inner_product;
 } index_params_t;
 
 typedef struct index_stats {

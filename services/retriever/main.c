@@ -15,10 +15,12 @@
 #include "quarry/v1/retriever.pb-c.h"
 
 #include <jansson.h>
+#include <stdio.h>
+#include <string.h>
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
-static const char *engine_name, *fusion_weights;
+static const char *engine_name, *fusion_weights, *metric;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
     exact_max;
 
@@ -26,6 +28,13 @@ static q_err_t validate_engine(const char *value, char *err, size_t errlen) {
   if (engine_find(value))
     return 0;
   snprintf(err, errlen, "no engine \"%s\" (there are: %s)", value, engine_names());
+  return Q_EINVAL;
+}
+
+static q_err_t validate_metric(const char *value, char *err, size_t errlen) {
+  if (strcmp(value, "cosine") == 0 || strcmp(value, "inner_product") == 0)
+    return 0;
+  snprintf(err, errlen, "\"%s\" is neither cosine nor inner_product", value);
   return Q_EINVAL;
 }
 
@@ -53,6 +62,10 @@ static q_cfg_entry_t cfg[] = {
      "the lexical ranking is kept and dense-only hits follow it. The default was "
      "chosen by cross-validation on SciFact (docs/retrieval.md).",
      0, &fusion_weights},
+    {"QUARRY_RETRIEVER_METRIC", Q_CFG_STRING, "cosine", 0, 0, validate_metric,
+     "Dense similarity: cosine (vectors normalised) or inner_product (vectors as "
+     "given, for embedders trained for it).",
+     0, &metric},
     {"QUARRY_RETRIEVER_RRF_K", Q_CFG_INT, "60", 1, 10000, NULL,
      "Constant k of reciprocal rank fusion, 1 / (k + rank).", 0, &rrf_k},
     {"QUARRY_RETRIEVER_HNSW_M", Q_CFG_INT, "16", 2, HNSW_MAX_M, NULL,
@@ -96,6 +109,7 @@ int main(int argc, char **argv) {
       .hnsw_ef_construction = (uint32_t)hnsw_efc,
       .hnsw_ef_search = (uint32_t)hnsw_efs,
       .exact_max = (size_t)exact_max,
+      .inner_product = strcmp(metric, "inner_product") == 0,
   };
   if (engine_open(&engine, engine_name, &ec, err, sizeof err) != 0) {
     q_log_error("cannot open the retrieval engine; exiting", "{s:s,s:s,s:I}", "engine",

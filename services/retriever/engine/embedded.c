@@ -119,6 +119,7 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .ef_construction = cfg->hnsw_ef_construction,
       .ef_search = cfg->hnsw_ef_search,
       .exact_max = cfg->exact_max,
+      .inner_product = cfg->inner_product,
   };
   q_err_t rc = 0;
   e->index = index_new(&ip);

@@ -73,7 +73,8 @@ typedef struct engine_chunk {
 typedef struct engine_cand {
   const char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
-  double score; /* BM25 (lexical list) or cosine similarity (dense list) */
+  double score; /* BM25 (lexical list) or similarity (dense list: cosine, or
+                   inner product when the engine is configured so) */
 } engine_cand_t;
 
 /* Which candidate lists a search asks for. */
@@ -122,6 +123,8 @@ typedef struct engine_config {
   uint32_t hnsw_m, hnsw_ef_construction, hnsw_ef_search;
   /* Tenants with at most this many vectors are searched by exact scan. */
   size_t exact_max;
+  /* Dense similarity: false cosine, true inner product. */
+  bool inner_product;
   /* Milvus: base URL and the like, read by that engine. */
   const char *url;
   const char *token;

@@ -532,3 +532,24 @@ Test(index, concurrent_search_and_upsert) {
   index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 33);
 }
+
+Test(index, inner_product_metric) {
+  index_t *ip = index_new(&(index_params_t){.inner_product = true});
+  cr_assert_not_null(ip);
+  float v1[] = {1, 0}, v2[] = {3, 3};
+  index_chunk_t c[] = {
+      {.chunk_id = "short", .doc_id = "d", .text = "a", .embedding = v1, .dim = 2},
+      {.chunk_id = "long", .doc_id = "d", .text = "b", .embedding = v2, .dim = 2},
+  };
+  char err[256];
+  cr_assert_eq(index_upsert(ip, "t", c, 2, NULL, NULL, err, sizeof err), 0, "%s", err);
+  /* cosine would put "short" first (1 against 0.707); the inner product
+   * puts "long" first (3 against 1), with raw scores */
+  float q[] = {1, 0};
+  res_t r = search_in(ip, arena, "t", NULL, q, 2, 10);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_str_eq(r.h[0].chunk_id, "long");
+  cr_assert_float_eq(r.h[0].dense, 3.0, 1e-5);
+  cr_assert_float_eq(r.h[1].dense, 1.0, 1e-5);
+  index_free(ip);
+}
