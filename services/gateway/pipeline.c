@@ -73,6 +73,8 @@ struct pipeline {
   double auth_ms, t0;
   const char *query;
   int top_k;
+  const char *mode;        /* "" unless the request chose one */
+  const char *embed_model; /* the model that made emb (Embed's reply) */
   char trace_id[Q_TRACE_ID_LEN + 1];
   int64_t deadline_ms;
   char query_id[37];
@@ -317,6 +319,7 @@ static void embed_done(pipeline_t *p, double t, q_err_t rc,
   } else {
     p->emb = resp->embeddings[0]->values;
     p->nemb = resp->embeddings[0]->n_values;
+    p->embed_model = resp->model;
   }
   p->ms_embed = ms_since(t);
   p->stage = ST_RETRIEVE;
@@ -333,6 +336,10 @@ static void embed_cb(void *ud, q_err_t rc, Quarry__V1__EmbedResponse *resp,
 
 static bool embed_start(pipeline_t *p) {
   p->t_call = q_now_s();
+  if (strcmp(p->mode, "lexical") == 0) {
+    p->stage = ST_RETRIEVE; /* no vector wanted */
+    return false;
+  }
   int timeout = budget(p, EMBED_SHARE);
   if (!timeout) {
     p->stage = ST_RETRIEVE; /* retrieval reports the deadline */
@@ -409,6 +416,9 @@ static bool retrieve_start(pipeline_t *p) {
   req.query_embedding = p->emb;
   req.n_query_embedding = p->nemb;
   req.top_k = PIPELINE_RETRIEVE_TOP_K;
+  req.mode = (char *)p->mode;
+  if (p->embed_model)
+    req.embed_model = (char *)p->embed_model;
   q_grpc_call_opts_t opts = call_opts(p, timeout, true);
   pthread_mutex_lock(&p->call_mu);
   q_err_t rc = q_rpc_retriever_search_async(q_grpc_channel(p->cfg->retriever_addr), &req,
@@ -857,6 +867,7 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   p->query = q_arena_strdup(arena, req->query);
   p->top_k = req->top_k;
   p->rerank_method = "none";
+  p->mode = q_arena_strdup(arena, req->mode ? req->mode : "");
   snprintf(p->trace_id, sizeof p->trace_id, "%s", req->trace_id ? req->trace_id : "");
   p->deadline_ms = req->deadline_ms;
   p->sink_full = req->sink_full;
@@ -866,7 +877,7 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   atomic_init(&p->cancelled, false);
   pthread_mutex_init(&p->call_mu, NULL);
   q_buf_init(&p->answer, Q_LIMIT_ANSWER_BYTES);
-  if (!p->query) {
+  if (!p->query || !p->mode) {
     pipeline_free(p);
     return NULL;
   }

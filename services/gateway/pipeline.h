@@ -93,9 +93,11 @@ typedef struct pipeline_req {
   bool rate_limited;               /* the edge applied the rate limit */
   const char *query;               /* 1..Q_LIMIT_QUERY_BYTES, not blank */
   int top_k;                       /* 1..Q_LIMIT_TOP_K_MAX */
-  const char *trace_id;            /* for the downstream calls and logs */
-  int64_t deadline_ms;             /* absolute, q_now_ms() time */
-  double t0;                       /* q_now_s() at the request's arrival */
+  const char *mode;     /* retrieval mode: "lexical", "dense", "hybrid"; NULL or
+                           "": the retriever's default. lexical skips embedding */
+  const char *trace_id; /* for the downstream calls and logs */
+  int64_t deadline_ms;  /* absolute, q_now_ms() time */
+  double t0;            /* q_now_s() at the request's arrival */
   /* Flow control (optional, see above): whether the sink's reader is so
    * far behind that generation should pause. Called on the pipeline's
    * thread after each streamed message; must not block. */

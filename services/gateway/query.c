@@ -303,8 +303,9 @@ static q_err_t stream_field(gw_req_t *r, json_t *body, bool *given, bool *value)
   return 0;
 }
 
-void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sink_fn make,
-                  void *ud) {
+/* query_submit with a retrieval mode (NULL: the retriever's default). */
+static void submit(gw_req_t *r, const char *query, int top_k, const char *mode, bool sse,
+                   query_sink_fn make, void *ud) {
   query_t *q = calloc(1, sizeof *q);
   if (!q) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
@@ -329,6 +330,7 @@ void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sin
       .rate_limited = true, /* at admission (server.c) */
       .query = query,
       .top_k = top_k,
+      .mode = mode,
       .trace_id = r->trace_id,
       .deadline_ms = r->deadline_ms,
       .t0 = r->t0,
@@ -398,17 +400,34 @@ fail:
   count("failed");
 }
 
+void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sink_fn make,
+                  void *ud) {
+  submit(r, query, top_k, NULL, sse, make, ud);
+}
+
+/* The optional "mode" field: lexical, dense or hybrid (the retriever's). */
+static q_err_t mode_field(gw_req_t *r, json_t *body, const char **mode) {
+  if (http_json_string(r, body, "mode", 0, 1, 16, mode))
+    return Q_EINVAL;
+  if (*mode && strcmp(*mode, "lexical") != 0 && strcmp(*mode, "dense") != 0 &&
+      strcmp(*mode, "hybrid") != 0) {
+    http_reply_error(r, Q_EINVAL, "field \"mode\" must be lexical, dense or hybrid");
+    return Q_EINVAL;
+  }
+  return 0;
+}
+
 void query_post(gw_req_t *r) {
-  static const char *const keys[] = {"query", "top_k", "stream", NULL};
+  static const char *const keys[] = {"query", "top_k", "stream", "mode", NULL};
   json_t *body = NULL;
-  const char *text;
+  const char *text, *mode = NULL;
   json_int_t top_k;
   bool stream_given, stream;
   if (http_parse_json_object(r, &body) || http_json_only_keys(r, body, keys) ||
       http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &text) ||
       http_json_int(r, body, "top_k", 0, PIPELINE_TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX,
                     &top_k) ||
-      stream_field(r, body, &stream_given, &stream))
+      stream_field(r, body, &stream_given, &stream) || mode_field(r, body, &mode))
     goto rejected;
   if (q_is_blank(text, strlen(text))) {
     http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");
@@ -416,9 +435,9 @@ void query_post(gw_req_t *r) {
   }
 
   /* The pipeline copies the query: the body can go. */
-  query_submit(r, text, (int)top_k,
-               stream_given ? stream : accepts_event_stream(http_header(r, "Accept")),
-               NULL, NULL);
+  submit(r, text, (int)top_k, mode,
+         stream_given ? stream : accepts_event_stream(http_header(r, "Accept")), NULL,
+         NULL);
   json_decref(body);
   return;
 

@@ -1,11 +1,7 @@
-/* handlers.c - quarry.v1.Retriever: request validation and the order of
- * work (see handlers.h).
- *
- * Upsert: validate everything, then under upsert_mu: check the vectors
- * against the index, write the batch to PostgreSQL (one transaction), and
- * only then apply it to the index. A reply of OK therefore means the batch
- * is durable; if the process dies between commit and index update, the
- * restart rebuilds the index from the table. */
+/* handlers.c - quarry.v1.Retriever: request validation and replies (see
+ * handlers.h). What is stored and how is the engine's (engine/engine.h):
+ * an Upsert the engine acknowledges is durable and searchable. What a
+ * Search does with the engine's lists is search.c's. */
 #include "handlers.h"
 
 #include "quarry/arena.h"
@@ -21,37 +17,32 @@
 #include <time.h>
 
 static double chunks_gauge_cb(void *ud) {
-  return (double)index_chunk_count(ud);
+  engine_t *e = ud;
+  return (double)e->ops->chunk_count(e->st);
 }
 
-q_err_t retriever_init(retriever_t *r, index_t *index, store_t *store,
-                       int64_t default_top_k, int64_t max_top_k) {
+q_err_t retriever_init(retriever_t *r, engine_t *engine, int64_t default_top_k,
+                       int64_t max_top_k) {
   memset(r, 0, sizeof *r);
-  r->index = index;
-  r->store = store;
+  r->engine = engine;
   r->default_top_k = default_top_k;
   r->max_top_k = max_top_k;
-  r->dense_weight = 1.0;
-  if (pthread_mutex_init(&r->upsert_mu, NULL) != 0)
-    return Q_EINTERNAL;
+  r->policy.rrf_k = Q_FUSION_RRF_K;
   r->search_seconds = q_metrics_histogram(
       "quarry_retriever_search_seconds",
       "Time to answer a Search, by mode (lexical, dense or hybrid).", "mode", NULL, 0);
-  q_metrics_gauge_fn("quarry_index_chunks",
-                     "Live chunks in the retriever's in-memory index.", chunks_gauge_cb,
-                     index);
-  return 0;
+  q_metrics_gauge_fn("quarry_index_chunks", "Live chunks in the retriever's engine.",
+                     chunks_gauge_cb, engine);
+  return r->search_seconds ? 0 : Q_EINTERNAL;
 }
 
 void retriever_cleanup(retriever_t *r) {
-  pthread_mutex_destroy(&r->upsert_mu);
+  (void)r;
 }
 
 q_err_t retriever_ready_cb(void *ud, char *why, size_t whylen) {
   retriever_t *r = ud;
-  if (!r->store)
-    return 0;
-  return store_ping(r->store, why, whylen) ? 0 : Q_EUNAVAIL;
+  return r->engine->ops->ready(r->engine->st, why, whylen) ? 0 : Q_EUNAVAIL;
 }
 
 /* ---- validation helpers ------------------------------------------------- */
@@ -75,7 +66,7 @@ static int str_ptr_cmp(const void *a, const void *b) {
 /* Validates the request and fills chunks[] (arena) for the index and store;
  * *tenant receives the effective tenant. */
 static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertRequest *req,
-                               const char **tenant, index_chunk_t **out) {
+                               const char **tenant, engine_chunk_t **out) {
   q_arena_t *a = q_grpc_ctx_arena(ctx);
   size_t n = req->n_chunks;
   char field[64];
@@ -102,7 +93,7 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
   if ((rc = check_str(ctx, "tenant_id", t, Q_LIMIT_TENANT_ID_BYTES, 1)))
     return rc;
 
-  index_chunk_t *chunks = n ? q_arena_alloc(a, n * sizeof *chunks) : NULL;
+  engine_chunk_t *chunks = n ? q_arena_alloc(a, n * sizeof *chunks) : NULL;
   const char **ids = n ? q_arena_alloc(a, n * sizeof *ids) : NULL;
   if (n && (!chunks || !ids)) {
     q_grpc_ctx_errorf(ctx, "request too large");
@@ -132,12 +123,12 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
                         "chunks[%zu]: version, ordinal and page must not be negative", i);
       return Q_EINVAL;
     }
-    if (c->n_embedding > Q_INDEX_MAX_DIM) {
+    if (c->n_embedding > ENGINE_MAX_DIM) {
       q_grpc_ctx_errorf(ctx, "chunks[%zu].embedding has %zu dimensions; at most %d", i,
-                        c->n_embedding, Q_INDEX_MAX_DIM);
+                        c->n_embedding, ENGINE_MAX_DIM);
       return Q_EINVAL;
     }
-    chunks[i] = (index_chunk_t){
+    chunks[i] = (engine_chunk_t){
         .chunk_id = c->chunk_id,
         .doc_id = c->doc_id,
         .title = c->title ? c->title : "",
@@ -168,49 +159,22 @@ static q_err_t upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   retriever_t *r = ud;
   const Quarry__V1__UpsertRequest *req = (const Quarry__V1__UpsertRequest *)in;
   const char *tenant = NULL;
-  index_chunk_t *chunks = NULL;
+  engine_chunk_t *chunks = NULL;
   int rc = upsert_validate(ctx, req, &tenant, &chunks);
   if (rc)
     return rc;
   size_t n = req->n_chunks;
-  const char *replace = req->replace_doc_id;
   char err[512] = "";
-  size_t retired = 0, retired_mem = 0;
-
-  pthread_mutex_lock(&r->upsert_mu);
-  rc = index_check(r->index, tenant, chunks, n, err, sizeof err);
+  size_t retired = 0;
+  rc = r->engine->ops->upsert(r->engine->st, tenant, chunks, n, req->replace_doc_id,
+                              &retired, err, sizeof err);
   if (rc) {
-    q_grpc_ctx_errorf(ctx, "%s", err);
-    goto unlock;
-  }
-  if (r->store) {
-    rc = store_upsert(r->store, tenant, chunks, n, replace, &retired, err, sizeof err);
-    if (rc) {
+    if (rc != Q_EINVAL)
       q_log_warn("retriever: upsert not stored", "{s:s,s:s}", "tenant_id", tenant,
                  "reason", err);
-      q_grpc_ctx_errorf(ctx, "%s", err);
-      goto unlock;
-    }
-  }
-  rc = index_upsert(r->index, tenant, chunks, n, replace, &retired_mem, err, sizeof err);
-  if (rc) {
-    /* Cannot happen after index_check under the same lock; if it does, the
-     * table and the index disagree until a restart. */
-    q_log_error("retriever: stored upsert not applied to the index", "{s:s,s:s}",
-                "tenant_id", tenant, "reason", err);
-    q_grpc_ctx_errorf(ctx, "stored but not indexed: %s", err);
-    rc = Q_EINTERNAL;
-    goto unlock;
-  }
-  if (!r->store)
-    retired = retired_mem;
-  else if (retired != retired_mem)
-    q_log_warn("retriever: table and index retired different counts", "{s:s,s:i,s:i}",
-               "tenant_id", tenant, "table", (int)retired, "index", (int)retired_mem);
-unlock:
-  pthread_mutex_unlock(&r->upsert_mu);
-  if (rc)
+    q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
+  }
 
   Quarry__V1__UpsertResponse *resp = q_arena_alloc(q_grpc_ctx_arena(ctx), sizeof *resp);
   if (!resp)
@@ -242,41 +206,45 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                       Q_LIMIT_QUERY_BYTES);
     return Q_EINVAL;
   }
-  int has_text = !q_is_blank(req->query, strlen(req->query));
-  if (!has_text && req->n_query_embedding == 0) {
-    q_grpc_ctx_errorf(ctx, "query is empty and there is no query_embedding");
-    return Q_EINVAL;
-  }
-  if (req->n_query_embedding > Q_INDEX_MAX_DIM) {
+  if (req->n_query_embedding > ENGINE_MAX_DIM) {
     q_grpc_ctx_errorf(ctx, "query_embedding has %zu dimensions; at most %d",
-                      req->n_query_embedding, Q_INDEX_MAX_DIM);
+                      req->n_query_embedding, ENGINE_MAX_DIM);
     return Q_EINVAL;
   }
+  if ((rc = check_str(ctx, "embed_model", req->embed_model, Q_LIMIT_MODEL_BYTES, 0)))
+    return rc;
   int64_t top_k = req->top_k ? req->top_k : r->default_top_k;
   if (top_k < 1 || top_k > r->max_top_k) {
     q_grpc_ctx_errorf(ctx, "top_k must be between 1 and %lld (0: %lld)",
                       (long long)r->max_top_k, (long long)r->default_top_k);
     return Q_EINVAL;
   }
+  if (req->max_passages_per_doc < 0 || req->max_passages_per_doc > r->max_top_k) {
+    q_grpc_ctx_errorf(ctx, "max_passages_per_doc must be between 0 and %lld",
+                      (long long)r->max_top_k);
+    return Q_EINVAL;
+  }
 
-  index_query_t q = {
+  search_req_t q = {
       .tenant = req->tenant_id,
-      .text = has_text ? req->query : NULL,
-      .text_len = has_text ? qlen : 0,
+      .mode = req->mode,
+      .text = req->query,
+      .text_len = qlen,
       .embedding = req->query_embedding,
       .dim = req->n_query_embedding,
       .top_k = (size_t)top_k,
-      .dense_weight = r->dense_weight,
+      .embed_model = req->embed_model,
+      .max_per_doc = (size_t)req->max_passages_per_doc,
   };
-  index_hit_t *hits;
-  size_t nhits;
-  int dense_used;
+  search_out_t so;
   char err[256] = "";
-  rc = index_search(r->index, &q, a, &hits, &nhits, &dense_used, err, sizeof err);
+  rc = search_run(r->engine, &r->policy, &q, a, &so, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
   }
+  size_t nhits = so.n;
+  const fusion_hit_t *hits = so.hits;
 
   Quarry__V1__SearchResponse *resp = q_arena_alloc(a, sizeof *resp);
   Quarry__V1__Passage **ps = nhits ? q_arena_alloc(a, nhits * sizeof *ps) : NULL;
@@ -289,12 +257,13 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   for (size_t i = 0; i < nhits; i++) {
     Quarry__V1__Passage *p = &pv[i];
     quarry__v1__passage__init(p);
-    p->chunk_id = (char *)hits[i].chunk_id;
-    p->doc_id = (char *)hits[i].doc_id;
-    p->title = (char *)hits[i].title;
-    p->text = (char *)hits[i].text;
-    p->ordinal = hits[i].ordinal;
-    p->page = hits[i].page;
+    const engine_cand_t *c = hits[i].cand;
+    p->chunk_id = (char *)c->chunk_id;
+    p->doc_id = (char *)c->doc_id;
+    p->title = (char *)c->title;
+    p->text = (char *)c->text;
+    p->ordinal = c->ordinal;
+    p->page = c->page;
     p->score = (float)hits[i].fused;
     p->lexical_score = (float)hits[i].lexical;
     p->dense_score = (float)hits[i].dense;
@@ -302,10 +271,14 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   }
   resp->n_passages = nhits;
   resp->passages = ps;
-  resp->lexical_only = !dense_used;
+  resp->lexical_only = !so.dense_used;
+  resp->mode = (char *)so.mode;
+  resp->fusion = q_arena_strdup(a, so.fusion);
+  if (!resp->fusion)
+    return Q_ERESOURCE;
   *out = &resp->base;
 
-  const char *mode[1] = {!dense_used ? "lexical" : has_text ? "hybrid" : "dense"};
+  const char *mode[1] = {so.mode};
   q_metrics_observe(r->search_seconds, mode, q_now_s() - t0);
   return 0;
 }
@@ -319,8 +292,13 @@ static q_err_t stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   int rc = check_str(ctx, "tenant_id", req->tenant_id, Q_LIMIT_TENANT_ID_BYTES, 0);
   if (rc)
     return rc;
-  index_stats_t st;
-  index_stats(r->index, req->tenant_id, &st);
+  engine_stats_t st;
+  char err[256] = "";
+  rc = r->engine->ops->stats(r->engine->st, req->tenant_id, &st, err, sizeof err);
+  if (rc) {
+    q_grpc_ctx_errorf(ctx, "%s", err);
+    return rc;
+  }
   Quarry__V1__StatsResponse *resp = q_arena_alloc(q_grpc_ctx_arena(ctx), sizeof *resp);
   if (!resp)
     return Q_ENOMEM;
@@ -332,9 +310,39 @@ static q_err_t stats_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   return 0;
 }
 
+/* ---- Delete ------------------------------------------------------------- */
+
+static q_err_t delete_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                         ProtobufCMessage **out, void *ud) {
+  retriever_t *r = ud;
+  const Quarry__V1__DeleteRequest *req = (const Quarry__V1__DeleteRequest *)in;
+  int rc;
+  if ((rc = check_str(ctx, "tenant_id", req->tenant_id, Q_LIMIT_TENANT_ID_BYTES, 1)) ||
+      (rc = check_str(ctx, "doc_id", req->doc_id, Q_LIMIT_DOCUMENT_ID_BYTES, 1)))
+    return rc;
+  size_t retired = 0;
+  char err[512] = "";
+  rc = r->engine->ops->remove(r->engine->st, req->tenant_id, req->doc_id, &retired, err,
+                              sizeof err);
+  if (rc) {
+    q_log_warn("retriever: delete not done", "{s:s,s:s}", "tenant_id", req->tenant_id,
+               "reason", err);
+    q_grpc_ctx_errorf(ctx, "%s", err);
+    return rc;
+  }
+  Quarry__V1__DeleteResponse *resp = q_arena_alloc(q_grpc_ctx_arena(ctx), sizeof *resp);
+  if (!resp)
+    return Q_ENOMEM;
+  quarry__v1__delete_response__init(resp);
+  resp->retired = (int32_t)retired;
+  *out = &resp->base;
+  return 0;
+}
+
 const q_grpc_method_t retriever_methods[] = {
     {"Upsert", Q_GRPC_UNARY, upsert_cb},
     {"Search", Q_GRPC_UNARY, search_cb},
     {"Stats", Q_GRPC_UNARY, stats_cb},
+    {"Delete", Q_GRPC_UNARY, delete_cb},
 };
 const size_t retriever_nmethods = sizeof retriever_methods / sizeof retriever_methods[0];

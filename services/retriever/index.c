@@ -1,4 +1,4 @@
-/* index.c - per-tenant BM25 inverted index plus dense vectors (see index.h).
+/* index.c - per-tenant BM25 inverted index plus an HNSW graph (see index.h).
  *
  * Layout of a shard (one per tenant):
  *  - slots[]: the chunks, addressed by slot number. Postings refer to slots.
@@ -24,15 +24,19 @@
  * after stopword removal) and avgdl their mean. Duplicate query terms count
  * once.
  *
- * Dense: vectors are L2-normalised when stored, so cosine similarity is a
- * dot product, and kept in one contiguous matrix per shard (a row per slot).
- * Search compares the query with every vector of the tenant (brute force,
- * O(N * dim)): exact, and about 30 ms for 100k chunks of 384 dimensions;
- * beyond a few hundred thousand chunks per tenant an ANN structure (HNSW)
- * or an external vector store would go behind this same interface. */
+ * Dense: each shard's vectors live in one HNSW graph (engine/hnsw.h; cosine, or inner
+ * product), labelled by the chunk's stable sequence number (retriever_chunks.seq); a
+ * label map finds the chunk of a label. A shard with at most exact_max
+ * vectors is scanned exactly (HNSW_PLAN_EXACT), a larger one walked. A
+ * retired chunk's vector is deleted from the graph (a tombstone the walk
+ * still passes through) and unlinked later by index_compact_vectors. Graph
+ * inserts are the slow part of an upsert, so they run after the write lock
+ * is released, with only the upsert mutex held: searches go on meanwhile,
+ * and a label the map no longer knows is skipped, so a search never returns
+ * a retired chunk. */
 #include "index.h"
 
-#include "fusion.h"
+#include "engine/hnsw.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/text.h"
@@ -222,9 +226,11 @@ typedef struct chunk {
   uint32_t len;    /* BM25 document length */
   uint32_t nterms; /* distinct terms */
   uint32_t *terms; /* their numbers, for df bookkeeping at retirement */
-  float *vec;      /* the prepared unit vector until insert() moves it into
-                      the shard's matrix; NULL afterwards */
-  int has_vec;     /* its vector is row slot of shard->vecs */
+  float *vec;      /* a copy of the vector until insert() hands it to the
+                      graph's queue; NULL afterwards */
+  size_t dim;      /* its dimension, 0 without a vector */
+  int has_vec;     /* its vector is in shard->hnsw under label */
+  uint64_t label;  /* stable number: the vector's label in the graph */
   uint32_t doc;    /* number of its document */
 } chunk_t;
 
@@ -257,26 +263,39 @@ typedef struct shard {
   size_t live;        /* live chunks: N */
   uint64_t total_len; /* sum of live chunks' lengths */
   uint64_t npostings, dead_postings;
-  size_t dim;     /* dimension of the vectors here, 0 when there are none */
-  size_t nvec;    /* live chunks with a vector */
-  float *vecs;    /* one row of dim floats per slot, contiguous so the dense
-                     scan streams through memory */
-  size_t capvecs; /* floats */
+  size_t dim;         /* dimension of the vectors here, 0 when there are none */
+  size_t nvec;        /* live chunks with a vector */
+  hnsw_t *hnsw;       /* their graph (NULL until the first vector); replaced
+                         only under the write lock and the upsert mutex */
+  strmap_t label_map; /* label (8 bytes) -> slot of the live chunks with a
+                         vector */
 } shard_t;
 
 struct index {
   pthread_rwlock_t lock;
+  pthread_mutex_t wmu; /* one upsert at a time, graph inserts included */
   unsigned char key[crypto_shorthash_KEYBYTES];
   size_t fixed_dim;
+  index_params_t params;
+  uint64_t next_label; /* labels for chunks that come without a seq */
+  /* Graphs replaced when a shard's vectors changed dimension: freed with the
+   * index, since a background compaction may still be working on one. */
+  hnsw_t **old_graphs;
+  size_t nold, capold;
   shard_t **shards;
   size_t nshards, capshards;
   strmap_t shard_map;
   int64_t chunks; /* live chunks over all shards, read without the lock */
 };
 
-static float *slot_vec(const shard_t *s, uint32_t slot) {
-  return s->vecs + (size_t)slot * s->dim;
+static const char *label_key(const void *ctx, uint32_t v, size_t *len) {
+  const chunk_t *c = ((const shard_t *)ctx)->slots[v];
+  *len = sizeof c->label;
+  return (const char *)&c->label;
 }
+
+/* The slot of the live chunk whose vector has label, or STRMAP_NONE. */
+static int64_t label_slot(const index_t *idx, const shard_t *s, uint64_t label);
 
 static const char *term_key(const void *ctx, uint32_t v, size_t *len) {
   const term_t *t = &((const shard_t *)ctx)->terms[v];
@@ -347,8 +366,9 @@ static void shard_free(shard_t *s) {
     free(s->docs[i].doc_id);
     free(s->docs[i].slots);
   }
+  hnsw_free(s->hnsw);
+  free(s->label_map.ents);
   free(s->slots);
-  free(s->vecs);
   free(s->free_slots);
   free(s->dead_slots);
   free(s->terms);
@@ -362,12 +382,18 @@ static void shard_free(shard_t *s) {
   free(s);
 }
 
-index_t *index_new(size_t fixed_dim) {
-  if (sodium_init() < 0 || fixed_dim > Q_INDEX_MAX_DIM)
+index_t *index_new(const index_params_t *params) {
+  index_params_t p = params ? *params : (index_params_t){0};
+  if (sodium_init() < 0 || p.fixed_dim > Q_INDEX_MAX_DIM || p.m > HNSW_MAX_M ||
+      (p.m && p.m < 2) || p.ef_construction > HNSW_MAX_EF || p.ef_search > HNSW_MAX_EF)
     return NULL;
   index_t *idx = calloc(1, sizeof *idx);
   if (!idx)
     return NULL;
+  if (pthread_mutex_init(&idx->wmu, NULL) != 0) {
+    free(idx);
+    return NULL;
+  }
   pthread_rwlockattr_t attr;
   pthread_rwlockattr_init(&attr);
   /* Upserts must not starve behind a steady stream of searches. */
@@ -375,11 +401,15 @@ index_t *index_new(size_t fixed_dim) {
   int rc = pthread_rwlock_init(&idx->lock, &attr);
   pthread_rwlockattr_destroy(&attr);
   if (rc) {
+    pthread_mutex_destroy(&idx->wmu);
     free(idx);
     return NULL;
   }
   crypto_shorthash_keygen(idx->key);
-  idx->fixed_dim = fixed_dim;
+  idx->fixed_dim = p.fixed_dim;
+  idx->params = p;
+  /* Labels of chunks without a seq sit far above any PostgreSQL sequence. */
+  idx->next_label = UINT64_C(1) << 62;
   return idx;
 }
 
@@ -390,7 +420,11 @@ void index_free(index_t *idx) {
     shard_free(idx->shards[i]);
   free(idx->shards);
   free(idx->shard_map.ents);
+  for (size_t i = 0; i < idx->nold; i++)
+    hnsw_free(idx->old_graphs[i]);
+  free(idx->old_graphs);
   pthread_rwlock_destroy(&idx->lock);
+  pthread_mutex_destroy(&idx->wmu);
   free(idx);
 }
 
@@ -473,6 +507,7 @@ static void bag_text(bag_t *b, const char *s) {
 typedef struct prep {
   chunk_t *chunk;
   bag_t bag;
+  bool in_graph; /* its vector was added to the shard's graph */
 } prep_t;
 
 static q_err_t check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
@@ -546,14 +581,13 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   c->version = in->version;
   c->ordinal = in->ordinal;
   c->page = in->page;
+  /* Under the upsert mutex: next_label has one writer. */
+  c->label = in->seq ? in->seq : idx->next_label++;
   if (in->dim) {
-    double norm = 0.0;
-    for (size_t k = 0; k < in->dim; k++)
-      norm += (double)in->embedding[k] * in->embedding[k];
-    norm = sqrt(norm);
+    /* The graph normalises it under cosine. */
     c->vec = xmalloc(in->dim * sizeof *c->vec);
-    for (size_t k = 0; k < in->dim; k++)
-      c->vec[k] = (float)(in->embedding[k] / norm);
+    memcpy(c->vec, in->embedding, in->dim * sizeof *c->vec);
+    c->dim = in->dim;
   }
   memset(&p->bag, 0, sizeof p->bag);
   p->bag.key = idx->key;
@@ -567,9 +601,38 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   p->chunk = c;
 }
 
-/* Retires the chunk in slot (under the write lock). */
-static void retire(index_t *idx, shard_t *s, uint32_t slot) {
+/* Vectors an upsert deletes from a graph after releasing the write lock. */
+typedef struct vecop {
+  hnsw_t *graph;
+  uint64_t label;
+} vecop_t;
+
+typedef struct vecops {
+  vecop_t *ops;
+  size_t n, cap;
+} vecops_t;
+
+static void vecops_push(vecops_t *v, hnsw_t *graph, uint64_t label) {
+  grow(&v->ops, &v->cap, v->n + 1, sizeof *v->ops);
+  v->ops[v->n++] = (vecop_t){graph, label};
+}
+
+static int64_t label_slot(const index_t *idx, const shard_t *s, uint64_t label) {
+  return strmap_get(&s->label_map, (const char *)&label, sizeof label,
+                    hash_bytes(idx->key, (const char *)&label, sizeof label), label_key,
+                    s);
+}
+
+/* Retires the chunk in slot (under the write lock); its vector's deletion
+ * from the graph is queued on ops. */
+static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
   chunk_t *c = s->slots[slot];
+  if (c->has_vec) {
+    strmap_del(&s->label_map, (const char *)&c->label, sizeof c->label,
+               hash_bytes(idx->key, (const char *)&c->label, sizeof c->label), label_key,
+               s);
+    vecops_push(ops, s->hnsw, c->label);
+  }
   for (uint32_t i = 0; i < c->nterms; i++) {
     term_t *t = &s->terms[c->terms[i]];
     if (--t->df == 0)
@@ -579,7 +642,7 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot) {
   s->total_len -= c->len;
   s->live--;
   if (c->has_vec && --s->nvec == 0)
-    s->dim = 0;
+    s->dim = 0; /* the next vector may bring another dimension */
 
   size_t len = strlen(c->chunk_id);
   strmap_del(&s->chunk_map, c->chunk_id, len, hash_bytes(idx->key, c->chunk_id, len),
@@ -629,9 +692,48 @@ static uint32_t term_number(shard_t *s, const char *text, size_t len, uint64_t h
   return id;
 }
 
-/* Adds a prepared chunk (under the write lock); takes ownership of it.
- * dim: its vector's dimension (checked to suit the shard). */
-static void insert(index_t *idx, shard_t *s, prep_t *p, size_t dim) {
+static size_t graph_dim(const hnsw_t *g) {
+  hnsw_params_t p;
+  hnsw_params_get(g, &p);
+  return p.dim;
+}
+
+/* A new, empty graph for vectors of dimension dim. */
+static hnsw_t *new_graph(index_t *idx, size_t dim) {
+  hnsw_params_t hp = {
+      .dim = dim,
+      .metric = idx->params.inner_product ? HNSW_INNER_PRODUCT : HNSW_COSINE,
+      .storage = HNSW_FLOAT,
+      .m = idx->params.m,
+      .ef_construction = idx->params.ef_construction,
+      .ef_search = idx->params.ef_search,
+  };
+  hnsw_t *g = NULL;
+  char why[256];
+  q_err_t rc = hnsw_new(&hp, &g, why, sizeof why);
+  if (rc == Q_ENOMEM)
+    oom();
+  if (rc) { /* the parameters were checked by index_new */
+    q_log_error("retriever index: cannot create a vector graph", "{s:s}", "reason", why);
+    abort();
+  }
+  return g;
+}
+
+/* Makes g the shard's graph (under the write lock); the old one, empty of
+ * live vectors, is kept until index_free (a compaction may still hold it). */
+static void attach_graph(index_t *idx, shard_t *s, hnsw_t *g) {
+  if (s->hnsw) {
+    grow(&idx->old_graphs, &idx->capold, idx->nold + 1, sizeof *idx->old_graphs);
+    idx->old_graphs[idx->nold++] = s->hnsw;
+  }
+  s->hnsw = g;
+}
+
+/* Adds a prepared chunk (under the write lock); takes ownership of it. Its
+ * vector, if it has one, is already in the shard's graph under its label;
+ * the label map makes it findable from here on. */
+static void insert(index_t *idx, shard_t *s, prep_t *p) {
   chunk_t *c = p->chunk;
   uint32_t slot;
   if (s->nfree) {
@@ -680,14 +782,10 @@ static void insert(index_t *idx, shard_t *s, prep_t *p, size_t dim) {
 
   s->live++;
   s->total_len += c->len;
-  if (c->vec) {
-    /* The first vector of a shard (again) sets the row length; rows of other
-     * slots hold nothing live then, so the matrix may be re-laid. */
-    s->dim = dim;
-    grow(&s->vecs, &s->capvecs, s->capslots * dim, sizeof *s->vecs);
-    memcpy(slot_vec(s, slot), c->vec, dim * sizeof *c->vec);
-    free(c->vec);
-    c->vec = NULL;
+  if (p->in_graph) {
+    s->dim = c->dim; /* the first vector of a shard (again) sets it */
+    strmap_put_new(&s->label_map,
+                   hash_bytes(idx->key, (const char *)&c->label, sizeof c->label), slot);
     c->has_vec = 1;
     s->nvec++;
   }
@@ -743,6 +841,11 @@ static int str_ptr_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen) {
@@ -752,11 +855,19 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
     snprintf(err, errlen, "tenant_id is required");
     return Q_EINVAL;
   }
+  vecops_t ops = {0};
+  hnsw_t *graph = NULL, *fresh = NULL;
+  uint64_t *added = NULL;
+  size_t nadded = 0;
+  /* Writers are serialised, so the shard cannot change under this thread
+   * except by this call; searches only read. */
+  pthread_mutex_lock(&idx->wmu);
   int rc = index_check(idx, tenant, chunks, n, err, errlen);
-  if (rc)
+  if (rc) {
+    pthread_mutex_unlock(&idx->wmu);
     return rc;
-
-  /* Tokenise and normalise before taking the write lock. */
+  }
+  /* Tokenise before taking the write lock. */
   prep_t *preps = xcalloc(n, sizeof *preps);
   const char **ids = xcalloc(n, sizeof *ids);
   for (size_t i = 0; i < n; i++) {
@@ -765,12 +876,45 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
   }
   qsort(ids, n, sizeof *ids, str_ptr_cmp);
 
+  /* Vectors go into the graph first, beside searches: a new label is not
+   * in the label map until the write lock publishes the batch, so searches
+   * skip it until then and the replace stays atomic for dense search too. */
+  size_t vdim = 0;
+  for (size_t i = 0; i < n && !vdim; i++)
+    vdim = preps[i].chunk->dim;
+  if (vdim) {
+    const shard_t *s0 = find_shard(idx, tenant);
+    if (s0 && s0->hnsw && (s0->nvec || graph_dim(s0->hnsw) == vdim))
+      graph = s0->hnsw; /* index_check made the dimensions agree */
+    else
+      graph = fresh = new_graph(idx, vdim);
+    added = xmalloc(n * sizeof *added);
+    for (size_t i = 0; i < n; i++) {
+      chunk_t *c = preps[i].chunk;
+      if (!c->vec)
+        continue;
+      char why[256];
+      q_err_t vrc = hnsw_add(graph, c->label, c->vec, why, sizeof why);
+      if (vrc == Q_ENOMEM)
+        oom();
+      if (vrc) { /* checked vectors: only a full graph (2^31 nodes) gets here */
+        q_log_error("retriever index: vector not indexed; the chunk is lexical only",
+                    "{s:s,s:s,s:s}", "tenant_id", tenant, "chunk_id", c->chunk_id,
+                    "reason", why);
+      } else {
+        preps[i].in_graph = true;
+        added[nadded++] = c->label;
+      }
+      free(c->vec);
+      c->vec = NULL;
+    }
+    qsort(added, nadded, sizeof *added, u64_cmp);
+  }
+
   pthread_rwlock_wrlock(&idx->lock);
-  /* A concurrent upsert may have set the tenant's dimension meanwhile. */
-  rc = check_locked(idx, tenant, chunks, n, err, errlen);
-  if (rc)
-    goto unlock;
   shard_t *s = get_shard(idx, tenant);
+  if (fresh)
+    attach_graph(idx, s, fresh);
 
   if (replace_doc_id && *replace_doc_id) {
     size_t len = strlen(replace_doc_id);
@@ -786,7 +930,7 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
       for (size_t i = 0; i < nd; i++) {
         const char *cid = s->slots[slots[i]]->chunk_id;
         if (!bsearch(&cid, ids, n, sizeof *ids, str_ptr_cmp)) {
-          retire(idx, s, slots[i]);
+          retire(idx, s, slots[i], &ops);
           if (retired)
             (*retired)++;
         }
@@ -801,14 +945,25 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
     int64_t old = strmap_get(&s->chunk_map, c->chunk_id, len,
                              hash_bytes(idx->key, c->chunk_id, len), chunk_key, s);
     if (old >= 0)
-      retire(idx, s, (uint32_t)old);
-    insert(idx, s, &preps[i], chunks[i].dim);
+      retire(idx, s, (uint32_t)old, &ops);
+    insert(idx, s, &preps[i]);
   }
 
   if (s->dead_postings > 1024 && s->dead_postings * 4 > s->npostings)
     compact_shard(idx, s);
-unlock:
   pthread_rwlock_unlock(&idx->lock);
+  /* Retired vectors leave the graph now (no search can map them to a chunk
+   * any more), except a label this batch has just added again: a chunk
+   * rewritten in place keeps its label, and hnsw_add replaced its vector. */
+  for (size_t i = 0; i < ops.n; i++) {
+    vecop_t *o = &ops.ops[i];
+    if (o->graph == graph && bsearch(&o->label, added, nadded, sizeof *added, u64_cmp))
+      continue;
+    hnsw_delete(o->graph, o->label);
+  }
+  pthread_mutex_unlock(&idx->wmu);
+  free(ops.ops);
+  free(added);
   for (size_t i = 0; i < n; i++) {
     chunk_free(preps[i].chunk); /* NULL unless not inserted */
     bag_free(&preps[i].bag);
@@ -877,216 +1032,216 @@ static int scored_cmp(const void *pa, const void *pb) {
   return better(a, b) ? -1 : better(b, a) ? 1 : 0;
 }
 
-static int slot_cmp(const void *pa, const void *pb) {
-  const scored_t *a = pa, *b = pb;
-  return a->slot < b->slot ? -1 : a->slot > b->slot ? 1 : 0;
+/* Copies the chunk into an arena candidate. */
+static q_err_t cand_fill(q_arena_t *arena, const chunk_t *c, double score,
+                         engine_cand_t *out, char *err, size_t errlen) {
+  out->chunk_id = q_arena_strdup(arena, c->chunk_id);
+  out->doc_id = q_arena_strdup(arena, c->doc_id);
+  out->title = q_arena_strdup(arena, c->title);
+  out->text = q_arena_strdup(arena, c->text);
+  if (!out->chunk_id || !out->doc_id || !out->title || !out->text) {
+    snprintf(err, errlen, "result too large for the request's memory");
+    return Q_ENOMEM;
+  }
+  out->version = c->version;
+  out->ordinal = c->ordinal;
+  out->page = c->page;
+  out->score = score;
+  return 0;
 }
 
-/* Dot product of two vectors. Eight independent float accumulators let the
- * compiler keep the multiply-adds in flight (and vectorise them) instead of
- * waiting on one running sum; for unit vectors float precision is ample. */
-static double dot(const float *a, const float *b, size_t n) {
-  float acc[8] = {0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++)
-      acc[k] += a[i + k] * b[i + k];
-  float s = 0.0f;
-  for (; i < n; i++)
-    s += a[i] * b[i];
-  for (int k = 0; k < 8; k++)
-    s += acc[k];
-  return s;
+/* Copies sorted scored entries into a new arena array. */
+static q_err_t cands_out(q_arena_t *arena, const scored_t *h, size_t nh,
+                         engine_cand_t **out, size_t *n, char *err, size_t errlen) {
+  if (!nh)
+    return 0;
+  engine_cand_t *o = q_arena_alloc(arena, nh * sizeof *o);
+  if (!o) {
+    snprintf(err, errlen, "result too large for the request's memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < nh; i++) {
+    q_err_t rc = cand_fill(arena, h[i].c, h[i].score, &o[i], err, errlen);
+    if (rc)
+      return rc;
+  }
+  *out = o;
+  *n = nh;
+  return 0;
 }
 
-typedef struct cand {
-  const chunk_t *c;
-  double lexical, dense;
-} cand_t;
-
-q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
-                     index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
-                     size_t errlen) {
-  int rc = 0;
-  *hits = NULL;
-  *nhits = 0;
-  *dense_used = 0;
-  size_t k = q->top_k ? q->top_k : 1;
-  float *qvec = NULL;
+q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t text_len,
+                      size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
+                      char *err, size_t errlen) {
+  q_err_t rc = 0;
+  *out = NULL;
+  *n = 0;
+  size_t k = top_k ? top_k : 1;
   double *acc = NULL;
   uint32_t *touched = NULL;
-  scored_t *lex = NULL, *den = NULL, *lex_by_slot = NULL;
-  cand_t *cands = NULL;
-  fusion_item_t *items = NULL;
   bag_t bag = {.key = idx->key};
-
-  if (q->dim) {
-    if (q->dim > Q_INDEX_MAX_DIM || (idx->fixed_dim && q->dim != idx->fixed_dim)) {
-      snprintf(err, errlen, "query_embedding has %zu dimensions; expected %zu", q->dim,
-               idx->fixed_dim ? idx->fixed_dim : (size_t)Q_INDEX_MAX_DIM);
-      return Q_EINVAL;
-    }
-    double norm = 0.0;
-    for (size_t i = 0; i < q->dim; i++) {
-      if (!isfinite(q->embedding[i])) {
-        snprintf(err, errlen, "query_embedding[%zu] is not a finite number", i);
-        return Q_EINVAL;
-      }
-      norm += (double)q->embedding[i] * q->embedding[i];
-    }
-    if (!(norm > 0.0)) {
-      snprintf(err, errlen, "query_embedding is all zeros");
-      return Q_EINVAL;
-    }
-    norm = sqrt(norm);
-    qvec = xmalloc(q->dim * sizeof *qvec);
-    for (size_t i = 0; i < q->dim; i++)
-      qvec[i] = (float)(q->embedding[i] / norm);
+  if (text && text_len)
+    q_text_terms(text, text_len, bag_add_cb, &bag);
+  if (!bag.n) {
+    bag_free(&bag);
+    return 0;
   }
-  if (q->text && q->text_len)
-    q_text_terms(q->text, q->text_len, bag_add_cb, &bag);
+  topk_t lt = {xmalloc(k * sizeof(scored_t)), 0, k};
 
   pthread_rwlock_rdlock(&idx->lock);
-  shard_t *s = find_shard(idx, q->tenant ? q->tenant : "");
+  shard_t *s = find_shard(idx, tenant ? tenant : "");
   if (!s || !s->live)
     goto unlock;
-  if (qvec && s->nvec && s->dim != q->dim) {
+  /* Term at a time into a dense accumulator. */
+  double avgdl = s->total_len ? (double)s->total_len / (double)s->live : 1.0;
+  double N = (double)s->live;
+  size_t ntouched = 0;
+  for (size_t i = 0; i < bag.n; i++) {
+    const bag_ent_t *e = &bag.ents[i];
+    int64_t id =
+        strmap_get(&s->term_map, bag.pool + e->off, e->len, e->hash, term_key, s);
+    if (id < 0 || s->terms[id].df == 0)
+      continue;
+    const term_t *t = &s->terms[id];
+    if (!acc) {
+      acc = xcalloc(s->nslots, sizeof *acc);
+      touched = xmalloc(s->nslots * sizeof *touched);
+    }
+    double df = t->df;
+    double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+    for (size_t p = 0; p < t->npost; p++) {
+      const chunk_t *c = s->slots[t->post[p].slot];
+      if (!c)
+        continue; /* tombstone */
+      double tf = t->post[p].tf;
+      double norm = Q_BM25_K1 * (1.0 - Q_BM25_B + Q_BM25_B * c->len / avgdl);
+      uint32_t slot = t->post[p].slot;
+      if (acc[slot] == 0.0)
+        touched[ntouched++] = slot;
+      acc[slot] += idf * tf * (Q_BM25_K1 + 1.0) / (tf + norm);
+    }
+  }
+  for (size_t i = 0; i < ntouched; i++)
+    topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
+  qsort(lt.h, lt.n, sizeof *lt.h, scored_cmp);
+  rc = cands_out(arena, lt.h, lt.n, out, n, err, errlen);
+unlock:
+  pthread_rwlock_unlock(&idx->lock);
+  free(acc);
+  free(touched);
+  free(lt.h);
+  bag_free(&bag);
+  return rc;
+}
+
+q_err_t index_check_query(const index_t *idx, const float *vec, size_t dim, char *err,
+                          size_t errlen) {
+  if (!dim || !vec || dim > Q_INDEX_MAX_DIM ||
+      (idx->fixed_dim && dim != idx->fixed_dim)) {
+    snprintf(err, errlen, "query_embedding has %zu dimensions; expected %zu", dim,
+             idx->fixed_dim ? idx->fixed_dim : (size_t)Q_INDEX_MAX_DIM);
+    return Q_EINVAL;
+  }
+  double norm = 0.0;
+  for (size_t i = 0; i < dim; i++) {
+    if (!isfinite(vec[i])) {
+      snprintf(err, errlen, "query_embedding[%zu] is not a finite number", i);
+      return Q_EINVAL;
+    }
+    norm += (double)vec[i] * vec[i];
+  }
+  if (!(norm > 0.0)) {
+    snprintf(err, errlen, "query_embedding is all zeros");
+    return Q_EINVAL;
+  }
+  return 0;
+}
+
+q_err_t index_dense(index_t *idx, const char *tenant, const float *vec, size_t dim,
+                    size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
+                    bool *used, bool *exact, char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  *used = false;
+  *exact = false;
+  q_err_t rc = index_check_query(idx, vec, dim, err, errlen);
+  if (rc)
+    return rc;
+  size_t k = top_k ? top_k : 1;
+  if (k > HNSW_MAX_K)
+    k = HNSW_MAX_K;
+  hnsw_hit_t *hits = NULL;
+  scored_t *sc = NULL;
+
+  pthread_rwlock_rdlock(&idx->lock);
+  shard_t *s = find_shard(idx, tenant ? tenant : "");
+  if (!s || !s->nvec || !s->hnsw)
+    goto unlock;
+  if (s->dim != dim) {
     snprintf(err, errlen,
-             "query_embedding has %zu dimensions; this tenant's chunks have %zu", q->dim,
+             "query_embedding has %zu dimensions; this tenant's chunks have %zu", dim,
              s->dim);
     rc = Q_EINVAL;
     goto unlock;
   }
-
-  /* BM25, term at a time into a dense accumulator. */
-  topk_t lt = {xmalloc(k * sizeof(scored_t)), 0, k};
-  lex = lt.h;
-  if (bag.n) {
-    double avgdl = s->live && s->total_len ? (double)s->total_len / (double)s->live : 1.0;
-    double N = (double)s->live;
-    size_t ntouched = 0;
-    for (size_t i = 0; i < bag.n; i++) {
-      const bag_ent_t *e = &bag.ents[i];
-      int64_t id =
-          strmap_get(&s->term_map, bag.pool + e->off, e->len, e->hash, term_key, s);
-      if (id < 0 || s->terms[id].df == 0)
-        continue;
-      const term_t *t = &s->terms[id];
-      if (!acc) {
-        acc = xcalloc(s->nslots, sizeof *acc);
-        touched = xmalloc(s->nslots * sizeof *touched);
-      }
-      double df = t->df;
-      double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
-      for (size_t p = 0; p < t->npost; p++) {
-        const chunk_t *c = s->slots[t->post[p].slot];
-        if (!c)
-          continue; /* tombstone */
-        double tf = t->post[p].tf;
-        double norm = Q_BM25_K1 * (1.0 - Q_BM25_B + Q_BM25_B * c->len / avgdl);
-        uint32_t slot = t->post[p].slot;
-        if (acc[slot] == 0.0)
-          touched[ntouched++] = slot;
-        acc[slot] += idf * tf * (Q_BM25_K1 + 1.0) / (tf + norm);
-      }
-    }
-    for (size_t i = 0; i < ntouched; i++)
-      topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
-    qsort(lt.h, lt.n, sizeof *lt.h, scored_cmp);
-  }
-
-  /* Dense: brute-force cosine over every vector of the tenant. */
-  topk_t dt = {xmalloc(k * sizeof(scored_t)), 0, k};
-  den = dt.h;
-  if (qvec && s->nvec) {
-    *dense_used = 1;
-    for (size_t i = 0; i < s->nslots; i++) {
-      const chunk_t *c = s->slots[i];
-      if (c && c->has_vec)
-        topk_push(
-            &dt, (scored_t){dot(qvec, slot_vec(s, (uint32_t)i), q->dim), (uint32_t)i, c});
-    }
-    qsort(dt.h, dt.n, sizeof *dt.h, scored_cmp);
-  }
-
-  /* Union of both lists; each candidate carries both scores. */
-  size_t nc = 0;
-  cands = xmalloc((lt.n + dt.n + 1) * sizeof *cands);
-  items = xmalloc((lt.n + dt.n + 1) * sizeof *items);
-  lex_by_slot = xmalloc((lt.n + 1) * sizeof *lex_by_slot);
-  for (size_t i = 0; i < lt.n; i++) {
-    lex_by_slot[i] = lt.h[i];
-    lex_by_slot[i].score = (double)(i + 1); /* rank, found again by slot */
-    double dense = *dense_used && lt.h[i].c->has_vec
-                       ? dot(qvec, slot_vec(s, lt.h[i].slot), q->dim)
-                       : 0.0;
-    cands[nc] = (cand_t){lt.h[i].c, lt.h[i].score, dense};
-    items[nc] =
-        (fusion_item_t){(uint32_t)(i + 1), 0, 0.0, lt.h[i].c->chunk_id, &cands[nc]};
-    nc++;
-  }
-  qsort(lex_by_slot, lt.n, sizeof *lex_by_slot, slot_cmp);
-  for (size_t i = 0; i < dt.n; i++) {
-    scored_t key = {0, dt.h[i].slot, NULL};
-    scored_t *hit = lt.n ? bsearch(&key, lex_by_slot, lt.n, sizeof key, slot_cmp) : NULL;
-    if (hit) {
-      size_t li = (size_t)hit->score - 1; /* its position among the cands */
-      items[li].dense_rank = (uint32_t)(i + 1);
-      cands[li].dense = dt.h[i].score;
-      continue;
-    }
-    cands[nc] = (cand_t){dt.h[i].c, acc ? acc[dt.h[i].slot] : 0.0, dt.h[i].score};
-    items[nc] =
-        (fusion_item_t){0, (uint32_t)(i + 1), 0.0, dt.h[i].c->chunk_id, &cands[nc]};
-    nc++;
-  }
-  fusion_wrrf(items, nc, Q_FUSION_RRF_K, 1.0,
-              q->dense_weight > 0 ? q->dense_weight : 1.0);
-
-  size_t nout = nc < k ? nc : k;
-  index_hit_t *out = nout ? q_arena_alloc(arena, nout * sizeof *out) : NULL;
-  if (nout && !out) {
-    snprintf(err, errlen, "result too large for the request's memory");
-    rc = Q_ENOMEM;
+  *used = true;
+  hits = xmalloc(k * sizeof *hits);
+  hnsw_query_t hq = {
+      .vec = vec,
+      .k = k,
+      .plan = s->nvec <= idx->params.exact_max ? HNSW_PLAN_EXACT : HNSW_PLAN_AUTO,
+  };
+  hnsw_search_info_t info = {0};
+  int got = hnsw_search(s->hnsw, &hq, hits, &info);
+  if (got < 0) {
+    rc = got;
+    snprintf(err, errlen, "vector search failed: %s", q_strerror(rc));
     goto unlock;
   }
-  for (size_t i = 0; i < nout; i++) {
-    const cand_t *cd = items[i].ud;
-    const chunk_t *c = cd->c;
-    index_hit_t *h = &out[i];
-    h->chunk_id = q_arena_strdup(arena, c->chunk_id);
-    h->doc_id = q_arena_strdup(arena, c->doc_id);
-    h->title = q_arena_strdup(arena, c->title);
-    h->text = q_arena_strdup(arena, c->text);
-    if (!h->chunk_id || !h->doc_id || !h->title || !h->text) {
-      snprintf(err, errlen, "result too large for the request's memory");
-      rc = Q_ENOMEM;
-      goto unlock;
-    }
-    h->version = c->version;
-    h->ordinal = c->ordinal;
-    h->page = c->page;
-    h->fused = items[i].fused;
-    h->lexical = cd->lexical;
-    h->dense = cd->dense;
-    h->lexical_rank = items[i].lexical_rank;
-    h->dense_rank = items[i].dense_rank;
+  *exact = info.exact;
+  /* Labels whose chunk was retired a moment ago (their deletion from the
+   * graph follows the index's update) are skipped. */
+  sc = xmalloc(((size_t)got + 1) * sizeof *sc);
+  size_t ns = 0;
+  for (int i = 0; i < got; i++) {
+    int64_t slot = label_slot(idx, s, hits[i].label);
+    if (slot < 0)
+      continue;
+    sc[ns++] = (scored_t){hits[i].score, (uint32_t)slot, s->slots[slot]};
   }
-  *hits = out;
-  *nhits = nout;
-
+  qsort(sc, ns, sizeof *sc, scored_cmp); /* equal scores: by chunk_id */
+  rc = cands_out(arena, sc, ns, out, n, err, errlen);
 unlock:
   pthread_rwlock_unlock(&idx->lock);
-  free(qvec);
-  free(acc);
-  free(touched);
-  free(lex);
-  free(den);
-  free(lex_by_slot);
-  free(cands);
-  free(items);
-  bag_free(&bag);
+  free(hits);
+  free(sc);
   return rc;
+}
+
+size_t index_compact_vectors(index_t *idx, bool force) {
+  size_t purged = 0;
+  pthread_rwlock_rdlock(&idx->lock);
+  size_t ns = idx->nshards;
+  hnsw_t **graphs = xcalloc(ns, sizeof *graphs);
+  for (size_t i = 0; i < ns; i++)
+    graphs[i] = idx->shards[i]->hnsw;
+  pthread_rwlock_unlock(&idx->lock);
+  /* Graphs are never freed before the index, so they outlive the lock. */
+  for (size_t i = 0; i < ns; i++) {
+    if (!graphs[i])
+      continue;
+    hnsw_stats_t st;
+    hnsw_stats(graphs[i], &st);
+    if (!(force ? st.deleted > 0 : hnsw_compaction_due(graphs[i])))
+      continue;
+    hnsw_compact_stats_t cs = {0};
+    if (hnsw_compact(graphs[i], &cs) == Q_ENOMEM)
+      q_log_warn("retriever index: vector compaction ran out of memory; retried later",
+                 NULL);
+    purged += cs.purged;
+  }
+  free(graphs);
+  return purged;
 }
 
 /* ---- stats -------------------------------------------------------------- */
@@ -1101,6 +1256,7 @@ void index_stats(index_t *idx, const char *tenant, index_stats_t *out) {
     out->chunks += (int64_t)s->live;
     out->documents += (int64_t)s->live_docs;
     out->terms += (int64_t)s->live_terms;
+    out->vectors += (int64_t)s->nvec;
   }
   pthread_rwlock_unlock(&idx->lock);
 }

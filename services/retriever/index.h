@@ -1,23 +1,33 @@
-/* index.h - the retriever's in-memory hybrid index.
+/* index.h - the embedded engine's in-memory index: BM25 and HNSW per tenant.
  *
  * One shard per tenant, so a search only ever sees its own tenant's chunks
  * and BM25 statistics (N, df, average length) are per tenant too. Each shard
- * holds an inverted index for BM25 over title + text and one L2-normalised
- * vector per chunk for cosine similarity (brute force). Search runs both,
- * fuses the two rankings with Reciprocal Rank Fusion (fusion.h) and returns
- * the best top_k.
+ * holds an inverted index for BM25 over title + text and, for the chunks
+ * that have one, their vectors in an HNSW graph (engine/hnsw.h) labelled by
+ * each chunk's stable sequence number; a shard with at most exact_max
+ * vectors is searched by an exact scan of that graph's vectors instead of a
+ * walk. The index returns each modality's candidates as its own list
+ * (index_lexical, index_dense); fusing them is the caller's business
+ * (search.c, fusion.h).
  *
  * Thread-safety: every function may be called from any thread. Searches and
- * stats share a read lock; upserts take the write lock only to apply work
- * prepared (tokenised, normalised) beforehand. Running out of memory inside
- * the index aborts the process (redis's policy): PostgreSQL holds everything
- * acknowledged, and a restart rebuilds the index from it. */
+ * stats share a read lock; upserts are serialised among themselves and take
+ * the write lock only to apply work prepared (tokenised) beforehand; their
+ * vectors go into the graph after the write lock is released (the graph
+ * runs searches beside one writer), and index_upsert returns once they are
+ * in. A search running meanwhile may miss a new chunk's vector, but never
+ * returns a retired chunk. Running out of memory inside the index aborts the process
+ * (redis's policy): PostgreSQL holds everything acknowledged, and a restart
+ * rebuilds the index from it. */
 #ifndef QUARRY_RETRIEVER_INDEX_H
 #define QUARRY_RETRIEVER_INDEX_H
+
+#include "engine/engine.h"
 
 #include "quarry/arena.h"
 #include "quarry/limits.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "quarry/error.h"
@@ -27,43 +37,41 @@
 #define Q_BM25_B 0.75
 
 /* Largest embedding accepted (dimensions): any the llm-gateway may make. */
-#define Q_INDEX_MAX_DIM Q_LIMIT_EMBED_DIM_MAX
+#define Q_INDEX_MAX_DIM ENGINE_MAX_DIM
 
 typedef struct index index_t;
 
-/* A chunk to add: every pointer is borrowed for the duration of the call. */
-typedef struct index_chunk {
-  const char *chunk_id; /* unique within the tenant */
-  const char *doc_id;
-  const char *title; /* may be NULL */
-  const char *text;
-  int32_t version, ordinal, page;
-  const float *embedding; /* dim floats, not necessarily normalised */
-  size_t dim;             /* 0: the chunk has no vector */
-} index_chunk_t;
+/* A chunk to add (engine.h): pointers borrowed for the call; seq 0 lets the
+ * index assign a label of its own (memory-only use). */
+typedef engine_chunk_t index_chunk_t;
 
-/* One search result. Strings are copies in the caller's arena. */
-typedef struct index_hit {
-  const char *chunk_id, *doc_id, *title, *text;
-  int32_t version, ordinal, page;
-  double fused;          /* RRF score: what the results are ordered by */
-  double lexical;        /* BM25 score, 0 when no query term matched */
-  double dense;          /* cosine similarity, 0 when no vector compared */
-  uint32_t lexical_rank; /* 1-based rank in the BM25 list, 0 if absent */
-  uint32_t dense_rank;   /* 1-based rank in the dense list, 0 if absent */
-} index_hit_t;
+/* Settings of an index; zero fields take the defaults. */
+typedef struct index_params {
+  /* > 0: every vector (stored or query) has exactly this many dimensions;
+   * 0 lets each tenant's first stored vector decide. */
+  size_t fixed_dim;
+  /* HNSW graph of each tenant (engine/hnsw.h): 0 takes its defaults. */
+  uint32_t m, ef_construction, ef_search;
+  /* Tenants with at most this many vectors are searched exactly (a scan of
+   * every vector) instead of by a graph walk. */
+  size_t exact_max;
+  /* Similarity: false cosine (vectors normalised), true inner product of
+   * the vectors as given (for embedders trained for it). */
+  bool inner_product;
+} index_params_t;
 
 typedef struct index_stats {
   int64_t chunks;    /* live chunks */
   int64_t documents; /* documents with at least one live chunk */
   int64_t terms;     /* distinct terms in live chunks (summed over tenants
                         when all tenants are counted) */
+  int64_t vectors;   /* live chunks with a vector */
 } index_stats_t;
 
-/* Creates an empty index. fixed_dim > 0 makes every vector (stored or
- * query) have exactly that many dimensions; 0 lets each tenant's first
- * stored vector decide. The caller owns it; free with index_free. */
-index_t *index_new(size_t fixed_dim);
+/* Creates an empty index with params (NULL: all defaults). The caller owns
+ * it; free with index_free. NULL when out of memory or a parameter is out of
+ * range. */
+index_t *index_new(const index_params_t *params);
 
 /* Frees the index. No call may be running. NULL is fine. */
 void index_free(index_t *idx);
@@ -85,27 +93,27 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
                      size_t n, const char *replace_doc_id, size_t *retired, char *err,
                      size_t errlen);
 
-/* A search of one tenant's shard. */
-typedef struct index_query {
-  const char *tenant;
-  const char *text; /* may be NULL or empty: dense only */
-  size_t text_len;
-  const float *embedding; /* NULL or dim 0: lexical only */
-  size_t dim;
-  size_t top_k;        /* > 0: how many results, and the depth of each list fused */
-  double dense_weight; /* weight of the dense list in the fusion, BM25's
-                          being 1.0; 0 means 1.0 (plain RRF) */
-} index_query_t;
+/* The top_k chunks of tenant by BM25 for text[0..text_len), best first
+ * (ties: smaller chunk_id), with score = BM25, allocated in arena. 0 or
+ * Q_ENOMEM (the arena is full). An unknown tenant or a text without
+ * indexed terms gives no candidates. */
+q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t text_len,
+                      size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
+                      char *err, size_t errlen);
 
-/* Runs BM25 and (when an embedding is given and the tenant has vectors)
- * cosine similarity, fuses the two lists with RRF and returns at most top_k
- * hits, best first, allocated in arena. *dense_used is set to 1 when the
- * embedding took part. 0; Q_EINVAL when the embedding's dimension differs
- * from the tenant's vectors, or it is not finite or zero (err says which);
- * Q_ENOMEM when the arena is full. */
-q_err_t index_search(index_t *idx, const index_query_t *q, q_arena_t *arena,
-                     index_hit_t **hits, size_t *nhits, int *dense_used, char *err,
-                     size_t errlen);
+/* Checks a query vector: finite, not all zeros, at most Q_INDEX_MAX_DIM and
+ * of the fixed dimension if there is one. 0 or Q_EINVAL with err. */
+q_err_t index_check_query(const index_t *idx, const float *vec, size_t dim, char *err,
+                          size_t errlen);
+
+/* The top_k chunks of tenant by cosine similarity to vec[0..dim), best first,
+ * with score = cosine, in arena. *used is set when the tenant has vectors
+ * (else no candidates), *exact when every vector was compared rather than
+ * the graph walked. 0; Q_EINVAL when the vector fails index_check_query or
+ * its dimension differs from the tenant's vectors; Q_ENOMEM. */
+q_err_t index_dense(index_t *idx, const char *tenant, const float *vec, size_t dim,
+                    size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
+                    bool *used, bool *exact, char *err, size_t errlen);
 
 /* Counts for tenant, or for all tenants when tenant is NULL or "". */
 void index_stats(index_t *idx, const char *tenant, index_stats_t *out);
@@ -117,5 +125,11 @@ int64_t index_chunk_count(const index_t *idx);
  * Upserts do this on their own once a quarter of the postings are dead;
  * exposed for tests and tools. */
 void index_compact(index_t *idx);
+
+/* Unlinks deleted vectors from the HNSW graphs where enough have piled up
+ * (hnsw_compaction_due), or from every graph with any when force is set.
+ * Runs beside searches and upserts (the embedded engine calls it from a
+ * background thread). Returns the number of vectors purged. */
+size_t index_compact_vectors(index_t *idx, bool force);
 
 #endif

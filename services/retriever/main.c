@@ -1,10 +1,12 @@
-/* main.c - quarry-retriever: hybrid BM25 + dense retrieval per tenant.
+/* main.c - quarry-retriever: lexical, dense and hybrid retrieval per tenant.
  *
- * Waits for PostgreSQL and migrates retriever_chunks, rebuilds the
- * in-memory index from it, then serves quarry.v1.Retriever (handlers.c). */
+ * Opens the configured engine (engine/engine.h; the embedded one waits for
+ * PostgreSQL, migrates retriever_chunks and rebuilds its index from it), then
+ * serves quarry.v1.Retriever (handlers.c). */
+#include "engine/engine.h"
+#include "engine/hnsw.h"
 #include "handlers.h"
-#include "index.h"
-#include "store.h"
+#include "search.h"
 
 #include "quarry/log.h"
 #include "quarry/pg.h"
@@ -13,39 +15,84 @@
 #include "quarry/v1/retriever.pb-c.h"
 
 #include <jansson.h>
+#include <stdio.h>
+#include <string.h>
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
-static int64_t default_top_k, max_top_k, embed_dim, dense_weight_pct;
+static const char *engine_name, *fusion_weights, *metric;
+static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
+    exact_max;
+
+static q_err_t validate_engine(const char *value, char *err, size_t errlen) {
+  if (engine_find(value))
+    return 0;
+  snprintf(err, errlen, "no engine \"%s\" (there are: %s)", value, engine_names());
+  return Q_EINVAL;
+}
+
+static q_err_t validate_metric(const char *value, char *err, size_t errlen) {
+  if (strcmp(value, "cosine") == 0 || strcmp(value, "inner_product") == 0)
+    return 0;
+  snprintf(err, errlen, "\"%s\" is neither cosine nor inner_product", value);
+  return Q_EINVAL;
+}
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7003", "127.0.0.1:9103"),
     Q_CFG_PG_ENTRIES(pg),
+    {"QUARRY_RETRIEVER_ENGINE", Q_CFG_STRING, "embedded", 0, 0, validate_engine,
+     "Retrieval engine: embedded (in-memory BM25 and HNSW, rebuilt from PostgreSQL "
+     "at start) or another registered one (docs/retrieval.md).",
+     0, &engine_name},
     {"QUARRY_RETRIEVER_DEFAULT_TOP_K", Q_CFG_INT, "50", 1, 100000, NULL,
      "Passages returned by Search when the request sets no top_k.", 0, &default_top_k},
-    {"QUARRY_RETRIEVER_MAX_TOP_K", Q_CFG_INT, "1000", 1, 100000, NULL,
+    {"QUARRY_RETRIEVER_MAX_TOP_K", Q_CFG_INT, "1000", 1, HNSW_MAX_K, NULL,
      "Largest top_k a Search may ask for (larger is refused).", 0, &max_top_k},
-    {"QUARRY_EMBED_DIM", Q_CFG_INT, "0", 0, Q_INDEX_MAX_DIM, NULL,
+    {"QUARRY_EMBED_DIM", Q_CFG_INT, "0", 0, ENGINE_MAX_DIM, NULL,
      "Dimensions every stored and query embedding must have; 0 lets each "
      "tenant's first stored vector decide.",
      0, &embed_dim},
-    {"QUARRY_RETRIEVER_DENSE_WEIGHT_PCT", Q_CFG_INT, "5", 1, 1000, NULL,
-     "Weight of the dense (embedding) list in the rank fusion, in percent of "
-     "BM25's weight. The default suits the built-in hashed embedder, which is "
-     "weaker than BM25; raise it to 100 or more with a semantic embedding model.",
-     0, &dense_weight_pct},
+    {"QUARRY_RETRIEVER_FUSION_WEIGHTS", Q_CFG_STRING, "quarry-hash-=rrf:0,*=rrf:100", 0,
+     0, search_policy_validate,
+     "How hybrid search fuses the lexical and dense lists, per embedder: "
+     "comma-separated PREFIX=METHOD:PERCENT rules; the first whose PREFIX begins "
+     "the query's embed_model (* matches any) gives the method (rrf or weighted) "
+     "and the dense weight in percent of the lexical one. 0 marks a weak embedder: "
+     "the lexical ranking is kept and dense-only hits follow it. The default was "
+     "chosen by cross-validation on SciFact (docs/retrieval.md).",
+     0, &fusion_weights},
+    {"QUARRY_RETRIEVER_METRIC", Q_CFG_STRING, "cosine", 0, 0, validate_metric,
+     "Dense similarity: cosine (vectors normalised) or inner_product (vectors as "
+     "given, for embedders trained for it).",
+     0, &metric},
+    {"QUARRY_RETRIEVER_RRF_K", Q_CFG_INT, "60", 1, 10000, NULL,
+     "Constant k of reciprocal rank fusion, 1 / (k + rank).", 0, &rrf_k},
+    {"QUARRY_RETRIEVER_HNSW_M", Q_CFG_INT, "16", 2, HNSW_MAX_M, NULL,
+     "HNSW links per node and layer (2M on layer 0): recall against memory.", 0, &hnsw_m},
+    {"QUARRY_RETRIEVER_HNSW_EF_CONSTRUCTION", Q_CFG_INT, "200", 1, HNSW_MAX_EF, NULL,
+     "HNSW candidates kept while inserting: graph quality against insert time.", 0,
+     &hnsw_efc},
+    {"QUARRY_RETRIEVER_HNSW_EF_SEARCH", Q_CFG_INT, "64", 1, HNSW_MAX_EF, NULL,
+     "HNSW candidates kept while searching (at least top_k is always used): recall "
+     "against latency.",
+     0, &hnsw_efs},
+    {"QUARRY_RETRIEVER_EXACT_MAX", Q_CFG_INT, "20000", 0, 1000000000, NULL,
+     "A tenant with at most this many vectors is searched exactly (every vector "
+     "compared) instead of by an HNSW walk.",
+     0, &exact_max},
 };
 
 int main(int argc, char **argv) {
   q_service_t svc;
-  index_t *index = NULL;
-  store_t *store = NULL;
+  engine_t engine = {0};
   retriever_t r;
   int r_ok = 0;
   char err[512] = "";
-  int rc = q_service_init(&svc, "quarry-retriever",
-                          "Hybrid BM25 + dense retrieval over each tenant's chunks.", cfg,
-                          Q_NELEM(cfg), &common, argc, argv);
+  int rc =
+      q_service_init(&svc, "quarry-retriever",
+                     "Lexical, dense and hybrid retrieval over each tenant's chunks.",
+                     cfg, Q_NELEM(cfg), &common, argc, argv);
   if (rc)
     return rc > 0 ? 0 : 2;
   if (default_top_k > max_top_k) {
@@ -55,36 +102,34 @@ int main(int argc, char **argv) {
     goto done;
   }
 
-  store = store_new(&pg, err, sizeof err);
-  if (!store) {
-    q_log_error("cannot use the database; exiting", "{s:s,s:I}", "reason", err,
-                "waited_ms", (json_int_t)pg.wait_ms);
+  engine_config_t ec = {
+      .pg = &pg,
+      .fixed_dim = (size_t)embed_dim,
+      .hnsw_m = (uint32_t)hnsw_m,
+      .hnsw_ef_construction = (uint32_t)hnsw_efc,
+      .hnsw_ef_search = (uint32_t)hnsw_efs,
+      .exact_max = (size_t)exact_max,
+      .inner_product = strcmp(metric, "inner_product") == 0,
+  };
+  if (engine_open(&engine, engine_name, &ec, err, sizeof err) != 0) {
+    q_log_error("cannot open the retrieval engine; exiting", "{s:s,s:s,s:I}", "engine",
+                engine_name, "reason", err, "pg_wait_ms", (json_int_t)pg.wait_ms);
     rc = 1;
     goto done;
   }
-  index = index_new((size_t)embed_dim);
-  if (!index) {
-    q_log_error("out of memory while starting", NULL);
-    rc = 1;
-    goto done;
-  }
-  int64_t t0 = q_now_ms();
-  size_t loaded = 0;
-  if (store_load(store, index, &loaded, err, sizeof err) != 0) {
-    q_log_error("cannot rebuild the index from the database; exiting", "{s:s}", "reason",
-                err);
-    rc = 1;
-    goto done;
-  }
-  q_log_info("index rebuilt", "{s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
-             (json_int_t)(q_now_ms() - t0));
-
-  if (retriever_init(&r, index, store, default_top_k, max_top_k) != 0) {
+  if (retriever_init(&r, &engine, default_top_k, max_top_k) != 0) {
     rc = 1;
     goto done;
   }
   r_ok = 1;
-  r.dense_weight = (double)dense_weight_pct / 100.0;
+  r.policy.rrf_k = (unsigned)rrf_k;
+  if (search_policy_parse(fusion_weights, &r.policy, err, sizeof err) != 0) {
+    q_log_error("QUARRY_RETRIEVER_FUSION_WEIGHTS", "{s:s}", "reason", err);
+    rc = 2;
+    goto done;
+  }
+  q_log_info("retrieval engine open", "{s:s,s:s}", "engine", engine_name, "fusion",
+             fusion_weights);
   if (q_service_start(&svc, &quarry__v1__retriever__descriptor, retriever_methods,
                       retriever_nmethods, &r, retriever_ready_cb, &r)) {
     rc = 1;
@@ -93,11 +138,10 @@ int main(int argc, char **argv) {
   q_service_wait(&svc);
   rc = 0;
 done:
-  /* The side port (whose /metrics reads the index) stops first. */
+  /* The side port (whose /metrics reads the engine) stops first. */
   q_service_cleanup(&svc);
   if (r_ok)
     retriever_cleanup(&r);
-  index_free(index);
-  store_free(store);
+  engine_close(&engine);
   return rc;
 }

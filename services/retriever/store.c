@@ -38,6 +38,12 @@ static const q_pg_migration_t migrations[] = {
      ");"
      "CREATE INDEX retriever_chunks_doc ON retriever_chunks (tenant_id, doc_id)"
      "  WHERE active;"},
+    /* A stable number per chunk: the label of its vector in the embedded
+     * engine's HNSW graphs (and in their snapshots, later). bigserial fills
+     * the existing rows. It stays when a chunk is rewritten in place. */
+    {2, "retriever_chunks_seq",
+     "ALTER TABLE retriever_chunks ADD COLUMN seq bigserial;"
+     "CREATE UNIQUE INDEX retriever_chunks_seq ON retriever_chunks (seq);"},
 };
 
 struct store {
@@ -123,7 +129,7 @@ static int copy_vector(q_buf_t *b, const float *v, size_t dim) {
   return rc;
 }
 
-static int copy_row(q_buf_t *b, const char *tenant, const index_chunk_t *c) {
+static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
   int rc = copy_text(b, c->chunk_id);
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, tenant);
@@ -144,7 +150,7 @@ static int copy_row(q_buf_t *b, const char *tenant, const index_chunk_t *c) {
 /* Streams chunks[] into the staging table. COPY is a protocol of its own
  * that q_pg_exec does not speak: libpq is called directly and failures are
  * reported through q_pg_fail. */
-static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks,
+static int copy_batch(PGconn *c, const char *tenant, const engine_chunk_t *chunks,
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
                           "version, ordinal, page, title, text, embedding) "
@@ -186,9 +192,50 @@ static int copy_batch(PGconn *c, const char *tenant, const index_chunk_t *chunks
   return rc;
 }
 
-static q_err_t upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chunks,
-                         size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                         size_t errlen) {
+/* A chunk id and its position in the batch. */
+typedef struct id_pos {
+  const char *id;
+  size_t pos;
+} id_pos_t;
+
+static int id_pos_cmp(const void *a, const void *b) {
+  return strcmp(((const id_pos_t *)a)->id, ((const id_pos_t *)b)->id);
+}
+
+/* Reads the (chunk_id, seq) rows of an INSERT ... RETURNING into seqs[] in
+ * the order of chunks[] (ids are unique in a batch). */
+static q_err_t read_seqs(PGresult *r, const engine_chunk_t *chunks, size_t n,
+                         uint64_t *seqs, char *err, size_t errlen) {
+  id_pos_t *order = malloc((n ? n : 1) * sizeof *order);
+  if (!order) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    order[i] = (id_pos_t){chunks[i].chunk_id, i};
+    seqs[i] = 0;
+  }
+  /* Rows come in no particular order: look each id up in the sorted batch. */
+  qsort(order, n, sizeof *order, id_pos_cmp);
+  q_err_t rc = 0;
+  for (int row = 0; row < PQntuples(r); row++) {
+    id_pos_t key = {PQgetvalue(r, row, 0), 0};
+    id_pos_t *hit = bsearch(&key, order, n, sizeof *order, id_pos_cmp);
+    if (hit)
+      seqs[hit->pos] = strtoull(PQgetvalue(r, row, 1), NULL, 10);
+  }
+  for (size_t i = 0; i < n && !rc; i++)
+    if (!seqs[i]) {
+      snprintf(err, errlen, "chunk %s came back without a seq", chunks[i].chunk_id);
+      rc = Q_EINTERNAL;
+    }
+  free(order);
+  return rc;
+}
+
+static q_err_t upsert_tx(PGconn *c, const char *tenant, const engine_chunk_t *chunks,
+                         size_t n, const char *replace_doc_id, size_t *retired,
+                         uint64_t *seqs, char *err, size_t errlen) {
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (rc)
     return rc;
@@ -234,7 +281,8 @@ static q_err_t upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chu
   }
 
   if (n) {
-    rc = q_pg_exec(c,
+    PGresult *ins =
+        q_pg_query(c,
                    "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
                    "  ordinal, page, title, text, embedding, active, updated_at) "
                    "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
@@ -243,22 +291,27 @@ static q_err_t upsert_tx(PGconn *c, const char *tenant, const index_chunk_t *chu
                    "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
                    "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
                    "  title = EXCLUDED.title, text = EXCLUDED.text,"
-                   "  embedding = EXCLUDED.embedding, active = true, updated_at = now()",
-                   0, NULL, "writing chunks", NULL, err, errlen);
+                   "  embedding = EXCLUDED.embedding, active = true, updated_at = now() "
+                   "RETURNING chunk_id, seq",
+                   0, NULL, "writing chunks", &rc, err, errlen);
+    if (!ins)
+      return rc;
+    rc = seqs ? read_seqs(ins, chunks, n, seqs, err, errlen) : 0;
+    PQclear(ins);
     if (rc)
       return rc;
   }
   return q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
 }
 
-q_err_t store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
-                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                     size_t errlen) {
+q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chunks,
+                     size_t n, const char *replace_doc_id, size_t *retired,
+                     uint64_t *seqs, char *err, size_t errlen) {
   *retired = 0;
   PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = upsert_tx(c, tenant, chunks, n, replace_doc_id, retired, err, errlen);
+  int rc = upsert_tx(c, tenant, chunks, n, replace_doc_id, retired, seqs, err, errlen);
   if (rc) {
     *retired = 0;
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
@@ -276,17 +329,25 @@ static int32_t be_int32(const char *p) {
                    (uint32_t)u[3]);
 }
 
+static uint64_t be_uint64(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | u[i];
+  return v;
+}
+
 static int32_t int_field(PGresult *r, int row, int col) {
   return PQgetlength(r, row, col) == 4 ? be_int32(PQgetvalue(r, row, col)) : 0;
 }
 
-/* Decodes a little-endian float32 bytea into v (capacity Q_INDEX_MAX_DIM);
+/* Decodes a little-endian float32 bytea into v (capacity ENGINE_MAX_DIM);
  * returns the dimension, 0 when NULL/empty or malformed. */
 static size_t decode_vector(PGresult *r, int row, int col, float *v) {
   if (PQgetisnull(r, row, col))
     return 0;
   size_t len = (size_t)PQgetlength(r, row, col);
-  if (len == 0 || len % 4 || len / 4 > Q_INDEX_MAX_DIM)
+  if (len == 0 || len % 4 || len / 4 > ENGINE_MAX_DIM)
     return 0;
   const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
   for (size_t i = 0; i < len / 4; i++) {
@@ -297,8 +358,8 @@ static size_t decode_vector(PGresult *r, int row, int col, float *v) {
   return len / 4;
 }
 
-static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *err,
-                     size_t errlen) {
+static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *loaded,
+                     char *err, size_t errlen) {
   for (;;) {
     /* Binary results: integers and bytea arrive raw; text columns are the
      * bytes of the string, NUL-terminated by libpq. q_pg_query gives text
@@ -313,7 +374,7 @@ static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
       const char *tenant = PQgetvalue(r, i, 1);
-      index_chunk_t ch = {
+      engine_chunk_t ch = {
           .chunk_id = PQgetvalue(r, i, 0),
           .doc_id = PQgetvalue(r, i, 2),
           .version = int_field(r, i, 3),
@@ -323,17 +384,10 @@ static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *
           .text = PQgetvalue(r, i, 7),
           .embedding = vec,
           .dim = decode_vector(r, i, 8, vec),
+          .seq = PQgetlength(r, i, 9) == 8 ? be_uint64(PQgetvalue(r, i, 9)) : 0,
       };
-      char why[256];
-      if (index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0) {
-        q_log_warn("retriever: stored vector refused; chunk loaded without it",
-                   "{s:s,s:s,s:s}", "chunk_id", ch.chunk_id, "tenant_id", tenant,
-                   "reason", why);
-        ch.dim = 0;
-        if (index_upsert(idx, tenant, &ch, 1, NULL, NULL, why, sizeof why) != 0)
-          continue;
-      }
-      (*loaded)++;
+      if (cb(ud, tenant, &ch))
+        (*loaded)++;
     }
     PQclear(r);
     if (rows == 0)
@@ -341,9 +395,10 @@ static int load_rows(PGconn *c, index_t *idx, float *vec, size_t *loaded, char *
   }
 }
 
-q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t errlen) {
+q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char *err,
+                   size_t errlen) {
   *loaded = 0;
-  float *vec = malloc(Q_INDEX_MAX_DIM * sizeof *vec);
+  float *vec = malloc(ENGINE_MAX_DIM * sizeof *vec);
   if (!vec) {
     snprintf(err, errlen, "out of memory");
     return Q_ENOMEM;
@@ -360,10 +415,10 @@ q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t 
     rc = q_pg_exec(c,
                    "DECLARE retriever_load NO SCROLL CURSOR FOR "
                    "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
-                   "  title, text, embedding FROM retriever_chunks WHERE active",
+                   "  title, text, embedding, seq FROM retriever_chunks WHERE active",
                    0, NULL, "opening the cursor", NULL, err, errlen);
   if (!rc)
-    rc = load_rows(c, idx, vec, loaded, err, errlen);
+    rc = load_rows(c, cb, ud, vec, loaded, err, errlen);
   if (!rc)
     rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
   else if (PQstatus(c) == CONNECTION_OK)

@@ -5,11 +5,12 @@
  * Embeddings are stored as bytea of little-endian float32. The in-memory
  * index is only a cache of the active rows: an upsert is written here (one
  * transaction) before the index changes, and the index is rebuilt from here
- * at start. */
+ * at start. Each row has a seq (bigserial, kept when the row is rewritten in
+ * place): the stable label of its vector in the embedded engine's graphs. */
 #ifndef QUARRY_RETRIEVER_STORE_H
 #define QUARRY_RETRIEVER_STORE_H
 
-#include "index.h"
+#include "engine/engine.h"
 
 #include "quarry/pg.h"
 
@@ -35,18 +36,23 @@ bool store_ping(store_t *st, char *why, size_t whylen);
 /* Writes one upsert in a single transaction: retires the active chunks of
  * replace_doc_id (if neither NULL nor "") that are not among chunks[], and
  * inserts or updates chunks[] as active rows of tenant. *retired receives
- * the number of rows retired. Chunk ids must be unique within the batch.
+ * the number of rows retired; seqs (NULL, or room for n) the seq of each
+ * chunk's row. Chunk ids must be unique within the batch.
  * 0; Q_ECONFLICT (nothing written) when a chunk_id belongs to another
  * tenant; Q_EUNAVAIL when the database cannot be reached; Q_EINTERNAL for
  * other database errors. err says why. Thread-safe. */
-q_err_t store_upsert(store_t *st, const char *tenant, const index_chunk_t *chunks,
-                     size_t n, const char *replace_doc_id, size_t *retired, char *err,
-                     size_t errlen);
+q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chunks,
+                     size_t n, const char *replace_doc_id, size_t *retired,
+                     uint64_t *seqs, char *err, size_t errlen);
 
-/* Streams every active row into idx (a server-side cursor, 1000 rows per
- * fetch, so memory stays flat however big the table). Rows whose vector
- * the index refuses are loaded without it (logged). *loaded receives the
- * rows loaded. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
-q_err_t store_load(store_t *st, index_t *idx, size_t *loaded, char *err, size_t errlen);
+/* Receives one stored row (borrowed for the call, seq set); returns whether
+ * it was taken. */
+typedef bool (*store_row_cb)(void *ud, const char *tenant, const engine_chunk_t *chunk);
+
+/* Streams every active row to cb (a server-side cursor, 1000 rows per
+ * fetch, so memory stays flat however big the table). *loaded receives the
+ * number of rows cb took. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
+q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char *err,
+                   size_t errlen);
 
 #endif

@@ -135,6 +135,60 @@ class Interop(Case):
         self.assertTrue(r.passages)
         self.assertEqual(r.passages[0].doc_id, self.doc_id)
 
+    def test_retriever_modes(self):
+        """Retriever.Search with mode lexical / dense / hybrid and the
+        llm-gateway's embedding of the fact question → each reply names the
+        mode that ran; lexical and hybrid put the lighthouse document first;
+        hybrid with the built-in embedder says it fell back to lexical; a
+        bad mode is INVALID_ARGUMENT naming it."""
+        m, l = self.pb["retriever"], self.pb["llm"]
+        e = self.unary("llm-gateway", "/quarry.v1.LlmGateway/Embed",
+                       l.EmbedRequest(texts=[harness.FACT_QUESTION]), l.EmbedResponse)
+        replies = {}
+        for mode in ("lexical", "dense", "hybrid"):
+            req = m.SearchRequest(tenant_id=harness.TENANT, query=harness.FACT_QUESTION,
+                                  top_k=5, mode=mode, embed_model=e.model)
+            req.query_embedding.extend(e.embeddings[0].values)
+            replies[mode] = self.unary("retriever", "/quarry.v1.Retriever/Search", req,
+                                       m.SearchResponse)
+            self.assertEqual(replies[mode].mode, mode)
+            self.assertTrue(replies[mode].passages, mode)
+        self.assertEqual(replies["lexical"].passages[0].doc_id, self.doc_id)
+        self.assertEqual(replies["hybrid"].passages[0].doc_id, self.doc_id)
+        self.assertTrue(replies["lexical"].lexical_only)
+        self.assertFalse(replies["dense"].lexical_only)
+        self.assertIn("lexical fallback", replies["hybrid"].fusion)
+        self.assertEqual([p.chunk_id for p in replies["hybrid"].passages[:1]],
+                         [p.chunk_id for p in replies["lexical"].passages[:1]])
+        err = self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.unary(
+            "retriever", "/quarry.v1.Retriever/Search",
+            m.SearchRequest(tenant_id=harness.TENANT, query="q", mode="semantic"),
+            m.SearchResponse))
+        self.assertIn("mode", err.details())
+
+    def test_retriever_delete(self):
+        """Retriever.Upsert {tenant itest-grpc, doc g: two chunks} then
+        Retriever.Delete {doc g} → retired 2 and Search finds none of it;
+        Delete without doc_id → INVALID_ARGUMENT naming doc_id."""
+        m = self.pb["retriever"]
+        tenant = "itest-grpc-" + uuid.uuid4().hex[:8]
+        up = m.UpsertRequest(tenant_id=tenant)
+        for i in range(2):
+            up.chunks.add(chunk_id="%s:g:1:%d" % (tenant, i), doc_id="g",
+                          text="grapefruit orchard %d" % i)
+        r = self.unary("retriever", "/quarry.v1.Retriever/Upsert", up, m.UpsertResponse)
+        self.assertEqual(r.upserted, 2)
+        d = self.unary("retriever", "/quarry.v1.Retriever/Delete",
+                       m.DeleteRequest(tenant_id=tenant, doc_id="g"), m.DeleteResponse)
+        self.assertEqual(d.retired, 2)
+        s = self.unary("retriever", "/quarry.v1.Retriever/Search",
+                       m.SearchRequest(tenant_id=tenant, query="grapefruit"), m.SearchResponse)
+        self.assertEqual(len(s.passages), 0)
+        err = self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.unary(
+            "retriever", "/quarry.v1.Retriever/Delete", m.DeleteRequest(tenant_id=tenant),
+            m.DeleteResponse))
+        self.assertIn("doc_id", err.details())
+
     def test_reranker(self):
         """Reranker.Rerank {query about bulbs, [fog passage, bulb passage
         (matched lexically)], top_n 2, method features} → the bulb passage

@@ -4,7 +4,7 @@ import re
 import unittest
 
 import harness
-from harness import Case, key, query
+from harness import Case, call, key, query
 
 MARKER = re.compile(r"\[(\d+)\]")
 
@@ -55,6 +55,21 @@ class Query(Case):
         cited = {c["document_id"] for c in r.json["citations"]}
         self.assertNotIn(self.doc_id, cited)
         self.assertNotIn(harness.FACT_ANSWER, r.json["answer"])
+
+    def test_modes(self):
+        """POST /v1/query {..., "mode": lexical | dense | hybrid} → 200 each,
+        lexical and hybrid citing the lighthouse document; "mode": "semantic"
+        → 400 naming the field."""
+        for mode in ("lexical", "dense", "hybrid"):
+            r = call("POST", "/v1/query", body={"query": harness.FACT_QUESTION, "mode": mode},
+                     key=key())
+            self.assertStatus(r, 200)
+            if mode != "dense":
+                cited = {c["document_id"] for c in r.json["citations"]}
+                self.assertIn(self.doc_id, cited, "%s: %r" % (mode, r))
+        r = call("POST", "/v1/query", body={"query": "q", "mode": "semantic"}, key=key())
+        self.assertStatus(r, 400)
+        self.assertIn("mode", r.json["error"]["message"])
 
     def test_unrelated_question(self):
         """A question matching nothing → 200 (an answer saying so), no crash."""

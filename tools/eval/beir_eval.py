@@ -6,7 +6,13 @@ corpus through the REST API exactly as a user would (one text/plain document
 per corpus entry, its BEIR id as external_id), waits until the retriever has
 indexed every document, then runs every test query through the retriever's
 Search over gRPC (embedding from the llm-gateway's Embed) and reports
-nDCG@10, Recall@100 and MRR@10 per ranking mode, plus Search latency.
+nDCG@10, Recall@100 and MRR@10 per ranking mode (SearchRequest.mode, with the
+embedder's name as embed_model so the retriever applies its fusion rule for
+that embedder), plus Search latency. Then it cross-validates the hybrid
+fusion weighting (--folds, 5 by default; 0 skips): the lexical and dense lists
+of every query are fused offline exactly as services/retriever/fusion.c does,
+for every method and dense weight of a grid; each fold's weighting is chosen
+on the other folds and scored on it.
 Then the ranking users get: the gateway's 50 hybrid candidates reordered by
 Reranker/Rerank over gRPC with the reranker's configured method (the
 `rerank_method` of /v1/query), next to the retrieval order and each method
@@ -79,20 +85,29 @@ def dcg(gains):
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
 
 
+def search_request(embed, text, mode, depth):
+    """The SearchRequest of one query in one mode (what the gateway sends)."""
+    req = retriever_pb2.SearchRequest(tenant_id=TENANT, top_k=depth, mode=mode)
+    if mode != "dense":
+        req.query = text
+    if mode != "lexical":
+        e = embed(llm_pb2.EmbedRequest(texts=[text]), timeout=10)
+        req.query_embedding.extend(e.embeddings[0].values)
+        req.embed_model = e.model
+    return req
+
+
 def evaluate(search, embed, queries, qrels, to_beir, mode, depth):
     ndcg = recall = mrr = 0.0
     lat = []
+    fusions = set()
     for qid, rel in qrels.items():
         text = queries[qid]
-        req = retriever_pb2.SearchRequest(tenant_id=TENANT, top_k=depth)
-        if mode != "dense":
-            req.query = text
-        if mode != "lexical":
-            e = embed(llm_pb2.EmbedRequest(texts=[text]), timeout=10)
-            req.query_embedding.extend(e.embeddings[0].values)
+        req = search_request(embed, text, mode, depth)
         t0 = time.perf_counter()
         reply = search(req, timeout=10)
         lat.append(time.perf_counter() - t0)
+        fusions.add(reply.fusion)
         ranked = []
         for p in reply.passages:
             d = to_beir.get(p.doc_id)
@@ -105,7 +120,120 @@ def evaluate(search, embed, queries, qrels, to_beir, mode, depth):
     n = len(qrels)
     lat.sort()
     return {"nDCG@10": ndcg / n, "Recall@100": recall / n, "MRR@10": mrr / n,
-            "p50_ms": lat[n // 2] * 1000, "p95_ms": lat[min(n - 1, int(n * 0.95))] * 1000}
+            "p50_ms": lat[n // 2] * 1000, "p95_ms": lat[min(n - 1, int(n * 0.95))] * 1000,
+            "fusion": sorted(fusions)}
+
+
+# ---- cross-validated choice of the hybrid fusion weighting --------------------
+
+RRF_K = 60
+# Dense weights tried, in percent of the lexical weight (the unit of
+# QUARRY_RETRIEVER_FUSION_WEIGHTS); 0 is the lexical fallback.
+CV_WEIGHTS = [0, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200]
+CV_METHODS = ["rrf", "weighted"]
+
+
+def fetch_lists(search, embed, queries, qrels, depth):
+    """{qid: (lexical, dense)}, each a list of (chunk_id, doc_id, score), best first."""
+    out = {}
+    for qid in qrels:
+        lists = []
+        for mode in ("lexical", "dense"):
+            reply = search(search_request(embed, queries[qid], mode, depth), timeout=10)
+            score = (lambda p: p.lexical_score) if mode == "lexical" else (lambda p: p.dense_score)
+            lists.append([(p.chunk_id, p.doc_id, score(p)) for p in reply.passages])
+        out[qid] = tuple(lists)
+    return out
+
+
+def fuse(lex, den, method, pct, depth):
+    """The ranking services/retriever/fusion.c makes of two lists (fusion_merge)."""
+    w = pct / 100.0
+    hits = {}
+    for i, (cid, doc, s) in enumerate(lex):
+        hits[cid] = {"doc": doc, "lr": i + 1, "dr": 0, "ls": s, "ds": 0.0}
+    for i, (cid, doc, s) in enumerate(den):
+        h = hits.setdefault(cid, {"doc": doc, "lr": 0, "dr": 0, "ls": 0.0, "ds": 0.0})
+        h["dr"], h["ds"] = i + 1, s
+    big = 1 << 32
+
+    def best(h):
+        return min(h["lr"] or big, h["dr"] or big)
+
+    if w == 0:  # lexical fallback: lexical order, then dense-only hits
+        key = lambda c: (0 if hits[c]["lr"] else 1, hits[c]["lr"] or hits[c]["dr"], c)  # noqa: E731
+    else:
+        if method == "rrf":
+            def fused(h):
+                return ((1.0 / (RRF_K + h["lr"]) if h["lr"] else 0.0)
+                        + (w / (RRF_K + h["dr"]) if h["dr"] else 0.0))
+        else:
+            def rng(lst):
+                sc = [x[2] for x in lst] or [0.0]
+                return min(sc), max(sc)
+            (llo, lhi), (dlo, dhi) = rng(lex), rng(den)
+
+            def norm(s, lo, hi):
+                return (s - lo) / (hi - lo) if hi > lo else 1.0
+
+            def fused(h):
+                return ((norm(h["ls"], llo, lhi) if h["lr"] else 0.0)
+                        + (w * norm(h["ds"], dlo, dhi) if h["dr"] else 0.0))
+        key = lambda c: (-fused(hits[c]), best(hits[c]), c)  # noqa: E731
+    return [hits[c]["doc"] for c in sorted(hits, key=key)[:depth]]
+
+
+def query_metrics(chunk_docs, rel, to_beir):
+    """nDCG@10, Recall@100 and MRR@10 of one ranking (a document ranks at its
+    best chunk)."""
+    ranked = []
+    for d in chunk_docs:
+        b = to_beir.get(d)
+        if b is not None and b not in ranked:
+            ranked.append(b)
+    ideal = dcg(sorted(rel.values(), reverse=True)[:10])
+    return (dcg([rel.get(d, 0) for d in ranked[:10]]) / ideal,
+            len([d for d in ranked[:100] if d in rel]) / len(rel),
+            next((1.0 / (i + 1) for i, d in enumerate(ranked[:10]) if d in rel), 0.0))
+
+
+def cross_validate(lists, qrels, to_beir, depth, folds):
+    """Chooses (method, weight) on folds - 1 folds by nDCG@10, scores it on the
+    held-out fold, for each fold; prints the folds and the held-out means."""
+    qids = sorted(qrels)
+    grid = [(m, w) for m in CV_METHODS for w in CV_WEIGHTS if not (m == "weighted" and w == 0)]
+    per = {}  # (method, w) -> {qid: (ndcg, recall, mrr)}
+    for cfg in grid:
+        per[cfg] = {q: query_metrics(fuse(*lists[q], cfg[0], cfg[1], depth), qrels[q], to_beir)
+                    for q in qids}
+    lexical = {q: query_metrics([c[1] for c in lists[q][0]], qrels[q], to_beir) for q in qids}
+    fold_of = {q: i % folds for i, q in enumerate(qids)}
+
+    def mean(table, qs, k=0):
+        return sum(table[q][k] for q in qs) / len(qs)
+
+    print("\nfusion weighting, %d-fold cross-validation over %d queries (fit nDCG@10 on %d folds,"
+          " score the held-out one; weight in %% of lexical, 0 = lexical fallback)"
+          % (folds, len(qids), folds - 1))
+    print("%-5s %-18s %12s %12s %12s" % ("fold", "chosen", "fit nDCG@10", "held nDCG@10",
+                                          "lexical held"))
+    held = {q: None for q in qids}
+    for f in range(folds):
+        train = [q for q in qids if fold_of[q] != f]
+        test = [q for q in qids if fold_of[q] == f]
+        # Ties go to the smaller weight: the closer to lexical, the safer.
+        cfg = max(grid, key=lambda c: (round(mean(per[c], train), 6), -c[1], c[0] == "rrf"))
+        for q in test:
+            held[q] = per[cfg][q]
+        print("%-5d %-18s %12.4f %12.4f %12.4f" % (f, "%s:%d" % cfg, mean(per[cfg], train),
+                                                    mean(per[cfg], test), mean(lexical, test)))
+    print("held-out mean: nDCG@10 %.4f Recall@100 %.4f MRR@10 %.4f (lexical: %.4f %.4f %.4f)"
+          % (mean(held, qids, 0), mean(held, qids, 1), mean(held, qids, 2),
+             mean(lexical, qids, 0), mean(lexical, qids, 1), mean(lexical, qids, 2)))
+    print("whole-set nDCG@10 per weighting (for reading, not for choosing):")
+    for m in CV_METHODS:
+        print("  %-8s %s" % (m, " ".join("%d:%.4f" % (w, mean(per[(m, w)], qids))
+                                          for w in CV_WEIGHTS if (m, w) in per)))
 
 
 # ---- what users get: hybrid candidates, then the reranker --------------------
@@ -160,6 +288,7 @@ def user_runs(st, search, embed, queries, qrels, to_beir):
         req = retriever_pb2.SearchRequest(tenant_id=TENANT, query=text, top_k=USER_CANDIDATES)
         e = embed(llm_pb2.EmbedRequest(texts=[text]), timeout=10)
         req.query_embedding.extend(e.embeddings[0].values)
+        req.embed_model = e.model  # as the gateway sends it: the fusion rule follows
         t0 = time.perf_counter()
         reply = search(req, timeout=10)
         t_search = time.perf_counter() - t0
@@ -209,8 +338,11 @@ def main(argv):
     ap.add_argument("--modes", default="lexical,dense,hybrid")
     ap.add_argument("--depth", type=int, default=300, help="top_k of each Search")
     ap.add_argument("--threads", type=int, default=8, help="parallel uploads")
+    ap.add_argument("--folds", type=int, default=5,
+                    help="cross-validation folds for the fusion weighting (0: skip)")
     ap.add_argument("--env", action="append", default=[],
-                    help="VAR=value for every service (e.g. QUARRY_RETRIEVER_DENSE_WEIGHT_PCT=100)")
+                    help="VAR=value for every service "
+                         "(e.g. QUARRY_RETRIEVER_FUSION_WEIGHTS='*=rrf:100')")
     args = ap.parse_args(argv)
     corpus, queries, qrels = load_beir(args.data)
     env = {"QUARRY_RATE_LIMIT_RPS": "0"}
@@ -249,9 +381,12 @@ def main(argv):
                   % ("mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"))
             for mode in args.modes.split(","):
                 r = evaluate(search, embed, queries, qrels, to_beir, mode, args.depth)
-                print("%-8s %8.4f %11.4f %7.4f %10.2f %10.2f"
+                print("%-8s %8.4f %11.4f %7.4f %10.2f %10.2f   fusion: %s"
                       % (mode, r["nDCG@10"], r["Recall@100"], r["MRR@10"],
-                         r["p50_ms"], r["p95_ms"]))
+                         r["p50_ms"], r["p95_ms"], "; ".join(r["fusion"])))
+            if args.folds > 1:
+                lists = fetch_lists(search, embed, queries, qrels, args.depth)
+                cross_validate(lists, qrels, to_beir, args.depth, args.folds)
             print_user_rows(st, search, embed, queries, qrels, to_beir)
         finally:
             st.stop_all()

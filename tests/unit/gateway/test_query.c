@@ -345,6 +345,41 @@ Test(query, accept_header_or_body_picks_the_sink) {
   resp_free(r);
 }
 
+Test(query, mode_reaches_the_retriever) {
+  start();
+  resp_t *r = HTTP(.path = "/v1/query", .body = "{\"query\":\"q\",\"mode\":\"lexical\"}",
+                   .headers = {KEY, "Accept: application/json"});
+  cr_assert_eq(r->status, 200, "%s", r->body.data);
+  cr_assert_str_eq(fk.last_mode, "lexical");
+  cr_assert_eq(atomic_load(&fk.last_dim), 0, "lexical sends no embedding");
+  cr_assert_eq(atomic_load(&fk.embeds), 0, "lexical embeds nothing");
+  resp_free(r);
+  r = HTTP(.path = "/v1/query", .body = "{\"query\":\"q\",\"mode\":\"hybrid\"}",
+           .headers = {KEY, "Accept: application/json"});
+  cr_assert_eq(r->status, 200, "%s", r->body.data);
+  cr_assert_str_eq(fk.last_mode, "hybrid");
+  cr_assert_eq(atomic_load(&fk.last_dim), 4);
+  cr_assert_eq(atomic_load(&fk.embeds), 1);
+  cr_assert_str_eq(fk.last_embed_model, "fake-embed-4", "the embedder is named");
+  resp_free(r);
+  /* absent: the retriever's default */
+  r = HTTP(.path = "/v1/query", .body = "{\"query\":\"q\"}",
+           .headers = {KEY, "Accept: application/json"});
+  cr_assert_eq(r->status, 200, "%s", r->body.data);
+  cr_assert_str_eq(fk.last_mode, "");
+  resp_free(r);
+  const char *bad[] = {"{\"query\":\"q\",\"mode\":\"semantic\"}",
+                       "{\"query\":\"q\",\"mode\":3}", "{\"query\":\"q\",\"mode\":\"\"}"};
+  for (size_t i = 0; i < 3; i++) {
+    int before = atomic_load(&fk.searches);
+    r = HTTP(.path = "/v1/query", .body = bad[i], .headers = {KEY});
+    cr_assert_eq(r->status, 400, "case %zu", i);
+    cr_assert(strstr(r->body.data, "mode"), "case %zu: %s", i, r->body.data);
+    cr_assert_eq(atomic_load(&fk.searches), before);
+    resp_free(r);
+  }
+}
+
 Test(query, errors_before_the_stream_keep_their_status) {
   atomic_store(&fk.retriever_fail, 1);
   start();

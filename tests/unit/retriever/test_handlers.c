@@ -1,5 +1,6 @@
-/* test_handlers.c - quarry.v1.Retriever over loopback gRPC with an
- * in-memory index (no store): replies and request validation. */
+/* test_handlers.c - quarry.v1.Retriever over loopback gRPC with the embedded
+ * engine in memory (no store): replies, request validation, modes, the
+ * fusion policy and Delete. */
 #include "handlers.h"
 #include "grpctest.h"
 
@@ -12,13 +13,15 @@
 #include <string.h>
 
 static grpctest_t rpc;
-static index_t *idx;
+static engine_t eng;
 static retriever_t ret;
 static char err[512];
 
 static void setup(void) {
-  idx = index_new(0);
-  cr_assert_eq(retriever_init(&ret, idx, NULL, 5, 20), 0);
+  engine_config_t cfg = {0};
+  cr_assert_eq(engine_open_ops(&eng, &engine_embedded_ops, &cfg, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(retriever_init(&ret, &eng, 5, 20), 0);
   grpctest_start(&rpc, &quarry__v1__retriever__descriptor, retriever_methods,
                  retriever_nmethods, &ret);
 }
@@ -26,7 +29,13 @@ static void setup(void) {
 static void teardown(void) {
   grpctest_stop(&rpc);
   retriever_cleanup(&ret);
-  index_free(idx);
+  engine_close(&eng);
+}
+
+static int64_t chunks_of(const char *tenant) {
+  engine_stats_t st;
+  cr_assert_eq(eng.ops->stats(eng.st, tenant, &st, err, sizeof err), 0);
+  return st.chunks;
 }
 
 TestSuite(handlers, .init = setup, .fini = teardown, .timeout = 30);
@@ -134,9 +143,7 @@ Test(handlers, tenant_comes_from_the_chunks_when_the_request_has_none) {
   req.n_chunks = 1;
   Quarry__V1__UpsertResponse *resp;
   cr_assert_eq(upsert(&req, &resp), 0, "%s", err);
-  index_stats_t st;
-  index_stats(idx, "acme", &st);
-  cr_assert_eq(st.chunks, 1);
+  cr_assert_eq(chunks_of("acme"), 1);
   /* a chunk naming another tenant than the request is refused */
   req.tenant_id = "evil";
   cr_assert_eq(upsert(&req, &resp), Q_EINVAL);
@@ -214,9 +221,7 @@ Test(handlers, upsert_validation) {
   cr_assert(strstr(err, "at most 4096"), "%s", err);
 
   /* nothing of the refused requests reached the index */
-  index_stats_t st;
-  index_stats(idx, "acme", &st);
-  cr_assert_eq(st.chunks, 2);
+  cr_assert_eq(chunks_of("acme"), 2);
 }
 
 Test(handlers, search_validation) {
@@ -297,4 +302,197 @@ Test(handlers, default_top_k_applies) {
   req.top_k = 20;
   cr_assert_eq(search(&req, &resp), 0, "%s", err);
   cr_assert_eq(resp->n_passages, 12);
+}
+
+static Quarry__V1__SearchResponse *search_mode(const char *mode, const char *query,
+                                               float *emb, size_t dim,
+                                               const char *model) {
+  Quarry__V1__SearchRequest req = QUARRY__V1__SEARCH_REQUEST__INIT;
+  req.tenant_id = "acme";
+  req.query = (char *)query;
+  req.query_embedding = emb;
+  req.n_query_embedding = dim;
+  req.mode = (char *)mode;
+  req.embed_model = (char *)model;
+  req.top_k = 10;
+  Quarry__V1__SearchResponse *resp = NULL;
+  if (search(&req, &resp) != 0)
+    return NULL;
+  return resp;
+}
+
+Test(handlers, modes_choose_the_lists) {
+  seed(); /* d:1:0 "refund policy", vector (1,0); d:1:1 "shipping", vector (0,1) */
+  float q[] = {0, 1};
+  /* lexical: BM25 only, even with an embedding */
+  Quarry__V1__SearchResponse *r = search_mode("lexical", "refund", q, 2, "");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_str_eq(r->mode, "lexical");
+  cr_assert_str_eq(r->fusion, "none");
+  cr_assert_eq(r->lexical_only, 1);
+  cr_assert_eq(r->n_passages, 1);
+  cr_assert_str_eq(r->passages[0]->chunk_id, "d:1:0");
+  /* dense: vectors only, even with a query text */
+  r = search_mode("dense", "refund", q, 2, "");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_str_eq(r->mode, "dense");
+  cr_assert_eq(r->n_passages, 2);
+  cr_assert_str_eq(r->passages[0]->chunk_id, "d:1:1");
+  cr_assert_float_eq(r->passages[0]->dense_score, 1.0, 1e-6);
+  cr_assert_float_eq(r->passages[0]->lexical_score, 0.0, 1e-9);
+  /* hybrid: both, fused with plain RRF when no rule matches */
+  r = search_mode("hybrid", "refund", q, 2, "some-model");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_str_eq(r->mode, "hybrid");
+  cr_assert(strstr(r->fusion, "rrf k=60"), "%s", r->fusion);
+  cr_assert_eq(r->n_passages, 2);
+  /* d:1:0 is first in BM25 and second in dense; d:1:1 first in dense only */
+  cr_assert_str_eq(r->passages[0]->chunk_id, "d:1:0");
+  cr_assert_float_eq(r->passages[0]->score, 1.0 / 61 + 1.0 / 62, 1e-6);
+  /* hybrid without an embedding runs lexical and says so */
+  r = search_mode("hybrid", "refund", NULL, 0, "");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_str_eq(r->mode, "lexical");
+  cr_assert_eq(r->lexical_only, 1);
+  /* no mode: what is given decides */
+  r = search_mode("", "", q, 2, "");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_str_eq(r->mode, "dense");
+}
+
+Test(handlers, mode_validation) {
+  seed();
+  float q[] = {0, 1};
+  cr_assert_null(search_mode("semantic", "refund", q, 2, ""));
+  cr_assert(strstr(err, "mode \"semantic\" is none of lexical, dense, hybrid"), "%s",
+            err);
+  cr_assert_null(search_mode("dense", "refund", NULL, 0, ""));
+  cr_assert(strstr(err, "mode dense needs a query_embedding"), "%s", err);
+  cr_assert_null(search_mode("lexical", "", q, 2, ""));
+  cr_assert(strstr(err, "mode lexical needs a query text"), "%s", err);
+  static char model[Q_LIMIT_MODEL_BYTES + 2];
+  memset(model, 'm', sizeof model - 1);
+  cr_assert_null(search_mode("hybrid", "refund", q, 2, model));
+  cr_assert(strstr(err, "embed_model"), "%s", err);
+}
+
+Test(handlers, fusion_policy_follows_the_embedder) {
+  seed();
+  char why[256];
+  cr_assert_eq(search_policy_parse("weak-=rrf:0,half-=weighted:50,*=rrf:100", &ret.policy,
+                                   why, sizeof why),
+               0, "%s", why);
+  float q[] = {0, 1};
+  /* a weak embedder: the lexical ranking is kept, dense-only hits follow */
+  Quarry__V1__SearchResponse *r = search_mode("hybrid", "refund", q, 2, "weak-384");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert(strstr(r->fusion, "lexical fallback: embedder weak-384 is weak"), "%s",
+            r->fusion);
+  cr_assert_eq(r->n_passages, 2);
+  cr_assert_str_eq(r->passages[0]->chunk_id, "d:1:0");
+  cr_assert_str_eq(r->passages[1]->chunk_id, "d:1:1");
+  /* weighted fusion of normalised scores */
+  r = search_mode("hybrid", "refund", q, 2, "half-1");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert(strstr(r->fusion, "weighted w_lex=1.00 w_dense=0.50"), "%s", r->fusion);
+  /* d:1:0: lexical 1 (only lexical hit) + 0.5 * 0 (worst dense); d:1:1: 0.5 * 1 */
+  cr_assert_str_eq(r->passages[0]->chunk_id, "d:1:0");
+  cr_assert_float_eq(r->passages[0]->score, 1.0, 1e-6);
+  cr_assert_float_eq(r->passages[1]->score, 0.5, 1e-6);
+  /* "*" catches the rest, an unnamed embedder too */
+  r = search_mode("hybrid", "refund", q, 2, "");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert(strstr(r->fusion, "rrf k=60 w_lex=1.00 w_dense=1.00 (embedder unnamed"), "%s",
+            r->fusion);
+}
+
+Test(handlers, fusion_policy_parse_errors) {
+  search_policy_t p = {0};
+  char why[256];
+  cr_assert_eq(search_policy_parse("", &p, why, sizeof why), 0);
+  cr_assert_eq(p.nrules, 0);
+  cr_assert_eq(search_policy_parse("a=rrf", &p, why, sizeof why), Q_EINVAL);
+  cr_assert(strstr(why, "not PREFIX=METHOD:PERCENT"), "%s", why);
+  cr_assert_eq(search_policy_parse("a=max:10", &p, why, sizeof why), Q_EINVAL);
+  cr_assert(strstr(why, "neither rrf nor weighted"), "%s", why);
+  cr_assert_eq(search_policy_parse("a=rrf:-1", &p, why, sizeof why), Q_EINVAL);
+  cr_assert_eq(search_policy_parse("a=rrf:10x", &p, why, sizeof why), Q_EINVAL);
+  cr_assert_eq(search_policy_parse("a=rrf:1,,b=rrf:2", &p, why, sizeof why), Q_EINVAL);
+  cr_assert(strstr(why, "empty"), "%s", why);
+  cr_assert_eq(
+      search_policy_parse("quarry-hash-=rrf:0,*=weighted:30", &p, why, sizeof why), 0);
+  cr_assert_eq(p.nrules, 2);
+  cr_assert_eq(search_policy_rule(&p, "quarry-hash-384")->w_dense_pct, 0);
+  cr_assert_eq(search_policy_rule(&p, "text-embedding-3-small")->method, FUSION_WEIGHTED);
+  cr_assert_eq(search_policy_rule(&p, NULL)->w_dense_pct, 30);
+}
+
+Test(handlers, delete_retires_a_document) {
+  seed();
+  Quarry__V1__DeleteRequest req = QUARRY__V1__DELETE_REQUEST__INIT;
+  Quarry__V1__DeleteResponse *resp;
+  req.tenant_id = "other";
+  req.doc_id = "d";
+  /* another tenant cannot delete acme's document */
+  cr_assert_eq(grpctest_call(&rpc, q_rpc_retriever_delete, &req, &resp, err, sizeof err),
+               0, "%s", err);
+  cr_assert_eq(resp->retired, 0);
+  cr_assert_eq(chunks_of("acme"), 2);
+  req.tenant_id = "acme";
+  cr_assert_eq(grpctest_call(&rpc, q_rpc_retriever_delete, &req, &resp, err, sizeof err),
+               0, "%s", err);
+  cr_assert_eq(resp->retired, 2);
+  cr_assert_eq(chunks_of("acme"), 0);
+  /* neither mode finds it any more */
+  float q[] = {1, 0};
+  Quarry__V1__SearchResponse *r = search_mode("hybrid", "refund", q, 2, "");
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_eq(r->n_passages, 0);
+  req.doc_id = "";
+  cr_assert_eq(grpctest_call(&rpc, q_rpc_retriever_delete, &req, &resp, err, sizeof err),
+               Q_EINVAL);
+  cr_assert(strstr(err, "doc_id: required"), "%s", err);
+}
+
+Test(handlers, upsert_with_replace_and_no_chunks_deletes) {
+  seed();
+  Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+  req.tenant_id = "acme";
+  req.replace_doc_id = "d";
+  Quarry__V1__UpsertResponse *resp;
+  cr_assert_eq(upsert(&req, &resp), 0, "%s", err);
+  cr_assert_eq(resp->upserted, 0);
+  cr_assert_eq(resp->retired, 2);
+  cr_assert_eq(chunks_of("acme"), 0);
+}
+
+Test(handlers, max_passages_per_doc) {
+  char ids[6][16];
+  Quarry__V1__Chunk cs[6];
+  Quarry__V1__Chunk *cp[6];
+  for (int i = 0; i < 6; i++) {
+    snprintf(ids[i], sizeof ids[i], "c%d", i);
+    cs[i] = chunk(ids[i], i < 4 ? "big" : "small", "common word");
+    cp[i] = &cs[i];
+  }
+  Quarry__V1__UpsertRequest up = QUARRY__V1__UPSERT_REQUEST__INIT;
+  up.tenant_id = "acme";
+  up.chunks = cp;
+  up.n_chunks = 6;
+  Quarry__V1__UpsertResponse *ur;
+  cr_assert_eq(upsert(&up, &ur), 0, "%s", err);
+  Quarry__V1__SearchRequest req = QUARRY__V1__SEARCH_REQUEST__INIT;
+  req.tenant_id = "acme";
+  req.query = "common";
+  req.top_k = 10;
+  req.max_passages_per_doc = 1;
+  Quarry__V1__SearchResponse *resp;
+  cr_assert_eq(search(&req, &resp), 0, "%s", err);
+  cr_assert_eq(resp->n_passages, 2);
+  cr_assert_str_neq(resp->passages[0]->doc_id, resp->passages[1]->doc_id);
+  req.max_passages_per_doc = 3;
+  cr_assert_eq(search(&req, &resp), 0, "%s", err);
+  cr_assert_eq(resp->n_passages, 5);
+  req.max_passages_per_doc = -1;
+  cr_assert_eq(search(&req, &resp), Q_EINVAL);
 }

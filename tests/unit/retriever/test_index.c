@@ -1,5 +1,7 @@
-/* test_index.c - the retriever's in-memory index: BM25 against hand-computed
- * scores, tenant isolation, retirement, dense ranking and concurrency. */
+/* test_index.c - the embedded engine's in-memory index: BM25 against
+ * hand-computed scores, tenant isolation, retirement, dense ranking (HNSW
+ * graph and exact scan) and concurrency. Searches fuse the index's two lists
+ * with fusion_merge (plain RRF), as search.c does. */
 #include "fusion.h"
 #include "index.h"
 
@@ -16,7 +18,7 @@ static index_t *idx;
 static q_arena_t *arena;
 
 static void setup(void) {
-  idx = index_new(0);
+  idx = index_new(NULL);
   arena = q_arena_new(0);
   cr_assert_not_null(idx);
   cr_assert_not_null(arena);
@@ -38,24 +40,61 @@ static void put(const char *tenant, index_chunk_t *c, size_t n, const char *repl
   cr_assert_eq(rc, 0, "upsert: %s", err);
 }
 
+/* One fused result, flattened. */
+typedef struct hit {
+  const char *chunk_id, *doc_id, *title, *text;
+  double fused, lexical, dense;
+  uint32_t lexical_rank, dense_rank;
+} hit_t;
+
 typedef struct res {
-  index_hit_t *h;
+  hit_t *h;
   size_t n;
   int dense;
   int rc;
   char err[256];
 } res_t;
 
-static res_t search(const char *tenant, const char *text, const float *emb, size_t dim,
-                    size_t k) {
+/* Lexical and (with an embedding) dense candidates of ix, fused by RRF. */
+static res_t search_in(index_t *ix, q_arena_t *a, const char *tenant, const char *text,
+                       const float *emb, size_t dim, size_t k) {
   res_t r;
   memset(&r, 0, sizeof r);
-  index_query_t q = {tenant, text, text ? strlen(text) : 0, emb, dim, k, 1.0};
-  r.rc = index_search(idx, &q, arena, &r.h, &r.n, &r.dense, r.err, sizeof r.err);
+  engine_cand_t *lex = NULL, *den = NULL;
+  size_t nlex = 0, nden = 0;
+  bool used = false, exact = false;
+  if (dim) {
+    r.rc = index_dense(ix, tenant, emb, dim, k, a, &den, &nden, &used, &exact, r.err,
+                       sizeof r.err);
+    if (r.rc)
+      return r;
+  }
+  r.dense = used;
+  r.rc = index_lexical(ix, tenant, text, text ? strlen(text) : 0, k, a, &lex, &nlex,
+                       r.err, sizeof r.err);
+  if (r.rc)
+    return r;
+  fusion_params_t fp = {FUSION_RRF, 0, 1.0, 1.0};
+  fusion_hit_t *fh;
+  size_t nf;
+  r.rc = fusion_merge(lex, nlex, den, nden, &fp, a, &fh, &nf);
+  if (r.rc)
+    return r;
+  r.n = nf < k ? nf : k;
+  r.h = q_arena_alloc(a, (r.n + 1) * sizeof *r.h);
+  for (size_t i = 0; i < r.n; i++)
+    r.h[i] = (hit_t){fh[i].cand->chunk_id, fh[i].cand->doc_id, fh[i].cand->title,
+                     fh[i].cand->text,     fh[i].fused,        fh[i].lexical,
+                     fh[i].dense,          fh[i].lexical_rank, fh[i].dense_rank};
   return r;
 }
 
-static const index_hit_t *find(const res_t *r, const char *id) {
+static res_t search(const char *tenant, const char *text, const float *emb, size_t dim,
+                    size_t k) {
+  return search_in(idx, arena, tenant, text, emb, dim, k);
+}
+
+static const hit_t *find(const res_t *r, const char *id) {
   for (size_t i = 0; i < r->n; i++)
     if (strcmp(r->h[i].chunk_id, id) == 0)
       return &r->h[i];
@@ -268,7 +307,7 @@ Test(index, statistics_follow_retirement_and_compaction) {
   }
   index_compact(idx);
 
-  index_t *fresh = index_new(0);
+  index_t *fresh = index_new(NULL);
   for (int i = 0; i < 300; i++) {
     int d = i % 30;
     if (d % 3 == 0 && i != d)
@@ -290,16 +329,12 @@ Test(index, statistics_follow_retirement_and_compaction) {
   const char *queries[] = {"river stone", "ember number3", "frost delta maple", "cloud"};
   for (size_t qi = 0; qi < 4; qi++) {
     res_t r1 = search("t", queries[qi], NULL, 0, 50);
-    index_hit_t *h2;
-    size_t n2;
-    int dense;
-    char err[128];
-    index_query_t q = {"t", queries[qi], strlen(queries[qi]), NULL, 0, 50, 1.0};
-    cr_assert_eq(index_search(fresh, &q, arena, &h2, &n2, &dense, err, sizeof err), 0);
-    cr_assert_eq(r1.n, n2);
-    for (size_t i = 0; i < n2; i++) {
-      cr_assert_str_eq(r1.h[i].chunk_id, h2[i].chunk_id);
-      cr_assert_float_eq(r1.h[i].lexical, h2[i].lexical, 1e-9);
+    res_t r2 = search_in(fresh, arena, "t", queries[qi], NULL, 0, 50);
+    cr_assert_eq(r2.rc, 0);
+    cr_assert_eq(r1.n, r2.n);
+    for (size_t i = 0; i < r2.n; i++) {
+      cr_assert_str_eq(r1.h[i].chunk_id, r2.h[i].chunk_id);
+      cr_assert_float_eq(r1.h[i].lexical, r2.h[i].lexical, 1e-9);
     }
   }
   index_free(fresh);
@@ -426,7 +461,7 @@ Test(index, embedding_validation) {
 
 Test(index, fixed_dimension) {
   index_free(idx);
-  idx = index_new(3);
+  idx = index_new(&(index_params_t){.fixed_dim = 3});
   float v[] = {1, 2};
   char err[256];
   index_chunk_t c = {
@@ -455,17 +490,13 @@ static void *searcher(void *arg) {
   race_t *rc = arg;
   q_arena_t *a = q_arena_new(0);
   while (!__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE)) {
-    index_hit_t *h;
-    size_t n;
-    int dense;
-    char err[128];
-    index_query_t q = {"t", "stable moving", 13, NULL, 0, 100, 1.0};
-    if (index_search(idx, &q, a, &h, &n, &dense, err, sizeof err) != 0)
+    res_t r = search_in(idx, a, "t", "stable moving", NULL, 0, 100);
+    if (r.rc != 0)
       __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
     /* "stable" is in exactly one chunk, which is never touched */
     int seen = 0;
-    for (size_t i = 0; i < n; i++)
-      seen += strcmp(h[i].chunk_id, "s") == 0;
+    for (size_t i = 0; i < r.n; i++)
+      seen += strcmp(r.h[i].chunk_id, "s") == 0;
     if (seen != 1)
       __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
     q_arena_free(a);
@@ -500,4 +531,25 @@ Test(index, concurrent_search_and_upsert) {
   index_stats_t st;
   index_stats(idx, "t", &st);
   cr_assert_eq(st.chunks, 33);
+}
+
+Test(index, inner_product_metric) {
+  index_t *ip = index_new(&(index_params_t){.inner_product = true});
+  cr_assert_not_null(ip);
+  float v1[] = {1, 0}, v2[] = {3, 3};
+  index_chunk_t c[] = {
+      {.chunk_id = "short", .doc_id = "d", .text = "a", .embedding = v1, .dim = 2},
+      {.chunk_id = "long", .doc_id = "d", .text = "b", .embedding = v2, .dim = 2},
+  };
+  char err[256];
+  cr_assert_eq(index_upsert(ip, "t", c, 2, NULL, NULL, err, sizeof err), 0, "%s", err);
+  /* cosine would put "short" first (1 against 0.707); the inner product
+   * puts "long" first (3 against 1), with raw scores */
+  float q[] = {1, 0};
+  res_t r = search_in(ip, arena, "t", NULL, q, 2, 10);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_str_eq(r.h[0].chunk_id, "long");
+  cr_assert_float_eq(r.h[0].dense, 3.0, 1e-5);
+  cr_assert_float_eq(r.h[1].dense, 1.0, 1e-5);
+  index_free(ip);
 }

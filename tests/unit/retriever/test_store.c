@@ -70,28 +70,48 @@ static long query_long(const char *sql) {
   return v;
 }
 
-static void store_put(const char *tenant, const index_chunk_t *c, size_t n,
+static void store_put(const char *tenant, const engine_chunk_t *c, size_t n,
                       const char *replace, size_t *retired) {
   char err[512] = "";
   size_t r;
-  int rc =
-      store_upsert(store, tenant, c, n, replace, retired ? retired : &r, err, sizeof err);
+  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, NULL, err,
+                        sizeof err);
   cr_assert_eq(rc, 0, "store upsert: %s", err);
 }
 
+static bool load_cb(void *ud, const char *tenant, const engine_chunk_t *c) {
+  char err[256];
+  cr_assert_neq(c->seq, 0, "rows come with their seq");
+  return index_upsert(ud, tenant, c, 1, NULL, NULL, err, sizeof err) == 0;
+}
+
 static index_t *load(size_t *n) {
-  index_t *idx = index_new(0);
+  index_t *idx = index_new(NULL);
   char err[512] = "";
-  int rc = store_load(store, idx, n, err, sizeof err);
+  int rc = store_load(store, load_cb, idx, n, err, sizeof err);
   cr_assert_eq(rc, 0, "load: %s", err);
   return idx;
+}
+
+/* The candidate lists of both kinds must agree between a and b. */
+static void same_lists(const engine_cand_t *a, size_t na, const engine_cand_t *b,
+                       size_t nb) {
+  cr_assert_eq(na, nb);
+  for (size_t k = 0; k < na; k++) {
+    cr_assert_str_eq(a[k].chunk_id, b[k].chunk_id);
+    cr_assert_str_eq(a[k].text, b[k].text);
+    cr_assert_str_eq(a[k].title, b[k].title);
+    cr_assert_eq(a[k].page, b[k].page);
+    cr_assert_eq(a[k].version, b[k].version);
+    cr_assert_eq(a[k].score, b[k].score); /* bit for bit */
+  }
 }
 
 Test(store, round_trip_is_exact) {
   float v1[] = {0.1f, -2.5f, 3.25e-7f, 1e30f}, v2[] = {1, 1, 1, 1};
   const char *awkward =
       "tabs\there, new\nlines, back\\slashes, \\N, caf\xc3\xa9 \xe6\x9d\xb1";
-  index_chunk_t c[] = {
+  engine_chunk_t c[] = {
       {.chunk_id = "d1:1:0",
        .doc_id = "d1",
        .title = "Title\tone",
@@ -127,37 +147,37 @@ Test(store, round_trip_is_exact) {
   size_t n;
   index_t *idx = load(&n);
   cr_assert_eq(n, 3);
-  index_t *direct = index_new(0);
+  index_t *direct = index_new(NULL);
   char err[256];
   cr_assert_eq(index_upsert(direct, "t1", c, 3, NULL, NULL, err, sizeof err), 0);
 
   float q[] = {0.3f, -1, 0.5f, 2e29f};
   const char *queries[] = {"tabs lines caf\xc3\xa9", "plain text", "lexical here", ""};
   for (int i = 0; i < 4; i++) {
-    index_query_t qq = {"t1", queries[i], strlen(queries[i]), q, 4, 10, 1.0};
-    index_hit_t *a, *b;
+    engine_cand_t *a, *b;
     size_t na, nb;
-    int da, db;
-    cr_assert_eq(index_search(idx, &qq, arena, &a, &na, &da, err, sizeof err), 0, "%s",
-                 err);
-    cr_assert_eq(index_search(direct, &qq, arena, &b, &nb, &db, err, sizeof err), 0);
-    cr_assert_eq(na, nb);
-    for (size_t k = 0; k < na; k++) {
-      cr_assert_str_eq(a[k].chunk_id, b[k].chunk_id);
-      cr_assert_str_eq(a[k].text, b[k].text);
-      cr_assert_str_eq(a[k].title, b[k].title);
-      cr_assert_eq(a[k].page, b[k].page);
-      cr_assert_eq(a[k].version, b[k].version);
-      cr_assert_eq(a[k].lexical, b[k].lexical); /* bit for bit */
-      cr_assert_eq(a[k].dense, b[k].dense);
-    }
+    bool used, exact;
+    cr_assert_eq(index_lexical(idx, "t1", queries[i], strlen(queries[i]), 10, arena, &a,
+                               &na, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(index_lexical(direct, "t1", queries[i], strlen(queries[i]), 10, arena,
+                               &b, &nb, err, sizeof err),
+                 0, "%s", err);
+    same_lists(a, na, b, nb);
+    cr_assert_eq(
+        index_dense(idx, "t1", q, 4, 10, arena, &a, &na, &used, &exact, err, sizeof err),
+        0, "%s", err);
+    cr_assert_eq(index_dense(direct, "t1", q, 4, 10, arena, &b, &nb, &used, &exact, err,
+                             sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(na, 2);
+    same_lists(a, na, b, nb);
   }
   /* the awkward text survived byte for byte */
-  index_query_t qq = {"t1", "slashes", 7, NULL, 0, 10, 1.0};
-  index_hit_t *h;
+  engine_cand_t *h;
   size_t nh;
-  int d;
-  cr_assert_eq(index_search(idx, &qq, arena, &h, &nh, &d, err, sizeof err), 0);
+  cr_assert_eq(
+      index_lexical(idx, "t1", "slashes", 7, 10, arena, &h, &nh, err, sizeof err), 0);
   cr_assert_eq(nh, 1);
   cr_assert_str_eq(h[0].text, awkward);
   cr_assert_str_eq(h[0].title, "Title\tone");
@@ -166,18 +186,18 @@ Test(store, round_trip_is_exact) {
 }
 
 Test(store, replace_retires_rows_and_load_skips_them) {
-  index_chunk_t v1[] = {
+  engine_chunk_t v1[] = {
       {.chunk_id = "d:1:0", .doc_id = "d", .text = "one"},
       {.chunk_id = "d:1:1", .doc_id = "d", .text = "two"},
       {.chunk_id = "e:1:0", .doc_id = "e", .text = "other document"},
   };
   store_put("t", v1, 3, NULL, NULL);
   /* the same document id in another tenant is not touched */
-  index_chunk_t other[] = {{.chunk_id = "u:d:1:0", .doc_id = "d", .text = "one"}};
+  engine_chunk_t other[] = {{.chunk_id = "u:d:1:0", .doc_id = "d", .text = "one"}};
   store_put("u", other, 1, NULL, NULL);
 
-  index_chunk_t v2[] = {{.chunk_id = "d:2:0", .doc_id = "d", .text = "three"},
-                        {.chunk_id = "d:1:1", .doc_id = "d", .text = "two again"}};
+  engine_chunk_t v2[] = {{.chunk_id = "d:2:0", .doc_id = "d", .text = "three"},
+                         {.chunk_id = "d:1:1", .doc_id = "d", .text = "two again"}};
   size_t retired = 0;
   store_put("t", v2, 2, "d", &retired);
   cr_assert_eq(retired, 1);
@@ -198,7 +218,7 @@ Test(store, replace_retires_rows_and_load_skips_them) {
   index_free(idx);
 
   /* a retired chunk comes back when upserted again */
-  index_chunk_t back[] = {{.chunk_id = "d:1:0", .doc_id = "d", .text = "one"}};
+  engine_chunk_t back[] = {{.chunk_id = "d:1:0", .doc_id = "d", .text = "one"}};
   store_put("t", back, 1, NULL, NULL);
   cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks WHERE NOT active"), 0);
 
@@ -208,15 +228,15 @@ Test(store, replace_retires_rows_and_load_skips_them) {
 }
 
 Test(store, chunk_ids_of_another_tenant_are_refused) {
-  index_chunk_t a[] = {{.chunk_id = "shared", .doc_id = "d", .text = "tenant a's"}};
+  engine_chunk_t a[] = {{.chunk_id = "shared", .doc_id = "d", .text = "tenant a's"}};
   store_put("a", a, 1, NULL, NULL);
-  index_chunk_t b[] = {
+  engine_chunk_t b[] = {
       {.chunk_id = "fresh", .doc_id = "d", .text = "fine"},
       {.chunk_id = "shared", .doc_id = "d", .text = "tenant b's"},
   };
   char err[512] = "";
   size_t retired;
-  int rc = store_upsert(store, "b", b, 2, "d", &retired, err, sizeof err);
+  int rc = store_upsert(store, "b", b, 2, "d", &retired, NULL, err, sizeof err);
   cr_assert_eq(rc, Q_ECONFLICT, "rc %d: %s", rc, err);
   cr_assert(strstr(err, "shared"), "%s", err);
   /* nothing of the batch was written, a's row is intact */
@@ -231,7 +251,7 @@ Test(store, chunk_ids_of_another_tenant_are_refused) {
 Test(store, load_streams_many_rows) {
   enum { N = 2500 };
   static char ids[N][24], texts[N][48];
-  static index_chunk_t c[N];
+  static engine_chunk_t c[N];
   static float vec[N][3];
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof ids[i], "doc%d:1:%d", i / 10, i % 10);
@@ -239,11 +259,11 @@ Test(store, load_streams_many_rows) {
     vec[i][0] = (float)i;
     vec[i][1] = 1;
     vec[i][2] = (float)(i % 5);
-    c[i] = (index_chunk_t){.chunk_id = ids[i],
-                           .doc_id = ids[i],
-                           .text = texts[i],
-                           .embedding = vec[i],
-                           .dim = 3};
+    c[i] = (engine_chunk_t){.chunk_id = ids[i],
+                            .doc_id = ids[i],
+                            .text = texts[i],
+                            .embedding = vec[i],
+                            .dim = 3};
   }
   /* two batches, two tenants */
   store_put("big", c, 2000, NULL, NULL);
@@ -277,4 +297,111 @@ Test(store_down, unreachable_database_gives_up_after_the_wait) {
   cr_assert_null(st);
   cr_assert(strstr(err, "unreachable"), "%s", err);
   cr_assert(ms >= 300 && ms < 5000, "gave up after %ld ms", ms);
+}
+
+Test(store, seq_is_returned_and_stable) {
+  engine_chunk_t c[] = {
+      {.chunk_id = "s:1:0", .doc_id = "s", .text = "first"},
+      {.chunk_id = "s:1:1", .doc_id = "s", .text = "second"},
+  };
+  uint64_t seq[2], again[2];
+  size_t retired;
+  char err[512] = "";
+  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, seq, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_neq(seq[0], 0);
+  cr_assert_neq(seq[1], 0);
+  cr_assert_neq(seq[0], seq[1]);
+  cr_assert_eq(query_long("SELECT seq FROM retriever_chunks WHERE chunk_id = 's:1:1'"),
+               (long)seq[1]);
+  /* rewritten in place (new text, and in the other order): the same numbers */
+  engine_chunk_t d[] = {
+      {.chunk_id = "s:1:1", .doc_id = "s", .text = "second, edited"},
+      {.chunk_id = "s:1:0", .doc_id = "s", .text = "first, edited"},
+  };
+  cr_assert_eq(store_upsert(store, "t", d, 2, "s", &retired, again, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(again[0], seq[1]);
+  cr_assert_eq(again[1], seq[0]);
+}
+
+/* The embedded engine over this database: what it answers after a restart
+ * (rebuilt from the table, vector labels from seq) is what it answered
+ * before, in both lists, with replaced and removed documents gone. */
+static void both_lists(engine_t *e, const char *text, const float *q, engine_cand_t **lex,
+                       size_t *nlex, engine_cand_t **den, size_t *nden) {
+  char err[256];
+  engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, text, strlen(text), q, 4, 50};
+  engine_result_t r;
+  cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
+  *lex = r.lexical;
+  *nlex = r.nlexical;
+  *den = r.dense;
+  *nden = r.ndense;
+}
+
+Test(store, embedded_engine_answers_the_same_after_a_restart) {
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .exact_max = 0}; /* the graph walk */
+  engine_t e;
+  cr_assert_eq(engine_open_ops(&e, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  enum { N = 200 };
+  static char ids[N][32], docs[N][16];
+  static float vec[N][4];
+  static engine_chunk_t c[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(docs[i], sizeof docs[i], "doc%d", i / 4);
+    snprintf(ids[i], sizeof ids[i], "doc%d:1:%d", i / 4, i % 4);
+    vec[i][0] = (float)(i % 7) + 0.5f;
+    vec[i][1] = (float)(i % 11);
+    vec[i][2] = (float)(i % 5);
+    vec[i][3] = 1;
+    c[i] = (engine_chunk_t){.chunk_id = ids[i],
+                            .doc_id = docs[i],
+                            .text = i % 2 ? "river stone" : "river delta",
+                            .version = 1,
+                            .ordinal = i % 4,
+                            .embedding = vec[i],
+                            .dim = 4};
+  }
+  size_t retired;
+  cr_assert_eq(e.ops->upsert(e.st, "t", c, N, NULL, &retired, err, sizeof err), 0, "%s",
+               err);
+  /* doc0 gets a new version with one chunk; doc1 is removed */
+  float nv[] = {9, 9, 9, 9};
+  engine_chunk_t v2 = {.chunk_id = "doc0:2:0",
+                       .doc_id = "doc0",
+                       .text = "river mouth",
+                       .version = 2,
+                       .embedding = nv,
+                       .dim = 4};
+  cr_assert_eq(e.ops->upsert(e.st, "t", &v2, 1, "doc0", &retired, err, sizeof err), 0);
+  cr_assert_eq(retired, 4);
+  cr_assert_eq(e.ops->remove(e.st, "t", "doc1", &retired, err, sizeof err), 0);
+  cr_assert_eq(retired, 4);
+
+  float q[] = {1, 2, 3, 1};
+  engine_cand_t *l1, *d1, *l2, *d2;
+  size_t nl1, nd1, nl2, nd2;
+  both_lists(&e, "river stone", q, &l1, &nl1, &d1, &nd1);
+  engine_close(&e);
+
+  cr_assert_eq(engine_open_ops(&e, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  engine_stats_t st;
+  cr_assert_eq(e.ops->stats(e.st, "t", &st, err, sizeof err), 0);
+  cr_assert_eq(st.chunks, N - 8 + 1);
+  cr_assert_eq(st.vectors, N - 8 + 1);
+  both_lists(&e, "river stone", q, &l2, &nl2, &d2, &nd2);
+  same_lists(l1, nl1, l2, nl2);
+  /* the graph is rebuilt in another order: the same neighbours, with the
+   * same scores, up to the walk's approximation; here it is exact */
+  same_lists(d1, nd1, d2, nd2);
+  for (size_t i = 0; i < nd2; i++)
+    cr_assert(strncmp(d2[i].chunk_id, "doc1:", 5) != 0 &&
+                  strncmp(d2[i].chunk_id, "doc0:1:", 7) != 0,
+              "%s came back", d2[i].chunk_id);
+  engine_close(&e);
 }

@@ -53,6 +53,7 @@ static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 static q_err_t embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                         ProtobufCMessage **out, void *ud) {
   gwfake_t *f = ud;
+  atomic_fetch_add(&f->embeds, 1);
   if (atomic_load(&f->embed_fail)) {
     q_grpc_ctx_errorf(ctx, "embedder offline");
     return Q_EUNAVAIL;
@@ -70,6 +71,7 @@ static q_err_t embed_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   r->embeddings = q_arena_alloc(a, sizeof *r->embeddings);
   r->embeddings[0] = e;
   r->dim = 4;
+  r->model = "fake-embed-4";
   *out = &r->base;
   return 0;
 }
@@ -91,6 +93,10 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   gwfake_t *f = ud;
   const Quarry__V1__SearchRequest *req = (const void *)in;
   atomic_fetch_add(&f->searches, 1);
+  snprintf(f->last_mode, sizeof f->last_mode, "%s", req->mode ? req->mode : "");
+  snprintf(f->last_embed_model, sizeof f->last_embed_model, "%s",
+           req->embed_model ? req->embed_model : "");
+  atomic_store(&f->last_dim, (int)req->n_query_embedding);
   if (req->tenant_id && strcmp(req->tenant_id, "t2") == 0)
     atomic_fetch_add(&f->searches_t2, 1);
   while (atomic_load(&f->freeze_search) && q_grpc_ctx_ms_left(ctx) > 0) {

@@ -33,6 +33,11 @@ typedef struct gwfake {
   atomic_int gen_cancelled;    /* Generate calls that found their client gone */
   _Atomic double gen_stop_s;   /* q_now_s() when the last one noticed */
   atomic_int records;
+  atomic_int embeds; /* Embed calls */
+  /* The last Search's mode, embed_model and embedding size (read them once
+   * the reply is in). */
+  char last_mode[32], last_embed_model[64];
+  atomic_int last_dim;
 
   q_grpc_server_t *srv;
   char addr[64]; /* "127.0.0.1:<port>" */
