@@ -17,6 +17,8 @@ typedef struct scan {
 static enum MHD_Result scan_cb(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *value) {
   scan_t *s = cls;
+  if (!*key && (!value || !*value))
+    return MHD_YES; /* "?&a=1" or a trailing "&": nothing was given */
   for (unsigned i = 0; s->allowed[i] && i < 32; i++)
     if (strcmp(key, s->allowed[i]) == 0) {
       if (s->seen & (1u << i)) {

@@ -53,11 +53,11 @@ Test(cursor, decode_refuses_anything_else) {
       "",
       "c1",
       NULL, /* filled below: one character short */
-      "c2000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0", /* version */
-      "C1000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0", /* prefix case */
-      "c1000644B2E5B8A2400f1e2d3c4b5a69788796a5b4c3d2e1f0", /* upper-case hex */
-      "c1000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1fg", /* not hex */
-      "c1800644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0", /* past INT64_MAX */
+      "c2000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0",  /* version */
+      "C1000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0",  /* prefix case */
+      "c1000644B2E5B8A2400f1e2d3c4b5a69788796a5b4c3d2e1f0",  /* upper-case hex */
+      "c1000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1fg",  /* not hex */
+      "c1800644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0",  /* past INT64_MAX */
       "c1000644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f00", /* one too long */
       "c1000644b2e5b8a24-0f1e2d3c4b5a69788796a5b4c3d2e1f0",  /* sign inside */
       "c1 00644b2e5b8a2400f1e2d3c4b5a69788796a5b4c3d2e1f0",  /* space */
@@ -76,9 +76,9 @@ Test(cursor, decode_refuses_anything_else) {
 }
 
 Test(rfc3339, accepts_the_forms) {
-  const char *ok[] = {"2026-01-31T12:00:00Z",          "2026-01-31t12:00:00z",
-                      "2026-01-31T12:00:00.1Z",        "2026-01-31T12:00:00.123456789Z",
-                      "2026-01-31T23:59:60+02:00",     "0001-01-01T00:00:00-23:59"};
+  const char *ok[] = {"2026-01-31T12:00:00Z",      "2026-01-31t12:00:00z",
+                      "2026-01-31T12:00:00.1Z",    "2026-01-31T12:00:00.123456789Z",
+                      "2026-01-31T23:59:60+02:00", "0001-01-01T00:00:00-23:59"};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
     cr_assert(lifecycle_rfc3339_valid(ok[i]), "refused %s", ok[i]);
 }
