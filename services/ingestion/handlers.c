@@ -78,6 +78,9 @@ static int get_job_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
 
 /* ---- ListDocuments, ListJobs, DeleteDocument (lifecycle.c) ------------ */
 
+#define DELETE_REPLY_MARGIN_MS 500 /* kept back from the caller's deadline */
+#define DELETE_MIN_RETIRE_MS 100   /* the retriever gets at least this */
+
 /* The page size and start of a list: 0 (unset) takes the default. */
 static q_err_t check_page(q_grpc_ctx_t *ctx, int32_t limit, const char *cursor, int *n,
                           list_pos_t *pos, const list_pos_t **after) {
@@ -207,10 +210,17 @@ static int delete_document_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                       Q_LIMIT_USER_ID_BYTES);
     return Q_EINVAL;
   }
+  /* The retriever gets what is left of the caller's time but a margin, so
+   * a retriever that does not answer is reported (UNAVAILABLE, nothing
+   * changed) before the caller gives up on us. */
+  int64_t left = q_grpc_ctx_ms_left(ctx) - DELETE_REPLY_MARGIN_MS;
+  int retire_ms = left < ing->cfg.call_timeout_ms ? (int)left : ing->cfg.call_timeout_ms;
+  if (retire_ms < DELETE_MIN_RETIRE_MS)
+    retire_ms = DELETE_MIN_RETIRE_MS;
   char err[512] = "";
   delete_result_t res;
-  rc = lifecycle_delete_document(ing, req->tenant_id, req->document_id, by, &res, err,
-                                 sizeof err);
+  rc = lifecycle_delete_document(ing, req->tenant_id, req->document_id, by, retire_ms,
+                                 &res, err, sizeof err);
   if (rc == Q_EUNAVAIL && strncmp(err, "retriever", 9) == 0) {
     q_log_warn("delete refused: retrieval side failed", "{s:s,s:s}", "document_id",
                req->document_id, "reason", err);

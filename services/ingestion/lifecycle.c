@@ -469,8 +469,8 @@ static q_err_t mark_deleted(PGconn *c, const char *tenant, const char *id, const
 }
 
 /* Step 2: the retriever retires every chunk of the document. */
-static q_err_t retire_chunks(ingest_t *in, const char *tenant, const char *id, char *err,
-                             size_t errlen) {
+static q_err_t retire_chunks(ingest_t *in, const char *tenant, const char *id,
+                             int timeout_ms, char *err, size_t errlen) {
   q_arena_t *a = q_arena_new(1 << 20);
   if (!a)
     return Q_ENOMEM;
@@ -478,7 +478,7 @@ static q_err_t retire_chunks(ingest_t *in, const char *tenant, const char *id, c
   req.tenant_id = (char *)tenant;
   req.replace_doc_id = (char *)id;
   Quarry__V1__UpsertResponse *resp = NULL;
-  q_grpc_call_opts_t opts = {.timeout_ms = in->cfg.call_timeout_ms, .idempotent = 1};
+  q_grpc_call_opts_t opts = {.timeout_ms = timeout_ms, .idempotent = 1};
   q_err_t rc = q_rpc_retriever_upsert(q_grpc_channel(in->cfg.retriever_addr), &req, &resp,
                                       a, &opts, err, errlen);
   q_arena_free(a);
@@ -528,8 +528,8 @@ static int remove_blobs(ingest_t *in, const char *id) {
 }
 
 q_err_t lifecycle_delete_document(ingest_t *in, const char *tenant, const char *id,
-                                  const char *by, delete_result_t *res, char *err,
-                                  size_t errlen) {
+                                  const char *by, int retire_ms, delete_result_t *res,
+                                  char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
   PGconn *c = q_pg_acquire(in->pool, ACQUIRE_MS, err, errlen);
   if (!c)
@@ -540,7 +540,7 @@ q_err_t lifecycle_delete_document(ingest_t *in, const char *tenant, const char *
   rc = mark_deleted(c, tenant, id, by, res, err, errlen);
   if (!rc) {
     char why[256] = "";
-    rc = retire_chunks(in, tenant, id, why, sizeof why);
+    rc = retire_chunks(in, tenant, id, retire_ms, why, sizeof why);
     if (rc) {
       snprintf(err, errlen, "retriever could not retire the chunks: %s",
                why[0] ? why : q_strerror(rc));

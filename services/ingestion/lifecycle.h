@@ -105,12 +105,14 @@ typedef struct delete_result {
 } delete_result_t;
 
 /* Deletes a document of tenant as the file comment describes, calling the
- * retriever at in->cfg.retriever_addr. by names who asked. 0;
+ * retriever at in->cfg.retriever_addr for at most retire_ms (the caller
+ * leaves itself time to answer before its own deadline). by names who
+ * asked. 0;
  * Q_ENOTFOUND (unknown, another tenant's, already deleted); Q_EUNAVAIL
  * with err when the database or the retriever failed (nothing changed, but
  * see the commit window above); Q_EINTERNAL. */
 q_err_t lifecycle_delete_document(ingest_t *in, const char *tenant, const char *id,
-                                  const char *by, delete_result_t *res, char *err,
-                                  size_t errlen);
+                                  const char *by, int retire_ms, delete_result_t *res,
+                                  char *err, size_t errlen);
 
 #endif
