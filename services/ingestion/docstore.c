@@ -175,6 +175,28 @@ const q_pg_migration_t docstore_migrations[] = {
      "CREATE TRIGGER documents_version_kept AFTER INSERT OR UPDATE OF version ON "
      "documents\n"
      "  FOR EACH ROW EXECUTE FUNCTION quarry_document_version();\n"},
+    /* GET /v1/documents?q=: trigram indexes make a substring search of
+     * titles and file names an index lookup instead of a scan of the
+     * tenant's rows. pg_trgm ships with PostgreSQL and is a trusted
+     * extension (the database owner may create it); where it is missing or
+     * may not be created, the migration still succeeds and q scans. */
+    {6, "documents: trigram indexes for q (when pg_trgm is available)",
+     "DO $$\n"
+     "BEGIN\n"
+     "  IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN\n"
+     "    BEGIN\n"
+     "      CREATE EXTENSION IF NOT EXISTS pg_trgm;\n"
+     "    EXCEPTION WHEN insufficient_privilege THEN\n"
+     "      RAISE NOTICE 'pg_trgm may not be created: q scans';\n"
+     "    END;\n"
+     "  END IF;\n"
+     "  IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN\n"
+     "    EXECUTE 'CREATE INDEX IF NOT EXISTS documents_title_trgm_idx ON documents "
+     "USING gin (lower(title) gin_trgm_ops) WHERE deleted_at IS NULL';\n"
+     "    EXECUTE 'CREATE INDEX IF NOT EXISTS documents_filename_trgm_idx ON documents "
+     "USING gin (lower(filename) gin_trgm_ops) WHERE deleted_at IS NULL';\n"
+     "  END IF;\n"
+     "END $$;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];

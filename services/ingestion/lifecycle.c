@@ -252,7 +252,12 @@ q_err_t lifecycle_list_documents(q_pg_pool_t *p, const char *tenant,
     char *pat = like_pattern(a, f->q);
     if (!pat)
       return Q_ENOMEM;
-    add_cond(&s, " AND (d.title ILIKE $%1$d OR d.filename ILIKE $%1$d)", pat);
+    /* lower() LIKE lower(): the form the trigram indexes of migration 6
+     * serve (ILIKE would too, but this keeps one case rule for both). */
+    add_cond(&s,
+             " AND (lower(d.title) LIKE lower($%1$d) OR lower(d.filename) LIKE "
+             "lower($%1$d))",
+             pat);
   }
   if (set(f->content_type))
     add_cond(&s, " AND d.content_type = $%d", f->content_type);
