@@ -3,6 +3,7 @@
 #include "lifecycle.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +14,12 @@
 #include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
+#include "quarry/trace.h"
 #include "quarry/validate.h"
 #include "quarry/v1/retriever.pb-c.h"
 
 #define ACQUIRE_MS 5000
+#define WAIT_POLL_MS 20 /* how often a delete looks for the indexing worker */
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 /* A row's position: created_at in whole microseconds since the epoch
  * (extract gives an exact numeric on PostgreSQL 14 and later). */
@@ -448,15 +451,25 @@ static q_err_t mark_deleted(PGconn *c, const char *tenant, const char *id, const
   PQclear(r);
   if (!found)
     return Q_ENOTFOUND;
-  int64_t stopped = 0;
-  rc = q_pg_exec(c,
-                 "UPDATE jobs SET status = 'failed', error = 'document deleted', "
-                 "claimed_by = '', updated_at = now() "
-                 "WHERE document_id = $1::uuid AND status IN ('queued', 'running')",
-                 1, key, "stopping jobs", &stopped, err, errlen);
-  if (rc)
+  /* The old row of each stopped job says whether a worker may have an
+   * Upsert in flight: only in stage "indexing" does it call the retriever,
+   * right after recording that stage. */
+  r = q_pg_query(
+      c,
+      "WITH old AS (SELECT id, status, stage, updated_at FROM jobs"
+      "  WHERE document_id = $1::uuid AND status IN ('queued', 'running') FOR UPDATE),"
+      " u AS (UPDATE jobs SET status = 'failed', error = 'document deleted',"
+      "  claimed_by = '', updated_at = now() FROM old WHERE jobs.id = old.id"
+      "  RETURNING old.status, old.stage, old.updated_at) "
+      "SELECT count(*), COALESCE(min(CASE WHEN status = 'running' AND stage = 'indexing'"
+      "  THEN (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint END),"
+      "  -1) FROM u",
+      1, key, "stopping jobs", &rc, err, errlen);
+  if (!r)
     return rc;
-  res->jobs_stopped = (int)stopped;
+  res->jobs_stopped = atoi(PQgetvalue(r, 0, 0));
+  res->indexing_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
   const char *params[3] = {id, tenant, by ? by : ""};
   r = q_pg_query(c,
                  "UPDATE documents SET deleted_at = now(), deleted_by = $3, "
@@ -471,6 +484,44 @@ static q_err_t mark_deleted(PGconn *c, const char *tenant, const char *id, const
            PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
   PQclear(r);
   return Q_OK;
+}
+
+/* Step 1b, when a worker was indexing the document: its Upsert may still
+ * be on its way to the retriever, and would bring chunks back after the
+ * retirement. Once that call has returned, the worker's next write to its
+ * job (progress or finish) waits for this transaction's row lock; so wait,
+ * inside the transaction, until some session is blocked by us, or until
+ * the Upsert must have timed out (call_timeout_ms after the stage began),
+ * for at most budget_ms. Q_OK when it is safe to retire, Q_ETIMEDOUT when
+ * the budget ran out first. */
+static q_err_t wait_for_upsert(PGconn *c, int64_t indexing_ms, int call_timeout_ms,
+                               int budget_ms, char *err, size_t errlen) {
+  int64_t t0 = q_now_ms();
+  for (;;) {
+    int64_t waited = q_now_ms() - t0;
+    if (indexing_ms + waited > call_timeout_ms) {
+      q_log_info("delete: the indexing worker's call has timed out", "{s:I}", "waited_ms",
+                 (json_int_t)waited);
+      return Q_OK;
+    }
+    q_err_t rc = Q_OK;
+    PGresult *r = q_pg_query(c,
+                             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE "
+                             "pg_backend_pid() = ANY (pg_blocking_pids(pid)))",
+                             0, NULL, "waiting for the worker", &rc, err, errlen);
+    if (!r)
+      return rc;
+    bool blocked = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (blocked) {
+      q_log_info("delete: the indexing worker let go", "{s:I}", "waited_ms",
+                 (json_int_t)waited);
+      return Q_OK;
+    }
+    if (waited >= budget_ms)
+      return Q_ETIMEDOUT;
+    usleep(WAIT_POLL_MS * 1000);
+  }
 }
 
 /* Step 2: the retriever retires every chunk of the document. */
@@ -543,6 +594,17 @@ q_err_t lifecycle_delete_document(ingest_t *in, const char *tenant, const char *
   if (rc)
     goto done;
   rc = mark_deleted(c, tenant, id, by, res, err, errlen);
+  if (!rc && res->indexing_ms >= 0) {
+    rc = wait_for_upsert(c, res->indexing_ms, in->cfg.call_timeout_ms, retire_ms / 2, err,
+                         errlen);
+    if (rc == Q_ETIMEDOUT) {
+      snprintf(err, errlen,
+               "the document is being indexed and its worker did not let go in time; "
+               "nothing was deleted, try again");
+      rc = Q_EUNAVAIL;
+    }
+    retire_ms -= retire_ms / 2;
+  }
   if (!rc) {
     char why[256] = "";
     rc = retire_chunks(in, tenant, id, retire_ms, why, sizeof why);

@@ -16,6 +16,10 @@
  *      its own and stops; the update waits for this transaction first)
  *      and marks the document deleted (who, when; the external id moved
  *      aside);
+ *   1b. when a stopped job was indexing, its worker may have an Upsert on
+ *      the way; the delete waits (bounded) until that call has returned
+ *      (the worker's next write blocks on our row lock) or must have timed
+ *      out, else it rolls back (UNAVAILABLE, try again);
  *   2. while that transaction is still open, the retriever retires the
  *      document's chunks (Upsert with replace_doc_id and no chunks);
  *   3. the transaction commits only when the retriever said yes, else it
@@ -26,7 +30,9 @@
  *      undoes the delete).
  * The one window left: the commit itself failing after the retriever
  * retired the chunks. The document then stays listed, out of retrieval,
- * and a repeated DELETE completes it. */
+ * and a repeated DELETE completes it. (Step 1b takes any session our
+ * transaction blocks as the worker's; an upload of the same external id
+ * blocked at that moment could end the wait early.) */
 #ifndef QUARRY_INGESTION_LIFECYCLE_H
 #define QUARRY_INGESTION_LIFECYCLE_H
 
@@ -102,6 +108,8 @@ typedef struct delete_result {
   char deleted_at[40]; /* RFC 3339 */
   int jobs_stopped;
   int blobs_removed;
+  int64_t indexing_ms; /* a stopped job was indexing, this long since its last
+                          report; -1 when none was */
 } delete_result_t;
 
 /* Deletes a document of tenant as the file comment describes, calling the

@@ -277,6 +277,38 @@ class Delete(Case):
         if j.json["status"] == "failed":
             self.assertEqual(j.json["error"], "document deleted")
 
+    def test_delete_while_indexing(self):
+        """A large document deleted while its job is indexing (stage
+        "indexing", batches of chunks going to the retriever) → 204; the job
+        has ended; a moment later none of its chunks is found. (The race
+        this guards against, a batch landing after the retirement, is rare
+        even without the guard; ingestion's log shows the delete waiting for
+        the worker: "delete: the indexing worker let go".)"""
+        token = "zq" + uuid.uuid4().hex[:10]
+        para = ("The %s relay station logs pressure, humidity and wind on every "
+                "shift of the harbour crew. " % token) * 8 + "\n\n"
+        text = (para * 2000)[:1000000]
+        r = upload(text, title="Relay logs", filename="relay.md", api_key=self.writer)
+        self.assertStatus(r, 202)
+        doc, job = r.json["document_id"], r.json["job_id"]
+        stage = None
+        deadline = time.monotonic() + 60 * harness.slow()
+        while time.monotonic() < deadline:
+            j = call("GET", "/v1/jobs/" + job, key=self.writer).json
+            stage = (j["status"], j.get("stage"))
+            if j["status"] in ("done", "failed") or j.get("stage") == "indexing":
+                break
+            time.sleep(0.01)
+        r = call("DELETE", "/v1/documents/" + doc, key=self.writer, timeout=30)
+        self.assertStatus(r, 204)
+        print("\n    deleted while the job was %s/%s" % stage, flush=True)
+        j = call("GET", "/v1/jobs/" + job, key=self.writer).json
+        self.assertIn(j["status"], ("done", "failed"), j)
+        time.sleep(1.0)
+        q = harness.query("%s relay station pressure" % token, api_key=self.reader)
+        self.assertStatus(q, 200)
+        self.assertNotIn(doc, {c["document_id"] for c in q.json["citations"]}, repr(q))
+
     def test_retriever_down_keeps_document(self):
         """Retriever stopped → DELETE → 503 and the document stays; retriever
         back → DELETE → 204."""
