@@ -333,6 +333,9 @@ class Cli(Case):
         r = self.quarry("--json", "docs", "list", "-q", "BELLOWS", env=env)
         self.assertEqual([d["id"] for d in r.json()["documents"]], [ids["b.md"]], r)
 
+        r = self.quarry("docs", "show", ids["b.md"], env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"versions\s*\n  v1 +done ", r)
         r = self.quarry("docs", "rm", ids["a.md"], env=self.env(QUARRY_API_KEY=reader))
         self.assertEqual(r.rc, 3, r)
         r = self.quarry("docs", "rm", ids["a.md"], env=env)
