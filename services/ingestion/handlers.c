@@ -221,7 +221,7 @@ static int delete_document_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   delete_result_t res;
   rc = lifecycle_delete_document(ing, req->tenant_id, req->document_id, by, retire_ms,
                                  &res, err, sizeof err);
-  if (rc == Q_EUNAVAIL && strncmp(err, "retriever", 9) == 0) {
+  if (rc == Q_EUNAVAIL && res.refused) {
     q_log_warn("delete refused: retrieval side failed", "{s:s,s:s}", "document_id",
                req->document_id, "reason", err);
     q_grpc_ctx_errorf(ctx, "%s; the document was not deleted", err);

@@ -600,8 +600,9 @@ q_err_t lifecycle_delete_document(ingest_t *in, const char *tenant, const char *
     if (rc == Q_ETIMEDOUT) {
       snprintf(err, errlen,
                "the document is being indexed and its worker did not let go in time; "
-               "nothing was deleted, try again");
+               "try again");
       rc = Q_EUNAVAIL;
+      res->refused = true;
     }
     retire_ms -= retire_ms / 2;
   }
@@ -612,6 +613,7 @@ q_err_t lifecycle_delete_document(ingest_t *in, const char *tenant, const char *
       snprintf(err, errlen, "retriever could not retire the chunks: %s",
                why[0] ? why : q_strerror(rc));
       rc = Q_EUNAVAIL;
+      res->refused = true;
     }
   }
   if (!rc)

@@ -110,6 +110,8 @@ typedef struct delete_result {
   int blobs_removed;
   int64_t indexing_ms; /* a stopped job was indexing, this long since its last
                           report; -1 when none was */
+  bool refused;        /* Q_EUNAVAIL because the retrieval side could not
+                          go along (err is for the client); nothing changed */
 } delete_result_t;
 
 /* Deletes a document of tenant as the file comment describes, calling the
