@@ -54,11 +54,26 @@ async function json(method, path, body, key) {
   return res.json();
 }
 
-// Checks a key without side effects: a job id that cannot exist answers 404
-// to an accepted key and 401 to a refused one. Resolves when accepted.
-export async function checkKey(key) {
-  const res = await fetch('/v1/jobs/signin-check', { headers: auth(key), cache: 'no-store' });
-  if (res.status === 401 || res.status === 403 || res.status >= 500) throw await failure(res);
+// Who a key is (GET /v1/me): resolves to {tenant_id, key_id, key_name,
+// roles} when the key is accepted, throws the refusal otherwise.
+export const getMe = (key) => json('GET', '/v1/me', undefined, key);
+
+// One page of the tenant's documents. params: {q, content_type, state,
+// cursor, limit}; empty values are left out.
+export function listDocuments(params) {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) qs.set(k, String(v));
+  const s = qs.toString();
+  return json('GET', '/v1/documents' + (s ? '?' + s : ''));
+}
+
+export async function deleteDocument(id) {
+  const res = await fetch('/v1/documents/' + encodeURIComponent(id), {
+    method: 'DELETE',
+    headers: auth(),
+    cache: 'no-store',
+  });
+  if (!res.ok) throw await failure(res);
 }
 
 export const getJob = (id) => json('GET', '/v1/jobs/' + encodeURIComponent(id));

@@ -1,8 +1,10 @@
 // app.js - Quarry's web app: sign in with an API key, ask questions with
 // the answer streamed token by token, upload documents and watch their
-// jobs. Plain DOM, no framework; text from the server only ever goes in
+// jobs, list, search and delete the tenant's documents. Plain DOM, no framework; text from the server only ever goes in
 // through textContent.
-import { session, checkKey, getJob, sendFeedback, streamQuery, uploadFile } from './api.js';
+import {
+  session, getMe, getJob, sendFeedback, streamQuery, uploadFile, listDocuments, deleteDocument,
+} from './api.js';
 import { readEvents } from './sse.js';
 
 // What the built-in (extractive) answerer says when the passages hold no
@@ -41,11 +43,29 @@ function show(view) {
   }
   const focus = { signin: 'apikey', ask: 'question', docs: 'files' }[view];
   if (focus) $(focus).focus();
+  if (view === 'docs') loadDocs(docs.cursors[docs.page]);
 }
+
+// Who is signed in (GET /v1/me), shown in the header; its roles decide
+// whether documents can be deleted here (the server decides anyway).
+let me = null;
+
+function setMe(m) {
+  me = m;
+  $('whoami').textContent = m
+    ? (m.key_name || m.key_id) + ' · ' + m.tenant_id + ' (' + m.roles.join(', ') + ')'
+    : '';
+}
+
+const canDelete = () => !!me && (me.roles.includes('writer') || me.roles.includes('admin'));
 
 function signOut(message) {
   session.key = '';
+  setMe(null);
   $('apikey').value = '';
+  $('doc-rows').replaceChildren();
+  docs.cursors = [''];
+  docs.page = 0;
   // What this key saw is not for whoever signs in next in this tab.
   $('conversation').replaceChildren();
   $('uploads').replaceChildren();
@@ -74,7 +94,7 @@ $('signin-form').addEventListener('submit', async (e) => {
   const button = e.submitter || $('signin-form').querySelector('button');
   button.disabled = true;
   try {
-    await checkKey(key);
+    setMe(await getMe(key));
     session.key = key;
     $('apikey').value = '';
     show('ask');
@@ -346,7 +366,9 @@ async function upload(file) {
       return;
     }
     setState(item, 'queued', 'queued');
+    refreshDocs();
     await poll(item, r.job_id);
+    refreshDocs();
   } catch (err) {
     if (!handleAuth(err)) setState(item, 'failed', 'failed: ' + err.message);
   }
@@ -375,4 +397,135 @@ zone.addEventListener('drop', (e) => {
 window.addEventListener('dragover', (e) => e.preventDefault());
 window.addEventListener('drop', (e) => e.preventDefault());
 
-show(session.key ? 'ask' : 'signin');
+// ---- the document list ------------------------------------------------------
+// Pages follow the server's cursors; cursors[i] starts page i, so Previous
+// goes back without the server knowing about pages.
+const docs = { cursors: [''], page: 0, next: null, busy: false };
+const STATE_TEXT = { queued: 'queued', running: 'processing', done: 'done', failed: 'failed' };
+const TYPE_TEXT = {
+  'text/plain': 'Text', 'text/markdown': 'Markdown', 'text/html': 'HTML',
+  'application/xhtml+xml': 'XHTML', 'application/pdf': 'PDF',
+  'application/vnd.openxmlformats-officedocument.wordprocessingml.document': 'DOCX',
+};
+
+function filters() {
+  return { q: $('doc-q').value.trim(), content_type: $('doc-type').value, state: $('doc-state').value };
+}
+
+function docRow(d) {
+  const name = d.title || d.filename || d.id;
+  const title = el('td', { class: 'title' }, el('span', { text: name }));
+  if (d.filename && d.filename !== name) title.append(el('span', { class: 'help file', text: d.filename }));
+  const type = (d.content_type || '').split(';')[0];
+  const actions = el('td', { class: 'actions' });
+  if (canDelete())
+    actions.append(el('button', {
+      type: 'button', class: 'danger small', text: 'Delete',
+      'aria-label': 'Delete ' + name, onclick: () => confirmDelete(d, name),
+    }));
+  const created = d.created_at ? new Date(d.created_at) : null;
+  return el('tr', { 'data-id': d.id, 'data-state': d.status },
+    title,
+    el('td', { 'data-label': 'Type', text: TYPE_TEXT[type] || type }),
+    el('td', { 'data-label': 'State', class: 'state', text: STATE_TEXT[d.status] || d.status }),
+    el('td', { 'data-label': 'Version', text: String(d.version) }),
+    el('td', { 'data-label': 'Passages', text: String(d.chunk_count) }),
+    el('td', { 'data-label': 'Created' },
+      created ? el('time', { datetime: d.created_at, text: created.toLocaleString() }) : null),
+    actions);
+}
+
+// Loads the page starting at cursor; note (what just happened) stays shown.
+async function loadDocs(cursor, note = '') {
+  if (!session.key || docs.busy) return;
+  docs.busy = true;
+  const status = $('doc-status');
+  status.textContent = 'Loading…';
+  try {
+    const page = await listDocuments({ ...filters(), cursor, limit: 20 });
+    $('doc-rows').replaceChildren(...page.documents.map(docRow));
+    docs.next = page.next_cursor;
+    const f = filters();
+    const empty = page.documents.length ? ''
+      : (f.q || f.content_type || f.state ? 'No documents match.' : 'No documents yet.');
+    status.textContent = [note, empty].filter(Boolean).join(' ');
+  } catch (err) {
+    if (!handleAuth(err)) status.textContent = 'Cannot list documents: ' + err.message;
+  } finally {
+    docs.busy = false;
+    $('doc-prev').disabled = docs.page === 0;
+    $('doc-next').disabled = !docs.next;
+    $('doc-page').textContent = 'Page ' + (docs.page + 1);
+  }
+}
+
+// The first page again after an upload changed it (other pages keep still).
+function refreshDocs() {
+  if (docs.page === 0 && !$('view-docs').hidden) loadDocs('');
+}
+
+function firstPage() {
+  docs.cursors = [''];
+  docs.page = 0;
+  loadDocs('');
+}
+
+$('doc-filter').addEventListener('submit', (e) => {
+  e.preventDefault();
+  firstPage();
+});
+$('doc-type').addEventListener('change', firstPage);
+$('doc-state').addEventListener('change', firstPage);
+$('doc-next').addEventListener('click', () => {
+  if (!docs.next) return;
+  docs.page += 1;
+  docs.cursors[docs.page] = docs.next;
+  loadDocs(docs.next);
+});
+$('doc-prev').addEventListener('click', () => {
+  if (docs.page === 0) return;
+  docs.page -= 1;
+  loadDocs(docs.cursors[docs.page]);
+});
+
+// Asks in a modal dialog (Escape or Cancel keeps the document), then deletes.
+function confirmDelete(d, name) {
+  const dialog = $('confirm-delete');
+  $('confirm-text').textContent = '“' + name + '” (version ' + d.version + ') will be deleted.';
+  dialog.returnValue = '';
+  dialog.addEventListener('close', async () => {
+    if (dialog.returnValue !== 'delete') return;
+    const status = $('doc-status');
+    try {
+      await deleteDocument(d.id);
+      loadDocs(docs.cursors[docs.page], 'Deleted “' + name + '”.');
+    } catch (err) {
+      if (!handleAuth(err))
+        status.textContent = err.status === 404
+          ? '“' + name + '” was already deleted.'
+          : 'Cannot delete “' + name + '”: ' + err.message;
+    }
+  }, { once: true });
+  dialog.showModal();
+  $('confirm-cancel').focus();
+}
+
+// A key kept in this tab from earlier: ask who it is again.
+async function resume() {
+  if (!session.key) {
+    show('signin');
+    return;
+  }
+  try {
+    setMe(await getMe(session.key));
+    show('ask');
+  } catch (err) {
+    if (err.status === 401) signOut('Your API key was not accepted: ' + err.message);
+    else {
+      show('ask');
+      $('whoami').textContent = '';
+    }
+  }
+}
+
+resume();

@@ -767,8 +767,7 @@ def admin_key(stack):
     except OSError:
         key = ""
     if key:
-        code, _ = api(stack, "GET", "/v1/jobs/00000000-0000-0000-0000-000000000000",
-                      key=key)
+        code, _ = api(stack, "GET", "/v1/me", key=key)
         if code != 401:
             return key
     key = stack.create_key("default", "make-run-admin", ["admin"])
@@ -821,6 +820,9 @@ def print_box(stack, key):
     shown = os.path.relpath(sample, os.getcwd())
     if shown.startswith(".."):
         shown = sample
+    cli = os.path.relpath(os.path.join(stack.bin_dir, "quarry"), os.getcwd())
+    if cli.startswith(".."):
+        cli = os.path.join(stack.bin_dir, "quarry")
     lines = [
         "Quarry is running.",
         "",
@@ -839,6 +841,11 @@ def print_box(stack, key):
         "  curl -s '%s/v1/documents?title=My+notes' \\" % stack.url,
         "    -H \"Authorization: Bearer $KEY\" -H 'Content-Type: text/markdown' \\",
         "    --data-binary @%s" % shown,
+        "",
+        "Or with the command-line client, %s (docs/cli.md):" % cli,
+        "  export QUARRY_URL=%s QUARRY_API_KEY=$KEY" % stack.url,
+        "  %s ask \"What is the hotel limit per night in London?\"" % cli,
+        "  %s docs list" % cli,
         "",
         "Metrics: %s/metrics    Ctrl-C stops everything." % stack.url,
     ]

@@ -39,6 +39,13 @@ const q_pg_migration_t keystore_migrations[] = {
      "  revoked_at timestamptz\n"
      ");\n"
      "CREATE INDEX IF NOT EXISTS api_keys_tenant_idx ON api_keys (tenant_id);\n"},
+    /* Key management (ListApiKeys, RevokeApiKey): who revoked a key, and a
+     * keyset index for the newest-first list of a tenant's keys. */
+    {2, "api keys: revoked_by, list index",
+     "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS revoked_by text NOT NULL DEFAULT "
+     "'';\n"
+     "CREATE INDEX IF NOT EXISTS api_keys_tenant_list_idx ON api_keys (tenant_id, "
+     "created_at, id);\n"},
 };
 const size_t keystore_nmigrations =
     sizeof keystore_migrations / sizeof keystore_migrations[0];
@@ -280,4 +287,175 @@ q_err_t keystore_create(keystore_t *ks, const char *tenant, const char *name, in
 
 bool keystore_ping(keystore_t *ks, char *why, size_t whylen) {
   return q_pg_ping(ks->pool, why, whylen);
+}
+
+/* ---- key management ------------------------------------------------------ */
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static bool hex_lower(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+bool keystore_key_id_valid(const char *id) {
+  return id && strlen(id) == KEY_ID_LEN && hex_lower(id, KEY_ID_LEN);
+}
+
+q_err_t keystore_cursor_encode(const keystore_pos_t *pos, char *out, size_t outlen) {
+  if (pos->micros < 0 || !keystore_key_id_valid(pos->id) || outlen <= KEYSTORE_CURSOR_LEN)
+    return Q_EINVAL;
+  snprintf(out, outlen, "k1%016llx%s", (unsigned long long)pos->micros, pos->id);
+  return Q_OK;
+}
+
+q_err_t keystore_cursor_decode(const char *s, keystore_pos_t *pos) {
+  if (!s || strlen(s) != KEYSTORE_CURSOR_LEN || s[0] != 'k' || s[1] != '1' ||
+      !hex_lower(s + 2, KEYSTORE_CURSOR_LEN - 2))
+    return Q_EINVAL;
+  uint64_t v = 0;
+  for (int i = 2; i < 18; i++)
+    v = v << 4 | (uint64_t)(s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
+  if (v > (uint64_t)INT64_MAX)
+    return Q_EINVAL;
+  pos->micros = (int64_t)v;
+  memcpy(pos->id, s + 18, KEY_ID_LEN);
+  pos->id[KEY_ID_LEN] = '\0';
+  return Q_OK;
+}
+
+/* Fills an ApiKey message from row i of r (columns of KEY_COLS). */
+static q_err_t key_of_row(q_arena_t *a, PGresult *r, int i, Quarry__V1__ApiKey **out) {
+  Quarry__V1__ApiKey *k = q_arena_alloc(a, sizeof *k);
+  char **roles = q_arena_alloc(a, 3 * sizeof *roles);
+  if (!k || !roles)
+    return Q_ENOMEM;
+  quarry__v1__api_key__init(k);
+  k->id = q_arena_strdup(a, PQgetvalue(r, i, 0));
+  k->tenant_id = q_arena_strdup(a, PQgetvalue(r, i, 1));
+  k->name = q_arena_strdup(a, PQgetvalue(r, i, 2));
+  int mask = roles_from_list(PQgetvalue(r, i, 3));
+  for (int bit = ROLE_ADMIN; bit <= ROLE_READER; bit <<= 1)
+    if (mask & bit)
+      roles[k->n_roles++] = (char *)keys_role_name(bit);
+  k->roles = roles;
+  k->created_at = q_arena_strdup(a, PQgetvalue(r, i, 4));
+  k->revoked = !PQgetisnull(r, i, 5);
+  k->revoked_at = q_arena_strdup(a, PQgetisnull(r, i, 5) ? "" : PQgetvalue(r, i, 5));
+  if (!k->id || !k->tenant_id || !k->name || !k->created_at || !k->revoked_at)
+    return Q_ENOMEM;
+  *out = k;
+  return Q_OK;
+}
+
+// clang-format off
+#define KEY_COLS                                                                    \
+  "SELECT id, tenant_id, name, array_to_string(roles, ','), " TS("created_at")      \
+  ", CASE WHEN revoked_at IS NULL THEN NULL ELSE " TS("revoked_at") " END, "        \
+  "floor(extract(epoch FROM created_at) * 1000000)::bigint FROM api_keys "
+// clang-format on
+
+q_err_t keystore_list(keystore_t *ks, const char *tenant, const keystore_pos_t *after,
+                      int limit, q_arena_t *a, Quarry__V1__ListApiKeysResponse **out,
+                      char *err, size_t errlen) {
+  char micros[24], lim[16];
+  snprintf(micros, sizeof micros, "%lld", after ? (long long)after->micros : 0LL);
+  snprintf(lim, sizeof lim, "%d", limit + 1);
+  const char *params[4] = {tenant, lim, micros, after ? after->id : ""};
+  PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = Q_OK;
+  PGresult *r = q_pg_query(
+      c,
+      after ? KEY_COLS
+          "WHERE tenant_id = $1 AND (created_at, id) < ('epoch'::timestamptz "
+          "+ $3::bigint * interval '1 microsecond', $4) "
+          "ORDER BY created_at DESC, id DESC LIMIT $2::int"
+            : KEY_COLS "WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC "
+                       "LIMIT $2::int",
+      after ? 4 : 2, params, "listing api keys", &rc, err, errlen);
+  q_pg_release(ks->pool, c);
+  if (!r)
+    return rc;
+  int n = PQntuples(r) < limit ? PQntuples(r) : limit;
+  Quarry__V1__ListApiKeysResponse *resp = q_arena_alloc(a, sizeof *resp);
+  Quarry__V1__ApiKey **keys = q_arena_alloc(a, ((size_t)n + 1) * sizeof *keys);
+  if (!resp || !keys) {
+    PQclear(r);
+    return Q_ENOMEM;
+  }
+  quarry__v1__list_api_keys_response__init(resp);
+  resp->keys = keys;
+  resp->next_cursor = "";
+  for (int i = 0; i < n && !rc; i++)
+    rc = key_of_row(a, r, i, &keys[resp->n_keys++]);
+  if (!rc && PQntuples(r) > limit) {
+    keystore_pos_t pos;
+    pos.micros = strtoll(PQgetvalue(r, limit - 1, 6), NULL, 10);
+    snprintf(pos.id, sizeof pos.id, "%s", PQgetvalue(r, limit - 1, 0));
+    char buf[KEYSTORE_CURSOR_LEN + 1];
+    rc = keystore_cursor_encode(&pos, buf, sizeof buf) ? Q_EINTERNAL : Q_OK;
+    if (!rc && !(resp->next_cursor = q_arena_strdup(a, buf)))
+      rc = Q_ENOMEM;
+  }
+  PQclear(r);
+  if (rc)
+    return rc;
+  *out = resp;
+  return Q_OK;
+}
+
+q_err_t keystore_get(keystore_t *ks, const char *tenant, const char *key_id, q_arena_t *a,
+                     Quarry__V1__ApiKey **out, char *err, size_t errlen) {
+  const char *params[2] = {tenant, key_id};
+  PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = Q_OK;
+  PGresult *r = q_pg_query(c, KEY_COLS "WHERE tenant_id = $1 AND id = $2", 2, params,
+                           "reading api key", &rc, err, errlen);
+  q_pg_release(ks->pool, c);
+  if (!r)
+    return rc;
+  rc = PQntuples(r) == 1 ? key_of_row(a, r, 0, out) : Q_ENOTFOUND;
+  PQclear(r);
+  return rc;
+}
+
+/* Drops the cached result of key_id, so this instance refuses it at once. */
+static void cache_forget(keystore_t *ks, const char *key_id) {
+  if (!ks->cache)
+    return;
+  pthread_mutex_lock(&ks->mu);
+  cache_entry_t *e = &ks->cache[cache_slot(key_id)];
+  if (strcmp(e->principal.key_id, key_id) == 0)
+    memset(e, 0, sizeof *e);
+  pthread_mutex_unlock(&ks->mu);
+}
+
+q_err_t keystore_revoke(keystore_t *ks, const char *tenant, const char *key_id,
+                        const char *by, char *revoked_at, size_t revoked_at_len,
+                        char *err, size_t errlen) {
+  const char *params[3] = {tenant, key_id, by ? by : ""};
+  PGconn *c = q_pg_acquire(ks->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = Q_OK;
+  PGresult *r = q_pg_query(c,
+                           "UPDATE api_keys SET revoked_at = now(), revoked_by = $3 "
+                           "WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL "
+                           "RETURNING " TS("revoked_at"),
+                           3, params, "revoking api key", &rc, err, errlen);
+  q_pg_release(ks->pool, c);
+  if (!r)
+    return rc;
+  rc = PQntuples(r) == 1 ? Q_OK : Q_ENOTFOUND;
+  if (!rc)
+    snprintf(revoked_at, revoked_at_len, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  cache_forget(ks, key_id);
+  return rc;
 }

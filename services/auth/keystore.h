@@ -15,7 +15,9 @@
 #include "keys.h"
 #include "quarry/pg.h"
 #include "quarry/validate.h"
+#include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/v1/auth.pb-c.h"
 
 typedef struct keystore keystore_t;
 
@@ -61,6 +63,49 @@ q_err_t keystore_create_key(PGconn *c, const char *tenant, const char *name, int
 q_err_t keystore_create(keystore_t *ks, const char *tenant, const char *name, int roles,
                         char *key, size_t keylen, char id[KEY_ID_LEN + 1], char *err,
                         size_t errlen);
+
+/* A position in a tenant's newest-first key list: created_at in
+ * microseconds since the epoch and the key id. */
+typedef struct keystore_pos {
+  int64_t micros;
+  char id[KEY_ID_LEN + 1];
+} keystore_pos_t;
+
+/* Length of an encoded key cursor: "k1", 16 hex digits of micros, the key
+ * id (16 hex digits). */
+#define KEYSTORE_CURSOR_LEN (2 + 16 + KEY_ID_LEN)
+
+/* Whether id has the form of a key id (16 lower-case hex digits). */
+bool keystore_key_id_valid(const char *id);
+
+/* Writes pos as a cursor into out (outlen > KEYSTORE_CURSOR_LEN); Q_EINVAL
+ * for a bad position. */
+q_err_t keystore_cursor_encode(const keystore_pos_t *pos, char *out, size_t outlen);
+
+/* Reads a cursor keystore_cursor_encode wrote; Q_EINVAL for anything else
+ * (it comes from clients). */
+q_err_t keystore_cursor_decode(const char *s, keystore_pos_t *pos);
+
+/* One page of tenant's keys after *after (NULL: the newest first), at most
+ * limit, into a reply allocated from a (never a secret or its hash). 0, or
+ * Q_EUNAVAIL / Q_EINTERNAL / Q_ENOMEM with err. */
+q_err_t keystore_list(keystore_t *ks, const char *tenant, const keystore_pos_t *after,
+                      int limit, q_arena_t *a, Quarry__V1__ListApiKeysResponse **out,
+                      char *err, size_t errlen);
+
+/* One key of tenant. 0, Q_ENOTFOUND (unknown or another tenant's), or
+ * Q_EUNAVAIL / Q_EINTERNAL / Q_ENOMEM with err. */
+q_err_t keystore_get(keystore_t *ks, const char *tenant, const char *key_id, q_arena_t *a,
+                     Quarry__V1__ApiKey **out, char *err, size_t errlen);
+
+/* Revokes a working key of tenant, recording by and the time (written
+ * into revoked_at as RFC 3339); this instance's cache forgets the key at
+ * once (another auth instance's within its cache_ms). 0, Q_ENOTFOUND
+ * (unknown, another tenant's or already revoked), or Q_EUNAVAIL /
+ * Q_EINTERNAL with err. */
+q_err_t keystore_revoke(keystore_t *ks, const char *tenant, const char *key_id,
+                        const char *by, char *revoked_at, size_t revoked_at_len,
+                        char *err, size_t errlen);
 
 /* Whether the database answers (readiness); when not, why says why. */
 bool keystore_ping(keystore_t *ks, char *why, size_t whylen);

@@ -66,6 +66,14 @@ void authn_cache_clear(void) {
   pthread_mutex_unlock(&cache_mu);
 }
 
+void authn_cache_forget_key(const char *key_id) {
+  pthread_mutex_lock(&cache_mu);
+  for (size_t i = 0; i < AUTHN_CACHE_SLOTS; i++)
+    if (cache[i].hash[0] && strcmp(cache[i].principal.key_id, key_id) == 0)
+      memset(&cache[i], 0, sizeof cache[i]);
+  pthread_mutex_unlock(&cache_mu);
+}
+
 static q_err_t key_ok(const char *k, size_t n, char *err, size_t errlen) {
   if (n == 0) {
     snprintf(err, errlen, "empty API key");
@@ -177,6 +185,13 @@ q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeo
                     errlen)) ||
       (rc = copy_id(p.key_id, Q_LIMIT_KEY_ID_BYTES, pr->key_id, "key id", err, errlen)))
     goto done;
+  for (size_t i = 0; i < pr->n_roles; i++) {
+    const char *role = pr->roles[i] ? pr->roles[i] : "";
+    p.roles |= strcmp(role, "admin") == 0    ? GW_ROLE_ADMIN
+               : strcmp(role, "writer") == 0 ? GW_ROLE_WRITER
+               : strcmp(role, "reader") == 0 ? GW_ROLE_READER
+                                             : 0u;
+  }
   cache_put(hash, &p);
   *out = p;
 done:

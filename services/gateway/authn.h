@@ -5,8 +5,9 @@
  * Principals the auth service vouched for are cached for AUTHN_TTL_MS,
  * keyed by the SHA-256 of the key (the key itself is never kept), in a
  * fixed-size table so the cache cannot grow without bound. Rejections are
- * not cached, so a key created a moment ago works at once; a revoked key
- * keeps working for at most AUTHN_TTL_MS. */
+ * not cached, so a key created a moment ago works at once. A key revoked
+ * through this gateway stops at once (authn_cache_forget_key); through
+ * another instance, it keeps working here for at most AUTHN_TTL_MS. */
 #ifndef QUARRY_GW_AUTHN_H
 #define QUARRY_GW_AUTHN_H
 
@@ -34,7 +35,13 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
 q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
                         gw_principal_t *out, int *cached, char *err, size_t errlen);
 
-/* Empties the cache (tests, and a place to hook key revocation). */
+/* Empties the cache (tests). */
 void authn_cache_clear(void);
+
+/* Drops every cached principal of API key key_id: DELETE /v1/keys/{id}
+ * calls it once auth has revoked the key, so this gateway refuses the key
+ * from its next request on. Other gateway instances forget it within
+ * AUTHN_TTL_MS (docs/operations.md). Thread-safe. */
+void authn_cache_forget_key(const char *key_id);
 
 #endif

@@ -1,7 +1,8 @@
-/* documents.c - the REST reads of ingestion's state (GET /v1/documents/{id},
- * GET /v1/jobs/{id}) and POST /v1/feedback. The tenant always comes from
- * the caller's principal, never from the request, so one tenant can neither
- * read nor rate another's documents. */
+/* documents.c - the REST face of ingestion's state: GET /v1/documents (the
+ * list), GET and DELETE /v1/documents/{id}, GET /v1/jobs and
+ * /v1/jobs/{id}, and POST /v1/feedback. The tenant always comes from the
+ * caller's principal, never from the request, so one tenant can neither
+ * list, read, delete nor rate another's documents. */
 #include <jansson.h>
 #include <limits.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "handlers.h"
 #include "http_util.h"
+#include "params.h"
 
 static json_t *text_json(const char *s) {
   return http_json_text(s ? s : "", s ? strlen(s) : 0);
@@ -59,6 +61,39 @@ static void reply_lookup_error(gw_req_t *r, const char *what, int rc,
     http_reply_downstream(r, "ingestion", rc, detail);
 }
 
+/* A document as the REST API shows it (lists and GET /v1/documents/{id}). */
+static json_t *document_json(const Quarry__V1__Document *d) {
+  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:o,s:o,s:i,s:o,s:o,s:o}", "id",
+                   text_json(d->id), "title", text_json(d->title), "filename",
+                   text_json(d->filename), "content_type", text_json(d->content_type),
+                   "external_id", text_json(d->external_id), "version", (int)d->version,
+                   "size_bytes", (json_int_t)d->size_bytes, "sha256",
+                   text_json(d->sha256), "status", text_json(d->status), "chunk_count",
+                   (int)d->chunk_count, "job_id", text_json(d->job_id), "created_at",
+                   text_json(d->created_at), "updated_at", text_json(d->updated_at));
+}
+
+/* A job as the REST API shows it. */
+static json_t *job_json(const Quarry__V1__Job *j) {
+  /* stage_ms: {"extracting": 12, ...} in stage order. */
+  json_t *stage_ms = json_object();
+  for (size_t i = 0; stage_ms && i < j->n_stage_ms; i++)
+    if (j->stage_ms[i] && j->stage_ms[i]->stage && j->stage_ms[i]->stage[0])
+      json_object_set_new(stage_ms, j->stage_ms[i]->stage,
+                          json_integer((json_int_t)j->stage_ms[i]->ms));
+  return stage_ms
+             ? json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:o,s:o,s:o,s:{s:i,s:i},s:o,s:i}",
+                         "id", text_json(j->id), "document_id", text_json(j->document_id),
+                         "status", text_json(j->status), "error", text_json(j->error),
+                         "chunk_count", (int)j->chunk_count, "attempts", (int)j->attempts,
+                         "created_at", text_json(j->created_at), "updated_at",
+                         text_json(j->updated_at), "stage", text_json(j->stage),
+                         "progress", "done", (int)j->progress_done, "total",
+                         (int)j->progress_total, "stage_ms", stage_ms,
+                         "dependency_retries", (int)j->dependency_retries)
+             : NULL;
+}
+
 void documents_get(gw_req_t *r) {
   if (!id_ok(r->param)) {
     http_reply_error(r, Q_ENOTFOUND, "document not found");
@@ -80,14 +115,22 @@ void documents_get(gw_req_t *r) {
     reply_lookup_error(r, "document", rc, err);
     return;
   }
-  json_t *body = json_pack(
-      "{s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:o,s:o,s:i,s:o,s:o,s:o}", "id", text_json(d->id),
-      "title", text_json(d->title), "filename", text_json(d->filename), "content_type",
-      text_json(d->content_type), "external_id", text_json(d->external_id), "version",
-      (int)d->version, "size_bytes", (json_int_t)d->size_bytes, "sha256",
-      text_json(d->sha256), "status", text_json(d->status), "chunk_count",
-      (int)d->chunk_count, "job_id", text_json(d->job_id), "created_at",
-      text_json(d->created_at), "updated_at", text_json(d->updated_at));
+  json_t *body = document_json(d);
+  json_t *versions = json_array();
+  for (size_t i = 0; body && versions && i < d->n_versions; i++) {
+    const Quarry__V1__DocumentVersion *v = d->versions[i];
+    json_array_append_new(
+        versions,
+        json_pack("{s:i,s:o,s:o,s:I,s:o,s:o,s:o,s:o}", "version", (int)v->version,
+                  "filename", text_json(v->filename), "content_type",
+                  text_json(v->content_type), "size_bytes", (json_int_t)v->size_bytes,
+                  "sha256", text_json(v->sha256), "created_at", text_json(v->created_at),
+                  "job_id", text_json(v->job_id), "status", text_json(v->status)));
+  }
+  if (body && versions)
+    json_object_set_new(body, "versions", versions);
+  else
+    json_decref(versions);
   if (!body) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
     return;
@@ -116,29 +159,153 @@ void jobs_get(gw_req_t *r) {
     reply_lookup_error(r, "job", rc, err);
     return;
   }
-  /* stage_ms: {"extracting": 12, ...} in stage order. */
-  json_t *stage_ms = json_object();
-  for (size_t i = 0; stage_ms && i < j->n_stage_ms; i++)
-    if (j->stage_ms[i] && j->stage_ms[i]->stage && j->stage_ms[i]->stage[0])
-      json_object_set_new(stage_ms, j->stage_ms[i]->stage,
-                          json_integer((json_int_t)j->stage_ms[i]->ms));
-  json_t *body =
-      stage_ms
-          ? json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:o,s:o,s:o,s:{s:i,s:i},s:o,s:i}", "id",
-                      text_json(j->id), "document_id", text_json(j->document_id),
-                      "status", text_json(j->status), "error", text_json(j->error),
-                      "chunk_count", (int)j->chunk_count, "attempts", (int)j->attempts,
-                      "created_at", text_json(j->created_at), "updated_at",
-                      text_json(j->updated_at), "stage", text_json(j->stage), "progress",
-                      "done", (int)j->progress_done, "total", (int)j->progress_total,
-                      "stage_ms", stage_ms, "dependency_retries",
-                      (int)j->dependency_retries)
-          : NULL;
+  json_t *body = job_json(j);
   if (!body) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
     return;
   }
   http_reply_json(r, 200, body);
+}
+
+/* ---- lists and delete ---------------------------------------------------- */
+
+static const char *const states[] = {"queued", "running", "done", "failed", NULL};
+
+/* Maps a failed list or delete call: ingestion's INVALID_ARGUMENT names
+ * the parameter ("cursor: ..."), so it goes to the client as a 400. */
+static void reply_call_error(gw_req_t *r, int rc, const char *err) {
+  if (rc == Q_EINVAL)
+    http_reply_error(r, Q_EINVAL, "parameter %s", err[0] ? err : "invalid");
+  else
+    http_reply_downstream(r, "ingestion", rc, err);
+}
+
+/* {"<key>": [items], "next_cursor": "..." or null}; takes items. */
+static void reply_page(gw_req_t *r, const char *key, json_t *items, const char *next) {
+  json_t *body = items ? json_pack("{s:o,s:o}", key, items, "next_cursor",
+                                   next && *next ? json_string(next) : json_null())
+                       : NULL;
+  if (!body)
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+  else
+    http_reply_json(r, 200, body);
+}
+
+void documents_list(gw_req_t *r) {
+  static const char *const allowed[] = {"limit",          "cursor", "q",
+                                        "content_type",   "state",  "created_after",
+                                        "created_before", NULL};
+  Quarry__V1__ListDocumentsRequest req = QUARRY__V1__LIST_DOCUMENTS_REQUEST__INIT;
+  int limit;
+  const char *cursor, *q, *ctype, *state, *after, *before;
+  if (params_only(r, allowed) ||
+      params_int(r, "limit", Q_LIMIT_LIST_ITEMS_DEFAULT, 1, Q_LIMIT_LIST_ITEMS_MAX,
+                 &limit) ||
+      params_text(r, "cursor", Q_LIMIT_CURSOR_BYTES, &cursor) ||
+      params_text(r, "q", Q_LIMIT_TITLE_BYTES, &q) ||
+      params_text(r, "content_type", Q_LIMIT_MEDIA_TYPE_BYTES, &ctype) ||
+      params_enum(r, "state", states, &state) ||
+      params_text(r, "created_after", 40, &after) ||
+      params_text(r, "created_before", 40, &before))
+    return;
+  q_grpc_call_opts_t opts;
+  if (call_opts(r, 1, &opts))
+    return;
+  req.tenant_id = r->principal.tenant_id;
+  req.limit = limit;
+  req.cursor = (char *)cursor;
+  req.q = (char *)q;
+  req.content_type = (char *)ctype;
+  req.state = (char *)state;
+  req.created_after = (char *)after;
+  req.created_before = (char *)before;
+  Quarry__V1__ListDocumentsResponse *resp = NULL;
+  char err[512] = "";
+  int rc = q_rpc_ingestion_list_documents(q_grpc_channel(r->cfg->ingestion_addr), &req,
+                                          &resp, r->arena, &opts, err, sizeof err);
+  if (rc == 0 && !resp)
+    rc = Q_EINTERNAL;
+  if (rc) {
+    reply_call_error(r, rc, err);
+    return;
+  }
+  json_t *items = json_array();
+  for (size_t i = 0; items && i < resp->n_documents; i++)
+    if (json_array_append_new(items, document_json(resp->documents[i]))) {
+      json_decref(items);
+      items = NULL;
+    }
+  reply_page(r, "documents", items, resp->next_cursor);
+}
+
+void jobs_list(gw_req_t *r) {
+  static const char *const allowed[] = {"limit", "cursor", "state", "document_id", NULL};
+  Quarry__V1__ListJobsRequest req = QUARRY__V1__LIST_JOBS_REQUEST__INIT;
+  int limit;
+  const char *cursor, *state, *doc;
+  if (params_only(r, allowed) ||
+      params_int(r, "limit", Q_LIMIT_LIST_ITEMS_DEFAULT, 1, Q_LIMIT_LIST_ITEMS_MAX,
+                 &limit) ||
+      params_text(r, "cursor", Q_LIMIT_CURSOR_BYTES, &cursor) ||
+      params_enum(r, "state", states, &state) ||
+      params_text(r, "document_id", Q_LIMIT_DOCUMENT_ID_BYTES, &doc))
+    return;
+  if (*doc && !id_ok(doc)) {
+    http_reply_error(r, Q_EINVAL, "parameter \"document_id\" must be a document id");
+    return;
+  }
+  q_grpc_call_opts_t opts;
+  if (call_opts(r, 1, &opts))
+    return;
+  req.tenant_id = r->principal.tenant_id;
+  req.limit = limit;
+  req.cursor = (char *)cursor;
+  req.state = (char *)state;
+  req.document_id = (char *)doc;
+  Quarry__V1__ListJobsResponse *resp = NULL;
+  char err[512] = "";
+  int rc = q_rpc_ingestion_list_jobs(q_grpc_channel(r->cfg->ingestion_addr), &req, &resp,
+                                     r->arena, &opts, err, sizeof err);
+  if (rc == 0 && !resp)
+    rc = Q_EINTERNAL;
+  if (rc) {
+    reply_call_error(r, rc, err);
+    return;
+  }
+  json_t *items = json_array();
+  for (size_t i = 0; items && i < resp->n_jobs; i++)
+    if (json_array_append_new(items, job_json(resp->jobs[i]))) {
+      json_decref(items);
+      items = NULL;
+    }
+  reply_page(r, "jobs", items, resp->next_cursor);
+}
+
+void documents_delete(gw_req_t *r) {
+  if (params_require_role(r, GW_ROLE_WRITER | GW_ROLE_ADMIN, "deleting a document"))
+    return;
+  if (!id_ok(r->param)) {
+    http_reply_error(r, Q_ENOTFOUND, "document not found");
+    return;
+  }
+  /* Not retried by the adapter: ingestion either deleted the document or
+   * changed nothing, and a retry after a lost reply would say 404. */
+  q_grpc_call_opts_t opts;
+  if (call_opts(r, 0, &opts))
+    return;
+  Quarry__V1__DeleteDocumentRequest req = QUARRY__V1__DELETE_DOCUMENT_REQUEST__INIT;
+  req.tenant_id = r->principal.tenant_id;
+  req.document_id = r->param;
+  req.deleted_by = r->principal.user_id;
+  Quarry__V1__DeleteDocumentResponse *resp = NULL;
+  char err[512] = "";
+  int rc = q_rpc_ingestion_delete_document(q_grpc_channel(r->cfg->ingestion_addr), &req,
+                                           &resp, r->arena, &opts, err, sizeof err);
+  if (rc) {
+    reply_lookup_error(r, "document", rc, err);
+    return;
+  }
+  http_reply_raw(r, 204, NULL, NULL, 0);
 }
 
 /* Validates "chunk_ids" (absent, null or an array of short strings) into

@@ -76,7 +76,11 @@ typedef struct gw_principal {
   char tenant_id[Q_LIMIT_TENANT_ID_BYTES + 1];
   char user_id[Q_LIMIT_USER_ID_BYTES + 1];
   char key_id[Q_LIMIT_KEY_ID_BYTES + 1];
+  unsigned roles; /* GW_ROLE_* bits the auth service granted */
 } gw_principal_t;
+
+/* The roles of a principal (auth's "admin", "writer", "reader"). */
+enum { GW_ROLE_ADMIN = 1, GW_ROLE_WRITER = 2, GW_ROLE_READER = 4 };
 
 typedef struct route route_t;
 typedef struct gw_req gw_req_t;

@@ -35,9 +35,18 @@ void models_get(gw_req_t *r);
 
 /* documents.c: reads through ingestion, feedback through the feedback
  * service. */
-void documents_get(gw_req_t *r); /* GET /v1/documents/{id} */
-void jobs_get(gw_req_t *r);      /* GET /v1/jobs/{id} */
-void feedback_post(gw_req_t *r); /* POST /v1/feedback */
+void documents_list(gw_req_t *r);   /* GET /v1/documents */
+void documents_get(gw_req_t *r);    /* GET /v1/documents/{id} (with its versions) */
+void documents_delete(gw_req_t *r); /* DELETE /v1/documents/{id}: writer or admin */
+void jobs_list(gw_req_t *r);        /* GET /v1/jobs */
+void jobs_get(gw_req_t *r);         /* GET /v1/jobs/{id} */
+void feedback_post(gw_req_t *r);    /* POST /v1/feedback */
+
+/* keys.c: who the caller is and the tenant's API keys (admin only). */
+void me_get(gw_req_t *r);      /* GET /v1/me */
+void keys_list(gw_req_t *r);   /* GET /v1/keys */
+void keys_create(gw_req_t *r); /* POST /v1/keys */
+void keys_revoke(gw_req_t *r); /* DELETE /v1/keys/{id} */
 
 /* upload.c: POST /v1/documents, streamed to ingestion's Upload. */
 extern const stream_ops_t upload_ops;

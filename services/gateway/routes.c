@@ -7,8 +7,15 @@
 
 const route_t gw_routes[] = {
     {"POST", "/v1/documents", BODY_STREAM, 0, NULL, &upload_ops},
+    {"GET", "/v1/documents", BODY_NONE, 0, documents_list, NULL},
     {"GET", "/v1/documents/{id}", BODY_NONE, 0, documents_get, NULL},
+    {"DELETE", "/v1/documents/{id}", BODY_NONE, 0, documents_delete, NULL},
+    {"GET", "/v1/jobs", BODY_NONE, 0, jobs_list, NULL},
     {"GET", "/v1/jobs/{id}", BODY_NONE, 0, jobs_get, NULL},
+    {"GET", "/v1/me", BODY_NONE, 0, me_get, NULL},
+    {"GET", "/v1/keys", BODY_NONE, 0, keys_list, NULL},
+    {"POST", "/v1/keys", BODY_JSON, 0, keys_create, NULL},
+    {"DELETE", "/v1/keys/{id}", BODY_NONE, 0, keys_revoke, NULL},
     {"POST", "/v1/query", BODY_JSON, 0, query_post, NULL},
     {"POST", "/v1/chat/completions", BODY_JSON, 0, chat_completions_post, NULL},
     {"GET", "/v1/models", BODY_NONE, 0, models_get, NULL},

@@ -132,6 +132,71 @@ const q_pg_migration_t docstore_migrations[] = {
      "CREATE TRIGGER jobs_queued_notify AFTER INSERT OR UPDATE OF status ON jobs\n"
      "  FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION "
      "quarry_jobs_notify();\n"},
+    /* Document life cycle (lifecycle.c): deletion is recorded, not erased
+     * (deleted_at, deleted_by; the external id moves aside so a later
+     * upload with it starts a new document); every version is kept in
+     * document_versions by a trigger, so the upload path needs no change;
+     * keyset indexes keep the lists fast on millions of rows. */
+    {5, "documents: deletion, versions, list indexes",
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS deleted_at timestamptz;\n"
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS deleted_by text NOT NULL "
+     "DEFAULT '';\n"
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS deleted_external_id text NOT "
+     "NULL DEFAULT '';\n"
+     "CREATE INDEX IF NOT EXISTS documents_tenant_list_idx ON documents (tenant_id, "
+     "created_at, id) WHERE deleted_at IS NULL;\n"
+     "CREATE INDEX IF NOT EXISTS jobs_tenant_list_idx ON jobs (tenant_id, created_at, "
+     "id);\n"
+     "CREATE INDEX IF NOT EXISTS jobs_document_list_idx ON jobs (document_id, "
+     "created_at, id);\n"
+     "CREATE TABLE IF NOT EXISTS document_versions (\n"
+     "  document_id uuid NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+     "  version integer NOT NULL,\n"
+     "  filename text NOT NULL,\n"
+     "  content_type text NOT NULL,\n"
+     "  size_bytes bigint NOT NULL,\n"
+     "  sha256 text NOT NULL,\n"
+     "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "  PRIMARY KEY (document_id, version)\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS document_versions_sha_idx ON document_versions "
+     "(sha256);\n"
+     "INSERT INTO document_versions (document_id, version, filename, content_type, "
+     "size_bytes, sha256, created_at) SELECT id, version, filename, content_type, "
+     "size_bytes, sha256, updated_at FROM documents ON CONFLICT DO NOTHING;\n"
+     "CREATE OR REPLACE FUNCTION quarry_document_version() RETURNS trigger AS $$\n"
+     "BEGIN\n"
+     "  INSERT INTO document_versions (document_id, version, filename, content_type,\n"
+     "    size_bytes, sha256) VALUES (NEW.id, NEW.version, NEW.filename,\n"
+     "    NEW.content_type, NEW.size_bytes, NEW.sha256) ON CONFLICT DO NOTHING;\n"
+     "  RETURN NULL;\n"
+     "END $$ LANGUAGE plpgsql;\n"
+     "DROP TRIGGER IF EXISTS documents_version_kept ON documents;\n"
+     "CREATE TRIGGER documents_version_kept AFTER INSERT OR UPDATE OF version ON "
+     "documents\n"
+     "  FOR EACH ROW EXECUTE FUNCTION quarry_document_version();\n"},
+    /* GET /v1/documents?q=: trigram indexes make a substring search of
+     * titles and file names an index lookup instead of a scan of the
+     * tenant's rows. pg_trgm ships with PostgreSQL and is a trusted
+     * extension (the database owner may create it); where it is missing or
+     * may not be created, the migration still succeeds and q scans. */
+    {6, "documents: trigram indexes for q (when pg_trgm is available)",
+     "DO $$\n"
+     "BEGIN\n"
+     "  IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN\n"
+     "    BEGIN\n"
+     "      CREATE EXTENSION IF NOT EXISTS pg_trgm;\n"
+     "    EXCEPTION WHEN insufficient_privilege THEN\n"
+     "      RAISE NOTICE 'pg_trgm may not be created: q scans';\n"
+     "    END;\n"
+     "  END IF;\n"
+     "  IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN\n"
+     "    EXECUTE 'CREATE INDEX IF NOT EXISTS documents_title_trgm_idx ON documents "
+     "USING gin (lower(title) gin_trgm_ops) WHERE deleted_at IS NULL';\n"
+     "    EXECUTE 'CREATE INDEX IF NOT EXISTS documents_filename_trgm_idx ON documents "
+     "USING gin (lower(filename) gin_trgm_ops) WHERE deleted_at IS NULL';\n"
+     "  END IF;\n"
+     "END $$;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -444,7 +509,7 @@ q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
   "SELECT id, tenant_id, title, filename, content_type, external_id, version, "     \
   "size_bytes, sha256, status, chunk_count, " TS("created_at") ", "                  \
   TS("updated_at") ", COALESCE(job_id::text, '') "                                  \
-  "FROM documents WHERE id = $1::uuid AND tenant_id = $2"
+  "FROM documents WHERE id = $1::uuid AND tenant_id = $2 AND deleted_at IS NULL"
 #define SQL_GET_JOB                                                                 \
   "SELECT id, document_id, status, error, chunk_count, attempts, "                  \
   TS("created_at") ", " TS("updated_at") ", stage, progress_done, "                 \

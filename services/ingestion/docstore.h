@@ -4,6 +4,9 @@
  *   documents - one row per document, updated in place: version counts up
  *               with each changed upload; status mirrors its latest job.
  *   jobs      - one row per processing run of a document version; the queue.
+ *   document_versions - every version of a document (migration 5's
+ *               trigger on documents; read by lifecycle.c). A deleted
+ *               document keeps its documents row (deleted_at, deleted_by).
  *   upload_keys - one row per (tenant, Idempotency-Key) of a keyed upload:
  *               what the upload was (its fingerprint) and what it produced,
  *               until expires_at. Written in the upload's own transaction.

@@ -44,10 +44,9 @@ const foreign = [];
 const page = context.pages()[0] || await context.newPage();
 page.setDefaultTimeout(20000);
 page.on('console', (m) => {
-  // The sign-in check's expected refusals (401 for the bad key, 404 for the
-  // job id that cannot exist) are logged by Chromium as failed loads.
-  const expected = /status of (401|404) /.test(m.text()) &&
-    /\/v1\/jobs\/signin-check$/.test(m.location().url || '');
+  // The sign-in's expected refusal (401 for the bad key) is logged by
+  // Chromium as a failed load.
+  const expected = /status of 401 /.test(m.text()) && /\/v1\/me$/.test(m.location().url || '');
   if (m.type() === 'error' && !expected) problems.push('console: ' + m.text() + ' ' + (m.location().url || ''));
 });
 page.on('pageerror', (e) => problems.push('page error: ' + e.message));
@@ -94,6 +93,43 @@ try {
   await expect(page.locator('#uploads progress').evaluateAll((ps) => ps.every((p) => p.value === 100)),
     'every progress bar full');
   await page.screenshot({ path: join(shots, 'web-documents.png') });
+
+  step('the document list: every upload listed, search, delete with confirmation');
+  const rows = page.locator('#doc-rows tr');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await rows.filter({ hasText: 'dropped-notes.txt' }).waitFor();
+  for (const f of files) {
+    const name = f.split('/').pop();
+    await expect(rows.filter({ hasText: name }).count().then((n) => n >= 1), name + ' is listed');
+  }
+  await page.getByLabel('Title or file name').fill('DROPPED-NOTES');
+  await page.getByLabel('Title or file name').press('Enter');
+  await page.waitForFunction(() => document.querySelectorAll('#doc-rows tr').length === 1);
+  await expect(rows.first().textContent().then((t) => t.includes('dropped-notes.txt')), 'the search finds it');
+  await page.getByLabel('State').selectOption('failed');
+  await page.locator('#doc-status').filter({ hasText: 'No documents match' }).waitFor();
+  await page.getByLabel('State').selectOption('done');
+  await rows.filter({ hasText: 'dropped-notes.txt' }).waitFor();
+  // Keyboard: Tab to the row's Delete button, Enter opens the dialog; Escape keeps it.
+  const del = rows.first().getByRole('button', { name: /^Delete / });
+  await del.focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#confirm-delete[open]').waitFor();
+  await page.screenshot({ path: join(shots, 'web-delete-confirm.png') });
+  await page.keyboard.press('Escape');
+  await page.locator('#confirm-delete:not([open])').waitFor({ state: 'attached' });
+  await expect(rows.count().then((n) => n === 1), 'Escape keeps the document');
+  await del.click();
+  await page.locator('#confirm-ok').click();
+  await page.locator('#doc-status').filter({ hasText: 'Deleted' }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#doc-rows tr').length === 0);
+  await page.getByLabel('Title or file name').fill('');
+  await page.getByLabel('State').selectOption('');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await rows.first().waitFor();
+  await expect(rows.filter({ hasText: 'dropped-notes.txt' }).count().then((n) => n === 0),
+    'the deleted document is gone from the list');
+  await page.screenshot({ path: join(shots, 'web-doclist.png') });
 
   step('ask: streamed answer with a citation');
   await page.getByRole('button', { name: 'Ask' , exact: true }).first().click();
@@ -146,6 +182,11 @@ try {
   await page.setViewportSize({ width: 375, height: 800 });
   await expect(page.evaluate(() => document.documentElement.scrollWidth <= 375), 'no horizontal scrolling');
   await page.screenshot({ path: join(shots, 'web-phone.png') });
+  await page.getByRole('button', { name: 'Documents' }).click();
+  await rows.first().waitFor();
+  await expect(page.evaluate(() => document.documentElement.scrollWidth <= 375),
+    'no horizontal scrolling in the document list');
+  await page.screenshot({ path: join(shots, 'web-phone-documents.png'), fullPage: true });
 
   await expect(foreign.length === 0, 'no third-party requests: ' + foreign.join(' '));
   await expect(problems.length === 0, 'no console or page errors: ' + problems.join(' | '));

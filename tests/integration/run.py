@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 # Order matters only in that disruptive cases (restarts) come last.
-MODULES = ["test_health", "test_errors", "test_documents", "test_formats", "test_query",
-           "test_answers",
+MODULES = ["test_health", "test_errors", "test_documents", "test_lifecycle", "test_formats",
+           "test_query", "test_answers",
            "test_events", "test_metrics", "test_interop", "test_openai", "test_stream",
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_concurrency",
            "test_resilience", "test_rerank"]

@@ -1,8 +1,8 @@
 """The command-line client, build/bin/quarry, against the real stack: ingest
 a folder of mixed files (some refused, one whose job fails), run it again
 and see what was loaded skipped, ask with and without --json, show
-documents and jobs, and the error cases (bad key, server down, endpoints
-the server does not have yet, Ctrl-C and resume)."""
+documents and jobs, list and delete documents, list jobs, manage keys, and
+the error cases (bad key, server down, roles, Ctrl-C and resume)."""
 
 import json
 import os
@@ -307,15 +307,81 @@ class Cli(Case):
         self.assertEqual(r.rc, 4, r)
         self.assertIn("cannot reach", r.json()["items"][0]["error"])
 
-    def test_commands_the_server_cannot_serve_yet(self):
-        """docs list, jobs, keys ... → exit 69 naming the missing endpoint."""
-        for args, endpoint in ((["docs", "list"], "GET /v1/documents"),
-                               (["jobs"], "GET /v1/jobs"),
-                               (["keys", "list"], "GET /v1/keys")):
-            r = self.quarry(*args)
-            self.assertEqual(r.rc, 69, r)
-            self.assertIn("not supported by this server yet (needs %s" % endpoint, r.err)
+    def test_docs_list_and_rm(self):
+        """quarry docs list (one page, --all, -q, --json) and docs rm against a
+        tenant of its own: rm → exit 0, the document gone from the list and
+        `docs show` (exit 1); rm again → exit 1; a reader key → exit 3."""
+        tenant = "itest-cli-docs-" + uuid.uuid4().hex[:6]
+        st = harness.stack()
+        admin = st.create_key(tenant, "cli-admin", ["admin"])
+        reader = st.create_key(tenant, "cli-reader", ["reader"])
+        env = self.env(QUARRY_API_KEY=admin)
+        name = self.folder({"a.md": b"# Anvil care\n\nOil the anvil face.\n",
+                            "b.md": b"# Bellows repair\n\nPatch the leather.\n",
+                            "c.md": b"# Coal storage\n\nKeep coal dry.\n"})
+        r = self.quarry("--json", "ingest", name, env=env)
+        self.assertEqual(r.rc, 0, r)
+        ids = {os.path.basename(i["path"]): i["document_id"] for i in r.json()["items"]}
 
+        r = self.quarry("docs", "list", "--limit", "2", env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(r.out.strip().splitlines()), 3, r)   # heading + 2 rows
+        self.assertIn("more: --cursor ", r.err)
+        r = self.quarry("--json", "docs", "list", "--all", "--limit", "1", env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(sorted(d["id"] for d in r.json()["documents"]), sorted(ids.values()))
+        r = self.quarry("--json", "docs", "list", "-q", "BELLOWS", env=env)
+        self.assertEqual([d["id"] for d in r.json()["documents"]], [ids["b.md"]], r)
+
+        r = self.quarry("docs", "show", ids["b.md"], env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"versions\s*\n  v1 +done ", r)
+        r = self.quarry("docs", "rm", ids["a.md"], env=self.env(QUARRY_API_KEY=reader))
+        self.assertEqual(r.rc, 3, r)
+        r = self.quarry("docs", "rm", ids["a.md"], env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("deleted document " + ids["a.md"], r.out)
+        r = self.quarry("docs", "rm", ids["a.md"], env=env)
+        self.assertEqual(r.rc, 1, r)
+        r = self.quarry("docs", "show", ids["a.md"], env=env)
+        self.assertEqual(r.rc, 1, r)
+        r = self.quarry("--json", "docs", "list", env=env)
+        self.assertNotIn(ids["a.md"], [d["id"] for d in r.json()["documents"]])
+        r = self.quarry("docs", "list", "--state", "bogus", env=env)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("state", r.err)
+
+    def test_jobs_list(self):
+        """quarry jobs --json → the tenant's jobs; --state failed filters."""
+        r = self.quarry("--json", "jobs", "--limit", "500")
+        self.assertEqual(r.rc, 0, r)
+        jobs = r.json()["jobs"]
+        self.assertTrue(jobs, r)
+        r = self.quarry("--json", "jobs", "list", "--state", "done")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(all(j["status"] == "done" for j in r.json()["jobs"]), r)
+
+    def test_keys_create_list_revoke(self):
+        """keys create → the secret once, and it works; keys list shows it;
+        keys revoke → the key is refused at once (exit 3); a writer key
+        cannot manage keys (exit 3)."""
+        r = self.quarry("--json", "keys", "create", "cli-made", "--role", "reader")
+        self.assertEqual(r.rc, 0, r)
+        made = r.json()
+        self.assertEqual(made["roles"], ["reader"])
+        new_env = self.env(QUARRY_API_KEY=made["api_key"])
+        self.assertEqual(self.quarry("--json", "docs", "list", env=new_env).rc, 0)
+        r = self.quarry("keys", "list", "--all")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn(made["id"], r.out)
+        self.assertNotIn(made["api_key"], r.out)
+        r = self.quarry("keys", "revoke", made["id"])
+        self.assertEqual(r.rc, 0, r)
+        r = self.quarry("docs", "list", env=new_env)
+        self.assertEqual(r.rc, 3, r)
+        writer = harness.stack().create_key(TENANT, "cli-writer", ["writer"])
+        r = self.quarry("keys", "list", env=self.env(QUARRY_API_KEY=writer))
+        self.assertEqual(r.rc, 3, r)
 
 if __name__ == "__main__":
     unittest.main()

@@ -159,9 +159,11 @@ void args_print_help(FILE *f, const args_opt_t *table) {
     snprintf(left, sizeof left, "%s--%s%s%s", dash, o->name, o->value ? " " : "",
              o->value ? o->value : "");
     fprintf(f, "  %-24s", left);
-    /* Wrap the help at 79 columns, continuing under its first word. */
-    size_t col = strlen(left) > 24 ? 2 + strlen(left) : 26;
-    if (col > 26) {
+    /* Wrap the help at 79 columns, continuing under its first word. An
+     * option that fills its column (or more) puts the help on the next line:
+     * they must not run together. */
+    size_t col = strlen(left) >= 24 ? 2 + strlen(left) : 26;
+    if (col >= 26 && strlen(left) >= 24) {
       fputc('\n', f);
       col = 0;
     }

@@ -51,6 +51,36 @@ static const args_opt_t ask_opts[] = {
 
 static const args_opt_t no_opts[] = {{NULL, 0, NULL, false, NULL}};
 
+#define PAGE_OPTS                                                                        \
+  {"limit", 0, "N", false, "items per page, 1..500 (default: the server's, 50)"},        \
+      {"cursor", 0, "CURSOR", false, "start at this next_cursor of an earlier page"}, {  \
+    "all", 0, NULL, false, "follow next_cursor through every page"                       \
+  }
+
+static const args_opt_t docs_list_opts[] = {
+    PAGE_OPTS,
+    {"query", 'q', "TEXT", false, "title or file name contains TEXT (any case)"},
+    {"type", 0, "TYPE", false, "content type, exactly (text/markdown)"},
+    {"state", 0, "STATE", false, "latest job state: queued, running, done, failed"},
+    {"created-after", 0, "TIME", false, "created after TIME (RFC 3339)"},
+    {"created-before", 0, "TIME", false, "created before TIME (RFC 3339)"},
+    {NULL, 0, NULL, false, NULL},
+};
+
+static const args_opt_t jobs_list_opts[] = {
+    PAGE_OPTS,
+    {"state", 0, "STATE", false, "queued, running, done or failed"},
+    {"document", 0, "ID", false, "only the jobs of this document"},
+    {NULL, 0, NULL, false, NULL},
+};
+
+static const args_opt_t keys_list_opts[] = {PAGE_OPTS, {NULL, 0, NULL, false, NULL}};
+
+static const args_opt_t keys_create_opts[] = {
+    {"role", 0, "ROLE", true, "admin, writer or reader (repeatable; default reader)"},
+    {NULL, 0, NULL, false, NULL},
+};
+
 static const char INGEST_HELP[] =
     "Uploads files, and folders recursively (hidden entries skipped), then waits\n"
     "for their ingestion jobs and reports each failure with its reason. Each file's\n"
@@ -76,16 +106,20 @@ const command_t commands[] = {
      cmd_docs_show, NULL},
     {"jobs show", "ID", "an ingestion job's status, and why it failed", NULL, no_opts, 1,
      1, cmd_jobs_show, NULL},
-    {"docs list", "", "list documents", NULL, no_opts, 0, 0, NULL, "GET /v1/documents"},
-    {"docs rm", "ID", "delete a document", NULL, no_opts, 1, 1, NULL,
-     "DELETE /v1/documents/{id}"},
-    {"jobs", "", "list ingestion jobs", NULL, no_opts, 0, 0, NULL, "GET /v1/jobs"},
-    {"jobs list", "", "list ingestion jobs", NULL, no_opts, 0, 0, NULL, "GET /v1/jobs"},
-    {"keys create", "NAME", "create an API key", NULL, no_opts, 1, 1, NULL,
-     "POST /v1/keys; meanwhile keys come from `quarry-auth create-key` on the server"},
-    {"keys list", "", "list API keys", NULL, no_opts, 0, 0, NULL, "GET /v1/keys"},
-    {"keys revoke", "ID", "revoke an API key", NULL, no_opts, 1, 1, NULL,
-     "DELETE /v1/keys/{id}"},
+    {"docs list", "", "list documents, newest first", NULL, docs_list_opts, 0, 0,
+     cmd_docs_list, NULL},
+    {"docs rm", "ID", "delete a document (writer or admin)", NULL, no_opts, 1, 1,
+     cmd_docs_rm, NULL},
+    {"jobs", "", "list ingestion jobs, newest first", NULL, jobs_list_opts, 0, 0,
+     cmd_jobs_list, NULL},
+    {"jobs list", "", "list ingestion jobs, newest first", NULL, jobs_list_opts, 0, 0,
+     cmd_jobs_list, NULL},
+    {"keys create", "NAME", "create an API key in your tenant (admin)", NULL,
+     keys_create_opts, 1, 1, cmd_keys_create, NULL},
+    {"keys list", "", "list your tenant's API keys (admin)", NULL, keys_list_opts, 0, 0,
+     cmd_keys_list, NULL},
+    {"keys revoke", "ID", "revoke an API key (admin)", NULL, no_opts, 1, 1,
+     cmd_keys_revoke, NULL},
     {NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -100,14 +134,12 @@ static void print_main_help(FILE *f) {
   fprintf(f, "usage: quarry [options] COMMAND [options] [ARGS]\n\n"
              "A command-line client for Quarry's REST API.\n\nCommands:\n");
   for (const command_t *c = commands; c->name; c++) {
-    if (c->pending && strcmp(c->name, "jobs list") == 0)
+    if (strcmp(c->name, "jobs list") == 0)
       continue; /* the same as "jobs" */
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", c->name, c->usage[0] ? " " : "", c->usage);
     if (c->pending)
-      fprintf(f, "  %-22s (not yet: the server has no %s)\n", left,
-              strncmp(c->pending, "POST /v1/keys", 13) == 0 ? "POST /v1/keys"
-                                                            : c->pending);
+      fprintf(f, "  %-22s (not yet: the server has no %s)\n", left, c->pending);
     else
       fprintf(f, "  %-22s %s\n", left, c->summary);
   }
@@ -115,7 +147,7 @@ static void print_main_help(FILE *f) {
   args_print_help(f, global_opts);
   fprintf(f,
           "\nExit codes: 0 ok, 1 some items failed, 2 usage, 3 authentication, 4 server\n"
-          "unreachable or failing, 69 not supported by the server yet, 130 interrupted.\n"
+          "unreachable or failing, 130 interrupted.\n"
           "`quarry COMMAND --help` shows a command's options; docs/cli.md has more.\n");
 }
 

@@ -1,10 +1,11 @@
 /* commands.h - the commands of `quarry`, declared once: the table drives
  * dispatch, --help, and the check that docs/cli.md lists every option.
  *
- * A command is one or two words ("ask", "docs show"). Commands whose REST
- * endpoint does not exist yet are in the table too, with `pending` naming
- * the endpoint they need: they print that and exit 69 (EX_UNAVAILABLE)
- * instead of guessing at an API nobody serves. */
+ * A command is one or two words ("ask", "docs show"). A command may be
+ * added before its REST endpoint exists, with `pending` naming the
+ * endpoint it needs: it then prints that and exits 69 (EX_UNAVAILABLE)
+ * instead of guessing at an API nobody serves. No command is pending
+ * today. */
 #ifndef QUARRY_CLI_COMMANDS_H
 #define QUARRY_CLI_COMMANDS_H
 
@@ -44,10 +45,16 @@ extern const args_opt_t global_opts[];
  * Returns the exit code. */
 int commands_main(int argc, char **argv, FILE *out, FILE *err);
 
-/* The commands (ingest.c, ask.c, show.c). */
+/* The commands (ingest.c, ask.c, show.c, manage.c). */
 int cmd_ingest(cmd_ctx_t *ctx);
 int cmd_ask(cmd_ctx_t *ctx);
 int cmd_docs_show(cmd_ctx_t *ctx);
 int cmd_jobs_show(cmd_ctx_t *ctx);
+int cmd_docs_list(cmd_ctx_t *ctx);
+int cmd_docs_rm(cmd_ctx_t *ctx);
+int cmd_jobs_list(cmd_ctx_t *ctx);
+int cmd_keys_create(cmd_ctx_t *ctx);
+int cmd_keys_list(cmd_ctx_t *ctx);
+int cmd_keys_revoke(cmd_ctx_t *ctx);
 
 #endif

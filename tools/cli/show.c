@@ -59,6 +59,25 @@ static void print_value(FILE *f, const char *label, const char *name, json_t *v)
   fputc('\n', f);
 }
 
+/* A document's versions, newest first, one line each. */
+static void print_versions(FILE *f, json_t *versions) {
+  fprintf(f, "%-12s\n", "versions");
+  size_t i;
+  json_t *v;
+  json_array_foreach(versions, i, v) {
+    char size[32];
+    progress_bytes(size, sizeof size,
+                   (double)json_integer_value(json_object_get(v, "size_bytes")));
+    const char *status = json_string_value(json_object_get(v, "status"));
+    const char *created = json_string_value(json_object_get(v, "created_at"));
+    const char *file = json_string_value(json_object_get(v, "filename"));
+    fprintf(f, "  v%-4lld %-8s %10s  %-24s  %s\n",
+            (long long)json_integer_value(json_object_get(v, "version")),
+            status && *status ? status : "-", size, created ? created : "-",
+            file ? file : "");
+  }
+}
+
 static bool known(const field_t *fields, const char *name) {
   for (const field_t *f = fields; f->name; f++)
     if (strcmp(f->name, name) == 0)
@@ -106,7 +125,9 @@ static int show(cmd_ctx_t *ctx, const char *collection, const char *what,
     const char *k;
     json_t *v;
     json_object_foreach(r.json, k, v) {
-      if (!known(fields, k))
+      if (strcmp(k, "versions") == 0 && json_is_array(v))
+        print_versions(o->out, v);
+      else if (!known(fields, k))
         print_value(o->out, k, k, v);
     }
   }

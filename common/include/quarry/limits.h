@@ -40,6 +40,10 @@
   /* Credentials */                                                                      \
   X(CREDENTIAL_BYTES, 512, "API key in Authorization: Bearer or X-API-Key")              \
   X(API_KEY_NAME_BYTES, 128, "name of an API key (CreateApiKey, create-key --name)")     \
+  /* Lists (GET /v1/documents, /v1/jobs, /v1/keys) */                                    \
+  X(LIST_ITEMS_DEFAULT, 50, "items of one list page when limit is not given")            \
+  X(LIST_ITEMS_MAX, 500, "largest limit of one list page")                               \
+  X(CURSOR_BYTES, 128, "opaque paging cursor (next_cursor) of a list")                   \
   /* Documents */                                                                        \
   X(TITLE_BYTES, 512, "document title (upload, chunks, passages)")                       \
   X(FILENAME_BYTES, 255, "file name of a document (its last path component)")            \

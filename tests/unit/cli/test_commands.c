@@ -33,6 +33,10 @@ static struct {
   char last_query_body[2048];
   char idem_keys[8][160];
   char upload_bodies[8][2048];
+  int forbidden;       /* management routes answer 403 */
+  char last_args[512]; /* query string of the last list request, "k=v&..." */
+  char last_method[16], last_path[256];
+  char last_body[1024];
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct MHD_Daemon *daemon_;
@@ -123,6 +127,68 @@ static enum MHD_Result upload(struct MHD_Connection *c, const conn_t *u) {
   return reply(c, 202, "application/json", body, NULL);
 }
 
+static enum MHD_Result arg_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                              const char *value) {
+  size_t n = strlen(srv.last_args);
+  snprintf(srv.last_args + n, sizeof srv.last_args - n, "%s%s=%s", n ? "&" : "", key,
+           value ? value : "");
+  return MHD_YES;
+}
+
+/* The list and management routes: documents d1..d3 in pages of two (the
+ * cursor "p2" is the second page), keys, jobs. */
+static enum MHD_Result manage(struct MHD_Connection *c, const char *path,
+                              const char *method, const conn_t *u) {
+  pthread_mutex_lock(&srv.mu);
+  srv.last_args[0] = '\0';
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, arg_cb, NULL);
+  snprintf(srv.last_method, sizeof srv.last_method, "%s", method);
+  snprintf(srv.last_path, sizeof srv.last_path, "%s", path);
+  snprintf(srv.last_body, sizeof srv.last_body, "%.*s", (int)u->len, u->body);
+  int forbidden = srv.forbidden;
+  pthread_mutex_unlock(&srv.mu);
+  const char *cursor = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor");
+  bool get = strcmp(method, "GET") == 0, del = strcmp(method, "DELETE") == 0;
+  if (forbidden && (del || strncmp(path, "/v1/keys", 8) == 0))
+    return reply(c, 403, "application/json",
+                 "{\"error\":{\"code\":\"permission_denied\",\"message\":\"needs the "
+                 "admin role\"}}",
+                 NULL);
+  if (get && strcmp(path, "/v1/documents") == 0) {
+    if (cursor && strcmp(cursor, "p2") == 0)
+      return reply(c, 200, "application/json",
+                   "{\"documents\":[{\"id\":\"d1\",\"title\":\"First\",\"status\":"
+                   "\"done\",\"version\":1,\"chunk_count\":3}],\"next_cursor\":null}",
+                   NULL);
+    return reply(c, 200, "application/json",
+                 "{\"documents\":[{\"id\":\"d3\",\"title\":\"Third\",\"status\":"
+                 "\"running\",\"version\":2,\"chunk_count\":0},{\"id\":\"d2\",\"title\":"
+                 "\"Second\",\"status\":\"done\",\"version\":1,\"chunk_count\":5}],"
+                 "\"next_cursor\":\"p2\"}",
+                 NULL);
+  }
+  if (get && strcmp(path, "/v1/jobs") == 0)
+    return reply(c, 200, "application/json",
+                 "{\"jobs\":[{\"id\":\"j1\",\"document_id\":\"d1\",\"status\":"
+                 "\"failed\",\"error\":\"document is empty\"}],\"next_cursor\":null}",
+                 NULL);
+  if (get && strcmp(path, "/v1/keys") == 0)
+    return reply(c, 200, "application/json",
+                 "{\"keys\":[{\"id\":\"0123456789abcdef\",\"name\":\"ci\",\"roles\":"
+                 "[\"reader\",\"writer\"],\"revoked\":false}],\"next_cursor\":null}",
+                 NULL);
+  if (strcmp(method, "POST") == 0 && strcmp(path, "/v1/keys") == 0)
+    return reply(c, 201, "application/json",
+                 "{\"id\":\"fedcba9876543210\",\"name\":\"ci\",\"roles\":[\"reader\"],"
+                 "\"api_key\":\"qk_fedcba9876543210_secret\"}",
+                 NULL);
+  if (del && (strcmp(path, "/v1/documents/d1") == 0 ||
+              strcmp(path, "/v1/keys/0123456789abcdef") == 0))
+    return reply(c, 204, "application/json", "", NULL);
+  return reply(c, 404, "application/json",
+               "{\"error\":{\"code\":\"not_found\",\"message\":\"not found\"}}", NULL);
+}
+
 static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char *path,
                                 const char *method, const char *version, const char *data,
                                 size_t *data_size, void **con_cls) {
@@ -153,6 +219,9 @@ static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char 
     return query(c, u);
   if (strcmp(path, "/v1/documents") == 0 && strcmp(method, "POST") == 0)
     return upload(c, u);
+  if (strcmp(method, "DELETE") == 0 || strcmp(path, "/v1/documents") == 0 ||
+      strcmp(path, "/v1/jobs") == 0 || strncmp(path, "/v1/keys", 8) == 0)
+    return manage(c, path, method, u);
   if (strncmp(path, "/v1/jobs/", 9) == 0) {
     pthread_mutex_lock(&srv.mu);
     srv.job_polls++;
@@ -364,23 +433,89 @@ Test(cli, settings_come_from_env_and_config_file) {
   run_free(&r);
 }
 
-Test(cli, pending_commands_say_what_they_need) {
-  const char *cmds[][3] = {{"docs", "list", NULL},   {"docs", "rm", "x"},
-                           {"jobs", NULL, NULL},     {"jobs", "list", NULL},
-                           {"keys", "create", "ci"}, {"keys", "list", NULL},
-                           {"keys", "revoke", "k"}};
-  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-    run_t r = run(cmds[i][0], cmds[i][1], cmds[i][2], NULL);
-    cr_assert_eq(r.rc, CLI_EXIT_UNSUPPORTED, "%s %s", cmds[i][0], cmds[i][1]);
-    cr_assert(strstr(r.err, "not supported by this server yet (needs "), "%s", r.err);
-    run_free(&r);
-  }
-  run_t r = run("--json", "docs", "list", NULL);
+Test(cli, docs_list_one_page_and_all) {
+  run_t r = run("--key", KEY, "--server", url, "docs", "list", "--limit", "2", "-q",
+                "boiler room", "--state", "done", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "Third") && strstr(r.out, "Second"), "%s", r.out);
+  cr_assert(!strstr(r.out, "First"), "one page only: %s", r.out);
+  cr_assert(strstr(r.err, "--cursor p2"), "the next page is named: %s", r.err);
+  cr_assert(strstr(srv.last_args, "limit=2"), "%s", srv.last_args);
+  cr_assert(strstr(srv.last_args, "q=boiler room"), "%s", srv.last_args);
+  cr_assert(strstr(srv.last_args, "state=done"), "%s", srv.last_args);
+  run_free(&r);
+
+  r = run("--key", KEY, "--server", url, "--json", "docs", "list", "--all", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
   json_t *doc = json_loads(r.out, 0, NULL);
-  cr_assert_str_eq(
-      json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
-      "unsupported");
+  json_t *docs = json_object_get(doc, "documents");
+  cr_assert_eq(json_array_size(docs), 3, "%s", r.out);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(docs, 2), "id")),
+                   "d1");
+  cr_assert(json_is_null(json_object_get(doc, "next_cursor")));
   json_decref(doc);
+  run_free(&r);
+
+  r = run("--key", KEY, "--server", url, "docs", "list", "--cursor", "p2", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "First") && !strstr(r.out, "Third"), "%s", r.out);
+  run_free(&r);
+}
+
+Test(cli, docs_rm_exit_codes) {
+  run_t r = run("--key", KEY, "--server", url, "docs", "rm", "d1", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "deleted document d1"), "%s", r.out);
+  cr_assert_str_eq(srv.last_method, "DELETE");
+  run_free(&r);
+  r = run("--key", KEY, "--server", url, "docs", "rm", "nope", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_FAILED, "an unknown id is exit 1: %s", r.err);
+  run_free(&r);
+  srv.forbidden = 1;
+  r = run("--key", KEY, "--server", url, "--json", "docs", "rm", "d1", NULL);
+  srv.forbidden = 0;
+  cr_assert_eq(r.rc, CLI_EXIT_AUTH, "a 403 is exit 3: %s", r.out);
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_not_null(json_object_get(doc, "error"), "%s", r.out);
+  json_decref(doc);
+  run_free(&r);
+}
+
+Test(cli, jobs_and_keys) {
+  run_t r = run("--key", KEY, "--server", url, "jobs", "--state", "failed", "--document",
+                "d1", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "document is empty"), "%s", r.out);
+  cr_assert(strstr(srv.last_args, "state=failed"), "%s", srv.last_args);
+  cr_assert(strstr(srv.last_args, "document_id=d1"), "%s", srv.last_args);
+  run_free(&r);
+
+  r = run("--key", KEY, "--server", url, "keys", "create", "ci", "--role", "reader",
+          "--role", "writer", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "qk_fedcba9876543210_secret"), "%s", r.out);
+  json_t *sent = json_loads(srv.last_body, 0, NULL);
+  cr_assert_str_eq(json_string_value(json_object_get(sent, "name")), "ci");
+  cr_assert_eq(json_array_size(json_object_get(sent, "roles")), 2, "%s", srv.last_body);
+  json_decref(sent);
+  run_free(&r);
+
+  r = run("--key", KEY, "--server", url, "keys", "list", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "0123456789abcdef") && strstr(r.out, "reader,writer"), "%s",
+            r.out);
+  run_free(&r);
+  r = run("--key", KEY, "--server", url, "keys", "revoke", "0123456789abcdef", NULL);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "revoked key 0123456789abcdef"), "%s", r.out);
+  run_free(&r);
+  srv.forbidden = 1;
+  r = run("--key", KEY, "--server", url, "keys", "list", NULL);
+  srv.forbidden = 0;
+  cr_assert_eq(r.rc, CLI_EXIT_AUTH, "%s", r.err);
+  run_free(&r);
+  r = run("--key", KEY, "--server", url, "docs", "list", "--limit", "0", NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_USAGE, "%s", r.err);
   run_free(&r);
 }
 

@@ -98,7 +98,14 @@ Test(router, gateway_table_serves_the_rest_contract) {
   } ok[] = {
       {"POST", "/v1/documents", "/v1/documents", BODY_STREAM, 0},
       {"GET", "/v1/documents/0b6f", "/v1/documents/{id}", BODY_NONE, 0},
+      {"GET", "/v1/documents", "/v1/documents", BODY_NONE, 0},
+      {"DELETE", "/v1/documents/0b6f", "/v1/documents/{id}", BODY_NONE, 0},
+      {"GET", "/v1/jobs", "/v1/jobs", BODY_NONE, 0},
       {"GET", "/v1/jobs/j1", "/v1/jobs/{id}", BODY_NONE, 0},
+      {"GET", "/v1/me", "/v1/me", BODY_NONE, 0},
+      {"GET", "/v1/keys", "/v1/keys", BODY_NONE, 0},
+      {"POST", "/v1/keys", "/v1/keys", BODY_JSON, 0},
+      {"DELETE", "/v1/keys/0123456789abcdef", "/v1/keys/{id}", BODY_NONE, 0},
       {"POST", "/v1/query", "/v1/query", BODY_JSON, 0},
       {"POST", "/v1/feedback", "/v1/feedback", BODY_JSON, 0},
       {"GET", "/healthz", "/healthz", BODY_NONE, 1},
@@ -116,12 +123,15 @@ Test(router, gateway_table_serves_the_rest_contract) {
   cr_assert_eq(router_match(gw_routes, gw_nroutes, "GET", "/v1/query", &m),
                ROUTE_BAD_METHOD);
   cr_assert_str_eq(m.allow, "POST");
-  cr_assert_eq(router_match(gw_routes, gw_nroutes, "DELETE", "/v1/documents/x", &m),
+  cr_assert_eq(router_match(gw_routes, gw_nroutes, "PUT", "/v1/documents/x", &m),
+               ROUTE_BAD_METHOD);
+  cr_assert_str_eq(m.allow, "GET, DELETE");
+  cr_assert_eq(router_match(gw_routes, gw_nroutes, "DELETE", "/v1/documents", &m),
+               ROUTE_BAD_METHOD);
+  cr_assert_str_eq(m.allow, "POST, GET");
+  cr_assert_eq(router_match(gw_routes, gw_nroutes, "POST", "/v1/me", &m),
                ROUTE_BAD_METHOD);
   cr_assert_str_eq(m.allow, "GET");
-  cr_assert_eq(router_match(gw_routes, gw_nroutes, "GET", "/v1/documents", &m),
-               ROUTE_BAD_METHOD);
-  cr_assert_str_eq(m.allow, "POST");
   cr_assert_eq(router_match(gw_routes, gw_nroutes, "GET", "/v2/query", &m),
                ROUTE_NOT_FOUND);
 }
