@@ -181,8 +181,10 @@ int main(int argc, char **argv) {
   ocr.max_pixels = ocr_max_pixels;
   ocr.min_confidence = (int)ocr_min_conf;
   char ocr_err[768];
-  if (strlen(ocr_langs) >= sizeof ocr.langs || strlen(ocr_tessdata) >= sizeof ocr.tessdata) {
-    fprintf(stderr, "quarry-ingestion: QUARRY_OCR_LANGS or QUARRY_OCR_TESSDATA: too long\n");
+  if (strlen(ocr_langs) >= sizeof ocr.langs ||
+      strlen(ocr_tessdata) >= sizeof ocr.tessdata) {
+    fprintf(stderr,
+            "quarry-ingestion: QUARRY_OCR_LANGS or QUARRY_OCR_TESSDATA: too long\n");
     return 2;
   }
   if (ocr.enabled && ocr_check_langs(&ocr, ocr_err, sizeof ocr_err)) {

@@ -241,7 +241,7 @@ static void list_formats(char *out, size_t outlen) {
     if (!available(&formats[i], why, sizeof why))
       continue;
     int k = snprintf(out + used, outlen - used, "%s%s",
-                     n++ == 0  ? ""
+                     n++ == 0    ? ""
                      : i == last ? " or "
                                  : ", ",
                      formats[i].media);
@@ -356,7 +356,8 @@ q_err_t formats_confirm(format_choice_t *c, const char *head, size_t n, char *er
   char hint[160] = "";
   /* Text that is not HTML may well be what a PDF or DOCX declaration was
    * for by mistake, but suggesting text/plain would be a guess. */
-  if (real && k != CONTENT_TEXT)
+  char why[8];
+  if (real && k != CONTENT_TEXT && available(real, why, sizeof why))
     snprintf(hint, sizeof hint, " (send it as %s)", real->media);
   if (c->source == FROM_DECLARED)
     snprintf(err, errlen, "declared %s but the content is %s%s", c->declared,

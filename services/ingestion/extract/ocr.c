@@ -16,7 +16,7 @@
 #define MAX_SIDE 100000 /* pixels: no real scan is wider or taller */
 #define MIN_RENDER_DPI 36
 #define HOW_TO_ENABLE                                                                    \
-  "set QUARRY_OCR=true for quarry-ingestion (docs/configuration.md) to read scanned "   \
+  "set QUARRY_OCR=true for quarry-ingestion (docs/configuration.md) to read scanned "    \
   "pages and images"
 
 /* ---- settings ----------------------------------------------------------------- */
@@ -301,7 +301,8 @@ static q_err_t recognize(ocr_t *ocr, extract_ctx_t *ctx, int page) {
     do {
       if (TessPageIteratorIsAtBeginningOf(pit, RIL_PARA))
         rc = flush(ocr, ctx, page);
-      else if (TessPageIteratorIsAtBeginningOf(pit, RIL_TEXTLINE) && !ends_line(&ocr->para))
+      else if (TessPageIteratorIsAtBeginningOf(pit, RIL_TEXTLINE) &&
+               !ends_line(&ocr->para))
         rc = q_buf_append(&ocr->para, "\n", 1);
       if (rc)
         break;

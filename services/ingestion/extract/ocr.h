@@ -44,12 +44,12 @@
 #define OCR_DEFAULT_TESSDATA "/usr/share/tesseract-ocr/5/tessdata"
 
 typedef struct ocr_options {
-  bool enabled;                   /* QUARRY_OCR */
-  char langs[OCR_LANGS_BYTES];    /* QUARRY_OCR_LANGS, Tesseract's "eng+deu" */
-  char tessdata[OCR_PATH_BYTES];  /* QUARRY_OCR_TESSDATA: the *.traineddata folder */
-  int dpi;                        /* QUARRY_OCR_DPI: PDF pages are rendered at this */
-  int64_t max_pixels;             /* QUARRY_OCR_MAX_PIXELS: one page, width x height */
-  int min_confidence;             /* QUARRY_OCR_MIN_CONFIDENCE: 0..100 */
+  bool enabled;                  /* QUARRY_OCR */
+  char langs[OCR_LANGS_BYTES];   /* QUARRY_OCR_LANGS, Tesseract's "eng+deu" */
+  char tessdata[OCR_PATH_BYTES]; /* QUARRY_OCR_TESSDATA: the *.traineddata folder */
+  int dpi;                       /* QUARRY_OCR_DPI: PDF pages are rendered at this */
+  int64_t max_pixels;            /* QUARRY_OCR_MAX_PIXELS: one page, width x height */
+  int min_confidence;            /* QUARRY_OCR_MIN_CONFIDENCE: 0..100 */
 } ocr_options_t;
 
 /* The defaults: off, "eng", OCR_DEFAULT_TESSDATA, 300 DPI, 40 million

@@ -82,9 +82,8 @@ static q_err_t page_ocr(extract_ctx_t *ctx, ocr_t *ocr, PopplerPage *page, int n
   poppler_page_render(page, cr);
   cairo_destroy(cr);
   cairo_surface_flush(s);
-  q_err_t rc =
-      ocr_page_xrgb(ocr, ctx, cairo_image_surface_get_data(s), w, h,
-                    cairo_image_surface_get_stride(s), dpi, no);
+  q_err_t rc = ocr_page_xrgb(ocr, ctx, cairo_image_surface_get_data(s), w, h,
+                             cairo_image_surface_get_stride(s), dpi, no);
   cairo_surface_destroy(s);
   return rc;
 }

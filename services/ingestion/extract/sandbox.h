@@ -5,8 +5,8 @@
  * (RLIMIT_AS: memory; RLIMIT_CPU: CPU seconds, SIGXCPU then SIGKILL;
  * RLIMIT_FSIZE 0: no file writes; RLIMIT_CORE 0; a parent-death signal),
  * the blob as stdin, a pipe as stdout and another as stderr, no other file
- * descriptors and an environment of only PATH, LC_ALL and cfg->env, and execs cfg->exe with the
- * subcommand cfg->subcommand (quarry-ingestion runs itself:
+ * descriptors and an environment of only PATH, LC_ALL and cfg->env, and execs cfg->exe
+ * with the subcommand cfg->subcommand (quarry-ingestion runs itself:
  * "/proc/self/exe extract-child ..."). Exec rather than fork alone gives
  * the extractor a fresh single-threaded process: no lock another worker
  * thread held at fork time, and an address space the memory limit can
