@@ -157,7 +157,8 @@ Test(ocr, render_dpi_is_lowered_for_huge_pages) {
   cr_assert_eq(ocr_render_dpi(&o, 0.0 / 0.0, 792), 0);
 }
 
-/* ---- OCR off ------------------------------------------------------------------------ */
+/* ---- OCR off ------------------------------------------------------------------------
+ */
 
 Test(ocr, images_refused_when_ocr_is_off) {
   ocr_on(false);
@@ -192,7 +193,8 @@ Test(ocr, images_accepted_at_upload_when_ocr_is_on) {
   free(png);
 }
 
-/* ---- hostile images ------------------------------------------------------------------ */
+/* ---- hostile images ------------------------------------------------------------------
+ */
 
 Test(ocr, truncated_png_fails_with_a_reason) {
   size_t n;
@@ -213,13 +215,15 @@ Test(ocr, png_claiming_100000_squared_is_refused_before_decoding) {
   cr_assert(strstr(err, "100000 x 100000 pixels") && strstr(err, "QUARRY_OCR_MAX_PIXELS"),
             "%s", err);
   PIX *pix = (PIX *)1;
-  cr_assert_eq(ocr_image_decode((const char *)bomb, n, 0, 40000000, &pix, err, sizeof err),
-               Q_ETOOBIG);
+  cr_assert_eq(
+      ocr_image_decode((const char *)bomb, n, 0, 40000000, &pix, err, sizeof err),
+      Q_ETOOBIG);
   cr_assert_null(pix);
   /* Within the limit the same header is decoded, and the empty data fails. */
   n = png_claiming(bomb, 100, 100);
-  cr_assert_eq(ocr_image_decode((const char *)bomb, n, 0, 40000000, &pix, err, sizeof err),
-               Q_EINVAL);
+  cr_assert_eq(
+      ocr_image_decode((const char *)bomb, n, 0, 40000000, &pix, err, sizeof err),
+      Q_EINVAL);
 }
 
 Test(ocr, jpeg_declared_as_pdf_names_both_types) {
