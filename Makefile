@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw bench-ocr help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -61,6 +61,7 @@ help:
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
+	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
@@ -268,6 +269,16 @@ $(HNSW_BENCH): $(BUILD)/obj/bench/hnsw_bench.o $(BUILD)/lib/libsvc_retriever.a $
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 bench-hnsw: $(HNSW_BENCH)
 	$(HNSW_BENCH) $(HNSW_BENCH_ARGS)
+
+# The cost of OCR through the sandbox on pages drawn at run time (figures
+# only; docs/benchmarks.md). OCR_BENCH_ARGS: see bench/ocr_bench.c.
+OCR_BENCH := $(BUILD)/bench/ocr_bench
+$(BUILD)/obj/bench/ocr_bench.o: private CPPFLAGS += -iquote services/ingestion $(call svc_cflags,ingestion)
+$(OCR_BENCH): $(BUILD)/obj/bench/ocr_bench.o $(BUILD)/lib/libsvc_ingestion.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call svc_libs,ingestion) $(LDLIBS)
+bench-ocr: $(OCR_BENCH)
+	$(OCR_BENCH) $(OCR_BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

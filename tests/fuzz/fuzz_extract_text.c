@@ -9,9 +9,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const char *const charsets[] = {"",           "utf-8",        "utf-16",
-                                         "iso-8859-1", "windows-1252", "shift_jis",
-                                         "gb18030"};
+  static const char *const charsets[] = {
+      "", "utf-8", "utf-16", "iso-8859-1", "windows-1252", "shift_jis", "gb18030"};
   if (size == 0)
     return 0;
   const char *cs = charsets[data[0] % (sizeof charsets / sizeof charsets[0])];
