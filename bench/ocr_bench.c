@@ -56,7 +56,8 @@ static void load_text(const char *path) {
   char line[LINE_CHARS + 1];
   size_t n = 0;
   int c, space = 0;
-  while (ntext < (int)(sizeof text_lines / sizeof text_lines[0]) && (c = fgetc(f)) != EOF) {
+  while (ntext < (int)(sizeof text_lines / sizeof text_lines[0]) &&
+         (c = fgetc(f)) != EOF) {
     if (c == '{' || c == '}' || c == '"' || c == '\\' || c >= 0x80)
       continue;
     if (isspace(c) || c == ':' || c == ',') {

@@ -220,6 +220,17 @@ q_err_t ocr_image_decode(const char *data, size_t size, int index, int64_t max_p
     snprintf(err, errlen, "the image is damaged (page %d cannot be decoded)", index + 1);
     return Q_EINVAL;
   }
+  if (pixGetDepth(pix) == 32 && pixGetSpp(pix) == 4) {
+    /* Transparent pixels over white, as a viewer shows them: text drawn
+     * on a transparent background would otherwise be black on black. */
+    PIX *flat = pixAlphaBlendUniform(pix, 0xffffff00);
+    pixDestroy(&pix);
+    pix = flat;
+    if (!pix) {
+      snprintf(err, errlen, "out of memory flattening the image's transparency");
+      return Q_ENOMEM;
+    }
+  }
   PIX *gray = pixConvertTo8(pix, 0);
   pixDestroy(&pix);
   if (!gray) {

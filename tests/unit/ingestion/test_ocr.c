@@ -91,6 +91,27 @@ Test(ocr, jpeg_is_read) {
   free(jpg);
 }
 
+Test(ocr, text_on_a_transparent_background_is_read) {
+  /* Black text on transparent pixels (an RGBA PNG, as screenshots and
+   * exported diagrams often are) reads as text on white. */
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1400, 200);
+  cairo_t *cr = cairo_create(s);
+  cairo_set_source_rgba(cr, 0, 0, 0, 1);
+  cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
+                         CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 40);
+  cairo_move_to(cr, 60, 100);
+  cairo_show_text(cr, "Transparent annealing schedule");
+  cairo_destroy(cr);
+  q_buf_t b;
+  q_buf_init(&b, 16u << 20);
+  cairo_surface_write_to_png_stream(s, buf_write_cb, &b);
+  cairo_surface_destroy(s);
+  cr_assert_eq(run(&extract_image, b.data, b.len), Q_OK, "%s", err);
+  cr_assert_eq(page_of("annealing schedule"), 1, "%s", r.n ? r.text[0] : "-");
+  q_buf_cleanup(&b);
+}
+
 Test(ocr, multipage_tiff_keeps_page_numbers) {
   static const char *const pages[] = {"Boiler room checklist", "Bleed the radiators",
                                       "Inspect the chimney flue"};
