@@ -111,8 +111,9 @@ static q_cfg_entry_t cfg[] = {
      0, &ex_seccomp},
     {"QUARRY_OCR", Q_CFG_BOOL, "false", 0, 0, NULL,
      "Read scanned pages and images (PNG, JPEG, TIFF, PDF pages without text) with "
-     "Tesseract OCR. Off by default: about 1 s of CPU and 120 MiB per page "
-     "(docs/benchmarks.md); while off, image uploads are refused with 415.",
+     "Tesseract OCR. Off by default: about 2 s of CPU and 100-160 MiB per page at 300 "
+     "DPI, against 5 ms for a page with text (docs/benchmarks.md); while off, image "
+     "uploads are refused with 415.",
      0, &ocr_on},
     {"QUARRY_OCR_LANGS", Q_CFG_STRING, "eng", 0, 0, NULL,
      "Tesseract languages joined by '+' (eng+deu); each needs its Debian package "
