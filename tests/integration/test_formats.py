@@ -342,6 +342,27 @@ class FormatsOCR(Formats):
         self.done(b"Still reading after the bad images.", "text/plain")
 
 
+class OCRSettings(unittest.TestCase):
+    def test_missing_language_stops_ingestion_at_start(self):
+        """quarry-ingestion with QUARRY_OCR=true and QUARRY_OCR_LANGS=eng+zz_qq
+        (no such tessdata) → exits 2 at once, naming the language and the
+        Debian package to install; QUARRY_OCR_DPI=5 → exits 2 naming the
+        variable."""
+        exe = os.path.join(harness.BIN_DIR, "quarry-ingestion")
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        r = subprocess.run([exe], env=dict(base, QUARRY_OCR="true",
+                                           QUARRY_OCR_LANGS="eng+zz_qq"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(r.returncode, 2, r)
+        err = r.stderr.decode()
+        self.assertIn('QUARRY_OCR_LANGS: language "zz_qq" is not installed', err)
+        self.assertIn("install the Debian package tesseract-ocr-zz-qq", err)
+        r = subprocess.run([exe], env=dict(base, QUARRY_OCR_DPI="5"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("QUARRY_OCR_DPI", r.stderr.decode())
+
+
 def _get(url):
     with urllib.request.urlopen(url, timeout=5) as resp:
         return harness.Reply(resp.status, resp.headers, resp.read(), 0)
