@@ -334,10 +334,10 @@ FUZZ_BINS    := $(foreach n,$(FUZZ_NAMES),$(BUILD)/fuzz/fuzz_$(n))
 .PHONY: fuzz fuzz-bins fuzz-clean
 
 .PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
-# The targets of ingestion's extractors and chunker (fuzz_extract_*.c,
-# fuzz_chunker.c) link its archive and its format libraries and include its
-# headers; the others the gateway's.
-fuzz_svc = $(if $(filter extract_% chunker,$(1)),ingestion,gateway)
+# The targets of ingestion's extractors, chunker and format decision
+# (fuzz_extract_*.c, fuzz_chunker.c, fuzz_formats.c) link its archive and its
+# format libraries and include its headers; the others the gateway's.
+fuzz_svc = $(if $(filter extract_% chunker formats,$(1)),ingestion,gateway)
 define fuzz_target
 $(BUILD)/obj/tests/fuzz/fuzz_$(1).o: private CPPFLAGS += -iquote services/$(call fuzz_svc,$(1)) $(call svc_cflags,$(call fuzz_svc,$(1))) -iquote tests/fuzz
 $(BUILD)/fuzz/fuzz_$(1): $(BUILD)/obj/tests/fuzz/fuzz_$(1).o $(BUILD)/lib/libsvc_$(call fuzz_svc,$(1)).a $(LIBQ)
