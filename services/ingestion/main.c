@@ -127,7 +127,9 @@ static q_cfg_entry_t cfg[] = {
      0, &ocr_dpi},
     {"QUARRY_OCR_MAX_PIXELS", Q_CFG_INT, "40000000", 1000000, 1000000000, NULL,
      "Most pixels (width x height) of one image or page read by OCR, checked from the "
-     "image header before decoding; larger images fail their job (decompression bombs).",
+     "image header before decoding; larger images fail their job (decompression bombs). "
+     "OCR takes about 7 bytes of memory a pixel (306 MiB at the default): raise "
+     "QUARRY_EXTRACT_MEMORY_BYTES with it.",
      0, &ocr_max_pixels},
     {"QUARRY_OCR_MIN_CONFIDENCE", Q_CFG_INT, "40", 0, 100, NULL,
      "Words Tesseract reads with a lower confidence (0-100) are left out of the text "

@@ -15,8 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void decide(const char *ctype, const char *filename, const char *head,
-                   size_t n) {
+static void decide(const char *ctype, const char *filename, const char *head, size_t n) {
   format_choice_t c;
   char err[1024] = "";
   q_err_t rc = formats_choose(ctype, filename, &c, err, sizeof err);
