@@ -23,7 +23,7 @@ SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
 # Libraries only one service needs: SVC_PKGS_<svc> (pkg-config names) adds their
 # compile flags to that service's objects and tests, and their link flags to its
 # binary and tests only (quarry-gateway does not link poppler).
-SVC_PKGS_ingestion := poppler-glib libxml-2.0 libzip md4c uchardet libseccomp
+SVC_PKGS_ingestion := poppler-glib libxml-2.0 libzip md4c uchardet libseccomp tesseract lept
 svc_cflags = $(if $(SVC_PKGS_$(1)),$(shell pkg-config --cflags $(SVC_PKGS_$(1)) 2>/dev/null))
 svc_libs   = $(if $(SVC_PKGS_$(1)),$(shell pkg-config --libs $(SVC_PKGS_$(1)) 2>/dev/null))
 PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto
@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw bench-ocr help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -61,6 +61,7 @@ help:
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
+	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
@@ -271,6 +272,16 @@ $(HNSW_BENCH): $(BUILD)/obj/bench/hnsw_bench.o $(BUILD)/lib/libsvc_retriever.a $
 bench-hnsw: $(HNSW_BENCH)
 	$(HNSW_BENCH) $(HNSW_BENCH_ARGS)
 
+# The cost of OCR through the sandbox on pages drawn at run time (figures
+# only; docs/benchmarks.md). OCR_BENCH_ARGS: see bench/ocr_bench.c.
+OCR_BENCH := $(BUILD)/bench/ocr_bench
+$(BUILD)/obj/bench/ocr_bench.o: private CPPFLAGS += -iquote services/ingestion $(call svc_cflags,ingestion)
+$(OCR_BENCH): $(BUILD)/obj/bench/ocr_bench.o $(BUILD)/lib/libsvc_ingestion.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call svc_libs,ingestion) $(LDLIBS)
+bench-ocr: $(OCR_BENCH)
+	$(OCR_BENCH) $(OCR_BENCH_ARGS)
+
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md
 
@@ -307,10 +318,12 @@ clean:
 
 # ---- fuzzing (make fuzz; not part of make test) ------------------------------
 # tests/fuzz/fuzz_<name>.c is a libFuzzer target for one of the gateway's
-# parsers of client input (docs/development.md, Fuzzing). `make fuzz` installs
-# clang (tests/fuzz/deps.sh), builds every target into FUZZ_BUILD with clang,
-# linked against libsvc_gateway.a and libquarry.a built there with the same
-# coverage instrumentation and sanitizers, then runs each for FUZZ_SECONDS
+# parsers of client input, or for one of ingestion's extractors or its
+# chunker (docs/development.md, Fuzzing). `make fuzz` installs clang
+# (tests/fuzz/deps.sh), builds every target into FUZZ_BUILD with clang,
+# linked against libsvc_gateway.a (or libsvc_ingestion.a) and libquarry.a
+# built there with the same coverage instrumentation and sanitizers, then
+# runs each for FUZZ_SECONDS
 # from its seeds in tests/fuzz/corpus/<name>/ and fails on any crash.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang-14
@@ -323,10 +336,21 @@ FUZZ_BINS    := $(foreach n,$(FUZZ_NAMES),$(BUILD)/fuzz/fuzz_$(n))
 .PHONY: fuzz fuzz-bins fuzz-clean
 
 .PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
-$(BUILD)/obj/tests/fuzz/%.o: private CPPFLAGS += -iquote services/gateway -iquote tests/fuzz
-$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/lib/libsvc_gateway.a $(LIBQ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+# The targets of ingestion's extractors, chunker and format decision
+# (fuzz_extract_*.c, fuzz_chunker.c, fuzz_formats.c) link its archive and its
+# format libraries and include its headers; the others the gateway's.
+fuzz_svc = $(if $(filter extract_% chunker formats,$(1)),ingestion,gateway)
+define fuzz_target
+$(BUILD)/obj/tests/fuzz/fuzz_$(1).o: private CPPFLAGS += -iquote services/$(call fuzz_svc,$(1)) $(call svc_cflags,$(call fuzz_svc,$(1))) -iquote tests/fuzz
+$(BUILD)/fuzz/fuzz_$(1): $(BUILD)/obj/tests/fuzz/fuzz_$(1).o $(BUILD)/lib/libsvc_$(call fuzz_svc,$(1)).a $(LIBQ)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -fsanitize=fuzzer -o $$@ $$^ $(call svc_libs,$(call fuzz_svc,$(1))) $$(LDLIBS)
+endef
+$(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_target,$(n))))
+# libseccomp's SCMP_A0..5 macros leave a field to zero-initialisation,
+# which clang's -Wmissing-field-initializers reports (gcc's does not): the
+# clang build of ingestion's archive for the fuzz targets needs this.
+$(BUILD)/obj/services/ingestion/extract/sandbox.o: private CFLAGS += -Wno-missing-field-initializers
 
 # Only meaningful with the fuzz settings: `make fuzz` calls it with them.
 fuzz-bins: $(FUZZ_BINS)

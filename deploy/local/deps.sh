@@ -16,9 +16,14 @@ PACKAGES=(
   # document formats and the extraction sandbox (quarry-ingestion only)
   libpoppler-glib-dev libxml2-dev libzip-dev libmd4c-dev libuchardet-dev
   libseccomp-dev
+  # OCR of scanned pages and images (QUARRY_OCR): Tesseract, Leptonica for
+  # image decoding, English language data (others: tesseract-ocr-<lang>)
+  libtesseract-dev libleptonica-dev tesseract-ocr-eng
   # tests; clang-format is bookworm's 14, the version `make lint` pins
   libcriterion-dev valgrind curl yamllint clang-format
   python3 python3-grpcio python3-protobuf
+  # scanned pages drawn by tests/integration/fixtures.py for the OCR cases
+  python3-cairo
   # the web app's browser test (tests/integration/test_web.py): Debian's
   # Chromium (an 81 MB package, 290 MB installed, with its libraries) driven by playwright-core,
   # which the test installs with npm under the build folder

@@ -7,6 +7,7 @@
 #include "blob.h"
 #include "chunker.h"
 #include "docstore.h"
+#include "extract/ocr.h"
 #include "extract/sandbox.h"
 #include "handlers.h"
 #include "ingest.h"
@@ -30,6 +31,9 @@ static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_at
     idempotency_ttl_ms;
 static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
 static int ex_seccomp;
+static int ocr_on;
+static const char *ocr_langs, *ocr_tessdata;
+static int64_t ocr_dpi, ocr_max_pixels, ocr_min_conf;
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),
@@ -105,6 +109,32 @@ static q_cfg_entry_t cfg[] = {
      "Lock the extracting process down with a seccomp filter (no files, network or new "
      "programs); without it only an empty network namespace is tried.",
      0, &ex_seccomp},
+    {"QUARRY_OCR", Q_CFG_BOOL, "false", 0, 0, NULL,
+     "Read scanned pages and images (PNG, JPEG, TIFF, PDF pages without text) with "
+     "Tesseract OCR. Off by default: about 2 s of CPU and 100-160 MiB per page at 300 "
+     "DPI, against 5 ms for a page with text (docs/benchmarks.md); while off, image "
+     "uploads are refused with 415.",
+     0, &ocr_on},
+    {"QUARRY_OCR_LANGS", Q_CFG_STRING, "eng", 0, 0, NULL,
+     "Tesseract languages joined by '+' (eng+deu); each needs its Debian package "
+     "tesseract-ocr-<lang>, checked at start when QUARRY_OCR is on.",
+     0, &ocr_langs},
+    {"QUARRY_OCR_TESSDATA", Q_CFG_STRING, OCR_DEFAULT_TESSDATA, 0, 0, NULL,
+     "Folder of Tesseract's <lang>.traineddata files.", 0, &ocr_tessdata},
+    {"QUARRY_OCR_DPI", Q_CFG_INT, "300", 72, 1200, NULL,
+     "Resolution PDF pages without text are rendered at for OCR (lowered for a page "
+     "that would exceed QUARRY_OCR_MAX_PIXELS).",
+     0, &ocr_dpi},
+    {"QUARRY_OCR_MAX_PIXELS", Q_CFG_INT, "40000000", 1000000, 1000000000, NULL,
+     "Most pixels (width x height) of one image or page read by OCR, checked from the "
+     "image header before decoding; larger images fail their job (decompression bombs). "
+     "OCR takes about 7 bytes of memory a pixel (306 MiB at the default): raise "
+     "QUARRY_EXTRACT_MEMORY_BYTES with it.",
+     0, &ocr_max_pixels},
+    {"QUARRY_OCR_MIN_CONFIDENCE", Q_CFG_INT, "40", 0, 100, NULL,
+     "Words Tesseract reads with a lower confidence (0-100) are left out of the text "
+     "(specks and stains read as letters).",
+     0, &ocr_min_conf},
     {"QUARRY_IDEMPOTENCY_TTL_MS", Q_CFG_INT, TEXT(DOCSTORE_KEY_TTL_DEFAULT_MS), 60000,
      2592000000LL, NULL,
      "How long an upload's Idempotency-Key is remembered: a retry with the key within "
@@ -142,6 +172,31 @@ int main(int argc, char **argv) {
             (long long)lease_ms);
     return 2;
   }
+
+  /* OCR's settings: this process's (the upload checks) and the
+   * extractor child's, through its environment. */
+  ocr_options_t ocr;
+  ocr_options_default(&ocr);
+  ocr.enabled = ocr_on != 0;
+  snprintf(ocr.langs, sizeof ocr.langs, "%s", ocr_langs);
+  snprintf(ocr.tessdata, sizeof ocr.tessdata, "%s", ocr_tessdata);
+  ocr.dpi = (int)ocr_dpi;
+  ocr.max_pixels = ocr_max_pixels;
+  ocr.min_confidence = (int)ocr_min_conf;
+  char ocr_err[768];
+  if (strlen(ocr_langs) >= sizeof ocr.langs ||
+      strlen(ocr_tessdata) >= sizeof ocr.tessdata) {
+    fprintf(stderr,
+            "quarry-ingestion: QUARRY_OCR_LANGS or QUARRY_OCR_TESSDATA: too long\n");
+    return 2;
+  }
+  if (ocr.enabled && ocr_check_langs(&ocr, ocr_err, sizeof ocr_err)) {
+    fprintf(stderr, "quarry-ingestion: %s\n", ocr_err);
+    return 2;
+  }
+  ocr_configure(&ocr);
+  static ocr_env_t ocr_env;
+  ocr_env_build(&ocr_env, &ocr);
 
   /* The extractor child execs this binary by path: resolved now, since
    * under valgrind /proc/self/exe is valgrind itself (its readlink is
@@ -182,6 +237,7 @@ int main(int argc, char **argv) {
               .timeout_ms = (int)ex_timeout,
               .limits = {ex_text, ex_unzipped, (int)ex_entries, (int)ex_depth},
               .seccomp = ex_seccomp != 0,
+              .env = ocr_env.list,
           },
       .idempotency_ttl_ms = idempotency_ttl_ms,
   };

@@ -1,16 +1,25 @@
 """Document formats end to end: each fixture (fixtures.py) is uploaded
 through the REST API; its job ends done with the expected chunk text,
 page and heading (read back from the retriever's table), or failed with a
-reason a person can read, and the service stays healthy throughout."""
+reason a person can read, and the service stays healthy throughout.
 
+OCR (FormatsOCR): scanned pages drawn here with python3-cairo (a PNG, and
+a PDF with a text page beside an image-only page) are read by Tesseract
+with QUARRY_OCR=true on ingestion (restarted for those cases), and a query
+cites the OCR'd text with its page; with OCR off (the default) an image
+upload is refused with 415 saying how to enable it."""
+
+import io
 import os
+import struct
 import subprocess
 import unittest
 import urllib.request
+import zlib
 
 import fixtures
 import harness
-from harness import Case, call, key, wait_job
+from harness import Case, call, key, query, wait_job
 
 TENANT = "itest-formats"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -173,6 +182,185 @@ class Formats(Case):
         self.assertIn("declared application/pdf but the content is a ZIP archive",
                       r.body.decode())
         self.upload(b"", "application/pdf", status=400)
+
+    def test_image_refused_while_ocr_is_off(self):
+        """With OCR off (the default): a PNG (image/png) → 415 saying OCR is
+        disabled and how to enable it; a JPEG declared as PDF → 415 naming
+        both types."""
+        r = self.upload(scan_png(["Not read"]), "image/png", status=415)
+        msg = r.json["error"]["message"]
+        self.assertIn("image/png is not read here: images are read with OCR, which is "
+                      "disabled on this server", msg)
+        self.assertIn("QUARRY_OCR=true", msg)
+        r = self.upload(JPEG, "application/pdf", status=415)
+        self.assertIn("declared application/pdf but the content is a JPEG image",
+                      r.json["error"]["message"])
+
+
+# ---- scanned pages (python3-cairo) --------------------------------------------
+
+
+def _scan_surface(lines):
+    import cairo
+    s = cairo.ImageSurface(cairo.FORMAT_RGB24, 1400, 140 + 64 * len(lines))
+    cr = cairo.Context(s)
+    cr.set_source_rgb(1, 1, 1)
+    cr.paint()
+    cr.set_source_rgb(0, 0, 0)
+    cr.select_font_face("DejaVu Sans")
+    cr.set_font_size(40)
+    for i, line in enumerate(lines):
+        cr.move_to(60, 100 + 64 * i)
+        cr.show_text(line)
+    s.flush()
+    return s
+
+
+def scan_png(lines):
+    """A PNG of a scanned page: black lines of text on white, 40 px high."""
+    out = io.BytesIO()
+    _scan_surface(lines).write_to_png(out)
+    return out.getvalue()
+
+
+def scan_pdf(text_lines, scan_lines):
+    """A two-page PDF: page 1 has text_lines as text, page 2 is only an
+    image of scan_lines (no text layer)."""
+    import cairo
+    out = io.BytesIO()
+    pdf = cairo.PDFSurface(out, 612, 792)
+    cr = cairo.Context(pdf)
+    cr.select_font_face("DejaVu Sans")
+    cr.set_font_size(12)
+    for i, line in enumerate(text_lines):
+        cr.move_to(72, 720 - 16 * i)
+        cr.show_text(line)
+    cr.show_page()
+    img = _scan_surface(scan_lines)
+    cr.translate(72, 72)
+    cr.scale(504.0 / 1400, 504.0 / 1400)
+    cr.set_source_surface(img, 0, 0)
+    cr.paint()
+    cr.show_page()
+    pdf.finish()
+    return out.getvalue()
+
+
+def png_claiming(width, height):
+    """A PNG whose header claims width x height pixels, with almost no data:
+    a decompression bomb's shape."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+
+
+JPEG = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        + b"\0" * 64)
+
+
+class FormatsOCR(Formats):
+    """The same stack with QUARRY_OCR=true on ingestion."""
+
+    @classmethod
+    def setUpClass(cls):
+        st = harness.stack()
+        st.svc_env.setdefault("ingestion", {})["QUARRY_OCR"] = "true"
+        st.restart("ingestion")
+
+    @classmethod
+    def tearDownClass(cls):
+        st = harness.stack()
+        st.svc_env.get("ingestion", {}).pop("QUARRY_OCR", None)
+        st.restart("ingestion")
+
+    # Formats' own cases run once, in Formats.
+    test_pdf_pages_and_title = None
+    test_docx_headings_lists_tables = None
+    test_html_drops_script_and_nav = None
+    test_legacy_encodings = None
+    test_hostile_documents_fail_their_own_job = None
+    test_wrong_declared_type_and_empty_file = None
+    test_image_refused_while_ocr_is_off = None
+
+    def cited_page(self, question, doc_id):
+        """The page of the first citation of doc_id in the answer to question."""
+        r = query(question, api_key=key(TENANT))
+        self.assertStatus(r, 200)
+        mine = [c for c in r.json["citations"] if c["document_id"] == doc_id]
+        self.assertTrue(mine, "no citation of %s: %r" % (doc_id, r.json["citations"]))
+        return mine[0]["page"], mine[0]["snippet"]
+
+    def test_png_scan_is_read_and_cited(self):
+        """A PNG of a scanned page (image/png) → job done; the chunk holds
+        the OCR'd words on page 1; a query about them cites the document,
+        page 1."""
+        png = scan_png(["The zirconium crucible anneals",
+                        "at 1180 degrees for nine hours."])
+        doc_id, got = self.done(png, "image/png", "crucible.png")
+        text = " ".join(t for _, _, t in got)
+        self.assertIn("zirconium crucible anneals", text, got)
+        self.assertIn("1180 degrees", text, got)
+        self.assertEqual({p for _, p, _ in got}, {1}, got)
+        page, snippet = self.cited_page("How long does the zirconium crucible anneal?",
+                                        doc_id)
+        self.assertEqual(page, 1)
+        self.assertIn("crucible", snippet)
+
+    def test_pdf_scanned_page_beside_text_page(self):
+        """A PDF whose page 1 has text and page 2 is a scan (no text layer)
+        → done; page 1's chunk is its text as before, page 2's the OCR'd
+        words; a query about the scan cites page 2."""
+        pdf = scan_pdf(["Glazes for the spring catalogue mature at cone six."],
+                       ["The tungsten filament spool", "ships from Harwick depot."])
+        doc_id, got = self.done(pdf, "application/pdf", "catalogue.pdf")
+        pages = {p: t for _, p, t in got}
+        self.assertEqual(pages.get(1), "Glazes for the spring catalogue mature at cone six.",
+                         got)
+        self.assertIn("tungsten filament spool", pages.get(2, ""), got)
+        self.assertIn("Harwick depot", pages.get(2, ""), got)
+        page, _ = self.cited_page("Where does the tungsten filament spool ship from?",
+                                  doc_id)
+        self.assertEqual(page, 2)
+
+    def test_hostile_images_fail_their_own_job(self):
+        """A truncated PNG and a PNG claiming 100000 x 100000 pixels → each
+        job failed with its reason (the bomb refused from its header, before
+        decoding); a JPEG declared as PDF → 415 naming both types; ingestion
+        stays healthy."""
+        png = scan_png(["Cut short"])
+        self.failed(png[:len(png) // 2], "image/png", "PNG: the image is damaged")
+        self.failed(png_claiming(100000, 100000), "image/png",
+                    "PNG: the image is 100000 x 100000 pixels, more than the limit of "
+                    "40000000 pixels (QUARRY_OCR_MAX_PIXELS)")
+        r = self.upload(JPEG, "application/pdf", status=415)
+        self.assertEqual(r.json["error"]["message"],
+                         "ingestion: declared application/pdf but the content is a JPEG "
+                         "image (send it as image/jpeg)")
+        self.done(b"Still reading after the bad images.", "text/plain")
+
+
+class OCRSettings(unittest.TestCase):
+    def test_missing_language_stops_ingestion_at_start(self):
+        """quarry-ingestion with QUARRY_OCR=true and QUARRY_OCR_LANGS=eng+zz_qq
+        (no such tessdata) → exits 2 at once, naming the language and the
+        Debian package to install; QUARRY_OCR_DPI=5 → exits 2 naming the
+        variable."""
+        exe = os.path.join(harness.BIN_DIR, "quarry-ingestion")
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        r = subprocess.run([exe], env=dict(base, QUARRY_OCR="true",
+                                           QUARRY_OCR_LANGS="eng+zz_qq"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(r.returncode, 2, r)
+        err = r.stderr.decode()
+        self.assertIn('QUARRY_OCR_LANGS: language "zz_qq" is not installed', err)
+        self.assertIn("install the Debian package tesseract-ocr-zz-qq", err)
+        r = subprocess.run([exe], env=dict(base, QUARRY_OCR_DPI="5"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("QUARRY_OCR_DPI", r.stderr.decode())
 
 
 def _get(url):

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "extract/ocr.h"
 #include "validate.h"
 
 static const char *const text_aliases[] = {NULL};
@@ -20,19 +21,42 @@ static const char *const pdf_aliases[] = {"application/x-pdf", NULL};
 static const char *const pdf_exts[] = {".pdf", NULL};
 static const char *const docx_aliases[] = {NULL};
 static const char *const docx_exts[] = {".docx", NULL};
+static const char *const png_aliases[] = {"image/x-png", NULL};
+static const char *const png_exts[] = {".png", NULL};
+static const char *const jpeg_aliases[] = {"image/jpg", "image/pjpeg", NULL};
+static const char *const jpeg_exts[] = {".jpg", ".jpeg", ".jpe", NULL};
+static const char *const tiff_aliases[] = {"image/tif", "image/x-tiff", NULL};
+static const char *const tiff_exts[] = {".tif", ".tiff", NULL};
+
+/* Images are read by OCR only (extract/ocr.h), which is off unless
+ * QUARRY_OCR says otherwise. */
+static bool ocr_available(char *why, size_t whylen) {
+  if (ocr_settings()->enabled)
+    return true;
+  snprintf(why, whylen,
+           "images are read with OCR, which is disabled on this server (set "
+           "QUARRY_OCR=true for quarry-ingestion to enable it)");
+  return false;
+}
 
 const format_t formats[] = {
     {"text", "text", "text/plain", text_aliases, text_exts, CONTENT_TEXT, true,
-     &extract_text, CHUNK_BY_SECTION},
+     &extract_text, CHUNK_BY_SECTION, NULL},
     {"markdown", "Markdown", "text/markdown", md_aliases, md_exts, CONTENT_TEXT, true,
-     &extract_markdown, CHUNK_BY_SECTION},
+     &extract_markdown, CHUNK_BY_SECTION, NULL},
     {"html", "HTML", "text/html", html_aliases, html_exts, CONTENT_TEXT, true,
-     &extract_html, CHUNK_BY_SECTION},
+     &extract_html, CHUNK_BY_SECTION, NULL},
     {"pdf", "PDF", "application/pdf", pdf_aliases, pdf_exts, CONTENT_PDF, false,
-     &extract_pdf, CHUNK_BY_PAGE},
+     &extract_pdf, CHUNK_BY_PAGE, NULL},
     {"docx", "DOCX",
      "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-     docx_aliases, docx_exts, CONTENT_ZIP, false, &extract_docx, CHUNK_BY_SECTION},
+     docx_aliases, docx_exts, CONTENT_ZIP, false, &extract_docx, CHUNK_BY_SECTION, NULL},
+    {"png", "PNG", "image/png", png_aliases, png_exts, CONTENT_PNG, false, &extract_image,
+     CHUNK_BY_PAGE, ocr_available},
+    {"jpeg", "JPEG", "image/jpeg", jpeg_aliases, jpeg_exts, CONTENT_JPEG, false,
+     &extract_image, CHUNK_BY_PAGE, ocr_available},
+    {"tiff", "TIFF", "image/tiff", tiff_aliases, tiff_exts, CONTENT_TIFF, false,
+     &extract_image, CHUNK_BY_PAGE, ocr_available},
 };
 const size_t formats_count = sizeof formats / sizeof formats[0];
 
@@ -200,20 +224,34 @@ content_kind_t formats_sniff(const char *head, size_t n) {
 
 /* ---- decisions -------------------------------------------------------------- */
 
-/* "text/plain, ..., or application/pdf (.txt, .md, ...)" */
+static bool available(const format_t *f, char *why, size_t whylen) {
+  return !f->available || f->available(why, whylen);
+}
+
+/* "text/plain, ..., or application/pdf (.txt, .md, ...)": the formats
+ * read now (images only with OCR on). */
 static void list_formats(char *out, size_t outlen) {
-  size_t used = 0;
+  size_t used = 0, n = 0, last = 0;
+  char why[8];
   out[0] = '\0';
+  for (size_t i = 0; i < formats_count; i++)
+    if (available(&formats[i], why, sizeof why))
+      last = i;
   for (size_t i = 0; i < formats_count && used < outlen; i++) {
+    if (!available(&formats[i], why, sizeof why))
+      continue;
     int k = snprintf(out + used, outlen - used, "%s%s",
-                     i == 0                   ? ""
-                     : i + 1 == formats_count ? " or "
-                                              : ", ",
+                     n++ == 0    ? ""
+                     : i == last ? " or "
+                                 : ", ",
                      formats[i].media);
     used += k > 0 ? (size_t)k : 0;
   }
+  n = 0;
   for (size_t i = 0; i < formats_count && used < outlen; i++) {
-    int k = snprintf(out + used, outlen - used, "%s%s", i == 0 ? " (" : ", ",
+    if (!available(&formats[i], why, sizeof why))
+      continue;
+    int k = snprintf(out + used, outlen - used, "%s%s", n++ == 0 ? " (" : ", ",
                      formats[i].extensions[0]);
     used += k > 0 ? (size_t)k : 0;
   }
@@ -258,6 +296,11 @@ q_err_t formats_choose(const char *content_type, const char *filename, format_ch
   }
   if (c->fmt && !c->fmt->charset)
     c->charset[0] = '\0'; /* a charset says nothing about a binary format */
+  char why[256];
+  if (c->fmt && !available(c->fmt, why, sizeof why)) {
+    snprintf(err, errlen, "%s is not read here: %s", c->fmt->media, why);
+    return Q_EUNSUPPORTED;
+  }
   return Q_OK;
 }
 
@@ -276,6 +319,9 @@ static const format_t *format_of_content(content_kind_t k) {
   case CONTENT_HTML: return formats_by_id("html");
   case CONTENT_PDF: return formats_by_id("pdf");
   case CONTENT_DOCX: return formats_by_id("docx");
+  case CONTENT_PNG: return formats_by_id("png");
+  case CONTENT_JPEG: return formats_by_id("jpeg");
+  case CONTENT_TIFF: return formats_by_id("tiff");
   default: return NULL;
   }
 }
@@ -296,6 +342,12 @@ q_err_t formats_confirm(format_choice_t *c, const char *head, size_t n, char *er
                formats_content_name(k), list);
       return Q_EUNSUPPORTED;
     }
+    char why[256];
+    if (!available(real, why, sizeof why)) {
+      snprintf(err, errlen, "the content is %s, which is not read here: %s",
+               formats_content_name(k), why);
+      return Q_EUNSUPPORTED;
+    }
     c->fmt = real;
     return Q_OK;
   }
@@ -304,7 +356,8 @@ q_err_t formats_confirm(format_choice_t *c, const char *head, size_t n, char *er
   char hint[160] = "";
   /* Text that is not HTML may well be what a PDF or DOCX declaration was
    * for by mistake, but suggesting text/plain would be a guess. */
-  if (real && k != CONTENT_TEXT)
+  char why[8];
+  if (real && k != CONTENT_TEXT && available(real, why, sizeof why))
     snprintf(hint, sizeof hint, " (send it as %s)", real->media);
   if (c->source == FROM_DECLARED)
     snprintf(err, errlen, "declared %s but the content is %s%s", c->declared,

@@ -17,6 +17,9 @@
  *      with the choice. A file that lies about its type is refused naming
  *      both: "declared application/pdf but the content is a ZIP archive".
  *
+ * A format whose reader is switched off (images while OCR is disabled)
+ * is refused at either step with a sentence saying how to switch it on.
+ *
  * The stored type is the format's canonical media type, plus the declared
  * charset for text formats ("text/plain; charset=iso-8859-1"); the worker
  * finds the format again with formats_parse_stored. All functions are pure
@@ -71,6 +74,10 @@ typedef struct format {
   bool charset;                  /* text: honours a declared charset */
   const extractor_t *extractor;
   format_chunking_t chunking;
+  /* NULL when the format is always read; else whether its reader is
+   * switched on in this service (images need OCR), and when it is not, a
+   * sentence saying how to switch it on. Checked at upload. */
+  bool (*available)(char *why, size_t whylen);
 } format_t;
 
 /* The table, in the order error messages list it. */

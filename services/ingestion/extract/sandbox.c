@@ -382,6 +382,7 @@ static q_err_t explain_signal(const reader_t *r, int sig, const struct rusage *r
 typedef struct child_args {
   char lim[4][24];
   char *argv[10];
+  char *envp[SANDBOX_ENV_MAX + 3];
 } child_args_t;
 
 static void build_args(child_args_t *a, const sandbox_cfg_t *cfg, const format_t *fmt,
@@ -401,12 +402,17 @@ static void build_args(child_args_t *a, const sandbox_cfg_t *cfg, const format_t
   a->argv[7] = a->lim[3];
   a->argv[8] = (char *)(cfg->seccomp ? "1" : "0");
   a->argv[9] = NULL;
+  size_t n = 0;
+  a->envp[n++] = (char *)"PATH=/usr/bin:/bin";
+  a->envp[n++] = (char *)"LC_ALL=C";
+  for (size_t i = 0; cfg->env && cfg->env[i] && i < SANDBOX_ENV_MAX; i++)
+    a->envp[n++] = (char *)cfg->env[i];
+  a->envp[n] = NULL;
 }
 
 /* In the child between fork and exec: only system calls. */
 static void exec_child(const sandbox_cfg_t *cfg, child_args_t *a, int in, int out,
                        int err) {
-  static char *const envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -423,7 +429,7 @@ static void exec_child(const sandbox_cfg_t *cfg, child_args_t *a, int in, int ou
       setrlimit(RLIMIT_NOFILE, &nofile))
     _exit(126);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  execve(cfg->exe, a->argv, envp);
+  execve(cfg->exe, a->argv, a->envp);
   _exit(127);
 }
 

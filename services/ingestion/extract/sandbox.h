@@ -5,8 +5,8 @@
  * (RLIMIT_AS: memory; RLIMIT_CPU: CPU seconds, SIGXCPU then SIGKILL;
  * RLIMIT_FSIZE 0: no file writes; RLIMIT_CORE 0; a parent-death signal),
  * the blob as stdin, a pipe as stdout and another as stderr, no other file
- * descriptors and an empty environment, and execs cfg->exe with the
- * subcommand cfg->subcommand (quarry-ingestion runs itself:
+ * descriptors and an environment of only PATH, LC_ALL and cfg->env, and execs cfg->exe
+ * with the subcommand cfg->subcommand (quarry-ingestion runs itself:
  * "/proc/self/exe extract-child ..."). Exec rather than fork alone gives
  * the extractor a fresh single-threaded process: no lock another worker
  * thread held at fork time, and an address space the memory limit can
@@ -59,7 +59,13 @@ typedef struct sandbox_cfg {
   extract_limits_t limits;  /* the extractor's own caps */
   bool seccomp;             /* install the seccomp filter */
   const atomic_int *cancel; /* optional: non-zero stops the extraction */
+  /* Optional, NULL-ended "NAME=value" strings added to the child's
+   * environment (at most SANDBOX_ENV_MAX): extractors' settings, such as
+   * OCR's (extract/ocr.h, ocr_env_build). */
+  const char *const *env;
 } sandbox_cfg_t;
+
+#define SANDBOX_ENV_MAX 16
 
 typedef struct sandbox_info {
   char lockdown[64]; /* "seccomp", "netns", "none: <why>" */
