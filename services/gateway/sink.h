@@ -63,6 +63,8 @@ typedef struct sink_summary {
   const char *const *degraded; /* stage names, in the order they fell back */
   size_t ndegraded;
   bool cache_hit;
+  bool has_usage; /* the model's token counts are known: */
+  int prompt_tokens, completion_tokens;
 } sink_summary_t;
 
 typedef struct sink sink_t;

@@ -46,6 +46,47 @@ static struct {
   int requests;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* A streamed chat completion: one SSE event per word, then usage, then
+ * [DONE]. All of it in one reply body: the parser must not care how the
+ * bytes arrive (test_sse.c splits them at every boundary). */
+static enum MHD_Result reply_sse(struct MHD_Connection *c, const char *answer,
+                                 bool with_content) {
+  q_buf_t b;
+  q_buf_init(&b, 1 << 20);
+  q_buf_puts(&b, ": keep-alive comment\n\n");
+  q_buf_puts(
+      &b,
+      "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\r\n\r\n");
+  const char *p = answer;
+  while (with_content && *p) {
+    const char *sp = strchr(p, ' ');
+    size_t n = sp ? (size_t)(sp - p) + 1 : strlen(p);
+    json_t *piece = json_stringn(p, n);
+    json_t *ev = json_pack("{s:[{s:i,s:{s:o}}]}", "choices", "index", 0, "delta",
+                           "content", piece);
+    char *text = json_dumps(ev, JSON_COMPACT);
+    q_buf_printf(&b, "data: %s\n\n", text);
+    free(text);
+    json_decref(ev);
+    p += n;
+  }
+  q_buf_puts(
+      &b,
+      "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+  q_buf_puts(
+      &b,
+      "data: "
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":123,\"completion_tokens\":11}}\n\n");
+  q_buf_puts(&b, "data: [DONE]\n\n");
+  size_t len = b.len;
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, q_buf_steal(&b), MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header(r, "Content-Type", "text/event-stream");
+  enum MHD_Result ret = MHD_queue_response(c, 200, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *body) {
   char *s = json_dumps(body, JSON_COMPACT);
   json_decref(body);
@@ -118,16 +159,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                           "model", "fake-embed", "usage", "prompt_tokens", 5,
                           "total_tokens", 5));
   } else if (strcmp(url, "/v1/chat/completions") == 0) {
-    if (mode == MODE_NO_CONTENT)
-      ret = reply(c, 200, json_pack("{s:[]}", "choices"));
-    else
-      ret = reply(c, 200,
-                  json_pack("{s:s,s:[{s:i,s:{s:s,s:s},s:s}],s:{s:i,s:i,s:i}}", "id",
-                            "chatcmpl-1", "choices", "index", 0, "message", "role",
-                            "assistant", "content",
-                            "Paris is the capital of France [1]. It is large [1].",
-                            "finish_reason", "stop", "usage", "prompt_tokens", 123,
-                            "completion_tokens", 11, "total_tokens", 134));
+    ret = reply_sse(c, "Paris is the capital of France [1]. It is large [1].",
+                    mode != MODE_NO_CONTENT);
   } else {
     ret = reply(c, 404, json_pack("{s:{s:s}}", "error", "message", "no such route"));
   }
@@ -282,6 +315,8 @@ typedef struct collected {
 
 static int collect_cb(const char *piece, size_t len, void *ud) {
   collected_t *c = ud;
+  if (len == 0)
+    return 0; /* "is the client still there?": yes */
   cr_assert_lt(c->len + len, sizeof c->text);
   memcpy(c->text + c->len, piece, len);
   c->len += len;
@@ -298,7 +333,8 @@ static generator_t *new_generator(void) {
                          .api_key = "sk-gen",
                          .template = TEMPLATE,
                          .timeout_ms = 5000,
-                         .max_tokens = 256};
+                         .max_tokens = 256,
+                         .stream_usage = 1};
   generator_t *g = gen_openai_new(&o);
   cr_assert_not_null(g);
   return g;
@@ -318,7 +354,7 @@ Test(openai, chat_completion_streams_the_answer) {
                            collect_cb, &c, &u, err, sizeof err),
                0, "%s", err);
   cr_assert_str_eq(c.text, "Paris is the capital of France [1]. It is large [1].");
-  cr_assert_eq(c.pieces, 11, "one piece per word, got %d", c.pieces);
+  cr_assert_eq(c.pieces, 11, "one piece per event, got %d", c.pieces);
   cr_assert_eq(u.prompt_tokens, 123);
   cr_assert_eq(u.completion_tokens, 11);
 
@@ -328,7 +364,9 @@ Test(openai, chat_completion_streams_the_answer) {
   cr_assert_str_eq(json_string_value(json_object_get(srv.last_body, "model")),
                    "fake-chat");
   cr_assert_eq(json_integer_value(json_object_get(srv.last_body, "max_tokens")), 256);
-  cr_assert(json_is_false(json_object_get(srv.last_body, "stream")));
+  cr_assert(json_is_true(json_object_get(srv.last_body, "stream")));
+  cr_assert(json_is_true(json_object_get(json_object_get(srv.last_body, "stream_options"),
+                                         "include_usage")));
   const char *prompt = json_string_value(json_object_get(
       json_array_get(json_object_get(srv.last_body, "messages"), 0), "content"));
   cr_assert_str_eq(prompt, "Context:\n[1] Geography\nParis is the capital of France.\n\n"
@@ -355,8 +393,7 @@ Test(openai, http_statuses_map_to_errors_per_provider) {
             err);
   cr_assert_eq(g->generate(g, "q", passages, 1, 0, collect_cb, &c, &u, err, sizeof err),
                Q_EUNAVAIL);
-  cr_assert(strstr(err, "generation provider answered HTTP 400: input too long"), "%s",
-            err);
+  cr_assert(strstr(err, "openai answered HTTP 400: input too long"), "%s", err);
   srv.mode = MODE_HTTP_429;
   cr_assert_eq(e->embed(e, texts, lens, 1, out, err, sizeof err), Q_ERESOURCE);
   cr_assert(strstr(err, "slow down"), "%s", err);
@@ -383,17 +420,20 @@ Test(openai, falls_back_to_extractive_when_the_provider_fails) {
   generator_t *g = new_generator();
   generator_t *x = gen_extractive_new();
   llm_t l;
-  llm_init(&l, NULL, g, x);
+  q_retry_policy_t once = Q_RETRY_POLICY_DEFAULT;
+  once.max_attempts = 1;
+  llm_init(&l, &once, x);
+  llm_add_generator(&l, g, 0, 0, 5, 1000);
   collected_t c = {0};
-  gen_usage_t u;
-  const char *model = NULL;
+  llm_answer_t ans;
   char err[256] = "";
 
   srv.mode = MODE_HTTP_500;
   cr_assert_eq(llm_generate(&l, "What is the capital of France?", passages, 2, 0,
-                            collect_cb, &c, &u, &model, err, sizeof err),
+                            collect_cb, &c, &ans, err, sizeof err),
                0, "%s", err);
-  cr_assert_str_eq(model, "quarry-extractive");
+  cr_assert_str_eq(ans.model, "quarry-extractive");
+  cr_assert(ans.fallback, "the built-in answer must be marked as a fallback");
   cr_assert_str_eq(c.text, "Paris is the capital of France. [1]");
   cr_assert_eq(srv.requests, 1, "the provider must have been tried first");
   cr_assert_float_eq(
@@ -411,10 +451,14 @@ Test(openai, falls_back_to_extractive_when_the_provider_fails) {
   srv.mode = MODE_OK;
   memset(&c, 0, sizeof c);
   cr_assert_eq(llm_generate(&l, "What is the capital of France?", passages, 2, 0,
-                            collect_cb, &c, &u, &model, err, sizeof err),
+                            collect_cb, &c, &ans, err, sizeof err),
                0);
-  cr_assert_str_eq(model, "fake-chat");
+  cr_assert_str_eq(ans.model, "fake-chat");
+  cr_assert_str_eq(ans.provider, "openai");
+  cr_assert(!ans.fallback);
+  cr_assert_eq(ans.usage.prompt_tokens, 123);
   cr_assert(strstr(c.text, "It is large") != NULL);
+  llm_cleanup(&l);
   x->free(x);
   g->free(g);
 }
@@ -448,10 +492,16 @@ Test(openai, template_files_are_checked) {
 Test(openai, shipped_template_is_valid) {
   char *t = NULL, err[256] = "";
   /* Tests run from the repository root (make unit). */
-  cr_assert_eq(gen_openai_load_template("services/llm-gateway/prompts/answer.txt", &t,
+  cr_assert_eq(gen_openai_load_template("services/llm-gateway/prompts/answer.v2.txt", &t,
                                         err, sizeof err),
                0, "%s", err);
+  cr_assert(strstr(t, "\n--- user ---\n") != NULL, "v2 has a system message");
+  cr_assert(strstr(t, "only") && strstr(t, "[1]"),
+            "answers only from context, cites [n]");
   free(t);
+  char v[64];
+  gen_prompt_version("services/llm-gateway/prompts/answer.v2.txt", v, sizeof v);
+  cr_assert_str_eq(v, "answer.v2");
 }
 
 Test(openai, prompt_is_bounded) {
