@@ -68,8 +68,8 @@ void q_providers_cleanup(q_providers_t *p) {
 }
 
 /* An integer field in [lo, hi], or def when absent. */
-static q_err_t get_int(const json_t *o, const char *key, int def, int lo, int hi, int *out,
-                       const char *where, char *err, size_t errlen) {
+static q_err_t get_int(const json_t *o, const char *key, int def, int lo, int hi,
+                       int *out, const char *where, char *err, size_t errlen) {
   const json_t *v = json_object_get(o, key);
   if (!v) {
     *out = def;
@@ -122,8 +122,7 @@ static q_err_t get_str(const json_t *o, const char *key, bool required, size_t m
   if (!json_is_string(v) || json_string_length(v) > max ||
       strlen(json_string_value(v)) != json_string_length(v)) {
     snprintf(err, errlen, "%s.%s: %s", where, key,
-             v ? "must be a string without NUL bytes of at most 1024 bytes"
-               : "required");
+             v ? "must be a string without NUL bytes of at most 1024 bytes" : "required");
     return Q_EINVAL;
   }
   *out = json_string_value(v);
@@ -132,7 +131,8 @@ static q_err_t get_str(const json_t *o, const char *key, bool required, size_t m
 
 static bool valid_base_url(const char *u) {
   size_t n = strlen(u);
-  if (!((strncmp(u, "http://", 7) == 0 && n > 7) || (strncmp(u, "https://", 8) == 0 && n > 8)))
+  if (!((strncmp(u, "http://", 7) == 0 && n > 7) ||
+        (strncmp(u, "https://", 8) == 0 && n > 8)))
     return false;
   if (strpbrk(u, " \t\r\n?#"))
     return false;
@@ -176,8 +176,9 @@ static q_err_t load_key(q_provider_cfg_t *e, const char *key_env, const char *ke
       buf[--n] = '\0';
     if (n == 0 || n > MAX_KEY_BYTES || strlen(buf) != n || strpbrk(buf, "\r\n")) {
       explicit_bzero(buf, sizeof buf);
-      snprintf(err, errlen, "%s.key_file: %s must hold one key of 1..%d bytes on one line",
-               where, key_file, MAX_KEY_BYTES);
+      snprintf(err, errlen,
+               "%s.key_file: %s must hold one key of 1..%d bytes on one line", where,
+               key_file, MAX_KEY_BYTES);
       return Q_EINVAL;
     }
     e->api_key = strdup(buf);
@@ -193,10 +194,22 @@ static q_err_t load_key(q_provider_cfg_t *e, const char *key_env, const char *ke
 }
 
 static const char *const ENTRY_KEYS[] = {
-    "kind",           "name",           "base_url",   "model",
-    "connect_timeout_ms", "timeout_ms", "stall_timeout_ms", "key_env",
-    "key_file",       "cost_per_1k_prompt", "cost_per_1k_completion", "dim",
-    "send_dim",       "max_tokens",     "context_tokens", "stream_usage",
+    "kind",
+    "name",
+    "base_url",
+    "model",
+    "connect_timeout_ms",
+    "timeout_ms",
+    "stall_timeout_ms",
+    "key_env",
+    "key_file",
+    "cost_per_1k_prompt",
+    "cost_per_1k_completion",
+    "dim",
+    "send_dim",
+    "max_tokens",
+    "context_tokens",
+    "stream_usage",
 };
 
 static q_err_t parse_entry(q_provider_cfg_t *e, q_capability_t cap, size_t idx,
@@ -340,7 +353,8 @@ q_err_t q_providers_parse(q_providers_t *p, const json_t *root, int default_dim,
     if (strcmp(k, "chat") && strcmp(k, "embed") && strcmp(k, "rerank") &&
         strcmp(k, "retry") && strcmp(k, "breaker") && strcmp(k, "comment")) {
       snprintf(err, errlen,
-               "unknown top-level field \"%.64s\" (chat, embed, rerank, retry, breaker)", k);
+               "unknown top-level field \"%.64s\" (chat, embed, rerank, retry, breaker)",
+               k);
       return Q_EINVAL;
     }
   }
@@ -385,7 +399,8 @@ q_err_t q_providers_parse(q_providers_t *p, const json_t *root, int default_dim,
   for (int c = 0; c < 3; c++) {
     if (!lists[c])
       continue;
-    q_provider_cfg_t *merged = calloc(p->n[c] + n[c] ? p->n[c] + n[c] : 1, sizeof *merged);
+    q_provider_cfg_t *merged =
+        calloc(p->n[c] + n[c] ? p->n[c] + n[c] : 1, sizeof *merged);
     if (!merged) {
       rc = Q_ENOMEM;
       snprintf(err, errlen, "out of memory");

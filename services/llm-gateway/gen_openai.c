@@ -232,7 +232,7 @@ static int usage_field(const json_t *u, const char *key) {
   const json_t *v = json_object_get(u, key);
   if (!json_is_integer(v) || json_integer_value(v) < 0 ||
       json_integer_value(v) > INT32_MAX)
-    return -1;
+    return NO_USAGE;
   return (int)json_integer_value(v);
 }
 

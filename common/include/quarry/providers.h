@@ -33,23 +33,23 @@ typedef enum { Q_CAP_CHAT, Q_CAP_EMBED, Q_CAP_RERANK } q_capability_t;
 /* One configured provider. Every string is owned by the q_providers_t. */
 typedef struct q_provider_cfg {
   q_provider_kind_t kind;
-  const char *kind_name;  /* "openai-chat", ... */
-  char *name;             /* unique in the file; default "<kind>-<i>" */
-  char *base_url;         /* http(s)://host[:port][/prefix], no trailing '/' */
-  char *url;              /* base_url + the kind's path */
-  char *model;            /* "" allowed for TEI (the server has one model) */
-  int connect_timeout_ms; /* TCP + TLS connect */
-  int timeout_ms;         /* whole call */
-  int stall_timeout_ms;   /* chat: longest silence mid-stream */
-  char *api_key;          /* NULL: none; wiped when freed */
-  char *key_source;       /* "env:NAME", "file:PATH" or "none": loggable */
+  const char *kind_name;         /* "openai-chat", ... */
+  char *name;                    /* unique in the file; default "<kind>-<i>" */
+  char *base_url;                /* http(s)://host[:port][/prefix], no trailing '/' */
+  char *url;                     /* base_url + the kind's path */
+  char *model;                   /* "" allowed for TEI (the server has one model) */
+  int connect_timeout_ms;        /* TCP + TLS connect */
+  int timeout_ms;                /* whole call */
+  int stall_timeout_ms;          /* chat: longest silence mid-stream */
+  char *api_key;                 /* NULL: none; wiped when freed */
+  char *key_source;              /* "env:NAME", "file:PATH" or "none": loggable */
   double cost_prompt_per_1k;     /* currency units per 1000 prompt tokens */
   double cost_completion_per_1k; /* per 1000 completion tokens */
-  int dim;                /* embed: vector length the replies must have */
-  bool send_dim;          /* openai-embed: send "dimensions" */
-  int max_tokens;         /* chat: default answer cap (0: provider's) */
-  int context_tokens;     /* chat: token budget of the passages in the prompt */
-  bool stream_usage;      /* chat: send stream_options.include_usage */
+  int dim;                       /* embed: vector length the replies must have */
+  bool send_dim;                 /* openai-embed: send "dimensions" */
+  int max_tokens;                /* chat: default answer cap (0: provider's) */
+  int context_tokens;            /* chat: token budget of the passages in the prompt */
+  bool stream_usage;             /* chat: send stream_options.include_usage */
 } q_provider_cfg_t;
 
 typedef struct q_providers {
