@@ -40,7 +40,7 @@ int q_retry_delay_ms(const q_retry_policy_t *p, int retry, int retry_after_ms) {
 
 int q_retry_after_parse(const char *value, int64_t now_unix_s) {
   if (!value)
-    return -1;
+    return Q_RETRY_AFTER_NONE;
   while (*value == ' ' || *value == '\t')
     value++;
   if (*value >= '0' && *value <= '9') {
@@ -49,12 +49,12 @@ int q_retry_after_parse(const char *value, int64_t now_unix_s) {
     while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
       end++;
     if (*end)
-      return -1;
+      return Q_RETRY_AFTER_NONE;
     return s > INT_MAX / 1000 ? INT_MAX : (int)(s * 1000);
   }
   time_t t = curl_getdate(value, NULL);
   if (t < 0)
-    return -1;
+    return Q_RETRY_AFTER_NONE;
   int64_t d = (int64_t)t - now_unix_s;
   if (d <= 0)
     return 0;

@@ -50,9 +50,12 @@ bool q_retry_worth(const q_attempt_t *a);
  * than wait). */
 int q_retry_delay_ms(const q_retry_policy_t *p, int retry, int retry_after_ms);
 
+/* No Retry-After (the value of q_attempt_t.retry_after_ms then). */
+#define Q_RETRY_AFTER_NONE (-1)
+
 /* Parses a Retry-After value: delta-seconds ("3") or an HTTP date, against
- * now_unix_s for the latter. Returns milliseconds >= 0, or -1 when the
- * value is neither (or is in the past for a date: 0). */
+ * now_unix_s for the latter (a date in the past gives 0). Returns
+ * milliseconds >= 0, or Q_RETRY_AFTER_NONE when the value is neither. */
 int q_retry_after_parse(const char *value, int64_t now_unix_s);
 
 /* ---- circuit breaker -------------------------------------------------------- */
