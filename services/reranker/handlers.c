@@ -2,10 +2,12 @@
  * top_n (see handlers.h and scorer.c). */
 #include "handlers.h"
 
+#include "remote.h"
 #include "scorer.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/log.h"
 #include "quarry/validate.h"
 #include "quarry/v1/reranker.pb-c.h"
 
@@ -56,7 +58,19 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     }
     in_p[i] = (scorer_passage_t){p->text, len, p->score};
   }
-  if (scorer_rank(req->query, qlen, in_p, n, res) != 0) {
+  /* A configured rerank API first (ud, remote.h); the built-in scorer when
+   * there is none or every provider failed. */
+  char rerr[512] = "";
+  q_err_t remote_rc =
+      ud && n ? remote_rank(ud, req->query, qlen, in_p, n, res, rerr, sizeof rerr)
+              : Q_EUNAVAIL;
+  if (remote_rc && ud && n)
+    q_log_warn("rerank providers failed; using the built-in scorer", "{s:s}", "error",
+               rerr);
+  if (remote_rc && scorer_rank(req->query, qlen, in_p, n, res) != 0) {
+    q_grpc_ctx_errorf(ctx, "out of memory while scoring");
+    return Q_ERESOURCE;
+  } else if (!ud && scorer_rank(req->query, qlen, in_p, n, res) != 0) {
     q_grpc_ctx_errorf(ctx, "out of memory while scoring");
     return Q_ERESOURCE;
   }
