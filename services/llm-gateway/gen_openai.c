@@ -357,6 +357,12 @@ static CURLcode run(stream_t *s, int stall_ms) {
       break;
     if (!running)
       break;
+    if (s->done) {
+      /* "data: [DONE]" is the end, whether or not the server closes the
+       * connection or ends the chunked body right away. */
+      cc = CURLE_OK;
+      goto out;
+    }
     if (s->emit(NULL, 0, s->ud)) {
       s->client_gone = true;
       s->fail = Q_ECANCELLED;
