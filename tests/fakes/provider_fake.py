@@ -25,7 +25,8 @@ Fake object, read at each request, so a test changes it between calls:
   fake.usage        include a usage chunk (stream_options.include_usage)
 
 What it saw: fake.requests (dicts with path, headers, body, t_start,
-t_first_piece, t_last_piece, closed_by_client), all times time.time().
+t_first_piece, t_last_piece, closed_by_client), all times time.time();
+GET /requests returns them (without headers and bodies) as JSON.
 
 Run alone (bench, manual checks): python3 tests/fakes/provider_fake.py
 --interval 0.02 prints "port N" and serves until killed.
@@ -70,6 +71,15 @@ class Fake:
 
             def do_POST(self):
                 fake._handle(self)
+
+            def do_GET(self):
+                # What it saw, for a fake run as its own process (bench).
+                if self.path != "/requests":
+                    return fake._json(self, 404, {"error": {"message": "no route"}})
+                with fake.lock:
+                    seen = [{k: v for k, v in r.items() if k not in ("body", "headers")}
+                            for r in fake.requests]
+                return fake._json(self, 200, seen)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
