@@ -32,7 +32,8 @@ typedef enum {
   MODE_HTTP_500,
   MODE_HTTP_400,
   MODE_HTTP_429,
-  MODE_NO_CONTENT
+  MODE_NO_CONTENT,
+  MODE_TRUNCATED /* a stream that stops after its text, without [DONE] */
 } fake_mode_t;
 
 static struct {
@@ -50,7 +51,7 @@ static struct {
  * [DONE]. All of it in one reply body: the parser must not care how the
  * bytes arrive (test_sse.c splits them at every boundary). */
 static enum MHD_Result reply_sse(struct MHD_Connection *c, const char *answer,
-                                 bool with_content) {
+                                 bool with_content, bool truncated) {
   q_buf_t b;
   q_buf_init(&b, 1 << 20);
   q_buf_puts(&b, ": keep-alive comment\n\n");
@@ -70,6 +71,8 @@ static enum MHD_Result reply_sse(struct MHD_Connection *c, const char *answer,
     json_decref(ev);
     p += n;
   }
+  if (truncated)
+    goto send;
   q_buf_puts(
       &b,
       "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
@@ -78,6 +81,7 @@ static enum MHD_Result reply_sse(struct MHD_Connection *c, const char *answer,
       "data: "
       "{\"choices\":[],\"usage\":{\"prompt_tokens\":123,\"completion_tokens\":11}}\n\n");
   q_buf_puts(&b, "data: [DONE]\n\n");
+send:;
   size_t len = b.len;
   struct MHD_Response *r =
       MHD_create_response_from_buffer(len, q_buf_steal(&b), MHD_RESPMEM_MUST_FREE);
@@ -160,7 +164,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                           "total_tokens", 5));
   } else if (strcmp(url, "/v1/chat/completions") == 0) {
     ret = reply_sse(c, "Paris is the capital of France [1]. It is large [1].",
-                    mode != MODE_NO_CONTENT);
+                    mode != MODE_NO_CONTENT, mode == MODE_TRUNCATED);
+  } else if (strcmp(url, "/embed") == 0) {
+    json_t *inputs = json_object_get(req, "inputs");
+    json_t *vecs = json_array();
+    for (size_t i = 0; i < json_array_size(inputs); i++)
+      json_array_append_new(vecs, vector_for(i, mode == MODE_WRONG_DIM ? DIM + 1 : DIM));
+    ret = reply(c, 200, vecs);
   } else {
     ret = reply(c, 404, json_pack("{s:{s:s}}", "error", "message", "no such route"));
   }
@@ -507,4 +517,158 @@ Test(openai, shipped_template_is_valid) {
 Test(openai, prompt_is_bounded) {
   char *p = gen_openai_render_prompt("{{context}} {{question}}", "q", passages, 2, 32);
   cr_assert_null(p, "a prompt over the limit must be refused");
+}
+
+/* ---- TEI embeddings, lists, budget, streams that break ------------------------ */
+
+static embedder_t *new_tei(void) {
+  embed_openai_opts_t o = {
+      .name = "tei", .url = url("/embed"), .dim = DIM, .timeout_ms = 2000};
+  embedder_t *e = embed_tei_new(&o);
+  cr_assert_not_null(e);
+  return e;
+}
+
+Test(openai, tei_embeddings_round_trip) {
+  embedder_t *e = new_tei();
+  const char *texts[2] = {"alpha", "beta"};
+  size_t lens[2] = {5, 4};
+  float out[2 * DIM];
+  char err[256] = "";
+  cr_assert_eq(e->embed(e, texts, lens, 2, out, err, sizeof err), 0, "%s", err);
+  /* vector_for(i): (3, i, 0...), normalised */
+  cr_assert_float_eq(out[0], 1.0f, 1e-6);
+  cr_assert_float_eq(out[DIM + 0], 3.0f / sqrtf(10.0f), 1e-6);
+  cr_assert_float_eq(out[DIM + 1], 1.0f / sqrtf(10.0f), 1e-6);
+  pthread_mutex_lock(&srv.mu);
+  cr_assert_str_eq(srv.last_url, "/embed");
+  cr_assert_eq(json_array_size(json_object_get(srv.last_body, "inputs")), 2);
+  cr_assert(json_is_true(json_object_get(srv.last_body, "truncate")));
+  pthread_mutex_unlock(&srv.mu);
+  srv.mode = MODE_WRONG_DIM;
+  cr_assert_eq(e->embed(e, texts, lens, 2, out, err, sizeof err), Q_EUNAVAIL);
+  cr_assert(strstr(err, "dimensions"), "%s", err);
+  e->free(e);
+}
+
+Test(openai, embed_list_fails_over_to_the_next_provider) {
+  embed_openai_opts_t dead = {.name = "dead",
+                              .url = "http://127.0.0.1:1/v1/embeddings",
+                              .model = "m",
+                              .dim = DIM,
+                              .timeout_ms = 1000,
+                              .connect_timeout_ms = 200};
+  embedder_t *d = embed_openai_new(&dead), *t = new_tei();
+  llm_t l;
+  q_retry_policy_t pol = {
+      .max_attempts = 2, .base_ms = 5, .max_backoff_ms = 10, .max_retry_after_ms = 100};
+  llm_init(&l, &pol, NULL);
+  llm_add_embedder(&l, d, 5, 1000);
+  llm_add_embedder(&l, t, 5, 1000);
+  const char *texts[1] = {"alpha"};
+  size_t lens[1] = {5};
+  float out[DIM];
+  char err[256] = "";
+  cr_assert_eq(llm_embed(&l, texts, lens, 1, out, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(srv.requests, 1, "the second provider answered");
+  cr_assert_float_eq(
+      scrape_value("quarry_llm_retries_total{op=\"embed\",provider=\"dead\"} "), 1.0,
+      1e-9);
+  llm_cleanup(&l);
+  d->free(d);
+  t->free(t);
+}
+
+Test(openai, failure_after_the_first_token_is_not_replaced) {
+  generator_t *g = new_generator();
+  generator_t *x = gen_extractive_new();
+  llm_t l;
+  llm_init(&l, NULL, x);
+  llm_add_generator(&l, g, 0, 0, 5, 1000);
+  collected_t c = {0};
+  llm_answer_t ans;
+  char err[256] = "";
+  srv.mode = MODE_TRUNCATED;
+  cr_assert_eq(llm_generate(&l, "What is the capital of France?", passages, 2, 0,
+                            collect_cb, &c, &ans, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert(strstr(err, "before \"data: [DONE]\""), "%s", err);
+  cr_assert_str_eq(c.text, "Paris is the capital of France [1]. It is large [1].",
+                   "the client keeps what it got, and nothing else is added");
+  cr_assert_eq(srv.requests, 1, "no retry after the first token");
+  llm_cleanup(&l);
+  x->free(x);
+  g->free(g);
+}
+
+static int gone_cb(const char *piece, size_t len, void *ud) {
+  return 1; /* the client has left */
+}
+
+Test(openai, a_client_that_left_is_not_retried_or_replaced) {
+  generator_t *g = new_generator();
+  generator_t *x = gen_extractive_new();
+  llm_t l;
+  llm_init(&l, NULL, x);
+  llm_add_generator(&l, g, 0, 0, 5, 1000);
+  llm_answer_t ans;
+  char err[256] = "";
+  cr_assert_eq(
+      llm_generate(&l, "q", passages, 2, 0, gone_cb, NULL, &ans, err, sizeof err),
+      Q_ECANCELLED);
+  cr_assert_leq(srv.requests, 1);
+  llm_cleanup(&l);
+  x->free(x);
+  g->free(g);
+}
+
+Test(openai, passages_are_packed_to_the_token_budget) {
+  gen_passage_t ps[3] = {
+      {"", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 40},  /* 48 B: 12 */
+      {"T", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 40}, /* 50 B: 13 */
+      {"", "c", 1}};
+  cr_assert_eq(gen_estimate_tokens(0), 0);
+  cr_assert_eq(gen_estimate_tokens(1), 1);
+  cr_assert_eq(gen_estimate_tokens(8), 2);
+  cr_assert_eq(gen_pack_passages(ps, 3, 0), 3, "no budget: all");
+  cr_assert_eq(gen_pack_passages(ps, 3, 11), 0);
+  cr_assert_eq(gen_pack_passages(ps, 3, 12), 1);
+  cr_assert_eq(gen_pack_passages(ps, 3, 25), 2);
+  cr_assert_eq(gen_pack_passages(ps, 3, 27), 2);
+  cr_assert_eq(gen_pack_passages(ps, 3, 28), 3); /* 9 B: 3 */
+}
+
+Test(openai, prompt_holds_only_the_passages_that_fit) {
+  gen_passage_t ps[2] = {{"", "first passage text", 18},
+                         {"", "second passage that will not fit in the budget", 46}};
+  gen_openai_opts_t o = {.url = url("/v1/chat/completions"),
+                         .model = "fake-chat",
+                         .template = "System rules [n].\n--- user ---\n{{context}}\nQ: "
+                                     "{{question}}",
+                         .prompt_version = "answer.v9",
+                         .timeout_ms = 5000,
+                         .context_tokens = 8};
+  generator_t *g = gen_openai_new(&o);
+  collected_t c = {0};
+  gen_usage_t u;
+  gen_outcome_t out;
+  char err[256] = "";
+  cr_assert_eq(
+      g->generate_ex(g, "q?", ps, 2, 0, collect_cb, &c, &u, &out, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(out.passages_used, 1);
+  cr_assert_str_eq(out.prompt_version, "answer.v9");
+  pthread_mutex_lock(&srv.mu);
+  json_t *msgs = json_object_get(srv.last_body, "messages");
+  cr_assert_eq(json_array_size(msgs), 2);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
+                   "system");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                   "System rules [n].\n");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+                   "[1] first passage text\nQ: q?");
+  cr_assert_null(json_object_get(srv.last_body, "stream_options"),
+                 "include_usage only when asked");
+  pthread_mutex_unlock(&srv.mu);
+  g->free(g);
 }
