@@ -395,23 +395,29 @@ q_err_t q_providers_parse(q_providers_t *p, const json_t *root, int default_dim,
       n[c]++;
     }
   }
-  /* Everything parsed: move the new entries behind the old ones. */
+  /* Everything parsed: move the new entries behind the old ones. Every
+   * array is allocated before p is touched, so p is unchanged on failure. */
+  q_provider_cfg_t *merged[3] = {NULL, NULL, NULL};
   for (int c = 0; c < 3; c++) {
-    if (!lists[c])
-      continue;
-    q_provider_cfg_t *merged =
-        calloc(p->n[c] + n[c] ? p->n[c] + n[c] : 1, sizeof *merged);
-    if (!merged) {
+    if (lists[c] && !(merged[c] = calloc(p->n[c] + n[c] + 1, sizeof *merged[c]))) {
+      for (int d = 0; d < c; d++)
+        free(merged[d]);
       rc = Q_ENOMEM;
       snprintf(err, errlen, "out of memory");
       goto fail;
     }
-    memcpy(merged, p->list[c], p->n[c] * sizeof *merged);
-    memcpy(merged + p->n[c], lists[c], n[c] * sizeof *merged);
+  }
+  for (int c = 0; c < 3; c++) {
+    if (!lists[c])
+      continue;
+    if (p->n[c])
+      memcpy(merged[c], p->list[c], p->n[c] * sizeof *merged[c]);
+    if (n[c])
+      memcpy(merged[c] + p->n[c], lists[c], n[c] * sizeof *merged[c]);
     free(lists[c]);
     lists[c] = NULL;
     free(p->list[c]);
-    next.list[c] = merged;
+    next.list[c] = merged[c];
     next.n[c] = p->n[c] + n[c];
   }
   *p = next;
