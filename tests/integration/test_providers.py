@@ -249,6 +249,8 @@ class Providers(Case):
             time.sleep(0.02)
         self.assertIsNotNone(req["closed_by_client"], "provider connection still open")
         self.assertLess(req["pieces"], 10)
+        sys.stdout.write("\n    provider connection closed %.0f ms after the client left\n"
+                         % ((req["closed_by_client"] - left) * 1000))
 
     def test_api_key_is_sent_and_never_logged(self):
         """The fake got "Authorization: Bearer <key>" from the key_env
