@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw bench-ocr help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw bench-ocr bench-providers help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -62,6 +62,7 @@ help:
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
 	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
+	@echo "make bench-providers  time Quarry adds to a streamed answer beside the model's (fake provider)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
 	@echo "make lint         the checks of tests/lint/ (format, q_ symbols, casts, includes, ...)"
 	@echo "make format       clang-format 14 over every tracked .c/.h (what the format check wants)"
@@ -253,6 +254,16 @@ bench: all $(PYGEN)
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/retrieval_bench.py --data $(DATA) $(BENCH_ARGS)
 	$(MAKE) bench-edge
+	$(MAKE) bench-providers
+
+# Time Quarry adds to a streamed answer beside the model's own time
+# (bench/provider_bench.py): the llm-gateway in front of the loopback provider
+# fake streaming at a fixed rate; p50/p95 of added time to first token and of
+# total overhead. Also run by `make bench`. PROVIDER_BENCH_ARGS: --queries N
+# --interval S --words N.
+bench-providers: all
+	QUARRY_BIN=$(abspath $(BUILD)/bin) \
+	  /usr/bin/python3 bench/provider_bench.py $(PROVIDER_BENCH_ARGS)
 
 # The edge under load (bench/edge_bench.py): /v1/query at 16..1024
 # connections, 10,000 idle keep-alive connections, streamed answers through a

@@ -12,6 +12,7 @@
 
 #include "quarry/buf.h"
 #include "quarry/error.h"
+#include "quarry/resilience.h"
 #include "quarry/trace.h"
 
 #include <curl/curl.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_REPLY (16u << 20)
@@ -48,6 +50,20 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
   if (rc == Q_ETOOBIG)
     s->too_big = 1;
   return rc ? 0 : n; /* a short count makes curl fail with CURLE_WRITE_ERROR */
+}
+
+/* Picks Retry-After out of the reply's headers (header_cb's ud is the
+ * caller's int). */
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud) {
+  size_t n = size * nmemb;
+  static const char name[] = "retry-after:";
+  if (n > sizeof name - 1 && n < 256 && strncasecmp(data, name, sizeof name - 1) == 0) {
+    char v[256];
+    memcpy(v, data + sizeof name - 1, n - (sizeof name - 1));
+    v[n - (sizeof name - 1)] = '\0';
+    *(int *)ud = q_retry_after_parse(v, (int64_t)time(NULL));
+  }
+  return n;
 }
 
 static void set_err(char *err, size_t errlen, const char *msg) {
@@ -121,6 +137,8 @@ q_err_t q_http_json(const q_http_req_t *req, long *status, json_t **reply, char 
     *status = 0;
   if (reply)
     *reply = NULL;
+  if (req && req->retry_after_ms)
+    *req->retry_after_ms = -1;
   if (err && errlen)
     err[0] = '\0';
   if (!req || !req->url || !*req->url) {
@@ -175,6 +193,12 @@ q_err_t q_http_json(const q_http_req_t *req, long *status, json_t **reply, char 
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+  if (req->connect_timeout_ms > 0)
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
+  if (req->retry_after_ms) {
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, req->retry_after_ms);
+  }
   if (body) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);

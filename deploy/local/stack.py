@@ -562,7 +562,7 @@ class Stack:
         # root; services run in the run dir.
         if svc == "llm-gateway" and "QUARRY_PROMPT_TEMPLATE" not in env:
             env["QUARRY_PROMPT_TEMPLATE"] = os.path.join(
-                REPO, "services", "llm-gateway", "prompts", "answer.txt")
+                REPO, "services", "llm-gateway", "prompts", "answer.v2.txt")
         if svc == "llm-gateway" and "QUARRY_ANSWER_SYNONYMS" not in env:
             env["QUARRY_ANSWER_SYNONYMS"] = os.path.join(
                 REPO, "services", "llm-gateway", "prompts", "synonyms.txt")

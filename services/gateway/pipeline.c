@@ -116,6 +116,8 @@ struct pipeline {
   char **chunk_ids;
   const char *degraded[MAX_DEGRADED];
   size_t ndegraded;
+  Quarry__V1__Usage usage; /* the llm-gateway's, from its last message */
+  bool has_usage;
   double ms_embed, ms_retrieve, ms_rerank, ms_generate;
   const char *rerank_method; /* what ordered `sent`; "none": retrieval order */
   char err[512];             /* status message of the last failed call */
@@ -502,6 +504,18 @@ static bool rerank_start(pipeline_t *p) {
  * full: then the rest is dropped, but the stream is read to its end for
  * the status) and goes to the sink checked. */
 static void generate_piece(pipeline_t *p, const Quarry__V1__GenerateResponse *msg) {
+  if (msg->done) {
+    /* Usage as the provider counted it; the passages it could not fit in
+     * its prompt may not be cited; the built-in answer is a degradation. */
+    if (msg->usage) {
+      p->usage = *msg->usage;
+      p->has_usage = true;
+    }
+    if (msg->passages_dropped > 0 && (size_t)msg->passages_dropped <= p->nsent)
+      p->nsent -= (size_t)msg->passages_dropped;
+    if (msg->fallback && p->ndegraded < MAX_DEGRADED)
+      p->degraded[p->ndegraded++] = "generate";
+  }
   if (!msg->text || !msg->text[0] || p->truncated)
     return;
   size_t len = strlen(msg->text);
@@ -749,6 +763,9 @@ static void finish(pipeline_t *p) {
       .ndegraded = p->ndegraded,
       .cache_hit = false,
       .rerank_method = p->rerank_method,
+      .has_usage = p->has_usage,
+      .prompt_tokens = p->usage.prompt_tokens,
+      .completion_tokens = p->usage.completion_tokens,
   };
   p->sink->done(p->sink, &s);
 }

@@ -72,6 +72,8 @@ typedef struct sink_summary {
    * "none" when the retrieval order was kept (no candidates, or the
    * reranker failed: then degraded has "rerank"). */
   const char *rerank_method;
+  bool has_usage; /* the model's token counts are known: */
+  int prompt_tokens, completion_tokens;
 } sink_summary_t;
 
 typedef struct sink sink_t;

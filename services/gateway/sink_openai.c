@@ -127,10 +127,15 @@ static q_err_t oa_citation(sink_t *b, const sink_citation_t *c) {
 /* Adds "usage", "citations" and "quarry" of summary to obj; false when out
  * of memory. */
 static bool add_extras(openai_sink_t *o, json_t *obj, const sink_summary_t *s) {
-  unsigned completion = sink_openai_words(s->answer ? s->answer : "", s->answer_len);
-  json_t *usage = json_pack("{s:i,s:i,s:i}", "prompt_tokens", (int)o->prompt_tokens,
-                            "completion_tokens", (int)completion, "total_tokens",
-                            (int)(o->prompt_tokens + completion));
+  /* The model's own counts when the llm-gateway reported them (the whole
+   * prompt with its passages); otherwise words, as before. */
+  unsigned completion =
+      s->has_usage ? (unsigned)s->completion_tokens
+                   : sink_openai_words(s->answer ? s->answer : "", s->answer_len);
+  unsigned prompt = s->has_usage ? (unsigned)s->prompt_tokens : o->prompt_tokens;
+  json_t *usage =
+      json_pack("{s:i,s:i,s:i}", "prompt_tokens", (int)prompt, "completion_tokens",
+                (int)completion, "total_tokens", (int)(prompt + completion));
   /* The /v1/query reply has every field we need: reuse its shapes. */
   json_t *summary = sink_summary_json(s);
   json_t *citations = summary ? json_incref(json_object_get(summary, "citations")) : NULL;

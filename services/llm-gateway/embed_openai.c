@@ -22,10 +22,12 @@ typedef struct openai_embedder {
   embedder_t base;
   openai_endpoint_t ep;
   int send_dim;
+  int connect_timeout_ms;
 } openai_embedder_t;
 
-static int openai_embed(const embedder_t *e, const char *const *texts, const size_t *lens,
-                        size_t n, float *out, char *err, size_t errlen) {
+static int openai_embed_ex(const embedder_t *e, const char *const *texts,
+                           const size_t *lens, size_t n, float *out, q_attempt_t *att,
+                           char *err, size_t errlen) {
   const openai_embedder_t *o = (const openai_embedder_t *)e;
   json_t *body = NULL, *input = NULL, *reply = NULL;
   unsigned char *seen = NULL;
@@ -59,6 +61,8 @@ static int openai_embed(const embedder_t *e, const char *const *texts, const siz
       .max_reply_bytes = 64u << 20,
       /* 400: the provider refused this input (too long for the model, ...). */
       .bad_request_is_invalid = 1,
+      .connect_timeout_ms = o->connect_timeout_ms,
+      .att = att,
   };
   rc = openai_post_json(&o->ep, &post, &reply, err, errlen);
   if (rc)
@@ -131,11 +135,17 @@ done:
   return rc;
 }
 
+static int openai_embed(const embedder_t *e, const char *const *texts, const size_t *lens,
+                        size_t n, float *out, char *err, size_t errlen) {
+  return openai_embed_ex(e, texts, lens, n, out, NULL, err, errlen);
+}
+
 static void openai_free(embedder_t *e) {
   openai_embedder_t *o = (openai_embedder_t *)e;
   if (!o)
     return;
   free((char *)o->base.model);
+  free((char *)o->base.name);
   openai_endpoint_cleanup(&o->ep);
   free(o);
 }
@@ -144,15 +154,17 @@ embedder_t *embed_openai_new(const embed_openai_opts_t *opts) {
   openai_embedder_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  o->base.name = "openai";
+  o->base.name = strdup(opts->name ? opts->name : "openai");
   o->base.dim = opts->dim;
   o->base.embed = openai_embed;
+  o->base.embed_ex = openai_embed_ex;
+  o->connect_timeout_ms = opts->connect_timeout_ms;
   o->base.free = openai_free;
   o->base.model = strdup(opts->model ? opts->model : "");
   o->send_dim = opts->send_dim;
   if (openai_endpoint_init(&o->ep, opts->url, opts->api_key,
                            opts->timeout_ms > 0 ? opts->timeout_ms : 10000) ||
-      !o->base.model)
+      !o->base.model || !o->base.name)
     goto oom;
   return &o->base;
 oom:

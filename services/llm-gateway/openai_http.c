@@ -73,6 +73,8 @@ q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p,
   int rc;
 
   *reply = NULL;
+  if (p->att)
+    *p->att = (q_attempt_t){.rc = 0, .http_status = 0, .retry_after_ms = -1};
   int timeout = effective_timeout(ep->timeout_ms);
   if (timeout <= 0) {
     snprintf(err, errlen, "deadline exceeded before calling the %s", p->who);
@@ -85,9 +87,13 @@ q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p,
       .headers = headers,
       .timeout_ms = timeout,
       .max_reply_bytes = p->max_reply_bytes,
+      .connect_timeout_ms = p->connect_timeout_ms,
+      .retry_after_ms = p->att ? &p->att->retry_after_ms : NULL,
   };
   char herr[256] = "";
   rc = q_http_json(&req, &status, reply, herr, sizeof herr);
+  if (p->att)
+    p->att->http_status = status;
   if (rc) {
     snprintf(err, errlen, "%s: %s", p->who, herr);
     goto fail;
@@ -102,6 +108,8 @@ q_err_t openai_post_json(const openai_endpoint_t *ep, const openai_post_t *p,
   }
   return 0;
 fail:
+  if (p->att)
+    p->att->rc = rc;
   json_decref(*reply);
   *reply = NULL;
   return rc;

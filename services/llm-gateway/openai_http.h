@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include "quarry/error.h"
+#include "quarry/resilience.h"
 
 /* Where and how a provider is called. Owns its strings. */
 typedef struct openai_endpoint {
@@ -34,6 +35,8 @@ typedef struct openai_post {
    * rather than failing (Q_EUNAVAIL): true for embeddings, whose input is
    * the caller's text; not for generation, whose prompt is ours. */
   int bad_request_is_invalid;
+  int connect_timeout_ms; /* 0: curl's default */
+  q_attempt_t *att;       /* optional out: status and Retry-After of the reply */
 } openai_post_t;
 
 /* POSTs p->body as JSON to ep. Returns 0 with *reply the parsed body of a

@@ -8,6 +8,7 @@
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/log.h"
 #include "quarry/validate.h"
 #include "quarry/v1/reranker.pb-c.h"
 
@@ -122,6 +123,14 @@ static q_err_t rerank_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   }
   method_input_t mi = {req->query, qlen, in_p, n, x};
   q_err_t rc = n ? method->rank(r, &mi, res, err, sizeof err) : 0;
+  if (rc == Q_EUNAVAIL && method->falls_back) {
+    /* A rerank API that is down costs ranking quality, not the answer: the
+     * retrieval order, and the reply says none ran. */
+    q_log_warn("rerank method failed; keeping the retrieval order", "{s:s,s:s}", "method",
+               method->name, "error", err);
+    method = method_find("none", 4);
+    rc = method->rank(r, &mi, res, err, sizeof err);
+  }
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s: %s", method->name, err);
     return rc;

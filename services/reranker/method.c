@@ -1,7 +1,9 @@
 /* method.c - the table of reranking methods (method.h). */
 #include "method.h"
+#include "remote.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,9 +37,20 @@ static q_err_t none_rank(const reranker_t *r, const method_input_t *in,
   return 0;
 }
 
+static q_err_t remote_rank_cb(const reranker_t *r, const method_input_t *in,
+                              method_result_t *out, char *err, size_t errlen) {
+  if (!r->remote) {
+    snprintf(err, errlen, "no rerank API is configured (QUARRY_PROVIDERS_FILE)");
+    return Q_EUNAVAIL;
+  }
+  return remote_rank(r->remote, in->query, in->qlen, in->passages, in->n, out, err,
+                     errlen);
+}
+
 const method_t methods[] = {
-    {"features", true, features_rank},
-    {"none", false, none_rank},
+    {"features", true, false, features_rank},
+    {"none", false, false, none_rank},
+    {"remote", false, true, remote_rank_cb},
 };
 const size_t methods_n = sizeof methods / sizeof methods[0];
 

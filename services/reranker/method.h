@@ -5,11 +5,12 @@
  *   features  the feature model: a weighted sum of features.h's features
  *             with the weights of model.h's file
  *   none      the incoming (retrieval) order, unchanged
+ *   remote    a cross-encoder behind the rerank APIs of the providers file
+ *             (remote.h); when every provider fails the request is served
+ *             by none and the reply names none (falls_back)
  *
- * A method that calls out (a cross-encoder behind an HTTP rerank
- * provider) is one more row in the table of method.c with its state in
- * reranker_t. Which default the measurements justify is in
- * docs/retrieval.md ("The reranker"). */
+ * Which default the measurements justify is in docs/retrieval.md ("The
+ * reranker"). */
 #ifndef QUARRY_RERANKER_METHOD_H
 #define QUARRY_RERANKER_METHOD_H
 
@@ -21,12 +22,14 @@
 #include "quarry/error.h"
 
 typedef struct method method_t;
+struct remote; /* remote.h */
 
 /* The service's state, built by main.c and read (never written) by
  * every request: thread-safe by being immutable. */
 typedef struct reranker {
   const method_t *method; /* the configured default */
   rerank_model_t model;   /* the feature model's weights */
+  struct remote *remote;  /* the rerank APIs (remote.h); NULL: none configured */
 } reranker_t;
 
 /* One request's candidates, in the incoming order. */
@@ -48,6 +51,9 @@ typedef struct method_result {
 struct method {
   const char *name;
   bool needs_features;
+  /* When rank fails with Q_EUNAVAIL (a dependency is down) the request is
+   * served by the none method instead of failing. */
+  bool falls_back;
   /* Writes all in->n candidates into out, best first. 0, or an error
    * with the reason in err (the request fails with it). */
   q_err_t (*rank)(const reranker_t *r, const method_input_t *in, method_result_t *out,

@@ -84,7 +84,9 @@ class OpenAIWire(Case):
         self.assertIn(harness.FACT_ANSWER, ch["message"]["content"])
         self.assertEqual(ch["finish_reason"], "stop")
         u = b["usage"]
-        self.assertEqual(u["prompt_tokens"], len(harness.FACT_QUESTION.split()))
+        # usage is the generator's own count (docs/providers.md): the whole
+        # prompt, question and passages; the built-in answerer counts words.
+        self.assertGreater(u["prompt_tokens"], len(harness.FACT_QUESTION.split()))
         self.assertEqual(u["completion_tokens"], len(ch["message"]["content"].split()))
         self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
         self.assertCitesFact(b["citations"], "completion")

@@ -14,6 +14,9 @@ typedef struct q_http_req {
   const char *const *headers; /* NULL-terminated "Name: value" list, or NULL */
   int timeout_ms;             /* whole transfer; 0: 10000 */
   size_t max_reply_bytes;     /* 0: 16 MiB */
+  int connect_timeout_ms;     /* TCP + TLS connect; 0: curl's default */
+  int *retry_after_ms;        /* optional out: the reply's Retry-After in
+                                 milliseconds (resilience.h), -1 when none */
 } q_http_req_t;
 
 /* Sends the request. On a completed exchange returns 0 with *status set and
