@@ -63,10 +63,11 @@ static const char *const stage_names[NSTAGES] = DOCSTORE_STAGES;
 typedef struct run {
   ingest_t *in;
   job_t *j;
-  int count; /* chunks indexed so far */
-  int total; /* chunks the document makes, 0 until counted */
-  int dim;   /* embedding dimension, fixed by the first reply */
-  int sent;  /* an Upsert went out (later ones must not replace) */
+  sandbox_zygote_t *zygote; /* this worker thread's (NULL: exec per document) */
+  int count;                /* chunks indexed so far */
+  int total;                /* chunks the document makes, 0 until counted */
+  int dim;                  /* embedding dimension, fixed by the first reply */
+  int sent;                 /* an Upsert went out (later ones must not replace) */
   stage_t stage;
   int64_t stage_t0;          /* when the current stage began */
   int64_t stage_ms[NSTAGES]; /* time spent per stage so far */
@@ -358,6 +359,7 @@ static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc
     return fail(r, OUT_RETRY, "blob store: %s", err);
   sandbox_cfg_t cfg = in->cfg.extract;
   cfg.cancel = &in->stopping;
+  cfg.zygote = r->zygote;
   sandbox_info_t info;
   rc = sandbox_extract(&cfg, fmt, charset, fd, d, &info, err, sizeof err);
   close(fd);
@@ -572,7 +574,7 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     q_log_error("cannot record job outcome", "{s:s,s:s}", "job_id", j->id, "reason", err);
 }
 
-static void run_job(ingest_t *in, job_t *j) {
+static void run_job(ingest_t *in, job_t *j, sandbox_zygote_t *zygote) {
   char tid[Q_TRACE_ID_LEN + 1];
   if (q_trace_id_valid(j->trace_id))
     q_trace_set(j->trace_id, 0);
@@ -584,7 +586,7 @@ static void run_job(ingest_t *in, job_t *j) {
   q_log_info("job started", "{s:s,s:s,s:i,s:i,s:I}", "job_id", j->id, "document_id",
              j->document_id, "version", j->version, "attempt", j->attempts, "bytes",
              (long long)j->size);
-  run_t r = {.in = in, .j = j, .stage = ST_NONE, .last_beat = t0};
+  run_t r = {.in = in, .j = j, .zygote = zygote, .stage = ST_NONE, .last_beat = t0};
   outcome_t o = process(&r);
   settle(in, &r, o, t0);
   q_trace_clear();
@@ -654,6 +656,9 @@ static void *worker_main(void *p) {
   free(arg);
   int64_t next_reap = q_now_ms() + REAP_EVERY_MS, next_stats = 0;
   int64_t quiet_until = 0; /* rate limit for "database down" warnings */
+  /* Started at the first extraction, restarted when it dies, ended with
+   * this thread (extract/sandbox.h). */
+  sandbox_zygote_t *zygote = sandbox_zygote_new(in->cfg.extract.exe);
   while (!atomic_load(&in->stopping)) {
     if (index == 0 && q_now_ms() >= next_reap) {
       reap(in);
@@ -667,7 +672,7 @@ static void *worker_main(void *p) {
     char err[512];
     int rc = docstore_claim(in->pool, in->instance, &j, err, sizeof err);
     if (rc == Q_OK) {
-      run_job(in, &j);
+      run_job(in, &j, zygote);
       continue;
     }
     if (rc != Q_ENOTFOUND && q_now_ms() >= quiet_until) {
@@ -676,6 +681,7 @@ static void *worker_main(void *p) {
     }
     nap(in, rc == Q_ENOTFOUND ? in->cfg.poll_ms : 5 * in->cfg.poll_ms, &seen);
   }
+  sandbox_zygote_free(zygote);
   return NULL;
 }
 

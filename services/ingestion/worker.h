@@ -2,13 +2,12 @@
  * table and turn a stored document into indexed chunks.
  *
  * Per job: extract the blob in a sandboxed child process (extract/
- * sandbox.h) into text with its structure, take the extracted title unless
- * one was given, chunk it (chunker.h: heading path and page per chunk),
- * then in batches of up to 512 chunks: embed them through
- * the LLM gateway (64 texts per Embed call) and Upsert them into the
- * retriever, the only keeper of their text. The first Upsert of a job
- * carries replace_doc_id, which retires every chunk of the document's
- * previous version; later batches only add. A document of at most 512
+ * sandbox.h; forked by the worker thread's own zygote) into text with its structure, take
+ * the extracted title unless one was given, chunk it (chunker.h: heading path and page
+ * per chunk), then in batches of up to 512 chunks: embed them through the LLM gateway (64
+ * texts per Embed call) and Upsert them into the retriever, the only keeper of their
+ * text. The first Upsert of a job carries replace_doc_id, which retires every chunk of
+ * the document's previous version; later batches only add. A document of at most 512
  * chunks (about 80,000 words with the default sizes) is therefore swapped
  * atomically; a larger one is searchable with a partial new version while
  * its later batches are in flight, and stays partial if the job fails for
