@@ -7,6 +7,7 @@
 
 const route_t gw_routes[] = {
     {"POST", "/v1/documents", BODY_STREAM, 0, NULL, &upload_ops},
+    {"POST", "/v1/documents/batch", BODY_STREAM, 0, NULL, &batch_ops},
     {"GET", "/v1/documents/{id}", BODY_NONE, 0, documents_get, NULL},
     {"GET", "/v1/jobs/{id}", BODY_NONE, 0, jobs_get, NULL},
     {"POST", "/v1/query", BODY_JSON, 0, query_post, NULL},

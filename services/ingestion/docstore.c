@@ -132,6 +132,11 @@ const q_pg_migration_t docstore_migrations[] = {
      "CREATE TRIGGER jobs_queued_notify AFTER INSERT OR UPDATE OF status ON jobs\n"
      "  FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION "
      "quarry_jobs_notify();\n"},
+    /* The caller's metadata of a document (the batch route's "metadata"), a
+     * JSON object kept for later filtering. */
+    {5, "documents: metadata",
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS metadata jsonb NOT NULL DEFAULT "
+     "'{}';\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -374,6 +379,17 @@ static q_err_t record_key(PGconn *c, const upload_meta_t *m, const upload_result
                    6, params, "recording idempotency key", NULL, err, errlen);
 }
 
+/* The upload's metadata onto its document (new, new version or unchanged:
+ * the latest upload's metadata is the document's). */
+static q_err_t store_metadata(PGconn *c, const upload_meta_t *m, const upload_result_t *r,
+                              char *err, size_t errlen) {
+  if (!m->metadata_json || !m->metadata_json[0])
+    return Q_OK;
+  const char *params[2] = {r->document_id, m->metadata_json};
+  return q_pg_exec(c, "UPDATE documents SET metadata = $2::jsonb WHERE id = $1", 2,
+                   params, "storing metadata", NULL, err, errlen);
+}
+
 /* The statements of docstore_record_upload, inside its transaction. */
 static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *r,
                             char *err, size_t errlen) {
@@ -392,6 +408,8 @@ static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *
     return rc;
   rc =
       inserted ? insert_job(c, m, r, err, errlen) : update_document(c, m, r, err, errlen);
+  if (!rc)
+    rc = store_metadata(c, m, r, err, errlen);
   if (rc)
     return rc;
   return has_key(m) ? record_key(c, m, r, err, errlen) : Q_OK;

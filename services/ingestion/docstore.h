@@ -57,6 +57,8 @@ typedef struct upload_meta {
   const char *trace_id;        /* continued by the worker */
   const char *idempotency_key; /* "" or NULL when none; else q_valid_idempotency_key */
   int64_t key_ttl_ms;          /* how long a new key is remembered */
+  const char *metadata_json;   /* "" or NULL: none; else a checked JSON object, stored
+                                * in documents.metadata unless the upload is a replay */
 } upload_meta_t;
 
 typedef struct upload_result {

@@ -74,5 +74,6 @@ const q_grpc_method_t ingestion_methods[] = {
     {"Upload", Q_GRPC_CLIENT_STREAM, upload_cb},
     {"GetDocument", Q_GRPC_UNARY, get_document_cb},
     {"GetJob", Q_GRPC_UNARY, get_job_cb},
+    {"UploadBatch", Q_GRPC_UNARY, upload_batch_cb},
 };
 const size_t ingestion_nmethods = sizeof ingestion_methods / sizeof ingestion_methods[0];

@@ -2,6 +2,8 @@
  * record the document and queue its job (see upload.h). */
 #include "upload.h"
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,56 +12,52 @@
 #include "extract/formats.h"
 #include "ingest.h"
 #include "quarry/error.h"
+#include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/trace.h"
 #include "quarry/validate.h"
 #include "quarry/v1/ingestion.pb-c.h"
 
 /* Checks the header and fills the parts of m it determines; *fc is the
- * format the declared type and file name choose (extract/formats.h). */
-static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h,
-                            upload_meta_t *m, format_choice_t *fc) {
-  char err[768];
+ * format the declared type and file name choose (extract/formats.h). err
+ * names the field at fault. */
+static q_err_t check_header(const Quarry__V1__UploadHeader *h, upload_meta_t *m,
+                            format_choice_t *fc, char *err, size_t errlen) {
   if (!q_valid_tenant_id(h->tenant_id)) {
-    q_grpc_ctx_errorf(ctx,
-                      "header.tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
-                      "starting with a letter or digit",
-                      Q_LIMIT_TENANT_ID_BYTES);
+    snprintf(err, errlen,
+             "header.tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
+             "starting with a letter or digit",
+             Q_LIMIT_TENANT_ID_BYTES);
     return Q_EINVAL;
   }
   if (!q_valid_text(h->filename, Q_LIMIT_FILENAME_BYTES)) {
-    q_grpc_ctx_errorf(ctx,
-                      "header.filename: at most %d bytes of UTF-8 without control "
-                      "characters",
-                      Q_LIMIT_FILENAME_BYTES);
+    snprintf(err, errlen,
+             "header.filename: at most %d bytes of UTF-8 without control characters",
+             Q_LIMIT_FILENAME_BYTES);
     return Q_EINVAL;
   }
   if (!q_valid_text(h->title, Q_LIMIT_TITLE_BYTES)) {
-    q_grpc_ctx_errorf(ctx,
-                      "header.title: at most %d bytes of UTF-8 without control "
-                      "characters",
-                      Q_LIMIT_TITLE_BYTES);
+    snprintf(err, errlen,
+             "header.title: at most %d bytes of UTF-8 without control characters",
+             Q_LIMIT_TITLE_BYTES);
     return Q_EINVAL;
   }
   if (!q_valid_text(h->external_id, Q_LIMIT_EXTERNAL_ID_BYTES)) {
-    q_grpc_ctx_errorf(ctx,
-                      "header.external_id: at most %d bytes of UTF-8 without control "
-                      "characters",
-                      Q_LIMIT_EXTERNAL_ID_BYTES);
+    snprintf(err, errlen,
+             "header.external_id: at most %d bytes of UTF-8 without control characters",
+             Q_LIMIT_EXTERNAL_ID_BYTES);
     return Q_EINVAL;
   }
   if (h->idempotency_key && h->idempotency_key[0] &&
       !q_valid_idempotency_key(h->idempotency_key)) {
-    q_grpc_ctx_errorf(ctx, "header.idempotency_key: at most %d bytes of printable ASCII",
-                      Q_LIMIT_IDEMPOTENCY_KEY_BYTES);
+    snprintf(err, errlen, "header.idempotency_key: at most %d bytes of printable ASCII",
+             Q_LIMIT_IDEMPOTENCY_KEY_BYTES);
     return Q_EINVAL;
   }
   m->idempotency_key = h->idempotency_key ? h->idempotency_key : "";
-  int rc = formats_choose(h->content_type, h->filename, fc, err, sizeof err);
-  if (rc) {
-    q_grpc_ctx_errorf(ctx, "%s", err);
+  int rc = formats_choose(h->content_type, h->filename, fc, err, errlen);
+  if (rc)
     return rc;
-  }
   m->tenant_id = h->tenant_id;
   m->filename = h->filename ? h->filename : "";
   m->external_id = h->external_id ? h->external_id : "";
@@ -142,9 +140,11 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   upload_meta_t m;
   memset(&m, 0, sizeof m);
   format_choice_t fc;
-  rc = check_header(ctx, first->header, &m, &fc);
-  if (rc)
+  rc = check_header(first->header, &m, &fc, err, sizeof err);
+  if (rc) {
+    q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
+  }
 
   blob_writer_t w;
   rc = blob_begin(&w, ing->cfg.blob_dir, ing->cfg.max_upload_bytes, err, sizeof err);
@@ -226,6 +226,203 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   resp->replayed = res.replayed;
   if (!resp->document_id || !resp->job_id)
     return Q_ENOMEM;
+  *out = &resp->base;
+  return Q_OK;
+}
+
+/* ---- UploadBatch ---------------------------------------------------------- */
+
+/* Checks an item's metadata: a JSON object of at most
+ * Q_LIMIT_METADATA_BYTES bytes, or nothing. */
+static q_err_t check_metadata(const char *json, char *err, size_t errlen) {
+  if (!json || !json[0])
+    return Q_OK;
+  size_t n = strlen(json);
+  if (n > Q_LIMIT_METADATA_BYTES) {
+    snprintf(err, errlen, "metadata: larger than %d bytes", Q_LIMIT_METADATA_BYTES);
+    return Q_ETOOBIG;
+  }
+  json_error_t je;
+  json_t *v = json_loadb(json, n, JSON_REJECT_DUPLICATES, &je);
+  bool object = v && json_is_object(v);
+  json_decref(v);
+  if (!object) {
+    snprintf(err, errlen, "metadata: must be a JSON object%s%s", v ? "" : ": ",
+             v ? "" : je.text);
+    return Q_EINVAL;
+  }
+  return Q_OK;
+}
+
+/* Stores one item of a batch as Upload would: header checks, the bytes into
+ * a blob, the type confirmed from them, the document and its job recorded.
+ * key is the item's idempotency key ("" for none). */
+static q_err_t store_item(ingest_t *ing, const char *tenant, const char *key,
+                          const Quarry__V1__UploadBatchItem *it, upload_result_t *res,
+                          char *err, size_t errlen) {
+  if (!it->header) {
+    snprintf(err, errlen, "header: required");
+    return Q_EINVAL;
+  }
+  if ((it->header->tenant_id && it->header->tenant_id[0]) ||
+      (it->header->idempotency_key && it->header->idempotency_key[0])) {
+    snprintf(err, errlen,
+             "header.tenant_id and header.idempotency_key: empty in an item (the batch's "
+             "apply)");
+    return Q_EINVAL;
+  }
+  Quarry__V1__UploadHeader h = *it->header;
+  h.tenant_id = (char *)tenant;
+  h.idempotency_key = (char *)key;
+  upload_meta_t m;
+  memset(&m, 0, sizeof m);
+  format_choice_t fc;
+  q_err_t rc = check_header(&h, &m, &fc, err, errlen);
+  if (!rc)
+    rc = check_metadata(it->metadata_json, err, errlen);
+  if (rc)
+    return rc;
+  if (it->data.len == 0) {
+    snprintf(err, errlen, "empty document: no data");
+    return Q_EINVAL;
+  }
+  blob_writer_t w;
+  char why[512];
+  rc = blob_begin(&w, ing->cfg.blob_dir, ing->cfg.max_upload_bytes, why, sizeof why);
+  if (rc) {
+    q_log_error("cannot start upload", "{s:s}", "reason", why);
+    snprintf(err, errlen, "could not store the document");
+    return rc == Q_ENOMEM ? Q_ENOMEM : Q_EINTERNAL;
+  }
+  rc = blob_write(&w, it->data.data, it->data.len, why, sizeof why);
+  if (rc) {
+    blob_abort(&w);
+    snprintf(err, errlen, "%s", rc == Q_ETOOBIG ? why : "could not store the document");
+    return rc == Q_ETOOBIG ? rc : Q_EINTERNAL;
+  }
+  rc = formats_confirm(&fc, w.head, w.head_len, err, errlen);
+  if (rc) {
+    blob_abort(&w);
+    return rc;
+  }
+  char ctype[Q_LIMIT_MEDIA_TYPE_BYTES + 1], fname[Q_LIMIT_FILENAME_BYTES + 1];
+  formats_stored_type(&fc, ctype, sizeof ctype);
+  m.content_type = ctype;
+  if (!m.filename[0]) {
+    formats_default_filename(fc.fmt, fname, sizeof fname);
+    m.filename = fname;
+    if (!m.title_explicit)
+      m.title = fname;
+  }
+  char sha[65];
+  m.size = w.size;
+  rc = blob_commit(&w, sha, why, sizeof why);
+  if (rc) {
+    q_log_error("cannot store upload", "{s:s}", "reason", why);
+    snprintf(err, errlen, "could not store the document");
+    return Q_EINTERNAL;
+  }
+  m.sha256 = sha;
+  m.trace_id = q_trace_id();
+  m.key_ttl_ms = ing->cfg.idempotency_ttl_ms;
+  m.metadata_json = it->metadata_json;
+  rc = docstore_record_upload(ing->pool, &m, res, why, sizeof why);
+  if (rc == Q_ECONFLICT) {
+    snprintf(err, errlen, "%s", why);
+    return rc;
+  }
+  if (rc) {
+    q_log_error("recording upload failed", "{s:s}", "reason", why);
+    snprintf(err, errlen, "document store unavailable");
+    return rc == Q_EUNAVAIL ? Q_EUNAVAIL : Q_EINTERNAL;
+  }
+  q_metrics_add(ing->m_bytes, NULL, (double)m.size);
+  return Q_OK;
+}
+
+static Quarry__V1__UploadResponse *result_msg(q_arena_t *a, const upload_result_t *res) {
+  Quarry__V1__UploadResponse *r = q_arena_alloc(a, sizeof *r);
+  if (!r)
+    return NULL;
+  quarry__v1__upload_response__init(r);
+  r->document_id = q_arena_strdup(a, res->document_id);
+  r->job_id = q_arena_strdup(a, res->job_id);
+  r->version = res->version;
+  r->unchanged = res->unchanged;
+  r->replayed = res->replayed;
+  return r->document_id && r->job_id ? r : NULL;
+}
+
+q_err_t upload_batch_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                        ProtobufCMessage **out, void *ud) {
+  ingest_t *ing = ud;
+  const Quarry__V1__UploadBatchRequest *req = (const Quarry__V1__UploadBatchRequest *)in;
+  if (!q_valid_tenant_id(req->tenant_id)) {
+    q_grpc_ctx_errorf(ctx,
+                      "tenant_id: required, 1..%d characters of [A-Za-z0-9._-] starting "
+                      "with a letter or digit",
+                      Q_LIMIT_TENANT_ID_BYTES);
+    return Q_EINVAL;
+  }
+  if (req->n_items == 0 || req->n_items > Q_LIMIT_BATCH_DOCUMENTS) {
+    q_grpc_ctx_errorf(ctx, "items: 1 to %d documents", Q_LIMIT_BATCH_DOCUMENTS);
+    return req->n_items ? Q_ETOOBIG : Q_EINVAL;
+  }
+  const char *bkey = req->idempotency_key ? req->idempotency_key : "";
+  if (bkey[0] && (strlen(bkey) > Q_LIMIT_BATCH_IDEMPOTENCY_KEY_BYTES ||
+                  !q_valid_idempotency_key(bkey))) {
+    q_grpc_ctx_errorf(ctx, "idempotency_key: at most %d bytes of printable ASCII",
+                      Q_LIMIT_BATCH_IDEMPOTENCY_KEY_BYTES);
+    return Q_EINVAL;
+  }
+  q_arena_t *a = q_grpc_ctx_arena(ctx);
+  Quarry__V1__UploadBatchResponse *resp = q_arena_alloc(a, sizeof *resp);
+  Quarry__V1__UploadBatchResult **results =
+      q_arena_alloc(a, req->n_items * sizeof *results);
+  if (!resp || !results)
+    return Q_ENOMEM;
+  quarry__v1__upload_batch_response__init(resp);
+  resp->results = results;
+  resp->n_results = req->n_items;
+  int queued = 0, stored = 0, failed = 0;
+  q_err_t down = Q_OK; /* the database went away: the rest is not tried */
+  for (size_t i = 0; i < req->n_items; i++) {
+    Quarry__V1__UploadBatchResult *r = q_arena_alloc(a, sizeof *r);
+    if (!r)
+      return Q_ENOMEM;
+    quarry__v1__upload_batch_result__init(r);
+    results[i] = r;
+    char key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1] = "", err[768] = "";
+    if (bkey[0])
+      snprintf(key, sizeof key, "%s#%zu", bkey, i);
+    upload_result_t res;
+    q_err_t rc = down;
+    if (down)
+      snprintf(err, sizeof err, "document store unavailable; not stored, send it again");
+    else
+      rc = store_item(ing, req->tenant_id, key, req->items[i], &res, err, sizeof err);
+    if (rc == Q_EUNAVAIL)
+      down = rc;
+    if (rc) {
+      failed++;
+      r->error_code = (char *)q_err_slug(rc);
+      r->error = q_arena_strdup(a, err);
+      if (!r->error)
+        return Q_ENOMEM;
+      continue;
+    }
+    if (!(r->result = result_msg(a, &res)))
+      return Q_ENOMEM;
+    stored++;
+    queued += !res.unchanged && !res.replayed;
+  }
+  q_log_info("batch uploaded", "{s:s,s:i,s:i,s:i,s:i}", "tenant_id", req->tenant_id,
+             "documents", (int)req->n_items, "stored", stored, "queued", queued, "failed",
+             failed);
+  if (queued)
+    ingest_kick(ing);
+  if (bkey[0] && stored)
+    expire_keys(ing);
   *out = &resp->base;
   return Q_OK;
 }

@@ -29,7 +29,7 @@ import harness  # noqa: E402
 MODULES = ["test_health", "test_errors", "test_documents", "test_formats", "test_query",
            "test_events", "test_metrics", "test_interop", "test_openai", "test_stream",
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_concurrency",
-           "test_resilience"]
+           "test_resilience", "test_batch"]
 
 SANITIZER_PATTERNS = [
     re.compile(rb"ERROR: AddressSanitizer"),
