@@ -147,10 +147,10 @@ done:
 /* ---- the request ---------------------------------------------------------- */
 
 typedef struct item {
-  int where;      /* line or part number, from 1 */
-  q_err_t rc;     /* the gateway's verdict: 0, or why the document is refused */
+  int where;  /* line or part number, from 1 */
+  q_err_t rc; /* the gateway's verdict: 0, or why the document is refused */
   const char *msg;
-  const char *filename; /* multipart */
+  const char *filename;             /* multipart */
   Quarry__V1__UploadBatchItem *doc; /* set when rc == 0 */
 } item_t;
 
@@ -193,7 +193,8 @@ static item_t *next_item(batch_t *b, int where) {
   return it;
 }
 
-static void item_fail(batch_t *b, item_t *it, q_err_t rc, const char *fmt, const char *why) {
+static void item_fail(batch_t *b, item_t *it, q_err_t rc, const char *fmt,
+                      const char *why) {
   it->rc = rc;
   it->msg = q_arena_printf(b->a, fmt, it->where, why);
   if (!it->msg)
@@ -316,9 +317,10 @@ static void start_part(batch_t *b, const char *key, const char *filename,
                        const char *content_type, const char *encoding) {
   gw_req_t *r = b->r;
   if (!key || strcmp(key, "file") != 0) {
-    http_reject_err(r, Q_EINVAL,
-                    "unknown multipart field \"%.32s\": a batch takes \"file\" parts only",
-                    key ? key : "");
+    http_reject_err(
+        r, Q_EINVAL,
+        "unknown multipart field \"%.32s\": a batch takes \"file\" parts only",
+        key ? key : "");
     return;
   }
   b->in_part = 1;
@@ -353,9 +355,9 @@ static enum MHD_Result part_cb(void *cls, enum MHD_ValueKind kind, const char *k
   /* An empty first piece announces a part; the piece after it with the same
    * key and file name is that part's data, not a new part. Every part here
    * is "file", so the file name tells an empty part from the next one. */
-  int same = b->in_part && key && strcmp(key, b->part_key) == 0 && b->part_bytes == 0 &&
-             strncmp(filename ? filename : "", b->part_raw_name,
-                     sizeof b->part_raw_name) == 0;
+  int same =
+      b->in_part && key && strcmp(key, b->part_key) == 0 && b->part_bytes == 0 &&
+      strncmp(filename ? filename : "", b->part_raw_name, sizeof b->part_raw_name) == 0;
   if (off == 0 && !same) {
     if (b->in_part)
       end_part(b);
@@ -393,14 +395,16 @@ static void batch_begin(gw_req_t *r) {
   q_buf_init(&b->line, Q_LIMIT_BATCH_LINE_BYTES + 1);
   q_buf_init(&b->part, (size_t)r->cfg->max_upload_bytes);
   b->a = q_arena_new(BATCH_ARENA_MAX);
-  b->items = b->a ? q_arena_alloc(b->a, Q_LIMIT_BATCH_DOCUMENTS * sizeof *b->items) : NULL;
+  b->items =
+      b->a ? q_arena_alloc(b->a, Q_LIMIT_BATCH_DOCUMENTS * sizeof *b->items) : NULL;
   if (!b->items) {
     http_reject_err(r, Q_ENOMEM, "out of memory");
     return;
   }
   const char *key = http_header(r, UPLOAD_IDEMPOTENCY_HEADER);
   if (key) {
-    if (strlen(key) > Q_LIMIT_BATCH_IDEMPOTENCY_KEY_BYTES || !q_valid_idempotency_key(key)) {
+    if (strlen(key) > Q_LIMIT_BATCH_IDEMPOTENCY_KEY_BYTES ||
+        !q_valid_idempotency_key(key)) {
       http_reject_err(r, Q_EINVAL,
                       "%s of a batch must be 1 to %d characters of printable ASCII",
                       UPLOAD_IDEMPOTENCY_HEADER, Q_LIMIT_BATCH_IDEMPOTENCY_KEY_BYTES);
@@ -467,7 +471,8 @@ static json_t *entry_json(const batch_t *b, size_t i, const item_t *it) {
   json_t *e = json_pack("{s:I,s:i}", "index", (json_int_t)i,
                         b->multipart ? "part" : "line", it->where);
   if (e && it->filename && it->filename[0])
-    json_object_set_new(e, "filename", http_json_text(it->filename, strlen(it->filename)));
+    json_object_set_new(e, "filename",
+                        http_json_text(it->filename, strlen(it->filename)));
   return e;
 }
 
@@ -494,8 +499,8 @@ static void batch_end(gw_req_t *r) {
   if (req.n_items > 0) {
     q_grpc_call_opts_t opts = {.timeout_ms = (int)r->cfg->upload_timeout_ms};
     char err[512] = "";
-    q_err_t rc = q_rpc_ingestion_upload_batch(q_grpc_channel(r->cfg->ingestion_addr), &req,
-                                              &resp, b->a, &opts, err, sizeof err);
+    q_err_t rc = q_rpc_ingestion_upload_batch(q_grpc_channel(r->cfg->ingestion_addr),
+                                              &req, &resp, b->a, &opts, err, sizeof err);
     if (rc) {
       http_reply_downstream(r, "ingestion", rc, err);
       return;
@@ -532,7 +537,8 @@ static void batch_end(gw_req_t *r) {
                             http_json_text(u->document_id, strlen(u->document_id)));
         json_object_set_new(e, "job_id", http_json_text(u->job_id, strlen(u->job_id)));
         json_object_set_new(e, "version", json_integer(u->version));
-        json_object_set_new(e, "status", json_string(u->unchanged ? "unchanged" : "queued"));
+        json_object_set_new(e, "status",
+                            json_string(u->unchanged ? "unchanged" : "queued"));
         json_object_set_new(e, "replayed", json_boolean(u->replayed));
         accepted++;
       } else {
@@ -542,14 +548,15 @@ static void batch_end(gw_req_t *r) {
     }
     if (code) {
       failed++;
-      json_object_set_new(e, "error", json_pack("{s:s,s:o}", "code", code, "message",
-                                                http_json_text(msg, strlen(msg))));
+      json_object_set_new(e, "error",
+                          json_pack("{s:s,s:o}", "code", code, "message",
+                                    http_json_text(msg, strlen(msg))));
     }
     json_array_append_new(list, e);
   }
   q_log_info("batch uploaded", "{s:s,s:i,s:i,s:b}", "form",
-             b->multipart ? "multipart" : "ndjson", "accepted", accepted, "failed", failed,
-             "keyed", b->idem[0] != 0);
+             b->multipart ? "multipart" : "ndjson", "accepted", accepted, "failed",
+             failed, "keyed", b->idem[0] != 0);
   json_t *body = list ? json_pack("{s:i,s:i,s:o}", "accepted", accepted, "failed", failed,
                                   "documents", list)
                       : NULL;
@@ -558,9 +565,10 @@ static void batch_end(gw_req_t *r) {
     return;
   }
   if (accepted == 0) {
-    json_object_set_new(body, "error",
-                        json_pack("{s:s,s:s}", "code", q_err_slug(Q_EINVAL), "message",
-                                  "no document of the batch was accepted; see documents"));
+    json_object_set_new(
+        body, "error",
+        json_pack("{s:s,s:s}", "code", q_err_slug(Q_EINVAL), "message",
+                  "no document of the batch was accepted; see documents"));
     http_reply_json(r, 400, body);
     return;
   }

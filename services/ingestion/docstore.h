@@ -23,6 +23,7 @@
 #ifndef QUARRY_INGESTION_DOCSTORE_H
 #define QUARRY_INGESTION_DOCSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -131,6 +132,24 @@ typedef struct job {
  * err. */
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                        size_t errlen);
+
+/* Claims up to max runnable jobs at once (jobs[0..max) filled, *n how
+ * many), in the order docstore_claim would take them one by one: each
+ * tenant's first job before any tenant's second, less busy and less
+ * recently served tenants first; with max_bytes > 0 only documents of at
+ * most max_bytes. A claimed job's stage is "extracting". One round trip
+ * for a worker that processes jobs together (worker.h). 0 (with *n
+ * possibly 0), else an error with err. */
+q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, int max,
+                             int64_t max_bytes, int *n, char *err, size_t errlen);
+
+/* Records that jobs ids[0..n) (running, claimed by instance) entered stage,
+ * with totals[i] chunks, and renews their leases, in one statement.
+ * updated[i] says whether job i was still ours. 0, else an error with err
+ * (updated all false). */
+q_err_t docstore_progress_many(q_pg_pool_t *p, const char *instance, const char *stage,
+                               const char *const *ids, const int *totals, int n,
+                               bool *updated, char *err, size_t errlen);
 
 /* Renews the job's heartbeat and reads the document's current version into
  * *doc_version. Q_ENOTFOUND when the job is no longer ours. */

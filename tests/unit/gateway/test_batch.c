@@ -70,7 +70,7 @@ Test(batch, bad_json_and_bad_utf8) {
   REFUSED("{\"text\": \"caf\xc3\"}", Q_EINVAL, "not valid UTF-8");
   REFUSED("{\"text\": \"\xed\xa0\x80\"}", Q_EINVAL, "not valid UTF-8"); /* a surrogate */
   REFUSED("{\"text\": \"\xc0\xaf\"}", Q_EINVAL, "not valid UTF-8");     /* overlong */
-  REFUSED("{\"text\": \"a\\u0000b\"}", Q_EINVAL, "not valid JSON");    /* NUL */
+  REFUSED("{\"text\": \"a\\u0000b\"}", Q_EINVAL, "not valid JSON");     /* NUL */
   REFUSED("{\"text\": \"a\"} {\"text\": \"b\"}", Q_EINVAL, "not valid JSON");
   REFUSED("{\"text\": \"a\", \"text\": \"b\"}", Q_EINVAL, "duplicate");
 }
@@ -117,9 +117,11 @@ Test(batch, sizes) {
   /* A text over the document limit. */
   batch_doc_t d;
   char err[256] = "";
-  cr_assert_eq(batch_parse_line("{\"text\":\"0123456789\"}", 21, 9, a, &d, err, sizeof err),
-               Q_ETOOBIG);
+  cr_assert_eq(
+      batch_parse_line("{\"text\":\"0123456789\"}", 21, 9, a, &d, err, sizeof err),
+      Q_ETOOBIG);
   cr_assert_str_eq(err, "\"text\" is larger than 9 bytes");
-  cr_assert_eq(batch_parse_line("{\"text\":\"0123456789\"}", 21, 10, a, &d, err, sizeof err),
-               Q_OK);
+  cr_assert_eq(
+      batch_parse_line("{\"text\":\"0123456789\"}", 21, 10, a, &d, err, sizeof err),
+      Q_OK);
 }
