@@ -127,7 +127,8 @@ typedef struct job {
  * running) it takes the one whose tenant has the fewest running jobs, then
  * the one earliest in its tenant's queue (round robin: every tenant's first
  * job before any tenant's second), then the oldest. A tenant's bulk load
- * therefore delays another tenant's job by at most one job per worker.
+ * therefore delays another tenant's job by at most what each worker is
+ * busy with (worker.h: one job, or one batch of small ones).
  * 0 with *j filled, Q_ENOTFOUND when there is none, else an error with
  * err. */
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "blob.h"
@@ -254,12 +255,28 @@ static q_err_t check_metadata(const char *json, char *err, size_t errlen) {
   return Q_OK;
 }
 
-/* Stores one item of a batch as Upload would: header checks, the bytes into
- * a blob, the type confirmed from them, the document and its job recorded.
- * key is the item's idempotency key ("" for none). */
-static q_err_t store_item(ingest_t *ing, const char *tenant, const char *key,
-                          const Quarry__V1__UploadBatchItem *it, upload_result_t *res,
-                          char *err, size_t errlen) {
+/* One item of a batch on its way: checked, written, then committed with
+ * the others, then recorded. */
+typedef struct staged {
+  blob_writer_t w;
+  int writing; /* w holds an open upload */
+  upload_meta_t m;
+  format_choice_t fc;
+  char key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1];
+  char ctype[Q_LIMIT_MEDIA_TYPE_BYTES + 1];
+  char fname[Q_LIMIT_FILENAME_BYTES + 1];
+  char sha[65];
+  upload_result_t res;
+  q_err_t rc;
+  char err[768];
+} staged_t;
+
+/* The first half of storing an item as Upload would: header checks, the
+ * bytes into a blob (not yet committed), the type confirmed from them. */
+static q_err_t stage_item(ingest_t *ing, const char *tenant,
+                          const Quarry__V1__UploadBatchItem *it, staged_t *st) {
+  char *err = st->err;
+  size_t errlen = sizeof st->err;
   if (!it->header) {
     snprintf(err, errlen, "header: required");
     return Q_EINVAL;
@@ -273,11 +290,8 @@ static q_err_t store_item(ingest_t *ing, const char *tenant, const char *key,
   }
   Quarry__V1__UploadHeader h = *it->header;
   h.tenant_id = (char *)tenant;
-  h.idempotency_key = (char *)key;
-  upload_meta_t m;
-  memset(&m, 0, sizeof m);
-  format_choice_t fc;
-  q_err_t rc = check_header(&h, &m, &fc, err, errlen);
+  h.idempotency_key = st->key;
+  q_err_t rc = check_header(&h, &st->m, &st->fc, err, errlen);
   if (!rc)
     rc = check_metadata(it->metadata_json, err, errlen);
   if (rc)
@@ -286,57 +300,52 @@ static q_err_t store_item(ingest_t *ing, const char *tenant, const char *key,
     snprintf(err, errlen, "empty document: no data");
     return Q_EINVAL;
   }
-  blob_writer_t w;
   char why[512];
-  rc = blob_begin(&w, ing->cfg.blob_dir, ing->cfg.max_upload_bytes, why, sizeof why);
+  rc = blob_begin(&st->w, ing->cfg.blob_dir, ing->cfg.max_upload_bytes, why, sizeof why);
   if (rc) {
     q_log_error("cannot start upload", "{s:s}", "reason", why);
     snprintf(err, errlen, "could not store the document");
     return rc == Q_ENOMEM ? Q_ENOMEM : Q_EINTERNAL;
   }
-  rc = blob_write(&w, it->data.data, it->data.len, why, sizeof why);
+  st->writing = 1;
+  rc = blob_write(&st->w, it->data.data, it->data.len, why, sizeof why);
   if (rc) {
-    blob_abort(&w);
     snprintf(err, errlen, "%s", rc == Q_ETOOBIG ? why : "could not store the document");
     return rc == Q_ETOOBIG ? rc : Q_EINTERNAL;
   }
-  rc = formats_confirm(&fc, w.head, w.head_len, err, errlen);
-  if (rc) {
-    blob_abort(&w);
+  rc = formats_confirm(&st->fc, st->w.head, st->w.head_len, err, errlen);
+  if (rc)
     return rc;
+  formats_stored_type(&st->fc, st->ctype, sizeof st->ctype);
+  st->m.content_type = st->ctype;
+  if (!st->m.filename[0]) {
+    formats_default_filename(st->fc.fmt, st->fname, sizeof st->fname);
+    st->m.filename = st->fname;
+    if (!st->m.title_explicit)
+      st->m.title = st->fname;
   }
-  char ctype[Q_LIMIT_MEDIA_TYPE_BYTES + 1], fname[Q_LIMIT_FILENAME_BYTES + 1];
-  formats_stored_type(&fc, ctype, sizeof ctype);
-  m.content_type = ctype;
-  if (!m.filename[0]) {
-    formats_default_filename(fc.fmt, fname, sizeof fname);
-    m.filename = fname;
-    if (!m.title_explicit)
-      m.title = fname;
-  }
-  char sha[65];
-  m.size = w.size;
-  rc = blob_commit(&w, sha, why, sizeof why);
-  if (rc) {
-    q_log_error("cannot store upload", "{s:s}", "reason", why);
-    snprintf(err, errlen, "could not store the document");
-    return Q_EINTERNAL;
-  }
-  m.sha256 = sha;
-  m.trace_id = q_trace_id();
-  m.key_ttl_ms = ing->cfg.idempotency_ttl_ms;
-  m.metadata_json = it->metadata_json;
-  rc = docstore_record_upload(ing->pool, &m, res, why, sizeof why);
+  st->m.size = st->w.size;
+  st->m.trace_id = q_trace_id();
+  st->m.key_ttl_ms = ing->cfg.idempotency_ttl_ms;
+  st->m.metadata_json = it->metadata_json;
+  return Q_OK;
+}
+
+/* The second half, after the blob was committed: the document and job. */
+static q_err_t record_item(ingest_t *ing, staged_t *st) {
+  char why[512];
+  st->m.sha256 = st->sha;
+  q_err_t rc = docstore_record_upload(ing->pool, &st->m, &st->res, why, sizeof why);
   if (rc == Q_ECONFLICT) {
-    snprintf(err, errlen, "%s", why);
+    snprintf(st->err, sizeof st->err, "%s", why);
     return rc;
   }
   if (rc) {
     q_log_error("recording upload failed", "{s:s}", "reason", why);
-    snprintf(err, errlen, "document store unavailable");
+    snprintf(st->err, sizeof st->err, "document store unavailable");
     return rc == Q_EUNAVAIL ? Q_EUNAVAIL : Q_EINTERNAL;
   }
-  q_metrics_add(ing->m_bytes, NULL, (double)m.size);
+  q_metrics_add(ing->m_bytes, NULL, (double)st->m.size);
   return Q_OK;
 }
 
@@ -385,37 +394,79 @@ q_err_t upload_batch_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   resp->results = results;
   resp->n_results = req->n_items;
   int queued = 0, stored = 0, failed = 0;
-  q_err_t down = Q_OK; /* the database went away: the rest is not tried */
-  for (size_t i = 0; i < req->n_items; i++) {
+  size_t n = req->n_items;
+  staged_t *st = calloc(n, sizeof *st);
+  blob_writer_t *ws = calloc(n, sizeof *ws);
+  q_err_t *brc = calloc(n, sizeof *brc);
+  char(*shas)[65] = calloc(n, sizeof *shas);
+  if (!st || !ws || !brc || !shas) {
+    free(st);
+    free(ws);
+    free(brc);
+    free(shas);
+    return Q_ENOMEM;
+  }
+  /* Every blob written, then made durable together (one syncfs), then
+   * every document recorded: the disk flush is paid once per batch. */
+  for (size_t i = 0; i < n; i++) {
+    if (bkey[0])
+      snprintf(st[i].key, sizeof st[i].key, "%s#%zu", bkey, i);
+    st[i].rc = stage_item(ing, req->tenant_id, req->items[i], &st[i]);
+    if (st[i].rc && st[i].writing)
+      blob_abort(&st[i].w);
+    if (!st[i].rc)
+      ws[i] = st[i].w;
+    brc[i] = st[i].rc ? Q_EINVAL : Q_OK; /* non-zero: not to be committed */
+  }
+  char cerr[256] = "";
+  blob_commit_many(ws, (int)n, shas, brc, cerr, sizeof cerr);
+  q_err_t down = Q_OK; /* the database went away: the rest is not recorded */
+  for (size_t i = 0; i < n; i++) {
+    if (!st[i].rc && brc[i]) {
+      q_log_error("cannot store upload", "{s:s}", "reason", cerr);
+      snprintf(st[i].err, sizeof st[i].err, "could not store the document");
+      st[i].rc = Q_EINTERNAL;
+    }
+    if (!st[i].rc) {
+      memcpy(st[i].sha, shas[i], sizeof st[i].sha);
+      if (down) {
+        st[i].rc = down;
+        snprintf(st[i].err, sizeof st[i].err,
+                 "document store unavailable; not stored, send it again");
+      } else {
+        st[i].rc = record_item(ing, &st[i]);
+        if (st[i].rc == Q_EUNAVAIL)
+          down = Q_EUNAVAIL;
+      }
+    }
+  }
+  q_err_t rc = Q_OK;
+  for (size_t i = 0; i < n && !rc; i++) {
     Quarry__V1__UploadBatchResult *r = q_arena_alloc(a, sizeof *r);
-    if (!r)
-      return Q_ENOMEM;
+    if (!r) {
+      rc = Q_ENOMEM;
+      break;
+    }
     quarry__v1__upload_batch_result__init(r);
     results[i] = r;
-    char key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1] = "", err[768] = "";
-    if (bkey[0])
-      snprintf(key, sizeof key, "%s#%zu", bkey, i);
-    upload_result_t res;
-    q_err_t rc = down;
-    if (down)
-      snprintf(err, sizeof err, "document store unavailable; not stored, send it again");
-    else
-      rc = store_item(ing, req->tenant_id, key, req->items[i], &res, err, sizeof err);
-    if (rc == Q_EUNAVAIL)
-      down = rc;
-    if (rc) {
+    if (st[i].rc) {
       failed++;
-      r->error_code = (char *)q_err_slug(rc);
-      r->error = q_arena_strdup(a, err);
-      if (!r->error)
-        return Q_ENOMEM;
+      r->error_code = (char *)q_err_slug(st[i].rc);
+      if (!(r->error = q_arena_strdup(a, st[i].err)))
+        rc = Q_ENOMEM;
       continue;
     }
-    if (!(r->result = result_msg(a, &res)))
-      return Q_ENOMEM;
+    if (!(r->result = result_msg(a, &st[i].res)))
+      rc = Q_ENOMEM;
     stored++;
-    queued += !res.unchanged && !res.replayed;
+    queued += !st[i].res.unchanged && !st[i].res.replayed;
   }
+  free(st);
+  free(ws);
+  free(brc);
+  free(shas);
+  if (rc)
+    return rc;
   q_log_info("batch uploaded", "{s:s,s:i,s:i,s:i,s:i}", "tenant_id", req->tenant_id,
              "documents", (int)req->n_items, "stored", stored, "queued", queued, "failed",
              failed);

@@ -13,6 +13,15 @@
  * its later batches are in flight, and stays partial if the job fails for
  * good (its status then says failed).
  *
+ * Batches: a worker that claims a small document (at most 256 KiB)
+ * claims up to QUARRY_INGEST_BATCH - 1 more small ones at once
+ * (docstore_claim_batch, in fair order) and processes them together:
+ * extraction and chunking per job, the chunks of every document that fits
+ * one Upsert embedded in shared Embed calls (up to Q_LIMIT_EMBED_TEXTS
+ * texts), then per job its Upsert and its outcome. A failed shared call
+ * decides the outcome of each job it carried, classified as usual. A
+ * large document is claimed and processed alone, as above.
+ *
  * Waiting for work: a listener thread holds one connection outside the
  * pool and LISTENs on DOCSTORE_CHANNEL, which a trigger on jobs notifies
  * whenever a job becomes queued (by any process); each notification wakes
@@ -23,7 +32,11 @@
  * Stages: a running job records its stage (extracting, chunking,
  * embedding, indexing), progress (chunks indexed of the total, counted by
  * a dry run of the chunker) and the milliseconds spent per stage; each
- * change is one log line carrying the job's trace id.
+ * change is one log line carrying the job's trace id. The claim writes
+ * "extracting"; embedding and indexing are written when entered (one
+ * statement for a batch's embedding); chunking rides on the next write;
+ * the lease is renewed at most once a second (REPORT_EVERY_MS); the
+ * outcome writes the final stage and timings.
  *
  * Failures are classified (worker_classify):
  *   - a dependency is down (UNAVAILABLE, DEADLINE_EXCEEDED,
