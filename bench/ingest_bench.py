@@ -73,6 +73,53 @@ def scrape_extract(st):
     return s, c
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid):
+    """(ppid, own CPU seconds, reaped children's CPU seconds) of pid."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(rest[1]), (int(rest[11]) + int(rest[12])) / TICK, \
+        (int(rest[13]) + int(rest[14])) / TICK
+
+
+def cpu_seconds(st):
+    """{process: CPU seconds so far} for each service (its live children,
+    such as ingestion's zygotes, included) and PostgreSQL (postmaster and
+    backends)."""
+    parents = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            ps = proc_stat(int(d))
+            if ps:
+                parents.setdefault(ps[0], []).append(int(d))
+
+    def tree(pid):
+        ps = proc_stat(pid)
+        if not ps:
+            return 0.0
+        return ps[1] + ps[2] + sum(tree(c) for c in parents.get(pid, []))
+
+    out = {name: tree(p.popen.pid if hasattr(p, "popen") else p.pid)
+           for name, p in st.procs.items() if name in SERVICES}
+    pm = st._postmaster_pid()
+    if pm:
+        out["postgres"] = tree(pm)
+    return out
+
+
+SERVICES = ("gateway", "ingestion", "llm-gateway", "retriever", "auth")
+
+
+def cpu_delta(a, b):
+    return ", ".join("%s %.1f" % (k, b[k] - a.get(k, 0.0))
+                     for k in sorted(b, key=lambda k: -(b[k] - a.get(k, 0.0))))
+
+
 def wait_indexed(st, tenant, n, t0, limit_s):
     """Waits until the retriever counts n documents of tenant; returns the
     seconds since t0 and the chunk count."""
@@ -195,7 +242,7 @@ def main(argv):
     env = {"QUARRY_RATE_LIMIT_RPS": "0"}
     env.update(kv.split("=", 1) for kv in args.env)
     bin_dir = os.environ.get("QUARRY_BIN", os.path.join(ROOT, "build", "bin"))
-    rows = []
+    rows, cpu = [], []
     with tempfile.TemporaryDirectory(prefix="quarry-ibench-") as tmp, \
             tempfile.TemporaryDirectory(prefix="quarry-ibench-run-") as run_dir:
         x_s = build_xapian(corpus, os.path.join(tmp, "xapian"))
@@ -205,31 +252,33 @@ def main(argv):
             st.start_all()
             if not args.skip_single:
                 key = st.create_key("bench-single", "bench", ("admin",))
-                e0 = scrape_extract(st)
+                e0, c0 = scrape_extract(st), cpu_seconds(st)
                 t0 = time.perf_counter()
                 single(st, key, corpus, args.clients, len(corpus))
                 up = time.perf_counter() - t0
                 total, chunks = wait_indexed(st, "bench-single", len(corpus), t0, 1200)
                 e1 = scrape_extract(st)
+                cpu.append(("1 per request", cpu_delta(c0, cpu_seconds(st))))
                 rows.append(("quarry, 1 per request, c=%d" % args.clients, total, chunks, up,
                              (e1[0] - e0[0]) / max(1, e1[1] - e0[1])))
             if args.skip_bulk:
-                return report(rows, corpus, mb)
+                return report(rows, corpus, mb, cpu)
             key = st.create_key("bench-bulk", "bench", ("admin",))
-            e0 = scrape_extract(st)
+            e0, c0 = scrape_extract(st), cpu_seconds(st)
             t0 = time.perf_counter()
             n, nb = bulk(st, key, corpus, args.batch, args.batch_clients)
             up = time.perf_counter() - t0
             total, chunks = wait_indexed(st, "bench-bulk", len(corpus), t0, 1200)
             e1 = scrape_extract(st)
+            cpu.append(("bulk", cpu_delta(c0, cpu_seconds(st))))
             rows.append(("quarry, bulk NDJSON %dx%d, c=%d" % (nb, args.batch, args.batch_clients),
                          total, chunks, up, (e1[0] - e0[0]) / max(1, e1[1] - e0[1])))
         finally:
             st.stop_all()
-    report(rows, corpus, mb)
+    report(rows, corpus, mb, cpu)
 
 
-def report(rows, corpus, mb):
+def report(rows, corpus, mb, cpu):
     print()
     print("%-36s %9s %9s %8s %9s %8s %10s" % ("run", "docs", "seconds", "docs/s", "MB/s",
                                               "chunks", "extract ms"))
@@ -241,6 +290,10 @@ def report(rows, corpus, mb):
         if up is not None:
             print("%-36s %9s %9.2f   (all requests answered; the rest is the queue draining)"
                   % ("", "", up))
+    print()
+    for name, line in cpu:
+        print("CPU seconds, %s: %s" % (name, line))
+    print("load average at the end: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     print()
     print("""notes:
 - seconds: Xapian, opening the database to commit(); Quarry, the first request

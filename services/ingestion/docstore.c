@@ -437,6 +437,53 @@ done:
   return rc;
 }
 
+q_err_t docstore_record_uploads(q_pg_pool_t *p, const upload_meta_t *m, int n,
+                                upload_result_t *r, q_err_t *rcs, char (*errs)[256]) {
+  for (int i = 0; i < n; i++) {
+    memset(&r[i], 0, sizeof r[i]);
+    q_uuid4(r[i].document_id);
+    q_uuid4(r[i].job_id);
+    rcs[i] = Q_OK;
+    errs[i][0] = '\0';
+  }
+  char err[256];
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, sizeof err);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, sizeof err);
+  for (int i = 0; i < n && !rc; i++) {
+    q_err_t irc = record_in_tx(c, &m[i], &r[i], errs[i], sizeof errs[0]);
+    /* A key used for another upload changed nothing: that item alone
+     * fails. Anything else leaves the transaction unusable. */
+    if (irc == Q_ECONFLICT)
+      rcs[i] = irc;
+    else if (irc)
+      rc = irc;
+  }
+  if (!rc)
+    rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, sizeof err);
+  else
+    PQclear(PQexec(c, "ROLLBACK"));
+  q_pg_release(p, c);
+  if (rc == Q_EUNAVAIL)
+    return rc;
+  if (rc) {
+    /* One item failed in the database: take them one at a time, so it
+     * fails alone. */
+    for (int i = 0; i < n; i++) {
+      rcs[i] = docstore_record_upload(p, &m[i], &r[i], errs[i], sizeof errs[0]);
+      if (rcs[i] == Q_EUNAVAIL)
+        for (int k = i + 1; k < n; k++) {
+          rcs[k] = Q_EUNAVAIL;
+          snprintf(errs[k], sizeof errs[0], "%s", errs[i]);
+        }
+      if (rcs[i] == Q_EUNAVAIL)
+        break;
+    }
+  }
+  return Q_OK;
+}
+
 q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
                              size_t errlen) {
   char lim[16];
@@ -640,7 +687,7 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
       "    FOR UPDATE OF j SKIP LOCKED LIMIT $2::int)"
       "  RETURNING id, document_id, tenant_id, version, attempts, trace_id,"
       "    dep_retries, COALESCE((extract(epoch FROM now() - dep_retry_since)"
-      "      * 1000)::bigint, 0) AS dep_ms, claimed_at"
+      "      * 1000)::bigint, 0) AS dep_ms"
       "), d AS ("
       "  UPDATE documents SET status = 'running', updated_at = now() FROM c"
       "  WHERE documents.id = c.document_id AND documents.version = c.version"
@@ -649,7 +696,8 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
       "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
       "  doc.size_bytes, c.dep_retries, c.dep_ms "
-      "FROM c JOIN documents doc ON doc.id = c.document_id ORDER BY c.claimed_at",
+      "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
+      "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at",
       3, params, "claiming jobs", &rc, err, errlen);
   q_pg_release(p, c);
   if (!r)

@@ -89,6 +89,16 @@ typedef struct upload_result {
 q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
                                char *err, size_t errlen);
 
+/* docstore_record_upload for m[0..n) in one transaction (one commit, one
+ * NOTIFY for all their jobs): r[i], rcs[i] (0 or Q_ECONFLICT) and errs[i]
+ * per upload. When the database refuses one of them the transaction is
+ * rolled back and each is recorded on its own instead, so only that one
+ * fails. Q_EUNAVAIL (nothing recorded) when the database cannot be
+ * reached at first; otherwise 0 with each item's result in rcs (an item
+ * after the database went away is Q_EUNAVAIL). */
+q_err_t docstore_record_uploads(q_pg_pool_t *p, const upload_meta_t *m, int n,
+                                upload_result_t *r, q_err_t *rcs, char (*errs)[256]);
+
 /* Deletes at most limit idempotency keys that have expired, oldest first,
  * skipping rows another transaction holds; *n receives how many. Cheap
  * (an index range scan): the upload handler runs it after each keyed

@@ -331,24 +331,6 @@ static q_err_t stage_item(ingest_t *ing, const char *tenant,
   return Q_OK;
 }
 
-/* The second half, after the blob was committed: the document and job. */
-static q_err_t record_item(ingest_t *ing, staged_t *st) {
-  char why[512];
-  st->m.sha256 = st->sha;
-  q_err_t rc = docstore_record_upload(ing->pool, &st->m, &st->res, why, sizeof why);
-  if (rc == Q_ECONFLICT) {
-    snprintf(st->err, sizeof st->err, "%s", why);
-    return rc;
-  }
-  if (rc) {
-    q_log_error("recording upload failed", "{s:s}", "reason", why);
-    snprintf(st->err, sizeof st->err, "document store unavailable");
-    return rc == Q_EUNAVAIL ? Q_EUNAVAIL : Q_EINTERNAL;
-  }
-  q_metrics_add(ing->m_bytes, NULL, (double)st->m.size);
-  return Q_OK;
-}
-
 static Quarry__V1__UploadResponse *result_msg(q_arena_t *a, const upload_result_t *res) {
   Quarry__V1__UploadResponse *r = q_arena_alloc(a, sizeof *r);
   if (!r)
@@ -420,27 +402,52 @@ q_err_t upload_batch_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   }
   char cerr[256] = "";
   blob_commit_many(ws, (int)n, shas, brc, cerr, sizeof cerr);
-  q_err_t down = Q_OK; /* the database went away: the rest is not recorded */
-  for (size_t i = 0; i < n; i++) {
+  /* Every document and job in one transaction (one commit, one NOTIFY). */
+  upload_meta_t *metas = calloc(n, sizeof *metas);
+  upload_result_t *res = calloc(n, sizeof *res);
+  q_err_t *rrc = calloc(n, sizeof *rrc);
+  char(*rerr)[256] = calloc(n, sizeof *rerr);
+  size_t *at = calloc(n, sizeof *at);
+  size_t m = 0;
+  q_err_t rc = metas && res && rrc && rerr && at ? Q_OK : Q_ENOMEM;
+  for (size_t i = 0; i < n && !rc; i++) {
     if (!st[i].rc && brc[i]) {
       q_log_error("cannot store upload", "{s:s}", "reason", cerr);
       snprintf(st[i].err, sizeof st[i].err, "could not store the document");
       st[i].rc = Q_EINTERNAL;
     }
-    if (!st[i].rc) {
-      memcpy(st[i].sha, shas[i], sizeof st[i].sha);
-      if (down) {
-        st[i].rc = down;
-        snprintf(st[i].err, sizeof st[i].err,
-                 "document store unavailable; not stored, send it again");
-      } else {
-        st[i].rc = record_item(ing, &st[i]);
-        if (st[i].rc == Q_EUNAVAIL)
-          down = Q_EUNAVAIL;
-      }
-    }
+    if (st[i].rc)
+      continue;
+    memcpy(st[i].sha, shas[i], sizeof st[i].sha);
+    st[i].m.sha256 = st[i].sha;
+    metas[m] = st[i].m;
+    at[m++] = i;
   }
-  q_err_t rc = Q_OK;
+  q_err_t drc = rc || m == 0
+                    ? Q_OK
+                    : docstore_record_uploads(ing->pool, metas, (int)m, res, rrc, rerr);
+  for (size_t k = 0; k < m && !rc; k++) {
+    staged_t *x = &st[at[k]];
+    q_err_t irc = drc ? drc : rrc[k];
+    if (irc == Q_ECONFLICT) {
+      snprintf(x->err, sizeof x->err, "%s", rerr[k]);
+    } else if (irc) {
+      q_log_error("recording upload failed", "{s:s}", "reason",
+                  drc ? "database unavailable" : rerr[k]);
+      snprintf(x->err, sizeof x->err,
+               "document store unavailable; not stored, send it again");
+      irc = irc == Q_EUNAVAIL ? Q_EUNAVAIL : Q_EINTERNAL;
+    } else {
+      x->res = res[k];
+      q_metrics_add(ing->m_bytes, NULL, (double)x->m.size);
+    }
+    x->rc = irc;
+  }
+  free(metas);
+  free(res);
+  free(rrc);
+  free(rerr);
+  free(at);
   for (size_t i = 0; i < n && !rc; i++) {
     Quarry__V1__UploadBatchResult *r = q_arena_alloc(a, sizeof *r);
     if (!r) {

@@ -259,7 +259,8 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
 
 static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_t n) {
   const ingest_cfg_t *cfg = &r->in->cfg;
-  outcome_t o = enter(r, ST_INDEXING);
+  /* A batch records its documents' indexing stage at once (batch_stage). */
+  outcome_t o = r->stage == ST_INDEXING && r->whole ? OUT_OK : enter(r, ST_INDEXING);
   if (o != OUT_OK)
     return o;
   Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
@@ -471,34 +472,28 @@ static outcome_t prepare(run_t *r) {
   return o;
 }
 
-/* Embeds the chunks of every prepared whole document of the batch in
- * shared Embed calls of up to Q_LIMIT_EMBED_TEXTS texts: one call for many
- * small documents. A failed call decides the outcome of every document it
- * carried. */
-static void embed_batch(ingest_t *in, run_t *runs, int n) {
-  const ingest_cfg_t *cfg = &in->cfg;
-  size_t total = 0;
+/* Moves every prepared whole document of the batch into stage s, and
+ * records that for all of them in one statement (renewing their leases). */
+static void batch_stage(ingest_t *in, run_t *runs, int n, stage_t s) {
   const char *ids[n];
   int totals[n], idx[n], m = 0;
   bool updated[n];
   for (int i = 0; i < n; i++)
     if (runs[i].o == OUT_OK && runs[i].whole) {
-      step(&runs[i], ST_EMBEDDING);
+      step(&runs[i], s);
       ids[m] = runs[i].j->id;
       totals[m] = runs[i].total;
       idx[m++] = i;
-      total += runs[i].nchunks;
     }
   if (m == 0)
     return;
-  /* One statement records the stage of them all (and renews their leases). */
-  char err0[256];
-  q_err_t prc = docstore_progress_many(in->pool, in->instance, stage_names[ST_EMBEDDING],
-                                       ids, totals, m, updated, err0, sizeof err0);
+  char err[256];
+  q_err_t rc = docstore_progress_many(in->pool, in->instance, stage_names[s], ids, totals,
+                                      m, updated, err, sizeof err);
   for (int k = 0; k < m; k++) {
     run_t *r = &runs[idx[k]];
-    if (prc)
-      r->o = fail(r, OUT_DEPEND, "database unavailable: %s", err0);
+    if (rc)
+      r->o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
     else if (!updated[k])
       r->o = fail(r, OUT_LOST, "the job was taken over after its lease expired");
     else {
@@ -506,6 +501,19 @@ static void embed_batch(ingest_t *in, run_t *runs, int n) {
       r->unreported = 0;
     }
   }
+}
+
+/* Embeds the chunks of every prepared whole document of the batch in
+ * shared Embed calls of up to Q_LIMIT_EMBED_TEXTS texts: one call for many
+ * small documents. A failed call decides the outcome of every document it
+ * carried. */
+static void embed_batch(ingest_t *in, run_t *runs, int n) {
+  const ingest_cfg_t *cfg = &in->cfg;
+  batch_stage(in, runs, n, ST_EMBEDDING);
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    if (runs[i].o == OUT_OK && runs[i].whole)
+      total += runs[i].nchunks;
   if (total == 0)
     return;
   q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
@@ -816,6 +824,7 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
     q_trace_clear();
   }
   embed_batch(in, runs, n);
+  batch_stage(in, runs, n, ST_INDEXING);
   /* Whole documents first (they are nearly done), then the large ones. */
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
