@@ -695,7 +695,8 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
       ") "
       "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
-      "  doc.size_bytes, c.dep_retries, c.dep_ms "
+      "  doc.size_bytes, c.dep_retries, c.dep_ms,"
+      "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id) "
       "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
       "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at",
       3, params, "claiming jobs", &rc, err, errlen);
@@ -720,6 +721,7 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
     j->size = strtoll(PQgetvalue(r, i, 11), NULL, 10);
     j->dep_retries = atoi(PQgetvalue(r, i, 12));
     j->dep_retry_ms = strtoll(PQgetvalue(r, i, 13), NULL, 10);
+    j->first_job = j->version == 1 && atoi(PQgetvalue(r, i, 14)) == 1;
     (*n)++;
   }
   PQclear(r);

@@ -130,6 +130,8 @@ typedef struct job {
   int64_t size;
   int dep_retries;      /* times queued again because a dependency was down */
   int64_t dep_retry_ms; /* how long ago the first of those was, 0 when none */
+  int first_job;        /* version 1 and the document's only job ever: the
+                         * retriever cannot hold any chunk of it yet */
 } job_t;
 
 /* Claims a runnable job for instance, fairly across tenants: among the

@@ -93,6 +93,7 @@ typedef struct run {
   size_t nchunks;
   outcome_t o;
   int64_t t0;
+  int upserted; /* indexed by a shared Upsert (upsert_batch) */
   char reason[512];
 } run_t;
 
@@ -601,6 +602,73 @@ static void embed_batch(ingest_t *in, run_t *runs, int n) {
   }
 }
 
+/* Whether a prepared document can share an Upsert with others: a new
+ * document's first job, so the retriever holds nothing of it and nothing
+ * needs retiring (replace_doc_id, which names one document per call, stays
+ * empty). */
+static bool shareable(const run_t *r) {
+  return r->o == OUT_OK && r->whole && r->j->first_job && r->nchunks > 0 && !r->upserted;
+}
+
+/* Indexes the shareable documents of the batch in shared Upsert calls, one
+ * tenant per call, up to Q_LIMIT_UPSERT_CHUNKS chunks each. A failed call
+ * decides the outcome of every document it carried. */
+static void upsert_batch(ingest_t *in, run_t *runs, int n) {
+  const ingest_cfg_t *cfg = &in->cfg;
+  Quarry__V1__Chunk **chunks = malloc(Q_LIMIT_UPSERT_CHUNKS * sizeof *chunks);
+  int *members = malloc((size_t)n * sizeof *members);
+  if (!chunks || !members) {
+    free(chunks);
+    free(members);
+    return; /* each goes through its own Upsert */
+  }
+  for (int i = 0; i < n; i++) {
+    if (!shareable(&runs[i]))
+      continue;
+    size_t k = 0;
+    int m = 0;
+    for (int j = i; j < n; j++) {
+      run_t *r = &runs[j];
+      if (!shareable(r) || strcmp(r->j->tenant_id, runs[i].j->tenant_id) != 0 ||
+          k + r->nchunks > Q_LIMIT_UPSERT_CHUNKS)
+        continue;
+      memcpy(chunks + k, r->chunks, r->nchunks * sizeof *chunks);
+      k += r->nchunks;
+      members[m++] = j;
+    }
+    if (m < 2)
+      continue; /* alone: its own Upsert, which also retires */
+    Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+    req.n_chunks = k;
+    req.chunks = chunks;
+    req.tenant_id = runs[i].j->tenant_id;
+    req.replace_doc_id = "";
+    q_arena_t *a = q_arena_new(1 << 20);
+    Quarry__V1__UpsertResponse *resp = NULL;
+    q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+    char err[256] = "";
+    int rc = a ? q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
+                                        &opts, err, sizeof err)
+               : Q_ENOMEM;
+    q_arena_free(a);
+    q_log_info("documents indexed together", "{s:s,s:i,s:i,s:s}", "tenant_id",
+               runs[i].j->tenant_id, "documents", m, "chunks", (int)k, "outcome",
+               rc ? q_strerror(rc) : "ok");
+    for (int x = 0; x < m; x++) {
+      run_t *r = &runs[members[x]];
+      if (rc) {
+        r->o = call_failed(r, rc, "retriever", "rejected the chunks", err);
+        continue;
+      }
+      r->upserted = r->sent = 1;
+      r->count += (int)r->nchunks;
+      q_metrics_add(in->m_chunks, NULL, (double)r->nchunks);
+    }
+  }
+  free(chunks);
+  free(members);
+}
+
 /* Sets the thread's trace context to the job's. */
 static void job_trace(const job_t *j) {
   char tid[Q_TRACE_ID_LEN + 1];
@@ -825,6 +893,7 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
   }
   embed_batch(in, runs, n);
   batch_stage(in, runs, n, ST_INDEXING);
+  upsert_batch(in, runs, n);
   /* Whole documents first (they are nearly done), then the large ones. */
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
@@ -836,7 +905,7 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
       if (r->o == OUT_OK && atomic_load(&in->stopping))
         r->o = OUT_STOPPED;
       if (r->o == OUT_OK)
-        r->o = r->whole ? index_whole(r) : index_text(r, &r->input);
+        r->o = r->upserted ? OUT_OK : r->whole ? index_whole(r) : index_text(r, &r->input);
       settle(in, r, r->o, r->t0);
       q_arena_free(r->arena);
       r->arena = NULL;
