@@ -647,8 +647,8 @@ static void upsert_batch(ingest_t *in, run_t *runs, int n) {
     Quarry__V1__UpsertResponse *resp = NULL;
     q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
     char err[256] = "";
-    int rc = a ? q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
-                                        &opts, err, sizeof err)
+    int rc = a ? q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp,
+                                        a, &opts, err, sizeof err)
                : Q_ENOMEM;
     q_arena_free(a);
     q_log_info("documents indexed together", "{s:s,s:i,s:i,s:s}", "tenant_id",
@@ -905,7 +905,9 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
       if (r->o == OUT_OK && atomic_load(&in->stopping))
         r->o = OUT_STOPPED;
       if (r->o == OUT_OK)
-        r->o = r->upserted ? OUT_OK : r->whole ? index_whole(r) : index_text(r, &r->input);
+        r->o = r->upserted ? OUT_OK
+               : r->whole  ? index_whole(r)
+                           : index_text(r, &r->input);
       settle(in, r, r->o, r->t0);
       q_arena_free(r->arena);
       r->arena = NULL;
