@@ -18,9 +18,12 @@
  * (docstore_claim_batch, in fair order) and processes them together:
  * extraction and chunking per job, the chunks of every document that fits
  * one Upsert embedded in shared Embed calls (up to Q_LIMIT_EMBED_TEXTS
- * texts), then per job its Upsert and its outcome. A failed shared call
- * decides the outcome of each job it carried, classified as usual. A
- * large document is claimed and processed alone, as above.
+ * texts), then the new documents (version 1, first job: the retriever
+ * holds nothing of them, nothing to retire) in shared Upsert calls per
+ * tenant, every other one in its own Upsert with replace_doc_id, and per
+ * job its outcome. A failed shared call decides the outcome of each job it
+ * carried, classified as usual. A large document is claimed and processed
+ * alone, as above.
  *
  * Waiting for work: a listener thread holds one connection outside the
  * pool and LISTENs on DOCSTORE_CHANNEL, which a trigger on jobs notifies
