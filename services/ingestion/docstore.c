@@ -475,7 +475,7 @@ q_err_t docstore_record_uploads(q_pg_pool_t *p, const upload_meta_t *m, int n,
       if (rcs[i] == Q_EUNAVAIL)
         for (int k = i + 1; k < n; k++) {
           rcs[k] = Q_EUNAVAIL;
-          snprintf(errs[k], sizeof errs[0], "%s", errs[i]);
+          memcpy(errs[k], errs[i], sizeof errs[0]); /* k > i: distinct rows */
         }
       if (rcs[i] == Q_EUNAVAIL)
         break;

@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   batch_doc_t d;
   char err[256] = "";
-  q_err_t rc = batch_parse_line((const char *)data, size, MAX_DOC, a, &d, err, sizeof err);
+  q_err_t rc =
+      batch_parse_line((const char *)data, size, MAX_DOC, a, &d, err, sizeof err);
   if (rc) {
     FUZZ_CHECK(rc == Q_EINVAL || rc == Q_ETOOBIG || rc == Q_ENOMEM, "rc %d", rc);
     FUZZ_CHECK(err[0] || rc == Q_ENOMEM, "a refused line has a reason");
