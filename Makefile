@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw bench-ocr bench-providers help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-hnsw bench-ocr bench-providers help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -59,6 +59,7 @@ help:
 	@echo "make valgrind     run an ingest+query round under valgrind"
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
+	@echo "make bench-ingest ingestion docs/s through REST, single and bulk, vs Xapian (INGEST_ARGS=)"
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
 	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
@@ -248,11 +249,13 @@ eval: all $(PYGEN)
 
 # Benchmarks next to peers measured in the same run (figures only, no pass/fail):
 # retrieval against Xapian BM25, the query pipeline against the gateway's
-# HTTP floor. bench/deps.sh installs the peers (python3-xapian, wrk).
+# HTTP floor, ingestion through REST against Xapian's in-process indexing.
+# bench/deps.sh installs the peers (python3-xapian, wrk).
 bench: all $(PYGEN)
 	bench/deps.sh
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/retrieval_bench.py --data $(DATA) $(BENCH_ARGS)
+	$(MAKE) bench-ingest
 	$(MAKE) bench-edge
 	$(MAKE) bench-providers
 
@@ -264,6 +267,14 @@ bench: all $(PYGEN)
 bench-providers: all
 	QUARRY_BIN=$(abspath $(BUILD)/bin) \
 	  /usr/bin/python3 bench/provider_bench.py $(PROVIDER_BENCH_ARGS)
+
+# Ingestion documents/s and MB/s through the REST API, one document per
+# request and bulk (NDJSON batches), beside Xapian indexing the same text in
+# process (bench/ingest_bench.py). Also run by `make bench`.
+bench-ingest: all $(PYGEN)
+	bench/deps.sh
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 bench/ingest_bench.py --data $(DATA) $(INGEST_ARGS)
 
 # The edge under load (bench/edge_bench.py): /v1/query at 16..1024
 # connections, 10,000 idle keep-alive connections, streamed answers through a

@@ -51,6 +51,10 @@ void keys_revoke(gw_req_t *r); /* DELETE /v1/keys/{id} */
 /* upload.c: POST /v1/documents, streamed to ingestion's Upload. */
 extern const stream_ops_t upload_ops;
 
+/* batch.c: POST /v1/documents/batch, NDJSON or multipart documents sent to
+ * ingestion's UploadBatch in one call (batch.h). */
+extern const stream_ops_t batch_ops;
+
 /* probes.c: GET /healthz, /readyz, /metrics. */
 void probes_healthz(gw_req_t *r);
 void probes_readyz(gw_req_t *r);

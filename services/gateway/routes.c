@@ -8,6 +8,7 @@
 const route_t gw_routes[] = {
     {"POST", "/v1/documents", BODY_STREAM, 0, NULL, &upload_ops},
     {"GET", "/v1/documents", BODY_NONE, 0, documents_list, NULL},
+    {"POST", "/v1/documents/batch", BODY_STREAM, 0, NULL, &batch_ops},
     {"GET", "/v1/documents/{id}", BODY_NONE, 0, documents_get, NULL},
     {"DELETE", "/v1/documents/{id}", BODY_NONE, 0, documents_delete, NULL},
     {"GET", "/v1/jobs", BODY_NONE, 0, jobs_list, NULL},

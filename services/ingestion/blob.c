@@ -156,6 +156,62 @@ q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen) {
   return Q_OK;
 }
 
+q_err_t blob_commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
+                         char *err, size_t errlen) {
+  int live = 0, any_fd = -1;
+  for (int i = 0; i < n; i++) {
+    blob_writer_t *w = &ws[i];
+    if (rcs[i])
+      continue;
+    unsigned char dig[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (EVP_DigestFinal_ex(w->md, dig, &dlen) != 1 || dlen != 32) {
+      snprintf(err, errlen, "SHA-256 failed");
+      rcs[i] = Q_EINTERNAL;
+      blob_abort(w);
+      continue;
+    }
+    for (unsigned k = 0; k < dlen; k++)
+      snprintf(shas[i] + 2 * k, 3, "%02x", dig[k]);
+    live++;
+    any_fd = w->fd;
+  }
+  if (live == 0)
+    return Q_OK;
+  /* One flush of the file system for every file of the batch, rather than
+   * an fsync each; where syncfs fails, fsync each. */
+  bool synced = syncfs(any_fd) == 0;
+  for (int i = 0; i < n; i++) {
+    blob_writer_t *w = &ws[i];
+    if (rcs[i])
+      continue;
+    char final[PATH_MAX];
+    if (!synced && fsync(w->fd)) {
+      snprintf(err, errlen, "fsync of the upload failed: %s", strerror(errno));
+      rcs[i] = Q_EIO;
+    } else if ((size_t)snprintf(final, sizeof final, "%s/%s", w->dir, shas[i]) >=
+               sizeof final) {
+      snprintf(err, errlen, "blob directory path too long");
+      rcs[i] = Q_EIO;
+    } else if (fchmod(w->fd, 0640) || rename(w->tmp, final)) {
+      snprintf(err, errlen, "storing the upload failed: %s", strerror(errno));
+      rcs[i] = Q_EIO;
+    }
+    if (rcs[i]) {
+      blob_abort(w);
+      continue;
+    }
+    w->tmp[0] = '\0';
+    release(w);
+  }
+  int dfd = open(ws[0].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) { /* the renames, durable at once */
+    fsync(dfd);
+    close(dfd);
+  }
+  return Q_OK;
+}
+
 void blob_abort(blob_writer_t *w) {
   release(w);
   if (w->tmp[0])

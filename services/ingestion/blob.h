@@ -54,6 +54,14 @@ q_err_t blob_write(blob_writer_t *w, const void *p, size_t n, char *err, size_t 
  * the hex digest into sha. The writer is released either way. 0 or Q_EIO. */
 q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen);
 
+/* blob_commit for the writers ws[i] whose rcs[i] is 0 (the others are
+ * left alone): one syncfs for all of them instead of an fsync each, the
+ * renames, one fsync of the directory. A writer that fails gets its rcs[i]
+ * (Q_EIO, Q_EINTERNAL; err says the last such reason) and is aborted; each
+ * committed one has its digest in shas[i] and is released. 0. */
+q_err_t blob_commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
+                         char *err, size_t errlen);
+
 /* Throws the upload away (removes the temporary file). Safe after commit. */
 void blob_abort(blob_writer_t *w);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quarry/buf.h"
 #include "quarry/error.h"
 #include "quarry/util.h"
 
@@ -197,6 +198,11 @@ const q_pg_migration_t docstore_migrations[] = {
      "USING gin (lower(filename) gin_trgm_ops) WHERE deleted_at IS NULL';\n"
      "  END IF;\n"
      "END $$;\n"},
+    /* The caller's metadata of a document (the batch route's "metadata"), a
+     * JSON object kept for later filtering. */
+    {7, "documents: metadata",
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS metadata jsonb NOT NULL DEFAULT "
+     "'{}';\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -439,6 +445,17 @@ static q_err_t record_key(PGconn *c, const upload_meta_t *m, const upload_result
                    6, params, "recording idempotency key", NULL, err, errlen);
 }
 
+/* The upload's metadata onto its document (new, new version or unchanged:
+ * the latest upload's metadata is the document's). */
+static q_err_t store_metadata(PGconn *c, const upload_meta_t *m, const upload_result_t *r,
+                              char *err, size_t errlen) {
+  if (!m->metadata_json || !m->metadata_json[0])
+    return Q_OK;
+  const char *params[2] = {r->document_id, m->metadata_json};
+  return q_pg_exec(c, "UPDATE documents SET metadata = $2::jsonb WHERE id = $1", 2,
+                   params, "storing metadata", NULL, err, errlen);
+}
+
 /* The statements of docstore_record_upload, inside its transaction. */
 static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *r,
                             char *err, size_t errlen) {
@@ -457,6 +474,8 @@ static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *
     return rc;
   rc =
       inserted ? insert_job(c, m, r, err, errlen) : update_document(c, m, r, err, errlen);
+  if (!rc)
+    rc = store_metadata(c, m, r, err, errlen);
   if (rc)
     return rc;
   return has_key(m) ? record_key(c, m, r, err, errlen) : Q_OK;
@@ -481,6 +500,53 @@ q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_re
 done:
   q_pg_release(p, c);
   return rc;
+}
+
+q_err_t docstore_record_uploads(q_pg_pool_t *p, const upload_meta_t *m, int n,
+                                upload_result_t *r, q_err_t *rcs, char (*errs)[256]) {
+  for (int i = 0; i < n; i++) {
+    memset(&r[i], 0, sizeof r[i]);
+    q_uuid4(r[i].document_id);
+    q_uuid4(r[i].job_id);
+    rcs[i] = Q_OK;
+    errs[i][0] = '\0';
+  }
+  char err[256];
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, sizeof err);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, sizeof err);
+  for (int i = 0; i < n && !rc; i++) {
+    q_err_t irc = record_in_tx(c, &m[i], &r[i], errs[i], sizeof errs[0]);
+    /* A key used for another upload changed nothing: that item alone
+     * fails. Anything else leaves the transaction unusable. */
+    if (irc == Q_ECONFLICT)
+      rcs[i] = irc;
+    else if (irc)
+      rc = irc;
+  }
+  if (!rc)
+    rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, sizeof err);
+  else
+    PQclear(PQexec(c, "ROLLBACK"));
+  q_pg_release(p, c);
+  if (rc == Q_EUNAVAIL)
+    return rc;
+  if (rc) {
+    /* One item failed in the database: take them one at a time, so it
+     * fails alone. */
+    for (int i = 0; i < n; i++) {
+      rcs[i] = docstore_record_upload(p, &m[i], &r[i], errs[i], sizeof errs[0]);
+      if (rcs[i] == Q_EUNAVAIL)
+        for (int k = i + 1; k < n; k++) {
+          rcs[k] = Q_EUNAVAIL;
+          memcpy(errs[k], errs[i], sizeof errs[0]); /* k > i: distinct rows */
+        }
+      if (rcs[i] == Q_EUNAVAIL)
+        break;
+    }
+  }
+  return Q_OK;
 }
 
 q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
@@ -633,43 +699,57 @@ q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_a
 
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                        size_t errlen) {
+  int n = 0;
+  q_err_t rc = docstore_claim_batch(p, instance, j, 1, 0, &n, err, errlen);
+  return rc ? rc : n == 1 ? Q_OK : Q_ENOTFOUND;
+}
+
+q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, int max,
+                             int64_t max_bytes, int *n, char *err, size_t errlen) {
+  *n = 0;
   PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  const char *params[1] = {instance};
+  char lim[16], bytes[24];
+  snprintf(lim, sizeof lim, "%d", max);
+  snprintf(bytes, sizeof bytes, "%lld", (long long)max_bytes);
+  const char *params[3] = {instance, lim, bytes};
   q_err_t rc = Q_OK;
   PGresult *r = q_pg_query(
       c,
       /* Fair across tenants: for each tenant with runnable jobs, its
-       * first few in queue order (bounded work per tenant); a tenant
-       * with fewer running jobs goes first, then the one served least
-       * recently (round robin), then the oldest job. Locked candidates
-       * are skipped, so claimers racing each other take the next in
-       * line. */
+       * first few in queue order (bounded work per tenant); then every
+       * tenant's first job before any tenant's second (rn), a tenant with
+       * fewer running jobs first, then the one served least recently
+       * (round robin), then the oldest job. Locked candidates are skipped,
+       * so claimers racing each other take the next in line. */
       "WITH t AS ("
       "  SELECT DISTINCT tenant_id FROM jobs WHERE status = 'queued' AND run_after <= "
       "now()"
       "), cand AS ("
-      "  SELECT q.id, q.created_at,"
+      "  SELECT q.id, q.created_at, q.rn,"
       "    (SELECT count(*) FROM jobs r WHERE r.tenant_id = t.tenant_id"
       "       AND r.status = 'running') AS busy,"
       "    (SELECT max(r.claimed_at) FROM jobs r WHERE r.tenant_id = t.tenant_id)"
       "       AS served"
       "  FROM t CROSS JOIN LATERAL ("
-      "    SELECT q.id, q.created_at FROM jobs q WHERE q.tenant_id = t.tenant_id"
+      "    SELECT q.id, q.created_at, row_number() OVER (ORDER BY q.created_at) AS rn"
+      "      FROM jobs q WHERE q.tenant_id = t.tenant_id"
       "      AND q.status = 'queued' AND q.run_after <= now()"
       "      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.document_id = q.document_id"
       "                      AND r.status = 'running')"
-      "    ORDER BY q.created_at LIMIT 8) q"
+      "      AND ($3::bigint <= 0 OR (SELECT d.size_bytes FROM documents d"
+      "                               WHERE d.id = q.document_id) <= $3::bigint)"
+      "    ORDER BY q.created_at LIMIT greatest(8, $2::int)) q"
       "), c AS ("
       "  UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = $1,"
       "    heartbeat_at = now(), updated_at = now(), claimed_at = clock_timestamp(),"
-      "    stage = '', progress_done = 0,"
+      "    stage = 'extracting', progress_done = 0,"
       "    progress_total = 0, stage_ms = '{}'"
-      "  WHERE id = (SELECT j.id FROM jobs j JOIN cand ON cand.id = j.id"
+      "  WHERE id IN (SELECT j.id FROM jobs j JOIN cand ON cand.id = j.id"
       "    WHERE j.status = 'queued'"
-      "    ORDER BY cand.busy, cand.served NULLS FIRST, cand.created_at"
-      "    FOR UPDATE OF j SKIP LOCKED LIMIT 1)"
+      "    ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at"
+      "    FOR UPDATE OF j SKIP LOCKED LIMIT $2::int)"
       "  RETURNING id, document_id, tenant_id, version, attempts, trace_id,"
       "    dep_retries, COALESCE((extract(epoch FROM now() - dep_retry_since)"
       "      * 1000)::bigint, 0) AS dep_ms"
@@ -680,31 +760,35 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
       ") "
       "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
-      "  doc.size_bytes, c.dep_retries, c.dep_ms "
-      "FROM c JOIN documents doc ON doc.id = c.document_id",
-      1, params, "claiming job", &rc, err, errlen);
+      "  doc.size_bytes, c.dep_retries, c.dep_ms,"
+      "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id) "
+      "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
+      "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at",
+      3, params, "claiming jobs", &rc, err, errlen);
   q_pg_release(p, c);
   if (!r)
     return rc;
-  if (PQntuples(r) != 1) {
-    PQclear(r);
-    return Q_ENOTFOUND;
+  int rows = PQntuples(r);
+  for (int i = 0; i < rows && i < max; i++) {
+    job_t *j = &jobs[i];
+    memset(j, 0, sizeof *j);
+    snprintf(j->id, sizeof j->id, "%s", PQgetvalue(r, i, 0));
+    snprintf(j->document_id, sizeof j->document_id, "%s", PQgetvalue(r, i, 1));
+    snprintf(j->tenant_id, sizeof j->tenant_id, "%s", PQgetvalue(r, i, 2));
+    j->version = atoi(PQgetvalue(r, i, 3));
+    j->attempts = atoi(PQgetvalue(r, i, 4));
+    snprintf(j->trace_id, sizeof j->trace_id, "%s", PQgetvalue(r, i, 5));
+    j->doc_version = atoi(PQgetvalue(r, i, 6));
+    snprintf(j->sha256, sizeof j->sha256, "%s", PQgetvalue(r, i, 7));
+    snprintf(j->content_type, sizeof j->content_type, "%s", PQgetvalue(r, i, 8));
+    snprintf(j->title, sizeof j->title, "%s", PQgetvalue(r, i, 9));
+    j->title_explicit = strcmp(PQgetvalue(r, i, 10), "t") == 0;
+    j->size = strtoll(PQgetvalue(r, i, 11), NULL, 10);
+    j->dep_retries = atoi(PQgetvalue(r, i, 12));
+    j->dep_retry_ms = strtoll(PQgetvalue(r, i, 13), NULL, 10);
+    j->first_job = j->version == 1 && atoi(PQgetvalue(r, i, 14)) == 1;
+    (*n)++;
   }
-  memset(j, 0, sizeof *j);
-  snprintf(j->id, sizeof j->id, "%s", PQgetvalue(r, 0, 0));
-  snprintf(j->document_id, sizeof j->document_id, "%s", PQgetvalue(r, 0, 1));
-  snprintf(j->tenant_id, sizeof j->tenant_id, "%s", PQgetvalue(r, 0, 2));
-  j->version = atoi(PQgetvalue(r, 0, 3));
-  j->attempts = atoi(PQgetvalue(r, 0, 4));
-  snprintf(j->trace_id, sizeof j->trace_id, "%s", PQgetvalue(r, 0, 5));
-  j->doc_version = atoi(PQgetvalue(r, 0, 6));
-  snprintf(j->sha256, sizeof j->sha256, "%s", PQgetvalue(r, 0, 7));
-  snprintf(j->content_type, sizeof j->content_type, "%s", PQgetvalue(r, 0, 8));
-  snprintf(j->title, sizeof j->title, "%s", PQgetvalue(r, 0, 9));
-  j->title_explicit = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
-  j->size = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
-  j->dep_retries = atoi(PQgetvalue(r, 0, 12));
-  j->dep_retry_ms = strtoll(PQgetvalue(r, 0, 13), NULL, 10);
   PQclear(r);
   return Q_OK;
 }
@@ -857,6 +941,49 @@ q_err_t docstore_progress(q_pg_pool_t *p, const char *instance, const job_t *j,
   if (rc)
     return rc;
   return n == 1 ? Q_OK : Q_ENOTFOUND;
+}
+
+q_err_t docstore_progress_many(q_pg_pool_t *p, const char *instance, const char *stage,
+                               const char *const *ids, const int *totals, int n,
+                               bool *updated, char *err, size_t errlen) {
+  q_buf_t idv, tv;
+  q_buf_init(&idv, (size_t)n * 40 + 8);
+  q_buf_init(&tv, (size_t)n * 12 + 8);
+  q_err_t rc = q_buf_append(&idv, "{", 1) || q_buf_append(&tv, "{", 1) ? Q_ENOMEM : Q_OK;
+  for (int i = 0; i < n && !rc; i++) {
+    char t[16];
+    int k = snprintf(t, sizeof t, "%s%d", i ? "," : "", totals[i]);
+    if ((i && q_buf_append(&idv, ",", 1)) || q_buf_append(&idv, ids[i], strlen(ids[i])) ||
+        q_buf_append(&tv, t, (size_t)k))
+      rc = Q_ENOMEM;
+  }
+  if (!rc && (q_buf_append(&idv, "}", 1) || q_buf_append(&tv, "}", 1)))
+    rc = Q_ENOMEM;
+  for (int i = 0; i < n; i++)
+    updated[i] = false;
+  PGconn *c = rc ? NULL : q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!rc && !c)
+    rc = Q_EUNAVAIL;
+  PGresult *r = NULL;
+  if (!rc) {
+    const char *params[4] = {idv.data, instance, stage, tv.data};
+    r = q_pg_query(c,
+                   "UPDATE jobs SET stage = $3, progress_total = t.total,"
+                   "  heartbeat_at = now(), updated_at = now()"
+                   " FROM unnest($1::uuid[], $4::int[]) AS t(id, total)"
+                   " WHERE jobs.id = t.id AND status = 'running' AND claimed_by = $2"
+                   " RETURNING jobs.id::text",
+                   4, params, "recording progress", &rc, err, errlen);
+    q_pg_release(p, c);
+  }
+  for (int row = 0; r && row < PQntuples(r); row++)
+    for (int i = 0; i < n; i++)
+      if (strcmp(PQgetvalue(r, row, 0), ids[i]) == 0)
+        updated[i] = true;
+  PQclear(r);
+  q_buf_cleanup(&idv);
+  q_buf_cleanup(&tv);
+  return rc;
 }
 
 q_err_t docstore_queue_stats(q_pg_pool_t *p, queue_stats_t *s, char *err, size_t errlen) {

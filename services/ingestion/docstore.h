@@ -26,6 +26,7 @@
 #ifndef QUARRY_INGESTION_DOCSTORE_H
 #define QUARRY_INGESTION_DOCSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,8 @@ typedef struct upload_meta {
   const char *trace_id;        /* continued by the worker */
   const char *idempotency_key; /* "" or NULL when none; else q_valid_idempotency_key */
   int64_t key_ttl_ms;          /* how long a new key is remembered */
+  const char *metadata_json;   /* "" or NULL: none; else a checked JSON object, stored
+                                * in documents.metadata unless the upload is a replay */
 } upload_meta_t;
 
 typedef struct upload_result {
@@ -88,6 +91,16 @@ typedef struct upload_result {
  * 0, Q_ECONFLICT, or Q_EUNAVAIL / Q_EINTERNAL with err. */
 q_err_t docstore_record_upload(q_pg_pool_t *p, const upload_meta_t *m, upload_result_t *r,
                                char *err, size_t errlen);
+
+/* docstore_record_upload for m[0..n) in one transaction (one commit, one
+ * NOTIFY for all their jobs): r[i], rcs[i] (0 or Q_ECONFLICT) and errs[i]
+ * per upload. When the database refuses one of them the transaction is
+ * rolled back and each is recorded on its own instead, so only that one
+ * fails. Q_EUNAVAIL (nothing recorded) when the database cannot be
+ * reached at first; otherwise 0 with each item's result in rcs (an item
+ * after the database went away is Q_EUNAVAIL). */
+q_err_t docstore_record_uploads(q_pg_pool_t *p, const upload_meta_t *m, int n,
+                                upload_result_t *r, q_err_t *rcs, char (*errs)[256]);
 
 /* Deletes at most limit idempotency keys that have expired, oldest first,
  * skipping rows another transaction holds; *n receives how many. Cheap
@@ -120,6 +133,8 @@ typedef struct job {
   int64_t size;
   int dep_retries;      /* times queued again because a dependency was down */
   int64_t dep_retry_ms; /* how long ago the first of those was, 0 when none */
+  int first_job;        /* version 1 and the document's only job ever: the
+                         * retriever cannot hold any chunk of it yet */
 } job_t;
 
 /* Claims a runnable job for instance, fairly across tenants: among the
@@ -127,11 +142,30 @@ typedef struct job {
  * running) it takes the one whose tenant has the fewest running jobs, then
  * the one earliest in its tenant's queue (round robin: every tenant's first
  * job before any tenant's second), then the oldest. A tenant's bulk load
- * therefore delays another tenant's job by at most one job per worker.
+ * therefore delays another tenant's job by at most what each worker is
+ * busy with (worker.h: one job, or one batch of small ones).
  * 0 with *j filled, Q_ENOTFOUND when there is none, else an error with
  * err. */
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                        size_t errlen);
+
+/* Claims up to max runnable jobs at once (jobs[0..max) filled, *n how
+ * many), in the order docstore_claim would take them one by one: each
+ * tenant's first job before any tenant's second, less busy and less
+ * recently served tenants first; with max_bytes > 0 only documents of at
+ * most max_bytes. A claimed job's stage is "extracting". One round trip
+ * for a worker that processes jobs together (worker.h). 0 (with *n
+ * possibly 0), else an error with err. */
+q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, int max,
+                             int64_t max_bytes, int *n, char *err, size_t errlen);
+
+/* Records that jobs ids[0..n) (running, claimed by instance) entered stage,
+ * with totals[i] chunks, and renews their leases, in one statement.
+ * updated[i] says whether job i was still ours. 0, else an error with err
+ * (updated all false). */
+q_err_t docstore_progress_many(q_pg_pool_t *p, const char *instance, const char *stage,
+                               const char *const *ids, const int *totals, int n,
+                               bool *updated, char *err, size_t errlen);
 
 /* Renews the job's heartbeat and reads the document's current version into
  * *doc_version. Q_ENOTFOUND when the job is no longer ours. */

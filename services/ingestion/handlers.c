@@ -250,5 +250,6 @@ const q_grpc_method_t ingestion_methods[] = {
     {"ListDocuments", Q_GRPC_UNARY, list_documents_cb},
     {"ListJobs", Q_GRPC_UNARY, list_jobs_cb},
     {"DeleteDocument", Q_GRPC_UNARY, delete_document_cb},
+    {"UploadBatch", Q_GRPC_UNARY, upload_batch_cb},
 };
 const size_t ingestion_nmethods = sizeof ingestion_methods / sizeof ingestion_methods[0];

@@ -19,6 +19,7 @@ typedef struct ingest_cfg {
   const char *blob_dir;       /* absolute, created at start */
   int64_t max_upload_bytes;   /* QUARRY_MAX_UPLOAD_BYTES */
   int workers;                /* QUARRY_INGEST_WORKERS */
+  int batch;                  /* QUARRY_INGEST_BATCH: jobs a worker claims at once */
   int chunk_tokens;           /* QUARRY_CHUNK_TOKENS (words) */
   int chunk_overlap;          /* QUARRY_CHUNK_OVERLAP (words) */
   const char *llm_addr;       /* QUARRY_LLM_GATEWAY_ADDR */

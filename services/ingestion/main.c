@@ -26,9 +26,9 @@
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
-static int64_t max_upload, workers, chunk_tokens, chunk_overlap, poll_ms, max_attempts,
-    backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms, call_timeout_ms,
-    idempotency_ttl_ms;
+static int64_t max_upload, workers, batch, chunk_tokens, chunk_overlap, poll_ms,
+    max_attempts, backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms,
+    call_timeout_ms, idempotency_ttl_ms;
 static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
 static int ex_seccomp;
 static int ocr_on;
@@ -50,6 +50,10 @@ static q_cfg_entry_t cfg[] = {
      "Threads processing ingestion jobs (0: accept uploads only; another instance "
      "processes them).",
      0, &workers},
+    {"QUARRY_INGEST_BATCH", Q_CFG_INT, "16", 1, 256, NULL,
+     "Jobs a worker claims and processes together: one claim, and the chunks of small "
+     "documents embedded in shared calls (each job still has its own outcome).",
+     0, &batch},
     {"QUARRY_CHUNK_TOKENS", Q_CFG_INT, "200", 8, CHUNKER_MAX_TARGET, NULL,
      "Chunk size in words (a stand-in for tokens).", 0, &chunk_tokens},
     {"QUARRY_CHUNK_OVERLAP", Q_CFG_INT, "40", 0, CHUNKER_MAX_TARGET / 2, NULL,
@@ -217,6 +221,7 @@ int main(int argc, char **argv) {
       .blob_dir = blob_abs,
       .max_upload_bytes = max_upload,
       .workers = (int)workers,
+      .batch = (int)batch,
       .chunk_tokens = (int)chunk_tokens,
       .chunk_overlap = (int)chunk_overlap,
       .llm_addr = llm_addr,

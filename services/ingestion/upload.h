@@ -32,4 +32,17 @@
 q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessage **out,
                   void *ud);
 
+/* UploadBatch handler (unary); ud is the ingest_t. Each item is stored
+ * exactly as an Upload with the same header would be (its own blob,
+ * document and job) and answered in its own result: an item at fault gets
+ * error_code (q_err_slug) and error, the others are stored regardless.
+ * When the database becomes unavailable the items after it are not tried
+ * and answer "unavailable" (those before are stored). With the batch's
+ * idempotency_key, item i uses the key "<key>#<i>": a retried batch
+ * replays what was stored and stores the rest. The whole call fails only
+ * on a bad tenant_id, key or item count (INVALID_ARGUMENT, or Q_ETOOBIG,
+ * OUT_OF_RANGE, past Q_LIMIT_BATCH_DOCUMENTS items). */
+q_err_t upload_batch_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
+                        ProtobufCMessage **out, void *ud);
+
 #endif

@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,12 @@
 #define RECORD_MAX_DELAY_MS 5000  /* longest wait between those writes */
 #define RECORD_STOPPING_MS 10000  /* how long a stopping worker keeps trying */
 #define LISTEN_RECONNECT_MAX_MS 30000
+/* A running job writes its stage and renews its lease at most this often
+ * (the claim wrote the first heartbeat): a small document's stages then
+ * cost no round trip until its outcome, which records the last stage. */
+#define REPORT_EVERY_MS 1000
+/* Only documents up to this size are claimed together (worker_main). */
+#define BATCH_SMALL_BYTES (256 << 10)
 
 _Static_assert(EMBED_BATCH <= Q_LIMIT_EMBED_TEXTS, "an Embed call takes a whole batch");
 _Static_assert(UPSERT_BATCH <= Q_LIMIT_UPSERT_CHUNKS, "an Upsert takes a whole batch");
@@ -63,15 +70,30 @@ static const char *const stage_names[NSTAGES] = DOCSTORE_STAGES;
 typedef struct run {
   ingest_t *in;
   job_t *j;
-  int count; /* chunks indexed so far */
-  int total; /* chunks the document makes, 0 until counted */
-  int dim;   /* embedding dimension, fixed by the first reply */
-  int sent;  /* an Upsert went out (later ones must not replace) */
+  sandbox_zygote_t *zygote; /* this worker thread's (NULL: exec per document) */
+  int count;                /* chunks indexed so far */
+  int total;                /* chunks the document makes, 0 until counted */
+  int dim;                  /* embedding dimension, fixed by the first reply */
+  int sent;                 /* an Upsert went out (later ones must not replace) */
   stage_t stage;
   int64_t stage_t0;          /* when the current stage began */
   int64_t stage_ms[NSTAGES]; /* time spent per stage so far */
   unsigned reached;          /* bit per stage entered */
   int64_t last_beat;         /* last time the database renewed our lease */
+  int unreported;            /* a stage change not written yet */
+  /* Batched processing (run_batch): the document's text, and when all its
+   * chunks fit one Upsert, those chunks (in arena) awaiting the shared
+   * Embed calls. */
+  doc_t doc;
+  int has_doc;
+  chunker_input_t input;
+  int whole; /* chunks collected: embed with the batch, one Upsert */
+  q_arena_t *arena;
+  Quarry__V1__Chunk **chunks;
+  size_t nchunks;
+  outcome_t o;
+  int64_t t0;
+  int upserted; /* indexed by a shared Upsert (upsert_batch) */
   char reason[512];
 } run_t;
 
@@ -122,9 +144,14 @@ static void stage_json(const run_t *r, char *out, size_t len) {
     snprintf(out + used, len - used, "}");
 }
 
-/* Stores stage and progress; a database error is a dependency error. */
-static outcome_t report(run_t *r) {
+/* Stores stage and progress (force, or when the last write is
+ * REPORT_EVERY_MS old); a database error is a dependency error. */
+static outcome_t report(run_t *r, bool force) {
   char err[256], json[256];
+  if (!force && q_now_ms() - r->last_beat < REPORT_EVERY_MS) {
+    r->unreported = 1;
+    return OUT_OK;
+  }
   stage_json(r, json, sizeof json);
   int done = r->count;
   int rc = docstore_progress(r->in->pool, r->in->instance, r->j, stage_names[r->stage],
@@ -134,12 +161,13 @@ static outcome_t report(run_t *r) {
   if (rc)
     return fail(r, OUT_DEPEND, "database unavailable: %s", err);
   r->last_beat = q_now_ms();
+  r->unreported = 0;
   return OUT_OK;
 }
 
-/* Moves the job into stage s (closing the time of the previous one), logs
- * the step and stores it. */
-static outcome_t enter(run_t *r, stage_t s) {
+/* Moves the job into stage s (closing the time of the previous one) and
+ * logs the step. */
+static void step(run_t *r, stage_t s) {
   int64_t now = q_now_ms();
   if (r->stage != ST_NONE)
     r->stage_ms[r->stage] += now - r->stage_t0;
@@ -150,17 +178,29 @@ static outcome_t enter(run_t *r, stage_t s) {
   if (changed)
     q_log_info("job stage", "{s:s,s:s,s:i,s:i}", "job_id", r->j->id, "stage",
                stage_names[s], "done", r->count, "total", r->total);
-  return report(r);
+}
+
+/* Moves the job into stage s and stores it. Extracting (the claim wrote
+ * it) and chunking (local and quick) are stored only with the next write
+ * or when the last is REPORT_EVERY_MS old; the stages that wait on a
+ * dependency are stored at once, so a job stuck in one says so. */
+static outcome_t enter(run_t *r, stage_t s) {
+  step(r, s);
+  return report(r, s != ST_EXTRACTING && s != ST_CHUNKING);
 }
 
 static int stopping(const run_t *r) {
   return atomic_load(&r->in->stopping);
 }
 
-/* Renews the lease and checks the document was not re-uploaded meanwhile. */
+/* Renews the lease and checks the document was not re-uploaded meanwhile,
+ * unless the database heard from this job less than REPORT_EVERY_MS ago
+ * (a newer version then waits for this job, which settles it). */
 static outcome_t still_ours(run_t *r) {
   char err[256];
   int doc_version = 0;
+  if (q_now_ms() - r->last_beat < REPORT_EVERY_MS)
+    return OUT_OK;
   int rc = docstore_heartbeat(r->in->pool, r->in->instance, r->j, &doc_version, err,
                               sizeof err);
   if (rc == Q_ENOTFOUND)
@@ -220,7 +260,8 @@ static outcome_t embed(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_
 
 static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size_t n) {
   const ingest_cfg_t *cfg = &r->in->cfg;
-  outcome_t o = enter(r, ST_INDEXING);
+  /* A batch records its documents' indexing stage at once (batch_stage). */
+  outcome_t o = r->stage == ST_INDEXING && r->whole ? OUT_OK : enter(r, ST_INDEXING);
   if (o != OUT_OK)
     return o;
   Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
@@ -358,6 +399,7 @@ static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc
     return fail(r, OUT_RETRY, "blob store: %s", err);
   sandbox_cfg_t cfg = in->cfg.extract;
   cfg.cancel = &in->stopping;
+  cfg.zygote = r->zygote;
   sandbox_info_t info;
   rc = sandbox_extract(&cfg, fmt, charset, fd, d, &info, err, sizeof err);
   close(fd);
@@ -376,7 +418,10 @@ static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc
   return OUT_OK;
 }
 
-static outcome_t process(run_t *r) {
+/* The first part of a job: checks, extraction into r->doc, the title;
+ * then, when the document's chunks fit one Upsert, those chunks into
+ * r->chunks (r->whole), ready for embedding with the rest of the batch. */
+static outcome_t prepare(run_t *r) {
   ingest_t *in = r->in;
   job_t *j = r->j;
   char err[512], charset[FORMATS_CHARSET_BYTES];
@@ -386,33 +431,264 @@ static outcome_t process(run_t *r) {
   if (!fmt)
     return fail(r, OUT_FAILED, "content type %s is not supported", j->content_type);
 
-  doc_t d;
-  doc_init(&d, fmt->chunking, (size_t)in->cfg.extract.limits.max_text_bytes);
-  outcome_t o = extract(r, fmt, charset, &d);
+  doc_init(&r->doc, fmt->chunking, (size_t)in->cfg.extract.limits.max_text_bytes);
+  r->has_doc = 1;
+  outcome_t o = extract(r, fmt, charset, &r->doc);
   if (o != OUT_OK)
-    goto done;
-  if (d.blocks == 0) {
-    o = fail(r, OUT_FAILED, "%s: no text found in the document%s", fmt->label,
-             fmt->chunking == CHUNK_BY_PAGE
-                 ? " (scanned pages need OCR, which Quarry does "
-                   "not do)"
-                 : "");
-    goto done;
-  }
-  if (!j->title_explicit && d.title[0]) {
+    return o;
+  if (r->doc.blocks == 0)
+    return fail(r, OUT_FAILED, "%s: no text found in the document%s", fmt->label,
+                fmt->chunking == CHUNK_BY_PAGE
+                    ? " (scanned pages need OCR, which Quarry does "
+                      "not do)"
+                    : "");
+  if (!j->title_explicit && r->doc.title[0]) {
     char title[Q_LIMIT_TITLE_BYTES + 1];
-    snprintf(title, sizeof title, "%s", d.title);
-    if (docstore_set_title(in->pool, j, title, err, sizeof err)) {
-      o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
-      goto done;
-    }
+    snprintf(title, sizeof title, "%s", r->doc.title);
+    if (docstore_set_title(in->pool, j, title, err, sizeof err))
+      return fail(r, OUT_DEPEND, "database unavailable: %s", err);
     snprintf(j->title, sizeof j->title, "%s", title);
   }
-  chunker_input_t input;
-  doc_input(&d, &input);
-  o = index_text(r, &input);
-done:
-  doc_cleanup(&d);
+  doc_input(&r->doc, &r->input);
+  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
+  o = enter(r, ST_CHUNKING);
+  if (o == OUT_OK)
+    o = count_chunks(r, &r->input, &opts);
+  if (o != OUT_OK || r->total > UPSERT_BATCH)
+    return o; /* a large document goes through index_text alone */
+  chunker_t *ch = NULL;
+  if (chunker_new(&r->input, &opts, &ch, err, sizeof err))
+    return fail(r, OUT_FAILED, "chunker: %s", err);
+  r->arena = q_arena_new(BATCH_ARENA_MAX);
+  r->chunks = r->arena ? q_arena_alloc(r->arena, UPSERT_BATCH * sizeof *r->chunks) : NULL;
+  int exhausted = 0;
+  if (!r->chunks)
+    o = fail(r, OUT_RETRY, "out of memory");
+  else
+    o = collect(r, ch, r->arena, r->chunks, &r->nchunks, &exhausted);
+  chunker_free(ch);
+  if (o == OUT_OK && !exhausted)
+    o = fail(r, OUT_RETRY, "the chunker made more chunks than it counted");
+  r->whole = o == OUT_OK;
+  return o;
+}
+
+/* Moves every prepared whole document of the batch into stage s, and
+ * records that for all of them in one statement (renewing their leases). */
+static void batch_stage(ingest_t *in, run_t *runs, int n, stage_t s) {
+  const char *ids[n];
+  int totals[n], idx[n], m = 0;
+  bool updated[n];
+  for (int i = 0; i < n; i++)
+    if (runs[i].o == OUT_OK && runs[i].whole) {
+      step(&runs[i], s);
+      ids[m] = runs[i].j->id;
+      totals[m] = runs[i].total;
+      idx[m++] = i;
+    }
+  if (m == 0)
+    return;
+  char err[256];
+  q_err_t rc = docstore_progress_many(in->pool, in->instance, stage_names[s], ids, totals,
+                                      m, updated, err, sizeof err);
+  for (int k = 0; k < m; k++) {
+    run_t *r = &runs[idx[k]];
+    if (rc)
+      r->o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
+    else if (!updated[k])
+      r->o = fail(r, OUT_LOST, "the job was taken over after its lease expired");
+    else {
+      r->last_beat = q_now_ms();
+      r->unreported = 0;
+    }
+  }
+}
+
+/* Embeds the chunks of every prepared whole document of the batch in
+ * shared Embed calls of up to Q_LIMIT_EMBED_TEXTS texts: one call for many
+ * small documents. A failed call decides the outcome of every document it
+ * carried. */
+static void embed_batch(ingest_t *in, run_t *runs, int n) {
+  const ingest_cfg_t *cfg = &in->cfg;
+  batch_stage(in, runs, n, ST_EMBEDDING);
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    if (runs[i].o == OUT_OK && runs[i].whole)
+      total += runs[i].nchunks;
+  if (total == 0)
+    return;
+  q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+  int ri = 0;    /* run of the next chunk */
+  size_t ci = 0; /* its chunk */
+  while (ri < n) {
+    if (atomic_load(&in->stopping)) {
+      for (int i = ri; i < n; i++)
+        if (runs[i].o == OUT_OK && runs[i].whole)
+          runs[i].o = OUT_STOPPED;
+      return;
+    }
+    q_arena_t *a = q_arena_new(BATCH_ARENA_MAX);
+    char **texts = a ? q_arena_alloc(a, Q_LIMIT_EMBED_TEXTS * sizeof *texts) : NULL;
+    struct {
+      int run;
+      size_t chunk;
+    } *at = a ? q_arena_alloc(a, Q_LIMIT_EMBED_TEXTS * sizeof *at) : NULL;
+    size_t k = 0;
+    /* The next texts, across documents. */
+    for (; ri < n && (!at || k < Q_LIMIT_EMBED_TEXTS); ri++, ci = 0) {
+      run_t *r = &runs[ri];
+      if (r->o != OUT_OK || !r->whole)
+        continue;
+      for (; ci < r->nchunks && at && k < Q_LIMIT_EMBED_TEXTS; ci++, k++) {
+        texts[k] = r->chunks[ci]->text;
+        at[k].run = ri;
+        at[k].chunk = ci;
+      }
+      if (ci < r->nchunks)
+        break; /* this document continues in the next call */
+    }
+    if (!at) {
+      for (int i = 0; i < n; i++)
+        if (runs[i].o == OUT_OK && runs[i].whole)
+          runs[i].o = fail(&runs[i], OUT_RETRY, "out of memory");
+      q_arena_free(a);
+      return;
+    }
+    if (k == 0) {
+      q_arena_free(a);
+      break;
+    }
+    Quarry__V1__EmbedRequest req = QUARRY__V1__EMBED_REQUEST__INIT;
+    req.n_texts = k;
+    req.texts = texts;
+    Quarry__V1__EmbedResponse *resp = NULL;
+    char err[256] = "";
+    int rc = q_rpc_llm_gateway_embed(q_grpc_channel(cfg->llm_addr), &req, &resp, a, &opts,
+                                     err, sizeof err);
+    for (size_t i = 0; i < k; i++) {
+      run_t *r = &runs[at[i].run];
+      if (r->o != OUT_OK)
+        continue;
+      if (rc) {
+        r->o = call_failed(r, rc, "embedding service", "rejected the request", err);
+        continue;
+      }
+      if (!resp || resp->n_embeddings != k) {
+        r->o =
+            fail(r, OUT_FAILED, "embedding service returned %zu embeddings for %zu texts",
+                 resp ? resp->n_embeddings : 0, k);
+        continue;
+      }
+      Quarry__V1__Embedding *e = resp->embeddings[i];
+      if (!r->dim)
+        r->dim = e ? (int)e->n_values : 0;
+      if (!e || r->dim <= 0 || e->n_values != (size_t)r->dim) {
+        r->o = fail(r, OUT_FAILED,
+                    "embedding service returned vectors of inconsistent size");
+        continue;
+      }
+      /* The vectors move to the document's arena, which lives until its
+       * Upsert; this call's arena goes now. */
+      float *v = q_arena_alloc(r->arena, e->n_values * sizeof *v);
+      if (!v) {
+        r->o = fail(r, OUT_RETRY, "out of memory");
+        continue;
+      }
+      memcpy(v, e->values, e->n_values * sizeof *v);
+      r->chunks[at[i].chunk]->n_embedding = e->n_values;
+      r->chunks[at[i].chunk]->embedding = v;
+    }
+    q_arena_free(a);
+  }
+}
+
+/* Whether a prepared document can share an Upsert with others: a new
+ * document's first job, so the retriever holds nothing of it and nothing
+ * needs retiring (replace_doc_id, which names one document per call, stays
+ * empty). */
+static bool shareable(const run_t *r) {
+  return r->o == OUT_OK && r->whole && r->j->first_job && r->nchunks > 0 && !r->upserted;
+}
+
+/* Indexes the shareable documents of the batch in shared Upsert calls, one
+ * tenant per call, up to Q_LIMIT_UPSERT_CHUNKS chunks each. A failed call
+ * decides the outcome of every document it carried. */
+static void upsert_batch(ingest_t *in, run_t *runs, int n) {
+  const ingest_cfg_t *cfg = &in->cfg;
+  Quarry__V1__Chunk **chunks = malloc(Q_LIMIT_UPSERT_CHUNKS * sizeof *chunks);
+  int *members = malloc((size_t)n * sizeof *members);
+  if (!chunks || !members) {
+    free(chunks);
+    free(members);
+    return; /* each goes through its own Upsert */
+  }
+  for (int i = 0; i < n; i++) {
+    if (!shareable(&runs[i]))
+      continue;
+    size_t k = 0;
+    int m = 0;
+    for (int j = i; j < n; j++) {
+      run_t *r = &runs[j];
+      if (!shareable(r) || strcmp(r->j->tenant_id, runs[i].j->tenant_id) != 0 ||
+          k + r->nchunks > Q_LIMIT_UPSERT_CHUNKS)
+        continue;
+      memcpy(chunks + k, r->chunks, r->nchunks * sizeof *chunks);
+      k += r->nchunks;
+      members[m++] = j;
+    }
+    if (m < 2)
+      continue; /* alone: its own Upsert, which also retires */
+    Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+    req.n_chunks = k;
+    req.chunks = chunks;
+    req.tenant_id = runs[i].j->tenant_id;
+    req.replace_doc_id = "";
+    q_arena_t *a = q_arena_new(1 << 20);
+    Quarry__V1__UpsertResponse *resp = NULL;
+    q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+    char err[256] = "";
+    int rc = a ? q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp,
+                                        a, &opts, err, sizeof err)
+               : Q_ENOMEM;
+    q_arena_free(a);
+    q_log_info("documents indexed together", "{s:s,s:i,s:i,s:s}", "tenant_id",
+               runs[i].j->tenant_id, "documents", m, "chunks", (int)k, "outcome",
+               rc ? q_strerror(rc) : "ok");
+    for (int x = 0; x < m; x++) {
+      run_t *r = &runs[members[x]];
+      if (rc) {
+        r->o = call_failed(r, rc, "retriever", "rejected the chunks", err);
+        continue;
+      }
+      r->upserted = r->sent = 1;
+      r->count += (int)r->nchunks;
+      q_metrics_add(in->m_chunks, NULL, (double)r->nchunks);
+    }
+  }
+  free(chunks);
+  free(members);
+}
+
+/* Sets the thread's trace context to the job's. */
+static void job_trace(const job_t *j) {
+  char tid[Q_TRACE_ID_LEN + 1];
+  if (q_trace_id_valid(j->trace_id)) {
+    q_trace_set(j->trace_id, 0);
+  } else {
+    q_trace_new_id(tid);
+    q_trace_set(tid, 0);
+  }
+}
+
+/* The end of a prepared whole document: its one Upsert. */
+static outcome_t index_whole(run_t *r) {
+  outcome_t o = still_ours(r);
+  if (o == OUT_OK)
+    o = upsert(r, r->arena, r->chunks, r->nchunks);
+  if (o == OUT_OK) {
+    r->count += (int)r->nchunks;
+    q_metrics_add(r->in->m_chunks, NULL, (double)r->nchunks);
+  }
   return o;
 }
 
@@ -490,6 +766,19 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     snprintf(r->reason + used, sizeof r->reason - used, " (gave up after %d attempts)",
              j->attempts);
     o = OUT_FAILED;
+  }
+  /* The stage a job ended in is part of its outcome. */
+  if ((o == OUT_OK || o == OUT_FAILED) && r->unreported && r->stage != ST_NONE) {
+    char reason[sizeof r->reason];
+    memcpy(reason, r->reason, sizeof reason);
+    /* A failed write is no reason to hold the outcome back: the finish
+     * below retries through a blip, and only the stage column stays old. */
+    outcome_t ro = report(r, true);
+    if (ro == OUT_LOST) {
+      q_log_warn("job lost", "{s:s,s:s}", "job_id", j->id, "reason", r->reason);
+      return;
+    }
+    memcpy(r->reason, reason, sizeof reason);
   }
   switch (o) {
   case OUT_OK:
@@ -572,22 +861,62 @@ static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0) {
     q_log_error("cannot record job outcome", "{s:s,s:s}", "job_id", j->id, "reason", err);
 }
 
-static void run_job(ingest_t *in, job_t *j) {
-  char tid[Q_TRACE_ID_LEN + 1];
-  if (q_trace_id_valid(j->trace_id))
-    q_trace_set(j->trace_id, 0);
-  else {
-    q_trace_new_id(tid);
-    q_trace_set(tid, 0);
+/* Processes jobs claimed together: each is extracted and chunked on its
+ * own; the chunks of every document that fits one Upsert are embedded in
+ * shared calls; then each such document gets its Upsert and its outcome,
+ * and the larger ones go through index_text one after the other. Every
+ * job keeps its own outcome, retries and lease. */
+static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote) {
+  run_t *runs = calloc((size_t)n, sizeof *runs);
+  if (!runs) {
+    for (int i = 0; i < n; i++) {
+      run_t r = {.in = in, .j = &jobs[i], .stage = ST_NONE, .last_beat = q_now_ms()};
+      settle(in, &r, fail(&r, OUT_RETRY, "out of memory"), r.last_beat);
+    }
+    return;
   }
-  int64_t t0 = q_now_ms();
-  q_log_info("job started", "{s:s,s:s,s:i,s:i,s:I}", "job_id", j->id, "document_id",
-             j->document_id, "version", j->version, "attempt", j->attempts, "bytes",
-             (long long)j->size);
-  run_t r = {.in = in, .j = j, .stage = ST_NONE, .last_beat = t0};
-  outcome_t o = process(&r);
-  settle(in, &r, o, t0);
-  q_trace_clear();
+  for (int i = 0; i < n; i++) {
+    run_t *r = &runs[i];
+    job_t *j = &jobs[i];
+    job_trace(j);
+    r->t0 = q_now_ms();
+    r->in = in;
+    r->j = j;
+    r->zygote = zygote;
+    r->stage = ST_NONE;
+    r->last_beat = r->t0;
+    q_log_info("job started", "{s:s,s:s,s:i,s:i,s:I}", "job_id", j->id, "document_id",
+               j->document_id, "version", j->version, "attempt", j->attempts, "bytes",
+               (long long)j->size);
+    r->o = atomic_load(&in->stopping) ? OUT_STOPPED : prepare(r);
+    q_trace_clear();
+  }
+  embed_batch(in, runs, n);
+  batch_stage(in, runs, n, ST_INDEXING);
+  upsert_batch(in, runs, n);
+  /* Whole documents first (they are nearly done), then the large ones. */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      run_t *r = &runs[i];
+      bool big = r->o == OUT_OK && !r->whole;
+      if (pass != big)
+        continue;
+      job_trace(r->j);
+      if (r->o == OUT_OK && atomic_load(&in->stopping))
+        r->o = OUT_STOPPED;
+      if (r->o == OUT_OK)
+        r->o = r->upserted ? OUT_OK
+               : r->whole  ? index_whole(r)
+                           : index_text(r, &r->input);
+      settle(in, r, r->o, r->t0);
+      q_arena_free(r->arena);
+      r->arena = NULL;
+      if (r->has_doc)
+        doc_cleanup(&r->doc);
+      r->has_doc = 0;
+      q_trace_clear();
+    }
+  free(runs);
 }
 
 /* Sleeps up to ms unless kicked or stopping. */
@@ -654,6 +983,15 @@ static void *worker_main(void *p) {
   free(arg);
   int64_t next_reap = q_now_ms() + REAP_EVERY_MS, next_stats = 0;
   int64_t quiet_until = 0; /* rate limit for "database down" warnings */
+  /* Started at the first extraction, restarted when it dies, ended with
+   * this thread (extract/sandbox.h). */
+  sandbox_zygote_t *zygote = sandbox_zygote_new(in->cfg.extract.exe);
+  job_t *jobs = calloc((size_t)(in->cfg.batch > 0 ? in->cfg.batch : 1), sizeof *jobs);
+  if (!jobs) {
+    q_log_error("worker out of memory", NULL);
+    sandbox_zygote_free(zygote);
+    return NULL;
+  }
   while (!atomic_load(&in->stopping)) {
     if (index == 0 && q_now_ms() >= next_reap) {
       reap(in);
@@ -663,19 +1001,35 @@ static void *worker_main(void *p) {
       refresh_stats(in);
       next_stats = q_now_ms() + STATS_EVERY_MS;
     }
-    job_t j;
     char err[512];
-    int rc = docstore_claim(in->pool, in->instance, &j, err, sizeof err);
-    if (rc == Q_OK) {
-      run_job(in, &j);
+    int got = 0;
+    int rc =
+        docstore_claim_batch(in->pool, in->instance, jobs, 1, 0, &got, err, sizeof err);
+    /* A small document takes other small ones along; a large one runs
+     * alone, so a bulk load of large files delays another tenant's job by
+     * at most one job per worker, and of small ones by one batch. */
+    if (rc == Q_OK && got == 1 && in->cfg.batch > 1 &&
+        jobs[0].size <= BATCH_SMALL_BYTES) {
+      int more = 0;
+      char err2[512];
+      if (docstore_claim_batch(in->pool, in->instance, jobs + 1, in->cfg.batch - 1,
+                               BATCH_SMALL_BYTES, &more, err2, sizeof err2) == Q_OK)
+        got += more;
+    }
+    if (rc == Q_OK && got > 0) {
+      run_batch(in, jobs, got, zygote);
       continue;
     }
+    if (rc == Q_OK)
+      rc = Q_ENOTFOUND;
     if (rc != Q_ENOTFOUND && q_now_ms() >= quiet_until) {
       q_log_warn("cannot claim jobs", "{s:s}", "reason", err);
       quiet_until = q_now_ms() + 30000;
     }
     nap(in, rc == Q_ENOTFOUND ? in->cfg.poll_ms : 5 * in->cfg.poll_ms, &seen);
   }
+  sandbox_zygote_free(zygote);
+  free(jobs);
   return NULL;
 }
 

@@ -2,17 +2,28 @@
  * table and turn a stored document into indexed chunks.
  *
  * Per job: extract the blob in a sandboxed child process (extract/
- * sandbox.h) into text with its structure, take the extracted title unless
- * one was given, chunk it (chunker.h: heading path and page per chunk),
- * then in batches of up to 512 chunks: embed them through
- * the LLM gateway (64 texts per Embed call) and Upsert them into the
- * retriever, the only keeper of their text. The first Upsert of a job
- * carries replace_doc_id, which retires every chunk of the document's
- * previous version; later batches only add. A document of at most 512
+ * sandbox.h; forked by the worker thread's own zygote) into text with its structure, take
+ * the extracted title unless one was given, chunk it (chunker.h: heading path and page
+ * per chunk), then in batches of up to 512 chunks: embed them through the LLM gateway (64
+ * texts per Embed call) and Upsert them into the retriever, the only keeper of their
+ * text. The first Upsert of a job carries replace_doc_id, which retires every chunk of
+ * the document's previous version; later batches only add. A document of at most 512
  * chunks (about 80,000 words with the default sizes) is therefore swapped
  * atomically; a larger one is searchable with a partial new version while
  * its later batches are in flight, and stays partial if the job fails for
  * good (its status then says failed).
+ *
+ * Batches: a worker that claims a small document (at most 256 KiB)
+ * claims up to QUARRY_INGEST_BATCH - 1 more small ones at once
+ * (docstore_claim_batch, in fair order) and processes them together:
+ * extraction and chunking per job, the chunks of every document that fits
+ * one Upsert embedded in shared Embed calls (up to Q_LIMIT_EMBED_TEXTS
+ * texts), then the new documents (version 1, first job: the retriever
+ * holds nothing of them, nothing to retire) in shared Upsert calls per
+ * tenant, every other one in its own Upsert with replace_doc_id, and per
+ * job its outcome. A failed shared call decides the outcome of each job it
+ * carried, classified as usual. A large document is claimed and processed
+ * alone, as above.
  *
  * Waiting for work: a listener thread holds one connection outside the
  * pool and LISTENs on DOCSTORE_CHANNEL, which a trigger on jobs notifies
@@ -24,7 +35,11 @@
  * Stages: a running job records its stage (extracting, chunking,
  * embedding, indexing), progress (chunks indexed of the total, counted by
  * a dry run of the chunker) and the milliseconds spent per stage; each
- * change is one log line carrying the job's trace id.
+ * change is one log line carrying the job's trace id. The claim writes
+ * "extracting"; embedding and indexing are written when entered (one
+ * statement for a batch's embedding); chunking rides on the next write;
+ * the lease is renewed at most once a second (REPORT_EVERY_MS); the
+ * outcome writes the final stage and timings.
  *
  * Failures are classified (worker_classify):
  *   - a dependency is down (UNAVAILABLE, DEADLINE_EXCEEDED,

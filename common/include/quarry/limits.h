@@ -37,6 +37,12 @@
   X(CHUNK_ID_BYTES, 128, "chunk id \"<document id>:<version>:<ordinal>\"")               \
   X(QUERY_ID_BYTES, 128, "query id in feedback and query events")                        \
   X(IDEMPOTENCY_KEY_BYTES, 128, "Idempotency-Key of an upload: printable ASCII")         \
+  X(BATCH_IDEMPOTENCY_KEY_BYTES, 120, "Idempotency-Key of a batch (items add \"#<i>\")") \
+  /* Batches of documents */                                                             \
+  X(BATCH_DOCUMENTS, 1000, "documents in one batch (REST batch route, UploadBatch)")     \
+  X(BATCH_BYTES, 16777216, "body of one REST batch (NDJSON or multipart), 16 MiB")       \
+  X(BATCH_LINE_BYTES, 1048576, "one NDJSON line of a batch (1 MiB)")                     \
+  X(METADATA_BYTES, 16384, "a document's metadata, a JSON object, as compact JSON text") \
   /* Credentials */                                                                      \
   X(CREDENTIAL_BYTES, 512, "API key in Authorization: Bearer or X-API-Key")              \
   X(API_KEY_NAME_BYTES, 128, "name of an API key (CreateApiKey, create-key --name)")     \
@@ -120,6 +126,12 @@ _Static_assert(Q_LIMIT_GENERATE_PASSAGES <= Q_LIMIT_FEEDBACK_CHUNK_IDS,
                "a query event lists the chunks its answer cites");
 _Static_assert(Q_LIMIT_EVENT_ANSWER_BYTES <= Q_LIMIT_ANSWER_BYTES,
                "the query event carries a prefix of the answer");
+_Static_assert(
+    Q_LIMIT_BATCH_DOCUMENTS <= 1000 &&
+        Q_LIMIT_BATCH_IDEMPOTENCY_KEY_BYTES + 1 + 3 <= Q_LIMIT_IDEMPOTENCY_KEY_BYTES,
+    "an item of a batch is stored under \"<batch key>#<index>\", index < 1000");
+_Static_assert(Q_LIMIT_BATCH_LINE_BYTES <= Q_LIMIT_BATCH_BYTES,
+               "a line of a batch fits in the batch");
 _Static_assert(Q_LIMIT_UPLOAD_BYTES_MIN <= Q_LIMIT_UPLOAD_BYTES_DEFAULT &&
                    Q_LIMIT_UPLOAD_BYTES_DEFAULT <= Q_LIMIT_UPLOAD_BYTES_MAX,
                "the default upload limit lies within its bounds");

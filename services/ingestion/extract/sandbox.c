@@ -16,12 +16,15 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "quarry/log.h"
 #include "quarry/util.h"
 
 #define HDR 12
@@ -175,24 +178,12 @@ static void lockdown(bool want_seccomp, char *level, size_t levellen) {
     snprintf(level, levellen, "none (%s)", why);
 }
 
-int sandbox_child_main(int argc, char **argv, sandbox_find_fn find) {
+/* The child's work once its descriptors and limits are in place: stdin is
+ * the document, stdout the records, stderr the diagnostics. Never returns. */
+static void child_run(const char *id, const char *charset, const extract_limits_t *lim,
+                      bool want_seccomp, sandbox_find_fn find) {
   static out_t o;
-  if (argc < 9) {
-    const char *msg = "extract-child: internal subcommand of quarry-ingestion\n";
-    ssize_t k = write(2, msg, strlen(msg));
-    (void)k;
-    return 2;
-  }
-  const char *id = argv[2], *charset = strcmp(argv[3], "-") == 0 ? "" : argv[3];
-  extract_limits_t lim = {
-      .max_text_bytes = strtoll(argv[4], NULL, 10),
-      .max_unzipped_bytes = strtoll(argv[5], NULL, 10),
-      .max_zip_entries = atoi(argv[6]),
-      .max_depth = atoi(argv[7]),
-  };
-  bool want_seccomp = strcmp(argv[8], "1") == 0;
   signal(SIGPIPE, SIG_DFL);
-
   char err[512] = "";
   q_err_t rc = Q_OK;
   const extractor_t *x = find ? find(id) : NULL;
@@ -219,7 +210,7 @@ int sandbox_child_main(int argc, char **argv, sandbox_find_fn find) {
     }
   }
   extract_ctx_t ctx;
-  extract_ctx_init(&ctx, data, size, charset, &lim, child_sink_cb, &o, err, sizeof err);
+  extract_ctx_init(&ctx, data, size, charset, lim, child_sink_cb, &o, err, sizeof err);
   if (!rc && x->prepare)
     rc = x->prepare(&ctx);
   char level[160];
@@ -233,6 +224,38 @@ int sandbox_child_main(int argc, char **argv, sandbox_find_fn find) {
   out_flush(&o);
   /* No cleanup: the process ends here and the kernel frees everything. */
   _exit(o.broken ? 3 : 0);
+}
+
+/* Only system calls: the limits every extracting process runs under. */
+static bool apply_limits(int64_t memory_bytes, int cpu_seconds) {
+  struct rlimit as = {(rlim_t)memory_bytes, (rlim_t)memory_bytes};
+  struct rlimit cpu = {(rlim_t)cpu_seconds, (rlim_t)cpu_seconds + 1};
+  struct rlimit zero = {0, 0}, nofile = {NOFILE_MAX, NOFILE_MAX};
+  return setrlimit(RLIMIT_AS, &as) == 0 && setrlimit(RLIMIT_CPU, &cpu) == 0 &&
+         setrlimit(RLIMIT_FSIZE, &zero) == 0 && setrlimit(RLIMIT_CORE, &zero) == 0 &&
+         setrlimit(RLIMIT_NOFILE, &nofile) == 0;
+}
+
+static int zygote_main(sandbox_find_fn find);
+
+int sandbox_child_main(int argc, char **argv, sandbox_find_fn find) {
+  if (argc == 3 && strcmp(argv[2], SANDBOX_ZYGOTE_ARG) == 0)
+    return zygote_main(find);
+  if (argc < 9) {
+    const char *msg = "extract-child: internal subcommand of quarry-ingestion\n";
+    ssize_t k = write(2, msg, strlen(msg));
+    (void)k;
+    return 2;
+  }
+  const char *id = argv[2], *charset = strcmp(argv[3], "-") == 0 ? "" : argv[3];
+  extract_limits_t lim = {
+      .max_text_bytes = strtoll(argv[4], NULL, 10),
+      .max_unzipped_bytes = strtoll(argv[5], NULL, 10),
+      .max_zip_entries = atoi(argv[6]),
+      .max_depth = atoi(argv[7]),
+  };
+  child_run(id, charset, &lim, strcmp(argv[8], "1") == 0, find);
+  return 0; /* not reached */
 }
 
 /* ==== the parent =============================================================== */
@@ -421,17 +444,433 @@ static void exec_child(const sandbox_cfg_t *cfg, child_args_t *a, int in, int ou
   if (close_range(3, ~0u, 0) != 0)
     for (int fd = 3; fd < 1024; fd++)
       close(fd);
-  struct rlimit as = {(rlim_t)cfg->memory_bytes, (rlim_t)cfg->memory_bytes};
-  struct rlimit cpu = {(rlim_t)cfg->cpu_seconds, (rlim_t)cfg->cpu_seconds + 1};
-  struct rlimit zero = {0, 0}, nofile = {NOFILE_MAX, NOFILE_MAX};
-  if (setrlimit(RLIMIT_AS, &as) || setrlimit(RLIMIT_CPU, &cpu) ||
-      setrlimit(RLIMIT_FSIZE, &zero) || setrlimit(RLIMIT_CORE, &zero) ||
-      setrlimit(RLIMIT_NOFILE, &nofile))
+  if (!apply_limits(cfg->memory_bytes, cfg->cpu_seconds))
     _exit(126);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   execve(cfg->exe, a->argv, a->envp);
   _exit(127);
 }
+
+/* ==== the zygote ============================================================== */
+
+/* A request to the zygote (SOCK_SEQPACKET: one message each). SPAWN comes
+ * with three descriptors (SCM_RIGHTS): the document, the records pipe and
+ * the stderr pipe. */
+enum { ZOP_SPAWN = 1, ZOP_KILL = 2 };
+enum { ZREP_SPAWNED = 1, ZREP_EXITED = 2 };
+#define ZYGOTE_REPLY_MS 5000 /* a live zygote answers at once */
+#define ZYGOTE_KILL_WAIT_MS 5000
+
+typedef struct zreq {
+  uint32_t op;
+  int32_t cpu_seconds;
+  int64_t memory_bytes;
+  int64_t max_text_bytes, max_unzipped_bytes;
+  int32_t max_zip_entries, max_depth;
+  int32_t seccomp;
+  char id[64];
+  char charset[FORMATS_CHARSET_BYTES];
+} zreq_t;
+
+typedef struct zrep {
+  uint32_t kind;
+  int32_t pid;    /* the child's; <= 0 when fork failed */
+  int32_t error;  /* fork's errno */
+  int32_t status; /* wait status (EXITED) */
+  struct rusage ru;
+} zrep_t;
+
+struct sandbox_zygote {
+  const char *exe;
+  int sock; /* -1 while not running */
+  pid_t pid;
+  int starts;
+  int last_status; /* wait status of the last zygote that ended, -1: none */
+};
+
+/* Receives one request and up to three descriptors. The byte count, 0 at
+ * end of stream, < 0 on error (errno). */
+static ssize_t recv_req(int sock, zreq_t *q, int fds[3], int *nfds) {
+  union {
+    char buf[CMSG_SPACE(3 * sizeof(int))];
+    struct cmsghdr align;
+  } c;
+  struct iovec iov = {q, sizeof *q};
+  struct msghdr mh = {.msg_iov = &iov,
+                      .msg_iovlen = 1,
+                      .msg_control = c.buf,
+                      .msg_controllen = sizeof c.buf};
+  *nfds = 0;
+  ssize_t k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  if (k <= 0)
+    return k;
+  for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+      continue;
+    int n = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < n; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+      if (*nfds < 3)
+        fds[(*nfds)++] = fd;
+      else
+        close(fd);
+    }
+  }
+  if ((size_t)k != sizeof *q || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    for (int i = 0; i < *nfds; i++)
+      close(fds[i]);
+    *nfds = 0;
+    q->op = 0; /* ignored */
+  }
+  return k;
+}
+
+/* In the zygote's fresh child: descriptors, limits, then the extraction.
+ * The zygote is single-threaded, so everything is allowed here. */
+static void zygote_child(const zreq_t *q, int fds[3], pid_t zygote,
+                         sandbox_find_fn find) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGCHLD, SIG_DFL);
+  /* Out of the way of 0..2 first, so no dup2 below overwrites another. */
+  int high[3];
+  for (int i = 0; i < 3; i++)
+    if ((high[i] = fcntl(fds[i], F_DUPFD, 10)) < 0)
+      _exit(126);
+  if (dup2(high[0], 0) < 0 || dup2(high[1], 1) < 0 || dup2(high[2], 2) < 0)
+    _exit(126);
+  if (close_range(3, ~0u, 0) != 0)
+    for (int fd = 3; fd < 1024; fd++)
+      close(fd);
+  if (!apply_limits(q->memory_bytes, q->cpu_seconds))
+    _exit(126);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != zygote) /* the zygote died before the line above */
+    _exit(126);
+  extract_limits_t lim = {q->max_text_bytes, q->max_unzipped_bytes, q->max_zip_entries,
+                          q->max_depth};
+  child_run(q->id, q->charset, &lim, q->seccomp != 0, find);
+}
+
+/* Waits for the child pid to end while answering KILL requests; a closed
+ * socket kills it. Returns false when the service went away. */
+static bool zygote_watch(int sock, int sfd, pid_t pid, zrep_t *rep) {
+  for (;;) {
+    pid_t w = wait4(pid, &rep->status, WNOHANG, &rep->ru);
+    if (w == pid || (w < 0 && errno != EINTR))
+      return true;
+    struct pollfd p[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR)
+      return false;
+    if (p[1].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) > 0)
+        ;
+    }
+    if (p[0].revents) {
+      zreq_t q;
+      int fds[3], nfds;
+      ssize_t k = recv_req(sock, &q, fds, &nfds);
+      for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+      if (k == 0 || (k < 0 && errno != EINTR)) {
+        kill(pid, SIGKILL);
+        while (wait4(pid, &rep->status, 0, &rep->ru) < 0 && errno == EINTR)
+          ;
+        return false;
+      }
+      if (k > 0 && q.op == ZOP_KILL)
+        kill(pid, SIGKILL); /* not reaped yet: pid is still this child */
+    }
+  }
+}
+
+/* The zygote: "<exe> extract-child --zygote", socket on stdin. Serves one
+ * child at a time: fork on SPAWN, report the pid, then the wait status and
+ * resource use when it ends. Ends when the socket closes. */
+static int zygote_main(sandbox_find_fn find) {
+  int sock = 0;
+  pid_t self = getpid();
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0)
+    return 1;
+  for (;;) {
+    zreq_t q;
+    int fds[3], nfds;
+    ssize_t k = recv_req(sock, &q, fds, &nfds);
+    if (k == 0)
+      return 0;
+    if (k < 0) {
+      if (errno == EINTR)
+        continue;
+      return 1;
+    }
+    if (q.op != ZOP_SPAWN || nfds != 3) { /* a KILL that came late, or junk */
+      for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+      continue;
+    }
+    q.id[sizeof q.id - 1] = '\0';
+    q.charset[sizeof q.charset - 1] = '\0';
+    pid_t pid = fork();
+    if (pid == 0)
+      zygote_child(&q, fds, self, find);
+    int fork_errno = errno;
+    for (int i = 0; i < 3; i++)
+      close(fds[i]);
+    zrep_t rep;
+    memset(&rep, 0, sizeof rep);
+    rep.kind = ZREP_SPAWNED;
+    rep.pid = pid;
+    rep.error = pid < 0 ? fork_errno : 0;
+    if (send(sock, &rep, sizeof rep, MSG_NOSIGNAL) != (ssize_t)sizeof rep && pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+      return 1;
+    }
+    if (pid < 0)
+      continue;
+    memset(&rep, 0, sizeof rep);
+    if (!zygote_watch(sock, sfd, pid, &rep))
+      return 0;
+    rep.kind = ZREP_EXITED;
+    rep.pid = pid;
+    if (send(sock, &rep, sizeof rep, MSG_NOSIGNAL) != (ssize_t)sizeof rep)
+      return 1;
+  }
+}
+
+sandbox_zygote_t *sandbox_zygote_new(const char *exe) {
+  sandbox_zygote_t *z = calloc(1, sizeof *z);
+  if (!z)
+    return NULL;
+  z->exe = exe;
+  z->sock = -1;
+  z->last_status = -1;
+  return z;
+}
+
+/* Ends the running zygote (its child with it) and reaps it. */
+static void zygote_stop(sandbox_zygote_t *z) {
+  if (z->sock < 0)
+    return;
+  close(z->sock);
+  z->sock = -1;
+  int status = 0;
+  pid_t w;
+  /* It exits on its own when the socket closes; one that does not within
+   * a moment is killed. */
+  for (int i = 0; i < 50 && (w = waitpid(z->pid, &status, WNOHANG)) == 0; i++) {
+    struct timespec ts = {0, 2 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  if (w == 0) {
+    kill(z->pid, SIGKILL);
+    w = waitpid(z->pid, &status, 0);
+  }
+  z->last_status = w == z->pid ? status : -1;
+}
+
+void sandbox_zygote_free(sandbox_zygote_t *z) {
+  if (!z)
+    return;
+  zygote_stop(z);
+  free(z);
+}
+
+int sandbox_zygote_pid(const sandbox_zygote_t *z) {
+  return z && z->sock >= 0 ? (int)z->pid : 0;
+}
+
+int sandbox_zygote_starts(const sandbox_zygote_t *z) {
+  return z ? z->starts : 0;
+}
+
+/* Starts the zygote by fork and exec: a fresh single-threaded process
+ * whatever the caller's threads hold, so it may fork freely later. */
+static q_err_t zygote_start(sandbox_zygote_t *z, const sandbox_cfg_t *cfg) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return Q_EUNAVAIL;
+  /* The environment every child of this zygote inherits: the exec path's
+   * (build_args), extractors' settings included (cfg->env). */
+  char *envp[SANDBOX_ENV_MAX + 3];
+  size_t ne = 0;
+  envp[ne++] = (char *)"PATH=/usr/bin:/bin";
+  envp[ne++] = (char *)"LC_ALL=C";
+  for (size_t i = 0; cfg->env && cfg->env[i] && i < SANDBOX_ENV_MAX; i++)
+    envp[ne++] = (char *)cfg->env[i];
+  envp[ne] = NULL;
+  char *argv[] = {(char *)"quarry-extract", (char *)SANDBOX_SUBCOMMAND,
+                  (char *)SANDBOX_ZYGOTE_ARG, NULL};
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(sv[1], 0) < 0)
+      _exit(126);
+    if (close_range(3, ~0u, 0) != 0)
+      for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    /* Dies with the thread that started it; its children die with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execve(z->exe, argv, envp);
+    _exit(127);
+  }
+  close(sv[1]);
+  if (pid < 0) {
+    close(sv[0]);
+    return Q_EUNAVAIL;
+  }
+  z->sock = sv[0];
+  z->pid = pid;
+  if (z->starts++ > 0)
+    q_log_warn("extraction zygote restarted", "{s:i,s:i}", "pid", (int)pid, "starts",
+               z->starts);
+  return Q_OK;
+}
+
+/* Waits up to ms for one reply. Q_OK, Q_ETIMEDOUT, or Q_EUNAVAIL when the
+ * zygote is gone. */
+static q_err_t zygote_recv(sandbox_zygote_t *z, zrep_t *rep, int ms) {
+  int64_t until = mono_ms() + ms;
+  for (;;) {
+    int64_t left = until - mono_ms();
+    if (left <= 0)
+      return Q_ETIMEDOUT;
+    struct pollfd p = {z->sock, POLLIN, 0};
+    int n = poll(&p, 1, (int)left);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return Q_EUNAVAIL;
+    if (n == 0)
+      return Q_ETIMEDOUT;
+    ssize_t k = recv(z->sock, rep, sizeof *rep, 0);
+    if (k < 0 && errno == EINTR)
+      continue;
+    return k == (ssize_t)sizeof *rep ? Q_OK : Q_EUNAVAIL;
+  }
+}
+
+static q_err_t zygote_send(sandbox_zygote_t *z, const zreq_t *q, const int *fds,
+                           int nfds) {
+  union {
+    char buf[CMSG_SPACE(3 * sizeof(int))];
+    struct cmsghdr align;
+  } c;
+  memset(&c, 0, sizeof c);
+  struct iovec iov = {(void *)q, sizeof *q};
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds > 0) {
+    mh.msg_control = c.buf;
+    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
+  }
+  ssize_t k;
+  do
+    k = sendmsg(z->sock, &mh, MSG_NOSIGNAL);
+  while (k < 0 && errno == EINTR);
+  return k == (ssize_t)sizeof *q ? Q_OK : Q_EUNAVAIL;
+}
+
+/* Has the zygote fork a child for this extraction; a zygote that is dead
+ * or confused is replaced once. */
+static q_err_t zygote_spawn(sandbox_zygote_t *z, const sandbox_cfg_t *cfg,
+                            const format_t *fmt, const char *charset, const int fds[3],
+                            pid_t *pid, char *why, size_t whylen) {
+  zreq_t q;
+  memset(&q, 0, sizeof q);
+  q.op = ZOP_SPAWN;
+  q.cpu_seconds = cfg->cpu_seconds;
+  q.memory_bytes = cfg->memory_bytes;
+  q.max_text_bytes = cfg->limits.max_text_bytes;
+  q.max_unzipped_bytes = cfg->limits.max_unzipped_bytes;
+  q.max_zip_entries = cfg->limits.max_zip_entries;
+  q.max_depth = cfg->limits.max_depth;
+  q.seccomp = cfg->seccomp;
+  if (strlen(fmt->id) >= sizeof q.id) {
+    snprintf(why, whylen, "format id %s is too long", fmt->id);
+    return Q_EINTERNAL;
+  }
+  snprintf(q.id, sizeof q.id, "%s", fmt->id);
+  snprintf(q.charset, sizeof q.charset, "%s", charset ? charset : "");
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (z->sock < 0 && zygote_start(z, cfg) != Q_OK) {
+      snprintf(why, whylen, "fork: %s", strerror(errno));
+      return Q_EUNAVAIL;
+    }
+    zrep_t rep;
+    if (zygote_send(z, &q, fds, 3) == Q_OK &&
+        zygote_recv(z, &rep, ZYGOTE_REPLY_MS) == Q_OK && rep.kind == ZREP_SPAWNED) {
+      if (rep.pid > 0) {
+        *pid = rep.pid;
+        return Q_OK;
+      }
+      snprintf(why, whylen, "fork: %s", strerror(rep.error));
+      return Q_EUNAVAIL;
+    }
+    zygote_stop(z);
+  }
+  int st = z->last_status;
+  if (st != -1 && WIFEXITED(st) && (WEXITSTATUS(st) == 126 || WEXITSTATUS(st) == 127))
+    snprintf(why, whylen, "%s %s failed", z->exe,
+             WEXITSTATUS(st) == 127 ? "exec" : "setup");
+  else
+    snprintf(why, whylen, "the extraction zygote %s does not answer", z->exe);
+  return Q_EUNAVAIL;
+}
+
+/* The end of the zygote's child: its wait status and resource use. When
+ * the deadline passes first the child is killed (*timed_out set, unless it
+ * was killed already) and waited for a little longer. false when the
+ * zygote broke down (then it is replaced on the next spawn). */
+static bool zygote_reap(sandbox_zygote_t *z, pid_t pid, bool killed, int64_t deadline,
+                        bool *timed_out, int *status, struct rusage *ru) {
+  for (;;) {
+    int64_t now = mono_ms();
+    int wait = killed ? ZYGOTE_KILL_WAIT_MS : (int)(deadline > now ? deadline - now : 0);
+    zrep_t rep;
+    q_err_t rc = wait > 0 ? zygote_recv(z, &rep, wait) : Q_ETIMEDOUT;
+    if (rc == Q_OK && rep.kind == ZREP_EXITED && rep.pid == pid) {
+      *status = rep.status;
+      *ru = rep.ru;
+      return true;
+    }
+    if (rc == Q_OK)
+      continue; /* not ours (cannot happen with one child at a time) */
+    if (rc == Q_ETIMEDOUT && !killed) {
+      killed = *timed_out = true;
+      zreq_t q;
+      memset(&q, 0, sizeof q);
+      q.op = ZOP_KILL;
+      if (zygote_send(z, &q, NULL, 0) == Q_OK)
+        continue;
+    }
+    zygote_stop(z);
+    return false;
+  }
+}
+
+static void zygote_kill(sandbox_zygote_t *z) {
+  zreq_t q;
+  memset(&q, 0, sizeof q);
+  q.op = ZOP_KILL;
+  zygote_send(z, &q, NULL, 0);
+}
+
+/* ==== extraction ================================================================ */
 
 q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
                         const char *charset, int fd, doc_t *out, sandbox_info_t *info,
@@ -460,16 +899,28 @@ q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
     close(pe[1]);
     return Q_EUNAVAIL;
   }
-  child_args_t args;
-  build_args(&args, cfg, fmt, charset);
-  pid_t pid = fork();
-  if (pid == 0)
-    exec_child(cfg, &args, fd, po[1], pe[1]);
+  sandbox_zygote_t *z = cfg->zygote;
+  pid_t pid;
+  char why_start[256] = "";
+  if (z) {
+    int fds[3] = {fd, po[1], pe[1]};
+    q_err_t src =
+        zygote_spawn(z, cfg, fmt, charset, fds, &pid, why_start, sizeof why_start);
+    if (src)
+      pid = -1;
+  } else {
+    child_args_t args;
+    build_args(&args, cfg, fmt, charset);
+    pid = fork();
+    if (pid == 0)
+      exec_child(cfg, &args, fd, po[1], pe[1]);
+    if (pid < 0)
+      snprintf(why_start, sizeof why_start, "fork: %s", strerror(errno));
+  }
   close(po[1]);
   close(pe[1]);
   if (pid < 0) {
-    snprintf(err, errlen, "%s: cannot start the extractor (fork: %s)", fmt->label,
-             strerror(errno));
+    snprintf(err, errlen, "%s: cannot start the extractor (%s)", fmt->label, why_start);
     close(po[0]);
     close(pe[0]);
     return Q_EUNAVAIL;
@@ -503,31 +954,41 @@ q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
       read_err(&r, pe[0], &err_open);
   }
   bool killed = timed_out || cancelled || r.problem[0];
-  if (killed)
-    kill(pid, SIGKILL);
+  if (killed) {
+    if (z)
+      zygote_kill(z);
+    else
+      kill(pid, SIGKILL);
+  }
   close(po[0]);
   close(pe[0]);
 
   /* Reap; a child that closed its pipes but lingers is killed at the
    * deadline. */
   int status = 0;
+  bool lost = false;
   struct rusage ru;
   memset(&ru, 0, sizeof ru);
-  for (;;) {
-    pid_t w = wait4(pid, &status, killed ? 0 : WNOHANG, &ru);
-    if (w == pid)
-      break;
-    if (w < 0 && errno != EINTR) {
-      status = 0;
-      break;
-    }
-    if (w == 0) {
-      if (mono_ms() >= deadline) {
-        timed_out = killed = true;
-        kill(pid, SIGKILL);
-      } else {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+  if (z) {
+    lost = !zygote_reap(z, pid, killed, deadline, &timed_out, &status, &ru);
+    killed = killed || timed_out;
+  } else {
+    for (;;) {
+      pid_t w = wait4(pid, &status, killed ? 0 : WNOHANG, &ru);
+      if (w == pid)
+        break;
+      if (w < 0 && errno != EINTR) {
+        status = 0;
+        break;
+      }
+      if (w == 0) {
+        if (mono_ms() >= deadline) {
+          timed_out = killed = true;
+          kill(pid, SIGKILL);
+        } else {
+          struct timespec ts = {0, 10 * 1000 * 1000};
+          nanosleep(&ts, NULL);
+        }
       }
     }
   }
@@ -549,6 +1010,12 @@ q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
   } else if (r.problem[0]) {
     snprintf(err, errlen, "%s: %s", fmt->label, r.problem);
     return r.problem_rc;
+  } else if (lost) {
+    /* The zygote died under the child (which died with it): not the
+     * document's fault, and the next extraction starts a new zygote. */
+    snprintf(err, errlen, "%s: the extraction zygote died; it will be restarted",
+             fmt->label);
+    return Q_EUNAVAIL;
   } else if (WIFSIGNALED(status)) {
     rc = explain_signal(&r, WTERMSIG(status), &ru, killed, why, sizeof why);
   } else if (WIFEXITED(status) &&

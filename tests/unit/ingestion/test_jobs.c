@@ -322,3 +322,114 @@ Test(jobs, dependency_backoff_doubles_to_a_cap_with_jitter) {
     cr_assert(d >= 2000 && d <= 4000, "%d", d);
   }
 }
+
+/* ---- batches ---------------------------------------------------------------- */
+
+Test(jobs, a_batch_claim_interleaves_tenants_and_takes_only_small_documents) {
+  upload_result_t a[3], b[2];
+  char sha[16];
+  for (int i = 0; i < 3; i++) {
+    snprintf(sha, sizeof sha, "a%d", i);
+    upload("ta", sha, &a[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(sha, sizeof sha, "b%d", i);
+    upload("tb", sha, &b[i]);
+  }
+  /* Every tenant's first job before any tenant's second. */
+  job_t jobs[4];
+  int n = 0;
+  char err[512] = "";
+  cr_assert_eq(docstore_claim_batch(pool, "host:1", jobs, 4, 0, &n, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(n, 4);
+  cr_assert_str_eq(jobs[0].id, a[0].job_id);
+  cr_assert_str_eq(jobs[1].id, b[0].job_id);
+  cr_assert_str_eq(jobs[2].id, a[1].job_id);
+  cr_assert_str_eq(jobs[3].id, b[1].job_id);
+  /* The rest, but only documents up to 5 bytes: none (they have 10). */
+  cr_assert_eq(docstore_claim_batch(pool, "host:1", jobs, 4, 5, &n, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(n, 0);
+  cr_assert_eq(docstore_claim_batch(pool, "host:1", jobs, 4, 10, &n, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(n, 1);
+  cr_assert_str_eq(jobs[0].id, a[2].job_id);
+}
+
+Test(jobs, one_statement_records_a_batchs_stage_and_skips_lost_jobs) {
+  upload_result_t r[2];
+  upload("t", "s0", &r[0]);
+  upload("t", "s1", &r[1]);
+  job_t jobs[2];
+  int n = 0;
+  char err[512] = "";
+  cr_assert_eq(docstore_claim_batch(pool, "host:1", jobs, 2, 0, &n, err, sizeof err), 0);
+  cr_assert_eq(n, 2);
+  const char *ids[3] = {jobs[0].id, jobs[1].id, "00000000-0000-4000-8000-000000000000"};
+  int totals[3] = {3, 5, 1};
+  bool updated[3];
+  cr_assert_eq(docstore_progress_many(pool, "host:1", "embedding", ids, totals, 3,
+                                      updated, err, sizeof err),
+               0, "%s", err);
+  cr_assert(updated[0] && updated[1]);
+  cr_assert_not(updated[2], "a job that is not ours is not touched");
+  /* Another instance owns nothing here. */
+  cr_assert_eq(docstore_progress_many(pool, "host:2", "indexing", ids, totals, 2, updated,
+                                      err, sizeof err),
+               0);
+  cr_assert_not(updated[0] || updated[1]);
+  q_arena_t *a = q_arena_new(1 << 20);
+  Quarry__V1__Job *j;
+  cr_assert_eq(docstore_get_job(pool, "t", jobs[1].id, a, &j, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(j->stage, "embedding");
+  cr_assert_eq(j->progress_total, 5);
+  q_arena_free(a);
+}
+
+Test(jobs, a_batch_of_uploads_is_recorded_together_and_a_conflict_fails_alone) {
+  upload_meta_t m[3];
+  const char *shas[3] = {"x0", "x1", "x2"};
+  const char *keys[3] = {"k#0", "k#1", "k#2"};
+  for (int i = 0; i < 3; i++)
+    m[i] = (upload_meta_t){.tenant_id = "t",
+                           .external_id = "",
+                           .title = "doc",
+                           .title_explicit = 1,
+                           .filename = "doc.txt",
+                           .content_type = "text/plain",
+                           .sha256 = shas[i],
+                           .size = 2,
+                           .trace_id = "",
+                           .idempotency_key = keys[i],
+                           .metadata_json = i == 1 ? "{\"shelf\": 1}" : ""};
+  upload_result_t r[3];
+  q_err_t rcs[3];
+  char errs[3][256];
+  cr_assert_eq(docstore_record_uploads(pool, m, 3, r, rcs, errs), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(rcs[i], 0, "%d: %s", i, errs[i]);
+  /* The same batch again replays; one changed document conflicts alone. */
+  m[2].sha256 = "changed";
+  upload_result_t again[3];
+  cr_assert_eq(docstore_record_uploads(pool, m, 3, again, rcs, errs), 0);
+  cr_assert_eq(rcs[0], 0);
+  cr_assert(again[0].replayed);
+  cr_assert_str_eq(again[1].document_id, r[1].document_id);
+  cr_assert_eq(rcs[2], Q_ECONFLICT, "%s", errs[2]);
+  /* Three jobs queued, and the metadata kept. */
+  job_t jobs[4];
+  int n = 0;
+  char err[512] = "";
+  cr_assert_eq(docstore_claim_batch(pool, "host:1", jobs, 4, 0, &n, err, sizeof err), 0);
+  cr_assert_eq(n, 3);
+  PGconn *c = q_pg_acquire(pool, 2000, err, sizeof err);
+  const char *params[1] = {r[1].document_id};
+  PGresult *res = q_pg_query(c, "SELECT metadata->>'shelf' FROM documents WHERE id = $1",
+                             1, params, "reading", NULL, err, sizeof err);
+  cr_assert_not_null(res, "%s", err);
+  cr_assert_str_eq(PQgetvalue(res, 0, 0), "1");
+  PQclear(res);
+  q_pg_release(pool, c);
+}

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -260,4 +262,148 @@ Test(sandbox, a_missing_binary_is_retried_not_blamed_on_the_document) {
                Q_EUNAVAIL);
   cr_assert(strstr(err, "cannot start the extractor"), "%s", err);
   doc_cleanup(&d);
+}
+
+/* ---- the zygote ------------------------------------------------------------- */
+
+static q_err_t md_through(const sandbox_cfg_t *c, char *err, size_t errlen) {
+  doc_t d;
+  q_err_t rc =
+      extract(c, formats_by_id("markdown"), "# T\n\nBody.\n", &d, NULL, err, errlen);
+  if (!rc && strcmp(d.text.data, "Body.") != 0)
+    rc = Q_EINTERNAL;
+  doc_cleanup(&d);
+  return rc;
+}
+
+Test(sandbox_zygote, every_limit_holds_and_the_zygote_carries_on) {
+  sandbox_cfg_t c = cfg();
+  c.zygote = sandbox_zygote_new("/proc/self/exe");
+  cr_assert_not_null(c.zygote);
+  char err[512] = "";
+  doc_t d;
+  sandbox_info_t info;
+  cr_assert_eq(extract(&c, formats_by_id("markdown"), "# Title\n\nBody text.\n", &d,
+                       &info, err, sizeof err),
+               Q_OK, "%s", err);
+  cr_assert_str_eq(d.title, "Title");
+  cr_assert_str_eq(info.lockdown, "seccomp");
+  doc_cleanup(&d);
+  int zpid = sandbox_zygote_pid(c.zygote);
+  cr_assert_gt(zpid, 0);
+
+  static const struct {
+    const char *id;
+    q_err_t rc;
+    const char *msg;
+  } bad[] = {
+      {"hog", Q_EINVAL, "TEST: the extractor ran out of memory (limit 512 MiB)"},
+      {"abort-hog", Q_EINVAL, "TEST: the extractor ran out of memory (limit 512 MiB)"},
+      {"spin", Q_EINVAL,
+       "TEST: the extractor used more than 1 s of CPU time (the limit)"},
+      {"flood", Q_ETOOBIG, "TEST: the extracted text is larger than 1 MiB"},
+      {"crash", Q_EINVAL, "TEST: the extractor crashed (signal 11"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    format_t f = fake(bad[i].id);
+    cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), bad[i].rc, "%s: %s",
+                 bad[i].id, err);
+    cr_assert(strncmp(err, bad[i].msg, strlen(bad[i].msg)) == 0, "%s: %s", bad[i].id,
+              err);
+    doc_cleanup(&d);
+    /* The same zygote serves the next document. */
+    cr_assert_eq(md_through(&c, err, sizeof err), Q_OK, "after %s: %s", bad[i].id, err);
+  }
+  c.timeout_ms = 1000;
+  format_t f = fake("sleep");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert_str_eq(err, "TEST: the extractor took longer than 1 s (the limit)");
+  doc_cleanup(&d);
+  f = fake("probe");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_str_eq(d.text.data, "open: Operation not permitted\n\n"
+                                "socket: Operation not permitted\n\n"
+                                "fork: Operation not permitted");
+  doc_cleanup(&d);
+  cr_assert_eq(sandbox_zygote_pid(c.zygote), zpid);
+  cr_assert_eq(sandbox_zygote_starts(c.zygote), 1);
+  sandbox_zygote_free(c.zygote);
+  cr_assert_eq(kill(zpid, 0), -1, "the zygote is gone after free");
+}
+
+Test(sandbox_zygote, a_dead_zygote_is_restarted) {
+  sandbox_cfg_t c = cfg();
+  c.zygote = sandbox_zygote_new("/proc/self/exe");
+  char err[512] = "";
+  cr_assert_eq(md_through(&c, err, sizeof err), Q_OK, "%s", err);
+  int zpid = sandbox_zygote_pid(c.zygote);
+  /* Killed between documents: the next one starts a new zygote. */
+  cr_assert_eq(kill(zpid, SIGKILL), 0);
+  cr_assert_eq(md_through(&c, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(sandbox_zygote_starts(c.zygote), 2);
+  cr_assert_neq(sandbox_zygote_pid(c.zygote), zpid);
+
+  /* Killed while its child extracts: the document is not blamed (retry),
+   * and the next one works. */
+  pid_t killer = fork();
+  if (killer == 0) {
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    kill(sandbox_zygote_pid(c.zygote), SIGKILL);
+    _exit(0);
+  }
+  doc_t d;
+  format_t f = fake("sleep");
+  cr_assert_eq(extract(&c, &f, "x", &d, NULL, err, sizeof err), Q_EUNAVAIL, "%s", err);
+  cr_assert_str_eq(err, "TEST: the extraction zygote died; it will be restarted");
+  doc_cleanup(&d);
+  waitpid(killer, NULL, 0);
+  cr_assert_eq(md_through(&c, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(sandbox_zygote_starts(c.zygote), 3);
+  sandbox_zygote_free(c.zygote);
+}
+
+Test(sandbox_zygote, a_missing_binary_is_retried_not_blamed_on_the_document) {
+  sandbox_cfg_t c = cfg();
+  c.zygote = sandbox_zygote_new("/nonexistent/quarry-ingestion");
+  char err[512] = "";
+  doc_t d;
+  cr_assert_eq(extract(&c, formats_by_id("text"), "x", &d, NULL, err, sizeof err),
+               Q_EUNAVAIL);
+  cr_assert_str_eq(err, "text: cannot start the extractor (/nonexistent/quarry-ingestion "
+                        "exec failed)");
+  doc_cleanup(&d);
+  sandbox_zygote_free(c.zygote);
+}
+
+/* Not a check of speed (the machine is shared): prints what one
+ * extraction costs each way, in wall-clock and in CPU time of the processes
+ * involved (children, zygote included once it is reaped), for
+ * docs/benchmarks.md. */
+static double children_cpu_ms(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+Test(sandbox_zygote, cost_of_one_extraction) {
+  sandbox_cfg_t c = cfg();
+  char err[512] = "";
+  double ms[2], cpu[2];
+  for (int way = 0; way < 2; way++) {
+    c.zygote = way ? sandbox_zygote_new("/proc/self/exe") : NULL;
+    struct timespec a, b;
+    double c0 = children_cpu_ms();
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < 50; i++)
+      cr_assert_eq(md_through(&c, err, sizeof err), Q_OK, "%s", err);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    sandbox_zygote_free(c.zygote); /* reaped: its CPU time is counted */
+    ms[way] = ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6) / 50;
+    cpu[way] = (children_cpu_ms() - c0) / 50;
+  }
+  cr_log_info("one markdown extraction: %.2f ms (%.2f ms CPU) by exec, %.2f ms (%.2f ms "
+              "CPU) by the zygote",
+              ms[0], cpu[0], ms[1], cpu[1]);
 }
