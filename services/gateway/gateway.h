@@ -117,7 +117,8 @@ struct gw_req {
 
   gw_principal_t principal;
   int authenticated;
-  double auth_ms; /* time spent establishing the principal */
+  double auth_ms;                 /* time spent establishing the principal */
+  struct gw_admission *admission; /* server.c: auth and rate limit under way */
 
   uint64_t declared_len; /* Content-Length, when has_declared_len */
   int has_declared_len;

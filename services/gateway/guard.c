@@ -112,6 +112,7 @@ typedef struct gconn {
   _Atomic unsigned req_no;
   _Atomic bool line_seen;    /* its request line has arrived */
   _Atomic unsigned answered; /* status the guard sent for it */
+  atomic_bool first_again;   /* the next bodiless call repeats the first */
   _Atomic unsigned requests; /* completed on this connection */
 
   /* worker thread only */
@@ -538,6 +539,8 @@ enum MHD_Result guard_access_cb(void *cls, struct MHD_Connection *conn, const ch
     atomic_fetch_add(&c->req_no, 1);
     if (!atomic_compare_exchange_strong(&c->state, &st, ST_BODY))
       return MHD_NO; /* the sweeper ended it meanwhile */
+  } else if (st == ST_BODY && !upload_data && atomic_exchange(&c->first_again, false)) {
+    /* the first call again, after a suspension in it: still ST_BODY */
   } else if (st == ST_BODY && !upload_data) {
     /* final call: the body is complete */
     if (!atomic_compare_exchange_strong(&c->state, &st, ST_REPLY))
@@ -581,12 +584,19 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   atomic_fetch_add(&c->requests, 1);
   c->uri_len = 0;
   c->uri_bad = false;
+  atomic_store(&c->first_again, false);
   atomic_compare_exchange_strong(&c->state, &st, ST_HEAD);
 }
 
 unsigned guard_answered(struct MHD_Connection *conn) {
   gconn_t *c = conn_of(conn);
   return c ? atomic_load(&c->answered) : 0;
+}
+
+void guard_first_call_again(struct MHD_Connection *conn) {
+  gconn_t *c = conn_of(conn);
+  if (c)
+    atomic_store(&c->first_again, true);
 }
 
 /* ---- the request head ----------------------------------------------------- */
