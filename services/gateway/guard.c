@@ -63,6 +63,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,8 +76,14 @@
 #include "quarry/util.h"
 
 /* libmicrohttpd's memory per connection: the read buffer (the whole head
- * must fit) and the parsed fields and parameters. */
-#define CONN_MEMORY_LIMIT (256u << 10)
+ * must fit), the parsed fields and parameters, and the write buffer of the
+ * reply's head (and of a streamed body's chunks). libmicrohttpd 0.9.75
+ * zeroes the whole pool after every request, so a kept-alive connection
+ * costs its full pool in resident memory: cfg->conn_memory_bytes (0: the
+ * old 256 KiB), raised to max_header_bytes + CONN_MEMORY_SLACK when the
+ * head limit needs more. */
+#define CONN_MEMORY_DEFAULT (256u << 10)
+#define CONN_MEMORY_SLACK (16u << 10)
 /* The libmicrohttpd whose read buffer layout the raw head check reads. */
 #define LAYOUT_VERSION "0.9.75"
 #define SWEEP_MIN_MS 20
@@ -311,7 +319,8 @@ static bool end_conn(gconn_t *c, int from, unsigned status, const char *slug,
   int expect = from;
   if (!atomic_compare_exchange_strong(&c->state, &expect, ST_DEAD))
     return false;
-  guard_count(reason);
+  if (reason)
+    guard_count(reason);
   if (status) {
     const char *phrase = status == 408   ? "Request Timeout"
                          : status == 414 ? "URI Too Long"
@@ -333,6 +342,19 @@ static bool end_conn(gconn_t *c, int from, unsigned status, const char *slug,
   }
   shutdown(c->fd, SHUT_RDWR);
   return true;
+}
+
+/* Whether the client closed its side with nothing left unread. With
+ * epoll, libmicrohttpd 0.9.75 does not notice a client that goes away in
+ * the middle of a request body (with poll it does): the sweeper looks, and
+ * shuts the socket, which libmicrohttpd does notice. */
+static bool peer_gone(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+  if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+    return false;
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* One connection's deadlines; g->mu held. */
@@ -358,6 +380,10 @@ static void sweep(guard_t *g, gconn_t *c, int64_t now) {
       end_conn(c, ST_HEAD, 0, NULL, "header_timeout", NULL);
     else
       end_conn(c, ST_HEAD, 0, NULL, "idle_timeout", NULL);
+    return;
+  }
+  if (cfg->http_epoll && peer_gone(c->fd)) {
+    end_conn(c, ST_BODY, 0, NULL, NULL, NULL);
     return;
   }
   if (!cfg->body_timeout_ms)
@@ -846,8 +872,12 @@ guard_t *guard_new(const gw_cfg_t *cfg, MHD_AccessHandlerCallback access,
       cfg->idle_timeout_ms ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000) : 60u;
   struct MHD_OptionItem *o = g->opts;
   *o++ = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)mhd_limit, NULL};
-  *o++ = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                 (intptr_t)CONN_MEMORY_LIMIT, NULL};
+  size_t pool = cfg->conn_memory_bytes ? (size_t)cfg->conn_memory_bytes
+                                       : (size_t)CONN_MEMORY_DEFAULT;
+  if (cfg->max_header_bytes && pool < (size_t)cfg->max_header_bytes + CONN_MEMORY_SLACK)
+    pool = (size_t)cfg->max_header_bytes + CONN_MEMORY_SLACK;
+  *o++ =
+      (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL};
   *o++ = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL};
   *o++ =
       (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_conn_cb, g};

@@ -492,12 +492,17 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
     free(s);
     return NULL;
   }
-  /* poll(2), not epoll: with epoll libmicrohttpd 0.9.75 did not notice a
-   * client that closed its connection mid-body until shutdown, which left
-   * an abandoned upload streaming to ingestion. Suspend/resume: a query's
-   * connection waits suspended while its pipeline runs elsewhere (query.c). */
+  /* epoll(7) by default: with poll(2) every wake of an HTTP thread walks
+   * all its sockets, so 10,000 idle keep-alive connections cut /healthz
+   * from ~15K to ~1.3K requests/s (docs/benchmarks.md). With epoll,
+   * libmicrohttpd 0.9.75 does not notice a client that closes its
+   * connection mid-body; the guard's sweeper does (guard.c, peer_gone).
+   * Suspend/resume: a query's connection waits suspended while its
+   * pipeline runs elsewhere (query.c), and so does a request's while its
+   * admission is under way (above). */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
-                   MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
+                   (cfg->http_epoll ? MHD_USE_EPOLL : MHD_USE_POLL) |
+                   MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
   /* The guard wraps access_cb and completed_cb and brings the connection
    * limits, timeouts and notifications (MHD_OPTION_ARRAY). */
   s->d = MHD_start_daemon(

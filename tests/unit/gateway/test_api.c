@@ -425,6 +425,7 @@ static void setup(void) {
   cfg = (gw_cfg_t){
       .http_listen = "127.0.0.1:0",
       .http_threads = 4,
+      .http_epoll = 1,
       .auth_addr = fakes_addr,
       .ingestion_addr = fakes_addr,
       .retriever_addr = fakes_addr,

@@ -31,6 +31,7 @@ static void setup(void) {
   cfg = (gw_cfg_t){
       .http_listen = "127.0.0.1:0",
       .http_threads = 2,
+      .http_epoll = 1, /* as configured by default */
       .auth_addr = "127.0.0.1:1",
       .ingestion_addr = "127.0.0.1:1",
       .retriever_addr = "127.0.0.1:1",
