@@ -44,6 +44,7 @@ def main(argv):
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--perf", default="", help="service to sample with perf record -g")
+    ap.add_argument("--perf-out", default="", help="keep perf.data here")
     ap.add_argument("--env", action="append", default=[])
     args = ap.parse_args(argv)
     corpus, queries, qrels = beir_eval.load_beir(os.path.abspath(args.data))
@@ -68,7 +69,7 @@ def main(argv):
             for rnd in range(args.rounds):
                 perf = None
                 if args.perf:
-                    pdata = os.path.join(tmp, "perf.data")
+                    pdata = args.perf_out or os.path.join(tmp, "perf.data")
                     perf = subprocess.Popen(
                         ["perf", "record", "-F", "499", "-g", "-o", pdata, "-p",
                          str(pids[args.perf])], stdout=subprocess.DEVNULL,
@@ -96,12 +97,15 @@ def main(argv):
                     print("%-12s %12.0f %14.3f" % (s, d, d / max(1, ok)))
                 print("%-12s %12.0f %14.3f" % ("all", total, total / max(1, ok)))
                 if perf:
-                    rep = subprocess.run(
-                        ["perf", "report", "-i", pdata, "--no-children", "--stdio",
-                         "--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.7"],
-                        capture_output=True, text=True).stdout
-                    print("\n".join(l for l in rep.splitlines()
-                                    if l.strip() and not l.startswith("#"))[:6000])
+                    for sort, limit in (("comm", "1"), ("symbol", "0.8")):
+                        rep = subprocess.run(
+                            ["perf", "report", "-i", pdata, "--no-children", "--stdio",
+                             "--sort", sort, "-g", "none", "--percent-limit", limit],
+                            capture_output=True, text=True).stdout
+                        print("perf, %s, by %s:" % (args.perf, sort))
+                        for line in rep.splitlines():
+                            if line.strip() and not line.startswith("#"):
+                                print("  " + " ".join(line.split())[:110])
         finally:
             st.stop_all()
     return 0

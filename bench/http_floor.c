@@ -56,7 +56,8 @@ static struct MHD_Response *mhd_ok, *mhd_404;
 
 static enum MHD_Result mhd_access(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **con_cls) {
+                                  const char *upload, size_t *upload_size,
+                                  void **con_cls) {
   (void)cls, (void)method, (void)version, (void)upload, (void)upload_size;
   if (!*con_cls) { /* first call: the head is in; answer on the next */
     *con_cls = c;
@@ -75,8 +76,8 @@ static void run_mhd(int port, int threads) {
           MHD_ALLOW_SUSPEND_RESUME,
       (uint16_t)port, NULL, NULL, mhd_access, NULL, MHD_OPTION_THREAD_POOL_SIZE,
       (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, 20000u,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(48u << 10), MHD_OPTION_CONNECTION_TIMEOUT,
-      600u, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(48u << 10),
+      MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "MHD_start_daemon failed\n");
     exit(1);
@@ -128,7 +129,8 @@ static void *h2o_main(void *arg) {
   h2o_context_init(&t->ctx, t->loop, &h2o_config);
   t->accept_ctx.ctx = &t->ctx;
   t->accept_ctx.hosts = h2o_config.hosts;
-  h2o_socket_t *sock = h2o_evloop_socket_create(t->loop, t->fd, H2O_SOCKET_FLAG_DONT_READ);
+  h2o_socket_t *sock =
+      h2o_evloop_socket_create(t->loop, t->fd, H2O_SOCKET_FLAG_DONT_READ);
   sock->data = &t->accept_ctx;
   h2o_socket_read_start(sock, h2o_on_accept);
   while (h2o_evloop_run(t->loop, INT32_MAX) == 0)
