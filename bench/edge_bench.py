@@ -465,12 +465,16 @@ def main(argv):
                     h = run_wrk(st.url + "/healthz", args.seconds, args.wrk_threads, 16)
                     rss2 = rss_kib(gw_pid)
                     answered = holder.check()
+                    with urllib.request.urlopen(st.url + "/metrics", timeout=10) as r:
+                        rejected = [l for l in r.read().decode().splitlines()
+                                    if l.startswith("quarry_http_rejected_total{")
+                                    and not l.endswith(" 0")]
                 finally:
                     holder.close()
                 results["idle"] = {"asked": args.idle, "opened": opened,
                                    "failed": holder.failed, "open_s": open_s,
                                    "gauge0": g0, "gauge": held_gauge, "answered": answered,
-                                   "rss0": rss0, "rss1": rss1, "rss2": rss2, "healthz": h, "healthz0": h0,
+                                   "rss0": rss0, "rss1": rss1, "rss2": rss2, "healthz": h, "healthz0": h0, "rejected": rejected,
                                    "threads": threads_of(gw_pid)}
                 print("   opened %d (failed %d) in %.1f s; gauge %.0f; still answering after "
                       "the wrk run: %d; RSS %d -> %d KiB"
@@ -544,6 +548,7 @@ def report(args, res, cmds):
         print("gateway quarry_http_connections: %.0f before, %.0f while held"
               % (i["gauge0"], i["gauge"]))
         print("still answering a second request after the wrk run: %d" % i["answered"])
+        print("guard refusals so far: %s" % (", ".join(i.get("rejected") or []) or "none"))
         print("gateway RSS: %.1f MiB before, %.1f MiB while held (%.2f KiB per connection), "
               "%.1f MiB after wrk; %d threads"
               % (i["rss0"] / 1024, i["rss1"] / 1024,

@@ -221,7 +221,7 @@ static int64_t busy_at(const busy_t *b, int64_t now) {
   if (!b)
     return 0;
   int64_t since = atomic_load(&b->since);
-  return atomic_load(&b->total) + (since ? now - since : 0);
+  return atomic_load(&b->total) + (since && now > since ? now - since : 0);
 }
 
 static void busy_enter(busy_t *b) {
@@ -234,7 +234,12 @@ static void busy_leave(busy_t *b) {
     return;
   int64_t since = atomic_load(&b->since);
   if (since) {
-    atomic_fetch_add(&b->total, q_now_ms() - since);
+    /* since may be now + 1 (the | 1 above): a callback that took no
+     * millisecond adds 0, never -1, which at tens of thousands of
+     * callbacks a second drove the total down by minutes and made the
+     * sweeper end idle kept-alive connections long before their time. */
+    int64_t d = q_now_ms() - since;
+    atomic_fetch_add(&b->total, d > 0 ? d : 0);
     atomic_store(&b->since, 0);
   }
 }
