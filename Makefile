@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-hnsw bench-ocr bench-providers help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-ocr bench-providers help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -61,6 +61,7 @@ help:
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make bench-ingest ingestion docs/s through REST, single and bulk, vs Xapian (INGEST_ARGS=)"
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
+	@echo "make bench-http-floor  /healthz from libmicrohttpd, h2o, libevent evhttp and nginx (FLOOR_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
 	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
 	@echo "make bench-providers  time Quarry adds to a streamed answer beside the model's (fake provider)"
@@ -283,6 +284,17 @@ bench-edge: all $(PYGEN)
 	bench/deps.sh
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/edge_bench.py --data $(DATA) $(EDGE_ARGS)
+
+# The same /healthz reply from libmicrohttpd, h2o (libh2o-evloop), libevent's
+# evhttp and nginx (bench/http_floor.c, bench-only; docs/edge.md). FLOOR_ARGS:
+# see bench/http_floor.py.
+HTTP_FLOOR := $(BUILD)/bench/http_floor
+$(HTTP_FLOOR): bench/http_floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -o $@ $< -lh2o-evloop -levent -lmicrohttpd -lpthread
+bench-http-floor: $(HTTP_FLOOR)
+	bench/deps.sh
+	/usr/bin/python3 bench/http_floor.py --bin $(HTTP_FLOOR) $(FLOOR_ARGS)
 
 # The retriever's HNSW index beside an exact scan, on synthetic vectors
 # (figures only; docs/benchmarks.md). HNSW_BENCH_ARGS: see bench/hnsw_bench.c.

@@ -7,5 +7,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 # python3-xapian: the independent BM25 peer of bench/retrieval_bench.py;
 # wrk: the HTTP load generator of the gateway part; nginx: the static-reply
 # peer of the edge part (bench/edge_bench.py starts it privately, never the
-# system service).
-exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx
+# system service); libh2o-evloop-dev, libevent-dev: the other HTTP server
+# libraries of bench/http_floor.c (make bench-http-floor).
+exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev

@@ -280,7 +280,7 @@ def stream_run(st, bodies, key, n, timeout):
 NGINX_CONF = """worker_processes %(workers)s;
 pid %(dir)s/nginx.pid;
 error_log %(dir)s/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 16384; }
 http {
   access_log off;
   client_body_temp_path %(dir)s/body;
@@ -352,6 +352,8 @@ def main(argv):
     ap.add_argument("--stream-timeout", type=float, default=60,
                     help="client cap on one streamed answer (default 60 s)")
     ap.add_argument("--nginx-workers", default="auto")
+    ap.add_argument("--parts", default="1,2,3,4",
+                    help="which parts to run (default 1,2,3,4)")
     ap.add_argument("--query-top-k", type=int, default=8)
     ap.add_argument("--env", action="append", default=[],
                     help="VAR=value for every service (repeatable)")
@@ -389,8 +391,11 @@ def main(argv):
            "QUARRY_HTTP_IDLE_TIMEOUT_MS": "120000"}
     env.update(kv.split("=", 1) for kv in args.env)
     bin_dir = os.environ.get("QUARRY_BIN", os.path.join(ROOT, "build", "bin"))
-    conns = [int(c) for c in args.connections.split(",") if c]
-    nstreams = [int(c) for c in args.streams.split(",") if c]
+    parts = set(args.parts.split(","))
+    conns = [int(c) for c in args.connections.split(",") if c] if "1" in parts else []
+    nstreams = [int(c) for c in args.streams.split(",") if c] if "3" in parts else []
+    if "2" not in parts:
+        args.idle = 0
     results = {"query": [], "idle": None, "streams": [], "healthz": []}
     fake = nginx = None
     cmds = []
@@ -423,9 +428,10 @@ def main(argv):
                                                      args.seconds))
 
             # 4. (run before the idle test so its connections do not weigh on it)
-            print("4. GET /healthz, gateway vs nginx", flush=True)
-            nginx, nurl, nargv = start_nginx(tmp, args.nginx_workers)
-            for c in (16, 256):
+            if "4" in parts:
+                print("4. GET /healthz, gateway vs nginx", flush=True)
+                nginx, nurl, nargv = start_nginx(tmp, args.nginx_workers)
+            for c in ((16, 256) if "4" in parts else ()):
                 g = run_wrk(st.url + "/healthz", args.seconds, args.wrk_threads, c)
                 n = run_wrk(nurl + "/healthz", args.seconds, args.wrk_threads, c)
                 results["healthz"].append((c, g, n))
@@ -433,9 +439,11 @@ def main(argv):
                 print("   " + wrk_row("nginx c=%d" % c, n), flush=True)
             stop_proc(nginx)
             nginx = None
-            cmds.append("wrk -t%d -c{16,256} -d%ds --timeout 5s -s bench/query.lua URL/healthz"
-                        "   (gateway, then nginx)" % (args.wrk_threads, args.seconds))
-            cmds.append(" ".join(nargv).replace(tmp, "$TMP"))
+            if "4" in parts:
+                cmds.append("wrk -t%d -c{16,256} -d%ds --timeout 5s -s bench/query.lua "
+                            "URL/healthz   (gateway, then nginx)"
+                            % (args.wrk_threads, args.seconds))
+                cmds.append(" ".join(nargv).replace(tmp, "$TMP"))
 
             # 2. idle keep-alive connections
             if args.idle:
@@ -457,12 +465,16 @@ def main(argv):
                     h = run_wrk(st.url + "/healthz", args.seconds, args.wrk_threads, 16)
                     rss2 = rss_kib(gw_pid)
                     answered = holder.check()
+                    with urllib.request.urlopen(st.url + "/metrics", timeout=10) as r:
+                        rejected = [l for l in r.read().decode().splitlines()
+                                    if l.startswith("quarry_http_rejected_total{")
+                                    and not l.endswith(" 0")]
                 finally:
                     holder.close()
                 results["idle"] = {"asked": args.idle, "opened": opened,
                                    "failed": holder.failed, "open_s": open_s,
                                    "gauge0": g0, "gauge": held_gauge, "answered": answered,
-                                   "rss0": rss0, "rss1": rss1, "rss2": rss2, "healthz": h, "healthz0": h0,
+                                   "rss0": rss0, "rss1": rss1, "rss2": rss2, "healthz": h, "healthz0": h0, "rejected": rejected,
                                    "threads": threads_of(gw_pid)}
                 print("   opened %d (failed %d) in %.1f s; gauge %.0f; still answering after "
                       "the wrk run: %d; RSS %d -> %d KiB"
@@ -536,6 +548,7 @@ def report(args, res, cmds):
         print("gateway quarry_http_connections: %.0f before, %.0f while held"
               % (i["gauge0"], i["gauge"]))
         print("still answering a second request after the wrk run: %d" % i["answered"])
+        print("guard refusals so far: %s" % (", ".join(i.get("rejected") or []) or "none"))
         print("gateway RSS: %.1f MiB before, %.1f MiB while held (%.2f KiB per connection), "
               "%.1f MiB after wrk; %d threads"
               % (i["rss0"] / 1024, i["rss1"] / 1024,

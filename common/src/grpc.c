@@ -33,6 +33,7 @@
 #include "quarry/trace.h"
 #include "quarry/util.h"
 
+#include <dlfcn.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -316,6 +317,35 @@ static q_err_t add_method(q_grpc_server_t *s, const ProtobufCServiceDescriptor *
   return Q_OK;
 }
 
+/* Debian's abseil is built without NDEBUG, which leaves absl::Mutex's
+ * deadlock detection on: every lock the gRPC core takes records itself in
+ * a global lock graph (GraphCycles, under one global mutex), a few percent
+ * of the CPU of every service, all of it contended. The detector finds
+ * lock-order bugs in gRPC itself, not in Quarry, and release builds of
+ * abseil have it off: it is turned off before gRPC starts. Looked up at
+ * run time by its mangled name (it is C++), so a different abseil simply
+ * keeps its default. */
+static void absl_detection_off(void) {
+  static const char *const names[] = {
+      "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+      "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+      "_ZN4absl29SetMutexDeadlockDetectionModeENS_15OnDeadlockCycleE", NULL};
+  for (const char *const *n = names; *n; n++) {
+    void *f = dlsym(RTLD_DEFAULT, *n);
+    if (f) {
+      ((void (*)(int))f)(0); /* absl::OnDeadlockCycle::kIgnore */
+      return;
+    }
+  }
+}
+
+/* grpc_init, with abseil's deadlock detection off first. */
+static void grpc_init_fast(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, absl_detection_off);
+  grpc_init();
+}
+
 q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts) {
   pthread_once(&metrics_once, metrics_register);
   q_grpc_server_t *s = calloc(1, sizeof *s);
@@ -326,7 +356,7 @@ q_grpc_server_t *q_grpc_server_new(const q_grpc_server_opts_t *opts) {
   s->max_msg = opts->max_msg_bytes > 0 ? opts->max_msg_bytes : DEFAULT_MAX_MSG;
   pthread_mutex_init(&s->lock, NULL);
   q_cond_init_monotonic(&s->cond);
-  grpc_init();
+  grpc_init_fast();
   static const q_grpc_method_t health[] = {{"Check", Q_GRPC_UNARY, health_check_cb}};
   if (q_grpc_server_add_service(s, &grpc__health__v1__health__descriptor, health, 1, s)) {
     q_grpc_server_shutdown(s, 0);
@@ -854,7 +884,7 @@ q_grpc_channel_t *q_grpc_channel(const char *target) {
       break;
   if (!c && (c = calloc(1, sizeof *c)) && (c->target = strdup(target))) {
     if (!channels)
-      grpc_init();
+      grpc_init_fast();
     grpc_arg a[8];
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     c->ch = grpc_channel_create(target, creds, make_args(a, DEFAULT_MAX_MSG, 1));
@@ -1449,7 +1479,7 @@ static void *loop_main(void *arg);
 
 /* Starts the loop threads. loops_lock held. */
 static q_err_t loops_start_locked(void) {
-  grpc_init();
+  grpc_init_fast();
   wake_ch = grpc_lame_client_channel_create("quarry-async-wakeup",
                                             GRPC_STATUS_UNAVAILABLE, "wake-up channel");
   loops = calloc((size_t)loops_wanted, sizeof *loops);

@@ -137,6 +137,50 @@ static q_err_t copy_id(char *dst, size_t max, const char *src, const char *what,
   return 0;
 }
 
+/* What auth answered, as authn_principal returns it: 0 with *out set (and
+ * cached under hash), or the error with err describing it. */
+static q_err_t principal_of(const char *hash, q_err_t rc, const char *cerr,
+                            const Quarry__V1__AuthenticateResponse *resp,
+                            gw_principal_t *out, char *err, size_t errlen) {
+  if (rc) {
+    if (rc == Q_EUNAUTH || rc == Q_EPERM)
+      snprintf(err, errlen, "invalid API key%s%s", cerr[0] ? ": " : "", cerr);
+    else
+      snprintf(err, errlen, "%s", cerr[0] ? cerr : q_strerror(rc));
+    return rc == Q_EPERM ? Q_EUNAUTH : rc;
+  }
+  if (!resp || !resp->principal || !resp->principal->tenant_id ||
+      !resp->principal->tenant_id[0]) {
+    snprintf(err, errlen, "auth returned no tenant for the key");
+    return Q_EINTERNAL;
+  }
+  gw_principal_t p;
+  memset(&p, 0, sizeof p);
+  const Quarry__V1__Principal *pr = resp->principal;
+  if ((rc = copy_id(p.tenant_id, Q_LIMIT_TENANT_ID_BYTES, pr->tenant_id, "tenant id", err,
+                    errlen)) ||
+      (rc = copy_id(p.user_id, Q_LIMIT_USER_ID_BYTES, pr->user_id, "user id", err,
+                    errlen)) ||
+      (rc = copy_id(p.key_id, Q_LIMIT_KEY_ID_BYTES, pr->key_id, "key id", err, errlen)))
+    return rc;
+  for (size_t i = 0; i < pr->n_roles; i++) {
+    const char *role = pr->roles[i] ? pr->roles[i] : "";
+    p.roles |= strcmp(role, "admin") == 0    ? GW_ROLE_ADMIN
+               : strcmp(role, "writer") == 0 ? GW_ROLE_WRITER
+               : strcmp(role, "reader") == 0 ? GW_ROLE_READER
+                                             : 0u;
+  }
+  cache_put(hash, &p);
+  *out = p;
+  return 0;
+}
+
+bool authn_cached(const char *key, size_t len, gw_principal_t *out) {
+  char hash[65];
+  q_sha256_hex(key, len, hash);
+  return cache_get(hash, out);
+}
+
 q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
                         gw_principal_t *out, int *cached, char *err, size_t errlen) {
   char hash[65];
@@ -152,49 +196,64 @@ q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeo
     snprintf(err, errlen, "out of memory");
     return Q_ENOMEM;
   }
-  int rc;
   char *cred = q_arena_strndup(arena, key, len);
   Quarry__V1__AuthenticateRequest req = QUARRY__V1__AUTHENTICATE_REQUEST__INIT;
   req.credential = cred;
   Quarry__V1__AuthenticateResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = timeout_ms, .idempotent = 1};
   char cerr[256] = "";
-  rc = q_rpc_auth_authenticate(q_grpc_channel(addr), &req, &resp, arena, &opts, cerr,
-                               sizeof cerr);
-  if (rc) {
-    if (rc == Q_EUNAUTH || rc == Q_EPERM)
-      snprintf(err, errlen, "invalid API key%s%s", cerr[0] ? ": " : "", cerr);
-    else
-      snprintf(err, errlen, "%s", cerr[0] ? cerr : q_strerror(rc));
-    if (rc == Q_EPERM)
-      rc = Q_EUNAUTH;
-    goto done;
-  }
-  if (!resp || !resp->principal || !resp->principal->tenant_id ||
-      !resp->principal->tenant_id[0]) {
-    snprintf(err, errlen, "auth returned no tenant for the key");
-    rc = Q_EINTERNAL;
-    goto done;
-  }
-  gw_principal_t p;
-  memset(&p, 0, sizeof p);
-  const Quarry__V1__Principal *pr = resp->principal;
-  if ((rc = copy_id(p.tenant_id, Q_LIMIT_TENANT_ID_BYTES, pr->tenant_id, "tenant id", err,
-                    errlen)) ||
-      (rc = copy_id(p.user_id, Q_LIMIT_USER_ID_BYTES, pr->user_id, "user id", err,
-                    errlen)) ||
-      (rc = copy_id(p.key_id, Q_LIMIT_KEY_ID_BYTES, pr->key_id, "key id", err, errlen)))
-    goto done;
-  for (size_t i = 0; i < pr->n_roles; i++) {
-    const char *role = pr->roles[i] ? pr->roles[i] : "";
-    p.roles |= strcmp(role, "admin") == 0    ? GW_ROLE_ADMIN
-               : strcmp(role, "writer") == 0 ? GW_ROLE_WRITER
-               : strcmp(role, "reader") == 0 ? GW_ROLE_READER
-                                             : 0u;
-  }
-  cache_put(hash, &p);
-  *out = p;
-done:
+  q_err_t rc = q_rpc_auth_authenticate(q_grpc_channel(addr), &req, &resp, arena, &opts,
+                                       cerr, sizeof cerr);
+  rc = principal_of(hash, rc, cerr, resp, out, err, errlen);
   q_arena_free(arena);
+  return rc;
+}
+
+/* One asynchronous Authenticate, in its own arena. */
+typedef struct pending {
+  q_arena_t *arena;
+  char hash[65];
+  authn_cb cb;
+  void *ud;
+} pending_t;
+
+static void authenticate_done(void *ud, q_err_t rc,
+                              Quarry__V1__AuthenticateResponse *resp,
+                              const char *status_message) {
+  pending_t *pd = ud;
+  gw_principal_t p;
+  char err[512] = "";
+  rc = principal_of(pd->hash, rc, status_message ? status_message : "", resp, &p, err,
+                    sizeof err);
+  pd->cb(pd->ud, rc, rc ? NULL : &p, err);
+  q_arena_free(pd->arena);
+}
+
+q_err_t authn_principal_async(const char *addr, const char *key, size_t len,
+                              int timeout_ms, int64_t deadline_ms, const char *trace_id,
+                              authn_cb cb, void *ud, char *err, size_t errlen) {
+  q_arena_t *arena = q_arena_new(1 << 20);
+  pending_t *pd = arena ? q_arena_alloc(arena, sizeof *pd) : NULL;
+  if (!pd) {
+    q_arena_free(arena);
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  pd->arena = arena;
+  pd->cb = cb;
+  pd->ud = ud;
+  q_sha256_hex(key, len, pd->hash);
+  Quarry__V1__AuthenticateRequest req = QUARRY__V1__AUTHENTICATE_REQUEST__INIT;
+  req.credential = q_arena_strndup(arena, key, len);
+  q_grpc_call_opts_t opts = {.timeout_ms = timeout_ms,
+                             .idempotent = 1,
+                             .deadline_ms = deadline_ms,
+                             .trace_id = trace_id};
+  q_err_t rc = q_rpc_auth_authenticate_async(q_grpc_channel(addr), &req, arena, &opts,
+                                             authenticate_done, pd, NULL);
+  if (rc) {
+    snprintf(err, errlen, "cannot call auth: %s", q_strerror(rc));
+    q_arena_free(arena);
+  }
   return rc;
 }

@@ -11,7 +11,9 @@
 #ifndef QUARRY_GW_AUTHN_H
 #define QUARRY_GW_AUTHN_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gateway.h"
 #include "quarry/error.h"
@@ -34,6 +36,25 @@ q_err_t authn_extract(const char *authorization, const char *api_key, const char
  * *cached says whether the cache answered. Thread-safe. */
 q_err_t authn_principal(const char *addr, const char *key, size_t len, int timeout_ms,
                         gw_principal_t *out, int *cached, char *err, size_t errlen);
+
+/* The final callback of authn_principal_async, on a gRPC loop thread: rc
+ * and err as authn_principal returns them, p the principal when rc is 0
+ * (valid during the callback). Must not block. */
+typedef void (*authn_cb)(void *ud, q_err_t rc, const gw_principal_t *p, const char *err);
+
+/* Looks the key up in the cache only: true with *out set on a hit. */
+bool authn_cached(const char *key, size_t len, gw_principal_t *out);
+
+/* Asks auth.Authenticate at addr for the principal of a key without
+ * blocking (asynchronous stub, the loop threads of quarry/grpc.h) and
+ * caches the answer as authn_principal does. timeout_ms per attempt,
+ * capped by deadline_ms (absolute, q_now_ms() time, 0: none); trace_id
+ * travels with the call (NULL: none). 0: cb runs exactly once, possibly
+ * before this returns. An error (Q_ENOMEM, or the start's): cb never runs,
+ * err says why. Thread-safe. */
+q_err_t authn_principal_async(const char *addr, const char *key, size_t len,
+                              int timeout_ms, int64_t deadline_ms, const char *trace_id,
+                              authn_cb cb, void *ud, char *err, size_t errlen);
 
 /* Empties the cache (tests). */
 void authn_cache_clear(void);

@@ -26,6 +26,7 @@
 typedef struct gw_cfg {
   const char *http_listen; /* QUARRY_HTTP_LISTEN */
   int64_t http_threads;    /* QUARRY_HTTP_THREADS */
+  int http_epoll;          /* QUARRY_HTTP_EPOLL: epoll(7) rather than poll(2) */
   const char *auth_addr;   /* QUARRY_AUTH_ADDR */
   const char *ingestion_addr;
   const char *retriever_addr;
@@ -53,8 +54,9 @@ typedef struct gw_cfg {
   int64_t max_header_bytes;       /* request line plus header fields */
   int64_t max_url_bytes;          /* raw request target */
   int64_t max_query_params;
-  int64_t drain_bytes;     /* most body read to answer a stranger refused on the head */
-  int64_t readyz_cache_ms; /* how long a /readyz answer is reused */
+  int64_t conn_memory_bytes; /* libmicrohttpd's pool per connection; 0: 256 KiB */
+  int64_t drain_bytes;       /* most body read to answer a stranger refused on the head */
+  int64_t readyz_cache_ms;   /* how long a /readyz answer is reused */
   /* Admission control of query pipelines (pool.h); 0 takes the default. */
   int64_t pipeline_max_inflight; /* QUARRY_PIPELINE_MAX_INFLIGHT */
   int64_t pipeline_queue;        /* QUARRY_PIPELINE_QUEUE */
@@ -121,7 +123,8 @@ struct gw_req {
 
   gw_principal_t principal;
   int authenticated;
-  double auth_ms; /* time spent establishing the principal */
+  double auth_ms;                 /* time spent establishing the principal */
+  struct gw_admission *admission; /* server.c: auth and rate limit under way */
 
   uint64_t declared_len; /* Content-Length, when has_declared_len */
   int has_declared_len;

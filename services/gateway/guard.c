@@ -63,6 +63,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,8 +76,14 @@
 #include "quarry/util.h"
 
 /* libmicrohttpd's memory per connection: the read buffer (the whole head
- * must fit) and the parsed fields and parameters. */
-#define CONN_MEMORY_LIMIT (256u << 10)
+ * must fit), the parsed fields and parameters, and the write buffer of the
+ * reply's head (and of a streamed body's chunks). libmicrohttpd 0.9.75
+ * zeroes the whole pool after every request, so a kept-alive connection
+ * costs its full pool in resident memory: cfg->conn_memory_bytes (0: the
+ * old 256 KiB), raised to max_header_bytes + CONN_MEMORY_SLACK when the
+ * head limit needs more. */
+#define CONN_MEMORY_DEFAULT (256u << 10)
+#define CONN_MEMORY_SLACK (16u << 10)
 /* The libmicrohttpd whose read buffer layout the raw head check reads. */
 #define LAYOUT_VERSION "0.9.75"
 #define SWEEP_MIN_MS 20
@@ -112,6 +120,7 @@ typedef struct gconn {
   _Atomic unsigned req_no;
   _Atomic bool line_seen;    /* its request line has arrived */
   _Atomic unsigned answered; /* status the guard sent for it */
+  atomic_bool first_again;   /* the next bodiless call repeats the first */
   _Atomic unsigned requests; /* completed on this connection */
 
   /* worker thread only */
@@ -212,7 +221,7 @@ static int64_t busy_at(const busy_t *b, int64_t now) {
   if (!b)
     return 0;
   int64_t since = atomic_load(&b->since);
-  return atomic_load(&b->total) + (since ? now - since : 0);
+  return atomic_load(&b->total) + (since && now > since ? now - since : 0);
 }
 
 static void busy_enter(busy_t *b) {
@@ -225,7 +234,12 @@ static void busy_leave(busy_t *b) {
     return;
   int64_t since = atomic_load(&b->since);
   if (since) {
-    atomic_fetch_add(&b->total, q_now_ms() - since);
+    /* since may be now + 1 (the | 1 above): a callback that took no
+     * millisecond adds 0, never -1, which at tens of thousands of
+     * callbacks a second drove the total down by minutes and made the
+     * sweeper end idle kept-alive connections long before their time. */
+    int64_t d = q_now_ms() - since;
+    atomic_fetch_add(&b->total, d > 0 ? d : 0);
     atomic_store(&b->since, 0);
   }
 }
@@ -310,7 +324,8 @@ static bool end_conn(gconn_t *c, int from, unsigned status, const char *slug,
   int expect = from;
   if (!atomic_compare_exchange_strong(&c->state, &expect, ST_DEAD))
     return false;
-  guard_count(reason);
+  if (reason)
+    guard_count(reason);
   if (status) {
     const char *phrase = status == 408   ? "Request Timeout"
                          : status == 414 ? "URI Too Long"
@@ -332,6 +347,19 @@ static bool end_conn(gconn_t *c, int from, unsigned status, const char *slug,
   }
   shutdown(c->fd, SHUT_RDWR);
   return true;
+}
+
+/* Whether the client closed its side with nothing left unread. With
+ * epoll, libmicrohttpd 0.9.75 does not notice a client that goes away in
+ * the middle of a request body (with poll it does): the sweeper looks, and
+ * shuts the socket, which libmicrohttpd does notice. */
+static bool peer_gone(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+  if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+    return false;
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* One connection's deadlines; g->mu held. */
@@ -357,6 +385,10 @@ static void sweep(guard_t *g, gconn_t *c, int64_t now) {
       end_conn(c, ST_HEAD, 0, NULL, "header_timeout", NULL);
     else
       end_conn(c, ST_HEAD, 0, NULL, "idle_timeout", NULL);
+    return;
+  }
+  if (cfg->http_epoll && peer_gone(c->fd)) {
+    end_conn(c, ST_BODY, 0, NULL, NULL, NULL);
     return;
   }
   if (!cfg->body_timeout_ms)
@@ -538,6 +570,8 @@ enum MHD_Result guard_access_cb(void *cls, struct MHD_Connection *conn, const ch
     atomic_fetch_add(&c->req_no, 1);
     if (!atomic_compare_exchange_strong(&c->state, &st, ST_BODY))
       return MHD_NO; /* the sweeper ended it meanwhile */
+  } else if (st == ST_BODY && !upload_data && atomic_exchange(&c->first_again, false)) {
+    /* the first call again, after a suspension in it: still ST_BODY */
   } else if (st == ST_BODY && !upload_data) {
     /* final call: the body is complete */
     if (!atomic_compare_exchange_strong(&c->state, &st, ST_REPLY))
@@ -581,12 +615,19 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   atomic_fetch_add(&c->requests, 1);
   c->uri_len = 0;
   c->uri_bad = false;
+  atomic_store(&c->first_again, false);
   atomic_compare_exchange_strong(&c->state, &st, ST_HEAD);
 }
 
 unsigned guard_answered(struct MHD_Connection *conn) {
   gconn_t *c = conn_of(conn);
   return c ? atomic_load(&c->answered) : 0;
+}
+
+void guard_first_call_again(struct MHD_Connection *conn) {
+  gconn_t *c = conn_of(conn);
+  if (c)
+    atomic_store(&c->first_again, true);
 }
 
 /* ---- the request head ----------------------------------------------------- */
@@ -836,8 +877,12 @@ guard_t *guard_new(const gw_cfg_t *cfg, MHD_AccessHandlerCallback access,
       cfg->idle_timeout_ms ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000) : 60u;
   struct MHD_OptionItem *o = g->opts;
   *o++ = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)mhd_limit, NULL};
-  *o++ = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                 (intptr_t)CONN_MEMORY_LIMIT, NULL};
+  size_t pool = cfg->conn_memory_bytes ? (size_t)cfg->conn_memory_bytes
+                                       : (size_t)CONN_MEMORY_DEFAULT;
+  if (cfg->max_header_bytes && pool < (size_t)cfg->max_header_bytes + CONN_MEMORY_SLACK)
+    pool = (size_t)cfg->max_header_bytes + CONN_MEMORY_SLACK;
+  *o++ =
+      (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL};
   *o++ = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL};
   *o++ =
       (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_conn_cb, g};

@@ -99,6 +99,13 @@ void guard_count(const char *reason);
  * http_requests_total, which would otherwise record a client that left. */
 unsigned guard_answered(struct MHD_Connection *conn);
 
+/* Tells the guard that the handler suspends the connection in its first
+ * call (the head is in, the body not read) and that libmicrohttpd will call
+ * it once more with no body data after the resume: that call is again a
+ * first call, not the end of the body, so the body deadlines keep watching
+ * the request. Call from the handler, before MHD_suspend_connection. */
+void guard_first_call_again(struct MHD_Connection *conn);
+
 /* ---- pure helpers, exposed for tests ---------------------------------- */
 
 /* Classifies a Transfer-Encoding value: 0 when it is exactly "chunked"

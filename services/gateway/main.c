@@ -45,6 +45,10 @@ static q_cfg_entry_t table[] = {
     {"QUARRY_HTTP_THREADS", Q_CFG_INT, "8", 1, 256, NULL,
      "Threads serving HTTP connections (libmicrohttpd thread pool).", 0,
      &cfg.http_threads},
+    {"QUARRY_HTTP_EPOLL", Q_CFG_BOOL, "true", 0, 0, NULL,
+     "Wait for HTTP sockets with epoll(7) in each HTTP thread (false: poll(2), whose "
+     "cost grows with every open connection, idle ones included).",
+     0, &cfg.http_epoll},
     {"QUARRY_AUTH_ADDR", Q_CFG_ADDR, "127.0.0.1:7001", 0, 0, NULL,
      "gRPC address of quarry-auth.", 0, &cfg.auth_addr},
     {"QUARRY_INGESTION_ADDR", Q_CFG_ADDR, "127.0.0.1:7002", 0, 0, NULL,
@@ -124,6 +128,13 @@ static q_cfg_entry_t table[] = {
      &cfg.max_url_bytes},
     {"QUARRY_HTTP_MAX_QUERY_PARAMS", Q_CFG_INT, "32", 1, 1000, NULL,
      "Query string parameters in a request (more: 400).", 0, &cfg.max_query_params},
+    {"QUARRY_HTTP_CONNECTION_MEMORY_BYTES", Q_CFG_INT, "49152", 16384, 1048576, NULL,
+     "libmicrohttpd's memory pool per connection: the request head, its parsed fields "
+     "and "
+     "the reply's head and streamed chunks. An idle kept-alive connection costs this "
+     "much "
+     "resident memory. Raised to QUARRY_HTTP_MAX_HEADER_BYTES + 16 KiB when smaller.",
+     0, &cfg.conn_memory_bytes},
     {"QUARRY_HTTP_DRAIN_BYTES", Q_CFG_INT, "65536", 0, 16777216, NULL,
      "Largest body read to answer a request without a valid credential that is refused "
      "on its head (401, 404, 405) and keep the connection; a larger or unannounced body "

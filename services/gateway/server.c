@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,8 @@ struct gw_server {
   guard_t *guard; /* connection caps, deadlines, framing (guard.h) */
   const gw_cfg_t *cfg;
   int port;
-  atomic_int active; /* requests between arrival and completion */
+  atomic_int active;    /* requests between arrival and completion */
+  atomic_int admitting; /* connections suspended for their admission */
 };
 
 gw_metrics_t gw_metrics;
@@ -122,32 +124,95 @@ static bool body_expected(gw_req_t *r, int *expect_continue) {
          (te && strcasestr(te, "chunked") != NULL);
 }
 
-/* Establishes the principal and applies the rate limit; a refusal is left
- * pending. */
-static void admit(gw_req_t *r) {
-  char err[512] = "";
-  const char *key;
-  size_t len;
-  int cached = 0;
-  double t = q_now_s();
-  int rc = authn_extract(http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
-                         http_header(r, "X-API-Key"), &key, &len, err, sizeof err);
-  if (rc == 0)
-    rc = authn_principal(r->cfg->auth_addr, key, len, AUTH_TIMEOUT_MS, &r->principal,
-                         &cached, err, sizeof err);
-  r->auth_ms = (q_now_s() - t) * 1000.0;
-  if (rc == Q_EUNAUTH) {
-    http_reject_err(r, Q_EUNAUTH, "%s", err);
-    return;
-  }
+/* ---- admission: the principal and the rate limit -------------------------
+ *
+ * No HTTP thread waits on auth or Redis. A principal the cache knows, with
+ * the rate limit off, is admitted at once. Otherwise the request's
+ * connection is suspended in its first call while auth.Authenticate runs
+ * on the asynchronous gRPC stub (authn.h) and the rate limiter's thread
+ * asks Redis (ratelimit.h); the last of them records the outcome in the
+ * request's gw_admission and resumes the connection, and libmicrohttpd
+ * calls the handler's first call again, which applies it (admit_finish).
+ * The guard is told (guard_first_call_again) so that repeat call is not
+ * taken for the end of the body.
+ *
+ * `done` and `suspended` under mu decide who resumes: the handler suspends
+ * only when the outcome is not in yet; a completion that finds the
+ * connection suspended resumes it. The handler takes mu once after the
+ * resume before it reads the outcome, so the completion has let go of the
+ * request (whose arena holds the admission) before it can be freed. */
+typedef struct gw_admission {
+  pthread_mutex_t mu;
+  bool done;
+  bool suspended;
+  gw_server_t *s;
+  struct MHD_Connection *conn;
+  double t0;
+  q_err_t rc;   /* of the principal */
+  bool limited; /* over the rate limit */
+  gw_principal_t principal;
+  char err[512];
+} gw_admission_t;
+
+/* The outcome is in (any thread, once). */
+static void admission_done(gw_admission_t *a) {
+  pthread_mutex_lock(&a->mu);
+  a->done = true;
+  gw_server_t *s = a->s;
+  bool resume = a->suspended;
+  if (resume)
+    MHD_resume_connection(a->conn);
+  pthread_mutex_unlock(&a->mu);
+  if (resume)
+    atomic_fetch_sub(&s->admitting, 1);
+}
+
+static void admission_limit_cb(void *ud, bool allowed) {
+  gw_admission_t *a = ud;
+  a->limited = !allowed;
+  admission_done(a);
+}
+
+static void admission_limit(gw_admission_t *a) {
+  if (ratelimit_enabled())
+    ratelimit_check(&a->principal, admission_limit_cb, a);
+  else
+    admission_done(a);
+}
+
+static void admission_auth_cb(void *ud, q_err_t rc, const gw_principal_t *p,
+                              const char *err) {
+  gw_admission_t *a = ud;
+  a->rc = rc;
   if (rc) {
-    char msg[768];
-    http_downstream_msg(msg, sizeof msg, "auth", rc, err);
-    http_reject_err(r, rc, "%s", msg);
+    snprintf(a->err, sizeof a->err, "%s", err);
+    admission_done(a);
     return;
   }
+  a->principal = *p;
+  admission_limit(a);
+}
+
+/* Applies the outcome to the request; a refusal is left pending. */
+static void admit_finish(gw_req_t *r) {
+  gw_admission_t *a = r->admission;
+  pthread_mutex_lock(&a->mu); /* the completion has let go of a */
+  pthread_mutex_unlock(&a->mu);
+  r->admission = NULL;
+  r->auth_ms = (q_now_s() - a->t0) * 1000.0;
+  if (a->rc == Q_EUNAUTH) {
+    http_reject_err(r, Q_EUNAUTH, "%s", a->err);
+    return;
+  }
+  if (a->rc) {
+    char msg[768];
+    http_downstream_msg(msg, sizeof msg, "auth", a->rc, a->err);
+    http_reject_err(r, a->rc, "%s", msg);
+    return;
+  }
+  r->principal = a->principal;
   r->authenticated = 1;
-  if (!ratelimit_allow(&r->principal)) {
+  if (a->limited) {
     q_metrics_inc(gw_metrics.rate_limited, NULL);
     http_add_header(r, "Retry-After", "1");
     http_reject_err(r, Q_ERESOURCE, "rate limit of %lld requests per second exceeded",
@@ -155,9 +220,62 @@ static void admit(gw_req_t *r) {
   }
 }
 
+/* Starts establishing the principal and applying the rate limit. false:
+ * the outcome is in, applied (a refusal left pending); true: the
+ * connection is suspended until it comes (then admit_finish). */
+static bool admit(gw_server_t *s, gw_req_t *r) {
+  char err[512] = "";
+  const char *key;
+  size_t len;
+  double t0 = q_now_s();
+  q_err_t rc = authn_extract(http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+                             http_header(r, "X-API-Key"), &key, &len, err, sizeof err);
+  if (rc) {
+    http_reject_err(r, Q_EUNAUTH, "%s", err);
+    return false;
+  }
+  gw_admission_t *a = q_arena_alloc(r->arena, sizeof *a);
+  if (!a) {
+    http_reject_err(r, Q_ENOMEM, "out of memory");
+    return false;
+  }
+  memset(a, 0, sizeof *a);
+  pthread_mutex_init(&a->mu, NULL);
+  a->s = s;
+  a->conn = r->conn;
+  a->t0 = t0;
+  r->admission = a;
+  if (authn_cached(key, len, &a->principal)) {
+    admission_limit(a);
+  } else {
+    rc = authn_principal_async(r->cfg->auth_addr, key, len, AUTH_TIMEOUT_MS,
+                               r->deadline_ms, r->trace_id, admission_auth_cb, a, a->err,
+                               sizeof a->err);
+    if (rc) {
+      a->rc = rc;
+      admission_done(a);
+    }
+  }
+  pthread_mutex_lock(&a->mu);
+  bool wait = !a->done;
+  if (wait) {
+    a->suspended = true;
+    atomic_fetch_add(&s->admitting, 1);
+    guard_first_call_again(r->conn);
+    MHD_suspend_connection(r->conn);
+  }
+  pthread_mutex_unlock(&a->mu);
+  if (!wait)
+    admit_finish(r);
+  return wait;
+}
+
 /* First call for a request: the headers are in, the body (if any) is not. */
-static void request_begin(gw_req_t *r, const char *url, const char *method,
-                          const char *version) {
+static void request_admitted(gw_req_t *r);
+static void request_early_refusal(gw_req_t *r);
+
+static void request_begin(gw_server_t *s, gw_req_t *r, const char *url,
+                          const char *method, const char *version) {
   http_init_ids(r);
   r->method_label = method_label(method);
 
@@ -169,9 +287,8 @@ static void request_begin(gw_req_t *r, const char *url, const char *method,
   if (st == ROUTE_OK && m.route->body != BODY_STREAM)
     r->deadline_ms = r->start_ms + r->cfg->query_timeout_ms;
   q_trace_set(r->trace_id, r->deadline_ms);
-
   int expect_continue;
-  int has_body = body_expected(r, &expect_continue);
+  body_expected(r, &expect_continue); /* Content-Length, for the checks below */
 
   /* A head whose framing cannot be trusted is answered at once and the
    * connection closed: where its body ends is unknown. */
@@ -193,22 +310,35 @@ static void request_begin(gw_req_t *r, const char *url, const char *method,
       memcpy(r->param, m.param, m.param_len);
       r->param[m.param_len] = '\0';
     }
-    if (!r->route->is_public)
-      admit(r);
-    if (!r->pending && r->route->body == BODY_JSON &&
-        !http_json_media(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-      guard_count("content_type");
-      http_reject_err(r, Q_EUNSUPPORTED,
-                      "Content-Type must be application/json (optionally with "
-                      "charset=utf-8)");
-    }
-    if (!r->pending && r->route->body == BODY_JSON && r->has_declared_len &&
-        r->declared_len > (uint64_t)r->cfg->max_json_bytes)
-      http_reject_err(r, Q_ETOOBIG, "JSON body larger than %lld bytes",
-                      (long long)r->cfg->max_json_bytes);
-    if (!r->pending && r->route->body == BODY_STREAM)
-      r->route->stream->begin(r);
+    if (!r->route->is_public && admit(s, r))
+      return; /* suspended: request_admitted comes with the resume */
+    request_admitted(r);
+    return;
   }
+  request_early_refusal(r);
+}
+
+/* The checks that follow admission, then request_early_refusal. */
+static void request_admitted(gw_req_t *r) {
+  if (!r->pending && r->route->body == BODY_JSON &&
+      !http_json_media(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+    guard_count("content_type");
+    http_reject_err(r, Q_EUNSUPPORTED,
+                    "Content-Type must be application/json (optionally with "
+                    "charset=utf-8)");
+  }
+  if (!r->pending && r->route->body == BODY_JSON && r->has_declared_len &&
+      r->declared_len > (uint64_t)r->cfg->max_json_bytes)
+    http_reject_err(r, Q_ETOOBIG, "JSON body larger than %lld bytes",
+                    (long long)r->cfg->max_json_bytes);
+  if (!r->pending && r->route->body == BODY_STREAM)
+    r->route->stream->begin(r);
+  request_early_refusal(r);
+}
+
+static void request_early_refusal(gw_req_t *r) {
+  int expect_continue;
+  int has_body = body_expected(r, &expect_continue);
 
   /* A refusal goes out now, unread body and all (libmicrohttpd then
    * closes the connection), when the client waits for "100 Continue"
@@ -269,13 +399,17 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (!r)
       return MHD_NO;
     *con_cls = r;
-    request_begin(r, url, method, version);
+    request_begin(s, r, url, method, version);
     q_trace_clear();
     return r->responded && !r->queue_ok ? MHD_NO : MHD_YES;
   }
   q_trace_set(r->trace_id, r->deadline_ms);
   enum MHD_Result ret = MHD_YES;
-  if (*upload_data_size) {
+  if (r->admission) { /* the first call again, after the admission's resume */
+    admit_finish(r);
+    request_admitted(r);
+    ret = r->responded && !r->queue_ok ? MHD_NO : MHD_YES;
+  } else if (*upload_data_size) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
     request_body(r, upload_data, n);
@@ -358,12 +492,17 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
     free(s);
     return NULL;
   }
-  /* poll(2), not epoll: with epoll libmicrohttpd 0.9.75 did not notice a
-   * client that closed its connection mid-body until shutdown, which left
-   * an abandoned upload streaming to ingestion. Suspend/resume: a query's
-   * connection waits suspended while its pipeline runs elsewhere (query.c). */
+  /* epoll(7) by default: with poll(2) every wake of an HTTP thread walks
+   * all its sockets, so 10,000 idle keep-alive connections cut /healthz
+   * from ~15K to ~1.3K requests/s (docs/benchmarks.md). With epoll,
+   * libmicrohttpd 0.9.75 does not notice a client that closes its
+   * connection mid-body; the guard's sweeper does (guard.c, peer_gone).
+   * Suspend/resume: a query's connection waits suspended while its
+   * pipeline runs elsewhere (query.c), and so does a request's while its
+   * admission is under way (above). */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
-                   MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
+                   (cfg->http_epoll ? MHD_USE_EPOLL : MHD_USE_POLL) |
+                   MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
   /* The guard wraps access_cb and completed_cb and brings the connection
    * limits, timeouts and notifications (MHD_OPTION_ARRAY). */
   s->d = MHD_start_daemon(
@@ -405,6 +544,13 @@ void gw_server_stop(gw_server_t *s, int64_t grace_ms) {
   if (atomic_load(&s->active) > 0)
     q_log_warn("grace period over: closing HTTP requests in progress", "{s:i}",
                "requests", atomic_load(&s->active));
+  /* Nor with connections suspended for their admission: each is resumed
+   * within the auth call's timeout and the rate limiter's round trip. */
+  until = q_now_ms() + AUTH_TIMEOUT_MS + 1000;
+  while (atomic_load(&s->admitting) > 0 && q_now_ms() < until) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   /* libmicrohttpd must not be stopped with suspended connections: end the
    * queries still waiting first (their connections are resumed). */
   query_quiesce();

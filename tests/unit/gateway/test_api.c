@@ -46,6 +46,7 @@ static struct {
   /* behaviour */
   int embed_fail, rerank_fail, retriever_fail, gen_fail, record_fail;
   int gen_slow_ms;
+  int auth_slow_ms;
   int npassages;
   const char *answer;
   /* what they saw */
@@ -82,6 +83,8 @@ static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
                                ProtobufCMessage **out, void *ud) {
   const Quarry__V1__AuthenticateRequest *req = (const void *)in;
   atomic_fetch_add(&fk.auth_calls, 1);
+  if (fk.auth_slow_ms)
+    sleep_ms(fk.auth_slow_ms);
   const char *tenant = NULL;
   if (strcmp(req->credential, "good-key") == 0)
     tenant = "t1";
@@ -422,6 +425,7 @@ static void setup(void) {
   cfg = (gw_cfg_t){
       .http_listen = "127.0.0.1:0",
       .http_threads = 4,
+      .http_epoll = 1,
       .auth_addr = fakes_addr,
       .ingestion_addr = fakes_addr,
       .retriever_addr = fakes_addr,
@@ -702,6 +706,38 @@ Test(api, auth_down_is_503_naming_auth) {
   assert_error(&r, 503, "unavailable");
   cr_assert(strstr(error_message(&r), "auth unavailable"), "%s", error_message(&r));
   resp_free(&r);
+}
+
+static void *get_job(void *arg) {
+  resp_t *out = arg;
+  *out = HTTP("GET", "/v1/jobs/job-1", {KEY});
+  return NULL;
+}
+
+/* Requests waiting on auth (cache misses) hold no HTTP thread: with twice
+ * as many of them as threads, /healthz is answered at once. */
+Test(api, slow_auth_holds_no_http_thread) {
+  fk.auth_slow_ms = 1000;
+  enum { N = 8 }; /* cfg.http_threads is 4 */
+  pthread_t th[N];
+  resp_t rs[N];
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(pthread_create(&th[i], NULL, get_job, &rs[i]), 0);
+  for (int i = 0; i < 100 && atomic_load(&fk.auth_calls) < N; i++)
+    sleep_ms(10);
+  cr_assert_eq(atomic_load(&fk.auth_calls), N, "every request waits on auth");
+  double t = q_now_s();
+  resp_t h = HTTP("GET", "/healthz");
+  double ms = (q_now_s() - t) * 1000.0;
+  cr_assert_eq(h.status, 200);
+  cr_assert_lt(ms, 500.0, "/healthz took %.0f ms beside %d requests waiting on auth", ms,
+               N);
+  resp_free(&h);
+  for (int i = 0; i < N; i++) {
+    pthread_join(th[i], NULL);
+    cr_assert_eq(rs[i].status, 200);
+    resp_free(&rs[i]);
+  }
 }
 
 /* ---- query ---------------------------------------------------------------- */

@@ -31,6 +31,7 @@ static void setup(void) {
   cfg = (gw_cfg_t){
       .http_listen = "127.0.0.1:0",
       .http_threads = 2,
+      .http_epoll = 1, /* as configured by default */
       .auth_addr = "127.0.0.1:1",
       .ingestion_addr = "127.0.0.1:1",
       .retriever_addr = "127.0.0.1:1",
@@ -404,6 +405,57 @@ Test(guard, an_idle_kept_alive_connection_is_closed_quietly) {
   cr_assert(r.eof, "not closed after the header deadline");
   cr_assert_eq(strstr(r.data + 1, "HTTP/1.1"), NULL, "a second reply: %s", r.data);
   cr_assert_eq(scrape_value("quarry_http_rejected_total{reason=\"idle_timeout\"} "), 1);
+}
+
+/* Thousands of quick requests on other connections of the same threads do
+ * not age an idle kept-alive connection: its header deadline counts the
+ * time its thread was free, which once went down by a millisecond for
+ * every second callback that took none. */
+Test(guard, busy_neighbours_do_not_age_an_idle_connection) {
+  gw_server_stop(gw, 500); /* again with a header deadline of 3 s */
+  cfg.header_timeout_ms = 3000;
+  gw = gw_server_start(&cfg);
+  cr_assert_not_null(gw);
+  port = gw_server_port(gw);
+  static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  int idle = dial(NULL);
+  put(idle, req, sizeof req - 1);
+  char buf[65536];
+  cr_assert_gt(recv(idle, buf, sizeof buf, 0), 0);
+  int64_t t0 = q_now_ms();
+  enum { NB = 4, BATCH = 50 };
+  int busy[NB];
+  for (int i = 0; i < NB; i++)
+    busy[i] = dial(NULL);
+  char batch[BATCH * (sizeof req - 1)];
+  for (int i = 0; i < BATCH; i++)
+    memcpy(batch + i * (sizeof req - 1), req, sizeof req - 1);
+  long replies = 0;
+  while (q_now_ms() - t0 < 2500) { /* under the 3 s header deadline */
+    for (int i = 0; i < NB; i++)
+      put(busy[i], batch, sizeof batch);
+    for (int i = 0; i < NB; i++) {
+      struct pollfd p = {.fd = busy[i], .events = POLLIN};
+      while (poll(&p, 1, 1) > 0) {
+        ssize_t k = recv(busy[i], buf, sizeof buf, 0);
+        if (k <= 0)
+          break;
+        for (ssize_t j = 0; j + 8 < k; j++)
+          replies += memcmp(buf + j, "HTTP/1.1", 8) == 0;
+      }
+    }
+  }
+  for (int i = 0; i < NB; i++)
+    close(busy[i]);
+  cr_assert_gt(replies, 5000, "only %ld replies: the test did not load the server",
+               replies);
+  /* Still open, and served, well within its deadline. */
+  put(idle, req, sizeof req - 1);
+  reply_t r;
+  slurp(idle, &r, 100);
+  close(idle);
+  cr_assert_eq(r.status, 200, "after %ld requests beside it: %s", replies, r.data);
+  cr_assert_eq(scrape_value("quarry_http_rejected_total{reason=\"idle_timeout\"} "), 0);
 }
 
 Test(guard, a_slow_body_gets_408) {
