@@ -15,6 +15,9 @@
  *  - One dimension for everyone: the collection's (QUARRY_EMBED_DIM, required),
  *    and every chunk needs a vector (the schema's dense field is required).
  *  - Dense similarity is cosine (the collection's HNSW index metric).
+ *  - BM25 reads one field, so the stored text is the title, a blank line,
+ *    then the chunk's text (the embedded engine scores both too); the title
+ *    is taken off again in every candidate.
  *  - Ties are broken by chunk id within the lists Milvus returned; a tie
  *    across the top_k cut is Milvus's choice.
  *
@@ -44,6 +47,9 @@
 #define PROBE_MS 2000
 /* How long the chunk gauge reuses its last count. */
 #define COUNT_CACHE_MS 10000
+/* Between the title and the text in the stored text field (milvus_client.c
+ * leaves room for it). */
+#define TITLE_SEP "\n\n"
 
 typedef struct milvus_engine {
   milvus_client_t *cli;
@@ -211,21 +217,47 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
     return Q_ENOMEM;
   }
   int64_t now = q_wall_ms();
-  for (size_t i = 0; i < n; i++)
+  /* BM25 reads the text field only; the embedded engine scores title and
+   * text, so the title goes in front of the text (TITLE_SEP between), and
+   * comes off again when a candidate is read (to_cands). */
+  q_arena_t *texts = q_arena_new(0);
+  if (!texts) {
+    free(rows);
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *text = chunks[i].text ? chunks[i].text : "";
+    if (chunks[i].title && *chunks[i].title) {
+      size_t tl = strlen(chunks[i].title), xl = strlen(text);
+      char *joined = q_arena_alloc(texts, tl + sizeof TITLE_SEP - 1 + xl + 1);
+      if (!joined) {
+        q_arena_free(texts);
+        free(rows);
+        snprintf(err, errlen, "out of memory");
+        return Q_ENOMEM;
+      }
+      memcpy(joined, chunks[i].title, tl);
+      memcpy(joined + tl, TITLE_SEP, sizeof TITLE_SEP - 1);
+      memcpy(joined + tl + sizeof TITLE_SEP - 1, text, xl + 1);
+      text = joined;
+    }
     rows[i] = (milvus_chunk_t){
         .chunk_id = chunks[i].chunk_id,
         .doc_id = chunks[i].doc_id,
         .tenant_id = tenant,
         .title = chunks[i].title,
-        .text = chunks[i].text,
+        .text = text,
         .page = chunks[i].page,
         .ordinal = chunks[i].ordinal,
         .version = chunks[i].version,
         .created_ms = now,
         .dense = chunks[i].embedding,
     };
+  }
   q_err_t rc = replace ? replace_keep(chunks, n, &keep_ids, &keep) : 0;
   if (rc) {
+    q_arena_free(texts);
     free(rows);
     snprintf(err, errlen, "out of memory");
     return rc;
@@ -260,6 +292,7 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
   *retired = (size_t)old;
 unlock:
   pthread_mutex_unlock(&e->write_mu);
+  q_arena_free(texts);
   free(rows);
   free(keep_ids);
   return rc;
@@ -287,17 +320,25 @@ static q_err_t to_cands(const milvus_hit_t *h, size_t n, q_arena_t *arena,
   engine_cand_t *c = q_arena_alloc(arena, n * sizeof *c);
   if (!c)
     return Q_ENOMEM;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
+    /* The stored text is "<title>" TITLE_SEP "<text>" when there is a title
+     * (upsert): the candidate's text is the chunk's own. */
+    const char *text = h[i].text ? h[i].text : "";
+    size_t tl = h[i].title ? strlen(h[i].title) : 0;
+    if (tl && strncmp(text, h[i].title, tl) == 0 &&
+        strncmp(text + tl, TITLE_SEP, sizeof TITLE_SEP - 1) == 0)
+      text += tl + sizeof TITLE_SEP - 1;
     c[i] = (engine_cand_t){
         .chunk_id = h[i].chunk_id,
         .doc_id = h[i].doc_id,
         .title = h[i].title,
-        .text = h[i].text ? h[i].text : "",
+        .text = text,
         .version = (int32_t)h[i].version,
         .ordinal = (int32_t)h[i].ordinal,
         .page = (int32_t)h[i].page,
         .score = h[i].score,
     };
+  }
   qsort(c, n, sizeof *c, cand_cmp);
   *out = c;
   *nout = n;
@@ -356,7 +397,8 @@ static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *ou
   if (rc)
     return rc;
   bool all = !tenant || !*tenant;
-  int64_t chunks = milvus_count_where(e->cli, all ? NULL : tenant, NULL, NULL, err, errlen);
+  int64_t chunks =
+      milvus_count_where(e->cli, all ? NULL : tenant, NULL, NULL, err, errlen);
   if (chunks < 0)
     return (q_err_t)chunks;
   int64_t docs = 0;
@@ -383,8 +425,8 @@ static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *ou
     if (docs < 0)
       return (q_err_t)docs;
   }
-  *out = (engine_stats_t){.chunks = chunks, .documents = docs, .terms = 0,
-                          .vectors = chunks};
+  *out = (engine_stats_t){
+      .chunks = chunks, .documents = docs, .terms = 0, .vectors = chunks};
   return 0;
 }
 

@@ -554,6 +554,45 @@ static void check_replace_is_atomic(const engine_fixture_t *f) {
   close_engine(&e);
 }
 
+/* A candidate carries its chunk as stored: title, text, version, ordinal,
+ * page; a word of the title alone finds the chunk by BM25. */
+static void check_candidate_fields(const engine_fixture_t *f) {
+  engine_t e = open_engine(f, 2);
+  q_arena_t *a = q_arena_new(0);
+  float v[] = {1, 2};
+  engine_chunk_t c[] = {
+      {.chunk_id = "h:3:2",
+       .doc_id = "h",
+       .title = "Harbour manual",
+       .text = "the tide tables",
+       .version = 3,
+       .ordinal = 2,
+       .page = 5,
+       .embedding = v,
+       .dim = 2},
+      {.chunk_id = "o:1:0", .doc_id = "o", .text = "tide", .embedding = v, .dim = 2},
+  };
+  put(&e, "t", c, 2, NULL, NULL);
+  engine_result_t r =
+      search(&e, a, "t", ENGINE_LEXICAL | ENGINE_DENSE, "harbour", v, 2, 10);
+  cr_assert_eq(r.nlexical, 1);
+  cr_assert_eq(r.ndense, 2);
+  const engine_cand_t *l = &r.lexical[0], *d = &r.dense[0];
+  cr_assert_str_eq(d->chunk_id, "h:3:2"); /* equal cosine: the smaller id */
+  for (int i = 0; i < 2; i++) {
+    const engine_cand_t *x = i ? d : l;
+    cr_assert_str_eq(x->chunk_id, "h:3:2");
+    cr_assert_str_eq(x->doc_id, "h");
+    cr_assert_str_eq(x->title, "Harbour manual");
+    cr_assert_str_eq(x->text, "the tide tables");
+    cr_assert_eq(x->version, 3);
+    cr_assert_eq(x->ordinal, 2);
+    cr_assert_eq(x->page, 5);
+  }
+  q_arena_free(a);
+  close_engine(&e);
+}
+
 /* Snapshot/restore: an engine either does them or says it does not. */
 static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   engine_t e = open_engine(f, 2);
@@ -586,6 +625,9 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   }                                                                                      \
   Test(suite, replace_is_atomic, .timeout = 120) {                                       \
     check_replace_is_atomic(&fixture);                                                   \
+  }                                                                                      \
+  Test(suite, candidate_fields) {                                                        \
+    check_candidate_fields(&fixture);                                                    \
   }                                                                                      \
   Test(suite, snapshot_says_what_it_does) {                                              \
     check_snapshot_says_what_it_does(&fixture);                                          \
