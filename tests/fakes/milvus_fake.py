@@ -18,7 +18,8 @@ ARRAY_CONTAINS_ANY) with Go-style string escapes, as Milvus reads them.
 Stricter than Milvus on purpose: a search, query or delete of a collection
 with a partition key must have `<key> == "<value>"` as a top-level conjunct
 of its filter (code 1100 otherwise), so a client that forgets its tenant
-filter fails its tests; only a count(*) query may go without it.
+filter fails its tests; only a count(*) query and a lookup by primary key
+(`<pk> in [...]` at the top level) may go without it.
 
 BM25 statistics are the collection's, as in Milvus: the rows a filter drops
 still count in the document count, average length and frequencies.
@@ -410,8 +411,11 @@ class Collection:
         if not isinstance(filt, str):
             bad("filter must be a string")
         e = Parser(filt).parse()
+        # A lookup by primary key (`<pk> in [...]` at the top level) may go
+        # without the key: it names its rows.
         if require_key and self.partition_key and not any(
-                c[0] == "cmp" and c[1] == "==" and c[2] == self.partition_key
+                (c[0] == "cmp" and c[1] == "==" and c[2] == self.partition_key) or
+                (c[0] == "in" and c[1] == self.pk)
                 for c in conjuncts(e)):
             bad("fake: the filter must hold %s == <value> at its top level" % self.partition_key)
         return [r for r in self.rows.values() if evaluate(e, r, self.fields)]

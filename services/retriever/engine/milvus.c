@@ -255,7 +255,8 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
         .dense = chunks[i].embedding,
     };
   }
-  q_err_t rc = replace ? replace_keep(chunks, n, &keep_ids, &keep) : 0;
+  /* Every chunk id of the batch, for the ownership check and the replace. */
+  q_err_t rc = replace_keep(chunks, n, &keep_ids, &keep);
   if (rc) {
     q_arena_free(texts);
     free(rows);
@@ -266,6 +267,17 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
   rc = ensure(e, err, errlen);
   if (rc)
     goto unlock;
+  /* A chunk id belongs to one tenant for good (engine.h): Milvus's primary
+   * key is the collection's, so an upsert would move another tenant's row. */
+  const char *foreign = NULL;
+  rc = milvus_foreign_chunk(e->cli, tenant, keep_ids, n, texts, &foreign, err, errlen);
+  if (rc)
+    goto unlock;
+  if (foreign) {
+    snprintf(err, errlen, "chunk_id %.256s belongs to another tenant", foreign);
+    rc = Q_ECONFLICT;
+    goto unlock;
+  }
   /* What the replace will retire, counted before anything changes (writes
    * are serialised here, so nothing else changes the document meanwhile). */
   int64_t old = 0;

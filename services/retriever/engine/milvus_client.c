@@ -1145,6 +1145,60 @@ int64_t milvus_count_where(milvus_client_t *c, const char *tenant, const char *d
   return count;
 }
 
+q_err_t milvus_foreign_chunk(milvus_client_t *c, const char *tenant,
+                             const char *const *ids, size_t n, q_arena_t *arena,
+                             const char **foreign, char *err, size_t errlen) {
+  *foreign = NULL;
+  if (n == 0)
+    return 0;
+  if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
+    return Q_EINVAL;
+  /* A primary-key lookup: the ids first, then every other tenant. Only the
+   * id of such a row comes back, never its content. */
+  q_buf_t b;
+  q_buf_init(&b, MAX_FILTER_BYTES);
+  q_err_t rc = q_buf_puts(&b, "chunk_id in [");
+  for (size_t i = 0; !rc && i < n; i++) {
+    if (i)
+      rc = q_buf_puts(&b, ", ");
+    if (!rc)
+      rc = quote(&b, ids[i] ? ids[i] : "");
+  }
+  if (!rc)
+    rc = q_buf_puts(&b, "] && tenant_id != ");
+  if (!rc)
+    rc = quote(&b, tenant);
+  char *filter = rc ? NULL : q_buf_steal(&b);
+  q_buf_cleanup(&b);
+  if (!filter) {
+    set_err(err, errlen, "milvus: filter %s",
+            rc == Q_EINVAL ? "value is not UTF-8" : "too long");
+    return rc == Q_EINVAL || rc == Q_ETOOBIG ? Q_EINVAL : Q_ENOMEM;
+  }
+  json_t *body = json_pack("{s:s,s:s,s:[s],s:i,s:s}", "collectionName", c->collection,
+                           "filter", filter, "outputFields", "chunk_id", "limit", 1,
+                           "consistencyLevel", CONSISTENCY);
+  free(filter);
+  if (!body)
+    return Q_ENOMEM;
+  json_t *data = NULL;
+  rc = call(c, "entities/query", body, &data, err, errlen);
+  json_decref(body);
+  if (!rc && !json_is_array(data)) {
+    set_err(err, errlen, "milvus entities/query: malformed reply (data is not a list)");
+    rc = Q_EUNAVAIL;
+  }
+  if (!rc && json_array_size(data) > 0) {
+    const char *id =
+        json_string_value(json_object_get(json_array_get(data, 0), "chunk_id"));
+    *foreign = q_arena_strndup(arena, id ? id : "?", Q_LIMIT_CHUNK_ID_BYTES);
+    if (!*foreign)
+      rc = Q_ENOMEM;
+  }
+  json_decref(data);
+  return rc;
+}
+
 int64_t milvus_count(milvus_client_t *c, const char *tenant, char *err, size_t errlen) {
   if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
     return Q_EINVAL;

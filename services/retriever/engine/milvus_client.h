@@ -138,6 +138,15 @@ q_err_t milvus_delete_where(milvus_client_t *c, const char *tenant, const char *
 int64_t milvus_count_where(milvus_client_t *c, const char *tenant, const char *doc_id,
                            const milvus_keep_t *keep, char *err, size_t errlen);
 
+/* Whether one of ids[0..n) is stored under a tenant other than tenant (the
+ * primary key is the whole collection's, so an upsert of it would move that
+ * row): 0 with *foreign NULL when none, or 0 with *foreign the first such id
+ * (in arena); a q_err_t when Milvus cannot say. A query
+ * `chunk_id in [...] && tenant_id != "<tenant>"` returning only ids. */
+q_err_t milvus_foreign_chunk(milvus_client_t *c, const char *tenant,
+                             const char *const *ids, size_t n, q_arena_t *arena,
+                             const char **foreign, char *err, size_t errlen);
+
 /* The doc_id of up to limit (1..MILVUS_TOP_K_MAX) chunks of tenant, one per
  * chunk (so repeated), in arena: what the engine counts documents with. */
 q_err_t milvus_doc_ids(milvus_client_t *c, const char *tenant, int limit,

@@ -636,3 +636,38 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
 ENGINE_CONTRACT(embedded_exact, embedded_exact)
 ENGINE_CONTRACT(embedded_graph, embedded_graph)
 ENGINE_CONTRACT(milvus_fake, milvus_fake)
+
+/* A chunk id belongs to one tenant for good (engine.h): another tenant's
+ * upsert of it is Q_ECONFLICT and moves nothing. The embedded engine checks
+ * this in PostgreSQL (store.c, tested with its store), so only the Milvus
+ * engine, whose primary key is the collection's, runs it here. */
+static void check_chunk_ids_belong_to_one_tenant(const engine_fixture_t *f) {
+  engine_t e = open_engine(f, 2);
+  q_arena_t *a = q_arena_new(0);
+  float v[] = {1, 0};
+  engine_chunk_t mine = {.chunk_id = "x:1:0",
+                         .doc_id = "x",
+                         .text = "owned words",
+                         .embedding = v,
+                         .dim = 2};
+  put(&e, "t", &mine, 1, NULL, NULL);
+  engine_chunk_t theirs[] = {
+      {.chunk_id = "y:1:0", .doc_id = "y", .text = "fresh", .embedding = v, .dim = 2},
+      {.chunk_id = "x:1:0", .doc_id = "y", .text = "stolen", .embedding = v, .dim = 2},
+  };
+  size_t retired = 0;
+  cr_assert_eq(e.ops->upsert(e.st, "u", theirs, 2, "y", &retired, err, sizeof err),
+               Q_ECONFLICT);
+  cr_assert(strstr(err, "x:1:0"), "%s", err);
+  engine_result_t r = search(&e, a, "t", ENGINE_LEXICAL, "owned", NULL, 0, 10);
+  cr_assert_eq(r.nlexical, 1);
+  cr_assert_str_eq(r.lexical[0].text, "owned words");
+  r = search(&e, a, "u", ENGINE_LEXICAL | ENGINE_DENSE, "fresh stolen", v, 2, 10);
+  cr_assert_eq(r.nlexical + r.ndense, 0, "nothing of the refused batch is stored");
+  q_arena_free(a);
+  close_engine(&e);
+}
+
+Test(milvus_fake, chunk_ids_belong_to_one_tenant) {
+  check_chunk_ids_belong_to_one_tenant(&milvus_fake);
+}
