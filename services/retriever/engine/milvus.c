@@ -96,6 +96,24 @@ static q_err_t ensure(milvus_engine_t *e, char *err, size_t errlen) {
   return rc;
 }
 
+/* What a failure of Milvus is to the retriever's caller: the dependency is
+ * unavailable. A refused token, a rate limit or a missing collection are
+ * the operator's business, not the end user's (who would otherwise see 401,
+ * 429 or 404 for them); a missing collection is made again on the next
+ * call. Q_EINVAL, Q_ECONFLICT and Q_ETIMEDOUT pass as they are. */
+static q_err_t served(milvus_engine_t *e, q_err_t rc) {
+  switch (rc) {
+  case Q_ENOTFOUND:
+    __atomic_store_n(&e->ensured, false, __ATOMIC_RELEASE);
+    return Q_EUNAVAIL;
+  case Q_EUNAUTH:
+  case Q_EPERM:
+  case Q_ERESOURCE:
+  case Q_ETOOBIG: return Q_EUNAVAIL;
+  default: return rc;
+  }
+}
+
 static void milvus_close(void *st) {
   milvus_engine_t *e = st;
   if (!e)
@@ -307,7 +325,7 @@ unlock:
   q_arena_free(texts);
   free(rows);
   free(keep_ids);
-  return rc;
+  return served(e, rc);
 }
 
 static q_err_t milvus_eng_remove(void *st, const char *tenant, const char *doc_id,
@@ -357,9 +375,8 @@ static q_err_t to_cands(const milvus_hit_t *h, size_t n, q_arena_t *arena,
   return 0;
 }
 
-static q_err_t milvus_eng_search(void *st, const engine_query_t *q, q_arena_t *arena,
-                                 engine_result_t *out, char *err, size_t errlen) {
-  milvus_engine_t *e = st;
+static q_err_t search_lists(milvus_engine_t *e, const engine_query_t *q, q_arena_t *arena,
+                            engine_result_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   bool dense = (q->lists & ENGINE_DENSE) && q->embedding && q->dim;
   if (dense && check_vector(e, q->embedding, q->dim, "the query vector", err, errlen))
@@ -401,9 +418,8 @@ static int str_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *out,
-                                char *err, size_t errlen) {
-  milvus_engine_t *e = st;
+static q_err_t count_stats(milvus_engine_t *e, const char *tenant, engine_stats_t *out,
+                           char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   q_err_t rc = ensure(e, err, errlen);
   if (rc)
@@ -442,6 +458,18 @@ static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *ou
   return 0;
 }
 
+static q_err_t milvus_eng_search(void *st, const engine_query_t *q, q_arena_t *arena,
+                                 engine_result_t *out, char *err, size_t errlen) {
+  milvus_engine_t *e = st;
+  return served(e, search_lists(e, q, arena, out, err, errlen));
+}
+
+static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *out,
+                                char *err, size_t errlen) {
+  milvus_engine_t *e = st;
+  return served(e, count_stats(e, tenant, out, err, errlen));
+}
+
 /* The quarry_index_chunks gauge: a count over every tenant at most every
  * COUNT_CACHE_MS, within PROBE_MS; the last count (or -1) when Milvus does
  * not answer. */
@@ -450,7 +478,7 @@ static int64_t milvus_eng_chunk_count(void *st) {
   pthread_mutex_lock(&e->count_mu);
   int64_t now = q_now_ms();
   if (e->count_at == 0 || now - e->count_at >= COUNT_CACHE_MS) {
-    char id[64], why[256];
+    char id[Q_LIMIT_REQUEST_ID_BYTES + 1], why[256];
     int64_t prev = bound_thread(PROBE_MS, id, sizeof id);
     int64_t n = __atomic_load_n(&e->ensured, __ATOMIC_ACQUIRE)
                     ? milvus_count_where(e->cli, NULL, NULL, NULL, why, sizeof why)
@@ -476,7 +504,7 @@ static q_err_t milvus_eng_snapshot(void *st, const char *dir, char *err, size_t 
 
 static bool milvus_eng_ready(void *st, char *why, size_t whylen) {
   milvus_engine_t *e = st;
-  char id[64], err[384] = "";
+  char id[Q_LIMIT_REQUEST_ID_BYTES + 1], err[384] = "";
   int64_t prev = bound_thread(PROBE_MS, id, sizeof id);
   bool ok = ensure(e, err, sizeof err) == 0;
   if (!ok)

@@ -14,6 +14,7 @@
 #include "quarry/http_client.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -670,4 +671,54 @@ static void check_chunk_ids_belong_to_one_tenant(const engine_fixture_t *f) {
 
 Test(milvus_fake, chunk_ids_belong_to_one_tenant) {
   check_chunk_ids_belong_to_one_tenant(&milvus_fake);
+}
+
+/* POSTs a JSON text to the fake (path from its root) with the token. */
+static void fake_post(const char *path, const char *body) {
+  char url[256];
+  snprintf(url, sizeof url, "%s%s", fake_url, path);
+  json_t *b = json_loads(body, 0, NULL);
+  const char *headers[] = {"Authorization: Bearer " FAKE_TOKEN, NULL};
+  q_http_req_t req = {.method = "POST", .url = url, .body = b, .headers = headers};
+  long status = 0;
+  json_t *reply = NULL;
+  char e[256];
+  cr_assert_eq(q_http_json(&req, &status, &reply, e, sizeof e), 0, "%s", e);
+  cr_assert_eq(status, 200);
+  json_decref(reply);
+  json_decref(b);
+}
+
+/* What a failing Milvus is to the retriever's callers: unavailable (never
+ * 401, 429 or 404 for the operator's problem), a dropped collection made
+ * again, and readiness false with the reason once the server is gone. */
+Test(milvus_fake, failures_are_unavailable) {
+  engine_t e = open_engine(&milvus_fake, 2);
+  q_arena_t *a = q_arena_new(0);
+  float v[] = {1, 0};
+  engine_chunk_t c = {
+      .chunk_id = "k:1:0", .doc_id = "k", .text = "kept words", .embedding = v, .dim = 2};
+  put(&e, "t", &c, 1, NULL, NULL);
+  engine_query_t q = {"t", ENGINE_LEXICAL, "kept", 4, NULL, 0, 5};
+  engine_result_t r;
+  fake_post("/_fake/fault", "{\"mode\": \"auth\", \"path\": \"entities/search\"}");
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);
+  cr_assert(strstr(err, "milvus"), "%s", err);
+  fake_post("/_fake/fault", "{\"mode\": \"http429\", \"path\": \"entities/search\", "
+                            "\"times\": 5}");
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);
+  fake_post("/_fake/reset", "{}");
+  /* the collection dropped behind the engine's back: unavailable once, then
+   * made again (empty) */
+  fake_post("/v2/vectordb/collections/drop", "{\"collectionName\": \"engine_contract\"}");
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.nlexical, 0);
+  char why[256] = "";
+  cr_assert(e.ops->ready(e.st, why, sizeof why));
+  fake_stop();
+  cr_assert_not(e.ops->ready(e.st, why, sizeof why));
+  cr_assert(strstr(why, "milvus at http://127.0.0.1:"), "%s", why);
+  q_arena_free(a);
+  engine_close(&e);
 }
