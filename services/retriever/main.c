@@ -5,6 +5,7 @@
  * serves quarry.v1.Retriever (handlers.c). */
 #include "engine/engine.h"
 #include "engine/hnsw.h"
+#include "engine/milvus_client.h"
 #include "handlers.h"
 #include "search.h"
 
@@ -21,6 +22,9 @@
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *engine_name, *fusion_weights, *metric;
+static const char *mv_url, *mv_token, *mv_token_file, *mv_db, *mv_collection;
+static int64_t mv_timeout_ms, mv_attempts, mv_backoff_ms, mv_max_backoff_ms, mv_hnsw_m,
+    mv_hnsw_efc, mv_search_ef;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
     exact_max;
 
@@ -43,7 +47,7 @@ static q_cfg_entry_t cfg[] = {
     Q_CFG_PG_ENTRIES(pg),
     {"QUARRY_RETRIEVER_ENGINE", Q_CFG_STRING, "embedded", 0, 0, validate_engine,
      "Retrieval engine: embedded (in-memory BM25 and HNSW, rebuilt from PostgreSQL "
-     "at start) or another registered one (docs/retrieval.md).",
+     "at start) or milvus (a Milvus server: QUARRY_MILVUS_*, docs/milvus.md).",
      0, &engine_name},
     {"QUARRY_RETRIEVER_DEFAULT_TOP_K", Q_CFG_INT, "50", 1, 100000, NULL,
      "Passages returned by Search when the request sets no top_k.", 0, &default_top_k},
@@ -81,6 +85,46 @@ static q_cfg_entry_t cfg[] = {
      "A tenant with at most this many vectors is searched exactly (every vector "
      "compared) instead of by an HNSW walk.",
      0, &exact_max},
+    {"QUARRY_MILVUS_URL", Q_CFG_STRING, "", 0, 0, NULL,
+     "Milvus engine: base URL of the Milvus server (2.5 or later, REST v2), e.g. "
+     "http://127.0.0.1:19530; required with QUARRY_RETRIEVER_ENGINE=milvus, which also "
+     "needs QUARRY_EMBED_DIM (docs/milvus.md).",
+     0, &mv_url},
+    {"QUARRY_MILVUS_TOKEN", Q_CFG_STRING, "", 0, 0, NULL,
+     "Milvus engine: sent as Authorization: Bearer (user:password, or an API key of "
+     "the managed service); empty: none.",
+     1, &mv_token},
+    {"QUARRY_MILVUS_TOKEN_FILE", Q_CFG_STRING, "", 0, 0, NULL,
+     "Milvus engine: file whose first line is the token (a mounted secret), read when "
+     "QUARRY_MILVUS_TOKEN is empty.",
+     0, &mv_token_file},
+    {"QUARRY_MILVUS_DB", Q_CFG_STRING, "", 0, 0, NULL,
+     "Milvus engine: database (dbName); empty: the server's default.", 0, &mv_db},
+    {"QUARRY_MILVUS_COLLECTION", Q_CFG_STRING, "quarry_chunks", 0, 0, NULL,
+     "Milvus engine: the collection holding every tenant's chunks (created with its "
+     "schema when missing).",
+     0, &mv_collection},
+    {"QUARRY_MILVUS_TIMEOUT_MS", Q_CFG_INT, "5000", 1, 600000, NULL,
+     "Milvus engine: time allowed to one request (never past the caller's deadline).", 0,
+     &mv_timeout_ms},
+    {"QUARRY_MILVUS_ATTEMPTS", Q_CFG_INT, "4", 1, 20, NULL,
+     "Milvus engine: attempts per request, the first included (retries on connection "
+     "errors, HTTP 5xx/429 and Milvus's retriable codes).",
+     0, &mv_attempts},
+    {"QUARRY_MILVUS_BACKOFF_MS", Q_CFG_INT, "100", 1, 60000, NULL,
+     "Milvus engine: wait before the first retry, doubling each retry.", 0,
+     &mv_backoff_ms},
+    {"QUARRY_MILVUS_MAX_BACKOFF_MS", Q_CFG_INT, "2000", 1, 600000, NULL,
+     "Milvus engine: longest wait between retries.", 0, &mv_max_backoff_ms},
+    {"QUARRY_MILVUS_HNSW_M", Q_CFG_INT, "16", 2, 2048, NULL,
+     "Milvus engine: HNSW M of the dense index (used only when creating the "
+     "collection).",
+     0, &mv_hnsw_m},
+    {"QUARRY_MILVUS_HNSW_EF_CONSTRUCTION", Q_CFG_INT, "200", 1, 65536, NULL,
+     "Milvus engine: HNSW efConstruction (used only when creating the collection).", 0,
+     &mv_hnsw_efc},
+    {"QUARRY_MILVUS_SEARCH_EF", Q_CFG_INT, "64", 1, 65536, NULL,
+     "Milvus engine: HNSW ef at search time (raised to top_k).", 0, &mv_search_ef},
 };
 
 int main(int argc, char **argv) {
@@ -111,6 +155,22 @@ int main(int argc, char **argv) {
       .exact_max = (size_t)exact_max,
       .inner_product = strcmp(metric, "inner_product") == 0,
   };
+  milvus_cfg_t mc = {
+      .url = mv_url,
+      .token = *mv_token ? mv_token : NULL,
+      .token_file = *mv_token_file ? mv_token_file : NULL,
+      .db = mv_db,
+      .collection = mv_collection,
+      .timeout_ms = (int)mv_timeout_ms,
+      .max_attempts = (int)mv_attempts,
+      .backoff_ms = (int)mv_backoff_ms,
+      .max_backoff_ms = (int)mv_max_backoff_ms,
+      .hnsw_m = (int)mv_hnsw_m,
+      .hnsw_ef_construction = (int)mv_hnsw_efc,
+      .search_ef = (int)mv_search_ef,
+  };
+  if (*mv_url)
+    ec.milvus = &mc;
   if (engine_open(&engine, engine_name, &ec, err, sizeof err) != 0) {
     q_log_error("cannot open the retrieval engine; exiting", "{s:s,s:s,s:I}", "engine",
                 engine_name, "reason", err, "pg_wait_ms", (json_int_t)pg.wait_ms);

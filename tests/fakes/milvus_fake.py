@@ -18,7 +18,11 @@ ARRAY_CONTAINS_ANY) with Go-style string escapes, as Milvus reads them.
 Stricter than Milvus on purpose: a search, query or delete of a collection
 with a partition key must have `<key> == "<value>"` as a top-level conjunct
 of its filter (code 1100 otherwise), so a client that forgets its tenant
-filter fails its tests.
+filter fails its tests; only a count(*) query and a lookup by primary key
+(`<pk> in [...]` at the top level) may go without it.
+
+BM25 statistics are the collection's, as in Milvus: the rows a filter drops
+still count in the document count, average length and frequencies.
 
 Switches for tests (not part of Milvus), under /_fake/:
   POST /_fake/fault  {"mode": M, "times": N (1), "path": "entities/search"
@@ -407,8 +411,11 @@ class Collection:
         if not isinstance(filt, str):
             bad("filter must be a string")
         e = Parser(filt).parse()
+        # A lookup by primary key (`<pk> in [...]` at the top level) may go
+        # without the key: it names its rows.
         if require_key and self.partition_key and not any(
-                c[0] == "cmp" and c[1] == "==" and c[2] == self.partition_key
+                (c[0] == "cmp" and c[1] == "==" and c[2] == self.partition_key) or
+                (c[0] == "in" and c[1] == self.pk)
                 for c in conjuncts(e)):
             bad("fake: the filter must hold %s == <value> at its top level" % self.partition_key)
         return [r for r in self.rows.values() if evaluate(e, r, self.fields)]
@@ -453,10 +460,14 @@ class Collection:
             k1, b = float(params.get("bm25_k1", 1.2)), float(params.get("bm25_b", 0.75))
             src = self.bm25[field]
             docs = [(terms(r[src]), r) for r in rows]
-            n = len(docs)
-            avgdl = (sum(len(t) for t, _ in docs) / n) if n else 1.0
+            # Milvus keeps BM25 statistics (row count, average length, document
+            # frequencies) per collection (its segments' stats, summed), not per
+            # filter: the rows a filter drops still count. So does the fake.
+            every = [terms(r[src]) for r in self.rows.values()]
+            n = len(every)
+            avgdl = (sum(len(t) for t in every) / n) if n else 1.0
             qterms = set(terms(q))
-            df = {t: sum(1 for d, _ in docs if t in d) for t in qterms}
+            df = {t: sum(1 for d in every if t in d) for t in qterms}
             for d, r in docs:
                 s = 0.0
                 for t in qterms:
@@ -590,8 +601,10 @@ def op_delete(req, leak):
 
 def op_query(req, leak):
     c = collection(req, need_loaded=True)
-    rows = c.select(req.get("filter"))
     fields = req.get("outputFields") or []
+    # A count(*) without the partition key is allowed, as Milvus allows it: only
+    # a number leaves the server, never a row.
+    rows = c.select(req.get("filter"), require_key=fields != ["count(*)"])
     if fields == ["count(*)"]:
         return [{"count(*)": len(rows)}]
     limit = req.get("limit") or 100

@@ -7,6 +7,7 @@
 /* A new engine is one more line here (and its ops table in its own file). */
 const engine_ops_t *const engine_registry[] = {
     &engine_embedded_ops,
+    &engine_milvus_ops,
     NULL,
 };
 

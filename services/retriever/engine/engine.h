@@ -15,17 +15,22 @@
  *    with one HNSW graph per tenant for dense candidates (exact scan below a
  *    size threshold), made durable by PostgreSQL (store.c), from which it is
  *    rebuilt at start.
- *  - "milvus" (engine/milvus_client.c, written separately): Milvus does its
- *    own BM25 and dense search with the tenant as partition key; it fits the
- *    same table because it too returns scored candidates per modality.
+ *  - "milvus" (milvus.c over milvus_client.c): Milvus does its own BM25 and
+ *    dense search with the tenant as partition key; it fits the same table
+ *    because it too returns scored candidates per modality. Where it keeps
+ *    the contract only in part is said below and in milvus.c.
  *
  * Contract every engine keeps (tests/unit/retriever/test_engine.c checks it
  * for any engine given its ops table):
  *  - Tenants are separate: a search returns only chunks of its tenant, in
- *    either modality, and one tenant's chunks do not change another's scores.
+ *    either modality, and one tenant's chunks do not change another's scores
+ *    (milvus: BM25 statistics are shared by the tenants of a collection or
+ *    partition, so scores may change; visibility never does).
  *  - upsert(replace_doc_id = D) is atomic: a search sees the previous
- *    version of D or the new one, never a mix or neither. Chunks of D whose
- *    ids are not in the batch are retired; the rest are added or replaced.
+ *    version of D or the new one, never a mix or neither (milvus: new chunks
+ *    first, then the old retired, so a search may briefly see both whole
+ *    versions, never neither). Chunks of D whose ids are not in the batch
+ *    are retired; the rest are added or replaced.
  *  - A chunk id belongs to one tenant for good (Q_ECONFLICT otherwise).
  *  - Vectors: one dimension per tenant (or the configured fixed one), finite
  *    and non-zero; a query vector of another dimension is Q_EINVAL.
@@ -125,10 +130,9 @@ typedef struct engine_config {
   size_t exact_max;
   /* Dense similarity: false cosine, true inner product. */
   bool inner_product;
-  /* Milvus: base URL and the like, read by that engine. */
-  const char *url;
-  const char *token;
-  int64_t timeout_ms;
+  /* Milvus (milvus.c): const milvus_cfg_t * (engine/milvus_client.h), whose
+   * dim is taken from fixed_dim; NULL when not configured. */
+  const void *milvus;
 } engine_config_t;
 
 typedef struct engine engine_t;
@@ -211,5 +215,8 @@ void engine_close(engine_t *e);
 
 /* The embedded engine's table (embedded.c). */
 extern const engine_ops_t engine_embedded_ops;
+
+/* The Milvus engine's table (milvus.c). */
+extern const engine_ops_t engine_milvus_ops;
 
 #endif

@@ -45,6 +45,10 @@
 /* Polls of get_load_state while a load is in progress, LOAD_POLL_MS apart. */
 #define LOAD_POLLS 150
 #define LOAD_POLL_MS 200
+/* Searches and counts read at Strong consistency: a write Milvus has
+ * acknowledged is seen by the next search (the engine's lag is 0), at the
+ * cost of waiting for the server's timestamp to catch up. */
+#define CONSISTENCY "Strong"
 
 struct milvus_client {
   char *base; /* url without a trailing slash */
@@ -443,8 +447,9 @@ static q_err_t filter_list(q_buf_t *b, const char *field, bool array,
 /* The filter of a search or delete of tenant: `tenant_id == "<tenant>"` first,
  * then the restrictions; a new string the caller frees. */
 static q_err_t build_filter(const char *tenant, const milvus_filter_t *f,
-                            const char *doc_id, int64_t keep_version, char **out,
-                            char *err, size_t errlen) {
+                            const char *doc_id, int64_t keep_version,
+                            const milvus_keep_t *keep, char **out, char *err,
+                            size_t errlen) {
   *out = NULL;
   q_buf_t b;
   q_buf_init(&b, MAX_FILTER_BYTES);
@@ -458,6 +463,19 @@ static q_err_t build_filter(const char *tenant, const milvus_filter_t *f,
     if (!rc && keep_version >= 0)
       rc = q_buf_printf(&b, " && version != %lld", (long long)keep_version);
   }
+  if (!rc && keep && keep->n_chunk_ids) {
+    rc = q_buf_puts(&b, " && chunk_id not in [");
+    for (size_t i = 0; !rc && i < keep->n_chunk_ids; i++) {
+      if (i)
+        rc = q_buf_puts(&b, ", ");
+      if (!rc)
+        rc = quote(&b, keep->chunk_ids[i] ? keep->chunk_ids[i] : "");
+    }
+    if (!rc)
+      rc = q_buf_puts(&b, "]");
+  }
+  if (!rc && keep && keep->first_chunks)
+    rc = q_buf_puts(&b, " && ordinal == 0");
   if (!rc && f && f->n_doc_ids)
     rc = filter_list(&b, "doc_id", false, f->doc_ids, f->n_doc_ids);
   if (!rc && f && f->n_access_groups)
@@ -840,13 +858,15 @@ q_err_t milvus_upsert(milvus_client_t *c, const milvus_chunk_t *chunks, size_t n
   return rc;
 }
 
-q_err_t milvus_delete_doc(milvus_client_t *c, const char *tenant, const char *doc_id,
-                          int64_t keep_version, char *err, size_t errlen) {
+static q_err_t delete_filtered(milvus_client_t *c, const char *tenant, const char *doc_id,
+                               int64_t keep_version, const milvus_keep_t *keep, char *err,
+                               size_t errlen) {
   if (check_id("tenant_id", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen) ||
       check_id("doc_id", doc_id, Q_LIMIT_DOCUMENT_ID_BYTES, err, errlen))
     return Q_EINVAL;
   char *filter = NULL;
-  q_err_t rc = build_filter(tenant, NULL, doc_id, keep_version, &filter, err, errlen);
+  q_err_t rc =
+      build_filter(tenant, NULL, doc_id, keep_version, keep, &filter, err, errlen);
   if (rc)
     return rc;
   json_t *data = NULL, *body = body_new(c);
@@ -860,6 +880,16 @@ q_err_t milvus_delete_doc(milvus_client_t *c, const char *tenant, const char *do
   json_decref(body);
   json_decref(data);
   return rc;
+}
+
+q_err_t milvus_delete_doc(milvus_client_t *c, const char *tenant, const char *doc_id,
+                          int64_t keep_version, char *err, size_t errlen) {
+  return delete_filtered(c, tenant, doc_id, keep_version, NULL, err, errlen);
+}
+
+q_err_t milvus_delete_where(milvus_client_t *c, const char *tenant, const char *doc_id,
+                            const milvus_keep_t *keep, char *err, size_t errlen) {
+  return delete_filtered(c, tenant, doc_id, -1, keep, err, errlen);
 }
 
 /* ---- searches -------------------------------------------------------------------- */
@@ -905,6 +935,13 @@ static int search_ef(const milvus_client_t *c, int top_k) {
   return c->search_ef > top_k ? c->search_ef : top_k;
 }
 
+/* The fields every search returns: ids for the tenant check, and what a
+ * candidate carries (engine.h). */
+static json_t *output_fields(void) {
+  return json_pack("[s,s,s,s,s,s,s,s]", "chunk_id", "doc_id", "tenant_id", "title",
+                   "text", "version", "ordinal", "page");
+}
+
 /* Reads the rows of a search reply into hits of q->tenant, best first. */
 static q_err_t read_hits(const char *path, const json_t *data, const milvus_query_t *q,
                          q_arena_t *arena, milvus_hit_t **hits, size_t *n, char *err,
@@ -938,6 +975,17 @@ static q_err_t read_hits(const char *path, const json_t *data, const milvus_quer
     h[keep].chunk_id = q_arena_strndup(arena, cid, Q_LIMIT_CHUNK_ID_BYTES);
     h[keep].doc_id = q_arena_strndup(arena, did, Q_LIMIT_DOCUMENT_ID_BYTES);
     h[keep].score = json_number_value(dist);
+    /* What the engine returns with each candidate; absent fields stay empty
+     * (a caller that asked only for ids). */
+    const char *title = json_string_value(json_object_get(row, "title"));
+    const char *text = json_string_value(json_object_get(row, "text"));
+    h[keep].title = title ? q_arena_strndup(arena, title, Q_LIMIT_TITLE_BYTES) : NULL;
+    h[keep].text = text ? q_arena_strndup(arena, text, TEXT_MAX_BYTES) : NULL;
+    h[keep].version = json_integer_value(json_object_get(row, "version"));
+    h[keep].ordinal = json_integer_value(json_object_get(row, "ordinal"));
+    h[keep].page = json_integer_value(json_object_get(row, "page"));
+    if ((title && !h[keep].title) || (text && !h[keep].text))
+      return Q_ENOMEM;
     if (!h[keep].chunk_id || !h[keep].doc_id)
       return Q_ENOMEM;
     keep++;
@@ -958,7 +1006,7 @@ static q_err_t do_search(milvus_client_t *c, const milvus_query_t *q, bool dense
   if (check_query(c, q, !dense, dense, err, errlen))
     return Q_EINVAL;
   char *filter = NULL;
-  q_err_t rc = build_filter(q->tenant, q->filter, NULL, -1, &filter, err, errlen);
+  q_err_t rc = build_filter(q->tenant, q->filter, NULL, -1, NULL, &filter, err, errlen);
   if (rc)
     return rc;
   json_t *body = anns(c, q, dense, filter);
@@ -971,8 +1019,8 @@ static q_err_t do_search(milvus_client_t *c, const milvus_query_t *q, bool dense
                                  "drop_ratio_search", 0.0);
   if (json_object_set_new(body, "collectionName", json_string(c->collection)) ||
       json_object_set_new(body, "searchParams", sp) ||
-      json_object_set_new(body, "outputFields",
-                          json_pack("[s,s,s]", "chunk_id", "doc_id", "tenant_id"))) {
+      json_object_set_new(body, "consistencyLevel", json_string(CONSISTENCY)) ||
+      json_object_set_new(body, "outputFields", output_fields())) {
     json_decref(body);
     return Q_ENOMEM;
   }
@@ -1027,7 +1075,7 @@ q_err_t milvus_hybrid_search(milvus_client_t *c, const milvus_query_t *q,
     return Q_EINVAL;
   }
   char *filter = NULL;
-  q_err_t rc = build_filter(q->tenant, q->filter, NULL, -1, &filter, err, errlen);
+  q_err_t rc = build_filter(q->tenant, q->filter, NULL, -1, NULL, &filter, err, errlen);
   if (rc) {
     json_decref(rerank);
     return rc;
@@ -1041,9 +1089,10 @@ q_err_t milvus_hybrid_search(milvus_client_t *c, const milvus_query_t *q,
   }
   if (st)
     json_object_set_new(st, "metricType", json_string("BM25"));
-  json_t *body = json_pack("{s:s,s:[o?,o?],s:o?,s:i,s:[s,s,s]}", "collectionName",
-                           c->collection, "search", sd, st, "rerank", rerank, "limit",
-                           q->top_k, "outputFields", "chunk_id", "doc_id", "tenant_id");
+  json_t *body =
+      json_pack("{s:s,s:[o?,o?],s:o?,s:i,s:o,s:s}", "collectionName", c->collection,
+                "search", sd, st, "rerank", rerank, "limit", q->top_k, "outputFields",
+                output_fields(), "consistencyLevel", CONSISTENCY);
   if (!body || !sd || !st || !rerank) {
     json_decref(body);
     return Q_ENOMEM;
@@ -1057,15 +1106,25 @@ q_err_t milvus_hybrid_search(milvus_client_t *c, const milvus_query_t *q,
   return rc;
 }
 
-int64_t milvus_count(milvus_client_t *c, const char *tenant, char *err, size_t errlen) {
-  if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
-    return Q_EINVAL;
+int64_t milvus_count_where(milvus_client_t *c, const char *tenant, const char *doc_id,
+                           const milvus_keep_t *keep, char *err, size_t errlen) {
   char *filter = NULL;
-  q_err_t rc = build_filter(tenant, NULL, NULL, -1, &filter, err, errlen);
+  q_err_t rc = 0;
+  if (tenant && *tenant) {
+    if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen) ||
+        (doc_id && check_id("doc_id", doc_id, Q_LIMIT_DOCUMENT_ID_BYTES, err, errlen)))
+      return Q_EINVAL;
+    rc = build_filter(tenant, NULL, doc_id, -1, keep, &filter, err, errlen);
+  } else {
+    /* Every tenant: only a count leaves Milvus, never a row. */
+    filter = strdup(keep && keep->first_chunks ? "ordinal == 0" : "");
+    rc = filter ? 0 : Q_ENOMEM;
+  }
   if (rc)
     return rc;
-  json_t *body = json_pack("{s:s,s:s,s:[s]}", "collectionName", c->collection, "filter",
-                           filter, "outputFields", "count(*)");
+  json_t *body =
+      json_pack("{s:s,s:s,s:[s],s:s}", "collectionName", c->collection, "filter", filter,
+                "outputFields", "count(*)", "consistencyLevel", CONSISTENCY);
   free(filter);
   if (!body)
     return Q_ENOMEM;
@@ -1084,4 +1143,118 @@ int64_t milvus_count(milvus_client_t *c, const char *tenant, char *err, size_t e
   }
   json_decref(data);
   return count;
+}
+
+q_err_t milvus_foreign_chunk(milvus_client_t *c, const char *tenant,
+                             const char *const *ids, size_t n, q_arena_t *arena,
+                             const char **foreign, char *err, size_t errlen) {
+  *foreign = NULL;
+  if (n == 0)
+    return 0;
+  if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
+    return Q_EINVAL;
+  /* A primary-key lookup: the ids first, then every other tenant. Only the
+   * id of such a row comes back, never its content. */
+  q_buf_t b;
+  q_buf_init(&b, MAX_FILTER_BYTES);
+  q_err_t rc = q_buf_puts(&b, "chunk_id in [");
+  for (size_t i = 0; !rc && i < n; i++) {
+    if (i)
+      rc = q_buf_puts(&b, ", ");
+    if (!rc)
+      rc = quote(&b, ids[i] ? ids[i] : "");
+  }
+  if (!rc)
+    rc = q_buf_puts(&b, "] && tenant_id != ");
+  if (!rc)
+    rc = quote(&b, tenant);
+  char *filter = rc ? NULL : q_buf_steal(&b);
+  q_buf_cleanup(&b);
+  if (!filter) {
+    set_err(err, errlen, "milvus: filter %s",
+            rc == Q_EINVAL ? "value is not UTF-8" : "too long");
+    return rc == Q_EINVAL || rc == Q_ETOOBIG ? Q_EINVAL : Q_ENOMEM;
+  }
+  json_t *body = json_pack("{s:s,s:s,s:[s],s:i,s:s}", "collectionName", c->collection,
+                           "filter", filter, "outputFields", "chunk_id", "limit", 1,
+                           "consistencyLevel", CONSISTENCY);
+  free(filter);
+  if (!body)
+    return Q_ENOMEM;
+  json_t *data = NULL;
+  rc = call(c, "entities/query", body, &data, err, errlen);
+  json_decref(body);
+  if (!rc && !json_is_array(data)) {
+    set_err(err, errlen, "milvus entities/query: malformed reply (data is not a list)");
+    rc = Q_EUNAVAIL;
+  }
+  if (!rc && json_array_size(data) > 0) {
+    const char *id =
+        json_string_value(json_object_get(json_array_get(data, 0), "chunk_id"));
+    *foreign = q_arena_strndup(arena, id ? id : "?", Q_LIMIT_CHUNK_ID_BYTES);
+    if (!*foreign)
+      rc = Q_ENOMEM;
+  }
+  json_decref(data);
+  return rc;
+}
+
+int64_t milvus_count(milvus_client_t *c, const char *tenant, char *err, size_t errlen) {
+  if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
+    return Q_EINVAL;
+  return milvus_count_where(c, tenant, NULL, NULL, err, errlen);
+}
+
+q_err_t milvus_doc_ids(milvus_client_t *c, const char *tenant, int limit,
+                       q_arena_t *arena, const char ***ids, size_t *n, char *err,
+                       size_t errlen) {
+  *ids = NULL;
+  *n = 0;
+  if (check_id("tenant", tenant, Q_LIMIT_TENANT_ID_BYTES, err, errlen))
+    return Q_EINVAL;
+  if (limit < 1 || limit > MILVUS_TOP_K_MAX) {
+    set_err(err, errlen, "limit: must be 1..%d", MILVUS_TOP_K_MAX);
+    return Q_EINVAL;
+  }
+  char *filter = NULL;
+  q_err_t rc = build_filter(tenant, NULL, NULL, -1, NULL, &filter, err, errlen);
+  if (rc)
+    return rc;
+  json_t *body = json_pack("{s:s,s:s,s:[s,s],s:i,s:s}", "collectionName", c->collection,
+                           "filter", filter, "outputFields", "doc_id", "tenant_id",
+                           "limit", limit, "consistencyLevel", CONSISTENCY);
+  free(filter);
+  if (!body)
+    return Q_ENOMEM;
+  json_t *data = NULL;
+  rc = call(c, "entities/query", body, &data, err, errlen);
+  json_decref(body);
+  if (!rc && !json_is_array(data)) {
+    set_err(err, errlen, "milvus entities/query: malformed reply (data is not a list)");
+    rc = Q_EUNAVAIL;
+  }
+  size_t rows = rc ? 0 : json_array_size(data);
+  const char **out = rows ? q_arena_alloc(arena, rows * sizeof *out) : NULL;
+  if (rows && !out)
+    rc = Q_ENOMEM;
+  for (size_t i = 0; !rc && i < rows; i++) {
+    const json_t *row = json_array_get(data, i);
+    const char *did = json_string_value(json_object_get(row, "doc_id"));
+    const char *tid = json_string_value(json_object_get(row, "tenant_id"));
+    if (!did || !tid) {
+      set_err(err, errlen, "milvus entities/query: malformed reply (row %zu)", i);
+      rc = Q_EUNAVAIL;
+    } else if (strcmp(tid, tenant) == 0 &&
+               !(out[*n] = q_arena_strndup(arena, did, Q_LIMIT_DOCUMENT_ID_BYTES))) {
+      rc = Q_ENOMEM;
+    } else if (strcmp(tid, tenant) == 0) {
+      (*n)++;
+    }
+  }
+  json_decref(data);
+  if (!rc)
+    *ids = out;
+  else
+    *n = 0;
+  return rc;
 }

@@ -117,6 +117,42 @@ q_err_t milvus_upsert(milvus_client_t *c, const milvus_chunk_t *chunks, size_t n
 q_err_t milvus_delete_doc(milvus_client_t *c, const char *tenant, const char *doc_id,
                           int64_t keep_version, char *err, size_t errlen);
 
+/* What a delete or count of a document keeps out of its filter: the chunks
+ * named (`chunk_id not in [...]`, what an atomic replace retires after
+ * upserting the new chunks), and/or only each document's first chunk
+ * (`ordinal == 0`, to count documents). */
+typedef struct milvus_keep {
+  const char *const *chunk_ids; /* n_chunk_ids of them */
+  size_t n_chunk_ids;
+  bool first_chunks;
+} milvus_keep_t;
+
+/* Deletes the chunks of doc_id of tenant that keep does not keep out (all of
+ * them when keep is NULL). */
+q_err_t milvus_delete_where(milvus_client_t *c, const char *tenant, const char *doc_id,
+                            const milvus_keep_t *keep, char *err, size_t errlen);
+
+/* Number of chunks of tenant (of its document doc_id when not NULL) that the
+ * filter keep describes, or a q_err_t. tenant NULL or "": over every tenant
+ * (a count(*) without filter; only the number leaves Milvus). */
+int64_t milvus_count_where(milvus_client_t *c, const char *tenant, const char *doc_id,
+                           const milvus_keep_t *keep, char *err, size_t errlen);
+
+/* Whether one of ids[0..n) is stored under a tenant other than tenant (the
+ * primary key is the whole collection's, so an upsert of it would move that
+ * row): 0 with *foreign NULL when none, or 0 with *foreign the first such id
+ * (in arena); a q_err_t when Milvus cannot say. A query
+ * `chunk_id in [...] && tenant_id != "<tenant>"` returning only ids. */
+q_err_t milvus_foreign_chunk(milvus_client_t *c, const char *tenant,
+                             const char *const *ids, size_t n, q_arena_t *arena,
+                             const char **foreign, char *err, size_t errlen);
+
+/* The doc_id of up to limit (1..MILVUS_TOP_K_MAX) chunks of tenant, one per
+ * chunk (so repeated), in arena: what the engine counts documents with. */
+q_err_t milvus_doc_ids(milvus_client_t *c, const char *tenant, int limit,
+                       q_arena_t *arena, const char ***ids, size_t *n, char *err,
+                       size_t errlen);
+
 /* Restrictions of a search beyond its tenant; all optional. */
 typedef struct milvus_filter {
   const char *const *doc_ids; /* only these documents (n_doc_ids of them) */
@@ -152,6 +188,8 @@ typedef struct milvus_hit {
   const char *chunk_id;
   const char *doc_id;
   double score;
+  const char *title, *text; /* NULL when the reply lacks them */
+  int64_t version, ordinal, page;
 } milvus_hit_t;
 
 /* Dense search with query->dense; BM25 search with query->text. On success

@@ -7,20 +7,34 @@
  * The embedded engine runs twice: with its exact scan and with its HNSW
  * graph walk, since the two take different code paths for dense search. */
 #include "engine/engine.h"
+#include "engine/milvus_client.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/http_client.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct engine_fixture {
   const engine_ops_t *ops;
   engine_config_t cfg;
+  /* Opened against tests/fakes/milvus_fake.py, started for the test on a
+   * free loopback port, with the test's vector dimension as the collection's
+   * (the fixed one of engine.h). */
+  bool milvus;
+  /* What the engine guarantees where engines differ (engine.h): */
+  bool bm25_shared;      /* BM25 statistics are shared by tenants (Milvus) */
+  bool replace_overlaps; /* a replace may show both whole versions briefly */
 } engine_fixture_t;
 
 /* The embedded engine, memory only: exact scan for every tenant... */
@@ -33,13 +47,93 @@ static const engine_fixture_t embedded_graph = {
     .ops = &engine_embedded_ops,
     .cfg = {.exact_max = 0, .hnsw_ef_search = 64},
 };
+/* The Milvus engine against the fake. */
+static const engine_fixture_t milvus_fake = {
+    .ops = &engine_milvus_ops,
+    .milvus = true,
+    .bm25_shared = true,
+    .replace_overlaps = true,
+};
 
 static char err[512];
 
-static engine_t open_engine(const engine_fixture_t *f) {
+/* ---- the fake Milvus ---------------------------------------------------------- */
+
+#define FAKE "tests/fakes/milvus_fake.py"
+#define FAKE_TOKEN "root:Milvus"
+
+static pid_t fake_pid = -1;
+static char fake_dir[64], fake_url[128];
+
+/* Starts the fake once per test process; it dies with the process. */
+static void fake_start(void) {
+  if (fake_pid > 0)
+    return;
+  q_http_global_init();
+  snprintf(fake_dir, sizeof fake_dir, "/tmp/engine-milvus-XXXXXX");
+  cr_assert_not_null(mkdtemp(fake_dir));
+  char portfile[128];
+  snprintf(portfile, sizeof portfile, "%s/port", fake_dir);
+  pid_t parent = getpid();
+  fake_pid = fork();
+  cr_assert_geq(fake_pid, 0);
+  if (fake_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(1);
+    execl("/usr/bin/python3", "python3", FAKE, "--port-file", portfile, "--token",
+          FAKE_TOKEN, (char *)NULL);
+    _exit(127);
+  }
+  int port = 0;
+  for (int i = 0; i < 400 && port <= 0; i++) { /* up to 20 s on a loaded machine */
+    FILE *pf = fopen(portfile, "r");
+    if (pf) {
+      if (fscanf(pf, "%d", &port) != 1)
+        port = 0;
+      fclose(pf);
+    }
+    if (port <= 0)
+      usleep(50000);
+  }
+  cr_assert_gt(port, 0, "the fake Milvus did not start");
+  snprintf(fake_url, sizeof fake_url, "http://127.0.0.1:%d", port);
+}
+
+static void fake_stop(void) {
+  if (fake_pid <= 0)
+    return;
+  kill(fake_pid, SIGTERM);
+  waitpid(fake_pid, NULL, 0);
+  fake_pid = -1;
+  char path[128];
+  snprintf(path, sizeof path, "%s/port", fake_dir);
+  unlink(path);
+  rmdir(fake_dir);
+}
+
+/* Opens the fixture's engine for a test whose vectors have dim dimensions. */
+static engine_t open_engine(const engine_fixture_t *f, size_t dim) {
+  static milvus_cfg_t mc;
+  engine_config_t cfg = f->cfg;
+  if (f->milvus) {
+    fake_start();
+    mc = (milvus_cfg_t){.url = fake_url,
+                        .token = FAKE_TOKEN,
+                        .collection = "engine_contract",
+                        .max_attempts = 2,
+                        .backoff_ms = 10};
+    cfg.milvus = &mc;
+    cfg.fixed_dim = dim;
+  }
   engine_t e;
-  cr_assert_eq(engine_open_ops(&e, f->ops, &f->cfg, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(engine_open_ops(&e, f->ops, &cfg, err, sizeof err), 0, "%s", err);
   return e;
+}
+
+static void close_engine(engine_t *e) {
+  engine_close(e);
+  fake_stop();
 }
 
 static void put(engine_t *e, const char *tenant, const engine_chunk_t *c, size_t n,
@@ -82,9 +176,9 @@ static void rand_vec(uint64_t *state, float *v, size_t dim) {
 /* Two tenants with the same texts and the same vectors: each sees only its
  * own chunks, in both modalities, and its BM25 statistics are its own. */
 static void check_tenants_are_isolated(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
-  q_arena_t *a = q_arena_new(0);
   enum { N = 300, DIM = 8 };
+  engine_t e = open_engine(f, DIM);
+  q_arena_t *a = q_arena_new(0);
   static char ids[2][N][32];
   static float vec[N][DIM];
   static engine_chunk_t c[2][N];
@@ -127,10 +221,15 @@ static void check_tenants_are_isolated(const engine_fixture_t *f) {
       search(&e, a, "gamma", ENGINE_LEXICAL | ENGINE_DENSE, "shared", vec[0], DIM, 50);
   cr_assert_eq(r.nlexical + r.ndense, 0);
   cr_assert(!r.dense_used);
-  /* BM25 is per tenant: the same chunk text scores differently */
+  /* BM25 is per tenant: the same chunk text scores differently. Where the
+   * statistics are shared (Milvus) the same text scores the same in both
+   * tenants: what the engine says it gives, checked. */
   engine_result_t ra = search(&e, a, "alpha", ENGINE_LEXICAL, "words", NULL, 0, 1);
   engine_result_t rb = search(&e, a, "beta", ENGINE_LEXICAL, "words", NULL, 0, 1);
-  cr_assert_neq(ra.lexical[0].score, rb.lexical[0].score);
+  if (f->bm25_shared)
+    cr_assert_float_eq(ra.lexical[0].score, rb.lexical[0].score, 1e-9);
+  else
+    cr_assert_neq(ra.lexical[0].score, rb.lexical[0].score);
   engine_stats_t sa, sb;
   cr_assert_eq(e.ops->stats(e.st, "alpha", &sa, err, sizeof err), 0);
   cr_assert_eq(e.ops->stats(e.st, "beta", &sb, err, sizeof err), 0);
@@ -138,13 +237,13 @@ static void check_tenants_are_isolated(const engine_fixture_t *f) {
   cr_assert_eq(sb.chunks, N / 3);
   cr_assert_eq(sa.vectors, N);
   q_arena_free(a);
-  engine_close(&e);
+  close_engine(&e);
 }
 
 /* Replacing a document retires its chunks not in the batch in both lists,
  * and a removed document is gone from both. */
 static void check_replace_and_remove(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
+  engine_t e = open_engine(f, 3);
   q_arena_t *a = q_arena_new(0);
   float v0[] = {1, 0, 0}, v1[] = {0, 1, 0}, v2[] = {0, 0, 1}, v3[] = {1, 1, 0};
   engine_chunk_t first[] = {
@@ -199,13 +298,13 @@ static void check_replace_and_remove(const engine_fixture_t *f) {
   cr_assert_eq(st.documents, 1);
   cr_assert_eq(st.vectors, 1);
   q_arena_free(a);
-  engine_close(&e);
+  close_engine(&e);
 }
 
 /* Lists are best first with exact scores: BM25 > 0 descending, cosine as
  * computed by hand; equal scores by chunk id. */
 static void check_order_and_scores(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
+  engine_t e = open_engine(f, 2);
   q_arena_t *a = q_arena_new(0);
   float v1[] = {1, 0}, v2[] = {3, 4}, v3[] = {0, 1}, v4[] = {0, 2};
   engine_chunk_t c[] = {
@@ -248,15 +347,15 @@ static void check_order_and_scores(const engine_fixture_t *f) {
   cr_assert_eq(r.nlexical, 0);
   cr_assert_eq(r.ndense, 2);
   q_arena_free(a);
-  engine_close(&e);
+  close_engine(&e);
 }
 
 /* Dense recall against brute force on random vectors: the exact scan is
  * exact, the graph walk finds nearly all of the true top 10. */
 static void check_dense_recall(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
-  q_arena_t *a = q_arena_new(0);
   enum { N = 3000, DIM = 24, K = 10, Q = 50 };
+  engine_t e = open_engine(f, DIM);
+  q_arena_t *a = q_arena_new(0);
   static char ids[N][16];
   static float vec[N][DIM];
   static engine_chunk_t c[N];
@@ -316,12 +415,12 @@ static void check_dense_recall(const engine_fixture_t *f) {
     cr_assert_geq(recall, 0.9, "graph recall@10 %.4f", recall);
   }
   q_arena_free(a);
-  engine_close(&e);
+  close_engine(&e);
 }
 
 /* Vectors must agree with the tenant's dimension and be usable. */
 static void check_vector_validation(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
+  engine_t e = open_engine(f, 2);
   q_arena_t *a = q_arena_new(0);
   float v2[] = {1, 0}, v3[] = {1, 0, 0}, zero[] = {0, 0}, bad[] = {NAN, 1};
   engine_chunk_t ok = {
@@ -332,8 +431,12 @@ static void check_vector_validation(const engine_fixture_t *f) {
   size_t retired;
   cr_assert_eq(e.ops->upsert(e.st, "t", &wrong, 1, NULL, &retired, err, sizeof err),
                Q_EINVAL);
-  /* another tenant has its own dimension */
-  put(&e, "u", &wrong, 1, NULL, NULL);
+  /* another tenant has its own dimension, unless the engine has a fixed one */
+  if (f->milvus)
+    cr_assert_eq(e.ops->upsert(e.st, "u", &wrong, 1, NULL, &retired, err, sizeof err),
+                 Q_EINVAL);
+  else
+    put(&e, "u", &wrong, 1, NULL, NULL);
   engine_chunk_t z = {
       .chunk_id = "c", .doc_id = "d", .text = "t", .embedding = zero, .dim = 2};
   cr_assert_eq(e.ops->upsert(e.st, "t", &z, 1, NULL, &retired, err, sizeof err),
@@ -349,14 +452,17 @@ static void check_vector_validation(const engine_fixture_t *f) {
   cr_assert_eq(e.ops->stats(e.st, "t", &st, err, sizeof err), 0);
   cr_assert_eq(st.chunks, 1);
   q_arena_free(a);
-  engine_close(&e);
+  close_engine(&e);
 }
 
 /* A search beside replaces of one document sees one whole version of it:
- * never a mix of versions, never none, in either list. */
+ * never a mix of versions, never none, in either list. An engine that
+ * replaces "new before old" (Milvus) may show two whole versions, the old
+ * and the next, for a moment: never a partial version, never none. */
 typedef struct race {
   engine_t *e;
-  int stop, bad;
+  bool overlaps;
+  int stop, bad, seen_two;
   char why[160];
 } race_t;
 
@@ -371,21 +477,42 @@ static void *race_searcher(void *ud) {
     if (rc->e->ops->search(rc->e->st, &qq, a, &r, why, sizeof why) != 0) {
       snprintf(rc->why, sizeof rc->why, "search failed: %.100s", why);
       __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
+      q_arena_free(a);
+      break;
     }
     for (int list = 0; list < 2; list++) {
       const engine_cand_t *c = list ? r.dense : r.lexical;
       size_t n = list ? r.ndense : r.nlexical;
-      if (n != 8) {
-        snprintf(rc->why, sizeof rc->why, "%s list has %zu of 8 chunks",
-                 list ? "dense" : "lexical", n);
-        __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
-      }
-      for (size_t i = 1; i < n; i++)
-        if (c[i].version != c[0].version) {
-          snprintf(rc->why, sizeof rc->why, "%s list mixes versions %d and %d",
-                   list ? "dense" : "lexical", c[0].version, c[i].version);
+      /* chunks per version seen: at most two versions, each whole */
+      int32_t ver[2] = {0, 0};
+      size_t cnt[2] = {0, 0}, nver = 0;
+      for (size_t i = 0; i < n; i++) {
+        size_t v = 0;
+        while (v < nver && ver[v] != c[i].version)
+          v++;
+        if (v == nver && nver < 2)
+          ver[nver++] = c[i].version;
+        if (v < 2)
+          cnt[v]++;
+        else {
+          snprintf(rc->why, sizeof rc->why, "%s list holds three versions",
+                   list ? "dense" : "lexical");
           __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
         }
+      }
+      if (nver == 0 || nver > (rc->overlaps ? 2u : 1u)) {
+        snprintf(rc->why, sizeof rc->why, "%s list holds %zu versions",
+                 list ? "dense" : "lexical", nver);
+        __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
+      }
+      for (size_t v = 0; v < nver; v++)
+        if (cnt[v] != 8) {
+          snprintf(rc->why, sizeof rc->why, "%s list has %zu of 8 chunks of version %d",
+                   list ? "dense" : "lexical", cnt[v], ver[v]);
+          __atomic_store_n(&rc->bad, 1, __ATOMIC_RELEASE);
+        }
+      if (nver == 2)
+        __atomic_store_n(&rc->seen_two, 1, __ATOMIC_RELEASE);
     }
     q_arena_free(a);
   }
@@ -393,8 +520,8 @@ static void *race_searcher(void *ud) {
 }
 
 static void check_replace_is_atomic(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
-  race_t rc = {.e = &e};
+  engine_t e = open_engine(f, 4);
+  race_t rc = {.e = &e, .overlaps = f->replace_overlaps};
   pthread_t th[3];
   static char ids[2][8][32];
   static float vec[8][4];
@@ -425,19 +552,58 @@ static void check_replace_is_atomic(const engine_fixture_t *f) {
   for (int i = 0; i < 3; i++)
     pthread_join(th[i], NULL);
   cr_assert_eq(rc.bad, 0, "%s", rc.why);
-  engine_close(&e);
+  close_engine(&e);
+}
+
+/* A candidate carries its chunk as stored: title, text, version, ordinal,
+ * page; a word of the title alone finds the chunk by BM25. */
+static void check_candidate_fields(const engine_fixture_t *f) {
+  engine_t e = open_engine(f, 2);
+  q_arena_t *a = q_arena_new(0);
+  float v[] = {1, 2};
+  engine_chunk_t c[] = {
+      {.chunk_id = "h:3:2",
+       .doc_id = "h",
+       .title = "Harbour manual",
+       .text = "the tide tables",
+       .version = 3,
+       .ordinal = 2,
+       .page = 5,
+       .embedding = v,
+       .dim = 2},
+      {.chunk_id = "o:1:0", .doc_id = "o", .text = "tide", .embedding = v, .dim = 2},
+  };
+  put(&e, "t", c, 2, NULL, NULL);
+  engine_result_t r =
+      search(&e, a, "t", ENGINE_LEXICAL | ENGINE_DENSE, "harbour", v, 2, 10);
+  cr_assert_eq(r.nlexical, 1);
+  cr_assert_eq(r.ndense, 2);
+  const engine_cand_t *l = &r.lexical[0], *d = &r.dense[0];
+  cr_assert_str_eq(d->chunk_id, "h:3:2"); /* equal cosine: the smaller id */
+  for (int i = 0; i < 2; i++) {
+    const engine_cand_t *x = i ? d : l;
+    cr_assert_str_eq(x->chunk_id, "h:3:2");
+    cr_assert_str_eq(x->doc_id, "h");
+    cr_assert_str_eq(x->title, "Harbour manual");
+    cr_assert_str_eq(x->text, "the tide tables");
+    cr_assert_eq(x->version, 3);
+    cr_assert_eq(x->ordinal, 2);
+    cr_assert_eq(x->page, 5);
+  }
+  q_arena_free(a);
+  close_engine(&e);
 }
 
 /* Snapshot/restore: an engine either does them or says it does not. */
 static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
-  engine_t e = open_engine(f);
+  engine_t e = open_engine(f, 2);
   int rc = e.ops->snapshot(e.st, "/nonexistent-dir", err, sizeof err);
   cr_assert(rc == Q_EUNIMPL || rc == Q_EIO, "rc %d", rc);
   cr_assert_neq(err[0], '\0');
   char why[128];
   cr_assert(e.ops->ready(e.st, why, sizeof why));
   cr_assert_geq(e.ops->lag_ms(e.st), 0);
-  engine_close(&e);
+  close_engine(&e);
 }
 
 /* ---- instances -------------------------------------------------------------- */
@@ -461,9 +627,98 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   Test(suite, replace_is_atomic, .timeout = 120) {                                       \
     check_replace_is_atomic(&fixture);                                                   \
   }                                                                                      \
+  Test(suite, candidate_fields) {                                                        \
+    check_candidate_fields(&fixture);                                                    \
+  }                                                                                      \
   Test(suite, snapshot_says_what_it_does) {                                              \
     check_snapshot_says_what_it_does(&fixture);                                          \
   }
 
 ENGINE_CONTRACT(embedded_exact, embedded_exact)
 ENGINE_CONTRACT(embedded_graph, embedded_graph)
+ENGINE_CONTRACT(milvus_fake, milvus_fake)
+
+/* A chunk id belongs to one tenant for good (engine.h): another tenant's
+ * upsert of it is Q_ECONFLICT and moves nothing. The embedded engine checks
+ * this in PostgreSQL (store.c, tested with its store), so only the Milvus
+ * engine, whose primary key is the collection's, runs it here. */
+static void check_chunk_ids_belong_to_one_tenant(const engine_fixture_t *f) {
+  engine_t e = open_engine(f, 2);
+  q_arena_t *a = q_arena_new(0);
+  float v[] = {1, 0};
+  engine_chunk_t mine = {.chunk_id = "x:1:0",
+                         .doc_id = "x",
+                         .text = "owned words",
+                         .embedding = v,
+                         .dim = 2};
+  put(&e, "t", &mine, 1, NULL, NULL);
+  engine_chunk_t theirs[] = {
+      {.chunk_id = "y:1:0", .doc_id = "y", .text = "fresh", .embedding = v, .dim = 2},
+      {.chunk_id = "x:1:0", .doc_id = "y", .text = "stolen", .embedding = v, .dim = 2},
+  };
+  size_t retired = 0;
+  cr_assert_eq(e.ops->upsert(e.st, "u", theirs, 2, "y", &retired, err, sizeof err),
+               Q_ECONFLICT);
+  cr_assert(strstr(err, "x:1:0"), "%s", err);
+  engine_result_t r = search(&e, a, "t", ENGINE_LEXICAL, "owned", NULL, 0, 10);
+  cr_assert_eq(r.nlexical, 1);
+  cr_assert_str_eq(r.lexical[0].text, "owned words");
+  r = search(&e, a, "u", ENGINE_LEXICAL | ENGINE_DENSE, "fresh stolen", v, 2, 10);
+  cr_assert_eq(r.nlexical + r.ndense, 0, "nothing of the refused batch is stored");
+  q_arena_free(a);
+  close_engine(&e);
+}
+
+Test(milvus_fake, chunk_ids_belong_to_one_tenant) {
+  check_chunk_ids_belong_to_one_tenant(&milvus_fake);
+}
+
+/* POSTs a JSON text to the fake (path from its root) with the token. */
+static void fake_post(const char *path, const char *body) {
+  char url[256];
+  snprintf(url, sizeof url, "%s%s", fake_url, path);
+  json_t *b = json_loads(body, 0, NULL);
+  const char *headers[] = {"Authorization: Bearer " FAKE_TOKEN, NULL};
+  q_http_req_t req = {.method = "POST", .url = url, .body = b, .headers = headers};
+  long status = 0;
+  json_t *reply = NULL;
+  char e[256];
+  cr_assert_eq(q_http_json(&req, &status, &reply, e, sizeof e), 0, "%s", e);
+  cr_assert_eq(status, 200);
+  json_decref(reply);
+  json_decref(b);
+}
+
+/* What a failing Milvus is to the retriever's callers: unavailable (never
+ * 401, 429 or 404 for the operator's problem), a dropped collection made
+ * again, and readiness false with the reason once the server is gone. */
+Test(milvus_fake, failures_are_unavailable) {
+  engine_t e = open_engine(&milvus_fake, 2);
+  q_arena_t *a = q_arena_new(0);
+  float v[] = {1, 0};
+  engine_chunk_t c = {
+      .chunk_id = "k:1:0", .doc_id = "k", .text = "kept words", .embedding = v, .dim = 2};
+  put(&e, "t", &c, 1, NULL, NULL);
+  engine_query_t q = {"t", ENGINE_LEXICAL, "kept", 4, NULL, 0, 5};
+  engine_result_t r;
+  fake_post("/_fake/fault", "{\"mode\": \"auth\", \"path\": \"entities/search\"}");
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);
+  cr_assert(strstr(err, "milvus"), "%s", err);
+  fake_post("/_fake/fault", "{\"mode\": \"http429\", \"path\": \"entities/search\", "
+                            "\"times\": 5}");
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);
+  fake_post("/_fake/reset", "{}");
+  /* the collection dropped behind the engine's back: unavailable once, then
+   * made again (empty) */
+  fake_post("/v2/vectordb/collections/drop", "{\"collectionName\": \"engine_contract\"}");
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);
+  cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.nlexical, 0);
+  char why[256] = "";
+  cr_assert(e.ops->ready(e.st, why, sizeof why));
+  fake_stop();
+  cr_assert_not(e.ops->ready(e.st, why, sizeof why));
+  cr_assert(strstr(why, "milvus at http://127.0.0.1:"), "%s", why);
+  q_arena_free(a);
+  engine_close(&e);
+}

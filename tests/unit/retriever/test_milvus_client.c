@@ -619,6 +619,46 @@ Test(milvus, hostile_ids_are_stored_and_deleted_exactly) {
   cr_assert_eq(milvus_count(cli, "a", err, sizeof err), (int64_t)nid);
 }
 
+/* What the engine's replace, stats and ownership check use: counts and
+ * deletes that keep named chunks out, document ids, and the lookup of chunk
+ * ids stored under another tenant, with hostile values kept whole. */
+Test(milvus, keep_lists_counts_doc_ids_and_foreign_chunks) {
+  load_two_tenants();
+  const char *keep[] = {"a:d1:1:1", "x\" || chunk_id != \"y"};
+  milvus_keep_t k = {.chunk_ids = keep, .n_chunk_ids = 2};
+  cr_assert_eq(milvus_count_where(cli, "a", "d1", &k, err, sizeof err), 1, "%s", err);
+  cr_assert_eq(milvus_count_where(cli, "a", "d1", NULL, err, sizeof err), 2);
+  milvus_keep_t first = {.first_chunks = true};
+  cr_assert_eq(milvus_count_where(cli, "a", NULL, &first, err, sizeof err), 3);
+  cr_assert_eq(milvus_count_where(cli, NULL, NULL, NULL, err, sizeof err), 5, "%s", err);
+  cr_assert_eq(milvus_delete_where(cli, "a", "d1", &k, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(milvus_count_where(cli, "a", "d1", NULL, err, sizeof err), 1);
+  cr_assert_eq(milvus_count(cli, "b", err, sizeof err), 2, "tenant b untouched");
+  json_t *b = last_body("entities/delete");
+  cr_assert(strstr(json_string_value(json_object_get(b, "filter")),
+                   "chunk_id not in [\"a:d1:1:1\", \"x\\\" || chunk_id != \\\"y\"]"),
+            "%s", json_string_value(json_object_get(b, "filter")));
+  json_decref(b);
+  const char **ids;
+  size_t n;
+  cr_assert_eq(milvus_doc_ids(cli, "a", 100, arena, &ids, &n, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(n, 2); /* a:d1:1:1 and a:d2:1:0 */
+  const char *foreign;
+  const char *probe[] = {"a:d2:1:0", "b:d3:1:0", "new"};
+  cr_assert_eq(milvus_foreign_chunk(cli, "a", probe, 3, arena, &foreign, err, sizeof err),
+               0, "%s", err);
+  cr_assert_str_eq(foreign, "b:d3:1:0");
+  cr_assert_eq(
+      milvus_foreign_chunk(cli, "b", probe + 1, 2, arena, &foreign, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_null(foreign);
+  const char *hostile = "b\" || tenant_id != \"b";
+  cr_assert_eq(
+      milvus_foreign_chunk(cli, hostile, probe, 3, arena, &foreign, err, sizeof err), 0);
+  cr_assert_str_eq(foreign, "a:d2:1:0"); /* every stored one is another's */
+}
+
 Test(milvus, quote_escapes_what_the_grammar_reads) {
   char out[64];
   cr_assert_eq(milvus_quote(out, sizeof out, "plain"), 0);
