@@ -157,18 +157,18 @@ Test(store, round_trip_is_exact) {
     engine_cand_t *a, *b;
     size_t na, nb;
     bool used, exact;
-    cr_assert_eq(index_lexical(idx, "t1", queries[i], strlen(queries[i]), 10, arena, &a,
-                               &na, err, sizeof err),
+    cr_assert_eq(index_lexical(idx, "t1", queries[i], strlen(queries[i]), 10, NULL, arena,
+                               &a, &na, err, sizeof err),
                  0, "%s", err);
-    cr_assert_eq(index_lexical(direct, "t1", queries[i], strlen(queries[i]), 10, arena,
-                               &b, &nb, err, sizeof err),
+    cr_assert_eq(index_lexical(direct, "t1", queries[i], strlen(queries[i]), 10, NULL,
+                               arena, &b, &nb, err, sizeof err),
                  0, "%s", err);
     same_lists(a, na, b, nb);
-    cr_assert_eq(
-        index_dense(idx, "t1", q, 4, 10, arena, &a, &na, &used, &exact, err, sizeof err),
-        0, "%s", err);
-    cr_assert_eq(index_dense(direct, "t1", q, 4, 10, arena, &b, &nb, &used, &exact, err,
-                             sizeof err),
+    cr_assert_eq(index_dense(idx, "t1", q, 4, 10, NULL, arena, &a, &na, &used, &exact,
+                             err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(index_dense(direct, "t1", q, 4, 10, NULL, arena, &b, &nb, &used, &exact,
+                             err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(na, 2);
     same_lists(a, na, b, nb);
@@ -177,7 +177,8 @@ Test(store, round_trip_is_exact) {
   engine_cand_t *h;
   size_t nh;
   cr_assert_eq(
-      index_lexical(idx, "t1", "slashes", 7, 10, arena, &h, &nh, err, sizeof err), 0);
+      index_lexical(idx, "t1", "slashes", 7, 10, NULL, arena, &h, &nh, err, sizeof err),
+      0);
   cr_assert_eq(nh, 1);
   cr_assert_str_eq(h[0].text, awkward);
   cr_assert_str_eq(h[0].title, "Title\tone");
