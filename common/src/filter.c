@@ -96,8 +96,8 @@ static bool digits(const char *s, int n, int *out) {
 
 bool q_rfc3339_parse(const char *s, int64_t *out) {
   int y, mo, d, h = 0, mi = 0, se = 0, off = 0;
-  if (!s || strlen(s) < 10 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-      s[7] != '-' || !digits(s + 8, 2, &d))
+  if (!s || strlen(s) < 10 || !digits(s, 4, &y) || s[4] != '-' ||
+      !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d))
     return false;
   const char *p = s + 10;
   if (*p) {
@@ -129,8 +129,12 @@ bool q_rfc3339_parse(const char *s, int64_t *out) {
   }
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
     return false;
-  struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                  .tm_hour = h, .tm_min = mi, .tm_sec = se == 60 ? 59 : se};
+  struct tm tm = {.tm_year = y - 1900,
+                  .tm_mon = mo - 1,
+                  .tm_mday = d,
+                  .tm_hour = h,
+                  .tm_min = mi,
+                  .tm_sec = se == 60 ? 59 : se};
   time_t t = timegm(&tm);
   if (tm.tm_mday != d || tm.tm_mon != mo - 1) /* 31 February */
     return false;
@@ -145,8 +149,8 @@ static bool key_ok(const char *k, size_t n) {
     return false;
   for (size_t i = 0; i < n; i++) {
     char ch = k[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '_' || ch == '.' || ch == '-'))
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
       return false;
   }
   return true;
@@ -328,7 +332,8 @@ static q_err_t parse_node(pctx_t *c, const json_t *v, int depth, node_t **out) {
     return fail(c, msg);
   }
   if (++c->clauses > Q_LIMIT_FILTER_CLAUSES) {
-    snprintf(msg, sizeof msg, "the filter has more than %d conditions and and/or/not nodes",
+    snprintf(msg, sizeof msg,
+             "the filter has more than %d conditions and and/or/not nodes",
              Q_LIMIT_FILTER_CLAUSES);
     return fail(c, msg);
   }
@@ -371,8 +376,9 @@ static q_err_t parse_node(pctx_t *c, const json_t *v, int depth, node_t **out) {
       return fail(c, msg);
     }
     if (m > Q_LIMIT_FILTER_CLAUSES) {
-      snprintf(msg, sizeof msg, "\"%s\" has %zu items; a filter has at most %d conditions",
-               k, m, Q_LIMIT_FILTER_CLAUSES);
+      snprintf(msg, sizeof msg,
+               "\"%s\" has %zu items; a filter has at most %d conditions", k, m,
+               Q_LIMIT_FILTER_CLAUSES);
       return fail(c, msg);
     }
     n->kids = calloc(m, sizeof *n->kids);
@@ -387,7 +393,8 @@ static q_err_t parse_node(pctx_t *c, const json_t *v, int depth, node_t **out) {
     }
   } else {
     snprintf(msg, sizeof msg,
-             "unknown operator \"%.64s\" (and, or, not; or a condition with \"field\")", k);
+             "unknown operator \"%.64s\" (and, or, not; or a condition with \"field\")",
+             k);
     return fail(c, msg);
   }
   if (!rc)
@@ -439,12 +446,9 @@ q_err_t q_filter_parse(const char *s, size_t len, q_filter_t **out, char *err,
 
 static bool val_eq(const val_t *a, const json_t *x) {
   switch (a->kind) {
-  case V_STR:
-    return json_is_string(x) && strcmp(a->s, json_string_value(x)) == 0;
-  case V_NUM:
-    return json_is_number(x) && json_number_value(x) == a->n;
-  default:
-    return json_is_boolean(x) && json_is_true(x) == a->b;
+  case V_STR: return json_is_string(x) && strcmp(a->s, json_string_value(x)) == 0;
+  case V_NUM: return json_is_number(x) && json_number_value(x) == a->n;
+  default: return json_is_boolean(x) && json_is_true(x) == a->b;
   }
 }
 
@@ -496,16 +500,11 @@ static bool num_in(const node_t *n, double x) {
 
 static bool cond_match(const node_t *n, const q_filter_doc_t *d) {
   switch (n->field) {
-  case F_DOC_ID:
-    return str_in(n, d->doc_id);
-  case F_TITLE:
-    return str_in(n, d->title);
-  case F_CONTENT_TYPE:
-    return str_in(n, d->content_type);
-  case F_CREATED_AT:
-    return d->created_at != 0 && num_in(n, (double)d->created_at);
-  default:
-    break;
+  case F_DOC_ID: return str_in(n, d->doc_id);
+  case F_TITLE: return str_in(n, d->title);
+  case F_CONTENT_TYPE: return str_in(n, d->content_type);
+  case F_CREATED_AT: return d->created_at != 0 && num_in(n, (double)d->created_at);
+  default: break;
   }
   const json_t *x = d->meta ? json_object_get(d->meta, n->key) : NULL;
   if (!x)
@@ -534,10 +533,8 @@ static bool node_match(const node_t *n, const q_filter_doc_t *d) {
       if (node_match(n->kids[i], d))
         return true;
     return false;
-  case N_NOT:
-    return !node_match(n->kids[0], d);
-  default:
-    return cond_match(n, d);
+  case N_NOT: return !node_match(n->kids[0], d);
+  default: return cond_match(n, d);
   }
 }
 
@@ -545,7 +542,8 @@ bool q_filter_match(const q_filter_t *f, const q_filter_doc_t *d) {
   return !f || node_match(f->root, d);
 }
 
-/* ---- user metadata ------------------------------------------------------------------ */
+/* ---- user metadata ------------------------------------------------------------------
+ */
 
 static q_err_t meta_string(const char *key, const json_t *s, const char *where, char *err,
                            size_t errlen) {
@@ -598,8 +596,8 @@ q_err_t q_meta_check(const json_t *meta, char *err, size_t errlen) {
       for (size_t i = 0; i < json_array_size(v); i++) {
         const json_t *s = json_array_get(v, i);
         if (!json_is_string(s)) {
-          snprintf(err, errlen, "metadata \"%s\": item %zu of the list is not a string", k,
-                   i);
+          snprintf(err, errlen, "metadata \"%s\": item %zu of the list is not a string",
+                   k, i);
           return Q_EINVAL;
         }
         if ((rc = meta_string(k, s, "an item of the list", err, errlen)))
@@ -627,7 +625,8 @@ q_err_t q_meta_parse(const char *s, size_t len, json_t **out, char *err, size_t 
   if (!s || !len)
     return 0;
   if (len > Q_LIMIT_METADATA_BYTES) {
-    snprintf(err, errlen, "metadata is %zu bytes; at most %d", len, Q_LIMIT_METADATA_BYTES);
+    snprintf(err, errlen, "metadata is %zu bytes; at most %d", len,
+             Q_LIMIT_METADATA_BYTES);
     return Q_EINVAL;
   }
   json_error_t je;

@@ -68,7 +68,8 @@ Test(filter, conditions_match_document_fields) {
   cr_assert(matches("{\"field\":\"created_at\",\"gte\":\"2023-11-01\","
                     "\"lt\":\"2023-12-01T00:00:00+01:00\"}",
                     &d));
-  cr_assert_not(matches("{\"field\":\"created_at\",\"lt\":\"2023-11-14T22:13:20Z\"}", &d));
+  cr_assert_not(
+      matches("{\"field\":\"created_at\",\"lt\":\"2023-11-14T22:13:20Z\"}", &d));
   cr_assert(matches("{\"field\":\"created_at\",\"lte\":\"2023-11-14T22:13:20Z\"}", &d));
   cr_assert(matches("{\"field\":\"meta.due\",\"gt\":\"2024-04-30T23:59:59Z\"}", &d));
   cr_assert_not(matches("{\"field\":\"meta.team\",\"gt\":\"2024-04-30\"}", &d));
@@ -208,7 +209,8 @@ Test(filter, metadata_checks) {
     const char *json, *want;
   } bad[] = {
       {"[1]", "must be a JSON object"},
-      {"{\"a\":{\"b\":1}}", "metadata \"a\": values are strings, numbers, booleans or lists"},
+      {"{\"a\":{\"b\":1}}",
+       "metadata \"a\": values are strings, numbers, booleans or lists"},
       {"{\"a\":null}", "not null"},
       {"{\"a\":[1]}", "metadata \"a\": item 0 of the list is not a string"},
       {"{\"a b\":1}", "metadata key \"a b\""},
@@ -264,8 +266,9 @@ Test(filter, rfc3339_dates) {
   cr_assert_eq(t, 1700000000);
   cr_assert(q_rfc3339_parse("2023-11-14", &t));
   cr_assert_eq(t, 1699920000);
-  const char *bad[] = {"2023-11-14T22:13Z", "2023-13-01", "2023-02-29", "2023-11-14T22:13:20",
-                       "2023-11-14T22:13:20Zjunk", "20231114", "", "2023-11-14T24:00:00Z"};
+  const char *bad[] = {
+      "2023-11-14T22:13Z",        "2023-13-01", "2023-02-29", "2023-11-14T22:13:20",
+      "2023-11-14T22:13:20Zjunk", "20231114",   "",           "2023-11-14T24:00:00Z"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_not(q_rfc3339_parse(bad[i], &t), "%s accepted", bad[i]);
 }

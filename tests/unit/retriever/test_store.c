@@ -332,7 +332,8 @@ Test(store, seq_is_returned_and_stable) {
 static void both_lists(engine_t *e, const char *text, const float *q, engine_cand_t **lex,
                        size_t *nlex, engine_cand_t **den, size_t *nden) {
   char err[256];
-  engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, text, strlen(text), q, 4, 50};
+  engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, text, strlen(text), q, 4, 50,
+                       NULL};
   engine_result_t r;
   cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
   *lex = r.lexical;
