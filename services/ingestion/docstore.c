@@ -197,6 +197,12 @@ const q_pg_migration_t docstore_migrations[] = {
      "USING gin (lower(filename) gin_trgm_ops) WHERE deleted_at IS NULL';\n"
      "  END IF;\n"
      "END $$;\n"},
+    /* User metadata given with an upload (a JSON object, q_meta_check),
+     * carried on the document's chunks for retrieval filters. IF NOT EXISTS:
+     * the bulk-upload work adds the same column, and whichever migration
+     * runs second must be a no-op. */
+    {7, "documents: user metadata",
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS metadata jsonb;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -236,7 +242,7 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                            int *inserted, char *err, size_t errlen) {
   char size[24];
   snprintf(size, sizeof size, "%lld", (long long)m->size);
-  const char *params[10] = {r->document_id,
+  const char *params[11] = {r->document_id,
                             m->tenant_id,
                             m->external_id,
                             m->title,
@@ -245,16 +251,18 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                             m->content_type,
                             m->sha256,
                             size,
-                            r->job_id};
+                            r->job_id,
+                            m->metadata ? m->metadata : ""};
   q_err_t rc = Q_OK;
   PGresult *res = q_pg_query(
       c,
       "INSERT INTO documents (id, tenant_id, external_id, title, title_explicit, "
-      "filename, content_type, version, sha256, size_bytes, status, job_id) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10) "
+      "filename, content_type, version, sha256, size_bytes, status, job_id, metadata) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10, "
+      "NULLIF($11, '')::jsonb) "
       "ON CONFLICT (tenant_id, external_id) WHERE external_id <> '' DO NOTHING "
       "RETURNING id",
-      10, params, "storing document", &rc, err, errlen);
+      11, params, "storing document", &rc, err, errlen);
   if (!res)
     return rc;
   *inserted = PQntuples(res) == 1;
@@ -307,16 +315,18 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
 
   char size[24];
   snprintf(size, sizeof size, "%lld", (long long)m->size);
-  const char *params[8] = {r->document_id, m->title,        m->title_explicit ? "t" : "f",
-                           m->filename,    m->content_type, m->sha256,
-                           size,           r->job_id};
+  const char *params[9] = {
+      r->document_id, m->title,        m->title_explicit ? "t" : "f",
+      m->filename,    m->content_type, m->sha256,
+      size,           r->job_id,       m->metadata ? m->metadata : ""};
   res = q_pg_query(
       c,
       "UPDATE documents SET version = version + 1, title = $2, title_explicit = $3, "
       "filename = $4, content_type = $5, sha256 = $6, size_bytes = $7, "
-      "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now() "
+      "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now(), "
+      "metadata = NULLIF($9, '')::jsonb "
       "WHERE id = $1 RETURNING version",
-      8, params, "storing new version", &rc, err, errlen);
+      9, params, "storing new version", &rc, err, errlen);
   if (!res)
     return rc;
   r->version = atoi(PQgetvalue(res, 0, 0));
@@ -508,7 +518,7 @@ q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
 #define SQL_GET_DOCUMENT                                                            \
   "SELECT id, tenant_id, title, filename, content_type, external_id, version, "     \
   "size_bytes, sha256, status, chunk_count, " TS("created_at") ", "                  \
-  TS("updated_at") ", COALESCE(job_id::text, '') "                                  \
+  TS("updated_at") ", COALESCE(job_id::text, ''), COALESCE(metadata::text, '') "   \
   "FROM documents WHERE id = $1::uuid AND tenant_id = $2 AND deleted_at IS NULL"
 #define SQL_GET_JOB                                                                 \
   "SELECT id, document_id, status, error, chunk_count, attempts, "                  \
@@ -566,6 +576,7 @@ q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id
   d->created_at = col(a, r, 11);
   d->updated_at = col(a, r, 12);
   d->job_id = col(a, r, 13);
+  d->metadata = col(a, r, 14);
   PQclear(r);
   *out = d;
   return Q_OK;
@@ -680,7 +691,8 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
       ") "
       "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
-      "  doc.size_bytes, c.dep_retries, c.dep_ms "
+      "  doc.size_bytes, c.dep_retries, c.dep_ms,"
+      "  extract(epoch FROM doc.created_at)::bigint, COALESCE(doc.metadata::text, '') "
       "FROM c JOIN documents doc ON doc.id = c.document_id",
       1, params, "claiming job", &rc, err, errlen);
   q_pg_release(p, c);
@@ -705,6 +717,8 @@ q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err
   j->size = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
   j->dep_retries = atoi(PQgetvalue(r, 0, 12));
   j->dep_retry_ms = strtoll(PQgetvalue(r, 0, 13), NULL, 10);
+  j->created_at = strtoll(PQgetvalue(r, 0, 14), NULL, 10);
+  snprintf(j->metadata, sizeof j->metadata, "%s", PQgetvalue(r, 0, 15));
   PQclear(r);
   return Q_OK;
 }

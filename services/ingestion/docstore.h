@@ -60,6 +60,8 @@ typedef struct upload_meta {
   const char *trace_id;        /* continued by the worker */
   const char *idempotency_key; /* "" or NULL when none; else q_valid_idempotency_key */
   int64_t key_ttl_ms;          /* how long a new key is remembered */
+  const char *metadata;        /* user metadata, compact JSON checked by
+                                  q_meta_check; "" or NULL none */
 } upload_meta_t;
 
 typedef struct upload_result {
@@ -120,6 +122,11 @@ typedef struct job {
   int64_t size;
   int dep_retries;      /* times queued again because a dependency was down */
   int64_t dep_retry_ms; /* how long ago the first of those was, 0 when none */
+  /* What the chunks carry for retrieval filters (Chunk.created_at,
+   * Chunk.metadata): the document's creation (its first upload; unix
+   * seconds) and its user metadata ("" none). */
+  int64_t created_at;
+  char metadata[Q_LIMIT_METADATA_BYTES + 1];
 } job_t;
 
 /* Claims a runnable job for instance, fairly across tenants: among the

@@ -10,6 +10,7 @@
 #include "extract/formats.h"
 #include "ingest.h"
 #include "quarry/error.h"
+#include "quarry/filter.h"
 #include "quarry/log.h"
 #include "quarry/trace.h"
 #include "quarry/validate.h"
@@ -55,6 +56,16 @@ static q_err_t check_header(q_grpc_ctx_t *ctx, const Quarry__V1__UploadHeader *h
     return Q_EINVAL;
   }
   m->idempotency_key = h->idempotency_key ? h->idempotency_key : "";
+  m->metadata = "";
+  if (h->metadata && h->metadata[0]) {
+    json_t *meta = NULL;
+    if (q_meta_parse(h->metadata, strlen(h->metadata), &meta, err, sizeof err)) {
+      q_grpc_ctx_errorf(ctx, "header.metadata: %s", err);
+      return Q_EINVAL;
+    }
+    json_decref(meta);
+    m->metadata = h->metadata;
+  }
   int rc = formats_choose(h->content_type, h->filename, fc, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);

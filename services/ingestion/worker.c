@@ -270,6 +270,10 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
     m->ordinal = c.ordinal;
     m->page = c.page;
     m->version = j->version;
+    /* What retrieval filters look at (docs/retrieval.md, "Filters"). */
+    m->content_type = (char *)j->content_type;
+    m->created_at = j->created_at;
+    m->metadata = (char *)j->metadata;
     out[(*n)++] = m;
   }
   if (rc < 0)

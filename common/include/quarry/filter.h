@@ -71,7 +71,9 @@ bool q_filter_match(const q_filter_t *f, const q_filter_doc_t *d);
  * key and the problem. */
 q_err_t q_meta_check(const json_t *meta, char *err, size_t errlen);
 
-/* Parses the user metadata text s[0..len) and checks it (q_meta_check). 0
+/* Parses the user metadata text s[0..len) (white space allowed; text over
+ * 4 * Q_LIMIT_METADATA_BYTES is refused unread) and checks it
+ * (q_meta_check). 0
  * and *out set to a new reference (json_decref it), Q_EINVAL with err. An
  * empty text gives *out NULL. */
 q_err_t q_meta_parse(const char *s, size_t len, json_t **out, char *err, size_t errlen);

@@ -147,9 +147,8 @@ Test(filtering, half_passing_fills_top_k_from_the_graph) {
     int num = atoi(out[i].doc_id + 1);
     cr_assert(num % 2 == 1 && num >= 100, "%s should not pass", out[i].doc_id);
   }
-  cr_assert_eq(index_lexical(idx, "t1", "report", 6, 50, f, arena, &out, &n, err,
-                             sizeof err),
-               0);
+  cr_assert_eq(
+      index_lexical(idx, "t1", "report", 6, 50, f, arena, &out, &n, err, sizeof err), 0);
   cr_assert_eq(n, 50);
   for (size_t i = 0; i < n; i++) {
     int num = atoi(out[i].doc_id + 1);
@@ -165,9 +164,8 @@ Test(filtering, date_range_on_created_at) {
   engine_cand_t *out;
   size_t n;
   char err[256];
-  cr_assert_eq(index_lexical(idx, "t1", "report", 6, 50, f, arena, &out, &n, err,
-                             sizeof err),
-               0);
+  cr_assert_eq(
+      index_lexical(idx, "t1", "report", 6, 50, f, arena, &out, &n, err, sizeof err), 0);
   cr_assert_eq(n, 5);
   for (size_t i = 0; i < n; i++)
     cr_assert_lt(atoi(out[i].doc_id + 1), 5, "%s", out[i].doc_id);
@@ -190,20 +188,20 @@ Test(filtering, a_filter_never_reaches_another_tenant) {
     size_t n;
     bool used, exact;
     char err[256];
-    cr_assert_eq(index_lexical(idx, "t1", "report", 6, 1000, f, arena, &out, &n, err,
-                               sizeof err),
-                 0);
+    cr_assert_eq(
+        index_lexical(idx, "t1", "report", 6, 1000, f, arena, &out, &n, err, sizeof err),
+        0);
     for (size_t i = 0; i < n; i++)
       cr_assert(strncmp(out[i].doc_id, "other", 5) != 0, "%s leaked", out[i].doc_id);
-    cr_assert_eq(index_dense(idx, "t1", q, DIM, 50, f, arena, &out, &n, &used, &exact, err,
-                             sizeof err),
+    cr_assert_eq(index_dense(idx, "t1", q, DIM, 50, f, arena, &out, &n, &used, &exact,
+                             err, sizeof err),
                  0);
     for (size_t i = 0; i < n; i++)
       cr_assert(strncmp(out[i].doc_id, "other", 5) != 0, "%s leaked", out[i].doc_id);
     /* and t2 still finds its own */
-    cr_assert_eq(index_lexical(idx, "t2", "report", 6, 1000, f, arena, &out, &n, err,
-                               sizeof err),
-                 0);
+    cr_assert_eq(
+        index_lexical(idx, "t2", "report", 6, 1000, f, arena, &out, &n, err, sizeof err),
+        0);
     cr_assert_gt(n, 0);
     for (size_t i = 0; i < n; i++)
       cr_assert(strncmp(out[i].doc_id, "other", 5) == 0, "%s leaked", out[i].doc_id);
@@ -231,16 +229,15 @@ Test(filtering, new_version_replaces_document_fields) {
   q_filter_t *f = filt("{\"field\":\"meta.team\",\"eq\":\"moved\"}");
   engine_cand_t *out;
   size_t n;
-  cr_assert_eq(index_lexical(idx, "t1", "report", 6, 10, f, arena, &out, &n, err,
-                             sizeof err),
-               0);
+  cr_assert_eq(
+      index_lexical(idx, "t1", "report", 6, 10, f, arena, &out, &n, err, sizeof err), 0);
   cr_assert_eq(n, 1);
   cr_assert_str_eq(out[0].chunk_id, "d3:2:0");
   q_filter_free(f);
   f = filt("{\"field\":\"created_at\",\"gte\":0}"); /* version 2 has no date */
-  cr_assert_eq(index_lexical(idx, "t1", "report", 6, 10000, f, arena, &out, &n, err,
-                             sizeof err),
-               0);
+  cr_assert_eq(
+      index_lexical(idx, "t1", "report", 6, 10000, f, arena, &out, &n, err, sizeof err),
+      0);
   cr_assert_eq(n, NDOCS - 1);
   q_filter_free(f);
 }
@@ -254,7 +251,8 @@ Test(filtering, through_the_engine_seam_and_search_run) {
   engine_chunk_t c[3];
   float v[3][DIM];
   const char *ids[] = {"a:1:0", "b:1:0", "c:1:0"}, *docs[] = {"a", "b", "c"};
-  const char *metas[] = {"{\"team\":\"legal\"}", "{\"team\":\"hr\"}", "{\"team\":\"eng\"}"};
+  const char *metas[] = {"{\"team\":\"legal\"}", "{\"team\":\"hr\"}",
+                         "{\"team\":\"eng\"}"};
   for (int i = 0; i < 3; i++) {
     vec_of(i, v[i]);
     c[i] = (engine_chunk_t){.chunk_id = ids[i],
