@@ -76,6 +76,17 @@ static json_t *document_json(const Quarry__V1__Document *d) {
       o && d->metadata && *d->metadata ? json_loads(d->metadata, 0, NULL) : NULL;
   if (meta)
     json_object_set_new(o, "metadata", meta);
+  /* What extraction found in the file (GET /v1/documents/{id} only). */
+  if (o && d->author && *d->author)
+    json_object_set_new(o, "author", text_json(d->author));
+  if (o && d->language && *d->language)
+    json_object_set_new(o, "language", text_json(d->language));
+  if (o && d->page_count > 0)
+    json_object_set_new(o, "page_count", json_integer(d->page_count));
+  if (o && d->doc_created_at && *d->doc_created_at)
+    json_object_set_new(o, "doc_created_at", text_json(d->doc_created_at));
+  if (o && d->doc_modified_at && *d->doc_modified_at)
+    json_object_set_new(o, "doc_modified_at", text_json(d->doc_modified_at));
   return o;
 }
 

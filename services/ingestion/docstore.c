@@ -203,6 +203,18 @@ const q_pg_migration_t docstore_migrations[] = {
      * runs second must be a no-op. */
     {7, "documents: user metadata",
      "ALTER TABLE documents ADD COLUMN IF NOT EXISTS metadata jsonb;\n"},
+    /* What extraction finds out about each version (docstore_set_facts). */
+    {8, "document_versions: extracted metadata",
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS author text NOT NULL "
+     "DEFAULT '';\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS language text NOT NULL "
+     "DEFAULT '';\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS page_count integer NOT "
+     "NULL DEFAULT 0;\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS doc_created_at "
+     "timestamptz;\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS doc_modified_at "
+     "timestamptz;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -518,8 +530,14 @@ q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
 #define SQL_GET_DOCUMENT                                                            \
   "SELECT id, tenant_id, title, filename, content_type, external_id, version, "     \
   "size_bytes, sha256, status, chunk_count, " TS("created_at") ", "                  \
-  TS("updated_at") ", COALESCE(job_id::text, ''), COALESCE(metadata::text, '') "   \
-  "FROM documents WHERE id = $1::uuid AND tenant_id = $2 AND deleted_at IS NULL"
+  TS("updated_at") ", COALESCE(job_id::text, ''), COALESCE(metadata::text, ''), "  \
+  "COALESCE(v.author, ''), COALESCE(v.language, ''), COALESCE(v.page_count, 0), "  \
+  "COALESCE(" TS("v.doc_created_at") ", ''), "                                      \
+  "COALESCE(" TS("v.doc_modified_at") ", '') "                                      \
+  "FROM documents d LEFT JOIN LATERAL (SELECT author, language, page_count, "       \
+  "  doc_created_at, doc_modified_at FROM document_versions "                       \
+  "  WHERE document_id = d.id AND version = d.version) v ON true "                  \
+  "WHERE d.id = $1::uuid AND d.tenant_id = $2 AND d.deleted_at IS NULL"
 #define SQL_GET_JOB                                                                 \
   "SELECT id, document_id, status, error, chunk_count, attempts, "                  \
   TS("created_at") ", " TS("updated_at") ", stage, progress_done, "                 \
@@ -577,6 +595,11 @@ q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id
   d->updated_at = col(a, r, 12);
   d->job_id = col(a, r, 13);
   d->metadata = col(a, r, 14);
+  d->author = col(a, r, 15);
+  d->language = col(a, r, 16);
+  d->page_count = atoi(PQgetvalue(r, 0, 17));
+  d->doc_created_at = col(a, r, 18);
+  d->doc_modified_at = col(a, r, 19);
   PQclear(r);
   *out = d;
   return Q_OK;
@@ -842,6 +865,30 @@ q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
   if (!rc)
     *n = (int)rows;
   return rc;
+}
+
+q_err_t docstore_set_facts(q_pg_pool_t *p, const job_t *j, const doc_facts_t *f,
+                           char *err, size_t errlen) {
+  char ver[16], pages[16], cr[24], mo[24];
+  snprintf(ver, sizeof ver, "%d", j->version);
+  snprintf(pages, sizeof pages, "%d", f->page_count > 0 ? f->page_count : 0);
+  snprintf(cr, sizeof cr, "%lld", (long long)f->created);
+  snprintf(mo, sizeof mo, "%lld", (long long)f->modified);
+  const char *params[7] = {j->document_id,
+                           ver,
+                           f->author ? f->author : "",
+                           f->language ? f->language : "",
+                           pages,
+                           cr,
+                           mo};
+  return pool_cmd(
+      p,
+      "UPDATE document_versions SET author = $3, language = $4,"
+      "  page_count = $5::int,"
+      "  doc_created_at = CASE WHEN $6::bigint > 0 THEN to_timestamp($6::bigint) END,"
+      "  doc_modified_at = CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint) END"
+      " WHERE document_id = $1 AND version = $2::int",
+      7, params, "recording extracted metadata", NULL, err, errlen);
 }
 
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,

@@ -197,6 +197,20 @@ q_err_t docstore_queue_stats(q_pg_pool_t *p, queue_stats_t *s, char *err, size_t
 q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
                                int max_attempts, int *n, char *err, size_t errlen);
 
+/* What extraction found out about one version (what the format says;
+ * "" / 0 where it says nothing). */
+typedef struct doc_facts {
+  const char *author;
+  int64_t created, modified; /* unix seconds */
+  const char *language;      /* a BCP 47 tag */
+  int page_count;
+} doc_facts_t;
+
+/* Records f on the job's version (document_versions). 0 or an error with
+ * err. */
+q_err_t docstore_set_facts(q_pg_pool_t *p, const job_t *j, const doc_facts_t *f,
+                           char *err, size_t errlen);
+
 /* Sets the document's title when it is still at the job's version. */
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
                            size_t errlen);

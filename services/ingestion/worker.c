@@ -412,6 +412,15 @@ static outcome_t process(run_t *r) {
     }
     snprintf(j->title, sizeof j->title, "%s", title);
   }
+  doc_facts_t facts = {.author = d.author,
+                       .created = d.created,
+                       .modified = d.modified,
+                       .language = d.language,
+                       .page_count = d.page_count ? d.page_count : d.max_page};
+  if (docstore_set_facts(in->pool, j, &facts, err, sizeof err)) {
+    o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
+    goto done;
+  }
   chunker_input_t input;
   doc_input(&d, &input);
   o = index_text(r, &input);

@@ -8,6 +8,7 @@ tenant."""
 import json
 import urllib.parse
 
+import fixtures
 import harness
 from harness import Case, call, key, multipart
 
@@ -158,3 +159,51 @@ class Filters(Case):
                             {"not": {"field": "meta.team", "eq": "eng"}}]}):
             _, docs = self.retrieved(flt, api_key=other)
             self.assertFalse(docs & set(self.ids.values()), json.dumps(flt))
+
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+class ExtractedMetadata(Case):
+    def stored(self, body, ctype, name):
+        qs = urllib.parse.urlencode({"filename": name})
+        r = call("POST", "/v1/documents?" + qs, body=body, key=key(), ctype=ctype)
+        self.assertStatus(r, 202)
+        job = harness.wait_job(r.json["job_id"])
+        self.assertEqual((job.json or {}).get("status"), "done", repr(job))
+        d = call("GET", "/v1/documents/" + r.json["document_id"], key=key())
+        self.assertStatus(d, 200)
+        return d.json
+
+    def test_pdf_author_dates_pages(self):
+        """A PDF with /Author and /CreationDate and three pages → GET shows
+        author, doc_created_at and page_count 3."""
+        body = fixtures.pdf([["Quillmoor page one"], ["page two"], ["page three"]],
+                            title="Quillmoor", author="Ada Byron",
+                            created="D:20210304050607Z")
+        d = self.stored(body, "application/pdf", "quillmoor.pdf")
+        self.assertEqual(d.get("author"), "Ada Byron", d)
+        self.assertEqual(d.get("page_count"), 3, d)
+        self.assertEqual(d.get("doc_created_at"), "2021-03-04T05:06:07.000Z", d)
+        self.assertNotIn("language", d)
+
+    def test_docx_core_properties(self):
+        """A DOCX whose core properties give creator, created, modified and
+        language → GET shows them."""
+        body = fixtures.docx(fixtures.docx_para("Zentrale Hinweise zur Wartung."),
+                             author="Grete Weiss",
+                             core_extra='<dcterms:created>2022-01-02T03:04:05Z</dcterms:created>'
+                                        '<dcterms:modified>2023-06-07T08:09:10+02:00'
+                                        '</dcterms:modified><dc:language>de-DE</dc:language>')
+        d = self.stored(body, DOCX, "hinweise.docx")
+        self.assertEqual(d.get("author"), "Grete Weiss", d)
+        self.assertEqual(d.get("language"), "de-DE", d)
+        self.assertEqual(d.get("doc_created_at"), "2022-01-02T03:04:05.000Z", d)
+        self.assertEqual(d.get("doc_modified_at"), "2023-06-07T06:09:10.000Z", d)
+
+    def test_html_lang(self):
+        """<html lang="fr"> → GET shows language fr."""
+        d = self.stored("<html lang=\"fr\"><head><title>Guide</title></head>"
+                        "<body><p>Bonjour et bienvenue.</p></body></html>",
+                        "text/html", "guide.html")
+        self.assertEqual(d.get("language"), "fr", d)
