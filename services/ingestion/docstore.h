@@ -123,8 +123,9 @@ typedef struct job {
   int dep_retries;      /* times queued again because a dependency was down */
   int64_t dep_retry_ms; /* how long ago the first of those was, 0 when none */
   /* What the chunks carry for retrieval filters (Chunk.created_at,
-   * Chunk.metadata): the document's creation (its first upload; unix
-   * seconds) and its user metadata ("" none). */
+   * Chunk.metadata): the document's first upload (unix seconds; the worker
+   * replaces it by the creation date the file records, when it records
+   * one) and its user metadata ("" none). */
   int64_t created_at;
   char metadata[Q_LIMIT_METADATA_BYTES + 1];
 } job_t;

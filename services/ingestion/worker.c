@@ -421,6 +421,9 @@ static outcome_t process(run_t *r) {
     o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
     goto done;
   }
+  /* Filters see the creation date the file records, else the upload's. */
+  if (d.created > 0)
+    j->created_at = d.created;
   chunker_input_t input;
   doc_input(&d, &input);
   o = index_text(r, &input);

@@ -186,6 +186,16 @@ class ExtractedMetadata(Case):
         self.assertEqual(d.get("page_count"), 3, d)
         self.assertEqual(d.get("doc_created_at"), "2021-03-04T05:06:07.000Z", d)
         self.assertNotIn("language", d)
+        # the file's creation date is what created_at filters see
+        for flt, found in (({"field": "created_at", "eq": "2021-03-04T05:06:07Z"}, True),
+                           ({"field": "created_at", "gte": "2021-03-05"}, False)):
+            r = call("POST", "/v1/query", key=key(),
+                     body={"query": "Quillmoor", "mode": "lexical", "stream": True,
+                           "filter": {"and": [flt, {"field": "doc_id", "eq": d["id"]}]}})
+            self.assertStatus(r, 200)
+            events = sse_events(r.body.decode("utf-8"))
+            got = {p["document_id"] for p in events[0][1]["passages"]}
+            self.assertEqual(d["id"] in got, found, json.dumps(flt))
 
     def test_docx_core_properties(self):
         """A DOCX whose core properties give creator, created, modified and
