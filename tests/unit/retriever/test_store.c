@@ -407,3 +407,48 @@ Test(store, embedded_engine_answers_the_same_after_a_restart) {
               "%s came back", d2[i].chunk_id);
   engine_close(&e);
 }
+
+Test(store, filter_fields_survive_a_rebuild) {
+  const char *groups[] = {"eng", "we \"quote\" and \\ back"};
+  engine_chunk_t c[] = {
+      {.chunk_id = "f:1:0",
+       .doc_id = "f",
+       .text = "filter fields",
+       .content_type = "application/pdf",
+       .created_at = 1700000000,
+       .metadata = "{\"team\":\"legal\",\"tags\":[\"a\",\"b\"],\"year\":2021}",
+       .access_groups = groups,
+       .naccess_groups = 2},
+      {.chunk_id = "g:1:0", .doc_id = "g", .text = "filter fields"},
+  };
+  store_put("t", c, 2, NULL, NULL);
+  cr_assert_eq(
+      query_long("SELECT count(*) FROM retriever_chunks WHERE chunk_id = 'f:1:0' "
+                 "AND content_type = 'application/pdf' AND created_at = 1700000000 "
+                 "AND metadata->>'team' = 'legal' AND access_groups = "
+                 "ARRAY['eng', 'we \"quote\" and \\ back']"),
+      1);
+  cr_assert_eq(
+      query_long("SELECT count(*) FROM retriever_chunks WHERE chunk_id = 'g:1:0' "
+                 "AND metadata IS NULL AND access_groups = '{}'"),
+      1);
+  size_t n;
+  index_t *idx = load(&n);
+  cr_assert_eq(n, 2);
+  const char *f =
+      "{\"and\":[{\"field\":\"content_type\",\"eq\":\"application/pdf\"},"
+      "{\"field\":\"created_at\",\"gte\":\"2023-11-14T22:13:20Z\"},"
+      "{\"field\":\"meta.tags\",\"eq\":\"b\"},{\"field\":\"meta.year\",\"eq\":2021}]}";
+  char err[256];
+  q_filter_t *flt = NULL;
+  cr_assert_eq(q_filter_parse(f, strlen(f), &flt, err, sizeof err), 0, "%s", err);
+  engine_cand_t *out;
+  size_t nout;
+  cr_assert_eq(
+      index_lexical(idx, "t", "filter", 6, 10, flt, arena, &out, &nout, err, sizeof err),
+      0);
+  cr_assert_eq(nout, 1);
+  cr_assert_str_eq(out[0].doc_id, "f");
+  q_filter_free(flt);
+  index_free(idx);
+}
