@@ -15,7 +15,7 @@ PACKAGES=(
   libssl-dev libstemmer-dev libutf8proc-dev
   # document formats and the extraction sandbox (quarry-ingestion only)
   libpoppler-glib-dev libxml2-dev libzip-dev libmd4c-dev libuchardet-dev
-  libseccomp-dev
+  libseccomp-dev libexttextcat-dev libexttextcat-data
   # tests; clang-format is bookworm's 14, the version `make lint` pins
   libcriterion-dev valgrind curl yamllint clang-format
   python3 python3-grpcio python3-protobuf

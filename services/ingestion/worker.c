@@ -15,6 +15,7 @@
 #include "chunker.h"
 #include "docstore.h"
 #include "extract/doc.h"
+#include "extract/lang.h"
 #include "extract/formats.h"
 #include "extract/sandbox.h"
 #include "quarry/arena.h"
@@ -412,6 +413,9 @@ static outcome_t process(run_t *r) {
     }
     snprintf(j->title, sizeof j->title, "%s", title);
   }
+  /* The format's language, else a guess from the text (extract/lang.h). */
+  if (!d.language[0])
+    lang_detect(d.text.data, d.text.len, d.language, sizeof d.language);
   doc_facts_t facts = {.author = d.author,
                        .created = d.created,
                        .modified = d.modified,

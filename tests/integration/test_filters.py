@@ -217,3 +217,11 @@ class ExtractedMetadata(Case):
                         "<body><p>Bonjour et bienvenue.</p></body></html>",
                         "text/html", "guide.html")
         self.assertEqual(d.get("language"), "fr", d)
+
+    def test_language_guessed_from_the_text(self):
+        """A Markdown document (no declared language) of English prose →
+        GET shows language en (libexttextcat's guess)."""
+        doc_id = harness.fact_document()
+        d = call("GET", "/v1/documents/" + doc_id, key=key())
+        self.assertStatus(d, 200)
+        self.assertEqual(d.json.get("language"), "en", d)
