@@ -23,7 +23,7 @@ SERVICES := gateway auth ingestion retriever reranker llm-gateway feedback
 # Libraries only one service needs: SVC_PKGS_<svc> (pkg-config names) adds their
 # compile flags to that service's objects and tests, and their link flags to its
 # binary and tests only (quarry-gateway does not link poppler).
-SVC_PKGS_ingestion := poppler-glib libxml-2.0 libzip md4c uchardet libseccomp tesseract lept
+SVC_PKGS_ingestion := poppler-glib libxml-2.0 libzip md4c uchardet libseccomp tesseract lept libexttextcat
 svc_cflags = $(if $(SVC_PKGS_$(1)),$(shell pkg-config --cflags $(SVC_PKGS_$(1)) 2>/dev/null))
 svc_libs   = $(if $(SVC_PKGS_$(1)),$(shell pkg-config --libs $(SVC_PKGS_$(1)) 2>/dev/null))
 PROTOS   := $(wildcard proto/quarry/v1/*.proto) proto/grpc/health/v1/health.proto

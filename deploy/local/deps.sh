@@ -19,6 +19,8 @@ PACKAGES=(
   # OCR of scanned pages and images (QUARRY_OCR): Tesseract, Leptonica for
   # image decoding, English language data (others: tesseract-ocr-<lang>)
   libtesseract-dev libleptonica-dev tesseract-ocr-eng
+  # language guesses for documents that declare none (extract/lang.c)
+  libexttextcat-dev libexttextcat-data
   # tests; clang-format is bookworm's 14, the version `make lint` pins
   libcriterion-dev valgrind curl yamllint clang-format
   python3 python3-grpcio python3-protobuf

@@ -61,16 +61,33 @@ static void reply_lookup_error(gw_req_t *r, const char *what, int rc,
     http_reply_downstream(r, "ingestion", rc, detail);
 }
 
-/* A document as the REST API shows it (lists and GET /v1/documents/{id}). */
+/* A document as the REST API shows it (lists and GET /v1/documents/{id}),
+ * with "metadata" (the user metadata object) when it has any. */
 static json_t *document_json(const Quarry__V1__Document *d) {
-  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:o,s:o,s:i,s:o,s:o,s:o}", "id",
-                   text_json(d->id), "title", text_json(d->title), "filename",
-                   text_json(d->filename), "content_type", text_json(d->content_type),
-                   "external_id", text_json(d->external_id), "version", (int)d->version,
-                   "size_bytes", (json_int_t)d->size_bytes, "sha256",
-                   text_json(d->sha256), "status", text_json(d->status), "chunk_count",
-                   (int)d->chunk_count, "job_id", text_json(d->job_id), "created_at",
-                   text_json(d->created_at), "updated_at", text_json(d->updated_at));
+  json_t *o = json_pack(
+      "{s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:o,s:o,s:i,s:o,s:o,s:o}", "id", text_json(d->id),
+      "title", text_json(d->title), "filename", text_json(d->filename), "content_type",
+      text_json(d->content_type), "external_id", text_json(d->external_id), "version",
+      (int)d->version, "size_bytes", (json_int_t)d->size_bytes, "sha256",
+      text_json(d->sha256), "status", text_json(d->status), "chunk_count",
+      (int)d->chunk_count, "job_id", text_json(d->job_id), "created_at",
+      text_json(d->created_at), "updated_at", text_json(d->updated_at));
+  json_t *meta =
+      o && d->metadata && *d->metadata ? json_loads(d->metadata, 0, NULL) : NULL;
+  if (meta)
+    json_object_set_new(o, "metadata", meta);
+  /* What extraction found in the file (GET /v1/documents/{id} only). */
+  if (o && d->author && *d->author)
+    json_object_set_new(o, "author", text_json(d->author));
+  if (o && d->language && *d->language)
+    json_object_set_new(o, "language", text_json(d->language));
+  if (o && d->page_count > 0)
+    json_object_set_new(o, "page_count", json_integer(d->page_count));
+  if (o && d->doc_created_at && *d->doc_created_at)
+    json_object_set_new(o, "doc_created_at", text_json(d->doc_created_at));
+  if (o && d->doc_modified_at && *d->doc_modified_at)
+    json_object_set_new(o, "doc_modified_at", text_json(d->doc_modified_at));
+  return o;
 }
 
 /* A job as the REST API shows it. */

@@ -74,6 +74,7 @@ struct pipeline {
   const char *query;
   int top_k;
   const char *mode;        /* "" unless the request chose one */
+  const char *filter;      /* compact JSON for SearchRequest.filter; "" none */
   const char *embed_model; /* the model that made emb (Embed's reply) */
   char trace_id[Q_TRACE_ID_LEN + 1];
   int64_t deadline_ms;
@@ -419,6 +420,7 @@ static bool retrieve_start(pipeline_t *p) {
   req.n_query_embedding = p->nemb;
   req.top_k = PIPELINE_RETRIEVE_TOP_K;
   req.mode = (char *)p->mode;
+  req.filter = (char *)p->filter;
   if (p->embed_model)
     req.embed_model = (char *)p->embed_model;
   q_grpc_call_opts_t opts = call_opts(p, timeout, true);
@@ -885,6 +887,7 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   p->top_k = req->top_k;
   p->rerank_method = "none";
   p->mode = q_arena_strdup(arena, req->mode ? req->mode : "");
+  p->filter = q_arena_strdup(arena, req->filter ? req->filter : "");
   snprintf(p->trace_id, sizeof p->trace_id, "%s", req->trace_id ? req->trace_id : "");
   p->deadline_ms = req->deadline_ms;
   p->sink_full = req->sink_full;
@@ -894,7 +897,7 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   atomic_init(&p->cancelled, false);
   pthread_mutex_init(&p->call_mu, NULL);
   q_buf_init(&p->answer, Q_LIMIT_ANSWER_BYTES);
-  if (!p->query || !p->mode) {
+  if (!p->query || !p->mode || !p->filter) {
     pipeline_free(p);
     return NULL;
   }

@@ -95,6 +95,8 @@ typedef struct pipeline_req {
   int top_k;                       /* 1..Q_LIMIT_TOP_K_MAX */
   const char *mode;     /* retrieval mode: "lexical", "dense", "hybrid"; NULL or
                            "": the retriever's default. lexical skips embedding */
+  const char *filter;   /* metadata filter as compact JSON, checked by the
+                           caller (quarry/filter.h); NULL or "": none */
   const char *trace_id; /* for the downstream calls and logs */
   int64_t deadline_ms;  /* absolute, q_now_ms() time */
   double t0;            /* q_now_s() at the request's arrival */

@@ -37,6 +37,7 @@
 #include <strings.h>
 
 #include "quarry/error.h"
+#include "quarry/filter.h"
 #include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/metrics.h"
@@ -303,9 +304,10 @@ static q_err_t stream_field(gw_req_t *r, json_t *body, bool *given, bool *value)
   return 0;
 }
 
-/* query_submit with a retrieval mode (NULL: the retriever's default). */
-static void submit(gw_req_t *r, const char *query, int top_k, const char *mode, bool sse,
-                   query_sink_fn make, void *ud) {
+/* query_submit with a retrieval mode (NULL: the retriever's default) and a
+ * filter (compact JSON, NULL: none). */
+static void submit(gw_req_t *r, const char *query, int top_k, const char *mode,
+                   const char *filter, bool sse, query_sink_fn make, void *ud) {
   query_t *q = calloc(1, sizeof *q);
   if (!q) {
     http_reply_error(r, Q_ENOMEM, "out of memory");
@@ -331,6 +333,7 @@ static void submit(gw_req_t *r, const char *query, int top_k, const char *mode, 
       .query = query,
       .top_k = top_k,
       .mode = mode,
+      .filter = filter,
       .trace_id = r->trace_id,
       .deadline_ms = r->deadline_ms,
       .t0 = r->t0,
@@ -402,7 +405,7 @@ fail:
 
 void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sink_fn make,
                   void *ud) {
-  submit(r, query, top_k, NULL, sse, make, ud);
+  submit(r, query, top_k, NULL, NULL, sse, make, ud);
 }
 
 /* The optional "mode" field: lexical, dense or hybrid (the retriever's). */
@@ -417,9 +420,42 @@ static q_err_t mode_field(gw_req_t *r, json_t *body, const char **mode) {
   return 0;
 }
 
+/* The optional "filter" field (quarry/filter.h, docs/retrieval.md): checked
+ * here, once, so a malformed filter is a 400 naming the problem before any
+ * downstream call; *compact receives it as compact JSON for
+ * SearchRequest.filter (NULL: none; free() it). */
+static q_err_t filter_field(gw_req_t *r, json_t *body, char **compact) {
+  *compact = NULL;
+  json_t *v = json_object_get(body, "filter");
+  if (!v || json_is_null(v))
+    return 0;
+  char err[384];
+  q_filter_t *f = NULL;
+  q_err_t rc = q_filter_compile(v, &f, err, sizeof err);
+  q_filter_free(f);
+  if (rc) {
+    http_reply_error(r, rc, "%s", err);
+    return rc;
+  }
+  *compact = json_dumps(v, JSON_COMPACT);
+  if (!*compact) {
+    http_reply_error(r, Q_ENOMEM, "out of memory");
+    return Q_ENOMEM;
+  }
+  if (strlen(*compact) > Q_LIMIT_FILTER_BYTES) {
+    http_reply_error(r, Q_EINVAL, "filter: %zu bytes as compact JSON; at most %d",
+                     strlen(*compact), Q_LIMIT_FILTER_BYTES);
+    free(*compact);
+    *compact = NULL;
+    return Q_EINVAL;
+  }
+  return 0;
+}
+
 void query_post(gw_req_t *r) {
-  static const char *const keys[] = {"query", "top_k", "stream", "mode", NULL};
+  static const char *const keys[] = {"query", "top_k", "stream", "mode", "filter", NULL};
   json_t *body = NULL;
+  char *filter = NULL;
   const char *text, *mode = NULL;
   json_int_t top_k;
   bool stream_given, stream;
@@ -427,7 +463,8 @@ void query_post(gw_req_t *r) {
       http_json_string(r, body, "query", 1, 1, Q_LIMIT_QUERY_BYTES, &text) ||
       http_json_int(r, body, "top_k", 0, PIPELINE_TOP_K_DEFAULT, 1, Q_LIMIT_TOP_K_MAX,
                     &top_k) ||
-      stream_field(r, body, &stream_given, &stream) || mode_field(r, body, &mode))
+      stream_field(r, body, &stream_given, &stream) || mode_field(r, body, &mode) ||
+      filter_field(r, body, &filter))
     goto rejected;
   if (q_is_blank(text, strlen(text))) {
     http_reply_error(r, Q_EINVAL, "field \"query\" must not be blank");
@@ -435,14 +472,16 @@ void query_post(gw_req_t *r) {
   }
 
   /* The pipeline copies the query: the body can go. */
-  submit(r, text, (int)top_k, mode,
+  submit(r, text, (int)top_k, mode, filter,
          stream_given ? stream : accepts_event_stream(http_header(r, "Accept")), NULL,
          NULL);
   json_decref(body);
+  free(filter);
   return;
 
 rejected:
   json_decref(body);
+  free(filter);
   count("rejected");
   return;
 }

@@ -10,6 +10,7 @@
 #include "quarry/v1/ingestion.pb-c.h"
 
 #include "quarry/error.h"
+#include "quarry/filter.h"
 #include "quarry/grpc.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
@@ -20,10 +21,12 @@
 
 #define PP_BUFFER (64 << 10) /* post processor buffer: part headers fit */
 
-enum { PART_FILE = 1, PART_TITLE, PART_EXTERNAL_ID };
+enum { PART_FILE = 1, PART_TITLE, PART_EXTERNAL_ID, PART_METADATA };
 
 _Static_assert(Q_LIMIT_EXTERNAL_ID_BYTES <= Q_LIMIT_TITLE_BYTES,
                "upload_t.field, sized for a title, also holds an external_id");
+_Static_assert(Q_LIMIT_TITLE_BYTES <= Q_LIMIT_METADATA_BYTES,
+               "upload_t.field, sized for metadata, also holds a title");
 
 typedef struct upload {
   gw_req_t *r;
@@ -40,6 +43,8 @@ typedef struct upload {
   char external_id[Q_LIMIT_EXTERNAL_ID_BYTES + 1];
   char idempotency_key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1]; /* "" when none */
   int title_field, external_id_field;                      /* set by a multipart field */
+  int metadata_field;
+  const char *metadata; /* user metadata as compact JSON (arena), NULL none */
 
   /* multipart: the part being read */
   int in_part;
@@ -109,6 +114,7 @@ void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr) {
   hdr->title = (char *)u->title;
   hdr->external_id = (char *)u->external_id;
   hdr->idempotency_key = (char *)u->idempotency_key;
+  hdr->metadata = (char *)(u->metadata ? u->metadata : "");
 }
 
 static void start_call(upload_t *u) {
@@ -207,7 +213,30 @@ static q_err_t copy_meta(gw_req_t *r, const char *what, const char *v, size_t n,
   return 0;
 }
 
-/* title, external_id and filename from the query string. */
+/* User metadata (v[0..n), from the query string or a multipart field): a
+ * JSON object q_meta_check accepts, kept as compact JSON; otherwise a 400
+ * naming the problem, before any byte reaches ingestion. */
+static q_err_t set_metadata(gw_req_t *r, upload_t *u, const char *v, size_t n) {
+  char err[256];
+  json_t *m = NULL;
+  if (n == 0)
+    return 0;
+  if (q_meta_parse(v, n, &m, err, sizeof err)) {
+    http_reject_err(r, Q_EINVAL, "%s", err);
+    return Q_EINVAL;
+  }
+  char *s = json_dumps(m, JSON_COMPACT);
+  json_decref(m);
+  u->metadata = s ? q_arena_strdup(r->arena, s) : NULL;
+  free(s);
+  if (!u->metadata) {
+    http_reject_err(r, Q_ENOMEM, "out of memory");
+    return Q_ENOMEM;
+  }
+  return 0;
+}
+
+/* title, external_id, filename and metadata from the query string. */
 static q_err_t query_meta(upload_t *u) {
   gw_req_t *r = u->r;
   const char *v;
@@ -217,6 +246,8 @@ static q_err_t query_meta(upload_t *u) {
   if ((v = http_query_arg(r, "external_id")) &&
       copy_meta(r, "external_id", v, strlen(v), u->external_id,
                 Q_LIMIT_EXTERNAL_ID_BYTES))
+    return Q_EINVAL;
+  if ((v = http_query_arg(r, "metadata")) && set_metadata(r, u, v, strlen(v)))
     return Q_EINVAL;
   if ((v = http_query_arg(r, "filename")) &&
       upload_clean_filename(v, u->filename, sizeof u->filename)) {
@@ -256,6 +287,8 @@ static void end_part(upload_t *u) {
   else if (u->part_kind == PART_EXTERNAL_ID)
     copy_meta(r, "external_id", u->field.data ? u->field.data : "", u->field.len,
               u->external_id, Q_LIMIT_EXTERNAL_ID_BYTES);
+  else if (u->part_kind == PART_METADATA)
+    set_metadata(r, u, u->field.data ? u->field.data : "", u->field.len);
   q_buf_reset(&u->field);
 }
 
@@ -304,10 +337,13 @@ static void start_part(upload_t *u, const char *key, const char *filename,
   } else if (strcmp(u->part_key, "external_id") == 0) {
     u->part_kind = PART_EXTERNAL_ID;
     seen = &u->external_id_field;
+  } else if (strcmp(u->part_key, "metadata") == 0) {
+    u->part_kind = PART_METADATA;
+    seen = &u->metadata_field;
   } else {
     http_reject_err(
         r, Q_EINVAL,
-        "unknown multipart field \"%.32s\": expected file, title, external_id",
+        "unknown multipart field \"%.32s\": expected file, title, external_id, metadata",
         u->part_key);
     return;
   }
@@ -365,7 +401,7 @@ static void upload_begin(gw_req_t *r) {
   }
   r->stream = u;
   u->r = r;
-  q_buf_init(&u->field, Q_LIMIT_TITLE_BYTES + 1);
+  q_buf_init(&u->field, Q_LIMIT_METADATA_BYTES + 1);
   q_buf_init(&u->held, UPLOAD_PIECE_MAX);
   uint64_t max = (uint64_t)r->cfg->max_upload_bytes;
 

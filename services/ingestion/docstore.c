@@ -203,6 +203,18 @@ const q_pg_migration_t docstore_migrations[] = {
     {7, "documents: metadata",
      "ALTER TABLE documents ADD COLUMN IF NOT EXISTS metadata jsonb NOT NULL DEFAULT "
      "'{}';\n"},
+    /* What extraction finds out about each version (docstore_set_facts). */
+    {8, "document_versions: extracted metadata",
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS author text NOT NULL "
+     "DEFAULT '';\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS language text NOT NULL "
+     "DEFAULT '';\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS page_count integer NOT "
+     "NULL DEFAULT 0;\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS doc_created_at "
+     "timestamptz;\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS doc_modified_at "
+     "timestamptz;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -242,7 +254,7 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                            int *inserted, char *err, size_t errlen) {
   char size[24];
   snprintf(size, sizeof size, "%lld", (long long)m->size);
-  const char *params[10] = {r->document_id,
+  const char *params[11] = {r->document_id,
                             m->tenant_id,
                             m->external_id,
                             m->title,
@@ -251,16 +263,18 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                             m->content_type,
                             m->sha256,
                             size,
-                            r->job_id};
+                            r->job_id,
+                            m->metadata ? m->metadata : ""};
   q_err_t rc = Q_OK;
   PGresult *res = q_pg_query(
       c,
       "INSERT INTO documents (id, tenant_id, external_id, title, title_explicit, "
-      "filename, content_type, version, sha256, size_bytes, status, job_id) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10) "
+      "filename, content_type, version, sha256, size_bytes, status, job_id, metadata) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10, "
+      "COALESCE(NULLIF($11, '')::jsonb, '{}'::jsonb)) "
       "ON CONFLICT (tenant_id, external_id) WHERE external_id <> '' DO NOTHING "
       "RETURNING id",
-      10, params, "storing document", &rc, err, errlen);
+      11, params, "storing document", &rc, err, errlen);
   if (!res)
     return rc;
   *inserted = PQntuples(res) == 1;
@@ -313,16 +327,18 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
 
   char size[24];
   snprintf(size, sizeof size, "%lld", (long long)m->size);
-  const char *params[8] = {r->document_id, m->title,        m->title_explicit ? "t" : "f",
-                           m->filename,    m->content_type, m->sha256,
-                           size,           r->job_id};
+  const char *params[9] = {
+      r->document_id, m->title,        m->title_explicit ? "t" : "f",
+      m->filename,    m->content_type, m->sha256,
+      size,           r->job_id,       m->metadata ? m->metadata : ""};
   res = q_pg_query(
       c,
       "UPDATE documents SET version = version + 1, title = $2, title_explicit = $3, "
       "filename = $4, content_type = $5, sha256 = $6, size_bytes = $7, "
-      "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now() "
+      "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now(), "
+      "metadata = COALESCE(NULLIF($9, '')::jsonb, '{}'::jsonb) "
       "WHERE id = $1 RETURNING version",
-      8, params, "storing new version", &rc, err, errlen);
+      9, params, "storing new version", &rc, err, errlen);
   if (!res)
     return rc;
   r->version = atoi(PQgetvalue(res, 0, 0));
@@ -449,9 +465,9 @@ static q_err_t record_key(PGconn *c, const upload_meta_t *m, const upload_result
  * the latest upload's metadata is the document's). */
 static q_err_t store_metadata(PGconn *c, const upload_meta_t *m, const upload_result_t *r,
                               char *err, size_t errlen) {
-  if (!m->metadata_json || !m->metadata_json[0])
+  if (!m->metadata || !m->metadata[0])
     return Q_OK;
-  const char *params[2] = {r->document_id, m->metadata_json};
+  const char *params[2] = {r->document_id, m->metadata};
   return q_pg_exec(c, "UPDATE documents SET metadata = $2::jsonb WHERE id = $1", 2,
                    params, "storing metadata", NULL, err, errlen);
 }
@@ -574,8 +590,14 @@ q_err_t docstore_expire_keys(q_pg_pool_t *p, int limit, int *n, char *err,
 #define SQL_GET_DOCUMENT                                                            \
   "SELECT id, tenant_id, title, filename, content_type, external_id, version, "     \
   "size_bytes, sha256, status, chunk_count, " TS("created_at") ", "                  \
-  TS("updated_at") ", COALESCE(job_id::text, '') "                                  \
-  "FROM documents WHERE id = $1::uuid AND tenant_id = $2 AND deleted_at IS NULL"
+  TS("updated_at") ", COALESCE(job_id::text, ''), COALESCE(metadata::text, ''), "  \
+  "COALESCE(v.author, ''), COALESCE(v.language, ''), COALESCE(v.page_count, 0), "  \
+  "COALESCE(" TS("v.doc_created_at") ", ''), "                                      \
+  "COALESCE(" TS("v.doc_modified_at") ", '') "                                      \
+  "FROM documents d LEFT JOIN LATERAL (SELECT author, language, page_count, "       \
+  "  doc_created_at, doc_modified_at FROM document_versions "                       \
+  "  WHERE document_id = d.id AND version = d.version) v ON true "                  \
+  "WHERE d.id = $1::uuid AND d.tenant_id = $2 AND d.deleted_at IS NULL"
 #define SQL_GET_JOB                                                                 \
   "SELECT id, document_id, status, error, chunk_count, attempts, "                  \
   TS("created_at") ", " TS("updated_at") ", stage, progress_done, "                 \
@@ -632,6 +654,12 @@ q_err_t docstore_get_document(q_pg_pool_t *p, const char *tenant, const char *id
   d->created_at = col(a, r, 11);
   d->updated_at = col(a, r, 12);
   d->job_id = col(a, r, 13);
+  d->metadata = col(a, r, 14);
+  d->author = col(a, r, 15);
+  d->language = col(a, r, 16);
+  d->page_count = atoi(PQgetvalue(r, 0, 17));
+  d->doc_created_at = col(a, r, 18);
+  d->doc_modified_at = col(a, r, 19);
   PQclear(r);
   *out = d;
   return Q_OK;
@@ -761,7 +789,8 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
       "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
       "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
       "  doc.size_bytes, c.dep_retries, c.dep_ms,"
-      "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id) "
+      "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id),"
+      "  extract(epoch FROM doc.created_at)::bigint, COALESCE(doc.metadata::text, '') "
       "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
       "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at",
       3, params, "claiming jobs", &rc, err, errlen);
@@ -787,6 +816,8 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
     j->dep_retries = atoi(PQgetvalue(r, i, 12));
     j->dep_retry_ms = strtoll(PQgetvalue(r, i, 13), NULL, 10);
     j->first_job = j->version == 1 && atoi(PQgetvalue(r, i, 14)) == 1;
+    j->created_at = strtoll(PQgetvalue(r, i, 15), NULL, 10);
+    snprintf(j->metadata, sizeof j->metadata, "%s", PQgetvalue(r, i, 16));
     (*n)++;
   }
   PQclear(r);
@@ -912,6 +943,30 @@ q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
   if (!rc)
     *n = (int)rows;
   return rc;
+}
+
+q_err_t docstore_set_facts(q_pg_pool_t *p, const job_t *j, const doc_facts_t *f,
+                           char *err, size_t errlen) {
+  char ver[16], pages[16], cr[24], mo[24];
+  snprintf(ver, sizeof ver, "%d", j->version);
+  snprintf(pages, sizeof pages, "%d", f->page_count > 0 ? f->page_count : 0);
+  snprintf(cr, sizeof cr, "%lld", (long long)f->created);
+  snprintf(mo, sizeof mo, "%lld", (long long)f->modified);
+  const char *params[7] = {j->document_id,
+                           ver,
+                           f->author ? f->author : "",
+                           f->language ? f->language : "",
+                           pages,
+                           cr,
+                           mo};
+  return pool_cmd(
+      p,
+      "UPDATE document_versions SET author = $3, language = $4,"
+      "  page_count = $5::int,"
+      "  doc_created_at = CASE WHEN $6::bigint > 0 THEN to_timestamp($6::bigint) END,"
+      "  doc_modified_at = CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint) END"
+      " WHERE document_id = $1 AND version = $2::int",
+      7, params, "recording extracted metadata", NULL, err, errlen);
 }
 
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,

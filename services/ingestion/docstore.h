@@ -61,8 +61,8 @@ typedef struct upload_meta {
   const char *trace_id;        /* continued by the worker */
   const char *idempotency_key; /* "" or NULL when none; else q_valid_idempotency_key */
   int64_t key_ttl_ms;          /* how long a new key is remembered */
-  const char *metadata_json;   /* "" or NULL: none; else a checked JSON object, stored
-                                * in documents.metadata unless the upload is a replay */
+  const char *metadata;        /* user metadata, compact JSON checked by
+                                  q_meta_check; "" or NULL none */
 } upload_meta_t;
 
 typedef struct upload_result {
@@ -135,6 +135,12 @@ typedef struct job {
   int64_t dep_retry_ms; /* how long ago the first of those was, 0 when none */
   int first_job;        /* version 1 and the document's only job ever: the
                          * retriever cannot hold any chunk of it yet */
+  /* What the chunks carry for retrieval filters (Chunk.created_at,
+   * Chunk.metadata): the document's first upload (unix seconds; the worker
+   * replaces it by the creation date the file records, when it records
+   * one) and its user metadata ("" none). */
+  int64_t created_at;
+  char metadata[Q_LIMIT_METADATA_BYTES + 1];
 } job_t;
 
 /* Claims a runnable job for instance, fairly across tenants: among the
@@ -223,6 +229,20 @@ q_err_t docstore_queue_stats(q_pg_pool_t *p, queue_stats_t *s, char *err, size_t
  * *n receives how many were touched. */
 q_err_t docstore_requeue_stale(q_pg_pool_t *p, const char *host, int lease_ms,
                                int max_attempts, int *n, char *err, size_t errlen);
+
+/* What extraction found out about one version (what the format says;
+ * "" / 0 where it says nothing). */
+typedef struct doc_facts {
+  const char *author;
+  int64_t created, modified; /* unix seconds */
+  const char *language;      /* a BCP 47 tag */
+  int page_count;
+} doc_facts_t;
+
+/* Records f on the job's version (document_versions). 0 or an error with
+ * err. */
+q_err_t docstore_set_facts(q_pg_pool_t *p, const job_t *j, const doc_facts_t *f,
+                           char *err, size_t errlen);
 
 /* Sets the document's title when it is still at the job's version. */
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,

@@ -14,6 +14,7 @@
 #include "ingest.h"
 #include "quarry/error.h"
 #include "quarry/limits.h"
+#include "quarry/filter.h"
 #include "quarry/log.h"
 #include "quarry/trace.h"
 #include "quarry/validate.h"
@@ -56,6 +57,17 @@ static q_err_t check_header(const Quarry__V1__UploadHeader *h, upload_meta_t *m,
     return Q_EINVAL;
   }
   m->idempotency_key = h->idempotency_key ? h->idempotency_key : "";
+  m->metadata = "";
+  if (h->metadata && h->metadata[0]) {
+    json_t *meta = NULL;
+    char why[256];
+    if (q_meta_parse(h->metadata, strlen(h->metadata), &meta, why, sizeof why)) {
+      snprintf(err, errlen, "header.metadata: %s", why);
+      return Q_EINVAL;
+    }
+    json_decref(meta);
+    m->metadata = h->metadata;
+  }
   int rc = formats_choose(h->content_type, h->filename, fc, err, errlen);
   if (rc)
     return rc;
@@ -238,21 +250,14 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
 static q_err_t check_metadata(const char *json, char *err, size_t errlen) {
   if (!json || !json[0])
     return Q_OK;
-  size_t n = strlen(json);
-  if (n > Q_LIMIT_METADATA_BYTES) {
-    snprintf(err, errlen, "metadata: larger than %d bytes", Q_LIMIT_METADATA_BYTES);
-    return Q_ETOOBIG;
-  }
-  json_error_t je;
-  json_t *v = json_loadb(json, n, JSON_REJECT_DUPLICATES, &je);
-  bool object = v && json_is_object(v);
-  json_decref(v);
-  if (!object) {
-    snprintf(err, errlen, "metadata: must be a JSON object%s%s", v ? "" : ": ",
-             v ? "" : je.text);
-    return Q_EINVAL;
-  }
-  return Q_OK;
+  /* The rules of every upload's metadata (quarry/filter.h, q_meta_check). */
+  json_t *meta = NULL;
+  char why[256];
+  q_err_t rc = q_meta_parse(json, strlen(json), &meta, why, sizeof why);
+  json_decref(meta);
+  if (rc)
+    snprintf(err, errlen, "metadata: %s", why);
+  return rc;
 }
 
 /* One item of a batch on its way: checked, written, then committed with
@@ -327,7 +332,7 @@ static q_err_t stage_item(ingest_t *ing, const char *tenant,
   st->m.size = st->w.size;
   st->m.trace_id = q_trace_id();
   st->m.key_ttl_ms = ing->cfg.idempotency_ttl_ms;
-  st->m.metadata_json = it->metadata_json;
+  st->m.metadata = it->metadata_json;
   return Q_OK;
 }
 

@@ -16,6 +16,7 @@
 #include "chunker.h"
 #include "docstore.h"
 #include "extract/doc.h"
+#include "extract/lang.h"
 #include "extract/formats.h"
 #include "extract/sandbox.h"
 #include "quarry/arena.h"
@@ -311,6 +312,10 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
     m->ordinal = c.ordinal;
     m->page = c.page;
     m->version = j->version;
+    /* What retrieval filters look at (docs/retrieval.md, "Filters"). */
+    m->content_type = (char *)j->content_type;
+    m->created_at = j->created_at;
+    m->metadata = (char *)j->metadata;
     out[(*n)++] = m;
   }
   if (rc < 0)
@@ -439,8 +444,7 @@ static outcome_t prepare(run_t *r) {
   if (r->doc.blocks == 0)
     return fail(r, OUT_FAILED, "%s: no text found in the document%s", fmt->label,
                 fmt->chunking == CHUNK_BY_PAGE
-                    ? " (scanned pages need OCR, which Quarry does "
-                      "not do)"
+                    ? " (scanned pages are read only with OCR: QUARRY_OCR)"
                     : "");
   if (!j->title_explicit && r->doc.title[0]) {
     char title[Q_LIMIT_TITLE_BYTES + 1];
@@ -449,6 +453,21 @@ static outcome_t prepare(run_t *r) {
       return fail(r, OUT_DEPEND, "database unavailable: %s", err);
     snprintf(j->title, sizeof j->title, "%s", title);
   }
+  /* The format's language, else a guess from the text (extract/lang.h). */
+  if (!r->doc.language[0])
+    lang_detect(r->doc.text.data, r->doc.text.len, r->doc.language,
+                sizeof r->doc.language);
+  doc_facts_t facts = {.author = r->doc.author,
+                       .created = r->doc.created,
+                       .modified = r->doc.modified,
+                       .language = r->doc.language,
+                       .page_count =
+                           r->doc.page_count ? r->doc.page_count : r->doc.max_page};
+  if (docstore_set_facts(in->pool, j, &facts, err, sizeof err))
+    return fail(r, OUT_DEPEND, "database unavailable: %s", err);
+  /* Filters see the creation date the file records, else the upload's. */
+  if (r->doc.created > 0)
+    j->created_at = r->doc.created;
   doc_input(&r->doc, &r->input);
   chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
   o = enter(r, ST_CHUNKING);

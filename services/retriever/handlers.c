@@ -6,6 +6,7 @@
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/filter.h"
 #include "quarry/log.h"
 #include "quarry/v1/retriever.pb-c.h"
 #include "quarry/trace.h"
@@ -128,6 +129,33 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
                         c->n_embedding, ENGINE_MAX_DIM);
       return Q_EINVAL;
     }
+    snprintf(field, sizeof field, "chunks[%zu].content_type", i);
+    if ((rc = check_str(ctx, field, c->content_type, Q_LIMIT_MEDIA_TYPE_BYTES, 0)))
+      return rc;
+    if (c->created_at < 0) {
+      q_grpc_ctx_errorf(ctx, "chunks[%zu].created_at must not be negative", i);
+      return Q_EINVAL;
+    }
+    if (c->metadata && *c->metadata) {
+      char why[256];
+      json_t *meta;
+      if (q_meta_parse(c->metadata, strlen(c->metadata), &meta, why, sizeof why)) {
+        q_grpc_ctx_errorf(ctx, "chunks[%zu].metadata: %s", i, why);
+        return Q_EINVAL;
+      }
+      json_decref(meta);
+    }
+    if (c->n_access_groups > Q_LIMIT_METADATA_LIST_ITEMS) {
+      q_grpc_ctx_errorf(ctx, "chunks[%zu].access_groups has %zu entries; at most %d", i,
+                        c->n_access_groups, Q_LIMIT_METADATA_LIST_ITEMS);
+      return Q_EINVAL;
+    }
+    for (size_t g = 0; g < c->n_access_groups; g++) {
+      snprintf(field, sizeof field, "chunks[%zu].access_groups[%zu]", i, g);
+      if ((rc = check_str(ctx, field, c->access_groups[g], Q_LIMIT_METADATA_VALUE_BYTES,
+                          1)))
+        return rc;
+    }
     chunks[i] = (engine_chunk_t){
         .chunk_id = c->chunk_id,
         .doc_id = c->doc_id,
@@ -138,6 +166,11 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
         .page = c->page,
         .embedding = c->embedding,
         .dim = c->n_embedding,
+        .content_type = c->content_type,
+        .created_at = c->created_at,
+        .metadata = c->metadata,
+        .access_groups = (const char *const *)c->access_groups,
+        .naccess_groups = c->n_access_groups,
     };
     ids[i] = c->chunk_id;
   }
@@ -225,6 +258,14 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     return Q_EINVAL;
   }
 
+  q_filter_t *filter = NULL;
+  char ferr[384];
+  if (req->filter && *req->filter &&
+      (rc = q_filter_parse(req->filter, strlen(req->filter), &filter, ferr,
+                           sizeof ferr))) {
+    q_grpc_ctx_errorf(ctx, "%s", ferr);
+    return rc;
+  }
   search_req_t q = {
       .tenant = req->tenant_id,
       .mode = req->mode,
@@ -235,10 +276,12 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       .top_k = (size_t)top_k,
       .embed_model = req->embed_model,
       .max_per_doc = (size_t)req->max_passages_per_doc,
+      .filter = filter,
   };
   search_out_t so;
   char err[256] = "";
   rc = search_run(r->engine, &r->policy, &q, a, &so, err, sizeof err);
+  q_filter_free(filter);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;

@@ -238,6 +238,12 @@ typedef struct doc {
   char *doc_id; /* NULL when the document number is free */
   uint32_t *slots;
   size_t n, cap;
+  /* What filters look at, kept once per document rather than per chunk
+   * (the chunk's title is the document's): set by the latest chunk
+   * inserted, since every chunk of a version carries the same. */
+  char *content_type; /* NULL: unknown */
+  int64_t created_at; /* unix seconds, 0 unknown */
+  json_t *meta;       /* user metadata object, NULL none */
 } doc_t;
 
 typedef struct shard {
@@ -365,6 +371,8 @@ static void shard_free(shard_t *s) {
   for (size_t i = 0; i < s->ndocs; i++) {
     free(s->docs[i].doc_id);
     free(s->docs[i].slots);
+    free(s->docs[i].content_type);
+    json_decref(s->docs[i].meta);
   }
   hnsw_free(s->hnsw);
   free(s->label_map.ents);
@@ -508,6 +516,10 @@ typedef struct prep {
   chunk_t *chunk;
   bag_t bag;
   bool in_graph; /* its vector was added to the shard's graph */
+  /* The document's filter fields, handed to its doc_t by insert(). */
+  char *content_type;
+  int64_t created_at;
+  json_t *meta;
 } prep_t;
 
 static q_err_t check_vector(const float *v, size_t dim, size_t want, size_t i, char *err,
@@ -599,6 +611,16 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   c->nterms = (uint32_t)p->bag.n;
   c->terms = xmalloc(p->bag.n * sizeof *c->terms);
   p->chunk = c;
+  p->content_type =
+      in->content_type && *in->content_type ? xstrdup(in->content_type) : NULL;
+  p->created_at = in->created_at;
+  /* The caller checked it (q_meta_check); text that does not parse is
+   * dropped rather than refused here, where nothing may fail. */
+  p->meta = in->metadata && *in->metadata ? json_loads(in->metadata, 0, NULL) : NULL;
+  if (p->meta && !json_is_object(p->meta)) {
+    json_decref(p->meta);
+    p->meta = NULL;
+  }
 }
 
 /* Vectors an upsert deletes from a graph after releasing the write lock. */
@@ -660,6 +682,8 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
                s);
     free(d->doc_id);
     free(d->slots);
+    free(d->content_type);
+    json_decref(d->meta);
     memset(d, 0, sizeof *d);
     grow(&s->free_docs, &s->capfree_docs, s->nfree_docs + 1, sizeof *s->free_docs);
     s->free_docs[s->nfree_docs++] = c->doc;
@@ -779,6 +803,13 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
   grow(&d->slots, &d->cap, d->n + 1, sizeof *d->slots);
   d->slots[d->n++] = slot;
   c->doc = (uint32_t)dv;
+  free(d->content_type);
+  d->content_type = p->content_type;
+  p->content_type = NULL;
+  d->created_at = p->created_at;
+  json_decref(d->meta);
+  d->meta = p->meta;
+  p->meta = NULL;
 
   s->live++;
   s->total_len += c->len;
@@ -967,6 +998,8 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
   for (size_t i = 0; i < n; i++) {
     chunk_free(preps[i].chunk); /* NULL unless not inserted */
     bag_free(&preps[i].bag);
+    free(preps[i].content_type);
+    json_decref(preps[i].meta);
   }
   free(preps);
   free(ids);
@@ -1032,6 +1065,21 @@ static int scored_cmp(const void *pa, const void *pb) {
   return better(a, b) ? -1 : better(b, a) ? 1 : 0;
 }
 
+/* Whether the chunk's document passes filter f (NULL: every one does). */
+static bool passes(const shard_t *s, const chunk_t *c, const q_filter_t *f) {
+  if (!f)
+    return true;
+  const doc_t *d = &s->docs[c->doc];
+  q_filter_doc_t fd = {
+      .doc_id = c->doc_id,
+      .title = c->title,
+      .content_type = d->content_type,
+      .created_at = d->created_at,
+      .meta = d->meta,
+  };
+  return q_filter_match(f, &fd);
+}
+
 /* Copies the chunk into an arena candidate. */
 static q_err_t cand_fill(q_arena_t *arena, const chunk_t *c, double score,
                          engine_cand_t *out, char *err, size_t errlen) {
@@ -1071,8 +1119,8 @@ static q_err_t cands_out(q_arena_t *arena, const scored_t *h, size_t nh,
 }
 
 q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t text_len,
-                      size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
-                      char *err, size_t errlen) {
+                      size_t top_k, const q_filter_t *filter, q_arena_t *arena,
+                      engine_cand_t **out, size_t *n, char *err, size_t errlen) {
   q_err_t rc = 0;
   *out = NULL;
   *n = 0;
@@ -1121,8 +1169,11 @@ q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t
       acc[slot] += idf * tf * (Q_BM25_K1 + 1.0) / (tf + norm);
     }
   }
+  /* The filter decides here, before the top k: a document that does not
+   * pass never takes a place another could have had. */
   for (size_t i = 0; i < ntouched; i++)
-    topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
+    if (passes(s, s->slots[touched[i]], filter))
+      topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
   qsort(lt.h, lt.n, sizeof *lt.h, scored_cmp);
   rc = cands_out(arena, lt.h, lt.n, out, n, err, errlen);
 unlock:
@@ -1157,9 +1208,24 @@ q_err_t index_check_query(const index_t *idx, const float *vec, size_t dim, char
   return 0;
 }
 
+/* The graph's filter callback: the label's chunk is live and its document
+ * passes. Runs under the index's read lock (the searching thread's). */
+typedef struct dense_filter {
+  const index_t *idx;
+  const shard_t *s;
+  const q_filter_t *f;
+} dense_filter_t;
+
+static bool dense_filter_cb(uint64_t label, void *ud) {
+  const dense_filter_t *df = ud;
+  int64_t slot = label_slot(df->idx, df->s, label);
+  return slot >= 0 && passes(df->s, df->s->slots[slot], df->f);
+}
+
 q_err_t index_dense(index_t *idx, const char *tenant, const float *vec, size_t dim,
-                    size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
-                    bool *used, bool *exact, char *err, size_t errlen) {
+                    size_t top_k, const q_filter_t *filter, q_arena_t *arena,
+                    engine_cand_t **out, size_t *n, bool *used, bool *exact, char *err,
+                    size_t errlen) {
   *out = NULL;
   *n = 0;
   *used = false;
@@ -1186,10 +1252,16 @@ q_err_t index_dense(index_t *idx, const char *tenant, const float *vec, size_t d
   }
   *used = true;
   hits = xmalloc(k * sizeof *hits);
+  /* With a filter, documents that do not pass are walked through but not
+   * returned, and the walk goes on until k that pass are found (hnsw.h);
+   * when the graph estimates that few pass, it scans those exactly. */
+  dense_filter_t df = {idx, s, filter};
   hnsw_query_t hq = {
       .vec = vec,
       .k = k,
       .plan = s->nvec <= idx->params.exact_max ? HNSW_PLAN_EXACT : HNSW_PLAN_AUTO,
+      .filter = filter ? dense_filter_cb : NULL,
+      .filter_ud = filter ? &df : NULL,
   };
   hnsw_search_info_t info = {0};
   int got = hnsw_search(s->hnsw, &hq, hits, &info);

@@ -96,10 +96,12 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
 /* The top_k chunks of tenant by BM25 for text[0..text_len), best first
  * (ties: smaller chunk_id), with score = BM25, allocated in arena. 0 or
  * Q_ENOMEM (the arena is full). An unknown tenant or a text without
- * indexed terms gives no candidates. */
+ * indexed terms gives no candidates. With filter (quarry/filter.h; NULL:
+ * none) only chunks whose document passes are candidates: the filter runs
+ * before the top k is taken, so it never starves the list. */
 q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t text_len,
-                      size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
-                      char *err, size_t errlen);
+                      size_t top_k, const q_filter_t *filter, q_arena_t *arena,
+                      engine_cand_t **out, size_t *n, char *err, size_t errlen);
 
 /* Checks a query vector: finite, not all zeros, at most Q_INDEX_MAX_DIM and
  * of the fixed dimension if there is one. 0 or Q_EINVAL with err. */
@@ -110,10 +112,13 @@ q_err_t index_check_query(const index_t *idx, const float *vec, size_t dim, char
  * with score = cosine, in arena. *used is set when the tenant has vectors
  * (else no candidates), *exact when every vector was compared rather than
  * the graph walked. 0; Q_EINVAL when the vector fails index_check_query or
- * its dimension differs from the tenant's vectors; Q_ENOMEM. */
+ * its dimension differs from the tenant's vectors; Q_ENOMEM. With filter,
+ * only chunks whose document passes are returned; the graph walk passes
+ * through the others (engine.h, engine_query_t.filter). */
 q_err_t index_dense(index_t *idx, const char *tenant, const float *vec, size_t dim,
-                    size_t top_k, q_arena_t *arena, engine_cand_t **out, size_t *n,
-                    bool *used, bool *exact, char *err, size_t errlen);
+                    size_t top_k, const q_filter_t *filter, q_arena_t *arena,
+                    engine_cand_t **out, size_t *n, bool *used, bool *exact, char *err,
+                    size_t errlen);
 
 /* Counts for tenant, or for all tenants when tenant is NULL or "". */
 void index_stats(index_t *idx, const char *tenant, index_stats_t *out);

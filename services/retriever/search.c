@@ -126,6 +126,7 @@ q_err_t search_run(const engine_t *e, const search_policy_t *p, const search_req
       .embedding = has_vec ? rq->embedding : NULL,
       .dim = has_vec ? rq->dim : 0,
       .top_k = rq->top_k,
+      .filter = rq->filter,
   };
   engine_result_t r;
   q_err_t rc = e->ops->search(e->st, &q, arena, &r, err, errlen);

@@ -66,9 +66,10 @@ typedef struct search_req {
   size_t text_len;
   const float *embedding; /* dim 0: none */
   size_t dim;
-  size_t top_k;            /* > 0 */
-  const char *embed_model; /* may be NULL */
-  size_t max_per_doc;      /* 0: no limit */
+  size_t top_k;             /* > 0 */
+  const char *embed_model;  /* may be NULL */
+  size_t max_per_doc;       /* 0: no limit */
+  const q_filter_t *filter; /* NULL: none; applied inside the engine */
 } search_req_t;
 
 /* What ran and what came out. */

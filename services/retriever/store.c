@@ -44,6 +44,17 @@ static const q_pg_migration_t migrations[] = {
     {2, "retriever_chunks_seq",
      "ALTER TABLE retriever_chunks ADD COLUMN seq bigserial;"
      "CREATE UNIQUE INDEX retriever_chunks_seq ON retriever_chunks (seq);"},
+    /* What retrieval filters look at (quarry/filter.h): the document's
+     * content type, creation date (unix seconds, 0 unknown) and user
+     * metadata, repeated on each chunk row (the index keeps them once per
+     * document). access_groups: room for per-chunk permissions, stored but
+     * not enforced yet. */
+    {3, "retriever_chunks_filter_fields",
+     "ALTER TABLE retriever_chunks"
+     "  ADD COLUMN IF NOT EXISTS content_type text NOT NULL DEFAULT '',"
+     "  ADD COLUMN IF NOT EXISTS created_at bigint NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS metadata jsonb,"
+     "  ADD COLUMN IF NOT EXISTS access_groups text[] NOT NULL DEFAULT '{}';"},
 };
 
 struct store {
@@ -129,6 +140,27 @@ static int copy_vector(q_buf_t *b, const float *v, size_t dim) {
   return rc;
 }
 
+/* Appends groups as a COPY field of type text[]: an array literal with every
+ * element double-quoted (backslash and quote escaped), itself escaped for
+ * COPY by copy_text. */
+static int copy_groups(q_buf_t *b, const char *const *groups, size_t n) {
+  q_buf_t lit;
+  q_buf_init(&lit, COPY_MAX);
+  int rc = q_buf_puts(&lit, "{");
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = q_buf_puts(&lit, i ? ",\"" : "\"");
+    for (const char *p = groups[i]; *p && !rc; p++)
+      rc = (*p == '"' || *p == '\\') ? q_buf_printf(&lit, "\\%c", *p)
+                                     : q_buf_append(&lit, p, 1);
+    rc = rc ? rc : q_buf_puts(&lit, "\"");
+  }
+  rc = rc ? rc : q_buf_puts(&lit, "}");
+  rc = rc ? rc : q_buf_append(&lit, "", 1); /* NUL-terminate */
+  rc = rc ? rc : copy_text(b, lit.data);
+  q_buf_cleanup(&lit);
+  return rc;
+}
+
 static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
   int rc = copy_text(b, c->chunk_id);
   rc = rc ? rc : q_buf_puts(b, "\t");
@@ -143,6 +175,14 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
   rc = rc ? rc : copy_text(b, c->text ? c->text : "");
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_vector(b, c->embedding, c->dim);
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->content_type ? c->content_type : "");
+  rc = rc ? rc : q_buf_printf(b, "\t%lld\t", (long long)c->created_at);
+  rc = rc ? rc
+          : (c->metadata && *c->metadata ? copy_text(b, c->metadata)
+                                         : q_buf_puts(b, "\\N"));
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_groups(b, c->access_groups, c->naccess_groups);
   rc = rc ? rc : q_buf_puts(b, "\n");
   return rc;
 }
@@ -153,7 +193,8 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
 static int copy_batch(PGconn *c, const char *tenant, const engine_chunk_t *chunks,
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
-                          "version, ordinal, page, title, text, embedding) "
+                          "version, ordinal, page, title, text, embedding,"
+                          " content_type, created_at, metadata, access_groups) "
                           "FROM STDIN");
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     int rc = q_pg_fail(c, r, "staging chunks", err, errlen);
@@ -243,7 +284,8 @@ static q_err_t upsert_tx(PGconn *c, const char *tenant, const engine_chunk_t *ch
                  "CREATE TEMP TABLE retriever_stage ("
                  "  chunk_id text, tenant_id text, doc_id text, version integer,"
                  "  ordinal integer, page integer, title text, text text,"
-                 "  embedding bytea) ON COMMIT DROP",
+                 "  embedding bytea, content_type text, created_at bigint,"
+                 "  metadata jsonb, access_groups text[]) ON COMMIT DROP",
                  0, NULL, "creating the staging table", NULL, err, errlen);
   if (!rc && n)
     rc = copy_batch(c, tenant, chunks, n, err, errlen);
@@ -281,19 +323,24 @@ static q_err_t upsert_tx(PGconn *c, const char *tenant, const engine_chunk_t *ch
   }
 
   if (n) {
-    PGresult *ins =
-        q_pg_query(c,
-                   "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
-                   "  ordinal, page, title, text, embedding, active, updated_at) "
-                   "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
-                   "  text, embedding, true, now() FROM retriever_stage "
-                   "ON CONFLICT (chunk_id) DO UPDATE SET "
-                   "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
-                   "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
-                   "  title = EXCLUDED.title, text = EXCLUDED.text,"
-                   "  embedding = EXCLUDED.embedding, active = true, updated_at = now() "
-                   "RETURNING chunk_id, seq",
-                   0, NULL, "writing chunks", &rc, err, errlen);
+    PGresult *ins = q_pg_query(
+        c,
+        "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
+        "  ordinal, page, title, text, embedding, content_type, created_at,"
+        "  metadata, access_groups, active, updated_at) "
+        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
+        "  text, embedding, content_type, created_at, metadata, access_groups,"
+        "  true, now() FROM retriever_stage "
+        "ON CONFLICT (chunk_id) DO UPDATE SET "
+        "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
+        "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+        "  title = EXCLUDED.title, text = EXCLUDED.text,"
+        "  embedding = EXCLUDED.embedding, content_type = EXCLUDED.content_type,"
+        "  created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata,"
+        "  access_groups = EXCLUDED.access_groups, active = true,"
+        "  updated_at = now() "
+        "RETURNING chunk_id, seq",
+        0, NULL, "writing chunks", &rc, err, errlen);
     if (!ins)
       return rc;
     rc = seqs ? read_seqs(ins, chunks, n, seqs, err, errlen) : 0;
@@ -385,6 +432,10 @@ static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *l
           .embedding = vec,
           .dim = decode_vector(r, i, 8, vec),
           .seq = PQgetlength(r, i, 9) == 8 ? be_uint64(PQgetvalue(r, i, 9)) : 0,
+          .content_type = PQgetvalue(r, i, 10),
+          .created_at =
+              PQgetlength(r, i, 11) == 8 ? (int64_t)be_uint64(PQgetvalue(r, i, 11)) : 0,
+          .metadata = PQgetvalue(r, i, 12),
       };
       if (cb(ud, tenant, &ch))
         (*loaded)++;
@@ -415,7 +466,8 @@ q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char 
     rc = q_pg_exec(c,
                    "DECLARE retriever_load NO SCROLL CURSOR FOR "
                    "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
-                   "  title, text, embedding, seq FROM retriever_chunks WHERE active",
+                   "  title, text, embedding, seq, content_type, created_at,"
+                   "  coalesce(metadata::text, '') FROM retriever_chunks WHERE active",
                    0, NULL, "opening the cursor", NULL, err, errlen);
   if (!rc)
     rc = load_rows(c, cb, ud, vec, loaded, err, errlen);

@@ -15,10 +15,11 @@ def _pdf_str(s):
     return "(" + s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
 
-def pdf(pages, title=None, author=None):
+def pdf(pages, title=None, author=None, created=None):
     """A PDF with one page per entry of pages (a list of lines each), in the
-    standard Helvetica font, with an Info dictionary when title or author
-    is given. Offsets in the xref table are exact."""
+    standard Helvetica font, with an Info dictionary when title, author or
+    created (a PDF date, "D:20210304050607Z") is given. Offsets in the xref
+    table are exact."""
     objs = []   # bodies, object n is objs[n - 1]
 
     def add(body):
@@ -45,12 +46,14 @@ def pdf(pages, title=None, author=None):
     objs[pages_obj - 1] = "<< /Type /Pages /Kids [%s] /Count %d >>" % (
         " ".join("%d 0 R" % k for k in kids), len(kids))
     info = None
-    if title or author:
+    if title or author or created:
         fields = []
         if title:
             fields.append("/Title " + _pdf_str(title))
         if author:
             fields.append("/Author " + _pdf_str(author))
+        if created:
+            fields.append("/CreationDate " + _pdf_str(created))
         info = add("<< %s >>" % " ".join(fields))
 
     out = io.BytesIO()
@@ -121,7 +124,7 @@ def docx_table(rows):
     return out + "</w:tbl>"
 
 
-def docx(body_xml, title=None, author=None, document_xml=None, extra=()):
+def docx(body_xml, title=None, author=None, document_xml=None, extra=(), core_extra=""):
     """A DOCX whose body is body_xml (w:p, w:tbl elements); document_xml
     replaces the whole word/document.xml when given. extra: (name, bytes)
     members added as they are."""
@@ -133,14 +136,16 @@ def docx(body_xml, title=None, author=None, document_xml=None, extra=()):
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<w:document xmlns:w="%s"><w:body>%s</w:body></w:document>' % (W, body_xml)))
         z.writestr("word/styles.xml", STYLES)
-        if title or author:
+        if title or author or core_extra:
             z.writestr("docProps/core.xml", (
                 '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
                 '<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/'
-                'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/">'
-                '%s%s</cp:coreProperties>') % (
+                'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+                'xmlns:dcterms="http://purl.org/dc/terms/">'
+                '%s%s%s</cp:coreProperties>') % (
                     "<dc:title>%s</dc:title>" % _esc(title) if title else "",
-                    "<dc:creator>%s</dc:creator>" % _esc(author) if author else ""))
+                    "<dc:creator>%s</dc:creator>" % _esc(author) if author else "",
+                    core_extra))
         for name, data in extra:
             z.writestr(name, data)
     return buf.getvalue()

@@ -42,7 +42,6 @@
   X(BATCH_DOCUMENTS, 1000, "documents in one batch (REST batch route, UploadBatch)")     \
   X(BATCH_BYTES, 16777216, "body of one REST batch (NDJSON or multipart), 16 MiB")       \
   X(BATCH_LINE_BYTES, 1048576, "one NDJSON line of a batch (1 MiB)")                     \
-  X(METADATA_BYTES, 16384, "a document's metadata, a JSON object, as compact JSON text") \
   /* Credentials */                                                                      \
   X(CREDENTIAL_BYTES, 512, "API key in Authorization: Bearer or X-API-Key")              \
   X(API_KEY_NAME_BYTES, 128, "name of an API key (CreateApiKey, create-key --name)")     \
@@ -70,6 +69,16 @@
   X(EVENT_ANSWER_BYTES, 65536, "answer carried by a query event")                        \
   X(CHAT_MESSAGES, 128, "messages of one POST /v1/chat/completions")                     \
   X(CHAT_BYTES, 262144, "text of all messages of one POST /v1/chat/completions")         \
+  /* Metadata and filters */                                                             \
+  X(METADATA_BYTES, 8192, "user metadata of a document: its JSON object as text")        \
+  X(METADATA_KEYS, 64, "keys of a document's user metadata object")                      \
+  X(METADATA_KEY_BYTES, 64, "one key of user metadata ([A-Za-z0-9_.-])")                 \
+  X(METADATA_VALUE_BYTES, 1024, "one string value of user metadata or of a filter")      \
+  X(METADATA_LIST_ITEMS, 64, "strings of one list value of user metadata")               \
+  X(FILTER_BYTES, 16384, "a retrieval filter as compact JSON (query, Search)")           \
+  X(FILTER_DEPTH, 8, "nesting of and/or/not in a retrieval filter")                      \
+  X(FILTER_CLAUSES, 64, "conditions and and/or/not nodes of one filter")                 \
+  X(FILTER_VALUES, 256, "values of one \"in\" list of a filter")                         \
   /* Models */                                                                           \
   X(EMBED_TEXTS, 256, "texts per LlmGateway.Embed call")                                 \
   X(EMBED_TEXT_BYTES, 32768, "one text to embed")                                        \

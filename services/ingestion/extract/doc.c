@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quarry/filter.h"
 #include "quarry/text.h"
 
 void doc_init(doc_t *d, format_chunking_t chunking, size_t max_text) {
@@ -134,6 +135,40 @@ q_err_t doc_add_cb(void *ud, extract_kind_t kind, int level, int page, const cha
       memcpy(dst, text, len);
       dst[len] = '\0';
     }
+    return Q_OK;
+  }
+  case EXTRACT_CREATED:
+  case EXTRACT_MODIFIED: {
+    char tmp[64];
+    int64_t t;
+    if (len >= sizeof tmp)
+      return Q_OK;
+    memcpy(tmp, text, len);
+    tmp[len] = '\0';
+    int64_t *dst = kind == EXTRACT_CREATED ? &d->created : &d->modified;
+    if (!*dst && q_rfc3339_parse(tmp, &t) && t > 0)
+      *dst = t;
+    return Q_OK;
+  }
+  case EXTRACT_LANGUAGE:
+    if (!d->language[0] && len <= DOC_LANGUAGE_BYTES) {
+      for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_'))
+          return Q_OK; /* not a tag: ignored */
+      }
+      for (size_t i = 0; i < len; i++)
+        d->language[i] = text[i] == '_' ? '-' : text[i];
+      d->language[len] = '\0';
+    }
+    return Q_OK;
+  case EXTRACT_PAGES: {
+    int n = 0;
+    for (size_t i = 0; i < len && text[i] >= '0' && text[i] <= '9' && n < 1000000; i++)
+      n = n * 10 + (text[i] - '0');
+    if (!d->page_count)
+      d->page_count = n;
     return Q_OK;
   }
   case EXTRACT_HEADING:

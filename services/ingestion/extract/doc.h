@@ -17,6 +17,7 @@
 #define QUARRY_INGESTION_DOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "chunker.h"
 #include "extract/extract.h"
@@ -25,6 +26,7 @@
 #include "quarry/error.h"
 
 #define DOC_HEADING_TEXT_MAX 200 /* bytes kept of one heading */
+#define DOC_LANGUAGE_BYTES 35    /* a BCP 47 tag: [A-Za-z0-9-] */
 
 typedef struct doc {
   q_buf_t text;
@@ -35,8 +37,12 @@ typedef struct doc {
   size_t npages, cappages;
   char title[EXTRACT_META_BYTES + 1];
   char author[EXTRACT_META_BYTES + 1];
-  int max_page;  /* highest page seen, 0 when the format has none */
-  size_t blocks; /* body records */
+  /* What the format says, when it does (0 / "": it does not). */
+  int64_t created, modified; /* unix seconds */
+  char language[DOC_LANGUAGE_BYTES + 1];
+  int page_count; /* EXTRACT_PAGES; 0: use max_page */
+  int max_page;   /* highest page seen, 0 when the format has none */
+  size_t blocks;  /* body records */
 
   /* while building */
   format_chunking_t chunking;

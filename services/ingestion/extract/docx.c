@@ -361,9 +361,12 @@ static void metadata(docx_t *d) {
   xmlDocPtr doc = parse_member(d, "docProps/core.xml", false);
   xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
   for (xmlNode *c = root ? root->children : NULL; c && !d->rc; c = c->next) {
-    extract_kind_t k = is(c, "title")     ? EXTRACT_TITLE
-                       : is(c, "creator") ? EXTRACT_AUTHOR
-                                          : 0;
+    extract_kind_t k = is(c, "title")      ? EXTRACT_TITLE
+                       : is(c, "creator")  ? EXTRACT_AUTHOR
+                       : is(c, "created")  ? EXTRACT_CREATED
+                       : is(c, "modified") ? EXTRACT_MODIFIED
+                       : is(c, "language") ? EXTRACT_LANGUAGE
+                                           : 0;
     const xmlNode *t = c->children;
     if (k && t && t->type == XML_TEXT_NODE && t->content)
       fail(d, extract_emit(d->ctx, k, 0, 0, (const char *)t->content,

@@ -107,8 +107,8 @@ static q_err_t sink_rc(extract_ctx_t *ctx, q_err_t rc) {
 
 q_err_t extract_emit(extract_ctx_t *ctx, extract_kind_t kind, int level, int page,
                      const char *text, size_t len) {
-  bool one_line = kind == EXTRACT_TITLE || kind == EXTRACT_AUTHOR ||
-                  kind == EXTRACT_HEADING || kind == EXTRACT_TABLE_ROW;
+  bool one_line =
+      extract_is_meta(kind) || kind == EXTRACT_HEADING || kind == EXTRACT_TABLE_ROW;
   q_buf_reset(&ctx->norm);
   q_err_t rc = normalise(&ctx->norm, text, len, one_line);
   if (rc == Q_ETOOBIG)
@@ -118,7 +118,7 @@ q_err_t extract_emit(extract_ctx_t *ctx, extract_kind_t kind, int level, int pag
   size_t n = ctx->norm.len;
   if (n == 0)
     return Q_OK;
-  if (kind == EXTRACT_TITLE || kind == EXTRACT_AUTHOR) {
+  if (extract_is_meta(kind)) {
     n = q_text_cut(ctx->norm.data, n, EXTRACT_META_BYTES);
     level = 0;
     page = 0;

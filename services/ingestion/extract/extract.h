@@ -8,6 +8,11 @@
  * extract_emit():
  *
  *   EXTRACT_TITLE, EXTRACT_AUTHOR  document metadata (level and page 0)
+ *   EXTRACT_CREATED, EXTRACT_MODIFIED  dates the format records (RFC 3339
+ *                                  or ISO 8601 text; doc.c keeps those
+ *                                  q_rfc3339_parse reads)
+ *   EXTRACT_LANGUAGE               the language the format declares (a tag)
+ *   EXTRACT_PAGES                  the page count, in decimal
  *   EXTRACT_HEADING                a heading, level 1..6
  *   EXTRACT_PARAGRAPH              a paragraph (line breaks kept)
  *   EXTRACT_LIST_ITEM              a list item, level = nesting depth (1..)
@@ -43,9 +48,19 @@ typedef enum extract_kind {
   EXTRACT_PARAGRAPH,
   EXTRACT_LIST_ITEM,
   EXTRACT_TABLE_ROW,
+  EXTRACT_CREATED,
+  EXTRACT_MODIFIED,
+  EXTRACT_LANGUAGE,
+  EXTRACT_PAGES,
 } extract_kind_t;
 
-#define EXTRACT_KIND_MAX EXTRACT_TABLE_ROW
+#define EXTRACT_KIND_MAX EXTRACT_PAGES
+
+/* Whether kind is document metadata (one line, level and page 0), not body
+ * or structure. */
+static inline bool extract_is_meta(extract_kind_t kind) {
+  return kind == EXTRACT_TITLE || kind == EXTRACT_AUTHOR || kind >= EXTRACT_CREATED;
+}
 #define EXTRACT_HEADING_LEVELS 6
 #define EXTRACT_LIST_LEVELS 16
 #define EXTRACT_META_BYTES 512 /* most bytes kept of a title or author */

@@ -295,6 +295,12 @@ static q_err_t html_run(extract_ctx_t *ctx) {
   xmlNode *root = xmlDocGetRootElement(doc);
   if (root) {
     find_title(&w, root);
+    /* <html lang="..."> declares the page's language. */
+    xmlChar *lang = xmlGetProp(root, (const xmlChar *)"lang");
+    if (lang && *lang)
+      fail(&w, extract_emit(ctx, EXTRACT_LANGUAGE, 0, 0, (const char *)lang,
+                            strlen((const char *)lang)));
+    xmlFree(lang);
     walk(&w, root, 1);
     flush(&w);
   }

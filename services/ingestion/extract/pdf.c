@@ -109,6 +109,16 @@ static q_err_t meta(extract_ctx_t *ctx, extract_kind_t kind, gchar *s) {
   return rc;
 }
 
+/* A date of the document information dictionary (poppler parses the PDF
+ * date syntax), emitted as ISO 8601. */
+static q_err_t date_meta(extract_ctx_t *ctx, extract_kind_t kind, GDateTime *dt) {
+  if (!dt)
+    return Q_OK;
+  gchar *s = g_date_time_format_iso8601(dt);
+  g_date_time_unref(dt);
+  return meta(ctx, kind, s);
+}
+
 static q_err_t pdf_read(extract_ctx_t *ctx, ocr_t *ocr) {
   GError *gerr = NULL;
   GBytes *bytes = g_bytes_new_static(ctx->data, ctx->size);
@@ -129,7 +139,17 @@ static q_err_t pdf_read(extract_ctx_t *ctx, ocr_t *ocr) {
   q_err_t rc = meta(ctx, EXTRACT_TITLE, poppler_document_get_title(doc));
   if (!rc)
     rc = meta(ctx, EXTRACT_AUTHOR, poppler_document_get_author(doc));
+  if (!rc)
+    rc = date_meta(ctx, EXTRACT_CREATED, poppler_document_get_creation_date_time(doc));
+  if (!rc)
+    rc = date_meta(ctx, EXTRACT_MODIFIED,
+                   poppler_document_get_modification_date_time(doc));
   int pages = poppler_document_get_n_pages(doc);
+  if (!rc && pages > 0) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", pages);
+    rc = extract_emit(ctx, EXTRACT_PAGES, 0, 0, n, strlen(n));
+  }
   for (int i = 0; i < pages && !rc; i++) {
     PopplerPage *page = poppler_document_get_page(doc, i);
     if (!page)

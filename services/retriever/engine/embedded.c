@@ -221,15 +221,15 @@ static q_err_t embedded_search(void *st, const engine_query_t *q, q_arena_t *are
   memset(out, 0, sizeof *out);
   q_err_t rc = 0;
   if (q->lists & ENGINE_DENSE) {
-    rc = index_dense(e->index, q->tenant, q->embedding, q->dim, q->top_k, arena,
-                     &out->dense, &out->ndense, &out->dense_used, &out->dense_exact, err,
-                     errlen);
+    rc = index_dense(e->index, q->tenant, q->embedding, q->dim, q->top_k, q->filter,
+                     arena, &out->dense, &out->ndense, &out->dense_used,
+                     &out->dense_exact, err, errlen);
     if (rc)
       return rc;
   }
   if (q->lists & ENGINE_LEXICAL)
-    rc = index_lexical(e->index, q->tenant, q->text, q->text_len, q->top_k, arena,
-                       &out->lexical, &out->nlexical, err, errlen);
+    rc = index_lexical(e->index, q->tenant, q->text, q->text_len, q->top_k, q->filter,
+                       arena, &out->lexical, &out->nlexical, err, errlen);
   return rc;
 }
 

@@ -50,6 +50,7 @@
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/filter.h"
 #include "quarry/limits.h"
 
 #include <stdbool.h>
@@ -72,6 +73,18 @@ typedef struct engine_chunk {
    * PostgreSQL): the label of its vector in an ANN graph. 0: the engine
    * assigns one. */
   uint64_t seq;
+  /* Fields of the chunk's document that filters look at (quarry/filter.h);
+   * every chunk of a document version carries the same. An engine keeps
+   * them per document where it can (the embedded engine does). */
+  const char *content_type; /* may be NULL */
+  int64_t created_at;       /* unix seconds; 0 unknown */
+  const char *metadata;     /* user metadata, compact JSON object; NULL or ""
+                               none (checked with q_meta_check by the caller) */
+  /* Access groups allowed to read the chunk (Chunk.access_groups): stored,
+   * not yet enforced; empty until per-document permissions exist. Room kept
+   * so that the same in-engine filter can enforce them. */
+  const char *const *access_groups;
+  size_t naccess_groups;
 } engine_chunk_t;
 
 /* One candidate. Strings are copies in the caller's arena. */
@@ -94,6 +107,27 @@ typedef struct engine_query {
   const float *embedding; /* dense: the query vector */
   size_t dim;
   size_t top_k; /* > 0: depth of each list */
+  /* A metadata filter (quarry/filter.h), NULL: none. Applied INSIDE the
+   * engine while candidates are gathered, never to the lists afterwards, so
+   * a selective filter still fills top_k: the embedded engine's lexical
+   * top-k loop skips documents that do not pass; its HNSW walk treats them
+   * as traversable but not returnable (and switches to an exact scan of the
+   * passing vectors when few pass, hnsw.h); its exact scan filters inline.
+   * A filter only narrows: candidates come from q->tenant alone whatever it
+   * says.
+   *
+   * TODO(milvus engine): translate the compiled filter into a Milvus boolean
+   * expression on scalar fields stored with each chunk (content_type
+   * VARCHAR, created_at INT64, metadata JSON, access_groups ARRAY<VARCHAR>),
+   * ANDed with the tenant partition key: eq -> `content_type == "x"`,
+   * in -> `content_type in ["a","b"]`, gt/gte/lt/lte -> `created_at >= n`
+   * (dates already in unix seconds), meta.k -> `metadata["k"] == v` (a list
+   * value: `json_contains(metadata["k"], v)` / `json_contains_any`), and/or/not
+   * -> `and`/`or`/`not (...)`; passed as the `filter` of both the BM25 and
+   * the dense search request so Milvus filters during its search. Until
+   * then that engine must refuse a query with a filter (Q_EUNIMPL), never
+   * ignore it. */
+  const q_filter_t *filter;
 } engine_query_t;
 
 /* What a search found: the lists asked for, each best first, in the arena. */

@@ -461,6 +461,11 @@ static q_err_t count_stats(milvus_engine_t *e, const char *tenant, engine_stats_
 static q_err_t milvus_eng_search(void *st, const engine_query_t *q, q_arena_t *arena,
                                  engine_result_t *out, char *err, size_t errlen) {
   milvus_engine_t *e = st;
+  if (q->filter) {
+    /* Never ignored: engine.h's TODO says how it maps to Milvus. */
+    snprintf(err, errlen, "metadata filters are not supported by the milvus engine yet");
+    return Q_EUNIMPL;
+  }
   return served(e, search_lists(e, q, arena, out, err, errlen));
 }
 

@@ -59,3 +59,22 @@ Test(doc, text_limit_holds) {
   cr_assert_eq(doc_add_cb(&d, EXTRACT_PARAGRAPH, 0, 0, "0123456789", 10), Q_ETOOBIG);
   doc_cleanup(&d);
 }
+
+Test(doc, format_metadata_is_kept_and_checked) {
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1 << 16);
+  add(&d, EXTRACT_CREATED, 0, 0, "not a date");
+  add(&d, EXTRACT_CREATED, 0, 0, "2021-03-04T05:06:07+01:00");
+  add(&d, EXTRACT_CREATED, 0, 0, "2030-01-01T00:00:00Z"); /* the first one counts */
+  add(&d, EXTRACT_MODIFIED, 0, 0, "2022-01-01");
+  add(&d, EXTRACT_LANGUAGE, 0, 0, "en US; drop table"); /* not a tag: ignored */
+  add(&d, EXTRACT_LANGUAGE, 0, 0, "pt_BR");
+  add(&d, EXTRACT_PAGES, 0, 0, "12");
+  add(&d, EXTRACT_PARAGRAPH, 0, 3, "Body.");
+  cr_assert_eq(d.created, 1614830767);
+  cr_assert_eq(d.modified, 1640995200);
+  cr_assert_str_eq(d.language, "pt-BR");
+  cr_assert_eq(d.page_count, 12);
+  cr_assert_eq(d.blocks, 1, "metadata is not body text");
+  doc_cleanup(&d);
+}

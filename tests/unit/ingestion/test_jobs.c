@@ -403,7 +403,7 @@ Test(jobs, a_batch_of_uploads_is_recorded_together_and_a_conflict_fails_alone) {
                            .size = 2,
                            .trace_id = "",
                            .idempotency_key = keys[i],
-                           .metadata_json = i == 1 ? "{\"shelf\": 1}" : ""};
+                           .metadata = i == 1 ? "{\"shelf\": 1}" : ""};
   upload_result_t r[3];
   q_err_t rcs[3];
   char errs[3][256];

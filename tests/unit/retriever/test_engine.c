@@ -147,7 +147,7 @@ static void put(engine_t *e, const char *tenant, const engine_chunk_t *c, size_t
 static engine_result_t search(engine_t *e, q_arena_t *a, const char *tenant,
                               unsigned lists, const char *text, const float *vec,
                               size_t dim, size_t k) {
-  engine_query_t q = {tenant, lists, text, text ? strlen(text) : 0, vec, dim, k};
+  engine_query_t q = {tenant, lists, text, text ? strlen(text) : 0, vec, dim, k, NULL};
   engine_result_t r;
   int rc = e->ops->search(e->st, &q, a, &r, err, sizeof err);
   cr_assert_eq(rc, 0, "search: %s", err);
@@ -441,7 +441,7 @@ static void check_vector_validation(const engine_fixture_t *f) {
       .chunk_id = "c", .doc_id = "d", .text = "t", .embedding = zero, .dim = 2};
   cr_assert_eq(e.ops->upsert(e.st, "t", &z, 1, NULL, &retired, err, sizeof err),
                Q_EINVAL);
-  engine_query_t q = {"t", ENGINE_DENSE, NULL, 0, v3, 3, 5};
+  engine_query_t q = {"t", ENGINE_DENSE, NULL, 0, v3, 3, 5, NULL};
   engine_result_t r;
   cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EINVAL);
   cr_assert(strstr(err, "dimensions"), "%s", err);
@@ -471,7 +471,7 @@ static void *race_searcher(void *ud) {
   float q[] = {1, 1, 1, 1};
   while (!__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE)) {
     q_arena_t *a = q_arena_new(0);
-    engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, "moving", 6, q, 4, 50};
+    engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, "moving", 6, q, 4, 50, NULL};
     engine_result_t r;
     char why[256];
     if (rc->e->ops->search(rc->e->st, &qq, a, &r, why, sizeof why) != 0) {
@@ -699,7 +699,7 @@ Test(milvus_fake, failures_are_unavailable) {
   engine_chunk_t c = {
       .chunk_id = "k:1:0", .doc_id = "k", .text = "kept words", .embedding = v, .dim = 2};
   put(&e, "t", &c, 1, NULL, NULL);
-  engine_query_t q = {"t", ENGINE_LEXICAL, "kept", 4, NULL, 0, 5};
+  engine_query_t q = {"t", ENGINE_LEXICAL, "kept", 4, NULL, 0, 5, NULL};
   engine_result_t r;
   fake_post("/_fake/fault", "{\"mode\": \"auth\", \"path\": \"entities/search\"}");
   cr_assert_eq(e.ops->search(e.st, &q, a, &r, err, sizeof err), Q_EUNAVAIL);

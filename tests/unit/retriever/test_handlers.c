@@ -496,3 +496,53 @@ Test(handlers, max_passages_per_doc) {
   req.max_passages_per_doc = -1;
   cr_assert_eq(search(&req, &resp), Q_EINVAL);
 }
+
+Test(handlers, search_filter_and_upsert_metadata) {
+  Quarry__V1__Chunk a = chunk("a:1:0", "a", "refund rules for legal");
+  Quarry__V1__Chunk b = chunk("b:1:0", "b", "refund rules for engineering");
+  a.content_type = "application/pdf";
+  a.metadata = "{\"team\":\"legal\"}";
+  b.content_type = "text/plain";
+  b.metadata = "{\"team\":\"eng\",\"year\":2024}";
+  b.created_at = 1700000000;
+  Quarry__V1__Chunk *cs[] = {&a, &b};
+  Quarry__V1__UpsertRequest up = QUARRY__V1__UPSERT_REQUEST__INIT;
+  up.tenant_id = "acme";
+  up.chunks = cs;
+  up.n_chunks = 2;
+  Quarry__V1__UpsertResponse *ur;
+  cr_assert_eq(upsert(&up, &ur), 0, "%s", err);
+
+  Quarry__V1__SearchResponse *resp;
+  Quarry__V1__SearchRequest req = QUARRY__V1__SEARCH_REQUEST__INIT;
+  req.tenant_id = "acme";
+  req.query = "refund rules";
+  req.filter = "{\"field\":\"meta.team\",\"eq\":\"eng\"}";
+  cr_assert_eq(search(&req, &resp), 0, "%s", err);
+  cr_assert_eq(resp->n_passages, 1);
+  cr_assert_str_eq(resp->passages[0]->doc_id, "b");
+  req.filter = "{\"field\":\"created_at\",\"lt\":\"2023-11-14T22:13:20Z\"}";
+  cr_assert_eq(search(&req, &resp), 0, "%s", err);
+  cr_assert_eq(resp->n_passages, 0);
+  req.filter = "{\"field\":\"content_type\",\"in\":[\"application/pdf\"]}";
+  cr_assert_eq(search(&req, &resp), 0, "%s", err);
+  cr_assert_eq(resp->n_passages, 1);
+  cr_assert_str_eq(resp->passages[0]->doc_id, "a");
+
+  /* a malformed filter is INVALID_ARGUMENT naming the problem */
+  req.filter = "{\"or\":[{\"field\":\"meta.team\",\"regex\":\"e.*\"}]}";
+  cr_assert_eq(search(&req, &resp), Q_EINVAL);
+  cr_assert(strstr(err, "filter.or[0]: unknown operator \"regex\""), "%s", err);
+  req.filter = "{\"field\":";
+  cr_assert_eq(search(&req, &resp), Q_EINVAL);
+  cr_assert(strstr(err, "filter: not JSON"), "%s", err);
+
+  /* metadata that is not user metadata is refused, nothing stored */
+  b.metadata = "{\"nested\":{\"x\":1}}";
+  cr_assert_eq(upsert(&up, &ur), Q_EINVAL);
+  cr_assert(strstr(err, "chunks[1].metadata: metadata \"nested\""), "%s", err);
+  b.metadata = "";
+  b.created_at = -5;
+  cr_assert_eq(upsert(&up, &ur), Q_EINVAL);
+  cr_assert(strstr(err, "created_at must not be negative"), "%s", err);
+}

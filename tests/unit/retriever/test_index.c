@@ -64,13 +64,13 @@ static res_t search_in(index_t *ix, q_arena_t *a, const char *tenant, const char
   size_t nlex = 0, nden = 0;
   bool used = false, exact = false;
   if (dim) {
-    r.rc = index_dense(ix, tenant, emb, dim, k, a, &den, &nden, &used, &exact, r.err,
-                       sizeof r.err);
+    r.rc = index_dense(ix, tenant, emb, dim, k, NULL, a, &den, &nden, &used, &exact,
+                       r.err, sizeof r.err);
     if (r.rc)
       return r;
   }
   r.dense = used;
-  r.rc = index_lexical(ix, tenant, text, text ? strlen(text) : 0, k, a, &lex, &nlex,
+  r.rc = index_lexical(ix, tenant, text, text ? strlen(text) : 0, k, NULL, a, &lex, &nlex,
                        r.err, sizeof r.err);
   if (r.rc)
     return r;

@@ -157,18 +157,18 @@ Test(store, round_trip_is_exact) {
     engine_cand_t *a, *b;
     size_t na, nb;
     bool used, exact;
-    cr_assert_eq(index_lexical(idx, "t1", queries[i], strlen(queries[i]), 10, arena, &a,
-                               &na, err, sizeof err),
+    cr_assert_eq(index_lexical(idx, "t1", queries[i], strlen(queries[i]), 10, NULL, arena,
+                               &a, &na, err, sizeof err),
                  0, "%s", err);
-    cr_assert_eq(index_lexical(direct, "t1", queries[i], strlen(queries[i]), 10, arena,
-                               &b, &nb, err, sizeof err),
+    cr_assert_eq(index_lexical(direct, "t1", queries[i], strlen(queries[i]), 10, NULL,
+                               arena, &b, &nb, err, sizeof err),
                  0, "%s", err);
     same_lists(a, na, b, nb);
-    cr_assert_eq(
-        index_dense(idx, "t1", q, 4, 10, arena, &a, &na, &used, &exact, err, sizeof err),
-        0, "%s", err);
-    cr_assert_eq(index_dense(direct, "t1", q, 4, 10, arena, &b, &nb, &used, &exact, err,
-                             sizeof err),
+    cr_assert_eq(index_dense(idx, "t1", q, 4, 10, NULL, arena, &a, &na, &used, &exact,
+                             err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(index_dense(direct, "t1", q, 4, 10, NULL, arena, &b, &nb, &used, &exact,
+                             err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(na, 2);
     same_lists(a, na, b, nb);
@@ -177,7 +177,8 @@ Test(store, round_trip_is_exact) {
   engine_cand_t *h;
   size_t nh;
   cr_assert_eq(
-      index_lexical(idx, "t1", "slashes", 7, 10, arena, &h, &nh, err, sizeof err), 0);
+      index_lexical(idx, "t1", "slashes", 7, 10, NULL, arena, &h, &nh, err, sizeof err),
+      0);
   cr_assert_eq(nh, 1);
   cr_assert_str_eq(h[0].text, awkward);
   cr_assert_str_eq(h[0].title, "Title\tone");
@@ -331,7 +332,8 @@ Test(store, seq_is_returned_and_stable) {
 static void both_lists(engine_t *e, const char *text, const float *q, engine_cand_t **lex,
                        size_t *nlex, engine_cand_t **den, size_t *nden) {
   char err[256];
-  engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, text, strlen(text), q, 4, 50};
+  engine_query_t qq = {"t", ENGINE_LEXICAL | ENGINE_DENSE, text, strlen(text), q, 4, 50,
+                       NULL};
   engine_result_t r;
   cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
   *lex = r.lexical;
@@ -404,4 +406,49 @@ Test(store, embedded_engine_answers_the_same_after_a_restart) {
                   strncmp(d2[i].chunk_id, "doc0:1:", 7) != 0,
               "%s came back", d2[i].chunk_id);
   engine_close(&e);
+}
+
+Test(store, filter_fields_survive_a_rebuild) {
+  const char *groups[] = {"eng", "we \"quote\" and \\ back"};
+  engine_chunk_t c[] = {
+      {.chunk_id = "f:1:0",
+       .doc_id = "f",
+       .text = "filter fields",
+       .content_type = "application/pdf",
+       .created_at = 1700000000,
+       .metadata = "{\"team\":\"legal\",\"tags\":[\"a\",\"b\"],\"year\":2021}",
+       .access_groups = groups,
+       .naccess_groups = 2},
+      {.chunk_id = "g:1:0", .doc_id = "g", .text = "filter fields"},
+  };
+  store_put("t", c, 2, NULL, NULL);
+  cr_assert_eq(
+      query_long("SELECT count(*) FROM retriever_chunks WHERE chunk_id = 'f:1:0' "
+                 "AND content_type = 'application/pdf' AND created_at = 1700000000 "
+                 "AND metadata->>'team' = 'legal' AND access_groups = "
+                 "ARRAY['eng', 'we \"quote\" and \\ back']"),
+      1);
+  cr_assert_eq(
+      query_long("SELECT count(*) FROM retriever_chunks WHERE chunk_id = 'g:1:0' "
+                 "AND metadata IS NULL AND access_groups = '{}'"),
+      1);
+  size_t n;
+  index_t *idx = load(&n);
+  cr_assert_eq(n, 2);
+  const char *f =
+      "{\"and\":[{\"field\":\"content_type\",\"eq\":\"application/pdf\"},"
+      "{\"field\":\"created_at\",\"gte\":\"2023-11-14T22:13:20Z\"},"
+      "{\"field\":\"meta.tags\",\"eq\":\"b\"},{\"field\":\"meta.year\",\"eq\":2021}]}";
+  char err[256];
+  q_filter_t *flt = NULL;
+  cr_assert_eq(q_filter_parse(f, strlen(f), &flt, err, sizeof err), 0, "%s", err);
+  engine_cand_t *out;
+  size_t nout;
+  cr_assert_eq(
+      index_lexical(idx, "t", "filter", 6, 10, flt, arena, &out, &nout, err, sizeof err),
+      0);
+  cr_assert_eq(nout, 1);
+  cr_assert_str_eq(out[0].doc_id, "f");
+  q_filter_free(flt);
+  index_free(idx);
 }
