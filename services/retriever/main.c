@@ -22,7 +22,7 @@ static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *engine_name, *fusion_weights, *metric;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
-    exact_max;
+    exact_max, poll_ms, max_lag_ms;
 
 static q_err_t validate_engine(const char *value, char *err, size_t errlen) {
   if (engine_find(value))
@@ -81,6 +81,15 @@ static q_cfg_entry_t cfg[] = {
      "A tenant with at most this many vectors is searched exactly (every vector "
      "compared) instead of by an HNSW walk.",
      0, &exact_max},
+    {"QUARRY_RETRIEVER_LOG_POLL_MS", Q_CFG_INT, "500", 10, 60000, NULL,
+     "How often a replica reads the change log when no notification woke it "
+     "(LISTEN/NOTIFY wakes it at once after each write of another replica; the "
+     "poll covers lost notifications).",
+     0, &poll_ms},
+    {"QUARRY_RETRIEVER_MAX_LAG_MS", Q_CFG_INT, "5000", 1, 86400000, NULL,
+     "A replica whose oldest change not yet applied from the change log is older "
+     "than this is not ready (/readyz 503 naming the lag).",
+     0, &max_lag_ms},
 };
 
 int main(int argc, char **argv) {
@@ -110,6 +119,8 @@ int main(int argc, char **argv) {
       .hnsw_ef_search = (uint32_t)hnsw_efs,
       .exact_max = (size_t)exact_max,
       .inner_product = strcmp(metric, "inner_product") == 0,
+      .poll_ms = poll_ms,
+      .max_lag_ms = max_lag_ms,
   };
   if (engine_open(&engine, engine_name, &ec, err, sizeof err) != 0) {
     q_log_error("cannot open the retrieval engine; exiting", "{s:s,s:s,s:I}", "engine",

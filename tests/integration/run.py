@@ -30,7 +30,7 @@ MODULES = ["test_health", "test_errors", "test_documents", "test_lifecycle", "te
            "test_query", "test_answers",
            "test_events", "test_metrics", "test_interop", "test_openai", "test_stream",
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_concurrency",
-           "test_resilience", "test_rerank"]
+           "test_resilience", "test_rerank", "test_replicas"]
 
 SANITIZER_PATTERNS = [
     re.compile(rb"ERROR: AddressSanitizer"),

@@ -9,6 +9,17 @@
  * is therefore durable: if the process dies before the index changed, the
  * next start rebuilds the index from the table. open rebuilds it.
  *
+ * Replicas: every write also appends to the change log (store.h,
+ * retriever_changes) in its transaction. A tailer thread per engine reads
+ * the log after the last position it applied, woken by LISTEN/NOTIFY at
+ * each commit and polling every poll_ms in case a notification is lost (a
+ * dropped listening connection is reopened), and applies in position order
+ * the changes other replicas made: for each, the document's active rows are
+ * reloaded and replace the document in the index, under the write lock, so
+ * that a local upsert and a replayed one never interleave. The replica that
+ * served a write applied it at once and skips its own entries. Readiness
+ * fails while the oldest unapplied change is older than max_lag_ms.
+ *
  * A background thread unlinks deleted vectors from the graphs once enough
  * have piled up (index_compact_vectors), beside searches and upserts. */
 #include "engine/engine.h"
@@ -16,12 +27,16 @@
 #include "store.h"
 
 #include "quarry/log.h"
+#include "quarry/metrics.h"
 #include "quarry/pg.h"
 #include "quarry/trace.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +44,10 @@
 
 /* How often the maintenance thread looks for graphs worth compacting. */
 #define MAINTAIN_MS 1000
+/* Changes read from the log per query. */
+#define TAIL_BATCH 256
+/* The tailer checks for a stop request at least this often (ms). */
+#define TAIL_SLICE_MS 100
 
 typedef struct embedded {
   index_t *index;
@@ -39,6 +58,17 @@ typedef struct embedded {
   pthread_mutex_t maint_mu;
   pthread_cond_t maint_cv;
   bool stopping;
+
+  /* Change log (store.h). tail_pos: every change up to it is reflected in
+   * the index; written by the tailer under write_mu. */
+  int64_t tail_pos;
+  _Atomic int64_t lag_ms, head;
+  int64_t poll_ms, max_lag_ms;
+  char *dsn; /* for the listening connection */
+  pthread_t tailer;
+  bool tailer_started;
+  atomic_bool tail_stop;
+  q_metric_t *m_applied, *m_lag, *m_pos;
 } embedded_t;
 
 static void *maintain_main(void *ud) {
@@ -84,10 +114,169 @@ static bool load_row_cb(void *ud, const char *tenant, const engine_chunk_t *chun
   return index_upsert(idx, tenant, &c, 1, NULL, NULL, why, sizeof why) == 0;
 }
 
+/* ---- the change log tailer ---------------------------------------------- */
+
+/* store_load_doc's callback: the document's active rows replace it in the
+ * index. A vector the index refuses is dropped as at load (logged). */
+static q_err_t apply_doc_cb(void *ud, const char *tenant, const char *doc_id,
+                            const engine_chunk_t *chunks, size_t n, char *err,
+                            size_t errlen) {
+  embedded_t *e = ud;
+  size_t retired = 0;
+  if (index_upsert(e->index, tenant, chunks, n, doc_id, &retired, err, errlen) == 0)
+    return 0;
+  q_log_warn("retriever: replicated vectors refused; document applied without them",
+             "{s:s,s:s,s:s}", "tenant_id", tenant, "doc_id", doc_id, "reason", err);
+  engine_chunk_t *bare = malloc((n ? n : 1) * sizeof *bare);
+  if (!bare) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    bare[i] = chunks[i];
+    bare[i].embedding = NULL;
+    bare[i].dim = 0;
+  }
+  q_err_t rc = index_upsert(e->index, tenant, bare, n, doc_id, &retired, err, errlen);
+  free(bare);
+  return rc;
+}
+
+/* Applies the log after tail_pos, in order, until it is exhausted or an
+ * error stops it (retried at the next wake-up). Returns how many changes of
+ * other replicas were applied; *failed tells whether it stopped early. */
+static size_t apply_tail(embedded_t *e, bool *failed) {
+  size_t applied = 0;
+  char err[512];
+  *failed = false;
+  for (;;) {
+    store_change_t *ch = NULL;
+    size_t n = 0;
+    q_err_t rc =
+        store_changes(e->store, e->tail_pos, TAIL_BATCH, &ch, &n, err, sizeof err);
+    if (rc) {
+      q_log_warn("retriever: cannot read the change log", "{s:s}", "reason", err);
+      *failed = true;
+      return applied;
+    }
+    for (size_t i = 0; i < n; i++) {
+      pthread_mutex_lock(&e->write_mu);
+      rc = ch[i].own ? 0
+                     : store_load_doc(e->store, ch[i].tenant, ch[i].doc_id, apply_doc_cb,
+                                      e, err, sizeof err);
+      if (!rc)
+        e->tail_pos = ch[i].pos;
+      pthread_mutex_unlock(&e->write_mu);
+      if (rc) {
+        q_log_warn("retriever: cannot apply a change from the log", "{s:I,s:s,s:s,s:s}",
+                   "pos", (json_int_t)ch[i].pos, "tenant_id", ch[i].tenant, "doc_id",
+                   ch[i].doc_id, "reason", err);
+        *failed = true;
+        break;
+      }
+      if (!ch[i].own) {
+        applied++;
+        if (e->m_applied)
+          q_metrics_inc(e->m_applied, NULL);
+      }
+    }
+    store_changes_free(ch, n);
+    if (*failed || n < TAIL_BATCH)
+      return applied;
+  }
+}
+
+/* Refreshes head and lag from the database (and the gauges). */
+static void observe_lag(embedded_t *e) {
+  int64_t head = 0, age = 0;
+  char err[256];
+  if (store_log_state(e->store, e->tail_pos, &head, &age, err, sizeof err) != 0)
+    return;
+  atomic_store(&e->head, head);
+  atomic_store(&e->lag_ms, age);
+  if (e->m_lag)
+    q_metrics_set(e->m_lag, NULL, (double)age / 1000.0);
+  if (e->m_pos)
+    q_metrics_set(e->m_pos, NULL, (double)e->tail_pos);
+}
+
+static PGconn *listen_open(const char *dsn) {
+  PGconn *c = PQconnectdb(dsn);
+  if (PQstatus(c) != CONNECTION_OK) {
+    PQfinish(c);
+    return NULL;
+  }
+  PGresult *r = PQexec(c, "LISTEN " STORE_CHANNEL);
+  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok || PQsetnonblocking(c, 1) != 0) {
+    PQfinish(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* Waits up to poll_ms for a notification on *listen (reopened when NULL or
+ * broken), checking for a stop request every TAIL_SLICE_MS. */
+static void wait_change(embedded_t *e, PGconn **listen) {
+  if (!*listen)
+    *listen = listen_open(e->dsn);
+  for (int64_t waited = 0; waited < e->poll_ms && !atomic_load(&e->tail_stop);
+       waited += TAIL_SLICE_MS) {
+    if (!*listen) {
+      struct timespec ts = {0, TAIL_SLICE_MS * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    struct pollfd pfd = {.fd = PQsocket(*listen), .events = POLLIN};
+    int pr = poll(&pfd, 1, TAIL_SLICE_MS);
+    if (pr < 0 && errno != EINTR)
+      goto broken;
+    if (pr <= 0)
+      continue;
+    if (!PQconsumeInput(*listen))
+      goto broken;
+    bool woken = false;
+    PGnotify *nt;
+    while ((nt = PQnotifies(*listen)) != NULL) {
+      PQfreemem(nt);
+      woken = true;
+    }
+    if (woken)
+      return;
+  }
+  return;
+broken:
+  q_log_warn("retriever: change log notifications lost; polling until reconnected",
+             "{s:s}", "reason", PQerrorMessage(*listen));
+  PQfinish(*listen);
+  *listen = NULL;
+}
+
+static void *tail_main(void *ud) {
+  embedded_t *e = ud;
+  PGconn *listen = listen_open(e->dsn);
+  while (!atomic_load(&e->tail_stop)) {
+    bool failed;
+    size_t applied = apply_tail(e, &failed);
+    if (applied)
+      q_log_debug("retriever: changes of other replicas applied", "{s:I,s:I}", "changes",
+                  (json_int_t)applied, "pos", (json_int_t)e->tail_pos);
+    observe_lag(e);
+    wait_change(e, &listen);
+  }
+  PQfinish(listen);
+  return NULL;
+}
+
 static void embedded_close(void *st) {
   embedded_t *e = st;
   if (!e)
     return;
+  if (e->tailer_started) {
+    atomic_store(&e->tail_stop, true);
+    pthread_join(e->tailer, NULL);
+  }
   if (e->maint_started) {
     pthread_mutex_lock(&e->maint_mu);
     e->stopping = true;
@@ -97,6 +286,7 @@ static void embedded_close(void *st) {
   }
   index_free(e->index);
   store_free(e->store);
+  free(e->dsn);
   pthread_mutex_destroy(&e->write_mu);
   pthread_mutex_destroy(&e->maint_mu);
   pthread_cond_destroy(&e->maint_cv);
@@ -113,6 +303,8 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
   pthread_mutex_init(&e->write_mu, NULL);
   pthread_mutex_init(&e->maint_mu, NULL);
   pthread_cond_init(&e->maint_cv, NULL);
+  e->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 1000;
+  e->max_lag_ms = cfg->max_lag_ms > 0 ? cfg->max_lag_ms : 5000;
   index_params_t ip = {
       .fixed_dim = cfg->fixed_dim,
       .m = cfg->hnsw_m,
@@ -138,11 +330,41 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
     }
     int64_t t0 = q_now_ms();
     size_t loaded = 0;
-    rc = store_load(e->store, load_row_cb, e->index, &loaded, err, errlen);
+    rc = store_load(e->store, load_row_cb, e->index, &loaded, &e->tail_pos, err, errlen);
     if (rc)
       goto fail;
-    q_log_info("index rebuilt", "{s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
-               (json_int_t)(q_now_ms() - t0));
+    q_log_info("index rebuilt", "{s:I,s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
+               (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)e->tail_pos);
+    e->m_applied = q_metrics_counter(
+        "quarry_retriever_changes_applied_total",
+        "Changes made by other retriever replicas (or before a restart) applied from "
+        "the change log.",
+        NULL);
+    e->m_lag = q_metrics_gauge("quarry_retriever_replica_lag_seconds",
+                               "Age of the oldest change in the log this replica has "
+                               "not applied yet (0: caught up).",
+                               NULL);
+    e->m_pos = q_metrics_gauge("quarry_retriever_log_position",
+                               "Position in the change log up to which this replica "
+                               "has applied every change.",
+                               NULL);
+    e->dsn = strdup(((const q_pg_cfg_t *)cfg->pg)->dsn);
+    if (!e->dsn) {
+      snprintf(err, errlen, "out of memory");
+      rc = Q_ENOMEM;
+      goto fail;
+    }
+    /* Catch up with what was written while loading before serving. */
+    bool failed;
+    size_t replayed = apply_tail(e, &failed);
+    q_log_info("change log tail replayed", "{s:I,s:I}", "changes", (json_int_t)replayed,
+               "log_position", (json_int_t)e->tail_pos);
+    if (pthread_create(&e->tailer, NULL, tail_main, e) != 0) {
+      snprintf(err, errlen, "cannot start the change log tailer");
+      rc = Q_EINTERNAL;
+      goto fail;
+    }
+    e->tailer_started = true;
   }
   if (pthread_create(&e->maint, NULL, maintain_main, e) != 0) {
     snprintf(err, errlen, "cannot start the maintenance thread");
@@ -177,8 +399,8 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
       rc = Q_ENOMEM;
       goto unlock;
     }
-    rc = store_upsert(e->store, tenant, chunks, n, replace_doc_id, &retired_db, seqs, err,
-                      errlen);
+    rc = store_upsert(e->store, tenant, chunks, n, replace_doc_id, &retired_db, seqs,
+                      NULL, err, errlen);
     if (rc)
       goto unlock;
     for (size_t i = 0; i < n; i++) {
@@ -257,14 +479,37 @@ static q_err_t embedded_snapshot(void *st, const char *dir, char *err, size_t er
   return Q_EUNIMPL;
 }
 
+/* Ready when the database answers and the replica is not more than
+ * max_lag_ms behind the change log (measured now, not by the tailer, which
+ * may be the thing that is stuck). */
 static bool embedded_ready(void *st, char *why, size_t whylen) {
   embedded_t *e = st;
-  return !e->store || store_ping(e->store, why, whylen);
+  if (!e->store)
+    return true;
+  if (!store_ping(e->store, why, whylen))
+    return false;
+  pthread_mutex_lock(&e->write_mu);
+  int64_t tail = e->tail_pos;
+  pthread_mutex_unlock(&e->write_mu);
+  int64_t head = 0, age = 0;
+  if (store_log_state(e->store, tail, &head, &age, why, whylen) != 0)
+    return false;
+  atomic_store(&e->lag_ms, age);
+  if (age <= e->max_lag_ms)
+    return true;
+  snprintf(why, whylen,
+           "replica behind the change log: %lld changes, oldest %lld ms ago (limit "
+           "%lld ms)",
+           (long long)(head - tail), (long long)age, (long long)e->max_lag_ms);
+  return false;
 }
 
+/* How far behind the change log: the age of the oldest change of another
+ * replica not applied yet (0 caught up; a local upsert is searchable when
+ * it returns). */
 static int64_t embedded_lag_ms(void *st) {
-  (void)st;
-  return 0; /* searchable when upsert returns */
+  embedded_t *e = st;
+  return e->store ? atomic_load(&e->lag_ms) : 0;
 }
 
 const engine_ops_t engine_embedded_ops = {

@@ -129,6 +129,10 @@ typedef struct engine_config {
   const char *url;
   const char *token;
   int64_t timeout_ms;
+  /* Replicas (embedded): the change log is polled every poll_ms when no
+   * notification wakes the tailer sooner (0: 1000); a replica whose oldest
+   * unapplied change is older than max_lag_ms is not ready (0: 5000). */
+  int64_t poll_ms, max_lag_ms;
 } engine_config_t;
 
 typedef struct engine engine_t;

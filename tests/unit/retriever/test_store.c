@@ -74,8 +74,8 @@ static void store_put(const char *tenant, const engine_chunk_t *c, size_t n,
                       const char *replace, size_t *retired) {
   char err[512] = "";
   size_t r;
-  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, NULL, err,
-                        sizeof err);
+  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, NULL, NULL,
+                        err, sizeof err);
   cr_assert_eq(rc, 0, "store upsert: %s", err);
 }
 
@@ -88,7 +88,7 @@ static bool load_cb(void *ud, const char *tenant, const engine_chunk_t *c) {
 static index_t *load(size_t *n) {
   index_t *idx = index_new(NULL);
   char err[512] = "";
-  int rc = store_load(store, load_cb, idx, n, err, sizeof err);
+  int rc = store_load(store, load_cb, idx, n, NULL, err, sizeof err);
   cr_assert_eq(rc, 0, "load: %s", err);
   return idx;
 }
@@ -236,7 +236,7 @@ Test(store, chunk_ids_of_another_tenant_are_refused) {
   };
   char err[512] = "";
   size_t retired;
-  int rc = store_upsert(store, "b", b, 2, "d", &retired, NULL, err, sizeof err);
+  int rc = store_upsert(store, "b", b, 2, "d", &retired, NULL, NULL, err, sizeof err);
   cr_assert_eq(rc, Q_ECONFLICT, "rc %d: %s", rc, err);
   cr_assert(strstr(err, "shared"), "%s", err);
   /* nothing of the batch was written, a's row is intact */
@@ -307,8 +307,8 @@ Test(store, seq_is_returned_and_stable) {
   uint64_t seq[2], again[2];
   size_t retired;
   char err[512] = "";
-  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, seq, err, sizeof err), 0,
-               "%s", err);
+  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, seq, NULL, err, sizeof err),
+               0, "%s", err);
   cr_assert_neq(seq[0], 0);
   cr_assert_neq(seq[1], 0);
   cr_assert_neq(seq[0], seq[1]);
@@ -319,8 +319,9 @@ Test(store, seq_is_returned_and_stable) {
       {.chunk_id = "s:1:1", .doc_id = "s", .text = "second, edited"},
       {.chunk_id = "s:1:0", .doc_id = "s", .text = "first, edited"},
   };
-  cr_assert_eq(store_upsert(store, "t", d, 2, "s", &retired, again, err, sizeof err), 0,
-               "%s", err);
+  cr_assert_eq(
+      store_upsert(store, "t", d, 2, "s", &retired, again, NULL, err, sizeof err), 0,
+      "%s", err);
   cr_assert_eq(again[0], seq[1]);
   cr_assert_eq(again[1], seq[0]);
 }
@@ -404,4 +405,183 @@ Test(store, embedded_engine_answers_the_same_after_a_restart) {
                   strncmp(d2[i].chunk_id, "doc0:1:", 7) != 0,
               "%s came back", d2[i].chunk_id);
   engine_close(&e);
+}
+
+/* ---- the change log ------------------------------------------------------- */
+
+Test(store, every_write_logs_its_documents_in_order) {
+  engine_chunk_t c[] = {
+      {.chunk_id = "a:1:0", .doc_id = "a", .text = "one"},
+      {.chunk_id = "b:1:0", .doc_id = "b", .text = "two"},
+  };
+  size_t retired;
+  int64_t p1 = 0, p2 = 0, p3 = 0;
+  char err[512] = "";
+  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, NULL, &p1, err, sizeof err),
+               0, "%s", err);
+  cr_assert_eq(
+      store_upsert(store, "t", NULL, 0, "a", &retired, NULL, &p2, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(retired, 1);
+  /* nothing touched: nothing logged */
+  cr_assert_eq(
+      store_upsert(store, "t", NULL, 0, NULL, &retired, NULL, &p3, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(p3, 0);
+  cr_assert_gt(p2, p1);
+
+  store_change_t *ch;
+  size_t n;
+  cr_assert_eq(store_changes(store, 0, 100, &ch, &n, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(n, 3, "one change per document: a, b, then a again");
+  cr_assert_str_eq(ch[0].doc_id, "a");
+  cr_assert_str_eq(ch[1].doc_id, "b");
+  cr_assert_str_eq(ch[2].doc_id, "a");
+  cr_assert_eq(ch[1].pos, p1);
+  cr_assert_eq(ch[2].pos, p2);
+  for (size_t i = 0; i < n; i++) {
+    cr_assert_str_eq(ch[i].tenant, "t");
+    cr_assert(ch[i].own, "written by this store");
+    if (i)
+      cr_assert_gt(ch[i].pos, ch[i - 1].pos);
+  }
+  store_changes_free(ch, n);
+  /* after a position: only the tail */
+  cr_assert_eq(store_changes(store, p1, 100, &ch, &n, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(ch[0].pos, p2);
+  store_changes_free(ch, n);
+
+  int64_t head, age;
+  cr_assert_eq(store_log_state(store, p1, &head, &age, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(head, p2);
+  cr_assert_geq(age, 0);
+  cr_assert_eq(store_log_state(store, p2, &head, &age, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(age, 0, "caught up: no lag");
+
+  /* the load reports the head its rows reflect */
+  size_t loaded;
+  int64_t at = -1;
+  index_t *idx = index_new(NULL);
+  cr_assert_eq(store_load(store, load_cb, idx, &loaded, &at, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(loaded, 1);
+  cr_assert_eq(at, p2);
+  index_free(idx);
+}
+
+/* Lexical hits of tenant "t" for word on e, as a count; polls until it is
+ * want or ms have passed. Returns the last count. */
+static size_t wait_count(engine_t *e, const char *word, size_t want, int ms) {
+  char err[256];
+  size_t got = 0;
+  for (int waited = 0;; waited += 10) {
+    engine_query_t qq = {"t", ENGINE_LEXICAL, word, strlen(word), NULL, 0, 50};
+    engine_result_t r;
+    cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
+    got = r.nlexical;
+    if (got == want || waited >= ms)
+      return got;
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Two engines over one database are two replicas: what one writes, the
+ * other serves within a second (notification), replacements and deletes
+ * included; vectors travel too. */
+Test(store, a_second_engine_applies_the_first_ones_writes) {
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .poll_ms = 60000}; /* notifications only */
+  engine_t a, b;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  float v[] = {1, 0, 0, 0}, w[] = {0, 1, 0, 0};
+  engine_chunk_t c[] = {
+      {.chunk_id = "k:1:0",
+       .doc_id = "k",
+       .text = "kestrel hover",
+       .embedding = v,
+       .dim = 4},
+      {.chunk_id = "k:1:1",
+       .doc_id = "k",
+       .text = "kestrel dive",
+       .embedding = w,
+       .dim = 4},
+  };
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", c, 2, "k", &retired, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(wait_count(&b, "kestrel", 2, 1000), 2, "B sees A's upsert within 1 s");
+  engine_query_t dq = {"t", ENGINE_DENSE, NULL, 0, w, 4, 1};
+  engine_result_t r;
+  cr_assert_eq(b.ops->search(b.st, &dq, arena, &r, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.ndense, 1);
+  cr_assert_str_eq(r.dense[0].chunk_id, "k:1:1", "the vectors came along");
+
+  /* a new version with one chunk, written through B */
+  engine_chunk_t c2 = {.chunk_id = "k:2:0", .doc_id = "k", .text = "falcon stoop"};
+  cr_assert_eq(b.ops->upsert(b.st, "t", &c2, 1, "k", &retired, err, sizeof err), 0);
+  cr_assert_eq(retired, 2);
+  cr_assert_eq(wait_count(&a, "falcon", 1, 1000), 1);
+  cr_assert_eq(wait_count(&a, "kestrel", 0, 0), 0, "the old version left A too");
+
+  cr_assert_eq(a.ops->remove(a.st, "t", "k", &retired, err, sizeof err), 0);
+  cr_assert_eq(wait_count(&b, "falcon", 0, 1000), 0, "the delete reached B");
+  cr_assert_eq(b.ops->lag_ms(b.st), 0);
+  char why[256] = "";
+  cr_assert(b.ops->ready(b.st, why, sizeof why), "%s", why);
+  engine_close(&b);
+  engine_close(&a);
+}
+
+/* A replica that was closed catches up from the log when it opens again,
+ * and one that falls behind past max_lag_ms is not ready. */
+Test(store, a_reopened_engine_replays_what_it_missed) {
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg};
+  engine_t a, b;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  engine_chunk_t c = {.chunk_id = "m:1:0", .doc_id = "m", .text = "merlin"};
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", &c, 1, "m", &retired, err, sizeof err), 0);
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(wait_count(&b, "merlin", 1, 0), 1, "loaded at open");
+  engine_close(&b);
+  cr_assert_eq(a.ops->remove(a.st, "t", "m", &retired, err, sizeof err), 0);
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(wait_count(&b, "merlin", 0, 0), 0, "the delete is not served");
+  engine_close(&b);
+
+  /* An old unapplied change makes a replica not ready: write a change of
+   * a foreign origin dated a minute ago, with a tailer that cannot apply it
+   * in time (the log's first read happens at open; here max_lag_ms is
+   * tiny and the change old). */
+  engine_config_t strict = {.pg = &pg, .max_lag_ms = 1, .poll_ms = 60000};
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &strict, err, sizeof err), 0,
+               "%s", err);
+  char why[256] = "";
+  cr_assert(b.ops->ready(b.st, why, sizeof why), "caught up: %s", why);
+  /* let the tailer reach its wait (it read the log once when it started) */
+  struct timespec ts = {0, 300 * 1000000L};
+  nanosleep(&ts, NULL);
+  PGconn *pc = connect_to(test_dsn);
+  PGresult *pr =
+      PQexec(pc, "INSERT INTO retriever_changes (tenant_id, doc_id, origin, at) "
+                 "VALUES ('t', 'zz', 'elsewhere', now() - interval '1 minute')");
+  cr_assert_eq(PQresultStatus(pr), PGRES_COMMAND_OK, "%s", PQerrorMessage(pc));
+  PQclear(pr);
+  PQfinish(pc);
+  /* no notification was sent and the poll is a minute away: B lags */
+  cr_assert_not(b.ops->ready(b.st, why, sizeof why));
+  cr_assert(strstr(why, "behind the change log"), "%s", why);
+  engine_close(&b);
+  engine_close(&a);
 }
