@@ -14,7 +14,8 @@
  *  - "embedded" (default, embedded.c): the in-memory BM25 index (index.c)
  *    with one HNSW graph per tenant for dense candidates (exact scan below a
  *    size threshold), made durable by PostgreSQL (store.c), from which it is
- *    rebuilt at start.
+ *    rebuilt at start, kept consistent across replicas by the change log
+ *    (store.h).
  *  - "milvus" (engine/milvus_client.c, written separately): Milvus does its
  *    own BM25 and dense search with the tenant as partition key; it fits the
  *    same table because it too returns scored candidates per modality.
@@ -182,7 +183,9 @@ typedef struct engine_ops {
   bool (*ready)(void *st, char *why, size_t whylen);
   /* Writes acknowledged but not yet searchable, in milliseconds (an engine
    * that indexes asynchronously, like Milvus, lags; the embedded engine is
-   * searchable when upsert returns: 0). Negative: unknown. */
+   * searchable on the replica that served the upsert when it returns, and
+   * reports the age of the oldest change of another replica it has not
+   * applied from the change log yet). Negative: unknown. */
   int64_t (*lag_ms)(void *st);
 } engine_ops_t;
 
