@@ -1260,3 +1260,84 @@ void index_stats(index_t *idx, const char *tenant, index_stats_t *out) {
   }
   pthread_rwlock_unlock(&idx->lock);
 }
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
+  q_err_t rc = 0;
+  /* No upsert runs meanwhile (wmu); searches do (read lock). */
+  pthread_mutex_lock(&idx->wmu);
+  pthread_rwlock_rdlock(&idx->lock);
+  for (size_t i = 0; i < idx->nshards && !rc; i++) {
+    shard_t *s = idx->shards[i];
+    rc = v->shard(ud, s->tenant, s->nvec ? s->hnsw : NULL, s->dim, s->live);
+    for (size_t k = 0; k < s->nslots && !rc; k++) {
+      const chunk_t *c = s->slots[k];
+      if (!c) /* a retired slot */
+        continue;
+      engine_chunk_t out = {
+          .chunk_id = c->chunk_id,
+          .doc_id = c->doc_id,
+          .title = c->title,
+          .text = c->text,
+          .version = c->version,
+          .ordinal = c->ordinal,
+          .page = c->page,
+          .dim = c->has_vec ? s->dim : 0,
+          .seq = c->label,
+      };
+      rc = v->chunk(ud, &out);
+    }
+  }
+  pthread_rwlock_unlock(&idx->lock);
+  pthread_mutex_unlock(&idx->wmu);
+  return rc;
+}
+
+q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
+                            const engine_chunk_t *chunks, size_t n, char *err,
+                            size_t errlen) {
+  if (!tenant || !*tenant) {
+    snprintf(err, errlen, "a shard without a tenant");
+    return Q_EINVAL;
+  }
+  size_t gdim = graph ? graph_dim(graph) : 0;
+  for (size_t i = 0; i < n; i++)
+    if (chunks[i].dim &&
+        (chunks[i].dim != gdim || !hnsw_contains(graph, chunks[i].seq))) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s has no vector %llu in the graph",
+               tenant, chunks[i].chunk_id, (unsigned long long)chunks[i].seq);
+      return Q_EINVAL;
+    }
+  pthread_mutex_lock(&idx->wmu);
+  if (find_shard(idx, tenant)) {
+    pthread_mutex_unlock(&idx->wmu);
+    snprintf(err, errlen, "tenant %.64s appears twice", tenant);
+    return Q_EINVAL;
+  }
+  prep_t *preps = xcalloc(n ? n : 1, sizeof *preps);
+  for (size_t i = 0; i < n; i++) {
+    engine_chunk_t in = chunks[i];
+    in.dim = 0; /* the vector is in the graph already */
+    in.embedding = NULL;
+    prep_chunk(idx, &in, &preps[i]);
+    if (chunks[i].dim) {
+      preps[i].chunk->dim = chunks[i].dim;
+      preps[i].in_graph = true;
+    }
+    if (chunks[i].seq >= idx->next_label)
+      idx->next_label = chunks[i].seq + 1;
+  }
+  pthread_rwlock_wrlock(&idx->lock);
+  shard_t *s = get_shard(idx, tenant);
+  if (graph)
+    attach_graph(idx, s, graph);
+  for (size_t i = 0; i < n; i++)
+    insert(idx, s, &preps[i]);
+  pthread_rwlock_unlock(&idx->lock);
+  pthread_mutex_unlock(&idx->wmu);
+  for (size_t i = 0; i < n; i++)
+    bag_free(&preps[i].bag);
+  free(preps);
+  return 0;
+}

@@ -20,9 +20,9 @@
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
-static const char *engine_name, *fusion_weights, *metric;
+static const char *engine_name, *fusion_weights, *metric, *data_dir;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
-    exact_max, poll_ms, max_lag_ms;
+    exact_max, poll_ms, max_lag_ms, snapshot_changes, snapshot_interval_ms;
 
 static q_err_t validate_engine(const char *value, char *err, size_t errlen) {
   if (engine_find(value))
@@ -90,6 +90,19 @@ static q_cfg_entry_t cfg[] = {
      "A replica whose oldest change not yet applied from the change log is older "
      "than this is not ready (/readyz 503 naming the lag).",
      0, &max_lag_ms},
+    {"QUARRY_RETRIEVER_DATA_DIR", Q_CFG_STRING, "./data/retriever", 0, 0, NULL,
+     "Directory of the embedded engine's snapshot (index.snap and one graph file per "
+     "tenant), loaded at start so only the change log after it is replayed; empty: no "
+     "snapshots, rebuild from PostgreSQL at every start. One directory per replica.",
+     0, &data_dir},
+    {"QUARRY_RETRIEVER_SNAPSHOT_CHANGES", Q_CFG_INT, "10000", 1, 1000000000, NULL,
+     "A snapshot is written in the background after this many changes (upserts, "
+     "deletes, changes applied from other replicas), and at a clean shutdown.",
+     0, &snapshot_changes},
+    {"QUARRY_RETRIEVER_SNAPSHOT_INTERVAL_MS", Q_CFG_INT, "600000", 0, 86400000, NULL,
+     "A snapshot is also written this often when anything changed since the last "
+     "one; 0: only by count and at shutdown.",
+     0, &snapshot_interval_ms},
 };
 
 int main(int argc, char **argv) {
@@ -121,6 +134,9 @@ int main(int argc, char **argv) {
       .inner_product = strcmp(metric, "inner_product") == 0,
       .poll_ms = poll_ms,
       .max_lag_ms = max_lag_ms,
+      .data_dir = data_dir,
+      .snapshot_changes = snapshot_changes,
+      .snapshot_interval_ms = snapshot_interval_ms,
   };
   if (engine_open(&engine, engine_name, &ec, err, sizeof err) != 0) {
     q_log_error("cannot open the retrieval engine; exiting", "{s:s,s:s,s:I}", "engine",

@@ -23,6 +23,7 @@
  * A background thread unlinks deleted vectors from the graphs once enough
  * have piled up (index_compact_vectors), beside searches and upserts. */
 #include "engine/engine.h"
+#include "engine/snapshot.h"
 #include "index.h"
 #include "store.h"
 
@@ -69,7 +70,19 @@ typedef struct embedded {
   bool tailer_started;
   atomic_bool tail_stop;
   q_metric_t *m_applied, *m_lag, *m_pos;
+
+  /* Snapshots (engine/snapshot.h): dir NULL when off. changed counts the
+   * changes (local or applied) since the last snapshot or load. */
+  char *snap_dir;
+  int64_t snap_changes, snap_interval_ms, snap_at_ms;
+  _Atomic int64_t changed;
+  snapshot_meta_t snap_meta;
+  bool opened; /* open succeeded: the index is whole (a failed open's is not) */
+  q_metric_t *m_snap_seconds, *m_snap_bytes;
 } embedded_t;
+
+static bool snapshot_due(embedded_t *e);
+static void take_snapshot(embedded_t *e, const char *why);
 
 static void *maintain_main(void *ud) {
   embedded_t *e = ud;
@@ -92,10 +105,99 @@ static void *maintain_main(void *ud) {
     if (purged)
       q_log_info("retriever: deleted vectors unlinked from the graphs", "{s:I,s:f}",
                  "purged", (json_int_t)purged, "seconds", q_now_s() - t0);
+    if (snapshot_due(e))
+      take_snapshot(e, "background");
     pthread_mutex_lock(&e->maint_mu);
   }
   pthread_mutex_unlock(&e->maint_mu);
   return NULL;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+/* Whether the maintenance thread should write a snapshot now. */
+static bool snapshot_due(embedded_t *e) {
+  if (!e->snap_dir)
+    return false;
+  int64_t changed = atomic_load(&e->changed);
+  if (changed <= 0)
+    return false;
+  if (changed >= e->snap_changes)
+    return true;
+  return e->snap_interval_ms > 0 && q_now_ms() - e->snap_at_ms >= e->snap_interval_ms;
+}
+
+/* Writes a snapshot of the index at the current log position. Upserts and
+ * the tailer wait meanwhile (the write lock keeps the position and the
+ * contents together); searches go on. Failure is logged: the previous
+ * snapshot stays, and PostgreSQL holds everything anyway. */
+static void take_snapshot(embedded_t *e, const char *why) {
+  char err[512] = "";
+  snapshot_info_t info = {0};
+  double t0 = q_now_s();
+  pthread_mutex_lock(&e->write_mu);
+  int64_t changed = atomic_load(&e->changed);
+  q_err_t rc = snapshot_write(e->index, e->snap_dir, e->tail_pos, &e->snap_meta, &info,
+                              err, sizeof err);
+  if (!rc)
+    atomic_fetch_sub(&e->changed, changed);
+  pthread_mutex_unlock(&e->write_mu);
+  e->snap_at_ms = q_now_ms();
+  double took = q_now_s() - t0;
+  if (rc) {
+    q_log_warn("retriever: snapshot not written; the previous one stays", "{s:s,s:s,s:s}",
+               "dir", e->snap_dir, "why", why, "reason", err);
+    return;
+  }
+  if (e->m_snap_seconds)
+    q_metrics_set(e->m_snap_seconds, NULL, took);
+  if (e->m_snap_bytes)
+    q_metrics_set(e->m_snap_bytes, NULL, (double)info.bytes);
+  q_log_info("snapshot written", "{s:s,s:s,s:I,s:I,s:I,s:I,s:f}", "dir", e->snap_dir,
+             "why", why, "log_position", (json_int_t)info.pos, "tenants",
+             (json_int_t)info.tenants, "chunks", (json_int_t)info.chunks, "bytes",
+             (json_int_t)info.bytes, "seconds", took);
+}
+
+/* Loads the snapshot into the (empty) index: true with e->tail_pos set, or
+ * false (logged) with the index emptied again: a corrupt, old or foreign
+ * snapshot is never served. */
+static bool load_snapshot(embedded_t *e, const index_params_t *ip) {
+  char err[512] = "";
+  snapshot_info_t info = {0};
+  int64_t t0 = q_now_ms();
+  q_err_t rc =
+      snapshot_read(e->index, e->snap_dir, &e->snap_meta, &info, err, sizeof err);
+  if (!rc) {
+    /* A snapshot ahead of the log belongs to another database (or one
+     * restored from an older backup): its contents cannot be trusted. */
+    int64_t head = 0, age = 0;
+    rc = store_log_state(e->store, 0, &head, &age, err, sizeof err);
+    if (!rc && info.pos > head) {
+      snprintf(err, sizeof err,
+               "snapshot at log position %lld, but the log ends at %lld (another "
+               "database?)",
+               (long long)info.pos, (long long)head);
+      rc = Q_EINVAL;
+    }
+  }
+  if (rc == Q_ENOTFOUND) {
+    q_log_info("no snapshot; rebuilding the index from PostgreSQL", "{s:s}", "dir",
+               e->snap_dir);
+  } else if (rc) {
+    q_log_warn("snapshot discarded; rebuilding the index from PostgreSQL", "{s:s,s:s}",
+               "dir", e->snap_dir, "reason", err);
+  }
+  if (rc) {
+    index_free(e->index);
+    e->index = index_new(ip);
+    return false;
+  }
+  e->tail_pos = info.pos;
+  q_log_info("index loaded from snapshot", "{s:I,s:I,s:I,s:I}", "chunks",
+             (json_int_t)info.chunks, "tenants", (json_int_t)info.tenants, "ms",
+             (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)info.pos);
+  return true;
 }
 
 /* store_load's row callback: a stored vector the index refuses (another
@@ -175,6 +277,7 @@ static size_t apply_tail(embedded_t *e, bool *failed) {
         break;
       }
       if (!ch[i].own) {
+        atomic_fetch_add(&e->changed, 1);
         applied++;
         if (e->m_applied)
           q_metrics_inc(e->m_applied, NULL);
@@ -284,9 +387,13 @@ static void embedded_close(void *st) {
     pthread_mutex_unlock(&e->maint_mu);
     pthread_join(e->maint, NULL);
   }
+  /* A clean shutdown leaves a snapshot of everything applied. */
+  if (e->opened && e->snap_dir && atomic_load(&e->changed) > 0)
+    take_snapshot(e, "shutdown");
   index_free(e->index);
   store_free(e->store);
   free(e->dsn);
+  free(e->snap_dir);
   pthread_mutex_destroy(&e->write_mu);
   pthread_mutex_destroy(&e->maint_mu);
   pthread_cond_destroy(&e->maint_cv);
@@ -314,6 +421,7 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .inner_product = cfg->inner_product,
   };
   q_err_t rc = 0;
+  e->snap_meta = (snapshot_meta_t){cfg->fixed_dim, cfg->inner_product};
   e->index = index_new(&ip);
   if (!e->index) {
     snprintf(err, errlen,
@@ -328,13 +436,36 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       rc = Q_EUNAVAIL;
       goto fail;
     }
-    int64_t t0 = q_now_ms();
-    size_t loaded = 0;
-    rc = store_load(e->store, load_row_cb, e->index, &loaded, &e->tail_pos, err, errlen);
-    if (rc)
+    e->snap_changes = cfg->snapshot_changes > 0 ? cfg->snapshot_changes : 10000;
+    e->snap_interval_ms = cfg->snapshot_interval_ms;
+    e->snap_at_ms = q_now_ms();
+    if (cfg->data_dir && *cfg->data_dir && !(e->snap_dir = strdup(cfg->data_dir))) {
+      snprintf(err, errlen, "out of memory");
+      rc = Q_ENOMEM;
       goto fail;
-    q_log_info("index rebuilt", "{s:I,s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
-               (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)e->tail_pos);
+    }
+    if (!e->snap_dir || !load_snapshot(e, &ip)) {
+      if (!e->index) {
+        snprintf(err, errlen, "out of memory");
+        rc = Q_ENOMEM;
+        goto fail;
+      }
+      int64_t t0 = q_now_ms();
+      size_t loaded = 0;
+      rc =
+          store_load(e->store, load_row_cb, e->index, &loaded, &e->tail_pos, err, errlen);
+      if (rc)
+        goto fail;
+      q_log_info("index rebuilt", "{s:I,s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
+                 (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)e->tail_pos);
+      /* The next background round writes the first snapshot. */
+      if (e->snap_dir)
+        atomic_store(&e->changed, e->snap_changes);
+    }
+    e->m_snap_seconds = q_metrics_gauge("quarry_retriever_snapshot_seconds",
+                                        "Time the last snapshot took to write.", NULL);
+    e->m_snap_bytes = q_metrics_gauge("quarry_retriever_snapshot_bytes",
+                                      "Size of the last snapshot on disk.", NULL);
     e->m_applied = q_metrics_counter(
         "quarry_retriever_changes_applied_total",
         "Changes made by other retriever replicas (or before a restart) applied from "
@@ -372,6 +503,7 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
     goto fail;
   }
   e->maint_started = true;
+  e->opened = true;
   *out = e;
   return 0;
 fail:
@@ -425,6 +557,7 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
     q_log_warn("retriever: table and index retired different counts", "{s:s,s:i,s:i}",
                "tenant_id", tenant, "table", (int)retired_db, "index", (int)retired_mem);
   *retired = retired_db;
+  atomic_fetch_add(&e->changed, 1);
 unlock:
   pthread_mutex_unlock(&e->write_mu);
   free(seqs);
@@ -470,12 +603,23 @@ static int64_t embedded_chunk_count(void *st) {
   return index_chunk_count(((embedded_t *)st)->index);
 }
 
+/* Writes a snapshot to dir now (the engine also does it by itself when
+ * configured with a data_dir). */
 static q_err_t embedded_snapshot(void *st, const char *dir, char *err, size_t errlen) {
+  embedded_t *e = st;
+  pthread_mutex_lock(&e->write_mu);
+  q_err_t rc =
+      snapshot_write(e->index, dir, e->tail_pos, &e->snap_meta, NULL, err, errlen);
+  pthread_mutex_unlock(&e->write_mu);
+  return rc;
+}
+
+static q_err_t embedded_restore(void *st, const char *dir, char *err, size_t errlen) {
   (void)st;
   (void)dir;
   snprintf(err, errlen,
-           "the embedded engine has no snapshots yet: it rebuilds its "
-           "index from PostgreSQL at start");
+           "the embedded engine restores its snapshot when it opens "
+           "(QUARRY_RETRIEVER_DATA_DIR), not while it serves");
   return Q_EUNIMPL;
 }
 
@@ -522,7 +666,7 @@ const engine_ops_t engine_embedded_ops = {
     .stats = embedded_stats,
     .chunk_count = embedded_chunk_count,
     .snapshot = embedded_snapshot,
-    .restore = embedded_snapshot,
+    .restore = embedded_restore,
     .ready = embedded_ready,
     .lag_ms = embedded_lag_ms,
 };

@@ -134,6 +134,11 @@ typedef struct engine_config {
    * notification wakes the tailer sooner (0: 1000); a replica whose oldest
    * unapplied change is older than max_lag_ms is not ready (0: 5000). */
   int64_t poll_ms, max_lag_ms;
+  /* Snapshots (embedded): the directory (NULL or "": none), and when to take
+   * one in the background: after snapshot_changes changes, or every
+   * snapshot_interval_ms when anything changed (0: never by time). */
+  const char *data_dir;
+  int64_t snapshot_changes, snapshot_interval_ms;
 } engine_config_t;
 
 typedef struct engine engine_t;
@@ -172,9 +177,11 @@ typedef struct engine_ops {
   /* Live chunks over all tenants, cheaply (the quarry_index_chunks gauge). */
   int64_t (*chunk_count)(void *st);
 
-  /* Writes the engine's in-memory state to dir so restore can skip the
+  /* Writes the engine's in-memory state to dir so a start can skip the
    * rebuild, and reads it back. Q_EUNIMPL where the engine keeps no such
-   * state or does not do it yet (both engines today: see docs/retrieval.md). */
+   * state (Milvus). The embedded engine snapshots to engine_config_t's
+   * data_dir by itself and restores from it in open; its restore, on a
+   * running engine, is Q_EUNIMPL (docs/retrieval.md, "Snapshots"). */
   q_err_t (*snapshot)(void *st, const char *dir, char *err, size_t errlen);
   q_err_t (*restore)(void *st, const char *dir, char *err, size_t errlen);
 
