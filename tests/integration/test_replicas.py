@@ -9,6 +9,7 @@ when it starts again.
 
 Run with /usr/bin/python3 (grpcio is importable only there)."""
 
+import json
 import os
 import re
 import subprocess
@@ -40,6 +41,8 @@ class Replica:
         self.env = st.service_env("retriever")
         self.env["QUARRY_GRPC_LISTEN"] = self.grpc
         self.env["QUARRY_METRICS_LISTEN"] = self.side
+        # one snapshot directory per replica
+        self.env["QUARRY_RETRIEVER_DATA_DIR"] = os.path.join(harness.run_dir(), name + "-data")
         self.argv = st._wrapper() + [st.binary("quarry-retriever")]
         self.proc = None
         self.log_start = 0
@@ -76,6 +79,20 @@ class Replica:
 
     def log(self):
         return stackmod.tail(self.log_path, self.log_start, 60)
+
+    def log_records(self, msg):
+        """The JSON log records of this run of the replica whose msg is msg."""
+        out = []
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_start)
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("msg") == msg:
+                    out.append(rec)
+        return out
 
     def metric(self, name):
         code, body = stackmod.http_get("http://%s/metrics" % self.side, timeout=5)
@@ -152,7 +169,7 @@ class Replicas(Case):
         through B → on A within 1 s; Delete {doc u} through B → gone from A and
         B within 1 s; B's metrics count the change it applied from the log."""
         tenant = "itest-rep-" + uuid.uuid4().hex[:8]
-        before = self.b.metric("quarry_retriever_changes_applied_total") or 0
+        before = self.b.metric("quarry_retriever_changes_applied") or 0
         word_u, word_v = "quinceorchard", "medlarhedge"
         self.upsert(self.a, tenant, "u", word_u)
         want_u = ["%s:u:1:0" % tenant, "%s:u:1:1" % tenant]
@@ -172,8 +189,8 @@ class Replicas(Case):
         took = self.wait_hits(self.a, tenant, word_u, [])
         stackmod.log("delete via B gone from A after %.3fs" % took)
 
-        after = self.b.metric("quarry_retriever_changes_applied_total")
-        self.assertIsNotNone(after, "B exports quarry_retriever_changes_applied_total")
+        after = self.b.metric("quarry_retriever_changes_applied")
+        self.assertIsNotNone(after, "B exports quarry_retriever_changes_applied")
         self.assertGreaterEqual(after - before, 1)
         self.assertEqual(self.b.metric("quarry_retriever_replica_lag_seconds"), 0)
 
@@ -189,22 +206,54 @@ class Replicas(Case):
         self.assertEqual(self.hits(self.b.grpc, tenant, "loquatgrove"), [])
 
     def test_a_stopped_replica_catches_up_at_start(self):
-        """B stopped; upsert {doc w} and delete {doc x} through A; B started
-        again → ready, serves w and not x, and says it replayed the log."""
+        """B stopped (SIGTERM: it writes a snapshot); upsert {doc w} and delete
+        {doc x} through A; B started again → loads its snapshot, replays only
+        the changes after it (2 of them, not the whole table), is ready within
+        the start-time target, serves w and not x."""
         tenant = "itest-rep-" + uuid.uuid4().hex[:8]
         self.upsert(self.a, tenant, "x", "pawpawpatch", n=1)
         self.wait_hits(self.b.grpc, tenant, "pawpawpatch", ["%s:x:1:0" % tenant])
         self.assertEqual(self.b.stop(), 0, self.b.log())
+        # at the latest at shutdown (maybe in the background before)
+        written = self.b.log_records("snapshot written")
+        self.assertTrue(written, self.b.log())
+        snap_pos = written[-1]["log_position"]
         self.upsert(self.a, tenant, "w", "yuzuterrace", n=2)
         m = self.pb["retriever"]
         self.unary(self.a, "/quarry.v1.Retriever/Delete",
                    m.DeleteRequest(tenant_id=tenant, doc_id="x"), m.DeleteResponse)
         took = self.b.start()
         stackmod.log("replica B ready again after %.2fs" % took)
+        self.assertLess(took, 10 * harness.slow())
         self.assertEqual(self.hits(self.b.grpc, tenant, "yuzuterrace"),
                          ["%s:w:1:0" % tenant, "%s:w:1:1" % tenant])
         self.assertEqual(self.hits(self.b.grpc, tenant, "pawpawpatch"), [])
-        self.assertIn("change log tail replayed", self.b.log())
+        loaded = self.b.log_records("index loaded from snapshot")
+        self.assertEqual(len(loaded), 1, self.b.log())
+        self.assertEqual(loaded[0]["log_position"], snap_pos)
+        self.assertEqual(self.b.log_records("index rebuilt"), [], "not rebuilt")
+        replayed = self.b.log_records("change log tail replayed")
+        self.assertEqual(len(replayed), 1, self.b.log())
+        self.assertEqual(replayed[0]["changes"], 2, "only the tail: w and x")
+
+    def test_a_corrupt_snapshot_is_rebuilt_not_served(self):
+        """B stopped; a byte of its index.snap flipped; B started → logs the
+        snapshot discarded, rebuilds from PostgreSQL and serves what A holds."""
+        tenant = "itest-rep-" + uuid.uuid4().hex[:8]
+        self.upsert(self.a, tenant, "y", "jujubeyard", n=1)
+        self.wait_hits(self.b.grpc, tenant, "jujubeyard", ["%s:y:1:0" % tenant])
+        self.assertEqual(self.b.stop(), 0, self.b.log())
+        path = os.path.join(self.b.env["QUARRY_RETRIEVER_DATA_DIR"], "index.snap")
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([b[0] ^ 0x40]))
+        self.b.start()
+        self.assertTrue(self.b.log_records(
+            "snapshot discarded; rebuilding the index from PostgreSQL"), self.b.log())
+        self.assertEqual(len(self.b.log_records("index rebuilt")), 1, self.b.log())
+        self.assertEqual(self.hits(self.b.grpc, tenant, "jujubeyard"), ["%s:y:1:0" % tenant])
 
 
 if __name__ == "__main__":

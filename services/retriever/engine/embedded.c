@@ -69,7 +69,9 @@ typedef struct embedded {
   pthread_t tailer;
   bool tailer_started;
   atomic_bool tail_stop;
-  q_metric_t *m_applied, *m_lag, *m_pos;
+  /* What the gauges read (q_metrics_gauge_fn at scrape time: the threads
+   * never call the registry, which the service frees before the engine). */
+  _Atomic int64_t pos_pub, applied_n, snap_ms, snap_bytes;
 
   /* Snapshots (engine/snapshot.h): dir NULL when off. changed counts the
    * changes (local or applied) since the last snapshot or load. */
@@ -78,7 +80,6 @@ typedef struct embedded {
   _Atomic int64_t changed;
   snapshot_meta_t snap_meta;
   bool opened; /* open succeeded: the index is whole (a failed open's is not) */
-  q_metric_t *m_snap_seconds, *m_snap_bytes;
 } embedded_t;
 
 static bool snapshot_due(embedded_t *e);
@@ -149,10 +150,8 @@ static void take_snapshot(embedded_t *e, const char *why) {
                "dir", e->snap_dir, "why", why, "reason", err);
     return;
   }
-  if (e->m_snap_seconds)
-    q_metrics_set(e->m_snap_seconds, NULL, took);
-  if (e->m_snap_bytes)
-    q_metrics_set(e->m_snap_bytes, NULL, (double)info.bytes);
+  atomic_store(&e->snap_ms, (int64_t)(took * 1000));
+  atomic_store(&e->snap_bytes, (int64_t)info.bytes);
   q_log_info("snapshot written", "{s:s,s:s,s:I,s:I,s:I,s:I,s:f}", "dir", e->snap_dir,
              "why", why, "log_position", (json_int_t)info.pos, "tenants",
              (json_int_t)info.tenants, "chunks", (json_int_t)info.chunks, "bytes",
@@ -214,6 +213,28 @@ static bool load_row_cb(void *ud, const char *tenant, const engine_chunk_t *chun
   c.dim = 0;
   c.embedding = NULL;
   return index_upsert(idx, tenant, &c, 1, NULL, NULL, why, sizeof why) == 0;
+}
+
+/* ---- gauges ---------------------------------------------------------------- */
+
+static double gauge_applied_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->applied_n);
+}
+
+static double gauge_lag_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->lag_ms) / 1000.0;
+}
+
+static double gauge_pos_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->pos_pub);
+}
+
+static double gauge_snap_seconds_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->snap_ms) / 1000.0;
+}
+
+static double gauge_snap_bytes_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->snap_bytes);
 }
 
 /* ---- the change log tailer ---------------------------------------------- */
@@ -279,8 +300,7 @@ static size_t apply_tail(embedded_t *e, bool *failed) {
       if (!ch[i].own) {
         atomic_fetch_add(&e->changed, 1);
         applied++;
-        if (e->m_applied)
-          q_metrics_inc(e->m_applied, NULL);
+        atomic_fetch_add(&e->applied_n, 1);
       }
     }
     store_changes_free(ch, n);
@@ -297,10 +317,7 @@ static void observe_lag(embedded_t *e) {
     return;
   atomic_store(&e->head, head);
   atomic_store(&e->lag_ms, age);
-  if (e->m_lag)
-    q_metrics_set(e->m_lag, NULL, (double)age / 1000.0);
-  if (e->m_pos)
-    q_metrics_set(e->m_pos, NULL, (double)e->tail_pos);
+  atomic_store(&e->pos_pub, e->tail_pos);
 }
 
 static PGconn *listen_open(const char *dsn) {
@@ -462,23 +479,25 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       if (e->snap_dir)
         atomic_store(&e->changed, e->snap_changes);
     }
-    e->m_snap_seconds = q_metrics_gauge("quarry_retriever_snapshot_seconds",
-                                        "Time the last snapshot took to write.", NULL);
-    e->m_snap_bytes = q_metrics_gauge("quarry_retriever_snapshot_bytes",
-                                      "Size of the last snapshot on disk.", NULL);
-    e->m_applied = q_metrics_counter(
-        "quarry_retriever_changes_applied_total",
-        "Changes made by other retriever replicas (or before a restart) applied from "
-        "the change log.",
-        NULL);
-    e->m_lag = q_metrics_gauge("quarry_retriever_replica_lag_seconds",
-                               "Age of the oldest change in the log this replica has "
-                               "not applied yet (0: caught up).",
-                               NULL);
-    e->m_pos = q_metrics_gauge("quarry_retriever_log_position",
-                               "Position in the change log up to which this replica "
-                               "has applied every change.",
-                               NULL);
+    q_metrics_gauge_fn("quarry_retriever_snapshot_seconds",
+                       "Time the last snapshot took to write (0: none yet).",
+                       gauge_snap_seconds_cb, e);
+    q_metrics_gauge_fn("quarry_retriever_snapshot_bytes",
+                       "Size on disk of the last snapshot written (0: none yet).",
+                       gauge_snap_bytes_cb, e);
+    atomic_store(&e->pos_pub, e->tail_pos);
+    q_metrics_gauge_fn("quarry_retriever_changes_applied",
+                       "Changes made by other retriever replicas (or while this one "
+                       "was down) applied from the change log since start.",
+                       gauge_applied_cb, e);
+    q_metrics_gauge_fn("quarry_retriever_replica_lag_seconds",
+                       "Age of the oldest change in the log this replica has not "
+                       "applied yet (0: caught up).",
+                       gauge_lag_cb, e);
+    q_metrics_gauge_fn("quarry_retriever_log_position",
+                       "Position in the change log up to which this replica has "
+                       "applied every change.",
+                       gauge_pos_cb, e);
     e->dsn = strdup(((const q_pg_cfg_t *)cfg->pg)->dsn);
     if (!e->dsn) {
       snprintf(err, errlen, "out of memory");

@@ -24,7 +24,8 @@
 
 #define MAGIC "QRYIDX01"
 #define INDEX_FILE "index.snap"
-#define HEADER_LEN 40 /* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, crc 4 */
+#define HEADER_LEN                                                                       \
+  40 /* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, crc 4 */
 #define SECTION_HEAD 12 /* length u64, crc u32 */
 /* Largest string a section may hold: chunk text is at most 64 KiB, ids and
  * titles far less. */
@@ -118,7 +119,8 @@ static void end_section(writer_t *w) {
   put_u64(head, w->section_len);
   put_u32(head + 8, (uint32_t)w->crc);
   if (end < 0 || fseek(w->f, w->section_at, SEEK_SET) != 0 ||
-      fwrite(head, 1, sizeof head, w->f) != sizeof head || fseek(w->f, end, SEEK_SET) != 0) {
+      fwrite(head, 1, sizeof head, w->f) != sizeof head ||
+      fseek(w->f, end, SEEK_SET) != 0) {
     w->failed = true;
     snprintf(w->err, w->errlen, "writing %s/%s: %s", w->dir, INDEX_FILE, strerror(errno));
   }
@@ -363,8 +365,8 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
   }
   uint64_t len = get_u64(head);
   if (at < 0 || len > (uint64_t)(fsize - at - SECTION_HEAD)) {
-    snprintf(err, errlen, "truncated: section %zu claims %llu bytes, the file has fewer", k,
-             (unsigned long long)len);
+    snprintf(err, errlen, "truncated: section %zu claims %llu bytes, the file has fewer",
+             k, (unsigned long long)len);
     return Q_EINVAL;
   }
   unsigned char *buf = malloc(len ? len : 1);

@@ -43,10 +43,10 @@ typedef struct snapshot_meta {
 
 /* What was written or read. */
 typedef struct snapshot_info {
-  int64_t pos;      /* change log position */
-  size_t tenants;   /* sections */
-  size_t chunks;    /* live chunks */
-  uint64_t bytes;   /* index.snap plus the graph files */
+  int64_t pos;    /* change log position */
+  size_t tenants; /* sections */
+  size_t chunks;  /* live chunks */
+  uint64_t bytes; /* index.snap plus the graph files */
 } snapshot_info_t;
 
 /* Writes idx to dir (created if missing) as reflecting log position pos.

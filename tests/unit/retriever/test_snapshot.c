@@ -64,7 +64,8 @@ static index_t *build(void) {
   for (int i = 0; i < N; i++) {
     snprintf(docs[i], sizeof docs[i], "d%d", i / 3);
     snprintf(ids[i], sizeof ids[i], "d%d:1:%d", i / 3, i % 3);
-    snprintf(text[i], sizeof text[i], "river %s stone %d", i % 2 ? "delta" : "mouth", i % 17);
+    snprintf(text[i], sizeof text[i], "river %s stone %d", i % 2 ? "delta" : "mouth",
+             i % 17);
     for (int k = 0; k < DIM; k++)
       vec[i][k] = (float)((i * 7 + k * 13) % 23) - 11.0f + 0.5f;
     c[i] = (engine_chunk_t){.chunk_id = ids[i],
@@ -80,10 +81,16 @@ static index_t *build(void) {
   }
   char err[256];
   cr_assert_eq(index_upsert(idx, "t", c, N, NULL, NULL, err, sizeof err), 0, "%s", err);
-  engine_chunk_t r = {.chunk_id = "d0:2:0", .doc_id = "d0", .text = "river replaced",
-                      .version = 2, .embedding = vec[5], .dim = DIM, .seq = 1000};
+  engine_chunk_t r = {.chunk_id = "d0:2:0",
+                      .doc_id = "d0",
+                      .text = "river replaced",
+                      .version = 2,
+                      .embedding = vec[5],
+                      .dim = DIM,
+                      .seq = 1000};
   cr_assert_eq(index_upsert(idx, "t", &r, 1, "d0", NULL, err, sizeof err), 0, "%s", err);
-  cr_assert_eq(index_upsert(idx, "t", NULL, 0, "d1", NULL, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(index_upsert(idx, "t", NULL, 0, "d1", NULL, err, sizeof err), 0, "%s",
+               err);
   engine_chunk_t l = {.chunk_id = "u:1:0", .doc_id = "u", .text = "lexical river only"};
   cr_assert_eq(index_upsert(idx, "u", &l, 1, NULL, NULL, err, sizeof err), 0, "%s", err);
   return idx;
@@ -95,11 +102,11 @@ static void same_answers(index_t *a, index_t *b) {
   for (int t = 0; t < 2; t++) {
     engine_cand_t *la, *lb;
     size_t na, nb;
-    cr_assert_eq(index_lexical(a, tenants[t], "river stone delta", 17, 50, arena, &la, &na,
-                               err, sizeof err),
+    cr_assert_eq(index_lexical(a, tenants[t], "river stone delta", 17, 50, arena, &la,
+                               &na, err, sizeof err),
                  0);
-    cr_assert_eq(index_lexical(b, tenants[t], "river stone delta", 17, 50, arena, &lb, &nb,
-                               err, sizeof err),
+    cr_assert_eq(index_lexical(b, tenants[t], "river stone delta", 17, 50, arena, &lb,
+                               &nb, err, sizeof err),
                  0);
     cr_assert_eq(na, nb);
     for (size_t i = 0; i < na; i++) {
@@ -114,12 +121,12 @@ static void same_answers(index_t *a, index_t *b) {
   engine_cand_t *da, *db;
   size_t na, nb;
   bool used, exact;
-  cr_assert_eq(index_dense(a, "t", q, DIM, 20, arena, &da, &na, &used, &exact, err,
-                           sizeof err),
-               0, "%s", err);
-  cr_assert_eq(index_dense(b, "t", q, DIM, 20, arena, &db, &nb, &used, &exact, err,
-                           sizeof err),
-               0, "%s", err);
+  cr_assert_eq(
+      index_dense(a, "t", q, DIM, 20, arena, &da, &na, &used, &exact, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(
+      index_dense(b, "t", q, DIM, 20, arena, &db, &nb, &used, &exact, err, sizeof err), 0,
+      "%s", err);
   cr_assert(used);
   cr_assert_eq(na, nb);
   for (size_t i = 0; i < na; i++) {
@@ -151,8 +158,12 @@ Test(snapshot, round_trip_answers_the_same) {
   same_answers(a, b);
   /* the restored index takes upserts as any other: the replaced labels too */
   float v[DIM] = {1, 1, 1, 1, 1, 1, 1, 1};
-  engine_chunk_t c = {.chunk_id = "d2:1:0", .doc_id = "d2", .text = "moved",
-                      .embedding = v, .dim = DIM, .seq = 7};
+  engine_chunk_t c = {.chunk_id = "d2:1:0",
+                      .doc_id = "d2",
+                      .text = "moved",
+                      .embedding = v,
+                      .dim = DIM,
+                      .seq = 7};
   cr_assert_eq(index_upsert(b, "t", &c, 1, NULL, NULL, err, sizeof err), 0, "%s", err);
   index_free(a);
   index_free(b);
