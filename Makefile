@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-edge bench-hnsw bench-retriever help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -270,6 +270,16 @@ $(HNSW_BENCH): $(BUILD)/obj/bench/hnsw_bench.o $(BUILD)/lib/libsvc_retriever.a $
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 bench-hnsw: $(HNSW_BENCH)
 	$(HNSW_BENCH) $(HNSW_BENCH_ARGS)
+
+# The embedded engine's index at scale: build time, memory, snapshot size,
+# start from snapshot (figures only; docs/benchmarks.md).
+# RETRIEVER_BENCH_ARGS: --n CHUNKS (100000), --dir DIR.
+RETRIEVER_BENCH := $(BUILD)/bench/retriever_bench
+$(RETRIEVER_BENCH): $(BUILD)/obj/bench/retriever_bench.o $(BUILD)/lib/libsvc_retriever.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-retriever: $(RETRIEVER_BENCH)
+	$(RETRIEVER_BENCH) $(RETRIEVER_BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

@@ -1315,29 +1315,38 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     snprintf(err, errlen, "tenant %.64s appears twice", tenant);
     return Q_EINVAL;
   }
-  prep_t *preps = xcalloc(n ? n : 1, sizeof *preps);
-  for (size_t i = 0; i < n; i++) {
-    engine_chunk_t in = chunks[i];
-    in.dim = 0; /* the vector is in the graph already */
-    in.embedding = NULL;
-    prep_chunk(idx, &in, &preps[i]);
-    if (chunks[i].dim) {
-      preps[i].chunk->dim = chunks[i].dim;
-      preps[i].in_graph = true;
-    }
-    if (chunks[i].seq >= idx->next_label)
-      idx->next_label = chunks[i].seq + 1;
-  }
+  /* In batches: a prepared chunk's term bag is far bigger than the chunk
+   * once inserted, so only a batch of them lives at a time. */
+  enum { RESTORE_BATCH = 1024 };
+  prep_t *preps = xcalloc(RESTORE_BATCH, sizeof *preps);
   pthread_rwlock_wrlock(&idx->lock);
   shard_t *s = get_shard(idx, tenant);
   if (graph)
     attach_graph(idx, s, graph);
-  for (size_t i = 0; i < n; i++)
-    insert(idx, s, &preps[i]);
   pthread_rwlock_unlock(&idx->lock);
+  for (size_t at = 0; at < n; at += RESTORE_BATCH) {
+    size_t m = n - at < RESTORE_BATCH ? n - at : RESTORE_BATCH;
+    for (size_t i = 0; i < m; i++) {
+      engine_chunk_t in = chunks[at + i];
+      in.dim = 0; /* the vector is in the graph already */
+      in.embedding = NULL;
+      prep_chunk(idx, &in, &preps[i]);
+      preps[i].in_graph = false;
+      if (chunks[at + i].dim) {
+        preps[i].chunk->dim = chunks[at + i].dim;
+        preps[i].in_graph = true;
+      }
+      if (chunks[at + i].seq >= idx->next_label)
+        idx->next_label = chunks[at + i].seq + 1;
+    }
+    pthread_rwlock_wrlock(&idx->lock);
+    for (size_t i = 0; i < m; i++)
+      insert(idx, s, &preps[i]);
+    pthread_rwlock_unlock(&idx->lock);
+    for (size_t i = 0; i < m; i++)
+      bag_free(&preps[i].bag);
+  }
   pthread_mutex_unlock(&idx->wmu);
-  for (size_t i = 0; i < n; i++)
-    bag_free(&preps[i].bag);
   free(preps);
   return 0;
 }
