@@ -242,7 +242,8 @@ int main(int argc, char **argv) {
     for (size_t d = 0; d < DIM; d++)
       qv[d] = centres[(size_t)(qn % CLUSTERS) * DIM + d] + 0.35f * gauss(&seed);
     bool used, exact;
-    index_dense(idx, "tenant0", qv, DIM, 10, arena, &a, &na, &used, &exact, err, sizeof err);
+    index_dense(idx, "tenant0", qv, DIM, 10, arena, &a, &na, &used, &exact, err,
+                sizeof err);
     index_dense(back, "tenant0", qv, DIM, 10, arena, &b, &nb, &used, &exact, err,
                 sizeof err);
     if (na != nb)

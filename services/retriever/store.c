@@ -279,7 +279,7 @@ static q_err_t read_seqs(PGresult *r, const engine_chunk_t *chunks, size_t n,
 static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
                          const engine_chunk_t *chunks, size_t n,
                          const char *replace_doc_id, size_t *retired, uint64_t *seqs,
-                         int64_t *pos, char *err, size_t errlen) {
+                         store_span_t *span, char *err, size_t errlen) {
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (!rc)
     rc = q_pg_exec(c, LOG_LOCK, 0, NULL, "locking the change log", NULL, err, errlen);
@@ -360,32 +360,34 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
                  3, lp, "logging the change", &rc, err, errlen);
   if (!log)
     return rc;
-  int64_t last = 0;
+  int64_t first = 0, last = 0;
   for (int row = 0; row < PQntuples(log); row++) {
     int64_t p = strtoll(PQgetvalue(log, row, 0), NULL, 10);
     if (p > last)
       last = p;
+    if (!first || p < first)
+      first = p;
   }
   PQclear(log);
   rc = q_pg_exec(c, "SELECT pg_notify('" STORE_CHANNEL "', '')", 0, NULL,
                  "notifying the replicas", NULL, err, errlen);
   if (!rc)
     rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
-  if (!rc && pos)
-    *pos = last;
+  if (!rc && span)
+    *span = (store_span_t){first, last};
   return rc;
 }
 
 q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired,
-                     uint64_t *seqs, int64_t *pos, char *err, size_t errlen) {
+                     uint64_t *seqs, store_span_t *span, char *err, size_t errlen) {
   *retired = 0;
-  if (pos)
-    *pos = 0;
+  if (span)
+    *span = (store_span_t){0, 0};
   PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = upsert_tx(st, c, tenant, chunks, n, replace_doc_id, retired, seqs, pos, err,
+  int rc = upsert_tx(st, c, tenant, chunks, n, replace_doc_id, retired, seqs, span, err,
                      errlen);
   if (rc) {
     *retired = 0;

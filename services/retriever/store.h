@@ -44,6 +44,11 @@ void store_free(store_t *st);
 /* The LISTEN/NOTIFY channel woken at each commit that appends to the log. */
 #define STORE_CHANNEL "retriever_changes"
 
+/* Log positions an upsert wrote, first to last. */
+typedef struct store_span {
+  int64_t first, last;
+} store_span_t;
+
 /* Whether the database answers (readiness); when not, why says why. */
 bool store_ping(store_t *st, char *why, size_t whylen);
 
@@ -51,15 +56,16 @@ bool store_ping(store_t *st, char *why, size_t whylen);
  * replace_doc_id (if neither NULL nor "") that are not among chunks[], and
  * inserts or updates chunks[] as active rows of tenant, and appends one
  * change per document touched to the log. *retired receives the number of
- * rows retired; seqs (NULL, or room for n) the seq of each chunk's row; pos
- * (NULL or) the largest log position written (0: nothing logged, when the
- * call touched no document). Chunk ids must be unique within the batch.
+ * rows retired; seqs (NULL, or room for n) the seq of each chunk's row; span
+ * (NULL or) the log positions written, first to last, contiguous since
+ * writers hold the log lock ({0, 0}: nothing logged, when the call touched
+ * no document). Chunk ids must be unique within the batch.
  * 0; Q_ECONFLICT (nothing written) when a chunk_id belongs to another
  * tenant; Q_EUNAVAIL when the database cannot be reached; Q_EINTERNAL for
  * other database errors. err says why. Thread-safe. */
 q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired,
-                     uint64_t *seqs, int64_t *pos, char *err, size_t errlen);
+                     uint64_t *seqs, store_span_t *span, char *err, size_t errlen);
 
 /* This store's name in the log's origin column (unique per process). */
 const char *store_origin(const store_t *st);

@@ -535,6 +535,7 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
                                char *err, size_t errlen) {
   embedded_t *e = st;
   size_t retired_db = 0, retired_mem = 0;
+  store_span_t span = {0, 0};
   engine_chunk_t *labelled = NULL;
   uint64_t *seqs = NULL;
   *retired = 0;
@@ -551,7 +552,7 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
       goto unlock;
     }
     rc = store_upsert(e->store, tenant, chunks, n, replace_doc_id, &retired_db, seqs,
-                      NULL, err, errlen);
+                      &span, err, errlen);
     if (rc)
       goto unlock;
     for (size_t i = 0; i < n; i++) {
@@ -577,6 +578,13 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
                "tenant_id", tenant, "table", (int)retired_db, "index", (int)retired_mem);
   *retired = retired_db;
   atomic_fetch_add(&e->changed, 1);
+  /* When this write follows the applied position directly, the position
+   * moves past it now (else the tailer passes it when it gets there): a
+   * snapshot taken next then does not replay it needlessly. */
+  if (span.first && span.first == e->tail_pos + 1) {
+    e->tail_pos = span.last;
+    atomic_store(&e->pos_pub, span.last);
+  }
 unlock:
   pthread_mutex_unlock(&e->write_mu);
   free(seqs);

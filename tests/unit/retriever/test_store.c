@@ -416,20 +416,24 @@ Test(store, every_write_logs_its_documents_in_order) {
       {.chunk_id = "b:1:0", .doc_id = "b", .text = "two"},
   };
   size_t retired;
-  int64_t p1 = 0, p2 = 0, p3 = 0;
+  store_span_t s1, s2, s3;
   char err[512] = "";
-  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, NULL, &p1, err, sizeof err),
+  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, NULL, &s1, err, sizeof err),
                0, "%s", err);
   cr_assert_eq(
-      store_upsert(store, "t", NULL, 0, "a", &retired, NULL, &p2, err, sizeof err), 0,
+      store_upsert(store, "t", NULL, 0, "a", &retired, NULL, &s2, err, sizeof err), 0,
       "%s", err);
   cr_assert_eq(retired, 1);
   /* nothing touched: nothing logged */
   cr_assert_eq(
-      store_upsert(store, "t", NULL, 0, NULL, &retired, NULL, &p3, err, sizeof err), 0,
+      store_upsert(store, "t", NULL, 0, NULL, &retired, NULL, &s3, err, sizeof err), 0,
       "%s", err);
-  cr_assert_eq(p3, 0);
-  cr_assert_gt(p2, p1);
+  cr_assert_eq(s3.first, 0);
+  cr_assert_eq(s3.last, 0);
+  cr_assert_eq(s1.last, s1.first + 1, "two documents: two contiguous positions");
+  cr_assert_eq(s2.first, s2.last);
+  cr_assert_gt(s2.first, s1.last);
+  int64_t p1 = s1.last, p2 = s2.last;
 
   store_change_t *ch;
   size_t n;
