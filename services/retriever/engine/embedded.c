@@ -275,8 +275,8 @@ static size_t apply_tail(embedded_t *e, bool *failed) {
   for (;;) {
     store_change_t *ch = NULL;
     size_t n = 0;
-    q_err_t rc =
-        store_changes(e->store, e->tail_pos, TAIL_BATCH, &ch, &n, err, sizeof err);
+    q_err_t rc = store_changes(e->store, atomic_load(&e->pos_pub), TAIL_BATCH, &ch, &n,
+                               err, sizeof err);
     if (rc) {
       q_log_warn("retriever: cannot read the change log", "{s:s}", "reason", err);
       *failed = true;
@@ -287,8 +287,10 @@ static size_t apply_tail(embedded_t *e, bool *failed) {
       rc = ch[i].own ? 0
                      : store_load_doc(e->store, ch[i].tenant, ch[i].doc_id, apply_doc_cb,
                                       e, err, sizeof err);
-      if (!rc)
+      if (!rc && ch[i].pos > e->tail_pos) {
         e->tail_pos = ch[i].pos;
+        atomic_store(&e->pos_pub, ch[i].pos);
+      }
       pthread_mutex_unlock(&e->write_mu);
       if (rc) {
         q_log_warn("retriever: cannot apply a change from the log", "{s:I,s:s,s:s,s:s}",
@@ -313,11 +315,11 @@ static size_t apply_tail(embedded_t *e, bool *failed) {
 static void observe_lag(embedded_t *e) {
   int64_t head = 0, age = 0;
   char err[256];
-  if (store_log_state(e->store, e->tail_pos, &head, &age, err, sizeof err) != 0)
+  if (store_log_state(e->store, atomic_load(&e->pos_pub), &head, &age, err, sizeof err) !=
+      0)
     return;
   atomic_store(&e->head, head);
   atomic_store(&e->lag_ms, age);
-  atomic_store(&e->pos_pub, e->tail_pos);
 }
 
 static PGconn *listen_open(const char *dsn) {
@@ -381,7 +383,7 @@ static void *tail_main(void *ud) {
     size_t applied = apply_tail(e, &failed);
     if (applied)
       q_log_debug("retriever: changes of other replicas applied", "{s:I,s:I}", "changes",
-                  (json_int_t)applied, "pos", (json_int_t)e->tail_pos);
+                  (json_int_t)applied, "pos", (json_int_t)atomic_load(&e->pos_pub));
     observe_lag(e);
     wait_change(e, &listen);
   }
@@ -659,9 +661,8 @@ static bool embedded_ready(void *st, char *why, size_t whylen) {
     return true;
   if (!store_ping(e->store, why, whylen))
     return false;
-  pthread_mutex_lock(&e->write_mu);
-  int64_t tail = e->tail_pos;
-  pthread_mutex_unlock(&e->write_mu);
+  /* Not under the write lock: a snapshot holds it for seconds at scale. */
+  int64_t tail = atomic_load(&e->pos_pub);
   int64_t head = 0, age = 0;
   if (store_log_state(e->store, tail, &head, &age, why, whylen) != 0)
     return false;
