@@ -49,6 +49,9 @@
 #define TAIL_BATCH 256
 /* The tailer checks for a stop request at least this often (ms). */
 #define TAIL_SLICE_MS 100
+/* After a snapshot failed (disk full, directory not writable), the next try
+ * waits this long. */
+#define SNAPSHOT_RETRY_MS 60000
 
 typedef struct embedded {
   index_t *index;
@@ -77,6 +80,7 @@ typedef struct embedded {
    * changes (local or applied) since the last snapshot or load. */
   char *snap_dir;
   int64_t snap_changes, snap_interval_ms, snap_at_ms;
+  int64_t snap_retry_ms; /* after a failed write, none before this time */
   _Atomic int64_t changed;
   snapshot_meta_t snap_meta;
   bool opened; /* open succeeded: the index is whole (a failed open's is not) */
@@ -121,7 +125,7 @@ static bool snapshot_due(embedded_t *e) {
   if (!e->snap_dir)
     return false;
   int64_t changed = atomic_load(&e->changed);
-  if (changed <= 0)
+  if (changed <= 0 || q_now_ms() < e->snap_retry_ms)
     return false;
   if (changed >= e->snap_changes)
     return true;
@@ -146,8 +150,10 @@ static void take_snapshot(embedded_t *e, const char *why) {
   e->snap_at_ms = q_now_ms();
   double took = q_now_s() - t0;
   if (rc) {
-    q_log_warn("retriever: snapshot not written; the previous one stays", "{s:s,s:s,s:s}",
-               "dir", e->snap_dir, "why", why, "reason", err);
+    q_log_warn("retriever: snapshot not written; the previous one stays, retried in a "
+               "minute",
+               "{s:s,s:s,s:s}", "dir", e->snap_dir, "why", why, "reason", err);
+    e->snap_retry_ms = q_now_ms() + SNAPSHOT_RETRY_MS;
     return;
   }
   atomic_store(&e->snap_ms, (int64_t)(took * 1000));
