@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-ocr bench-providers help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-retriever bench-ocr bench-providers help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -315,6 +315,16 @@ $(OCR_BENCH): $(BUILD)/obj/bench/ocr_bench.o $(BUILD)/lib/libsvc_ingestion.a $(L
 	$(CC) $(LDFLAGS) -o $@ $^ $(call svc_libs,ingestion) $(LDLIBS)
 bench-ocr: $(OCR_BENCH)
 	$(OCR_BENCH) $(OCR_BENCH_ARGS)
+
+# The embedded engine's index at scale: build time, memory, snapshot size,
+# start from snapshot (figures only; docs/benchmarks.md).
+# RETRIEVER_BENCH_ARGS: --n CHUNKS (100000), --dir DIR.
+RETRIEVER_BENCH := $(BUILD)/bench/retriever_bench
+$(RETRIEVER_BENCH): $(BUILD)/obj/bench/retriever_bench.o $(BUILD)/lib/libsvc_retriever.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-retriever: $(RETRIEVER_BENCH)
+	$(RETRIEVER_BENCH) $(RETRIEVER_BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- allocation: out of memory aborts (see index.h) ---------------------- */
 
@@ -1331,4 +1332,151 @@ void index_stats(index_t *idx, const char *tenant, index_stats_t *out) {
     out->vectors += (int64_t)s->nvec;
   }
   pthread_rwlock_unlock(&idx->lock);
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
+  q_err_t rc = 0;
+  /* No upsert runs meanwhile (wmu); searches do (read lock). */
+  pthread_mutex_lock(&idx->wmu);
+  pthread_rwlock_rdlock(&idx->lock);
+  for (size_t i = 0; i < idx->nshards && !rc; i++) {
+    shard_t *s = idx->shards[i];
+    rc = v->shard(ud, s->tenant, s->nvec ? s->hnsw : NULL, s->dim, s->live);
+    for (size_t k = 0; k < s->nslots && !rc; k++) {
+      const chunk_t *c = s->slots[k];
+      if (!c) /* a retired slot */
+        continue;
+      /* The document's filter fields travel with each of its chunks, as
+       * they arrive in an upsert. */
+      const doc_t *d = &s->docs[c->doc];
+      char *meta = d->meta ? json_dumps(d->meta, JSON_COMPACT) : NULL;
+      if (d->meta && !meta) {
+        rc = Q_ENOMEM;
+        break;
+      }
+      engine_chunk_t out = {
+          .chunk_id = c->chunk_id,
+          .doc_id = c->doc_id,
+          .title = c->title,
+          .text = c->text,
+          .version = c->version,
+          .ordinal = c->ordinal,
+          .page = c->page,
+          .dim = c->has_vec ? s->dim : 0,
+          .seq = c->label,
+          .content_type = d->content_type,
+          .created_at = d->created_at,
+          .metadata = meta,
+      };
+      rc = v->chunk(ud, &out);
+      free(meta);
+    }
+  }
+  pthread_rwlock_unlock(&idx->lock);
+  pthread_mutex_unlock(&idx->wmu);
+  return rc;
+}
+
+/* Chunks prepared per batch, and threads preparing them. */
+#define RESTORE_BATCH 16384
+#define RESTORE_THREADS 8
+
+typedef struct restore_job {
+  index_t *idx;
+  const engine_chunk_t *chunks; /* the batch */
+  prep_t *preps;
+  size_t lo, hi;
+} restore_job_t;
+
+static void *restore_prep_main(void *ud) {
+  restore_job_t *j = ud;
+  for (size_t i = j->lo; i < j->hi; i++) {
+    engine_chunk_t in = j->chunks[i];
+    in.dim = 0; /* the vector is in the graph already */
+    in.embedding = NULL;
+    prep_chunk(j->idx, &in, &j->preps[i]);
+    j->preps[i].in_graph = false;
+    if (j->chunks[i].dim) {
+      j->preps[i].chunk->dim = j->chunks[i].dim;
+      j->preps[i].in_graph = true;
+    }
+  }
+  return NULL;
+}
+
+q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
+                            const engine_chunk_t *chunks, size_t n, char *err,
+                            size_t errlen) {
+  if (!tenant || !*tenant) {
+    snprintf(err, errlen, "a shard without a tenant");
+    return Q_EINVAL;
+  }
+  size_t gdim = graph ? graph_dim(graph) : 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!chunks[i].seq) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s has no label", tenant,
+               chunks[i].chunk_id);
+      return Q_EINVAL;
+    }
+    if (chunks[i].dim &&
+        (chunks[i].dim != gdim || !hnsw_contains(graph, chunks[i].seq))) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s has no vector %llu in the graph",
+               tenant, chunks[i].chunk_id, (unsigned long long)chunks[i].seq);
+      return Q_EINVAL;
+    }
+    if (chunks[i].seq >= idx->next_label) /* never: labels from seq are small */
+      idx->next_label = chunks[i].seq + 1;
+  }
+  pthread_mutex_lock(&idx->wmu);
+  if (find_shard(idx, tenant)) {
+    pthread_mutex_unlock(&idx->wmu);
+    snprintf(err, errlen, "tenant %.64s appears twice", tenant);
+    return Q_EINVAL;
+  }
+  /* In batches: a prepared chunk's term bag is far bigger than the chunk
+   * once inserted, so only a batch of them lives at a time. Tokenising is
+   * most of the work and touches nothing shared (labels come from seq,
+   * stemmers are per thread), so a batch is prepared by several threads;
+   * inserting stays on this one. */
+  prep_t *preps = xcalloc(RESTORE_BATCH, sizeof *preps);
+  pthread_rwlock_wrlock(&idx->lock);
+  shard_t *s = get_shard(idx, tenant);
+  if (graph)
+    attach_graph(idx, s, graph);
+  pthread_rwlock_unlock(&idx->lock);
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  size_t nthreads = ncpu < 1                 ? 1
+                    : ncpu > RESTORE_THREADS ? RESTORE_THREADS
+                                             : (size_t)ncpu;
+  for (size_t at = 0; at < n; at += RESTORE_BATCH) {
+    size_t m = n - at < RESTORE_BATCH ? n - at : RESTORE_BATCH;
+    restore_job_t jobs[RESTORE_THREADS];
+    pthread_t th[RESTORE_THREADS];
+    bool started[RESTORE_THREADS] = {false};
+    size_t per = (m + nthreads - 1) / nthreads;
+    for (size_t t = 0; t < nthreads; t++) {
+      size_t lo = t * per < m ? t * per : m, hi = lo + per < m ? lo + per : m;
+      jobs[t] = (restore_job_t){idx, chunks + at, preps, lo, hi};
+      if (t > 0 && lo < hi)
+        started[t] = pthread_create(&th[t], NULL, restore_prep_main, &jobs[t]) == 0;
+    }
+    restore_prep_main(&jobs[0]);
+    for (size_t t = 1; t < nthreads; t++) {
+      if (started[t])
+        pthread_join(th[t], NULL);
+      else /* could not start a thread: do its share here */
+        restore_prep_main(&jobs[t]);
+    }
+    pthread_rwlock_wrlock(&idx->lock);
+    for (size_t i = 0; i < m; i++)
+      insert(idx, s, &preps[i]);
+    pthread_rwlock_unlock(&idx->lock);
+    for (size_t i = 0; i < m; i++)
+      bag_free(&preps[i].bag);
+  }
+  pthread_mutex_unlock(&idx->wmu);
+  free(preps);
+  return 0;
 }

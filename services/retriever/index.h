@@ -137,4 +137,37 @@ void index_compact(index_t *idx);
  * background thread). Returns the number of vectors purged. */
 size_t index_compact_vectors(index_t *idx, bool force);
 
+/* Snapshots (engine/snapshot.h writes and reads the files). */
+
+typedef struct hnsw hnsw_t;
+
+/* What index_visit hands out: each shard, then each of its live chunks. */
+typedef struct index_visitor {
+  /* A shard: its tenant, its graph (NULL when it has no live vector; it
+   * may hold deleted nodes too), the dimension of its vectors and its live
+   * chunk count. */
+  q_err_t (*shard)(void *ud, const char *tenant, hnsw_t *graph, size_t dim, size_t live);
+  /* One live chunk of the last shard: strings borrowed for the call, seq =
+   * the label of its vector, dim > 0 when its vector is in the graph,
+   * embedding NULL (the vector is in the graph). */
+  q_err_t (*chunk)(void *ud, const engine_chunk_t *chunk);
+} index_visitor_t;
+
+/* Walks the whole index, shard by shard, holding off upserts (searches run
+ * meanwhile; a graph may be saved from the shard callback: hnsw_save runs
+ * beside searches). Stops at the first callback error and returns it; 0
+ * otherwise. */
+q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud);
+
+/* Adds a shard restored from a snapshot to an index that has no shard for
+ * tenant: graph (NULL when it has no vector; the index takes it) holds the
+ * vectors under the chunks' seq, chunks[0..n) are added to the lexical
+ * index without touching the graph (a chunk with dim > 0 has its vector
+ * there). 0; Q_EINVAL (nothing added, graph not taken) when a chunk's vector
+ * is not in the graph or has another dimension, or the tenant is there
+ * already. */
+q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
+                            const engine_chunk_t *chunks, size_t n, char *err,
+                            size_t errlen);
+
 #endif

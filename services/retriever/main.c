@@ -21,12 +21,12 @@
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
-static const char *engine_name, *fusion_weights, *metric;
+static const char *engine_name, *fusion_weights, *metric, *data_dir;
 static const char *mv_url, *mv_token, *mv_token_file, *mv_db, *mv_collection;
 static int64_t mv_timeout_ms, mv_attempts, mv_backoff_ms, mv_max_backoff_ms, mv_hnsw_m,
     mv_hnsw_efc, mv_search_ef;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
-    exact_max;
+    exact_max, poll_ms, max_lag_ms, snapshot_changes, snapshot_interval_ms;
 
 static q_err_t validate_engine(const char *value, char *err, size_t errlen) {
   if (engine_find(value))
@@ -125,6 +125,28 @@ static q_cfg_entry_t cfg[] = {
      &mv_hnsw_efc},
     {"QUARRY_MILVUS_SEARCH_EF", Q_CFG_INT, "64", 1, 65536, NULL,
      "Milvus engine: HNSW ef at search time (raised to top_k).", 0, &mv_search_ef},
+    {"QUARRY_RETRIEVER_LOG_POLL_MS", Q_CFG_INT, "500", 10, 60000, NULL,
+     "How often a replica reads the change log when no notification woke it "
+     "(LISTEN/NOTIFY wakes it at once after each write of another replica; the "
+     "poll covers lost notifications).",
+     0, &poll_ms},
+    {"QUARRY_RETRIEVER_MAX_LAG_MS", Q_CFG_INT, "5000", 1, 86400000, NULL,
+     "A replica whose oldest change not yet applied from the change log is older "
+     "than this is not ready (/readyz 503 naming the lag).",
+     0, &max_lag_ms},
+    {"QUARRY_RETRIEVER_DATA_DIR", Q_CFG_STRING, "./data/retriever", 0, 0, NULL,
+     "Directory of the embedded engine's snapshot (index.snap and one graph file per "
+     "tenant), loaded at start so only the change log after it is replayed; empty: no "
+     "snapshots, rebuild from PostgreSQL at every start. One directory per replica.",
+     0, &data_dir},
+    {"QUARRY_RETRIEVER_SNAPSHOT_CHANGES", Q_CFG_INT, "10000", 1, 1000000000, NULL,
+     "A snapshot is written in the background after this many changes (upserts, "
+     "deletes, changes applied from other replicas), and at a clean shutdown.",
+     0, &snapshot_changes},
+    {"QUARRY_RETRIEVER_SNAPSHOT_INTERVAL_MS", Q_CFG_INT, "600000", 0, 86400000, NULL,
+     "A snapshot is also written this often when anything changed since the last "
+     "one; 0: only by count and at shutdown.",
+     0, &snapshot_interval_ms},
 };
 
 int main(int argc, char **argv) {
@@ -154,6 +176,11 @@ int main(int argc, char **argv) {
       .hnsw_ef_search = (uint32_t)hnsw_efs,
       .exact_max = (size_t)exact_max,
       .inner_product = strcmp(metric, "inner_product") == 0,
+      .poll_ms = poll_ms,
+      .max_lag_ms = max_lag_ms,
+      .data_dir = data_dir,
+      .snapshot_changes = snapshot_changes,
+      .snapshot_interval_ms = snapshot_interval_ms,
   };
   milvus_cfg_t mc = {
       .url = mv_url,

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define ACQUIRE_MS 5000
 #define COPY_FLUSH (1 << 20) /* send COPY data in pieces of about 1 MiB */
@@ -55,11 +57,47 @@ static const q_pg_migration_t migrations[] = {
      "  ADD COLUMN IF NOT EXISTS created_at bigint NOT NULL DEFAULT 0,"
      "  ADD COLUMN IF NOT EXISTS metadata jsonb,"
      "  ADD COLUMN IF NOT EXISTS access_groups text[] NOT NULL DEFAULT '{}';"},
+    /* The ordered change log every replica tails (store.h): one row per
+     * document an upsert or delete touched, written in the transaction that
+     * changed the chunks. origin names the replica that wrote it. */
+    {4, "retriever_changes",
+     "CREATE TABLE retriever_changes ("
+     "  pos       bigserial PRIMARY KEY,"
+     "  tenant_id text NOT NULL,"
+     "  doc_id    text NOT NULL,"
+     "  origin    text NOT NULL,"
+     "  at        timestamptz NOT NULL DEFAULT clock_timestamp()"
+     ");"},
 };
+
+/* Writers of the change log take this transaction-level advisory lock
+ * before anything else, so transactions that append to the log commit one
+ * after another, in the order of their positions: a reader that sees
+ * position p has seen every committed position below it. */
+#define LOG_LOCK "SELECT pg_advisory_xact_lock(7003300001)"
 
 struct store {
   q_pg_pool_t *pool;
+  char origin[40]; /* this replica's name in the change log */
 };
+
+/* A name for this process's writes that no other replica shares: the host's
+ * name would not do (two replicas on one host), so pid, time and random
+ * bits. */
+static void make_origin(char *out, size_t len) {
+  unsigned long long r = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (f) {
+    if (fread(&r, sizeof r, 1, f) != 1)
+      r = 0;
+    fclose(f);
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  snprintf(out, len, "%x-%llx-%016llx", (unsigned)getpid(),
+           (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec,
+           r);
+}
 
 store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen) {
   store_t *st = calloc(1, sizeof *st);
@@ -68,6 +106,7 @@ store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen) {
     free(st);
     return NULL;
   }
+  make_origin(st->origin, sizeof st->origin);
   if (q_pg_wait_migrate(st->pool, "retriever", migrations,
                         sizeof migrations / sizeof migrations[0], pg->wait_ms, err,
                         errlen) != 0) {
@@ -86,6 +125,10 @@ void store_free(store_t *st) {
 
 bool store_ping(store_t *st, char *why, size_t whylen) {
   return q_pg_ping(st->pool, why, whylen);
+}
+
+const char *store_origin(const store_t *st) {
+  return st->origin;
 }
 
 /* ---- upsert ------------------------------------------------------------- */
@@ -274,10 +317,13 @@ static q_err_t read_seqs(PGresult *r, const engine_chunk_t *chunks, size_t n,
   return rc;
 }
 
-static q_err_t upsert_tx(PGconn *c, const char *tenant, const engine_chunk_t *chunks,
-                         size_t n, const char *replace_doc_id, size_t *retired,
-                         uint64_t *seqs, char *err, size_t errlen) {
+static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
+                         const engine_chunk_t *chunks, size_t n,
+                         const char *replace_doc_id, size_t *retired, uint64_t *seqs,
+                         store_span_t *span, char *err, size_t errlen) {
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
+  if (!rc)
+    rc = q_pg_exec(c, LOG_LOCK, 0, NULL, "locking the change log", NULL, err, errlen);
   if (rc)
     return rc;
   rc = q_pg_exec(c,
@@ -348,17 +394,48 @@ static q_err_t upsert_tx(PGconn *c, const char *tenant, const engine_chunk_t *ch
     if (rc)
       return rc;
   }
-  return q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
+
+  /* One change per document touched, in the same transaction; the
+   * notification is delivered to the listening replicas at commit. */
+  const char *lp[3] = {tenant, replace_doc_id ? replace_doc_id : "", st->origin};
+  PGresult *log =
+      q_pg_query(c,
+                 "INSERT INTO retriever_changes (tenant_id, doc_id, origin) "
+                 "SELECT $1, d, $3 FROM (SELECT doc_id AS d FROM retriever_stage "
+                 "  UNION SELECT $2::text WHERE $2::text <> '') x ORDER BY d "
+                 "RETURNING pos",
+                 3, lp, "logging the change", &rc, err, errlen);
+  if (!log)
+    return rc;
+  int64_t first = 0, last = 0;
+  for (int row = 0; row < PQntuples(log); row++) {
+    int64_t p = strtoll(PQgetvalue(log, row, 0), NULL, 10);
+    if (p > last)
+      last = p;
+    if (!first || p < first)
+      first = p;
+  }
+  PQclear(log);
+  rc = q_pg_exec(c, "SELECT pg_notify('" STORE_CHANNEL "', '')", 0, NULL,
+                 "notifying the replicas", NULL, err, errlen);
+  if (!rc)
+    rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
+  if (!rc && span)
+    *span = (store_span_t){first, last};
+  return rc;
 }
 
 q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired,
-                     uint64_t *seqs, char *err, size_t errlen) {
+                     uint64_t *seqs, store_span_t *span, char *err, size_t errlen) {
   *retired = 0;
+  if (span)
+    *span = (store_span_t){0, 0};
   PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = upsert_tx(c, tenant, chunks, n, replace_doc_id, retired, seqs, err, errlen);
+  int rc = upsert_tx(st, c, tenant, chunks, n, replace_doc_id, retired, seqs, span, err,
+                     errlen);
   if (rc) {
     *retired = 0;
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
@@ -405,6 +482,32 @@ static size_t decode_vector(PGresult *r, int row, int col, float *v) {
   return len / 4;
 }
 
+/* Decodes row i of a binary result of CHUNK_COLUMNS into ch (strings
+ * borrowed from r, the vector decoded into vec); returns the tenant. */
+static const char *decode_row(PGresult *r, int i, float *vec, engine_chunk_t *ch) {
+  *ch = (engine_chunk_t){
+      .chunk_id = PQgetvalue(r, i, 0),
+      .doc_id = PQgetvalue(r, i, 2),
+      .version = int_field(r, i, 3),
+      .ordinal = int_field(r, i, 4),
+      .page = int_field(r, i, 5),
+      .title = PQgetvalue(r, i, 6),
+      .text = PQgetvalue(r, i, 7),
+      .embedding = vec,
+      .dim = decode_vector(r, i, 8, vec),
+      .seq = PQgetlength(r, i, 9) == 8 ? be_uint64(PQgetvalue(r, i, 9)) : 0,
+      .content_type = PQgetvalue(r, i, 10),
+      .created_at =
+          PQgetlength(r, i, 11) == 8 ? (int64_t)be_uint64(PQgetvalue(r, i, 11)) : 0,
+      .metadata = PQgetvalue(r, i, 12),
+  };
+  return PQgetvalue(r, i, 1);
+}
+
+#define CHUNK_COLUMNS                                                                    \
+  "chunk_id, tenant_id, doc_id, version, ordinal, page, title, text, embedding, seq,"    \
+  " content_type, created_at, coalesce(metadata::text, '')"
+
 static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *loaded,
                      char *err, size_t errlen) {
   for (;;) {
@@ -420,23 +523,8 @@ static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *l
     }
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
-      const char *tenant = PQgetvalue(r, i, 1);
-      engine_chunk_t ch = {
-          .chunk_id = PQgetvalue(r, i, 0),
-          .doc_id = PQgetvalue(r, i, 2),
-          .version = int_field(r, i, 3),
-          .ordinal = int_field(r, i, 4),
-          .page = int_field(r, i, 5),
-          .title = PQgetvalue(r, i, 6),
-          .text = PQgetvalue(r, i, 7),
-          .embedding = vec,
-          .dim = decode_vector(r, i, 8, vec),
-          .seq = PQgetlength(r, i, 9) == 8 ? be_uint64(PQgetvalue(r, i, 9)) : 0,
-          .content_type = PQgetvalue(r, i, 10),
-          .created_at =
-              PQgetlength(r, i, 11) == 8 ? (int64_t)be_uint64(PQgetvalue(r, i, 11)) : 0,
-          .metadata = PQgetvalue(r, i, 12),
-      };
+      engine_chunk_t ch;
+      const char *tenant = decode_row(r, i, vec, &ch);
       if (cb(ud, tenant, &ch))
         (*loaded)++;
     }
@@ -446,9 +534,24 @@ static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *l
   }
 }
 
-q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char *err,
-                   size_t errlen) {
+/* The log's head (largest position, 0 when empty) as c's transaction sees
+ * it. */
+static q_err_t read_head(PGconn *c, int64_t *head, char *err, size_t errlen) {
+  q_err_t rc = 0;
+  PGresult *r = q_pg_query(c, "SELECT coalesce(max(pos), 0) FROM retriever_changes", 0,
+                           NULL, "reading the change log head", &rc, err, errlen);
+  if (!r)
+    return rc;
+  *head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return 0;
+}
+
+q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, int64_t *head,
+                   char *err, size_t errlen) {
   *loaded = 0;
+  if (head)
+    *head = 0;
   float *vec = malloc(ENGINE_MAX_DIM * sizeof *vec);
   if (!vec) {
     snprintf(err, errlen, "out of memory");
@@ -462,12 +565,14 @@ q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char 
   /* A cursor lives in a transaction; REPEATABLE READ gives one snapshot. */
   int rc = q_pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
                      "begin", NULL, err, errlen);
+  /* The head in the same snapshot as the rows: every change up to it is in
+   * them (writers commit in log order), none after it. */
+  if (!rc && head)
+    rc = read_head(c, head, err, errlen);
   if (!rc)
     rc = q_pg_exec(c,
                    "DECLARE retriever_load NO SCROLL CURSOR FOR "
-                   "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page,"
-                   "  title, text, embedding, seq, content_type, created_at,"
-                   "  coalesce(metadata::text, '') FROM retriever_chunks WHERE active",
+                   "SELECT " CHUNK_COLUMNS " FROM retriever_chunks WHERE active",
                    0, NULL, "opening the cursor", NULL, err, errlen);
   if (!rc)
     rc = load_rows(c, cb, ud, vec, loaded, err, errlen);
@@ -478,4 +583,132 @@ q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char 
   q_pg_release(st->pool, c);
   free(vec);
   return rc;
+}
+
+/* ---- the change log ------------------------------------------------------ */
+
+q_err_t store_load_doc(store_t *st, const char *tenant, const char *doc_id,
+                       store_doc_cb cb, void *ud, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  const char *params[2] = {tenant, doc_id};
+  PGresult *r = PQexecParams(c,
+                             "SELECT " CHUNK_COLUMNS " FROM retriever_chunks "
+                             "WHERE tenant_id = $1 AND doc_id = $2 AND active "
+                             "ORDER BY chunk_id",
+                             2, NULL, params, NULL, NULL, 1);
+  q_err_t rc = 0;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    rc = q_pg_fail(c, r, "loading a document", err, errlen);
+  q_pg_release(st->pool, c);
+  if (rc) {
+    PQclear(r);
+    return rc;
+  }
+  size_t n = (size_t)PQntuples(r), dim = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = (size_t)PQgetlength(r, (int)i, 8);
+    if (len / 4 > dim)
+      dim = len / 4;
+  }
+  if (dim > ENGINE_MAX_DIM)
+    dim = ENGINE_MAX_DIM;
+  engine_chunk_t *chunks = malloc((n ? n : 1) * sizeof *chunks);
+  float *vecs = malloc((n ? n : 1) * (dim ? dim : 1) * sizeof *vecs);
+  float *one = malloc(ENGINE_MAX_DIM * sizeof *one);
+  if (!chunks || !vecs || !one) {
+    snprintf(err, errlen, "out of memory");
+    rc = Q_ENOMEM;
+  }
+  for (size_t i = 0; i < n && !rc; i++) {
+    decode_row(r, (int)i, one, &chunks[i]);
+    if (chunks[i].dim > dim)
+      chunks[i].dim = 0; /* malformed: cannot happen, len bounded above */
+    memcpy(vecs + i * dim, one, chunks[i].dim * sizeof *one);
+    chunks[i].embedding = chunks[i].dim ? vecs + i * dim : NULL;
+  }
+  if (!rc)
+    rc = cb(ud, tenant, doc_id, chunks, n, err, errlen);
+  free(one);
+  free(vecs);
+  free(chunks);
+  PQclear(r);
+  return rc;
+}
+
+void store_changes_free(store_change_t *ch, size_t n) {
+  for (size_t i = 0; ch && i < n; i++) {
+    free(ch[i].tenant);
+    free(ch[i].doc_id);
+  }
+  free(ch);
+}
+
+q_err_t store_changes(store_t *st, int64_t after, size_t max, store_change_t **out,
+                      size_t *n, char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  char a[32], m[32];
+  snprintf(a, sizeof a, "%lld", (long long)after);
+  snprintf(m, sizeof m, "%zu", max);
+  const char *params[2] = {a, m};
+  q_err_t rc = 0;
+  PGresult *r = q_pg_query(c,
+                           "SELECT pos, tenant_id, doc_id, origin,"
+                           "  (extract(epoch FROM at) * 1000)::bigint "
+                           "FROM retriever_changes WHERE pos > $1 ORDER BY pos LIMIT $2",
+                           2, params, "reading the change log", &rc, err, errlen);
+  q_pg_release(st->pool, c);
+  if (!r)
+    return rc;
+  size_t rows = (size_t)PQntuples(r);
+  store_change_t *ch = calloc(rows ? rows : 1, sizeof *ch);
+  if (!ch)
+    rc = Q_ENOMEM;
+  for (size_t i = 0; i < rows && !rc; i++) {
+    ch[i].pos = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+    ch[i].tenant = strdup(PQgetvalue(r, (int)i, 1));
+    ch[i].doc_id = strdup(PQgetvalue(r, (int)i, 2));
+    ch[i].own = strcmp(PQgetvalue(r, (int)i, 3), st->origin) == 0;
+    ch[i].at_ms = strtoll(PQgetvalue(r, (int)i, 4), NULL, 10);
+    if (!ch[i].tenant || !ch[i].doc_id)
+      rc = Q_ENOMEM;
+  }
+  PQclear(r);
+  if (rc) {
+    snprintf(err, errlen, "out of memory");
+    store_changes_free(ch, rows);
+    return rc;
+  }
+  *out = ch;
+  *n = rows;
+  return 0;
+}
+
+q_err_t store_log_state(store_t *st, int64_t after, int64_t *head, int64_t *age_ms,
+                        char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  char a[32];
+  snprintf(a, sizeof a, "%lld", (long long)after);
+  const char *params[1] = {a};
+  q_err_t rc = 0;
+  PGresult *r = q_pg_query(
+      c,
+      "SELECT (SELECT coalesce(max(pos), 0) FROM retriever_changes),"
+      "  coalesce((SELECT (extract(epoch FROM clock_timestamp() - at) * 1000)::bigint "
+      "   FROM retriever_changes WHERE pos > $1 ORDER BY pos LIMIT 1), 0)",
+      1, params, "reading the change log head", &rc, err, errlen);
+  q_pg_release(st->pool, c);
+  if (!r)
+    return rc;
+  *head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  *age_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  return 0;
 }

@@ -6,7 +6,18 @@
  * index is only a cache of the active rows: an upsert is written here (one
  * transaction) before the index changes, and the index is rebuilt from here
  * at start. Each row has a seq (bigserial, kept when the row is rewritten in
- * place): the stable label of its vector in the embedded engine's graphs. */
+ * place): the stable label of its vector in the embedded engine's graphs.
+ *
+ * Table retriever_changes is the ordered change log that keeps replicas
+ * consistent (docs/retrieval.md, "Replicas"): every upsert or delete appends
+ * one row per document it touched (position pos, a bigserial; tenant,
+ * document, the writing replica's origin, time) in the transaction that
+ * changed the chunks, and notifies channel STORE_CHANNEL at commit. Writers
+ * take one advisory lock first, so positions commit in order: a replica
+ * that has applied every change up to p and reads the log after p misses
+ * nothing. A change names a document, not its contents: applying it means
+ * reloading that document's active rows, which is idempotent and converges
+ * whatever the order. */
 #ifndef QUARRY_RETRIEVER_STORE_H
 #define QUARRY_RETRIEVER_STORE_H
 
@@ -30,20 +41,34 @@ store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen);
 /* Closes every connection and frees the store. NULL is fine. */
 void store_free(store_t *st);
 
+/* The LISTEN/NOTIFY channel woken at each commit that appends to the log. */
+#define STORE_CHANNEL "retriever_changes"
+
+/* Log positions an upsert wrote, first to last. */
+typedef struct store_span {
+  int64_t first, last;
+} store_span_t;
+
 /* Whether the database answers (readiness); when not, why says why. */
 bool store_ping(store_t *st, char *why, size_t whylen);
 
 /* Writes one upsert in a single transaction: retires the active chunks of
  * replace_doc_id (if neither NULL nor "") that are not among chunks[], and
- * inserts or updates chunks[] as active rows of tenant. *retired receives
- * the number of rows retired; seqs (NULL, or room for n) the seq of each
- * chunk's row. Chunk ids must be unique within the batch.
+ * inserts or updates chunks[] as active rows of tenant, and appends one
+ * change per document touched to the log. *retired receives the number of
+ * rows retired; seqs (NULL, or room for n) the seq of each chunk's row; span
+ * (NULL or) the log positions written, first to last, contiguous since
+ * writers hold the log lock ({0, 0}: nothing logged, when the call touched
+ * no document). Chunk ids must be unique within the batch.
  * 0; Q_ECONFLICT (nothing written) when a chunk_id belongs to another
  * tenant; Q_EUNAVAIL when the database cannot be reached; Q_EINTERNAL for
  * other database errors. err says why. Thread-safe. */
 q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chunks,
                      size_t n, const char *replace_doc_id, size_t *retired,
-                     uint64_t *seqs, char *err, size_t errlen);
+                     uint64_t *seqs, store_span_t *span, char *err, size_t errlen);
+
+/* This store's name in the log's origin column (unique per process). */
+const char *store_origin(const store_t *st);
 
 /* Receives one stored row (borrowed for the call, seq set); returns whether
  * it was taken. */
@@ -51,8 +76,42 @@ typedef bool (*store_row_cb)(void *ud, const char *tenant, const engine_chunk_t 
 
 /* Streams every active row to cb (a server-side cursor, 1000 rows per
  * fetch, so memory stays flat however big the table). *loaded receives the
- * number of rows cb took. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
-q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, char *err,
-                   size_t errlen);
+ * number of rows cb took; head (when not NULL) the log position the rows
+ * reflect (read in the same database snapshot: every change up to it and
+ * none after). 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
+q_err_t store_load(store_t *st, store_row_cb cb, void *ud, size_t *loaded, int64_t *head,
+                   char *err, size_t errlen);
+
+/* Receives the active chunks of one document (borrowed for the call; n may
+ * be 0: the document has none left). Returns 0 or an error passed on. */
+typedef q_err_t (*store_doc_cb)(void *ud, const char *tenant, const char *doc_id,
+                                const engine_chunk_t *chunks, size_t n, char *err,
+                                size_t errlen);
+
+/* Reads the active chunks of tenant's doc_id and hands them to cb in one
+ * call. 0, cb's error, or Q_EUNAVAIL / Q_EINTERNAL / Q_ENOMEM with err. */
+q_err_t store_load_doc(store_t *st, const char *tenant, const char *doc_id,
+                       store_doc_cb cb, void *ud, char *err, size_t errlen);
+
+/* One entry of the change log. */
+typedef struct store_change {
+  int64_t pos;
+  char *tenant, *doc_id; /* owned by the array */
+  bool own;              /* written by this store (same origin) */
+  int64_t at_ms;         /* commit-side clock, ms since the epoch */
+} store_change_t;
+
+/* Up to max changes after position after, in position order: *out (the
+ * caller frees it with store_changes_free) and *n. 0, or Q_EUNAVAIL /
+ * Q_EINTERNAL / Q_ENOMEM with err. */
+q_err_t store_changes(store_t *st, int64_t after, size_t max, store_change_t **out,
+                      size_t *n, char *err, size_t errlen);
+void store_changes_free(store_change_t *ch, size_t n);
+
+/* The log's head position and the age in ms of its oldest change after
+ * position after (0 when there is none): a replica's lag. 0, or Q_EUNAVAIL /
+ * Q_EINTERNAL with err. */
+q_err_t store_log_state(store_t *st, int64_t after, int64_t *head, int64_t *age_ms,
+                        char *err, size_t errlen);
 
 #endif

@@ -9,19 +9,35 @@
  * is therefore durable: if the process dies before the index changed, the
  * next start rebuilds the index from the table. open rebuilds it.
  *
+ * Replicas: every write also appends to the change log (store.h,
+ * retriever_changes) in its transaction. A tailer thread per engine reads
+ * the log after the last position it applied, woken by LISTEN/NOTIFY at
+ * each commit and polling every poll_ms in case a notification is lost (a
+ * dropped listening connection is reopened), and applies in position order
+ * the changes other replicas made: for each, the document's active rows are
+ * reloaded and replace the document in the index, under the write lock, so
+ * that a local upsert and a replayed one never interleave. The replica that
+ * served a write applied it at once and skips its own entries. Readiness
+ * fails while the oldest unapplied change is older than max_lag_ms.
+ *
  * A background thread unlinks deleted vectors from the graphs once enough
  * have piled up (index_compact_vectors), beside searches and upserts. */
 #include "engine/engine.h"
+#include "engine/snapshot.h"
 #include "index.h"
 #include "store.h"
 
 #include "quarry/log.h"
+#include "quarry/metrics.h"
 #include "quarry/pg.h"
 #include "quarry/trace.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +45,13 @@
 
 /* How often the maintenance thread looks for graphs worth compacting. */
 #define MAINTAIN_MS 1000
+/* Changes read from the log per query. */
+#define TAIL_BATCH 256
+/* The tailer checks for a stop request at least this often (ms). */
+#define TAIL_SLICE_MS 100
+/* After a snapshot failed (disk full, directory not writable), the next try
+ * waits this long. */
+#define SNAPSHOT_RETRY_MS 60000
 
 typedef struct embedded {
   index_t *index;
@@ -39,7 +62,32 @@ typedef struct embedded {
   pthread_mutex_t maint_mu;
   pthread_cond_t maint_cv;
   bool stopping;
+
+  /* Change log (store.h). tail_pos: every change up to it is reflected in
+   * the index; written by the tailer under write_mu. */
+  int64_t tail_pos;
+  _Atomic int64_t lag_ms, head;
+  int64_t poll_ms, max_lag_ms;
+  char *dsn; /* for the listening connection */
+  pthread_t tailer;
+  bool tailer_started;
+  atomic_bool tail_stop;
+  /* What the gauges read (q_metrics_gauge_fn at scrape time: the threads
+   * never call the registry, which the service frees before the engine). */
+  _Atomic int64_t pos_pub, applied_n, snap_ms, snap_bytes;
+
+  /* Snapshots (engine/snapshot.h): dir NULL when off. changed counts the
+   * changes (local or applied) since the last snapshot or load. */
+  char *snap_dir;
+  int64_t snap_changes, snap_interval_ms, snap_at_ms;
+  int64_t snap_retry_ms; /* after a failed write, none before this time */
+  _Atomic int64_t changed;
+  snapshot_meta_t snap_meta;
+  bool opened; /* open succeeded: the index is whole (a failed open's is not) */
 } embedded_t;
+
+static bool snapshot_due(embedded_t *e);
+static void take_snapshot(embedded_t *e, const char *why);
 
 static void *maintain_main(void *ud) {
   embedded_t *e = ud;
@@ -62,10 +110,99 @@ static void *maintain_main(void *ud) {
     if (purged)
       q_log_info("retriever: deleted vectors unlinked from the graphs", "{s:I,s:f}",
                  "purged", (json_int_t)purged, "seconds", q_now_s() - t0);
+    if (snapshot_due(e))
+      take_snapshot(e, "background");
     pthread_mutex_lock(&e->maint_mu);
   }
   pthread_mutex_unlock(&e->maint_mu);
   return NULL;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+/* Whether the maintenance thread should write a snapshot now. */
+static bool snapshot_due(embedded_t *e) {
+  if (!e->snap_dir)
+    return false;
+  int64_t changed = atomic_load(&e->changed);
+  if (changed <= 0 || q_now_ms() < e->snap_retry_ms)
+    return false;
+  if (changed >= e->snap_changes)
+    return true;
+  return e->snap_interval_ms > 0 && q_now_ms() - e->snap_at_ms >= e->snap_interval_ms;
+}
+
+/* Writes a snapshot of the index at the current log position. Upserts and
+ * the tailer wait meanwhile (the write lock keeps the position and the
+ * contents together); searches go on. Failure is logged: the previous
+ * snapshot stays, and PostgreSQL holds everything anyway. */
+static void take_snapshot(embedded_t *e, const char *why) {
+  char err[512] = "";
+  snapshot_info_t info = {0};
+  double t0 = q_now_s();
+  pthread_mutex_lock(&e->write_mu);
+  int64_t changed = atomic_load(&e->changed);
+  q_err_t rc = snapshot_write(e->index, e->snap_dir, e->tail_pos, &e->snap_meta, &info,
+                              err, sizeof err);
+  if (!rc)
+    atomic_fetch_sub(&e->changed, changed);
+  pthread_mutex_unlock(&e->write_mu);
+  e->snap_at_ms = q_now_ms();
+  double took = q_now_s() - t0;
+  if (rc) {
+    q_log_warn("retriever: snapshot not written; the previous one stays, retried in a "
+               "minute",
+               "{s:s,s:s,s:s}", "dir", e->snap_dir, "why", why, "reason", err);
+    e->snap_retry_ms = q_now_ms() + SNAPSHOT_RETRY_MS;
+    return;
+  }
+  atomic_store(&e->snap_ms, (int64_t)(took * 1000));
+  atomic_store(&e->snap_bytes, (int64_t)info.bytes);
+  q_log_info("snapshot written", "{s:s,s:s,s:I,s:I,s:I,s:I,s:f}", "dir", e->snap_dir,
+             "why", why, "log_position", (json_int_t)info.pos, "tenants",
+             (json_int_t)info.tenants, "chunks", (json_int_t)info.chunks, "bytes",
+             (json_int_t)info.bytes, "seconds", took);
+}
+
+/* Loads the snapshot into the (empty) index: true with e->tail_pos set, or
+ * false (logged) with the index emptied again: a corrupt, old or foreign
+ * snapshot is never served. */
+static bool load_snapshot(embedded_t *e, const index_params_t *ip) {
+  char err[512] = "";
+  snapshot_info_t info = {0};
+  int64_t t0 = q_now_ms();
+  q_err_t rc =
+      snapshot_read(e->index, e->snap_dir, &e->snap_meta, &info, err, sizeof err);
+  if (!rc) {
+    /* A snapshot ahead of the log belongs to another database (or one
+     * restored from an older backup): its contents cannot be trusted. */
+    int64_t head = 0, age = 0;
+    rc = store_log_state(e->store, 0, &head, &age, err, sizeof err);
+    if (!rc && info.pos > head) {
+      snprintf(err, sizeof err,
+               "snapshot at log position %lld, but the log ends at %lld (another "
+               "database?)",
+               (long long)info.pos, (long long)head);
+      rc = Q_EINVAL;
+    }
+  }
+  if (rc == Q_ENOTFOUND) {
+    q_log_info("no snapshot; rebuilding the index from PostgreSQL", "{s:s}", "dir",
+               e->snap_dir);
+  } else if (rc) {
+    q_log_warn("snapshot discarded; rebuilding the index from PostgreSQL", "{s:s,s:s}",
+               "dir", e->snap_dir, "reason", err);
+  }
+  if (rc) {
+    index_free(e->index);
+    e->index = index_new(ip);
+    return false;
+  }
+  e->tail_pos = info.pos;
+  q_log_info("index loaded from snapshot", "{s:I,s:I,s:I,s:I}", "chunks",
+             (json_int_t)info.chunks, "tenants", (json_int_t)info.tenants, "ms",
+             (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)info.pos);
+  return true;
 }
 
 /* store_load's row callback: a stored vector the index refuses (another
@@ -84,10 +221,190 @@ static bool load_row_cb(void *ud, const char *tenant, const engine_chunk_t *chun
   return index_upsert(idx, tenant, &c, 1, NULL, NULL, why, sizeof why) == 0;
 }
 
+/* ---- gauges ---------------------------------------------------------------- */
+
+static double gauge_applied_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->applied_n);
+}
+
+static double gauge_lag_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->lag_ms) / 1000.0;
+}
+
+static double gauge_pos_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->pos_pub);
+}
+
+static double gauge_snap_seconds_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->snap_ms) / 1000.0;
+}
+
+static double gauge_snap_bytes_cb(void *ud) {
+  return (double)atomic_load(&((embedded_t *)ud)->snap_bytes);
+}
+
+/* ---- the change log tailer ---------------------------------------------- */
+
+/* store_load_doc's callback: the document's active rows replace it in the
+ * index. A vector the index refuses is dropped as at load (logged). */
+static q_err_t apply_doc_cb(void *ud, const char *tenant, const char *doc_id,
+                            const engine_chunk_t *chunks, size_t n, char *err,
+                            size_t errlen) {
+  embedded_t *e = ud;
+  size_t retired = 0;
+  if (index_upsert(e->index, tenant, chunks, n, doc_id, &retired, err, errlen) == 0)
+    return 0;
+  q_log_warn("retriever: replicated vectors refused; document applied without them",
+             "{s:s,s:s,s:s}", "tenant_id", tenant, "doc_id", doc_id, "reason", err);
+  engine_chunk_t *bare = malloc((n ? n : 1) * sizeof *bare);
+  if (!bare) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    bare[i] = chunks[i];
+    bare[i].embedding = NULL;
+    bare[i].dim = 0;
+  }
+  q_err_t rc = index_upsert(e->index, tenant, bare, n, doc_id, &retired, err, errlen);
+  free(bare);
+  return rc;
+}
+
+/* Applies the log after tail_pos, in order, until it is exhausted or an
+ * error stops it (retried at the next wake-up). Returns how many changes of
+ * other replicas were applied; *failed tells whether it stopped early. */
+static size_t apply_tail(embedded_t *e, bool *failed) {
+  size_t applied = 0;
+  char err[512];
+  *failed = false;
+  for (;;) {
+    store_change_t *ch = NULL;
+    size_t n = 0;
+    q_err_t rc = store_changes(e->store, atomic_load(&e->pos_pub), TAIL_BATCH, &ch, &n,
+                               err, sizeof err);
+    if (rc) {
+      q_log_warn("retriever: cannot read the change log", "{s:s}", "reason", err);
+      *failed = true;
+      return applied;
+    }
+    for (size_t i = 0; i < n; i++) {
+      pthread_mutex_lock(&e->write_mu);
+      rc = ch[i].own ? 0
+                     : store_load_doc(e->store, ch[i].tenant, ch[i].doc_id, apply_doc_cb,
+                                      e, err, sizeof err);
+      if (!rc && ch[i].pos > e->tail_pos) {
+        e->tail_pos = ch[i].pos;
+        atomic_store(&e->pos_pub, ch[i].pos);
+      }
+      pthread_mutex_unlock(&e->write_mu);
+      if (rc) {
+        q_log_warn("retriever: cannot apply a change from the log", "{s:I,s:s,s:s,s:s}",
+                   "pos", (json_int_t)ch[i].pos, "tenant_id", ch[i].tenant, "doc_id",
+                   ch[i].doc_id, "reason", err);
+        *failed = true;
+        break;
+      }
+      if (!ch[i].own) {
+        atomic_fetch_add(&e->changed, 1);
+        applied++;
+        atomic_fetch_add(&e->applied_n, 1);
+      }
+    }
+    store_changes_free(ch, n);
+    if (*failed || n < TAIL_BATCH)
+      return applied;
+  }
+}
+
+/* Refreshes head and lag from the database (and the gauges). */
+static void observe_lag(embedded_t *e) {
+  int64_t head = 0, age = 0;
+  char err[256];
+  if (store_log_state(e->store, atomic_load(&e->pos_pub), &head, &age, err, sizeof err) !=
+      0)
+    return;
+  atomic_store(&e->head, head);
+  atomic_store(&e->lag_ms, age);
+}
+
+static PGconn *listen_open(const char *dsn) {
+  PGconn *c = PQconnectdb(dsn);
+  if (PQstatus(c) != CONNECTION_OK) {
+    PQfinish(c);
+    return NULL;
+  }
+  PGresult *r = PQexec(c, "LISTEN " STORE_CHANNEL);
+  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok || PQsetnonblocking(c, 1) != 0) {
+    PQfinish(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* Waits up to poll_ms for a notification on *listen (reopened when NULL or
+ * broken), checking for a stop request every TAIL_SLICE_MS. */
+static void wait_change(embedded_t *e, PGconn **listen) {
+  if (!*listen)
+    *listen = listen_open(e->dsn);
+  for (int64_t waited = 0; waited < e->poll_ms && !atomic_load(&e->tail_stop);
+       waited += TAIL_SLICE_MS) {
+    if (!*listen) {
+      struct timespec ts = {0, TAIL_SLICE_MS * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    struct pollfd pfd = {.fd = PQsocket(*listen), .events = POLLIN};
+    int pr = poll(&pfd, 1, TAIL_SLICE_MS);
+    if (pr < 0 && errno != EINTR)
+      goto broken;
+    if (pr <= 0)
+      continue;
+    if (!PQconsumeInput(*listen))
+      goto broken;
+    bool woken = false;
+    PGnotify *nt;
+    while ((nt = PQnotifies(*listen)) != NULL) {
+      PQfreemem(nt);
+      woken = true;
+    }
+    if (woken)
+      return;
+  }
+  return;
+broken:
+  q_log_warn("retriever: change log notifications lost; polling until reconnected",
+             "{s:s}", "reason", PQerrorMessage(*listen));
+  PQfinish(*listen);
+  *listen = NULL;
+}
+
+static void *tail_main(void *ud) {
+  embedded_t *e = ud;
+  PGconn *listen = listen_open(e->dsn);
+  while (!atomic_load(&e->tail_stop)) {
+    bool failed;
+    size_t applied = apply_tail(e, &failed);
+    if (applied)
+      q_log_debug("retriever: changes of other replicas applied", "{s:I,s:I}", "changes",
+                  (json_int_t)applied, "pos", (json_int_t)atomic_load(&e->pos_pub));
+    observe_lag(e);
+    wait_change(e, &listen);
+  }
+  PQfinish(listen);
+  return NULL;
+}
+
 static void embedded_close(void *st) {
   embedded_t *e = st;
   if (!e)
     return;
+  if (e->tailer_started) {
+    atomic_store(&e->tail_stop, true);
+    pthread_join(e->tailer, NULL);
+  }
   if (e->maint_started) {
     pthread_mutex_lock(&e->maint_mu);
     e->stopping = true;
@@ -95,8 +412,13 @@ static void embedded_close(void *st) {
     pthread_mutex_unlock(&e->maint_mu);
     pthread_join(e->maint, NULL);
   }
+  /* A clean shutdown leaves a snapshot of everything applied. */
+  if (e->opened && e->snap_dir && atomic_load(&e->changed) > 0)
+    take_snapshot(e, "shutdown");
   index_free(e->index);
   store_free(e->store);
+  free(e->dsn);
+  free(e->snap_dir);
   pthread_mutex_destroy(&e->write_mu);
   pthread_mutex_destroy(&e->maint_mu);
   pthread_cond_destroy(&e->maint_cv);
@@ -113,6 +435,8 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
   pthread_mutex_init(&e->write_mu, NULL);
   pthread_mutex_init(&e->maint_mu, NULL);
   pthread_cond_init(&e->maint_cv, NULL);
+  e->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 1000;
+  e->max_lag_ms = cfg->max_lag_ms > 0 ? cfg->max_lag_ms : 5000;
   index_params_t ip = {
       .fixed_dim = cfg->fixed_dim,
       .m = cfg->hnsw_m,
@@ -122,6 +446,7 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .inner_product = cfg->inner_product,
   };
   q_err_t rc = 0;
+  e->snap_meta = (snapshot_meta_t){cfg->fixed_dim, cfg->inner_product};
   e->index = index_new(&ip);
   if (!e->index) {
     snprintf(err, errlen,
@@ -136,13 +461,68 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       rc = Q_EUNAVAIL;
       goto fail;
     }
-    int64_t t0 = q_now_ms();
-    size_t loaded = 0;
-    rc = store_load(e->store, load_row_cb, e->index, &loaded, err, errlen);
-    if (rc)
+    e->snap_changes = cfg->snapshot_changes > 0 ? cfg->snapshot_changes : 10000;
+    e->snap_interval_ms = cfg->snapshot_interval_ms;
+    e->snap_at_ms = q_now_ms();
+    if (cfg->data_dir && *cfg->data_dir && !(e->snap_dir = strdup(cfg->data_dir))) {
+      snprintf(err, errlen, "out of memory");
+      rc = Q_ENOMEM;
       goto fail;
-    q_log_info("index rebuilt", "{s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
-               (json_int_t)(q_now_ms() - t0));
+    }
+    if (!e->snap_dir || !load_snapshot(e, &ip)) {
+      if (!e->index) {
+        snprintf(err, errlen, "out of memory");
+        rc = Q_ENOMEM;
+        goto fail;
+      }
+      int64_t t0 = q_now_ms();
+      size_t loaded = 0;
+      rc =
+          store_load(e->store, load_row_cb, e->index, &loaded, &e->tail_pos, err, errlen);
+      if (rc)
+        goto fail;
+      q_log_info("index rebuilt", "{s:I,s:I,s:I}", "chunks", (json_int_t)loaded, "ms",
+                 (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)e->tail_pos);
+      /* The next background round writes the first snapshot. */
+      if (e->snap_dir)
+        atomic_store(&e->changed, e->snap_changes);
+    }
+    q_metrics_gauge_fn("quarry_retriever_snapshot_seconds",
+                       "Time the last snapshot took to write (0: none yet).",
+                       gauge_snap_seconds_cb, e);
+    q_metrics_gauge_fn("quarry_retriever_snapshot_bytes",
+                       "Size on disk of the last snapshot written (0: none yet).",
+                       gauge_snap_bytes_cb, e);
+    atomic_store(&e->pos_pub, e->tail_pos);
+    q_metrics_gauge_fn("quarry_retriever_changes_applied",
+                       "Changes made by other retriever replicas (or while this one "
+                       "was down) applied from the change log since start.",
+                       gauge_applied_cb, e);
+    q_metrics_gauge_fn("quarry_retriever_replica_lag_seconds",
+                       "Age of the oldest change in the log this replica has not "
+                       "applied yet (0: caught up).",
+                       gauge_lag_cb, e);
+    q_metrics_gauge_fn("quarry_retriever_log_position",
+                       "Position in the change log up to which this replica has "
+                       "applied every change.",
+                       gauge_pos_cb, e);
+    e->dsn = strdup(((const q_pg_cfg_t *)cfg->pg)->dsn);
+    if (!e->dsn) {
+      snprintf(err, errlen, "out of memory");
+      rc = Q_ENOMEM;
+      goto fail;
+    }
+    /* Catch up with what was written while loading before serving. */
+    bool failed;
+    size_t replayed = apply_tail(e, &failed);
+    q_log_info("change log tail replayed", "{s:I,s:I}", "changes", (json_int_t)replayed,
+               "log_position", (json_int_t)e->tail_pos);
+    if (pthread_create(&e->tailer, NULL, tail_main, e) != 0) {
+      snprintf(err, errlen, "cannot start the change log tailer");
+      rc = Q_EINTERNAL;
+      goto fail;
+    }
+    e->tailer_started = true;
   }
   if (pthread_create(&e->maint, NULL, maintain_main, e) != 0) {
     snprintf(err, errlen, "cannot start the maintenance thread");
@@ -150,6 +530,7 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
     goto fail;
   }
   e->maint_started = true;
+  e->opened = true;
   *out = e;
   return 0;
 fail:
@@ -162,6 +543,7 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
                                char *err, size_t errlen) {
   embedded_t *e = st;
   size_t retired_db = 0, retired_mem = 0;
+  store_span_t span = {0, 0};
   engine_chunk_t *labelled = NULL;
   uint64_t *seqs = NULL;
   *retired = 0;
@@ -177,8 +559,8 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
       rc = Q_ENOMEM;
       goto unlock;
     }
-    rc = store_upsert(e->store, tenant, chunks, n, replace_doc_id, &retired_db, seqs, err,
-                      errlen);
+    rc = store_upsert(e->store, tenant, chunks, n, replace_doc_id, &retired_db, seqs,
+                      &span, err, errlen);
     if (rc)
       goto unlock;
     for (size_t i = 0; i < n; i++) {
@@ -203,6 +585,14 @@ static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_
     q_log_warn("retriever: table and index retired different counts", "{s:s,s:i,s:i}",
                "tenant_id", tenant, "table", (int)retired_db, "index", (int)retired_mem);
   *retired = retired_db;
+  atomic_fetch_add(&e->changed, 1);
+  /* When this write follows the applied position directly, the position
+   * moves past it now (else the tailer passes it when it gets there): a
+   * snapshot taken next then does not replay it needlessly. */
+  if (span.first && span.first == e->tail_pos + 1) {
+    e->tail_pos = span.last;
+    atomic_store(&e->pos_pub, span.last);
+  }
 unlock:
   pthread_mutex_unlock(&e->write_mu);
   free(seqs);
@@ -248,23 +638,56 @@ static int64_t embedded_chunk_count(void *st) {
   return index_chunk_count(((embedded_t *)st)->index);
 }
 
+/* Writes a snapshot to dir now (the engine also does it by itself when
+ * configured with a data_dir). */
 static q_err_t embedded_snapshot(void *st, const char *dir, char *err, size_t errlen) {
+  embedded_t *e = st;
+  pthread_mutex_lock(&e->write_mu);
+  q_err_t rc =
+      snapshot_write(e->index, dir, e->tail_pos, &e->snap_meta, NULL, err, errlen);
+  pthread_mutex_unlock(&e->write_mu);
+  return rc;
+}
+
+static q_err_t embedded_restore(void *st, const char *dir, char *err, size_t errlen) {
   (void)st;
   (void)dir;
   snprintf(err, errlen,
-           "the embedded engine has no snapshots yet: it rebuilds its "
-           "index from PostgreSQL at start");
+           "the embedded engine restores its snapshot when it opens "
+           "(QUARRY_RETRIEVER_DATA_DIR), not while it serves");
   return Q_EUNIMPL;
 }
 
+/* Ready when the database answers and the replica is not more than
+ * max_lag_ms behind the change log (measured now, not by the tailer, which
+ * may be the thing that is stuck). */
 static bool embedded_ready(void *st, char *why, size_t whylen) {
   embedded_t *e = st;
-  return !e->store || store_ping(e->store, why, whylen);
+  if (!e->store)
+    return true;
+  if (!store_ping(e->store, why, whylen))
+    return false;
+  /* Not under the write lock: a snapshot holds it for seconds at scale. */
+  int64_t tail = atomic_load(&e->pos_pub);
+  int64_t head = 0, age = 0;
+  if (store_log_state(e->store, tail, &head, &age, why, whylen) != 0)
+    return false;
+  atomic_store(&e->lag_ms, age);
+  if (age <= e->max_lag_ms)
+    return true;
+  snprintf(why, whylen,
+           "replica behind the change log: %lld changes, oldest %lld ms ago (limit "
+           "%lld ms)",
+           (long long)(head - tail), (long long)age, (long long)e->max_lag_ms);
+  return false;
 }
 
+/* How far behind the change log: the age of the oldest change of another
+ * replica not applied yet (0 caught up; a local upsert is searchable when
+ * it returns). */
 static int64_t embedded_lag_ms(void *st) {
-  (void)st;
-  return 0; /* searchable when upsert returns */
+  embedded_t *e = st;
+  return e->store ? atomic_load(&e->lag_ms) : 0;
 }
 
 const engine_ops_t engine_embedded_ops = {
@@ -277,7 +700,7 @@ const engine_ops_t engine_embedded_ops = {
     .stats = embedded_stats,
     .chunk_count = embedded_chunk_count,
     .snapshot = embedded_snapshot,
-    .restore = embedded_snapshot,
+    .restore = embedded_restore,
     .ready = embedded_ready,
     .lag_ms = embedded_lag_ms,
 };

@@ -14,7 +14,8 @@
  *  - "embedded" (default, embedded.c): the in-memory BM25 index (index.c)
  *    with one HNSW graph per tenant for dense candidates (exact scan below a
  *    size threshold), made durable by PostgreSQL (store.c), from which it is
- *    rebuilt at start.
+ *    rebuilt at start, kept consistent across replicas by the change log
+ *    (store.h).
  *  - "milvus" (milvus.c over milvus_client.c): Milvus does its own BM25 and
  *    dense search with the tenant as partition key; it fits the same table
  *    because it too returns scored candidates per modality. Where it keeps
@@ -167,6 +168,15 @@ typedef struct engine_config {
   /* Milvus (milvus.c): const milvus_cfg_t * (engine/milvus_client.h), whose
    * dim is taken from fixed_dim; NULL when not configured. */
   const void *milvus;
+  /* Replicas (embedded): the change log is polled every poll_ms when no
+   * notification wakes the tailer sooner (0: 1000); a replica whose oldest
+   * unapplied change is older than max_lag_ms is not ready (0: 5000). */
+  int64_t poll_ms, max_lag_ms;
+  /* Snapshots (embedded): the directory (NULL or "": none), and when to take
+   * one in the background: after snapshot_changes changes, or every
+   * snapshot_interval_ms when anything changed (0: never by time). */
+  const char *data_dir;
+  int64_t snapshot_changes, snapshot_interval_ms;
 } engine_config_t;
 
 typedef struct engine engine_t;
@@ -205,9 +215,11 @@ typedef struct engine_ops {
   /* Live chunks over all tenants, cheaply (the quarry_index_chunks gauge). */
   int64_t (*chunk_count)(void *st);
 
-  /* Writes the engine's in-memory state to dir so restore can skip the
+  /* Writes the engine's in-memory state to dir so a start can skip the
    * rebuild, and reads it back. Q_EUNIMPL where the engine keeps no such
-   * state or does not do it yet (both engines today: see docs/retrieval.md). */
+   * state (Milvus). The embedded engine snapshots to engine_config_t's
+   * data_dir by itself and restores from it in open; its restore, on a
+   * running engine, is Q_EUNIMPL (docs/retrieval.md, "Snapshots"). */
   q_err_t (*snapshot)(void *st, const char *dir, char *err, size_t errlen);
   q_err_t (*restore)(void *st, const char *dir, char *err, size_t errlen);
 
@@ -216,7 +228,9 @@ typedef struct engine_ops {
   bool (*ready)(void *st, char *why, size_t whylen);
   /* Writes acknowledged but not yet searchable, in milliseconds (an engine
    * that indexes asynchronously, like Milvus, lags; the embedded engine is
-   * searchable when upsert returns: 0). Negative: unknown. */
+   * searchable on the replica that served the upsert when it returns, and
+   * reports the age of the oldest change of another replica it has not
+   * applied from the change log yet). Negative: unknown. */
   int64_t (*lag_ms)(void *st);
 } engine_ops_t;
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- a private server (runner process) ------------------------------------ */
 
@@ -74,8 +75,8 @@ static void store_put(const char *tenant, const engine_chunk_t *c, size_t n,
                       const char *replace, size_t *retired) {
   char err[512] = "";
   size_t r;
-  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, NULL, err,
-                        sizeof err);
+  int rc = store_upsert(store, tenant, c, n, replace, retired ? retired : &r, NULL, NULL,
+                        err, sizeof err);
   cr_assert_eq(rc, 0, "store upsert: %s", err);
 }
 
@@ -88,7 +89,7 @@ static bool load_cb(void *ud, const char *tenant, const engine_chunk_t *c) {
 static index_t *load(size_t *n) {
   index_t *idx = index_new(NULL);
   char err[512] = "";
-  int rc = store_load(store, load_cb, idx, n, err, sizeof err);
+  int rc = store_load(store, load_cb, idx, n, NULL, err, sizeof err);
   cr_assert_eq(rc, 0, "load: %s", err);
   return idx;
 }
@@ -237,7 +238,7 @@ Test(store, chunk_ids_of_another_tenant_are_refused) {
   };
   char err[512] = "";
   size_t retired;
-  int rc = store_upsert(store, "b", b, 2, "d", &retired, NULL, err, sizeof err);
+  int rc = store_upsert(store, "b", b, 2, "d", &retired, NULL, NULL, err, sizeof err);
   cr_assert_eq(rc, Q_ECONFLICT, "rc %d: %s", rc, err);
   cr_assert(strstr(err, "shared"), "%s", err);
   /* nothing of the batch was written, a's row is intact */
@@ -308,8 +309,8 @@ Test(store, seq_is_returned_and_stable) {
   uint64_t seq[2], again[2];
   size_t retired;
   char err[512] = "";
-  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, seq, err, sizeof err), 0,
-               "%s", err);
+  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, seq, NULL, err, sizeof err),
+               0, "%s", err);
   cr_assert_neq(seq[0], 0);
   cr_assert_neq(seq[1], 0);
   cr_assert_neq(seq[0], seq[1]);
@@ -320,8 +321,9 @@ Test(store, seq_is_returned_and_stable) {
       {.chunk_id = "s:1:1", .doc_id = "s", .text = "second, edited"},
       {.chunk_id = "s:1:0", .doc_id = "s", .text = "first, edited"},
   };
-  cr_assert_eq(store_upsert(store, "t", d, 2, "s", &retired, again, err, sizeof err), 0,
-               "%s", err);
+  cr_assert_eq(
+      store_upsert(store, "t", d, 2, "s", &retired, again, NULL, err, sizeof err), 0,
+      "%s", err);
   cr_assert_eq(again[0], seq[1]);
   cr_assert_eq(again[1], seq[0]);
 }
@@ -451,4 +453,288 @@ Test(store, filter_fields_survive_a_rebuild) {
   cr_assert_str_eq(out[0].doc_id, "f");
   q_filter_free(flt);
   index_free(idx);
+}
+/* ---- the change log ------------------------------------------------------- */
+
+Test(store, every_write_logs_its_documents_in_order) {
+  engine_chunk_t c[] = {
+      {.chunk_id = "a:1:0", .doc_id = "a", .text = "one"},
+      {.chunk_id = "b:1:0", .doc_id = "b", .text = "two"},
+  };
+  size_t retired;
+  store_span_t s1, s2, s3;
+  char err[512] = "";
+  cr_assert_eq(store_upsert(store, "t", c, 2, NULL, &retired, NULL, &s1, err, sizeof err),
+               0, "%s", err);
+  cr_assert_eq(
+      store_upsert(store, "t", NULL, 0, "a", &retired, NULL, &s2, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(retired, 1);
+  /* nothing touched: nothing logged */
+  cr_assert_eq(
+      store_upsert(store, "t", NULL, 0, NULL, &retired, NULL, &s3, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(s3.first, 0);
+  cr_assert_eq(s3.last, 0);
+  cr_assert_eq(s1.last, s1.first + 1, "two documents: two contiguous positions");
+  cr_assert_eq(s2.first, s2.last);
+  cr_assert_gt(s2.first, s1.last);
+  int64_t p1 = s1.last, p2 = s2.last;
+
+  store_change_t *ch;
+  size_t n;
+  cr_assert_eq(store_changes(store, 0, 100, &ch, &n, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(n, 3, "one change per document: a, b, then a again");
+  cr_assert_str_eq(ch[0].doc_id, "a");
+  cr_assert_str_eq(ch[1].doc_id, "b");
+  cr_assert_str_eq(ch[2].doc_id, "a");
+  cr_assert_eq(ch[1].pos, p1);
+  cr_assert_eq(ch[2].pos, p2);
+  for (size_t i = 0; i < n; i++) {
+    cr_assert_str_eq(ch[i].tenant, "t");
+    cr_assert(ch[i].own, "written by this store");
+    if (i)
+      cr_assert_gt(ch[i].pos, ch[i - 1].pos);
+  }
+  store_changes_free(ch, n);
+  /* after a position: only the tail */
+  cr_assert_eq(store_changes(store, p1, 100, &ch, &n, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(ch[0].pos, p2);
+  store_changes_free(ch, n);
+
+  int64_t head, age;
+  cr_assert_eq(store_log_state(store, p1, &head, &age, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(head, p2);
+  cr_assert_geq(age, 0);
+  cr_assert_eq(store_log_state(store, p2, &head, &age, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(age, 0, "caught up: no lag");
+
+  /* the load reports the head its rows reflect */
+  size_t loaded;
+  int64_t at = -1;
+  index_t *idx = index_new(NULL);
+  cr_assert_eq(store_load(store, load_cb, idx, &loaded, &at, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(loaded, 1);
+  cr_assert_eq(at, p2);
+  index_free(idx);
+}
+
+/* Lexical hits of tenant "t" for word on e, as a count; polls until it is
+ * want or ms have passed. Returns the last count. */
+static size_t wait_count(engine_t *e, const char *word, size_t want, int ms) {
+  char err[256];
+  size_t got = 0;
+  for (int waited = 0;; waited += 10) {
+    engine_query_t qq = {"t", ENGINE_LEXICAL, word, strlen(word), NULL, 0, 50, NULL};
+    engine_result_t r;
+    cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
+    got = r.nlexical;
+    if (got == want || waited >= ms)
+      return got;
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Two engines over one database are two replicas: what one writes, the
+ * other serves within a second (notification), replacements and deletes
+ * included; vectors travel too. */
+Test(store, a_second_engine_applies_the_first_ones_writes) {
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .poll_ms = 60000}; /* notifications only */
+  engine_t a, b;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  float v[] = {1, 0, 0, 0}, w[] = {0, 1, 0, 0};
+  engine_chunk_t c[] = {
+      {.chunk_id = "k:1:0",
+       .doc_id = "k",
+       .text = "kestrel hover",
+       .embedding = v,
+       .dim = 4},
+      {.chunk_id = "k:1:1",
+       .doc_id = "k",
+       .text = "kestrel dive",
+       .embedding = w,
+       .dim = 4},
+  };
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", c, 2, "k", &retired, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(wait_count(&b, "kestrel", 2, 1000), 2, "B sees A's upsert within 1 s");
+  engine_query_t dq = {"t", ENGINE_DENSE, NULL, 0, w, 4, 1, NULL};
+  engine_result_t r;
+  cr_assert_eq(b.ops->search(b.st, &dq, arena, &r, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.ndense, 1);
+  cr_assert_str_eq(r.dense[0].chunk_id, "k:1:1", "the vectors came along");
+
+  /* a new version with one chunk, written through B */
+  engine_chunk_t c2 = {.chunk_id = "k:2:0", .doc_id = "k", .text = "falcon stoop"};
+  cr_assert_eq(b.ops->upsert(b.st, "t", &c2, 1, "k", &retired, err, sizeof err), 0);
+  cr_assert_eq(retired, 2);
+  cr_assert_eq(wait_count(&a, "falcon", 1, 1000), 1);
+  cr_assert_eq(wait_count(&a, "kestrel", 0, 0), 0, "the old version left A too");
+
+  cr_assert_eq(a.ops->remove(a.st, "t", "k", &retired, err, sizeof err), 0);
+  cr_assert_eq(wait_count(&b, "falcon", 0, 1000), 0, "the delete reached B");
+  cr_assert_eq(b.ops->lag_ms(b.st), 0);
+  char why[256] = "";
+  cr_assert(b.ops->ready(b.st, why, sizeof why), "%s", why);
+  engine_close(&b);
+  engine_close(&a);
+}
+
+/* A replica that was closed catches up from the log when it opens again,
+ * and one that falls behind past max_lag_ms is not ready. */
+Test(store, a_reopened_engine_replays_what_it_missed) {
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg};
+  engine_t a, b;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  engine_chunk_t c = {.chunk_id = "m:1:0", .doc_id = "m", .text = "merlin"};
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", &c, 1, "m", &retired, err, sizeof err), 0);
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(wait_count(&b, "merlin", 1, 0), 1, "loaded at open");
+  engine_close(&b);
+  cr_assert_eq(a.ops->remove(a.st, "t", "m", &retired, err, sizeof err), 0);
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(wait_count(&b, "merlin", 0, 0), 0, "the delete is not served");
+  engine_close(&b);
+
+  /* An old unapplied change makes a replica not ready: write a change of
+   * a foreign origin dated a minute ago, with a tailer that cannot apply it
+   * in time (the log's first read happens at open; here max_lag_ms is
+   * tiny and the change old). */
+  engine_config_t strict = {.pg = &pg, .max_lag_ms = 1, .poll_ms = 60000};
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &strict, err, sizeof err), 0,
+               "%s", err);
+  char why[256] = "";
+  cr_assert(b.ops->ready(b.st, why, sizeof why), "caught up: %s", why);
+  /* let the tailer reach its wait (it read the log once when it started) */
+  struct timespec ts = {0, 300 * 1000000L};
+  nanosleep(&ts, NULL);
+  PGconn *pc = connect_to(test_dsn);
+  PGresult *pr =
+      PQexec(pc, "INSERT INTO retriever_changes (tenant_id, doc_id, origin, at) "
+                 "VALUES ('t', 'zz', 'elsewhere', now() - interval '1 minute')");
+  cr_assert_eq(PQresultStatus(pr), PGRES_COMMAND_OK, "%s", PQerrorMessage(pc));
+  PQclear(pr);
+  PQfinish(pc);
+  /* no notification was sent and the poll is a minute away: B lags */
+  cr_assert_not(b.ops->ready(b.st, why, sizeof why));
+  cr_assert(strstr(why, "behind the change log"), "%s", why);
+  engine_close(&b);
+  engine_close(&a);
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+static char snap_dir[256];
+
+static void rm_dir(const char *d) {
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+  cr_assert_eq(system(cmd), 0);
+}
+
+static void exec_sql(const char *sql) {
+  PGconn *c = connect_to(test_dsn);
+  PGresult *r = PQexec(c, sql);
+  cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+}
+
+/* The text of chunk id in tenant "t" as e serves it ("" when absent). */
+static const char *served_text(engine_t *e, const char *word, const char *id) {
+  char err[256];
+  engine_query_t qq = {"t", ENGINE_LEXICAL, word, strlen(word), NULL, 0, 100, NULL};
+  engine_result_t r;
+  cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
+  for (size_t i = 0; i < r.nlexical; i++)
+    if (strcmp(r.lexical[i].chunk_id, id) == 0)
+      return r.lexical[i].text;
+  return "";
+}
+
+/* A restart loads the snapshot written at shutdown and replays only the
+ * log after it: a row edited behind the log's back (which a rebuild would
+ * pick up) is served as snapshotted, a change logged meanwhile by another
+ * replica is applied. A damaged snapshot is discarded and the index
+ * rebuilt from the table. */
+Test(store, a_restart_loads_the_snapshot_and_replays_the_tail) {
+  snprintf(snap_dir, sizeof snap_dir, "/tmp/quarry-snapstore-%d", (int)getpid());
+  rm_dir(snap_dir);
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .data_dir = snap_dir, .snapshot_changes = 1000000};
+  engine_config_t plain = {.pg = &pg};
+  engine_t a, other;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  float v[] = {1, 2, 3, 4};
+  engine_chunk_t c[] = {
+      {.chunk_id = "p:1:0",
+       .doc_id = "p",
+       .text = "osprey nest",
+       .embedding = v,
+       .dim = 4},
+      {.chunk_id = "p:1:1", .doc_id = "p", .text = "osprey fish"},
+  };
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", c, 2, "p", &retired, err, sizeof err), 0, "%s",
+               err);
+  engine_close(&a); /* writes the snapshot */
+  char p[400];
+  snprintf(p, sizeof p, "%s/index.snap", snap_dir);
+  cr_assert_eq(access(p, F_OK), 0, "a snapshot was written at close");
+
+  /* behind the log's back: only a rebuild would see this */
+  exec_sql("UPDATE retriever_chunks SET text = 'osprey edited' WHERE chunk_id = 'p:1:1'");
+  /* through the log, by another replica, while a was down */
+  cr_assert_eq(engine_open_ops(&other, &engine_embedded_ops, &plain, err, sizeof err), 0,
+               "%s", err);
+  engine_chunk_t q = {.chunk_id = "q:1:0", .doc_id = "q", .text = "osprey dive"};
+  cr_assert_eq(other.ops->upsert(other.st, "t", &q, 1, "q", &retired, err, sizeof err),
+               0);
+  engine_close(&other);
+
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(served_text(&a, "osprey", "p:1:1"), "osprey fish",
+                   "served from the snapshot, not rebuilt");
+  cr_assert_str_eq(served_text(&a, "osprey", "q:1:0"), "osprey dive",
+                   "the tail replayed");
+  engine_query_t dq = {"t", ENGINE_DENSE, NULL, 0, v, 4, 5, NULL};
+  engine_result_t r;
+  cr_assert_eq(a.ops->search(a.st, &dq, arena, &r, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.ndense, 1, "the vector came back from the graph file");
+  cr_assert_str_eq(r.dense[0].chunk_id, "p:1:0");
+  engine_close(&a); /* the replayed change makes a new snapshot */
+
+  /* a flipped byte: discarded, rebuilt from the table (which has the edit) */
+  FILE *f = fopen(p, "r+b");
+  cr_assert_not_null(f);
+  fseek(f, 60, SEEK_SET);
+  int ch = fgetc(f);
+  fseek(f, 60, SEEK_SET);
+  fputc(ch ^ 1, f);
+  fclose(f);
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(served_text(&a, "osprey", "p:1:1"), "osprey edited",
+                   "rebuilt from PostgreSQL");
+  cr_assert_str_eq(served_text(&a, "osprey", "q:1:0"), "osprey dive");
+  engine_close(&a);
+  rm_dir(snap_dir);
 }

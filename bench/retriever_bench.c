@@ -1,0 +1,279 @@
+/* retriever_bench.c - the embedded engine's index at scale: build time,
+ * resident memory, snapshot size and write time, and start time from the
+ * snapshot against a rebuild (services/retriever/index.c,
+ * engine/snapshot.c).
+ *
+ * Generates a seeded synthetic corpus in memory: chunks of 60-120 words
+ * drawn from a Zipf(1.0) vocabulary of 50,000 terms, one tenant per 100,000
+ * chunks (the last one smaller), 384-d vectors around 64 cluster centres
+ * (Gaussian, sigma 0.35 per dimension around unit-ish centres), each chunk
+ * with its seq as the vector label. Then:
+ *  - build: index_upsert in batches of 1000 (what a rebuild does after
+ *    reading the rows; the PostgreSQL read itself is not included);
+ *  - snapshot write: snapshot_write to --dir (temp file, fsync, rename);
+ *  - start from snapshot: snapshot_read into a fresh index;
+ *  - a check that both indexes answer a few queries identically.
+ * RSS is read from /proc/self/statm around the build (the corpus generator's
+ * own buffers are allocated before the first reading). Not part of make
+ * test:
+ *   make bench-retriever RETRIEVER_BENCH_ARGS="--n 100000"
+ * Figures are recorded in docs/benchmarks.md. */
+#include "engine/hnsw.h"
+#include "engine/snapshot.h"
+#include "index.h"
+
+#include "quarry/arena.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DIM 384
+#define VOCAB 50000
+#define CLUSTERS 64
+#define PER_TENANT 100000
+#define BATCH 1000
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t x = (*s += UINT64_C(0x9e3779b97f4a7c15));
+  x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+static double uniform(uint64_t *s) {
+  return (double)((rng_next(s) >> 11) + 1) * 0x1p-53;
+}
+
+static float gauss(uint64_t *s) {
+  return (float)(sqrt(-2.0 * log(uniform(s))) * cos(6.283185307179586 * uniform(s)));
+}
+
+static size_t rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+      res = 0;
+    fclose(f);
+  }
+  return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Zipf(1) sampling by inverse CDF over a precomputed table. */
+static double *zipf_cdf;
+
+static size_t zipf(uint64_t *s) {
+  double u = uniform(s);
+  size_t lo = 0, hi = VOCAB - 1;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (zipf_cdf[mid] < u)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Word w: a pronounceable token from its number (distinct per number). */
+static void word(size_t w, char *out) {
+  static const char *syl[] = {"ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo",
+                              "ze", "po", "qu", "fa", "gi", "he", "ju", "xo"};
+  size_t n = 0;
+  do {
+    memcpy(out + n, syl[w % 16], 2);
+    n += 2;
+    w /= 16;
+  } while (w);
+  out[n] = '\0';
+}
+
+static void rm_rf(const char *d) {
+  DIR *dd = opendir(d);
+  if (!dd)
+    return;
+  struct dirent *de;
+  while ((de = readdir(dd)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", d, de->d_name);
+    unlink(p);
+  }
+  closedir(dd);
+}
+
+int main(int argc, char **argv) {
+  size_t n = 100000;
+  const char *dir = "build/bench/retriever-snapshot";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--n") == 0)
+      n = (size_t)strtoull(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--dir") == 0)
+      dir = argv[i + 1];
+    else {
+      fprintf(stderr, "usage: %s [--n CHUNKS] [--dir DIR]\n", argv[0]);
+      return 2;
+    }
+  }
+  uint64_t seed = 42;
+  zipf_cdf = malloc(VOCAB * sizeof *zipf_cdf);
+  double h = 0;
+  for (size_t i = 0; i < VOCAB; i++)
+    h += 1.0 / (double)(i + 1);
+  double acc = 0;
+  for (size_t i = 0; i < VOCAB; i++) {
+    acc += 1.0 / (double)(i + 1) / h;
+    zipf_cdf[i] = acc;
+  }
+  float *centres = malloc((size_t)CLUSTERS * DIM * sizeof *centres);
+  for (size_t i = 0; i < (size_t)CLUSTERS * DIM; i++)
+    centres[i] = gauss(&seed);
+  /* one batch of text and vectors, reused */
+  char(*ids)[48] = malloc(BATCH * sizeof *ids);
+  char(*docs)[32] = malloc(BATCH * sizeof *docs);
+  char *texts = malloc((size_t)BATCH * 1200);
+  float *vecs = malloc((size_t)BATCH * DIM * sizeof *vecs);
+  engine_chunk_t *c = malloc(BATCH * sizeof *c);
+  q_arena_t *arena = q_arena_new(0);
+
+  index_t *idx = index_new(&(index_params_t){.exact_max = 0});
+  size_t rss0 = rss_bytes();
+  uint64_t text_bytes = 0;
+  double t0 = now();
+  for (size_t done = 0; done < n;) {
+    size_t tenant = done / PER_TENANT;
+    size_t m = n - done < BATCH ? n - done : BATCH;
+    if (done / PER_TENANT != (done + m - 1) / PER_TENANT)
+      m = PER_TENANT - done % PER_TENANT;
+    for (size_t i = 0; i < m; i++) {
+      size_t k = done + i;
+      snprintf(ids[i], sizeof ids[i], "doc%zu:1:%zu", k / 8, k % 8);
+      snprintf(docs[i], sizeof docs[i], "doc%zu", k / 8);
+      char *t = texts + i * 1200;
+      size_t len = 0, words = 60 + rng_next(&seed) % 61;
+      for (size_t w = 0; w < words && len < 1150; w++) {
+        char tok[24];
+        word(zipf(&seed), tok);
+        size_t tl = strlen(tok);
+        memcpy(t + len, tok, tl);
+        len += tl;
+        t[len++] = ' ';
+      }
+      t[len] = '\0';
+      text_bytes += len;
+      const float *ctr = centres + (rng_next(&seed) % CLUSTERS) * DIM;
+      for (size_t d = 0; d < DIM; d++)
+        vecs[i * DIM + d] = ctr[d] + 0.35f * gauss(&seed);
+      c[i] = (engine_chunk_t){.chunk_id = ids[i],
+                              .doc_id = docs[i],
+                              .title = "",
+                              .text = t,
+                              .version = 1,
+                              .ordinal = (int32_t)(k % 8),
+                              .embedding = vecs + i * DIM,
+                              .dim = DIM,
+                              .seq = k + 1};
+    }
+    char tn[32], err[256];
+    snprintf(tn, sizeof tn, "tenant%zu", tenant);
+    if (index_upsert(idx, tn, c, m, NULL, NULL, err, sizeof err) != 0) {
+      fprintf(stderr, "upsert: %s\n", err);
+      return 1;
+    }
+    done += m;
+    if (done % 100000 == 0)
+      fprintf(stderr, "  %zu chunks, %.1f s\n", done, now() - t0);
+  }
+  double build = now() - t0;
+  size_t rss1 = rss_bytes();
+
+  char err[512];
+  mkdir("build/bench", 0755);
+  snapshot_meta_t meta = {0, false};
+  snapshot_info_t wi, ri;
+  rm_rf(dir);
+  t0 = now();
+  if (snapshot_write(idx, dir, 12345, &meta, &wi, err, sizeof err) != 0) {
+    fprintf(stderr, "snapshot_write: %s\n", err);
+    return 1;
+  }
+  double wtime = now() - t0;
+
+  index_t *back = index_new(&(index_params_t){.exact_max = 0});
+  size_t rss2 = rss_bytes();
+  t0 = now();
+  if (snapshot_read(back, dir, &meta, &ri, err, sizeof err) != 0) {
+    fprintf(stderr, "snapshot_read: %s\n", err);
+    return 1;
+  }
+  double rtime = now() - t0;
+  size_t rss3 = rss_bytes();
+
+  /* Both answer alike: lexical and dense for a few queries. */
+  size_t checked = 0;
+  for (int qn = 0; qn < 20; qn++) {
+    char q[64], w1[24], w2[24];
+    word(zipf(&seed) + 50, w1);
+    word(zipf(&seed) + 50, w2);
+    snprintf(q, sizeof q, "%s %s", w1, w2);
+    engine_cand_t *a, *b;
+    size_t na, nb;
+    index_lexical(idx, "tenant0", q, strlen(q), 10, NULL, arena, &a, &na, err,
+                  sizeof err);
+    index_lexical(back, "tenant0", q, strlen(q), 10, NULL, arena, &b, &nb, err,
+                  sizeof err);
+    if (na != nb)
+      goto differ;
+    for (size_t i = 0; i < na; i++)
+      if (strcmp(a[i].chunk_id, b[i].chunk_id) || a[i].score != b[i].score)
+        goto differ;
+    float qv[DIM];
+    for (size_t d = 0; d < DIM; d++)
+      qv[d] = centres[(size_t)(qn % CLUSTERS) * DIM + d] + 0.35f * gauss(&seed);
+    bool used, exact;
+    index_dense(idx, "tenant0", qv, DIM, 10, NULL, arena, &a, &na, &used, &exact, err,
+                sizeof err);
+    index_dense(back, "tenant0", qv, DIM, 10, NULL, arena, &b, &nb, &used, &exact, err,
+                sizeof err);
+    if (na != nb)
+      goto differ;
+    for (size_t i = 0; i < na; i++)
+      if (strcmp(a[i].chunk_id, b[i].chunk_id) || a[i].score != b[i].score)
+        goto differ;
+    checked++;
+  }
+
+  printf("retriever_bench: %zu chunks, %zu tenants, %d-d float32 vectors, text %.0f "
+         "bytes/chunk\n",
+         n, (n + PER_TENANT - 1) / PER_TENANT, DIM, (double)text_bytes / (double)n);
+  printf("  build (index_upsert, batches of %d): %.1f s, %.1f us/chunk\n", BATCH, build,
+         build * 1e6 / (double)n);
+  printf("  resident memory of the index: %.0f MiB (%.0f bytes/chunk)\n",
+         (double)(rss1 - rss0) / 1048576.0, (double)(rss1 - rss0) / (double)n);
+  printf("  snapshot write: %.2f s, %.0f MiB on disk (%.0f bytes/chunk)\n", wtime,
+         (double)wi.bytes / 1048576.0, (double)wi.bytes / (double)n);
+  printf("  start from snapshot (snapshot_read): %.2f s (%.1f us/chunk), %zu chunks, "
+         "RSS +%.0f MiB\n",
+         rtime, rtime * 1e6 / (double)n, ri.chunks, (double)(rss3 - rss2) / 1048576.0);
+  printf("  snapshot-loaded index answers %zu/20 queries identically (lexical and "
+         "dense)\n",
+         checked);
+  rm_rf(dir);
+  return 0;
+differ:
+  fprintf(stderr, "the loaded index answers differently\n");
+  return 1;
+}
