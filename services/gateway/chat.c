@@ -152,6 +152,13 @@ bool chat_rewrite(const char *previous, const char *question, char *out, size_t 
 static const char *const roles[] = {"system", "developer", "user", "assistant",
                                     "tool",   "function",  NULL};
 
+static bool role_known(const char *role, size_t len) {
+  for (const char *const *r = roles; *r; r++)
+    if (strlen(*r) == len && strcmp(*r, role) == 0)
+      return true;
+  return false;
+}
+
 /* The text of message i's content into *text (malloc'd; NULL for a null
  * content) and its length into *len. */
 static q_err_t content_text(json_t *content, size_t i, char **text, size_t *len,
@@ -223,9 +230,10 @@ static q_err_t check_messages(json_t *messages, chat_req_t *out, char *msg, size
   json_t *m;
   json_array_foreach(messages, i, m) {
     json_t *role = json_object_get(m, "role");
+    /* Exactly one of the roles (OpenAI's enum is case-sensitive): "User"
+     * would pass for another role and not count as the question. */
     if (!json_is_object(m) || !json_is_string(role) ||
-        !word_in(json_string_value(role), json_string_length(role), roles) ||
-        json_string_length(role) != strlen(json_string_value(role))) {
+        !role_known(json_string_value(role), json_string_length(role))) {
       snprintf(msg, msglen,
                "messages[%zu] must be an object whose role is one of system, developer, "
                "user, assistant, tool, function",

@@ -58,6 +58,11 @@ Test(chat, invalid_requests_name_the_field) {
       {"{\"messages\":\"hi\"}", "messages"},
       {"{\"messages\":[{\"role\":\"assistant\",\"content\":\"hi\"}]}", "messages"},
       {"{\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", "messages"},
+      /* fuzz_json: roles are OpenAI's enum, case-sensitive */
+      {"{\"messages\":[{\"role\":\"User\",\"content\":\"x\"},"
+       "{\"role\":\"user\",\"content\":\"What is a lamp?\"}]}",
+       "messages"},
+      {"{\"messages\":[{\"role\":\"USER\",\"content\":\"hi\"}]}", "messages"},
       {"{\"messages\":[{\"role\":\"user\",\"content\":\"   \"}]}", "messages"},
       {"{\"messages\":[{\"role\":\"user\",\"content\":null}]}", "messages"},
       {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
