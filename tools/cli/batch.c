@@ -66,8 +66,8 @@ void batch_key(const char *const *sha256, const char *const *external_ids, size_
   char hex[65];
   if (seed) {
     for (size_t i = 0; i < n; i++)
-      len += (size_t)snprintf(seed + len, cap - len, "%s:%s\n", sha256[i],
-                              external_ids[i]);
+      len +=
+          (size_t)snprintf(seed + len, cap - len, "%s:%s\n", sha256[i], external_ids[i]);
     q_sha256_hex(seed, len, hex);
     free(seed);
   } else { /* out of memory: a key of the files' hashes alone, chained */
@@ -99,7 +99,8 @@ q_err_t batch_results(const json_t *reply, size_t n, batch_result_t *out, char *
     const json_t *e = json_array_get(docs, i);
     json_t *idx = json_object_get(e, "index");
     if (!json_is_object(e) || (idx && json_integer_value(idx) != (json_int_t)i)) {
-      snprintf(err, errlen, "the server's batch reply lists document %zu out of order", i);
+      snprintf(err, errlen, "the server's batch reply lists document %zu out of order",
+               i);
       return Q_EINVAL;
     }
     batch_result_t *r = &out[i];

@@ -63,8 +63,8 @@ typedef struct batch_result {
   bool ok;
   const char *document_id, *job_id;
   int version;
-  bool unchanged; /* "status": "unchanged" */
-  bool replayed;  /* stored by an earlier try of this batch */
+  bool unchanged;             /* "status": "unchanged" */
+  bool replayed;              /* stored by an earlier try of this batch */
   const char *code, *message; /* when !ok */
 } batch_result_t;
 

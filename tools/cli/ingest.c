@@ -166,7 +166,6 @@ static void draw(run_t *r, const char *label, long long done, long long total,
   if (!r->bar)
     return;
   long long now = cli_now_ms();
-  progress_sample(&r->prog, now, r->bytes_sent);
   if (!progress_due(&r->prog, now, force))
     return;
   long long inflight = 0, sent_files = 0;
@@ -178,6 +177,8 @@ static void draw(run_t *r, const char *label, long long done, long long total,
        * batch's answer. */
       sent_files += with_bytes && r->items[i].sent >= r->items[i].f->size;
     }
+  /* The rate counts bytes as they are sent, a batch's too. */
+  progress_sample(&r->prog, now, r->bytes_sent + inflight);
   progress_view_t v = {
       .label = label,
       .done = done + sent_files,

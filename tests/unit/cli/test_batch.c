@@ -41,7 +41,8 @@ Test(batch, a_line_is_one_json_object_with_the_text) {
 Test(batch, content_that_is_not_utf8_text_goes_alone) {
   char *line, err[128];
   size_t len;
-  cr_assert_eq(batch_line("a", NULL, "caf\xe9", 4, &line, &len, err, sizeof err), Q_EINVAL);
+  cr_assert_eq(batch_line("a", NULL, "caf\xe9", 4, &line, &len, err, sizeof err),
+               Q_EINVAL);
   cr_assert_null(line);
   cr_assert_eq(batch_line("a", NULL, "a\0b", 3, &line, &len, err, sizeof err), Q_EINVAL);
   cr_assert_str_eq(err, "holds NUL bytes");
@@ -107,10 +108,10 @@ Test(batch, results_map_to_files_by_position) {
                "a reply for another number of files is refused");
   cr_assert(strstr(err, "5 documents"), "%s", err);
   json_decref(reply);
-  json_t *shuffled = json_loads(
-      "{\"documents\":[{\"index\":1,\"document_id\":\"a\"},{\"index\":0,"
-      "\"document_id\":\"b\"}]}",
-      0, NULL);
+  json_t *shuffled =
+      json_loads("{\"documents\":[{\"index\":1,\"document_id\":\"a\"},{\"index\":0,"
+                 "\"document_id\":\"b\"}]}",
+                 0, NULL);
   cr_assert_eq(batch_results(shuffled, 2, res, err, sizeof err), Q_EINVAL);
   json_decref(shuffled);
 }
