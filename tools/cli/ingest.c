@@ -81,7 +81,18 @@ typedef struct item {
   bool batched;   /* accepted through POST /v1/documents/batch */
 } item_t;
 
+struct run;
+struct slot;
+
+/* How a slot's transfer is sent and its answer read: one file
+ * (single_transfer) or a batch of files (batch_transfer). */
+typedef struct transfer_ops {
+  q_err_t (*start)(struct run *r, CURLM *m, struct slot *s); /* (again) */
+  void (*done)(struct run *r, CURLM *m, struct slot *s, CURLcode cc);
+} transfer_ops_t;
+
 typedef struct slot {
+  const transfer_ops_t *ops;
   item_t *it; /* NULL: free */
   CURL *h;
   curl_mime *mime;
@@ -728,19 +739,16 @@ static void batch_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
   group_free(s);
 }
 
-static void slot_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
-  if (s->ngroup)
-    batch_done(r, m, s, cc);
-  else
-    single_done(r, m, s, cc);
-}
+static const transfer_ops_t single_transfer = {slot_start, single_done};
+static const transfer_ops_t batch_transfer = {batch_start, batch_done};
 
 /* Starts one file alone on a free slot. */
 static void start_single(run_t *r, CURLM *m, slot_t *s, item_t *it) {
   s->it = it;
+  s->ops = &single_transfer;
   s->attempt = 0;
   it->st = IT_UPLOADING;
-  if (slot_start(r, m, s)) {
+  if (s->ops->start(r, m, s)) {
     fail_item(r, it, CLI_EXIT_FAILED, "cannot start the upload (out of memory)");
     processed(r, it);
     slot_release(m, s);
@@ -799,7 +807,8 @@ static void fill_slot(run_t *r, CURLM *m, slot_t *s, size_t *next) {
         lost = nx;
     }
     s->attempt = 0;
-    if (rc || batch_start(r, m, s)) {
+    s->ops = &batch_transfer;
+    if (rc || s->ops->start(r, m, s)) {
       for (size_t i = 0; i < s->ngroup; i++) {
         fail_item(r, s->group[i], CLI_EXIT_FAILED,
                   "cannot start the upload (out of memory)");
@@ -864,7 +873,7 @@ static void upload_all(run_t *r) {
           }
         } else if (now >= s->retry_at_ms) {
           s->retry_at_ms = 0;
-          if (s->ngroup ? batch_start(r, m, s) : slot_start(r, m, s)) {
+          if (s->ops->start(r, m, s)) {
             item_t **its = s->ngroup ? s->group : &s->it;
             size_t k = s->ngroup ? s->ngroup : 1;
             for (size_t j = 0; j < k; j++) {
@@ -894,7 +903,7 @@ static void upload_all(run_t *r) {
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
       CURLcode cc = msg->data.result;
       if (s)
-        slot_done(r, m, s, cc);
+        s->ops->done(r, m, s, cc);
     }
     draw(r, "uploading", (long long)r->processed, (long long)r->total, "files", true,
          false);

@@ -24,7 +24,7 @@ enum { QUERY_STREAMS, QUERY_REFUSES_STREAM, QUERY_JSON_ONLY, QUERY_STREAM_ERROR 
 
 /* POST /v1/documents/batch: absent (404, as before the route), answering,
  * or storing the first try and then failing it with 503 (a lost answer). */
-enum { BATCH_ABSENT, BATCH_ANSWERS, BATCH_503_AFTER_STORING };
+enum { BATCH_ABSENT, BATCH_ANSWERS, BATCH_503_AFTER_STORING, BATCH_500_AFTER_STORING };
 
 /* What the server does and saw; guarded by mu (MHD answers on its thread). */
 static struct {
@@ -206,15 +206,18 @@ static enum MHD_Result batch(struct MHD_Connection *c, const conn_t *u) {
   if (b < 8)
     srv.batch_lines[b] = n;
   bool lose = mode == BATCH_503_AFTER_STORING && b == 0;
+  bool broken = mode == BATCH_500_AFTER_STORING && b == 0;
   pthread_mutex_unlock(&srv.mu);
   json_t *body = json_pack("{s:i,s:i,s:o}", "accepted", accepted, "failed", n - accepted,
                            "documents", docs);
   char *txt = json_dumps(body, JSON_COMPACT);
   json_decref(body);
   enum MHD_Result ret =
-      lose ? reply(c, 503, "application/json",
-                   "{\"error\":{\"code\":\"unavailable\",\"message\":\"lost\"}}", "0")
-           : reply(c, accepted ? 202 : 400, "application/json", txt, NULL);
+      broken ? reply(c, 500, "application/json",
+                     "{\"error\":{\"code\":\"internal\",\"message\":\"oops\"}}", NULL)
+      : lose ? reply(c, 503, "application/json",
+                     "{\"error\":{\"code\":\"unavailable\",\"message\":\"lost\"}}", "0")
+             : reply(c, accepted ? 202 : 400, "application/json", txt, NULL);
   free(txt);
   return ret;
 }
@@ -921,6 +924,32 @@ Test(cli, ingest_retries_a_lost_batch_with_its_key_and_takes_the_replay) {
   cr_assert_str_eq(
       json_string_value(json_object_get(item_of(doc, "docs/b.txt"), "job_status")),
       "done", "its job is still waited for");
+  json_decref(doc);
+  run_free(&r);
+}
+
+Test(cli, ingest_run_again_after_a_lost_batch_forms_the_same_batch_and_is_replayed) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.txt", "alpha\n");
+  write_doc("docs/b.txt", "beta\n");
+  write_doc("docs/c.md", "# C\n");
+  srv.batch_mode = BATCH_500_AFTER_STORING; /* stored, but the answer is lost */
+  run_t r = run("ingest", "--server", url, "--key", KEY, docs, NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_SERVER, "%s%s", r.out, r.err);
+  cr_assert(strstr(r.out, "docs/a.txt: server error (HTTP 500"), "reported per file: %s",
+            r.out);
+  cr_assert_eq(srv.batches, 1, "500 is not retried");
+  run_free(&r);
+  r = run("ingest", "--server", url, "--key", KEY, "--json", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 2);
+  cr_assert_str_eq(srv.batch_keys[0], srv.batch_keys[1], "the same files: the same key");
+  cr_assert_eq(srv.batch_docs, 2, "replayed, not stored again");
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_str_eq(result_of(doc, "docs/a.txt"), "unchanged", "%s", r.out);
+  cr_assert_str_eq(result_of(doc, "docs/c.md"), "skipped", "%s", r.out);
   json_decref(doc);
   run_free(&r);
 }
