@@ -130,7 +130,7 @@ typedef struct run {
   item_t *carry; /* the file that did not fit the last batch: it opens the next */
   char *carry_line;
   size_t carry_len;
-  size_t batches; /* batch requests answered */
+  size_t batches; /* batch requests answered (not counting 404/405/415/413) */
   /* output */
   bool bar;   /* progress line on stderr */
   bool lines; /* a plain line per event on stdout */
@@ -684,7 +684,6 @@ static void batch_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
     s->retry_at_ms = cli_now_ms() + (long long)(delay * 1000);
     return;
   }
-  r->batches++;
   if (rep->status == 404 || rep->status == 405 || rep->status == 415) {
     no_batches(r, rep->status);
     group_release(r, m, s, true);
@@ -694,6 +693,7 @@ static void batch_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
     group_release(r, m, s, true);
     return;
   }
+  r->batches++;
   const char *slug;
   char msg[2048];
   int rc = api_outcome(&r->api, rep, &slug, msg, sizeof msg);

@@ -891,6 +891,18 @@ Test(cli, ingest_falls_back_to_single_uploads_when_the_server_has_no_batch_route
   cr_assert(strstr(r.err, "no batch route (HTTP 404"), "%s", r.err);
   cr_assert(strstr(r.out, "3 files: 3 uploaded"), "%s", r.out);
   run_free(&r);
+
+  write_doc("docs/d.txt", "delta\n");
+  r = run("ingest", "--server", url, "--key", KEY, "--json", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 2, "a new run asks again");
+  cr_assert_eq(srv.uploads, 4, "only the new file");
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_eq(json_integer_value(json_object_get(doc, "batches")), 0, "%s", r.out);
+  cr_assert_str_eq(result_of(doc, "docs/d.txt"), "uploaded");
+  cr_assert_null(json_object_get(item_of(doc, "docs/d.txt"), "batch"));
+  json_decref(doc);
+  run_free(&r);
 }
 
 Test(cli, ingest_no_batch_uploads_one_file_per_request) {
