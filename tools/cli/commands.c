@@ -90,8 +90,8 @@ static const char INGEST_HELP[] =
     "content was loaded before (per the state file) are skipped; jobs still\n"
     "running are waited for. Small .txt files go many to a request to\n"
     "POST /v1/documents/batch (--no-batch: one per request). Ctrl-C finishes\n"
-    "the uploads in flight, saves the\n"
-    "state and exits 130; run the same command again to continue.\n"
+    "the uploads in flight, saves the state and exits 130; run the same\n"
+    "command again to continue.\n"
     "GLOBs (fnmatch) without '/' match file names, with '/' the path below the\n"
     "folder argument.";
 
