@@ -213,7 +213,10 @@ class Cli(Case):
         n = 60
         name = self.folder({"n%03d.txt" % i: b"Note %d: shelf %d holds spare fuses.\n" % (i, i)
                             for i in range(n)})
-        p = subprocess.Popen([self.bin, "ingest", "-j", "1", name], stdout=subprocess.PIPE,
+        # One file per request, so the Ctrl-C lands between uploads (the
+        # batch path's resume is test_killed_batch_run_resumed_...).
+        p = subprocess.Popen([self.bin, "ingest", "-j", "1", "--no-batch", name],
+                             stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=self.env(), cwd=self.tmp)
         first = p.stdout.readline()
         self.assertTrue(first.startswith(b"uploaded   "), first)
@@ -222,13 +225,118 @@ class Cli(Case):
         self.assertEqual(p.returncode, 130, out.decode() + err.decode())
         self.assertIn(b"run the same command again", out)
 
-        r = self.quarry("ingest", "--json", name)
+        r = self.quarry("ingest", "--json", "--no-batch", name)
         self.assertEqual(r.rc, 0, r)
         s = r.json()
         self.assertGreaterEqual(s["skipped"], 1, r)
         self.assertEqual(s["skipped"] + s["uploaded"] + s["unchanged"], n, r)
         self.assertEqual(s["jobs"]["done"], n, r)
         self.assertEqual(s["failed"], 0, r)
+
+    # ---- batches ------------------------------------------------------------
+
+    def batch_requests(self):
+        """POST /v1/documents/batch requests the gateway has answered, by
+        status code (its http_requests_total counter)."""
+        r = call("GET", "/metrics", base=harness.stack().metrics_url("gateway"))
+        counts = {}
+        for line in r.body.decode("utf-8").splitlines():
+            if line.startswith("http_requests_total{") and \
+                    'route="/v1/documents/batch"' in line:
+                code = line.split('code="', 1)[1].split('"', 1)[0]
+                counts[code] = counts.get(code, 0) + int(float(line.rsplit(" ", 1)[1]))
+        return counts
+
+    def docs_tagged(self, tag):
+        """Every document of the tenant whose title holds tag."""
+        r = self.quarry("docs", "list", "--all", "--json", "--query", tag)
+        self.assertEqual(r.rc, 0, r)
+        return r.json()["documents"]
+
+    def test_ingest_batches_small_text_files(self):
+        """A folder of 30 small .txt files, a Markdown file, an empty .txt
+        (refused) and a .bin (refused) → the .txt files go in one batch (the
+        gateway counts one more 202 on /v1/documents/batch), each reported
+        per file with "batch": true and its job done; the refused files
+        fail alone with the server's reason. Again → every loaded file
+        skipped, no batch sent."""
+        tag = uuid.uuid4().hex[:8]
+        files = {"t-%s-%02d.txt" % (tag, i):
+                 ("Valve %d of %s opens at %d bar.\n" % (i, tag, i + 2)).encode()
+                 for i in range(30)}
+        files.update({"guide.md": self.MIXED["guide.md"], "empty.txt": b"",
+                      "photo.bin": self.MIXED["photo.bin"]})
+        name = self.folder(files)
+        before = self.batch_requests()
+        r = self.quarry("ingest", "--json", name)
+        self.assertEqual(r.rc, 1, r)
+        s = r.json()
+        after = self.batch_requests()
+        self.assertEqual(after.get("202", 0) - before.get("202", 0), 1, (before, after))
+        self.assertEqual(s["batches"], 1, r)
+        self.assertEqual((s["uploaded"], s["failed"]), (31, 2), r)
+        self.assertEqual(s["jobs"], {"total": 31, "done": 31, "failed": 0, "pending": 0}, r)
+        it = self.items(s)
+        for rel, item in it.items():
+            if rel.startswith("t-"):
+                self.assertTrue(item.get("batch"), item)
+                self.assertEqual(item["job_status"], "done", item)
+        self.assertNotIn("batch", it["guide.md"])
+        self.assertIn("document is empty", it["empty.txt"]["error"])
+        self.assertIn("HTTP 415", it["photo.bin"]["error"])
+        # The batched document is the file: external id, text, title.
+        one = it["t-%s-07.txt" % tag]
+        doc = call("GET", "/v1/documents/" + one["document_id"], key=self.key)
+        self.assertStatus(doc, 200)
+        self.assertEqual(doc.json["external_id"], name + "/t-%s-07.txt" % tag)
+        self.assertEqual(doc.json["sha256"], one["sha256"])
+        self.assertEqual(doc.json["title"], "t-%s-07.txt" % tag)
+
+        again = self.quarry("ingest", name)
+        self.assertEqual(again.rc, 1, again)
+        self.assertIn("skipped    %s/t-%s-00.txt (loaded before)" % (name, tag), again.out)
+        self.assertIn("0 uploaded, 0 unchanged, 31 skipped (loaded before), 2 failed",
+                      again.out)
+        self.assertEqual(self.batch_requests(), after, "nothing batched again")
+
+        # --no-batch with a fresh state: one request per file, the server
+        # answers every file "unchanged".
+        fresh = os.path.join(self.tmp, "fresh-%s.json" % tag)
+        r = self.quarry("ingest", "--json", "--no-batch", "--state", fresh, name)
+        self.assertEqual(r.json()["unchanged"], 31, r)
+        self.assertEqual(r.json()["batches"], 0, r)
+        self.assertEqual(self.batch_requests(), after)
+
+    def test_killed_batch_run_resumed_without_duplicates(self):
+        """400 small .txt files, -j 1 (batches of 100). The client is killed
+        (SIGKILL: nothing saved for the batch in flight) once the first
+        batch is answered; the same command again → exit 0, every file
+        loaded, exactly one document per file and each at version 1: a
+        batch the server stored before the kill is replayed (same key), not
+        stored again."""
+        tag = uuid.uuid4().hex[:8]
+        n = 400
+        name = self.folder({"k-%s-%03d.txt" % (tag, i):
+                            ("Crate %d of %s holds %d fuses.\n" % (i, tag, i)).encode()
+                            for i in range(n)})
+        p = subprocess.Popen([self.bin, "ingest", "-j", "1", "--no-wait", name],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=self.env(), cwd=self.tmp)
+        first = p.stdout.readline()
+        self.assertTrue(first.startswith(b"uploaded   "), first)
+        p.kill()
+        p.communicate(timeout=60 * harness.slow())
+
+        r = self.quarry("ingest", "--json", name, timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        s = r.json()
+        self.assertEqual(s["skipped"] + s["uploaded"] + s["unchanged"], n, r)
+        self.assertEqual(s["failed"], 0, r)
+        self.assertEqual(s["jobs"]["done"], n, r)
+        docs = self.docs_tagged(tag)
+        self.assertEqual(len(docs), n, [d["title"] for d in docs][:20])
+        self.assertEqual(len({d["title"] for d in docs}), n)
+        self.assertEqual({d["version"] for d in docs}, {1})
 
     # ---- ask, show --------------------------------------------------------
 

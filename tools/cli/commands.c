@@ -38,6 +38,7 @@ static const args_opt_t ingest_opts[] = {
     {"state", 0, "FILE", false,
      "state file (else QUARRY_STATE, else $XDG_STATE_HOME/quarry/ingest-state.json)"},
     {"no-progress", 0, NULL, false, "plain lines even on a terminal"},
+    {"no-batch", 0, NULL, false, "one upload per file (no POST /v1/documents/batch)"},
     {NULL, 0, NULL, false, NULL},
 };
 
@@ -87,8 +88,10 @@ static const char INGEST_HELP[] =
     "external id is the folder argument's name plus the path below it, so\n"
     "ingesting the same folder again versions the same documents. Files whose\n"
     "content was loaded before (per the state file) are skipped; jobs still\n"
-    "running are waited for. Ctrl-C finishes the uploads in flight, saves the\n"
-    "state and exits 130; run the same command again to continue.\n"
+    "running are waited for. Small .txt files go many to a request to\n"
+    "POST /v1/documents/batch (--no-batch: one per request). Ctrl-C finishes\n"
+    "the uploads in flight, saves the state and exits 130; run the same\n"
+    "command again to continue.\n"
     "GLOBs (fnmatch) without '/' match file names, with '/' the path below the\n"
     "folder argument.";
 

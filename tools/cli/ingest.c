@@ -12,6 +12,11 @@
  *      a dropped connection) is recognised by a server that honours the
  *      header, and is harmless before (the server answers identical content
  *      "unchanged" anyway);
+ *      small .txt files instead go many to a request to POST
+ *      /v1/documents/batch (batch.h), NDJSON with a key derived from the
+ *      files' hashes; a file the batch cannot take goes alone, and a server
+ *      without the route (404/405/415) gets single uploads for the rest of
+ *      the run;
  *   3. wait: poll GET /v1/jobs/{id} for every job not finished, with
  *      backoff, until all are done or failed or --wait-timeout passes.
  *
@@ -35,6 +40,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "batch.h"
 #include "commands.h"
 #include "progress.h"
 #include "quarry/limits.h"
@@ -72,9 +78,21 @@ typedef struct item {
   char *error; /* why it failed */
   int error_exit;
   long long sent; /* bytes of the body sent so far */
+  bool batched;   /* accepted through POST /v1/documents/batch */
 } item_t;
 
+struct run;
+struct slot;
+
+/* How a slot's transfer is sent and its answer read: one file
+ * (single_transfer) or a batch of files (batch_transfer). */
+typedef struct transfer_ops {
+  q_err_t (*start)(struct run *r, CURLM *m, struct slot *s); /* (again) */
+  void (*done)(struct run *r, CURLM *m, struct slot *s, CURLcode cc);
+} transfer_ops_t;
+
 typedef struct slot {
+  const transfer_ops_t *ops;
   item_t *it; /* NULL: free */
   CURL *h;
   curl_mime *mime;
@@ -83,6 +101,13 @@ typedef struct slot {
   int attempt;
   long long retry_at_ms; /* > 0: waiting to be sent again, not on the multi */
   char idem_header[128];
+  /* A batch (it is NULL then): its files, the NDJSON body, and where each
+   * file's line ends in it (for the progress of the files being sent). */
+  item_t **group;
+  size_t ngroup;
+  char *body;
+  size_t body_len, body_cap;
+  size_t *ends;
 } slot_t;
 
 typedef struct run {
@@ -98,6 +123,14 @@ typedef struct run {
   long wait_timeout_s;
   bool force;
   const char *title;
+  bool batching;    /* small text files go in batches (no --no-batch, and the
+                       server has the route as far as we know) */
+  item_t **singles; /* prepared files that go alone, in order */
+  size_t nsingles, singles_head;
+  item_t *carry; /* the file that did not fit the last batch: it opens the next */
+  char *carry_line;
+  size_t carry_len;
+  size_t batches; /* batch requests answered (not counting 404/405/415/413) */
   /* output */
   bool bar;   /* progress line on stderr */
   bool lines; /* a plain line per event on stdout */
@@ -144,17 +177,22 @@ static void draw(run_t *r, const char *label, long long done, long long total,
   if (!r->bar)
     return;
   long long now = cli_now_ms();
-  progress_sample(&r->prog, now, r->bytes_sent);
   if (!progress_due(&r->prog, now, force))
     return;
-  long long inflight = 0;
+  long long inflight = 0, sent_files = 0;
   for (size_t i = 0; i < r->n; i++)
-    if (r->items[i].st == IT_UPLOADING)
+    if (r->items[i].st == IT_UPLOADING) {
       inflight +=
           r->items[i].sent < r->items[i].f->size ? r->items[i].sent : r->items[i].f->size;
+      /* A file of a batch whose line is sent counts as it goes, before the
+       * batch's answer. */
+      sent_files += with_bytes && r->items[i].sent >= r->items[i].f->size;
+    }
+  /* The rate counts bytes as they are sent, a batch's too. */
+  progress_sample(&r->prog, now, r->bytes_sent + inflight);
   progress_view_t v = {
       .label = label,
-      .done = done,
+      .done = done + sent_files,
       .total = total,
       .unit = unit,
       .bytes_done = with_bytes ? r->bytes_done + inflight : 0,
@@ -389,8 +427,27 @@ static void copy_json_str(const json_t *o, const char *name, char *dst, size_t d
   snprintf(dst, dstlen, "%s", v ? v : "");
 }
 
+/* The server stored it (document_id, job_id and version are set). */
+static void accepted(run_t *r, item_t *it, bool unchanged) {
+  it->st = unchanged ? IT_UNCHANGED : IT_UPLOADED;
+  /* Unchanged content may come without a job: nothing to wait for. */
+  snprintf(it->job_status, sizeof it->job_status, "%s",
+           it->job_id[0] ? "queued" : "done");
+  if (unchanged)
+    r->unchanged++;
+  else
+    r->uploaded++;
+  remember(r, it);
+  r->bytes_sent += it->f->size;
+  if (unchanged)
+    say(r, false, "unchanged  %s (the server already has this content)", it->f->shown);
+  else
+    say(r, false, "uploaded   %s (document %s, version %d)", it->f->shown,
+        it->document_id, it->version);
+}
+
 /* A transfer ended: record the result, or schedule another attempt. */
-static void slot_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
+static void single_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
   item_t *it = s->it;
   api_reply_t *rep = &s->reply;
   api_finish(rep, s->h, cc);
@@ -424,27 +481,11 @@ static void slot_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
     /* A replayed answer (same Idempotency-Key, i.e. same content and id)
      * means an earlier run stored this file: nothing new was stored now. */
     bool unchanged = json_is_true(json_object_get(j, "unchanged")) || rep->replayed;
-    if (!it->document_id[0]) {
+    if (!it->document_id[0])
       fail_item(r, it, CLI_EXIT_SERVER, "the server's reply names no document (HTTP %ld)",
                 rep->status);
-    } else {
-      it->st = unchanged ? IT_UNCHANGED : IT_UPLOADED;
-      /* Unchanged content may come without a job: nothing to wait for. */
-      snprintf(it->job_status, sizeof it->job_status, "%s",
-               it->job_id[0] ? "queued" : "done");
-      if (unchanged)
-        r->unchanged++;
-      else
-        r->uploaded++;
-      remember(r, it);
-      r->bytes_sent += it->f->size;
-      if (unchanged)
-        say(r, false, "unchanged  %s (the server already has this content)",
-            it->f->shown);
-      else
-        say(r, false, "uploaded   %s (document %s, version %d)", it->f->shown,
-            it->document_id, it->version);
-    }
+    else
+      accepted(r, it, unchanged);
   } else {
     fail_item(r, it, rc, "%s", msg);
     if (rc == CLI_EXIT_AUTH || (rc == CLI_EXIT_SERVER && rep->status == 0))
@@ -455,10 +496,346 @@ static void slot_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
   s->it = NULL;
 }
 
+/* ---- batches ------------------------------------------------------------------ */
+
+static bool slot_busy(const slot_t *s) {
+  return s->it || s->ngroup;
+}
+
+static void group_free(slot_t *s) {
+  free(s->group);
+  free(s->body);
+  free(s->ends);
+  s->group = NULL;
+  s->body = NULL;
+  s->ends = NULL;
+  s->ngroup = s->body_len = s->body_cap = 0;
+  s->idem_header[0] = '\0';
+}
+
+/* A prepared file goes alone, after the batch in hand. */
+static void push_single(run_t *r, item_t *it) {
+  it->st = IT_TODO;
+  it->sent = 0;
+  r->singles[r->nsingles++] = it; /* each file at most once: room for all */
+}
+
+/* The file as an NDJSON line when it may go in a batch; false when it goes
+ * alone (not a small .txt file, unreadable, not UTF-8: the one-file upload
+ * then reports what the server makes of it). */
+static bool batch_prepare_line(run_t *r, item_t *it, char **line, size_t *len) {
+  walk_file_t *f = it->f;
+  if (!r->batching || !batch_file_eligible(f->filename, f->size))
+    return false;
+  FILE *fp = fopen(f->path, "rb");
+  if (!fp)
+    return false;
+  size_t cap = (size_t)f->size + 1;
+  char *buf = malloc(cap);
+  size_t n = buf ? fread(buf, 1, cap, fp) : 0;
+  fclose(fp);
+  char err[128];
+  bool ok = buf && n == (size_t)f->size &&
+            batch_line(f->external_id, r->title ? r->title : f->filename, buf, n, line,
+                       len, err, sizeof err) == Q_OK;
+  if (ok) /* what is sent is what the key and the state name */
+    q_sha256_hex(buf, n, it->sha256);
+  free(buf);
+  return ok;
+}
+
+/* Adds a file and its line (taken over) to the slot's batch. */
+static q_err_t group_add(slot_t *s, item_t *it, char *line, size_t len) {
+  if (!s->group && (!(s->group = calloc(BATCH_MAX_FILES, sizeof *s->group)) ||
+                    !(s->ends = calloc(BATCH_MAX_FILES, sizeof *s->ends)))) {
+    free(line);
+    return Q_ENOMEM;
+  }
+  if (s->body_len + len > s->body_cap) {
+    size_t cap = s->body_cap ? s->body_cap : 64 << 10;
+    while (cap < s->body_len + len)
+      cap *= 2;
+    char *b = realloc(s->body, cap);
+    if (!b) {
+      free(line);
+      return Q_ENOMEM;
+    }
+    s->body = b;
+    s->body_cap = cap;
+  }
+  memcpy(s->body + s->body_len, line, len);
+  free(line);
+  s->body_len += len;
+  s->ends[s->ngroup] = s->body_len;
+  s->group[s->ngroup++] = it;
+  it->st = IT_UPLOADING;
+  return Q_OK;
+}
+
+static void on_batch_sent(void *ud, long long sent) {
+  slot_t *s = ud;
+  long long start = 0;
+  for (size_t i = 0; i < s->ngroup; i++) {
+    long long end = (long long)s->ends[i], size = s->group[i]->f->size;
+    s->group[i]->sent = sent >= end     ? size
+                        : sent <= start ? 0
+                                        : (sent - start) * size / (end - start);
+    start = end;
+  }
+}
+
+/* Sends the slot's batch (again: the body and key stay for retries). */
+static q_err_t batch_start(run_t *r, CURLM *m, slot_t *s) {
+  s->h = curl_easy_init();
+  api_reply_init(&s->reply);
+  s->reply.interrupt_level = 2;
+  s->reply.on_progress = on_batch_sent;
+  s->reply.progress_ud = s;
+  for (size_t i = 0; i < s->ngroup; i++)
+    s->group[i]->sent = 0;
+  if (!s->h)
+    return Q_ENOMEM;
+  if (!s->idem_header[0]) {
+    const char *shas[BATCH_MAX_FILES], *ids[BATCH_MAX_FILES];
+    for (size_t i = 0; i < s->ngroup; i++) {
+      shas[i] = s->group[i]->sha256;
+      ids[i] = s->group[i]->f->external_id;
+    }
+    char key[BATCH_KEY_LEN + 1];
+    batch_key(shas, ids, s->ngroup, key);
+    snprintf(s->idem_header, sizeof s->idem_header, "Idempotency-Key: %s", key);
+  }
+  const char *extra[] = {s->idem_header, "Content-Type: application/x-ndjson", NULL};
+  s->hs = api_setup(&r->api, s->h, "POST", "/v1/documents/batch", extra, &s->reply);
+  if (!s->hs)
+    return Q_ENOMEM;
+  curl_easy_setopt(s->h, CURLOPT_POSTFIELDS, s->body);
+  curl_easy_setopt(s->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->body_len);
+  curl_easy_setopt(s->h, CURLOPT_TIMEOUT_MS, 0L);
+  curl_easy_setopt(s->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(s->h, CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_TIME_S);
+  curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
+  return curl_multi_add_handle(m, s->h) == CURLM_OK ? 0 : Q_EINTERNAL;
+}
+
+/* Every file of the slot's batch goes back: alone (single) or to a later
+ * run (not started). */
+static void group_release(run_t *r, CURLM *m, slot_t *s, bool single) {
+  for (size_t i = 0; i < s->ngroup; i++) {
+    if (single)
+      push_single(r, s->group[i]);
+    else
+      s->group[i]->st = IT_TODO;
+  }
+  slot_release(m, s);
+  group_free(s);
+}
+
+/* The server has no batch route: every file goes alone from now on. */
+static void no_batches(run_t *r, long status) {
+  if (!r->batching)
+    return;
+  r->batching = false;
+  if (r->carry) {
+    free(r->carry_line);
+    r->carry_line = NULL;
+    push_single(r, r->carry);
+    r->carry = NULL;
+  }
+  if (!r->o->json) {
+    clear_bar(r);
+    fprintf(r->o->err,
+            "quarry: the server has no batch route (HTTP %ld on POST "
+            "/v1/documents/batch): uploading one file per request\n",
+            status);
+  }
+}
+
+/* The server's message without the "line N: " the batch puts first (the
+ * line number means nothing to the person who named a file). */
+static const char *item_message(const char *m) {
+  const char *p = m;
+  if (strncmp(p, "line ", 5) != 0)
+    return m;
+  p += 5;
+  if (*p < '0' || *p > '9')
+    return m;
+  while (*p >= '0' && *p <= '9')
+    p++;
+  return strncmp(p, ": ", 2) == 0 ? p + 2 : m;
+}
+
+/* A batch transfer ended: every file's result, or another attempt. */
+static void batch_done(run_t *r, CURLM *m, slot_t *s, CURLcode cc) {
+  api_reply_t *rep = &s->reply;
+  api_finish(rep, s->h, cc);
+  if (rep->interrupted) { /* second Ctrl-C: a re-run sends them */
+    group_release(r, m, s, false);
+    return;
+  }
+  if (api_retryable(rep, true) && s->attempt + 1 < API_RETRIES && !r->stop) {
+    if (cli_interrupted()) {
+      group_release(r, m, s, false);
+      return;
+    }
+    double delay = api_retry_delay(rep, s->attempt);
+    slot_release(m, s);
+    s->attempt++;
+    s->retry_at_ms = cli_now_ms() + (long long)(delay * 1000);
+    return;
+  }
+  if (rep->status == 404 || rep->status == 405 || rep->status == 415) {
+    no_batches(r, rep->status);
+    group_release(r, m, s, true);
+    return;
+  }
+  if (rep->status == 413) { /* the whole batch too large: each file alone */
+    group_release(r, m, s, true);
+    return;
+  }
+  r->batches++;
+  const char *slug;
+  char msg[2048];
+  int rc = api_outcome(&r->api, rep, &slug, msg, sizeof msg);
+  batch_result_t res[BATCH_MAX_FILES];
+  bool listed = (rc == CLI_EXIT_OK || rep->status == 400) && rep->json &&
+                json_object_get(rep->json, "documents");
+  if (listed) {
+    char err[256];
+    if (batch_results(rep->json, s->ngroup, res, err, sizeof err)) {
+      listed = false;
+      rc = CLI_EXIT_SERVER;
+      snprintf(msg, sizeof msg, "%s (HTTP %ld)", err, rep->status);
+    }
+  } else if (rc == CLI_EXIT_OK) {
+    rc = CLI_EXIT_SERVER;
+    snprintf(msg, sizeof msg, "the server's batch reply lists no documents (HTTP %ld)",
+             rep->status);
+  }
+  for (size_t i = 0; i < s->ngroup; i++) {
+    item_t *it = s->group[i];
+    if (!listed) {
+      fail_item(r, it, rc, "%s", msg);
+    } else if (res[i].ok) {
+      snprintf(it->document_id, sizeof it->document_id, "%s", res[i].document_id);
+      snprintf(it->job_id, sizeof it->job_id, "%s", res[i].job_id);
+      it->version = res[i].version;
+      it->batched = true;
+      /* Replayed: an earlier try of this batch (this run or one cut off)
+       * stored it; nothing new was stored now. */
+      accepted(r, it, res[i].unchanged || res[i].replayed);
+    } else if (batch_result_too_large(&res[i])) {
+      push_single(r, it);
+      continue;
+    } else {
+      fail_item(r, it, CLI_EXIT_FAILED, "%s: %s", res[i].code,
+                item_message(res[i].message));
+    }
+    processed(r, it);
+  }
+  if (!listed && (rc == CLI_EXIT_AUTH || (rc == CLI_EXIT_SERVER && rep->status == 0)))
+    r->stop = true;
+  slot_release(m, s);
+  group_free(s);
+}
+
+static const transfer_ops_t single_transfer = {slot_start, single_done};
+static const transfer_ops_t batch_transfer = {batch_start, batch_done};
+
+/* Starts one file alone on a free slot. */
+static void start_single(run_t *r, CURLM *m, slot_t *s, item_t *it) {
+  s->it = it;
+  s->ops = &single_transfer;
+  s->attempt = 0;
+  it->st = IT_UPLOADING;
+  if (s->ops->start(r, m, s)) {
+    fail_item(r, it, CLI_EXIT_FAILED, "cannot start the upload (out of memory)");
+    processed(r, it);
+    slot_release(m, s);
+    s->it = NULL;
+  }
+}
+
+/* Gives a free slot its next work: a file that goes alone, or a batch
+ * opened by first (its line given) and filled with the files that follow
+ * in the list. Files that cannot be batched are queued to go alone, so the
+ * batches a run forms depend only on the batchable files in order: a
+ * resumed run forms the same batches (same keys) for what is left. */
+static void fill_slot(run_t *r, CURLM *m, slot_t *s, size_t *next) {
+  while (!slot_busy(s) && !cli_interrupted() && !r->stop) {
+    item_t *it;
+    char *line = NULL;
+    size_t len = 0;
+    if (r->singles_head < r->nsingles) {
+      start_single(r, m, s, r->singles[r->singles_head++]);
+      continue;
+    }
+    if (r->carry) {
+      it = r->carry;
+      line = r->carry_line;
+      len = r->carry_len;
+      r->carry = NULL;
+      r->carry_line = NULL;
+    } else if (*next < r->n) {
+      it = &r->items[(*next)++];
+      if (!prepare(r, it))
+        continue;
+      if (!batch_prepare_line(r, it, &line, &len)) {
+        start_single(r, m, s, it);
+        continue;
+      }
+    } else {
+      return;
+    }
+    q_err_t rc = group_add(s, it, line, len);
+    item_t *lost = rc ? it : NULL; /* a file that could not join (out of memory) */
+    while (!rc && s->ngroup < BATCH_MAX_FILES && *next < r->n && !cli_interrupted()) {
+      item_t *nx = &r->items[(*next)++];
+      if (!prepare(r, nx))
+        continue;
+      if (!batch_prepare_line(r, nx, &line, &len)) {
+        push_single(r, nx);
+        continue;
+      }
+      if (s->body_len + len > BATCH_MAX_BYTES) {
+        r->carry = nx;
+        r->carry_line = line;
+        r->carry_len = len;
+        break;
+      }
+      if ((rc = group_add(s, nx, line, len)))
+        lost = nx;
+    }
+    s->attempt = 0;
+    s->ops = &batch_transfer;
+    if (rc || s->ops->start(r, m, s)) {
+      for (size_t i = 0; i < s->ngroup; i++) {
+        fail_item(r, s->group[i], CLI_EXIT_FAILED,
+                  "cannot start the upload (out of memory)");
+        processed(r, s->group[i]);
+      }
+      if (lost) {
+        fail_item(r, lost, CLI_EXIT_FAILED, "cannot start the upload (out of memory)");
+        processed(r, lost);
+      }
+      slot_release(m, s);
+      group_free(s);
+    }
+  }
+}
+
+static size_t files_in_flight(const slot_t *slots, long n) {
+  size_t k = 0;
+  for (long i = 0; i < n; i++)
+    k += slots[i].it ? 1 : slots[i].ngroup;
+  return k;
+}
+
 static void upload_all(run_t *r) {
   CURLM *m = curl_multi_init();
   slot_t *slots = calloc((size_t)r->concurrency, sizeof *slots);
-  if (!m || !slots) {
+  r->singles = calloc(r->n ? r->n : 1, sizeof *r->singles);
+  if (!m || !slots || !r->singles) {
     r->worst = cli_exit_worst(r->worst, CLI_EXIT_FAILED);
     fprintf(r->o->err, "quarry: out of memory\n");
     curl_multi_cleanup(m);
@@ -471,9 +848,7 @@ static void upload_all(run_t *r) {
     if (cli_interrupted() && !told) {
       told = true;
       r->interrupted = true;
-      size_t busy = 0;
-      for (long i = 0; i < r->concurrency; i++)
-        busy += slots[i].it != NULL;
+      size_t busy = files_in_flight(slots, r->concurrency);
       clear_bar(r);
       if (!r->o->json && busy)
         fprintf(r->o->err,
@@ -487,37 +862,33 @@ static void upload_all(run_t *r) {
     size_t busy = 0;
     for (long i = 0; i < r->concurrency; i++) {
       slot_t *s = &slots[i];
-      if (s->it && s->retry_at_ms > 0) {
+      if (slot_busy(s) && s->retry_at_ms > 0) {
         if (cli_interrupted() || r->stop) { /* give up the retry */
-          s->it->st = IT_TODO;
-          s->it = NULL;
-          s->retry_at_ms = 0;
+          if (s->ngroup) {
+            group_release(r, m, s, false);
+          } else {
+            s->it->st = IT_TODO;
+            s->it = NULL;
+            s->retry_at_ms = 0;
+          }
         } else if (now >= s->retry_at_ms) {
           s->retry_at_ms = 0;
-          if (slot_start(r, m, s)) {
-            fail_item(r, s->it, CLI_EXIT_FAILED,
-                      "cannot start the upload (out of memory)");
-            processed(r, s->it);
+          if (s->ops->start(r, m, s)) {
+            item_t **its = s->ngroup ? s->group : &s->it;
+            size_t k = s->ngroup ? s->ngroup : 1;
+            for (size_t j = 0; j < k; j++) {
+              fail_item(r, its[j], CLI_EXIT_FAILED,
+                        "cannot start the upload (out of memory)");
+              processed(r, its[j]);
+            }
             slot_release(m, s);
             s->it = NULL;
+            group_free(s);
           }
         }
       }
-      while (!s->it && next < r->n && !cli_interrupted() && !r->stop) {
-        item_t *it = &r->items[next++];
-        if (!prepare(r, it))
-          continue;
-        s->it = it;
-        s->attempt = 0;
-        it->st = IT_UPLOADING;
-        if (slot_start(r, m, s)) {
-          fail_item(r, it, CLI_EXIT_FAILED, "cannot start the upload (out of memory)");
-          processed(r, it);
-          slot_release(m, s);
-          s->it = NULL;
-        }
-      }
-      busy += s->it != NULL;
+      fill_slot(r, m, s, &next);
+      busy += slot_busy(s);
     }
     if (!busy)
       break;
@@ -532,18 +903,26 @@ static void upload_all(run_t *r) {
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
       CURLcode cc = msg->data.result;
       if (s)
-        slot_done(r, m, s, cc);
+        s->ops->done(r, m, s, cc);
     }
     draw(r, "uploading", (long long)r->processed, (long long)r->total, "files", true,
          false);
     save(r, false);
     curl_multi_poll(m, NULL, 0, 100, NULL);
   }
-  if (next < r->n && cli_interrupted())
+  if ((next < r->n || r->carry || r->singles_head < r->nsingles) && cli_interrupted())
     r->interrupted = true;
+  if (r->carry) { /* interrupted: not started */
+    r->carry->st = IT_TODO;
+    free(r->carry_line);
+    r->carry = NULL;
+    r->carry_line = NULL;
+  }
   draw(r, "uploading", (long long)r->processed, (long long)r->total, "files", true, true);
-  for (long i = 0; i < r->concurrency; i++)
+  for (long i = 0; i < r->concurrency; i++) {
     slot_release(m, &slots[i]);
+    group_free(&slots[i]);
+  }
   free(slots);
   curl_multi_cleanup(m);
 }
@@ -701,18 +1080,21 @@ static void summary_json(run_t *r, size_t pending) {
       json_object_set_new(o, "job_status", cli_json_text(it->job_status));
     if (it->sha256[0])
       json_object_set_new(o, "sha256", json_string(it->sha256));
+    if (it->batched)
+      json_object_set_new(o, "batch", json_true());
     if (it->error)
       json_object_set_new(o, "error", cli_json_text(it->error));
     json_array_append_new(items, o);
   }
-  json_t *doc = json_pack(
-      "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:b,s:o}", "server",
-      r->ctx->cfg->server, "files", (json_int_t)r->total, "uploaded",
-      (json_int_t)r->uploaded, "unchanged", (json_int_t)r->unchanged, "skipped",
-      (json_int_t)r->skipped, "failed", (json_int_t)r->failed, "not_started",
-      (json_int_t)not_started(r), "jobs", "total", (json_int_t)r->jobs_total, "done",
-      (json_int_t)r->jobs_done, "failed", (json_int_t)r->jobs_failed, "pending",
-      (json_int_t)pending, "interrupted", r->interrupted, "items", items);
+  json_t *doc =
+      json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:b,s:o}", "server",
+                r->ctx->cfg->server, "files", (json_int_t)r->total, "batches",
+                (json_int_t)r->batches, "uploaded", (json_int_t)r->uploaded, "unchanged",
+                (json_int_t)r->unchanged, "skipped", (json_int_t)r->skipped, "failed",
+                (json_int_t)r->failed, "not_started", (json_int_t)not_started(r), "jobs",
+                "total", (json_int_t)r->jobs_total, "done", (json_int_t)r->jobs_done,
+                "failed", (json_int_t)r->jobs_failed, "pending", (json_int_t)pending,
+                "interrupted", r->interrupted, "items", items);
   if (doc) {
     cli_print_json(r->o, doc);
     json_decref(doc);
@@ -761,6 +1143,7 @@ static int setup(run_t *r, cmd_ctx_t *ctx) {
   if (args_has(ctx->args, "no-wait"))
     r->wait_timeout_s = 0;
   r->force = args_has(ctx->args, "force");
+  r->batching = !args_has(ctx->args, "no-batch");
   r->title = args_get(ctx->args, "title");
   const char *ext = args_get(ctx->args, "external-id");
   if (r->title && (strlen(r->title) > Q_LIMIT_TITLE_BYTES || !*r->title))
@@ -862,6 +1245,8 @@ int cmd_ingest(cmd_ctx_t *ctx) {
   for (size_t i = 0; i < r.n; i++)
     free(r.items[i].error);
   free(r.items);
+  free(r.singles);
+  free(r.carry_line);
   walk_list_free(&r.files);
   return rc;
 }

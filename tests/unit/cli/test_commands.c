@@ -22,6 +22,10 @@
 
 enum { QUERY_STREAMS, QUERY_REFUSES_STREAM, QUERY_JSON_ONLY, QUERY_STREAM_ERROR };
 
+/* POST /v1/documents/batch: absent (404, as before the route), answering,
+ * or storing the first try and then failing it with 503 (a lost answer). */
+enum { BATCH_ABSENT, BATCH_ANSWERS, BATCH_503_AFTER_STORING, BATCH_500_AFTER_STORING };
+
 /* What the server does and saw; guarded by mu (MHD answers on its thread). */
 static struct {
   pthread_mutex_t mu;
@@ -37,6 +41,15 @@ static struct {
   char last_args[512]; /* query string of the last list request, "k=v&..." */
   char last_method[16], last_path[256];
   char last_body[1024];
+  int batch_mode;
+  int batches;        /* batch requests seen */
+  int batch_lines[8]; /* documents in each */
+  char batch_keys[8][160];
+  char batch_types[8][128];
+  char batch_first_line[2048];
+  int batch_docs;             /* documents stored through batches (not replays) */
+  char stored_keys[256][170]; /* "<key>#<i>" stored, for replays */
+  int nstored;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct MHD_Daemon *daemon_;
@@ -125,6 +138,88 @@ static enum MHD_Result upload(struct MHD_Connection *c, const conn_t *u) {
            "\"unchanged\":false,\"status\":\"queued\"}",
            n, n);
   return reply(c, 202, "application/json", body, NULL);
+}
+
+/* One NDJSON line per document; a text containing "FAIL" is refused alone
+ * and one containing "BIG" as too large. */
+static enum MHD_Result batch(struct MHD_Connection *c, const conn_t *u) {
+  const char *k = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+  const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+  pthread_mutex_lock(&srv.mu);
+  int b = srv.batches++, mode = srv.batch_mode;
+  if (b < 8) {
+    snprintf(srv.batch_keys[b], sizeof srv.batch_keys[b], "%s", k ? k : "");
+    snprintf(srv.batch_types[b], sizeof srv.batch_types[b], "%s", ct ? ct : "");
+  }
+  pthread_mutex_unlock(&srv.mu);
+  if (mode == BATCH_ABSENT)
+    return reply(c, 404, "application/json",
+                 "{\"error\":{\"code\":\"not_found\",\"message\":\"no route\"}}", NULL);
+  json_t *docs = json_array();
+  int accepted = 0, n = 0;
+  const char *p = u->body, *end = u->body + u->len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    json_t *line = json_loadb(p, len, 0, NULL);
+    const char *text = json_string_value(json_object_get(line, "text"));
+    pthread_mutex_lock(&srv.mu);
+    if (n == 0 && b == 0)
+      snprintf(srv.batch_first_line, sizeof srv.batch_first_line, "%.*s", (int)len, p);
+    char ik[170];
+    snprintf(ik, sizeof ik, "%s#%d", k ? k : "", n);
+    bool replay = false;
+    for (int i = 0; i < srv.nstored && k; i++)
+      replay |= strcmp(srv.stored_keys[i], ik) == 0;
+    json_t *e = json_pack("{s:i,s:i}", "index", n, "line", n + 1);
+    if (!text || strstr(text, "FAIL")) {
+      json_object_set_new(e, "error",
+                          json_pack("{s:s,s:s}", "code", "invalid_argument", "message",
+                                    "line 9: document is empty"));
+    } else if (strstr(text, "BIG")) {
+      json_object_set_new(e, "error",
+                          json_pack("{s:s,s:s}", "code", "too_large", "message",
+                                    "line 9: \"text\" is larger than 5 bytes"));
+    } else {
+      if (!replay) {
+        int d = srv.batch_docs++;
+        if (k && srv.nstored < 256)
+          snprintf(srv.stored_keys[srv.nstored++], sizeof srv.stored_keys[0], "%s", ik);
+        (void)d;
+      }
+      char id[32];
+      snprintf(id, sizeof id, "bdoc-%d-%d", b, n);
+      json_object_set_new(e, "document_id", json_string(id));
+      json_object_set_new(e, "job_id", json_string(id));
+      json_object_set_new(e, "version", json_integer(1));
+      json_object_set_new(e, "status", json_string("queued"));
+      json_object_set_new(e, "replayed", json_boolean(replay));
+      accepted++;
+    }
+    pthread_mutex_unlock(&srv.mu);
+    json_decref(line);
+    json_array_append_new(docs, e);
+    n++;
+    p += len + 1;
+  }
+  pthread_mutex_lock(&srv.mu);
+  if (b < 8)
+    srv.batch_lines[b] = n;
+  bool lose = mode == BATCH_503_AFTER_STORING && b == 0;
+  bool broken = mode == BATCH_500_AFTER_STORING && b == 0;
+  pthread_mutex_unlock(&srv.mu);
+  json_t *body = json_pack("{s:i,s:i,s:o}", "accepted", accepted, "failed", n - accepted,
+                           "documents", docs);
+  char *txt = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  enum MHD_Result ret =
+      broken ? reply(c, 500, "application/json",
+                     "{\"error\":{\"code\":\"internal\",\"message\":\"oops\"}}", NULL)
+      : lose ? reply(c, 503, "application/json",
+                     "{\"error\":{\"code\":\"unavailable\",\"message\":\"lost\"}}", "0")
+             : reply(c, accepted ? 202 : 400, "application/json", txt, NULL);
+  free(txt);
+  return ret;
 }
 
 static enum MHD_Result arg_cb(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -219,6 +314,8 @@ static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char 
     return query(c, u);
   if (strcmp(path, "/v1/documents") == 0 && strcmp(method, "POST") == 0)
     return upload(c, u);
+  if (strcmp(path, "/v1/documents/batch") == 0 && strcmp(method, "POST") == 0)
+    return batch(c, u);
   if (strcmp(method, "DELETE") == 0 || strcmp(path, "/v1/documents") == 0 ||
       strcmp(path, "/v1/jobs") == 0 || strncmp(path, "/v1/keys", 8) == 0)
     return manage(c, path, method, u);
@@ -659,5 +756,212 @@ Test(cli, ingest_with_a_bad_key_stops_at_once) {
   cr_assert_eq(r.rc, CLI_EXIT_AUTH, "%s%s", r.out, r.err);
   cr_assert_eq(srv.uploads, 0, "the 401 came before any upload was counted");
   cr_assert(strstr(r.out, "5 not started"), "%s", r.out);
+  run_free(&r);
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+static json_t *item_of(json_t *doc, const char *external_id) {
+  size_t i;
+  json_t *it;
+  json_array_foreach(json_object_get(doc, "items"), i, it) {
+    if (strcmp(json_string_value(json_object_get(it, "external_id")), external_id) == 0)
+      return it;
+  }
+  return NULL;
+}
+
+static const char *result_of(json_t *doc, const char *external_id) {
+  return json_string_value(json_object_get(item_of(doc, external_id), "result"));
+}
+
+/* The key the client must send for these files, in order. */
+static void expected_key(const char *const *ids, const char *const *texts, size_t n,
+                         char out[80]) {
+  char seed[4096] = "";
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++) {
+    char sha[65];
+    q_sha256_hex(texts[i], strlen(texts[i]), sha);
+    len += (size_t)snprintf(seed + len, sizeof seed - len, "%s:%s\n", sha, ids[i]);
+  }
+  char hex[65];
+  q_sha256_hex(seed, len, hex);
+  snprintf(out, 80, "qb1-%s", hex);
+}
+
+Test(cli, ingest_sends_small_text_files_in_one_batch_and_maps_results_per_file) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.txt", "alpha\n");
+  write_doc("docs/b.txt", "FAIL me\n");
+  write_doc("docs/c.md", "# C\n");      /* not plain text: alone */
+  write_doc("docs/d.txt", "BIG one\n"); /* refused by size in the batch: alone */
+  write_doc("docs/e.txt", "epsilon \"quoted\"\n");
+  srv.batch_mode = BATCH_ANSWERS;
+  run_t r = run("ingest", "--server", url, "--key", KEY, "-j", "1", "--json", docs, NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_FAILED, "b.txt fails: %s%s", r.out, r.err);
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_not_null(doc, "%s", r.out);
+  cr_assert_eq(srv.batches, 1, "one batch for the four .txt files");
+  cr_assert_eq(srv.batch_lines[0], 4);
+  cr_assert(strstr(srv.batch_types[0], "application/x-ndjson"), "%s", srv.batch_types[0]);
+  const char *ids[] = {"docs/a.txt", "docs/b.txt", "docs/d.txt", "docs/e.txt"};
+  const char *texts[] = {"alpha\n", "FAIL me\n", "BIG one\n", "epsilon \"quoted\"\n"};
+  char key[80];
+  expected_key(ids, texts, 4, key);
+  cr_assert_str_eq(srv.batch_keys[0], key);
+  json_t *first = json_loads(srv.batch_first_line, 0, NULL);
+  cr_assert_str_eq(json_string_value(json_object_get(first, "external_id")),
+                   "docs/a.txt");
+  cr_assert_str_eq(json_string_value(json_object_get(first, "title")), "a.txt");
+  cr_assert_str_eq(json_string_value(json_object_get(first, "text")), "alpha\n");
+  json_decref(first);
+  cr_assert_eq(srv.uploads, 2, "c.md and d.txt went alone");
+  cr_assert_str_eq(result_of(doc, "docs/a.txt"), "uploaded");
+  cr_assert(json_is_true(json_object_get(item_of(doc, "docs/a.txt"), "batch")));
+  cr_assert_str_eq(
+      json_string_value(json_object_get(item_of(doc, "docs/a.txt"), "job_id")),
+      "bdoc-0-0");
+  cr_assert_str_eq(result_of(doc, "docs/e.txt"), "uploaded");
+  cr_assert_str_eq(
+      json_string_value(json_object_get(item_of(doc, "docs/e.txt"), "job_id")),
+      "bdoc-0-3", "entries map to files by position");
+  cr_assert_str_eq(result_of(doc, "docs/b.txt"), "failed");
+  cr_assert_str_eq(
+      json_string_value(json_object_get(item_of(doc, "docs/b.txt"), "error")),
+      "invalid_argument: document is empty");
+  cr_assert_str_eq(result_of(doc, "docs/d.txt"), "uploaded");
+  cr_assert_null(json_object_get(item_of(doc, "docs/d.txt"), "batch"));
+  cr_assert_str_eq(result_of(doc, "docs/c.md"), "uploaded");
+  cr_assert_eq(json_integer_value(json_object_get(doc, "uploaded")), 4);
+  cr_assert_eq(json_integer_value(json_object_get(doc, "failed")), 1);
+  cr_assert_eq(json_integer_value(json_object_get(doc, "batches")), 1);
+  json_decref(doc);
+  run_free(&r);
+
+  /* Again: what was loaded is skipped, the failed file is sent again. */
+  r = run("ingest", "--server", url, "--key", KEY, docs, NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_FAILED, "%s%s", r.out, r.err);
+  cr_assert(strstr(r.out, "/docs/a.txt (loaded before)"), "%s", r.out);
+  cr_assert(strstr(r.out, "/docs/b.txt: invalid_argument: document is empty"), "%s",
+            r.out);
+  cr_assert_eq(srv.batches, 2);
+  cr_assert_eq(srv.batch_lines[1], 1, "only b.txt");
+  cr_assert_eq(srv.uploads, 2, "nothing alone this time");
+  run_free(&r);
+}
+
+Test(cli, ingest_closes_a_batch_at_its_file_budget) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  for (int i = 0; i < 130; i++) {
+    char rel[64], text[64];
+    snprintf(rel, sizeof rel, "docs/%03d.txt", i);
+    snprintf(text, sizeof text, "file %d\n", i);
+    write_doc(rel, text);
+  }
+  srv.batch_mode = BATCH_ANSWERS;
+  run_t r =
+      run("ingest", "--server", url, "--key", KEY, "-j", "2", "--no-wait", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 2);
+  cr_assert_eq(srv.batch_lines[0] + srv.batch_lines[1], 130);
+  cr_assert(srv.batch_lines[0] == 100 || srv.batch_lines[1] == 100, "%d %d",
+            srv.batch_lines[0], srv.batch_lines[1]);
+  cr_assert_eq(srv.uploads, 0);
+  cr_assert(strstr(r.out, "130 files: 130 uploaded"), "%s", r.out);
+  run_free(&r);
+}
+
+Test(cli, ingest_falls_back_to_single_uploads_when_the_server_has_no_batch_route) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.txt", "alpha\n");
+  write_doc("docs/b.txt", "beta\n");
+  write_doc("docs/c.txt", "gamma\n");
+  srv.batch_mode = BATCH_ABSENT;
+  run_t r = run("ingest", "--server", url, "--key", KEY, "-j", "1", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 1, "asked once, then remembered for the run");
+  cr_assert_eq(srv.uploads, 3);
+  cr_assert(strstr(r.err, "no batch route (HTTP 404"), "%s", r.err);
+  cr_assert(strstr(r.out, "3 files: 3 uploaded"), "%s", r.out);
+  run_free(&r);
+
+  write_doc("docs/d.txt", "delta\n");
+  r = run("ingest", "--server", url, "--key", KEY, "--json", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 2, "a new run asks again");
+  cr_assert_eq(srv.uploads, 4, "only the new file");
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_eq(json_integer_value(json_object_get(doc, "batches")), 0, "%s", r.out);
+  cr_assert_str_eq(result_of(doc, "docs/d.txt"), "uploaded");
+  cr_assert_null(json_object_get(item_of(doc, "docs/d.txt"), "batch"));
+  json_decref(doc);
+  run_free(&r);
+}
+
+Test(cli, ingest_no_batch_uploads_one_file_per_request) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.txt", "alpha\n");
+  write_doc("docs/b.txt", "beta\n");
+  srv.batch_mode = BATCH_ANSWERS;
+  run_t r = run("ingest", "--server", url, "--key", KEY, "--no-batch", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 0);
+  cr_assert_eq(srv.uploads, 2);
+  run_free(&r);
+}
+
+Test(cli, ingest_retries_a_lost_batch_with_its_key_and_takes_the_replay) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.txt", "alpha\n");
+  write_doc("docs/b.txt", "beta\n");
+  srv.batch_mode = BATCH_503_AFTER_STORING;
+  run_t r = run("ingest", "--server", url, "--key", KEY, "--json", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 2, "503, then the same batch again");
+  cr_assert_str_eq(srv.batch_keys[0], srv.batch_keys[1]);
+  cr_assert_eq(srv.batch_docs, 2, "stored once, replayed the second time");
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_str_eq(result_of(doc, "docs/a.txt"), "unchanged", "%s", r.out);
+  cr_assert_str_eq(
+      json_string_value(json_object_get(item_of(doc, "docs/b.txt"), "job_status")),
+      "done", "its job is still waited for");
+  json_decref(doc);
+  run_free(&r);
+}
+
+Test(cli, ingest_run_again_after_a_lost_batch_forms_the_same_batch_and_is_replayed) {
+  char docs[512];
+  snprintf(docs, sizeof docs, "%s/docs", tmp);
+  mkdir(docs, 0755);
+  write_doc("docs/a.txt", "alpha\n");
+  write_doc("docs/b.txt", "beta\n");
+  write_doc("docs/c.md", "# C\n");
+  srv.batch_mode = BATCH_500_AFTER_STORING; /* stored, but the answer is lost */
+  run_t r = run("ingest", "--server", url, "--key", KEY, docs, NULL);
+  cr_assert_eq(r.rc, CLI_EXIT_SERVER, "%s%s", r.out, r.err);
+  cr_assert(strstr(r.out, "docs/a.txt: server error (HTTP 500"), "reported per file: %s",
+            r.out);
+  cr_assert_eq(srv.batches, 1, "500 is not retried");
+  run_free(&r);
+  r = run("ingest", "--server", url, "--key", KEY, "--json", docs, NULL);
+  cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+  cr_assert_eq(srv.batches, 2);
+  cr_assert_str_eq(srv.batch_keys[0], srv.batch_keys[1], "the same files: the same key");
+  cr_assert_eq(srv.batch_docs, 2, "replayed, not stored again");
+  json_t *doc = json_loads(r.out, 0, NULL);
+  cr_assert_str_eq(result_of(doc, "docs/a.txt"), "unchanged", "%s", r.out);
+  cr_assert_str_eq(result_of(doc, "docs/c.md"), "skipped", "%s", r.out);
+  json_decref(doc);
   run_free(&r);
 }
