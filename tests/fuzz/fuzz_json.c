@@ -49,6 +49,7 @@
 
 #include "quarry/arena.h"
 #include "quarry/buf.h"
+#include "quarry/filter.h"
 #include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/util.h"
@@ -107,11 +108,34 @@ static bool bool_ok(json_t *o, const char *k) {
   return !v || json_is_null(v) || json_is_boolean(v);
 }
 
+/* A query's "filter": absent or null, or a filter of the filter language
+ * (docs/retrieval.md, Filters) of at most Q_LIMIT_FILTER_BYTES as compact
+ * JSON. The language itself is q_filter_compile's, whose own contract the
+ * filter target checks; here only that the handler follows it. */
+static bool filter_ok(json_t *o) {
+  json_t *v = json_object_get(o, "filter");
+  if (!v || json_is_null(v))
+    return true;
+  char err[384];
+  q_filter_t *f = NULL;
+  q_err_t rc = q_filter_compile(v, &f, err, sizeof err);
+  q_filter_free(f);
+  if (rc)
+    return false;
+  char *compact = json_dumps(v, JSON_COMPACT);
+  bool ok = compact && strlen(compact) <= Q_LIMIT_FILTER_BYTES;
+  free(compact);
+  return ok;
+}
+
 /* QueryRequest: query 1..Q_LIMIT_QUERY_BYTES bytes, not only white space;
  * top_k 1..Q_LIMIT_TOP_K_MAX; stream a boolean; mode one of lexical,
- * dense, hybrid; nothing else (additionalProperties: false). */
+ * dense, hybrid; filter as filter_ok says; nothing else
+ * (additionalProperties: false). */
 static bool query_ok(json_t *o) {
-  static const char *const keys[] = {"query", "top_k", "stream", "mode", NULL};
+  static const char *const keys[] = {"query", "top_k", "stream", "mode", "filter", NULL};
+  if (!filter_ok(o))
+    return false;
   if (!only_keys(o, keys) || !string_ok(o, "query", true, 1, Q_LIMIT_QUERY_BYTES) ||
       !int_ok(o, "top_k", false, 1, Q_LIMIT_TOP_K_MAX) || !bool_ok(o, "stream") ||
       !string_ok(o, "mode", false, 0, SIZE_MAX))
