@@ -129,6 +129,7 @@ def collect(args, corpus, queries, qrels):
                                                   top_k=PIPELINE_RETRIEVE_TOP_K)
                 e = embed(llm_pb2.EmbedRequest(texts=[text]), timeout=10)
                 req.query_embedding.extend(e.embeddings[0].values)
+                req.embed_model = e.model  # as the gateway sends it: the fusion rule follows
                 reply = search(req, timeout=10)
                 if not reply.passages:
                     out["queries"].append({"qid": qid, "docs": [], "x": []})
