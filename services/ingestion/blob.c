@@ -70,8 +70,10 @@ q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err,
   }
   /* The writer holds an exclusive flock on its temporary file for as long
    * as it lives: the kernel drops it when the process dies, which is how
-   * blob_sweep_temp tells a crashed upload from a live one. A file swept
-   * between mkostemp and flock has no links left: start over. */
+   * blob_sweep_temp tells a crashed upload from a live one. A file the
+   * sweep took between mkostemp and flock (locked by it, or already
+   * unlinked): start over. A file system without flock gets no lock, and
+   * then the sweep cannot lock (nor remove) anything either. */
   for (int tries = 0;; tries++) {
     w->fd = mkostemp(w->tmp, O_CLOEXEC);
     if (w->fd < 0) {
@@ -79,16 +81,17 @@ q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err,
       w->tmp[0] = '\0';
       return Q_EIO;
     }
+    bool taken = flock(w->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     struct stat st;
-    if (flock(w->fd, LOCK_EX | LOCK_NB) || fstat(w->fd, &st)) {
-      snprintf(err, errlen, "cannot lock upload file in %s: %s", dir, strerror(errno));
+    if (fstat(w->fd, &st)) {
+      snprintf(err, errlen, "cannot stat upload file in %s: %s", dir, strerror(errno));
       close(w->fd);
       w->fd = -1;
       unlink(w->tmp);
       w->tmp[0] = '\0';
       return Q_EIO;
     }
-    if (st.st_nlink > 0)
+    if (!taken && st.st_nlink > 0)
       break;
     close(w->fd);
     w->fd = -1;
