@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -66,11 +68,39 @@ q_err_t blob_begin(blob_writer_t *w, const char *dir, int64_t max, char *err,
     snprintf(err, errlen, "blob directory path too long");
     return Q_EIO;
   }
-  w->fd = mkostemp(w->tmp, O_CLOEXEC);
-  if (w->fd < 0) {
-    snprintf(err, errlen, "cannot create upload file in %s: %s", dir, strerror(errno));
-    w->tmp[0] = '\0';
-    return Q_EIO;
+  /* The writer holds an exclusive flock on its temporary file for as long
+   * as it lives: the kernel drops it when the process dies, which is how
+   * blob_sweep_temp tells a crashed upload from a live one. A file the
+   * sweep took between mkostemp and flock (locked by it, or already
+   * unlinked): start over. A file system without flock gets no lock, and
+   * then the sweep cannot lock (nor remove) anything either. */
+  for (int tries = 0;; tries++) {
+    w->fd = mkostemp(w->tmp, O_CLOEXEC);
+    if (w->fd < 0) {
+      snprintf(err, errlen, "cannot create upload file in %s: %s", dir, strerror(errno));
+      w->tmp[0] = '\0';
+      return Q_EIO;
+    }
+    bool taken = flock(w->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    struct stat st;
+    if (fstat(w->fd, &st)) {
+      snprintf(err, errlen, "cannot stat upload file in %s: %s", dir, strerror(errno));
+      close(w->fd);
+      w->fd = -1;
+      unlink(w->tmp);
+      w->tmp[0] = '\0';
+      return Q_EIO;
+    }
+    if (!taken && st.st_nlink > 0)
+      break;
+    close(w->fd);
+    w->fd = -1;
+    if (tries >= 3) {
+      snprintf(err, errlen, "upload file in %s removed as soon as created", dir);
+      w->tmp[0] = '\0';
+      return Q_EIO;
+    }
+    snprintf(w->tmp, sizeof w->tmp, "%s/.upload-XXXXXX", dir);
   }
   w->md = EVP_MD_CTX_new();
   if (!w->md || EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1) {
@@ -284,4 +314,38 @@ void blob_close(blob_map_t *m) {
     munmap((void *)m->data, m->size);
   m->data = NULL;
   m->size = 0;
+}
+
+q_err_t blob_sweep_temp(const char *dir, int *removed, char *err, size_t errlen) {
+  *removed = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    snprintf(err, errlen, "cannot read blob directory %s: %s", dir, strerror(errno));
+    return Q_EIO;
+  }
+  q_err_t rc = Q_OK;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, ".upload-", 8) != 0)
+      continue;
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path)
+      continue;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+      continue; /* gone meanwhile, or not ours to open */
+    struct stat st;
+    /* A lock we can take has no living writer: the upload crashed. */
+    if (!fstat(fd, &st) && S_ISREG(st.st_mode) && !flock(fd, LOCK_EX | LOCK_NB)) {
+      if (unlink(path) == 0)
+        (*removed)++;
+      else if (errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+        rc = Q_EIO;
+      }
+    }
+    close(fd);
+  }
+  closedir(d);
+  return rc;
 }

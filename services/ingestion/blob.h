@@ -62,6 +62,14 @@ q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen);
 q_err_t blob_commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
                          char *err, size_t errlen);
 
+/* Removes the temporary files of uploads whose writer is gone (a crashed
+ * process): each live writer holds an exclusive flock on its file, so a
+ * file whose lock can be taken is left over. Safe while other processes
+ * upload into the same directory. Writes the count into removed. 0, or
+ * Q_EIO with err (the directory unreadable or a file not removable; the
+ * others are still swept). */
+q_err_t blob_sweep_temp(const char *dir, int *removed, char *err, size_t errlen);
+
 /* Throws the upload away (removes the temporary file). Safe after commit. */
 void blob_abort(blob_writer_t *w);
 

@@ -217,6 +217,12 @@ int main(int argc, char **argv) {
     q_log_error("blob directory unusable, exiting", "{s:s}", "reason", err);
     return 1;
   }
+  int swept = 0;
+  if (blob_sweep_temp(blob_abs, &swept, err, sizeof err))
+    q_log_warn("could not remove every left-over upload file", "{s:s}", "reason", err);
+  if (swept > 0)
+    q_log_info("removed left-over upload files of crashed uploads", "{s:i}", "files",
+               swept);
   ingest_cfg_t icfg = {
       .blob_dir = blob_abs,
       .max_upload_bytes = max_upload,

@@ -114,3 +114,45 @@ Test(blob, prepare_fails_on_a_file) {
   fclose(f);
   cr_assert_eq(blob_dir_prepare(file, abs, sizeof abs, err, sizeof err), Q_EIO);
 }
+
+Test(blob, sweep_removes_only_unlocked_temp_files) {
+  char abs[PATH_MAX], err[256];
+  cr_assert_eq(blob_dir_prepare(dir, abs, sizeof abs, err, sizeof err), Q_OK, "%s", err);
+  /* A live upload (its writer holds the lock) and a crashed one's left-over
+   * (no lock: its process is gone), and a committed blob. */
+  blob_writer_t live, done;
+  cr_assert_eq(blob_begin(&live, abs, 1000, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(blob_write(&live, "in flight", 9, err, sizeof err), Q_OK);
+  cr_assert_eq(blob_begin(&done, abs, 1000, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(blob_write(&done, "kept", 4, err, sizeof err), Q_OK);
+  char sha[65];
+  cr_assert_eq(blob_commit(&done, sha, err, sizeof err), Q_OK, "%s", err);
+  char stray[PATH_MAX + 32];
+  snprintf(stray, sizeof stray, "%s/.upload-crashd", abs);
+  FILE *f = fopen(stray, "w");
+  cr_assert_not_null(f);
+  fputs("half an upload", f);
+  fclose(f);
+  cr_assert_eq(entries(abs), 3);
+
+  int removed = -1;
+  cr_assert_eq(blob_sweep_temp(abs, &removed, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(removed, 1);
+  cr_assert_eq(access(stray, F_OK), -1, "the left-over is gone");
+  cr_assert_eq(access(live.tmp, F_OK), 0, "the live upload's file is kept");
+  cr_assert_eq(entries(abs), 2);
+  /* The live upload still commits. */
+  cr_assert_eq(blob_commit(&live, sha, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(blob_sweep_temp(abs, &removed, err, sizeof err), Q_OK, "%s", err);
+  cr_assert_eq(removed, 0);
+  cr_assert_eq(entries(abs), 2, "two named blobs");
+}
+
+Test(blob, sweep_reports_a_missing_directory) {
+  char err[256];
+  int removed = -1;
+  cr_assert_eq(blob_sweep_temp("/nonexistent/quarry-blobs", &removed, err, sizeof err),
+               Q_EIO);
+  cr_assert_eq(removed, 0);
+  cr_assert(strstr(err, "cannot read blob directory"), "%s", err);
+}
