@@ -165,12 +165,21 @@ function renderAnswer(node, text, turn) {
   }
 }
 
-function timingsTable(timings, firstTokenMs) {
+// "provider / model", with "(fallback)" when the built-in answerer stood in.
+function answeredBy(gen) {
+  const who = gen.model ? gen.provider + ' / ' + gen.model : gen.provider;
+  return who + (gen.fallback ? ' (fallback)' : '');
+}
+
+function timingsTable(timings, firstTokenMs, generation) {
   const rows = Object.entries(timings || {}).map(([k, v]) =>
     el('tr', {}, el('th', { scope: 'row', text: k }), el('td', { text: v + ' ms' })));
   if (firstTokenMs !== null)
     rows.push(el('tr', {}, el('th', { scope: 'row', text: 'first token (browser)' }),
       el('td', { text: Math.round(firstTokenMs) + ' ms' })));
+  if (generation && generation.provider)
+    rows.push(el('tr', {}, el('th', { scope: 'row', text: 'answered by' }),
+      el('td', { class: 'answered-by', text: answeredBy(generation) })));
   return el('table', { class: 'timings' },
     el('caption', { class: 'sr-only', text: 'Time per stage' }),
     el('tbody', {}, ...rows));
@@ -294,7 +303,7 @@ async function ask(query) {
       })))));
   }
   const details = el('details', { class: 'timings-box' }, el('summary', { text: 'Timings' }),
-    timingsTable(done.timings_ms, firstToken));
+    timingsTable(done.timings_ms, firstToken, done.generation));
   article.append(feedbackBox(turn), details);
 }
 

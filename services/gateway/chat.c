@@ -1,7 +1,7 @@
 /* chat.c - the OpenAI-compatible edge (chat.h): POST /v1/chat/completions
  * turns a chat into one pipeline query answered by the OpenAI sink
  * (sink_openai.c) through query.c, and GET /v1/models lists the one model
- * the gateway answers as (QUARRY_OPENAI_MODEL). */
+ * the gateway offers (QUARRY_OPENAI_MODEL). */
 #include "chat.h"
 
 #include <pthread.h>

@@ -163,8 +163,9 @@ static q_cfg_entry_t table[] = {
      "in the queue while other tenants' run.",
      0, &cfg.tenant_max_inflight},
     {"QUARRY_OPENAI_MODEL", Q_CFG_STRING, "quarry-rag", 0, 0, validate_model,
-     "Model name of the OpenAI-compatible API: listed by GET /v1/models and answered "
-     "as \"model\" by POST /v1/chat/completions (whatever model the client asks for).",
+     "Model name of the OpenAI-compatible API: listed by GET /v1/models (whatever model "
+     "the client asks for is accepted); POST /v1/chat/completions answers with the model "
+     "that answered as \"model\", this one when that is not known.",
      0, &cfg.openai_model},
 };
 

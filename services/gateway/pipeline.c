@@ -119,6 +119,10 @@ struct pipeline {
   size_t ndegraded;
   Quarry__V1__Usage usage; /* the llm-gateway's, from its last message */
   bool has_usage;
+  /* Who answered, from the same message (in the arena); NULL: no answer was
+   * generated. */
+  const char *gen_provider, *gen_model, *gen_prompt_version;
+  bool gen_fallback;
   double ms_embed, ms_retrieve, ms_rerank, ms_generate;
   const char *rerank_method; /* what ordered `sent`; "none": retrieval order */
   char err[512];             /* status message of the last failed call */
@@ -502,6 +506,16 @@ static bool rerank_start(pipeline_t *p) {
 
 /* ---- generate (streamed) -------------------------------------------------- */
 
+/* A name the llm-gateway sent (provider, model, prompt version), copied into
+ * the arena and cut to Q_LIMIT_MODEL_BYTES; "" for none or out of memory. */
+static const char *arena_name(pipeline_t *p, const char *s) {
+  if (!s)
+    return "";
+  const char *c =
+      q_arena_strndup(p->arena, s, q_text_cut(s, strlen(s), Q_LIMIT_MODEL_BYTES));
+  return c ? c : "";
+}
+
 /* One streamed message: its text joins the answer (until the answer is
  * full: then the rest is dropped, but the stream is read to its end for
  * the status) and goes to the sink checked. */
@@ -517,6 +531,10 @@ static void generate_piece(pipeline_t *p, const Quarry__V1__GenerateResponse *ms
       p->nsent -= (size_t)msg->passages_dropped;
     if (msg->fallback && p->ndegraded < MAX_DEGRADED)
       p->degraded[p->ndegraded++] = "generate";
+    p->gen_provider = arena_name(p, msg->provider);
+    p->gen_model = arena_name(p, msg->model);
+    p->gen_prompt_version = arena_name(p, msg->prompt_version);
+    p->gen_fallback = msg->fallback;
   }
   if (!msg->text || !msg->text[0] || p->truncated)
     return;
@@ -768,6 +786,11 @@ static void finish(pipeline_t *p) {
       .has_usage = p->has_usage,
       .prompt_tokens = p->usage.prompt_tokens,
       .completion_tokens = p->usage.completion_tokens,
+      .cost = p->usage.cost,
+      .provider = p->gen_provider,
+      .model = p->gen_model,
+      .prompt_version = p->gen_prompt_version,
+      .fallback = p->gen_fallback,
   };
   p->sink->done(p->sink, &s);
 }

@@ -74,6 +74,14 @@ typedef struct sink_summary {
   const char *rerank_method;
   bool has_usage; /* the model's token counts are known: */
   int prompt_tokens, completion_tokens;
+  double cost; /* Usage.cost: the estimate from the provider's prices, 0: none */
+  /* Who answered, from the llm-gateway's last Generate message; all NULL
+   * (the reply's "generation" is null) when no answer was generated (no
+   * passages to answer from). */
+  const char *provider;       /* e.g. "openai-0", "extractive" */
+  const char *model;          /* the model that answered, "" unknown */
+  const char *prompt_version; /* e.g. "answer.v2", "" none */
+  bool fallback;              /* every provider failed: the built-in answered */
 } sink_summary_t;
 
 typedef struct sink sink_t;
@@ -114,7 +122,7 @@ typedef struct sink_reply {
 
 /* A sink that builds the reply of POST /v1/query: on done the object
  * {"query_id","answer","citations","timings_ms","cache_hit","degraded",
- * "rerank_method"},
+ * "rerank_method","generation"} (sink_generation_json),
  * on error the error to reply with. wake(ud) runs after either. NULL when
  * out of memory. Thread-safe between the pipeline and the reader. */
 sink_t *sink_json_new(sink_wake_fn wake, void *ud);
@@ -176,7 +184,8 @@ ssize_t sink_sse_read(sink_t *s, char *buf, size_t max);
 
 /* What a chat completion says besides the pipeline's events. */
 typedef struct sink_openai_opts {
-  const char *model;      /* answered as "model" (copied) */
+  const char *model;      /* answered as "model" until the model that
+                             answered is known (copied) */
   const char *query;      /* what the pipeline was asked (copied) */
   long long created;      /* "created", Unix seconds */
   unsigned prompt_tokens; /* usage.prompt_tokens (words; see chat.h) */
@@ -197,9 +206,12 @@ typedef struct sink_openai_opts {
  * finish_reason is "stop", or "length" when the answer was cut
  * (degraded "answer_truncated"). citations are sink_citation_json objects;
  * quarry is {"query_id","query","timings_ms","cache_hit","degraded",
- * "rerank_method"},
+ * "rerank_method","generation"},
  * query being the question as the pipeline was asked it (after chat.c's
- * follow-up rewrite). The reader
+ * follow-up rewrite). "model" is the model that answered
+ * (summary->model) where it is known - the chat.completion and the last
+ * chunk - and o->model before that (the earlier chunks) or when no model
+ * answered. The reader
  * reads the carrier (sink_openai_carrier) with sink_json_take or
  * sink_sse_begin / sink_sse_read; an error before the first byte is a
  * sink_reply_t error there (its body is shaped by http_util.c). NULL when
@@ -242,6 +254,12 @@ json_t *sink_citation_json(const sink_citation_t *c);
 
 /* The JSON reply of POST /v1/query for summary. NULL when out of memory. */
 json_t *sink_summary_json(const sink_summary_t *summary);
+
+/* The reply's "generation": {"provider","model","fallback",
+ * "prompt_version","prompt_tokens","completion_tokens","cost"} of the
+ * answer (the token counts null when the llm-gateway gave none), or JSON
+ * null when summary->provider is NULL. NULL when out of memory. */
+json_t *sink_generation_json(const sink_summary_t *summary);
 
 /* {"error":{"code","message"}} for err. NULL when out of memory. */
 json_t *sink_error_json(q_err_t err, const char *message);

@@ -50,11 +50,25 @@ static double round3(double ms) {
   return (double)(int64_t)(ms * 1000.0 + 0.5) / 1000.0;
 }
 
+json_t *sink_generation_json(const sink_summary_t *s) {
+  if (!s->provider)
+    return json_null();
+  /* json_pack steals the "o" references even when it fails. */
+  return json_pack("{s:o,s:o,s:b,s:o,s:o,s:o,s:f}", "provider", text_json(s->provider),
+                   "model", text_json(s->model), "fallback", (int)s->fallback,
+                   "prompt_version", text_json(s->prompt_version), "prompt_tokens",
+                   s->has_usage ? json_integer(s->prompt_tokens) : json_null(),
+                   "completion_tokens",
+                   s->has_usage ? json_integer(s->completion_tokens) : json_null(),
+                   "cost", s->has_usage ? s->cost : 0.0);
+}
+
 json_t *sink_summary_json(const sink_summary_t *s) {
   json_t *citations = json_array();
   json_t *degraded = json_array();
   json_t *answer = http_json_text(s->answer ? s->answer : "", s->answer_len);
-  if (!citations || !degraded || !answer)
+  json_t *generation = sink_generation_json(s);
+  if (!citations || !degraded || !answer || !generation)
     goto fail;
   for (size_t i = 0; i < s->ncitations; i++)
     if (json_array_append_new(citations, sink_citation_json(&s->citations[i])))
@@ -68,11 +82,13 @@ json_t *sink_summary_json(const sink_summary_t *s) {
                               "rerank", round3(t->rerank), "generate",
                               round3(t->generate), "total", round3(t->total));
   /* json_pack steals the "o" references even when it fails. */
-  return json_pack("{s:s,s:o,s:o,s:o,s:b,s:o,s:o}", "query_id", s->query_id, "answer",
+  return json_pack("{s:s,s:o,s:o,s:o,s:b,s:o,s:o,s:o}", "query_id", s->query_id, "answer",
                    answer, "citations", citations, "timings_ms", timings, "cache_hit",
                    (int)s->cache_hit, "degraded", degraded, "rerank_method",
-                   text_json(s->rerank_method ? s->rerank_method : "none"));
+                   text_json(s->rerank_method ? s->rerank_method : "none"), "generation",
+                   generation);
 fail:
+  json_decref(generation);
   json_decref(citations);
   json_decref(degraded);
   json_decref(answer);

@@ -58,10 +58,15 @@ static void set_id(openai_sink_t *o, const char *query_id) {
   snprintf(o->id, sizeof o->id, "chatcmpl-%s", query_id ? query_id : "");
 }
 
-/* The envelope every chunk and the completion share. */
-static json_t *envelope(openai_sink_t *o, const char *object) {
-  return json_pack("{s:s,s:s,s:I,s:s}", "id", o->id, "object", object, "created",
-                   (json_int_t)o->created, "model", o->model);
+/* The envelope every chunk and the completion share. s: the summary once
+ * the query is over (its model, when known, is the one that answered: what
+ * OpenAI's "model" means), else NULL. */
+static json_t *envelope(openai_sink_t *o, const char *object, const sink_summary_t *s) {
+  const char *model = s && s->model && s->model[0] ? s->model : o->model;
+  json_t *m = http_json_text(model, strlen(model));
+  /* json_pack steals the "o" references even when it fails. */
+  return json_pack("{s:s,s:s,s:I,s:o}", "id", o->id, "object", object, "created",
+                   (json_int_t)o->created, "model", m);
 }
 
 /* Queues "data: <json>\n\n" (takes obj's reference). */
@@ -85,8 +90,9 @@ static q_err_t send_frame(openai_sink_t *o, json_t *obj, bool last) {
 
 /* A chat.completion.chunk with choices[0] = {index, delta, finish_reason}
  * (takes delta's reference). */
-static json_t *chunk(openai_sink_t *o, json_t *delta, const char *finish_reason) {
-  json_t *c = envelope(o, "chat.completion.chunk");
+static json_t *chunk(openai_sink_t *o, json_t *delta, const char *finish_reason,
+                     const sink_summary_t *s) {
+  json_t *c = envelope(o, "chat.completion.chunk", s);
   /* json_pack steals the "o" references even when it fails. */
   json_t *choices =
       json_pack("[{s:i,s:o,s:o}]", "index", 0, "delta", delta, "finish_reason",
@@ -107,7 +113,7 @@ static q_err_t oa_retrieval(sink_t *b, const char *query_id,
   if (!o->stream)
     return 0;
   return send_frame(
-      o, chunk(o, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL),
+      o, chunk(o, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL),
       false);
 }
 
@@ -116,7 +122,7 @@ static q_err_t oa_token(sink_t *b, const char *text, size_t len) {
   if (!o->stream)
     return 0; /* the summary carries the whole answer */
   json_t *t = http_json_text(text, len);
-  return send_frame(o, chunk(o, t ? json_pack("{s:o}", "content", t) : NULL, NULL),
+  return send_frame(o, chunk(o, t ? json_pack("{s:o}", "content", t) : NULL, NULL, NULL),
                     false);
 }
 
@@ -140,13 +146,14 @@ static bool add_extras(openai_sink_t *o, json_t *obj, const sink_summary_t *s) {
   json_t *summary = sink_summary_json(s);
   json_t *citations = summary ? json_incref(json_object_get(summary, "citations")) : NULL;
   json_t *quarry =
-      summary ? json_pack("{s:O,s:o,s:O,s:O,s:O,s:O}", "query_id",
+      summary ? json_pack("{s:O,s:o,s:O,s:O,s:O,s:O,s:O}", "query_id",
                           json_object_get(summary, "query_id"), "query",
                           http_json_text(o->query, strlen(o->query)), "timings_ms",
                           json_object_get(summary, "timings_ms"), "cache_hit",
                           json_object_get(summary, "cache_hit"), "degraded",
                           json_object_get(summary, "degraded"), "rerank_method",
-                          json_object_get(summary, "rerank_method"))
+                          json_object_get(summary, "rerank_method"), "generation",
+                          json_object_get(summary, "generation"))
               : NULL;
   json_decref(summary);
   /* json_object_set_new takes the reference even when it fails. */
@@ -168,7 +175,7 @@ static void oa_done(sink_t *b, const sink_summary_t *s) {
   openai_sink_t *o = (openai_sink_t *)b;
   set_id(o, s->query_id);
   if (o->stream) {
-    json_t *last = chunk(o, json_object(), finish_reason(s));
+    json_t *last = chunk(o, json_object(), finish_reason(s), s);
     if (last && !add_extras(o, last, s)) {
       json_decref(last);
       last = NULL;
@@ -183,7 +190,7 @@ static void oa_done(sink_t *b, const sink_summary_t *s) {
   json_t *choices =
       json_pack("[{s:i,s:{s:s,s:o},s:s,s:n}]", "index", 0, "message", "role", "assistant",
                 "content", answer, "finish_reason", finish_reason(s), "logprobs");
-  json_t *c = envelope(o, "chat.completion");
+  json_t *c = envelope(o, "chat.completion", s);
   if (!c || json_object_set_new(c, "choices", choices) || !add_extras(o, c, s)) {
     if (!c)
       json_decref(choices);

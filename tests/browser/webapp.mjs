@@ -161,6 +161,8 @@ try {
   step('timings on demand');
   await answer.getByText('Timings').click();
   await answer.locator('.timings').getByText('retrieve').waitFor();
+  // The default stack answers with the built-in extractive answerer.
+  await answer.locator('.timings .answered-by').getByText('extractive / quarry-extractive').waitFor();
 
   step('feedback');
   await answer.getByRole('button', { name: 'Helpful', exact: true }).click();

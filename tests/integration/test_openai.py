@@ -75,7 +75,11 @@ class OpenAIWire(Case):
         b = r.json
         self.assertTrue(b["id"].startswith("chatcmpl-"), b["id"])
         self.assertEqual(b["object"], "chat.completion")
-        self.assertEqual(b["model"], MODEL, "answers as the configured model")
+        # OpenAI's "model" is the model that answered: on the default stack
+        # the built-in extractive answerer (docs/providers.md).
+        self.assertEqual(b["model"], "quarry-extractive", "names the model that answered")
+        self.assertEqual(b["quarry"]["generation"]["model"], b["model"])
+        self.assertEqual(b["quarry"]["generation"]["provider"], "extractive")
         self.assertIsInstance(b["created"], int)
         self.assertEqual(len(b["choices"]), 1)
         ch = b["choices"][0]
@@ -112,7 +116,12 @@ class OpenAIWire(Case):
         self.assertEqual(len(ids), 1, "one id for the whole stream")
         for c in chunks:
             self.assertEqual(c["object"], "chat.completion.chunk")
+        # The configured model until the one that answered is known: the
+        # last chunk names it.
+        for c in chunks[:-1]:
             self.assertEqual(c["model"], MODEL)
+        self.assertEqual(chunks[-1]["model"], "quarry-extractive")
+        self.assertEqual(chunks[-1]["quarry"]["generation"]["provider"], "extractive")
         self.assertEqual(chunks[0]["choices"][0]["delta"]["role"], "assistant")
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
         self.assertIn(harness.FACT_ANSWER, text)

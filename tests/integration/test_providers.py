@@ -91,7 +91,7 @@ class Providers(Case):
                  "stall_timeout_ms": 600, "connect_timeout_ms": 500,
                  "cost_per_1k_prompt": 0.5, "cost_per_1k_completion": 1.5},
                 {"kind": "openai-chat", "name": "fake-b", "base_url": cls.b.base_url,
-                 "model": "model-a", "key_env": "FAKE_PROVIDER_KEY", "timeout_ms": 2500},
+                 "model": "model-b", "key_env": "FAKE_PROVIDER_KEY", "timeout_ms": 2500},
             ],
             "rerank": [
                 {"kind": "cohere-rerank", "name": "fake-rerank", "base_url": cls.r.base_url,
@@ -153,6 +153,10 @@ class Providers(Case):
         done = events[-1][1]
         self.assertEqual("".join(t for t, _ in tokens), done["answer"])
         self.assertEqual(done["degraded"], [])
+        gen = done["generation"]
+        self.assertEqual((gen["provider"], gen["model"], gen["fallback"]),
+                         ("fake-a", "model-a", False), gen)
+        self.assertTrue(gen["prompt_version"].startswith("answer."), gen)
 
     def test_429_is_retried_after_retry_after(self):
         """First call → 429 with Retry-After: 1 → the same provider is asked
@@ -181,6 +185,9 @@ class Providers(Case):
         self.assertEqual(len(self.chat_requests(self.b)), 1)
         self.assertIn("second provider", r.json["answer"])
         self.assertEqual(r.json["degraded"], [])
+        gen = r.json["generation"]
+        self.assertEqual((gen["provider"], gen["model"], gen["fallback"]),
+                         ("fake-b", "model-b", False), "the provider that answered: %r" % gen)
 
     def test_malformed_stream_before_first_token_fails_over(self):
         """fake-a sends a broken SSE event before any text → fake-b answers."""
@@ -228,6 +235,18 @@ class Providers(Case):
         self.assertStatus(r, 200)
         self.assertIn("generate", r.json["degraded"])
         self.assertIn(harness.FACT_ANSWER, r.json["answer"])
+        gen = r.json["generation"]
+        self.assertEqual((gen["provider"], gen["model"], gen["fallback"]),
+                         ("extractive", "quarry-extractive", True), gen)
+        # The chat completion says the same, and names the built-in model.
+        c = call("POST", "/v1/chat/completions", key=key(), body={
+            "model": "quarry-rag",
+            "messages": [{"role": "user", "content": harness.FACT_QUESTION}]})
+        self.assertStatus(c, 200)
+        self.assertEqual(c.json["model"], "quarry-extractive")
+        cg = c.json["quarry"]["generation"]
+        self.assertEqual((cg["provider"], cg["fallback"]), ("extractive", True), cg)
+        self.assertIn("generate", c.json["quarry"]["degraded"])
 
     def test_client_leaving_closes_the_provider_connection(self):
         """The client reads the first token and hangs up → the provider's
@@ -286,6 +305,14 @@ class Providers(Case):
         self.assertEqual(usage["prompt_tokens"], 321)
         self.assertEqual(usage["completion_tokens"], len(self.a.answer.split(" ")))
         self.assertEqual(usage["total_tokens"], 321 + usage["completion_tokens"])
+        # OpenAI's "model": the model that answered, not the id asked for.
+        self.assertEqual(r.json["model"], "model-a")
+        gen = r.json["quarry"]["generation"]
+        self.assertEqual((gen["provider"], gen["model"], gen["fallback"]),
+                         ("fake-a", "model-a", False), gen)
+        self.assertEqual((gen["prompt_tokens"], gen["completion_tokens"]),
+                         (usage["prompt_tokens"], usage["completion_tokens"]))
+        self.assertGreater(gen["cost"], 0, "fake-a has prices: %r" % gen)
 
     def test_prompt_has_system_rules_and_numbered_context(self):
         """The chat request carries the v2 template: a system message that

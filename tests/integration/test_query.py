@@ -40,6 +40,12 @@ class Query(Case):
             self.assertIn(f, body["timings_ms"])
         self.assertIsInstance(body["degraded"], list)
         self.assertEqual(body["degraded"], [], "degraded with every service up: %r" % r)
+        # The default stack has no chat provider: the extractive answerer is
+        # the configuration, named and not a fallback.
+        gen = body["generation"]
+        self.assertEqual((gen["provider"], gen["model"], gen["fallback"]),
+                         ("extractive", "quarry-extractive", False), gen)
+        self.assertGreater(gen["completion_tokens"], 0, gen)
 
     def test_top_k_bounds_citations(self):
         """POST /v1/query {..., "top_k": 1} → 200 with at most one citation."""

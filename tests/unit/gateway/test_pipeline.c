@@ -40,6 +40,9 @@ typedef struct rec {
   char cited_chunk0[32];
   bool cache_hit;
   char rerank_method[32];
+  char provider[32], model[32], prompt_version[32]; /* "(null)": not given */
+  bool fallback, has_usage;
+  int prompt_tokens, completion_tokens;
   double total_ms;
   /* error */
   int errors;
@@ -104,6 +107,15 @@ static void rec_done(sink_t *s, const sink_summary_t *sum) {
              sum->citations[0].passage->chunk_id);
   r->cache_hit = sum->cache_hit;
   snprintf(r->rerank_method, sizeof r->rerank_method, "%s", sum->rerank_method);
+  snprintf(r->provider, sizeof r->provider, "%s",
+           sum->provider ? sum->provider : "(null)");
+  snprintf(r->model, sizeof r->model, "%s", sum->model ? sum->model : "(null)");
+  snprintf(r->prompt_version, sizeof r->prompt_version, "%s",
+           sum->prompt_version ? sum->prompt_version : "(null)");
+  r->fallback = sum->fallback;
+  r->has_usage = sum->has_usage;
+  r->prompt_tokens = sum->prompt_tokens;
+  r->completion_tokens = sum->completion_tokens;
   r->total_ms = sum->timings_ms.total;
   note(r, "done");
 }
@@ -265,6 +277,38 @@ Test(pipeline, retriever_failure_is_an_error_before_any_event) {
   rec_cleanup(&r);
 }
 
+Test(pipeline, the_summary_names_who_answered) {
+  rec_t r;
+  rec_init(&r);
+  run(&r, "what is alpha?", 3);
+  cr_assert_eq(r.done, 1, "%s", r.log.data);
+  cr_assert_str_eq(r.provider, "fake-0");
+  cr_assert_str_eq(r.model, "fake-model");
+  cr_assert_str_eq(r.prompt_version, "answer.v2");
+  cr_assert_not(r.fallback);
+  cr_assert(r.has_usage);
+  cr_assert_eq(r.prompt_tokens, 11);
+  cr_assert_eq(r.completion_tokens, 7);
+  cr_assert_str_eq(r.degraded, "citations");
+  rec_cleanup(&r);
+}
+
+Test(pipeline, a_fallback_answer_is_named_and_degraded) {
+  fk.gen_provider = "extractive";
+  fk.gen_model = "quarry-extractive";
+  atomic_store(&fk.gen_fallback, 1);
+  fk.answer = "Only [2].";
+  rec_t r;
+  rec_init(&r);
+  run(&r, "q", 3);
+  cr_assert_eq(r.done, 1, "%s", r.log.data);
+  cr_assert_str_eq(r.provider, "extractive");
+  cr_assert_str_eq(r.model, "quarry-extractive");
+  cr_assert(r.fallback);
+  cr_assert_str_eq(r.degraded, "generate");
+  rec_cleanup(&r);
+}
+
 Test(pipeline, generation_failure_comes_after_retrieval) {
   atomic_store(&fk.gen_fail, 1);
   rec_t r;
@@ -289,6 +333,7 @@ Test(pipeline, no_match_answers_without_sources) {
   cr_assert_str_eq(r.tokens.data, r.answer);
   cr_assert_eq(r.ncitations, 0);
   cr_assert_eq(atomic_load(&fk.generates), 0);
+  cr_assert_str_eq(r.provider, "(null)", "no model was asked: nobody is named");
   rec_cleanup(&r);
 }
 

@@ -53,6 +53,13 @@ static sink_summary_t summary(const sink_citation_t *c, size_t nc) {
       .degraded = degraded,
       .ndegraded = 1,
       .rerank_method = "features",
+      .has_usage = true,
+      .prompt_tokens = 120,
+      .completion_tokens = 4,
+      .cost = 0.25,
+      .provider = "openai-0",
+      .model = "gpt-test",
+      .prompt_version = "answer.v2",
   };
 }
 
@@ -92,7 +99,9 @@ Test(sink, sse_stream_is_framed_event_by_event) {
       "event: done\ndata: {\"query_id\":\"q-1\",\"answer\":\"A [1].\",\"citations\":[%s],"
       "\"timings_ms\":{\"auth\":0.1,\"embed\":1.0,\"retrieve\":2.0,\"rerank\":3.0,"
       "\"generate\":4.0,\"total\":10.0},\"cache_hit\":false,\"degraded\":[\"citations\"],"
-      "\"rerank_method\":\"features\"}"
+      "\"rerank_method\":\"features\",\"generation\":{\"provider\":\"openai-0\","
+      "\"model\":\"gpt-test\",\"fallback\":false,\"prompt_version\":\"answer.v2\","
+      "\"prompt_tokens\":120,\"completion_tokens\":4,\"cost\":0.25}}"
       "\n\n",
       cit, cit, cit);
   cr_assert_str_eq(out.data, want);
@@ -193,4 +202,30 @@ Test(sink, json_error_keeps_code_message_and_retry_after) {
   cr_assert_eq(rep.err, Q_ETIMEDOUT);
   cr_assert_str_eq(rep.message, "query deadline of 1500 ms exceeded before retrieval");
   j->free(j);
+}
+
+Test(sink, summary_names_who_answered_or_null) {
+  sink_summary_t sum = summary(NULL, 0);
+  sum.provider = "extractive";
+  sum.model = "quarry-extractive";
+  sum.prompt_version = "";
+  sum.fallback = true;
+  sum.has_usage = false;
+  json_t *j = sink_summary_json(&sum);
+  cr_assert_not_null(j);
+  json_t *g = json_object_get(j, "generation");
+  cr_assert(json_is_object(g));
+  cr_assert_str_eq(json_string_value(json_object_get(g, "provider")), "extractive");
+  cr_assert_str_eq(json_string_value(json_object_get(g, "model")), "quarry-extractive");
+  cr_assert(json_is_true(json_object_get(g, "fallback")));
+  cr_assert_str_eq(json_string_value(json_object_get(g, "prompt_version")), "");
+  cr_assert(json_is_null(json_object_get(g, "prompt_tokens")), "no usage: null counts");
+  cr_assert(json_is_null(json_object_get(g, "completion_tokens")));
+  json_decref(j);
+
+  sum.provider = sum.model = sum.prompt_version = NULL; /* nothing was generated */
+  j = sink_summary_json(&sum);
+  cr_assert_not_null(j);
+  cr_assert(json_is_null(json_object_get(j, "generation")));
+  json_decref(j);
 }

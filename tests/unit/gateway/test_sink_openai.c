@@ -282,3 +282,81 @@ Test(sink_openai, slow_reader_cuts_the_stream) {
   free(text);
   s->free(s);
 }
+
+/* The summary of an answer given by provider "openai-0" with model m. */
+static sink_summary_t answered(const sink_citation_t *c, size_t nc, const char *m) {
+  sink_summary_t s = summary(c, nc, NULL);
+  s.provider = "openai-0";
+  s.model = m;
+  s.prompt_version = "answer.v2";
+  s.has_usage = true;
+  s.prompt_tokens = 200;
+  s.completion_tokens = 5;
+  return s;
+}
+
+Test(sink_openai, model_is_the_one_that_answered_when_known) {
+  /* not streamed: the completion names the answering model */
+  sink_t *s = mk(false);
+  cr_assert_eq(s->retrieval(s, "q-1", NULL, 0), 0);
+  sink_summary_t sum = answered(NULL, 0, "gpt-test");
+  s->done(s, &sum);
+  sink_reply_t rep = {0};
+  cr_assert(sink_json_take(sink_openai_carrier(s), &rep));
+  cr_assert_str_eq(json_string_value(json_object_get(rep.body, "model")), "gpt-test");
+  json_t *g = json_object_get(json_object_get(rep.body, "quarry"), "generation");
+  cr_assert_str_eq(json_string_value(json_object_get(g, "provider")), "openai-0");
+  cr_assert_str_eq(json_string_value(json_object_get(g, "model")), "gpt-test");
+  cr_assert(json_is_false(json_object_get(g, "fallback")));
+  cr_assert_str_eq(json_string_value(json_object_get(g, "prompt_version")), "answer.v2");
+  cr_assert_eq(json_integer_value(json_object_get(g, "prompt_tokens")), 200);
+  cr_assert_eq(json_integer_value(json_object_get(g, "completion_tokens")), 5);
+  json_decref(rep.body);
+  s->free(s);
+
+  /* a model the llm-gateway did not name: the configured one */
+  s = mk(false);
+  cr_assert_eq(s->retrieval(s, "q-1", NULL, 0), 0);
+  sum = answered(NULL, 0, "");
+  s->done(s, &sum);
+  cr_assert(sink_json_take(sink_openai_carrier(s), &rep));
+  cr_assert_str_eq(json_string_value(json_object_get(rep.body, "model")), "quarry-rag");
+  json_decref(rep.body);
+  s->free(s);
+
+  /* streamed: the chunks before the end cannot know it, the last one does */
+  s = mk(true);
+  cr_assert_eq(s->retrieval(s, "q-1", NULL, 0), 0);
+  cr_assert_eq(s->token(s, "Hi", 2), 0);
+  sum = answered(NULL, 0, "gpt-test");
+  s->done(s, &sum);
+  ssize_t end;
+  char *text = drain(s, &end);
+  json_t *f[8];
+  size_t n = frames(text, f, 8);
+  cr_assert_eq(n, 4, "role, content, final, [DONE]: got %zu", n);
+  cr_assert_str_eq(json_string_value(json_object_get(f[0], "model")), "quarry-rag");
+  cr_assert_str_eq(json_string_value(json_object_get(f[1], "model")), "quarry-rag");
+  cr_assert_str_eq(json_string_value(json_object_get(f[2], "model")), "gpt-test");
+  g = json_object_get(json_object_get(f[2], "quarry"), "generation");
+  cr_assert_str_eq(json_string_value(json_object_get(g, "provider")), "openai-0");
+  for (size_t i = 0; i < n; i++)
+    json_decref(f[i]);
+  free(text);
+  s->free(s);
+}
+
+Test(sink_openai, quarry_generation_is_null_without_an_answer_from_a_model) {
+  sink_t *s = mk(false);
+  cr_assert_eq(s->retrieval(s, "q-1", NULL, 0), 0);
+  sink_summary_t sum = summary(NULL, 0, NULL);
+  s->done(s, &sum);
+  sink_reply_t rep = {0};
+  cr_assert(sink_json_take(sink_openai_carrier(s), &rep));
+  json_t *q = json_object_get(rep.body, "quarry");
+  cr_assert_not_null(json_object_get(q, "generation"), "present");
+  cr_assert(json_is_null(json_object_get(q, "generation")));
+  cr_assert_str_eq(json_string_value(json_object_get(rep.body, "model")), "quarry-rag");
+  json_decref(rep.body);
+  s->free(s);
+}

@@ -168,7 +168,15 @@ static q_err_t generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     atomic_fetch_add(&f->gen_pieces, 1);
   }
   Quarry__V1__GenerateResponse done = QUARRY__V1__GENERATE_RESPONSE__INIT;
+  Quarry__V1__Usage u = QUARRY__V1__USAGE__INIT;
+  u.prompt_tokens = 11;
+  u.completion_tokens = 7;
   done.done = 1;
+  done.usage = &u;
+  done.provider = (char *)(f->gen_provider ? f->gen_provider : "fake-0");
+  done.model = (char *)(f->gen_model ? f->gen_model : "fake-model");
+  done.prompt_version = "answer.v2";
+  done.fallback = atomic_load(&f->gen_fallback) != 0;
   return q_grpc_ctx_send(ctx, &done.base);
 }
 

@@ -7,7 +7,8 @@
  * Search returns npassages passages (passage i: chunk c<i>, document d<i>,
  * "Title <i>", page i); Rerank reverses the candidates and keeps top_n;
  * Generate streams `answer` in pieces of piece_bytes, sleeping piece_ms
- * before each piece. */
+ * before each piece, then a last message with gen_provider, gen_model,
+ * gen_fallback, "answer.v2" and usage {11, 7} (the llm-gateway's). */
 #ifndef QUARRY_TEST_GWFAKE_H
 #define QUARRY_TEST_GWFAKE_H
 
@@ -23,6 +24,9 @@ typedef struct gwfake {
   int piece_bytes;          /* default 5 */
   int npassages;            /* default 10 */
   const char *answer;
+  const char *gen_provider; /* default "fake-0" */
+  const char *gen_model;    /* default "fake-model" */
+  atomic_int gen_fallback;  /* the last message says the built-in answered */
 
   /* what they saw */
   atomic_int searches;         /* Search calls started */
