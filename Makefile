@@ -223,6 +223,8 @@ test: deps
 docs-check: all
 	@deploy/local/gen-config-docs.sh $(BUILD)/bin | diff -u docs/configuration.md - \
 	  || { echo "docs/configuration.md is stale: run 'make docs-config'"; exit 1; }
+	@/usr/bin/python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' docs/api/openapi.yaml \
+	  || { echo "docs/api/openapi.yaml is not valid YAML"; exit 1; }
 
 run: deps
 	$(MAKE) all

@@ -23,7 +23,7 @@ PACKAGES=(
   libexttextcat-dev libexttextcat-data
   # tests; clang-format is bookworm's 14, the version `make lint` pins
   libcriterion-dev valgrind curl yamllint clang-format
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-yaml
   # scanned pages drawn by tests/integration/fixtures.py for the OCR cases
   python3-cairo
   # the web app's browser test (tests/integration/test_web.py): Debian's
