@@ -32,14 +32,10 @@
  * the handler refuses though the contract allows it, or accepts though
  * the contract forbids it, is a crash. As in the handlers, a field that
  * is null counts as absent. */
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "fuzz.h"
+#include "fuzz_mhd.h"
 #include "gateway.h"
 #include "handlers.h"
 #include "http_util.h"
@@ -424,47 +420,14 @@ static unsigned run_request(const char *path, bool sse, const uint8_t *data,
     memcpy(http + hn, data, size);
   memset(&req, 0, sizeof req);
 
-  int sv[2];
-  FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair: %s",
-             strerror(errno));
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-  struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
-  peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(MHD_add_connection(daemon_, sv[0], (struct sockaddr *)&peer, sizeof peer) ==
-                 MHD_YES,
-             "MHD_add_connection");
-
-  /* Write the request, read the reply until the daemon closes the
-   * connection (Connection: close), then let it finish the request. */
+  /* The reply is read until the daemon closes the connection
+   * (Connection: close) and the request has finished. */
   q_buf_t out;
   q_buf_init(&out, 4 * MAX_JSON);
-  size_t off = 0;
-  int eof = 0, spins = 0;
-  char buf[8192];
-  while (!eof || (req.accessed && !req.completed)) {
-    if (off < len) {
-      ssize_t w = write(sv[1], http + off, len - off);
-      if (w > 0)
-        off += (size_t)w;
-    }
-    MHD_run(daemon_);
-    ssize_t got = -1;
-    while (!eof && (got = read(sv[1], buf, sizeof buf)) != 0) {
-      if (got < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-          eof = 1;
-        break;
-      }
-      FUZZ_CHECK(q_buf_append(&out, buf, (size_t)got) == 0, "a reply of over %d bytes",
-                 4 * MAX_JSON);
-    }
-    if (got == 0)
-      eof = 1;
-    FUZZ_CHECK(++spins < 100000, "%s: the request never completed (%s)", path,
-               req.responded ? "replied" : "no reply");
-  }
-  close(sv[1]);
-  MHD_run(daemon_); /* closes and frees the connection */
+  int spins =
+      fuzz_mhd_exchange(daemon_, http, len, &out, &req.accessed, &req.completed, false);
+  FUZZ_CHECK(spins < FUZZ_MHD_ROUNDS, "%s: the request never completed (%s)", path,
+             req.responded ? "replied" : "no reply");
   free(http);
 
   /* Exactly one reply, the one the handler queued, with a JSON error. */

@@ -29,13 +29,9 @@
  * the gateway's to judge: it forwards the client's (a raw body's
  * Content-Type as sent, a multipart file part's Content-Type or "") and
  * ingestion's format table decides (fuzz_formats covers that decision). */
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "fuzz.h"
+#include "fuzz_mhd.h"
 #include "gateway.h"
 #include "handlers.h"
 #include "http_util.h"
@@ -212,51 +208,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *http = build_request(data, size, &len);
   memset(&req, 0, sizeof req);
 
-  int sv[2];
-  FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair: %s",
-             strerror(errno));
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-  struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
-  peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(MHD_add_connection(daemon_, sv[0], (struct sockaddr *)&peer, sizeof peer) ==
-                 MHD_YES,
-             "MHD_add_connection");
-
-  /* Write the request as the daemon reads it; read what it answers until it
-   * closes the connection (Connection: close), then let it finish the
-   * request. An unanswered request is closed from this side after a while,
-   * which libmicrohttpd reports as a client abort. */
-  size_t off = 0;
-  int eof = 0, spins = 0;
-  char buf[8192];
-  while (!eof || (req.accessed && !req.completed)) {
-    if (off < len) {
-      ssize_t w = write(sv[1], http + off, len - off);
-      if (w > 0)
-        off += (size_t)w;
-    }
-    MHD_run(daemon_);
-    ssize_t got = -1;
-    while (!eof && (got = read(sv[1], buf, sizeof buf)) != 0) {
-      if (got < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-          eof = 1;
-        break;
-      }
-    }
-    if (got == 0)
-      eof = 1;
-    if (++spins == 100000 && !eof) {
-      shutdown(sv[1], SHUT_RDWR); /* the daemon waits for more: give up */
-      eof = 1;
-    }
-    FUZZ_CHECK(spins < 200000, "the request never completed");
-  }
-  close(sv[1]);
-  MHD_run(daemon_); /* closes and frees the connection */
+  /* An unanswered request is closed from this side after a while, which
+   * libmicrohttpd reports as a client abort. */
+  int spins =
+      fuzz_mhd_exchange(daemon_, http, len, NULL, &req.accessed, &req.completed, true);
+  FUZZ_CHECK(spins < 2 * FUZZ_MHD_ROUNDS, "the request never completed");
   free(http);
 
-  if (req.accessed && spins < 100000) {
+  if (req.accessed && spins < FUZZ_MHD_ROUNDS) {
     FUZZ_CHECK(req.replies == 1, "%d replies", req.replies);
     FUZZ_CHECK(req.status == 202 || req.status == 400 || req.status == 413 ||
                    req.status == 415,
