@@ -1344,17 +1344,24 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
   for (size_t i = 0; i < idx->nshards && !rc; i++) {
     shard_t *s = idx->shards[i];
     rc = v->shard(ud, s->tenant, s->nvec ? s->hnsw : NULL, s->dim, s->live);
+    /* The document's filter fields travel with each of its chunks, as they
+     * arrive in an upsert; its metadata is serialised once per run of its
+     * chunks (a document's chunks mostly sit in neighbouring slots). */
+    char *meta = NULL;
+    uint32_t meta_doc = UINT32_MAX;
     for (size_t k = 0; k < s->nslots && !rc; k++) {
       const chunk_t *c = s->slots[k];
       if (!c) /* a retired slot */
         continue;
-      /* The document's filter fields travel with each of its chunks, as
-       * they arrive in an upsert. */
       const doc_t *d = &s->docs[c->doc];
-      char *meta = d->meta ? json_dumps(d->meta, JSON_COMPACT) : NULL;
-      if (d->meta && !meta) {
-        rc = Q_ENOMEM;
-        break;
+      if (c->doc != meta_doc) {
+        free(meta);
+        meta = d->meta ? json_dumps(d->meta, JSON_COMPACT) : NULL;
+        meta_doc = c->doc;
+        if (d->meta && !meta) {
+          rc = Q_ENOMEM;
+          break;
+        }
       }
       engine_chunk_t out = {
           .chunk_id = c->chunk_id,
@@ -1371,8 +1378,8 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
           .metadata = meta,
       };
       rc = v->chunk(ud, &out);
-      free(meta);
     }
+    free(meta);
   }
   pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);

@@ -42,7 +42,8 @@ static inline int fuzz_mhd_exchange(struct MHD_Daemon *d, const char *http, size
   fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
   struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
   peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(MHD_add_connection(d, sv[0], (struct sockaddr *)&peer, sizeof peer) == MHD_YES,
+  FUZZ_CHECK(MHD_add_connection(d, sv[0], (struct sockaddr *)&peer, sizeof peer) ==
+                 MHD_YES,
              "MHD_add_connection");
   size_t off = 0;
   int eof = 0, spins = 0;
