@@ -461,8 +461,9 @@ static q_err_t record_key(PGconn *c, const upload_meta_t *m, const upload_result
                    6, params, "recording idempotency key", NULL, err, errlen);
 }
 
-/* The upload's metadata onto its document (new, new version or unchanged:
- * the latest upload's metadata is the document's). */
+/* The upload's metadata onto a document whose content did not change (a
+ * new document or version gets it in its own INSERT or UPDATE): the latest
+ * upload's metadata is the document's. */
 static q_err_t store_metadata(PGconn *c, const upload_meta_t *m, const upload_result_t *r,
                               char *err, size_t errlen) {
   if (!m->metadata || !m->metadata[0])
@@ -490,7 +491,7 @@ static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *
     return rc;
   rc =
       inserted ? insert_job(c, m, r, err, errlen) : update_document(c, m, r, err, errlen);
-  if (!rc)
+  if (!rc && r->unchanged)
     rc = store_metadata(c, m, r, err, errlen);
   if (rc)
     return rc;
