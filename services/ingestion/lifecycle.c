@@ -440,8 +440,19 @@ static q_err_t mark_deleted(PGconn *c, const char *tenant, const char *id, const
                             delete_result_t *res, char *err, size_t errlen) {
   const char *key[2] = {id, tenant};
   q_err_t rc = Q_OK;
+  /* Locks in the order every other writer takes them, the document's jobs
+   * before the document (the claim and the end of a job update a job, then
+   * its document): the other order deadlocks with a worker claiming the
+   * document's job at that moment. */
   PGresult *r =
       q_pg_query(c,
+                 "SELECT 1 FROM jobs WHERE document_id = $1::uuid AND tenant_id = $2 "
+                 "AND status IN ('queued', 'running') FOR UPDATE",
+                 2, key, "locking jobs", &rc, err, errlen);
+  if (!r)
+    return rc;
+  PQclear(r);
+  r = q_pg_query(c,
                  "SELECT 1 FROM documents WHERE id = $1::uuid AND tenant_id = $2 "
                  "AND deleted_at IS NULL FOR UPDATE",
                  2, key, "locking document", &rc, err, errlen);
