@@ -461,6 +461,8 @@ class Cli(Case):
 
     def test_jobs_list(self):
         """quarry jobs --json → the tenant's jobs; --state failed filters."""
+        # A job of this tenant whatever ran before (the test runs alone too).
+        self.assertStatus(harness.upload("A job for the jobs list.\n", api_key=self.key), 202)
         r = self.quarry("--json", "jobs", "--limit", "500")
         self.assertEqual(r.rc, 0, r)
         jobs = r.json()["jobs"]
