@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "httpfake.h"
 #include "loopback.h"
 #include "quarry/util.h"
 
@@ -52,25 +53,15 @@ static struct {
   int nstored;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static struct MHD_Daemon *daemon_;
+static httpfake_t *daemon_;
 static char url[64];
 static char tmp[] = "/tmp/quarry-cli-cmd-XXXXXX";
 
-typedef struct conn {
-  char body[65536];
-  size_t len;
-} conn_t;
+typedef httpfake_req_t conn_t;
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
                              const char *body, const char *retry_after) {
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-  MHD_add_response_header(r, "Content-Type", type);
-  if (retry_after)
-    MHD_add_response_header(r, "Retry-After", retry_after);
-  enum MHD_Result ret = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  return ret;
+  return httpfake_reply(c, status, type, body, strlen(body), retry_after);
 }
 
 static const char SSE_ANSWER[] =
@@ -284,23 +275,9 @@ static enum MHD_Result manage(struct MHD_Connection *c, const char *path,
                "{\"error\":{\"code\":\"not_found\",\"message\":\"not found\"}}", NULL);
 }
 
-static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char *path,
-                                const char *method, const char *version, const char *data,
-                                size_t *data_size, void **con_cls) {
-  conn_t *u = *con_cls;
-  if (!u) {
-    *con_cls = u = calloc(1, sizeof *u);
-    return u ? MHD_YES : MHD_NO;
-  }
-  if (*data_size) {
-    size_t n = *data_size;
-    if (n > sizeof u->body - 1 - u->len)
-      n = sizeof u->body - 1 - u->len;
-    memcpy(u->body + u->len, data, n);
-    u->len += n;
-    *data_size = 0;
-    return MHD_YES;
-  }
+static enum MHD_Result serve_cb(void *ud, const httpfake_req_t *u) {
+  struct MHD_Connection *c = u->conn;
+  const char *path = u->url, *method = u->method;
   pthread_mutex_lock(&srv.mu);
   int unauthorized = srv.unauthorized;
   pthread_mutex_unlock(&srv.mu);
@@ -338,12 +315,6 @@ static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char 
                "{\"error\":{\"code\":\"not_found\",\"message\":\"no route\"}}", NULL);
 }
 
-static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
-                    enum MHD_RequestTerminationCode toe) {
-  free(*con_cls);
-  *con_cls = NULL;
-}
-
 static void setup(void) {
   cr_assert_not_null(mkdtemp(tmp));
   /* Nothing of the developer's may leak in. */
@@ -355,18 +326,14 @@ static void setup(void) {
   unsetenv("QUARRY_API_KEY_FILE");
   unsetenv("QUARRY_CONFIG");
   unsetenv("QUARRY_STATE");
-  for (int attempt = 0; attempt < 10 && !daemon_; attempt++) {
-    int port = loopback_free_port();
-    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
-                               NULL, serve_cb, NULL, MHD_OPTION_NOTIFY_COMPLETED, done_cb,
-                               NULL, MHD_OPTION_END);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-  }
+  daemon_ = httpfake_start(serve_cb, NULL, HTTPFAKE_ONE_THREAD);
+  if (daemon_)
+    httpfake_url(daemon_, url, sizeof url, "");
   cr_assert_not_null(daemon_);
 }
 
 static void teardown(void) {
-  MHD_stop_daemon(daemon_);
+  httpfake_stop(daemon_);
   daemon_ = NULL;
   char cmd[256];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

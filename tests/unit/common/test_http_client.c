@@ -2,6 +2,8 @@
  * loopback port chosen at run time: JSON round trip, non-JSON and empty
  * replies, error statuses, the reply size cap, timeouts (own and inherited
  * from the thread's deadline), refused connections and header checks. */
+#include "httpfake.h"
+
 #include "quarry/error.h"
 #include "quarry/http_client.h"
 #include "quarry/trace.h"
@@ -18,48 +20,22 @@
 #include <time.h>
 #include <unistd.h>
 
-static struct MHD_Daemon *server;
+static httpfake_t *server;
 static int port;
 static atomic_int stopping;
 
-typedef struct upload {
-  char data[65536];
-  size_t len;
-} upload_t;
-
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status,
                                  const char *type, const char *body, size_t len) {
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-  if (type)
-    MHD_add_response_header(r, "Content-Type", type);
-  enum MHD_Result ret = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  return ret;
+  return httpfake_reply(c, status, type, body, len, NULL);
 }
 
-static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char *url,
-                                const char *method, const char *version, const char *data,
-                                size_t *data_size, void **con_cls) {
-  upload_t *u = *con_cls;
-  if (!u) { /* first call: headers only */
-    *con_cls = u = calloc(1, sizeof *u);
-    return u ? MHD_YES : MHD_NO;
-  }
-  if (*data_size) {
-    size_t n = *data_size;
-    if (n > sizeof u->data - 1 - u->len)
-      n = sizeof u->data - 1 - u->len;
-    memcpy(u->data + u->len, data, n);
-    u->len += n;
-    *data_size = 0;
-    return MHD_YES;
-  }
-
+static enum MHD_Result serve_cb(void *ud, const httpfake_req_t *hr) {
+  struct MHD_Connection *c = hr->conn;
+  const char *url = hr->url, *method = hr->method;
   if (strcmp(url, "/echo") == 0) {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *xt = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Test");
-    json_t *body = json_loadb(u->data, u->len, 0, NULL);
+    json_t *body = json_loadb(hr->body, hr->len, 0, NULL);
     json_t *o =
         json_pack("{s:s,s:s,s:s,s:o}", "method", method, "content_type", ct ? ct : "",
                   "x_test", xt ? xt : "", "body", body ? body : json_null());
@@ -94,30 +70,16 @@ static enum MHD_Result serve_cb(void *cls, struct MHD_Connection *c, const char 
   return send_text(c, 404, "application/json", "{\"error\":\"not found\"}", 21);
 }
 
-static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
-                    enum MHD_RequestTerminationCode toe) {
-  free(*con_cls);
-  *con_cls = NULL;
-}
-
 static void start_server(void) {
   q_http_global_init();
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  /* A thread per connection so the slow route does not hold up others. */
-  server = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0,
-      NULL, NULL, serve_cb, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-      MHD_OPTION_NOTIFY_COMPLETED, done_cb, NULL, MHD_OPTION_END);
+  server = httpfake_start(serve_cb, NULL, HTTPFAKE_THREAD_PER_CONNECTION);
   cr_assert_not_null(server);
-  port = MHD_get_daemon_info(server, MHD_DAEMON_INFO_BIND_PORT)->port;
-  cr_assert(port > 0);
+  port = httpfake_port(server);
 }
 
 static void stop_server(void) {
   atomic_store(&stopping, 1);
-  if (server)
-    MHD_stop_daemon(server);
+  httpfake_stop(server);
   server = NULL;
 }
 

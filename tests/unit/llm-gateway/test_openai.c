@@ -1,6 +1,7 @@
 /* Tests of the OpenAI-compatible providers against a loopback HTTP server
  * (libmicrohttpd) that speaks the /v1/embeddings and /v1/chat/completions
  * protocol, plus the fallback to the extractive answerer. */
+#include "httpfake.h"
 #include "llm.h"
 #include "provider.h"
 #include "scrape.h"
@@ -37,7 +38,7 @@ typedef enum {
 } fake_mode_t;
 
 static struct {
-  struct MHD_Daemon *d;
+  httpfake_t *d;
   int port;
   fake_mode_t mode;
   pthread_mutex_t mu;
@@ -82,24 +83,13 @@ static enum MHD_Result reply_sse(struct MHD_Connection *c, const char *answer,
       "{\"choices\":[],\"usage\":{\"prompt_tokens\":123,\"completion_tokens\":11}}\n\n");
   q_buf_puts(&b, "data: [DONE]\n\n");
 send:;
-  size_t len = b.len;
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(len, q_buf_steal(&b), MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header(r, "Content-Type", "text/event-stream");
-  enum MHD_Result ret = MHD_queue_response(c, 200, r);
-  MHD_destroy_response(r);
+  enum MHD_Result ret = httpfake_reply(c, 200, "text/event-stream", b.data, b.len, NULL);
+  q_buf_cleanup(&b);
   return ret;
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *body) {
-  char *s = json_dumps(body, JSON_COMPACT);
-  json_decref(body);
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header(r, "Content-Type", "application/json");
-  enum MHD_Result ret = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  return ret;
+  return httpfake_reply_json(c, status, body, NULL);
 }
 
 /* A vector whose components say which input it belongs to, so the test can
@@ -111,24 +101,11 @@ static json_t *vector_for(size_t input, int dim) {
   return v;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version,
-                               const char *upload, size_t *upload_size, void **con_cls) {
-  q_buf_t *body = *con_cls;
-  if (!body) {
-    body = calloc(1, sizeof *body);
-    q_buf_init(body, 1 << 20);
-    *con_cls = body;
-    return MHD_YES;
-  }
-  if (*upload_size) {
-    q_buf_append(body, upload, *upload_size);
-    *upload_size = 0;
-    return MHD_YES;
-  }
-
+static enum MHD_Result handler(void *ud, const httpfake_req_t *hr) {
+  struct MHD_Connection *c = hr->conn;
+  const char *url = hr->url, *method = hr->method;
   json_error_t jerr;
-  json_t *req = json_loadb(body->data ? body->data : "", body->len, 0, &jerr);
+  json_t *req = json_loadb(hr->body, hr->len, 0, &jerr);
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   pthread_mutex_lock(&srv.mu);
   json_decref(srv.last_body);
@@ -178,33 +155,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   return ret;
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                      enum MHD_RequestTerminationCode toe) {
-  q_buf_t *body = *con_cls;
-  if (body) {
-    q_buf_cleanup(body);
-    free(body);
-    *con_cls = NULL;
-  }
-}
-
 static void start_server(void) {
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   q_log_init("test-openai", Q_LOG_ERROR);
   q_http_global_init();
   srv.mode = MODE_OK;
   srv.requests = 0;
-  srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler, NULL,
-                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+  srv.d = httpfake_start(handler, NULL, HTTPFAKE_ONE_THREAD);
   cr_assert_not_null(srv.d);
-  srv.port = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT)->port;
-  cr_assert_gt(srv.port, 0);
+  srv.port = httpfake_port(srv.d);
 }
 
 static void stop_server(void) {
-  MHD_stop_daemon(srv.d);
+  httpfake_stop(srv.d);
+  srv.d = NULL;
   json_decref(srv.last_body);
   srv.last_body = NULL;
 }

@@ -2,6 +2,7 @@
  * (libmicrohttpd) speaking TEI's /rerank and Cohere's /v1/rerank: request
  * shape, ordering, checks on the reply, failover down the list, 429 with
  * Retry-After. */
+#include "httpfake.h"
 #include "remote.h"
 
 #include "quarry/buf.h"
@@ -22,7 +23,7 @@
 typedef enum { OK, BAD_INDEX, HTTP_500, HTTP_429_ONCE } mode_t_;
 
 static struct {
-  struct MHD_Daemon *d;
+  httpfake_t *d;
   int port;
   mode_t_ mode;
   int requests;
@@ -34,34 +35,13 @@ static struct {
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *body,
                              const char *retry_after) {
-  char *s = json_dumps(body, JSON_COMPACT);
-  json_decref(body);
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header(r, "Content-Type", "application/json");
-  if (retry_after)
-    MHD_add_response_header(r, "Retry-After", retry_after);
-  enum MHD_Result ret = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  return ret;
+  return httpfake_reply_json(c, status, body, retry_after);
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version,
-                               const char *upload, size_t *upload_size, void **con_cls) {
-  q_buf_t *body = *con_cls;
-  if (!body) {
-    body = calloc(1, sizeof *body);
-    q_buf_init(body, 1 << 20);
-    *con_cls = body;
-    return MHD_YES;
-  }
-  if (*upload_size) {
-    q_buf_append(body, upload, *upload_size);
-    *upload_size = 0;
-    return MHD_YES;
-  }
-  json_t *req = json_loadb(body->data ? body->data : "", body->len, 0, NULL);
+static enum MHD_Result handler(void *ud, const httpfake_req_t *hr) {
+  struct MHD_Connection *c = hr->conn;
+  const char *url = hr->url;
+  json_t *req = json_loadb(hr->body, hr->len, 0, NULL);
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   pthread_mutex_lock(&srv.mu);
   if (srv.requests < 8)
@@ -99,31 +79,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   return ret;
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                      enum MHD_RequestTerminationCode toe) {
-  q_buf_t *body = *con_cls;
-  if (body) {
-    q_buf_cleanup(body);
-    free(body);
-  }
-}
-
 static void start(void) {
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   q_log_init("test-remote", Q_LOG_ERROR);
   q_http_global_init();
   srv.mode = OK;
   srv.requests = 0;
-  srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler, NULL,
-                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+  srv.d = httpfake_start(handler, NULL, HTTPFAKE_ONE_THREAD);
   cr_assert_not_null(srv.d);
-  srv.port = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+  srv.port = httpfake_port(srv.d);
 }
 
 static void stop(void) {
-  MHD_stop_daemon(srv.d);
+  httpfake_stop(srv.d);
+  srv.d = NULL;
   json_decref(srv.last);
   srv.last = NULL;
 }
