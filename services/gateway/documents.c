@@ -299,8 +299,6 @@ void jobs_list(gw_req_t *r) {
 }
 
 void documents_delete(gw_req_t *r) {
-  if (params_require_role(r, GW_ROLE_WRITER | GW_ROLE_ADMIN, "deleting a document"))
-    return;
   if (!id_ok(r->param)) {
     http_reply_error(r, Q_ENOTFOUND, "document not found");
     return;

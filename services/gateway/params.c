@@ -133,18 +133,15 @@ const char *params_role_name(unsigned bit) {
                                  : "";
 }
 
-q_err_t params_require_role(gw_req_t *r, unsigned mask, const char *what) {
-  if (r->principal.roles & mask)
-    return Q_OK;
-  char need[64] = "";
+void params_role_need(unsigned mask, char *out, size_t n) {
   size_t used = 0;
-  for (unsigned bit = GW_ROLE_ADMIN; bit <= GW_ROLE_READER; bit <<= 1)
+  if (n)
+    out[0] = '\0';
+  for (unsigned bit = GW_ROLE_READER; bit >= GW_ROLE_ADMIN; bit >>= 1)
     if (mask & bit) {
-      int k = snprintf(need + used, sizeof need - used, "%s%s", used ? " or " : "",
+      int k = snprintf(out + used, n - used, "%s%s", used ? " or " : "",
                        params_role_name(bit));
-      if (k > 0 && (size_t)k < sizeof need - used)
+      if (k > 0 && (size_t)k < n - used)
         used += (size_t)k;
     }
-  http_reply_error(r, Q_EPERM, "%s needs the %s role", what, need);
-  return Q_EPERM;
 }

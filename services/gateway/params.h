@@ -28,9 +28,10 @@ q_err_t params_text(gw_req_t *r, const char *name, size_t maxlen, const char **o
 q_err_t params_enum(gw_req_t *r, const char *name, const char *const *values,
                     const char **out);
 
-/* Replies 403 unless the caller holds one of the roles in mask
- * (GW_ROLE_* bits); what names the action for the message. */
-q_err_t params_require_role(gw_req_t *r, unsigned mask, const char *what);
+/* Writes the roles in mask (GW_ROLE_* bits) as "writer or admin" (least
+ * privileged first) into out.
+ * Which route needs which role is in the route table (routes.c). */
+void params_role_need(unsigned mask, char *out, size_t n);
 
 /* The JSON names of roles, in the order admin, writer, reader. */
 const char *params_role_name(unsigned bit);

@@ -39,6 +39,11 @@ struct route {
   int is_public;               /* no credential needed */
   void (*handle)(gw_req_t *r); /* BODY_NONE, BODY_JSON: must reply */
   const stream_ops_t *stream;  /* BODY_STREAM */
+  /* GW_ROLE_* bits of which the principal needs one (0: any role), checked
+   * once the request is admitted and before its body is read; action names
+   * what is refused ("uploading documents") in the 403. */
+  unsigned roles;
+  const char *action;
 };
 
 typedef enum {

@@ -24,6 +24,7 @@
 #include "guard.h"
 #include "handlers.h"
 #include "http_util.h"
+#include "params.h"
 #include "ratelimit.h"
 #include "routes.h"
 
@@ -320,6 +321,11 @@ static void request_begin(gw_server_t *s, gw_req_t *r, const char *url,
 
 /* The checks that follow admission, then request_early_refusal. */
 static void request_admitted(gw_req_t *r) {
+  if (!r->pending && r->route->roles && !(r->principal.roles & r->route->roles)) {
+    char need[64];
+    params_role_need(r->route->roles, need, sizeof need);
+    http_reject_err(r, Q_EPERM, "%s needs the %s role", r->route->action, need);
+  }
   if (!r->pending && r->route->body == BODY_JSON &&
       !http_json_media(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
     guard_count("content_type");

@@ -2,6 +2,7 @@
 versions, DELETE /v1/documents/{id}, GET /v1/jobs, GET /v1/me and /v1/keys
 (roles, tenant isolation, revocation)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -233,6 +234,30 @@ class Delete(Case):
         r = harness.query(question, api_key=self.reader)
         self.assertStatus(r, 200)
         self.assertNotIn(doc, {c["document_id"] for c in r.json["citations"]}, repr(r))
+
+    def test_reader_cannot_upload(self):
+        """A reader key: POST /v1/documents (512 KiB) and POST
+        /v1/documents/batch → 403 permission_denied naming the roles, before
+        the body is read; nothing is stored."""
+        sent = [0]
+
+        def parts():
+            for _ in range(8):
+                sent[0] += 65536
+                yield b"x" * 65536
+        r = harness.raw_call("POST", "/v1/documents?title=Reader%20upload", parts(),
+                             {"Authorization": "Bearer " + self.reader,
+                              "Content-Type": "text/plain",
+                              "Content-Length": str(8 * 65536)})
+        self.assertError(r, 403, "permission_denied")
+        self.assertIn("needs the writer or admin role", r.json["error"]["message"])
+        line = json.dumps({"text": "Reader batch line.", "title": "Reader batch"})
+        r = call("POST", "/v1/documents/batch", body=(line + "\n").encode(),
+                 key=self.reader, ctype="application/x-ndjson")
+        self.assertError(r, 403, "permission_denied")
+        for q in ("Reader%20upload", "Reader%20batch"):
+            r = call("GET", "/v1/documents?q=" + q, key=self.reader)
+            self.assertEqual(r.json["documents"], [], repr(r))
 
     def test_delete_recorded_and_external_id_free(self):
         """The row stays in PostgreSQL with who and when; the blob of its

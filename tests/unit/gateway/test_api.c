@@ -86,10 +86,16 @@ static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   if (fk.auth_slow_ms)
     sleep_ms(fk.auth_slow_ms);
   const char *tenant = NULL;
+  static char *writer[] = {"writer"}, *reader[] = {"reader"};
+  char **roles = writer;
   if (strcmp(req->credential, "good-key") == 0)
     tenant = "t1";
   else if (strcmp(req->credential, "other-key") == 0)
     tenant = "t2";
+  else if (strcmp(req->credential, "reader-key") == 0) {
+    tenant = "t1";
+    roles = reader;
+  }
   if (!tenant) {
     q_grpc_ctx_errorf(ctx, "unknown key");
     return Q_EUNAUTH;
@@ -102,6 +108,8 @@ static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   p->tenant_id = (char *)tenant;
   p->user_id = "key:k1";
   p->key_id = "k1";
+  p->roles = roles;
+  p->n_roles = 1;
   r->principal = p;
   *out = &r->base;
   return 0;
@@ -985,6 +993,33 @@ Test(api, raw_upload_streams_to_ingestion) {
   cr_assert_str_eq(fk.up_filename, "g.md");
   cr_assert_eq(fk.up_bytes, strlen(doc));
   cr_assert_str_eq(fk.up_head, "# Title\n\nSome markdown text.\n");
+  resp_free(&r);
+}
+
+Test(api, reader_upload_is_403_before_the_body) {
+  const char *doc = "A reader's document.\n";
+  /* Expect: 100-continue makes curl wait for the verdict before sending. */
+  resp_t r = HTTP("POST", "/v1/documents",
+                  {"Authorization: Bearer reader-key", "Content-Type: text/plain",
+                   "Expect: 100-continue"},
+                  .body = doc, .len = strlen(doc));
+  assert_error(&r, 403, "permission_denied");
+  cr_assert(strstr(json_string_value(
+                       json_object_get(json_object_get(r.json, "error"), "message")),
+                   "uploading documents needs the writer or admin role"),
+            "%s", r.body.data);
+  resp_free(&r);
+  r = HTTP("POST", "/v1/documents/batch",
+           {"Authorization: Bearer reader-key", "Content-Type: application/x-ndjson"},
+           .body = "{\"text\":\"x\"}\n", .len = 13);
+  assert_error(&r, 403, "permission_denied");
+  resp_free(&r);
+  cr_assert_eq(atomic_load(&fk.up_done), 0, "ingestion never saw an upload");
+  /* Reading is any role's. */
+  r = HTTP("POST", "/v1/query",
+           {"Authorization: Bearer reader-key", "Content-Type: application/json"},
+           .body = "{\"query\":\"x\"}", .len = 13);
+  cr_assert_eq(r.status, 200, "%s", r.body.data);
   resp_free(&r);
 }
 

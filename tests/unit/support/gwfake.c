@@ -45,6 +45,9 @@ static q_err_t authenticate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   p->tenant_id = (char *)tenant;
   p->user_id = "key:k1";
   p->key_id = "k1";
+  static char *roles[] = {"writer"};
+  p->roles = roles;
+  p->n_roles = 1;
   r->principal = p;
   *out = &r->base;
   return 0;

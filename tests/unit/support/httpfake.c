@@ -104,7 +104,9 @@ void httpfake_stop(httpfake_t *f) {
   free(f);
 }
 
-int httpfake_port(const httpfake_t *f) { return f->port; }
+int httpfake_port(const httpfake_t *f) {
+  return f->port;
+}
 
 void httpfake_url(const httpfake_t *f, char *out, size_t n, const char *path) {
   snprintf(out, n, "http://127.0.0.1:%d%s", f->port, path);
