@@ -11,6 +11,7 @@
 #include "handlers.h"
 #include "http_util.h"
 #include "quarry/buf.h"
+#include "quarry/filter.h"
 #include "quarry/grpc.h"
 #include "quarry/limits.h"
 #include "quarry/log.h"
@@ -134,6 +135,8 @@ q_err_t batch_parse_line(const char *line, size_t len, int64_t max_doc_bytes,
       snprintf(err, errlen, "\"metadata\" is larger than %d bytes as compact JSON",
                Q_LIMIT_METADATA_BYTES);
       rc = Q_ETOOBIG;
+    } else if (q_meta_check(m, err, errlen)) {
+      rc = Q_EINVAL; /* the rule a single upload's metadata follows */
     } else if (!(out->metadata = q_arena_strndup(a, s, n))) {
       rc = Q_ENOMEM;
     }

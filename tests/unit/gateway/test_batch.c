@@ -32,15 +32,15 @@ Test(batch, a_full_line) {
   batch_doc_t d;
   char err[256] = "";
   cr_assert_eq(parse("{\"external_id\":\"e-1\",\"title\":\"T\xc3\xa9\",\"text\":\"Body "
-                     "\\u00e9 text.\\nSecond line.\",\"metadata\":{\"b\":[1,2],\"a\":"
-                     "{\"x\":null}}}\r",
+                     "\\u00e9 text.\\nSecond line.\",\"metadata\":{\"b\":[\"x\",\"y\"],"
+                     "\"a\":1.5,\"c\":true}}\r",
                      &d, err),
                Q_OK, "%s", err);
   cr_assert_str_eq(d.external_id, "e-1");
   cr_assert_str_eq(d.title, "T\xc3\xa9");
   cr_assert_str_eq(d.text, "Body \xc3\xa9 text.\nSecond line.");
   cr_assert_eq(d.text_len, strlen(d.text));
-  cr_assert_str_eq(d.metadata, "{\"b\":[1,2],\"a\":{\"x\":null}}");
+  cr_assert_str_eq(d.metadata, "{\"b\":[\"x\",\"y\"],\"a\":1.5,\"c\":true}");
 }
 
 Test(batch, only_text_is_required) {
@@ -86,6 +86,13 @@ Test(batch, wrong_keys_and_types) {
   REFUSED("{\"text\": \"x\", \"title\": \"a\\tb\"}", Q_EINVAL, "control characters");
   REFUSED("{\"text\": \"x\", \"metadata\": \"m\"}", Q_EINVAL, "must be a JSON object");
   REFUSED("{\"text\": \"x\", \"metadata\": [1]}", Q_EINVAL, "must be a JSON object");
+  /* What q_meta_check refuses for a single upload is refused here too. */
+  REFUSED("{\"text\": \"x\", \"metadata\": {\"a\": {\"x\": 1}}}", Q_EINVAL,
+          "metadata \"a\"");
+  REFUSED("{\"text\": \"x\", \"metadata\": {\"b\": [1, 2]}}", Q_EINVAL,
+          "item 0 of the list is not a string");
+  REFUSED("{\"text\": \"x\", \"metadata\": {\"bad key\": 1}}", Q_EINVAL,
+          "metadata key \"bad key\"");
 }
 
 Test(batch, sizes) {
