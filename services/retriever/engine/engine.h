@@ -117,17 +117,12 @@ typedef struct engine_query {
    * A filter only narrows: candidates come from q->tenant alone whatever it
    * says.
    *
-   * TODO(milvus engine): translate the compiled filter into a Milvus boolean
-   * expression on scalar fields stored with each chunk (content_type
-   * VARCHAR, created_at INT64, metadata JSON, access_groups ARRAY<VARCHAR>),
-   * ANDed with the tenant partition key: eq -> `content_type == "x"`,
-   * in -> `content_type in ["a","b"]`, gt/gte/lt/lte -> `created_at >= n`
-   * (dates already in unix seconds), meta.k -> `metadata["k"] == v` (a list
-   * value: `json_contains(metadata["k"], v)` / `json_contains_any`), and/or/not
-   * -> `and`/`or`/`not (...)`; passed as the `filter` of both the BM25 and
-   * the dense search request so Milvus filters during its search. Until
-   * then that engine must refuse a query with a filter (Q_EUNIMPL), never
-   * ignore it. */
+   * The Milvus engine translates the compiled filter into a Milvus boolean
+   * expression over the scalar fields stored with each chunk
+   * (engine/milvus_expr.h: content_type, created_ms, metadata JSON, with
+   * dates also as numbers), ANDed after the tenant partition key's
+   * conjunct and passed as the `filter` of both its searches, so Milvus
+   * filters while it searches. */
   const q_filter_t *filter;
 } engine_query_t;
 

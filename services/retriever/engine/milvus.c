@@ -20,6 +20,10 @@
  *    is taken off again in every candidate.
  *  - Ties are broken by chunk id within the lists Milvus returned; a tie
  *    across the top_k cut is Milvus's choice.
+ *  - Filters (engine.h) become Milvus expressions (milvus_expr.h) over the
+ *    document fields each chunk row carries (content_type, created_ms = the
+ *    document's creation time, metadata with dates also as numbers), run by
+ *    Milvus during both searches.
  *
  * Searches are two requests, BM25 and dense, not one hybrid_search: fusion
  * and its per-embedder policy live above the seam (search.c) and need the
@@ -30,6 +34,7 @@
  * and readiness run beside them. */
 #include "engine/engine.h"
 #include "engine/milvus_client.h"
+#include "engine/milvus_expr.h"
 
 #include "quarry/log.h"
 #include "quarry/trace.h"
@@ -50,6 +55,9 @@
 /* Between the title and the text in the stored text field (milvus_client.c
  * leaves room for it). */
 #define TITLE_SEP "\n\n"
+/* Longest Milvus expression a filter becomes: Q_LIMIT_FILTER_BYTES of JSON
+ * grows by its quoting and the extra conjuncts of milvus_expr.h. */
+#define MILVUS_EXPR_MAX (16 * Q_LIMIT_FILTER_BYTES)
 
 typedef struct milvus_engine {
   milvus_client_t *cli;
@@ -234,7 +242,8 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
     snprintf(err, errlen, "out of memory");
     return Q_ENOMEM;
   }
-  int64_t now = q_wall_ms();
+  /* Each row's metadata as stored (milvus_meta_stored: dates also as
+   * numbers), in texts with the joined texts below. */
   /* BM25 reads the text field only; the embedded engine scores title and
    * text, so the title goes in front of the text (TITLE_SEP between), and
    * comes off again when a candidate is read (to_cands). */
@@ -260,6 +269,25 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
       memcpy(joined + tl + sizeof TITLE_SEP - 1, text, xl + 1);
       text = joined;
     }
+    char *meta = NULL;
+    const char *stored = NULL;
+    if (milvus_meta_stored(chunks[i].metadata, &meta) == 0) {
+      stored = q_arena_strdup(texts, meta);
+      free(meta);
+    } else {
+      free(meta);
+      q_arena_free(texts);
+      free(rows);
+      snprintf(err, errlen, "chunk %s: metadata is not a JSON object",
+               chunks[i].chunk_id ? chunks[i].chunk_id : "(no id)");
+      return Q_EINVAL;
+    }
+    if (!stored) {
+      q_arena_free(texts);
+      free(rows);
+      snprintf(err, errlen, "out of memory");
+      return Q_ENOMEM;
+    }
     rows[i] = (milvus_chunk_t){
         .chunk_id = chunks[i].chunk_id,
         .doc_id = chunks[i].doc_id,
@@ -269,7 +297,12 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
         .page = chunks[i].page,
         .ordinal = chunks[i].ordinal,
         .version = chunks[i].version,
-        .created_ms = now,
+        /* The document's creation time: what a created_at filter reads. */
+        .created_ms = milvus_created_ms(chunks[i].created_at),
+        .content_type = chunks[i].content_type,
+        .metadata_json = stored,
+        .access_groups = chunks[i].access_groups,
+        .n_access_groups = chunks[i].naccess_groups,
         .dense = chunks[i].embedding,
     };
   }
@@ -390,7 +423,24 @@ static q_err_t search_lists(milvus_engine_t *e, const engine_query_t *q, q_arena
   q_err_t rc = ensure(e, err, errlen);
   if (rc)
     return rc;
-  milvus_query_t mq = {.tenant = q->tenant, .dense = q->embedding, .top_k = top_k};
+  /* The filter, translated once for both searches, so Milvus applies it
+   * while it searches (engine.h). */
+  milvus_filter_t mf = {0};
+  if (q->filter) {
+    q_buf_t b;
+    q_buf_init(&b, MILVUS_EXPR_MAX);
+    rc = milvus_filter_expr(q->filter, &b, err, errlen);
+    mf.expr = rc ? NULL : q_arena_strndup(arena, b.data ? b.data : "", b.len);
+    q_buf_cleanup(&b);
+    if (rc)
+      return rc;
+    if (!mf.expr)
+      return Q_ENOMEM;
+  }
+  milvus_query_t mq = {.tenant = q->tenant,
+                       .filter = q->filter ? &mf : NULL,
+                       .dense = q->embedding,
+                       .top_k = top_k};
   milvus_hit_t *hits;
   size_t nhits;
   if (dense) {
@@ -461,11 +511,6 @@ static q_err_t count_stats(milvus_engine_t *e, const char *tenant, engine_stats_
 static q_err_t milvus_eng_search(void *st, const engine_query_t *q, q_arena_t *arena,
                                  engine_result_t *out, char *err, size_t errlen) {
   milvus_engine_t *e = st;
-  if (q->filter) {
-    /* Never ignored: engine.h's TODO says how it maps to Milvus. */
-    snprintf(err, errlen, "metadata filters are not supported by the milvus engine yet");
-    return Q_EUNIMPL;
-  }
   return served(e, search_lists(e, q, arena, out, err, errlen));
 }
 

@@ -606,6 +606,171 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   close_engine(&e);
 }
 
+/* ---- filters ------------------------------------------------------------------- */
+
+enum { FDOCS = 24, FDIM = 4 };
+
+/* What a filter must reach in the engine's fields: strings with quotes,
+ * backslashes and an injected `||`, lists, numbers, booleans, dates as
+ * strings, absent values. */
+static const char *const hostile = "say \"hi\" \\ || tenant_id != \"t2\" \\\"";
+
+/* Document i of the filter fixture (the same in both tenants but for the
+ * chunk id): its chunk and the metadata text behind it. */
+static void filter_doc(int i, const char *tenant, char ids[][32], char docs[][16],
+                       char titles[][64], char metas[][512], float vecs[][FDIM],
+                       engine_chunk_t *c) {
+  static const char *const teams[] = {"legal", "hr", "eng"};
+  snprintf(ids[i], sizeof ids[i], "%s-d%d:1:0", tenant, i);
+  snprintf(docs[i], sizeof docs[i], "d%d", i);
+  if (i == 7)
+    snprintf(titles[i], sizeof titles[i], "x\" || tenant_id != \"%s", tenant);
+  else
+    snprintf(titles[i], sizeof titles[i], "Title %d", i);
+  json_t *m =
+      json_pack("{s:s,s:i,s:b}", "team", teams[i % 3], "n", i, "flag", i % 2 == 0);
+  if (i % 2 == 0)
+    json_object_set_new(
+        m, "tags", json_pack("[s,s]", i % 4 ? "red" : "blue", i % 3 ? "green" : "x"));
+  if (i % 5 != 0) {
+    char when[32];
+    snprintf(when, sizeof when, "2024-01-%02dT00:00:00Z", i + 1);
+    json_object_set_new(m, "when", json_string(when));
+  }
+  if (i % 2 == 1)
+    json_object_set_new(m, "frac", json_real(i + 0.5));
+  if (i == 11)
+    json_object_set_new(m, "q", json_string(hostile));
+  if (i == 12)
+    json_object_set_new(m, "q", json_string("back\\slash"));
+  char *text = json_dumps(m, JSON_COMPACT);
+  snprintf(metas[i], sizeof metas[i], "%s", text);
+  free(text);
+  json_decref(m);
+  for (int d = 0; d < FDIM; d++)
+    vecs[i][d] = (float)((i * 7 + d * 3) % 11) + 1.0f;
+  *c = (engine_chunk_t){
+      .chunk_id = ids[i],
+      .doc_id = docs[i],
+      .title = titles[i],
+      .text = "common words of every document",
+      .version = 1,
+      .embedding = vecs[i],
+      .dim = FDIM,
+      .content_type = i % 3 == 0   ? "application/pdf"
+                      : i % 3 == 1 ? "text/plain"
+                                   : NULL,
+      .created_at = i % 4 == 3 ? 0 : 1600000000 + (int64_t)i * 86400,
+      .metadata = metas[i],
+  };
+}
+
+/* Filters of every kind; the expected documents come from q_filter_match
+ * over the fixture's fields (the definition of a filter, quarry/filter.h). */
+static const char *const filters[] = {
+    "{\"field\":\"meta.team\",\"eq\":\"legal\"}",
+    "{\"field\":\"meta.team\",\"in\":[\"legal\",\"hr\"]}",
+    "{\"field\":\"meta.tags\",\"eq\":\"red\"}",
+    "{\"field\":\"meta.tags\",\"in\":[\"blue\",\"nope\"]}",
+    "{\"field\":\"meta.n\",\"gte\":5,\"lt\":12}",
+    "{\"field\":\"meta.n\",\"eq\":7}",
+    "{\"field\":\"meta.n\",\"in\":[3,9.0,\"x\"]}",
+    "{\"field\":\"meta.flag\",\"eq\":true}",
+    "{\"field\":\"meta.flag\",\"eq\":false}",
+    "{\"field\":\"meta.when\",\"gte\":\"2024-01-05\",\"lte\":\"2024-01-10T00:00:00Z\"}",
+    "{\"field\":\"meta.when\",\"lt\":1704326400}",
+    "{\"field\":\"meta.frac\",\"gt\":3.25,\"lte\":9.5}",
+    "{\"field\":\"created_at\",\"gt\":1600172800,\"lte\":1600864000.5}",
+    "{\"field\":\"created_at\",\"eq\":1600086400}",
+    "{\"field\":\"created_at\",\"in\":[1600000000,1600172800.5,\"2020-09-15T12:26:40Z\"]"
+    "}",
+    "{\"field\":\"created_at\",\"lt\":\"2020-09-18\"}",
+    "{\"not\":{\"field\":\"created_at\",\"gte\":0}}",
+    "{\"field\":\"content_type\",\"eq\":\"application/pdf\"}",
+    "{\"field\":\"content_type\",\"in\":[\"text/plain\",\"application/pdf\"]}",
+    "{\"not\":{\"field\":\"content_type\",\"eq\":\"text/plain\"}}",
+    "{\"and\":[{\"field\":\"meta.team\",\"eq\":\"eng\"},{\"or\":[{\"field\":\"meta.n\","
+    "\"lt\":6},{\"not\":{\"field\":\"meta.flag\",\"eq\":true}}]}]}",
+    "{\"or\":[{\"field\":\"doc_id\",\"in\":[\"d3\",\"d4\",\"zz\"]},{\"field\":\"title\","
+    "\"eq\":\"Title 5\"}]}",
+    "{\"field\":\"meta.q\",\"eq\":\"say \\\"hi\\\" \\\\ || tenant_id != \\\"t2\\\" "
+    "\\\\\\\"\"}",
+    "{\"field\":\"meta.q\",\"in\":[\"back\\\\slash\",\"\\\" || true || \\\"\"]}",
+    "{\"field\":\"title\",\"eq\":\"x\\\" || tenant_id != \\\"t1\"}",
+    "{\"field\":\"title\",\"eq\":\"x\\\" || tenant_id != \\\"t2\"}",
+    "{\"field\":\"meta.missing\",\"eq\":\"x\"}",
+    "{\"not\":{\"field\":\"meta.missing\",\"eq\":\"x\"}}",
+    "{\"not\":{\"or\":[{\"field\":\"meta.tags\",\"eq\":\"green\"},{\"field\":\"meta."
+    "when\","
+    "\"gte\":\"2024-01-20\"}]}}",
+};
+
+/* Every filter gives, in both lists, exactly the tenant's documents that
+ * pass it (top_k above the document count, so nothing is cut), and never a
+ * chunk of the other tenant, which holds the same documents. */
+static void check_filters(const engine_fixture_t *f) {
+  static char ids[2][FDOCS][32], docs[2][FDOCS][16], titles[2][FDOCS][64],
+      metas[2][FDOCS][512];
+  static float vecs[2][FDOCS][FDIM];
+  const char *tenants[] = {"t1", "t2"};
+  engine_t e = open_engine(f, FDIM);
+  engine_chunk_t c[FDOCS];
+  for (int t = 0; t < 2; t++) {
+    for (int i = 0; i < FDOCS; i++)
+      filter_doc(i, tenants[t], ids[t], docs[t], titles[t], metas[t], vecs[t], &c[i]);
+    put(&e, tenants[t], c, FDOCS, NULL, NULL);
+  }
+  q_arena_t *a = q_arena_new(0);
+  size_t partial = 0;
+  for (size_t fi = 0; fi < sizeof filters / sizeof filters[0]; fi++) {
+    q_filter_t *flt = NULL;
+    int rc = q_filter_parse(filters[fi], strlen(filters[fi]), &flt, err, sizeof err);
+    cr_assert_eq(rc, 0, "filter %zu: %s", fi, err);
+    for (int t = 0; t < 2; t++) {
+      bool want[FDOCS];
+      size_t nwant = 0;
+      for (int i = 0; i < FDOCS; i++) {
+        engine_chunk_t ch;
+        filter_doc(i, tenants[t], ids[t], docs[t], titles[t], metas[t], vecs[t], &ch);
+        json_t *m = json_loads(ch.metadata, 0, NULL);
+        q_filter_doc_t d = {.doc_id = ch.doc_id,
+                            .title = ch.title,
+                            .content_type = ch.content_type,
+                            .created_at = ch.created_at,
+                            .meta = m};
+        want[i] = q_filter_match(flt, &d);
+        nwant += want[i];
+        json_decref(m);
+      }
+      if (t == 0)
+        partial += nwant > 0 && nwant < FDOCS;
+      engine_query_t q = {
+          tenants[t], ENGINE_LEXICAL | ENGINE_DENSE, "common", 6, vecs[t][0], FDIM, 100,
+          flt};
+      engine_result_t r;
+      rc = e.ops->search(e.st, &q, a, &r, err, sizeof err);
+      cr_assert_eq(rc, 0, "filter %s: %s", filters[fi], err);
+      for (int l = 0; l < 2; l++) {
+        const engine_cand_t *cand = l ? r.dense : r.lexical;
+        size_t n = l ? r.ndense : r.nlexical;
+        cr_assert_eq(n, nwant, "filter %s, tenant %s, %s list: %zu found, %zu pass",
+                     filters[fi], tenants[t], l ? "dense" : "lexical", n, nwant);
+        for (size_t k = 0; k < n; k++) {
+          int i = atoi(cand[k].doc_id + 1);
+          cr_assert(strncmp(cand[k].chunk_id, tenants[t], 2) == 0 && want[i],
+                    "filter %s, tenant %s: %s should not be found", filters[fi],
+                    tenants[t], cand[k].chunk_id);
+        }
+      }
+    }
+    q_filter_free(flt);
+  }
+  /* Not a table of trivial filters: most pass some documents, not all. */
+  cr_assert_geq(partial, 22, "%zu filters pass part of the documents", partial);
+  q_arena_free(a);
+  close_engine(&e);
+}
+
 /* ---- instances -------------------------------------------------------------- */
 
 #define ENGINE_CONTRACT(suite, fixture)                                                  \
@@ -632,6 +797,9 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   }                                                                                      \
   Test(suite, snapshot_says_what_it_does) {                                              \
     check_snapshot_says_what_it_does(&fixture);                                          \
+  }                                                                                      \
+  Test(suite, filters, .timeout = 120) {                                                 \
+    check_filters(&fixture);                                                             \
   }
 
 ENGINE_CONTRACT(embedded_exact, embedded_exact)
