@@ -172,6 +172,11 @@ typedef struct engine_config {
    * snapshot_interval_ms when anything changed (0: never by time). */
   const char *data_dir;
   int64_t snapshot_changes, snapshot_interval_ms;
+  /* Pruning the change log (embedded; store.h): a replica whose heartbeat
+   * is older than replica_ttl_ms is not live (0: 60000); every
+   * prune_interval_ms (0: never) a replica deletes the changes no live
+   * replica needs that are older than log_retain_ms (the retention floor). */
+  int64_t replica_ttl_ms, prune_interval_ms, log_retain_ms;
 } engine_config_t;
 
 typedef struct engine engine_t;
