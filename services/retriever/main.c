@@ -25,6 +25,7 @@ static const char *engine_name, *fusion_weights, *metric, *data_dir;
 static const char *mv_url, *mv_token, *mv_token_file, *mv_db, *mv_collection;
 static int64_t mv_timeout_ms, mv_attempts, mv_backoff_ms, mv_max_backoff_ms, mv_hnsw_m,
     mv_hnsw_efc, mv_search_ef;
+static int mv_hybrid;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
     exact_max, poll_ms, max_lag_ms, snapshot_changes, snapshot_interval_ms,
     replica_ttl_ms, prune_interval_ms, log_retain_ms;
@@ -126,6 +127,11 @@ static q_cfg_entry_t cfg[] = {
      &mv_hnsw_efc},
     {"QUARRY_MILVUS_SEARCH_EF", Q_CFG_INT, "64", 1, 65536, NULL,
      "Milvus engine: HNSW ef at search time (raised to top_k).", 0, &mv_search_ef},
+    {"QUARRY_MILVUS_HYBRID_SEARCH", Q_CFG_BOOL, "true", 0, 0, NULL,
+     "Milvus engine: a hybrid search whose fusion rule Milvus can express (plain RRF, "
+     "or weighted) is one hybrid_search request fused by Milvus; false: two searches "
+     "fused by the retriever (which also reports each list's score).",
+     0, &mv_hybrid},
     {"QUARRY_RETRIEVER_LOG_POLL_MS", Q_CFG_INT, "500", 10, 60000, NULL,
      "How often a replica reads the change log when no notification woke it "
      "(LISTEN/NOTIFY wakes it at once after each write of another replica; the "
@@ -213,6 +219,7 @@ int main(int argc, char **argv) {
       .hnsw_m = (int)mv_hnsw_m,
       .hnsw_ef_construction = (int)mv_hnsw_efc,
       .search_ef = (int)mv_search_ef,
+      .no_hybrid = !mv_hybrid,
   };
   if (*mv_url)
     ec.milvus = &mc;

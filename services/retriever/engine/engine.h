@@ -4,7 +4,8 @@
  * An engine stores each tenant's chunks and answers one question: "the best
  * top_k chunks of this tenant for this query text by BM25, and/or for this
  * vector by similarity". It returns the candidates of each modality as a
- * separate scored list; it never fuses them. What the retriever does with the
+ * separate scored list; it fuses them only through the optional hybrid op,
+ * when search.c asks it to. What the retriever does with the
  * lists is the same whichever engine made them and lives above this seam
  * (search.c): request validation, the request's mode, fusion (fusion.h) and
  * document-level aggregation. An engine is a table of functions (engine_ops_t)
@@ -179,6 +180,14 @@ typedef struct engine_config {
   int64_t replica_ttl_ms, prune_interval_ms, log_retain_ms;
 } engine_config_t;
 
+/* How an engine that fuses by itself (engine_ops_t.hybrid) combines the
+ * lexical and the dense list. */
+typedef struct engine_fusion {
+  bool weighted;         /* false: reciprocal rank fusion */
+  unsigned rrf_k;        /* RRF constant (> 0) */
+  double w_lex, w_dense; /* weighted: each in [0, 1] */
+} engine_fusion_t;
+
 typedef struct engine engine_t;
 
 /* The functions of one engine. st is what open returned. */
@@ -208,6 +217,22 @@ typedef struct engine_ops {
   /* The candidate lists q asks for (see engine_result_t). */
   q_err_t (*search)(void *st, const engine_query_t *q, q_arena_t *arena,
                     engine_result_t *out, char *err, size_t errlen);
+
+  /* Optional (NULL: the engine only returns lists). Both lists of q
+   * (q->lists is ENGINE_LEXICAL | ENGINE_DENSE, text and vector given)
+   * fused by the engine itself, in one request, as how says: *out (in the
+   * arena) holds at most q->top_k candidates, best first, each scored by
+   * its fused score; the per-list scores and ranks are not known. search.c
+   * calls it for a hybrid search when the fusion policy's rule is one the
+   * engine can express (plain RRF, or weighted scores), and falls back to
+   * search and fusion_merge when it returns Q_EUNIMPL (the engine declines
+   * this query, e.g. because it is configured not to fuse). An engine
+   * offers it only where every chunk has a vector, so a non-empty answer
+   * means the dense list took part. The Milvus engine's is one
+   * hybrid_search request. */
+  q_err_t (*hybrid)(void *st, const engine_query_t *q, const engine_fusion_t *how,
+                    q_arena_t *arena, engine_cand_t **out, size_t *n, char *err,
+                    size_t errlen);
 
   /* Counts for tenant, or all tenants when tenant is NULL or "". */
   q_err_t (*stats)(void *st, const char *tenant, engine_stats_t *out, char *err,

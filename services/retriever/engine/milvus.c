@@ -25,9 +25,11 @@
  *    document's creation time, metadata with dates also as numbers), run by
  *    Milvus during both searches.
  *
- * Searches are two requests, BM25 and dense, not one hybrid_search: fusion
- * and its per-embedder policy live above the seam (search.c) and need the
- * two scored lists, which hybrid_search does not return.
+ * search is two requests, BM25 and dense, each list scored on its own; the
+ * optional hybrid op (engine.h) is one hybrid_search request in which Milvus
+ * fuses both by RRF or weighted scores, when search.c's fusion rule is one
+ * Milvus can express and QUARRY_MILVUS_HYBRID_SEARCH is on (else Q_EUNIMPL
+ * and search.c fuses the two lists itself).
  *
  * Writes (upsert, remove) are serialised by a mutex so the count of what a
  * replace retires, taken just before its delete, is exact. Searches, stats
@@ -62,6 +64,7 @@
 typedef struct milvus_engine {
   milvus_client_t *cli;
   size_t dim;
+  bool hybrid; /* fuse in Milvus (hybrid_search) when search.c asks */
   char url[256];
   pthread_mutex_t write_mu;
   /* The collection has been made sure of (created, checked, loaded). Until
@@ -161,6 +164,7 @@ static q_err_t milvus_open(const engine_config_t *cfg, void **out, char *err,
   pthread_mutex_init(&e->ensure_mu, NULL);
   pthread_mutex_init(&e->count_mu, NULL);
   e->dim = cfg->fixed_dim;
+  e->hybrid = !mc->no_hybrid;
   e->count = -1;
   snprintf(e->url, sizeof e->url, "%s", mc->url);
   milvus_cfg_t c = *mc;
@@ -408,6 +412,24 @@ static q_err_t to_cands(const milvus_hit_t *h, size_t n, q_arena_t *arena,
   return 0;
 }
 
+/* The filter of q as a Milvus expression in mf (in arena), translated once
+ * for every search of the query, so Milvus applies it while it searches
+ * (engine.h). */
+static q_err_t filter_of(const engine_query_t *q, q_arena_t *arena, milvus_filter_t *mf,
+                         char *err, size_t errlen) {
+  *mf = (milvus_filter_t){0};
+  if (!q->filter)
+    return 0;
+  q_buf_t b;
+  q_buf_init(&b, MILVUS_EXPR_MAX);
+  q_err_t rc = milvus_filter_expr(q->filter, &b, err, errlen);
+  mf->expr = rc ? NULL : q_arena_strndup(arena, b.data ? b.data : "", b.len);
+  q_buf_cleanup(&b);
+  if (rc)
+    return rc;
+  return mf->expr ? 0 : Q_ENOMEM;
+}
+
 static q_err_t search_lists(milvus_engine_t *e, const engine_query_t *q, q_arena_t *arena,
                             engine_result_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
@@ -423,20 +445,9 @@ static q_err_t search_lists(milvus_engine_t *e, const engine_query_t *q, q_arena
   q_err_t rc = ensure(e, err, errlen);
   if (rc)
     return rc;
-  /* The filter, translated once for both searches, so Milvus applies it
-   * while it searches (engine.h). */
   milvus_filter_t mf = {0};
-  if (q->filter) {
-    q_buf_t b;
-    q_buf_init(&b, MILVUS_EXPR_MAX);
-    rc = milvus_filter_expr(q->filter, &b, err, errlen);
-    mf.expr = rc ? NULL : q_arena_strndup(arena, b.data ? b.data : "", b.len);
-    q_buf_cleanup(&b);
-    if (rc)
-      return rc;
-    if (!mf.expr)
-      return Q_ENOMEM;
-  }
+  if ((rc = filter_of(q, arena, &mf, err, errlen)) != 0)
+    return rc;
   milvus_query_t mq = {.tenant = q->tenant,
                        .filter = q->filter ? &mf : NULL,
                        .dense = q->embedding,
@@ -514,6 +525,55 @@ static q_err_t milvus_eng_search(void *st, const engine_query_t *q, q_arena_t *a
   return served(e, search_lists(e, q, arena, out, err, errlen));
 }
 
+/* One hybrid_search: Milvus fuses the BM25 and the dense list. */
+static q_err_t milvus_eng_hybrid(void *st, const engine_query_t *q,
+                                 const engine_fusion_t *how, q_arena_t *arena,
+                                 engine_cand_t **out, size_t *n, char *err,
+                                 size_t errlen) {
+  milvus_engine_t *e = st;
+  *out = NULL;
+  *n = 0;
+  if (!e->hybrid) {
+    snprintf(err, errlen, "QUARRY_MILVUS_HYBRID_SEARCH is off");
+    return Q_EUNIMPL;
+  }
+  if (!q->text || q_is_blank(q->text, q->text_len) || !q->embedding || !q->dim) {
+    snprintf(err, errlen, "a hybrid search needs a query text and a vector");
+    return Q_EINVAL;
+  }
+  if (check_vector(e, q->embedding, q->dim, "the query vector", err, errlen))
+    return Q_EINVAL;
+  if (!q->top_k) {
+    snprintf(err, errlen, "top_k must be positive");
+    return Q_EINVAL;
+  }
+  milvus_rank_t rank = {.kind = how->weighted ? MILVUS_RANK_WEIGHTED : MILVUS_RANK_RRF,
+                        .rrf_k = (int)how->rrf_k,
+                        .dense_w = how->w_dense,
+                        .lexical_w = how->w_lex};
+  q_err_t rc = ensure(e, err, errlen);
+  milvus_filter_t mf;
+  if (!rc)
+    rc = filter_of(q, arena, &mf, err, errlen);
+  if (rc)
+    return served(e, rc);
+  milvus_query_t mq = {
+      .tenant = q->tenant,
+      .filter = q->filter ? &mf : NULL,
+      .text = q_arena_strndup(arena, q->text, q->text_len),
+      .dense = q->embedding,
+      .top_k = q->top_k > MILVUS_TOP_K_MAX ? MILVUS_TOP_K_MAX : (int)q->top_k,
+  };
+  if (!mq.text)
+    return Q_ENOMEM;
+  milvus_hit_t *hits;
+  size_t nhits;
+  rc = milvus_hybrid_search(e->cli, &mq, &rank, arena, &hits, &nhits, err, errlen);
+  if (!rc)
+    rc = to_cands(hits, nhits, arena, out, n);
+  return served(e, rc);
+}
+
 static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *out,
                                 char *err, size_t errlen) {
   milvus_engine_t *e = st;
@@ -580,6 +640,7 @@ const engine_ops_t engine_milvus_ops = {
     .upsert = milvus_eng_upsert,
     .remove = milvus_eng_remove,
     .search = milvus_eng_search,
+    .hybrid = milvus_eng_hybrid,
     .stats = milvus_eng_stats,
     .chunk_count = milvus_eng_chunk_count,
     .snapshot = milvus_eng_snapshot,

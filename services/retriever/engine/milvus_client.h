@@ -63,6 +63,9 @@ typedef struct milvus_cfg {
   double bm25_k1;           /* 1.2 */
   double bm25_b;            /* 0.75 */
   size_t max_reply_bytes;   /* cap on one reply; 16 MiB */
+  /* The engine (milvus.c) does not fuse in Milvus: its hybrid op declines
+   * and the retriever fuses the two lists itself. The client ignores it. */
+  bool no_hybrid;
 } milvus_cfg_t;
 
 typedef struct milvus_client milvus_client_t;

@@ -8,6 +8,8 @@
  * graph walk, since the two take different code paths for dense search. */
 #include "engine/engine.h"
 #include "engine/milvus_client.h"
+#include "fusion.h"
+#include "search.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
@@ -113,6 +115,8 @@ static void fake_stop(void) {
 }
 
 /* Opens the fixture's engine for a test whose vectors have dim dimensions. */
+static bool milvus_no_hybrid; /* the next Milvus engine fuses nothing itself */
+
 static engine_t open_engine(const engine_fixture_t *f, size_t dim) {
   static milvus_cfg_t mc;
   engine_config_t cfg = f->cfg;
@@ -122,7 +126,8 @@ static engine_t open_engine(const engine_fixture_t *f, size_t dim) {
                         .token = FAKE_TOKEN,
                         .collection = "engine_contract",
                         .max_attempts = 2,
-                        .backoff_ms = 10};
+                        .backoff_ms = 10,
+                        .no_hybrid = milvus_no_hybrid};
     cfg.milvus = &mc;
     cfg.fixed_dim = dim;
   }
@@ -889,4 +894,146 @@ Test(milvus_fake, failures_are_unavailable) {
   cr_assert(strstr(why, "milvus at http://127.0.0.1:"), "%s", why);
   q_arena_free(a);
   engine_close(&e);
+}
+
+/* ---- hybrid_search: fusion by the engine --------------------------------------- */
+
+enum { HDOCS = 40, HDIM = 6, HK = 10 };
+
+static void hybrid_load(engine_t *e) {
+  static char ids[HDOCS][16], docs[HDOCS][16], texts[HDOCS][256], metas[HDOCS][32];
+  static float vecs[HDOCS][HDIM];
+  engine_chunk_t c[HDOCS];
+  uint64_t seed = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < HDOCS; i++) {
+    snprintf(ids[i], sizeof ids[i], "h%02d:1:0", i);
+    snprintf(docs[i], sizeof docs[i], "h%02d", i);
+    size_t off = 0;
+    for (int w = 0; w < i % 5 + 1; w++)
+      off += (size_t)snprintf(texts[i] + off, sizeof texts[i] - off, "alpha ");
+    for (int w = 0; w < i % 3; w++)
+      off += (size_t)snprintf(texts[i] + off, sizeof texts[i] - off, "beta ");
+    snprintf(texts[i] + off, sizeof texts[i] - off, "filler%d words", i % 7);
+    snprintf(metas[i], sizeof metas[i], "{\"n\":%d}", i);
+    rand_vec(&seed, vecs[i], HDIM);
+    c[i] = (engine_chunk_t){.chunk_id = ids[i],
+                            .doc_id = docs[i],
+                            .text = texts[i],
+                            .embedding = vecs[i],
+                            .dim = HDIM,
+                            .metadata = metas[i]};
+  }
+  put(e, "t", c, HDOCS, NULL, NULL);
+}
+
+static search_out_t hybrid_run(engine_t *e, q_arena_t *a, const char *rules,
+                               const float *qv, const q_filter_t *flt) {
+  search_policy_t pol = {0};
+  cr_assert_eq(search_policy_parse(rules, &pol, err, sizeof err), 0, "%s", err);
+  search_req_t rq = {.tenant = "t",
+                     .mode = "hybrid",
+                     .text = "alpha beta",
+                     .text_len = 10,
+                     .embedding = qv,
+                     .dim = HDIM,
+                     .top_k = HK,
+                     .filter = flt};
+  search_out_t out;
+  cr_assert_eq(search_run(e, &pol, &rq, a, &out, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(out.mode, "hybrid");
+  return out;
+}
+
+/* A hybrid search on Milvus with plain RRF is one hybrid_search that Milvus
+ * fuses: each hit's score is the RRF of its ranks in the engine's own two
+ * lists of the same depth, the ranking is the one the retriever's fusion
+ * gives those lists, a filter applies inside both sub-searches, and with
+ * QUARRY_MILVUS_HYBRID_SEARCH off the retriever fuses the same lists to the
+ * same scores. */
+Test(milvus_fake, hybrid_search_fuses_in_milvus_with_rrf, .timeout = 60) {
+  engine_t e = open_engine(&milvus_fake, HDIM);
+  hybrid_load(&e);
+  q_arena_t *a = q_arena_new(0);
+  uint64_t seed = 42;
+  float qv[HDIM];
+  rand_vec(&seed, qv, HDIM);
+  search_out_t out = hybrid_run(&e, a, "*=rrf:100", qv, NULL);
+  cr_assert(strncmp(out.fusion, "engine milvus: rrf k=60", 23) == 0, "%s", out.fusion);
+  cr_assert_eq(out.n, HK);
+  cr_assert(out.dense_used);
+  engine_result_t r =
+      search(&e, a, "t", ENGINE_LEXICAL | ENGINE_DENSE, "alpha beta", qv, HDIM, HK);
+  fusion_params_t fp = {.method = FUSION_RRF, .k = 60, .w_lex = 1, .w_dense = 1};
+  fusion_hit_t *local;
+  size_t nlocal;
+  cr_assert_eq(
+      fusion_merge(r.lexical, r.nlexical, r.dense, r.ndense, &fp, a, &local, &nlocal), 0);
+  cr_assert_geq(nlocal, HK);
+  for (size_t i = 0; i < out.n; i++) {
+    uint32_t lr = 0, dr = 0;
+    for (size_t k = 0; k < r.nlexical; k++)
+      if (strcmp(r.lexical[k].chunk_id, out.hits[i].cand->chunk_id) == 0)
+        lr = (uint32_t)k + 1;
+    for (size_t k = 0; k < r.ndense; k++)
+      if (strcmp(r.dense[k].chunk_id, out.hits[i].cand->chunk_id) == 0)
+        dr = (uint32_t)k + 1;
+    cr_assert(lr || dr, "%s is in neither list", out.hits[i].cand->chunk_id);
+    cr_assert_float_eq(out.hits[i].fused, fusion_rrf_score(lr, dr, 60), 1e-9, "hit %zu",
+                       i);
+    cr_assert_float_eq(out.hits[i].fused, local[i].fused, 1e-9, "rank %zu", i);
+    cr_assert_not_null(out.hits[i].cand->text);
+  }
+
+  /* a filter reaches both sub-searches */
+  const char *fj = "{\"field\":\"meta.n\",\"gte\":30}";
+  q_filter_t *flt = NULL;
+  cr_assert_eq(q_filter_parse(fj, strlen(fj), &flt, err, sizeof err), 0, "%s", err);
+  search_out_t fo = hybrid_run(&e, a, "*=rrf:100", qv, flt);
+  cr_assert_eq(fo.n, HK);
+  for (size_t i = 0; i < fo.n; i++)
+    cr_assert_geq(atoi(fo.hits[i].cand->doc_id + 1), 30, "%s", fo.hits[i].cand->doc_id);
+  q_filter_free(flt);
+  engine_close(&e);
+
+  /* the same fusion by the retriever: the same scores, and each list's */
+  milvus_no_hybrid = true;
+  engine_t off = open_engine(&milvus_fake, HDIM);
+  milvus_no_hybrid = false;
+  search_out_t lo = hybrid_run(&off, a, "*=rrf:100", qv, NULL);
+  cr_assert(strncmp(lo.fusion, "rrf k=60", 8) == 0, "%s", lo.fusion);
+  for (size_t i = 0; i < HK; i++) {
+    cr_assert_float_eq(lo.hits[i].fused, out.hits[i].fused, 1e-9, "rank %zu", i);
+    cr_assert(lo.hits[i].lexical > 0 || lo.hits[i].dense != 0);
+  }
+  q_arena_free(a);
+  close_engine(&off);
+}
+
+/* Weighted rules go to Milvus with the weights scaled into [0, 1]; rules
+ * Milvus cannot express (weighted RRF, the lexical fallback) are fused by
+ * the retriever from the two lists. */
+Test(milvus_fake, hybrid_search_weighted_and_what_milvus_cannot_express, .timeout = 60) {
+  engine_t e = open_engine(&milvus_fake, HDIM);
+  hybrid_load(&e);
+  q_arena_t *a = q_arena_new(0);
+  uint64_t seed = 7;
+  float qv[HDIM];
+  rand_vec(&seed, qv, HDIM);
+  search_out_t w = hybrid_run(&e, a, "*=weighted:50", qv, NULL);
+  cr_assert(strncmp(w.fusion, "engine milvus: weighted w_lex=1.00 w_dense=0.50", 47) == 0,
+            "%s", w.fusion);
+  cr_assert_eq(w.n, HK);
+  for (size_t i = 1; i < w.n; i++)
+    cr_assert_geq(w.hits[i - 1].fused, w.hits[i].fused);
+  cr_assert_leq(w.hits[0].fused, 1.5, "weights 1 and 0.5 of scores in [0, 1]");
+  w = hybrid_run(&e, a, "*=weighted:200", qv, NULL);
+  cr_assert(strncmp(w.fusion, "engine milvus: weighted w_lex=0.50 w_dense=1.00", 47) == 0,
+            "%s", w.fusion);
+  search_out_t l = hybrid_run(&e, a, "*=rrf:50", qv, NULL);
+  cr_assert(strncmp(l.fusion, "rrf k=60 w_lex=1.00 w_dense=0.50", 32) == 0, "%s",
+            l.fusion);
+  l = hybrid_run(&e, a, "*=rrf:0", qv, NULL);
+  cr_assert(strncmp(l.fusion, "lexical fallback", 16) == 0, "%s", l.fusion);
+  q_arena_free(a);
+  close_engine(&e);
 }
