@@ -246,11 +246,11 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
     snprintf(err, errlen, "out of memory");
     return Q_ENOMEM;
   }
-  /* Each row's metadata as stored (milvus_meta_stored: dates also as
-   * numbers), in texts with the joined texts below. */
   /* BM25 reads the text field only; the embedded engine scores title and
    * text, so the title goes in front of the text (TITLE_SEP between), and
-   * comes off again when a candidate is read (to_cands). */
+   * comes off again when a candidate is read (to_cands). The joined texts
+   * and each row's metadata as stored (milvus_meta_stored: dates also as
+   * numbers) live in the arena texts until the call returns. */
   q_arena_t *texts = q_arena_new(0);
   if (!texts) {
     free(rows);
