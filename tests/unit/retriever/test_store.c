@@ -912,3 +912,26 @@ Test(store, a_snapshot_of_another_database_is_rebuilt) {
   engine_close(&a);
   rm_dir(snap_dir);
 }
+
+/* A running replica whose heartbeat lapsed while another pruned past what
+ * it applied (simulated: the pruned head moved beyond its position) learns
+ * it at its next heartbeat and stops being ready, saying to restart it. */
+Test(store, a_replica_passed_by_the_pruner_is_not_ready) {
+  char err[512] = "", why[256] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .replica_ttl_ms = 1000};
+  engine_t b;
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert(b.ops->ready(b.st, why, sizeof why), "%s", why);
+  exec_sql("UPDATE retriever_log_meta SET pruned_through = 1000");
+  bool ready = true;
+  for (int i = 0; i < 60 && ready; i++) { /* a heartbeat each maintenance round (1 s) */
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    ready = b.ops->ready(b.st, why, sizeof why);
+  }
+  cr_assert_not(ready, "still ready after the log was pruned past it");
+  cr_assert(strstr(why, "pruned through 1000") && strstr(why, "restart"), "%s", why);
+  engine_close(&b);
+}
