@@ -96,6 +96,10 @@ static const q_pg_migration_t migrations[] = {
  * reads the pruned head) is either seen by a prune or sees its result. */
 #define PRUNE_LOCK "SELECT pg_advisory_xact_lock(7003300002)"
 
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#define STORE_PRUNE_BATCH_SQL STR(STORE_PRUNE_BATCH)
+
 /* The log's head: the largest position written, which pruning never
  * lowers (every row may be gone, the pruned head stays). */
 #define HEAD_SQL                                                                         \
@@ -866,8 +870,10 @@ q_err_t store_prune(store_t *st, int64_t live_ms, int64_t retain_ms, store_prune
       "  WHERE heartbeat_at > clock_timestamp() - make_interval(secs => $1::float8 / "
       "1000)),"
       " gone AS ("
-      "  DELETE FROM retriever_changes WHERE pos <= (SELECT bound FROM live)"
-      "  AND at < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"
+      "  DELETE FROM retriever_changes WHERE pos IN ("
+      "    SELECT pos FROM retriever_changes WHERE pos <= (SELECT bound FROM live)"
+      "    AND at < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"
+      "    ORDER BY pos LIMIT " STORE_PRUNE_BATCH_SQL ")"
       "  RETURNING pos)"
       "UPDATE retriever_log_meta"
       "  SET pruned_through = greatest(pruned_through,"

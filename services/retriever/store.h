@@ -151,11 +151,17 @@ typedef struct store_prune {
   int64_t live;    /* live replicas */
 } store_prune_t;
 
+/* Most changes one store_prune deletes (one transaction): a long backlog
+ * goes in several calls. */
+#define STORE_PRUNE_BATCH 100000
+
 /* Deletes what no live replica needs (see above): changes at or below the
  * smallest keep_after of the replicas whose heartbeat is younger than
- * live_ms, and older than retain_ms. With no live replica nothing is
- * deleted. Rows of replicas silent for 7 days are dropped. Safe to run from
- * every replica at once. 0 with *out, or Q_EUNAVAIL / Q_EINTERNAL. */
+ * live_ms, and older than retain_ms, the oldest first, at most
+ * STORE_PRUNE_BATCH of them (out->deleted says how many; call again while
+ * it is the batch). With no live replica nothing is deleted. Rows of replicas silent for
+ * 7 days are dropped. Safe to run from every replica at once. 0 with *out, or Q_EUNAVAIL
+ * / Q_EINTERNAL. */
 q_err_t store_prune(store_t *st, int64_t live_ms, int64_t retain_ms, store_prune_t *out,
                     char *err, size_t errlen);
 

@@ -216,19 +216,27 @@ static void beat(embedded_t *e) {
                 (json_int_t)through);
 }
 
+/* Prunes in batches (store_prune's), until a batch is not full or the
+ * engine closes (tail_stop is set first thing in close). */
 static void prune(embedded_t *e) {
   char err[256];
   store_prune_t p;
+  int64_t deleted = 0;
+  double t0 = q_now_s();
   e->prune_at_ms = q_now_ms();
-  if (store_prune(e->store, e->replica_ttl_ms, e->log_retain_ms, &p, err, sizeof err) !=
-      0) {
-    q_log_warn("retriever: change log not pruned", "{s:s}", "reason", err);
-    return;
-  }
-  if (p.deleted > 0)
-    q_log_info("change log pruned", "{s:I,s:I,s:I,s:I}", "deleted", (json_int_t)p.deleted,
-               "pruned_through", (json_int_t)p.through, "bound", (json_int_t)p.bound,
-               "live_replicas", (json_int_t)p.live);
+  do {
+    if (store_prune(e->store, e->replica_ttl_ms, e->log_retain_ms, &p, err, sizeof err) !=
+        0) {
+      q_log_warn("retriever: change log not pruned", "{s:s}", "reason", err);
+      break;
+    }
+    deleted += p.deleted;
+  } while (p.deleted >= STORE_PRUNE_BATCH && !atomic_load(&e->tail_stop));
+  if (deleted > 0)
+    q_log_info("change log pruned", "{s:I,s:I,s:I,s:I,s:f}", "deleted",
+               (json_int_t)deleted, "pruned_through", (json_int_t)p.through, "bound",
+               (json_int_t)p.bound, "live_replicas", (json_int_t)p.live, "seconds",
+               q_now_s() - t0);
 }
 
 /* Loads the snapshot into the (empty) index: true with e->tail_pos set, or
