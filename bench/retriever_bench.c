@@ -202,7 +202,7 @@ int main(int argc, char **argv) {
 
   char err[512];
   mkdir("build/bench", 0755);
-  snapshot_meta_t meta = {0, false};
+  snapshot_meta_t meta = {.fixed_dim = 0, .inner_product = false};
   snapshot_info_t wi, ri;
   rm_rf(dir);
   t0 = now();

@@ -16,19 +16,30 @@
 #include <string.h>
 #include <time.h>
 
-enum { N_AND, N_OR, N_NOT, N_COND };
-enum { F_DOC_ID, F_TITLE, F_CONTENT_TYPE, F_CREATED_AT, F_META };
-enum { V_STR, V_NUM, V_BOOL };
+/* The public names of filter.h, short. */
+enum {
+  N_AND = Q_FILTER_AND,
+  N_OR = Q_FILTER_OR,
+  N_NOT = Q_FILTER_NOT,
+  N_COND = Q_FILTER_COND
+};
+enum {
+  F_DOC_ID = Q_FILTER_DOC_ID,
+  F_TITLE = Q_FILTER_TITLE,
+  F_CONTENT_TYPE = Q_FILTER_CONTENT_TYPE,
+  F_CREATED_AT = Q_FILTER_CREATED_AT,
+  F_META = Q_FILTER_META
+};
+#define V_STR Q_FILTER_STR
+#define V_NUM Q_FILTER_NUM
+#define V_BOOL Q_FILTER_BOOL
 
-typedef struct val {
-  int kind;
-  char *s;
-  double n;
-  bool b;
-} val_t;
+/* Operands are kept as filter.h shows them (q_filter_node_cond hands them
+ * out as they are); s is the node's own copy. */
+typedef q_filter_value_t val_t;
 
-typedef struct node node_t;
-struct node {
+typedef struct q_filter_node node_t;
+struct q_filter_node {
   int op;
   node_t **kids; /* and, or: nkids; not: one */
   size_t nkids;
@@ -62,9 +73,9 @@ static void node_free(node_t *n) {
     node_free(n->kids[i]);
   free(n->kids);
   free(n->key);
-  free(n->eq.s);
+  free((char *)n->eq.s);
   for (size_t i = 0; i < n->nin; i++)
-    free(n->in[i].s);
+    free((char *)n->in[i].s);
   free(n->in);
   free(n);
 }
@@ -194,7 +205,7 @@ static q_err_t val_operand(pctx_t *c, const node_t *n, const char *op, const jso
       return fail(c, msg);
     }
     out->kind = V_STR;
-    out->s = strdup(json_string_value(v));
+    out->s = strdup(json_string_value(v)); /* freed by node_free */
     if (!out->s) {
       snprintf(c->err, c->errlen, "out of memory");
       return Q_ENOMEM;
@@ -644,4 +655,40 @@ q_err_t q_meta_parse(const char *s, size_t len, json_t **out, char *err, size_t 
   }
   *out = v;
   return 0;
+}
+
+/* ---- reading a compiled filter ------------------------------------------------------
+ */
+
+const q_filter_node_t *q_filter_root(const q_filter_t *f) {
+  return f ? f->root : NULL;
+}
+
+q_filter_op_t q_filter_node_op(const q_filter_node_t *n) {
+  return (q_filter_op_t)n->op;
+}
+
+size_t q_filter_node_nkids(const q_filter_node_t *n) {
+  return n->nkids;
+}
+
+const q_filter_node_t *q_filter_node_kid(const q_filter_node_t *n, size_t i) {
+  return i < n->nkids ? n->kids[i] : NULL;
+}
+
+void q_filter_node_cond(const q_filter_node_t *n, q_filter_cond_t *out) {
+  *out = (q_filter_cond_t){
+      .field = (q_filter_field_t)n->field,
+      .key = n->key,
+      .has_eq = n->has_eq,
+      .has_in = n->has_in,
+      .values = n->has_eq ? &n->eq : n->in,
+      .nvalues = n->has_eq ? 1 : n->nin,
+      .has_lo = n->has_lo,
+      .lo_incl = n->lo_incl,
+      .has_hi = n->has_hi,
+      .hi_incl = n->hi_incl,
+      .lo = n->lo,
+      .hi = n->hi,
+  };
 }

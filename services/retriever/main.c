@@ -25,8 +25,10 @@ static const char *engine_name, *fusion_weights, *metric, *data_dir;
 static const char *mv_url, *mv_token, *mv_token_file, *mv_db, *mv_collection;
 static int64_t mv_timeout_ms, mv_attempts, mv_backoff_ms, mv_max_backoff_ms, mv_hnsw_m,
     mv_hnsw_efc, mv_search_ef;
+static int mv_hybrid;
 static int64_t default_top_k, max_top_k, embed_dim, rrf_k, hnsw_m, hnsw_efc, hnsw_efs,
-    exact_max, poll_ms, max_lag_ms, snapshot_changes, snapshot_interval_ms;
+    exact_max, poll_ms, max_lag_ms, snapshot_changes, snapshot_interval_ms,
+    replica_ttl_ms, prune_interval_ms, log_retain_ms;
 
 static q_err_t validate_engine(const char *value, char *err, size_t errlen) {
   if (engine_find(value))
@@ -125,6 +127,11 @@ static q_cfg_entry_t cfg[] = {
      &mv_hnsw_efc},
     {"QUARRY_MILVUS_SEARCH_EF", Q_CFG_INT, "64", 1, 65536, NULL,
      "Milvus engine: HNSW ef at search time (raised to top_k).", 0, &mv_search_ef},
+    {"QUARRY_MILVUS_HYBRID_SEARCH", Q_CFG_BOOL, "true", 0, 0, NULL,
+     "Milvus engine: a hybrid search whose fusion rule Milvus can express (plain RRF, "
+     "or weighted) is one hybrid_search request fused by Milvus; false: two searches "
+     "fused by the retriever (which also reports each list's score).",
+     0, &mv_hybrid},
     {"QUARRY_RETRIEVER_LOG_POLL_MS", Q_CFG_INT, "500", 10, 60000, NULL,
      "How often a replica reads the change log when no notification woke it "
      "(LISTEN/NOTIFY wakes it at once after each write of another replica; the "
@@ -147,6 +154,20 @@ static q_cfg_entry_t cfg[] = {
      "A snapshot is also written this often when anything changed since the last "
      "one; 0: only by count and at shutdown.",
      0, &snapshot_interval_ms},
+    {"QUARRY_RETRIEVER_REPLICA_TTL_MS", Q_CFG_INT, "60000", 1000, 86400000, NULL,
+     "A replica records a heartbeat in retriever_replicas every quarter of this; one "
+     "silent longer is not live, and no longer holds the change log back from pruning "
+     "(it then rebuilds from PostgreSQL if its snapshot is older than what was pruned).",
+     0, &replica_ttl_ms},
+    {"QUARRY_RETRIEVER_PRUNE_INTERVAL_MS", Q_CFG_INT, "60000", 0, 86400000, NULL,
+     "How often each replica prunes the change log: deletes the changes that every live "
+     "replica's snapshot (or, without snapshots, what it applied) already covers, older "
+     "than QUARRY_RETRIEVER_LOG_RETAIN_MS. 0: never prune.",
+     0, &prune_interval_ms},
+    {"QUARRY_RETRIEVER_LOG_RETAIN_MS", Q_CFG_INT, "86400000", 0, 31536000000, NULL,
+     "Retention floor of the change log: a change younger than this is never pruned, "
+     "whatever the replicas' positions.",
+     0, &log_retain_ms},
 };
 
 int main(int argc, char **argv) {
@@ -181,6 +202,9 @@ int main(int argc, char **argv) {
       .data_dir = data_dir,
       .snapshot_changes = snapshot_changes,
       .snapshot_interval_ms = snapshot_interval_ms,
+      .replica_ttl_ms = replica_ttl_ms,
+      .prune_interval_ms = prune_interval_ms,
+      .log_retain_ms = log_retain_ms,
   };
   milvus_cfg_t mc = {
       .url = mv_url,
@@ -195,6 +219,7 @@ int main(int argc, char **argv) {
       .hnsw_m = (int)mv_hnsw_m,
       .hnsw_ef_construction = (int)mv_hnsw_efc,
       .search_ef = (int)mv_search_ef,
+      .no_hybrid = !mv_hybrid,
   };
   if (*mv_url)
     ec.milvus = &mc;

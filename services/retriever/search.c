@@ -84,6 +84,58 @@ const search_rule_t *search_policy_rule(const search_policy_t *p,
   return NULL;
 }
 
+/* The engine's own fusion (engine_ops_t.hybrid) for a hybrid search whose
+ * rule it can express: plain RRF (dense weight 100%) or weighted scores
+ * (the weights scaled so the larger is 1: Milvus takes each in [0, 1]).
+ * Weighted RRF and the lexical fallback (weight 0) are not expressible:
+ * Q_EUNIMPL, and the caller fuses the two lists itself, as it does when
+ * the engine declines. */
+static q_err_t engine_fused(const engine_t *e, const search_policy_t *p,
+                            const search_req_t *rq, const engine_query_t *q,
+                            q_arena_t *arena, search_out_t *out, char *err,
+                            size_t errlen) {
+  const search_rule_t *rule = search_policy_rule(p, rq->embed_model);
+  fusion_method_t method = rule ? rule->method : FUSION_RRF;
+  unsigned pct = rule ? rule->w_dense_pct : 100;
+  unsigned k = p->rrf_k ? p->rrf_k : Q_FUSION_RRF_K;
+  engine_fusion_t how = {.weighted = method == FUSION_WEIGHTED, .rrf_k = k};
+  if (pct == 0 || (method == FUSION_RRF && pct != 100))
+    return Q_EUNIMPL;
+  if (how.weighted) {
+    double wd = pct / 100.0, top = wd > 1.0 ? wd : 1.0;
+    how.w_lex = 1.0 / top;
+    how.w_dense = wd / top;
+  }
+  engine_cand_t *c;
+  size_t n;
+  q_err_t rc = e->ops->hybrid(e->st, q, &how, arena, &c, &n, err, errlen);
+  if (rc)
+    return rc;
+  out->hits = n ? q_arena_alloc(arena, n * sizeof *out->hits) : NULL;
+  if (n && !out->hits) {
+    snprintf(err, errlen, "result too large for the request's memory");
+    return Q_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    out->hits[i] = (fusion_hit_t){.cand = &c[i], .fused = c[i].score};
+  out->n = fusion_cap_per_doc(out->hits, n, rq->max_per_doc);
+  if (out->n > rq->top_k)
+    out->n = rq->top_k;
+  out->mode = "hybrid";
+  out->dense_used = n > 0; /* the engine fuses only where every chunk has a vector */
+  const char *model = rq->embed_model && *rq->embed_model ? rq->embed_model : "unnamed";
+  if (how.weighted)
+    snprintf(out->fusion, sizeof out->fusion,
+             "engine %s: weighted w_lex=%.2f w_dense=%.2f (embedder %.64s, rule %.64s)",
+             e->ops->name, how.w_lex, how.w_dense, model,
+             rule ? rule->prefix : "default");
+  else
+    snprintf(out->fusion, sizeof out->fusion,
+             "engine %s: rrf k=%u (embedder %.64s, rule %.64s)", e->ops->name, k, model,
+             rule ? rule->prefix : "default");
+  return 0;
+}
+
 q_err_t search_run(const engine_t *e, const search_policy_t *p, const search_req_t *rq,
                    q_arena_t *arena, search_out_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
@@ -128,8 +180,15 @@ q_err_t search_run(const engine_t *e, const search_policy_t *p, const search_req
       .top_k = rq->top_k,
       .filter = rq->filter,
   };
+  q_err_t rc;
+  if (lists == (ENGINE_LEXICAL | ENGINE_DENSE) && e->ops->hybrid) {
+    rc = engine_fused(e, p, rq, &q, arena, out, err, errlen);
+    if (rc != Q_EUNIMPL)
+      return rc;
+    memset(out, 0, sizeof *out); /* declined: fused here from the two lists */
+  }
   engine_result_t r;
-  q_err_t rc = e->ops->search(e->st, &q, arena, &r, err, errlen);
+  rc = e->ops->search(e->st, &q, arena, &r, err, errlen);
   if (rc)
     return rc;
   out->dense_used = r.dense_used;

@@ -68,7 +68,43 @@ static const q_pg_migration_t migrations[] = {
      "  origin    text NOT NULL,"
      "  at        timestamptz NOT NULL DEFAULT clock_timestamp()"
      ");"},
+    /* Pruning the change log (store.h): the pruned head, this database's
+     * identity (recorded in snapshots so that one made from another
+     * database is never loaded), and each replica's heartbeat with the log
+     * position after which it still needs the log to restart quickly. */
+    {5, "retriever_log_meta_and_replicas",
+     "CREATE TABLE retriever_log_meta ("
+     "  one            boolean PRIMARY KEY DEFAULT true CHECK (one),"
+     "  db_id          uuid NOT NULL DEFAULT gen_random_uuid(),"
+     "  pruned_through bigint NOT NULL DEFAULT 0"
+     ");"
+     "INSERT INTO retriever_log_meta DEFAULT VALUES;"
+     "CREATE TABLE retriever_replicas ("
+     "  replica_id   text PRIMARY KEY,"
+     "  keep_after   bigint NOT NULL,"
+     "  snapshot_pos bigint,"
+     "  applied_pos  bigint NOT NULL,"
+     "  heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp()"
+     ");"},
 };
+
+/* Replica rows silent this long are dropped by the pruner (long dead: a
+ * replica silent for far less no longer holds the log back). */
+#define REPLICA_FORGET "interval '7 days'"
+
+/* Heartbeats and prunes take this lock, so a replica that registers (and
+ * reads the pruned head) is either seen by a prune or sees its result. */
+#define PRUNE_LOCK "SELECT pg_advisory_xact_lock(7003300002)"
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#define STORE_PRUNE_BATCH_SQL STR(STORE_PRUNE_BATCH)
+
+/* The log's head: the largest position written, which pruning never
+ * lowers (every row may be gone, the pruned head stays). */
+#define HEAD_SQL                                                                         \
+  "greatest((SELECT coalesce(max(pos), 0) FROM retriever_changes),"                      \
+  " (SELECT pruned_through FROM retriever_log_meta))"
 
 /* Writers of the change log take this transaction-level advisory lock
  * before anything else, so transactions that append to the log commit one
@@ -79,7 +115,43 @@ static const q_pg_migration_t migrations[] = {
 struct store {
   q_pg_pool_t *pool;
   char origin[40]; /* this replica's name in the change log */
+  uint8_t db_id[16];
 };
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  return ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* Reads retriever_log_meta.db_id into st->db_id. */
+static q_err_t read_db_id(store_t *st, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = 0;
+  PGresult *r =
+      q_pg_query(c, "SELECT replace(db_id::text, '-', '') FROM retriever_log_meta", 0,
+                 NULL, "reading the database identity", &rc, err, errlen);
+  q_pg_release(st->pool, c);
+  if (!r)
+    return rc;
+  const char *hex = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+  for (size_t i = 0; i < 16 && !rc; i++) {
+    int hi = strlen(hex) == 32 ? hexval(hex[2 * i]) : -1;
+    int lo = hi >= 0 ? hexval(hex[2 * i + 1]) : -1;
+    if (lo < 0) {
+      snprintf(err, errlen, "retriever_log_meta: no database identity");
+      rc = Q_EINTERNAL;
+    } else {
+      st->db_id[i] = (uint8_t)(hi << 4 | lo);
+    }
+  }
+  PQclear(r);
+  return rc;
+}
 
 /* A name for this process's writes that no other replica shares: the host's
  * name would not do (two replicas on one host), so pid, time and random
@@ -109,11 +181,16 @@ store_t *store_new(const q_pg_cfg_t *pg, char *err, size_t errlen) {
   make_origin(st->origin, sizeof st->origin);
   if (q_pg_wait_migrate(st->pool, "retriever", migrations,
                         sizeof migrations / sizeof migrations[0], pg->wait_ms, err,
-                        errlen) != 0) {
+                        errlen) != 0 ||
+      read_db_id(st, err, errlen) != 0) {
     store_free(st);
     return NULL;
   }
   return st;
+}
+
+const uint8_t *store_db_id(const store_t *st) {
+  return st->db_id;
 }
 
 void store_free(store_t *st) {
@@ -538,8 +615,8 @@ static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *l
  * it. */
 static q_err_t read_head(PGconn *c, int64_t *head, char *err, size_t errlen) {
   q_err_t rc = 0;
-  PGresult *r = q_pg_query(c, "SELECT coalesce(max(pos), 0) FROM retriever_changes", 0,
-                           NULL, "reading the change log head", &rc, err, errlen);
+  PGresult *r = q_pg_query(c, "SELECT " HEAD_SQL, 0, NULL, "reading the change log head",
+                           &rc, err, errlen);
   if (!r)
     return rc;
   *head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -700,7 +777,7 @@ q_err_t store_log_state(store_t *st, int64_t after, int64_t *head, int64_t *age_
   q_err_t rc = 0;
   PGresult *r = q_pg_query(
       c,
-      "SELECT (SELECT coalesce(max(pos), 0) FROM retriever_changes),"
+      "SELECT " HEAD_SQL ","
       "  coalesce((SELECT (extract(epoch FROM clock_timestamp() - at) * 1000)::bigint "
       "   FROM retriever_changes WHERE pos > $1 ORDER BY pos LIMIT 1), 0)",
       1, params, "reading the change log head", &rc, err, errlen);
@@ -709,6 +786,110 @@ q_err_t store_log_state(store_t *st, int64_t after, int64_t *head, int64_t *age_
     return rc;
   *head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   *age_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  return 0;
+}
+
+/* ---- pruning ------------------------------------------------------------- */
+
+/* Runs sql (n parameters) in a transaction holding the prune lock and
+ * returns its result (first row wanted), or NULL with *rc. */
+static PGresult *under_prune_lock(store_t *st, const char *sql, int n,
+                                  const char *const *params, const char *what,
+                                  const char *after_sql, q_err_t *rc, char *err,
+                                  size_t errlen) {
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c) {
+    *rc = Q_EUNAVAIL;
+    return NULL;
+  }
+  PGresult *r = NULL;
+  *rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
+  if (!*rc)
+    *rc = q_pg_exec(c, PRUNE_LOCK, 0, NULL, "taking the prune lock", NULL, err, errlen);
+  if (!*rc)
+    r = q_pg_query(c, sql, n, params, what, rc, err, errlen);
+  if (r && after_sql)
+    *rc = q_pg_exec(c, after_sql, 0, NULL, what, NULL, err, errlen);
+  if (r && !*rc)
+    *rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
+  if (*rc) {
+    PQclear(r);
+    r = NULL;
+    if (PQstatus(c) == CONNECTION_OK)
+      PQclear(PQexec(c, "ROLLBACK"));
+  }
+  q_pg_release(st->pool, c);
+  return r;
+}
+
+q_err_t store_replica_beat(store_t *st, const char *replica, int64_t keep_after,
+                           int64_t snapshot_pos, int64_t applied_pos,
+                           int64_t *pruned_through, char *err, size_t errlen) {
+  char k[32], sp[32], ap[32];
+  snprintf(k, sizeof k, "%lld", (long long)keep_after);
+  snprintf(sp, sizeof sp, "%lld", (long long)snapshot_pos);
+  snprintf(ap, sizeof ap, "%lld", (long long)applied_pos);
+  const char *params[4] = {replica, k, snapshot_pos >= 0 ? sp : NULL, ap};
+  q_err_t rc = 0;
+  PGresult *r = under_prune_lock(
+      st,
+      "WITH beat AS ("
+      "  INSERT INTO retriever_replicas"
+      "    (replica_id, keep_after, snapshot_pos, applied_pos, heartbeat_at)"
+      "  VALUES ($1, $2, $3, $4, clock_timestamp())"
+      "  ON CONFLICT (replica_id) DO UPDATE SET keep_after = EXCLUDED.keep_after,"
+      "    snapshot_pos = EXCLUDED.snapshot_pos, applied_pos = EXCLUDED.applied_pos,"
+      "    heartbeat_at = EXCLUDED.heartbeat_at RETURNING 1)"
+      "SELECT pruned_through, (SELECT count(*) FROM beat) FROM retriever_log_meta",
+      4, params, "recording the replica's heartbeat", NULL, &rc, err, errlen);
+  if (!r)
+    return rc;
+  if (pruned_through)
+    *pruned_through = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return 0;
+}
+
+q_err_t store_prune(store_t *st, int64_t live_ms, int64_t retain_ms, store_prune_t *out,
+                    char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  char l[32], k[32];
+  snprintf(l, sizeof l, "%lld", (long long)(live_ms > 0 ? live_ms : 0));
+  snprintf(k, sizeof k, "%lld", (long long)(retain_ms > 0 ? retain_ms : 0));
+  const char *params[2] = {l, k};
+  q_err_t rc = 0;
+  /* The bound is the smallest keep_after of the live replicas (none live:
+   * nothing is pruned, whoever asks); only changes older than the
+   * retention floor go. The pruned head records the largest position
+   * deleted and never goes down. */
+  PGresult *r = under_prune_lock(
+      st,
+      "WITH live AS ("
+      "  SELECT min(keep_after) AS bound, count(*) AS n FROM retriever_replicas"
+      "  WHERE heartbeat_at > clock_timestamp() - make_interval(secs => $1::float8 / "
+      "1000)),"
+      " gone AS ("
+      "  DELETE FROM retriever_changes WHERE pos IN ("
+      "    SELECT pos FROM retriever_changes WHERE pos <= (SELECT bound FROM live)"
+      "    AND at < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"
+      "    ORDER BY pos LIMIT " STORE_PRUNE_BATCH_SQL ")"
+      "  RETURNING pos)"
+      "UPDATE retriever_log_meta"
+      "  SET pruned_through = greatest(pruned_through,"
+      "                                coalesce((SELECT max(pos) FROM gone), 0))"
+      "  RETURNING (SELECT count(*) FROM gone), pruned_through,"
+      "    coalesce((SELECT bound FROM live), -1), (SELECT n FROM live)",
+      2, params, "pruning the change log",
+      "DELETE FROM retriever_replicas WHERE heartbeat_at < clock_timestamp() "
+      "- " REPLICA_FORGET,
+      &rc, err, errlen);
+  if (!r)
+    return rc;
+  out->deleted = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  out->through = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  out->bound = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+  out->live = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
   PQclear(r);
   return 0;
 }

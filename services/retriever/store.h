@@ -108,10 +108,61 @@ q_err_t store_changes(store_t *st, int64_t after, size_t max, store_change_t **o
                       size_t *n, char *err, size_t errlen);
 void store_changes_free(store_change_t *ch, size_t n);
 
-/* The log's head position and the age in ms of its oldest change after
+/* The log's head position (the largest written, which pruning never
+ * lowers) and the age in ms of its oldest change after
  * position after (0 when there is none): a replica's lag. 0, or Q_EUNAVAIL /
  * Q_EINTERNAL with err. */
 q_err_t store_log_state(store_t *st, int64_t after, int64_t *head, int64_t *age_ms,
                         char *err, size_t errlen);
+
+/* ---- pruning the change log ------------------------------------------------
+ * The log would grow forever; a restart only needs the part after the
+ * snapshot it loads. Each replica records in retriever_replicas, with a
+ * heartbeat, keep_after: the position after which it still needs the log
+ * (its latest durable snapshot's position; without snapshots what it has
+ * applied, since it rebuilds from retriever_chunks at start). A prune
+ * deletes the changes up to the smallest keep_after of the live replicas
+ * (heartbeat younger than live_ms) that are also older than the retention
+ * floor, and records the largest position deleted as the pruned head
+ * (retriever_log_meta.pruned_through). A replica whose snapshot is older
+ * than the pruned head rebuilds instead of replaying (docs/retrieval.md,
+ * "Pruning the change log"). */
+
+/* This database's identity: 16 random bytes made when the retriever's
+ * tables were first migrated (retriever_log_meta.db_id). Snapshots record
+ * it, so one made from another database is never loaded. */
+const uint8_t *store_db_id(const store_t *st);
+
+/* Records replica's heartbeat now with keep_after, its snapshot's position
+ * (snapshot_pos, -1: none) and what it has applied, under the prune lock,
+ * and reads the pruned head in the same transaction into *pruned_through
+ * (may be NULL). A replica that registers before it loads learns whether
+ * the tail it needs is still there; and no prune passes keep_after while
+ * its heartbeat is live. 0, or Q_EUNAVAIL / Q_EINTERNAL with err. */
+q_err_t store_replica_beat(store_t *st, const char *replica, int64_t keep_after,
+                           int64_t snapshot_pos, int64_t applied_pos,
+                           int64_t *pruned_through, char *err, size_t errlen);
+
+/* What a prune did. */
+typedef struct store_prune {
+  int64_t deleted; /* changes deleted */
+  int64_t through; /* the pruned head after it */
+  int64_t bound;   /* smallest keep_after of the live replicas, -1: none live */
+  int64_t live;    /* live replicas */
+} store_prune_t;
+
+/* Most changes one store_prune deletes (one transaction): a long backlog
+ * goes in several calls. */
+#define STORE_PRUNE_BATCH 100000
+
+/* Deletes what no live replica needs (see above): changes at or below the
+ * smallest keep_after of the replicas whose heartbeat is younger than
+ * live_ms, and older than retain_ms, the oldest first, at most
+ * STORE_PRUNE_BATCH of them (out->deleted says how many; call again while
+ * it is the batch). With no live replica nothing is deleted. Rows of replicas silent for
+ * 7 days are dropped. Safe to run from every replica at once. 0 with *out, or Q_EUNAVAIL
+ * / Q_EINTERNAL. */
+q_err_t store_prune(store_t *st, int64_t live_ms, int64_t retain_ms, store_prune_t *out,
+                    char *err, size_t errlen);
 
 #endif

@@ -13,7 +13,12 @@ FloatVector fields, BM25 (k1, b from the index params) for a
 SparseFloatVector produced by a BM25 function, RRF and weighted reranking for
 hybrid_search, and a parser of Milvus filter expressions (==, !=, <, <=, >,
 >=, in, not in, &&, ||, and, or, not, parentheses, ARRAY_CONTAINS,
-ARRAY_CONTAINS_ANY) with Go-style string escapes, as Milvus reads them.
+ARRAY_CONTAINS_ANY/ALL, JSON field access json["k"]["k2"], JSON_CONTAINS,
+JSON_CONTAINS_ANY/ALL; function names in any case) with Go-style string
+escapes, as Milvus reads them. On a JSON key, as Milvus documents it, a
+comparison is false when the key is missing or holds a value of another type
+(a boolean is not a number), and `not` of it is true; on a scalar field a
+comparison with a literal of another type fails the request (code 1100).
 
 Stricter than Milvus on purpose: a search, query or delete of a collection
 with a partition key must have `<key> == "<value>"` as a top-level conjunct
@@ -199,6 +204,18 @@ class Parser:
         self.take("op", "]")
         return vals
 
+    def ref(self, name):
+        """A column name, or ("json", column, (key, ...)) for column["k"]["k2"]."""
+        keys = []
+        while self.peek() == ("op", "["):
+            self.i += 1
+            k = self.take("lit")[1]
+            if not isinstance(k, str):
+                bad("filter: a JSON key must be a string literal")
+            keys.append(k)
+            self.take("op", "]")
+        return ("json", name, tuple(keys)) if keys else name
+
     def unary(self):
         tk = self.peek()
         if tk == ("op", "!"):
@@ -210,13 +227,15 @@ class Parser:
             self.take("op", ")")
             return e
         name = self.take("id")[1]
-        if name.upper() in ("ARRAY_CONTAINS_ANY", "ARRAY_CONTAINS_ALL", "ARRAY_CONTAINS"):
+        if name.upper() in FUNCTIONS:
+            fn = name.upper()
             self.take("op", "(")
-            field = self.take("id")[1]
+            field = self.ref(self.take("id")[1])
             self.take("op", ",")
-            arg = self.value_list() if name.upper() != "ARRAY_CONTAINS" else self.take("lit")[1]
+            arg = self.value_list() if fn.endswith(("_ANY", "_ALL")) else self.take("lit")[1]
             self.take("op", ")")
-            return ("fn", name.upper(), field, arg)
+            return ("fn", fn, field, arg)
+        name = self.ref(name)
         op = self.take("op")[1]
         if op == "!" and self.peek() == ("op", "in"):
             self.i += 1
@@ -226,6 +245,34 @@ class Parser:
         if op not in ("==", "!=", "<", "<=", ">", ">="):
             bad("filter: unknown operator %r" % op)
         return ("cmp", op, name, self.take("lit")[1])
+
+
+FUNCTIONS = ("ARRAY_CONTAINS_ANY", "ARRAY_CONTAINS_ALL", "ARRAY_CONTAINS",
+             "JSON_CONTAINS_ANY", "JSON_CONTAINS_ALL", "JSON_CONTAINS")
+MISSING = object()
+
+
+def jeq(a, b):
+    """Equality of a JSON value and a literal as Milvus compares them: values
+    of different types (a bool is not a number) are never equal."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) == type(b) and isinstance(a, str) and a == b
+
+
+def jcmp(op, a, b):
+    """A comparison of a JSON value: false when the key is missing or the
+    types differ (Milvus does not fail the expression for it)."""
+    if a is MISSING:
+        return False
+    if op in ("==", "!="):
+        return jeq(a, b) if op == "==" else not jeq(a, b)
+    num = (lambda x: isinstance(x, (int, float)) and not isinstance(x, bool))
+    if not ((num(a) and num(b)) or (isinstance(a, str) and isinstance(b, str))):
+        return False
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
 def conjuncts(e):
@@ -244,20 +291,46 @@ def evaluate(e, row, fields):
         return not evaluate(e[1], row, fields)
 
     def field(name):
+        if isinstance(name, tuple):
+            col = name[1]
+            if col not in fields or fields[col]["type"] != "JSON":
+                bad("filter: %s is not a JSON field" % col, 1700)
+            v = row.get(col)
+            for k in name[2]:
+                if not isinstance(v, dict) or k not in v:
+                    return MISSING
+                v = v[k]
+            return v
         if name not in fields:
             bad("filter: field %s not found" % name, 1700)
         return row.get(name)
     if kind == "in":
-        return field(e[1]) in e[2]
+        v = field(e[1])
+        if isinstance(e[1], tuple):
+            return v is not MISSING and any(jeq(v, x) for x in e[2])
+        return v in e[2]
     if kind == "fn":
-        v = field(e[2]) or []
-        if e[1] == "ARRAY_CONTAINS":
-            return e[3] in v
-        if e[1] == "ARRAY_CONTAINS_ANY":
-            return any(x in v for x in e[3])
-        return all(x in v for x in e[3])
+        v = field(e[2])
+        if e[1].startswith("JSON_"):
+            if not isinstance(e[2], tuple):
+                bad("filter: %s takes a JSON field" % e[1])
+            if not isinstance(v, list):
+                return False  # missing, or not a list: contains nothing
+            has = (lambda x: any(jeq(item, x) for item in v))
+        else:
+            if isinstance(e[2], tuple) or fields[e[2]]["type"] != "Array":
+                bad("filter: %s takes an ARRAY field" % e[1])
+            v = v or []
+            has = (lambda x: x in v)
+        if e[1].endswith("_ANY"):
+            return any(has(x) for x in e[3])
+        if e[1].endswith("_ALL"):
+            return all(has(x) for x in e[3])
+        return has(e[3])
     op, name, lit = e[1], e[2], e[3]
     v = field(name)
+    if isinstance(name, tuple):
+        return jcmp(op, v, lit)
     if isinstance(v, str) != isinstance(lit, str):
         bad("filter: %s compared with a value of another type" % name)
     return {"==": v == lit, "!=": v != lit, "<": v < lit, "<=": v <= lit,

@@ -1,8 +1,11 @@
 """The retriever on the Milvus engine: the stack's retriever restarted with
 QUARRY_RETRIEVER_ENGINE=milvus against tests/fakes/milvus_fake.py (a Milvus
 REST v2 server on a free loopback port): an upload is stored in Milvus and
-the query cites it; another tenant does not see it; Milvus not answering →
-the retriever's /readyz says so and /v1/query fails with 503/504 in time
+the query cites it; another tenant does not see it; metadata filters of
+/v1/query (eq, in, ranges on numbers and dates, not, hostile strings) run
+inside Milvus and give exactly the passing documents; a hybrid query is one
+hybrid_search fused by Milvus; Milvus not answering → the retriever's
+/readyz says so and /v1/query fails with 503/504 in time
 (docs/operations.md), then both recover. The retriever goes back to the
 embedded engine afterwards.
 
@@ -18,7 +21,9 @@ import urllib.request
 import uuid
 
 import harness
-from harness import Case, call, query, upload, wait_job
+import urllib.parse
+
+from harness import Case, call, key, query, upload, wait_job
 
 TOKEN = "root:Milvus"
 DIM = "384"  # the llm-gateway's default embedding dimension
@@ -31,6 +36,14 @@ def note(msg):
 def _fake_get(base, path):
     with urllib.request.urlopen(base + path, timeout=5) as r:
         return json.loads(r.read())
+
+
+FILTER_TERM = "Quillmoor inventory"
+FILTER_DOCS = {
+    "a": {"team": "legal", "year": 2019, "q": 'say "hi" \\ || tenant_id != "x'},
+    "b": {"team": "eng", "year": 2022, "tags": ["alpha", "beta"]},
+    "c": {"team": "eng", "year": 2024, "due": "2024-05-01T00:00:00Z", "urgent": True},
+}
 
 
 class MilvusEngine(Case):
@@ -64,6 +77,8 @@ class MilvusEngine(Case):
             "QUARRY_EMBED_DIM": DIM,
             "QUARRY_MILVUS_TIMEOUT_MS": "1000",
             "QUARRY_MILVUS_ATTEMPTS": "2",
+            # plain RRF for every embedder: a rule Milvus can fuse itself
+            "QUARRY_RETRIEVER_FUSION_WEIGHTS": "*=rrf:100",
         }
         st.stop("retriever")
         st.start("retriever")
@@ -79,6 +94,31 @@ class MilvusEngine(Case):
         if (job.json or {}).get("status") != "done":
             raise AssertionError("job did not finish on the milvus engine: %r" % job)
         cls.doc_id = r.json["document_id"]
+        # Documents with user metadata, for the filters.
+        cls.fdocs = {}
+        for name, meta in FILTER_DOCS.items():
+            qs = urllib.parse.urlencode({"metadata": json.dumps(meta), "title": name})
+            r = call("POST", "/v1/documents?" + qs, key=key(), ctype="text/plain",
+                     body="%s %s notes of the %s team.\n" % (FILTER_TERM, name, meta["team"]))
+            if r.status != 202:
+                raise AssertionError("upload %s: %r" % (name, r))
+            job = wait_job(r.json["job_id"])
+            if (job.json or {}).get("status") != "done":
+                raise AssertionError("%s not processed on milvus: %r" % (name, job))
+            cls.fdocs[r.json["document_id"]] = name
+
+    def retrieved(self, flt, mode="lexical", api_key=None):
+        """Names of the filter documents among the passages of a streamed
+        /v1/query (its retrieval event) with filter flt."""
+        body = {"query": FILTER_TERM, "top_k": 20, "stream": True, "mode": mode}
+        if flt is not None:
+            body["filter"] = flt
+        r = call("POST", "/v1/query", body=body, key=api_key or key())
+        self.assertStatus(r, 200)
+        first = r.body.decode("utf-8").split("\n\n")[0].split("\n")
+        self.assertEqual(first[0], "event: retrieval", repr(r))
+        docs = {p["document_id"] for p in json.loads(first[1][6:])["passages"]}
+        return {self.fdocs[d] for d in docs if d in self.fdocs}
 
     @classmethod
     def tearDownClass(cls):
@@ -159,3 +199,48 @@ class MilvusEngine(Case):
         r = query(self.question)
         self.assertStatus(r, 200)
         self.assertIn(self.doc_id, {c["document_id"] for c in r.json["citations"]}, repr(r))
+
+    def test_filters_run_inside_milvus(self):
+        """/v1/query with a filter on the milvus engine → exactly the passing
+        documents, lexical and hybrid; the search Milvus received carries the
+        tenant's conjunct and the translated filter."""
+        cases = [
+            (None, {"a", "b", "c"}),
+            ({"field": "meta.team", "eq": "eng"}, {"b", "c"}),
+            ({"field": "meta.tags", "eq": "beta"}, {"b"}),
+            ({"field": "meta.urgent", "eq": True}, {"c"}),
+            ({"field": "meta.year", "gte": 2020, "lt": 2024}, {"b"}),
+            ({"field": "meta.due", "gt": "2024-04-30"}, {"c"}),
+            ({"not": {"field": "meta.team", "in": ["legal"]}}, {"b", "c"}),
+            ({"field": "meta.q", "eq": 'say "hi" \\ || tenant_id != "x'}, {"a"}),
+            ({"field": "title", "eq": 'a" || tenant_id != "x'}, set()),
+            ({"field": "created_at", "gte": "2020-01-01", "lt": "2100-01-01"},
+             {"a", "b", "c"}),
+            ({"field": "created_at", "lt": "2020-01-01"}, set()),
+        ]
+        for flt, want in cases:
+            for mode in ("lexical", "hybrid"):
+                self.assertEqual(self.retrieved(flt, mode), want, "%s %s" % (mode, json.dumps(flt)))
+        body = (_fake_get(self.base, "/_fake/stats")["last"].get("entities/hybrid_search")
+                or {})
+        filt = (body.get("search") or [{}])[0].get("filter", "")
+        self.assertTrue(filt.startswith('tenant_id == "'), filt)
+        self.assertIn("created_ms", filt)
+        other = self.retrieved({"field": "meta.team", "in": ["eng", "legal"]},
+                               api_key=harness.key(harness.OTHER_TENANT))
+        self.assertEqual(other, set(), "another tenant's filter reached these documents")
+
+    def test_hybrid_query_is_fused_by_milvus(self):
+        """A hybrid /v1/query (rule *=rrf:100) → one entities/hybrid_search
+        request with an rrf rerank, and the document is cited."""
+        before = _fake_get(self.base, "/_fake/stats")["requests"].get(
+            "entities/hybrid_search", 0)
+        r = call("POST", "/v1/query", body={"query": self.question, "mode": "hybrid"},
+                 key=key())
+        self.assertStatus(r, 200)
+        self.assertIn(self.doc_id, {c["document_id"] for c in r.json["citations"]}, repr(r))
+        stats = _fake_get(self.base, "/_fake/stats")
+        self.assertGreater(stats["requests"].get("entities/hybrid_search", 0), before,
+                           repr(stats["requests"]))
+        rerank = stats["last"]["entities/hybrid_search"]["rerank"]
+        self.assertEqual(rerank, {"strategy": "rrf", "params": {"k": 60}})

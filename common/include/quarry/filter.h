@@ -83,4 +83,58 @@ q_err_t q_meta_parse(const char *s, size_t len, json_t **out, char *err, size_t 
  * unix seconds. Predicate: false when s is neither. */
 bool q_rfc3339_parse(const char *s, int64_t *out);
 
+/* ---- reading a compiled filter ---------------------------------------------
+ * What an engine that filters by itself (the Milvus engine translates a
+ * filter into Milvus's boolean expressions) needs to walk the tree. Every
+ * pointer is the filter's and lives as long as it. */
+
+/* A node of the tree: a combination or a condition. */
+typedef struct q_filter_node q_filter_node_t;
+
+typedef enum { Q_FILTER_AND, Q_FILTER_OR, Q_FILTER_NOT, Q_FILTER_COND } q_filter_op_t;
+
+typedef enum {
+  Q_FILTER_DOC_ID,
+  Q_FILTER_TITLE,
+  Q_FILTER_CONTENT_TYPE,
+  Q_FILTER_CREATED_AT,
+  Q_FILTER_META
+} q_filter_field_t;
+
+typedef enum { Q_FILTER_STR, Q_FILTER_NUM, Q_FILTER_BOOL } q_filter_kind_t;
+
+/* An operand of eq or in. created_at's are numbers (unix seconds). */
+typedef struct q_filter_value {
+  q_filter_kind_t kind;
+  const char *s; /* Q_FILTER_STR */
+  double n;      /* Q_FILTER_NUM */
+  bool b;        /* Q_FILTER_BOOL */
+} q_filter_value_t;
+
+/* A condition as q_filter_match evaluates it: eq (one value), in (nin
+ * values) or a range (lo and/or hi, dates already unix seconds). On a meta
+ * key, eq and in also pass when the value is a list holding one of the
+ * values, and a range also compares a string value that is an RFC 3339
+ * date, as unix seconds. A condition on an absent field is false. */
+typedef struct q_filter_cond {
+  q_filter_field_t field;
+  const char *key; /* Q_FILTER_META: the metadata key */
+  bool has_eq, has_in;
+  const q_filter_value_t *values; /* eq: 1, in: nin */
+  size_t nvalues;
+  bool has_lo, lo_incl, has_hi, hi_incl;
+  double lo, hi;
+} q_filter_cond_t;
+
+/* The root node of f (NULL for a NULL f). */
+const q_filter_node_t *q_filter_root(const q_filter_t *f);
+
+/* What n is; for and/or the number of its children (not: 1). */
+q_filter_op_t q_filter_node_op(const q_filter_node_t *n);
+size_t q_filter_node_nkids(const q_filter_node_t *n);
+const q_filter_node_t *q_filter_node_kid(const q_filter_node_t *n, size_t i);
+
+/* The condition n (q_filter_node_op Q_FILTER_COND) into *out. */
+void q_filter_node_cond(const q_filter_node_t *n, q_filter_cond_t *out);
+
 #endif

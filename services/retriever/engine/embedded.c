@@ -83,11 +83,22 @@ typedef struct embedded {
   int64_t snap_retry_ms; /* after a failed write, none before this time */
   _Atomic int64_t changed;
   snapshot_meta_t snap_meta;
+  /* Pruning (store.h): the position of the durable snapshot a restart
+   * would load (-1: none), the heartbeat and prune schedule, and whether
+   * the log was pruned past what this replica applied (it then missed
+   * changes: not ready until restarted). */
+  _Atomic int64_t snap_pos;
+  int64_t replica_ttl_ms, prune_interval_ms, log_retain_ms;
+  int64_t beat_at_ms, prune_at_ms;
+  atomic_bool pruned_past;
+  _Atomic int64_t pruned_through;
   bool opened; /* open succeeded: the index is whole (a failed open's is not) */
 } embedded_t;
 
 static bool snapshot_due(embedded_t *e);
 static void take_snapshot(embedded_t *e, const char *why);
+static void beat(embedded_t *e);
+static void prune(embedded_t *e);
 
 static void *maintain_main(void *ud) {
   embedded_t *e = ud;
@@ -112,6 +123,13 @@ static void *maintain_main(void *ud) {
                  "purged", (json_int_t)purged, "seconds", q_now_s() - t0);
     if (snapshot_due(e))
       take_snapshot(e, "background");
+    if (e->store) {
+      int64_t now = q_now_ms();
+      if (now - e->beat_at_ms >= e->replica_ttl_ms / 4)
+        beat(e);
+      if (e->prune_interval_ms > 0 && now - e->prune_at_ms >= e->prune_interval_ms)
+        prune(e);
+    }
     pthread_mutex_lock(&e->maint_mu);
   }
   pthread_mutex_unlock(&e->maint_mu);
@@ -144,8 +162,11 @@ static void take_snapshot(embedded_t *e, const char *why) {
   int64_t changed = atomic_load(&e->changed);
   q_err_t rc = snapshot_write(e->index, e->snap_dir, e->tail_pos, &e->snap_meta, &info,
                               err, sizeof err);
-  if (!rc)
+  if (!rc) {
     atomic_fetch_sub(&e->changed, changed);
+    atomic_store(&e->snap_pos, info.pos);
+    e->beat_at_ms = 0; /* tell the pruner soon: the log before it may go */
+  }
   pthread_mutex_unlock(&e->write_mu);
   e->snap_at_ms = q_now_ms();
   double took = q_now_s() - t0;
@@ -162,6 +183,60 @@ static void take_snapshot(embedded_t *e, const char *why) {
              "why", why, "log_position", (json_int_t)info.pos, "tenants",
              (json_int_t)info.tenants, "chunks", (json_int_t)info.chunks, "bytes",
              (json_int_t)info.bytes, "seconds", took);
+}
+
+/* ---- pruning the change log ---------------------------------------------- */
+
+/* Where this replica still needs the log from to restart quickly: after its
+ * durable snapshot, or, without one, after what it applied (a start without
+ * a snapshot rebuilds from retriever_chunks and needs no older change). */
+static int64_t keep_after(embedded_t *e) {
+  int64_t snap = atomic_load(&e->snap_pos);
+  return snap >= 0 ? snap : atomic_load(&e->pos_pub);
+}
+
+/* Records the heartbeat; notices a log pruned past what was applied. */
+static void beat(embedded_t *e) {
+  char err[256];
+  int64_t through = 0, applied = atomic_load(&e->pos_pub);
+  e->beat_at_ms = q_now_ms();
+  if (store_replica_beat(e->store, store_origin(e->store), keep_after(e),
+                         atomic_load(&e->snap_pos), applied, &through, err,
+                         sizeof err) != 0) {
+    q_log_warn("retriever: heartbeat not recorded", "{s:s}", "reason", err);
+    return;
+  }
+  atomic_store(&e->pruned_through, through);
+  /* Changes after what was applied, up to the pruned head, may be gone: this
+   * replica's heartbeat lapsed while another pruned. It cannot replay them. */
+  if (through > applied && !atomic_exchange(&e->pruned_past, true))
+    q_log_error("retriever: the change log was pruned past what this replica applied; "
+                "restart it to rebuild from PostgreSQL",
+                "{s:I,s:I}", "applied", (json_int_t)applied, "pruned_through",
+                (json_int_t)through);
+}
+
+/* Prunes in batches (store_prune's), until a batch is not full or the
+ * engine closes (tail_stop is set first thing in close). */
+static void prune(embedded_t *e) {
+  char err[256];
+  store_prune_t p;
+  int64_t deleted = 0;
+  double t0 = q_now_s();
+  e->prune_at_ms = q_now_ms();
+  do {
+    if (store_prune(e->store, e->replica_ttl_ms, e->log_retain_ms, &p, err, sizeof err) !=
+        0) {
+      q_log_warn("retriever: change log not pruned", "{s:s}", "reason", err);
+      break;
+    }
+    deleted += p.deleted;
+  } while (p.deleted >= STORE_PRUNE_BATCH && !atomic_load(&e->tail_stop));
+  if (deleted > 0)
+    q_log_info("change log pruned", "{s:I,s:I,s:I,s:I,s:f}", "deleted",
+               (json_int_t)deleted, "pruned_through", (json_int_t)p.through, "bound",
+               (json_int_t)p.bound, "live_replicas", (json_int_t)p.live, "seconds",
+               q_now_s() - t0);
 }
 
 /* Loads the snapshot into the (empty) index: true with e->tail_pos set, or
@@ -185,6 +260,16 @@ static bool load_snapshot(embedded_t *e, const index_params_t *ip) {
                (long long)info.pos, (long long)head);
       rc = Q_EINVAL;
     }
+    /* The changes between the snapshot and the pruned head are gone: the
+     * tail cannot be replayed (the heartbeat registered before this read
+     * keeps the head where it is now). */
+    int64_t through = atomic_load(&e->pruned_through);
+    if (!rc && info.pos < through) {
+      snprintf(err, sizeof err,
+               "snapshot at log position %lld, but the log is pruned through %lld",
+               (long long)info.pos, (long long)through);
+      rc = Q_EINVAL;
+    }
   }
   if (rc == Q_ENOTFOUND) {
     q_log_info("no snapshot; rebuilding the index from PostgreSQL", "{s:s}", "dir",
@@ -199,6 +284,7 @@ static bool load_snapshot(embedded_t *e, const index_params_t *ip) {
     return false;
   }
   e->tail_pos = info.pos;
+  atomic_store(&e->snap_pos, info.pos);
   q_log_info("index loaded from snapshot", "{s:I,s:I,s:I,s:I}", "chunks",
              (json_int_t)info.chunks, "tenants", (json_int_t)info.tenants, "ms",
              (json_int_t)(q_now_ms() - t0), "log_position", (json_int_t)info.pos);
@@ -446,7 +532,12 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .inner_product = cfg->inner_product,
   };
   q_err_t rc = 0;
-  e->snap_meta = (snapshot_meta_t){cfg->fixed_dim, cfg->inner_product};
+  e->snap_meta =
+      (snapshot_meta_t){.fixed_dim = cfg->fixed_dim, .inner_product = cfg->inner_product};
+  atomic_store(&e->snap_pos, -1);
+  e->replica_ttl_ms = cfg->replica_ttl_ms > 0 ? cfg->replica_ttl_ms : 60000;
+  e->prune_interval_ms = cfg->prune_interval_ms;
+  e->log_retain_ms = cfg->log_retain_ms;
   e->index = index_new(&ip);
   if (!e->index) {
     snprintf(err, errlen,
@@ -461,6 +552,16 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       rc = Q_EUNAVAIL;
       goto fail;
     }
+    memcpy(e->snap_meta.db_id, store_db_id(e->store), sizeof e->snap_meta.db_id);
+    /* Registered before loading, with keep_after 0: no prune passes this
+     * replica while it loads, and the pruned head read here is the one the
+     * snapshot is checked against. */
+    int64_t through = 0;
+    rc = store_replica_beat(e->store, store_origin(e->store), 0, -1, 0, &through, err,
+                            errlen);
+    if (rc)
+      goto fail;
+    atomic_store(&e->pruned_through, through);
     e->snap_changes = cfg->snapshot_changes > 0 ? cfg->snapshot_changes : 10000;
     e->snap_interval_ms = cfg->snapshot_interval_ms;
     e->snap_at_ms = q_now_ms();
@@ -517,6 +618,8 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
     size_t replayed = apply_tail(e, &failed);
     q_log_info("change log tail replayed", "{s:I,s:I}", "changes", (json_int_t)replayed,
                "log_position", (json_int_t)e->tail_pos);
+    beat(e); /* what this replica needs from now on */
+    e->prune_at_ms = q_now_ms();
     if (pthread_create(&e->tailer, NULL, tail_main, e) != 0) {
       snprintf(err, errlen, "cannot start the change log tailer");
       rc = Q_EINTERNAL;
@@ -667,6 +770,14 @@ static bool embedded_ready(void *st, char *why, size_t whylen) {
     return true;
   if (!store_ping(e->store, why, whylen))
     return false;
+  if (atomic_load(&e->pruned_past)) {
+    snprintf(why, whylen,
+             "the change log was pruned through %lld, past what this replica applied "
+             "(%lld): restart it to rebuild from PostgreSQL",
+             (long long)atomic_load(&e->pruned_through),
+             (long long)atomic_load(&e->pos_pub));
+    return false;
+  }
   /* Not under the write lock: a snapshot holds it for seconds at scale. */
   int64_t tail = atomic_load(&e->pos_pub);
   int64_t head = 0, age = 0;

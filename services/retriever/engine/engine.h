@@ -4,7 +4,8 @@
  * An engine stores each tenant's chunks and answers one question: "the best
  * top_k chunks of this tenant for this query text by BM25, and/or for this
  * vector by similarity". It returns the candidates of each modality as a
- * separate scored list; it never fuses them. What the retriever does with the
+ * separate scored list; it fuses them only through the optional hybrid op,
+ * when search.c asks it to. What the retriever does with the
  * lists is the same whichever engine made them and lives above this seam
  * (search.c): request validation, the request's mode, fusion (fusion.h) and
  * document-level aggregation. An engine is a table of functions (engine_ops_t)
@@ -117,17 +118,12 @@ typedef struct engine_query {
    * A filter only narrows: candidates come from q->tenant alone whatever it
    * says.
    *
-   * TODO(milvus engine): translate the compiled filter into a Milvus boolean
-   * expression on scalar fields stored with each chunk (content_type
-   * VARCHAR, created_at INT64, metadata JSON, access_groups ARRAY<VARCHAR>),
-   * ANDed with the tenant partition key: eq -> `content_type == "x"`,
-   * in -> `content_type in ["a","b"]`, gt/gte/lt/lte -> `created_at >= n`
-   * (dates already in unix seconds), meta.k -> `metadata["k"] == v` (a list
-   * value: `json_contains(metadata["k"], v)` / `json_contains_any`), and/or/not
-   * -> `and`/`or`/`not (...)`; passed as the `filter` of both the BM25 and
-   * the dense search request so Milvus filters during its search. Until
-   * then that engine must refuse a query with a filter (Q_EUNIMPL), never
-   * ignore it. */
+   * The Milvus engine translates the compiled filter into a Milvus boolean
+   * expression over the scalar fields stored with each chunk
+   * (engine/milvus_expr.h: content_type, created_ms, metadata JSON, with
+   * dates also as numbers), ANDed after the tenant partition key's
+   * conjunct and passed as the `filter` of both its searches, so Milvus
+   * filters while it searches. */
   const q_filter_t *filter;
 } engine_query_t;
 
@@ -177,7 +173,20 @@ typedef struct engine_config {
    * snapshot_interval_ms when anything changed (0: never by time). */
   const char *data_dir;
   int64_t snapshot_changes, snapshot_interval_ms;
+  /* Pruning the change log (embedded; store.h): a replica whose heartbeat
+   * is older than replica_ttl_ms is not live (0: 60000); every
+   * prune_interval_ms (0: never) a replica deletes the changes no live
+   * replica needs that are older than log_retain_ms (the retention floor). */
+  int64_t replica_ttl_ms, prune_interval_ms, log_retain_ms;
 } engine_config_t;
+
+/* How an engine that fuses by itself (engine_ops_t.hybrid) combines the
+ * lexical and the dense list. */
+typedef struct engine_fusion {
+  bool weighted;         /* false: reciprocal rank fusion */
+  unsigned rrf_k;        /* RRF constant (> 0) */
+  double w_lex, w_dense; /* weighted: each in [0, 1] */
+} engine_fusion_t;
 
 typedef struct engine engine_t;
 
@@ -208,6 +217,22 @@ typedef struct engine_ops {
   /* The candidate lists q asks for (see engine_result_t). */
   q_err_t (*search)(void *st, const engine_query_t *q, q_arena_t *arena,
                     engine_result_t *out, char *err, size_t errlen);
+
+  /* Optional (NULL: the engine only returns lists). Both lists of q
+   * (q->lists is ENGINE_LEXICAL | ENGINE_DENSE, text and vector given)
+   * fused by the engine itself, in one request, as how says: *out (in the
+   * arena) holds at most q->top_k candidates, best first, each scored by
+   * its fused score; the per-list scores and ranks are not known. search.c
+   * calls it for a hybrid search when the fusion policy's rule is one the
+   * engine can express (plain RRF, or weighted scores), and falls back to
+   * search and fusion_merge when it returns Q_EUNIMPL (the engine declines
+   * this query, e.g. because it is configured not to fuse). An engine
+   * offers it only where every chunk has a vector, so a non-empty answer
+   * means the dense list took part. The Milvus engine's is one
+   * hybrid_search request. */
+  q_err_t (*hybrid)(void *st, const engine_query_t *q, const engine_fusion_t *how,
+                    q_arena_t *arena, engine_cand_t **out, size_t *n, char *err,
+                    size_t errlen);
 
   /* Counts for tenant, or all tenants when tenant is NULL or "". */
   q_err_t (*stats)(void *st, const char *tenant, engine_stats_t *out, char *err,

@@ -20,16 +20,23 @@
  *    is taken off again in every candidate.
  *  - Ties are broken by chunk id within the lists Milvus returned; a tie
  *    across the top_k cut is Milvus's choice.
+ *  - Filters (engine.h) become Milvus expressions (milvus_expr.h) over the
+ *    document fields each chunk row carries (content_type, created_ms = the
+ *    document's creation time, metadata with dates also as numbers), run by
+ *    Milvus during both searches.
  *
- * Searches are two requests, BM25 and dense, not one hybrid_search: fusion
- * and its per-embedder policy live above the seam (search.c) and need the
- * two scored lists, which hybrid_search does not return.
+ * search is two requests, BM25 and dense, each list scored on its own; the
+ * optional hybrid op (engine.h) is one hybrid_search request in which Milvus
+ * fuses both by RRF or weighted scores, when search.c's fusion rule is one
+ * Milvus can express and QUARRY_MILVUS_HYBRID_SEARCH is on (else Q_EUNIMPL
+ * and search.c fuses the two lists itself).
  *
  * Writes (upsert, remove) are serialised by a mutex so the count of what a
  * replace retires, taken just before its delete, is exact. Searches, stats
  * and readiness run beside them. */
 #include "engine/engine.h"
 #include "engine/milvus_client.h"
+#include "engine/milvus_expr.h"
 
 #include "quarry/log.h"
 #include "quarry/trace.h"
@@ -50,10 +57,14 @@
 /* Between the title and the text in the stored text field (milvus_client.c
  * leaves room for it). */
 #define TITLE_SEP "\n\n"
+/* Longest Milvus expression a filter becomes: Q_LIMIT_FILTER_BYTES of JSON
+ * grows by its quoting and the extra conjuncts of milvus_expr.h. */
+#define MILVUS_EXPR_MAX (16 * Q_LIMIT_FILTER_BYTES)
 
 typedef struct milvus_engine {
   milvus_client_t *cli;
   size_t dim;
+  bool hybrid; /* fuse in Milvus (hybrid_search) when search.c asks */
   char url[256];
   pthread_mutex_t write_mu;
   /* The collection has been made sure of (created, checked, loaded). Until
@@ -153,6 +164,7 @@ static q_err_t milvus_open(const engine_config_t *cfg, void **out, char *err,
   pthread_mutex_init(&e->ensure_mu, NULL);
   pthread_mutex_init(&e->count_mu, NULL);
   e->dim = cfg->fixed_dim;
+  e->hybrid = !mc->no_hybrid;
   e->count = -1;
   snprintf(e->url, sizeof e->url, "%s", mc->url);
   milvus_cfg_t c = *mc;
@@ -234,10 +246,11 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
     snprintf(err, errlen, "out of memory");
     return Q_ENOMEM;
   }
-  int64_t now = q_wall_ms();
   /* BM25 reads the text field only; the embedded engine scores title and
    * text, so the title goes in front of the text (TITLE_SEP between), and
-   * comes off again when a candidate is read (to_cands). */
+   * comes off again when a candidate is read (to_cands). The joined texts
+   * and each row's metadata as stored (milvus_meta_stored: dates also as
+   * numbers) live in the arena texts until the call returns. */
   q_arena_t *texts = q_arena_new(0);
   if (!texts) {
     free(rows);
@@ -260,6 +273,25 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
       memcpy(joined + tl + sizeof TITLE_SEP - 1, text, xl + 1);
       text = joined;
     }
+    char *meta = NULL;
+    const char *stored = NULL;
+    if (milvus_meta_stored(chunks[i].metadata, &meta) == 0) {
+      stored = q_arena_strdup(texts, meta);
+      free(meta);
+    } else {
+      free(meta);
+      q_arena_free(texts);
+      free(rows);
+      snprintf(err, errlen, "chunk %s: metadata is not a JSON object",
+               chunks[i].chunk_id ? chunks[i].chunk_id : "(no id)");
+      return Q_EINVAL;
+    }
+    if (!stored) {
+      q_arena_free(texts);
+      free(rows);
+      snprintf(err, errlen, "out of memory");
+      return Q_ENOMEM;
+    }
     rows[i] = (milvus_chunk_t){
         .chunk_id = chunks[i].chunk_id,
         .doc_id = chunks[i].doc_id,
@@ -269,7 +301,12 @@ static q_err_t milvus_eng_upsert(void *st, const char *tenant,
         .page = chunks[i].page,
         .ordinal = chunks[i].ordinal,
         .version = chunks[i].version,
-        .created_ms = now,
+        /* The document's creation time: what a created_at filter reads. */
+        .created_ms = milvus_created_ms(chunks[i].created_at),
+        .content_type = chunks[i].content_type,
+        .metadata_json = stored,
+        .access_groups = chunks[i].access_groups,
+        .n_access_groups = chunks[i].naccess_groups,
         .dense = chunks[i].embedding,
     };
   }
@@ -375,6 +412,24 @@ static q_err_t to_cands(const milvus_hit_t *h, size_t n, q_arena_t *arena,
   return 0;
 }
 
+/* The filter of q as a Milvus expression in mf (in arena), translated once
+ * for every search of the query, so Milvus applies it while it searches
+ * (engine.h). */
+static q_err_t filter_of(const engine_query_t *q, q_arena_t *arena, milvus_filter_t *mf,
+                         char *err, size_t errlen) {
+  *mf = (milvus_filter_t){0};
+  if (!q->filter)
+    return 0;
+  q_buf_t b;
+  q_buf_init(&b, MILVUS_EXPR_MAX);
+  q_err_t rc = milvus_filter_expr(q->filter, &b, err, errlen);
+  mf->expr = rc ? NULL : q_arena_strndup(arena, b.data ? b.data : "", b.len);
+  q_buf_cleanup(&b);
+  if (rc)
+    return rc;
+  return mf->expr ? 0 : Q_ENOMEM;
+}
+
 static q_err_t search_lists(milvus_engine_t *e, const engine_query_t *q, q_arena_t *arena,
                             engine_result_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
@@ -390,7 +445,13 @@ static q_err_t search_lists(milvus_engine_t *e, const engine_query_t *q, q_arena
   q_err_t rc = ensure(e, err, errlen);
   if (rc)
     return rc;
-  milvus_query_t mq = {.tenant = q->tenant, .dense = q->embedding, .top_k = top_k};
+  milvus_filter_t mf = {0};
+  if ((rc = filter_of(q, arena, &mf, err, errlen)) != 0)
+    return rc;
+  milvus_query_t mq = {.tenant = q->tenant,
+                       .filter = q->filter ? &mf : NULL,
+                       .dense = q->embedding,
+                       .top_k = top_k};
   milvus_hit_t *hits;
   size_t nhits;
   if (dense) {
@@ -461,12 +522,56 @@ static q_err_t count_stats(milvus_engine_t *e, const char *tenant, engine_stats_
 static q_err_t milvus_eng_search(void *st, const engine_query_t *q, q_arena_t *arena,
                                  engine_result_t *out, char *err, size_t errlen) {
   milvus_engine_t *e = st;
-  if (q->filter) {
-    /* Never ignored: engine.h's TODO says how it maps to Milvus. */
-    snprintf(err, errlen, "metadata filters are not supported by the milvus engine yet");
+  return served(e, search_lists(e, q, arena, out, err, errlen));
+}
+
+/* One hybrid_search: Milvus fuses the BM25 and the dense list. */
+static q_err_t milvus_eng_hybrid(void *st, const engine_query_t *q,
+                                 const engine_fusion_t *how, q_arena_t *arena,
+                                 engine_cand_t **out, size_t *n, char *err,
+                                 size_t errlen) {
+  milvus_engine_t *e = st;
+  *out = NULL;
+  *n = 0;
+  if (!e->hybrid) {
+    snprintf(err, errlen, "QUARRY_MILVUS_HYBRID_SEARCH is off");
     return Q_EUNIMPL;
   }
-  return served(e, search_lists(e, q, arena, out, err, errlen));
+  if (!q->text || q_is_blank(q->text, q->text_len) || !q->embedding || !q->dim) {
+    snprintf(err, errlen, "a hybrid search needs a query text and a vector");
+    return Q_EINVAL;
+  }
+  if (check_vector(e, q->embedding, q->dim, "the query vector", err, errlen))
+    return Q_EINVAL;
+  if (!q->top_k) {
+    snprintf(err, errlen, "top_k must be positive");
+    return Q_EINVAL;
+  }
+  milvus_rank_t rank = {.kind = how->weighted ? MILVUS_RANK_WEIGHTED : MILVUS_RANK_RRF,
+                        .rrf_k = (int)how->rrf_k,
+                        .dense_w = how->w_dense,
+                        .lexical_w = how->w_lex};
+  q_err_t rc = ensure(e, err, errlen);
+  milvus_filter_t mf;
+  if (!rc)
+    rc = filter_of(q, arena, &mf, err, errlen);
+  if (rc)
+    return served(e, rc);
+  milvus_query_t mq = {
+      .tenant = q->tenant,
+      .filter = q->filter ? &mf : NULL,
+      .text = q_arena_strndup(arena, q->text, q->text_len),
+      .dense = q->embedding,
+      .top_k = q->top_k > MILVUS_TOP_K_MAX ? MILVUS_TOP_K_MAX : (int)q->top_k,
+  };
+  if (!mq.text)
+    return Q_ENOMEM;
+  milvus_hit_t *hits;
+  size_t nhits;
+  rc = milvus_hybrid_search(e->cli, &mq, &rank, arena, &hits, &nhits, err, errlen);
+  if (!rc)
+    rc = to_cands(hits, nhits, arena, out, n);
+  return served(e, rc);
 }
 
 static q_err_t milvus_eng_stats(void *st, const char *tenant, engine_stats_t *out,
@@ -535,6 +640,7 @@ const engine_ops_t engine_milvus_ops = {
     .upsert = milvus_eng_upsert,
     .remove = milvus_eng_remove,
     .search = milvus_eng_search,
+    .hybrid = milvus_eng_hybrid,
     .stats = milvus_eng_stats,
     .chunk_count = milvus_eng_chunk_count,
     .snapshot = milvus_eng_snapshot,

@@ -389,10 +389,14 @@ static json_t *body_new(milvus_client_t *c) {
 
 /* ---- filters -------------------------------------------------------------------- */
 
-/* Appends s as a double-quoted Milvus string literal. The grammar reads a
- * literal with Go's escapes (strconv.Unquote): ", \ and control characters
- * are escaped; other UTF-8 passes as it is. */
+/* A double-quoted Milvus string literal (milvus_quote_append). The grammar
+ * reads a literal with Go's escapes (strconv.Unquote): ", \ and control
+ * characters are escaped; other UTF-8 passes as it is. */
 static q_err_t quote(q_buf_t *b, const char *s) {
+  return milvus_quote_append(b, s);
+}
+
+q_err_t milvus_quote_append(q_buf_t *b, const char *s) {
   size_t n = strlen(s);
   if (!q_valid_utf8(s, n))
     return Q_EINVAL;
@@ -480,6 +484,10 @@ static q_err_t build_filter(const char *tenant, const milvus_filter_t *f,
     rc = filter_list(&b, "doc_id", false, f->doc_ids, f->n_doc_ids);
   if (!rc && f && f->n_access_groups)
     rc = filter_list(&b, "access_groups", true, f->access_groups, f->n_access_groups);
+  /* The caller's expression is one parenthesised conjunct after the
+   * tenant's: whatever it says, it only narrows. */
+  if (!rc && f && f->expr && *f->expr)
+    rc = q_buf_printf(&b, " && (%s)", f->expr);
   if (rc) {
     set_err(err, errlen, "milvus: filter %s",
             rc == Q_EINVAL ? "value is not UTF-8" : "too long");

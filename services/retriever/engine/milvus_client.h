@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "quarry/arena.h"
+#include "quarry/buf.h"
 #include "quarry/error.h"
 
 /* Room left in the schema for per-chunk access groups (not yet sent by any
@@ -62,6 +63,9 @@ typedef struct milvus_cfg {
   double bm25_k1;           /* 1.2 */
   double bm25_b;            /* 0.75 */
   size_t max_reply_bytes;   /* cap on one reply; 16 MiB */
+  /* The engine (milvus.c) does not fuse in Milvus: its hybrid op declines
+   * and the retriever fuses the two lists itself. The client ignores it. */
+  bool no_hybrid;
 } milvus_cfg_t;
 
 typedef struct milvus_client milvus_client_t;
@@ -159,6 +163,11 @@ typedef struct milvus_filter {
   size_t n_doc_ids;
   const char *const *access_groups; /* only chunks sharing one of these groups */
   size_t n_access_groups;
+  /* A Milvus boolean expression over the row's fields (milvus_filter_expr
+   * of engine/milvus_expr.h), ANDed in parentheses after the tenant's
+   * conjunct; NULL or "": none. Built by this program, never by a client:
+   * its strings must already be quoted. */
+  const char *expr;
 } milvus_filter_t;
 
 /* A search. tenant is required; text for BM25, dense (cfg.dim floats) for
@@ -209,6 +218,9 @@ q_err_t milvus_hybrid_search(milvus_client_t *c, const milvus_query_t *q,
 
 /* Number of stored chunks of tenant (a count(*) query), or a q_err_t. */
 int64_t milvus_count(milvus_client_t *c, const char *tenant, char *err, size_t errlen);
+
+/* Appends to b a Milvus string literal holding s (as milvus_quote). */
+q_err_t milvus_quote_append(q_buf_t *b, const char *s);
 
 /* Appends to out (size outlen, always terminated) a Milvus string literal
  * holding s: double quotes, with ", \ and control characters escaped.

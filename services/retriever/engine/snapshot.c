@@ -25,7 +25,8 @@
 #define MAGIC "QRYIDX01"
 #define INDEX_FILE "index.snap"
 #define HEADER_LEN                                                                       \
-  40 /* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, crc 4 */
+  56 /* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, db_id 16, crc 4 */
+#define HEADER_CRC (HEADER_LEN - 4)
 #define SECTION_HEAD 12 /* length u64, crc u32 */
 /* Largest string a section may hold: chunk text is at most 64 KiB, ids and
  * titles far less. */
@@ -272,7 +273,8 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
     put_u64(head + 16, (uint64_t)pos);
     put_u64(head + 24, meta->fixed_dim);
     put_u32(head + 32, (uint32_t)w.shards);
-    put_u32(head + 36, (uint32_t)crc32(0L, head, 36));
+    memcpy(head + 36, meta->db_id, sizeof meta->db_id);
+    put_u32(head + HEADER_CRC, (uint32_t)crc32(0L, head, HEADER_CRC));
     if (fseek(w.f, 0, SEEK_SET) != 0 || fwrite(head, 1, sizeof head, w.f) != sizeof head)
       w.failed = true;
   }
@@ -490,7 +492,7 @@ q_err_t snapshot_read(index_t *idx, const char *dir, const snapshot_meta_t *want
     rc = Q_EINVAL;
     goto done;
   }
-  if (get_u32(head + 36) != (uint32_t)crc32(0L, head, 36)) {
+  if (get_u32(head + HEADER_CRC) != (uint32_t)crc32(0L, head, HEADER_CRC)) {
     snprintf(err, errlen, "%s: header checksum mismatch", path);
     rc = Q_EINVAL;
     goto done;
@@ -505,6 +507,11 @@ q_err_t snapshot_read(index_t *idx, const char *dir, const snapshot_meta_t *want
       get_u64(head + 24) != want->fixed_dim) {
     snprintf(err, errlen, "%s: made with other settings (metric or QUARRY_EMBED_DIM)",
              path);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  if (memcmp(head + 36, want->db_id, sizeof want->db_id) != 0) {
+    snprintf(err, errlen, "%s: made from another database (its identity differs)", path);
     rc = Q_EINVAL;
     goto done;
   }

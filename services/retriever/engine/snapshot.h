@@ -5,11 +5,12 @@
  *
  * Files in dir (docs/retrieval.md, "Snapshots", has the byte layout):
  *  - index.snap: a header (magic "QRYIDX01", format version, the change log
- *    position the snapshot reflects, the settings that shape the index, a
- *    CRC-32 of the header), then one section per tenant (length, CRC-32 of
- *    the section, tenant, vector dimension, whether it has a graph file, its
- *    live chunks: ids, title, text, version, ordinal, page, vector label),
- *    and nothing after the last section;
+ *    position the snapshot reflects, the settings that shape the index, the
+ *    identity of the database it came from, a CRC-32 of the header), then
+ *    one section per tenant (length, CRC-32 of the section, tenant, vector
+ *    dimension, whether it has a graph file, its live chunks: ids, title,
+ *    text, version, ordinal, page, vector label), and nothing after the
+ *    last section;
  *  - graph-<pos>-<k>.hnsw: the HNSW graph of the k-th tenant, written by
  *    hnsw_save (its own header, version and BLAKE2b checksum), tagged with
  *    the same position.
@@ -32,13 +33,17 @@
 #include <stdint.h>
 
 /* Bumped whenever the layout changes: a snapshot of another version is
- * discarded (and the index rebuilt). */
-#define SNAPSHOT_FORMAT 2 /* 2: chunks carry their document's filter fields */
+ * discarded (and the index rebuilt). 2: chunks carry their document's
+ * filter fields; 3: the header names the database. */
+#define SNAPSHOT_FORMAT 3
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {
   size_t fixed_dim;
   bool inner_product;
+  /* The database the index was loaded from (store_db_id): a snapshot of
+   * another database is refused. All zero: none (memory only). */
+  uint8_t db_id[16];
 } snapshot_meta_t;
 
 /* What was written or read. */

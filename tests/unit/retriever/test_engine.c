@@ -8,6 +8,8 @@
  * graph walk, since the two take different code paths for dense search. */
 #include "engine/engine.h"
 #include "engine/milvus_client.h"
+#include "fusion.h"
+#include "search.h"
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
@@ -113,6 +115,8 @@ static void fake_stop(void) {
 }
 
 /* Opens the fixture's engine for a test whose vectors have dim dimensions. */
+static bool milvus_no_hybrid; /* the next Milvus engine fuses nothing itself */
+
 static engine_t open_engine(const engine_fixture_t *f, size_t dim) {
   static milvus_cfg_t mc;
   engine_config_t cfg = f->cfg;
@@ -122,7 +126,8 @@ static engine_t open_engine(const engine_fixture_t *f, size_t dim) {
                         .token = FAKE_TOKEN,
                         .collection = "engine_contract",
                         .max_attempts = 2,
-                        .backoff_ms = 10};
+                        .backoff_ms = 10,
+                        .no_hybrid = milvus_no_hybrid};
     cfg.milvus = &mc;
     cfg.fixed_dim = dim;
   }
@@ -606,6 +611,171 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   close_engine(&e);
 }
 
+/* ---- filters ------------------------------------------------------------------- */
+
+enum { FDOCS = 24, FDIM = 4 };
+
+/* What a filter must reach in the engine's fields: strings with quotes,
+ * backslashes and an injected `||`, lists, numbers, booleans, dates as
+ * strings, absent values. */
+static const char *const hostile = "say \"hi\" \\ || tenant_id != \"t2\" \\\"";
+
+/* Document i of the filter fixture (the same in both tenants but for the
+ * chunk id): its chunk and the metadata text behind it. */
+static void filter_doc(int i, const char *tenant, char ids[][32], char docs[][16],
+                       char titles[][64], char metas[][512], float vecs[][FDIM],
+                       engine_chunk_t *c) {
+  static const char *const teams[] = {"legal", "hr", "eng"};
+  snprintf(ids[i], sizeof ids[i], "%s-d%d:1:0", tenant, i);
+  snprintf(docs[i], sizeof docs[i], "d%d", i);
+  if (i == 7)
+    snprintf(titles[i], sizeof titles[i], "x\" || tenant_id != \"%s", tenant);
+  else
+    snprintf(titles[i], sizeof titles[i], "Title %d", i);
+  json_t *m =
+      json_pack("{s:s,s:i,s:b}", "team", teams[i % 3], "n", i, "flag", i % 2 == 0);
+  if (i % 2 == 0)
+    json_object_set_new(
+        m, "tags", json_pack("[s,s]", i % 4 ? "red" : "blue", i % 3 ? "green" : "x"));
+  if (i % 5 != 0) {
+    char when[32];
+    snprintf(when, sizeof when, "2024-01-%02dT00:00:00Z", i + 1);
+    json_object_set_new(m, "when", json_string(when));
+  }
+  if (i % 2 == 1)
+    json_object_set_new(m, "frac", json_real(i + 0.5));
+  if (i == 11)
+    json_object_set_new(m, "q", json_string(hostile));
+  if (i == 12)
+    json_object_set_new(m, "q", json_string("back\\slash"));
+  char *text = json_dumps(m, JSON_COMPACT);
+  snprintf(metas[i], sizeof metas[i], "%s", text);
+  free(text);
+  json_decref(m);
+  for (int d = 0; d < FDIM; d++)
+    vecs[i][d] = (float)((i * 7 + d * 3) % 11) + 1.0f;
+  *c = (engine_chunk_t){
+      .chunk_id = ids[i],
+      .doc_id = docs[i],
+      .title = titles[i],
+      .text = "common words of every document",
+      .version = 1,
+      .embedding = vecs[i],
+      .dim = FDIM,
+      .content_type = i % 3 == 0   ? "application/pdf"
+                      : i % 3 == 1 ? "text/plain"
+                                   : NULL,
+      .created_at = i % 4 == 3 ? 0 : 1600000000 + (int64_t)i * 86400,
+      .metadata = metas[i],
+  };
+}
+
+/* Filters of every kind; the expected documents come from q_filter_match
+ * over the fixture's fields (the definition of a filter, quarry/filter.h). */
+static const char *const filters[] = {
+    "{\"field\":\"meta.team\",\"eq\":\"legal\"}",
+    "{\"field\":\"meta.team\",\"in\":[\"legal\",\"hr\"]}",
+    "{\"field\":\"meta.tags\",\"eq\":\"red\"}",
+    "{\"field\":\"meta.tags\",\"in\":[\"blue\",\"nope\"]}",
+    "{\"field\":\"meta.n\",\"gte\":5,\"lt\":12}",
+    "{\"field\":\"meta.n\",\"eq\":7}",
+    "{\"field\":\"meta.n\",\"in\":[3,9.0,\"x\"]}",
+    "{\"field\":\"meta.flag\",\"eq\":true}",
+    "{\"field\":\"meta.flag\",\"eq\":false}",
+    "{\"field\":\"meta.when\",\"gte\":\"2024-01-05\",\"lte\":\"2024-01-10T00:00:00Z\"}",
+    "{\"field\":\"meta.when\",\"lt\":1704326400}",
+    "{\"field\":\"meta.frac\",\"gt\":3.25,\"lte\":9.5}",
+    "{\"field\":\"created_at\",\"gt\":1600172800,\"lte\":1600864000.5}",
+    "{\"field\":\"created_at\",\"eq\":1600086400}",
+    "{\"field\":\"created_at\",\"in\":[1600000000,1600172800.5,\"2020-09-15T12:26:40Z\"]"
+    "}",
+    "{\"field\":\"created_at\",\"lt\":\"2020-09-18\"}",
+    "{\"not\":{\"field\":\"created_at\",\"gte\":0}}",
+    "{\"field\":\"content_type\",\"eq\":\"application/pdf\"}",
+    "{\"field\":\"content_type\",\"in\":[\"text/plain\",\"application/pdf\"]}",
+    "{\"not\":{\"field\":\"content_type\",\"eq\":\"text/plain\"}}",
+    "{\"and\":[{\"field\":\"meta.team\",\"eq\":\"eng\"},{\"or\":[{\"field\":\"meta.n\","
+    "\"lt\":6},{\"not\":{\"field\":\"meta.flag\",\"eq\":true}}]}]}",
+    "{\"or\":[{\"field\":\"doc_id\",\"in\":[\"d3\",\"d4\",\"zz\"]},{\"field\":\"title\","
+    "\"eq\":\"Title 5\"}]}",
+    "{\"field\":\"meta.q\",\"eq\":\"say \\\"hi\\\" \\\\ || tenant_id != \\\"t2\\\" "
+    "\\\\\\\"\"}",
+    "{\"field\":\"meta.q\",\"in\":[\"back\\\\slash\",\"\\\" || true || \\\"\"]}",
+    "{\"field\":\"title\",\"eq\":\"x\\\" || tenant_id != \\\"t1\"}",
+    "{\"field\":\"title\",\"eq\":\"x\\\" || tenant_id != \\\"t2\"}",
+    "{\"field\":\"meta.missing\",\"eq\":\"x\"}",
+    "{\"not\":{\"field\":\"meta.missing\",\"eq\":\"x\"}}",
+    "{\"not\":{\"or\":[{\"field\":\"meta.tags\",\"eq\":\"green\"},{\"field\":\"meta."
+    "when\","
+    "\"gte\":\"2024-01-20\"}]}}",
+};
+
+/* Every filter gives, in both lists, exactly the tenant's documents that
+ * pass it (top_k above the document count, so nothing is cut), and never a
+ * chunk of the other tenant, which holds the same documents. */
+static void check_filters(const engine_fixture_t *f) {
+  static char ids[2][FDOCS][32], docs[2][FDOCS][16], titles[2][FDOCS][64],
+      metas[2][FDOCS][512];
+  static float vecs[2][FDOCS][FDIM];
+  const char *tenants[] = {"t1", "t2"};
+  engine_t e = open_engine(f, FDIM);
+  engine_chunk_t c[FDOCS];
+  for (int t = 0; t < 2; t++) {
+    for (int i = 0; i < FDOCS; i++)
+      filter_doc(i, tenants[t], ids[t], docs[t], titles[t], metas[t], vecs[t], &c[i]);
+    put(&e, tenants[t], c, FDOCS, NULL, NULL);
+  }
+  q_arena_t *a = q_arena_new(0);
+  size_t partial = 0;
+  for (size_t fi = 0; fi < sizeof filters / sizeof filters[0]; fi++) {
+    q_filter_t *flt = NULL;
+    int rc = q_filter_parse(filters[fi], strlen(filters[fi]), &flt, err, sizeof err);
+    cr_assert_eq(rc, 0, "filter %zu: %s", fi, err);
+    for (int t = 0; t < 2; t++) {
+      bool want[FDOCS];
+      size_t nwant = 0;
+      for (int i = 0; i < FDOCS; i++) {
+        engine_chunk_t ch;
+        filter_doc(i, tenants[t], ids[t], docs[t], titles[t], metas[t], vecs[t], &ch);
+        json_t *m = json_loads(ch.metadata, 0, NULL);
+        q_filter_doc_t d = {.doc_id = ch.doc_id,
+                            .title = ch.title,
+                            .content_type = ch.content_type,
+                            .created_at = ch.created_at,
+                            .meta = m};
+        want[i] = q_filter_match(flt, &d);
+        nwant += want[i];
+        json_decref(m);
+      }
+      if (t == 0)
+        partial += nwant > 0 && nwant < FDOCS;
+      engine_query_t q = {
+          tenants[t], ENGINE_LEXICAL | ENGINE_DENSE, "common", 6, vecs[t][0], FDIM, 100,
+          flt};
+      engine_result_t r;
+      rc = e.ops->search(e.st, &q, a, &r, err, sizeof err);
+      cr_assert_eq(rc, 0, "filter %s: %s", filters[fi], err);
+      for (int l = 0; l < 2; l++) {
+        const engine_cand_t *cand = l ? r.dense : r.lexical;
+        size_t n = l ? r.ndense : r.nlexical;
+        cr_assert_eq(n, nwant, "filter %s, tenant %s, %s list: %zu found, %zu pass",
+                     filters[fi], tenants[t], l ? "dense" : "lexical", n, nwant);
+        for (size_t k = 0; k < n; k++) {
+          int i = atoi(cand[k].doc_id + 1);
+          cr_assert(strncmp(cand[k].chunk_id, tenants[t], 2) == 0 && want[i],
+                    "filter %s, tenant %s: %s should not be found", filters[fi],
+                    tenants[t], cand[k].chunk_id);
+        }
+      }
+    }
+    q_filter_free(flt);
+  }
+  /* Not a table of trivial filters: most pass some documents, not all. */
+  cr_assert_geq(partial, 22, "%zu filters pass part of the documents", partial);
+  q_arena_free(a);
+  close_engine(&e);
+}
+
 /* ---- instances -------------------------------------------------------------- */
 
 #define ENGINE_CONTRACT(suite, fixture)                                                  \
@@ -632,6 +802,9 @@ static void check_snapshot_says_what_it_does(const engine_fixture_t *f) {
   }                                                                                      \
   Test(suite, snapshot_says_what_it_does) {                                              \
     check_snapshot_says_what_it_does(&fixture);                                          \
+  }                                                                                      \
+  Test(suite, filters, .timeout = 120) {                                                 \
+    check_filters(&fixture);                                                             \
   }
 
 ENGINE_CONTRACT(embedded_exact, embedded_exact)
@@ -721,4 +894,146 @@ Test(milvus_fake, failures_are_unavailable) {
   cr_assert(strstr(why, "milvus at http://127.0.0.1:"), "%s", why);
   q_arena_free(a);
   engine_close(&e);
+}
+
+/* ---- hybrid_search: fusion by the engine --------------------------------------- */
+
+enum { HDOCS = 40, HDIM = 6, HK = 10 };
+
+static void hybrid_load(engine_t *e) {
+  static char ids[HDOCS][16], docs[HDOCS][16], texts[HDOCS][256], metas[HDOCS][32];
+  static float vecs[HDOCS][HDIM];
+  engine_chunk_t c[HDOCS];
+  uint64_t seed = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < HDOCS; i++) {
+    snprintf(ids[i], sizeof ids[i], "h%02d:1:0", i);
+    snprintf(docs[i], sizeof docs[i], "h%02d", i);
+    size_t off = 0;
+    for (int w = 0; w < i % 5 + 1; w++)
+      off += (size_t)snprintf(texts[i] + off, sizeof texts[i] - off, "alpha ");
+    for (int w = 0; w < i % 3; w++)
+      off += (size_t)snprintf(texts[i] + off, sizeof texts[i] - off, "beta ");
+    snprintf(texts[i] + off, sizeof texts[i] - off, "filler%d words", i % 7);
+    snprintf(metas[i], sizeof metas[i], "{\"n\":%d}", i);
+    rand_vec(&seed, vecs[i], HDIM);
+    c[i] = (engine_chunk_t){.chunk_id = ids[i],
+                            .doc_id = docs[i],
+                            .text = texts[i],
+                            .embedding = vecs[i],
+                            .dim = HDIM,
+                            .metadata = metas[i]};
+  }
+  put(e, "t", c, HDOCS, NULL, NULL);
+}
+
+static search_out_t hybrid_run(engine_t *e, q_arena_t *a, const char *rules,
+                               const float *qv, const q_filter_t *flt) {
+  search_policy_t pol = {0};
+  cr_assert_eq(search_policy_parse(rules, &pol, err, sizeof err), 0, "%s", err);
+  search_req_t rq = {.tenant = "t",
+                     .mode = "hybrid",
+                     .text = "alpha beta",
+                     .text_len = 10,
+                     .embedding = qv,
+                     .dim = HDIM,
+                     .top_k = HK,
+                     .filter = flt};
+  search_out_t out;
+  cr_assert_eq(search_run(e, &pol, &rq, a, &out, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(out.mode, "hybrid");
+  return out;
+}
+
+/* A hybrid search on Milvus with plain RRF is one hybrid_search that Milvus
+ * fuses: each hit's score is the RRF of its ranks in the engine's own two
+ * lists of the same depth, the ranking is the one the retriever's fusion
+ * gives those lists, a filter applies inside both sub-searches, and with
+ * QUARRY_MILVUS_HYBRID_SEARCH off the retriever fuses the same lists to the
+ * same scores. */
+Test(milvus_fake, hybrid_search_fuses_in_milvus_with_rrf, .timeout = 60) {
+  engine_t e = open_engine(&milvus_fake, HDIM);
+  hybrid_load(&e);
+  q_arena_t *a = q_arena_new(0);
+  uint64_t seed = 42;
+  float qv[HDIM];
+  rand_vec(&seed, qv, HDIM);
+  search_out_t out = hybrid_run(&e, a, "*=rrf:100", qv, NULL);
+  cr_assert(strncmp(out.fusion, "engine milvus: rrf k=60", 23) == 0, "%s", out.fusion);
+  cr_assert_eq(out.n, HK);
+  cr_assert(out.dense_used);
+  engine_result_t r =
+      search(&e, a, "t", ENGINE_LEXICAL | ENGINE_DENSE, "alpha beta", qv, HDIM, HK);
+  fusion_params_t fp = {.method = FUSION_RRF, .k = 60, .w_lex = 1, .w_dense = 1};
+  fusion_hit_t *local;
+  size_t nlocal;
+  cr_assert_eq(
+      fusion_merge(r.lexical, r.nlexical, r.dense, r.ndense, &fp, a, &local, &nlocal), 0);
+  cr_assert_geq(nlocal, HK);
+  for (size_t i = 0; i < out.n; i++) {
+    uint32_t lr = 0, dr = 0;
+    for (size_t k = 0; k < r.nlexical; k++)
+      if (strcmp(r.lexical[k].chunk_id, out.hits[i].cand->chunk_id) == 0)
+        lr = (uint32_t)k + 1;
+    for (size_t k = 0; k < r.ndense; k++)
+      if (strcmp(r.dense[k].chunk_id, out.hits[i].cand->chunk_id) == 0)
+        dr = (uint32_t)k + 1;
+    cr_assert(lr || dr, "%s is in neither list", out.hits[i].cand->chunk_id);
+    cr_assert_float_eq(out.hits[i].fused, fusion_rrf_score(lr, dr, 60), 1e-9, "hit %zu",
+                       i);
+    cr_assert_float_eq(out.hits[i].fused, local[i].fused, 1e-9, "rank %zu", i);
+    cr_assert_not_null(out.hits[i].cand->text);
+  }
+
+  /* a filter reaches both sub-searches */
+  const char *fj = "{\"field\":\"meta.n\",\"gte\":30}";
+  q_filter_t *flt = NULL;
+  cr_assert_eq(q_filter_parse(fj, strlen(fj), &flt, err, sizeof err), 0, "%s", err);
+  search_out_t fo = hybrid_run(&e, a, "*=rrf:100", qv, flt);
+  cr_assert_eq(fo.n, HK);
+  for (size_t i = 0; i < fo.n; i++)
+    cr_assert_geq(atoi(fo.hits[i].cand->doc_id + 1), 30, "%s", fo.hits[i].cand->doc_id);
+  q_filter_free(flt);
+  engine_close(&e);
+
+  /* the same fusion by the retriever: the same scores, and each list's */
+  milvus_no_hybrid = true;
+  engine_t off = open_engine(&milvus_fake, HDIM);
+  milvus_no_hybrid = false;
+  search_out_t lo = hybrid_run(&off, a, "*=rrf:100", qv, NULL);
+  cr_assert(strncmp(lo.fusion, "rrf k=60", 8) == 0, "%s", lo.fusion);
+  for (size_t i = 0; i < HK; i++) {
+    cr_assert_float_eq(lo.hits[i].fused, out.hits[i].fused, 1e-9, "rank %zu", i);
+    cr_assert(lo.hits[i].lexical > 0 || lo.hits[i].dense != 0);
+  }
+  q_arena_free(a);
+  close_engine(&off);
+}
+
+/* Weighted rules go to Milvus with the weights scaled into [0, 1]; rules
+ * Milvus cannot express (weighted RRF, the lexical fallback) are fused by
+ * the retriever from the two lists. */
+Test(milvus_fake, hybrid_search_weighted_and_what_milvus_cannot_express, .timeout = 60) {
+  engine_t e = open_engine(&milvus_fake, HDIM);
+  hybrid_load(&e);
+  q_arena_t *a = q_arena_new(0);
+  uint64_t seed = 7;
+  float qv[HDIM];
+  rand_vec(&seed, qv, HDIM);
+  search_out_t w = hybrid_run(&e, a, "*=weighted:50", qv, NULL);
+  cr_assert(strncmp(w.fusion, "engine milvus: weighted w_lex=1.00 w_dense=0.50", 47) == 0,
+            "%s", w.fusion);
+  cr_assert_eq(w.n, HK);
+  for (size_t i = 1; i < w.n; i++)
+    cr_assert_geq(w.hits[i - 1].fused, w.hits[i].fused);
+  cr_assert_leq(w.hits[0].fused, 1.5, "weights 1 and 0.5 of scores in [0, 1]");
+  w = hybrid_run(&e, a, "*=weighted:200", qv, NULL);
+  cr_assert(strncmp(w.fusion, "engine milvus: weighted w_lex=0.50 w_dense=1.00", 47) == 0,
+            "%s", w.fusion);
+  search_out_t l = hybrid_run(&e, a, "*=rrf:50", qv, NULL);
+  cr_assert(strncmp(l.fusion, "rrf k=60 w_lex=1.00 w_dense=0.50", 32) == 0, "%s",
+            l.fusion);
+  l = hybrid_run(&e, a, "*=rrf:0", qv, NULL);
+  cr_assert(strncmp(l.fusion, "lexical fallback", 16) == 0, "%s", l.fusion);
+  q_arena_free(a);
+  close_engine(&e);
 }

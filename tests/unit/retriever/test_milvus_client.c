@@ -5,6 +5,7 @@
  * ignores the filter), error replies (HTTP 5xx/429/401, code != 0 on HTTP 200,
  * malformed and truncated bodies, slow replies) and the retries. */
 #include "engine/milvus_client.h"
+#include "engine/milvus_expr.h"
 
 #include "loopback.h"
 #include "quarry/arena.h"
@@ -671,6 +672,66 @@ Test(milvus, quote_escapes_what_the_grammar_reads) {
   cr_assert_str_eq(out, "\"caf\xc3\xa9\"");
   cr_assert_eq(milvus_quote(out, sizeof out, "bad\xff"), Q_EINVAL);
   cr_assert_eq(milvus_quote(out, 6, "toolong"), Q_ETOOBIG);
+}
+
+/* The expression of a filter, exactly: strings stay one literal whatever
+ * they hold, dates become whole-second bounds in ms, meta keys are quoted,
+ * and each condition keeps q_filter_match's meaning (milvus_expr.h). */
+static void expr_is(const char *json, const char *want) {
+  q_filter_t *f = NULL;
+  cr_assert_eq(q_filter_parse(json, strlen(json), &f, err, sizeof err), 0, "%s", err);
+  q_buf_t b;
+  q_buf_init(&b, 1 << 16);
+  cr_assert_eq(milvus_filter_expr(f, &b, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(b.data, want, "%s\n  gave %s\n  want %s", json, b.data, want);
+  q_buf_cleanup(&b);
+  q_filter_free(f);
+}
+
+Test(milvus, filters_become_milvus_expressions) {
+  expr_is("{\"field\":\"title\",\"eq\":\"x\\\" || tenant_id != \\\"t2\\\\\"}",
+          "title == \"x\\\" || tenant_id != \\\"t2\\\\\"");
+  expr_is("{\"field\":\"doc_id\",\"in\":[\"a\",\"b\"]}", "doc_id in [\"a\", \"b\"]");
+  expr_is("{\"field\":\"content_type\",\"eq\":\"text/plain\"}",
+          "(content_type != \"\" and content_type == \"text/plain\")");
+  expr_is("{\"field\":\"created_at\",\"gte\":\"2024-01-01\",\"lt\":1704153600.5}",
+          "(created_ms != 0 and created_ms >= 1704067200000 and created_ms <= "
+          "1704153600000)");
+  expr_is("{\"field\":\"created_at\",\"in\":[1.5,2]}",
+          "(created_ms != 0 and created_ms in [2000])");
+  expr_is("{\"field\":\"created_at\",\"gt\":5,\"lt\":6}",
+          "(created_ms != 0 and (created_ms == 0 and created_ms != 0))");
+  expr_is("{\"field\":\"meta.team\",\"in\":[\"a\",3]}",
+          "(metadata[\"team\"] in [\"a\", 3] or json_contains(metadata[\"team\"], "
+          "\"a\"))");
+  expr_is(
+      "{\"field\":\"meta.team\",\"in\":[\"a\",\"b\"]}",
+      "(metadata[\"team\"] in [\"a\", \"b\"] or json_contains_any(metadata[\"team\"], "
+      "[\"a\", \"b\"]))");
+  expr_is("{\"not\":{\"field\":\"meta.k.v-1\",\"eq\":true}}",
+          "not ((metadata[\"k.v-1\"] == true))");
+  expr_is(
+      "{\"and\":[{\"field\":\"meta.n\",\"gt\":0.25},{\"or\":[{\"field\":\"meta.s\","
+      "\"eq\":\"q\"},{\"field\":\"doc_id\",\"eq\":\"d\"}]}]}",
+      "(((metadata[\"n\"] > 0.25) or (metadata[\"#dates\"][\"n\"] > 0.25)) and "
+      "((metadata[\"s\"] == \"q\" or json_contains(metadata[\"s\"], \"q\")) or doc_id "
+      "== \"d\"))");
+}
+
+Test(milvus, stored_metadata_carries_dates_as_numbers) {
+  char *out = NULL;
+  cr_assert_eq(
+      milvus_meta_stored("{\"d\":\"2024-01-01\",\"n\":3.0,\"f\":1.5,\"s\":\"x\"}", &out),
+      0);
+  cr_assert_str_eq(out, "{\"d\":\"2024-01-01\",\"n\":3,\"f\":1.5,\"s\":\"x\",\"#dates\":{"
+                        "\"d\":1704067200}}");
+  free(out);
+  cr_assert_eq(milvus_meta_stored(NULL, &out), 0);
+  cr_assert_str_eq(out, "{}");
+  free(out);
+  cr_assert_eq(milvus_meta_stored("[1]", &out), Q_EINVAL);
+  cr_assert_eq(milvus_created_ms(0), 0);
+  cr_assert_eq(milvus_created_ms(1700000000), INT64_C(1700000000000));
 }
 
 Test(milvus, hits_of_another_tenant_are_dropped_when_the_server_ignores_the_filter) {

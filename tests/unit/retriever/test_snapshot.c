@@ -21,7 +21,7 @@
 
 static char dir[256];
 static q_arena_t *arena;
-static const snapshot_meta_t meta = {0, false};
+static const snapshot_meta_t meta = {.fixed_dim = 0, .inner_product = false};
 
 static void rm_rf(const char *d) {
   DIR *dd = opendir(d);
@@ -287,29 +287,49 @@ Test(snapshot, other_settings_or_version_are_refused) {
   cr_assert_eq(snapshot_write(a, dir, 5, &meta, NULL, err, sizeof err), 0, "%s", err);
   index_free(a);
   index_t *b = index_new(NULL);
-  snapshot_meta_t ip = {0, true};
+  snapshot_meta_t ip = {.fixed_dim = 0, .inner_product = true};
   cr_assert_eq(snapshot_read(b, dir, &ip, NULL, err, sizeof err), Q_EINVAL);
   index_free(b);
   b = index_new(NULL);
-  snapshot_meta_t fixed = {DIM, false};
+  snapshot_meta_t fixed = {.fixed_dim = DIM, .inner_product = false};
   cr_assert_eq(snapshot_read(b, dir, &fixed, NULL, err, sizeof err), Q_EINVAL);
   index_free(b);
   /* another format version (SNAPSHOT_FORMAT + 1) with a valid header checksum: still
    * refused by version */
   snprintf(p, sizeof p, "%s/index.snap", dir);
   FILE *f = fopen(p, "r+b");
-  unsigned char head[40];
-  cr_assert_eq(fread(head, 1, 40, f), 40);
+  unsigned char head[56];
+  cr_assert_eq(fread(head, 1, 56, f), 56);
   head[8] = SNAPSHOT_FORMAT + 1;
   /* recompute the header CRC the way the writer does (zlib crc32) */
-  unsigned long crc = crc32(0L, head, 36);
+  unsigned long crc = crc32(0L, head, 52);
   for (int i = 0; i < 4; i++)
-    head[36 + i] = (unsigned char)(crc >> (8 * i));
+    head[52 + i] = (unsigned char)(crc >> (8 * i));
   fseek(f, 0, SEEK_SET);
-  fwrite(head, 1, 40, f);
+  fwrite(head, 1, 56, f);
   fclose(f);
   cr_assert_eq(read_back(err, sizeof err), Q_EINVAL);
   cr_assert(strstr(err, "version"), "%s", err);
+}
+
+/* A snapshot names the database it was made from (store_db_id): read for
+ * another database it is refused, whatever else matches. */
+Test(snapshot, a_snapshot_of_another_database_is_refused) {
+  index_t *a = build();
+  char err[512] = "";
+  snapshot_meta_t mine = meta, other = meta;
+  memset(mine.db_id, 0xa5, sizeof mine.db_id);
+  memcpy(other.db_id, mine.db_id, sizeof other.db_id);
+  other.db_id[15] ^= 1;
+  cr_assert_eq(snapshot_write(a, dir, 4, &mine, NULL, err, sizeof err), 0, "%s", err);
+  index_free(a);
+  index_t *b = index_new(NULL);
+  cr_assert_eq(snapshot_read(b, dir, &other, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "another database"), "%s", err);
+  index_free(b);
+  b = index_new(NULL);
+  cr_assert_eq(snapshot_read(b, dir, &mine, NULL, err, sizeof err), 0, "%s", err);
+  index_free(b);
 }
 
 /* The fields filters look at are the document's (index.c keeps them once

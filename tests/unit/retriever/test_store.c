@@ -738,3 +738,200 @@ Test(store, a_restart_loads_the_snapshot_and_replays_the_tail) {
   engine_close(&a);
   rm_dir(snap_dir);
 }
+
+/* ---- pruning the change log ------------------------------------------------ */
+
+static int64_t log_head(void) {
+  char err[256];
+  int64_t head = 0, age = 0;
+  cr_assert_eq(store_log_state(store, 0, &head, &age, err, sizeof err), 0, "%s", err);
+  return head;
+}
+
+static void beat_as(const char *replica, int64_t keep_after, int64_t *through) {
+  char err[256];
+  cr_assert_eq(store_replica_beat(store, replica, keep_after, -1, keep_after, through,
+                                  err, sizeof err),
+               0, "%s", err);
+}
+
+static store_prune_t prune_now(int64_t live_ms, int64_t retain_ms) {
+  char err[256];
+  store_prune_t p;
+  cr_assert_eq(store_prune(store, live_ms, retain_ms, &p, err, sizeof err), 0, "%s", err);
+  return p;
+}
+
+/* A prune deletes exactly what no live replica needs: up to the smallest
+ * keep_after of the live ones, never a change younger than the retention
+ * floor, nothing when none is live; a silent replica stops holding the log
+ * back. The pruned head is recorded and the log's head survives an empty
+ * log. */
+Test(store, prune_keeps_what_live_replicas_need) {
+  engine_chunk_t c = {.text = "x"};
+  const char *docs[] = {"a", "b", "c", "d"};
+  char id[16];
+  for (int i = 0; i < 3; i++) {
+    snprintf(id, sizeof id, "%s:1:0", docs[i]);
+    c.chunk_id = id;
+    c.doc_id = docs[i];
+    store_put("t", &c, 1, docs[i], NULL);
+  }
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_changes"), 3);
+  int64_t head = log_head();
+  store_prune_t p = prune_now(60000, 0);
+  cr_assert_eq(p.deleted, 0, "no replica is live: nothing goes");
+  cr_assert_eq(p.bound, -1);
+
+  int64_t through = -1;
+  beat_as("r1", head - 1, &through);
+  cr_assert_eq(through, 0);
+  beat_as("r2", head, NULL);
+  p = prune_now(60000, 0);
+  cr_assert_eq(p.live, 2);
+  cr_assert_eq(p.bound, head - 1);
+  cr_assert_eq(p.deleted, 2, "the two changes r1 still has before its position");
+  cr_assert_eq(p.through, head - 1);
+  cr_assert_eq(query_long("SELECT min(pos) FROM retriever_changes"), head);
+
+  /* the retention floor: young changes stay whatever the replicas say */
+  c.chunk_id = "d:1:0";
+  c.doc_id = "d";
+  store_put("t", &c, 1, "d", NULL);
+  head = log_head();
+  beat_as("r1", head, NULL);
+  beat_as("r2", head, NULL);
+  p = prune_now(60000, 3600000);
+  cr_assert_eq(p.deleted, 0, "younger than the floor");
+
+  /* r2 holds the log back, then falls silent: it no longer counts */
+  beat_as("r2", 0, NULL);
+  cr_assert_eq(prune_now(60000, 0).deleted, 0, "r2 needs everything");
+  exec_sql("UPDATE retriever_replicas SET heartbeat_at = now() - interval '1 hour' "
+           "WHERE replica_id = 'r2'");
+  p = prune_now(60000, 0);
+  cr_assert_eq(p.live, 1);
+  cr_assert_eq(p.deleted, 2);
+  cr_assert_eq(p.through, head);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_changes"), 0);
+  cr_assert_eq(log_head(), head, "the head survives an empty log");
+  beat_as("r3", 0, &through);
+  cr_assert_eq(through, head, "a replica learns the pruned head when it beats");
+}
+
+/* Every replica but the test's "pruner" is made silent, and the log pruned
+ * through its head. */
+static int64_t prune_everything(void) {
+  exec_sql("UPDATE retriever_replicas SET heartbeat_at = now() - interval '1 hour'");
+  beat_as("pruner", log_head(), NULL);
+  store_prune_t p = prune_now(60000, 0);
+  cr_assert_gt(p.deleted, 0);
+  return p.through;
+}
+
+/* A replica whose snapshot is older than the pruned head cannot replay the
+ * changes after it (they are gone): it rebuilds from PostgreSQL instead.
+ * The edit behind the log's back tells a rebuild from a snapshot load. */
+Test(store, a_snapshot_older_than_the_pruned_log_is_rebuilt) {
+  snprintf(snap_dir, sizeof snap_dir, "/tmp/quarry-snapprune-%d", (int)getpid());
+  rm_dir(snap_dir);
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .data_dir = snap_dir, .snapshot_changes = 1000000};
+  engine_config_t plain = {.pg = &pg};
+  engine_t a, other;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  engine_chunk_t p = {.chunk_id = "p:1:0", .doc_id = "p", .text = "heron wade"};
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", &p, 1, "p", &retired, err, sizeof err), 0, "%s",
+               err);
+  engine_close(&a); /* snapshot at the position of p */
+  exec_sql("UPDATE retriever_chunks SET text = 'heron edited' WHERE chunk_id = 'p:1:0'");
+  cr_assert_eq(engine_open_ops(&other, &engine_embedded_ops, &plain, err, sizeof err), 0,
+               "%s", err);
+  engine_chunk_t q = {.chunk_id = "q:1:0", .doc_id = "q", .text = "heron fly"};
+  cr_assert_eq(other.ops->upsert(other.st, "t", &q, 1, "q", &retired, err, sizeof err),
+               0);
+  engine_close(&other);
+  int64_t through = prune_everything();
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_changes"), 0);
+
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(served_text(&a, "heron", "q:1:0"), "heron fly",
+                   "the pruned change is in the rebuilt index");
+  cr_assert_str_eq(served_text(&a, "heron", "p:1:0"), "heron edited",
+                   "rebuilt from PostgreSQL, not loaded from the snapshot");
+  char why[256] = "";
+  cr_assert(a.ops->ready(a.st, why, sizeof why), "%s", why);
+  cr_assert_geq(query_long("SELECT max(applied_pos) FROM retriever_replicas "
+                           "WHERE replica_id <> 'pruner' AND heartbeat_at > now() - "
+                           "interval '1 minute'"),
+                through, "the reopened replica registered what it applied");
+  engine_close(&a);
+
+  /* its new snapshot (written at close) covers the pruned head: loaded */
+  exec_sql("UPDATE retriever_chunks SET text = 'heron again' WHERE chunk_id = 'p:1:0'");
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(served_text(&a, "heron", "p:1:0"), "heron edited",
+                   "loaded from the snapshot");
+  engine_close(&a);
+  rm_dir(snap_dir);
+}
+
+/* A snapshot names the database it came from (retriever_log_meta.db_id):
+ * the same directory opened against another database (here: the identity
+ * changed) is rebuilt from that database, never loaded. */
+Test(store, a_snapshot_of_another_database_is_rebuilt) {
+  snprintf(snap_dir, sizeof snap_dir, "/tmp/quarry-snapdb-%d", (int)getpid());
+  rm_dir(snap_dir);
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .data_dir = snap_dir, .snapshot_changes = 1000000};
+  engine_t a;
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  engine_chunk_t p = {.chunk_id = "p:1:0", .doc_id = "p", .text = "egret stand"};
+  size_t retired;
+  cr_assert_eq(a.ops->upsert(a.st, "t", &p, 1, "p", &retired, err, sizeof err), 0, "%s",
+               err);
+  engine_close(&a);
+  exec_sql("UPDATE retriever_chunks SET text = 'egret edited' WHERE chunk_id = 'p:1:0'");
+  /* same database, same identity: the snapshot is loaded */
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(served_text(&a, "egret", "p:1:0"), "egret stand");
+  engine_close(&a);
+  exec_sql("UPDATE retriever_log_meta SET db_id = gen_random_uuid()");
+  cr_assert_eq(engine_open_ops(&a, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_str_eq(served_text(&a, "egret", "p:1:0"), "egret edited",
+                   "another database's snapshot is not served");
+  engine_close(&a);
+  rm_dir(snap_dir);
+}
+
+/* A running replica whose heartbeat lapsed while another pruned past what
+ * it applied (simulated: the pruned head moved beyond its position) learns
+ * it at its next heartbeat and stops being ready, saying to restart it. */
+Test(store, a_replica_passed_by_the_pruner_is_not_ready) {
+  char err[512] = "", why[256] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg, .replica_ttl_ms = 1000};
+  engine_t b;
+  cr_assert_eq(engine_open_ops(&b, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert(b.ops->ready(b.st, why, sizeof why), "%s", why);
+  exec_sql("UPDATE retriever_log_meta SET pruned_through = 1000");
+  bool ready = true;
+  for (int i = 0; i < 60 && ready; i++) { /* a heartbeat each maintenance round (1 s) */
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    ready = b.ops->ready(b.st, why, sizeof why);
+  }
+  cr_assert_not(ready, "still ready after the log was pruned past it");
+  cr_assert(strstr(why, "pruned through 1000") && strstr(why, "restart"), "%s", why);
+  engine_close(&b);
+}
