@@ -352,6 +352,81 @@ Test(answerer, does_not_know_what_the_passages_do_not_say) {
   cr_assert(strstr(c.text, "2 users"), "%s", c.text);
 }
 
+Test(answerer, a_catch_all_row_answers_for_what_no_row_names) {
+  collected_t c;
+  ask("nightly hotel limit in Lisbon?", &c);
+  cr_assert(strstr(c.text, "anywhere else | 150 EUR [1]"), "%s", c.text);
+  ask("what's the hotel limit for paris", &c); /* lower case, after "for" */
+  cr_assert(strstr(c.text, "anywhere else | 150 EUR [1]"), "%s", c.text);
+  /* A city with a row of its own gets that row. */
+  ask("nightly hotel limit in London?", &c);
+  cr_assert(strstr(c.text, "London | 240 GBP [1]"), "%s", c.text);
+  cr_assert_null(strstr(c.text, "anywhere else"), "%s", c.text);
+  /* A name the passages write about elsewhere is not an unlisted city. */
+  ask("what is the rate limit on the Growth plan", &c);
+  cr_assert_null(strstr(c.text, "anywhere else"), "%s", c.text);
+}
+
+static void ask_flights(const char *query, collected_t *c) {
+  gen_passage_t ps[] = {
+      P("Northwind Travel Policy",
+        "Northwind Travel Policy > Flights\n\n"
+        "- Flights shorter than 6 hours are booked in economy class.\n"
+        "- Flights of 6 hours or more may be booked in premium economy.\n"
+        "- Business class is only allowed for flights longer than 10 hours and needs\n"
+        "  approval from the CFO."),
+      P("Northwind Travel Policy",
+        "Northwind Travel Policy > Expenses\n\nSubmit receipts in the Ledgerly expense "
+        "tool within 30 days of your return. Claims submitted later than 90 days are not "
+        "reimbursed.")};
+  gen_usage_t u;
+  char err[256] = "";
+  memset(c, 0, sizeof *c);
+  cr_assert_eq(ga->generate(ga, query, ps, 2, 0, collect_cb, c, &u, err, sizeof err), 0);
+}
+
+Test(answerer, a_quantity_is_answered_by_the_bound_it_meets) {
+  collected_t c;
+  ask_flights("My flight to Singapore is around 13 hours, am I allowed to book business "
+              "class?",
+              &c);
+  cr_assert(strstr(c.text, "longer than 10 hours"), "%s", c.text);
+  ask_flights("a 4h flight, which class do I book?", &c);
+  cr_assert(strstr(c.text, "shorter than 6 hours"), "%s", c.text);
+  cr_assert_null(strstr(c.text, "premium"), "%s", c.text);
+  ask_flights("my flight is 8 hours, which class can I book?", &c);
+  cr_assert(strstr(c.text, "6 hours or more"), "%s", c.text);
+  /* Four months is later than 90 days, not within 30. */
+  ask_flights("Can I still claim expenses from four months ago?", &c);
+  cr_assert(strstr(c.text, "later than 90 days"), "%s", c.text);
+}
+
+Test(answerer, a_misspelt_word_matches_the_word_it_misspells) {
+  gen_passage_t ps[] = {P("Travel", "Taxis are reimbursed between airports and hotels."),
+                        P("Leave", "Request leave in the HR portal.")};
+  collected_t c;
+  gen_usage_t u;
+  char err[256] = "";
+  memset(&c, 0, sizeof c);
+  cr_assert_eq(ga->generate(ga, "are airprot taxis reimbrused?", ps, 2, 0, collect_cb, &c,
+                            &u, err, sizeof err),
+               0);
+  cr_assert(strstr(c.text, "Taxis are reimbursed between airports and hotels. [1]"), "%s",
+            c.text);
+  /* Words that are no misspelling of anything there are still missing. */
+  memset(&c, 0, sizeof c);
+  cr_assert_eq(ga->generate(ga, "are limousines refunded?", ps, 2, 0, collect_cb, &c, &u,
+                            err, sizeof err),
+               0);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+}
+
+Test(answerer, a_lead_time_question_wants_the_time_before) {
+  collected_t c;
+  ask("how far in advance do hotels need to be booked?", &c);
+  cr_assert(strstr(c.text, "at least 14 days before departure. [2]"), "%s", c.text);
+}
+
 Test(answerer, per_answer_time) {
   size_t n;
   const gen_passage_t *ps = samples(&n);
