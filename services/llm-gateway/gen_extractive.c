@@ -339,16 +339,17 @@ static void split_passage(answer_state_t *st, const gen_passage_t *p) {
 /* Stems of words that shape a question ("how much", "how long", "what
  * happens") rather than say what it is about: the type carries them. */
 static const char *const QUESTION_STEMS[] = {
-    "much", "mani", "long", "quick", "soon", "often", "far", "happen", "what", "doesn",
-    "isn",  "don",  "aren", "didn",  "won",  "can",   "ll",  "ve",     "re",   NULL};
+    "much", "mani",   "long", "quick", "soon", "often", "far",
+    "fast", "happen", "what", "doesn", "isn",  "don",   "aren",
+    "didn", "won",    "can",  "ll",    "ve",   "re",    NULL};
 
 /* Stems of verbs and fillers questions are phrased with ("do I need to
  * give", "what counts as", "still get"): they count, but LIGHT_WEIGHT of
  * their idf, so a sentence is not judged on whether it repeats them. */
 static const char *const LIGHT_STEMS[] = {
-    "need", "give",  "get", "got",  "go",    "use",   "make",  "take",
-    "want", "let",   "put", "tell", "ask",   "send",  "still", "ever",
-    "also", "today", "now", "like", "count", "thing", "way",   NULL};
+    "need", "give", "get",   "got",   "go",   "use",   "make",   "take", "want",
+    "let",  "put",  "tell",  "ask",   "send", "still", "ever",   "also", "today",
+    "now",  "like", "count", "thing", "way",  "must",  "should", "see",  NULL};
 #define LIGHT_WEIGHT 0.25
 
 static bool is_light(const char *term) {
@@ -577,9 +578,11 @@ static bool has_asked(const match_ctx_t *m) {
 }
 
 /* "13 hours" is held by "longer than 10 hours" (direct): the unit states
- * a bound the question's quantity meets. A bound on the same measure that
- * it does not meet still speaks to it ("only for flights longer than 10
- * hours" answers "a 5 hour flight?" with a no): syn. A rule stated by a
+ * a bound the question's quantity meets. A quantity of the same measure
+ * that it does not meet still speaks to it ("only for flights longer than
+ * 10 hours" answers "a 5 hour flight?" with a no; "25 days" answers "do I
+ * get 30 days?"), as does a unit of that measure ("per kilometre" for "a
+ * 200 km trip"): syn. A rule stated by a
  * bound covers the asker's particular case, so the names in the question
  * that no passage mentions ("my flight to Singapore") count as held by a
  * unit whose bound the quantity meets, at SYN_WEIGHT. */
@@ -588,14 +591,23 @@ static void match_quantities(const match_ctx_t *m, unit_t *u) {
     return;
   quantity_t have[MAX_UNIT_QUANTITIES];
   size_t nh = quantity_scan(u->s, u->len, have, MAX_UNIT_QUANTITIES);
-  for (size_t a = 0; a < m->nasked; a++)
+  for (size_t a = 0; a < m->nasked; a++) {
+    bool same = false;
     for (size_t h = 0; h < nh; h++) {
       if (quantity_meets(&m->asked[a], &have[h])) {
         u->direct |= m->asked_terms[a];
         u->syn |= m->q->named & m->nowhere & ~u->direct;
-      } else if (have[h].cmp != QTY_EQ && quantity_same_dim(&m->asked[a], &have[h]))
-        u->syn |= m->asked_terms[a] & ~u->direct;
+      } else if (quantity_same_dim(&m->asked[a], &have[h])) {
+        same = true;
+      }
     }
+    /* "a 200 km trip": "0.42 EUR per kilometre" speaks of distance. Time
+     * is left out: nearly every rule names a day or an hour. */
+    if (!same && strcmp(m->asked[a].dim, "time") != 0)
+      same = quantity_mentions(u->s, u->len, m->asked[a].dim);
+    if (same)
+      u->syn |= m->asked_terms[a] & ~u->direct;
+  }
 }
 
 static bool has_keys(const match_ctx_t *m) {

@@ -55,7 +55,7 @@ NO_ANSWER = "do not contain an answer"
 # dev: what the answerer's rules and thresholds were set on; heldout: scored
 # after, but its misses were looked at since; heldout2: written before the
 # next round of changes and never tuned to (tools/eval/answers/heldout2.jsonl).
-SPLITS = ("dev", "heldout", "heldout2")
+SPLITS = ("dev", "dev2", "heldout", "heldout2")
 SPACE = re.compile(r"\s+")
 
 

@@ -28,53 +28,80 @@ typedef struct unit_def {
 
 /* Units of time in minutes, distances in kilometres; currencies are their
  * own dimension. */
-static const unit_def_t UNITS[] = {
-    {"second", "time", 1.0 / 60},  {"seconds", "time", 1.0 / 60},
-    {"sec", "time", 1.0 / 60},     {"secs", "time", 1.0 / 60},
-    {"minute", "time", 1},         {"minutes", "time", 1},
-    {"min", "time", 1},            {"mins", "time", 1},
-    {"hour", "time", 60},          {"hours", "time", 60},
-    {"hr", "time", 60},            {"hrs", "time", 60},
-    {"h", "time", 60},             {"day", "time", 1440},
-    {"days", "time", 1440},        {"d", "time", 1440},
-    {"night", "time", 1440},       {"nights", "time", 1440},
-    {"week", "time", 10080},       {"weeks", "time", 10080},
-    {"wk", "time", 10080},         {"wks", "time", 10080},
-    {"fortnight", "time", 20160},  {"month", "time", 43830},
-    {"months", "time", 43830},     {"year", "time", 525960},
-    {"years", "time", 525960},     {"yr", "time", 525960},
-    {"yrs", "time", 525960},       {"km", "distance", 1},
-    {"kms", "distance", 1},        {"kilometre", "distance", 1},
-    {"kilometres", "distance", 1}, {"kilometer", "distance", 1},
-    {"kilometers", "distance", 1}, {"mile", "distance", 1.609344},
-    {"miles", "distance", 1.609344}, {"usd", "usd", 1},
-    {"dollar", "usd", 1},          {"dollars", "usd", 1},
-    {"$", "usd", 1},               {"eur", "eur", 1},
-    {"euro", "eur", 1},            {"euros", "eur", 1},
-    {"\xe2\x82\xac", "eur", 1},    {"gbp", "gbp", 1},
-    {"pound", "gbp", 1},           {"pounds", "gbp", 1},
-    {"\xc2\xa3", "gbp", 1},        {"chf", "chf", 1},
-    {"jpy", "jpy", 1},             {"yen", "jpy", 1},
-    {"cad", "cad", 1},             {"aud", "aud", 1},
-    {NULL, NULL, 0}};
+static const unit_def_t UNITS[] = {{"second", "time", 1.0 / 60},
+                                   {"seconds", "time", 1.0 / 60},
+                                   {"sec", "time", 1.0 / 60},
+                                   {"secs", "time", 1.0 / 60},
+                                   {"minute", "time", 1},
+                                   {"minutes", "time", 1},
+                                   {"min", "time", 1},
+                                   {"mins", "time", 1},
+                                   {"hour", "time", 60},
+                                   {"hours", "time", 60},
+                                   {"hr", "time", 60},
+                                   {"hrs", "time", 60},
+                                   {"h", "time", 60},
+                                   {"day", "time", 1440},
+                                   {"days", "time", 1440},
+                                   {"d", "time", 1440},
+                                   {"night", "time", 1440},
+                                   {"nights", "time", 1440},
+                                   {"week", "time", 10080},
+                                   {"weeks", "time", 10080},
+                                   {"wk", "time", 10080},
+                                   {"wks", "time", 10080},
+                                   {"fortnight", "time", 20160},
+                                   {"month", "time", 43830},
+                                   {"months", "time", 43830},
+                                   {"year", "time", 525960},
+                                   {"years", "time", 525960},
+                                   {"yr", "time", 525960},
+                                   {"yrs", "time", 525960},
+                                   {"km", "distance", 1},
+                                   {"kms", "distance", 1},
+                                   {"kilometre", "distance", 1},
+                                   {"kilometres", "distance", 1},
+                                   {"kilometer", "distance", 1},
+                                   {"kilometers", "distance", 1},
+                                   {"mile", "distance", 1.609344},
+                                   {"miles", "distance", 1.609344},
+                                   {"usd", "usd", 1},
+                                   {"dollar", "usd", 1},
+                                   {"dollars", "usd", 1},
+                                   {"$", "usd", 1},
+                                   {"eur", "eur", 1},
+                                   {"euro", "eur", 1},
+                                   {"euros", "eur", 1},
+                                   {"\xe2\x82\xac", "eur", 1},
+                                   {"gbp", "gbp", 1},
+                                   {"pound", "gbp", 1},
+                                   {"pounds", "gbp", 1},
+                                   {"\xc2\xa3", "gbp", 1},
+                                   {"chf", "chf", 1},
+                                   {"jpy", "jpy", 1},
+                                   {"yen", "jpy", 1},
+                                   {"cad", "cad", 1},
+                                   {"aud", "aud", 1},
+                                   {NULL, NULL, 0}};
 
 static const struct {
   const char *w;
   double v;
-} NUMBER_WORDS[] = {{"one", 1},      {"two", 2},       {"three", 3},     {"four", 4},
-                    {"five", 5},     {"six", 6},       {"seven", 7},     {"eight", 8},
-                    {"nine", 9},     {"ten", 10},      {"eleven", 11},   {"twelve", 12},
-                    {"thirteen", 13}, {"fourteen", 14}, {"fifteen", 15}, {"sixteen", 16},
-                    {"seventeen", 17}, {"eighteen", 18}, {"nineteen", 19}, {"twenty", 20},
-                    {"thirty", 30},  {"forty", 40},    {"fifty", 50},    {"sixty", 60},
-                    {"ninety", 90},  {"hundred", 100}, {"dozen", 12},    {NULL, 0}};
+} NUMBER_WORDS[] = {
+    {"one", 1},        {"two", 2},       {"three", 3},     {"four", 4},
+    {"five", 5},       {"six", 6},       {"seven", 7},     {"eight", 8},
+    {"nine", 9},       {"ten", 10},      {"eleven", 11},   {"twelve", 12},
+    {"thirteen", 13},  {"fourteen", 14}, {"fifteen", 15},  {"sixteen", 16},
+    {"seventeen", 17}, {"eighteen", 18}, {"nineteen", 19}, {"twenty", 20},
+    {"thirty", 30},    {"forty", 40},    {"fifty", 50},    {"sixty", 60},
+    {"ninety", 90},    {"hundred", 100}, {"dozen", 12},    {NULL, 0}};
 
 /* Words that follow a number without being what it counts. */
 static const char *const NOT_NOUNS[] = {
-    "of",  "or",   "and", "to",   "in",    "per", "a",   "an",   "the", "at",
-    "on",  "for",  "by",  "is",   "are",   "am",  "pm",  "than", "with", "from",
-    "as",  "more", "less", "ago", "later", "before", "after", "i", "we", "it",
-    NULL};
+    "of",    "or",     "and",   "to",   "in", "per",  "a",    "an",
+    "the",   "at",     "on",    "for",  "by", "is",   "are",  "am",
+    "pm",    "than",   "with",  "from", "as", "more", "less", "ago",
+    "later", "before", "after", "i",    "we", "it",   NULL};
 
 static bool in_list(const char *w, const char *const *list) {
   for (size_t i = 0; list[i]; i++)
@@ -136,8 +163,9 @@ static size_t split_words(const char *s, size_t n, qword_t *w, size_t max) {
   size_t nw = 0, i = 0;
   while (i < n && nw < max) {
     /* Currency signs are words of their own. */
-    if (s[i] == '$' || ((unsigned char)s[i] == 0xe2 && i + 2 < n &&
-                        (unsigned char)s[i + 1] == 0x82 && (unsigned char)s[i + 2] == 0xac) ||
+    if (s[i] == '$' ||
+        ((unsigned char)s[i] == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x82 &&
+         (unsigned char)s[i + 2] == 0xac) ||
         ((unsigned char)s[i] == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa3)) {
       size_t len = s[i] == '$' ? 1 : (unsigned char)s[i] == 0xe2 ? 3 : 2;
       put_word(&w[nw++], s, i, i + len);
@@ -151,9 +179,9 @@ static size_t split_words(const char *s, size_t n, qword_t *w, size_t max) {
     size_t start = i;
     if (is_digit(s[i])) {
       bool clock = false;
-      while (i < n && (is_digit(s[i]) || ((s[i] == '.' || s[i] == ',' || s[i] == ':') &&
-                                          i + 1 < n && is_digit(s[i + 1]) &&
-                                          is_digit(s[i - 1])))) {
+      while (i < n && (is_digit(s[i]) ||
+                       ((s[i] == '.' || s[i] == ',' || s[i] == ':') && i + 1 < n &&
+                        is_digit(s[i + 1]) && is_digit(s[i - 1])))) {
         clock |= s[i] == ':';
         i++;
       }
@@ -245,6 +273,13 @@ size_t quantity_scan(const char *s, size_t n, quantity_t *out, size_t max) {
   if (!w)
     return 0;
   size_t nw = split_words(s, n, w, MAX_WORDS), nq = 0;
+  /* "more than a year", "within an hour": after a comparison, "a" is one. */
+  for (size_t k = 0; k + 1 < nw; k++)
+    if ((!strcmp(w[k].w, "a") || !strcmp(w[k].w, "an")) && unit_of(w[k + 1].w) &&
+        cmp_before(w, nw, k) != QTY_EQ) {
+      w[k].number = true;
+      w[k].value = 1;
+    }
   for (size_t k = 0; k < nw && nq < max; k++) {
     if (!w[k].number)
       continue;
@@ -299,16 +334,50 @@ bool quantity_same_dim(const quantity_t *a, const quantity_t *b) {
   return a->dim[0] && strcmp(a->dim, b->dim) == 0;
 }
 
+/* Is x within the range "cmp v"? */
+static bool within(double x, qty_cmp_t cmp, double v) {
+  double eps = 1e-9 * fmax(1.0, fmax(fabs(x), fabs(v)));
+  switch (cmp) {
+  case QTY_GT: return x > v + eps;
+  case QTY_GE: return x >= v - eps;
+  case QTY_LT: return x < v - eps;
+  case QTY_LE: return x <= v + eps;
+  default: return fabs(x - v) <= eps;
+  }
+}
+
+static bool upward(qty_cmp_t c) {
+  return c == QTY_GT || c == QTY_GE;
+}
+
 bool quantity_meets(const quantity_t *asked, const quantity_t *bound) {
   if (!quantity_same_dim(asked, bound))
     return false;
   double a = asked->value, b = bound->value;
-  double eps = 1e-9 * fmax(1.0, fmax(fabs(a), fabs(b)));
-  switch (bound->cmp) {
-  case QTY_GT: return a > b + eps;
-  case QTY_GE: return a >= b - eps;
-  case QTY_LT: return a < b - eps;
-  case QTY_LE: return a <= b + eps;
-  default: return fabs(a - b) <= eps;
+  if (asked->cmp == QTY_EQ)
+    return within(a, bound->cmp, b); /* 13 hours: longer than 10 hours */
+  if (bound->cmp == QTY_EQ)
+    return within(b, asked->cmp, a); /* more than a year: 13 months */
+  /* Both ranges: the asked one lies inside the bound's ("over 12 hours"
+   * is within "longer than 10 hours"; "less than two weeks" is not within
+   * "at least 14 days"). */
+  if (upward(asked->cmp) != upward(bound->cmp))
+    return false;
+  return upward(asked->cmp)
+             ? within(a, bound->cmp, b) || (a == b && asked->cmp == QTY_GT)
+             : within(a, bound->cmp, b) || (a == b && asked->cmp == QTY_LT);
+}
+
+bool quantity_mentions(const char *s, size_t n, const char *dim) {
+  qword_t *w = malloc(MAX_WORDS * sizeof *w);
+  if (!w)
+    return false;
+  size_t nw = split_words(s, n, w, MAX_WORDS);
+  bool found = false;
+  for (size_t k = 0; k < nw && !found; k++) {
+    const unit_def_t *u = unit_of(w[k].w);
+    found = u && strcmp(u->dim, dim) == 0;
   }
+  free(w);
+  return found;
 }

@@ -27,25 +27,32 @@ typedef enum {
 } qty_cmp_t;
 
 typedef struct quantity {
-  double value;                     /* in the dimension's base unit */
-  char dim[QUANTITY_MAX_DIM + 1];   /* "time", "distance", "usd", "eur", a noun */
-  qty_cmp_t cmp;                    /* the bound stated on it */
-  size_t start, end;                /* bytes of the number and its unit in the text */
+  double value;                   /* in the dimension's base unit */
+  char dim[QUANTITY_MAX_DIM + 1]; /* "time", "distance", "usd", "eur", a noun */
+  qty_cmp_t cmp;                  /* the bound stated on it */
+  size_t start, end;              /* bytes of the number and its unit in the text */
 } quantity_t;
 
 /* Finds up to max quantities in s[0..n): a number (digits, a decimal, or
  * a number word up to "hundred") followed by its unit, glued ("13h"),
  * hyphenated ("13-hour") or one word on ("5 working days"); or a currency
- * before it ("EUR 5", "$3"). The comparison words around each set its cmp.
+ * before it ("EUR 5", "$3"); "a" or "an" is one after a comparison ("more
+ * than a year"). The comparison words around each set its cmp.
  * Returns how many were stored. */
 size_t quantity_scan(const char *s, size_t n, quantity_t *out, size_t max);
 
 /* True when both measure the same thing. */
 bool quantity_same_dim(const quantity_t *a, const quantity_t *b);
 
-/* True when the asked quantity falls within the bound: same dimension, and
- * asked->value compares to bound->value as bound->cmp says (equal for
- * QTY_EQ). */
+/* True when the asked quantity falls within the bound, both of the same
+ * dimension: a value within the bound's range ("13 hours" within "longer
+ * than 10 hours"; equal for QTY_EQ), a stated value within the asked range
+ * ("more than a year": "13 months"), or an asked range inside the bound's
+ * ("over 12 hours" inside "longer than 10 hours"). */
 bool quantity_meets(const quantity_t *asked, const quantity_t *bound);
+
+/* True when s[0..n) names a unit of dimension dim, with a number or not:
+ * "0.42 EUR per kilometre" mentions "distance". */
+bool quantity_mentions(const char *s, size_t n, const char *dim);
 
 #endif

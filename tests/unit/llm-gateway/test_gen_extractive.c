@@ -401,6 +401,12 @@ Test(answerer, a_quantity_is_answered_by_the_bound_it_meets) {
   cr_assert(strstr(c.text, "later than 90 days"), "%s", c.text);
 }
 
+Test(answerer, a_quantity_is_answered_by_a_rate_of_its_measure) {
+  collected_t c;
+  ask("200 km in my own car, what is the rate?", &c);
+  cr_assert(strstr(c.text, "0.42 EUR per kilometre. [8]"), "%s", c.text);
+}
+
 Test(answerer, a_misspelt_word_matches_the_word_it_misspells) {
   gen_passage_t ps[] = {P("Travel", "Taxis are reimbursed between airports and hotels."),
                         P("Leave", "Request leave in the HR portal.")};

@@ -84,3 +84,24 @@ Test(quantity, a_quantity_meets_a_bound_on_the_same_measure) {
   cr_assert(meets("a 6 hour flight", "6 hours or more"));
   cr_assert_not(meets("a 6 hour flight", "shorter than 6 hours"));
 }
+
+Test(quantity, ranges_against_values_and_ranges) {
+  /* An asked range holds a stated value; "a" is one after a comparison. */
+  cr_assert_float_eq(one("more than a year").value, 525960, 1e-9);
+  cr_assert(meets("can I keep more than a year of history", "13 months of history"));
+  cr_assert_not(meets("more than a year", "90 days of history"));
+  /* An asked range inside the bound's, or not. */
+  cr_assert(meets("over 12 hours", "longer than 10 hours"));
+  cr_assert_not(meets("less than two weeks before", "at least 14 days before"));
+  cr_assert(meets("less than a week", "within 2 weeks"));
+  /* "a" without a comparison is not a number. */
+  quantity_t q[4];
+  cr_assert_eq(scan("55 EUR a day", q, 4), 1);
+}
+
+Test(quantity, a_unit_word_mentions_its_measure) {
+  const char *s = "Use of a private car is reimbursed at 0.42 EUR per kilometre.";
+  cr_assert(quantity_mentions(s, strlen(s), "distance"));
+  cr_assert(quantity_mentions(s, strlen(s), "eur"));
+  cr_assert_not(quantity_mentions(s, strlen(s), "time"));
+}

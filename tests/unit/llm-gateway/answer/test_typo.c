@@ -4,9 +4,9 @@
 #include <criterion/criterion.h>
 
 Test(typo, one_edit_apart) {
-  cr_assert(typo_near("adress", "address"));  /* a letter left out */
-  cr_assert(typo_near("lenght", "length"));   /* neighbours swapped */
-  cr_assert(typo_near("reciev", "receiv"));   /* stems of "recieve", "receive" */
+  cr_assert(typo_near("adress", "address")); /* a letter left out */
+  cr_assert(typo_near("lenght", "length"));  /* neighbours swapped */
+  cr_assert(typo_near("reciev", "receiv"));  /* stems of "recieve", "receive" */
   cr_assert(typo_near("passwrd", "password"));
   cr_assert(typo_near("reimbrus", "reimburs"));
 }
