@@ -62,7 +62,9 @@
 
 /* Calibrated on the dev half of tools/eval/answers/samples.jsonl through
  * the whole pipeline (docs/answers.md has the figures). */
-#define MIN_FIT 0.5
+/* Just above STRICT_FACTOR: a strict question is never answered by a unit
+ * without the kind of answer it wants, however much of it the unit holds. */
+#define MIN_FIT 0.46
 #define MIN_FIT_KIND 0.4   /* enough when the unit holds the kind asked for */
 #define FOLLOW_SHARE 0.9   /* a second unit of the same passage fits this share */
 #define SYN_WEIGHT 0.8     /* a term matched through a synonym */
@@ -114,6 +116,9 @@ typedef struct query_terms {
   size_t n;
   uint64_t named; /* terms of names in the question ("Easter", "Growth plan") */
   uint64_t slot;  /* terms right after "in", "to", "for"...: "a hotel in lisbon" */
+  uint64_t head;  /* terms before the first "for", "of", "on": what is asked ... */
+  uint64_t tail;  /* ... and after it, what it is asked of ("the refund policy |
+                     for the Growth plan") */
 } query_terms_t;
 
 /* A synonym that stands in for some of the question's terms. */
@@ -410,13 +415,31 @@ static bool slot_word(const char *s, size_t n) {
   return false;
 }
 
+/* The prepositions that part what a question asks from what it asks it
+ * of: "the refund policy for the Growth plan", "the rate limit on the
+ * Growth plan", "the length of parental leave". */
+static bool head_split(const char *s, size_t n) {
+  return (n == 3 && strncasecmp(s, "for", 3) == 0) ||
+         (n == 2 && (strncasecmp(s, "of", 2) == 0 || strncasecmp(s, "on", 2) == 0));
+}
+
+static bool is_light(const char *term);
+
+/* Terms of mask that are not light fillers. */
+static bool heavy_terms(const query_terms_t *q, uint64_t mask) {
+  for (size_t t = 0; t < q->n; t++)
+    if ((mask >> t & 1) && !is_light(q->term[t]))
+      return true;
+  return false;
+}
+
 /* Marks the terms of names: words written with a capital inside the
  * question, not at the start of it or of a clause, and not "I". A
  * question that names something ("the Enterprise plan", "Easter") is not
  * answered by a sentence about something else. Also marks the slots: the
  * word after a preposition of SLOT_WORDS. */
 static void mark_named(const char *s, size_t n, query_terms_t *q) {
-  bool opens = true, after_slot = false;
+  bool opens = true, after_slot = false, in_tail = false;
   mark_state_t named = {.q = q, .mask = &q->named}, slot = {.q = q, .mask = &q->slot};
   for (size_t i = 0; i < n;) {
     if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
@@ -436,6 +459,16 @@ static void mark_named(const char *s, size_t n, query_terms_t *q) {
     if (after_slot)
       q_text_terms(s + i, j - i, mark_term_cb, &slot);
     after_slot = slot_word(s + i, j - i);
+    uint64_t word = 0;
+    mark_state_t ws = {.q = q, .mask = &word};
+    q_text_terms(s + i, j - i, mark_term_cb, &ws);
+    if (in_tail) {
+      q->tail |= word;
+    } else if (head_split(s + i, j - i) && heavy_terms(q, q->head)) {
+      in_tail = true;
+    } else {
+      q->head |= word;
+    }
     opens = false;
     i = j;
   }
@@ -880,6 +913,12 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
     if (strict && !has_kind)
       u->fit *= STRICT_FACTOR;
     if (q->named & ~(u->direct | u->syn | cdirect | csyn | tdirect | tsyn))
+      u->fit *= NAMED_FACTOR;
+    /* A unit about what the question asks it of, but not about what it
+     * asks ("The Growth plan costs 49 USD" for "the refund policy for the
+     * Growth plan"), does not answer it. */
+    if (heavy_terms(q, q->head & ~q->tail) && heavy_terms(q, q->tail & ~q->head) &&
+        !((u->direct | u->syn | cdirect | csyn) & q->head & ~q->tail))
       u->fit *= NAMED_FACTOR;
     u->score = u->fit + (has_kind ? TYPE_BONUS : 0) + NOVELTY_WEIGHT * u->novelty +
                0.02 / (1.0 + u->pos) + 0.03 / (1.0 + u->passage);

@@ -407,6 +407,17 @@ Test(answerer, a_quantity_is_answered_by_a_rate_of_its_measure) {
   cr_assert(strstr(c.text, "0.42 EUR per kilometre. [8]"), "%s", c.text);
 }
 
+Test(answerer, a_unit_must_speak_to_what_is_asked_not_only_to_what_of) {
+  collected_t c;
+  /* "The Growth plan costs 49 USD" is about the Growth plan, not about
+   * its refund policy. */
+  ask("What is the refund policy for the Growth plan?", &c);
+  cr_assert_str_eq(c.text, NO_ANSWER);
+  /* ... while what is asked of it is answered. */
+  ask("What is the price of the Growth plan?", &c);
+  cr_assert(strstr(c.text, "49 USD per month"), "%s", c.text);
+}
+
 Test(answerer, a_misspelt_word_matches_the_word_it_misspells) {
   gen_passage_t ps[] = {P("Travel", "Taxis are reimbursed between airports and hotels."),
                         P("Leave", "Request leave in the HR portal.")};
