@@ -707,8 +707,9 @@ static const term_matcher_t MATCHERS[] = {
 };
 
 /* Question terms no unit holds that are likely misspellings of a word
- * the units use ("adress" -> "address") get that word as an alternative,
- * as a synonym would. Returns the expansions added to x. */
+ * the units use ("adress" -> "address"), or another form of it the
+ * stemmer keeps apart ("short" -> "shorter"), get that word as an
+ * alternative, as a synonym would. Returns the expansions added to x. */
 static size_t typo_expansions(const answer_state_t *st, const query_terms_t *q,
                               expansion_t *x, size_t room, syn_entry_t *alts) {
   uint64_t held = 0;
@@ -721,7 +722,7 @@ static size_t typo_expansions(const answer_state_t *st, const query_terms_t *q,
     size_t first = n;
     for (const char *p = st->pool.data, *end = st->pool.data + st->pool.len;
          p < end && n < room && n < MAX_TYPO_ALTS; p += strlen(p) + 1) {
-      if (!typo_near(q->term[t], p))
+      if (!typo_near(q->term[t], p) && !typo_derived(q->term[t], p))
         continue;
       bool seen = false;
       for (size_t k = first; k < n && !seen; k++)

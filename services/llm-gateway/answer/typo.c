@@ -50,3 +50,18 @@ bool typo_near(const char *a, const char *b) {
   }
   return d[na % 3][nb] <= max;
 }
+
+bool typo_derived(const char *a, const char *b) {
+  size_t na = strlen(a), nb = strlen(b);
+  if (na > nb) {
+    const char *t = a;
+    a = b;
+    b = t;
+    size_t tn = na;
+    na = nb;
+    nb = tn;
+  }
+  if (na < TYPO_MIN_LEN || nb == na || nb - na > TYPO_MAX_SUFFIX)
+    return false;
+  return letters(a, na) && letters(b, nb) && strncmp(a, b, na) == 0;
+}

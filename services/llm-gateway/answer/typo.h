@@ -15,8 +15,16 @@
 
 #define TYPO_MIN_LEN 5
 #define TYPO_MIN_LEN2 8
+#define TYPO_MAX_SUFFIX 3
 
 /* True when a and b (NUL-terminated stems) are different and near. */
 bool typo_near(const char *a, const char *b);
+
+/* True when one stem is the other with a short ending the stemmer leaves
+ * on (at most TYPO_MAX_SUFFIX letters, the shorter TYPO_MIN_LEN or
+ * longer, so "plan" is not "planet"): comparatives ("short", "shorter"),
+ * "depart" and "departur".
+ * Also a form of the word, not a misspelling, but found the same way. */
+bool typo_derived(const char *a, const char *b);
 
 #endif

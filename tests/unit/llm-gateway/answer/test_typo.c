@@ -27,3 +27,15 @@ Test(typo, short_words_numbers_and_other_first_letters_are_left_alone) {
   cr_assert_not(typo_near("budget", "budget")); /* the same word */
   cr_assert_not(typo_near("travel", "trouble"));
 }
+
+Test(typo, derived_forms_the_stemmer_keeps_apart) {
+  cr_assert(typo_derived("short", "shorter"));
+  cr_assert(typo_derived("shorter", "short"));   /* either way round */
+  cr_assert_not(typo_derived("long", "longer")); /* four letters: too short */
+  cr_assert(typo_derived("depart", "departur"));
+  cr_assert_not(typo_derived("plan", "planet"));       /* too short */
+  cr_assert_not(typo_derived("pay", "payment"));       /* too short */
+  cr_assert_not(typo_derived("secur", "secur"));       /* the same */
+  cr_assert_not(typo_derived("employ", "employment")); /* four letters more */
+  cr_assert_not(typo_derived("offic", "offset"));      /* not a prefix */
+}
