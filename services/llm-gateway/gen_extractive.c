@@ -425,6 +425,24 @@ static bool head_split(const char *s, size_t n) {
 
 static bool is_light(const char *term);
 
+/* Stems of words that name the kind of answer rather than its subject:
+ * "the length of parental leave", "the number of users on the free plan".
+ * The answer's own words say it ("16 weeks"), not these. */
+static const char *const ATTRIBUTE_STEMS[] = {
+    "length", "durat", "size", "number",  "amount", "price",   "cost",   "rate",
+    "fee",    "limit", "cap",  "maximum", "max",    "minimum", "min",    "total",
+    "count",  "level", "valu", "time",    "date",   "deadlin", "period", "frequenc",
+    "name",   "type",  "kind", "list",    NULL};
+
+static uint64_t attribute_terms(const query_terms_t *q) {
+  uint64_t m = 0;
+  for (size_t t = 0; t < q->n; t++)
+    for (size_t i = 0; ATTRIBUTE_STEMS[i]; i++)
+      if (strcmp(q->term[t], ATTRIBUTE_STEMS[i]) == 0)
+        m |= 1ull << t;
+  return m;
+}
+
 /* Terms of mask that are not light fillers. */
 static bool heavy_terms(const query_terms_t *q, uint64_t mask) {
   for (size_t t = 0; t < q->n; t++)
@@ -876,6 +894,7 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
   }
   unsigned wants = qtype_wants(qt);
   bool strict = qtype_strict(qt);
+  uint64_t asked = q->head & ~q->tail & ~attribute_terms(q);
   for (size_t i = 0; i < st->n && total > 0; i++) {
     unit_t *u = &st->u[i];
     if (u->heading || u->question || u->header || (u->direct | u->syn) == 0)
@@ -917,9 +936,10 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
       u->fit *= NAMED_FACTOR;
     /* A unit about what the question asks it of, but not about what it
      * asks ("The Growth plan costs 49 USD" for "the refund policy for the
-     * Growth plan"), does not answer it. */
-    if (heavy_terms(q, q->head & ~q->tail) && heavy_terms(q, q->tail & ~q->head) &&
-        !((u->direct | u->syn | cdirect | csyn) & q->head & ~q->tail))
+     * Growth plan"), does not answer it. Words naming the kind of answer
+     * ("the length of") are not what it asks. */
+    if (heavy_terms(q, asked) && heavy_terms(q, q->tail & ~q->head) &&
+        !((u->direct | u->syn | cdirect | csyn) & asked))
       u->fit *= NAMED_FACTOR;
     u->score = u->fit + (has_kind ? TYPE_BONUS : 0) + NOVELTY_WEIGHT * u->novelty +
                0.02 / (1.0 + u->pos) + 0.03 / (1.0 + u->passage);

@@ -416,6 +416,9 @@ Test(answerer, a_unit_must_speak_to_what_is_asked_not_only_to_what_of) {
   /* ... while what is asked of it is answered. */
   ask("What is the price of the Growth plan?", &c);
   cr_assert(strstr(c.text, "49 USD per month"), "%s", c.text);
+  /* Words that name the kind of answer are not what is asked. */
+  ask("what is the number of users on the free plan", &c);
+  cr_assert(strstr(c.text, "2 users"), "%s", c.text);
 }
 
 Test(answerer, a_misspelt_word_matches_the_word_it_misspells) {
