@@ -12,11 +12,14 @@
  *      Headings and questions are context only, never quoted.
  *   2. Terms. The question and every unit are tokenized with the shared
  *      tokenizer (Snowball stems, stopwords out). A question term matches
- *      a unit directly, through the synonym table (answer/synonyms.h; a
- *      phrase matches when all its words are there) at SYN_WEIGHT, or
+ *      a unit directly, or another way through the table of matchers
+ *      (MATCHERS: the synonym table of answer/synonyms.h and misspellings
+ *      of answer/typo.h at SYN_WEIGHT, quantities against the bounds a
+ *      unit states with answer/quantity.h, a table's catch-all row), or
  *      through the unit's context - its heading, the sentence it follows,
  *      a table's header row and the sentence before the table - at
- *      CONTEXT_WEIGHT. Terms weigh their idf over the units (BM25's form).
+ *      CONTEXT_WEIGHT, the rest of its passage at PASSAGE_WEIGHT. Terms
+ *      weigh their idf over the units (BM25's form).
  *   3. Fit. A unit's coverage is the share of the question's weight it
  *      matches. The question's type (answer/qtype.h: who, when, how much,
  *      how many, how long, where, yes/no, definition) names the kinds of
@@ -25,6 +28,9 @@
  *      holding none keeps only STRICT_FACTOR of its coverage: its fit.
  *      Units that add words the question does not have (novelty) rank
  *      above units that only repeat it.
+ *      A question parted at "for", "of", "on" ("the refund policy | for
+ *      the Growth plan") is answered only by a unit holding something of
+ *      its first part.
  *   4. Don't know. The best unit is quoted when its fit reaches MIN_FIT
  *      and it matches a term itself (context alone is not an answer); one
  *      more may follow when it fits nearly as well. Otherwise the answer
