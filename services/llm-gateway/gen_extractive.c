@@ -12,11 +12,14 @@
  *      Headings and questions are context only, never quoted.
  *   2. Terms. The question and every unit are tokenized with the shared
  *      tokenizer (Snowball stems, stopwords out). A question term matches
- *      a unit directly, through the synonym table (answer/synonyms.h; a
- *      phrase matches when all its words are there) at SYN_WEIGHT, or
+ *      a unit directly, or another way through the table of matchers
+ *      (MATCHERS: the synonym table of answer/synonyms.h and misspellings
+ *      of answer/typo.h at SYN_WEIGHT, quantities against the bounds a
+ *      unit states with answer/quantity.h, a table's catch-all row), or
  *      through the unit's context - its heading, the sentence it follows,
  *      a table's header row and the sentence before the table - at
- *      CONTEXT_WEIGHT. Terms weigh their idf over the units (BM25's form).
+ *      CONTEXT_WEIGHT, the rest of its passage at PASSAGE_WEIGHT. Terms
+ *      weigh their idf over the units (BM25's form).
  *   3. Fit. A unit's coverage is the share of the question's weight it
  *      matches. The question's type (answer/qtype.h: who, when, how much,
  *      how many, how long, where, yes/no, definition) names the kinds of
@@ -25,6 +28,9 @@
  *      holding none keeps only STRICT_FACTOR of its coverage: its fit.
  *      Units that add words the question does not have (novelty) rank
  *      above units that only repeat it.
+ *      A question parted at "for", "of", "on" ("the refund policy | for
+ *      the Growth plan") is answered only by a unit holding something of
+ *      its first part.
  *   4. Don't know. The best unit is quoted when its fit reaches MIN_FIT
  *      and it matches a term itself (context alone is not an answer); one
  *      more may follow when it fits nearly as well. Otherwise the answer
@@ -38,17 +44,23 @@
 #include "quarry/text.h"
 
 #include "answer/qtype.h"
+#include "answer/quantity.h"
 #include "answer/synonyms.h"
+#include "answer/typo.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_QUERY_TERMS 64           /* one bit each in a unit's masks */
 #define MAX_UNITS 8192               /* over all passages */
 #define MAX_EXPANSIONS 256           /* synonym alternatives of one question */
+#define MAX_TYPO_ALTS 32             /* passage words read as a question word misspelt */
+#define MAX_ASKED 8                  /* quantities in the question */
+#define MAX_UNIT_QUANTITIES 16       /* quantities looked at in one unit */
 #define MAX_PASSAGE_SCAN (32u << 10) /* bytes of each passage looked at */
 #define MAX_SENTENCE_OUT 400         /* bytes of a quoted sentence */
 #define MAX_PICKS 2
@@ -56,12 +68,15 @@
 
 /* Calibrated on the dev half of tools/eval/answers/samples.jsonl through
  * the whole pipeline (docs/answers.md has the figures). */
-#define MIN_FIT 0.5
+/* Just above STRICT_FACTOR: a strict question is never answered by a unit
+ * without the kind of answer it wants, however much of it the unit holds. */
+#define MIN_FIT 0.46
 #define MIN_FIT_KIND 0.4   /* enough when the unit holds the kind asked for */
 #define FOLLOW_SHARE 0.9   /* a second unit of the same passage fits this share */
 #define SYN_WEIGHT 0.8     /* a term matched through a synonym */
 #define CONTEXT_WEIGHT 0.5 /* a term matched only in the unit's context */
 #define TITLE_WEIGHT 0.25  /* ... only in its document's title */
+#define PASSAGE_WEIGHT 0.3 /* ... only elsewhere in its passage */
 #define TYPE_BONUS 0.1     /* the unit holds the kind of answer asked for */
 #define STRICT_FACTOR 0.45 /* strict type, and the unit holds no such answer */
 #define NAMED_FACTOR 0.5   /* a name in the question is not in the unit's reach */
@@ -106,6 +121,10 @@ typedef struct query_terms {
   char term[MAX_QUERY_TERMS][Q_TEXT_MAX_TERM + 1];
   size_t n;
   uint64_t named; /* terms of names in the question ("Easter", "Growth plan") */
+  uint64_t slot;  /* terms right after "in", "to", "for"...: "a hotel in lisbon" */
+  uint64_t head;  /* terms before the first "for", "of", "on": what is asked ... */
+  uint64_t tail;  /* ... and after it, what it is asked of ("the refund policy |
+                     for the Growth plan") */
 } query_terms_t;
 
 /* A synonym that stands in for some of the question's terms. */
@@ -331,16 +350,17 @@ static void split_passage(answer_state_t *st, const gen_passage_t *p) {
 /* Stems of words that shape a question ("how much", "how long", "what
  * happens") rather than say what it is about: the type carries them. */
 static const char *const QUESTION_STEMS[] = {
-    "much", "mani", "long", "quick", "soon", "often", "far", "happen", "what", "doesn",
-    "isn",  "don",  "aren", "didn",  "won",  "can",   "ll",  "ve",     "re",   NULL};
+    "much", "mani",   "long", "quick", "soon", "often", "far",
+    "fast", "happen", "what", "doesn", "isn",  "don",   "aren",
+    "didn", "won",    "can",  "ll",    "ve",   "re",    NULL};
 
 /* Stems of verbs and fillers questions are phrased with ("do I need to
  * give", "what counts as", "still get"): they count, but LIGHT_WEIGHT of
  * their idf, so a sentence is not judged on whether it repeats them. */
 static const char *const LIGHT_STEMS[] = {
-    "need", "give",  "get", "got",  "go",    "use",   "make",  "take",
-    "want", "let",   "put", "tell", "ask",   "send",  "still", "ever",
-    "also", "today", "now", "like", "count", "thing", "way",   NULL};
+    "need", "give", "get",   "got",   "go",   "use",   "make",   "take", "want",
+    "let",  "put",  "tell",  "ask",   "send", "still", "ever",   "also", "today",
+    "now",  "like", "count", "thing", "way",  "must",  "should", "see",  NULL};
 #define LIGHT_WEIGHT 0.25
 
 static bool is_light(const char *term) {
@@ -352,8 +372,8 @@ static bool is_light(const char *term) {
 
 static int query_term_cb(const char *term, size_t len, size_t pos, void *ud) {
   query_terms_t *q = ud;
-  if (len < 2)
-    return 0; /* "m" of "I'm" */
+  if (len < 2 && !(*term >= '0' && *term <= '9'))
+    return 0; /* "m" of "I'm"; "8" of "8 hours" stays */
   for (size_t i = 0; QUESTION_STEMS[i]; i++)
     if (strcmp(term, QUESTION_STEMS[i]) == 0)
       return 0;
@@ -377,20 +397,74 @@ static size_t query_term_index(const query_terms_t *q, const char *term) {
   return NO_UNIT;
 }
 
-static int named_term_cb(const char *term, size_t len, size_t pos, void *ud) {
-  query_terms_t *q = ud;
-  size_t i = query_term_index(q, term);
+typedef struct mark_state {
+  const query_terms_t *q;
+  uint64_t *mask;
+} mark_state_t;
+
+static int mark_term_cb(const char *term, size_t len, size_t pos, void *ud) {
+  mark_state_t *m = ud;
+  size_t i = query_term_index(m->q, term);
   if (i != NO_UNIT)
-    q->named |= 1ull << i;
+    *m->mask |= 1ull << i;
   return 0;
+}
+
+/* Prepositions whose object is what a table row may be keyed by: "a
+ * hotel in lisbon", "a flight to madrid", "the limit for paris". */
+static const char *const SLOT_WORDS[] = {"in", "to", "at", "for", "from", "near", NULL};
+
+static bool slot_word(const char *s, size_t n) {
+  for (size_t i = 0; SLOT_WORDS[i]; i++)
+    if (strlen(SLOT_WORDS[i]) == n && strncasecmp(s, SLOT_WORDS[i], n) == 0)
+      return true;
+  return false;
+}
+
+/* The prepositions that part what a question asks from what it asks it
+ * of: "the refund policy for the Growth plan", "the rate limit on the
+ * Growth plan", "the length of parental leave". */
+static bool head_split(const char *s, size_t n) {
+  return (n == 3 && strncasecmp(s, "for", 3) == 0) ||
+         (n == 2 && (strncasecmp(s, "of", 2) == 0 || strncasecmp(s, "on", 2) == 0));
+}
+
+static bool is_light(const char *term);
+
+/* Stems of words that name the kind of answer rather than its subject:
+ * "the length of parental leave", "the number of users on the free plan".
+ * The answer's own words say it ("16 weeks"), not these. */
+static const char *const ATTRIBUTE_STEMS[] = {
+    "length", "durat", "size", "number",  "amount", "price",   "cost",   "rate",
+    "fee",    "limit", "cap",  "maximum", "max",    "minimum", "min",    "total",
+    "count",  "level", "valu", "time",    "date",   "deadlin", "period", "frequenc",
+    "name",   "type",  "kind", "list",    NULL};
+
+static uint64_t attribute_terms(const query_terms_t *q) {
+  uint64_t m = 0;
+  for (size_t t = 0; t < q->n; t++)
+    for (size_t i = 0; ATTRIBUTE_STEMS[i]; i++)
+      if (strcmp(q->term[t], ATTRIBUTE_STEMS[i]) == 0)
+        m |= 1ull << t;
+  return m;
+}
+
+/* Terms of mask that are not light fillers. */
+static bool heavy_terms(const query_terms_t *q, uint64_t mask) {
+  for (size_t t = 0; t < q->n; t++)
+    if ((mask >> t & 1) && !is_light(q->term[t]))
+      return true;
+  return false;
 }
 
 /* Marks the terms of names: words written with a capital inside the
  * question, not at the start of it or of a clause, and not "I". A
  * question that names something ("the Enterprise plan", "Easter") is not
- * answered by a sentence about something else. */
+ * answered by a sentence about something else. Also marks the slots: the
+ * word after a preposition of SLOT_WORDS. */
 static void mark_named(const char *s, size_t n, query_terms_t *q) {
-  bool opens = true;
+  bool opens = true, after_slot = false, in_tail = false;
+  mark_state_t named = {.q = q, .mask = &q->named}, slot = {.q = q, .mask = &q->slot};
   for (size_t i = 0; i < n;) {
     if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
           (s[i] >= '0' && s[i] <= '9'))) {
@@ -405,7 +479,20 @@ static void mark_named(const char *s, size_t n, query_terms_t *q) {
     bool upper = s[i] >= 'A' && s[i] <= 'Z';
     bool pronoun = s[i] == 'I' && (j - i == 1 || s[i + 1] == '\'');
     if (upper && !opens && !pronoun)
-      q_text_terms(s + i, j - i, named_term_cb, q);
+      q_text_terms(s + i, j - i, mark_term_cb, &named);
+    if (after_slot)
+      q_text_terms(s + i, j - i, mark_term_cb, &slot);
+    after_slot = slot_word(s + i, j - i);
+    uint64_t word = 0;
+    mark_state_t ws = {.q = q, .mask = &word};
+    q_text_terms(s + i, j - i, mark_term_cb, &ws);
+    if (in_tail) {
+      q->tail |= word;
+    } else if (head_split(s + i, j - i) && heavy_terms(q, q->head)) {
+      in_tail = true;
+    } else {
+      q->head |= word;
+    }
     opens = false;
     i = j;
   }
@@ -502,6 +589,200 @@ static size_t expand_query(const synonyms_t *syn, const query_terms_t *q,
     }
   }
   return n;
+}
+
+/* ---- other ways to hold a question term ---------------------------------------- */
+
+/* Besides holding a question term itself, a unit may hold it another way:
+ * through the synonym table or a misspelling, by meeting a quantity the
+ * question gives, or as a table's catch-all row. Each way is a matcher:
+ * it marks the question terms it finds in a unit as held (direct, full
+ * weight) or as held another way (syn, SYN_WEIGHT). They run in table
+ * order after every unit's own terms are known. */
+typedef struct match_ctx {
+  answer_state_t *st;
+  const query_terms_t *q;
+  const expansion_t *x; /* synonyms and misspellings lent to the question */
+  size_t nx;
+  quantity_t asked[MAX_ASKED]; /* quantities the question gives */
+  uint64_t asked_terms[MAX_ASKED];
+  size_t nasked;
+  uint64_t nowhere; /* question terms no unit holds itself */
+} match_ctx_t;
+
+typedef struct term_matcher {
+  const char *name;
+  bool (*wanted)(const match_ctx_t *m); /* NULL: always */
+  void (*match)(const match_ctx_t *m, unit_t *u);
+} term_matcher_t;
+
+/* An alternative lent to some question terms is held when all its words
+ * are in the unit. */
+static void match_expansions(const match_ctx_t *m, unit_t *u) {
+  for (size_t k = 0; k < m->nx; k++) {
+    if (((u->direct | u->syn) & m->x[k].covers) == m->x[k].covers)
+      continue;
+    size_t t = 0;
+    while (t < m->x[k].alt->nterms && unit_has(m->st, u, m->x[k].alt->term[t]))
+      t++;
+    if (t == m->x[k].alt->nterms)
+      u->syn |= m->x[k].covers & ~u->direct;
+  }
+}
+
+static bool has_asked(const match_ctx_t *m) {
+  return m->nasked > 0;
+}
+
+/* "13 hours" is held by "longer than 10 hours" (direct): the unit states
+ * a bound the question's quantity meets. A quantity of the same measure
+ * that it does not meet still speaks to it ("only for flights longer than
+ * 10 hours" answers "a 5 hour flight?" with a no; "25 days" answers "do I
+ * get 30 days?"), as does a unit of that measure ("per kilometre" for "a
+ * 200 km trip"): syn. A rule stated by a
+ * bound covers the asker's particular case, so the names in the question
+ * that no passage mentions ("my flight to Singapore") count as held by a
+ * unit whose bound the quantity meets, at SYN_WEIGHT. */
+static void match_quantities(const match_ctx_t *m, unit_t *u) {
+  if (u->heading)
+    return;
+  quantity_t have[MAX_UNIT_QUANTITIES];
+  size_t nh = quantity_scan(u->s, u->len, have, MAX_UNIT_QUANTITIES);
+  for (size_t a = 0; a < m->nasked; a++) {
+    bool same = false;
+    for (size_t h = 0; h < nh; h++) {
+      if (quantity_meets(&m->asked[a], &have[h])) {
+        u->direct |= m->asked_terms[a];
+        u->syn |= m->q->named & m->nowhere & ~u->direct;
+      } else if (quantity_same_dim(&m->asked[a], &have[h])) {
+        same = true;
+      }
+    }
+    /* "a 200 km trip": "0.42 EUR per kilometre" speaks of distance. Time
+     * is left out: nearly every rule names a day or an hour. */
+    if (!same && strcmp(m->asked[a].dim, "time") != 0)
+      same = quantity_mentions(u->s, u->len, m->asked[a].dim);
+    if (same)
+      u->syn |= m->asked_terms[a] & ~u->direct;
+  }
+}
+
+static bool has_keys(const match_ctx_t *m) {
+  return (m->q->named | m->q->slot) != 0;
+}
+
+/* Words of a table's first cell that make its row the one for everything
+ * the other rows do not name: "anywhere else", "all other countries",
+ * "default", "otherwise". */
+static const char *const CATCH_ALL_WORDS[] = {"else",    "elsewhere", "otherwise",
+                                              "default", "other",     "others",
+                                              "rest",    "remaining", NULL};
+
+static bool catch_all_row(const unit_t *u) {
+  const char *s = u->s, *end = u->s + u->len;
+  while (s < end && (*s == '|' || is_space(*s)))
+    s++;
+  const char *cell_end = memchr(s, '|', (size_t)(end - s));
+  if (!cell_end)
+    return false;
+  for (const char *w = s; w < cell_end;) {
+    while (w < cell_end && is_space(*w))
+      w++;
+    const char *e = w;
+    while (e < cell_end && !is_space(*e))
+      e++;
+    for (size_t i = 0; CATCH_ALL_WORDS[i]; i++)
+      if (strlen(CATCH_ALL_WORDS[i]) == (size_t)(e - w) &&
+          strncasecmp(w, CATCH_ALL_WORDS[i], (size_t)(e - w)) == 0)
+        return true;
+    w = e;
+  }
+  return false;
+}
+
+/* A table's catch-all row ("anywhere else | 150 EUR") holds what the
+ * question names or places after a preposition ("a hotel in Lisbon")
+ * when no unit holds it: not another row, not what introduces the table
+ * (its header, the sentence before it, the heading), not another passage
+ * ("the rate limit on the Growth plan" is not about the hotel table's
+ * other cities when the Growth plan is written about elsewhere). */
+static void match_catch_all(const match_ctx_t *m, unit_t *u) {
+  if (!u->row || u->header || u->ctx2 == NO_UNIT || !catch_all_row(u))
+    return;
+  const answer_state_t *st = m->st;
+  uint64_t keys = m->q->named | m->q->slot, held = 0;
+  for (size_t i = u->ctx2; i < st->n && st->u[i].passage == u->passage; i++) {
+    const unit_t *r = &st->u[i];
+    if (i != u->ctx2 && r->ctx2 != u->ctx2)
+      break; /* the rows of one table follow its header */
+    held |= r->direct | r->syn;
+  }
+  size_t intro[3] = {u->ctx, u->head, u->title};
+  for (size_t k = 0; k < 3; k++)
+    if (intro[k] != NO_UNIT)
+      held |= st->u[intro[k]].direct | st->u[intro[k]].syn;
+  u->direct |= keys & ~held & m->nowhere;
+}
+
+static const term_matcher_t MATCHERS[] = {
+    {"synonyms and misspellings", NULL, match_expansions},
+    {"quantities", has_asked, match_quantities},
+    {"catch-all rows", has_keys, match_catch_all},
+};
+
+/* Question terms no unit holds that are likely misspellings of a word
+ * the units use ("adress" -> "address"), or another form of it the
+ * stemmer keeps apart ("short" -> "shorter"), get that word as an
+ * alternative, as a synonym would. Returns the expansions added to x. */
+static size_t typo_expansions(const answer_state_t *st, const query_terms_t *q,
+                              expansion_t *x, size_t room, syn_entry_t *alts) {
+  uint64_t held = 0;
+  for (size_t i = 0; i < st->n; i++)
+    held |= st->u[i].direct;
+  size_t n = 0;
+  for (size_t t = 0; t < q->n && n < room && n < MAX_TYPO_ALTS; t++) {
+    if (held & (1ull << t) || strlen(q->term[t]) < TYPO_MIN_LEN)
+      continue;
+    size_t first = n;
+    for (const char *p = st->pool.data, *end = st->pool.data + st->pool.len;
+         p < end && n < room && n < MAX_TYPO_ALTS; p += strlen(p) + 1) {
+      if (!typo_near(q->term[t], p) && !typo_derived(q->term[t], p))
+        continue;
+      bool seen = false;
+      for (size_t k = first; k < n && !seen; k++)
+        seen = strcmp(alts[k].term[0], p) == 0;
+      if (seen)
+        continue;
+      alts[n] = (syn_entry_t){.term = {p}, .nterms = 1};
+      x[n] = (expansion_t){.alt = &alts[n], .covers = 1ull << t};
+      n++;
+    }
+  }
+  return n;
+}
+
+typedef struct asked_terms {
+  const query_terms_t *q;
+  uint64_t mask;
+} asked_terms_t;
+
+static int asked_term_cb(const char *term, size_t len, size_t pos, void *ud) {
+  asked_terms_t *a = ud;
+  size_t i = query_term_index(a->q, term);
+  if (i != NO_UNIT)
+    a->mask |= 1ull << i;
+  return 0;
+}
+
+/* The quantities of the question and the terms each is written with. */
+static void read_asked(match_ctx_t *m, const char *query) {
+  m->nasked = quantity_scan(query, strlen(query), m->asked, MAX_ASKED);
+  for (size_t a = 0; a < m->nasked; a++) {
+    asked_terms_t at = {.q = m->q};
+    q_text_terms(query + m->asked[a].start, m->asked[a].end - m->asked[a].start,
+                 asked_term_cb, &at);
+    m->asked_terms[a] = at.mask;
+  }
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -604,6 +885,13 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
     for (size_t t = 0; t < q->n; t++)
       if ((st->u[i].direct | st->u[i].syn) & (1ull << t))
         df[t] += 1;
+  /* What each passage holds anywhere: a passage is one section, about
+   * one thing. */
+  uint64_t *pheld = calloc(st->n ? st->u[st->n - 1].passage + 1 : 1, sizeof *pheld);
+  if (!pheld)
+    return;
+  for (size_t i = 0; i < st->n; i++)
+    pheld[st->u[i].passage] |= st->u[i].direct;
   for (size_t t = 0; t < q->n; t++) {
     idf[t] = log(1.0 + (st->n - df[t] + 0.5) / (df[t] + 0.5));
     if (is_light(q->term[t]))
@@ -612,6 +900,7 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
   }
   unsigned wants = qtype_wants(qt);
   bool strict = qtype_strict(qt);
+  uint64_t asked = q->head & ~q->tail & ~attribute_terms(q);
   for (size_t i = 0; i < st->n && total > 0; i++) {
     unit_t *u = &st->u[i];
     if (u->heading || u->question || u->header || (u->direct | u->syn) == 0)
@@ -635,6 +924,8 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
         m = fmax(m, CONTEXT_WEIGHT * ((cdirect & b) ? 1.0 : SYN_WEIGHT));
       if ((tdirect | tsyn) & b)
         m = fmax(m, TITLE_WEIGHT * ((tdirect & b) ? 1.0 : SYN_WEIGHT));
+      if (pheld[u->passage] & b)
+        m = fmax(m, PASSAGE_WEIGHT);
       w += m * idf[t];
     }
     if (w / total < MIN_FIT_KIND)
@@ -649,6 +940,13 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
       u->fit *= STRICT_FACTOR;
     if (q->named & ~(u->direct | u->syn | cdirect | csyn | tdirect | tsyn))
       u->fit *= NAMED_FACTOR;
+    /* A unit about what the question asks it of, but not about what it
+     * asks ("The Growth plan costs 49 USD" for "the refund policy for the
+     * Growth plan"), does not answer it. Words naming the kind of answer
+     * ("the length of") are not what it asks. */
+    if (heavy_terms(q, asked) && heavy_terms(q, q->tail & ~q->head) &&
+        !((u->direct | u->syn | cdirect | csyn) & asked))
+      u->fit *= NAMED_FACTOR;
     u->score = u->fit + (has_kind ? TYPE_BONUS : 0) + NOVELTY_WEIGHT * u->novelty +
                0.02 / (1.0 + u->pos) + 0.03 / (1.0 + u->passage);
     if (u->words < 3 && !u->row)
@@ -660,6 +958,7 @@ static void score_units(answer_state_t *st, const query_terms_t *q, qtype_t qt) 
     if (qt != QTYPE_YESNO && u->novel < (size_t)__builtin_popcountll(u->direct))
       u->score -= ECHO_PENALTY;
   }
+  free(pheld);
 }
 
 static int extractive_generate(const generator_t *g, const char *query,
@@ -669,6 +968,7 @@ static int extractive_generate(const generator_t *g, const char *query,
   const struct gen_extractive *gx = (const struct gen_extractive *)g;
   query_terms_t *q = NULL;
   expansion_t *x = NULL;
+  syn_entry_t typo_alts[MAX_TYPO_ALTS];
   answer_state_t st = {0};
   q_buf_t answer;
   size_t picks[MAX_PICKS];
@@ -708,16 +1008,23 @@ static int extractive_generate(const generator_t *g, const char *query,
     q_text_terms(u->s, u->len, unit_term_cb, &ut);
     u->novel = ut.novel;
     u->novelty = u->nterms ? (double)ut.novel / (double)u->nterms : 0;
-    for (size_t k = 0; k < nx; k++) {
-      if (((u->direct | u->syn) & x[k].covers) == x[k].covers)
-        continue;
-      size_t t = 0;
-      while (t < x[k].alt->nterms && unit_has(&st, u, x[k].alt->term[t]))
-        t++;
-      if (t == x[k].alt->nterms)
-        u->syn |= x[k].covers & ~u->direct;
-    }
   }
+  nx += typo_expansions(&st, q, x + nx, MAX_EXPANSIONS - nx, typo_alts);
+  match_ctx_t *mc = calloc(1, sizeof *mc);
+  if (!mc) {
+    snprintf(err, errlen, "out of memory");
+    rc = Q_ENOMEM;
+    goto done;
+  }
+  *mc = (match_ctx_t){.st = &st, .q = q, .x = x, .nx = nx, .nowhere = ~0ull};
+  for (size_t i = 0; i < st.n; i++)
+    mc->nowhere &= ~st.u[i].direct;
+  read_asked(mc, query);
+  for (size_t k = 0; k < sizeof MATCHERS / sizeof MATCHERS[0]; k++)
+    if (!MATCHERS[k].wanted || MATCHERS[k].wanted(mc))
+      for (size_t i = 0; i < st.n; i++)
+        MATCHERS[k].match(mc, &st.u[i]);
+  free(mc);
   score_units(&st, q, qt);
 
   /* Greedy picks: the best unit, then one more that fits nearly as well. */

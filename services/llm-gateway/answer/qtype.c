@@ -114,13 +114,31 @@ static const char *const WHERE_NOUNS[] = {
 static const char *const WHEN_NOUNS[] = {"day",  "date", "month", "year",
                                          "time", "week", NULL};
 
+/* Words that make a question about time ask for a lead time: how long
+ * before something ("how far in advance", "how much notice"). */
+static const char *const LEAD_CUES[] = {"advance", "ahead",  "beforehand",
+                                        "prior",   "notice", NULL};
+/* ... and what says a duration is one: "14 days before departure". */
+static const char *const LEAD_WORDS[] = {"before", "prior",      "ahead",   "advance",
+                                         "notice", "beforehand", "earlier", NULL};
+
+static qtype_t type_of(const word_t *w, size_t nw);
+
 qtype_t qtype_of(const char *q, size_t n) {
   word_t w[MAX_QWORDS];
   size_t nw = 0, i = 0;
   bool ss = true;
   while (nw < MAX_QWORDS && next_word(q, n, &i, &w[nw], &ss))
     nw++;
+  qtype_t t = type_of(w, nw);
+  if (t == QTYPE_HOW_LONG || t == QTYPE_WHEN)
+    for (size_t k = 0; k < nw; k++)
+      if (in_list(w[k].w, LEAD_CUES))
+        return QTYPE_LEAD_TIME;
+  return t;
+}
 
+static qtype_t type_of(const word_t *w, size_t nw) {
   /* An interrogative that opens the question or one of its clauses, the
    * first one wins: "who do I tell and by when", but not the "when" of
    * "the meal allowance when travelling". */
@@ -207,19 +225,20 @@ unsigned qtype_wants(qtype_t t) {
   case QTYPE_HOW_MANY: return KIND_NUMBER;
   case QTYPE_HOW_LONG: return KIND_DURATION | KIND_TIME;
   case QTYPE_DEFINITION: return KIND_DEFINITION;
+  case QTYPE_LEAD_TIME: return KIND_LEAD;
   default: return 0;
   }
 }
 
 bool qtype_strict(qtype_t t) {
   return t == QTYPE_WHEN || t == QTYPE_HOW_MUCH || t == QTYPE_HOW_MANY ||
-         t == QTYPE_HOW_LONG;
+         t == QTYPE_HOW_LONG || t == QTYPE_LEAD_TIME;
 }
 
 const char *qtype_name(qtype_t t) {
-  static const char *const names[] = {"other",    "who",      "when",
-                                      "where",    "how_much", "how_many",
-                                      "how_long", "yes_no",   "definition"};
+  static const char *const names[] = {"other",      "who",      "when",     "where",
+                                      "how_much",   "how_many", "how_long", "yes_no",
+                                      "definition", "lead_time"};
   return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "other";
 }
 
@@ -262,7 +281,12 @@ unsigned qtype_kinds(const char *s, size_t n) {
   bool ss = true;
   word_t prev2 = {0}, prev = {0}, w;
   bool have_prev = false, have_prev2 = false;
+  int since_duration = -1; /* words since the last duration; -1: none yet */
   while (next_word(s, n, &i, &w, &ss)) {
+    if (since_duration >= 0)
+      since_duration++;
+    if (since_duration >= 1 && since_duration <= 3 && in_list(w.w, LEAD_WORDS))
+      k |= KIND_LEAD; /* "14 days before", "2 weeks in advance" */
     bool num = is_number_word(&w);
     if (num)
       k |= KIND_NUMBER;
@@ -285,9 +309,11 @@ unsigned qtype_kinds(const char *s, size_t n) {
       k |= KIND_AMOUNT;
     if (have_prev && in_list(prev.w, CURRENCIES) && num)
       k |= KIND_AMOUNT; /* EUR 5 */
-    if (in_list(w.w, TIME_UNITS) &&
-        ((have_prev && is_number_word(&prev)) || (have_prev2 && is_number_word(&prev2))))
+    if (in_list(w.w, TIME_UNITS) && ((have_prev && is_number_word(&prev)) ||
+                                     (have_prev2 && is_number_word(&prev2)))) {
       k |= KIND_DURATION; /* "15 minutes", "5 working days" */
+      since_duration = 0;
+    }
     if (in_list(w.w, TIME_WORDS))
       k |= KIND_TIME;
     if (have_prev &&

@@ -24,6 +24,7 @@ typedef enum {
   QTYPE_HOW_LONG,   /* a duration or deadline */
   QTYPE_YESNO,      /* "is / can / do ...?" */
   QTYPE_DEFINITION, /* "what is X", "what counts as X" */
+  QTYPE_LEAD_TIME,  /* "how far in advance", "how much notice": time before an event */
 } qtype_t;
 
 /* Kinds of answer a sentence may hold (bits). */
@@ -36,6 +37,8 @@ enum {
   KIND_CONTACT = 1u << 5,    /* an e-mail address, phone number or extension */
   KIND_PLACE = 1u << 6,      /* a region, city or named place */
   KIND_DEFINITION = 1u << 7, /* "X is a ...", "X means ..." */
+  KIND_LEAD =
+      1u << 8, /* a duration before something ("14 days before", "2 weeks in advance") */
 };
 
 /* The type of question q[0..n). */

@@ -21,8 +21,9 @@ Test(qtype, interrogatives) {
   assert_type("How many users can I have on the free plan?", QTYPE_HOW_MANY);
   assert_type("How long is maternity leave?", QTYPE_HOW_LONG);
   assert_type("how quickly must a SEV1 page be acknowledged?", QTYPE_HOW_LONG);
-  assert_type("how far in advance do flights need to be booked", QTYPE_HOW_LONG);
-  assert_type("how much notice do I need to give", QTYPE_HOW_LONG);
+  assert_type("how far in advance do flights need to be booked", QTYPE_LEAD_TIME);
+  assert_type("how much notice do I need to give", QTYPE_LEAD_TIME);
+  assert_type("how long before departure must I book?", QTYPE_HOW_LONG);
   assert_type("When is the on-call hand-over?", QTYPE_WHEN);
   assert_type("Where is my data stored?", QTYPE_WHERE);
   assert_type("In which region is customer data hosted?", QTYPE_WHERE);
@@ -44,6 +45,15 @@ Test(qtype, cues_without_interrogative) {
   assert_type("Is SSO included in the Growth plan?", QTYPE_YESNO);
   assert_type("What is Harborview Analytics?", QTYPE_DEFINITION);
   assert_type("ingestion jobs are stuck in running, how do I fix them?", QTYPE_OTHER);
+}
+
+Test(qtype, a_lead_time_is_a_duration_before_something) {
+  cr_assert(K("booked at least 14 days before departure") & KIND_LEAD);
+  cr_assert(K("Request leave at least 2 weeks in advance") & KIND_LEAD);
+  cr_assert_not(K("Flights shorter than 6 hours are booked in economy") & KIND_LEAD);
+  cr_assert_not(K("tell your manager before 10:00") & KIND_LEAD);
+  cr_assert(qtype_wants(QTYPE_LEAD_TIME) & KIND_LEAD);
+  cr_assert(qtype_strict(QTYPE_LEAD_TIME));
 }
 
 Test(qtype, wants_and_strictness) {
