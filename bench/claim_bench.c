@@ -123,12 +123,11 @@ int main(int argc, char **argv) {
                  "  SELECT gen_random_uuid(), document_id, tenant_id, 1, 'done',"
                  "  created_at - interval '1 day', created_at - interval '1 day',"
                  "  created_at - interval '1 day', 'old:1',"
-                 "  created_at - interval '1 day' FROM jobs") || run_sql(c, "VACUUM ANALYZE jobs") ||
-      run_sql(c, "VACUUM ANALYZE documents"))
+                 "  created_at - interval '1 day' FROM jobs") ||
+      run_sql(c, "VACUUM ANALYZE jobs") || run_sql(c, "VACUUM ANALYZE documents"))
     goto out;
   printf("queue: %d queued and %d done jobs across %d tenants (filled in %.1f s)\n\n",
-         jobs, jobs, tenants,
-         (now_ms() - t0) / 1e3);
+         jobs, jobs, tenants, (now_ms() - t0) / 1e3);
 
   /* 1. The plan of one claim. */
   char explain[16384];
@@ -187,7 +186,8 @@ int main(int argc, char **argv) {
     job_t batch[8];
     int n = 0;
     double a = now_ms();
-    if (docstore_claim_batch(pool, "bench:1", batch, 8, 0, &n, err, sizeof err) || n != 8) {
+    if (docstore_claim_batch(pool, "bench:1", batch, 8, 0, &n, err, sizeof err) ||
+        n != 8) {
       fprintf(stderr, "claim_bench: batch claim %d: %s (%d jobs)\n", i, err, n);
       goto out;
     }

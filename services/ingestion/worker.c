@@ -282,6 +282,10 @@ static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size
   return OUT_OK;
 }
 
+_Static_assert(EXTRACT_META_BYTES <= Q_LIMIT_AUTHOR_BYTES &&
+                   DOC_LANGUAGE_BYTES <= Q_LIMIT_LANGUAGE_BYTES,
+               "an extracted author or language fits Chunk.author / Chunk.language");
+
 /* Collects up to UPSERT_BATCH chunks from ch into chunk messages allocated
  * from a. *exhausted is set when the text ended. */
 static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chunk **out,
@@ -316,6 +320,8 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
     m->content_type = (char *)j->content_type;
     m->created_at = j->created_at;
     m->metadata = (char *)j->metadata;
+    m->author = r->doc.author;
+    m->language = r->doc.language;
     out[(*n)++] = m;
   }
   if (rc < 0)

@@ -132,6 +132,12 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
     snprintf(field, sizeof field, "chunks[%zu].content_type", i);
     if ((rc = check_str(ctx, field, c->content_type, Q_LIMIT_MEDIA_TYPE_BYTES, 0)))
       return rc;
+    snprintf(field, sizeof field, "chunks[%zu].author", i);
+    if ((rc = check_str(ctx, field, c->author, Q_LIMIT_AUTHOR_BYTES, 0)))
+      return rc;
+    snprintf(field, sizeof field, "chunks[%zu].language", i);
+    if ((rc = check_str(ctx, field, c->language, Q_LIMIT_LANGUAGE_BYTES, 0)))
+      return rc;
     if (c->created_at < 0) {
       q_grpc_ctx_errorf(ctx, "chunks[%zu].created_at must not be negative", i);
       return Q_EINVAL;
@@ -167,6 +173,8 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
         .embedding = c->embedding,
         .dim = c->n_embedding,
         .content_type = c->content_type,
+        .author = c->author,
+        .language = c->language,
         .created_at = c->created_at,
         .metadata = c->metadata,
         .access_groups = (const char *const *)c->access_groups,

@@ -68,6 +68,14 @@ static const q_pg_migration_t migrations[] = {
      "  origin    text NOT NULL,"
      "  at        timestamptz NOT NULL DEFAULT clock_timestamp()"
      ");"},
+    /* Two more filter fields of the chunk's document: the author and the
+     * language (BCP 47) extraction found in its file; '' when it says
+     * nothing. Rows written before carry '' until their document is
+     * indexed again. */
+    {5, "retriever_chunks_author_language",
+     "ALTER TABLE retriever_chunks"
+     "  ADD COLUMN IF NOT EXISTS author text NOT NULL DEFAULT '',"
+     "  ADD COLUMN IF NOT EXISTS language text NOT NULL DEFAULT '';"},
 };
 
 /* Writers of the change log take this transaction-level advisory lock
@@ -226,6 +234,10 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
                                          : q_buf_puts(b, "\\N"));
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_groups(b, c->access_groups, c->naccess_groups);
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->author ? c->author : "");
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->language ? c->language : "");
   rc = rc ? rc : q_buf_puts(b, "\n");
   return rc;
 }
@@ -237,8 +249,8 @@ static int copy_batch(PGconn *c, const char *tenant, const engine_chunk_t *chunk
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
                           "version, ordinal, page, title, text, embedding,"
-                          " content_type, created_at, metadata, access_groups) "
-                          "FROM STDIN");
+                          " content_type, created_at, metadata, access_groups,"
+                          " author, language) FROM STDIN");
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     int rc = q_pg_fail(c, r, "staging chunks", err, errlen);
     PQclear(r);
@@ -331,7 +343,8 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
                  "  chunk_id text, tenant_id text, doc_id text, version integer,"
                  "  ordinal integer, page integer, title text, text text,"
                  "  embedding bytea, content_type text, created_at bigint,"
-                 "  metadata jsonb, access_groups text[]) ON COMMIT DROP",
+                 "  metadata jsonb, access_groups text[], author text, language text)"
+                 " ON COMMIT DROP",
                  0, NULL, "creating the staging table", NULL, err, errlen);
   if (!rc && n)
     rc = copy_batch(c, tenant, chunks, n, err, errlen);
@@ -373,17 +386,18 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
         c,
         "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
         "  ordinal, page, title, text, embedding, content_type, created_at,"
-        "  metadata, access_groups, active, updated_at) "
+        "  metadata, access_groups, author, language, active, updated_at) "
         "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
         "  text, embedding, content_type, created_at, metadata, access_groups,"
-        "  true, now() FROM retriever_stage "
+        "  author, language, true, now() FROM retriever_stage "
         "ON CONFLICT (chunk_id) DO UPDATE SET "
         "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
         "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
         "  title = EXCLUDED.title, text = EXCLUDED.text,"
         "  embedding = EXCLUDED.embedding, content_type = EXCLUDED.content_type,"
         "  created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata,"
-        "  access_groups = EXCLUDED.access_groups, active = true,"
+        "  access_groups = EXCLUDED.access_groups, author = EXCLUDED.author,"
+        "  language = EXCLUDED.language, active = true,"
         "  updated_at = now() "
         "RETURNING chunk_id, seq",
         0, NULL, "writing chunks", &rc, err, errlen);
@@ -500,13 +514,15 @@ static const char *decode_row(PGresult *r, int i, float *vec, engine_chunk_t *ch
       .created_at =
           PQgetlength(r, i, 11) == 8 ? (int64_t)be_uint64(PQgetvalue(r, i, 11)) : 0,
       .metadata = PQgetvalue(r, i, 12),
+      .author = PQgetvalue(r, i, 13),
+      .language = PQgetvalue(r, i, 14),
   };
   return PQgetvalue(r, i, 1);
 }
 
 #define CHUNK_COLUMNS                                                                    \
   "chunk_id, tenant_id, doc_id, version, ordinal, page, title, text, embedding, seq,"    \
-  " content_type, created_at, coalesce(metadata::text, '')"
+  " content_type, created_at, coalesce(metadata::text, ''), author, language"
 
 static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *loaded,
                      char *err, size_t errlen) {

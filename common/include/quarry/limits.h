@@ -53,6 +53,8 @@
   X(TITLE_BYTES, 512, "document title (upload, chunks, passages)")                       \
   X(FILENAME_BYTES, 255, "file name of a document (its last path component)")            \
   X(MEDIA_TYPE_BYTES, 256, "Content-Type of a document, parameters included")            \
+  X(AUTHOR_BYTES, 512, "author recorded in a document's file (Chunk.author)")            \
+  X(LANGUAGE_BYTES, 35, "BCP 47 language tag of a document (Chunk.language)")            \
   X(UPLOAD_BYTES_MIN, 1, "smallest QUARRY_MAX_UPLOAD_BYTES")                             \
   X(UPLOAD_BYTES_DEFAULT, 104857600, "default QUARRY_MAX_UPLOAD_BYTES (100 MiB)")        \
   X(UPLOAD_BYTES_MAX, 1073741824, "largest QUARRY_MAX_UPLOAD_BYTES (1 GiB)")             \

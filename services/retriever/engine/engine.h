@@ -78,6 +78,8 @@ typedef struct engine_chunk {
    * every chunk of a document version carries the same. An engine keeps
    * them per document where it can (the embedded engine does). */
   const char *content_type; /* may be NULL */
+  const char *author;       /* the file's author; NULL or "" none */
+  const char *language;     /* BCP 47 tag; NULL or "" unknown */
   int64_t created_at;       /* unix seconds; 0 unknown */
   const char *metadata;     /* user metadata, compact JSON object; NULL or ""
                                none (checked with q_meta_check by the caller) */

@@ -417,6 +417,8 @@ Test(store, filter_fields_survive_a_rebuild) {
        .doc_id = "f",
        .text = "filter fields",
        .content_type = "application/pdf",
+       .author = "Ada Byron",
+       .language = "en",
        .created_at = 1700000000,
        .metadata = "{\"team\":\"legal\",\"tags\":[\"a\",\"b\"],\"year\":2021}",
        .access_groups = groups,
@@ -427,6 +429,7 @@ Test(store, filter_fields_survive_a_rebuild) {
   cr_assert_eq(
       query_long("SELECT count(*) FROM retriever_chunks WHERE chunk_id = 'f:1:0' "
                  "AND content_type = 'application/pdf' AND created_at = 1700000000 "
+                 "AND author = 'Ada Byron' AND language = 'en' "
                  "AND metadata->>'team' = 'legal' AND access_groups = "
                  "ARRAY['eng', 'we \"quote\" and \\ back']"),
       1);
@@ -440,7 +443,9 @@ Test(store, filter_fields_survive_a_rebuild) {
   const char *f =
       "{\"and\":[{\"field\":\"content_type\",\"eq\":\"application/pdf\"},"
       "{\"field\":\"created_at\",\"gte\":\"2023-11-14T22:13:20Z\"},"
-      "{\"field\":\"meta.tags\",\"eq\":\"b\"},{\"field\":\"meta.year\",\"eq\":2021}]}";
+      "{\"field\":\"meta.tags\",\"eq\":\"b\"},{\"field\":\"meta.year\",\"eq\":2021},"
+      "{\"field\":\"author\",\"eq\":\"Ada "
+      "Byron\"},{\"field\":\"language\",\"eq\":\"EN\"}]}";
   char err[256];
   q_filter_t *flt = NULL;
   cr_assert_eq(q_filter_parse(f, strlen(f), &flt, err, sizeof err), 0, "%s", err);
