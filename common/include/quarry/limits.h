@@ -60,6 +60,7 @@
   X(UPLOAD_BYTES_MAX, 1073741824, "largest QUARRY_MAX_UPLOAD_BYTES (1 GiB)")             \
   X(CHUNK_BYTES, 32768, "a chunk's text with its heading path (<= EMBED_TEXT_BYTES)")    \
   X(UPSERT_CHUNKS, 4096, "chunks per Retriever.Upsert call")                             \
+  X(COMMIT_CHUNKS, 1048576, "chunks of one version a staged Upsert commit publishes")    \
   /* Queries and answers */                                                              \
   X(QUERY_BYTES, 4096, "query text (REST, Embed, Search, Rerank, Generate, events)")     \
   X(TOP_K_MAX, 50, "largest top_k of POST /v1/query")                                    \
