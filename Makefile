@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-retriever bench-ocr bench-providers help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-retriever bench-claim bench-ocr bench-providers help docs-config format lint
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -63,6 +63,7 @@ help:
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make bench-http-floor  /healthz from libmicrohttpd, h2o, libevent evhttp and nginx (FLOOR_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
+	@echo "make bench-claim  ingestion's job claim on 100k queued jobs: plan, latency, fairness (CLAIM_BENCH_ARGS=)"
 	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
 	@echo "make bench-providers  time Quarry adds to a streamed answer beside the model's (fake provider)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
@@ -327,6 +328,18 @@ $(RETRIEVER_BENCH): $(BUILD)/obj/bench/retriever_bench.o $(BUILD)/lib/libsvc_ret
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 bench-retriever: $(RETRIEVER_BENCH)
 	$(RETRIEVER_BENCH) $(RETRIEVER_BENCH_ARGS)
+
+# Ingestion's job claim on a large queue: its plan (EXPLAIN ANALYZE), its
+# latency and its fairness across tenants, in a private PostgreSQL
+# (figures only; docs/benchmarks.md). CLAIM_BENCH_ARGS: --jobs N (100000),
+# --tenants T (50), --claims K (200).
+CLAIM_BENCH := $(BUILD)/bench/claim_bench
+$(BUILD)/obj/bench/claim_bench.o: private CPPFLAGS += -iquote services/ingestion -iquote tests/unit/support
+$(CLAIM_BENCH): $(BUILD)/obj/bench/claim_bench.o $(SUPPORT_O) $(BUILD)/lib/libsvc_ingestion.a $(LIBQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call svc_libs,ingestion) $(LDLIBS) -lcriterion
+bench-claim: $(CLAIM_BENCH)
+	$(CLAIM_BENCH) $(CLAIM_BENCH_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* The public names of filter.h, short. */
@@ -27,6 +28,8 @@ enum {
   F_DOC_ID = Q_FILTER_DOC_ID,
   F_TITLE = Q_FILTER_TITLE,
   F_CONTENT_TYPE = Q_FILTER_CONTENT_TYPE,
+  F_AUTHOR = Q_FILTER_AUTHOR,
+  F_LANGUAGE = Q_FILTER_LANGUAGE,
   F_CREATED_AT = Q_FILTER_CREATED_AT,
   F_META = Q_FILTER_META
 };
@@ -247,6 +250,10 @@ static q_err_t parse_cond(pctx_t *c, const json_t *v, node_t *n) {
     n->field = F_TITLE;
   } else if (strcmp(name, "content_type") == 0) {
     n->field = F_CONTENT_TYPE;
+  } else if (strcmp(name, "author") == 0) {
+    n->field = F_AUTHOR;
+  } else if (strcmp(name, "language") == 0) {
+    n->field = F_LANGUAGE;
   } else if (strcmp(name, "created_at") == 0) {
     n->field = F_CREATED_AT;
   } else if (nlen > 5 && strncmp(name, "meta.", 5) == 0 && key_ok(name + 5, nlen - 5)) {
@@ -258,8 +265,8 @@ static q_err_t parse_cond(pctx_t *c, const json_t *v, node_t *n) {
     }
   } else {
     snprintf(msg, sizeof msg,
-             "unknown field \"%.80s\" (doc_id, title, content_type, created_at or "
-             "meta.<key>, a key of 1..%d bytes of [A-Za-z0-9_.-])",
+             "unknown field \"%.80s\" (doc_id, title, content_type, author, language, "
+             "created_at or meta.<key>, a key of 1..%d bytes of [A-Za-z0-9_.-])",
              name, Q_LIMIT_METADATA_KEY_BYTES);
     return fail(c, msg);
   }
@@ -478,15 +485,22 @@ static bool meta_in(const val_t *vals, size_t n, const json_t *x) {
   return false;
 }
 
-static bool str_in(const node_t *n, const char *s) {
+/* Whether s equals the condition's eq or one of its in values (ignoring
+ * ASCII case when nocase: language tags are case-insensitive, BCP 47 2.1.1).
+ * An absent (NULL or, for the extracted fields, empty) s never does. */
+static bool str_in(const node_t *n, const char *s, bool nocase) {
   if (!s)
     return false;
   if (n->has_eq)
-    return strcmp(n->eq.s, s) == 0;
+    return (nocase ? strcasecmp(n->eq.s, s) : strcmp(n->eq.s, s)) == 0;
   for (size_t i = 0; i < n->nin; i++)
-    if (strcmp(n->in[i].s, s) == 0)
+    if ((nocase ? strcasecmp(n->in[i].s, s) : strcmp(n->in[i].s, s)) == 0)
       return true;
   return false;
+}
+
+static const char *present(const char *s) {
+  return s && *s ? s : NULL;
 }
 
 static bool in_range(const node_t *n, double x) {
@@ -511,9 +525,11 @@ static bool num_in(const node_t *n, double x) {
 
 static bool cond_match(const node_t *n, const q_filter_doc_t *d) {
   switch (n->field) {
-  case F_DOC_ID: return str_in(n, d->doc_id);
-  case F_TITLE: return str_in(n, d->title);
-  case F_CONTENT_TYPE: return str_in(n, d->content_type);
+  case F_DOC_ID: return str_in(n, d->doc_id, false);
+  case F_TITLE: return str_in(n, d->title, false);
+  case F_CONTENT_TYPE: return str_in(n, d->content_type, false);
+  case F_AUTHOR: return str_in(n, present(d->author), false);
+  case F_LANGUAGE: return str_in(n, present(d->language), true);
   case F_CREATED_AT: return d->created_at != 0 && num_in(n, (double)d->created_at);
   default: break;
   }

@@ -136,13 +136,20 @@ void documents_get(gw_req_t *r) {
   json_t *versions = json_array();
   for (size_t i = 0; body && versions && i < d->n_versions; i++) {
     const Quarry__V1__DocumentVersion *v = d->versions[i];
-    json_array_append_new(
-        versions,
+    json_t *vo =
         json_pack("{s:i,s:o,s:o,s:I,s:o,s:o,s:o,s:o}", "version", (int)v->version,
                   "filename", text_json(v->filename), "content_type",
                   text_json(v->content_type), "size_bytes", (json_int_t)v->size_bytes,
                   "sha256", text_json(v->sha256), "created_at", text_json(v->created_at),
-                  "job_id", text_json(v->job_id), "status", text_json(v->status)));
+                  "job_id", text_json(v->job_id), "status", text_json(v->status));
+    /* The metadata the version was uploaded with (ingestion checked it). */
+    json_t *meta =
+        vo && v->metadata && *v->metadata ? json_loads(v->metadata, 0, NULL) : NULL;
+    if (vo)
+      json_object_set_new(vo, "metadata", json_is_object(meta) ? meta : json_object());
+    if (meta && !json_is_object(meta))
+      json_decref(meta);
+    json_array_append_new(versions, vo);
   }
   if (body && versions)
     json_object_set_new(body, "versions", versions);

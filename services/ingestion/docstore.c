@@ -215,6 +215,28 @@ const q_pg_migration_t docstore_migrations[] = {
      "timestamptz;\n"
      "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS doc_modified_at "
      "timestamptz;\n"},
+    /* User metadata per version: a version row keeps the metadata it was
+     * uploaded with (a new version no longer overwrites its predecessor's),
+     * while documents.metadata stays the current version's, which its
+     * chunks carry. The trigger of migration 5 now also copies metadata,
+     * and follows a change of the current version's metadata. */
+    {9, "document_versions: user metadata per version",
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS metadata jsonb NOT NULL "
+     "DEFAULT '{}';\n"
+     "UPDATE document_versions v SET metadata = d.metadata FROM documents d\n"
+     "  WHERE d.id = v.document_id AND d.version = v.version;\n"
+     "CREATE OR REPLACE FUNCTION quarry_document_version() RETURNS trigger AS $$\n"
+     "BEGIN\n"
+     "  INSERT INTO document_versions (document_id, version, filename, content_type,\n"
+     "    size_bytes, sha256, metadata) VALUES (NEW.id, NEW.version, NEW.filename,\n"
+     "    NEW.content_type, NEW.size_bytes, NEW.sha256, NEW.metadata)\n"
+     "    ON CONFLICT (document_id, version) DO UPDATE SET metadata = EXCLUDED.metadata\n"
+     "    WHERE document_versions.metadata IS DISTINCT FROM EXCLUDED.metadata;\n"
+     "  RETURN NULL;\n"
+     "END $$ LANGUAGE plpgsql;\n"
+     "DROP TRIGGER IF EXISTS documents_version_kept ON documents;\n"
+     "CREATE TRIGGER documents_version_kept AFTER INSERT OR UPDATE OF version, metadata\n"
+     "  ON documents FOR EACH ROW EXECUTE FUNCTION quarry_document_version();\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -289,13 +311,14 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
  * transaction, holding the document's row lock. */
 static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_t *r,
                                char *err, size_t errlen) {
-  const char *key[2] = {m->tenant_id, m->external_id};
+  const char *key[3] = {m->tenant_id, m->external_id, m->metadata ? m->metadata : ""};
   q_err_t rc = Q_OK;
   PGresult *res =
       q_pg_query(c,
-                 "SELECT id, version, sha256, status, COALESCE(job_id::text, '') "
+                 "SELECT id, version, sha256, status, COALESCE(job_id::text, ''), "
+                 "$3 <> '' AND metadata IS DISTINCT FROM NULLIF($3, '')::jsonb "
                  "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
-                 2, key, "locking document", &rc, err, errlen);
+                 3, key, "locking document", &rc, err, errlen);
   if (!res)
     return rc;
   if (PQntuples(res) != 1) {
@@ -307,7 +330,8 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
   r->version = atoi(PQgetvalue(res, 0, 1));
   int same = strcmp(PQgetvalue(res, 0, 2), m->sha256) == 0;
   int failed = strcmp(PQgetvalue(res, 0, 3), "failed") == 0;
-  if (same && !failed) {
+  int meta_changed = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
+  if (same && !failed && !meta_changed) {
     r->unchanged = 1;
     snprintf(r->job_id, sizeof r->job_id, "%s", PQgetvalue(res, 0, 4));
     PQclear(res);
@@ -315,13 +339,26 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
   }
   PQclear(res);
 
-  if (same) { /* a failed version uploaded again: run it once more */
-    const char *params[2] = {r->document_id, r->job_id};
+  if (same) {
+    /* A failed version uploaded again: run it once more. The same content
+     * with other metadata: the version's metadata changes (the trigger of
+     * migration 9 follows on its document_versions row) and it is indexed
+     * again, so its chunks carry the new metadata (same chunk ids: the
+     * retriever replaces them). */
+    const char *params[3] = {r->document_id, r->job_id, m->metadata ? m->metadata : ""};
     rc =
         q_pg_exec(c,
                   "UPDATE documents SET status = 'queued', chunk_count = 0, job_id = $2, "
-                  "updated_at = now() WHERE id = $1",
-                  2, params, "requeueing document", NULL, err, errlen);
+                  "updated_at = now(), "
+                  "metadata = COALESCE(NULLIF($3, '')::jsonb, metadata) WHERE id = $1",
+                  3, params, "requeueing document", NULL, err, errlen);
+    const char *sup[1] = {r->document_id};
+    if (!rc && meta_changed)
+      rc = q_pg_exec(c,
+                     "UPDATE jobs SET status = 'failed', error = 'superseded by new "
+                     "metadata', updated_at = now() "
+                     "WHERE document_id = $1 AND status = 'queued'",
+                     1, sup, "superseding queued jobs", NULL, err, errlen);
     return rc ? rc : insert_job(c, m, r, err, errlen);
   }
 
@@ -461,18 +498,6 @@ static q_err_t record_key(PGconn *c, const upload_meta_t *m, const upload_result
                    6, params, "recording idempotency key", NULL, err, errlen);
 }
 
-/* The upload's metadata onto a document whose content did not change (a
- * new document or version gets it in its own INSERT or UPDATE): the latest
- * upload's metadata is the document's. */
-static q_err_t store_metadata(PGconn *c, const upload_meta_t *m, const upload_result_t *r,
-                              char *err, size_t errlen) {
-  if (!m->metadata || !m->metadata[0])
-    return Q_OK;
-  const char *params[2] = {r->document_id, m->metadata};
-  return q_pg_exec(c, "UPDATE documents SET metadata = $2::jsonb WHERE id = $1", 2,
-                   params, "storing metadata", NULL, err, errlen);
-}
-
 /* The statements of docstore_record_upload, inside its transaction. */
 static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *r,
                             char *err, size_t errlen) {
@@ -491,8 +516,6 @@ static q_err_t record_in_tx(PGconn *c, const upload_meta_t *m, upload_result_t *
     return rc;
   rc =
       inserted ? insert_job(c, m, r, err, errlen) : update_document(c, m, r, err, errlen);
-  if (!rc && r->unchanged)
-    rc = store_metadata(c, m, r, err, errlen);
   if (rc)
     return rc;
   return has_key(m) ? record_key(c, m, r, err, errlen) : Q_OK;
@@ -726,6 +749,72 @@ q_err_t docstore_get_job(q_pg_pool_t *p, const char *tenant, const char *id, q_a
 
 /* ---- the queue -------------------------------------------------------- */
 
+/* Fair across tenants: for each tenant with queued jobs, its first few
+ * runnable ones in queue order (bounded work per tenant); then every
+ * tenant's first job before any tenant's second (rn), a tenant with fewer
+ * running jobs first, then the one served least recently (round robin),
+ * then the oldest job. Locked candidates are skipped, so claimers racing
+ * each other take the next in line.
+ *
+ * The tenants come from a skip scan of jobs_tenant_queued_idx (a recursive
+ * CTE that jumps from one tenant to the next: one index probe per tenant
+ * with queued jobs), not from a DISTINCT over every queued job, so the
+ * claim's cost grows with the number of tenants, not with the queue
+ * (bench/claim_bench.c; docs/benchmarks.md). A tenant whose queued jobs
+ * all wait for run_after contributes no candidate. The candidates are
+ * locked through "id = ANY (ARRAY(...))", which the planner answers with
+ * probes of the primary key: a plain join with cand may be planned as a
+ * hash join over a sequential scan of jobs. */
+const char docstore_claim_sql[] =
+    "WITH RECURSIVE t AS ("
+    "  (SELECT tenant_id FROM jobs WHERE status = 'queued' ORDER BY tenant_id LIMIT 1)"
+    "  UNION ALL"
+    "  SELECT (SELECT q.tenant_id FROM jobs q WHERE q.status = 'queued'"
+    "          AND q.tenant_id > t.tenant_id ORDER BY q.tenant_id LIMIT 1)"
+    "    FROM t WHERE t.tenant_id IS NOT NULL"
+    "), ts AS MATERIALIZED ("
+    "  SELECT t.tenant_id,"
+    "    (SELECT count(*) FROM jobs r WHERE r.tenant_id = t.tenant_id"
+    "       AND r.status = 'running') AS busy,"
+    "    (SELECT max(r.claimed_at) FROM jobs r WHERE r.tenant_id = t.tenant_id)"
+    "       AS served"
+    "  FROM t WHERE t.tenant_id IS NOT NULL"
+    "), cand AS ("
+    "  SELECT q.id, q.created_at, q.rn, ts.busy, ts.served"
+    "  FROM ts CROSS JOIN LATERAL ("
+    "    SELECT q.id, q.created_at, row_number() OVER (ORDER BY q.created_at) AS rn"
+    "      FROM jobs q WHERE q.tenant_id = ts.tenant_id"
+    "      AND q.status = 'queued' AND q.run_after <= now()"
+    "      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.document_id = q.document_id"
+    "                      AND r.status = 'running')"
+    "      AND ($3::bigint <= 0 OR (SELECT d.size_bytes FROM documents d"
+    "                               WHERE d.id = q.document_id) <= $3::bigint)"
+    "    ORDER BY q.created_at LIMIT greatest(8, $2::int)) q"
+    "), c AS ("
+    "  UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = $1,"
+    "    heartbeat_at = now(), updated_at = now(), claimed_at = clock_timestamp(),"
+    "    stage = 'extracting', progress_done = 0,"
+    "    progress_total = 0, stage_ms = '{}'"
+    "  WHERE id IN (SELECT j.id FROM jobs j JOIN cand ON cand.id = j.id"
+    "    WHERE j.id = ANY (ARRAY(SELECT id FROM cand)) AND j.status = 'queued'"
+    "    ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at"
+    "    FOR UPDATE OF j SKIP LOCKED LIMIT $2::int)"
+    "  RETURNING id, document_id, tenant_id, version, attempts, trace_id,"
+    "    dep_retries, COALESCE((extract(epoch FROM now() - dep_retry_since)"
+    "      * 1000)::bigint, 0) AS dep_ms"
+    "), d AS ("
+    "  UPDATE documents SET status = 'running', updated_at = now() FROM c"
+    "  WHERE documents.id = c.document_id AND documents.version = c.version"
+    "  RETURNING documents.id"
+    ") "
+    "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
+    "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
+    "  doc.size_bytes, c.dep_retries, c.dep_ms,"
+    "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id),"
+    "  extract(epoch FROM doc.created_at)::bigint, COALESCE(doc.metadata::text, '') "
+    "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
+    "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at";
+
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                        size_t errlen) {
   int n = 0;
@@ -744,57 +833,8 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
   snprintf(bytes, sizeof bytes, "%lld", (long long)max_bytes);
   const char *params[3] = {instance, lim, bytes};
   q_err_t rc = Q_OK;
-  PGresult *r = q_pg_query(
-      c,
-      /* Fair across tenants: for each tenant with runnable jobs, its
-       * first few in queue order (bounded work per tenant); then every
-       * tenant's first job before any tenant's second (rn), a tenant with
-       * fewer running jobs first, then the one served least recently
-       * (round robin), then the oldest job. Locked candidates are skipped,
-       * so claimers racing each other take the next in line. */
-      "WITH t AS ("
-      "  SELECT DISTINCT tenant_id FROM jobs WHERE status = 'queued' AND run_after <= "
-      "now()"
-      "), cand AS ("
-      "  SELECT q.id, q.created_at, q.rn,"
-      "    (SELECT count(*) FROM jobs r WHERE r.tenant_id = t.tenant_id"
-      "       AND r.status = 'running') AS busy,"
-      "    (SELECT max(r.claimed_at) FROM jobs r WHERE r.tenant_id = t.tenant_id)"
-      "       AS served"
-      "  FROM t CROSS JOIN LATERAL ("
-      "    SELECT q.id, q.created_at, row_number() OVER (ORDER BY q.created_at) AS rn"
-      "      FROM jobs q WHERE q.tenant_id = t.tenant_id"
-      "      AND q.status = 'queued' AND q.run_after <= now()"
-      "      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.document_id = q.document_id"
-      "                      AND r.status = 'running')"
-      "      AND ($3::bigint <= 0 OR (SELECT d.size_bytes FROM documents d"
-      "                               WHERE d.id = q.document_id) <= $3::bigint)"
-      "    ORDER BY q.created_at LIMIT greatest(8, $2::int)) q"
-      "), c AS ("
-      "  UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = $1,"
-      "    heartbeat_at = now(), updated_at = now(), claimed_at = clock_timestamp(),"
-      "    stage = 'extracting', progress_done = 0,"
-      "    progress_total = 0, stage_ms = '{}'"
-      "  WHERE id IN (SELECT j.id FROM jobs j JOIN cand ON cand.id = j.id"
-      "    WHERE j.status = 'queued'"
-      "    ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at"
-      "    FOR UPDATE OF j SKIP LOCKED LIMIT $2::int)"
-      "  RETURNING id, document_id, tenant_id, version, attempts, trace_id,"
-      "    dep_retries, COALESCE((extract(epoch FROM now() - dep_retry_since)"
-      "      * 1000)::bigint, 0) AS dep_ms"
-      "), d AS ("
-      "  UPDATE documents SET status = 'running', updated_at = now() FROM c"
-      "  WHERE documents.id = c.document_id AND documents.version = c.version"
-      "  RETURNING documents.id"
-      ") "
-      "SELECT c.id, c.document_id, c.tenant_id, c.version, c.attempts, c.trace_id,"
-      "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
-      "  doc.size_bytes, c.dep_retries, c.dep_ms,"
-      "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id),"
-      "  extract(epoch FROM doc.created_at)::bigint, COALESCE(doc.metadata::text, '') "
-      "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
-      "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at",
-      3, params, "claiming jobs", &rc, err, errlen);
+  PGresult *r =
+      q_pg_query(c, docstore_claim_sql, 3, params, "claiming jobs", &rc, err, errlen);
   q_pg_release(p, c);
   if (!r)
     return rc;

@@ -155,6 +155,10 @@ typedef struct job {
 q_err_t docstore_claim(q_pg_pool_t *p, const char *instance, job_t *j, char *err,
                        size_t errlen);
 
+/* The statement docstore_claim_batch runs ($1 instance, $2 max, $3
+ * max_bytes), for EXPLAIN in bench/claim_bench.c. */
+extern const char docstore_claim_sql[];
+
 /* Claims up to max runnable jobs at once (jobs[0..max) filled, *n how
  * many), in the order docstore_claim would take them one by one: each
  * tenant's first job before any tenant's second, less busy and less

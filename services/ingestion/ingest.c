@@ -14,7 +14,9 @@ q_err_t ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
   memset(in, 0, sizeof *in);
   in->cfg = *cfg;
   in->pool = pool;
-  if (gethostname(in->host, sizeof in->host) != 0 || !in->host[0])
+  if (cfg->host && cfg->host[0])
+    snprintf(in->host, sizeof in->host, "%s", cfg->host);
+  else if (gethostname(in->host, sizeof in->host) != 0 || !in->host[0])
     snprintf(in->host, sizeof in->host, "localhost");
   in->host[sizeof in->host - 1] = '\0';
   /* A ':' would break splitting claimed_by back into its host. */

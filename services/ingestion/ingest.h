@@ -31,6 +31,7 @@ typedef struct ingest_cfg {
   int64_t retry_window_ms;    /* QUARRY_INGEST_RETRY_WINDOW_MS */
   int retry_max_backoff_ms;   /* QUARRY_INGEST_RETRY_MAX_BACKOFF_MS */
   int lease_ms;               /* QUARRY_INGEST_LEASE_MS */
+  const char *host;           /* QUARRY_INGEST_HOST; NULL or "": gethostname */
   int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
   sandbox_cfg_t extract;      /* QUARRY_EXTRACT_*: each document's sandbox */
   int64_t idempotency_ttl_ms; /* QUARRY_IDEMPOTENCY_TTL_MS */

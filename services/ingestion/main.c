@@ -25,7 +25,7 @@
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
-static const char *blob_dir, *llm_addr, *retriever_addr;
+static const char *blob_dir, *llm_addr, *retriever_addr, *ingest_host;
 static int64_t max_upload, workers, batch, chunk_tokens, chunk_overlap, poll_ms,
     max_attempts, backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms,
     call_timeout_ms, idempotency_ttl_ms;
@@ -86,6 +86,13 @@ static q_cfg_entry_t cfg[] = {
      "it "
      "well above 3 x QUARRY_INGEST_CALL_TIMEOUT_MS.",
      0, &lease_ms},
+    {"QUARRY_INGEST_HOST", Q_CFG_STRING, "", 0, 0, NULL,
+     "This host's name in job claims (jobs.claimed_by); empty: the system's host name. "
+     "A process starting queues again at once the running jobs claimed under its own "
+     "host name (its crashed predecessor's); jobs claimed under other names wait for "
+     "QUARRY_INGEST_LEASE_MS. Give each machine its own name (':' becomes '_', at most "
+     "127 bytes).",
+     0, &ingest_host},
     {"QUARRY_INGEST_CALL_TIMEOUT_MS", Q_CFG_INT, "30000", 100, 600000, NULL,
      "Deadline of each Embed and Upsert call made by the workers.", 0, &call_timeout_ms},
     {"QUARRY_EXTRACT_MEMORY_BYTES", Q_CFG_INT, "1073741824", 67108864, 68719476736, NULL,
@@ -239,6 +246,7 @@ int main(int argc, char **argv) {
       .max_attempts = (int)max_attempts,
       .backoff_ms = (int)backoff_ms,
       .lease_ms = (int)lease_ms,
+      .host = ingest_host,
       .call_timeout_ms = (int)call_timeout_ms,
       .extract =
           {

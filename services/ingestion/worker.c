@@ -76,6 +76,7 @@ typedef struct run {
   int total;                /* chunks the document makes, 0 until counted */
   int dim;                  /* embedding dimension, fixed by the first reply */
   int sent;                 /* an Upsert went out (later ones must not replace) */
+  int staged;               /* batches are staged, then committed at once */
   stage_t stage;
   int64_t stage_t0;          /* when the current stage began */
   int64_t stage_ms[NSTAGES]; /* time spent per stage so far */
@@ -269,18 +270,61 @@ static outcome_t upsert(run_t *r, q_arena_t *a, Quarry__V1__Chunk **chunks, size
   req.n_chunks = n;
   req.chunks = chunks;
   req.tenant_id = r->j->tenant_id;
-  /* Only the first batch replaces: it retires the previous version. */
-  req.replace_doc_id = r->sent ? "" : r->j->document_id;
+  /* Staged batches wait for commit_version; otherwise only the first batch
+   * replaces: it retires the previous version. */
+  req.stage = r->staged != 0;
+  req.replace_doc_id = r->sent || r->staged ? "" : r->j->document_id;
   Quarry__V1__UpsertResponse *resp = NULL;
   q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
   char err[256] = "";
   int rc = q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
                                   &opts, err, sizeof err);
+  if (rc == Q_EUNIMPL && r->staged) {
+    /* An engine that cannot stage (Milvus): the version goes in batch by
+     * batch, the first retiring the previous one (not atomic). */
+    q_log_warn("retriever cannot stage a version; indexing it batch by batch",
+               "{s:s,s:s}", "job_id", r->j->id, "reason", err);
+    r->staged = 0;
+    return upsert(r, a, chunks, n);
+  }
   if (rc)
     return call_failed(r, rc, "retriever", "rejected the chunks", err);
+  if (!r->staged)
+    r->sent = 1;
+  return OUT_OK;
+}
+
+/* Publishes the staged version: one Upsert that makes its r->count chunks
+ * live and retires the previous version in one step. */
+static outcome_t commit_staged(run_t *r) {
+  const ingest_cfg_t *cfg = &r->in->cfg;
+  Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+  req.tenant_id = r->j->tenant_id;
+  req.replace_doc_id = r->j->document_id;
+  req.commit_version = r->j->version;
+  req.commit_chunks = r->count;
+  Quarry__V1__UpsertResponse *resp = NULL;
+  q_grpc_call_opts_t opts = {.timeout_ms = cfg->call_timeout_ms, .idempotent = 1};
+  char err[256] = "";
+  q_arena_t *a = q_arena_new(1 << 16);
+  if (!a)
+    return fail(r, OUT_RETRY, "out of memory");
+  int rc = q_rpc_retriever_upsert(q_grpc_channel(cfg->retriever_addr), &req, &resp, a,
+                                  &opts, err, sizeof err);
+  q_arena_free(a);
+  /* NOT_FOUND: a staged batch is missing; the attempt fails and the job
+   * runs again from the start (staging the same ids again is harmless). */
+  if (rc == Q_ENOTFOUND)
+    return fail(r, OUT_RETRY, "retriever: the staged version is incomplete: %s", err);
+  if (rc)
+    return call_failed(r, rc, "retriever", "refused to publish the version", err);
   r->sent = 1;
   return OUT_OK;
 }
+
+_Static_assert(EXTRACT_META_BYTES <= Q_LIMIT_AUTHOR_BYTES &&
+                   DOC_LANGUAGE_BYTES <= Q_LIMIT_LANGUAGE_BYTES,
+               "an extracted author or language fits Chunk.author / Chunk.language");
 
 /* Collects up to UPSERT_BATCH chunks from ch into chunk messages allocated
  * from a. *exhausted is set when the text ended. */
@@ -316,6 +360,8 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
     m->content_type = (char *)j->content_type;
     m->created_at = j->created_at;
     m->metadata = (char *)j->metadata;
+    m->author = r->doc.author;
+    m->language = r->doc.language;
     out[(*n)++] = m;
   }
   if (rc < 0)
@@ -356,6 +402,10 @@ static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   chunker_t *ch = NULL;
   if (chunker_new(input, &opts, &ch, err, sizeof err))
     return fail(r, OUT_FAILED, "chunker: %s", err);
+  /* A new version that takes several Upserts is staged and then swapped in
+   * at once, so no search sees both versions or neither (or half of the
+   * new one). A document's first version has nothing to swap. */
+  r->staged = !r->j->first_job && r->total > UPSERT_BATCH;
 
   int exhausted = 0;
   while (!exhausted && o == OUT_OK) {
@@ -368,7 +418,7 @@ static outcome_t index_text(run_t *r, const chunker_input_t *input) {
     if (o == OUT_OK)
       o = collect(r, ch, a, chunks, &n, &exhausted);
     /* An empty first batch still goes out: it retires the old version. */
-    if (o == OUT_OK && (n > 0 || !r->sent)) {
+    if (o == OUT_OK && (n > 0 || (!r->sent && !r->staged))) {
       if (n > 0)
         o = embed(r, a, chunks, n);
       if (o == OUT_OK)
@@ -385,6 +435,10 @@ static outcome_t index_text(run_t *r, const chunker_input_t *input) {
       o = OUT_STOPPED;
   }
   chunker_free(ch);
+  if (o == OUT_OK && r->staged)
+    o = still_ours(r);
+  if (o == OUT_OK && r->staged)
+    o = commit_staged(r);
   return o;
 }
 

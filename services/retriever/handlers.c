@@ -81,6 +81,21 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
   if ((rc = check_str(ctx, "replace_doc_id", req->replace_doc_id,
                       Q_LIMIT_DOCUMENT_ID_BYTES, 0)))
     return rc;
+  bool replace = req->replace_doc_id && *req->replace_doc_id;
+  if (req->stage && (replace || n == 0 || req->commit_version)) {
+    q_grpc_ctx_errorf(ctx,
+                      "stage takes chunks, without replace_doc_id or commit_version");
+    return Q_EINVAL;
+  }
+  if (req->commit_version &&
+      (!replace || n > 0 || req->commit_version < 0 || req->commit_chunks <= 0 ||
+       req->commit_chunks > Q_LIMIT_COMMIT_CHUNKS)) {
+    q_grpc_ctx_errorf(ctx,
+                      "commit_version takes replace_doc_id, commit_chunks 1..%d and no "
+                      "chunks",
+                      Q_LIMIT_COMMIT_CHUNKS);
+    return Q_EINVAL;
+  }
   if (n == 0 && (!req->replace_doc_id || !*req->replace_doc_id)) {
     q_grpc_ctx_errorf(ctx, "chunks is empty (and no replace_doc_id to retire)");
     return Q_EINVAL;
@@ -132,6 +147,12 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
     snprintf(field, sizeof field, "chunks[%zu].content_type", i);
     if ((rc = check_str(ctx, field, c->content_type, Q_LIMIT_MEDIA_TYPE_BYTES, 0)))
       return rc;
+    snprintf(field, sizeof field, "chunks[%zu].author", i);
+    if ((rc = check_str(ctx, field, c->author, Q_LIMIT_AUTHOR_BYTES, 0)))
+      return rc;
+    snprintf(field, sizeof field, "chunks[%zu].language", i);
+    if ((rc = check_str(ctx, field, c->language, Q_LIMIT_LANGUAGE_BYTES, 0)))
+      return rc;
     if (c->created_at < 0) {
       q_grpc_ctx_errorf(ctx, "chunks[%zu].created_at must not be negative", i);
       return Q_EINVAL;
@@ -167,6 +188,8 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
         .embedding = c->embedding,
         .dim = c->n_embedding,
         .content_type = c->content_type,
+        .author = c->author,
+        .language = c->language,
         .created_at = c->created_at,
         .metadata = c->metadata,
         .access_groups = (const char *const *)c->access_groups,
@@ -199,10 +222,21 @@ static q_err_t upsert_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   size_t n = req->n_chunks;
   char err[512] = "";
   size_t retired = 0;
-  rc = r->engine->ops->upsert(r->engine->st, tenant, chunks, n, req->replace_doc_id,
-                              &retired, err, sizeof err);
+  const engine_ops_t *ops = r->engine->ops;
+  if ((req->stage && !ops->stage) || (req->commit_version && !ops->commit)) {
+    q_grpc_ctx_errorf(ctx, "the %s engine cannot stage a version", ops->name);
+    return Q_EUNIMPL;
+  }
+  if (req->stage)
+    rc = ops->stage(r->engine->st, tenant, chunks, n, err, sizeof err);
+  else if (req->commit_version)
+    rc = ops->commit(r->engine->st, tenant, req->replace_doc_id, req->commit_version,
+                     (size_t)req->commit_chunks, &retired, err, sizeof err);
+  else
+    rc = ops->upsert(r->engine->st, tenant, chunks, n, req->replace_doc_id, &retired, err,
+                     sizeof err);
   if (rc) {
-    if (rc != Q_EINVAL)
+    if (rc != Q_EINVAL && rc != Q_ENOTFOUND)
       q_log_warn("retriever: upsert not stored", "{s:s,s:s}", "tenant_id", tenant,
                  "reason", err);
     q_grpc_ctx_errorf(ctx, "%s", err);

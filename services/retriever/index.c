@@ -243,6 +243,8 @@ typedef struct doc {
    * (the chunk's title is the document's): set by the latest chunk
    * inserted, since every chunk of a version carries the same. */
   char *content_type; /* NULL: unknown */
+  char *author;       /* NULL: none */
+  char *language;     /* NULL: unknown */
   int64_t created_at; /* unix seconds, 0 unknown */
   json_t *meta;       /* user metadata object, NULL none */
 } doc_t;
@@ -373,6 +375,8 @@ static void shard_free(shard_t *s) {
     free(s->docs[i].doc_id);
     free(s->docs[i].slots);
     free(s->docs[i].content_type);
+    free(s->docs[i].author);
+    free(s->docs[i].language);
     json_decref(s->docs[i].meta);
   }
   hnsw_free(s->hnsw);
@@ -519,6 +523,7 @@ typedef struct prep {
   bool in_graph; /* its vector was added to the shard's graph */
   /* The document's filter fields, handed to its doc_t by insert(). */
   char *content_type;
+  char *author, *language;
   int64_t created_at;
   json_t *meta;
 } prep_t;
@@ -614,6 +619,8 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   p->chunk = c;
   p->content_type =
       in->content_type && *in->content_type ? xstrdup(in->content_type) : NULL;
+  p->author = in->author && *in->author ? xstrdup(in->author) : NULL;
+  p->language = in->language && *in->language ? xstrdup(in->language) : NULL;
   p->created_at = in->created_at;
   /* The caller checked it (q_meta_check); text that does not parse is
    * dropped rather than refused here, where nothing may fail. */
@@ -684,6 +691,8 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
     free(d->doc_id);
     free(d->slots);
     free(d->content_type);
+    free(d->author);
+    free(d->language);
     json_decref(d->meta);
     memset(d, 0, sizeof *d);
     grow(&s->free_docs, &s->capfree_docs, s->nfree_docs + 1, sizeof *s->free_docs);
@@ -807,6 +816,12 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
   free(d->content_type);
   d->content_type = p->content_type;
   p->content_type = NULL;
+  free(d->author);
+  d->author = p->author;
+  p->author = NULL;
+  free(d->language);
+  d->language = p->language;
+  p->language = NULL;
   d->created_at = p->created_at;
   json_decref(d->meta);
   d->meta = p->meta;
@@ -1000,6 +1015,8 @@ q_err_t index_upsert(index_t *idx, const char *tenant, const index_chunk_t *chun
     chunk_free(preps[i].chunk); /* NULL unless not inserted */
     bag_free(&preps[i].bag);
     free(preps[i].content_type);
+    free(preps[i].author);
+    free(preps[i].language);
     json_decref(preps[i].meta);
   }
   free(preps);
@@ -1075,6 +1092,8 @@ static bool passes(const shard_t *s, const chunk_t *c, const q_filter_t *f) {
       .doc_id = c->doc_id,
       .title = c->title,
       .content_type = d->content_type,
+      .author = d->author,
+      .language = d->language,
       .created_at = d->created_at,
       .meta = d->meta,
   };
@@ -1374,6 +1393,8 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
           .dim = c->has_vec ? s->dim : 0,
           .seq = c->label,
           .content_type = d->content_type,
+          .author = d->author,
+          .language = d->language,
           .created_at = d->created_at,
           .metadata = meta,
       };

@@ -86,6 +86,27 @@ static const q_pg_migration_t migrations[] = {
      "  applied_pos  bigint NOT NULL,"
      "  heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp()"
      ");"},
+    /* Two more filter fields of the chunk's document: the author and the
+     * language (BCP 47) extraction found in its file; '' when it says
+     * nothing. Rows written before carry '' until their document is
+     * indexed again. */
+    {6, "retriever_chunks_author_language",
+     "ALTER TABLE retriever_chunks"
+     "  ADD COLUMN IF NOT EXISTS author text NOT NULL DEFAULT '',"
+     "  ADD COLUMN IF NOT EXISTS language text NOT NULL DEFAULT '';"},
+    /* Chunks of a new version staged batch by batch, not searchable, until
+     * one commit makes the whole version live and retires the previous one
+     * in the same transaction (store_stage, store_commit_staged). */
+    {7, "retriever_staged",
+     "CREATE TABLE IF NOT EXISTS retriever_staged ("
+     "  chunk_id text PRIMARY KEY, tenant_id text NOT NULL, doc_id text NOT NULL,"
+     "  version integer NOT NULL, ordinal integer NOT NULL, page integer NOT NULL,"
+     "  title text NOT NULL, text text NOT NULL, embedding bytea,"
+     "  content_type text NOT NULL, created_at bigint NOT NULL, metadata jsonb,"
+     "  access_groups text[] NOT NULL, author text NOT NULL, language text NOT NULL,"
+     "  staged_at timestamptz NOT NULL DEFAULT now());"
+     "CREATE INDEX IF NOT EXISTS retriever_staged_doc ON retriever_staged"
+     "  (tenant_id, doc_id, version);"},
 };
 
 /* Replica rows silent this long are dropped by the pruner (long dead: a
@@ -303,6 +324,10 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
                                          : q_buf_puts(b, "\\N"));
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_groups(b, c->access_groups, c->naccess_groups);
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->author ? c->author : "");
+  rc = rc ? rc : q_buf_puts(b, "\t");
+  rc = rc ? rc : copy_text(b, c->language ? c->language : "");
   rc = rc ? rc : q_buf_puts(b, "\n");
   return rc;
 }
@@ -314,8 +339,8 @@ static int copy_batch(PGconn *c, const char *tenant, const engine_chunk_t *chunk
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
                           "version, ordinal, page, title, text, embedding,"
-                          " content_type, created_at, metadata, access_groups) "
-                          "FROM STDIN");
+                          " content_type, created_at, metadata, access_groups,"
+                          " author, language) FROM STDIN");
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     int rc = q_pg_fail(c, r, "staging chunks", err, errlen);
     PQclear(r);
@@ -394,10 +419,41 @@ static q_err_t read_seqs(PGresult *r, const engine_chunk_t *chunks, size_t n,
   return rc;
 }
 
+/* The staged version an upsert_tx publishes instead of chunks[]. */
+typedef struct staged_src {
+  int32_t version;
+  size_t expect; /* chunks the version has */
+} staged_src_t;
+
+/* Fills retriever_stage with the staged chunks of (tenant, doc_id, version)
+ * and checks that all src->expect of them are there. */
+static q_err_t fill_from_staged(PGconn *c, const char *tenant, const char *doc_id,
+                                const staged_src_t *src, char *err, size_t errlen) {
+  char ver[16];
+  snprintf(ver, sizeof ver, "%d", (int)src->version);
+  const char *params[3] = {tenant, doc_id, ver};
+  int64_t rows = 0;
+  q_err_t rc = q_pg_exec(
+      c,
+      "INSERT INTO retriever_stage SELECT chunk_id, tenant_id, doc_id, version,"
+      "  ordinal, page, title, text, embedding, content_type, created_at, metadata,"
+      "  access_groups, author, language FROM retriever_staged"
+      "  WHERE tenant_id = $1 AND doc_id = $2 AND version = $3::int",
+      3, params, "reading staged chunks", &rows, err, errlen);
+  if (!rc && (size_t)rows != src->expect) {
+    snprintf(err, errlen,
+             "%lld chunks of version %d of document %.64s are staged, %zu expected",
+             (long long)rows, (int)src->version, doc_id, src->expect);
+    rc = Q_ENOTFOUND;
+  }
+  return rc;
+}
+
 static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
                          const engine_chunk_t *chunks, size_t n,
-                         const char *replace_doc_id, size_t *retired, uint64_t *seqs,
-                         store_span_t *span, char *err, size_t errlen) {
+                         const char *replace_doc_id, const staged_src_t *src,
+                         size_t *retired, uint64_t *seqs, store_span_t *span, char *err,
+                         size_t errlen) {
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (!rc)
     rc = q_pg_exec(c, LOG_LOCK, 0, NULL, "locking the change log", NULL, err, errlen);
@@ -408,10 +464,15 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
                  "  chunk_id text, tenant_id text, doc_id text, version integer,"
                  "  ordinal integer, page integer, title text, text text,"
                  "  embedding bytea, content_type text, created_at bigint,"
-                 "  metadata jsonb, access_groups text[]) ON COMMIT DROP",
+                 "  metadata jsonb, access_groups text[], author text, language text)"
+                 " ON COMMIT DROP",
                  0, NULL, "creating the staging table", NULL, err, errlen);
-  if (!rc && n)
+  if (!rc && src) {
+    rc = fill_from_staged(c, tenant, replace_doc_id, src, err, errlen);
+    n = src->expect;
+  } else if (!rc && n) {
     rc = copy_batch(c, tenant, chunks, n, err, errlen);
+  }
   if (rc)
     return rc;
 
@@ -450,17 +511,18 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
         c,
         "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
         "  ordinal, page, title, text, embedding, content_type, created_at,"
-        "  metadata, access_groups, active, updated_at) "
+        "  metadata, access_groups, author, language, active, updated_at) "
         "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
         "  text, embedding, content_type, created_at, metadata, access_groups,"
-        "  true, now() FROM retriever_stage "
+        "  author, language, true, now() FROM retriever_stage "
         "ON CONFLICT (chunk_id) DO UPDATE SET "
         "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
         "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
         "  title = EXCLUDED.title, text = EXCLUDED.text,"
         "  embedding = EXCLUDED.embedding, content_type = EXCLUDED.content_type,"
         "  created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata,"
-        "  access_groups = EXCLUDED.access_groups, active = true,"
+        "  access_groups = EXCLUDED.access_groups, author = EXCLUDED.author,"
+        "  language = EXCLUDED.language, active = true,"
         "  updated_at = now() "
         "RETURNING chunk_id, seq",
         0, NULL, "writing chunks", &rc, err, errlen);
@@ -493,6 +555,27 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
       first = p;
   }
   PQclear(log);
+  if (!src && n == 0 && replace_doc_id && *replace_doc_id) {
+    /* The document is deleted: what was staged for it goes too. */
+    const char *dp[2] = {tenant, replace_doc_id};
+    rc = q_pg_exec(c, "DELETE FROM retriever_staged WHERE tenant_id = $1 AND doc_id = $2",
+                   2, dp, "clearing staged chunks", NULL, err, errlen);
+    if (rc)
+      return rc;
+  }
+  if (src) {
+    /* Published: the version's staged rows, and any an older version left
+     * behind (a job superseded mid-way), go. */
+    char ver[16];
+    snprintf(ver, sizeof ver, "%d", (int)src->version);
+    const char *dp[3] = {tenant, replace_doc_id, ver};
+    rc = q_pg_exec(c,
+                   "DELETE FROM retriever_staged WHERE tenant_id = $1 AND doc_id = $2 "
+                   "AND version <= $3::int",
+                   3, dp, "clearing staged chunks", NULL, err, errlen);
+    if (rc)
+      return rc;
+  }
   rc = q_pg_exec(c, "SELECT pg_notify('" STORE_CHANNEL "', '')", 0, NULL,
                  "notifying the replicas", NULL, err, errlen);
   if (!rc)
@@ -511,8 +594,83 @@ q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chun
   PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
   if (!c)
     return Q_EUNAVAIL;
-  int rc = upsert_tx(st, c, tenant, chunks, n, replace_doc_id, retired, seqs, span, err,
-                     errlen);
+  int rc = upsert_tx(st, c, tenant, chunks, n, replace_doc_id, NULL, retired, seqs, span,
+                     err, errlen);
+  if (rc) {
+    *retired = 0;
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+      PQclear(PQexec(c, "ROLLBACK"));
+  }
+  q_pg_release(st->pool, c);
+  return rc;
+}
+
+q_err_t store_stage(store_t *st, const char *tenant, const engine_chunk_t *chunks,
+                    size_t n, char *err, size_t errlen) {
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
+  if (!rc)
+    rc = q_pg_exec(c,
+                   "CREATE TEMP TABLE retriever_stage ("
+                   "  chunk_id text, tenant_id text, doc_id text, version integer,"
+                   "  ordinal integer, page integer, title text, text text,"
+                   "  embedding bytea, content_type text, created_at bigint,"
+                   "  metadata jsonb, access_groups text[], author text, language text)"
+                   " ON COMMIT DROP",
+                   0, NULL, "creating the staging table", NULL, err, errlen);
+  if (!rc && n)
+    rc = copy_batch(c, tenant, chunks, n, err, errlen);
+  /* A chunk id of another tenant's is refused now and again at commit. */
+  PGresult *r = rc ? NULL
+                   : q_pg_query(c,
+                                "SELECT s.chunk_id FROM retriever_stage s "
+                                "JOIN retriever_staged c USING (chunk_id) "
+                                "WHERE c.tenant_id <> s.tenant_id LIMIT 1",
+                                0, NULL, "checking chunk ownership", &rc, err, errlen);
+  if (r && PQntuples(r) > 0) {
+    snprintf(err, errlen, "chunk_id %.256s belongs to another tenant",
+             PQgetvalue(r, 0, 0));
+    rc = Q_ECONFLICT;
+  }
+  PQclear(r);
+  if (!rc)
+    rc = q_pg_exec(
+        c,
+        "INSERT INTO retriever_staged (chunk_id, tenant_id, doc_id, version, ordinal,"
+        "  page, title, text, embedding, content_type, created_at, metadata,"
+        "  access_groups, author, language) "
+        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title, text,"
+        "  embedding, content_type, created_at, metadata, access_groups, author,"
+        "  language FROM retriever_stage "
+        "ON CONFLICT (chunk_id) DO UPDATE SET doc_id = EXCLUDED.doc_id,"
+        "  version = EXCLUDED.version, ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+        "  title = EXCLUDED.title, text = EXCLUDED.text, embedding = EXCLUDED.embedding,"
+        "  content_type = EXCLUDED.content_type, created_at = EXCLUDED.created_at,"
+        "  metadata = EXCLUDED.metadata, access_groups = EXCLUDED.access_groups,"
+        "  author = EXCLUDED.author, language = EXCLUDED.language, staged_at = now()",
+        0, NULL, "staging chunks", NULL, err, errlen);
+  if (!rc)
+    rc = q_pg_exec(c, "COMMIT", 0, NULL, "commit", NULL, err, errlen);
+  if (rc && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+    PQclear(PQexec(c, "ROLLBACK"));
+  q_pg_release(st->pool, c);
+  return rc;
+}
+
+q_err_t store_commit_staged(store_t *st, const char *tenant, const char *doc_id,
+                            int32_t version, size_t expect, size_t *retired,
+                            store_span_t *span, char *err, size_t errlen) {
+  *retired = 0;
+  if (span)
+    *span = (store_span_t){0, 0};
+  PGconn *c = q_pg_acquire(st->pool, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  staged_src_t src = {version, expect};
+  int rc =
+      upsert_tx(st, c, tenant, NULL, 0, doc_id, &src, retired, NULL, span, err, errlen);
   if (rc) {
     *retired = 0;
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
@@ -577,13 +735,15 @@ static const char *decode_row(PGresult *r, int i, float *vec, engine_chunk_t *ch
       .created_at =
           PQgetlength(r, i, 11) == 8 ? (int64_t)be_uint64(PQgetvalue(r, i, 11)) : 0,
       .metadata = PQgetvalue(r, i, 12),
+      .author = PQgetvalue(r, i, 13),
+      .language = PQgetvalue(r, i, 14),
   };
   return PQgetvalue(r, i, 1);
 }
 
 #define CHUNK_COLUMNS                                                                    \
   "chunk_id, tenant_id, doc_id, version, ordinal, page, title, text, embedding, seq,"    \
-  " content_type, created_at, coalesce(metadata::text, '')"
+  " content_type, created_at, coalesce(metadata::text, ''), author, language"
 
 static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *loaded,
                      char *err, size_t errlen) {

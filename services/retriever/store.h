@@ -67,6 +67,25 @@ q_err_t store_upsert(store_t *st, const char *tenant, const engine_chunk_t *chun
                      size_t n, const char *replace_doc_id, size_t *retired,
                      uint64_t *seqs, store_span_t *span, char *err, size_t errlen);
 
+/* Stages chunks[0..n) of tenant (a new version of one document, sent in
+ * batches): written to retriever_staged, not searchable and not in the
+ * change log, until store_commit_staged publishes them. Staging a chunk id
+ * again replaces it. 0; Q_ECONFLICT when a chunk id is another tenant's;
+ * Q_EUNAVAIL / Q_EINTERNAL with err. Thread-safe. */
+q_err_t store_stage(store_t *st, const char *tenant, const engine_chunk_t *chunks,
+                    size_t n, char *err, size_t errlen);
+
+/* Publishes the staged version of tenant's doc_id in one transaction, as
+ * store_upsert with those chunks and replace_doc_id = doc_id would: they
+ * become active rows, the document's other active rows are retired, one
+ * change is logged; the staged rows of that version and older ones are
+ * deleted. Q_ENOTFOUND (nothing changed) when not exactly expect chunks of
+ * that version are staged (a batch never arrived); otherwise as
+ * store_upsert. */
+q_err_t store_commit_staged(store_t *st, const char *tenant, const char *doc_id,
+                            int32_t version, size_t expect, size_t *retired,
+                            store_span_t *span, char *err, size_t errlen);
+
 /* This store's name in the log's origin column (unique per process). */
 const char *store_origin(const store_t *st);
 

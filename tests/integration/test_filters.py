@@ -225,3 +225,118 @@ class ExtractedMetadata(Case):
         d = call("GET", "/v1/documents/" + doc_id, key=key())
         self.assertStatus(d, 200)
         self.assertEqual(d.json.get("language"), "en", d)
+
+
+def filtered(term, flt):
+    """Document ids among the passages a streamed lexical /v1/query for
+    term retrieves with filter flt."""
+    r = call("POST", "/v1/query", key=key(),
+             body={"query": term, "mode": "lexical", "stream": True, "top_k": 20,
+                   "filter": flt})
+    if r.status != 200:
+        raise AssertionError("query with %s: %r" % (json.dumps(flt), r))
+    events = sse_events(r.body.decode("utf-8"))
+    return {p["document_id"] for p in events[0][1]["passages"]}
+
+
+class AuthorLanguage(Case):
+    """author and language, found by extraction, as filter fields."""
+
+    TERM = "Vellichor tidewater"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ids = {}
+        docs = {
+            "pdf": ("application/pdf", "v.pdf",
+                    fixtures.pdf([["%s in the English PDF" % cls.TERM]],
+                                 title="Vellichor", author="Ada Byron")),
+            "docx": (DOCX, "v.docx",
+                     fixtures.docx(fixtures.docx_para("%s im deutschen Dokument." % cls.TERM),
+                                   author="Grete Weiss",
+                                   core_extra="<dc:language>de-DE</dc:language>")),
+            "html": ("text/html", "v.html",
+                     "<html lang=\"fr\"><head><title>V</title></head><body><p>%s en "
+                     "français.</p></body></html>" % cls.TERM),
+        }
+        for name, (ctype, fname, body) in docs.items():
+            r = call("POST", "/v1/documents?" + urllib.parse.urlencode({"filename": fname}),
+                     body=body, key=key(), ctype=ctype)
+            if r.status != 202:
+                raise AssertionError("uploading %s: %r" % (name, r))
+            job = harness.wait_job(r.json["job_id"])
+            if (job.json or {}).get("status") != "done":
+                raise AssertionError("%s not processed: %r" % (name, job))
+            cls.ids[name] = r.json["document_id"]
+
+    def found(self, flt):
+        got = filtered(self.TERM, flt)
+        return {n for n, i in self.ids.items() if i in got}
+
+    def test_author_eq_and_in(self):
+        self.assertEqual(self.found({"field": "author", "eq": "Ada Byron"}), {"pdf"})
+        self.assertEqual(self.found({"field": "author", "in": ["Grete Weiss", "Nobody"]}),
+                         {"docx"})
+        # the HTML file names no author: no condition on it holds, its negation does
+        self.assertEqual(self.found({"not": {"field": "author", "in": ["Ada Byron",
+                                                                      "Grete Weiss"]}}),
+                         {"html"})
+
+    def test_language_ignores_case_and_matches_whole_tags(self):
+        self.assertEqual(self.found({"field": "language", "eq": "de-de"}), {"docx"})
+        self.assertEqual(self.found({"field": "language", "in": ["FR", "de-DE"]}),
+                         {"html", "docx"})
+        self.assertEqual(self.found({"field": "language", "eq": "de"}), set())
+
+    def test_author_and_language_are_strings_without_ranges(self):
+        for flt, want in (({"field": "author", "gt": "A"}, 'field "author" takes eq and in'),
+                          ({"field": "language", "eq": 7}, "takes strings")):
+            r = call("POST", "/v1/query", body={"query": self.TERM, "filter": flt}, key=key())
+            self.assertIn(want, self.assertError(r, 400)["message"])
+
+
+class MetadataPerVersion(Case):
+    """Each version keeps the metadata it was uploaded with; the current
+    version's is what its chunks carry."""
+
+    TERM = "Quorvath ledger"
+
+    def upload(self, text, meta):
+        qs = urllib.parse.urlencode({"external_id": "filters:versions", "title": "ledger",
+                                     "metadata": json.dumps(meta)})
+        r = call("POST", "/v1/documents?" + qs, body=text, key=key(), ctype="text/plain")
+        self.assertStatus(r, 202)
+        if not r.json.get("unchanged"):
+            job = harness.wait_job(r.json["job_id"])
+            self.assertEqual((job.json or {}).get("status"), "done", repr(job))
+        return r.json
+
+    def test_versions_keep_their_metadata_and_chunks_carry_the_current(self):
+        v1 = self.upload("%s, first edition." % self.TERM, {"edition": 1, "team": "a"})
+        v2 = self.upload("%s, second edition." % self.TERM, {"edition": 2})
+        self.assertEqual(v2["document_id"], v1["document_id"])
+        doc = v1["document_id"]
+        d = call("GET", "/v1/documents/" + doc, key=key())
+        self.assertStatus(d, 200)
+        self.assertEqual(d.json["metadata"], {"edition": 2})
+        by_version = {v["version"]: v["metadata"] for v in d.json["versions"]}
+        self.assertEqual(by_version[v2["version"]], {"edition": 2})
+        self.assertEqual(by_version[v1["version"]], {"edition": 1, "team": "a"},
+                         "a new version must not overwrite its predecessor's metadata")
+        ed = lambda n: {"and": [{"field": "doc_id", "eq": doc},
+                                {"field": "meta.edition", "eq": n}]}
+        self.assertEqual(filtered(self.TERM, ed(2)), {doc})
+        self.assertEqual(filtered(self.TERM, ed(1)), set())
+        # the same content with other metadata: indexed again, same version
+        v3 = self.upload("%s, second edition." % self.TERM, {"edition": 3})
+        self.assertFalse(v3.get("unchanged"), v3)
+        self.assertEqual(v3["version"], v2["version"])
+        self.assertEqual(filtered(self.TERM, ed(3)), {doc})
+        self.assertEqual(filtered(self.TERM, ed(2)), set())
+        d = call("GET", "/v1/documents/" + doc, key=key())
+        by_version = {v["version"]: v["metadata"] for v in d.json["versions"]}
+        self.assertEqual(by_version, {v1["version"]: {"edition": 1, "team": "a"},
+                                      v2["version"]: {"edition": 3}})
+        # the same content and metadata again: nothing to do
+        v4 = self.upload("%s, second edition." % self.TERM, {"edition": 3})
+        self.assertTrue(v4.get("unchanged"), v4)

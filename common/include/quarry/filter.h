@@ -5,7 +5,8 @@
  *   {"field": "meta.team", "in": ["legal", "hr"]}
  *   {"field": "created_at", "gte": "2020-01-01T00:00:00Z", "lt": 1700000000}
  * or a combination {"and": [...]}, {"or": [...]}, {"not": {...}}. Fields are
- * doc_id, title, content_type, created_at (unix seconds) and meta.<key> (the
+ * doc_id, title, content_type, author, language (a BCP 47 tag, compared
+ * without regard to case), created_at (unix seconds) and meta.<key> (the
  * document's user metadata). Operators: eq, in, gt, gte, lt, lte; a condition
  * with several range operators needs all of them. Range operands are numbers
  * or RFC 3339 dates (a date compares as unix seconds).
@@ -39,8 +40,10 @@ typedef struct q_filter_doc {
   const char *doc_id;
   const char *title;
   const char *content_type;
-  int64_t created_at; /* unix seconds; 0: unknown (absent) */
-  const json_t *meta; /* the user metadata object, or NULL */
+  const char *author;   /* "" or NULL: the file names none (absent) */
+  const char *language; /* BCP 47 tag; "" or NULL: unknown (absent) */
+  int64_t created_at;   /* unix seconds; 0: unknown (absent) */
+  const json_t *meta;   /* the user metadata object, or NULL */
 } q_filter_doc_t;
 
 /* Compiles the filter v. 0 and *out set (the caller frees it with
@@ -97,6 +100,8 @@ typedef enum {
   Q_FILTER_DOC_ID,
   Q_FILTER_TITLE,
   Q_FILTER_CONTENT_TYPE,
+  Q_FILTER_AUTHOR,
+  Q_FILTER_LANGUAGE,
   Q_FILTER_CREATED_AT,
   Q_FILTER_META
 } q_filter_field_t;

@@ -53,11 +53,14 @@
   X(TITLE_BYTES, 512, "document title (upload, chunks, passages)")                       \
   X(FILENAME_BYTES, 255, "file name of a document (its last path component)")            \
   X(MEDIA_TYPE_BYTES, 256, "Content-Type of a document, parameters included")            \
+  X(AUTHOR_BYTES, 512, "author recorded in a document's file (Chunk.author)")            \
+  X(LANGUAGE_BYTES, 35, "BCP 47 language tag of a document (Chunk.language)")            \
   X(UPLOAD_BYTES_MIN, 1, "smallest QUARRY_MAX_UPLOAD_BYTES")                             \
   X(UPLOAD_BYTES_DEFAULT, 104857600, "default QUARRY_MAX_UPLOAD_BYTES (100 MiB)")        \
   X(UPLOAD_BYTES_MAX, 1073741824, "largest QUARRY_MAX_UPLOAD_BYTES (1 GiB)")             \
   X(CHUNK_BYTES, 32768, "a chunk's text with its heading path (<= EMBED_TEXT_BYTES)")    \
   X(UPSERT_CHUNKS, 4096, "chunks per Retriever.Upsert call")                             \
+  X(COMMIT_CHUNKS, 1048576, "chunks of one version a staged Upsert commit publishes")    \
   /* Queries and answers */                                                              \
   X(QUERY_BYTES, 4096, "query text (REST, Embed, Search, Rerank, Generate, events)")     \
   X(TOP_K_MAX, 50, "largest top_k of POST /v1/query")                                    \

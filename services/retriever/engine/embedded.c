@@ -641,6 +641,55 @@ fail:
   return rc;
 }
 
+/* Staged chunks go to PostgreSQL only (retriever_staged): the index, and so
+ * every search, sees nothing of them until embedded_commit. */
+static q_err_t embedded_stage(void *st, const char *tenant, const engine_chunk_t *chunks,
+                              size_t n, char *err, size_t errlen) {
+  embedded_t *e = st;
+  if (!e->store) {
+    snprintf(err, errlen, "staging needs the database (memory-only engine)");
+    return Q_EUNIMPL;
+  }
+  pthread_mutex_lock(&e->write_mu);
+  q_err_t rc = index_check(e->index, tenant, chunks, n, err, errlen);
+  pthread_mutex_unlock(&e->write_mu);
+  return rc ? rc : store_stage(e->store, tenant, chunks, n, err, errlen);
+}
+
+/* One transaction publishes the staged version in the table; then the
+ * document's active rows replace it in the index in one index_upsert (one
+ * hold of the index's write lock), as a replica applies a change. Searches
+ * see the old version until that call and the new one from it on. */
+static q_err_t embedded_commit(void *st, const char *tenant, const char *doc_id,
+                               int32_t version, size_t expect, size_t *retired, char *err,
+                               size_t errlen) {
+  embedded_t *e = st;
+  store_span_t span = {0, 0};
+  *retired = 0;
+  if (!e->store) {
+    snprintf(err, errlen, "staging needs the database (memory-only engine)");
+    return Q_EUNIMPL;
+  }
+  pthread_mutex_lock(&e->write_mu);
+  q_err_t rc = store_commit_staged(e->store, tenant, doc_id, version, expect, retired,
+                                   &span, err, errlen);
+  if (!rc) {
+    rc = store_load_doc(e->store, tenant, doc_id, apply_doc_cb, e, err, errlen);
+    if (rc)
+      /* The table holds the new version; this replica's index catches up
+       * at its next start (other replicas reload it from the change log). */
+      q_log_error("retriever: committed version not loaded into the index",
+                  "{s:s,s:s,s:s}", "tenant_id", tenant, "doc_id", doc_id, "reason", err);
+    atomic_fetch_add(&e->changed, 1);
+    if (!rc && span.first && span.first == e->tail_pos + 1) {
+      e->tail_pos = span.last;
+      atomic_store(&e->pos_pub, span.last);
+    }
+  }
+  pthread_mutex_unlock(&e->write_mu);
+  return rc;
+}
+
 static q_err_t embedded_upsert(void *st, const char *tenant, const engine_chunk_t *chunks,
                                size_t n, const char *replace_doc_id, size_t *retired,
                                char *err, size_t errlen) {
@@ -806,6 +855,8 @@ const engine_ops_t engine_embedded_ops = {
     .open = embedded_open,
     .close = embedded_close,
     .upsert = embedded_upsert,
+    .stage = embedded_stage,
+    .commit = embedded_commit,
     .remove = embedded_remove,
     .search = embedded_search,
     .stats = embedded_stats,

@@ -79,6 +79,8 @@ typedef struct engine_chunk {
    * every chunk of a document version carries the same. An engine keeps
    * them per document where it can (the embedded engine does). */
   const char *content_type; /* may be NULL */
+  const char *author;       /* the file's author; NULL or "" none */
+  const char *language;     /* BCP 47 tag; NULL or "" unknown */
   int64_t created_at;       /* unix seconds; 0 unknown */
   const char *metadata;     /* user metadata, compact JSON object; NULL or ""
                                none (checked with q_meta_check by the caller) */
@@ -209,6 +211,17 @@ typedef struct engine_ops {
   q_err_t (*upsert)(void *st, const char *tenant, const engine_chunk_t *chunks, size_t n,
                     const char *replace_doc_id, size_t *retired, char *err,
                     size_t errlen);
+  /* A new version in batches, swapped in atomically (UpsertRequest.stage):
+   * stage stores chunks[0..n) durably without making them searchable
+   * (validated as upsert does); commit makes the staged chunks of doc_id's
+   * version live, exactly expect of them, and retires the document's other
+   * live chunks, in one step for every search (Q_ENOTFOUND, nothing changed,
+   * when not exactly expect are staged). NULL where the engine cannot
+   * (Milvus): the service answers UNIMPLEMENTED. */
+  q_err_t (*stage)(void *st, const char *tenant, const engine_chunk_t *chunks, size_t n,
+                   char *err, size_t errlen);
+  q_err_t (*commit)(void *st, const char *tenant, const char *doc_id, int32_t version,
+                    size_t expect, size_t *retired, char *err, size_t errlen);
   /* Retires every chunk of doc_id: *retired receives how many (0 when the
    * document has none). */
   q_err_t (*remove)(void *st, const char *tenant, const char *doc_id, size_t *retired,

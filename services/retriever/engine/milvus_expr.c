@@ -181,6 +181,9 @@ static q_err_t cond(q_buf_t *b, const q_filter_node_t *n) {
     return rc ? rc : q_buf_puts(b, ")");
   }
   case Q_FILTER_CREATED_AT: return created_cond(b, &c);
+  case Q_FILTER_AUTHOR:
+  case Q_FILTER_LANGUAGE:
+    return Q_EUNIMPL; /* not stored in the collection (docs/milvus.md) */
   default: return meta_cond(b, &c);
   }
 }
@@ -210,9 +213,11 @@ q_err_t milvus_filter_expr(const q_filter_t *f, q_buf_t *b, char *err, size_t er
   q_err_t rc = root ? node(b, root) : Q_EINVAL;
   if (rc)
     snprintf(err, errlen, "milvus: filter %s",
-             rc == Q_EINVAL ? "holds a string that is not UTF-8"
-                            : "is too long as a Milvus expression");
-  return rc == Q_ENOMEM ? Q_ENOMEM : rc ? Q_EINVAL : 0;
+             rc == Q_EUNIMPL
+                 ? "on author or language: the Milvus engine does not store them"
+             : rc == Q_EINVAL ? "holds a string that is not UTF-8"
+                              : "is too long as a Milvus expression");
+  return rc == Q_ENOMEM || rc == Q_EUNIMPL ? rc : rc ? Q_EINVAL : 0;
 }
 
 q_err_t milvus_meta_stored(const char *meta, char **out) {

@@ -179,6 +179,8 @@ static q_err_t chunk_cb(void *ud, const engine_chunk_t *c) {
   wstr(w, c->content_type ? c->content_type : "");
   wu64(w, (uint64_t)c->created_at);
   wstr(w, c->metadata ? c->metadata : "");
+  wstr(w, c->author ? c->author : "");
+  wstr(w, c->language ? c->language : "");
   w->chunks++;
   w->total++;
   return w->failed ? Q_EIO : 0;
@@ -356,6 +358,8 @@ static void free_chunks(engine_chunk_t *ch, size_t n) {
     free((char *)ch[i].text);
     free((char *)ch[i].content_type);
     free((char *)ch[i].metadata);
+    free((char *)ch[i].author);
+    free((char *)ch[i].language);
   }
   free(ch);
 }
@@ -425,6 +429,8 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     x->content_type = rstr(&c);
     x->created_at = (int64_t)ru64(&c);
     x->metadata = rstr(&c);
+    x->author = rstr(&c);
+    x->language = rstr(&c);
     if (x->dim && (x->dim != dim || !has_graph))
       c.bad = true;
   }

@@ -34,8 +34,9 @@
 
 /* Bumped whenever the layout changes: a snapshot of another version is
  * discarded (and the index rebuilt). 2: chunks carry their document's
- * filter fields; 3: the header names the database. */
-#define SNAPSHOT_FORMAT 3
+ * filter fields; 3: the header names the database; 4: chunks carry their
+ * document's author and language. */
+#define SNAPSHOT_FORMAT 4
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {

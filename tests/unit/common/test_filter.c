@@ -91,6 +91,34 @@ Test(filter, conditions_match_document_fields) {
   json_decref(m);
 }
 
+Test(filter, author_and_language_are_fields) {
+  q_filter_doc_t d = {.doc_id = "d1", .author = "Ada Byron", .language = "en-US"};
+  cr_assert(matches("{\"field\":\"author\",\"eq\":\"Ada Byron\"}", &d));
+  cr_assert_not(matches("{\"field\":\"author\",\"eq\":\"ada byron\"}", &d));
+  cr_assert(matches("{\"field\":\"author\",\"in\":[\"x\",\"Ada Byron\"]}", &d));
+  /* BCP 47 tags compare without regard to case; a tag matches only itself */
+  cr_assert(matches("{\"field\":\"language\",\"eq\":\"en-us\"}", &d));
+  cr_assert(matches("{\"field\":\"language\",\"in\":[\"de\",\"EN-US\"]}", &d));
+  cr_assert_not(matches("{\"field\":\"language\",\"eq\":\"en\"}", &d));
+  /* absent (NULL or ""): no condition matches, not of one does */
+  q_filter_doc_t none = {.doc_id = "d2", .author = "", .language = NULL};
+  cr_assert_not(matches("{\"field\":\"author\",\"eq\":\"\"}", &none));
+  cr_assert_not(matches("{\"field\":\"language\",\"in\":[\"\",\"en\"]}", &none));
+  cr_assert(matches("{\"not\":{\"field\":\"language\",\"eq\":\"en\"}}", &none));
+  /* strings only, and no ranges */
+  char err[256] = "";
+  q_filter_t *f = NULL;
+  const char *bad = "{\"field\":\"language\",\"gte\":\"a\"}";
+  cr_assert_eq(q_filter_parse(bad, strlen(bad), &f, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "field \"language\" takes eq and in"), "%s", err);
+  bad = "{\"field\":\"author\",\"eq\":3}";
+  cr_assert_eq(q_filter_parse(bad, strlen(bad), &f, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "takes strings"), "%s", err);
+  bad = "{\"field\":\"owner\",\"eq\":\"x\"}";
+  cr_assert_eq(q_filter_parse(bad, strlen(bad), &f, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "author, language"), "%s", err);
+}
+
 Test(filter, empty_and_null_are_no_filter) {
   char err[128];
   q_filter_t *f = (q_filter_t *)1;

@@ -167,6 +167,71 @@ Test(lifecycle_pg, versions_are_recorded_by_the_trigger) {
   q_arena_free(a);
 }
 
+/* Uploads version content sha of external id "ext" with metadata meta. */
+static void upload_meta(const char *sha, const char *meta, upload_result_t *r) {
+  upload_meta_t m = {.tenant_id = "t",
+                     .external_id = "ext",
+                     .title = "doc",
+                     .filename = "doc.md",
+                     .content_type = "text/markdown",
+                     .sha256 = sha,
+                     .size = 10,
+                     .trace_id = "",
+                     .metadata = meta};
+  char err[512] = "";
+  cr_assert_eq(docstore_record_upload(pool, &m, r, err, sizeof err), 0, "%s", err);
+}
+
+/* The versions of document id, newest first, as GetDocument reads them. */
+static Quarry__V1__Document *versions_of(const char *id, q_arena_t *a) {
+  Quarry__V1__Document *d = q_arena_alloc(a, sizeof *d);
+  quarry__v1__document__init(d);
+  d->id = q_arena_strdup(a, id);
+  char err[256] = "";
+  cr_assert_eq(lifecycle_versions(pool, d, a, err, sizeof err), 0, "%s", err);
+  return d;
+}
+
+Test(lifecycle_pg, each_version_keeps_the_metadata_it_was_uploaded_with) {
+  upload_result_t r1, r2, r3, r4;
+  upload_meta("sha-one", "{\"team\":\"legal\",\"year\":2019}", &r1);
+  upload_meta("sha-two", "{\"team\":\"eng\"}", &r2);
+  cr_assert_str_eq(r2.document_id, r1.document_id);
+  cr_assert_eq(r2.version, 2);
+  q_arena_t *a = q_arena_new(1 << 20);
+  Quarry__V1__Document *d = versions_of(r1.document_id, a);
+  cr_assert_eq(d->n_versions, 2);
+  cr_assert_str_eq(d->versions[0]->metadata, "{\"team\": \"eng\"}");
+  cr_assert_str_eq(d->versions[1]->metadata, "{\"team\": \"legal\", \"year\": 2019}",
+                   "version 1 keeps its own metadata, not its successor's");
+
+  /* The same content again: without metadata or with the same metadata
+   * nothing changes; with other metadata the current version's changes
+   * and it is indexed again (a new job of the same version). */
+  upload_meta("sha-two", "", &r3);
+  cr_assert(r3.unchanged);
+  upload_meta("sha-two", "{\"team\":\"eng\"}", &r3);
+  cr_assert(r3.unchanged);
+  cr_assert_str_eq(r3.job_id, r2.job_id);
+  upload_meta("sha-two", "{\"team\":\"ops\"}", &r4);
+  cr_assert_not(r4.unchanged);
+  cr_assert_eq(r4.version, 2);
+  cr_assert_str_neq(r4.job_id, r2.job_id);
+  d = versions_of(r1.document_id, a);
+  cr_assert_eq(d->n_versions, 2);
+  cr_assert_str_eq(d->versions[0]->metadata, "{\"team\": \"ops\"}");
+  cr_assert_str_eq(d->versions[1]->metadata, "{\"team\": \"legal\", \"year\": 2019}");
+  /* The job the worker claims carries the current version's metadata; the
+   * older queued job of that version was superseded. */
+  job_t j;
+  char err[256] = "";
+  cr_assert_eq(docstore_claim(pool, "host:1", &j, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(j.id, r4.job_id);
+  cr_assert_str_eq(j.metadata, "{\"team\": \"ops\"}");
+  cr_assert_eq(docstore_claim(pool, "host:1", &j, err, sizeof err), Q_ENOTFOUND);
+  q_arena_free(a);
+}
+
 /* The plan of a deep page, in the shape lifecycle.c builds it. */
 static char *explain(const char *sql) {
   char err[512] = "";

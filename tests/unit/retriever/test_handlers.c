@@ -466,6 +466,46 @@ Test(handlers, upsert_with_replace_and_no_chunks_deletes) {
   cr_assert_eq(chunks_of("acme"), 0);
 }
 
+Test(handlers, stage_and_commit_are_checked_and_need_an_engine_that_stages) {
+  seed();
+  Quarry__V1__Chunk c = chunk("d:2:0", "d", "staged text");
+  Quarry__V1__Chunk *cs[1] = {&c};
+  Quarry__V1__UpsertResponse *resp;
+  struct {
+    int stage;
+    const char *replace;
+    int32_t version, count;
+    size_t n;
+    const char *want;
+  } bad[] = {
+      {1, "d", 0, 0, 1, "stage takes chunks, without replace_doc_id"},
+      {1, "", 0, 0, 0, "stage takes chunks"},
+      {0, "", 2, 1, 0, "commit_version takes replace_doc_id"},
+      {0, "d", 2, 1, 1, "commit_version takes replace_doc_id, commit_chunks"},
+      {0, "d", 2, 0, 0, "commit_chunks 1.."},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+    req.tenant_id = "acme";
+    req.stage = bad[i].stage;
+    req.replace_doc_id = (char *)bad[i].replace;
+    req.commit_version = bad[i].version;
+    req.commit_chunks = bad[i].count;
+    req.n_chunks = bad[i].n;
+    req.chunks = cs;
+    cr_assert_eq(upsert(&req, &resp), Q_EINVAL, "case %zu", i);
+    cr_assert(strstr(err, bad[i].want), "case %zu: %s", i, err);
+  }
+  /* this engine has no database: it cannot stage, and says so */
+  Quarry__V1__UpsertRequest req = QUARRY__V1__UPSERT_REQUEST__INIT;
+  req.tenant_id = "acme";
+  req.stage = 1;
+  req.n_chunks = 1;
+  req.chunks = cs;
+  cr_assert_eq(upsert(&req, &resp), Q_EUNIMPL, "%s", err);
+  cr_assert_eq(chunks_of("acme"), 2, "nothing staged became searchable");
+}
+
 Test(handlers, max_passages_per_doc) {
   char ids[6][16];
   Quarry__V1__Chunk cs[6];

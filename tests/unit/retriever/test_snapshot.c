@@ -347,6 +347,8 @@ Test(snapshot, filter_fields_survive) {
        .dim = DIM,
        .seq = 1,
        .content_type = "application/pdf",
+       .author = "Ada Byron",
+       .language = "en-GB",
        .created_at = 1700000000,
        .metadata = "{\"team\":\"legal\",\"tags\":[\"a\",\"b\"]}"},
       {.chunk_id = "q:1:0",
@@ -356,7 +358,8 @@ Test(snapshot, filter_fields_survive) {
        .embedding = v2,
        .dim = DIM,
        .seq = 2,
-       .content_type = "text/plain"},
+       .content_type = "text/plain",
+       .language = "de"},
   };
   char err[256];
   cr_assert_eq(index_upsert(a, "t", c, 2, NULL, NULL, err, sizeof err), 0, "%s", err);
@@ -365,6 +368,8 @@ Test(snapshot, filter_fields_survive) {
   cr_assert_eq(snapshot_read(b, dir, &meta, NULL, err, sizeof err), 0, "%s", err);
   const char *f = "{\"and\":[{\"field\":\"content_type\",\"eq\":\"application/pdf\"},"
                   "{\"field\":\"meta.tags\",\"eq\":\"b\"},"
+                  "{\"field\":\"author\",\"eq\":\"Ada Byron\"},"
+                  "{\"field\":\"language\",\"in\":[\"en-gb\"]},"
                   "{\"field\":\"created_at\",\"gte\":\"2023-11-14T00:00:00Z\"}]}";
   q_filter_t *flt = NULL;
   cr_assert_eq(q_filter_parse(f, strlen(f), &flt, err, sizeof err), 0, "%s", err);

@@ -410,6 +410,68 @@ Test(store, embedded_engine_answers_the_same_after_a_restart) {
   engine_close(&e);
 }
 
+/* Lexical hits of word on e (tenant t), their chunk ids, sorted. */
+static size_t hits(engine_t *e, const char *word, char ids[][32], size_t max) {
+  char err[256];
+  engine_query_t qq = {"t", ENGINE_LEXICAL, word, strlen(word), NULL, 0, 50, NULL};
+  engine_result_t r;
+  cr_assert_eq(e->ops->search(e->st, &qq, arena, &r, err, sizeof err), 0, "%s", err);
+  size_t n = r.nlexical < max ? r.nlexical : max;
+  for (size_t i = 0; i < n; i++)
+    snprintf(ids[i], sizeof ids[i], "%s", r.lexical[i].chunk_id);
+  qsort(ids, n, sizeof ids[0], (int (*)(const void *, const void *))strcmp);
+  return n;
+}
+
+Test(store, a_staged_version_is_invisible_until_its_commit_swaps_it_in) {
+  char err[512] = "";
+  q_pg_cfg_t pg = {.dsn = test_dsn, .pool = 2, .wait_ms = 5000};
+  engine_config_t cfg = {.pg = &pg};
+  engine_t e;
+  cr_assert_eq(engine_open_ops(&e, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  engine_chunk_t v1[2] = {
+      {.chunk_id = "d:1:0", .doc_id = "d", .text = "harbour one", .version = 1},
+      {.chunk_id = "d:1:1", .doc_id = "d", .text = "harbour two", .version = 1}};
+  size_t retired;
+  cr_assert_eq(e.ops->upsert(e.st, "t", v1, 2, "d", &retired, err, sizeof err), 0, "%s",
+               err);
+  engine_chunk_t v2[3] = {
+      {.chunk_id = "d:2:0", .doc_id = "d", .text = "harbour new", .version = 2},
+      {.chunk_id = "d:2:1", .doc_id = "d", .text = "harbour newer", .version = 2},
+      {.chunk_id = "d:2:2", .doc_id = "d", .text = "harbour newest", .version = 2}};
+  /* two batches staged: searches still see version 1 alone */
+  cr_assert_eq(e.ops->stage(e.st, "t", v2, 2, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(e.ops->stage(e.st, "t", v2 + 2, 1, err, sizeof err), 0, "%s", err);
+  char ids[8][32];
+  cr_assert_eq(hits(&e, "harbour", ids, 8), 2);
+  cr_assert_str_eq(ids[0], "d:1:0");
+  cr_assert_str_eq(ids[1], "d:1:1");
+  /* a commit expecting a chunk that never came changes nothing */
+  cr_assert_eq(e.ops->commit(e.st, "t", "d", 2, 4, &retired, err, sizeof err),
+               Q_ENOTFOUND);
+  cr_assert(strstr(err, "3 chunks of version 2"), "%s", err);
+  cr_assert_eq(hits(&e, "harbour", ids, 8), 2);
+  /* the commit: version 2 whole, version 1 gone, in the table too */
+  cr_assert_eq(e.ops->commit(e.st, "t", "d", 2, 3, &retired, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(retired, 2);
+  cr_assert_eq(hits(&e, "harbour", ids, 8), 3);
+  cr_assert_str_eq(ids[0], "d:2:0");
+  cr_assert_str_eq(ids[2], "d:2:2");
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_chunks WHERE doc_id = 'd' AND "
+                          "active AND version = 2"),
+               3);
+  cr_assert_eq(query_long("SELECT count(*) FROM retriever_staged"), 0);
+  /* a restart loads the committed version */
+  engine_close(&e);
+  cr_assert_eq(engine_open_ops(&e, &engine_embedded_ops, &cfg, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_eq(hits(&e, "harbour", ids, 8), 3);
+  cr_assert_str_eq(ids[1], "d:2:1");
+  engine_close(&e);
+}
+
 Test(store, filter_fields_survive_a_rebuild) {
   const char *groups[] = {"eng", "we \"quote\" and \\ back"};
   engine_chunk_t c[] = {
@@ -417,6 +479,8 @@ Test(store, filter_fields_survive_a_rebuild) {
        .doc_id = "f",
        .text = "filter fields",
        .content_type = "application/pdf",
+       .author = "Ada Byron",
+       .language = "en",
        .created_at = 1700000000,
        .metadata = "{\"team\":\"legal\",\"tags\":[\"a\",\"b\"],\"year\":2021}",
        .access_groups = groups,
@@ -427,6 +491,7 @@ Test(store, filter_fields_survive_a_rebuild) {
   cr_assert_eq(
       query_long("SELECT count(*) FROM retriever_chunks WHERE chunk_id = 'f:1:0' "
                  "AND content_type = 'application/pdf' AND created_at = 1700000000 "
+                 "AND author = 'Ada Byron' AND language = 'en' "
                  "AND metadata->>'team' = 'legal' AND access_groups = "
                  "ARRAY['eng', 'we \"quote\" and \\ back']"),
       1);
@@ -440,7 +505,9 @@ Test(store, filter_fields_survive_a_rebuild) {
   const char *f =
       "{\"and\":[{\"field\":\"content_type\",\"eq\":\"application/pdf\"},"
       "{\"field\":\"created_at\",\"gte\":\"2023-11-14T22:13:20Z\"},"
-      "{\"field\":\"meta.tags\",\"eq\":\"b\"},{\"field\":\"meta.year\",\"eq\":2021}]}";
+      "{\"field\":\"meta.tags\",\"eq\":\"b\"},{\"field\":\"meta.year\",\"eq\":2021},"
+      "{\"field\":\"author\",\"eq\":\"Ada "
+      "Byron\"},{\"field\":\"language\",\"eq\":\"EN\"}]}";
   char err[256];
   q_filter_t *flt = NULL;
   cr_assert_eq(q_filter_parse(f, strlen(f), &flt, err, sizeof err), 0, "%s", err);
