@@ -718,6 +718,25 @@ Test(milvus, filters_become_milvus_expressions) {
       "== \"d\"))");
 }
 
+/* Author and language are not in the collection: refused, never ignored. */
+Test(milvus, filters_on_unstored_fields_are_refused) {
+  const char *const filters[] = {
+      "{\"field\":\"author\",\"eq\":\"Ada\"}",
+      "{\"or\":[{\"field\":\"doc_id\",\"eq\":\"d\"},{\"field\":\"language\","
+      "\"in\":[\"en\"]}]}"};
+  for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
+    q_filter_t *f = NULL;
+    cr_assert_eq(q_filter_parse(filters[i], strlen(filters[i]), &f, err, sizeof err), 0,
+                 "%s", err);
+    q_buf_t b;
+    q_buf_init(&b, 1 << 16);
+    cr_assert_eq(milvus_filter_expr(f, &b, err, sizeof err), Q_EUNIMPL, "%s", filters[i]);
+    cr_assert(strstr(err, "does not store them"), "%s", err);
+    q_buf_cleanup(&b);
+    q_filter_free(f);
+  }
+}
+
 Test(milvus, stored_metadata_carries_dates_as_numbers) {
   char *out = NULL;
   cr_assert_eq(
