@@ -347,7 +347,7 @@ static outcome_t count_chunks(run_t *r, const chunker_input_t *input,
 static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   ingest_t *in = r->in;
   char err[512];
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
+  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap, NULL};
   outcome_t o = enter(r, ST_CHUNKING);
   if (o == OUT_OK)
     o = count_chunks(r, input, &opts);
@@ -469,7 +469,7 @@ static outcome_t prepare(run_t *r) {
   if (r->doc.created > 0)
     j->created_at = r->doc.created;
   doc_input(&r->doc, &r->input);
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
+  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap, NULL};
   o = enter(r, ST_CHUNKING);
   if (o == OUT_OK)
     o = count_chunks(r, &r->input, &opts);
