@@ -25,6 +25,7 @@
 #include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
+#include "quarry/text.h"
 #include "quarry/trace.h"
 #include "quarry/util.h"
 #include "quarry/validate.h"
@@ -311,6 +312,13 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
       return fail(r, OUT_RETRY, "out of memory");
     m->ordinal = c.ordinal;
     m->page = c.page;
+    /* The chunk's place in the document's text, in characters; the text
+     * from text_offset on is that part of it (common.proto). */
+    m->start_offset = (int32_t)c.start;
+    m->end_offset = (int32_t)c.end;
+    m->text_offset =
+        (int32_t)(q_text_chars(c.text, c.lead) +
+                  (heading[0] ? q_text_chars(heading, strlen(heading)) + 2 : 0));
     m->version = j->version;
     /* What retrieval filters look at (docs/retrieval.md, "Filters"). */
     m->content_type = (char *)j->content_type;

@@ -68,6 +68,14 @@ static const q_pg_migration_t migrations[] = {
      "  origin    text NOT NULL,"
      "  at        timestamptz NOT NULL DEFAULT clock_timestamp()"
      ");"},
+    /* Where each chunk is in its document's extracted text, in characters
+     * (Chunk.start_offset, end_offset, text_offset): citations give
+     * document offsets. 0, 0, 0 for rows written before: unknown. */
+    {5, "retriever_chunks_offsets",
+     "ALTER TABLE retriever_chunks"
+     "  ADD COLUMN IF NOT EXISTS start_offset integer NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS end_offset integer NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS text_offset integer NOT NULL DEFAULT 0;"},
 };
 
 /* Writers of the change log take this transaction-level advisory lock
@@ -210,9 +218,10 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
   rc = rc ? rc : copy_text(b, tenant);
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, c->doc_id);
-  rc = rc ? rc
-          : q_buf_printf(b, "\t%d\t%d\t%d\t", (int)c->version, (int)c->ordinal,
-                         (int)c->page);
+  rc =
+      rc ? rc
+         : q_buf_printf(b, "\t%d\t%d\t%d\t%d\t%d\t%d\t", (int)c->version, (int)c->ordinal,
+                        (int)c->page, (int)c->at.start, (int)c->at.end, (int)c->at.text);
   rc = rc ? rc : copy_text(b, c->title ? c->title : "");
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, c->text ? c->text : "");
@@ -236,7 +245,8 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
 static int copy_batch(PGconn *c, const char *tenant, const engine_chunk_t *chunks,
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
-                          "version, ordinal, page, title, text, embedding,"
+                          "version, ordinal, page, start_offset, end_offset,"
+                          " text_offset, title, text, embedding,"
                           " content_type, created_at, metadata, access_groups) "
                           "FROM STDIN");
   if (PQresultStatus(r) != PGRES_COPY_IN) {
@@ -329,7 +339,8 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
   rc = q_pg_exec(c,
                  "CREATE TEMP TABLE retriever_stage ("
                  "  chunk_id text, tenant_id text, doc_id text, version integer,"
-                 "  ordinal integer, page integer, title text, text text,"
+                 "  ordinal integer, page integer, start_offset integer,"
+                 "  end_offset integer, text_offset integer, title text, text text,"
                  "  embedding bytea, content_type text, created_at bigint,"
                  "  metadata jsonb, access_groups text[]) ON COMMIT DROP",
                  0, NULL, "creating the staging table", NULL, err, errlen);
@@ -372,14 +383,17 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
     PGresult *ins = q_pg_query(
         c,
         "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
-        "  ordinal, page, title, text, embedding, content_type, created_at,"
-        "  metadata, access_groups, active, updated_at) "
-        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
-        "  text, embedding, content_type, created_at, metadata, access_groups,"
-        "  true, now() FROM retriever_stage "
+        "  ordinal, page, start_offset, end_offset, text_offset, title, text,"
+        "  embedding, content_type, created_at, metadata, access_groups, active,"
+        "  updated_at) "
+        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, start_offset,"
+        "  end_offset, text_offset, title, text, embedding, content_type,"
+        "  created_at, metadata, access_groups, true, now() FROM retriever_stage "
         "ON CONFLICT (chunk_id) DO UPDATE SET "
         "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
         "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+        "  start_offset = EXCLUDED.start_offset, end_offset = EXCLUDED.end_offset,"
+        "  text_offset = EXCLUDED.text_offset,"
         "  title = EXCLUDED.title, text = EXCLUDED.text,"
         "  embedding = EXCLUDED.embedding, content_type = EXCLUDED.content_type,"
         "  created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata,"
@@ -500,13 +514,15 @@ static const char *decode_row(PGresult *r, int i, float *vec, engine_chunk_t *ch
       .created_at =
           PQgetlength(r, i, 11) == 8 ? (int64_t)be_uint64(PQgetvalue(r, i, 11)) : 0,
       .metadata = PQgetvalue(r, i, 12),
+      .at = {int_field(r, i, 13), int_field(r, i, 14), int_field(r, i, 15)},
   };
   return PQgetvalue(r, i, 1);
 }
 
 #define CHUNK_COLUMNS                                                                    \
   "chunk_id, tenant_id, doc_id, version, ordinal, page, title, text, embedding, seq,"    \
-  " content_type, created_at, coalesce(metadata::text, '')"
+  " content_type, created_at, coalesce(metadata::text, ''), start_offset,"               \
+  " end_offset, text_offset"
 
 static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *loaded,
                      char *err, size_t errlen) {

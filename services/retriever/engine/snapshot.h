@@ -33,7 +33,9 @@
 
 /* Bumped whenever the layout changes: a snapshot of another version is
  * discarded (and the index rebuilt). */
-#define SNAPSHOT_FORMAT 2 /* 2: chunks carry their document's filter fields */
+#define SNAPSHOT_FORMAT                                                                  \
+  3 /* 2: chunks carry their document's filter fields; 3: and                            \
+     * their offsets in the document */
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {
