@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "quarry/buf.h"
+#include "quarry/chunking.h"
 #include "quarry/error.h"
 #include "quarry/text.h"
 
@@ -523,4 +524,31 @@ size_t chunker_chunk_id(char *out, size_t outlen, const char *doc_id, int versio
     return 0;
   }
   return (size_t)k;
+}
+
+q_err_t chunker_opts_parse(const char *spec, const chunker_opts_t *def,
+                           chunker_opts_t *out, char *err, size_t errlen) {
+  q_chunking_t c;
+  q_err_t rc = q_chunking_parse(spec, &c, err, errlen);
+  if (rc)
+    return rc;
+  *out = *def;
+  if (c.strategy[0] && !(out->strategy = chunker_strategy(c.strategy))) {
+    snprintf(err, errlen, "chunking: unknown strategy \"%s\"", c.strategy);
+    return Q_EINVAL;
+  }
+  if (c.tokens > 0) {
+    out->target_words = c.tokens;
+    if (out->overlap_words > c.tokens / 2)
+      out->overlap_words = c.tokens / 2;
+  }
+  if (c.overlap >= 0)
+    out->overlap_words = c.overlap;
+  return Q_OK;
+}
+
+size_t chunker_opts_format(const chunker_opts_t *o, char *out, size_t outlen) {
+  q_chunking_t c = {"", o->target_words, o->overlap_words};
+  snprintf(c.strategy, sizeof c.strategy, "%s", chunker_strategy_name(o->strategy));
+  return q_chunking_format(&c, out, outlen);
 }

@@ -59,8 +59,8 @@
 
 #include "quarry/limits.h"
 
-#define CHUNKER_MAX_WORD 256    /* bytes; longer words are cut */
-#define CHUNKER_MAX_TARGET 4096 /* largest target in words */
+#define CHUNKER_MAX_WORD 256                        /* bytes; longer words are cut */
+#define CHUNKER_MAX_TARGET Q_LIMIT_CHUNK_TOKENS_MAX /* largest target in words */
 #define CHUNKER_HEADING_MAX 512 /* bytes of a heading path, NUL included */
 
 /* Most bytes of a chunk's text. The worker embeds and indexes the heading
@@ -75,9 +75,9 @@
  * chunker.c. */
 typedef struct chunker_strategy chunker_strategy_t;
 
+/* The strategies are those quarry/chunking.h names (the API's), the
+ * default first; test_chunker holds the two lists together. */
 #define CHUNKER_DEFAULT_STRATEGY "structure"
-#define CHUNKER_STRATEGY_NAMES "structure, fixed" /* for messages */
-#define CHUNKER_STRATEGY_BYTES 16                 /* longest name, NUL included */
 
 /* The strategy called name (NUL-terminated), NULL when there is none. */
 const chunker_strategy_t *chunker_strategy(const char *name);
@@ -144,6 +144,17 @@ typedef struct chunk {
 } chunk_t;
 
 typedef struct chunker chunker_t;
+
+/* The options an upload's chunking spec (quarry/chunking.h) asks for, its
+ * empty parts taken from def (the service's settings; an overlap not
+ * given is def's, at most half the chunk size). NULL or "" is def.
+ * Q_EINVAL with err naming the part at fault. */
+q_err_t chunker_opts_parse(const char *spec, const chunker_opts_t *def,
+                           chunker_opts_t *out, char *err, size_t errlen);
+
+/* The full spec of o ("structure:200:40") into out, which holds
+ * Q_LIMIT_CHUNKING_BYTES + 1 bytes; returns its length. */
+size_t chunker_opts_format(const chunker_opts_t *o, char *out, size_t outlen);
 
 /* Prepares to chunk in (borrowed). Q_EINVAL when the options are out of
  * range (err says which), Q_ENOMEM. The caller frees the chunker. */

@@ -351,12 +351,25 @@ static outcome_t count_chunks(run_t *r, const chunker_input_t *input,
   return OUT_OK;
 }
 
+/* The chunking the job's version was stored with (upload.c resolved it in
+ * full), the settings for a version stored before that was recorded. */
+static outcome_t job_chunking(run_t *r, chunker_opts_t *o) {
+  const ingest_cfg_t *cfg = &r->in->cfg;
+  chunker_opts_t def = {cfg->chunk_tokens, cfg->chunk_overlap, cfg->chunking};
+  char err[256];
+  if (chunker_opts_parse(r->j->chunking, &def, o, err, sizeof err))
+    return fail(r, OUT_FAILED, "the version's %s", err);
+  return OUT_OK;
+}
+
 /* Chunks, embeds and upserts everything. */
 static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   ingest_t *in = r->in;
   char err[512];
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap, NULL};
-  outcome_t o = enter(r, ST_CHUNKING);
+  chunker_opts_t opts;
+  outcome_t o = job_chunking(r, &opts);
+  if (o == OUT_OK)
+    o = enter(r, ST_CHUNKING);
   if (o == OUT_OK)
     o = count_chunks(r, input, &opts);
   if (o != OUT_OK)
@@ -477,8 +490,10 @@ static outcome_t prepare(run_t *r) {
   if (r->doc.created > 0)
     j->created_at = r->doc.created;
   doc_input(&r->doc, &r->input);
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap, NULL};
-  o = enter(r, ST_CHUNKING);
+  chunker_opts_t opts;
+  o = job_chunking(r, &opts);
+  if (o == OUT_OK)
+    o = enter(r, ST_CHUNKING);
   if (o == OUT_OK)
     o = count_chunks(r, &r->input, &opts);
   if (o != OUT_OK || r->total > UPSERT_BATCH)

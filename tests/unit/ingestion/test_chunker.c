@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "quarry/buf.h"
+#include "quarry/chunking.h"
 #include "quarry/error.h"
 #include "quarry/limits.h"
 #include "quarry/validate.h"
@@ -802,4 +803,40 @@ Test(chunker, offsets_count_characters_not_bytes) {
   cr_assert_eq(ch.start, 46); /* after the blank line */
   chunker_free(c);
   doc_cleanup(&d);
+}
+
+Test(chunker, strategies_are_the_ones_the_api_names) {
+  /* quarry/chunking.h lists the names the gateway accepts; each must be a
+   * strategy here, and the default must be the first. */
+  char names[] = Q_CHUNKING_STRATEGY_NAMES;
+  int n = 0;
+  for (char *save, *t = strtok_r(names, ", ", &save); t;
+       t = strtok_r(NULL, ", ", &save)) {
+    cr_assert_not_null(chunker_strategy(t), "%s", t);
+    cr_assert(q_chunking_known(t));
+    if (n++ == 0)
+      cr_assert_str_eq(t, CHUNKER_DEFAULT_STRATEGY);
+  }
+  cr_assert_eq(n, 2);
+}
+
+Test(chunker, opts_from_a_spec_take_defaults_for_empty_parts) {
+  chunker_opts_t def = {200, 40, NULL}, o;
+  char err[256], spec[Q_LIMIT_CHUNKING_BYTES + 1];
+  cr_assert_eq(chunker_opts_parse("", &def, &o, err, sizeof err), Q_OK);
+  chunker_opts_format(&o, spec, sizeof spec);
+  cr_assert_str_eq(spec, "structure:200:40");
+  cr_assert_eq(chunker_opts_parse("fixed::", &def, &o, err, sizeof err), Q_OK);
+  chunker_opts_format(&o, spec, sizeof spec);
+  cr_assert_str_eq(spec, "fixed:200:40");
+  /* A smaller window keeps at most half of it as the default overlap. */
+  cr_assert_eq(chunker_opts_parse(":50:", &def, &o, err, sizeof err), Q_OK);
+  chunker_opts_format(&o, spec, sizeof spec);
+  cr_assert_str_eq(spec, "structure:50:25");
+  cr_assert_eq(chunker_opts_parse("fixed:64:0", &def, &o, err, sizeof err), Q_OK);
+  cr_assert_eq(o.target_words, 64);
+  cr_assert_eq(o.overlap_words, 0);
+  cr_assert_str_eq(chunker_strategy_name(o.strategy), "fixed");
+  cr_assert_eq(chunker_opts_parse("pages::", &def, &o, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "chunking"), "%s", err);
 }
