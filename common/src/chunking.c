@@ -22,7 +22,8 @@ q_err_t q_chunking_check(const q_chunking_t *c, char *err, size_t errlen) {
     return Q_EINVAL;
   }
   if (c->tokens != 0 && (c->tokens < 1 || c->tokens > Q_LIMIT_CHUNK_TOKENS_MAX)) {
-    snprintf(err, errlen, "chunk_tokens: must be 1..%d (words)", Q_LIMIT_CHUNK_TOKENS_MAX);
+    snprintf(err, errlen, "chunk_tokens: must be 1..%d (words)",
+             Q_LIMIT_CHUNK_TOKENS_MAX);
     return Q_EINVAL;
   }
   if (c->overlap != -1) {

@@ -541,6 +541,10 @@ static void upload_begin(gw_req_t *r) {
                       "malformed multipart/form-data Content-Type (missing boundary?)");
     return;
   }
+  /* A raw body has all its parameters in the query string: a bad
+   * chunking choice is refused before the body is sent. */
+  if (chunking_ready(u))
+    return;
   /* Forwarded as declared: ingestion decides what the document is. */
   const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
   if (copy_meta(r, "Content-Type", ct, strlen(ct), u->doc_type, Q_LIMIT_MEDIA_TYPE_BYTES))

@@ -69,7 +69,8 @@ Test(chunking, format_writes_what_parse_reads) {
     q_chunking_format(&c, out, sizeof out);
     cr_assert_str_eq(out, specs[i]);
   }
-  q_chunking_t worst = {"structure", Q_LIMIT_CHUNK_TOKENS_MAX, Q_LIMIT_CHUNK_TOKENS_MAX / 2};
+  q_chunking_t worst = {"structure", Q_LIMIT_CHUNK_TOKENS_MAX,
+                        Q_LIMIT_CHUNK_TOKENS_MAX / 2};
   char out[Q_LIMIT_CHUNKING_BYTES + 1];
   cr_assert_lt(q_chunking_format(&worst, out, sizeof out), sizeof out);
 }
