@@ -40,14 +40,16 @@ q_err_t q_chunking_check(const q_chunking_t *c, char *err, size_t errlen) {
   return Q_OK;
 }
 
-/* A number of 1..5 digits, s[0..n); -1 when it is not one. */
+#define NOT_A_NUMBER (-1)
+
+/* A number of 1..5 digits, s[0..n); NOT_A_NUMBER when it is not one. */
 static int number(const char *s, size_t n) {
   if (n == 0 || n > 5)
-    return -1;
+    return NOT_A_NUMBER;
   int v = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] < '0' || s[i] > '9')
-      return -1;
+      return NOT_A_NUMBER;
     v = v * 10 + (s[i] - '0');
   }
   return v;
@@ -86,7 +88,7 @@ q_err_t q_chunking_parse(const char *spec, q_chunking_t *out, char *err, size_t 
   }
   if (ol) {
     out->overlap = number(c2 + 1, ol);
-    if (out->overlap < 0) {
+    if (out->overlap == NOT_A_NUMBER) {
       snprintf(err, errlen, "chunk_overlap: must be a number of words");
       return Q_EINVAL;
     }
