@@ -311,12 +311,14 @@ static size_t structure_end(const chunker_t *c) {
 }
 
 /* structure: back by the overlap, moved forward to a sentence start if
- * one lies inside the overlap; no overlap into a table. */
+ * one lies inside the overlap; no overlap into a table, nor before one
+ * that starts the next chunk (the table would not fit after the overlap,
+ * and the overlap would be a chunk of its own). */
 static size_t structure_next(const chunker_t *c, size_t end) {
   size_t ov = (size_t)c->o.overlap_words;
   if (ov > end / 2)
     ov = end / 2;
-  if (ov == 0)
+  if (ov == 0 || (end < c->nw && (c->w[end].flags & W_TABLE_START)))
     return end;
   for (size_t b = end - ov; b < end; b++)
     if (c->w[b].flags & (W_TABLE | W_TABLE_START))

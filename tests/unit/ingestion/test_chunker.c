@@ -840,3 +840,27 @@ Test(chunker, opts_from_a_spec_take_defaults_for_empty_parts) {
   cr_assert_eq(chunker_opts_parse("pages::", &def, &o, err, sizeof err), Q_EINVAL);
   cr_assert(strstr(err, "chunking"), "%s", err);
 }
+
+/* A chunk that ends before a table it cannot hold is not followed by a
+ * chunk of its overlap alone: the table starts the next chunk. */
+Test(chunker, no_chunk_of_overlap_before_a_table) {
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1u << 20);
+  add(&d, EXTRACT_PARAGRAPH, 0,
+      "one two three four five six seven eight nine ten eleven twelve thirteen.");
+  char row[64];
+  for (int i = 0; i < 12; i++) {
+    snprintf(row, sizeof row, "r%d | x | y", i);
+    add(&d, EXTRACT_TABLE_ROW, 0, row);
+  }
+  got_t *g = run_doc(&d, "structure", 20, 8, NULL);
+  for (int i = 0; i < g->n; i++)
+    cr_assert(strstr(g->text[i], "|") || strstr(g->text[i], "thirteen."),
+              "chunk %d is only overlap: %s", i, g->text[i]);
+  int plain = 0;
+  for (int i = 0; i < g->n; i++)
+    plain += strstr(g->text[i], "|") == NULL;
+  cr_assert_eq(plain, 1, "the paragraph once");
+  got_free(g);
+  doc_cleanup(&d);
+}
