@@ -17,25 +17,28 @@
 #include "quarry/error.h"
 
 typedef struct ingest_cfg {
-  const char *blob_dir;     /* absolute, created at start */
-  int64_t max_upload_bytes; /* QUARRY_MAX_UPLOAD_BYTES */
-  int workers;              /* QUARRY_INGEST_WORKERS */
-  int batch;                /* QUARRY_INGEST_BATCH: jobs a worker claims at once */
-  int chunk_tokens;         /* QUARRY_CHUNK_TOKENS (words) */
-  int chunk_overlap;        /* QUARRY_CHUNK_OVERLAP (words) */
-  const chunker_strategy_t *chunking; /* QUARRY_CHUNKING: the default strategy */
-  const char *llm_addr;               /* QUARRY_LLM_GATEWAY_ADDR */
-  const char *retriever_addr;         /* QUARRY_RETRIEVER_ADDR */
-  const char *pg_dsn;                 /* QUARRY_PG_DSN: the LISTEN connection */
-  int poll_ms;                        /* QUARRY_INGEST_POLL_MS: safety-net poll */
-  int max_attempts;                   /* QUARRY_INGEST_MAX_ATTEMPTS */
-  int backoff_ms;                     /* QUARRY_INGEST_BACKOFF_MS: first retry delay */
-  int64_t retry_window_ms;            /* QUARRY_INGEST_RETRY_WINDOW_MS */
-  int retry_max_backoff_ms;           /* QUARRY_INGEST_RETRY_MAX_BACKOFF_MS */
-  int lease_ms;                       /* QUARRY_INGEST_LEASE_MS */
-  int call_timeout_ms;                /* QUARRY_INGEST_CALL_TIMEOUT_MS */
-  sandbox_cfg_t extract;              /* QUARRY_EXTRACT_*: each document's sandbox */
-  int64_t idempotency_ttl_ms;         /* QUARRY_IDEMPOTENCY_TTL_MS */
+  const char *blob_dir;       /* absolute, created at start */
+  int64_t max_upload_bytes;   /* QUARRY_MAX_UPLOAD_BYTES */
+  int workers;                /* QUARRY_INGEST_WORKERS */
+  int batch;                  /* QUARRY_INGEST_BATCH: jobs a worker claims at once */
+  int chunk_tokens;           /* QUARRY_CHUNK_TOKENS (words) */
+  int chunk_overlap;          /* QUARRY_CHUNK_OVERLAP (words) */
+  const char *llm_addr;       /* QUARRY_LLM_GATEWAY_ADDR */
+  const char *retriever_addr; /* QUARRY_RETRIEVER_ADDR */
+  const char *pg_dsn;         /* QUARRY_PG_DSN: the LISTEN connection */
+  int poll_ms;                /* QUARRY_INGEST_POLL_MS: safety-net poll */
+  int max_attempts;           /* QUARRY_INGEST_MAX_ATTEMPTS */
+  int backoff_ms;             /* QUARRY_INGEST_BACKOFF_MS: first retry delay */
+  int64_t retry_window_ms;    /* QUARRY_INGEST_RETRY_WINDOW_MS */
+  int retry_max_backoff_ms;   /* QUARRY_INGEST_RETRY_MAX_BACKOFF_MS */
+  int lease_ms;               /* QUARRY_INGEST_LEASE_MS */
+  int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
+  sandbox_cfg_t extract;      /* QUARRY_EXTRACT_*: each document's sandbox */
+  int64_t idempotency_ttl_ms; /* QUARRY_IDEMPOTENCY_TTL_MS */
+
+  /* QUARRY_CHUNKING: the default strategy (of an upload that names none,
+   * and of a version stored before the choice was kept). */
+  const chunker_strategy_t *chunking;
 } ingest_cfg_t;
 
 typedef struct ingest {
