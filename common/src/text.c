@@ -208,6 +208,13 @@ size_t q_text_cut(const char *s, size_t n, size_t max) {
   return k;
 }
 
+size_t q_text_chars(const char *s, size_t n) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++)
+    c += ((unsigned char)s[i] & 0xC0) != 0x80;
+  return c;
+}
+
 typedef struct term_state {
   q_text_term_cb cb;
   void *ud;

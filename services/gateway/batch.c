@@ -27,7 +27,45 @@
 
 /* ---- one NDJSON line ------------------------------------------------------ */
 
-static const char *const line_keys[] = {"external_id", "title", "text", "metadata", NULL};
+static const char *const line_keys[] = {"external_id",   "title",    "text",
+                                        "metadata",      "chunking", "chunk_tokens",
+                                        "chunk_overlap", NULL};
+
+/* "chunking" (a string), "chunk_tokens" and "chunk_overlap" (whole
+ * numbers) of a line into out->chunking, checked as an upload's. */
+static q_err_t chunking_members(json_t *o, batch_doc_t *out, char *err, size_t errlen) {
+  q_chunking_t c = Q_CHUNKING_DEFAULT;
+  static const char *const keys[] = {"chunking", "chunk_tokens", "chunk_overlap"};
+  for (int i = 0; i < 3; i++) {
+    json_t *v = json_object_get(o, keys[i]);
+    if (!v || json_is_null(v))
+      continue;
+    char num[24];
+    const char *s;
+    size_t n;
+    if (i == 0) {
+      if (!json_is_string(v)) {
+        snprintf(err, errlen, "\"chunking\" must be a string");
+        return Q_EINVAL;
+      }
+      s = json_string_value(v);
+      n = json_string_length(v);
+    } else {
+      if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+          json_integer_value(v) > Q_LIMIT_CHUNK_TOKENS_MAX) {
+        snprintf(err, errlen, "\"%s\" must be a whole number 0..%d", keys[i],
+                 Q_LIMIT_CHUNK_TOKENS_MAX);
+        return Q_EINVAL;
+      }
+      n = (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+      s = num;
+    }
+    q_err_t rc = upload_chunking_param(&c, keys[i], s, n, err, errlen);
+    if (rc)
+      return rc;
+  }
+  return upload_chunking_spec(&c, out->chunking, sizeof out->chunking, err, errlen);
+}
 
 /* A string member (NULL when absent) that must be UTF-8 without control
  * characters and at most max bytes (ingestion's rule). */
@@ -90,14 +128,17 @@ q_err_t batch_parse_line(const char *line, size_t len, int64_t max_doc_bytes,
       i++;
     if (!line_keys[i]) {
       snprintf(err, errlen,
-               "unknown key \"%.64s\": expected external_id, title, text, metadata", key);
+               "unknown key \"%.64s\": expected external_id, title, text, metadata, "
+               "chunking, chunk_tokens, chunk_overlap",
+               key);
       rc = Q_EINVAL;
       goto done;
     }
   }
   if ((rc = text_member(o, "external_id", Q_LIMIT_EXTERNAL_ID_BYTES, a, &out->external_id,
                         err, errlen)) ||
-      (rc = text_member(o, "title", Q_LIMIT_TITLE_BYTES, a, &out->title, err, errlen)))
+      (rc = text_member(o, "title", Q_LIMIT_TITLE_BYTES, a, &out->title, err, errlen)) ||
+      (rc = chunking_members(o, out, err, errlen)))
     goto done;
   json_t *t = json_object_get(o, "text");
   if (!t || !json_is_string(t) || json_string_length(t) == 0) {
@@ -264,6 +305,8 @@ static void end_line(batch_t *b) {
   it->doc->data.data = (uint8_t *)d.text;
   it->doc->data.len = d.text_len;
   it->doc->metadata_json = (char *)d.metadata;
+  if (!(it->doc->header->chunking = q_arena_strdup(b->a, d.chunking)))
+    http_reject_err(r, Q_ENOMEM, "out of memory");
 }
 
 static void ndjson_data(batch_t *b, const char *p, size_t n) {

@@ -42,6 +42,7 @@
 
 #include "quarry/arena.h"
 #include "quarry/error.h"
+#include "quarry/limits.h"
 
 /* One NDJSON line, parsed. Strings are NUL-terminated, in the arena. */
 typedef struct batch_doc {
@@ -50,6 +51,9 @@ typedef struct batch_doc {
   const char *text;        /* never empty */
   size_t text_len;
   const char *metadata; /* compact JSON object, "" when absent */
+  /* UploadHeader.chunking from "chunking", "chunk_tokens" and
+   * "chunk_overlap" (upload_chunking_spec); "" when absent. */
+  char chunking[Q_LIMIT_CHUNKING_BYTES + 1];
 } batch_doc_t;
 
 /* Parses one NDJSON line (line[0..len), without its "\n"; a trailing "\r"
@@ -57,7 +61,8 @@ typedef struct batch_doc {
  * naming the problem (not the line number; the caller adds it): invalid
  * UTF-8, not JSON, not an object, an unknown key, a key of the wrong type,
  * "text" missing or empty, a title or external_id over its limit or with
- * control characters; Q_ETOOBIG for a line over Q_LIMIT_BATCH_LINE_BYTES or
+ * control characters, a chunking choice that breaks quarry/chunking.h's
+ * rules; Q_ETOOBIG for a line over Q_LIMIT_BATCH_LINE_BYTES or
  * metadata over Q_LIMIT_METADATA_BYTES, or text over max_doc_bytes;
  * Q_ENOMEM. Pure: thread-safe, for tests and the fuzzer. */
 q_err_t batch_parse_line(const char *line, size_t len, int64_t max_doc_bytes,

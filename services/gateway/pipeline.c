@@ -106,8 +106,9 @@ struct pipeline {
   Quarry__V1__Passage **cand; /* the retriever's candidates */
   size_t ncand;
   Quarry__V1__Passage **sent; /* what generation is given: [1] is sent[0] */
-  size_t nsent;
-  q_buf_t answer; /* as generated, at most Q_LIMIT_ANSWER_BYTES */
+  size_t nsent;               /* of them, those the model saw (may be cited) */
+  size_t ngenerate;           /* passages in the Generate request */
+  q_buf_t answer;             /* as generated, at most Q_LIMIT_ANSWER_BYTES */
   bool truncated;
   citations_stream_t stream; /* the checked pieces sent as tokens */
   const char *checked;       /* the answer with invalid markers removed */
@@ -520,6 +521,16 @@ static const char *arena_name(pipeline_t *p, const char *s) {
  * full: then the rest is dropped, but the stream is read to its end for
  * the status) and goes to the sink checked. */
 static void generate_piece(pipeline_t *p, const Quarry__V1__GenerateResponse *msg) {
+  /* The passages the prompt left out may not be cited: known with the
+   * first piece, so no marker of theirs is streamed on (the check of the
+   * pieces and the final check agree), and again in the last message. */
+  if (msg->passages_dropped > 0 && (size_t)msg->passages_dropped <= p->ngenerate) {
+    size_t seen = p->ngenerate - (size_t)msg->passages_dropped;
+    if (seen < p->nsent)
+      p->nsent = seen;
+    if (seen < p->stream.npassages)
+      p->stream.npassages = seen;
+  }
   if (msg->done) {
     /* Usage as the provider counted it; the passages it could not fit in
      * its prompt may not be cited; the built-in answer is a degradation. */
@@ -527,8 +538,6 @@ static void generate_piece(pipeline_t *p, const Quarry__V1__GenerateResponse *ms
       p->usage = *msg->usage;
       p->has_usage = true;
     }
-    if (msg->passages_dropped > 0 && (size_t)msg->passages_dropped <= p->nsent)
-      p->nsent -= (size_t)msg->passages_dropped;
     if (msg->fallback && p->ndegraded < MAX_DEGRADED)
       p->degraded[p->ndegraded++] = "generate";
     p->gen_provider = arena_name(p, msg->provider);
@@ -605,6 +614,7 @@ static bool generate_start(pipeline_t *p) {
   req.query = (char *)p->query;
   req.passages = p->sent;
   req.n_passages = p->nsent;
+  p->ngenerate = p->nsent;
   q_grpc_call_opts_t opts = call_opts(p, timeout, false);
   citations_stream_init(&p->stream, p->nsent);
 

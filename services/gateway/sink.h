@@ -143,7 +143,8 @@ bool sink_json_take(sink_t *s, sink_reply_t *out);
  *   retrieval {"query_id","passages":[Citation...]} (n = 1..count)
  *   token     {"text"}
  *   citation  Citation ({"n","document_id","title","chunk_id","snippet",
- *             "snippet_start","snippet_end","score","page"})
+ *             "snippet_start","snippet_end","document_start","document_end",
+ *             "chunk_start","chunk_end","score","page"})
  *   done      the JSON reply of POST /v1/query, exactly
  *   error     the error envelope {"error":{"code","message"}}
  * The stream starts with the first event; an error before it is not an
@@ -242,10 +243,15 @@ size_t sink_sse_unread(sink_t *s);
 /* ---- shared by the sinks (sink_json.c) ------------------------------------ */
 
 /* {"n","document_id","title","chunk_id","snippet","snippet_start",
- * "snippet_end","score","page"} of passage n; the snippet is the start of
- * the text, at most Q_LIMIT_SNIPPET_BYTES; snippet_start/_end are its
- * offsets in the passage's text in Unicode code points. NULL when out of
- * memory. */
+ * "snippet_end","document_start","document_end","chunk_start","chunk_end",
+ * "score","page"} of passage n; the snippet is the start of the text, at
+ * most Q_LIMIT_SNIPPET_BYTES; snippet_start/_end are its offsets in the
+ * passage's text, document_start/_end the same span's offsets in the
+ * document's extracted text (what of the snippet is not from the document
+ * there, a heading path or a repeated table header, maps to chunk_start),
+ * chunk_start/_end where the chunk is in that text; all in Unicode code
+ * points. The document offsets are null when the passage does not carry
+ * them (Passage.end_offset 0). NULL when out of memory. */
 json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p);
 
 /* The same object for a cited passage: the snippet is the span the answer

@@ -18,6 +18,23 @@ static json_t *text_json(const char *s) {
   return http_json_text(s ? s : "", s ? strlen(s) : 0);
 }
 
+/* An offset into the document, or null when the passage does not say
+ * where it is (indexed before offsets were recorded, or by an engine that
+ * does not keep them: end_offset 0). */
+static json_t *doc_offset(const Quarry__V1__Passage *p, json_int_t off) {
+  return p->end_offset > 0 ? json_integer(off) : json_null();
+}
+
+/* Where character c of the passage's text is in the document: the text
+ * from text_offset on is the document's [start_offset, end_offset); what
+ * comes before it (heading path, a repeated table header) maps to the
+ * start. */
+static json_int_t doc_char(const Quarry__V1__Passage *p, size_t c) {
+  size_t at = p->text_offset > 0 ? (size_t)p->text_offset : 0;
+  json_int_t d = (json_int_t)p->start_offset + (json_int_t)(c > at ? c - at : 0);
+  return d < p->end_offset ? d : (json_int_t)p->end_offset;
+}
+
 /* The citation object with the snippet text[start..end) (bytes). */
 static json_t *passage_span_json(unsigned n, const Quarry__V1__Passage *p, size_t start,
                                  size_t end) {
@@ -27,14 +44,16 @@ static json_t *passage_span_json(unsigned n, const Quarry__V1__Passage *p, size_
     start = end = 0;
   if (end == 0)
     end = q_text_cut(text, tl, Q_LIMIT_SNIPPET_BYTES);
-  size_t cs = citations_chars(text, start);
-  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:I,s:I,s:f,s:i}", "n", (int)n, "document_id",
-                   text_json(p->doc_id), "title", text_json(p->title), "chunk_id",
-                   text_json(p->chunk_id), "snippet",
-                   http_json_text(text + start, end - start), "snippet_start",
-                   (json_int_t)cs, "snippet_end",
-                   (json_int_t)(cs + citations_chars(text + start, end - start)), "score",
-                   (double)p->score, "page", (int)p->page);
+  size_t cs = citations_chars(text, start),
+         ce = cs + citations_chars(text + start, end - start);
+  return json_pack(
+      "{s:i,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
+      text_json(p->doc_id), "title", text_json(p->title), "chunk_id",
+      text_json(p->chunk_id), "snippet", http_json_text(text + start, end - start),
+      "snippet_start", (json_int_t)cs, "snippet_end", (json_int_t)ce, "document_start",
+      doc_offset(p, doc_char(p, cs)), "document_end", doc_offset(p, doc_char(p, ce)),
+      "chunk_start", doc_offset(p, p->start_offset), "chunk_end",
+      doc_offset(p, p->end_offset), "score", (double)p->score, "page", (int)p->page);
 }
 
 json_t *sink_passage_json(unsigned n, const Quarry__V1__Passage *p) {

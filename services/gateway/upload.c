@@ -9,6 +9,7 @@
 
 #include "quarry/v1/ingestion.pb-c.h"
 
+#include "quarry/chunking.h"
 #include "quarry/error.h"
 #include "quarry/filter.h"
 #include "quarry/grpc.h"
@@ -21,7 +22,7 @@
 
 #define PP_BUFFER (64 << 10) /* post processor buffer: part headers fit */
 
-enum { PART_FILE = 1, PART_TITLE, PART_EXTERNAL_ID, PART_METADATA };
+enum { PART_FILE = 1, PART_TITLE, PART_EXTERNAL_ID, PART_METADATA, PART_CHUNKING };
 
 _Static_assert(Q_LIMIT_EXTERNAL_ID_BYTES <= Q_LIMIT_TITLE_BYTES,
                "upload_t.field, sized for a title, also holds an external_id");
@@ -44,7 +45,10 @@ typedef struct upload {
   char idempotency_key[Q_LIMIT_IDEMPOTENCY_KEY_BYTES + 1]; /* "" when none */
   int title_field, external_id_field;                      /* set by a multipart field */
   int metadata_field;
-  const char *metadata; /* user metadata as compact JSON (arena), NULL none */
+  const char *metadata;   /* user metadata as compact JSON (arena), NULL none */
+  int chunking_fields[3]; /* chunking, chunk_tokens, chunk_overlap parts seen */
+  q_chunking_t chunking;  /* from the query string and multipart fields */
+  char chunking_spec[Q_LIMIT_CHUNKING_BYTES + 1]; /* its spec, once checked */
 
   /* multipart: the part being read */
   int in_part;
@@ -115,10 +119,97 @@ void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr) {
   hdr->external_id = (char *)u->external_id;
   hdr->idempotency_key = (char *)u->idempotency_key;
   hdr->metadata = (char *)(u->metadata ? u->metadata : "");
+  hdr->chunking = (char *)u->chunking_spec;
+}
+
+/* ---- chunking ------------------------------------------------------------- */
+
+static const char *const chunking_params[3] = {"chunking", "chunk_tokens",
+                                               "chunk_overlap"};
+
+q_err_t upload_chunking_param(q_chunking_t *c, const char *name, const char *v, size_t n,
+                              char *err, size_t errlen) {
+  if (strcmp(name, "chunking") == 0) {
+    if (n == 0 || n >= sizeof c->strategy || memchr(v, '\0', n)) {
+      snprintf(err, errlen, "chunking: unknown strategy; expected one of %s",
+               Q_CHUNKING_STRATEGY_NAMES);
+      return Q_EINVAL;
+    }
+    memcpy(c->strategy, v, n);
+    c->strategy[n] = '\0';
+    if (!q_chunking_known(c->strategy)) {
+      snprintf(err, errlen, "chunking: unknown strategy \"%s\"; expected one of %s",
+               c->strategy, Q_CHUNKING_STRATEGY_NAMES);
+      return Q_EINVAL;
+    }
+    return Q_OK;
+  }
+  int *dst = strcmp(name, "chunk_tokens") == 0    ? &c->tokens
+             : strcmp(name, "chunk_overlap") == 0 ? &c->overlap
+                                                  : NULL;
+  if (!dst)
+    return Q_ENOTFOUND;
+  int x = 0;
+  bool ok = n >= 1 && n <= 5;
+  for (size_t i = 0; ok && i < n; i++) {
+    ok = v[i] >= '0' && v[i] <= '9';
+    x = x * 10 + (v[i] - '0');
+  }
+  if (!ok) {
+    snprintf(err, errlen, "%s: must be a whole number of tokens (words), at most %d",
+             name, Q_LIMIT_CHUNK_TOKENS_MAX);
+    return Q_EINVAL;
+  }
+  *dst = x;
+  if (dst == &c->tokens && x == 0) {
+    snprintf(err, errlen, "chunk_tokens: must be 1..%d (words)",
+             Q_LIMIT_CHUNK_TOKENS_MAX);
+    return Q_EINVAL;
+  }
+  return Q_OK;
+}
+
+q_err_t upload_chunking_spec(const q_chunking_t *c, char *out, size_t outlen, char *err,
+                             size_t errlen) {
+  q_err_t rc = q_chunking_check(c, err, errlen);
+  if (rc)
+    return rc;
+  /* All defaults: say nothing, so ingestion's own settings apply. */
+  if (!c->strategy[0] && c->tokens == 0 && c->overlap < 0) {
+    if (outlen)
+      out[0] = '\0';
+    return Q_OK;
+  }
+  q_chunking_format(c, out, outlen);
+  return Q_OK;
+}
+
+#define NOT_CHUNKING_PARAM (-1)
+
+/* The position of name in chunking_params, NOT_CHUNKING_PARAM when it is
+ * not one. */
+static int chunking_param_index(const char *name) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, chunking_params[i]) == 0)
+      return i;
+  return NOT_CHUNKING_PARAM;
+}
+
+/* Checks the chunking the request asked for, as a whole (an overlap needs
+ * chunk_tokens, ...), before any byte goes to ingestion: 400 naming it. */
+static q_err_t chunking_ready(upload_t *u) {
+  char err[256];
+  if (upload_chunking_spec(&u->chunking, u->chunking_spec, sizeof u->chunking_spec, err,
+                           sizeof err) == Q_OK)
+    return Q_OK;
+  http_reject_err(u->r, Q_EINVAL, "%s", err);
+  return Q_EINVAL;
 }
 
 static void start_call(upload_t *u) {
   gw_req_t *r = u->r;
+  if (chunking_ready(u))
+    return;
   q_grpc_call_opts_t opts = {.timeout_ms = (int)r->cfg->upload_timeout_ms};
   u->call = q_rpc_ingestion_upload_start(q_grpc_channel(r->cfg->ingestion_addr), &opts);
   if (!u->call)
@@ -249,6 +340,15 @@ static q_err_t query_meta(upload_t *u) {
     return Q_EINVAL;
   if ((v = http_query_arg(r, "metadata")) && set_metadata(r, u, v, strlen(v)))
     return Q_EINVAL;
+  for (int i = 0; i < 3; i++) {
+    char err[256];
+    if ((v = http_query_arg(r, chunking_params[i])) &&
+        upload_chunking_param(&u->chunking, chunking_params[i], v, strlen(v), err,
+                              sizeof err)) {
+      http_reject_err(r, Q_EINVAL, "%s", err);
+      return Q_EINVAL;
+    }
+  }
   if ((v = http_query_arg(r, "filename")) &&
       upload_clean_filename(v, u->filename, sizeof u->filename)) {
     http_reject_err(r, Q_EINVAL,
@@ -289,6 +389,13 @@ static void end_part(upload_t *u) {
               u->external_id, Q_LIMIT_EXTERNAL_ID_BYTES);
   else if (u->part_kind == PART_METADATA)
     set_metadata(r, u, u->field.data ? u->field.data : "", u->field.len);
+  else if (u->part_kind == PART_CHUNKING) {
+    char err[256];
+    if (upload_chunking_param(&u->chunking, u->part_key,
+                              u->field.data ? u->field.data : "", u->field.len, err,
+                              sizeof err))
+      http_reject_err(r, Q_EINVAL, "%s", err);
+  }
   q_buf_reset(&u->field);
 }
 
@@ -330,7 +437,7 @@ static void start_part(upload_t *u, const char *key, const char *filename,
     start_file_part(u, filename, content_type);
     return;
   }
-  int *seen;
+  int *seen, k;
   if (strcmp(u->part_key, "title") == 0) {
     u->part_kind = PART_TITLE;
     seen = &u->title_field;
@@ -340,10 +447,14 @@ static void start_part(upload_t *u, const char *key, const char *filename,
   } else if (strcmp(u->part_key, "metadata") == 0) {
     u->part_kind = PART_METADATA;
     seen = &u->metadata_field;
+  } else if ((k = chunking_param_index(u->part_key)) != NOT_CHUNKING_PARAM) {
+    u->part_kind = PART_CHUNKING;
+    seen = &u->chunking_fields[k];
   } else {
     http_reject_err(
         r, Q_EINVAL,
-        "unknown multipart field \"%.32s\": expected file, title, external_id, metadata",
+        "unknown multipart field \"%.32s\": expected file, title, external_id, "
+        "metadata, chunking, chunk_tokens, chunk_overlap",
         u->part_key);
     return;
   }
@@ -401,6 +512,7 @@ static void upload_begin(gw_req_t *r) {
   }
   r->stream = u;
   u->r = r;
+  u->chunking = Q_CHUNKING_DEFAULT;
   q_buf_init(&u->field, Q_LIMIT_METADATA_BYTES + 1);
   q_buf_init(&u->held, UPLOAD_PIECE_MAX);
   uint64_t max = (uint64_t)r->cfg->max_upload_bytes;
@@ -429,6 +541,10 @@ static void upload_begin(gw_req_t *r) {
                       "malformed multipart/form-data Content-Type (missing boundary?)");
     return;
   }
+  /* A raw body has all its parameters in the query string: a bad
+   * chunking choice is refused before the body is sent. */
+  if (chunking_ready(u))
+    return;
   /* Forwarded as declared: ingestion decides what the document is. */
   const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
   if (copy_meta(r, "Content-Type", ct, strlen(ct), u->doc_type, Q_LIMIT_MEDIA_TYPE_BYTES))

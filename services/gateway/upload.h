@@ -33,6 +33,7 @@
 #include "quarry/error.h"
 #include "quarry/v1/ingestion.pb-c.h"
 
+#include "quarry/chunking.h"
 #include "quarry/limits.h"
 
 #define UPLOAD_PIECE_MAX (1 << 20)
@@ -65,5 +66,19 @@ void upload_check_body(gw_req_t *r);
  * nothing pending; exposed for the fuzz target, which checks that ingestion
  * accepts whatever the gateway would send. */
 void upload_header(const gw_req_t *r, Quarry__V1__UploadHeader *hdr);
+
+/* Sets the part of c that the upload parameter name (chunking,
+ * chunk_tokens, chunk_overlap; from a query string, a multipart field or a
+ * batch line) gives, value v[0..n). Q_EINVAL with err naming the parameter
+ * and the rule; Q_ENOTFOUND when name is none of them. */
+q_err_t upload_chunking_param(q_chunking_t *c, const char *name, const char *v, size_t n,
+                              char *err, size_t errlen);
+
+/* Checks c as a whole (q_chunking_check) and writes the spec that
+ * UploadHeader.chunking carries into out (Q_LIMIT_CHUNKING_BYTES + 1
+ * bytes): "" when c leaves everything to ingestion's settings. Q_EINVAL
+ * with err naming the problem. */
+q_err_t upload_chunking_spec(const q_chunking_t *c, char *out, size_t outlen, char *err,
+                             size_t errlen);
 
 #endif

@@ -237,6 +237,26 @@ const q_pg_migration_t docstore_migrations[] = {
      "DROP TRIGGER IF EXISTS documents_version_kept ON documents;\n"
      "CREATE TRIGGER documents_version_kept AFTER INSERT OR UPDATE OF version, metadata\n"
      "  ON documents FOR EACH ROW EXECUTE FUNCTION quarry_document_version();\n"},
+    /* How each version is cut into chunks (upload_meta_t.chunking, the
+     * resolved spec of quarry/chunking.h): on the document for its current
+     * version, which the job claim reads, and kept per version by the
+     * trigger (which migration 9 made follow metadata too). '' (versions
+     * stored before): the worker's settings. */
+    {10, "documents and document_versions: chunking",
+     "ALTER TABLE documents ADD COLUMN IF NOT EXISTS chunking text NOT NULL DEFAULT "
+     "'';\n"
+     "ALTER TABLE document_versions ADD COLUMN IF NOT EXISTS chunking text NOT NULL "
+     "DEFAULT '';\n"
+     "CREATE OR REPLACE FUNCTION quarry_document_version() RETURNS trigger AS $$\n"
+     "BEGIN\n"
+     "  INSERT INTO document_versions (document_id, version, filename, content_type,\n"
+     "    size_bytes, sha256, metadata, chunking) VALUES (NEW.id, NEW.version,\n"
+     "    NEW.filename, NEW.content_type, NEW.size_bytes, NEW.sha256, NEW.metadata,\n"
+     "    NEW.chunking)\n"
+     "    ON CONFLICT (document_id, version) DO UPDATE SET metadata = EXCLUDED.metadata\n"
+     "    WHERE document_versions.metadata IS DISTINCT FROM EXCLUDED.metadata;\n"
+     "  RETURN NULL;\n"
+     "END $$ LANGUAGE plpgsql;\n"},
 };
 const size_t docstore_nmigrations =
     sizeof docstore_migrations / sizeof docstore_migrations[0];
@@ -276,7 +296,7 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                            int *inserted, char *err, size_t errlen) {
   char size[24];
   snprintf(size, sizeof size, "%lld", (long long)m->size);
-  const char *params[11] = {r->document_id,
+  const char *params[12] = {r->document_id,
                             m->tenant_id,
                             m->external_id,
                             m->title,
@@ -286,17 +306,19 @@ static int insert_document(PGconn *c, const upload_meta_t *m, upload_result_t *r
                             m->sha256,
                             size,
                             r->job_id,
-                            m->metadata ? m->metadata : ""};
+                            m->metadata ? m->metadata : "",
+                            m->chunking};
   q_err_t rc = Q_OK;
   PGresult *res = q_pg_query(
       c,
       "INSERT INTO documents (id, tenant_id, external_id, title, title_explicit, "
-      "filename, content_type, version, sha256, size_bytes, status, job_id, metadata) "
+      "filename, content_type, version, sha256, size_bytes, status, job_id, metadata, "
+      "chunking) "
       "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 'queued', $10, "
-      "COALESCE(NULLIF($11, '')::jsonb, '{}'::jsonb)) "
+      "COALESCE(NULLIF($11, '')::jsonb, '{}'::jsonb), $12) "
       "ON CONFLICT (tenant_id, external_id) WHERE external_id <> '' DO NOTHING "
       "RETURNING id",
-      11, params, "storing document", &rc, err, errlen);
+      12, params, "storing document", &rc, err, errlen);
   if (!res)
     return rc;
   *inserted = PQntuples(res) == 1;
@@ -316,7 +338,8 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
   PGresult *res =
       q_pg_query(c,
                  "SELECT id, version, sha256, status, COALESCE(job_id::text, ''), "
-                 "$3 <> '' AND metadata IS DISTINCT FROM NULLIF($3, '')::jsonb "
+                 "$3 <> '' AND metadata IS DISTINCT FROM NULLIF($3, '')::jsonb, "
+                 "chunking "
                  "FROM documents WHERE tenant_id = $1 AND external_id = $2 FOR UPDATE",
                  3, key, "locking document", &rc, err, errlen);
   if (!res)
@@ -328,7 +351,9 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
   }
   snprintf(r->document_id, sizeof r->document_id, "%s", PQgetvalue(res, 0, 0));
   r->version = atoi(PQgetvalue(res, 0, 1));
-  int same = strcmp(PQgetvalue(res, 0, 2), m->sha256) == 0;
+  /* Chunked another way, the same content is a new version. */
+  int same = strcmp(PQgetvalue(res, 0, 2), m->sha256) == 0 &&
+             strcmp(PQgetvalue(res, 0, 6), m->chunking) == 0;
   int failed = strcmp(PQgetvalue(res, 0, 3), "failed") == 0;
   int meta_changed = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
   if (same && !failed && !meta_changed) {
@@ -364,18 +389,19 @@ static q_err_t update_document(PGconn *c, const upload_meta_t *m, upload_result_
 
   char size[24];
   snprintf(size, sizeof size, "%lld", (long long)m->size);
-  const char *params[9] = {
+  const char *params[10] = {
       r->document_id, m->title,        m->title_explicit ? "t" : "f",
       m->filename,    m->content_type, m->sha256,
-      size,           r->job_id,       m->metadata ? m->metadata : ""};
+      size,           r->job_id,       m->metadata ? m->metadata : "",
+      m->chunking};
   res = q_pg_query(
       c,
       "UPDATE documents SET version = version + 1, title = $2, title_explicit = $3, "
       "filename = $4, content_type = $5, sha256 = $6, size_bytes = $7, "
       "status = 'queued', chunk_count = 0, job_id = $8, updated_at = now(), "
-      "metadata = COALESCE(NULLIF($9, '')::jsonb, '{}'::jsonb) "
+      "metadata = COALESCE(NULLIF($9, '')::jsonb, '{}'::jsonb), chunking = $10 "
       "WHERE id = $1 RETURNING version",
-      9, params, "storing new version", &rc, err, errlen);
+      10, params, "storing new version", &rc, err, errlen);
   if (!res)
     return rc;
   r->version = atoi(PQgetvalue(res, 0, 0));
@@ -811,7 +837,8 @@ const char docstore_claim_sql[] =
     "  doc.version, doc.sha256, doc.content_type, doc.title, doc.title_explicit,"
     "  doc.size_bytes, c.dep_retries, c.dep_ms,"
     "  (SELECT count(*) FROM jobs p WHERE p.document_id = c.document_id),"
-    "  extract(epoch FROM doc.created_at)::bigint, COALESCE(doc.metadata::text, '') "
+    "  extract(epoch FROM doc.created_at)::bigint, COALESCE(doc.metadata::text, ''),"
+    "  doc.chunking "
     "FROM c JOIN documents doc ON doc.id = c.document_id JOIN cand ON cand.id = c.id "
     "ORDER BY cand.rn, cand.busy, cand.served NULLS FIRST, cand.created_at";
 
@@ -859,6 +886,7 @@ q_err_t docstore_claim_batch(q_pg_pool_t *p, const char *instance, job_t *jobs, 
     j->first_job = j->version == 1 && atoi(PQgetvalue(r, i, 14)) == 1;
     j->created_at = strtoll(PQgetvalue(r, i, 15), NULL, 10);
     snprintf(j->metadata, sizeof j->metadata, "%s", PQgetvalue(r, i, 16));
+    snprintf(j->chunking, sizeof j->chunking, "%s", PQgetvalue(r, i, 17));
     (*n)++;
   }
   PQclear(r);

@@ -63,6 +63,9 @@ typedef struct upload_meta {
   int64_t key_ttl_ms;          /* how long a new key is remembered */
   const char *metadata;        /* user metadata, compact JSON checked by
                                   q_meta_check; "" or NULL none */
+  /* The version's chunking, resolved in full ("structure:200:40",
+   * quarry/chunking.h); "" for the settings of the worker that runs it. */
+  char chunking[Q_LIMIT_CHUNKING_BYTES + 1];
 } upload_meta_t;
 
 typedef struct upload_result {
@@ -141,6 +144,9 @@ typedef struct job {
    * one) and its user metadata ("" none). */
   int64_t created_at;
   char metadata[Q_LIMIT_METADATA_BYTES + 1];
+  /* How its version is chunked (upload_meta_t.chunking); "" for versions
+   * stored before the choice was recorded: the worker's settings. */
+  char chunking[Q_LIMIT_CHUNKING_BYTES + 1];
 } job_t;
 
 /* Claims a runnable job for instance, fairly across tenants: among the

@@ -12,6 +12,7 @@
 
 #include "extract/sandbox.h"
 #include "quarry/metrics.h"
+#include "chunker.h"
 #include "quarry/pg.h"
 #include "quarry/error.h"
 
@@ -35,6 +36,10 @@ typedef struct ingest_cfg {
   int call_timeout_ms;        /* QUARRY_INGEST_CALL_TIMEOUT_MS */
   sandbox_cfg_t extract;      /* QUARRY_EXTRACT_*: each document's sandbox */
   int64_t idempotency_ttl_ms; /* QUARRY_IDEMPOTENCY_TTL_MS */
+
+  /* QUARRY_CHUNKING: the default strategy (of an upload that names none,
+   * and of a version stored before the choice was kept). */
+  const chunker_strategy_t *chunking;
 } ingest_cfg_t;
 
 typedef struct ingest {

@@ -11,6 +11,7 @@
 #include "extract/sandbox.h"
 #include "handlers.h"
 #include "ingest.h"
+#include "quarry/chunking.h"
 #include "quarry/error.h"
 #include "quarry/limits.h"
 #include "quarry/log.h"
@@ -25,7 +26,7 @@
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
-static const char *blob_dir, *llm_addr, *retriever_addr, *ingest_host;
+static const char *blob_dir, *llm_addr, *retriever_addr, *ingest_host, *chunking;
 static int64_t max_upload, workers, batch, chunk_tokens, chunk_overlap, poll_ms,
     max_attempts, backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms,
     call_timeout_ms, idempotency_ttl_ms;
@@ -34,6 +35,14 @@ static int ex_seccomp;
 static int ocr_on;
 static const char *ocr_langs, *ocr_tessdata;
 static int64_t ocr_dpi, ocr_max_pixels, ocr_min_conf;
+
+/* QUARRY_CHUNKING: a strategy of chunker.h. */
+static q_err_t validate_chunking(const char *value, char *err, size_t errlen) {
+  if (chunker_strategy(value))
+    return Q_OK;
+  snprintf(err, errlen, "must be one of %s", Q_CHUNKING_STRATEGY_NAMES);
+  return Q_EINVAL;
+}
 
 static q_cfg_entry_t cfg[] = {
     Q_CFG_COMMON_ENTRIES(common, "127.0.0.1:7002", "127.0.0.1:9102"),
@@ -54,6 +63,12 @@ static q_cfg_entry_t cfg[] = {
      "Jobs a worker claims and processes together: one claim, and the chunks of small "
      "documents embedded in shared calls (each job still has its own outcome).",
      0, &batch},
+    {"QUARRY_CHUNKING", Q_CFG_STRING, CHUNKER_DEFAULT_STRATEGY, 0, 0, validate_chunking,
+     "How documents are cut into chunks unless an upload says (its chunking parameter): "
+     "structure (along headings, paragraphs and sentences; tables kept whole or split "
+     "with their header row repeated) or fixed (windows of exactly QUARRY_CHUNK_TOKENS "
+     "words).",
+     0, &chunking},
     {"QUARRY_CHUNK_TOKENS", Q_CFG_INT, "200", 8, CHUNKER_MAX_TARGET, NULL,
      "Chunk size in words (a stand-in for tokens).", 0, &chunk_tokens},
     {"QUARRY_CHUNK_OVERLAP", Q_CFG_INT, "40", 0, CHUNKER_MAX_TARGET / 2, NULL,
@@ -237,6 +252,7 @@ int main(int argc, char **argv) {
       .batch = (int)batch,
       .chunk_tokens = (int)chunk_tokens,
       .chunk_overlap = (int)chunk_overlap,
+      .chunking = chunker_strategy(chunking),
       .llm_addr = llm_addr,
       .retriever_addr = retriever_addr,
       .pg_dsn = pg.dsn,

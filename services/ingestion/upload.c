@@ -21,10 +21,12 @@
 #include "quarry/v1/ingestion.pb-c.h"
 
 /* Checks the header and fills the parts of m it determines; *fc is the
- * format the declared type and file name choose (extract/formats.h). err
- * names the field at fault. */
-static q_err_t check_header(const Quarry__V1__UploadHeader *h, upload_meta_t *m,
-                            format_choice_t *fc, char *err, size_t errlen) {
+ * format the declared type and file name choose (extract/formats.h). The
+ * chunking spec is resolved against the service's settings (cfg) and kept
+ * in full with the version. err names the field at fault. */
+static q_err_t check_header(const ingest_cfg_t *cfg, const Quarry__V1__UploadHeader *h,
+                            upload_meta_t *m, format_choice_t *fc, char *err,
+                            size_t errlen) {
   if (!q_valid_tenant_id(h->tenant_id)) {
     snprintf(err, errlen,
              "header.tenant_id: required, 1..%d characters of [A-Za-z0-9._-] "
@@ -68,6 +70,13 @@ static q_err_t check_header(const Quarry__V1__UploadHeader *h, upload_meta_t *m,
     json_decref(meta);
     m->metadata = h->metadata;
   }
+  chunker_opts_t def = {cfg->chunk_tokens, cfg->chunk_overlap, cfg->chunking}, co;
+  char why[256];
+  if (chunker_opts_parse(h->chunking, &def, &co, why, sizeof why)) {
+    snprintf(err, errlen, "header.chunking: %s", why);
+    return Q_EINVAL;
+  }
+  chunker_opts_format(&co, m->chunking, sizeof m->chunking);
   int rc = formats_choose(h->content_type, h->filename, fc, err, errlen);
   if (rc)
     return rc;
@@ -153,7 +162,7 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   upload_meta_t m;
   memset(&m, 0, sizeof m);
   format_choice_t fc;
-  rc = check_header(first->header, &m, &fc, err, sizeof err);
+  rc = check_header(&ing->cfg, first->header, &m, &fc, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;
@@ -296,7 +305,7 @@ static q_err_t stage_item(ingest_t *ing, const char *tenant,
   Quarry__V1__UploadHeader h = *it->header;
   h.tenant_id = (char *)tenant;
   h.idempotency_key = st->key;
-  q_err_t rc = check_header(&h, &st->m, &st->fc, err, errlen);
+  q_err_t rc = check_header(&ing->cfg, &h, &st->m, &st->fc, err, errlen);
   if (!rc)
     rc = check_metadata(it->metadata_json, err, errlen);
   if (rc)

@@ -25,6 +25,7 @@
 #include "quarry/limits.h"
 #include "quarry/log.h"
 #include "quarry/stubs.h"
+#include "quarry/text.h"
 #include "quarry/trace.h"
 #include "quarry/util.h"
 #include "quarry/validate.h"
@@ -355,6 +356,13 @@ static outcome_t collect(run_t *r, chunker_t *ch, q_arena_t *a, Quarry__V1__Chun
       return fail(r, OUT_RETRY, "out of memory");
     m->ordinal = c.ordinal;
     m->page = c.page;
+    /* The chunk's place in the document's text, in characters; the text
+     * from text_offset on is that part of it (common.proto). */
+    m->start_offset = (int32_t)c.start;
+    m->end_offset = (int32_t)c.end;
+    m->text_offset =
+        (int32_t)(q_text_chars(c.text, c.lead) +
+                  (heading[0] ? q_text_chars(heading, strlen(heading)) + 2 : 0));
     m->version = j->version;
     /* What retrieval filters look at (docs/retrieval.md, "Filters"). */
     m->content_type = (char *)j->content_type;
@@ -389,12 +397,25 @@ static outcome_t count_chunks(run_t *r, const chunker_input_t *input,
   return OUT_OK;
 }
 
+/* The chunking the job's version was stored with (upload.c resolved it in
+ * full), the settings for a version stored before that was recorded. */
+static outcome_t job_chunking(run_t *r, chunker_opts_t *o) {
+  const ingest_cfg_t *cfg = &r->in->cfg;
+  chunker_opts_t def = {cfg->chunk_tokens, cfg->chunk_overlap, cfg->chunking};
+  char err[256];
+  if (chunker_opts_parse(r->j->chunking, &def, o, err, sizeof err))
+    return fail(r, OUT_FAILED, "the version's %s", err);
+  return OUT_OK;
+}
+
 /* Chunks, embeds and upserts everything. */
 static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   ingest_t *in = r->in;
   char err[512];
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
-  outcome_t o = enter(r, ST_CHUNKING);
+  chunker_opts_t opts;
+  outcome_t o = job_chunking(r, &opts);
+  if (o == OUT_OK)
+    o = enter(r, ST_CHUNKING);
   if (o == OUT_OK)
     o = count_chunks(r, input, &opts);
   if (o != OUT_OK)
@@ -523,8 +544,10 @@ static outcome_t prepare(run_t *r) {
   if (r->doc.created > 0)
     j->created_at = r->doc.created;
   doc_input(&r->doc, &r->input);
-  chunker_opts_t opts = {in->cfg.chunk_tokens, in->cfg.chunk_overlap};
-  o = enter(r, ST_CHUNKING);
+  chunker_opts_t opts;
+  o = job_chunking(r, &opts);
+  if (o == OUT_OK)
+    o = enter(r, ST_CHUNKING);
   if (o == OUT_OK)
     o = count_chunks(r, &r->input, &opts);
   if (o != OUT_OK || r->total > UPSERT_BATCH)

@@ -208,6 +208,10 @@ typedef struct emit_track {
   void *ud;
   bool emitted;
   int64_t first_ms;
+  /* The attempt under way (its passages_used is set before it emits) and
+   * the caller's answer, whose passages_used a piece's emit may read. */
+  const gen_outcome_t *out;
+  llm_answer_t *ans;
 } emit_track_t;
 
 static int track_cb(const char *piece, size_t len, void *ud) {
@@ -216,6 +220,8 @@ static int track_cb(const char *piece, size_t len, void *ud) {
     t->emitted = true;
     t->first_ms = q_now_ms();
   }
+  if (len && t->out && t->ans)
+    t->ans->passages_used = t->out->passages_used;
   return t->emit(piece, len, t->ud);
 }
 
@@ -250,10 +256,12 @@ static int call_generator(const generator_t *g, const char *query,
                           emit_track_t *t, llm_answer_t *ans, q_attempt_t *att, char *err,
                           size_t errlen) {
   gen_outcome_t o = {.retry_after_ms = -1, .passages_used = n, .prompt_version = ""};
+  t->out = &o; /* the passages this attempt's prompt holds, as it emits */
   int rc = g->generate_ex ? g->generate_ex(g, query, passages, n, max_tokens, track_cb, t,
                                            &ans->usage, &o, err, errlen)
                           : g->generate(g, query, passages, n, max_tokens, track_cb, t,
                                         &ans->usage, err, errlen);
+  t->out = NULL;
   *att = (q_attempt_t){
       .rc = rc, .http_status = o.http_status, .retry_after_ms = o.retry_after_ms};
   ans->provider = g->name;
@@ -272,6 +280,7 @@ q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages,
   char last[512] = "no generation provider is configured";
 
   memset(ans, 0, sizeof *ans);
+  t.ans = ans;
   for (size_t i = 0; i < l->ngen; i++) {
     llm_gen_t *x = &l->gen[i];
     const generator_t *g = x->g;
@@ -431,11 +440,22 @@ invalid:
   return rc;
 }
 
+/* What send_piece_cb needs: the call, and the answer llm_generate fills,
+ * whose passages_used is set before each piece is emitted. */
+typedef struct piece_sink {
+  q_grpc_ctx_t *ctx;
+  const llm_answer_t *ans;
+  size_t n; /* passages in the request */
+} piece_sink_t;
+
 /* Streams one piece as a GenerateResponse. The model is named only in the
  * final message: it is known for sure once a provider has answered (the
- * fallback may have taken over). */
+ * fallback may have taken over). Every piece says how many passages at
+ * the end of the request the prompt left out, so the gateway never
+ * streams a marker of a passage the model did not see. */
 static int send_piece_cb(const char *piece, size_t len, void *ud) {
-  q_grpc_ctx_t *ctx = ud;
+  piece_sink_t *ps = ud;
+  q_grpc_ctx_t *ctx = ps->ctx;
   if (len == 0) /* a provider waiting on its server asks whether to go on */
     return q_grpc_ctx_cancelled(ctx);
   Quarry__V1__GenerateResponse msg = QUARRY__V1__GENERATE_RESPONSE__INIT;
@@ -443,6 +463,8 @@ static int send_piece_cb(const char *piece, size_t len, void *ud) {
   if (!text)
     return 1;
   msg.text = text;
+  if (ps->ans->passages_used < ps->n)
+    msg.passages_dropped = (int32_t)(ps->n - ps->ans->passages_used);
   return q_grpc_ctx_send(ctx, &msg.base) != 0;
 }
 
@@ -528,8 +550,9 @@ q_err_t llm_generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     ps[i].text_len = strlen(ps[i].text);
   }
 
+  piece_sink_t sink = {ctx, &ans, req->n_passages};
   rc = llm_generate(l, req->query, ps, req->n_passages, req->max_tokens, send_piece_cb,
-                    ctx, &ans, err, sizeof err);
+                    &sink, &ans, err, sizeof err);
   if (rc) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;

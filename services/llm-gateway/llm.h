@@ -92,7 +92,10 @@ typedef struct llm_answer {
  * then is returned as it is (the gateway turns it into an error event).
  * When every provider failed before answering, the fallback answers and
  * ans->fallback is set. emit with len 0 is polled while waiting, to stop
- * waiting for a client that has gone. 0 or a q_err_t with err set. */
+ * waiting for a client that has gone. Before each piece reaches emit,
+ * ans->passages_used holds the passages the answering attempt's prompt
+ * holds, so a caller can tell what markers the model may cite while it
+ * streams. 0 or a q_err_t with err set. */
 q_err_t llm_generate(llm_t *l, const char *query, const gen_passage_t *passages, size_t n,
                      int max_tokens, gen_emit_cb emit, void *ud, llm_answer_t *ans,
                      char *err, size_t errlen);

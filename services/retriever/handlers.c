@@ -139,6 +139,14 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
                         "chunks[%zu]: version, ordinal and page must not be negative", i);
       return Q_EINVAL;
     }
+    if (c->start_offset < 0 || c->end_offset < c->start_offset || c->text_offset < 0) {
+      q_grpc_ctx_errorf(
+          ctx,
+          "chunks[%zu]: offsets must be 0 <= start_offset <= end_offset and "
+          "text_offset >= 0",
+          i);
+      return Q_EINVAL;
+    }
     if (c->n_embedding > ENGINE_MAX_DIM) {
       q_grpc_ctx_errorf(ctx, "chunks[%zu].embedding has %zu dimensions; at most %d", i,
                         c->n_embedding, ENGINE_MAX_DIM);
@@ -185,6 +193,7 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
         .version = c->version,
         .ordinal = c->ordinal,
         .page = c->page,
+        .at = {c->start_offset, c->end_offset, c->text_offset},
         .embedding = c->embedding,
         .dim = c->n_embedding,
         .content_type = c->content_type,
@@ -341,6 +350,9 @@ static q_err_t search_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
     p->text = (char *)c->text;
     p->ordinal = c->ordinal;
     p->page = c->page;
+    p->start_offset = c->at.start;
+    p->end_offset = c->at.end;
+    p->text_offset = c->at.text;
     p->score = (float)hits[i].fused;
     p->lexical_score = (float)hits[i].lexical;
     p->dense_score = (float)hits[i].dense;

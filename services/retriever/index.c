@@ -224,15 +224,16 @@ typedef struct term {
 typedef struct chunk {
   char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
-  uint32_t len;    /* BM25 document length */
-  uint32_t nterms; /* distinct terms */
-  uint32_t *terms; /* their numbers, for df bookkeeping at retirement */
-  float *vec;      /* a copy of the vector until insert() hands it to the
-                      graph's queue; NULL afterwards */
-  size_t dim;      /* its dimension, 0 without a vector */
-  int has_vec;     /* its vector is in shard->hnsw under label */
-  uint64_t label;  /* stable number: the vector's label in the graph */
-  uint32_t doc;    /* number of its document */
+  engine_offsets_t at; /* carried for search hits */
+  uint32_t len;        /* BM25 document length */
+  uint32_t nterms;     /* distinct terms */
+  uint32_t *terms;     /* their numbers, for df bookkeeping at retirement */
+  float *vec;          /* a copy of the vector until insert() hands it to the
+                          graph's queue; NULL afterwards */
+  size_t dim;          /* its dimension, 0 without a vector */
+  int has_vec;         /* its vector is in shard->hnsw under label */
+  uint64_t label;      /* stable number: the vector's label in the graph */
+  uint32_t doc;        /* number of its document */
 } chunk_t;
 
 typedef struct doc {
@@ -599,6 +600,7 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   c->version = in->version;
   c->ordinal = in->ordinal;
   c->page = in->page;
+  c->at = in->at;
   /* Under the upsert mutex: next_label has one writer. */
   c->label = in->seq ? in->seq : idx->next_label++;
   if (in->dim) {
@@ -1114,6 +1116,7 @@ static q_err_t cand_fill(q_arena_t *arena, const chunk_t *c, double score,
   out->version = c->version;
   out->ordinal = c->ordinal;
   out->page = c->page;
+  out->at = c->at;
   out->score = score;
   return 0;
 }
@@ -1390,6 +1393,7 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
           .version = c->version,
           .ordinal = c->ordinal,
           .page = c->page,
+          .at = c->at,
           .dim = c->has_vec ? s->dim : 0,
           .seq = c->label,
           .content_type = d->content_type,

@@ -107,6 +107,18 @@ static const q_pg_migration_t migrations[] = {
      "  staged_at timestamptz NOT NULL DEFAULT now());"
      "CREATE INDEX IF NOT EXISTS retriever_staged_doc ON retriever_staged"
      "  (tenant_id, doc_id, version);"},
+    /* Where each chunk is in its document's extracted text, in characters
+     * (Chunk.start_offset, end_offset, text_offset): citations give
+     * document offsets. 0, 0, 0 for rows written before: unknown. */
+    {8, "retriever_chunks_offsets",
+     "ALTER TABLE retriever_chunks"
+     "  ADD COLUMN IF NOT EXISTS start_offset integer NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS end_offset integer NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS text_offset integer NOT NULL DEFAULT 0;"
+     "ALTER TABLE retriever_staged"
+     "  ADD COLUMN IF NOT EXISTS start_offset integer NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS end_offset integer NOT NULL DEFAULT 0,"
+     "  ADD COLUMN IF NOT EXISTS text_offset integer NOT NULL DEFAULT 0;"},
 };
 
 /* Replica rows silent this long are dropped by the pruner (long dead: a
@@ -302,15 +314,32 @@ static int copy_groups(q_buf_t *b, const char *const *groups, size_t n) {
   return rc;
 }
 
+/* The staging table every write goes through (COPY in, then one INSERT ...
+ * SELECT into retriever_chunks or retriever_staged), and its columns after
+ * (chunk_id, tenant_id, doc_id, version, ordinal, page) in the order copy_row
+ * writes them. */
+#define STAGE_TABLE_SQL                                                                  \
+  "CREATE TEMP TABLE retriever_stage ("                                                  \
+  "  chunk_id text, tenant_id text, doc_id text, version integer,"                       \
+  "  ordinal integer, page integer, start_offset integer,"                               \
+  "  end_offset integer, text_offset integer, title text, text text,"                    \
+  "  embedding bytea, content_type text, created_at bigint,"                             \
+  "  metadata jsonb, access_groups text[], author text, language text)"                  \
+  " ON COMMIT DROP"
+#define STAGE_COLUMNS_AFTER_PAGE                                                         \
+  "start_offset, end_offset, text_offset, title, text, embedding, content_type,"         \
+  " created_at, metadata, access_groups, author, language"
+
 static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
   int rc = copy_text(b, c->chunk_id);
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, tenant);
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, c->doc_id);
-  rc = rc ? rc
-          : q_buf_printf(b, "\t%d\t%d\t%d\t", (int)c->version, (int)c->ordinal,
-                         (int)c->page);
+  rc =
+      rc ? rc
+         : q_buf_printf(b, "\t%d\t%d\t%d\t%d\t%d\t%d\t", (int)c->version, (int)c->ordinal,
+                        (int)c->page, (int)c->at.start, (int)c->at.end, (int)c->at.text);
   rc = rc ? rc : copy_text(b, c->title ? c->title : "");
   rc = rc ? rc : q_buf_puts(b, "\t");
   rc = rc ? rc : copy_text(b, c->text ? c->text : "");
@@ -338,9 +367,8 @@ static int copy_row(q_buf_t *b, const char *tenant, const engine_chunk_t *c) {
 static int copy_batch(PGconn *c, const char *tenant, const engine_chunk_t *chunks,
                       size_t n, char *err, size_t errlen) {
   PGresult *r = PQexec(c, "COPY retriever_stage (chunk_id, tenant_id, doc_id, "
-                          "version, ordinal, page, title, text, embedding,"
-                          " content_type, created_at, metadata, access_groups,"
-                          " author, language) FROM STDIN");
+                          "version, ordinal, page, " STAGE_COLUMNS_AFTER_PAGE ") "
+                          "FROM STDIN");
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     int rc = q_pg_fail(c, r, "staging chunks", err, errlen);
     PQclear(r);
@@ -435,9 +463,9 @@ static q_err_t fill_from_staged(PGconn *c, const char *tenant, const char *doc_i
   int64_t rows = 0;
   q_err_t rc = q_pg_exec(
       c,
-      "INSERT INTO retriever_stage SELECT chunk_id, tenant_id, doc_id, version,"
-      "  ordinal, page, title, text, embedding, content_type, created_at, metadata,"
-      "  access_groups, author, language FROM retriever_staged"
+      "INSERT INTO retriever_stage (chunk_id, tenant_id, doc_id, version, ordinal,"
+      "  page, " STAGE_COLUMNS_AFTER_PAGE ") SELECT chunk_id, tenant_id, doc_id,"
+      "  version, ordinal, page, " STAGE_COLUMNS_AFTER_PAGE " FROM retriever_staged"
       "  WHERE tenant_id = $1 AND doc_id = $2 AND version = $3::int",
       3, params, "reading staged chunks", &rows, err, errlen);
   if (!rc && (size_t)rows != src->expect) {
@@ -459,14 +487,8 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
     rc = q_pg_exec(c, LOG_LOCK, 0, NULL, "locking the change log", NULL, err, errlen);
   if (rc)
     return rc;
-  rc = q_pg_exec(c,
-                 "CREATE TEMP TABLE retriever_stage ("
-                 "  chunk_id text, tenant_id text, doc_id text, version integer,"
-                 "  ordinal integer, page integer, title text, text text,"
-                 "  embedding bytea, content_type text, created_at bigint,"
-                 "  metadata jsonb, access_groups text[], author text, language text)"
-                 " ON COMMIT DROP",
-                 0, NULL, "creating the staging table", NULL, err, errlen);
+  rc = q_pg_exec(c, STAGE_TABLE_SQL, 0, NULL, "creating the staging table", NULL, err,
+                 errlen);
   if (!rc && src) {
     rc = fill_from_staged(c, tenant, replace_doc_id, src, err, errlen);
     n = src->expect;
@@ -510,14 +532,14 @@ static q_err_t upsert_tx(store_t *st, PGconn *c, const char *tenant,
     PGresult *ins = q_pg_query(
         c,
         "INSERT INTO retriever_chunks (chunk_id, tenant_id, doc_id, version,"
-        "  ordinal, page, title, text, embedding, content_type, created_at,"
-        "  metadata, access_groups, author, language, active, updated_at) "
-        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title,"
-        "  text, embedding, content_type, created_at, metadata, access_groups,"
-        "  author, language, true, now() FROM retriever_stage "
+        "  ordinal, page, " STAGE_COLUMNS_AFTER_PAGE ", active, updated_at) "
+        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, "
+        "page, " STAGE_COLUMNS_AFTER_PAGE ", true, now() FROM retriever_stage "
         "ON CONFLICT (chunk_id) DO UPDATE SET "
         "  doc_id = EXCLUDED.doc_id, version = EXCLUDED.version,"
         "  ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+        "  start_offset = EXCLUDED.start_offset, end_offset = EXCLUDED.end_offset,"
+        "  text_offset = EXCLUDED.text_offset,"
         "  title = EXCLUDED.title, text = EXCLUDED.text,"
         "  embedding = EXCLUDED.embedding, content_type = EXCLUDED.content_type,"
         "  created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata,"
@@ -612,14 +634,8 @@ q_err_t store_stage(store_t *st, const char *tenant, const engine_chunk_t *chunk
     return Q_EUNAVAIL;
   q_err_t rc = q_pg_exec(c, "BEGIN", 0, NULL, "begin", NULL, err, errlen);
   if (!rc)
-    rc = q_pg_exec(c,
-                   "CREATE TEMP TABLE retriever_stage ("
-                   "  chunk_id text, tenant_id text, doc_id text, version integer,"
-                   "  ordinal integer, page integer, title text, text text,"
-                   "  embedding bytea, content_type text, created_at bigint,"
-                   "  metadata jsonb, access_groups text[], author text, language text)"
-                   " ON COMMIT DROP",
-                   0, NULL, "creating the staging table", NULL, err, errlen);
+    rc = q_pg_exec(c, STAGE_TABLE_SQL, 0, NULL, "creating the staging table", NULL, err,
+                   errlen);
   if (!rc && n)
     rc = copy_batch(c, tenant, chunks, n, err, errlen);
   /* A chunk id of another tenant's is refused now and again at commit. */
@@ -639,13 +655,13 @@ q_err_t store_stage(store_t *st, const char *tenant, const engine_chunk_t *chunk
     rc = q_pg_exec(
         c,
         "INSERT INTO retriever_staged (chunk_id, tenant_id, doc_id, version, ordinal,"
-        "  page, title, text, embedding, content_type, created_at, metadata,"
-        "  access_groups, author, language) "
-        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, page, title, text,"
-        "  embedding, content_type, created_at, metadata, access_groups, author,"
-        "  language FROM retriever_stage "
+        "  page, " STAGE_COLUMNS_AFTER_PAGE ") "
+        "SELECT chunk_id, tenant_id, doc_id, version, ordinal, "
+        "page, " STAGE_COLUMNS_AFTER_PAGE " FROM retriever_stage "
         "ON CONFLICT (chunk_id) DO UPDATE SET doc_id = EXCLUDED.doc_id,"
         "  version = EXCLUDED.version, ordinal = EXCLUDED.ordinal, page = EXCLUDED.page,"
+        "  start_offset = EXCLUDED.start_offset, end_offset = EXCLUDED.end_offset,"
+        "  text_offset = EXCLUDED.text_offset,"
         "  title = EXCLUDED.title, text = EXCLUDED.text, embedding = EXCLUDED.embedding,"
         "  content_type = EXCLUDED.content_type, created_at = EXCLUDED.created_at,"
         "  metadata = EXCLUDED.metadata, access_groups = EXCLUDED.access_groups,"
@@ -737,13 +753,15 @@ static const char *decode_row(PGresult *r, int i, float *vec, engine_chunk_t *ch
       .metadata = PQgetvalue(r, i, 12),
       .author = PQgetvalue(r, i, 13),
       .language = PQgetvalue(r, i, 14),
+      .at = {int_field(r, i, 15), int_field(r, i, 16), int_field(r, i, 17)},
   };
   return PQgetvalue(r, i, 1);
 }
 
 #define CHUNK_COLUMNS                                                                    \
   "chunk_id, tenant_id, doc_id, version, ordinal, page, title, text, embedding, seq,"    \
-  " content_type, created_at, coalesce(metadata::text, ''), author, language"
+  " content_type, created_at, coalesce(metadata::text, ''), author, language,"           \
+  " start_offset, end_offset, text_offset"
 
 static int load_rows(PGconn *c, store_row_cb cb, void *ud, float *vec, size_t *loaded,
                      char *err, size_t errlen) {

@@ -4,7 +4,8 @@
  *
  * Input: byte 0 picks the chunk size (1..64 words, small so that inputs
  * of a few KiB make many chunks), byte 1 the overlap (0..size/2), byte 2
- * page or section chunking; the rest is records, one a line: "#<1-6>"
+ * page or section chunking (bit 0) and the strategy (bit 1: fixed, else
+ * structure); the rest is records, one a line: "#<1-6>"
  * starts a heading, "-" a list item, "|" a table row, "\f" a new page,
  * anything else a paragraph. Records go through extract_emit (which
  * normalises them) into a doc_t, then through the chunker.
@@ -12,7 +13,8 @@
  * Checked: every chunk is 1..CHUNKER_MAX_BYTES bytes of valid UTF-8,
  * NUL-terminated, of 1..size words; ordinals count from 0; pages never go
  * back and are pages the document has; heading paths are shorter than
- * CHUNKER_HEADING_MAX; the chunker ends, after at most two chunks per
+ * CHUNKER_HEADING_MAX; a chunk's text after its lead is the document's
+ * text between its character offsets; the chunker ends, after at most two chunks per
  * input byte. */
 #include <string.h>
 
@@ -24,10 +26,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The byte offset of character k of s[0..n) (n when past the end). */
+static size_t byte_of(const char *s, size_t n, size_t k) {
+  size_t i = 0;
+  for (; i < n; i++)
+    if (((unsigned char)s[i] & 0xC0) != 0x80 && k-- == 0)
+      return i;
+  return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3)
     return 0;
-  chunker_opts_t opts = {1 + data[0] % 64, 0};
+  chunker_opts_t opts = {1 + data[0] % 64, 0,
+                         chunker_strategy(data[2] & 2 ? "fixed" : "structure")};
   opts.overlap_words = data[1] % (opts.target_words / 2 + 1);
   format_chunking_t mode = data[2] & 1 ? CHUNK_BY_PAGE : CHUNK_BY_SECTION;
   const char *s = (const char *)data + 3, *end = (const char *)data + size;
@@ -75,6 +87,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(ch.page >= last_page && ch.page <= page, "page %d after %d (of %d)",
                ch.page, last_page, page);
     FUZZ_CHECK(ch.heading && strlen(ch.heading) < CHUNKER_HEADING_MAX, "heading");
+    /* The chunk's text after its lead is the document's text between its
+     * character offsets (the extractors normalise white space). */
+    size_t b0 = byte_of(in.text, in.len, ch.start), b1 = byte_of(in.text, in.len, ch.end);
+    FUZZ_CHECK(ch.start < ch.end && b1 <= in.len && ch.lead < ch.len &&
+                   b1 - b0 == ch.len - ch.lead &&
+                   memcmp(in.text + b0, ch.text + ch.lead, b1 - b0) == 0,
+               "chunk %d is not the text at [%zu, %zu)", ch.ordinal, ch.start, ch.end);
     ordinal++;
     last_page = ch.page;
     FUZZ_CHECK(ordinal <= (int)(size * 2 + 8), "%d chunks from %zu bytes", ordinal, size);

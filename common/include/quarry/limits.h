@@ -61,6 +61,9 @@
   X(CHUNK_BYTES, 32768, "a chunk's text with its heading path (<= EMBED_TEXT_BYTES)")    \
   X(UPSERT_CHUNKS, 4096, "chunks per Retriever.Upsert call")                             \
   X(COMMIT_CHUNKS, 1048576, "chunks of one version a staged Upsert commit publishes")    \
+  X(CHUNK_TOKENS_MAX, 4096,                                                              \
+    "chunk size in tokens (words): chunk_tokens, QUARRY_CHUNK_TOKENS")                   \
+  X(CHUNKING_BYTES, 32, "an upload's chunking spec \"<strategy>:<tokens>:<overlap>\"")   \
   /* Queries and answers */                                                              \
   X(QUERY_BYTES, 4096, "query text (REST, Embed, Search, Rerank, Generate, events)")     \
   X(TOP_K_MAX, 50, "largest top_k of POST /v1/query")                                    \

@@ -30,6 +30,10 @@ bool q_text_is_stopword(const char *w, size_t len);
  * a limit without leaving half a character behind. */
 size_t q_text_cut(const char *s, size_t n, size_t max);
 
+/* Characters (Unicode code points: UTF-8 lead bytes) in s[0..n), the unit
+ * of the offsets the API gives (chunk and snippet offsets). */
+size_t q_text_chars(const char *s, size_t n);
+
 /* Splits s[0..n) into sentences. Calls cb(start, len, ud) for each sentence
  * (trimmed of surrounding white space); returns the count. A sentence ends
  * at . ! ? followed by white space, or at a blank line / Markdown heading. */

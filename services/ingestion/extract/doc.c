@@ -22,6 +22,7 @@ void doc_cleanup(doc_t *d) {
   q_buf_cleanup(&d->headings);
   free(d->sections);
   free(d->pages);
+  free(d->tables);
   memset(d, 0, sizeof *d);
 }
 
@@ -88,6 +89,8 @@ static q_err_t body(doc_t *d, extract_kind_t kind, int page, const char *text,
   q_err_t rc;
   if (page != d->last_page && d->last_page >= 0 && d->chunking == CHUNK_BY_PAGE)
     d->new_section = 1;
+  bool new_table = kind == EXTRACT_TABLE_ROW &&
+                   ((int)d->last_kind != EXTRACT_TABLE_ROW || d->new_section);
   if (d->text.len > 0) {
     bool tight = (int)kind == d->last_kind &&
                  (kind == EXTRACT_LIST_ITEM || kind == EXTRACT_TABLE_ROW);
@@ -116,8 +119,16 @@ static q_err_t body(doc_t *d, extract_kind_t kind, int page, const char *text,
   }
   if (kind == EXTRACT_LIST_ITEM && (rc = q_buf_puts(&d->text, "- ")))
     return rc;
+  size_t at = d->text.len;
   if ((rc = q_buf_append(&d->text, text, len)))
     return rc;
+  if (new_table) {
+    if ((rc = reserve((void **)&d->tables, &d->captables, d->ntables, sizeof *d->tables)))
+      return rc;
+    d->tables[d->ntables++] = (chunker_table_t){at, d->text.len, d->text.len};
+  } else if (kind == EXTRACT_TABLE_ROW && d->ntables) {
+    d->tables[d->ntables - 1].end = d->text.len;
+  }
   d->last_kind = kind;
   d->blocks++;
   return Q_OK;
@@ -191,4 +202,6 @@ void doc_input(const doc_t *d, chunker_input_t *in) {
   in->headings = d->headings.data ? d->headings.data : "";
   in->pages = d->pages;
   in->npages = d->npages;
+  in->tables = d->tables;
+  in->ntables = d->ntables;
 }

@@ -8,11 +8,13 @@
  * heading path ("Guide > Install > Linux", deeper levels cleared) and
  * starts a new section when body text follows it. With CHUNK_BY_PAGE a
  * new page starts a new section too, so no chunk spans two pages. Page
- * marks record where each page's text starts. Title and author are kept
- * apart (the first of each).
+ * marks record where each page's text starts. Consecutive table rows in
+ * one section make a table (its first row the header), which the chunker
+ * keeps whole or splits with the header repeated. Title and author are
+ * kept apart (the first of each).
  *
  * Everything is bounded: text and heading paths by max_text bytes each,
- * sections and page marks by one per body record. Not thread-safe. */
+ * sections, tables and page marks by one per body record. Not thread-safe. */
 #ifndef QUARRY_INGESTION_DOC_H
 #define QUARRY_INGESTION_DOC_H
 
@@ -35,6 +37,8 @@ typedef struct doc {
   size_t nsections, capsections;
   chunker_page_t *pages;
   size_t npages, cappages;
+  chunker_table_t *tables; /* runs of table rows (chunker.h) */
+  size_t ntables, captables;
   char title[EXTRACT_META_BYTES + 1];
   char author[EXTRACT_META_BYTES + 1];
   /* What the format says, when it does (0 / "": it does not). */

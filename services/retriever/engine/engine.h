@@ -62,6 +62,12 @@
 /* Largest embedding accepted (dimensions): any the llm-gateway may make. */
 #define ENGINE_MAX_DIM Q_LIMIT_EMBED_DIM_MAX
 
+/* Where a chunk is in its document's text, in characters (Chunk.start_offset,
+ * end_offset, text_offset of common.proto): carried, never looked at. */
+typedef struct engine_offsets {
+  int32_t start, end, text;
+} engine_offsets_t;
+
 /* A chunk to store: every pointer is borrowed for the duration of the call. */
 typedef struct engine_chunk {
   const char *chunk_id; /* unique within the tenant (and across tenants) */
@@ -69,6 +75,7 @@ typedef struct engine_chunk {
   const char *title; /* may be NULL */
   const char *text;
   int32_t version, ordinal, page;
+  engine_offsets_t at;
   const float *embedding; /* dim floats, not necessarily normalised */
   size_t dim;             /* 0: the chunk has no vector */
   /* A stable integer naming the chunk (its row's sequence number in
@@ -95,6 +102,7 @@ typedef struct engine_chunk {
 typedef struct engine_cand {
   const char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
+  engine_offsets_t at;
   double score; /* BM25 (lexical list) or similarity (dense list: cosine, or
                    inner product when the engine is configured so) */
 } engine_cand_t;

@@ -174,6 +174,9 @@ static q_err_t chunk_cb(void *ud, const engine_chunk_t *c) {
   wu32(w, (uint32_t)c->version);
   wu32(w, (uint32_t)c->ordinal);
   wu32(w, (uint32_t)c->page);
+  wu32(w, (uint32_t)c->at.start);
+  wu32(w, (uint32_t)c->at.end);
+  wu32(w, (uint32_t)c->at.text);
   wu64(w, c->seq);
   wu32(w, (uint32_t)c->dim);
   wstr(w, c->content_type ? c->content_type : "");
@@ -424,6 +427,9 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     x->version = (int32_t)ru32(&c);
     x->ordinal = (int32_t)ru32(&c);
     x->page = (int32_t)ru32(&c);
+    x->at.start = (int32_t)ru32(&c);
+    x->at.end = (int32_t)ru32(&c);
+    x->at.text = (int32_t)ru32(&c);
     x->seq = ru64(&c);
     x->dim = ru32(&c);
     x->content_type = rstr(&c);

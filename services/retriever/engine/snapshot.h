@@ -35,8 +35,8 @@
 /* Bumped whenever the layout changes: a snapshot of another version is
  * discarded (and the index rebuilt). 2: chunks carry their document's
  * filter fields; 3: the header names the database; 4: chunks carry their
- * document's author and language. */
-#define SNAPSHOT_FORMAT 4
+ * document's author and language; 5: and their offsets in the document. */
+#define SNAPSHOT_FORMAT 5
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {

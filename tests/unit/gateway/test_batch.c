@@ -132,3 +132,29 @@ Test(batch, sizes) {
       batch_parse_line("{\"text\":\"0123456789\"}", 21, 10, a, &d, err, sizeof err),
       Q_OK);
 }
+
+Test(batch, chunking_of_a_line) {
+  batch_doc_t d;
+  char err[256] = "";
+  cr_assert_eq(parse("{\"text\":\"x\"}", &d, err), Q_OK, "%s", err);
+  cr_assert_str_eq(d.chunking, "", "no choice: ingestion's settings");
+  cr_assert_eq(parse("{\"text\":\"x\",\"chunking\":\"fixed\",\"chunk_tokens\":128,"
+                     "\"chunk_overlap\":16}",
+                     &d, err),
+               Q_OK, "%s", err);
+  cr_assert_str_eq(d.chunking, "fixed:128:16");
+  cr_assert_eq(parse("{\"text\":\"x\",\"chunk_tokens\":64}", &d, err), Q_OK, "%s", err);
+  cr_assert_str_eq(d.chunking, ":64:");
+  REFUSED("{\"text\":\"x\",\"chunking\":\"pages\"}", Q_EINVAL,
+          "chunking: unknown strategy \"pages\"");
+  REFUSED("{\"text\":\"x\",\"chunking\":7}", Q_EINVAL, "\"chunking\" must be a string");
+  REFUSED("{\"text\":\"x\",\"chunk_tokens\":\"64\"}", Q_EINVAL,
+          "\"chunk_tokens\" must be a whole number");
+  REFUSED("{\"text\":\"x\",\"chunk_tokens\":5000}", Q_EINVAL, "chunk_tokens");
+  REFUSED("{\"text\":\"x\",\"chunk_tokens\":0}", Q_EINVAL,
+          "chunk_tokens: must be 1..4096");
+  REFUSED("{\"text\":\"x\",\"chunk_overlap\":8}", Q_EINVAL,
+          "chunk_overlap: needs chunk_tokens");
+  REFUSED("{\"text\":\"x\",\"chunk_tokens\":10,\"chunk_overlap\":6}", Q_EINVAL,
+          "chunk_overlap: must be 0..5");
+}

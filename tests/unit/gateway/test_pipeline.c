@@ -246,6 +246,22 @@ Test(pipeline, events_come_in_order_and_tokens_add_up_to_the_answer) {
   rec_cleanup(&r);
 }
 
+/* The llm-gateway says with every piece that the prompt left the last
+ * passage out: no token carries its marker, and the tokens still add up
+ * to the checked answer (before, an SSE client saw "[3]" that done.answer
+ * then lacked). */
+Test(pipeline, a_marker_of_a_passage_the_model_did_not_see_is_never_streamed) {
+  atomic_store(&fk.gen_dropped, 1);
+  rec_t r;
+  rec_init(&r);
+  run(&r, "what is alpha?", 3);
+  cr_assert_str_eq(r.answer, "Alpha [1]. Beta [2]. Bogus.");
+  cr_assert_str_eq(r.tokens.data, r.answer, "tokens say %s", r.tokens.data);
+  cr_assert_null(strstr(r.tokens.data, "[3]"));
+  cr_assert_eq(r.ncitations, 2);
+  rec_cleanup(&r);
+}
+
 Test(pipeline, optional_stages_degrade) {
   atomic_store(&fk.embed_fail, 1);
   atomic_store(&fk.rerank_fail, 1);

@@ -88,7 +88,9 @@ Test(sink, sse_stream_is_framed_event_by_event) {
   const char *cit =
       "{\"n\":1,\"document_id\":\"d1\",\"title\":\"T1\",\"chunk_id\":\"c1\","
       "\"snippet\":\"text "
-      "one\",\"snippet_start\":0,\"snippet_end\":8,\"score\":0.5,\"page\":2}";
+      "one\",\"snippet_start\":0,\"snippet_end\":8,\"document_start\":null,"
+      "\"document_end\":null,\"chunk_start\":null,\"chunk_end\":null,\"score\":0.5,"
+      "\"page\":2}";
   char want[2048];
   snprintf(
       want, sizeof want,
@@ -227,5 +229,34 @@ Test(sink, summary_names_who_answered_or_null) {
   j = sink_summary_json(&sum);
   cr_assert_not_null(j);
   cr_assert(json_is_null(json_object_get(j, "generation")));
+  json_decref(j);
+}
+
+/* A chunk whose text is its heading path, a blank line, then the
+ * document's characters 100..130 ("é" is one character, two bytes). */
+Test(sink, citation_offsets_map_into_the_document) {
+  const char *text = "Guide > Café\n\nThe café opens at nine. It closes late.";
+  Quarry__V1__Passage p = mkpassage("c1", "d1", "T", text, 1.0f, 0);
+  p.start_offset = 100;
+  p.end_offset = 139;
+  p.text_offset = 14; /* "Guide > Café\n\n" */
+  /* The snippet "It closes late." is bytes 40..55, characters 38..53. */
+  sink_citation_t c = {.n = 1, .passage = &p, .snippet_start = 40, .snippet_end = 55};
+  json_t *j = sink_citation_json(&c);
+  cr_assert_not_null(j);
+  cr_assert_str_eq(json_string_value(json_object_get(j, "snippet")), "It closes late.");
+  cr_assert_eq(json_integer_value(json_object_get(j, "snippet_start")), 38);
+  cr_assert_eq(json_integer_value(json_object_get(j, "snippet_end")), 53);
+  cr_assert_eq(json_integer_value(json_object_get(j, "document_start")), 124);
+  cr_assert_eq(json_integer_value(json_object_get(j, "document_end")), 139);
+  cr_assert_eq(json_integer_value(json_object_get(j, "chunk_start")), 100);
+  cr_assert_eq(json_integer_value(json_object_get(j, "chunk_end")), 139);
+  json_decref(j);
+  /* A snippet that starts in the heading maps its start to the chunk's. */
+  c.snippet_start = 0;
+  c.snippet_end = 20; /* "Guide > Café\n\nThe c" */
+  j = sink_citation_json(&c);
+  cr_assert_eq(json_integer_value(json_object_get(j, "document_start")), 100);
+  cr_assert_eq(json_integer_value(json_object_get(j, "document_end")), 105);
   json_decref(j);
 }

@@ -1,6 +1,6 @@
-/* test_upload.c - the pure parts of uploads: Content-Type parsing and file
- * name cleaning. Which types a document may have is ingestion's business
- * (tests/unit/ingestion/test_formats.c). */
+/* test_upload.c - the pure parts of uploads: Content-Type parsing, file
+ * name cleaning and the chunking parameters. Which types a document may have is
+ * ingestion's business (tests/unit/ingestion/test_formats.c). */
 #include "upload.h"
 
 #include "quarry/validate.h"
@@ -79,4 +79,51 @@ Test(upload, file_names_ingestion_would_refuse_are_refused) {
   cr_assert_eq(upload_clean_filename("dir\xff/ok.md", out, sizeof out), 0,
                "only the last component counts");
   cr_assert_str_eq(out, "ok.md");
+}
+
+/* The chunking parameters as the query string, a multipart field or a
+ * batch line give them, and the spec that goes to ingestion. */
+Test(upload, chunking_parameters) {
+  q_chunking_t c = Q_CHUNKING_DEFAULT;
+  char err[256] = "", spec[Q_LIMIT_CHUNKING_BYTES + 1];
+  cr_assert_eq(upload_chunking_spec(&c, spec, sizeof spec, err, sizeof err), Q_OK);
+  cr_assert_str_eq(spec, "", "nothing chosen: ingestion's settings");
+  cr_assert_eq(upload_chunking_param(&c, "chunking", "fixed", 5, err, sizeof err), Q_OK);
+  cr_assert_eq(upload_chunking_param(&c, "chunk_tokens", "300", 3, err, sizeof err),
+               Q_OK);
+  cr_assert_eq(upload_chunking_param(&c, "chunk_overlap", "0", 1, err, sizeof err), Q_OK);
+  cr_assert_eq(upload_chunking_spec(&c, spec, sizeof spec, err, sizeof err), Q_OK);
+  cr_assert_str_eq(spec, "fixed:300:0");
+  cr_assert_eq(upload_chunking_param(&c, "title", "x", 1, err, sizeof err), Q_ENOTFOUND);
+
+  static const struct {
+    const char *name, *value, *words;
+  } bad[] = {
+      {"chunking", "pages", "chunking: unknown strategy \"pages\""},
+      {"chunking", "", "chunking: unknown strategy"},
+      {"chunking", "structure-and-more", "chunking: unknown strategy"},
+      {"chunk_tokens", "0", "chunk_tokens: must be 1..4096"},
+      {"chunk_tokens", "-3", "chunk_tokens: must be a whole number"},
+      {"chunk_tokens", "12a", "chunk_tokens: must be a whole number"},
+      {"chunk_tokens", "999999", "chunk_tokens: must be a whole number"},
+      {"chunk_overlap", "", "chunk_overlap: must be a whole number"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    q_chunking_t b = Q_CHUNKING_DEFAULT;
+    err[0] = '\0';
+    cr_assert_eq(upload_chunking_param(&b, bad[i].name, bad[i].value,
+                                       strlen(bad[i].value), err, sizeof err),
+                 Q_EINVAL, "%s=%s", bad[i].name, bad[i].value);
+    cr_assert(strstr(err, bad[i].words), "%s=%s: %s", bad[i].name, bad[i].value, err);
+  }
+  /* Each part fine, the whole not: checked together. */
+  q_chunking_t w = Q_CHUNKING_DEFAULT;
+  cr_assert_eq(upload_chunking_param(&w, "chunk_tokens", "5000", 4, err, sizeof err),
+               Q_OK);
+  cr_assert_eq(upload_chunking_spec(&w, spec, sizeof spec, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "chunk_tokens: must be 1..4096"), "%s", err);
+  w = Q_CHUNKING_DEFAULT;
+  cr_assert_eq(upload_chunking_param(&w, "chunk_overlap", "4", 1, err, sizeof err), Q_OK);
+  cr_assert_eq(upload_chunking_spec(&w, spec, sizeof spec, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "chunk_overlap: needs chunk_tokens"), "%s", err);
 }

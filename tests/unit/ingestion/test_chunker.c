@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "quarry/buf.h"
+#include "quarry/chunking.h"
 #include "quarry/error.h"
 #include "quarry/limits.h"
 #include "quarry/validate.h"
@@ -34,7 +35,7 @@ static void got_free(got_t *g) {
 /* Chunks s[0..n): as plain text (one section), or when md as Markdown
  * through the Markdown extractor and the doc builder, as the worker does. */
 static got_t *run(const char *s, size_t n, int target, int overlap, int md) {
-  chunker_opts_t o = {target, overlap};
+  chunker_opts_t o = {target, overlap, NULL};
   chunker_t *c;
   char err[256];
   chunker_input_t in = {.text = s, .len = n};
@@ -135,16 +136,16 @@ Test(chunker, rejects_bad_options) {
   chunker_t *c;
   char err[128];
   chunker_input_t x = {.text = "x", .len = 1};
-  chunker_opts_t o = {0, 0};
+  chunker_opts_t o = {0, 0, NULL};
   cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
-  o = (chunker_opts_t){CHUNKER_MAX_TARGET + 1, 0};
+  o = (chunker_opts_t){CHUNKER_MAX_TARGET + 1, 0, NULL};
   cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
-  o = (chunker_opts_t){100, 51};
+  o = (chunker_opts_t){100, 51, NULL};
   cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
   cr_assert(strstr(err, "overlap"), "%s", err);
-  o = (chunker_opts_t){100, -1};
+  o = (chunker_opts_t){100, -1, NULL};
   cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_EINVAL);
-  o = (chunker_opts_t){100, 50};
+  o = (chunker_opts_t){100, 50, NULL};
   cr_assert_eq(chunker_new(&x, &o, &c, err, sizeof err), Q_OK);
   chunker_free(c);
 }
@@ -317,7 +318,7 @@ Test(chunker, long_sections_split_within_their_heading) {
 Test(chunker, huge_input_stays_bounded_and_covers_every_word) {
   int nwords = 300000;
   char *s = numbered_words(nwords, " ");
-  chunker_opts_t o = {200, 40};
+  chunker_opts_t o = {200, 40, NULL};
   chunker_t *c;
   char err[64];
   chunker_input_t in = {.text = s, .len = strlen(s)};
@@ -581,7 +582,7 @@ Test(chunker, chunks_carry_the_page_of_their_first_word) {
       q_buf_printf(&b, "%sp%dw%d", w ? " " : "", p + 1, w);
   }
   chunker_input_t in = {.text = b.data, .len = b.len, .pages = pages, .npages = 3};
-  chunker_opts_t o = {20, 0};
+  chunker_opts_t o = {20, 0, NULL};
   chunker_t *c;
   char err[64];
   cr_assert_eq(chunker_new(&in, &o, &c, err, sizeof err), Q_OK);
@@ -595,4 +596,271 @@ Test(chunker, chunks_carry_the_page_of_their_first_word) {
   cr_assert_geq(n, 5);
   chunker_free(c);
   q_buf_cleanup(&b);
+}
+
+/* ---- strategies, tables, offsets --------------------------------------- */
+
+/* The byte offset of character k of s. */
+static size_t byte_of(const char *s, size_t k) {
+  size_t i = 0;
+  for (; s[i]; i++)
+    if (((unsigned char)s[i] & 0xC0) != 0x80 && k-- == 0)
+      return i;
+  return i;
+}
+
+/* Chunks d with strategy st; checks that each chunk after its lead is the
+ * document's text at its offsets; returns the chunks (lead kept). */
+static got_t *run_doc(const doc_t *d, const char *st, int target, int overlap,
+                      size_t *leads) {
+  chunker_input_t in;
+  doc_input(d, &in);
+  chunker_opts_t o = {target, overlap, chunker_strategy(st)};
+  cr_assert_not_null(o.strategy);
+  chunker_t *c;
+  char err[256];
+  cr_assert_eq(chunker_new(&in, &o, &c, err, sizeof err), Q_OK, "%s", err);
+  got_t *g = calloc(1, sizeof *g);
+  chunk_t ch;
+  while (chunker_next(c, &ch) == 1) {
+    size_t b0 = byte_of(in.text, ch.start), b1 = byte_of(in.text, ch.end);
+    cr_assert_lt(ch.lead, ch.len);
+    cr_assert_eq(b1 - b0, ch.len - ch.lead, "chunk %d: [%zu,%zu) vs %zu bytes", g->n,
+                 ch.start, ch.end, ch.len - ch.lead);
+    cr_assert(memcmp(in.text + b0, ch.text + ch.lead, b1 - b0) == 0,
+              "chunk %d is the text at its offsets", g->n);
+    cr_assert_leq(ch.words, target);
+    if (leads)
+      leads[g->n] = ch.lead;
+    g->text[g->n] = strdup(ch.text);
+    g->heading[g->n] = strdup(ch.heading);
+    g->words[g->n] = ch.words;
+    g->n++;
+  }
+  chunker_free(c);
+  return g;
+}
+
+static void add(doc_t *d, extract_kind_t k, int level, const char *s) {
+  cr_assert_eq(doc_add_cb(d, k, level, 1, s, strlen(s)), Q_OK);
+}
+
+Test(chunker, strategies_by_name) {
+  cr_assert_str_eq(chunker_strategy_name(chunker_strategy("structure")), "structure");
+  cr_assert_str_eq(chunker_strategy_name(chunker_strategy("fixed")), "fixed");
+  cr_assert_str_eq(chunker_strategy_name(NULL), CHUNKER_DEFAULT_STRATEGY);
+  cr_assert_null(chunker_strategy("Fixed"));
+  cr_assert_null(chunker_strategy(""));
+  cr_assert_null(chunker_strategy(NULL));
+}
+
+/* A table of a header and 40 rows of 6 words, under a heading, after a
+ * paragraph: larger than a chunk of 50 words. */
+static void table_doc(doc_t *d) {
+  doc_init(d, CHUNK_BY_SECTION, 1u << 20);
+  add(d, EXTRACT_HEADING, 1, "Prices");
+  add(d, EXTRACT_PARAGRAPH, 0, "The table below lists every part. It is long.");
+  add(d, EXTRACT_TABLE_ROW, 0, "Part | Colour | Price");
+  char row[64];
+  for (int i = 0; i < 40; i++) {
+    snprintf(row, sizeof row, "p%d | red | %d euro", i, i);
+    add(d, EXTRACT_TABLE_ROW, 0, row);
+  }
+  add(d, EXTRACT_PARAGRAPH, 0, "After the table.");
+}
+
+Test(chunker, split_table_repeats_its_header_row_in_every_piece) {
+  doc_t d;
+  table_doc(&d);
+  cr_assert_eq(d.ntables, 1);
+  size_t leads[64];
+  got_t *g = run_doc(&d, "structure", 50, 10, leads);
+  /* The paragraph before the table is a chunk of its own: the table does
+   * not fit beside it. */
+  cr_assert_str_eq(g->text[0], "The table below lists every part. It is long.");
+  int pieces = 0, rows = 0, next_row = 0;
+  for (int i = 1; i < g->n; i++) {
+    if (!strstr(g->text[i], "| red |"))
+      continue;
+    pieces++;
+    cr_assert_str_eq(g->heading[i], "Prices");
+    cr_assert(strncmp(g->text[i], "Part | Colour | Price\n", 22) == 0,
+              "piece %d starts with the header row: %s", i, g->text[i]);
+    cr_assert_eq(leads[i], pieces == 1 ? 0 : 22);
+    /* Whole rows, in order, no row twice (pieces do not overlap). */
+    for (const char *p = strchr(g->text[i], '\n'); p; p = strchr(p + 1, '\n')) {
+      int k = -1;
+      cr_assert_eq(sscanf(p + 1, "p%d | red |", &k), 1, "a whole row: %s", p + 1);
+      cr_assert_eq(k, next_row);
+      next_row++;
+      rows++;
+    }
+  }
+  cr_assert_gt(pieces, 1, "the table was split");
+  cr_assert_eq(rows, 40, "every row once");
+  cr_assert(strstr(g->text[g->n - 1], "After the table."));
+  got_free(g);
+  doc_cleanup(&d);
+}
+
+Test(chunker, a_table_that_fits_stays_whole) {
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1u << 20);
+  /* 30 words of text, then a table of 4 rows (16 words): target 40. */
+  add(&d, EXTRACT_PARAGRAPH, 0,
+      "one two three four five six seven eight nine ten. one two three four five six "
+      "seven eight nine ten. one two three four five six seven eight nine ten.");
+  add(&d, EXTRACT_TABLE_ROW, 0, "a | b | c");
+  add(&d, EXTRACT_TABLE_ROW, 0, "1 | 2 | 3");
+  add(&d, EXTRACT_TABLE_ROW, 0, "4 | 5 | 6");
+  add(&d, EXTRACT_TABLE_ROW, 0, "7 | 8 | 9");
+  got_t *g = run_doc(&d, "structure", 40, 5, NULL);
+  int whole = 0;
+  for (int i = 0; i < g->n; i++) {
+    bool has = strstr(g->text[i], "a | b | c") != NULL;
+    cr_assert_eq(has, strstr(g->text[i], "7 | 8 | 9") != NULL,
+                 "chunk %d holds all of the table or none: %s", i, g->text[i]);
+    whole += has;
+  }
+  cr_assert_eq(whole, 1);
+  got_free(g);
+  /* The fixed strategy cuts through it. */
+  g = run_doc(&d, "fixed", 40, 5, NULL);
+  cr_assert_eq(g->n, 2);
+  cr_assert_eq(g->words[0], 40);
+  got_free(g);
+  doc_cleanup(&d);
+}
+
+Test(chunker, fixed_windows_cross_headings_and_keep_the_heading_path) {
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1u << 20);
+  add(&d, EXTRACT_HEADING, 1, "A");
+  add(&d, EXTRACT_PARAGRAPH, 0, "a1 a2 a3 a4 a5 a6 a7 a8. a9 a10 a11 a12.");
+  add(&d, EXTRACT_HEADING, 1, "B");
+  add(&d, EXTRACT_PARAGRAPH, 0, "b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b14");
+  got_t *g = run_doc(&d, "fixed", 10, 2, NULL);
+  /* 26 words, windows of 10 starting every 8 words: 0, 8, 16 (to the end). */
+  cr_assert_eq(g->n, 3);
+  cr_assert_eq(g->words[0], 10);
+  cr_assert_eq(g->words[1], 10);
+  cr_assert(strncmp(g->text[1], "a9 a10 a11 a12.\n\nb1", 19) == 0, "%s", g->text[1]);
+  cr_assert_str_eq(g->heading[0], "A");
+  cr_assert_str_eq(g->heading[1], "A"); /* its first word is under A */
+  cr_assert_str_eq(g->heading[2], "B");
+  got_free(g);
+  /* structure: never across the heading. */
+  g = run_doc(&d, "structure", 10, 2, NULL);
+  for (int i = 0; i < g->n; i++)
+    cr_assert(!(strstr(g->text[i], "a1") && strstr(g->text[i], "b1")));
+  got_free(g);
+  doc_cleanup(&d);
+}
+
+Test(chunker,
+     structure_ends_at_a_sentence_end_in_the_first_half_rather_than_mid_sentence) {
+  /* A 4-word sentence, then one of 30 words: a 20-word window ends after
+   * the first sentence, not inside the second. */
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1u << 20);
+  q_buf_t b;
+  q_buf_init(&b, 4096);
+  q_buf_puts(&b, "Short one is here.");
+  for (int i = 0; i < 30; i++)
+    q_buf_printf(&b, " long%d", i);
+  q_buf_puts(&b, ".");
+  add(&d, EXTRACT_PARAGRAPH, 0, b.data);
+  got_t *g = run_doc(&d, "structure", 20, 0, NULL);
+  cr_assert_str_eq(g->text[0], "Short one is here.");
+  /* The long sentence exceeds the window: it is cut, as it must be. */
+  cr_assert_eq(g->words[1], 20);
+  got_free(g);
+  q_buf_cleanup(&b);
+  doc_cleanup(&d);
+}
+
+Test(chunker, offsets_count_characters_not_bytes) {
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1u << 20);
+  add(&d, EXTRACT_PARAGRAPH, 0, "Ünïcödé wörds hère. Second séntence follows.");
+  add(&d, EXTRACT_PARAGRAPH, 0, "Thïrd paragraph.");
+  chunker_input_t in;
+  doc_input(&d, &in);
+  chunker_opts_t o = {4, 0, NULL};
+  chunker_t *c;
+  char err[128];
+  cr_assert_eq(chunker_new(&in, &o, &c, err, sizeof err), Q_OK);
+  chunk_t ch;
+  cr_assert_eq(chunker_next(c, &ch), 1);
+  cr_assert_str_eq(ch.text, "Ünïcödé wörds hère.");
+  cr_assert_eq(ch.start, 0);
+  cr_assert_eq(ch.end, 19); /* characters; 26 bytes */
+  cr_assert_eq(chunker_next(c, &ch), 1);
+  cr_assert_str_eq(ch.text, "Second séntence follows.");
+  cr_assert_eq(ch.start, 20);
+  cr_assert_eq(ch.end, 44);
+  cr_assert_eq(chunker_next(c, &ch), 1);
+  cr_assert_eq(ch.start, 46); /* after the blank line */
+  chunker_free(c);
+  doc_cleanup(&d);
+}
+
+Test(chunker, strategies_are_the_ones_the_api_names) {
+  /* quarry/chunking.h lists the names the gateway accepts; each must be a
+   * strategy here, and the default must be the first. */
+  char names[] = Q_CHUNKING_STRATEGY_NAMES;
+  int n = 0;
+  for (char *save, *t = strtok_r(names, ", ", &save); t;
+       t = strtok_r(NULL, ", ", &save)) {
+    cr_assert_not_null(chunker_strategy(t), "%s", t);
+    cr_assert(q_chunking_known(t));
+    if (n++ == 0)
+      cr_assert_str_eq(t, CHUNKER_DEFAULT_STRATEGY);
+  }
+  cr_assert_eq(n, 2);
+}
+
+Test(chunker, opts_from_a_spec_take_defaults_for_empty_parts) {
+  chunker_opts_t def = {200, 40, NULL}, o;
+  char err[256], spec[Q_LIMIT_CHUNKING_BYTES + 1];
+  cr_assert_eq(chunker_opts_parse("", &def, &o, err, sizeof err), Q_OK);
+  chunker_opts_format(&o, spec, sizeof spec);
+  cr_assert_str_eq(spec, "structure:200:40");
+  cr_assert_eq(chunker_opts_parse("fixed::", &def, &o, err, sizeof err), Q_OK);
+  chunker_opts_format(&o, spec, sizeof spec);
+  cr_assert_str_eq(spec, "fixed:200:40");
+  /* A smaller window keeps at most half of it as the default overlap. */
+  cr_assert_eq(chunker_opts_parse(":50:", &def, &o, err, sizeof err), Q_OK);
+  chunker_opts_format(&o, spec, sizeof spec);
+  cr_assert_str_eq(spec, "structure:50:25");
+  cr_assert_eq(chunker_opts_parse("fixed:64:0", &def, &o, err, sizeof err), Q_OK);
+  cr_assert_eq(o.target_words, 64);
+  cr_assert_eq(o.overlap_words, 0);
+  cr_assert_str_eq(chunker_strategy_name(o.strategy), "fixed");
+  cr_assert_eq(chunker_opts_parse("pages::", &def, &o, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "chunking"), "%s", err);
+}
+
+/* A chunk that ends before a table it cannot hold is not followed by a
+ * chunk of its overlap alone: the table starts the next chunk. */
+Test(chunker, no_chunk_of_overlap_before_a_table) {
+  doc_t d;
+  doc_init(&d, CHUNK_BY_SECTION, 1u << 20);
+  add(&d, EXTRACT_PARAGRAPH, 0,
+      "one two three four five six seven eight nine ten eleven twelve thirteen.");
+  char row[64];
+  for (int i = 0; i < 12; i++) {
+    snprintf(row, sizeof row, "r%d | x | y", i);
+    add(&d, EXTRACT_TABLE_ROW, 0, row);
+  }
+  got_t *g = run_doc(&d, "structure", 20, 8, NULL);
+  for (int i = 0; i < g->n; i++)
+    cr_assert(strstr(g->text[i], "|") || strstr(g->text[i], "thirteen."),
+              "chunk %d is only overlap: %s", i, g->text[i]);
+  int plain = 0;
+  for (int i = 0; i < g->n; i++)
+    plain += strstr(g->text[i], "|") == NULL;
+  cr_assert_eq(plain, 1, "the paragraph once");
+  got_free(g);
+  doc_cleanup(&d);
 }

@@ -635,3 +635,47 @@ Test(openai, prompt_holds_only_the_passages_that_fit) {
   pthread_mutex_unlock(&srv.mu);
   g->free(g);
 }
+
+/* What the emit callback saw of the answer while pieces arrived. */
+typedef struct seen_used {
+  const llm_answer_t *ans;
+  size_t used_at_first; /* ans->passages_used when the first piece came */
+  int pieces;
+} seen_used_t;
+
+static int seen_used_cb(const char *piece, size_t len, void *ud) {
+  seen_used_t *s = ud;
+  if (len && s->pieces++ == 0)
+    s->used_at_first = s->ans->passages_used;
+  return 0;
+}
+
+/* The gateway streams markers checked against what the model saw: that
+ * number must be known when the first piece is emitted, not only at the
+ * end (the SSE [k+1] a later done.answer removed). */
+Test(openai, passages_used_is_known_before_the_first_piece) {
+  gen_passage_t ps[2] = {{"", "first passage text", 18},
+                         {"", "second passage that will not fit in the budget", 46}};
+  gen_openai_opts_t o = {.url = url("/v1/chat/completions"),
+                         .model = "fake-chat",
+                         .template = TEMPLATE,
+                         .timeout_ms = 5000,
+                         .context_tokens = 8};
+  generator_t *g = gen_openai_new(&o);
+  llm_t l;
+  q_retry_policy_t once = Q_RETRY_POLICY_DEFAULT;
+  once.max_attempts = 1;
+  llm_init(&l, &once, NULL);
+  llm_add_generator(&l, g, 0, 0, 5, 1000);
+  llm_answer_t ans;
+  seen_used_t s = {.ans = &ans};
+  char err[256] = "";
+  cr_assert_eq(llm_generate(&l, "q?", ps, 2, 0, seen_used_cb, &s, &ans, err, sizeof err),
+               0, "%s", err);
+  cr_assert_gt(s.pieces, 0);
+  cr_assert_eq(s.used_at_first, 1,
+               "one passage fits the budget: known at the first piece");
+  cr_assert_eq(ans.passages_used, 1);
+  llm_cleanup(&l);
+  g->free(g);
+}

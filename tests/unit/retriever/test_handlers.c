@@ -62,6 +62,9 @@ static void seed(void) {
   Quarry__V1__Chunk c1 = chunk("d:1:1", "d", "Shipping is free above fifty euros");
   c0.title = "Policies";
   c0.page = 3;
+  c0.start_offset = 120;
+  c0.end_offset = 152;
+  c0.text_offset = 0;
   c0.ordinal = 0;
   c1.ordinal = 1;
   c0.embedding = e0;
@@ -96,6 +99,8 @@ Test(handlers, upsert_then_search_returns_passages_with_scores) {
   cr_assert_str_eq(p->doc_id, "d");
   cr_assert_str_eq(p->title, "Policies");
   cr_assert_eq(p->page, 3);
+  cr_assert_eq(p->start_offset, 120); /* the chunk's place in its document */
+  cr_assert_eq(p->end_offset, 152);
   cr_assert_gt(p->lexical_score, 0);
   cr_assert_float_eq(p->score, 1.0 / 61 + 1.0 / 62, 1e-6);
   cr_assert_float_eq(resp->passages[1]->dense_score, 1.0 / sqrt(1.04), 1e-5);

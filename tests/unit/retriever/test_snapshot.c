@@ -75,6 +75,7 @@ static index_t *build(void) {
                             .version = 1,
                             .ordinal = i % 3,
                             .page = i % 4,
+                            .at = {i * 100, i * 100 + 40 + i, i % 3},
                             .embedding = vec[i],
                             .dim = DIM,
                             .seq = (uint64_t)i + 1};
@@ -114,6 +115,9 @@ static void same_answers(index_t *a, index_t *b) {
       cr_assert_str_eq(la[i].text, lb[i].text);
       cr_assert_str_eq(la[i].title, lb[i].title);
       cr_assert_eq(la[i].page, lb[i].page);
+      cr_assert_eq(la[i].at.start, lb[i].at.start);
+      cr_assert_eq(la[i].at.end, lb[i].at.end);
+      cr_assert_eq(la[i].at.text, lb[i].at.text);
       cr_assert_eq(la[i].score, lb[i].score); /* bit for bit */
     }
   }

@@ -103,6 +103,9 @@ static void same_lists(const engine_cand_t *a, size_t na, const engine_cand_t *b
     cr_assert_str_eq(a[k].text, b[k].text);
     cr_assert_str_eq(a[k].title, b[k].title);
     cr_assert_eq(a[k].page, b[k].page);
+    cr_assert_eq(a[k].at.start, b[k].at.start);
+    cr_assert_eq(a[k].at.end, b[k].at.end);
+    cr_assert_eq(a[k].at.text, b[k].at.text);
     cr_assert_eq(a[k].version, b[k].version);
     cr_assert_eq(a[k].score, b[k].score); /* bit for bit */
   }
@@ -120,6 +123,7 @@ Test(store, round_trip_is_exact) {
        .version = 1,
        .ordinal = 0,
        .page = 7,
+       .at = {1000, 1051, 12},
        .embedding = v1,
        .dim = 4},
       {.chunk_id = "d1:1:1",

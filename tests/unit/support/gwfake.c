@@ -163,6 +163,7 @@ static q_err_t generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
       nap_ms(ms);
     Quarry__V1__GenerateResponse m = QUARRY__V1__GENERATE_RESPONSE__INIT;
     m.text = q_arena_strndup(a, ans + off, len - off < step ? len - off : step);
+    m.passages_dropped = atomic_load(&f->gen_dropped);
     if (q_grpc_ctx_send(ctx, &m.base)) {
       atomic_store(&f->gen_stop_s, q_now_s());
       atomic_fetch_add(&f->gen_cancelled, 1);
@@ -180,6 +181,7 @@ static q_err_t generate_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in,
   done.model = (char *)(f->gen_model ? f->gen_model : "fake-model");
   done.prompt_version = "answer.v2";
   done.fallback = atomic_load(&f->gen_fallback) != 0;
+  done.passages_dropped = atomic_load(&f->gen_dropped);
   return q_grpc_ctx_send(ctx, &done.base);
 }
 

@@ -27,6 +27,8 @@ typedef struct gwfake {
   const char *gen_provider; /* default "fake-0" */
   const char *gen_model;    /* default "fake-model" */
   atomic_int gen_fallback;  /* the last message says the built-in answered */
+  atomic_int gen_dropped;   /* passages_dropped of every message (the prompt
+                               left the last ones out), 0 none */
 
   /* what they saw */
   atomic_int searches;         /* Search calls started */
