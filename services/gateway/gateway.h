@@ -56,7 +56,7 @@ typedef struct gw_cfg {
   int64_t max_query_params;
   int64_t conn_memory_bytes; /* libmicrohttpd's pool per connection; 0: 256 KiB */
   int64_t drain_bytes;       /* most body read to answer a stranger refused on the head */
-  int64_t readyz_cache_ms;   /* how long a /readyz answer is reused */
+  int64_t readyz_interval_ms; /* period of the dependency checks (depwatch.h) */
   /* Admission control of query pipelines (pool.h); 0 takes the default. */
   int64_t pipeline_max_inflight; /* QUARRY_PIPELINE_MAX_INFLIGHT */
   int64_t pipeline_queue;        /* QUARRY_PIPELINE_QUEUE */

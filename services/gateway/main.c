@@ -140,10 +140,12 @@ static q_cfg_entry_t table[] = {
      "on its head (401, 404, 405) and keep the connection; a larger or unannounced body "
      "is not read: the answer goes out at once and the connection is closed.",
      0, &cfg.drain_bytes},
-    {"QUARRY_READYZ_CACHE_MS", Q_CFG_INT, "1000", 0, 60000, NULL,
-     "How long GET /readyz reuses its last answer, so a burst of probes makes one round "
-     "of downstream health checks.",
-     0, &cfg.readyz_cache_ms},
+    {"QUARRY_READYZ_INTERVAL_MS", Q_CFG_INT, "1000", 100, 60000, NULL,
+     "Period of the background checks of the dependencies (the gRPC health of auth, "
+     "retriever and llm-gateway, and the reranker's method); GET /readyz answers at once "
+     "from the last round, with its age, and is not ready when no round has ended for "
+     "this plus 5.8 s.",
+     0, &cfg.readyz_interval_ms},
     {"QUARRY_GRPC_ASYNC_THREADS", Q_CFG_INT, "2", 1, 16, NULL,
      "Threads completing the gateway's asynchronous gRPC calls (every query's "
      "downstream calls run on them without blocking); about one per core.",

@@ -33,6 +33,7 @@
 #include "quarry/validate.h"
 
 #include "citations.h"
+#include "depwatch.h"
 #include "downstream.h"
 #include "ratelimit.h"
 
@@ -480,6 +481,19 @@ static void rerank_cb(void *ud, q_err_t rc, Quarry__V1__RerankResponse *resp,
 
 static bool rerank_start(pipeline_t *p) {
   p->t_call = q_now_s();
+  if (depwatch_rerank_is_none()) {
+    /* The reranker ranks with `none` (depwatch.h): its reply would be the
+     * first top_k candidates in retrieval order with their scores, so the
+     * call is skipped and the reply still names the method that ordered
+     * them. */
+    p->sent = p->cand;
+    p->nsent = p->ncand < (size_t)p->top_k ? p->ncand : (size_t)p->top_k;
+    p->rerank_method = "none";
+    p->ms_rerank = ms_since(p->t_call);
+    progress(p, p->sink->retrieval(p->sink, p->query_id, p->sent, p->nsent));
+    p->stage = ST_GENERATE;
+    return false;
+  }
   int timeout = budget(p, RERANK_SHARE);
   if (!timeout) {
     snprintf(p->err, sizeof p->err, "no time left");
