@@ -54,9 +54,9 @@ static struct {
   pthread_t th;
   bool running, stop, refresh;
   const gw_cfg_t *cfg;
-  uint64_t rounds;   /* completed */
-  bool in_round;     /* one is under way */
-  int64_t ended_at;  /* q_now_ms() at the end of the last round */
+  uint64_t rounds;  /* completed */
+  bool in_round;    /* one is under way */
+  int64_t ended_at; /* q_now_ms() at the end of the last round */
   depwatch_state_t last;
   atomic_int rerank; /* RERANK_* */
 } w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -77,7 +77,8 @@ static void health_cb(void *ud, q_err_t rc, Grpc__Health__V1__HealthCheckRespons
     snprintf(p->err, sizeof p->err, "%s",
              status_message && status_message[0] ? status_message : q_strerror(rc));
   else if (!resp ||
-           resp->status != GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING) {
+           resp->status !=
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING) {
     p->rc = Q_EUNAVAIL;
     snprintf(p->err, sizeof p->err, "reachable but not ready (see its /readyz)");
   }
@@ -104,7 +105,8 @@ static void probe_start(round_t *r, int i, const char *addr) {
   q_grpc_async_t *h = NULL;
   q_err_t rc;
   if (i < DEPWATCH_NDEPS) {
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    Grpc__Health__V1__HealthCheckRequest req =
+        GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     rc = q_rpc_health_check_async(q_grpc_channel(addr), &req, p->arena, &opts, health_cb,
                                   p, &h);
   } else {
@@ -159,9 +161,9 @@ static void round_run(const gw_cfg_t *cfg, depwatch_state_t *out, int *rerank) {
   for (int i = 0; i < DEPWATCH_NDEPS; i++) {
     if (r.p[i].rc == 0)
       continue;
-    int n = snprintf(out->why + off, off < sizeof out->why ? sizeof out->why - off : 0,
-                     "%s%s (%s)", out->ndown ? ", " : "not ready: ", r.p[i].name,
-                     r.p[i].err);
+    int n =
+        snprintf(out->why + off, off < sizeof out->why ? sizeof out->why - off : 0,
+                 "%s%s (%s)", out->ndown ? ", " : "not ready: ", r.p[i].name, r.p[i].err);
     if (n > 0)
       off += (size_t)n;
     out->down[out->ndown++] = r.p[i].name;
@@ -197,8 +199,8 @@ static void *watch_main(void *arg) {
     pthread_mutex_lock(&w.mu);
     int before = atomic_exchange(&w.rerank, rerank);
     if (before != rerank && rerank != RERANK_UNKNOWN)
-      q_log_info("reranker method", "{s:s,s:b}", "method", st.rerank_method, "call_skipped",
-                 rerank == RERANK_NONE);
+      q_log_info("reranker method", "{s:s,s:b}", "method", st.rerank_method,
+                 "call_skipped", rerank == RERANK_NONE);
     if (st.ndown && !w.last.ndown)
       q_log_warn("dependencies not ready", "{s:s}", "why", st.why);
     w.last = st;
@@ -250,8 +252,9 @@ void depwatch_get(depwatch_state_t *out) {
   pthread_mutex_lock(&w.mu);
   *out = w.last;
   out->age_ms = w.rounds ? q_now_ms() - w.ended_at : -1;
-  int64_t stale_after = w.cfg ? interval_ms() + DEPWATCH_CHECK_TIMEOUT_MS + DEPWATCH_STALE_MS
-                              : DEPWATCH_STALE_MS;
+  int64_t stale_after =
+      w.cfg ? interval_ms() + DEPWATCH_CHECK_TIMEOUT_MS + DEPWATCH_STALE_MS
+            : DEPWATCH_STALE_MS;
   pthread_mutex_unlock(&w.mu);
   if (!out->checked) {
     snprintf(out->why, sizeof out->why,

@@ -31,13 +31,13 @@
 
 /* The last completed round. */
 typedef struct depwatch_state {
-  bool checked;  /* a round has completed (else: starting, or stale) */
-  int ndown;     /* critical dependencies not serving */
+  bool checked;   /* a round has completed (else: starting, or stale) */
+  int ndown;      /* critical dependencies not serving */
   char why[1024]; /* "" when ready, else the reason, for people */
   const char *down[DEPWATCH_NDEPS + 1]; /* their names (static strings) */
-  int64_t age_ms;   /* since the round ended; -1 when none has */
-  int64_t check_ms; /* how long the round took */
-  char rerank_method[32]; /* the reranker's, "" when not known */
+  int64_t age_ms;                       /* since the round ended; -1 when none has */
+  int64_t check_ms;                     /* how long the round took */
+  char rerank_method[32];               /* the reranker's, "" when not known */
 } depwatch_state_t;
 
 /* Starts the thread, which runs a first round at once; cfg is read at every

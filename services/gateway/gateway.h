@@ -67,10 +67,13 @@ typedef struct gw_cfg {
 /* Defaults of the pipeline settings. A pipeline in flight holds no thread
  * (it runs on asynchronous gRPC completions), only its arena (a few
  * hundred KiB at most for a long answer), so thousands may be in flight;
- * the queue absorbs a burst beyond that; one tenant may hold 8 at once,
- * so one busy tenant cannot starve the others. */
+ * the queue absorbs a burst beyond that (1,024: a thousand streamed
+ * questions arriving at once wait for their CPU stages rather than get
+ * 503); one tenant may have 8 in their CPU stages at once (an answer being
+ * generated gives its slot back, pool_yield), so one busy tenant cannot
+ * starve the others. */
 #define GW_PIPELINE_MAX_INFLIGHT_DEFAULT 4096
-#define GW_PIPELINE_QUEUE_DEFAULT 256
+#define GW_PIPELINE_QUEUE_DEFAULT 1024
 #define GW_TENANT_MAX_INFLIGHT_DEFAULT 8
 
 /* Who is calling, as established by the auth service. */

@@ -161,8 +161,9 @@ static q_cfg_entry_t table[] = {
      0, &cfg.pipeline_queue},
     {"QUARRY_TENANT_MAX_INFLIGHT", Q_CFG_INT, STR(GW_TENANT_MAX_INFLIGHT_DEFAULT), 1,
      65536, NULL,
-     "Query pipelines of one tenant in flight at once; its other queries wait "
-     "in the queue while other tenants' run.",
+     "Query pipelines of one tenant in their CPU stages at once (an answer being "
+     "generated gives its slot back); its other queries wait in the queue while other "
+     "tenants' run.",
      0, &cfg.tenant_max_inflight},
     {"QUARRY_OPENAI_MODEL", Q_CFG_STRING, "quarry-rag", 0, 0, validate_model,
      "Model name of the OpenAI-compatible API: listed by GET /v1/models (whatever model "

@@ -98,6 +98,8 @@ struct pipeline {
    * of the end. */
   bool (*sink_full)(void *ud);
   void *flow_ud;
+  void (*generating)(void *ud);
+  void *generating_ud;
   pipeline_end_fn on_end;
   void *end_ud;
 
@@ -615,6 +617,14 @@ static bool generate_start(pipeline_t *p) {
     fail_deadline(p, "generation");
     return false;
   }
+  /* From here the run waits on the model: admission may let another
+   * query of the tenant into its CPU stages (which may start on this
+   * thread now, before the call below). */
+  if (p->generating) {
+    void (*generating)(void *) = p->generating;
+    p->generating = NULL;
+    generating(p->generating_ud);
+  }
   Quarry__V1__GenerateRequest req = QUARRY__V1__GENERATE_REQUEST__INIT;
   req.query = (char *)p->query;
   req.passages = p->sent;
@@ -929,6 +939,8 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   p->deadline_ms = req->deadline_ms;
   p->sink_full = req->sink_full;
   p->flow_ud = req->flow_ud;
+  p->generating = req->generating;
+  p->generating_ud = req->generating_ud;
   q_uuid4(p->query_id);
   p->stage = ST_ADMIT;
   atomic_init(&p->cancelled, false);
