@@ -31,15 +31,17 @@ q_err_t probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen) {
 
 /* From the last background round (depwatch.h), at once: a dependency that
  * hangs slows the round, never the probe. The body says how old the
- * answer is and how long its round took. */
+ * answer is, how long its round took and the reranker's method as that
+ * round saw it ("" when it did not answer). */
 void probes_readyz(gw_req_t *r) {
   depwatch_state_t st;
   depwatch_get(&st);
   json_t *age = st.age_ms >= 0 ? json_integer(st.age_ms) : json_null();
   if (st.checked && st.ndown == 0) {
     http_reply_json(r, 200,
-                    json_pack("{s:s,s:o,s:I}", "status", "ready", "age_ms", age,
-                              "check_ms", (json_int_t)st.check_ms));
+                    json_pack("{s:s,s:o,s:I,s:s}", "status", "ready", "age_ms", age,
+                              "check_ms", (json_int_t)st.check_ms, "rerank_method",
+                              st.rerank_method));
     return;
   }
   /* The error envelope, plus the names of the dependencies that are down
@@ -48,9 +50,10 @@ void probes_readyz(gw_req_t *r) {
   for (int i = 0; st.checked && i < st.ndown; i++)
     json_array_append_new(down, json_string(st.down[i]));
   json_t *body =
-      json_pack("{s:{s:s,s:o},s:s,s:o,s:o,s:I}", "error", "code", q_err_slug(Q_EUNAVAIL),
-                "message", http_json_text(st.why, strlen(st.why)), "status", "not_ready",
-                "down", down, "age_ms", age, "check_ms", (json_int_t)st.check_ms);
+      json_pack("{s:{s:s,s:o},s:s,s:o,s:o,s:I,s:s}", "error", "code",
+                q_err_slug(Q_EUNAVAIL), "message", http_json_text(st.why, strlen(st.why)),
+                "status", "not_ready", "down", down, "age_ms", age, "check_ms",
+                (json_int_t)st.check_ms, "rerank_method", st.rerank_method);
   http_reply_json(r, 503, body);
 }
 

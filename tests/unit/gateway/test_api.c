@@ -1542,6 +1542,9 @@ Test(api, rerank_call_skipped_while_the_reranker_says_none) {
   fk.rerank_method = "none";
   depwatch_refresh();
   cr_assert(depwatch_rerank_is_none());
+  resp_t rd = HTTP("GET", "/readyz");
+  cr_assert_str_eq(jstr(rd.json, "rerank_method"), "none", "%s", rd.body.data);
+  resp_free(&rd);
   resp_t r = query("{\"query\":\"q\",\"top_k\":3}");
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_eq(atomic_load(&fk.rerank_calls), 0, "no Rerank call for the `none` method");
