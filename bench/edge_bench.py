@@ -20,8 +20,11 @@ run) with the corpus uploaded through REST, then:
 3. Streaming answers: the llm-gateway is restarted with its openai generation
    provider pointed at bench/fake_openai.py (2 s per answer), and N streamed
    queries ("stream": true) start at once: how many complete, time to first
-   token p50/p99, gateway RSS delta per stream. N = 100 and 1,000, with the
-   gateway's default limits and then with its pipeline limits raised.
+   token p50/p99, gateway RSS delta per stream. N = 100 and 1,000, with every
+   default ("defaults"), then with the gateway's defaults and the
+   llm-gateway's QUARRY_GRPC_THREADS at 1024 ("gw-defaults": its Generate
+   holds one gRPC thread per answer, which otherwise bounds the run), then
+   with the gateway's pipeline limits raised too ("raised").
 4. GET /healthz next to nginx (Debian) returning the same 15-byte JSON from a
    minimal private config, same wrk settings, at 16 and 256 connections.
 
@@ -499,6 +502,9 @@ def main(argv):
                     "QUARRY_GEN_URL": furl + "/v1/chat/completions",
                     "QUARRY_GEN_TIMEOUT_MS": "60000"})
                 st.restart("llm-gateway")
+                cmds.append("gw-defaults: the gateway's defaults, llm-gateway "
+                            "QUARRY_GRPC_THREADS=1024 (its Generate holds a gRPC thread "
+                            "per answer)")
                 cmds.append("raised limits: gateway " + " ".join(
                     "%s=%s" % kv for kv in sorted(raised.items())) +
                     "; llm-gateway QUARRY_GRPC_THREADS=256")
@@ -506,10 +512,14 @@ def main(argv):
                             "QUARRY_GEN_PROVIDER=openai QUARRY_GEN_URL=http://127.0.0.1:PORT"
                             "/v1/chat/completions QUARRY_GEN_TIMEOUT_MS=60000)"
                             % args.answer_seconds)
-                for label, genv in (("defaults", {}), ("raised", raised)):
-                    if genv:
+                # defaults everywhere; the gateway's defaults with the
+                # llm-gateway's generation threads out of the way; both raised.
+                for label, genv, llm_threads in (("defaults", {}, None),
+                                                 ("gw-defaults", {}, "1024"),
+                                                 ("raised", raised, "256")):
+                    if genv or llm_threads:
                         st.svc_env.setdefault("gateway", {}).update(genv)
-                        st.svc_env["llm-gateway"]["QUARRY_GRPC_THREADS"] = "256"
+                        st.svc_env["llm-gateway"]["QUARRY_GRPC_THREADS"] = llm_threads
                         st.restart("llm-gateway")
                         st.restart("gateway")
                     for n in nstreams:
@@ -560,7 +570,7 @@ def report(args, res, cmds):
         print()
         print("== 3. N streamed answers at once, fake model %.1f s per answer ==" %
               args.answer_seconds)
-        print("%-9s %6s %6s %-28s %9s %9s %9s %9s %9s %10s"
+        print("%-11s %6s %6s %-28s %9s %9s %9s %9s %9s %10s"
               % ("limits", "N", "done", "statuses", "ttft p50", "ttft p99", "total p50",
                  "wall s", "RSS +MiB", "KiB/stream"))
         for r in res["streams"]:
@@ -568,7 +578,7 @@ def report(args, res, cmds):
             if r["stream_errors"]:
                 st += " " + ",".join("%s:%d" % kv for kv in r["stream_errors"].items())
             d = r["rss_peak"] - r["rss_base"]
-            print("%-9s %6d %6d %-28s %9.2f %9.2f %9.2f %9.1f %9.1f %10.1f"
+            print("%-11s %6d %6d %-28s %9.2f %9.2f %9.2f %9.1f %9.1f %10.1f"
                   % (r["label"], r["n"], r["done"], st, r["ttft_p50"], r["ttft_p99"],
                      r["total_p50"], r["wall"], d / 1024, d / r["n"]))
         print("fake model: %s" % json.dumps(res["streams"][-1]["fake"]))

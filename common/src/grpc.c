@@ -1625,16 +1625,17 @@ static void set_recv_status(grpc_op *op, q_grpc_async_t *h) {
 
 /* The end of starting an attempt, the loop lock released: when the batch
  * was refused (ok false) the call is dropped and Q_EINTERNAL returned (no
- * callback will come), else the call is counted as started (kind is its
- * grpc_type label). */
+ * callback will come), else the call is counted as started under labels
+ * (grpc_type, service, method), which the caller took before the batch
+ * started: once the lock is released, the loop thread may complete the
+ * call and free h before this runs. */
 static q_err_t attempt_launched(q_grpc_async_t *h, grpc_call *call, bool ok,
-                                const char *kind) {
+                                const char *const labels[3]) {
   if (!ok) {
     grpc_call_unref(call);
     attempt_cleanup(h);
     return Q_EINTERNAL;
   }
-  const char *labels[3] = {kind, h->service, h->md->name};
   q_metrics_inc(m_cli_started, labels);
   return Q_OK;
 }
@@ -1659,6 +1660,7 @@ static q_err_t unary_attempt_start(q_grpc_async_t *h) {
   set_recv_status(&ops[5], h);
   /* Under the loop lock: the completion cannot be handled before h is
    * consistent, and a cancel sees the call. */
+  const char *labels[3] = {"unary", h->service, h->md->name};
   loop_t *l = h->loop;
   pthread_mutex_lock(&l->lock);
   bool ok = grpc_call_start_batch(call, ops, 6, &h->tag_batch, NULL) == GRPC_CALL_OK;
@@ -1669,7 +1671,7 @@ static q_err_t unary_attempt_start(q_grpc_async_t *h) {
       grpc_call_cancel(call, NULL);
   }
   pthread_mutex_unlock(&l->lock);
-  return attempt_launched(h, call, ok, "unary");
+  return attempt_launched(h, call, ok, labels);
 }
 
 /* Posts the next RECV_MESSAGE of a stream. Loop lock held. */
@@ -1708,6 +1710,7 @@ static q_err_t stream_attempt_start(q_grpc_async_t *h) {
   send[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
   send[3].op = GRPC_OP_RECV_INITIAL_METADATA;
   send[3].data.recv_initial_metadata.recv_initial_metadata = &h->initial_md;
+  const char *labels[3] = {"server_stream", h->service, h->md->name};
   loop_t *l = h->loop;
   pthread_mutex_lock(&l->lock);
   bool ok = grpc_call_start_batch(call, &status, 1, &h->tag_status, NULL) == GRPC_CALL_OK;
@@ -1726,7 +1729,7 @@ static q_err_t stream_attempt_start(q_grpc_async_t *h) {
       grpc_call_cancel(call, NULL);
   }
   pthread_mutex_unlock(&l->lock);
-  return attempt_launched(h, call, ok, "server_stream");
+  return attempt_launched(h, call, ok, labels);
 }
 
 /* Runs the final callback and frees h. Loop thread only, with nothing

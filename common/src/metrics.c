@@ -336,6 +336,12 @@ static size_t normalise_value(const char *s, char out[Q_LABEL_VALUE_MAX + 1]) {
   /* Every input byte yields at least one output byte, so nothing past
    * Q_LABEL_VALUE_MAX plus one sequence is ever read. */
   size_t left = strnlen(p, Q_LABEL_VALUE_MAX + 4), o = 0;
+  /* ASCII, what nearly every label value is, is copied as it is: each of
+   * its bytes is a whole sequence. */
+  while (left && o < Q_LABEL_VALUE_MAX && (unsigned char)*p < 0x80) {
+    out[o++] = *p++;
+    left--;
+  }
   while (left) {
     size_t n = q_valid_utf8_seq(p, left);
     const char *src = n ? p : repl;

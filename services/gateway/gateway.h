@@ -56,7 +56,7 @@ typedef struct gw_cfg {
   int64_t max_query_params;
   int64_t conn_memory_bytes; /* libmicrohttpd's pool per connection; 0: 256 KiB */
   int64_t drain_bytes;       /* most body read to answer a stranger refused on the head */
-  int64_t readyz_cache_ms;   /* how long a /readyz answer is reused */
+  int64_t readyz_interval_ms; /* period of the dependency checks (depwatch.h) */
   /* Admission control of query pipelines (pool.h); 0 takes the default. */
   int64_t pipeline_max_inflight; /* QUARRY_PIPELINE_MAX_INFLIGHT */
   int64_t pipeline_queue;        /* QUARRY_PIPELINE_QUEUE */
@@ -67,10 +67,13 @@ typedef struct gw_cfg {
 /* Defaults of the pipeline settings. A pipeline in flight holds no thread
  * (it runs on asynchronous gRPC completions), only its arena (a few
  * hundred KiB at most for a long answer), so thousands may be in flight;
- * the queue absorbs a burst beyond that; one tenant may hold 8 at once,
- * so one busy tenant cannot starve the others. */
+ * the queue absorbs a burst beyond that (1,024: a thousand streamed
+ * questions arriving at once wait for their CPU stages rather than get
+ * 503); one tenant may have 8 in their CPU stages at once (an answer being
+ * generated gives its slot back, pool_yield), so one busy tenant cannot
+ * starve the others. */
 #define GW_PIPELINE_MAX_INFLIGHT_DEFAULT 4096
-#define GW_PIPELINE_QUEUE_DEFAULT 256
+#define GW_PIPELINE_QUEUE_DEFAULT 1024
 #define GW_TENANT_MAX_INFLIGHT_DEFAULT 8
 
 /* Who is calling, as established by the auth service. */

@@ -63,9 +63,9 @@ void probes_metrics(gw_req_t *r);
 /* Readiness of the gateway's critical dependencies (auth, retriever,
  * llm-gateway) by grpc.health.v1.Health/Check, which each answers from its
  * own readiness (auth's: PostgreSQL answers). 0 when all serve, else
- * Q_EUNAVAIL with the ones that do not named in why. Checked in parallel
- * and reused for cfg->readyz_cache_ms (shared with GET /readyz).
- * Thread-safe; takes under a second when something hangs. */
+ * Q_EUNAVAIL with the ones that do not named in why. From the last round
+ * of background checks (depwatch.h, shared with GET /readyz): never waits.
+ * Thread-safe. */
 q_err_t probes_ready(const gw_cfg_t *cfg, char *why, size_t whylen);
 
 /* static.c: the web app's files, GET and HEAD "/" (index.html) and

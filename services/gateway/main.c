@@ -140,10 +140,12 @@ static q_cfg_entry_t table[] = {
      "on its head (401, 404, 405) and keep the connection; a larger or unannounced body "
      "is not read: the answer goes out at once and the connection is closed.",
      0, &cfg.drain_bytes},
-    {"QUARRY_READYZ_CACHE_MS", Q_CFG_INT, "1000", 0, 60000, NULL,
-     "How long GET /readyz reuses its last answer, so a burst of probes makes one round "
-     "of downstream health checks.",
-     0, &cfg.readyz_cache_ms},
+    {"QUARRY_READYZ_INTERVAL_MS", Q_CFG_INT, "1000", 100, 60000, NULL,
+     "Period of the background checks of the dependencies (the gRPC health of auth, "
+     "retriever and llm-gateway, and the reranker's method); GET /readyz answers at once "
+     "from the last round, with its age, and is not ready when no round has ended for "
+     "this plus 5.8 s.",
+     0, &cfg.readyz_interval_ms},
     {"QUARRY_GRPC_ASYNC_THREADS", Q_CFG_INT, "2", 1, 16, NULL,
      "Threads completing the gateway's asynchronous gRPC calls (every query's "
      "downstream calls run on them without blocking); about one per core.",
@@ -159,8 +161,9 @@ static q_cfg_entry_t table[] = {
      0, &cfg.pipeline_queue},
     {"QUARRY_TENANT_MAX_INFLIGHT", Q_CFG_INT, STR(GW_TENANT_MAX_INFLIGHT_DEFAULT), 1,
      65536, NULL,
-     "Query pipelines of one tenant in flight at once; its other queries wait "
-     "in the queue while other tenants' run.",
+     "Query pipelines of one tenant in their CPU stages at once (an answer being "
+     "generated gives its slot back); its other queries wait in the queue while other "
+     "tenants' run.",
      0, &cfg.tenant_max_inflight},
     {"QUARRY_OPENAI_MODEL", Q_CFG_STRING, "quarry-rag", 0, 0, validate_model,
      "Model name of the OpenAI-compatible API: listed by GET /v1/models (whatever model "

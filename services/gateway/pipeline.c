@@ -33,6 +33,7 @@
 #include "quarry/validate.h"
 
 #include "citations.h"
+#include "depwatch.h"
 #include "downstream.h"
 #include "ratelimit.h"
 
@@ -97,6 +98,8 @@ struct pipeline {
    * of the end. */
   bool (*sink_full)(void *ud);
   void *flow_ud;
+  void (*generating)(void *ud);
+  void *generating_ud;
   pipeline_end_fn on_end;
   void *end_ud;
 
@@ -481,6 +484,19 @@ static void rerank_cb(void *ud, q_err_t rc, Quarry__V1__RerankResponse *resp,
 
 static bool rerank_start(pipeline_t *p) {
   p->t_call = q_now_s();
+  if (depwatch_rerank_is_none()) {
+    /* The reranker ranks with `none` (depwatch.h): its reply would be the
+     * first top_k candidates in retrieval order with their scores, so the
+     * call is skipped and the reply still names the method that ordered
+     * them. */
+    p->sent = p->cand;
+    p->nsent = p->ncand < (size_t)p->top_k ? p->ncand : (size_t)p->top_k;
+    p->rerank_method = "none";
+    p->ms_rerank = ms_since(p->t_call);
+    progress(p, p->sink->retrieval(p->sink, p->query_id, p->sent, p->nsent));
+    p->stage = ST_GENERATE;
+    return false;
+  }
   int timeout = budget(p, RERANK_SHARE);
   if (!timeout) {
     snprintf(p->err, sizeof p->err, "no time left");
@@ -609,6 +625,14 @@ static bool generate_start(pipeline_t *p) {
   if (!timeout) {
     fail_deadline(p, "generation");
     return false;
+  }
+  /* From here the run waits on the model: admission may let another
+   * query of the tenant into its CPU stages (which may start on this
+   * thread now, before the call below). */
+  if (p->generating) {
+    void (*generating)(void *) = p->generating;
+    p->generating = NULL;
+    generating(p->generating_ud);
   }
   Quarry__V1__GenerateRequest req = QUARRY__V1__GENERATE_REQUEST__INIT;
   req.query = (char *)p->query;
@@ -925,6 +949,8 @@ pipeline_t *pipeline_new(const pipeline_req_t *req, sink_t *sink) {
   p->deadline_ms = req->deadline_ms;
   p->sink_full = req->sink_full;
   p->flow_ud = req->flow_ud;
+  p->generating = req->generating;
+  p->generating_ud = req->generating_ud;
   q_uuid4(p->query_id);
   p->stage = ST_ADMIT;
   atomic_init(&p->cancelled, false);

@@ -105,6 +105,12 @@ typedef struct pipeline_req {
    * thread after each streamed message; must not block. */
   bool (*sink_full)(void *ud);
   void *flow_ud;
+  /* Optional: told once, just before the Generate call starts, that the
+   * run's CPU stages are over and it waits on the model from now on
+   * (admission stops counting it against its tenant: pool_yield). On the
+   * pipeline's thread; must not block. */
+  void (*generating)(void *ud);
+  void *generating_ud;
 } pipeline_req_t;
 
 /* Told that a run is over: the sink has had its done or error, and the

@@ -163,11 +163,26 @@ q_err_t pool_submit(pool_t *p, pool_job_t *job, bool *start_now) {
   return rc;
 }
 
-void pool_done(pool_t *p, const char *tenant) {
-  pthread_mutex_lock(&p->mu);
+/* Under mu: gives back a slot of tenant's. */
+static void release_tenant(pool_t *p, const char *tenant) {
   tenant_slot_t *t = tenant_find(p, tenant);
   if (t && --t->running == 0)
     *t = p->tenants[--p->ntenants]; /* keep the rows packed */
+}
+
+void pool_yield(pool_t *p, const char *tenant) {
+  pthread_mutex_lock(&p->mu);
+  release_tenant(p, tenant);
+  bool stopping = p->stopping;
+  pthread_mutex_unlock(&p->mu);
+  if (!stopping)
+    dispatch(p);
+}
+
+void pool_done(pool_t *p, const char *tenant) {
+  pthread_mutex_lock(&p->mu);
+  if (tenant)
+    release_tenant(p, tenant);
   p->running--;
   publish(p);
   /* Stopping, pool_free has run every queued job and may free the pool

@@ -11,7 +11,9 @@
  * wait longer than its deadline allows unnoticed. When a job ends
  * (pool_done), the oldest waiting job whose tenant is under its cap
  * starts: one tenant holds at most tenant_max slots however many queries
- * it sends, and another tenant's query overtakes its waiting ones.
+ * it sends, and another tenant's query overtakes its waiting ones. A job
+ * that only waits on a model's answer gives its tenant slot back
+ * (pool_yield): the tenant cap counts CPU work, not waiting streams.
  *
  * Metrics: quarry_pipeline_queued and quarry_pipeline_running (gauges:
  * waiting, in flight), quarry_pipeline_rejected_total{reason} (queue_full,
@@ -62,8 +64,18 @@ q_err_t pool_submit(pool_t *p, pool_job_t *job, bool *start_now);
 /* The job that ran for tenant has ended: frees its slot and runs the
  * waiting jobs that may start now, on the calling thread (a nested call
  * from one of those runs only frees its slot: the outer call starts the
- * next ones, so the stack does not grow with the queue). Thread-safe. */
+ * next ones, so the stack does not grow with the queue). tenant NULL: the
+ * job gave its tenant slot back with pool_yield already. Thread-safe. */
 void pool_done(pool_t *p, const char *tenant);
+
+/* The job that runs for tenant has no CPU work left here and only waits
+ * (a query's answer streaming from the model): its tenant slot frees, and
+ * the waiting jobs that may start now run on the calling thread as in
+ * pool_done; its in-flight slot stays held until pool_done(p, NULL). So
+ * tenant_max bounds a tenant's queries in their CPU stages, and
+ * max_inflight bounds every query in flight, waiting ones included (their
+ * memory). At most once per job. Thread-safe. */
+void pool_yield(pool_t *p, const char *tenant);
 
 /* Jobs waiting, and in flight. Thread-safe. */
 size_t pool_queued(pool_t *p);

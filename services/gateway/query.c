@@ -31,6 +31,7 @@
  * the request through async_close, which cancels the pipeline too. */
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +75,9 @@ typedef struct query {
   sink_t *reader; /* the JSON or SSE sink read here: sink, or its carrier */
   pipeline_t *pl;
   pool_job_t job;
-  pool_t *pool;   /* admitted by; pool_done when the run ends */
-  uint64_t watch; /* hang-up watch; 0: none */
+  pool_t *pool;        /* admitted by; pool_done when the run ends */
+  atomic_bool yielded; /* its tenant slot went back when generation began */
+  uint64_t watch;      /* hang-up watch; 0: none */
   struct query *prev, *next;
 } query_t;
 
@@ -145,8 +147,17 @@ static void run_ended_cb(void *ud) {
   pool_t *pool = q->pool;
   char tenant[sizeof q->job.tenant];
   memcpy(tenant, q->job.tenant, sizeof tenant);
+  bool yielded = atomic_load(&q->yielded);
   query_unref(q);
-  pool_done(pool, tenant);
+  pool_done(pool, yielded ? NULL : tenant);
+}
+
+/* The run waits on the model from now on (pipeline thread): the tenant's
+ * cap counts CPU work, so its slot goes to the next query (pool.h). */
+static void generating_cb(void *ud) {
+  query_t *q = ud;
+  atomic_store(&q->yielded, true);
+  pool_yield(q->pool, q->job.tenant);
 }
 
 /* Admitted (on the HTTP thread, or on a loop thread when it waited). */
@@ -339,6 +350,8 @@ static void submit(gw_req_t *r, const char *query, int top_k, const char *mode,
       .t0 = r->t0,
       .sink_full = q->sse ? sse_full_cb : NULL,
       .flow_ud = q,
+      .generating = generating_cb,
+      .generating_ud = q,
   };
   q->pl = q->sink ? pipeline_new(&req, q->sink) : NULL;
   if (!q->pl) {

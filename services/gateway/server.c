@@ -21,6 +21,7 @@
 #include "quarry/util.h"
 
 #include "authn.h"
+#include "depwatch.h"
 #include "guard.h"
 #include "handlers.h"
 #include "http_util.h"
@@ -492,8 +493,14 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
     free(s);
     return NULL;
   }
+  if (depwatch_start(cfg)) {
+    query_stop();
+    free(s);
+    return NULL;
+  }
   s->guard = guard_new(cfg, access_cb, s, completed_cb, s);
   if (!s->guard) {
+    depwatch_stop();
     query_stop();
     free(s);
     return NULL;
@@ -521,6 +528,7 @@ gw_server_t *gw_server_start(const gw_cfg_t *cfg) {
     if (s->d)
       MHD_stop_daemon(s->d);
     guard_free(s->guard);
+    depwatch_stop();
     query_stop();
     free(s);
     return NULL;
@@ -562,6 +570,7 @@ void gw_server_stop(gw_server_t *s, int64_t grace_ms) {
   query_quiesce();
   MHD_stop_daemon(s->d);
   guard_free(s->guard);
+  depwatch_stop();
   query_stop();
   free(s);
 }

@@ -249,6 +249,21 @@ def query(q, top_k=None, api_key=None, headers=None, timeout=None):
                 headers=headers, timeout=timeout)
 
 
+def wait_rerank_method(method, timeout=None):
+    """Waits until the gateway's background checks have seen the reranker
+    rank with method (GET /readyz "rerank_method"; the gateway skips the
+    Rerank call while it is "none"): a restarted reranker is seen within
+    QUARRY_READYZ_INTERVAL_MS. Returns the last /readyz reply."""
+    deadline = time.monotonic() + (timeout or 10 * slow())
+    r = call("GET", "/readyz")
+    while (r.json or {}).get("rerank_method") != method and time.monotonic() < deadline:
+        time.sleep(0.1)
+        r = call("GET", "/readyz")
+    if (r.json or {}).get("rerank_method") != method:
+        raise AssertionError("the gateway did not see rerank method %r: %r" % (method, r))
+    return r
+
+
 # A document every query-side test can rely on, uploaded once.
 FACT_DOC = """# Lighthouse Keeping Handbook
 

@@ -109,6 +109,7 @@ class Providers(Case):
             env["QUARRY_PROVIDERS_FILE"] = cls.path
             env["FAKE_PROVIDER_KEY"] = SECRET
             st.restart(svc)
+        harness.wait_rerank_method("remote")  # the gateway calls it again
 
     @classmethod
     def tearDownClass(cls):
@@ -118,6 +119,7 @@ class Providers(Case):
             env.pop("QUARRY_PROVIDERS_FILE", None)
             env.pop("FAKE_PROVIDER_KEY", None)
             st.restart(svc)
+        harness.wait_rerank_method("none")
         cls.a.stop()
         cls.b.stop()
         cls.r.stop()

@@ -52,13 +52,16 @@ class Rerank(Case):
 
     def test_query_with_the_feature_model(self):
         """The reranker restarted with QUARRY_RERANK_METHOD=features →
-        POST /v1/query says rerank_method "features" and still cites the
-        fact's document."""
+        within the gateway's next round of dependency checks
+        (QUARRY_READYZ_INTERVAL_MS, 1 s: until then it may still skip the
+        call for `none`), POST /v1/query says rerank_method "features" and
+        still cites the fact's document."""
         st = harness.stack()
         st.svc_env["reranker"] = {"QUARRY_RERANK_METHOD": "features"}
         try:
             st.stop("reranker")
             st.start("reranker")
+            harness.wait_rerank_method("features")
             r = query(harness.FACT_QUESTION)
             self.assertStatus(r, 200)
             self.assertEqual(r.json["rerank_method"], "features", repr(r))
@@ -68,6 +71,7 @@ class Rerank(Case):
             st.svc_env.pop("reranker", None)
             st.stop("reranker")
             st.start("reranker")
+            harness.wait_rerank_method("none")
 
     def test_method_by_name(self):
         """Rerank {method none} → retrieval order, method "none";

@@ -57,7 +57,7 @@ typedef struct q_common_cfg {
    0, &(c).metrics_listen},                                                              \
   {"QUARRY_LOG_LEVEL", Q_CFG_STRING, "info", 0, 0, q_cfg_validate_log_level,             \
    "Minimum log level: debug, info, warn or error.", 0, &(c).log_level},                 \
-  {"QUARRY_GRPC_THREADS", Q_CFG_INT, "8", 1, 256, NULL,                                  \
+  {"QUARRY_GRPC_THREADS", Q_CFG_INT, "8", 1, 1024, NULL,                                 \
    "Worker threads serving gRPC calls.", 0, &(c).grpc_threads},                          \
   {"QUARRY_MAX_MSG_BYTES", Q_CFG_INT, "67108864", 4096, 1073741824, NULL,                \
    "Largest gRPC message accepted or sent, in bytes.", 0,                                \

@@ -124,12 +124,12 @@ Test(config, bounds_are_inclusive, .init = clean_env) {
   cr_assert_eq(load(1, no_args), -1);
   capture_end();
   setenv("QUARRY_T_COUNT", "-3", 1);
-  setenv("QUARRY_GRPC_THREADS", "257", 1);
+  setenv("QUARRY_GRPC_THREADS", "1025", 1);
   capture_start(2);
   cr_assert_eq(load(1, no_args), -1);
   const char *err = capture_end();
   /* every problem is reported, not only the first */
-  cr_assert_not_null(strstr(err, "QUARRY_GRPC_THREADS: must be between 1 and 256"));
+  cr_assert_not_null(strstr(err, "QUARRY_GRPC_THREADS: must be between 1 and 1024"));
   cr_assert_not_null(strstr(err, "QUARRY_T_COUNT"));
 }
 
@@ -202,7 +202,7 @@ Test(config, help_prints_table_and_returns_1, .init = clean_env) {
   cr_assert_not_null(strstr(out, "Tests the config table."));
   cr_assert_not_null(strstr(out, "VARIABLE"));
   cr_assert_not_null(strstr(out, "QUARRY_GRPC_THREADS"));
-  cr_assert_not_null(strstr(out, "int 1..256"));
+  cr_assert_not_null(strstr(out, "int 1..1024"));
   cr_assert_not_null(strstr(out, "Worker threads serving gRPC calls."));
   cr_assert_not_null(strstr(out, "(required)"));
   /* one line per entry plus the column header */

@@ -629,3 +629,25 @@ Test(query, stopping_with_queries_in_flight_closes_them) {
   pthread_join(th, NULL);
   cr_assert_eq(b.ok, 0);
 }
+
+Test(query, the_tenant_cap_counts_cpu_work_not_answers_being_generated) {
+  /* One slot per tenant; each answer streams for about a second. */
+  cfg.tenant_max_inflight = 1;
+  cfg.query_timeout_ms = 20000;
+  fk.answer = "one two three four five six ";
+  fk.piece_bytes = 4;
+  atomic_store(&fk.piece_ms, 150);
+  start();
+  batch_t b = {.n = 4, .key = KEY};
+  pthread_t th;
+  pthread_create(&th, NULL, batch_main, &b);
+  /* A query gives its tenant slot back when its answer starts, so the
+   * four answers are generated at once rather than one after the other. */
+  cr_assert(gwfake_wait(&fk.generates, 4, 3000), "four answers under way, %d seen",
+            atomic_load(&fk.generates));
+  cr_assert_eq(metric("quarry_pipeline_running"), 4,
+               "the waiting answers still count as in flight");
+  pthread_join(th, NULL);
+  cr_assert_eq(b.ok, 4);
+  cr_assert_eq(metric("quarry_pipeline_running"), 0);
+}
