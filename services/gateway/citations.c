@@ -288,14 +288,6 @@ done:
   return found;
 }
 
-size_t citations_chars(const char *s, size_t n) {
-  size_t c = 0;
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)s[i] & 0xC0) != 0x80)
-      c++;
-  return c;
-}
-
 static q_metric_t *m_invalid;
 
 static void invalid_register(void) {

@@ -71,10 +71,6 @@ size_t citations_stream_feed(citations_stream_t *cs, const char *piece, size_t l
 bool citations_locate(const char *answer, size_t alen, unsigned n, const char *text,
                       size_t tlen, size_t max, size_t *start, size_t *end);
 
-/* Unicode code points in s[0..n) (UTF-8 lead bytes): a byte offset as the
- * character offset clients see in the citation's snippet_start/_end. */
-size_t citations_chars(const char *s, size_t n);
-
 /* Adds n invalid markers removed from an answer to the metric
  * quarry_citations_invalid_total. Thread-safe. */
 void citations_count_invalid(size_t n);

@@ -44,8 +44,8 @@ static json_t *passage_span_json(unsigned n, const Quarry__V1__Passage *p, size_
     start = end = 0;
   if (end == 0)
     end = q_text_cut(text, tl, Q_LIMIT_SNIPPET_BYTES);
-  size_t cs = citations_chars(text, start),
-         ce = cs + citations_chars(text + start, end - start);
+  size_t cs = q_text_chars(text, start),
+         ce = cs + q_text_chars(text + start, end - start);
   return json_pack(
       "{s:i,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:f,s:i}", "n", (int)n, "document_id",
       text_json(p->doc_id), "title", text_json(p->title), "chunk_id",

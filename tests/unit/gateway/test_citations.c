@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "quarry/text.h"
 #include "quarry/validate.h"
 #include "scrape.h"
 
@@ -229,8 +230,8 @@ Test(citations, locate_never_splits_a_character) {
   cr_assert_leq(e - s, 4);
   cr_assert(e == strlen(text) || ((unsigned char)text[e] & 0xC0) != 0x80,
             "ends inside a character at %zu", e);
-  cr_assert_eq(citations_chars("Caf\xc3\xa9", 5), 4);
-  cr_assert_eq(citations_chars("", 0), 0);
+  cr_assert_eq(q_text_chars("Caf\xc3\xa9", 5), 4);
+  cr_assert_eq(q_text_chars("", 0), 0);
 }
 
 Test(citations, invalid_markers_are_counted) {
