@@ -444,9 +444,14 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .ef_search = cfg->hnsw_ef_search,
       .exact_max = cfg->exact_max,
       .inner_product = cfg->inner_product,
+      .int8_vectors = cfg->int8_vectors,
   };
   q_err_t rc = 0;
-  e->snap_meta = (snapshot_meta_t){cfg->fixed_dim, cfg->inner_product};
+  e->snap_meta = (snapshot_meta_t){
+      .fixed_dim = cfg->fixed_dim,
+      .inner_product = cfg->inner_product,
+      .int8_vectors = cfg->int8_vectors,
+  };
   e->index = index_new(&ip);
   if (!e->index) {
     snprintf(err, errlen,

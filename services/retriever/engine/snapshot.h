@@ -39,6 +39,9 @@
 typedef struct snapshot_meta {
   size_t fixed_dim;
   bool inner_product;
+  /* The graphs hold int8 codes (QUARRY_RETRIEVER_VECTOR_TYPE=int8), not
+   * floats: checked against each graph file's own header. */
+  bool int8_vectors;
 } snapshot_meta_t;
 
 /* What was written or read. */
