@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # peer of the edge part (bench/edge_bench.py starts it privately, never the
 # system service); libh2o-evloop-dev, libevent-dev: the other HTTP server
 # libraries of bench/http_floor.c (make bench-http-floor); python3-hnswlib:
-# the HNSW peer of bench/hnsw_peer.py (make bench-hnsw-peer).
+# the HNSW peer of bench/hnsw_peer.py (make bench-hnsw-peer); python3-numpy:
+# the synthetic corpus of bench/retriever_grpc_bench.py and hnswlib's arrays.
 exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev \
-  python3-hnswlib
+  python3-hnswlib python3-numpy
