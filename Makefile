@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-retriever bench-claim bench-ocr bench-providers help docs-config format lint
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-hnsw-peer bench-retriever bench-retriever-grpc bench-ocr bench-providers help docs-config format lint bench-claim
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -64,6 +64,9 @@ help:
 	@echo "make bench-http-floor  /healthz from libmicrohttpd, h2o, libevent evhttp and nginx (FLOOR_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
 	@echo "make bench-claim  ingestion's job claim on 100k queued jobs: plan, latency, fairness (CLAIM_BENCH_ARGS=)"
+	@echo "make bench-hnsw-peer  HNSW (float32, int8) beside hnswlib: recall@10 vs queries/s (HNSW_PEER_ARGS=...)"
+	@echo "make bench-retriever  the embedded index in process: build, memory, snapshot, start (RETRIEVER_BENCH_ARGS=...)"
+	@echo "make bench-retriever-grpc  the retriever over gRPC beside Xapian, float32 and int8 (RETRIEVER_GRPC_ARGS=--n N)"
 	@echo "make bench-ocr    OCR cost through the sandbox: pages/s, peak RSS (OCR_BENCH_ARGS=...)"
 	@echo "make bench-providers  time Quarry adds to a streamed answer beside the model's (fake provider)"
 	@echo "make docs-config  regenerate docs/configuration.md from the config tables"
@@ -309,6 +312,14 @@ $(HNSW_BENCH): $(BUILD)/obj/bench/hnsw_bench.o $(BUILD)/lib/libsvc_retriever.a $
 bench-hnsw: $(HNSW_BENCH)
 	$(HNSW_BENCH) $(HNSW_BENCH_ARGS)
 
+# The same index beside hnswlib (Debian python3-hnswlib, installed by
+# bench/deps.sh) on the same vectors, one thread each: recall@10 against
+# queries/s, float32 and int8 rows, memory per vector (bench/hnsw_peer.py).
+# HNSW_PEER_ARGS: --n N (100000), --dim, --m, --efc, --ef LIST, --storage LIST.
+bench-hnsw-peer: $(HNSW_BENCH)
+	bench/deps.sh
+	/usr/bin/python3 bench/hnsw_peer.py --bin $(HNSW_BENCH) $(HNSW_PEER_ARGS)
+
 # The cost of OCR through the sandbox on pages drawn at run time (figures
 # only; docs/benchmarks.md). OCR_BENCH_ARGS: see bench/ocr_bench.c.
 OCR_BENCH := $(BUILD)/bench/ocr_bench
@@ -321,7 +332,7 @@ bench-ocr: $(OCR_BENCH)
 
 # The embedded engine's index at scale: build time, memory, snapshot size,
 # start from snapshot (figures only; docs/benchmarks.md).
-# RETRIEVER_BENCH_ARGS: --n CHUNKS (100000), --dir DIR.
+# RETRIEVER_BENCH_ARGS: --n CHUNKS (100000), --dir DIR, --vector-type float32|int8.
 RETRIEVER_BENCH := $(BUILD)/bench/retriever_bench
 $(RETRIEVER_BENCH): $(BUILD)/obj/bench/retriever_bench.o $(BUILD)/lib/libsvc_retriever.a $(LIBQ)
 	@mkdir -p $(dir $@)
@@ -340,6 +351,14 @@ $(CLAIM_BENCH): $(BUILD)/obj/bench/claim_bench.o $(SUPPORT_O) $(BUILD)/lib/libsv
 	$(CC) $(LDFLAGS) -o $@ $^ $(call svc_libs,ingestion) $(LDLIBS) -lcriterion
 bench-claim: $(CLAIM_BENCH)
 	$(CLAIM_BENCH) $(CLAIM_BENCH_ARGS)
+# The retriever through its gRPC API on a synthetic corpus, beside Xapian:
+# lexical, dense, hybrid p50/p95/p99, build, memory, snapshot, start, for
+# float32 and int8 vectors (bench/retriever_grpc_bench.py; docs/benchmarks.md).
+# RETRIEVER_GRPC_ARGS: --n CHUNKS (100000), --queries, --top-k, --vector-types.
+bench-retriever-grpc: all $(PYGEN)
+	bench/deps.sh
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 bench/retriever_grpc_bench.py $(RETRIEVER_GRPC_ARGS)
 
 docs-config: all
 	deploy/local/gen-config-docs.sh $(BUILD)/bin > docs/configuration.md

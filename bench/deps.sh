@@ -8,5 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # wrk: the HTTP load generator of the gateway part; nginx: the static-reply
 # peer of the edge part (bench/edge_bench.py starts it privately, never the
 # system service); libh2o-evloop-dev, libevent-dev: the other HTTP server
-# libraries of bench/http_floor.c (make bench-http-floor).
-exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev
+# libraries of bench/http_floor.c (make bench-http-floor); python3-hnswlib:
+# the HNSW peer of bench/hnsw_peer.py (make bench-hnsw-peer); python3-numpy:
+# the synthetic corpus of bench/retriever_grpc_bench.py and hnswlib's arrays.
+exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev \
+  python3-hnswlib python3-numpy

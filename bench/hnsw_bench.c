@@ -59,7 +59,20 @@ typedef struct opts {
   hnsw_params_t p;
   const char *efs;
   bool filters, deletes, snapshot, kernels, brute;
+  const char *dump; /* directory for the data, queries and truth (hnsw_peer.py) */
 } opts_t;
+
+/* Writes n * size bytes to dir/name; exits on failure (a benchmark). */
+static void dump_file(const char *dir, const char *name, const void *p, size_t size,
+                      size_t n) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(p, size, n, f) != n || fclose(f) != 0) {
+    fprintf(stderr, "cannot write %s\n", path);
+    exit(1);
+  }
+}
 
 /* Data: iid gaussian vectors ("random": no structure, the hardest case),
  * gaussian clusters around centres ("clustered": one centre per 100 vectors,
@@ -210,17 +223,18 @@ static void run_queries(hnsw_t *h, const opts_t *o, const float *qs, uint64_t *t
   }
   double p50, p99, mean;
   pct(ms, o->queries, &p50, &p99, &mean);
-  printf("%-26s %6u %9.4f %9.3f %9.3f %9.3f %10.0f %6s\n", what, ef,
+  printf("%-26s %6u %9.4f %9.3f %9.3f %9.3f %10.0f %6s %9.0f\n", what, ef,
          rsum / (double)o->queries, mean, p50, p99, (double)dists / (double)o->queries,
          exact == o->queries ? "exact"
          : exact             ? "mixed"
-                             : "graph");
+                             : "graph",
+         1e3 / mean);
   free(ms);
 }
 
 static void header(void) {
-  printf("%-26s %6s %9s %9s %9s %9s %10s %6s\n", "search", "ef", "recall@10", "mean ms",
-         "p50 ms", "p99 ms", "distances", "plan");
+  printf("%-26s %6s %9s %9s %9s %9s %10s %6s %9s\n", "search", "ef", "recall@10",
+         "mean ms", "p50 ms", "p99 ms", "distances", "plan", "queries/s");
 }
 
 /* ns per call of f over reps calls, the best of five runs (the machine is
@@ -297,7 +311,10 @@ static void usage(void) {
           "random|clustered|lowrank]\n"
           "  [--metric cosine|ip] [--storage float|int8|int8_rerank] [--m M] [--efc EF]\n"
           "  [--ef 16,32,64,128] [--portable] [--filters] [--deletes] [--snapshot]\n"
-          "  [--kernels] [--no-brute]\n");
+          "  [--kernels] [--no-brute] [--dump DIR]\n"
+          "--dump DIR writes base.f32, queries.f32 (as searched: normalised under "
+          "cosine),\n  truth.u64 (the exact top 10 of each query) and meta.txt for "
+          "bench/hnsw_peer.py\n");
   exit(2);
 }
 
@@ -343,6 +360,8 @@ int main(int argc, char **argv) {
       o.kernels = true;
     else if (!strcmp(a, "--no-brute"))
       o.brute = false;
+    else if (!strcmp(a, "--dump") && v)
+      o.dump = v, i++;
     else
       usage();
   }
@@ -420,9 +439,9 @@ int main(int argc, char **argv) {
   pct(ms, o.queries, &p50, &p99, &mean);
   printf("\n");
   header();
-  printf("%-26s %6s %9.4f %9.3f %9.3f %9.3f %10zu %6s\n",
+  printf("%-26s %6s %9.4f %9.3f %9.3f %9.3f %10zu %6s %9.0f\n",
          kbest == kports ? "brute force (portable)" : "brute force (avx2)", "-", 1.0,
-         mean, p50, p99, o.n, "exact");
+         mean, p50, p99, o.n, "exact", 1e3 / mean);
   if (o.brute && kbest != kports) {
     size_t nq = o.queries < 200 ? o.queries : 200;
     for (size_t i = 0; i < nq; i++) {
@@ -432,8 +451,18 @@ int main(int argc, char **argv) {
       ms[i] = (now() - t0) * 1e3;
     }
     pct(ms, nq, &p50, &p99, &mean);
-    printf("%-26s %6s %9.4f %9.3f %9.3f %9.3f %10zu %6s\n", "brute force (portable)", "-",
-           1.0, mean, p50, p99, o.n, "exact");
+    printf("%-26s %6s %9.4f %9.3f %9.3f %9.3f %10zu %6s %9.0f\n",
+           "brute force (portable)", "-", 1.0, mean, p50, p99, o.n, "exact", 1e3 / mean);
+  }
+  if (o.dump) {
+    dump_file(o.dump, "base.f32", base, sizeof *base, o.n * o.dim);
+    dump_file(o.dump, "queries.f32", qs, sizeof *qs, o.queries * o.dim);
+    dump_file(o.dump, "truth.u64", truth, sizeof *truth, o.queries * K);
+    char meta[256];
+    int ml = snprintf(
+        meta, sizeof meta, "n %zu\ndim %zu\nqueries %zu\nk %d\ndata %s\nmetric %s\n", o.n,
+        o.dim, o.queries, K, o.data, o.p.metric == HNSW_COSINE ? "cosine" : "ip");
+    dump_file(o.dump, "meta.txt", meta, 1, (size_t)ml);
   }
   char efs[256];
   snprintf(efs, sizeof efs, "%s", o.efs);

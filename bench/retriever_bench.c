@@ -13,11 +13,11 @@
  *  - snapshot write: snapshot_write to --dir (temp file, fsync, rename);
  *  - start from snapshot: snapshot_read into a fresh index;
  *  - a check that both indexes answer a few queries identically.
- * RSS is read from /proc/self/statm around the build (the corpus generator's
- * own buffers are allocated before the first reading). Not part of make
- * test:
- *   make bench-retriever RETRIEVER_BENCH_ARGS="--n 100000"
- * Figures are recorded in docs/benchmarks.md. */
+ * --vector-type int8 keeps the vectors as int8 codes
+ * (QUARRY_RETRIEVER_VECTOR_TYPE). RSS is read from /proc/self/statm around the build (the
+ * corpus generator's own buffers are allocated before the first reading). Not part of
+ * make test: make bench-retriever RETRIEVER_BENCH_ARGS="--n 100000" Figures are recorded
+ * in docs/benchmarks.md. */
 #include "engine/hnsw.h"
 #include "engine/snapshot.h"
 #include "index.h"
@@ -118,16 +118,23 @@ static void rm_rf(const char *d) {
 int main(int argc, char **argv) {
   size_t n = 100000;
   const char *dir = "build/bench/retriever-snapshot";
+  bool int8 = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--n") == 0)
       n = (size_t)strtoull(argv[i + 1], NULL, 10);
     else if (strcmp(argv[i], "--dir") == 0)
       dir = argv[i + 1];
+    else if (strcmp(argv[i], "--vector-type") == 0 &&
+             (strcmp(argv[i + 1], "int8") == 0 || strcmp(argv[i + 1], "float32") == 0))
+      int8 = strcmp(argv[i + 1], "int8") == 0;
     else {
-      fprintf(stderr, "usage: %s [--n CHUNKS] [--dir DIR]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--n CHUNKS] [--dir DIR] [--vector-type float32|int8]\n",
+              argv[0]);
       return 2;
     }
   }
+  /* QUARRY_RETRIEVER_VECTOR_TYPE */
+  const index_params_t ip = {.exact_max = 0, .int8_vectors = int8};
   uint64_t seed = 42;
   zipf_cdf = malloc(VOCAB * sizeof *zipf_cdf);
   double h = 0;
@@ -149,7 +156,7 @@ int main(int argc, char **argv) {
   engine_chunk_t *c = malloc(BATCH * sizeof *c);
   q_arena_t *arena = q_arena_new(0);
 
-  index_t *idx = index_new(&(index_params_t){.exact_max = 0});
+  index_t *idx = index_new(&ip);
   size_t rss0 = rss_bytes();
   uint64_t text_bytes = 0;
   double t0 = now();
@@ -202,7 +209,7 @@ int main(int argc, char **argv) {
 
   char err[512];
   mkdir("build/bench", 0755);
-  snapshot_meta_t meta = {.fixed_dim = 0, .inner_product = false};
+  snapshot_meta_t meta = {.int8_vectors = int8};
   snapshot_info_t wi, ri;
   rm_rf(dir);
   t0 = now();
@@ -212,7 +219,7 @@ int main(int argc, char **argv) {
   }
   double wtime = now() - t0;
 
-  index_t *back = index_new(&(index_params_t){.exact_max = 0});
+  index_t *back = index_new(&ip);
   size_t rss2 = rss_bytes();
   t0 = now();
   if (snapshot_read(back, dir, &meta, &ri, err, sizeof err) != 0) {
@@ -256,9 +263,10 @@ int main(int argc, char **argv) {
     checked++;
   }
 
-  printf("retriever_bench: %zu chunks, %zu tenants, %d-d float32 vectors, text %.0f "
+  printf("retriever_bench: %zu chunks, %zu tenants, %d-d vectors kept as %s, text %.0f "
          "bytes/chunk\n",
-         n, (n + PER_TENANT - 1) / PER_TENANT, DIM, (double)text_bytes / (double)n);
+         n, (n + PER_TENANT - 1) / PER_TENANT, DIM, int8 ? "int8" : "float32",
+         (double)text_bytes / (double)n);
   printf("  build (index_upsert, batches of %d): %.1f s, %.1f us/chunk\n", BATCH, build,
          build * 1e6 / (double)n);
   printf("  resident memory of the index: %.0f MiB (%.0f bytes/chunk)\n",

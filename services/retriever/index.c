@@ -739,7 +739,7 @@ static hnsw_t *new_graph(index_t *idx, size_t dim) {
   hnsw_params_t hp = {
       .dim = dim,
       .metric = idx->params.inner_product ? HNSW_INNER_PRODUCT : HNSW_COSINE,
-      .storage = HNSW_FLOAT,
+      .storage = idx->params.int8_vectors ? HNSW_INT8 : HNSW_FLOAT,
       .m = idx->params.m,
       .ef_construction = idx->params.ef_construction,
       .ef_search = idx->params.ef_search,

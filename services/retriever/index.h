@@ -58,6 +58,10 @@ typedef struct index_params {
   /* Similarity: false cosine (vectors normalised), true inner product of
    * the vectors as given (for embedders trained for it). */
   bool inner_product;
+  /* Vectors kept as int8 codes (engine/hnsw.h HNSW_INT8: dim + 4 bytes a
+   * vector instead of 4 * dim; graph and search on the codes, scores
+   * approximate), not float32. */
+  bool int8_vectors;
 } index_params_t;
 
 typedef struct index_stats {

@@ -530,10 +530,14 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .ef_search = cfg->hnsw_ef_search,
       .exact_max = cfg->exact_max,
       .inner_product = cfg->inner_product,
+      .int8_vectors = cfg->int8_vectors,
   };
   q_err_t rc = 0;
-  e->snap_meta =
-      (snapshot_meta_t){.fixed_dim = cfg->fixed_dim, .inner_product = cfg->inner_product};
+  e->snap_meta = (snapshot_meta_t){
+      .fixed_dim = cfg->fixed_dim,
+      .inner_product = cfg->inner_product,
+      .int8_vectors = cfg->int8_vectors,
+  };
   atomic_store(&e->snap_pos, -1);
   e->replica_ttl_ms = cfg->replica_ttl_ms > 0 ? cfg->replica_ttl_ms : 60000;
   e->prune_interval_ms = cfg->prune_interval_ms;

@@ -171,6 +171,10 @@ typedef struct engine_config {
   size_t exact_max;
   /* Dense similarity: false cosine, true inner product. */
   bool inner_product;
+  /* Vectors in memory (embedded): false float32; true int8 codes with a
+   * scale per vector, a quarter of the memory, approximate scores
+   * (QUARRY_RETRIEVER_VECTOR_TYPE, docs/retrieval.md "int8"). */
+  bool int8_vectors;
   /* Milvus (milvus.c): const milvus_cfg_t * (engine/milvus_client.h), whose
    * dim is taken from fixed_dim; NULL when not configured. */
   const void *milvus;

@@ -463,6 +463,13 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
       if ((hp.metric == HNSW_INNER_PRODUCT) != want->inner_product) {
         snprintf(err, errlen, "%s was built with another similarity", path);
         rc = Q_EINVAL;
+      } else if ((hp.storage == HNSW_INT8) != want->int8_vectors ||
+                 hp.storage == HNSW_INT8_RERANK) {
+        snprintf(err, errlen,
+                 "%s holds %s vectors, QUARRY_RETRIEVER_VECTOR_TYPE asks for %s", path,
+                 hp.storage == HNSW_FLOAT ? "float32" : "int8",
+                 want->int8_vectors ? "int8" : "float32");
+        rc = Q_EINVAL;
       }
     }
     if (rc)

@@ -45,6 +45,9 @@ typedef struct snapshot_meta {
   /* The database the index was loaded from (store_db_id): a snapshot of
    * another database is refused. All zero: none (memory only). */
   uint8_t db_id[16];
+  /* The graphs hold int8 codes (QUARRY_RETRIEVER_VECTOR_TYPE=int8), not
+   * floats: checked against each graph file's own header. */
+  bool int8_vectors;
 } snapshot_meta_t;
 
 /* What was written or read. */

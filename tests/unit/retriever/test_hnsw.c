@@ -516,6 +516,114 @@ Test(hnsw, broad_filter_walks_the_graph) {
   free(qs);
 }
 
+/* int8 (QUARRY_RETRIEVER_VECTOR_TYPE=int8) on the shape the retriever sees:
+ * 384-d clustered embeddings, measured against an exact scan of the floats.
+ * The floors sit a few points under what this seeded data gives (printed
+ * when CRITERION_VERBOSE is set; docs/benchmarks.md has the 100k figures):
+ * a broken quantisation (a wrong scale, codes of the wrong vector, a
+ * saturating kernel) falls far below them. The quantised exact scan
+ * isolates what rounding alone costs; the graph, tombstones and filters
+ * must not cost much more than that. */
+#define DIM8 384
+
+static double int8_recall(hnsw_t *h, const float *base, size_t n, const float *qs,
+                          size_t nq, const bool *keep, hnsw_plan_t plan) {
+  return recall(h, base, n, qs, nq, 64, true, keep, plan);
+}
+
+Test(hnsw, int8_recall_tombstones_and_filters_on_clustered_384d) {
+  size_t n = 5000, nq = 100;
+  float *base = gen_clustered(n, DIM8, 31, false),
+        *qs = gen_clustered(nq, DIM8, 32, false);
+  hnsw_params_t p8 = {.dim = DIM8, .storage = HNSW_INT8};
+  hnsw_t *h;
+  char err[256];
+  cr_assert_eq(hnsw_new(&p8, &h, err, sizeof err), Q_OK);
+  cr_assert_eq(hnsw_reserve(h, n), Q_OK); /* same capacity as the float one below */
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(hnsw_add(h, i, base + i * DIM8, err, sizeof err), Q_OK, "%s", err);
+  double scan = int8_recall(h, base, n, qs, nq, NULL, HNSW_PLAN_EXACT);
+  double graph = int8_recall(h, base, n, qs, nq, NULL, HNSW_PLAN_GRAPH);
+  cr_log_info("int8 384-d recall@10: quantised scan %.4f, graph %.4f", scan, graph);
+  cr_assert_geq(scan, 0.90, "int8 exact scan recall@10 %.4f", scan);
+  cr_assert_geq(graph, 0.90, "int8 graph recall@10 %.4f", graph);
+  cr_assert_geq(graph, scan - 0.03, "the walk loses %.4f beyond rounding", scan - graph);
+
+  /* A quarter of the floats' vector memory. */
+  hnsw_params_t pf = {.dim = DIM8};
+  hnsw_t *hf;
+  cr_assert_eq(hnsw_new(&pf, &hf, err, sizeof err), Q_OK);
+  cr_assert_eq(hnsw_reserve(hf, n), Q_OK);
+  hnsw_stats_t s8, sf;
+  hnsw_stats(h, &s8);
+  hnsw_stats(hf, &sf);
+  cr_assert_lt(s8.bytes * 2, sf.bytes, "int8 %zu bytes, float %zu", s8.bytes, sf.bytes);
+  hnsw_free(hf);
+
+  /* Filters: a selective one scans the passing codes exactly, a broad one
+   * walks the graph; recall() checks that every hit passes. */
+  bool *few = random_keep(n, 0.02, 33), *half = random_keep(n, 0.5, 34);
+  double rfew = int8_recall(h, base, n, qs, nq, few, HNSW_PLAN_AUTO);
+  double rhalf = int8_recall(h, base, n, qs, nq, half, HNSW_PLAN_AUTO);
+  cr_log_info("int8 filtered recall@10: 2%% %.4f, 50%% %.4f", rfew, rhalf);
+  cr_assert_geq(rfew, 0.90, "int8 recall@10, 2%% passing: %.4f", rfew);
+  cr_assert_geq(rhalf, 0.90, "int8 recall@10, 50%% passing: %.4f", rhalf);
+
+  /* Tombstones: 30% deleted never come back, the rest are still found,
+   * before and after compaction. */
+  bool *keep = random_keep(n, 0.7, 35);
+  size_t ndel = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!keep[i]) {
+      cr_assert_eq(hnsw_delete(h, i), Q_OK);
+      ndel++;
+    }
+  double before = int8_recall(h, base, n, qs, nq, keep, HNSW_PLAN_GRAPH);
+  hnsw_compact_stats_t cs;
+  cr_assert_eq(hnsw_compact(h, &cs), Q_OK);
+  cr_assert_eq(cs.purged, ndel);
+  double after = int8_recall(h, base, n, qs, nq, keep, HNSW_PLAN_GRAPH);
+  cr_log_info("int8 recall@10 after deleting 30%%: %.4f, compacted %.4f", before, after);
+  cr_assert_geq(before, 0.90, "int8 recall@10 with tombstones %.4f", before);
+  cr_assert_geq(after, 0.90, "int8 recall@10 after compaction %.4f", after);
+  /* Unfiltered searches see only the survivors too. */
+  for (size_t qi = 0; qi < nq; qi++) {
+    hnsw_hit_t hits[K];
+    hnsw_query_t q = {.vec = qs + qi * DIM8, .k = K};
+    int got = hnsw_search(h, &q, hits, NULL);
+    cr_assert_eq(got, K);
+    for (int j = 0; j < got; j++)
+      cr_assert(keep[hits[j].label], "deleted %llu returned",
+                (unsigned long long)hits[j].label);
+  }
+  hnsw_free(h);
+  free(few);
+  free(half);
+  free(keep);
+  free(base);
+  free(qs);
+}
+
+/* What a broken quantisation would give: the same floors fail when the
+ * stored codes no longer match their vectors (here, every vector stored
+ * under its neighbour's label), so the test above can fail. */
+Test(hnsw, int8_floor_fails_on_mismatched_codes) {
+  size_t n = 2000, nq = 50;
+  float *base = gen_clustered(n, DIM8, 36, false),
+        *qs = gen_clustered(nq, DIM8, 37, false);
+  hnsw_params_t p8 = {.dim = DIM8, .storage = HNSW_INT8};
+  hnsw_t *h;
+  char err[256];
+  cr_assert_eq(hnsw_new(&p8, &h, err, sizeof err), Q_OK);
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(hnsw_add(h, i, base + ((i + 1) % n) * DIM8, err, sizeof err), Q_OK);
+  double r = int8_recall(h, base, n, qs, nq, NULL, HNSW_PLAN_EXACT);
+  cr_assert_lt(r, 0.5, "mismatched codes still reach recall@10 %.4f", r);
+  hnsw_free(h);
+  free(base);
+  free(qs);
+}
+
 Test(hnsw, search_among_labels_is_exact) {
   size_t n = 2000;
   float *base = gen_clustered(n, DIM, 16, false);

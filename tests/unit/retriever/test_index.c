@@ -553,3 +553,43 @@ Test(index, inner_product_metric) {
   cr_assert_float_eq(r.h[1].dense, 1.0, 1e-5);
   index_free(ip);
 }
+
+/* QUARRY_RETRIEVER_VECTOR_TYPE=int8: the shard's graph keeps int8 codes;
+ * rankings follow the cosines, scores are within the rounding, and a
+ * replaced chunk's old vector never comes back. */
+Test(index, int8_vectors_rank_by_cosine_with_close_scores) {
+  index_t *q8 = index_new(&(index_params_t){.int8_vectors = true});
+  cr_assert_not_null(q8);
+  float v1[] = {1, 0, 0}, v2[] = {8, 6, 0}, v3[] = {0, 0, 2};
+  index_chunk_t c[] = {
+      {.chunk_id = "v1", .doc_id = "d", .text = "one", .embedding = v1, .dim = 3},
+      {.chunk_id = "v2", .doc_id = "d", .text = "two", .embedding = v2, .dim = 3},
+      {.chunk_id = "v3", .doc_id = "e", .text = "three", .embedding = v3, .dim = 3},
+  };
+  char err[256];
+  cr_assert_eq(index_upsert(q8, "t", c, 3, NULL, NULL, err, sizeof err), 0, "%s", err);
+  float q[] = {1, 0.1f, 0};
+  res_t r = search_in(q8, arena, "t", NULL, q, 3, 10);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.n, 3);
+  cr_assert_str_eq(r.h[0].chunk_id, "v1");
+  cr_assert_str_eq(r.h[1].chunk_id, "v2");
+  cr_assert_str_eq(r.h[2].chunk_id, "v3");
+  cr_assert_float_eq(r.h[0].dense, 0.995037, 1e-2);
+  cr_assert_float_eq(r.h[1].dense, 0.855732, 1e-2);
+  cr_assert_float_eq(r.h[2].dense, 0.0, 1e-2);
+  /* document e replaced by a chunk pointing the other way: the old vector
+   * is a tombstone and never returned */
+  float v4[] = {-1, 0, 0};
+  index_chunk_t c4 = {
+      .chunk_id = "v4", .doc_id = "e", .text = "four", .embedding = v4, .dim = 3};
+  cr_assert_eq(index_upsert(q8, "t", &c4, 1, "e", NULL, err, sizeof err), 0, "%s", err);
+  r = search_in(q8, arena, "t", NULL, q, 3, 10);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.n, 3);
+  for (size_t i = 0; i < r.n; i++)
+    cr_assert_str_neq(r.h[i].chunk_id, "v3");
+  cr_assert_str_eq(r.h[2].chunk_id, "v4");
+  cr_assert_float_eq(r.h[2].dense, -0.995037, 1e-2);
+  index_free(q8);
+}

@@ -21,7 +21,7 @@
 
 static char dir[256];
 static q_arena_t *arena;
-static const snapshot_meta_t meta = {.fixed_dim = 0, .inner_product = false};
+static const snapshot_meta_t meta = {.fixed_dim = 0};
 
 static void rm_rf(const char *d) {
   DIR *dd = opendir(d);
@@ -56,8 +56,8 @@ enum { N = 300, DIM = 8 };
 
 /* Two tenants: "t" with vectors (N chunks, a few replaced and retired), "u"
  * lexical only. */
-static index_t *build(void) {
-  index_t *idx = index_new(&(index_params_t){.exact_max = 0});
+static index_t *build_with(const index_params_t *params) {
+  index_t *idx = index_new(params);
   static char ids[N][32], docs[N][16], text[N][64];
   static float vec[N][DIM];
   engine_chunk_t c[N];
@@ -95,6 +95,10 @@ static index_t *build(void) {
   engine_chunk_t l = {.chunk_id = "u:1:0", .doc_id = "u", .text = "lexical river only"};
   cr_assert_eq(index_upsert(idx, "u", &l, 1, NULL, NULL, err, sizeof err), 0, "%s", err);
   return idx;
+}
+
+static index_t *build(void) {
+  return build_with(&(index_params_t){.exact_max = 0});
 }
 
 static void same_answers(index_t *a, index_t *b) {
@@ -291,11 +295,11 @@ Test(snapshot, other_settings_or_version_are_refused) {
   cr_assert_eq(snapshot_write(a, dir, 5, &meta, NULL, err, sizeof err), 0, "%s", err);
   index_free(a);
   index_t *b = index_new(NULL);
-  snapshot_meta_t ip = {.fixed_dim = 0, .inner_product = true};
+  snapshot_meta_t ip = {.inner_product = true};
   cr_assert_eq(snapshot_read(b, dir, &ip, NULL, err, sizeof err), Q_EINVAL);
   index_free(b);
   b = index_new(NULL);
-  snapshot_meta_t fixed = {.fixed_dim = DIM, .inner_product = false};
+  snapshot_meta_t fixed = {.fixed_dim = DIM};
   cr_assert_eq(snapshot_read(b, dir, &fixed, NULL, err, sizeof err), Q_EINVAL);
   index_free(b);
   /* another format version (SNAPSHOT_FORMAT + 1) with a valid header checksum: still
@@ -396,4 +400,44 @@ Test(snapshot, filter_fields_survive) {
   q_filter_free(flt);
   index_free(a);
   index_free(b);
+}
+
+/* QUARRY_RETRIEVER_VECTOR_TYPE=int8: the graph files carry the codes and
+ * scales, a restored index answers bit for bit as the original, and a
+ * snapshot of the other vector type is refused (the engine then rebuilds
+ * from PostgreSQL) rather than loaded under the wrong type. */
+Test(snapshot, int8_vectors_round_trip_and_the_other_type_is_refused) {
+  index_params_t p8 = {.exact_max = 0, .int8_vectors = true};
+  const snapshot_meta_t meta8 = {.int8_vectors = true};
+  index_t *a = build_with(&p8);
+  char err[512] = "";
+  snapshot_info_t wi, ri;
+  cr_assert_eq(snapshot_write(a, dir, 9, &meta8, &wi, err, sizeof err), 0, "%s", err);
+  index_t *b = index_new(&p8);
+  cr_assert_eq(snapshot_read(b, dir, &meta8, &ri, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ri.chunks, wi.chunks);
+  same_answers(a, b);
+  index_free(b);
+  /* the graph file holds int8 storage */
+  char p[512];
+  snprintf(p, sizeof p, "%s/graph-9-0.hnsw", dir);
+  hnsw_t *g;
+  cr_assert_eq(hnsw_load(p, false, &g, NULL, err, sizeof err), 0, "%s", err);
+  hnsw_params_t hp;
+  hnsw_params_get(g, &hp);
+  cr_assert_eq(hp.storage, HNSW_INT8);
+  hnsw_free(g);
+  /* an int8 snapshot under float32, then a float32 one under int8 */
+  b = index_new(NULL);
+  cr_assert_eq(snapshot_read(b, dir, &meta, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "int8") && strstr(err, "float32"), "%s", err);
+  index_free(b);
+  index_free(a);
+  a = build();
+  cr_assert_eq(snapshot_write(a, dir, 10, &meta, NULL, err, sizeof err), 0, "%s", err);
+  b = index_new(&p8);
+  cr_assert_eq(snapshot_read(b, dir, &meta8, NULL, err, sizeof err), Q_EINVAL);
+  cr_assert(strstr(err, "holds float32"), "%s", err);
+  index_free(b);
+  index_free(a);
 }
