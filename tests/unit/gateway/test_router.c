@@ -10,11 +10,11 @@ static void h(gw_req_t *r) {
 }
 
 static const route_t table[] = {
-    {"POST", "/v1/things", BODY_JSON, 0, h, NULL},
-    {"GET", "/v1/things/{id}", BODY_NONE, 0, h, NULL},
-    {"DELETE", "/v1/things/{id}", BODY_NONE, 0, h, NULL},
-    {"GET", "/v1/things/{id}/parts", BODY_NONE, 0, h, NULL},
-    {"GET", "/healthz", BODY_NONE, 1, h, NULL},
+    {"POST", "/v1/things", BODY_JSON, 0, h, NULL, 0, NULL},
+    {"GET", "/v1/things/{id}", BODY_NONE, 0, h, NULL, 0, NULL},
+    {"DELETE", "/v1/things/{id}", BODY_NONE, 0, h, NULL, 0, NULL},
+    {"GET", "/v1/things/{id}/parts", BODY_NONE, 0, h, NULL, 0, NULL},
+    {"GET", "/healthz", BODY_NONE, 1, h, NULL, 0, NULL},
 };
 #define N (sizeof table / sizeof table[0])
 
@@ -95,22 +95,28 @@ Test(router, gateway_table_serves_the_rest_contract) {
     const char *method, *path, *tmpl;
     body_kind_t body;
     int is_public;
+    unsigned roles; /* of which the key needs one; 0: any */
   } ok[] = {
-      {"POST", "/v1/documents", "/v1/documents", BODY_STREAM, 0},
-      {"GET", "/v1/documents/0b6f", "/v1/documents/{id}", BODY_NONE, 0},
-      {"GET", "/v1/documents", "/v1/documents", BODY_NONE, 0},
-      {"DELETE", "/v1/documents/0b6f", "/v1/documents/{id}", BODY_NONE, 0},
-      {"GET", "/v1/jobs", "/v1/jobs", BODY_NONE, 0},
-      {"GET", "/v1/jobs/j1", "/v1/jobs/{id}", BODY_NONE, 0},
-      {"GET", "/v1/me", "/v1/me", BODY_NONE, 0},
-      {"GET", "/v1/keys", "/v1/keys", BODY_NONE, 0},
-      {"POST", "/v1/keys", "/v1/keys", BODY_JSON, 0},
-      {"DELETE", "/v1/keys/0123456789abcdef", "/v1/keys/{id}", BODY_NONE, 0},
-      {"POST", "/v1/query", "/v1/query", BODY_JSON, 0},
-      {"POST", "/v1/feedback", "/v1/feedback", BODY_JSON, 0},
-      {"GET", "/healthz", "/healthz", BODY_NONE, 1},
-      {"GET", "/readyz", "/readyz", BODY_NONE, 1},
-      {"GET", "/metrics", "/metrics", BODY_NONE, 1},
+      {"POST", "/v1/documents", "/v1/documents", BODY_STREAM, 0,
+       GW_ROLE_WRITER | GW_ROLE_ADMIN},
+      {"POST", "/v1/documents/batch", "/v1/documents/batch", BODY_STREAM, 0,
+       GW_ROLE_WRITER | GW_ROLE_ADMIN},
+      {"GET", "/v1/documents/0b6f", "/v1/documents/{id}", BODY_NONE, 0, 0},
+      {"GET", "/v1/documents", "/v1/documents", BODY_NONE, 0, 0},
+      {"DELETE", "/v1/documents/0b6f", "/v1/documents/{id}", BODY_NONE, 0,
+       GW_ROLE_WRITER | GW_ROLE_ADMIN},
+      {"GET", "/v1/jobs", "/v1/jobs", BODY_NONE, 0, 0},
+      {"GET", "/v1/jobs/j1", "/v1/jobs/{id}", BODY_NONE, 0, 0},
+      {"GET", "/v1/me", "/v1/me", BODY_NONE, 0, 0},
+      {"GET", "/v1/keys", "/v1/keys", BODY_NONE, 0, GW_ROLE_ADMIN},
+      {"POST", "/v1/keys", "/v1/keys", BODY_JSON, 0, GW_ROLE_ADMIN},
+      {"DELETE", "/v1/keys/0123456789abcdef", "/v1/keys/{id}", BODY_NONE, 0,
+       GW_ROLE_ADMIN},
+      {"POST", "/v1/query", "/v1/query", BODY_JSON, 0, 0},
+      {"POST", "/v1/feedback", "/v1/feedback", BODY_JSON, 0, 0},
+      {"GET", "/healthz", "/healthz", BODY_NONE, 1, 0},
+      {"GET", "/readyz", "/readyz", BODY_NONE, 1, 0},
+      {"GET", "/metrics", "/metrics", BODY_NONE, 1, 0},
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     cr_assert_eq(router_match(gw_routes, gw_nroutes, ok[i].method, ok[i].path, &m),
@@ -118,6 +124,8 @@ Test(router, gateway_table_serves_the_rest_contract) {
     cr_assert_str_eq(m.route->tmpl, ok[i].tmpl);
     cr_assert_eq(m.route->body, ok[i].body);
     cr_assert_eq(m.route->is_public, ok[i].is_public);
+    cr_assert_eq(m.route->roles, ok[i].roles, "%s %s", ok[i].method, ok[i].path);
+    cr_assert(!m.route->roles || m.route->action, "a refusal names what is refused");
     cr_assert(m.route->handle || m.route->stream);
   }
   cr_assert_eq(router_match(gw_routes, gw_nroutes, "GET", "/v1/query", &m),
