@@ -12,6 +12,10 @@ import { composeFilter, describeFilter } from './filter.js';
 // What the built-in (extractive) answerer says when the passages hold no
 // answer (services/llm-gateway/gen_extractive.c, NO_ANSWER).
 const NO_ANSWER = 'The provided documents do not contain an answer';
+// What the gateway says when no passage matches at all, so nothing is
+// generated (services/gateway/pipeline.c, no_match_answer): an empty
+// tenant, or a filter no document passes.
+const NO_MATCH = 'No indexed passage matches this query.';
 const POLL_MS = 800;
 // Words too common to be worth marking in a passage.
 const STOPWORDS = new Set(('the and are was were does did which what who whom whose when where why how ' +
@@ -359,7 +363,8 @@ async function ask(query) {
   renderAnswer(answer, turn.text, turn);
   article.classList.remove('streaming');
   article.removeAttribute('aria-busy');
-  const unknown = turn.text.startsWith(NO_ANSWER) || turn.text.trim() === '';
+  const unknown = turn.text.startsWith(NO_ANSWER) || turn.text.startsWith(NO_MATCH) ||
+    turn.text.trim() === '';
   if (unknown) {
     article.classList.add('unknown');
     state.textContent = 'Not found in your documents';
@@ -387,6 +392,9 @@ $('ask-form').addEventListener('submit', async (e) => {
   const q = $('question').value.trim();
   if (!q) return;
   $('question').value = '';
+  // The open filter panel would cover the answer; its summary line still
+  // says what the filter is.
+  $('ask-filter').open = false;
   $('ask-button').disabled = true;
   try {
     await ask(q);

@@ -200,6 +200,11 @@ try {
     return a;
   };
   const sources = (a) => a.locator('.sources .source').allTextContents();
+  // Asking closes the filter panel (its summary line stays); this opens it.
+  const openFilter = async () => {
+    if (!(await page.locator('#ask-filter').evaluate((d) => d.open))) await page.locator('#ask-filter summary').click();
+    await page.locator('#ask-filter[open]').waitFor();
+  };
   await page.locator('#ask-filter summary').focus();
   await page.keyboard.press('Enter');
   await page.locator('#ask-filter[open]').waitFor();
@@ -226,9 +231,13 @@ try {
     { field: 'content_type', eq: 'text/markdown' }, { field: 'meta.team', eq: 'legal' }] }),
   'the filter sent: ' + JSON.stringify(sent.at(-1)));
   await page.locator('.turn').last().locator('.filtered').filter({ hasText: 'team = legal' }).waitFor();
+  await page.locator('.turn').last().scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(shots, 'web-filtered-answer.png') });
 
   step('another metadata value and any type: the other document only');
+  await expect(page.locator('#ask-filter').evaluate((d) => !d.open), 'asking closes the filter panel');
+  await page.locator('#ask-filter-summary').filter({ hasText: 'Markdown · team = legal' }).waitFor();
+  await openFilter();
   await page.getByLabel('Document type').selectOption('');
   await page.getByLabel('Value of condition 1').fill('finance');
   a = await asked(hotel);
@@ -240,6 +249,7 @@ try {
     'only ' + env('QUARRY_FILTER_EXCLUDED_TITLE') + ' cited: ' + cited.join(' | '));
 
   step('a date range no document is in: not found');
+  await openFilter();
   await page.getByLabel('Created from').fill('2099-01-01');
   await page.getByLabel('Created until').fill('2099-12-31');
   a = await asked(hotel);
@@ -249,6 +259,7 @@ try {
   'the dates sent: ' + JSON.stringify(sent.at(-1)));
 
   step('a metadata key the gateway refuses: its 400 message shown');
+  await openFilter();
   await page.getByLabel('Created from').fill('');
   await page.getByLabel('Created until').fill('');
   await page.getByLabel('Key of condition 1').fill('te am');
@@ -260,6 +271,7 @@ try {
 
   step('phone width');
   await page.setViewportSize({ width: 375, height: 800 });
+  await openFilter();
   await page.getByRole('button', { name: 'Add metadata condition' }).click();
   await expect(page.evaluate(() => document.documentElement.scrollWidth <= 375),
     'no horizontal scrolling with the filter open');

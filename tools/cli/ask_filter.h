@@ -26,7 +26,9 @@
        "them"},                                                                          \
       {"after", 0, "DATE", false,                                                        \
        "only documents created at or after DATE (2024-01-01 or RFC 3339)"},              \
-      {"before", 0, "DATE", false, "only documents created before DATE"}
+  {                                                                                      \
+    "before", 0, "DATE", false, "only documents created before DATE"                     \
+  }
 
 /* Builds the filter from --filter JSON, --where KEY=VALUE (each
  * {"field": KEY, "eq": VALUE}, VALUE a string), --type TYPE (content_type

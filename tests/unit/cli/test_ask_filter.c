@@ -63,8 +63,9 @@ Test(ask_filter, each_shorthand_alone_is_its_condition) {
   EXPECT("{\"field\":\"content_type\",\"in\":[\"text/plain\",\"text/markdown\"]}",
          "--type", "text/plain", "--type", "text/markdown");
   EXPECT("{\"field\":\"created_at\",\"gte\":\"2024-01-01\"}", "--after", "2024-01-01");
-  EXPECT("{\"field\":\"created_at\",\"gte\":\"2024-01-01\",\"lt\":\"2025-01-01T00:00:00Z\"}",
-         "--before", "2025-01-01T00:00:00Z", "--after", "2024-01-01");
+  EXPECT(
+      "{\"field\":\"created_at\",\"gte\":\"2024-01-01\",\"lt\":\"2025-01-01T00:00:00Z\"}",
+      "--before", "2025-01-01T00:00:00Z", "--after", "2024-01-01");
   /* --filter is sent as given, not checked against the language */
   EXPECT("{\"field\":\"meta.x\",\"like\":3}", "--filter",
          "{\"field\": \"meta.x\", \"like\": 3}");
