@@ -80,13 +80,16 @@ export const getJob = (id) => json('GET', '/v1/jobs/' + encodeURIComponent(id));
 
 export const sendFeedback = (fb) => json('POST', '/v1/feedback', fb);
 
-// POST /v1/query with stream:true; resolves to the Response whose body is
-// the event stream, or throws the error envelope of a refusal.
-export async function streamQuery(query, signal) {
+// POST /v1/query with stream:true and the metadata filter (null: none);
+// resolves to the Response whose body is the event stream, or throws the
+// error envelope of a refusal (a filter the gateway refuses is its 400).
+export async function streamQuery(query, signal, filter = null) {
+  const body = { query, stream: true };
+  if (filter) body.filter = filter;
   const res = await fetch('/v1/query', {
     method: 'POST',
     headers: { ...auth(), 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-    body: JSON.stringify({ query, stream: true }),
+    body: JSON.stringify(body),
     signal,
     cache: 'no-store',
   });

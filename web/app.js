@@ -1,15 +1,21 @@
 // app.js - Quarry's web app: sign in with an API key, ask questions with
-// the answer streamed token by token, upload documents and watch their
+// the answer streamed token by token (optionally kept to the documents a
+// filter allows), upload documents and watch their
 // jobs, list, search and delete the tenant's documents. Plain DOM, no framework; text from the server only ever goes in
 // through textContent.
 import {
   session, getMe, getJob, sendFeedback, streamQuery, uploadFile, listDocuments, deleteDocument,
 } from './api.js';
 import { readEvents } from './sse.js';
+import { composeFilter, describeFilter } from './filter.js';
 
 // What the built-in (extractive) answerer says when the passages hold no
 // answer (services/llm-gateway/gen_extractive.c, NO_ANSWER).
 const NO_ANSWER = 'The provided documents do not contain an answer';
+// What the gateway says when no passage matches at all, so nothing is
+// generated (services/gateway/pipeline.c, no_match_answer): an empty
+// tenant, or a filter no document passes.
+const NO_MATCH = 'No indexed passage matches this query.';
 const POLL_MS = 800;
 // Words too common to be worth marking in a passage.
 const STOPWORDS = new Set(('the and are was were does did which what who whom whose when where why how ' +
@@ -223,6 +229,76 @@ function feedbackBox(turn) {
     el('span', { class: 'help', text: 'Was this useful?' }), ...thumbs, form, status);
 }
 
+// ---- the filter control of the ask view -----------------------------------
+// Its state composes into POST /v1/query's "filter" (filter.js); nothing is
+// checked here beyond that: the gateway's 400 names what it refuses.
+
+function filterState() {
+  return {
+    type: $('ask-type').value,
+    from: $('ask-from').value,
+    to: $('ask-to').value,
+    meta: [...$('ask-meta').children].map((li) => ({
+      key: li.querySelector('.meta-key').value, value: li.querySelector('.meta-value').value,
+    })),
+  };
+}
+
+function updateFilterSummary() {
+  $('ask-filter-summary').textContent = describeFilter(filterState());
+}
+
+// Labels say which row they belong to ("Key of condition 2"), so each row
+// reads on its own with a screen reader; renumbered when a row goes.
+function numberMetaRows() {
+  [...$('ask-meta').children].forEach((li, i) => {
+    const n = String(i + 1);
+    for (const part of ['key', 'value']) {
+      const input = li.querySelector('.meta-' + part);
+      input.id = 'ask-meta-' + part + '-' + n;
+      const label = li.querySelector('label.' + part);
+      label.htmlFor = input.id;
+      label.lastChild.textContent = ' of condition ' + n;
+    }
+    li.querySelector('button').setAttribute('aria-label', 'Remove condition ' + n);
+  });
+}
+
+function addMetaRow() {
+  const label = (part, text) => el('label', { class: part }, text,
+    el('span', { class: 'sr-only' }));
+  const key = el('input', { class: 'meta-key', type: 'text', autocomplete: 'off',
+    spellcheck: 'false', maxlength: '128', placeholder: 'team' });
+  const value = el('input', { class: 'meta-value', type: 'text', autocomplete: 'off',
+    maxlength: '1024', placeholder: 'finance' });
+  const li = el('li', {},
+    el('div', {}, label('key', 'Key'), key),
+    el('span', { class: 'eq', 'aria-hidden': 'true', text: '=' }),
+    el('div', {}, label('value', 'Value'), value),
+    el('button', { type: 'button', class: 'small', text: 'Remove' }));
+  li.querySelector('button').addEventListener('click', () => {
+    li.remove();
+    numberMetaRows();
+    updateFilterSummary();
+    $('ask-meta-add').focus();
+  });
+  $('ask-meta').append(li);
+  numberMetaRows();
+  key.focus();
+}
+
+$('ask-meta-add').addEventListener('click', addMetaRow);
+$('ask-filter').addEventListener('input', updateFilterSummary);
+$('ask-filter').addEventListener('change', updateFilterSummary);
+$('ask-filter-clear').addEventListener('click', () => {
+  $('ask-type').value = '';
+  $('ask-from').value = '';
+  $('ask-to').value = '';
+  $('ask-meta').replaceChildren();
+  updateFilterSummary();
+  $('ask-type').focus();
+});
+
 let turns = 0;
 
 async function ask(query) {
@@ -232,8 +308,11 @@ async function ask(query) {
   const answer = el('div', { class: 'answer-text' });
   const state = el('p', { class: 'state', role: 'status', text: 'Searching your documents…' });
   const article = el('article', { class: 'answer streaming', 'aria-busy': 'true' }, state, answer);
+  const fstate = filterState();
+  const filter = composeFilter(fstate);
   const li = el('li', { class: 'turn' },
-    el('p', { class: 'question' }, el('span', { class: 'sr-only', text: 'You asked: ' }), query),
+    el('p', { class: 'question' }, el('span', { class: 'sr-only', text: 'You asked: ' }), query,
+      filter && el('span', { class: 'filtered', text: 'Filter: ' + describeFilter(fstate) })),
     article);
   $('conversation').append(li);
   li.scrollIntoView({ block: 'end' });
@@ -242,7 +321,7 @@ async function ask(query) {
   let firstToken = null;
   let done = null;
   try {
-    const res = await streamQuery(query);
+    const res = await streamQuery(query, undefined, filter);
     await readEvents(res.body, (name, data) => {
       if (name === 'retrieval') {
         turn.queryId = data.query_id;
@@ -284,7 +363,8 @@ async function ask(query) {
   renderAnswer(answer, turn.text, turn);
   article.classList.remove('streaming');
   article.removeAttribute('aria-busy');
-  const unknown = turn.text.startsWith(NO_ANSWER) || turn.text.trim() === '';
+  const unknown = turn.text.startsWith(NO_ANSWER) || turn.text.startsWith(NO_MATCH) ||
+    turn.text.trim() === '';
   if (unknown) {
     article.classList.add('unknown');
     state.textContent = 'Not found in your documents';
@@ -312,6 +392,9 @@ $('ask-form').addEventListener('submit', async (e) => {
   const q = $('question').value.trim();
   if (!q) return;
   $('question').value = '';
+  // The open filter panel would cover the answer; its summary line still
+  // says what the filter is.
+  $('ask-filter').open = false;
   $('ask-button').disabled = true;
   try {
     await ask(q);

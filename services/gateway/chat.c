@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "quarry/filter.h"
 #include "quarry/metrics.h"
 #include "quarry/validate.h"
 
@@ -312,6 +313,52 @@ static q_err_t check_string(json_t *body, const char *key, size_t max, char *msg
   return Q_EINVAL;
 }
 
+/* The extension object "quarry" (absent or null: none), whose only field
+ * today is "filter": the metadata filter of POST /v1/query, checked by the
+ * same rule (q_filter_compile, at most Q_LIMIT_FILTER_BYTES as compact
+ * JSON) and kept as compact JSON in out->filter. */
+static q_err_t check_extension(json_t *body, chat_req_t *out, char *msg, size_t msglen,
+                               const char **param) {
+  json_t *ext = json_object_get(body, "quarry");
+  if (!ext || json_is_null(ext))
+    return 0;
+  *param = "quarry";
+  if (!json_is_object(ext)) {
+    snprintf(msg, msglen, "quarry must be an object (the Quarry extension: filter)");
+    return Q_EINVAL;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(ext, key, v) {
+    if (strcmp(key, "filter") != 0) {
+      snprintf(msg, msglen, "quarry: unknown field \"%.64s\" (known: filter)", key);
+      return Q_EINVAL;
+    }
+  }
+  v = json_object_get(ext, "filter");
+  if (!v || json_is_null(v))
+    return 0;
+  *param = "quarry.filter";
+  char err[384];
+  q_filter_t *f = NULL;
+  q_err_t rc = q_filter_compile(v, &f, err, sizeof err);
+  q_filter_free(f);
+  if (rc) {
+    /* err names the place from "filter" on ("filter.and[1]: ..."). */
+    snprintf(msg, msglen, "quarry.%s", err);
+    return rc;
+  }
+  out->filter = json_dumps(v, JSON_COMPACT);
+  if (!out->filter)
+    return Q_ENOMEM;
+  if (strlen(out->filter) > Q_LIMIT_FILTER_BYTES) {
+    snprintf(msg, msglen, "quarry.filter: %zu bytes as compact JSON; at most %d",
+             strlen(out->filter), Q_LIMIT_FILTER_BYTES);
+    return Q_EINVAL;
+  }
+  return 0;
+}
+
 q_err_t chat_parse(json_t *body, chat_req_t *out, char *msg, size_t msglen,
                    const char **param) {
   memset(out, 0, sizeof *out);
@@ -344,6 +391,8 @@ q_err_t chat_parse(json_t *body, chat_req_t *out, char *msg, size_t msglen,
     rc = check_number(body, "top_p", false, 0, 1, msg, msglen, param);
   if (!rc)
     rc = check_messages(json_object_get(body, "messages"), out, msg, msglen, param);
+  if (!rc)
+    rc = check_extension(body, out, msg, msglen, param);
   if (rc) {
     if (rc == Q_ENOMEM)
       snprintf(msg, msglen, "out of memory");
@@ -360,7 +409,8 @@ q_err_t chat_parse(json_t *body, chat_req_t *out, char *msg, size_t msglen,
 void chat_req_cleanup(chat_req_t *c) {
   free(c->question);
   free(c->previous);
-  c->question = c->previous = NULL;
+  free(c->filter);
+  c->question = c->previous = c->filter = NULL;
 }
 
 /* ---- handlers ------------------------------------------------------------------ */
@@ -423,7 +473,7 @@ void chat_completions_post(gw_req_t *r) {
           },
   };
   /* The pipeline and the sink copy what they keep. */
-  query_submit(r, c.query, PIPELINE_TOP_K_DEFAULT, c.stream, make_sink, &args);
+  query_submit(r, c.query, PIPELINE_TOP_K_DEFAULT, c.filter, c.stream, make_sink, &args);
   chat_req_cleanup(&c);
   return;
 

@@ -33,6 +33,7 @@ typedef struct chat_req {
   char query[Q_LIMIT_QUERY_BYTES + 1]; /* what the pipeline is asked */
   bool rewritten;                      /* query is not just the question */
   unsigned prompt_words;               /* words of every message's text */
+  char *filter; /* quarry.filter as compact JSON (owned), or NULL: none */
 } chat_req_t;
 
 /* Parses and validates an OpenAI chat request body (an object). Fields:
@@ -43,7 +44,10 @@ typedef struct chat_req {
  * message, the last of which is 1..Q_LIMIT_QUERY_BYTES and not blank),
  * stream (boolean or null), n (1 only), max_tokens and
  * max_completion_tokens (1..Q_LIMIT_MAX_TOKENS), temperature (0..2),
- * top_p (0..1), model and user (strings). Other fields are ignored, as
+ * top_p (0..1), model and user (strings), and the Quarry extension
+ * quarry (an object holding only filter: a metadata filter of
+ * quarry/filter.h, at most Q_LIMIT_FILTER_BYTES as compact JSON; errors
+ * name "quarry.filter..."). Other fields are ignored, as
  * OpenAI clients send many; the sampling fields are checked but the
  * llm-gateway's settings decide. 0 and *out filled (free with
  * chat_req_cleanup), or Q_EINVAL with a message in msg and the field at

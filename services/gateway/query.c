@@ -416,9 +416,9 @@ fail:
   count("failed");
 }
 
-void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sink_fn make,
-                  void *ud) {
-  submit(r, query, top_k, NULL, NULL, sse, make, ud);
+void query_submit(gw_req_t *r, const char *query, int top_k, const char *filter, bool sse,
+                  query_sink_fn make, void *ud) {
+  submit(r, query, top_k, NULL, filter, sse, make, ud);
 }
 
 /* The optional "mode" field: lexical, dense or hybrid (the retriever's). */

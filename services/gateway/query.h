@@ -25,14 +25,16 @@
 typedef sink_t *(*query_sink_fn)(void *ud, sink_wake_fn wake, void *wake_ud,
                                  sink_t **reader);
 
-/* Starts a pipeline for query (copied) with top_k passages, for r's
+/* Starts a pipeline for query (copied) with top_k passages and the
+ * metadata filter (compact JSON already checked with q_filter_compile,
+ * copied; NULL: none), for r's
  * principal, trace and deadline, once admission control lets it (the
  * pipeline runs on asynchronous gRPC completions), and answers r
  * when the sink has something: through make(ud, ...) or, when make is
  * NULL, a JSON sink or (sse) an SSE sink with POST /v1/query's shapes.
  * Replies itself on failure (503 when the queue is full or the gateway
  * stops, 500 out of memory) and counts it. On the request's thread. */
-void query_submit(gw_req_t *r, const char *query, int top_k, bool sse, query_sink_fn make,
-                  void *ud);
+void query_submit(gw_req_t *r, const char *query, int top_k, const char *filter, bool sse,
+                  query_sink_fn make, void *ud);
 
 #endif

@@ -6,7 +6,10 @@
 // Environment: QUARRY_URL (gateway), QUARRY_KEY (a valid API key),
 // QUARRY_ARTIFACTS (screenshot folder), QUARRY_FILES (two files to upload,
 // ':'-separated), QUARRY_QUESTION, QUARRY_EXPECT (text the answer holds),
-// QUARRY_EXPECT_TITLE (title of the cited document), QUARRY_PLAYWRIGHT
+// QUARRY_EXPECT_TITLE (title of the cited document), QUARRY_FILTER_QUESTION
+// (answered by two documents told apart by metadata and type),
+// QUARRY_FILTER_ALLOWED / _EXCLUDED (what each answers) and their _TITLEs,
+// QUARRY_PLAYWRIGHT
 // (the playwright-core module path), QUARRY_CHROMIUM (the browser).
 // Exit 0 when every step passed; 3 when Chromium cannot start.
 import { createRequire } from 'node:module';
@@ -43,10 +46,13 @@ const problems = [];
 const foreign = [];
 const page = context.pages()[0] || await context.newPage();
 page.setDefaultTimeout(20000);
+let refusalExpected = false; // once a step makes the gateway answer a query 400
 page.on('console', (m) => {
-  // The sign-in's expected refusal (401 for the bad key) is logged by
-  // Chromium as a failed load.
-  const expected = /status of 401 /.test(m.text()) && /\/v1\/me$/.test(m.location().url || '');
+  // The sign-in's expected refusal (401 for the bad key), and the 400 of a
+  // filter the gateway refuses, are logged by Chromium as failed loads.
+  const url = m.location().url || '';
+  const expected = (/status of 401 /.test(m.text()) && /\/v1\/me$/.test(url)) ||
+    (refusalExpected && /status of 400 /.test(m.text()) && /\/v1\/query$/.test(url));
   if (m.type() === 'error' && !expected) problems.push('console: ' + m.text() + ' ' + (m.location().url || ''));
 });
 page.on('pageerror', (e) => problems.push('page error: ' + e.message));
@@ -180,8 +186,102 @@ try {
   await expect(unknown.evaluate((a) => a.classList.contains('unknown')), 'the "not found" state');
   await page.screenshot({ path: join(shots, 'web-unknown.png') });
 
+  step('the filter control, by keyboard: type and metadata row');
+  const sent = []; // the filter of each POST /v1/query from here on
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && r.url() === base + '/v1/query') sent.push(JSON.parse(r.postData()).filter);
+  });
+  const hotel = env('QUARRY_FILTER_QUESTION');
+  const asked = async (q) => {
+    await page.getByLabel('Question').fill(q);
+    await page.getByLabel('Question').press('Enter');
+    const a = page.locator('.answer').last();
+    await a.and(page.locator(':not(.streaming)')).waitFor({ timeout: 30000 });
+    return a;
+  };
+  const sources = (a) => a.locator('.sources .source').allTextContents();
+  // Asking closes the filter panel (its summary line stays); this opens it.
+  const openFilter = async () => {
+    if (!(await page.locator('#ask-filter').evaluate((d) => d.open))) await page.locator('#ask-filter summary').click();
+    await page.locator('#ask-filter[open]').waitFor();
+  };
+  await page.locator('#ask-filter summary').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#ask-filter[open]').waitFor();
+  await page.keyboard.press('Tab'); // to the type select
+  await expect(page.evaluate(() => document.activeElement.id === 'ask-type'), 'Tab reaches the type select');
+  await page.getByLabel('Document type').selectOption('text/markdown');
+  await page.getByRole('button', { name: 'Add metadata condition' }).focus();
+  await page.keyboard.press('Enter');
+  await expect(page.evaluate(() => document.activeElement.id === 'ask-meta-key-1'), 'a new row takes the focus');
+  await page.keyboard.type('team');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('legal');
+  await page.locator('#ask-filter-summary').filter({ hasText: 'Markdown · team = legal' }).waitFor();
+  await page.screenshot({ path: join(shots, 'web-filter.png') });
+  let a = await asked(hotel);
+  let ftext = await a.locator('.answer-text').textContent();
+  await expect(ftext.includes(env('QUARRY_FILTER_ALLOWED')), 'the legal answer (' +
+    env('QUARRY_FILTER_ALLOWED') + '): ' + ftext);
+  await expect(!ftext.includes(env('QUARRY_FILTER_EXCLUDED')), 'nothing of the excluded document: ' + ftext);
+  let cited = await sources(a);
+  await expect(cited.length > 0 && cited.every((c) => c.includes(env('QUARRY_FILTER_ALLOWED_TITLE'))),
+    'only ' + env('QUARRY_FILTER_ALLOWED_TITLE') + ' cited: ' + cited.join(' | '));
+  await expect(JSON.stringify(sent.at(-1)) === JSON.stringify({ and: [
+    { field: 'content_type', eq: 'text/markdown' }, { field: 'meta.team', eq: 'legal' }] }),
+  'the filter sent: ' + JSON.stringify(sent.at(-1)));
+  await page.locator('.turn').last().locator('.filtered').filter({ hasText: 'team = legal' }).waitFor();
+  await page.locator('.turn').last().scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(shots, 'web-filtered-answer.png') });
+
+  step('another metadata value and any type: the other document only');
+  await expect(page.locator('#ask-filter').evaluate((d) => !d.open), 'asking closes the filter panel');
+  await page.locator('#ask-filter-summary').filter({ hasText: 'Markdown · team = legal' }).waitFor();
+  await openFilter();
+  await page.getByLabel('Document type').selectOption('');
+  await page.getByLabel('Value of condition 1').fill('finance');
+  a = await asked(hotel);
+  ftext = await a.locator('.answer-text').textContent();
+  await expect(ftext.includes(env('QUARRY_FILTER_EXCLUDED')) && !ftext.includes(env('QUARRY_FILTER_ALLOWED')),
+    'the finance answer: ' + ftext);
+  cited = await sources(a);
+  await expect(cited.length > 0 && cited.every((c) => c.includes(env('QUARRY_FILTER_EXCLUDED_TITLE'))),
+    'only ' + env('QUARRY_FILTER_EXCLUDED_TITLE') + ' cited: ' + cited.join(' | '));
+
+  step('a date range no document is in: not found');
+  await openFilter();
+  await page.getByLabel('Created from').fill('2099-01-01');
+  await page.getByLabel('Created until').fill('2099-12-31');
+  a = await asked(hotel);
+  await expect(a.evaluate((x) => x.classList.contains('unknown')), 'the "not found" state');
+  await expect(JSON.stringify(sent.at(-1)) === JSON.stringify({ and: [
+    { field: 'created_at', gte: '2099-01-01', lt: '2100-01-01' }, { field: 'meta.team', eq: 'finance' }] }),
+  'the dates sent: ' + JSON.stringify(sent.at(-1)));
+
+  step('a metadata key the gateway refuses: its 400 message shown');
+  await openFilter();
+  await page.getByLabel('Created from').fill('');
+  await page.getByLabel('Created until').fill('');
+  await page.getByLabel('Key of condition 1').fill('te am');
+  refusalExpected = true; // from here on: Chromium may log it after the answer shows
+  a = await asked(hotel);
+  await expect(a.evaluate((x) => x.classList.contains('failed')), 'the failed state');
+  const why = await a.locator('.state').textContent();
+  await expect(why.includes('unknown field') && why.includes('meta.te am'), 'the gateway\'s reason: ' + why);
+
   step('phone width');
   await page.setViewportSize({ width: 375, height: 800 });
+  await openFilter();
+  await page.getByRole('button', { name: 'Add metadata condition' }).click();
+  await expect(page.evaluate(() => document.documentElement.scrollWidth <= 375),
+    'no horizontal scrolling with the filter open');
+  await page.screenshot({ path: join(shots, 'web-phone-filter.png') });
+  await page.getByRole('button', { name: 'Remove condition 2' }).click();
+  await page.getByRole('button', { name: 'Clear filter' }).click();
+  await expect(page.evaluate(() => document.querySelectorAll('#ask-meta li').length === 0 &&
+    document.getElementById('ask-filter-summary').textContent === ''), 'the filter cleared');
+  await page.locator('#ask-filter summary').click();
+  await page.locator('#ask-filter:not([open])').waitFor({ state: 'attached' });
   await expect(page.evaluate(() => document.documentElement.scrollWidth <= 375), 'no horizontal scrolling');
   await page.screenshot({ path: join(shots, 'web-phone.png') });
   await page.getByRole('button', { name: 'Documents' }).click();

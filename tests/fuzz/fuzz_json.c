@@ -185,7 +185,9 @@ static bool feedback_ok(json_t *o) {
  * for a user message), a string, or an array of {"type": "text", "text":
  * string} parts (joined with newlines); the text of all messages at most
  * Q_LIMIT_CHAT_BYTES; at least one user message, and the last one (the
- * question) 1..Q_LIMIT_QUERY_BYTES bytes, not only white space. */
+ * question) 1..Q_LIMIT_QUERY_BYTES bytes, not only white space; the
+ * extension quarry absent, null, or an object holding at most filter,
+ * which filter_ok allows. */
 static bool number_ok(json_t *o, const char *k, double lo, double hi) {
   json_t *v = json_object_get(o, k);
   if (!v || json_is_null(v))
@@ -202,6 +204,12 @@ static bool chat_ok(json_t *o) {
       !int_ok(o, "max_completion_tokens", false, 1, Q_LIMIT_MAX_TOKENS) ||
       !number_ok(o, "temperature", 0, 2) || !number_ok(o, "top_p", 0, 1))
     return false;
+  json_t *ext = json_object_get(o, "quarry");
+  if (ext && !json_is_null(ext)) {
+    static const char *const ext_keys[] = {"filter", NULL};
+    if (!json_is_object(ext) || !only_keys(ext, ext_keys) || !filter_ok(ext))
+      return false;
+  }
   json_t *msgs = json_object_get(o, "messages");
   if (!json_is_array(msgs) || json_array_size(msgs) < 1 ||
       json_array_size(msgs) > Q_LIMIT_CHAT_MESSAGES)

@@ -1,6 +1,7 @@
 """The command-line client, build/bin/quarry, against the real stack: ingest
 a folder of mixed files (some refused, one whose job fails), run it again
-and see what was loaded skipped, ask with and without --json, show
+and see what was loaded skipped, ask with and without --json, ask with
+filters, show
 documents and jobs, list and delete documents, list jobs, manage keys, and
 the error cases (bad key, server down, roles, Ctrl-C and resume)."""
 
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.parse
 import uuid
 
 import harness
@@ -368,6 +370,74 @@ class Cli(Case):
 
         r = self.quarry("ask", "   ")
         self.assertEqual(r.rc, 2, r)
+
+    def test_ask_with_filters(self):
+        """quarry ask with --where / --type / --after / --filter against two
+        documents that answer the same question differently, told apart by
+        metadata and type: each filter gives the allowed document's answer
+        and cites only it; a filter the gateway refuses → its 400 message,
+        exit 1; a --filter that is not JSON → exit 2."""
+        # A tenant of its own, so no other test's documents answer.
+        tenant = "itest-cli-filter-" + uuid.uuid4().hex[:6]
+        env = self.env(QUARRY_API_KEY=harness.stack().create_key(tenant, "cli", ["admin"]))
+        question = "What is the hotel limit per night in Quillport?"
+        for title, ctype, text, meta in [
+                ("Legal travel rules", "text/markdown",
+                 "# Legal travel rules\n\nThe hotel limit per night in Quillport is 310 "
+                 "crowns for the legal team.\n", {"team": "legal"}),
+                ("Finance travel rules", "text/plain",
+                 "Finance travel rules\n\nThe hotel limit per night in Quillport is 240 "
+                 "crowns for the finance team.\n", {"team": "finance"})]:
+            qs = urllib.parse.urlencode({"metadata": json.dumps(meta), "title": title})
+            r = call("POST", "/v1/documents?" + qs, body=text, key=env["QUARRY_API_KEY"],
+                     ctype=ctype)
+            self.assertStatus(r, 202)
+            job = harness.wait_job(r.json["job_id"], api_key=env["QUARRY_API_KEY"])
+            self.assertEqual((job.json or {}).get("status"), "done", job)
+
+        r = self.quarry("ask", "--json", "--where", "meta.team=legal", question, env=env)
+        self.assertEqual(r.rc, 0, r)
+        d = r.json()
+        self.assertIn("310", d["answer"])
+        self.assertNotIn("240", d["answer"])
+        self.assertTrue(d["citations"], r)
+        self.assertEqual({c["title"] for c in d["citations"]}, {"Legal travel rules"}, r)
+
+        r = self.quarry("ask", "--type", "text/plain", "--after", "2020-01-01", question,
+                        env=env)
+        self.assertEqual(r.rc, 0, r)
+        answer, sources = r.out.split("\nSources:\n")
+        self.assertIn("240", answer)
+        self.assertNotIn("310", answer)
+        self.assertIn("Finance travel rules", sources)
+        self.assertNotIn("Legal travel rules", sources)
+
+        r = self.quarry("ask", "--json", "--filter",
+                        '{"or": [{"field": "meta.team", "eq": "finance"},'
+                        ' {"field": "title", "eq": "nothing"}]}',
+                        "--where", "title=Finance travel rules", "--no-stream", question,
+                        env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual({c["title"] for c in r.json()["citations"]},
+                         {"Finance travel rules"}, r)
+
+        # No document was created in 2099: nothing to answer from.
+        r = self.quarry("ask", "--json", "--after", "2099-01-01", question, env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.json()["citations"], [], r)
+
+        r = self.quarry("ask", "--filter", '{"field": "meta.team", "like": "leg"}',
+                        question, env=env)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("HTTP 400 invalid_argument: filter", r.err)
+        self.assertIn("unknown operator", r.err)
+        self.assertEqual(r.out, "")
+        r = self.quarry("ask", "--where", "meta.te am=legal", question, env=env)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("meta.te am", r.err)
+        r = self.quarry("ask", "--filter", '{"field": ', question, env=env)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("--filter is not JSON", r.err)
 
     def test_docs_and_jobs_show(self):
         """quarry docs show / jobs show with ids from an ingest; an unknown

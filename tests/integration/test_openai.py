@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import unittest
+import urllib.parse
 
 import harness
 from harness import Case, call, key
@@ -27,6 +28,38 @@ FOLLOW_UP = [
     {"role": "assistant", "content": "It uses a xenon bulb of type QX-4471 [1]."},
     {"role": "user", "content": "And how often must it be replaced?"},
 ]
+
+
+# Two documents of a tenant of their own that answer FILTER_QUESTION
+# differently, told apart by their metadata: the extension field
+# quarry.filter must keep the answer and its citations to the one allowed.
+FILTER_TENANT = "itest-openai-filter"
+FILTER_QUESTION = "What is the hotel limit per night in Vellmark?"
+FILTER_DOCS = {
+    "north": ("North desk travel rules", "The hotel limit per night in Vellmark is 410 "
+              "marks for the north desk."),
+    "south": ("South desk travel rules", "The hotel limit per night in Vellmark is 170 "
+              "marks for the south desk."),
+}
+_filter_ids = {}
+
+
+def filter_documents():
+    """{desk: document id} of the two documents, uploaded once."""
+    if not _filter_ids:
+        api_key = key(FILTER_TENANT)
+        for desk, (title, text) in FILTER_DOCS.items():
+            qs = urllib.parse.urlencode({"metadata": json.dumps({"desk": desk}),
+                                         "title": title})
+            r = call("POST", "/v1/documents?" + qs, body="# %s\n\n%s\n" % (title, text),
+                     key=api_key, ctype="text/markdown")
+            if r.status != 202:
+                raise AssertionError("uploading %s: %r" % (title, r))
+            job = harness.wait_job(r.json["job_id"], api_key=api_key)
+            if (job.json or {}).get("status") != "done":
+                raise AssertionError("%s not processed: %r" % (title, job))
+            _filter_ids[desk] = r.json["document_id"]
+    return dict(_filter_ids)
 
 
 def chat(body, api_key=None):
@@ -176,6 +209,62 @@ class OpenAIWire(Case):
         # Other routes keep Quarry's own error shape.
         self.assertError(call("POST", "/v1/query", body={"query": ""}, key=key()), 400)
 
+    def test_quarry_filter(self):
+        """{"quarry": {"filter": ...}} keeps retrieval to the documents the
+        filter allows: each desk's filter gives that desk's answer citing only
+        its document, streamed too; a bad filter → 400 param quarry.filter
+        naming the place; quarry not an object or with another field → 400
+        param quarry."""
+        ids = filter_documents()
+        api_key = key(FILTER_TENANT)
+        msgs = [{"role": "user", "content": FILTER_QUESTION}]
+        for desk, want, other in [("north", "410", "170"), ("south", "170", "410")]:
+            r = chat({"model": MODEL, "messages": msgs,
+                      "quarry": {"filter": {"field": "meta.desk", "eq": desk}}},
+                     api_key=api_key)
+            self.assertStatus(r, 200)
+            text = r.json["choices"][0]["message"]["content"]
+            self.assertIn(want, text)
+            self.assertNotIn(other, text)
+            cited = {c["document_id"] for c in r.json["citations"]}
+            self.assertEqual(cited, {ids[desk]}, r.json["citations"])
+        # Without a filter both documents are candidates.
+        r = chat({"model": MODEL, "messages": msgs, "quarry": None}, api_key=api_key)
+        self.assertStatus(r, 200)
+        # Streamed: the citations of the final chunk.
+        st = harness.stack()
+        conn = http.client.HTTPConnection("127.0.0.1", st.ports["gateway.http"],
+                                          timeout=30 * harness.slow())
+        try:
+            conn.request("POST", "/v1/chat/completions", body=json.dumps(
+                {"model": MODEL, "stream": True, "messages": msgs,
+                 "quarry": {"filter": {"not": {"field": "meta.desk", "eq": "north"}}}}),
+                headers={"Authorization": "Bearer " + api_key,
+                         "Content-Type": "application/json"})
+            raw = conn.getresponse().read().decode("utf-8")
+        finally:
+            conn.close()
+        chunks = [json.loads(f[6:]) for f in raw.split("\n\n")[:-2]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        self.assertIn("170", text)
+        self.assertEqual({c["document_id"] for c in chunks[-1]["citations"]}, {ids["south"]})
+
+        for ext, param, says in [
+                ({"filter": {"field": "meta.desk", "like": "north"}}, "quarry.filter",
+                 "unknown operator"),
+                ({"filter": {"and": [{"field": "title", "eq": "x"},
+                                     {"field": "colour", "eq": "red"}]}},
+                 "quarry.filter", "quarry.filter.and[1]"),
+                ({"filter": "desk=north"}, "quarry.filter", "quarry.filter"),
+                ({"top_k": 3}, "quarry", "unknown field"),
+                ("north", "quarry", "must be an object")]:
+            r = chat({"model": MODEL, "messages": msgs, "quarry": ext}, api_key=api_key)
+            self.assertStatus(r, 400)
+            err = r.json["error"]
+            self.assertEqual((err["type"], err["param"]), ("invalid_request_error", param),
+                             repr(r))
+            self.assertIn(says, err["message"])
+
     def test_models(self):
         """GET /v1/models → 200 {"object":"list","data":[{"id":"quarry-rag",
         "object":"model","created","owned_by"}]}; without a key → 401."""
@@ -218,6 +307,30 @@ const client = new OpenAI({apiKey: process.env.QKEY, baseURL: process.env.QBASE 
     if (ch.citations) s.citations = ch.citations;
   }
   out.stream = s;
+  // Quarry's extension field, sent by the client as an extra body field.
+  const filtered = new OpenAI({apiKey: process.env.QKEY_FILTER,
+                               baseURL: process.env.QBASE + '/v1', maxRetries: 0,
+                               timeout: 30000});
+  const ask = {model: 'quarry-rag',
+               messages: [{role: 'user', content: process.env.QFILTER_QUESTION}],
+               quarry: {filter: {field: 'meta.desk', eq: 'south'}}};
+  const fc = await filtered.chat.completions.create(ask);
+  out.filtered = {content: fc.choices[0].message.content,
+                  cited: fc.citations.map(x => x.document_id)};
+  const fs = await filtered.chat.completions.create({...ask, stream: true});
+  out.filtered_stream = {text: '', cited: null};
+  for await (const ch of fs) {
+    out.filtered_stream.text += (ch.choices[0] && ch.choices[0].delta.content) || '';
+    if (ch.citations) out.filtered_stream.cited = ch.citations.map(x => x.document_id);
+  }
+  try {
+    await filtered.chat.completions.create(
+        {...ask, quarry: {filter: {field: 'meta.desk', like: 'south'}}});
+    out.filter_error = null;
+  } catch (e) {
+    out.filter_error = {status: e.status, param: e.param, message: e.message,
+                        name: e.constructor.name};
+  }
   try {
     await client.chat.completions.create(
         {model: 'quarry-rag', n: 2, messages: [{role: 'user', content: 'hi'}]});
@@ -264,13 +377,17 @@ class OpenAIClient(Case):
             sys.stdout.flush()
             raise
         cls.doc_id = harness.fact_document()
+        cls.filter_ids = filter_documents()
 
     def test_official_client_both_modes(self):
         """openai.chat.completions.create without and with stream: the
-        answer, citations in both modes, models.list, and an n: 2 request
-        raising the client's BadRequestError with param n."""
+        answer, citations in both modes, models.list, quarry.filter passed as
+        an extra body field (both modes cite only the allowed document; a bad
+        one raises BadRequestError with param quarry.filter), and an n: 2
+        request raising the client's BadRequestError with param n."""
         env = dict(os.environ, OPENAI_MODULE=self.module, QKEY=key(),
-                   QBASE=harness.stack().url, QQUESTION=harness.FACT_QUESTION)
+                   QBASE=harness.stack().url, QQUESTION=harness.FACT_QUESTION,
+                   QKEY_FILTER=key(FILTER_TENANT), QFILTER_QUESTION=FILTER_QUESTION)
         p = subprocess.run(["node", "-e", NODE_SCRIPT], capture_output=True, text=True,
                            env=env, timeout=60 * harness.slow())
         self.assertEqual(p.returncode, 0, "node failed: %s %s" % (p.stdout, p.stderr))
@@ -291,6 +408,19 @@ class OpenAIClient(Case):
         self.assertEqual(s["finish"], "stop")
         self.assertIn(self.doc_id, [x["document_id"] for x in s["citations"] or []],
                       "citations arrive in the stream: %r" % s)
+        # quarry.filter as an extra body field: only the south desk's document.
+        f = out["filtered"]
+        self.assertIn("170", f["content"])
+        self.assertNotIn("410", f["content"])
+        self.assertEqual(set(f["cited"]), {self.filter_ids["south"]}, f)
+        fs = out["filtered_stream"]
+        self.assertEqual(fs["text"], f["content"])
+        self.assertEqual(set(fs["cited"] or []), {self.filter_ids["south"]}, fs)
+        fe = out["filter_error"]
+        self.assertIsNotNone(fe, "a bad quarry.filter was accepted")
+        self.assertEqual((fe["status"], fe["param"], fe["name"]),
+                         (400, "quarry.filter", "BadRequestError"))
+        self.assertIn("unknown operator", fe["message"])
         e = out["error"]
         self.assertIsNotNone(e, "n: 2 was accepted")
         self.assertEqual((e["status"], e["type"], e["param"], e["name"]),

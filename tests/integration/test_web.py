@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+import urllib.parse
 
 import harness
 from harness import Case, call, raw_call
@@ -143,12 +144,43 @@ indoors when the night falls below eight degrees.
 """
 
 
+# Two documents that answer FILTER_QUESTION differently, told apart by
+# their metadata (team) and type: the browser's filter control must keep
+# the answer to the one it allows. Uploaded through the REST API, which is
+# where metadata is given (the web app's uploads carry none).
+FILTER_QUESTION = "What is the hotel limit per night in Zurich?"
+FILTER_DOCS = [
+    # title, content type, text, metadata, what it answers
+    ("Legal travel rules", "text/markdown",
+     "# Legal travel rules\n\nThe hotel limit per night in Zurich is 310 francs for "
+     "the legal team.\n", {"team": "legal"}, "310 francs"),
+    ("Finance travel rules", "text/plain",
+     "Finance travel rules\n\nThe hotel limit per night in Zurich is 240 francs for "
+     "the finance team.\n", {"team": "finance"}, "240 francs"),
+]
+
+
+def upload_filter_docs(api_key):
+    for title, ctype, text, meta, _ in FILTER_DOCS:
+        qs = urllib.parse.urlencode({"metadata": json.dumps(meta), "title": title})
+        r = call("POST", "/v1/documents?" + qs, body=text, key=api_key, ctype=ctype)
+        if r.status != 202:
+            raise AssertionError("uploading %s: %r" % (title, r))
+        job = harness.wait_job(r.json["job_id"], api_key=api_key)
+        if (job.json or {}).get("status") != "done":
+            raise AssertionError("%s not processed: %r" % (title, job))
+
+
 class WebBrowser(Case):
     def test_browser_walkthrough(self):
         """In Chromium: a bad key is refused; sign in; upload two files (and
         drop a third) and see each reach done; ask and see the answer streamed with a citation that
         opens the right passage; give feedback, which reaches quarry.feedback;
-        an unanswerable question shows the "not found" state."""
+        an unanswerable question shows the "not found" state; the filter
+        control (by keyboard: type, a metadata row) keeps the answer and its
+        citations to the one allowed document of two that answer the same
+        question, a date range without documents gives "not found", a key the
+        gateway refuses shows its 400 message; the filter at 375 px."""
         if not os.access(CHROMIUM, os.X_OK):
             print("\n*** SKIPPED browser test: %s not found (deploy/local/deps.sh installs "
                   "Debian's chromium) ***" % CHROMIUM, flush=True)
@@ -162,6 +194,7 @@ class WebBrowser(Case):
                 os.unlink(os.path.join(ARTIFACTS, old))
         tenant = "itest-web"
         api_key = harness.key(tenant)
+        upload_filter_docs(api_key)
         with tempfile.TemporaryDirectory() as tmp:
             files = []
             for name, text in [("lighthouse-handbook.md", BROWSER_DOC_A),
@@ -175,6 +208,11 @@ class WebBrowser(Case):
                        QUARRY_QUESTION=harness.FACT_QUESTION,
                        QUARRY_EXPECT=harness.FACT_ANSWER,
                        QUARRY_EXPECT_TITLE="Lighthouse Keeping Handbook",
+                       QUARRY_FILTER_QUESTION=FILTER_QUESTION,
+                       QUARRY_FILTER_ALLOWED=FILTER_DOCS[0][4],
+                       QUARRY_FILTER_ALLOWED_TITLE=FILTER_DOCS[0][0],
+                       QUARRY_FILTER_EXCLUDED=FILTER_DOCS[1][4],
+                       QUARRY_FILTER_EXCLUDED_TITLE=FILTER_DOCS[1][0],
                        QUARRY_PLAYWRIGHT=mod, QUARRY_CHROMIUM=CHROMIUM)
             r = subprocess.run(["node", SCRIPT], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, timeout=300 * harness.slow())

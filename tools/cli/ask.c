@@ -9,12 +9,16 @@
  *   - one that refuses unknown fields (400 `unknown field "stream"`, what
  *     the gateway did before streaming): asked again without the field.
  * --json and --no-stream never ask for a stream: --json prints the JSON
- * reply, one document. */
+ * reply, one document.
+ *
+ * The filter options (ask_filter.h) become the body's "filter"; a filter
+ * the gateway refuses is its 400, exit 1 with its message. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "answer.h"
 #include "api.h"
+#include "ask_filter.h"
 #include "commands.h"
 #include "quarry/limits.h"
 #include "quarry/validate.h"
@@ -68,16 +72,25 @@ int cmd_ask(cmd_ctx_t *ctx) {
   long top_k = 0;
   if (args_int(ctx->args, "top-k", 0, 1, Q_LIMIT_TOP_K_MAX, &top_k, err, sizeof err))
     return cli_fail(o, CLI_EXIT_USAGE, "usage", "%s", err);
+  json_t *filter = NULL;
+  q_err_t frc = ask_filter_build(ctx->args, &filter, err, sizeof err);
+  if (frc)
+    return cli_fail(o, frc == Q_ENOMEM ? CLI_EXIT_FAILED : CLI_EXIT_USAGE,
+                    frc == Q_ENOMEM ? "internal" : "usage", "%s", err);
   char *q = join_question(ctx->args);
-  if (!q)
+  if (!q) {
+    json_decref(filter);
     return cli_fail(o, CLI_EXIT_USAGE, "usage", "the question is far too long");
+  }
   if (q_is_blank(q, strlen(q))) {
     free(q);
+    json_decref(filter);
     return cli_fail(o, CLI_EXIT_USAGE, "usage", "the question is empty");
   }
   if (strlen(q) > Q_LIMIT_QUERY_BYTES || !q_valid_utf8(q, strlen(q))) {
     size_t n = strlen(q);
     free(q);
+    json_decref(filter);
     return cli_fail(o, CLI_EXIT_USAGE, "usage",
                     "the question must be at most %d bytes of UTF-8 (it is %zu bytes)",
                     Q_LIMIT_QUERY_BYTES, n);
@@ -88,6 +101,8 @@ int cmd_ask(cmd_ctx_t *ctx) {
   free(q);
   if (top_k)
     json_object_set_new(body, "top_k", json_integer(top_k));
+  if (filter)
+    json_object_set_new(body, "filter", filter);
 
   api_t api;
   if (!body || api_init(&api, ctx->cfg, ctx->timeout_ms)) {

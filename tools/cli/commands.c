@@ -2,6 +2,8 @@
  * commands.h). */
 #include "commands.h"
 
+#include "ask_filter.h"
+
 #include <ctype.h>
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -47,6 +49,7 @@ static const args_opt_t ask_opts[] = {
      "passages the answer is generated from (1..50, default 8)"},
     {"no-stream", 0, NULL, false,
      "ask for the whole answer at once instead of streaming"},
+    ASK_FILTER_OPTS,
     {NULL, 0, NULL, false, NULL},
 };
 
@@ -98,7 +101,9 @@ static const char INGEST_HELP[] =
 static const char ASK_HELP[] =
     "Prints the answer, then its numbered sources (title, page, snippet). The\n"
     "answer streams in as it is generated when the server can stream\n"
-    "(Server-Sent Events); otherwise it is printed when complete.";
+    "(Server-Sent Events); otherwise it is printed when complete. --filter,\n"
+    "--where, --type, --after and --before keep retrieval to the documents\n"
+    "they allow (all of them at once).";
 
 const command_t commands[] = {
     {"ingest", "PATH...", "upload files and folders and wait for their ingestion",

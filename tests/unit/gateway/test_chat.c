@@ -181,3 +181,92 @@ Test(chat, rewrite_takes_distinct_salient_terms_and_fits) {
   cr_assert(chat_rewrite("rotate keys", "rotate it?", out, sizeof out));
   cr_assert_str_eq(out, "keys rotate it?", "terms already asked are not repeated");
 }
+
+/* The Quarry extension: quarry.filter is POST /v1/query's filter, checked
+ * by the same rule and handed on as compact JSON. */
+Test(chat, quarry_filter_is_kept_as_compact_json) {
+  chat_req_t c;
+  const char *param;
+  cr_assert_eq(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"What is the "
+                     "hotel limit?\"}],\"quarry\":{\"filter\":{\"and\": [{\"field\": "
+                     "\"meta.team\", \"eq\": \"finance\"}, {\"field\":\"created_at\","
+                     "\"gte\":\"2024-01-01T00:00:00Z\"}]}}}",
+                     &c, &param),
+               0);
+  cr_assert_str_eq(c.filter,
+                   "{\"and\":[{\"field\":\"meta.team\",\"eq\":\"finance\"},"
+                   "{\"field\":\"created_at\",\"gte\":\"2024-01-01T00:00:00Z\"}]}");
+  chat_req_cleanup(&c);
+  cr_assert_null(c.filter);
+  /* absent, null and an empty extension: no filter */
+  const char *none[] = {
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"What is x?\"}]}",
+      "{\"quarry\":null,\"messages\":[{\"role\":\"user\",\"content\":\"What is x?\"}]}",
+      "{\"quarry\":{},\"messages\":[{\"role\":\"user\",\"content\":\"What is x?\"}]}",
+      "{\"quarry\":{\"filter\":null},\"messages\":[{\"role\":\"user\",\"content\":"
+      "\"What is x?\"}]}",
+  };
+  for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+    cr_assert_eq(parse(none[i], &c, &param), 0, "%s", none[i]);
+    cr_assert_null(c.filter, "%s", none[i]);
+    chat_req_cleanup(&c);
+  }
+}
+
+Test(chat, bad_quarry_filter_names_the_place) {
+  struct {
+    const char *ext, *param, *msg;
+  } cases[] = {
+      {"\"quarry\":5", "quarry", "quarry must be an object"},
+      {"\"quarry\":{\"top_k\":3}", "quarry", "quarry: unknown field \"top_k\""},
+      {"\"quarry\":{\"filter\":\"team=finance\"}", "quarry.filter", "quarry.filter"},
+      {"\"quarry\":{\"filter\":{\"field\":\"meta.team\",\"like\":\"fin\"}}",
+       "quarry.filter", "quarry.filter"},
+      {"\"quarry\":{\"filter\":{\"and\":[{\"field\":\"title\",\"eq\":\"a\"},"
+       "{\"not\":{\"field\":\"colour\",\"eq\":\"red\"}}]}}",
+       "quarry.filter", "quarry.filter.and[1]"},
+      {"\"quarry\":{\"filter\":{\"field\":\"created_at\",\"gt\":\"yesterday\"}}",
+       "quarry.filter", "quarry.filter"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char js[1024];
+    snprintf(js, sizeof js,
+             "{%s,\"messages\":[{\"role\":\"user\",\"content\":\"What is x?\"}]}",
+             cases[i].ext);
+    json_error_t e;
+    json_t *body = json_loads(js, 0, &e);
+    cr_assert_not_null(body, "test JSON: %s", e.text);
+    chat_req_t c;
+    const char *param = NULL;
+    char msg[512] = "";
+    cr_assert_eq(chat_parse(body, &c, msg, sizeof msg, &param), Q_EINVAL, "%s", js);
+    json_decref(body);
+    cr_assert_str_eq(param, cases[i].param, "%s", js);
+    cr_assert(strncmp(msg, cases[i].msg, strlen(cases[i].msg)) == 0, "%s: %s", js, msg);
+  }
+}
+
+Test(chat, quarry_filter_is_bounded_by_the_limit) {
+  /* An "in" list of 200 values of 100 bytes: each value and the count are
+   * within their limits, the whole is over Q_LIMIT_FILTER_BYTES. */
+  size_t cap = 200 * 104 + 256;
+  char *js = malloc(cap);
+  size_t o =
+      (size_t)snprintf(js, cap, "{\"quarry\":{\"filter\":{\"field\":\"meta.k\",\"in\":[");
+  for (int i = 0; i < 200; i++)
+    o += (size_t)snprintf(js + o, cap - o, "%s\"%0100d\"", i ? "," : "", i);
+  snprintf(js + o, cap - o,
+           "]}},\"messages\":[{\"role\":\"user\",\"content\":\"What is x?\"}]}");
+  cr_assert_gt(200 * 103, Q_LIMIT_FILTER_BYTES);
+  json_error_t e;
+  json_t *body = json_loads(js, 0, &e);
+  free(js);
+  cr_assert_not_null(body, "test JSON: %s", e.text);
+  chat_req_t c;
+  const char *param = NULL;
+  char msg[512] = "";
+  cr_assert_eq(chat_parse(body, &c, msg, sizeof msg, &param), Q_EINVAL);
+  json_decref(body);
+  cr_assert_str_eq(param, "quarry.filter");
+  cr_assert(strstr(msg, "bytes as compact JSON") != NULL, "%s", msg);
+}
