@@ -8,5 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # wrk: the HTTP load generator of the gateway part; nginx: the static-reply
 # peer of the edge part (bench/edge_bench.py starts it privately, never the
 # system service); libh2o-evloop-dev, libevent-dev: the other HTTP server
-# libraries of bench/http_floor.c (make bench-http-floor).
-exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev
+# libraries of bench/http_floor.c (make bench-http-floor); python3-cairo: the
+# PDF writer of bench/ingest_formats.py (make bench-ingest-formats).
+exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev \
+  python3-cairo
