@@ -1142,6 +1142,17 @@ static void nap(ingest_t *in, int ms, int *seen_kicks) {
   pthread_mutex_unlock(&in->mu);
 }
 
+/* Sleeps ms unless stopping (kicks do not end it). */
+static void nap_ms(ingest_t *in, int ms) {
+  struct timespec ts;
+  q_cond_deadline(&ts, ms);
+  pthread_mutex_lock(&in->mu);
+  while (!atomic_load(&in->stopping))
+    if (pthread_cond_timedwait(&in->cv, &in->mu, &ts) == ETIMEDOUT)
+      break;
+  pthread_mutex_unlock(&in->mu);
+}
+
 typedef struct worker_arg {
   ingest_t *in;
   int index;
@@ -1223,6 +1234,12 @@ static void *worker_main(void *p) {
     }
     if (rc == Q_OK && got > 0) {
       run_batch(in, jobs, got, zygote);
+      /* The queue ran dry while uploads keep coming: let the next ones
+       * gather for a moment rather than claim them one or two at a time
+       * (a claim, an Embed and an Upsert each per couple of documents).
+       * A worker that found nothing claims at once when kicked. */
+      if (got < in->cfg.batch && in->cfg.gather_ms > 0)
+        nap_ms(in, in->cfg.gather_ms);
       continue;
     }
     if (rc == Q_OK)
