@@ -379,6 +379,9 @@ def main(argv):
     ap.add_argument("--skip-single", action="store_true")
     ap.add_argument("--skip-bulk", action="store_true")
     ap.add_argument("--env", action="append", default=[], help="VAR=value for every service")
+    ap.add_argument("--run-dir", default=None,
+                    help="where the stack's run directory (PostgreSQL data, blobs) goes; "
+                         "default: the system's temporary directory")
     args = ap.parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
     for f in formats:
@@ -410,7 +413,7 @@ def main(argv):
     bin_dir = os.environ.get("QUARRY_BIN", os.path.join(ROOT, "build", "bin"))
     rows, big = [], None
     with tempfile.TemporaryDirectory(prefix="quarry-fbench-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="quarry-fbench-run-") as run_dir:
+            tempfile.TemporaryDirectory(prefix="quarry-fbench-run-", dir=args.run_dir) as run_dir:
         x_s = build_xapian(corpus, os.path.join(tmp, "xapian"))
         rows.append(("xapian", "in process", x_s, text_mb, None))
         st = stack.Stack(bin_dir, run_dir, test_mode=True, env=env, quiet=True)

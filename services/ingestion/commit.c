@@ -92,8 +92,13 @@ out:
 q_err_t commit_upload(commit_queue_t *q, q_pg_pool_t *pool, blob_writer_t *w,
                       const upload_meta_t *m, char sha[65], upload_result_t *r,
                       bool *blob_failed, char *err, size_t errlen) {
-  commit_req_t me = {.w = w, .m = m, .sha = sha, .r = r, .blob_failed = blob_failed,
-                     .err = err, .errlen = errlen};
+  commit_req_t me = {.w = w,
+                     .m = m,
+                     .sha = sha,
+                     .r = r,
+                     .blob_failed = blob_failed,
+                     .err = err,
+                     .errlen = errlen};
   *blob_failed = false;
   if (errlen)
     err[0] = '\0';

@@ -31,7 +31,8 @@ MODULES = ["test_health", "test_errors", "test_documents", "test_lifecycle", "te
            "test_events", "test_metrics", "test_interop", "test_openai", "test_stream",
            "test_providers",
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_crash", "test_concurrency",
-           "test_resilience", "test_rerank", "test_batch", "test_filters", "test_milvus",
+           "test_resilience", "test_rerank", "test_batch", "test_extract_batch", "test_filters",
+           "test_milvus",
            "test_replicas"]
 
 SANITIZER_PATTERNS = [

@@ -41,8 +41,8 @@ static void setup(void) {
   char err[512] = "";
   PGconn *c = q_pg_acquire(pool, 2000, err, sizeof err);
   cr_assert_not_null(c, "%s", err);
-  cr_assert_eq(q_pg_migrate(c, "ingestion", docstore_migrations, docstore_nmigrations, err,
-                            sizeof err),
+  cr_assert_eq(q_pg_migrate(c, "ingestion", docstore_migrations, docstore_nmigrations,
+                            err, sizeof err),
                0, "%s", err);
   q_pg_release(pool, c);
   snprintf(dir, sizeof dir, "/tmp/quarry-commit-XXXXXX");
@@ -81,9 +81,14 @@ static void *upload_main(void *p) {
   int n = snprintf(body, sizeof body, "document %d", a->i);
   cr_assert_eq(blob_write(&w, body, (size_t)n, err, sizeof err), 0, "%s", err);
   snprintf(ext, sizeof ext, "e%d", a->i);
-  upload_meta_t m = {.tenant_id = "t1", .external_id = ext, .title = "T",
-                     .title_explicit = 1, .filename = "a.txt",
-                     .content_type = "text/plain", .size = n, .trace_id = ""};
+  upload_meta_t m = {.tenant_id = "t1",
+                     .external_id = ext,
+                     .title = "T",
+                     .title_explicit = 1,
+                     .filename = "a.txt",
+                     .content_type = "text/plain",
+                     .size = n,
+                     .trace_id = ""};
   if (a->together)
     pthread_barrier_wait(&ready);
   a->rc = commit_upload(a->q, pool, &w, &m, a->sha, &a->r, &a->blob_failed, a->err,
@@ -158,9 +163,14 @@ Test(commit, a_blob_that_cannot_be_stored_fails_alone) {
   cr_assert_eq(blob_begin(&w, dir, 1 << 20, err, sizeof err), 0, "%s", err);
   cr_assert_eq(blob_write(&w, "gone", 4, err, sizeof err), 0, "%s", err);
   cr_assert_eq(unlink(w.tmp), 0);
-  upload_meta_t m = {.tenant_id = "t1", .external_id = "", .title = "T",
-                     .title_explicit = 1, .filename = "a.txt",
-                     .content_type = "text/plain", .size = 4, .trace_id = ""};
+  upload_meta_t m = {.tenant_id = "t1",
+                     .external_id = "",
+                     .title = "T",
+                     .title_explicit = 1,
+                     .filename = "a.txt",
+                     .content_type = "text/plain",
+                     .size = 4,
+                     .trace_id = ""};
   char sha[65];
   upload_result_t r;
   bool blob_failed = false;
