@@ -51,7 +51,7 @@ static void commit_group(q_pg_pool_t *pool, commit_req_t **reqs, int n) {
   for (int i = 0; i < n; i++)
     ws[i] = *reqs[i]->w;
   char berr[256] = "";
-  blob_commit_many(ws, n, shas, rcs, berr, sizeof berr);
+  blob_commit_group(ws, n, shas, rcs, berr, sizeof berr);
   int k = 0;
   for (int i = 0; i < n; i++) {
     commit_req_t *q = reqs[i];

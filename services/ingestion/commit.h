@@ -6,7 +6,9 @@
  * uploads each pay a flush of the file, a flush of the directory, a
  * transaction and a NOTIFY. Here they queue instead: the first upload to
  * arrive commits everything queued (up to a group's maximum) with
- * blob_commit_many (one file-system flush) and docstore_record_uploads
+ * blob_commit_group (an fsync per file, one of the directory; not syncfs,
+ * which would flush whatever else the file system holds, for a handful of
+ * files) and docstore_record_uploads
  * (one transaction, one NOTIFY); the uploads that arrive meanwhile form
  * the next group, committed by one of them as soon as the first group is
  * done. A lone upload waits for nobody (no timer): groups form only while
