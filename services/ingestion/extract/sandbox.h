@@ -152,9 +152,11 @@ typedef struct sandbox_item {
  * (cpu_seconds times n).
  *
  * When the shared child stops before the end - it crashed, ran out of
- * memory or time, wrote too much or anything malformed - the documents it
- * finished keep their results and every other one is extracted again in a
- * child of its own (sandbox_extract; item.alone set): a hostile document
+ * memory or CPU time, wrote too much or anything malformed - the documents
+ * it finished keep their results and every other one is extracted again in
+ * a child of its own (sandbox_extract; item.alone set); a document that
+ * passed the wall clock fails with that reason at once (it had the whole
+ * limit to itself) and only the ones after it are extracted again: a hostile document
  * fails alone with the reason sandbox_extract gives it, and its neighbours
  * succeed. A compromised extractor could still forge the records of the
  * documents after it in the same child, which is why callers put only one
