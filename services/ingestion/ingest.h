@@ -17,14 +17,14 @@
 #include "quarry/error.h"
 
 typedef struct ingest_cfg {
-  const char *blob_dir;     /* absolute, created at start */
-  int64_t max_upload_bytes; /* QUARRY_MAX_UPLOAD_BYTES */
-  int workers;              /* QUARRY_INGEST_WORKERS */
-  int batch;                /* QUARRY_INGEST_BATCH: jobs a worker claims at once */
-  int gather_ms;        /* QUARRY_INGEST_GATHER_MS: wait for more after a partial claim */
-  int chunk_tokens;     /* QUARRY_CHUNK_TOKENS (words) */
-  int chunk_overlap;    /* QUARRY_CHUNK_OVERLAP (words) */
-  const char *llm_addr; /* QUARRY_LLM_GATEWAY_ADDR */
+  const char *blob_dir;       /* absolute, created at start */
+  int64_t max_upload_bytes;   /* QUARRY_MAX_UPLOAD_BYTES */
+  int workers;                /* QUARRY_INGEST_WORKERS */
+  int batch;                  /* QUARRY_INGEST_BATCH: jobs a worker claims at once */
+  int gather_ms;              /* QUARRY_INGEST_GATHER_MS */
+  int chunk_tokens;           /* QUARRY_CHUNK_TOKENS (words) */
+  int chunk_overlap;          /* QUARRY_CHUNK_OVERLAP (words) */
+  const char *llm_addr;       /* QUARRY_LLM_GATEWAY_ADDR */
   const char *retriever_addr; /* QUARRY_RETRIEVER_ADDR */
   const char *pg_dsn;         /* QUARRY_PG_DSN: the LISTEN connection */
   int poll_ms;                /* QUARRY_INGEST_POLL_MS: safety-net poll */

@@ -26,9 +26,10 @@
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *blob_dir, *llm_addr, *retriever_addr;
-static int64_t max_upload, workers, batch, gather_ms, chunk_tokens, chunk_overlap,
-    poll_ms, max_attempts, backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms,
+static int64_t max_upload, workers, batch, chunk_tokens, chunk_overlap, poll_ms,
+    max_attempts, backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms,
     call_timeout_ms, idempotency_ttl_ms;
+static int64_t gather_ms;
 static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
 static int ex_seccomp;
 static int ocr_on;
