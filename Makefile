@@ -47,7 +47,7 @@ PROTOSET := $(BUILD)/quarry.protoset
 PYGEN    := $(BUILD)/py/quarry/v1/common_pb2.py
 
 .SECONDARY: $(GEN_C) $(GEN_H)
-.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-edge bench-http-floor bench-hnsw bench-hnsw-peer bench-retriever bench-retriever-grpc bench-ocr bench-providers help docs-config format lint bench-claim
+.PHONY: all deps run test unit integration interop asan valgrind clean docs-check eval bench bench-ingest bench-ingest-formats bench-edge bench-http-floor bench-hnsw bench-hnsw-peer bench-retriever bench-retriever-grpc bench-ocr bench-providers help docs-config format lint bench-claim
 all: $(BINS) $(PROTOSET)
 
 help:
@@ -60,6 +60,7 @@ help:
 	@echo "make eval         nDCG@10 / Recall@100 / MRR@10 on a BEIR dataset (DATA=dir)"
 	@echo "make bench        retrieval (vs Xapian BM25) and gateway (vs /healthz) benchmarks (DATA=dir)"
 	@echo "make bench-ingest ingestion docs/s through REST, single and bulk, vs Xapian (INGEST_ARGS=)"
+	@echo "make bench-ingest-formats  docs/s, MB/s per format (txt md html docx pdf), 100 MB PDF memory (FORMATS_ARGS=)"
 	@echo "make bench-edge   the edge under load: /v1/query 16..1024 conns, 10K idle, streams, nginx (EDGE_ARGS=)"
 	@echo "make bench-http-floor  /healthz from libmicrohttpd, h2o, libevent evhttp and nginx (FLOOR_ARGS=)"
 	@echo "make bench-hnsw   HNSW index vs exact scan on synthetic vectors (HNSW_BENCH_ARGS=...)"
@@ -263,6 +264,7 @@ bench: all $(PYGEN)
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/retrieval_bench.py --data $(DATA) $(BENCH_ARGS)
 	$(MAKE) bench-ingest
+	$(MAKE) bench-ingest-formats
 	$(MAKE) bench-edge
 	$(MAKE) bench-providers
 
@@ -282,6 +284,15 @@ bench-ingest: all $(PYGEN)
 	bench/deps.sh
 	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
 	  /usr/bin/python3 bench/ingest_bench.py --data $(DATA) $(INGEST_ARGS)
+
+# Ingestion per format (txt, md, html, docx, pdf: the corpus converted by
+# the script), one per request and multipart bulk, beside Xapian; peak memory
+# of ingestion and its extractor while a 100 MB PDF is ingested
+# (bench/ingest_formats.py). Also run by `make bench`.
+bench-ingest-formats: all $(PYGEN)
+	bench/deps.sh
+	QUARRY_BIN=$(abspath $(BUILD)/bin) QUARRY_PYGEN=$(abspath $(BUILD)/py) \
+	  /usr/bin/python3 bench/ingest_formats.py --data $(DATA) $(FORMATS_ARGS)
 
 # The edge under load (bench/edge_bench.py): /v1/query at 16..1024
 # connections, 10,000 idle keep-alive connections, streamed answers through a

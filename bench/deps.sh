@@ -10,6 +10,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # system service); libh2o-evloop-dev, libevent-dev: the other HTTP server
 # libraries of bench/http_floor.c (make bench-http-floor); python3-hnswlib:
 # the HNSW peer of bench/hnsw_peer.py (make bench-hnsw-peer); python3-numpy:
-# the synthetic corpus of bench/retriever_grpc_bench.py and hnswlib's arrays.
+# the synthetic corpus of bench/retriever_grpc_bench.py and hnswlib's arrays;
+# python3-cairo: the PDF writer of bench/ingest_formats.py (make
+# bench-ingest-formats).
 exec "$here/../deploy/local/deps.sh" python3-xapian wrk nginx libh2o-evloop-dev libevent-dev \
-  python3-hnswlib python3-numpy
+  python3-hnswlib python3-numpy python3-cairo

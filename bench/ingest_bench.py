@@ -229,6 +229,9 @@ def main(argv):
     ap.add_argument("--skip-single", action="store_true")
     ap.add_argument("--skip-bulk", action="store_true")
     ap.add_argument("--env", action="append", default=[], help="VAR=value for every service")
+    ap.add_argument("--run-dir", default=None,
+                    help="where the stack's run directory (PostgreSQL data, blobs) goes; "
+                         "default: the system's temporary directory")
     args = ap.parse_args(argv)
     corpus, _, _ = beir_eval.load_beir(args.data)
     if args.limit:
@@ -238,13 +241,15 @@ def main(argv):
     print("Quarry ingestion benchmark, %s" % started.strftime("%Y-%m-%d %H:%M %Z"))
     print("machine: %s" % machine())
     print("dataset: %s (%d documents, %.2f MB of title + text)"
-          % (args.data, len(corpus), mb), flush=True)
+          % (args.data, len(corpus), mb))
+    print("load average at the start: %s" % " ".join(open("/proc/loadavg").read().split()[:3]),
+          flush=True)
     env = {"QUARRY_RATE_LIMIT_RPS": "0"}
     env.update(kv.split("=", 1) for kv in args.env)
     bin_dir = os.environ.get("QUARRY_BIN", os.path.join(ROOT, "build", "bin"))
     rows, cpu = [], []
     with tempfile.TemporaryDirectory(prefix="quarry-ibench-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="quarry-ibench-run-") as run_dir:
+            tempfile.TemporaryDirectory(prefix="quarry-ibench-run-", dir=args.run_dir) as run_dir:
         x_s = build_xapian(corpus, os.path.join(tmp, "xapian"))
         rows.append(("xapian, in process", x_s, len(corpus), None, None))
         st = stack.Stack(bin_dir, run_dir, test_mode=True, env=env, quiet=True)
@@ -300,7 +305,8 @@ def report(rows, corpus, mb, cpu):
   until the retriever's Stats counts every document (searchable).
 - MB/s: title + text bytes of the corpus (%.2f MB) over those seconds.
 - extract ms: mean of quarry_ingest_extract_seconds over the run's documents
-  (one sandboxed child per document, forked by the worker's zygote).
+  (a worker's batch of one tenant's documents shares one sandboxed child,
+  forked by its zygote; the mean is each document's share).
 - targets (issue 8): >= 900 docs/s bulk, >= 400 docs/s one per request.
 - the stack, PostgreSQL (fsync off, test mode) and the client share the machine's
   %d cores.""" % (mb, os.cpu_count() or 0))

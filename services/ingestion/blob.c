@@ -186,8 +186,21 @@ q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen) {
   return Q_OK;
 }
 
+static q_err_t commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
+                           bool use_syncfs, char *err, size_t errlen);
+
 q_err_t blob_commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
                          char *err, size_t errlen) {
+  return commit_many(ws, n, shas, rcs, true, err, errlen);
+}
+
+q_err_t blob_commit_group(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
+                          char *err, size_t errlen) {
+  return commit_many(ws, n, shas, rcs, false, err, errlen);
+}
+
+static q_err_t commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
+                           bool use_syncfs, char *err, size_t errlen) {
   int live = 0, any_fd = -1;
   for (int i = 0; i < n; i++) {
     blob_writer_t *w = &ws[i];
@@ -210,7 +223,7 @@ q_err_t blob_commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rc
     return Q_OK;
   /* One flush of the file system for every file of the batch, rather than
    * an fsync each; where syncfs fails, fsync each. */
-  bool synced = syncfs(any_fd) == 0;
+  bool synced = use_syncfs && syncfs(any_fd) == 0;
   for (int i = 0; i < n; i++) {
     blob_writer_t *w = &ws[i];
     if (rcs[i])

@@ -62,6 +62,13 @@ q_err_t blob_commit(blob_writer_t *w, char sha[65], char *err, size_t errlen);
 q_err_t blob_commit_many(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
                          char *err, size_t errlen);
 
+/* blob_commit_many with an fsync of each file instead of the syncfs (still
+ * one fsync of the directory): for a few files, where flushing the whole
+ * file system - everything any process on it has written - would cost
+ * more than it saves (commit.c's groups of single uploads). */
+q_err_t blob_commit_group(blob_writer_t *ws, int n, char (*shas)[65], q_err_t *rcs,
+                          char *err, size_t errlen);
+
 /* Removes the temporary files of uploads whose writer is gone (a crashed
  * process): each live writer holds an exclusive flock on its file, so a
  * file whose lock can be taken is left over. Safe while other processes

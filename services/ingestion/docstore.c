@@ -7,6 +7,7 @@
  * transaction is needed for them, and none can be left open on error. */
 #include "docstore.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1143,4 +1144,123 @@ q_err_t docstore_queue_stats(q_pg_pool_t *p, queue_stats_t *s, char *err, size_t
   s->next_due_ms = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
   PQclear(r);
   return Q_OK;
+}
+
+/* ---- several jobs in one statement (worker.c's batches) ------------------ */
+
+/* Runs sql with $1 the JSON array in body and $2 instance; sets found[i]
+ * when the first column of a returned row equals ids[i]. */
+static q_err_t many_cmd(q_pg_pool_t *p, const char *sql, const char *body,
+                        const char *instance, const char *const *ids, int n, bool *found,
+                        const char *what, char *err, size_t errlen) {
+  for (int i = 0; i < n; i++)
+    found[i] = false;
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c)
+    return Q_EUNAVAIL;
+  q_err_t rc = Q_OK;
+  const char *params[2] = {body, instance};
+  PGresult *r = q_pg_query(c, sql, instance ? 2 : 1, params, what, &rc, err, errlen);
+  q_pg_release(p, c);
+  for (int row = 0; r && row < PQntuples(r); row++)
+    for (int i = 0; i < n; i++)
+      if (!found[i] && strcmp(PQgetvalue(r, row, 0), ids[i]) == 0) {
+        found[i] = true;
+        break;
+      }
+  PQclear(r);
+  return rc;
+}
+
+q_err_t docstore_finish_many(q_pg_pool_t *p, const char *instance,
+                             const job_t *const *jobs, const int *chunk_counts,
+                             const char *const *stage_ms, int n, bool *finished,
+                             char *err, size_t errlen) {
+  q_buf_t b;
+  q_buf_init(&b, (size_t)n * 512 + 16);
+  const char **ids = malloc((size_t)n * sizeof *ids);
+  q_err_t rc = ids && !q_buf_append(&b, "[", 1) ? Q_OK : Q_ENOMEM;
+  for (int i = 0; i < n && !rc; i++) {
+    char head[96];
+    int k = snprintf(head, sizeof head, "%s{\"id\":\"%s\",\"n\":%d,\"ms\":", i ? "," : "",
+                     jobs[i]->id, chunk_counts[i]);
+    const char *ms = stage_ms && stage_ms[i] && stage_ms[i][0] ? stage_ms[i] : "null";
+    ids[i] = jobs[i]->id;
+    if (q_buf_append(&b, head, (size_t)k) || q_buf_append(&b, ms, strlen(ms)) ||
+        q_buf_append(&b, "}", 1))
+      rc = Q_ENOMEM;
+  }
+  if (!rc && q_buf_append(&b, "]", 1))
+    rc = Q_ENOMEM;
+  if (rc) {
+    snprintf(err, errlen, "out of memory");
+    for (int i = 0; i < n; i++)
+      finished[i] = false;
+  } else {
+    rc = many_cmd(
+        p,
+        "WITH t AS ("
+        "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, n int, ms jsonb)"
+        "), j AS ("
+        "  UPDATE jobs SET status = 'done', chunk_count = t.n, error = '',"
+        "    updated_at = now(), stage_ms = COALESCE(t.ms, jobs.stage_ms),"
+        "    progress_done = t.n, progress_total = t.n"
+        "  FROM t WHERE jobs.id = t.id AND jobs.status = 'running' AND jobs.claimed_by = "
+        "$2"
+        "  RETURNING jobs.id, jobs.document_id, jobs.version, t.n"
+        "), d AS ("
+        "  UPDATE documents SET status = 'done', chunk_count = j.n, updated_at = now()"
+        "  FROM j WHERE documents.id = j.document_id AND documents.version = j.version"
+        "  RETURNING documents.id"
+        ") "
+        "SELECT id::text FROM j",
+        b.data, instance, ids, n, finished, "finishing jobs", err, errlen);
+  }
+  free(ids);
+  q_buf_cleanup(&b);
+  return rc;
+}
+
+q_err_t docstore_set_facts_many(q_pg_pool_t *p, const job_t *const *jobs,
+                                const doc_facts_t *facts, int n, char *err,
+                                size_t errlen) {
+  json_t *arr = json_array();
+  q_err_t rc = arr ? Q_OK : Q_ENOMEM;
+  for (int i = 0; i < n && !rc; i++) {
+    const doc_facts_t *f = &facts[i];
+    json_t *o = json_pack("{s:s,s:i,s:s?,s:s?,s:i,s:I,s:I}", "d", jobs[i]->document_id,
+                          "v", jobs[i]->version, "a", f->author ? f->author : "", "l",
+                          f->language ? f->language : "", "p",
+                          f->page_count > 0 ? f->page_count : 0, "c",
+                          (json_int_t)f->created, "m", (json_int_t)f->modified);
+    /* NULL: a string that is not UTF-8 (the extractors emit only UTF-8). */
+    if (!o || json_array_append_new(arr, o))
+      rc = Q_EINVAL;
+  }
+  char *body = rc ? NULL : json_dumps(arr, JSON_COMPACT);
+  json_decref(arr);
+  if (!rc && !body)
+    rc = Q_ENOMEM;
+  if (rc) {
+    snprintf(err, errlen, "cannot encode the extracted metadata");
+    return rc;
+  }
+  PGconn *c = q_pg_acquire(p, ACQUIRE_MS, err, errlen);
+  if (!c) {
+    free(body);
+    return Q_EUNAVAIL;
+  }
+  const char *params[1] = {body};
+  rc = q_pg_exec(
+      c,
+      "UPDATE document_versions dv SET author = t.a, language = t.l, page_count = t.p,"
+      "  doc_created_at = CASE WHEN t.c > 0 THEN to_timestamp(t.c) END,"
+      "  doc_modified_at = CASE WHEN t.m > 0 THEN to_timestamp(t.m) END"
+      " FROM jsonb_to_recordset($1::jsonb) AS t(d uuid, v int, a text, l text, p int,"
+      "   c bigint, m bigint)"
+      " WHERE dv.document_id = t.d AND dv.version = t.v",
+      1, params, "recording extracted metadata", NULL, err, errlen);
+  q_pg_release(p, c);
+  free(body);
+  return rc;
 }

@@ -254,6 +254,23 @@ typedef struct doc_facts {
 q_err_t docstore_set_facts(q_pg_pool_t *p, const job_t *j, const doc_facts_t *f,
                            char *err, size_t errlen);
 
+/* docstore_set_facts for jobs[0..n) in one statement. 0, Q_EINVAL when a
+ * string is not UTF-8 (nothing written; record them one by one), or an
+ * error with err. */
+q_err_t docstore_set_facts_many(q_pg_pool_t *p, const job_t *const *jobs,
+                                const doc_facts_t *facts, int n, char *err,
+                                size_t errlen);
+
+/* Ends jobs[0..n) as "done" in one statement, as docstore_finish does
+ * one: chunk_counts[i] chunks, stage_ms[i] the final timings (NULL or ""
+ * keeps the stored ones; stage_ms may be NULL). finished[i] says whether
+ * job i was still ours (else it was taken over and nothing changed). 0,
+ * else an error with err (finished all false). */
+q_err_t docstore_finish_many(q_pg_pool_t *p, const char *instance,
+                             const job_t *const *jobs, const int *chunk_counts,
+                             const char *const *stage_ms, int n, bool *finished,
+                             char *err, size_t errlen);
+
 /* Sets the document's title when it is still at the job's version. */
 q_err_t docstore_set_title(q_pg_pool_t *p, const job_t *j, const char *title, char *err,
                            size_t errlen);

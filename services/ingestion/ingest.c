@@ -53,12 +53,14 @@ q_err_t ingest_init(ingest_t *in, const ingest_cfg_t *cfg, q_pg_pool_t *pool) {
       "quarry_ingest_extract_seconds", "Time to extract a document's text, by format.",
       "format", extract_buckets, sizeof extract_buckets / sizeof extract_buckets[0]);
   atomic_init(&in->next_due_ms, 0);
+  commit_queue_init(&in->commits);
   return 0;
 }
 
 void ingest_cleanup(ingest_t *in) {
   pthread_cond_destroy(&in->cv);
   pthread_mutex_destroy(&in->mu);
+  commit_queue_cleanup(&in->commits);
 }
 
 void ingest_kick(ingest_t *in) {

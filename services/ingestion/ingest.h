@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "commit.h"
 #include "extract/sandbox.h"
 #include "quarry/metrics.h"
 #include "chunker.h"
@@ -21,6 +22,7 @@ typedef struct ingest_cfg {
   int64_t max_upload_bytes;   /* QUARRY_MAX_UPLOAD_BYTES */
   int workers;                /* QUARRY_INGEST_WORKERS */
   int batch;                  /* QUARRY_INGEST_BATCH: jobs a worker claims at once */
+  int gather_ms;              /* QUARRY_INGEST_GATHER_MS */
   int chunk_tokens;           /* QUARRY_CHUNK_TOKENS (words) */
   int chunk_overlap;          /* QUARRY_CHUNK_OVERLAP (words) */
   const char *llm_addr;       /* QUARRY_LLM_GATEWAY_ADDR */
@@ -59,6 +61,7 @@ typedef struct ingest {
   pthread_t listener; /* LISTEN on DOCSTORE_CHANNEL, kicks the workers */
   int listening;
   _Atomic int64_t next_due_ms; /* q_now_ms() when a delayed job is due, 0: none */
+  commit_queue_t commits;      /* single uploads committed in groups (commit.h) */
 
   q_metric_t *m_jobs;    /* quarry_ingest_jobs_total{status} */
   q_metric_t *m_chunks;  /* quarry_ingest_chunks_total */

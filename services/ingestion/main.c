@@ -30,6 +30,7 @@ static const char *blob_dir, *llm_addr, *retriever_addr, *ingest_host, *chunking
 static int64_t max_upload, workers, batch, chunk_tokens, chunk_overlap, poll_ms,
     max_attempts, backoff_ms, retry_window_ms, retry_max_backoff_ms, lease_ms,
     call_timeout_ms, idempotency_ttl_ms;
+static int64_t gather_ms;
 static int64_t ex_memory, ex_cpu, ex_timeout, ex_text, ex_unzipped, ex_entries, ex_depth;
 static int ex_seccomp;
 static int ocr_on;
@@ -69,6 +70,12 @@ static q_cfg_entry_t cfg[] = {
      "with their header row repeated) or fixed (windows of exactly QUARRY_CHUNK_TOKENS "
      "words).",
      0, &chunking},
+    {"QUARRY_INGEST_GATHER_MS", Q_CFG_INT, "25", 0, 1000, NULL,
+     "While uploads keep coming (a worker's last claim found jobs, but fewer than "
+     "QUARRY_INGEST_BATCH), it waits this long before claiming again, so the jobs "
+     "arriving meanwhile are processed together; an idle worker claims at once (0: "
+     "never wait).",
+     0, &gather_ms},
     {"QUARRY_CHUNK_TOKENS", Q_CFG_INT, "200", 8, CHUNKER_MAX_TARGET, NULL,
      "Chunk size in words (a stand-in for tokens).", 0, &chunk_tokens},
     {"QUARRY_CHUNK_OVERLAP", Q_CFG_INT, "40", 0, CHUNKER_MAX_TARGET / 2, NULL,
@@ -250,6 +257,7 @@ int main(int argc, char **argv) {
       .max_upload_bytes = max_upload,
       .workers = (int)workers,
       .batch = (int)batch,
+      .gather_ms = (int)gather_ms,
       .chunk_tokens = (int)chunk_tokens,
       .chunk_overlap = (int)chunk_overlap,
       .chunking = chunker_strategy(chunking),

@@ -203,19 +203,33 @@ q_err_t upload_cb(q_grpc_ctx_t *ctx, const ProtobufCMessage *in, ProtobufCMessag
   }
   char sha[65];
   int64_t size = w.size;
-  rc = blob_commit(&w, sha, err, sizeof err);
-  if (rc) {
-    q_log_error("cannot store upload", "{s:s}", "reason", err);
-    q_grpc_ctx_errorf(ctx, "could not store the upload");
-    return Q_EINTERNAL;
-  }
-
-  m.sha256 = sha;
   m.size = size;
   m.trace_id = q_trace_id();
   m.key_ttl_ms = ing->cfg.idempotency_ttl_ms;
   upload_result_t res;
-  rc = docstore_record_upload(ing->pool, &m, &res, err, sizeof err);
+  if (m.idempotency_key[0]) {
+    /* A keyed upload commits on its own: its key's row lock orders it
+     * against a concurrent retry (docstore_record_upload). */
+    rc = blob_commit(&w, sha, err, sizeof err);
+    if (rc) {
+      q_log_error("cannot store upload", "{s:s}", "reason", err);
+      q_grpc_ctx_errorf(ctx, "could not store the upload");
+      return Q_EINTERNAL;
+    }
+    m.sha256 = sha;
+    rc = docstore_record_upload(ing->pool, &m, &res, err, sizeof err);
+  } else {
+    /* Durable together with the uploads arriving meanwhile (commit.h). */
+    bool blob_failed = false;
+    rc = commit_upload(&ing->commits, ing->pool, &w, &m, sha, &res, &blob_failed, err,
+                       sizeof err);
+    if (blob_failed) {
+      q_log_error("cannot store upload", "{s:s}", "reason", err);
+      q_grpc_ctx_errorf(ctx, "could not store the upload");
+      return Q_EINTERNAL;
+    }
+    m.sha256 = sha;
+  }
   if (rc == Q_ECONFLICT) {
     q_grpc_ctx_errorf(ctx, "%s", err);
     return rc;

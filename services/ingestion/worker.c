@@ -97,6 +97,14 @@ typedef struct run {
   outcome_t o;
   int64_t t0;
   int upserted; /* indexed by a shared Upsert (upsert_batch) */
+  /* Extracted already, with the batch's other documents of its tenant in
+   * one sandboxed child (extract_together); extract_o is how. */
+  int extracted;
+  outcome_t extract_o;
+  /* What extraction found, for run_batch to record with the batch's
+   * others in one statement (set_facts_together). */
+  doc_facts_t facts;
+  int facts_pending;
   char reason[512];
 } run_t;
 
@@ -463,6 +471,9 @@ static outcome_t index_text(run_t *r, const chunker_input_t *input) {
   return o;
 }
 
+static outcome_t extracted(run_t *r, const format_t *fmt, q_err_t rc, const char *err,
+                           const sandbox_info_t *info, bool alone);
+
 /* Extracts the blob in the sandbox into d. */
 static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc_t *d) {
   ingest_t *in = r->in;
@@ -483,14 +494,26 @@ static outcome_t extract(run_t *r, const format_t *fmt, const char *charset, doc
   sandbox_info_t info;
   rc = sandbox_extract(&cfg, fmt, charset, fd, d, &info, err, sizeof err);
   close(fd);
+  return extracted(r, fmt, rc, err, &info, false);
+}
+
+/* The outcome of extracting the job's document: rc, err and info as
+ * sandbox_extract gives them; alone says a shared child failed to finish
+ * it (sandbox_item_t.alone). Observes the time and logs the result. */
+static outcome_t extracted(run_t *r, const format_t *fmt, q_err_t rc, const char *err,
+                           const sandbox_info_t *info, bool alone) {
+  ingest_t *in = r->in;
+  job_t *j = r->j;
+  doc_t *d = &r->doc;
   if (rc == Q_ECANCELLED)
     return OUT_STOPPED;
   const char *flabel[1] = {fmt->id};
-  q_metrics_observe(in->m_extract, flabel, (double)info.ms / 1000.0);
-  q_log_info("document extracted", "{s:s,s:s,s:s,s:I,s:i,s:I,s:I,s:s}", "job_id", j->id,
-             "format", fmt->id, "outcome", rc ? "failed" : "ok", "text_bytes",
-             (long long)d->text.len, "pages", d->max_page, "ms", (long long)info.ms,
-             "max_rss_kb", (long long)info.max_rss_kb, "lockdown", info.lockdown);
+  q_metrics_observe(in->m_extract, flabel, (double)info->ms / 1000.0);
+  q_log_info("document extracted", "{s:s,s:s,s:s,s:I,s:i,s:I,s:I,s:s,s:b}", "job_id",
+             j->id, "format", fmt->id, "outcome", rc ? "failed" : "ok", "text_bytes",
+             (long long)d->text.len, "pages", d->max_page, "ms", (long long)info->ms,
+             "max_rss_kb", (long long)info->max_rss_kb, "lockdown", info->lockdown,
+             "alone", alone);
   if (rc == Q_EUNAVAIL)
     return fail(r, OUT_RETRY, "%s", err);
   if (rc)
@@ -511,9 +534,14 @@ static outcome_t prepare(run_t *r) {
   if (!fmt)
     return fail(r, OUT_FAILED, "content type %s is not supported", j->content_type);
 
-  doc_init(&r->doc, fmt->chunking, (size_t)in->cfg.extract.limits.max_text_bytes);
-  r->has_doc = 1;
-  outcome_t o = extract(r, fmt, charset, &r->doc);
+  outcome_t o;
+  if (r->extracted) {
+    o = r->extract_o; /* extract_together */
+  } else {
+    doc_init(&r->doc, fmt->chunking, (size_t)in->cfg.extract.limits.max_text_bytes);
+    r->has_doc = 1;
+    o = extract(r, fmt, charset, &r->doc);
+  }
   if (o != OUT_OK)
     return o;
   if (r->doc.blocks == 0)
@@ -538,8 +566,12 @@ static outcome_t prepare(run_t *r) {
                        .language = r->doc.language,
                        .page_count =
                            r->doc.page_count ? r->doc.page_count : r->doc.max_page};
-  if (docstore_set_facts(in->pool, j, &facts, err, sizeof err))
+  if (r->extracted) {
+    r->facts = facts; /* its strings live in r->doc */
+    r->facts_pending = 1;
+  } else if (docstore_set_facts(in->pool, j, &facts, err, sizeof err)) {
     return fail(r, OUT_DEPEND, "database unavailable: %s", err);
+  }
   /* Filters see the creation date the file records, else the upload's. */
   if (r->doc.created > 0)
     j->created_at = r->doc.created;
@@ -567,6 +599,141 @@ static outcome_t prepare(run_t *r) {
     o = fail(r, OUT_RETRY, "the chunker made more chunks than it counted");
   r->whole = o == OUT_OK;
   return o;
+}
+
+/* Extracts the documents of the batch in shared sandboxed children, one
+ * per tenant (up to SANDBOX_BATCH_MAX documents each; sandbox.h says why
+ * one tenant): one fork and one lockdown for many small documents. A
+ * document that stops its child is extracted again alone and fails alone.
+ * What cannot go this way (superseded, unknown type, blob missing) is
+ * left to prepare, which fails it with its reason. */
+static void job_trace(const job_t *j);
+
+static void extract_together(ingest_t *in, run_t *runs, int n) {
+  if (n < 2 || !runs[0].zygote)
+    return;
+  sandbox_item_t *items = calloc(SANDBOX_BATCH_MAX, sizeof *items);
+  char(*charsets)[FORMATS_CHARSET_BYTES] = calloc(SANDBOX_BATCH_MAX, sizeof *charsets);
+  bool *taken = calloc((size_t)n, sizeof *taken);
+  int idx[SANDBOX_BATCH_MAX];
+  if (!items || !charsets || !taken) {
+    free(items);
+    free(charsets);
+    free(taken);
+    return; /* each on its own in prepare */
+  }
+  sandbox_cfg_t cfg = in->cfg.extract;
+  cfg.cancel = &in->stopping;
+  cfg.zygote = runs[0].zygote;
+  for (int i = 0; i < n; i++) {
+    int m = 0;
+    for (int k = i; k < n && m < SANDBOX_BATCH_MAX; k++) {
+      run_t *r = &runs[k];
+      if (taken[k] || r->o != OUT_OK || r->j->doc_version != r->j->version ||
+          strcmp(r->j->tenant_id, runs[i].j->tenant_id) != 0)
+        continue;
+      const format_t *fmt =
+          formats_parse_stored(r->j->content_type, charsets[m], sizeof charsets[m]);
+      int fd;
+      char err[256];
+      if (!fmt || blob_open_fd(in->cfg.blob_dir, r->j->sha256, &fd, err, sizeof err))
+        continue;
+      taken[k] = true;
+      job_trace(r->j);
+      step(r, ST_EXTRACTING); /* the claim stored it */
+      doc_init(&r->doc, fmt->chunking, (size_t)in->cfg.extract.limits.max_text_bytes);
+      r->has_doc = 1;
+      items[m] =
+          (sandbox_item_t){.fmt = fmt, .charset = charsets[m], .fd = fd, .out = &r->doc};
+      idx[m++] = k;
+    }
+    if (m == 0)
+      continue;
+    sandbox_extract_many(&cfg, items, m);
+    for (int x = 0; x < m; x++) {
+      run_t *r = &runs[idx[x]];
+      close(items[x].fd);
+      job_trace(r->j);
+      r->extracted = 1;
+      r->extract_o = extracted(r, items[x].fmt, items[x].rc, items[x].err, &items[x].info,
+                               items[x].alone);
+    }
+  }
+  q_trace_clear();
+  free(items);
+  free(charsets);
+  free(taken);
+}
+
+/* Records the extracted facts of the batch's prepared documents in one
+ * statement (one by one when that statement refuses one of them). */
+static void set_facts_together(ingest_t *in, run_t *runs, int n) {
+  const job_t *jobs[n];
+  doc_facts_t facts[n];
+  int idx[n], m = 0;
+  for (int i = 0; i < n; i++)
+    if (runs[i].facts_pending && runs[i].o == OUT_OK) {
+      jobs[m] = runs[i].j;
+      facts[m] = runs[i].facts;
+      idx[m++] = i;
+    }
+  if (m == 0)
+    return;
+  char err[256];
+  q_err_t rc = docstore_set_facts_many(in->pool, jobs, facts, m, err, sizeof err);
+  for (int k = 0; k < m; k++) {
+    run_t *r = &runs[idx[k]];
+    r->facts_pending = 0;
+    /* Refused as a whole (not unreachable): each on its own. */
+    q_err_t one = rc && rc != Q_EUNAVAIL
+                      ? docstore_set_facts(in->pool, r->j, &r->facts, err, sizeof err)
+                      : rc;
+    if (one)
+      r->o = fail(r, OUT_DEPEND, "database unavailable: %s", err);
+  }
+}
+
+static void settle(ingest_t *in, run_t *r, outcome_t o, int64_t t0);
+static void count(ingest_t *in, const char *status);
+
+/* Settles runs[idx[0..m)], whose documents are indexed, as done in one
+ * statement; what that cannot settle goes through settle one by one. */
+static void settle_done_together(ingest_t *in, run_t *runs, const int *idx, int m) {
+  if (m == 0)
+    return;
+  const job_t *jobs[m];
+  int counts[m];
+  char(*json)[256] = calloc((size_t)m, sizeof *json);
+  const char *ms[m];
+  bool finished[m];
+  char err[512] = "";
+  q_err_t rc = json ? Q_OK : Q_ENOMEM;
+  for (int k = 0; k < m && json; k++) {
+    run_t *r = &runs[idx[k]];
+    jobs[k] = r->j;
+    counts[k] = r->count;
+    stage_json(r, json[k], sizeof json[k]);
+    ms[k] = json[k];
+  }
+  if (!rc)
+    rc = docstore_finish_many(in->pool, in->instance, jobs, counts, ms, m, finished, err,
+                              sizeof err);
+  for (int k = 0; k < m; k++) {
+    run_t *r = &runs[idx[k]];
+    job_trace(r->j);
+    if (rc) {
+      settle(in, r, OUT_OK, r->t0); /* retries through a blip */
+    } else if (!finished[k]) {
+      q_log_warn("job lost before it was settled", "{s:s}", "job_id", r->j->id);
+    } else {
+      count(in, "done");
+      q_log_info("job done", "{s:s,s:s,s:i,s:i,s:i}", "job_id", r->j->id, "document_id",
+                 r->j->document_id, "version", r->j->version, "chunks", r->count, "ms",
+                 (int)(q_now_ms() - r->t0));
+    }
+    q_trace_clear();
+  }
+  free(json);
 }
 
 /* Moves every prepared whole document of the batch into stage s, and
@@ -984,14 +1151,25 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
     q_log_info("job started", "{s:s,s:s,s:i,s:i,s:I}", "job_id", j->id, "document_id",
                j->document_id, "version", j->version, "attempt", j->attempts, "bytes",
                (long long)j->size);
-    r->o = atomic_load(&in->stopping) ? OUT_STOPPED : prepare(r);
+    r->o = atomic_load(&in->stopping) ? OUT_STOPPED : OUT_OK;
     q_trace_clear();
   }
+  extract_together(in, runs, n);
+  for (int i = 0; i < n; i++) {
+    run_t *r = &runs[i];
+    job_trace(r->j);
+    if (r->o == OUT_OK)
+      r->o = atomic_load(&in->stopping) ? OUT_STOPPED : prepare(r);
+    q_trace_clear();
+  }
+  set_facts_together(in, runs, n);
   embed_batch(in, runs, n);
   batch_stage(in, runs, n, ST_INDEXING);
   upsert_batch(in, runs, n);
-  /* Whole documents first (they are nearly done), then the large ones. */
-  for (int pass = 0; pass < 2; pass++)
+  /* Whole documents first (they are nearly done; those indexed are
+   * settled together), then the large ones. */
+  int *done = malloc((size_t)n * sizeof *done), ndone = 0;
+  for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < n; i++) {
       run_t *r = &runs[i];
       bool big = r->o == OUT_OK && !r->whole;
@@ -1004,7 +1182,11 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
         r->o = r->upserted ? OUT_OK
                : r->whole  ? index_whole(r)
                            : index_text(r, &r->input);
-      settle(in, r, r->o, r->t0);
+      /* A done job whose stage is stored settles with the others below. */
+      if (done && pass == 0 && r->o == OUT_OK && !r->unreported)
+        done[ndone++] = i;
+      else
+        settle(in, r, r->o, r->t0);
       q_arena_free(r->arena);
       r->arena = NULL;
       if (r->has_doc)
@@ -1012,6 +1194,10 @@ static void run_batch(ingest_t *in, job_t *jobs, int n, sandbox_zygote_t *zygote
       r->has_doc = 0;
       q_trace_clear();
     }
+    if (pass == 0)
+      settle_done_together(in, runs, done, ndone);
+  }
+  free(done);
   free(runs);
 }
 
@@ -1030,6 +1216,17 @@ static void nap(ingest_t *in, int ms, int *seen_kicks) {
       break;
   }
   *seen_kicks = in->kicks;
+  pthread_mutex_unlock(&in->mu);
+}
+
+/* Sleeps ms unless stopping (kicks do not end it). */
+static void nap_ms(ingest_t *in, int ms) {
+  struct timespec ts;
+  q_cond_deadline(&ts, ms);
+  pthread_mutex_lock(&in->mu);
+  while (!atomic_load(&in->stopping))
+    if (pthread_cond_timedwait(&in->cv, &in->mu, &ts) == ETIMEDOUT)
+      break;
   pthread_mutex_unlock(&in->mu);
 }
 
@@ -1114,6 +1311,12 @@ static void *worker_main(void *p) {
     }
     if (rc == Q_OK && got > 0) {
       run_batch(in, jobs, got, zygote);
+      /* The queue ran dry while uploads keep coming: let the next ones
+       * gather for a moment rather than claim them one or two at a time
+       * (a claim, an Embed and an Upsert each per couple of documents).
+       * A worker that found nothing claims at once when kicked. */
+      if (got < in->cfg.batch && in->cfg.gather_ms > 0)
+        nap_ms(in, in->cfg.gather_ms);
       continue;
     }
     if (rc == Q_OK)

@@ -90,14 +90,19 @@ static q_err_t normalise(q_buf_t *b, const char *text, size_t len, bool one_line
   return Q_OK;
 }
 
-static q_err_t too_big(extract_ctx_t *ctx) {
-  return extract_fail(ctx, Q_ETOOBIG, "the extracted text is larger than %lld MiB",
-                      (long long)(ctx->limits.max_text_bytes >> 20));
+q_err_t extract_text_too_big(extract_ctx_t *ctx) {
+  /* In KiB below a MiB: QUARRY_EXTRACT_MAX_TEXT_BYTES goes down to 64 KiB. */
+  long long max = (long long)ctx->limits.max_text_bytes;
+  return max >= (1 << 20)
+             ? extract_fail(ctx, Q_ETOOBIG, "the extracted text is larger than %lld MiB",
+                            max >> 20)
+             : extract_fail(ctx, Q_ETOOBIG, "the extracted text is larger than %lld KiB",
+                            max >> 10);
 }
 
 static q_err_t sink_rc(extract_ctx_t *ctx, q_err_t rc) {
   if (rc == Q_ETOOBIG)
-    return too_big(ctx);
+    return extract_text_too_big(ctx);
   if (rc == Q_ENOMEM)
     return extract_fail(ctx, rc, "out of memory");
   if (ctx->errlen && !ctx->err[0])
@@ -112,7 +117,7 @@ q_err_t extract_emit(extract_ctx_t *ctx, extract_kind_t kind, int level, int pag
   q_buf_reset(&ctx->norm);
   q_err_t rc = normalise(&ctx->norm, text, len, one_line);
   if (rc == Q_ETOOBIG)
-    return too_big(ctx);
+    return extract_text_too_big(ctx);
   if (rc)
     return sink_rc(ctx, rc);
   size_t n = ctx->norm.len;
@@ -134,7 +139,7 @@ q_err_t extract_emit(extract_ctx_t *ctx, extract_kind_t kind, int level, int pag
   if (page < 0)
     page = 0;
   if (ctx->emitted + (int64_t)n > ctx->limits.max_text_bytes)
-    return too_big(ctx);
+    return extract_text_too_big(ctx);
   ctx->emitted += (int64_t)n;
   rc = ctx->sink(ctx->sink_ud, kind, level, page, ctx->norm.data, n);
   return rc ? sink_rc(ctx, rc) : Q_OK;
@@ -147,7 +152,7 @@ q_err_t extract_cell(extract_ctx_t *ctx, const char *text, size_t len) {
   if (!rc)
     rc = normalise(&ctx->row, text, len, true);
   if (rc)
-    return rc == Q_ETOOBIG ? too_big(ctx) : sink_rc(ctx, rc);
+    return rc == Q_ETOOBIG ? extract_text_too_big(ctx) : sink_rc(ctx, rc);
   ctx->row_cells++;
   return Q_OK;
 }

@@ -142,6 +142,10 @@ q_err_t extract_row_end(extract_ctx_t *ctx, int page);
 q_err_t extract_fail(extract_ctx_t *ctx, q_err_t rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Fails with Q_ETOOBIG: "the extracted text is larger than <limit>" (the
+ * limit in MiB, or KiB below one MiB). */
+q_err_t extract_text_too_big(extract_ctx_t *ctx);
+
 /* Runs x on ctx in this process: prepare, then run. What the unit tests
  * call; the service goes through sandbox_extract. */
 q_err_t extract_run(const extractor_t *x, extract_ctx_t *ctx);

@@ -178,49 +178,69 @@ static void lockdown(bool want_seccomp, char *level, size_t levellen) {
     snprintf(level, levellen, "none (%s)", why);
 }
 
-/* The child's work once its descriptors and limits are in place: stdin is
- * the document, stdout the records, stderr the diagnostics. Never returns. */
-static void child_run(const char *id, const char *charset, const extract_limits_t *lim,
+/* The child's work once its descriptors and limits are in place: fds[i]
+ * is document i (fds[0] is stdin), stdout the records, stderr the
+ * diagnostics. Every document is mapped and prepared before the lockdown
+ * (preparing loads converters, which opens files); then each is extracted
+ * in turn, its records ending with its own END record. Never returns. */
+static void child_run(int n, const int *fds, const char *const *ids,
+                      const char *const *charsets, const extract_limits_t *lim,
                       bool want_seccomp, sandbox_find_fn find) {
   static out_t o;
+  static extract_ctx_t ctx[SANDBOX_BATCH_MAX];
+  static char err[SANDBOX_BATCH_MAX][512];
+  static q_err_t rc[SANDBOX_BATCH_MAX];
+  static const extractor_t *x[SANDBOX_BATCH_MAX];
   signal(SIGPIPE, SIG_DFL);
-  char err[512] = "";
-  q_err_t rc = Q_OK;
-  const extractor_t *x = find ? find(id) : NULL;
-  if (!x && !find) {
-    const format_t *f = formats_by_id(id);
-    x = f ? f->extractor : NULL;
-  }
-  struct stat st;
-  const char *data = NULL;
-  size_t size = 0;
-  if (!x) {
-    rc = Q_EINTERNAL;
-    snprintf(err, sizeof err, "no extractor named %s", id);
-  } else if (fstat(0, &st) != 0 || !S_ISREG(st.st_mode)) {
-    rc = Q_EINTERNAL;
-    snprintf(err, sizeof err, "the document is not a regular file on stdin");
-  } else if (st.st_size > 0) {
-    size = (size_t)st.st_size;
-    data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, 0, 0);
-    if (data == MAP_FAILED) {
-      data = NULL;
-      rc = errno == ENOMEM ? Q_ENOMEM : Q_EINTERNAL;
-      snprintf(err, sizeof err, "cannot map the document: %s", strerror(errno));
+  for (int i = 0; i < n; i++) {
+    err[i][0] = '\0';
+    rc[i] = Q_OK;
+    x[i] = find ? find(ids[i]) : NULL;
+    if (!x[i] && !find) {
+      const format_t *f = formats_by_id(ids[i]);
+      x[i] = f ? f->extractor : NULL;
     }
+    struct stat st;
+    const char *data = NULL;
+    size_t size = 0;
+    if (!x[i]) {
+      rc[i] = Q_EINTERNAL;
+      snprintf(err[i], sizeof err[i], "no extractor named %s", ids[i]);
+    } else if (fstat(fds[i], &st) != 0 || !S_ISREG(st.st_mode)) {
+      rc[i] = Q_EINTERNAL;
+      snprintf(err[i], sizeof err[i], "the document is not a regular file");
+    } else if (st.st_size > 0) {
+      size = (size_t)st.st_size;
+      data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fds[i], 0);
+      if (data == MAP_FAILED) {
+        data = NULL;
+        rc[i] = errno == ENOMEM ? Q_ENOMEM : Q_EINTERNAL;
+        snprintf(err[i], sizeof err[i], "cannot map the document: %s", strerror(errno));
+      }
+    }
+    extract_ctx_init(&ctx[i], data, size, charsets[i], lim, child_sink_cb, &o, err[i],
+                     sizeof err[i]);
+    if (!rc[i] && x[i]->prepare)
+      rc[i] = x[i]->prepare(&ctx[i]);
   }
-  extract_ctx_t ctx;
-  extract_ctx_init(&ctx, data, size, charset, lim, child_sink_cb, &o, err, sizeof err);
-  if (!rc && x->prepare)
-    rc = x->prepare(&ctx);
   char level[160];
   lockdown(want_seccomp, level, sizeof level);
   out_record(&o, SANDBOX_REC_INFO, 0, 0, level, strlen(level));
-  if (!rc)
-    rc = x->run(&ctx);
-  if (rc && !err[0])
-    snprintf(err, sizeof err, "%s", q_strerror(rc));
-  out_record(&o, SANDBOX_REC_END, 0, (int32_t)rc, err, strlen(err));
+  for (int i = 0; i < n && !o.broken; i++) {
+    if (!rc[i])
+      rc[i] = x[i]->run(&ctx[i]);
+    if (rc[i] && !err[i][0])
+      snprintf(err[i], sizeof err[i], "%s", q_strerror(rc[i]));
+    out_record(&o, SANDBOX_REC_END, 0, (int32_t)rc[i], err[i], strlen(err[i]));
+    /* The next document starts from what this one left: give back its
+     * scratch and its mapping (the extractor's own state went with run). */
+    if (n > 1) {
+      out_flush(&o);
+      extract_ctx_cleanup(&ctx[i]);
+      if (ctx[i].size)
+        munmap((void *)ctx[i].data, ctx[i].size);
+    }
+  }
   out_flush(&o);
   /* No cleanup: the process ends here and the kernel frees everything. */
   _exit(o.broken ? 3 : 0);
@@ -254,7 +274,8 @@ int sandbox_child_main(int argc, char **argv, sandbox_find_fn find) {
       .max_zip_entries = atoi(argv[6]),
       .max_depth = atoi(argv[7]),
   };
-  child_run(id, charset, &lim, strcmp(argv[8], "1") == 0, find);
+  int fd0 = 0;
+  child_run(1, &fd0, &id, &charset, &lim, strcmp(argv[8], "1") == 0, find);
   return 0; /* not reached */
 }
 
@@ -274,7 +295,29 @@ typedef struct reader {
   char lockdown[64];
   char problem[256]; /* why the parent stopped the child */
   q_err_t problem_rc;
+  /* sandbox_extract_many: the documents of the stream, the one being read
+   * (doc and fmt are its) and when its records began. */
+  sandbox_item_t *items;
+  int nitems, cur;
+  int64_t item_t0;
 } reader_t;
+
+/* What an END record with rc and msg means for the document: 0, or an
+ * error with err starting with the format's label. */
+static q_err_t end_result(const sandbox_cfg_t *cfg, const format_t *fmt, int32_t rc,
+                          const char *msg, char *err, size_t errlen) {
+  if (rc == Q_OK)
+    return Q_OK;
+  if (rc == Q_ENOMEM) {
+    char limit[32];
+    sandbox_format_size(cfg->memory_bytes, limit, sizeof limit);
+    snprintf(err, errlen, "%s: the extractor ran out of memory (limit %s)", fmt->label,
+             limit);
+    return Q_EINVAL;
+  }
+  snprintf(err, errlen, "%s: %s", fmt->label, msg);
+  return rc == Q_ETOOBIG || rc == Q_EUNSUPPORTED ? rc : Q_EINVAL;
+}
 
 static void stop_reading(reader_t *r, q_err_t rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -308,6 +351,27 @@ static void parse(reader_t *r) {
       stop_reading(r, Q_EINTERNAL, "the extractor wrote past its end");
     } else if (h.kind == SANDBOX_REC_INFO) {
       snprintf(r->lockdown, sizeof r->lockdown, "%.*s", (int)h.len, text);
+    } else if (h.kind == SANDBOX_REC_END && r->items && h.page == Q_ENOMEM) {
+      /* Memory is the batch's, not the document's: the documents before
+       * it may have taken it, and the ones after it would find none. This
+       * one and the rest are extracted again alone. */
+      stop_reading(r, Q_ENOMEM, "the shared child ran out of memory");
+    } else if (h.kind == SANDBOX_REC_END && r->items) {
+      /* One document of a batch is complete; the next one's records
+       * follow. */
+      sandbox_item_t *it = &r->items[r->cur];
+      snprintf(r->end_msg, sizeof r->end_msg, "%.*s", (int)h.len, text);
+      it->rc = end_result(r->cfg, it->fmt, h.page, r->end_msg, it->err, sizeof it->err);
+      int64_t now = mono_ms();
+      it->info.ms = now - r->item_t0;
+      r->item_t0 = now;
+      r->raw = 0;
+      if (++r->cur < r->nitems) {
+        r->doc = r->items[r->cur].out;
+        r->fmt = r->items[r->cur].fmt;
+      } else {
+        r->ended = true;
+      }
     } else if (h.kind == SANDBOX_REC_END) {
       r->ended = true;
       r->end_rc = h.page;
@@ -454,8 +518,8 @@ static void exec_child(const sandbox_cfg_t *cfg, child_args_t *a, int in, int ou
 /* ==== the zygote ============================================================== */
 
 /* A request to the zygote (SOCK_SEQPACKET: one message each). SPAWN comes
- * with three descriptors (SCM_RIGHTS): the document, the records pipe and
- * the stderr pipe. */
+ * with 2 + count descriptors (SCM_RIGHTS): the records pipe, the stderr
+ * pipe, then the count documents, extracted in that order by one child. */
 enum { ZOP_SPAWN = 1, ZOP_KILL = 2 };
 enum { ZREP_SPAWNED = 1, ZREP_EXITED = 2 };
 #define ZYGOTE_REPLY_MS 5000 /* a live zygote answers at once */
@@ -468,9 +532,12 @@ typedef struct zreq {
   int64_t max_text_bytes, max_unzipped_bytes;
   int32_t max_zip_entries, max_depth;
   int32_t seccomp;
-  char id[64];
-  char charset[FORMATS_CHARSET_BYTES];
+  int32_t count; /* documents, 1..SANDBOX_BATCH_MAX */
+  char id[SANDBOX_BATCH_MAX][32];
+  char charset[SANDBOX_BATCH_MAX][FORMATS_CHARSET_BYTES];
 } zreq_t;
+
+#define ZFDS_MAX (2 + SANDBOX_BATCH_MAX)
 
 typedef struct zrep {
   uint32_t kind;
@@ -488,11 +555,11 @@ struct sandbox_zygote {
   int last_status; /* wait status of the last zygote that ended, -1: none */
 };
 
-/* Receives one request and up to three descriptors. The byte count, 0 at
- * end of stream, < 0 on error (errno). */
-static ssize_t recv_req(int sock, zreq_t *q, int fds[3], int *nfds) {
+/* Receives one request and up to ZFDS_MAX descriptors. The byte count, 0
+ * at end of stream, < 0 on error (errno). */
+static ssize_t recv_req(int sock, zreq_t *q, int fds[ZFDS_MAX], int *nfds) {
   union {
-    char buf[CMSG_SPACE(3 * sizeof(int))];
+    char buf[CMSG_SPACE(ZFDS_MAX * sizeof(int))];
     struct cmsghdr align;
   } c;
   struct iovec iov = {q, sizeof *q};
@@ -511,7 +578,7 @@ static ssize_t recv_req(int sock, zreq_t *q, int fds[3], int *nfds) {
     for (int i = 0; i < n; i++) {
       int fd;
       memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-      if (*nfds < 3)
+      if (*nfds < ZFDS_MAX)
         fds[(*nfds)++] = fd;
       else
         close(fd);
@@ -528,30 +595,46 @@ static ssize_t recv_req(int sock, zreq_t *q, int fds[3], int *nfds) {
 
 /* In the zygote's fresh child: descriptors, limits, then the extraction.
  * The zygote is single-threaded, so everything is allowed here. */
-static void zygote_child(const zreq_t *q, int fds[3], pid_t zygote,
+static void zygote_child(const zreq_t *q, int fds[ZFDS_MAX], pid_t zygote,
                          sandbox_find_fn find) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGCHLD, SIG_DFL);
-  /* Out of the way of 0..2 first, so no dup2 below overwrites another. */
-  int high[3];
-  for (int i = 0; i < 3; i++)
-    if ((high[i] = fcntl(fds[i], F_DUPFD, 10)) < 0)
+  int n = q->count;
+  /* Out of the way of 0..n+1 first, so no dup2 below overwrites another. */
+  int high[ZFDS_MAX];
+  for (int i = 0; i < n + 2; i++)
+    if ((high[i] = fcntl(fds[i], F_DUPFD, ZFDS_MAX + 3)) < 0)
       _exit(126);
-  if (dup2(high[0], 0) < 0 || dup2(high[1], 1) < 0 || dup2(high[2], 2) < 0)
+  /* Document 0 on stdin, the pipes on 1 and 2, documents 1.. on 3.. */
+  int docs[SANDBOX_BATCH_MAX];
+  if (dup2(high[2], 0) < 0 || dup2(high[0], 1) < 0 || dup2(high[1], 2) < 0)
     _exit(126);
-  if (close_range(3, ~0u, 0) != 0)
-    for (int fd = 3; fd < 1024; fd++)
+  docs[0] = 0;
+  for (int i = 1; i < n; i++)
+    if ((docs[i] = dup2(high[2 + i], 2 + i)) < 0)
+      _exit(126);
+  if (close_range((unsigned)n + 2, ~0u, 0) != 0)
+    for (int fd = n + 2; fd < 1024; fd++)
       close(fd);
-  if (!apply_limits(q->memory_bytes, q->cpu_seconds))
+  /* CPU time for the whole batch; each document still has its own wall
+   * clock (the parent's), and a document that passes either limit is
+   * extracted again alone under the normal ones (sandbox_extract_many). */
+  int64_t cpu = (int64_t)q->cpu_seconds * n;
+  if (!apply_limits(q->memory_bytes, cpu > 86400 ? 86400 : (int)cpu))
     _exit(126);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != zygote) /* the zygote died before the line above */
     _exit(126);
   extract_limits_t lim = {q->max_text_bytes, q->max_unzipped_bytes, q->max_zip_entries,
                           q->max_depth};
-  child_run(q->id, q->charset, &lim, q->seccomp != 0, find);
+  const char *ids[SANDBOX_BATCH_MAX], *charsets[SANDBOX_BATCH_MAX];
+  for (int i = 0; i < n; i++) {
+    ids[i] = q->id[i];
+    charsets[i] = q->charset[i];
+  }
+  child_run(n, docs, ids, charsets, &lim, q->seccomp != 0, find);
 }
 
 /* Waits for the child pid to end while answering KILL requests; a closed
@@ -571,7 +654,7 @@ static bool zygote_watch(int sock, int sfd, pid_t pid, zrep_t *rep) {
     }
     if (p[0].revents) {
       zreq_t q;
-      int fds[3], nfds;
+      int fds[ZFDS_MAX], nfds;
       ssize_t k = recv_req(sock, &q, fds, &nfds);
       for (int i = 0; i < nfds; i++)
         close(fds[i]);
@@ -602,7 +685,7 @@ static int zygote_main(sandbox_find_fn find) {
     return 1;
   for (;;) {
     zreq_t q;
-    int fds[3], nfds;
+    int fds[ZFDS_MAX], nfds;
     ssize_t k = recv_req(sock, &q, fds, &nfds);
     if (k == 0)
       return 0;
@@ -611,18 +694,21 @@ static int zygote_main(sandbox_find_fn find) {
         continue;
       return 1;
     }
-    if (q.op != ZOP_SPAWN || nfds != 3) { /* a KILL that came late, or junk */
+    if (q.op != ZOP_SPAWN || q.count < 1 || q.count > SANDBOX_BATCH_MAX ||
+        nfds != 2 + q.count) { /* a KILL that came late, or junk */
       for (int i = 0; i < nfds; i++)
         close(fds[i]);
       continue;
     }
-    q.id[sizeof q.id - 1] = '\0';
-    q.charset[sizeof q.charset - 1] = '\0';
+    for (int i = 0; i < q.count; i++) {
+      q.id[i][sizeof q.id[i] - 1] = '\0';
+      q.charset[i][sizeof q.charset[i] - 1] = '\0';
+    }
     pid_t pid = fork();
     if (pid == 0)
       zygote_child(&q, fds, self, find);
     int fork_errno = errno;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < nfds; i++)
       close(fds[i]);
     zrep_t rep;
     memset(&rep, 0, sizeof rep);
@@ -763,7 +849,7 @@ static q_err_t zygote_recv(sandbox_zygote_t *z, zrep_t *rep, int ms) {
 static q_err_t zygote_send(sandbox_zygote_t *z, const zreq_t *q, const int *fds,
                            int nfds) {
   union {
-    char buf[CMSG_SPACE(3 * sizeof(int))];
+    char buf[CMSG_SPACE(ZFDS_MAX * sizeof(int))];
     struct cmsghdr align;
   } c;
   memset(&c, 0, sizeof c);
@@ -787,9 +873,9 @@ static q_err_t zygote_send(sandbox_zygote_t *z, const zreq_t *q, const int *fds,
 
 /* Has the zygote fork a child for this extraction; a zygote that is dead
  * or confused is replaced once. */
-static q_err_t zygote_spawn(sandbox_zygote_t *z, const sandbox_cfg_t *cfg,
-                            const format_t *fmt, const char *charset, const int fds[3],
-                            pid_t *pid, char *why, size_t whylen) {
+static q_err_t zygote_spawn(sandbox_zygote_t *z, const sandbox_cfg_t *cfg, int n,
+                            const format_t *const *fmts, const char *const *charsets,
+                            const int *fds, pid_t *pid, char *why, size_t whylen) {
   zreq_t q;
   memset(&q, 0, sizeof q);
   q.op = ZOP_SPAWN;
@@ -800,19 +886,22 @@ static q_err_t zygote_spawn(sandbox_zygote_t *z, const sandbox_cfg_t *cfg,
   q.max_zip_entries = cfg->limits.max_zip_entries;
   q.max_depth = cfg->limits.max_depth;
   q.seccomp = cfg->seccomp;
-  if (strlen(fmt->id) >= sizeof q.id) {
-    snprintf(why, whylen, "format id %s is too long", fmt->id);
-    return Q_EINTERNAL;
+  q.count = n;
+  for (int i = 0; i < n; i++) {
+    if (strlen(fmts[i]->id) >= sizeof q.id[i]) {
+      snprintf(why, whylen, "format id %s is too long", fmts[i]->id);
+      return Q_EINTERNAL;
+    }
+    snprintf(q.id[i], sizeof q.id[i], "%s", fmts[i]->id);
+    snprintf(q.charset[i], sizeof q.charset[i], "%s", charsets[i] ? charsets[i] : "");
   }
-  snprintf(q.id, sizeof q.id, "%s", fmt->id);
-  snprintf(q.charset, sizeof q.charset, "%s", charset ? charset : "");
   for (int attempt = 0; attempt < 2; attempt++) {
     if (z->sock < 0 && zygote_start(z, cfg) != Q_OK) {
       snprintf(why, whylen, "fork: %s", strerror(errno));
       return Q_EUNAVAIL;
     }
     zrep_t rep;
-    if (zygote_send(z, &q, fds, 3) == Q_OK &&
+    if (zygote_send(z, &q, fds, 2 + n) == Q_OK &&
         zygote_recv(z, &rep, ZYGOTE_REPLY_MS) == Q_OK && rep.kind == ZREP_SPAWNED) {
       if (rep.pid > 0) {
         *pid = rep.pid;
@@ -903,9 +992,9 @@ q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
   pid_t pid;
   char why_start[256] = "";
   if (z) {
-    int fds[3] = {fd, po[1], pe[1]};
+    int fds[3] = {po[1], pe[1], fd};
     q_err_t src =
-        zygote_spawn(z, cfg, fmt, charset, fds, &pid, why_start, sizeof why_start);
+        zygote_spawn(z, cfg, 1, &fmt, &charset, fds, &pid, why_start, sizeof why_start);
     if (src)
       pid = -1;
   } else {
@@ -1028,16 +1117,144 @@ q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
     snprintf(why, sizeof why, "stopped without finishing (exit status %d)%s%.200s",
              WIFEXITED(status) ? WEXITSTATUS(status) : -1, r.stderr_buf[0] ? ": " : "",
              r.stderr_buf);
-  } else if (r.end_rc == Q_OK) {
-    return Q_OK;
-  } else if (r.end_rc == Q_ENOMEM) {
-    char limit[32];
-    sandbox_format_size(cfg->memory_bytes, limit, sizeof limit);
-    snprintf(why, sizeof why, "ran out of memory (limit %s)", limit);
   } else {
-    snprintf(err, errlen, "%s: %s", fmt->label, r.end_msg);
-    return r.end_rc == Q_ETOOBIG || r.end_rc == Q_EUNSUPPORTED ? r.end_rc : Q_EINVAL;
+    return end_result(cfg, fmt, r.end_rc, r.end_msg, err, errlen);
   }
   snprintf(err, errlen, "%s: the extractor %s", fmt->label, why);
   return rc;
+}
+
+/* Extracts items[0..n) in one child of cfg->zygote. Returns how many came
+ * through whole (in order; their rc, err and info are set); the rest are
+ * untouched but for records already added to the next one's doc. Stops
+ * at the first thing that goes wrong - a dead child, a limit, a
+ * malformed record - and leaves the rest to the caller. *cancelled is set
+ * when cfg->cancel stopped it. */
+static int extract_batch(const sandbox_cfg_t *cfg, sandbox_item_t *items, int n,
+                         bool *cancelled) {
+  int64_t t0 = mono_ms();
+  sandbox_zygote_t *z = cfg->zygote;
+  int po[2] = {-1, -1}, pe[2] = {-1, -1};
+  if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
+    if (po[0] >= 0) {
+      close(po[0]);
+      close(po[1]);
+    }
+    return 0;
+  }
+  int fds[ZFDS_MAX] = {po[1], pe[1]};
+  const format_t *fmts[SANDBOX_BATCH_MAX];
+  const char *charsets[SANDBOX_BATCH_MAX];
+  bool ok = true;
+  for (int i = 0; i < n; i++) {
+    fds[2 + i] = items[i].fd;
+    fmts[i] = items[i].fmt;
+    charsets[i] = items[i].charset;
+    ok = ok && lseek(items[i].fd, 0, SEEK_SET) == 0;
+  }
+  pid_t pid = -1;
+  char why[256];
+  if (ok && zygote_spawn(z, cfg, n, fmts, charsets, fds, &pid, why, sizeof why) != Q_OK)
+    pid = -1;
+  close(po[1]);
+  close(pe[1]);
+  if (pid < 0) {
+    close(po[0]);
+    close(pe[0]);
+    return 0;
+  }
+  reader_t r = {.cfg = cfg,
+                .fmt = items[0].fmt,
+                .doc = items[0].out,
+                .items = items,
+                .nitems = n,
+                .item_t0 = t0};
+  q_buf_init(&r.pending, (size_t)cfg->limits.max_text_bytes + HDR + READ_PIECE);
+  bool out_open = true, err_open = true, timed_out = false;
+  int64_t deadline = t0 + cfg->timeout_ms;
+  while ((out_open || err_open) && !r.problem[0]) {
+    /* Each document has the whole wall-clock limit from the end of the
+     * one before it. */
+    deadline = r.item_t0 + cfg->timeout_ms;
+    int64_t now = mono_ms();
+    if (now >= deadline) {
+      timed_out = true;
+      break;
+    }
+    if (cfg->cancel && atomic_load(cfg->cancel)) {
+      *cancelled = true;
+      break;
+    }
+    struct pollfd p[2] = {{out_open ? po[0] : -1, POLLIN, 0},
+                          {err_open ? pe[0] : -1, POLLIN, 0}};
+    int wait = (int)(deadline - now < 200 ? deadline - now : 200);
+    int k = poll(p, 2, wait);
+    if (k < 0 && errno != EINTR)
+      break;
+    if (k <= 0)
+      continue;
+    if (p[0].revents)
+      read_out(&r, po[0], &out_open);
+    if (p[1].revents)
+      read_err(&r, pe[0], &err_open);
+  }
+  bool killed = timed_out || *cancelled || r.problem[0] || r.cur < n;
+  if (killed)
+    zygote_kill(z);
+  /* The document being read had the whole wall clock to itself (its clock
+   * started when the one before it ended): alone it would take as long,
+   * so it fails here rather than spend the limit a second time. */
+  if (timed_out && !*cancelled && r.cur < n) {
+    sandbox_item_t *it = &items[r.cur++];
+    it->rc = Q_EINVAL;
+    snprintf(it->err, sizeof it->err,
+             "%s: the extractor took longer than %d s (the limit)", it->fmt->label,
+             (cfg->timeout_ms + 999) / 1000);
+    it->info.ms = mono_ms() - r.item_t0;
+  }
+  close(po[0]);
+  close(pe[0]);
+  int status = 0;
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  zygote_reap(z, pid, killed, deadline, &timed_out, &status, &ru);
+  q_buf_cleanup(&r.pending);
+  for (int i = 0; i < r.cur; i++) {
+    items[i].info.max_rss_kb = ru.ru_maxrss;
+    snprintf(items[i].info.lockdown, sizeof items[i].info.lockdown, "%s",
+             r.lockdown[0] ? r.lockdown : "unknown");
+  }
+  return r.cur;
+}
+
+void sandbox_extract_many(const sandbox_cfg_t *cfg, sandbox_item_t *items, int n) {
+  for (int i = 0; i < n; i++) {
+    items[i].rc = Q_EUNAVAIL;
+    items[i].err[0] = '\0';
+    memset(&items[i].info, 0, sizeof items[i].info);
+    items[i].alone = false;
+  }
+  int done = 0;
+  bool cancelled = false;
+  if (cfg->zygote && n > 1 && n <= SANDBOX_BATCH_MAX)
+    done = extract_batch(cfg, items, n, &cancelled);
+  /* What the shared child did not finish, each in a child of its own: a
+   * document that killed the batch (or would have) now fails alone, with
+   * the reason sandbox_extract gives, and its neighbours come through. */
+  for (int i = done; i < n; i++) {
+    sandbox_item_t *it = &items[i];
+    it->alone = cfg->zygote && n > 1 && n <= SANDBOX_BATCH_MAX;
+    if (cancelled) {
+      it->rc = Q_ECANCELLED;
+      snprintf(it->err, sizeof it->err, "%s: extraction cancelled", it->fmt->label);
+      continue;
+    }
+    if (i == done && it->alone) {
+      /* Records of the interrupted document may have arrived already. */
+      doc_cleanup(it->out);
+      doc_init(it->out, it->fmt->chunking, (size_t)cfg->limits.max_text_bytes);
+    }
+    it->rc = sandbox_extract(cfg, it->fmt, it->charset, it->fd, it->out, &it->info,
+                             it->err, sizeof it->err);
+  }
 }

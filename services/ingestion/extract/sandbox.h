@@ -104,6 +104,9 @@ typedef struct sandbox_cfg {
 
 #define SANDBOX_ENV_MAX 16
 
+/* Most documents one child extracts in turn (sandbox_extract_many). */
+#define SANDBOX_BATCH_MAX 32
+
 typedef struct sandbox_info {
   char lockdown[64]; /* "seccomp", "netns", "none: <why>" */
   int64_t ms;        /* wall clock */
@@ -125,6 +128,45 @@ typedef struct sandbox_info {
 q_err_t sandbox_extract(const sandbox_cfg_t *cfg, const format_t *fmt,
                         const char *charset, int fd, doc_t *out, sandbox_info_t *info,
                         char *err, size_t errlen);
+
+/* One document of sandbox_extract_many. */
+typedef struct sandbox_item {
+  const format_t *fmt; /* in */
+  const char *charset; /* in: may be "" or NULL */
+  int fd;              /* in: the document (read from its start; kept by the caller) */
+  doc_t *out;          /* in: doc_init'ed with fmt's chunking */
+  q_err_t rc;          /* out: what sandbox_extract would return */
+  char err[512];       /* out: its reason */
+  sandbox_info_t info; /* out: ms is this document's share, max_rss_kb the child's */
+  bool alone;          /* out: the shared child did not finish it, so it was
+                        * extracted again in a child of its own */
+} sandbox_item_t;
+
+/* Extracts items[0..n) in one sandboxed child forked by cfg->zygote: the
+ * child maps and prepares every document, locks itself down once, then
+ * extracts them in turn and ends each with its own END record, so the
+ * fork, the exec-free start and the teardown are paid once per batch
+ * instead of once per document. The limits are those of sandbox_extract,
+ * per document for the wall clock (each document's clock starts when the
+ * previous one ended), for the batch for memory (RLIMIT_AS) and CPU
+ * (cpu_seconds times n).
+ *
+ * When the shared child stops before the end - it crashed, ran out of
+ * memory or CPU time, wrote too much or anything malformed - the documents
+ * it finished keep their results and every other one is extracted again in
+ * a child of its own (sandbox_extract; item.alone set); a document that
+ * passed the wall clock fails with that reason at once (it had the whole
+ * limit to itself) and only the ones after it are extracted again: a hostile document
+ * fails alone with the reason sandbox_extract gives it, and its neighbours
+ * succeed. A compromised extractor could still forge the records of the
+ * documents after it in the same child, which is why callers put only one
+ * tenant's documents in a batch.
+ *
+ * Without a zygote, with n == 1 or n > SANDBOX_BATCH_MAX, each document
+ * goes through sandbox_extract. Each item's rc is that of sandbox_extract
+ * (Q_ECANCELLED for every unfinished one when cfg->cancel was set). Not
+ * thread-safe for one zygote (one zygote per thread). */
+void sandbox_extract_many(const sandbox_cfg_t *cfg, sandbox_item_t *items, int n);
 
 /* A way to find an extractor by format id in the child; NULL means the
  * format table (formats_by_id). Tests pass their own to add extractors

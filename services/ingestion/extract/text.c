@@ -159,8 +159,7 @@ static q_err_t convert(extract_ctx_t *ctx, decoder_t *d, const char *s, size_t n
     } else if (errno != E2BIG) {
       rc = extract_fail(ctx, Q_EINTERNAL, "iconv failed: %s", strerror(errno));
     } else if (cap > max) {
-      rc = extract_fail(ctx, Q_ETOOBIG, "the extracted text is larger than %lld MiB",
-                        (long long)(max >> 20));
+      rc = extract_text_too_big(ctx);
     } else {
       size_t ncap = cap * 2 < max + 1 ? cap * 2 : max + 1;
       char *nb = realloc(buf, ncap);
@@ -204,8 +203,7 @@ q_err_t extract_decode(extract_ctx_t *ctx, char **out, size_t *outlen) {
                         "the text is not valid UTF-8 (first invalid byte at offset %zu)",
                         ok + d->skip);
     else if (n > (size_t)ctx->limits.max_text_bytes)
-      rc = extract_fail(ctx, Q_ETOOBIG, "the extracted text is larger than %lld MiB",
-                        (long long)(ctx->limits.max_text_bytes >> 20));
+      rc = extract_text_too_big(ctx);
     else if (!(*out = malloc(n + 1)))
       rc = extract_fail(ctx, Q_ENOMEM, "out of memory");
     else {

@@ -145,6 +145,96 @@ Test(docstore, a_finished_job_records_its_chunk_count) {
   q_arena_free(a);
 }
 
+/* One statement settles a batch: each job still ours is done with its
+ * own chunk count and timings, its document follows; a job another
+ * instance holds is left alone and reported as not finished. Facts go to
+ * each version in one statement too. */
+Test(docstore, a_batch_finishes_and_records_facts_in_one_statement) {
+  migrate(docstore_nmigrations);
+  char err[512] = "";
+  upload_result_t up[3];
+  for (int i = 0; i < 3; i++) {
+    char sha[8], ext[8];
+    snprintf(sha, sizeof sha, "b%d", i);
+    snprintf(ext, sizeof ext, "e%d", i);
+    upload_meta_t m = {.tenant_id = "t1",
+                       .external_id = ext,
+                       .title = "T",
+                       .title_explicit = 1,
+                       .filename = "a.md",
+                       .content_type = "text/markdown",
+                       .sha256 = sha,
+                       .size = 1,
+                       .trace_id = ""};
+    cr_assert_eq(docstore_record_upload(pool, &m, &up[i], err, sizeof err), 0, "%s", err);
+  }
+  job_t jobs[3];
+  int n = 0;
+  cr_assert_eq(docstore_claim_batch(pool, "host:1", jobs, 2, 0, &n, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(n, 2);
+  cr_assert_eq(docstore_claim_batch(pool, "host:2", jobs + 2, 1, 0, &n, err, sizeof err),
+               0, "%s", err);
+  cr_assert_eq(n, 1);
+
+  const job_t *js[3] = {&jobs[0], &jobs[1], &jobs[2]};
+  doc_facts_t facts[3] = {
+      {.author = "Ann \"Q\" Ó", .language = "en", .page_count = 2, .created = 1700000000},
+      {.author = "", .language = "de"},
+      {.author = "x"}};
+  cr_assert_eq(docstore_set_facts_many(pool, js, facts, 3, err, sizeof err), 0, "%s",
+               err);
+  PGconn *c = q_pg_acquire(pool, 2000, err, sizeof err);
+  const char *params[1] = {jobs[0].document_id};
+  PGresult *r = q_pg_query(c,
+                           "SELECT author, language, page_count,"
+                           " extract(epoch FROM doc_created_at)::bigint,"
+                           " doc_modified_at IS NULL"
+                           " FROM document_versions WHERE document_id = $1",
+                           1, params, "reading", NULL, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  cr_assert_str_eq(PQgetvalue(r, 0, 0), "Ann \"Q\" Ó");
+  cr_assert_str_eq(PQgetvalue(r, 0, 1), "en");
+  cr_assert_str_eq(PQgetvalue(r, 0, 2), "2");
+  cr_assert_str_eq(PQgetvalue(r, 0, 3), "1700000000");
+  cr_assert_str_eq(PQgetvalue(r, 0, 4), "t");
+  PQclear(r);
+  q_pg_release(pool, c);
+
+  int counts[3] = {4, 5, 6};
+  const char *ms[3] = {"{\"extracting\":3}", NULL, ""};
+  bool fin[3];
+  cr_assert_eq(
+      docstore_finish_many(pool, "host:1", js, counts, ms, 3, fin, err, sizeof err), 0,
+      "%s", err);
+  cr_assert(fin[0] && fin[1]);
+  cr_assert_not(fin[2], "host:2's job is not host:1's to finish");
+  q_arena_t *a = q_arena_new(0);
+  for (int i = 0; i < 3; i++) {
+    Quarry__V1__Job *jr = NULL;
+    cr_assert_eq(docstore_get_job(pool, "t1", jobs[i].id, a, &jr, err, sizeof err), 0,
+                 "%s", err);
+    Quarry__V1__Document *d = NULL;
+    cr_assert_eq(
+        docstore_get_document(pool, "t1", jobs[i].document_id, a, &d, err, sizeof err), 0,
+        "%s", err);
+    if (i < 2) {
+      cr_assert_str_eq(jr->status, "done");
+      cr_assert_eq(jr->chunk_count, counts[i]);
+      cr_assert_str_eq(d->status, "done");
+      cr_assert_eq(d->chunk_count, counts[i]);
+    } else {
+      cr_assert_str_eq(jr->status, "running");
+    }
+  }
+  q_arena_free(a);
+  /* Done: no longer anybody's. */
+  cr_assert_eq(
+      docstore_finish_many(pool, "host:1", js, counts, ms, 1, fin, err, sizeof err), 0,
+      "%s", err);
+  cr_assert_not(fin[0]);
+}
+
 Test(docstore, stale_jobs_of_a_restarted_host_are_queued_again) {
   migrate(docstore_nmigrations);
   upload_result_t up;

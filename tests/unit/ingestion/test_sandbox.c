@@ -376,6 +376,154 @@ Test(sandbox_zygote, a_missing_binary_is_retried_not_blamed_on_the_document) {
   sandbox_zygote_free(c.zygote);
 }
 
+/* ---- several documents in one child (sandbox_extract_many) ---------------- */
+
+typedef struct batch {
+  sandbox_item_t items[SANDBOX_BATCH_MAX];
+  doc_t docs[SANDBOX_BATCH_MAX];
+  format_t fmts[SANDBOX_BATCH_MAX];
+  int n;
+} batch_t;
+
+/* Adds a document: a test extractor by id, or Markdown ("markdown") with
+ * body "Body <i>." under a heading. */
+static void batch_add(batch_t *b, const sandbox_cfg_t *c, const char *id) {
+  int i = b->n++;
+  char md[64];
+  const char *data = "x";
+  if (strcmp(id, "markdown") == 0) {
+    b->fmts[i] = *formats_by_id("markdown");
+    snprintf(md, sizeof md, "# T%d\n\nBody %d.\n", i, i);
+    data = md;
+  } else {
+    b->fmts[i] = fake(id);
+  }
+  doc_init(&b->docs[i], b->fmts[i].chunking, (size_t)c->limits.max_text_bytes);
+  b->items[i] = (sandbox_item_t){.fmt = &b->fmts[i],
+                                 .charset = "",
+                                 .fd = temp_doc(data, strlen(data)),
+                                 .out = &b->docs[i]};
+}
+
+static void batch_cleanup(batch_t *b) {
+  for (int i = 0; i < b->n; i++) {
+    close(b->items[i].fd);
+    doc_cleanup(&b->docs[i]);
+  }
+}
+
+/* Document i of b is Markdown and came through whole. */
+static void assert_md(const batch_t *b, int i) {
+  char want[32];
+  snprintf(want, sizeof want, "Body %d.", i);
+  cr_assert_eq(b->items[i].rc, Q_OK, "document %d: %s", i, b->items[i].err);
+  cr_assert_str_eq(b->docs[i].text.data, want, "document %d", i);
+  snprintf(want, sizeof want, "T%d", i);
+  cr_assert_str_eq(b->docs[i].title, want, "document %d", i);
+}
+
+Test(sandbox_batch, every_document_comes_through_from_one_child) {
+  sandbox_cfg_t c = cfg();
+  c.zygote = sandbox_zygote_new("/proc/self/exe");
+  batch_t b = {.n = 0};
+  for (int i = 0; i < 12; i++)
+    batch_add(&b, &c, "markdown");
+  sandbox_extract_many(&c, b.items, b.n);
+  for (int i = 0; i < b.n; i++) {
+    assert_md(&b, i);
+    cr_assert(!b.items[i].alone, "document %d was extracted again", i);
+    cr_assert_str_eq(b.items[i].info.lockdown, "seccomp");
+    cr_assert_gt(b.items[i].info.max_rss_kb, 0);
+  }
+  cr_assert_eq(sandbox_zygote_starts(c.zygote), 1);
+  batch_cleanup(&b);
+  sandbox_zygote_free(c.zygote);
+}
+
+/* A hostile document in the middle of a batch fails alone with the
+ * reason it gets alone; the documents before it keep what the shared
+ * child gave them, the ones after it come through from children of their
+ * own, and the zygote carries on. */
+Test(sandbox_batch, a_hostile_document_fails_alone_and_its_neighbours_succeed) {
+  static const struct {
+    const char *id;
+    q_err_t rc;
+    const char *msg;
+  } bad[] = {
+      {"crash", Q_EINVAL, "TEST: the extractor crashed (signal 11"},
+      {"hog", Q_EINVAL, "TEST: the extractor ran out of memory (limit 512 MiB)"},
+      {"spin", Q_EINVAL,
+       "TEST: the extractor used more than 1 s of CPU time (the limit)"},
+      {"flood", Q_ETOOBIG, "TEST: the extracted text is larger than 1 MiB"},
+      {"sleep", Q_EINVAL, "TEST: the extractor took longer than 1 s (the limit)"},
+  };
+  sandbox_cfg_t c = cfg();
+  c.zygote = sandbox_zygote_new("/proc/self/exe");
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    /* Generous but for the sleeper: a spinner at a fifth of a shared core
+     * must reach its CPU limit before the wall clock. */
+    c.timeout_ms = strcmp(bad[k].id, "sleep") == 0 ? 1000 : 30000;
+    batch_t b = {.n = 0};
+    batch_add(&b, &c, "markdown");
+    batch_add(&b, &c, "markdown");
+    batch_add(&b, &c, bad[k].id);
+    batch_add(&b, &c, "markdown");
+    batch_add(&b, &c, "markdown");
+    sandbox_extract_many(&c, b.items, b.n);
+    for (int i = 0; i < b.n; i++) {
+      if (i == 2)
+        continue;
+      assert_md(&b, i);
+    }
+    cr_assert_eq(b.items[2].rc, bad[k].rc, "%s: %s", bad[k].id, b.items[2].err);
+    cr_assert(strncmp(b.items[2].err, bad[k].msg, strlen(bad[k].msg)) == 0, "%s: %s",
+              bad[k].id, b.items[2].err);
+    cr_assert(!b.items[0].alone && !b.items[1].alone, "%s", bad[k].id);
+    /* A sleeper had its whole wall clock in the batch: not run again. */
+    cr_assert_eq(b.items[2].alone, strcmp(bad[k].id, "sleep") != 0, "%s", bad[k].id);
+    cr_assert(b.items[3].alone && b.items[4].alone, "%s", bad[k].id);
+    batch_cleanup(&b);
+  }
+  cr_assert_eq(sandbox_zygote_starts(c.zygote), 1);
+  sandbox_zygote_free(c.zygote);
+}
+
+Test(sandbox_batch, a_failure_the_extractor_reports_stays_in_the_batch) {
+  /* An ordinary refusal (a damaged file) is not the child dying: the
+   * shared child goes on with the next document. */
+  sandbox_cfg_t c = cfg();
+  c.zygote = sandbox_zygote_new("/proc/self/exe");
+  batch_t b = {.n = 0};
+  batch_add(&b, &c, "markdown");
+  batch_add(&b, &c, "markdown");
+  b.fmts[1] = *formats_by_id("docx"); /* "# T1..." is no zip */
+  batch_add(&b, &c, "markdown");
+  sandbox_extract_many(&c, b.items, b.n);
+  assert_md(&b, 0);
+  assert_md(&b, 2);
+  cr_assert_eq(b.items[1].rc, Q_EINVAL, "%s", b.items[1].err);
+  cr_assert(strncmp(b.items[1].err, "DOCX: ", 6) == 0, "%s", b.items[1].err);
+  for (int i = 0; i < b.n; i++)
+    cr_assert(!b.items[i].alone, "document %d", i);
+  batch_cleanup(&b);
+  sandbox_zygote_free(c.zygote);
+}
+
+Test(sandbox_batch, without_a_zygote_each_document_has_its_own_child) {
+  sandbox_cfg_t c = cfg();
+  batch_t b = {.n = 0};
+  batch_add(&b, &c, "markdown");
+  batch_add(&b, &c, "crash");
+  batch_add(&b, &c, "markdown");
+  sandbox_extract_many(&c, b.items, b.n);
+  assert_md(&b, 0);
+  assert_md(&b, 2);
+  cr_assert_eq(b.items[1].rc, Q_EINVAL);
+  for (int i = 0; i < b.n; i++)
+    cr_assert(!b.items[i].alone);
+  batch_cleanup(&b);
+}
+
 /* Not a check of speed (the machine is shared): prints what one
  * extraction costs each way, in wall-clock and in CPU time of the processes
  * involved (children, zygote included once it is reaped), for
@@ -403,7 +551,25 @@ Test(sandbox_zygote, cost_of_one_extraction) {
     ms[way] = ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6) / 50;
     cpu[way] = (children_cpu_ms() - c0) / 50;
   }
+  /* 48 documents in batches of 16 from one zygote. */
+  c.zygote = sandbox_zygote_new("/proc/self/exe");
+  struct timespec a, b2;
+  double c0 = children_cpu_ms();
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int round = 0; round < 3; round++) {
+    batch_t b = {.n = 0};
+    for (int i = 0; i < 16; i++)
+      batch_add(&b, &c, "markdown");
+    sandbox_extract_many(&c, b.items, b.n);
+    for (int i = 0; i < b.n; i++)
+      assert_md(&b, i);
+    batch_cleanup(&b);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b2);
+  sandbox_zygote_free(c.zygote);
+  double bms = ((b2.tv_sec - a.tv_sec) * 1e3 + (b2.tv_nsec - a.tv_nsec) / 1e6) / 48;
+  double bcpu = (children_cpu_ms() - c0) / 48;
   cr_log_info("one markdown extraction: %.2f ms (%.2f ms CPU) by exec, %.2f ms (%.2f ms "
-              "CPU) by the zygote",
-              ms[0], cpu[0], ms[1], cpu[1]);
+              "CPU) by the zygote, %.2f ms (%.2f ms CPU) in batches of 16",
+              ms[0], cpu[0], ms[1], cpu[1], bms, bcpu);
 }
