@@ -59,7 +59,11 @@ static struct {
   int64_t ended_at; /* q_now_ms() at the end of the last round */
   depwatch_state_t last;
   atomic_int rerank; /* RERANK_* */
-} w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} w = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void cv_init(void) {
+  q_cond_init_monotonic(&w.cv);
+}
 
 static void probe_end(probe_t *p) {
   round_t *r = p->round;
@@ -219,6 +223,11 @@ static void *watch_main(void *arg) {
 }
 
 q_err_t depwatch_start(const gw_cfg_t *cfg) {
+  /* The sleep between rounds waits for a q_cond_deadline (CLOCK_MONOTONIC):
+   * on a cv of the default clock that deadline is long past, and the
+   * rounds ran back to back. */
+  static pthread_once_t cv_once = PTHREAD_ONCE_INIT;
+  pthread_once(&cv_once, cv_init);
   pthread_mutex_lock(&w.mu);
   w.cfg = cfg;
   w.stop = false;

@@ -1486,6 +1486,19 @@ Test(api, feedback_is_accepted_and_validated) {
 
 /* ---- probes and metrics --------------------------------------------------- */
 
+/* Rounds are QUARRY_READYZ_INTERVAL_MS apart (1 s by default), not back to
+ * back: the sleep between them once waited on a cv of the wrong clock and
+ * the gateway spent most of a core calling its dependencies' health checks. */
+Test(api, dependency_checks_sleep_between_rounds) {
+  depwatch_refresh(); /* a round has just ended */
+  sleep_ms(400);
+  depwatch_state_t st;
+  depwatch_get(&st);
+  cr_assert(st.checked);
+  cr_assert_geq(st.age_ms, 350, "a round ended %lld ms ago: rounds run back to back",
+                (long long)st.age_ms);
+}
+
 Test(api, readyz_reflects_critical_dependencies) {
   resp_t r = HTTP("GET", "/readyz");
   cr_assert_eq(r.status, 200, "%s", r.body.data);
