@@ -37,6 +37,7 @@
 #include "index.h"
 
 #include "engine/hnsw.h"
+#include "postings.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/text.h"
@@ -208,23 +209,17 @@ static void strmap_del(strmap_t *m, const char *key, size_t len, uint64_t h, key
 
 /* ---- the shard ---------------------------------------------------------- */
 
-typedef struct posting {
-  uint32_t slot;
-  uint32_t tf;
-} posting_t;
-
 typedef struct term {
   char *text; /* NULL when the term number is free */
   uint32_t len;
-  uint32_t df; /* live chunks containing the term */
-  posting_t *post;
-  size_t npost, cappost;
+  uint32_t df;      /* live chunks containing the term */
+  postings_t post;  /* (slot, tf in text, tf in title), compressed */
 } term_t;
 
 typedef struct chunk {
   char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
-  uint32_t len;    /* BM25 document length */
+  uint32_t len_text, len_title; /* kept terms of each field */
   uint32_t nterms; /* distinct terms */
   uint32_t *terms; /* their numbers, for df bookkeeping at retirement */
   float *vec;      /* a copy of the vector until insert() hands it to the
@@ -268,7 +263,7 @@ typedef struct shard {
 
   strmap_t term_map, chunk_map, doc_map;
   size_t live;        /* live chunks: N */
-  uint64_t total_len; /* sum of live chunks' lengths */
+  uint64_t total_text, total_title; /* sums of live chunks' field lengths */
   uint64_t npostings, dead_postings;
   size_t dim;         /* dimension of the vectors here, 0 when there are none */
   size_t nvec;        /* live chunks with a vector */
@@ -284,6 +279,7 @@ struct index {
   unsigned char key[crypto_shorthash_KEYBYTES];
   size_t fixed_dim;
   index_params_t params;
+  double k1, b, wtitle; /* BM25F */
   uint64_t next_label; /* labels for chunks that come without a seq */
   /* Graphs replaced when a shard's vectors changed dimension: freed with the
    * index, since a background compaction may still be working on one. */
@@ -350,6 +346,20 @@ static shard_t *get_shard(index_t *idx, const char *tenant) {
   return s;
 }
 
+/* postings.h callbacks: a slot's field lengths, whether it is live. */
+static void slot_lens(const void *ctx, uint32_t slot, uint32_t *len_text,
+                      uint32_t *len_title) {
+  const shard_t *s = ctx;
+  const chunk_t *c = slot < s->nslots ? s->slots[slot] : NULL;
+  *len_text = c ? c->len_text : 0;
+  *len_title = c ? c->len_title : 0;
+}
+
+static bool slot_live(const void *ctx, uint32_t slot) {
+  const shard_t *s = ctx;
+  return slot < s->nslots && s->slots[slot];
+}
+
 static void chunk_free(chunk_t *c) {
   if (!c)
     return;
@@ -367,7 +377,7 @@ static void shard_free(shard_t *s) {
     chunk_free(s->slots[i]);
   for (size_t i = 0; i < s->nterms; i++) {
     free(s->terms[i].text);
-    free(s->terms[i].post);
+    postings_cleanup(&s->terms[i].post);
   }
   for (size_t i = 0; i < s->ndocs; i++) {
     free(s->docs[i].doc_id);
@@ -396,6 +406,9 @@ index_t *index_new(const index_params_t *params) {
   if (sodium_init() < 0 || p.fixed_dim > Q_INDEX_MAX_DIM || p.m > HNSW_MAX_M ||
       (p.m && p.m < 2) || p.ef_construction > HNSW_MAX_EF || p.ef_search > HNSW_MAX_EF)
     return NULL;
+  if (p.bm25 && !(p.k1 >= 0 && p.k1 <= 1000 && p.b >= 0 && p.b <= 1 &&
+                  p.title_weight >= 0 && p.title_weight <= 1000))
+    return NULL;
   index_t *idx = calloc(1, sizeof *idx);
   if (!idx)
     return NULL;
@@ -417,6 +430,9 @@ index_t *index_new(const index_params_t *params) {
   crypto_shorthash_keygen(idx->key);
   idx->fixed_dim = p.fixed_dim;
   idx->params = p;
+  idx->k1 = p.bm25 ? p.k1 : INDEX_BM25_K1;
+  idx->b = p.bm25 ? p.b : INDEX_BM25_B;
+  idx->wtitle = p.bm25 ? p.title_weight : INDEX_TITLE_WEIGHT;
   /* Labels of chunks without a seq sit far above any PostgreSQL sequence. */
   idx->next_label = UINT64_C(1) << 62;
   return idx;
@@ -447,7 +463,7 @@ int64_t index_chunk_count(const index_t *idx) {
  * appearance. */
 typedef struct bag_ent {
   uint64_t hash;
-  uint32_t off, len, tf;
+  uint32_t off, len, tf, tf_title;
 } bag_ent_t;
 
 typedef struct bag {
@@ -458,7 +474,9 @@ typedef struct bag {
   size_t tcap;
   char *pool; /* term texts, each NUL-terminated */
   size_t plen, pcap;
-  uint32_t total; /* terms added, with repetitions */
+  uint32_t total, total_title; /* terms added, with repetitions (in text,
+                                  in title) */
+  bool title;                  /* terms being added are the title's */
 } bag_t;
 
 static void bag_free(bag_t *b) {
@@ -488,8 +506,13 @@ static int bag_add_cb(const char *term, size_t len, size_t pos, void *ud) {
   while (b->table[j]) {
     bag_ent_t *e = &b->ents[b->table[j] - 1];
     if (e->hash == h && e->len == len && memcmp(b->pool + e->off, term, len) == 0) {
-      e->tf++;
-      b->total++;
+      if (b->title) {
+        e->tf_title++;
+        b->total_title++;
+      } else {
+        e->tf++;
+        b->total++;
+      }
       return 0;
     }
     j = (j + 1) & mask;
@@ -497,16 +520,21 @@ static int bag_add_cb(const char *term, size_t len, size_t pos, void *ud) {
   grow(&b->pool, &b->pcap, b->plen + len + 1, 1);
   memcpy(b->pool + b->plen, term, len + 1);
   grow(&b->ents, &b->cap, b->n + 1, sizeof *b->ents);
-  b->ents[b->n] = (bag_ent_t){h, (uint32_t)b->plen, (uint32_t)len, 1};
+  b->ents[b->n] = (bag_ent_t){h, (uint32_t)b->plen, (uint32_t)len, b->title ? 0 : 1,
+                              b->title ? 1 : 0};
   b->plen += len + 1;
   b->table[j] = (uint32_t)++b->n;
-  b->total++;
+  if (b->title)
+    b->total_title++;
+  else
+    b->total++;
   return 0;
 }
 
-static void bag_text(bag_t *b, const char *s) {
+static void bag_text(const index_t *idx, bag_t *b, const char *s, bool title) {
+  b->title = title;
   if (s && *s)
-    q_text_terms(s, strlen(s), bag_add_cb, b);
+    q_text_terms_stop(s, strlen(s), idx->params.stopwords, bag_add_cb, b);
 }
 
 /* ---- upsert ------------------------------------------------------------- */
@@ -604,11 +632,12 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   }
   memset(&p->bag, 0, sizeof p->bag);
   p->bag.key = idx->key;
-  /* Title and text form one field: a title word matches every chunk of the
-   * document, and the text decides between them. */
-  bag_text(&p->bag, in->title);
-  bag_text(&p->bag, in->text);
-  c->len = p->bag.total;
+  /* The title is a field of its own (BM25F): a title word matches every
+   * chunk of the document, weighted by the title weight at search time. */
+  bag_text(idx, &p->bag, in->title, true);
+  bag_text(idx, &p->bag, in->text, false);
+  c->len_text = p->bag.total;
+  c->len_title = p->bag.total_title;
   c->nterms = (uint32_t)p->bag.n;
   c->terms = xmalloc(p->bag.n * sizeof *c->terms);
   p->chunk = c;
@@ -662,7 +691,8 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
       s->live_terms--;
   }
   s->dead_postings += c->nterms;
-  s->total_len -= c->len;
+  s->total_text -= c->len_text;
+  s->total_title -= c->len_title;
   s->live--;
   if (c->has_vec && --s->nvec == 0)
     s->dim = 0; /* the next vector may bring another dimension */
@@ -758,6 +788,8 @@ static void attach_graph(index_t *idx, shard_t *s, hnsw_t *g) {
 /* Adds a prepared chunk (under the write lock); takes ownership of it. Its
  * vector, if it has one, is already in the shard's graph under its label;
  * the label map makes it findable from here on. */
+static void link_chunk(index_t *idx, shard_t *s, uint32_t slot, prep_t *p);
+
 static void insert(index_t *idx, shard_t *s, prep_t *p) {
   chunk_t *c = p->chunk;
   uint32_t slot;
@@ -773,14 +805,20 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
     const bag_ent_t *e = &p->bag.ents[i];
     uint32_t id = term_number(s, p->bag.pool + e->off, e->len, e->hash);
     term_t *t = &s->terms[id];
-    grow(&t->post, &t->cappost, t->npost + 1, sizeof *t->post);
-    t->post[t->npost++] = (posting_t){slot, e->tf};
+    postings_add(&t->post, (posting_t){slot, e->tf, e->tf_title}, slot_lens, s);
     if (t->df++ == 0)
       s->live_terms++;
     c->terms[i] = id;
   }
   s->npostings += p->bag.n;
+  link_chunk(idx, s, slot, p);
+}
 
+/* Makes the chunk in slot (its postings added) findable: chunk and
+ * document maps, the document's filter fields, counts, label map. Takes
+ * p's chunk and filter fields. */
+static void link_chunk(index_t *idx, shard_t *s, uint32_t slot, prep_t *p) {
+  chunk_t *c = p->chunk;
   size_t len = strlen(c->chunk_id);
   strmap_put_new(&s->chunk_map, hash_bytes(idx->key, c->chunk_id, len), slot);
 
@@ -813,7 +851,8 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
   p->meta = NULL;
 
   s->live++;
-  s->total_len += c->len;
+  s->total_text += c->len_text;
+  s->total_title += c->len_title;
   if (p->in_graph) {
     s->dim = c->dim; /* the first vector of a shard (again) sets it */
     strmap_put_new(&s->label_map,
@@ -833,25 +872,16 @@ static void compact_shard(index_t *idx, shard_t *s) {
     term_t *t = &s->terms[i];
     if (!t->text)
       continue;
-    size_t w = 0;
-    for (size_t r = 0; r < t->npost; r++)
-      if (s->slots[t->post[r].slot])
-        t->post[w++] = t->post[r];
-    t->npost = w;
     if (t->df == 0) { /* no live chunk has it: free the term number */
       strmap_del(&s->term_map, t->text, t->len, hash_bytes(idx->key, t->text, t->len),
                  term_key, s);
       free(t->text);
-      free(t->post);
+      postings_cleanup(&t->post);
       memset(t, 0, sizeof *t);
       grow(&s->free_terms, &s->capfree_terms, s->nfree_terms + 1, sizeof *s->free_terms);
       s->free_terms[s->nfree_terms++] = (uint32_t)i;
-    } else if (t->cappost > 16 && t->npost * 4 < t->cappost) {
-      posting_t *p = realloc(t->post, t->npost * 2 * sizeof *p);
-      if (p) {
-        t->post = p;
-        t->cappost = t->npost * 2;
-      }
+    } else if (t->df < postings_count(&t->post)) {
+      postings_rebuild(&t->post, slot_live, s, NULL, slot_lens, s);
     }
   }
   s->npostings -= s->dead_postings;
@@ -1119,6 +1149,149 @@ static q_err_t cands_out(q_arena_t *arena, const scored_t *h, size_t nh,
   return 0;
 }
 
+/* BM25F contribution of one term: tf and dl are the weighted sums over the
+ * fields (tf_text + w * tf_title, len_text + w * len_title). */
+static inline double bm25f(const index_t *idx, double idf, double tf, double dl,
+                           double avgdl) {
+  if (tf <= 0.0)
+    return 0.0;
+  return idf * tf * (idx->k1 + 1.0) /
+         (tf + idx->k1 * (1.0 - idx->b + idx->b * dl / avgdl));
+}
+
+/* One query term during a search. */
+typedef struct qterm {
+  const term_t *t;
+  double idf;
+  double ub;      /* largest contribution any of its postings can make */
+  double tail_ub; /* largest contribution of a posting in its tail */
+  double contrib; /* its contribution to the chunk being scored */
+  bool hit;       /* the chunk being scored has it */
+  pcursor_t cur;
+} qterm_t;
+
+/* The largest contribution a posting of block b of q can make. */
+static double block_bound(const index_t *idx, const qterm_t *q, uint32_t b,
+                          double avgdl) {
+  const pblock_t *bl = &q->t->post.blocks[b];
+  double w = idx->wtitle;
+  return bm25f(idx, q->idf, bl->max_tf_text + w * bl->max_tf_title,
+               bl->min_len_text + w * bl->min_len_title, avgdl);
+}
+
+static int qterm_ub_cmp(const void *a, const void *b) {
+  double x = (*(qterm_t *const *)a)->ub, y = (*(qterm_t *const *)b)->ub;
+  return x < y ? -1 : x > y;
+}
+
+/* Top k by block-max MaxScore (Turtle & Flood's MaxScore, with the block
+ * bounds of the non-essential terms checked before their postings are
+ * decoded). Terms are ordered by their largest contribution (ub); those
+ * whose ubs sum below the k-th best score so far (theta) are non-essential:
+ * a chunk that has only them cannot enter the top k, so candidates come
+ * from the essential terms' cursors alone, and a candidate is dropped as
+ * soon as its score so far plus the bounds of the terms not yet looked at
+ * falls below theta. The filter and the liveness of a slot are checked
+ * only for a chunk that would enter the top k. Scores are summed in query
+ * order whatever the pruning did, so they equal an exhaustive evaluation
+ * to the bit (index_params_t.exhaustive turns the pruning off). */
+static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t nq,
+                     double avgdl, const q_filter_t *filter, topk_t *lt) {
+  bool prune = !idx->params.exhaustive;
+  qterm_t **ord = xmalloc(nq * sizeof *ord);
+  double *prefix = xmalloc(nq * sizeof *prefix);
+  for (size_t i = 0; i < nq; i++)
+    ord[i] = &qt[i];
+  qsort(ord, nq, sizeof *ord, qterm_ub_cmp);
+  double acc = 0.0;
+  for (size_t i = 0; i < nq; i++) {
+    acc += ord[i]->ub;
+    /* A margin for rounding: bounds are summed in another order than
+     * scores, and a chunk that ties theta may still win on its chunk id. */
+    prefix[i] = acc * (1.0 + 1e-9);
+  }
+  double theta = -INFINITY;
+  size_t ess = 0; /* ord[0..ess) are non-essential */
+  double w = idx->wtitle;
+  for (;;) {
+    uint32_t d = POSTINGS_END;
+    for (size_t j = ess; j < nq; j++)
+      if (ord[j]->cur.cur.slot < d)
+        d = ord[j]->cur.cur.slot;
+    if (d == POSTINGS_END)
+      break;
+    const chunk_t *c = s->slots[d];
+    if (!c) { /* a tombstone */
+      for (size_t j = ess; j < nq; j++)
+        if (ord[j]->cur.cur.slot == d)
+          pcursor_next(&ord[j]->cur);
+      continue;
+    }
+    double dl = c->len_text + w * c->len_title;
+    double sc = 0.0;
+    for (size_t j = 0; j < nq; j++)
+      ord[j]->hit = false;
+    for (size_t j = ess; j < nq; j++) {
+      qterm_t *q = ord[j];
+      if (q->cur.cur.slot != d)
+        continue;
+      q->contrib = bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title, dl,
+                         avgdl);
+      q->hit = true;
+      sc += q->contrib;
+      pcursor_next(&q->cur);
+    }
+    bool full = lt->n == lt->k;
+    bool pruned = false;
+    for (size_t j = ess; j-- > 0;) {
+      qterm_t *q = ord[j];
+      double rest = j ? prefix[j - 1] : 0.0;
+      if (prune && full) {
+        if (sc + q->ub + rest < theta) {
+          pruned = true;
+          break;
+        }
+        uint32_t b = pcursor_block_at(&q->cur, d);
+        double bb = q->tail_ub;
+        if (b < q->t->post.nblocks) {
+          double x = block_bound(idx, q, b, avgdl);
+          if (x > bb)
+            bb = x;
+        }
+        if (sc + bb * (1.0 + 1e-9) + rest < theta) {
+          pruned = true;
+          break;
+        }
+      }
+      pcursor_seek(&q->cur, d);
+      if (q->cur.cur.slot == d) {
+        q->contrib = bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title,
+                           dl, avgdl);
+        q->hit = true;
+        sc += q->contrib;
+      }
+    }
+    if (pruned || sc <= 0.0 || (prune && full && sc * (1.0 + 1e-9) < theta))
+      continue;
+    /* The filter decides here, before the top k: a document that does not
+     * pass never takes a place another could have had. */
+    if (!passes(s, c, filter))
+      continue;
+    double score = 0.0; /* in query order: the same sum whatever was pruned */
+    for (size_t i = 0; i < nq; i++)
+      if (qt[i].hit)
+        score += qt[i].contrib;
+    topk_push(lt, (scored_t){score, d, c});
+    if (prune && lt->n == lt->k) {
+      theta = lt->h[0].score;
+      while (ess < nq && prefix[ess] < theta)
+        ess++;
+    }
+  }
+  free(ord);
+  free(prefix);
+}
+
 q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t text_len,
                       size_t top_k, const q_filter_t *filter, q_arena_t *arena,
                       engine_cand_t **out, size_t *n, char *err, size_t errlen) {
@@ -1126,61 +1299,65 @@ q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t
   *out = NULL;
   *n = 0;
   size_t k = top_k ? top_k : 1;
-  double *acc = NULL;
-  uint32_t *touched = NULL;
   bag_t bag = {.key = idx->key};
   if (text && text_len)
-    q_text_terms(text, text_len, bag_add_cb, &bag);
+    q_text_terms_stop(text, text_len, idx->params.stopwords, bag_add_cb, &bag);
   if (!bag.n) {
     bag_free(&bag);
     return 0;
   }
   topk_t lt = {xmalloc(k * sizeof(scored_t)), 0, k};
+  qterm_t *qt = NULL;
 
   pthread_rwlock_rdlock(&idx->lock);
   shard_t *s = find_shard(idx, tenant ? tenant : "");
   if (!s || !s->live)
     goto unlock;
-  /* Term at a time into a dense accumulator. */
-  double avgdl = s->total_len ? (double)s->total_len / (double)s->live : 1.0;
+  double w = idx->wtitle;
+  double avgdl = ((double)s->total_text + w * (double)s->total_title) / (double)s->live;
+  if (!(avgdl > 0.0))
+    avgdl = 1.0;
   double N = (double)s->live;
-  size_t ntouched = 0;
+  qt = xmalloc(bag.n * sizeof *qt);
+  size_t nq = 0;
+  /* Distinct query terms in query order (a repeated term counts once). */
   for (size_t i = 0; i < bag.n; i++) {
     const bag_ent_t *e = &bag.ents[i];
     int64_t id =
         strmap_get(&s->term_map, bag.pool + e->off, e->len, e->hash, term_key, s);
     if (id < 0 || s->terms[id].df == 0)
       continue;
-    const term_t *t = &s->terms[id];
-    if (!acc) {
-      acc = xcalloc(s->nslots, sizeof *acc);
-      touched = xmalloc(s->nslots * sizeof *touched);
+    qterm_t *q = &qt[nq++];
+    q->t = &s->terms[id];
+    double df = q->t->df;
+    q->idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+    q->ub = q->tail_ub = 0.0;
+    const postings_t *p = &q->t->post;
+    for (uint32_t b = 0; b < p->nblocks; b++) {
+      double x = block_bound(idx, q, b, avgdl);
+      if (x > q->ub)
+        q->ub = x;
     }
-    double df = t->df;
-    double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
-    for (size_t p = 0; p < t->npost; p++) {
-      const chunk_t *c = s->slots[t->post[p].slot];
+    for (uint32_t j = 0; j < p->ntail; j++) {
+      const chunk_t *c = s->slots[p->tail[j].slot];
       if (!c)
-        continue; /* tombstone */
-      double tf = t->post[p].tf;
-      double norm = Q_BM25_K1 * (1.0 - Q_BM25_B + Q_BM25_B * c->len / avgdl);
-      uint32_t slot = t->post[p].slot;
-      if (acc[slot] == 0.0)
-        touched[ntouched++] = slot;
-      acc[slot] += idf * tf * (Q_BM25_K1 + 1.0) / (tf + norm);
+        continue;
+      double x = bm25f(idx, q->idf, p->tail[j].tf_text + w * p->tail[j].tf_title,
+                       c->len_text + w * c->len_title, avgdl);
+      if (x > q->tail_ub)
+        q->tail_ub = x;
     }
+    if (q->tail_ub > q->ub)
+      q->ub = q->tail_ub;
+    pcursor_init(&q->cur, p);
   }
-  /* The filter decides here, before the top k: a document that does not
-   * pass never takes a place another could have had. */
-  for (size_t i = 0; i < ntouched; i++)
-    if (passes(s, s->slots[touched[i]], filter))
-      topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
+  if (nq)
+    maxscore(idx, s, qt, nq, avgdl, filter, &lt);
   qsort(lt.h, lt.n, sizeof *lt.h, scored_cmp);
   rc = cands_out(arena, lt.h, lt.n, out, n, err, errlen);
 unlock:
   pthread_rwlock_unlock(&idx->lock);
-  free(acc);
-  free(touched);
+  free(qt);
   free(lt.h);
   bag_free(&bag);
   return rc;
@@ -1336,6 +1513,40 @@ void index_stats(index_t *idx, const char *tenant, index_stats_t *out) {
 
 /* ---- snapshots ------------------------------------------------------------ */
 
+/* A postings.h length callback for encodings whose block bounds are not
+ * kept (snapshot export). */
+static void no_lens(const void *ctx, uint32_t slot, uint32_t *len_text,
+                    uint32_t *len_title) {
+  (void)ctx;
+  (void)slot;
+  *len_text = *len_title = 0;
+}
+
+/* Hands out shard s's live terms, their postings renumbered by map (old
+ * slot -> rank among live chunks). */
+static q_err_t visit_terms(const shard_t *s, const uint32_t *map,
+                           const index_visitor_t *v, void *ud) {
+  q_err_t rc = v->terms(ud, s->live_terms);
+  uint8_t *counts = NULL;
+  size_t capcounts = 0;
+  for (size_t i = 0; i < s->nterms && !rc; i++) {
+    const term_t *t = &s->terms[i];
+    if (!t->text || !t->df)
+      continue;
+    postings_t cp = {0};
+    postings_copy(&cp, &t->post);
+    postings_rebuild(&cp, slot_live, s, map, no_lens, NULL);
+    grow(&counts, &capcounts, cp.nblocks, sizeof *counts);
+    for (uint32_t b = 0; b < cp.nblocks; b++)
+      counts[b] = (uint8_t)cp.blocks[b].n;
+    index_term_data_t td = {t->text, t->len, counts, cp.nblocks, cp.data, cp.nbytes};
+    rc = v->term(ud, &td);
+    postings_cleanup(&cp);
+  }
+  free(counts);
+  return rc;
+}
+
 q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
   q_err_t rc = 0;
   /* No upsert runs meanwhile (wmu); searches do (read lock). */
@@ -1344,6 +1555,9 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
   for (size_t i = 0; i < idx->nshards && !rc; i++) {
     shard_t *s = idx->shards[i];
     rc = v->shard(ud, s->tenant, s->nvec ? s->hnsw : NULL, s->dim, s->live);
+    /* Live chunks are numbered in slot order; postings follow. */
+    uint32_t *map = xmalloc((s->nslots ? s->nslots : 1) * sizeof *map);
+    uint32_t rank = 0;
     /* The document's filter fields travel with each of its chunks, as they
      * arrive in an upsert; its metadata is serialised once per run of its
      * chunks (a document's chunks mostly sit in neighbouring slots). */
@@ -1353,6 +1567,7 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
       const chunk_t *c = s->slots[k];
       if (!c) /* a retired slot */
         continue;
+      map[k] = rank++;
       const doc_t *d = &s->docs[c->doc];
       if (c->doc != meta_doc) {
         free(meta);
@@ -1377,47 +1592,53 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
           .created_at = d->created_at,
           .metadata = meta,
       };
-      rc = v->chunk(ud, &out);
+      index_chunk_lex_t lex = {c->len_text, c->len_title, c->nterms};
+      rc = v->chunk(ud, &out, &lex);
     }
     free(meta);
+    if (!rc)
+      rc = visit_terms(s, map, v, ud);
+    free(map);
   }
   pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);
   return rc;
 }
 
-/* Chunks prepared per batch, and threads preparing them. */
-#define RESTORE_BATCH 16384
-#define RESTORE_THREADS 8
+uint64_t index_lexical_fingerprint(const index_t *idx) {
+  return q_text_stopwords_fingerprint(idx->params.stopwords);
+}
 
-typedef struct restore_job {
-  index_t *idx;
-  const engine_chunk_t *chunks; /* the batch */
-  prep_t *preps;
-  size_t lo, hi;
-} restore_job_t;
+/* Fills each chunk's term numbers while a term's postings are adopted. */
+typedef struct adopt_ctx {
+  shard_t *s;
+  uint32_t term;
+  uint32_t *filled; /* per slot */
+  bool bad;
+} adopt_ctx_t;
 
-static void *restore_prep_main(void *ud) {
-  restore_job_t *j = ud;
-  for (size_t i = j->lo; i < j->hi; i++) {
-    engine_chunk_t in = j->chunks[i];
-    in.dim = 0; /* the vector is in the graph already */
-    in.embedding = NULL;
-    prep_chunk(j->idx, &in, &j->preps[i]);
-    j->preps[i].in_graph = false;
-    if (j->chunks[i].dim) {
-      j->preps[i].chunk->dim = j->chunks[i].dim;
-      j->preps[i].in_graph = true;
-    }
+static void adopt_each_cb(void *ud, const posting_t *e) {
+  adopt_ctx_t *a = ud;
+  chunk_t *c = a->s->slots[e->slot];
+  if (a->filled[e->slot] >= c->nterms) {
+    a->bad = true;
+    return;
   }
-  return NULL;
+  c->terms[a->filled[e->slot]++] = a->term;
 }
 
 q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
-                            const engine_chunk_t *chunks, size_t n, char *err,
-                            size_t errlen) {
+                            const engine_chunk_t *chunks, const index_chunk_lex_t *lex,
+                            size_t n, const index_term_data_t *terms, size_t nterms,
+                            char *err, size_t errlen) {
   if (!tenant || !*tenant) {
     snprintf(err, errlen, "a shard without a tenant");
+    hnsw_free(graph);
+    return Q_EINVAL;
+  }
+  if (n >= UINT32_MAX) {
+    snprintf(err, errlen, "tenant %.64s: too many chunks", tenant);
+    hnsw_free(graph);
     return Q_EINVAL;
   }
   size_t gdim = graph ? graph_dim(graph) : 0;
@@ -1425,12 +1646,14 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     if (!chunks[i].seq) {
       snprintf(err, errlen, "tenant %.64s: chunk %.128s has no label", tenant,
                chunks[i].chunk_id);
+      hnsw_free(graph);
       return Q_EINVAL;
     }
     if (chunks[i].dim &&
         (chunks[i].dim != gdim || !hnsw_contains(graph, chunks[i].seq))) {
       snprintf(err, errlen, "tenant %.64s: chunk %.128s has no vector %llu in the graph",
                tenant, chunks[i].chunk_id, (unsigned long long)chunks[i].seq);
+      hnsw_free(graph);
       return Q_EINVAL;
     }
     if (chunks[i].seq >= idx->next_label) /* never: labels from seq are small */
@@ -1440,50 +1663,106 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
   if (find_shard(idx, tenant)) {
     pthread_mutex_unlock(&idx->wmu);
     snprintf(err, errlen, "tenant %.64s appears twice", tenant);
+    hnsw_free(graph);
     return Q_EINVAL;
   }
-  /* In batches: a prepared chunk's term bag is far bigger than the chunk
-   * once inserted, so only a batch of them lives at a time. Tokenising is
-   * most of the work and touches nothing shared (labels come from seq,
-   * stemmers are per thread), so a batch is prepared by several threads;
-   * inserting stays on this one. */
-  prep_t *preps = xcalloc(RESTORE_BATCH, sizeof *preps);
+  q_err_t rc = 0;
+  uint32_t *filled = xcalloc(n, sizeof *filled);
+  /* Nothing is tokenised: chunks become slots 0..n-1 as they come, and the
+   * postings are taken in their encoded form (postings_adopt checks them). */
   pthread_rwlock_wrlock(&idx->lock);
   shard_t *s = get_shard(idx, tenant);
   if (graph)
     attach_graph(idx, s, graph);
-  pthread_rwlock_unlock(&idx->lock);
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  size_t nthreads = ncpu < 1                 ? 1
-                    : ncpu > RESTORE_THREADS ? RESTORE_THREADS
-                                             : (size_t)ncpu;
-  for (size_t at = 0; at < n; at += RESTORE_BATCH) {
-    size_t m = n - at < RESTORE_BATCH ? n - at : RESTORE_BATCH;
-    restore_job_t jobs[RESTORE_THREADS];
-    pthread_t th[RESTORE_THREADS];
-    bool started[RESTORE_THREADS] = {false};
-    size_t per = (m + nthreads - 1) / nthreads;
-    for (size_t t = 0; t < nthreads; t++) {
-      size_t lo = t * per < m ? t * per : m, hi = lo + per < m ? lo + per : m;
-      jobs[t] = (restore_job_t){idx, chunks + at, preps, lo, hi};
-      if (t > 0 && lo < hi)
-        started[t] = pthread_create(&th[t], NULL, restore_prep_main, &jobs[t]) == 0;
+  s->slots = xmalloc((n ? n : 1) * sizeof *s->slots);
+  s->capslots = n ? n : 1;
+  const char *prev_meta = NULL, *prev_doc = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const engine_chunk_t *in = &chunks[i];
+    chunk_t *c = xcalloc(1, sizeof *c);
+    c->chunk_id = xstrdup(in->chunk_id);
+    c->doc_id = xstrdup(in->doc_id);
+    c->title = xstrdup(in->title);
+    c->text = xstrdup(in->text);
+    c->version = in->version;
+    c->ordinal = in->ordinal;
+    c->page = in->page;
+    c->label = in->seq;
+    c->dim = in->dim;
+    c->len_text = lex[i].len_text;
+    c->len_title = lex[i].len_title;
+    c->nterms = lex[i].nterms;
+    c->terms = xmalloc((c->nterms ? c->nterms : 1) * sizeof *c->terms);
+    s->slots[i] = c;
+    s->nslots = i + 1;
+    prep_t p = {.chunk = c, .in_graph = in->dim > 0, .created_at = in->created_at};
+    p.content_type =
+        in->content_type && *in->content_type ? xstrdup(in->content_type) : NULL;
+    /* A document's chunks carry the same metadata: parsed once per run. */
+    bool same = prev_doc && strcmp(prev_doc, in->doc_id) == 0 && prev_meta &&
+                in->metadata && strcmp(prev_meta, in->metadata) == 0;
+    if (same) {
+      int64_t dv = strmap_get(&s->doc_map, in->doc_id, strlen(in->doc_id),
+                              hash_bytes(idx->key, in->doc_id, strlen(in->doc_id)),
+                              doc_key, s);
+      p.meta = dv >= 0 && s->docs[dv].meta ? json_incref(s->docs[dv].meta) : NULL;
+    } else {
+      p.meta = in->metadata && *in->metadata ? json_loads(in->metadata, 0, NULL) : NULL;
+      if (p.meta && !json_is_object(p.meta)) {
+        json_decref(p.meta);
+        p.meta = NULL;
+      }
     }
-    restore_prep_main(&jobs[0]);
-    for (size_t t = 1; t < nthreads; t++) {
-      if (started[t])
-        pthread_join(th[t], NULL);
-      else /* could not start a thread: do its share here */
-        restore_prep_main(&jobs[t]);
+    prev_doc = in->doc_id;
+    prev_meta = in->metadata;
+    size_t len = strlen(c->chunk_id);
+    if (strmap_get(&s->chunk_map, c->chunk_id, len,
+                   hash_bytes(idx->key, c->chunk_id, len), chunk_key, s) >= 0) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s appears twice", tenant,
+               c->chunk_id);
+      s->slots[i] = NULL;
+      s->nslots = i;
+      chunk_free(c);
+      free(p.content_type);
+      json_decref(p.meta);
+      rc = Q_EINVAL;
+      goto unlock;
     }
-    pthread_rwlock_wrlock(&idx->lock);
-    for (size_t i = 0; i < m; i++)
-      insert(idx, s, &preps[i]);
-    pthread_rwlock_unlock(&idx->lock);
-    for (size_t i = 0; i < m; i++)
-      bag_free(&preps[i].bag);
+    link_chunk(idx, s, (uint32_t)i, &p);
   }
+  for (size_t i = 0; i < nterms && !rc; i++) {
+    const index_term_data_t *td = &terms[i];
+    uint64_t h = hash_bytes(idx->key, td->text, td->len);
+    if (!td->len || td->len > Q_TEXT_MAX_TERM ||
+        strmap_get(&s->term_map, td->text, td->len, h, term_key, s) >= 0) {
+      snprintf(err, errlen, "tenant %.64s: term %zu is empty, too long or twice", tenant,
+               i);
+      rc = Q_EINVAL;
+      break;
+    }
+    uint32_t id = term_number(s, td->text, td->len, h);
+    term_t *t = &s->terms[id];
+    adopt_ctx_t a = {s, id, filled, false};
+    if (!postings_adopt(&t->post, td->counts, td->nblocks, td->data, td->nbytes,
+                        (uint32_t)n, slot_lens, s, adopt_each_cb, &a) ||
+        a.bad || !postings_count(&t->post)) {
+      snprintf(err, errlen, "tenant %.64s: malformed postings of term %zu", tenant, i);
+      rc = Q_EINVAL;
+      break;
+    }
+    t->df = (uint32_t)postings_count(&t->post);
+    s->live_terms++;
+    s->npostings += t->df;
+  }
+  for (size_t i = 0; i < n && !rc; i++)
+    if (filled[i] != s->slots[i]->nterms) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s has %u terms, postings give %u",
+               tenant, s->slots[i]->chunk_id, s->slots[i]->nterms, filled[i]);
+      rc = Q_EINVAL;
+    }
+unlock:
+  pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);
-  free(preps);
-  return 0;
+  free(filled);
+  return rc;
 }

@@ -83,6 +83,7 @@ typedef struct embedded {
   int64_t snap_retry_ms; /* after a failed write, none before this time */
   _Atomic int64_t changed;
   snapshot_meta_t snap_meta;
+  q_text_stopwords_t *stopwords; /* the lexical index's list (NULL: built-in) */
   bool opened; /* open succeeded: the index is whole (a failed open's is not) */
 } embedded_t;
 
@@ -416,6 +417,7 @@ static void embedded_close(void *st) {
   if (e->opened && e->snap_dir && atomic_load(&e->changed) > 0)
     take_snapshot(e, "shutdown");
   index_free(e->index);
+  q_text_stopwords_free(e->stopwords);
   store_free(e->store);
   free(e->dsn);
   free(e->snap_dir);
@@ -437,6 +439,12 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
   pthread_cond_init(&e->maint_cv, NULL);
   e->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 1000;
   e->max_lag_ms = cfg->max_lag_ms > 0 ? cfg->max_lag_ms : 5000;
+  q_err_t rc = 0;
+  if (cfg->stopwords && strcmp(cfg->stopwords, "english") != 0) {
+    rc = q_text_stopwords_new(cfg->stopwords, &e->stopwords, err, errlen);
+    if (rc)
+      goto fail;
+  }
   index_params_t ip = {
       .fixed_dim = cfg->fixed_dim,
       .m = cfg->hnsw_m,
@@ -444,8 +452,12 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .ef_search = cfg->hnsw_ef_search,
       .exact_max = cfg->exact_max,
       .inner_product = cfg->inner_product,
+      .bm25 = cfg->bm25,
+      .k1 = cfg->bm25_k1,
+      .b = cfg->bm25_b,
+      .title_weight = cfg->title_weight,
+      .stopwords = e->stopwords,
   };
-  q_err_t rc = 0;
   e->snap_meta = (snapshot_meta_t){cfg->fixed_dim, cfg->inner_product};
   e->index = index_new(&ip);
   if (!e->index) {

@@ -177,6 +177,12 @@ typedef struct engine_config {
    * snapshot_interval_ms when anything changed (0: never by time). */
   const char *data_dir;
   int64_t snapshot_changes, snapshot_interval_ms;
+  /* Lexical scoring (embedded): with bm25 set, BM25F's k1, b and title
+   * weight (index.h); otherwise index.h's defaults. stopwords: "english"
+   * (NULL too), "none" or a file (quarry/text.h, q_text_stopwords_new). */
+  bool bm25;
+  double bm25_k1, bm25_b, title_weight;
+  const char *stopwords;
 } engine_config_t;
 
 typedef struct engine engine_t;

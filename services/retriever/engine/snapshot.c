@@ -6,7 +6,10 @@
  * length and CRC are written as placeholders and patched when the section
  * ends, so memory stays flat however big a tenant is. Reading takes one
  * section at a time into memory, checks its CRC before parsing, and hands
- * its chunks (strings pointing into the section) to index_restore_shard. */
+ * its chunks and its terms' encoded postings (pointing into the section)
+ * to index_restore_shard, which takes the postings as they are: a start
+ * from a snapshot tokenises nothing (format 3; format 2 held only the
+ * chunks, and the load re-tokenised every one). */
 #include "engine/snapshot.h"
 #include "engine/hnsw.h"
 
@@ -24,8 +27,9 @@
 
 #define MAGIC "QRYIDX01"
 #define INDEX_FILE "index.snap"
-#define HEADER_LEN                                                                       \
-  40 /* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, crc 4 */
+/* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, lexical
+ * fingerprint 8, crc 4 */
+#define HEADER_LEN 48
 #define SECTION_HEAD 12 /* length u64, crc u32 */
 /* Largest string a section may hold: chunk text is at most 64 KiB, ids and
  * titles far less. */
@@ -164,7 +168,7 @@ static q_err_t shard_cb(void *ud, const char *tenant, hnsw_t *graph, size_t dim,
   return w->failed ? Q_EIO : 0;
 }
 
-static q_err_t chunk_cb(void *ud, const engine_chunk_t *c) {
+static q_err_t chunk_cb(void *ud, const engine_chunk_t *c, const index_chunk_lex_t *lex) {
   writer_t *w = ud;
   wstr(w, c->chunk_id);
   wstr(w, c->doc_id);
@@ -178,8 +182,28 @@ static q_err_t chunk_cb(void *ud, const engine_chunk_t *c) {
   wstr(w, c->content_type ? c->content_type : "");
   wu64(w, (uint64_t)c->created_at);
   wstr(w, c->metadata ? c->metadata : "");
+  wu32(w, lex->len_text);
+  wu32(w, lex->len_title);
+  wu32(w, lex->nterms);
   w->chunks++;
   w->total++;
+  return w->failed ? Q_EIO : 0;
+}
+
+static q_err_t terms_cb(void *ud, size_t nterms) {
+  writer_t *w = ud;
+  wu64(w, nterms);
+  return w->failed ? Q_EIO : 0;
+}
+
+static q_err_t term_cb(void *ud, const index_term_data_t *t) {
+  writer_t *w = ud;
+  wu32(w, (uint32_t)t->len);
+  wbytes(w, t->text, t->len);
+  wu32(w, t->nblocks);
+  wbytes(w, t->counts, t->nblocks);
+  wu64(w, t->nbytes);
+  wbytes(w, t->data, t->nbytes);
   return w->failed ? Q_EIO : 0;
 }
 
@@ -261,7 +285,7 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
     snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
     w.failed = true;
   }
-  index_visitor_t v = {shard_cb, chunk_cb};
+  index_visitor_t v = {shard_cb, chunk_cb, terms_cb, term_cb};
   q_err_t rc = w.failed ? Q_EIO : index_visit(idx, &v, &w);
   if (!rc)
     end_section(&w);
@@ -272,7 +296,8 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
     put_u64(head + 16, (uint64_t)pos);
     put_u64(head + 24, meta->fixed_dim);
     put_u32(head + 32, (uint32_t)w.shards);
-    put_u32(head + 36, (uint32_t)crc32(0L, head, 36));
+    put_u64(head + 36, index_lexical_fingerprint(idx));
+    put_u32(head + 44, (uint32_t)crc32(0L, head, 44));
     if (fseek(w.f, 0, SEEK_SET) != 0 || fwrite(head, 1, sizeof head, w.f) != sizeof head)
       w.failed = true;
   }
@@ -396,7 +421,10 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
   uint32_t has_graph = ru32(&c);
   uint64_t n = ru64(&c);
   engine_chunk_t *ch = NULL;
+  index_chunk_lex_t *lex = NULL;
+  index_term_data_t *terms = NULL;
   size_t got = 0;
+  uint64_t nterms = 0;
   hnsw_t *graph = NULL;
   if (c.bad || n > len / 36 + 1 || dim > HNSW_MAX_DIM || has_graph > 1) {
     snprintf(err, errlen, "section %zu: malformed shard head", k);
@@ -404,7 +432,8 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     goto done;
   }
   ch = calloc(n ? n : 1, sizeof *ch);
-  if (!ch) {
+  lex = calloc(n ? n : 1, sizeof *lex);
+  if (!ch || !lex) {
     snprintf(err, errlen, "out of memory");
     rc = Q_ENOMEM;
     goto done;
@@ -423,11 +452,57 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     x->content_type = rstr(&c);
     x->created_at = (int64_t)ru64(&c);
     x->metadata = rstr(&c);
+    lex[got].len_text = ru32(&c);
+    lex[got].len_title = ru32(&c);
+    lex[got].nterms = ru32(&c);
     if (x->dim && (x->dim != dim || !has_graph))
       c.bad = true;
   }
-  if (c.bad || c.p != c.end) {
+  if (c.bad) {
     snprintf(err, errlen, "section %zu: malformed chunk records", k);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  /* Terms: text, block counts, encoded postings (checked by the index). */
+  nterms = ru64(&c);
+  if (c.bad || nterms > (uint64_t)(c.end - c.p) / 16) {
+    snprintf(err, errlen, "section %zu: malformed term count", k);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  terms = calloc(nterms ? nterms : 1, sizeof *terms);
+  if (!terms) {
+    snprintf(err, errlen, "out of memory");
+    rc = Q_ENOMEM;
+    goto done;
+  }
+  for (uint64_t t = 0; t < nterms && !c.bad; t++) {
+    index_term_data_t *td = &terms[t];
+    td->len = ru32(&c);
+    if (c.bad || td->len > (size_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    td->text = (const char *)c.p;
+    c.p += td->len;
+    td->nblocks = ru32(&c);
+    if (c.bad || td->nblocks > (size_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    td->counts = c.p;
+    c.p += td->nblocks;
+    uint64_t nb = ru64(&c);
+    if (c.bad || nb > (uint64_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    td->data = c.p;
+    td->nbytes = (size_t)nb;
+    c.p += nb;
+  }
+  if (c.bad || c.p != c.end) {
+    snprintf(err, errlen, "section %zu: malformed term records", k);
     rc = Q_EINVAL;
     goto done;
   }
@@ -454,13 +529,14 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     if (rc)
       goto done;
   }
-  rc = index_restore_shard(idx, tenant, graph, ch, got, err, errlen);
-  if (!rc) {
-    graph = NULL; /* the index owns it */
+  rc = index_restore_shard(idx, tenant, graph, ch, lex, got, terms, nterms, err, errlen);
+  graph = NULL; /* the index took it */
+  if (!rc)
     *nchunks += got;
-  }
 done:
   hnsw_free(graph);
+  free(terms);
+  free(lex);
   free_chunks(ch, got);
   free(tenant);
   free(buf);
@@ -490,14 +566,19 @@ q_err_t snapshot_read(index_t *idx, const char *dir, const snapshot_meta_t *want
     rc = Q_EINVAL;
     goto done;
   }
-  if (get_u32(head + 36) != (uint32_t)crc32(0L, head, 36)) {
+  if (get_u32(head + 8) != SNAPSHOT_FORMAT) {
+    snprintf(err, errlen, "%s: format version %u, this build reads %d", path,
+             get_u32(head + 8), SNAPSHOT_FORMAT);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  if (get_u32(head + 44) != (uint32_t)crc32(0L, head, 44)) {
     snprintf(err, errlen, "%s: header checksum mismatch", path);
     rc = Q_EINVAL;
     goto done;
   }
-  if (get_u32(head + 8) != SNAPSHOT_FORMAT) {
-    snprintf(err, errlen, "%s: format version %u, this build reads %d", path,
-             get_u32(head + 8), SNAPSHOT_FORMAT);
+  if (get_u64(head + 36) != index_lexical_fingerprint(idx)) {
+    snprintf(err, errlen, "%s: made with another stopword list", path);
     rc = Q_EINVAL;
     goto done;
   }

@@ -5,11 +5,13 @@
  *
  * Files in dir (docs/retrieval.md, "Snapshots", has the byte layout):
  *  - index.snap: a header (magic "QRYIDX01", format version, the change log
- *    position the snapshot reflects, the settings that shape the index, a
- *    CRC-32 of the header), then one section per tenant (length, CRC-32 of
- *    the section, tenant, vector dimension, whether it has a graph file, its
- *    live chunks: ids, title, text, version, ordinal, page, vector label),
- *    and nothing after the last section;
+ *    position the snapshot reflects, the settings that shape the index
+ *    including a fingerprint of the stopword list, a CRC-32 of the header),
+ *    then one section per tenant (length, CRC-32 of the section, tenant,
+ *    vector dimension, whether it has a graph file, its live chunks: ids,
+ *    title, text, version, ordinal, page, vector label, filter fields, field
+ *    lengths; then its terms, each with its block-compressed postings as
+ *    the index holds them, postings.h), and nothing after the last section;
  *  - graph-<pos>-<k>.hnsw: the HNSW graph of the k-th tenant, written by
  *    hnsw_save (its own header, version and BLAKE2b checksum), tagged with
  *    the same position.
@@ -33,7 +35,8 @@
 
 /* Bumped whenever the layout changes: a snapshot of another version is
  * discarded (and the index rebuilt). */
-#define SNAPSHOT_FORMAT 2 /* 2: chunks carry their document's filter fields */
+#define SNAPSHOT_FORMAT 3 /* 2: chunks carry their document's filter fields;
+                             3: each tenant's terms and compressed postings */
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {
