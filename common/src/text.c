@@ -299,7 +299,7 @@ static char *fold_word(const char *w, size_t n) {
 void q_text_stopwords_free(q_text_stopwords_t *sw) {
   if (!sw)
     return;
-  for (size_t i = 0; i < sw->n; i++)
+  for (size_t i = 0; !sw->builtin && i < sw->n; i++)
     free(sw->words[i]);
   free(sw->words);
   free(sw->table);

@@ -212,22 +212,22 @@ static void strmap_del(strmap_t *m, const char *key, size_t len, uint64_t h, key
 typedef struct term {
   char *text; /* NULL when the term number is free */
   uint32_t len;
-  uint32_t df;      /* live chunks containing the term */
-  postings_t post;  /* (slot, tf in text, tf in title), compressed */
+  uint32_t df;     /* live chunks containing the term */
+  postings_t post; /* (slot, tf in text, tf in title), compressed */
 } term_t;
 
 typedef struct chunk {
   char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
   uint32_t len_text, len_title; /* kept terms of each field */
-  uint32_t nterms; /* distinct terms */
-  uint32_t *terms; /* their numbers, for df bookkeeping at retirement */
-  float *vec;      /* a copy of the vector until insert() hands it to the
-                      graph's queue; NULL afterwards */
-  size_t dim;      /* its dimension, 0 without a vector */
-  int has_vec;     /* its vector is in shard->hnsw under label */
-  uint64_t label;  /* stable number: the vector's label in the graph */
-  uint32_t doc;    /* number of its document */
+  uint32_t nterms;              /* distinct terms */
+  uint32_t *terms;              /* their numbers, for df bookkeeping at retirement */
+  float *vec;                   /* a copy of the vector until insert() hands it to the
+                                   graph's queue; NULL afterwards */
+  size_t dim;                   /* its dimension, 0 without a vector */
+  int has_vec;                  /* its vector is in shard->hnsw under label */
+  uint64_t label;               /* stable number: the vector's label in the graph */
+  uint32_t doc;                 /* number of its document */
 } chunk_t;
 
 typedef struct doc {
@@ -262,7 +262,7 @@ typedef struct shard {
   size_t live_docs;
 
   strmap_t term_map, chunk_map, doc_map;
-  size_t live;        /* live chunks: N */
+  size_t live;                      /* live chunks: N */
   uint64_t total_text, total_title; /* sums of live chunks' field lengths */
   uint64_t npostings, dead_postings;
   size_t dim;         /* dimension of the vectors here, 0 when there are none */
@@ -280,7 +280,7 @@ struct index {
   size_t fixed_dim;
   index_params_t params;
   double k1, b, wtitle; /* BM25F */
-  uint64_t next_label; /* labels for chunks that come without a seq */
+  uint64_t next_label;  /* labels for chunks that come without a seq */
   /* Graphs replaced when a shard's vectors changed dimension: freed with the
    * index, since a background compaction may still be working on one. */
   hnsw_t **old_graphs;
@@ -1235,8 +1235,8 @@ static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t n
       qterm_t *q = ord[j];
       if (q->cur.cur.slot != d)
         continue;
-      q->contrib = bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title, dl,
-                         avgdl);
+      q->contrib =
+          bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title, dl, avgdl);
       q->hit = true;
       sc += q->contrib;
       pcursor_next(&q->cur);
@@ -1265,8 +1265,8 @@ static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t n
       }
       pcursor_seek(&q->cur, d);
       if (q->cur.cur.slot == d) {
-        q->contrib = bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title,
-                           dl, avgdl);
+        q->contrib =
+            bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title, dl, avgdl);
         q->hit = true;
         sc += q->contrib;
       }
@@ -1702,9 +1702,9 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     bool same = prev_doc && strcmp(prev_doc, in->doc_id) == 0 && prev_meta &&
                 in->metadata && strcmp(prev_meta, in->metadata) == 0;
     if (same) {
-      int64_t dv = strmap_get(&s->doc_map, in->doc_id, strlen(in->doc_id),
-                              hash_bytes(idx->key, in->doc_id, strlen(in->doc_id)),
-                              doc_key, s);
+      int64_t dv =
+          strmap_get(&s->doc_map, in->doc_id, strlen(in->doc_id),
+                     hash_bytes(idx->key, in->doc_id, strlen(in->doc_id)), doc_key, s);
       p.meta = dv >= 0 && s->docs[dv].meta ? json_incref(s->docs[dv].meta) : NULL;
     } else {
       p.meta = in->metadata && *in->metadata ? json_loads(in->metadata, 0, NULL) : NULL;

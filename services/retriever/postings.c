@@ -132,8 +132,8 @@ static void encode_block(postings_t *p, const posting_t *e, uint32_t n,
 uint32_t postings_decode(const postings_t *p, uint32_t b, posting_t *out) {
   const pblock_t *bl = &p->blocks[b];
   const uint8_t *q = p->data + bl->off;
-  const uint8_t *end = b + 1 < p->nblocks ? p->data + p->blocks[b + 1].off
-                                          : p->data + p->nbytes;
+  const uint8_t *end =
+      b + 1 < p->nblocks ? p->data + p->blocks[b + 1].off : p->data + p->nbytes;
   uint32_t prev = b ? p->blocks[b - 1].last : 0;
   for (uint32_t i = 0; i < bl->n; i++) {
     uint32_t d = 0, tf = 0, tt = 0;

@@ -35,8 +35,9 @@
 
 /* Bumped whenever the layout changes: a snapshot of another version is
  * discarded (and the index rebuilt). */
-#define SNAPSHOT_FORMAT 3 /* 2: chunks carry their document's filter fields;
-                             3: each tenant's terms and compressed postings */
+#define SNAPSHOT_FORMAT                                                                  \
+  3 /* 2: chunks carry their document's filter fields;                                   \
+       3: each tenant's terms and compressed postings */
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {
