@@ -12,10 +12,19 @@
  *    reading the rows; the PostgreSQL read itself is not included);
  *  - snapshot write: snapshot_write to --dir (temp file, fsync, rename);
  *  - start from snapshot: snapshot_read into a fresh index;
- *  - a check that both indexes answer a few queries identically.
+ *  - a check that both indexes answer a few queries identically;
+ *  - lexical latency: --queries queries of 1 to 6 Zipf-drawn words against
+ *    the first tenant, top 10 and top 100, on the built index (block-max
+ *    MaxScore) and on the loaded one opened with exhaustive scoring (every
+ *    posting of every query term scored), with a check that both give the
+ *    same lists.
  * RSS is read from /proc/self/statm around the build (the corpus generator's
- * own buffers are allocated before the first reading). Not part of make
- * test:
+ * own buffers are allocated before the first reading). --dim 0 leaves the
+ * vectors out (the lexical index's own memory); --per-tenant sets the
+ * tenant size (one tenant of 1M chunks: --per-tenant 1000000); --dump FILE
+ * writes the first tenant's chunk texts (one per line) and FILE.queries the
+ * queries, for bench/lexical_peer.py (the same queries on Xapian). Not
+ * part of make test:
  *   make bench-retriever RETRIEVER_BENCH_ARGS="--n 100000"
  * Figures are recorded in docs/benchmarks.md. */
 #include "engine/hnsw.h"
@@ -25,6 +34,7 @@
 #include "quarry/arena.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +43,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DIM 384
+#define MAX_DIM 384
 #define VOCAB 50000
 #define CLUSTERS 64
-#define PER_TENANT 100000
 #define BATCH 1000
+
+static size_t vec_dim = MAX_DIM, per_tenant = 100000; /* --dim, --per-tenant */
 
 static double now(void) {
   struct timespec ts;
@@ -60,7 +71,10 @@ static float gauss(uint64_t *s) {
   return (float)(sqrt(-2.0 * log(uniform(s))) * cos(6.283185307179586 * uniform(s)));
 }
 
+/* Resident memory after glibc has returned its free pages (malloc_trim),
+ * so the figure is what the index holds, not what building it left free. */
 static size_t rss_bytes(void) {
+  malloc_trim(0);
   FILE *f = fopen("/proc/self/statm", "r");
   long pages = 0, res = 0;
   if (f) {
@@ -115,18 +129,67 @@ static void rm_rf(const char *d) {
   closedir(dd);
 }
 
+static int dbl_cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Times every query on ix (tenant0, top k): p50, p95, mean in ms. */
+static void time_queries(index_t *ix, char (*qs)[160], size_t nq, size_t k, double *p50,
+                         double *p95, double *mean) {
+  double *t = malloc(nq * sizeof *t);
+  char err[256];
+  double sum = 0;
+  for (size_t i = 0; i < nq; i++) {
+    q_arena_t *a = q_arena_new(0);
+    engine_cand_t *c;
+    size_t nc;
+    double t0 = now();
+    index_lexical(ix, "tenant0", qs[i], strlen(qs[i]), k, NULL, a, &c, &nc, err,
+                  sizeof err);
+    t[i] = (now() - t0) * 1000.0;
+    sum += t[i];
+    q_arena_free(a);
+  }
+  qsort(t, nq, sizeof *t, dbl_cmp);
+  *p50 = t[nq / 2];
+  *p95 = t[(size_t)((double)nq * 0.95)];
+  *mean = sum / (double)nq;
+  free(t);
+}
+
 int main(int argc, char **argv) {
-  size_t n = 100000;
-  const char *dir = "build/bench/retriever-snapshot";
+  size_t n = 100000, nqueries = 500;
+  const char *dir = "build/bench/retriever-snapshot", *dump = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--n") == 0)
       n = (size_t)strtoull(argv[i + 1], NULL, 10);
     else if (strcmp(argv[i], "--dir") == 0)
       dir = argv[i + 1];
+    else if (strcmp(argv[i], "--dim") == 0)
+      vec_dim = (size_t)strtoull(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--per-tenant") == 0)
+      per_tenant = (size_t)strtoull(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--queries") == 0)
+      nqueries = (size_t)strtoull(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--dump") == 0)
+      dump = argv[i + 1];
     else {
-      fprintf(stderr, "usage: %s [--n CHUNKS] [--dir DIR]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--n CHUNKS] [--dir DIR] [--dim 0..384] [--per-tenant N] "
+              "[--queries N] [--dump FILE]\n",
+              argv[0]);
       return 2;
     }
+  }
+  if (vec_dim > MAX_DIM || !per_tenant || !nqueries) {
+    fprintf(stderr, "--dim is at most %d; --per-tenant and --queries above 0\n", MAX_DIM);
+    return 2;
+  }
+  FILE *dumpf = dump ? fopen(dump, "w") : NULL;
+  if (dump && !dumpf) {
+    perror(dump);
+    return 2;
   }
   uint64_t seed = 42;
   zipf_cdf = malloc(VOCAB * sizeof *zipf_cdf);
@@ -138,14 +201,14 @@ int main(int argc, char **argv) {
     acc += 1.0 / (double)(i + 1) / h;
     zipf_cdf[i] = acc;
   }
-  float *centres = malloc((size_t)CLUSTERS * DIM * sizeof *centres);
-  for (size_t i = 0; i < (size_t)CLUSTERS * DIM; i++)
+  float *centres = malloc((size_t)CLUSTERS * MAX_DIM * sizeof *centres);
+  for (size_t i = 0; i < (size_t)CLUSTERS * MAX_DIM; i++)
     centres[i] = gauss(&seed);
   /* one batch of text and vectors, reused */
   char(*ids)[48] = malloc(BATCH * sizeof *ids);
   char(*docs)[32] = malloc(BATCH * sizeof *docs);
   char *texts = malloc((size_t)BATCH * 1200);
-  float *vecs = malloc((size_t)BATCH * DIM * sizeof *vecs);
+  float *vecs = malloc((size_t)BATCH * MAX_DIM * sizeof *vecs);
   engine_chunk_t *c = malloc(BATCH * sizeof *c);
   q_arena_t *arena = q_arena_new(0);
 
@@ -154,10 +217,10 @@ int main(int argc, char **argv) {
   uint64_t text_bytes = 0;
   double t0 = now();
   for (size_t done = 0; done < n;) {
-    size_t tenant = done / PER_TENANT;
+    size_t tenant = done / per_tenant;
     size_t m = n - done < BATCH ? n - done : BATCH;
-    if (done / PER_TENANT != (done + m - 1) / PER_TENANT)
-      m = PER_TENANT - done % PER_TENANT;
+    if (done / per_tenant != (done + m - 1) / per_tenant)
+      m = per_tenant - done % per_tenant;
     for (size_t i = 0; i < m; i++) {
       size_t k = done + i;
       snprintf(ids[i], sizeof ids[i], "doc%zu:1:%zu", k / 8, k % 8);
@@ -174,17 +237,19 @@ int main(int argc, char **argv) {
       }
       t[len] = '\0';
       text_bytes += len;
-      const float *ctr = centres + (rng_next(&seed) % CLUSTERS) * DIM;
-      for (size_t d = 0; d < DIM; d++)
-        vecs[i * DIM + d] = ctr[d] + 0.35f * gauss(&seed);
+      if (dumpf && tenant == 0)
+        fprintf(dumpf, "%s\n", t);
+      const float *ctr = centres + (rng_next(&seed) % CLUSTERS) * vec_dim;
+      for (size_t d = 0; d < vec_dim; d++)
+        vecs[i * vec_dim + d] = ctr[d] + 0.35f * gauss(&seed);
       c[i] = (engine_chunk_t){.chunk_id = ids[i],
                               .doc_id = docs[i],
                               .title = "",
                               .text = t,
                               .version = 1,
                               .ordinal = (int32_t)(k % 8),
-                              .embedding = vecs + i * DIM,
-                              .dim = DIM,
+                              .embedding = vec_dim ? vecs + i * vec_dim : NULL,
+                              .dim = vec_dim,
                               .seq = k + 1};
     }
     char tn[32], err[256];
@@ -212,7 +277,8 @@ int main(int argc, char **argv) {
   }
   double wtime = now() - t0;
 
-  index_t *back = index_new(&(index_params_t){.exact_max = 0});
+  /* Loaded with exhaustive scoring: the latency baseline below. */
+  index_t *back = index_new(&(index_params_t){.exact_max = 0, .exhaustive = true});
   size_t rss2 = rss_bytes();
   t0 = now();
   if (snapshot_read(back, dir, &meta, &ri, err, sizeof err) != 0) {
@@ -240,14 +306,18 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < na; i++)
       if (strcmp(a[i].chunk_id, b[i].chunk_id) || a[i].score != b[i].score)
         goto differ;
-    float qv[DIM];
-    for (size_t d = 0; d < DIM; d++)
-      qv[d] = centres[(size_t)(qn % CLUSTERS) * DIM + d] + 0.35f * gauss(&seed);
+    if (!vec_dim) {
+      checked++;
+      continue;
+    }
+    float qv[MAX_DIM];
+    for (size_t d = 0; d < vec_dim; d++)
+      qv[d] = centres[(size_t)(qn % CLUSTERS) * vec_dim + d] + 0.35f * gauss(&seed);
     bool used, exact;
-    index_dense(idx, "tenant0", qv, DIM, 10, NULL, arena, &a, &na, &used, &exact, err,
+    index_dense(idx, "tenant0", qv, vec_dim, 10, NULL, arena, &a, &na, &used, &exact, err,
                 sizeof err);
-    index_dense(back, "tenant0", qv, DIM, 10, NULL, arena, &b, &nb, &used, &exact, err,
-                sizeof err);
+    index_dense(back, "tenant0", qv, vec_dim, 10, NULL, arena, &b, &nb, &used, &exact,
+                err, sizeof err);
     if (na != nb)
       goto differ;
     for (size_t i = 0; i < na; i++)
@@ -256,9 +326,51 @@ int main(int argc, char **argv) {
     checked++;
   }
 
-  printf("retriever_bench: %zu chunks, %zu tenants, %d-d float32 vectors, text %.0f "
+  /* Lexical latency: pruned (idx) against exhaustive (back), same queries. */
+  char(*qs)[160] = malloc(nqueries * sizeof *qs);
+  for (size_t i = 0; i < nqueries; i++) {
+    size_t len = 0, words = 1 + rng_next(&seed) % 6;
+    for (size_t w = 0; w < words; w++) {
+      char tok[24];
+      word(zipf(&seed), tok);
+      len += (size_t)snprintf(qs[i] + len, sizeof qs[i] - len, "%s%s", w ? " " : "", tok);
+    }
+  }
+  size_t same = 0;
+  for (size_t i = 0; i < nqueries; i++) {
+    engine_cand_t *a, *b;
+    size_t na, nb;
+    q_arena_t *qa = q_arena_new(0);
+    index_lexical(idx, "tenant0", qs[i], strlen(qs[i]), 100, NULL, qa, &a, &na, err,
+                  sizeof err);
+    index_lexical(back, "tenant0", qs[i], strlen(qs[i]), 100, NULL, qa, &b, &nb, err,
+                  sizeof err);
+    bool eq = na == nb;
+    for (size_t j = 0; eq && j < na; j++)
+      eq = strcmp(a[j].chunk_id, b[j].chunk_id) == 0 && a[j].score == b[j].score;
+    same += eq;
+    q_arena_free(qa);
+  }
+  if (dumpf) {
+    char qpath[4096];
+    snprintf(qpath, sizeof qpath, "%s.queries", dump);
+    FILE *qf = fopen(qpath, "w");
+    for (size_t i = 0; qf && i < nqueries; i++)
+      fprintf(qf, "%s\n", qs[i]);
+    if (qf)
+      fclose(qf);
+    fclose(dumpf);
+  }
+  double lat[2][2][3]; /* [pruned, exhaustive][k 10, 100][p50, p95, mean] */
+  size_t kk[2] = {10, 100};
+  for (int m = 0; m < 2; m++)
+    for (int ki = 0; ki < 2; ki++)
+      time_queries(m ? back : idx, qs, nqueries, kk[ki], &lat[m][ki][0], &lat[m][ki][1],
+                   &lat[m][ki][2]);
+
+  printf("retriever_bench: %zu chunks, %zu tenants, %zu-d float32 vectors, text %.0f "
          "bytes/chunk\n",
-         n, (n + PER_TENANT - 1) / PER_TENANT, DIM, (double)text_bytes / (double)n);
+         n, (n + per_tenant - 1) / per_tenant, vec_dim, (double)text_bytes / (double)n);
   printf("  build (index_upsert, batches of %d): %.1f s, %.1f us/chunk\n", BATCH, build,
          build * 1e6 / (double)n);
   printf("  resident memory of the index: %.0f MiB (%.0f bytes/chunk)\n",
@@ -271,6 +383,17 @@ int main(int argc, char **argv) {
   printf("  snapshot-loaded index answers %zu/20 queries identically (lexical and "
          "dense)\n",
          checked);
+  printf("  lexical, %zu queries of 1-6 Zipf words on tenant0 (%zu chunks), ms "
+         "p50/p95/mean:\n",
+         nqueries, n < per_tenant ? n : per_tenant);
+  for (int ki = 0; ki < 2; ki++)
+    printf(
+        "    top %3zu: block-max MaxScore %.3f / %.3f / %.3f, exhaustive %.3f / %.3f / "
+        "%.3f\n",
+        kk[ki], lat[0][ki][0], lat[0][ki][1], lat[0][ki][2], lat[1][ki][0], lat[1][ki][1],
+        lat[1][ki][2]);
+  printf("  MaxScore and exhaustive lists identical (top 100): %zu/%zu queries\n", same,
+         nqueries);
   rm_rf(dir);
   return 0;
 differ:

@@ -217,17 +217,19 @@ typedef struct term {
 } term_t;
 
 typedef struct chunk {
+  /* Point into the chunk's own allocation, after the struct. */
   char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
   uint32_t len_text, len_title; /* kept terms of each field */
   uint32_t nterms;              /* distinct terms */
-  uint32_t *terms;              /* their numbers, for df bookkeeping at retirement */
-  float *vec;                   /* a copy of the vector until insert() hands it to the
-                                   graph's queue; NULL afterwards */
-  size_t dim;                   /* its dimension, 0 without a vector */
-  int has_vec;                  /* its vector is in shard->hnsw under label */
-  uint64_t label;               /* stable number: the vector's label in the graph */
-  uint32_t doc;                 /* number of its document */
+  uint8_t *terms; /* their numbers, for df bookkeeping at retirement: ascending,
+                     as varints of their differences */
+  float *vec;     /* a copy of the vector until insert() hands it to the
+                     graph's queue; NULL afterwards */
+  size_t dim;     /* its dimension, 0 without a vector */
+  int has_vec;    /* its vector is in shard->hnsw under label */
+  uint64_t label; /* stable number: the vector's label in the graph */
+  uint32_t doc;   /* number of its document */
 } chunk_t;
 
 typedef struct doc {
@@ -242,10 +244,22 @@ typedef struct doc {
   json_t *meta;       /* user metadata object, NULL none */
 } doc_t;
 
+/* A slot's field lengths, kept apart from its chunk in one dense array so
+ * the search loop, which reads them for every candidate in slot order, walks
+ * memory in order instead of chasing a pointer per candidate. A free or
+ * retired slot has text == DEAD_LEN. */
+typedef struct slotlen {
+  uint32_t text, title;
+} slotlen_t;
+
+#define DEAD_LEN UINT32_MAX
+
 typedef struct shard {
   char *tenant;
   chunk_t **slots;
   size_t nslots, capslots;
+  slotlen_t *lens; /* per slot, capacity caplens */
+  size_t caplens;
   uint32_t *free_slots, *dead_slots;
   size_t nfree, capfree, ndead, capdead;
 
@@ -350,9 +364,9 @@ static shard_t *get_shard(index_t *idx, const char *tenant) {
 static void slot_lens(const void *ctx, uint32_t slot, uint32_t *len_text,
                       uint32_t *len_title) {
   const shard_t *s = ctx;
-  const chunk_t *c = slot < s->nslots ? s->slots[slot] : NULL;
-  *len_text = c ? c->len_text : 0;
-  *len_title = c ? c->len_title : 0;
+  bool live = slot < s->nslots && s->lens[slot].text != DEAD_LEN;
+  *len_text = live ? s->lens[slot].text : 0;
+  *len_title = live ? s->lens[slot].title : 0;
 }
 
 static bool slot_live(const void *ctx, uint32_t slot) {
@@ -363,13 +377,68 @@ static bool slot_live(const void *ctx, uint32_t slot) {
 static void chunk_free(chunk_t *c) {
   if (!c)
     return;
-  free(c->chunk_id);
-  free(c->doc_id);
-  free(c->title);
-  free(c->text);
   free(c->terms);
   free(c->vec);
   free(c);
+}
+
+/* A new chunk with copies of its strings in the same allocation (one
+ * malloc instead of five: the strings are never changed). */
+static chunk_t *chunk_new(const char *chunk_id, const char *doc_id, const char *title,
+                          const char *text) {
+  const char *src[4] = {chunk_id, doc_id, title, text};
+  size_t len[4], total = 0;
+  for (int i = 0; i < 4; i++) {
+    len[i] = src[i] ? strlen(src[i]) : 0;
+    total += len[i] + 1;
+  }
+  chunk_t *c = xmalloc(sizeof *c + total);
+  memset(c, 0, sizeof *c);
+  char *at = (char *)(c + 1);
+  char **dst[4] = {&c->chunk_id, &c->doc_id, &c->title, &c->text};
+  for (int i = 0; i < 4; i++) {
+    *dst[i] = at;
+    if (len[i])
+      memcpy(at, src[i], len[i]);
+    at[len[i]] = '\0';
+    at += len[i] + 1;
+  }
+  return c;
+}
+
+/* Encodes ids[0..n) (sorted ascending) as varints of their differences
+ * into a new exact-size array. */
+static uint8_t *encode_ids(const uint32_t *ids, size_t n) {
+  uint8_t *o = xmalloc(n * 5 + 1);
+  size_t w = 0;
+  uint32_t prev = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t v = ids[i] - prev;
+    prev = ids[i];
+    while (v >= 0x80) {
+      o[w++] = (uint8_t)(v | 0x80);
+      v >>= 7;
+    }
+    o[w++] = (uint8_t)v;
+  }
+  uint8_t *r = realloc(o, w ? w : 1);
+  return r ? r : o;
+}
+
+/* The next id of an encode_ids array at *at (after prev). */
+static uint32_t next_id(const uint8_t **at, uint32_t prev) {
+  uint32_t v = 0;
+  for (int shift = 0;; shift += 7) {
+    uint8_t b = *(*at)++;
+    v |= (uint32_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return prev + v;
+  }
+}
+
+static int u32_cmp(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
 }
 
 static void shard_free(shard_t *s) {
@@ -388,6 +457,7 @@ static void shard_free(shard_t *s) {
   hnsw_free(s->hnsw);
   free(s->label_map.ents);
   free(s->slots);
+  free(s->lens);
   free(s->free_slots);
   free(s->dead_slots);
   free(s->terms);
@@ -614,11 +684,7 @@ q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunk
 }
 
 static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
-  chunk_t *c = xcalloc(1, sizeof *c);
-  c->chunk_id = xstrdup(in->chunk_id);
-  c->doc_id = xstrdup(in->doc_id);
-  c->title = xstrdup(in->title);
-  c->text = xstrdup(in->text);
+  chunk_t *c = chunk_new(in->chunk_id, in->doc_id, in->title, in->text);
   c->version = in->version;
   c->ordinal = in->ordinal;
   c->page = in->page;
@@ -639,7 +705,6 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   c->len_text = p->bag.total;
   c->len_title = p->bag.total_title;
   c->nterms = (uint32_t)p->bag.n;
-  c->terms = xmalloc(p->bag.n * sizeof *c->terms);
   p->chunk = c;
   p->content_type =
       in->content_type && *in->content_type ? xstrdup(in->content_type) : NULL;
@@ -685,8 +750,10 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
                s);
     vecops_push(ops, s->hnsw, c->label);
   }
-  for (uint32_t i = 0; i < c->nterms; i++) {
-    term_t *t = &s->terms[c->terms[i]];
+  const uint8_t *at = c->terms;
+  for (uint32_t i = 0, id = 0; i < c->nterms; i++) {
+    id = next_id(&at, id);
+    term_t *t = &s->terms[id];
     if (--t->df == 0)
       s->live_terms--;
   }
@@ -722,6 +789,7 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
   }
 
   s->slots[slot] = NULL;
+  s->lens[slot] = (slotlen_t){DEAD_LEN, 0};
   grow(&s->dead_slots, &s->capdead, s->ndead + 1, sizeof *s->dead_slots);
   s->dead_slots[s->ndead++] = slot;
   chunk_free(c);
@@ -797,10 +865,13 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
     slot = s->free_slots[--s->nfree];
   } else {
     grow(&s->slots, &s->capslots, s->nslots + 1, sizeof *s->slots);
+    grow(&s->lens, &s->caplens, s->nslots + 1, sizeof *s->lens);
     slot = (uint32_t)s->nslots++;
   }
   s->slots[slot] = c;
+  s->lens[slot] = (slotlen_t){c->len_text, c->len_title};
 
+  uint32_t *ids = xmalloc((p->bag.n ? p->bag.n : 1) * sizeof *ids);
   for (size_t i = 0; i < p->bag.n; i++) {
     const bag_ent_t *e = &p->bag.ents[i];
     uint32_t id = term_number(s, p->bag.pool + e->off, e->len, e->hash);
@@ -808,8 +879,12 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
     postings_add(&t->post, (posting_t){slot, e->tf, e->tf_title}, slot_lens, s);
     if (t->df++ == 0)
       s->live_terms++;
-    c->terms[i] = id;
+    ids[i] = id;
   }
+  qsort(ids, p->bag.n, sizeof *ids, u32_cmp);
+  free(c->terms);
+  c->terms = encode_ids(ids, p->bag.n);
+  free(ids);
   s->npostings += p->bag.n;
   link_chunk(idx, s, slot, p);
 }
@@ -1220,14 +1295,14 @@ static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t n
         d = ord[j]->cur.cur.slot;
     if (d == POSTINGS_END)
       break;
-    const chunk_t *c = s->slots[d];
-    if (!c) { /* a tombstone */
+    slotlen_t sl = s->lens[d];
+    if (sl.text == DEAD_LEN) { /* a tombstone */
       for (size_t j = ess; j < nq; j++)
         if (ord[j]->cur.cur.slot == d)
           pcursor_next(&ord[j]->cur);
       continue;
     }
-    double dl = c->len_text + w * c->len_title;
+    double dl = sl.text + w * sl.title;
     double sc = 0.0;
     for (size_t j = 0; j < nq; j++)
       ord[j]->hit = false;
@@ -1275,6 +1350,7 @@ static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t n
       continue;
     /* The filter decides here, before the top k: a document that does not
      * pass never takes a place another could have had. */
+    const chunk_t *c = s->slots[d];
     if (!passes(s, c, filter))
       continue;
     double score = 0.0; /* in query order: the same sum whatever was pruned */
@@ -1339,11 +1415,11 @@ q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t
         q->ub = x;
     }
     for (uint32_t j = 0; j < p->ntail; j++) {
-      const chunk_t *c = s->slots[p->tail[j].slot];
-      if (!c)
+      slotlen_t sl = s->lens[p->tail[j].slot];
+      if (sl.text == DEAD_LEN)
         continue;
       double x = bm25f(idx, q->idf, p->tail[j].tf_text + w * p->tail[j].tf_title,
-                       c->len_text + w * c->len_title, avgdl);
+                       sl.text + w * sl.title, avgdl);
       if (x > q->tail_ub)
         q->tail_ub = x;
     }
@@ -1609,11 +1685,15 @@ uint64_t index_lexical_fingerprint(const index_t *idx) {
   return q_text_stopwords_fingerprint(idx->params.stopwords);
 }
 
-/* Fills each chunk's term numbers while a term's postings are adopted. */
+/* Fills each chunk's term numbers while a term's postings are adopted:
+ * terms come in ascending number, so each chunk's list is encoded as it
+ * grows (room for 5 bytes a term; trimmed at the end). */
 typedef struct adopt_ctx {
   shard_t *s;
   uint32_t term;
-  uint32_t *filled; /* per slot */
+  uint32_t *filled; /* per slot: term numbers so far */
+  uint32_t *bytes;  /* per slot: bytes written */
+  uint32_t *prev;   /* per slot: the last term number */
   bool bad;
 } adopt_ctx_t;
 
@@ -1624,7 +1704,17 @@ static void adopt_each_cb(void *ud, const posting_t *e) {
     a->bad = true;
     return;
   }
-  c->terms[a->filled[e->slot]++] = a->term;
+  uint32_t v = a->term - a->prev[e->slot];
+  uint8_t *o = c->terms + a->bytes[e->slot];
+  size_t w = 0;
+  while (v >= 0x80) {
+    o[w++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  o[w++] = (uint8_t)v;
+  a->bytes[e->slot] += (uint32_t)w;
+  a->prev[e->slot] = a->term;
+  a->filled[e->slot]++;
 }
 
 q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
@@ -1667,7 +1757,9 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     return Q_EINVAL;
   }
   q_err_t rc = 0;
-  uint32_t *filled = xcalloc(n, sizeof *filled);
+  uint32_t *filled = xcalloc(n ? n : 1, sizeof *filled);
+  uint32_t *bytes = xcalloc(n ? n : 1, sizeof *bytes);
+  uint32_t *prevs = xcalloc(n ? n : 1, sizeof *prevs);
   /* Nothing is tokenised: chunks become slots 0..n-1 as they come, and the
    * postings are taken in their encoded form (postings_adopt checks them). */
   pthread_rwlock_wrlock(&idx->lock);
@@ -1675,15 +1767,13 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
   if (graph)
     attach_graph(idx, s, graph);
   s->slots = xmalloc((n ? n : 1) * sizeof *s->slots);
+  s->lens = xmalloc((n ? n : 1) * sizeof *s->lens);
+  s->caplens = n ? n : 1;
   s->capslots = n ? n : 1;
   const char *prev_meta = NULL, *prev_doc = NULL;
   for (size_t i = 0; i < n; i++) {
     const engine_chunk_t *in = &chunks[i];
-    chunk_t *c = xcalloc(1, sizeof *c);
-    c->chunk_id = xstrdup(in->chunk_id);
-    c->doc_id = xstrdup(in->doc_id);
-    c->title = xstrdup(in->title);
-    c->text = xstrdup(in->text);
+    chunk_t *c = chunk_new(in->chunk_id, in->doc_id, in->title, in->text);
     c->version = in->version;
     c->ordinal = in->ordinal;
     c->page = in->page;
@@ -1692,8 +1782,18 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     c->len_text = lex[i].len_text;
     c->len_title = lex[i].len_title;
     c->nterms = lex[i].nterms;
-    c->terms = xmalloc((c->nterms ? c->nterms : 1) * sizeof *c->terms);
+    if (c->nterms > (1u << 20)) { /* more than a chunk of 1 MiB can hold */
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s claims %u terms", tenant,
+               c->chunk_id, c->nterms);
+      s->slots[i] = NULL;
+      s->nslots = i;
+      chunk_free(c);
+      rc = Q_EINVAL;
+      goto unlock;
+    }
+    c->terms = xmalloc((size_t)c->nterms * 5 + 1);
     s->slots[i] = c;
+    s->lens[i] = (slotlen_t){c->len_text, c->len_title};
     s->nslots = i + 1;
     prep_t p = {.chunk = c, .in_graph = in->dim > 0, .created_at = in->created_at};
     p.content_type =
@@ -1742,7 +1842,7 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     }
     uint32_t id = term_number(s, td->text, td->len, h);
     term_t *t = &s->terms[id];
-    adopt_ctx_t a = {s, id, filled, false};
+    adopt_ctx_t a = {s, id, filled, bytes, prevs, false};
     if (!postings_adopt(&t->post, td->counts, td->nblocks, td->data, td->nbytes,
                         (uint32_t)n, slot_lens, s, adopt_each_cb, &a) ||
         a.bad || !postings_count(&t->post)) {
@@ -1754,15 +1854,23 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     s->live_terms++;
     s->npostings += t->df;
   }
-  for (size_t i = 0; i < n && !rc; i++)
-    if (filled[i] != s->slots[i]->nterms) {
+  for (size_t i = 0; i < n && !rc; i++) {
+    chunk_t *c = s->slots[i];
+    if (filled[i] != c->nterms) {
       snprintf(err, errlen, "tenant %.64s: chunk %.128s has %u terms, postings give %u",
-               tenant, s->slots[i]->chunk_id, s->slots[i]->nterms, filled[i]);
+               tenant, c->chunk_id, c->nterms, filled[i]);
       rc = Q_EINVAL;
+      break;
     }
+    uint8_t *t = realloc(c->terms, bytes[i] ? bytes[i] : 1);
+    if (t)
+      c->terms = t;
+  }
 unlock:
   pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);
   free(filled);
+  free(bytes);
+  free(prevs);
   return rc;
 }

@@ -216,6 +216,11 @@ void postings_add(postings_t *p, posting_t e, postings_len_fn len, const void *c
     p->ntail -= POSTINGS_BLOCK;
     memmove(p->tail, p->tail + POSTINGS_BLOCK, p->ntail * sizeof *p->tail);
   }
+  if (!p->ntail && p->captail > 4) { /* most lists rest with an empty tail */
+    free(p->tail);
+    p->tail = NULL;
+    p->captail = 0;
+  }
   if (p->ntail >= 2 * POSTINGS_BLOCK && (p->ntail * 8 >= p->nblocked || p->ntail >= 4096))
     postings_rebuild(p, NULL, NULL, NULL, len, ctx);
 }

@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -499,6 +500,9 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       if (e->snap_dir)
         atomic_store(&e->changed, e->snap_changes);
     }
+    /* Loading freed as much as it kept (row buffers, term bags, snapshot
+     * sections): hand the free pages back rather than keep them resident. */
+    malloc_trim(0);
     q_metrics_gauge_fn("quarry_retriever_snapshot_seconds",
                        "Time the last snapshot took to write (0: none yet).",
                        gauge_snap_seconds_cb, e);

@@ -329,6 +329,7 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
 
 typedef struct cursor {
   const unsigned char *p, *end;
+  char *pool, *pool_end; /* where rstr copies strings */
   bool bad;
 } cursor_t;
 
@@ -352,35 +353,22 @@ static uint64_t ru64(cursor_t *c) {
   return v;
 }
 
-/* A string of the section, copied out and NUL-terminated (the caller frees
- * it); NULL and c->bad when malformed. */
+/* A string of the section, copied NUL-terminated into the section's string
+ * pool (one allocation for all of them, freed in one go); NULL and c->bad
+ * when malformed. */
 static char *rstr(cursor_t *c) {
   uint32_t n = ru32(c);
-  if (c->bad || n > STR_MAX || (size_t)(c->end - c->p) < n) {
+  if (c->bad || n > STR_MAX || (size_t)(c->end - c->p) < n ||
+      (size_t)(c->pool_end - c->pool) < (size_t)n + 1) {
     c->bad = true;
     return NULL;
   }
-  char *s = malloc((size_t)n + 1);
-  if (!s) {
-    c->bad = true;
-    return NULL;
-  }
+  char *s = c->pool;
   memcpy(s, c->p, n);
   s[n] = '\0';
+  c->pool += n + 1;
   c->p += n;
   return s;
-}
-
-static void free_chunks(engine_chunk_t *ch, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    free((char *)ch[i].chunk_id);
-    free((char *)ch[i].doc_id);
-    free((char *)ch[i].title);
-    free((char *)ch[i].text);
-    free((char *)ch[i].content_type);
-    free((char *)ch[i].metadata);
-  }
-  free(ch);
 }
 
 /* Reads, checks and applies the k-th section of f. */
@@ -414,7 +402,15 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     snprintf(err, errlen, "checksum mismatch in section %zu", k);
     return Q_EINVAL;
   }
-  cursor_t c = {buf, buf + len, false};
+  /* Every string is a u32 length and its bytes, so len bytes hold at most
+   * len / 4 strings: the pool has room for all of them and their NULs. */
+  char *pool = malloc(len + len / 4 + 1);
+  if (!pool) {
+    free(buf);
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  cursor_t c = {buf, buf + len, pool, pool + len + len / 4 + 1, false};
   q_err_t rc = 0;
   char *tenant = rstr(&c);
   uint64_t dim = ru64(&c);
@@ -537,8 +533,8 @@ done:
   hnsw_free(graph);
   free(terms);
   free(lex);
-  free_chunks(ch, got);
-  free(tenant);
+  free(ch);
+  free(pool);
   free(buf);
   return rc;
 }

@@ -91,7 +91,8 @@ Test(postings, appends_reuse_seek_and_rebuild_match_a_sorted_list) {
   /* seek lands on the first slot >= target; block bounds hold */
   pcursor_t c;
   pcursor_init(&c, &p);
-  for (uint32_t target = 0; target < next; target += 1 + (uint32_t)(rng_next(&seed) % 400)) {
+  for (uint32_t target = 0; target < next;
+       target += 1 + (uint32_t)(rng_next(&seed) % 400)) {
     pcursor_seek(&c, target);
     uint32_t *at = all;
     while (at < all + n && *at < target)
@@ -209,9 +210,9 @@ static void churn(index_t **ix, size_t nix, uint64_t seed, size_t rounds) {
       n = n / 2;
     for (size_t k = 0; k < nix; k++) {
       char err[256];
-      cr_assert_eq(
-          index_upsert(ix[k], tenant, c, n, replace ? docs[0] : NULL, NULL, err, sizeof err),
-          0, "%s", err);
+      cr_assert_eq(index_upsert(ix[k], tenant, c, n, replace ? docs[0] : NULL, NULL, err,
+                                sizeof err),
+                   0, "%s", err);
     }
   }
 }
@@ -225,8 +226,9 @@ static list_t lex(index_t *ix, q_arena_t *a, const char *tenant, const char *q, 
                   const q_filter_t *f) {
   list_t l = {0};
   char err[256];
-  cr_assert_eq(index_lexical(ix, tenant, q, strlen(q), k, f, a, &l.c, &l.n, err, sizeof err),
-               0, "%s", err);
+  cr_assert_eq(
+      index_lexical(ix, tenant, q, strlen(q), k, f, a, &l.c, &l.n, err, sizeof err), 0,
+      "%s", err);
   return l;
 }
 
@@ -241,11 +243,8 @@ static void same_lists(list_t x, list_t y, const char *q, size_t k) {
 }
 
 Test(lexical, maxscore_equals_exhaustive_scoring_under_churn) {
-  index_params_t pe = {.exhaustive = true}, pp = {.bm25 = true,
-                                                  .k1 = 1.2,
-                                                  .b = 0.75,
-                                                  .title_weight = 2.5},
-                 pe2 = pp;
+  index_params_t pe = {.exhaustive = true},
+                 pp = {.bm25 = true, .k1 = 1.2, .b = 0.75, .title_weight = 2.5}, pe2 = pp;
   pe2.exhaustive = true;
   index_t *ix[4] = {index_new(&pe), index_new(NULL), index_new(&pe2), index_new(&pp)};
   q_arena_t *a = q_arena_new(0);
@@ -266,7 +265,8 @@ Test(lexical, maxscore_equals_exhaustive_scoring_under_churn) {
     for (size_t ki = 0; ki < 4; ki++) {
       for (int pair = 0; pair < 2; pair++) {
         index_t *ex = ix[2 * pair], *pr = ix[2 * pair + 1];
-        list_t x = lex(ex, a, "t1", q, ks[ki], NULL), y = lex(pr, a, "t1", q, ks[ki], NULL);
+        list_t x = lex(ex, a, "t1", q, ks[ki], NULL),
+               y = lex(pr, a, "t1", q, ks[ki], NULL);
         same_lists(x, y, q, ks[ki]);
         nonempty += x.n > 0;
         x = lex(ex, a, "t1", q, ks[ki], odd);
@@ -313,10 +313,11 @@ Test(lexical, one_tenants_documents_never_change_anothers_scores) {
     index_chunk_t c[100];
     for (int i = 0; i < 100; i++) {
       snprintf(ids[i], sizeof ids[i], "o%d:%d", r % 25, i);
-      snprintf(texts[i], sizeof texts[i], "kiwi %s pear %s", rng_next(&seed) % 2 ? "kiwi" : "",
+      snprintf(texts[i], sizeof texts[i], "kiwi %s pear %s",
+               rng_next(&seed) % 2 ? "kiwi" : "",
                rng_next(&seed) % 3 ? "fig plum orchard" : "");
-      c[i] = (index_chunk_t){.chunk_id = ids[i], .doc_id = "od", .title = "Kiwi Pear",
-                             .text = texts[i]};
+      c[i] = (index_chunk_t){
+          .chunk_id = ids[i], .doc_id = "od", .title = "Kiwi Pear", .text = texts[i]};
     }
     cr_assert_eq(index_upsert(ix, "other", c, 100, r % 5 == 0 ? "od" : NULL, NULL, err,
                               sizeof err),
@@ -327,8 +328,8 @@ Test(lexical, one_tenants_documents_never_change_anothers_scores) {
     list_t l = lex(ix, a, "mine", qs[i], 10, NULL);
     cr_assert_eq(l.n, nb[i]);
     for (size_t j = 0; j < l.n; j++)
-      cr_assert(l.c[j].score == before[i][j], "query %s rank %zu: %.17g then %.17g", qs[i],
-                j, before[i][j], l.c[j].score);
+      cr_assert(l.c[j].score == before[i][j], "query %s rank %zu: %.17g then %.17g",
+                qs[i], j, before[i][j], l.c[j].score);
     list_t o = lex(ix, a, "other", qs[i], 10, NULL);
     cr_assert_gt(o.n, 0);
     for (size_t j = 0; j < o.n; j++)
