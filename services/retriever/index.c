@@ -1631,9 +1631,15 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
   for (size_t i = 0; i < idx->nshards && !rc; i++) {
     shard_t *s = idx->shards[i];
     rc = v->shard(ud, s->tenant, s->nvec ? s->hnsw : NULL, s->dim, s->live);
-    /* Live chunks are numbered in slot order; postings follow. */
+    /* Live chunks are numbered in slot order, live terms in term order;
+     * postings and chunks' term lists follow. */
     uint32_t *map = xmalloc((s->nslots ? s->nslots : 1) * sizeof *map);
     uint32_t rank = 0;
+    uint32_t *trank = xmalloc((s->nterms ? s->nterms : 1) * sizeof *trank);
+    for (size_t t = 0, r = 0; t < s->nterms; t++)
+      trank[t] = s->terms[t].text && s->terms[t].df ? (uint32_t)r++ : UINT32_MAX;
+    uint32_t *ids = NULL;
+    size_t capids = 0;
     /* The document's filter fields travel with each of its chunks, as they
      * arrive in an upsert; its metadata is serialised once per run of its
      * chunks (a document's chunks mostly sit in neighbouring slots). */
@@ -1668,10 +1674,28 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
           .created_at = d->created_at,
           .metadata = meta,
       };
-      index_chunk_lex_t lex = {c->len_text, c->len_title, c->nterms};
+      grow(&ids, &capids, c->nterms, sizeof *ids);
+      const uint8_t *at = c->terms;
+      for (uint32_t t = 0, id = 0; t < c->nterms; t++) {
+        id = next_id(&at, id);
+        ids[t] = trank[id]; /* ranks keep the order of numbers */
+      }
+      uint8_t *enc = encode_ids(ids, c->nterms);
+      size_t enclen = 0;
+      for (uint32_t t = 0; t < c->nterms; t++)
+        for (uint32_t v = t ? ids[t] - ids[t - 1] : ids[t];; v >>= 7) {
+          enclen++;
+          if (v < 0x80)
+            break;
+        }
+      index_chunk_lex_t lex = {c->len_text, c->len_title, c->nterms, enc,
+                               (uint32_t)enclen};
       rc = v->chunk(ud, &out, &lex);
+      free(enc);
     }
     free(meta);
+    free(ids);
+    free(trank);
     if (!rc)
       rc = visit_terms(s, map, v, ud);
     free(map);
@@ -1685,36 +1709,28 @@ uint64_t index_lexical_fingerprint(const index_t *idx) {
   return q_text_stopwords_fingerprint(idx->params.stopwords);
 }
 
-/* Fills each chunk's term numbers while a term's postings are adopted:
- * terms come in ascending number, so each chunk's list is encoded as it
- * grows (room for 5 bytes a term; trimmed at the end). */
-typedef struct adopt_ctx {
-  shard_t *s;
-  uint32_t term;
-  uint32_t *filled; /* per slot: term numbers so far */
-  uint32_t *bytes;  /* per slot: bytes written */
-  uint32_t *prev;   /* per slot: the last term number */
-  bool bad;
-} adopt_ctx_t;
-
-static void adopt_each_cb(void *ud, const posting_t *e) {
-  adopt_ctx_t *a = ud;
-  chunk_t *c = a->s->slots[e->slot];
-  if (a->filled[e->slot] >= c->nterms) {
-    a->bad = true;
-    return;
+/* Checks a chunk's term list from a snapshot (nterms ascending numbers
+ * below nterms_all, every byte used) and counts each number in uses[]. */
+static bool check_term_list(const uint8_t *p, uint32_t len, uint32_t nterms,
+                            uint32_t nterms_all, uint32_t *uses) {
+  const uint8_t *end = p + len;
+  uint32_t prev = 0;
+  for (uint32_t i = 0; i < nterms; i++) {
+    uint32_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      if (p == end || shift > 28)
+        return false;
+      uint8_t b = *p++;
+      v |= (uint32_t)(b & 0x7f) << shift;
+      if (!(b & 0x80))
+        break;
+    }
+    if ((i && v == 0) || v >= nterms_all - prev)
+      return false;
+    prev += v;
+    uses[prev]++;
   }
-  uint32_t v = a->term - a->prev[e->slot];
-  uint8_t *o = c->terms + a->bytes[e->slot];
-  size_t w = 0;
-  while (v >= 0x80) {
-    o[w++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  o[w++] = (uint8_t)v;
-  a->bytes[e->slot] += (uint32_t)w;
-  a->prev[e->slot] = a->term;
-  a->filled[e->slot]++;
+  return p == end;
 }
 
 q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
@@ -1757,9 +1773,8 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     return Q_EINVAL;
   }
   q_err_t rc = 0;
-  uint32_t *filled = xcalloc(n ? n : 1, sizeof *filled);
-  uint32_t *bytes = xcalloc(n ? n : 1, sizeof *bytes);
-  uint32_t *prevs = xcalloc(n ? n : 1, sizeof *prevs);
+  /* How many chunks list each term: each term's postings must agree. */
+  uint32_t *uses = xcalloc(nterms ? nterms : 1, sizeof *uses);
   /* Nothing is tokenised: chunks become slots 0..n-1 as they come, and the
    * postings are taken in their encoded form (postings_adopt checks them). */
   pthread_rwlock_wrlock(&idx->lock);
@@ -1782,16 +1797,18 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     c->len_text = lex[i].len_text;
     c->len_title = lex[i].len_title;
     c->nterms = lex[i].nterms;
-    if (c->nterms > (1u << 20)) { /* more than a chunk of 1 MiB can hold */
-      snprintf(err, errlen, "tenant %.64s: chunk %.128s claims %u terms", tenant,
-               c->chunk_id, c->nterms);
+    if (nterms >= UINT32_MAX || !check_term_list(lex[i].terms, lex[i].terms_len,
+                                                 c->nterms, (uint32_t)nterms, uses)) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s has a malformed term list",
+               tenant, c->chunk_id);
       s->slots[i] = NULL;
       s->nslots = i;
       chunk_free(c);
       rc = Q_EINVAL;
       goto unlock;
     }
-    c->terms = xmalloc((size_t)c->nterms * 5 + 1);
+    c->terms = xmalloc(lex[i].terms_len ? lex[i].terms_len : 1);
+    memcpy(c->terms, lex[i].terms, lex[i].terms_len);
     s->slots[i] = c;
     s->lens[i] = (slotlen_t){c->len_text, c->len_title};
     s->nslots = i + 1;
@@ -1842,10 +1859,9 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     }
     uint32_t id = term_number(s, td->text, td->len, h);
     term_t *t = &s->terms[id];
-    adopt_ctx_t a = {s, id, filled, bytes, prevs, false};
     if (!postings_adopt(&t->post, td->counts, td->nblocks, td->data, td->nbytes,
-                        (uint32_t)n, slot_lens, s, adopt_each_cb, &a) ||
-        a.bad || !postings_count(&t->post)) {
+                        (uint32_t)n, slot_lens, s, NULL, NULL) ||
+        postings_count(&t->post) != uses[i] || id != i) {
       snprintf(err, errlen, "tenant %.64s: malformed postings of term %zu", tenant, i);
       rc = Q_EINVAL;
       break;
@@ -1854,23 +1870,9 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     s->live_terms++;
     s->npostings += t->df;
   }
-  for (size_t i = 0; i < n && !rc; i++) {
-    chunk_t *c = s->slots[i];
-    if (filled[i] != c->nterms) {
-      snprintf(err, errlen, "tenant %.64s: chunk %.128s has %u terms, postings give %u",
-               tenant, c->chunk_id, c->nterms, filled[i]);
-      rc = Q_EINVAL;
-      break;
-    }
-    uint8_t *t = realloc(c->terms, bytes[i] ? bytes[i] : 1);
-    if (t)
-      c->terms = t;
-  }
 unlock:
   pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);
-  free(filled);
-  free(bytes);
-  free(prevs);
+  free(uses);
   return rc;
 }

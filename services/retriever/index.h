@@ -156,9 +156,13 @@ size_t index_compact_vectors(index_t *idx, bool force);
 typedef struct hnsw hnsw_t;
 
 /* What the lexical index knows of a chunk (index_visit, index_restore_shard):
- * the kept terms of its text and of its title, and its distinct terms. */
+ * the kept terms of its text and of its title, and its distinct terms: how
+ * many, and their numbers (by rank among the shard's terms in visit order)
+ * ascending, as varints (LEB128) of their differences, terms[0..terms_len). */
 typedef struct index_chunk_lex {
   uint32_t len_text, len_title, nterms;
+  const uint8_t *terms;
+  uint32_t terms_len;
 } index_chunk_lex_t;
 
 /* One term of a shard as index_visit hands it out and index_restore_shard

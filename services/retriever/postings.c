@@ -97,7 +97,19 @@ static bool get_varint(const uint8_t **q, const uint8_t *end, uint32_t *v) {
 static void encode_block(postings_t *p, const posting_t *e, uint32_t n,
                          postings_len_fn len, const void *ctx) {
   grow32(&p->blocks, &p->capblocks, (size_t)p->nblocks + 1, sizeof *p->blocks);
-  grow(&p->data, &p->capbytes, p->nbytes + (size_t)n * 15, 1);
+  /* Data grows by a quarter, not double: most lists stop growing at some
+   * point, and doubling would leave a third of their bytes unused. */
+  size_t need = p->nbytes + (size_t)n * 15;
+  if (need > p->capbytes) {
+    size_t c = p->capbytes + p->capbytes / 4;
+    if (c < need)
+      c = need;
+    uint8_t *d = realloc(p->data, c);
+    if (!d)
+      oom();
+    p->data = d;
+    p->capbytes = c;
+  }
   uint32_t prev = p->nblocks ? p->blocks[p->nblocks - 1].last : 0;
   pblock_t *b = &p->blocks[p->nblocks];
   *b = (pblock_t){.off = (uint32_t)p->nbytes,

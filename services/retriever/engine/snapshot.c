@@ -185,6 +185,8 @@ static q_err_t chunk_cb(void *ud, const engine_chunk_t *c, const index_chunk_lex
   wu32(w, lex->len_text);
   wu32(w, lex->len_title);
   wu32(w, lex->nterms);
+  wu32(w, lex->terms_len);
+  wbytes(w, lex->terms, lex->terms_len);
   w->chunks++;
   w->total++;
   return w->failed ? Q_EIO : 0;
@@ -451,6 +453,13 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     lex[got].len_text = ru32(&c);
     lex[got].len_title = ru32(&c);
     lex[got].nterms = ru32(&c);
+    lex[got].terms_len = ru32(&c);
+    if (c.bad || lex[got].terms_len > (size_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    lex[got].terms = c.p;
+    c.p += lex[got].terms_len;
     if (x->dim && (x->dim != dim || !has_graph))
       c.bad = true;
   }
