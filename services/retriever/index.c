@@ -1,10 +1,12 @@
-/* index.c - per-tenant BM25 inverted index plus an HNSW graph (see index.h).
+/* index.c - per-tenant BM25F inverted index plus an HNSW graph (see index.h).
  *
  * Layout of a shard (one per tenant):
  *  - slots[]: the chunks, addressed by slot number. Postings refer to slots.
+ *    lens[] holds each slot's field lengths apart, densely, for the search
+ *    loop.
  *  - terms[]: the term dictionary; each term has its live document frequency
- *    and a growable postings array of (slot, tf). A hash table maps term
- *    text to term number.
+ *    and its postings (slot, tf in text, tf in title), block-compressed
+ *    (postings.h). A hash table maps term text to term number.
  *  - docs[]: each document's live chunk slots (for replace_doc_id), with a
  *    hash table from doc_id; another maps chunk_id to slot.
  *
@@ -16,13 +18,16 @@
  * an upsert once a quarter of all postings are dead; it also frees the terms
  * no live chunk uses.
  *
- * Scoring (Lucene's BM25Similarity with the classic (k1 + 1) numerator):
+ * Scoring: BM25F with one k1 and b (Lucene's idf, the classic (k1 + 1)
+ * numerator), the title's occurrences weighted by w in tf and length:
+ *   tf         = tf_text + w * tf_title,  dl = len_text + w * len_title
  *   idf(t)     = ln(1 + (N - df + 0.5) / (df + 0.5))
  *   score(d,q) = sum over distinct query terms t in d of
  *                idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
- * with N the tenant's live chunks, dl a chunk's term count (title + text,
- * after stopword removal) and avgdl their mean. Duplicate query terms count
- * once.
+ * with N the tenant's live chunks, lengths counted after stopword removal
+ * and avgdl the mean dl. Duplicate query terms count once. The top k comes
+ * from block-max MaxScore (maxscore() below), which gives exactly what an
+ * exhaustive evaluation gives.
  *
  * Dense: each shard's vectors live in one HNSW graph (engine/hnsw.h; cosine, or inner
  * product), labelled by the chunk's stable sequence number (retriever_chunks.seq); a

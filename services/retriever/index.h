@@ -2,7 +2,8 @@
  *
  * One shard per tenant, so a search only ever sees its own tenant's chunks
  * and BM25 statistics (N, df, average length) are per tenant too. Each shard
- * holds an inverted index for BM25 over title + text and, for the chunks
+ * holds an inverted index for BM25F over title and text (compressed
+ * postings, block-max MaxScore top k) and, for the chunks
  * that have one, their vectors in an HNSW graph (engine/hnsw.h) labelled by
  * each chunk's stable sequence number; a shard with at most exact_max
  * vectors is searched by an exact scan of that graph's vectors instead of a
