@@ -1243,10 +1243,12 @@ static inline double bm25f(const index_t *idx, double idf, double tf, double dl,
 typedef struct qterm {
   const term_t *t;
   double idf;
-  double ub;      /* largest contribution any of its postings can make */
-  double tail_ub; /* largest contribution of a posting in its tail */
-  double contrib; /* its contribution to the chunk being scored */
-  bool hit;       /* the chunk being scored has it */
+  double ub;       /* largest contribution any of its postings can make */
+  double tail_ub;  /* largest contribution of a posting in its tail */
+  double contrib;  /* its contribution to the chunk being scored */
+  bool hit;        /* the chunk being scored has it */
+  uint32_t bb_blk; /* the block whose bound bb holds (UINT32_MAX: none) */
+  double bb;
   pcursor_t cur;
 } qterm_t;
 
@@ -1300,6 +1302,40 @@ static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t n
         d = ord[j]->cur.cur.slot;
     if (d == POSTINGS_END)
       break;
+    if (prune && lt->n == lt->k) {
+      /* Block-max skip: every chunk from d up to the end of the nearest
+       * current block of an essential term is bounded by the sum of those
+       * blocks' bounds (and the tails') plus the non-essential terms' ubs;
+       * when that is below theta, none of them can enter: jump past. */
+      double ubsum = ess ? prefix[ess - 1] : 0.0;
+      uint32_t skip_to = POSTINGS_END;
+      for (size_t j = ess; j < nq; j++) {
+        qterm_t *q = ord[j];
+        if (q->cur.cur.slot == POSTINGS_END)
+          continue;
+        double bnd = q->tail_ub;
+        uint32_t b = q->cur.blk;
+        if (b < q->t->post.nblocks) {
+          if (q->bb_blk != b) {
+            q->bb_blk = b;
+            q->bb = block_bound(idx, q, b, avgdl);
+          }
+          if (q->bb > bnd)
+            bnd = q->bb;
+          uint32_t last = q->t->post.blocks[b].last;
+          if (last < skip_to)
+            skip_to = last + 1; /* last < POSTINGS_END - 1: slots are below it */
+        }
+        ubsum += bnd;
+      }
+      if (ubsum * (1.0 + 1e-9) < theta) {
+        if (skip_to == POSTINGS_END)
+          break; /* nothing left can enter */
+        for (size_t j = ess; j < nq; j++)
+          pcursor_seek(&ord[j]->cur, skip_to);
+        continue;
+      }
+    }
     slotlen_t sl = s->lens[d];
     if (sl.text == DEAD_LEN) { /* a tombstone */
       for (size_t j = ess; j < nq; j++)
@@ -1413,6 +1449,7 @@ q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t
     double df = q->t->df;
     q->idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
     q->ub = q->tail_ub = 0.0;
+    q->bb_blk = UINT32_MAX;
     const postings_t *p = &q->t->post;
     for (uint32_t b = 0; b < p->nblocks; b++) {
       double x = block_bound(idx, q, b, avgdl);
