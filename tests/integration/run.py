@@ -32,7 +32,7 @@ MODULES = ["test_health", "test_errors", "test_documents", "test_lifecycle", "te
            "test_providers",
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_crash", "test_concurrency",
            "test_resilience", "test_rerank", "test_batch", "test_filters", "test_milvus",
-           "test_replicas"]
+           "test_replicas", "test_lexical"]
 
 SANITIZER_PATTERNS = [
     re.compile(rb"ERROR: AddressSanitizer"),
