@@ -414,7 +414,16 @@ static chunk_t *chunk_new(const char *chunk_id, const char *doc_id, const char *
 /* Encodes ids[0..n) (sorted ascending) as varints of their differences
  * into a new exact-size array. */
 static uint8_t *encode_ids(const uint32_t *ids, size_t n) {
-  uint8_t *o = xmalloc(n * 5 + 1);
+  /* Sized exactly first: shrinking a larger buffer would leave a hole
+   * behind every chunk's list in the heap. */
+  size_t size = 0;
+  for (size_t i = 0; i < n; i++)
+    for (uint32_t v = i ? ids[i] - ids[i - 1] : ids[i];; v >>= 7) {
+      size++;
+      if (v < 0x80)
+        break;
+    }
+  uint8_t *o = xmalloc(size ? size : 1);
   size_t w = 0;
   uint32_t prev = 0;
   for (size_t i = 0; i < n; i++) {
@@ -426,8 +435,7 @@ static uint8_t *encode_ids(const uint32_t *ids, size_t n) {
     }
     o[w++] = (uint8_t)v;
   }
-  uint8_t *r = realloc(o, w ? w : 1);
-  return r ? r : o;
+  return o;
 }
 
 /* The next id of an encode_ids array at *at (after prev). */
