@@ -85,6 +85,14 @@ static size_t rss_bytes(void) {
   return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Bytes the process has allocated and not freed (malloc's own count,
+ * mmapped blocks included): what an index holds, whatever the heap's
+ * fragmentation makes of its resident size. */
+static size_t heap_bytes(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
 /* Zipf(1) sampling by inverse CDF over a precomputed table. */
 static double *zipf_cdf;
 
@@ -228,7 +236,7 @@ int main(int argc, char **argv) {
   q_arena_t *arena = q_arena_new(0);
 
   index_t *idx = index_new(&(index_params_t){.exact_max = 0});
-  size_t rss0 = rss_bytes();
+  size_t rss0 = rss_bytes(), heap0 = heap_bytes();
   uint64_t text_bytes = 0;
   double t0 = now();
   for (size_t done = 0; done < n;) {
@@ -278,7 +286,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "  %zu chunks, %.1f s\n", done, now() - t0);
   }
   double build = now() - t0;
-  size_t rss1 = rss_bytes();
+  size_t rss1 = rss_bytes(), heap1 = heap_bytes();
 
   char err[512];
   mkdir("build/bench", 0755);
@@ -294,14 +302,14 @@ int main(int argc, char **argv) {
 
   /* Loaded with exhaustive scoring: the latency baseline below. */
   index_t *back = index_new(&(index_params_t){.exact_max = 0, .exhaustive = true});
-  size_t rss2 = rss_bytes();
+  size_t rss2 = rss_bytes(), heap2 = heap_bytes();
   t0 = now();
   if (snapshot_read(back, dir, &meta, &ri, err, sizeof err) != 0) {
     fprintf(stderr, "snapshot_read: %s\n", err);
     return 1;
   }
   double rtime = now() - t0;
-  size_t rss3 = rss_bytes();
+  size_t rss3 = rss_bytes(), heap3 = heap_bytes();
 
   /* Both answer alike: lexical and dense for a few queries. */
   size_t checked = 0;
@@ -387,13 +395,16 @@ int main(int argc, char **argv) {
          n, (n + per_tenant - 1) / per_tenant, vec_dim, (double)text_bytes / (double)n);
   printf("  build (index_upsert, batches of %d): %.1f s, %.1f us/chunk\n", BATCH, build,
          build * 1e6 / (double)n);
-  printf("  resident memory of the index: %.0f MiB (%.0f bytes/chunk)\n",
-         (double)(rss1 - rss0) / 1048576.0, (double)(rss1 - rss0) / (double)n);
+  printf("  resident memory of the index: %.0f MiB (%.0f bytes/chunk); allocated "
+         "%.0f MiB (%.0f bytes/chunk)\n",
+         (double)(rss1 - rss0) / 1048576.0, (double)(rss1 - rss0) / (double)n,
+         (double)(heap1 - heap0) / 1048576.0, (double)(heap1 - heap0) / (double)n);
   printf("  snapshot write: %.2f s, %.0f MiB on disk (%.0f bytes/chunk)\n", wtime,
          (double)wi.bytes / 1048576.0, (double)wi.bytes / (double)n);
   printf("  start from snapshot (snapshot_read): %.2f s (%.1f us/chunk), %zu chunks, "
-         "RSS +%.0f MiB\n",
-         rtime, rtime * 1e6 / (double)n, ri.chunks, (double)(rss3 - rss2) / 1048576.0);
+         "RSS +%.0f MiB, allocated +%.0f MiB (%.0f bytes/chunk)\n",
+         rtime, rtime * 1e6 / (double)n, ri.chunks, (double)(rss3 - rss2) / 1048576.0,
+         (double)(heap3 - heap2) / 1048576.0, (double)(heap3 - heap2) / (double)n);
   printf("  snapshot-loaded index answers %zu/20 queries identically (lexical and "
          "dense)\n",
          checked);

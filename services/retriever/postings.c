@@ -72,6 +72,15 @@ static size_t put_varint(uint8_t *o, uint32_t v) {
   return n;
 }
 
+static size_t varint_len(uint32_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
 /* Reads a varint of at most 5 bytes from *q (< end); false when truncated
  * or longer than 32 bits. */
 static bool get_varint(const uint8_t **q, const uint8_t *end, uint32_t *v) {
@@ -99,7 +108,13 @@ static void encode_block(postings_t *p, const posting_t *e, uint32_t n,
   grow32(&p->blocks, &p->capblocks, (size_t)p->nblocks + 1, sizeof *p->blocks);
   /* Data grows by a quarter, not double: most lists stop growing at some
    * point, and doubling would leave a third of their bytes unused. */
-  size_t need = p->nbytes + (size_t)n * 15;
+  size_t need = p->nbytes;
+  uint32_t pv = p->nblocks ? p->blocks[p->nblocks - 1].last : 0;
+  for (uint32_t i = 0; i < n; i++) { /* the exact size: no 15-byte worst case */
+    need += varint_len(e[i].slot - pv) + varint_len(e[i].tf_text << 1 | 1u) +
+            (e[i].tf_title ? varint_len(e[i].tf_title) : 0);
+    pv = e[i].slot;
+  }
   if (need > p->capbytes) {
     size_t c = p->capbytes + p->capbytes / 4;
     if (c < need)
@@ -204,6 +219,30 @@ void postings_rebuild(postings_t *p, postings_keep_fn keep, const void *keep_ctx
   free(all);
 }
 
+/* Postings the tail gathers before they are encoded. */
+#define TAIL_FLUSH 16
+
+/* Encodes the tail (every slot above the last block's) into blocks: the
+ * last block, when not full, is decoded and re-encoded with the first of
+ * them, so blocks stay full but the last. */
+static void flush_tail(postings_t *p, postings_len_fn len, const void *ctx) {
+  posting_t buf[POSTINGS_BLOCK];
+  uint32_t at = 0;
+  if (p->nblocks && p->blocks[p->nblocks - 1].n < POSTINGS_BLOCK) {
+    at = postings_decode(p, p->nblocks - 1, buf);
+    p->nbytes = p->blocks[p->nblocks - 1].off;
+    p->nblocks--;
+    p->nblocked -= at;
+  }
+  for (uint32_t i = 0; i < p->ntail;) {
+    while (at < POSTINGS_BLOCK && i < p->ntail)
+      buf[at++] = p->tail[i++];
+    encode_block(p, buf, at, len, ctx);
+    at = 0;
+  }
+  p->ntail = 0;
+}
+
 void postings_add(postings_t *p, posting_t e, postings_len_fn len, const void *ctx) {
   grow32(&p->tail, &p->captail, (size_t)p->ntail + 1, sizeof *p->tail);
   uint32_t at = p->ntail;
@@ -221,13 +260,12 @@ void postings_add(postings_t *p, posting_t e, postings_len_fn len, const void *c
   }
   p->tail[at] = e;
   p->ntail++;
-  /* Appended slots leave as full blocks; reused ones wait for a merge. */
-  while (p->ntail >= POSTINGS_BLOCK &&
-         (!p->nblocks || p->tail[0].slot > p->blocks[p->nblocks - 1].last)) {
-    encode_block(p, p->tail, POSTINGS_BLOCK, len, ctx);
-    p->ntail -= POSTINGS_BLOCK;
-    memmove(p->tail, p->tail + POSTINGS_BLOCK, p->ntail * sizeof *p->tail);
-  }
+  /* Appended slots leave the tail in small steps (uncompressed, a posting
+   * takes 12 bytes: most terms of a vocabulary never reach a full block),
+   * topping up the last block; reused ones wait for a merge. */
+  if (p->ntail >= TAIL_FLUSH &&
+      (!p->nblocks || p->tail[0].slot > p->blocks[p->nblocks - 1].last))
+    flush_tail(p, len, ctx);
   if (!p->ntail && p->captail > 4) { /* most lists rest with an empty tail */
     free(p->tail);
     p->tail = NULL;

@@ -12,8 +12,9 @@
  * (index.c turns those into a block's largest possible BM25F score).
  *
  * New postings go to a small sorted tail, uncompressed: appended slots (the
- * usual case: new chunks get new slots) leave it as a full block once
- * POSTINGS_BLOCK have gathered; reused slots (smaller than the last block's)
+ * usual case: new chunks get new slots) leave it every 16, topping up the
+ * last block (re-encoded) until it holds POSTINGS_BLOCK; reused slots
+ * (smaller than the last block's)
  * stay there until the tail is an eighth of the blocks (or 4096), when the
  * whole list is merged and re-encoded. A cursor walks blocks and tail
  * merged, in slot order.
