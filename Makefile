@@ -342,8 +342,11 @@ bench-ocr: $(OCR_BENCH)
 	$(OCR_BENCH) $(OCR_BENCH_ARGS)
 
 # The embedded engine's index at scale: build time, memory, snapshot size,
-# start from snapshot (figures only; docs/benchmarks.md).
-# RETRIEVER_BENCH_ARGS: --n CHUNKS (100000), --dir DIR, --vector-type float32|int8.
+# start from snapshot, lexical latency with block-max MaxScore vs exhaustive
+# scoring (figures only; docs/benchmarks.md).
+# RETRIEVER_BENCH_ARGS: --n CHUNKS (100000), --dir DIR, --dim 0..384 (384; 0:
+# lexical only), --per-tenant N (100000), --queries N (500), --vector-type float32|int8, --dump FILE (the
+# first tenant's texts and the queries, for bench/lexical_peer.py: Xapian).
 RETRIEVER_BENCH := $(BUILD)/bench/retriever_bench
 $(RETRIEVER_BENCH): $(BUILD)/obj/bench/retriever_bench.o $(BUILD)/lib/libsvc_retriever.a $(LIBQ)
 	@mkdir -p $(dir $@)

@@ -15,9 +15,12 @@
 
 #include "quarry/log.h"
 
+#include <errno.h>
 #include <libstemmer.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -215,7 +218,218 @@ size_t q_text_chars(const char *s, size_t n) {
   return c;
 }
 
+/* ---- stopword lists other than the built-in one ------------------------ */
+
+struct q_text_stopwords {
+  bool builtin; /* "english": q_text_is_stopword */
+  char **words;
+  size_t n;
+  uint32_t *table; /* word number + 1, 0 empty; tcap a power of two */
+  size_t tcap;
+  uint64_t fp;
+};
+
+static uint64_t fnv1a64(const char *w, size_t n) {
+  uint64_t h = 14695981039346656037u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)w[i]) * 1099511628211u;
+  return h;
+}
+
+/* Mixes one word into an order-independent fingerprint (a sum of mixed
+ * hashes; duplicates are removed before). */
+static uint64_t fp_word(const char *w, size_t n) {
+  uint64_t x = fnv1a64(w, n);
+  x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+static uint64_t builtin_fp(void) {
+  uint64_t fp = 0;
+  for (size_t i = 0; i < sizeof stopwords / sizeof stopwords[0]; i++)
+    fp += fp_word(stopwords[i], strlen(stopwords[i]));
+  return fp;
+}
+
+static bool sw_has(const q_text_stopwords_t *sw, const char *w, size_t len) {
+  if (sw->builtin)
+    return q_text_is_stopword(w, len);
+  if (!sw->n)
+    return false;
+  size_t mask = sw->tcap - 1;
+  for (size_t h = fnv1a(w, len) & mask; sw->table[h]; h = (h + 1) & mask) {
+    const char *x = sw->words[sw->table[h] - 1];
+    if (strlen(x) == len && memcmp(x, w, len) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Case-folds one word of a stopword file as the tokenizer folds text;
+ * NULL when it is not one word (a separator inside) or out of memory. The
+ * caller frees the result. */
+static char *fold_word(const char *w, size_t n) {
+  const unsigned char *p = (const unsigned char *)w;
+  bool ascii = true;
+  for (size_t i = 0; i < n;) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t len = utf8proc_iterate(p + i, (utf8proc_ssize_t)(n - i), &cp);
+    if (len <= 0)
+      return NULL;
+    if (cp >= 0x80)
+      ascii = false;
+    utf8proc_category_t cat = utf8proc_category(cp);
+    if (!(is_letter_or_digit(cat) || (i > 0 && (is_mark(cat) || is_joiner(cp)))))
+      return NULL;
+    i += (size_t)len;
+  }
+  if (ascii) {
+    char *o = malloc(n + 1);
+    if (!o)
+      return NULL;
+    for (size_t i = 0; i < n; i++)
+      o[i] = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] + ('a' - 'A') : w[i]);
+    o[n] = '\0';
+    return o;
+  }
+  char *z = malloc(n + 1);
+  if (!z)
+    return NULL;
+  memcpy(z, w, n);
+  z[n] = '\0';
+  utf8proc_uint8_t *o = utf8proc_NFKC_Casefold((const utf8proc_uint8_t *)z);
+  free(z);
+  return (char *)o;
+}
+
+void q_text_stopwords_free(q_text_stopwords_t *sw) {
+  if (!sw)
+    return;
+  for (size_t i = 0; !sw->builtin && i < sw->n; i++)
+    free(sw->words[i]);
+  free(sw->words);
+  free(sw->table);
+  free(sw);
+}
+
+/* Adds word (taken) unless it is there already. */
+static void sw_add(q_text_stopwords_t *sw, char *word) {
+  size_t len = strlen(word);
+  if (sw_has(sw, word, len)) {
+    free(word);
+    return;
+  }
+  size_t mask = sw->tcap - 1, h = fnv1a(word, len) & mask;
+  while (sw->table[h])
+    h = (h + 1) & mask;
+  sw->words[sw->n] = word;
+  sw->table[h] = (uint32_t)++sw->n;
+  sw->fp += fp_word(word, len);
+}
+
+q_err_t q_text_stopwords_new(const char *spec, q_text_stopwords_t **out, char *err,
+                             size_t errlen) {
+  *out = NULL;
+  q_text_stopwords_t *sw = calloc(1, sizeof *sw);
+  if (!sw) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  if (!spec || strcmp(spec, "english") == 0) {
+    sw->builtin = true;
+    sw->n = sizeof stopwords / sizeof stopwords[0];
+    sw->fp = builtin_fp();
+    *out = sw;
+    return 0;
+  }
+  if (strcmp(spec, "none") == 0) {
+    *out = sw;
+    return 0;
+  }
+  FILE *f = fopen(spec, "rb");
+  if (!f) {
+    snprintf(err, errlen, "stopword file %s: %s (use english, none or a file)", spec,
+             strerror(errno));
+    free(sw);
+    return Q_EINVAL;
+  }
+  char *buf = malloc(Q_TEXT_STOPWORDS_MAX_FILE + 1);
+  size_t got = buf ? fread(buf, 1, Q_TEXT_STOPWORDS_MAX_FILE + 1, f) : 0;
+  fclose(f);
+  q_err_t rc = 0;
+  if (!buf) {
+    snprintf(err, errlen, "out of memory");
+    rc = Q_ENOMEM;
+    goto done;
+  }
+  if (got > Q_TEXT_STOPWORDS_MAX_FILE) {
+    snprintf(err, errlen, "stopword file %s is larger than %u bytes", spec,
+             Q_TEXT_STOPWORDS_MAX_FILE);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  sw->tcap = 2;
+  while (sw->tcap < 2 * Q_TEXT_STOPWORDS_MAX_WORDS)
+    sw->tcap *= 2;
+  sw->table = calloc(sw->tcap, sizeof *sw->table);
+  sw->words = calloc(Q_TEXT_STOPWORDS_MAX_WORDS, sizeof *sw->words);
+  if (!sw->table || !sw->words) {
+    snprintf(err, errlen, "out of memory");
+    rc = Q_ENOMEM;
+    goto done;
+  }
+  size_t line = 0;
+  for (size_t at = 0; at < got && !rc;) {
+    size_t end = at;
+    while (end < got && buf[end] != '\n')
+      end++;
+    line++;
+    size_t a = at, b = end;
+    while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r'))
+      a++;
+    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r'))
+      b--;
+    at = end + 1;
+    if (a == b || buf[a] == '#')
+      continue;
+    char *w = b - a <= Q_TEXT_MAX_TERM ? fold_word(buf + a, b - a) : NULL;
+    if (!w || strlen(w) > Q_TEXT_MAX_TERM) {
+      snprintf(err, errlen,
+               "stopword file %s, line %zu: not one word of at most %d bytes "
+               "(letters and digits)",
+               spec, line, Q_TEXT_MAX_TERM);
+      free(w);
+      rc = Q_EINVAL;
+    } else if (sw->n == Q_TEXT_STOPWORDS_MAX_WORDS) {
+      snprintf(err, errlen, "stopword file %s has more than %d words", spec,
+               Q_TEXT_STOPWORDS_MAX_WORDS);
+      free(w);
+      rc = Q_EINVAL;
+    } else {
+      sw_add(sw, w);
+    }
+  }
+done:
+  free(buf);
+  if (rc) {
+    q_text_stopwords_free(sw);
+    return rc;
+  }
+  *out = sw;
+  return 0;
+}
+
+uint64_t q_text_stopwords_fingerprint(const q_text_stopwords_t *sw) {
+  return sw ? sw->fp : builtin_fp();
+}
+
+size_t q_text_stopwords_count(const q_text_stopwords_t *sw) {
+  return sw ? sw->n : sizeof stopwords / sizeof stopwords[0];
+}
+
 typedef struct term_state {
+  const q_text_stopwords_t *sw; /* NULL: the built-in list */
   q_text_term_cb cb;
   void *ud;
   size_t pos; /* terms delivered so far */
@@ -252,7 +466,7 @@ static void emit_word(term_state_t *st, const unsigned char *raw, size_t n, int 
     wlen = (size_t)k;
   }
 
-  if (q_text_is_stopword(w, wlen))
+  if (st->sw ? sw_has(st->sw, w, wlen) : q_text_is_stopword(w, wlen))
     return;
 
   if (st->stemmer)
@@ -270,9 +484,15 @@ static void emit_word(term_state_t *st, const unsigned char *raw, size_t n, int 
 }
 
 size_t q_text_terms(const char *s, size_t n, q_text_term_cb cb, void *ud) {
+  return q_text_terms_stop(s, n, NULL, cb, ud);
+}
+
+size_t q_text_terms_stop(const char *s, size_t n, const q_text_stopwords_t *sw,
+                         q_text_term_cb cb, void *ud) {
   if (!s || n == 0)
     return 0;
   term_state_t st; /* about 9 KiB, mostly the normalisation buffer */
+  st.sw = sw;
   st.cb = cb;
   st.ud = ud;
   st.pos = 0;

@@ -1,10 +1,12 @@
-/* index.c - per-tenant BM25 inverted index plus an HNSW graph (see index.h).
+/* index.c - per-tenant BM25F inverted index plus an HNSW graph (see index.h).
  *
  * Layout of a shard (one per tenant):
  *  - slots[]: the chunks, addressed by slot number. Postings refer to slots.
+ *    lens[] holds each slot's field lengths apart, densely, for the search
+ *    loop.
  *  - terms[]: the term dictionary; each term has its live document frequency
- *    and a growable postings array of (slot, tf). A hash table maps term
- *    text to term number.
+ *    and its postings (slot, tf in text, tf in title), block-compressed
+ *    (postings.h). A hash table maps term text to term number.
  *  - docs[]: each document's live chunk slots (for replace_doc_id), with a
  *    hash table from doc_id; another maps chunk_id to slot.
  *
@@ -16,13 +18,16 @@
  * an upsert once a quarter of all postings are dead; it also frees the terms
  * no live chunk uses.
  *
- * Scoring (Lucene's BM25Similarity with the classic (k1 + 1) numerator):
+ * Scoring: BM25F with one k1 and b (Lucene's idf, the classic (k1 + 1)
+ * numerator), the title's occurrences weighted by w in tf and length:
+ *   tf         = tf_text + w * tf_title,  dl = len_text + w * len_title
  *   idf(t)     = ln(1 + (N - df + 0.5) / (df + 0.5))
  *   score(d,q) = sum over distinct query terms t in d of
  *                idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
- * with N the tenant's live chunks, dl a chunk's term count (title + text,
- * after stopword removal) and avgdl their mean. Duplicate query terms count
- * once.
+ * with N the tenant's live chunks, lengths counted after stopword removal
+ * and avgdl the mean dl. Duplicate query terms count once. The top k comes
+ * from block-max MaxScore (maxscore() below), which gives exactly what an
+ * exhaustive evaluation gives.
  *
  * Dense: each shard's vectors live in one HNSW graph (engine/hnsw.h; cosine, or inner
  * product), labelled by the chunk's stable sequence number (retriever_chunks.seq); a
@@ -37,6 +42,7 @@
 #include "index.h"
 
 #include "engine/hnsw.h"
+#include "postings.h"
 #include "quarry/error.h"
 #include "quarry/log.h"
 #include "quarry/text.h"
@@ -208,32 +214,28 @@ static void strmap_del(strmap_t *m, const char *key, size_t len, uint64_t h, key
 
 /* ---- the shard ---------------------------------------------------------- */
 
-typedef struct posting {
-  uint32_t slot;
-  uint32_t tf;
-} posting_t;
-
 typedef struct term {
   char *text; /* NULL when the term number is free */
   uint32_t len;
-  uint32_t df; /* live chunks containing the term */
-  posting_t *post;
-  size_t npost, cappost;
+  uint32_t df;     /* live chunks containing the term */
+  postings_t post; /* (slot, tf in text, tf in title), compressed */
 } term_t;
 
 typedef struct chunk {
+  /* Point into the chunk's own allocation, after the struct. */
   char *chunk_id, *doc_id, *title, *text;
   int32_t version, ordinal, page;
-  engine_offsets_t at; /* carried for search hits */
-  uint32_t len;        /* BM25 document length */
-  uint32_t nterms;     /* distinct terms */
-  uint32_t *terms;     /* their numbers, for df bookkeeping at retirement */
-  float *vec;          /* a copy of the vector until insert() hands it to the
-                          graph's queue; NULL afterwards */
-  size_t dim;          /* its dimension, 0 without a vector */
-  int has_vec;         /* its vector is in shard->hnsw under label */
-  uint64_t label;      /* stable number: the vector's label in the graph */
-  uint32_t doc;        /* number of its document */
+  engine_offsets_t at;          /* carried for search hits */
+  uint32_t len_text, len_title; /* kept terms of each field */
+  uint32_t nterms;              /* distinct terms */
+  uint8_t *terms; /* their numbers, for df bookkeeping at retirement: ascending,
+                     as varints of their differences */
+  float *vec;     /* a copy of the vector until insert() hands it to the
+                     graph's queue; NULL afterwards */
+  size_t dim;     /* its dimension, 0 without a vector */
+  int has_vec;    /* its vector is in shard->hnsw under label */
+  uint64_t label; /* stable number: the vector's label in the graph */
+  uint32_t doc;   /* number of its document */
 } chunk_t;
 
 typedef struct doc {
@@ -250,10 +252,22 @@ typedef struct doc {
   json_t *meta;       /* user metadata object, NULL none */
 } doc_t;
 
+/* A slot's field lengths, kept apart from its chunk in one dense array so
+ * the search loop, which reads them for every candidate in slot order, walks
+ * memory in order instead of chasing a pointer per candidate. A free or
+ * retired slot has text == DEAD_LEN. */
+typedef struct slotlen {
+  uint32_t text, title;
+} slotlen_t;
+
+#define DEAD_LEN UINT32_MAX
+
 typedef struct shard {
   char *tenant;
   chunk_t **slots;
   size_t nslots, capslots;
+  slotlen_t *lens; /* per slot, capacity caplens */
+  size_t caplens;
   uint32_t *free_slots, *dead_slots;
   size_t nfree, capfree, ndead, capdead;
 
@@ -270,8 +284,8 @@ typedef struct shard {
   size_t live_docs;
 
   strmap_t term_map, chunk_map, doc_map;
-  size_t live;        /* live chunks: N */
-  uint64_t total_len; /* sum of live chunks' lengths */
+  size_t live;                      /* live chunks: N */
+  uint64_t total_text, total_title; /* sums of live chunks' field lengths */
   uint64_t npostings, dead_postings;
   size_t dim;         /* dimension of the vectors here, 0 when there are none */
   size_t nvec;        /* live chunks with a vector */
@@ -287,7 +301,8 @@ struct index {
   unsigned char key[crypto_shorthash_KEYBYTES];
   size_t fixed_dim;
   index_params_t params;
-  uint64_t next_label; /* labels for chunks that come without a seq */
+  double k1, b, wtitle; /* BM25F */
+  uint64_t next_label;  /* labels for chunks that come without a seq */
   /* Graphs replaced when a shard's vectors changed dimension: freed with the
    * index, since a background compaction may still be working on one. */
   hnsw_t **old_graphs;
@@ -353,16 +368,93 @@ static shard_t *get_shard(index_t *idx, const char *tenant) {
   return s;
 }
 
+/* postings.h callbacks: a slot's field lengths, whether it is live. */
+static void slot_lens(const void *ctx, uint32_t slot, uint32_t *len_text,
+                      uint32_t *len_title) {
+  const shard_t *s = ctx;
+  bool live = slot < s->nslots && s->lens[slot].text != DEAD_LEN;
+  *len_text = live ? s->lens[slot].text : 0;
+  *len_title = live ? s->lens[slot].title : 0;
+}
+
+static bool slot_live(const void *ctx, uint32_t slot) {
+  const shard_t *s = ctx;
+  return slot < s->nslots && s->slots[slot];
+}
+
 static void chunk_free(chunk_t *c) {
   if (!c)
     return;
-  free(c->chunk_id);
-  free(c->doc_id);
-  free(c->title);
-  free(c->text);
   free(c->terms);
   free(c->vec);
   free(c);
+}
+
+/* A new chunk with copies of its strings in the same allocation (one
+ * malloc instead of five: the strings are never changed). */
+static chunk_t *chunk_new(const char *chunk_id, const char *doc_id, const char *title,
+                          const char *text) {
+  const char *src[4] = {chunk_id, doc_id, title, text};
+  size_t len[4], total = 0;
+  for (int i = 0; i < 4; i++) {
+    len[i] = src[i] ? strlen(src[i]) : 0;
+    total += len[i] + 1;
+  }
+  chunk_t *c = xmalloc(sizeof *c + total);
+  memset(c, 0, sizeof *c);
+  char *at = (char *)(c + 1);
+  char **dst[4] = {&c->chunk_id, &c->doc_id, &c->title, &c->text};
+  for (int i = 0; i < 4; i++) {
+    *dst[i] = at;
+    if (len[i])
+      memcpy(at, src[i], len[i]);
+    at[len[i]] = '\0';
+    at += len[i] + 1;
+  }
+  return c;
+}
+
+/* Encodes ids[0..n) (sorted ascending) as varints of their differences
+ * into a new exact-size array. */
+static uint8_t *encode_ids(const uint32_t *ids, size_t n) {
+  /* Sized exactly first: shrinking a larger buffer would leave a hole
+   * behind every chunk's list in the heap. */
+  size_t size = 0;
+  for (size_t i = 0; i < n; i++)
+    for (uint32_t v = i ? ids[i] - ids[i - 1] : ids[i];; v >>= 7) {
+      size++;
+      if (v < 0x80)
+        break;
+    }
+  uint8_t *o = xmalloc(size ? size : 1);
+  size_t w = 0;
+  uint32_t prev = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t v = ids[i] - prev;
+    prev = ids[i];
+    while (v >= 0x80) {
+      o[w++] = (uint8_t)(v | 0x80);
+      v >>= 7;
+    }
+    o[w++] = (uint8_t)v;
+  }
+  return o;
+}
+
+/* The next id of an encode_ids array at *at (after prev). */
+static uint32_t next_id(const uint8_t **at, uint32_t prev) {
+  uint32_t v = 0;
+  for (int shift = 0;; shift += 7) {
+    uint8_t b = *(*at)++;
+    v |= (uint32_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return prev + v;
+  }
+}
+
+static int u32_cmp(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
 }
 
 static void shard_free(shard_t *s) {
@@ -370,7 +462,7 @@ static void shard_free(shard_t *s) {
     chunk_free(s->slots[i]);
   for (size_t i = 0; i < s->nterms; i++) {
     free(s->terms[i].text);
-    free(s->terms[i].post);
+    postings_cleanup(&s->terms[i].post);
   }
   for (size_t i = 0; i < s->ndocs; i++) {
     free(s->docs[i].doc_id);
@@ -383,6 +475,7 @@ static void shard_free(shard_t *s) {
   hnsw_free(s->hnsw);
   free(s->label_map.ents);
   free(s->slots);
+  free(s->lens);
   free(s->free_slots);
   free(s->dead_slots);
   free(s->terms);
@@ -400,6 +493,9 @@ index_t *index_new(const index_params_t *params) {
   index_params_t p = params ? *params : (index_params_t){0};
   if (sodium_init() < 0 || p.fixed_dim > Q_INDEX_MAX_DIM || p.m > HNSW_MAX_M ||
       (p.m && p.m < 2) || p.ef_construction > HNSW_MAX_EF || p.ef_search > HNSW_MAX_EF)
+    return NULL;
+  if (p.bm25 && !(p.k1 >= 0 && p.k1 <= 1000 && p.b >= 0 && p.b <= 1 &&
+                  p.title_weight >= 0 && p.title_weight <= 1000))
     return NULL;
   index_t *idx = calloc(1, sizeof *idx);
   if (!idx)
@@ -422,6 +518,9 @@ index_t *index_new(const index_params_t *params) {
   crypto_shorthash_keygen(idx->key);
   idx->fixed_dim = p.fixed_dim;
   idx->params = p;
+  idx->k1 = p.bm25 ? p.k1 : INDEX_BM25_K1;
+  idx->b = p.bm25 ? p.b : INDEX_BM25_B;
+  idx->wtitle = p.bm25 ? p.title_weight : INDEX_TITLE_WEIGHT;
   /* Labels of chunks without a seq sit far above any PostgreSQL sequence. */
   idx->next_label = UINT64_C(1) << 62;
   return idx;
@@ -452,7 +551,7 @@ int64_t index_chunk_count(const index_t *idx) {
  * appearance. */
 typedef struct bag_ent {
   uint64_t hash;
-  uint32_t off, len, tf;
+  uint32_t off, len, tf, tf_title;
 } bag_ent_t;
 
 typedef struct bag {
@@ -463,7 +562,9 @@ typedef struct bag {
   size_t tcap;
   char *pool; /* term texts, each NUL-terminated */
   size_t plen, pcap;
-  uint32_t total; /* terms added, with repetitions */
+  uint32_t total, total_title; /* terms added, with repetitions (in text,
+                                  in title) */
+  bool title;                  /* terms being added are the title's */
 } bag_t;
 
 static void bag_free(bag_t *b) {
@@ -493,8 +594,13 @@ static int bag_add_cb(const char *term, size_t len, size_t pos, void *ud) {
   while (b->table[j]) {
     bag_ent_t *e = &b->ents[b->table[j] - 1];
     if (e->hash == h && e->len == len && memcmp(b->pool + e->off, term, len) == 0) {
-      e->tf++;
-      b->total++;
+      if (b->title) {
+        e->tf_title++;
+        b->total_title++;
+      } else {
+        e->tf++;
+        b->total++;
+      }
       return 0;
     }
     j = (j + 1) & mask;
@@ -502,16 +608,21 @@ static int bag_add_cb(const char *term, size_t len, size_t pos, void *ud) {
   grow(&b->pool, &b->pcap, b->plen + len + 1, 1);
   memcpy(b->pool + b->plen, term, len + 1);
   grow(&b->ents, &b->cap, b->n + 1, sizeof *b->ents);
-  b->ents[b->n] = (bag_ent_t){h, (uint32_t)b->plen, (uint32_t)len, 1};
+  b->ents[b->n] = (bag_ent_t){h, (uint32_t)b->plen, (uint32_t)len, b->title ? 0 : 1,
+                              b->title ? 1 : 0};
   b->plen += len + 1;
   b->table[j] = (uint32_t)++b->n;
-  b->total++;
+  if (b->title)
+    b->total_title++;
+  else
+    b->total++;
   return 0;
 }
 
-static void bag_text(bag_t *b, const char *s) {
+static void bag_text(const index_t *idx, bag_t *b, const char *s, bool title) {
+  b->title = title;
   if (s && *s)
-    q_text_terms(s, strlen(s), bag_add_cb, b);
+    q_text_terms_stop(s, strlen(s), idx->params.stopwords, bag_add_cb, b);
 }
 
 /* ---- upsert ------------------------------------------------------------- */
@@ -592,11 +703,7 @@ q_err_t index_check(index_t *idx, const char *tenant, const index_chunk_t *chunk
 }
 
 static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
-  chunk_t *c = xcalloc(1, sizeof *c);
-  c->chunk_id = xstrdup(in->chunk_id);
-  c->doc_id = xstrdup(in->doc_id);
-  c->title = xstrdup(in->title);
-  c->text = xstrdup(in->text);
+  chunk_t *c = chunk_new(in->chunk_id, in->doc_id, in->title, in->text);
   c->version = in->version;
   c->ordinal = in->ordinal;
   c->page = in->page;
@@ -611,13 +718,13 @@ static void prep_chunk(index_t *idx, const index_chunk_t *in, prep_t *p) {
   }
   memset(&p->bag, 0, sizeof p->bag);
   p->bag.key = idx->key;
-  /* Title and text form one field: a title word matches every chunk of the
-   * document, and the text decides between them. */
-  bag_text(&p->bag, in->title);
-  bag_text(&p->bag, in->text);
-  c->len = p->bag.total;
+  /* The title is a field of its own (BM25F): a title word matches every
+   * chunk of the document, weighted by the title weight at search time. */
+  bag_text(idx, &p->bag, in->title, true);
+  bag_text(idx, &p->bag, in->text, false);
+  c->len_text = p->bag.total;
+  c->len_title = p->bag.total_title;
   c->nterms = (uint32_t)p->bag.n;
-  c->terms = xmalloc(p->bag.n * sizeof *c->terms);
   p->chunk = c;
   p->content_type =
       in->content_type && *in->content_type ? xstrdup(in->content_type) : NULL;
@@ -665,13 +772,16 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
                s);
     vecops_push(ops, s->hnsw, c->label);
   }
-  for (uint32_t i = 0; i < c->nterms; i++) {
-    term_t *t = &s->terms[c->terms[i]];
+  const uint8_t *at = c->terms;
+  for (uint32_t i = 0, id = 0; i < c->nterms; i++) {
+    id = next_id(&at, id);
+    term_t *t = &s->terms[id];
     if (--t->df == 0)
       s->live_terms--;
   }
   s->dead_postings += c->nterms;
-  s->total_len -= c->len;
+  s->total_text -= c->len_text;
+  s->total_title -= c->len_title;
   s->live--;
   if (c->has_vec && --s->nvec == 0)
     s->dim = 0; /* the next vector may bring another dimension */
@@ -703,6 +813,7 @@ static void retire(index_t *idx, shard_t *s, uint32_t slot, vecops_t *ops) {
   }
 
   s->slots[slot] = NULL;
+  s->lens[slot] = (slotlen_t){DEAD_LEN, 0};
   grow(&s->dead_slots, &s->capdead, s->ndead + 1, sizeof *s->dead_slots);
   s->dead_slots[s->ndead++] = slot;
   chunk_free(c);
@@ -769,6 +880,8 @@ static void attach_graph(index_t *idx, shard_t *s, hnsw_t *g) {
 /* Adds a prepared chunk (under the write lock); takes ownership of it. Its
  * vector, if it has one, is already in the shard's graph under its label;
  * the label map makes it findable from here on. */
+static void link_chunk(index_t *idx, shard_t *s, uint32_t slot, prep_t *p);
+
 static void insert(index_t *idx, shard_t *s, prep_t *p) {
   chunk_t *c = p->chunk;
   uint32_t slot;
@@ -776,22 +889,35 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
     slot = s->free_slots[--s->nfree];
   } else {
     grow(&s->slots, &s->capslots, s->nslots + 1, sizeof *s->slots);
+    grow(&s->lens, &s->caplens, s->nslots + 1, sizeof *s->lens);
     slot = (uint32_t)s->nslots++;
   }
   s->slots[slot] = c;
+  s->lens[slot] = (slotlen_t){c->len_text, c->len_title};
 
+  uint32_t *ids = xmalloc((p->bag.n ? p->bag.n : 1) * sizeof *ids);
   for (size_t i = 0; i < p->bag.n; i++) {
     const bag_ent_t *e = &p->bag.ents[i];
     uint32_t id = term_number(s, p->bag.pool + e->off, e->len, e->hash);
     term_t *t = &s->terms[id];
-    grow(&t->post, &t->cappost, t->npost + 1, sizeof *t->post);
-    t->post[t->npost++] = (posting_t){slot, e->tf};
+    postings_add(&t->post, (posting_t){slot, e->tf, e->tf_title}, slot_lens, s);
     if (t->df++ == 0)
       s->live_terms++;
-    c->terms[i] = id;
+    ids[i] = id;
   }
+  qsort(ids, p->bag.n, sizeof *ids, u32_cmp);
+  free(c->terms);
+  c->terms = encode_ids(ids, p->bag.n);
+  free(ids);
   s->npostings += p->bag.n;
+  link_chunk(idx, s, slot, p);
+}
 
+/* Makes the chunk in slot (its postings added) findable: chunk and
+ * document maps, the document's filter fields, counts, label map. Takes
+ * p's chunk and filter fields. */
+static void link_chunk(index_t *idx, shard_t *s, uint32_t slot, prep_t *p) {
+  chunk_t *c = p->chunk;
   size_t len = strlen(c->chunk_id);
   strmap_put_new(&s->chunk_map, hash_bytes(idx->key, c->chunk_id, len), slot);
 
@@ -830,7 +956,8 @@ static void insert(index_t *idx, shard_t *s, prep_t *p) {
   p->meta = NULL;
 
   s->live++;
-  s->total_len += c->len;
+  s->total_text += c->len_text;
+  s->total_title += c->len_title;
   if (p->in_graph) {
     s->dim = c->dim; /* the first vector of a shard (again) sets it */
     strmap_put_new(&s->label_map,
@@ -850,25 +977,16 @@ static void compact_shard(index_t *idx, shard_t *s) {
     term_t *t = &s->terms[i];
     if (!t->text)
       continue;
-    size_t w = 0;
-    for (size_t r = 0; r < t->npost; r++)
-      if (s->slots[t->post[r].slot])
-        t->post[w++] = t->post[r];
-    t->npost = w;
     if (t->df == 0) { /* no live chunk has it: free the term number */
       strmap_del(&s->term_map, t->text, t->len, hash_bytes(idx->key, t->text, t->len),
                  term_key, s);
       free(t->text);
-      free(t->post);
+      postings_cleanup(&t->post);
       memset(t, 0, sizeof *t);
       grow(&s->free_terms, &s->capfree_terms, s->nfree_terms + 1, sizeof *s->free_terms);
       s->free_terms[s->nfree_terms++] = (uint32_t)i;
-    } else if (t->cappost > 16 && t->npost * 4 < t->cappost) {
-      posting_t *p = realloc(t->post, t->npost * 2 * sizeof *p);
-      if (p) {
-        t->post = p;
-        t->cappost = t->npost * 2;
-      }
+    } else if (t->df < postings_count(&t->post)) {
+      postings_rebuild(&t->post, slot_live, s, NULL, slot_lens, s);
     }
   }
   s->npostings -= s->dead_postings;
@@ -1141,6 +1259,186 @@ static q_err_t cands_out(q_arena_t *arena, const scored_t *h, size_t nh,
   return 0;
 }
 
+/* BM25F contribution of one term: tf and dl are the weighted sums over the
+ * fields (tf_text + w * tf_title, len_text + w * len_title). */
+static inline double bm25f(const index_t *idx, double idf, double tf, double dl,
+                           double avgdl) {
+  if (tf <= 0.0)
+    return 0.0;
+  return idf * tf * (idx->k1 + 1.0) /
+         (tf + idx->k1 * (1.0 - idx->b + idx->b * dl / avgdl));
+}
+
+/* One query term during a search. */
+typedef struct qterm {
+  const term_t *t;
+  double idf;
+  double ub;       /* largest contribution any of its postings can make */
+  double tail_ub;  /* largest contribution of a posting in its tail */
+  double contrib;  /* its contribution to the chunk being scored */
+  bool hit;        /* the chunk being scored has it */
+  uint32_t bb_blk; /* the block whose bound bb holds (UINT32_MAX: none) */
+  double bb;
+  pcursor_t cur;
+} qterm_t;
+
+/* The largest contribution a posting of block b of q can make. */
+static double block_bound(const index_t *idx, const qterm_t *q, uint32_t b,
+                          double avgdl) {
+  const pblock_t *bl = &q->t->post.blocks[b];
+  double w = idx->wtitle;
+  return bm25f(idx, q->idf, bl->max_tf_text + w * bl->max_tf_title,
+               bl->min_len_text + w * bl->min_len_title, avgdl);
+}
+
+static int qterm_ub_cmp(const void *a, const void *b) {
+  double x = (*(qterm_t *const *)a)->ub, y = (*(qterm_t *const *)b)->ub;
+  return x < y ? -1 : x > y;
+}
+
+/* Top k by block-max MaxScore (Turtle & Flood's MaxScore, with the block
+ * bounds of the non-essential terms checked before their postings are
+ * decoded). Terms are ordered by their largest contribution (ub); those
+ * whose ubs sum below the k-th best score so far (theta) are non-essential:
+ * a chunk that has only them cannot enter the top k, so candidates come
+ * from the essential terms' cursors alone, and a candidate is dropped as
+ * soon as its score so far plus the bounds of the terms not yet looked at
+ * falls below theta. The filter and the liveness of a slot are checked
+ * only for a chunk that would enter the top k. Scores are summed in query
+ * order whatever the pruning did, so they equal an exhaustive evaluation
+ * to the bit (index_params_t.exhaustive turns the pruning off). */
+static void maxscore(const index_t *idx, const shard_t *s, qterm_t *qt, size_t nq,
+                     double avgdl, const q_filter_t *filter, topk_t *lt) {
+  bool prune = !idx->params.exhaustive;
+  qterm_t **ord = xmalloc(nq * sizeof *ord);
+  double *prefix = xmalloc(nq * sizeof *prefix);
+  for (size_t i = 0; i < nq; i++)
+    ord[i] = &qt[i];
+  qsort(ord, nq, sizeof *ord, qterm_ub_cmp);
+  double acc = 0.0;
+  for (size_t i = 0; i < nq; i++) {
+    acc += ord[i]->ub;
+    /* A margin for rounding: bounds are summed in another order than
+     * scores, and a chunk that ties theta may still win on its chunk id. */
+    prefix[i] = acc * (1.0 + 1e-9);
+  }
+  double theta = -INFINITY;
+  size_t ess = 0; /* ord[0..ess) are non-essential */
+  double w = idx->wtitle;
+  for (;;) {
+    uint32_t d = POSTINGS_END;
+    for (size_t j = ess; j < nq; j++)
+      if (ord[j]->cur.cur.slot < d)
+        d = ord[j]->cur.cur.slot;
+    if (d == POSTINGS_END)
+      break;
+    if (prune && lt->n == lt->k) {
+      /* Block-max skip: every chunk from d up to the end of the nearest
+       * current block of an essential term is bounded by the sum of those
+       * blocks' bounds (and the tails') plus the non-essential terms' ubs;
+       * when that is below theta, none of them can enter: jump past. */
+      double ubsum = ess ? prefix[ess - 1] : 0.0;
+      uint32_t skip_to = POSTINGS_END;
+      for (size_t j = ess; j < nq; j++) {
+        qterm_t *q = ord[j];
+        if (q->cur.cur.slot == POSTINGS_END)
+          continue;
+        double bnd = q->tail_ub;
+        uint32_t b = q->cur.blk;
+        if (b < q->t->post.nblocks) {
+          if (q->bb_blk != b) {
+            q->bb_blk = b;
+            q->bb = block_bound(idx, q, b, avgdl);
+          }
+          if (q->bb > bnd)
+            bnd = q->bb;
+          uint32_t last = q->t->post.blocks[b].last;
+          if (last < skip_to)
+            skip_to = last + 1; /* last < POSTINGS_END - 1: slots are below it */
+        }
+        ubsum += bnd;
+      }
+      if (ubsum * (1.0 + 1e-9) < theta) {
+        if (skip_to == POSTINGS_END)
+          break; /* nothing left can enter */
+        for (size_t j = ess; j < nq; j++)
+          pcursor_seek(&ord[j]->cur, skip_to);
+        continue;
+      }
+    }
+    slotlen_t sl = s->lens[d];
+    if (sl.text == DEAD_LEN) { /* a tombstone */
+      for (size_t j = ess; j < nq; j++)
+        if (ord[j]->cur.cur.slot == d)
+          pcursor_next(&ord[j]->cur);
+      continue;
+    }
+    double dl = sl.text + w * sl.title;
+    double sc = 0.0;
+    for (size_t j = 0; j < nq; j++)
+      ord[j]->hit = false;
+    for (size_t j = ess; j < nq; j++) {
+      qterm_t *q = ord[j];
+      if (q->cur.cur.slot != d)
+        continue;
+      q->contrib =
+          bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title, dl, avgdl);
+      q->hit = true;
+      sc += q->contrib;
+      pcursor_next(&q->cur);
+    }
+    bool full = lt->n == lt->k;
+    bool pruned = false;
+    for (size_t j = ess; j-- > 0;) {
+      qterm_t *q = ord[j];
+      double rest = j ? prefix[j - 1] : 0.0;
+      if (prune && full) {
+        if (sc + q->ub + rest < theta) {
+          pruned = true;
+          break;
+        }
+        uint32_t b = pcursor_block_at(&q->cur, d);
+        double bb = q->tail_ub;
+        if (b < q->t->post.nblocks) {
+          double x = block_bound(idx, q, b, avgdl);
+          if (x > bb)
+            bb = x;
+        }
+        if (sc + bb * (1.0 + 1e-9) + rest < theta) {
+          pruned = true;
+          break;
+        }
+      }
+      pcursor_seek(&q->cur, d);
+      if (q->cur.cur.slot == d) {
+        q->contrib =
+            bm25f(idx, q->idf, q->cur.cur.tf_text + w * q->cur.cur.tf_title, dl, avgdl);
+        q->hit = true;
+        sc += q->contrib;
+      }
+    }
+    if (pruned || sc <= 0.0 || (prune && full && sc * (1.0 + 1e-9) < theta))
+      continue;
+    /* The filter decides here, before the top k: a document that does not
+     * pass never takes a place another could have had. */
+    const chunk_t *c = s->slots[d];
+    if (!passes(s, c, filter))
+      continue;
+    double score = 0.0; /* in query order: the same sum whatever was pruned */
+    for (size_t i = 0; i < nq; i++)
+      if (qt[i].hit)
+        score += qt[i].contrib;
+    topk_push(lt, (scored_t){score, d, c});
+    if (prune && lt->n == lt->k) {
+      theta = lt->h[0].score;
+      while (ess < nq && prefix[ess] < theta)
+        ess++;
+    }
+  }
+  free(ord);
+  free(prefix);
+}
+
 q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t text_len,
                       size_t top_k, const q_filter_t *filter, q_arena_t *arena,
                       engine_cand_t **out, size_t *n, char *err, size_t errlen) {
@@ -1148,61 +1446,66 @@ q_err_t index_lexical(index_t *idx, const char *tenant, const char *text, size_t
   *out = NULL;
   *n = 0;
   size_t k = top_k ? top_k : 1;
-  double *acc = NULL;
-  uint32_t *touched = NULL;
   bag_t bag = {.key = idx->key};
   if (text && text_len)
-    q_text_terms(text, text_len, bag_add_cb, &bag);
+    q_text_terms_stop(text, text_len, idx->params.stopwords, bag_add_cb, &bag);
   if (!bag.n) {
     bag_free(&bag);
     return 0;
   }
   topk_t lt = {xmalloc(k * sizeof(scored_t)), 0, k};
+  qterm_t *qt = NULL;
 
   pthread_rwlock_rdlock(&idx->lock);
   shard_t *s = find_shard(idx, tenant ? tenant : "");
   if (!s || !s->live)
     goto unlock;
-  /* Term at a time into a dense accumulator. */
-  double avgdl = s->total_len ? (double)s->total_len / (double)s->live : 1.0;
+  double w = idx->wtitle;
+  double avgdl = ((double)s->total_text + w * (double)s->total_title) / (double)s->live;
+  if (!(avgdl > 0.0))
+    avgdl = 1.0;
   double N = (double)s->live;
-  size_t ntouched = 0;
+  qt = xmalloc(bag.n * sizeof *qt);
+  size_t nq = 0;
+  /* Distinct query terms in query order (a repeated term counts once). */
   for (size_t i = 0; i < bag.n; i++) {
     const bag_ent_t *e = &bag.ents[i];
     int64_t id =
         strmap_get(&s->term_map, bag.pool + e->off, e->len, e->hash, term_key, s);
     if (id < 0 || s->terms[id].df == 0)
       continue;
-    const term_t *t = &s->terms[id];
-    if (!acc) {
-      acc = xcalloc(s->nslots, sizeof *acc);
-      touched = xmalloc(s->nslots * sizeof *touched);
+    qterm_t *q = &qt[nq++];
+    q->t = &s->terms[id];
+    double df = q->t->df;
+    q->idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+    q->ub = q->tail_ub = 0.0;
+    q->bb_blk = UINT32_MAX;
+    const postings_t *p = &q->t->post;
+    for (uint32_t b = 0; b < p->nblocks; b++) {
+      double x = block_bound(idx, q, b, avgdl);
+      if (x > q->ub)
+        q->ub = x;
     }
-    double df = t->df;
-    double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
-    for (size_t p = 0; p < t->npost; p++) {
-      const chunk_t *c = s->slots[t->post[p].slot];
-      if (!c)
-        continue; /* tombstone */
-      double tf = t->post[p].tf;
-      double norm = Q_BM25_K1 * (1.0 - Q_BM25_B + Q_BM25_B * c->len / avgdl);
-      uint32_t slot = t->post[p].slot;
-      if (acc[slot] == 0.0)
-        touched[ntouched++] = slot;
-      acc[slot] += idf * tf * (Q_BM25_K1 + 1.0) / (tf + norm);
+    for (uint32_t j = 0; j < p->ntail; j++) {
+      slotlen_t sl = s->lens[p->tail[j].slot];
+      if (sl.text == DEAD_LEN)
+        continue;
+      double x = bm25f(idx, q->idf, p->tail[j].tf_text + w * p->tail[j].tf_title,
+                       sl.text + w * sl.title, avgdl);
+      if (x > q->tail_ub)
+        q->tail_ub = x;
     }
+    if (q->tail_ub > q->ub)
+      q->ub = q->tail_ub;
+    pcursor_init(&q->cur, p);
   }
-  /* The filter decides here, before the top k: a document that does not
-   * pass never takes a place another could have had. */
-  for (size_t i = 0; i < ntouched; i++)
-    if (passes(s, s->slots[touched[i]], filter))
-      topk_push(&lt, (scored_t){acc[touched[i]], touched[i], s->slots[touched[i]]});
+  if (nq)
+    maxscore(idx, s, qt, nq, avgdl, filter, &lt);
   qsort(lt.h, lt.n, sizeof *lt.h, scored_cmp);
   rc = cands_out(arena, lt.h, lt.n, out, n, err, errlen);
 unlock:
   pthread_rwlock_unlock(&idx->lock);
-  free(acc);
-  free(touched);
+  free(qt);
   free(lt.h);
   bag_free(&bag);
   return rc;
@@ -1358,6 +1661,40 @@ void index_stats(index_t *idx, const char *tenant, index_stats_t *out) {
 
 /* ---- snapshots ------------------------------------------------------------ */
 
+/* A postings.h length callback for encodings whose block bounds are not
+ * kept (snapshot export). */
+static void no_lens(const void *ctx, uint32_t slot, uint32_t *len_text,
+                    uint32_t *len_title) {
+  (void)ctx;
+  (void)slot;
+  *len_text = *len_title = 0;
+}
+
+/* Hands out shard s's live terms, their postings renumbered by map (old
+ * slot -> rank among live chunks). */
+static q_err_t visit_terms(const shard_t *s, const uint32_t *map,
+                           const index_visitor_t *v, void *ud) {
+  q_err_t rc = v->terms(ud, s->live_terms);
+  uint8_t *counts = NULL;
+  size_t capcounts = 0;
+  for (size_t i = 0; i < s->nterms && !rc; i++) {
+    const term_t *t = &s->terms[i];
+    if (!t->text || !t->df)
+      continue;
+    postings_t cp = {0};
+    postings_copy(&cp, &t->post);
+    postings_rebuild(&cp, slot_live, s, map, no_lens, NULL);
+    grow(&counts, &capcounts, cp.nblocks, sizeof *counts);
+    for (uint32_t b = 0; b < cp.nblocks; b++)
+      counts[b] = (uint8_t)cp.blocks[b].n;
+    index_term_data_t td = {t->text, t->len, counts, cp.nblocks, cp.data, cp.nbytes};
+    rc = v->term(ud, &td);
+    postings_cleanup(&cp);
+  }
+  free(counts);
+  return rc;
+}
+
 q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
   q_err_t rc = 0;
   /* No upsert runs meanwhile (wmu); searches do (read lock). */
@@ -1366,6 +1703,15 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
   for (size_t i = 0; i < idx->nshards && !rc; i++) {
     shard_t *s = idx->shards[i];
     rc = v->shard(ud, s->tenant, s->nvec ? s->hnsw : NULL, s->dim, s->live);
+    /* Live chunks are numbered in slot order, live terms in term order;
+     * postings and chunks' term lists follow. */
+    uint32_t *map = xmalloc((s->nslots ? s->nslots : 1) * sizeof *map);
+    uint32_t rank = 0;
+    uint32_t *trank = xmalloc((s->nterms ? s->nterms : 1) * sizeof *trank);
+    for (size_t t = 0, r = 0; t < s->nterms; t++)
+      trank[t] = s->terms[t].text && s->terms[t].df ? (uint32_t)r++ : UINT32_MAX;
+    uint32_t *ids = NULL;
+    size_t capids = 0;
     /* The document's filter fields travel with each of its chunks, as they
      * arrive in an upsert; its metadata is serialised once per run of its
      * chunks (a document's chunks mostly sit in neighbouring slots). */
@@ -1375,6 +1721,7 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
       const chunk_t *c = s->slots[k];
       if (!c) /* a retired slot */
         continue;
+      map[k] = rank++;
       const doc_t *d = &s->docs[c->doc];
       if (c->doc != meta_doc) {
         free(meta);
@@ -1402,47 +1749,77 @@ q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud) {
           .created_at = d->created_at,
           .metadata = meta,
       };
-      rc = v->chunk(ud, &out);
+      grow(&ids, &capids, c->nterms, sizeof *ids);
+      const uint8_t *at = c->terms;
+      for (uint32_t t = 0, id = 0; t < c->nterms; t++) {
+        id = next_id(&at, id);
+        ids[t] = trank[id]; /* ranks keep the order of numbers */
+      }
+      uint8_t *enc = encode_ids(ids, c->nterms);
+      size_t enclen = 0;
+      for (uint32_t t = 0; t < c->nterms; t++)
+        for (uint32_t v = t ? ids[t] - ids[t - 1] : ids[t];; v >>= 7) {
+          enclen++;
+          if (v < 0x80)
+            break;
+        }
+      index_chunk_lex_t lex = {c->len_text, c->len_title, c->nterms, enc,
+                               (uint32_t)enclen};
+      rc = v->chunk(ud, &out, &lex);
+      free(enc);
     }
     free(meta);
+    free(ids);
+    free(trank);
+    if (!rc)
+      rc = visit_terms(s, map, v, ud);
+    free(map);
   }
   pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);
   return rc;
 }
 
-/* Chunks prepared per batch, and threads preparing them. */
-#define RESTORE_BATCH 16384
-#define RESTORE_THREADS 8
+uint64_t index_lexical_fingerprint(const index_t *idx) {
+  return q_text_stopwords_fingerprint(idx->params.stopwords);
+}
 
-typedef struct restore_job {
-  index_t *idx;
-  const engine_chunk_t *chunks; /* the batch */
-  prep_t *preps;
-  size_t lo, hi;
-} restore_job_t;
-
-static void *restore_prep_main(void *ud) {
-  restore_job_t *j = ud;
-  for (size_t i = j->lo; i < j->hi; i++) {
-    engine_chunk_t in = j->chunks[i];
-    in.dim = 0; /* the vector is in the graph already */
-    in.embedding = NULL;
-    prep_chunk(j->idx, &in, &j->preps[i]);
-    j->preps[i].in_graph = false;
-    if (j->chunks[i].dim) {
-      j->preps[i].chunk->dim = j->chunks[i].dim;
-      j->preps[i].in_graph = true;
+/* Checks a chunk's term list from a snapshot (nterms ascending numbers
+ * below nterms_all, every byte used) and counts each number in uses[]. */
+static bool check_term_list(const uint8_t *p, uint32_t len, uint32_t nterms,
+                            uint32_t nterms_all, uint32_t *uses) {
+  const uint8_t *end = p + len;
+  uint32_t prev = 0;
+  for (uint32_t i = 0; i < nterms; i++) {
+    uint32_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      if (p == end || shift > 28)
+        return false;
+      uint8_t b = *p++;
+      v |= (uint32_t)(b & 0x7f) << shift;
+      if (!(b & 0x80))
+        break;
     }
+    if ((i && v == 0) || v >= nterms_all - prev)
+      return false;
+    prev += v;
+    uses[prev]++;
   }
-  return NULL;
+  return p == end;
 }
 
 q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
-                            const engine_chunk_t *chunks, size_t n, char *err,
-                            size_t errlen) {
+                            const engine_chunk_t *chunks, const index_chunk_lex_t *lex,
+                            size_t n, const index_term_data_t *terms, size_t nterms,
+                            char *err, size_t errlen) {
   if (!tenant || !*tenant) {
     snprintf(err, errlen, "a shard without a tenant");
+    hnsw_free(graph);
+    return Q_EINVAL;
+  }
+  if (n >= UINT32_MAX) {
+    snprintf(err, errlen, "tenant %.64s: too many chunks", tenant);
+    hnsw_free(graph);
     return Q_EINVAL;
   }
   size_t gdim = graph ? graph_dim(graph) : 0;
@@ -1450,12 +1827,14 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
     if (!chunks[i].seq) {
       snprintf(err, errlen, "tenant %.64s: chunk %.128s has no label", tenant,
                chunks[i].chunk_id);
+      hnsw_free(graph);
       return Q_EINVAL;
     }
     if (chunks[i].dim &&
         (chunks[i].dim != gdim || !hnsw_contains(graph, chunks[i].seq))) {
       snprintf(err, errlen, "tenant %.64s: chunk %.128s has no vector %llu in the graph",
                tenant, chunks[i].chunk_id, (unsigned long long)chunks[i].seq);
+      hnsw_free(graph);
       return Q_EINVAL;
     }
     if (chunks[i].seq >= idx->next_label) /* never: labels from seq are small */
@@ -1465,50 +1844,115 @@ q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
   if (find_shard(idx, tenant)) {
     pthread_mutex_unlock(&idx->wmu);
     snprintf(err, errlen, "tenant %.64s appears twice", tenant);
+    hnsw_free(graph);
     return Q_EINVAL;
   }
-  /* In batches: a prepared chunk's term bag is far bigger than the chunk
-   * once inserted, so only a batch of them lives at a time. Tokenising is
-   * most of the work and touches nothing shared (labels come from seq,
-   * stemmers are per thread), so a batch is prepared by several threads;
-   * inserting stays on this one. */
-  prep_t *preps = xcalloc(RESTORE_BATCH, sizeof *preps);
+  q_err_t rc = 0;
+  /* How many chunks list each term: each term's postings must agree. */
+  uint32_t *uses = xcalloc(nterms ? nterms : 1, sizeof *uses);
+  /* Nothing is tokenised: chunks become slots 0..n-1 as they come, and the
+   * postings are taken in their encoded form (postings_adopt checks them). */
   pthread_rwlock_wrlock(&idx->lock);
   shard_t *s = get_shard(idx, tenant);
   if (graph)
     attach_graph(idx, s, graph);
-  pthread_rwlock_unlock(&idx->lock);
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  size_t nthreads = ncpu < 1                 ? 1
-                    : ncpu > RESTORE_THREADS ? RESTORE_THREADS
-                                             : (size_t)ncpu;
-  for (size_t at = 0; at < n; at += RESTORE_BATCH) {
-    size_t m = n - at < RESTORE_BATCH ? n - at : RESTORE_BATCH;
-    restore_job_t jobs[RESTORE_THREADS];
-    pthread_t th[RESTORE_THREADS];
-    bool started[RESTORE_THREADS] = {false};
-    size_t per = (m + nthreads - 1) / nthreads;
-    for (size_t t = 0; t < nthreads; t++) {
-      size_t lo = t * per < m ? t * per : m, hi = lo + per < m ? lo + per : m;
-      jobs[t] = (restore_job_t){idx, chunks + at, preps, lo, hi};
-      if (t > 0 && lo < hi)
-        started[t] = pthread_create(&th[t], NULL, restore_prep_main, &jobs[t]) == 0;
+  s->slots = xmalloc((n ? n : 1) * sizeof *s->slots);
+  s->lens = xmalloc((n ? n : 1) * sizeof *s->lens);
+  s->caplens = n ? n : 1;
+  s->capslots = n ? n : 1;
+  const char *prev_meta = NULL, *prev_doc = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const engine_chunk_t *in = &chunks[i];
+    chunk_t *c = chunk_new(in->chunk_id, in->doc_id, in->title, in->text);
+    c->version = in->version;
+    c->ordinal = in->ordinal;
+    c->page = in->page;
+    c->at = in->at;
+    c->label = in->seq;
+    c->dim = in->dim;
+    c->len_text = lex[i].len_text;
+    c->len_title = lex[i].len_title;
+    c->nterms = lex[i].nterms;
+    if (nterms >= UINT32_MAX || !check_term_list(lex[i].terms, lex[i].terms_len,
+                                                 c->nterms, (uint32_t)nterms, uses)) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s has a malformed term list",
+               tenant, c->chunk_id);
+      s->slots[i] = NULL;
+      s->nslots = i;
+      chunk_free(c);
+      rc = Q_EINVAL;
+      goto unlock;
     }
-    restore_prep_main(&jobs[0]);
-    for (size_t t = 1; t < nthreads; t++) {
-      if (started[t])
-        pthread_join(th[t], NULL);
-      else /* could not start a thread: do its share here */
-        restore_prep_main(&jobs[t]);
+    c->terms = xmalloc(lex[i].terms_len ? lex[i].terms_len : 1);
+    memcpy(c->terms, lex[i].terms, lex[i].terms_len);
+    s->slots[i] = c;
+    s->lens[i] = (slotlen_t){c->len_text, c->len_title};
+    s->nslots = i + 1;
+    prep_t p = {.chunk = c, .in_graph = in->dim > 0, .created_at = in->created_at};
+    p.content_type =
+        in->content_type && *in->content_type ? xstrdup(in->content_type) : NULL;
+    p.author = in->author && *in->author ? xstrdup(in->author) : NULL;
+    p.language = in->language && *in->language ? xstrdup(in->language) : NULL;
+    /* A document's chunks carry the same metadata: parsed once per run. */
+    bool same = prev_doc && strcmp(prev_doc, in->doc_id) == 0 && prev_meta &&
+                in->metadata && strcmp(prev_meta, in->metadata) == 0;
+    if (same) {
+      int64_t dv =
+          strmap_get(&s->doc_map, in->doc_id, strlen(in->doc_id),
+                     hash_bytes(idx->key, in->doc_id, strlen(in->doc_id)), doc_key, s);
+      p.meta = dv >= 0 && s->docs[dv].meta ? json_incref(s->docs[dv].meta) : NULL;
+    } else {
+      p.meta = in->metadata && *in->metadata ? json_loads(in->metadata, 0, NULL) : NULL;
+      if (p.meta && !json_is_object(p.meta)) {
+        json_decref(p.meta);
+        p.meta = NULL;
+      }
     }
-    pthread_rwlock_wrlock(&idx->lock);
-    for (size_t i = 0; i < m; i++)
-      insert(idx, s, &preps[i]);
-    pthread_rwlock_unlock(&idx->lock);
-    for (size_t i = 0; i < m; i++)
-      bag_free(&preps[i].bag);
+    prev_doc = in->doc_id;
+    prev_meta = in->metadata;
+    size_t len = strlen(c->chunk_id);
+    if (strmap_get(&s->chunk_map, c->chunk_id, len,
+                   hash_bytes(idx->key, c->chunk_id, len), chunk_key, s) >= 0) {
+      snprintf(err, errlen, "tenant %.64s: chunk %.128s appears twice", tenant,
+               c->chunk_id);
+      s->slots[i] = NULL;
+      s->nslots = i;
+      chunk_free(c);
+      free(p.content_type);
+      free(p.author);
+      free(p.language);
+      json_decref(p.meta);
+      rc = Q_EINVAL;
+      goto unlock;
+    }
+    link_chunk(idx, s, (uint32_t)i, &p);
   }
+  for (size_t i = 0; i < nterms && !rc; i++) {
+    const index_term_data_t *td = &terms[i];
+    uint64_t h = hash_bytes(idx->key, td->text, td->len);
+    if (!td->len || td->len > Q_TEXT_MAX_TERM ||
+        strmap_get(&s->term_map, td->text, td->len, h, term_key, s) >= 0) {
+      snprintf(err, errlen, "tenant %.64s: term %zu is empty, too long or twice", tenant,
+               i);
+      rc = Q_EINVAL;
+      break;
+    }
+    uint32_t id = term_number(s, td->text, td->len, h);
+    term_t *t = &s->terms[id];
+    if (!postings_adopt(&t->post, td->counts, td->nblocks, td->data, td->nbytes,
+                        (uint32_t)n, slot_lens, s, NULL, NULL) ||
+        postings_count(&t->post) != uses[i] || id != i) {
+      snprintf(err, errlen, "tenant %.64s: malformed postings of term %zu", tenant, i);
+      rc = Q_EINVAL;
+      break;
+    }
+    t->df = (uint32_t)postings_count(&t->post);
+    s->live_terms++;
+    s->npostings += t->df;
+  }
+unlock:
+  pthread_rwlock_unlock(&idx->lock);
   pthread_mutex_unlock(&idx->wmu);
-  free(preps);
-  return 0;
+  free(uses);
+  return rc;
 }

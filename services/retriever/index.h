@@ -2,7 +2,8 @@
  *
  * One shard per tenant, so a search only ever sees its own tenant's chunks
  * and BM25 statistics (N, df, average length) are per tenant too. Each shard
- * holds an inverted index for BM25 over title + text and, for the chunks
+ * holds an inverted index for BM25F over title and text (compressed
+ * postings, block-max MaxScore top k) and, for the chunks
  * that have one, their vectors in an HNSW graph (engine/hnsw.h) labelled by
  * each chunk's stable sequence number; a shard with at most exact_max
  * vectors is searched by an exact scan of that graph's vectors instead of a
@@ -26,15 +27,18 @@
 
 #include "quarry/arena.h"
 #include "quarry/limits.h"
+#include "quarry/text.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "quarry/error.h"
 
-/* BM25 parameters (Lucene's defaults). */
-#define Q_BM25_K1 1.2
-#define Q_BM25_B 0.75
+/* BM25F defaults: k1 and b are Lucene's; the title weight was chosen by
+ * cross-validation on SciFact (docs/retrieval.md). */
+#define INDEX_BM25_K1 1.2
+#define INDEX_BM25_B 0.75
+#define INDEX_TITLE_WEIGHT 1.0
 
 /* Largest embedding accepted (dimensions): any the llm-gateway may make. */
 #define Q_INDEX_MAX_DIM ENGINE_MAX_DIM
@@ -62,6 +66,17 @@ typedef struct index_params {
    * vector instead of 4 * dim; graph and search on the codes, scores
    * approximate), not float32. */
   bool int8_vectors;
+  /* BM25F (index.c): set bm25 to use k1 (>= 0), b (0..1) and title_weight
+   * (>= 0: a title occurrence counts that many text occurrences, in tf and
+   * in length); false takes INDEX_BM25_K1, INDEX_BM25_B, INDEX_TITLE_WEIGHT. */
+  bool bm25;
+  double k1, b, title_weight;
+  /* The stopwords text is tokenised with (borrowed: must outlive the index;
+   * NULL: the built-in English list). */
+  const q_text_stopwords_t *stopwords;
+  /* Score every chunk that has a query term instead of pruning with
+   * block-max MaxScore (same results; for tests and benchmarks). */
+  bool exhaustive;
 } index_params_t;
 
 typedef struct index_stats {
@@ -145,7 +160,32 @@ size_t index_compact_vectors(index_t *idx, bool force);
 
 typedef struct hnsw hnsw_t;
 
-/* What index_visit hands out: each shard, then each of its live chunks. */
+/* What the lexical index knows of a chunk (index_visit, index_restore_shard):
+ * the kept terms of its text and of its title, and its distinct terms: how
+ * many, and their numbers (by rank among the shard's terms in visit order)
+ * ascending, as varints (LEB128) of their differences, terms[0..terms_len). */
+typedef struct index_chunk_lex {
+  uint32_t len_text, len_title, nterms;
+  const uint8_t *terms;
+  uint32_t terms_len;
+} index_chunk_lex_t;
+
+/* One term of a shard as index_visit hands it out and index_restore_shard
+ * takes it back: its text and its postings encoded as postings.h says
+ * (counts[0..nblocks) postings per block, data[0..nbytes)), slots numbered
+ * by the rank of their chunk among the shard's live chunks in visit order.
+ * Pointers borrowed for the call. */
+typedef struct index_term_data {
+  const char *text;
+  size_t len;
+  const uint8_t *counts;
+  uint32_t nblocks;
+  const uint8_t *data;
+  size_t nbytes;
+} index_term_data_t;
+
+/* What index_visit hands out: each shard, then each of its live chunks,
+ * then each of its terms. */
 typedef struct index_visitor {
   /* A shard: its tenant, its graph (NULL when it has no live vector; it
    * may hold deleted nodes too), the dimension of its vectors and its live
@@ -154,7 +194,11 @@ typedef struct index_visitor {
   /* One live chunk of the last shard: strings borrowed for the call, seq =
    * the label of its vector, dim > 0 when its vector is in the graph,
    * embedding NULL (the vector is in the graph). */
-  q_err_t (*chunk)(void *ud, const engine_chunk_t *chunk);
+  q_err_t (*chunk)(void *ud, const engine_chunk_t *chunk, const index_chunk_lex_t *lex);
+  /* The shard's number of terms (after its chunks), then each term with its
+   * postings (only live ones, renumbered: index_term_data_t). */
+  q_err_t (*terms)(void *ud, size_t nterms);
+  q_err_t (*term)(void *ud, const index_term_data_t *term);
 } index_visitor_t;
 
 /* Walks the whole index, shard by shard, holding off upserts (searches run
@@ -164,14 +208,22 @@ typedef struct index_visitor {
 q_err_t index_visit(index_t *idx, const index_visitor_t *v, void *ud);
 
 /* Adds a shard restored from a snapshot to an index that has no shard for
- * tenant: graph (NULL when it has no vector; the index takes it) holds the
- * vectors under the chunks' seq, chunks[0..n) are added to the lexical
- * index without touching the graph (a chunk with dim > 0 has its vector
- * there). 0; Q_EINVAL (nothing added, graph not taken) when a chunk's vector
- * is not in the graph or has another dimension, or the tenant is there
- * already. */
+ * tenant: graph (NULL when it has no vector; the index takes it in every
+ * case, and frees it on an error) holds the vectors under the chunks' seq;
+ * chunks[0..n) with lex[0..n) become slots
+ * 0..n-1 and terms[0..nterms) their postings, taken as they are (nothing is
+ * tokenised); a chunk with dim > 0 has its vector in the graph. 0; Q_EINVAL
+ * with err when a chunk's vector is not in the graph or has another
+ * dimension, the tenant is there already (nothing added in both cases), or
+ * the postings are malformed or disagree with the chunks
+ * (the index then holds part of the shard and must be discarded). */
 q_err_t index_restore_shard(index_t *idx, const char *tenant, hnsw_t *graph,
-                            const engine_chunk_t *chunks, size_t n, char *err,
-                            size_t errlen);
+                            const engine_chunk_t *chunks, const index_chunk_lex_t *lex,
+                            size_t n, const index_term_data_t *terms, size_t nterms,
+                            char *err, size_t errlen);
+
+/* A fingerprint of the settings that shape the lexical index's contents
+ * (the stopword list): a snapshot made under another one is not used. */
+uint64_t index_lexical_fingerprint(const index_t *idx);
 
 #endif

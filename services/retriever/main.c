@@ -15,13 +15,18 @@
 #include "quarry/trace.h"
 #include "quarry/v1/retriever.pb-c.h"
 
+#include "quarry/text.h"
+
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static q_common_cfg_t common;
 static q_pg_cfg_t pg;
 static const char *engine_name, *fusion_weights, *metric, *vector_type, *data_dir;
+static const char *bm25_k1, *bm25_b, *title_weight, *stopwords;
 static const char *mv_url, *mv_token, *mv_token_file, *mv_db, *mv_collection;
 static int64_t mv_timeout_ms, mv_attempts, mv_backoff_ms, mv_max_backoff_ms, mv_hnsw_m,
     mv_hnsw_efc, mv_search_ef;
@@ -49,6 +54,39 @@ static q_err_t validate_vector_type(const char *value, char *err, size_t errlen)
     return 0;
   snprintf(err, errlen, "\"%s\" is neither float32 nor int8", value);
   return Q_EINVAL;
+}
+
+/* A decimal number in [lo, hi]; *out set when it is. */
+static bool parse_number(const char *value, double lo, double hi, double *out) {
+  char *end;
+  double v = strtod(value, &end);
+  if (end == value || *end || !isfinite(v) || v < lo || v > hi)
+    return false;
+  *out = v;
+  return true;
+}
+
+static q_err_t validate_k1(const char *value, char *err, size_t errlen) {
+  double v;
+  if (parse_number(value, 0, 1000, &v))
+    return 0;
+  snprintf(err, errlen, "\"%s\" is not a number from 0 to 1000", value);
+  return Q_EINVAL;
+}
+
+static q_err_t validate_unit(const char *value, char *err, size_t errlen) {
+  double v;
+  if (parse_number(value, 0, 1, &v))
+    return 0;
+  snprintf(err, errlen, "\"%s\" is not a number from 0 to 1", value);
+  return Q_EINVAL;
+}
+
+static q_err_t validate_stopwords(const char *value, char *err, size_t errlen) {
+  q_text_stopwords_t *sw = NULL;
+  q_err_t rc = q_text_stopwords_new(value, &sw, err, errlen);
+  q_text_stopwords_free(sw);
+  return rc;
 }
 
 static q_cfg_entry_t cfg[] = {
@@ -98,6 +136,24 @@ static q_cfg_entry_t cfg[] = {
      "HNSW candidates kept while searching (at least top_k is always used): recall "
      "against latency.",
      0, &hnsw_efs},
+    {"QUARRY_RETRIEVER_BM25_K1", Q_CFG_STRING, "1.2", 0, 0, validate_k1,
+     "BM25F term-frequency saturation k1 (0 to 1000; 0: a term counts once however "
+     "often it occurs). Embedded engine.",
+     0, &bm25_k1},
+    {"QUARRY_RETRIEVER_BM25_B", Q_CFG_STRING, "0.75", 0, 0, validate_unit,
+     "BM25F length normalisation b (0: none, 1: full). Embedded engine.", 0, &bm25_b},
+    {"QUARRY_RETRIEVER_BM25_TITLE_WEIGHT", Q_CFG_STRING, "1", 0, 0, validate_k1,
+     "BM25F weight of the title field: a title occurrence of a term counts as this "
+     "many occurrences in the text, in tf and in length (0: titles are not searched). "
+     "Applied at search time, so a change needs no rebuild. The default was chosen "
+     "by cross-validation on SciFact (docs/retrieval.md). Embedded engine.",
+     0, &title_weight},
+    {"QUARRY_RETRIEVER_STOPWORDS", Q_CFG_STRING, "english", 0, 0, validate_stopwords,
+     "Words the lexical index leaves out: english (the tokenizer's built-in list, "
+     "docs/retrieval.md), none, or the path of a file with one word per line (# "
+     "comments). A change rebuilds the index at the next start (the snapshot records "
+     "the list). Embedded engine.",
+     0, &stopwords},
     {"QUARRY_RETRIEVER_EXACT_MAX", Q_CFG_INT, "20000", 0, 1000000000, NULL,
      "A tenant with at most this many vectors is searched exactly (every vector "
      "compared) instead of by an HNSW walk.",
@@ -221,6 +277,11 @@ int main(int argc, char **argv) {
       .replica_ttl_ms = replica_ttl_ms,
       .prune_interval_ms = prune_interval_ms,
       .log_retain_ms = log_retain_ms,
+      .bm25 = true,
+      .bm25_k1 = strtod(bm25_k1, NULL),
+      .bm25_b = strtod(bm25_b, NULL),
+      .title_weight = strtod(title_weight, NULL),
+      .stopwords = stopwords,
   };
   milvus_cfg_t mc = {
       .url = mv_url,

@@ -33,7 +33,7 @@ MODULES = ["test_health", "test_errors", "test_documents", "test_lifecycle", "te
            "test_cli", "test_hostile", "test_web", "test_jobs", "test_crash", "test_lease", "test_swap",
            "test_concurrency",
            "test_resilience", "test_rerank", "test_batch", "test_extract_batch", "test_filters", "test_milvus",
-           "test_replicas", "test_chunking", "test_vector_type"]
+           "test_replicas", "test_chunking", "test_vector_type", "test_lexical"]
 
 SANITIZER_PATTERNS = [
     re.compile(rb"ERROR: AddressSanitizer"),

@@ -12,7 +12,11 @@ that embedder), plus Search latency. Then it cross-validates the hybrid
 fusion weighting (--folds, 5 by default; 0 skips): the lexical and dense lists
 of every query are fused offline exactly as services/retriever/fusion.c does,
 for every method and dense weight of a grid; each fold's weighting is chosen
-on the other folds and scored on it.
+on the other folds and scored on it. The lexical settings are cross-validated
+the same way, on the same folds: the retriever is restarted with each BM25F
+title weight (QUARRY_RETRIEVER_BM25_TITLE_WEIGHT) and stopword list
+(QUARRY_RETRIEVER_STOPWORDS) of a grid, every query's lexical list is taken,
+and each fold's setting is chosen on the other folds and scored on it.
 Then the ranking users get: the gateway's 50 hybrid candidates reordered by
 Reranker/Rerank over gRPC with the reranker's configured method (the
 `rerank_method` of /v1/query), next to the retrieval order and each method
@@ -236,6 +240,75 @@ def cross_validate(lists, qrels, to_beir, depth, folds):
                                           for w in CV_WEIGHTS if (m, w) in per)))
 
 
+# ---- cross-validated choice of the lexical settings ----------------------------
+
+# BM25F title weights and stopword lists tried (QUARRY_RETRIEVER_BM25_TITLE_WEIGHT,
+# QUARRY_RETRIEVER_STOPWORDS); the first of each is the retriever's default
+# before the title became a field of its own.
+CV_TITLE_WEIGHTS = ["1", "0", "0.5", "1.5", "2", "3", "5"]
+CV_STOPWORDS = ["english", "none"]
+
+
+def lexical_cv(st, search, embed, queries, qrels, to_beir, depth, folds, n_docs):
+    """Restarts the retriever with each lexical setting of the grid, takes
+    every query's lexical list, and chooses the setting on folds - 1 folds by
+    nDCG@10, scoring it on the held-out fold; prints the folds and the
+    held-out means. Leaves the retriever restarted with its defaults."""
+    qids = sorted(qrels)
+    fold_of = {q: i % folds for i, q in enumerate(qids)}
+    grid = [(sw, w) for sw in CV_STOPWORDS for w in CV_TITLE_WEIGHTS]
+    per = {}
+    env = st.svc_env.setdefault("retriever", {})
+    stats = grpc.insecure_channel(st.grpc_addr("retriever")).unary_unary(
+        "/quarry.v1.Retriever/Stats",
+        request_serializer=retriever_pb2.StatsRequest.SerializeToString,
+        response_deserializer=retriever_pb2.StatsResponse.FromString)
+    for sw, w in grid:
+        env["QUARRY_RETRIEVER_STOPWORDS"] = sw
+        env["QUARRY_RETRIEVER_BM25_TITLE_WEIGHT"] = w
+        st.restart("retriever")
+        deadline = time.time() + 600
+        while stats(retriever_pb2.StatsRequest(tenant_id=TENANT), timeout=10).documents < n_docs:
+            if time.time() > deadline:
+                raise SystemExit("the retriever did not load every document again")
+            time.sleep(0.5)
+        per[(sw, w)] = {}
+        for q in qids:
+            reply = search(search_request(embed, queries[q], "lexical", depth), timeout=10)
+            per[(sw, w)][q] = query_metrics([p.doc_id for p in reply.passages], qrels[q],
+                                            to_beir)
+    env.pop("QUARRY_RETRIEVER_STOPWORDS")
+    env.pop("QUARRY_RETRIEVER_BM25_TITLE_WEIGHT")
+    st.restart("retriever")
+
+    def mean(table, qs, k=0):
+        return sum(table[q][k] for q in qs) / len(qs)
+
+    print("\nlexical settings, %d-fold cross-validation over %d queries (stopwords:title "
+          "weight; fit nDCG@10 on %d folds, score the held-out one)"
+          % (folds, len(qids), folds - 1))
+    print("%-5s %-16s %12s %12s %14s" % ("fold", "chosen", "fit nDCG@10", "held nDCG@10",
+                                          "english:1 held"))
+    held = {}
+    base = per[(CV_STOPWORDS[0], CV_TITLE_WEIGHTS[0])]
+    for f in range(folds):
+        train = [q for q in qids if fold_of[q] != f]
+        test = [q for q in qids if fold_of[q] == f]
+        # Ties go to the earlier setting of the grid (the old behaviour first).
+        cfg = max(grid, key=lambda c: (round(mean(per[c], train), 6), -grid.index(c)))
+        for q in test:
+            held[q] = per[cfg][q]
+        print("%-5d %-16s %12.4f %12.4f %14.4f" % (f, "%s:%s" % cfg, mean(per[cfg], train),
+                                                    mean(per[cfg], test), mean(base, test)))
+    print("held-out mean: nDCG@10 %.4f Recall@100 %.4f MRR@10 %.4f (english:1: %.4f %.4f %.4f)"
+          % (mean(held, qids, 0), mean(held, qids, 1), mean(held, qids, 2),
+             mean(base, qids, 0), mean(base, qids, 1), mean(base, qids, 2)))
+    print("whole-set nDCG@10 per setting (for reading, not for choosing):")
+    for sw in CV_STOPWORDS:
+        print("  %-8s %s" % (sw, " ".join("%s:%.4f" % (w, mean(per[(sw, w)], qids))
+                                          for w in CV_TITLE_WEIGHTS)))
+
+
 # ---- what users get: hybrid candidates, then the reranker --------------------
 
 # The gateway's candidate count (services/gateway/pipeline.h,
@@ -340,6 +413,10 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=8, help="parallel uploads")
     ap.add_argument("--folds", type=int, default=5,
                     help="cross-validation folds for the fusion weighting (0: skip)")
+    ap.add_argument("--no-lexical-cv", dest="lexical_cv", action="store_false",
+                    help="skip the cross-validation of the lexical settings (it "
+                         "restarts the retriever %d times)"
+                         % (len(CV_TITLE_WEIGHTS) * len(CV_STOPWORDS)))
     ap.add_argument("--env", action="append", default=[],
                     help="VAR=value for every service "
                          "(e.g. QUARRY_RETRIEVER_FUSION_WEIGHTS='*=rrf:100')")
@@ -387,6 +464,9 @@ def main(argv):
             if args.folds > 1:
                 lists = fetch_lists(search, embed, queries, qrels, args.depth)
                 cross_validate(lists, qrels, to_beir, args.depth, args.folds)
+            if args.folds > 1 and args.lexical_cv:
+                lexical_cv(st, search, embed, queries, qrels, to_beir, args.depth,
+                           args.folds, len(to_beir))
             print_user_rows(st, search, embed, queries, qrels, to_beir)
         finally:
             st.stop_all()

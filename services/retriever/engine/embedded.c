@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -92,6 +93,7 @@ typedef struct embedded {
   int64_t beat_at_ms, prune_at_ms;
   atomic_bool pruned_past;
   _Atomic int64_t pruned_through;
+  q_text_stopwords_t *stopwords; /* the lexical index's list (NULL: built-in) */
   bool opened; /* open succeeded: the index is whole (a failed open's is not) */
 } embedded_t;
 
@@ -502,6 +504,7 @@ static void embedded_close(void *st) {
   if (e->opened && e->snap_dir && atomic_load(&e->changed) > 0)
     take_snapshot(e, "shutdown");
   index_free(e->index);
+  q_text_stopwords_free(e->stopwords);
   store_free(e->store);
   free(e->dsn);
   free(e->snap_dir);
@@ -523,6 +526,12 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
   pthread_cond_init(&e->maint_cv, NULL);
   e->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 1000;
   e->max_lag_ms = cfg->max_lag_ms > 0 ? cfg->max_lag_ms : 5000;
+  q_err_t rc = 0;
+  if (cfg->stopwords && strcmp(cfg->stopwords, "english") != 0) {
+    rc = q_text_stopwords_new(cfg->stopwords, &e->stopwords, err, errlen);
+    if (rc)
+      goto fail;
+  }
   index_params_t ip = {
       .fixed_dim = cfg->fixed_dim,
       .m = cfg->hnsw_m,
@@ -531,8 +540,12 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       .exact_max = cfg->exact_max,
       .inner_product = cfg->inner_product,
       .int8_vectors = cfg->int8_vectors,
+      .bm25 = cfg->bm25,
+      .k1 = cfg->bm25_k1,
+      .b = cfg->bm25_b,
+      .title_weight = cfg->title_weight,
+      .stopwords = e->stopwords,
   };
-  q_err_t rc = 0;
   e->snap_meta = (snapshot_meta_t){
       .fixed_dim = cfg->fixed_dim,
       .inner_product = cfg->inner_product,
@@ -592,6 +605,9 @@ static q_err_t embedded_open(const engine_config_t *cfg, void **out, char *err,
       if (e->snap_dir)
         atomic_store(&e->changed, e->snap_changes);
     }
+    /* Loading freed as much as it kept (row buffers, term bags, snapshot
+     * sections): hand the free pages back rather than keep them resident. */
+    malloc_trim(0);
     q_metrics_gauge_fn("quarry_retriever_snapshot_seconds",
                        "Time the last snapshot took to write (0: none yet).",
                        gauge_snap_seconds_cb, e);

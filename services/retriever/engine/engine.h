@@ -192,6 +192,12 @@ typedef struct engine_config {
    * prune_interval_ms (0: never) a replica deletes the changes no live
    * replica needs that are older than log_retain_ms (the retention floor). */
   int64_t replica_ttl_ms, prune_interval_ms, log_retain_ms;
+  /* Lexical scoring (embedded): with bm25 set, BM25F's k1, b and title
+   * weight (index.h); otherwise index.h's defaults. stopwords: "english"
+   * (NULL too), "none" or a file (quarry/text.h, q_text_stopwords_new). */
+  bool bm25;
+  double bm25_k1, bm25_b, title_weight;
+  const char *stopwords;
 } engine_config_t;
 
 /* How an engine that fuses by itself (engine_ops_t.hybrid) combines the

@@ -6,7 +6,10 @@
  * length and CRC are written as placeholders and patched when the section
  * ends, so memory stays flat however big a tenant is. Reading takes one
  * section at a time into memory, checks its CRC before parsing, and hands
- * its chunks (strings pointing into the section) to index_restore_shard. */
+ * its chunks and its terms' encoded postings (pointing into the section)
+ * to index_restore_shard, which takes the postings as they are: a start
+ * from a snapshot tokenises nothing (format 3; format 2 held only the
+ * chunks, and the load re-tokenised every one). */
 #include "engine/snapshot.h"
 #include "engine/hnsw.h"
 
@@ -24,8 +27,10 @@
 
 #define MAGIC "QRYIDX01"
 #define INDEX_FILE "index.snap"
-#define HEADER_LEN                                                                       \
-  56 /* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, db_id 16, crc 4 */
+/* magic 8, version 4, flags 4, pos 8, fixed_dim 8, nshards 4, db_id 16,
+ * lexical fingerprint 8, crc 4 */
+#define HEADER_LEN 64
+#define HEADER_LEXFP 52
 #define HEADER_CRC (HEADER_LEN - 4)
 #define SECTION_HEAD 12 /* length u64, crc u32 */
 /* Largest string a section may hold: chunk text is at most 64 KiB, ids and
@@ -165,7 +170,7 @@ static q_err_t shard_cb(void *ud, const char *tenant, hnsw_t *graph, size_t dim,
   return w->failed ? Q_EIO : 0;
 }
 
-static q_err_t chunk_cb(void *ud, const engine_chunk_t *c) {
+static q_err_t chunk_cb(void *ud, const engine_chunk_t *c, const index_chunk_lex_t *lex) {
   writer_t *w = ud;
   wstr(w, c->chunk_id);
   wstr(w, c->doc_id);
@@ -184,8 +189,30 @@ static q_err_t chunk_cb(void *ud, const engine_chunk_t *c) {
   wstr(w, c->metadata ? c->metadata : "");
   wstr(w, c->author ? c->author : "");
   wstr(w, c->language ? c->language : "");
+  wu32(w, lex->len_text);
+  wu32(w, lex->len_title);
+  wu32(w, lex->nterms);
+  wu32(w, lex->terms_len);
+  wbytes(w, lex->terms, lex->terms_len);
   w->chunks++;
   w->total++;
+  return w->failed ? Q_EIO : 0;
+}
+
+static q_err_t terms_cb(void *ud, size_t nterms) {
+  writer_t *w = ud;
+  wu64(w, nterms);
+  return w->failed ? Q_EIO : 0;
+}
+
+static q_err_t term_cb(void *ud, const index_term_data_t *t) {
+  writer_t *w = ud;
+  wu32(w, (uint32_t)t->len);
+  wbytes(w, t->text, t->len);
+  wu32(w, t->nblocks);
+  wbytes(w, t->counts, t->nblocks);
+  wu64(w, t->nbytes);
+  wbytes(w, t->data, t->nbytes);
   return w->failed ? Q_EIO : 0;
 }
 
@@ -267,7 +294,7 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
     snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
     w.failed = true;
   }
-  index_visitor_t v = {shard_cb, chunk_cb};
+  index_visitor_t v = {shard_cb, chunk_cb, terms_cb, term_cb};
   q_err_t rc = w.failed ? Q_EIO : index_visit(idx, &v, &w);
   if (!rc)
     end_section(&w);
@@ -279,6 +306,7 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
     put_u64(head + 24, meta->fixed_dim);
     put_u32(head + 32, (uint32_t)w.shards);
     memcpy(head + 36, meta->db_id, sizeof meta->db_id);
+    put_u64(head + HEADER_LEXFP, index_lexical_fingerprint(idx));
     put_u32(head + HEADER_CRC, (uint32_t)crc32(0L, head, HEADER_CRC));
     if (fseek(w.f, 0, SEEK_SET) != 0 || fwrite(head, 1, sizeof head, w.f) != sizeof head)
       w.failed = true;
@@ -311,6 +339,7 @@ q_err_t snapshot_write(index_t *idx, const char *dir, int64_t pos,
 
 typedef struct cursor {
   const unsigned char *p, *end;
+  char *pool, *pool_end; /* where rstr copies strings */
   bool bad;
 } cursor_t;
 
@@ -334,37 +363,22 @@ static uint64_t ru64(cursor_t *c) {
   return v;
 }
 
-/* A string of the section, copied out and NUL-terminated (the caller frees
- * it); NULL and c->bad when malformed. */
+/* A string of the section, copied NUL-terminated into the section's string
+ * pool (one allocation for all of them, freed in one go); NULL and c->bad
+ * when malformed. */
 static char *rstr(cursor_t *c) {
   uint32_t n = ru32(c);
-  if (c->bad || n > STR_MAX || (size_t)(c->end - c->p) < n) {
+  if (c->bad || n > STR_MAX || (size_t)(c->end - c->p) < n ||
+      (size_t)(c->pool_end - c->pool) < (size_t)n + 1) {
     c->bad = true;
     return NULL;
   }
-  char *s = malloc((size_t)n + 1);
-  if (!s) {
-    c->bad = true;
-    return NULL;
-  }
+  char *s = c->pool;
   memcpy(s, c->p, n);
   s[n] = '\0';
+  c->pool += n + 1;
   c->p += n;
   return s;
-}
-
-static void free_chunks(engine_chunk_t *ch, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    free((char *)ch[i].chunk_id);
-    free((char *)ch[i].doc_id);
-    free((char *)ch[i].title);
-    free((char *)ch[i].text);
-    free((char *)ch[i].content_type);
-    free((char *)ch[i].metadata);
-    free((char *)ch[i].author);
-    free((char *)ch[i].language);
-  }
-  free(ch);
 }
 
 /* Reads, checks and applies the k-th section of f. */
@@ -398,14 +412,25 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     snprintf(err, errlen, "checksum mismatch in section %zu", k);
     return Q_EINVAL;
   }
-  cursor_t c = {buf, buf + len, false};
+  /* Every string is a u32 length and its bytes, so len bytes hold at most
+   * len / 4 strings: the pool has room for all of them and their NULs. */
+  char *pool = malloc(len + len / 4 + 1);
+  if (!pool) {
+    free(buf);
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  cursor_t c = {buf, buf + len, pool, pool + len + len / 4 + 1, false};
   q_err_t rc = 0;
   char *tenant = rstr(&c);
   uint64_t dim = ru64(&c);
   uint32_t has_graph = ru32(&c);
   uint64_t n = ru64(&c);
   engine_chunk_t *ch = NULL;
+  index_chunk_lex_t *lex = NULL;
+  index_term_data_t *terms = NULL;
   size_t got = 0;
+  uint64_t nterms = 0;
   hnsw_t *graph = NULL;
   if (c.bad || n > len / 36 + 1 || dim > HNSW_MAX_DIM || has_graph > 1) {
     snprintf(err, errlen, "section %zu: malformed shard head", k);
@@ -413,7 +438,8 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     goto done;
   }
   ch = calloc(n ? n : 1, sizeof *ch);
-  if (!ch) {
+  lex = calloc(n ? n : 1, sizeof *lex);
+  if (!ch || !lex) {
     snprintf(err, errlen, "out of memory");
     rc = Q_ENOMEM;
     goto done;
@@ -437,11 +463,64 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     x->metadata = rstr(&c);
     x->author = rstr(&c);
     x->language = rstr(&c);
+    lex[got].len_text = ru32(&c);
+    lex[got].len_title = ru32(&c);
+    lex[got].nterms = ru32(&c);
+    lex[got].terms_len = ru32(&c);
+    if (c.bad || lex[got].terms_len > (size_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    lex[got].terms = c.p;
+    c.p += lex[got].terms_len;
     if (x->dim && (x->dim != dim || !has_graph))
       c.bad = true;
   }
-  if (c.bad || c.p != c.end) {
+  if (c.bad) {
     snprintf(err, errlen, "section %zu: malformed chunk records", k);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  /* Terms: text, block counts, encoded postings (checked by the index). */
+  nterms = ru64(&c);
+  if (c.bad || nterms > (uint64_t)(c.end - c.p) / 16) {
+    snprintf(err, errlen, "section %zu: malformed term count", k);
+    rc = Q_EINVAL;
+    goto done;
+  }
+  terms = calloc(nterms ? nterms : 1, sizeof *terms);
+  if (!terms) {
+    snprintf(err, errlen, "out of memory");
+    rc = Q_ENOMEM;
+    goto done;
+  }
+  for (uint64_t t = 0; t < nterms && !c.bad; t++) {
+    index_term_data_t *td = &terms[t];
+    td->len = ru32(&c);
+    if (c.bad || td->len > (size_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    td->text = (const char *)c.p;
+    c.p += td->len;
+    td->nblocks = ru32(&c);
+    if (c.bad || td->nblocks > (size_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    td->counts = c.p;
+    c.p += td->nblocks;
+    uint64_t nb = ru64(&c);
+    if (c.bad || nb > (uint64_t)(c.end - c.p)) {
+      c.bad = true;
+      break;
+    }
+    td->data = c.p;
+    td->nbytes = (size_t)nb;
+    c.p += nb;
+  }
+  if (c.bad || c.p != c.end) {
+    snprintf(err, errlen, "section %zu: malformed term records", k);
     rc = Q_EINVAL;
     goto done;
   }
@@ -475,15 +554,16 @@ static q_err_t read_section(index_t *idx, FILE *f, long fsize, const char *dir,
     if (rc)
       goto done;
   }
-  rc = index_restore_shard(idx, tenant, graph, ch, got, err, errlen);
-  if (!rc) {
-    graph = NULL; /* the index owns it */
+  rc = index_restore_shard(idx, tenant, graph, ch, lex, got, terms, nterms, err, errlen);
+  graph = NULL; /* the index took it */
+  if (!rc)
     *nchunks += got;
-  }
 done:
   hnsw_free(graph);
-  free_chunks(ch, got);
-  free(tenant);
+  free(terms);
+  free(lex);
+  free(ch);
+  free(pool);
   free(buf);
   return rc;
 }
@@ -511,14 +591,19 @@ q_err_t snapshot_read(index_t *idx, const char *dir, const snapshot_meta_t *want
     rc = Q_EINVAL;
     goto done;
   }
+  if (get_u32(head + 8) != SNAPSHOT_FORMAT) {
+    snprintf(err, errlen, "%s: format version %u, this build reads %d", path,
+             get_u32(head + 8), SNAPSHOT_FORMAT);
+    rc = Q_EINVAL;
+    goto done;
+  }
   if (get_u32(head + HEADER_CRC) != (uint32_t)crc32(0L, head, HEADER_CRC)) {
     snprintf(err, errlen, "%s: header checksum mismatch", path);
     rc = Q_EINVAL;
     goto done;
   }
-  if (get_u32(head + 8) != SNAPSHOT_FORMAT) {
-    snprintf(err, errlen, "%s: format version %u, this build reads %d", path,
-             get_u32(head + 8), SNAPSHOT_FORMAT);
+  if (get_u64(head + HEADER_LEXFP) != index_lexical_fingerprint(idx)) {
+    snprintf(err, errlen, "%s: made with another stopword list", path);
     rc = Q_EINVAL;
     goto done;
   }

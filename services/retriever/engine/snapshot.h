@@ -5,11 +5,14 @@
  *
  * Files in dir (docs/retrieval.md, "Snapshots", has the byte layout):
  *  - index.snap: a header (magic "QRYIDX01", format version, the change log
- *    position the snapshot reflects, the settings that shape the index, the
- *    identity of the database it came from, a CRC-32 of the header), then
- *    one section per tenant (length, CRC-32 of the section, tenant, vector
- *    dimension, whether it has a graph file, its live chunks: ids, title,
- *    text, version, ordinal, page, vector label), and nothing after the
+ *    position the snapshot reflects, the settings that shape the index
+ *    including a fingerprint of the stopword list, the identity of the
+ *    database it came from, a CRC-32 of the header), then one section per
+ *    tenant (length, CRC-32 of the section, tenant, vector dimension,
+ *    whether it has a graph file, its live chunks: ids, title, text,
+ *    version, ordinal, page, offsets in the document, vector label, filter
+ *    fields, field lengths; then its terms, each with its block-compressed
+ *    postings as the index holds them, postings.h), and nothing after the
  *    last section;
  *  - graph-<pos>-<k>.hnsw: the HNSW graph of the k-th tenant, written by
  *    hnsw_save (its own header, version and BLAKE2b checksum), tagged with
@@ -35,8 +38,10 @@
 /* Bumped whenever the layout changes: a snapshot of another version is
  * discarded (and the index rebuilt). 2: chunks carry their document's
  * filter fields; 3: the header names the database; 4: chunks carry their
- * document's author and language; 5: and their offsets in the document. */
-#define SNAPSHOT_FORMAT 5
+ * document's author and language; 5: and their offsets in the document;
+ * 6: each tenant's terms and compressed postings, and the stopword list's
+ * fingerprint in the header. */
+#define SNAPSHOT_FORMAT 6
 
 /* The settings a snapshot must have been made with to be used. */
 typedef struct snapshot_meta {
