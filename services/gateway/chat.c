@@ -340,23 +340,11 @@ static q_err_t check_extension(json_t *body, chat_req_t *out, char *msg, size_t 
     return 0;
   *param = "quarry.filter";
   char err[384];
-  q_filter_t *f = NULL;
-  q_err_t rc = q_filter_compile(v, &f, err, sizeof err);
-  q_filter_free(f);
-  if (rc) {
+  q_err_t rc = query_filter_compact(v, &out->filter, err, sizeof err);
+  if (rc)
     /* err names the place from "filter" on ("filter.and[1]: ..."). */
     snprintf(msg, msglen, "quarry.%s", err);
-    return rc;
-  }
-  out->filter = json_dumps(v, JSON_COMPACT);
-  if (!out->filter)
-    return Q_ENOMEM;
-  if (strlen(out->filter) > Q_LIMIT_FILTER_BYTES) {
-    snprintf(msg, msglen, "quarry.filter: %zu bytes as compact JSON; at most %d",
-             strlen(out->filter), Q_LIMIT_FILTER_BYTES);
-    return Q_EINVAL;
-  }
-  return 0;
+  return rc;
 }
 
 q_err_t chat_parse(json_t *body, chat_req_t *out, char *msg, size_t msglen,

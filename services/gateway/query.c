@@ -433,6 +433,28 @@ static q_err_t mode_field(gw_req_t *r, json_t *body, const char **mode) {
   return 0;
 }
 
+q_err_t query_filter_compact(const json_t *v, char **compact, char *err, size_t errlen) {
+  *compact = NULL;
+  q_filter_t *f = NULL;
+  q_err_t rc = q_filter_compile(v, &f, err, errlen);
+  q_filter_free(f);
+  if (rc)
+    return rc;
+  *compact = json_dumps(v, JSON_COMPACT);
+  if (!*compact) {
+    snprintf(err, errlen, "out of memory");
+    return Q_ENOMEM;
+  }
+  if (strlen(*compact) > Q_LIMIT_FILTER_BYTES) {
+    snprintf(err, errlen, "filter: %zu bytes as compact JSON; at most %d",
+             strlen(*compact), Q_LIMIT_FILTER_BYTES);
+    free(*compact);
+    *compact = NULL;
+    return Q_EINVAL;
+  }
+  return 0;
+}
+
 /* The optional "filter" field (quarry/filter.h, docs/retrieval.md): checked
  * here, once, so a malformed filter is a 400 naming the problem before any
  * downstream call; *compact receives it as compact JSON for
@@ -443,26 +465,10 @@ static q_err_t filter_field(gw_req_t *r, json_t *body, char **compact) {
   if (!v || json_is_null(v))
     return 0;
   char err[384];
-  q_filter_t *f = NULL;
-  q_err_t rc = q_filter_compile(v, &f, err, sizeof err);
-  q_filter_free(f);
-  if (rc) {
+  q_err_t rc = query_filter_compact(v, compact, err, sizeof err);
+  if (rc)
     http_reply_error(r, rc, "%s", err);
-    return rc;
-  }
-  *compact = json_dumps(v, JSON_COMPACT);
-  if (!*compact) {
-    http_reply_error(r, Q_ENOMEM, "out of memory");
-    return Q_ENOMEM;
-  }
-  if (strlen(*compact) > Q_LIMIT_FILTER_BYTES) {
-    http_reply_error(r, Q_EINVAL, "filter: %zu bytes as compact JSON; at most %d",
-                     strlen(*compact), Q_LIMIT_FILTER_BYTES);
-    free(*compact);
-    *compact = NULL;
-    return Q_EINVAL;
-  }
-  return 0;
+  return rc;
 }
 
 void query_post(gw_req_t *r) {

@@ -6,6 +6,7 @@
 #ifndef QUARRY_GW_QUERY_H
 #define QUARRY_GW_QUERY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "gateway.h"
@@ -24,6 +25,13 @@
  * of memory. */
 typedef sink_t *(*query_sink_fn)(void *ud, sink_wake_fn wake, void *wake_ud,
                                  sink_t **reader);
+
+/* Checks a request's metadata filter v (q_filter_compile, then at most
+ * Q_LIMIT_FILTER_BYTES as compact JSON): 0 with *compact set (free() it),
+ * or the error with err naming the place from "filter" on ("filter.and[1]:
+ * ..."). The one rule for /v1/query's "filter" and the chat endpoint's
+ * "quarry.filter". */
+q_err_t query_filter_compact(const json_t *v, char **compact, char *err, size_t errlen);
 
 /* Starts a pipeline for query (copied) with top_k passages and the
  * metadata filter (compact JSON already checked with q_filter_compile,
