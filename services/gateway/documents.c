@@ -149,6 +149,11 @@ void documents_get(gw_req_t *r) {
       json_object_set_new(vo, "metadata", json_is_object(meta) ? meta : json_object());
     if (meta && !json_is_object(meta))
       json_decref(meta);
+    /* How it was chunked; null for versions stored before that was kept. */
+    if (vo)
+      json_object_set_new(vo, "chunking",
+                          v->chunking && *v->chunking ? json_string(v->chunking)
+                                                      : json_null());
     json_array_append_new(versions, vo);
   }
   if (body && versions)

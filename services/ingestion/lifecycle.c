@@ -395,7 +395,7 @@ q_err_t lifecycle_versions(q_pg_pool_t *p, Quarry__V1__Document *d, q_arena_t *a
       c,
       "SELECT v.version, v.filename, v.content_type, v.size_bytes, v.sha256, " TS(
           "v.created_at") ", COALESCE(j.id::text, ''), COALESCE(j.status, ''), "
-                          "v.metadata::text "
+                          "v.metadata::text, v.chunking "
                           "FROM document_versions v LEFT JOIN LATERAL (SELECT id, status "
                           "FROM jobs "
                           "  WHERE jobs.document_id = v.document_id AND jobs.version = "
@@ -428,6 +428,7 @@ q_err_t lifecycle_versions(q_pg_pool_t *p, Quarry__V1__Document *d, q_arena_t *a
     v->job_id = cell(a, r, i, 6);
     v->status = cell(a, r, i, 7);
     v->metadata = cell(a, r, i, 8);
+    v->chunking = cell(a, r, i, 9);
     d->versions[i] = v;
   }
   d->n_versions = (size_t)n;

@@ -123,7 +123,8 @@ class Chunking(Case):
 
     def test_chunking_is_kept_with_the_version(self):
         """The same content and external_id again: with the same chunking →
-        unchanged; with another chunking → a new version."""
+        unchanged; with another chunking → a new version; GET shows each
+        version's resolved chunking."""
         ext = "chunk-version-" + uuid.uuid4().hex[:8]
         text = "Alpha beta gamma. Delta epsilon zeta."
         r1 = upload(text, "text/plain", external_id=ext, chunking="fixed")
@@ -136,6 +137,12 @@ class Chunking(Case):
         self.assertStatus(r3, 202)
         self.assertFalse(r3.json["unchanged"], repr(r3))
         self.assertEqual(r3.json["version"], r1.json["version"] + 1)
+        # GET /v1/documents/{id} names each version's resolved chunking.
+        d = call("GET", "/v1/documents/" + r3.json["document_id"], key=key(TENANT))
+        self.assertStatus(d, 200)
+        got = {v["version"]: v["chunking"] for v in d.json["versions"]}
+        self.assertTrue(got[r1.json["version"]].startswith("fixed:"), repr(got))
+        self.assertTrue(got[r3.json["version"]].startswith("structure:"), repr(got))
 
     def test_bad_chunking_is_a_400_naming_it(self):
         """Unknown strategy, tokens 0 or over 4096 or not a number, an overlap
