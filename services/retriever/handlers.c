@@ -58,6 +58,14 @@ static int check_str(q_grpc_ctx_t *ctx, const char *field, const char *s, size_t
   return rc;
 }
 
+/* check_str of chunk i's field name ("chunks[i].name" in the message). */
+static int check_chunk_str(q_grpc_ctx_t *ctx, size_t i, const char *name, const char *s,
+                           size_t max, int required) {
+  char field[64];
+  snprintf(field, sizeof field, "chunks[%zu].%s", i, name);
+  return check_str(ctx, field, s, max, required);
+}
+
 static int str_ptr_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -122,17 +130,14 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
                         i);
       return Q_EINVAL;
     }
-    snprintf(field, sizeof field, "chunks[%zu].chunk_id", i);
-    if ((rc = check_str(ctx, field, c->chunk_id, Q_LIMIT_CHUNK_ID_BYTES, 1)))
+    if ((rc =
+             check_chunk_str(ctx, i, "chunk_id", c->chunk_id, Q_LIMIT_CHUNK_ID_BYTES, 1)))
       return rc;
-    snprintf(field, sizeof field, "chunks[%zu].doc_id", i);
-    if ((rc = check_str(ctx, field, c->doc_id, Q_LIMIT_DOCUMENT_ID_BYTES, 1)))
+    if ((rc = check_chunk_str(ctx, i, "doc_id", c->doc_id, Q_LIMIT_DOCUMENT_ID_BYTES, 1)))
       return rc;
-    snprintf(field, sizeof field, "chunks[%zu].title", i);
-    if ((rc = check_str(ctx, field, c->title, Q_LIMIT_TITLE_BYTES, 0)))
+    if ((rc = check_chunk_str(ctx, i, "title", c->title, Q_LIMIT_TITLE_BYTES, 0)))
       return rc;
-    snprintf(field, sizeof field, "chunks[%zu].text", i);
-    if ((rc = check_str(ctx, field, c->text, Q_LIMIT_PASSAGE_TEXT_BYTES, 1)))
+    if ((rc = check_chunk_str(ctx, i, "text", c->text, Q_LIMIT_PASSAGE_TEXT_BYTES, 1)))
       return rc;
     if (c->version < 0 || c->ordinal < 0 || c->page < 0) {
       q_grpc_ctx_errorf(ctx,
@@ -152,14 +157,13 @@ static q_err_t upsert_validate(q_grpc_ctx_t *ctx, const Quarry__V1__UpsertReques
                         c->n_embedding, ENGINE_MAX_DIM);
       return Q_EINVAL;
     }
-    snprintf(field, sizeof field, "chunks[%zu].content_type", i);
-    if ((rc = check_str(ctx, field, c->content_type, Q_LIMIT_MEDIA_TYPE_BYTES, 0)))
+    if ((rc = check_chunk_str(ctx, i, "content_type", c->content_type,
+                              Q_LIMIT_MEDIA_TYPE_BYTES, 0)))
       return rc;
-    snprintf(field, sizeof field, "chunks[%zu].author", i);
-    if ((rc = check_str(ctx, field, c->author, Q_LIMIT_AUTHOR_BYTES, 0)))
+    if ((rc = check_chunk_str(ctx, i, "author", c->author, Q_LIMIT_AUTHOR_BYTES, 0)))
       return rc;
-    snprintf(field, sizeof field, "chunks[%zu].language", i);
-    if ((rc = check_str(ctx, field, c->language, Q_LIMIT_LANGUAGE_BYTES, 0)))
+    if ((rc =
+             check_chunk_str(ctx, i, "language", c->language, Q_LIMIT_LANGUAGE_BYTES, 0)))
       return rc;
     if (c->created_at < 0) {
       q_grpc_ctx_errorf(ctx, "chunks[%zu].created_at must not be negative", i);
